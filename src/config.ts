@@ -1,0 +1,153 @@
+/**
+ * The broker's configuration: every limit in one place, with defaults, validated once at start-up.
+ *
+ * Every table, queue and buffer in the core is bounded by a value from here, and each bound has a
+ * defined outcome when it is hit (documented beside the field). `validateConfig` checks ranges
+ * and the relations between limits so that the core can assert them instead of re-checking.
+ * Times are integer milliseconds inside the core; MQTT's seconds are converted at the edges.
+ */
+
+export type SyncPolicy = 'always' | 'interval' | 'none';
+
+/** What happens to a QoS 1/2 message offered to a session whose queue is full. */
+export type QueueOverflowPolicy = 'drop-oldest' | 'reject-new';
+
+export interface BrokerConfig {
+  /** Largest packet accepted from a client; bigger ones cost the connection 0x95. */
+  packetBytesMax: number;
+  /** Open connections; past it a CONNECT is refused (5.0: 0x97 Quota exceeded; 3.1.1: rc 3). */
+  connectionsMax: number;
+  /** Sessions held, online or offline; past it a new session is refused like a connection. */
+  sessionsMax: number;
+  /** Subscriptions per session; past it SUBACK says 0x97 (3.1.1: 0x80) for the extra filters. */
+  subscriptionsPerSessionMax: number;
+  /** QoS 1/2 messages a client may have unacknowledged towards us (our Receive Maximum). */
+  receiveMaximum: number;
+  /** QoS 1/2 messages we keep unacknowledged towards one client (capped by its Receive Maximum). */
+  inflightPerSessionMax: number;
+  /** Messages queued for one session beyond its inflight window. */
+  queuedMessagesPerSessionMax: number;
+  /** Payload bytes queued for one session beyond its inflight window. */
+  queuedBytesPerSessionMax: number;
+  /** Policy for QoS 1/2 messages once the queue is full; QoS 0 always goes first. */
+  queueOverflowPolicy: QueueOverflowPolicy;
+  /** Retained messages held; past it a new retained topic is not stored (5.0 PUBACK 0x97). */
+  retainedMessagesMax: number;
+  /** Retained payload bytes held; same outcome as `retainedMessagesMax`. */
+  retainedBytesMax: number;
+  /** Topic name / filter length in bytes; longer ones are invalid (0x90 / 0x8F). */
+  topicBytesMax: number;
+  /** Topic name / filter levels; more are invalid (0x90 / 0x8F). */
+  topicLevelsMax: number;
+  /** Client identifier length in bytes; longer is refused with 0x85. */
+  clientIdBytesMax: number;
+  /** Topic aliases a client may use towards us (our Topic Alias Maximum); 0 disables them. */
+  topicAliasMaximum: number;
+  /** Largest session expiry we honour, in seconds; larger requests are clamped and reported. */
+  sessionExpirySecondsMax: number;
+  /** When set, overrides the client's keepalive (5.0 Server Keep Alive). */
+  serverKeepAliveSeconds: number | null;
+  /** A connection that has not sent CONNECT within this is closed. */
+  connectTimeoutMs: number;
+  /** Highest QoS the broker grants. */
+  maximumQos: 0 | 1 | 2;
+  retainAvailable: boolean;
+  wildcardSubscriptionAvailable: boolean;
+  subscriptionIdentifiersAvailable: boolean;
+  sharedSubscriptionAvailable: boolean;
+  /** Durability of acknowledgements; see README "Durability". */
+  syncPolicy: SyncPolicy;
+  /** For `interval`: the longest a written record waits for its sync. */
+  syncIntervalMs: number;
+}
+
+export const defaultConfig: Readonly<BrokerConfig> = Object.freeze({
+  packetBytesMax: 1024 * 1024,
+  connectionsMax: 100_000,
+  sessionsMax: 200_000,
+  subscriptionsPerSessionMax: 1_000,
+  receiveMaximum: 1_024,
+  inflightPerSessionMax: 64,
+  queuedMessagesPerSessionMax: 1_000,
+  queuedBytesPerSessionMax: 16 * 1024 * 1024,
+  queueOverflowPolicy: 'drop-oldest',
+  retainedMessagesMax: 100_000,
+  retainedBytesMax: 256 * 1024 * 1024,
+  topicBytesMax: 1_024,
+  topicLevelsMax: 64,
+  clientIdBytesMax: 256,
+  topicAliasMaximum: 64,
+  sessionExpirySecondsMax: 0xffffffff,
+  serverKeepAliveSeconds: null,
+  connectTimeoutMs: 10_000,
+  maximumQos: 2,
+  retainAvailable: true,
+  wildcardSubscriptionAvailable: true,
+  subscriptionIdentifiersAvailable: true,
+  sharedSubscriptionAvailable: true,
+  syncPolicy: 'always',
+  syncIntervalMs: 100,
+} satisfies BrokerConfig);
+
+type Rule = { min: number; max: number };
+const integerRules: { [K in keyof BrokerConfig]?: Rule } = {
+  packetBytesMax: { min: 64, max: 268_435_460 },
+  connectionsMax: { min: 1, max: 10_000_000 },
+  sessionsMax: { min: 1, max: 100_000_000 },
+  subscriptionsPerSessionMax: { min: 1, max: 1_000_000 },
+  receiveMaximum: { min: 1, max: 65_535 },
+  inflightPerSessionMax: { min: 1, max: 65_535 },
+  queuedMessagesPerSessionMax: { min: 0, max: 10_000_000 },
+  queuedBytesPerSessionMax: { min: 0, max: 2 ** 40 },
+  retainedMessagesMax: { min: 0, max: 100_000_000 },
+  retainedBytesMax: { min: 0, max: 2 ** 40 },
+  topicBytesMax: { min: 1, max: 65_535 },
+  topicLevelsMax: { min: 1, max: 65_535 },
+  clientIdBytesMax: { min: 1, max: 65_535 },
+  topicAliasMaximum: { min: 0, max: 65_535 },
+  sessionExpirySecondsMax: { min: 0, max: 0xffffffff },
+  connectTimeoutMs: { min: 1, max: 3_600_000 },
+  syncIntervalMs: { min: 1, max: 60_000 },
+};
+
+/**
+ * Merges `overrides` onto the defaults and checks every value. Returns the config or the list of
+ * readable problems (one per bad key); unknown keys are problems too, so typos do not pass silently.
+ */
+export function resolveConfig(
+  overrides: Record<string, unknown>,
+): { ok: true; config: BrokerConfig } | { ok: false; problems: string[] } {
+  const problems: string[] = [];
+  const config: Record<string, unknown> = { ...defaultConfig };
+  for (const [key, value] of Object.entries(overrides)) {
+    if (!(key in defaultConfig)) {
+      problems.push(`unknown setting "${key}"`);
+      continue;
+    }
+    config[key] = value;
+  }
+  for (const [key, rule] of Object.entries(integerRules) as [keyof BrokerConfig, Rule][]) {
+    const value = config[key];
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < rule.min || value > rule.max) {
+      problems.push(`"${key}" must be an integer from ${rule.min} to ${rule.max}, got ${JSON.stringify(value)}`);
+    }
+  }
+  checkEnum(config, 'syncPolicy', ['always', 'interval', 'none'], problems);
+  checkEnum(config, 'queueOverflowPolicy', ['drop-oldest', 'reject-new'], problems);
+  checkEnum(config, 'maximumQos', [0, 1, 2], problems);
+  for (const key of ['retainAvailable', 'wildcardSubscriptionAvailable', 'subscriptionIdentifiersAvailable', 'sharedSubscriptionAvailable'] as const) {
+    if (typeof config[key] !== 'boolean') problems.push(`"${key}" must be true or false, got ${JSON.stringify(config[key])}`);
+  }
+  const keepAlive = config.serverKeepAliveSeconds;
+  if (keepAlive !== null && (typeof keepAlive !== 'number' || !Number.isInteger(keepAlive) || keepAlive < 0 || keepAlive > 65_535)) {
+    problems.push(`"serverKeepAliveSeconds" must be null or an integer from 0 to 65535, got ${JSON.stringify(keepAlive)}`);
+  }
+  if (problems.length > 0) return { ok: false, problems };
+  return { ok: true, config: config as unknown as BrokerConfig };
+}
+
+function checkEnum(config: Record<string, unknown>, key: string, allowed: readonly unknown[], problems: string[]): void {
+  if (!allowed.includes(config[key])) {
+    problems.push(`"${key}" must be one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}, got ${JSON.stringify(config[key])}`);
+  }
+}

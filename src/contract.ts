@@ -1,0 +1,73 @@
+/**
+ * The IO contract: how a driver talks to the broker core, and the only types `src/` shares with
+ * `io/` and `sim/`.
+ *
+ * The core is sans-IO. A driver calls an input method with the current time; the method runs to
+ * completion synchronously and queues actions; the driver then drains the actions and carries
+ * them out (send bytes, close a connection, perform a storage request, emit a log line), and asks
+ * for the next deadline at which it must call `tick`. Nothing calls back into the core while an
+ * input runs, and time handed to the core never goes backwards.
+ *
+ * The same driver loop runs over the real Node backend (`io/`) and over the simulated world
+ * (`sim/`); the core cannot tell which.
+ */
+
+/** Chosen by the driver, unique for the lifetime of the process (never reused). */
+export type ConnectionId = number;
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+export type LogFields = Record<string, string | number | boolean | null>;
+
+/** Storage requests: a flat namespace of files in one data directory. */
+export type StorageRequest =
+  | { op: 'list'; requestId: number }
+  | { op: 'read'; requestId: number; file: string; offset: number; length: number }
+  /** Writes at `offset`, creating the file if it does not exist. Not durable until `sync`. */
+  | { op: 'write'; requestId: number; file: string; offset: number; bytes: Uint8Array }
+  | { op: 'sync'; requestId: number; file: string }
+  | { op: 'truncate'; requestId: number; file: string; length: number }
+  | { op: 'rename'; requestId: number; from: string; to: string }
+  | { op: 'delete'; requestId: number; file: string }
+  /** Makes creations, renames and deletions in the directory durable. */
+  | { op: 'sync-directory'; requestId: number };
+
+export type StorageErrorCode = 'EIO' | 'ENOSPC' | 'ENOENT' | 'EOTHER';
+
+export type StorageResult =
+  | {
+      requestId: number;
+      ok: true;
+      /** For `read`: the bytes read (shorter than asked at end of file). */
+      bytes?: Uint8Array;
+      /** For `list`: every file with its size in bytes, sorted by name. */
+      files?: { name: string; size: number }[];
+    }
+  | { requestId: number; ok: false; code: StorageErrorCode; message: string };
+
+export type Action =
+  /** Write these bytes to the connection, after everything sent before on it. */
+  | { kind: 'send'; connectionId: ConnectionId; bytes: Uint8Array }
+  /** Flush what was sent before, then close the connection. No input arrives for it afterwards. */
+  | { kind: 'close'; connectionId: ConnectionId; reason: string }
+  | { kind: 'storage'; request: StorageRequest }
+  | { kind: 'log'; level: LogLevel; event: string; fields: LogFields };
+
+/** The inputs a driver feeds and the outputs it drains. Implemented by `Broker`. */
+export interface BrokerCore {
+  /** A transport connection was accepted. */
+  connectionOpened(nowMs: number, connectionId: ConnectionId, remoteAddress: string): void;
+  /** Bytes arrived on a connection, in order; any split is possible. */
+  bytesReceived(nowMs: number, connectionId: ConnectionId, bytes: Uint8Array): void;
+  /** The transport connection ended without the core asking (peer closed, reset, error). */
+  connectionClosed(nowMs: number, connectionId: ConnectionId): void;
+  /** A storage request issued earlier has finished. */
+  storageCompleted(nowMs: number, result: StorageResult): void;
+  /** Time passed; fire whatever deadline is due. */
+  tick(nowMs: number): void;
+  /** Orderly stop: 5.0 clients get DISCONNECT 0x8B, every connection is closed. */
+  shutdown(nowMs: number): void;
+  /** Everything queued since the last drain, in order; the queue is emptied. */
+  drainActions(): Action[];
+  /** The earliest time at which `tick` has work to do, or null when nothing is scheduled. */
+  nextDeadlineMs(): number | null;
+}
