@@ -54,6 +54,11 @@ export type Action =
 
 /** The inputs a driver feeds and the outputs it drains. Implemented by `Broker`. */
 export interface BrokerCore {
+  /**
+   * False while the core is still recovering its state from storage (driven by the storage
+   * actions it queues). A driver accepts connections only once it is true.
+   */
+  readonly ready: boolean;
   /** A transport connection was accepted. */
   connectionOpened(nowMs: number, connectionId: ConnectionId, remoteAddress: string): void;
   /** Bytes arrived on a connection, in order; any split is possible. */

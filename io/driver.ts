@@ -1,0 +1,108 @@
+/**
+ * The one driver loop between the broker core and a world (the real Node backend or the
+ * simulator).
+ *
+ * The driver feeds each input to the core, then drains every action the core queued and hands
+ * it to the host, then tells the host the core's next deadline. Hosts must not call back into the
+ * driver while it is executing actions (a storage request completes later, as a new input); the
+ * driver asserts this, because re-entrancy would break the core's run-to-completion contract.
+ * Time must never go backwards; the driver asserts that too, before the core would.
+ */
+import assert from 'node:assert/strict';
+import type { BrokerCore, ConnectionId, LogFields, LogLevel, StorageRequest, StorageResult } from '../src/contract.js';
+
+/** What a world must provide to run the broker. */
+export interface Host {
+  send(connectionId: ConnectionId, bytes: Uint8Array): void;
+  close(connectionId: ConnectionId, reason: string): void;
+  /** Start a storage request; its result is reported later through `Driver.storageCompleted`. */
+  storage(request: StorageRequest): void;
+  log(level: LogLevel, event: string, fields: LogFields): void;
+  /** Arrange for `Driver.tick` to be called at `deadlineMs` (replacing any earlier wakeup), or never. */
+  setWakeup(deadlineMs: number | null): void;
+}
+
+export class Driver {
+  private executing = false;
+  private lastNowMs = -Infinity;
+
+  constructor(
+    readonly core: BrokerCore,
+    private readonly host: Host,
+  ) {}
+
+  connectionOpened(nowMs: number, connectionId: ConnectionId, remoteAddress: string): void {
+    this.enter(nowMs);
+    this.core.connectionOpened(nowMs, connectionId, remoteAddress);
+    this.flush();
+  }
+
+  bytesReceived(nowMs: number, connectionId: ConnectionId, bytes: Uint8Array): void {
+    this.enter(nowMs);
+    this.core.bytesReceived(nowMs, connectionId, bytes);
+    this.flush();
+  }
+
+  connectionClosed(nowMs: number, connectionId: ConnectionId): void {
+    this.enter(nowMs);
+    this.core.connectionClosed(nowMs, connectionId);
+    this.flush();
+  }
+
+  storageCompleted(nowMs: number, result: StorageResult): void {
+    this.enter(nowMs);
+    this.core.storageCompleted(nowMs, result);
+    this.flush();
+  }
+
+  tick(nowMs: number): void {
+    this.enter(nowMs);
+    this.core.tick(nowMs);
+    this.flush();
+  }
+
+  shutdown(nowMs: number): void {
+    this.enter(nowMs);
+    this.core.shutdown(nowMs);
+    this.flush();
+  }
+
+  /** Executes whatever the core queued outside an input (e.g. right after construction). */
+  start(nowMs: number): void {
+    this.enter(nowMs);
+    this.flush();
+  }
+
+  private enter(nowMs: number): void {
+    assert.ok(!this.executing, 'driver re-entered while executing actions');
+    assert.ok(nowMs >= this.lastNowMs, `time went backwards: ${nowMs} < ${this.lastNowMs}`);
+    this.lastNowMs = nowMs;
+  }
+
+  private flush(): void {
+    this.executing = true;
+    try {
+      const actions = this.core.drainActions();
+      for (let index = 0; index < actions.length; index++) {
+        const action = actions[index]!;
+        switch (action.kind) {
+          case 'send':
+            this.host.send(action.connectionId, action.bytes);
+            break;
+          case 'close':
+            this.host.close(action.connectionId, action.reason);
+            break;
+          case 'storage':
+            this.host.storage(action.request);
+            break;
+          case 'log':
+            this.host.log(action.level, action.event, action.fields);
+            break;
+        }
+      }
+      this.host.setWakeup(this.core.nextDeadlineMs());
+    } finally {
+      this.executing = false;
+    }
+  }
+}
