@@ -1,0 +1,210 @@
+/**
+ * A simulated data directory with the failure modes of real disks, executing the core's
+ * StorageRequests.
+ *
+ * Each file has two images: `visible` (what reads see now) and `durable` (what survives a
+ * crash). Writes and truncations change `visible` at once and are remembered as unsynced until
+ * the file is synced. Creating, renaming and deleting files change the visible directory at once
+ * and reach the durable directory only at `sync-directory`. A crash keeps a random subset of the
+ * unsynced writes (each possibly torn to a prefix) and a random prefix of the unsynced directory
+ * operations, then the visible state becomes the durable one.
+ *
+ * Faults are drawn from the disk's own random stream: EIO on any operation, ENOSPC past a
+ * capacity, latent read errors, and bit flips in synced data. Every injected corruption of synced
+ * data is recorded in `corruptions`, so the checker knows which losses the broker was allowed to
+ * report instead of hiding.
+ */
+import assert from 'node:assert/strict';
+import type { StorageRequest, StorageResult } from '../src/contract.js';
+
+export interface DiskFaults {
+  /** Probability that a write, sync or directory operation fails with EIO. */
+  ioErrorRate: number;
+  /** Probability that a read fails with EIO. */
+  readErrorRate: number;
+  /** Probability that a crash tears each unsynced write (keeps a prefix) rather than keeping/dropping it whole. */
+  tornWriteRate: number;
+  /** Total bytes the disk holds; a write past it fails with ENOSPC. */
+  capacityBytes: number;
+}
+
+export const noDiskFaults: DiskFaults = { ioErrorRate: 0, readErrorRate: 0, tornWriteRate: 0, capacityBytes: Number.MAX_SAFE_INTEGER };
+
+type DirectoryOperation = { kind: 'create'; file: string } | { kind: 'rename'; from: string; to: string } | { kind: 'delete'; file: string };
+type PendingWrite = { kind: 'write'; offset: number; bytes: Uint8Array } | { kind: 'truncate'; length: number };
+
+interface SimulatedFile {
+  visible: Uint8Array;
+  durable: Uint8Array;
+  unsynced: PendingWrite[];
+}
+
+export class SimulatedDisk {
+  private files = new Map<string, SimulatedFile>();
+  /** Names in the durable directory, mapped to the file object they name. */
+  private durableDirectory = new Map<string, SimulatedFile>();
+  private unsyncedDirectory: DirectoryOperation[] = [];
+  readonly corruptions: { file: string; offset: number }[] = [];
+  operations = 0;
+
+  constructor(
+    private readonly random: () => number,
+    public faults: DiskFaults = noDiskFaults,
+  ) {}
+
+  execute(request: StorageRequest): StorageResult {
+    this.operations++;
+    const id = request.requestId;
+    if (request.op !== 'read' && request.op !== 'list' && this.random() < this.faults.ioErrorRate) {
+      return { requestId: id, ok: false, code: 'EIO', message: `simulated I/O error on ${request.op}` };
+    }
+    switch (request.op) {
+      case 'list':
+        return { requestId: id, ok: true, files: [...this.files.entries()].map(([name, file]) => ({ name, size: file.visible.length })).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)) };
+      case 'read':
+        return this.read(id, request.file, request.offset, request.length);
+      case 'write':
+        return this.write(id, request.file, request.offset, request.bytes);
+      case 'sync': {
+        const file = this.files.get(request.file);
+        if (file === undefined) return enoent(id, request.file);
+        file.durable = file.visible.slice();
+        file.unsynced = [];
+        return { requestId: id, ok: true };
+      }
+      case 'truncate': {
+        const file = this.files.get(request.file);
+        if (file === undefined) return enoent(id, request.file);
+        file.visible = resize(file.visible, request.length);
+        file.unsynced.push({ kind: 'truncate', length: request.length });
+        return { requestId: id, ok: true };
+      }
+      case 'rename': {
+        const file = this.files.get(request.from);
+        if (file === undefined) return enoent(id, request.from);
+        this.files.delete(request.from);
+        this.files.set(request.to, file);
+        this.unsyncedDirectory.push({ kind: 'rename', from: request.from, to: request.to });
+        return { requestId: id, ok: true };
+      }
+      case 'delete':
+        if (!this.files.delete(request.file)) return enoent(id, request.file);
+        this.unsyncedDirectory.push({ kind: 'delete', file: request.file });
+        return { requestId: id, ok: true };
+      case 'sync-directory':
+        for (const operation of this.unsyncedDirectory) applyDirectoryOperation(this.durableDirectory, operation, this.files);
+        this.unsyncedDirectory = [];
+        return { requestId: id, ok: true };
+    }
+  }
+
+  private read(id: number, name: string, offset: number, length: number): StorageResult {
+    const file = this.files.get(name);
+    if (file === undefined) return enoent(id, name);
+    if (this.random() < this.faults.readErrorRate) return { requestId: id, ok: false, code: 'EIO', message: `simulated read error on ${name}` };
+    return { requestId: id, ok: true, bytes: file.visible.slice(offset, Math.min(file.visible.length, offset + length)) };
+  }
+
+  private write(id: number, name: string, offset: number, bytes: Uint8Array): StorageResult {
+    let file = this.files.get(name);
+    const growth = Math.max(0, offset + bytes.length - (file?.visible.length ?? 0));
+    if (this.usedBytes() + growth > this.faults.capacityBytes) return { requestId: id, ok: false, code: 'ENOSPC', message: 'simulated full disk' };
+    if (file === undefined) {
+      file = { visible: new Uint8Array(0), durable: new Uint8Array(0), unsynced: [] };
+      this.files.set(name, file);
+      this.unsyncedDirectory.push({ kind: 'create', file: name });
+    }
+    if (file.visible.length < offset + bytes.length) file.visible = resize(file.visible, offset + bytes.length);
+    file.visible.set(bytes, offset);
+    file.unsynced.push({ kind: 'write', offset, bytes: bytes.slice() });
+    return { requestId: id, ok: true };
+  }
+
+  usedBytes(): number {
+    let total = 0;
+    for (const file of this.files.values()) total += file.visible.length;
+    return total;
+  }
+
+  /** Power loss: keep a random subset of unsynced writes (some torn) and a random prefix of directory operations. */
+  crash(): void {
+    for (const file of new Set([...this.files.values(), ...this.durableDirectory.values()])) {
+      let image = file.durable;
+      for (const pending of file.unsynced) {
+        const roll = this.random();
+        if (roll < 0.5) continue;
+        if (pending.kind === 'truncate') image = resize(image, pending.length);
+        else image = applyWrite(image, pending.offset, roll < 0.5 + this.faults.tornWriteRate * 0.5 ? pending.bytes.subarray(0, Math.floor(this.random() * pending.bytes.length)) : pending.bytes);
+      }
+      file.durable = image;
+      file.visible = image.slice();
+      file.unsynced = [];
+    }
+    const keep = Math.floor(this.random() * (this.unsyncedDirectory.length + 1));
+    for (const operation of this.unsyncedDirectory.slice(0, keep)) applyDirectoryOperation(this.durableDirectory, operation, this.files);
+    this.unsyncedDirectory = [];
+    this.files = new Map(this.durableDirectory);
+    this.durableDirectory = new Map(this.durableDirectory);
+  }
+
+  /** Flips one bit of synced data in a random file; returns where, or null when there is nothing synced. */
+  flipDurableBit(): { file: string; offset: number } | null {
+    const candidates = [...this.durableDirectory.entries()].filter(([, file]) => file.durable.length > 0 && file.unsynced.length === 0);
+    if (candidates.length === 0) return null;
+    const [name, file] = candidates[Math.floor(this.random() * candidates.length)]!;
+    const offset = Math.floor(this.random() * file.durable.length);
+    const bit = 1 << Math.floor(this.random() * 8);
+    file.durable[offset]! ^= bit;
+    file.visible[offset]! ^= bit;
+    this.corruptions.push({ file: name, offset });
+    return { file: name, offset };
+  }
+
+  /** Sorted names and sizes of the visible directory, for traces and tests. */
+  describe(): string {
+    return [...this.files.entries()].map(([name, file]) => `${name}:${file.visible.length}`).sort().join(',');
+  }
+
+  fileBytes(name: string): Uint8Array | undefined {
+    return this.files.get(name)?.visible;
+  }
+
+  /** Test seam: overwrite bytes of a file in both images (planting damage on purpose). */
+  corrupt(name: string, offset: number, value: number): void {
+    const file = this.files.get(name);
+    assert.ok(file !== undefined && offset < file.visible.length, `cannot corrupt ${name} at ${offset}`);
+    file.visible[offset] = value;
+    file.durable[offset] = value;
+    this.corruptions.push({ file: name, offset });
+  }
+}
+
+function enoent(requestId: number, name: string): StorageResult {
+  return { requestId, ok: false, code: 'ENOENT', message: `no such file: ${name}` };
+}
+
+function resize(bytes: Uint8Array, length: number): Uint8Array {
+  if (length <= bytes.length) return bytes.slice(0, length);
+  const grown = new Uint8Array(length);
+  grown.set(bytes);
+  return grown;
+}
+
+function applyWrite(image: Uint8Array, offset: number, bytes: Uint8Array): Uint8Array {
+  const result = image.length < offset + bytes.length ? resize(image, offset + bytes.length) : image.slice();
+  result.set(bytes, offset);
+  return result;
+}
+
+function applyDirectoryOperation(directory: Map<string, SimulatedFile>, operation: DirectoryOperation, live: Map<string, SimulatedFile>): void {
+  if (operation.kind === 'create') {
+    const file = live.get(operation.file);
+    if (file !== undefined && !directory.has(operation.file)) directory.set(operation.file, file);
+  } else if (operation.kind === 'rename') {
+    const file = directory.get(operation.from) ?? live.get(operation.to);
+    directory.delete(operation.from);
+    if (file !== undefined) directory.set(operation.to, file);
+  } else {
+    directory.delete(operation.file);
+  }
+}

@@ -1,0 +1,54 @@
+/**
+ * CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), the checksum of every stored record.
+ *
+ * Chosen over CRC-32 (IEEE) for its better error detection on storage-sized blocks, and because
+ * it is the checksum storage systems conventionally use for logs. Slicing-by-8 tables make it
+ * fast enough for the write path without native code: eight table look-ups per eight bytes.
+ */
+
+const tables: Uint32Array[] = buildTables();
+
+function buildTables(): Uint32Array[] {
+  const result: Uint32Array[] = [];
+  const first = new Uint32Array(256);
+  for (let byte = 0; byte < 256; byte++) {
+    let crc = byte;
+    for (let bit = 0; bit < 8; bit++) crc = crc & 1 ? (crc >>> 1) ^ 0x82f63b78 : crc >>> 1;
+    first[byte] = crc >>> 0;
+  }
+  result.push(first);
+  for (let slice = 1; slice < 8; slice++) {
+    const previous = result[slice - 1]!;
+    const table = new Uint32Array(256);
+    for (let byte = 0; byte < 256; byte++) {
+      table[byte] = ((previous[byte]! >>> 8) ^ first[previous[byte]! & 0xff]!) >>> 0;
+    }
+    result.push(table);
+  }
+  return result;
+}
+
+/** Continues a CRC-32C over `bytes[start, end)`; start a fresh checksum with `crc = 0`. */
+export function crc32c(bytes: Uint8Array, crc = 0, start = 0, end = bytes.length): number {
+  const [t0, t1, t2, t3, t4, t5, t6, t7] = tables as [Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array];
+  let value = ~crc >>> 0;
+  let index = start;
+  while (end - index >= 8) {
+    const low = value ^ (bytes[index]! | (bytes[index + 1]! << 8) | (bytes[index + 2]! << 16) | (bytes[index + 3]! << 24));
+    value =
+      t7[low & 0xff]! ^
+      t6[(low >>> 8) & 0xff]! ^
+      t5[(low >>> 16) & 0xff]! ^
+      t4[low >>> 24]! ^
+      t3[bytes[index + 4]!]! ^
+      t2[bytes[index + 5]!]! ^
+      t1[bytes[index + 6]!]! ^
+      t0[bytes[index + 7]!]!;
+    index += 8;
+  }
+  while (index < end) {
+    value = t0[(value ^ bytes[index]!) & 0xff]! ^ (value >>> 8);
+    index++;
+  }
+  return ~value >>> 0;
+}

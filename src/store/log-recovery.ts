@@ -1,0 +1,221 @@
+/**
+ * The read side of the log: rebuilds state from the newest snapshot and the segments after it.
+ *
+ * Recovery is a small state machine over storage requests, like everything else in the core:
+ * list the directory, read the newest snapshot whole, then read each relevant segment in LSN
+ * order, handing every record to `onRecord`. What it tolerates and what it refuses:
+ * - A torn tail on the last segment (a crash during the final write) is truncated, synced and
+ *   reported as a warning: those records were never acknowledged under the `always` policy.
+ * - Anything else (a checksum failure with valid records after it, a torn non-last segment, a
+ *   gap in the sequence, a damaged snapshot) stops recovery with a message naming the file and
+ *   offset. Skipping it silently could lose acknowledged data or resurrect deleted state.
+ * - Leftover `*.tmp` files (a crash during a snapshot write) are deleted.
+ */
+import { assert } from '../assert.js';
+import type { StorageRequest, StorageResult } from '../contract.js';
+import { scanFrames, type FrameRecord } from './record-frame.js';
+import type { OpenSegment } from './log-writer.js';
+
+export const snapshotEndRecordType = 255;
+const segmentPattern = /^wal-(\d{16})\.log$/;
+const snapshotPattern = /^snapshot-(\d{16})\.snap$/;
+
+export function snapshotFileName(coveredLsn: number): string {
+  return `snapshot-${String(coveredLsn).padStart(16, '0')}.snap`;
+}
+
+export interface RecoveryOutcome {
+  /** The LSN the next appended record gets. */
+  nextLsn: number;
+  /** Segment to keep appending to, or null to start a new one. */
+  openSegment: OpenSegment | null;
+  /** LSN covered by the snapshot recovered from (0 without one). */
+  snapshotLsn: number;
+  /** Every segment present after recovery, oldest first, with its first LSN. */
+  segments: { name: string; firstLsn: number }[];
+  /** Files left behind that a later snapshot should delete (covered segments, older snapshots). */
+  obsoleteFiles: string[];
+  /** Human-readable notes (torn tails truncated, temporary files removed). */
+  warnings: string[];
+}
+
+type Step = { kind: 'list' } | { kind: 'read'; file: string; size: number; snapshot: boolean; buffer: Uint8Array; filled: number } | { kind: 'cleanup' } | { kind: 'done' };
+
+export class LogRecovery {
+  private step: Step = { kind: 'list' };
+  private inflightRequestId = -1;
+  private readonly outbox: StorageRequest[] = [];
+  private readQueue: { name: string; size: number; snapshot: boolean; firstLsn: number }[] = [];
+  private cleanupQueue: StorageRequest[] = [];
+  private expectedLsn = 1;
+  private snapshotLsn = 0;
+  private segments: { name: string; firstLsn: number }[] = [];
+  private lastSegment: OpenSegment | null = null;
+  private readonly obsoleteFiles: string[] = [];
+  private readonly warnings: string[] = [];
+  failure: string | null = null;
+  outcome: RecoveryOutcome | null = null;
+
+  constructor(
+    private readonly nextRequestId: () => number,
+    private readonly onRecord: (record: FrameRecord, fromSnapshot: boolean) => void,
+    private readonly readBytesMax = 4 * 1024 * 1024,
+    private readonly recordBytesMax = 512 * 1024 * 1024,
+  ) {
+    this.issue({ op: 'list', requestId: this.nextRequestId() });
+  }
+
+  get finished(): boolean {
+    return this.outcome !== null || this.failure !== null;
+  }
+
+  takeRequests(): StorageRequest[] {
+    return this.outbox.splice(0, this.outbox.length);
+  }
+
+  handleResult(result: StorageResult): boolean {
+    if (result.requestId !== this.inflightRequestId) return false;
+    this.inflightRequestId = -1;
+    if (!result.ok) {
+      this.failure = `recovery could not ${this.step.kind} ${'file' in this.step ? this.step.file : 'the data directory'}: ${result.code} ${result.message}`;
+      return true;
+    }
+    if (this.step.kind === 'list') this.planReads(result.files ?? []);
+    else if (this.step.kind === 'read') this.continueRead(result.bytes ?? new Uint8Array(0));
+    else if (this.step.kind === 'cleanup') this.nextCleanup();
+    return true;
+  }
+
+  private planReads(files: { name: string; size: number }[]): void {
+    let newestSnapshot: { name: string; size: number; lsn: number } | null = null;
+    for (const file of files) {
+      const match = snapshotPattern.exec(file.name);
+      if (match && (newestSnapshot === null || Number(match[1]) > newestSnapshot.lsn)) newestSnapshot = { ...file, lsn: Number(match[1]) };
+      if (file.name.endsWith('.tmp')) {
+        this.cleanupQueue.push({ op: 'delete', requestId: 0, file: file.name });
+        this.warnings.push(`removed ${file.name}, left by a snapshot that never completed`);
+      }
+    }
+    const segments = files
+      .map((file) => ({ ...file, match: segmentPattern.exec(file.name) }))
+      .filter((file) => file.match !== null)
+      .map((file) => ({ name: file.name, size: file.size, firstLsn: Number(file.match![1]), snapshot: false }))
+      .sort((a, b) => a.firstLsn - b.firstLsn);
+    if (newestSnapshot !== null) {
+      this.snapshotLsn = newestSnapshot.lsn;
+      this.readQueue.push({ name: newestSnapshot.name, size: newestSnapshot.size, snapshot: true, firstLsn: 1 });
+    }
+    for (const file of files) {
+      const match = snapshotPattern.exec(file.name);
+      if (match && newestSnapshot !== null && Number(match[1]) < newestSnapshot.lsn) this.obsoleteFiles.push(file.name);
+    }
+    // Segments wholly covered by the snapshot are skipped; the one containing snapshotLsn + 1 is read.
+    for (let index = 0; index < segments.length; index++) {
+      const nextFirst = segments[index + 1]?.firstLsn ?? Infinity;
+      if (nextFirst - 1 <= this.snapshotLsn) {
+        this.obsoleteFiles.push(segments[index]!.name);
+        continue;
+      }
+      this.readQueue.push(segments[index]!);
+      this.segments.push({ name: segments[index]!.name, firstLsn: segments[index]!.firstLsn });
+    }
+    this.expectedLsn = this.snapshotLsn + 1;
+    this.nextRead();
+  }
+
+  private nextRead(): void {
+    const file = this.readQueue.shift();
+    if (file === undefined) return this.nextCleanup();
+    if (!file.snapshot && file.firstLsn > this.expectedLsn) {
+      this.failure = `log records ${this.expectedLsn}..${file.firstLsn - 1} are missing before ${file.name}`;
+      return;
+    }
+    this.step = { kind: 'read', file: file.name, size: file.size, snapshot: file.snapshot, buffer: new Uint8Array(file.size), filled: 0 };
+    this.requestChunk();
+  }
+
+  private requestChunk(): void {
+    assert(this.step.kind === 'read', 'reading');
+    if (this.step.filled >= this.step.size) return this.finishFile();
+    const length = Math.min(this.readBytesMax, this.step.size - this.step.filled);
+    this.issue({ op: 'read', requestId: this.nextRequestId(), file: this.step.file, offset: this.step.filled, length });
+  }
+
+  private continueRead(bytes: Uint8Array): void {
+    assert(this.step.kind === 'read', 'reading');
+    if (bytes.length === 0) {
+      // The file shrank since it was listed; what was read is all there is.
+      this.step.buffer = this.step.buffer.subarray(0, this.step.filled);
+      this.step.size = this.step.filled;
+    }
+    this.step.buffer.set(bytes.subarray(0, this.step.size - this.step.filled), this.step.filled);
+    this.step.filled += Math.min(bytes.length, this.step.size - this.step.filled);
+    this.requestChunk();
+  }
+
+  private finishFile(): void {
+    assert(this.step.kind === 'read', 'reading');
+    const { file, snapshot, buffer } = this.step;
+    if (snapshot) return this.finishSnapshot(file, buffer);
+    const firstLsn = Number(segmentPattern.exec(file)![1]);
+    const scan = scanFrames(buffer, firstLsn, this.recordBytesMax);
+    const isLast = this.readQueue.length === 0;
+    if (scan.ending === 'corrupt' || (scan.ending === 'torn' && !isLast)) {
+      this.failure = `corrupt log: ${file} at offset ${scan.problem!.offset}: ${scan.problem!.reason}`;
+      return;
+    }
+    for (const record of scan.records) {
+      if (record.lsn < this.expectedLsn) continue;
+      this.onRecord(record, false);
+      this.expectedLsn = record.lsn + 1;
+    }
+    if (scan.records.length === 0 && firstLsn < this.expectedLsn && isLast === false) {
+      this.failure = `empty log segment ${file} before the end of the log`;
+      return;
+    }
+    // Appending continues in the last segment only if its records end right before the next LSN
+    // (a snapshot newer than the log's synced end means the next record starts a new segment).
+    const lastLsn = scan.records.length > 0 ? scan.records[scan.records.length - 1]!.lsn : firstLsn - 1;
+    if (isLast && lastLsn === this.expectedLsn - 1) this.lastSegment = { name: file, size: scan.validEnd };
+    if (scan.ending === 'torn' || scan.validEnd < buffer.length) {
+      this.warnings.push(`truncated ${file} at offset ${scan.validEnd} (${buffer.length - scan.validEnd} bytes of an interrupted write: ${scan.problem?.reason ?? 'zero fill'})`);
+      this.cleanupQueue.push({ op: 'truncate', requestId: 0, file, length: scan.validEnd }, { op: 'sync', requestId: 0, file });
+    }
+    this.nextRead();
+  }
+
+  private finishSnapshot(file: string, buffer: Uint8Array): void {
+    const scan = scanFrames(buffer, 1, this.recordBytesMax);
+    const last = scan.records[scan.records.length - 1];
+    if (scan.ending !== 'clean' || last === undefined || last.type !== snapshotEndRecordType) {
+      const where = scan.problem ? `offset ${scan.problem.offset}: ${scan.problem.reason}` : 'it has no end record';
+      this.failure = `corrupt snapshot: ${file} at ${where}`;
+      return;
+    }
+    for (let index = 0; index < scan.records.length - 1; index++) this.onRecord(scan.records[index]!, true);
+    this.nextRead();
+  }
+
+  private nextCleanup(): void {
+    const request = this.cleanupQueue.shift();
+    if (request !== undefined) {
+      this.step = { kind: 'cleanup' };
+      this.issue({ ...request, requestId: this.nextRequestId() });
+      return;
+    }
+    this.step = { kind: 'done' };
+    this.outcome = {
+      nextLsn: this.expectedLsn,
+      openSegment: this.lastSegment,
+      snapshotLsn: this.snapshotLsn,
+      segments: this.segments,
+      obsoleteFiles: this.obsoleteFiles,
+      warnings: this.warnings,
+    };
+  }
+
+  private issue(request: StorageRequest): void {
+    this.inflightRequestId = request.requestId;
+    this.outbox.push(request);
+  }
+}

@@ -1,0 +1,220 @@
+/**
+ * The write side of the append-only log: framing, group commit, segment rotation, sync policy.
+ *
+ * Records are framed and buffered by `append`, which returns the record's log sequence number
+ * (LSN) at once. `flush` starts one storage write holding every buffered frame if no write is in
+ * flight; while a write and its sync are in flight, new records keep accumulating, so the next
+ * flush covers them all with one fsync (group commit). Under the `always` policy an LSN is
+ * released for acknowledgement only once its sync completed; under `interval` and `none` it is
+ * released at once and syncs happen on a timer or not at all (documented as trading durability
+ * for speed). A segment that would exceed `segmentBytesMax` is closed and a new one, named after
+ * its first LSN, is started; the directory is synced after a new segment is first written so its
+ * name survives a crash. Any storage failure is final for this writer: the data on disk is in an
+ * unknown state after a failed write or fsync, so the only safe course is to stop and recover.
+ */
+import { assert } from '../assert.js';
+import type { SyncPolicy } from '../config.js';
+import type { StorageRequest, StorageResult } from '../contract.js';
+import { frameHeaderBytes, writeFrame } from './record-frame.js';
+
+export interface LogWriterOptions {
+  segmentBytesMax: number;
+  syncPolicy: SyncPolicy;
+  syncIntervalMs: number;
+  /** The largest single storage write; bigger batches are split. */
+  writeBytesMax: number;
+}
+
+export interface OpenSegment {
+  name: string;
+  size: number;
+}
+
+type Phase = 'idle' | 'writing' | 'syncing' | 'syncing-directory';
+
+export function segmentFileName(firstLsn: number): string {
+  return `wal-${String(firstLsn).padStart(16, '0')}.log`;
+}
+
+export class LogWriter {
+  private pending: { lsn: number; type: number; body: Uint8Array }[] = [];
+  private pendingBytes = 0;
+  private phase: Phase = 'idle';
+  private inflightRequestId = -1;
+  private inflightLastLsn = 0;
+  private inflightBytes = 0;
+  private segment: OpenSegment | null;
+  private directoryDirty = false;
+  private rotateRequested = false;
+  private nextLsn: number;
+  private syncedLsnValue: number;
+  private writtenLsn: number;
+  private syncDeadlineMs: number | null = null;
+  private readonly outbox: StorageRequest[] = [];
+  /** Every segment of the log, oldest first, with the LSN of its first record. */
+  readonly segments: { name: string; firstLsn: number }[];
+  failure: { code: string; message: string } | null = null;
+
+  constructor(
+    private readonly options: LogWriterOptions,
+    nextLsn: number,
+    segment: OpenSegment | null,
+    private readonly nextRequestId: () => number,
+    segments: { name: string; firstLsn: number }[] = [],
+  ) {
+    this.segments = segments.slice();
+    assert(nextLsn >= 1, 'the first LSN is 1');
+    assert(options.segmentBytesMax > frameHeaderBytes, 'segments must hold at least a frame header');
+    this.nextLsn = nextLsn;
+    this.syncedLsnValue = nextLsn - 1;
+    this.writtenLsn = nextLsn - 1;
+    this.segment = segment;
+  }
+
+  /** Highest LSN handed out. */
+  get appendedLsn(): number {
+    return this.nextLsn - 1;
+  }
+
+  /** Highest LSN known to be on stable storage. */
+  get syncedLsn(): number {
+    return this.syncedLsnValue;
+  }
+
+  /** Highest LSN whose acknowledgement may go out under the sync policy. */
+  get releasedLsn(): number {
+    return this.options.syncPolicy === 'always' ? this.syncedLsnValue : this.appendedLsn;
+  }
+
+  /** True when nothing is buffered or in flight. */
+  get quiescent(): boolean {
+    return this.phase === 'idle' && this.pending.length === 0;
+  }
+
+  append(type: number, body: Uint8Array): number {
+    assert(this.failure === null, 'append after a storage failure');
+    const lsn = this.nextLsn++;
+    this.pending.push({ lsn, type, body });
+    this.pendingBytes += frameHeaderBytes + body.length;
+    return lsn;
+  }
+
+  /** Storage requests to issue, in order; the queue is emptied. */
+  takeRequests(): StorageRequest[] {
+    return this.outbox.splice(0, this.outbox.length);
+  }
+
+  /** Starts writing buffered records unless a write is already in flight. */
+  flush(nowMs: number): void {
+    if (this.failure !== null || this.phase !== 'idle') return;
+    if (this.pending.length > 0) {
+      this.startWrite();
+      return;
+    }
+    if (this.options.syncPolicy === 'interval' && this.syncedLsnValue < this.writtenLsn && this.syncDeadlineMs !== null && nowMs >= this.syncDeadlineMs) {
+      this.startSync(this.writtenLsn);
+    }
+  }
+
+  nextDeadlineMs(): number | null {
+    if (this.options.syncPolicy !== 'interval' || this.syncedLsnValue >= this.writtenLsn) return null;
+    return this.syncDeadlineMs;
+  }
+
+  /** Takes the result of a request this writer issued; false when the result is not ours. */
+  handleResult(result: StorageResult, nowMs: number): boolean {
+    if (result.requestId !== this.inflightRequestId) return false;
+    this.inflightRequestId = -1;
+    if (!result.ok) {
+      this.failure = { code: result.code, message: `log ${this.phase} failed on ${this.segment?.name}: ${result.message}` };
+      this.phase = 'idle';
+      return true;
+    }
+    this.advance(nowMs);
+    return true;
+  }
+
+  private advance(nowMs: number): void {
+    assert(this.segment !== null, 'a completed request implies an open segment');
+    if (this.phase === 'writing') {
+      this.segment.size += this.inflightBytes;
+      this.writtenLsn = this.inflightLastLsn;
+      if (this.options.syncPolicy === 'always') return this.startSync(this.inflightLastLsn);
+      if (this.options.syncPolicy === 'interval' && this.syncDeadlineMs === null) this.syncDeadlineMs = nowMs + this.options.syncIntervalMs;
+      this.phase = 'idle';
+    } else if (this.phase === 'syncing') {
+      if (this.directoryDirty) return this.startDirectorySync();
+      this.completeSync(nowMs);
+    } else {
+      assert(this.phase === 'syncing-directory', 'unexpected phase');
+      this.directoryDirty = false;
+      this.completeSync(nowMs);
+    }
+    this.flush(nowMs);
+  }
+
+  private completeSync(nowMs: number): void {
+    this.syncedLsnValue = this.inflightLastLsn;
+    this.syncDeadlineMs = this.syncedLsnValue < this.writtenLsn ? nowMs + this.options.syncIntervalMs : null;
+    this.phase = 'idle';
+  }
+
+  private startWrite(): void {
+    let take = 0;
+    let bytes = 0;
+    while (take < this.pending.length) {
+      const frameBytes = frameHeaderBytes + this.pending[take]!.body.length;
+      if (take > 0 && bytes + frameBytes > this.options.writeBytesMax) break;
+      bytes += frameBytes;
+      take++;
+    }
+    const batch = this.pending.splice(0, take);
+    this.pendingBytes -= bytes;
+    const full = this.segment !== null && this.segment.size > 0 && this.segment.size + bytes > this.options.segmentBytesMax;
+    if (this.segment === null || full || (this.rotateRequested && this.segment.size > 0)) {
+      this.rotateRequested = false;
+      this.segment = { name: segmentFileName(batch[0]!.lsn), size: 0 };
+      this.segments.push({ name: this.segment.name, firstLsn: batch[0]!.lsn });
+      this.directoryDirty = true;
+    }
+    const buffer = new Uint8Array(bytes);
+    let offset = 0;
+    for (const record of batch) offset = writeFrame(buffer, offset, record.lsn, record.type, record.body);
+    assert(offset === bytes, 'batch size computed exactly');
+    this.inflightLastLsn = batch[batch.length - 1]!.lsn;
+    this.inflightBytes = bytes;
+    this.phase = 'writing';
+    this.issue({ op: 'write', requestId: this.nextRequestId(), file: this.segment.name, offset: this.segment.size, bytes: buffer });
+  }
+
+  private startSync(lastLsn: number): void {
+    assert(this.segment !== null, 'sync needs a segment');
+    this.inflightLastLsn = lastLsn;
+    this.phase = 'syncing';
+    this.issue({ op: 'sync', requestId: this.nextRequestId(), file: this.segment.name });
+  }
+
+  private startDirectorySync(): void {
+    this.phase = 'syncing-directory';
+    this.issue({ op: 'sync-directory', requestId: this.nextRequestId() });
+  }
+
+  private issue(request: StorageRequest): void {
+    this.inflightRequestId = request.requestId;
+    this.outbox.push(request);
+  }
+
+  /** The segment being appended to, for snapshots and inspection. */
+  get openSegment(): OpenSegment | null {
+    return this.segment;
+  }
+
+  /** Makes the next write start a new segment (used before a snapshot). */
+  rotate(): void {
+    this.rotateRequested = true;
+  }
+
+  get bufferedBytes(): number {
+    return this.pendingBytes;
+  }
+}

@@ -1,0 +1,120 @@
+/**
+ * The on-disk frame around every stored record, and the scanner that reads frames back.
+ *
+ * Frame layout, little-endian:
+ *
+ *   offset 0   u32  CRC-32C of bytes [4, 17 + bodyLength)
+ *   offset 4   u32  bodyLength
+ *   offset 8   f64  log sequence number (an integer, consecutive across the whole log)
+ *   offset 16  u8   record type (never 0, so a zero-filled region never parses as a record)
+ *   offset 17  body
+ *
+ * The checksum covers the length, sequence number and type as well as the body, so a flipped
+ * bit in any of them is caught. Scanning distinguishes a torn tail (the last write of a crashed
+ * process, safe to truncate) from corruption (a bad frame with valid frames after it, which must
+ * be reported, never skipped): a bad frame is only "torn" when no valid frame with a later
+ * sequence number can be found anywhere after it.
+ */
+import { assert } from '../assert.js';
+import { crc32c } from './crc32c.js';
+
+export const frameHeaderBytes = 17;
+
+export interface FrameRecord {
+  lsn: number;
+  type: number;
+  /** A view into the scanned bytes. */
+  body: Uint8Array;
+}
+
+/** Writes one frame into `target` at `offset`; returns the offset after it. */
+export function writeFrame(target: Uint8Array, offset: number, lsn: number, type: number, body: Uint8Array): number {
+  assert(type > 0 && type < 256, 'record type must be 1..255');
+  assert(Number.isSafeInteger(lsn) && lsn > 0, 'lsn must be a positive integer');
+  assert(offset + frameHeaderBytes + body.length <= target.length, 'frame does not fit');
+  const view = new DataView(target.buffer, target.byteOffset, target.byteLength);
+  view.setUint32(offset + 4, body.length, true);
+  view.setFloat64(offset + 8, lsn, true);
+  target[offset + 16] = type;
+  target.set(body, offset + frameHeaderBytes);
+  const end = offset + frameHeaderBytes + body.length;
+  view.setUint32(offset, crc32c(target, 0, offset + 4, end), true);
+  return end;
+}
+
+/** One frame as its own buffer. */
+export function encodeFrame(lsn: number, type: number, body: Uint8Array): Uint8Array {
+  const bytes = new Uint8Array(frameHeaderBytes + body.length);
+  writeFrame(bytes, 0, lsn, type, body);
+  return bytes;
+}
+
+export type FrameProblem = { offset: number; reason: string };
+
+export interface ScanResult {
+  records: FrameRecord[];
+  /** Offset just past the last valid frame. */
+  validEnd: number;
+  /** `clean`: the bytes end at a frame boundary (or in zeros); `torn`: a damaged tail; `corrupt`: damage followed by valid frames. */
+  ending: 'clean' | 'torn' | 'corrupt';
+  problem: FrameProblem | null;
+}
+
+/**
+ * Reads every frame in `bytes`. `nextLsn` is the sequence number the first frame must carry
+ * (0 to accept whatever the first frame says); each following frame must carry the next one.
+ */
+export function scanFrames(bytes: Uint8Array, nextLsn: number, bodyBytesMax: number): ScanResult {
+  const records: FrameRecord[] = [];
+  let offset = 0;
+  let expected = nextLsn;
+  while (offset < bytes.length) {
+    const parsed = parseFrameAt(bytes, offset, bodyBytesMax);
+    if (typeof parsed === 'string' || (expected !== 0 && parsed.lsn !== expected)) {
+      const reason = typeof parsed === 'string' ? parsed : `sequence number ${parsed.lsn} where ${expected} was expected`;
+      return classifyDamage(bytes, offset, records, reason, records.length > 0 ? records[records.length - 1]!.lsn : expected - 1, bodyBytesMax);
+    }
+    records.push(parsed);
+    expected = parsed.lsn + 1;
+    offset += frameHeaderBytes + parsed.body.length;
+  }
+  return { records, validEnd: offset, ending: 'clean', problem: null };
+}
+
+function parseFrameAt(bytes: Uint8Array, offset: number, bodyBytesMax: number): FrameRecord | string {
+  if (bytes.length - offset < frameHeaderBytes) return 'incomplete frame header';
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const bodyLength = view.getUint32(offset + 4, true);
+  if (bodyLength > bodyBytesMax) return `frame length ${bodyLength} beyond the limit ${bodyBytesMax}`;
+  const end = offset + frameHeaderBytes + bodyLength;
+  if (end > bytes.length) return 'incomplete frame body';
+  if (crc32c(bytes, 0, offset + 4, end) !== view.getUint32(offset, true)) return 'checksum mismatch';
+  const lsn = view.getFloat64(offset + 8, true);
+  const type = bytes[offset + 16]!;
+  if (type === 0 || !Number.isSafeInteger(lsn) || lsn <= 0) return 'invalid frame header';
+  return { lsn, type, body: bytes.subarray(offset + frameHeaderBytes, end) };
+}
+
+function classifyDamage(
+  bytes: Uint8Array,
+  offset: number,
+  records: FrameRecord[],
+  reason: string,
+  lastLsn: number,
+  bodyBytesMax: number,
+): ScanResult {
+  if (isAllZero(bytes, offset)) return { records, validEnd: offset, ending: 'clean', problem: null };
+  // A valid frame further on that continues the sequence proves the damage is not a torn tail.
+  for (let probe = offset + 1; probe + frameHeaderBytes <= bytes.length; probe++) {
+    const parsed = parseFrameAt(bytes, probe, bodyBytesMax);
+    if (typeof parsed !== 'string' && parsed.lsn > lastLsn) {
+      return { records, validEnd: offset, ending: 'corrupt', problem: { offset, reason } };
+    }
+  }
+  return { records, validEnd: offset, ending: 'torn', problem: { offset, reason } };
+}
+
+function isAllZero(bytes: Uint8Array, from: number): boolean {
+  for (let index = from; index < bytes.length; index++) if (bytes[index] !== 0) return false;
+  return true;
+}
