@@ -1,0 +1,34 @@
+/**
+ * Output buffers for the encoder, carved from a fixed-size slab.
+ *
+ * Allocating a fresh ArrayBuffer for every encoded packet costs far more than writing it once the
+ * packet is past V8's on-heap limit for small typed arrays (64 bytes): the backing store is
+ * allocated, zero-filled and tracked outside the JS heap. So medium packets (65 bytes to 4 KiB)
+ * are handed out as views into a 32 KiB slab, the same trade Node makes for Buffer.allocUnsafe:
+ * one allocation serves many packets, and a view keeps at most one slab alive. Small packets stay
+ * ordinary on-heap arrays, large ones get their own buffer. A slab is never reused once full, so
+ * views never alias and every byte starts as zero; the pool holds one slab at most and never
+ * grows. Callers must use `byteOffset`/`byteLength` and not assume a view owns its `buffer`.
+ */
+import { assert } from '../assert.js';
+
+const slabBytes = 32 * 1024;
+const onHeapBytesMax = 64;
+const pooledBytesMax = 4 * 1024;
+
+let slab = new Uint8Array(slabBytes);
+let slabOffset = 0;
+
+/** A zero-filled Uint8Array of `length` bytes that the caller owns. */
+export function allocateBytes(length: number): Uint8Array {
+  assert(Number.isInteger(length) && length >= 0, 'allocation length is a non-negative integer');
+  if (length <= onHeapBytesMax || length > pooledBytesMax) return new Uint8Array(length);
+  if (slabOffset + length > slabBytes) {
+    slab = new Uint8Array(slabBytes);
+    slabOffset = 0;
+  }
+  const view = slab.subarray(slabOffset, slabOffset + length);
+  // Keep views 8-byte aligned so that a later DataView or wider typed array over them is cheap.
+  slabOffset = (slabOffset + length + 7) & ~7;
+  return view;
+}

@@ -1,0 +1,180 @@
+/**
+ * Proves that the decoder inverts the encoder on the canonical form: for arbitrary valid packets
+ * of every type, in MQTT 3.1 (CONNECT), 3.1.1 and 5.0, decode(encode(p)) deep-equals p, the encoded
+ * length is exactly what the fixed header declares, and the decoder consumes every byte. It also
+ * proves the result does not depend on how the stream is cut: several packets concatenated and
+ * split at random points (down to one byte per push) decode to the same list.
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { PacketDecoder } from '../../src/codec/decoder.js';
+import { encodePacket, encodePublish, withPacketId } from '../../src/codec/encoder.js';
+import type { Packet, ProtocolVersion } from '../../src/codec/packets.js';
+import { connectPacketArbitrary, packetArbitraries, packetArbitrary, publishArbitrary } from './arbitraries.js';
+
+const packetBytesMax = 1 << 20;
+
+function decodeAll(chunks: Uint8Array[], version: ProtocolVersion | undefined): Packet[] {
+  const decoder = new PacketDecoder({ packetBytesMax, protocolVersion: version });
+  const packets: Packet[] = [];
+  for (const chunk of chunks) {
+    decoder.push(chunk);
+    for (let packet = decoder.next(); packet !== null; packet = decoder.next()) packets.push(packet);
+    expect(decoder.bufferedBytes).toBeLessThanOrEqual(packetBytesMax + 5);
+  }
+  expect(decoder.bufferedBytes).toBe(0);
+  return packets;
+}
+
+function concatenate(parts: Uint8Array[]): Uint8Array {
+  const total = parts.reduce((sum, part) => sum + part.length, 0);
+  const joined = new Uint8Array(total);
+  let offset = 0;
+  for (const part of parts) {
+    joined.set(part, offset);
+    offset += part.length;
+  }
+  return joined;
+}
+
+/** Cuts `bytes` at the given (unsorted, possibly repeated) points. */
+function split(bytes: Uint8Array, points: number[]): Uint8Array[] {
+  const cuts = [...new Set(points.map((point) => point % (bytes.length + 1)))].sort((a, b) => a - b);
+  const chunks: Uint8Array[] = [];
+  let start = 0;
+  for (const cut of [...cuts, bytes.length]) {
+    if (cut > start) chunks.push(bytes.slice(start, cut));
+    start = Math.max(start, cut);
+  }
+  return chunks;
+}
+
+function declaredLength(bytes: Uint8Array): number {
+  let value = 0;
+  let multiplier = 1;
+  let index = 1;
+  for (;;) {
+    const byte = bytes[index]!;
+    value += (byte & 0x7f) * multiplier;
+    if ((byte & 0x80) === 0) return index + 1 + value;
+    multiplier *= 128;
+    index++;
+  }
+}
+
+describe('decode(encode(p)) equals p', () => {
+  for (const version of [4, 5] as const) {
+    packetArbitraries(version).forEach((arbitrary, index) => {
+      it(`version ${version}, packet kind ${index}`, () => {
+        fc.assert(
+          fc.property(arbitrary, (packet) => {
+            const bytes = encodePacket(packet, version);
+            expect(declaredLength(bytes)).toBe(bytes.length);
+            const decodeVersion = packet.type === 1 ? undefined : version;
+            expect(decodeAll([bytes], decodeVersion)).toEqual([packet]);
+          }),
+          { numRuns: 150 },
+        );
+      });
+    });
+  }
+
+  it('MQTT 3.1 CONNECT ("MQIsdp", level 3) round-trips and sets the decoder version', () => {
+    fc.assert(
+      fc.property(connectPacketArbitrary(3), (packet) => {
+        const decoder = new PacketDecoder({ packetBytesMax });
+        decoder.push(encodePacket(packet, 3));
+        expect(decoder.next()).toEqual(packet);
+        expect(decoder.protocolVersion).toBe(3);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('a decoder that learns the version from CONNECT decodes what follows in that version', () => {
+    const stream = fc.constantFrom<ProtocolVersion>(3, 4, 5).chain((version) =>
+      fc.tuple(fc.constant(version), connectPacketArbitrary(version), fc.array(packetArbitrary(version === 3 ? 4 : version, false), { maxLength: 6 })),
+    );
+    fc.assert(
+      fc.property(stream, ([version, connect, rest]) => {
+        const wireVersion = version;
+        const bytes = [encodePacket(connect, version), ...rest.map((packet) => encodePacket(packet, wireVersion))];
+        expect(decodeAll(bytes, undefined)).toEqual([connect, ...rest]);
+      }),
+      { numRuns: 200 },
+    );
+  });
+});
+
+describe('decoding is independent of chunking', () => {
+  for (const version of [4, 5] as const) {
+    it(`version ${version}: random split points give the same packets as one chunk`, () => {
+      fc.assert(
+        fc.property(fc.array(packetArbitrary(version, false), { minLength: 1, maxLength: 8 }), fc.array(fc.nat(), { maxLength: 12 }), (packets, points) => {
+          const joined = concatenate(packets.map((packet) => encodePacket(packet, version)));
+          expect(decodeAll(split(joined, points), version)).toEqual(packets);
+        }),
+        { numRuns: 300 },
+      );
+    });
+
+    it(`version ${version}: one byte per push gives the same packets`, () => {
+      fc.assert(
+        fc.property(fc.array(packetArbitrary(version, false), { minLength: 1, maxLength: 4 }), (packets) => {
+          const joined = concatenate(packets.map((packet) => encodePacket(packet, version)));
+          const single = Array.from(joined, (byte) => new Uint8Array([byte]));
+          expect(decodeAll(single, version)).toEqual(packets);
+        }),
+        { numRuns: 100 },
+      );
+    });
+  }
+});
+
+describe('zero-copy payloads', () => {
+  it('a PUBLISH inside one chunk has its payload as a view of that chunk', () => {
+    const bytes = encodePacket({ type: 3, dup: false, qos: 0, retain: false, topic: 't', payload: new Uint8Array([1, 2, 3]) }, 4);
+    const decoder = new PacketDecoder({ packetBytesMax, protocolVersion: 4 });
+    decoder.push(bytes);
+    const packet = decoder.next();
+    expect(packet?.type).toBe(3);
+    if (packet?.type !== 3) return;
+    expect(packet.payload.buffer).toBe(bytes.buffer);
+    expect(packet.payload.byteOffset).toBe(bytes.byteOffset + bytes.length - 3);
+  });
+
+  it('a PUBLISH straddling chunks is copied once and still decodes', () => {
+    const bytes = encodePacket({ type: 3, dup: false, qos: 0, retain: false, topic: 't', payload: new Uint8Array([1, 2, 3]) }, 4);
+    const decoder = new PacketDecoder({ packetBytesMax, protocolVersion: 4 });
+    decoder.push(bytes.slice(0, 4));
+    expect(decoder.next()).toBeNull();
+    decoder.push(bytes.slice(4));
+    const packet = decoder.next();
+    if (packet?.type !== 3) throw new Error('expected PUBLISH');
+    expect(packet.payload).toEqual(new Uint8Array([1, 2, 3]));
+    expect(packet.payload.buffer).not.toBe(bytes.buffer);
+  });
+});
+
+describe('encodePublish and withPacketId', () => {
+  for (const version of [4, 5] as const) {
+    it(`version ${version}: patched copies equal a direct encoding with that id and DUP`, () => {
+      fc.assert(
+        fc.property(publishArbitrary(version), fc.integer({ min: 1, max: 0xffff }), fc.boolean(), (packet, packetId, dup) => {
+          const { packetId: _ignored, ...withoutId } = packet;
+          const encoded = encodePublish(withoutId, version);
+          if (packet.qos === 0) {
+            expect(encoded.packetIdOffset).toBe(-1);
+            expect(encoded.bytes).toEqual(encodePacket(packet, version));
+            return;
+          }
+          const original = encoded.bytes.slice();
+          const copy = withPacketId(encoded, packetId, dup);
+          expect(copy).toEqual(encodePacket({ ...packet, packetId, dup }, version));
+          expect(encoded.bytes).toEqual(original); // the shared encoding is untouched
+        }),
+        { numRuns: 300 },
+      );
+    });
+  }
+});
