@@ -1,9 +1,49 @@
 /**
- * STUB: the broker helper replaces this file. The constructor signature is the agreed API.
+ * The broker core: a deterministic, sans-IO MQTT 3.1/3.1.1/5.0 state machine.
+ *
+ * A driver feeds inputs (connection opened, bytes, connection closed, storage completed, tick),
+ * each with the current time; every input runs to completion and queues actions (send, close,
+ * storage, log) that the driver drains. Nothing here reads a clock or does I/O.
+ *
+ * This file holds the state and the primitives every handler uses, and the dispatch:
+ * - `commit(record)`: the only way durable state changes (append to the store, then
+ *   `applyRecord`, keeping the subscription trie in step). Records about volatile sessions
+ *   (session expiry 0: they end with their connection, so a crash ends them too) are applied
+ *   without being written.
+ * - `send(connection, bytes, lsn)`: bytes that depend on records not yet durable (CONNACK of a
+ *   persistent session, PUBACK, PUBREC, PUBCOMP, SUBACK, UNSUBACK) wait in the connection's held
+ *   queue until the store's durable LSN reaches theirs; later bytes queue behind them so a
+ *   connection's packets keep their order.
+ * - `fail(connection, violation)`: the one place a protocol violation becomes an outcome.
+ * - `closeConnection`: the one place a connection ends, binding will and session consequences.
+ * One handler per packet type lives in the handle-*.ts files.
  */
+import { assert } from '../assert.js';
+import { PacketDecoder } from '../codec/decoder.js';
+import { encodePacket } from '../codec/encoder.js';
+import { ProtocolViolation, protocolError } from '../codec/errors.js';
+import { PacketType, type Packet } from '../codec/packets.js';
+import { ReasonCode } from '../codec/reason-codes.js';
 import type { BrokerConfig } from '../config.js';
-import type { Action, BrokerCore, ConnectionId, StorageResult } from '../contract.js';
-import type { StateStore } from '../store/state-store.js';
+import type { Action, BrokerCore, ConnectionId, LogFields, LogLevel, StorageResult } from '../contract.js';
+import { applyRecord, createDurableState, finishReplay, type DurableState, type StateRecord, type StateStore } from '../store/state-store.js';
+import { SubscriptionTrie } from '../topics/trie.js';
+import type { SubscriptionState } from '../store/state-store.js';
+import type { Authenticator } from './authenticator.js';
+import { Connection } from './connection.js';
+import { DeadlineHeap, type DeadlineEntry } from './deadline-heap.js';
+import { violationOutcome } from './errors.js';
+import { handlePuback, handlePubcomp, handlePubrec } from './handle-acks.js';
+import { handleConnect } from './handle-connect.js';
+import { handleDisconnect } from './handle-disconnect.js';
+import { handlePublish, handlePubrel } from './handle-publish.js';
+import { handleSubscribe, handleUnsubscribe } from './handle-subscribe.js';
+import { onKeepAliveDeadline, scheduleKeepAlive } from './keepalive.js';
+import { Router } from './routing.js';
+import { detachSession, onSessionExpiryDeadline, scheduleRecoveredSessions } from './session-lifecycle.js';
+import { createStats, type BrokerStats } from './stats.js';
+import { onWillDeadline, scheduleRecoveredWills, type PendingWill } from './will.js';
+import { updateTrieForRecord, rebuildTrie } from './indexes.js';
 
 export interface BrokerOptions {
   config: BrokerConfig;
@@ -14,25 +54,359 @@ export interface BrokerOptions {
    * replayed into the new broker before it becomes `ready`.
    */
   store: StateStore;
+  /** Decides on credentials; absent means anonymous access for everyone. */
+  authenticator?: Authenticator;
 }
 
+/** How a connection ends, as far as its will is concerned. */
+export type WillOutcome = 'publish' | 'discard';
+
 export class Broker implements BrokerCore {
-  constructor(_options: BrokerOptions) {
-    throw new Error('not implemented');
+  readonly config: BrokerConfig;
+  readonly store: StateStore;
+  readonly authenticator: Authenticator | undefined;
+  readonly state: DurableState = createDurableState();
+  readonly trie = new SubscriptionTrie<SubscriptionState>();
+  readonly connections = new Map<ConnectionId, Connection>();
+  /** Connected clients by client id. */
+  readonly online = new Map<string, Connection>();
+  readonly pendingWills = new Map<string, PendingWill>();
+  readonly sessionExpiryDeadlines = new Map<string, number>();
+  readonly deadlines = new DeadlineHeap();
+  readonly stats: BrokerStats = createStats();
+  readonly router: Router;
+  private actions: Action[] = [];
+  private readonly connectionsWithHeld = new Set<Connection>();
+  private lastNowMs: number;
+  private isReady = false;
+  private generatedClientIdCount = 0;
+
+  constructor(options: BrokerOptions) {
+    assert(Number.isFinite(options.nowMs), 'nowMs must be a finite number');
+    this.config = options.config;
+    this.store = options.store;
+    this.authenticator = options.authenticator;
+    this.lastNowMs = options.nowMs;
+    this.router = new Router(this);
+    this.tryRecover(options.nowMs);
+    this.afterInput(options.nowMs);
   }
+
   get ready(): boolean {
-    throw new Error('not implemented');
+    return this.isReady;
   }
-  connectionOpened(_nowMs: number, _connectionId: ConnectionId, _remoteAddress: string): void {}
-  bytesReceived(_nowMs: number, _connectionId: ConnectionId, _bytes: Uint8Array): void {}
-  connectionClosed(_nowMs: number, _connectionId: ConnectionId): void {}
-  storageCompleted(_nowMs: number, _result: StorageResult): void {}
-  tick(_nowMs: number): void {}
-  shutdown(_nowMs: number): void {}
+
+  // ---- inputs -------------------------------------------------------------------------------
+
+  connectionOpened(nowMs: number, connectionId: ConnectionId, remoteAddress: string): void {
+    this.enter(nowMs);
+    assert(this.isReady, 'connection opened before the broker is ready');
+    assert(!this.connections.has(connectionId), `connection id ${connectionId} reused`);
+    const decoder = new PacketDecoder({ packetBytesMax: this.config.packetBytesMax });
+    const connection = new Connection(connectionId, remoteAddress, decoder, nowMs);
+    this.connections.set(connectionId, connection);
+    this.stats.connectionsOpened += 1;
+    this.stats.connectionsCurrent += 1;
+    this.deadlines.push(nowMs + this.config.connectTimeoutMs, 'connect-timeout', connectionId, '');
+    this.afterInput(nowMs);
+  }
+
+  bytesReceived(nowMs: number, connectionId: ConnectionId, bytes: Uint8Array): void {
+    this.enter(nowMs);
+    const connection = this.connections.get(connectionId);
+    // Bytes after a close decision (or for a connection we never saw) are ignored.
+    if (connection !== undefined && connection.phase !== 'closing') {
+      this.stats.bytesReceived += bytes.length;
+      this.receive(connection, bytes, nowMs);
+    }
+    this.afterInput(nowMs);
+  }
+
+  connectionClosed(nowMs: number, connectionId: ConnectionId): void {
+    this.enter(nowMs);
+    const connection = this.connections.get(connectionId);
+    if (connection !== undefined && connection.phase !== 'closing') {
+      this.closeConnection(connection, nowMs, 'peer closed', 'publish', false);
+    }
+    this.afterInput(nowMs);
+  }
+
+  storageCompleted(nowMs: number, result: StorageResult): void {
+    this.enter(nowMs);
+    this.store.storageCompleted(nowMs, result);
+    if (!this.isReady) this.tryRecover(nowMs);
+    this.afterInput(nowMs);
+  }
+
+  tick(nowMs: number): void {
+    this.enter(nowMs);
+    if (this.isReady) {
+      // Bounded by the heap: every entry is popped once, and handlers push only future deadlines.
+      for (let entry = this.deadlines.popDue(nowMs); entry !== null; entry = this.deadlines.popDue(nowMs)) {
+        this.fire(entry, nowMs);
+      }
+    }
+    this.afterInput(nowMs);
+  }
+
+  shutdown(nowMs: number): void {
+    this.enter(nowMs);
+    for (const connection of [...this.connections.values()]) {
+      if (connection.phase === 'closing') continue;
+      if (connection.phase === 'connected' && connection.version === 5) {
+        this.sendPacket(connection, { type: PacketType.Disconnect, reasonCode: ReasonCode.ServerShuttingDown }, 0, true);
+      }
+      this.closeConnection(connection, nowMs, 'server shutting down', 'publish', true);
+    }
+    this.afterInput(nowMs);
+  }
+
   drainActions(): Action[] {
-    return [];
+    const actions = this.actions;
+    this.actions = [];
+    return actions;
   }
+
   nextDeadlineMs(): number | null {
-    return null;
+    const mine = this.isReady ? this.deadlines.peekMs() : null;
+    const store = this.store.nextDeadlineMs();
+    if (mine === null) return store;
+    if (store === null) return mine;
+    return Math.min(mine, store);
+  }
+
+  // ---- primitives used by the handlers --------------------------------------------------------
+
+  /** Appends (unless volatile) and applies one durable change; returns its LSN, 0 if not written. */
+  commit(record: StateRecord, volatile: boolean = this.isVolatile(record)): number {
+    updateTrieForRecord(this.trie, this.state, record);
+    const lsn = volatile ? 0 : this.store.append(record);
+    applyRecord(this.state, record);
+    return lsn;
+  }
+
+  /** The LSN an acknowledgement must wait for, given the store's appended LSN before the work. */
+  lsnSince(appendedBefore: number): number {
+    const now = this.store.appendedLsn;
+    return now > appendedBefore ? now : 0;
+  }
+
+  send(connection: Connection, bytes: Uint8Array, lsn = 0, isPuback = false): void {
+    assert(connection.phase !== 'closing', 'send on a closing connection');
+    if (connection.held.length > 0 || lsn > this.store.durableLsn) {
+      connection.held.push({ lsn, bytes, isPuback });
+      this.connectionsWithHeld.add(connection);
+      return;
+    }
+    if (isPuback) connection.pendingPubacks -= 1;
+    this.emitSend(connection, bytes);
+  }
+
+  /** `immediate` skips the held queue: only for a last packet before a close. */
+  sendPacket(connection: Connection, packet: Packet, lsn = 0, immediate = false): void {
+    const bytes = encodePacket(packet, connection.version);
+    if (immediate) this.emitSend(connection, bytes);
+    else this.send(connection, bytes, lsn, false);
+  }
+
+  log(level: LogLevel, event: string, fields: LogFields): void {
+    this.actions.push({ kind: 'log', level, event, fields });
+  }
+
+  generateClientId(): string {
+    // Counter-based for determinism; skips ids a stored session already uses.
+    for (;;) {
+      this.generatedClientIdCount += 1;
+      const candidate = `keel-${this.generatedClientIdCount}`;
+      if (!this.state.sessions.has(candidate) && !this.online.has(candidate)) return candidate;
+    }
+  }
+
+  /** The one place a protocol violation turns into an outcome for the offending connection. */
+  fail(connection: Connection, violation: ProtocolViolation, nowMs: number): void {
+    const connected = connection.phase === 'connected';
+    const known = connected ? connection.version : connection.decoder.protocolVersion;
+    const outcome = violationOutcome(connected, known, violation);
+    this.stats.protocolViolations += 1;
+    this.log('warn', 'protocol-violation', {
+      connectionId: connection.id,
+      clientId: connection.clientId,
+      code: violation.code,
+      reasonCode: violation.reasonCode,
+      message: violation.message,
+    });
+    if (outcome.packet !== null) this.emitSend(connection, encodePacket(outcome.packet, outcome.version));
+    this.closeConnection(connection, nowMs, `protocol violation: ${violation.code}`, 'publish', true);
+  }
+
+  /**
+   * Ends a connection: queues the close action, then unbinds its session (publishing or
+   * discarding its will). `brokerInitiated` is false when the transport already closed.
+   */
+  closeConnection(connection: Connection, nowMs: number, reason: string, will: WillOutcome, brokerInitiated: boolean): void {
+    if (connection.phase === 'closing') return;
+    const wasConnected = connection.phase === 'connected';
+    connection.phase = 'closing';
+    // Held acknowledgements die with the connection: the client resends what it needs.
+    connection.held.length = 0;
+    this.connectionsWithHeld.delete(connection);
+    this.connections.delete(connection.id);
+    this.stats.connectionsCurrent -= 1;
+    if (brokerInitiated) this.actions.push({ kind: 'close', connectionId: connection.id, reason });
+    if (wasConnected) {
+      this.stats.clientsConnected -= 1;
+      detachSession(this, connection, nowMs, will);
+    }
+  }
+
+  // ---- internals ------------------------------------------------------------------------------
+
+  private enter(nowMs: number): void {
+    assert(Number.isFinite(nowMs), 'nowMs must be a finite number');
+    assert(nowMs >= this.lastNowMs, `time went backwards: ${nowMs} < ${this.lastNowMs}`);
+    this.lastNowMs = nowMs;
+  }
+
+  private emitSend(connection: Connection, bytes: Uint8Array): void {
+    this.stats.packetsSent += 1;
+    this.stats.bytesSent += bytes.length;
+    this.actions.push({ kind: 'send', connectionId: connection.id, bytes });
+  }
+
+  private isVolatile(record: StateRecord): boolean {
+    switch (record.kind) {
+      case 'session-created':
+        return record.expiryIntervalSeconds === 0;
+      case 'message-stored':
+      case 'message-discarded':
+      case 'message-counter':
+      case 'retained-set':
+      case 'retained-cleared':
+      case 'will-set':
+      case 'will-cleared':
+        return false;
+      case 'session-resumed': {
+        // A session going from durable to volatile must still reach the store once, so that
+        // recovery knows it ended with its connection.
+        const session = this.state.sessions.get(record.clientId);
+        return session !== undefined && session.expiryIntervalSeconds === 0 && record.expiryIntervalSeconds === 0;
+      }
+      default: {
+        const session = this.state.sessions.get(record.clientId);
+        assert(session !== undefined, `record ${record.kind} for unknown session`);
+        return session.expiryIntervalSeconds === 0;
+      }
+    }
+  }
+
+  private receive(connection: Connection, bytes: Uint8Array, nowMs: number): void {
+    try {
+      connection.decoder.push(bytes);
+      for (let packet = connection.decoder.next(); packet !== null; packet = connection.decoder.next()) {
+        this.stats.packetsReceived += 1;
+        connection.lastPacketMs = nowMs;
+        this.dispatch(connection, packet, nowMs);
+        if (connection.phase === 'closing') return;
+      }
+    } catch (error) {
+      if (!(error instanceof ProtocolViolation)) throw error;
+      if (connection.phase !== 'closing') this.fail(connection, error, nowMs);
+    }
+  }
+
+  /** One handler per packet type. */
+  private dispatch(connection: Connection, packet: Packet, nowMs: number): void {
+    if (packet.type === PacketType.Connect) {
+      // [MQTT-3.1.0-2] A second CONNECT is a protocol violation.
+      if (connection.phase !== 'awaiting-connect') throw protocolError('second-connect', 'CONNECT received twice');
+      handleConnect(this, connection, packet, nowMs);
+      if ((connection.phase as string) === 'connected') scheduleKeepAlive(this, connection, nowMs);
+      return;
+    }
+    // [MQTT-3.1.0-1] Nothing but CONNECT before the connection is accepted.
+    if (connection.phase !== 'connected') throw protocolError('packet-before-connect', 'the first packet must be CONNECT');
+    switch (packet.type) {
+      case PacketType.Publish:
+        return handlePublish(this, connection, packet, nowMs);
+      case PacketType.Puback:
+        return handlePuback(this, connection, packet, nowMs);
+      case PacketType.Pubrec:
+        return handlePubrec(this, connection, packet, nowMs);
+      case PacketType.Pubrel:
+        return handlePubrel(this, connection, packet, nowMs);
+      case PacketType.Pubcomp:
+        return handlePubcomp(this, connection, packet, nowMs);
+      case PacketType.Subscribe:
+        return handleSubscribe(this, connection, packet, nowMs);
+      case PacketType.Unsubscribe:
+        return handleUnsubscribe(this, connection, packet, nowMs);
+      case PacketType.Pingreq:
+        return this.sendPacket(connection, { type: PacketType.Pingresp });
+      case PacketType.Disconnect:
+        return handleDisconnect(this, connection, packet, nowMs);
+      case PacketType.Auth:
+        // No enhanced authentication method was negotiated, so AUTH is out of place [MQTT-4.12.0-1].
+        throw protocolError('unexpected-auth', 'AUTH without an authentication method');
+      default:
+        throw protocolError('wrong-direction', `packet type ${packet.type} is only sent by servers`);
+    }
+  }
+
+  private fire(entry: DeadlineEntry, nowMs: number): void {
+    switch (entry.kind) {
+      case 'connect-timeout': {
+        const connection = this.connections.get(entry.connectionId);
+        if (connection === undefined || connection.phase !== 'awaiting-connect') return;
+        this.stats.connectTimeouts += 1;
+        this.log('info', 'connect-timeout', { connectionId: connection.id });
+        this.closeConnection(connection, nowMs, 'no CONNECT in time', 'discard', true);
+        return;
+      }
+      case 'keepalive':
+        return onKeepAliveDeadline(this, entry, nowMs);
+      case 'session-expiry':
+        return onSessionExpiryDeadline(this, entry, nowMs);
+      case 'will':
+        return onWillDeadline(this, entry, nowMs);
+    }
+  }
+
+  private tryRecover(nowMs: number): void {
+    const records = this.store.recover(nowMs);
+    if (records === null) return;
+    for (let index = 0; index < records.length; index++) applyRecord(this.state, records[index]!);
+    finishReplay(this.state);
+    rebuildTrie(this.trie, this.state);
+    this.isReady = true;
+    scheduleRecoveredWills(this, nowMs);
+    scheduleRecoveredSessions(this, nowMs);
+    this.log('info', 'recovered', { records: records.length, sessions: this.state.sessions.size, retained: this.state.retained.size });
+  }
+
+  /** End of every input: let the store write, release what became durable, offer compaction. */
+  private afterInput(nowMs: number): void {
+    this.store.flush(nowMs);
+    const requests = this.store.drainRequests();
+    for (let index = 0; index < requests.length; index++) this.actions.push({ kind: 'storage', request: requests[index]! });
+    if (this.connectionsWithHeld.size > 0) this.releaseHeld();
+    if (this.isReady) this.store.maybeCompact(this.state);
+    this.stats.sessionsCurrent = this.state.sessions.size;
+  }
+
+  private releaseHeld(): void {
+    const durable = this.store.durableLsn;
+    for (const connection of this.connectionsWithHeld) {
+      const held = connection.held;
+      let released = 0;
+      while (released < held.length && held[released]!.lsn <= durable) {
+        const item = held[released]!;
+        if (item.isPuback) connection.pendingPubacks -= 1;
+        this.emitSend(connection, item.bytes);
+        released += 1;
+      }
+      if (released > 0) held.splice(0, released);
+      if (held.length === 0) this.connectionsWithHeld.delete(connection);
+    }
   }
 }
+

@@ -1,5 +1,435 @@
 /**
- * STUB: the broker helper defines the durable-state interface here (records, log sequence
- * numbers, durability notifications). See src/store/memory-store.ts for the in-memory one.
+ * Durable state: its shape, the records that change it, and the store interface that keeps them.
+ *
+ * The broker never mutates durable state directly. Every change (a session created, a
+ * subscription added, a message stored or queued for a session, an acknowledgement, a retained
+ * message set, a will stored ...) is a `StateRecord`; the broker appends it to a `StateStore` and
+ * applies it to its `DurableState` through `applyRecord`, the one function that also rebuilds
+ * state on recovery. Replaying the records a store holds therefore reproduces exactly the state
+ * the broker had, and a crash between any two records leaves a state that replay accepts
+ * (`finishReplay` sweeps what a torn sequence can leave behind: messages nobody refers to).
+ *
+ * A message body is stored once (`message-stored`) and referred to by id from per-session
+ * delivery records and from the retained table, with a reference count; a publish to a thousand
+ * offline sessions writes its payload once.
+ *
+ * Acknowledgement depends on durability: `append` returns a log sequence number (LSN) and the
+ * broker holds back every acknowledgement until `durableLsn` reaches the LSN of the records it
+ * depends on. A store that writes through storage actions hands the broker its `StorageRequest`s
+ * via `drainRequests` and gets the results back through `storageCompleted`; the broker asks again
+ * for `durableLsn` after each input, which is how it learns that durability advanced.
  */
-export interface StateStore {}
+import { assert } from '../assert.js';
+import type { Properties, ProtocolVersion, Qos, Will } from '../codec/packets.js';
+import type { StorageRequest, StorageResult } from '../contract.js';
+
+/** A subscription as a session holds it. `filter` is the full filter (with any `$share/` prefix). */
+export interface SubscriptionState {
+  readonly filter: string;
+  readonly qos: Qos;
+  readonly noLocal: boolean;
+  readonly retainAsPublished: boolean;
+  readonly retainHandling: 0 | 1 | 2;
+  /** MQTT 5.0 subscription identifier, 0 when none. */
+  readonly subscriptionId: number;
+}
+
+/** A message body, stored once, referred to by deliveries and by the retained table. */
+export interface StoredMessage {
+  readonly messageId: number;
+  readonly topic: string;
+  readonly payload: Uint8Array;
+  readonly qos: Qos;
+  readonly retain: boolean;
+  /** Properties forwarded to receivers (no topic alias, expiry or subscription identifiers). */
+  readonly properties: Properties | undefined;
+  readonly createdAtMs: number;
+  /** When the MQTT 5.0 message expiry interval runs out, or null for never. */
+  readonly expiryAtMs: number | null;
+  /** Deliveries and retained slots that refer to this message; it is dropped at zero. */
+  references: number;
+}
+
+export type DeliveryPhase = 'queued' | 'publish' | 'pubrel';
+
+/** One message on its way to one session. */
+export interface Delivery {
+  /** Per-session, increasing: identifies a delivery before it has a packet identifier. */
+  readonly sequence: number;
+  readonly messageId: number;
+  /** QoS towards this session: min(message QoS, granted QoS); 1 or 2 (QoS 0 is never stored). */
+  readonly qos: Qos;
+  /** The RETAIN flag this session receives. */
+  readonly retain: boolean;
+  readonly subscriptionIds: readonly number[];
+  /** 0 while queued, else the packet identifier in use. */
+  packetId: number;
+  phase: DeliveryPhase;
+}
+
+export interface SessionState {
+  readonly clientId: string;
+  protocolVersion: ProtocolVersion;
+  /** 0: ends with its connection (volatile, never written); 0xFFFFFFFF: never expires. */
+  expiryIntervalSeconds: number;
+  /** When its connection went away, or null while connected. */
+  offlineSinceMs: number | null;
+  readonly subscriptions: Map<string, SubscriptionState>;
+  /** Deliveries with a packet identifier, in the order they were first sent. */
+  readonly inflight: Map<number, Delivery>;
+  /** Deliveries waiting for room in the inflight window, oldest first. */
+  readonly queue: Delivery[];
+  /** Payload bytes of `queue`. */
+  queuedBytes: number;
+  /** QoS 2 packet identifiers received and not yet released by PUBREL. */
+  readonly incomingQos2: Set<number>;
+  nextPacketId: number;
+  nextDeliverySequence: number;
+}
+
+export interface DurableState {
+  readonly sessions: Map<string, SessionState>;
+  readonly messages: Map<number, StoredMessage>;
+  /** Topic name to message id. */
+  readonly retained: Map<string, number>;
+  retainedBytes: number;
+  /** Wills of connections that have not ended normally, by client id. */
+  readonly wills: Map<string, Will>;
+  nextMessageId: number;
+}
+
+export type StoredMessageFields = Omit<StoredMessage, 'references'>;
+
+export type StateRecord =
+  | { kind: 'session-created'; clientId: string; protocolVersion: ProtocolVersion; expiryIntervalSeconds: number }
+  | { kind: 'session-resumed'; clientId: string; protocolVersion: ProtocolVersion; expiryIntervalSeconds: number }
+  | { kind: 'session-disconnected'; clientId: string; atMs: number; expiryIntervalSeconds: number }
+  | { kind: 'session-deleted'; clientId: string }
+  | { kind: 'session-counters'; clientId: string; nextPacketId: number; nextDeliverySequence: number }
+  | { kind: 'subscription-added'; clientId: string; subscription: SubscriptionState }
+  | { kind: 'subscription-removed'; clientId: string; filter: string }
+  | { kind: 'message-stored'; message: StoredMessageFields }
+  /** A stored message that ended up with no delivery (all receivers dropped it). */
+  | { kind: 'message-discarded'; messageId: number }
+  | { kind: 'message-counter'; nextMessageId: number }
+  | { kind: 'retained-set'; topic: string; messageId: number }
+  | { kind: 'retained-cleared'; topic: string }
+  | {
+      kind: 'delivery-queued';
+      clientId: string;
+      sequence: number;
+      messageId: number;
+      qos: Qos;
+      retain: boolean;
+      subscriptionIds: readonly number[];
+      /** 0: waits in the queue; else sent at once with this packet identifier. */
+      packetId: number;
+      /** Only snapshots write 'pubrel' here; live deliveries start in 'queued' or 'publish'. */
+      phase: DeliveryPhase;
+    }
+  | { kind: 'delivery-sent'; clientId: string; sequence: number; packetId: number }
+  | { kind: 'delivery-released'; clientId: string; packetId: number }
+  | { kind: 'delivery-completed'; clientId: string; packetId: number }
+  | { kind: 'delivery-dropped'; clientId: string; sequence: number; reason: string }
+  | { kind: 'incoming-qos2-recorded'; clientId: string; packetId: number }
+  | { kind: 'incoming-qos2-released'; clientId: string; packetId: number }
+  | { kind: 'will-set'; clientId: string; will: Will }
+  | { kind: 'will-cleared'; clientId: string };
+
+export type StateRecordKind = StateRecord['kind'];
+
+/**
+ * Where durable state goes. The broker calls `recover` until it returns the records to replay,
+ * then `append` for every durable change, `flush` at the end of every input (a batching store
+ * starts its write/sync there: group commit), and reads `durableLsn` to release acknowledgements.
+ */
+export interface StateStore {
+  /** The records to replay, or null while the store is still reading them through storage requests. */
+  recover(nowMs: number): readonly StateRecord[] | null;
+  /** Takes a record; returns its LSN (increasing, starting at 1). */
+  append(record: StateRecord): number;
+  /** Every record with an LSN up to this one is durable. */
+  readonly durableLsn: number;
+  /** The LSN of the last appended record (0 when none). */
+  readonly appendedLsn: number;
+  /** End of an input: start writing / syncing what was appended. */
+  flush(nowMs: number): void;
+  /** Storage requests the store wants performed, in order; emptied by the call. */
+  drainRequests(): StorageRequest[];
+  /** Result of a request from `drainRequests`. */
+  storageCompleted(nowMs: number, result: StorageResult): void;
+  /** When the store wants `flush` called again even without input (interval sync), or null. */
+  nextDeadlineMs(): number | null;
+  /** Offered the live state after each input; a store may rewrite its log as `snapshotRecords(state)`. */
+  maybeCompact(state: DurableState): void;
+}
+
+export function createDurableState(): DurableState {
+  return { sessions: new Map(), messages: new Map(), retained: new Map(), retainedBytes: 0, wills: new Map(), nextMessageId: 1 };
+}
+
+function createSession(clientId: string, protocolVersion: ProtocolVersion, expiryIntervalSeconds: number): SessionState {
+  return {
+    clientId,
+    protocolVersion,
+    expiryIntervalSeconds,
+    offlineSinceMs: null,
+    subscriptions: new Map(),
+    inflight: new Map(),
+    queue: [],
+    queuedBytes: 0,
+    incomingQos2: new Set(),
+    nextPacketId: 1,
+    nextDeliverySequence: 1,
+  };
+}
+
+function sessionOf(state: DurableState, clientId: string): SessionState {
+  const session = state.sessions.get(clientId);
+  assert(session !== undefined, `record for unknown session ${clientId}`);
+  return session;
+}
+
+function messageOf(state: DurableState, messageId: number): StoredMessage {
+  const message = state.messages.get(messageId);
+  assert(message !== undefined, `record refers to unknown message ${messageId}`);
+  return message;
+}
+
+function release(state: DurableState, messageId: number): void {
+  const message = messageOf(state, messageId);
+  assert(message.references > 0, 'message reference count underflow');
+  message.references -= 1;
+  if (message.references === 0) state.messages.delete(messageId);
+}
+
+function dropSession(state: DurableState, session: SessionState): void {
+  for (const delivery of session.inflight.values()) release(state, delivery.messageId);
+  for (const delivery of session.queue) release(state, delivery.messageId);
+  state.sessions.delete(session.clientId);
+}
+
+/** The one place durable state changes, live and during replay. */
+export function applyRecord(state: DurableState, record: StateRecord): void {
+  switch (record.kind) {
+    case 'session-created': {
+      const existing = state.sessions.get(record.clientId);
+      if (existing !== undefined) dropSession(state, existing);
+      state.sessions.set(record.clientId, createSession(record.clientId, record.protocolVersion, record.expiryIntervalSeconds));
+      return;
+    }
+    case 'session-resumed': {
+      const session = sessionOf(state, record.clientId);
+      session.protocolVersion = record.protocolVersion;
+      session.expiryIntervalSeconds = record.expiryIntervalSeconds;
+      session.offlineSinceMs = null;
+      return;
+    }
+    case 'session-disconnected': {
+      const session = sessionOf(state, record.clientId);
+      session.offlineSinceMs = record.atMs;
+      session.expiryIntervalSeconds = record.expiryIntervalSeconds;
+      return;
+    }
+    case 'session-deleted':
+      dropSession(state, sessionOf(state, record.clientId));
+      return;
+    case 'session-counters': {
+      const session = sessionOf(state, record.clientId);
+      session.nextPacketId = record.nextPacketId;
+      session.nextDeliverySequence = record.nextDeliverySequence;
+      return;
+    }
+    case 'subscription-added':
+      sessionOf(state, record.clientId).subscriptions.set(record.subscription.filter, record.subscription);
+      return;
+    case 'subscription-removed':
+      sessionOf(state, record.clientId).subscriptions.delete(record.filter);
+      return;
+    case 'message-stored':
+      applyMessageStored(state, record.message);
+      return;
+    case 'message-discarded': {
+      const message = messageOf(state, record.messageId);
+      assert(message.references === 0, 'discarding a message that is still referred to');
+      state.messages.delete(record.messageId);
+      return;
+    }
+    case 'message-counter':
+      state.nextMessageId = Math.max(state.nextMessageId, record.nextMessageId);
+      return;
+    case 'retained-set':
+    case 'retained-cleared':
+      applyRetained(state, record.topic, record.kind === 'retained-set' ? record.messageId : 0);
+      return;
+    case 'will-set':
+      state.wills.set(record.clientId, record.will);
+      return;
+    case 'will-cleared':
+      state.wills.delete(record.clientId);
+      return;
+    default:
+      applyDeliveryRecord(state, record);
+  }
+}
+
+function applyMessageStored(state: DurableState, fields: StoredMessageFields): void {
+  assert(!state.messages.has(fields.messageId), `message ${fields.messageId} stored twice`);
+  state.messages.set(fields.messageId, { ...fields, references: 0 });
+  state.nextMessageId = Math.max(state.nextMessageId, fields.messageId + 1);
+}
+
+/** Replaces the retained message of `topic` with `messageId`, or clears it when 0. */
+function applyRetained(state: DurableState, topic: string, messageId: number): void {
+  const previous = state.retained.get(topic);
+  if (previous !== undefined) {
+    state.retainedBytes -= messageOf(state, previous).payload.length;
+    state.retained.delete(topic);
+    release(state, previous);
+  }
+  if (messageId === 0) return;
+  const message = messageOf(state, messageId);
+  message.references += 1;
+  state.retained.set(topic, messageId);
+  state.retainedBytes += message.payload.length;
+}
+
+type DeliveryRecord = Extract<
+  StateRecord,
+  { kind: 'delivery-queued' | 'delivery-sent' | 'delivery-released' | 'delivery-completed' | 'delivery-dropped' | 'incoming-qos2-recorded' | 'incoming-qos2-released' }
+>;
+
+function applyDeliveryRecord(state: DurableState, record: DeliveryRecord): void {
+  const session = sessionOf(state, record.clientId);
+  switch (record.kind) {
+    case 'delivery-queued':
+      applyDeliveryQueued(state, session, record);
+      return;
+    case 'delivery-sent': {
+      const index = queueIndex(session, record.sequence);
+      const delivery = session.queue[index]!;
+      session.queue.splice(index, 1);
+      session.queuedBytes -= messageOf(state, delivery.messageId).payload.length;
+      assert(!session.inflight.has(record.packetId), 'packet identifier already in use');
+      delivery.packetId = record.packetId;
+      delivery.phase = 'publish';
+      session.inflight.set(record.packetId, delivery);
+      session.nextPacketId = nextPacketIdAfter(record.packetId);
+      return;
+    }
+    case 'delivery-released': {
+      const delivery = session.inflight.get(record.packetId);
+      assert(delivery !== undefined && delivery.qos === 2, 'PUBREC state for an unknown QoS 2 delivery');
+      delivery.phase = 'pubrel';
+      return;
+    }
+    case 'delivery-completed': {
+      const delivery = session.inflight.get(record.packetId);
+      assert(delivery !== undefined, 'completion of an unknown delivery');
+      session.inflight.delete(record.packetId);
+      release(state, delivery.messageId);
+      return;
+    }
+    case 'delivery-dropped': {
+      const index = queueIndex(session, record.sequence);
+      const delivery = session.queue[index]!;
+      session.queue.splice(index, 1);
+      session.queuedBytes -= messageOf(state, delivery.messageId).payload.length;
+      release(state, delivery.messageId);
+      return;
+    }
+    case 'incoming-qos2-recorded':
+      session.incomingQos2.add(record.packetId);
+      return;
+    case 'incoming-qos2-released':
+      session.incomingQos2.delete(record.packetId);
+      return;
+  }
+}
+
+function applyDeliveryQueued(state: DurableState, session: SessionState, record: Extract<StateRecord, { kind: 'delivery-queued' }>): void {
+  assert(record.qos > 0, 'QoS 0 deliveries are never stored');
+  assert(record.sequence >= session.nextDeliverySequence, 'delivery sequence went backwards');
+  const message = messageOf(state, record.messageId);
+  message.references += 1;
+  const delivery: Delivery = {
+    sequence: record.sequence,
+    messageId: record.messageId,
+    qos: record.qos,
+    retain: record.retain,
+    subscriptionIds: record.subscriptionIds,
+    packetId: record.packetId,
+    phase: record.packetId === 0 ? 'queued' : record.phase,
+  };
+  session.nextDeliverySequence = record.sequence + 1;
+  if (record.packetId === 0) {
+    session.queue.push(delivery);
+    session.queuedBytes += message.payload.length;
+    return;
+  }
+  assert(delivery.phase !== 'queued', 'an inflight delivery needs a phase');
+  assert(!session.inflight.has(record.packetId), 'packet identifier already in use');
+  session.inflight.set(record.packetId, delivery);
+  session.nextPacketId = nextPacketIdAfter(record.packetId);
+}
+
+function queueIndex(session: SessionState, sequence: number): number {
+  // The head is by far the common case (the window opens in order).
+  if (session.queue.length > 0 && session.queue[0]!.sequence === sequence) return 0;
+  const index = session.queue.findIndex((delivery) => delivery.sequence === sequence);
+  assert(index >= 0, `queued delivery ${sequence} not found`);
+  return index;
+}
+
+export function nextPacketIdAfter(packetId: number): number {
+  return packetId >= 0xffff ? 1 : packetId + 1;
+}
+
+/**
+ * After replaying every record: drop messages nothing refers to (a crash between storing a
+ * message and queueing it) and volatile sessions that reached the store (none should).
+ */
+export function finishReplay(state: DurableState): void {
+  for (const session of [...state.sessions.values()]) {
+    if (session.expiryIntervalSeconds === 0) dropSession(state, session);
+  }
+  for (const [messageId, message] of [...state.messages]) {
+    if (message.references === 0) state.messages.delete(messageId);
+  }
+}
+
+/**
+ * The live durable state as a minimal record list: replaying it yields the same state (volatile
+ * sessions excepted; they are never durable). Used by stores to compact their logs.
+ */
+export function snapshotRecords(state: DurableState): StateRecord[] {
+  const records: StateRecord[] = [{ kind: 'message-counter', nextMessageId: state.nextMessageId }];
+  for (const message of state.messages.values()) {
+    const { references: _references, ...fields } = message;
+    records.push({ kind: 'message-stored', message: fields });
+  }
+  for (const [topic, messageId] of state.retained) records.push({ kind: 'retained-set', topic, messageId });
+  for (const [clientId, will] of state.wills) records.push({ kind: 'will-set', clientId, will });
+  for (const session of state.sessions.values()) {
+    if (session.expiryIntervalSeconds === 0) continue;
+    snapshotSession(session, records);
+  }
+  return records;
+}
+
+function snapshotSession(session: SessionState, records: StateRecord[]): void {
+  const clientId = session.clientId;
+  records.push({ kind: 'session-created', clientId, protocolVersion: session.protocolVersion, expiryIntervalSeconds: session.expiryIntervalSeconds });
+  if (session.offlineSinceMs !== null) {
+    records.push({ kind: 'session-disconnected', clientId, atMs: session.offlineSinceMs, expiryIntervalSeconds: session.expiryIntervalSeconds });
+  }
+  for (const subscription of session.subscriptions.values()) records.push({ kind: 'subscription-added', clientId, subscription });
+  // Inflight and queued deliveries interleave by sequence; replay requires increasing sequences.
+  const deliveries = [...session.inflight.values(), ...session.queue].sort((a, b) => a.sequence - b.sequence);
+  for (const delivery of deliveries) {
+    const { sequence, messageId, qos, retain, subscriptionIds, packetId, phase } = delivery;
+    records.push({ kind: 'delivery-queued', clientId, sequence, messageId, qos, retain, subscriptionIds, packetId, phase });
+  }
+  for (const packetId of session.incomingQos2) records.push({ kind: 'incoming-qos2-recorded', clientId, packetId });
+  records.push({ kind: 'session-counters', clientId, nextPacketId: session.nextPacketId, nextDeliverySequence: session.nextDeliverySequence });
+}

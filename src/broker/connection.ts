@@ -1,0 +1,58 @@
+/**
+ * One transport connection as the broker sees it: its decoder, its phase, the session bound to
+ * it, and the per-connection MQTT state (keepalive, the client's limits, incoming topic aliases,
+ * acknowledgements held back until the records they depend on are durable).
+ *
+ * Phases: `awaiting-connect` until a CONNECT is accepted, `connected` afterwards, `closing` once
+ * the broker decided to close it; in `closing` every further byte from the client is ignored.
+ */
+import { PacketDecoder } from '../codec/decoder.js';
+import type { ProtocolVersion, Will } from '../codec/packets.js';
+import type { ConnectionId } from '../contract.js';
+import type { SessionState } from '../store/state-store.js';
+
+export type ConnectionPhase = 'awaiting-connect' | 'connected' | 'closing';
+
+/** Bytes waiting until the store's durable LSN reaches `lsn`. */
+export interface HeldSend {
+  readonly lsn: number;
+  readonly bytes: Uint8Array;
+  /** A PUBACK: releasing it frees one slot of the client's window towards us. */
+  readonly isPuback: boolean;
+}
+
+/** The largest packet MQTT can express (when the client names no Maximum Packet Size). */
+export const packetBytesLimit = 268_435_460;
+
+export class Connection {
+  phase: ConnectionPhase = 'awaiting-connect';
+  /** Known once CONNECT is accepted; 4 until then (3.1.1 framing for early refusals). */
+  version: ProtocolVersion = 4;
+  clientId = '';
+  session: SessionState | null = null;
+  /** 0 disables the keepalive check. */
+  keepAliveMs = 0;
+  lastPacketMs: number;
+  /** The client's Receive Maximum: our outgoing window is at most this. */
+  receiveMaximum = 65_535;
+  /** The client's Maximum Packet Size. */
+  maximumPacketSize = packetBytesLimit;
+  /** Incoming topic aliases (MQTT 5.0), alias to topic name. */
+  readonly topicAliases = new Map<number, string>();
+  /** QoS 1 PUBLISHes received whose PUBACK is still held for durability. */
+  pendingPubacks = 0;
+  readonly held: HeldSend[] = [];
+  /** Session expiry set by the client's DISCONNECT (MQTT 5.0), applied when the session detaches. */
+  expiryOnDisconnectSeconds: number | null = null;
+  /** The will of this connection, until it ends normally. */
+  will: Will | null = null;
+
+  constructor(
+    readonly id: ConnectionId,
+    readonly remoteAddress: string,
+    readonly decoder: PacketDecoder,
+    nowMs: number,
+  ) {
+    this.lastPacketMs = nowMs;
+  }
+}

@@ -1,0 +1,55 @@
+/**
+ * PUBACK, PUBREC and PUBCOMP from a client: the outbound half of QoS 1/2.
+ *
+ * PUBACK completes a QoS 1 delivery; PUBREC moves a QoS 2 delivery to the PUBREL state (or ends
+ * it, when its reason code reports failure [MQTT-4.3.3-?: a PUBREC >= 0x80 ends the exchange]);
+ * PUBCOMP completes it. Each completion frees a window slot, so the queue is pumped. An
+ * acknowledgement for an identifier we do not have inflight is ignored for PUBACK/PUBCOMP, and
+ * answered with PUBREL 0x92 Packet Identifier not found for PUBREC (5.0), so the client can
+ * finish its side.
+ */
+import type { PubackPacket, PubcompPacket, PubrecPacket } from '../codec/packets.js';
+import { PacketType } from '../codec/packets.js';
+import { ReasonCode, isFailureReasonCode } from '../codec/reason-codes.js';
+import type { Broker } from './broker.js';
+import type { Connection } from './connection.js';
+import { pump } from './outbound-queue.js';
+
+function complete(broker: Broker, connection: Connection, packetId: number, nowMs: number): void {
+  const session = connection.session!;
+  broker.commit({ kind: 'delivery-completed', clientId: session.clientId, packetId });
+  pump(broker, session, connection, nowMs);
+}
+
+function ignoreUnknown(broker: Broker, connection: Connection, kind: string, packetId: number): void {
+  broker.log('debug', 'unknown-acknowledgement', { connectionId: connection.id, clientId: connection.clientId, kind, packetId });
+}
+
+export function handlePuback(broker: Broker, connection: Connection, packet: PubackPacket, nowMs: number): void {
+  const delivery = connection.session!.inflight.get(packet.packetId);
+  if (delivery === undefined || delivery.qos !== 1) return ignoreUnknown(broker, connection, 'puback', packet.packetId);
+  complete(broker, connection, packet.packetId, nowMs);
+}
+
+export function handlePubrec(broker: Broker, connection: Connection, packet: PubrecPacket, nowMs: number): void {
+  const session = connection.session!;
+  const delivery = session.inflight.get(packet.packetId);
+  if (delivery === undefined || delivery.qos !== 2) {
+    const reasonCode = connection.version === 5 ? ReasonCode.PacketIdentifierNotFound : 0;
+    broker.sendPacket(connection, { type: PacketType.Pubrel, packetId: packet.packetId, reasonCode });
+    return;
+  }
+  if (isFailureReasonCode(packet.reasonCode)) {
+    // The client refused the message: the exchange ends here, no PUBREL follows.
+    complete(broker, connection, packet.packetId, nowMs);
+    return;
+  }
+  if (delivery.phase === 'publish') broker.commit({ kind: 'delivery-released', clientId: session.clientId, packetId: packet.packetId });
+  broker.sendPacket(connection, { type: PacketType.Pubrel, packetId: packet.packetId, reasonCode: 0 });
+}
+
+export function handlePubcomp(broker: Broker, connection: Connection, packet: PubcompPacket, nowMs: number): void {
+  const delivery = connection.session!.inflight.get(packet.packetId);
+  if (delivery === undefined || delivery.phase !== 'pubrel') return ignoreUnknown(broker, connection, 'pubcomp', packet.packetId);
+  complete(broker, connection, packet.packetId, nowMs);
+}

@@ -1,0 +1,149 @@
+/**
+ * CONNECT: refuse it with the right CONNACK code, or bind the connection to a new or resumed
+ * session, taking the client id over from another connection if needed, and answer CONNACK.
+ *
+ * Refusals (CONNACK then close): authentication method present (5.0, no enhanced method: 0x8C),
+ * client id too long or empty with a persistent 3.1.1 session (0x85 / rc 2) [MQTT-3.1.3-8],
+ * authenticator says no, connectionsMax or sessionsMax reached (0x97 / rc 3). Takeover: the
+ * existing connection with the same client id gets DISCONNECT 0x8E (5.0) and is closed as an
+ * abnormal end, so its will follows the will rules [MQTT-3.1.4-3]. The CONNACK of a persistent
+ * session waits until its records are durable.
+ */
+import { PacketType, type ConnackPacket, type ConnectPacket, type Properties } from '../codec/packets.js';
+import { ConnackReturnCode311, ReasonCode } from '../codec/reason-codes.js';
+import type { Broker } from './broker.js';
+import type { Connection } from './connection.js';
+import { packetBytesLimit } from './connection.js';
+import { redeliver } from './outbound-queue.js';
+import { endSession } from './session-lifecycle.js';
+import { discardWill } from './will.js';
+
+const utf8 = new TextEncoder();
+const expiryNever = 0xffffffff;
+
+/** The 3.1.1 CONNACK return code closest to a 5.0 reason code. */
+function returnCode311(reasonCode: number): number {
+  switch (reasonCode) {
+    case ReasonCode.UnsupportedProtocolVersion:
+      return ConnackReturnCode311.UnacceptableProtocolVersion;
+    case ReasonCode.ClientIdentifierNotValid:
+      return ConnackReturnCode311.IdentifierRejected;
+    case ReasonCode.BadUserNameOrPassword:
+      return ConnackReturnCode311.BadUserNameOrPassword;
+    case ReasonCode.NotAuthorized:
+    case ReasonCode.Banned:
+    case ReasonCode.BadAuthenticationMethod:
+      return ConnackReturnCode311.NotAuthorized;
+    default:
+      return ConnackReturnCode311.ServerUnavailable;
+  }
+}
+
+function refuse(broker: Broker, connection: Connection, reasonCode: number, nowMs: number, why: string): void {
+  const code = connection.version === 5 ? reasonCode : returnCode311(reasonCode);
+  broker.stats.connectsRefused += 1;
+  broker.log('info', 'connect-refused', { connectionId: connection.id, reasonCode: code, why });
+  broker.sendPacket(connection, { type: PacketType.Connack, sessionPresent: false, reasonCode: code }, 0, true);
+  broker.closeConnection(connection, nowMs, `connect refused: ${why}`, 'discard', true);
+}
+
+/** The reason to refuse this CONNECT, or null to accept it. */
+function refusal(broker: Broker, connection: Connection, packet: ConnectPacket): { reasonCode: number; why: string } | null {
+  if (packet.properties?.authenticationMethod !== undefined) return { reasonCode: ReasonCode.BadAuthenticationMethod, why: 'authentication method not supported' };
+  if (utf8.encode(packet.clientId).length > broker.config.clientIdBytesMax) return { reasonCode: ReasonCode.ClientIdentifierNotValid, why: 'client id too long' };
+  // [MQTT-3.1.3-8] 3.1.1: an empty client id is allowed only with a clean session.
+  if (packet.clientId.length === 0 && packet.protocolVersion !== 5 && !packet.cleanStart) return { reasonCode: ReasonCode.ClientIdentifierNotValid, why: 'empty client id needs a clean session' };
+  if (broker.authenticator !== undefined) {
+    const decision = broker.authenticator.authenticate({
+      clientId: packet.clientId,
+      username: packet.username,
+      password: packet.password,
+      remoteAddress: connection.remoteAddress,
+      protocolVersion: packet.protocolVersion,
+    });
+    if (!decision.ok) return { reasonCode: decision.reasonCode, why: 'not authenticated' };
+  }
+  if (broker.stats.clientsConnected >= broker.config.connectionsMax && !broker.online.has(packet.clientId)) return { reasonCode: ReasonCode.QuotaExceeded, why: 'connectionsMax reached' };
+  return null;
+}
+
+function requestedExpirySeconds(packet: ConnectPacket): number {
+  if (packet.protocolVersion === 5) return packet.properties?.sessionExpiryInterval ?? 0;
+  return packet.cleanStart ? 0 : expiryNever;
+}
+
+export function handleConnect(broker: Broker, connection: Connection, packet: ConnectPacket, nowMs: number): void {
+  connection.version = packet.protocolVersion;
+  const refused = refusal(broker, connection, packet);
+  if (refused !== null) return refuse(broker, connection, refused.reasonCode, nowMs, refused.why);
+  const assigned = packet.clientId.length === 0;
+  const clientId = assigned ? broker.generateClientId() : packet.clientId;
+  const requested = requestedExpirySeconds(packet);
+  const expirySeconds = Math.min(requested, broker.config.sessionExpirySecondsMax);
+  takeOver(broker, clientId, nowMs);
+  const existing = broker.state.sessions.get(clientId);
+  const resume = existing !== undefined && !packet.cleanStart;
+  if (!resume && broker.state.sessions.size - (existing === undefined ? 0 : 1) >= broker.config.sessionsMax) {
+    return refuse(broker, connection, ReasonCode.QuotaExceeded, nowMs, 'sessionsMax reached');
+  }
+  const appendedBefore = broker.store.appendedLsn;
+  if (resume) {
+    // A resumed session cancels the will still waiting from its previous connection [MQTT-3.1.3-9].
+    discardWill(broker, clientId);
+    broker.sessionExpiryDeadlines.delete(clientId);
+    broker.commit({ kind: 'session-resumed', clientId, protocolVersion: packet.protocolVersion, expiryIntervalSeconds: expirySeconds });
+  } else {
+    if (existing !== undefined) endSession(broker, clientId, nowMs);
+    broker.commit({ kind: 'session-created', clientId, protocolVersion: packet.protocolVersion, expiryIntervalSeconds: expirySeconds });
+  }
+  if (packet.will !== undefined) broker.commit({ kind: 'will-set', clientId, will: packet.will });
+  bind(broker, connection, packet, clientId, nowMs);
+  const connack = connackFor(broker, connection, resume, assigned ? clientId : null, expirySeconds !== requested ? expirySeconds : null);
+  broker.sendPacket(connection, connack, broker.lsnSince(appendedBefore));
+  if (resume) redeliver(broker, connection.session!, connection, nowMs);
+}
+
+function takeOver(broker: Broker, clientId: string, nowMs: number): void {
+  const previous = broker.online.get(clientId);
+  if (previous === undefined) return;
+  broker.stats.takeovers += 1;
+  broker.log('info', 'session-takeover', { clientId, connectionId: previous.id });
+  if (previous.version === 5) {
+    broker.sendPacket(previous, { type: PacketType.Disconnect, reasonCode: ReasonCode.SessionTakenOver }, 0, true);
+  }
+  broker.closeConnection(previous, nowMs, 'session taken over', 'publish', true);
+}
+
+function bind(broker: Broker, connection: Connection, packet: ConnectPacket, clientId: string, nowMs: number): void {
+  const serverKeepAlive = packet.protocolVersion === 5 ? broker.config.serverKeepAliveSeconds : null;
+  connection.phase = 'connected';
+  connection.clientId = clientId;
+  connection.session = broker.state.sessions.get(clientId)!;
+  connection.keepAliveMs = (serverKeepAlive ?? packet.keepAliveSeconds) * 1000;
+  connection.lastPacketMs = nowMs;
+  connection.receiveMaximum = packet.properties?.receiveMaximum ?? 65_535;
+  connection.maximumPacketSize = packet.properties?.maximumPacketSize ?? packetBytesLimit;
+  connection.will = packet.will ?? null;
+  broker.online.set(clientId, connection);
+  broker.stats.clientsConnected += 1;
+}
+
+function connackFor(broker: Broker, connection: Connection, sessionPresent: boolean, assignedClientId: string | null, clampedExpiry: number | null): ConnackPacket {
+  const connack: ConnackPacket = { type: PacketType.Connack, sessionPresent, reasonCode: 0 };
+  if (connection.version !== 5) return connack;
+  const config = broker.config;
+  const properties: Properties = {};
+  if (config.receiveMaximum !== 65_535) properties.receiveMaximum = config.receiveMaximum;
+  if (config.maximumQos < 2) properties.maximumQos = config.maximumQos;
+  if (!config.retainAvailable) properties.retainAvailable = 0;
+  if (config.packetBytesMax < packetBytesLimit) properties.maximumPacketSize = config.packetBytesMax;
+  if (config.topicAliasMaximum > 0) properties.topicAliasMaximum = config.topicAliasMaximum;
+  if (!config.wildcardSubscriptionAvailable) properties.wildcardSubscriptionAvailable = 0;
+  if (!config.subscriptionIdentifiersAvailable) properties.subscriptionIdentifiersAvailable = 0;
+  if (!config.sharedSubscriptionAvailable) properties.sharedSubscriptionAvailable = 0;
+  if (assignedClientId !== null) properties.assignedClientIdentifier = assignedClientId;
+  if (config.serverKeepAliveSeconds !== null) properties.serverKeepAlive = config.serverKeepAliveSeconds;
+  if (clampedExpiry !== null) properties.sessionExpiryInterval = clampedExpiry;
+  if (Object.keys(properties).length > 0) connack.properties = properties;
+  return connack;
+}

@@ -1,0 +1,105 @@
+/**
+ * PUBLISH and PUBREL from a client: the inbound half of QoS 0/1/2.
+ *
+ * Checks, each a ProtocolViolation with its MQTT 5.0 reason code: topic alias 0 or above our
+ * Topic Alias Maximum (0x94) [MQTT-3.3.2-9, -10], an unknown alias with an empty topic (0x82),
+ * an invalid topic name (0x90), a subscription identifier (0x82) [MQTT-3.3.4-6], QoS above our
+ * Maximum QoS (0x9B) [MQTT-3.2.2-11], RETAIN when retain is unavailable (0x9A) [MQTT-3.2.2-14],
+ * more unacknowledged QoS 1/2 PUBLISHes than our Receive Maximum (0x93) [MQTT-3.3.4-7].
+ *
+ * QoS 2 is exactly once on the way in: the packet identifier is recorded before the message is
+ * routed and kept until PUBREL; a PUBLISH with a recorded identifier is answered with PUBREC and
+ * not routed again [MQTT-4.3.3-9]. PUBACK / PUBREC / PUBCOMP wait for the records they depend on
+ * to be durable. MQTT 5.0 PUBACK/PUBREC say 0x10 when nobody matched, and PUBACK says 0x97 when
+ * a retained message was refused by the retained limits.
+ *
+ * Topic aliases are honoured inbound only: the broker never sends aliases to clients (the spec
+ * makes them optional for the sender), so a client's Topic Alias Maximum needs no bookkeeping.
+ */
+import { encodePacket } from '../codec/encoder.js';
+import { PacketType, type PublishPacket, type PubrelPacket } from '../codec/packets.js';
+import { ReasonCode } from '../codec/reason-codes.js';
+import { checkTopicName } from '../topics/validate.js';
+import type { Broker } from './broker.js';
+import type { Connection } from './connection.js';
+import { protocolError, violation } from './errors.js';
+import { transientMessage } from './message.js';
+import { retainMessage } from './retained.js';
+
+function resolveTopic(broker: Broker, connection: Connection, packet: PublishPacket): string {
+  const alias = packet.properties?.topicAlias;
+  if (alias === undefined) {
+    if (packet.topic.length === 0) throw protocolError('empty-topic', 'PUBLISH without topic name or alias');
+    return packet.topic;
+  }
+  if (alias === 0 || alias > broker.config.topicAliasMaximum) {
+    throw violation(ReasonCode.TopicAliasInvalid, 'topic-alias-invalid', `topic alias ${alias} outside 1..${broker.config.topicAliasMaximum}`);
+  }
+  if (packet.topic.length > 0) return packet.topic;
+  const topic = connection.topicAliases.get(alias);
+  if (topic === undefined) throw protocolError('topic-alias-unknown', `topic alias ${alias} was never set`);
+  return topic;
+}
+
+function checkPublish(broker: Broker, connection: Connection, packet: PublishPacket, topic: string): void {
+  const problem = checkTopicName(topic, broker.config);
+  if (problem !== null) throw violation(ReasonCode.TopicNameInvalid, 'topic-name-invalid', problem);
+  if (packet.properties?.subscriptionIdentifiers !== undefined) throw protocolError('publish-subscription-id', 'a client PUBLISH must not carry a subscription identifier');
+  if (packet.qos > broker.config.maximumQos) throw violation(ReasonCode.QosNotSupported, 'qos-not-supported', `QoS ${packet.qos} above maximum ${broker.config.maximumQos}`);
+  if (packet.retain && !broker.config.retainAvailable) throw violation(ReasonCode.RetainNotSupported, 'retain-not-supported', 'retain is not available');
+  const session = connection.session!;
+  const isDuplicate = packet.qos === 2 && session.incomingQos2.has(packet.packetId!);
+  if (connection.version === 5 && packet.qos > 0 && !isDuplicate && session.incomingQos2.size + connection.pendingPubacks >= broker.config.receiveMaximum) {
+    throw violation(ReasonCode.ReceiveMaximumExceeded, 'receive-maximum-exceeded', 'too many unacknowledged QoS 1/2 PUBLISH packets');
+  }
+}
+
+export function handlePublish(broker: Broker, connection: Connection, packet: PublishPacket, nowMs: number): void {
+  const topic = resolveTopic(broker, connection, packet);
+  checkPublish(broker, connection, packet, topic);
+  const alias = packet.properties?.topicAlias;
+  if (alias !== undefined && packet.topic.length > 0) connection.topicAliases.set(alias, packet.topic);
+  const session = connection.session!;
+  const packetId = packet.packetId ?? 0;
+  if (packet.qos === 2 && session.incomingQos2.has(packetId)) {
+    // [MQTT-4.3.3-9] Already received and not released: acknowledge again, do not route again.
+    broker.sendPacket(connection, { type: PacketType.Pubrec, packetId, reasonCode: 0 });
+    return;
+  }
+  broker.stats.messagesReceived += 1;
+  const appendedBefore = broker.store.appendedLsn;
+  if (packet.qos === 2) broker.commit({ kind: 'incoming-qos2-recorded', clientId: session.clientId, packetId });
+  const message = transientMessage(topic, packet.payload, packet.qos, packet.retain, packet.properties, nowMs);
+  let retainRefused = false;
+  let routed = message;
+  if (packet.retain) {
+    const outcome = retainMessage(broker, message);
+    retainRefused = outcome.refused;
+    if (outcome.stored !== null) routed = outcome.stored;
+  }
+  const matched = broker.router.route(routed, session.clientId, nowMs);
+  if (packet.qos === 0) return;
+  const lsn = broker.lsnSince(appendedBefore);
+  let reasonCode: number = ReasonCode.Success;
+  if (connection.version === 5 && matched === 0) reasonCode = ReasonCode.NoMatchingSubscribers;
+  if (packet.qos === 1) {
+    if (connection.version === 5 && retainRefused) reasonCode = ReasonCode.QuotaExceeded;
+    connection.pendingPubacks += 1;
+    broker.send(connection, encodePacket({ type: PacketType.Puback, packetId, reasonCode }, connection.version), lsn, true);
+    return;
+  }
+  broker.sendPacket(connection, { type: PacketType.Pubrec, packetId, reasonCode }, lsn);
+}
+
+export function handlePubrel(broker: Broker, connection: Connection, packet: PubrelPacket, _nowMs: number): void {
+  const session = connection.session!;
+  if (!session.incomingQos2.has(packet.packetId)) {
+    // Unknown identifier (already released, e.g. a PUBREL resent after our PUBCOMP was lost).
+    const reasonCode = connection.version === 5 ? ReasonCode.PacketIdentifierNotFound : 0;
+    broker.sendPacket(connection, { type: PacketType.Pubcomp, packetId: packet.packetId, reasonCode });
+    return;
+  }
+  const appendedBefore = broker.store.appendedLsn;
+  broker.commit({ kind: 'incoming-qos2-released', clientId: session.clientId, packetId: packet.packetId });
+  broker.sendPacket(connection, { type: PacketType.Pubcomp, packetId: packet.packetId, reasonCode: 0 }, broker.lsnSince(appendedBefore));
+}

@@ -1,0 +1,79 @@
+/**
+ * SUBSCRIBE and UNSUBSCRIBE.
+ *
+ * Each filter gets its own result: the granted QoS, min(requested, maximumQos) [MQTT-3.9.3-?],
+ * or a failure (MQTT 5.0 reason code; 3.1.1 has only 0x80): invalid filter 0x8F, shared
+ * subscriptions unavailable 0x9E, wildcards unavailable 0xA2, subscription identifiers
+ * unavailable 0xA1, subscriptionsPerSessionMax reached 0x97. No Local on a shared subscription
+ * is a protocol error for the whole packet [MQTT-3.8.3-4]. Re-subscribing to a filter replaces
+ * the subscription [MQTT-3.8.4-3]. Retained messages go out after the SUBACK, per Retain
+ * Handling. SUBACK/UNSUBACK wait for their records to be durable.
+ */
+import { PacketType, type SubscribePacket, type Subscription, type UnsubscribePacket, type Qos } from '../codec/packets.js';
+import { ReasonCode, SubackFailure311 } from '../codec/reason-codes.js';
+import type { SessionState, SubscriptionState } from '../store/state-store.js';
+import { checkTopicFilter, hasWildcard, parseSharedFilter } from '../topics/validate.js';
+import type { Broker } from './broker.js';
+import type { Connection } from './connection.js';
+import { protocolError } from './errors.js';
+import { sendRetainedOnSubscribe } from './retained.js';
+
+function failureCode(broker: Broker, session: SessionState, request: Subscription, subscriptionId: number): number | null {
+  const config = broker.config;
+  if (checkTopicFilter(request.topicFilter, config) !== null) return ReasonCode.TopicFilterInvalid;
+  if (!config.sharedSubscriptionAvailable && parseSharedFilter(request.topicFilter) !== null) return ReasonCode.SharedSubscriptionsNotSupported;
+  if (!config.wildcardSubscriptionAvailable && hasWildcard(request.topicFilter)) return ReasonCode.WildcardSubscriptionsNotSupported;
+  if (!config.subscriptionIdentifiersAvailable && subscriptionId !== 0) return ReasonCode.SubscriptionIdentifiersNotSupported;
+  if (!session.subscriptions.has(request.topicFilter) && session.subscriptions.size >= config.subscriptionsPerSessionMax) return ReasonCode.QuotaExceeded;
+  return null;
+}
+
+export function handleSubscribe(broker: Broker, connection: Connection, packet: SubscribePacket, nowMs: number): void {
+  for (const request of packet.subscriptions) {
+    // [MQTT-3.8.3-4] No Local on a shared subscription is a protocol error.
+    if (request.noLocal && parseSharedFilter(request.topicFilter) !== null) throw protocolError('shared-no-local', 'No Local set on a shared subscription');
+  }
+  const session = connection.session!;
+  const subscriptionId = packet.properties?.subscriptionIdentifiers?.[0] ?? 0;
+  const appendedBefore = broker.store.appendedLsn;
+  const reasonCodes: number[] = [];
+  const added: { subscription: SubscriptionState; isNew: boolean }[] = [];
+  for (const request of packet.subscriptions) {
+    const failure = failureCode(broker, session, request, subscriptionId);
+    if (failure !== null) {
+      reasonCodes.push(connection.version === 5 ? failure : SubackFailure311);
+      continue;
+    }
+    const qos = Math.min(request.qos, broker.config.maximumQos) as Qos;
+    const subscription: SubscriptionState = {
+      filter: request.topicFilter,
+      qos,
+      noLocal: request.noLocal,
+      retainAsPublished: request.retainAsPublished,
+      retainHandling: request.retainHandling,
+      subscriptionId,
+    };
+    const isNew = !session.subscriptions.has(request.topicFilter);
+    broker.commit({ kind: 'subscription-added', clientId: session.clientId, subscription });
+    added.push({ subscription, isNew });
+    reasonCodes.push(qos);
+  }
+  broker.sendPacket(connection, { type: PacketType.Suback, packetId: packet.packetId, reasonCodes }, broker.lsnSince(appendedBefore));
+  for (const { subscription, isNew } of added) sendRetainedOnSubscribe(broker, session, subscription, isNew, nowMs);
+}
+
+export function handleUnsubscribe(broker: Broker, connection: Connection, packet: UnsubscribePacket, _nowMs: number): void {
+  const session = connection.session!;
+  const appendedBefore = broker.store.appendedLsn;
+  const reasonCodes: number[] = [];
+  for (const filter of packet.topicFilters) {
+    if (!session.subscriptions.has(filter)) {
+      reasonCodes.push(ReasonCode.NoSubscriptionExisted);
+      continue;
+    }
+    broker.commit({ kind: 'subscription-removed', clientId: session.clientId, filter });
+    reasonCodes.push(ReasonCode.Success);
+  }
+  const codes = connection.version === 5 ? reasonCodes : [];
+  broker.sendPacket(connection, { type: PacketType.Unsuback, packetId: packet.packetId, reasonCodes: codes }, broker.lsnSince(appendedBefore));
+}

@@ -1,0 +1,38 @@
+/**
+ * Builds the broker's view of a message from what a client published (or its will): the fields
+ * that are forwarded to receivers and the absolute expiry time.
+ *
+ * Forwarded unchanged [MQTT-3.3.2-15..20]: payload format indicator, content type, response
+ * topic, correlation data and user properties (in order). Not forwarded: the topic alias (per
+ * connection), subscription identifiers (set per receiver), the will delay interval. The message
+ * expiry interval becomes an absolute `expiryAtMs`, and each receiver gets the time remaining.
+ */
+import type { Properties, Qos } from '../codec/packets.js';
+import type { StoredMessage } from '../store/state-store.js';
+
+export function forwardedProperties(source: Properties | undefined): Properties | undefined {
+  if (source === undefined) return undefined;
+  let result: Properties | undefined;
+  if (source.payloadFormatIndicator !== undefined) (result ??= {}).payloadFormatIndicator = source.payloadFormatIndicator;
+  if (source.contentType !== undefined) (result ??= {}).contentType = source.contentType;
+  if (source.responseTopic !== undefined) (result ??= {}).responseTopic = source.responseTopic;
+  if (source.correlationData !== undefined) (result ??= {}).correlationData = source.correlationData.slice();
+  if (source.userProperties !== undefined && source.userProperties.length > 0) (result ??= {}).userProperties = source.userProperties;
+  return result;
+}
+
+/** A message not stored yet (messageId 0). The payload may still be a view of input bytes. */
+export function transientMessage(topic: string, payload: Uint8Array, qos: Qos, retain: boolean, properties: Properties | undefined, nowMs: number): StoredMessage {
+  const expirySeconds = properties?.messageExpiryInterval;
+  return {
+    messageId: 0,
+    topic,
+    payload,
+    qos,
+    retain,
+    properties: forwardedProperties(properties),
+    createdAtMs: nowMs,
+    expiryAtMs: expirySeconds === undefined ? null : nowMs + expirySeconds * 1000,
+    references: 0,
+  };
+}

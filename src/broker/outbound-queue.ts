@@ -1,0 +1,195 @@
+/**
+ * Messages on their way from the broker to one session: the inflight window, the queue behind
+ * it, redelivery on resume, and the limits.
+ *
+ * - The window is min(client Receive Maximum, inflightPerSessionMax) QoS 1/2 PUBLISHes without
+ *   their final acknowledgement [MQTT-4.9.0-2]; the rest waits in the session's queue, in order.
+ *   A delivery takes a packet identifier only when it leaves the queue, so identifiers in use are
+ *   bounded by the window, and a session's deliveries leave in the order they were queued (order
+ *   per topic per publisher holds [MQTT-4.6.0-5]).
+ * - QoS 0 goes straight to a connected client and is never stored; for a session without a
+ *   connection it is dropped and counted (`drops.qos0Offline`). The spec lets a server queue it;
+ *   we do not, because QoS 0 promises nothing and queueing it would spend the session's queue
+ *   budget on messages nobody acknowledged.
+ * - Queue limits (queuedMessagesPerSessionMax, queuedBytesPerSessionMax): on overflow,
+ *   `drop-oldest` drops the oldest waiting delivery, `reject-new` the new one; every drop is a
+ *   `delivery-dropped` record, a counter and a debug log.
+ * - A PUBLISH larger than the client's Maximum Packet Size is not sent [MQTT-3.1.2-25]; it is
+ *   counted and, for QoS 1/2, treated as delivered.
+ * - Expired messages (MQTT 5.0 message expiry) are dropped when they reach the head of the queue;
+ *   the forwarded expiry is the time remaining [MQTT-3.3.2-6].
+ * - On resume, inflight deliveries are sent again first, PUBLISH with DUP=1 or PUBREL depending on
+ *   their state [MQTT-4.4.0-1], then the queue is pumped.
+ */
+import { assert } from '../assert.js';
+import { encodePacket, encodePublish, withPacketId, type EncodedPublish } from '../codec/encoder.js';
+import { PacketType, type Properties, type ProtocolVersion, type PublishPacket, type Qos } from '../codec/packets.js';
+import { nextPacketIdAfter, type SessionState, type StoredMessage } from '../store/state-store.js';
+import type { Broker } from './broker.js';
+import type { Connection } from './connection.js';
+
+export function windowSize(broker: Broker, connection: Connection): number {
+  return Math.min(connection.receiveMaximum, broker.config.inflightPerSessionMax);
+}
+
+/** True when a new QoS 1/2 delivery could be sent at once (nothing waits ahead of it). */
+export function hasWindowRoom(broker: Broker, session: SessionState, connection: Connection): boolean {
+  return session.queue.length === 0 && session.inflight.size < windowSize(broker, connection);
+}
+
+function remainingExpirySeconds(message: StoredMessage, nowMs: number): number | undefined {
+  if (message.expiryAtMs === null) return undefined;
+  return Math.max(1, Math.ceil((message.expiryAtMs - nowMs) / 1000));
+}
+
+export function isExpired(message: StoredMessage, nowMs: number): boolean {
+  return message.expiryAtMs !== null && nowMs >= message.expiryAtMs;
+}
+
+/** The PUBLISH a session receives for `message`, without a packet identifier. */
+export function publishPacketFor(message: StoredMessage, version: ProtocolVersion, qos: Qos, retain: boolean, subscriptionIds: readonly number[], nowMs: number): PublishPacket {
+  const packet: PublishPacket = { type: PacketType.Publish, dup: false, qos, retain, topic: message.topic, payload: message.payload };
+  if (version !== 5) return packet;
+  const expiry = remainingExpirySeconds(message, nowMs);
+  if (message.properties === undefined && expiry === undefined && subscriptionIds.length === 0) return packet;
+  const properties: Properties = { ...message.properties };
+  if (expiry !== undefined) properties.messageExpiryInterval = expiry;
+  if (subscriptionIds.length > 0) properties.subscriptionIdentifiers = subscriptionIds.slice();
+  packet.properties = properties;
+  return packet;
+}
+
+export function allocatePacketId(session: SessionState): number {
+  let candidate = session.nextPacketId;
+  // The window never exceeds 65535, so a free identifier exists; the loop is bounded by it.
+  for (let attempt = 0; attempt < 0xffff; attempt++) {
+    if (!session.inflight.has(candidate)) return candidate;
+    candidate = nextPacketIdAfter(candidate);
+  }
+  assert(false, 'no free packet identifier');
+}
+
+function countSent(broker: Broker): void {
+  broker.stats.messagesSent += 1;
+}
+
+function logDrop(broker: Broker, clientId: string, reason: string, topic: string): void {
+  broker.log('debug', 'message-dropped', { clientId, reason, topic });
+}
+
+/**
+ * Hands a freshly routed message to one session. `encoded` is the PUBLISH for the connected
+ * client's version, qos, retain flag and subscription identifiers (null when offline).
+ */
+export function deliverNew(
+  broker: Broker,
+  session: SessionState,
+  message: StoredMessage,
+  qos: Qos,
+  retain: boolean,
+  subscriptionIds: readonly number[],
+  encoded: EncodedPublish | null,
+): void {
+  const connection = broker.online.get(session.clientId);
+  if (qos === 0) {
+    if (connection === undefined || encoded === null) {
+      broker.stats.drops.qos0Offline += 1;
+      return;
+    }
+    if (encoded.bytes.length > connection.maximumPacketSize) return dropTooLarge(broker, session.clientId, message.topic);
+    broker.send(connection, encoded.bytes);
+    countSent(broker);
+    return;
+  }
+  assert(message.messageId !== 0, 'a QoS 1/2 delivery needs a stored message');
+  if (connection !== undefined && encoded !== null && hasWindowRoom(broker, session, connection)) {
+    if (encoded.bytes.length > connection.maximumPacketSize) return dropTooLarge(broker, session.clientId, message.topic);
+    const packetId = allocatePacketId(session);
+    const sequence = session.nextDeliverySequence;
+    broker.commit({ kind: 'delivery-queued', clientId: session.clientId, sequence, messageId: message.messageId, qos, retain, subscriptionIds, packetId, phase: 'publish' });
+    broker.send(connection, withPacketId(encoded, packetId, false));
+    countSent(broker);
+    return;
+  }
+  enqueue(broker, session, message, qos, retain, subscriptionIds);
+}
+
+function dropTooLarge(broker: Broker, clientId: string, topic: string): void {
+  broker.stats.drops.packetTooLarge += 1;
+  logDrop(broker, clientId, 'packet-too-large', topic);
+}
+
+function enqueue(broker: Broker, session: SessionState, message: StoredMessage, qos: Qos, retain: boolean, subscriptionIds: readonly number[]): void {
+  const { queuedMessagesPerSessionMax, queuedBytesPerSessionMax, queueOverflowPolicy } = broker.config;
+  const bytes = message.payload.length;
+  const fitsAlone = queuedMessagesPerSessionMax > 0 && bytes <= queuedBytesPerSessionMax;
+  // Bounded by the queue length: each pass removes one waiting delivery.
+  while (fitsAlone && queueOverflowPolicy === 'drop-oldest' && isFull(broker, session, bytes)) {
+    const oldest = session.queue[0]!;
+    // Logged before the record: the record may release the last reference to the message.
+    logDrop(broker, session.clientId, 'queue-overflow', broker.state.messages.get(oldest.messageId)!.topic);
+    broker.commit({ kind: 'delivery-dropped', clientId: session.clientId, sequence: oldest.sequence, reason: 'queue-overflow' });
+    broker.stats.drops.queueOverflow += 1;
+  }
+  if (!fitsAlone || isFull(broker, session, bytes)) {
+    broker.stats.drops.queueOverflow += 1;
+    logDrop(broker, session.clientId, 'queue-overflow', message.topic);
+    return;
+  }
+  const sequence = session.nextDeliverySequence;
+  broker.commit({ kind: 'delivery-queued', clientId: session.clientId, sequence, messageId: message.messageId, qos, retain, subscriptionIds, packetId: 0, phase: 'queued' });
+}
+
+function isFull(broker: Broker, session: SessionState, bytes: number): boolean {
+  return session.queue.length >= broker.config.queuedMessagesPerSessionMax || session.queuedBytes + bytes > broker.config.queuedBytesPerSessionMax;
+}
+
+/** Moves queued deliveries into the window while it has room. */
+export function pump(broker: Broker, session: SessionState, connection: Connection, nowMs: number): void {
+  const window = windowSize(broker, connection);
+  // Bounded by the queue length: every pass removes the head.
+  while (session.queue.length > 0 && session.inflight.size < window) {
+    const head = session.queue[0]!;
+    const message = broker.state.messages.get(head.messageId)!;
+    if (isExpired(message, nowMs)) {
+      broker.commit({ kind: 'delivery-dropped', clientId: session.clientId, sequence: head.sequence, reason: 'expired' });
+      broker.stats.drops.expired += 1;
+      logDrop(broker, session.clientId, 'expired', message.topic);
+      continue;
+    }
+    const encoded = encodePublish(publishPacketFor(message, connection.version, head.qos, head.retain, head.subscriptionIds, nowMs), connection.version);
+    if (encoded.bytes.length > connection.maximumPacketSize) {
+      broker.commit({ kind: 'delivery-dropped', clientId: session.clientId, sequence: head.sequence, reason: 'packet-too-large' });
+      dropTooLarge(broker, session.clientId, message.topic);
+      continue;
+    }
+    const packetId = allocatePacketId(session);
+    broker.commit({ kind: 'delivery-sent', clientId: session.clientId, sequence: head.sequence, packetId });
+    broker.send(connection, withPacketId(encoded, packetId, false));
+    countSent(broker);
+  }
+}
+
+/** On resume: every unacknowledged delivery again, in order, then whatever fits from the queue. */
+export function redeliver(broker: Broker, session: SessionState, connection: Connection, nowMs: number): void {
+  for (const delivery of [...session.inflight.values()]) {
+    if (delivery.phase === 'pubrel') {
+      broker.sendPacket(connection, { type: PacketType.Pubrel, packetId: delivery.packetId, reasonCode: 0 });
+      continue;
+    }
+    const message = broker.state.messages.get(delivery.messageId)!;
+    const packet = publishPacketFor(message, connection.version, delivery.qos, delivery.retain, delivery.subscriptionIds, nowMs);
+    packet.dup = true;
+    packet.packetId = delivery.packetId;
+    const bytes = encodePacket(packet, connection.version);
+    if (bytes.length > connection.maximumPacketSize) {
+      // The new connection cannot take it: treated as delivered, like a fresh one would be.
+      broker.commit({ kind: 'delivery-completed', clientId: session.clientId, packetId: delivery.packetId });
+      dropTooLarge(broker, session.clientId, message.topic);
+      continue;
+    }
+    broker.send(connection, bytes);
+    countSent(broker);
+  }
+  pump(broker, session, connection, nowMs);
+}

@@ -1,0 +1,183 @@
+/**
+ * Routing one message to every session that should get it: the publish hot path.
+ *
+ * One trie match collects targets into reusable scratch arrays (no closures, no per-message
+ * maps beyond the scratch one, which is cleared): non-shared matches merge per session, so a
+ * session with overlapping subscriptions gets one copy at the highest granted QoS with every
+ * matching subscription identifier [MQTT-3.3.4-2, -3]; each matching shared group contributes one
+ * member, chosen round robin among members that are connected and have window room, else among
+ * all members (an offline member's queue still takes it). A message is never delivered to two
+ * members of one group.
+ *
+ * The message is stored once (only if some delivery is QoS 1/2) and each PUBLISH variant
+ * (protocol version, QoS, RETAIN flag, subscription identifiers) is encoded once per route; QoS
+ * 1/2 receivers get `withPacketId` copies of the shared encoding.
+ */
+import { encodePublish, type EncodedPublish } from '../codec/encoder.js';
+import type { ProtocolVersion, Qos } from '../codec/packets.js';
+import type { SessionState, StoredMessage, SubscriptionState } from '../store/state-store.js';
+import { pickSharedMember, type MatchSink, type SharedGroup, type TrieEntry } from '../topics/trie.js';
+import type { Broker } from './broker.js';
+import { deliverNew, hasWindowRoom, publishPacketFor } from './outbound-queue.js';
+
+interface Target {
+  session: SessionState;
+  qos: Qos;
+  retain: boolean;
+  subscriptionIds: number[];
+}
+
+interface Variant {
+  version: ProtocolVersion;
+  qos: Qos;
+  retain: boolean;
+  subscriptionIds: readonly number[];
+  encoded: EncodedPublish;
+}
+
+export class Router implements MatchSink<SubscriptionState> {
+  private readonly targets: Target[] = [];
+  private targetCount = 0;
+  private readonly targetIndexByClient = new Map<string, number>();
+  private readonly variants: Variant[] = [];
+  private publisherClientId = '';
+  private messageQos: Qos = 0;
+  private messageRetain = false;
+  private readonly eligibleWithRoom: (entry: TrieEntry<SubscriptionState>) => boolean;
+  private readonly eligibleAny: (entry: TrieEntry<SubscriptionState>) => boolean;
+
+  constructor(private readonly broker: Broker) {
+    this.eligibleWithRoom = (entry) => {
+      const connection = broker.online.get(entry.key);
+      const session = broker.state.sessions.get(entry.key);
+      return connection !== undefined && session !== undefined && hasWindowRoom(broker, session, connection);
+    };
+    this.eligibleAny = () => true;
+  }
+
+  /**
+   * Delivers `message` (messageId 0 while not stored) to every matching session; returns how
+   * many sessions it went to. `publisherClientId` drives No Local.
+   */
+  route(message: StoredMessage, publisherClientId: string, nowMs: number): number {
+    this.targetCount = 0;
+    this.targetIndexByClient.clear();
+    this.variants.length = 0;
+    this.publisherClientId = publisherClientId;
+    this.messageQos = message.qos;
+    this.messageRetain = message.retain;
+    this.broker.trie.match(message.topic, this);
+    const count = this.targetCount;
+    if (count === 0) {
+      this.broker.stats.messagesUnmatched += 1;
+      return 0;
+    }
+    const stored = this.storeIfNeeded(message);
+    for (let index = 0; index < count; index++) {
+      const target = this.targets[index]!;
+      const connection = this.broker.online.get(target.session.clientId);
+      const encoded = connection === undefined ? null : this.encoded(stored, connection.version, target, nowMs);
+      deliverNew(this.broker, target.session, stored, target.qos, target.retain, target.subscriptionIds, encoded);
+    }
+    if (stored.messageId !== 0 && stored.references === 0) {
+      this.broker.commit({ kind: 'message-discarded', messageId: stored.messageId }, !this.anyDurableTarget());
+    }
+    return count;
+  }
+
+  subscriber(entry: TrieEntry<SubscriptionState>, _filter: string): void {
+    const subscription = entry.value;
+    // [MQTT-3.8.3-3] No Local: not back to the publishing client's own subscription.
+    if (subscription.noLocal && entry.key === this.publisherClientId) return;
+    const qos = (subscription.qos < this.messageQos ? subscription.qos : this.messageQos) as Qos;
+    // [MQTT-3.3.1-12, -13] RETAIN is forwarded only under Retain As Published.
+    const retain = subscription.retainAsPublished && this.messageRetain;
+    const index = this.targetIndexByClient.get(entry.key);
+    if (index === undefined) {
+      this.targetIndexByClient.set(entry.key, this.targetCount);
+      this.addTarget(entry.key, qos, retain, subscription.subscriptionId);
+      return;
+    }
+    const target = this.targets[index]!;
+    if (qos > target.qos) target.qos = qos;
+    if (retain) target.retain = true;
+    if (subscription.subscriptionId !== 0) target.subscriptionIds.push(subscription.subscriptionId);
+  }
+
+  sharedGroup(group: SharedGroup<SubscriptionState>): void {
+    const member = pickSharedMember(group, this.eligibleWithRoom) ?? pickSharedMember(group, this.eligibleAny);
+    if (member === undefined) return;
+    const subscription = member.value;
+    const qos = (subscription.qos < this.messageQos ? subscription.qos : this.messageQos) as Qos;
+    this.addTarget(member.key, qos, subscription.retainAsPublished && this.messageRetain, subscription.subscriptionId);
+  }
+
+  private addTarget(clientId: string, qos: Qos, retain: boolean, subscriptionId: number): void {
+    const session = this.broker.state.sessions.get(clientId)!;
+    let target = this.targets[this.targetCount];
+    if (target === undefined) {
+      target = { session, qos, retain, subscriptionIds: [] };
+      this.targets.push(target);
+    } else {
+      target.session = session;
+      target.qos = qos;
+      target.retain = retain;
+      // A fresh array: deliveries keep a reference to it in their records.
+      target.subscriptionIds = [];
+    }
+    if (subscriptionId !== 0) target.subscriptionIds.push(subscriptionId);
+    this.targetCount += 1;
+  }
+
+  private anyDurableTarget(): boolean {
+    for (let index = 0; index < this.targetCount; index++) {
+      const target = this.targets[index]!;
+      if (target.qos > 0 && target.session.expiryIntervalSeconds !== 0) return true;
+    }
+    return false;
+  }
+
+  private storeIfNeeded(message: StoredMessage): StoredMessage {
+    if (message.messageId !== 0) return message;
+    let needed = false;
+    for (let index = 0; index < this.targetCount && !needed; index++) needed = this.targets[index]!.qos > 0;
+    if (!needed) return message;
+    return storeMessage(this.broker, message, !this.anyDurableTarget());
+  }
+
+  private encoded(message: StoredMessage, version: ProtocolVersion, target: Target, nowMs: number): EncodedPublish {
+    const variants = this.variants;
+    for (let index = 0; index < variants.length; index++) {
+      const variant = variants[index]!;
+      if (variant.version === version && variant.qos === target.qos && variant.retain === target.retain && sameIds(variant.subscriptionIds, target.subscriptionIds)) {
+        return variant.encoded;
+      }
+    }
+    const encoded = encodePublish(publishPacketFor(message, version, target.qos, target.retain, target.subscriptionIds, nowMs), version);
+    variants.push({ version, qos: target.qos, retain: target.retain, subscriptionIds: target.subscriptionIds, encoded });
+    return encoded;
+  }
+}
+
+function sameIds(a: readonly number[], b: readonly number[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let index = 0; index < a.length; index++) if (a[index] !== b[index]) return false;
+  return true;
+}
+
+/** Stores a transient message (messageId 0) and returns the stored one. The payload is copied. */
+export function storeMessage(broker: Broker, message: StoredMessage, volatile: boolean): StoredMessage {
+  const messageId = broker.state.nextMessageId;
+  const fields = {
+    messageId,
+    topic: message.topic,
+    payload: message.payload.slice(),
+    qos: message.qos,
+    retain: message.retain,
+    properties: message.properties,
+    createdAtMs: message.createdAtMs,
+    expiryAtMs: message.expiryAtMs,
+  };
+  broker.commit({ kind: 'message-stored', message: fields }, volatile);
+  return broker.state.messages.get(messageId)!;
+}

@@ -1,0 +1,73 @@
+/**
+ * The broker's counters: plain numbers, mutated in place, read by the simulator, benchmarks and
+ * operators. Every message the broker decides not to deliver is counted under `drops`, by reason,
+ * so that a checker can tell a reported loss from a silent one.
+ */
+
+export interface DropStats {
+  /** A session's queue was full (queueOverflowPolicy decided which message went). */
+  queueOverflow: number;
+  /** QoS 0 messages for sessions without a connection: not queued, by design. */
+  qos0Offline: number;
+  /** Larger than the receiving client's Maximum Packet Size [MQTT-3.1.2-25]. */
+  packetTooLarge: number;
+  /** The message expiry interval ran out while the message waited. */
+  expired: number;
+  /** Sessions that ended (expired or cleaned) with deliveries still pending. */
+  sessionEnded: number;
+}
+
+export interface BrokerStats {
+  connectionsOpened: number;
+  /** Transport connections currently open (CONNECT or not). */
+  connectionsCurrent: number;
+  /** Connections that completed CONNECT and are open. */
+  clientsConnected: number;
+  /** Sessions held, online or offline (updated after each input). */
+  sessionsCurrent: number;
+  sessionsExpired: number;
+  packetsReceived: number;
+  packetsSent: number;
+  bytesReceived: number;
+  bytesSent: number;
+  /** PUBLISH packets accepted from clients (duplicates of unreleased QoS 2 not counted). */
+  messagesReceived: number;
+  /** PUBLISH packets sent to clients (redeliveries included). */
+  messagesSent: number;
+  /** Routed messages that matched no subscription. */
+  messagesUnmatched: number;
+  protocolViolations: number;
+  connectsRefused: number;
+  takeovers: number;
+  keepAliveTimeouts: number;
+  connectTimeouts: number;
+  willsPublished: number;
+  /** New retained topics refused by retainedMessagesMax / retainedBytesMax. */
+  retainedRefused: number;
+  drops: DropStats;
+}
+
+export function createStats(): BrokerStats {
+  return {
+    connectionsOpened: 0,
+    connectionsCurrent: 0,
+    clientsConnected: 0,
+    sessionsCurrent: 0,
+    sessionsExpired: 0,
+    packetsReceived: 0,
+    packetsSent: 0,
+    bytesReceived: 0,
+    bytesSent: 0,
+    messagesReceived: 0,
+    messagesSent: 0,
+    messagesUnmatched: 0,
+    protocolViolations: 0,
+    connectsRefused: 0,
+    takeovers: 0,
+    keepAliveTimeouts: 0,
+    connectTimeouts: 0,
+    willsPublished: 0,
+    retainedRefused: 0,
+    drops: { queueOverflow: 0, qos0Offline: 0, packetTooLarge: 0, expired: 0, sessionEnded: 0 },
+  };
+}

@@ -1,0 +1,103 @@
+/**
+ * Turns a StateRecord into the (type, body) pair the log frames, and back.
+ *
+ * The body is the record as JSON with every binary field (payloads, correlation data,
+ * authentication data) lifted out and appended raw after the JSON, so payloads are neither
+ * base64-inflated nor escaped:
+ *
+ *   u32 jsonBytes | JSON | for each binary field in order: u32 length | bytes
+ *
+ * In the JSON a binary field reads `{"$binary": index}`. The record type byte is the kind's
+ * entry in `recordTypes`, an on-disk identifier: entries may be added, never renumbered.
+ * Decoding copies every binary field out of the read buffer, so a recovered message does not pin
+ * the multi-megabyte buffer its segment was read into.
+ */
+import { assert } from '../assert.js';
+import type { StateRecord, StateRecordKind } from './state-store.js';
+
+export const recordTypes: Readonly<Record<StateRecordKind, number>> = {
+  'session-created': 1,
+  'session-resumed': 2,
+  'session-disconnected': 3,
+  'session-deleted': 4,
+  'session-counters': 5,
+  'subscription-added': 6,
+  'subscription-removed': 7,
+  'message-stored': 8,
+  'message-counter': 9,
+  'retained-set': 10,
+  'retained-cleared': 11,
+  'delivery-queued': 12,
+  'delivery-sent': 13,
+  'delivery-released': 14,
+  'delivery-completed': 15,
+  'delivery-dropped': 16,
+  'incoming-qos2-recorded': 17,
+  'incoming-qos2-released': 18,
+  'will-set': 19,
+  'will-cleared': 20,
+  'message-discarded': 21,
+};
+
+const kindsByType: StateRecordKind[] = [];
+for (const [kind, type] of Object.entries(recordTypes) as [StateRecordKind, number][]) {
+  assert(kindsByType[type] === undefined, `record type ${type} assigned twice`);
+  kindsByType[type] = kind;
+}
+
+const textEncoder = new TextEncoder();
+const textDecoder = new TextDecoder('utf-8', { fatal: true });
+
+export function encodeStateRecord(record: StateRecord): { type: number; body: Uint8Array } {
+  const binaries: Uint8Array[] = [];
+  const json = JSON.stringify(record, (_key, value: unknown) => {
+    if (value instanceof Uint8Array) {
+      binaries.push(value);
+      return { $binary: binaries.length - 1 };
+    }
+    return value;
+  });
+  const jsonBytes = textEncoder.encode(json);
+  let size = 4 + jsonBytes.length;
+  for (const binary of binaries) size += 4 + binary.length;
+  const body = new Uint8Array(size);
+  const view = new DataView(body.buffer);
+  view.setUint32(0, jsonBytes.length, true);
+  body.set(jsonBytes, 4);
+  let offset = 4 + jsonBytes.length;
+  for (const binary of binaries) {
+    view.setUint32(offset, binary.length, true);
+    body.set(binary, offset + 4);
+    offset += 4 + binary.length;
+  }
+  return { type: recordTypes[record.kind], body };
+}
+
+/** Decodes a record; throws a readable Error when the body does not hold a valid record. */
+export function decodeStateRecord(type: number, body: Uint8Array): StateRecord {
+  const kind = kindsByType[type];
+  if (kind === undefined) throw new Error(`unknown record type ${type}`);
+  const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
+  if (body.length < 4) throw new Error('record body too short');
+  const jsonLength = view.getUint32(0, true);
+  if (4 + jsonLength > body.length) throw new Error('record JSON length beyond the body');
+  const binaries: Uint8Array[] = [];
+  let offset = 4 + jsonLength;
+  while (offset < body.length) {
+    if (offset + 4 > body.length) throw new Error('truncated binary field length');
+    const length = view.getUint32(offset, true);
+    if (offset + 4 + length > body.length) throw new Error('binary field beyond the body');
+    binaries.push(body.slice(offset + 4, offset + 4 + length));
+    offset += 4 + length;
+  }
+  const record = JSON.parse(textDecoder.decode(body.subarray(4, 4 + jsonLength)), (_key, value: unknown) => {
+    if (value !== null && typeof value === 'object' && '$binary' in value) {
+      const binary = binaries[(value as { $binary: number }).$binary];
+      if (binary === undefined) throw new Error('reference to a missing binary field');
+      return binary;
+    }
+    return value;
+  }) as StateRecord;
+  if (record.kind !== kind) throw new Error(`record of type ${type} says it is "${String(record.kind)}"`);
+  return record;
+}

@@ -1,0 +1,86 @@
+/**
+ * Proves `keel inspect` and `--repair` on real files: a healthy directory verifies and reports
+ * the rebuilt state's counts; a flipped byte in the middle of a segment is reported with file and
+ * offset; repair cuts the log there (keeping a copy), after which inspection is clean and recovery
+ * of the readable prefix succeeds.
+ */
+import { mkdtempSync, readdirSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import seedrandom from 'seedrandom';
+import { afterEach, describe, expect, it } from 'vitest';
+import { formatInspectReport, inspectDataDirectory, repairDataDirectory } from '../../io/inspect.js';
+import { DurableStateStore } from '../../src/store/durable-store.js';
+import type { StateRecord } from '../../src/store/state-store.js';
+import { SimulatedDisk } from '../../sim/simulated-disk.js';
+
+const directories: string[] = [];
+afterEach(() => {
+  for (const directory of directories.splice(0)) rmSync(directory, { recursive: true, force: true });
+});
+
+function writeDataDirectory(records: StateRecord[]): string {
+  const disk = new SimulatedDisk(seedrandom('inspect'));
+  const store = new DurableStateStore({ syncPolicy: 'always', syncIntervalMs: 10, segmentBytesMax: 4096, snapshotLogBytes: 1 << 30, writeBytesMax: 1024 });
+  const pump = (): void => {
+    for (let requests = store.drainRequests(); requests.length > 0; requests = store.drainRequests()) {
+      for (const request of requests) store.storageCompleted(0, disk.execute(request));
+    }
+  };
+  pump();
+  expect(store.recover(0)).toEqual([]);
+  for (const record of records) {
+    store.append(record);
+    store.flush(0);
+    pump();
+  }
+  const directory = mkdtempSync(join(tmpdir(), 'keel-inspect-'));
+  directories.push(directory);
+  for (const entry of disk.describe().split(',')) {
+    const name = entry.split(':')[0]!;
+    writeFileSync(join(directory, name), disk.fileBytes(name)!);
+  }
+  return directory;
+}
+
+function sampleRecords(): StateRecord[] {
+  const records: StateRecord[] = [{ kind: 'session-created', clientId: 'alpha', protocolVersion: 5, expiryIntervalSeconds: 3600 }];
+  records.push({ kind: 'subscription-added', clientId: 'alpha', subscription: { filter: 'a/#', qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0, subscriptionId: 0 } });
+  for (let id = 1; id <= 150; id++) {
+    records.push({ kind: 'message-stored', message: { messageId: id, topic: `a/${id}`, payload: new Uint8Array(20).fill(id), qos: 1, retain: true, properties: undefined, createdAtMs: id, expiryAtMs: null } });
+    records.push({ kind: 'delivery-queued', clientId: 'alpha', sequence: id, messageId: id, qos: 1, retain: false, subscriptionIds: [], packetId: 0, phase: 'queued' });
+    if (id % 10 === 0) records.push({ kind: 'retained-set', topic: `a/${id}`, messageId: id });
+  }
+  return records;
+}
+
+describe('keel inspect', () => {
+  it('verifies a healthy directory and counts its state', () => {
+    const directory = writeDataDirectory(sampleRecords());
+    const report = inspectDataDirectory(directory);
+    expect(report.problems).toEqual([]);
+    expect(report.files.filter((f) => f.kind === 'segment').length).toBeGreaterThan(1);
+    expect(report.state).toMatchObject({ sessions: 1, subscriptions: 1, retained: 15, queued: 150, inflight: 0, messages: 150 });
+    expect(formatInspectReport(report)).toContain('every checksum verified: ok');
+  });
+
+  it('names file and offset of a damaged record, and repair cuts the log there', () => {
+    const directory = writeDataDirectory(sampleRecords());
+    const segment = readdirSync(directory).filter((n) => n.startsWith('wal-')).sort()[0]!;
+    const bytes = readFileSync(join(directory, segment));
+    bytes[1000] ^= 0x10;
+    writeFileSync(join(directory, segment), bytes);
+    const report = inspectDataDirectory(directory);
+    expect(report.problems).toHaveLength(1);
+    expect(report.problems[0]).toMatch(new RegExp(`^corrupt log: ${segment.replace('.', '\\.')} at offset \\d+: checksum mismatch$`));
+    expect(report.state).toBeNull();
+    const actions = repairDataDirectory(directory);
+    expect(actions[0]).toMatch(/copied to .*\.damaged, truncated at offset \d+/);
+    const after = inspectDataDirectory(directory);
+    expect(after.problems).toEqual([]);
+    expect(after.state!.sessions).toBe(1);
+    expect(after.state!.queued).toBeGreaterThan(0);
+    expect(after.state!.queued).toBeLessThan(150);
+    expect(readdirSync(directory).some((n) => n.endsWith('.damaged'))).toBe(true);
+  });
+});
