@@ -1,0 +1,379 @@
+/**
+ * The oracle: judges the broker only from what the model clients sent and received, what their
+ * applications saw, and what the world did to them (faults, crashes). It never looks inside the
+ * broker, except for one report the broker owes the world: the `message-dropped` log line it
+ * emits when a session's queue is full (the only loss of QoS 1/2 it may cause). Each such report
+ * excuses one lost message for that session, among those published before the report.
+ *
+ * Safety rules are checked as each packet arrives: nothing delivered that was never published,
+ * payloads and topics intact, nothing to a session with no matching subscription, QoS 0 never
+ * duplicated, QoS 2 seen once by the application, order per (publisher, topic, QoS) for each
+ * subscriber, no will after a clean DISCONNECT, no will while its connection is open, session
+ * present exactly when it must be. Liveness rules are checked once, after the quiet period:
+ * every client online with nothing pending, every acknowledged QoS 1/2 message (and every will
+ * that had to fire) delivered to every subscription that was in place before it was published
+ * and whose session survived to the end, and the retained table as a fresh subscriber sees it.
+ *
+ * Timing is judged conservatively from the client side: a subscription counts for a message
+ * only if its SUBACK arrived before the message was first sent, and an acknowledged message
+ * supersedes a retained one only if it was sent after that one's acknowledgement.
+ */
+import type { PublishPacket, Qos } from '../src/codec/packets.js';
+import { parsePayload } from './clients/payload.js';
+import type { Link } from './network.js';
+import { splitShared, topicMatches, matchingFilter } from './topic-match.js';
+
+export type ViolationReporter = (rule: string, detail: string) => void;
+
+interface MessageRecord {
+  key: string;
+  publisher: number;
+  sequence: number;
+  topic: string;
+  qos: Qos;
+  retain: boolean;
+  firstSentMs: number | null;
+  ackedMs: number | null;
+}
+
+interface WillRecord {
+  key: string;
+  client: number;
+  topic: string;
+  link: Link;
+  connackMs: number | null;
+  /** Bytes the client had sent when it finished its DISCONNECT, or null without one. */
+  cleanOffset: number | null;
+  ended: boolean;
+}
+
+interface Grant {
+  filter: string;
+  qos: number;
+  sinceMs: number;
+  epoch: number;
+}
+
+interface SubscriberState {
+  epoch: number;
+  /** When the broker last gave this client a new (empty) session. */
+  sessionStartedMs: number;
+  /** Every shared group (`group/filter`) this client ever asked to join, in any session. */
+  groups: Set<string>;
+  requested: Map<string, Qos>;
+  granted: Map<string, Grant>;
+  /** Application deliveries of live (not retained) copies, by message key. */
+  deliveryCounts: Map<string, number>;
+  /** Every message key that reached the application at all. */
+  received: Set<string>;
+  lastSequence: Map<string, number>;
+  /** When the broker reported dropping a message for this session, and how many losses that excused so far. */
+  dropTimesMs: number[];
+  dropsExcused: number;
+  retainedSeen: Map<string, string>;
+}
+
+export class Checker {
+  readonly messages = new Map<string, MessageRecord>();
+  private readonly wills = new Map<string, WillRecord>();
+  private readonly subscribers = new Map<number, SubscriberState>();
+  private readonly brokerCrashesMs: number[] = [];
+  private readonly violators = new Set<number>();
+  messagesDelivered = 0;
+
+  constructor(
+    private readonly clock: { nowMs: number },
+    private readonly report: ViolationReporter,
+  ) {}
+
+  markViolator(client: number): void {
+    this.violators.add(client);
+  }
+
+  private subscriber(client: number): SubscriberState {
+    let state = this.subscribers.get(client);
+    if (state === undefined) {
+      state = { epoch: 0, sessionStartedMs: 0, groups: new Set(), requested: new Map(), granted: new Map(), deliveryCounts: new Map(), received: new Set(), lastSequence: new Map(), dropTimesMs: [], dropsExcused: 0, retainedSeen: new Map() };
+      this.subscribers.set(client, state);
+    }
+    return state;
+  }
+
+  brokerCrashed(): void {
+    this.brokerCrashesMs.push(this.clock.nowMs);
+  }
+
+  /** The broker reported dropping one message for this client's session (a full queue). */
+  brokerDropped(client: number): void {
+    this.subscriber(client).dropTimesMs.push(this.clock.nowMs);
+  }
+
+  /** Uses up one reported drop of `state` that happened after the message existed, if there is one. */
+  private excuseLoss(state: SubscriberState, publishedMs: number): boolean {
+    if (state.dropsExcused >= state.dropTimesMs.length) return false;
+    if (state.dropTimesMs[state.dropTimesMs.length - 1]! < publishedMs) return false;
+    state.dropsExcused += 1;
+    return true;
+  }
+
+  connectSent(client: number, generation: number, link: Link, hasWill: boolean): void {
+    if (!hasWill) return;
+    const key = `w${client}:${generation}`;
+    this.wills.set(key, { key, client, topic: `will/c${client}`, link, connackMs: null, cleanOffset: null, ended: false });
+  }
+
+  connackReceived(client: number, generation: number, sessionPresent: boolean, expectPresent: boolean, persistent: boolean): void {
+    const will = this.wills.get(`w${client}:${generation}`);
+    if (will !== undefined) will.connackMs = this.clock.nowMs;
+    // [MQTT-3.2.2-1] / [MQTT-3.2.2-2]: a clean start never finds a session.
+    if (!persistent && sessionPresent) this.report('session-present-on-clean-start', `c${client} gen ${generation} got session present`);
+    if (expectPresent && !sessionPresent) this.report('session-lost', `c${client} gen ${generation}: its persistent session is gone`);
+  }
+
+  connectionEnded(client: number, generation: number, link: Link, how: 'clean' | 'abnormal'): void {
+    const will = this.wills.get(`w${client}:${generation}`);
+    if (will === undefined) return;
+    will.ended = true;
+    if (how === 'clean') will.cleanOffset = link.bytesSentToBroker;
+  }
+
+  /** The broker has no session for this client: a new epoch, with no subscriptions. */
+  sessionStarted(client: number): void {
+    const state = this.subscriber(client);
+    state.epoch += 1;
+    state.sessionStartedMs = this.clock.nowMs;
+    state.requested.clear();
+    state.granted.clear();
+  }
+
+  subscribeSent(client: number, subscriptions: readonly { filter: string; qos: Qos }[]): void {
+    const state = this.subscriber(client);
+    for (const subscription of subscriptions) {
+      state.requested.set(subscription.filter, subscription.qos);
+      const shared = splitShared(subscription.filter);
+      if (shared !== null) state.groups.add(`${shared.group}/${shared.filter}`);
+    }
+  }
+
+  subackReceived(client: number, filters: readonly string[], reasonCodes: readonly number[]): void {
+    const state = this.subscriber(client);
+    if (reasonCodes.length !== filters.length) {
+      this.report('suback-shape', `c${client}: ${reasonCodes.length} reason codes for ${filters.length} filters`);
+      return;
+    }
+    for (let index = 0; index < filters.length; index++) {
+      const code = reasonCodes[index]!;
+      if (code > 2) continue;
+      const filter = filters[index]!;
+      if (code > (state.requested.get(filter) ?? 0)) this.report('suback-qos-upgrade', `c${client} ${filter} granted ${code}`);
+      state.granted.set(filter, { filter, qos: code, sinceMs: this.clock.nowMs, epoch: state.epoch });
+    }
+  }
+
+  publishSent(publisher: number, sequence: number, topic: string, qos: Qos, retain: boolean): void {
+    const key = `m${publisher}:${sequence}`;
+    let record = this.messages.get(key);
+    if (record === undefined) {
+      record = { key, publisher, sequence, topic, qos, retain, firstSentMs: null, ackedMs: null };
+      this.messages.set(key, record);
+    }
+    if (record.firstSentMs === null) record.firstSentMs = this.clock.nowMs;
+  }
+
+  publishAcked(publisher: number, sequence: number): void {
+    const record = this.messages.get(`m${publisher}:${sequence}`);
+    if (record !== undefined && record.ackedMs === null) record.ackedMs = this.clock.nowMs;
+  }
+
+  publishAbandoned(_publisher: number, _sequence: number): void {
+    // Unacknowledged, so the broker owes nothing for it; it stays a possible retained value.
+  }
+
+  /** How many of the client's subscriptions (shared groups counted once each) match `topic`. */
+  private matchCount(state: SubscriberState, topic: string): { count: number; shared: boolean } {
+    let count = 0;
+    let shared = false;
+    for (const filter of state.requested.keys()) {
+      if (!topicMatches(matchingFilter(filter), topic)) continue;
+      count += 1;
+      if (splitShared(filter) !== null) shared = true;
+    }
+    return { count, shared };
+  }
+
+  /** A PUBLISH reached client `client`; `fresh` is false for a QoS 2 duplicate its dedup absorbed. */
+  publishReceived(client: number, packet: PublishPacket, fresh: boolean): void {
+    if (this.violators.has(client)) return;
+    const identity = parsePayload(packet.payload);
+    if (identity === null) {
+      this.report('payload-corrupt', `c${client} got an unidentifiable payload of ${packet.payload.length} bytes on ${packet.topic}`);
+      return;
+    }
+    if (identity.topic !== packet.topic) {
+      this.report('topic-mismatch', `c${client} got a message for ${identity.topic} on ${packet.topic}`);
+      return;
+    }
+    const state = this.subscriber(client);
+    const { count, shared } = this.matchCount(state, packet.topic);
+    if (count === 0) {
+      this.report('not-subscribed', `c${client} got ${packet.topic} (${identity.kind}) with no matching subscription in its session`);
+      return;
+    }
+    if (identity.kind === 'will') {
+      this.checkWillDelivery(client, `w${identity.client}:${identity.generation}`);
+      if (fresh) state.received.add(`w${identity.client}:${identity.generation}`);
+      return;
+    }
+    const key = `m${identity.publisher}:${identity.sequence}`;
+    const record = this.messages.get(key);
+    if (record === undefined || record.firstSentMs === null) {
+      this.report('never-published', `c${client} got ${key} on ${packet.topic} before anyone sent it`);
+      return;
+    }
+    if (packet.qos > record.qos) this.report('qos-upgraded', `c${client} got ${key} at QoS ${packet.qos}, published at ${record.qos}`);
+    if (!fresh) return;
+    this.messagesDelivered += 1;
+    if (packet.retain) {
+      state.retainedSeen.set(packet.topic, key);
+      if (!record.retain) this.report('retained-never-retained', `c${client} got ${key} as retained; it was published without RETAIN`);
+      state.received.add(key);
+      return;
+    }
+    this.checkLiveDelivery(client, state, record, packet.qos, count, shared);
+  }
+
+  private checkLiveDelivery(client: number, state: SubscriberState, record: MessageRecord, qos: Qos, matchCount: number, shared: boolean): void {
+    const key = record.key;
+    const seenBefore = state.received.has(key);
+    state.received.add(key);
+    const deliveries = (state.deliveryCounts.get(key) ?? 0) + 1;
+    state.deliveryCounts.set(key, deliveries);
+    if (deliveries > matchCount && record.qos === 0) {
+      this.report('qos0-duplicated', `c${client} got QoS 0 ${key} ${deliveries} times with ${matchCount} matching subscription(s)`);
+    }
+    if (deliveries > matchCount && record.qos === 2 && qos === 2) {
+      this.report('qos2-duplicated', `c${client}'s application got QoS 2 ${key} ${deliveries} times with ${matchCount} matching subscription(s)`);
+    }
+    if (qos === 0 || seenBefore || shared) return;
+    // [MQTT-4.6.0-5] ordered topics: per publisher, topic and QoS, in the order published.
+    const orderKey = `${record.publisher}|${record.topic}|${record.qos}`;
+    const last = state.lastSequence.get(orderKey) ?? -1;
+    if (record.sequence < last) {
+      this.report('order', `c${client} got ${key} after m${record.publisher}:${last} on ${record.topic} at QoS ${record.qos}`);
+    }
+    if (record.sequence > last) state.lastSequence.set(orderKey, record.sequence);
+  }
+
+  private checkWillDelivery(client: number, key: string): void {
+    const will = this.wills.get(key);
+    if (will === undefined) {
+      this.report('never-published', `c${client} got will ${key}, which no CONNECT carried`);
+      return;
+    }
+    if (will.link.brokerOpen) {
+      this.report('will-while-connected', `c${client} got will ${key} while its connection L${will.link.id} is open`);
+    } else if (will.cleanOffset !== null && will.link.bytesDeliveredToBroker >= will.cleanOffset) {
+      // [MQTT-3.1.2-10] / [MQTT-3.14.4-3]: a normal DISCONNECT deletes the will unpublished.
+      this.report('will-after-clean-disconnect', `c${client} got will ${key} although L${will.link.id} ended with DISCONNECT`);
+    }
+  }
+
+  private crashBetween(fromMs: number, toMs: number): boolean {
+    return this.brokerCrashesMs.some((atMs) => atMs >= fromMs && atMs <= toMs);
+  }
+
+  /** Liveness: messages and wills the broker owed to sessions that survived to the end. */
+  checkDeliveredObligations(): void {
+    for (const record of this.messages.values()) {
+      if (record.qos === 0 || record.ackedMs === null || record.firstSentMs === null) continue;
+      if (this.checkObligation(record.key, record.topic, record.qos, record.firstSentMs)) return;
+    }
+    for (const will of this.wills.values()) {
+      const link = will.link;
+      if (will.connackMs === null || !will.ended || link.brokerEndMs === null) continue;
+      if (will.cleanOffset !== null && link.bytesDeliveredToBroker >= will.cleanOffset) continue;
+      if (this.crashBetween(will.connackMs, link.brokerEndMs)) continue;
+      if (this.checkObligation(will.key, will.topic, 1, link.brokerEndMs)) return;
+    }
+  }
+
+  /** True when it reported a violation. */
+  private checkObligation(key: string, topic: string, qos: Qos, publishedMs: number): boolean {
+    const groups = new Map<string, { owed: boolean; delivered: boolean }>();
+    for (const [client, state] of this.subscribers) {
+      if (this.violators.has(client)) continue;
+      // One copy per session is owed, however many of its subscriptions overlap.
+      let owedChecked = false;
+      for (const grant of state.granted.values()) {
+        if (grant.epoch !== state.epoch || grant.sinceMs >= publishedMs || Math.min(grant.qos, qos) === 0) continue;
+        const shared = splitShared(grant.filter);
+        if (!topicMatches(shared === null ? grant.filter : shared.filter, topic)) continue;
+        if (shared !== null) {
+          const groupKey = `${shared.group}/${shared.filter}`;
+          const group = groups.get(groupKey) ?? { owed: false, delivered: false };
+          group.owed = true;
+          groups.set(groupKey, group);
+          continue;
+        }
+        if (owedChecked) continue;
+        owedChecked = true;
+        if (!state.received.has(key) && !this.excuseLoss(state, publishedMs)) {
+          this.report('lost', `c${client} never got ${key} (${topic}, QoS ${qos}) although subscribed with ${grant.filter} since ${grant.sinceMs}ms, before it was sent at ${publishedMs}ms (broker reported ${state.dropTimesMs.length} drop(s) for it, ${state.dropsExcused} excused)`);
+          return true;
+        }
+      }
+    }
+    return this.checkSharedGroups(key, topic, publishedMs, groups);
+  }
+
+  private checkSharedGroups(key: string, topic: string, publishedMs: number, groups: Map<string, { owed: boolean; delivered: boolean }>): boolean {
+    for (const [groupKey, group] of groups) {
+      const members: SubscriberState[] = [];
+      for (const [client, state] of this.subscribers) {
+        if (this.violators.has(client)) continue;
+        for (const [filter, requestedQos] of state.requested) {
+          const shared = splitShared(filter);
+          if (shared === null || `${shared.group}/${shared.filter}` !== groupKey) continue;
+          members.push(state);
+          // A member at QoS 0 may have been the one chosen, and QoS 0 may be lost.
+          if (Math.min(requestedQos, state.granted.get(filter)?.qos ?? requestedQos) === 0) group.owed = false;
+          if (state.received.has(key)) group.delivered = true;
+        }
+      }
+      // The broker may have chosen a member whose session then ended; the spec only says it
+      // SHOULD pass the message on to another member then (MQTT 5.0 section 4.8.2), so no promise.
+      const memberLostSession = [...this.subscribers.values()].some((state) => state.groups.has(groupKey) && state.sessionStartedMs > publishedMs);
+      if (group.owed && !group.delivered && !memberLostSession && !members.some((member) => this.excuseLoss(member, publishedMs))) {
+        this.report('lost', `shared group ${groupKey} never got ${key} (${topic})`);
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /** Liveness: what `client` (a fresh subscriber to everything) saw as retained matches what was published. */
+  checkRetained(auditor: number): void {
+    const seen = this.subscriber(auditor).retainedSeen;
+    const byTopic = new Map<string, MessageRecord[]>();
+    for (const record of this.messages.values()) {
+      if (!record.retain || record.firstSentMs === null) continue;
+      const list = byTopic.get(record.topic) ?? [];
+      list.push(record);
+      byTopic.set(record.topic, list);
+    }
+    for (const [topic, records] of byTopic) {
+      const acked = records.filter((r) => r.ackedMs !== null);
+      // A candidate is excluded when another acknowledged retained message was sent after it was acknowledged.
+      const candidates = records.filter((r) => !acked.some((p) => p !== r && r.ackedMs !== null && r.ackedMs < p.firstSentMs!));
+      const got = seen.get(topic);
+      if (got === undefined) {
+        if (acked.length > 0) this.report('retained-lost', `a fresh subscriber got no retained message on ${topic}; expected one of ${candidates.map((c) => c.key).join(', ')}`);
+      } else if (!candidates.some((c) => c.key === got)) {
+        this.report('retained-stale', `a fresh subscriber got ${got} retained on ${topic}; expected one of ${candidates.map((c) => c.key).join(', ')}`);
+      }
+    }
+    for (const [topic, key] of seen) {
+      if (!byTopic.has(topic)) this.report('retained-never-retained', `a fresh subscriber got ${key} retained on ${topic}, never published with RETAIN`);
+    }
+  }
+}

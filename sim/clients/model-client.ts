@@ -1,0 +1,479 @@
+/**
+ * A model MQTT client (3.1.1 or 5.0) driven by the simulator's events, speaking through Keel's
+ * own codec over a simulated link.
+ *
+ * It behaves like a careful real client: it keeps its session state across reconnects when its
+ * session is persistent (as a client with a durable store would, even across its own crashes),
+ * resends unacknowledged PUBLISHes with DUP and unanswered PUBRELs when the broker says the
+ * session is present [MQTT-4.4.0-1], acknowledges in the order it received [MQTT-4.6.0-2], and
+ * deduplicates QoS 2 deliveries by packet identifier until PUBREL (so its application sees each
+ * QoS 2 message once). Its script is fixed by its plan (publishes at planned times, with
+ * self-identifying payloads); faults come from the world, which calls `reset`, `vanish` and
+ * `crash`. Everything it sends and receives, and everything its application sees, is reported
+ * to the checker, which judges the broker from those observations alone.
+ */
+import { PacketDecoder } from '../../src/codec/decoder.js';
+import { encodePacket } from '../../src/codec/encoder.js';
+import { PacketType, type Packet, type PublishPacket, type Qos } from '../../src/codec/packets.js';
+import type { Checker } from '../checker.js';
+import type { EventQueue } from '../event-queue.js';
+import type { ClientSide, Link, Network } from '../network.js';
+import type { Random } from '../random.js';
+import type { ClientPlan } from '../shape.js';
+import { messagePayload, willPayload } from './payload.js';
+
+export interface ClientContext {
+  readonly clock: { nowMs: number };
+  readonly queue: EventQueue;
+  readonly network: Network;
+  readonly checker: Checker;
+  /** Faults have stopped: slow readers read at full speed so liveness has a fair bound. */
+  readonly isQuiet: boolean;
+  trace(line: string): void;
+  /** A broken invariant of the client's own view of the protocol (the broker misbehaved). */
+  reportViolation(rule: string, detail: string): void;
+}
+
+type Stage = 'unsent' | 'await-ack' | 'await-pubcomp';
+
+interface Outgoing {
+  sequence: number;
+  topic: string;
+  qos: Qos;
+  retain: boolean;
+  packetId: number;
+  stage: Stage;
+}
+
+type Phase = 'offline' | 'connecting' | 'connack-wait' | 'online';
+
+const inflightOwnMax = 8;
+
+export class ModelClient implements ClientSide {
+  phase: Phase = 'offline';
+  link: Link | null = null;
+  generation = 0;
+  private decoder: PacketDecoder | null = null;
+  readonly outgoing: Outgoing[] = [];
+  private readonly inboundQos2 = new Set<number>();
+  private packetIdNext = 1;
+  private subscribePacketId = 0;
+  private publishCursor = 0;
+  private serverReceiveMaximum = 65_535;
+  private keepAliveMs: number;
+  private lastSentMs = 0;
+  private lastReceivedMs = 0;
+  private lastAckMs = 0;
+  private hadSession = false;
+  /** Reconnects are paused until this time (crash, backoff). */
+  private stoppedUntilMs = 0;
+  private violatorRounds = 0;
+
+  constructor(
+    readonly plan: ClientPlan,
+    private readonly random: Random,
+    private readonly context: ClientContext,
+  ) {
+    this.keepAliveMs = plan.keepAliveSeconds * 1000;
+  }
+
+  get online(): boolean {
+    return this.phase === 'online';
+  }
+
+  /** Nothing of its own left to do: script finished and every publish acknowledged. */
+  get settled(): boolean {
+    return this.publishCursor === this.plan.publishes.length && this.outgoing.length === 0;
+  }
+
+  start(): void {
+    this.schedule(this.random.int(0, 500), () => this.connect());
+    this.scheduleNextPublish();
+  }
+
+  private schedule(delayMs: number, run: () => void): void {
+    this.context.queue.push(this.context.clock.nowMs + delayMs, run);
+  }
+
+  private trace(text: string): void {
+    this.context.trace(`c${this.plan.index} ${text}`);
+  }
+
+  private connect(): void {
+    if (this.phase !== 'offline') return;
+    if (this.context.clock.nowMs < this.stoppedUntilMs) {
+      this.schedule(this.stoppedUntilMs - this.context.clock.nowMs, () => this.connect());
+      return;
+    }
+    if (this.plan.violator && this.violatorRounds >= 3) return;
+    this.phase = 'connecting';
+    this.link = this.context.network.connect(this.plan.index, this);
+  }
+
+  connected(link: Link): void {
+    if (link !== this.link || this.phase !== 'connecting') return;
+    this.generation += 1;
+    this.phase = 'connack-wait';
+    this.decoder = new PacketDecoder({ packetBytesMax: 16 * 1024 * 1024, protocolVersion: this.plan.protocolVersion });
+    this.lastReceivedMs = this.context.clock.nowMs;
+    if (this.plan.violator) {
+      this.misbehave(link);
+      return;
+    }
+    const will = this.plan.will;
+    const cleanStart = !this.plan.persistent;
+    this.send({
+      type: PacketType.Connect,
+      protocolName: 'MQTT',
+      protocolVersion: this.plan.protocolVersion,
+      cleanStart,
+      keepAliveSeconds: this.plan.keepAliveSeconds,
+      clientId: this.plan.clientId,
+      ...(will === null ? {} : { will: { topic: will.topic, qos: will.qos, retain: false, payload: willPayload(this.plan.index, this.generation, will.topic) } }),
+      ...(this.plan.protocolVersion === 5 && this.plan.persistent ? { properties: { sessionExpiryInterval: 0xffffffff } } : {}),
+    });
+    this.context.checker.connectSent(this.plan.index, this.generation, link, will !== null);
+    this.scheduleKeepAlive(link);
+  }
+
+  connectFailed(link: Link): void {
+    if (link !== this.link) return;
+    this.wentOffline(link, 'refused');
+  }
+
+  closed(link: Link, how: 'fin' | 'reset'): void {
+    if (link !== this.link) return;
+    this.wentOffline(link, how);
+  }
+
+  private wentOffline(link: Link, how: string): void {
+    const wasConnected = this.phase === 'connack-wait' || this.phase === 'online';
+    this.trace(`offline (${how})`);
+    this.phase = 'offline';
+    this.link = null;
+    this.decoder = null;
+    if (wasConnected && !this.plan.violator) this.context.checker.connectionEnded(this.plan.index, this.generation, link, 'abnormal');
+    this.schedule(this.random.int(100, 2_000), () => this.connect());
+  }
+
+  /** Fault: the client aborts its connection (RST) and reconnects. */
+  reset(): void {
+    const link = this.link;
+    if (link === null || !link.clientOpen) return;
+    this.context.network.clientReset(link);
+    this.wentOffline(link, 'client-reset');
+  }
+
+  /** Fault: the client's side disappears without a word (half-open for the broker). */
+  vanish(): void {
+    const link = this.link;
+    if (link === null || !link.clientOpen) return;
+    this.context.network.clientVanish(link);
+    this.wentOffline(link, 'vanish');
+  }
+
+  /** Fault: the client process dies (the OS resets its socket) and comes back after a while. */
+  crash(downMs: number): void {
+    this.stoppedUntilMs = this.context.clock.nowMs + downMs;
+    this.trace(`crash for ${downMs}ms`);
+    this.reset();
+  }
+
+  private send(packet: Packet): void {
+    const link = this.link;
+    if (link === null || !link.clientOpen) return;
+    this.lastSentMs = this.context.clock.nowMs;
+    this.trace(`send ${describe(packet)}`);
+    this.context.network.clientSend(link, encodePacket(packet, this.plan.protocolVersion));
+  }
+
+  bytes(link: Link, bytes: Uint8Array): void {
+    if (link !== this.link || this.decoder === null) return;
+    this.lastReceivedMs = this.context.clock.nowMs;
+    this.decoder.push(bytes);
+    for (;;) {
+      let packet: Packet | null;
+      try {
+        packet = this.decoder.next();
+      } catch (error) {
+        this.context.reportViolation('broker-sent-malformed', `c${this.plan.index} could not decode: ${(error as Error).message}`);
+        return;
+      }
+      if (packet === null || link !== this.link) return;
+      this.trace(`recv ${describe(packet)}`);
+      this.handle(link, packet);
+    }
+  }
+
+  private handle(link: Link, packet: Packet): void {
+    if (this.plan.violator) return;
+    switch (packet.type) {
+      case PacketType.Connack:
+        return this.onConnack(link, packet.sessionPresent, packet.reasonCode, packet.properties?.receiveMaximum, packet.properties?.serverKeepAlive);
+      case PacketType.Publish:
+        return this.onPublish(packet);
+      case PacketType.Puback:
+        return this.onPuback(packet.packetId);
+      case PacketType.Pubrec:
+        return this.onPubrec(packet.packetId, packet.reasonCode);
+      case PacketType.Pubrel:
+        this.inboundQos2.delete(packet.packetId);
+        return this.ackLater({ type: PacketType.Pubcomp, packetId: packet.packetId, reasonCode: 0 });
+      case PacketType.Pubcomp:
+        return this.onPubcomp(packet.packetId);
+      case PacketType.Suback:
+        if (packet.packetId === this.subscribePacketId) {
+          this.subscribePacketId = 0;
+          this.context.checker.subackReceived(this.plan.index, this.plan.subscriptions.map((s) => s.filter), packet.reasonCodes);
+        }
+        return;
+      case PacketType.Disconnect:
+        this.trace(`server disconnect 0x${packet.reasonCode.toString(16)}`);
+        return;
+      default:
+        return;
+    }
+  }
+
+  private onConnack(link: Link, sessionPresent: boolean, reasonCode: number, receiveMaximum: number | undefined, serverKeepAlive: number | undefined): void {
+    if (this.phase !== 'connack-wait') return;
+    if (reasonCode !== 0) {
+      this.context.network.clientClose(link);
+      this.wentOffline(link, `connack 0x${reasonCode.toString(16)}`);
+      return;
+    }
+    this.phase = 'online';
+    this.serverReceiveMaximum = receiveMaximum ?? 65_535;
+    if (serverKeepAlive !== undefined) this.keepAliveMs = serverKeepAlive * 1000;
+    this.context.checker.connackReceived(this.plan.index, this.generation, sessionPresent, this.plan.persistent && this.hadSession, this.plan.persistent);
+    const resumed = sessionPresent && this.plan.persistent;
+    if (!resumed) this.startFreshSession();
+    this.hadSession = this.plan.persistent;
+    for (const message of this.outgoing) {
+      if (message.stage === 'await-ack') this.sendPublish(message, true);
+      else if (message.stage === 'await-pubcomp') this.send({ type: PacketType.Pubrel, packetId: message.packetId, reasonCode: 0 });
+    }
+    if (!resumed && this.plan.subscriptions.length > 0) this.subscribe();
+    this.pump();
+  }
+
+  /** The broker has no session for us: what we held in flight is gone (unacknowledged, so no promise). */
+  private startFreshSession(): void {
+    this.inboundQos2.clear();
+    for (let index = this.outgoing.length - 1; index >= 0; index--) {
+      const message = this.outgoing[index]!;
+      if (message.stage === 'unsent') continue;
+      this.context.checker.publishAbandoned(this.plan.index, message.sequence);
+      this.outgoing.splice(index, 1);
+    }
+    this.context.checker.sessionStarted(this.plan.index);
+  }
+
+  private subscribe(): void {
+    this.subscribePacketId = this.allocatePacketId();
+    this.context.checker.subscribeSent(this.plan.index, this.plan.subscriptions);
+    this.send({
+      type: PacketType.Subscribe,
+      packetId: this.subscribePacketId,
+      subscriptions: this.plan.subscriptions.map((s) => ({ topicFilter: s.filter, qos: s.qos, noLocal: false, retainAsPublished: false, retainHandling: 0 })),
+    });
+  }
+
+  private allocatePacketId(): number {
+    for (let attempt = 0; attempt < 65_535; attempt++) {
+      const candidate = this.packetIdNext;
+      this.packetIdNext = candidate === 65_535 ? 1 : candidate + 1;
+      if (candidate !== this.subscribePacketId && !this.outgoing.some((m) => m.packetId === candidate)) return candidate;
+    }
+    throw new Error(`c${this.plan.index}: no free packet identifier`);
+  }
+
+  private scheduleNextPublish(): void {
+    const planned = this.plan.publishes[this.publishCursor];
+    if (planned === undefined) return;
+    this.context.queue.push(Math.max(planned.atMs, this.context.clock.nowMs), () => {
+      const sequence = this.publishCursor++;
+      this.outgoing.push({ sequence, topic: planned.topic, qos: planned.qos, retain: planned.retain, packetId: 0, stage: 'unsent' });
+      this.pump();
+      if (this.online && this.random.chance(this.plan.cleanReconnectProbability)) this.disconnectCleanly();
+      this.scheduleNextPublish();
+    });
+  }
+
+  private pump(): void {
+    if (!this.online) return;
+    const windowMax = Math.min(inflightOwnMax, this.serverReceiveMaximum);
+    let inflight = this.outgoing.filter((m) => m.stage !== 'unsent' && m.qos > 0).length;
+    for (let index = 0; index < this.outgoing.length; index++) {
+      const message = this.outgoing[index]!;
+      if (message.stage !== 'unsent') continue;
+      if (message.qos === 0) {
+        this.sendPublish(message, false);
+        this.outgoing.splice(index--, 1);
+        continue;
+      }
+      if (inflight >= windowMax) break;
+      message.packetId = this.allocatePacketId();
+      message.stage = 'await-ack';
+      inflight += 1;
+      this.sendPublish(message, false);
+    }
+  }
+
+  private sendPublish(message: Outgoing, dup: boolean): void {
+    const packet: PublishPacket = {
+      type: PacketType.Publish,
+      dup,
+      qos: message.qos,
+      retain: message.retain,
+      topic: message.topic,
+      payload: messagePayload(this.plan.index, message.sequence, message.qos, message.topic),
+      ...(message.qos > 0 ? { packetId: message.packetId } : {}),
+    };
+    this.context.checker.publishSent(this.plan.index, message.sequence, message.topic, message.qos, message.retain);
+    this.send(packet);
+  }
+
+  private findOutgoing(packetId: number, stage: Stage): Outgoing | undefined {
+    return this.outgoing.find((m) => m.packetId === packetId && m.stage === stage);
+  }
+
+  private onPuback(packetId: number): void {
+    const message = this.findOutgoing(packetId, 'await-ack');
+    if (message === undefined || message.qos !== 1) return;
+    this.outgoing.splice(this.outgoing.indexOf(message), 1);
+    this.context.checker.publishAcked(this.plan.index, message.sequence);
+    this.pump();
+  }
+
+  private onPubrec(packetId: number, reasonCode: number): void {
+    const message = this.findOutgoing(packetId, 'await-ack');
+    if (message === undefined || message.qos !== 2) {
+      // A PUBREC for something already past this stage: answer again, the broker lost our PUBREL.
+      if (this.findOutgoing(packetId, 'await-pubcomp') !== undefined) this.send({ type: PacketType.Pubrel, packetId, reasonCode: 0 });
+      return;
+    }
+    if (reasonCode >= 0x80) {
+      this.outgoing.splice(this.outgoing.indexOf(message), 1);
+      this.context.checker.publishAbandoned(this.plan.index, message.sequence);
+      this.pump();
+      return;
+    }
+    message.stage = 'await-pubcomp';
+    this.context.checker.publishAcked(this.plan.index, message.sequence);
+    this.send({ type: PacketType.Pubrel, packetId, reasonCode: 0 });
+  }
+
+  private onPubcomp(packetId: number): void {
+    const message = this.findOutgoing(packetId, 'await-pubcomp');
+    if (message === undefined) return;
+    this.outgoing.splice(this.outgoing.indexOf(message), 1);
+    this.pump();
+  }
+
+  private onPublish(packet: PublishPacket): void {
+    const checker = this.context.checker;
+    if (packet.qos === 2) {
+      const packetId = packet.packetId!;
+      const fresh = !this.inboundQos2.has(packetId);
+      if (fresh) this.inboundQos2.add(packetId);
+      checker.publishReceived(this.plan.index, packet, fresh);
+      this.ackLater({ type: PacketType.Pubrec, packetId, reasonCode: 0 });
+      return;
+    }
+    checker.publishReceived(this.plan.index, packet, true);
+    if (packet.qos === 1) this.ackLater({ type: PacketType.Puback, packetId: packet.packetId!, reasonCode: 0 });
+  }
+
+  /** Sends an acknowledgement after this client's reading delay, keeping the order of acks. */
+  private ackLater(packet: Packet): void {
+    const link = this.link;
+    const delayMsMax = this.context.isQuiet ? Math.min(this.plan.ackDelayMsMax, 5) : this.plan.ackDelayMsMax;
+    const delayMs = delayMsMax === 0 ? 0 : this.random.int(0, delayMsMax);
+    const atMs = Math.max(this.context.clock.nowMs + delayMs, this.lastAckMs);
+    this.lastAckMs = atMs;
+    if (atMs === this.context.clock.nowMs) {
+      this.send(packet);
+      return;
+    }
+    this.context.queue.push(atMs, () => {
+      if (this.link === link) this.send(packet);
+    });
+  }
+
+  /** An orderly goodbye: DISCONNECT (reason 0, so no will), FIN, and a reconnect a little later. */
+  disconnectCleanly(): void {
+    const link = this.link;
+    if (link === null || !this.online) return;
+    this.send({ type: PacketType.Disconnect, reasonCode: 0 });
+    this.context.checker.connectionEnded(this.plan.index, this.generation, link, 'clean');
+    this.context.network.clientClose(link);
+    this.phase = 'offline';
+    this.link = null;
+    this.decoder = null;
+    this.trace('offline (clean disconnect)');
+    this.schedule(this.random.int(50, 1_000), () => this.connect());
+  }
+
+  private scheduleKeepAlive(link: Link): void {
+    if (this.keepAliveMs === 0) return;
+    this.context.queue.push(this.context.clock.nowMs + Math.max(1, Math.floor(this.keepAliveMs / 2)), () => {
+      if (link !== this.link) return;
+      const nowMs = this.context.clock.nowMs;
+      if (nowMs - this.lastReceivedMs > this.keepAliveMs * 2) {
+        this.trace('keepalive expired');
+        this.reset();
+        return;
+      }
+      if (this.online && nowMs - this.lastSentMs >= this.keepAliveMs / 2) this.send({ type: PacketType.Pingreq });
+      this.scheduleKeepAlive(link);
+    });
+  }
+
+  /** A protocol violator: maybe a valid CONNECT, then bytes no parser can accept, then gone. */
+  private misbehave(link: Link): void {
+    this.violatorRounds += 1;
+    if (this.random.chance(0.5)) {
+      this.send({ type: PacketType.Connect, protocolName: 'MQTT', protocolVersion: this.plan.protocolVersion, cleanStart: true, keepAliveSeconds: 0, clientId: this.plan.clientId });
+    }
+    const garbage = this.random.pick([
+      [0x00, 0x00], // packet type 0 is reserved
+      [0x36, 0x02, 0x00, 0x00], // PUBLISH with QoS 3
+      [0x30, 0xff, 0xff, 0xff, 0xff, 0x01], // remaining length longer than four bytes
+    ]);
+    this.schedule(this.random.int(0, 200), () => {
+      if (link !== this.link) return;
+      this.trace('send garbage');
+      this.context.network.clientSend(link, Uint8Array.from(garbage));
+      this.schedule(this.random.int(0, 500), () => (this.random.chance(0.5) ? this.vanish() : this.reset()));
+    });
+  }
+}
+
+function describe(packet: Packet): string {
+  switch (packet.type) {
+    case PacketType.Publish:
+      return `PUBLISH q${packet.qos}${packet.dup ? ' dup' : ''}${packet.retain ? ' retain' : ''} id${packet.packetId ?? '-'} ${packet.topic} ${packet.payload.length}B`;
+    case PacketType.Connect:
+      return `CONNECT ${packet.clientId} v${packet.protocolVersion} clean=${packet.cleanStart}${packet.will ? ' will' : ''}`;
+    case PacketType.Connack:
+      return `CONNACK sp=${packet.sessionPresent} rc=${packet.reasonCode}`;
+    case PacketType.Puback:
+    case PacketType.Pubrec:
+    case PacketType.Pubrel:
+    case PacketType.Pubcomp:
+      return `${packetName(packet.type)} id${packet.packetId} rc=${packet.reasonCode}`;
+    case PacketType.Subscribe:
+      return `SUBSCRIBE id${packet.packetId} ${packet.subscriptions.map((s) => `${s.topicFilter}:${s.qos}`).join(',')}`;
+    case PacketType.Suback:
+      return `SUBACK id${packet.packetId} ${packet.reasonCodes.join(',')}`;
+    case PacketType.Disconnect:
+      return `DISCONNECT rc=${packet.reasonCode}`;
+    default:
+      return packetName(packet.type);
+  }
+}
+
+export function packetName(type: number): string {
+  return ['?', 'CONNECT', 'CONNACK', 'PUBLISH', 'PUBACK', 'PUBREC', 'PUBREL', 'PUBCOMP', 'SUBSCRIBE', 'SUBACK', 'UNSUBSCRIBE', 'UNSUBACK', 'PINGREQ', 'PINGRESP', 'DISCONNECT', 'AUTH'][type] ?? '?';
+}

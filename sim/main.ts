@@ -1,0 +1,67 @@
+/**
+ * A tiny entry point for the simulator before (and beside) the real CLI:
+ *   node dist/sim/main.js sim --seed N [--trace] [--plant BUG]
+ *   node dist/sim/main.js vopr [--count N] [--minutes M] [--seed-start S] [--keep-going] [--plant BUG]
+ * It calls the same `runSimulation` / `runVopr` the CLI wires up, and sets the exit code.
+ * `--plant` swaps in one of the deliberately broken brokers from planted-bugs.ts, to watch the
+ * checker catch it.
+ */
+import { plantedBugs, type PlantedBugName } from './planted-bugs.js';
+import { runSimulation } from './simulation.js';
+import { runVopr } from './vopr.js';
+import type { BrokerFactory } from './world.js';
+
+function flag(args: string[], name: string): string | undefined {
+  const index = args.indexOf(name);
+  return index >= 0 ? args[index + 1] : undefined;
+}
+
+function integer(text: string | undefined, name: string): number | undefined {
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value < 0) throw new Error(`${name} must be a non-negative integer, got ${text}`);
+  return value;
+}
+
+function plant(args: string[]): BrokerFactory | undefined {
+  const name = flag(args, '--plant');
+  if (name === undefined) return undefined;
+  if (!(name in plantedBugs)) throw new Error(`unknown --plant ${name}; one of ${Object.keys(plantedBugs).join(', ')}`);
+  return plantedBugs[name as PlantedBugName];
+}
+
+function main(args: string[]): number {
+  const command = args[0];
+  const brokerFactory = plant(args);
+  const factoryOption = brokerFactory === undefined ? {} : { brokerFactory };
+  if (command === 'sim') {
+    const seed = integer(flag(args, '--seed'), '--seed');
+    if (seed === undefined) throw new Error('sim needs --seed N');
+    return runSimulation({ seed, trace: args.includes('--trace'), ...factoryOption }).exitCode;
+  }
+  if (command === 'vopr') {
+    const count = integer(flag(args, '--count'), '--count');
+    const minutesText = flag(args, '--minutes');
+    const seedStart = integer(flag(args, '--seed-start'), '--seed-start');
+    const result = runVopr(
+      {
+        ...(count === undefined ? {} : { count }),
+        ...(minutesText === undefined ? {} : { minutes: Number(minutesText) }),
+        ...(seedStart === undefined ? {} : { seedStart }),
+        keepGoing: args.includes('--keep-going'),
+        ...factoryOption,
+      },
+      { stdout: (line) => process.stdout.write(`${line}\n`), stderr: (line) => process.stderr.write(`${line}\n`) },
+    );
+    return result.exitCode;
+  }
+  process.stderr.write('usage: main.js sim --seed N [--trace] | vopr [--count N] [--minutes M] [--seed-start S] [--keep-going] [--plant BUG]\n');
+  return 2;
+}
+
+try {
+  process.exitCode = main(process.argv.slice(2));
+} catch (error) {
+  process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n`);
+  process.exitCode = 2;
+}

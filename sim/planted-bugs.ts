@@ -1,0 +1,233 @@
+/**
+ * Deliberately broken brokers, to prove the checker is not a rubber stamp.
+ *
+ * Each planted bug wraps the real Broker from the outside (no hooks in src/): an intercepting
+ * BrokerCore decodes the bytes flowing in both directions with Keel's codec and rewrites the
+ * action stream the broker produces: it drops some PUBLISHes, duplicates others, or injects
+ * PUBLISHes the broker never meant to send. Sends it leaves alone pass through byte for byte;
+ * sends it touches are re-encoded packet by packet. Tests run vopr over a range of seeds with
+ * each of these and expect the named rule to fire.
+ */
+import { Broker, type BrokerOptions } from '../src/broker/broker.js';
+import { PacketDecoder } from '../src/codec/decoder.js';
+import { encodePacket } from '../src/codec/encoder.js';
+import { PacketType, type Packet, type ProtocolVersion, type PublishPacket, type Will } from '../src/codec/packets.js';
+import type { Action, BrokerCore, ConnectionId, StorageResult } from '../src/contract.js';
+import { matchingFilter, topicMatches } from './topic-match.js';
+import type { BrokerFactory } from './world.js';
+
+interface ConnectionView {
+  version: ProtocolVersion | undefined;
+  inbound: PacketDecoder;
+  outbound: PacketDecoder | null;
+  will: Will | null;
+  filters: string[];
+}
+
+/** What a planted bug does with one packet the broker sends: keep it, drop it, and/or add packets. */
+export interface Rewrite {
+  keep: boolean;
+  extra?: { connectionId: ConnectionId; packet: Packet }[];
+}
+
+export abstract class InterceptingBroker implements BrokerCore {
+  protected readonly connections = new Map<ConnectionId, ConnectionView>();
+  private pending: Action[] = [];
+
+  constructor(protected readonly inner: BrokerCore) {}
+
+  get ready(): boolean {
+    return this.inner.ready;
+  }
+
+  /** Decides the fate of a packet the broker is sending. */
+  protected abstract onBrokerPacket(connectionId: ConnectionId, packet: Packet): Rewrite;
+
+  /** Sees a packet a client sent, before the broker does. */
+  protected onClientPacket(_connectionId: ConnectionId, _packet: Packet): void {}
+
+  /** Queues a packet of the bug's own making for the next drain. */
+  protected inject(connectionId: ConnectionId, packet: Packet): void {
+    const version = this.connections.get(connectionId)?.version;
+    if (version === undefined) return;
+    this.pending.push({ kind: 'send', connectionId, bytes: encodePacket(packet, version) });
+  }
+
+  connectionOpened(nowMs: number, connectionId: ConnectionId, remoteAddress: string): void {
+    this.connections.set(connectionId, { version: undefined, inbound: new PacketDecoder({ packetBytesMax: 1 << 28 }), outbound: null, will: null, filters: [] });
+    this.inner.connectionOpened(nowMs, connectionId, remoteAddress);
+  }
+
+  bytesReceived(nowMs: number, connectionId: ConnectionId, bytes: Uint8Array): void {
+    const view = this.connections.get(connectionId);
+    if (view !== undefined) this.watchInbound(connectionId, view, bytes.slice());
+    this.inner.bytesReceived(nowMs, connectionId, bytes);
+  }
+
+  private watchInbound(connectionId: ConnectionId, view: ConnectionView, bytes: Uint8Array): void {
+    try {
+      view.inbound.push(bytes);
+      for (let packet = view.inbound.next(); packet !== null; packet = view.inbound.next()) {
+        if (packet.type === PacketType.Connect) {
+          view.version = packet.protocolVersion;
+          view.will = packet.will ?? null;
+          view.outbound = new PacketDecoder({ packetBytesMax: 1 << 28, protocolVersion: packet.protocolVersion });
+        }
+        if (packet.type === PacketType.Subscribe) view.filters.push(...packet.subscriptions.map((s) => s.topicFilter));
+        this.onClientPacket(connectionId, packet);
+      }
+    } catch {
+      // Garbage from a client is the broker's business; the bug only watches.
+    }
+  }
+
+  connectionClosed(nowMs: number, connectionId: ConnectionId): void {
+    this.connections.delete(connectionId);
+    this.inner.connectionClosed(nowMs, connectionId);
+  }
+
+  storageCompleted(nowMs: number, result: StorageResult): void {
+    this.inner.storageCompleted(nowMs, result);
+  }
+
+  tick(nowMs: number): void {
+    this.inner.tick(nowMs);
+  }
+
+  shutdown(nowMs: number): void {
+    this.inner.shutdown(nowMs);
+  }
+
+  nextDeadlineMs(): number | null {
+    return this.inner.nextDeadlineMs();
+  }
+
+  drainActions(): Action[] {
+    const out: Action[] = [];
+    const injected = this.pending;
+    this.pending = [];
+    for (const action of this.inner.drainActions()) {
+      if (action.kind === 'send') this.rewriteSend(action, out);
+      else out.push(action);
+      if (action.kind === 'close') this.connections.delete(action.connectionId);
+    }
+    out.push(...injected, ...this.pending);
+    this.pending = [];
+    return out;
+  }
+
+  private rewriteSend(action: Extract<Action, { kind: 'send' }>, out: Action[]): void {
+    const view = this.connections.get(action.connectionId);
+    if (view === undefined || view.outbound === null || view.version === undefined) {
+      out.push(action);
+      return;
+    }
+    const packets: Packet[] = [];
+    let changed = false;
+    try {
+      view.outbound.push(action.bytes.slice());
+      for (let packet = view.outbound.next(); packet !== null; packet = view.outbound.next()) {
+        const rewrite = this.onBrokerPacket(action.connectionId, packet);
+        if (rewrite.keep) packets.push(packet);
+        else changed = true;
+        for (const extra of rewrite.extra ?? []) {
+          if (extra.connectionId === action.connectionId) packets.push(extra.packet);
+          else this.inject(extra.connectionId, extra.packet);
+          changed = changed || extra.connectionId === action.connectionId;
+        }
+      }
+    } catch {
+      out.push(action);
+      return;
+    }
+    if (!changed || view.outbound.bufferedBytes > 0) {
+      out.push(action);
+      return;
+    }
+    for (const packet of packets) out.push({ kind: 'send', connectionId: action.connectionId, bytes: encodePacket(packet, view.version) });
+  }
+
+  /** Connections past CONNECT other than `except`, in id order. */
+  protected otherConnections(except: ConnectionId): ConnectionId[] {
+    const ids: ConnectionId[] = [];
+    for (const [id, view] of this.connections) if (id !== except && view.version !== undefined) ids.push(id);
+    return ids.sort((a, b) => a - b);
+  }
+}
+
+/** Forgets to resend unacknowledged QoS 1 messages when a session resumes (drops DUP redeliveries). */
+class SkipQos1Redelivery extends InterceptingBroker {
+  protected onBrokerPacket(_connectionId: ConnectionId, packet: Packet): Rewrite {
+    return { keep: !(packet.type === PacketType.Publish && packet.qos === 1 && packet.dup) };
+  }
+}
+
+/** Delivers some QoS 2 messages twice, the second time under a fresh packet identifier. */
+class Qos2Twice extends InterceptingBroker {
+  private fakeIdNext = 0;
+  protected onBrokerPacket(connectionId: ConnectionId, packet: Packet): Rewrite {
+    if (packet.type !== PacketType.Publish || packet.qos !== 2 || packet.dup || packet.retain) return { keep: true };
+    const packetId = 0xf000 + (this.fakeIdNext++ % 0xfff);
+    return { keep: true, extra: [{ connectionId, packet: { ...packet, packetId } }] };
+  }
+}
+
+/** Also sends each message, at QoS 0, to the next connection, subscribed or not. */
+class DeliverUnsubscribed extends InterceptingBroker {
+  protected onBrokerPacket(connectionId: ConnectionId, packet: Packet): Rewrite {
+    if (packet.type !== PacketType.Publish || packet.dup) return { keep: true };
+    const target = this.otherConnections(connectionId)[0];
+    if (target === undefined) return { keep: true };
+    const { packetId: _packetId, ...rest } = packet;
+    const copy: PublishPacket = { ...rest, qos: 0, retain: false };
+    return { keep: true, extra: [{ connectionId: target, packet: copy }] };
+  }
+}
+
+/** Never hands out retained messages on subscribe. */
+class ForgetRetained extends InterceptingBroker {
+  protected onBrokerPacket(_connectionId: ConnectionId, packet: Packet): Rewrite {
+    return { keep: !(packet.type === PacketType.Publish && packet.retain) };
+  }
+}
+
+/** Publishes the will even when the client says a clean goodbye. */
+class WillOnCleanDisconnect extends InterceptingBroker {
+  protected onBrokerPacket(): Rewrite {
+    return { keep: true };
+  }
+
+  protected override onClientPacket(connectionId: ConnectionId, packet: Packet): void {
+    if (packet.type !== PacketType.Disconnect || packet.reasonCode !== 0) return;
+    const will = this.connections.get(connectionId)?.will;
+    if (will === null || will === undefined) return;
+    for (const target of this.otherConnections(connectionId)) {
+      const filters = this.connections.get(target)!.filters;
+      if (!filters.some((filter) => topicMatches(matchingFilter(filter), will.topic))) continue;
+      this.inject(target, { type: PacketType.Publish, dup: false, qos: 0, retain: false, topic: will.topic, payload: will.payload });
+    }
+  }
+}
+
+/** Never publishes a will (drops every will PUBLISH on its way out). */
+class NeverFireWill extends InterceptingBroker {
+  protected onBrokerPacket(_connectionId: ConnectionId, packet: Packet): Rewrite {
+    // Will payloads from the model clients start with "w|" (see sim/clients/payload.ts).
+    return { keep: !(packet.type === PacketType.Publish && packet.payload[0] === 0x77 && packet.payload[1] === 0x7c) };
+  }
+}
+
+function wrap(Wrapper: new (inner: BrokerCore) => InterceptingBroker): BrokerFactory {
+  return (options: BrokerOptions) => new Wrapper(new Broker(options));
+}
+
+export const plantedBugs = {
+  'skip-qos1-redelivery': wrap(SkipQos1Redelivery),
+  'qos2-twice': wrap(Qos2Twice),
+  'deliver-unsubscribed': wrap(DeliverUnsubscribed),
+  'forget-retained': wrap(ForgetRetained),
+  'will-on-clean-disconnect': wrap(WillOnCleanDisconnect),
+  'never-fire-will': wrap(NeverFireWill),
+} satisfies Record<string, BrokerFactory>;
+
+export type PlantedBugName = keyof typeof plantedBugs;

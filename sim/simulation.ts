@@ -1,0 +1,124 @@
+/**
+ * `keel sim`: one seed, one world, one verdict.
+ *
+ * `runSimulation` is synchronous and deterministic: the seed chooses the world's shape, the world
+ * runs on simulated time, and what it prints to `stdout` is a function of the seed (and options)
+ * alone, byte for byte: one summary line ending in the trace hash, or, on a violation, the rule,
+ * the last events before it and the command that reproduces it. Wall-clock figures go to
+ * `stderr` only. A throw from the broker (an assertion) is a violation like any other, and so
+ * prints the seed; a throw from the simulator itself is reported the same way rather than lost.
+ */
+import type { StateStore } from '../src/store/state-store.js';
+import { chooseShape } from './shape.js';
+import { realBroker, World, type BrokerFactory, type Violation } from './world.js';
+
+export interface SimulationOptions {
+  seed: number;
+  /** Print every event of the run to stdout. */
+  trace?: boolean;
+  /** Where the run's deterministic output goes (one call per line, no newline); default process.stdout. */
+  stdout?: (line: string) => void;
+  /** Where wall-clock figures go; default process.stderr. */
+  stderr?: (line: string) => void;
+  /** Builds the broker under test; default the real Broker. Tests plant bugs through it. */
+  brokerFactory?: BrokerFactory;
+  /** Builds the store that outlives broker crashes; default a MemoryStateStore. */
+  storeFactory?: () => StateStore;
+  /** Overrides the seed's choice of client count (2..12). */
+  clientCount?: number;
+  /** Overrides the seed's choice of whether faults happen at all. */
+  faults?: boolean;
+  /** A bound on events, against a broker that loops; default 5 million. */
+  eventsMax?: number;
+  /** How the reproduce line names the command; default `keel sim`. */
+  commandName?: string;
+}
+
+export interface SimulationResult {
+  seed: number;
+  ok: boolean;
+  exitCode: 0 | 1;
+  simulatedMs: number;
+  events: number;
+  clients: number;
+  messagesPublished: number;
+  messagesDelivered: number;
+  faults: number;
+  brokerRestarts: number;
+  traceHash: string;
+  /** A one-line description of the world's shape (deterministic). */
+  shape: string;
+  violation: Violation | null;
+  summary: string;
+  reproduce: string;
+  wallMs: number;
+}
+
+const defaultEventsMax = 5_000_000;
+
+export function runSimulation(options: SimulationOptions): SimulationResult {
+  const stdout = options.stdout ?? ((line: string) => process.stdout.write(`${line}\n`));
+  const stderr = options.stderr ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const startedMs = Date.now();
+  const shape = chooseShape(options.seed, { clientCount: options.clientCount, faults: options.faults });
+  const world = new World(shape, options.brokerFactory ?? realBroker, options.trace === true ? stdout : null, options.storeFactory);
+  try {
+    world.run(options.eventsMax ?? defaultEventsMax);
+  } catch (error) {
+    world.fail('simulator-threw', error instanceof Error ? `${error.message} ${error.stack?.split('\n')[1]?.trim() ?? ''}` : String(error));
+  }
+  const wallMs = Date.now() - startedMs;
+  const result = summarize(options, world, wallMs);
+  if (result.violation !== null) printViolation(stdout, result);
+  stdout(result.summary);
+  stderr(`sim seed=${options.seed} wall_ms=${wallMs} events_per_s=${Math.round(world.events / Math.max(wallMs, 1) * 1000)}`);
+  return result;
+}
+
+function describeShape(world: World): string {
+  const shape = world.shape;
+  const versions = shape.clients.map((c) => `${c.protocolVersion === 5 ? '5' : '3'}${c.persistent ? 'p' : 'c'}${c.violator ? '!' : ''}`).join(',');
+  const faults = shape.faultIntervalMsMean === null ? 'none' : `${shape.faultKinds.join('+')}/${shape.faultIntervalMsMean}ms`;
+  const limits = Object.entries(shape.configOverrides).map(([key, value]) => `${key}=${String(value)}`).join(',') || 'defaults';
+  return `clients=[${versions}] active_ms=${shape.activeMs} faults=${faults} limits=${limits} segment_max=${shape.network.segmentBytesMax}`;
+}
+
+function summarize(options: SimulationOptions, world: World, wallMs: number): SimulationResult {
+  const violation = world.violation;
+  const overrides = `${options.clientCount === undefined ? '' : ` --clients ${options.clientCount}`}${options.faults === false ? ' --no-faults' : ''}`;
+  const reproduce = `${options.commandName ?? 'keel sim'} --seed ${options.seed}${overrides}`;
+  const hash = world.hash.hex();
+  const messagesPublished = world.checker.messages.size;
+  const summary =
+    `${violation === null ? 'ok' : 'FAIL'} seed=${options.seed} simulated_ms=${world.clock.nowMs} events=${world.events} ` +
+    `clients=${world.shape.clients.length} messages_published=${messagesPublished} messages_delivered=${world.checker.messagesDelivered} ` +
+    `faults=${world.faults} broker_restarts=${world.brokerRestarts} trace_hash=${hash}`;
+  return {
+    seed: options.seed,
+    ok: violation === null,
+    exitCode: violation === null ? 0 : 1,
+    simulatedMs: world.clock.nowMs,
+    events: world.events,
+    clients: world.shape.clients.length,
+    messagesPublished,
+    messagesDelivered: world.checker.messagesDelivered,
+    faults: world.faults,
+    brokerRestarts: world.brokerRestarts,
+    traceHash: hash,
+    shape: describeShape(world),
+    violation,
+    summary,
+    reproduce,
+    wallMs,
+  };
+}
+
+function printViolation(stdout: (line: string) => void, result: SimulationResult): void {
+  const violation = result.violation!;
+  stdout(`VIOLATION ${violation.rule} at ${violation.atMs}ms (seed ${result.seed})`);
+  stdout(`  ${violation.detail}`);
+  stdout(`  world: ${result.shape}`);
+  stdout(`last ${violation.recentEvents.length} events:`);
+  for (const line of violation.recentEvents) stdout(`  ${line}`);
+  stdout(`reproduce: ${result.reproduce}`);
+}

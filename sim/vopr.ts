@@ -1,0 +1,95 @@
+/**
+ * `keel vopr`: runs seed after seed looking for one that breaks a rule.
+ *
+ * Seeds are consecutive from `seedStart` (or from a random base, printed first so that the
+ * session can be repeated). It stops at the first failure unless `keepGoing`, after `count` seeds
+ * or `minutes` of wall time, whichever comes first. A progress line goes to stderr about once a
+ * second; each failing seed is printed to stdout with its rule and its reproduce command; the
+ * rates (seeds per second, simulated events per second) go to stderr. Picking the random base is
+ * the only nondeterminism here, and it happens outside every simulated run.
+ */
+import { randomInt } from 'node:crypto';
+import { runSimulation, type SimulationOptions } from './simulation.js';
+import type { BrokerFactory } from './world.js';
+
+export interface VoprOptions {
+  seedStart?: number;
+  count?: number;
+  minutes?: number;
+  keepGoing?: boolean;
+  brokerFactory?: BrokerFactory;
+  clientCount?: number;
+  commandName?: string;
+}
+
+export interface VoprReporter {
+  stdout(line: string): void;
+  stderr(line: string): void;
+  /** Rewrites the progress line in place when the stream is a terminal; optional. */
+  progress?(line: string): void;
+}
+
+export interface VoprFailure {
+  seed: number;
+  rule: string;
+  detail: string;
+  reproduce: string;
+}
+
+export interface VoprResult {
+  exitCode: 0 | 1;
+  seedStart: number;
+  seedsRun: number;
+  events: number;
+  failures: VoprFailure[];
+  wallMs: number;
+  seedsPerSecond: number;
+  eventsPerSecond: number;
+}
+
+export function runVopr(options: VoprOptions, reporter: VoprReporter): VoprResult {
+  const seedStart = options.seedStart ?? randomInt(0, 2 ** 31);
+  const count = options.count ?? (options.minutes === undefined ? 100 : Number.POSITIVE_INFINITY);
+  const deadlineMs = options.minutes === undefined ? Number.POSITIVE_INFINITY : Date.now() + options.minutes * 60_000;
+  const startedMs = Date.now();
+  const failures: VoprFailure[] = [];
+  let progressAtMs = startedMs;
+  let seedsRun = 0;
+  let events = 0;
+  reporter.stderr(`vopr: seeds from ${seedStart}${Number.isFinite(count) ? `, ${count} seeds` : ''}${options.minutes === undefined ? '' : `, ${options.minutes} min`}`);
+  for (let seed = seedStart; seedsRun < count && Date.now() < deadlineMs; seed++) {
+    const simulation: SimulationOptions = {
+      seed,
+      stdout: () => {},
+      stderr: () => {},
+      ...(options.brokerFactory === undefined ? {} : { brokerFactory: options.brokerFactory }),
+      ...(options.clientCount === undefined ? {} : { clientCount: options.clientCount }),
+      commandName: options.commandName ?? 'keel sim',
+    };
+    const result = runSimulation(simulation);
+    seedsRun += 1;
+    events += result.events;
+    if (!result.ok) {
+      const violation = result.violation!;
+      failures.push({ seed, rule: violation.rule, detail: violation.detail, reproduce: result.reproduce });
+      reporter.stdout(`FAIL seed=${seed} rule=${violation.rule}: ${violation.detail}`);
+      reporter.stdout(`  reproduce: ${result.reproduce}`);
+      if (options.keepGoing !== true) break;
+    }
+    if (Date.now() - progressAtMs >= 1_000) {
+      progressAtMs = Date.now();
+      const line = `vopr: ${seedsRun} seeds, ${failures.length} failing, ${rate(seedsRun, progressAtMs - startedMs)} seeds/s`;
+      (reporter.progress ?? reporter.stderr)(line);
+    }
+  }
+  const wallMs = Date.now() - startedMs;
+  const seedsPerSecond = rate(seedsRun, wallMs);
+  const eventsPerSecond = rate(events, wallMs);
+  reporter.stdout(`vopr seed_start=${seedStart} seeds=${seedsRun} failures=${failures.length}`);
+  reporter.stderr(`vopr: ${seedsRun} seeds in ${wallMs}ms: ${seedsPerSecond} seeds/s, ${eventsPerSecond} simulated events/s`);
+  return { exitCode: failures.length === 0 ? 0 : 1, seedStart, seedsRun, events, failures, wallMs, seedsPerSecond, eventsPerSecond };
+}
+
+function rate(amount: number, wallMs: number): number {
+  return Math.round((amount / Math.max(wallMs, 1)) * 1000 * 10) / 10;
+}

@@ -1,0 +1,145 @@
+/**
+ * Unit tests of the simulator's parts, each against an independent reference: the event queue
+ * against a sort by (time, insertion), the trace hash against a BigInt FNV-1a 64, the random
+ * streams for independence between clients, the oracle's topic matcher on the spec's examples,
+ * and the network for in-order delivery of every stream under 1-byte segmentation and jitter.
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { EventQueue } from '../../sim/event-queue.js';
+import { Network, type ClientSide, type Link } from '../../sim/network.js';
+import { Random } from '../../sim/random.js';
+import { chooseShape } from '../../sim/shape.js';
+import { topicMatches } from '../../sim/topic-match.js';
+import { TraceHash } from '../../sim/trace-hash.js';
+import { messagePayload, parsePayload, willPayload } from '../../sim/clients/payload.js';
+
+function referenceFnv(bytes: number[]): string {
+  let hash = 0xcbf29ce484222325n;
+  for (const byte of bytes) hash = ((hash ^ BigInt(byte)) * 0x100000001b3n) & 0xffffffffffffffffn;
+  return hash.toString(16).padStart(16, '0');
+}
+
+describe('event queue', () => {
+  it('pops in (time, insertion) order', () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 0, max: 20 }), { maxLength: 200 }), (times) => {
+        const queue = new EventQueue();
+        const popped: number[] = [];
+        times.forEach((time, index) => queue.push(time, () => popped.push(index)));
+        for (let event = queue.pop(); event !== undefined; event = queue.pop()) event.run();
+        const expected = times.map((time, index) => ({ time, index })).sort((a, b) => a.time - b.time || a.index - b.index).map((e) => e.index);
+        expect(popped).toEqual(expected);
+      }),
+      { numRuns: 200 },
+    );
+  });
+});
+
+describe('trace hash', () => {
+  it('is FNV-1a 64 over the bytes fed', () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 0, max: 255 }), { maxLength: 300 }), (bytes) => {
+        const hash = new TraceHash();
+        hash.bytes(Uint8Array.from(bytes));
+        expect(hash.hex()).toBe(referenceFnv(bytes));
+      }),
+      { numRuns: 300 },
+    );
+    expect(new TraceHash().hex()).toBe('cbf29ce484222325');
+  });
+});
+
+describe('random streams and world shapes', () => {
+  it('gives each named stream the same numbers in every run', () => {
+    const a = Random.stream(5, 'network');
+    const b = Random.stream(5, 'network');
+    const c = Random.stream(5, 'disk');
+    const drawsA = [a.next(), a.next(), a.next()];
+    expect([b.next(), b.next(), b.next()]).toEqual(drawsA);
+    expect([c.next(), c.next(), c.next()]).not.toEqual(drawsA);
+  });
+
+  it('keeps every client plan when the client count changes', () => {
+    const small = chooseShape(11, { clientCount: 3 });
+    const large = chooseShape(11, { clientCount: 9 });
+    expect(large.clients.slice(0, 3)).toEqual(small.clients);
+    expect(large.network).toEqual(small.network);
+  });
+
+  it('varies the world with the seed, faults off in some seeds', () => {
+    const shapes = Array.from({ length: 60 }, (_, seed) => chooseShape(seed));
+    expect(new Set(shapes.map((s) => s.clients.length)).size).toBeGreaterThan(5);
+    expect(shapes.some((s) => s.faultIntervalMsMean === null)).toBe(true);
+    expect(shapes.some((s) => s.faultKinds.includes('broker-crash'))).toBe(true);
+    expect(shapes.some((s) => s.clients.some((c) => c.violator))).toBe(true);
+    expect(shapes.every((s) => s.clients.length >= 2 && s.clients.length <= 12)).toBe(true);
+  });
+});
+
+describe('payloads', () => {
+  it('round-trip and reject any changed byte', () => {
+    const payload = messagePayload(3, 41, 2, 'a/x');
+    expect(parsePayload(payload)).toEqual({ kind: 'message', publisher: 3, sequence: 41, qos: 2, topic: 'a/x' });
+    expect(parsePayload(willPayload(2, 5, 'will/c2'))).toEqual({ kind: 'will', client: 2, generation: 5, topic: 'will/c2' });
+    for (let index = 0; index < payload.length; index++) {
+      const flipped = payload.slice();
+      flipped[index] ^= 0x01;
+      expect(parsePayload(flipped)).toBeNull();
+    }
+    expect(parsePayload(payload.subarray(0, payload.length - 1))).toBeNull();
+  });
+});
+
+describe('oracle topic matching', () => {
+  it('follows the spec examples', () => {
+    expect(topicMatches('sport/tennis/player1/#', 'sport/tennis/player1')).toBe(true);
+    expect(topicMatches('sport/tennis/player1/#', 'sport/tennis/player1/ranking')).toBe(true);
+    expect(topicMatches('sport/#', 'sport')).toBe(true);
+    expect(topicMatches('sport/tennis/+', 'sport/tennis/player1')).toBe(true);
+    expect(topicMatches('sport/tennis/+', 'sport/tennis/player1/ranking')).toBe(false);
+    expect(topicMatches('sport/+', 'sport')).toBe(false);
+    expect(topicMatches('+/+', '/finance')).toBe(true);
+    expect(topicMatches('#', '$SYS/uptime')).toBe(false);
+    expect(topicMatches('+/uptime', '$SYS/uptime')).toBe(false);
+    expect(topicMatches('$SYS/#', '$SYS/uptime')).toBe(true);
+  });
+});
+
+describe('simulated network', () => {
+  it('delivers every stream in order, whatever the segmentation and jitter', () => {
+    const queue = new EventQueue();
+    const clock = { nowMs: 0 };
+    const shape = { latencyMsMin: 0, latencyMsMax: 50, segmentBytesMax: 3, stallProbability: 0.05, stallMsMax: 500 };
+    const network = new Network(queue, Random.stream(1, 'network'), shape, clock, () => {});
+    const received = new Map<number, number[]>();
+    network.broker = {
+      acceptingIncarnation: () => 1,
+      opened: () => {},
+      bytes: (link, bytes) => received.set(link.id, [...(received.get(link.id) ?? []), ...bytes]),
+      closed: () => {},
+    };
+    const client: ClientSide = { connected: () => {}, connectFailed: () => {}, bytes: () => {}, closed: () => {} };
+    const links: Link[] = [0, 1, 2].map((index) => network.connect(index, client));
+    const run = (untilMs: number): void => {
+      for (let time = queue.peekTimeMs(); time !== null && time <= untilMs; time = queue.peekTimeMs()) {
+        const event = queue.pop()!;
+        clock.nowMs = event.timeMs;
+        event.run();
+      }
+    };
+    run(1_000);
+    const sent = new Map<number, number[]>();
+    for (let round = 0; round < 50; round++) {
+      for (const link of links) {
+        const chunk = Array.from({ length: 1 + ((round * 7 + link.id) % 11) }, (_, i) => (round * 31 + i + link.id) & 0xff);
+        sent.set(link.id, [...(sent.get(link.id) ?? []), ...chunk]);
+        network.clientSend(link, Uint8Array.from(chunk));
+      }
+      clock.nowMs += 3;
+      run(clock.nowMs);
+    }
+    run(100_000);
+    for (const link of links) expect(received.get(link.id)).toEqual(sent.get(link.id));
+  });
+});

@@ -1,0 +1,19 @@
+/**
+ * Runs every regression seed through the full simulator against the real broker and expects
+ * each to pass every safety and liveness rule. A failure prints the simulator's own report
+ * (rule, last events, reproduce command) so the CI log is enough to start debugging.
+ */
+import { describe, expect, it } from 'vitest';
+import { runSimulation } from '../../sim/simulation.js';
+import { regressionSeeds } from './regression-seeds.js';
+
+describe('regression seeds', () => {
+  for (const { seed, found } of regressionSeeds) {
+    it(`seed ${seed} passes (${found.slice(0, 60)}...)`, () => {
+      const lines: string[] = [];
+      const result = runSimulation({ seed, stdout: (line) => lines.push(line), stderr: () => {} });
+      expect(result.ok, lines.join('\n')).toBe(true);
+      expect(result.messagesPublished).toBeGreaterThan(0);
+    }, 20_000);
+  }
+});
