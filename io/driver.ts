@@ -18,6 +18,8 @@ export interface Host {
   /** Start a storage request; its result is reported later through `Driver.storageCompleted`. */
   storage(request: StorageRequest): void;
   log(level: LogLevel, event: string, fields: LogFields): void;
+  /** The core halted (see the `halt` action); no more input will be taken. */
+  halt(reason: string): void;
   /** Arrange for `Driver.tick` to be called at `deadlineMs` (replacing any earlier wakeup), or never. */
   setWakeup(deadlineMs: number | null): void;
 }
@@ -97,6 +99,9 @@ export class Driver {
             break;
           case 'log':
             this.host.log(action.level, action.event, action.fields);
+            break;
+          case 'halt':
+            this.host.halt(action.reason);
             break;
         }
       }

@@ -59,6 +59,10 @@ export interface BrokerConfig {
   syncPolicy: SyncPolicy;
   /** For `interval`: the longest a written record waits for its sync. */
   syncIntervalMs: number;
+  /** A log segment file is closed and a new one started past this size. */
+  segmentBytesMax: number;
+  /** Log bytes written since the last snapshot that trigger the next snapshot (compaction). */
+  snapshotLogBytes: number;
 }
 
 export const defaultConfig: Readonly<BrokerConfig> = Object.freeze({
@@ -87,6 +91,8 @@ export const defaultConfig: Readonly<BrokerConfig> = Object.freeze({
   sharedSubscriptionAvailable: true,
   syncPolicy: 'always',
   syncIntervalMs: 100,
+  segmentBytesMax: 64 * 1024 * 1024,
+  snapshotLogBytes: 256 * 1024 * 1024,
 } satisfies BrokerConfig);
 
 type Rule = { min: number; max: number };
@@ -108,6 +114,8 @@ const integerRules: { [K in keyof BrokerConfig]?: Rule } = {
   sessionExpirySecondsMax: { min: 0, max: 0xffffffff },
   connectTimeoutMs: { min: 1, max: 3_600_000 },
   syncIntervalMs: { min: 1, max: 60_000 },
+  segmentBytesMax: { min: 4096, max: 2 ** 32 },
+  snapshotLogBytes: { min: 4096, max: 2 ** 40 },
 };
 
 /**

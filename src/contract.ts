@@ -50,7 +50,13 @@ export type Action =
   /** Flush what was sent before, then close the connection. No input arrives for it afterwards. */
   | { kind: 'close'; connectionId: ConnectionId; reason: string }
   | { kind: 'storage'; request: StorageRequest }
-  | { kind: 'log'; level: LogLevel; event: string; fields: LogFields };
+  | { kind: 'log'; level: LogLevel; event: string; fields: LogFields }
+  /**
+   * The core cannot go on safely (its storage failed, or recovery found damage it must not skip).
+   * It has stopped taking input; the driver's host stops the process (production: exit non-zero,
+   * so a supervisor restarts it and recovery runs; simulator: a crash followed by a restart).
+   */
+  | { kind: 'halt'; reason: string };
 
 /** The inputs a driver feeds and the outputs it drains. Implemented by `Broker`. */
 export interface BrokerCore {
@@ -71,6 +77,8 @@ export interface BrokerCore {
   tick(nowMs: number): void;
   /** Orderly stop: 5.0 clients get DISCONNECT 0x8B, every connection is closed. */
   shutdown(nowMs: number): void;
+  /** Why the core halted, or null while it runs. */
+  readonly haltReason: string | null;
   /** Everything queued since the last drain, in order; the queue is emptied. */
   drainActions(): Action[];
   /** The earliest time at which `tick` has work to do, or null when nothing is scheduled. */

@@ -79,6 +79,7 @@ export class Broker implements BrokerCore {
   private readonly connectionsWithHeld = new Set<Connection>();
   private lastNowMs: number;
   private isReady = false;
+  private haltReasonValue: string | null = null;
   private generatedClientIdCount = 0;
 
   constructor(options: BrokerOptions) {
@@ -99,7 +100,7 @@ export class Broker implements BrokerCore {
   // ---- inputs -------------------------------------------------------------------------------
 
   connectionOpened(nowMs: number, connectionId: ConnectionId, remoteAddress: string): void {
-    this.enter(nowMs);
+    if (!this.enter(nowMs)) return;
     assert(this.isReady, 'connection opened before the broker is ready');
     assert(!this.connections.has(connectionId), `connection id ${connectionId} reused`);
     const decoder = new PacketDecoder({ packetBytesMax: this.config.packetBytesMax });
@@ -112,7 +113,7 @@ export class Broker implements BrokerCore {
   }
 
   bytesReceived(nowMs: number, connectionId: ConnectionId, bytes: Uint8Array): void {
-    this.enter(nowMs);
+    if (!this.enter(nowMs)) return;
     const connection = this.connections.get(connectionId);
     // Bytes after a close decision (or for a connection we never saw) are ignored.
     if (connection !== undefined && connection.phase !== 'closing') {
@@ -123,7 +124,7 @@ export class Broker implements BrokerCore {
   }
 
   connectionClosed(nowMs: number, connectionId: ConnectionId): void {
-    this.enter(nowMs);
+    if (!this.enter(nowMs)) return;
     const connection = this.connections.get(connectionId);
     if (connection !== undefined && connection.phase !== 'closing') {
       this.closeConnection(connection, nowMs, 'peer closed', 'publish', false);
@@ -132,14 +133,14 @@ export class Broker implements BrokerCore {
   }
 
   storageCompleted(nowMs: number, result: StorageResult): void {
-    this.enter(nowMs);
+    if (!this.enter(nowMs)) return;
     this.store.storageCompleted(nowMs, result);
     if (!this.isReady) this.tryRecover(nowMs);
     this.afterInput(nowMs);
   }
 
   tick(nowMs: number): void {
-    this.enter(nowMs);
+    if (!this.enter(nowMs)) return;
     if (this.isReady) {
       // Bounded by the heap: every entry is popped once, and handlers push only future deadlines.
       for (let entry = this.deadlines.popDue(nowMs); entry !== null; entry = this.deadlines.popDue(nowMs)) {
@@ -150,7 +151,7 @@ export class Broker implements BrokerCore {
   }
 
   shutdown(nowMs: number): void {
-    this.enter(nowMs);
+    if (!this.enter(nowMs)) return;
     for (const connection of [...this.connections.values()]) {
       if (connection.phase === 'closing') continue;
       if (connection.phase === 'connected' && connection.version === 5) {
@@ -261,10 +262,27 @@ export class Broker implements BrokerCore {
 
   // ---- internals ------------------------------------------------------------------------------
 
-  private enter(nowMs: number): void {
+  /** Checks time and returns false once halted: a halted broker takes no more input. */
+  private enter(nowMs: number): boolean {
     assert(Number.isFinite(nowMs), 'nowMs must be a finite number');
     assert(nowMs >= this.lastNowMs, `time went backwards: ${nowMs} < ${this.lastNowMs}`);
     this.lastNowMs = nowMs;
+    return this.haltReasonValue === null;
+  }
+
+  get haltReason(): string | null {
+    return this.haltReasonValue;
+  }
+
+  /**
+   * Stops for good: held acknowledgements stay unsent (what they promise is not durable), and
+   * the host is told to end the process so that recovery can run from what storage holds.
+   */
+  private halt(reason: string): void {
+    assert(this.haltReasonValue === null, 'halted twice');
+    this.haltReasonValue = reason;
+    this.log('error', 'halted', { reason });
+    this.actions.push({ kind: 'halt', reason });
   }
 
   private emitSend(connection: Connection, bytes: Uint8Array): void {
@@ -386,10 +404,14 @@ export class Broker implements BrokerCore {
   /** End of every input: let the store write, release what became durable, offer compaction. */
   private afterInput(nowMs: number): void {
     this.store.flush(nowMs);
+    if (this.isReady) this.store.maybeCompact(this.state);
     const requests = this.store.drainRequests();
     for (let index = 0; index < requests.length; index++) this.actions.push({ kind: 'storage', request: requests[index]! });
+    if (this.store.failure !== null) {
+      this.halt(this.store.failure);
+      return;
+    }
     if (this.connectionsWithHeld.size > 0) this.releaseHeld();
-    if (this.isReady) this.store.maybeCompact(this.state);
     this.stats.sessionsCurrent = this.state.sessions.size;
   }
 

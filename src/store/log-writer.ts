@@ -118,6 +118,9 @@ export class LogWriter {
 
   nextDeadlineMs(): number | null {
     if (this.options.syncPolicy !== 'interval' || this.syncedLsnValue >= this.writtenLsn) return null;
+    // While a write or sync is in flight its completion drives the next step; a deadline already
+    // passed would only make the caller tick again at once, forever (found by the simulator).
+    if (this.phase !== 'idle' || this.failure !== null) return null;
     return this.syncDeadlineMs;
   }
 

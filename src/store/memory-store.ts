@@ -61,6 +61,8 @@ export class MemoryStateStore implements StateStore {
     return this.lastLsn;
   }
 
+  readonly failure: string | null = null;
+
   flush(_nowMs: number): void {}
 
   drainRequests(): StorageRequest[] {

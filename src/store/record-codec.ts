@@ -50,9 +50,12 @@ const textDecoder = new TextDecoder('utf-8', { fatal: true });
 
 export function encodeStateRecord(record: StateRecord): { type: number; body: Uint8Array } {
   const binaries: Uint8Array[] = [];
-  const json = JSON.stringify(record, (_key, value: unknown) => {
-    if (value instanceof Uint8Array) {
-      binaries.push(value);
+  // `this[key]` is the value before `toJSON`: a Node Buffer (a Uint8Array the socket layer hands
+  // in) would otherwise arrive here already turned into `{ type: 'Buffer', data: [...] }`.
+  const json = JSON.stringify(record, function (this: Record<string, unknown>, key: string, value: unknown) {
+    const original = this[key];
+    if (original instanceof Uint8Array) {
+      binaries.push(original);
       return { $binary: binaries.length - 1 };
     }
     return value;

@@ -160,6 +160,11 @@ export interface StateStore {
   storageCompleted(nowMs: number, result: StorageResult): void;
   /** When the store wants `flush` called again even without input (interval sync), or null. */
   nextDeadlineMs(): number | null;
+  /**
+   * Set when the store can no longer keep its promises (a failed write or sync, damage found by
+   * recovery). Final: the broker halts, and a restart recovers from what storage holds.
+   */
+  readonly failure: string | null;
   /** Offered the live state after each input; a store may rewrite its log as `snapshotRecords(state)`. */
   maybeCompact(state: DurableState): void;
 }

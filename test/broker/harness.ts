@@ -92,6 +92,7 @@ export class Harness {
         continue;
       }
       if (action.kind === 'storage') throw new Error('the memory store issues no storage requests');
+      if (action.kind === 'halt') throw new Error(`broker halted: ${action.reason}`);
       const client = this.clients.get(action.connectionId);
       if (client === undefined) throw new Error(`action for unknown connection ${action.connectionId}`);
       if (client.closed) throw new Error(`action after close on connection ${action.connectionId}`);

@@ -98,6 +98,14 @@ describe('durable state store', () => {
       const { type, body } = encodeStateRecord(record);
       expect(decodeStateRecord(type, body)).toEqual(record);
     }
+    // A Node Buffer (what sockets deliver) must round-trip as raw bytes, not as its toJSON form.
+    const fromSocket = Buffer.from('payload bytes');
+    const stored: StateRecord = { kind: 'will-set', clientId: 'w', will: { topic: 't', payload: fromSocket, qos: 1, retain: false } };
+    const encoded = encodeStateRecord(stored);
+    expect(new TextDecoder().decode(encoded.body.subarray(encoded.body.length - 13))).toBe('payload bytes');
+    const decoded = decodeStateRecord(encoded.type, encoded.body) as Extract<StateRecord, { kind: 'will-set' }>;
+    expect(decoded.will.payload).toBeInstanceOf(Uint8Array);
+    expect(new TextDecoder().decode(decoded.will.payload)).toBe('payload bytes');
     expect(() => decodeStateRecord(1, encodeStateRecord({ kind: 'session-deleted', clientId: 'x' }).body)).toThrow(/says it is "session-deleted"/);
   });
 

@@ -1,0 +1,128 @@
+/**
+ * Broker benchmark: Keel against Aedes and Mosquitto on throughput, latency and memory.
+ *
+ * Every broker runs as its own child process on a free loopback port; the load generator
+ * (bench/load) runs here, on raw sockets with pre-encoded packets, so no client library's cost is
+ * in the figures. Scenarios, run order and method are described in bench/load/scenarios.ts and
+ * bench/load/runner.ts. Progress goes to stderr; the machine, the exact command and ONE table go
+ * to stdout, and the same as JSON to --json FILE.
+ *
+ * Run: `npm run build && node dist/bench/broker-bench.js [--runs 3] [--seconds 5]
+ *       [--only fan-in,latency] [--brokers keel,aedes,mosquitto] [--json out.json]`
+ */
+import { writeFileSync } from 'node:fs';
+import { Command, InvalidArgumentError } from 'commander';
+import { brokerNames } from './load/peers.js';
+import { describeMachine, ratioLegend, renderNotes, renderTable } from './load/report.js';
+import { runBench, selectScenarios, type BenchOptions } from './load/runner.js';
+import { idleConnectionCount, scenarios } from './load/scenarios.js';
+import { openFilesLimit } from './load/scenario-kit.js';
+
+function integerOption(minimum: number, maximum: number) {
+  return (value: string): number => {
+    const parsed = Number(value);
+    if (!Number.isInteger(parsed) || parsed < minimum || parsed > maximum) throw new InvalidArgumentError(`must be an integer from ${minimum} to ${maximum}`);
+    return parsed;
+  };
+}
+
+function listOption(value: string): string[] {
+  return value.split(',').map((item) => item.trim()).filter((item) => item.length > 0);
+}
+
+interface Flags {
+  runs: number;
+  seconds: number;
+  payload: number;
+  only?: string[];
+  brokers: string[];
+  json?: string;
+  connections: number;
+  rate: number;
+  mqtt: number;
+  keelSync: string;
+  queueMax: number;
+}
+
+function parseFlags(argv: string[]): Flags {
+  const program = new Command('broker-bench')
+    .description('Benchmark Keel against Aedes and Mosquitto (each broker in its own child process)')
+    .option('--runs <n>', 'runs per scenario and broker (median reported)', integerOption(1, 100), 3)
+    .option('--seconds <s>', 'measurement window of each run', integerOption(1, 600), 5)
+    .option('--payload <bytes>', 'payload size', integerOption(0, 1_000_000), 64)
+    .option('--only <scenarios>', `comma-separated subset of: ${scenarios.map((scenario) => scenario.name).join(', ')}`, listOption)
+    .option('--brokers <names>', 'comma-separated subset of keel,aedes,mosquitto', listOption, [...brokerNames])
+    .option('--json <file>', 'also write the results as JSON to this file')
+    .option('--connections <n>', 'connections for idle-connections (capped by the open-files limit)', integerOption(1, 1_000_000), 10_000)
+    .option('--rate <msgPerSecond>', 'publish rate of the latency scenario', integerOption(1, 1_000_000), 2_000)
+    .option('--mqtt <level>', 'protocol level: 4 (3.1.1) or 5 (5.0; Aedes speaks only 3.1.1)', integerOption(4, 5), 4)
+    .option('--keel-sync <policy>', "Keel's syncPolicy: none (like the in-memory peers), interval or always", 'none')
+    .option('--queue-max <n>', 'per-session queued-message limit given to Keel and Mosquitto', integerOption(1, 10_000_000), 100_000)
+    .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : 2));
+  program.parse(argv);
+  return program.opts<Flags>();
+}
+
+function toOptions(flags: Flags): BenchOptions {
+  const unknown = flags.brokers.filter((name) => !(brokerNames as readonly string[]).includes(name));
+  if (unknown.length > 0) throw new Error(`unknown broker ${unknown.join(', ')}; known: ${brokerNames.join(', ')}`);
+  if (!['none', 'interval', 'always'].includes(flags.keelSync)) throw new Error('--keel-sync must be none, interval or always');
+  const brokers = brokerNames.filter((name) => flags.brokers.includes(name));
+  return {
+    runs: flags.runs,
+    seconds: flags.seconds,
+    payloadBytes: flags.payload,
+    only: flags.only ?? null,
+    brokers,
+    connections: flags.connections,
+    rateMessagesPerSecond: flags.rate,
+    level: flags.mqtt as 4 | 5,
+    peers: {
+      keelConfig: { syncPolicy: flags.keelSync, queuedMessagesPerSessionMax: flags.queueMax },
+      mosquittoQueuedMessagesMax: flags.queueMax,
+    },
+  };
+}
+
+function describeSetup(options: BenchOptions): string[] {
+  const limit = openFilesLimit();
+  return [
+    `settings: runs ${options.runs}, window ${options.seconds} s, payload ${options.payloadBytes} B, MQTT level ${options.level}, latency rate ${options.rateMessagesPerSecond} msg/s`,
+    `idle connections: ${idleConnectionCount(options.connections)} used of ${options.connections} asked (open-files limit ${limit ?? 'unknown'}; raise with ulimit -n)`,
+    `keel config: ${JSON.stringify(options.peers.keelConfig)}; mosquitto: persistence false, max_queued_messages ${options.peers.mosquittoQueuedMessagesMax}, other settings default (max_inflight_messages 20); aedes: defaults (in-memory)`,
+  ];
+}
+
+async function main(): Promise<void> {
+  const flags = parseFlags(process.argv);
+  let options: BenchOptions;
+  try {
+    options = toOptions(flags);
+    selectScenarios(options.only);
+  } catch (error) {
+    process.stderr.write(`broker-bench: ${(error as Error).message}\n`);
+    process.exit(2);
+  }
+  const command = ['node', ...process.argv.slice(1)].join(' ');
+  const log = (line: string): void => void process.stderr.write(`${line}\n`);
+  const result = await runBench(options, log);
+  const machine = describeMachine(result.availability);
+  const versions = Object.entries(machine.versions).map(([broker, version]) => `${broker} ${version}`).join(', ');
+  const output = [
+    `machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, Node ${machine.node}`,
+    `brokers: ${versions}`,
+    `command: ${command}`,
+    ...describeSetup(options),
+    '',
+    renderTable(result, options.brokers),
+    '',
+    ratioLegend,
+    ...renderNotes(result).map((note) => `note: ${note}`),
+  ];
+  process.stdout.write(`${output.join('\n')}\n`);
+  if (flags.json !== undefined) {
+    writeFileSync(flags.json, `${JSON.stringify({ machine, command, settings: describeSetup(options), options, ...result }, null, 2)}\n`);
+  }
+}
+
+await main();

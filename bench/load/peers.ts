@@ -1,0 +1,187 @@
+/**
+ * The brokers under test, each started as its own child process on a fresh loopback port:
+ * Keel (`node dist/io/cli.js serve`), Aedes (`node dist/bench/load/aedes-server.js`) and
+ * Mosquitto (the system binary with a generated config file).
+ *
+ * A separate process per broker keeps the load generator off the broker's event loop and lets the
+ * harness read each broker's memory from /proc/<pid>/status alone. Every start is fresh (new
+ * process, new temporary directory), so no run inherits another run's heap or sessions. A broker
+ * is "ready" when its port accepts a TCP connection; a child that exits first fails the start
+ * with the tail of its stderr. Children still running when the harness exits are killed.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const brokerNames = ['keel', 'aedes', 'mosquitto'] as const;
+export type BrokerName = (typeof brokerNames)[number];
+
+export type Availability = { available: true; version: string } | { available: false; reason: string };
+
+export interface RunningBroker {
+  readonly name: BrokerName;
+  readonly pid: number;
+  readonly port: number;
+  /** Resident set size of the broker process now, in bytes (0 once it has gone). */
+  rssBytes(): number;
+  /** True while the child process is alive. */
+  alive(): boolean;
+  stop(): Promise<void>;
+}
+
+export interface PeerOptions {
+  /** Settings for Keel's --config file (BrokerConfig overrides). */
+  keelConfig: Record<string, unknown>;
+  /** Queue limit written into mosquitto.conf (max_queued_messages). */
+  mosquittoQueuedMessagesMax: number;
+}
+
+const readyTimeoutMs = 10_000;
+const stopTimeoutMs = 3_000;
+const liveChildren = new Set<ChildProcess>();
+
+process.on('exit', () => {
+  for (const child of liveChildren) child.kill('SIGKILL');
+});
+
+/** The repository root: the nearest parent directory holding Keel's package.json. */
+export function repositoryRoot(): string {
+  let directory = dirname(fileURLToPath(import.meta.url));
+  for (let depth = 0; depth < 6; depth++) {
+    const manifest = join(directory, 'package.json');
+    if (existsSync(manifest) && (JSON.parse(readFileSync(manifest, 'utf8')) as { name?: string }).name === 'keel') return directory;
+    directory = dirname(directory);
+  }
+  throw new Error('cannot find the Keel repository root above bench/load');
+}
+
+export function aedesServerScript(): string {
+  return join(repositoryRoot(), 'dist', 'bench', 'load', 'aedes-server.js');
+}
+
+function keelCli(): string {
+  return join(repositoryRoot(), 'dist', 'io', 'cli.js');
+}
+
+/** Whether a broker can be started here, and its version for the report. */
+export function probeBroker(name: BrokerName): Availability {
+  if (name === 'mosquitto') return probeMosquitto();
+  if (name === 'aedes') {
+    if (!existsSync(aedesServerScript())) return { available: false, reason: `${aedesServerScript()} missing (npm run build)` };
+    const manifest = join(repositoryRoot(), 'node_modules', 'aedes', 'package.json');
+    return { available: true, version: (JSON.parse(readFileSync(manifest, 'utf8')) as { version: string }).version };
+  }
+  if (!existsSync(keelCli())) return { available: false, reason: 'dist/io/cli.js missing (npm run build)' };
+  const help = spawnSync(process.execPath, [keelCli(), 'serve', '--help'], { encoding: 'utf8', timeout: 10_000 });
+  if (help.status !== 0) return { available: false, reason: `\`keel serve --help\` failed: ${(help.stderr || help.stdout || String(help.error)).trim().split('\n').slice(-1)[0]}` };
+  const version = spawnSync(process.execPath, [keelCli(), '--version'], { encoding: 'utf8', timeout: 10_000 });
+  return { available: true, version: version.stdout.trim() || 'unknown' };
+}
+
+function probeMosquitto(): Availability {
+  const result = spawnSync('mosquitto', ['-h'], { encoding: 'utf8', timeout: 5_000 });
+  if (result.error !== undefined) return { available: false, reason: 'not installed (apt-get install mosquitto)' };
+  const match = /mosquitto version (\S+)/.exec(result.stdout + result.stderr);
+  return { available: true, version: match?.[1] ?? 'unknown' };
+}
+
+/** A port the OS considers free right now: bind port 0, read it, close the probe. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', reject);
+    probe.listen({ host: '127.0.0.1', port: 0 }, () => {
+      const port = (probe.address() as net.AddressInfo).port;
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+export function readRssBytes(pid: number): number {
+  try {
+    const match = /VmRSS:\s+(\d+)\s+kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return match === null ? 0 : Number(match[1]) * 1024;
+  } catch {
+    return 0;
+  }
+}
+
+/** Starts a fresh broker process and resolves once its port accepts connections. */
+export async function startBroker(name: BrokerName, options: PeerOptions): Promise<RunningBroker> {
+  const port = await freePort();
+  const workDirectory = mkdtempSync(join(tmpdir(), `keel-bench-${name}-`));
+  const [command, args] = commandFor(name, port, workDirectory, options);
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  liveChildren.add(child);
+  let stderrTail = '';
+  child.stderr!.on('data', (chunk: Buffer) => {
+    stderrTail = (stderrTail + chunk.toString('utf8')).slice(-2_000);
+  });
+  child.stdout!.resume();
+  let exited = child.exitCode !== null;
+  const exit = new Promise<void>((resolve) => child.once('exit', () => ((exited = true), liveChildren.delete(child), resolve())));
+  const stop = async (): Promise<void> => {
+    if (!exited) child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), stopTimeoutMs);
+    await exit;
+    clearTimeout(timer);
+    rmSync(workDirectory, { recursive: true, force: true });
+  };
+  try {
+    await waitForPort(port, () => exited, () => stderrTail);
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { name, pid: child.pid!, port, rssBytes: () => (exited ? 0 : readRssBytes(child.pid!)), alive: () => !exited, stop };
+}
+
+function commandFor(name: BrokerName, port: number, workDirectory: string, options: PeerOptions): [string, string[]] {
+  if (name === 'aedes') return [process.execPath, [aedesServerScript(), String(port)]];
+  if (name === 'keel') {
+    const configFile = join(workDirectory, 'keel.json');
+    writeFileSync(configFile, JSON.stringify(options.keelConfig));
+    const dataDirectory = join(workDirectory, 'data');
+    return [process.execPath, [keelCli(), 'serve', '--host', '127.0.0.1', '--port', String(port), '--data-dir', dataDirectory, '--config', configFile, '--log-level', 'error']];
+  }
+  const configFile = join(workDirectory, 'mosquitto.conf');
+  writeFileSync(configFile, mosquittoConfig(port, options.mosquittoQueuedMessagesMax));
+  return ['mosquitto', ['-c', configFile]];
+}
+
+/** In-memory, anonymous, silent: the same footing as Aedes with its default in-memory store. */
+export function mosquittoConfig(port: number, queuedMessagesMax: number): string {
+  return [
+    `listener ${port} 127.0.0.1`,
+    'allow_anonymous true',
+    'persistence false',
+    'log_dest none',
+    `max_queued_messages ${queuedMessagesMax}`,
+    'max_connections -1',
+    '',
+  ].join('\n');
+}
+
+async function waitForPort(port: number, exited: () => boolean, stderrTail: () => string): Promise<void> {
+  const deadlineMs = Date.now() + readyTimeoutMs;
+  while (Date.now() < deadlineMs) {
+    if (exited()) throw new Error(`broker exited before listening: ${stderrTail().trim() || '(no stderr)'}`);
+    if (await canConnect(port)) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`broker not listening on ${port} after ${readyTimeoutMs} ms: ${stderrTail().trim()}`);
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: '127.0.0.1', port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}

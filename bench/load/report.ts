@@ -1,0 +1,83 @@
+/**
+ * Turns a benchmark result into the one table the harness prints (and the JSON it can save):
+ * scenario, metric, one column per broker (median of runs), and Keel's ratio to each peer.
+ *
+ * A ratio is always keel / peer. Whether that is good depends on the metric, so every row names
+ * its direction in the `better` column: for throughput higher is better (ratio > 1 means Keel is
+ * ahead); for latency and memory lower is better (ratio < 1 means Keel is ahead). Brokers that
+ * could not run show "unavailable", runs that failed show "failed", and the reasons are listed
+ * under the table rather than lost.
+ */
+import { cpus, totalmem } from 'node:os';
+import type { Availability, BrokerName } from './peers.js';
+import { formatNumber, type BenchResult, type Cell, type Row } from './runner.js';
+
+export interface Machine {
+  cpu: string;
+  cores: number;
+  memoryGiB: number;
+  node: string;
+  versions: Partial<Record<BrokerName, string>>;
+}
+
+export function describeMachine(availability: Partial<Record<BrokerName, Availability>>): Machine {
+  const versions: Partial<Record<BrokerName, string>> = {};
+  for (const [broker, state] of Object.entries(availability) as [BrokerName, Availability][]) {
+    versions[broker] = state.available ? state.version : `unavailable (${state.reason})`;
+  }
+  return { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, memoryGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10, node: process.version, versions };
+}
+
+function cellText(cell: Cell | undefined, availability: Availability | undefined): string {
+  if (availability !== undefined && !availability.available) return 'unavailable';
+  if (cell === undefined || cell.median === null) return 'failed';
+  const text = formatNumber(cell.median);
+  return cell.errors.length > 0 ? `${text} (${cell.runs.length} ok)` : text;
+}
+
+function ratioText(row: Row, peer: BrokerName): string {
+  const keel = row.cells.keel?.median ?? null;
+  const other = row.cells[peer]?.median ?? null;
+  if (row.better === 'info' || keel === null || other === null || other === 0) return '-';
+  return `${(keel / other).toFixed(2)}x`;
+}
+
+const betterText = { higher: 'higher', lower: 'lower', info: '-' } as const;
+
+export function renderTable(result: BenchResult, brokers: BrokerName[]): string {
+  const peers = brokers.filter((broker) => broker !== 'keel');
+  const showRatios = brokers.includes('keel');
+  const header = ['scenario', 'metric', 'unit', 'better', ...brokers, ...(showRatios ? peers.map((peer) => `keel/${peer}`) : [])];
+  const lines = result.rows.map((row) => [
+    row.scenario,
+    row.metric,
+    row.unit,
+    betterText[row.better],
+    ...brokers.map((broker) => cellText(row.cells[broker], result.availability[broker])),
+    ...(showRatios ? peers.map((peer) => ratioText(row, peer)) : []),
+  ]);
+  const widths = header.map((title, column) => Math.max(title.length, ...lines.map((line) => line[column]!.length)));
+  const numericFrom = 4;
+  const format = (line: string[]): string =>
+    line.map((text, column) => (column >= numericFrom ? text.padStart(widths[column]!) : text.padEnd(widths[column]!))).join('  ').trimEnd();
+  const rule = widths.map((width) => '-'.repeat(width)).join('  ');
+  return [format(header), rule, ...lines.map(format)].join('\n');
+}
+
+/** Reasons behind every "unavailable" and "failed" cell, one line each, deduplicated. */
+export function renderNotes(result: BenchResult): string[] {
+  const notes = new Set<string>();
+  for (const [broker, state] of Object.entries(result.availability) as [BrokerName, Availability][]) {
+    if (!state.available) notes.add(`${broker}: unavailable: ${state.reason}`);
+  }
+  for (const row of result.rows) {
+    for (const [broker, cell] of Object.entries(row.cells) as [BrokerName, Cell][]) {
+      for (const error of cell.errors) notes.add(`${row.scenario} on ${broker}: ${error}`);
+    }
+  }
+  return [...notes];
+}
+
+export const ratioLegend =
+  'Ratios are keel/peer. "better" says which way is good: higher (throughput: a ratio above 1 means Keel is ahead) ' +
+  'or lower (latency, memory, loss: a ratio below 1 means Keel is ahead).';

@@ -1,0 +1,131 @@
+/**
+ * What every scenario shares: its inputs (ScenarioContext), its output (named metrics with a unit
+ * and a direction), and small helpers to connect many clients with a deadline, time a measurement
+ * window after a warm-up, wait for a counter to settle, and read the open-files limit.
+ *
+ * Each helper is bounded in time; none waits on the broker without a deadline.
+ */
+import { readFileSync } from 'node:fs';
+import { BenchClient, type BenchClientOptions } from './client.js';
+import type { ProtocolLevel } from './packets.js';
+
+export interface ScenarioContext {
+  port: number;
+  /** The broker's process id, for its RSS. */
+  rssBytes: () => number;
+  level: ProtocolLevel;
+  payloadBytes: number;
+  /** Length of the measurement window of throughput scenarios. */
+  seconds: number;
+  /** Connections for the idle-connections scenario. */
+  connections: number;
+  /** Messages per second for the paced latency scenario. */
+  rateMessagesPerSecond: number;
+}
+
+export type Direction = 'higher' | 'lower' | 'info';
+
+export interface Metric {
+  name: string;
+  unit: string;
+  /** Which way is better, so ratios can be read (and labelled) correctly. */
+  better: Direction;
+  value: number;
+}
+
+export interface Scenario {
+  name: string;
+  description: string;
+  run(context: ScenarioContext): Promise<Metric[]>;
+}
+
+export const setupTimeoutMs = 10_000;
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Warm-up before a measurement window: a fifth of it, between 200 ms and 1 s. */
+export function warmupMs(seconds: number): number {
+  return Math.min(1_000, Math.max(200, seconds * 200));
+}
+
+let clientSerial = 0;
+
+/** A client id unique in this process, so runs never take over each other's sessions. */
+export function clientId(prefix: string): string {
+  clientSerial += 1;
+  return `bench-${prefix}-${process.pid}-${clientSerial}`;
+}
+
+export function openClient(context: ScenarioContext, prefix: string, extra: Partial<BenchClientOptions> = {}): Promise<BenchClient> {
+  return BenchClient.open({ port: context.port, clientId: clientId(prefix), level: context.level, ...extra }, setupTimeoutMs);
+}
+
+/** Opens `count` clients, at most `concurrency` handshakes at a time. */
+export async function openClients(context: ScenarioContext, prefix: string, count: number, extra: Partial<BenchClientOptions> = {}, concurrency = 50): Promise<BenchClient[]> {
+  const clients: BenchClient[] = [];
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < count) {
+      next += 1;
+      clients.push(await openClient(context, prefix, extra));
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));
+  } catch (error) {
+    destroyAll(clients);
+    throw error;
+  }
+  return clients;
+}
+
+export function destroyAll(clients: BenchClient[]): void {
+  for (const client of clients) client.destroy();
+}
+
+/**
+ * Waits out the warm-up, then measures how much `counters` advance over `seconds`.
+ * Returns the per-second rate of each counter over the window actually elapsed.
+ */
+export async function measureRates(seconds: number, counters: (() => number)[]): Promise<number[]> {
+  await sleep(warmupMs(seconds));
+  const before = counters.map((counter) => counter());
+  const startNs = process.hrtime.bigint();
+  await sleep(seconds * 1_000);
+  const elapsedSeconds = Number(process.hrtime.bigint() - startNs) / 1e9;
+  return counters.map((counter, index) => (counter() - before[index]!) / elapsedSeconds);
+}
+
+/** Waits until `counter` stops moving for `quietMs` (or `maxMs` passed): deliveries in flight land. */
+export async function settle(counter: () => number, quietMs = 300, maxMs = 3_000): Promise<void> {
+  const deadlineMs = Date.now() + maxMs;
+  let last = counter();
+  let quietSinceMs = Date.now();
+  while (Date.now() < deadlineMs && Date.now() - quietSinceMs < quietMs) {
+    await sleep(50);
+    const now = counter();
+    if (now !== last) {
+      last = now;
+      quietSinceMs = Date.now();
+    }
+  }
+}
+
+/** The soft limit on open files of this process (children inherit it), or null if unknown. */
+export function openFilesLimit(): number | null {
+  try {
+    const match = /Max open files\s+(\d+|unlimited)/.exec(readFileSync('/proc/self/limits', 'utf8'));
+    if (match === null) return null;
+    return match[1] === 'unlimited' ? Number.MAX_SAFE_INTEGER : Number(match[1]);
+  } catch {
+    return null;
+  }
+}
+
+export function percentile(sortedValues: Float64Array, fraction: number): number {
+  if (sortedValues.length === 0) return Number.NaN;
+  const index = Math.min(sortedValues.length - 1, Math.ceil(fraction * sortedValues.length) - 1);
+  return sortedValues[Math.max(0, index)]!;
+}

@@ -1,0 +1,316 @@
+/**
+ * The benchmark scenarios. Each connects its own clients to a freshly started broker, runs for a
+ * bounded time (and a bounded message count), tears every socket down, and returns its metrics.
+ *
+ * Throughput scenarios (fan-in, fan-out) are closed loop: publishers flood QoS 0 but keep at most
+ * a window of deliveries in flight through the broker, so the figure is the rate the broker
+ * sustains end to end rather than how fast it can fill its own buffers. A watchdog forgives
+ * deliveries that stop arriving (a broker may drop QoS 0) so the loop cannot stall; the real loss
+ * is computed at the end from what was sent and what arrived. The stalled-subscriber scenarios
+ * are deliberately open loop: they measure what a broker does with a reader that never reads.
+ * Any healthy client disconnected during a run makes the run fail with the reason: its figures
+ * would be meaningless.
+ */
+import type { BenchClient } from './client.js';
+import { LatencyRecorder } from './client.js';
+import { FloodPublisher, makePayload, PacedPublisher, WindowPublisher } from './publishers.js';
+import {
+  destroyAll,
+  measureRates,
+  openClient,
+  openClients,
+  openFilesLimit,
+  percentile,
+  settle,
+  setupTimeoutMs,
+  sleep,
+  warmupMs,
+  type Metric,
+  type Scenario,
+  type ScenarioContext,
+} from './scenario-kit.js';
+
+const mebibyte = 1024 * 1024;
+/** A count bound for each publisher, far above what the time bound lets it send. */
+const messagesMaxPerPublisher = 100_000_000;
+/** Packets per pre-encoded QoS 0 batch. */
+const messagesPerBatch = 128;
+/** A broker growing past this during a stalled-subscriber run is stopped early (and says so). */
+const rssAbortBytes = 4 * 1024 * mebibyte;
+
+function assertConnected(clients: BenchClient[], role: string): void {
+  const lost = clients.find((client) => client.closed);
+  if (lost !== undefined) throw new Error(`a ${role} was disconnected during the run: ${lost.error?.message ?? 'closed by the broker'}`);
+  const wrongSize = sum(clients.map((client) => client.wrongSizePublishes));
+  if (wrongSize > 0) throw new Error(`${wrongSize} deliveries to a ${role} had a payload of the wrong size`);
+}
+
+function sum(values: number[]): number {
+  return values.reduce((total, value) => total + value, 0);
+}
+
+interface FloodShape {
+  prefix: string;
+  publishers: number;
+  subscribers: number;
+  filter: string;
+  topic: (publisherIndex: number) => string;
+  /** Deliveries allowed in flight through the broker at once. */
+  windowDeliveries: number;
+}
+
+async function closedLoopFlood(context: ScenarioContext, shape: FloodShape): Promise<{ deliveriesPerSecond: number; lossPercent: number }> {
+  const subscribers = await openClients(context, `${shape.prefix}-sub`, shape.subscribers, { expectedPayloadBytes: context.payloadBytes });
+  const publisherClients: BenchClient[] = [];
+  try {
+    await Promise.all(subscribers.map((subscriber) => subscriber.subscribe(shape.filter, 0, setupTimeoutMs)));
+    publisherClients.push(...(await openClients(context, `${shape.prefix}-pub`, shape.publishers)));
+    const flow = { received: 0, forgiven: 0, lastProgressMs: Date.now() };
+    const sentTotal = (): number => sum(publishers.map((publisher) => publisher.sent));
+    const outstanding = (): number => sentTotal() * shape.subscribers - flow.received - flow.forgiven;
+    const credit = (): number => (shape.windowDeliveries - outstanding()) / shape.subscribers;
+    const limits = { messagesMax: messagesMaxPerPublisher, deadlineMs: Date.now() + warmupMs(context.seconds) + context.seconds * 1_000 + 2_000 };
+    const payload = makePayload(context.payloadBytes);
+    const publishers = publisherClients.map(
+      (client, index) => new FloodPublisher(client, { level: context.level, topic: shape.topic(index), payload, messagesPerBatch }, limits, credit),
+    );
+    const pumpAll = (): void => publishers.forEach((publisher) => publisher.pump());
+    for (const subscriber of subscribers) {
+      subscriber.onPublishes = (count) => {
+        flow.received += count;
+        flow.lastProgressMs = Date.now();
+        pumpAll();
+      };
+    }
+    const watchdog = setInterval(() => {
+      if (outstanding() > 0 && Date.now() - flow.lastProgressMs > 500) {
+        flow.forgiven += outstanding();
+        flow.lastProgressMs = Date.now();
+      }
+      pumpAll();
+    }, 100);
+    pumpAll();
+    const [deliveriesPerSecond] = await measureRates(context.seconds, [() => flow.received]);
+    publishers.forEach((publisher) => publisher.stop());
+    clearInterval(watchdog);
+    await settle(() => flow.received);
+    assertConnected(subscribers, 'subscriber');
+    assertConnected(publisherClients, 'publisher');
+    const expected = sentTotal() * shape.subscribers;
+    return { deliveriesPerSecond: deliveriesPerSecond!, lossPercent: expected === 0 ? 0 : (Math.max(0, expected - flow.received) / expected) * 100 };
+  } finally {
+    destroyAll(subscribers);
+    destroyAll(publisherClients);
+  }
+}
+
+const fanIn: Scenario = {
+  name: 'fan-in',
+  description: '8 publishers QoS 0 -> 1 subscriber on bench/#',
+  async run(context) {
+    const result = await closedLoopFlood(context, {
+      prefix: 'fan-in',
+      publishers: 8,
+      subscribers: 1,
+      filter: 'bench/#',
+      topic: (index) => `bench/fan-in/${index}`,
+      windowDeliveries: 16_384,
+    });
+    return [
+      { name: 'received', unit: 'msg/s', better: 'higher', value: result.deliveriesPerSecond },
+      { name: 'QoS 0 loss', unit: '%', better: 'lower', value: result.lossPercent },
+    ];
+  },
+};
+
+const fanOut: Scenario = {
+  name: 'fan-out',
+  description: '1 publisher QoS 0 -> 50 subscribers on one topic',
+  async run(context) {
+    const result = await closedLoopFlood(context, {
+      prefix: 'fan-out',
+      publishers: 1,
+      subscribers: 50,
+      filter: 'bench/fan-out',
+      topic: () => 'bench/fan-out',
+      windowDeliveries: 50 * 2_048,
+    });
+    return [
+      { name: 'deliveries', unit: 'msg/s', better: 'higher', value: result.deliveriesPerSecond },
+      { name: 'QoS 0 loss', unit: '%', better: 'lower', value: result.lossPercent },
+    ];
+  },
+};
+
+const qos1: Scenario = {
+  name: 'qos1',
+  description: '4 publishers QoS 1 (100 unacknowledged each) -> 1 QoS 1 subscriber that PUBACKs',
+  async run(context) {
+    const subscriber = await openClient(context, 'qos1-sub', { acknowledge: true, expectedPayloadBytes: context.payloadBytes });
+    const publisherClients: BenchClient[] = [];
+    try {
+      await subscriber.subscribe('bench/qos1/#', 1, setupTimeoutMs);
+      publisherClients.push(...(await openClients(context, 'qos1-pub', 4)));
+      const limits = { messagesMax: messagesMaxPerPublisher, deadlineMs: Date.now() + warmupMs(context.seconds) + context.seconds * 1_000 + 2_000 };
+      const payload = makePayload(context.payloadBytes);
+      const publishers = publisherClients.map(
+        (client, index) => new WindowPublisher(client, { level: context.level, topic: `bench/qos1/${index}`, payload, window: 100 }, limits),
+      );
+      publishers.forEach((publisher) => publisher.pump());
+      const [acknowledgedPerSecond, deliveredPerSecond] = await measureRates(context.seconds, [
+        () => sum(publishers.map((publisher) => publisher.acknowledged)),
+        () => subscriber.publishesReceived,
+      ]);
+      publishers.forEach((publisher) => publisher.stop());
+      await settle(() => subscriber.publishesReceived);
+      assertConnected([subscriber], 'subscriber');
+      assertConnected(publisherClients, 'publisher');
+      // Every acknowledged publish is owed to the subscriber; what has not arrived once deliveries
+      // go quiet (3 s at most) is a backlog the broker was still holding, or lost.
+      const backlog = sum(publishers.map((publisher) => publisher.acknowledged)) - subscriber.publishesReceived;
+      return [
+        { name: 'acknowledged publishes', unit: 'msg/s', better: 'higher', value: acknowledgedPerSecond! },
+        { name: 'delivered', unit: 'msg/s', better: 'higher', value: deliveredPerSecond! },
+        { name: 'undelivered after settling', unit: 'msg', better: 'lower', value: Math.max(0, backlog) },
+      ];
+    } finally {
+      subscriber.destroy();
+      destroyAll(publisherClients);
+    }
+  },
+};
+
+const latency: Scenario = {
+  name: 'latency',
+  description: '1 publisher paced QoS 0 -> 1 subscriber; publish->receive latency',
+  async run(context) {
+    const recorder = new LatencyRecorder(Math.ceil(context.rateMessagesPerSecond * (context.seconds + 1)) + 1_000);
+    const subscriber = await openClient(context, 'latency-sub', { latency: recorder });
+    let publisherClient: BenchClient | null = null;
+    try {
+      await subscriber.subscribe('bench/latency', 0, setupTimeoutMs);
+      publisherClient = await openClient(context, 'latency-pub');
+      const warmup = warmupMs(context.seconds);
+      const limits = {
+        messagesMax: Math.ceil(context.rateMessagesPerSecond * (context.seconds + warmup / 1_000 + 1)),
+        deadlineMs: Date.now() + warmup + context.seconds * 1_000 + 1_000,
+      };
+      const payload = makePayload(Math.max(8, context.payloadBytes));
+      const publisher = new PacedPublisher(publisherClient, { level: context.level, topic: 'bench/latency', payload }, context.rateMessagesPerSecond, limits);
+      publisher.start();
+      await sleep(warmup);
+      recorder.recording = true;
+      await sleep(context.seconds * 1_000);
+      recorder.recording = false;
+      publisher.stop();
+      assertConnected([subscriber, publisherClient], 'client');
+      const samples = recorder.samplesNs.slice(0, recorder.count).sort();
+      if (samples.length === 0) throw new Error('no message arrived during the measurement window');
+      return [
+        { name: 'p50', unit: 'µs', better: 'lower', value: percentile(samples, 0.5) / 1_000 },
+        { name: 'p99', unit: 'µs', better: 'lower', value: percentile(samples, 0.99) / 1_000 },
+        { name: 'p99.9', unit: 'µs', better: 'lower', value: percentile(samples, 0.999) / 1_000 },
+        { name: 'samples', unit: 'count', better: 'info', value: samples.length },
+      ];
+    } finally {
+      subscriber.destroy();
+      publisherClient?.destroy();
+    }
+  },
+};
+
+/** Sockets the idle-connections scenario leaves free below the open-files limit (for the rest). */
+const openFilesHeadroom = 256;
+
+/** How many idle connections can be opened here: the asked count, capped by the fd limit. */
+export function idleConnectionCount(asked: number): number {
+  const limit = openFilesLimit();
+  return limit === null ? asked : Math.max(1, Math.min(asked, limit - openFilesHeadroom));
+}
+
+const idleConnections: Scenario = {
+  name: 'idle-connections',
+  description: 'open N idle connections (keepalive 0); CONNACK rate and broker RSS per connection',
+  async run(context) {
+    const count = idleConnectionCount(context.connections);
+    await sleep(300);
+    const rssBeforeBytes = context.rssBytes();
+    const startNs = process.hrtime.bigint();
+    const clients = await openClients(context, 'idle', count, {}, 100);
+    try {
+      const elapsedSeconds = Number(process.hrtime.bigint() - startNs) / 1e9;
+      await sleep(1_000);
+      const rssAfterBytes = context.rssBytes();
+      assertConnected(clients, 'idle client');
+      return [
+        { name: 'connections', unit: 'count', better: 'info', value: count },
+        { name: 'connect rate', unit: 'CONNACK/s', better: 'higher', value: count / elapsedSeconds },
+        { name: 'RSS per connection', unit: 'KiB', better: 'lower', value: (rssAfterBytes - rssBeforeBytes) / count / 1024 },
+        { name: 'RSS with all connected', unit: 'MiB', better: 'lower', value: rssAfterBytes / mebibyte },
+      ];
+    } finally {
+      // A reset instead of FIN: no TIME_WAIT left behind for the next run's 10,000 sockets.
+      for (const client of clients) client.socket.resetAndDestroy();
+    }
+  },
+};
+
+async function stalledSubscriber(context: ScenarioContext, qos: 0 | 1): Promise<Metric[]> {
+  const healthy = await openClient(context, `stall${qos}-ok`, { acknowledge: qos === 1, expectedPayloadBytes: context.payloadBytes });
+  const clients: BenchClient[] = [healthy];
+  try {
+    const stalled = await openClient(context, `stall${qos}-stuck`);
+    clients.push(stalled);
+    await Promise.all(clients.map((client) => client.subscribe('bench/stall', qos, setupTimeoutMs)));
+    // From here on the stalled subscriber never reads: the broker must hold or drop its share.
+    stalled.socket.pause();
+    const publisherClient = await openClient(context, `stall${qos}-pub`);
+    clients.push(publisherClient);
+    const rssStartBytes = context.rssBytes();
+    const limits = { messagesMax: messagesMaxPerPublisher, deadlineMs: Date.now() + context.seconds * 1_000 };
+    const options = { level: context.level, topic: 'bench/stall', payload: makePayload(context.payloadBytes) };
+    const publisher = qos === 0 ? new FloodPublisher(publisherClient, { ...options, messagesPerBatch }, limits) : new WindowPublisher(publisherClient, { ...options, window: 100 }, limits);
+    const published = (): number => (publisher instanceof WindowPublisher ? publisher.acknowledged : publisher.sent);
+    const startNs = process.hrtime.bigint();
+    publisher.pump();
+    const peak = await sampleRss(context, limits.deadlineMs);
+    publisher.stop();
+    const elapsedSeconds = Number(process.hrtime.bigint() - startNs) / 1e9;
+    assertConnected([healthy, publisherClient], 'healthy client');
+    return [
+      { name: 'peak RSS', unit: 'MiB', better: 'lower', value: peak.rssPeakBytes / mebibyte },
+      { name: 'RSS growth', unit: 'MiB', better: 'lower', value: (peak.rssPeakBytes - rssStartBytes) / mebibyte },
+      { name: 'healthy subscriber', unit: 'msg/s', better: 'higher', value: healthy.publishesReceived / elapsedSeconds },
+      { name: qos === 0 ? 'published' : 'acknowledged publishes', unit: 'msg/s', better: 'higher', value: published() / elapsedSeconds },
+      { name: 'stalled subscriber dropped by broker', unit: '0/1', better: 'info', value: stalled.closed ? 1 : 0 },
+      { name: 'stopped early at 4 GiB', unit: '0/1', better: 'info', value: peak.aborted ? 1 : 0 },
+    ];
+  } finally {
+    destroyAll(clients);
+  }
+}
+
+/** Samples the broker's RSS every 250 ms until the deadline (or the abort threshold). */
+async function sampleRss(context: ScenarioContext, deadlineMs: number): Promise<{ rssPeakBytes: number; aborted: boolean }> {
+  let rssPeakBytes = context.rssBytes();
+  while (Date.now() < deadlineMs) {
+    await sleep(Math.min(250, Math.max(1, deadlineMs - Date.now())));
+    rssPeakBytes = Math.max(rssPeakBytes, context.rssBytes());
+    if (rssPeakBytes > rssAbortBytes) return { rssPeakBytes, aborted: true };
+  }
+  return { rssPeakBytes, aborted: false };
+}
+
+const stalledQos0: Scenario = {
+  name: 'stalled-qos0',
+  description: '1 publisher floods QoS 0 -> 2 subscribers, one never reads; broker RSS and healthy rate',
+  run: (context) => stalledSubscriber(context, 0),
+};
+
+const stalledQos1: Scenario = {
+  name: 'stalled-qos1',
+  description: '1 publisher QoS 1 (100 unacknowledged) -> 2 QoS 1 subscribers, one never reads',
+  run: (context) => stalledSubscriber(context, 1),
+};
+
+export const scenarios: readonly Scenario[] = [fanIn, fanOut, qos1, latency, idleConnections, stalledQos0, stalledQos1];

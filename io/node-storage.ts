@@ -1,0 +1,237 @@
+/**
+ * Executes the core's storage requests against one data directory with Node's fs.
+ *
+ * The core issues requests as actions and learns their results later as inputs; this class is
+ * the bridge. Requests run strictly one after another, in the order the core issued them, so a
+ * `sync` always covers every `write` issued before it and a `rename` never overtakes the write it
+ * publishes. The core already batches (group commit: many records, one sync), so serial execution
+ * costs little and keeps the durability argument simple. Open files are cached by name: the
+ * durable log appends to the same file many times, and reopening it per write would dominate.
+ *
+ * Failures of the operating system are results (`ok: false` with a code), never exceptions: the
+ * core decides what an EIO means. A malformed request (a file name that could escape the
+ * directory) is a bug in the core and fails loudly.
+ */
+import assert from 'node:assert/strict';
+import { constants, mkdirSync } from 'node:fs';
+import { open, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { StorageErrorCode, StorageRequest, StorageResult } from '../src/contract.js';
+
+/** The flat namespace the contract promises: no separators, no dot entries. */
+const fileNamePattern = /^[A-Za-z0-9._-]{1,255}$/;
+
+export type StorageCompletion = (result: StorageResult) => void;
+
+export class NodeStorage {
+  private readonly queue: StorageRequest[] = [];
+  private readonly handles = new Map<string, FileHandle>();
+  private running = false;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(
+    readonly directory: string,
+    private readonly complete: StorageCompletion,
+  ) {
+    // Creating the directory up front turns a bad --data-dir into a start-up error, not an EIO
+    // on the first write long after the broker said it was listening.
+    mkdirSync(directory, { recursive: true });
+  }
+
+  /** Queues a request; its result arrives through the completion callback on a later turn. */
+  submit(request: StorageRequest): void {
+    // Checked here, synchronously, so a bad name fails inside the core's own call stack.
+    for (const file of fileNames(request)) this.path(file);
+    this.queue.push(request);
+    if (!this.running) this.runNext();
+  }
+
+  /** Requests submitted but not yet completed (including the one running). */
+  get pendingCount(): number {
+    return this.queue.length + (this.running ? 1 : 0);
+  }
+
+  /** Resolves once every submitted request has completed; then closes the cached files. */
+  async close(): Promise<void> {
+    if (this.running) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    const handles = [...this.handles.values()];
+    this.handles.clear();
+    await Promise.all(handles.map((handle) => handle.close()));
+  }
+
+  private runNext(): void {
+    const request = this.queue.shift();
+    if (request === undefined) {
+      this.running = false;
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const resolve of waiters) resolve();
+      return;
+    }
+    this.running = true;
+    this.execute(request).then(
+      (result) => {
+        assert.equal(result.requestId, request.requestId);
+        this.complete(result);
+        this.runNext();
+      },
+      (error: unknown) => {
+        // Only a bug reaches here (execute maps every fs failure to a result): stop loudly.
+        process.nextTick(() => {
+          throw error;
+        });
+      },
+    );
+  }
+
+  private async execute(request: StorageRequest): Promise<StorageResult> {
+    try {
+      return await this.perform(request);
+    } catch (error) {
+      if (!isSystemError(error)) throw error;
+      return { requestId: request.requestId, ok: false, code: errorCode(error.code), message: error.message };
+    }
+  }
+
+  private async perform(request: StorageRequest): Promise<StorageResult> {
+    const requestId = request.requestId;
+    switch (request.op) {
+      case 'list':
+        return { requestId, ok: true, files: await this.list() };
+      case 'read':
+        return { requestId, ok: true, bytes: await this.read(request.file, request.offset, request.length) };
+      case 'write':
+        await this.write(request.file, request.offset, request.bytes);
+        return { requestId, ok: true };
+      case 'sync':
+        await (await this.handle(request.file)).sync();
+        return { requestId, ok: true };
+      case 'truncate':
+        await (await this.handle(request.file)).truncate(request.length);
+        return { requestId, ok: true };
+      case 'rename':
+        await this.forget(request.from);
+        await this.forget(request.to);
+        await rename(this.path(request.from), this.path(request.to));
+        return { requestId, ok: true };
+      case 'delete':
+        await this.forget(request.file);
+        await unlink(this.path(request.file));
+        return { requestId, ok: true };
+      case 'sync-directory':
+        await this.syncDirectory();
+        return { requestId, ok: true };
+    }
+  }
+
+  private async list(): Promise<{ name: string; size: number }[]> {
+    const entries = await readdir(this.directory, { withFileTypes: true });
+    const files: { name: string; size: number }[] = [];
+    for (const entry of entries) {
+      if (!entry.isFile()) continue;
+      const info = await stat(join(this.directory, entry.name));
+      files.push({ name: entry.name, size: info.size });
+    }
+    files.sort((left, right) => (left.name < right.name ? -1 : left.name > right.name ? 1 : 0));
+    return files;
+  }
+
+  private async read(file: string, offset: number, length: number): Promise<Uint8Array> {
+    assert.ok(Number.isSafeInteger(offset) && offset >= 0, 'read offset must be a non-negative integer');
+    assert.ok(Number.isSafeInteger(length) && length >= 0, 'read length must be a non-negative integer');
+    const handle = await this.handle(file, false);
+    const bytes = new Uint8Array(length);
+    let filled = 0;
+    // A read may return fewer bytes than asked; only zero means end of file.
+    while (filled < length) {
+      const { bytesRead } = await handle.read(bytes, filled, length - filled, offset + filled);
+      if (bytesRead === 0) break;
+      filled += bytesRead;
+    }
+    return bytes.subarray(0, filled);
+  }
+
+  private async write(file: string, offset: number, bytes: Uint8Array): Promise<void> {
+    assert.ok(Number.isSafeInteger(offset) && offset >= 0, 'write offset must be a non-negative integer');
+    const handle = await this.handle(file);
+    let written = 0;
+    while (written < bytes.length) {
+      const { bytesWritten } = await handle.write(bytes, written, bytes.length - written, offset + written);
+      assert.ok(bytesWritten > 0, 'write made no progress');
+      written += bytesWritten;
+    }
+  }
+
+  private async syncDirectory(): Promise<void> {
+    const handle = await open(this.directory, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  }
+
+  /** The cached handle for `file`, opened read-write; `create` false makes a missing file ENOENT. */
+  private async handle(file: string, create = true): Promise<FileHandle> {
+    const cached = this.handles.get(file);
+    if (cached !== undefined) return cached;
+    // O_CREAT without O_TRUNC or O_APPEND: a missing file is created, an existing one is kept and
+    // positional writes land where the core asked.
+    const flags = create ? constants.O_RDWR | constants.O_CREAT : constants.O_RDWR;
+    const handle = await open(this.path(file), flags, 0o644);
+    this.handles.set(file, handle);
+    return handle;
+  }
+
+  private async forget(file: string): Promise<void> {
+    this.path(file);
+    const handle = this.handles.get(file);
+    if (handle === undefined) return;
+    this.handles.delete(file);
+    await handle.close();
+  }
+
+  private path(file: string): string {
+    assert.ok(fileNamePattern.test(file), `storage file name not allowed: ${JSON.stringify(file)}`);
+    assert.ok(file !== '.' && file !== '..', 'storage file name must not be a dot entry');
+    return join(this.directory, file);
+  }
+}
+
+function fileNames(request: StorageRequest): string[] {
+  switch (request.op) {
+    case 'list':
+    case 'sync-directory':
+      return [];
+    case 'rename':
+      return [request.from, request.to];
+    default:
+      return [request.file];
+  }
+}
+
+interface SystemError extends Error {
+  code: string;
+  errno: number;
+}
+
+/** An operating-system failure (it carries errno), as opposed to an assertion or other bug. */
+function isSystemError(error: unknown): error is SystemError {
+  if (!(error instanceof Error)) return false;
+  const candidate = error as { code?: unknown; errno?: unknown };
+  return typeof candidate.code === 'string' && typeof candidate.errno === 'number';
+}
+
+function errorCode(code: string): StorageErrorCode {
+  switch (code) {
+    case 'EIO':
+      return 'EIO';
+    case 'ENOSPC':
+    case 'EDQUOT':
+      return 'ENOSPC';
+    case 'ENOENT':
+      return 'ENOENT';
+    default:
+      return 'EOTHER';
+  }
+}

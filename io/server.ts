@@ -1,0 +1,135 @@
+/**
+ * Starts a Keel broker on a TCP port in this process: the one entry point shared by `keel serve`
+ * and the integration tests.
+ *
+ * It resolves the configuration (every problem reported at once), builds the core over the
+ * durable state store in its data directory (recovering what it holds), wires it to the Node host through the
+ * shared Driver, waits until the core is ready, and only then listens. `close()` is the orderly
+ * stop that SIGINT/SIGTERM trigger: stop accepting, let the core say goodbye to every client, wait
+ * for the sockets and the storage queue, then resolve. If the core halts, `halted` resolves with
+ * its reason; `keel serve` then exits non-zero so that a supervisor restarts it into recovery.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Broker } from '../src/broker/broker.js';
+import { resolveConfig, type BrokerConfig } from '../src/config.js';
+import type { BrokerCore } from '../src/contract.js';
+import { DurableStateStore } from '../src/store/durable-store.js';
+import { MonotonicClock } from './clock.js';
+import { Driver } from './driver.js';
+import { Logger } from './logger.js';
+import { NodeHost, type WriteBatching } from './node-host.js';
+
+export interface ServerOptions {
+  /** Interface to listen on; 127.0.0.1 unless given (`keel serve` passes 0.0.0.0 by default). */
+  host?: string;
+  /** 0 lets the operating system choose; the chosen port is in the result. */
+  port?: number;
+  /** BrokerConfig keys overriding the defaults; validated with `resolveConfig`. */
+  config?: Partial<BrokerConfig> | Record<string, unknown>;
+  /** Data directory; when absent a fresh temporary one is used and removed on close. */
+  dataDirectory?: string;
+  /** Defaults to a silent logger: in-process servers are mostly tests. */
+  logger?: Logger;
+  writeBatching?: WriteBatching;
+  /** How long close() waits for clients to go before destroying their sockets. */
+  shutdownGraceMs?: number;
+  /** Builds the core; tests of the backend pass a scripted fake. */
+  createCore?: (config: BrokerConfig, nowMs: number) => BrokerCore;
+}
+
+export interface RunningServer {
+  readonly host: string;
+  readonly port: number;
+  readonly config: BrokerConfig;
+  readonly dataDirectory: string;
+  /** Connections currently open at the TCP level. */
+  connectionCount(): number;
+  /** Orderly stop; safe to call more than once. */
+  close(): Promise<void>;
+  /** Resolves with the reason if the core halts (storage failure, damage found in recovery). */
+  readonly halted: Promise<string>;
+}
+
+/** Thrown by `startServer` when the configuration is invalid; `problems` has one line per fault. */
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  ${problems.join('\n  ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export async function startServer(options: ServerOptions = {}): Promise<RunningServer> {
+  const resolved = resolveConfig((options.config ?? {}) as Record<string, unknown>);
+  if (!resolved.ok) throw new ConfigError(resolved.problems);
+  const config = resolved.config;
+  const logger = options.logger ?? new Logger('silent');
+  const temporary = options.dataDirectory === undefined;
+  const dataDirectory = options.dataDirectory ?? mkdtempSync(join(tmpdir(), 'keel-data-'));
+  const clock = new MonotonicClock();
+  const createCore = options.createCore ?? defaultCore;
+  const core = createCore(config, clock.nowMs());
+  let reportHalt: (reason: string) => void = () => undefined;
+  const halted = new Promise<string>((resolve) => (reportHalt = resolve));
+  const host = new NodeHost({ clock, logger, dataDirectory, writeBatching: options.writeBatching ?? 'microtask', onHalt: (reason) => reportHalt(reason) });
+  const driver = new Driver(core, host);
+  host.attach(driver);
+  driver.start(clock.nowMs());
+  // A core that halts during recovery never becomes ready; fail the start instead of hanging.
+  await Promise.race([
+    host.whenReady(),
+    halted.then((reason) => {
+      throw new Error(`the broker halted while recovering: ${reason}`);
+    }),
+  ]);
+
+  const server = net.createServer({ noDelay: true }, (socket) => host.accept(socket));
+  server.on('error', (error) => logger.error('server-error', { message: error.message }));
+  const address = await listen(server, options.host ?? '127.0.0.1', options.port ?? 0);
+  logger.announce('listening', { host: address.address, port: address.port, dataDirectory });
+
+  let closing: Promise<void> | null = null;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
+      await host.stop(options.shutdownGraceMs ?? 3_000);
+      await serverClosed;
+      if (temporary) rmSync(dataDirectory, { recursive: true, force: true });
+      logger.info('stopped', {});
+    })();
+    return closing;
+  };
+  return {
+    host: address.address,
+    port: address.port,
+    config,
+    dataDirectory,
+    connectionCount: () => host.connections.size,
+    close,
+    halted,
+  };
+}
+
+function defaultCore(config: BrokerConfig, nowMs: number): BrokerCore {
+  const store = new DurableStateStore({
+    syncPolicy: config.syncPolicy,
+    syncIntervalMs: config.syncIntervalMs,
+    segmentBytesMax: config.segmentBytesMax,
+    snapshotLogBytes: config.snapshotLogBytes,
+    writeBytesMax: 4 * 1024 * 1024,
+  });
+  return new Broker({ config, nowMs, store });
+}
+
+function listen(server: net.Server, host: string, port: number): Promise<net.AddressInfo> {
+  return new Promise((resolve, reject) => {
+    const onError = (error: Error): void => reject(error);
+    server.once('error', onError);
+    server.listen({ host, port }, () => {
+      server.off('error', onError);
+      resolve(server.address() as net.AddressInfo);
+    });
+  });
+}

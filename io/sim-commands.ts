@@ -1,0 +1,79 @@
+/**
+ * `keel sim` and `keel vopr`: thin command-line wrappers over the simulator's `runSimulation` and
+ * `runVopr` (sim/). All the work and all the output format belong to sim/; this file only parses
+ * flags and turns the result into an exit code (0 every rule held, 1 a seed broke one, 2 usage).
+ */
+import { Command, InvalidArgumentError } from 'commander';
+import { plantedBugs, type PlantedBugName } from '../sim/planted-bugs.js';
+import { runSimulation } from '../sim/simulation.js';
+import { runVopr } from '../sim/vopr.js';
+import type { BrokerFactory } from '../sim/world.js';
+import { parseNonNegativeInteger } from './client-options.js';
+
+function parseClientCount(value: string): number {
+  const count = Number(value);
+  if (!Number.isInteger(count) || count < 2 || count > 12) throw new InvalidArgumentError('must be an integer from 2 to 12');
+  return count;
+}
+
+function parseMinutes(value: string): number {
+  const minutes = Number(value);
+  if (!Number.isFinite(minutes) || minutes <= 0) throw new InvalidArgumentError('must be a positive number');
+  return minutes;
+}
+
+function parsePlant(value: string): BrokerFactory {
+  if (!(value in plantedBugs)) throw new InvalidArgumentError(`one of ${Object.keys(plantedBugs).join(', ')}`);
+  return plantedBugs[value as PlantedBugName];
+}
+
+export function simCommand(): Command {
+  return new Command('sim')
+    .description('run one seeded simulation and check it (same seed, same trace hash)')
+    .requiredOption('-s, --seed <n>', 'the seed', parseNonNegativeInteger)
+    .option('--trace', 'print every event of the run')
+    .option('--clients <n>', "override the seed's client count (2..12)", parseClientCount)
+    .option('--no-faults', 'run the seed without faults')
+    .option('--plant <bug>', 'run a deliberately broken broker (to watch the checker catch it)', parsePlant)
+    .action((flags: { seed: number; trace?: boolean; clients?: number; faults: boolean; plant?: BrokerFactory }) => {
+      const result = runSimulation({
+        seed: flags.seed,
+        trace: flags.trace === true,
+        ...(flags.clients === undefined ? {} : { clientCount: flags.clients }),
+        ...(flags.faults ? {} : { faults: false }),
+        ...(flags.plant === undefined ? {} : { brokerFactory: flags.plant }),
+      });
+      process.exitCode = result.exitCode;
+    });
+}
+
+export function voprCommand(): Command {
+  return new Command('vopr')
+    .description('run seed after seed until one breaks a rule (stops at the first unless --keep-going)')
+    .option('--seed-start <n>', 'first seed (default: random, printed)', parseNonNegativeInteger)
+    .option('-n, --count <n>', 'number of seeds (default 100, or unlimited with --minutes)', parseNonNegativeInteger)
+    .option('-m, --minutes <m>', 'stop after this much wall time', parseMinutes)
+    .option('--keep-going', 'report every failing seed instead of stopping at the first')
+    .option('--clients <n>', "override every seed's client count (2..12)", parseClientCount)
+    .option('--plant <bug>', 'run a deliberately broken broker', parsePlant)
+    .action((flags: { seedStart?: number; count?: number; minutes?: number; keepGoing?: boolean; clients?: number; plant?: BrokerFactory }) => {
+      const interactive = process.stderr.isTTY === true;
+      const result = runVopr(
+        {
+          ...(flags.seedStart === undefined ? {} : { seedStart: flags.seedStart }),
+          ...(flags.count === undefined ? {} : { count: flags.count }),
+          ...(flags.minutes === undefined ? {} : { minutes: flags.minutes }),
+          keepGoing: flags.keepGoing === true,
+          ...(flags.clients === undefined ? {} : { clientCount: flags.clients }),
+          ...(flags.plant === undefined ? {} : { brokerFactory: flags.plant }),
+          commandName: 'keel sim',
+        },
+        {
+          stdout: (line) => process.stdout.write(`${line}\n`),
+          stderr: (line) => process.stderr.write(`${interactive ? '\r\x1b[K' : ''}${line}\n`),
+          ...(interactive ? { progress: (line: string) => process.stderr.write(`\r\x1b[K${line}`) } : {}),
+        },
+      );
+      process.exitCode = result.exitCode;
+    });
+}

@@ -1,0 +1,119 @@
+/**
+ * `keel sub`: subscribe and print messages, like mosquitto_sub.
+ *
+ * Output is one line per message: the payload (default), `topic payload` (-v), a -F template, or
+ * a JSON object (--json). -C exits after that many messages, -W gives up after that many seconds
+ * (exit 3), and Ctrl-C disconnects cleanly (exit 0). -c asks for a persistent session (3.1.1:
+ * clean session 0; 5.0: clean start 0 and, unless -x says otherwise, a session that never
+ * expires), which needs a fixed client id.
+ */
+import { Command, InvalidArgumentError } from 'commander';
+import mqtt, { type IClientSubscribeOptions, type IPublishPacket } from 'mqtt';
+import {
+  addConnectionOptions,
+  clientOptions,
+  exitCode,
+  parseNonNegativeInteger,
+  settle,
+  userProperties,
+  UsageError,
+  type ConnectionFlags,
+} from './client-options.js';
+import { formatJson, formatTemplate } from './message-format.js';
+
+interface SubFlags extends ConnectionFlags {
+  topic: string[];
+  cleanSession: boolean;
+  count?: number;
+  verbose?: boolean;
+  format?: string;
+  json?: boolean;
+  eol: boolean;
+  sessionExpiry?: number;
+  local: boolean;
+  retainAsPublished?: boolean;
+  retainHandling?: 0 | 1 | 2;
+}
+
+export function subCommand(): Command {
+  const command = new Command('sub').description('subscribe and print messages (like mosquitto_sub)');
+  addConnectionOptions(command)
+    .option('-t, --topic <filter>', 'topic filter to subscribe to (repeatable)', (value: string, previous: string[]) => [...previous, value], [] as string[])
+    .option('-c, --disable-clean-session', 'persistent session: clean session / clean start 0 (needs -i)')
+    .option('-x, --session-expiry <seconds>', 'MQTT 5 session expiry interval', parseNonNegativeInteger)
+    .option('-C, --count <n>', 'exit after this many messages', parseNonNegativeInteger)
+    .option('-v, --verbose', 'print "topic payload"')
+    .option('-F, --format <template>', 'print with a template: %t topic, %p payload, %q qos, %r retain, %m packet id, %l length, %x hex payload, %j JSON, %% percent')
+    .option('--json', 'print each message as one JSON object')
+    .option('-N, --no-eol', 'do not end each message with a newline')
+    .option('--no-local', 'MQTT 5: do not receive our own publications')
+    .option('--retain-as-published', 'MQTT 5: keep the retain flag as published')
+    .option('--retain-handling <n>', 'MQTT 5: 0 send retained, 1 only for new subscriptions, 2 never', parseRetainHandling)
+    .action(async (flags: SubFlags & { disableCleanSession?: boolean }) => {
+      flags.cleanSession = flags.disableCleanSession !== true;
+      process.exitCode = await runSub(flags);
+    });
+  return command;
+}
+
+function parseRetainHandling(value: string): 0 | 1 | 2 {
+  if (value === '0' || value === '1' || value === '2') return Number(value) as 0 | 1 | 2;
+  throw new InvalidArgumentError('must be 0, 1 or 2');
+}
+
+async function runSub(flags: SubFlags): Promise<number> {
+  let properties: Record<string, string | string[]> | undefined;
+  try {
+    if (flags.topic.length === 0) throw new UsageError('at least one topic filter is required (-t)');
+    if (!flags.cleanSession && flags.id === undefined) throw new UsageError('-c needs a client id (-i)');
+    properties = userProperties(flags.userProperty);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    process.stderr.write(`keel sub: ${error.message}\n`);
+    return exitCode.usage;
+  }
+  const options = clientOptions(flags, flags.cleanSession);
+  if (flags.protocolVersion === 5) {
+    const sessionExpiryInterval = flags.sessionExpiry ?? (flags.cleanSession ? undefined : 0xffffffff);
+    if (sessionExpiryInterval !== undefined) options.properties = { sessionExpiryInterval };
+  }
+  const subscribeOptions: IClientSubscribeOptions = { qos: flags.qos };
+  if (flags.local === false) subscribeOptions.nl = true;
+  if (flags.retainAsPublished === true) subscribeOptions.rap = true;
+  if (flags.retainHandling !== undefined) subscribeOptions.rh = flags.retainHandling;
+  if (properties !== undefined) subscribeOptions.properties = { userProperties: properties };
+
+  const client = mqtt.connect(options);
+  return new Promise<number>((resolve) => {
+    const finish = settle(client, resolve, flags, 'sub');
+    let received = 0;
+    process.once('SIGINT', () => finish(exitCode.ok));
+    client.on('message', (_topic, _payload, packet) => {
+      if (flags.count !== undefined && received >= flags.count) return;
+      received++;
+      process.stdout.write(render(packet, flags) + (flags.eol ? '\n' : ''));
+      if (flags.count !== undefined && received >= flags.count) finish(exitCode.ok);
+    });
+    client.once('connect', () => {
+      if (flags.count === 0) return finish(exitCode.ok);
+      client.subscribe(flags.topic, subscribeOptions, (error, _granted, suback) => {
+        // mqtt reports any refused filter as an error; the SUBACK says which ones.
+        const codes = (suback?.granted ?? []) as number[];
+        if (error && codes.length === 0) return finish(exitCode.failure, `subscribe failed: ${error.message}`);
+        const refused = flags.topic.filter((_filter, index) => (codes[index] ?? 0x80) >= 0x80);
+        for (const filter of refused) {
+          const code = codes[flags.topic.indexOf(filter)] ?? 0x80;
+          process.stderr.write(`keel sub: subscription to ${filter} refused (reason code 0x${code.toString(16)})\n`);
+        }
+        if (refused.length === flags.topic.length) finish(exitCode.failure, 'every subscription was refused');
+      });
+    });
+  });
+}
+
+function render(packet: IPublishPacket, flags: SubFlags): string {
+  if (flags.json === true) return formatJson(packet);
+  if (flags.format !== undefined) return formatTemplate(flags.format, packet);
+  const payload = Buffer.from(packet.payload).toString('utf8');
+  return flags.verbose === true ? `${packet.topic} ${payload}` : payload;
+}

@@ -1,0 +1,103 @@
+/**
+ * The documented repair after recovery reported corruption, as a pure plan over file contents.
+ *
+ * `planRepair` reads the data directory's files the way recovery does (the newest snapshot, then
+ * the segments it does not wholly cover, in LSN order) and cuts the log at the first damaged
+ * record: the damaged segment is copied aside as `<name>.damaged` and truncated at the damage,
+ * every later segment is renamed aside whole. Every record after the damage is lost (the broker
+ * then starts from the readable prefix); the copies keep the bytes for forensic work. Segments
+ * wholly covered by the snapshot are left alone: recovery never reads them and the next snapshot
+ * deletes them, so damage there costs nothing.
+ *
+ * A damaged newest snapshot cannot be repaired this way, because the segments it replaced are
+ * gone: the plan then has no actions and says so (`repairable` is false). Executing the plan is
+ * the caller's business: `io/inspect.ts` does it with the file system, the simulator on its disk.
+ */
+import { assert } from '../assert.js';
+import { snapshotEndRecordType } from './log-recovery.js';
+import { scanFrames, type ScanResult } from './record-frame.js';
+
+export type RepairAction =
+  /** Copy the file's current bytes to a new file (replacing one of that name). */
+  | { kind: 'copy'; from: string; to: string }
+  | { kind: 'truncate'; file: string; length: number }
+  | { kind: 'rename'; from: string; to: string };
+
+export interface RepairPlan {
+  actions: RepairAction[];
+  /** One line per action, or why there is nothing to do. */
+  notes: string[];
+  /** False when the damage cannot be cut away (a damaged newest snapshot). */
+  repairable: boolean;
+}
+
+const recordBytesMax = 512 * 1024 * 1024;
+const segmentPattern = /^wal-(\d{16})\.log$/;
+const snapshotPattern = /^snapshot-(\d{16})\.snap$/;
+
+interface Segment {
+  name: string;
+  firstLsn: number;
+  scan: ScanResult;
+}
+
+export function planRepair(files: readonly { name: string; bytes: Uint8Array }[]): RepairPlan {
+  const sorted = [...files].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const snapshots = sorted.filter((file) => snapshotPattern.test(file.name));
+  const newest = snapshots[snapshots.length - 1];
+  let snapshotLsn = 0;
+  if (newest !== undefined) {
+    const damage = snapshotDamage(newest.bytes);
+    if (damage !== null) {
+      const notes = [`cannot repair: the newest snapshot ${newest.name} is damaged (${damage}) and the log it replaced is gone; move the directory aside to start empty`];
+      return { actions: [], notes, repairable: false };
+    }
+    snapshotLsn = Number(snapshotPattern.exec(newest.name)![1]);
+  }
+  const segments = liveSegments(sorted, snapshotLsn);
+  const damagedIndex = segments.findIndex((segment, index) => segment.scan.ending === 'corrupt' || (segment.scan.ending === 'torn' && index < segments.length - 1));
+  if (damagedIndex < 0) return { actions: [], notes: ['nothing to repair'], repairable: true };
+  return cutAt(segments, damagedIndex);
+}
+
+/** Why a snapshot image is unusable, or null when it is whole. */
+function snapshotDamage(bytes: Uint8Array): string | null {
+  const scan = scanFrames(bytes, 1, recordBytesMax);
+  if (scan.ending !== 'clean') return `offset ${scan.problem!.offset}: ${scan.problem!.reason}`;
+  if (scan.records[scan.records.length - 1]?.type !== snapshotEndRecordType) return 'it has no end record';
+  return null;
+}
+
+/** Segments in LSN order, without those the snapshot wholly covers (recovery skips them too). */
+function liveSegments(sorted: readonly { name: string; bytes: Uint8Array }[], snapshotLsn: number): Segment[] {
+  const all = sorted
+    .map((file) => ({ file, match: segmentPattern.exec(file.name) }))
+    .filter((entry) => entry.match !== null)
+    .map((entry) => ({ file: entry.file, firstLsn: Number(entry.match![1]) }));
+  const live: Segment[] = [];
+  for (let index = 0; index < all.length; index++) {
+    const nextFirstLsn = all[index + 1]?.firstLsn ?? Number.POSITIVE_INFINITY;
+    if (nextFirstLsn - 1 <= snapshotLsn) continue;
+    const { file, firstLsn } = all[index]!;
+    live.push({ name: file.name, firstLsn, scan: scanFrames(file.bytes, firstLsn, recordBytesMax) });
+  }
+  return live;
+}
+
+function cutAt(segments: Segment[], damagedIndex: number): RepairPlan {
+  const damaged = segments[damagedIndex]!;
+  const problem = damaged.scan.problem;
+  assert(problem !== null, 'a damaged segment names its problem');
+  assert(problem.offset === damaged.scan.validEnd, 'the damage starts where the valid records end');
+  const lastLsn = damaged.scan.records[damaged.scan.records.length - 1]?.lsn ?? 'none';
+  const actions: RepairAction[] = [
+    { kind: 'copy', from: damaged.name, to: `${damaged.name}.damaged` },
+    { kind: 'truncate', file: damaged.name, length: problem.offset },
+  ];
+  const notes = [`${damaged.name}: copied to ${damaged.name}.damaged, truncated at offset ${problem.offset} (records after lsn ${lastLsn} in it are dropped)`];
+  for (const later of segments.slice(damagedIndex + 1)) {
+    actions.push({ kind: 'rename', from: later.name, to: `${later.name}.damaged` });
+    notes.push(`${later.name}: moved aside to ${later.name}.damaged (${later.scan.records.length} records dropped)`);
+  }
+  return { actions, notes, repairable: true };
+}

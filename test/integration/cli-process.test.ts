@@ -1,0 +1,147 @@
+/**
+ * End-to-end tests of the `keel` executable as users run it: a real child process of
+ * `node dist/io/cli.js` (built first if stale). They prove the help lists every command, a bad
+ * configuration file exits 2 naming the file and every problem, SIGTERM makes a running broker say
+ * goodbye to 5.0 clients with DISCONNECT 0x8B and exit 0, `keel pub`/`keel sub` round-trip a
+ * message, the client commands fail with readable messages and meaningful exit codes, and
+ * `keel sim`/`keel vopr` reach the simulator (same seed, same output, across processes).
+ */
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Clients, closedWithReason, ensureBuilt, runKeel, startKeelProcess, type KeelProcess } from './helpers.js';
+
+let workDirectory: string;
+const children: KeelProcess[] = [];
+
+beforeAll(() => {
+  ensureBuilt();
+  workDirectory = mkdtempSync(join(tmpdir(), 'keel-cli-'));
+}, 60_000);
+
+afterAll(() => {
+  for (const keel of children) keel.child.kill('SIGKILL');
+  rmSync(workDirectory, { recursive: true, force: true });
+});
+
+function track<T extends KeelProcess>(keel: T): T {
+  children.push(keel);
+  return keel;
+}
+
+/** A port that was free a moment ago: connecting to it is refused. */
+async function unusedPort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as net.AddressInfo).port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+describe('keel command line', () => {
+  it('--help lists every command', async () => {
+    const keel = track(runKeel(['--help']));
+    expect(await keel.exited).toBe(0);
+    for (const command of ['serve', 'pub', 'sub']) expect(keel.stdout()).toMatch(new RegExp(`^\\s+${command}\\b`, 'm'));
+  });
+
+  it('keel sim prints the same trace hash for the same seed, in separate processes', async () => {
+    const first = track(runKeel(['sim', '--seed', '7']));
+    const second = track(runKeel(['sim', '--seed', '7']));
+    expect(await first.exited).toBe(0);
+    expect(await second.exited).toBe(0);
+    expect(first.stdout()).toMatch(/seed=7 .*trace_hash=[0-9a-f]+/);
+    expect(second.stdout()).toBe(first.stdout());
+  });
+
+  it('keel vopr runs the seeds it is asked for', async () => {
+    const keel = track(runKeel(['vopr', '--count', '2', '--seed-start', '3']));
+    expect(await keel.exited).toBe(0);
+    expect(keel.stdout()).toContain('vopr seed_start=3 seeds=2 failures=0');
+  });
+
+  it('exits 2 naming the file when the config is not valid JSON', async () => {
+    const file = join(workDirectory, 'broken.json');
+    writeFileSync(file, '{ "packetBytesMax": ');
+    const keel = track(runKeel(['serve', '--host', '127.0.0.1', '--port', '0', '--data-dir', join(workDirectory, 'd1'), '--config', file]));
+    expect(await keel.exited).toBe(2);
+    expect(keel.stderr()).toContain(file);
+    expect(keel.stderr()).toMatch(/not valid JSON/);
+  });
+
+  it('exits 2 listing every problem when config values are bad', async () => {
+    const file = join(workDirectory, 'bad.json');
+    writeFileSync(file, JSON.stringify({ packetBytesMax: 10, maximumQos: 3, inflightPerSessoinMax: 5 }));
+    const keel = track(runKeel(['serve', '--host', '127.0.0.1', '--port', '0', '--data-dir', join(workDirectory, 'd2'), '--config', file]));
+    expect(await keel.exited).toBe(2);
+    const stderr = keel.stderr();
+    expect(stderr).toContain(file);
+    expect(stderr).toContain('"packetBytesMax" must be an integer from 64');
+    expect(stderr).toContain('"maximumQos" must be one of 0, 1, 2');
+    expect(stderr).toContain('unknown setting "inflightPerSessoinMax"');
+  });
+
+  it('exits 2 on a bad option value', async () => {
+    const keel = track(runKeel(['serve', '--port', 'seventy']));
+    expect(await keel.exited).toBe(2);
+    expect(keel.stderr()).toMatch(/port/);
+  });
+
+  it('pub exits 1 with a readable message when no broker listens', async () => {
+    const port = await unusedPort();
+    const keel = track(runKeel(['pub', '-h', '127.0.0.1', '-p', String(port), '-t', 'a', '-m', 'x']));
+    expect(await keel.exited).toBe(1);
+    expect(keel.stderr()).toMatch(new RegExp(`keel pub: cannot connect to 127\\.0\\.0\\.1:${port}.*ECONNREFUSED`));
+  });
+
+  it('pub and sub exit 2 on usage errors', async () => {
+    const noTopic = track(runKeel(['pub', '-m', 'x']));
+    const twoSources = track(runKeel(['pub', '-t', 'a', '-m', 'x', '-n']));
+    const persistentWithoutId = track(runKeel(['sub', '-t', 'a', '-c']));
+    expect(await noTopic.exited).toBe(2);
+    expect(noTopic.stderr()).toMatch(/topic is required/);
+    expect(await twoSources.exited).toBe(2);
+    expect(twoSources.stderr()).toMatch(/exactly one of/);
+    expect(await persistentWithoutId.exited).toBe(2);
+    expect(persistentWithoutId.stderr()).toMatch(/needs a client id/);
+  });
+
+  it('serve creates its data directory, and SIGTERM sends 5.0 clients DISCONNECT 0x8B and exits 0', async () => {
+    const dataDirectory = join(workDirectory, 'serve-data');
+    const keel = track(await startKeelProcess(dataDirectory));
+    expect(readdirSync(dataDirectory)).toEqual([]);
+    const clients = new Clients(() => keel.port);
+    try {
+      const { client } = await clients.connect(5);
+      const reason = closedWithReason(client);
+      keel.child.kill('SIGTERM');
+      expect(await reason).toBe(0x8b);
+      expect(await keel.exited).toBe(0);
+      expect(keel.stdout()).toMatch(/"event":"shutdown".*"signal":"SIGTERM"/);
+    } finally {
+      await clients.endAll();
+    }
+  }, 10_000);
+
+  it('keel sub receives what keel pub publishes, as "topic payload"', async () => {
+    const keel = track(await startKeelProcess(join(workDirectory, 'pubsub-data')));
+    const port = String(keel.port);
+    const sub = track(runKeel(['sub', '-h', '127.0.0.1', '-p', port, '-t', 'cli/+', '-q', '1', '-v', '-C', '1', '-W', '8']));
+    // Nothing tells us when the subscriber's SUBSCRIBE has been handled, so publish until it exits.
+    let published = 0;
+    const deadlineMs = Date.now() + 6_000;
+    while ((sub.child.exitCode === null) && Date.now() < deadlineMs) {
+      const pub = runKeel(['pub', '-h', '127.0.0.1', '-p', port, '-t', 'cli/round-trip', '-q', '1', '-m', 'hello from pub', '-V', '3.1.1']);
+      expect(await pub.exited).toBe(0);
+      published++;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(await sub.exited).toBe(0);
+    expect(sub.stdout()).toBe('cli/round-trip hello from pub\n');
+    expect(published).toBeGreaterThan(0);
+    keel.child.kill('SIGTERM');
+    expect(await keel.exited).toBe(0);
+  }, 10_000);
+});

@@ -1,0 +1,106 @@
+/**
+ * Proves NodeStorage executes every StorageRequest kind against a real directory, completes them
+ * in the order issued (a sync issued after a write completes after it), reports operating-system
+ * failures as results with the contract's codes rather than exceptions, and keeps file names
+ * inside the directory.
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { NodeStorage } from '../../io/node-storage.js';
+import type { StorageRequest, StorageResult } from '../../src/contract.js';
+
+let directory: string;
+let storage: NodeStorage;
+let results: StorageResult[];
+
+beforeEach(() => {
+  directory = mkdtempSync(join(tmpdir(), 'keel-storage-'));
+  results = [];
+  storage = new NodeStorage(directory, (result) => results.push(result));
+});
+
+afterEach(async () => {
+  await storage.close();
+  rmSync(directory, { recursive: true, force: true });
+});
+
+const bytes = (text: string): Uint8Array => new TextEncoder().encode(text);
+const text = (data: Uint8Array | undefined): string => new TextDecoder().decode(data);
+
+async function run(...requests: StorageRequest[]): Promise<StorageResult[]> {
+  const before = results.length;
+  for (const request of requests) storage.submit(request);
+  await storage.close();
+  return results.slice(before);
+}
+
+describe('NodeStorage', () => {
+  it('writes at offsets, reads back, and reads short at end of file', async () => {
+    const done = await run(
+      { op: 'write', requestId: 1, file: 'a.log', offset: 0, bytes: bytes('hello world') },
+      { op: 'write', requestId: 2, file: 'a.log', offset: 6, bytes: bytes('WORLD') },
+      { op: 'sync', requestId: 3, file: 'a.log' },
+      { op: 'read', requestId: 4, file: 'a.log', offset: 0, length: 100 },
+      { op: 'read', requestId: 5, file: 'a.log', offset: 6, length: 3 },
+    );
+    expect(done.map((result) => result.requestId)).toEqual([1, 2, 3, 4, 5]);
+    expect(done.every((result) => result.ok)).toBe(true);
+    expect(text((done[3] as { bytes?: Uint8Array }).bytes)).toBe('hello WORLD');
+    expect(text((done[4] as { bytes?: Uint8Array }).bytes)).toBe('WOR');
+    expect(readFileSync(join(directory, 'a.log'), 'utf8')).toBe('hello WORLD');
+  });
+
+  it('does not truncate an existing file when it first opens it', async () => {
+    writeFileSync(join(directory, 'kept.log'), 'abcdef');
+    await run({ op: 'write', requestId: 1, file: 'kept.log', offset: 2, bytes: bytes('XY') });
+    expect(readFileSync(join(directory, 'kept.log'), 'utf8')).toBe('abXYef');
+  });
+
+  it('truncates, renames, deletes, syncs the directory and lists sorted with sizes', async () => {
+    const done = await run(
+      { op: 'write', requestId: 1, file: 'snapshot.tmp', offset: 0, bytes: bytes('0123456789') },
+      { op: 'truncate', requestId: 2, file: 'snapshot.tmp', length: 4 },
+      { op: 'rename', requestId: 3, from: 'snapshot.tmp', to: 'snapshot' },
+      { op: 'write', requestId: 4, file: 'b', offset: 0, bytes: bytes('x') },
+      { op: 'write', requestId: 5, file: 'a', offset: 0, bytes: bytes('yy') },
+      { op: 'delete', requestId: 6, file: 'b' },
+      { op: 'sync-directory', requestId: 7 },
+      { op: 'list', requestId: 8 },
+    );
+    expect(done.every((result) => result.ok)).toBe(true);
+    expect((done[7] as { files?: unknown }).files).toEqual([
+      { name: 'a', size: 2 },
+      { name: 'snapshot', size: 4 },
+    ]);
+    expect(readFileSync(join(directory, 'snapshot'), 'utf8')).toBe('0123');
+  });
+
+  it('reports a missing file as an ENOENT result, not an exception', async () => {
+    const done = await run(
+      { op: 'read', requestId: 1, file: 'missing', offset: 0, length: 10 },
+      { op: 'delete', requestId: 2, file: 'missing' },
+      { op: 'rename', requestId: 3, from: 'missing', to: 'other' },
+    );
+    expect(done).toEqual([
+      expect.objectContaining({ requestId: 1, ok: false, code: 'ENOENT' }),
+      expect.objectContaining({ requestId: 2, ok: false, code: 'ENOENT' }),
+      expect.objectContaining({ requestId: 3, ok: false, code: 'ENOENT' }),
+    ]);
+  });
+
+  it('completes asynchronously, never inside submit', () => {
+    storage.submit({ op: 'list', requestId: 1 });
+    expect(results).toEqual([]);
+    expect(storage.pendingCount).toBe(1);
+  });
+
+  it('refuses file names that could leave the directory, synchronously', () => {
+    for (const file of ['../escape', 'a/b', '..', '.', '']) {
+      expect(() => storage.submit({ op: 'write', requestId: 1, file, offset: 0, bytes: bytes('x') })).toThrow(/storage file name/);
+    }
+    expect(() => storage.submit({ op: 'rename', requestId: 2, from: 'ok', to: '/etc/passwd' })).toThrow(/storage file name/);
+    expect(storage.pendingCount).toBe(0);
+  });
+});
