@@ -18,7 +18,8 @@ import { copyFileSync, readdirSync, readFileSync, renameSync, statSync, truncate
 import { join } from 'node:path';
 import { snapshotEndRecordType } from '../src/store/log-recovery.js';
 import { planRepair } from '../src/store/repair.js';
-import { scanFrames, type FrameProblem } from '../src/store/record-frame.js';
+import { groupEndFlag } from '../src/store/log-writer.js';
+import { scanFrames, type FrameProblem, type FrameRecord } from '../src/store/record-frame.js';
 import { decodeStateRecord } from '../src/store/record-codec.js';
 import { applyRecord, createDurableState, finishReplay, type StateRecordKind } from '../src/store/state-store.js';
 
@@ -97,10 +98,17 @@ function rebuildState(directory: string, report: InspectReport, snapshotName: st
         if (record.type !== snapshotEndRecordType) apply(record.type, record.body);
       }
     }
+    // The records of one broker input count only whole: the last carries the group flag, and a
+    // trailing group without it is what recovery cuts off (durable-store.ts).
+    let group: FrameRecord[] = [];
     for (const segment of segments) {
       const firstLsn = Number(segmentPattern.exec(segment.name)![1]);
       for (const record of scanFrames(readFileSync(join(directory, segment.name)), firstLsn, recordBytesMax).records) {
-        if (record.lsn > report.snapshotLsn) apply(record.type, record.body);
+        if (record.lsn <= report.snapshotLsn) continue;
+        group.push(record);
+        if ((record.type & groupEndFlag) === 0) continue;
+        for (const member of group) apply(member.type & ~groupEndFlag, member.body);
+        group = [];
       }
     }
   } catch (error) {

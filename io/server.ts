@@ -45,6 +45,8 @@ export interface RunningServer {
   readonly port: number;
   readonly config: BrokerConfig;
   readonly dataDirectory: string;
+  /** The core this server drives (tests and tools read its counters, e.g. `stats.limits`). */
+  readonly core: BrokerCore;
   /** Connections currently open at the TCP level. */
   connectionCount(): number;
   /** Orderly stop; safe to call more than once. */
@@ -73,7 +75,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const core = createCore(config, clock.nowMs());
   let reportHalt: (reason: string) => void = () => undefined;
   const halted = new Promise<string>((resolve) => (reportHalt = resolve));
-  const host = new NodeHost({ clock, logger, dataDirectory, writeBatching: options.writeBatching ?? 'microtask', onHalt: (reason) => reportHalt(reason) });
+  const host = new NodeHost({ clock, logger, dataDirectory, writeBatching: options.writeBatching ?? 'input', onHalt: (reason) => reportHalt(reason) });
   const driver = new Driver(core, host);
   host.attach(driver);
   driver.start(clock.nowMs());
@@ -106,6 +108,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     port: address.port,
     config,
     dataDirectory,
+    core,
     connectionCount: () => host.connections.size,
     close,
     halted,

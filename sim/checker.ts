@@ -1,9 +1,20 @@
 /**
  * The oracle: judges the broker only from what the model clients sent and received, what their
  * applications saw, and what the world did to them (faults, crashes). It never looks inside the
- * broker, except for one report the broker owes the world: the `message-dropped` log line it
- * emits when a session's queue is full (the only loss of QoS 1/2 it may cause). Each such report
- * excuses one lost message for that session, among those published before the report.
+ * broker, except for two reports the broker owes the world: the `message-dropped` log line it
+ * emits when it drops a message for a session (a full queue, an expired message, a packet too
+ * large), which names the message by a CRC-32C of its payload and so excuses the loss of exactly
+ * that message for exactly that session; and a halt that says recovery found corruption.
+ *
+ * Durability. A broker crash, with the disk losing any unsynced write, must lose nothing that was
+ * acknowledged (PUBACK/PUBREC, SUBACK, CONNACK with a session) under the `always` sync policy:
+ * every rule below holds across crashes. Two things open an amnesty at a point in time, after
+ * which state established before that point may be gone: a crash under the `interval` policy
+ * (it acknowledges before syncing, by design), and a repair after corruption that the disk
+ * injected AND the broker reported (the log is cut at the damage). Under an amnesty, losses of
+ * messages sent or subscriptions granted before it, sessions lost, QoS 2 duplicates of messages
+ * sent before it and stale retained values are allowed; nothing else is. Corruption the broker
+ * never reported opens no amnesty, so a loss it caused is a violation.
  *
  * Safety rules are checked as each packet arrives: nothing delivered that was never published,
  * payloads and topics intact, nothing to a session with no matching subscription, QoS 0 never
@@ -19,7 +30,8 @@
  * supersedes a retained one only if it was sent after that one's acknowledgement.
  */
 import type { PublishPacket, Qos } from '../src/codec/packets.js';
-import { parsePayload } from './clients/payload.js';
+import { crc32c } from '../src/store/crc32c.js';
+import { messagePayload, parsePayload, willPayload } from './clients/payload.js';
 import type { Link } from './network.js';
 import { splitShared, topicMatches, matchingFilter } from './topic-match.js';
 
@@ -44,6 +56,8 @@ interface WillRecord {
   connackMs: number | null;
   /** Bytes the client had sent when it finished its DISCONNECT, or null without one. */
   cleanOffset: number | null;
+  /** When the client sent that DISCONNECT. */
+  cleanAtMs: number | null;
   ended: boolean;
 }
 
@@ -67,9 +81,12 @@ interface SubscriberState {
   /** Every message key that reached the application at all. */
   received: Set<string>;
   lastSequence: Map<string, number>;
-  /** When the broker reported dropping a message for this session, and how many losses that excused so far. */
-  dropTimesMs: number[];
-  dropsExcused: number;
+  /** Deliveries at QoS 2 by message key: bounded by the matching subscriptions that asked for QoS 2. */
+  qos2DeliveryCounts: Map<string, number>;
+  /** Message keys the broker reported dropping for this session. */
+  droppedKeys: Set<string>;
+  /** Drop reports whose payload checksum matched no message this run published (never excuse anything). */
+  dropsUnattributed: number;
   retainedSeen: Map<string, string>;
 }
 
@@ -79,6 +96,10 @@ export class Checker {
   private readonly subscribers = new Map<number, SubscriberState>();
   private readonly brokerCrashesMs: number[] = [];
   private readonly violators = new Set<number>();
+  /** Payload identity (`crc|topic`) to message or will key, for attributing drop reports. */
+  private readonly payloadKeys = new Map<string, string>();
+  /** Times after which state established earlier may be lost (see the module comment). */
+  private readonly amnestiesMs: number[] = [];
   messagesDelivered = 0;
 
   constructor(
@@ -93,7 +114,20 @@ export class Checker {
   private subscriber(client: number): SubscriberState {
     let state = this.subscribers.get(client);
     if (state === undefined) {
-      state = { epoch: 0, sessionStartedMs: 0, groups: new Set(), requested: new Map(), granted: new Map(), deliveryCounts: new Map(), received: new Set(), lastSequence: new Map(), dropTimesMs: [], dropsExcused: 0, retainedSeen: new Map() };
+      state = {
+        epoch: 0,
+        sessionStartedMs: 0,
+        groups: new Set(),
+        requested: new Map(),
+        granted: new Map(),
+        deliveryCounts: new Map(),
+        received: new Set(),
+        lastSequence: new Map(),
+        qos2DeliveryCounts: new Map(),
+        droppedKeys: new Set(),
+        dropsUnattributed: 0,
+        retainedSeen: new Map(),
+      };
       this.subscribers.set(client, state);
     }
     return state;
@@ -103,23 +137,40 @@ export class Checker {
     this.brokerCrashesMs.push(this.clock.nowMs);
   }
 
-  /** The broker reported dropping one message for this client's session (a full queue). */
-  brokerDropped(client: number): void {
-    this.subscriber(client).dropTimesMs.push(this.clock.nowMs);
+  /** The broker reported dropping the message whose payload has this CRC-32C for this client's session. */
+  brokerDropped(client: number, topic: string, payloadCrc32c: number): void {
+    const state = this.subscriber(client);
+    const key = this.payloadKeys.get(`${payloadCrc32c}|${topic}`);
+    if (key === undefined) state.dropsUnattributed += 1;
+    else state.droppedKeys.add(key);
   }
 
-  /** Uses up one reported drop of `state` that happened after the message existed, if there is one. */
-  private excuseLoss(state: SubscriberState, publishedMs: number): boolean {
-    if (state.dropsExcused >= state.dropTimesMs.length) return false;
-    if (state.dropTimesMs[state.dropTimesMs.length - 1]! < publishedMs) return false;
-    state.dropsExcused += 1;
-    return true;
+  /** From now on, state established before now may have been lost (see the module comment). */
+  openAmnesty(): void {
+    this.amnestiesMs.push(this.clock.nowMs);
+  }
+
+  get amnesties(): number {
+    return this.amnestiesMs.length;
+  }
+
+  /** True when an amnesty opened at or after `sinceMs`. */
+  private amnestySince(sinceMs: number): boolean {
+    const last = this.amnestiesMs[this.amnestiesMs.length - 1];
+    return last !== undefined && last >= sinceMs;
+  }
+
+  /** A loss of `key` for `state` is excused by a drop report for exactly that message. */
+  private excuseLoss(state: SubscriberState, key: string): boolean {
+    return state.droppedKeys.has(key);
   }
 
   connectSent(client: number, generation: number, link: Link, hasWill: boolean): void {
     if (!hasWill) return;
     const key = `w${client}:${generation}`;
-    this.wills.set(key, { key, client, topic: `will/c${client}`, link, connackMs: null, cleanOffset: null, ended: false });
+    const topic = `will/c${client}`;
+    this.payloadKeys.set(`${crc32c(willPayload(client, generation, topic))}|${topic}`, key);
+    this.wills.set(key, { key, client, topic: `will/c${client}`, link, connackMs: null, cleanOffset: null, cleanAtMs: null, ended: false });
   }
 
   connackReceived(client: number, generation: number, sessionPresent: boolean, expectPresent: boolean, persistent: boolean): void {
@@ -127,14 +178,17 @@ export class Checker {
     if (will !== undefined) will.connackMs = this.clock.nowMs;
     // [MQTT-3.2.2-1] / [MQTT-3.2.2-2]: a clean start never finds a session.
     if (!persistent && sessionPresent) this.report('session-present-on-clean-start', `c${client} gen ${generation} got session present`);
-    if (expectPresent && !sessionPresent) this.report('session-lost', `c${client} gen ${generation}: its persistent session is gone`);
+    if (expectPresent && !sessionPresent && !this.amnestySince(this.subscriber(client).sessionStartedMs)) this.report('session-lost', `c${client} gen ${generation}: its persistent session is gone`);
   }
 
   connectionEnded(client: number, generation: number, link: Link, how: 'clean' | 'abnormal'): void {
     const will = this.wills.get(`w${client}:${generation}`);
     if (will === undefined) return;
     will.ended = true;
-    if (how === 'clean') will.cleanOffset = link.bytesSentToBroker;
+    if (how === 'clean') {
+      will.cleanOffset = link.bytesSentToBroker;
+      will.cleanAtMs = this.clock.nowMs;
+    }
   }
 
   /** The broker has no session for this client: a new epoch, with no subscriptions. */
@@ -176,6 +230,7 @@ export class Checker {
     if (record === undefined) {
       record = { key, publisher, sequence, topic, qos, retain, firstSentMs: null, ackedMs: null };
       this.messages.set(key, record);
+      this.payloadKeys.set(`${crc32c(messagePayload(publisher, sequence, qos, topic))}|${topic}`, key);
     }
     if (record.firstSentMs === null) record.firstSentMs = this.clock.nowMs;
   }
@@ -189,16 +244,32 @@ export class Checker {
     // Unacknowledged, so the broker owes nothing for it; it stays a possible retained value.
   }
 
-  /** How many of the client's subscriptions (shared groups counted once each) match `topic`. */
-  private matchCount(state: SubscriberState, topic: string): { count: number; shared: boolean } {
+  /**
+   * How many of the client's subscriptions (shared groups counted once each) match `topic`, how
+   * many of those asked for QoS 2 (each can give at most one QoS 2 copy; the others can repeat at
+   * QoS 1 with DUP), and whether any is shared.
+   */
+  private matchCount(state: SubscriberState, topic: string): { count: number; qos2Count: number; shared: boolean } {
     let count = 0;
+    let qos2Count = 0;
     let shared = false;
-    for (const filter of state.requested.keys()) {
+    for (const [filter, qos] of state.requested) {
       if (!topicMatches(matchingFilter(filter), topic)) continue;
       count += 1;
+      if (qos === 2) qos2Count += 1;
       if (splitShared(filter) !== null) shared = true;
     }
-    return { count, shared };
+    return { count, qos2Count, shared };
+  }
+
+  /** Order is judged only for messages first sent once a matching subscription was acknowledged. */
+  private orderedFromMs(state: SubscriberState, topic: string): number {
+    let fromMs = Number.POSITIVE_INFINITY;
+    for (const grant of state.granted.values()) {
+      if (grant.epoch !== state.epoch || splitShared(grant.filter) !== null || !topicMatches(grant.filter, topic)) continue;
+      fromMs = Math.min(fromMs, grant.sinceMs);
+    }
+    return fromMs;
   }
 
   /** A PUBLISH reached client `client`; `fresh` is false for a QoS 2 duplicate its dedup absorbed. */
@@ -214,7 +285,7 @@ export class Checker {
       return;
     }
     const state = this.subscriber(client);
-    const { count, shared } = this.matchCount(state, packet.topic);
+    const { count, qos2Count, shared } = this.matchCount(state, packet.topic);
     if (count === 0) {
       this.report('not-subscribed', `c${client} got ${packet.topic} (${identity.kind}) with no matching subscription in its session`);
       return;
@@ -239,10 +310,11 @@ export class Checker {
       state.received.add(key);
       return;
     }
-    this.checkLiveDelivery(client, state, record, packet.qos, count, shared);
+    this.checkLiveDelivery(client, state, record, packet.qos, { count, qos2Count, shared });
   }
 
-  private checkLiveDelivery(client: number, state: SubscriberState, record: MessageRecord, qos: Qos, matchCount: number, shared: boolean): void {
+  private checkLiveDelivery(client: number, state: SubscriberState, record: MessageRecord, qos: Qos, match: { count: number; qos2Count: number; shared: boolean }): void {
+    const { count: matchCount, qos2Count, shared } = match;
     const key = record.key;
     const seenBefore = state.received.has(key);
     state.received.add(key);
@@ -251,10 +323,18 @@ export class Checker {
     if (deliveries > matchCount && record.qos === 0) {
       this.report('qos0-duplicated', `c${client} got QoS 0 ${key} ${deliveries} times with ${matchCount} matching subscription(s)`);
     }
-    if (deliveries > matchCount && record.qos === 2 && qos === 2) {
-      this.report('qos2-duplicated', `c${client}'s application got QoS 2 ${key} ${deliveries} times with ${matchCount} matching subscription(s)`);
+    if (qos === 2) {
+      const qos2Deliveries = (state.qos2DeliveryCounts.get(key) ?? 0) + 1;
+      state.qos2DeliveryCounts.set(key, qos2Deliveries);
+      // After an amnesty the broker may have forgotten it had routed or completed this message.
+      if (qos2Deliveries > qos2Count && !this.amnestySince(record.firstSentMs!)) {
+        this.report('qos2-duplicated', `c${client}'s application got QoS 2 ${key} ${qos2Deliveries} times with ${qos2Count} matching QoS 2 subscription(s)`);
+      }
     }
     if (qos === 0 || seenBefore || shared) return;
+    // A copy first sent before the SUBACK may reach the broker again later (a resend after a
+    // reconnect), routed to this subscription only then, after messages sent after it.
+    if (record.firstSentMs! < this.orderedFromMs(state, record.topic)) return;
     // [MQTT-4.6.0-5] ordered topics: per publisher, topic and QoS, in the order published.
     const orderKey = `${record.publisher}|${record.topic}|${record.qos}`;
     const last = state.lastSequence.get(orderKey) ?? -1;
@@ -272,7 +352,9 @@ export class Checker {
     }
     if (will.link.brokerOpen) {
       this.report('will-while-connected', `c${client} got will ${key} while its connection L${will.link.id} is open`);
-    } else if (will.cleanOffset !== null && will.link.bytesDeliveredToBroker >= will.cleanOffset) {
+    } else if (will.cleanOffset !== null && will.link.bytesDeliveredToBroker >= will.cleanOffset && !this.crashBetween(will.cleanAtMs!, this.clock.nowMs)) {
+      // DISCONNECT is never acknowledged, so a crash before the will's deletion was durable may
+      // still publish it (as if the crash had come first); without a crash in between, never.
       // [MQTT-3.1.2-10] / [MQTT-3.14.4-3]: a normal DISCONNECT deletes the will unpublished.
       this.report('will-after-clean-disconnect', `c${client} got will ${key} although L${will.link.id} ended with DISCONNECT`);
     }
@@ -299,7 +381,7 @@ export class Checker {
 
   /** True when it reported a violation. */
   private checkObligation(key: string, topic: string, qos: Qos, publishedMs: number): boolean {
-    const groups = new Map<string, { owed: boolean; delivered: boolean }>();
+    const groups = new Map<string, { owed: boolean; delivered: boolean; sinceMs: number }>();
     for (const [client, state] of this.subscribers) {
       if (this.violators.has(client)) continue;
       // One copy per session is owed, however many of its subscriptions overlap.
@@ -310,15 +392,17 @@ export class Checker {
         if (!topicMatches(shared === null ? grant.filter : shared.filter, topic)) continue;
         if (shared !== null) {
           const groupKey = `${shared.group}/${shared.filter}`;
-          const group = groups.get(groupKey) ?? { owed: false, delivered: false };
+          const group = groups.get(groupKey) ?? { owed: false, delivered: false, sinceMs: grant.sinceMs };
           group.owed = true;
+          group.sinceMs = Math.min(group.sinceMs, grant.sinceMs);
           groups.set(groupKey, group);
           continue;
         }
         if (owedChecked) continue;
         owedChecked = true;
-        if (!state.received.has(key) && !this.excuseLoss(state, publishedMs)) {
-          this.report('lost', `c${client} never got ${key} (${topic}, QoS ${qos}) although subscribed with ${grant.filter} since ${grant.sinceMs}ms, before it was sent at ${publishedMs}ms (broker reported ${state.dropTimesMs.length} drop(s) for it, ${state.dropsExcused} excused)`);
+        if (!state.received.has(key) && !this.excuseLoss(state, key) && !this.amnestySince(grant.sinceMs)) {
+          const drops = `broker reported ${state.droppedKeys.size} drop(s) for it, ${state.dropsUnattributed} unattributed; ${this.amnestiesMs.length} amnesties`;
+          this.report('lost', `c${client} never got ${key} (${topic}, QoS ${qos}) although subscribed with ${grant.filter} since ${grant.sinceMs}ms, before it was sent at ${publishedMs}ms (${drops})`);
           return true;
         }
       }
@@ -326,7 +410,7 @@ export class Checker {
     return this.checkSharedGroups(key, topic, publishedMs, groups);
   }
 
-  private checkSharedGroups(key: string, topic: string, publishedMs: number, groups: Map<string, { owed: boolean; delivered: boolean }>): boolean {
+  private checkSharedGroups(key: string, topic: string, publishedMs: number, groups: Map<string, { owed: boolean; delivered: boolean; sinceMs: number }>): boolean {
     for (const [groupKey, group] of groups) {
       const members: SubscriberState[] = [];
       for (const [client, state] of this.subscribers) {
@@ -343,7 +427,7 @@ export class Checker {
       // The broker may have chosen a member whose session then ended; the spec only says it
       // SHOULD pass the message on to another member then (MQTT 5.0 section 4.8.2), so no promise.
       const memberLostSession = [...this.subscribers.values()].some((state) => state.groups.has(groupKey) && state.sessionStartedMs > publishedMs);
-      if (group.owed && !group.delivered && !memberLostSession && !members.some((member) => this.excuseLoss(member, publishedMs))) {
+      if (group.owed && !group.delivered && !memberLostSession && !members.some((member) => this.excuseLoss(member, key)) && !this.amnestySince(group.sinceMs)) {
         this.report('lost', `shared group ${groupKey} never got ${key} (${topic})`);
         return true;
       }
@@ -362,12 +446,16 @@ export class Checker {
       byTopic.set(record.topic, list);
     }
     for (const [topic, records] of byTopic) {
-      const acked = records.filter((r) => r.ackedMs !== null);
+      // Only a message acknowledged after the last amnesty surely survived to the audit.
+      const lastAmnestyMs = this.amnestiesMs[this.amnestiesMs.length - 1] ?? Number.NEGATIVE_INFINITY;
+      const acked = records.filter((r) => r.ackedMs !== null && r.ackedMs > lastAmnestyMs);
       // A candidate is excluded when another acknowledged retained message was sent after it was acknowledged.
       const candidates = records.filter((r) => !acked.some((p) => p !== r && r.ackedMs !== null && r.ackedMs < p.firstSentMs!));
       const got = seen.get(topic);
       if (got === undefined) {
-        if (acked.length > 0) this.report('retained-lost', `a fresh subscriber got no retained message on ${topic}; expected one of ${candidates.map((c) => c.key).join(', ')}`);
+        // The broker may report dropping the retained copy for the auditor itself (its queue limit).
+        const dropped = this.subscriber(auditor).droppedKeys;
+        if (acked.length > 0 && !candidates.some((candidate) => dropped.has(candidate.key))) this.report('retained-lost', `a fresh subscriber got no retained message on ${topic}; expected one of ${candidates.map((c) => c.key).join(', ')}`);
       } else if (!candidates.some((c) => c.key === got)) {
         this.report('retained-stale', `a fresh subscriber got ${got} retained on ${topic}; expected one of ${candidates.map((c) => c.key).join(', ')}`);
       }

@@ -1,15 +1,15 @@
 /**
  * A tiny entry point for the simulator before (and beside) the real CLI:
- *   node dist/sim/main.js sim --seed N [--trace] [--plant BUG]
- *   node dist/sim/main.js vopr [--count N] [--minutes M] [--seed-start S] [--keep-going] [--plant BUG]
+ *   node dist/sim/main.js sim --seed N [--trace] [--plant BUG] [--plant-store BUG]
+ *   node dist/sim/main.js vopr [--count N] [--minutes M] [--seed-start S] [--keep-going] [--plant BUG] [--plant-store BUG]
  * It calls the same `runSimulation` / `runVopr` the CLI wires up, and sets the exit code.
  * `--plant` swaps in one of the deliberately broken brokers from planted-bugs.ts, to watch the
- * checker catch it.
+ * checker catch it; `--plant-store` swaps in a broken store (acks before fsync, recovery that skips).
  */
-import { plantedBugs, type PlantedBugName } from './planted-bugs.js';
+import { plantedBugs, plantedStoreBugs, type PlantedBugName, type PlantedStoreBugName } from './planted-bugs.js';
 import { runSimulation } from './simulation.js';
 import { runVopr } from './vopr.js';
-import type { BrokerFactory } from './world.js';
+import type { BrokerFactory, StoreFactory } from './world.js';
 
 function flag(args: string[], name: string): string | undefined {
   const index = args.indexOf(name);
@@ -30,10 +30,18 @@ function plant(args: string[]): BrokerFactory | undefined {
   return plantedBugs[name as PlantedBugName];
 }
 
+function plantStore(args: string[]): StoreFactory | undefined {
+  const name = flag(args, '--plant-store');
+  if (name === undefined) return undefined;
+  if (!(name in plantedStoreBugs)) throw new Error(`unknown --plant-store ${name}; one of ${Object.keys(plantedStoreBugs).join(', ')}`);
+  return plantedStoreBugs[name as PlantedStoreBugName];
+}
+
 function main(args: string[]): number {
   const command = args[0];
   const brokerFactory = plant(args);
-  const factoryOption = brokerFactory === undefined ? {} : { brokerFactory };
+  const storeFactory = plantStore(args);
+  const factoryOption = { ...(brokerFactory === undefined ? {} : { brokerFactory }), ...(storeFactory === undefined ? {} : { storeFactory }) };
   if (command === 'sim') {
     const seed = integer(flag(args, '--seed'), '--seed');
     if (seed === undefined) throw new Error('sim needs --seed N');
@@ -55,7 +63,7 @@ function main(args: string[]): number {
     );
     return result.exitCode;
   }
-  process.stderr.write('usage: main.js sim --seed N [--trace] | vopr [--count N] [--minutes M] [--seed-start S] [--keep-going] [--plant BUG]\n');
+  process.stderr.write('usage: main.js sim --seed N [--trace] | vopr [--count N] [--minutes M] [--seed-start S] [--keep-going] [--plant BUG] [--plant-store BUG]\n');
   return 2;
 }
 

@@ -6,15 +6,18 @@
  * action stream the broker produces: it drops some PUBLISHes, duplicates others, or injects
  * PUBLISHes the broker never meant to send. Sends it leaves alone pass through byte for byte;
  * sends it touches are re-encoded packet by packet. Tests run vopr over a range of seeds with
- * each of these and expect the named rule to fire.
+ * each of these and expect the named rule to fire. The planted store bugs at the end do the same
+ * for durability: they wrap the real store and break one promise about the disk.
  */
 import { Broker, type BrokerOptions } from '../src/broker/broker.js';
 import { PacketDecoder } from '../src/codec/decoder.js';
 import { encodePacket } from '../src/codec/encoder.js';
 import { PacketType, type Packet, type ProtocolVersion, type PublishPacket, type Will } from '../src/codec/packets.js';
-import type { Action, BrokerCore, ConnectionId, StorageResult } from '../src/contract.js';
+import type { Action, BrokerCore, ConnectionId, StorageRequest, StorageResult } from '../src/contract.js';
+import { DurableStateStore, type DurableStoreOptions } from '../src/store/durable-store.js';
+import type { DurableState, StateRecord, StateStore } from '../src/store/state-store.js';
 import { matchingFilter, topicMatches } from './topic-match.js';
-import type { BrokerFactory } from './world.js';
+import type { BrokerFactory, StoreFactory } from './world.js';
 
 interface ConnectionView {
   version: ProtocolVersion | undefined;
@@ -38,6 +41,10 @@ export abstract class InterceptingBroker implements BrokerCore {
 
   get ready(): boolean {
     return this.inner.ready;
+  }
+
+  get haltReason(): string | null {
+    return this.inner.haltReason;
   }
 
   /** Decides the fate of a packet the broker is sending. */
@@ -231,3 +238,66 @@ export const plantedBugs = {
 } satisfies Record<string, BrokerFactory>;
 
 export type PlantedBugName = keyof typeof plantedBugs;
+
+/**
+ * Planted store bugs: wrappers around the real DurableStateStore, from outside, that break one
+ * durability promise each. The world builds one per broker incarnation over the same disk.
+ */
+abstract class StoreWrapper implements StateStore {
+  constructor(protected readonly inner: DurableStateStore) {}
+  recover(nowMs: number): readonly StateRecord[] | null {
+    return this.inner.recover(nowMs);
+  }
+  append(record: StateRecord): number {
+    return this.inner.append(record);
+  }
+  get durableLsn(): number {
+    return this.inner.durableLsn;
+  }
+  get appendedLsn(): number {
+    return this.inner.appendedLsn;
+  }
+  flush(nowMs: number): void {
+    this.inner.flush(nowMs);
+  }
+  drainRequests(): StorageRequest[] {
+    return this.inner.drainRequests();
+  }
+  storageCompleted(nowMs: number, result: StorageResult): void {
+    this.inner.storageCompleted(nowMs, result);
+  }
+  nextDeadlineMs(): number | null {
+    return this.inner.nextDeadlineMs();
+  }
+  get failure(): string | null {
+    return this.inner.failure;
+  }
+  maybeCompact(state: DurableState): void {
+    this.inner.maybeCompact(state);
+  }
+}
+
+/** Acknowledges before fsync: reports every appended record as durable at once. */
+class AckBeforeSync extends StoreWrapper {
+  override get durableLsn(): number {
+    return this.inner.appendedLsn;
+  }
+}
+
+/** Recovery that silently skips a damaged-looking record: drops the last subscription it read. */
+class RecoverySkipsRecord extends StoreWrapper {
+  override recover(nowMs: number): readonly StateRecord[] | null {
+    const records = this.inner.recover(nowMs);
+    if (records === null) return null;
+    let skip = -1;
+    for (let index = 0; index < records.length; index++) if (records[index]!.kind === 'subscription-added') skip = index;
+    return skip < 0 ? records : records.filter((_record, index) => index !== skip);
+  }
+}
+
+export const plantedStoreBugs = {
+  'ack-before-sync': (options: DurableStoreOptions) => new AckBeforeSync(new DurableStateStore(options)),
+  'recovery-skips-record': (options: DurableStoreOptions) => new RecoverySkipsRecord(new DurableStateStore(options)),
+} satisfies Record<string, StoreFactory>;
+
+export type PlantedStoreBugName = keyof typeof plantedStoreBugs;

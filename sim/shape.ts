@@ -10,6 +10,7 @@
  */
 import type { BrokerConfig } from '../src/config.js';
 import type { Qos } from '../src/codec/packets.js';
+import { chooseDiskShape, type DiskShape } from './disk.js';
 import type { NetworkShape } from './network.js';
 import { Random } from './random.js';
 
@@ -56,6 +57,8 @@ export interface WorldShape {
   faultIntervalMsMean: number | null;
   faultKinds: FaultKind[];
   configOverrides: Partial<BrokerConfig>;
+  /** The store's options and the disk's faults (chosen from their own stream). */
+  disk: DiskShape;
 }
 
 export function chooseShape(seed: number, overrides: { clientCount?: number; faults?: boolean } = {}): WorldShape {
@@ -85,6 +88,7 @@ export function chooseShape(seed: number, overrides: { clientCount?: number; fau
     faultIntervalMsMean: faulty && kinds.length > 0 ? random.int(300, 5_000) : null,
     faultKinds: kinds,
     configOverrides,
+    disk: chooseDiskShape(seed, faulty),
   };
 }
 

@@ -165,6 +165,11 @@ export class SimulatedDisk {
     return [...this.files.entries()].map(([name, file]) => `${name}:${file.visible.length}`).sort().join(',');
   }
 
+  /** Every visible file with a copy of its bytes, sorted by name (what an operator's tool reads). */
+  listFiles(): { name: string; bytes: Uint8Array }[] {
+    return [...this.files.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([name, file]) => ({ name, bytes: file.visible.slice() }));
+  }
+
   fileBytes(name: string): Uint8Array | undefined {
     return this.files.get(name)?.visible;
   }

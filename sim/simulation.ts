@@ -8,9 +8,9 @@
  * `stderr` only. A throw from the broker (an assertion) is a violation like any other, and so
  * prints the seed; a throw from the simulator itself is reported the same way rather than lost.
  */
-import type { StateStore } from '../src/store/state-store.js';
+import { describeDiskShape } from './disk.js';
 import { chooseShape } from './shape.js';
-import { realBroker, World, type BrokerFactory, type Violation } from './world.js';
+import { realBroker, World, type BrokerFactory, type StoreFactory, type Violation } from './world.js';
 
 export interface SimulationOptions {
   seed: number;
@@ -22,8 +22,8 @@ export interface SimulationOptions {
   stderr?: (line: string) => void;
   /** Builds the broker under test; default the real Broker. Tests plant bugs through it. */
   brokerFactory?: BrokerFactory;
-  /** Builds the store that outlives broker crashes; default a MemoryStateStore. */
-  storeFactory?: () => StateStore;
+  /** Builds each broker incarnation's store over the world's disk; default a DurableStateStore. Tests plant store bugs here. */
+  storeFactory?: StoreFactory;
   /** Overrides the seed's choice of client count (2..12). */
   clientCount?: number;
   /** Overrides the seed's choice of whether faults happen at all. */
@@ -45,6 +45,14 @@ export interface SimulationResult {
   messagesDelivered: number;
   faults: number;
   brokerRestarts: number;
+  /** Disk faults that struck (failed operations, full-disk episodes, bit flips, stalls). */
+  diskFaults: number;
+  /** Broker starts that completed recovery from the disk. */
+  recoveries: number;
+  corruptionsReported: number;
+  repairs: number;
+  /** Set when recovery reported corruption no repair can cut away (not a violation: it was reported). */
+  unrecoverable: string | null;
   traceHash: string;
   /** A one-line description of the world's shape (deterministic). */
   shape: string;
@@ -70,6 +78,7 @@ export function runSimulation(options: SimulationOptions): SimulationResult {
   const wallMs = Date.now() - startedMs;
   const result = summarize(options, world, wallMs);
   if (result.violation !== null) printViolation(stdout, result);
+  else if (result.unrecoverable !== null) stdout(`UNRECOVERABLE corruption reported (not a violation): ${result.unrecoverable}`);
   stdout(result.summary);
   stderr(`sim seed=${options.seed} wall_ms=${wallMs} events_per_s=${Math.round(world.events / Math.max(wallMs, 1) * 1000)}`);
   return result;
@@ -80,7 +89,7 @@ function describeShape(world: World): string {
   const versions = shape.clients.map((c) => `${c.protocolVersion === 5 ? '5' : '3'}${c.persistent ? 'p' : 'c'}${c.violator ? '!' : ''}`).join(',');
   const faults = shape.faultIntervalMsMean === null ? 'none' : `${shape.faultKinds.join('+')}/${shape.faultIntervalMsMean}ms`;
   const limits = Object.entries(shape.configOverrides).map(([key, value]) => `${key}=${String(value)}`).join(',') || 'defaults';
-  return `clients=[${versions}] active_ms=${shape.activeMs} faults=${faults} limits=${limits} segment_max=${shape.network.segmentBytesMax}`;
+  return `clients=[${versions}] active_ms=${shape.activeMs} faults=${faults} limits=${limits} segment_max=${shape.network.segmentBytesMax} ${describeDiskShape(shape.disk)}`;
 }
 
 function summarize(options: SimulationOptions, world: World, wallMs: number): SimulationResult {
@@ -89,10 +98,12 @@ function summarize(options: SimulationOptions, world: World, wallMs: number): Si
   const reproduce = `${options.commandName ?? 'keel sim'} --seed ${options.seed}${overrides}`;
   const hash = world.hash.hex();
   const messagesPublished = world.checker.messages.size;
+  const diskFaults = world.diskFaults + world.deviceStalls;
   const summary =
     `${violation === null ? 'ok' : 'FAIL'} seed=${options.seed} simulated_ms=${world.clock.nowMs} events=${world.events} ` +
     `clients=${world.shape.clients.length} messages_published=${messagesPublished} messages_delivered=${world.checker.messagesDelivered} ` +
-    `faults=${world.faults} broker_restarts=${world.brokerRestarts} trace_hash=${hash}`;
+    `faults=${world.faults} broker_restarts=${world.brokerRestarts} disk_faults=${diskFaults} recoveries=${world.recoveries} ` +
+    `corruptions_reported=${world.corruptionsReported} repairs=${world.repairs}${world.unrecoverable === null ? '' : ' unrecoverable=1'} trace_hash=${hash}`;
   return {
     seed: options.seed,
     ok: violation === null,
@@ -104,6 +115,11 @@ function summarize(options: SimulationOptions, world: World, wallMs: number): Si
     messagesDelivered: world.checker.messagesDelivered,
     faults: world.faults,
     brokerRestarts: world.brokerRestarts,
+    diskFaults,
+    recoveries: world.recoveries,
+    corruptionsReported: world.corruptionsReported,
+    repairs: world.repairs,
+    unrecoverable: world.unrecoverable,
     traceHash: hash,
     shape: describeShape(world),
     violation,

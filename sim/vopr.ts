@@ -10,7 +10,7 @@
  */
 import { randomInt } from 'node:crypto';
 import { runSimulation, type SimulationOptions } from './simulation.js';
-import type { BrokerFactory } from './world.js';
+import type { BrokerFactory, StoreFactory } from './world.js';
 
 export interface VoprOptions {
   seedStart?: number;
@@ -18,6 +18,7 @@ export interface VoprOptions {
   minutes?: number;
   keepGoing?: boolean;
   brokerFactory?: BrokerFactory;
+  storeFactory?: StoreFactory;
   clientCount?: number;
   commandName?: string;
 }
@@ -42,6 +43,13 @@ export interface VoprResult {
   seedsRun: number;
   events: number;
   failures: VoprFailure[];
+  /** Seeds that ended with recovery reporting corruption no repair can cut away (reported, so not failures). */
+  unrecoverableSeeds: number[];
+  /** Totals over all seeds. */
+  diskFaults: number;
+  brokerRestarts: number;
+  corruptionsReported: number;
+  repairs: number;
   wallMs: number;
   seedsPerSecond: number;
   eventsPerSecond: number;
@@ -56,6 +64,8 @@ export function runVopr(options: VoprOptions, reporter: VoprReporter): VoprResul
   let progressAtMs = startedMs;
   let seedsRun = 0;
   let events = 0;
+  const unrecoverableSeeds: number[] = [];
+  const totals = { diskFaults: 0, brokerRestarts: 0, corruptionsReported: 0, repairs: 0 };
   reporter.stderr(`vopr: seeds from ${seedStart}${Number.isFinite(count) ? `, ${count} seeds` : ''}${options.minutes === undefined ? '' : `, ${options.minutes} min`}`);
   for (let seed = seedStart; seedsRun < count && Date.now() < deadlineMs; seed++) {
     const simulation: SimulationOptions = {
@@ -63,12 +73,18 @@ export function runVopr(options: VoprOptions, reporter: VoprReporter): VoprResul
       stdout: () => {},
       stderr: () => {},
       ...(options.brokerFactory === undefined ? {} : { brokerFactory: options.brokerFactory }),
+      ...(options.storeFactory === undefined ? {} : { storeFactory: options.storeFactory }),
       ...(options.clientCount === undefined ? {} : { clientCount: options.clientCount }),
       commandName: options.commandName ?? 'keel sim',
     };
     const result = runSimulation(simulation);
     seedsRun += 1;
     events += result.events;
+    totals.diskFaults += result.diskFaults;
+    totals.brokerRestarts += result.brokerRestarts;
+    totals.corruptionsReported += result.corruptionsReported;
+    totals.repairs += result.repairs;
+    if (result.unrecoverable !== null) unrecoverableSeeds.push(seed);
     if (!result.ok) {
       const violation = result.violation!;
       failures.push({ seed, rule: violation.rule, detail: violation.detail, reproduce: result.reproduce });
@@ -85,9 +101,12 @@ export function runVopr(options: VoprOptions, reporter: VoprReporter): VoprResul
   const wallMs = Date.now() - startedMs;
   const seedsPerSecond = rate(seedsRun, wallMs);
   const eventsPerSecond = rate(events, wallMs);
-  reporter.stdout(`vopr seed_start=${seedStart} seeds=${seedsRun} failures=${failures.length}`);
+  reporter.stdout(
+    `vopr seed_start=${seedStart} seeds=${seedsRun} failures=${failures.length} broker_restarts=${totals.brokerRestarts} disk_faults=${totals.diskFaults} ` +
+      `corruptions_reported=${totals.corruptionsReported} repairs=${totals.repairs} unrecoverable_corruption_reported=${unrecoverableSeeds.length}`,
+  );
   reporter.stderr(`vopr: ${seedsRun} seeds in ${wallMs}ms: ${seedsPerSecond} seeds/s, ${eventsPerSecond} simulated events/s`);
-  return { exitCode: failures.length === 0 ? 0 : 1, seedStart, seedsRun, events, failures, wallMs, seedsPerSecond, eventsPerSecond };
+  return { exitCode: failures.length === 0 ? 0 : 1, seedStart, seedsRun, events, failures, unrecoverableSeeds, ...totals, wallMs, seedsPerSecond, eventsPerSecond };
 }
 
 function rate(amount: number, wallMs: number): number {

@@ -5,10 +5,16 @@
  *
  * The run has two phases. While active (0..activeMs), clients follow their scripts and faults
  * strike at random: resets, half-open links, partitions, client crashes and broker crashes
- * (discard the Broker and Driver; every link dies; after a delay a new Broker starts over the
- * same store). Then the world goes quiet (no faults, no stalls) for quietMs, long enough for
- * every client to reconnect and every pending delivery to complete; liveness is judged at its
- * end, and last a fresh subscriber audits the retained table.
+ * (discard the Broker, its Driver and its store; every link dies; the disk loses or tears what
+ * was not synced; after a delay a new Broker starts over a new DurableStateStore on the same
+ * disk and recovers). Disk faults strike too (see disk.ts): EIO and a full disk make the store
+ * fail, the broker halts and the world restarts it like after a crash; bit flips in synced data
+ * are found by recovery, which halts with "corrupt log:" (the world, as the operator, runs the
+ * documented repair, src/store/repair.ts, and restarts) or "corrupt snapshot:" (unrecoverable:
+ * the run ends there, counted, not a violation, since the broker did detect and report it).
+ * Then the world goes quiet (no faults, no stalls) for quietMs, long enough for every client to
+ * reconnect and every pending delivery to complete; liveness is judged at its end, and last a
+ * fresh subscriber audits the retained table.
  *
  * Everything that happens is a trace line, fed to the run's hash; the last lines are kept for
  * the report when a rule breaks. The first violation stops the run.
@@ -16,19 +22,26 @@
 import { Broker, type BrokerOptions } from '../src/broker/broker.js';
 import { resolveConfig, type BrokerConfig } from '../src/config.js';
 import type { BrokerCore, ConnectionId, LogFields, LogLevel, StorageRequest } from '../src/contract.js';
-import { MemoryStateStore } from '../src/store/memory-store.js';
+import { DurableStateStore, type DurableStoreOptions } from '../src/store/durable-store.js';
+import { planRepair, type RepairAction } from '../src/store/repair.js';
 import type { StateStore } from '../src/store/state-store.js';
 import { Driver, type Host } from '../io/driver.js';
 import { Checker } from './checker.js';
 import { ModelClient, type ClientContext } from './clients/model-client.js';
-import { SimDisk } from './disk.js';
+import { DiskDevice } from './disk.js';
 import { EventQueue } from './event-queue.js';
 import { Network, type Link } from './network.js';
 import { Random } from './random.js';
+import { noDiskFaults, SimulatedDisk } from './simulated-disk.js';
 import type { ClientPlan, FaultKind, WorldShape } from './shape.js';
 import { TraceHash } from './trace-hash.js';
 
 export type BrokerFactory = (options: BrokerOptions) => BrokerCore;
+
+/** Builds the store of one broker incarnation over the world's disk; tests plant store bugs here. */
+export type StoreFactory = (options: DurableStoreOptions) => StateStore;
+
+export const durableStore: StoreFactory = (options) => new DurableStateStore(options);
 
 /** The real broker, as production runs it. */
 export const realBroker: BrokerFactory = (options) => new Broker(options);
@@ -57,9 +70,10 @@ export class World implements ClientContext {
   readonly clients: ModelClient[] = [];
   readonly hash = new TraceHash();
   readonly config: BrokerConfig;
-  private readonly disk: SimDisk;
+  readonly disk: SimulatedDisk;
+  private readonly device: DiskDevice;
   private readonly faultRandom: Random;
-  private readonly store: StateStore;
+  private readonly diskFaultRandom: Random;
   private broker: RunningBroker | null = null;
   private incarnationNext = 1;
   private wakeupToken = 0;
@@ -69,22 +83,32 @@ export class World implements ClientContext {
   events = 0;
   faults = 0;
   brokerRestarts = 0;
+  /** Disk faults that struck: failed operations, full-disk episodes, bit flips, stalls (added at the end). */
+  diskFaults = 0;
+  /** Broker starts that finished recovery. */
+  recoveries = 0;
+  corruptionsReported = 0;
+  repairs = 0;
+  /** Set when recovery reported corruption that no repair can cut away; the run ends there. */
+  unrecoverable: string | null = null;
   auditor: ModelClient | null = null;
 
   constructor(
     readonly shape: WorldShape,
     private readonly brokerFactory: BrokerFactory,
     private readonly traceSink: ((line: string) => void) | null,
-    storeFactory: () => StateStore = () => new MemoryStateStore(),
+    private readonly storeFactory: StoreFactory = durableStore,
   ) {
     const resolved = resolveConfig(shape.configOverrides as Record<string, unknown>);
     if (!resolved.ok) throw new Error(`bad simulated config: ${resolved.problems.join('; ')}`);
     this.config = resolved.config;
     this.network = new Network(this.queue, Random.stream(shape.seed, 'network'), shape.network, this.clock, (line, bytes) => this.trace(line, bytes));
     this.checker = new Checker(this.clock, (rule, detail) => this.violation === null && this.fail(rule, detail));
-    this.disk = new SimDisk(Random.stream(shape.seed, 'disk'));
+    const diskRandom = Random.stream(shape.seed, 'disk-bytes');
+    this.disk = new SimulatedDisk(() => diskRandom.next(), { ...noDiskFaults, ioErrorRate: shape.disk.ioErrorRate, readErrorRate: shape.disk.readErrorRate, tornWriteRate: shape.disk.tornWriteRate });
+    this.device = new DiskDevice(Random.stream(shape.seed, 'disk'), shape.disk);
     this.faultRandom = Random.stream(shape.seed, 'faults');
-    this.store = storeFactory();
+    this.diskFaultRandom = Random.stream(shape.seed, 'disk-faults');
     this.network.broker = {
       acceptingIncarnation: () => (this.broker !== null && this.broker.core.ready ? this.broker.incarnation : null),
       opened: (link) => this.brokerInput((driver) => driver.connectionOpened(this.clock.nowMs, link.id, `sim:c${link.clientIndex}`)),
@@ -134,25 +158,94 @@ export class World implements ClientContext {
     const incarnation = this.incarnationNext++;
     this.trace(`broker start #${incarnation}`);
     try {
-      const core = this.brokerFactory({ config: this.config, nowMs: this.clock.nowMs, store: this.store });
+      const store = this.storeFactory(this.shape.disk.store);
+      const core = this.brokerFactory({ config: this.config, nowMs: this.clock.nowMs, store });
       const driver = new Driver(core, this.hostFor(incarnation));
       this.broker = { incarnation, core, driver };
       driver.start(this.clock.nowMs);
     } catch (error) {
       this.fail('broker-threw', `while starting: ${errorText(error)}`);
+      return;
+    }
+    // Crash again while recovery is still reading (or cleaning up): recovery must be restartable.
+    if (!this.quiet && this.incarnationNext > 2 && this.diskFaultRandom.chance(this.shape.disk.crashDuringRecoveryProbability)) {
+      this.queue.push(this.clock.nowMs + this.diskFaultRandom.int(0, 20), () => {
+        if (this.broker?.incarnation === incarnation && !this.quiet) this.crashBroker('during recovery');
+      });
     }
   }
 
-  private crashBroker(): void {
+  /** The process dies: the broker and its store are gone, the disk keeps what it kept, a restart follows. */
+  private crashBroker(why = ''): void {
     const broker = this.broker;
     if (broker === null) return;
-    this.trace(`fault broker-crash #${broker.incarnation}`);
+    this.trace(`fault broker-crash #${broker.incarnation}${why === '' ? '' : ` ${why}`}`);
     this.broker = null;
     this.brokerRestarts += 1;
     this.checker.brokerCrashed();
+    // The interval policy acknowledges before syncing (by design): what a crash loses is allowed.
+    if (this.shape.disk.store.syncPolicy !== 'always') this.checker.openAmnesty();
     this.network.brokerCrashed(broker.incarnation);
     this.disk.crash();
     this.queue.push(this.clock.nowMs + this.faultRandom.int(50, 3_000), () => this.startBroker());
+  }
+
+  /** The broker halted: a failed store or damage found by recovery. The process exits. */
+  private brokerHalted(reason: string): void {
+    const corrupt = /^corrupt (log|snapshot): (\S+)/.exec(reason);
+    if (corrupt === null) return this.crashBroker('after halt');
+    this.corruptionsReported += 1;
+    const file = corrupt[2]!;
+    // Corruption the disk injected into that file is expected; under `always` nothing else may look like it.
+    const injected = this.disk.corruptions.some((corruption) => corruption.file === file);
+    if (!injected && this.shape.disk.store.syncPolicy === 'always') {
+      return this.fail('corruption-without-damage', `recovery reported "${reason}" but the disk never damaged ${file}`);
+    }
+    this.crashBroker('after halt');
+    if (corrupt[1] === 'snapshot') {
+      this.unrecoverable = reason;
+      this.trace(`UNRECOVERABLE corruption reported: ${reason}`);
+      return;
+    }
+    this.repair(reason);
+  }
+
+  /** The operator runs the documented repair (cut the log at the damage) before the restart. */
+  private repair(reason: string): void {
+    const plan = planRepair(this.disk.listFiles());
+    for (const note of plan.notes) this.trace(`repair: ${note}`);
+    if (plan.actions.length === 0) {
+      this.fail('repair-found-nothing', `recovery reported "${reason}" but the repair plan finds nothing to cut: ${plan.notes.join('; ')}`);
+      return;
+    }
+    this.applyRepair(plan.actions);
+    this.repairs += 1;
+    this.checker.openAmnesty();
+  }
+
+  /** Executes a repair plan on the disk, durably (an operator's tool, not subject to the run's faults). */
+  private applyRepair(actions: readonly RepairAction[]): void {
+    const saved = this.disk.faults;
+    this.disk.faults = noDiskFaults;
+    const run = (request: StorageRequest): void => {
+      const result = this.disk.execute(request);
+      if (!result.ok) throw new Error(`repair step ${request.op} failed: ${result.code} ${result.message}`);
+    };
+    for (const action of actions) {
+      if (action.kind === 'copy') {
+        const bytes = this.disk.fileBytes(action.from)!.slice();
+        if (this.disk.fileBytes(action.to) !== undefined) run({ op: 'truncate', requestId: 0, file: action.to, length: 0 });
+        run({ op: 'write', requestId: 0, file: action.to, offset: 0, bytes });
+        run({ op: 'sync', requestId: 0, file: action.to });
+      } else if (action.kind === 'truncate') {
+        run({ op: 'truncate', requestId: 0, file: action.file, length: action.length });
+        run({ op: 'sync', requestId: 0, file: action.file });
+      } else {
+        run({ op: 'rename', requestId: 0, from: action.from, to: action.to });
+      }
+    }
+    run({ op: 'sync-directory', requestId: 0 });
+    this.disk.faults = saved;
   }
 
   private hostFor(incarnation: number): Host {
@@ -169,6 +262,13 @@ export class World implements ClientContext {
       },
       storage: (request) => this.storage(incarnation, request),
       log: (level, event, fields) => this.log(level, event, fields),
+      // A halted broker is a process that exits; the world restarts it like after a crash.
+      halt: (reason) => {
+        this.trace(`broker halt #${incarnation} ${reason}`);
+        this.queue.push(this.clock.nowMs, () => {
+          if (this.broker !== null && this.broker.incarnation === incarnation) this.brokerHalted(reason);
+        });
+      },
       setWakeup: (deadlineMs) => {
         const token = ++this.wakeupToken;
         if (deadlineMs === null) return;
@@ -181,11 +281,55 @@ export class World implements ClientContext {
   }
 
   private storage(incarnation: number, request: StorageRequest): void {
-    this.queue.push(this.disk.completionMs(this.clock.nowMs), () => {
+    this.queue.push(this.device.completionMs(this.clock.nowMs, this.quiet), () => {
       if (this.broker === null || this.broker.incarnation !== incarnation) return;
       const result = this.disk.execute(request);
       this.trace(`disk ${request.op} #${request.requestId} ${result.ok ? 'ok' : result.code}`);
+      if (!result.ok && result.code !== 'ENOENT') this.diskFaults += 1;
+      // A crash right after the operation took effect, before the broker heard of it.
+      const crashProbability = this.shape.disk.crashAfterOperationProbability;
+      if (!this.quiet && crashProbability > 0 && this.diskFaultRandom.chance(crashProbability)) return this.crashBroker(`after ${request.op}`);
       this.brokerInput((driver) => driver.storageCompleted(this.clock.nowMs, result), incarnation);
+    });
+  }
+
+  /** Disk full for a while: capacity just above what is in use, then an operator frees space. */
+  private scheduleFullDisk(): void {
+    const mean = this.shape.disk.fullDiskIntervalMsMean;
+    if (mean === null) return;
+    const atMs = this.clock.nowMs + this.diskFaultRandom.int(1, mean * 2);
+    if (atMs >= this.shape.activeMs) return;
+    this.queue.push(atMs, () => {
+      const capacityBytes = this.disk.usedBytes() + this.diskFaultRandom.int(0, 8_192);
+      this.disk.faults = { ...this.disk.faults, capacityBytes };
+      this.diskFaults += 1;
+      this.trace(`fault disk-full capacity=${capacityBytes}`);
+      const freedAtMs = Math.min(this.clock.nowMs + this.diskFaultRandom.int(200, 5_000), this.shape.activeMs);
+      this.queue.push(freedAtMs, () => {
+        this.disk.faults = { ...this.disk.faults, capacityBytes: noDiskFaults.capacityBytes };
+        this.trace('disk space freed');
+        this.scheduleFullDisk();
+      });
+    });
+  }
+
+  /** A bit of synced data rots; often a crash follows soon, so that recovery reads the damage. */
+  private scheduleBitFlip(): void {
+    const mean = this.shape.disk.bitFlipIntervalMsMean;
+    if (mean === null) return;
+    const atMs = this.clock.nowMs + this.diskFaultRandom.int(1, mean * 2);
+    if (atMs >= this.shape.activeMs) return;
+    this.queue.push(atMs, () => {
+      const flipped = this.disk.flipDurableBit();
+      if (flipped !== null) {
+        this.diskFaults += 1;
+        this.trace(`fault bit-flip ${flipped.file}@${flipped.offset}`);
+        if (this.diskFaultRandom.chance(0.7)) {
+          const crashAtMs = this.clock.nowMs + this.diskFaultRandom.int(1, 2_000);
+          if (crashAtMs < this.shape.activeMs) this.queue.push(crashAtMs, () => this.crashBroker('to read a flipped bit'));
+        }
+      }
+      this.scheduleBitFlip();
     });
   }
 
@@ -193,11 +337,12 @@ export class World implements ClientContext {
     const parts: string[] = [];
     for (const key of Object.keys(fields)) parts.push(`${key}=${String(fields[key])}`);
     this.trace(`log ${level} ${event} ${parts.join(' ')}`);
-    if (event === 'message-dropped' && typeof fields.clientId === 'string') {
-      // The broker's report of a message it dropped for a session (a full queue): one loss allowed there.
+    if (event === 'message-dropped' && typeof fields.clientId === 'string' && typeof fields.topic === 'string' && typeof fields.payloadCrc32c === 'number') {
+      // The broker's report of the exact message it dropped for a session: that loss is allowed there.
       const index = this.clientIndex(fields.clientId);
-      if (index !== null) this.checker.brokerDropped(index);
+      if (index !== null) this.checker.brokerDropped(index, fields.topic, fields.payloadCrc32c);
     }
+    if (event === 'recovered') this.recoveries += 1;
   }
 
   private scheduleFault(): void {
@@ -242,13 +387,15 @@ export class World implements ClientContext {
       client.start();
     }
     this.scheduleFault();
+    this.scheduleFullDisk();
+    this.scheduleBitFlip();
     const quietAtMs = this.shape.activeMs;
     const livenessAtMs = quietAtMs + this.shape.quietMs;
     this.queue.push(quietAtMs, () => this.goQuiet());
     this.queue.push(livenessAtMs, () => this.checkLiveness());
     this.queue.push(livenessAtMs + auditMs, () => this.auditRetained());
     const endMs = livenessAtMs + auditMs;
-    while (this.violation === null) {
+    while (this.violation === null && this.unrecoverable === null) {
       const event = this.queue.pop();
       if (event === undefined || event.timeMs > endMs) break;
       this.clock.nowMs = event.timeMs;
@@ -270,7 +417,13 @@ export class World implements ClientContext {
   private goQuiet(): void {
     this.quiet = true;
     this.network.quiet();
+    // The disk heals too: no more errors, and whatever space was short is freed.
+    this.disk.faults = { ...noDiskFaults, tornWriteRate: this.shape.disk.tornWriteRate };
     this.trace('quiet: faults stop');
+  }
+
+  get deviceStalls(): number {
+    return this.device.stalls;
   }
 
   get isQuiet(): boolean {

@@ -145,11 +145,21 @@ function commandFor(name: BrokerName, port: number, workDirectory: string, optio
     const configFile = join(workDirectory, 'keel.json');
     writeFileSync(configFile, JSON.stringify(options.keelConfig));
     const dataDirectory = join(workDirectory, 'data');
-    return [process.execPath, [keelCli(), 'serve', '--host', '127.0.0.1', '--port', String(port), '--data-dir', dataDirectory, '--config', configFile, '--log-level', 'error']];
+    return [process.execPath, [...keelNodeArguments(), keelCli(), 'serve', '--host', '127.0.0.1', '--port', String(port), '--data-dir', dataDirectory, '--config', configFile, '--log-level', 'error']];
   }
   const configFile = join(workDirectory, 'mosquitto.conf');
   writeFileSync(configFile, mosquittoConfig(port, options.mosquittoQueuedMessagesMax));
   return ['mosquitto', ['-c', configFile]];
+}
+
+/**
+ * Extra node flags for the Keel child, from KEEL_BENCH_NODE_ARGS (space-separated), so that a
+ * profile can be taken under the benchmark's own load: `KEEL_BENCH_NODE_ARGS="--cpu-prof
+ * --cpu-prof-dir=/tmp/prof"` (node refuses --cpu-prof in NODE_OPTIONS).
+ */
+function keelNodeArguments(): string[] {
+  const flags = process.env.KEEL_BENCH_NODE_ARGS?.trim();
+  return flags === undefined || flags === '' ? [] : flags.split(/\s+/);
 }
 
 /** In-memory, anonymous, silent: the same footing as Aedes with its default in-memory store. */

@@ -30,7 +30,7 @@ import { applyRecord, createDurableState, finishReplay, type DurableState, type 
 import { SubscriptionTrie } from '../topics/trie.js';
 import type { SubscriptionState } from '../store/state-store.js';
 import type { Authenticator } from './authenticator.js';
-import { Connection } from './connection.js';
+import { Connection, type HeldSend } from './connection.js';
 import { DeadlineHeap, type DeadlineEntry } from './deadline-heap.js';
 import { violationOutcome } from './errors.js';
 import { handlePuback, handlePubcomp, handlePubrec } from './handle-acks.js';
@@ -44,6 +44,8 @@ import { detachSession, onSessionExpiryDeadline, scheduleRecoveredSessions } fro
 import { createStats, type BrokerStats } from './stats.js';
 import { onWillDeadline, scheduleRecoveredWills, type PendingWill } from './will.js';
 import { updateTrieForRecord, rebuildTrie } from './indexes.js';
+import { rateBucket } from './limits.js';
+import type { TokenBucket } from './token-bucket.js';
 
 export interface BrokerOptions {
   config: BrokerConfig;
@@ -75,8 +77,17 @@ export class Broker implements BrokerCore {
   readonly deadlines = new DeadlineHeap();
   readonly stats: BrokerStats = createStats();
   readonly router: Router;
+  /** connectionRatePerSecondMax, shared by every CONNECT; null when unlimited. */
+  readonly connectionBucket: TokenBucket | null;
   private actions: Action[] = [];
   private readonly connectionsWithHeld = new Set<Connection>();
+  /**
+   * While an inbound QoS 2 PUBLISH is routed: the outbound QoS 2 PUBLISHes it produced, each with
+   * the LSN of its own delivery record. They must also wait for the inbound identifier's record,
+   * appended after routing (see handle-publish.ts), or a crash could lose that record while a
+   * subscriber already holds a copy, and the publisher's resend would be routed again.
+   */
+  private inboundQos2Holds: { item: HeldSend; ownLsn: number }[] | null = null;
   private lastNowMs: number;
   private isReady = false;
   private haltReasonValue: string | null = null;
@@ -89,6 +100,7 @@ export class Broker implements BrokerCore {
     this.authenticator = options.authenticator;
     this.lastNowMs = options.nowMs;
     this.router = new Router(this);
+    this.connectionBucket = rateBucket(options.config.connectionRatePerSecondMax, options.nowMs);
     this.tryRecover(options.nowMs);
     this.afterInput(options.nowMs);
   }
@@ -203,6 +215,31 @@ export class Broker implements BrokerCore {
     this.emitSend(connection, bytes);
   }
 
+  /** An outbound QoS 2 PUBLISH whose delivery record has `lsn`; see `inboundQos2Holds`. */
+  sendQos2Publish(connection: Connection, bytes: Uint8Array, lsn: number): void {
+    if (this.inboundQos2Holds === null) return this.send(connection, bytes, lsn);
+    assert(connection.phase !== 'closing', 'send on a closing connection');
+    // Held unconditionally: its final LSN is known only once routing is over.
+    const item: HeldSend = { lsn: Number.MAX_SAFE_INTEGER, bytes, isPuback: false };
+    connection.held.push(item);
+    this.connectionsWithHeld.add(connection);
+    this.inboundQos2Holds.push({ item, ownLsn: lsn });
+  }
+
+  /** Starts collecting outbound QoS 2 PUBLISHes produced by routing an inbound QoS 2 PUBLISH. */
+  beginInboundQos2Routing(): void {
+    assert(this.inboundQos2Holds === null, 'inbound QoS 2 routing does not nest');
+    this.inboundQos2Holds = [];
+  }
+
+  /** Routing is over; `recordLsn` is the inbound identifier's record (0 when not written). */
+  endInboundQos2Routing(recordLsn: number): void {
+    const holds = this.inboundQos2Holds;
+    assert(holds !== null, 'inbound QoS 2 routing was not begun');
+    for (const hold of holds) hold.item.lsn = Math.max(hold.ownLsn, recordLsn);
+    this.inboundQos2Holds = null;
+  }
+
   /** `immediate` skips the held queue: only for a last packet before a close. */
   sendPacket(connection: Connection, packet: Packet, lsn = 0, immediate = false): void {
     const bytes = encodePacket(packet, connection.version);
@@ -229,6 +266,8 @@ export class Broker implements BrokerCore {
     const known = connected ? connection.version : connection.decoder.protocolVersion;
     const outcome = violationOutcome(connected, known, violation);
     this.stats.protocolViolations += 1;
+    // The decoder raises this one before any handler runs, so it is counted here.
+    if (violation.reasonCode === ReasonCode.PacketTooLarge) this.stats.limits.packetBytesMax += 1;
     this.log('warn', 'protocol-violation', {
       connectionId: connection.id,
       clientId: connection.clientId,
@@ -265,7 +304,8 @@ export class Broker implements BrokerCore {
   /** Checks time and returns false once halted: a halted broker takes no more input. */
   private enter(nowMs: number): boolean {
     assert(Number.isFinite(nowMs), 'nowMs must be a finite number');
-    assert(nowMs >= this.lastNowMs, `time went backwards: ${nowMs} < ${this.lastNowMs}`);
+    // The message is built only on failure: this runs for every input.
+    if (nowMs < this.lastNowMs) assert(false, `time went backwards: ${nowMs} < ${this.lastNowMs}`);
     this.lastNowMs = nowMs;
     return this.haltReasonValue === null;
   }
@@ -311,7 +351,7 @@ export class Broker implements BrokerCore {
       }
       default: {
         const session = this.state.sessions.get(record.clientId);
-        assert(session !== undefined, `record ${record.kind} for unknown session`);
+        if (session === undefined) assert(false, `record ${record.kind} for unknown session`);
         return session.expiryIntervalSeconds === 0;
       }
     }

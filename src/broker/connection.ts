@@ -10,12 +10,14 @@ import { PacketDecoder } from '../codec/decoder.js';
 import type { ProtocolVersion, Will } from '../codec/packets.js';
 import type { ConnectionId } from '../contract.js';
 import type { SessionState } from '../store/state-store.js';
+import type { TokenBucket } from './token-bucket.js';
 
 export type ConnectionPhase = 'awaiting-connect' | 'connected' | 'closing';
 
 /** Bytes waiting until the store's durable LSN reaches `lsn`. */
 export interface HeldSend {
-  readonly lsn: number;
+  /** Raised once, at the end of routing an inbound QoS 2 PUBLISH (Broker.endInboundQos2Routing). */
+  lsn: number;
   readonly bytes: Uint8Array;
   /** A PUBACK: releasing it frees one slot of the client's window towards us. */
   readonly isPuback: boolean;
@@ -37,8 +39,11 @@ export class Connection {
   receiveMaximum = 65_535;
   /** The client's Maximum Packet Size. */
   maximumPacketSize = packetBytesLimit;
-  /** Incoming topic aliases (MQTT 5.0), alias to topic name. */
-  readonly topicAliases = new Map<number, string>();
+  /**
+   * Incoming topic aliases (MQTT 5.0), alias to topic name; null until the client sets one, so
+   * the many connections that never use aliases do not each hold an empty Map.
+   */
+  topicAliases: Map<number, string> | null = null;
   /** QoS 1 PUBLISHes received whose PUBACK is still held for durability. */
   pendingPubacks = 0;
   readonly held: HeldSend[] = [];
@@ -46,6 +51,8 @@ export class Connection {
   expiryOnDisconnectSeconds: number | null = null;
   /** The will of this connection, until it ends normally. */
   will: Will | null = null;
+  /** publishRatePerSecondMax for this connection; null when unlimited. Set when CONNECT is accepted. */
+  publishBucket: TokenBucket | null = null;
 
   constructor(
     readonly id: ConnectionId,

@@ -3,7 +3,7 @@
  *
  * PUBACK completes a QoS 1 delivery; PUBREC moves a QoS 2 delivery to the PUBREL state (or ends
  * it, when its reason code reports failure [MQTT-4.3.3-?: a PUBREC >= 0x80 ends the exchange]);
- * PUBCOMP completes it. Each completion frees a window slot, so the queue is pumped. An
+ * PUBCOMP completes it; the PUBREL waits until that state is durable. Each completion frees a window slot, so the queue is pumped. An
  * acknowledgement for an identifier we do not have inflight is ignored for PUBACK/PUBCOMP, and
  * answered with PUBREL 0x92 Packet Identifier not found for PUBREC (5.0), so the client can
  * finish its side.
@@ -44,8 +44,12 @@ export function handlePubrec(broker: Broker, connection: Connection, packet: Pub
     complete(broker, connection, packet.packetId, nowMs);
     return;
   }
+  // PUBREL tells the client it may forget the identifier; if the broker could still forget the
+  // PUBREC after a crash it would resend the PUBLISH, and the client would take it as a new
+  // message. So PUBREL waits until the released state is durable (simulator seed 33).
+  const appendedBefore = broker.store.appendedLsn;
   if (delivery.phase === 'publish') broker.commit({ kind: 'delivery-released', clientId: session.clientId, packetId: packet.packetId });
-  broker.sendPacket(connection, { type: PacketType.Pubrel, packetId: packet.packetId, reasonCode: 0 });
+  broker.sendPacket(connection, { type: PacketType.Pubrel, packetId: packet.packetId, reasonCode: 0 }, broker.lsnSince(appendedBefore));
 }
 
 export function handlePubcomp(broker: Broker, connection: Connection, packet: PubcompPacket, nowMs: number): void {

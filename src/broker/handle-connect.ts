@@ -4,21 +4,24 @@
  *
  * Refusals (CONNACK then close): authentication method present (5.0, no enhanced method: 0x8C),
  * client id too long or empty with a persistent 3.1.1 session (0x85 / rc 2) [MQTT-3.1.3-8],
- * authenticator says no, connectionsMax or sessionsMax reached (0x97 / rc 3). Takeover: the
+ * authenticator says no, connectionsMax or sessionsMax reached (0x97 / rc 3), more CONNECTs per
+ * second than connectionRatePerSecondMax (0x9F / rc 3), each limit counted in `stats.limits`. Takeover: the
  * existing connection with the same client id gets DISCONNECT 0x8E (5.0) and is closed as an
  * abnormal end, so its will follows the will rules [MQTT-3.1.4-3]. The CONNACK of a persistent
  * session waits until its records are durable.
  */
 import { PacketType, type ConnackPacket, type ConnectPacket, type Properties } from '../codec/packets.js';
+import { utf8Length } from '../codec/utf8.js';
 import { ConnackReturnCode311, ReasonCode } from '../codec/reason-codes.js';
 import type { Broker } from './broker.js';
 import type { Connection } from './connection.js';
 import { packetBytesLimit } from './connection.js';
 import { redeliver } from './outbound-queue.js';
+import { rateBucket } from './limits.js';
 import { endSession } from './session-lifecycle.js';
+import type { LimitStats } from './stats.js';
 import { discardWill } from './will.js';
 
-const utf8 = new TextEncoder();
 const expiryNever = 0xffffffff;
 
 /** The 3.1.1 CONNACK return code closest to a 5.0 reason code. */
@@ -39,20 +42,27 @@ function returnCode311(reasonCode: number): number {
   }
 }
 
-function refuse(broker: Broker, connection: Connection, reasonCode: number, nowMs: number, why: string): void {
+type Refusal = { reasonCode: number; why: string; limit?: keyof LimitStats };
+
+function refuse(broker: Broker, connection: Connection, reasonCode: number, nowMs: number, why: string, limit?: keyof LimitStats): void {
   const code = connection.version === 5 ? reasonCode : returnCode311(reasonCode);
   broker.stats.connectsRefused += 1;
+  if (limit !== undefined) broker.stats.limits[limit] += 1;
   broker.log('info', 'connect-refused', { connectionId: connection.id, reasonCode: code, why });
   broker.sendPacket(connection, { type: PacketType.Connack, sessionPresent: false, reasonCode: code }, 0, true);
   broker.closeConnection(connection, nowMs, `connect refused: ${why}`, 'discard', true);
 }
 
 /** The reason to refuse this CONNECT, or null to accept it. */
-function refusal(broker: Broker, connection: Connection, packet: ConnectPacket): { reasonCode: number; why: string } | null {
+function refusal(broker: Broker, connection: Connection, packet: ConnectPacket, nowMs: number): Refusal | null {
   if (packet.properties?.authenticationMethod !== undefined) return { reasonCode: ReasonCode.BadAuthenticationMethod, why: 'authentication method not supported' };
-  if (utf8.encode(packet.clientId).length > broker.config.clientIdBytesMax) return { reasonCode: ReasonCode.ClientIdentifierNotValid, why: 'client id too long' };
+  if (utf8Length(packet.clientId) > broker.config.clientIdBytesMax) return { reasonCode: ReasonCode.ClientIdentifierNotValid, why: 'client id too long' };
   // [MQTT-3.1.3-8] 3.1.1: an empty client id is allowed only with a clean session.
   if (packet.clientId.length === 0 && packet.protocolVersion !== 5 && !packet.cleanStart) return { reasonCode: ReasonCode.ClientIdentifierNotValid, why: 'empty client id needs a clean session' };
+  // Before the authenticator: a flood of CONNECTs must not buy a flood of credential checks.
+  if (broker.connectionBucket !== null && !broker.connectionBucket.take(nowMs)) {
+    return { reasonCode: ReasonCode.ConnectionRateExceeded, why: 'connectionRatePerSecondMax reached', limit: 'connectionRatePerSecondMax' };
+  }
   if (broker.authenticator !== undefined) {
     const decision = broker.authenticator.authenticate({
       clientId: packet.clientId,
@@ -63,7 +73,9 @@ function refusal(broker: Broker, connection: Connection, packet: ConnectPacket):
     });
     if (!decision.ok) return { reasonCode: decision.reasonCode, why: 'not authenticated' };
   }
-  if (broker.stats.clientsConnected >= broker.config.connectionsMax && !broker.online.has(packet.clientId)) return { reasonCode: ReasonCode.QuotaExceeded, why: 'connectionsMax reached' };
+  if (broker.stats.clientsConnected >= broker.config.connectionsMax && !broker.online.has(packet.clientId)) {
+    return { reasonCode: ReasonCode.QuotaExceeded, why: 'connectionsMax reached', limit: 'connectionsMax' };
+  }
   return null;
 }
 
@@ -74,8 +86,8 @@ function requestedExpirySeconds(packet: ConnectPacket): number {
 
 export function handleConnect(broker: Broker, connection: Connection, packet: ConnectPacket, nowMs: number): void {
   connection.version = packet.protocolVersion;
-  const refused = refusal(broker, connection, packet);
-  if (refused !== null) return refuse(broker, connection, refused.reasonCode, nowMs, refused.why);
+  const refused = refusal(broker, connection, packet, nowMs);
+  if (refused !== null) return refuse(broker, connection, refused.reasonCode, nowMs, refused.why, refused.limit);
   const assigned = packet.clientId.length === 0;
   const clientId = assigned ? broker.generateClientId() : packet.clientId;
   const requested = requestedExpirySeconds(packet);
@@ -84,7 +96,7 @@ export function handleConnect(broker: Broker, connection: Connection, packet: Co
   const existing = broker.state.sessions.get(clientId);
   const resume = existing !== undefined && !packet.cleanStart;
   if (!resume && broker.state.sessions.size - (existing === undefined ? 0 : 1) >= broker.config.sessionsMax) {
-    return refuse(broker, connection, ReasonCode.QuotaExceeded, nowMs, 'sessionsMax reached');
+    return refuse(broker, connection, ReasonCode.QuotaExceeded, nowMs, 'sessionsMax reached', 'sessionsMax');
   }
   const appendedBefore = broker.store.appendedLsn;
   if (resume) {
@@ -124,6 +136,7 @@ function bind(broker: Broker, connection: Connection, packet: ConnectPacket, cli
   connection.receiveMaximum = packet.properties?.receiveMaximum ?? 65_535;
   connection.maximumPacketSize = packet.properties?.maximumPacketSize ?? packetBytesLimit;
   connection.will = packet.will ?? null;
+  connection.publishBucket = rateBucket(broker.config.publishRatePerSecondMax, nowMs);
   broker.online.set(clientId, connection);
   broker.stats.clientsConnected += 1;
 }

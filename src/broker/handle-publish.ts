@@ -5,11 +5,16 @@
  * Topic Alias Maximum (0x94) [MQTT-3.3.2-9, -10], an unknown alias with an empty topic (0x82),
  * an invalid topic name (0x90), a subscription identifier (0x82) [MQTT-3.3.4-6], QoS above our
  * Maximum QoS (0x9B) [MQTT-3.2.2-11], RETAIN when retain is unavailable (0x9A) [MQTT-3.2.2-14],
- * more unacknowledged QoS 1/2 PUBLISHes than our Receive Maximum (0x93) [MQTT-3.3.4-7].
+ * more unacknowledged QoS 1/2 PUBLISHes than our Receive Maximum (0x93) [MQTT-3.3.4-7], more
+ * PUBLISH packets per second than publishRatePerSecondMax (0x96; 3.1.1 has no code, so a plain
+ * close). The limits among these are counted in `stats.limits`.
  *
- * QoS 2 is exactly once on the way in: the packet identifier is recorded before the message is
- * routed and kept until PUBREL; a PUBLISH with a recorded identifier is answered with PUBREC and
- * not routed again [MQTT-4.3.3-9]. PUBACK / PUBREC / PUBCOMP wait for the records they depend on
+ * QoS 2 is exactly once on the way in: the packet identifier is recorded and kept until PUBREL;
+ * a PUBLISH with a recorded identifier is answered with PUBREC and not routed again
+ * [MQTT-4.3.3-9]. The identifier's record is appended after the routing records, not before:
+ * recovery keeps a prefix of the log, and a batch may be cut between two writes, so a surviving
+ * identifier must imply that the routing it stands for survived too (else the client's resend
+ * would be acknowledged and never routed: simulator seed 218). PUBACK / PUBREC / PUBCOMP wait for the records they depend on
  * to be durable. MQTT 5.0 PUBACK/PUBREC say 0x10 when nobody matched, and PUBACK says 0x97 when
  * a retained message was refused by the retained limits.
  *
@@ -23,6 +28,7 @@ import { checkTopicName } from '../topics/validate.js';
 import type { Broker } from './broker.js';
 import type { Connection } from './connection.js';
 import { protocolError, violation } from './errors.js';
+import { countTopicLimit } from './limits.js';
 import { transientMessage } from './message.js';
 import { retainMessage } from './retained.js';
 
@@ -36,29 +42,37 @@ function resolveTopic(broker: Broker, connection: Connection, packet: PublishPac
     throw violation(ReasonCode.TopicAliasInvalid, 'topic-alias-invalid', `topic alias ${alias} outside 1..${broker.config.topicAliasMaximum}`);
   }
   if (packet.topic.length > 0) return packet.topic;
-  const topic = connection.topicAliases.get(alias);
+  const topic = connection.topicAliases?.get(alias);
   if (topic === undefined) throw protocolError('topic-alias-unknown', `topic alias ${alias} was never set`);
   return topic;
 }
 
 function checkPublish(broker: Broker, connection: Connection, packet: PublishPacket, topic: string): void {
   const problem = checkTopicName(topic, broker.config);
-  if (problem !== null) throw violation(ReasonCode.TopicNameInvalid, 'topic-name-invalid', problem);
+  if (problem !== null) {
+    countTopicLimit(broker.stats.limits, broker.config, topic);
+    throw violation(ReasonCode.TopicNameInvalid, 'topic-name-invalid', problem);
+  }
   if (packet.properties?.subscriptionIdentifiers !== undefined) throw protocolError('publish-subscription-id', 'a client PUBLISH must not carry a subscription identifier');
   if (packet.qos > broker.config.maximumQos) throw violation(ReasonCode.QosNotSupported, 'qos-not-supported', `QoS ${packet.qos} above maximum ${broker.config.maximumQos}`);
   if (packet.retain && !broker.config.retainAvailable) throw violation(ReasonCode.RetainNotSupported, 'retain-not-supported', 'retain is not available');
   const session = connection.session!;
   const isDuplicate = packet.qos === 2 && session.incomingQos2.has(packet.packetId!);
   if (connection.version === 5 && packet.qos > 0 && !isDuplicate && session.incomingQos2.size + connection.pendingPubacks >= broker.config.receiveMaximum) {
+    broker.stats.limits.receiveMaximum += 1;
     throw violation(ReasonCode.ReceiveMaximumExceeded, 'receive-maximum-exceeded', 'too many unacknowledged QoS 1/2 PUBLISH packets');
   }
 }
 
 export function handlePublish(broker: Broker, connection: Connection, packet: PublishPacket, nowMs: number): void {
+  if (connection.publishBucket !== null && !connection.publishBucket.take(nowMs)) {
+    broker.stats.limits.publishRatePerSecondMax += 1;
+    throw violation(ReasonCode.MessageRateTooHigh, 'publish-rate-exceeded', `more than ${broker.config.publishRatePerSecondMax} PUBLISH packets per second`);
+  }
   const topic = resolveTopic(broker, connection, packet);
   checkPublish(broker, connection, packet, topic);
   const alias = packet.properties?.topicAlias;
-  if (alias !== undefined && packet.topic.length > 0) connection.topicAliases.set(alias, packet.topic);
+  if (alias !== undefined && packet.topic.length > 0) (connection.topicAliases ??= new Map()).set(alias, packet.topic);
   const session = connection.session!;
   const packetId = packet.packetId ?? 0;
   if (packet.qos === 2 && session.incomingQos2.has(packetId)) {
@@ -68,7 +82,8 @@ export function handlePublish(broker: Broker, connection: Connection, packet: Pu
   }
   broker.stats.messagesReceived += 1;
   const appendedBefore = broker.store.appendedLsn;
-  if (packet.qos === 2) broker.commit({ kind: 'incoming-qos2-recorded', clientId: session.clientId, packetId });
+  // Outbound QoS 2 copies wait for the inbound identifier's record too (broker.ts, inboundQos2Holds).
+  if (packet.qos === 2) broker.beginInboundQos2Routing();
   const message = transientMessage(topic, packet.payload, packet.qos, packet.retain, packet.properties, nowMs);
   let retainRefused = false;
   let routed = message;
@@ -79,6 +94,7 @@ export function handlePublish(broker: Broker, connection: Connection, packet: Pu
   }
   const matched = broker.router.route(routed, session.clientId, nowMs);
   if (packet.qos === 0) return;
+  if (packet.qos === 2) broker.endInboundQos2Routing(broker.commit({ kind: 'incoming-qos2-recorded', clientId: session.clientId, packetId }));
   const lsn = broker.lsnSince(appendedBefore);
   let reasonCode: number = ReasonCode.Success;
   if (connection.version === 5 && matched === 0) reasonCode = ReasonCode.NoMatchingSubscribers;

@@ -16,15 +16,22 @@ import { checkTopicFilter, hasWildcard, parseSharedFilter } from '../topics/vali
 import type { Broker } from './broker.js';
 import type { Connection } from './connection.js';
 import { protocolError } from './errors.js';
+import { countTopicLimit } from './limits.js';
 import { sendRetainedOnSubscribe } from './retained.js';
 
 function failureCode(broker: Broker, session: SessionState, request: Subscription, subscriptionId: number): number | null {
   const config = broker.config;
-  if (checkTopicFilter(request.topicFilter, config) !== null) return ReasonCode.TopicFilterInvalid;
+  if (checkTopicFilter(request.topicFilter, config) !== null) {
+    countTopicLimit(broker.stats.limits, config, request.topicFilter);
+    return ReasonCode.TopicFilterInvalid;
+  }
   if (!config.sharedSubscriptionAvailable && parseSharedFilter(request.topicFilter) !== null) return ReasonCode.SharedSubscriptionsNotSupported;
   if (!config.wildcardSubscriptionAvailable && hasWildcard(request.topicFilter)) return ReasonCode.WildcardSubscriptionsNotSupported;
   if (!config.subscriptionIdentifiersAvailable && subscriptionId !== 0) return ReasonCode.SubscriptionIdentifiersNotSupported;
-  if (!session.subscriptions.has(request.topicFilter) && session.subscriptions.size >= config.subscriptionsPerSessionMax) return ReasonCode.QuotaExceeded;
+  if (!session.subscriptions.has(request.topicFilter) && session.subscriptions.size >= config.subscriptionsPerSessionMax) {
+    broker.stats.limits.subscriptionsPerSessionMax += 1;
+    return ReasonCode.QuotaExceeded;
+  }
   return null;
 }
 

@@ -18,12 +18,19 @@
  *   counted and, for QoS 1/2, treated as delivered.
  * - Expired messages (MQTT 5.0 message expiry) are dropped when they reach the head of the queue;
  *   the forwarded expiry is the time remaining [MQTT-3.3.2-6].
+ * - A QoS 2 PUBLISH leaves only once everything appended before it is durable: its delivery
+ *   records and the records of the input that produced the message (the publisher's packet
+ *   identifier, a will's deletion). Sent earlier, a crash could make the broker route it again
+ *   under another identifier, even towards a volatile session that writes nothing, and the client
+ *   would take the copy as a new message (exactly once broken across a crash; seeds 24, 2163).
+ *   QoS 1 goes at once; a repeat is within its promise.
  * - On resume, inflight deliveries are sent again first, PUBLISH with DUP=1 or PUBREL depending on
  *   their state [MQTT-4.4.0-1], then the queue is pumped.
  */
 import { assert } from '../assert.js';
 import { encodePacket, encodePublish, withPacketId, type EncodedPublish } from '../codec/encoder.js';
 import { PacketType, type Properties, type ProtocolVersion, type PublishPacket, type Qos } from '../codec/packets.js';
+import { crc32c } from '../store/crc32c.js';
 import { nextPacketIdAfter, type SessionState, type StoredMessage } from '../store/state-store.js';
 import type { Broker } from './broker.js';
 import type { Connection } from './connection.js';
@@ -73,8 +80,13 @@ function countSent(broker: Broker): void {
   broker.stats.messagesSent += 1;
 }
 
-function logDrop(broker: Broker, clientId: string, reason: string, topic: string): void {
-  broker.log('debug', 'message-dropped', { clientId, reason, topic });
+/**
+ * The drop report names the exact message: its stored id (0 when it was never stored) and a
+ * CRC-32C of its payload, an identity the publisher can compute too. Drops are rare, so the
+ * checksum costs nothing on the publish path.
+ */
+function logDrop(broker: Broker, clientId: string, reason: string, message: StoredMessage): void {
+  broker.log('debug', 'message-dropped', { clientId, reason, topic: message.topic, messageId: message.messageId, payloadCrc32c: crc32c(message.payload) });
 }
 
 /**
@@ -96,27 +108,28 @@ export function deliverNew(
       broker.stats.drops.qos0Offline += 1;
       return;
     }
-    if (encoded.bytes.length > connection.maximumPacketSize) return dropTooLarge(broker, session.clientId, message.topic);
+    if (encoded.bytes.length > connection.maximumPacketSize) return dropTooLarge(broker, session.clientId, message);
     broker.send(connection, encoded.bytes);
     countSent(broker);
     return;
   }
   assert(message.messageId !== 0, 'a QoS 1/2 delivery needs a stored message');
   if (connection !== undefined && encoded !== null && hasWindowRoom(broker, session, connection)) {
-    if (encoded.bytes.length > connection.maximumPacketSize) return dropTooLarge(broker, session.clientId, message.topic);
+    if (encoded.bytes.length > connection.maximumPacketSize) return dropTooLarge(broker, session.clientId, message);
     const packetId = allocatePacketId(session);
     const sequence = session.nextDeliverySequence;
     broker.commit({ kind: 'delivery-queued', clientId: session.clientId, sequence, messageId: message.messageId, qos, retain, subscriptionIds, packetId, phase: 'publish' });
-    broker.send(connection, withPacketId(encoded, packetId, false));
+    if (qos === 2) broker.sendQos2Publish(connection, withPacketId(encoded, packetId, false), broker.store.appendedLsn);
+    else broker.send(connection, withPacketId(encoded, packetId, false));
     countSent(broker);
     return;
   }
   enqueue(broker, session, message, qos, retain, subscriptionIds);
 }
 
-function dropTooLarge(broker: Broker, clientId: string, topic: string): void {
+function dropTooLarge(broker: Broker, clientId: string, message: StoredMessage): void {
   broker.stats.drops.packetTooLarge += 1;
-  logDrop(broker, clientId, 'packet-too-large', topic);
+  logDrop(broker, clientId, 'packet-too-large', message);
 }
 
 function enqueue(broker: Broker, session: SessionState, message: StoredMessage, qos: Qos, retain: boolean, subscriptionIds: readonly number[]): void {
@@ -127,13 +140,13 @@ function enqueue(broker: Broker, session: SessionState, message: StoredMessage, 
   while (fitsAlone && queueOverflowPolicy === 'drop-oldest' && isFull(broker, session, bytes)) {
     const oldest = session.queue[0]!;
     // Logged before the record: the record may release the last reference to the message.
-    logDrop(broker, session.clientId, 'queue-overflow', broker.state.messages.get(oldest.messageId)!.topic);
+    logDrop(broker, session.clientId, 'queue-overflow', broker.state.messages.get(oldest.messageId)!);
     broker.commit({ kind: 'delivery-dropped', clientId: session.clientId, sequence: oldest.sequence, reason: 'queue-overflow' });
     broker.stats.drops.queueOverflow += 1;
   }
   if (!fitsAlone || isFull(broker, session, bytes)) {
     broker.stats.drops.queueOverflow += 1;
-    logDrop(broker, session.clientId, 'queue-overflow', message.topic);
+    logDrop(broker, session.clientId, 'queue-overflow', message);
     return;
   }
   const sequence = session.nextDeliverySequence;
@@ -154,18 +167,18 @@ export function pump(broker: Broker, session: SessionState, connection: Connecti
     if (isExpired(message, nowMs)) {
       broker.commit({ kind: 'delivery-dropped', clientId: session.clientId, sequence: head.sequence, reason: 'expired' });
       broker.stats.drops.expired += 1;
-      logDrop(broker, session.clientId, 'expired', message.topic);
+      logDrop(broker, session.clientId, 'expired', message);
       continue;
     }
     const encoded = encodePublish(publishPacketFor(message, connection.version, head.qos, head.retain, head.subscriptionIds, nowMs), connection.version);
     if (encoded.bytes.length > connection.maximumPacketSize) {
       broker.commit({ kind: 'delivery-dropped', clientId: session.clientId, sequence: head.sequence, reason: 'packet-too-large' });
-      dropTooLarge(broker, session.clientId, message.topic);
+      dropTooLarge(broker, session.clientId, message);
       continue;
     }
     const packetId = allocatePacketId(session);
     broker.commit({ kind: 'delivery-sent', clientId: session.clientId, sequence: head.sequence, packetId });
-    broker.send(connection, withPacketId(encoded, packetId, false));
+    broker.send(connection, withPacketId(encoded, packetId, false), head.qos === 2 ? broker.store.appendedLsn : 0);
     countSent(broker);
   }
 }
@@ -185,10 +198,10 @@ export function redeliver(broker: Broker, session: SessionState, connection: Con
     if (bytes.length > connection.maximumPacketSize) {
       // The new connection cannot take it: treated as delivered, like a fresh one would be.
       broker.commit({ kind: 'delivery-completed', clientId: session.clientId, packetId: delivery.packetId });
-      dropTooLarge(broker, session.clientId, message.topic);
+      dropTooLarge(broker, session.clientId, message);
       continue;
     }
-    broker.send(connection, bytes);
+    broker.send(connection, bytes, delivery.qos === 2 ? broker.store.appendedLsn : 0);
     countSent(broker);
   }
   pump(broker, session, connection, nowMs);

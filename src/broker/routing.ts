@@ -12,6 +12,12 @@
  * The message is stored once (only if some delivery is QoS 1/2) and each PUBLISH variant
  * (protocol version, QoS, RETAIN flag, subscription identifiers) is encoded once per route; QoS
  * 1/2 receivers get `withPacketId` copies of the shared encoding.
+ *
+ * Allocation per routed message is kept to what leaves the router (the encoding, the stored
+ * message, delivery records): targets and variants are reused slots; a target without
+ * subscription identifiers shares one frozen empty list, and a fresh list is made only when an
+ * identifier is added (deliveries keep a reference to it); merging by session scans the targets
+ * while they are few and uses the map only for large fan-outs (a Map's clear() allocates).
  */
 import { encodePublish, type EncodedPublish } from '../codec/encoder.js';
 import type { ProtocolVersion, Qos } from '../codec/packets.js';
@@ -22,6 +28,8 @@ import { deliverNew, hasWindowRoom, publishPacketFor } from './outbound-queue.js
 
 interface Target {
   session: SessionState;
+  /** Picked for a shared group: never merged with the session's own non-shared matches. */
+  shared: boolean;
   qos: Qos;
   retain: boolean;
   subscriptionIds: number[];
@@ -35,11 +43,19 @@ interface Variant {
   encoded: EncodedPublish;
 }
 
+/** Shared by every target without subscription identifiers; frozen, so nobody can add to it. */
+const noSubscriptionIds: number[] = Object.freeze([]) as unknown as number[];
+/** Up to this many targets, merging by session scans them; past it a map is used. */
+const targetsScannedMax = 16;
+
 export class Router implements MatchSink<SubscriptionState> {
   private readonly targets: Target[] = [];
   private targetCount = 0;
   private readonly targetIndexByClient = new Map<string, number>();
   private readonly variants: Variant[] = [];
+  private variantCount = 0;
+  /** Whether `targetIndexByClient` holds entries from this route (it is filled past targetsScannedMax). */
+  private targetIndexUsed = false;
   private publisherClientId = '';
   private messageQos: Qos = 0;
   private messageRetain = false;
@@ -61,8 +77,11 @@ export class Router implements MatchSink<SubscriptionState> {
    */
   route(message: StoredMessage, publisherClientId: string, nowMs: number): number {
     this.targetCount = 0;
-    this.targetIndexByClient.clear();
-    this.variants.length = 0;
+    if (this.targetIndexUsed) {
+      this.targetIndexByClient.clear();
+      this.targetIndexUsed = false;
+    }
+    this.variantCount = 0;
     this.publisherClientId = publisherClientId;
     this.messageQos = message.qos;
     this.messageRetain = message.retain;
@@ -92,16 +111,35 @@ export class Router implements MatchSink<SubscriptionState> {
     const qos = (subscription.qos < this.messageQos ? subscription.qos : this.messageQos) as Qos;
     // [MQTT-3.3.1-12, -13] RETAIN is forwarded only under Retain As Published.
     const retain = subscription.retainAsPublished && this.messageRetain;
-    const index = this.targetIndexByClient.get(entry.key);
-    if (index === undefined) {
-      this.targetIndexByClient.set(entry.key, this.targetCount);
-      this.addTarget(entry.key, qos, retain, subscription.subscriptionId);
+    const index = this.targetIndexOf(entry.key);
+    if (index < 0) {
+      if (this.targetIndexUsed) this.targetIndexByClient.set(entry.key, this.targetCount);
+      this.addTarget(entry.key, qos, retain, subscription.subscriptionId, false);
       return;
     }
     const target = this.targets[index]!;
     if (qos > target.qos) target.qos = qos;
     if (retain) target.retain = true;
-    if (subscription.subscriptionId !== 0) target.subscriptionIds.push(subscription.subscriptionId);
+    if (subscription.subscriptionId !== 0) addSubscriptionId(target, subscription.subscriptionId);
+  }
+
+  /** The target already collected for this session (a non-shared match), or -1. */
+  private targetIndexOf(clientId: string): number {
+    if (this.targetIndexUsed) return this.targetIndexByClient.get(clientId) ?? -1;
+    const count = this.targetCount;
+    for (let index = 0; index < count; index++) {
+      const target = this.targets[index]!;
+      if (!target.shared && target.session.clientId === clientId) return index;
+    }
+    if (count >= targetsScannedMax) {
+      // From here on the map answers; it starts with every non-shared target collected so far.
+      this.targetIndexUsed = true;
+      for (let index = 0; index < count; index++) {
+        const target = this.targets[index]!;
+        if (!target.shared) this.targetIndexByClient.set(target.session.clientId, index);
+      }
+    }
+    return -1;
   }
 
   sharedGroup(group: SharedGroup<SubscriptionState>): void {
@@ -109,23 +147,23 @@ export class Router implements MatchSink<SubscriptionState> {
     if (member === undefined) return;
     const subscription = member.value;
     const qos = (subscription.qos < this.messageQos ? subscription.qos : this.messageQos) as Qos;
-    this.addTarget(member.key, qos, subscription.retainAsPublished && this.messageRetain, subscription.subscriptionId);
+    this.addTarget(member.key, qos, subscription.retainAsPublished && this.messageRetain, subscription.subscriptionId, true);
   }
 
-  private addTarget(clientId: string, qos: Qos, retain: boolean, subscriptionId: number): void {
+  private addTarget(clientId: string, qos: Qos, retain: boolean, subscriptionId: number, shared: boolean): void {
     const session = this.broker.state.sessions.get(clientId)!;
     let target = this.targets[this.targetCount];
     if (target === undefined) {
-      target = { session, qos, retain, subscriptionIds: [] };
+      target = { session, shared, qos, retain, subscriptionIds: noSubscriptionIds };
       this.targets.push(target);
     } else {
       target.session = session;
+      target.shared = shared;
       target.qos = qos;
       target.retain = retain;
-      // A fresh array: deliveries keep a reference to it in their records.
-      target.subscriptionIds = [];
+      target.subscriptionIds = noSubscriptionIds;
     }
-    if (subscriptionId !== 0) target.subscriptionIds.push(subscriptionId);
+    if (subscriptionId !== 0) addSubscriptionId(target, subscriptionId);
     this.targetCount += 1;
   }
 
@@ -147,16 +185,33 @@ export class Router implements MatchSink<SubscriptionState> {
 
   private encoded(message: StoredMessage, version: ProtocolVersion, target: Target, nowMs: number): EncodedPublish {
     const variants = this.variants;
-    for (let index = 0; index < variants.length; index++) {
+    for (let index = 0; index < this.variantCount; index++) {
       const variant = variants[index]!;
       if (variant.version === version && variant.qos === target.qos && variant.retain === target.retain && sameIds(variant.subscriptionIds, target.subscriptionIds)) {
         return variant.encoded;
       }
     }
     const encoded = encodePublish(publishPacketFor(message, version, target.qos, target.retain, target.subscriptionIds, nowMs), version);
-    variants.push({ version, qos: target.qos, retain: target.retain, subscriptionIds: target.subscriptionIds, encoded });
+    let variant = variants[this.variantCount];
+    if (variant === undefined) {
+      variant = { version, qos: target.qos, retain: target.retain, subscriptionIds: target.subscriptionIds, encoded };
+      variants.push(variant);
+    } else {
+      variant.version = version;
+      variant.qos = target.qos;
+      variant.retain = target.retain;
+      variant.subscriptionIds = target.subscriptionIds;
+      variant.encoded = encoded;
+    }
+    this.variantCount += 1;
     return encoded;
   }
+}
+
+/** Adds an identifier, giving the target its own list first (deliveries keep the list they got). */
+function addSubscriptionId(target: Target, subscriptionId: number): void {
+  if (target.subscriptionIds === noSubscriptionIds) target.subscriptionIds = [];
+  target.subscriptionIds.push(subscriptionId);
 }
 
 function sameIds(a: readonly number[], b: readonly number[]): boolean {

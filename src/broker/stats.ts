@@ -17,6 +17,32 @@ export interface DropStats {
   sessionEnded: number;
 }
 
+/**
+ * How often each configured limit was hit, named after its setting. Limits that drop messages
+ * are counted where the drop is: queuedMessagesPerSessionMax / queuedBytesPerSessionMax in
+ * `drops.queueOverflow`, retainedMessagesMax / retainedBytesMax in `retainedRefused`.
+ */
+export interface LimitStats {
+  /** CONNECTs refused because connectionsMax clients were connected (0x97 / rc 3). */
+  connectionsMax: number;
+  /** CONNECTs refused because sessionsMax sessions were held (0x97 / rc 3). */
+  sessionsMax: number;
+  /** CONNECTs refused by connectionRatePerSecondMax (0x9F / rc 3). */
+  connectionRatePerSecondMax: number;
+  /** Connections closed for sending faster than publishRatePerSecondMax (0x96). */
+  publishRatePerSecondMax: number;
+  /** Connections closed for a packet larger than packetBytesMax (0x95). */
+  packetBytesMax: number;
+  /** Connections closed for more unacknowledged QoS 1/2 PUBLISHes than our Receive Maximum (0x93). */
+  receiveMaximum: number;
+  /** Filters refused because the session had subscriptionsPerSessionMax (SUBACK 0x97 / 0x80). */
+  subscriptionsPerSessionMax: number;
+  /** Topic names (PUBLISH, 0x90) and filters (SUBACK 0x8F) refused for exceeding topicBytesMax. */
+  topicBytesMax: number;
+  /** Topic names (PUBLISH, 0x90) and filters (SUBACK 0x8F) refused for exceeding topicLevelsMax. */
+  topicLevelsMax: number;
+}
+
 export interface BrokerStats {
   connectionsOpened: number;
   /** Transport connections currently open (CONNECT or not). */
@@ -45,6 +71,7 @@ export interface BrokerStats {
   /** New retained topics refused by retainedMessagesMax / retainedBytesMax. */
   retainedRefused: number;
   drops: DropStats;
+  limits: LimitStats;
 }
 
 export function createStats(): BrokerStats {
@@ -69,5 +96,16 @@ export function createStats(): BrokerStats {
     willsPublished: 0,
     retainedRefused: 0,
     drops: { queueOverflow: 0, qos0Offline: 0, packetTooLarge: 0, expired: 0, sessionEnded: 0 },
+    limits: {
+      connectionsMax: 0,
+      sessionsMax: 0,
+      connectionRatePerSecondMax: 0,
+      publishRatePerSecondMax: 0,
+      packetBytesMax: 0,
+      receiveMaximum: 0,
+      subscriptionsPerSessionMax: 0,
+      topicBytesMax: 0,
+      topicLevelsMax: 0,
+    },
   };
 }

@@ -12,6 +12,13 @@
  * are deleted once it is durable. Serialising the state is synchronous; its cost grows with the
  * state, not with the log (a bounded pause, noted for the performance work).
  *
+ * Atomic inputs: the records one broker input appends form a group (the broker calls `flush`
+ * once at the end of every input); the writer flags the group's last frame, recovery applies a
+ * group whole or not at all, and `durableLsn` advances only to the end of a complete synced
+ * group. Without this, a crash could keep a prefix of one input's records: say, a QoS 2
+ * PUBLISH's routing without its packet identifier, or the reverse, and exactly once would break
+ * (found by the simulator, seed 428).
+ *
  * A storage failure is final: `failure` says what happened and the store accepts no more
  * records. The broker must stop; a restart recovers from what the disk holds.
  */
@@ -19,7 +26,7 @@ import { assert } from '../assert.js';
 import type { SyncPolicy } from '../config.js';
 import type { StorageRequest, StorageResult } from '../contract.js';
 import { LogRecovery, snapshotFileName, type RecoveryOutcome } from './log-recovery.js';
-import { LogWriter } from './log-writer.js';
+import { groupEndFlag, LogWriter } from './log-writer.js';
 import { decodeStateRecord, encodeStateRecord } from './record-codec.js';
 import { SnapshotWriter } from './snapshot-writer.js';
 import { snapshotRecords, type DurableState, type StateRecord, type StateStore } from './state-store.js';
@@ -46,6 +53,11 @@ export class DurableStateStore implements StateStore {
   private readonly nextRequestId = (): number => this.requestId++;
   private recovery: LogRecovery | null;
   private recovered: StateRecord[] = [];
+  /** Records of the group being read back, applied only when its end arrives. */
+  private recoveredGroup: StateRecord[] = [];
+  /** Ends of groups not yet durable, oldest first, and the last durable one. */
+  private readonly groupEnds: number[] = [];
+  private durableGroupEndLsn = 0;
   private writer: LogWriter | null = null;
   private snapshot: SnapshotWriter | null = null;
   private pendingObsolete: string[] = [];
@@ -59,7 +71,7 @@ export class DurableStateStore implements StateStore {
 
   constructor(private readonly options: DurableStoreOptions) {
     assert(options.segmentBytesMax >= 4096, 'segments of at least 4 KiB');
-    this.recovery = new LogRecovery(this.nextRequestId, (record) => this.decode(record.type, record.body, record.lsn));
+    this.recovery = new LogRecovery(this.nextRequestId, (record, fromSnapshot) => this.decode(record.type, record.body, record.lsn, fromSnapshot), undefined, undefined, groupEndFlag);
   }
 
   get failure(): string | null {
@@ -77,6 +89,9 @@ export class DurableStateStore implements StateStore {
     const options = { segmentBytesMax: this.options.segmentBytesMax, syncPolicy: this.options.syncPolicy, syncIntervalMs: this.options.syncIntervalMs, writeBytesMax: this.options.writeBytesMax };
     this.writer = new LogWriter(options, outcome.nextLsn, outcome.openSegment, this.nextRequestId, outcome.segments);
     this.recovery = null;
+    this.durableGroupEndLsn = outcome.nextLsn - 1;
+    // An incomplete last group was cut off the log by recovery; its records are dropped here.
+    this.recoveredGroup = [];
     const records = this.recovered;
     this.recovered = [];
     return records;
@@ -90,7 +105,9 @@ export class DurableStateStore implements StateStore {
   }
 
   get durableLsn(): number {
-    return this.writer?.releasedLsn ?? 0;
+    const released = this.writer?.releasedLsn ?? 0;
+    while (this.groupEnds.length > 0 && this.groupEnds[0]! <= released) this.durableGroupEndLsn = this.groupEnds.shift()!;
+    return this.durableGroupEndLsn;
   }
 
   get appendedLsn(): number {
@@ -98,7 +115,14 @@ export class DurableStateStore implements StateStore {
   }
 
   flush(nowMs: number): void {
-    this.writer?.flush(nowMs);
+    const writer = this.writer;
+    if (writer === null) return;
+    const lastGroupEnd = this.groupEnds[this.groupEnds.length - 1] ?? this.durableGroupEndLsn;
+    if (writer.appendedLsn > lastGroupEnd && writer.failure === null) {
+      writer.markGroupEnd();
+      this.groupEnds.push(writer.appendedLsn);
+    }
+    writer.flush(nowMs);
   }
 
   drainRequests(): StorageRequest[] {
@@ -133,6 +157,8 @@ export class DurableStateStore implements StateStore {
     if (this.logBytesWritten - this.logBytesAtSnapshot < this.options.snapshotLogBytes) return;
     const coveredLsn = writer.appendedLsn;
     if (coveredLsn === this.snapshotLsn) return;
+    // A snapshot covers whole groups only (recovery treats its LSN as a group boundary).
+    if (coveredLsn !== (this.groupEnds[this.groupEnds.length - 1] ?? this.durableGroupEndLsn)) return;
     const records = snapshotRecords(state).map(encodeStateRecord);
     const segments = writer.segments;
     const obsolete = this.pendingObsolete.splice(0);
@@ -145,10 +171,17 @@ export class DurableStateStore implements StateStore {
     this.logBytesAtSnapshot = this.logBytesWritten;
   }
 
-  private decode(type: number, body: Uint8Array, lsn: number): void {
+  private decode(type: number, body: Uint8Array, lsn: number, fromSnapshot: boolean): void {
     if (this.failureMessage !== null) return;
     try {
-      this.recovered.push(decodeStateRecord(type, body));
+      if (fromSnapshot) {
+        this.recovered.push(decodeStateRecord(type, body));
+        return;
+      }
+      this.recoveredGroup.push(decodeStateRecord(type & ~groupEndFlag, body));
+      if ((type & groupEndFlag) === 0) return;
+      for (const record of this.recoveredGroup) this.recovered.push(record);
+      this.recoveredGroup = [];
     } catch (error) {
       // The checksum matched, so this is a record this version cannot read, not disk damage.
       this.failureMessage = `record ${lsn} cannot be decoded: ${(error as Error).message}`;

@@ -10,6 +10,11 @@
  *   gap in the sequence, a damaged snapshot) stops recovery with a message naming the file and
  *   offset. Skipping it silently could lose acknowledged data or resurrect deleted state.
  * - Leftover `*.tmp` files (a crash during a snapshot write) are deleted.
+ * - With groups (`groupEndFlag`): the records of one broker input end with a flagged frame and
+ *   count only whole. A trailing group without its end (its input's records never all reached
+ *   the disk, so nothing that depends on them was acknowledged) is cut off the log like a torn
+ *   tail: truncated, segments after it deleted, and the next LSN is the one after the last
+ *   complete group. The caller, which sees every record, drops the incomplete group's records.
  */
 import { assert } from '../assert.js';
 import type { StorageRequest, StorageResult } from '../contract.js';
@@ -53,6 +58,8 @@ export class LogRecovery {
   private lastSegment: OpenSegment | null = null;
   private readonly obsoleteFiles: string[] = [];
   private readonly warnings: string[] = [];
+  /** Where the last complete group ends (null: before the first segment read), with groups only. */
+  private commitPoint: { file: string; offset: number; lsn: number } | null = null;
   failure: string | null = null;
   outcome: RecoveryOutcome | null = null;
 
@@ -61,6 +68,7 @@ export class LogRecovery {
     private readonly onRecord: (record: FrameRecord, fromSnapshot: boolean) => void,
     private readonly readBytesMax = 4 * 1024 * 1024,
     private readonly recordBytesMax = 512 * 1024 * 1024,
+    private readonly groupEndFlag: number | null = null,
   ) {
     this.issue({ op: 'list', requestId: this.nextRequestId() });
   }
@@ -125,7 +133,10 @@ export class LogRecovery {
 
   private nextRead(): void {
     const file = this.readQueue.shift();
-    if (file === undefined) return this.nextCleanup();
+    if (file === undefined) {
+      this.cutIncompleteGroup();
+      return this.nextCleanup();
+    }
     if (!file.snapshot && file.firstLsn > this.expectedLsn) {
       this.failure = `log records ${this.expectedLsn}..${file.firstLsn - 1} are missing before ${file.name}`;
       return;
@@ -165,6 +176,9 @@ export class LogRecovery {
       return;
     }
     for (const record of scan.records) {
+      // Records the snapshot covers are committed; so is a group's flagged last record.
+      const committed = record.lsn < this.expectedLsn || (this.groupEndFlag !== null && (record.type & this.groupEndFlag) !== 0);
+      if (committed) this.commitPoint = { file, offset: record.body.byteOffset - buffer.byteOffset + record.body.length, lsn: record.lsn };
       if (record.lsn < this.expectedLsn) continue;
       this.onRecord(record, false);
       this.expectedLsn = record.lsn + 1;
@@ -182,6 +196,24 @@ export class LogRecovery {
       this.cleanupQueue.push({ op: 'truncate', requestId: 0, file, length: scan.validEnd }, { op: 'sync', requestId: 0, file });
     }
     this.nextRead();
+  }
+
+  /** Cuts a trailing group that lost its end off the log (see the module comment). */
+  private cutIncompleteGroup(): void {
+    if (this.groupEndFlag === null) return;
+    // A snapshot may cover more than the log kept (it can include records never synced there).
+    const committedLsn = Math.max(this.commitPoint?.lsn ?? 0, this.snapshotLsn);
+    if (this.expectedLsn - 1 <= committedLsn) return;
+    this.warnings.push(`discarded records ${committedLsn + 1}..${this.expectedLsn - 1}: the last input's records never all reached the disk`);
+    const point = this.commitPoint;
+    const keptIndex = point === null ? -1 : this.segments.findIndex((segment) => segment.name === point.file);
+    for (const segment of this.segments.slice(keptIndex + 1)) this.cleanupQueue.push({ op: 'delete', requestId: 0, file: segment.name });
+    if (point !== null) this.cleanupQueue.push({ op: 'truncate', requestId: 0, file: point.file, length: point.offset }, { op: 'sync', requestId: 0, file: point.file });
+    this.cleanupQueue.push({ op: 'sync-directory', requestId: 0 });
+    this.segments = this.segments.slice(0, keptIndex + 1);
+    // Appending continues in the cut segment only if it now ends right before the next LSN.
+    this.lastSegment = point !== null && point.lsn === committedLsn ? { name: point.file, size: point.offset } : null;
+    this.expectedLsn = committedLsn + 1;
   }
 
   private finishSnapshot(file: string, buffer: Uint8Array): void {

@@ -32,6 +32,12 @@ export interface OpenSegment {
 
 type Phase = 'idle' | 'writing' | 'syncing' | 'syncing-directory';
 
+/**
+ * Set in the type byte of the last frame of a group: the records one broker input appended,
+ * which recovery applies all or none (record types stay below it).
+ */
+export const groupEndFlag = 0x80;
+
 export function segmentFileName(firstLsn: number): string {
   return `wal-${String(firstLsn).padStart(16, '0')}.log`;
 }
@@ -97,6 +103,18 @@ export class LogWriter {
     this.pending.push({ lsn, type, body });
     this.pendingBytes += frameHeaderBytes + body.length;
     return lsn;
+  }
+
+  /**
+   * Closes the group of records appended since the last group end, by flagging its last frame.
+   * That frame is always still buffered: writes start only at `flush`, which the caller invokes
+   * after marking, or when a storage result arrives, before the next input appends anything.
+   */
+  markGroupEnd(): void {
+    const last = this.pending[this.pending.length - 1];
+    assert(last !== undefined && last.lsn === this.appendedLsn, 'a group ends with a buffered record');
+    assert(last.type < groupEndFlag, 'record types stay below the group flag');
+    last.type |= groupEndFlag;
   }
 
   /** Storage requests to issue, in order; the queue is emptied. */
@@ -171,10 +189,18 @@ export class LogWriter {
       bytes += frameBytes;
       take++;
     }
+    const full = this.segment !== null && this.segment.size > 0 && this.segment.size + bytes > this.options.segmentBytesMax;
+    const rotating = this.segment === null || full || (this.rotateRequested && this.segment.size > 0);
+    if (rotating && this.segment !== null && this.syncedLsnValue < this.writtenLsn) {
+      // The segment being left must be synced before the next one is written: a later segment
+      // that survives a crash while this one's tail is lost is a gap recovery must refuse, and the
+      // broker could never start again (interval policy; found by the simulator, seed 138).
+      this.startSync(this.writtenLsn);
+      return;
+    }
     const batch = this.pending.splice(0, take);
     this.pendingBytes -= bytes;
-    const full = this.segment !== null && this.segment.size > 0 && this.segment.size + bytes > this.options.segmentBytesMax;
-    if (this.segment === null || full || (this.rotateRequested && this.segment.size > 0)) {
+    if (rotating || this.segment === null) {
       this.rotateRequested = false;
       this.segment = { name: segmentFileName(batch[0]!.lsn), size: 0 };
       this.segments.push({ name: this.segment.name, firstLsn: batch[0]!.lsn });

@@ -77,8 +77,8 @@ export interface SessionState {
   readonly subscriptions: Map<string, SubscriptionState>;
   /** Deliveries with a packet identifier, in the order they were first sent. */
   readonly inflight: Map<number, Delivery>;
-  /** Deliveries waiting for room in the inflight window, oldest first. */
-  readonly queue: Delivery[];
+  /** Deliveries waiting for room in the inflight window, oldest first (increasing sequence). */
+  readonly queue: DeliveryQueue;
   /** Payload bytes of `queue`. */
   queuedBytes: number;
   /** QoS 2 packet identifiers received and not yet released by PUBREL. */
@@ -169,6 +169,128 @@ export interface StateStore {
   maybeCompact(state: DurableState): void;
 }
 
+/**
+ * A session's queued deliveries: a ring buffer, O(1) at both ends, because a subscriber that
+ * falls behind may have a backlog of `queuedMessagesPerSessionMax` (say 100,000) deliveries and
+ * every one of them leaves from the head. (An array with `splice(0, 1)` made draining such a
+ * backlog quadratic.) Sequences increase from head to tail, so a delivery is found by binary
+ * search; removal anywhere but the head (only replay of an unusual log asks for it) shifts the
+ * shorter side. Capacity is a power of two, grows by doubling and halves when a drained queue
+ * uses under a quarter of it, so an idle session holds no slots and a drained one gives its
+ * memory back.
+ */
+export class DeliveryQueue implements Iterable<Delivery> {
+  private slots: (Delivery | undefined)[] = emptySlots;
+  private head = 0;
+  private count = 0;
+
+  get length(): number {
+    return this.count;
+  }
+
+  /** The oldest delivery (kept so that `queue[0]` reads the head, as it did when this was an array). */
+  get 0(): Delivery | undefined {
+    return this.count === 0 ? undefined : this.slots[this.head];
+  }
+
+  /** The delivery `index` places behind the head; the index must be in range. */
+  at(index: number): Delivery {
+    // The message is built only on failure: this runs for every queued delivery.
+    if (!(index >= 0 && index < this.count)) assert(false, `queue index ${index} out of range 0..${this.count - 1}`);
+    return this.slots[(this.head + index) & (this.slots.length - 1)]!;
+  }
+
+  push(delivery: Delivery): void {
+    if (this.count === this.slots.length) this.resize(Math.max(queueCapacityMin, this.slots.length * 2));
+    this.slots[(this.head + this.count) & (this.slots.length - 1)] = delivery;
+    this.count += 1;
+  }
+
+  shift(): Delivery {
+    assert(this.count > 0, 'shift from an empty queue');
+    const delivery = this.slots[this.head]!;
+    this.slots[this.head] = undefined;
+    this.head = (this.head + 1) & (this.slots.length - 1);
+    this.count -= 1;
+    this.maybeShrink();
+    return delivery;
+  }
+
+  /** Position of the delivery with this sequence, or -1. */
+  indexOfSequence(sequence: number): number {
+    let low = 0;
+    let high = this.count - 1;
+    // Bounded by log2(count) passes: each halves the range.
+    while (low <= high) {
+      const middle = (low + high) >>> 1;
+      const found = this.at(middle).sequence;
+      if (found === sequence) return middle;
+      if (found < sequence) low = middle + 1;
+      else high = middle - 1;
+    }
+    return -1;
+  }
+
+  /** Removes and returns the delivery with this sequence, which must be queued. */
+  removeSequence(sequence: number): Delivery {
+    // The head is by far the common case: the window opens in order.
+    if (this.count > 0 && this.slots[this.head]!.sequence === sequence) return this.shift();
+    const index = this.indexOfSequence(sequence);
+    assert(index >= 0, `queued delivery ${sequence} not found`);
+    const delivery = this.at(index);
+    const mask = this.slots.length - 1;
+    // Closes the gap from the tail side; removal from the middle is rare, so O(n) is fine here.
+    for (let position = index; position < this.count - 1; position++) {
+      this.slots[(this.head + position) & mask] = this.slots[(this.head + position + 1) & mask];
+    }
+    this.slots[(this.head + this.count - 1) & mask] = undefined;
+    this.count -= 1;
+    this.maybeShrink();
+    return delivery;
+  }
+
+  [Symbol.iterator](): Iterator<Delivery> {
+    return DeliveryQueue.items(this)[Symbol.iterator]();
+  }
+
+  toArray(): Delivery[] {
+    return DeliveryQueue.items(this);
+  }
+
+  /**
+   * The deliveries, head first, read from the queue's own fields only: it also works on a
+   * structured clone of a state (tools and tests clone states; a clone keeps the fields but not
+   * the class), which is why the store's own sweeps and snapshots go through it.
+   */
+  static items(queue: DeliveryQueue): Delivery[] {
+    const items: Delivery[] = [];
+    const mask = queue.slots.length - 1;
+    for (let index = 0; index < queue.count; index++) items.push(queue.slots[(queue.head + index) & mask]!);
+    return items;
+  }
+
+  private maybeShrink(): void {
+    if (this.count === 0 && this.slots.length <= queueCapacityMin) {
+      this.head = 0;
+      return;
+    }
+    if (this.slots.length > queueCapacityMin && this.count < this.slots.length / 4) this.resize(this.slots.length / 2);
+  }
+
+  private resize(capacity: number): void {
+    assert(capacity >= this.count, 'queue resized below its length');
+    assert((capacity & (capacity - 1)) === 0, 'queue capacity must be a power of two');
+    const slots = new Array<Delivery | undefined>(capacity).fill(undefined);
+    for (let index = 0; index < this.count; index++) slots[index] = this.slots[(this.head + index) & (this.slots.length - 1)];
+    this.slots = slots;
+    this.head = 0;
+  }
+}
+
+/** Shared by every empty queue until its first push: an idle session allocates no slots. */
+const emptySlots: (Delivery | undefined)[] = [];
+const queueCapacityMin = 8;
+
 export function createDurableState(): DurableState {
   return { sessions: new Map(), messages: new Map(), retained: new Map(), retainedBytes: 0, wills: new Map(), nextMessageId: 1 };
 }
@@ -181,7 +303,7 @@ function createSession(clientId: string, protocolVersion: ProtocolVersion, expir
     offlineSinceMs: null,
     subscriptions: new Map(),
     inflight: new Map(),
-    queue: [],
+    queue: new DeliveryQueue(),
     queuedBytes: 0,
     incomingQos2: new Set(),
     nextPacketId: 1,
@@ -191,13 +313,14 @@ function createSession(clientId: string, protocolVersion: ProtocolVersion, expir
 
 function sessionOf(state: DurableState, clientId: string): SessionState {
   const session = state.sessions.get(clientId);
-  assert(session !== undefined, `record for unknown session ${clientId}`);
+  // Messages with values are built only on failure: these run for every record.
+  if (session === undefined) assert(false, `record for unknown session ${clientId}`);
   return session;
 }
 
 function messageOf(state: DurableState, messageId: number): StoredMessage {
   const message = state.messages.get(messageId);
-  assert(message !== undefined, `record refers to unknown message ${messageId}`);
+  if (message === undefined) assert(false, `record refers to unknown message ${messageId}`);
   return message;
 }
 
@@ -210,7 +333,7 @@ function release(state: DurableState, messageId: number): void {
 
 function dropSession(state: DurableState, session: SessionState): void {
   for (const delivery of session.inflight.values()) release(state, delivery.messageId);
-  for (const delivery of session.queue) release(state, delivery.messageId);
+  for (const delivery of DeliveryQueue.items(session.queue)) release(state, delivery.messageId);
   state.sessions.delete(session.clientId);
 }
 
@@ -279,8 +402,21 @@ export function applyRecord(state: DurableState, record: StateRecord): void {
 }
 
 function applyMessageStored(state: DurableState, fields: StoredMessageFields): void {
-  assert(!state.messages.has(fields.messageId), `message ${fields.messageId} stored twice`);
-  state.messages.set(fields.messageId, { ...fields, references: 0 });
+  if (state.messages.has(fields.messageId)) assert(false, `message ${fields.messageId} stored twice`);
+  // Spelled out rather than spread: every stored message then has one shape (fast property
+  // access on the publish path), and no spread helper runs per message.
+  const message: StoredMessage = {
+    messageId: fields.messageId,
+    topic: fields.topic,
+    payload: fields.payload,
+    qos: fields.qos,
+    retain: fields.retain,
+    properties: fields.properties,
+    createdAtMs: fields.createdAtMs,
+    expiryAtMs: fields.expiryAtMs,
+    references: 0,
+  };
+  state.messages.set(fields.messageId, message);
   state.nextMessageId = Math.max(state.nextMessageId, fields.messageId + 1);
 }
 
@@ -311,9 +447,7 @@ function applyDeliveryRecord(state: DurableState, record: DeliveryRecord): void 
       applyDeliveryQueued(state, session, record);
       return;
     case 'delivery-sent': {
-      const index = queueIndex(session, record.sequence);
-      const delivery = session.queue[index]!;
-      session.queue.splice(index, 1);
+      const delivery = session.queue.removeSequence(record.sequence);
       session.queuedBytes -= messageOf(state, delivery.messageId).payload.length;
       assert(!session.inflight.has(record.packetId), 'packet identifier already in use');
       delivery.packetId = record.packetId;
@@ -336,9 +470,7 @@ function applyDeliveryRecord(state: DurableState, record: DeliveryRecord): void 
       return;
     }
     case 'delivery-dropped': {
-      const index = queueIndex(session, record.sequence);
-      const delivery = session.queue[index]!;
-      session.queue.splice(index, 1);
+      const delivery = session.queue.removeSequence(record.sequence);
       session.queuedBytes -= messageOf(state, delivery.messageId).payload.length;
       release(state, delivery.messageId);
       return;
@@ -355,6 +487,8 @@ function applyDeliveryRecord(state: DurableState, record: DeliveryRecord): void 
 function applyDeliveryQueued(state: DurableState, session: SessionState, record: Extract<StateRecord, { kind: 'delivery-queued' }>): void {
   assert(record.qos > 0, 'QoS 0 deliveries are never stored');
   assert(record.sequence >= session.nextDeliverySequence, 'delivery sequence went backwards');
+  // The queue relies on it: sequences in it increase from head to tail.
+  assert(session.queue.length === 0 || session.queue.at(session.queue.length - 1).sequence < record.sequence, 'queued sequences must increase');
   const message = messageOf(state, record.messageId);
   message.references += 1;
   const delivery: Delivery = {
@@ -376,14 +510,6 @@ function applyDeliveryQueued(state: DurableState, session: SessionState, record:
   assert(!session.inflight.has(record.packetId), 'packet identifier already in use');
   session.inflight.set(record.packetId, delivery);
   session.nextPacketId = nextPacketIdAfter(record.packetId);
-}
-
-function queueIndex(session: SessionState, sequence: number): number {
-  // The head is by far the common case (the window opens in order).
-  if (session.queue.length > 0 && session.queue[0]!.sequence === sequence) return 0;
-  const index = session.queue.findIndex((delivery) => delivery.sequence === sequence);
-  assert(index >= 0, `queued delivery ${sequence} not found`);
-  return index;
 }
 
 export function nextPacketIdAfter(packetId: number): number {
@@ -430,7 +556,7 @@ function snapshotSession(session: SessionState, records: StateRecord[]): void {
   }
   for (const subscription of session.subscriptions.values()) records.push({ kind: 'subscription-added', clientId, subscription });
   // Inflight and queued deliveries interleave by sequence; replay requires increasing sequences.
-  const deliveries = [...session.inflight.values(), ...session.queue].sort((a, b) => a.sequence - b.sequence);
+  const deliveries = [...session.inflight.values(), ...DeliveryQueue.items(session.queue)].sort((a, b) => a.sequence - b.sequence);
   for (const delivery of deliveries) {
     const { sequence, messageId, qos, retain, subscriptionIds, packetId, phase } = delivery;
     records.push({ kind: 'delivery-queued', clientId, sequence, messageId, qos, retain, subscriptionIds, packetId, phase });

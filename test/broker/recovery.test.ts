@@ -20,7 +20,7 @@ function picture(state: DurableState): unknown {
       expiry: session.expiryIntervalSeconds,
       subscriptions: [...session.subscriptions.values()],
       inflight: [...session.inflight.values()].map((d) => ({ ...d })),
-      queue: session.queue.map((d) => ({ ...d })),
+      queue: session.queue.toArray().map((d) => ({ ...d })),
       incomingQos2: [...session.incomingQos2],
       nextPacketId: session.nextPacketId,
     })),

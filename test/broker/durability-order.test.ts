@@ -1,0 +1,128 @@
+/**
+ * Proves the three orderings that keep QoS 2 exactly once across a crash that loses whatever was
+ * not yet durable (found by the simulator on a faulty disk, seeds 33 and 218):
+ * - PUBREL to a subscriber waits until its `delivery-released` record is durable (else a crash
+ *   makes the broker resend a PUBLISH the client has already released and will take as new);
+ * - an outbound QoS 2 PUBLISH waits until the record binding it to its packet identifier is
+ *   durable (else a crash re-routes it under another identifier), while QoS 1 goes at once;
+ * - a publisher's `incoming-qos2-recorded` is appended after the routing records it stands for,
+ *   so any durable prefix of the log that holds it also holds them; and the QoS 2 copies that
+ *   routing produced wait for it too, even towards a volatile session that writes nothing
+ *   (else the publisher's resend after a crash is routed again: seed 24), also when the copy
+ *   leaves the session's queue later, in another input (seed 2163).
+ * A memory store whose durable LSN the test advances by hand plays the log waiting for fsync.
+ */
+import { describe, expect, it } from 'vitest';
+import { PacketType, type PublishPacket } from '../../src/codec/packets.js';
+import type { BrokerConfig } from '../../src/config.js';
+import { MemoryStateStore } from '../../src/store/memory-store.js';
+import { Harness } from './harness.js';
+
+class LaggingStore extends MemoryStateStore {
+  durable = 0;
+  override get durableLsn(): number {
+    return this.durable;
+  }
+}
+
+function setup(overrides: Partial<BrokerConfig> = {}): { store: LaggingStore; harness: Harness; flushDisk: () => void } {
+  const store = new LaggingStore();
+  const harness = new Harness(overrides, store);
+  const flushDisk = (): void => {
+    store.durable = store.appendedLsn;
+    harness.advance(1);
+  };
+  return { store, harness, flushDisk };
+}
+
+function connectPersistent(harness: Harness, flushDisk: () => void, clientId: string): ReturnType<Harness['open']> {
+  const client = harness.open(5);
+  client.send({ type: PacketType.Connect, protocolName: 'MQTT', protocolVersion: 5, cleanStart: false, keepAliveSeconds: 0, clientId, properties: { sessionExpiryInterval: 3600 } });
+  flushDisk();
+  expect(client.takeOne(PacketType.Connack).reasonCode).toBe(0);
+  return client;
+}
+
+describe('QoS 2 across a crash: what waits for durability', () => {
+  it('holds an outbound QoS 2 PUBLISH until its delivery record is durable; QoS 1 goes at once', () => {
+    const { harness, flushDisk } = setup();
+    const subscriber = connectPersistent(harness, flushDisk, 'sub');
+    subscriber.send({ type: PacketType.Subscribe, packetId: 1, subscriptions: [{ topicFilter: 't/#', qos: 2, noLocal: false, retainAsPublished: false, retainHandling: 0 }] });
+    flushDisk();
+    expect(subscriber.takeOne(PacketType.Suback).reasonCodes).toEqual([2]);
+    const publisher = connectPersistent(harness, flushDisk, 'pub');
+    publisher.send({ type: PacketType.Publish, dup: false, qos: 1, retain: false, topic: 't/1', packetId: 1, payload: Uint8Array.of(1) });
+    expect(subscriber.take().map((p) => (p as PublishPacket).qos)).toEqual([1]);
+    publisher.send({ type: PacketType.Publish, dup: false, qos: 2, retain: false, topic: 't/2', packetId: 2, payload: Uint8Array.of(2) });
+    expect(subscriber.take()).toEqual([]);
+    flushDisk();
+    const delivered = subscriber.take();
+    expect(delivered.map((p) => p.type)).toEqual([PacketType.Publish]);
+    expect((delivered[0] as PublishPacket).qos).toBe(2);
+  });
+
+  it('holds PUBREL until the released state is durable', () => {
+    const { harness, flushDisk } = setup();
+    const subscriber = connectPersistent(harness, flushDisk, 'sub');
+    subscriber.send({ type: PacketType.Subscribe, packetId: 1, subscriptions: [{ topicFilter: 't', qos: 2, noLocal: false, retainAsPublished: false, retainHandling: 0 }] });
+    flushDisk();
+    subscriber.take();
+    const publisher = connectPersistent(harness, flushDisk, 'pub');
+    publisher.send({ type: PacketType.Publish, dup: false, qos: 2, retain: false, topic: 't', packetId: 7, payload: Uint8Array.of(7) });
+    flushDisk();
+    const publish = subscriber.publishes()[0]!;
+    subscriber.send({ type: PacketType.Pubrec, packetId: publish.packetId!, reasonCode: 0 });
+    expect(subscriber.take()).toEqual([]);
+    flushDisk();
+    expect(subscriber.takeOne(PacketType.Pubrel).packetId).toBe(publish.packetId);
+  });
+
+  it('appends the incoming QoS 2 identifier after the routing records', () => {
+    const { store, harness, flushDisk } = setup();
+    const subscriber = connectPersistent(harness, flushDisk, 'sub');
+    subscriber.send({ type: PacketType.Subscribe, packetId: 1, subscriptions: [{ topicFilter: 't', qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0 }] });
+    flushDisk();
+    const publisher = connectPersistent(harness, flushDisk, 'pub');
+    const before = store.records().length;
+    publisher.send({ type: PacketType.Publish, dup: false, qos: 2, retain: false, topic: 't', packetId: 3, payload: Uint8Array.of(3) });
+    const kinds = store.records().slice(before).map((record) => record.kind);
+    expect(kinds).toContain('delivery-queued');
+    expect(kinds.at(-1)).toBe('incoming-qos2-recorded');
+  });
+
+  it('holds a QoS 2 copy for a volatile subscriber until the publisher\'s identifier is durable', () => {
+    const { harness, flushDisk } = setup();
+    const subscriber = harness.connect('volatile', 5);
+    subscriber.send({ type: PacketType.Subscribe, packetId: 1, subscriptions: [{ topicFilter: 't', qos: 2, noLocal: false, retainAsPublished: false, retainHandling: 0 }] });
+    expect(subscriber.takeOne(PacketType.Suback).reasonCodes).toEqual([2]);
+    const publisher = connectPersistent(harness, flushDisk, 'pub');
+    publisher.send({ type: PacketType.Publish, dup: false, qos: 2, retain: false, topic: 't', packetId: 4, payload: Uint8Array.of(4) });
+    expect(subscriber.take()).toEqual([]);
+    expect(publisher.take()).toEqual([]);
+    flushDisk();
+    expect(subscriber.publishes().map((p) => p.qos)).toEqual([2]);
+    expect(publisher.takeOne(PacketType.Pubrec).packetId).toBe(4);
+  });
+
+  it('holds a queued QoS 2 copy for a volatile subscriber until what was appended before is durable', () => {
+    const { harness, flushDisk } = setup({ inflightPerSessionMax: 1 });
+    const subscriber = harness.connect('volatile', 5);
+    subscriber.send({ type: PacketType.Subscribe, packetId: 1, subscriptions: [{ topicFilter: 't', qos: 2, noLocal: false, retainAsPublished: false, retainHandling: 0 }] });
+    subscriber.take();
+    const publisher = connectPersistent(harness, flushDisk, 'pub');
+    publisher.send({ type: PacketType.Publish, dup: false, qos: 2, retain: false, topic: 't', packetId: 1, payload: Uint8Array.of(1) });
+    publisher.send({ type: PacketType.Publish, dup: false, qos: 2, retain: false, topic: 't', packetId: 2, payload: Uint8Array.of(2) });
+    // The first copy waits for the first PUBLISH's records; the second waits in the queue (window of 1).
+    flushDisk();
+    const first = subscriber.publishes();
+    expect(first.map((p) => p.payload[0])).toEqual([1]);
+    publisher.send({ type: PacketType.Publish, dup: false, qos: 2, retain: false, topic: 't', packetId: 3, payload: Uint8Array.of(3) });
+    subscriber.send({ type: PacketType.Pubrec, packetId: first[0]!.packetId!, reasonCode: 0 });
+    subscriber.send({ type: PacketType.Pubcomp, packetId: first[0]!.packetId!, reasonCode: 0 });
+    // The window opened, but the third PUBLISH's records (appended before) are not durable yet.
+    expect(subscriber.publishes()).toEqual([]);
+    flushDisk();
+    expect(subscriber.publishes().map((p) => p.payload[0])).toEqual([2]);
+  });
+});
+

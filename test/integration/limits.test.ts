@@ -1,0 +1,145 @@
+/**
+ * The configured limits over real TCP, in MQTT 3.1.1 and 5.0: each test starts its own broker in
+ * this process (127.0.0.1, port 0) with one limit set low, drives it with the `mqtt` client (or a
+ * raw socket where the library would refuse to misbehave), checks the client sees the defined
+ * outcome (CONNACK / SUBACK / PUBACK / DISCONNECT reason code, or a plain close on 3.1.1), and
+ * checks the limit's counter in the broker's stats.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Broker } from '../../src/broker/broker.js';
+import type { BrokerConfig } from '../../src/config.js';
+import type { RunningServer } from '../../io/server.js';
+import { Clients, closedWithReason, RawClient, startBroker, subscribeCodes, versions, waitUntil, type Version } from './helpers.js';
+
+let server: RunningServer | null = null;
+const clients = new Clients(() => server!.port);
+const raws: RawClient[] = [];
+
+afterEach(async () => {
+  await clients.endAll();
+  for (const raw of raws.splice(0)) raw.destroy();
+  await server?.close();
+  server = null;
+});
+
+async function start(config: Partial<BrokerConfig>): Promise<Broker> {
+  server = await startBroker(config);
+  return server.core as Broker;
+}
+
+async function raw(version: Version): Promise<RawClient> {
+  const client = await RawClient.open(server!.port, version);
+  raws.push(client);
+  return client;
+}
+
+const connackCode = (connack: { returnCode?: number; reasonCode?: number }, version: Version): number | undefined =>
+  version === 5 ? connack.reasonCode : connack.returnCode;
+
+describe.each(versions)('MQTT protocol level %i: limits over TCP', (version) => {
+  it('connectionsMax: the connection past the limit is refused (0x97 / rc 3) and counted', async () => {
+    const broker = await start({ connectionsMax: 2 });
+    await clients.connect(version);
+    await clients.connect(version);
+    const third = await raw(version);
+    expect(connackCode(await third.connect(), version)).toBe(version === 5 ? 0x97 : 3);
+    await third.closed;
+    expect(broker.stats.limits.connectionsMax).toBe(1);
+  });
+
+  it('connectionRatePerSecondMax: connections past the rate are refused (0x9F / rc 3) and counted', async () => {
+    const broker = await start({ connectionRatePerSecondMax: 2 });
+    const codes: (number | undefined)[] = [];
+    for (let index = 0; index < 4; index++) codes.push(connackCode(await (await raw(version)).connect(), version));
+    // The bucket holds two; the test's four connects take far less than the half second a refill needs.
+    expect(codes.slice(0, 2)).toEqual([0, 0]);
+    expect(codes.slice(2)).toEqual(version === 5 ? [0x9f, 0x9f] : [3, 3]);
+    expect(broker.stats.limits.connectionRatePerSecondMax).toBe(2);
+  });
+
+  it('publishRatePerSecondMax: a client publishing too fast is disconnected (0x96 on 5.0) and counted', async () => {
+    const broker = await start({ publishRatePerSecondMax: 5 });
+    const { client } = await clients.connect(version);
+    const closed = closedWithReason(client);
+    for (let index = 0; index < 20; index++) client.publish('rate/t', `m${index}`, { qos: 0 });
+    const reason = await closed;
+    if (version === 5) expect(reason).toBe(0x96);
+    expect(broker.stats.limits.publishRatePerSecondMax).toBe(1);
+  });
+
+  it('packetBytesMax: a larger packet closes the connection (0x95 on 5.0) and is counted', async () => {
+    const broker = await start({ packetBytesMax: 1_024 });
+    const { client } = await clients.connect(version);
+    const closed = closedWithReason(client);
+    client.publish('big', Buffer.alloc(2_000, 1), { qos: 0 });
+    const reason = await closed;
+    if (version === 5) expect(reason).toBe(0x95);
+    expect(broker.stats.limits.packetBytesMax).toBe(1);
+  });
+
+  it('subscriptionsPerSessionMax: extra filters are refused in the SUBACK (0x97 / 0x80) and counted', async () => {
+    const broker = await start({ subscriptionsPerSessionMax: 1 });
+    const { client } = await clients.connect(version);
+    expect(await subscribeCodes(client, ['one', 'two'], { qos: 1 })).toEqual([1, version === 5 ? 0x97 : 0x80]);
+    expect(broker.stats.limits.subscriptionsPerSessionMax).toBe(1);
+  });
+
+  it('topicBytesMax / topicLevelsMax: filters are refused (0x8F / 0x80), names close the connection (0x90 on 5.0)', async () => {
+    const broker = await start({ topicBytesMax: 16, topicLevelsMax: 3 });
+    const { client } = await clients.connect(version);
+    const refused = version === 5 ? 0x8f : 0x80;
+    expect(await subscribeCodes(client, ['ok/+', 'a/b/c/d', 'x'.repeat(17)], { qos: 0 })).toEqual([0, refused, refused]);
+    expect(broker.stats.limits.topicLevelsMax).toBe(1);
+    expect(broker.stats.limits.topicBytesMax).toBe(1);
+    const closed = closedWithReason(client);
+    client.publish('a/b/c/d/e', 'x', { qos: 0 });
+    const reason = await closed;
+    if (version === 5) expect(reason).toBe(0x90);
+    expect(broker.stats.limits.topicLevelsMax).toBe(2);
+  });
+
+  it('queuedMessagesPerSessionMax: an offline session keeps the newest messages (drop-oldest), drops are counted', async () => {
+    const broker = await start({ queuedMessagesPerSessionMax: 3, queueOverflowPolicy: 'drop-oldest' });
+    const clientId = clients.id('offline');
+    const persistent = version === 5 ? { clean: false, properties: { sessionExpiryInterval: 300 } } : { clean: false };
+    const first = await clients.connect(version, { clientId, ...persistent });
+    await subscribeCodes(first.client, 'queue/t', { qos: 1 });
+    await first.client.endAsync();
+    const { client: publisher } = await clients.connect(version);
+    for (let index = 0; index < 5; index++) await publisher.publishAsync('queue/t', `m${index}`, { qos: 1 });
+    expect(broker.stats.drops.queueOverflow).toBe(2);
+    const back = await clients.connect(version, { clientId, ...persistent });
+    await back.inbox.waitFor(3);
+    expect(back.inbox.payloads()).toEqual(['m2', 'm3', 'm4']);
+  });
+});
+
+describe('limits with a 5.0-only outcome', () => {
+  it('retainedMessagesMax: a new retained topic past the limit gets PUBACK 0x97, is still delivered, and is counted', async () => {
+    const broker = await start({ retainedMessagesMax: 1 });
+    const { client: subscriber, inbox } = await clients.connect(5);
+    await subscribeCodes(subscriber, 'ret/#', { qos: 1 });
+    const publisher = await raw(5);
+    expect((await publisher.connect()).reasonCode).toBe(0);
+    publisher.send({ cmd: 'publish', topic: 'ret/1', payload: Buffer.from('a'), qos: 1, messageId: 1, retain: true, dup: false });
+    expect((await publisher.next('puback')).reasonCode ?? 0).toBe(0);
+    publisher.send({ cmd: 'publish', topic: 'ret/2', payload: Buffer.from('b'), qos: 1, messageId: 2, retain: true, dup: false });
+    expect((await publisher.next('puback')).reasonCode).toBe(0x97);
+    await inbox.waitFor(2);
+    expect(broker.stats.retainedRefused).toBe(1);
+    expect([...broker.state.retained.keys()]).toEqual(['ret/1']);
+  });
+
+  it('receiveMaximum: more unacknowledged QoS 2 PUBLISHes than allowed is DISCONNECT 0x93, counted', async () => {
+    const broker = await start({ receiveMaximum: 2 });
+    const client = await raw(5);
+    const connack = await client.connect();
+    expect(connack.properties?.receiveMaximum).toBe(2);
+    for (let messageId = 1; messageId <= 3; messageId++) {
+      client.send({ cmd: 'publish', topic: 'rm/t', payload: Buffer.from('x'), qos: 2, messageId, retain: false, dup: false });
+    }
+    expect((await client.next('disconnect')).reasonCode).toBe(0x93);
+    await client.closed;
+    await waitUntil(() => broker.stats.limits.receiveMaximum === 1);
+  });
+});
