@@ -335,6 +335,10 @@ export class Checker {
     // A copy first sent before the SUBACK may reach the broker again later (a resend after a
     // reconnect), routed to this subscription only then, after messages sent after it.
     if (record.firstSentMs! < this.orderedFromMs(state, record.topic)) return;
+    // The broker reported dropping a copy of this message for this session (a full queue): the
+    // copy that arrives now is the publisher's resend, a new publication that MQTT orders by its
+    // own arrival, after messages the broker accepted in between.
+    if (state.droppedKeys.has(key)) return;
     // [MQTT-4.6.0-5] ordered topics: per publisher, topic and QoS, in the order published.
     const orderKey = `${record.publisher}|${record.topic}|${record.qos}`;
     const last = state.lastSequence.get(orderKey) ?? -1;

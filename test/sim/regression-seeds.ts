@@ -31,4 +31,6 @@ export const regressionSeeds: readonly { seed: number; found: string }[] = [
   { seed: 2163, found: 'broker: a queued QoS 2 copy left for a volatile subscriber (in a later input) before the publisher\'s records were durable; routed again after a crash' },
   { seed: 3252, found: 'checker: the retained audit ignored the broker\'s exact report of dropping the retained copy for the auditor (its own queue limit)' },
   { seed: 1878, found: 'order violation seen once (QoS 1, after broker restarts on a faulty disk) before the QoS 2 holds; passes since, cause not pinned down: keep watching' },
+  { seed: 101847, found: 'checker: a copy the broker reported dropping (full queue) came back as the publisher\'s resend after later messages; a resend is a new publication for ordering' },
+  { seed: 102414, found: 'checker: same as 101847' },
 ];
