@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * `keel`: the command line. `serve` runs the broker; `pub` and `sub` are small clients in the
+ * `keel`: the command line. `serve` runs the broker; `passwd` edits its password file; `pub` and `sub` are small clients in the
  * manner of mosquitto_pub/sub; `sim` and `vopr` run the deterministic simulator.
  *
  * Exit codes: 0 success; 1 a runtime failure (cannot listen, cannot connect, refused, a seed that
@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError } from 'commander';
 import { isLogThreshold, Logger, type LogThreshold } from './logger.js';
 import { parsePort } from './client-options.js';
+import { passwdCommand } from './auth/passwd-command.js';
 import { pubCommand } from './pub-command.js';
 import { formatInspectReport, inspectDataDirectory, repairDataDirectory } from './inspect.js';
 import { ConfigError, startServer } from './server.js';
@@ -28,6 +29,7 @@ interface ServeFlags {
   config?: string;
   dataDir: string;
   logLevel: LogThreshold;
+  passwordFile?: string;
 }
 
 export function buildProgram(): Command {
@@ -44,6 +46,7 @@ export function buildProgram(): Command {
     .option('-c, --config <file>', 'JSON file of BrokerConfig settings')
     .option('-d, --data-dir <dir>', 'data directory', './data')
     .option('-l, --log-level <level>', 'debug, info, warn, error or silent', parseLogLevel, 'info')
+    .option('--password-file <file>', 'check user names and passwords against this file (see keel passwd); overrides passwordFile')
     .action(serve);
   program
     .command('inspect')
@@ -51,6 +54,7 @@ export function buildProgram(): Command {
     .argument('<dir>', 'data directory')
     .option('--repair', 'cut the log at the first damaged record, keeping a copy of what is cut (loses the records after it)')
     .action(inspect);
+  program.addCommand(inheritExit(passwdCommand(), program));
   program.addCommand(inheritExit(pubCommand(), program));
   program.addCommand(inheritExit(subCommand(), program));
   program.addCommand(inheritExit(simCommand(), program));
@@ -69,6 +73,7 @@ function parseLogLevel(value: string): LogThreshold {
 
 async function serve(flags: ServeFlags): Promise<void> {
   const overrides = flags.config === undefined ? {} : readConfigFile(flags.config);
+  if (flags.passwordFile !== undefined) overrides.passwordFile = flags.passwordFile;
   const logger = new Logger(flags.logLevel);
   let server;
   try {

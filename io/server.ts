@@ -17,6 +17,7 @@ import { Broker } from '../src/broker/broker.js';
 import { resolveConfig, type BrokerConfig } from '../src/config.js';
 import type { BrokerCore } from '../src/contract.js';
 import { DurableStateStore } from '../src/store/durable-store.js';
+import { loadAuthentication, type Authentication } from './auth/setup.js';
 import { MonotonicClock } from './clock.js';
 import { Driver } from './driver.js';
 import { Logger } from './logger.js';
@@ -68,10 +69,13 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   if (!resolved.ok) throw new ConfigError(resolved.problems);
   const config = resolved.config;
   const logger = options.logger ?? new Logger('silent');
+  // Password file and enhanced methods (io/auth/): a bad file is a configuration error too.
+  const authentication = loadAuthentication(config, logger);
+  if ('problems' in authentication) throw new ConfigError(authentication.problems);
   const temporary = options.dataDirectory === undefined;
   const dataDirectory = options.dataDirectory ?? mkdtempSync(join(tmpdir(), 'keel-data-'));
   const clock = new MonotonicClock();
-  const createCore = options.createCore ?? defaultCore;
+  const createCore = options.createCore ?? ((coreConfig: BrokerConfig, nowMs: number) => defaultCore(coreConfig, nowMs, authentication));
   const core = createCore(config, clock.nowMs());
   let reportHalt: (reason: string) => void = () => undefined;
   const halted = new Promise<string>((resolve) => (reportHalt = resolve));
@@ -115,7 +119,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   };
 }
 
-function defaultCore(config: BrokerConfig, nowMs: number): BrokerCore {
+function defaultCore(config: BrokerConfig, nowMs: number, authentication: Authentication): BrokerCore {
   const store = new DurableStateStore({
     syncPolicy: config.syncPolicy,
     syncIntervalMs: config.syncIntervalMs,
@@ -123,7 +127,7 @@ function defaultCore(config: BrokerConfig, nowMs: number): BrokerCore {
     snapshotLogBytes: config.snapshotLogBytes,
     writeBytesMax: 4 * 1024 * 1024,
   });
-  return new Broker({ config, nowMs, store });
+  return new Broker({ config, nowMs, store, ...authentication });
 }
 
 function listen(server: net.Server, host: string, port: number): Promise<net.AddressInfo> {

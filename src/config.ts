@@ -79,6 +79,21 @@ export interface BrokerConfig {
   segmentBytesMax: number;
   /** Log bytes written since the last snapshot that trigger the next snapshot (compaction). */
   snapshotLogBytes: number;
+  /**
+   * A file of `username:hash` lines (see io/auth/password-file.ts) that CONNECT credentials and
+   * enhanced authentication are checked against; null: no password authentication. Read by the
+   * Node backend; the core only sees the authenticators built from it.
+   */
+  passwordFile: string | null;
+  /**
+   * Whether a CONNECT without a user name is accepted (otherwise 5.0: CONNACK 0x87; 3.1.1: rc 5).
+   * null: true when no passwordFile is configured, false when one is.
+   */
+  allowAnonymous: boolean | null;
+  /** MQTT 5.0 enhanced authentication methods offered, e.g. ["SCRAM-SHA-256"]; they need passwordFile. */
+  authenticationMethods: readonly string[];
+  /** AUTH packets one enhanced (re-)authentication may take from the client before it fails (0x87). */
+  authenticationRoundsMax: number;
 }
 
 export const defaultConfig: Readonly<BrokerConfig> = Object.freeze({
@@ -111,6 +126,10 @@ export const defaultConfig: Readonly<BrokerConfig> = Object.freeze({
   syncIntervalMs: 100,
   segmentBytesMax: 64 * 1024 * 1024,
   snapshotLogBytes: 256 * 1024 * 1024,
+  passwordFile: null,
+  allowAnonymous: null,
+  authenticationMethods: Object.freeze([]) as readonly string[],
+  authenticationRoundsMax: 8,
 } satisfies BrokerConfig);
 
 type Rule = { min: number; max: number };
@@ -136,6 +155,7 @@ const integerRules: { [K in keyof BrokerConfig]?: Rule } = {
   syncIntervalMs: { min: 1, max: 60_000 },
   segmentBytesMax: { min: 4096, max: 2 ** 32 },
   snapshotLogBytes: { min: 4096, max: 2 ** 40 },
+  authenticationRoundsMax: { min: 1, max: 1_000 },
 };
 
 /**
@@ -166,6 +186,7 @@ export function resolveConfig(
   for (const key of ['retainAvailable', 'wildcardSubscriptionAvailable', 'subscriptionIdentifiersAvailable', 'sharedSubscriptionAvailable'] as const) {
     if (typeof config[key] !== 'boolean') problems.push(`"${key}" must be true or false, got ${JSON.stringify(config[key])}`);
   }
+  checkAuthentication(config, problems);
   const keepAlive = config.serverKeepAliveSeconds;
   if (keepAlive !== null && (typeof keepAlive !== 'number' || !Number.isInteger(keepAlive) || keepAlive < 0 || keepAlive > 65_535)) {
     problems.push(`"serverKeepAliveSeconds" must be null or an integer from 0 to 65535, got ${JSON.stringify(keepAlive)}`);
@@ -177,5 +198,16 @@ export function resolveConfig(
 function checkEnum(config: Record<string, unknown>, key: string, allowed: readonly unknown[], problems: string[]): void {
   if (!allowed.includes(config[key])) {
     problems.push(`"${key}" must be one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}, got ${JSON.stringify(config[key])}`);
+  }
+}
+
+function checkAuthentication(config: Record<string, unknown>, problems: string[]): void {
+  const file = config.passwordFile;
+  if (file !== null && (typeof file !== 'string' || file.length === 0)) problems.push(`"passwordFile" must be null or a file path, got ${JSON.stringify(file)}`);
+  const anonymous = config.allowAnonymous;
+  if (anonymous !== null && typeof anonymous !== 'boolean') problems.push(`"allowAnonymous" must be null, true or false, got ${JSON.stringify(anonymous)}`);
+  const methods = config.authenticationMethods;
+  if (!Array.isArray(methods) || !methods.every((method) => typeof method === 'string' && method.length > 0)) {
+    problems.push(`"authenticationMethods" must be a list of method names, got ${JSON.stringify(methods)}`);
   }
 }

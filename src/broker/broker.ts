@@ -29,12 +29,13 @@ import type { Action, BrokerCore, ConnectionId, LogFields, LogLevel, StorageResu
 import { applyRecord, createDurableState, finishReplay, type DurableState, type StateRecord, type StateStore } from '../store/state-store.js';
 import { SubscriptionTrie } from '../topics/trie.js';
 import type { SubscriptionState } from '../store/state-store.js';
-import type { Authenticator } from './authenticator.js';
+import type { Authenticator, EnhancedAuthenticator } from './authenticator.js';
 import { Connection, type HeldSend } from './connection.js';
 import { DeadlineHeap, type DeadlineEntry } from './deadline-heap.js';
 import { violationOutcome } from './errors.js';
 import { handlePuback, handlePubcomp, handlePubrec } from './handle-acks.js';
 import { handleConnect } from './handle-connect.js';
+import { routeAuthentication } from './handle-auth.js';
 import { handleDisconnect } from './handle-disconnect.js';
 import { handlePublish, handlePubrel } from './handle-publish.js';
 import { handleSubscribe, handleUnsubscribe } from './handle-subscribe.js';
@@ -58,6 +59,8 @@ export interface BrokerOptions {
   store: StateStore;
   /** Decides on credentials; absent means anonymous access for everyone. */
   authenticator?: Authenticator;
+  /** MQTT 5.0 enhanced authentication methods; absent means a CONNECT naming a method gets 0x8C. */
+  enhancedAuthenticator?: EnhancedAuthenticator;
 }
 
 /** How a connection ends, as far as its will is concerned. */
@@ -67,6 +70,7 @@ export class Broker implements BrokerCore {
   readonly config: BrokerConfig;
   readonly store: StateStore;
   readonly authenticator: Authenticator | undefined;
+  readonly enhancedAuthenticator: EnhancedAuthenticator | undefined;
   readonly state: DurableState = createDurableState();
   readonly trie = new SubscriptionTrie<SubscriptionState>();
   readonly connections = new Map<ConnectionId, Connection>();
@@ -98,6 +102,7 @@ export class Broker implements BrokerCore {
     this.config = options.config;
     this.store = options.store;
     this.authenticator = options.authenticator;
+    this.enhancedAuthenticator = options.enhancedAuthenticator;
     this.lastNowMs = options.nowMs;
     this.router = new Router(this);
     this.connectionBucket = rateBucket(options.config.connectionRatePerSecondMax, options.nowMs);
@@ -374,6 +379,8 @@ export class Broker implements BrokerCore {
 
   /** One handler per packet type. */
   private dispatch(connection: Connection, packet: Packet, nowMs: number): void {
+    // Enhanced authentication (AUTH, and what may be sent while it runs) has its own rules.
+    if ((connection.authentication !== null || packet.type === PacketType.Auth) && routeAuthentication(this, connection, packet, nowMs)) return;
     if (packet.type === PacketType.Connect) {
       // [MQTT-3.1.0-2] A second CONNECT is a protocol violation.
       if (connection.phase !== 'awaiting-connect') throw protocolError('second-connect', 'CONNECT received twice');
@@ -402,9 +409,6 @@ export class Broker implements BrokerCore {
         return this.sendPacket(connection, { type: PacketType.Pingresp });
       case PacketType.Disconnect:
         return handleDisconnect(this, connection, packet, nowMs);
-      case PacketType.Auth:
-        // No enhanced authentication method was negotiated, so AUTH is out of place [MQTT-4.12.0-1].
-        throw protocolError('unexpected-auth', 'AUTH without an authentication method');
       default:
         throw protocolError('wrong-direction', `packet type ${packet.type} is only sent by servers`);
     }

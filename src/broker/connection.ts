@@ -11,6 +11,7 @@ import type { ProtocolVersion, Will } from '../codec/packets.js';
 import type { ConnectionId } from '../contract.js';
 import type { SessionState } from '../store/state-store.js';
 import type { TokenBucket } from './token-bucket.js';
+import type { AuthenticationExchange } from './handle-auth.js';
 
 export type ConnectionPhase = 'awaiting-connect' | 'connected' | 'closing';
 
@@ -53,6 +54,11 @@ export class Connection {
   will: Will | null = null;
   /** publishRatePerSecondMax for this connection; null when unlimited. Set when CONNECT is accepted. */
   publishBucket: TokenBucket | null = null;
+  /**
+   * MQTT 5.0 enhanced authentication (handle-auth.ts): set when the CONNECT named a method and
+   * kept for the connection's life, for re-authentication; null for every other connection.
+   */
+  authentication: AuthenticationExchange | null = null;
 
   constructor(
     readonly id: ConnectionId,

@@ -2,9 +2,10 @@
  * CONNECT: refuse it with the right CONNACK code, or bind the connection to a new or resumed
  * session, taking the client id over from another connection if needed, and answer CONNACK.
  *
- * Refusals (CONNACK then close): authentication method present (5.0, no enhanced method: 0x8C),
- * client id too long or empty with a persistent 3.1.1 session (0x85 / rc 2) [MQTT-3.1.3-8],
- * authenticator says no, connectionsMax or sessionsMax reached (0x97 / rc 3), more CONNECTs per
+ * Refusals (CONNACK then close): client id too long or empty with a persistent 3.1.1 session
+ * (0x85 / rc 2) [MQTT-3.1.3-8], authenticator says no (a CONNECT naming an authentication
+ * method goes through the enhanced exchange of handle-auth.ts instead, which ends in
+ * `acceptConnect` or a refusal), connectionsMax or sessionsMax reached (0x97 / rc 3), more CONNECTs per
  * second than connectionRatePerSecondMax (0x9F / rc 3), each limit counted in `stats.limits`. Takeover: the
  * existing connection with the same client id gets DISCONNECT 0x8E (5.0) and is closed as an
  * abnormal end, so its will follows the will rules [MQTT-3.1.4-3]. The CONNACK of a persistent
@@ -21,6 +22,7 @@ import { rateBucket } from './limits.js';
 import { endSession } from './session-lifecycle.js';
 import type { LimitStats } from './stats.js';
 import { discardWill } from './will.js';
+import { startAuthentication } from './handle-auth.js';
 
 const expiryNever = 0xffffffff;
 
@@ -42,9 +44,15 @@ function returnCode311(reasonCode: number): number {
   }
 }
 
+/** What a CONNACK that ends an enhanced authentication carries [MQTT-4.12.0-5]. */
+export interface ConnackAuthentication {
+  readonly method: string;
+  readonly data: Uint8Array | undefined;
+}
+
 type Refusal = { reasonCode: number; why: string; limit?: keyof LimitStats };
 
-function refuse(broker: Broker, connection: Connection, reasonCode: number, nowMs: number, why: string, limit?: keyof LimitStats): void {
+export function refuse(broker: Broker, connection: Connection, reasonCode: number, nowMs: number, why: string, limit?: keyof LimitStats): void {
   const code = connection.version === 5 ? reasonCode : returnCode311(reasonCode);
   broker.stats.connectsRefused += 1;
   if (limit !== undefined) broker.stats.limits[limit] += 1;
@@ -55,7 +63,6 @@ function refuse(broker: Broker, connection: Connection, reasonCode: number, nowM
 
 /** The reason to refuse this CONNECT, or null to accept it. */
 function refusal(broker: Broker, connection: Connection, packet: ConnectPacket, nowMs: number): Refusal | null {
-  if (packet.properties?.authenticationMethod !== undefined) return { reasonCode: ReasonCode.BadAuthenticationMethod, why: 'authentication method not supported' };
   if (utf8Length(packet.clientId) > broker.config.clientIdBytesMax) return { reasonCode: ReasonCode.ClientIdentifierNotValid, why: 'client id too long' };
   // [MQTT-3.1.3-8] 3.1.1: an empty client id is allowed only with a clean session.
   if (packet.clientId.length === 0 && packet.protocolVersion !== 5 && !packet.cleanStart) return { reasonCode: ReasonCode.ClientIdentifierNotValid, why: 'empty client id needs a clean session' };
@@ -63,7 +70,8 @@ function refusal(broker: Broker, connection: Connection, packet: ConnectPacket, 
   if (broker.connectionBucket !== null && !broker.connectionBucket.take(nowMs)) {
     return { reasonCode: ReasonCode.ConnectionRateExceeded, why: 'connectionRatePerSecondMax reached', limit: 'connectionRatePerSecondMax' };
   }
-  if (broker.authenticator !== undefined) {
+  // A CONNECT naming an authentication method is decided by its enhanced exchange (handle-auth.ts).
+  if (broker.authenticator !== undefined && packet.properties?.authenticationMethod === undefined) {
     const decision = broker.authenticator.authenticate({
       clientId: packet.clientId,
       username: packet.username,
@@ -72,9 +80,6 @@ function refusal(broker: Broker, connection: Connection, packet: ConnectPacket, 
       protocolVersion: packet.protocolVersion,
     });
     if (!decision.ok) return { reasonCode: decision.reasonCode, why: 'not authenticated' };
-  }
-  if (broker.stats.clientsConnected >= broker.config.connectionsMax && !broker.online.has(packet.clientId)) {
-    return { reasonCode: ReasonCode.QuotaExceeded, why: 'connectionsMax reached', limit: 'connectionsMax' };
   }
   return null;
 }
@@ -88,6 +93,21 @@ export function handleConnect(broker: Broker, connection: Connection, packet: Co
   connection.version = packet.protocolVersion;
   const refused = refusal(broker, connection, packet, nowMs);
   if (refused !== null) return refuse(broker, connection, refused.reasonCode, nowMs, refused.why, refused.limit);
+  const method = packet.properties?.authenticationMethod;
+  // MQTT 5.0 enhanced authentication: the exchange calls acceptConnect once it succeeds.
+  if (method !== undefined) return startAuthentication(broker, connection, packet, method, nowMs);
+  acceptConnect(broker, connection, packet, nowMs, null);
+}
+
+/**
+ * Binds an authenticated CONNECT to a new or resumed session and answers CONNACK; after an
+ * enhanced authentication the CONNACK carries its method and final data [MQTT-4.12.0-5].
+ * connectionsMax is checked here, at the moment the client would start to count.
+ */
+export function acceptConnect(broker: Broker, connection: Connection, packet: ConnectPacket, nowMs: number, authentication: ConnackAuthentication | null): void {
+  if (broker.stats.clientsConnected >= broker.config.connectionsMax && !broker.online.has(packet.clientId)) {
+    return refuse(broker, connection, ReasonCode.QuotaExceeded, nowMs, 'connectionsMax reached', 'connectionsMax');
+  }
   const assigned = packet.clientId.length === 0;
   const clientId = assigned ? broker.generateClientId() : packet.clientId;
   const requested = requestedExpirySeconds(packet);
@@ -110,7 +130,7 @@ export function handleConnect(broker: Broker, connection: Connection, packet: Co
   }
   if (packet.will !== undefined) broker.commit({ kind: 'will-set', clientId, will: packet.will });
   bind(broker, connection, packet, clientId, nowMs);
-  const connack = connackFor(broker, connection, resume, assigned ? clientId : null, expirySeconds !== requested ? expirySeconds : null);
+  const connack = connackFor(broker, connection, resume, assigned ? clientId : null, expirySeconds !== requested ? expirySeconds : null, authentication);
   broker.sendPacket(connection, connack, broker.lsnSince(appendedBefore));
   if (resume) redeliver(broker, connection.session!, connection, nowMs);
 }
@@ -141,7 +161,14 @@ function bind(broker: Broker, connection: Connection, packet: ConnectPacket, cli
   broker.stats.clientsConnected += 1;
 }
 
-function connackFor(broker: Broker, connection: Connection, sessionPresent: boolean, assignedClientId: string | null, clampedExpiry: number | null): ConnackPacket {
+function connackFor(
+  broker: Broker,
+  connection: Connection,
+  sessionPresent: boolean,
+  assignedClientId: string | null,
+  clampedExpiry: number | null,
+  authentication: ConnackAuthentication | null,
+): ConnackPacket {
   const connack: ConnackPacket = { type: PacketType.Connack, sessionPresent, reasonCode: 0 };
   if (connection.version !== 5) return connack;
   const config = broker.config;
@@ -157,6 +184,10 @@ function connackFor(broker: Broker, connection: Connection, sessionPresent: bool
   if (assignedClientId !== null) properties.assignedClientIdentifier = assignedClientId;
   if (config.serverKeepAliveSeconds !== null) properties.serverKeepAlive = config.serverKeepAliveSeconds;
   if (clampedExpiry !== null) properties.sessionExpiryInterval = clampedExpiry;
+  if (authentication !== null) {
+    properties.authenticationMethod = authentication.method;
+    if (authentication.data !== undefined) properties.authenticationData = authentication.data;
+  }
   if (Object.keys(properties).length > 0) connack.properties = properties;
   return connack;
 }
