@@ -30,6 +30,7 @@ interface ServeFlags {
   dataDir: string;
   logLevel: LogThreshold;
   passwordFile?: string;
+  aclFile?: string;
 }
 
 export function buildProgram(): Command {
@@ -47,6 +48,7 @@ export function buildProgram(): Command {
     .option('-d, --data-dir <dir>', 'data directory', './data')
     .option('-l, --log-level <level>', 'debug, info, warn, error or silent', parseLogLevel, 'info')
     .option('--password-file <file>', 'check user names and passwords against this file (see keel passwd); overrides passwordFile')
+    .option('--acl-file <file>', 'allow topics to users by the rules in this file (reloaded when it changes); overrides aclFile')
     .action(serve);
   program
     .command('inspect')
@@ -74,6 +76,7 @@ function parseLogLevel(value: string): LogThreshold {
 async function serve(flags: ServeFlags): Promise<void> {
   const overrides = flags.config === undefined ? {} : readConfigFile(flags.config);
   if (flags.passwordFile !== undefined) overrides.passwordFile = flags.passwordFile;
+  if (flags.aclFile !== undefined) overrides.aclFile = flags.aclFile;
   const logger = new Logger(flags.logLevel);
   let server;
   try {

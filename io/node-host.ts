@@ -91,6 +91,13 @@ export class NodeHost implements Host {
   private readonly corked: Connection[] = [];
   /** 'input' batching: connections with pending bytes, in the order they first got some. */
   private readonly withPending: Connection[] = [];
+  /**
+   * Emptied chunk lists, reused by the next input: one list per connection that is being sent
+   * to, rather than a fresh one per connection per input (or one held by every idle connection).
+   * Bounded: lists return here only after being taken from it or made, so it never holds more
+   * than the most connections one input ever sent to.
+   */
+  private readonly spareChunkLists: Uint8Array[][] = [];
   private flushScheduled = false;
   private stopping = false;
   /** The core halted: it takes no more input, so every event is dropped from then on. */
@@ -140,7 +147,7 @@ export class NodeHost implements Host {
     if (connection.closedByCore) throw new Error(`core sent on connection ${connectionId} after closing it`);
     if (this.writeBatching === 'input') {
       if (connection.pending === null) {
-        connection.pending = [];
+        connection.pending = this.spareChunkLists.pop() ?? [];
         this.withPending.push(connection);
       }
       connection.pending.push(bytes);
@@ -305,18 +312,9 @@ export class NodeHost implements Host {
     connection.pending = null;
     connection.pendingBytes = 0;
     const socket = connection.socket;
-    if (socket.destroyed || chunks.length === 0) return;
-    if (chunks.length === 1) {
-      socket.write(chunks[0]!);
-      return;
-    }
-    if (totalBytes <= coalesceBytesMax) {
-      socket.write(concatenate(chunks, totalBytes));
-      return;
-    }
-    socket.cork();
-    for (let index = 0; index < chunks.length; index++) socket.write(chunks[index]!);
-    socket.uncork();
+    if (!socket.destroyed) writeChunks(socket, chunks, totalBytes);
+    chunks.length = 0;
+    this.spareChunkLists.push(chunks);
   }
 
   private discardPending(): void {
@@ -388,6 +386,22 @@ function onSocketError(this: net.Socket, error: NodeJS.ErrnoException): void {
 function onSocketClose(this: net.Socket): void {
   const connection = connectionOfSocket.get(this);
   if (connection !== undefined) connection.host.onClose(connection);
+}
+
+/** Writes a connection's pending chunks in as few writes as is cheap (see coalesceBytesMax). */
+function writeChunks(socket: net.Socket, chunks: readonly Uint8Array[], totalBytes: number): void {
+  if (chunks.length === 0) return;
+  if (chunks.length === 1) {
+    socket.write(chunks[0]!);
+    return;
+  }
+  if (totalBytes <= coalesceBytesMax) {
+    socket.write(concatenate(chunks, totalBytes));
+    return;
+  }
+  socket.cork();
+  for (let index = 0; index < chunks.length; index++) socket.write(chunks[index]!);
+  socket.uncork();
 }
 
 /** One buffer holding `chunks` back to back (small: from Node's shared pool). */

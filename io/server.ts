@@ -13,10 +13,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Authorizer } from '../src/broker/authorizer.js';
 import { Broker } from '../src/broker/broker.js';
 import { resolveConfig, type BrokerConfig } from '../src/config.js';
 import type { BrokerCore } from '../src/contract.js';
 import { DurableStateStore } from '../src/store/durable-store.js';
+import { loadAclFile } from './auth/acl-file.js';
 import { loadAuthentication, type Authentication } from './auth/setup.js';
 import { MonotonicClock } from './clock.js';
 import { Driver } from './driver.js';
@@ -72,10 +74,14 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   // Password file and enhanced methods (io/auth/): a bad file is a configuration error too.
   const authentication = loadAuthentication(config, logger);
   if ('problems' in authentication) throw new ConfigError(authentication.problems);
+  // The ACL file (io/auth/acl-file.ts): a bad file is a configuration error; it is then watched.
+  const acl = loadAclFile(config.aclFile, logger);
+  if (acl !== null && 'problems' in acl) throw new ConfigError(acl.problems);
+  const authorizer = acl === null ? undefined : acl.authorizer;
   const temporary = options.dataDirectory === undefined;
   const dataDirectory = options.dataDirectory ?? mkdtempSync(join(tmpdir(), 'keel-data-'));
   const clock = new MonotonicClock();
-  const createCore = options.createCore ?? ((coreConfig: BrokerConfig, nowMs: number) => defaultCore(coreConfig, nowMs, authentication));
+  const createCore = options.createCore ?? ((coreConfig: BrokerConfig, nowMs: number) => defaultCore(coreConfig, nowMs, authentication, authorizer));
   const core = createCore(config, clock.nowMs());
   let reportHalt: (reason: string) => void = () => undefined;
   const halted = new Promise<string>((resolve) => (reportHalt = resolve));
@@ -83,6 +89,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const driver = new Driver(core, host);
   host.attach(driver);
   driver.start(clock.nowMs());
+  acl?.watch();
   // A core that halts during recovery never becomes ready; fail the start instead of hanging.
   await Promise.race([
     host.whenReady(),
@@ -102,6 +109,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
       await host.stop(options.shutdownGraceMs ?? 3_000);
       await serverClosed;
+      acl?.close();
       if (temporary) rmSync(dataDirectory, { recursive: true, force: true });
       logger.info('stopped', {});
     })();
@@ -119,7 +127,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   };
 }
 
-function defaultCore(config: BrokerConfig, nowMs: number, authentication: Authentication): BrokerCore {
+function defaultCore(config: BrokerConfig, nowMs: number, authentication: Authentication, authorizer: Authorizer | undefined): BrokerCore {
   const store = new DurableStateStore({
     syncPolicy: config.syncPolicy,
     syncIntervalMs: config.syncIntervalMs,
@@ -127,7 +135,7 @@ function defaultCore(config: BrokerConfig, nowMs: number, authentication: Authen
     snapshotLogBytes: config.snapshotLogBytes,
     writeBytesMax: 4 * 1024 * 1024,
   });
-  return new Broker({ config, nowMs, store, ...authentication });
+  return new Broker({ config, nowMs, store, ...authentication, ...(authorizer === undefined ? {} : { authorizer }) });
 }
 
 function listen(server: net.Server, host: string, port: number): Promise<net.AddressInfo> {

@@ -94,6 +94,12 @@ export interface BrokerConfig {
   authenticationMethods: readonly string[];
   /** AUTH packets one enhanced (re-)authentication may take from the client before it fails (0x87). */
   authenticationRoundsMax: number;
+  /**
+   * An ACL file (see io/auth/acl-file.ts) deciding who may publish, subscribe to and receive which
+   * topics; what no rule allows is denied. null: no topic authorization, everybody may do anything.
+   * Read (and reloaded when it changes) by the Node backend; the core only sees the authorizer.
+   */
+  aclFile: string | null;
 }
 
 export const defaultConfig: Readonly<BrokerConfig> = Object.freeze({
@@ -130,6 +136,7 @@ export const defaultConfig: Readonly<BrokerConfig> = Object.freeze({
   allowAnonymous: null,
   authenticationMethods: Object.freeze([]) as readonly string[],
   authenticationRoundsMax: 8,
+  aclFile: null,
 } satisfies BrokerConfig);
 
 type Rule = { min: number; max: number };
@@ -204,6 +211,8 @@ function checkEnum(config: Record<string, unknown>, key: string, allowed: readon
 function checkAuthentication(config: Record<string, unknown>, problems: string[]): void {
   const file = config.passwordFile;
   if (file !== null && (typeof file !== 'string' || file.length === 0)) problems.push(`"passwordFile" must be null or a file path, got ${JSON.stringify(file)}`);
+  const aclFile = config.aclFile;
+  if (aclFile !== null && (typeof aclFile !== 'string' || aclFile.length === 0)) problems.push(`"aclFile" must be null or a file path, got ${JSON.stringify(aclFile)}`);
   const anonymous = config.allowAnonymous;
   if (anonymous !== null && typeof anonymous !== 'boolean') problems.push(`"allowAnonymous" must be null, true or false, got ${JSON.stringify(anonymous)}`);
   const methods = config.authenticationMethods;

@@ -30,6 +30,8 @@ import { applyRecord, createDurableState, finishReplay, type DurableState, type 
 import { SubscriptionTrie } from '../topics/trie.js';
 import type { SubscriptionState } from '../store/state-store.js';
 import type { Authenticator, EnhancedAuthenticator } from './authenticator.js';
+import { AccessControl } from './access-control.js';
+import type { Authorizer } from './authorizer.js';
 import { Connection, type HeldSend } from './connection.js';
 import { DeadlineHeap, type DeadlineEntry } from './deadline-heap.js';
 import { violationOutcome } from './errors.js';
@@ -61,6 +63,8 @@ export interface BrokerOptions {
   authenticator?: Authenticator;
   /** MQTT 5.0 enhanced authentication methods; absent means a CONNECT naming a method gets 0x8C. */
   enhancedAuthenticator?: EnhancedAuthenticator;
+  /** Decides who may publish, subscribe to and receive which topics; absent means everybody may. */
+  authorizer?: Authorizer;
 }
 
 /** How a connection ends, as far as its will is concerned. */
@@ -71,6 +75,8 @@ export class Broker implements BrokerCore {
   readonly store: StateStore;
   readonly authenticator: Authenticator | undefined;
   readonly enhancedAuthenticator: EnhancedAuthenticator | undefined;
+  /** Topic authorization (access-control.ts); null without an authorizer, so every check is one test. */
+  readonly access: AccessControl | null;
   readonly state: DurableState = createDurableState();
   readonly trie = new SubscriptionTrie<SubscriptionState>();
   readonly connections = new Map<ConnectionId, Connection>();
@@ -103,6 +109,8 @@ export class Broker implements BrokerCore {
     this.store = options.store;
     this.authenticator = options.authenticator;
     this.enhancedAuthenticator = options.enhancedAuthenticator;
+    // Before the router, which reads it once when it is built.
+    this.access = options.authorizer === undefined ? null : new AccessControl(this, options.authorizer);
     this.lastNowMs = options.nowMs;
     this.router = new Router(this);
     this.connectionBucket = rateBucket(options.config.connectionRatePerSecondMax, options.nowMs);

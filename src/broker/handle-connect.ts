@@ -110,6 +110,13 @@ export function acceptConnect(broker: Broker, connection: Connection, packet: Co
   }
   const assigned = packet.clientId.length === 0;
   const clientId = assigned ? broker.generateClientId() : packet.clientId;
+  // After an enhanced authentication the user is who the method said it was.
+  const identity = { clientId, username: connection.authentication?.identity ?? packet.username };
+  // [MQTT-3.1.4-2] A will its client may not publish is refused at CONNECT (0x87 / rc 5), not
+  // dropped silently when the connection ends: the client learns of it while it can still act.
+  if (broker.access !== null && packet.will !== undefined && !broker.access.mayLeaveWill(identity, packet.will.topic)) {
+    return refuse(broker, connection, ReasonCode.NotAuthorized, nowMs, 'will topic not authorized');
+  }
   const requested = requestedExpirySeconds(packet);
   const expirySeconds = Math.min(requested, broker.config.sessionExpirySecondsMax);
   takeOver(broker, clientId, nowMs);
@@ -130,6 +137,7 @@ export function acceptConnect(broker: Broker, connection: Connection, packet: Co
   }
   if (packet.will !== undefined) broker.commit({ kind: 'will-set', clientId, will: packet.will });
   bind(broker, connection, packet, clientId, nowMs);
+  broker.access?.bind(connection, identity);
   const connack = connackFor(broker, connection, resume, assigned ? clientId : null, expirySeconds !== requested ? expirySeconds : null, authentication);
   broker.sendPacket(connection, connack, broker.lsnSince(appendedBefore));
   if (resume) redeliver(broker, connection.session!, connection, nowMs);

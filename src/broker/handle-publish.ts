@@ -80,6 +80,8 @@ export function handlePublish(broker: Broker, connection: Connection, packet: Pu
     broker.sendPacket(connection, { type: PacketType.Pubrec, packetId, reasonCode: 0 });
     return;
   }
+  // Not routed, not retained; answered per version (access-control.ts).
+  if (broker.access !== null && !broker.access.mayPublish(connection, topic)) return broker.access.answerDeniedPublish(connection, packet);
   broker.stats.messagesReceived += 1;
   const appendedBefore = broker.store.appendedLsn;
   // Outbound QoS 2 copies wait for the inbound identifier's record too (broker.ts, inboundQos2Holds).

@@ -4,7 +4,7 @@
  * Each filter gets its own result: the granted QoS, min(requested, maximumQos) [MQTT-3.9.3-?],
  * or a failure (MQTT 5.0 reason code; 3.1.1 has only 0x80): invalid filter 0x8F, shared
  * subscriptions unavailable 0x9E, wildcards unavailable 0xA2, subscription identifiers
- * unavailable 0xA1, subscriptionsPerSessionMax reached 0x97. No Local on a shared subscription
+ * unavailable 0xA1, not authorized 0x87 (access-control.ts), subscriptionsPerSessionMax reached 0x97. No Local on a shared subscription
  * is a protocol error for the whole packet [MQTT-3.8.3-4]. Re-subscribing to a filter replaces
  * the subscription [MQTT-3.8.4-3]. Retained messages go out after the SUBACK, per Retain
  * Handling. SUBACK/UNSUBACK wait for their records to be durable.
@@ -28,6 +28,8 @@ function failureCode(broker: Broker, session: SessionState, request: Subscriptio
   if (!config.sharedSubscriptionAvailable && parseSharedFilter(request.topicFilter) !== null) return ReasonCode.SharedSubscriptionsNotSupported;
   if (!config.wildcardSubscriptionAvailable && hasWildcard(request.topicFilter)) return ReasonCode.WildcardSubscriptionsNotSupported;
   if (!config.subscriptionIdentifiersAvailable && subscriptionId !== 0) return ReasonCode.SubscriptionIdentifiersNotSupported;
+  // Section 3.9.3: 0x87 Not authorized (3.1.1: 0x80 Failure) for this filter alone.
+  if (broker.access !== null && !broker.access.maySubscribe(session, request.topicFilter)) return ReasonCode.NotAuthorized;
   if (!session.subscriptions.has(request.topicFilter) && session.subscriptions.size >= config.subscriptionsPerSessionMax) {
     broker.stats.limits.subscriptionsPerSessionMax += 1;
     return ReasonCode.QuotaExceeded;

@@ -68,6 +68,11 @@ function sendOne(broker: Broker, session: SessionState, subscription: Subscripti
     broker.commit({ kind: 'retained-cleared', topic: message.topic });
     return;
   }
+  // Only topics the subscriber may read, even under a filter it was allowed to subscribe to.
+  if (broker.access !== null && !broker.access.allowsReceive(session.clientId, subscription, message.topic)) {
+    broker.access.receiveDenied(session.clientId, message.topic);
+    return;
+  }
   const qos = Math.min(message.qos, subscription.qos) as Qos;
   const subscriptionIds = subscription.subscriptionId === 0 ? [] : [subscription.subscriptionId];
   const connection = broker.online.get(session.clientId);

@@ -23,6 +23,7 @@ import { encodePublish, type EncodedPublish } from '../codec/encoder.js';
 import type { ProtocolVersion, Qos } from '../codec/packets.js';
 import type { SessionState, StoredMessage, SubscriptionState } from '../store/state-store.js';
 import { pickSharedMember, type MatchSink, type SharedGroup, type TrieEntry } from '../topics/trie.js';
+import type { AccessControl } from './access-control.js';
 import type { Broker } from './broker.js';
 import { deliverNew, hasWindowRoom, publishPacketFor } from './outbound-queue.js';
 
@@ -59,6 +60,9 @@ export class Router implements MatchSink<SubscriptionState> {
   private publisherClientId = '';
   private messageQos: Qos = 0;
   private messageRetain = false;
+  private messageTopic = '';
+  /** broker.access, read once: without an authorizer the hot path pays one null test per match. */
+  private readonly access: AccessControl | null;
   private readonly eligibleWithRoom: (entry: TrieEntry<SubscriptionState>) => boolean;
   private readonly eligibleAny: (entry: TrieEntry<SubscriptionState>) => boolean;
 
@@ -69,6 +73,14 @@ export class Router implements MatchSink<SubscriptionState> {
       return connection !== undefined && session !== undefined && hasWindowRoom(broker, session, connection);
     };
     this.eligibleAny = () => true;
+    this.access = broker.access;
+    const access = this.access;
+    if (access !== null) {
+      // A shared group's message goes to a member that may read the topic, if any may.
+      const withRoom = this.eligibleWithRoom;
+      this.eligibleWithRoom = (entry) => access.allowsReceive(entry.key, entry.value, this.messageTopic) && withRoom(entry);
+      this.eligibleAny = (entry) => access.allowsReceive(entry.key, entry.value, this.messageTopic);
+    }
   }
 
   /**
@@ -85,6 +97,7 @@ export class Router implements MatchSink<SubscriptionState> {
     this.publisherClientId = publisherClientId;
     this.messageQos = message.qos;
     this.messageRetain = message.retain;
+    this.messageTopic = message.topic;
     this.broker.trie.match(message.topic, this);
     const count = this.targetCount;
     if (count === 0) {
@@ -108,6 +121,8 @@ export class Router implements MatchSink<SubscriptionState> {
     const subscription = entry.value;
     // [MQTT-3.8.3-3] No Local: not back to the publishing client's own subscription.
     if (subscription.noLocal && entry.key === this.publisherClientId) return;
+    // A subscription never carries a topic its client may not read (access-control.ts).
+    if (this.access !== null && !this.access.allowsReceive(entry.key, subscription, this.messageTopic)) return this.access.receiveDenied(entry.key, this.messageTopic);
     const qos = (subscription.qos < this.messageQos ? subscription.qos : this.messageQos) as Qos;
     // [MQTT-3.3.1-12, -13] RETAIN is forwarded only under Retain As Published.
     const retain = subscription.retainAsPublished && this.messageRetain;

@@ -43,6 +43,21 @@ export interface LimitStats {
   topicLevelsMax: number;
 }
 
+/**
+ * Decisions of the authorizer (BrokerOptions.authorizer) that refused something; each is also
+ * logged as `not-authorized`. A receive denial is a message withheld from one session.
+ */
+export interface AuthorizationStats {
+  /** Filters refused in SUBACK (5.0: 0x87; 3.1.1: 0x80). */
+  subscribeDenied: number;
+  /** PUBLISH packets not routed (5.0 QoS 1/2: PUBACK/PUBREC 0x87). */
+  publishDenied: number;
+  /** Deliveries withheld from a session whose client may not read the topic. */
+  receiveDenied: number;
+  /** CONNECTs refused for their will topic, and wills not published when their time came. */
+  willDenied: number;
+}
+
 export interface BrokerStats {
   connectionsOpened: number;
   /** Transport connections currently open (CONNECT or not). */
@@ -72,6 +87,7 @@ export interface BrokerStats {
   retainedRefused: number;
   drops: DropStats;
   limits: LimitStats;
+  authorization: AuthorizationStats;
 }
 
 export function createStats(): BrokerStats {
@@ -107,5 +123,6 @@ export function createStats(): BrokerStats {
       topicBytesMax: 0,
       topicLevelsMax: 0,
     },
+    authorization: { subscribeDenied: 0, publishDenied: 0, receiveDenied: 0, willDenied: 0 },
   };
 }

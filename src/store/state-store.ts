@@ -174,8 +174,8 @@ export interface StateStore {
  * falls behind may have a backlog of `queuedMessagesPerSessionMax` (say 100,000) deliveries and
  * every one of them leaves from the head. (An array with `splice(0, 1)` made draining such a
  * backlog quadratic.) Sequences increase from head to tail, so a delivery is found by binary
- * search; removal anywhere but the head (only replay of an unusual log asks for it) shifts the
- * shorter side. Capacity is a power of two, grows by doubling and halves when a drained queue
+ * search; removal anywhere but the head (only replay of an unusual log asks for it) moves the
+ * deliveries behind it up by one. Capacity is a power of two, grows by doubling and halves when a drained queue
  * uses under a quarter of it, so an idle session holds no slots and a drained one gives its
  * memory back.
  */

@@ -1,0 +1,218 @@
+/**
+ * The ACL file: who may publish, subscribe to and receive which topics. Parsed here into the
+ * rules that src/broker/authorizer.ts evaluates; loaded once at start (a bad file stops the start
+ * with every problem listed, `file:line: why`), then reloaded when its modification time, size or
+ * inode changes, looked at no more than once per `recheckMs`. A reload that finds problems keeps
+ * the rules in force and logs a warning, so a half-edited file never opens or closes everything.
+ *
+ * Format, one statement per line (leading and trailing white space ignored):
+ *
+ *   # a comment (only as the first thing on a line: `#` is also a topic wildcard)
+ *   pattern <access> <filter>   a rule for every client; %c is its client id, %u its user name
+ *   user <name>                 starts the block of rules for the user <name>
+ *   anonymous                   starts the block of rules for clients without a user name
+ *   topic <access> <filter>     a rule of the current block
+ *
+ * <access> is read, write, readwrite or deny. The filter is the rest of the line (topic names may
+ * hold spaces) and follows MQTT filter syntax, without `$share/`. A `topic` line before any block,
+ * a user or anonymous block given twice, an unknown keyword or access, and a bad filter are
+ * errors. How rules decide is described in src/broker/authorizer.ts.
+ */
+import { readFileSync, statSync } from 'node:fs';
+import { aclFilterProblem, RuleAuthorizer, type Access, type AclRule, type AclRules } from '../../src/broker/authorizer.js';
+
+/** A file with more rules than this is refused: every rule is scanned on a cache miss. */
+export const aclRulesMax = 100_000;
+
+const accesses: readonly Access[] = ['read', 'write', 'readwrite', 'deny'];
+
+type Block = { kind: 'none' } | { kind: 'anonymous' } | { kind: 'user'; name: string };
+
+interface ParseState {
+  readonly users: Map<string, AclRule[]>;
+  readonly anonymous: AclRule[];
+  readonly patterns: AclRule[];
+  anonymousSeen: boolean;
+  block: Block;
+  count: number;
+}
+
+/** The rules of an ACL file's text, and one problem per bad line (`name:line: why`). */
+export function parseAclFile(text: string, name: string): { rules: AclRules; problems: string[] } {
+  const state: ParseState = { users: new Map(), anonymous: [], patterns: [], anonymousSeen: false, block: { kind: 'none' }, count: 0 };
+  const problems: string[] = [];
+  const lines = text.split(/\r?\n/);
+  for (let index = 0; index < lines.length; index++) {
+    const line = lines[index]!.trim();
+    if (line.length === 0 || line.startsWith('#')) continue;
+    const problem = parseLine(state, line, index + 1);
+    if (problem !== null) problems.push(`${name}:${index + 1}: ${problem}`);
+  }
+  if (state.count > aclRulesMax) problems.push(`${name}: ${state.count} rules, more than the ${aclRulesMax} allowed`);
+  return { rules: { users: state.users, anonymous: state.anonymous, patterns: state.patterns }, problems };
+}
+
+function parseLine(state: ParseState, line: string, lineNumber: number): string | null {
+  const space = line.search(/\s/);
+  const keyword = space < 0 ? line : line.slice(0, space);
+  const rest = space < 0 ? '' : line.slice(space).trimStart();
+  switch (keyword) {
+    case 'user': {
+      if (rest.length === 0) return 'user needs a name';
+      if (state.users.has(rest)) return `user "${rest}" has a block already`;
+      state.users.set(rest, []);
+      state.block = { kind: 'user', name: rest };
+      return null;
+    }
+    case 'anonymous': {
+      if (rest.length > 0) return 'anonymous takes nothing after it';
+      if (state.anonymousSeen) return 'the anonymous block is given twice';
+      state.anonymousSeen = true;
+      state.block = { kind: 'anonymous' };
+      return null;
+    }
+    case 'topic':
+    case 'pattern': {
+      const rule = parseRule(rest, lineNumber);
+      if (typeof rule === 'string') return `${keyword}: ${rule}`;
+      const target = ruleList(state, keyword);
+      if (target === null) return 'topic rule outside a user or anonymous block';
+      target.push(rule);
+      state.count += 1;
+      return null;
+    }
+    default:
+      return `unknown statement "${keyword}" (pattern, user, anonymous or topic)`;
+  }
+}
+
+function ruleList(state: ParseState, keyword: 'topic' | 'pattern'): AclRule[] | null {
+  if (keyword === 'pattern') return state.patterns;
+  const block = state.block;
+  if (block.kind === 'anonymous') return state.anonymous;
+  if (block.kind === 'user') return state.users.get(block.name)!;
+  return null;
+}
+
+function parseRule(text: string, line: number): AclRule | string {
+  const space = text.search(/\s/);
+  if (space < 0) return 'expected <read|write|readwrite|deny> <filter>';
+  const access = text.slice(0, space) as Access;
+  if (!accesses.includes(access)) return `unknown access "${access}" (read, write, readwrite or deny)`;
+  const filter = text.slice(space).trimStart();
+  const problem = aclFilterProblem(filter);
+  if (problem !== null) return `${problem}: "${filter}"`;
+  return { access, filter, line };
+}
+
+export interface AclFileOptions {
+  /** How often, at most, the file is looked at again. */
+  recheckMs?: number;
+  log?: (level: 'info' | 'warn', event: string, fields: Record<string, string | number>) => void;
+  /** Milliseconds of a monotonic clock; injectable for tests. */
+  nowMs?: () => number;
+}
+
+export class AclFile {
+  /** What the core is given: the same object for the life of the file; reloads replace its rules. */
+  readonly authorizer: RuleAuthorizer;
+  private fingerprint: string;
+  private checkedMs: number;
+  private timer: NodeJS.Timeout | null = null;
+  private readonly recheckMs: number;
+  private readonly log: NonNullable<AclFileOptions['log']>;
+  private readonly nowMs: () => number;
+
+  private constructor(
+    readonly file: string,
+    rules: AclRules,
+    fingerprint: string,
+    options: AclFileOptions,
+  ) {
+    this.authorizer = new RuleAuthorizer(rules);
+    this.fingerprint = fingerprint;
+    this.recheckMs = options.recheckMs ?? 1_000;
+    this.log = options.log ?? (() => undefined);
+    this.nowMs = options.nowMs ?? (() => performance.now());
+    this.checkedMs = this.nowMs();
+  }
+
+  /** Loads `file`; returns the problems instead when it cannot be read or has bad lines. */
+  static open(file: string, options: AclFileOptions = {}): AclFile | { problems: string[] } {
+    let text: string;
+    let fingerprint: string;
+    try {
+      fingerprint = fingerprintOf(file);
+      text = readFileSync(file, 'utf8');
+    } catch (error) {
+      return { problems: [`cannot read ACL file ${file}: ${(error as Error).message}`] };
+    }
+    const parsed = parseAclFile(text, file);
+    if (parsed.problems.length > 0) return { problems: parsed.problems };
+    return new AclFile(file, parsed.rules, fingerprint, options);
+  }
+
+  /**
+   * Looks at the file every `recheckMs` on a timer. The broker caches decisions, so waiting for
+   * it to ask (as the password store does) could leave an edit unnoticed for a long time.
+   */
+  watch(): void {
+    if (this.timer !== null) return;
+    this.timer = setInterval(() => this.maybeReload(), this.recheckMs);
+    this.timer.unref();
+  }
+
+  close(): void {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  /** Reloads when `recheckMs` has passed since the last look and the file changed. */
+  maybeReload(): void {
+    const nowMs = this.nowMs();
+    if (nowMs - this.checkedMs < this.recheckMs) return;
+    this.checkedMs = nowMs;
+    let fingerprint: string;
+    let text: string;
+    try {
+      fingerprint = fingerprintOf(this.file);
+      if (fingerprint === this.fingerprint) return;
+      text = readFileSync(this.file, 'utf8');
+    } catch (error) {
+      this.log('warn', 'acl-file-unreadable', { file: this.file, message: (error as Error).message });
+      return;
+    }
+    // Looked at once per change: a broken edit is reported once, not every second.
+    this.fingerprint = fingerprint;
+    const parsed = parseAclFile(text, this.file);
+    if (parsed.problems.length > 0) {
+      this.log('warn', 'acl-file-invalid', { file: this.file, problems: parsed.problems.join('; ') });
+      return;
+    }
+    this.authorizer.replace(parsed.rules);
+    this.log('info', 'acl-file-reloaded', { file: this.file, ...ruleCounts(parsed.rules) });
+  }
+}
+
+export function ruleCounts(rules: AclRules): { users: number; rules: number } {
+  let count = rules.anonymous.length + rules.patterns.length;
+  for (const list of rules.users.values()) count += list.length;
+  return { users: rules.users.size, rules: count };
+}
+
+function fingerprintOf(file: string): string {
+  const stat = statSync(file, { bigint: true });
+  return `${stat.mtimeNs}:${stat.size}:${stat.ino}`;
+}
+
+/**
+ * The ACL file named by `config.aclFile`, loaded and watched, or null when none is configured
+ * (everybody may do anything, as without authorization); its problems when it cannot be used.
+ */
+export function loadAclFile(file: string | null, logger: { info(event: string, fields: Record<string, string | number>): void; warn(event: string, fields: Record<string, string | number>): void }): AclFile | null | { problems: string[] } {
+  if (file === null) return null;
+  const acl = AclFile.open(file, { log: (level, event, fields) => logger[level](event, fields) });
+  if (!(acl instanceof AclFile)) return acl;
+  logger.info('authorization', { aclFile: file, ...ruleCounts(acl.authorizer.rules) });
+  return acl;
+}

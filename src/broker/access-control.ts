@@ -1,0 +1,185 @@
+/**
+ * The broker's side of topic authorization: it asks the `Authorizer` (authorizer.ts), caches its
+ * answers where the publish path would otherwise ask again for every message, and turns every
+ * refusal into its MQTT outcome, a counter in `stats.authorization` and a `not-authorized` log.
+ * The broker has one only when BrokerOptions.authorizer is given; without it nothing here runs
+ * and every path is as it was (the router tests one field for null).
+ *
+ * Identities. A session belongs to the identity (client id, authenticated user name) of the last
+ * connection bound to it; a delivery to an offline session is decided for that identity. The
+ * identity is not durable: after a restart a session has none until its client connects again,
+ * and until then nothing is delivered to it (fail closed, counted as receive denials). A will is
+ * likewise published only for the identity that left it in this process's life.
+ *
+ * Caches, all dropped when `authorizer.generation` changes (live reload):
+ * - per subscription (a WeakMap keyed by the subscription object, which a re-subscribe replaces):
+ *   whether the owner reads everything its filter matches (`readsEverything`), so the common case
+ *   costs one lookup per delivery; otherwise a bounded map of topic → canReceive;
+ * - per connection: a bounded map of topic → canPublish.
+ * Bounds keep memory fixed: a full map is cleared, never grown.
+ *
+ * Counting: `receiveDenied` counts per matching subscription that withheld a message (a session
+ * with two subscriptions matching a denied topic counts two); a shared group in which no member
+ * may read the topic simply has no member picked, which is not counted.
+ */
+import { assert } from '../assert.js';
+import { encodePacket } from '../codec/encoder.js';
+import { PacketType, type PublishPacket } from '../codec/packets.js';
+import { ReasonCode } from '../codec/reason-codes.js';
+import type { SessionState, SubscriptionState } from '../store/state-store.js';
+import type { Authorizer, Identity } from './authorizer.js';
+import type { Broker } from './broker.js';
+import type { Connection } from './connection.js';
+
+/** Topics remembered per subscription that needs per-topic checks, and per publishing connection. */
+export const topicVerdictsMax = 256;
+
+interface Grant {
+  readonly generation: number;
+  /** null: the session has no known owner (recovered, not reconnected): nothing is delivered. */
+  readonly owner: Identity | null;
+  readonly everything: boolean;
+  readonly topics: Map<string, boolean>;
+}
+
+interface PublisherVerdicts {
+  generation: number;
+  readonly topics: Map<string, boolean>;
+}
+
+export class AccessControl {
+  private readonly owners = new WeakMap<SessionState, Identity>();
+  private readonly willOwners = new WeakMap<object, Identity>();
+  private readonly grants = new WeakMap<SubscriptionState, Grant>();
+  private readonly publishers = new WeakMap<Connection, PublisherVerdicts>();
+
+  constructor(
+    private readonly broker: Broker,
+    readonly authorizer: Authorizer,
+  ) {}
+
+  private get generation(): number {
+    return this.authorizer.generation ?? 0;
+  }
+
+  /** A CONNECT with a will: may this identity publish to its topic? Refusals are counted here. */
+  mayLeaveWill(identity: Identity, topic: string): boolean {
+    if (this.authorizer.canPublish(identity, topic)) return true;
+    this.broker.stats.authorization.willDenied += 1;
+    this.deny('info', 'connect', identity, topic);
+    return false;
+  }
+
+  /** A connection was bound to its session: the session (and its will) now belong to `identity`. */
+  bind(connection: Connection, identity: Identity): void {
+    const session = connection.session;
+    assert(session !== null, 'bind after the session is attached');
+    assert(session.clientId === identity.clientId, 'an identity names its session');
+    if (connection.will !== null) this.willOwners.set(connection.will, identity);
+    const previous = this.owners.get(session);
+    this.owners.set(session, identity);
+    if (previous !== undefined && previous.username === identity.username) return;
+    // A new owner: grants computed for the previous one (or for none) no longer hold.
+    for (const subscription of session.subscriptions.values()) this.grants.delete(subscription);
+  }
+
+  maySubscribe(session: SessionState, filter: string): boolean {
+    const owner = this.owners.get(session);
+    assert(owner !== undefined, 'a connected session has an owner');
+    if (this.authorizer.canSubscribe(owner, filter)) return true;
+    this.broker.stats.authorization.subscribeDenied += 1;
+    this.deny('info', 'subscribe', owner, filter);
+    return false;
+  }
+
+  /** May this connection publish to `topic`? Refusals are counted and logged here. */
+  mayPublish(connection: Connection, topic: string): boolean {
+    let verdicts = this.publishers.get(connection);
+    const generation = this.generation;
+    if (verdicts === undefined) {
+      verdicts = { generation, topics: new Map() };
+      this.publishers.set(connection, verdicts);
+    } else if (verdicts.generation !== generation) {
+      verdicts.generation = generation;
+      verdicts.topics.clear();
+    }
+    let allowed = verdicts.topics.get(topic);
+    if (allowed === undefined) {
+      const owner = this.owners.get(connection.session!);
+      assert(owner !== undefined, 'a connected session has an owner');
+      allowed = this.authorizer.canPublish(owner, topic);
+      if (verdicts.topics.size >= topicVerdictsMax) verdicts.topics.clear();
+      verdicts.topics.set(topic, allowed);
+    }
+    if (allowed) return true;
+    this.broker.stats.authorization.publishDenied += 1;
+    this.deny('info', 'publish', { clientId: connection.clientId, username: this.owners.get(connection.session!)?.username }, topic);
+    return false;
+  }
+
+  /**
+   * The answer to a PUBLISH that was not authorized, which is then not routed: MQTT 5.0 QoS 1/2
+   * get PUBACK / PUBREC 0x87 Not authorized (sections 3.4.2.1, 3.5.2.1); QoS 0 has no answer.
+   * 3.1.1 has no way to say no: the server must acknowledge as usual or close the connection
+   * [MQTT-3.3.5-2]; we acknowledge (and log), so a misconfigured rule does not become a reconnect
+   * loop. No QoS 2 identifier is recorded: a 5.0 PUBREC of 0x80 or above ends the exchange
+   * (section 4.3.3), and a 3.1.1 PUBREL for it gets the usual PUBCOMP for an unknown identifier.
+   */
+  answerDeniedPublish(connection: Connection, packet: PublishPacket): void {
+    if (packet.qos === 0) return;
+    const reasonCode = connection.version === 5 ? ReasonCode.NotAuthorized : ReasonCode.Success;
+    const type = packet.qos === 1 ? PacketType.Puback : PacketType.Pubrec;
+    this.broker.send(connection, encodePacket({ type, packetId: packet.packetId!, reasonCode }, connection.version));
+  }
+
+  /** A will whose time came: published only if its owner may (still) publish to its topic. */
+  mayPublishWill(clientId: string, will: object, topic: string): boolean {
+    const owner = this.willOwners.get(will);
+    if (owner !== undefined && this.authorizer.canPublish(owner, topic)) return true;
+    this.broker.stats.authorization.willDenied += 1;
+    this.deny('info', 'will', owner ?? { clientId, username: undefined }, topic, owner === undefined ? 'identity unknown after restart' : null);
+    return false;
+  }
+
+  /**
+   * The publish hot path: may a message on `topic` go to `clientId` through `subscription`? No
+   * side effects (shared-group picking asks it for several members); see `receiveDenied`.
+   */
+  allowsReceive(clientId: string, subscription: SubscriptionState, topic: string): boolean {
+    let grant = this.grants.get(subscription);
+    if (grant === undefined || grant.generation !== this.generation) grant = this.grant(clientId, subscription);
+    if (grant.everything) return true;
+    if (grant.owner === null) return false;
+    let allowed = grant.topics.get(topic);
+    if (allowed === undefined) {
+      allowed = this.authorizer.canReceive(grant.owner, topic);
+      if (grant.topics.size >= topicVerdictsMax) grant.topics.clear();
+      grant.topics.set(topic, allowed);
+    }
+    return allowed;
+  }
+
+  /** Counts and logs (debug: one line per withheld delivery) a delivery `allowsReceive` refused. */
+  receiveDenied(clientId: string, topic: string): void {
+    this.broker.stats.authorization.receiveDenied += 1;
+    const session = this.broker.state.sessions.get(clientId);
+    const owner = session === undefined ? undefined : this.owners.get(session);
+    this.deny('debug', 'receive', owner ?? { clientId, username: undefined }, topic, owner === undefined ? 'identity unknown after restart' : null);
+  }
+
+  private grant(clientId: string, subscription: SubscriptionState): Grant {
+    const session = this.broker.state.sessions.get(clientId);
+    assert(session !== undefined, 'a subscription belongs to a session');
+    const owner = this.owners.get(session) ?? null;
+    const readsEverything = this.authorizer.readsEverything;
+    const everything = owner !== null && readsEverything !== undefined && readsEverything.call(this.authorizer, owner, subscription.filter);
+    const grant: Grant = { generation: this.generation, owner, everything, topics: new Map() };
+    this.grants.set(subscription, grant);
+    return grant;
+  }
+
+  private deny(level: 'debug' | 'info', action: string, identity: Identity, topic: string, why: string | null = null): void {
+    const fields = { action, clientId: identity.clientId, username: identity.username ?? null, topic };
+    this.broker.log(level, 'not-authorized', why === null ? fields : { ...fields, why });
+  }
+}
