@@ -51,6 +51,12 @@ export class Driver {
     this.flush();
   }
 
+  outputBuffered(nowMs: number, connectionId: ConnectionId, bufferedBytes: number): void {
+    this.enter(nowMs);
+    this.core.outputBuffered(nowMs, connectionId, bufferedBytes);
+    this.flush();
+  }
+
   storageCompleted(nowMs: number, result: StorageResult): void {
     this.enter(nowMs);
     this.core.storageCompleted(nowMs, result);

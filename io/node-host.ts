@@ -25,8 +25,14 @@
  *   on every input (clearTimeout + setTimeout) cost a timer object per packet.
  *
  * Backpressure: a slow subscriber's unsent bytes accumulate in its socket (`writableLength`).
- * The core bounds what it queues per session, but not what the kernel has not yet taken; pausing
- * reads from publishers while subscribers' sockets are over a high-water mark is a later issue.
+ * The host reports that figure to the core (`outputBuffered`), which caps each connection's
+ * output (connectionOutputBytesMax: QoS 0 dropped, QoS 1/2 kept queued). A report is made after
+ * an input's bytes are written, when the figure moved by at least `outputReportStepBytes` or fell
+ * to 0, and when the socket drains. 'drain' fires only after a write found the buffer over its
+ * high-water mark; a smaller remainder that the kernel takes later is noticed by a slow poll of
+ * the few connections left in that state, so the core never waits on a figure that went stale.
+ * Reports are inputs like any other, made after the driver returned; what the core sends in
+ * answer (a queue that resumes) is written in the same pass.
  */
 import net from 'node:net';
 import type { ConnectionId, LogFields, LogLevel, StorageRequest, StorageResult } from '../src/contract.js';
@@ -52,6 +58,8 @@ const timerDelayMsMax = 2_147_483_647;
  * more than the per-chunk bookkeeping it saves.
  */
 const coalesceBytesMax = 64 * 1024;
+/** How often connections with a small unsent remainder (no 'drain' coming) are looked at again. */
+const outputPollMs = 20;
 
 interface Connection {
   readonly id: ConnectionId;
@@ -64,6 +72,10 @@ interface Connection {
   /** The core asked to close it; no further input may reach the core for it. */
   closedByCore: boolean;
   graceTimer: NodeJS.Timeout | null;
+  /** The unsent byte count last reported to the core (`outputBuffered`), or due to be. */
+  reportedBytes: number;
+  /** In `dueReports`. */
+  reportDue: boolean;
 }
 
 export interface NodeHostOptions {
@@ -74,6 +86,12 @@ export interface NodeHostOptions {
   writeBatching?: WriteBatching;
   /** Called once if the core halts; the owner decides how the process ends. */
   onHalt?: (reason: string) => void;
+  /**
+   * A connection's unsent bytes are reported to the core when they moved by at least this much
+   * since the last report (or fell to 0); a quarter of connectionOutputBytesMax keeps the core's
+   * figure close enough. Default 16 KiB.
+   */
+  outputReportStepBytes?: number;
 }
 
 export class NodeHost implements Host {
@@ -103,6 +121,12 @@ export class NodeHost implements Host {
   /** The core halted: it takes no more input, so every event is dropped from then on. */
   private halted = false;
   private readonly onHalt: (reason: string) => void;
+  private readonly outputReportStepBytes: number;
+  /** Connections whose unsent figure changed and is due to be reported, in order. */
+  private readonly dueReports: Connection[] = [];
+  /** Connections with unsent bytes but no 'drain' coming (under the high-water mark): polled. */
+  private readonly outputWatched = new Set<Connection>();
+  private outputPollTimer: NodeJS.Timeout | null = null;
   private readonly flushCorked = (): void => this.uncorkAll();
   private readyWaiters: (() => void)[] = [];
 
@@ -111,6 +135,8 @@ export class NodeHost implements Host {
     this.logger = options.logger;
     this.writeBatching = options.writeBatching ?? 'input';
     this.onHalt = options.onHalt ?? (() => undefined);
+    this.outputReportStepBytes = options.outputReportStepBytes ?? 16 * 1024;
+    if (!(Number.isInteger(this.outputReportStepBytes) && this.outputReportStepBytes >= 1)) throw new Error('outputReportStepBytes must be a positive integer');
     this.fileStorage = new NodeStorage(options.dataDirectory, (result) => this.onStorageCompleted(result));
   }
 
@@ -126,7 +152,7 @@ export class NodeHost implements Host {
       socket.destroy();
       return;
     }
-    const connection: Connection = { id: this.nextConnectionId++, socket, host: this, corked: false, pending: null, pendingBytes: 0, closedByCore: false, graceTimer: null };
+    const connection: Connection = { id: this.nextConnectionId++, socket, host: this, corked: false, pending: null, pendingBytes: 0, closedByCore: false, graceTimer: null, reportedBytes: 0, reportDue: false };
     this.connections.set(connection.id, connection);
     socket.setNoDelay(true);
     // One set of listeners shared by every socket (found again through the socket): three
@@ -135,6 +161,7 @@ export class NodeHost implements Host {
     socket.on('data', onSocketData);
     socket.on('error', onSocketError);
     socket.on('close', onSocketClose);
+    socket.on('drain', onSocketDrain);
     const remoteAddress = `${socket.remoteAddress ?? 'unknown'}:${socket.remotePort ?? 0}`;
     driver.connectionOpened(this.clock.nowMs(), connection.id, remoteAddress);
     this.writePending();
@@ -195,6 +222,7 @@ export class NodeHost implements Host {
     this.halted = true;
     this.logger.error('halt', { reason });
     this.setWakeup(null);
+    this.clearOutputPoll();
     this.discardPending();
     for (const connection of this.connections.values()) connection.socket.destroy();
     // Deferred: we are inside the driver's flush, and the owner may stop the server.
@@ -228,6 +256,7 @@ export class NodeHost implements Host {
     this.writePending();
     this.stopping = true;
     this.setWakeup(null);
+    this.clearOutputPoll();
     this.uncorkAll();
     const remaining = [...this.connections.values()];
     for (const connection of remaining) {
@@ -282,6 +311,12 @@ export class NodeHost implements Host {
     this.wakeupTimer.unref();
   }
 
+  private clearOutputPoll(): void {
+    if (this.outputPollTimer !== null) clearTimeout(this.outputPollTimer);
+    this.outputPollTimer = null;
+    this.outputWatched.clear();
+  }
+
   private clearWakeupTimer(): void {
     if (this.wakeupTimer === null) return;
     clearTimeout(this.wakeupTimer);
@@ -297,12 +332,76 @@ export class NodeHost implements Host {
     this.writePending();
   }
 
-  /** 'input' batching: writes what every connection was sent during the input that just returned. */
+  /**
+   * 'input' batching: writes what every connection was sent during the input that just returned,
+   * then reports the unsent figures that moved; the core may answer a report with more sends (a
+   * queue resuming below half its cap), written by the next pass. Bounded: the core sends in
+   * answer only to a report of a smaller figure, and each pass reports only figures that moved.
+   */
   private writePending(): void {
     const connections = this.withPending;
-    // Bounded by the connections sent to in one input; writeConnection never adds to the list.
-    for (let index = 0; index < connections.length; index++) this.writeConnection(connections[index]!);
-    connections.length = 0;
+    for (;;) {
+      // Bounded by the connections sent to in one input; writeConnection never adds to the list.
+      for (let index = 0; index < connections.length; index++) this.writeConnection(connections[index]!);
+      connections.length = 0;
+      if (this.dueReports.length === 0) return;
+      this.reportDueOutput();
+    }
+  }
+
+  /** Feeds every due report to the core (sends it makes land in `withPending`). */
+  private reportDueOutput(): void {
+    const due = this.dueReports;
+    const driver = this.requireDriver();
+    for (let index = 0; index < due.length; index++) {
+      const connection = due[index]!;
+      connection.reportDue = false;
+      if (connection.closedByCore || connection.socket.destroyed || this.stopping || this.halted) continue;
+      driver.outputBuffered(this.clock.nowMs(), connection.id, connection.reportedBytes);
+    }
+    due.length = 0;
+  }
+
+  /** Notes a connection's unsent figure after a write; a report is made if it moved enough. */
+  private noteOutput(connection: Connection): void {
+    if (connection.closedByCore) return;
+    const socket = connection.socket;
+    const unsentBytes = socket.writableLength;
+    const reported = connection.reportedBytes;
+    if (unsentBytes > 0 && !socket.writableNeedDrain) this.watchOutput(connection);
+    if (unsentBytes === reported) return;
+    const moved = unsentBytes > reported ? unsentBytes - reported : reported - unsentBytes;
+    if (unsentBytes !== 0 && moved < this.outputReportStepBytes) return;
+    // Queued once: a connection already due has its figure updated in place.
+    if (!connection.reportDue) {
+      connection.reportDue = true;
+      this.dueReports.push(connection);
+    }
+    connection.reportedBytes = unsentBytes;
+  }
+
+  private watchOutput(connection: Connection): void {
+    this.outputWatched.add(connection);
+    if (this.outputPollTimer !== null) return;
+    this.outputPollTimer = setTimeout(this.pollOutput, outputPollMs);
+    this.outputPollTimer.unref();
+  }
+
+  private readonly pollOutput = (): void => {
+    this.outputPollTimer = null;
+    if (this.stopping || this.halted) return;
+    const watched = [...this.outputWatched];
+    this.outputWatched.clear();
+    // noteOutput puts back each connection that still has a remainder and no 'drain' coming.
+    for (const connection of watched) if (!connection.socket.destroyed) this.noteOutput(connection);
+    this.writePending();
+  };
+
+  /** @internal Called by the shared socket listeners: everything written has left the process. */
+  onDrain(connection: Connection): void {
+    if (this.stopping || this.halted) return;
+    this.noteOutput(connection);
+    this.writePending();
   }
 
   private writeConnection(connection: Connection): void {
@@ -312,7 +411,10 @@ export class NodeHost implements Host {
     connection.pending = null;
     connection.pendingBytes = 0;
     const socket = connection.socket;
-    if (!socket.destroyed) writeChunks(socket, chunks, totalBytes);
+    if (!socket.destroyed) {
+      writeChunks(socket, chunks, totalBytes);
+      this.noteOutput(connection);
+    }
     chunks.length = 0;
     this.spareChunkLists.push(chunks);
   }
@@ -339,6 +441,7 @@ export class NodeHost implements Host {
   /** @internal Called by the shared socket listeners. */
   onClose(connection: Connection): void {
     if (connection.graceTimer !== null) clearTimeout(connection.graceTimer);
+    this.outputWatched.delete(connection);
     this.connections.delete(connection.id);
     if (connection.closedByCore || this.stopping || this.halted) return;
     this.requireDriver().connectionClosed(this.clock.nowMs(), connection.id);
@@ -381,6 +484,11 @@ function onSocketData(this: net.Socket, chunk: Buffer): void {
 function onSocketError(this: net.Socket, error: NodeJS.ErrnoException): void {
   const connection = connectionOfSocket.get(this);
   if (connection !== undefined) connection.host.onError(connection, error);
+}
+
+function onSocketDrain(this: net.Socket): void {
+  const connection = connectionOfSocket.get(this);
+  if (connection !== undefined) connection.host.onDrain(connection);
 }
 
 function onSocketClose(this: net.Socket): void {

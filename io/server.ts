@@ -85,7 +85,9 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const core = createCore(config, clock.nowMs());
   let reportHalt: (reason: string) => void = () => undefined;
   const halted = new Promise<string>((resolve) => (reportHalt = resolve));
-  const host = new NodeHost({ clock, logger, dataDirectory, writeBatching: options.writeBatching ?? 'input', onHalt: (reason) => reportHalt(reason) });
+  // Reports within a quarter of the output cap keep the core's figure of each connection close.
+  const outputReportStepBytes = Math.min(16 * 1024, Math.floor(config.connectionOutputBytesMax / 4));
+  const host = new NodeHost({ clock, logger, dataDirectory, writeBatching: options.writeBatching ?? 'input', onHalt: (reason) => reportHalt(reason), outputReportStepBytes });
   const driver = new Driver(core, host);
   host.attach(driver);
   driver.start(clock.nowMs());

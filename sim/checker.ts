@@ -339,6 +339,9 @@ export class Checker {
     // copy that arrives now is the publisher's resend, a new publication that MQTT orders by its
     // own arrival, after messages the broker accepted in between.
     if (state.droppedKeys.has(key)) return;
+    // A repair after reported corruption cut the log: the broker may have forgotten that it
+    // routed or delivered earlier messages, so their resends are new publications too.
+    if (this.amnestySince(record.firstSentMs!)) return;
     // [MQTT-4.6.0-5] ordered topics: per publisher, topic and QoS, in the order published.
     const orderKey = `${record.publisher}|${record.topic}|${record.qos}`;
     const last = state.lastSequence.get(orderKey) ?? -1;

@@ -12,6 +12,13 @@
  * side after the data sent before it; a reset reaches the other side after one latency and
  * discards in-flight data; a half-open link tells the other side nothing at all. The broker side
  * of a link is told through `BrokerSide`, the client side through the link's `ClientSide`.
+ *
+ * Like a socket's send buffer, bytes the broker sent on a link count as buffered until they reach
+ * the client; the broker hears the figure (`BrokerSide.outputBuffered`) as a Node host would tell
+ * it: after an input whose sends moved it (`flushOutputReports`, called by the world after every
+ * broker input) and as deliveries lower it, each time it moved by at least
+ * `outputReportStepBytes` or fell to 0. Partitions and stalls thus fill a link's buffer and the
+ * broker's output cap (connectionOutputBytesMax) takes effect.
  */
 import type { EventQueue } from './event-queue.js';
 import type { Random } from './random.js';
@@ -40,6 +47,8 @@ export interface BrokerSide {
   opened(link: Link): void;
   bytes(link: Link, bytes: Uint8Array): void;
   closed(link: Link): void;
+  /** Bytes the broker sent on the link that have not reached the client yet. */
+  outputBuffered(link: Link, bufferedBytes: number): void;
 }
 
 interface Stream {
@@ -60,6 +69,12 @@ export class Link {
   brokerEndMs: number | null = null;
   bytesSentToBroker = 0;
   bytesDeliveredToBroker = 0;
+  bytesSentToClient = 0;
+  bytesDeliveredToClient = 0;
+  /** The buffered figure the broker last heard for this link. */
+  reportedBufferedBytes = 0;
+  /** Listed in `Network.outputDirty`. */
+  outputDirty = false;
   readonly toBroker: Stream = { lastDeliveryMs: 0, alive: true };
   readonly toClient: Stream = { lastDeliveryMs: 0, alive: true };
 
@@ -78,6 +93,11 @@ export class Network {
   private readonly partitionUntilMs = new Map<number, number>();
   broker: BrokerSide | null = null;
   private stallsEnabled = true;
+  /** See the module comment; the world sets it from connectionOutputBytesMax. */
+  outputReportStepBytes = 1;
+  /** Links the broker sent on since the last `flushOutputReports`. */
+  private readonly outputDirty: Link[] = [];
+  private flushingOutputReports = false;
 
   constructor(
     private readonly queue: EventQueue,
@@ -155,13 +175,52 @@ export class Network {
   brokerSend(link: Link, bytes: Uint8Array): void {
     if (!link.brokerOpen) return;
     const copy = bytes.slice();
+    link.bytesSentToClient += copy.length;
+    if (!link.outputDirty) {
+      link.outputDirty = true;
+      this.outputDirty.push(link);
+    }
     for (const segment of this.segments(copy)) {
       this.queue.push(this.deliveryMs(link.toClient, link.clientIndex), () => {
         if (!link.toClient.alive || !link.clientOpen) return;
+        link.bytesDeliveredToClient += segment.length;
         this.trace(`net b>c L${link.id} ${segment.length}B`, segment);
         link.client.bytes(link, segment);
+        this.reportOutputIfDue(link);
       });
     }
+  }
+
+  /**
+   * After a broker input: reports the buffered figure of every link it sent on, where it moved.
+   * The broker may send again in answer (a queue resuming); those links join the list being
+   * walked. Bounded: it answers only a lower figure, and each pass reports only moved figures.
+   */
+  flushOutputReports(): void {
+    if (this.flushingOutputReports) return;
+    this.flushingOutputReports = true;
+    try {
+      const dirty = this.outputDirty;
+      for (let index = 0; index < dirty.length; index++) {
+        const link = dirty[index]!;
+        link.outputDirty = false;
+        this.reportOutputIfDue(link);
+      }
+      dirty.length = 0;
+    } finally {
+      this.flushingOutputReports = false;
+    }
+  }
+
+  private reportOutputIfDue(link: Link): void {
+    if (!link.brokerOpen || this.broker === null) return;
+    const bufferedBytes = link.bytesSentToClient - link.bytesDeliveredToClient;
+    const reported = link.reportedBufferedBytes;
+    if (bufferedBytes === reported) return;
+    if (bufferedBytes !== 0 && Math.abs(bufferedBytes - reported) < this.outputReportStepBytes) return;
+    link.reportedBufferedBytes = bufferedBytes;
+    this.trace(`net buffered L${link.id} ${bufferedBytes}B`);
+    this.broker.outputBuffered(link, bufferedBytes);
   }
 
   /** The client closes in order (after DISCONNECT): the broker sees FIN after the data. */

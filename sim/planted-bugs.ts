@@ -93,6 +93,10 @@ export abstract class InterceptingBroker implements BrokerCore {
     this.inner.connectionClosed(nowMs, connectionId);
   }
 
+  outputBuffered(nowMs: number, connectionId: ConnectionId, bufferedBytes: number): void {
+    this.inner.outputBuffered(nowMs, connectionId, bufferedBytes);
+  }
+
   storageCompleted(nowMs: number, result: StorageResult): void {
     this.inner.storageCompleted(nowMs, result);
   }

@@ -79,13 +79,17 @@ export function chooseShape(seed: number, overrides: { clientCount?: number; fau
   if (random.chance(0.2)) configOverrides.queuedMessagesPerSessionMax = random.int(2, 30);
   const clients: ClientPlan[] = [];
   for (let index = 0; index < clientCount; index++) clients.push(chooseClient(seed, index, activeMs));
+  const faultIntervalMsMean = faulty && kinds.length > 0 ? random.int(300, 5_000) : null;
+  // Drawn last, so that the worlds of seeds chosen before this limit existed stay as they were.
+  // A cap of a few KiB fills during stalls and partitions: QoS 0 is dropped, QoS 1/2 waits.
+  if (random.chance(0.25)) configOverrides.connectionOutputBytesMax = random.pick([4096, 8192, 32_768]);
   return {
     seed,
     clients,
     network,
     activeMs,
     quietMs: 90_000,
-    faultIntervalMsMean: faulty && kinds.length > 0 ? random.int(300, 5_000) : null,
+    faultIntervalMsMean,
     faultKinds: kinds,
     configOverrides,
     disk: chooseDiskShape(seed, faulty),

@@ -114,7 +114,10 @@ export class World implements ClientContext {
       opened: (link) => this.brokerInput((driver) => driver.connectionOpened(this.clock.nowMs, link.id, `sim:c${link.clientIndex}`)),
       bytes: (link, bytes) => this.brokerInput((driver) => driver.bytesReceived(this.clock.nowMs, link.id, bytes)),
       closed: (link) => this.brokerInput((driver) => driver.connectionClosed(this.clock.nowMs, link.id)),
+      outputBuffered: (link, bufferedBytes) => this.brokerInput((driver) => driver.outputBuffered(this.clock.nowMs, link.id, bufferedBytes)),
     };
+    // As the Node backend does (io/server.ts): reports within a quarter of the output cap.
+    this.network.outputReportStepBytes = Math.min(16 * 1024, Math.floor(this.config.connectionOutputBytesMax / 4));
   }
 
   private clientIndex(clientId: string): number | null {
@@ -151,7 +154,10 @@ export class World implements ClientContext {
       input(broker.driver);
     } catch (error) {
       this.fail('broker-threw', errorText(error));
+      return;
     }
+    // The host's part after every input: tell the broker how much of its output is still buffered.
+    this.network.flushOutputReports();
   }
 
   private startBroker(): void {

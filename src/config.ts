@@ -47,6 +47,14 @@ export interface BrokerConfig {
   queuedBytesPerSessionMax: number;
   /** Policy for QoS 1/2 messages once the queue is full; QoS 0 always goes first. */
   queueOverflowPolicy: QueueOverflowPolicy;
+  /**
+   * Bytes sent to one connection that its host may still hold unsent (a reader that stopped
+   * reading). At or past it, new QoS 0 messages for that connection are dropped and counted
+   * (`drops.outputFull`), new QoS 1/2 ones wait in the session's queue (its limits and
+   * queueOverflowPolicy apply); the queue resumes once the host reports less than half of it.
+   * Acknowledgements, PUBREL and redeliveries are always sent (the inflight window bounds them).
+   */
+  connectionOutputBytesMax: number;
   /** Retained messages held; past it a new retained topic is not stored (5.0 PUBACK 0x97). */
   retainedMessagesMax: number;
   /** Retained payload bytes held; same outcome as `retainedMessagesMax`. */
@@ -114,6 +122,7 @@ export const defaultConfig: Readonly<BrokerConfig> = Object.freeze({
   queuedMessagesPerSessionMax: 1_000,
   queuedBytesPerSessionMax: 16 * 1024 * 1024,
   queueOverflowPolicy: 'drop-oldest',
+  connectionOutputBytesMax: 1024 * 1024,
   retainedMessagesMax: 100_000,
   retainedBytesMax: 256 * 1024 * 1024,
   topicBytesMax: 1_024,
@@ -151,6 +160,7 @@ const integerRules: { [K in keyof BrokerConfig]?: Rule } = {
   inflightPerSessionMax: { min: 1, max: 65_535 },
   queuedMessagesPerSessionMax: { min: 0, max: 10_000_000 },
   queuedBytesPerSessionMax: { min: 0, max: 2 ** 40 },
+  connectionOutputBytesMax: { min: 4096, max: 2 ** 40 },
   retainedMessagesMax: { min: 0, max: 100_000_000 },
   retainedBytesMax: { min: 0, max: 2 ** 40 },
   topicBytesMax: { min: 1, max: 65_535 },

@@ -71,6 +71,12 @@ export interface BrokerCore {
   bytesReceived(nowMs: number, connectionId: ConnectionId, bytes: Uint8Array): void;
   /** The transport connection ended without the core asking (peer closed, reset, error). */
   connectionClosed(nowMs: number, connectionId: ConnectionId): void;
+  /**
+   * How many bytes sent on a connection are still buffered in the host, not yet handed to the OS
+   * or the peer. Hosts report it when it changes (after writing an input's sends, and when the
+   * buffer drains); the core caps each connection's output with it (`connectionOutputBytesMax`).
+   */
+  outputBuffered(nowMs: number, connectionId: ConnectionId, bufferedBytes: number): void;
   /** A storage request issued earlier has finished. */
   storageCompleted(nowMs: number, result: StorageResult): void;
   /** Time passed; fire whatever deadline is due. */

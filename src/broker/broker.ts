@@ -43,6 +43,7 @@ import { handlePublish, handlePubrel } from './handle-publish.js';
 import { handleSubscribe, handleUnsubscribe } from './handle-subscribe.js';
 import { onKeepAliveDeadline, scheduleKeepAlive } from './keepalive.js';
 import { Router } from './routing.js';
+import { resumeOutput } from './outbound-queue.js';
 import { detachSession, onSessionExpiryDeadline, scheduleRecoveredSessions } from './session-lifecycle.js';
 import { createStats, type BrokerStats } from './stats.js';
 import { onWillDeadline, scheduleRecoveredWills, type PendingWill } from './will.js';
@@ -102,6 +103,11 @@ export class Broker implements BrokerCore {
   private isReady = false;
   private haltReasonValue: string | null = null;
   private generatedClientIdCount = 0;
+  /**
+   * Counts inputs; a connection's output accounting from an earlier input is stale (see
+   * Connection.outputInput). Starts at 1 so that a new connection's 0 is already stale.
+   */
+  inputSequence = 1;
 
   constructor(options: BrokerOptions) {
     assert(Number.isFinite(options.nowMs), 'nowMs must be a finite number');
@@ -153,6 +159,20 @@ export class Broker implements BrokerCore {
     const connection = this.connections.get(connectionId);
     if (connection !== undefined && connection.phase !== 'closing') {
       this.closeConnection(connection, nowMs, 'peer closed', 'publish', false);
+    }
+    this.afterInput(nowMs);
+  }
+
+  outputBuffered(nowMs: number, connectionId: ConnectionId, bufferedBytes: number): void {
+    if (!this.enter(nowMs)) return;
+    assert(Number.isInteger(bufferedBytes) && bufferedBytes >= 0, 'buffered bytes must be a non-negative integer');
+    const connection = this.connections.get(connectionId);
+    // A report may cross a close decision; a closing connection is sent nothing more anyway.
+    if (connection !== undefined && connection.phase !== 'closing') {
+      connection.outputReportedBytes = bufferedBytes;
+      connection.outputBufferedBytes = bufferedBytes;
+      connection.outputInput = this.inputSequence;
+      if (connection.phase === 'connected') resumeOutput(this, connection, nowMs);
     }
     this.afterInput(nowMs);
   }
@@ -320,6 +340,7 @@ export class Broker implements BrokerCore {
     // The message is built only on failure: this runs for every input.
     if (nowMs < this.lastNowMs) assert(false, `time went backwards: ${nowMs} < ${this.lastNowMs}`);
     this.lastNowMs = nowMs;
+    this.inputSequence += 1;
     return this.haltReasonValue === null;
   }
 
@@ -339,6 +360,12 @@ export class Broker implements BrokerCore {
   }
 
   private emitSend(connection: Connection, bytes: Uint8Array): void {
+    // Output accounting for connectionOutputBytesMax: the host's last report plus this input's sends.
+    if (connection.outputInput !== this.inputSequence) {
+      connection.outputInput = this.inputSequence;
+      connection.outputBufferedBytes = connection.outputReportedBytes;
+    }
+    connection.outputBufferedBytes += bytes.length;
     this.stats.packetsSent += 1;
     this.stats.bytesSent += bytes.length;
     this.actions.push({ kind: 'send', connectionId: connection.id, bytes });

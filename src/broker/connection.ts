@@ -59,6 +59,15 @@ export class Connection {
    * kept for the connection's life, for re-authentication; null for every other connection.
    */
   authentication: AuthenticationExchange | null = null;
+  /**
+   * Output accounting for connectionOutputBytesMax (see outputBytes in outbound-queue.ts): what
+   * the host last reported as still buffered, and that plus what the current input sent so far.
+   * `outputInput` is the input (Broker.inputSequence) `outputBufferedBytes` belongs to; from an
+   * earlier input it is stale, since the host reports after writing whenever the figure changed.
+   */
+  outputReportedBytes = 0;
+  outputBufferedBytes = 0;
+  outputInput = 0;
 
   constructor(
     readonly id: ConnectionId,

@@ -24,6 +24,13 @@
  *   under another identifier, even towards a volatile session that writes nothing, and the client
  *   would take the copy as a new message (exactly once broken across a crash; seeds 24, 2163).
  *   QoS 1 goes at once; a repeat is within its promise.
+ * - Output cap (connectionOutputBytesMax): the host reports what it still buffers per connection
+ *   (a reader that stopped reading), and every send of the current input adds to it. A new
+ *   message for a connection at or past the cap is not sent: QoS 0 is dropped and counted
+ *   (`drops.outputFull`, logged like every drop), QoS 1/2 waits in the queue like behind a full
+ *   window (so the queue limits and policy bound it), and the queue moves again once a report
+ *   says less than half the cap is buffered. Redeliveries, PUBREL and acknowledgements are
+ *   never held by it: the inflight window bounds them, and holding them could stall a session.
  * - On resume, inflight deliveries are sent again first, PUBLISH with DUP=1 or PUBREL depending on
  *   their state [MQTT-4.4.0-1], then the queue is pumped.
  */
@@ -39,9 +46,34 @@ export function windowSize(broker: Broker, connection: Connection): number {
   return Math.min(connection.receiveMaximum, broker.config.inflightPerSessionMax);
 }
 
+/**
+ * Bytes sent to the connection that are not yet known to have left the host: the host's last
+ * report plus what this input sent (an earlier input's sends are covered by the host's report,
+ * which it makes after writing them whenever the figure changed).
+ */
+export function outputBytes(broker: Broker, connection: Connection): number {
+  return connection.outputInput === broker.inputSequence ? connection.outputBufferedBytes : connection.outputReportedBytes;
+}
+
+/** True when the connection's unsent output has reached connectionOutputBytesMax. */
+export function isOutputFull(broker: Broker, connection: Connection): boolean {
+  return outputBytes(broker, connection) >= broker.config.connectionOutputBytesMax;
+}
+
 /** True when a new QoS 1/2 delivery could be sent at once (nothing waits ahead of it). */
 export function hasWindowRoom(broker: Broker, session: SessionState, connection: Connection): boolean {
-  return session.queue.length === 0 && session.inflight.size < windowSize(broker, connection);
+  return session.queue.length === 0 && session.inflight.size < windowSize(broker, connection) && !isOutputFull(broker, connection);
+}
+
+/**
+ * The host reported the connection's buffered output: once below half the cap, the session's
+ * queue moves again (half, so that a reader hovering at the cap does not flap on every report).
+ */
+export function resumeOutput(broker: Broker, connection: Connection, nowMs: number): void {
+  const session = connection.session;
+  if (session === null || session.queue.length === 0) return;
+  if (outputBytes(broker, connection) * 2 >= broker.config.connectionOutputBytesMax) return;
+  pump(broker, session, connection, nowMs);
 }
 
 function remainingExpirySeconds(message: StoredMessage, nowMs: number): number | undefined {
@@ -109,6 +141,7 @@ export function deliverNew(
       return;
     }
     if (encoded.bytes.length > connection.maximumPacketSize) return dropTooLarge(broker, session.clientId, message);
+    if (isOutputFull(broker, connection)) return dropOutputFull(broker, session.clientId, message);
     broker.send(connection, encoded.bytes);
     countSent(broker);
     return;
@@ -130,6 +163,12 @@ export function deliverNew(
 function dropTooLarge(broker: Broker, clientId: string, message: StoredMessage): void {
   broker.stats.drops.packetTooLarge += 1;
   logDrop(broker, clientId, 'packet-too-large', message);
+}
+
+/** QoS 0 for a reader that stopped reading: QoS 0 promises nothing, and buffering it has no bound. */
+function dropOutputFull(broker: Broker, clientId: string, message: StoredMessage): void {
+  broker.stats.drops.outputFull += 1;
+  logDrop(broker, clientId, 'output-full', message);
 }
 
 function enqueue(broker: Broker, session: SessionState, message: StoredMessage, qos: Qos, retain: boolean, subscriptionIds: readonly number[]): void {
@@ -160,8 +199,8 @@ function isFull(broker: Broker, session: SessionState, bytes: number): boolean {
 /** Moves queued deliveries into the window while it has room. */
 export function pump(broker: Broker, session: SessionState, connection: Connection, nowMs: number): void {
   const window = windowSize(broker, connection);
-  // Bounded by the queue length: every pass removes the head.
-  while (session.queue.length > 0 && session.inflight.size < window) {
+  // Bounded by the queue length: every pass removes the head (or the loop stops at the output cap).
+  while (session.queue.length > 0 && session.inflight.size < window && !isOutputFull(broker, connection)) {
     const head = session.queue[0]!;
     const message = broker.state.messages.get(head.messageId)!;
     if (isExpired(message, nowMs)) {

@@ -15,6 +15,12 @@ export interface DropStats {
   expired: number;
   /** Sessions that ended (expired or cleaned) with deliveries still pending. */
   sessionEnded: number;
+  /**
+   * QoS 0 messages not sent because the connection's unsent output was at connectionOutputBytesMax
+   * (its reader stopped reading). QoS 1/2 ones wait in the queue instead (counted under
+   * queueOverflow if the queue then overflows).
+   */
+  outputFull: number;
 }
 
 /**
@@ -111,7 +117,7 @@ export function createStats(): BrokerStats {
     connectTimeouts: 0,
     willsPublished: 0,
     retainedRefused: 0,
-    drops: { queueOverflow: 0, qos0Offline: 0, packetTooLarge: 0, expired: 0, sessionEnded: 0 },
+    drops: { queueOverflow: 0, qos0Offline: 0, packetTooLarge: 0, expired: 0, sessionEnded: 0, outputFull: 0 },
     limits: {
       connectionsMax: 0,
       sessionsMax: 0,

@@ -258,3 +258,126 @@ describe('limit settings', () => {
     expect(harness.broker.stats.limits.packetBytesMax).toBe(1);
   });
 });
+
+/*
+ * connectionOutputBytesMax: the host reports how much of a connection's output it still buffers
+ * (`outputBuffered`); here the test plays the host and reports by hand. Past the cap QoS 0 is
+ * dropped and counted, QoS 1/2 waits in the session queue (its limits and policy apply), and the
+ * queue resumes once a report falls below half the cap. Other subscribers are not affected.
+ */
+describe('connection output cap', () => {
+  const outputBytesMax = 4096;
+
+  function stalledPair(harness: Harness, qos: 0 | 1): { slow: ReturnType<Harness['connect']>; fast: ReturnType<Harness['connect']> } {
+    const slow = harness.connect('slow', 5);
+    slow.subscribe([{ topicFilter: 't', qos }]);
+    const fast = harness.connect('fast', 5);
+    fast.subscribe([{ topicFilter: 't', qos }]);
+    return { slow, fast };
+  }
+
+  function report(harness: Harness, client: { id: number }, bufferedBytes: number): void {
+    harness.broker.outputBuffered(harness.nowMs, client.id, bufferedBytes);
+    harness.collect();
+  }
+
+  const texts = (client: { publishes(): { payload: Uint8Array }[] }): string[] => client.publishes().map((publish) => decodeText(publish.payload));
+
+  it('drops QoS 0 for a connection at the cap, counts and logs it, while another subscriber keeps receiving', () => {
+    const harness = new Harness({ connectionOutputBytesMax: outputBytesMax });
+    const { slow, fast } = stalledPair(harness, 0);
+    const publisher = harness.connect('pub', 5);
+    report(harness, slow, outputBytesMax);
+    for (let index = 0; index < 5; index++) publisher.publish('t', `m${index}`, 0);
+    expect(texts(slow)).toEqual([]);
+    expect(texts(fast)).toEqual(['m0', 'm1', 'm2', 'm3', 'm4']);
+    expect(harness.broker.stats.drops.outputFull).toBe(5);
+    const drops = harness.logs.filter((log) => log.event === 'message-dropped');
+    expect(drops.map((log) => `${log.fields.clientId}:${log.fields.reason}`)).toEqual(Array(5).fill('slow:output-full'));
+    // Drained: QoS 0 flows again (what was dropped stays dropped).
+    report(harness, slow, 0);
+    publisher.publish('t', 'after', 0);
+    expect(texts(slow)).toEqual(['after']);
+    expect(harness.broker.stats.drops.outputFull).toBe(5);
+  });
+
+  it('counts the sends of one input before any report: a burst stops at the cap', () => {
+    const harness = new Harness({ connectionOutputBytesMax: outputBytesMax });
+    const { slow, fast } = stalledPair(harness, 0);
+    const publisher = harness.connect('pub', 5);
+    const payload = 'x'.repeat(1000);
+    const burst: Uint8Array[] = [];
+    for (let index = 0; index < 10; index++) burst.push(encodePacket({ type: PacketType.Publish, dup: false, qos: 0, retain: false, topic: 't', payload: new TextEncoder().encode(payload) }, 5));
+    const bytes = new Uint8Array(burst.reduce((sum, part) => sum + part.length, 0));
+    burst.reduce((offset, part) => (bytes.set(part, offset), offset + part.length), 0);
+    // The host still holds half the cap for `slow`, nothing for `fast`.
+    report(harness, slow, outputBytesMax / 2);
+    publisher.sendBytes(bytes);
+    const slowCount = slow.publishes().length;
+    const fastCount = fast.publishes().length;
+    // Sends stop once the cap is reached: the last one sent started below it.
+    expect(fastCount).toBe(Math.ceil(outputBytesMax / burst[0]!.length));
+    expect(slowCount).toBe(Math.ceil(outputBytesMax / 2 / burst[0]!.length));
+    expect(harness.broker.stats.drops.outputFull).toBe(20 - slowCount - fastCount);
+    // The next input starts from the host's last report: 0 for `fast`, half the cap for `slow`.
+    report(harness, slow, 0);
+    publisher.publish('t', 'next', 0);
+    expect(texts(slow)).toEqual(['next']);
+    expect(texts(fast)).toEqual(['next']);
+  });
+
+  it('keeps QoS 1 in the session queue at the cap and sends it, in order, once a report falls below half', () => {
+    const harness = new Harness({ connectionOutputBytesMax: outputBytesMax, inflightPerSessionMax: 2 });
+    const { slow, fast } = stalledPair(harness, 1);
+    const publisher = harness.connect('pub', 5);
+    report(harness, slow, outputBytesMax + 100);
+    for (let index = 0; index < 3; index++) publisher.publish('t', `m${index}`, 1);
+    expect(slow.publishes()).toEqual([]);
+    expect(harness.broker.state.sessions.get('slow')!.queue.length).toBe(3);
+    for (const publish of fast.publishes()) fast.acknowledge(publish);
+    // Still over half the cap: nothing moves.
+    report(harness, slow, outputBytesMax / 2);
+    expect(slow.publishes()).toEqual([]);
+    // Below half: the window (2) fills; an acknowledgement lets the third go.
+    report(harness, slow, outputBytesMax / 2 - 1);
+    const first = slow.publishes();
+    expect(first.map((publish) => decodeText(publish.payload))).toEqual(['m0', 'm1']);
+    slow.acknowledge(first[0]!);
+    expect(texts(slow)).toEqual(['m2']);
+    expect(harness.broker.stats.drops.outputFull).toBe(0);
+    expect(harness.broker.stats.drops.queueOverflow).toBe(0);
+  });
+
+  it('acknowledgements and PINGRESP still go to a connection at the cap', () => {
+    const harness = new Harness({ connectionOutputBytesMax: outputBytesMax });
+    const { slow } = stalledPair(harness, 1);
+    report(harness, slow, outputBytesMax * 4);
+    expect(slow.publish('elsewhere', 'p', 1).map((packet) => packet.type)).toEqual([PacketType.Puback]);
+    slow.send({ type: PacketType.Pingreq });
+    expect(slow.take().map((packet) => packet.type)).toEqual([PacketType.Pingresp]);
+  });
+
+  for (const [policy, kept] of [['drop-oldest', ['m2', 'm3']], ['reject-new', ['m0', 'm1']]] as const) {
+    it(`past the cap the queue limit applies with ${policy}, each drop counted and logged`, () => {
+      const harness = new Harness({ connectionOutputBytesMax: outputBytesMax, queuedMessagesPerSessionMax: 2, queueOverflowPolicy: policy });
+      const { slow } = stalledPair(harness, 1);
+      const publisher = harness.connect('pub', 5);
+      report(harness, slow, outputBytesMax);
+      for (let index = 0; index < 4; index++) publisher.publish('t', `m${index}`, 1);
+      expect(harness.broker.stats.drops.queueOverflow).toBe(2);
+      const reasons = harness.logs.filter((log) => log.event === 'message-dropped' && log.fields.clientId === 'slow').map((log) => log.fields.reason);
+      expect(reasons).toEqual(['queue-overflow', 'queue-overflow']);
+      report(harness, slow, 0);
+      expect(texts(slow)).toEqual([...kept]);
+    });
+  }
+
+  it('resolveConfig validates connectionOutputBytesMax', () => {
+    expect(resolveConfig({}).ok && resolveConfig({}).ok).toBe(true);
+    const fine = resolveConfig({ connectionOutputBytesMax: 4096 });
+    expect(fine.ok && fine.config.connectionOutputBytesMax).toBe(4096);
+    const tooSmall = resolveConfig({ connectionOutputBytesMax: 1000 });
+    expect(tooSmall.ok).toBe(false);
+    if (!tooSmall.ok) expect(tooSmall.problems.join()).toContain('connectionOutputBytesMax');
+  });
+});

@@ -143,3 +143,47 @@ describe('limits with a 5.0-only outcome', () => {
     await waitUntil(() => broker.stats.limits.receiveMaximum === 1);
   });
 });
+
+/*
+ * connectionOutputBytesMax over real sockets: a raw subscriber stops reading (socket paused), so
+ * what the broker writes to it piles up in the kernel and then in Node's socket buffer; the host
+ * reports that figure and the core stops sending past the cap. A publisher floods QoS 0 with
+ * 32 KiB payloads in paced batches (each batch waits for the healthy subscriber, so the healthy
+ * one never nears the cap). Proves: output-full drops are counted for the stalled connection,
+ * the figure the host reports for it stays near the cap (not the ~25 MiB published), and the
+ * healthy subscriber gets every message, in order.
+ */
+describe('connectionOutputBytesMax over TCP', () => {
+  it('drops QoS 0 for a subscriber that stopped reading, keeps serving a healthy one', async () => {
+    const outputBytesMax = 256 * 1024;
+    const broker = await start({ connectionOutputBytesMax: outputBytesMax });
+    const stalled = await raw(4);
+    await stalled.connect({ clientId: 'stalled-reader' });
+    stalled.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'flood/#', qos: 0 }] });
+    await stalled.next('suback');
+    stalled.socket.pause();
+    const { client: healthy, inbox } = await clients.connect(4);
+    await healthy.subscribeAsync('flood/#', { qos: 0 });
+    const publisher = await raw(4);
+    await publisher.connect();
+    const payload = Buffer.alloc(32 * 1024, 7);
+    const batches = 200;
+    const perBatch = 4;
+    for (let batch = 0; batch < batches; batch++) {
+      for (let index = 0; index < perBatch; index++) {
+        payload.writeUInt32BE(batch * perBatch + index, 0);
+        publisher.send({ cmd: 'publish', topic: 'flood/t', payload, qos: 0, retain: false, dup: false });
+      }
+      await inbox.waitFor((batch + 1) * perBatch, 5_000);
+    }
+    const sequence = inbox.messages.map((message) => Buffer.from(message.payload).readUInt32BE(0));
+    expect(sequence).toEqual([...Array(batches * perBatch).keys()]);
+    expect(broker.stats.drops.outputFull).toBeGreaterThan(0);
+    const stalledConnection = broker.online.get('stalled-reader')!;
+    expect(stalledConnection).toBeDefined();
+    // Past the cap by at most one input's worth (one publisher chunk), far below what was published.
+    expect(stalledConnection.outputReportedBytes).toBeGreaterThanOrEqual(outputBytesMax / 2);
+    expect(stalledConnection.outputReportedBytes).toBeLessThan(outputBytesMax + 256 * 1024);
+    expect(broker.stats.drops.outputFull).toBeGreaterThan((batches * perBatch) / 4);
+  }, 10_000);
+});

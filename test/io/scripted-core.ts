@@ -21,6 +21,7 @@ export class ScriptedCore implements BrokerCore {
   readonly inputs: RecordedInput[] = [];
   haltReason: string | null = null;
   readonly times: number[] = [];
+  readonly outputReports: { connectionId: ConnectionId; bufferedBytes: number }[] = [];
   private actions: Action[] = [];
   private deadlineMs: number | null = null;
   private nextRequestId = 1;
@@ -58,6 +59,12 @@ export class ScriptedCore implements BrokerCore {
     this.times.push(nowMs);
     this.inputs.push({ kind: 'closed', connectionId });
     this.open.delete(connectionId);
+  }
+
+  /** Kept apart from `inputs`: how often a host reports depends on the OS's socket buffers. */
+  outputBuffered(nowMs: number, connectionId: ConnectionId, bufferedBytes: number): void {
+    this.times.push(nowMs);
+    this.outputReports.push({ connectionId, bufferedBytes });
   }
 
   storageCompleted(nowMs: number, result: StorageResult): void {

@@ -118,6 +118,7 @@ describe('simulated network', () => {
       opened: () => {},
       bytes: (link, bytes) => received.set(link.id, [...(received.get(link.id) ?? []), ...bytes]),
       closed: () => {},
+      outputBuffered: () => {},
     };
     const client: ClientSide = { connected: () => {}, connectFailed: () => {}, bytes: () => {}, closed: () => {} };
     const links: Link[] = [0, 1, 2].map((index) => network.connect(index, client));
