@@ -45,6 +45,10 @@ export class Connection {
    * the many connections that never use aliases do not each hold an empty Map.
    */
   topicAliases: Map<number, string> | null = null;
+  /** The client's Topic Alias Maximum (MQTT 5.0): aliases Keel may use towards it; 0 for none. */
+  outgoingAliasMaximum = 0;
+  /** Outgoing aliases, topic name to alias; null until the first one is handed out. */
+  outgoingAliases: Map<string, number> | null = null;
   /** QoS 1 PUBLISHes received whose PUBACK is still held for durability. */
   pendingPubacks = 0;
   readonly held: HeldSend[] = [];

@@ -163,6 +163,7 @@ function bind(broker: Broker, connection: Connection, packet: ConnectPacket, cli
   connection.lastPacketMs = nowMs;
   connection.receiveMaximum = packet.properties?.receiveMaximum ?? 65_535;
   connection.maximumPacketSize = packet.properties?.maximumPacketSize ?? packetBytesLimit;
+  connection.outgoingAliasMaximum = packet.protocolVersion === 5 ? (packet.properties?.topicAliasMaximum ?? 0) : 0;
   connection.will = packet.will ?? null;
   connection.publishBucket = rateBucket(broker.config.publishRatePerSecondMax, nowMs);
   broker.online.set(clientId, connection);

@@ -35,7 +35,8 @@
  *   their state [MQTT-4.4.0-1], then the queue is pumped.
  */
 import { assert } from '../assert.js';
-import { encodePacket, encodePublish, withPacketId, type EncodedPublish } from '../codec/encoder.js';
+import { encodePacket, encodePublish, type EncodedPublish } from '../codec/encoder.js';
+import { aliasedPublishBytes, publishBytesFor } from './outgoing-topic-alias.js';
 import { PacketType, type Properties, type ProtocolVersion, type PublishPacket, type Qos } from '../codec/packets.js';
 import { crc32c } from '../store/crc32c.js';
 import { nextPacketIdAfter, type SessionState, type StoredMessage } from '../store/state-store.js';
@@ -133,6 +134,7 @@ export function deliverNew(
   retain: boolean,
   subscriptionIds: readonly number[],
   encoded: EncodedPublish | null,
+  nowMs: number,
 ): void {
   const connection = broker.online.get(session.clientId);
   if (qos === 0) {
@@ -142,7 +144,7 @@ export function deliverNew(
     }
     if (encoded.bytes.length > connection.maximumPacketSize) return dropTooLarge(broker, session.clientId, message);
     if (isOutputFull(broker, connection)) return dropOutputFull(broker, session.clientId, message);
-    broker.send(connection, encoded.bytes);
+    broker.send(connection, publishBytesFor(connection, encoded, message, qos, retain, subscriptionIds, nowMs, 0));
     countSent(broker);
     return;
   }
@@ -152,8 +154,9 @@ export function deliverNew(
     const packetId = allocatePacketId(session);
     const sequence = session.nextDeliverySequence;
     broker.commit({ kind: 'delivery-queued', clientId: session.clientId, sequence, messageId: message.messageId, qos, retain, subscriptionIds, packetId, phase: 'publish' });
-    if (qos === 2) broker.sendQos2Publish(connection, withPacketId(encoded, packetId, false), broker.store.appendedLsn);
-    else broker.send(connection, withPacketId(encoded, packetId, false));
+    const bytes = publishBytesFor(connection, encoded, message, qos, retain, subscriptionIds, nowMs, packetId);
+    if (qos === 2) broker.sendQos2Publish(connection, bytes, broker.store.appendedLsn);
+    else broker.send(connection, bytes);
     countSent(broker);
     return;
   }
@@ -217,7 +220,8 @@ export function pump(broker: Broker, session: SessionState, connection: Connecti
     }
     const packetId = allocatePacketId(session);
     broker.commit({ kind: 'delivery-sent', clientId: session.clientId, sequence: head.sequence, packetId });
-    broker.send(connection, withPacketId(encoded, packetId, false), head.qos === 2 ? broker.store.appendedLsn : 0);
+    const bytes = publishBytesFor(connection, encoded, message, head.qos, head.retain, head.subscriptionIds, nowMs, packetId);
+    broker.send(connection, bytes, head.qos === 2 ? broker.store.appendedLsn : 0);
     countSent(broker);
   }
 }
@@ -233,13 +237,14 @@ export function redeliver(broker: Broker, session: SessionState, connection: Con
     const packet = publishPacketFor(message, connection.version, delivery.qos, delivery.retain, delivery.subscriptionIds, nowMs);
     packet.dup = true;
     packet.packetId = delivery.packetId;
-    const bytes = encodePacket(packet, connection.version);
-    if (bytes.length > connection.maximumPacketSize) {
+    const plainBytes = encodePacket(packet, connection.version);
+    if (plainBytes.length > connection.maximumPacketSize) {
       // The new connection cannot take it: treated as delivered, like a fresh one would be.
       broker.commit({ kind: 'delivery-completed', clientId: session.clientId, packetId: delivery.packetId });
       dropTooLarge(broker, session.clientId, message);
       continue;
     }
+    const bytes = connection.outgoingAliasMaximum === 0 ? plainBytes : aliasedPublishBytes(connection, packet, delivery.packetId);
     broker.send(connection, bytes, delivery.qos === 2 ? broker.store.appendedLsn : 0);
     countSent(broker);
   }

@@ -77,5 +77,5 @@ function sendOne(broker: Broker, session: SessionState, subscription: Subscripti
   const subscriptionIds = subscription.subscriptionId === 0 ? [] : [subscription.subscriptionId];
   const connection = broker.online.get(session.clientId);
   const encoded = connection === undefined ? null : encodePublish(publishPacketFor(message, connection.version, qos, true, subscriptionIds, nowMs), connection.version);
-  deliverNew(broker, session, message, qos, true, subscriptionIds, encoded);
+  deliverNew(broker, session, message, qos, true, subscriptionIds, encoded, nowMs);
 }

@@ -109,7 +109,7 @@ export class Router implements MatchSink<SubscriptionState> {
       const target = this.targets[index]!;
       const connection = this.broker.online.get(target.session.clientId);
       const encoded = connection === undefined ? null : this.encoded(stored, connection.version, target, nowMs);
-      deliverNew(this.broker, target.session, stored, target.qos, target.retain, target.subscriptionIds, encoded);
+      deliverNew(this.broker, target.session, stored, target.qos, target.retain, target.subscriptionIds, encoded, nowMs);
     }
     if (stored.messageId !== 0 && stored.references === 0) {
       this.broker.commit({ kind: 'message-discarded', messageId: stored.messageId }, !this.anyDurableTarget());
