@@ -207,9 +207,13 @@ export class LogRecovery {
     this.warnings.push(`discarded records ${committedLsn + 1}..${this.expectedLsn - 1}: the last input's records never all reached the disk`);
     const point = this.commitPoint;
     const keptIndex = point === null ? -1 : this.segments.findIndex((segment) => segment.name === point.file);
-    for (const segment of this.segments.slice(keptIndex + 1)) this.cleanupQueue.push({ op: 'delete', requestId: 0, file: segment.name });
+    // Later segments go newest first, each deletion made durable before the next, and all of
+    // them before the cut segment shrinks: a crash at any step then leaves a contiguous log, never
+    // a later segment after a missing or shortened one, a gap no recovery could cross (seed 301856).
+    for (const segment of this.segments.slice(keptIndex + 1).reverse()) {
+      this.cleanupQueue.push({ op: 'delete', requestId: 0, file: segment.name }, { op: 'sync-directory', requestId: 0 });
+    }
     if (point !== null) this.cleanupQueue.push({ op: 'truncate', requestId: 0, file: point.file, length: point.offset }, { op: 'sync', requestId: 0, file: point.file });
-    this.cleanupQueue.push({ op: 'sync-directory', requestId: 0 });
     this.segments = this.segments.slice(0, keptIndex + 1);
     // Appending continues in the cut segment only if it now ends right before the next LSN.
     this.lastSegment = point !== null && point.lsn === committedLsn ? { name: point.file, size: point.offset } : null;

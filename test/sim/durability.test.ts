@@ -73,10 +73,10 @@ describe('bit flips in synced data', () => {
     expect(result.ok).toBe(true);
   });
 
-  // The same limitation, found again by vopr (seeds 5000..5299): the seventh crash follows a bit
-  // flip in the tail record, recovery truncates it as torn, and c1's persistent session is lost.
-  it.fails('seed 5150: the same tail bit flip loses a persistent session (known, unfixed)', () => {
-    const result = runSimulation({ seed: 5150, stdout: () => {}, stderr: () => {} });
+  // The same limitation, found again by vopr (seeds 300000..301999): a crash follows a bit flip in
+  // the tail record, recovery truncates it as torn, and c0's persistent session is lost.
+  it.fails('seed 300382: the same tail bit flip loses a persistent session (known, unfixed)', () => {
+    const result = runSimulation({ seed: 300382, stdout: () => {}, stderr: () => {} });
     expect(result.ok).toBe(true);
   });
 });

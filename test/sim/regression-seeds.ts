@@ -33,5 +33,6 @@ export const regressionSeeds: readonly { seed: number; found: string }[] = [
   { seed: 1878, found: 'order violation seen once (QoS 1, after broker restarts on a faulty disk) before the QoS 2 holds; passes since, cause not pinned down: keep watching' },
   { seed: 101847, found: 'checker: a copy the broker reported dropping (full queue) came back as the publisher\'s resend after later messages; a resend is a new publication for ordering' },
   { seed: 102414, found: 'checker: same as 101847' },
+  { seed: 301856, found: 'store: recovery cut an incomplete group spanning segments by deleting later segments without a durable, newest-first order; a crash mid-cleanup left a gap it refused forever' },
   { seed: 202468, found: 'checker: after a repair cut the log, a resend of a message first sent before it is a new publication for ordering too' },
 ];

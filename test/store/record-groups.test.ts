@@ -61,4 +61,33 @@ describe('record groups', () => {
     const last = open(disk);
     expect(last.records.map((record) => (record as { clientId: string }).clientId)).toEqual(['alone', 'later']);
   });
+
+  it('survives a crash while recovery cuts a group that spans two segments (seed 301856)', () => {
+    const big = { ...options, segmentBytesMax: 4096, writeBytesMax: 512 };
+    const failures: string[] = [];
+    for (let crashAfterWrite = 1; crashAfterWrite <= 24; crashAfterWrite++) {
+      for (let crashInRecovery = 0; crashInRecovery <= 8; crashInRecovery++) {
+        const disk = new SimulatedDisk(seedrandom(`span-${crashAfterWrite}-${crashInRecovery}`));
+        const store = new DurableStateStore(big);
+        pump(disk, store, Infinity);
+        store.recover(0);
+        for (let index = 0; index < 30; index++) store.append(created(`before-${index}`));
+        store.flush(0);
+        pump(disk, store, Infinity);
+        // One input whose records fill more than a segment: the group crosses a rotation.
+        for (let index = 0; index < 80; index++) store.append(created(`group-${index}`));
+        store.flush(0);
+        pump(disk, store, crashAfterWrite);
+        disk.crash();
+        const interrupted = new DurableStateStore(big);
+        pump(disk, interrupted, crashInRecovery);
+        disk.crash();
+        const final = new DurableStateStore(big);
+        pump(disk, final, Infinity);
+        final.recover(0);
+        if (final.failure !== null) failures.push(`${crashAfterWrite}/${crashInRecovery}: ${final.failure}`);
+      }
+    }
+    expect(failures).toEqual([]);
+  });
 });
