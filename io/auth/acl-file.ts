@@ -18,7 +18,7 @@
  * a user or anonymous block given twice, an unknown keyword or access, and a bad filter are
  * errors. How rules decide is described in src/broker/authorizer.ts.
  */
-import { readFileSync, statSync } from 'node:fs';
+import { WatchedFile, type WatchedFileOptions } from './watched-file.js';
 import { aclFilterProblem, RuleAuthorizer, type Access, type AclRule, type AclRules } from '../../src/broker/authorizer.js';
 
 /** A file with more rules than this is refused: every rule is scanned on a cache miss. */
@@ -105,51 +105,34 @@ function parseRule(text: string, line: number): AclRule | string {
   return { access, filter, line };
 }
 
-export interface AclFileOptions {
-  /** How often, at most, the file is looked at again. */
-  recheckMs?: number;
-  log?: (level: 'info' | 'warn', event: string, fields: Record<string, string | number>) => void;
-  /** Milliseconds of a monotonic clock; injectable for tests. */
-  nowMs?: () => number;
-}
+export type AclFileOptions = WatchedFileOptions;
 
 export class AclFile {
   /** What the core is given: the same object for the life of the file; reloads replace its rules. */
   readonly authorizer: RuleAuthorizer;
-  private fingerprint: string;
-  private checkedMs: number;
   private timer: NodeJS.Timeout | null = null;
-  private readonly recheckMs: number;
   private readonly log: NonNullable<AclFileOptions['log']>;
-  private readonly nowMs: () => number;
 
   private constructor(
-    readonly file: string,
+    private readonly watched: WatchedFile,
     rules: AclRules,
-    fingerprint: string,
     options: AclFileOptions,
   ) {
     this.authorizer = new RuleAuthorizer(rules);
-    this.fingerprint = fingerprint;
-    this.recheckMs = options.recheckMs ?? 1_000;
     this.log = options.log ?? (() => undefined);
-    this.nowMs = options.nowMs ?? (() => performance.now());
-    this.checkedMs = this.nowMs();
+  }
+
+  get file(): string {
+    return this.watched.file;
   }
 
   /** Loads `file`; returns the problems instead when it cannot be read or has bad lines. */
   static open(file: string, options: AclFileOptions = {}): AclFile | { problems: string[] } {
-    let text: string;
-    let fingerprint: string;
-    try {
-      fingerprint = fingerprintOf(file);
-      text = readFileSync(file, 'utf8');
-    } catch (error) {
-      return { problems: [`cannot read ACL file ${file}: ${(error as Error).message}`] };
-    }
-    const parsed = parseAclFile(text, file);
+    const opened = WatchedFile.open(file, 'ACL file', options);
+    if ('problems' in opened) return opened;
+    const parsed = parseAclFile(opened.text, file);
     if (parsed.problems.length > 0) return { problems: parsed.problems };
-    return new AclFile(file, parsed.rules, fingerprint, options);
+    return new AclFile(opened.watched, parsed.rules, options);
   }
 
   /**
@@ -158,7 +141,7 @@ export class AclFile {
    */
   watch(): void {
     if (this.timer !== null) return;
-    this.timer = setInterval(() => this.maybeReload(), this.recheckMs);
+    this.timer = setInterval(() => this.maybeReload(), this.watched.recheckMs);
     this.timer.unref();
   }
 
@@ -169,21 +152,8 @@ export class AclFile {
 
   /** Reloads when `recheckMs` has passed since the last look and the file changed. */
   maybeReload(): void {
-    const nowMs = this.nowMs();
-    if (nowMs - this.checkedMs < this.recheckMs) return;
-    this.checkedMs = nowMs;
-    let fingerprint: string;
-    let text: string;
-    try {
-      fingerprint = fingerprintOf(this.file);
-      if (fingerprint === this.fingerprint) return;
-      text = readFileSync(this.file, 'utf8');
-    } catch (error) {
-      this.log('warn', 'acl-file-unreadable', { file: this.file, message: (error as Error).message });
-      return;
-    }
-    // Looked at once per change: a broken edit is reported once, not every second.
-    this.fingerprint = fingerprint;
+    const text = this.watched.changedText((message) => this.log('warn', 'acl-file-unreadable', { file: this.file, message }));
+    if (text === null) return;
     const parsed = parseAclFile(text, this.file);
     if (parsed.problems.length > 0) {
       this.log('warn', 'acl-file-invalid', { file: this.file, problems: parsed.problems.join('; ') });
@@ -198,11 +168,6 @@ export function ruleCounts(rules: AclRules): { users: number; rules: number } {
   let count = rules.anonymous.length + rules.patterns.length;
   for (const list of rules.users.values()) count += list.length;
   return { users: rules.users.size, rules: count };
-}
-
-function fingerprintOf(file: string): string {
-  const stat = statSync(file, { bigint: true });
-  return `${stat.mtimeNs}:${stat.size}:${stat.ino}`;
 }
 
 /**
