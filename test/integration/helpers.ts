@@ -19,6 +19,11 @@ export const repositoryRoot = join(dirname(fileURLToPath(import.meta.url)), '..'
 export type Version = 4 | 5;
 export const versions: Version[] = [4, 5];
 
+/** clean=false plus, in 5.0, a session expiry so that the session outlives the connection. */
+export function persistent(version: Version): { clean: false; properties?: { sessionExpiryInterval: number } } {
+  return version === 5 ? { clean: false, properties: { sessionExpiryInterval: 300 } } : { clean: false };
+}
+
 export function startBroker(config: Partial<BrokerConfig> = {}): Promise<RunningServer> {
   return startServer({ host: '127.0.0.1', port: 0, config, shutdownGraceMs: 500 });
 }

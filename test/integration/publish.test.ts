@@ -8,7 +8,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../../io/server.js';
-import { Clients, Inbox, RawClient, startBroker, versions, type Version } from './helpers.js';
+import { Clients, Inbox, persistent, RawClient, startBroker, versions, type Version } from './helpers.js';
 
 let server: RunningServer;
 const clients = new Clients(() => server.port);
@@ -29,10 +29,6 @@ async function raw(version: Version): Promise<RawClient> {
   const client = await RawClient.open(server.port, version);
   raws.push(client);
   return client;
-}
-
-function persistent(version: Version): { clean: false; properties?: { sessionExpiryInterval: number } } {
-  return version === 5 ? { clean: false, properties: { sessionExpiryInterval: 300 } } : { clean: false };
 }
 
 describe.each(versions)('MQTT protocol level %i: publishing', (version) => {
