@@ -18,7 +18,7 @@ import { copyFileSync, readdirSync, readFileSync, renameSync, statSync, truncate
 import { join } from 'node:path';
 import { snapshotEndRecordType } from '../src/store/log-recovery.js';
 import { planRepair } from '../src/store/repair.js';
-import { groupEndFlag } from '../src/store/log-writer.js';
+import { groupEndFlag, isSeal } from '../src/store/log-writer.js';
 import { scanFrames, type FrameProblem, type FrameRecord } from '../src/store/record-frame.js';
 import { decodeStateRecord } from '../src/store/record-codec.js';
 import { applyRecord, createDurableState, finishReplay, type StateRecordKind } from '../src/store/state-store.js';
@@ -107,7 +107,8 @@ function rebuildState(directory: string, report: InspectReport, snapshotName: st
         if (record.lsn <= report.snapshotLsn) continue;
         group.push(record);
         if ((record.type & groupEndFlag) === 0) continue;
-        for (const member of group) apply(member.type & ~groupEndFlag, member.body);
+        // A seal (log-writer.ts) holds no state; it only follows the records before it.
+        for (const member of group) if (!isSeal(member.type)) apply(member.type & ~groupEndFlag, member.body);
         group = [];
       }
     }

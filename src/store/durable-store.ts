@@ -107,6 +107,9 @@ export class DurableStateStore implements StateStore {
   get durableLsn(): number {
     const released = this.writer?.releasedLsn ?? 0;
     while (this.groupEnds.length > 0 && this.groupEnds[0]! <= released) this.durableGroupEndLsn = this.groupEnds.shift()!;
+    // With no group waiting, what lies beyond the last group end is seals (their own groups, no
+    // state): a caller that read `appendedLsn` right after the writer added one must see it pass.
+    if (this.groupEnds.length === 0 && released > this.durableGroupEndLsn) this.durableGroupEndLsn = released;
     return this.durableGroupEndLsn;
   }
 
@@ -117,8 +120,7 @@ export class DurableStateStore implements StateStore {
   flush(nowMs: number): void {
     const writer = this.writer;
     if (writer === null) return;
-    const lastGroupEnd = this.groupEnds[this.groupEnds.length - 1] ?? this.durableGroupEndLsn;
-    if (writer.appendedLsn > lastGroupEnd && writer.failure === null) {
+    if (writer.hasOpenGroup && writer.failure === null) {
       writer.markGroupEnd();
       this.groupEnds.push(writer.appendedLsn);
     }
@@ -158,7 +160,7 @@ export class DurableStateStore implements StateStore {
     const coveredLsn = writer.appendedLsn;
     if (coveredLsn === this.snapshotLsn) return;
     // A snapshot covers whole groups only (recovery treats its LSN as a group boundary).
-    if (coveredLsn !== (this.groupEnds[this.groupEnds.length - 1] ?? this.durableGroupEndLsn)) return;
+    if (writer.hasOpenGroup) return;
     const records = snapshotRecords(state).map(encodeStateRecord);
     const segments = writer.segments;
     const obsolete = this.pendingObsolete.splice(0);

@@ -15,11 +15,15 @@
  *   the disk, so nothing that depends on them was acknowledged) is cut off the log like a torn
  *   tail: truncated, segments after it deleted, and the next LSN is the one after the last
  *   complete group. The caller, which sees every record, drops the incomplete group's records.
+ * - With groups, the log must end with a seal before the broker acts on what it holds: the
+ *   writer releases a record only once a later frame is synced (log-writer.ts), and a recovered
+ *   tail that was never followed (its acknowledgements never went out, but the restarted broker
+ *   will act on it) gets its seal written and synced here, as the last step.
  */
 import { assert } from '../assert.js';
 import type { StorageRequest, StorageResult } from '../contract.js';
-import { scanFrames, type FrameRecord } from './record-frame.js';
-import type { OpenSegment } from './log-writer.js';
+import { encodeFrame, scanFrames, type FrameRecord } from './record-frame.js';
+import { isSeal, sealRecordType, type OpenSegment } from './log-writer.js';
 
 export const snapshotEndRecordType = 255;
 const segmentPattern = /^wal-(\d{16})\.log$/;
@@ -59,7 +63,9 @@ export class LogRecovery {
   private readonly obsoleteFiles: string[] = [];
   private readonly warnings: string[] = [];
   /** Where the last complete group ends (null: before the first segment read), with groups only. */
-  private commitPoint: { file: string; offset: number; lsn: number } | null = null;
+  private commitPoint: { file: string; offset: number; lsn: number; type: number } | null = null;
+  /** The last record kept in the log, once read. */
+  private tail: { lsn: number; type: number } | null = null;
   failure: string | null = null;
   outcome: RecoveryOutcome | null = null;
 
@@ -135,6 +141,7 @@ export class LogRecovery {
     const file = this.readQueue.shift();
     if (file === undefined) {
       this.cutIncompleteGroup();
+      this.sealTail();
       return this.nextCleanup();
     }
     if (!file.snapshot && file.firstLsn > this.expectedLsn) {
@@ -178,9 +185,11 @@ export class LogRecovery {
     for (const record of scan.records) {
       // Records the snapshot covers are committed; so is a group's flagged last record.
       const committed = record.lsn < this.expectedLsn || (this.groupEndFlag !== null && (record.type & this.groupEndFlag) !== 0);
-      if (committed) this.commitPoint = { file, offset: record.body.byteOffset - buffer.byteOffset + record.body.length, lsn: record.lsn };
+      if (committed) this.commitPoint = { file, offset: record.body.byteOffset - buffer.byteOffset + record.body.length, lsn: record.lsn, type: record.type };
+      this.tail = { lsn: record.lsn, type: record.type };
       if (record.lsn < this.expectedLsn) continue;
-      this.onRecord(record, false);
+      // A seal holds no state; it only follows the records before it (log-writer.ts).
+      if (!isSeal(record.type)) this.onRecord(record, false);
       this.expectedLsn = record.lsn + 1;
     }
     if (scan.records.length === 0 && firstLsn < this.expectedLsn && isLast === false) {
@@ -215,9 +224,22 @@ export class LogRecovery {
     }
     if (point !== null) this.cleanupQueue.push({ op: 'truncate', requestId: 0, file: point.file, length: point.offset }, { op: 'sync', requestId: 0, file: point.file });
     this.segments = this.segments.slice(0, keptIndex + 1);
+    this.tail = point === null ? null : { lsn: point.lsn, type: point.type };
     // Appending continues in the cut segment only if it now ends right before the next LSN.
     this.lastSegment = point !== null && point.lsn === committedLsn ? { name: point.file, size: point.offset } : null;
     this.expectedLsn = committedLsn + 1;
+  }
+
+  /** Appends and syncs a seal after a tail that has none (see the module comment). */
+  private sealTail(): void {
+    const segment = this.lastSegment;
+    if (this.groupEndFlag === null || segment === null || this.tail === null) return;
+    if (this.tail.lsn !== this.expectedLsn - 1 || isSeal(this.tail.type)) return;
+    const frame = encodeFrame(this.expectedLsn, sealRecordType | this.groupEndFlag, new Uint8Array(0));
+    this.cleanupQueue.push({ op: 'write', requestId: 0, file: segment.name, offset: segment.size, bytes: frame }, { op: 'sync', requestId: 0, file: segment.name });
+    this.lastSegment = { name: segment.name, size: segment.size + frame.length };
+    this.tail = { lsn: this.expectedLsn, type: sealRecordType | this.groupEndFlag };
+    this.expectedLsn += 1;
   }
 
   private finishSnapshot(file: string, buffer: Uint8Array): void {

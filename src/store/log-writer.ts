@@ -7,7 +7,18 @@
  * flush covers them all with one fsync (group commit). Under the `always` policy an LSN is
  * released for acknowledgement only once its sync completed; under `interval` and `none` it is
  * released at once and syncs happen on a timer or not at all (documented as trading durability
- * for speed). A segment that would exceed `segmentBytesMax` is closed and a new one, named after
+ * for speed).
+ *
+ * Commit after data: under `always` an LSN is released only when a LATER frame has been synced
+ * as well, in the same segment or in a segment after it. A flipped bit in the last frame of the
+ * log looks exactly like a write torn by a crash, and recovery truncates a torn tail; but a
+ * damaged frame followed by a valid one is corruption, which recovery refuses to skip. So a
+ * record must never be acknowledged while it is the last frame on disk. Under load the next
+ * group plays that part (acknowledgements wait one more sync, throughput does not change); when
+ * nothing else is waiting, the writer appends a seal: an empty record whose only job is to follow
+ * the last one (the commit block of a journaling file system, in effect).
+ *
+ * A segment that would exceed `segmentBytesMax` is closed and a new one, named after
  * its first LSN, is started; the directory is synced after a new segment is first written so its
  * name survives a crash. Any storage failure is final for this writer: the data on disk is in an
  * unknown state after a failed write or fsync, so the only safe course is to stop and recover.
@@ -38,6 +49,13 @@ type Phase = 'idle' | 'writing' | 'syncing' | 'syncing-directory';
  */
 export const groupEndFlag = 0x80;
 
+/** The type of a seal record (see above): no body, no state; its own group. */
+export const sealRecordType = 0x7f;
+
+export function isSeal(type: number): boolean {
+  return (type & ~groupEndFlag) === sealRecordType;
+}
+
 export function segmentFileName(firstLsn: number): string {
   return `wal-${String(firstLsn).padStart(16, '0')}.log`;
 }
@@ -56,6 +74,11 @@ export class LogWriter {
   private syncedLsnValue: number;
   private writtenLsn: number;
   private syncDeadlineMs: number | null = null;
+  /** Records appended since the last group end (a seal may not go between them). */
+  private groupOpen = false;
+  /** Whether the batch in flight, and the last synced one, end with a seal. */
+  private inflightEndsWithSeal = false;
+  private syncedEndsWithSeal: boolean;
   private readonly outbox: StorageRequest[] = [];
   /** Every segment of the log, oldest first, with the LSN of its first record. */
   readonly segments: { name: string; firstLsn: number }[];
@@ -67,7 +90,10 @@ export class LogWriter {
     segment: OpenSegment | null,
     private readonly nextRequestId: () => number,
     segments: { name: string; firstLsn: number }[] = [],
+    /** Whether the log on disk already ends with a seal (recovery makes sure it does). */
+    tailSealed = true,
   ) {
+    this.syncedEndsWithSeal = tailSealed;
     this.segments = segments.slice();
     assert(nextLsn >= 1, 'the first LSN is 1');
     assert(options.segmentBytesMax > frameHeaderBytes, 'segments must hold at least a frame header');
@@ -87,9 +113,18 @@ export class LogWriter {
     return this.syncedLsnValue;
   }
 
-  /** Highest LSN whose acknowledgement may go out under the sync policy. */
+  /**
+   * Highest LSN whose acknowledgement may go out under the sync policy: under `always`, every
+   * synced record but the last (see the module comment), or all of them once a seal follows.
+   */
   get releasedLsn(): number {
-    return this.options.syncPolicy === 'always' ? this.syncedLsnValue : this.appendedLsn;
+    if (this.options.syncPolicy !== 'always') return this.appendedLsn;
+    return this.syncedEndsWithSeal ? this.syncedLsnValue : Math.max(0, this.syncedLsnValue - 1);
+  }
+
+  /** True while records appended since the last group end wait for `markGroupEnd`. */
+  get hasOpenGroup(): boolean {
+    return this.groupOpen;
   }
 
   /** True when nothing is buffered or in flight. */
@@ -99,9 +134,11 @@ export class LogWriter {
 
   append(type: number, body: Uint8Array): number {
     assert(this.failure === null, 'append after a storage failure');
+    assert(type !== sealRecordType, 'seals are appended by the writer');
     const lsn = this.nextLsn++;
     this.pending.push({ lsn, type, body });
     this.pendingBytes += frameHeaderBytes + body.length;
+    this.groupOpen = true;
     return lsn;
   }
 
@@ -115,6 +152,7 @@ export class LogWriter {
     assert(last !== undefined && last.lsn === this.appendedLsn, 'a group ends with a buffered record');
     assert(last.type < groupEndFlag, 'record types stay below the group flag');
     last.type |= groupEndFlag;
+    this.groupOpen = false;
   }
 
   /** Storage requests to issue, in order; the queue is emptied. */
@@ -125,6 +163,10 @@ export class LogWriter {
   /** Starts writing buffered records unless a write is already in flight. */
   flush(nowMs: number): void {
     if (this.failure !== null || this.phase !== 'idle') return;
+    if (this.pending.length === 0 && this.needsSeal()) {
+      this.pending.push({ lsn: this.nextLsn++, type: sealRecordType | groupEndFlag, body: new Uint8Array(0) });
+      this.pendingBytes += frameHeaderBytes;
+    }
     if (this.pending.length > 0) {
       this.startWrite();
       return;
@@ -132,6 +174,11 @@ export class LogWriter {
     if (this.options.syncPolicy === 'interval' && this.syncedLsnValue < this.writtenLsn && this.syncDeadlineMs !== null && nowMs >= this.syncDeadlineMs) {
       this.startSync(this.writtenLsn);
     }
+  }
+
+  /** Under `always`, the last synced record needs a successor and no other record is coming. */
+  private needsSeal(): boolean {
+    return this.options.syncPolicy === 'always' && !this.syncedEndsWithSeal && !this.groupOpen && this.syncedLsnValue === this.appendedLsn && this.syncedLsnValue > 0;
   }
 
   nextDeadlineMs(): number | null {
@@ -176,6 +223,7 @@ export class LogWriter {
 
   private completeSync(nowMs: number): void {
     this.syncedLsnValue = this.inflightLastLsn;
+    this.syncedEndsWithSeal = this.inflightEndsWithSeal;
     this.syncDeadlineMs = this.syncedLsnValue < this.writtenLsn ? nowMs + this.options.syncIntervalMs : null;
     this.phase = 'idle';
   }
@@ -211,6 +259,7 @@ export class LogWriter {
     for (const record of batch) offset = writeFrame(buffer, offset, record.lsn, record.type, record.body);
     assert(offset === bytes, 'batch size computed exactly');
     this.inflightLastLsn = batch[batch.length - 1]!.lsn;
+    this.inflightEndsWithSeal = batch[batch.length - 1]!.type === (sealRecordType | groupEndFlag);
     this.inflightBytes = bytes;
     this.phase = 'writing';
     this.issue({ op: 'write', requestId: this.nextRequestId(), file: this.segment.name, offset: this.segment.size, bytes: buffer });

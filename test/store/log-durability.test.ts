@@ -3,15 +3,18 @@
  * them, and reorders directory operations on crash: after a crash at any step, recovery yields
  * exactly a prefix of the appended records that contains every record the writer had released
  * under the `always` policy; a torn tail is truncated with a warning; a flipped bit in synced data
- * stops recovery with the file and offset; snapshots replace the log they cover, and a crash at
- * any step of writing one still recovers every released record.
+ * stops recovery with the file and offset, including in the last record released (commit after
+ * data: a released record is always followed by a synced frame, so its damage cannot pass for a
+ * torn tail); recovery seals a tail that has no seal; snapshots replace the log they cover, and a
+ * crash at any step of writing one still recovers every released record.
  */
 import fc from 'fast-check';
 import seedrandom from 'seedrandom';
 import { describe, expect, it } from 'vitest';
 import type { StorageRequest } from '../../src/contract.js';
 import { LogRecovery, type RecoveryOutcome } from '../../src/store/log-recovery.js';
-import { LogWriter, segmentFileName } from '../../src/store/log-writer.js';
+import { frameHeaderBytes } from '../../src/store/record-frame.js';
+import { groupEndFlag, isSeal, LogWriter, segmentFileName } from '../../src/store/log-writer.js';
 import { SnapshotWriter } from '../../src/store/snapshot-writer.js';
 import { SimulatedDisk } from '../../sim/simulated-disk.js';
 
@@ -31,12 +34,32 @@ function pump(disk: SimulatedDisk, source: Source, budget = Infinity): number {
   }
 }
 
-function recover(disk: SimulatedDisk): { records: string[]; outcome: RecoveryOutcome | null; failure: string | null } {
+function recover(disk: SimulatedDisk): { records: string[]; lsns: number[]; outcome: RecoveryOutcome | null; failure: string | null } {
   let requestId = 1;
   const records: string[] = [];
-  const recovery = new LogRecovery(() => requestId++, (record) => records.push(new TextDecoder().decode(record.body)), 64);
+  const lsns: number[] = [];
+  // Records count only in whole groups; recovery cuts a trailing incomplete one off the log and
+  // leaves dropping its records to the caller, as the state store does.
+  let group: { lsn: number; body: Uint8Array }[] = [];
+  const onRecord = (record: { lsn: number; type: number; body: Uint8Array }, fromSnapshot: boolean): void => {
+    group.push(record);
+    if (!fromSnapshot && (record.type & groupEndFlag) === 0) return;
+    for (const member of group) {
+      records.push(new TextDecoder().decode(member.body));
+      lsns.push(member.lsn);
+    }
+    group = [];
+  };
+  const recovery = new LogRecovery(() => requestId++, onRecord, 64, undefined, groupEndFlag);
   pump(disk, { takeRequests: () => recovery.takeRequests(), handleResult: (r) => recovery.handleResult(r) });
-  return { records, outcome: recovery.outcome, failure: recovery.failure };
+  return { records, lsns, outcome: recovery.outcome, failure: recovery.failure };
+}
+
+/** Appends one group (one broker input's records); returns their LSNs. */
+function appendGroup(writer: LogWriter, bodies: Uint8Array[]): number[] {
+  const lsns = bodies.map((bytes) => writer.append(1, bytes));
+  writer.markGroupEnd();
+  return lsns;
 }
 
 function body(index: number): Uint8Array {
@@ -51,24 +74,61 @@ describe('log durability on a faulty disk', () => {
         let requestId = 1;
         const writer = new LogWriter({ segmentBytesMax: 300, syncPolicy: 'always', syncIntervalMs: 10, writeBytesMax: 120 }, 1, null, () => requestId++);
         let budget = crashAfter;
+        const appended: number[] = [];
+        /** For each appended record, the LSN that ends its group: a record counts only whole. */
+        const groupEnds: number[] = [];
+        let group: Uint8Array[] = [];
         for (let index = 1; index <= count && budget > 0; index++) {
-          writer.append(1, body(index));
+          group.push(body(index));
           if (index % 3 === 0 || index === count) {
+            const lsns = appendGroup(writer, group);
+            appended.push(...lsns);
+            groupEnds.push(...lsns.map(() => lsns[lsns.length - 1]!));
+            group = [];
             writer.flush(0);
             budget -= pump(disk, writer, budget);
           }
         }
-        const released = writer.releasedLsn;
+        const released = groupEnds.filter((end) => end <= writer.releasedLsn).length;
         disk.crash();
-        const { records, outcome, failure } = recover(disk);
+        const { records, lsns, outcome, failure } = recover(disk);
         expect(failure).toBeNull();
         expect(records.length).toBeGreaterThanOrEqual(released);
-        expect(records.length).toBeLessThanOrEqual(writer.appendedLsn);
+        expect(records.length).toBeLessThanOrEqual(appended.length);
         expect(records).toEqual(Array.from({ length: records.length }, (_, i) => new TextDecoder().decode(body(i + 1))));
-        expect(outcome!.nextLsn).toBe(records.length + 1);
+        expect(lsns).toEqual(appended.slice(0, records.length));
+        expect(outcome!.nextLsn).toBeGreaterThan(lsns[lsns.length - 1] ?? 0);
       }),
       { numRuns: 300 },
     );
+  });
+
+  it('releases the last record only once a later frame is synced: the next group or a seal', () => {
+    const disk = new SimulatedDisk(seedrandom('seal'));
+    let requestId = 1;
+    const writer = new LogWriter({ segmentBytesMax: 1 << 20, syncPolicy: 'always', syncIntervalMs: 10, writeBytesMax: 1 << 20 }, 1, null, () => requestId++);
+    const step = (): StorageRequest => {
+      const requests = writer.takeRequests();
+      expect(requests.length).toBe(1);
+      expect(writer.handleResult(disk.execute(requests[0]!), 0)).toBe(true);
+      return requests[0]!;
+    };
+    const [first] = appendGroup(writer, [body(1)]);
+    writer.flush(0);
+    // The group's write, its sync, the new segment's directory sync.
+    expect([step().op, step().op, step().op]).toEqual(['write', 'sync', 'sync-directory']);
+    expect(writer.syncedLsn).toBe(first);
+    expect(writer.releasedLsn).toBeLessThan(first!);
+    const [write] = writer.takeRequests();
+    expect(write?.op).toBe('write');
+    expect(write!.op === 'write' && write!.bytes.length).toBe(frameHeaderBytes);
+    expect(writer.handleResult({ requestId: write!.requestId, ok: true }, 0)).toBe(true);
+    pump(disk, writer);
+    expect(writer.releasedLsn).toBeGreaterThanOrEqual(first!);
+    expect(writer.quiescent).toBe(true);
+    // The seal is written once: an idle writer adds nothing more.
+    writer.flush(1);
+    expect(writer.takeRequests()).toEqual([]);
   });
 
   it('continues appending after recovery, across restarts', () => {
@@ -80,14 +140,56 @@ describe('log durability on a faulty disk', () => {
       expect(records.length).toBe(expected);
       let requestId = 1000 * (round + 1);
       const writer = new LogWriter({ segmentBytesMax: 256, syncPolicy: 'always', syncIntervalMs: 10, writeBytesMax: 4096 }, outcome!.nextLsn, outcome!.openSegment, () => requestId++);
-      for (let index = 0; index < 7; index++) writer.append(2, body(expected + index + 1));
+      const lsns = appendGroup(writer, Array.from({ length: 7 }, (_, index) => body(expected + index + 1)));
       writer.flush(0);
       pump(disk, writer);
       expected += 7;
-      expect(writer.releasedLsn).toBe(expected);
+      expect(writer.releasedLsn).toBeGreaterThanOrEqual(lsns[6]!);
       disk.crash();
     }
     expect(disk.describe()).toContain(segmentFileName(1));
+  });
+
+  it('refuses to start on a flipped bit in the last released record, naming file and offset', () => {
+    const disk = new SimulatedDisk(seedrandom('flip-last'));
+    let requestId = 1;
+    const writer = new LogWriter({ segmentBytesMax: 1 << 20, syncPolicy: 'always', syncIntervalMs: 10, writeBytesMax: 1 << 20 }, 1, null, () => requestId++);
+    appendGroup(writer, [body(1), body(2)]);
+    writer.flush(0);
+    pump(disk, writer);
+    const lastDataRecord = appendGroup(writer, [body(3)])[0]!;
+    writer.flush(0);
+    pump(disk, writer);
+    expect(writer.releasedLsn).toBeGreaterThanOrEqual(lastDataRecord);
+    const file = segmentFileName(1);
+    const bytes = disk.fileBytes(file)!;
+    // The seal is the file's last frame; the released record ends right before it.
+    const offset = bytes.length - frameHeaderBytes - 3;
+    disk.corrupt(file, offset, bytes[offset]! ^ 0x10);
+    const { failure } = recover(disk);
+    expect(failure).toMatch(/^corrupt log: wal-0000000000000001\.log at offset \d+: checksum mismatch/);
+  });
+
+  it('seals a recovered tail that has no seal before it finishes', () => {
+    const disk = new SimulatedDisk(seedrandom('unsealed'));
+    let requestId = 1;
+    const writer = new LogWriter({ segmentBytesMax: 1 << 20, syncPolicy: 'always', syncIntervalMs: 10, writeBytesMax: 1 << 20 }, 1, null, () => requestId++);
+    appendGroup(writer, [body(1), body(2)]);
+    writer.flush(0);
+    pump(disk, writer, 3); // write, sync, directory sync: the seal's write never happens
+    disk.crash();
+    const file = segmentFileName(1);
+    const before = disk.fileBytes(file)!.length;
+    const first = recover(disk);
+    expect(first.records).toEqual([body(1), body(2)].map((bytes) => new TextDecoder().decode(bytes)));
+    expect(disk.fileBytes(file)!.length).toBe(before + frameHeaderBytes);
+    expect(first.outcome!.openSegment).toEqual({ name: file, size: before + frameHeaderBytes });
+    expect(first.outcome!.nextLsn).toBe(4);
+    disk.crash(); // the seal was synced by recovery
+    const second = recover(disk);
+    expect(second.records.length).toBe(2);
+    expect(disk.fileBytes(file)!.length).toBe(before + frameHeaderBytes);
+    expect(isSeal(disk.fileBytes(file)![before + 16]!)).toBe(true);
   });
 
   it('refuses to start on a flipped bit in the middle of a segment, naming file and offset', () => {
@@ -107,15 +209,17 @@ describe('log durability on a faulty disk', () => {
     const disk = new SimulatedDisk(seedrandom('torn'));
     let requestId = 1;
     const writer = new LogWriter({ segmentBytesMax: 1 << 20, syncPolicy: 'always', syncIntervalMs: 10, writeBytesMax: 1 << 20 }, 1, null, () => requestId++);
-    for (let index = 1; index <= 4; index++) writer.append(1, body(index));
+    appendGroup(writer, [body(1), body(2)]);
+    appendGroup(writer, [body(3), body(4)]);
     writer.flush(0);
     pump(disk, writer);
-    const size = disk.fileBytes(segmentFileName(1))!.length;
+    // Tear the last data record (the seal after it goes too): its group is incomplete and cut.
+    const size = disk.fileBytes(segmentFileName(1))!.length - frameHeaderBytes;
     disk.execute({ op: 'truncate', requestId: 0, file: segmentFileName(1), length: size - 3 });
     disk.execute({ op: 'sync', requestId: 0, file: segmentFileName(1) });
     const { failure, records, outcome } = recover(disk);
     expect(failure).toBeNull();
-    expect(records.length).toBe(3);
+    expect(records.length).toBe(2);
     expect(outcome!.warnings.join()).toMatch(/truncated wal-0000000000000001\.log at offset \d+/);
     expect(recover(disk).outcome!.warnings).toEqual([]);
   });
@@ -126,7 +230,7 @@ describe('log durability on a faulty disk', () => {
       let requestId = 1;
       const writer = new LogWriter({ segmentBytesMax: 200, syncPolicy: 'always', syncIntervalMs: 10, writeBytesMax: 1 << 20 }, 1, null, () => requestId++);
       for (let index = 1; index <= 20; index++) {
-        writer.append(1, body(index));
+        appendGroup(writer, [body(index)]);
         writer.flush(0);
         pump(disk, writer);
       }
@@ -135,7 +239,7 @@ describe('log durability on a faulty disk', () => {
       const obsolete = first.segments.map((s) => s.name);
       writer.rotate();
       const snapshot = new SnapshotWriter(
-        { coveredLsn: 20, records: [1, 2, 3, 4].map((n) => ({ type: 1, body: new TextEncoder().encode(`compacted-${n}`) })), obsoleteFiles: obsolete },
+        { coveredLsn: writer.appendedLsn, records: [1, 2, 3, 4].map((n) => ({ type: 1, body: new TextEncoder().encode(`compacted-${n}`) })), obsoleteFiles: obsolete },
         () => requestId++,
         64,
       );

@@ -41,8 +41,10 @@ describe('record frames', () => {
         const { bytes, offsets } = buildLog(bodies);
         const lastStart = offsets[offsets.length - 1]!;
         const cut = lastStart + 1 + (cutSeed % (bytes.length - lastStart - 1 || 1));
-        const scan = scanFrames(bytes.subarray(0, Math.min(cut, bytes.length - 1)), 1, 1 << 20);
-        expect(scan.ending).toBe('torn');
+        const kept = bytes.subarray(0, Math.min(cut, bytes.length - 1));
+        const scan = scanFrames(kept, 1, 1 << 20);
+        // A kept piece that happens to be all zero bytes reads as zero fill, which is just as safe.
+        expect(scan.ending).toBe(kept.subarray(lastStart).every((byte) => byte === 0) ? 'clean' : 'torn');
         expect(scan.validEnd).toBe(lastStart);
         expect(scan.records.length).toBe(bodies.length - 1);
       }),

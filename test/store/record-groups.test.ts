@@ -38,25 +38,26 @@ describe('record groups', () => {
   it('releases a group only whole, and recovery drops a group cut by a crash', () => {
     const disk = new SimulatedDisk(seedrandom('groups'));
     const { store } = open(disk);
-    store.append(created('alone'));
+    const alone = store.append(created('alone'));
     store.flush(0);
     pump(disk, store, Infinity);
-    expect(store.durableLsn).toBe(1);
+    expect(store.durableLsn).toBeGreaterThanOrEqual(alone);
     // One input appends three records; 64-byte writes split them into separate write+sync pairs.
-    for (const clientId of ['first', 'second', 'third']) store.append(created(clientId));
+    const [first] = ['first', 'second', 'third'].map((clientId) => store.append(created(clientId)));
     store.flush(0);
     pump(disk, store, 2);
     // The first record of the group is synced, but the group is not whole: nothing is released.
-    expect(store.durableLsn).toBe(1);
+    expect(store.durableLsn).toBeLessThan(first!);
     disk.crash();
     const reopened = open(disk);
     expect(reopened.records.map((record) => (record as { clientId: string }).clientId)).toEqual(['alone']);
-    expect(reopened.store.recoveryOutcome!.warnings.join(' ')).toMatch(/discarded records 2\.\.2/);
+    expect(reopened.store.recoveryOutcome!.warnings.join(' ')).toContain(`discarded records ${first}..${first}`);
     // New records take the discarded LSNs; a later recovery must not glue the old part to them.
-    reopened.store.append(created('later'));
+    const later = reopened.store.append(created('later'));
+    expect(later).toBe(first);
     reopened.store.flush(0);
     pump(disk, reopened.store, Infinity);
-    expect(reopened.store.durableLsn).toBe(2);
+    expect(reopened.store.durableLsn).toBeGreaterThanOrEqual(later);
     disk.crash();
     const last = open(disk);
     expect(last.records.map((record) => (record as { clientId: string }).clientId)).toEqual(['alone', 'later']);
