@@ -21,7 +21,7 @@ import { planRepair } from '../src/store/repair.js';
 import { groupEndFlag, isSeal } from '../src/store/log-writer.js';
 import { scanFrames, type FrameProblem, type FrameRecord } from '../src/store/record-frame.js';
 import { decodeStateRecord } from '../src/store/record-codec.js';
-import { applyRecord, createDurableState, finishReplay, type StateRecordKind } from '../src/store/state-store.js';
+import { applyRecord, createDurableState, finishReplay, type DurableState, type StateRecordKind } from '../src/store/state-store.js';
 
 const recordBytesMax = 512 * 1024 * 1024;
 const segmentPattern = /^wal-(\d{16})\.log$/;
@@ -43,9 +43,19 @@ export interface InspectReport {
   files: FileReport[];
   snapshotLsn: number;
   recordsByKind: Partial<Record<StateRecordKind, number>>;
-  state: { sessions: number; subscriptions: number; retained: number; retainedBytes: number; queued: number; inflight: number; messages: number; wills: number } | null;
+  state: { sessions: number; subscriptions: number; retained: number; retainedBytes: number; queued: number; inflight: number; messages: number; wills: number; ownersUnknown: OwnersUnknown } | null;
   /** Problems that make the broker refuse to start; empty when the directory is healthy. */
   problems: string[];
+}
+
+/**
+ * Sessions and wills with no stored owner (user name): their records were written by a version
+ * that did not store it, so with an ACL file such a session gets nothing until its client connects
+ * again, and such a will is withheld when its time comes.
+ */
+export interface OwnersUnknown {
+  sessions: number;
+  wills: number;
 }
 
 export function inspectDataDirectory(directory: string): InspectReport {
@@ -125,7 +135,15 @@ function rebuildState(directory: string, report: InspectReport, snapshotName: st
     queued += session.queue.length;
     inflight += session.inflight.size;
   }
-  report.state = { sessions: state.sessions.size, subscriptions, retained: state.retained.size, retainedBytes: state.retainedBytes, queued, inflight, messages: state.messages.size, wills: state.wills.size };
+  report.state = { sessions: state.sessions.size, subscriptions, retained: state.retained.size, retainedBytes: state.retainedBytes, queued, inflight, messages: state.messages.size, wills: state.wills.size, ownersUnknown: ownersUnknown(state) };
+}
+
+function ownersUnknown(state: DurableState): OwnersUnknown {
+  let sessions = 0;
+  for (const session of state.sessions.values()) if (session.username === undefined) sessions += 1;
+  let wills = 0;
+  for (const clientId of state.wills.keys()) if (!state.willUsernames!.has(clientId)) wills += 1;
+  return { sessions, wills };
 }
 
 export function formatInspectReport(report: InspectReport): string {
@@ -139,6 +157,11 @@ export function formatInspectReport(report: InspectReport): string {
   if (report.state !== null) {
     const s = report.state;
     lines.push(`state: ${s.sessions} sessions, ${s.subscriptions} subscriptions, ${s.retained} retained (${s.retainedBytes} bytes), ${s.queued} queued, ${s.inflight} inflight, ${s.messages} stored messages, ${s.wills} wills`);
+    if (s.ownersUnknown.sessions + s.ownersUnknown.wills > 0) {
+      const { sessions, wills } = s.ownersUnknown;
+      lines.push(`owner unknown (written before user names were stored): sessions=${sessions} wills=${wills}; with an ACL file`);
+      lines.push('  these sessions get nothing until their clients reconnect, and these wills are withheld');
+    }
     const kinds = Object.entries(report.recordsByKind).map(([kind, count]) => `${kind}=${count}`);
     lines.push(`records replayed: ${kinds.join(' ') || 'none'}`);
   }

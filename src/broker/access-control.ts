@@ -6,10 +6,14 @@
  * and every path is as it was (the router tests one field for null).
  *
  * Identities. A session belongs to the identity (client id, authenticated user name) of the last
- * connection bound to it; a delivery to an offline session is decided for that identity. The
- * identity is not durable: after a restart a session has none until its client connects again,
- * and until then nothing is delivered to it (fail closed, counted as receive denials). A will is
- * likewise published only for the identity that left it in this process's life.
+ * connection bound to it; a delivery to an offline session is decided for that identity. The user
+ * name is durable state (`SessionState.username`, written by session-created / session-resumed),
+ * so a restarted broker decides for the same owner as before the restart. A will is decided for
+ * the identity that left it (`DurableState.willUsernames`, written by will-set): a will outlives
+ * a volatile session, so its owner cannot be read from the session. Only records written by a
+ * version that did not store user names leave an owner unknown: such a session gets nothing until
+ * its client connects again, and such a will is not published (fail closed, counted as receive /
+ * will denials, logged with why).
  *
  * Caches, all dropped when `authorizer.generation` changes (live reload):
  * - per subscription (a WeakMap keyed by the subscription object, which a re-subscribe replaces):
@@ -36,7 +40,7 @@ export const topicVerdictsMax = 256;
 
 interface Grant {
   readonly generation: number;
-  /** null: the session has no known owner (recovered, not reconnected): nothing is delivered. */
+  /** null: the session's owner is unknown (records of an older version): nothing is delivered. */
   readonly owner: Identity | null;
   readonly everything: boolean;
   readonly topics: Map<string, boolean>;
@@ -47,9 +51,12 @@ interface PublisherVerdicts {
   readonly topics: Map<string, boolean>;
 }
 
+/** Why a decision was made without an owner. */
+const ownerUnknown = 'owner unknown: stored by a version that did not record user names';
+
 export class AccessControl {
-  private readonly owners = new WeakMap<SessionState, Identity>();
-  private readonly willOwners = new WeakMap<object, Identity>();
+  /** Each session's owner as an Identity, made once per stored user name (not once per question). */
+  private readonly identities = new WeakMap<SessionState, Identity>();
   private readonly grants = new WeakMap<SubscriptionState, Grant>();
   private readonly publishers = new WeakMap<Connection, PublisherVerdicts>();
 
@@ -70,22 +77,37 @@ export class AccessControl {
     return false;
   }
 
-  /** A connection was bound to its session: the session (and its will) now belong to `identity`. */
+  /**
+   * A connection was bound to its session, whose records (session-created / session-resumed, and
+   * will-set) already name `identity` as its owner: grants computed for another owner, or for an
+   * unknown one, no longer hold.
+   */
   bind(connection: Connection, identity: Identity): void {
     const session = connection.session;
     assert(session !== null, 'bind after the session is attached');
     assert(session.clientId === identity.clientId, 'an identity names its session');
-    if (connection.will !== null) this.willOwners.set(connection.will, identity);
-    const previous = this.owners.get(session);
-    this.owners.set(session, identity);
-    if (previous !== undefined && previous.username === identity.username) return;
-    // A new owner: grants computed for the previous one (or for none) no longer hold.
-    for (const subscription of session.subscriptions.values()) this.grants.delete(subscription);
+    assert(session.username === (identity.username ?? null), 'the session records its owner before it is bound');
+    for (const subscription of session.subscriptions.values()) {
+      const grant = this.grants.get(subscription);
+      if (grant !== undefined && (grant.owner === null || grant.owner.username !== identity.username)) this.grants.delete(subscription);
+    }
+  }
+
+  /** The owner of `session` from its stored user name, or null when that is unknown. */
+  ownerOf(session: SessionState): Identity | null {
+    const stored = session.username;
+    if (stored === undefined) return null;
+    const username = stored ?? undefined;
+    const cached = this.identities.get(session);
+    if (cached !== undefined && cached.username === username) return cached;
+    const identity: Identity = { clientId: session.clientId, username };
+    this.identities.set(session, identity);
+    return identity;
   }
 
   maySubscribe(session: SessionState, filter: string): boolean {
-    const owner = this.owners.get(session);
-    assert(owner !== undefined, 'a connected session has an owner');
+    const owner = this.ownerOf(session);
+    assert(owner !== null, 'a connected session has an owner');
     if (this.authorizer.canSubscribe(owner, filter)) return true;
     this.broker.stats.authorization.subscribeDenied += 1;
     this.deny('info', 'subscribe', owner, filter);
@@ -105,15 +127,15 @@ export class AccessControl {
     }
     let allowed = verdicts.topics.get(topic);
     if (allowed === undefined) {
-      const owner = this.owners.get(connection.session!);
-      assert(owner !== undefined, 'a connected session has an owner');
+      const owner = this.ownerOf(connection.session!);
+      assert(owner !== null, 'a connected session has an owner');
       allowed = this.authorizer.canPublish(owner, topic);
       if (verdicts.topics.size >= topicVerdictsMax) verdicts.topics.clear();
       verdicts.topics.set(topic, allowed);
     }
     if (allowed) return true;
     this.broker.stats.authorization.publishDenied += 1;
-    this.deny('info', 'publish', { clientId: connection.clientId, username: this.owners.get(connection.session!)?.username }, topic);
+    this.deny('info', 'publish', { clientId: connection.clientId, username: this.ownerOf(connection.session!)?.username }, topic);
     return false;
   }
 
@@ -132,13 +154,24 @@ export class AccessControl {
     this.broker.send(connection, encodePacket({ type, packetId: packet.packetId!, reasonCode }, connection.version));
   }
 
-  /** A will whose time came: published only if its owner may (still) publish to its topic. */
+  /**
+   * A will whose time came: published only if its owner may (still) publish to its topic. Asked
+   * while the will is still stored (will.ts), since the owner is read from durable state.
+   */
   mayPublishWill(clientId: string, will: object, topic: string): boolean {
-    const owner = this.willOwners.get(will);
-    if (owner !== undefined && this.authorizer.canPublish(owner, topic)) return true;
+    const owner = this.willOwner(clientId, will);
+    if (owner !== null && this.authorizer.canPublish(owner, topic)) return true;
     this.broker.stats.authorization.willDenied += 1;
-    this.deny('info', 'will', owner ?? { clientId, username: undefined }, topic, owner === undefined ? 'identity unknown after restart' : null);
+    this.deny('info', 'will', owner ?? { clientId, username: undefined }, topic, owner === null ? ownerUnknown : null);
     return false;
+  }
+
+  private willOwner(clientId: string, will: object): Identity | null {
+    const state = this.broker.state;
+    assert(state.wills.get(clientId) === will, 'a will is decided while it is stored');
+    const stored = state.willUsernames?.get(clientId);
+    if (stored === undefined) return null;
+    return { clientId, username: stored ?? undefined };
   }
 
   /**
@@ -163,14 +196,14 @@ export class AccessControl {
   receiveDenied(clientId: string, topic: string): void {
     this.broker.stats.authorization.receiveDenied += 1;
     const session = this.broker.state.sessions.get(clientId);
-    const owner = session === undefined ? undefined : this.owners.get(session);
-    this.deny('debug', 'receive', owner ?? { clientId, username: undefined }, topic, owner === undefined ? 'identity unknown after restart' : null);
+    const owner = session === undefined ? null : this.ownerOf(session);
+    this.deny('debug', 'receive', owner ?? { clientId, username: undefined }, topic, owner === null ? ownerUnknown : null);
   }
 
   private grant(clientId: string, subscription: SubscriptionState): Grant {
     const session = this.broker.state.sessions.get(clientId);
     assert(session !== undefined, 'a subscription belongs to a session');
-    const owner = this.owners.get(session) ?? null;
+    const owner = this.ownerOf(session);
     const readsEverything = this.authorizer.readsEverything;
     const everything = owner !== null && readsEverything !== undefined && readsEverything.call(this.authorizer, owner, subscription.filter);
     const grant: Grant = { generation: this.generation, owner, everything, topics: new Map() };

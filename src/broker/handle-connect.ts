@@ -126,16 +126,19 @@ export function acceptConnect(broker: Broker, connection: Connection, packet: Co
     return refuse(broker, connection, ReasonCode.QuotaExceeded, nowMs, 'sessionsMax reached', 'sessionsMax');
   }
   const appendedBefore = broker.store.appendedLsn;
+  // The owner is durable (null: anonymous), so that topic authorization after a restart still
+  // knows whose offline session and whose will it decides for (access-control.ts).
+  const username = identity.username ?? null;
   if (resume) {
     // A resumed session cancels the will still waiting from its previous connection [MQTT-3.1.3-9].
     discardWill(broker, clientId);
     broker.sessionExpiryDeadlines.delete(clientId);
-    broker.commit({ kind: 'session-resumed', clientId, protocolVersion: packet.protocolVersion, expiryIntervalSeconds: expirySeconds });
+    broker.commit({ kind: 'session-resumed', clientId, protocolVersion: packet.protocolVersion, expiryIntervalSeconds: expirySeconds, username });
   } else {
     if (existing !== undefined) endSession(broker, clientId, nowMs);
-    broker.commit({ kind: 'session-created', clientId, protocolVersion: packet.protocolVersion, expiryIntervalSeconds: expirySeconds });
+    broker.commit({ kind: 'session-created', clientId, protocolVersion: packet.protocolVersion, expiryIntervalSeconds: expirySeconds, username });
   }
-  if (packet.will !== undefined) broker.commit({ kind: 'will-set', clientId, will: packet.will });
+  if (packet.will !== undefined) broker.commit({ kind: 'will-set', clientId, will: packet.will, username });
   bind(broker, connection, packet, clientId, nowMs);
   broker.access?.bind(connection, identity);
   const connack = connackFor(broker, connection, resume, assigned ? clientId : null, expirySeconds !== requested ? expirySeconds : null, authentication);

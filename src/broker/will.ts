@@ -44,9 +44,11 @@ export function discardWill(broker: Broker, clientId: string): void {
 }
 
 export function publishWill(broker: Broker, clientId: string, will: Will, nowMs: number): void {
+  // Checked again now: the rules may have changed since CONNECT (access-control.ts). Asked before
+  // discardWill, which forgets the stored will and with it the durable owner the check reads.
+  const allowed = broker.access === null || broker.access.mayPublishWill(clientId, will, will.topic);
   discardWill(broker, clientId);
-  // Checked again now: the rules may have changed since CONNECT (access-control.ts).
-  if (broker.access !== null && !broker.access.mayPublishWill(clientId, will, will.topic)) return;
+  if (!allowed) return;
   broker.stats.willsPublished += 1;
   broker.log('info', 'will-published', { clientId, topic: will.topic });
   const message = transientMessage(will.topic, will.payload, will.qos, will.retain, will.properties, nowMs);

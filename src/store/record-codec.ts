@@ -11,6 +11,10 @@
  * entry in `recordTypes`, an on-disk identifier: entries may be added, never renumbered.
  * Decoding copies every binary field out of the read buffer, so a recovered message does not pin
  * the multi-megabyte buffer its segment was read into.
+ *
+ * Fields are added to a kind as optional JSON keys, so that older records still decode: the
+ * owner's `username` of session-created / session-resumed / will-set is such a field (absent
+ * means unknown; null means anonymous, which is why it is null and not omitted).
  */
 import { assert } from '../assert.js';
 import type { StateRecord, StateRecordKind } from './state-store.js';
@@ -102,5 +106,16 @@ export function decodeStateRecord(type: number, body: Uint8Array): StateRecord {
     return value;
   }) as StateRecord;
   if (record.kind !== kind) throw new Error(`record of type ${type} says it is "${String(record.kind)}"`);
+  if (!hasValidUsername(record)) throw new Error(`record ${kind} has a user name that is neither a string nor null`);
   return record;
+}
+
+/**
+ * The owner's user name in session-created / session-resumed / will-set: a string, null
+ * (anonymous) or absent (unknown: written before the field existed, so absence must stay valid).
+ */
+function hasValidUsername(record: StateRecord): boolean {
+  if (!('username' in record)) return true;
+  const username: unknown = record.username;
+  return username === null || typeof username === 'string';
 }

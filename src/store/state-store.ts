@@ -85,7 +85,17 @@ export interface SessionState {
   readonly incomingQos2: Set<number>;
   nextPacketId: number;
   nextDeliverySequence: number;
+  /**
+   * Who owns the session, for topic authorization: the authenticated user name of the last
+   * connection bound to it; null when that connection gave none (anonymous); undefined when
+   * unknown (the session's records were written by a version that did not store it). Durable, so
+   * that a restarted broker decides deliveries to an offline session as it did before.
+   */
+  username?: string | null;
 }
+
+/** A user name as records and state keep it: null is anonymous, undefined (absent) unknown. */
+export type StoredUsername = string | null | undefined;
 
 export interface DurableState {
   readonly sessions: Map<string, SessionState>;
@@ -95,14 +105,25 @@ export interface DurableState {
   retainedBytes: number;
   /** Wills of connections that have not ended normally, by client id. */
   readonly wills: Map<string, Will>;
+  /**
+   * The user name of the connection that left each will (null: anonymous), by client id; a will
+   * without an entry has an unknown owner (written by an older version). A will outlives a
+   * volatile session, so its owner cannot be read from the session. Optional only so that states
+   * built as literals before it existed still type; `createDurableState` always makes it.
+   */
+  readonly willUsernames?: Map<string, string | null>;
   nextMessageId: number;
 }
 
 export type StoredMessageFields = Omit<StoredMessage, 'references'>;
 
+/*
+ * `username` in session-created, session-resumed and will-set: the owner's user name (null:
+ * anonymous). Absent in records written before it existed, which then mean "unknown".
+ */
 export type StateRecord =
-  | { kind: 'session-created'; clientId: string; protocolVersion: ProtocolVersion; expiryIntervalSeconds: number }
-  | { kind: 'session-resumed'; clientId: string; protocolVersion: ProtocolVersion; expiryIntervalSeconds: number }
+  | { kind: 'session-created'; clientId: string; protocolVersion: ProtocolVersion; expiryIntervalSeconds: number; username?: string | null }
+  | { kind: 'session-resumed'; clientId: string; protocolVersion: ProtocolVersion; expiryIntervalSeconds: number; username?: string | null }
   | { kind: 'session-disconnected'; clientId: string; atMs: number; expiryIntervalSeconds: number }
   | { kind: 'session-deleted'; clientId: string }
   | { kind: 'session-counters'; clientId: string; nextPacketId: number; nextDeliverySequence: number }
@@ -133,7 +154,7 @@ export type StateRecord =
   | { kind: 'delivery-dropped'; clientId: string; sequence: number; reason: string }
   | { kind: 'incoming-qos2-recorded'; clientId: string; packetId: number }
   | { kind: 'incoming-qos2-released'; clientId: string; packetId: number }
-  | { kind: 'will-set'; clientId: string; will: Will }
+  | { kind: 'will-set'; clientId: string; will: Will; username?: string | null }
   | { kind: 'will-cleared'; clientId: string };
 
 export type StateRecordKind = StateRecord['kind'];
@@ -292,10 +313,10 @@ const emptySlots: (Delivery | undefined)[] = [];
 const queueCapacityMin = 8;
 
 export function createDurableState(): DurableState {
-  return { sessions: new Map(), messages: new Map(), retained: new Map(), retainedBytes: 0, wills: new Map(), nextMessageId: 1 };
+  return { sessions: new Map(), messages: new Map(), retained: new Map(), retainedBytes: 0, wills: new Map(), willUsernames: new Map(), nextMessageId: 1 };
 }
 
-function createSession(clientId: string, protocolVersion: ProtocolVersion, expiryIntervalSeconds: number): SessionState {
+function createSession(clientId: string, protocolVersion: ProtocolVersion, expiryIntervalSeconds: number, username: StoredUsername): SessionState {
   return {
     clientId,
     protocolVersion,
@@ -308,6 +329,7 @@ function createSession(clientId: string, protocolVersion: ProtocolVersion, expir
     incomingQos2: new Set(),
     nextPacketId: 1,
     nextDeliverySequence: 1,
+    username,
   };
 }
 
@@ -343,7 +365,7 @@ export function applyRecord(state: DurableState, record: StateRecord): void {
     case 'session-created': {
       const existing = state.sessions.get(record.clientId);
       if (existing !== undefined) dropSession(state, existing);
-      state.sessions.set(record.clientId, createSession(record.clientId, record.protocolVersion, record.expiryIntervalSeconds));
+      state.sessions.set(record.clientId, createSession(record.clientId, record.protocolVersion, record.expiryIntervalSeconds, record.username));
       return;
     }
     case 'session-resumed': {
@@ -351,6 +373,8 @@ export function applyRecord(state: DurableState, record: StateRecord): void {
       session.protocolVersion = record.protocolVersion;
       session.expiryIntervalSeconds = record.expiryIntervalSeconds;
       session.offlineSinceMs = null;
+      // Whoever connected now owns it; a record without a user name leaves the owner unknown.
+      session.username = record.username;
       return;
     }
     case 'session-disconnected': {
@@ -392,9 +416,12 @@ export function applyRecord(state: DurableState, record: StateRecord): void {
       return;
     case 'will-set':
       state.wills.set(record.clientId, record.will);
+      if (record.username === undefined) state.willUsernames?.delete(record.clientId);
+      else state.willUsernames?.set(record.clientId, record.username);
       return;
     case 'will-cleared':
       state.wills.delete(record.clientId);
+      state.willUsernames?.delete(record.clientId);
       return;
     default:
       applyDeliveryRecord(state, record);
@@ -540,7 +567,7 @@ export function snapshotRecords(state: DurableState): StateRecord[] {
     records.push({ kind: 'message-stored', message: fields });
   }
   for (const [topic, messageId] of state.retained) records.push({ kind: 'retained-set', topic, messageId });
-  for (const [clientId, will] of state.wills) records.push({ kind: 'will-set', clientId, will });
+  for (const [clientId, will] of state.wills) records.push(withUsername({ kind: 'will-set', clientId, will }, state.willUsernames?.get(clientId)));
   for (const session of state.sessions.values()) {
     if (session.expiryIntervalSeconds === 0) continue;
     snapshotSession(session, records);
@@ -550,7 +577,7 @@ export function snapshotRecords(state: DurableState): StateRecord[] {
 
 function snapshotSession(session: SessionState, records: StateRecord[]): void {
   const clientId = session.clientId;
-  records.push({ kind: 'session-created', clientId, protocolVersion: session.protocolVersion, expiryIntervalSeconds: session.expiryIntervalSeconds });
+  records.push(withUsername({ kind: 'session-created', clientId, protocolVersion: session.protocolVersion, expiryIntervalSeconds: session.expiryIntervalSeconds }, session.username));
   if (session.offlineSinceMs !== null) {
     records.push({ kind: 'session-disconnected', clientId, atMs: session.offlineSinceMs, expiryIntervalSeconds: session.expiryIntervalSeconds });
   }
@@ -563,4 +590,10 @@ function snapshotSession(session: SessionState, records: StateRecord[]): void {
   }
   for (const packetId of session.incomingQos2) records.push({ kind: 'incoming-qos2-recorded', clientId, packetId });
   records.push({ kind: 'session-counters', clientId, nextPacketId: session.nextPacketId, nextDeliverySequence: session.nextDeliverySequence });
+}
+
+/** The record with its owner's user name, or without the field when the owner is unknown. */
+function withUsername(record: Extract<StateRecord, { kind: 'session-created' | 'will-set' }>, username: StoredUsername): StateRecord {
+  if (username !== undefined) record.username = username;
+  return record;
 }
