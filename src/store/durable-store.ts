@@ -97,6 +97,12 @@ export class DurableStateStore implements StateStore {
     return records;
   }
 
+  takeRecovered(): readonly StateRecord[] {
+    const records = this.recovered;
+    this.recovered = [];
+    return records;
+  }
+
   append(record: StateRecord): number {
     assert(this.writer !== null, 'append before recovery finished');
     const { type, body } = encodeStateRecord(record);

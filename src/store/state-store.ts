@@ -167,6 +167,12 @@ export type StateRecordKind = StateRecord['kind'];
 export interface StateStore {
   /** The records to replay, or null while the store is still reading them through storage requests. */
   recover(nowMs: number): readonly StateRecord[] | null;
+  /**
+   * Optional: the records read so far that are final (whole groups), handed over once each, while
+   * recovery is still going; `recover` then returns only the rest. A caller that applies them as
+   * they come holds one segment's records at a time instead of the whole log's.
+   */
+  takeRecovered?(): readonly StateRecord[];
   /** Takes a record; returns its LSN (increasing, starting at 1). */
   append(record: StateRecord): number;
   /** Every record with an LSN up to this one is durable. */
