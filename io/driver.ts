@@ -22,6 +22,13 @@ export interface Host {
   halt(reason: string): void;
   /** Arrange for `Driver.tick` to be called at `deadlineMs` (replacing any earlier wakeup), or never. */
   setWakeup(deadlineMs: number | null): void;
+  /**
+   * Stop / start reading from a connection (the core's `pause-reading` / `resume-reading`:
+   * backpressure on a publisher). Optional: a host without them keeps reading, which the core
+   * accepts (the pause is advisory), so a world that never throttles need not implement them.
+   */
+  pauseReading?(connectionId: ConnectionId): void;
+  resumeReading?(connectionId: ConnectionId): void;
 }
 
 export class Driver {
@@ -109,6 +116,12 @@ export class Driver {
             break;
           case 'halt':
             this.host.halt(action.reason);
+            break;
+          case 'pause-reading':
+            this.host.pauseReading?.(action.connectionId);
+            break;
+          case 'resume-reading':
+            this.host.resumeReading?.(action.connectionId);
             break;
         }
       }

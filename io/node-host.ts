@@ -32,7 +32,9 @@
  * high-water mark; a smaller remainder that the kernel takes later is noticed by a slow poll of
  * the few connections left in that state, so the core never waits on a figure that went stale.
  * Reports are inputs like any other, made after the driver returned; what the core sends in
- * answer (a queue that resumes) is written in the same pass.
+ * answer (a queue that resumes) is written in the same pass. The core may answer with
+ * `pause-reading` for a publisher whose messages pile up for such a reader (or past the total
+ * output budget), and with `resume-reading` once they drained: the socket is paused and resumed.
  */
 import net from 'node:net';
 import type { ConnectionId, LogFields, LogLevel, StorageRequest, StorageResult } from '../src/contract.js';
@@ -92,6 +94,14 @@ export interface NodeHostOptions {
    * figure close enough. Default 16 KiB.
    */
   outputReportStepBytes?: number;
+  /**
+   * The unsent level below which the core moves a held-back queue and resumes throttled
+   * publishers (half of connectionOutputBytesMax). When an input's sends took the core's figure
+   * of a connection to it or above, and the socket took them at once, that is reported even if the
+   * figure did not move since the last report: the core would otherwise wait for a report that
+   * never comes. Default: never (no such reports).
+   */
+  outputResumeBytes?: number;
 }
 
 export class NodeHost implements Host {
@@ -122,6 +132,7 @@ export class NodeHost implements Host {
   private halted = false;
   private readonly onHalt: (reason: string) => void;
   private readonly outputReportStepBytes: number;
+  private readonly outputResumeBytes: number;
   /** Connections whose unsent figure changed and is due to be reported, in order. */
   private readonly dueReports: Connection[] = [];
   /** Connections with unsent bytes but no 'drain' coming (under the high-water mark): polled. */
@@ -136,6 +147,7 @@ export class NodeHost implements Host {
     this.writeBatching = options.writeBatching ?? 'input';
     this.onHalt = options.onHalt ?? (() => undefined);
     this.outputReportStepBytes = options.outputReportStepBytes ?? 16 * 1024;
+    this.outputResumeBytes = options.outputResumeBytes ?? Number.POSITIVE_INFINITY;
     if (!(Number.isInteger(this.outputReportStepBytes) && this.outputReportStepBytes >= 1)) throw new Error('outputReportStepBytes must be a positive integer');
     this.fileStorage = new NodeStorage(options.dataDirectory, (result) => this.onStorageCompleted(result));
   }
@@ -202,6 +214,23 @@ export class NodeHost implements Host {
     connection.socket.end();
     connection.graceTimer = setTimeout(() => connection.socket.destroy(), closeGraceMs);
     connection.graceTimer.unref();
+  }
+
+  /**
+   * Publisher throttling (src/broker/throttle.ts): the socket stops being read, so its kernel
+   * buffer fills and the client's writes slow down. Its output is still written, and a chunk
+   * already read is still delivered (the core accepts it: the pause is advisory).
+   */
+  pauseReading(connectionId: ConnectionId): void {
+    const connection = this.connections.get(connectionId);
+    if (connection === undefined || connection.socket.destroyed) return;
+    connection.socket.pause();
+  }
+
+  resumeReading(connectionId: ConnectionId): void {
+    const connection = this.connections.get(connectionId);
+    if (connection === undefined || connection.socket.destroyed || connection.closedByCore) return;
+    connection.socket.resume();
   }
 
   storage(request: StorageRequest): void {
@@ -362,22 +391,31 @@ export class NodeHost implements Host {
     due.length = 0;
   }
 
-  /** Notes a connection's unsent figure after a write; a report is made if it moved enough. */
-  private noteOutput(connection: Connection): void {
+  /**
+   * Notes a connection's unsent figure after a write; a report is made if it moved enough, or if
+   * `assumedBytes` (what the core counted for it during the input: the last report plus the
+   * input's sends) held its queue or publishers back and the socket has already taken the bytes.
+   */
+  private noteOutput(connection: Connection, assumedBytes = connection.reportedBytes): void {
     if (connection.closedByCore) return;
     const socket = connection.socket;
     const unsentBytes = socket.writableLength;
     const reported = connection.reportedBytes;
     if (unsentBytes > 0 && !socket.writableNeedDrain) this.watchOutput(connection);
-    if (unsentBytes === reported) return;
-    const moved = unsentBytes > reported ? unsentBytes - reported : reported - unsentBytes;
-    if (unsentBytes !== 0 && moved < this.outputReportStepBytes) return;
+    const heldBack = assumedBytes >= this.outputResumeBytes && unsentBytes < this.outputResumeBytes;
+    if (!heldBack && !this.movedEnough(unsentBytes, reported)) return;
     // Queued once: a connection already due has its figure updated in place.
     if (!connection.reportDue) {
       connection.reportDue = true;
       this.dueReports.push(connection);
     }
     connection.reportedBytes = unsentBytes;
+  }
+
+  private movedEnough(unsentBytes: number, reported: number): boolean {
+    if (unsentBytes === reported) return false;
+    const moved = unsentBytes > reported ? unsentBytes - reported : reported - unsentBytes;
+    return unsentBytes === 0 || moved >= this.outputReportStepBytes;
   }
 
   private watchOutput(connection: Connection): void {
@@ -413,7 +451,7 @@ export class NodeHost implements Host {
     const socket = connection.socket;
     if (!socket.destroyed) {
       writeChunks(socket, chunks, totalBytes);
-      this.noteOutput(connection);
+      this.noteOutput(connection, connection.reportedBytes + totalBytes);
     }
     chunks.length = 0;
     this.spareChunkLists.push(chunks);

@@ -81,13 +81,16 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const temporary = options.dataDirectory === undefined;
   const dataDirectory = options.dataDirectory ?? mkdtempSync(join(tmpdir(), 'keel-data-'));
   const clock = new MonotonicClock();
-  const createCore = options.createCore ?? ((coreConfig: BrokerConfig, nowMs: number) => defaultCore(coreConfig, nowMs, authentication, authorizer));
+  const logDebug = logger.enabled('debug');
+  const createCore = options.createCore ?? ((coreConfig: BrokerConfig, nowMs: number) => defaultCore(coreConfig, nowMs, authentication, authorizer, logDebug));
   const core = createCore(config, clock.nowMs());
   let reportHalt: (reason: string) => void = () => undefined;
   const halted = new Promise<string>((resolve) => (reportHalt = resolve));
   // Reports within a quarter of the output cap keep the core's figure of each connection close.
   const outputReportStepBytes = Math.min(16 * 1024, Math.floor(config.connectionOutputBytesMax / 4));
-  const host = new NodeHost({ clock, logger, dataDirectory, writeBatching: options.writeBatching ?? 'input', onHalt: (reason) => reportHalt(reason), outputReportStepBytes });
+  // Half the cap: where the core moves a held-back queue again and resumes throttled publishers.
+  const outputResumeBytes = Math.floor(config.connectionOutputBytesMax / 2);
+  const host = new NodeHost({ clock, logger, dataDirectory, writeBatching: options.writeBatching ?? 'input', onHalt: (reason) => reportHalt(reason), outputReportStepBytes, outputResumeBytes });
   const driver = new Driver(core, host);
   host.attach(driver);
   driver.start(clock.nowMs());
@@ -129,7 +132,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   };
 }
 
-function defaultCore(config: BrokerConfig, nowMs: number, authentication: Authentication, authorizer: Authorizer | undefined): BrokerCore {
+function defaultCore(config: BrokerConfig, nowMs: number, authentication: Authentication, authorizer: Authorizer | undefined, logDebug: boolean): BrokerCore {
   const store = new DurableStateStore({
     syncPolicy: config.syncPolicy,
     syncIntervalMs: config.syncIntervalMs,
@@ -137,7 +140,8 @@ function defaultCore(config: BrokerConfig, nowMs: number, authentication: Authen
     snapshotLogBytes: config.snapshotLogBytes,
     writeBytesMax: 4 * 1024 * 1024,
   });
-  return new Broker({ config, nowMs, store, ...authentication, ...(authorizer === undefined ? {} : { authorizer }) });
+  // Debug lines the logger would drop are not built by the core at all (BrokerOptions.logDebug).
+  return new Broker({ config, nowMs, store, logDebug, ...authentication, ...(authorizer === undefined ? {} : { authorizer }) });
 }
 
 function listen(server: net.Server, host: string, port: number): Promise<net.AddressInfo> {

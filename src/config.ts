@@ -55,6 +55,15 @@ export interface BrokerConfig {
    * Acknowledgements, PUBREL and redeliveries are always sent (the inflight window bounds them).
    */
   connectionOutputBytesMax: number;
+  /**
+   * Bytes sent to all connections together that their hosts may still hold unsent. At or past it,
+   * a connection that publishes is no longer read (TCP backpressure on the publisher: its packets
+   * wait in its socket and the client's writes slow down; nothing is dropped) until the total falls
+   * below half of it; each pause is counted (`throttle.publisherPauses`). Connections that only
+   * subscribe, acknowledge or ping are still read, so readers drain. 0: no budget (the per-connection
+   * cap alone bounds output). When set, at least connectionOutputBytesMax.
+   */
+  outputBufferedBytesTotalMax: number;
   /** Retained messages held; past it a new retained topic is not stored (5.0 PUBACK 0x97). */
   retainedMessagesMax: number;
   /** Retained payload bytes held; same outcome as `retainedMessagesMax`. */
@@ -123,6 +132,7 @@ export const defaultConfig: Readonly<BrokerConfig> = Object.freeze({
   queuedBytesPerSessionMax: 16 * 1024 * 1024,
   queueOverflowPolicy: 'drop-oldest',
   connectionOutputBytesMax: 1024 * 1024,
+  outputBufferedBytesTotalMax: 0,
   retainedMessagesMax: 100_000,
   retainedBytesMax: 256 * 1024 * 1024,
   topicBytesMax: 1_024,
@@ -161,6 +171,7 @@ const integerRules: { [K in keyof BrokerConfig]?: Rule } = {
   queuedMessagesPerSessionMax: { min: 0, max: 10_000_000 },
   queuedBytesPerSessionMax: { min: 0, max: 2 ** 40 },
   connectionOutputBytesMax: { min: 4096, max: 2 ** 40 },
+  outputBufferedBytesTotalMax: { min: 0, max: 2 ** 50 },
   retainedMessagesMax: { min: 0, max: 100_000_000 },
   retainedBytesMax: { min: 0, max: 2 ** 40 },
   topicBytesMax: { min: 1, max: 65_535 },
@@ -204,6 +215,7 @@ export function resolveConfig(
     if (typeof config[key] !== 'boolean') problems.push(`"${key}" must be true or false, got ${JSON.stringify(config[key])}`);
   }
   checkAuthentication(config, problems);
+  checkOutputBudget(config, problems);
   const keepAlive = config.serverKeepAliveSeconds;
   if (keepAlive !== null && (typeof keepAlive !== 'number' || !Number.isInteger(keepAlive) || keepAlive < 0 || keepAlive > 65_535)) {
     problems.push(`"serverKeepAliveSeconds" must be null or an integer from 0 to 65535, got ${JSON.stringify(keepAlive)}`);
@@ -216,6 +228,14 @@ function checkEnum(config: Record<string, unknown>, key: string, allowed: readon
   if (!allowed.includes(config[key])) {
     problems.push(`"${key}" must be one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}, got ${JSON.stringify(config[key])}`);
   }
+}
+
+/** A budget below one connection's cap would let a single slow reader stop every publisher. */
+function checkOutputBudget(config: Record<string, unknown>, problems: string[]): void {
+  const budget = config.outputBufferedBytesTotalMax;
+  const cap = config.connectionOutputBytesMax;
+  if (typeof budget !== 'number' || typeof cap !== 'number' || budget === 0) return;
+  if (budget < cap) problems.push(`"outputBufferedBytesTotalMax" must be 0 or at least connectionOutputBytesMax (${cap}), got ${budget}`);
 }
 
 function checkAuthentication(config: Record<string, unknown>, problems: string[]): void {

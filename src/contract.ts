@@ -49,6 +49,15 @@ export type Action =
   | { kind: 'send'; connectionId: ConnectionId; bytes: Uint8Array }
   /** Flush what was sent before, then close the connection. No input arrives for it afterwards. */
   | { kind: 'close'; connectionId: ConnectionId; reason: string }
+  /**
+   * Stop reading from the connection (TCP backpressure on a publisher whose messages the broker
+   * would otherwise have to buffer: see `outputBufferedBytesTotalMax` and the output cap in
+   * src/broker/throttle.ts) until `resume-reading`. Advisory: bytes that still arrive are taken
+   * as usual, so a host that cannot pause may ignore it. Never sent for a closing connection.
+   */
+  | { kind: 'pause-reading'; connectionId: ConnectionId }
+  /** Read from the connection again after `pause-reading`. */
+  | { kind: 'resume-reading'; connectionId: ConnectionId }
   | { kind: 'storage'; request: StorageRequest }
   | { kind: 'log'; level: LogLevel; event: string; fields: LogFields }
   /**

@@ -49,6 +49,7 @@ import { createStats, type BrokerStats } from './stats.js';
 import { onWillDeadline, scheduleRecoveredWills, type PendingWill } from './will.js';
 import { updateTrieForRecord, rebuildTrie } from './indexes.js';
 import { rateBucket } from './limits.js';
+import { PublisherThrottle } from './throttle.js';
 import type { TokenBucket } from './token-bucket.js';
 
 export interface BrokerOptions {
@@ -66,6 +67,13 @@ export interface BrokerOptions {
   enhancedAuthenticator?: EnhancedAuthenticator;
   /** Decides who may publish, subscribe to and receive which topics; absent means everybody may. */
   authorizer?: Authorizer;
+  /**
+   * Whether `debug` log actions are queued (default true). A host whose logger drops debug lines
+   * says false, so that per-message debug lines (one per dropped message, with a payload
+   * checksum) are not built only to be thrown away: a subscriber that stopped reading makes
+   * every message it misses a drop.
+   */
+  logDebug?: boolean;
 }
 
 /** How a connection ends, as far as its will is concerned. */
@@ -88,6 +96,10 @@ export class Broker implements BrokerCore {
   readonly deadlines = new DeadlineHeap();
   readonly stats: BrokerStats = createStats();
   readonly router: Router;
+  /** Backpressure on publishers whose messages would pile up (throttle.ts). */
+  readonly throttle: PublisherThrottle;
+  /** BrokerOptions.logDebug: false skips debug log actions (and building their fields). */
+  readonly logDebug: boolean;
   /** connectionRatePerSecondMax, shared by every CONNECT; null when unlimited. */
   readonly connectionBucket: TokenBucket | null;
   private actions: Action[] = [];
@@ -121,6 +133,8 @@ export class Broker implements BrokerCore {
     this.access = options.authorizer === undefined ? null : new AccessControl(this, options.authorizer);
     this.lastNowMs = options.nowMs;
     this.router = new Router(this);
+    this.throttle = new PublisherThrottle(this);
+    this.logDebug = options.logDebug ?? true;
     this.connectionBucket = rateBucket(options.config.connectionRatePerSecondMax, options.nowMs);
     this.tryRecover(options.nowMs);
     this.afterInput(options.nowMs);
@@ -171,6 +185,7 @@ export class Broker implements BrokerCore {
     const connection = this.connections.get(connectionId);
     // A report may cross a close decision; a closing connection is sent nothing more anyway.
     if (connection !== undefined && connection.phase !== 'closing') {
+      this.throttle.outputReported(connection, bufferedBytes);
       connection.outputReportedBytes = bufferedBytes;
       connection.outputBufferedBytes = bufferedBytes;
       connection.outputInput = this.inputSequence;
@@ -282,7 +297,14 @@ export class Broker implements BrokerCore {
     else this.send(connection, bytes, lsn, false);
   }
 
+  /** Asks the host to stop (`pause`) or start reading from a connection again (throttle.ts). */
+  pushReading(connection: Connection, pause: boolean): void {
+    assert(connection.phase !== 'closing', 'reading paused or resumed on a closing connection');
+    this.actions.push(pause ? { kind: 'pause-reading', connectionId: connection.id } : { kind: 'resume-reading', connectionId: connection.id });
+  }
+
   log(level: LogLevel, event: string, fields: LogFields): void {
+    if (level === 'debug' && !this.logDebug) return;
     this.actions.push({ kind: 'log', level, event, fields });
   }
 
@@ -326,6 +348,7 @@ export class Broker implements BrokerCore {
     connection.held.length = 0;
     this.connectionsWithHeld.delete(connection);
     this.connections.delete(connection.id);
+    this.throttle.connectionClosed(connection);
     this.stats.connectionsCurrent -= 1;
     if (brokerInitiated) this.actions.push({ kind: 'close', connectionId: connection.id, reason });
     if (wasConnected) {
@@ -501,6 +524,7 @@ export class Broker implements BrokerCore {
       return;
     }
     if (this.connectionsWithHeld.size > 0) this.releaseHeld();
+    this.throttle.releaseDue();
     this.stats.sessionsCurrent = this.state.sessions.size;
   }
 

@@ -29,7 +29,7 @@ import type { Broker } from './broker.js';
 import type { Connection } from './connection.js';
 import { protocolError, violation } from './errors.js';
 import { countTopicLimit } from './limits.js';
-import { transientMessage } from './message.js';
+import { emptyTransientMessage, fillTransientMessage } from './message.js';
 import { retainMessage } from './retained.js';
 
 function resolveTopic(broker: Broker, connection: Connection, packet: PublishPacket): string {
@@ -64,6 +64,13 @@ function checkPublish(broker: Broker, connection: Connection, packet: PublishPac
   }
 }
 
+/**
+ * The message being handled, reused for every PUBLISH (handlers run one at a time and never
+ * nest): routing stores a copy when it must keep one, so nothing refers to it afterwards.
+ */
+const scratchMessage = emptyTransientMessage();
+const noPayload = scratchMessage.payload;
+
 export function handlePublish(broker: Broker, connection: Connection, packet: PublishPacket, nowMs: number): void {
   if (connection.publishBucket !== null && !connection.publishBucket.take(nowMs)) {
     broker.stats.limits.publishRatePerSecondMax += 1;
@@ -86,7 +93,7 @@ export function handlePublish(broker: Broker, connection: Connection, packet: Pu
   const appendedBefore = broker.store.appendedLsn;
   // Outbound QoS 2 copies wait for the inbound identifier's record too (broker.ts, inboundQos2Holds).
   if (packet.qos === 2) broker.beginInboundQos2Routing();
-  const message = transientMessage(topic, packet.payload, packet.qos, packet.retain, packet.properties, nowMs);
+  const message = fillTransientMessage(scratchMessage, topic, packet.payload, packet.qos, packet.retain, packet.properties, nowMs);
   let retainRefused = false;
   let routed = message;
   if (packet.retain) {
@@ -94,7 +101,13 @@ export function handlePublish(broker: Broker, connection: Connection, packet: Pu
     retainRefused = outcome.refused;
     if (outcome.stored !== null) routed = outcome.stored;
   }
+  broker.throttle.beforeRoute();
   const matched = broker.router.route(routed, session.clientId, nowMs);
+  // Let go of the payload: it is a view of the receive buffer.
+  scratchMessage.payload = noPayload;
+  scratchMessage.properties = undefined;
+  // Pauses reading from this publisher if a receiver of a kept copy is at its output cap (throttle.ts).
+  broker.throttle.afterPublish(connection);
   if (packet.qos === 0) return;
   if (packet.qos === 2) broker.endInboundQos2Routing(broker.commit({ kind: 'incoming-qos2-recorded', clientId: session.clientId, packetId }));
   const lsn = broker.lsnSince(appendedBefore);

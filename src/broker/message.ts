@@ -21,6 +21,32 @@ export function forwardedProperties(source: Properties | undefined): Properties 
   return result;
 }
 
+/** A StoredMessage whose fields a caller may overwrite: the scratch of `fillTransientMessage`. */
+export type MutableMessage = { -readonly [K in keyof StoredMessage]: StoredMessage[K] };
+
+export function emptyTransientMessage(): MutableMessage {
+  return { messageId: 0, topic: '', payload: new Uint8Array(0), qos: 0, retain: false, properties: undefined, createdAtMs: 0, expiryAtMs: null, references: 0 };
+}
+
+/**
+ * `transientMessage` into an object the caller reuses (the PUBLISH handler: one per message
+ * otherwise). Only for a message that nothing keeps once the input is handled: storing copies
+ * it (routing.ts storeMessage), and every other use reads it during the call.
+ */
+export function fillTransientMessage(target: MutableMessage, topic: string, payload: Uint8Array, qos: Qos, retain: boolean, properties: Properties | undefined, nowMs: number): StoredMessage {
+  const expirySeconds = properties?.messageExpiryInterval;
+  target.messageId = 0;
+  target.topic = topic;
+  target.payload = payload;
+  target.qos = qos;
+  target.retain = retain;
+  target.properties = forwardedProperties(properties);
+  target.createdAtMs = nowMs;
+  target.expiryAtMs = expirySeconds === undefined ? null : nowMs + expirySeconds * 1000;
+  target.references = 0;
+  return target;
+}
+
 /** A message not stored yet (messageId 0). The payload may still be a view of input bytes. */
 export function transientMessage(topic: string, payload: Uint8Array, qos: Qos, retain: boolean, properties: Properties | undefined, nowMs: number): StoredMessage {
   const expirySeconds = properties?.messageExpiryInterval;

@@ -99,6 +99,30 @@ export function publishPacketFor(message: StoredMessage, version: ProtocolVersio
   return packet;
 }
 
+/**
+ * A PUBLISH without properties, reused by `encodePublishFor`: most PUBLISHes carry none (every
+ * 3.1.1 one), and the encoder only reads the packet, so one object serves every message instead
+ * of one per message and receiver variant (young-generation garbage on the hot path).
+ */
+const plainPacket: PublishPacket = { type: PacketType.Publish, dup: false, qos: 0, retain: false, topic: '', payload: new Uint8Array(0) };
+const noPayload = plainPacket.payload;
+
+/** `encodePublish(publishPacketFor(...))`, without building a packet when it has no properties. */
+export function encodePublishFor(message: StoredMessage, version: ProtocolVersion, qos: Qos, retain: boolean, subscriptionIds: readonly number[], nowMs: number): EncodedPublish {
+  const hasProperties = version === 5 && (message.properties !== undefined || message.expiryAtMs !== null || subscriptionIds.length > 0);
+  if (hasProperties) return encodePublish(publishPacketFor(message, version, qos, retain, subscriptionIds, nowMs), version);
+  assert(plainPacket.packetId === undefined && plainPacket.properties === undefined, 'the plain packet stays plain');
+  plainPacket.qos = qos;
+  plainPacket.retain = retain;
+  plainPacket.topic = message.topic;
+  plainPacket.payload = message.payload;
+  const encoded = encodePublish(plainPacket, version);
+  // Let go of the payload: it may be a view of a whole receive buffer.
+  plainPacket.payload = noPayload;
+  plainPacket.topic = '';
+  return encoded;
+}
+
 export function allocatePacketId(session: SessionState): number {
   let candidate = session.nextPacketId;
   // The window never exceeds 65535, so a free identifier exists; the loop is bounded by it.
@@ -115,10 +139,13 @@ function countSent(broker: Broker): void {
 
 /**
  * The drop report names the exact message: its stored id (0 when it was never stored) and a
- * CRC-32C of its payload, an identity the publisher can compute too. Drops are rare, so the
- * checksum costs nothing on the publish path.
+ * CRC-32C of its payload, an identity the publisher can compute too. Drops are rare, except for
+ * a reader that stopped reading (every QoS 0 message for it is one), which is why a host that
+ * does not want debug lines turns them off (BrokerOptions.logDebug) and they are not built.
  */
 function logDrop(broker: Broker, clientId: string, reason: string, message: StoredMessage): void {
+  // Not even built when debug lines are not wanted: a stalled reader makes every message a drop.
+  if (!broker.logDebug) return;
   broker.log('debug', 'message-dropped', { clientId, reason, topic: message.topic, messageId: message.messageId, payloadCrc32c: crc32c(message.payload) });
 }
 
@@ -160,6 +187,8 @@ export function deliverNew(
     countSent(broker);
     return;
   }
+  // A copy kept for a receiver at its output cap throttles the publisher (throttle.ts).
+  if (connection !== undefined) broker.throttle.kept(connection);
   enqueue(broker, session, message, qos, retain, subscriptionIds);
 }
 
@@ -212,7 +241,7 @@ export function pump(broker: Broker, session: SessionState, connection: Connecti
       logDrop(broker, session.clientId, 'expired', message);
       continue;
     }
-    const encoded = encodePublish(publishPacketFor(message, connection.version, head.qos, head.retain, head.subscriptionIds, nowMs), connection.version);
+    const encoded = encodePublishFor(message, connection.version, head.qos, head.retain, head.subscriptionIds, nowMs);
     if (encoded.bytes.length > connection.maximumPacketSize) {
       broker.commit({ kind: 'delivery-dropped', clientId: session.clientId, sequence: head.sequence, reason: 'packet-too-large' });
       dropTooLarge(broker, session.clientId, message);

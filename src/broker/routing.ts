@@ -19,13 +19,14 @@
  * identifier is added (deliveries keep a reference to it); merging by session scans the targets
  * while they are few and uses the map only for large fan-outs (a Map's clear() allocates).
  */
-import { encodePublish, type EncodedPublish } from '../codec/encoder.js';
+import type { EncodedPublish } from '../codec/encoder.js';
 import type { ProtocolVersion, Qos } from '../codec/packets.js';
 import type { SessionState, StoredMessage, SubscriptionState } from '../store/state-store.js';
 import { pickSharedMember, type MatchSink, type SharedGroup, type TrieEntry } from '../topics/trie.js';
 import type { AccessControl } from './access-control.js';
 import type { Broker } from './broker.js';
-import { deliverNew, hasWindowRoom, publishPacketFor } from './outbound-queue.js';
+import { deliverNew, encodePublishFor, hasWindowRoom } from './outbound-queue.js';
+import { PayloadSlab } from './payload-slab.js';
 
 interface Target {
   session: SessionState;
@@ -65,6 +66,8 @@ export class Router implements MatchSink<SubscriptionState> {
   private readonly access: AccessControl | null;
   private readonly eligibleWithRoom: (entry: TrieEntry<SubscriptionState>) => boolean;
   private readonly eligibleAny: (entry: TrieEntry<SubscriptionState>) => boolean;
+  /** Where stored messages' small payloads are copied to (payload-slab.ts). */
+  readonly payloads = new PayloadSlab();
 
   constructor(private readonly broker: Broker) {
     this.eligibleWithRoom = (entry) => {
@@ -206,7 +209,7 @@ export class Router implements MatchSink<SubscriptionState> {
         return variant.encoded;
       }
     }
-    const encoded = encodePublish(publishPacketFor(message, version, target.qos, target.retain, target.subscriptionIds, nowMs), version);
+    const encoded = encodePublishFor(message, version, target.qos, target.retain, target.subscriptionIds, nowMs);
     let variant = variants[this.variantCount];
     if (variant === undefined) {
       variant = { version, qos: target.qos, retain: target.retain, subscriptionIds: target.subscriptionIds, encoded };
@@ -235,13 +238,17 @@ function sameIds(a: readonly number[], b: readonly number[]): boolean {
   return true;
 }
 
-/** Stores a transient message (messageId 0) and returns the stored one. The payload is copied. */
+/**
+ * Stores a transient message (messageId 0) and returns the stored one. The payload is copied: a
+ * retained message (it may be kept for ever) into a buffer of its own, any other into a shared
+ * slab when small (payload-slab.ts).
+ */
 export function storeMessage(broker: Broker, message: StoredMessage, volatile: boolean): StoredMessage {
   const messageId = broker.state.nextMessageId;
   const fields = {
     messageId,
     topic: message.topic,
-    payload: message.payload.slice(),
+    payload: message.retain ? message.payload.slice() : broker.router.payloads.copy(message.payload),
     qos: message.qos,
     retain: message.retain,
     properties: message.properties,

@@ -23,6 +23,16 @@ export interface DropStats {
   outputFull: number;
 }
 
+/** Publisher throttling (throttle.ts): reading paused on publishers whose output would pile up. */
+export interface ThrottleStats {
+  /** Every pause: a QoS 1/2 message was kept for a receiver at connectionOutputBytesMax, or the budget below. */
+  publisherPauses: number;
+  /** Of `publisherPauses`, those because all output together passed outputBufferedBytesTotalMax. */
+  budgetPauses: number;
+  /** Connections not being read right now. */
+  pausedCurrent: number;
+}
+
 /**
  * How often each configured limit was hit, named after its setting. Limits that drop messages
  * are counted where the drop is: queuedMessagesPerSessionMax / queuedBytesPerSessionMax in
@@ -94,6 +104,7 @@ export interface BrokerStats {
   drops: DropStats;
   limits: LimitStats;
   authorization: AuthorizationStats;
+  throttle: ThrottleStats;
 }
 
 export function createStats(): BrokerStats {
@@ -130,5 +141,6 @@ export function createStats(): BrokerStats {
       topicLevelsMax: 0,
     },
     authorization: { subscribeDenied: 0, publishDenied: 0, receiveDenied: 0, willDenied: 0 },
+    throttle: { publisherPauses: 0, budgetPauses: 0, pausedCurrent: 0 },
   };
 }

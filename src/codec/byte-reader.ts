@@ -5,14 +5,27 @@
  * holds becomes ProtocolViolation 0x81 instead of reading past the packet. `end` can be narrowed
  * while a nested structure (a property list) is read, so nothing inside it can run over its
  * declared length. One reader is reused for every packet of a connection: no per-packet object.
+ *
+ * A connection usually publishes to the same few topics over and over, so the reader remembers
+ * the last PUBLISH topic it decoded (its bytes and its string): when the next one has the same
+ * bytes, the same string is returned without decoding it again. That saves the decoding work and,
+ * more, a fresh string per message, which every stored (queued) message would otherwise keep.
+ * The bytes were validated when the string was first made, and equal bytes decode equally.
  */
 import { malformed } from './errors.js';
 import { decodeUtf8 } from './utf8.js';
+
+/** Topics up to this many bytes are remembered (longer ones are decoded every time). */
+const topicCacheBytesMax = 256;
 
 export class ByteReader {
   bytes: Uint8Array = new Uint8Array(0);
   offset = 0;
   end = 0;
+  /** The last remembered topic: its first `topicCacheLength` bytes and its string. */
+  private topicCacheBytes: Uint8Array | null = null;
+  private topicCacheLength = -1;
+  private topicCacheText = '';
 
   reset(bytes: Uint8Array, offset: number, end: number): void {
     this.bytes = bytes;
@@ -74,6 +87,34 @@ export class ByteReader {
     const start = this.offset;
     this.offset += length;
     return decodeUtf8(this.bytes, start, start + length);
+  }
+
+  /** Like `readString`, for PUBLISH topic names: repeats of the last topic return its string. */
+  readTopic(): string {
+    const length = this.readUint16();
+    this.need(length);
+    const start = this.offset;
+    this.offset += length;
+    if (length === this.topicCacheLength && this.matchesTopicCache(start, length)) return this.topicCacheText;
+    const text = decodeUtf8(this.bytes, start, start + length);
+    if (length <= topicCacheBytesMax) this.rememberTopic(start, length, text);
+    return text;
+  }
+
+  private matchesTopicCache(start: number, length: number): boolean {
+    const cached = this.topicCacheBytes!;
+    const bytes = this.bytes;
+    // Compared from the end: topics sharing a prefix (a/b/1, a/b/2) differ there first.
+    for (let index = length - 1; index >= 0; index--) if (bytes[start + index] !== cached[index]) return false;
+    return true;
+  }
+
+  private rememberTopic(start: number, length: number, text: string): void {
+    // One buffer per reader, allocated on the first topic: a new topic costs a copy, not an allocation.
+    this.topicCacheBytes ??= new Uint8Array(topicCacheBytesMax);
+    this.topicCacheBytes.set(this.bytes.subarray(start, start + length));
+    this.topicCacheLength = length;
+    this.topicCacheText = text;
   }
 
   /** Two-byte length prefixed binary data, copied so it does not pin the receive buffer. */

@@ -178,7 +178,7 @@ function decodeConnack(reader: ByteReader, version: ProtocolVersion): ConnackPac
 
 function decodePublish(reader: ByteReader, flags: number, version: ProtocolVersion): PublishPacket {
   const qos = ((flags >> 1) & 3) as Qos;
-  const topic = reader.readString();
+  const topic = reader.readTopic();
   const packetId = qos > 0 ? readPacketId(reader) : 0;
   const properties = version === 5 ? readProperties(reader, PacketType.Publish) : undefined;
   checkPublishTopic(topic, version, properties);

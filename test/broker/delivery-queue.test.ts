@@ -1,7 +1,9 @@
 /**
- * The session queue (DeliveryQueue, a ring buffer) behaves exactly like the plain array it
- * replaced: fast-check drives random push / shift / remove-by-sequence operations against both
- * and compares contents after every step (including wrap-around, growth and shrinking). A second
+ * The session queue (DeliveryQueue, a ring buffer of columns) behaves exactly like the plain array
+ * it replaced: fast-check drives random push / shift / remove-by-sequence operations against both
+ * and compares contents after every step (including wrap-around, growth and shrinking). The queue
+ * keeps fields, not the objects pushed, so deliveries are compared by value, with varied QoS,
+ * RETAIN and subscription identifiers so that a column mix-up shows. A second
  * test proves draining a 100,000-delivery backlog is linear: it must finish far inside a bound
  * that the old splice-from-the-head array could not meet.
  */
@@ -9,8 +11,18 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { DeliveryQueue, type Delivery } from '../../src/store/state-store.js';
 
+const someIds: readonly number[] = [7, 300];
+
 function delivery(sequence: number): Delivery {
-  return { sequence, messageId: sequence, qos: 1, retain: false, subscriptionIds: [], packetId: 0, phase: 'queued' };
+  return {
+    sequence,
+    messageId: sequence * 3 + 1,
+    qos: sequence % 2 === 0 ? 1 : 2,
+    retain: sequence % 3 === 0,
+    subscriptionIds: sequence % 5 === 0 ? someIds : [],
+    packetId: 0,
+    phase: 'queued',
+  };
 }
 
 type Operation = { kind: 'push'; count: number } | { kind: 'shift'; count: number } | { kind: 'remove'; position: number };
@@ -36,17 +48,17 @@ describe('DeliveryQueue', () => {
               model.push(item);
             }
           } else if (step.kind === 'shift') {
-            for (let index = 0; index < step.count && model.length > 0; index++) expect(queue.shift()).toBe(model.shift());
+            for (let index = 0; index < step.count && model.length > 0; index++) expect(queue.shift()).toEqual(model.shift());
           } else if (model.length > 0) {
             const position = step.position % model.length;
             const sequence = model[position]!.sequence;
-            expect(queue.removeSequence(sequence)).toBe(model.splice(position, 1)[0]);
+            expect(queue.removeSequence(sequence)).toEqual(model.splice(position, 1)[0]);
             expect(queue.indexOfSequence(sequence)).toBe(-1);
           }
           expect(queue.length).toBe(model.length);
           expect(queue.toArray()).toEqual(model);
-          expect(queue[0]).toBe(model[0]);
-          if (model.length > 0) expect(queue.at(model.length - 1)).toBe(model[model.length - 1]);
+          expect(queue[0]).toEqual(model[0]);
+          if (model.length > 0) expect(queue.at(model.length - 1)).toEqual(model[model.length - 1]);
         }
       }),
       { numRuns: 200 },
@@ -60,6 +72,17 @@ describe('DeliveryQueue', () => {
     queue.push(delivery(3));
     expect(() => queue.removeSequence(2)).toThrow(/not found/);
     expect(() => queue.at(2)).toThrow(/out of range/);
+  });
+
+  it('takes only waiting deliveries, and hands out copies that do not change it', () => {
+    const queue = new DeliveryQueue();
+    expect(() => queue.push({ ...delivery(1), packetId: 5, phase: 'publish' })).toThrow(/packet identifier/);
+    queue.push(delivery(2));
+    const head = queue[0]!;
+    head.packetId = 9;
+    head.phase = 'publish';
+    expect(queue.at(0)).toEqual(delivery(2));
+    expect(queue.at(0).subscriptionIds).toEqual([]);
   });
 
   it('survives a structured clone for sweeps and snapshots', () => {

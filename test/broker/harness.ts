@@ -97,7 +97,11 @@ export class Harness {
       if (client === undefined) throw new Error(`action for unknown connection ${action.connectionId}`);
       if (client.closed) throw new Error(`action after close on connection ${action.connectionId}`);
       if (action.kind === 'send') client.receiveBytes(action.bytes);
-      else {
+      else if (action.kind === 'pause-reading' || action.kind === 'resume-reading') {
+        // The harness keeps feeding bytes either way (the pause is advisory); it records the state.
+        client.readingPaused = action.kind === 'pause-reading';
+        client.readingChanges.push(action.kind);
+      } else {
         client.closed = true;
         client.closeReason = action.reason;
       }
@@ -113,6 +117,10 @@ export class TestClient {
   readonly decoder: PacketDecoder;
   private inbox: Packet[] = [];
   closed = false;
+  /** Whether the broker last asked to stop reading from this client (throttle.ts). */
+  readingPaused = false;
+  /** Every pause-reading / resume-reading asked for, in order. */
+  readonly readingChanges: string[] = [];
   closeReason = '';
   private nextPacketId = 1;
 

@@ -187,3 +187,52 @@ describe('connectionOutputBytesMax over TCP', () => {
     expect(broker.stats.drops.outputFull).toBeGreaterThan((batches * perBatch) / 4);
   }, 10_000);
 });
+
+/*
+ * Publisher throttling over real sockets (src/broker/throttle.ts, io/node-host.ts): a raw QoS 1
+ * subscriber stops reading, and a raw publisher sends it far more QoS 1 data (32 KiB payloads)
+ * than its output cap. Once a copy has to wait for the stalled reader at its cap, the broker stops
+ * reading the publisher: its PUBACKs stop while it still has messages in flight, and the counters
+ * say it is paused. Meanwhile another publisher and subscriber are served. When the reader reads
+ * again, the publisher is resumed: every message arrives, in order, and every PUBLISH is acknowledged.
+ */
+describe('publisher throttling over TCP', () => {
+  it('pauses reading from a publisher feeding a stalled QoS 1 reader, serves others, resumes when it drains', async () => {
+    const outputBytesMax = 64 * 1024;
+    const broker = await start({ connectionOutputBytesMax: outputBytesMax });
+    const stalled = await raw(4);
+    await stalled.connect({ clientId: 'stalled-qos1' });
+    stalled.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'load/#', qos: 1 }] });
+    await stalled.next('suback');
+    stalled.socket.pause();
+    const publisher = await raw(4);
+    await publisher.connect({ clientId: 'heavy-publisher' });
+    const count = 600;
+    const payload = Buffer.alloc(32 * 1024, 3);
+    for (let index = 0; index < count; index++) {
+      payload.writeUInt32BE(index, 0);
+      publisher.send({ cmd: 'publish', topic: 'load/t', payload, qos: 1, messageId: index + 1, retain: false, dup: false });
+    }
+    await waitUntil(() => broker.stats.throttle.pausedCurrent === 1, 5_000, 'publisher paused');
+    expect(broker.stats.throttle.publisherPauses).toBeGreaterThanOrEqual(1);
+    // Paused: the acknowledgements stop short of what was sent, and stay there.
+    const acknowledged = publisher.count('puback');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(publisher.count('puback')).toBe(acknowledged);
+    expect(acknowledged).toBeLessThan(count);
+    // Everybody else is still read and served.
+    const { client: healthy, inbox } = await clients.connect(4);
+    await healthy.subscribeAsync('other/#', { qos: 0 });
+    const other = await raw(4);
+    await other.connect();
+    other.send({ cmd: 'publish', topic: 'other/t', payload: Buffer.from('still served'), qos: 0, retain: false, dup: false });
+    await inbox.waitFor(1, 3_000);
+    // The reader reads again: its backlog drains, the publisher is read again, nothing is lost.
+    stalled.socket.resume();
+    await waitUntil(() => publisher.count('puback') === count, 10_000, 'every PUBLISH acknowledged');
+    await waitUntil(() => stalled.count('publish') === count, 10_000, 'every message delivered');
+    const sequence = stalled.packets.filter((packet) => packet.cmd === 'publish').map((packet) => Buffer.from((packet as { payload: Buffer }).payload).readUInt32BE(0));
+    expect(sequence).toEqual([...Array(count).keys()]);
+    expect(broker.stats.throttle.pausedCurrent).toBe(0);
+  }, 20_000);
+});

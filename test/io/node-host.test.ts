@@ -4,7 +4,8 @@
  * in order, a batch of sends arrives intact, a core-initiated close flushes before FIN and the core
  * never hears about that connection again, a peer close is reported exactly once, wakeups fire
  * tick at the deadline, the server listens only once the core is ready, close() runs the core's
- * shutdown and waits for the sockets, and a halted core hears nothing more.
+ * shutdown and waits for the sockets, a connection the core pauses is not read until it resumes
+ * it, and a halted core hears nothing more.
  */
 import net from 'node:net';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
@@ -90,6 +91,23 @@ describe('NodeHost over real sockets', () => {
     // Give a wrongly delivered 'closed' input time to show up.
     await new Promise((resolve) => setTimeout(resolve, 50));
     expect(core.inputs.some((input) => input.kind === 'closed')).toBe(false);
+  });
+
+  it('stops reading a connection the core paused and reads it again when the core resumes it', async () => {
+    const core = new ScriptedCore({ startReady: true });
+    const { port } = await start(core, 'input');
+    const client = await connect(port);
+    client.socket.write('pause 400\n');
+    await until(() => core.inputs.some((input) => input.kind === 'bytes' && input.text.includes('pause')));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    client.socket.write('echo held back\n');
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    // Paused: the bytes wait in the socket, the core has not seen them.
+    const texts = (): string => core.inputs.filter((input) => input.kind === 'bytes').map((input) => (input as { text: string }).text).join('');
+    expect(texts()).toBe('pause 400\n');
+    // The tick resumes reading (its own send goes out first), then the held bytes reach the core.
+    await until(() => client.received() === 'tick\nheld back\n');
+    expect(texts()).toBe('pause 400\necho held back\n');
   });
 
   it('drops bytes that arrive after the core closed the connection', async () => {

@@ -3,7 +3,8 @@
  *
  * It records every input it receives, and reacts to line commands sent by a test client:
  * `echo <text>` sends `<text>` back, `burst <n>` sends n one-byte writes, `close` closes the
- * connection, `wake <ms>` asks for a tick that many ms from now, `store` issues a write+sync+read
+ * connection, `wake <ms>` asks for a tick that many ms from now, `pause <ms>` asks the host to
+ * stop reading the connection and to read it again at a tick that many ms from now, `store` issues a write+sync+read
  * storage round trip, `halt <reason>` halts the core. It can also start un-ready, becoming ready when its first storage request
  * completes, to prove the server waits for recovery before listening.
  */
@@ -28,6 +29,8 @@ export class ScriptedCore implements BrokerCore {
   private readonly open = new Set<ConnectionId>();
   private isReady: boolean;
   private readonly pending = new Map<ConnectionId, string>();
+  /** Connections this core asked the host to stop reading (`pause <ms>`), resumed at the next tick. */
+  private readonly paused = new Set<ConnectionId>();
 
   constructor(options: { startReady: boolean }) {
     this.isReady = options.startReady;
@@ -78,6 +81,8 @@ export class ScriptedCore implements BrokerCore {
     if (this.deadlineMs !== null && nowMs >= this.deadlineMs) {
       this.deadlineMs = null;
       this.inputs.push({ kind: 'tick', nowMs });
+      for (const connectionId of this.paused) this.actions.push({ kind: 'resume-reading', connectionId });
+      this.paused.clear();
       for (const connectionId of this.open) this.send(connectionId, 'tick\n');
     }
   }
@@ -115,6 +120,11 @@ export class ScriptedCore implements BrokerCore {
       this.haltReason = argument;
       this.actions.push({ kind: 'halt', reason: argument });
     } else if (verb === 'wake') this.deadlineMs = nowMs + Number(argument);
+    else if (verb === 'pause') {
+      this.actions.push({ kind: 'pause-reading', connectionId });
+      this.paused.add(connectionId);
+      this.deadlineMs = nowMs + Number(argument);
+    }
     else if (verb === 'store') {
       const bytes = new TextEncoder().encode(argument);
       this.actions.push({ kind: 'storage', request: { op: 'write', requestId: this.nextRequestId++, file: 'log', offset: 0, bytes } });

@@ -1,0 +1,110 @@
+/**
+ * Publisher throttling: backpressure on the publishers whose messages the broker would otherwise
+ * have to hold, by asking the host to stop reading from them (`pause-reading`) and to read again
+ * (`resume-reading`) once the reason is gone. The publisher's packets then wait in its own socket
+ * and its client's writes slow down to what the receivers take: nothing is dropped, nothing is
+ * refused, and every other connection is still read and served.
+ *
+ * Two reasons pause a connection right after it published:
+ * - a QoS 1/2 copy of its message was kept (queued) for a receiver whose unsent output is at
+ *   connectionOutputBytesMax: it resumes once that receiver is back under half the cap (the level
+ *   at which its queue moves again, outbound-queue.ts) or has gone. QoS 0 copies for such a
+ *   receiver are dropped instead (the cap's defined outcome) and never pause anyone: a reader that
+ *   stopped for good must not stop its publishers, and through them everybody else's messages.
+ *   A connection is never paused for its own output (its client may be waiting to write before
+ *   it reads again).
+ * - the output held by the host for all connections together (the hosts' reports, summed) is at
+ *   outputBufferedBytesTotalMax (when set): it resumes once the total is under half of it.
+ * The decision to resume is taken at the end of every input, so a report that a receiver drained,
+ * or its close, releases the publishers waiting on it in the same turn. Pausing is advisory (a
+ * host may keep delivering bytes, and the simulator's does), so nothing here depends on it taking
+ * effect; the counters say how often it was asked.
+ */
+import { assert } from '../assert.js';
+import type { Broker } from './broker.js';
+import type { Connection } from './connection.js';
+import { outputBytes } from './outbound-queue.js';
+
+export class PublisherThrottle {
+  /** Paused publishers, with the receiver each waits for (null: the total budget). */
+  private readonly paused = new Map<Connection, Connection | null>();
+  /** The receiver at its cap that a QoS 1/2 copy of the message being routed was kept for. */
+  private keptForFullReceiver: Connection | null = null;
+  /** Sum of every open connection's last reported unsent output. */
+  private outputReportedBytesTotal = 0;
+
+  constructor(private readonly broker: Broker) {}
+
+  get pausedCount(): number {
+    return this.paused.size;
+  }
+
+  get outputBytesTotal(): number {
+    return this.outputReportedBytesTotal;
+  }
+
+  /** A host report for `connection`: keeps the total in step (call before storing the figure). */
+  outputReported(connection: Connection, bufferedBytes: number): void {
+    this.outputReportedBytesTotal += bufferedBytes - connection.outputReportedBytes;
+    assert(this.outputReportedBytesTotal >= 0, 'reported output total went negative');
+  }
+
+  /** The connection ends: its output no longer counts, and it is no longer paused. */
+  connectionClosed(connection: Connection): void {
+    this.outputReportedBytesTotal -= connection.outputReportedBytes;
+    assert(this.outputReportedBytesTotal >= 0, 'reported output total went negative');
+    if (this.paused.delete(connection)) this.broker.stats.throttle.pausedCurrent -= 1;
+    if (this.keptForFullReceiver === connection) this.keptForFullReceiver = null;
+  }
+
+  beforeRoute(): void {
+    this.keptForFullReceiver = null;
+  }
+
+  /** Routing kept a QoS 1/2 copy for `receiver`, which is connected; noted if its output is full. */
+  kept(receiver: Connection): void {
+    if (outputBytes(this.broker, receiver) >= this.broker.config.connectionOutputBytesMax) this.keptForFullReceiver = receiver;
+  }
+
+  /** `publisher`'s PUBLISH was routed: pause it if its messages now pile up. */
+  afterPublish(publisher: Connection): void {
+    const receiver = this.keptForFullReceiver;
+    this.keptForFullReceiver = null;
+    if (publisher.phase !== 'connected' || this.paused.has(publisher)) return;
+    if (this.overBudget(1)) return this.pause(publisher, null);
+    if (receiver !== null && receiver !== publisher && receiver.phase === 'connected') this.pause(publisher, receiver);
+  }
+
+  /** End of an input: resume every publisher whose reason is gone. Bounded by the paused count. */
+  releaseDue(): void {
+    if (this.paused.size === 0) return;
+    // Half, like the output cap itself: a total hovering at the budget does not flap.
+    const budgetHeld = this.overBudget(2);
+    for (const [publisher, receiver] of this.paused) {
+      if (budgetHeld || (receiver !== null && this.isStillFull(receiver))) continue;
+      this.paused.delete(publisher);
+      this.broker.stats.throttle.pausedCurrent -= 1;
+      this.broker.pushReading(publisher, false);
+    }
+  }
+
+  private pause(publisher: Connection, receiver: Connection | null): void {
+    this.paused.set(publisher, receiver);
+    const stats = this.broker.stats.throttle;
+    stats.publisherPauses += 1;
+    if (receiver === null) stats.budgetPauses += 1;
+    stats.pausedCurrent += 1;
+    this.broker.pushReading(publisher, true);
+  }
+
+  /** Whether `factor` times the total is at the budget (never when no budget is set). */
+  private overBudget(factor: number): boolean {
+    const budget = this.broker.config.outputBufferedBytesTotalMax;
+    return budget > 0 && this.outputReportedBytesTotal * factor >= budget;
+  }
+
+  private isStillFull(receiver: Connection): boolean {
+    if (receiver.phase !== 'connected') return false;
+    return outputBytes(this.broker, receiver) * 2 >= this.broker.config.connectionOutputBytesMax;
+  }
+}

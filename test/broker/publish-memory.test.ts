@@ -1,0 +1,72 @@
+/**
+ * What the publish path keeps per stored message, and that keeping less changes nothing a client
+ * can see. Proves, through the real decoder and broker: (1) the decoder's last-topic cache never
+ * returns a wrong topic: publishes alternate between topics of equal length that differ in one
+ * byte (first, middle, last), an empty topic with an alias, and a topic whose bytes are not UTF-8
+ * is still refused right after a cached topic of the same length; (2) queued messages' small
+ * payloads share slabs yet are copies: changing the bytes a client sent does not change what is
+ * queued, and a retained message gets a buffer of its own (it may be kept for ever).
+ */
+import { describe, expect, it } from 'vitest';
+import { PacketDecoder } from '../../src/codec/decoder.js';
+import { encodePacket } from '../../src/codec/encoder.js';
+import { PacketType, type PublishPacket } from '../../src/codec/packets.js';
+import { ProtocolViolation } from '../../src/codec/errors.js';
+import { Harness, decodeText } from './harness.js';
+
+function publishBytes(topic: string, payload: string, version: 4 | 5 = 4, properties?: PublishPacket['properties']): Uint8Array {
+  const packet: PublishPacket = { type: PacketType.Publish, dup: false, qos: 0, retain: false, topic, payload: new TextEncoder().encode(payload) };
+  if (properties !== undefined) packet.properties = properties;
+  return encodePacket(packet, version);
+}
+
+describe('decoder topic cache', () => {
+  it('returns the topic each packet carries, whatever came before', () => {
+    const decoder = new PacketDecoder({ packetBytesMax: 1024, protocolVersion: 5 });
+    const topics = ['a/b/c', 'a/b/c', 'x/b/c', 'a/x/c', 'a/b/x', 'a/b/c', '', 'a/b/c', 'longer/topic', 'a/b/c'];
+    const decoded: string[] = [];
+    for (const topic of topics) {
+      decoder.push(publishBytes(topic, 'p', 5, topic === '' ? { topicAlias: 1 } : undefined));
+      const packet = decoder.next() as PublishPacket;
+      decoded.push(packet.topic);
+    }
+    expect(decoded).toEqual(topics);
+  });
+
+  it('still refuses a topic that is not UTF-8 after a cached topic of the same length', () => {
+    const decoder = new PacketDecoder({ packetBytesMax: 1024, protocolVersion: 4 });
+    decoder.push(publishBytes('ab', 'p'));
+    expect((decoder.next() as PublishPacket).topic).toBe('ab');
+    const bad = publishBytes('ab', 'p');
+    // The topic bytes sit after the fixed header (2 bytes) and the length (2 bytes): 0xC3 0x28 is ill-formed.
+    bad[4] = 0xc3;
+    bad[5] = 0x28;
+    decoder.push(bad);
+    expect(() => decoder.next()).toThrow(ProtocolViolation);
+  });
+});
+
+describe('stored payloads', () => {
+  it('queues copies that share slabs, and gives a retained message a buffer of its own', () => {
+    const harness = new Harness();
+    const subscriber = harness.connect('offline', 4, { cleanStart: false });
+    subscriber.subscribe([{ topicFilter: 'q/#', qos: 1 }]);
+    subscriber.drop();
+    const publisher = harness.connect('pub', 4);
+    const sent = new TextEncoder().encode('first');
+    publisher.publish('q/1', sent, 1);
+    sent.fill(0x21);
+    publisher.publish('q/2', 'second', 1);
+    publisher.publish('q/retained', 'kept', 1, { retain: true });
+    const messages = [...harness.broker.state.messages.values()];
+    const queued = messages.filter((message) => !message.retain);
+    expect(queued.map((message) => decodeText(message.payload))).toEqual(['first', 'second']);
+    expect(queued[0]!.payload.buffer).toBe(queued[1]!.payload.buffer);
+    const retained = messages.find((message) => message.retain)!;
+    expect(decodeText(retained.payload)).toBe('kept');
+    expect(retained.payload.buffer.byteLength).toBe(retained.payload.length);
+    // The subscriber comes back and gets what was queued, intact.
+    const back = harness.connect('offline', 4, { cleanStart: false });
+    expect(back.publishes().map((publish) => decodeText(publish.payload))).toEqual(['first', 'second', 'kept']);
+  });
+});

@@ -1,0 +1,124 @@
+/**
+ * Publisher throttling (src/broker/throttle.ts) in the state machine, with the test playing the
+ * host: it reports each connection's unsent output by hand (`outputBuffered`) and reads the
+ * `pause-reading` / `resume-reading` actions the harness records per client. Proves: a QoS 1 copy
+ * kept for a receiver at its output cap pauses the publisher, which resumes once that receiver
+ * reports less than half the cap (or goes away); QoS 0 for such a receiver pauses nobody; the
+ * total output budget (outputBufferedBytesTotalMax) pauses any publisher until the total is under
+ * half of it; nothing is lost on the way, and the counters say what happened.
+ */
+import { describe, expect, it } from 'vitest';
+import { resolveConfig } from '../../src/config.js';
+import { Harness, decodeText, type TestClient } from './harness.js';
+
+const outputBytesMax = 4096;
+
+function report(harness: Harness, client: TestClient, bufferedBytes: number): void {
+  harness.broker.outputBuffered(harness.nowMs, client.id, bufferedBytes);
+  harness.collect();
+}
+
+function subscribers(harness: Harness, qos: 0 | 1): { slow: TestClient; fast: TestClient; publisher: TestClient } {
+  const slow = harness.connect('slow', 5);
+  slow.subscribe([{ topicFilter: 't', qos }]);
+  const fast = harness.connect('fast', 5);
+  fast.subscribe([{ topicFilter: 't', qos }]);
+  return { slow, fast, publisher: harness.connect('pub', 5) };
+}
+
+describe('publisher throttling', () => {
+  it('pauses a publisher whose QoS 1 copy waits for a receiver at its cap, and resumes it below half the cap', () => {
+    const harness = new Harness({ connectionOutputBytesMax: outputBytesMax });
+    const { slow, fast, publisher } = subscribers(harness, 1);
+    report(harness, slow, outputBytesMax);
+    publisher.publish('t', 'm0', 1);
+    expect(publisher.readingChanges).toEqual(['pause-reading']);
+    expect(harness.broker.stats.throttle).toEqual({ publisherPauses: 1, budgetPauses: 0, pausedCurrent: 1 });
+    // Bytes that still arrive are taken (the pause is advisory) and do not pause it twice.
+    publisher.publish('t', 'm1', 1);
+    expect(publisher.readingChanges).toEqual(['pause-reading']);
+    expect(fast.publishes().map((publish) => decodeText(publish.payload))).toEqual(['m0', 'm1']);
+    // Other connections are still served and read: the fast subscriber's acknowledgement changes nothing.
+    report(harness, fast, 100);
+    expect(publisher.readingPaused).toBe(true);
+    report(harness, slow, outputBytesMax / 2);
+    expect(publisher.readingPaused).toBe(true);
+    // Under half the cap even after its queue moved (the two kept copies): the publisher resumes.
+    // (Resuming is judged after the queue moved: a backlog that fills the output again keeps it paused.)
+    report(harness, slow, 100);
+    expect(publisher.readingChanges).toEqual(['pause-reading', 'resume-reading']);
+    expect(harness.broker.stats.throttle.pausedCurrent).toBe(0);
+    // The queue moved on the same report: nothing kept for the slow receiver was lost.
+    expect(slow.publishes().map((publish) => decodeText(publish.payload))).toEqual(['m0', 'm1']);
+  });
+
+  it('never pauses for QoS 0 (dropped at the cap instead) nor for a publisher\'s own output', () => {
+    const harness = new Harness({ connectionOutputBytesMax: outputBytesMax });
+    const { slow, publisher } = subscribers(harness, 0);
+    report(harness, slow, outputBytesMax);
+    for (let index = 0; index < 3; index++) publisher.publish('t', `q${index}`, 1);
+    expect(harness.broker.stats.drops.outputFull).toBe(3);
+    expect(publisher.readingChanges).toEqual([]);
+    // A client at its own cap that publishes to itself is not paused by its own output.
+    const self = harness.connect('self', 5);
+    self.subscribe([{ topicFilter: 'own', qos: 1 }]);
+    report(harness, self, outputBytesMax);
+    self.publish('own', 'x', 1);
+    expect(self.readingChanges).toEqual([]);
+    expect(harness.broker.stats.throttle.publisherPauses).toBe(0);
+  });
+
+  it('resumes a publisher when the receiver it waits for disconnects', () => {
+    const harness = new Harness({ connectionOutputBytesMax: outputBytesMax });
+    const { slow, publisher } = subscribers(harness, 1);
+    report(harness, slow, outputBytesMax * 2);
+    publisher.publish('t', 'm', 1);
+    expect(publisher.readingPaused).toBe(true);
+    slow.drop();
+    // The close is an input; its end releases the publisher.
+    expect(publisher.readingChanges).toEqual(['pause-reading', 'resume-reading']);
+  });
+
+  it('pauses any publisher while all output together is at the budget, until it is under half', () => {
+    const budget = 3 * outputBytesMax;
+    const harness = new Harness({ connectionOutputBytesMax: outputBytesMax, outputBufferedBytesTotalMax: budget });
+    const { slow, fast, publisher } = subscribers(harness, 0);
+    report(harness, slow, outputBytesMax - 1);
+    report(harness, fast, outputBytesMax - 1);
+    publisher.publish('t', 'under', 0);
+    expect(publisher.readingChanges).toEqual([]);
+    const other = harness.connect('other', 5);
+    report(harness, other, outputBytesMax + 2);
+    publisher.publish('t', 'over', 0);
+    expect(publisher.readingChanges).toEqual(['pause-reading']);
+    expect(harness.broker.stats.throttle).toEqual({ publisherPauses: 1, budgetPauses: 1, pausedCurrent: 1 });
+    // QoS 0 was still delivered to receivers under their cap: the budget pauses, it does not drop.
+    expect(fast.publishes().map((publish) => decodeText(publish.payload))).toEqual(['under', 'over']);
+    report(harness, other, 0);
+    expect(publisher.readingPaused).toBe(true);
+    report(harness, slow, 0);
+    expect(publisher.readingChanges).toEqual(['pause-reading', 'resume-reading']);
+    // A closed connection's output no longer counts.
+    report(harness, slow, outputBytesMax);
+    report(harness, fast, outputBytesMax);
+    report(harness, other, outputBytesMax + 1);
+    publisher.publish('t', 'again', 0);
+    expect(publisher.readingPaused).toBe(true);
+    other.drop();
+    expect(harness.broker.throttle.outputBytesTotal).toBe(2 * outputBytesMax);
+    expect(publisher.readingPaused).toBe(true);
+    slow.drop();
+    expect(harness.broker.throttle.outputBytesTotal).toBe(outputBytesMax);
+    expect(publisher.readingPaused).toBe(false);
+    expect(harness.broker.stats.throttle).toEqual({ publisherPauses: 2, budgetPauses: 2, pausedCurrent: 0 });
+  });
+
+  it('validates the budget: 0 or at least one connection\'s cap', () => {
+    expect(resolveConfig({ outputBufferedBytesTotalMax: 0 }).ok).toBe(true);
+    expect(resolveConfig({ outputBufferedBytesTotalMax: 64 * 1024 * 1024 }).ok).toBe(true);
+    const low = resolveConfig({ connectionOutputBytesMax: 8192, outputBufferedBytesTotalMax: 4096 });
+    expect(low.ok).toBe(false);
+    if (!low.ok) expect(low.problems.join('\n')).toMatch(/outputBufferedBytesTotalMax/);
+    expect(resolveConfig({ outputBufferedBytesTotalMax: -1 }).ok).toBe(false);
+  });
+});
