@@ -64,6 +64,12 @@ export interface BrokerConfig {
    * cap alone bounds output). When set, at least connectionOutputBytesMax.
    */
   outputBufferedBytesTotalMax: number;
+  /**
+   * How long a publisher may stay paused for one receiver at its output cap (throttle.ts); past
+   * it the receiver counts as stalled and pauses nobody until it drains. 0: never pause for a
+   * receiver (its session queue limits and overflow policy alone apply).
+   */
+  publisherPauseMsMax: number;
   /** Retained messages held; past it a new retained topic is not stored (5.0 PUBACK 0x97). */
   retainedMessagesMax: number;
   /** Retained payload bytes held; same outcome as `retainedMessagesMax`. */
@@ -133,6 +139,7 @@ export const defaultConfig: Readonly<BrokerConfig> = Object.freeze({
   queueOverflowPolicy: 'drop-oldest',
   connectionOutputBytesMax: 1024 * 1024,
   outputBufferedBytesTotalMax: 0,
+  publisherPauseMsMax: 5000,
   retainedMessagesMax: 100_000,
   retainedBytesMax: 256 * 1024 * 1024,
   topicBytesMax: 1_024,
@@ -172,6 +179,7 @@ const integerRules: { [K in keyof BrokerConfig]?: Rule } = {
   queuedBytesPerSessionMax: { min: 0, max: 2 ** 40 },
   connectionOutputBytesMax: { min: 4096, max: 2 ** 40 },
   outputBufferedBytesTotalMax: { min: 0, max: 2 ** 50 },
+  publisherPauseMsMax: { min: 0, max: 3_600_000 },
   retainedMessagesMax: { min: 0, max: 100_000_000 },
   retainedBytesMax: { min: 0, max: 2 ** 40 },
   topicBytesMax: { min: 1, max: 65_535 },

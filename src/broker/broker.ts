@@ -490,6 +490,9 @@ export class Broker implements BrokerCore {
         return onSessionExpiryDeadline(this, entry, nowMs);
       case 'will':
         return onWillDeadline(this, entry, nowMs);
+      case 'publisher-pause':
+        // Nothing to do here: the end of this input (releaseDue) resumes what is due.
+        return;
     }
   }
 
@@ -524,7 +527,7 @@ export class Broker implements BrokerCore {
       return;
     }
     if (this.connectionsWithHeld.size > 0) this.releaseHeld();
-    this.throttle.releaseDue();
+    this.throttle.releaseDue(nowMs);
     this.stats.sessionsCurrent = this.state.sessions.size;
   }
 

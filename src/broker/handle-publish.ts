@@ -107,7 +107,7 @@ export function handlePublish(broker: Broker, connection: Connection, packet: Pu
   scratchMessage.payload = noPayload;
   scratchMessage.properties = undefined;
   // Pauses reading from this publisher if a receiver of a kept copy is at its output cap (throttle.ts).
-  broker.throttle.afterPublish(connection);
+  broker.throttle.afterPublish(connection, nowMs);
   if (packet.qos === 0) return;
   if (packet.qos === 2) broker.endInboundQos2Routing(broker.commit({ kind: 'incoming-qos2-recorded', clientId: session.clientId, packetId }));
   const lsn = broker.lsnSince(appendedBefore);

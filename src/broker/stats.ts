@@ -31,6 +31,8 @@ export interface ThrottleStats {
   budgetPauses: number;
   /** Connections not being read right now. */
   pausedCurrent: number;
+  /** Receivers that held a publisher for publisherPauseMsMax without draining (then pause nobody until they do). */
+  stalledReceivers: number;
 }
 
 /**
@@ -141,6 +143,6 @@ export function createStats(): BrokerStats {
       topicLevelsMax: 0,
     },
     authorization: { subscribeDenied: 0, publishDenied: 0, receiveDenied: 0, willDenied: 0 },
-    throttle: { publisherPauses: 0, budgetPauses: 0, pausedCurrent: 0 },
+    throttle: { publisherPauses: 0, budgetPauses: 0, pausedCurrent: 0, stalledReceivers: 0 },
   };
 }

@@ -13,8 +13,14 @@
  *   stopped for good must not stop its publishers, and through them everybody else's messages.
  *   A connection is never paused for its own output (its client may be waiting to write before
  *   it reads again).
+ *   A receiver that keeps a publisher paused for publisherPauseMsMax without draining is taken
+ *   for stalled, not slow: the publisher resumes, and that receiver pauses nobody until it is
+ *   back under half its cap; its copies wait in its session queue, whose limits and overflow
+ *   policy then apply. Without this bound, a client that answers pings but never reads would
+ *   stop every publisher of its topics for as long as it stays connected.
  * - the output held by the host for all connections together (the hosts' reports, summed) is at
- *   outputBufferedBytesTotalMax (when set): it resumes once the total is under half of it.
+ *   outputBufferedBytesTotalMax (when set): it resumes once the total is under half of it. This
+ *   pause has no time bound: it protects the whole broker's memory.
  * The decision to resume is taken at the end of every input, so a report that a receiver drained,
  * or its close, releases the publishers waiting on it in the same turn. Pausing is advisory (a
  * host may keep delivering bytes, and the simulator's does), so nothing here depends on it taking
@@ -26,8 +32,10 @@ import type { Connection } from './connection.js';
 import { outputBytes } from './outbound-queue.js';
 
 export class PublisherThrottle {
-  /** Paused publishers, with the receiver each waits for (null: the total budget). */
-  private readonly paused = new Map<Connection, Connection | null>();
+  /** Paused publishers, with the receiver each waits for (null: the total budget) and until when. */
+  private readonly paused = new Map<Connection, { receiver: Connection | null; untilMs: number }>();
+  /** Receivers that held a publisher for publisherPauseMsMax: they pause nobody until they drain. */
+  private readonly stalled = new Set<Connection>();
   /** The receiver at its cap that a QoS 1/2 copy of the message being routed was kept for. */
   private keptForFullReceiver: Connection | null = null;
   /** Sum of every open connection's last reported unsent output. */
@@ -54,6 +62,7 @@ export class PublisherThrottle {
     this.outputReportedBytesTotal -= connection.outputReportedBytes;
     assert(this.outputReportedBytesTotal >= 0, 'reported output total went negative');
     if (this.paused.delete(connection)) this.broker.stats.throttle.pausedCurrent -= 1;
+    this.stalled.delete(connection);
     if (this.keptForFullReceiver === connection) this.keptForFullReceiver = null;
   }
 
@@ -67,29 +76,41 @@ export class PublisherThrottle {
   }
 
   /** `publisher`'s PUBLISH was routed: pause it if its messages now pile up. */
-  afterPublish(publisher: Connection): void {
+  afterPublish(publisher: Connection, nowMs: number): void {
     const receiver = this.keptForFullReceiver;
     this.keptForFullReceiver = null;
     if (publisher.phase !== 'connected' || this.paused.has(publisher)) return;
-    if (this.overBudget(1)) return this.pause(publisher, null);
-    if (receiver !== null && receiver !== publisher && receiver.phase === 'connected') this.pause(publisher, receiver);
+    if (this.overBudget(1)) return this.pause(publisher, null, Infinity);
+    const pauseMs = this.broker.config.publisherPauseMsMax;
+    if (receiver === null || receiver === publisher || receiver.phase !== 'connected' || pauseMs === 0 || this.stalled.has(receiver)) return;
+    this.pause(publisher, receiver, nowMs + pauseMs);
+    this.broker.deadlines.push(nowMs + pauseMs, 'publisher-pause', publisher.id, '');
   }
 
   /** End of an input: resume every publisher whose reason is gone. Bounded by the paused count. */
-  releaseDue(): void {
+  releaseDue(nowMs: number): void {
+    for (const receiver of this.stalled) if (!this.isStillFull(receiver)) this.stalled.delete(receiver);
     if (this.paused.size === 0) return;
     // Half, like the output cap itself: a total hovering at the budget does not flap.
     const budgetHeld = this.overBudget(2);
-    for (const [publisher, receiver] of this.paused) {
-      if (budgetHeld || (receiver !== null && this.isStillFull(receiver))) continue;
+    for (const [publisher, { receiver, untilMs }] of this.paused) {
+      if (receiver !== null && nowMs >= untilMs && this.isStillFull(receiver)) this.markStalled(receiver);
+      if (budgetHeld || (receiver !== null && this.isStillFull(receiver) && !this.stalled.has(receiver))) continue;
       this.paused.delete(publisher);
       this.broker.stats.throttle.pausedCurrent -= 1;
       this.broker.pushReading(publisher, false);
     }
   }
 
-  private pause(publisher: Connection, receiver: Connection | null): void {
-    this.paused.set(publisher, receiver);
+  private markStalled(receiver: Connection): void {
+    if (this.stalled.has(receiver)) return;
+    this.stalled.add(receiver);
+    this.broker.stats.throttle.stalledReceivers += 1;
+    this.broker.log('info', 'receiver-stalled', { clientId: receiver.clientId, pauseMsMax: this.broker.config.publisherPauseMsMax });
+  }
+
+  private pause(publisher: Connection, receiver: Connection | null, untilMs: number): void {
+    this.paused.set(publisher, { receiver, untilMs });
     const stats = this.broker.stats.throttle;
     stats.publisherPauses += 1;
     if (receiver === null) stats.budgetPauses += 1;

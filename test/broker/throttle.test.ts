@@ -5,7 +5,9 @@
  * kept for a receiver at its output cap pauses the publisher, which resumes once that receiver
  * reports less than half the cap (or goes away); QoS 0 for such a receiver pauses nobody; the
  * total output budget (outputBufferedBytesTotalMax) pauses any publisher until the total is under
- * half of it; nothing is lost on the way, and the counters say what happened.
+ * half of it; nothing is lost on the way, and the counters say what happened. A receiver that
+ * holds a publisher for publisherPauseMsMax without draining is taken for stalled: the publisher
+ * resumes and that receiver pauses nobody until it drains (0 turns per-receiver pauses off).
  */
 import { describe, expect, it } from 'vitest';
 import { resolveConfig } from '../../src/config.js';
@@ -33,7 +35,7 @@ describe('publisher throttling', () => {
     report(harness, slow, outputBytesMax);
     publisher.publish('t', 'm0', 1);
     expect(publisher.readingChanges).toEqual(['pause-reading']);
-    expect(harness.broker.stats.throttle).toEqual({ publisherPauses: 1, budgetPauses: 0, pausedCurrent: 1 });
+    expect(harness.broker.stats.throttle).toEqual({ publisherPauses: 1, budgetPauses: 0, pausedCurrent: 1, stalledReceivers: 0 });
     // Bytes that still arrive are taken (the pause is advisory) and do not pause it twice.
     publisher.publish('t', 'm1', 1);
     expect(publisher.readingChanges).toEqual(['pause-reading']);
@@ -79,6 +81,42 @@ describe('publisher throttling', () => {
     expect(publisher.readingChanges).toEqual(['pause-reading', 'resume-reading']);
   });
 
+  it('releases publishers from a receiver that stays full for publisherPauseMsMax, until it drains', () => {
+    const harness = new Harness({ connectionOutputBytesMax: outputBytesMax, publisherPauseMsMax: 2_000 });
+    const { slow, fast, publisher } = subscribers(harness, 1);
+    report(harness, slow, outputBytesMax);
+    publisher.publish('t', 'm0', 1);
+    expect(publisher.readingPaused).toBe(true);
+    harness.advance(1_999);
+    expect(publisher.readingPaused).toBe(true);
+    // The pause's own deadline wakes the broker: no other input is needed to release it.
+    expect(harness.advanceToDeadline()).toBe(true);
+    expect(harness.nowMs).toBeLessThanOrEqual(1_000 + 2_000);
+    expect(publisher.readingChanges).toEqual(['pause-reading', 'resume-reading']);
+    expect(harness.broker.stats.throttle.stalledReceivers).toBe(1);
+    expect(harness.logEvents()).toContain('receiver-stalled');
+    // The stalled receiver pauses nobody now; its copies wait in its session queue instead.
+    for (let index = 1; index <= 3; index++) publisher.publish('t', `m${index}`, 1);
+    expect(publisher.readingChanges).toEqual(['pause-reading', 'resume-reading']);
+    expect(fast.publishes().map((publish) => decodeText(publish.payload))).toEqual(['m0', 'm1', 'm2', 'm3']);
+    // Once it drains it is a receiver like any other again, and can pause a publisher.
+    report(harness, slow, 0);
+    expect(slow.publishes().map((publish) => decodeText(publish.payload))).toEqual(['m0', 'm1', 'm2', 'm3']);
+    report(harness, slow, outputBytesMax);
+    publisher.publish('t', 'm4', 1);
+    expect(publisher.readingChanges).toEqual(['pause-reading', 'resume-reading', 'pause-reading']);
+    expect(harness.broker.stats.throttle.publisherPauses).toBe(2);
+  });
+
+  it('never pauses for a receiver when publisherPauseMsMax is 0', () => {
+    const harness = new Harness({ connectionOutputBytesMax: outputBytesMax, publisherPauseMsMax: 0 });
+    const { slow, publisher } = subscribers(harness, 1);
+    report(harness, slow, outputBytesMax);
+    publisher.publish('t', 'm0', 1);
+    expect(publisher.readingChanges).toEqual([]);
+    expect(harness.broker.stats.throttle.publisherPauses).toBe(0);
+  });
+
   it('pauses any publisher while all output together is at the budget, until it is under half', () => {
     const budget = 3 * outputBytesMax;
     const harness = new Harness({ connectionOutputBytesMax: outputBytesMax, outputBufferedBytesTotalMax: budget });
@@ -91,7 +129,7 @@ describe('publisher throttling', () => {
     report(harness, other, outputBytesMax + 2);
     publisher.publish('t', 'over', 0);
     expect(publisher.readingChanges).toEqual(['pause-reading']);
-    expect(harness.broker.stats.throttle).toEqual({ publisherPauses: 1, budgetPauses: 1, pausedCurrent: 1 });
+    expect(harness.broker.stats.throttle).toEqual({ publisherPauses: 1, budgetPauses: 1, pausedCurrent: 1, stalledReceivers: 0 });
     // QoS 0 was still delivered to receivers under their cap: the budget pauses, it does not drop.
     expect(fast.publishes().map((publish) => decodeText(publish.payload))).toEqual(['under', 'over']);
     report(harness, other, 0);
@@ -110,7 +148,7 @@ describe('publisher throttling', () => {
     slow.drop();
     expect(harness.broker.throttle.outputBytesTotal).toBe(outputBytesMax);
     expect(publisher.readingPaused).toBe(false);
-    expect(harness.broker.stats.throttle).toEqual({ publisherPauses: 2, budgetPauses: 2, pausedCurrent: 0 });
+    expect(harness.broker.stats.throttle).toEqual({ publisherPauses: 2, budgetPauses: 2, pausedCurrent: 0, stalledReceivers: 0 });
   });
 
   it('validates the budget: 0 or at least one connection\'s cap', () => {
