@@ -11,24 +11,13 @@
  *       [--only fan-in,latency] [--brokers keel,aedes,mosquitto] [--json out.json]`
  */
 import { writeFileSync } from 'node:fs';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
+import { integerOption, listOption } from './load/cli-options.js';
 import { brokerNames } from './load/peers.js';
 import { describeMachine, ratioLegend, renderNotes, renderTable } from './load/report.js';
 import { runBench, selectScenarios, type BenchOptions } from './load/runner.js';
 import { idleConnectionCount, scenarios } from './load/scenarios.js';
 import { openFilesLimit } from './load/scenario-kit.js';
-
-function integerOption(minimum: number, maximum: number) {
-  return (value: string): number => {
-    const parsed = Number(value);
-    if (!Number.isInteger(parsed) || parsed < minimum || parsed > maximum) throw new InvalidArgumentError(`must be an integer from ${minimum} to ${maximum}`);
-    return parsed;
-  };
-}
-
-function listOption(value: string): string[] {
-  return value.split(',').map((item) => item.trim()).filter((item) => item.length > 0);
-}
 
 interface Flags {
   runs: number;
@@ -57,7 +46,7 @@ function parseFlags(argv: string[]): Flags {
     .option('--rate <msgPerSecond>', 'publish rate of the latency scenario', integerOption(1, 1_000_000), 2_000)
     .option('--mqtt <level>', 'protocol level: 4 (3.1.1) or 5 (5.0; Aedes speaks only 3.1.1)', integerOption(4, 5), 4)
     .option('--keel-sync <policy>', "Keel's syncPolicy: none (like the in-memory peers), interval or always", 'none')
-    .option('--queue-max <n>', 'per-session queued-message limit given to Keel and Mosquitto', integerOption(1, 10_000_000), 100_000)
+    .option('--queue-max <n>', 'per-session queued-message limit given to Keel and Mosquitto (1000: both brokers\' default)', integerOption(1, 10_000_000), 1_000)
     .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : 2));
   program.parse(argv);
   return program.opts<Flags>();

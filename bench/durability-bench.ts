@@ -13,24 +13,13 @@
  */
 import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
+import { integerOption, listOption } from './load/cli-options.js';
 import { defaultConfig, type SyncPolicy } from '../src/config.js';
 import { probeBroker } from './load/peers.js';
 import { removeLiveDirectories, runRecoveryPart, runWritePathPart, type RecoverySettings, type WritePathSettings } from './durability/run.js';
 import { describeDurabilityMachine, renderReport, type DurabilityReport } from './durability/report.js';
 import { syncPolicies } from './durability/write-path.js';
-
-function integerOption(minimum: number, maximum: number) {
-  return (value: string): number => {
-    const parsed = Number(value);
-    if (!Number.isInteger(parsed) || parsed < minimum || parsed > maximum) throw new InvalidArgumentError(`must be an integer from ${minimum} to ${maximum}`);
-    return parsed;
-  };
-}
-
-function listOption(value: string): string[] {
-  return value.split(',').map((item) => item.trim()).filter((item) => item.length > 0);
-}
 
 interface Flags {
   runs: number;

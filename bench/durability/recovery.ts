@@ -15,11 +15,10 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, fsyncSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { applyRecord, createDurableState, finishReplay } from '../../src/store/state-store.js';
-import { freePort, repositoryRoot } from '../load/peers.js';
+import { canConnect, freePort, repositoryRoot } from '../load/peers.js';
 import { StoreOnDisk } from './store-on-disk.js';
 
 export interface RecoveryMeasurement {
@@ -120,17 +119,6 @@ async function waitUntilAccepting(port: number, deadlineMs: number, exited: () =
     await new Promise((resolve) => setTimeout(resolve, pollIntervalMs));
   }
   throw new Error(`keel did not accept connections on ${port} in time: ${output().trim().slice(-1_000)}`);
-}
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host: '127.0.0.1', port });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
 }
 
 /** Times the store's recovery alone (read, check, decode every record) plus applying them. */

@@ -185,7 +185,8 @@ async function waitForPort(port: number, exited: () => boolean, stderrTail: () =
   throw new Error(`broker not listening on ${port} after ${readyTimeoutMs} ms: ${stderrTail().trim()}`);
 }
 
-function canConnect(port: number): Promise<boolean> {
+/** Whether a TCP connection to 127.0.0.1:`port` succeeds now. */
+export function canConnect(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = net.connect({ host: '127.0.0.1', port });
     socket.once('connect', () => {
