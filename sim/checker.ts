@@ -28,6 +28,29 @@
  * Timing is judged conservatively from the client side: a subscription counts for a message
  * only if its SUBACK arrived before the message was first sent, and an acknowledged message
  * supersedes a retained one only if it was sent after that one's acknowledgement.
+ *
+ * The workload rules (see ClientWorkload in shape.ts) are exact too, judged from times the
+ * network knows: when each copy of a PUBLISH reached the broker (the broker computes a message's
+ * expiry from that input) and when the broker handed each packet it sent to the network.
+ * - Stalled readers and the output cap: QoS 0 may be lost only where the broker said so. A QoS 0
+ *   message that reached the broker while a subscriber's connection was up, on a connection that
+ *   is still up at the end (so every byte the broker sent on it arrived), must have reached that
+ *   subscriber or been reported dropped for it (`output-full` for a stalled reader). So a stalled
+ *   reader costs only its own QoS 0 messages, and only reported ones; QoS 1/2 is owed as always.
+ * - Message expiry [MQTT-3.3.2-5] / [MQTT-3.3.2-6]: a fresh (non-DUP) QoS 0/1 copy is never sent
+ *   at or after the message's expiry; a 5.0 receiver gets the interval reduced by exactly the
+ *   time the message waited (whole seconds, rounded up, at least 1); a message published without
+ *   one carries none. QoS 2 copies may wait for durability after the broker encoded them, so
+ *   only the bounds that hold either way are checked for them.
+ * - Will delay [MQTT-3.1.3-9]: a will is not published before min(will delay, session expiry)
+ *   after its connection ended, unless the session ended sooner (a clean-start CONNECT of the
+ *   client, or a crash that lost a volatile session); and never once a connection resumed the
+ *   session within that time.
+ * - UNSUBSCRIBE [MQTT-3.10.4-2]: once the UNSUBACK arrived, a message that first reached the
+ *   broker after it was sent is not delivered through the removed filter. Copies the broker had
+ *   already buffered may still come [MQTT-3.10.4-4] (it MAY deliver them, so it also owes none).
+ * - Topic aliases: the model client resolves them (and reports undefined ones); every rule here
+ *   sees the resolved topic.
  */
 import type { PublishPacket, Qos } from '../src/codec/packets.js';
 import { crc32c } from '../src/store/crc32c.js';
@@ -46,6 +69,37 @@ interface MessageRecord {
   retain: boolean;
   firstSentMs: number | null;
   ackedMs: number | null;
+  /** MQTT 5.0 Message Expiry Interval it was published with, or null. */
+  expirySeconds: number | null;
+  /** When a copy of it first and last reached the broker (null until one did). */
+  firstArrivalMs: number | null;
+  lastArrivalMs: number | null;
+}
+
+/** What a CONNECT asked for, for the will delay rules. */
+interface ConnectRecord {
+  generation: number;
+  sentMs: number;
+  /** When the CONNECT reached the broker whole (null until it did): when the broker acted on it. */
+  arrivedMs: number | null;
+  cleanStart: boolean;
+  connackMs: number | null;
+  sessionPresent: boolean;
+}
+
+/**
+ * When the broker handed a packet to the network, and when it decided to send it if that is
+ * known (null when the packet may have been held back behind output awaiting durability).
+ */
+export interface SendTiming {
+  sentMs: number;
+  decidedMs: number | null;
+}
+
+export interface ConnectOptions {
+  willDelaySeconds: number;
+  sessionExpirySeconds: number;
+  cleanStart: boolean;
 }
 
 interface WillRecord {
@@ -59,6 +113,10 @@ interface WillRecord {
   /** When the client sent that DISCONNECT. */
   cleanAtMs: number | null;
   ended: boolean;
+  /** min(will delay, session expiry) in ms: how long after the connection ends the will waits. */
+  delayMs: number;
+  /** The session outlives its connection for ever (expiry 0xFFFFFFFF). */
+  sessionLasting: boolean;
 }
 
 interface Grant {
@@ -88,6 +146,12 @@ interface SubscriberState {
   /** Drop reports whose payload checksum matched no message this run published (never excuse anything). */
   dropsUnattributed: number;
   retainedSeen: Map<string, string>;
+  /** Filters an UNSUBSCRIBE was sent for in this session, and when. */
+  unsubscribing: Map<string, number>;
+  /** Filters whose UNSUBACK arrived in this session, and when. */
+  removed: Map<string, number>;
+  /** The CONNECTs this client sent, in order. */
+  connects: ConnectRecord[];
 }
 
 export class Checker {
@@ -95,6 +159,8 @@ export class Checker {
   private readonly wills = new Map<string, WillRecord>();
   private readonly subscribers = new Map<number, SubscriberState>();
   private readonly brokerCrashesMs: number[] = [];
+  /** Crashes and finished recoveries in the order they happened (several may share a millisecond). */
+  private readonly brokerLife: { kind: 'crash' | 'recovered'; atMs: number }[] = [];
   private readonly violators = new Set<number>();
   /** Payload identity (`crc|topic`) to message or will key, for attributing drop reports. */
   private readonly payloadKeys = new Map<string, string>();
@@ -127,6 +193,9 @@ export class Checker {
         droppedKeys: new Set(),
         dropsUnattributed: 0,
         retainedSeen: new Map(),
+        unsubscribing: new Map(),
+        removed: new Map(),
+        connects: [],
       };
       this.subscribers.set(client, state);
     }
@@ -135,6 +204,12 @@ export class Checker {
 
   brokerCrashed(): void {
     this.brokerCrashesMs.push(this.clock.nowMs);
+    this.brokerLife.push({ kind: 'crash', atMs: this.clock.nowMs });
+  }
+
+  /** A broker start finished recovery (its recovered wills wait their delay again from now). */
+  brokerRecovered(): void {
+    this.brokerLife.push({ kind: 'recovered', atMs: this.clock.nowMs });
   }
 
   /** The broker reported dropping the message whose payload has this CRC-32C for this client's session. */
@@ -165,15 +240,26 @@ export class Checker {
     return state.droppedKeys.has(key);
   }
 
-  connectSent(client: number, generation: number, link: Link, hasWill: boolean): void {
+  connectSent(client: number, generation: number, link: Link, hasWill: boolean, options: ConnectOptions = { willDelaySeconds: 0, sessionExpirySeconds: 0, cleanStart: true }): void {
+    const connect: ConnectRecord = { generation, sentMs: this.clock.nowMs, arrivedMs: null, cleanStart: options.cleanStart, connackMs: null, sessionPresent: false };
+    this.subscriber(client).connects.push(connect);
+    // Called right after the CONNECT went out, so this watches its last byte.
+    link.watchArrival((atMs) => (connect.arrivedMs = atMs));
     if (!hasWill) return;
     const key = `w${client}:${generation}`;
     const topic = `will/c${client}`;
     this.payloadKeys.set(`${crc32c(willPayload(client, generation, topic))}|${topic}`, key);
-    this.wills.set(key, { key, client, topic: `will/c${client}`, link, connackMs: null, cleanOffset: null, cleanAtMs: null, ended: false });
+    const sessionLasting = options.sessionExpirySeconds === 0xffffffff;
+    const delayMs = (sessionLasting ? options.willDelaySeconds : Math.min(options.willDelaySeconds, options.sessionExpirySeconds)) * 1000;
+    this.wills.set(key, { key, client, topic: `will/c${client}`, link, connackMs: null, cleanOffset: null, cleanAtMs: null, ended: false, delayMs, sessionLasting });
   }
 
   connackReceived(client: number, generation: number, sessionPresent: boolean, expectPresent: boolean, persistent: boolean): void {
+    const connect = this.subscriber(client).connects.find((record) => record.generation === generation);
+    if (connect !== undefined) {
+      connect.connackMs = this.clock.nowMs;
+      connect.sessionPresent = sessionPresent;
+    }
     const will = this.wills.get(`w${client}:${generation}`);
     if (will !== undefined) will.connackMs = this.clock.nowMs;
     // [MQTT-3.2.2-1] / [MQTT-3.2.2-2]: a clean start never finds a session.
@@ -198,12 +284,29 @@ export class Checker {
     state.sessionStartedMs = this.clock.nowMs;
     state.requested.clear();
     state.granted.clear();
+    state.unsubscribing.clear();
+    state.removed.clear();
+  }
+
+  unsubscribeSent(client: number, filter: string): void {
+    const state = this.subscriber(client);
+    if (!state.unsubscribing.has(filter)) state.unsubscribing.set(filter, this.clock.nowMs);
+  }
+
+  /** The filter is gone from the session: nothing routed from now on may come through it. */
+  unsubackReceived(client: number, filter: string): void {
+    const state = this.subscriber(client);
+    state.requested.delete(filter);
+    state.granted.delete(filter);
+    state.removed.set(filter, this.clock.nowMs);
   }
 
   subscribeSent(client: number, subscriptions: readonly { filter: string; qos: Qos }[]): void {
     const state = this.subscriber(client);
     for (const subscription of subscriptions) {
       state.requested.set(subscription.filter, subscription.qos);
+      state.unsubscribing.delete(subscription.filter);
+      state.removed.delete(subscription.filter);
       const shared = splitShared(subscription.filter);
       if (shared !== null) state.groups.add(`${shared.group}/${shared.filter}`);
     }
@@ -224,15 +327,23 @@ export class Checker {
     }
   }
 
-  publishSent(publisher: number, sequence: number, topic: string, qos: Qos, retain: boolean): void {
+  publishSent(publisher: number, sequence: number, topic: string, qos: Qos, retain: boolean, expirySeconds: number | null = null): void {
     const key = `m${publisher}:${sequence}`;
     let record = this.messages.get(key);
     if (record === undefined) {
-      record = { key, publisher, sequence, topic, qos, retain, firstSentMs: null, ackedMs: null };
+      record = { key, publisher, sequence, topic, qos, retain, firstSentMs: null, ackedMs: null, expirySeconds, firstArrivalMs: null, lastArrivalMs: null };
       this.messages.set(key, record);
       this.payloadKeys.set(`${crc32c(messagePayload(publisher, sequence, qos, topic))}|${topic}`, key);
     }
     if (record.firstSentMs === null) record.firstSentMs = this.clock.nowMs;
+  }
+
+  /** A copy of the message reached the broker whole (the input at which the broker took it). */
+  publishArrived(publisher: number, sequence: number, atMs: number): void {
+    const record = this.messages.get(`m${publisher}:${sequence}`);
+    if (record === undefined) return;
+    record.firstArrivalMs ??= atMs;
+    record.lastArrivalMs = atMs;
   }
 
   publishAcked(publisher: number, sequence: number): void {
@@ -249,16 +360,21 @@ export class Checker {
    * many of those asked for QoS 2 (each can give at most one QoS 2 copy; the others can repeat at
    * QoS 1 with DUP), and whether any is shared.
    */
-  private matchCount(state: SubscriberState, topic: string): { count: number; qos2Count: number; shared: boolean } {
+  private matchCount(state: SubscriberState, topic: string, routedFromMs: number): { count: number; qos2Count: number; shared: boolean } {
     let count = 0;
     let qos2Count = 0;
     let shared = false;
-    for (const [filter, qos] of state.requested) {
-      if (!topicMatches(matchingFilter(filter), topic)) continue;
+    const countFilter = (filter: string, qos: number): void => {
+      if (!topicMatches(matchingFilter(filter), topic)) return;
       count += 1;
       if (qos === 2) qos2Count += 1;
       if (splitShared(filter) !== null) shared = true;
-    }
+    };
+    for (const [filter, qos] of state.requested) countFilter(filter, qos);
+    // A removed filter still counts for what reached the broker before its UNSUBACK came: that
+    // copy may have been routed before the UNSUBSCRIBE (and buffered) [MQTT-3.10.4-4]. After an
+    // amnesty the unsubscription itself may be lost, and the subscription back.
+    for (const [filter, removedMs] of state.removed) if (routedFromMs < removedMs || this.amnestySince(removedMs)) countFilter(filter, 2);
     return { count, qos2Count, shared };
   }
 
@@ -272,8 +388,11 @@ export class Checker {
     return fromMs;
   }
 
-  /** A PUBLISH reached client `client`; `fresh` is false for a QoS 2 duplicate its dedup absorbed. */
-  publishReceived(client: number, packet: PublishPacket, fresh: boolean): void {
+  /**
+   * A PUBLISH reached client `client` (topic alias resolved); `fresh` is false for a QoS 2
+   * duplicate its dedup absorbed; `timing` says when the broker sent it.
+   */
+  publishReceived(client: number, packet: PublishPacket, fresh: boolean, timing: SendTiming = { sentMs: this.clock.nowMs, decidedMs: null }, receiverVersion: 4 | 5 = 4): void {
     if (this.violators.has(client)) return;
     const identity = parsePayload(packet.payload);
     if (identity === null) {
@@ -285,7 +404,8 @@ export class Checker {
       return;
     }
     const state = this.subscriber(client);
-    const { count, qos2Count, shared } = this.matchCount(state, packet.topic);
+    const routedFromMs = this.routedFromMs(identity);
+    const { count, qos2Count, shared } = this.matchCount(state, packet.topic, routedFromMs);
     if (count === 0) {
       this.report('not-subscribed', `c${client} got ${packet.topic} (${identity.kind}) with no matching subscription in its session`);
       return;
@@ -302,6 +422,7 @@ export class Checker {
       return;
     }
     if (packet.qos > record.qos) this.report('qos-upgraded', `c${client} got ${key} at QoS ${packet.qos}, published at ${record.qos}`);
+    this.checkExpiry(client, record, packet, timing, receiverVersion);
     if (!fresh) return;
     this.messagesDelivered += 1;
     if (packet.retain) {
@@ -311,6 +432,43 @@ export class Checker {
       return;
     }
     this.checkLiveDelivery(client, state, record, packet.qos, { count, qos2Count, shared });
+  }
+
+  /** The earliest time the broker can have routed this message or will (see matchCount). */
+  private routedFromMs(identity: { kind: 'message'; publisher: number; sequence: number } | { kind: 'will'; client: number; generation: number }): number {
+    if (identity.kind === 'will') {
+      const will = this.wills.get(`w${identity.client}:${identity.generation}`);
+      return will?.link.brokerEndMs ?? Number.NEGATIVE_INFINITY;
+    }
+    const record = this.messages.get(`m${identity.publisher}:${identity.sequence}`);
+    return record?.firstArrivalMs ?? record?.firstSentMs ?? Number.NEGATIVE_INFINITY;
+  }
+
+  /** Message expiry rules (see the module comment) for one copy the broker sent at `sentMs`. */
+  private checkExpiry(client: number, record: MessageRecord, packet: PublishPacket, timing: SendTiming, receiverVersion: 4 | 5): void {
+    const interval = packet.properties?.messageExpiryInterval;
+    if (record.expirySeconds === null) {
+      if (interval !== undefined && receiverVersion === 5) this.report('expiry-invented', `c${client} got ${record.key} with expiry ${interval}s; it was published without one`);
+      return;
+    }
+    if (record.firstArrivalMs === null || record.lastArrivalMs === null) return;
+    const expiryMs = record.expirySeconds * 1000;
+    const latestExpiryAtMs = record.lastArrivalMs + expiryMs;
+    const { sentMs, decidedMs } = timing;
+    // [MQTT-3.3.2-5] a copy whose onward delivery started (a DUP resend) may still go out.
+    if (!packet.dup && decidedMs !== null && decidedMs >= latestExpiryAtMs) {
+      this.report('expired-delivered', `c${client} got ${record.key} decided and sent at ${decidedMs}ms; it expired by ${latestExpiryAtMs}ms (${record.expirySeconds}s after reaching the broker)`);
+      return;
+    }
+    if (receiverVersion !== 5) return;
+    const remaining = (expiryAtMs: number, atMs: number): number => Math.max(1, Math.ceil((expiryAtMs - atMs) / 1000));
+    // Decided at or before it was sent, and not before the first copy reached the broker.
+    const lowest = remaining(record.firstArrivalMs + expiryMs, sentMs);
+    const highest = remaining(latestExpiryAtMs, decidedMs ?? record.firstArrivalMs);
+    // [MQTT-3.3.2-6] the interval forwarded is the one received less the time waited.
+    if (interval === undefined || interval < lowest || interval > highest) {
+      this.report('expiry-interval', `c${client} got ${record.key} (QoS ${packet.qos}) sent at ${sentMs}ms with expiry ${interval === undefined ? 'none' : `${interval}s`}; expected ${lowest}..${highest}s (published with ${record.expirySeconds}s, reached the broker at ${record.firstArrivalMs}..${record.lastArrivalMs}ms)`);
+    }
   }
 
   private checkLiveDelivery(client: number, state: SubscriberState, record: MessageRecord, qos: Qos, match: { count: number; qos2Count: number; shared: boolean }): void {
@@ -364,7 +522,30 @@ export class Checker {
       // still publish it (as if the crash had come first); without a crash in between, never.
       // [MQTT-3.1.2-10] / [MQTT-3.14.4-3]: a normal DISCONNECT deletes the will unpublished.
       this.report('will-after-clean-disconnect', `c${client} got will ${key} although L${will.link.id} ended with DISCONNECT`);
+    } else {
+      this.checkWillDelay(client, will);
     }
+  }
+
+  /** [MQTT-3.1.3-9] the will waits min(delay, session expiry) and a resumed session cancels it. */
+  private checkWillDelay(client: number, will: WillRecord): void {
+    const endMs = will.link.brokerEndMs;
+    if (endMs === null || will.delayMs === 0) return;
+    const dueMs = endMs + will.delayMs;
+    const later = this.subscriber(will.client).connects.filter((connect) => connect.generation > Number(will.key.split(':')[1]));
+    const resumed = later.find((connect) => connect.connackMs !== null && connect.sessionPresent);
+    if (resumed !== undefined && resumed.connackMs! < dueMs && !this.amnestySince(endMs)) {
+      this.report('will-after-resume', `c${client} got will ${will.key}: L${will.link.id} ended at ${endMs}ms with a ${will.delayMs}ms delay, and the session was resumed at ${resumed.connackMs}ms`);
+      return;
+    }
+    if (this.clock.nowMs >= dueMs) return;
+    // The session may end sooner: a clean-start CONNECT of the client that the broker took after
+    // this connection's own ends it (even one from an older connection, held up in the network),
+    // and a crash may lose a session that was volatile or established under an amnesty (its will
+    // then goes out at recovery).
+    if (this.otherConnectArrived(will, (connect) => connect.cleanStart, (atMs) => atMs <= this.clock.nowMs)) return;
+    if (this.crashBetween(endMs, this.clock.nowMs) && (!will.sessionLasting || this.amnestySince(0))) return;
+    this.report('will-early', `c${client} got will ${will.key} at ${this.clock.nowMs}ms; L${will.link.id} ended at ${endMs}ms and the will waits ${will.delayMs}ms`);
   }
 
   private crashBetween(fromMs: number, toMs: number): boolean {
@@ -382,8 +563,46 @@ export class Checker {
       if (will.connackMs === null || !will.ended || link.brokerEndMs === null) continue;
       if (will.cleanOffset !== null && link.bytesDeliveredToBroker >= will.cleanOffset) continue;
       if (this.crashBetween(will.connackMs, link.brokerEndMs)) continue;
+      if (this.mayBeCancelled(will)) continue;
       if (this.checkObligation(will.key, will.topic, 1, link.brokerEndMs)) return;
     }
+  }
+
+  /**
+   * The windows in which a delayed will may be waiting: its delay after the connection ended,
+   * and its delay again after each recovery that follows a crash since. Recovery schedules every
+   * stored will anew, and a will published before a crash may be stored still: nothing waits for
+   * its publication to be durable (no one acknowledges it), so the crash may have undone it.
+   */
+  private willWindows(will: WillRecord): { fromMs: number; untilMs: number }[] {
+    const endMs = will.link.brokerEndMs!;
+    const windows = [{ fromMs: endMs, untilMs: endMs + will.delayMs }];
+    let crashed = false;
+    for (const event of this.brokerLife) {
+      if (event.atMs < endMs) continue;
+      if (event.kind === 'crash') crashed = true;
+      else if (crashed) {
+        crashed = false;
+        windows.push({ fromMs: event.atMs, untilMs: event.atMs + will.delayMs });
+      }
+    }
+    return windows;
+  }
+
+  /** Another CONNECT that may resume the session reached the broker while the will may have been waiting. */
+  private mayBeCancelled(will: WillRecord): boolean {
+    if (will.delayMs === 0) return false;
+    const windows = this.willWindows(will);
+    return this.otherConnectArrived(will, (connect) => !connect.cleanStart, (atMs) => windows.some((window) => atMs >= window.fromMs && atMs < window.untilMs));
+  }
+
+  /** A CONNECT of the will's client, other than its own and matching `kind`, reached the broker after its own was sent, at a time `when` accepts. */
+  private otherConnectArrived(will: WillRecord, kind: (connect: ConnectRecord) => boolean, when: (atMs: number) => boolean): boolean {
+    const generation = Number(will.key.split(':')[1]);
+    const connects = this.subscriber(will.client).connects;
+    const own = connects.find((connect) => connect.generation === generation);
+    const sinceMs = own?.sentMs ?? Number.NEGATIVE_INFINITY;
+    return connects.some((connect) => connect.generation !== generation && kind(connect) && connect.arrivedMs !== null && connect.arrivedMs >= sinceMs && when(connect.arrivedMs));
   }
 
   /** True when it reported a violation. */
@@ -395,6 +614,8 @@ export class Checker {
       let owedChecked = false;
       for (const grant of state.granted.values()) {
         if (grant.epoch !== state.epoch || grant.sinceMs >= publishedMs || Math.min(grant.qos, qos) === 0) continue;
+        // After an UNSUBSCRIBE the broker MAY drop what it still buffered [MQTT-3.10.4-4].
+        if (state.unsubscribing.has(grant.filter)) continue;
         const shared = splitShared(grant.filter);
         if (!topicMatches(shared === null ? grant.filter : shared.filter, topic)) continue;
         if (shared !== null) {
@@ -417,6 +638,36 @@ export class Checker {
     return this.checkSharedGroups(key, topic, publishedMs, groups);
   }
 
+  /**
+   * Liveness: QoS 0 is lost only where the broker reported it (see the module comment).
+   * `connected` maps each client whose current connection is still up at both ends to when its
+   * CONNACK arrived; every byte the broker sent on such a connection has arrived by now.
+   */
+  checkQos0Delivered(connected: ReadonlyMap<number, number>): void {
+    for (const record of this.messages.values()) {
+      if (record.qos !== 0 || record.firstArrivalMs === null || record.firstSentMs === null) continue;
+      for (const [client, connackMs] of connected) {
+        const state = this.subscribers.get(client);
+        if (state === undefined || this.violators.has(client) || connackMs >= record.firstSentMs) continue;
+        if (!this.subscribedThroughout(state, record)) continue;
+        if (state.received.has(record.key) || state.droppedKeys.has(record.key)) continue;
+        this.report('qos0-lost', `c${client} never got QoS 0 ${record.key} (${record.topic}), which reached the broker at ${record.firstArrivalMs}ms while its connection (CONNACK at ${connackMs}ms) stayed up, and no drop was reported for it`);
+        return;
+      }
+    }
+  }
+
+  /** A plain subscription of the current session, acknowledged before `record` was sent and never unsubscribed, matches it. */
+  private subscribedThroughout(state: SubscriberState, record: MessageRecord): boolean {
+    for (const grant of state.granted.values()) {
+      if (grant.epoch !== state.epoch || grant.sinceMs >= record.firstSentMs! || state.unsubscribing.has(grant.filter)) continue;
+      // A subscription from before an amnesty may be gone (see the module comment).
+      if (this.amnestySince(grant.sinceMs)) continue;
+      if (splitShared(grant.filter) === null && topicMatches(grant.filter, record.topic)) return true;
+    }
+    return false;
+  }
+
   private checkSharedGroups(key: string, topic: string, publishedMs: number, groups: Map<string, { owed: boolean; delivered: boolean; sinceMs: number }>): boolean {
     for (const [groupKey, group] of groups) {
       const members: SubscriberState[] = [];
@@ -434,7 +685,12 @@ export class Checker {
       // The broker may have chosen a member whose session then ended; the spec only says it
       // SHOULD pass the message on to another member then (MQTT 5.0 section 4.8.2), so no promise.
       const memberLostSession = [...this.subscribers.values()].some((state) => state.groups.has(groupKey) && state.sessionStartedMs > publishedMs);
-      if (group.owed && !group.delivered && !memberLostSession && !members.some((member) => this.excuseLoss(member, key)) && !this.amnestySince(group.sinceMs)) {
+      // A member chosen for it may have left the group since, and MAY drop what it buffered
+      // [MQTT-3.10.4-4]: any member whose leaving was not acknowledged before the message was sent.
+      const memberLeft = [...this.subscribers.values()].some((state) =>
+        [...state.unsubscribing.keys()].some((filter) => sharedGroupKey(filter) === groupKey && !((state.removed.get(filter) ?? Number.POSITIVE_INFINITY) < publishedMs)),
+      );
+      if (group.owed && !group.delivered && !memberLostSession && !memberLeft && !members.some((member) => this.excuseLoss(member, key)) && !this.amnestySince(group.sinceMs)) {
         this.report('lost', `shared group ${groupKey} never got ${key} (${topic})`);
         return true;
       }
@@ -462,7 +718,9 @@ export class Checker {
       if (got === undefined) {
         // The broker may report dropping the retained copy for the auditor itself (its queue limit).
         const dropped = this.subscriber(auditor).droppedKeys;
-        if (acked.length > 0 && !candidates.some((candidate) => dropped.has(candidate.key))) this.report('retained-lost', `a fresh subscriber got no retained message on ${topic}; expected one of ${candidates.map((c) => c.key).join(', ')}`);
+        // A candidate whose expiry may have passed may have left the retained table [MQTT-3.3.2-5].
+        const mayHaveExpired = candidates.some((candidate) => candidate.expirySeconds !== null && (candidate.firstArrivalMs ?? Number.POSITIVE_INFINITY) + candidate.expirySeconds * 1000 <= this.clock.nowMs);
+        if (acked.length > 0 && !mayHaveExpired && !candidates.some((candidate) => dropped.has(candidate.key))) this.report('retained-lost', `a fresh subscriber got no retained message on ${topic}; expected one of ${candidates.map((c) => c.key).join(', ')}`);
       } else if (!candidates.some((c) => c.key === got)) {
         this.report('retained-stale', `a fresh subscriber got ${got} retained on ${topic}; expected one of ${candidates.map((c) => c.key).join(', ')}`);
       }
@@ -471,4 +729,10 @@ export class Checker {
       if (!byTopic.has(topic)) this.report('retained-never-retained', `a fresh subscriber got ${key} retained on ${topic}, never published with RETAIN`);
     }
   }
+}
+
+/** `group/filter` for a shared filter, or null for a plain one. */
+function sharedGroupKey(filter: string): string | null {
+  const shared = splitShared(filter);
+  return shared === null ? null : `${shared.group}/${shared.filter}`;
 }

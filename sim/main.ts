@@ -45,7 +45,8 @@ function main(args: string[]): number {
   if (command === 'sim') {
     const seed = integer(flag(args, '--seed'), '--seed');
     if (seed === undefined) throw new Error('sim needs --seed N');
-    return runSimulation({ seed, trace: args.includes('--trace'), ...factoryOption }).exitCode;
+    const workloadOption = args.includes('--no-workload') ? { workload: false } : {};
+    return runSimulation({ seed, trace: args.includes('--trace'), ...workloadOption, ...factoryOption }).exitCode;
   }
   if (command === 'vopr') {
     const count = integer(flag(args, '--count'), '--count');
@@ -63,7 +64,7 @@ function main(args: string[]): number {
     );
     return result.exitCode;
   }
-  process.stderr.write('usage: main.js sim --seed N [--trace] | vopr [--count N] [--minutes M] [--seed-start S] [--keep-going] [--plant BUG] [--plant-store BUG]\n');
+  process.stderr.write('usage: main.js sim --seed N [--trace] [--no-workload] | vopr [--count N] [--minutes M] [--seed-start S] [--keep-going] [--plant BUG] [--plant-store BUG]\n');
   return 2;
 }
 

@@ -19,6 +19,15 @@
  * broker input) and as deliveries lower it, each time it moved by at least
  * `outputReportStepBytes` or fell to 0. Partitions and stalls thus fill a link's buffer and the
  * broker's output cap (connectionOutputBytesMax) takes effect.
+ *
+ * A client may stop reading (`holdReads`): bytes the broker sent it then reach its socket but not
+ * its application, so they stay counted as buffered, exactly like a stalled reader's socket,
+ * until `releaseReads` hands them over in order (an orderly close waits behind them; a reset
+ * discards them). The world releases every hold when it goes quiet.
+ *
+ * For the checker's timing rules a link remembers when the broker handed over each chunk of its
+ * output (`brokerSendTimeMs`: the time the broker decided to send the bytes at a given offset) and
+ * can tell when the bytes a client sent up to an offset reached the broker (`watchArrival`).
  */
 import type { EventQueue } from './event-queue.js';
 import type { Random } from './random.js';
@@ -77,6 +86,48 @@ export class Link {
   outputDirty = false;
   readonly toBroker: Stream = { lastDeliveryMs: 0, alive: true };
   readonly toClient: Stream = { lastDeliveryMs: 0, alive: true };
+  /** The client is not reading: arriving segments wait in `heldSegments`. */
+  readsHeld = false;
+  readonly heldSegments: Uint8Array[] = [];
+  /** A FIN that arrived behind held data; seen once the data is read. */
+  heldFin = false;
+  /** Start offsets and times of the broker's sends not yet wholly read by the client. */
+  private readonly sendOffsets: number[] = [];
+  private readonly sendTimesMs: number[] = [];
+  private sendHead = 0;
+  /** Offsets of the client's output whose arrival at the broker someone waits for, ascending. */
+  private readonly arrivalWatches: { offset: number; arrived: (atMs: number) => void }[] = [];
+
+  noteBrokerSend(atMs: number, length: number): void {
+    this.sendOffsets.push(this.bytesSentToClient);
+    this.sendTimesMs.push(atMs);
+    this.bytesSentToClient += length;
+  }
+
+  /**
+   * When the broker handed over the byte at `offset` of its output on this link (so decided to send
+   * it at or before then); chunks wholly before `offset` are forgotten, so ask in ascending order.
+   */
+  brokerSendTimeMs(offset: number): number {
+    if (offset >= this.bytesSentToClient || offset < 0) throw new Error(`L${this.id}: no broker send covers offset ${offset}`);
+    while (this.sendHead + 1 < this.sendOffsets.length && this.sendOffsets[this.sendHead + 1]! <= offset) this.sendHead += 1;
+    if (this.sendHead > 1024) {
+      this.sendOffsets.splice(0, this.sendHead);
+      this.sendTimesMs.splice(0, this.sendHead);
+      this.sendHead = 0;
+    }
+    return this.sendTimesMs[this.sendHead]!;
+  }
+
+  /** Calls `arrived` with the time the broker has received every byte the client sent so far. */
+  watchArrival(arrived: (atMs: number) => void): void {
+    this.arrivalWatches.push({ offset: this.bytesSentToBroker, arrived });
+  }
+
+  noteDeliveredToBroker(length: number, nowMs: number): void {
+    this.bytesDeliveredToBroker += length;
+    while (this.arrivalWatches.length > 0 && this.arrivalWatches[0]!.offset <= this.bytesDeliveredToBroker) this.arrivalWatches.shift()!.arrived(nowMs);
+  }
 
   constructor(
     readonly id: number,
@@ -98,6 +149,8 @@ export class Network {
   /** Links the broker sent on since the last `flushOutputReports`. */
   private readonly outputDirty: Link[] = [];
   private flushingOutputReports = false;
+  /** Times a client stopped reading a link. */
+  readStalls = 0;
 
   constructor(
     private readonly queue: EventQueue,
@@ -165,7 +218,7 @@ export class Network {
     for (const segment of this.segments(copy)) {
       this.queue.push(this.deliveryMs(link.toBroker, link.clientIndex), () => {
         if (!link.toBroker.alive || !link.brokerOpen) return;
-        link.bytesDeliveredToBroker += segment.length;
+        link.noteDeliveredToBroker(segment.length, this.clock.nowMs);
         this.trace(`net c>b L${link.id} ${segment.length}B`, segment);
         this.broker!.bytes(link, segment);
       });
@@ -175,7 +228,7 @@ export class Network {
   brokerSend(link: Link, bytes: Uint8Array): void {
     if (!link.brokerOpen) return;
     const copy = bytes.slice();
-    link.bytesSentToClient += copy.length;
+    link.noteBrokerSend(this.clock.nowMs, copy.length);
     if (!link.outputDirty) {
       link.outputDirty = true;
       this.outputDirty.push(link);
@@ -183,11 +236,41 @@ export class Network {
     for (const segment of this.segments(copy)) {
       this.queue.push(this.deliveryMs(link.toClient, link.clientIndex), () => {
         if (!link.toClient.alive || !link.clientOpen) return;
-        link.bytesDeliveredToClient += segment.length;
-        this.trace(`net b>c L${link.id} ${segment.length}B`, segment);
-        link.client.bytes(link, segment);
-        this.reportOutputIfDue(link);
+        if (link.readsHeld) {
+          link.heldSegments.push(segment);
+          return;
+        }
+        this.readSegment(link, segment);
       });
+    }
+  }
+
+  private readSegment(link: Link, segment: Uint8Array): void {
+    link.bytesDeliveredToClient += segment.length;
+    this.trace(`net b>c L${link.id} ${segment.length}B`, segment);
+    link.client.bytes(link, segment);
+    this.reportOutputIfDue(link);
+  }
+
+  /** The client stops reading the link (see the module comment). */
+  holdReads(link: Link): void {
+    if (!link.clientOpen || link.readsHeld) return;
+    link.readsHeld = true;
+    this.readStalls += 1;
+    this.trace(`net reads-held L${link.id}`);
+  }
+
+  /** The client reads again: everything held is read in order, then a FIN that waited behind it. */
+  releaseReads(link: Link): void {
+    if (!link.readsHeld) return;
+    link.readsHeld = false;
+    this.trace(`net reads-released L${link.id} ${link.heldSegments.length} segment(s)`);
+    // Bounded by the held list; the client may close the link while reading (then the rest is moot).
+    while (link.heldSegments.length > 0 && link.clientOpen && link.toClient.alive && !link.readsHeld) this.readSegment(link, link.heldSegments.shift()!);
+    if (!link.clientOpen || !link.toClient.alive) link.heldSegments.length = 0;
+    if (link.heldFin && !link.readsHeld) {
+      link.heldFin = false;
+      this.endAtClient(link, 'fin');
     }
   }
 
@@ -267,6 +350,10 @@ export class Network {
 
   private endAtClient(link: Link, how: 'fin' | 'reset'): void {
     if (!link.clientOpen || (how === 'fin' && !link.toClient.alive)) return;
+    if (how === 'fin' && link.readsHeld) {
+      link.heldFin = true;
+      return;
+    }
     link.clientOpen = false;
     this.trace(`net client-sees-${how} L${link.id}`);
     link.client.closed(link, how);
@@ -298,9 +385,10 @@ export class Network {
     }
   }
 
-  /** The world turned quiet: no more stalls (partitions already end by then). */
+  /** The world turned quiet: no more stalls (partitions already end by then), every reader reads. */
   quiet(): void {
     this.stallsEnabled = false;
+    for (const link of this.links.values()) if (link.readsHeld) this.releaseReads(link);
   }
 
   partition(clientIndex: number, untilMs: number): void {

@@ -186,11 +186,15 @@ class Qos2Twice extends InterceptingBroker {
 /** Also sends each message, at QoS 0, to the next connection, subscribed or not. */
 class DeliverUnsubscribed extends InterceptingBroker {
   protected onBrokerPacket(connectionId: ConnectionId, packet: Packet): Rewrite {
-    if (packet.type !== PacketType.Publish || packet.dup) return { keep: true };
-    const target = this.otherConnections(connectionId)[0];
+    if (packet.type !== PacketType.Publish || packet.dup || packet.topic === '') return { keep: true };
+    // A connection of the same version, so the copy carries what that one would get; by name,
+    // since topic aliases belong to a connection.
+    const version = this.connections.get(connectionId)?.version;
+    const target = this.otherConnections(connectionId).find((id) => this.connections.get(id)?.version === version);
     if (target === undefined) return { keep: true };
-    const { packetId: _packetId, ...rest } = packet;
-    const copy: PublishPacket = { ...rest, qos: 0, retain: false };
+    const { packetId: _packetId, properties, ...rest } = packet;
+    const expiry = properties?.messageExpiryInterval;
+    const copy: PublishPacket = { ...rest, qos: 0, retain: false, ...(expiry === undefined ? {} : { properties: { messageExpiryInterval: expiry } }) };
     return { keep: true, extra: [{ connectionId: target, packet: copy }] };
   }
 }
@@ -228,6 +232,91 @@ class NeverFireWill extends InterceptingBroker {
   }
 }
 
+/** While any connection reports unsent output (a reader that stopped), drops QoS 0 to every other one, unreported. */
+class StallDropsOthers extends InterceptingBroker {
+  private readonly backlogged = new Set<ConnectionId>();
+
+  override outputBuffered(nowMs: number, connectionId: ConnectionId, bufferedBytes: number): void {
+    if (bufferedBytes > 0) this.backlogged.add(connectionId);
+    else this.backlogged.delete(connectionId);
+    super.outputBuffered(nowMs, connectionId, bufferedBytes);
+  }
+
+  protected onBrokerPacket(connectionId: ConnectionId, packet: Packet): Rewrite {
+    if (packet.type !== PacketType.Publish || packet.qos !== 0) return { keep: true };
+    const othersBacklogged = [...this.backlogged].some((id) => id !== connectionId);
+    return { keep: !othersBacklogged };
+  }
+}
+
+/** Forwards messages without their Message Expiry Interval. */
+class DropExpiryInterval extends InterceptingBroker {
+  protected onBrokerPacket(connectionId: ConnectionId, packet: Packet): Rewrite {
+    if (packet.type !== PacketType.Publish || packet.properties?.messageExpiryInterval === undefined) return { keep: true };
+    const { messageExpiryInterval: _interval, ...properties } = packet.properties;
+    return { keep: false, extra: [{ connectionId, packet: { ...packet, properties } }] };
+  }
+}
+
+/** Publishes a will (at QoS 0) the moment its connection drops, ignoring the Will Delay Interval. */
+class WillIgnoresDelay extends InterceptingBroker {
+  protected onBrokerPacket(): Rewrite {
+    return { keep: true };
+  }
+
+  override connectionClosed(nowMs: number, connectionId: ConnectionId): void {
+    const will = this.connections.get(connectionId)?.will;
+    if (will !== null && will !== undefined && (will.properties?.willDelayInterval ?? 0) > 0) {
+      for (const target of this.otherConnections(connectionId)) {
+        const filters = this.connections.get(target)!.filters;
+        if (!filters.some((filter) => topicMatches(matchingFilter(filter), will.topic))) continue;
+        this.inject(target, { type: PacketType.Publish, dup: false, qos: 0, retain: false, topic: will.topic, payload: will.payload });
+      }
+    }
+    super.connectionClosed(nowMs, connectionId);
+  }
+}
+
+/** Acknowledges UNSUBSCRIBE but goes on copying (at QoS 0) what matches the filter to that connection. */
+class UnsubscribeIgnored extends InterceptingBroker {
+  private readonly removed = new Map<ConnectionId, string[]>();
+
+  protected override onClientPacket(connectionId: ConnectionId, packet: Packet): void {
+    if (packet.type !== PacketType.Unsubscribe) return;
+    this.removed.set(connectionId, [...(this.removed.get(connectionId) ?? []), ...packet.topicFilters]);
+  }
+
+  protected onBrokerPacket(connectionId: ConnectionId, packet: Packet): Rewrite {
+    if (packet.type !== PacketType.Publish || packet.dup || packet.topic === '') return { keep: true };
+    const extra: { connectionId: ConnectionId; packet: Packet }[] = [];
+    for (const [target, filters] of this.removed) {
+      // Between connections of one version, so that what the copy carries is what the target would get.
+      if (target === connectionId || this.connections.get(target)?.version !== this.connections.get(connectionId)?.version) continue;
+      if (!filters.some((filter) => topicMatches(matchingFilter(filter), packet.topic))) continue;
+      // The target's aliases are its own: the copy goes by name, keeping the expiry it had.
+      const { packetId: _packetId, properties, ...rest } = packet;
+      const expiry = properties?.messageExpiryInterval;
+      extra.push({ connectionId: target, packet: { ...rest, qos: 0, retain: false, ...(expiry === undefined ? {} : { properties: { messageExpiryInterval: expiry } }) } });
+    }
+    return { keep: true, extra };
+  }
+}
+
+/** Sends PUBLISHes to clients that allow topic aliases under an alias it never defined on the connection. */
+class UndefinedTopicAlias extends InterceptingBroker {
+  private readonly aliasMaximum = new Map<ConnectionId, number>();
+
+  protected override onClientPacket(connectionId: ConnectionId, packet: Packet): void {
+    if (packet.type === PacketType.Connect) this.aliasMaximum.set(connectionId, packet.properties?.topicAliasMaximum ?? 0);
+  }
+
+  protected onBrokerPacket(connectionId: ConnectionId, packet: Packet): Rewrite {
+    const maximum = this.aliasMaximum.get(connectionId) ?? 0;
+    if (packet.type !== PacketType.Publish || maximum === 0 || packet.properties?.topicAlias !== undefined) return { keep: true };
+    return { keep: false, extra: [{ connectionId, packet: { ...packet, topic: '', properties: { ...packet.properties, topicAlias: maximum } } }] };
+  }
+}
+
 function wrap(Wrapper: new (inner: BrokerCore) => InterceptingBroker): BrokerFactory {
   return (options: BrokerOptions) => new Wrapper(new Broker(options));
 }
@@ -239,6 +328,11 @@ export const plantedBugs = {
   'forget-retained': wrap(ForgetRetained),
   'will-on-clean-disconnect': wrap(WillOnCleanDisconnect),
   'never-fire-will': wrap(NeverFireWill),
+  'stall-drops-others-qos0': wrap(StallDropsOthers),
+  'drop-expiry-interval': wrap(DropExpiryInterval),
+  'will-ignores-delay': wrap(WillIgnoresDelay),
+  'unsubscribe-ignored': wrap(UnsubscribeIgnored),
+  'undefined-topic-alias': wrap(UndefinedTopicAlias),
 } satisfies Record<string, BrokerFactory>;
 
 export type PlantedBugName = keyof typeof plantedBugs;

@@ -40,6 +40,29 @@ export interface ClientPlan {
   cleanReconnectProbability: number;
   /** Sends malformed bytes and vanishes instead of taking part; the checker ignores its traffic. */
   violator: boolean;
+  /** Workload drawn from the client's own `workload` stream (absent: none of it). */
+  workload?: ClientWorkload;
+}
+
+/**
+ * What a client does beyond its base script, chosen from `${seed}:client:${index}:workload` so
+ * that the worlds of seeds chosen before these existed keep their base choices.
+ */
+export interface ClientWorkload {
+  /** Windows in which the client stops reading its socket (a stalled reader); sorted, disjoint. */
+  readStalls: { atMs: number; durationMs: number }[];
+  /** MQTT 5.0: Topic Alias Maximum announced in CONNECT (aliases the broker may use towards it). */
+  topicAliasMaximum: number;
+  /** MQTT 5.0: use topic aliases towards the broker when its CONNACK allows them. */
+  sendTopicAliases: boolean;
+  /** MQTT 5.0: Will Delay Interval of its will, in seconds. */
+  willDelaySeconds: number;
+  /** MQTT 5.0: Session Expiry Interval of a clean-start client (persistent ones never expire). */
+  cleanSessionExpirySeconds: number;
+  /** MQTT 5.0: Message Expiry Interval per planned publish (same index), or null for none. */
+  publishExpirySeconds: (number | null)[];
+  /** One UNSUBSCRIBE of one of its filters at a planned time, or null. */
+  unsubscribe: { atMs: number; filter: string } | null;
 }
 
 export type FaultKind = 'reset' | 'client-reset' | 'half-open' | 'partition' | 'client-crash' | 'broker-crash';
@@ -61,7 +84,12 @@ export interface WorldShape {
   disk: DiskShape;
 }
 
-export function chooseShape(seed: number, overrides: { clientCount?: number; faults?: boolean } = {}): WorldShape {
+/**
+ * `workload: false` leaves out everything drawn from the workload streams (stalled readers, bursts,
+ * MQTT 5.0 extras, unsubscribes, the limits they add): the world a seed built before those existed,
+ * byte for byte, so that seeds found then still reproduce what they found.
+ */
+export function chooseShape(seed: number, overrides: { clientCount?: number; faults?: boolean; workload?: boolean } = {}): WorldShape {
   const random = Random.stream(seed, 'shape');
   const clientCount = overrides.clientCount ?? random.int(2, 12);
   const activeMs = random.int(5, 25) * 1_000;
@@ -83,6 +111,9 @@ export function chooseShape(seed: number, overrides: { clientCount?: number; fau
   // Drawn last, so that the worlds of seeds chosen before this limit existed stay as they were.
   // A cap of a few KiB fills during stalls and partitions: QoS 0 is dropped, QoS 1/2 waits.
   if (random.chance(0.25)) configOverrides.connectionOutputBytesMax = random.pick([4096, 8192, 32_768]);
+  // From a stream of its own, so the choices above stay what they were for every seed. Stalled
+  // readers (see ClientWorkload) make a small cap bite, so a good share of seeds get one.
+  if (overrides.workload !== false) chooseWorldWorkload(seed, clients, configOverrides, activeMs);
   return {
     seed,
     clients,
@@ -94,6 +125,16 @@ export function chooseShape(seed: number, overrides: { clientCount?: number; fau
     configOverrides,
     disk: chooseDiskShape(seed, faulty),
   };
+}
+
+function chooseWorldWorkload(seed: number, clients: ClientPlan[], configOverrides: Partial<BrokerConfig>, activeMs: number): void {
+  const workload = Random.stream(seed, 'workload');
+  const smallCap = workload.chance(0.45) ? workload.pick([4096, 4096, 6144, 12_288]) : null;
+  if (smallCap !== null && (configOverrides.connectionOutputBytesMax ?? Number.POSITIVE_INFINITY) > smallCap) configOverrides.connectionOutputBytesMax = smallCap;
+  if (workload.chance(0.2)) configOverrides.topicAliasMaximum = workload.pick([0, 1, 3]);
+  // Stalls and bursts cluster around one moment, so that output piles up where a reader stopped.
+  const pressureAtMs = workload.int(0, Math.floor(activeMs * 0.8));
+  for (const client of clients) if (!client.violator) client.workload = chooseWorkload(seed, client, activeMs, pressureAtMs);
 }
 
 function chooseClient(seed: number, index: number, activeMs: number): ClientPlan {
@@ -125,5 +166,47 @@ function chooseClient(seed: number, index: number, activeMs: number): ClientPlan
     ackDelayMsMax: random.pick([0, 5, 50, 2_000]),
     cleanReconnectProbability: random.pick([0, 0, 0.05]),
     violator,
+  };
+}
+
+function chooseWorkload(seed: number, client: ClientPlan, activeMs: number, pressureAtMs: number): ClientWorkload {
+  const random = Random.stream(seed, `client:${client.index}:workload`);
+  const readStalls: { atMs: number; durationMs: number }[] = [];
+  // Only a reader that is sent something can stall usefully.
+  if (client.subscriptions.length > 0 && random.chance(0.6)) {
+    let fromMs = random.chance(0.6) ? Math.max(0, pressureAtMs - random.int(0, 1_000)) : random.int(0, Math.floor(activeMs / 2));
+    const stallCount = random.int(1, 3);
+    for (let count = 0; count < stallCount && fromMs < activeMs; count++) {
+      // Short stalls resume; long ones outlast the client's own keepalive (it gives up and
+      // reconnects); the longest last until the world goes quiet.
+      const durationMs = random.pick([500, 2_000, 6_000, 20_000, activeMs]);
+      readStalls.push({ atMs: fromMs, durationMs: Math.min(durationMs, activeMs - fromMs) });
+      fromMs += durationMs + random.int(100, 5_000);
+    }
+  }
+  // A burst of publishes in a short window: output piles up at any subscriber that stopped reading.
+  if (random.chance(0.4)) {
+    const burstAtMs = random.chance(0.6) ? Math.min(activeMs, pressureAtMs + random.int(0, 1_000)) : random.int(0, activeMs);
+    const burstMs = random.int(100, 2_000);
+    const topic = random.pick(publishTopics);
+    const count = random.int(20, 150);
+    for (let index = 0; index < count; index++) {
+      client.publishes.push({ atMs: Math.min(activeMs, burstAtMs + random.int(0, burstMs)), topic, qos: random.chance(0.8) ? 0 : 1, retain: false });
+    }
+    client.publishes.sort((a, b) => a.atMs - b.atMs);
+  }
+  const version5 = client.protocolVersion === 5;
+  const expiryProbability = version5 ? random.pick([0, 0.3, 0.8]) : 0;
+  const publishExpirySeconds = client.publishes.map(() => (random.chance(expiryProbability) ? random.pick([1, 2, 4, 30]) : null));
+  const unsubscribable = client.subscriptions.filter((subscription) => subscription.filter !== 'will/#' || random.chance(0.5));
+  const unsubscribe = unsubscribable.length > 0 && random.chance(0.3) ? { atMs: random.int(0, activeMs), filter: random.pick(unsubscribable).filter } : null;
+  return {
+    readStalls,
+    topicAliasMaximum: version5 ? random.pick([0, 0, 1, 2, 16]) : 0,
+    sendTopicAliases: version5 && random.chance(0.5),
+    willDelaySeconds: version5 && client.will !== null ? random.pick([0, 0, 1, 3, 8]) : 0,
+    cleanSessionExpirySeconds: version5 && !client.persistent ? random.pick([0, 0, 2, 5]) : 0,
+    publishExpirySeconds,
+    unsubscribe,
   };
 }

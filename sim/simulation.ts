@@ -28,6 +28,8 @@ export interface SimulationOptions {
   clientCount?: number;
   /** Overrides the seed's choice of whether faults happen at all. */
   faults?: boolean;
+  /** False: the world without the workload streams (see chooseShape), as seeds were built before them. */
+  workload?: boolean;
   /** A bound on events, against a broker that loops; default 5 million. */
   eventsMax?: number;
   /** How the reproduce line names the command; default `keel sim`. */
@@ -53,6 +55,10 @@ export interface SimulationResult {
   repairs: number;
   /** Set when recovery reported corruption no repair can cut away (not a violation: it was reported). */
   unrecoverable: string | null;
+  /** Times a client stopped reading its connection (a stalled reader). */
+  readStalls: number;
+  /** QoS 0 messages the broker reported dropping at a connection's output cap. */
+  outputFullDrops: number;
   traceHash: string;
   /** A one-line description of the world's shape (deterministic). */
   shape: string;
@@ -68,7 +74,7 @@ export function runSimulation(options: SimulationOptions): SimulationResult {
   const stdout = options.stdout ?? ((line: string) => process.stdout.write(`${line}\n`));
   const stderr = options.stderr ?? ((line: string) => process.stderr.write(`${line}\n`));
   const startedMs = Date.now();
-  const shape = chooseShape(options.seed, { clientCount: options.clientCount, faults: options.faults });
+  const shape = chooseShape(options.seed, { clientCount: options.clientCount, faults: options.faults, workload: options.workload });
   const world = new World(shape, options.brokerFactory ?? realBroker, options.trace === true ? stdout : null, options.storeFactory);
   try {
     world.run(options.eventsMax ?? defaultEventsMax);
@@ -94,7 +100,7 @@ function describeShape(world: World): string {
 
 function summarize(options: SimulationOptions, world: World, wallMs: number): SimulationResult {
   const violation = world.violation;
-  const overrides = `${options.clientCount === undefined ? '' : ` --clients ${options.clientCount}`}${options.faults === false ? ' --no-faults' : ''}`;
+  const overrides = `${options.clientCount === undefined ? '' : ` --clients ${options.clientCount}`}${options.faults === false ? ' --no-faults' : ''}${options.workload === false ? ' --no-workload' : ''}`;
   const reproduce = `${options.commandName ?? 'keel sim'} --seed ${options.seed}${overrides}`;
   const hash = world.hash.hex();
   const messagesPublished = world.checker.messages.size;
@@ -103,7 +109,7 @@ function summarize(options: SimulationOptions, world: World, wallMs: number): Si
     `${violation === null ? 'ok' : 'FAIL'} seed=${options.seed} simulated_ms=${world.clock.nowMs} events=${world.events} ` +
     `clients=${world.shape.clients.length} messages_published=${messagesPublished} messages_delivered=${world.checker.messagesDelivered} ` +
     `faults=${world.faults} broker_restarts=${world.brokerRestarts} disk_faults=${diskFaults} recoveries=${world.recoveries} ` +
-    `corruptions_reported=${world.corruptionsReported} repairs=${world.repairs}${world.unrecoverable === null ? '' : ' unrecoverable=1'} trace_hash=${hash}`;
+    `corruptions_reported=${world.corruptionsReported} repairs=${world.repairs} read_stalls=${world.network.readStalls} output_full_drops=${world.outputFullDrops}${world.unrecoverable === null ? '' : ' unrecoverable=1'} trace_hash=${hash}`;
   return {
     seed: options.seed,
     ok: violation === null,
@@ -120,6 +126,8 @@ function summarize(options: SimulationOptions, world: World, wallMs: number): Si
     corruptionsReported: world.corruptionsReported,
     repairs: world.repairs,
     unrecoverable: world.unrecoverable,
+    readStalls: world.network.readStalls,
+    outputFullDrops: world.outputFullDrops,
     traceHash: hash,
     shape: describeShape(world),
     violation,

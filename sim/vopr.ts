@@ -50,6 +50,9 @@ export interface VoprResult {
   brokerRestarts: number;
   corruptionsReported: number;
   repairs: number;
+  /** Seeds in which some client stopped reading, and in which the broker dropped QoS 0 at the output cap. */
+  seedsWithReadStalls: number;
+  seedsWithOutputFullDrops: number;
   wallMs: number;
   seedsPerSecond: number;
   eventsPerSecond: number;
@@ -65,7 +68,7 @@ export function runVopr(options: VoprOptions, reporter: VoprReporter): VoprResul
   let seedsRun = 0;
   let events = 0;
   const unrecoverableSeeds: number[] = [];
-  const totals = { diskFaults: 0, brokerRestarts: 0, corruptionsReported: 0, repairs: 0 };
+  const totals = { diskFaults: 0, brokerRestarts: 0, corruptionsReported: 0, repairs: 0, seedsWithReadStalls: 0, seedsWithOutputFullDrops: 0 };
   reporter.stderr(`vopr: seeds from ${seedStart}${Number.isFinite(count) ? `, ${count} seeds` : ''}${options.minutes === undefined ? '' : `, ${options.minutes} min`}`);
   for (let seed = seedStart; seedsRun < count && Date.now() < deadlineMs; seed++) {
     const simulation: SimulationOptions = {
@@ -84,6 +87,8 @@ export function runVopr(options: VoprOptions, reporter: VoprReporter): VoprResul
     totals.brokerRestarts += result.brokerRestarts;
     totals.corruptionsReported += result.corruptionsReported;
     totals.repairs += result.repairs;
+    if (result.readStalls > 0) totals.seedsWithReadStalls += 1;
+    if (result.outputFullDrops > 0) totals.seedsWithOutputFullDrops += 1;
     if (result.unrecoverable !== null) unrecoverableSeeds.push(seed);
     if (!result.ok) {
       const violation = result.violation!;
@@ -103,7 +108,8 @@ export function runVopr(options: VoprOptions, reporter: VoprReporter): VoprResul
   const eventsPerSecond = rate(events, wallMs);
   reporter.stdout(
     `vopr seed_start=${seedStart} seeds=${seedsRun} failures=${failures.length} broker_restarts=${totals.brokerRestarts} disk_faults=${totals.diskFaults} ` +
-      `corruptions_reported=${totals.corruptionsReported} repairs=${totals.repairs} unrecoverable_corruption_reported=${unrecoverableSeeds.length}`,
+      `corruptions_reported=${totals.corruptionsReported} repairs=${totals.repairs} unrecoverable_corruption_reported=${unrecoverableSeeds.length} ` +
+      `seeds_with_read_stalls=${totals.seedsWithReadStalls} seeds_with_output_full_drops=${totals.seedsWithOutputFullDrops}`,
   );
   reporter.stderr(`vopr: ${seedsRun} seeds in ${wallMs}ms: ${seedsPerSecond} seeds/s, ${eventsPerSecond} simulated events/s`);
   return { exitCode: failures.length === 0 ? 0 : 1, seedStart, seedsRun, events, failures, unrecoverableSeeds, ...totals, wallMs, seedsPerSecond, eventsPerSecond };

@@ -12,9 +12,14 @@
  * are found by recovery, which halts with "corrupt log:" (the world, as the operator, runs the
  * documented repair, src/store/repair.ts, and restarts) or "corrupt snapshot:" (unrecoverable:
  * the run ends there, counted, not a violation, since the broker did detect and report it).
- * Then the world goes quiet (no faults, no stalls) for quietMs, long enough for every client to
- * reconnect and every pending delivery to complete; liveness is judged at its end, and last a
- * fresh subscriber audits the retained table.
+ * Then the world goes quiet (no faults, no stalls, and every client that stopped reading reads
+ * again) for quietMs, long enough for every client to reconnect and every pending delivery to
+ * complete; liveness is judged at its end (including that no QoS 0 message was lost silently on a
+ * connection that stayed up), and last a fresh subscriber audits the retained table.
+ *
+ * The broker's `message-dropped` reports are passed to the checker (they excuse exactly the
+ * message they name) and counted when the reason is the output cap, so a run says how often its
+ * stalled readers made the cap bite.
  *
  * Everything that happens is a trace line, fed to the run's hash; the last lines are kept for
  * the report when a rule breaks. The first violation stops the run.
@@ -92,6 +97,8 @@ export class World implements ClientContext {
   /** Set when recovery reported corruption that no repair can cut away; the run ends there. */
   unrecoverable: string | null = null;
   auditor: ModelClient | null = null;
+  /** QoS 0 messages the broker reported dropping because a connection's output was at its cap. */
+  outputFullDrops = 0;
 
   constructor(
     readonly shape: WorldShape,
@@ -347,8 +354,12 @@ export class World implements ClientContext {
       // The broker's report of the exact message it dropped for a session: that loss is allowed there.
       const index = this.clientIndex(fields.clientId);
       if (index !== null) this.checker.brokerDropped(index, fields.topic, fields.payloadCrc32c);
+      if (fields.reason === 'output-full') this.outputFullDrops += 1;
     }
-    if (event === 'recovered') this.recoveries += 1;
+    if (event === 'recovered') {
+      this.recoveries += 1;
+      this.checker.brokerRecovered();
+    }
   }
 
   private scheduleFault(): void {
@@ -446,6 +457,13 @@ export class World implements ClientContext {
       }
     }
     this.checker.checkDeliveredObligations();
+    if (this.violation !== null) return;
+    const connected = new Map<number, number>();
+    for (const client of this.clients) {
+      const link = client.link;
+      if (client.online && link !== null && link.clientOpen && link.brokerOpen) connected.set(client.plan.index, client.connackAtMs);
+    }
+    this.checker.checkQos0Delivered(connected);
     if (this.violation !== null) return;
     const plan: ClientPlan = {
       index: this.shape.clients.length,

@@ -11,11 +11,21 @@
  * self-identifying payloads); faults come from the world, which calls `reset`, `vanish` and
  * `crash`. Everything it sends and receives, and everything its application sees, is reported
  * to the checker, which judges the broker from those observations alone.
+ *
+ * Its workload (ClientPlan.workload) adds: windows in which it stops reading its socket (the
+ * network holds what the broker sends it; its keepalive may give up meanwhile, as a real
+ * client's would, and then it reconnects); MQTT 5.0 topic aliases both ways (it aliases its own
+ * topics when the broker's CONNACK allows, and resolves the aliases the broker uses towards it,
+ * reporting any alias the broker never defined or that exceeds the maximum it announced, so the
+ * checker judges topics after resolution); a will delay and a session expiry for a clean
+ * session; message expiry intervals on its publishes; and one UNSUBSCRIBE at a planned time
+ * (sent again after a reconnect that resumed the session before its UNSUBACK came, and the
+ * filter left out of every later SUBSCRIBE).
  */
 import { PacketDecoder } from '../../src/codec/decoder.js';
 import { encodePacket } from '../../src/codec/encoder.js';
-import { PacketType, type Packet, type PublishPacket, type Qos } from '../../src/codec/packets.js';
-import type { Checker } from '../checker.js';
+import { PacketType, type Packet, type Properties, type PublishPacket, type Qos } from '../../src/codec/packets.js';
+import type { Checker, SendTiming } from '../checker.js';
 import type { EventQueue } from '../event-queue.js';
 import type { ClientSide, Link, Network } from '../network.js';
 import type { Random } from '../random.js';
@@ -52,6 +62,8 @@ const inflightOwnMax = 8;
 export class ModelClient implements ClientSide {
   phase: Phase = 'offline';
   link: Link | null = null;
+  /** When the current connection's CONNACK arrived. */
+  connackAtMs = 0;
   generation = 0;
   private decoder: PacketDecoder | null = null;
   readonly outgoing: Outgoing[] = [];
@@ -68,6 +80,17 @@ export class ModelClient implements ClientSide {
   /** Reconnects are paused until this time (crash, backoff). */
   private stoppedUntilMs = 0;
   private violatorRounds = 0;
+  /** MQTT 5.0 topic aliases of the current connection: ours towards the broker, the broker's towards us. */
+  private serverTopicAliasMaximum = 0;
+  private readonly outgoingAliases = new Map<string, number>();
+  private readonly incomingAliases = new Map<number, string>();
+  /** The planned UNSUBSCRIBE: not yet due, due (send when online), sent (awaiting UNSUBACK), done. */
+  private unsubscribeStage: 'none' | 'due' | 'sent' | 'done' = 'none';
+  private unsubscribePacketId = 0;
+  /** Offset on the current link just past the last packet decoded. */
+  private packetEndOffset = 0;
+  /** The filters of the SUBSCRIBE awaiting its SUBACK. */
+  private subscribedFilters: string[] = [];
 
   constructor(
     readonly plan: ClientPlan,
@@ -89,6 +112,40 @@ export class ModelClient implements ClientSide {
   start(): void {
     this.schedule(this.random.int(0, 500), () => this.connect());
     this.scheduleNextPublish();
+    const workload = this.plan.workload;
+    if (workload === undefined) return;
+    for (const stall of workload.readStalls) this.context.queue.push(stall.atMs, () => this.stallReads(stall.durationMs));
+    const unsubscribe = workload.unsubscribe;
+    if (unsubscribe !== null) {
+      this.context.queue.push(unsubscribe.atMs, () => {
+        this.unsubscribeStage = 'due';
+        if (this.online) this.sendUnsubscribe();
+      });
+    }
+  }
+
+  /** Stops reading the current link for a while (a stalled reader); a later link is read normally. */
+  private stallReads(durationMs: number): void {
+    const link = this.link;
+    if (link === null || !link.clientOpen || this.context.isQuiet) return;
+    this.trace(`stall reads for ${durationMs}ms`);
+    this.context.network.holdReads(link);
+    this.schedule(durationMs, () => this.context.network.releaseReads(link));
+  }
+
+  /** The subscriptions this client keeps: its plan, less the filter it unsubscribed. */
+  private activeSubscriptions(): { filter: string; qos: Qos }[] {
+    const unsubscribe = this.plan.workload?.unsubscribe ?? null;
+    if (unsubscribe === null || this.unsubscribeStage === 'none') return this.plan.subscriptions;
+    return this.plan.subscriptions.filter((subscription) => subscription.filter !== unsubscribe.filter);
+  }
+
+  private sendUnsubscribe(): void {
+    const filter = this.plan.workload!.unsubscribe!.filter;
+    this.unsubscribeStage = 'sent';
+    this.unsubscribePacketId = this.allocatePacketId();
+    this.context.checker.unsubscribeSent(this.plan.index, filter);
+    this.send({ type: PacketType.Unsubscribe, packetId: this.unsubscribePacketId, topicFilters: [filter] });
   }
 
   private schedule(delayMs: number, run: () => void): void {
@@ -114,6 +171,7 @@ export class ModelClient implements ClientSide {
     if (link !== this.link || this.phase !== 'connecting') return;
     this.generation += 1;
     this.phase = 'connack-wait';
+    this.packetEndOffset = 0;
     this.decoder = new PacketDecoder({ packetBytesMax: 16 * 1024 * 1024, protocolVersion: this.plan.protocolVersion });
     this.lastReceivedMs = this.context.clock.nowMs;
     if (this.plan.violator) {
@@ -122,6 +180,9 @@ export class ModelClient implements ClientSide {
     }
     const will = this.plan.will;
     const cleanStart = !this.plan.persistent;
+    const workload = this.plan.workload;
+    const willDelaySeconds = workload?.willDelaySeconds ?? 0;
+    const willProperties = willDelaySeconds > 0 ? { properties: { willDelayInterval: willDelaySeconds } } : {};
     this.send({
       type: PacketType.Connect,
       protocolName: 'MQTT',
@@ -129,11 +190,21 @@ export class ModelClient implements ClientSide {
       cleanStart,
       keepAliveSeconds: this.plan.keepAliveSeconds,
       clientId: this.plan.clientId,
-      ...(will === null ? {} : { will: { topic: will.topic, qos: will.qos, retain: false, payload: willPayload(this.plan.index, this.generation, will.topic) } }),
-      ...(this.plan.protocolVersion === 5 && this.plan.persistent ? { properties: { sessionExpiryInterval: 0xffffffff } } : {}),
+      ...(will === null ? {} : { will: { topic: will.topic, qos: will.qos, retain: false, payload: willPayload(this.plan.index, this.generation, will.topic), ...willProperties } }),
+      ...(this.plan.protocolVersion === 5 ? this.connectProperties() : {}),
     });
-    this.context.checker.connectSent(this.plan.index, this.generation, link, will !== null);
+    const sessionExpirySeconds = this.plan.persistent ? 0xffffffff : (workload?.cleanSessionExpirySeconds ?? 0);
+    this.context.checker.connectSent(this.plan.index, this.generation, link, will !== null, { willDelaySeconds, sessionExpirySeconds, cleanStart });
     this.scheduleKeepAlive(link);
+  }
+
+  private connectProperties(): { properties?: Properties } {
+    const properties: Properties = {};
+    const expirySeconds = this.plan.persistent ? 0xffffffff : (this.plan.workload?.cleanSessionExpirySeconds ?? 0);
+    if (expirySeconds > 0) properties.sessionExpiryInterval = expirySeconds;
+    const aliasMaximum = this.plan.workload?.topicAliasMaximum ?? 0;
+    if (aliasMaximum > 0) properties.topicAliasMaximum = aliasMaximum;
+    return Object.keys(properties).length === 0 ? {} : { properties };
   }
 
   connectFailed(link: Link): void {
@@ -201,17 +272,44 @@ export class ModelClient implements ClientSide {
       }
       if (packet === null || link !== this.link) return;
       this.trace(`recv ${describe(packet)}`);
-      this.handle(link, packet);
+      this.handle(link, packet, this.sendTiming(link, packet));
     }
   }
 
-  private handle(link: Link, packet: Packet): void {
+  /**
+   * When the broker handed the packet just decoded to the network, and when it decided to send
+   * it if that is known. A send is decided in the input that hands it over unless the broker held
+   * it back (behind output awaiting durability, which it releases in order, all at one instant);
+   * so a QoS 0/1 packet handed over later than the one before it was not held, and was decided then.
+   */
+  private sendTiming(link: Link, packet: Packet): SendTiming {
+    const endOffset = link.bytesDeliveredToClient - this.decoder!.bufferedBytes;
+    const startOffset = this.packetEndOffset;
+    this.packetEndOffset = endOffset;
+    // Asked in ascending offsets (the link forgets chunks behind the last one asked for).
+    const previousSentMs = startOffset === 0 ? Number.NEGATIVE_INFINITY : link.brokerSendTimeMs(startOffset - 1);
+    const firstByteSentMs = link.brokerSendTimeMs(startOffset);
+    const sentMs = link.brokerSendTimeMs(endOffset - 1);
+    // A QoS 2 PUBLISH may also be held for its own delivery record's durability.
+    const mayBeHeld = packet.type === PacketType.Publish && packet.qos === 2;
+    return { sentMs, decidedMs: previousSentMs < firstByteSentMs && !mayBeHeld ? sentMs : null };
+  }
+
+  private handle(link: Link, packet: Packet, timing: SendTiming): void {
     if (this.plan.violator) return;
     switch (packet.type) {
       case PacketType.Connack:
+        this.serverTopicAliasMaximum = packet.properties?.topicAliasMaximum ?? 0;
         return this.onConnack(link, packet.sessionPresent, packet.reasonCode, packet.properties?.receiveMaximum, packet.properties?.serverKeepAlive);
       case PacketType.Publish:
-        return this.onPublish(packet);
+        return this.onPublish(packet, timing);
+      case PacketType.Unsuback:
+        if (packet.packetId === this.unsubscribePacketId && this.unsubscribeStage === 'sent') {
+          this.unsubscribeStage = 'done';
+          this.unsubscribePacketId = 0;
+          this.context.checker.unsubackReceived(this.plan.index, this.plan.workload!.unsubscribe!.filter);
+        }
+        return;
       case PacketType.Puback:
         return this.onPuback(packet.packetId);
       case PacketType.Pubrec:
@@ -224,7 +322,7 @@ export class ModelClient implements ClientSide {
       case PacketType.Suback:
         if (packet.packetId === this.subscribePacketId) {
           this.subscribePacketId = 0;
-          this.context.checker.subackReceived(this.plan.index, this.plan.subscriptions.map((s) => s.filter), packet.reasonCodes);
+          this.context.checker.subackReceived(this.plan.index, this.subscribedFilters, packet.reasonCodes);
         }
         return;
       case PacketType.Disconnect:
@@ -243,6 +341,10 @@ export class ModelClient implements ClientSide {
       return;
     }
     this.phase = 'online';
+    this.connackAtMs = this.context.clock.nowMs;
+    // Topic aliases live and die with the network connection [MQTT-3.3.2-7].
+    this.outgoingAliases.clear();
+    this.incomingAliases.clear();
     this.serverReceiveMaximum = receiveMaximum ?? 65_535;
     if (serverKeepAlive !== undefined) this.keepAliveMs = serverKeepAlive * 1000;
     this.context.checker.connackReceived(this.plan.index, this.generation, sessionPresent, this.plan.persistent && this.hadSession, this.plan.persistent);
@@ -253,7 +355,10 @@ export class ModelClient implements ClientSide {
       if (message.stage === 'await-ack') this.sendPublish(message, true);
       else if (message.stage === 'await-pubcomp') this.send({ type: PacketType.Pubrel, packetId: message.packetId, reasonCode: 0 });
     }
-    if (!resumed && this.plan.subscriptions.length > 0) this.subscribe();
+    if (!resumed && this.unsubscribeStage === 'sent') this.unsubscribeStage = 'done';
+    if (!resumed && this.activeSubscriptions().length > 0) this.subscribe();
+    if (resumed && (this.unsubscribeStage === 'due' || this.unsubscribeStage === 'sent')) this.sendUnsubscribe();
+    else if (this.unsubscribeStage === 'due') this.unsubscribeStage = 'done';
     this.pump();
   }
 
@@ -270,12 +375,14 @@ export class ModelClient implements ClientSide {
   }
 
   private subscribe(): void {
+    const subscriptions = this.activeSubscriptions();
     this.subscribePacketId = this.allocatePacketId();
-    this.context.checker.subscribeSent(this.plan.index, this.plan.subscriptions);
+    this.subscribedFilters = subscriptions.map((s) => s.filter);
+    this.context.checker.subscribeSent(this.plan.index, subscriptions);
     this.send({
       type: PacketType.Subscribe,
       packetId: this.subscribePacketId,
-      subscriptions: this.plan.subscriptions.map((s) => ({ topicFilter: s.filter, qos: s.qos, noLocal: false, retainAsPublished: false, retainHandling: 0 })),
+      subscriptions: subscriptions.map((s) => ({ topicFilter: s.filter, qos: s.qos, noLocal: false, retainAsPublished: false, retainHandling: 0 })),
     });
   }
 
@@ -283,7 +390,8 @@ export class ModelClient implements ClientSide {
     for (let attempt = 0; attempt < 65_535; attempt++) {
       const candidate = this.packetIdNext;
       this.packetIdNext = candidate === 65_535 ? 1 : candidate + 1;
-      if (candidate !== this.subscribePacketId && !this.outgoing.some((m) => m.packetId === candidate)) return candidate;
+      if (candidate === this.subscribePacketId || candidate === this.unsubscribePacketId) continue;
+      if (!this.outgoing.some((m) => m.packetId === candidate)) return candidate;
     }
     throw new Error(`c${this.plan.index}: no free packet identifier`);
   }
@@ -321,17 +429,44 @@ export class ModelClient implements ClientSide {
   }
 
   private sendPublish(message: Outgoing, dup: boolean): void {
+    const expirySeconds = this.plan.workload?.publishExpirySeconds[message.sequence] ?? null;
+    const properties: Properties = {};
+    if (expirySeconds !== null) properties.messageExpiryInterval = expirySeconds;
+    const topic = this.aliasTopic(message.topic, properties);
     const packet: PublishPacket = {
       type: PacketType.Publish,
       dup,
       qos: message.qos,
       retain: message.retain,
-      topic: message.topic,
+      topic,
       payload: messagePayload(this.plan.index, message.sequence, message.qos, message.topic),
       ...(message.qos > 0 ? { packetId: message.packetId } : {}),
+      ...(Object.keys(properties).length > 0 ? { properties } : {}),
     };
-    this.context.checker.publishSent(this.plan.index, message.sequence, message.topic, message.qos, message.retain);
+    this.context.checker.publishSent(this.plan.index, message.sequence, message.topic, message.qos, message.retain, expirySeconds);
     this.send(packet);
+    const link = this.link;
+    if (link === null || !link.clientOpen) return;
+    const publisher = this.plan.index;
+    link.watchArrival((atMs) => this.context.checker.publishArrived(publisher, message.sequence, atMs));
+  }
+
+  /**
+   * The topic name to put in a PUBLISH of `topic`, setting `properties.topicAlias` when this
+   * client aliases: the first use on a connection carries the name, later ones only the alias.
+   */
+  private aliasTopic(topic: string, properties: Properties): string {
+    if (!(this.plan.workload?.sendTopicAliases ?? false) || this.serverTopicAliasMaximum === 0) return topic;
+    const existing = this.outgoingAliases.get(topic);
+    if (existing !== undefined) {
+      properties.topicAlias = existing;
+      return '';
+    }
+    if (this.outgoingAliases.size >= this.serverTopicAliasMaximum) return topic;
+    const alias = this.outgoingAliases.size + 1;
+    this.outgoingAliases.set(topic, alias);
+    properties.topicAlias = alias;
+    return topic;
   }
 
   private findOutgoing(packetId: number, stage: Stage): Outgoing | undefined {
@@ -371,18 +506,47 @@ export class ModelClient implements ClientSide {
     this.pump();
   }
 
-  private onPublish(packet: PublishPacket): void {
+  private onPublish(received: PublishPacket, timing: SendTiming): void {
     const checker = this.context.checker;
+    const packet = this.resolveAlias(received);
+    if (packet === null) return;
     if (packet.qos === 2) {
       const packetId = packet.packetId!;
       const fresh = !this.inboundQos2.has(packetId);
       if (fresh) this.inboundQos2.add(packetId);
-      checker.publishReceived(this.plan.index, packet, fresh);
+      checker.publishReceived(this.plan.index, packet, fresh, timing, this.plan.protocolVersion);
       this.ackLater({ type: PacketType.Pubrec, packetId, reasonCode: 0 });
       return;
     }
-    checker.publishReceived(this.plan.index, packet, true);
+    checker.publishReceived(this.plan.index, packet, true, timing, this.plan.protocolVersion);
     if (packet.qos === 1) this.ackLater({ type: PacketType.Puback, packetId: packet.packetId!, reasonCode: 0 });
+  }
+
+  /**
+   * The PUBLISH with its topic alias resolved (MQTT 5.0 section 3.3.2.3.4), or null after
+   * reporting an alias this client never allowed [MQTT-3.3.2-9] or the broker never defined.
+   */
+  private resolveAlias(packet: PublishPacket): PublishPacket | null {
+    const alias = packet.properties?.topicAlias;
+    if (alias === undefined) {
+      if (packet.topic.length === 0) this.context.reportViolation('topic-alias', `c${this.plan.index} got a PUBLISH with neither topic nor alias`);
+      return packet.topic.length === 0 ? null : packet;
+    }
+    const aliasMaximum = this.plan.workload?.topicAliasMaximum ?? 0;
+    if (alias === 0 || alias > aliasMaximum) {
+      this.context.reportViolation('topic-alias', `c${this.plan.index} got topic alias ${alias}, above the ${aliasMaximum} it allowed`);
+      return null;
+    }
+    if (packet.topic.length > 0) {
+      this.incomingAliases.set(alias, packet.topic);
+      return packet;
+    }
+    const topic = this.incomingAliases.get(alias);
+    if (topic === undefined) {
+      this.context.reportViolation('topic-alias', `c${this.plan.index} got topic alias ${alias}, never defined on this connection`);
+      return null;
+    }
+    return { ...packet, topic };
   }
 
   /** Sends an acknowledgement after this client's reading delay, keeping the order of acks. */
@@ -452,8 +616,15 @@ export class ModelClient implements ClientSide {
 
 function describe(packet: Packet): string {
   switch (packet.type) {
-    case PacketType.Publish:
-      return `PUBLISH q${packet.qos}${packet.dup ? ' dup' : ''}${packet.retain ? ' retain' : ''} id${packet.packetId ?? '-'} ${packet.topic} ${packet.payload.length}B`;
+    case PacketType.Publish: {
+      const alias = packet.properties?.topicAlias === undefined ? '' : ` alias=${packet.properties.topicAlias}`;
+      const expiry = packet.properties?.messageExpiryInterval === undefined ? '' : ` expiry=${packet.properties.messageExpiryInterval}s`;
+      return `PUBLISH q${packet.qos}${packet.dup ? ' dup' : ''}${packet.retain ? ' retain' : ''} id${packet.packetId ?? '-'} ${packet.topic}${alias}${expiry} ${packet.payload.length}B`;
+    }
+    case PacketType.Unsubscribe:
+      return `UNSUBSCRIBE id${packet.packetId} ${packet.topicFilters.join(',')}`;
+    case PacketType.Unsuback:
+      return `UNSUBACK id${packet.packetId} ${packet.reasonCodes.join(',')}`;
     case PacketType.Connect:
       return `CONNECT ${packet.clientId} v${packet.protocolVersion} clean=${packet.cleanStart}${packet.will ? ' will' : ''}`;
     case PacketType.Connack:

@@ -20,6 +20,11 @@ const expectations: { bug: PlantedBugName; rules: string[] }[] = [
   { bug: 'forget-retained', rules: ['retained-lost'] },
   { bug: 'will-on-clean-disconnect', rules: ['will-after-clean-disconnect'] },
   { bug: 'never-fire-will', rules: ['lost'] },
+  { bug: 'stall-drops-others-qos0', rules: ['qos0-lost'] },
+  { bug: 'drop-expiry-interval', rules: ['expiry-interval'] },
+  { bug: 'will-ignores-delay', rules: ['will-early'] },
+  { bug: 'unsubscribe-ignored', rules: ['not-subscribed'] },
+  { bug: 'undefined-topic-alias', rules: ['topic-alias', 'topic-mismatch'] },
 ];
 
 describe('planted bugs are caught', () => {

@@ -8,10 +8,10 @@ import { runSimulation } from '../../sim/simulation.js';
 import { regressionSeeds } from './regression-seeds.js';
 
 describe('regression seeds', () => {
-  for (const { seed, found } of regressionSeeds) {
-    it(`seed ${seed} passes (${found.slice(0, 60)}...)`, () => {
+  for (const { seed, found, workload } of regressionSeeds) {
+    it(`seed ${seed}${workload === false ? ' (no workload)' : ''} passes (${found.slice(0, 60)}...)`, () => {
       const lines: string[] = [];
-      const result = runSimulation({ seed, stdout: (line) => lines.push(line), stderr: () => {} });
+      const result = runSimulation({ seed, stdout: (line) => lines.push(line), stderr: () => {}, ...(workload === false ? { workload } : {}) });
       expect(result.ok, lines.join('\n')).toBe(true);
       expect(result.messagesPublished).toBeGreaterThan(0);
     }, 20_000);
