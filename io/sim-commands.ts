@@ -34,13 +34,15 @@ export function simCommand(): Command {
     .option('--trace', 'print every event of the run')
     .option('--clients <n>', "override the seed's client count (2..12)", parseClientCount)
     .option('--no-faults', 'run the seed without faults')
+    .option('--no-workload', "the world as before the workload streams (stalled readers, expiry, will delay, unsubscribe, aliases) existed: older seeds' runs")
     .option('--plant <bug>', 'run a deliberately broken broker (to watch the checker catch it)', parsePlant)
-    .action((flags: { seed: number; trace?: boolean; clients?: number; faults: boolean; plant?: BrokerFactory }) => {
+    .action((flags: { seed: number; trace?: boolean; clients?: number; faults: boolean; workload: boolean; plant?: BrokerFactory }) => {
       const result = runSimulation({
         seed: flags.seed,
         trace: flags.trace === true,
         ...(flags.clients === undefined ? {} : { clientCount: flags.clients }),
         ...(flags.faults ? {} : { faults: false }),
+        ...(flags.workload ? {} : { workload: false }),
         ...(flags.plant === undefined ? {} : { brokerFactory: flags.plant }),
       });
       process.exitCode = result.exitCode;

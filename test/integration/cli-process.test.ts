@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Clients, closedWithReason, ensureBuilt, runKeel, startKeelProcess, type KeelProcess } from './helpers.js';
+import { runSimulation } from '../../sim/simulation.js';
 
 let workDirectory: string;
 const children: KeelProcess[] = [];
@@ -54,6 +55,14 @@ describe('keel command line', () => {
     expect(await second.exited).toBe(0);
     expect(first.stdout()).toMatch(/seed=7 .*trace_hash=[0-9a-f]+/);
     expect(second.stdout()).toBe(first.stdout());
+  });
+
+  it('keel sim --no-workload replays a seed in the world it had before the workload streams', async () => {
+    const keel = track(runKeel(['sim', '--seed', '7', '--no-workload']));
+    expect(await keel.exited).toBe(0);
+    const expected = runSimulation({ seed: 7, workload: false, stdout: () => {}, stderr: () => {} });
+    expect(keel.stdout()).toContain(`trace_hash=${expected.traceHash}`);
+    expect(runSimulation({ seed: 7, stdout: () => {}, stderr: () => {} }).traceHash).not.toBe(expected.traceHash);
   });
 
   it('keel vopr runs the seeds it is asked for', async () => {
