@@ -8,7 +8,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
-import mqtt, { type IClientPublishOptions } from 'mqtt';
+import type { IClientPublishOptions } from 'mqtt';
 import { addConnectionOptions, clientOptions, exitCode, settle, userProperties, UsageError, type ConnectionFlags } from './client-options.js';
 
 interface PubFlags extends ConnectionFlags {
@@ -49,6 +49,8 @@ async function runPub(flags: PubFlags): Promise<number> {
   }
   const publishOptions: IClientPublishOptions = { qos: flags.qos, retain: flags.retain === true };
   if (properties !== undefined) publishOptions.properties = { userProperties: properties };
+  // Loaded here, not at the top: `keel serve` shares this module graph and does not need it.
+  const { default: mqtt } = await import('mqtt');
   const client = mqtt.connect(clientOptions(flags, true));
   return new Promise<number>((resolve) => {
     const finish = settle(client, resolve, flags);

@@ -4,11 +4,14 @@
  * flags and turns the result into an exit code (0 every rule held, 1 a seed broke one, 2 usage).
  */
 import { Command, InvalidArgumentError } from 'commander';
-import { plantedBugs, type PlantedBugName } from '../sim/planted-bugs.js';
-import { runSimulation } from '../sim/simulation.js';
-import { runVopr } from '../sim/vopr.js';
-import type { BrokerFactory } from '../sim/world.js';
+import { plantedBugNames, type PlantedBugName } from '../sim/planted-bug-names.js';
 import { parseNonNegativeInteger } from './client-options.js';
+
+/** The simulator, loaded only when a simulation runs (see planted-bug-names.ts). */
+async function loadSimulator() {
+  const [{ plantedBugs }, { runSimulation }, { runVopr }] = await Promise.all([import('../sim/planted-bugs.js'), import('../sim/simulation.js'), import('../sim/vopr.js')]);
+  return { plantedBugs, runSimulation, runVopr };
+}
 
 function parseClientCount(value: string): number {
   const count = Number(value);
@@ -22,9 +25,9 @@ function parseMinutes(value: string): number {
   return minutes;
 }
 
-function parsePlant(value: string): BrokerFactory {
-  if (!(value in plantedBugs)) throw new InvalidArgumentError(`one of ${Object.keys(plantedBugs).join(', ')}`);
-  return plantedBugs[value as PlantedBugName];
+function parsePlant(value: string): PlantedBugName {
+  if (!(plantedBugNames as readonly string[]).includes(value)) throw new InvalidArgumentError(`one of ${plantedBugNames.join(', ')}`);
+  return value as PlantedBugName;
 }
 
 export function simCommand(): Command {
@@ -36,14 +39,15 @@ export function simCommand(): Command {
     .option('--no-faults', 'run the seed without faults')
     .option('--no-workload', "the world as before the workload streams (stalled readers, expiry, will delay, unsubscribe, aliases) existed: older seeds' runs")
     .option('--plant <bug>', 'run a deliberately broken broker (to watch the checker catch it)', parsePlant)
-    .action((flags: { seed: number; trace?: boolean; clients?: number; faults: boolean; workload: boolean; plant?: BrokerFactory }) => {
+    .action(async (flags: { seed: number; trace?: boolean; clients?: number; faults: boolean; workload: boolean; plant?: PlantedBugName }) => {
+      const { plantedBugs, runSimulation } = await loadSimulator();
       const result = runSimulation({
         seed: flags.seed,
         trace: flags.trace === true,
         ...(flags.clients === undefined ? {} : { clientCount: flags.clients }),
         ...(flags.faults ? {} : { faults: false }),
         ...(flags.workload ? {} : { workload: false }),
-        ...(flags.plant === undefined ? {} : { brokerFactory: flags.plant }),
+        ...(flags.plant === undefined ? {} : { brokerFactory: plantedBugs[flags.plant] }),
       });
       process.exitCode = result.exitCode;
     });
@@ -58,7 +62,8 @@ export function voprCommand(): Command {
     .option('--keep-going', 'report every failing seed instead of stopping at the first')
     .option('--clients <n>', "override every seed's client count (2..12)", parseClientCount)
     .option('--plant <bug>', 'run a deliberately broken broker', parsePlant)
-    .action((flags: { seedStart?: number; count?: number; minutes?: number; keepGoing?: boolean; clients?: number; plant?: BrokerFactory }) => {
+    .action(async (flags: { seedStart?: number; count?: number; minutes?: number; keepGoing?: boolean; clients?: number; plant?: PlantedBugName }) => {
+      const { plantedBugs, runVopr } = await loadSimulator();
       const interactive = process.stderr.isTTY === true;
       const result = runVopr(
         {
@@ -67,7 +72,7 @@ export function voprCommand(): Command {
           ...(flags.minutes === undefined ? {} : { minutes: flags.minutes }),
           keepGoing: flags.keepGoing === true,
           ...(flags.clients === undefined ? {} : { clientCount: flags.clients }),
-          ...(flags.plant === undefined ? {} : { brokerFactory: flags.plant }),
+          ...(flags.plant === undefined ? {} : { brokerFactory: plantedBugs[flags.plant] }),
           commandName: 'keel sim',
         },
         {

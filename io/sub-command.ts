@@ -8,7 +8,7 @@
  * expires), which needs a fixed client id.
  */
 import { Command, InvalidArgumentError } from 'commander';
-import mqtt, { type IClientSubscribeOptions, type IPublishPacket } from 'mqtt';
+import type { IClientSubscribeOptions, IPublishPacket } from 'mqtt';
 import {
   addConnectionOptions,
   clientOptions,
@@ -83,6 +83,8 @@ async function runSub(flags: SubFlags): Promise<number> {
   if (flags.retainHandling !== undefined) subscribeOptions.rh = flags.retainHandling;
   if (properties !== undefined) subscribeOptions.properties = { userProperties: properties };
 
+  // Loaded here, not at the top: `keel serve` shares this module graph and does not need it.
+  const { default: mqtt } = await import('mqtt');
   const client = mqtt.connect(options);
   return new Promise<number>((resolve) => {
     const finish = settle(client, resolve, flags, 'sub');

@@ -9,6 +9,7 @@
  * each of these and expect the named rule to fire. The planted store bugs at the end do the same
  * for durability: they wrap the real store and break one promise about the disk.
  */
+import type { PlantedBugName } from './planted-bug-names.js';
 import { Broker, type BrokerOptions } from '../src/broker/broker.js';
 import { PacketDecoder } from '../src/codec/decoder.js';
 import { encodePacket } from '../src/codec/encoder.js';
@@ -333,9 +334,9 @@ export const plantedBugs = {
   'will-ignores-delay': wrap(WillIgnoresDelay),
   'unsubscribe-ignored': wrap(UnsubscribeIgnored),
   'undefined-topic-alias': wrap(UndefinedTopicAlias),
-} satisfies Record<string, BrokerFactory>;
+} satisfies Record<PlantedBugName, BrokerFactory>;
 
-export type PlantedBugName = keyof typeof plantedBugs;
+export type { PlantedBugName };
 
 /**
  * Planted store bugs: wrappers around the real DurableStateStore, from outside, that break one
