@@ -2,7 +2,10 @@
  * Proves `keel inspect` and `--repair` on real files: a healthy directory verifies and reports
  * the rebuilt state's counts; a flipped byte in the middle of a segment is reported with file and
  * offset; repair cuts the log there (keeping a copy), after which inspection is clean and recovery
- * of the readable prefix succeeds.
+ * of the readable prefix succeeds. Also that it reports the sessions and wills whose owner (user
+ * name) is not stored, because an older version wrote their records: a mix of records with a user
+ * name, with null (anonymous) and without the field is counted exactly, and the formatted report
+ * names the count only when there is something to say.
  */
 import { mkdtempSync, readdirSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -82,5 +85,36 @@ describe('keel inspect', () => {
     expect(after.state!.queued).toBeGreaterThan(0);
     expect(after.state!.queued).toBeLessThan(150);
     expect(readdirSync(directory).some((n) => n.endsWith('.damaged'))).toBe(true);
+  });
+});
+
+const will = { topic: 'w', payload: new Uint8Array([1]), qos: 0 as const, retain: false };
+
+describe('keel inspect and stored owners', () => {
+  it('counts the sessions and wills without a stored user name', () => {
+    const directory = writeDataDirectory([
+      { kind: 'session-created', clientId: 'old', protocolVersion: 4, expiryIntervalSeconds: 60 },
+      { kind: 'session-created', clientId: 'alice', protocolVersion: 5, expiryIntervalSeconds: 60, username: 'alice' },
+      { kind: 'session-created', clientId: 'anonymous', protocolVersion: 5, expiryIntervalSeconds: 60, username: null },
+      { kind: 'session-created', clientId: 'older', protocolVersion: 5, expiryIntervalSeconds: 60, username: 'bob' },
+      // An older version resumed it: the owner is unknown again.
+      { kind: 'session-resumed', clientId: 'older', protocolVersion: 5, expiryIntervalSeconds: 60 },
+      { kind: 'will-set', clientId: 'old', will },
+      { kind: 'will-set', clientId: 'alice', will, username: 'alice' },
+    ]);
+    const report = inspectDataDirectory(directory);
+    expect(report.problems).toEqual([]);
+    expect(report.state).toMatchObject({ sessions: 4, wills: 2, ownersUnknown: { sessions: 2, wills: 1 } });
+    expect(formatInspectReport(report)).toContain('owner unknown (written before user names were stored): sessions=2 wills=1');
+  });
+
+  it('says nothing about owners when every one is stored', () => {
+    const directory = writeDataDirectory([
+      { kind: 'session-created', clientId: 'alice', protocolVersion: 5, expiryIntervalSeconds: 60, username: 'alice' },
+      { kind: 'will-set', clientId: 'alice', will, username: null },
+    ]);
+    const report = inspectDataDirectory(directory);
+    expect(report.state).toMatchObject({ ownersUnknown: { sessions: 0, wills: 0 } });
+    expect(formatInspectReport(report)).not.toContain('owner unknown');
   });
 });
