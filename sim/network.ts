@@ -25,6 +25,11 @@
  * until `releaseReads` hands them over in order (an orderly close waits behind them; a reset
  * discards them). The world releases every hold when it goes quiet.
  *
+ * The broker may stop reading a link (`pauseBrokerReads`, the host's pause-reading for publisher
+ * throttling): the client's segments then wait at the broker's side, in order, as they would in
+ * its socket's receive buffer, and a FIN waits behind them; `resumeBrokerReads` hands them over
+ * (in a later event, never inside the broker input that asked). A reset discards them.
+ *
  * For the checker's timing rules a link remembers when the broker handed over each chunk of its
  * output (`brokerSendTimeMs`: the time the broker decided to send the bytes at a given offset) and
  * can tell when the bytes a client sent up to an offset reached the broker (`watchArrival`).
@@ -91,6 +96,11 @@ export class Link {
   readonly heldSegments: Uint8Array[] = [];
   /** A FIN that arrived behind held data; seen once the data is read. */
   heldFin = false;
+  /** The broker is not reading: the client's arriving segments wait in `heldToBroker`. */
+  brokerReadsHeld = false;
+  readonly heldToBroker: Uint8Array[] = [];
+  /** The client's FIN that arrived behind held data; the broker sees it once the data is read. */
+  heldBrokerFin = false;
   /** Start offsets and times of the broker's sends not yet wholly read by the client. */
   private readonly sendOffsets: number[] = [];
   private readonly sendTimesMs: number[] = [];
@@ -218,10 +228,49 @@ export class Network {
     for (const segment of this.segments(copy)) {
       this.queue.push(this.deliveryMs(link.toBroker, link.clientIndex), () => {
         if (!link.toBroker.alive || !link.brokerOpen) return;
-        link.noteDeliveredToBroker(segment.length, this.clock.nowMs);
-        this.trace(`net c>b L${link.id} ${segment.length}B`, segment);
-        this.broker!.bytes(link, segment);
+        // Behind held segments even once resumed: they are handed over first (in a later event).
+        if (link.brokerReadsHeld || link.heldToBroker.length > 0) {
+          link.heldToBroker.push(segment);
+          return;
+        }
+        this.deliverToBroker(link, segment);
       });
+    }
+  }
+
+  private deliverToBroker(link: Link, segment: Uint8Array): void {
+    link.noteDeliveredToBroker(segment.length, this.clock.nowMs);
+    this.trace(`net c>b L${link.id} ${segment.length}B`, segment);
+    this.broker!.bytes(link, segment);
+  }
+
+  /** The broker stops reading the link (see the module comment). */
+  pauseBrokerReads(link: Link): void {
+    if (!link.brokerOpen || link.brokerReadsHeld) return;
+    link.brokerReadsHeld = true;
+    this.trace(`net broker-reads-paused L${link.id}`);
+  }
+
+  /** The broker reads again: held segments, then a FIN behind them, from the next event on. */
+  resumeBrokerReads(link: Link): void {
+    if (!link.brokerReadsHeld) return;
+    link.brokerReadsHeld = false;
+    this.trace(`net broker-reads-resumed L${link.id} ${link.heldToBroker.length} segment(s)`);
+    this.queue.push(this.clock.nowMs, () => this.drainHeldToBroker(link));
+  }
+
+  /** Bounded by the held list; the broker may pause the link again while reading it. */
+  private drainHeldToBroker(link: Link): void {
+    while (link.heldToBroker.length > 0 && !link.brokerReadsHeld) {
+      if (!link.toBroker.alive || !link.brokerOpen) {
+        link.heldToBroker.length = 0;
+        return;
+      }
+      this.deliverToBroker(link, link.heldToBroker.shift()!);
+    }
+    if (link.heldBrokerFin && !link.brokerReadsHeld && link.heldToBroker.length === 0) {
+      link.heldBrokerFin = false;
+      this.endAtBroker(link, 'fin');
     }
   }
 
@@ -312,7 +361,12 @@ export class Network {
     link.clientOpen = false;
     this.trace(`net client-fin L${link.id}`);
     this.queue.push(this.deliveryMs(link.toBroker, link.clientIndex), () => {
-      if (link.toBroker.alive) this.endAtBroker(link, 'fin');
+      if (!link.toBroker.alive) return;
+      if (link.brokerReadsHeld || link.heldToBroker.length > 0) {
+        link.heldBrokerFin = true;
+        return;
+      }
+      this.endAtBroker(link, 'fin');
     });
   }
 
@@ -335,6 +389,7 @@ export class Network {
   private endAtBroker(link: Link, how: string): void {
     if (!link.brokerOpen) return;
     link.brokerOpen = false;
+    link.heldToBroker.length = 0;
     link.brokerEndMs = this.clock.nowMs;
     this.trace(`net broker-sees-${how} L${link.id}`);
     this.broker!.closed(link);

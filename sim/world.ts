@@ -273,6 +273,9 @@ export class World implements ClientContext {
         this.trace(`broker close L${connectionId} ${reason}`);
         this.network.brokerClose(linkOf(connectionId));
       },
+      // Publisher throttling: the link holds the client's bytes at the broker's side meanwhile.
+      pauseReading: (connectionId) => this.network.pauseBrokerReads(linkOf(connectionId)),
+      resumeReading: (connectionId) => this.network.resumeBrokerReads(linkOf(connectionId)),
       storage: (request) => this.storage(incarnation, request),
       log: (level, event, fields) => this.log(level, event, fields),
       // A halted broker is a process that exits; the world restarts it like after a crash.

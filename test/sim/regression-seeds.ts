@@ -45,4 +45,5 @@ export const regressionSeeds: readonly { seed: number; found: string; workload?:
   { seed: 604550, found: 'checker: an older connection\'s clean-start CONNECT, held up by a partition, took the session over and ended it; the delayed will rightly went out at once' },
   { seed: 605944, found: 'checker: a delayed will published just before a crash, its records not yet durable, is armed again at recovery; a resume within the new delay rightly cancels it' },
   { seed: 602569, found: 'checker: a crash and a recovery in one millisecond: a delayed will waits its delay again from the recovery after the crash, so a resume then still cancels it' },
+  { seed: 64, found: 'simulator: the model of publisher throttling (reads paused at the broker) let segments that arrived after a resume overtake the held ones, reordering the stream' },
 ];

@@ -36,6 +36,56 @@ function drain(queue: EventQueue, clock: { nowMs: number }, untilMs: number): vo
   }
 }
 
+describe('broker reads paused on the simulated network (publisher throttling)', () => {
+  it('holds the client\'s bytes in order and hands them over after the resume, ahead of bytes arriving at the same instant', () => {
+    const queue = new EventQueue();
+    const clock = { nowMs: 0 };
+    // A fixed latency, so that later bytes can be made to arrive exactly when the resume happens.
+    const network = new Network(queue, Random.stream(5, 'network'), { latencyMsMin: 5, latencyMsMax: 5, segmentBytesMax: 3, stallProbability: 0, stallMsMax: 10 }, clock, () => {});
+    const received: number[] = [];
+    let closedAtBroker = false;
+    network.broker = { acceptingIncarnation: () => 1, opened: () => {}, bytes: (_link, bytes) => received.push(...bytes), closed: () => (closedAtBroker = true), outputBuffered: () => {} };
+    const link = network.connect(0, silentClient);
+    drain(queue, clock, 100);
+    clock.nowMs = 100;
+    network.pauseBrokerReads(link);
+    const sent = Array.from({ length: 30 }, (_, index) => index);
+    network.clientSend(link, Uint8Array.from(sent.slice(0, 20)));
+    drain(queue, clock, 200);
+    expect(received).toEqual([]);
+    expect(link.bytesDeliveredToBroker).toBe(0);
+    // The resume runs at 205, before the later bytes' arrival events of that same instant.
+    clock.nowMs = 200;
+    queue.push(205, () => network.resumeBrokerReads(link));
+    network.clientSend(link, Uint8Array.from(sent.slice(20)));
+    network.clientClose(link);
+    drain(queue, clock, 1_000);
+    expect(received).toEqual(sent);
+    expect(link.bytesDeliveredToBroker).toBe(30);
+    expect(closedAtBroker).toBe(true);
+  });
+
+  it('sees a FIN that arrives while paused only after the held bytes', () => {
+    const queue = new EventQueue();
+    const clock = { nowMs: 0 };
+    const network = new Network(queue, Random.stream(6, 'network'), { latencyMsMin: 1, latencyMsMax: 5, segmentBytesMax: 2, stallProbability: 0, stallMsMax: 10 }, clock, () => {});
+    const events: string[] = [];
+    network.broker = { acceptingIncarnation: () => 1, opened: () => {}, bytes: (_link, bytes) => events.push(`bytes ${bytes.length}`), closed: () => events.push('closed'), outputBuffered: () => {} };
+    const link = network.connect(0, silentClient);
+    drain(queue, clock, 100);
+    network.pauseBrokerReads(link);
+    network.clientSend(link, Uint8Array.of(1, 2, 3, 4));
+    network.clientClose(link);
+    drain(queue, clock, 500);
+    expect(events).toEqual([]);
+    network.resumeBrokerReads(link);
+    drain(queue, clock, 600);
+    expect(events.at(-1)).toBe('closed');
+    expect(events.filter((event) => event.startsWith('bytes')).length).toBeGreaterThan(0);
+    expect(link.bytesDeliveredToBroker).toBe(4);
+  });
+});
+
 describe('stalled reader on the simulated network', () => {
   it('keeps held bytes buffered, reads them in order on release, and holds a FIN behind them', () => {
     const queue = new EventQueue();
