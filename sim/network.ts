@@ -161,6 +161,8 @@ export class Network {
   private flushingOutputReports = false;
   /** Times a client stopped reading a link. */
   readStalls = 0;
+  /** Times the broker stopped reading a link (publisher throttling). */
+  brokerReadPauses = 0;
 
   constructor(
     private readonly queue: EventQueue,
@@ -248,6 +250,7 @@ export class Network {
   pauseBrokerReads(link: Link): void {
     if (!link.brokerOpen || link.brokerReadsHeld) return;
     link.brokerReadsHeld = true;
+    this.brokerReadPauses += 1;
     this.trace(`net broker-reads-paused L${link.id}`);
   }
 

@@ -57,6 +57,8 @@ export interface SimulationResult {
   unrecoverable: string | null;
   /** Times a client stopped reading its connection (a stalled reader). */
   readStalls: number;
+  /** Times the broker paused reading a publisher (throttling). */
+  publisherPauses: number;
   /** QoS 0 messages the broker reported dropping at a connection's output cap. */
   outputFullDrops: number;
   traceHash: string;
@@ -109,7 +111,7 @@ function summarize(options: SimulationOptions, world: World, wallMs: number): Si
     `${violation === null ? 'ok' : 'FAIL'} seed=${options.seed} simulated_ms=${world.clock.nowMs} events=${world.events} ` +
     `clients=${world.shape.clients.length} messages_published=${messagesPublished} messages_delivered=${world.checker.messagesDelivered} ` +
     `faults=${world.faults} broker_restarts=${world.brokerRestarts} disk_faults=${diskFaults} recoveries=${world.recoveries} ` +
-    `corruptions_reported=${world.corruptionsReported} repairs=${world.repairs} read_stalls=${world.network.readStalls} output_full_drops=${world.outputFullDrops}${world.unrecoverable === null ? '' : ' unrecoverable=1'} trace_hash=${hash}`;
+    `corruptions_reported=${world.corruptionsReported} repairs=${world.repairs} read_stalls=${world.network.readStalls} output_full_drops=${world.outputFullDrops} publisher_pauses=${world.network.brokerReadPauses}${world.unrecoverable === null ? '' : ' unrecoverable=1'} trace_hash=${hash}`;
   return {
     seed: options.seed,
     ok: violation === null,
@@ -127,6 +129,7 @@ function summarize(options: SimulationOptions, world: World, wallMs: number): Si
     repairs: world.repairs,
     unrecoverable: world.unrecoverable,
     readStalls: world.network.readStalls,
+    publisherPauses: world.network.brokerReadPauses,
     outputFullDrops: world.outputFullDrops,
     traceHash: hash,
     shape: describeShape(world),

@@ -52,6 +52,8 @@ export interface VoprResult {
   repairs: number;
   /** Seeds in which some client stopped reading, and in which the broker dropped QoS 0 at the output cap. */
   seedsWithReadStalls: number;
+  /** Seeds in which the broker throttled a publisher (paused reading it). */
+  seedsWithPublisherPauses: number;
   seedsWithOutputFullDrops: number;
   wallMs: number;
   seedsPerSecond: number;
@@ -68,7 +70,7 @@ export function runVopr(options: VoprOptions, reporter: VoprReporter): VoprResul
   let seedsRun = 0;
   let events = 0;
   const unrecoverableSeeds: number[] = [];
-  const totals = { diskFaults: 0, brokerRestarts: 0, corruptionsReported: 0, repairs: 0, seedsWithReadStalls: 0, seedsWithOutputFullDrops: 0 };
+  const totals = { diskFaults: 0, brokerRestarts: 0, corruptionsReported: 0, repairs: 0, seedsWithReadStalls: 0, seedsWithOutputFullDrops: 0, seedsWithPublisherPauses: 0 };
   reporter.stderr(`vopr: seeds from ${seedStart}${Number.isFinite(count) ? `, ${count} seeds` : ''}${options.minutes === undefined ? '' : `, ${options.minutes} min`}`);
   for (let seed = seedStart; seedsRun < count && Date.now() < deadlineMs; seed++) {
     const simulation: SimulationOptions = {
@@ -88,6 +90,7 @@ export function runVopr(options: VoprOptions, reporter: VoprReporter): VoprResul
     totals.corruptionsReported += result.corruptionsReported;
     totals.repairs += result.repairs;
     if (result.readStalls > 0) totals.seedsWithReadStalls += 1;
+    if (result.publisherPauses > 0) totals.seedsWithPublisherPauses += 1;
     if (result.outputFullDrops > 0) totals.seedsWithOutputFullDrops += 1;
     if (result.unrecoverable !== null) unrecoverableSeeds.push(seed);
     if (!result.ok) {
@@ -109,7 +112,7 @@ export function runVopr(options: VoprOptions, reporter: VoprReporter): VoprResul
   reporter.stdout(
     `vopr seed_start=${seedStart} seeds=${seedsRun} failures=${failures.length} broker_restarts=${totals.brokerRestarts} disk_faults=${totals.diskFaults} ` +
       `corruptions_reported=${totals.corruptionsReported} repairs=${totals.repairs} unrecoverable_corruption_reported=${unrecoverableSeeds.length} ` +
-      `seeds_with_read_stalls=${totals.seedsWithReadStalls} seeds_with_output_full_drops=${totals.seedsWithOutputFullDrops}`,
+      `seeds_with_read_stalls=${totals.seedsWithReadStalls} seeds_with_output_full_drops=${totals.seedsWithOutputFullDrops} seeds_with_publisher_pauses=${totals.seedsWithPublisherPauses}`,
   );
   reporter.stderr(`vopr: ${seedsRun} seeds in ${wallMs}ms: ${seedsPerSecond} seeds/s, ${eventsPerSecond} simulated events/s`);
   return { exitCode: failures.length === 0 ? 0 : 1, seedStart, seedsRun, events, failures, unrecoverableSeeds, ...totals, wallMs, seedsPerSecond, eventsPerSecond };
