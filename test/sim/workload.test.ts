@@ -21,12 +21,20 @@ import { crc32c } from '../../src/store/crc32c.js';
 import { Checker } from '../../sim/checker.js';
 import { messagePayload, willPayload } from '../../sim/clients/payload.js';
 import { EventQueue } from '../../sim/event-queue.js';
-import { Link, Network, type ClientSide } from '../../sim/network.js';
+import { Link, Network, type ClientSide, type NetworkShape } from '../../sim/network.js';
 import { Random } from '../../sim/random.js';
 import { chooseShape } from '../../sim/shape.js';
 import { runSimulation } from '../../sim/simulation.js';
 
 const silentClient: ClientSide = { connected: () => {}, connectFailed: () => {}, bytes: () => {}, closed: () => {} };
+
+/** A network without stalls or partitions, with its own event queue and clock. */
+function quietNetwork(seed: number, shape: Pick<NetworkShape, 'latencyMsMin' | 'latencyMsMax' | 'segmentBytesMax'>): { queue: EventQueue; clock: { nowMs: number }; network: Network } {
+  const queue = new EventQueue();
+  const clock = { nowMs: 0 };
+  const network = new Network(queue, Random.stream(seed, 'network'), { ...shape, stallProbability: 0, stallMsMax: 10 }, clock, () => {});
+  return { queue, clock, network };
+}
 
 function drain(queue: EventQueue, clock: { nowMs: number }, untilMs: number): void {
   for (let time = queue.peekTimeMs(); time !== null && time <= untilMs; time = queue.peekTimeMs()) {
@@ -38,10 +46,8 @@ function drain(queue: EventQueue, clock: { nowMs: number }, untilMs: number): vo
 
 describe('broker reads paused on the simulated network (publisher throttling)', () => {
   it('holds the client\'s bytes in order and hands them over after the resume, ahead of bytes arriving at the same instant', () => {
-    const queue = new EventQueue();
-    const clock = { nowMs: 0 };
     // A fixed latency, so that later bytes can be made to arrive exactly when the resume happens.
-    const network = new Network(queue, Random.stream(5, 'network'), { latencyMsMin: 5, latencyMsMax: 5, segmentBytesMax: 3, stallProbability: 0, stallMsMax: 10 }, clock, () => {});
+    const { queue, clock, network } = quietNetwork(5, { latencyMsMin: 5, latencyMsMax: 5, segmentBytesMax: 3 });
     const received: number[] = [];
     let closedAtBroker = false;
     network.broker = { acceptingIncarnation: () => 1, opened: () => {}, bytes: (_link, bytes) => received.push(...bytes), closed: () => (closedAtBroker = true), outputBuffered: () => {} };
@@ -66,9 +72,7 @@ describe('broker reads paused on the simulated network (publisher throttling)', 
   });
 
   it('sees a FIN that arrives while paused only after the held bytes', () => {
-    const queue = new EventQueue();
-    const clock = { nowMs: 0 };
-    const network = new Network(queue, Random.stream(6, 'network'), { latencyMsMin: 1, latencyMsMax: 5, segmentBytesMax: 2, stallProbability: 0, stallMsMax: 10 }, clock, () => {});
+    const { queue, clock, network } = quietNetwork(6, { latencyMsMin: 1, latencyMsMax: 5, segmentBytesMax: 2 });
     const events: string[] = [];
     network.broker = { acceptingIncarnation: () => 1, opened: () => {}, bytes: (_link, bytes) => events.push(`bytes ${bytes.length}`), closed: () => events.push('closed'), outputBuffered: () => {} };
     const link = network.connect(0, silentClient);
@@ -88,9 +92,7 @@ describe('broker reads paused on the simulated network (publisher throttling)', 
 
 describe('stalled reader on the simulated network', () => {
   it('keeps held bytes buffered, reads them in order on release, and holds a FIN behind them', () => {
-    const queue = new EventQueue();
-    const clock = { nowMs: 0 };
-    const network = new Network(queue, Random.stream(3, 'network'), { latencyMsMin: 1, latencyMsMax: 5, segmentBytesMax: 4, stallProbability: 0, stallMsMax: 10 }, clock, () => {});
+    const { queue, clock, network } = quietNetwork(3, { latencyMsMin: 1, latencyMsMax: 5, segmentBytesMax: 4 });
     const reports: number[] = [];
     network.broker = { acceptingIncarnation: () => 1, opened: () => {}, bytes: () => {}, closed: () => {}, outputBuffered: (_link, bytes) => reports.push(bytes) };
     const read: number[] = [];
@@ -119,9 +121,7 @@ describe('stalled reader on the simulated network', () => {
   });
 
   it('tells when the bytes a client sent so far reached the broker', () => {
-    const queue = new EventQueue();
-    const clock = { nowMs: 0 };
-    const network = new Network(queue, Random.stream(4, 'network'), { latencyMsMin: 10, latencyMsMax: 30, segmentBytesMax: 1, stallProbability: 0, stallMsMax: 10 }, clock, () => {});
+    const { queue, clock, network } = quietNetwork(4, { latencyMsMin: 10, latencyMsMax: 30, segmentBytesMax: 1 });
     let receivedBytes = 0;
     let receivedAtMs = -1;
     network.broker = { acceptingIncarnation: () => 1, opened: () => {}, bytes: (_link, bytes) => (receivedBytes += bytes.length, receivedAtMs = clock.nowMs), closed: () => {}, outputBuffered: () => {} };
