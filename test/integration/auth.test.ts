@@ -15,14 +15,14 @@ import { hashPasswordScram, hashPasswordScrypt, updatePasswordFile } from '../..
 import { ConfigError } from '../../io/server.js';
 import type { RunningServer } from '../../io/server.js';
 import { ScramClient } from '../io/auth-scram-client.js';
-import { Clients, RawClient, startBroker, versions } from './helpers.js';
+import { Clients, RawClient, RawClients, startBroker, versions } from './helpers.js';
 
 let directory = '';
 let passwordFile = '';
 let server: RunningServer;
 let open: RunningServer | null = null;
 const clients = new Clients(() => (open ?? server).port);
-const raws: RawClient[] = [];
+const raws = new RawClients(() => server.port);
 
 beforeAll(async () => {
   directory = mkdtempSync(join(tmpdir(), 'keel-auth-it-'));
@@ -35,7 +35,7 @@ beforeAll(async () => {
 
 afterEach(async () => {
   await clients.endAll();
-  for (const raw of raws.splice(0)) raw.destroy();
+  raws.destroyAll();
   await open?.close();
   open = null;
 });
@@ -54,11 +54,7 @@ async function refusalCode(connecting: Promise<unknown>): Promise<number> {
   return error.code ?? -1;
 }
 
-async function raw(): Promise<RawClient> {
-  const client = await RawClient.open(server.port, 5);
-  raws.push(client);
-  return client;
-}
+const raw = (): Promise<RawClient> => raws.open(5);
 
 describe('user name and password', () => {
   for (const version of versions) {

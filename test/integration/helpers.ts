@@ -42,6 +42,23 @@ export async function waitUntil(condition: () => boolean, timeoutMs = 3_000, wha
 }
 
 /** Creates `mqtt` clients for one test file and ends them all afterwards. */
+/** Raw-socket clients a test opened, destroyed together (in `afterEach`) so none outlives it. */
+export class RawClients {
+  private readonly clients: RawClient[] = [];
+
+  constructor(private readonly port: () => number) {}
+
+  async open(version: Version, port = this.port()): Promise<RawClient> {
+    const client = await RawClient.open(port, version);
+    this.clients.push(client);
+    return client;
+  }
+
+  destroyAll(): void {
+    for (const client of this.clients.splice(0)) client.destroy();
+  }
+}
+
 export class Clients {
   private readonly clients: MqttClient[] = [];
   private counter = 0;

@@ -9,15 +9,15 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Broker } from '../../src/broker/broker.js';
 import type { BrokerConfig } from '../../src/config.js';
 import type { RunningServer } from '../../io/server.js';
-import { Clients, closedWithReason, RawClient, startBroker, subscribeCodes, versions, waitUntil, type Version } from './helpers.js';
+import { Clients, closedWithReason, RawClient, RawClients, startBroker, subscribeCodes, versions, waitUntil, type Version } from './helpers.js';
 
 let server: RunningServer | null = null;
 const clients = new Clients(() => server!.port);
-const raws: RawClient[] = [];
+const raws = new RawClients(() => server!.port);
 
 afterEach(async () => {
   await clients.endAll();
-  for (const raw of raws.splice(0)) raw.destroy();
+  raws.destroyAll();
   await server?.close();
   server = null;
 });
@@ -27,11 +27,7 @@ async function start(config: Partial<BrokerConfig>): Promise<Broker> {
   return server.core as Broker;
 }
 
-async function raw(version: Version): Promise<RawClient> {
-  const client = await RawClient.open(server!.port, version);
-  raws.push(client);
-  return client;
-}
+const raw = (version: Version): Promise<RawClient> => raws.open(version);
 
 const connackCode = (connack: { returnCode?: number; reasonCode?: number }, version: Version): number | undefined =>
   version === 5 ? connack.reasonCode : connack.returnCode;

@@ -9,12 +9,12 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../../io/server.js';
-import { Clients, RawClient, sleep, startBroker } from './helpers.js';
+import { Clients, RawClient, RawClients, sleep, startBroker } from './helpers.js';
 
 let server: RunningServer;
 let strict: RunningServer;
 const clients = new Clients(() => server.port);
-const raws: RawClient[] = [];
+const raws = new RawClients(() => server.port);
 
 beforeAll(async () => {
   server = await startBroker();
@@ -22,18 +22,14 @@ beforeAll(async () => {
 });
 afterEach(async () => {
   await clients.endAll();
-  for (const raw of raws.splice(0)) raw.destroy();
+  raws.destroyAll();
 });
 afterAll(async () => {
   await server?.close();
   await strict?.close();
 });
 
-async function raw(port = server.port): Promise<RawClient> {
-  const client = await RawClient.open(port, 5);
-  raws.push(client);
-  return client;
-}
+const raw = (port = server.port): Promise<RawClient> => raws.open(5, port);
 
 const text = (payload: Buffer | string | Uint8Array): string => Buffer.from(payload).toString('utf8');
 
@@ -191,8 +187,7 @@ describe('maximum packet size', () => {
   });
 
   it('3.1.1: closes a connection that exceeds the packet size limit', async () => {
-    const publisher = await RawClient.open(strict.port, 4);
-    raws.push(publisher);
+    const publisher = await raws.open(4, strict.port);
     await publisher.connect();
     publisher.send({ cmd: 'publish', topic: 'big', payload: Buffer.alloc(2_000), qos: 0, retain: false, dup: false });
     await publisher.closed;

@@ -8,28 +8,24 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../../io/server.js';
-import { Clients, Inbox, persistent, RawClient, startBroker, versions, type Version } from './helpers.js';
+import { Clients, Inbox, persistent, RawClient, RawClients, startBroker, versions, type Version } from './helpers.js';
 
 let server: RunningServer;
 const clients = new Clients(() => server.port);
-const raws: RawClient[] = [];
+const raws = new RawClients(() => server.port);
 
 beforeAll(async () => {
   server = await startBroker();
 });
 afterEach(async () => {
   await clients.endAll();
-  for (const raw of raws.splice(0)) raw.destroy();
+  raws.destroyAll();
 });
 afterAll(async () => {
   await server?.close();
 });
 
-async function raw(version: Version): Promise<RawClient> {
-  const client = await RawClient.open(server.port, version);
-  raws.push(client);
-  return client;
-}
+const raw = (version: Version): Promise<RawClient> => raws.open(version);
 
 describe.each(versions)('MQTT protocol level %i: publishing', (version) => {
   for (const qos of [0, 1, 2] as const) {

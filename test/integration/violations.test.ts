@@ -9,11 +9,11 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { MqttClient } from 'mqtt';
 import type { RunningServer } from '../../io/server.js';
-import { Clients, Inbox, RawClient, startBroker, versions, type Version } from './helpers.js';
+import { Clients, Inbox, RawClient, RawClients, startBroker, versions, type Version } from './helpers.js';
 
 let server: RunningServer;
 const clients = new Clients(() => server.port);
-const raws: RawClient[] = [];
+const raws = new RawClients(() => server.port);
 let bystander: MqttClient;
 let bystanderInbox: Inbox;
 let rounds = 0;
@@ -24,7 +24,7 @@ beforeAll(async () => {
   await bystander.subscribeAsync('bystander/#', { qos: 1 });
 });
 afterEach(async () => {
-  for (const raw of raws.splice(0)) raw.destroy();
+  raws.destroyAll();
 });
 afterAll(async () => {
   await clients.endAll();
@@ -32,8 +32,7 @@ afterAll(async () => {
 });
 
 async function connectedRaw(version: Version): Promise<RawClient> {
-  const client = await RawClient.open(server.port, version);
-  raws.push(client);
+  const client = await raws.open(version);
   const connack = await client.connect();
   expect(connack.cmd).toBe('connack');
   return client;
