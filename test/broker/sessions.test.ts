@@ -177,31 +177,24 @@ describe('outgoing window and queue limits', () => {
     expect(subscriber.publishes().map((p) => decodeText(p.payload))).toEqual(['b']);
   });
 
-  it('drop-oldest: a full queue loses its oldest message, counted', () => {
-    const harness = new Harness({ queuedMessagesPerSessionMax: 2, queueOverflowPolicy: 'drop-oldest' });
-    const subscriber = harness.connect('sub', 4, { cleanStart: false });
-    subscriber.subscribe([{ topicFilter: 'o', qos: 1 }]);
-    subscriber.disconnect();
-    const publisher = harness.connect('pub', 4);
-    for (const payload of ['a', 'b', 'c']) publisher.publish('o', payload, 1);
-    expect(harness.broker.stats.drops.queueOverflow).toBe(1);
-    const back = harness.open(4);
-    back.connect('sub', { cleanStart: false });
-    expect(back.publishes().map((p) => decodeText(p.payload))).toEqual(['b', 'c']);
-  });
-
-  it('reject-new: a full queue refuses the new message, counted', () => {
-    const harness = new Harness({ queuedMessagesPerSessionMax: 2, queueOverflowPolicy: 'reject-new' });
-    const subscriber = harness.connect('sub', 4, { cleanStart: false });
-    subscriber.subscribe([{ topicFilter: 'o', qos: 1 }]);
-    subscriber.disconnect();
-    const publisher = harness.connect('pub', 4);
-    for (const payload of ['a', 'b', 'c']) publisher.publish('o', payload, 1);
-    expect(harness.broker.stats.drops.queueOverflow).toBe(1);
-    const back = harness.open(4);
-    back.connect('sub', { cleanStart: false });
-    expect(back.publishes().map((p) => decodeText(p.payload))).toEqual(['a', 'b']);
-  });
+  // Three QoS 1 messages into a two-message queue of an offline session: what comes back on resume.
+  for (const [policy, outcome, kept] of [
+    ['drop-oldest', 'loses its oldest message', ['b', 'c']],
+    ['reject-new', 'refuses the new message', ['a', 'b']],
+  ] as const) {
+    it(`${policy}: a full queue ${outcome}, counted`, () => {
+      const harness = new Harness({ queuedMessagesPerSessionMax: 2, queueOverflowPolicy: policy });
+      const subscriber = harness.connect('sub', 4, { cleanStart: false });
+      subscriber.subscribe([{ topicFilter: 'o', qos: 1 }]);
+      subscriber.disconnect();
+      const publisher = harness.connect('pub', 4);
+      for (const payload of ['a', 'b', 'c']) publisher.publish('o', payload, 1);
+      expect(harness.broker.stats.drops.queueOverflow).toBe(1);
+      const back = harness.open(4);
+      back.connect('sub', { cleanStart: false });
+      expect(back.publishes().map((p) => decodeText(p.payload))).toEqual(kept);
+    });
+  }
 
   it('queuedBytesPerSessionMax bounds the queued payload bytes', () => {
     const harness = new Harness({ queuedBytesPerSessionMax: 10 });

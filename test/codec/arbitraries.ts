@@ -239,3 +239,15 @@ export function packetArbitrary(version: ProtocolVersion, includeConnect = true)
 export function connectPacketArbitrary(version: ProtocolVersion): fc.Arbitrary<Packet> {
   return connectArbitrary(version);
 }
+
+/** Cuts `bytes` at the given (unsorted, possibly repeated) points. */
+export function split(bytes: Uint8Array, points: number[]): Uint8Array[] {
+  const cuts = [...new Set(points.map((point) => point % (bytes.length + 1)))].sort((a, b) => a - b);
+  const chunks: Uint8Array[] = [];
+  let start = 0;
+  for (const cut of [...cuts, bytes.length]) {
+    if (cut > start) chunks.push(bytes.slice(start, cut));
+    start = Math.max(start, cut);
+  }
+  return chunks;
+}

@@ -12,7 +12,7 @@ import { PacketDecoder } from '../../src/codec/decoder.js';
 import { encodePacket } from '../../src/codec/encoder.js';
 import { ProtocolViolation } from '../../src/codec/errors.js';
 import type { Packet, ProtocolVersion } from '../../src/codec/packets.js';
-import { connectPacketArbitrary, packetArbitrary } from './arbitraries.js';
+import { connectPacketArbitrary, packetArbitrary, split } from './arbitraries.js';
 
 const packetBytesMax = 256;
 
@@ -47,17 +47,6 @@ function feed(chunks: Uint8Array[], version: ProtocolVersion | undefined): 'viol
     expect(decoder.bufferedBytes).toBeLessThanOrEqual(packetBytesMax + 5);
   }
   return 'end';
-}
-
-function split(bytes: Uint8Array, points: number[]): Uint8Array[] {
-  const cuts = [...new Set(points.map((point) => point % (bytes.length + 1)))].sort((a, b) => a - b);
-  const chunks: Uint8Array[] = [];
-  let start = 0;
-  for (const cut of [...cuts, bytes.length]) {
-    if (cut > start) chunks.push(bytes.slice(start, cut));
-    start = Math.max(start, cut);
-  }
-  return chunks;
 }
 
 type Mutation =

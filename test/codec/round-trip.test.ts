@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { PacketDecoder } from '../../src/codec/decoder.js';
 import { encodePacket, encodePublish, withPacketId } from '../../src/codec/encoder.js';
 import type { Packet, ProtocolVersion } from '../../src/codec/packets.js';
-import { connectPacketArbitrary, packetArbitraries, packetArbitrary, publishArbitrary } from './arbitraries.js';
+import { connectPacketArbitrary, packetArbitraries, packetArbitrary, publishArbitrary, split } from './arbitraries.js';
 
 const packetBytesMax = 1 << 20;
 
@@ -35,18 +35,6 @@ function concatenate(parts: Uint8Array[]): Uint8Array {
     offset += part.length;
   }
   return joined;
-}
-
-/** Cuts `bytes` at the given (unsorted, possibly repeated) points. */
-function split(bytes: Uint8Array, points: number[]): Uint8Array[] {
-  const cuts = [...new Set(points.map((point) => point % (bytes.length + 1)))].sort((a, b) => a - b);
-  const chunks: Uint8Array[] = [];
-  let start = 0;
-  for (const cut of [...cuts, bytes.length]) {
-    if (cut > start) chunks.push(bytes.slice(start, cut));
-    start = Math.max(start, cut);
-  }
-  return chunks;
 }
 
 function declaredLength(bytes: Uint8Array): number {
