@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Authorizer } from '../src/broker/authorizer.js';
 import { Broker } from '../src/broker/broker.js';
-import { resolveConfig, type BrokerConfig } from '../src/config.js';
+import { outputReportStepBytes, outputResumeBytes, resolveConfig, type BrokerConfig } from '../src/config.js';
 import type { BrokerCore } from '../src/contract.js';
 import { DurableStateStore } from '../src/store/durable-store.js';
 import { loadAclFile } from './auth/acl-file.js';
@@ -86,11 +86,15 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const core = createCore(config, clock.nowMs());
   let reportHalt: (reason: string) => void = () => undefined;
   const halted = new Promise<string>((resolve) => (reportHalt = resolve));
-  // Reports within a quarter of the output cap keep the core's figure of each connection close.
-  const outputReportStepBytes = Math.min(16 * 1024, Math.floor(config.connectionOutputBytesMax / 4));
-  // Half the cap: where the core moves a held-back queue again and resumes throttled publishers.
-  const outputResumeBytes = Math.floor(config.connectionOutputBytesMax / 2);
-  const host = new NodeHost({ clock, logger, dataDirectory, writeBatching: options.writeBatching ?? 'input', onHalt: (reason) => reportHalt(reason), outputReportStepBytes, outputResumeBytes });
+  const host = new NodeHost({
+    clock,
+    logger,
+    dataDirectory,
+    writeBatching: options.writeBatching ?? 'input',
+    onHalt: (reason) => reportHalt(reason),
+    outputReportStepBytes: outputReportStepBytes(config),
+    outputResumeBytes: outputResumeBytes(config),
+  });
   const driver = new Driver(core, host);
   host.attach(driver);
   driver.start(clock.nowMs());

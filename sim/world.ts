@@ -25,7 +25,7 @@
  * the report when a rule breaks. The first violation stops the run.
  */
 import { Broker, type BrokerOptions } from '../src/broker/broker.js';
-import { resolveConfig, type BrokerConfig } from '../src/config.js';
+import { outputReportStepBytes, resolveConfig, type BrokerConfig } from '../src/config.js';
 import type { BrokerCore, ConnectionId, LogFields, LogLevel, StorageRequest } from '../src/contract.js';
 import { DurableStateStore, type DurableStoreOptions } from '../src/store/durable-store.js';
 import { planRepair, type RepairAction } from '../src/store/repair.js';
@@ -123,8 +123,8 @@ export class World implements ClientContext {
       closed: (link) => this.brokerInput((driver) => driver.connectionClosed(this.clock.nowMs, link.id)),
       outputBuffered: (link, bufferedBytes) => this.brokerInput((driver) => driver.outputBuffered(this.clock.nowMs, link.id, bufferedBytes)),
     };
-    // As the Node backend does (io/server.ts): reports within a quarter of the output cap.
-    this.network.outputReportStepBytes = Math.min(16 * 1024, Math.floor(this.config.connectionOutputBytesMax / 4));
+    // The same reporting step as the Node backend's (io/server.ts).
+    this.network.outputReportStepBytes = outputReportStepBytes(this.config);
   }
 
   private clientIndex(clientId: string): number | null {

@@ -195,6 +195,20 @@ const integerRules: { [K in keyof BrokerConfig]?: Rule } = {
 };
 
 /**
+ * Unsent output below which a connection counts as drained again: its held-back queue moves and
+ * the publishers throttled for it resume. Half the cap, so a reader hovering at the cap does not
+ * flap on every report. The core decides with it, and hosts report crossing it.
+ */
+export function outputResumeBytes(config: BrokerConfig): number {
+  return Math.ceil(config.connectionOutputBytesMax / 2);
+}
+
+/** How far a host's figure of a connection's unsent output may move before it reports again. */
+export function outputReportStepBytes(config: BrokerConfig): number {
+  return Math.min(16 * 1024, Math.floor(config.connectionOutputBytesMax / 4));
+}
+
+/**
  * Merges `overrides` onto the defaults and checks every value. Returns the config or the list of
  * readable problems (one per bad key); unknown keys are problems too, so typos do not pass silently.
  */

@@ -40,6 +40,7 @@ import { aliasedPublishBytes, publishBytesFor } from './outgoing-topic-alias.js'
 import { PacketType, type Properties, type ProtocolVersion, type PublishPacket, type Qos } from '../codec/packets.js';
 import { crc32c } from '../store/crc32c.js';
 import { nextPacketIdAfter, type SessionState, type StoredMessage } from '../store/state-store.js';
+import { outputResumeBytes } from '../config.js';
 import type { Broker } from './broker.js';
 import type { Connection } from './connection.js';
 
@@ -61,19 +62,21 @@ export function isOutputFull(broker: Broker, connection: Connection): boolean {
   return outputBytes(broker, connection) >= broker.config.connectionOutputBytesMax;
 }
 
+/** True when the connection's unsent output is below the resume level (outputResumeBytes). */
+export function isOutputDrained(broker: Broker, connection: Connection): boolean {
+  return outputBytes(broker, connection) < outputResumeBytes(broker.config);
+}
+
 /** True when a new QoS 1/2 delivery could be sent at once (nothing waits ahead of it). */
 export function hasWindowRoom(broker: Broker, session: SessionState, connection: Connection): boolean {
   return session.queue.length === 0 && session.inflight.size < windowSize(broker, connection) && !isOutputFull(broker, connection);
 }
 
-/**
- * The host reported the connection's buffered output: once below half the cap, the session's
- * queue moves again (half, so that a reader hovering at the cap does not flap on every report).
- */
+/** The host reported the connection's buffered output: once drained, the session's queue moves again. */
 export function resumeOutput(broker: Broker, connection: Connection, nowMs: number): void {
   const session = connection.session;
   if (session === null || session.queue.length === 0) return;
-  if (outputBytes(broker, connection) * 2 >= broker.config.connectionOutputBytesMax) return;
+  if (!isOutputDrained(broker, connection)) return;
   pump(broker, session, connection, nowMs);
 }
 

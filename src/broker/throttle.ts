@@ -29,7 +29,7 @@
 import { assert } from '../assert.js';
 import type { Broker } from './broker.js';
 import type { Connection } from './connection.js';
-import { outputBytes } from './outbound-queue.js';
+import { isOutputDrained, isOutputFull } from './outbound-queue.js';
 
 export class PublisherThrottle {
   /** Paused publishers, with the receiver each waits for (null: the total budget) and until when. */
@@ -72,7 +72,7 @@ export class PublisherThrottle {
 
   /** Routing kept a QoS 1/2 copy for `receiver`, which is connected; noted if its output is full. */
   kept(receiver: Connection): void {
-    if (outputBytes(this.broker, receiver) >= this.broker.config.connectionOutputBytesMax) this.keptForFullReceiver = receiver;
+    if (isOutputFull(this.broker, receiver)) this.keptForFullReceiver = receiver;
   }
 
   /** `publisher`'s PUBLISH was routed: pause it if its messages now pile up. */
@@ -126,6 +126,6 @@ export class PublisherThrottle {
 
   private isStillFull(receiver: Connection): boolean {
     if (receiver.phase !== 'connected') return false;
-    return outputBytes(this.broker, receiver) * 2 >= this.broker.config.connectionOutputBytesMax;
+    return !isOutputDrained(this.broker, receiver);
   }
 }
