@@ -15,7 +15,7 @@ import { hashPasswordScram, hashPasswordScrypt, updatePasswordFile } from '../..
 import { ConfigError } from '../../io/server.js';
 import type { RunningServer } from '../../io/server.js';
 import { ScramClient } from '../io/auth-scram-client.js';
-import { Clients, RawClient, RawClients, startBroker, versions } from './helpers.js';
+import { Clients, RawClient, RawClients, refusalCode, startBroker, versions } from './helpers.js';
 
 let directory = '';
 let passwordFile = '';
@@ -44,15 +44,6 @@ afterAll(async () => {
   await server.close();
   rmSync(directory, { recursive: true, force: true });
 });
-
-async function refusalCode(connecting: Promise<unknown>): Promise<number> {
-  const error = (await connecting.then(
-    () => null,
-    (reason: unknown) => reason,
-  )) as { code?: number } | null;
-  if (error === null) throw new Error('the connection was accepted');
-  return error.code ?? -1;
-}
 
 const raw = (): Promise<RawClient> => raws.open(5);
 

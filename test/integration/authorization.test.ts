@@ -16,7 +16,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { hashPasswordScrypt, updatePasswordFile } from '../../io/auth/password-file.js';
 import type { RunningServer } from '../../io/server.js';
 import type { BrokerStats } from '../../src/broker/stats.js';
-import { Clients, ensureBuilt, runKeel, sleep, startBroker, startKeelProcess, subscribeCodes, versions, type Version } from './helpers.js';
+import { Clients, ensureBuilt, refusalCode, runKeel, sleep, startBroker, startKeelProcess, subscribeCodes, versions, type Version } from './helpers.js';
 
 const rules = [
   '# integration rules',
@@ -56,15 +56,6 @@ afterAll(async () => {
 });
 
 const stats = (): BrokerStats => (server.core as unknown as { stats: BrokerStats }).stats;
-
-async function refusalCode(connecting: Promise<unknown>): Promise<number> {
-  const error = (await connecting.then(
-    () => null,
-    (reason: unknown) => reason,
-  )) as { code?: number } | null;
-  if (error === null) throw new Error('the connection was accepted');
-  return error.code ?? -1;
-}
 
 for (const version of versions) {
   const notAuthorized = version === 5 ? 0x87 : 0x80;

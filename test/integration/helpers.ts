@@ -42,6 +42,16 @@ export async function waitUntil(condition: () => boolean, timeoutMs = 3_000, wha
 }
 
 /** Creates `mqtt` clients for one test file and ends them all afterwards. */
+/** The return or reason code a refused connection attempt was rejected with; fails if it was accepted. */
+export async function refusalCode(connecting: Promise<unknown>): Promise<number> {
+  const error = (await connecting.then(
+    () => null,
+    (reason: unknown) => reason,
+  )) as { code?: number } | null;
+  if (error === null) throw new Error('the connection was accepted');
+  return error.code ?? -1;
+}
+
 /** Raw-socket clients a test opened, destroyed together (in `afterEach`) so none outlives it. */
 export class RawClients {
   private readonly clients: RawClient[] = [];
