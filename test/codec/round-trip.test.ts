@@ -142,6 +142,25 @@ describe('zero-copy payloads', () => {
     expect(packet.payload).toEqual(new Uint8Array([1, 2, 3]));
     expect(packet.payload.buffer).not.toBe(bytes.buffer);
   });
+
+  it('a chunk the decoder has read to its end is let go at once, even while a packet straddles it', () => {
+    // Every chunk ends inside a packet, the pattern of a flood read in 64 KiB pieces. A decoder
+    // that kept spent chunks until a later compaction held dozens of receive buffers alive long
+    // enough for the garbage collector to promote them.
+    const packet = encodePacket({ type: 3, dup: false, qos: 0, retain: false, topic: 'a/b', payload: new Uint8Array(40).fill(7) }, 4);
+    const stream = concatenate(Array.from({ length: 100 }, () => packet));
+    const chunkBytes = packet.length * 2 + 5;
+    const decoder = new PacketDecoder({ packetBytesMax, protocolVersion: 4 });
+    let decoded = 0;
+    for (let offset = 0; offset < stream.length; offset += chunkBytes) {
+      decoder.push(stream.slice(offset, offset + chunkBytes));
+      for (let next = decoder.next(); next !== null; next = decoder.next()) decoded++;
+      // Only the chunk holding the unfinished packet's start (and the newest) may be referenced.
+      expect(decoder.retainedBytes).toBeLessThanOrEqual(chunkBytes);
+      expect(decoder.retainedBytes).toBeGreaterThanOrEqual(decoder.bufferedBytes);
+    }
+    expect(decoded).toBe(100);
+  });
 });
 
 describe('encodePublish and withPacketId', () => {
