@@ -13,7 +13,7 @@
 import { writeFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { integerOption, listOption } from './load/cli-options.js';
-import { brokerNames } from './load/peers.js';
+import { brokerNames, keelNodeArguments } from './load/peers.js';
 import { describeMachine, ratioLegend, renderNotes, renderTable } from './load/report.js';
 import { runBench, selectScenarios, type BenchOptions } from './load/runner.js';
 import { idleConnectionCount, scenarios } from './load/scenarios.js';
@@ -78,6 +78,7 @@ function describeSetup(options: BenchOptions): string[] {
   return [
     `settings: runs ${options.runs}, window ${options.seconds} s, payload ${options.payloadBytes} B, MQTT level ${options.level}, latency rate ${options.rateMessagesPerSecond} msg/s`,
     `idle connections: ${idleConnectionCount(options.connections)} used of ${options.connections} asked (open-files limit ${limit ?? 'unknown'}; raise with ulimit -n)`,
+    `keel launch: node ${keelNodeArguments().join(' ') || '(no flags)'} (its launcher line, as \`keel\` and \`npm start\` run it)`,
     `keel config: ${JSON.stringify(options.peers.keelConfig)}; mosquitto: persistence false, max_queued_messages ${options.peers.mosquittoQueuedMessagesMax}, other settings default (max_inflight_messages 20); aedes: defaults (in-memory)`,
   ];
 }

@@ -153,13 +153,25 @@ function commandFor(name: BrokerName, port: number, workDirectory: string, optio
 }
 
 /**
- * Extra node flags for the Keel child, from KEEL_BENCH_NODE_ARGS (space-separated), so that a
+ * Node flags for the Keel child: the ones its launcher line gives it (the `keel` command and
+ * `npm start` run it that way), then extras from KEEL_BENCH_NODE_ARGS (space-separated), so that a
  * profile can be taken under the benchmark's own load: `KEEL_BENCH_NODE_ARGS="--cpu-prof
  * --cpu-prof-dir=/tmp/prof"` (node refuses --cpu-prof in NODE_OPTIONS).
  */
-function keelNodeArguments(): string[] {
+export function keelNodeArguments(): string[] {
   const flags = process.env.KEEL_BENCH_NODE_ARGS?.trim();
-  return flags === undefined || flags === '' ? [] : flags.split(/\s+/);
+  return [...launcherNodeFlags(readFileSync(keelCli(), 'utf8')), ...(flags === undefined || flags === '' ? [] : flags.split(/\s+/))];
+}
+
+/**
+ * The node flags on a script's launcher line (`#!/usr/bin/env -S node --flag ...`), or none: how
+ * the installed `keel` command starts the broker.
+ */
+export function launcherNodeFlags(script: string): string[] {
+  const firstLine = script.split('\n', 1)[0]!;
+  const match = /^#!\/usr\/bin\/env(?: -S)? node((?: +\S+)*)\s*$/.exec(firstLine);
+  if (match === null) throw new Error(`unexpected launcher line in the Keel CLI: ${JSON.stringify(firstLine)}`);
+  return match[1]!.trim() === '' ? [] : match[1]!.trim().split(/ +/);
 }
 
 /** In-memory, anonymous, silent: the same footing as Aedes with its default in-memory store. */
