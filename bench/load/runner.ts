@@ -19,6 +19,7 @@ export interface BenchOptions {
   brokers: BrokerName[];
   connections: number;
   rateMessagesPerSecond: number;
+  latencyWarmupSeconds: number;
   level: ProtocolLevel;
   peers: PeerOptions;
 }
@@ -60,7 +61,8 @@ export function selectScenarios(only: string[] | null): Scenario[] {
 /** Longest a single run may take before it is abandoned (its broker is then stopped). */
 function runDeadlineMs(scenario: Scenario, options: BenchOptions): number {
   const extraMs = scenario.name === 'idle-connections' ? 120_000 : 30_000;
-  return options.seconds * 1_000 * 2 + extraMs;
+  const warmupMs = scenario.name === 'latency' ? options.latencyWarmupSeconds * 1_000 : 0;
+  return options.seconds * 1_000 * 2 + warmupMs + extraMs;
 }
 
 function withDeadline<T>(promise: Promise<T>, deadlineMs: number, what: string): Promise<T> {
@@ -82,6 +84,7 @@ async function runOnce(scenario: Scenario, broker: BrokerName, options: BenchOpt
       seconds: options.seconds,
       connections: options.connections,
       rateMessagesPerSecond: options.rateMessagesPerSecond,
+      latencyWarmupSeconds: options.latencyWarmupSeconds,
     };
     const metrics = await withDeadline(scenario.run(context), runDeadlineMs(scenario, options), `${scenario.name} on ${broker}`);
     if (!running.alive()) throw new Error(`${broker} exited during the run`);

@@ -190,7 +190,7 @@ const latency: Scenario = {
     try {
       await subscriber.subscribe('bench/latency', 0, setupTimeoutMs);
       publisherClient = await openClient(context, 'latency-pub');
-      const warmup = warmupMs(context.seconds);
+      const warmup = context.latencyWarmupSeconds * 1_000;
       const limits = {
         messagesMax: Math.ceil(context.rateMessagesPerSecond * (context.seconds + warmup / 1_000 + 1)),
         deadlineMs: Date.now() + warmup + context.seconds * 1_000 + 1_000,
