@@ -534,25 +534,59 @@ function onSocketClose(this: net.Socket): void {
   if (connection !== undefined) connection.host.onClose(connection);
 }
 
-/** Writes a connection's pending chunks in as few writes as is cheap (see coalesceBytesMax). */
-function writeChunks(socket: net.Socket, chunks: readonly Uint8Array[], totalBytes: number): void {
+/** What writeChunks needs of a socket (a net.Socket in production; a recorder in tests). */
+export interface ChunkSocket {
+  readonly writableLength: number;
+  write(bytes: Uint8Array): boolean;
+  cork(): void;
+  uncork(): void;
+}
+
+/**
+ * Writes a connection's pending chunks in as few writes as is cheap (see coalesceBytesMax).
+ *
+ * A chunk the core sends may be a view of a larger buffer (the encoder's 32 KiB slab, shared by
+ * every packet encoded around it), and Node's shared pool backs small `Buffer.allocUnsafe`s. A
+ * write the socket takes at once lets go of its bytes; a write queued behind unsent bytes keeps
+ * them, and with them the whole buffer they are a view of. A slow reader that gets one small
+ * packet now and then would so pin a 32 KiB slab per queued packet, far beyond the bytes its
+ * output cap counts. So once a socket has unsent bytes, what is written to it is copied into
+ * buffers of its own exact size: a backed-up connection holds the bytes it is owed, not slabs.
+ */
+export function writeChunks(socket: ChunkSocket, chunks: readonly Uint8Array[], totalBytes: number): void {
   if (chunks.length === 0) return;
+  const queued = socket.writableLength > 0;
   if (chunks.length === 1) {
-    socket.write(chunks[0]!);
+    const chunk = chunks[0]!;
+    socket.write(queued ? ownedBytes(chunk) : chunk);
     return;
   }
   if (totalBytes <= coalesceBytesMax) {
-    socket.write(concatenate(chunks, totalBytes));
+    socket.write(concatenate(chunks, totalBytes, queued));
     return;
   }
   socket.cork();
-  for (let index = 0; index < chunks.length; index++) socket.write(chunks[index]!);
+  for (let index = 0; index < chunks.length; index++) {
+    const chunk = chunks[index]!;
+    socket.write(queued ? ownedBytes(chunk) : chunk);
+  }
   socket.uncork();
 }
 
-/** One buffer holding `chunks` back to back (small: from Node's shared pool). */
-function concatenate(chunks: readonly Uint8Array[], totalBytes: number): Buffer {
-  const buffer = Buffer.allocUnsafe(totalBytes);
+/** `chunk` itself if it owns its whole buffer, else a copy that does. */
+function ownedBytes(chunk: Uint8Array): Uint8Array {
+  if (chunk.byteOffset === 0 && chunk.byteLength === chunk.buffer.byteLength) return chunk;
+  const copy = new Uint8Array(chunk.byteLength);
+  copy.set(chunk);
+  return copy;
+}
+
+/**
+ * One buffer holding `chunks` back to back: from Node's shared pool when small, unless it is to
+ * wait in a socket's queue (`owned`), where it gets an allocation of its own.
+ */
+function concatenate(chunks: readonly Uint8Array[], totalBytes: number, owned: boolean): Uint8Array {
+  const buffer = owned ? new Uint8Array(totalBytes) : Buffer.allocUnsafe(totalBytes);
   let offset = 0;
   for (let index = 0; index < chunks.length; index++) {
     const chunk = chunks[index]!;

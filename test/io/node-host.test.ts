@@ -5,7 +5,8 @@
  * never hears about that connection again, a peer close is reported exactly once, wakeups fire
  * tick at the deadline, the server listens only once the core is ready, close() runs the core's
  * shutdown and waits for the sockets, a connection the core pauses is not read until it resumes
- * it, and a halted core hears nothing more.
+ * it, and a halted core hears nothing more. Also that a write queued behind unsent bytes holds
+ * its own bytes rather than the slab they were encoded into.
  */
 import net from 'node:net';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
@@ -13,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startServer, type RunningServer } from '../../io/server.js';
-import type { WriteBatching } from '../../io/node-host.js';
+import { writeChunks, type ChunkSocket, type WriteBatching } from '../../io/node-host.js';
 import { ScriptedCore } from './scripted-core.js';
 
 let server: RunningServer | null = null;
@@ -239,5 +240,44 @@ describe('NodeHost over real sockets', () => {
       name: 'ConfigError',
       problems: expect.arrayContaining([expect.stringContaining('unknown setting "nope"'), expect.stringContaining('"packetBytesMax"')]),
     });
+  });
+});
+
+describe('writes queued behind unsent bytes hold only their own bytes', () => {
+  // A recorder in place of a socket: what writeChunks hands over, with the unsent figure it sees.
+  function recorder(writableLength: number): { socket: ChunkSocket; written: Uint8Array[] } {
+    const written: Uint8Array[] = [];
+    return { socket: { writableLength, write: (bytes) => (written.push(bytes), true), cork: () => undefined, uncork: () => undefined }, written };
+  }
+  const slab = new Uint8Array(32 * 1024).map((_, index) => index & 0xff);
+  const view = (offset: number, length: number): Uint8Array => slab.subarray(offset, offset + length);
+  const ownsItsBuffer = (bytes: Uint8Array): boolean => bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
+
+  it('a socket with nothing unsent gets the core’s bytes as they are (no copy)', () => {
+    const { socket, written } = recorder(0);
+    const packet = view(100, 75);
+    writeChunks(socket, [packet], packet.length);
+    expect(written).toEqual([packet]);
+    expect(written[0]!.buffer).toBe(slab.buffer);
+  });
+
+  it('a backed-up socket gets a copy of a view, sized to it, for one packet, a coalesced batch and large chunks', () => {
+    const one = recorder(4096);
+    writeChunks(one.socket, [view(100, 75)], 75);
+    expect(ownsItsBuffer(one.written[0]!)).toBe(true);
+    expect(one.written[0]).toEqual(view(100, 75));
+
+    const batch = recorder(4096);
+    writeChunks(batch.socket, [view(0, 40), view(40, 60)], 100);
+    expect(batch.written).toHaveLength(1);
+    expect(ownsItsBuffer(batch.written[0]!)).toBe(true);
+    expect(batch.written[0]).toEqual(view(0, 100));
+
+    const large = recorder(4096);
+    const big = new Uint8Array(70 * 1024).fill(9);
+    writeChunks(large.socket, [view(0, 10), big], 10 + big.length);
+    expect(large.written.map(ownsItsBuffer)).toEqual([true, true]);
+    // A chunk that already owns its buffer is not copied again.
+    expect(large.written[1]).toBe(big);
   });
 });
