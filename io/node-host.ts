@@ -576,7 +576,7 @@ export function writeChunks(socket: ChunkSocket, chunks: readonly Uint8Array[], 
 /** `chunk` itself if it owns its whole buffer, else a copy that does. */
 function ownedBytes(chunk: Uint8Array): Uint8Array {
   if (chunk.byteOffset === 0 && chunk.byteLength === chunk.buffer.byteLength) return chunk;
-  const copy = new Uint8Array(chunk.byteLength);
+  const copy = Buffer.allocUnsafeSlow(chunk.byteLength);
   copy.set(chunk);
   return copy;
 }
@@ -586,7 +586,8 @@ function ownedBytes(chunk: Uint8Array): Uint8Array {
  * wait in a socket's queue (`owned`), where it gets an allocation of its own.
  */
 function concatenate(chunks: readonly Uint8Array[], totalBytes: number, owned: boolean): Uint8Array {
-  const buffer = owned ? new Uint8Array(totalBytes) : Buffer.allocUnsafe(totalBytes);
+  // allocUnsafeSlow: a buffer of its own, not a share of the pool; every byte is written below.
+  const buffer = owned ? Buffer.allocUnsafeSlow(totalBytes) : Buffer.allocUnsafe(totalBytes);
   let offset = 0;
   for (let index = 0; index < chunks.length; index++) {
     const chunk = chunks[index]!;
