@@ -46,7 +46,9 @@ import { NodeStorage } from './node-storage.js';
 /**
  * When a connection's sends are written: when the input that produced them returns ('input'),
  * after the current macrotask's microtasks or in the next check phase (cork, then a deferred
- * uncork), or at once ('none').
+ * uncork), or at once ('none'). Only 'input', the default and the one `keel serve` uses, goes
+ * through writeChunks and its rule that a write queued behind unsent bytes owns its bytes; the
+ * other modes are kept for comparison (benchmarks, tests) and write the core's bytes as they are.
  */
 export type WriteBatching = 'input' | 'microtask' | 'immediate' | 'none';
 

@@ -21,12 +21,14 @@ import { crc32c } from '../../src/store/crc32c.js';
 import { Checker } from '../../sim/checker.js';
 import { messagePayload, willPayload } from '../../sim/clients/payload.js';
 import { EventQueue } from '../../sim/event-queue.js';
-import { Link, Network, type ClientSide, type NetworkShape } from '../../sim/network.js';
+import { Link, Network, type BrokerSide, type ClientSide, type NetworkShape } from '../../sim/network.js';
 import { Random } from '../../sim/random.js';
 import { chooseShape } from '../../sim/shape.js';
 import { runSimulation } from '../../sim/simulation.js';
 
 const silentClient: ClientSide = { connected: () => {}, connectFailed: () => {}, bytes: () => {}, closed: () => {} };
+/** A broker that is up and ignores everything; tests override what they watch. */
+const silentBroker: BrokerSide = { acceptingIncarnation: () => 1, opened: () => {}, bytes: () => {}, closed: () => {}, outputBuffered: () => {} };
 
 /** A network without stalls or partitions, with its own event queue and clock. */
 function quietNetwork(seed: number, shape: Pick<NetworkShape, 'latencyMsMin' | 'latencyMsMax' | 'segmentBytesMax'>): { queue: EventQueue; clock: { nowMs: number }; network: Network } {
@@ -50,7 +52,7 @@ describe('broker reads paused on the simulated network (publisher throttling)', 
     const { queue, clock, network } = quietNetwork(5, { latencyMsMin: 5, latencyMsMax: 5, segmentBytesMax: 3 });
     const received: number[] = [];
     let closedAtBroker = false;
-    network.broker = { acceptingIncarnation: () => 1, opened: () => {}, bytes: (_link, bytes) => received.push(...bytes), closed: () => (closedAtBroker = true), outputBuffered: () => {} };
+    network.broker = { ...silentBroker, bytes: (_link, bytes) => received.push(...bytes), closed: () => (closedAtBroker = true) };
     const link = network.connect(0, silentClient);
     drain(queue, clock, 100);
     clock.nowMs = 100;
@@ -74,7 +76,7 @@ describe('broker reads paused on the simulated network (publisher throttling)', 
   it('sees a FIN that arrives while paused only after the held bytes', () => {
     const { queue, clock, network } = quietNetwork(6, { latencyMsMin: 1, latencyMsMax: 5, segmentBytesMax: 2 });
     const events: string[] = [];
-    network.broker = { acceptingIncarnation: () => 1, opened: () => {}, bytes: (_link, bytes) => events.push(`bytes ${bytes.length}`), closed: () => events.push('closed'), outputBuffered: () => {} };
+    network.broker = { ...silentBroker, bytes: (_link, bytes) => events.push(`bytes ${bytes.length}`), closed: () => events.push('closed') };
     const link = network.connect(0, silentClient);
     drain(queue, clock, 100);
     network.pauseBrokerReads(link);
@@ -94,7 +96,7 @@ describe('stalled reader on the simulated network', () => {
   it('keeps held bytes buffered, reads them in order on release, and holds a FIN behind them', () => {
     const { queue, clock, network } = quietNetwork(3, { latencyMsMin: 1, latencyMsMax: 5, segmentBytesMax: 4 });
     const reports: number[] = [];
-    network.broker = { acceptingIncarnation: () => 1, opened: () => {}, bytes: () => {}, closed: () => {}, outputBuffered: (_link, bytes) => reports.push(bytes) };
+    network.broker = { ...silentBroker, outputBuffered: (_link, bytes) => reports.push(bytes) };
     const read: number[] = [];
     let closedHow: string | null = null;
     const client: ClientSide = { ...silentClient, bytes: (_link, bytes) => read.push(...bytes), closed: (_link, how) => (closedHow = how) };
@@ -124,7 +126,7 @@ describe('stalled reader on the simulated network', () => {
     const { queue, clock, network } = quietNetwork(4, { latencyMsMin: 10, latencyMsMax: 30, segmentBytesMax: 1 });
     let receivedBytes = 0;
     let receivedAtMs = -1;
-    network.broker = { acceptingIncarnation: () => 1, opened: () => {}, bytes: (_link, bytes) => (receivedBytes += bytes.length, receivedAtMs = clock.nowMs), closed: () => {}, outputBuffered: () => {} };
+    network.broker = { ...silentBroker, bytes: (_link, bytes) => (receivedBytes += bytes.length, receivedAtMs = clock.nowMs) };
     const link = network.connect(0, silentClient);
     drain(queue, clock, 100);
     network.clientSend(link, new Uint8Array(7));
