@@ -16,7 +16,7 @@
  * and socket errors after setup are recorded, never thrown.
  */
 import net from 'node:net';
-import { encodeConnect, encodePublish, encodeSubscribe, PacketScanner, PacketType, publishPacketId, type ProtocolLevel } from '../load/packets.js';
+import { encodeConnect, encodePublish, encodeSubscribe, PacketScanner, PacketType, PubackBatch, publishPacketId, type ProtocolLevel } from '../load/packets.js';
 
 function assert(condition: unknown, message: string): asserts condition {
   if (!condition) throw new Error(`assertion failed: ${message}`);
@@ -108,8 +108,7 @@ abstract class RawClient {
 
 export class AckingSubscriber extends RawClient {
   received = 0;
-  private batch = Buffer.allocUnsafe(4 * 512);
-  private batchBytes = 0;
+  private readonly pubacks = new PubackBatch();
 
   private constructor(port: number) {
     super(port);
@@ -133,23 +132,12 @@ export class AckingSubscriber extends RawClient {
     if (type !== PacketType.publish) return;
     this.received += 1;
     if ((flags & 0x06) === 0) return;
-    if (this.batchBytes + 4 > this.batch.length) {
-      const grown = Buffer.allocUnsafe(this.batch.length * 2);
-      this.batch.copy(grown, 0, 0, this.batchBytes);
-      this.batch = grown;
-    }
-    const at = this.batchBytes;
-    this.batch[at] = PacketType.puback << 4;
-    this.batch[at + 1] = 2;
-    this.batch.writeUInt16BE(publishPacketId(flags, bytes, start), at + 2);
-    this.batchBytes += 4;
+    this.pubacks.add(publishPacketId(flags, bytes, start));
   }
 
   protected afterChunk(): void {
-    if (this.batchBytes === 0) return;
-    // Copied out: the batch buffer is reused for the next chunk while this write may be queued.
-    this.socket.write(Buffer.from(this.batch.subarray(0, this.batchBytes)));
-    this.batchBytes = 0;
+    const pubacks = this.pubacks.take();
+    if (pubacks !== null) this.socket.write(pubacks);
   }
 }
 

@@ -14,11 +14,11 @@
  * records to a fresh state as the broker does: the part of the restart that grows with the log.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, fsyncSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { applyRecord, createDurableState, finishReplay } from '../../src/store/state-store.js';
-import { canConnect, freePort, repositoryRoot } from '../load/peers.js';
+import { canConnect, freePort, readProcessStatusBytes, repositoryRoot } from '../load/peers.js';
 import { StoreOnDisk } from './store-on-disk.js';
 
 export interface RecoveryMeasurement {
@@ -56,16 +56,6 @@ export function evictFromPageCache(directory: string): boolean {
   return evicted;
 }
 
-/** Peak resident set (VmHWM) of a live process, in bytes; 0 if it cannot be read. */
-export function readPeakRssBytes(pid: number): number {
-  try {
-    const match = /VmHWM:\s+(\d+)\s+kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return match === null ? 0 : Number(match[1]) * 1024;
-  } catch {
-    return 0;
-  }
-}
-
 /** Times `keel serve --data-dir directory` from spawn to its port accepting a connection. */
 export async function measureServeRecovery(directory: string, configFile: string, method: string, timeoutMs: number): Promise<RecoveryMeasurement> {
   const port = await freePort();
@@ -86,7 +76,7 @@ export async function measureServeRecovery(directory: string, configFile: string
   try {
     await waitUntilAccepting(port, startMs + timeoutMs, () => exited, () => output);
     const seconds = (performance.now() - startMs) / 1_000;
-    const peakRssBytes = readPeakRssBytes(child.pid!);
+    const peakRssBytes = readProcessStatusBytes(child.pid!, 'VmHWM');
     const records = recoveredRecords(output);
     if (records === null) throw new Error(`keel did not log how many records it recovered: ${output.slice(0, 500)}`);
     return { method, seconds, records, peakRssBytes };

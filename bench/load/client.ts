@@ -16,6 +16,7 @@ import {
   encodeSubscribe,
   PacketScanner,
   PacketType,
+  PubackBatch,
   publishPacketId,
   publishPayloadStart,
   readVarint,
@@ -67,8 +68,7 @@ export class BenchClient {
   onPubacks: ((count: number) => void) | null = null;
 
   private readonly scanner = new PacketScanner();
-  private pubackBatch = Buffer.allocUnsafe(4 * 256);
-  private pubackBatchBytes = 0;
+  private readonly pubacks = new PubackBatch();
   private chunkPublishes = 0;
   private chunkPubacks = 0;
   private connackWaiter: Waiter | null = null;
@@ -124,11 +124,8 @@ export class BenchClient {
     this.chunkPublishes = 0;
     this.chunkPubacks = 0;
     this.scanner.feed(chunk, this.visit);
-    if (this.pubackBatchBytes > 0) {
-      // One write per chunk: copy out, because the batch buffer is reused for the next chunk.
-      this.socket.write(Buffer.from(this.pubackBatch.subarray(0, this.pubackBatchBytes)));
-      this.pubackBatchBytes = 0;
-    }
+    const pubacks = this.pubacks.take();
+    if (pubacks !== null) this.socket.write(pubacks);
     if (this.chunkPublishes > 0 && this.onPublishes !== null) this.onPublishes(this.chunkPublishes);
     if (this.chunkPubacks > 0 && this.onPubacks !== null) this.onPubacks(this.chunkPubacks);
   }
@@ -140,7 +137,7 @@ export class BenchClient {
       if (this.options.latency !== undefined) this.recordLatency(flags, bytes, start, end);
       const expected = this.options.expectedPayloadBytes;
       if (expected !== undefined && end - publishPayloadStart(this.options.level, flags, bytes, start) !== expected) this.wrongSizePublishes += 1;
-      if (this.options.acknowledge === true && (flags & 0x06) !== 0) this.queuePuback(publishPacketId(flags, bytes, start));
+      if (this.options.acknowledge === true && (flags & 0x06) !== 0) this.pubacks.add(publishPacketId(flags, bytes, start));
     } else if (type === PacketType.puback) {
       this.pubacksReceived += 1;
       this.chunkPubacks += 1;
@@ -172,18 +169,6 @@ export class BenchClient {
     this.options.latency!.record(Number(process.hrtime.bigint() - sentNs));
   }
 
-  private queuePuback(packetId: number): void {
-    if (this.pubackBatchBytes + 4 > this.pubackBatch.length) {
-      const grown = Buffer.allocUnsafe(this.pubackBatch.length * 2);
-      this.pubackBatch.copy(grown, 0, 0, this.pubackBatchBytes);
-      this.pubackBatch = grown;
-    }
-    const at = this.pubackBatchBytes;
-    this.pubackBatch[at] = PacketType.puback << 4;
-    this.pubackBatch[at + 1] = 2;
-    this.pubackBatch.writeUInt16BE(packetId, at + 2);
-    this.pubackBatchBytes += 4;
-  }
 
   private wait(slot: 'connackWaiter' | 'subackWaiter', timeoutMs: number, what: string): Promise<void> {
     if (this[slot] !== null) throw new Error(`assertion failed: a ${slot} is already pending`);

@@ -127,6 +127,35 @@ export function encodePuback(packetId: number): Buffer {
   return framePacket(PacketType.puback << 4, uint16(packetId));
 }
 
+/**
+ * PUBACKs gathered while one received chunk is scanned, written in one go after it: one write per
+ * chunk instead of one per acknowledged PUBLISH. The buffer is reused, so `take` copies out.
+ */
+export class PubackBatch {
+  private bytes = Buffer.allocUnsafe(4 * 256);
+  private used = 0;
+
+  add(packetId: number): void {
+    if (this.used + 4 > this.bytes.length) {
+      const grown = Buffer.allocUnsafe(this.bytes.length * 2);
+      this.bytes.copy(grown, 0, 0, this.used);
+      this.bytes = grown;
+    }
+    this.bytes[this.used] = PacketType.puback << 4;
+    this.bytes[this.used + 1] = 2;
+    this.bytes.writeUInt16BE(packetId, this.used + 2);
+    this.used += 4;
+  }
+
+  /** The PUBACKs added since the last take, in a buffer of their own; null when there are none. */
+  take(): Buffer | null {
+    if (this.used === 0) return null;
+    const packets = Buffer.from(this.bytes.subarray(0, this.used));
+    this.used = 0;
+    return packets;
+  }
+}
+
 export function encodePingreq(): Buffer {
   return Buffer.from([PacketType.pingreq << 4, 0]);
 }

@@ -101,8 +101,13 @@ export function freePort(): Promise<number> {
 }
 
 export function readRssBytes(pid: number): number {
+  return readProcessStatusBytes(pid, 'VmRSS');
+}
+
+/** A kB figure of a live process's /proc status (VmRSS, VmHWM, ...), in bytes; 0 if unreadable. */
+export function readProcessStatusBytes(pid: number, field: string): number {
   try {
-    const match = /VmRSS:\s+(\d+)\s+kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    const match = new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return match === null ? 0 : Number(match[1]) * 1024;
   } catch {
     return 0;
