@@ -13,8 +13,10 @@
  */
 import type { BenchClient } from './client.js';
 import { LatencyRecorder } from './client.js';
+import { IdleConnections } from './idle-connections.js';
 import { FloodPublisher, makePayload, PacedPublisher, WindowPublisher } from './publishers.js';
 import {
+  clientId,
   destroyAll,
   measureRates,
   openClient,
@@ -236,12 +238,12 @@ const idleConnections: Scenario = {
     await sleep(300);
     const rssBeforeBytes = context.rssBytes();
     const startNs = process.hrtime.bigint();
-    const clients = await openClients(context, 'idle', count, {}, 100);
+    const idle = await IdleConnections.open({ port: context.port, level: context.level, clientIdPrefix: `${clientId('idle')}-`, count, concurrency: 100, stallTimeoutMs: setupTimeoutMs });
     try {
       const elapsedSeconds = Number(process.hrtime.bigint() - startNs) / 1e9;
       await sleep(1_000);
       const rssAfterBytes = context.rssBytes();
-      assertConnected(clients, 'idle client');
+      idle.assertOpen();
       return [
         { name: 'connections', unit: 'count', better: 'info', value: count },
         { name: 'connect rate', unit: 'CONNACK/s', better: 'higher', value: count / elapsedSeconds },
@@ -249,8 +251,7 @@ const idleConnections: Scenario = {
         { name: 'RSS with all connected', unit: 'MiB', better: 'lower', value: rssAfterBytes / mebibyte },
       ];
     } finally {
-      // A reset instead of FIN: no TIME_WAIT left behind for the next run's 10,000 sockets.
-      for (const client of clients) client.socket.resetAndDestroy();
+      idle.resetAll();
     }
   },
 };

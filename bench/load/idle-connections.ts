@@ -1,0 +1,141 @@
+/**
+ * Bare MQTT connections for the idle-connections scenario: each one a socket that sends a CONNECT,
+ * waits for its CONNACK and then sits still.
+ *
+ * Lighter than BenchClient on purpose. The connect-rate figure is a race between the broker and
+ * this generator on the same two cores, and a profile of the generator opening 10,000 BenchClients
+ * had it ~92% busy while Keel idled, i.e. the generator set the pace: per connection it paid a
+ * setTimeout (and its removal), a promise, a packet scanner and a PUBACK buffer it never used.
+ * Here there is one handler set per socket and one watchdog for the whole batch, which cut the
+ * generator's user CPU per connection by about a fifth. What is left is Node's socket and the
+ * kernel's loopback handshake, which every broker's figure pays alike.
+ *
+ * Bounded in time: the batch fails when no CONNACK arrived for `stallTimeoutMs`. A refused
+ * CONNACK, a malformed one, or a connection lost before or after its CONNACK fails the batch (or,
+ * after it resolved, `assertOpen`) with the reason.
+ */
+import net from 'node:net';
+import { encodeConnect, PacketType, readVarint, type ProtocolLevel } from './packets.js';
+
+export interface IdleConnectionsOptions {
+  port: number;
+  level: ProtocolLevel;
+  /** Client ids are `${clientIdPrefix}${index}`: unique per batch, so no session is taken over. */
+  clientIdPrefix: string;
+  count: number;
+  /** Handshakes in flight at once. */
+  concurrency: number;
+  /** The batch fails if this long passes without any CONNACK arriving. */
+  stallTimeoutMs: number;
+}
+
+const watchdogPeriodMs = 100;
+
+export class IdleConnections {
+  readonly sockets: net.Socket[] = [];
+  /** CONNACKs with code 0 received so far. */
+  accepted = 0;
+  /** The first failure of any connection (refused, malformed, lost, socket error). */
+  failure: Error | null = null;
+  private started = 0;
+  private lastProgressMs = Date.now();
+  private settle: (() => void) | null = null;
+
+  private constructor(private readonly options: IdleConnectionsOptions) {
+    if (!(options.count > 0 && options.concurrency > 0)) throw new Error('assertion failed: count and concurrency must be positive');
+  }
+
+  /** Opens every connection and resolves once all of them were accepted (rejects on the first failure). */
+  static async open(options: IdleConnectionsOptions): Promise<IdleConnections> {
+    const batch = new IdleConnections(options);
+    try {
+      await batch.run();
+    } catch (error) {
+      batch.resetAll();
+      throw error;
+    }
+    return batch;
+  }
+
+  /** Throws if any connection failed or was closed since it was accepted. */
+  assertOpen(): void {
+    if (this.failure !== null) throw this.failure;
+  }
+
+  /** Tears every socket down with a reset: no TIME_WAIT left behind for the next batch. */
+  resetAll(): void {
+    for (const socket of this.sockets) if (!socket.destroyed) socket.resetAndDestroy();
+  }
+
+  private run(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const watchdog = setInterval(() => {
+        if (this.failure === null && Date.now() - this.lastProgressMs > this.options.stallTimeoutMs) {
+          this.fail(new Error(`no CONNACK for ${this.options.stallTimeoutMs} ms (${this.accepted} of ${this.options.count} accepted)`));
+        }
+      }, watchdogPeriodMs);
+      this.settle = () => {
+        clearInterval(watchdog);
+        this.settle = null;
+        if (this.failure !== null) reject(this.failure);
+        else resolve();
+      };
+      const first = Math.min(this.options.concurrency, this.options.count);
+      for (let index = 0; index < first; index++) this.openNext();
+    });
+  }
+
+  private openNext(): void {
+    const index = this.started++;
+    const socket = net.connect({ host: '127.0.0.1', port: this.options.port });
+    this.sockets.push(socket);
+    let head: Buffer | null = null;
+    let acknowledged = false;
+    const onData = (chunk: Buffer): void => {
+      head = head === null ? chunk : Buffer.concat([head, chunk]);
+      let whole: boolean;
+      try {
+        whole = wholeFirstPacket(head);
+      } catch (error) {
+        return this.fail(error as Error);
+      }
+      if (!whole) return;
+      socket.removeListener('data', onData);
+      acknowledged = true;
+      this.onConnack(head);
+    };
+    socket.on('data', onData);
+    socket.on('error', (error) => this.fail(new Error(`connection ${index}: ${error.message}`)));
+    socket.on('close', () => this.fail(new Error(`connection ${index} was closed by the broker ${acknowledged ? 'after' : 'before'} its CONNACK`)));
+    socket.write(encodeConnect({ clientId: `${this.options.clientIdPrefix}${index}`, level: this.options.level, keepAliveSeconds: 0, clean: true }));
+  }
+
+  private onConnack(bytes: Buffer): void {
+    if (bytes[0]! >> 4 !== PacketType.connack) return this.fail(new Error(`expected CONNACK, got packet type ${bytes[0]! >> 4}`));
+    const [remainingBytes, lengthBytes] = readVarint(bytes, 1);
+    if (remainingBytes < 2) return this.fail(new Error(`CONNACK of ${remainingBytes} bytes has no room for its flags and code`));
+    const code = bytes[1 + lengthBytes + 1]!;
+    if (code !== 0) return this.fail(new Error(`CONNACK refused with code 0x${code.toString(16)}`));
+    this.accepted += 1;
+    this.lastProgressMs = Date.now();
+    if (this.started < this.options.count) this.openNext();
+    else if (this.accepted === this.options.count) this.settle?.();
+  }
+
+  private fail(error: Error): void {
+    this.failure ??= error;
+    this.settle?.();
+  }
+}
+
+/** Whether `bytes` holds at least one whole packet (fixed header, length and body). */
+export function wholeFirstPacket(bytes: Buffer): boolean {
+  // The remaining length is a Variable Byte Integer of at most 4 bytes after the first byte.
+  for (let index = 1; index <= 4 && index < bytes.length; index++) {
+    if ((bytes[index]! & 0x80) !== 0) continue;
+    const [remainingBytes] = readVarint(bytes, 1);
+    return bytes.length >= 1 + index + remainingBytes;
+  }
+  if (bytes.length > 5) throw new Error('malformed remaining length (more than 4 bytes)');
+  return false;
+}

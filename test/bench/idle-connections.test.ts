@@ -1,0 +1,159 @@
+/**
+ * Proves the idle-connections scenario's bare connector counts only real, accepted handshakes and
+ * never hangs: against a scripted TCP server on loopback it resolves once every CONNECT got a
+ * CONNACK with code 0 (also when the CONNACK arrives a byte at a time, or is a 5.0 CONNACK long
+ * enough for a two-byte length), and it fails with the reason when one is refused, when the
+ * server goes silent, or when a connection is lost after it was accepted. Then it opens a batch
+ * against Keel itself, in a child process, as the benchmark does.
+ */
+import net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { IdleConnections, wholeFirstPacket } from '../../bench/load/idle-connections.js';
+import { startBroker } from '../../bench/load/peers.js';
+
+interface ScriptedServer {
+  port: number;
+  clientIds: string[];
+  sockets: net.Socket[];
+  close(): Promise<void>;
+}
+
+/** A server that reads each CONNECT's client id and answers with `answer(index)` (or nothing). */
+async function scriptedServer(answer: (index: number, socket: net.Socket) => void): Promise<ScriptedServer> {
+  const clientIds: string[] = [];
+  const sockets: net.Socket[] = [];
+  const server = net.createServer((socket) => {
+    sockets.push(socket);
+    socket.on('error', () => {});
+    let received = Buffer.alloc(0);
+    socket.on('data', (chunk: Buffer) => {
+      received = Buffer.concat([received, chunk]);
+      if (!wholeFirstPacket(received)) return;
+      // CONNECT 3.1.1 with a 1-byte remaining length: 10 bytes of variable header, then the id.
+      const idLength = received.readUInt16BE(12);
+      const index = clientIds.push(received.subarray(14, 14 + idLength).toString('utf8')) - 1;
+      answer(index, socket);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    port,
+    clientIds,
+    sockets,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+const accept = Buffer.from([0x20, 0x02, 0x00, 0x00]);
+
+let servers: ScriptedServer[] = [];
+let batches: IdleConnections[] = [];
+
+afterEach(async () => {
+  for (const batch of batches) batch.resetAll();
+  await Promise.all(servers.map((server) => server.close()));
+  servers = [];
+  batches = [];
+});
+
+async function serve(answer: (index: number, socket: net.Socket) => void): Promise<ScriptedServer> {
+  const server = await scriptedServer(answer);
+  servers.push(server);
+  return server;
+}
+
+async function open(port: number, count: number, stallTimeoutMs = 2_000): Promise<IdleConnections> {
+  const batch = await IdleConnections.open({ port, level: 4, clientIdPrefix: 'idle-test-', count, concurrency: 7, stallTimeoutMs });
+  batches.push(batch);
+  return batch;
+}
+
+describe('idle connections for the connect-rate scenario', () => {
+  it('resolves once every CONNECT was accepted, each with its own client id', async () => {
+    const server = await serve((_, socket) => socket.write(accept));
+    const batch = await open(server.port, 40);
+    expect(batch.accepted).toBe(40);
+    expect(batch.sockets).toHaveLength(40);
+    expect(new Set(server.clientIds).size).toBe(40);
+    expect(server.clientIds).toContain('idle-test-39');
+    batch.assertOpen();
+  });
+
+  it('reassembles a CONNACK that arrives one byte at a time, and a 5.0 CONNACK with a two-byte length', async () => {
+    const properties = Buffer.alloc(140, 0x00);
+    // 5.0: flags, reason code, property length 140 (two-byte varint), then 140 bytes of padding.
+    const long = Buffer.concat([Buffer.from([0x20, 0x90, 0x01, 0x00, 0x00, 0x8c, 0x01]), properties]);
+    const server = await serve((index, socket) => {
+      const bytes = index % 2 === 0 ? accept : long;
+      const writeFrom = (offset: number): void => {
+        if (offset >= bytes.length || socket.destroyed) return;
+        socket.write(bytes.subarray(offset, offset + 1));
+        setTimeout(() => writeFrom(offset + 1), 1);
+      };
+      writeFrom(0);
+    });
+    const batch = await open(server.port, 10);
+    expect(batch.accepted).toBe(10);
+  });
+
+  it('fails with the code when a CONNACK refuses the connection', async () => {
+    const server = await serve((index, socket) => socket.write(index === 12 ? Buffer.from([0x20, 0x02, 0x00, 0x05]) : accept));
+    await expect(open(server.port, 30)).rejects.toThrow('CONNACK refused with code 0x5');
+  });
+
+  it('fails when something other than a CONNACK arrives first', async () => {
+    const server = await serve((_, socket) => socket.write(Buffer.from([0xd0, 0x00])));
+    await expect(open(server.port, 3)).rejects.toThrow('expected CONNACK, got packet type 13');
+  });
+
+  it('fails, bounded in time, when the server stops answering', async () => {
+    const server = await serve((index, socket) => {
+      if (index < 5) socket.write(accept);
+    });
+    const startMs = Date.now();
+    await expect(open(server.port, 20, 300)).rejects.toThrow(/no CONNACK for 300 ms \(5 of 20 accepted\)/);
+    expect(Date.now() - startMs).toBeLessThan(2_000);
+  });
+
+  it('reports a connection the server closes after accepting it', async () => {
+    const server = await serve((_, socket) => socket.write(accept));
+    const batch = await open(server.port, 5);
+    batch.assertOpen();
+    server.sockets[2]!.destroy();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(() => batch.assertOpen()).toThrow(/closed by the broker after its CONNACK/);
+  });
+
+  it('opens 500 connections against Keel in a child process', async () => {
+    const broker = await startBroker('keel', { keelConfig: { syncPolicy: 'none' }, mosquittoQueuedMessagesMax: 1_000 });
+    try {
+      const batch = await IdleConnections.open({ port: broker.port, level: 5, clientIdPrefix: 'idle-keel-', count: 500, concurrency: 50, stallTimeoutMs: 5_000 });
+      batches.push(batch);
+      expect(batch.accepted).toBe(500);
+      batch.assertOpen();
+    } finally {
+      for (const batch of batches) batch.resetAll();
+      await broker.stop();
+    }
+  }, 20_000);
+});
+
+describe('wholeFirstPacket', () => {
+  it('waits for the length bytes and the whole body', () => {
+    expect(wholeFirstPacket(Buffer.from([0x20]))).toBe(false);
+    expect(wholeFirstPacket(Buffer.from([0x20, 0x02, 0x00]))).toBe(false);
+    expect(wholeFirstPacket(Buffer.from([0x20, 0x02, 0x00, 0x00]))).toBe(true);
+    expect(wholeFirstPacket(Buffer.from([0x20, 0x80]))).toBe(false);
+    expect(wholeFirstPacket(Buffer.concat([Buffer.from([0x20, 0x80, 0x01]), Buffer.alloc(127)]))).toBe(false);
+    expect(wholeFirstPacket(Buffer.concat([Buffer.from([0x20, 0x80, 0x01]), Buffer.alloc(128)]))).toBe(true);
+  });
+
+  it('refuses a remaining length longer than four bytes', () => {
+    expect(() => wholeFirstPacket(Buffer.from([0x20, 0xff, 0xff, 0xff, 0xff, 0x01]))).toThrow('malformed remaining length');
+  });
+});
