@@ -29,6 +29,7 @@ interface Flags {
   connections: number;
   rate: number;
   latencyWarmup: number;
+  connectWarmup: number;
   mqtt: number;
   keelSync: string;
   queueMax: number;
@@ -46,6 +47,7 @@ function parseFlags(argv: string[]): Flags {
     .option('--connections <n>', 'connections for idle-connections (capped by the open-files limit)', integerOption(1, 1_000_000), 10_000)
     .option('--rate <msgPerSecond>', 'publish rate of the latency scenario', integerOption(1, 1_000_000), 2_000)
     .option('--latency-warmup <s>', 'paced publishing before the latency scenario records (JIT warm-up of the Node brokers)', integerOption(0, 600), 4)
+    .option('--connect-warmup <n>', 'connections opened and reset before idle-connections times its batch (JIT warm-up)', integerOption(0, 1_000_000), 3_000)
     .option('--mqtt <level>', 'protocol level: 4 (3.1.1) or 5 (5.0; Aedes speaks only 3.1.1)', integerOption(4, 5), 4)
     .option('--keel-sync <policy>', "Keel's syncPolicy: none (like the in-memory peers), interval or always", 'none')
     .option('--queue-max <n>', 'per-session queued-message limit given to Keel and Mosquitto (1000: both brokers\' default)', integerOption(1, 10_000_000), 1_000)
@@ -68,6 +70,7 @@ function toOptions(flags: Flags): BenchOptions {
     connections: flags.connections,
     rateMessagesPerSecond: flags.rate,
     latencyWarmupSeconds: flags.latencyWarmup,
+    connectWarmupConnections: flags.connectWarmup,
     level: flags.mqtt as 4 | 5,
     peers: {
       keelConfig: { syncPolicy: flags.keelSync, queuedMessagesPerSessionMax: flags.queueMax },
@@ -80,7 +83,7 @@ function describeSetup(options: BenchOptions): string[] {
   const limit = openFilesLimit();
   return [
     `settings: runs ${options.runs}, window ${options.seconds} s, payload ${options.payloadBytes} B, MQTT level ${options.level}, latency rate ${options.rateMessagesPerSecond} msg/s after ${options.latencyWarmupSeconds} s of warm-up`,
-    `idle connections: ${idleConnectionCount(options.connections)} used of ${options.connections} asked (open-files limit ${limit ?? 'unknown'}; raise with ulimit -n)`,
+    `idle connections: ${idleConnectionCount(options.connections)} used of ${options.connections} asked (open-files limit ${limit ?? 'unknown'}; raise with ulimit -n), after ${options.connectWarmupConnections} opened and reset for warm-up`,
     `keel launch: node ${keelNodeArguments().join(' ') || '(no flags)'} (its launcher line, as \`keel\` and \`npm start\` run it)`,
     `keel config: ${JSON.stringify(options.peers.keelConfig)}; mosquitto: persistence false, max_queued_messages ${options.peers.mosquittoQueuedMessagesMax}, other settings default (max_inflight_messages 20); aedes: defaults (in-memory)`,
   ];

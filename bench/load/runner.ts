@@ -20,6 +20,7 @@ export interface BenchOptions {
   connections: number;
   rateMessagesPerSecond: number;
   latencyWarmupSeconds: number;
+  connectWarmupConnections: number;
   level: ProtocolLevel;
   peers: PeerOptions;
 }
@@ -85,6 +86,7 @@ async function runOnce(scenario: Scenario, broker: BrokerName, options: BenchOpt
       connections: options.connections,
       rateMessagesPerSecond: options.rateMessagesPerSecond,
       latencyWarmupSeconds: options.latencyWarmupSeconds,
+      connectWarmupConnections: options.connectWarmupConnections,
     };
     const metrics = await withDeadline(scenario.run(context), runDeadlineMs(scenario, options), `${scenario.name} on ${broker}`);
     if (!running.alive()) throw new Error(`${broker} exited during the run`);

@@ -10,6 +10,7 @@ import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { IdleConnections, wholeFirstPacket } from '../../bench/load/idle-connections.js';
 import { startBroker } from '../../bench/load/peers.js';
+import { scenarios } from '../../bench/load/scenarios.js';
 
 interface ScriptedServer {
   port: number;
@@ -140,6 +141,25 @@ describe('idle connections for the connect-rate scenario', () => {
       for (const batch of batches) batch.resetAll();
       await broker.stop();
     }
+  }, 20_000);
+});
+
+describe('idle-connections scenario', () => {
+  it('opens and resets the warm-up connections before it times its batch', async () => {
+    const server = await serve((_, socket) => socket.write(accept));
+    const scenario = scenarios.find((candidate) => candidate.name === 'idle-connections')!;
+    const context = { port: server.port, rssBytes: () => 0, level: 4 as const, payloadBytes: 64, seconds: 1, connections: 200, rateMessagesPerSecond: 100, latencyWarmupSeconds: 0, connectWarmupConnections: 150 };
+    const metrics = await scenario.run(context);
+    expect(metrics.find((metric) => metric.name === 'connections')!.value).toBe(200);
+    expect(metrics.find((metric) => metric.name === 'connect rate')!.value).toBeGreaterThan(0);
+    const warmups = server.clientIds.filter((id) => id.includes('-warmup-'));
+    const timed = server.clientIds.filter((id) => id.includes('-idle-'));
+    expect(warmups).toHaveLength(150);
+    expect(timed).toHaveLength(200);
+    // Every warm-up CONNECT came before the first timed one.
+    expect(server.clientIds.indexOf(timed[0]!)).toBe(150);
+    // The warm-up sockets were reset before the timed batch: the server saw them close.
+    expect(server.sockets.slice(0, 150).every((socket) => socket.destroyed)).toBe(true);
   }, 20_000);
 });
 

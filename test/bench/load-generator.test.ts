@@ -177,7 +177,7 @@ describe('harness smoke run', () => {
     try {
       expect(broker.rssBytes()).toBeGreaterThan(1024 * 1024);
       const fanIn = scenarios.find((scenario) => scenario.name === 'fan-in')!;
-      const context = { port: broker.port, rssBytes: broker.rssBytes, level: 4 as const, payloadBytes: 64, seconds: 1, connections: 10, rateMessagesPerSecond: 100, latencyWarmupSeconds: 1 };
+      const context = { port: broker.port, rssBytes: broker.rssBytes, level: 4 as const, payloadBytes: 64, seconds: 1, connections: 10, rateMessagesPerSecond: 100, latencyWarmupSeconds: 1, connectWarmupConnections: 0 };
       const metrics = await fanIn.run(context);
       const received = metrics.find((metric) => metric.name === 'received')!;
       const loss = metrics.find((metric) => metric.name === 'QoS 0 loss')!;
