@@ -152,6 +152,7 @@ describe('idle-connections scenario', () => {
     const metrics = await scenario.run(context);
     expect(metrics.find((metric) => metric.name === 'connections')!.value).toBe(200);
     expect(metrics.find((metric) => metric.name === 'connect rate')!.value).toBeGreaterThan(0);
+    expect(metrics.find((metric) => metric.name === 'connect rate, first 150 (cold)')!.value).toBeGreaterThan(0);
     const warmups = server.clientIds.filter((id) => id.includes('-warmup-'));
     const timed = server.clientIds.filter((id) => id.includes('-idle-'));
     expect(warmups).toHaveLength(150);
