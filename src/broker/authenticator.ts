@@ -17,6 +17,8 @@ export interface AuthenticationRequest {
   /**
    * The CONNECT's user name. On re-authentication: the identity the first exchange established
    * (`success.identity`), or else the CONNECT's user name, so a method can refuse a change of user.
+   * The core refuses one anyway: a re-authentication whose success names another identity ends
+   * in DISCONNECT 0x87 (handle-auth.ts).
    */
   readonly username: string | undefined;
   readonly password: Uint8Array | undefined;

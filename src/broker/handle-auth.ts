@@ -12,6 +12,7 @@
  *   'reauthenticating' + AUTH 0x18 (M)   -> continue()
  *   'reauthenticating' + success         -> AUTH 0x00 with M    -> 'authenticated'
  *   'reauthenticating' + failure         -> DISCONNECT, close   [MQTT-4.12.1-2]
+ *   'reauthenticating' + success as another identity -> DISCONNECT 0x87, close
  *
  * Everything else is a protocol error: an AUTH from a client that named no method
  * [MQTT-4.12.0-7], an AUTH with another method [MQTT-4.12.0-5], a reason code out of turn
@@ -161,6 +162,13 @@ function succeed(
   viaConnect: boolean,
 ): void {
   const wasConnecting = exchange.stage === 'connecting';
+  if (!wasConnecting && identity !== undefined && identity !== exchange.identity) {
+    // The session, its owner for topic authorization and its will belong to the identity the
+    // connection was accepted as. A re-authentication proves that identity again; it cannot
+    // switch the connection to another user (who would inherit grants decided for the first).
+    broker.log('info', 'reauthentication-identity-changed', { connectionId: connection.id, clientId: connection.clientId, method: exchange.method, was: exchange.identity ?? null, now: identity });
+    return failAuthentication(broker, connection, exchange, ReasonCode.NotAuthorized, nowMs);
+  }
   exchange.stage = 'authenticated';
   exchange.state = null;
   exchange.rounds = 0;

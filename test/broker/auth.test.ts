@@ -24,11 +24,14 @@ class ToyAuthenticator implements EnhancedAuthenticator {
   readonly requests: AuthenticationRequest[] = [];
   /** When set, the final step fails with this reason instead of succeeding. */
   finalFailure: number | null = null;
+  /** When set, ONCE names this identity on a re-authentication instead of its usual one. */
+  reauthenticationIdentity: string | null = null;
 
   start(method: string, data: Uint8Array | undefined, request: AuthenticationRequest): AuthenticationStep {
     this.requests.push(request);
     const said = data === undefined ? '' : decodeText(data);
-    if (method === 'ONCE') return said === 'ok' ? { kind: 'success', data: text('fine'), identity: 'once-user' } : { kind: 'failure', reasonCode: 0x87 };
+    const identity = request.reauthentication === true ? (this.reauthenticationIdentity ?? 'once-user') : 'once-user';
+    if (method === 'ONCE') return said === 'ok' ? { kind: 'success', data: text('fine'), identity } : { kind: 'failure', reasonCode: 0x87 };
     if (method === 'FOREVER') return { kind: 'continue', data: text('again'), state: 'forever' };
     if (said !== 'hello') return { kind: 'failure', reasonCode: 0x87 };
     return { kind: 'continue', data: text('challenge-1'), state: { step: 1, user: request.username } satisfies ToyState };
@@ -301,6 +304,24 @@ describe('enhanced authentication: re-authentication [MQTT-4.12.1-1]', () => {
     client.send(auth(0x19, 'ONCE', 'ok'));
     expect(only(client, PacketType.Auth).reasonCode).toBe(0x00);
     expect(authenticator.requests[1]!.username).toBe('once-user');
+  });
+
+  it('a re-authentication that succeeds as another identity ends in DISCONNECT 0x87: the connection keeps its owner', () => {
+    const { harness, authenticator } = setup();
+    const watcher = harness.connect('watcher', 5);
+    watcher.subscribe(['w/#']);
+    const client = harness.open(5);
+    const properties: Properties = { authenticationMethod: 'ONCE', authenticationData: text('ok'), sessionExpiryInterval: 300 };
+    client.send(connectPacket('switcher', 'ONCE', 'ok', { will: will('w/switcher', 'gone'), properties }));
+    expect(only(client, PacketType.Connack).reasonCode).toBe(0);
+    authenticator.reauthenticationIdentity = 'mallory';
+    client.send(auth(0x19, 'ONCE', 'ok'));
+    expect(only(client, PacketType.Disconnect).reasonCode).toBe(0x87);
+    expect(client.closed).toBe(true);
+    expect(harness.broker.online.has('switcher')).toBe(false);
+    // The session stays its first owner's; the will is published as for any refused re-authentication.
+    expect(harness.broker.state.sessions.get('switcher')?.username ?? null).toBe('once-user');
+    expect(watcher.publishes().map((message) => decodeText(message.payload))).toEqual(['gone']);
   });
 
   it('a failed re-authentication ends in DISCONNECT (0x86 becomes 0x87) and publishes the will [MQTT-4.12.1-2]', () => {
