@@ -681,6 +681,16 @@ export class Checker {
           if (Math.min(requestedQos, state.granted.get(filter)?.qos ?? requestedQos) === 0) group.owed = false;
           if (state.received.has(key)) group.delivered = true;
         }
+        // A member that left before an amnesty may be one again: the repair may have lost its
+        // UNSUBSCRIBE, the subscription is back, and the broker may choose it (see the removed
+        // filters in deliveryAllowance). Its copy counts; without one, the QoS it had is unknown
+        // (it may have been 0, and lost), so the group owes nothing.
+        for (const [filter, removedMs] of state.removed) {
+          if (sharedGroupKey(filter) !== groupKey || !this.amnestySince(removedMs)) continue;
+          members.push(state);
+          if (state.received.has(key)) group.delivered = true;
+          else group.owed = false;
+        }
       }
       // The broker may have chosen a member whose session then ended; the spec only says it
       // SHOULD pass the message on to another member then (MQTT 5.0 section 4.8.2), so no promise.

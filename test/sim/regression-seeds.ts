@@ -46,4 +46,5 @@ export const regressionSeeds: readonly { seed: number; found: string; workload?:
   { seed: 605944, found: 'checker: a delayed will published just before a crash, its records not yet durable, is armed again at recovery; a resume within the new delay rightly cancels it' },
   { seed: 602569, found: 'checker: a crash and a recovery in one millisecond: a delayed will waits its delay again from the recovery after the crash, so a resume then still cancels it' },
   { seed: 64, found: 'simulator: the model of publisher throttling (reads paused at the broker) let segments that arrived after a resume overtake the held ones, reordering the stream' },
+  { seed: 1601333, found: 'checker: a repair lost a member\'s UNSUBSCRIBE, so its share subscription came back and the broker rightly chose it (offline) for a group message; its copy counts for the group' },
 ];
