@@ -67,9 +67,10 @@ export class Router implements MatchSink<SubscriptionState> {
   private readonly eligibleWithRoom: (entry: TrieEntry<SubscriptionState>) => boolean;
   private readonly eligibleAny: (entry: TrieEntry<SubscriptionState>) => boolean;
   /** Where stored messages' small payloads are copied to (payload-slab.ts). */
-  readonly payloads = new PayloadSlab();
+  readonly payloads: PayloadSlab;
 
   constructor(private readonly broker: Broker) {
+    this.payloads = new PayloadSlab(broker.state.messages);
     this.eligibleWithRoom = (entry) => {
       const connection = broker.online.get(entry.key);
       const session = broker.state.sessions.get(entry.key);
@@ -248,7 +249,7 @@ export function storeMessage(broker: Broker, message: StoredMessage, volatile: b
   const fields = {
     messageId,
     topic: message.topic,
-    payload: message.retain ? message.payload.slice() : broker.router.payloads.copy(message.payload),
+    payload: message.retain ? message.payload.slice() : broker.router.payloads.copy(message.payload, messageId),
     qos: message.qos,
     retain: message.retain,
     properties: message.properties,

@@ -5,7 +5,11 @@
  * byte (first, middle, last), an empty topic with an alias, and a topic whose bytes are not UTF-8
  * is still refused right after a cached topic of the same length; (2) queued messages' small
  * payloads share slabs yet are copies: changing the bytes a client sent does not change what is
- * queued, and a retained message gets a buffer of its own (it may be kept for ever).
+ * queued, and a retained message gets a buffer of its own (it may be kept for ever); (3) a few
+ * long-lived messages among many short-lived ones do not keep a slab each: 1 message for an
+ * offline session among every 32 that an online subscriber acknowledges at once would otherwise
+ * pin one 8 KiB slab per queued message; the slabs still referenced stay within a small multiple
+ * of the live payload bytes, and the offline session gets every message intact when it returns.
  */
 import { describe, expect, it } from 'vitest';
 import { PacketDecoder } from '../../src/codec/decoder.js';
@@ -68,5 +72,36 @@ describe('stored payloads', () => {
     // The subscriber comes back and gets what was queued, intact.
     const back = harness.connect('offline', 4, { cleanStart: false });
     expect(back.publishes().map((publish) => decodeText(publish.payload))).toEqual(['first', 'second', 'kept']);
+  });
+
+  it('does not let long-lived messages among short-lived ones keep a slab each', () => {
+    const harness = new Harness();
+    const offline = harness.connect('offline', 4, { cleanStart: false });
+    offline.subscribe([{ topicFilter: 'slow/#', qos: 1 }]);
+    offline.drop();
+    const online = harness.connect('online', 4);
+    online.subscribe([{ topicFilter: 'fast/#', qos: 1 }]);
+    const publisher = harness.connect('pub', 4);
+    const payloadBytes = 256;
+    const rounds = 300;
+    const payload = (tag: string, index: number): Uint8Array => new TextEncoder().encode(`${tag}-${index}-`.padEnd(payloadBytes, '.'));
+    for (let round = 0; round < rounds; round++) {
+      // 31 messages that live for one input (delivered and acknowledged at once), then 1 that stays.
+      for (let index = 0; index < 31; index++) {
+        publisher.publish('fast/t', payload('fast', index), 1);
+        for (const publish of online.publishes()) online.acknowledge(publish);
+      }
+      publisher.publish('slow/t', payload('slow', round), 1);
+    }
+    const live = [...harness.broker.state.messages.values()];
+    expect(live).toHaveLength(rounds);
+    const liveBytes = live.reduce((total, message) => total + message.payload.length, 0);
+    const buffers = new Set(live.map((message) => message.payload.buffer));
+    const referencedBytes = [...buffers].reduce((total, buffer) => total + buffer.byteLength, 0);
+    // Without compaction: one 8 KiB slab per live message, 32 times the live bytes.
+    expect(referencedBytes).toBeLessThanOrEqual(4 * liveBytes + 3 * 8192);
+    const back = harness.connect('offline', 4, { cleanStart: false });
+    const received = back.publishes().map((publish) => decodeText(publish.payload));
+    expect(received).toEqual(Array.from({ length: rounds }, (_, round) => decodeText(payload('slow', round))));
   });
 });
