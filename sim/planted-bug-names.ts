@@ -11,6 +11,7 @@ export const plantedBugNames = [
   'will-on-clean-disconnect',
   'never-fire-will',
   'stall-drops-others-qos0',
+  'qos0-dropped-as-output-full',
   'drop-expiry-interval',
   'will-ignores-delay',
   'unsubscribe-ignored',

@@ -15,6 +15,7 @@ import { PacketDecoder } from '../src/codec/decoder.js';
 import { encodePacket } from '../src/codec/encoder.js';
 import { PacketType, type Packet, type ProtocolVersion, type PublishPacket, type Will } from '../src/codec/packets.js';
 import type { Action, BrokerCore, ConnectionId, StorageRequest, StorageResult } from '../src/contract.js';
+import { crc32c } from '../src/store/crc32c.js';
 import { DurableStateStore, type DurableStoreOptions } from '../src/store/durable-store.js';
 import type { DurableState, StateRecord, StateStore } from '../src/store/state-store.js';
 import { matchingFilter, topicMatches } from './topic-match.js';
@@ -59,6 +60,11 @@ export abstract class InterceptingBroker implements BrokerCore {
     const version = this.connections.get(connectionId)?.version;
     if (version === undefined) return;
     this.pending.push({ kind: 'send', connectionId, bytes: encodePacket(packet, version) });
+  }
+
+  /** Queues an action of the bug's own making (a log line, say) for the next drain. */
+  protected report(action: Action): void {
+    this.pending.push(action);
   }
 
   connectionOpened(nowMs: number, connectionId: ConnectionId, remoteAddress: string): void {
@@ -250,6 +256,32 @@ class StallDropsOthers extends InterceptingBroker {
   }
 }
 
+/**
+ * Drops QoS 0 copies to any connection with unsent output, however little, and reports each as an
+ * output-full drop, exactly as the real broker reports one: the report alone would excuse it.
+ */
+class Qos0DroppedAsOutputFull extends InterceptingBroker {
+  private readonly backlogged = new Set<ConnectionId>();
+  private readonly clientIds = new Map<ConnectionId, string>();
+
+  override outputBuffered(nowMs: number, connectionId: ConnectionId, bufferedBytes: number): void {
+    if (bufferedBytes > 0) this.backlogged.add(connectionId);
+    else this.backlogged.delete(connectionId);
+    super.outputBuffered(nowMs, connectionId, bufferedBytes);
+  }
+
+  protected override onClientPacket(connectionId: ConnectionId, packet: Packet): void {
+    if (packet.type === PacketType.Connect) this.clientIds.set(connectionId, packet.clientId);
+  }
+
+  protected onBrokerPacket(connectionId: ConnectionId, packet: Packet): Rewrite {
+    const clientId = this.clientIds.get(connectionId);
+    if (packet.type !== PacketType.Publish || packet.qos !== 0 || packet.topic === '' || clientId === undefined || !this.backlogged.has(connectionId)) return { keep: true };
+    this.report({ kind: 'log', level: 'debug', event: 'message-dropped', fields: { clientId, reason: 'output-full', topic: packet.topic, payloadCrc32c: crc32c(packet.payload) } });
+    return { keep: false };
+  }
+}
+
 /** Forwards messages without their Message Expiry Interval. */
 class DropExpiryInterval extends InterceptingBroker {
   protected onBrokerPacket(connectionId: ConnectionId, packet: Packet): Rewrite {
@@ -330,6 +362,7 @@ export const plantedBugs = {
   'will-on-clean-disconnect': wrap(WillOnCleanDisconnect),
   'never-fire-will': wrap(NeverFireWill),
   'stall-drops-others-qos0': wrap(StallDropsOthers),
+  'qos0-dropped-as-output-full': wrap(Qos0DroppedAsOutputFull),
   'drop-expiry-interval': wrap(DropExpiryInterval),
   'will-ignores-delay': wrap(WillIgnoresDelay),
   'unsubscribe-ignored': wrap(UnsubscribeIgnored),

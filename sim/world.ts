@@ -19,7 +19,8 @@
  *
  * The broker's `message-dropped` reports are passed to the checker (they excuse exactly the
  * message they name) and counted when the reason is the output cap, so a run says how often its
- * stalled readers made the cap bite.
+ * stalled readers made the cap bite. An output-cap drop is checked against the link itself: its
+ * unsent bytes must be within one report step of the cap (`output-full-early` otherwise).
  *
  * Everything that happens is a trace line, fed to the run's hash; the last lines are kept for
  * the report when a rule breaks. The first violation stops the run.
@@ -357,11 +358,33 @@ export class World implements ClientContext {
       // The broker's report of the exact message it dropped for a session: that loss is allowed there.
       const index = this.clientIndex(fields.clientId);
       if (index !== null) this.checker.brokerDropped(index, fields.topic, fields.payloadCrc32c);
-      if (fields.reason === 'output-full') this.outputFullDrops += 1;
+      if (fields.reason === 'output-full') {
+        this.outputFullDrops += 1;
+        if (index !== null) this.checkOutputFull(index, fields.topic);
+      }
     }
     if (event === 'recovered') {
       this.recoveries += 1;
       this.checker.brokerRecovered();
+    }
+  }
+
+  /**
+   * A QoS 0 copy dropped because the receiver's output is full: it must be, give or take the
+   * reporting step. The broker's figure is the host's last report plus what the current input
+   * sent, and a report is made whenever the real figure moved by a step (or fell to 0), so the
+   * real unsent bytes on the receiver's link exceed connectionOutputBytesMax minus one step.
+   * Without this the drop report alone would excuse the loss, whatever the buffer held.
+   */
+  private checkOutputFull(clientIndex: number, topic: string): void {
+    let bufferedBytes = 0;
+    for (const link of this.network.links.values()) {
+      if (link.clientIndex !== clientIndex || !link.brokerOpen) continue;
+      bufferedBytes = Math.max(bufferedBytes, link.bytesSentToClient - link.bytesDeliveredToClient);
+    }
+    const floorBytes = this.config.connectionOutputBytesMax - this.network.outputReportStepBytes;
+    if (bufferedBytes <= floorBytes) {
+      this.fail('output-full-early', `c${clientIndex}: QoS 0 ${topic} dropped as output-full with ${bufferedBytes} bytes unsent (cap ${this.config.connectionOutputBytesMax}, report step ${this.network.outputReportStepBytes})`);
     }
   }
 

@@ -21,6 +21,7 @@ const expectations: { bug: PlantedBugName; rules: string[] }[] = [
   { bug: 'will-on-clean-disconnect', rules: ['will-after-clean-disconnect'] },
   { bug: 'never-fire-will', rules: ['lost'] },
   { bug: 'stall-drops-others-qos0', rules: ['qos0-lost'] },
+  { bug: 'qos0-dropped-as-output-full', rules: ['output-full-early'] },
   { bug: 'drop-expiry-interval', rules: ['expiry-interval'] },
   { bug: 'will-ignores-delay', rules: ['will-early'] },
   { bug: 'unsubscribe-ignored', rules: ['not-subscribed'] },
