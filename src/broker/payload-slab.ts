@@ -55,8 +55,8 @@ interface SlabRecord {
   /**
    * The messages whose payloads may be here (some gone or moved since). A fresh slab takes new
    * messages only, whose ids increase, so its range [firstMessageId, lastMessageId] says it
-   * without a list on the hot path (ids in it that were never here fail the serial check); the
-   * survivors' slab, and a slab put back in line, keep a list.
+   * without a list on the hot path (ids in it that were never here fail the serial check). The
+   * survivors' slab takes moved messages, in no id order, so it keeps a list.
    */
   firstMessageId: number;
   lastMessageId: number;
