@@ -32,10 +32,10 @@ export interface ScenarioContext {
   /**
    * Connections the idle-connections scenario opens and resets before the batch it times. The
    * timed batch takes about a second, and a cold Node process spends much of that compiling its
-   * accept and CONNECT path: warmed up by 3,000 connections, Keel's CPU per connection fell from
-   * ~76 to ~45 µs and its rate rose by about a third; Aedes' rose by 10-30%. The figure wanted is
-   * the rate of a broker that has been running (a reconnect storm after an outage hits a warm
-   * one); `--connect-warmup 0` shows a cold start.
+   * accept and CONNECT path: warmed up by 3,000 connections, Keel's user-space CPU per connection
+   * fell from ~76 to ~45 µs and its rate rose by about a third; Aedes' rose by 10-30%. The figure
+   * wanted is the rate of a broker that has been running (a reconnect storm after an outage hits
+   * a warm one); `--connect-warmup 0` shows a cold start.
    */
   connectWarmupConnections: number;
 }
