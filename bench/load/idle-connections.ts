@@ -40,6 +40,8 @@ export class IdleConnections {
   private started = 0;
   private lastProgressMs = Date.now();
   private settle: (() => void) | null = null;
+  /** resetAll ran: the closes that follow are ours, not failures. */
+  private tornDown = false;
 
   private constructor(private readonly options: IdleConnectionsOptions) {
     if (!(options.count > 0 && options.concurrency > 0)) throw new Error('assertion failed: count and concurrency must be positive');
@@ -64,6 +66,7 @@ export class IdleConnections {
 
   /** Tears every socket down with a reset: no TIME_WAIT left behind for the next batch. */
   resetAll(): void {
+    this.tornDown = true;
     for (const socket of this.sockets) if (!socket.destroyed) socket.resetAndDestroy();
   }
 
@@ -123,6 +126,7 @@ export class IdleConnections {
   }
 
   private fail(error: Error): void {
+    if (this.tornDown) return;
     this.failure ??= error;
     this.settle?.();
   }
@@ -136,6 +140,6 @@ export function wholeFirstPacket(bytes: Buffer): boolean {
     const [remainingBytes] = readVarint(bytes, 1);
     return bytes.length >= 1 + index + remainingBytes;
   }
-  if (bytes.length > 5) throw new Error('malformed remaining length (more than 4 bytes)');
+  if (bytes.length >= 5) throw new Error('malformed remaining length (more than 4 bytes)');
   return false;
 }

@@ -130,6 +130,15 @@ describe('idle connections for the connect-rate scenario', () => {
     expect(() => batch.assertOpen()).toThrow(/closed by the broker after its CONNACK/);
   });
 
+  it('does not count its own teardown as a failure', async () => {
+    const server = await serve((_, socket) => socket.write(accept));
+    const batch = await open(server.port, 5);
+    batch.resetAll();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(batch.sockets.every((socket) => socket.destroyed)).toBe(true);
+    expect(batch.failure).toBeNull();
+  });
+
   it('opens 500 connections against Keel in a child process', async () => {
     const broker = await startBroker('keel', { keelConfig: { syncPolicy: 'none' }, mosquittoQueuedMessagesMax: 1_000 });
     try {
@@ -175,6 +184,7 @@ describe('wholeFirstPacket', () => {
   });
 
   it('refuses a remaining length longer than four bytes', () => {
-    expect(() => wholeFirstPacket(Buffer.from([0x20, 0xff, 0xff, 0xff, 0xff, 0x01]))).toThrow('malformed remaining length');
+    expect(() => wholeFirstPacket(Buffer.from([0x20, 0xff, 0xff, 0xff, 0xff]))).toThrow('malformed remaining length');
+    expect(wholeFirstPacket(Buffer.from([0x20, 0xff, 0xff, 0xff]))).toBe(false);
   });
 });
