@@ -60,10 +60,8 @@ export function selectScenarios(only: string[] | null): Scenario[] {
 }
 
 /** Longest a single run may take before it is abandoned (its broker is then stopped). */
-function runDeadlineMs(scenario: Scenario, options: BenchOptions): number {
-  const extraMs = scenario.name === 'idle-connections' ? 120_000 : 30_000;
-  const warmupMs = scenario.name === 'latency' ? options.latencyWarmupSeconds * 1_000 : 0;
-  return options.seconds * 1_000 * 2 + warmupMs + extraMs;
+function runDeadlineMs(scenario: Scenario, context: ScenarioContext): number {
+  return context.seconds * 1_000 * 2 + (scenario.allowanceMs?.(context) ?? 30_000);
 }
 
 function withDeadline<T>(promise: Promise<T>, deadlineMs: number, what: string): Promise<T> {
@@ -88,7 +86,7 @@ async function runOnce(scenario: Scenario, broker: BrokerName, options: BenchOpt
       latencyWarmupSeconds: options.latencyWarmupSeconds,
       connectWarmupConnections: options.connectWarmupConnections,
     };
-    const metrics = await withDeadline(scenario.run(context), runDeadlineMs(scenario, options), `${scenario.name} on ${broker}`);
+    const metrics = await withDeadline(scenario.run(context), runDeadlineMs(scenario, context), `${scenario.name} on ${broker}`);
     if (!running.alive()) throw new Error(`${broker} exited during the run`);
     return metrics;
   } finally {

@@ -54,6 +54,11 @@ export interface Scenario {
   name: string;
   description: string;
   run(context: ScenarioContext): Promise<Metric[]>;
+  /**
+   * Time a run may take beyond twice its measurement window (set-up, warm-up, settling) before the
+   * runner abandons it; 30 s when absent.
+   */
+  allowanceMs?(context: ScenarioContext): number;
 }
 
 export const setupTimeoutMs = 10_000;

@@ -185,6 +185,7 @@ const qos1: Scenario = {
 const latency: Scenario = {
   name: 'latency',
   description: '1 publisher paced QoS 0 -> 1 subscriber; publish->receive latency',
+  allowanceMs: (context) => 30_000 + context.latencyWarmupSeconds * 1_000,
   async run(context) {
     const recorder = new LatencyRecorder(Math.ceil(context.rateMessagesPerSecond * (context.seconds + 1)) + 1_000);
     const subscriber = await openClient(context, 'latency-sub', { latency: recorder });
@@ -236,6 +237,8 @@ const idleConcurrency = 100;
 const idleConnections: Scenario = {
   name: 'idle-connections',
   description: 'open N idle connections (keepalive 0); CONNACK rate (cold and warm) and broker RSS per connection',
+  // Tens of thousands of handshakes (the warm-up batch too) on a slow or busy machine.
+  allowanceMs: () => 120_000,
   async run(context) {
     const count = idleConnectionCount(context.connections);
     await sleep(300);
