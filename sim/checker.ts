@@ -682,8 +682,8 @@ export class Checker {
           if (state.received.has(key)) group.delivered = true;
         }
         // A member that left before an amnesty may be one again: the repair may have lost its
-        // UNSUBSCRIBE, the subscription is back, and the broker may choose it (see the removed
-        // filters in deliveryAllowance). Its copy counts; without one, the QoS it had is unknown
+        // UNSUBSCRIBE, the subscription is back, and the broker may choose it (as matchCount
+        // allows for removed filters). Its copy counts; without one, the QoS it had is unknown
         // (it may have been 0, and lost), so the group owes nothing.
         for (const [filter, removedMs] of state.removed) {
           if (sharedGroupKey(filter) !== groupKey || !this.amnestySince(removedMs)) continue;
