@@ -27,6 +27,10 @@ interface ConnectionView {
   outbound: PacketDecoder | null;
   will: Will | null;
   filters: string[];
+  /** The client id its CONNECT named (null before it). */
+  clientId: string | null;
+  /** The host's last report of its unsent output. */
+  unsentBytes: number;
 }
 
 /** What a planted bug does with one packet the broker sends: keep it, drop it, and/or add packets. */
@@ -68,7 +72,7 @@ export abstract class InterceptingBroker implements BrokerCore {
   }
 
   connectionOpened(nowMs: number, connectionId: ConnectionId, remoteAddress: string): void {
-    this.connections.set(connectionId, { version: undefined, inbound: new PacketDecoder({ packetBytesMax: 1 << 28 }), outbound: null, will: null, filters: [] });
+    this.connections.set(connectionId, { version: undefined, inbound: new PacketDecoder({ packetBytesMax: 1 << 28 }), outbound: null, will: null, filters: [], clientId: null, unsentBytes: 0 });
     this.inner.connectionOpened(nowMs, connectionId, remoteAddress);
   }
 
@@ -84,6 +88,7 @@ export abstract class InterceptingBroker implements BrokerCore {
       for (let packet = view.inbound.next(); packet !== null; packet = view.inbound.next()) {
         if (packet.type === PacketType.Connect) {
           view.version = packet.protocolVersion;
+          view.clientId = packet.clientId;
           view.will = packet.will ?? null;
           view.outbound = new PacketDecoder({ packetBytesMax: 1 << 28, protocolVersion: packet.protocolVersion });
         }
@@ -101,7 +106,14 @@ export abstract class InterceptingBroker implements BrokerCore {
   }
 
   outputBuffered(nowMs: number, connectionId: ConnectionId, bufferedBytes: number): void {
+    const view = this.connections.get(connectionId);
+    if (view !== undefined) view.unsentBytes = bufferedBytes;
     this.inner.outputBuffered(nowMs, connectionId, bufferedBytes);
+  }
+
+  /** Whether the host last reported unsent output on the connection (a reader falling behind). */
+  protected backlogged(connectionId: ConnectionId): boolean {
+    return (this.connections.get(connectionId)?.unsentBytes ?? 0) > 0;
   }
 
   storageCompleted(nowMs: number, result: StorageResult): void {
@@ -241,17 +253,9 @@ class NeverFireWill extends InterceptingBroker {
 
 /** While any connection reports unsent output (a reader that stopped), drops QoS 0 to every other one, unreported. */
 class StallDropsOthers extends InterceptingBroker {
-  private readonly backlogged = new Set<ConnectionId>();
-
-  override outputBuffered(nowMs: number, connectionId: ConnectionId, bufferedBytes: number): void {
-    if (bufferedBytes > 0) this.backlogged.add(connectionId);
-    else this.backlogged.delete(connectionId);
-    super.outputBuffered(nowMs, connectionId, bufferedBytes);
-  }
-
   protected onBrokerPacket(connectionId: ConnectionId, packet: Packet): Rewrite {
     if (packet.type !== PacketType.Publish || packet.qos !== 0) return { keep: true };
-    const othersBacklogged = [...this.backlogged].some((id) => id !== connectionId);
+    const othersBacklogged = [...this.connections.keys()].some((id) => id !== connectionId && this.backlogged(id));
     return { keep: !othersBacklogged };
   }
 }
@@ -261,22 +265,9 @@ class StallDropsOthers extends InterceptingBroker {
  * output-full drop, exactly as the real broker reports one: the report alone would excuse it.
  */
 class Qos0DroppedAsOutputFull extends InterceptingBroker {
-  private readonly backlogged = new Set<ConnectionId>();
-  private readonly clientIds = new Map<ConnectionId, string>();
-
-  override outputBuffered(nowMs: number, connectionId: ConnectionId, bufferedBytes: number): void {
-    if (bufferedBytes > 0) this.backlogged.add(connectionId);
-    else this.backlogged.delete(connectionId);
-    super.outputBuffered(nowMs, connectionId, bufferedBytes);
-  }
-
-  protected override onClientPacket(connectionId: ConnectionId, packet: Packet): void {
-    if (packet.type === PacketType.Connect) this.clientIds.set(connectionId, packet.clientId);
-  }
-
   protected onBrokerPacket(connectionId: ConnectionId, packet: Packet): Rewrite {
-    const clientId = this.clientIds.get(connectionId);
-    if (packet.type !== PacketType.Publish || packet.qos !== 0 || packet.topic === '' || clientId === undefined || !this.backlogged.has(connectionId)) return { keep: true };
+    const clientId = this.connections.get(connectionId)?.clientId ?? null;
+    if (packet.type !== PacketType.Publish || packet.qos !== 0 || packet.topic === '' || clientId === null || !this.backlogged(connectionId)) return { keep: true };
     this.report({ kind: 'log', level: 'debug', event: 'message-dropped', fields: { clientId, reason: 'output-full', topic: packet.topic, payloadCrc32c: crc32c(packet.payload) } });
     return { keep: false };
   }
