@@ -38,6 +38,11 @@ export interface SubscriptionState {
 export interface StoredMessage {
   readonly messageId: number;
   readonly topic: string;
+  /**
+   * Its bytes never change, but the buffer holding them may: the payload slab moves a small
+   * payload that outlived its neighbours into another slab (payload-slab.ts). Read it when
+   * needed; do not keep the view, or its buffer, as the message's identity.
+   */
   readonly payload: Uint8Array;
   readonly qos: Qos;
   readonly retain: boolean;

@@ -50,12 +50,18 @@ describe('decoder topic cache', () => {
   });
 });
 
+/** A harness with a persistent session 'offline', subscribed to `filter` at QoS 1 and gone offline. */
+function withOfflineSubscriber(filter: string): Harness {
+  const harness = new Harness();
+  const subscriber = harness.connect('offline', 4, { cleanStart: false });
+  subscriber.subscribe([{ topicFilter: filter, qos: 1 }]);
+  subscriber.drop();
+  return harness;
+}
+
 describe('stored payloads', () => {
   it('queues copies that share slabs, and gives a retained message a buffer of its own', () => {
-    const harness = new Harness();
-    const subscriber = harness.connect('offline', 4, { cleanStart: false });
-    subscriber.subscribe([{ topicFilter: 'q/#', qos: 1 }]);
-    subscriber.drop();
+    const harness = withOfflineSubscriber('q/#');
     const publisher = harness.connect('pub', 4);
     const sent = new TextEncoder().encode('first');
     publisher.publish('q/1', sent, 1);
@@ -75,10 +81,7 @@ describe('stored payloads', () => {
   });
 
   it('does not let long-lived messages among short-lived ones keep a slab each', () => {
-    const harness = new Harness();
-    const offline = harness.connect('offline', 4, { cleanStart: false });
-    offline.subscribe([{ topicFilter: 'slow/#', qos: 1 }]);
-    offline.drop();
+    const harness = withOfflineSubscriber('slow/#');
     const online = harness.connect('online', 4);
     online.subscribe([{ topicFilter: 'fast/#', qos: 1 }]);
     const publisher = harness.connect('pub', 4);
