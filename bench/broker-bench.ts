@@ -15,9 +15,9 @@ import { Command } from 'commander';
 import { integerOption, listOption } from './load/cli-options.js';
 import { brokerNames, keelNodeArguments } from './load/peers.js';
 import { describeMachine, ratioLegend, renderNotes, renderTable } from './load/report.js';
-import { runBench, selectScenarios, type BenchOptions } from './load/runner.js';
-import { idleConnectionCount, scenarios } from './load/scenarios.js';
+import { type BenchOptions, runBench, selectScenarios } from './load/runner.js';
 import { openFilesLimit } from './load/scenario-kit.js';
+import { idleConnectionCount, scenarios } from './load/scenarios.js';
 
 interface Flags {
   runs: number;
@@ -50,7 +50,7 @@ function parseFlags(argv: string[]): Flags {
     .option('--connect-warmup <n>', 'connections opened and reset before idle-connections times its batch (JIT warm-up)', integerOption(0, 1_000_000), 3_000)
     .option('--mqtt <level>', 'protocol level: 4 (3.1.1) or 5 (5.0; Aedes speaks only 3.1.1)', integerOption(4, 5), 4)
     .option('--keel-sync <policy>', "Keel's syncPolicy: none (like the in-memory peers), interval or always", 'none')
-    .option('--queue-max <n>', 'per-session queued-message limit given to Keel and Mosquitto (1000: both brokers\' default)', integerOption(1, 10_000_000), 1_000)
+    .option('--queue-max <n>', "per-session queued-message limit given to Keel and Mosquitto (1000: both brokers' default)", integerOption(1, 10_000_000), 1_000)
     .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : 2));
   program.parse(argv);
   return program.opts<Flags>();
@@ -103,7 +103,9 @@ async function main(): Promise<void> {
   const log = (line: string): void => void process.stderr.write(`${line}\n`);
   const result = await runBench(options, log);
   const machine = describeMachine(result.availability);
-  const versions = Object.entries(machine.versions).map(([broker, version]) => `${broker} ${version}`).join(', ');
+  const versions = Object.entries(machine.versions)
+    .map(([broker, version]) => `${broker} ${version}`)
+    .join(', ');
   const output = [
     `machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, Node ${machine.node}`,
     `brokers: ${versions}`,

@@ -10,8 +10,9 @@
  *
  * Run: npm run build && node dist/bench/codec-bench.js
  */
-import mqttPacket from 'mqtt-packet';
+
 import { performance } from 'node:perf_hooks';
+import mqttPacket from 'mqtt-packet';
 import { PacketDecoder } from '../src/codec/decoder.js';
 import { encodePacket } from '../src/codec/encoder.js';
 import type { ProtocolVersion, PublishPacket, Qos } from '../src/codec/packets.js';
@@ -143,8 +144,14 @@ function main(): void {
     const reference = mqttPacket.generate(theirs, { protocolVersion: version });
     if (!reference.equals(Buffer.from(encoded))) throw new Error(`${name}: encodings differ`);
     const stream = chunked(Buffer.concat(Array.from({ length: packetsPerRun }, () => reference)));
-    const [decodeOurs, decodeTheirs] = measurePair(() => ourDecode(stream, version), () => theirDecode(stream, version));
-    const [encodeOurs, encodeTheirs] = measurePair(() => ourEncode(packet, version), () => theirEncode(theirs, version));
+    const [decodeOurs, decodeTheirs] = measurePair(
+      () => ourDecode(stream, version),
+      () => theirDecode(stream, version),
+    );
+    const [encodeOurs, encodeTheirs] = measurePair(
+      () => ourEncode(packet, version),
+      () => theirEncode(theirs, version),
+    );
     console.log(row(name, 'decode', decodeOurs, decodeTheirs, encoded.length));
     console.log(row(name, 'encode', encodeOurs, encodeTheirs, encoded.length));
     ratios.push(decodeTheirs / decodeOurs, encodeTheirs / encodeOurs);

@@ -14,12 +14,12 @@
 import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { Command } from 'commander';
-import { integerOption, listOption } from './load/cli-options.js';
 import { defaultConfig, type SyncPolicy } from '../src/config.js';
-import { probeBroker } from './load/peers.js';
-import { removeLiveDirectories, runRecoveryPart, runWritePathPart, type RecoverySettings, type WritePathSettings } from './durability/run.js';
-import { describeDurabilityMachine, renderReport, type DurabilityReport } from './durability/report.js';
+import { type DurabilityReport, describeDurabilityMachine, renderReport } from './durability/report.js';
+import { type RecoverySettings, removeLiveDirectories, runRecoveryPart, runWritePathPart, type WritePathSettings } from './durability/run.js';
 import { syncPolicies } from './durability/write-path.js';
+import { integerOption, listOption } from './load/cli-options.js';
+import { probeBroker } from './load/peers.js';
 
 interface Flags {
   runs: number;

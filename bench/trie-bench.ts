@@ -15,8 +15,8 @@
  * Run: `npm run build && node dist/bench/trie-bench.js` (add `--expose-gc` for steadier heap figures).
  */
 import { performance } from 'node:perf_hooks';
-import { SubscriptionTrie, type MatchSink, type SharedGroup, type TrieEntry } from '../src/topics/trie.js';
 import { matchesFilter } from '../src/topics/match-filter.js';
+import { type MatchSink, type SharedGroup, SubscriptionTrie, type TrieEntry } from '../src/topics/trie.js';
 
 const siteCount = 100;
 const devicesPerSite = 100;
@@ -173,7 +173,7 @@ function main(): void {
 
   console.log(`subscription trie benchmark (node ${process.version}, median of ${rounds} rounds)`);
   console.log(`  subscriptions            ${format(subscriptions.length)} (${format(unique)} distinct filter+key, ${format(trie.nodeCount)} nodes)`);
-  console.log(`  heap held by the trie    ${(((heapAfterBytes - heapBeforeBytes) / 1024 / 1024)).toFixed(1)} MiB`);
+  console.log(`  heap held by the trie    ${((heapAfterBytes - heapBeforeBytes) / 1024 / 1024).toFixed(1)} MiB`);
   console.log(`  deliveries per match     ${deliveriesPerMatch.toFixed(2)}`);
   console.log(`  trie matches/s           ${format(trieMatchesPerSecond)} (${format(topics.length)} topics per round)`);
   console.log(`  exact-only matches/s     ${format(exactMatchesPerSecond)} (${format(exactTrie.size)} exact filters, 1 delivery per match)`);

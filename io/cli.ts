@@ -19,11 +19,11 @@
 import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError } from 'commander';
-import { isLogThreshold, Logger, type LogThreshold } from './logger.js';
-import { parsePort } from './client-options.js';
 import { passwdCommand } from './auth/passwd-command.js';
-import { pubCommand } from './pub-command.js';
+import { parsePort } from './client-options.js';
 import { formatInspectReport, inspectDataDirectory, repairDataDirectory } from './inspect.js';
+import { isLogThreshold, Logger, type LogThreshold } from './logger.js';
+import { pubCommand } from './pub-command.js';
 import { ConfigError, startServer } from './server.js';
 import { simCommand, voprCommand } from './sim-commands.js';
 import { subCommand } from './sub-command.js';
@@ -86,13 +86,15 @@ async function serve(flags: ServeFlags): Promise<void> {
   if (flags.passwordFile !== undefined) overrides.passwordFile = flags.passwordFile;
   if (flags.aclFile !== undefined) overrides.aclFile = flags.aclFile;
   const logger = new Logger(flags.logLevel);
-  let server;
+  let server: Awaited<ReturnType<typeof startServer>>;
   try {
     server = await startServer({ host: flags.host, port: flags.port, config: overrides, dataDirectory: flags.dataDir, logger });
   } catch (error) {
     if (error instanceof ConfigError) fail(2, `invalid configuration${flags.config === undefined ? '' : ` in ${flags.config}`}:\n  ${error.problems.join('\n  ')}`);
     const message = (error as Error).message;
-    const hint = /corrupt (log|snapshot)/.test(message) ? `\n  see what is damaged with: keel inspect ${flags.dataDir}\n  start from the readable part with: keel inspect ${flags.dataDir} --repair` : '';
+    const hint = /corrupt (log|snapshot)/.test(message)
+      ? `\n  see what is damaged with: keel inspect ${flags.dataDir}\n  start from the readable part with: keel inspect ${flags.dataDir} --repair`
+      : '';
     fail(1, `cannot start on ${flags.host}:${flags.port}: ${message}${hint}`);
   }
   const running = server;
@@ -126,7 +128,7 @@ async function serve(flags: ServeFlags): Promise<void> {
 }
 
 function inspect(directory: string, flags: { repair?: boolean }): void {
-  let report;
+  let report: ReturnType<typeof inspectDataDirectory>;
   try {
     if (flags.repair) for (const line of repairDataDirectory(directory)) process.stdout.write(`repair: ${line}\n`);
     report = inspectDataDirectory(directory);

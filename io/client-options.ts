@@ -5,7 +5,7 @@
  * Parsing problems are usage errors (exit 2, message on stderr); failures to reach or be accepted
  * by the broker are exit 1; a `-W` timeout is exit 3. Scripts can rely on these codes.
  */
-import { InvalidArgumentError, type Command } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
 import type { IClientOptions, MqttClient } from 'mqtt';
 
 export const exitCode = { ok: 0, failure: 1, usage: 2, timeout: 3 } as const;

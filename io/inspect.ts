@@ -17,11 +17,11 @@
 import { copyFileSync, readdirSync, readFileSync, renameSync, statSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { snapshotEndRecordType } from '../src/store/log-recovery.js';
-import { planRepair } from '../src/store/repair.js';
 import { groupEndFlag, isSeal } from '../src/store/log-writer.js';
-import { scanFrames, type FrameProblem, type FrameRecord } from '../src/store/record-frame.js';
 import { decodeStateRecord } from '../src/store/record-codec.js';
-import { applyRecord, createDurableState, finishReplay, type DurableState, type StateRecordKind } from '../src/store/state-store.js';
+import { type FrameProblem, type FrameRecord, scanFrames } from '../src/store/record-frame.js';
+import { planRepair } from '../src/store/repair.js';
+import { applyRecord, createDurableState, type DurableState, finishReplay, type StateRecordKind } from '../src/store/state-store.js';
 
 const recordBytesMax = 512 * 1024 * 1024;
 const segmentPattern = /^wal-(\d{16})\.log$/;
@@ -135,7 +135,17 @@ function rebuildState(directory: string, report: InspectReport, snapshotName: st
     queued += session.queue.length;
     inflight += session.inflight.size;
   }
-  report.state = { sessions: state.sessions.size, subscriptions, retained: state.retained.size, retainedBytes: state.retainedBytes, queued, inflight, messages: state.messages.size, wills: state.wills.size, ownersUnknown: ownersUnknown(state) };
+  report.state = {
+    sessions: state.sessions.size,
+    subscriptions,
+    retained: state.retained.size,
+    retainedBytes: state.retainedBytes,
+    queued,
+    inflight,
+    messages: state.messages.size,
+    wills: state.wills.size,
+    ownersUnknown: ownersUnknown(state),
+  };
 }
 
 function ownersUnknown(state: DurableState): OwnersUnknown {
@@ -156,7 +166,9 @@ export function formatInspectReport(report: InspectReport): string {
   if (report.snapshotLsn > 0) lines.push(`newest snapshot covers lsn 1..${report.snapshotLsn}`);
   if (report.state !== null) {
     const s = report.state;
-    lines.push(`state: ${s.sessions} sessions, ${s.subscriptions} subscriptions, ${s.retained} retained (${s.retainedBytes} bytes), ${s.queued} queued, ${s.inflight} inflight, ${s.messages} stored messages, ${s.wills} wills`);
+    lines.push(
+      `state: ${s.sessions} sessions, ${s.subscriptions} subscriptions, ${s.retained} retained (${s.retainedBytes} bytes), ${s.queued} queued, ${s.inflight} inflight, ${s.messages} stored messages, ${s.wills} wills`,
+    );
     if (s.ownersUnknown.sessions + s.ownersUnknown.wills > 0) {
       const { sessions, wills } = s.ownersUnknown;
       lines.push(`owner unknown (written before user names were stored): sessions=${sessions} wills=${wills}; with an ACL file`);

@@ -17,7 +17,7 @@ export type LogThreshold = LogLevel | 'silent';
 const rank: Record<LogThreshold, number> = { debug: 0, info: 1, warn: 2, error: 3, silent: 4 };
 
 export function isLogThreshold(value: string): value is LogThreshold {
-  return Object.prototype.hasOwnProperty.call(rank, value);
+  return Object.hasOwn(rank, value);
 }
 
 export interface LineSink {

@@ -36,7 +36,7 @@ export function formatTemplate(template: string, packet: IPublishPacket): string
       output += field(next, packet);
       index++;
     } else if (character === '\\' && next !== undefined) {
-      output += escape(next);
+      output += escapedCharacter(next);
       index++;
     } else {
       output += character;
@@ -72,7 +72,7 @@ function field(code: string, packet: IPublishPacket): string {
   }
 }
 
-function escape(code: string): string {
+function escapedCharacter(code: string): string {
   switch (code) {
     case 'n':
       return '\n';

@@ -36,10 +36,10 @@
  * `pause-reading` for a publisher whose messages pile up for such a reader (or past the total
  * output budget), and with `resume-reading` once they drained: the socket is paused and resumed.
  */
-import net from 'node:net';
+import type net from 'node:net';
 import type { ConnectionId, LogFields, LogLevel, StorageRequest, StorageResult } from '../src/contract.js';
 import type { Clock } from './clock.js';
-import type { Driver, Host } from './driver.js';
+import type { Driver, Host } from '../src/driver.js';
 import type { Logger } from './logger.js';
 import { NodeStorage } from './node-storage.js';
 
@@ -166,7 +166,18 @@ export class NodeHost implements Host {
       socket.destroy();
       return;
     }
-    const connection: Connection = { id: this.nextConnectionId++, socket, host: this, corked: false, pending: null, pendingBytes: 0, closedByCore: false, graceTimer: null, reportedBytes: 0, reportDue: false };
+    const connection: Connection = {
+      id: this.nextConnectionId++,
+      socket,
+      host: this,
+      corked: false,
+      pending: null,
+      pendingBytes: 0,
+      closedByCore: false,
+      graceTimer: null,
+      reportedBytes: 0,
+      reportDue: false,
+    };
     this.connections.set(connection.id, connection);
     socket.setNoDelay(true);
     // One set of listeners shared by every socket (found again through the socket): three

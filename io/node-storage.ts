@@ -14,7 +14,7 @@
  */
 import assert from 'node:assert/strict';
 import { constants, mkdirSync } from 'node:fs';
-import { open, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { type FileHandle, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { StorageErrorCode, StorageRequest, StorageResult } from '../src/contract.js';
 

@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import type { IClientPublishOptions } from 'mqtt';
-import { addConnectionOptions, clientOptions, exitCode, settle, userProperties, UsageError, type ConnectionFlags } from './client-options.js';
+import { addConnectionOptions, type ConnectionFlags, clientOptions, exitCode, settle, UsageError, userProperties } from './client-options.js';
 
 interface PubFlags extends ConnectionFlags {
   topic?: string;

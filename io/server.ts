@@ -15,13 +15,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Authorizer } from '../src/broker/authorizer.js';
 import { Broker } from '../src/broker/broker.js';
-import { outputReportStepBytes, outputResumeBytes, resolveConfig, type BrokerConfig } from '../src/config.js';
+import { type BrokerConfig, outputReportStepBytes, outputResumeBytes, resolveConfig } from '../src/config.js';
 import type { BrokerCore } from '../src/contract.js';
 import { DurableStateStore } from '../src/store/durable-store.js';
 import { loadAclFile } from './auth/acl-file.js';
-import { loadAuthentication, type Authentication } from './auth/setup.js';
+import { type Authentication, loadAuthentication } from './auth/setup.js';
 import { MonotonicClock } from './clock.js';
-import { Driver } from './driver.js';
+import { Driver } from '../src/driver.js';
 import { Logger } from './logger.js';
 import { NodeHost, type WriteBatching } from './node-host.js';
 

@@ -4,7 +4,7 @@
  * flags and turns the result into an exit code (0 every rule held, 1 a seed broke one, 2 usage).
  */
 import { Command, InvalidArgumentError } from 'commander';
-import { plantedBugNames, type PlantedBugName } from '../sim/planted-bug-names.js';
+import { type PlantedBugName, plantedBugNames } from '../sim/planted-bug-names.js';
 import { parseNonNegativeInteger } from './client-options.js';
 
 /** The simulator, loaded only when a simulation runs (see planted-bug-names.ts). */

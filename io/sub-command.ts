@@ -9,16 +9,7 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import type { IClientSubscribeOptions, IPublishPacket } from 'mqtt';
-import {
-  addConnectionOptions,
-  clientOptions,
-  exitCode,
-  parseNonNegativeInteger,
-  settle,
-  userProperties,
-  UsageError,
-  type ConnectionFlags,
-} from './client-options.js';
+import { addConnectionOptions, type ConnectionFlags, clientOptions, exitCode, parseNonNegativeInteger, settle, UsageError, userProperties } from './client-options.js';
 import { formatJson, formatTemplate } from './message-format.js';
 
 interface SubFlags extends ConnectionFlags {

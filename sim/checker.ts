@@ -56,7 +56,7 @@ import type { PublishPacket, Qos } from '../src/codec/packets.js';
 import { crc32c } from '../src/store/crc32c.js';
 import { messagePayload, parsePayload, willPayload } from './clients/payload.js';
 import type { Link } from './network.js';
-import { splitShared, topicMatches, matchingFilter } from './topic-match.js';
+import { matchingFilter, splitShared, topicMatches } from './topic-match.js';
 
 export type ViolationReporter = (rule: string, detail: string) => void;
 
@@ -467,7 +467,10 @@ export class Checker {
     const highest = remaining(latestExpiryAtMs, decidedMs ?? record.firstArrivalMs);
     // [MQTT-3.3.2-6] the interval forwarded is the one received less the time waited.
     if (interval === undefined || interval < lowest || interval > highest) {
-      this.report('expiry-interval', `c${client} got ${record.key} (QoS ${packet.qos}) sent at ${sentMs}ms with expiry ${interval === undefined ? 'none' : `${interval}s`}; expected ${lowest}..${highest}s (published with ${record.expirySeconds}s, reached the broker at ${record.firstArrivalMs}..${record.lastArrivalMs}ms)`);
+      this.report(
+        'expiry-interval',
+        `c${client} got ${record.key} (QoS ${packet.qos}) sent at ${sentMs}ms with expiry ${interval === undefined ? 'none' : `${interval}s`}; expected ${lowest}..${highest}s (published with ${record.expirySeconds}s, reached the broker at ${record.firstArrivalMs}..${record.lastArrivalMs}ms)`,
+      );
     }
   }
 
@@ -543,7 +546,14 @@ export class Checker {
     // this connection's own ends it (even one from an older connection, held up in the network),
     // and a crash may lose a session that was volatile or established under an amnesty (its will
     // then goes out at recovery).
-    if (this.otherConnectArrived(will, (connect) => connect.cleanStart, (atMs) => atMs <= this.clock.nowMs)) return;
+    if (
+      this.otherConnectArrived(
+        will,
+        (connect) => connect.cleanStart,
+        (atMs) => atMs <= this.clock.nowMs,
+      )
+    )
+      return;
     if (this.crashBetween(endMs, this.clock.nowMs) && (!will.sessionLasting || this.amnestySince(0))) return;
     this.report('will-early', `c${client} got will ${will.key} at ${this.clock.nowMs}ms; L${will.link.id} ended at ${endMs}ms and the will waits ${will.delayMs}ms`);
   }
@@ -593,7 +603,11 @@ export class Checker {
   private mayBeCancelled(will: WillRecord): boolean {
     if (will.delayMs === 0) return false;
     const windows = this.willWindows(will);
-    return this.otherConnectArrived(will, (connect) => !connect.cleanStart, (atMs) => windows.some((window) => atMs >= window.fromMs && atMs < window.untilMs));
+    return this.otherConnectArrived(
+      will,
+      (connect) => !connect.cleanStart,
+      (atMs) => windows.some((window) => atMs >= window.fromMs && atMs < window.untilMs),
+    );
   }
 
   /** A CONNECT of the will's client, other than its own and matching `kind`, reached the broker after its own was sent, at a time `when` accepts. */
@@ -630,7 +644,10 @@ export class Checker {
         owedChecked = true;
         if (!state.received.has(key) && !this.excuseLoss(state, key) && !this.amnestySince(grant.sinceMs)) {
           const drops = `broker reported ${state.droppedKeys.size} drop(s) for it, ${state.dropsUnattributed} unattributed; ${this.amnestiesMs.length} amnesties`;
-          this.report('lost', `c${client} never got ${key} (${topic}, QoS ${qos}) although subscribed with ${grant.filter} since ${grant.sinceMs}ms, before it was sent at ${publishedMs}ms (${drops})`);
+          this.report(
+            'lost',
+            `c${client} never got ${key} (${topic}, QoS ${qos}) although subscribed with ${grant.filter} since ${grant.sinceMs}ms, before it was sent at ${publishedMs}ms (${drops})`,
+          );
           return true;
         }
       }
@@ -651,7 +668,10 @@ export class Checker {
         if (state === undefined || this.violators.has(client) || connackMs >= record.firstSentMs) continue;
         if (!this.subscribedThroughout(state, record)) continue;
         if (state.received.has(record.key) || state.droppedKeys.has(record.key)) continue;
-        this.report('qos0-lost', `c${client} never got QoS 0 ${record.key} (${record.topic}), which reached the broker at ${record.firstArrivalMs}ms while its connection (CONNACK at ${connackMs}ms) stayed up, and no drop was reported for it`);
+        this.report(
+          'qos0-lost',
+          `c${client} never got QoS 0 ${record.key} (${record.topic}), which reached the broker at ${record.firstArrivalMs}ms while its connection (CONNACK at ${connackMs}ms) stayed up, and no drop was reported for it`,
+        );
         return;
       }
     }
@@ -729,8 +749,11 @@ export class Checker {
         // The broker may report dropping the retained copy for the auditor itself (its queue limit).
         const dropped = this.subscriber(auditor).droppedKeys;
         // A candidate whose expiry may have passed may have left the retained table [MQTT-3.3.2-5].
-        const mayHaveExpired = candidates.some((candidate) => candidate.expirySeconds !== null && (candidate.firstArrivalMs ?? Number.POSITIVE_INFINITY) + candidate.expirySeconds * 1000 <= this.clock.nowMs);
-        if (acked.length > 0 && !mayHaveExpired && !candidates.some((candidate) => dropped.has(candidate.key))) this.report('retained-lost', `a fresh subscriber got no retained message on ${topic}; expected one of ${candidates.map((c) => c.key).join(', ')}`);
+        const mayHaveExpired = candidates.some(
+          (candidate) => candidate.expirySeconds !== null && (candidate.firstArrivalMs ?? Number.POSITIVE_INFINITY) + candidate.expirySeconds * 1000 <= this.clock.nowMs,
+        );
+        if (acked.length > 0 && !mayHaveExpired && !candidates.some((candidate) => dropped.has(candidate.key)))
+          this.report('retained-lost', `a fresh subscriber got no retained message on ${topic}; expected one of ${candidates.map((c) => c.key).join(', ')}`);
       } else if (!candidates.some((c) => c.key === got)) {
         this.report('retained-stale', `a fresh subscriber got ${got} retained on ${topic}; expected one of ${candidates.map((c) => c.key).join(', ')}`);
       }

@@ -6,7 +6,7 @@
  * `--plant` swaps in one of the deliberately broken brokers from planted-bugs.ts, to watch the
  * checker catch it; `--plant-store` swaps in a broken store (acks before fsync, recovery that skips).
  */
-import { plantedBugs, plantedStoreBugs, type PlantedBugName, type PlantedStoreBugName } from './planted-bugs.js';
+import { type PlantedBugName, type PlantedStoreBugName, plantedBugs, plantedStoreBugs } from './planted-bugs.js';
 import { runSimulation } from './simulation.js';
 import { runVopr } from './vopr.js';
 import type { BrokerFactory, StoreFactory } from './world.js';

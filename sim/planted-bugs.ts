@@ -9,15 +9,16 @@
  * each of these and expect the named rule to fire. The planted store bugs at the end do the same
  * for durability: they wrap the real store and break one promise about the disk.
  */
-import type { PlantedBugName } from './planted-bug-names.js';
+
 import { Broker, type BrokerOptions } from '../src/broker/broker.js';
 import { PacketDecoder } from '../src/codec/decoder.js';
 import { encodePacket } from '../src/codec/encoder.js';
-import { PacketType, type Packet, type ProtocolVersion, type PublishPacket, type Will } from '../src/codec/packets.js';
+import { type Packet, PacketType, type ProtocolVersion, type PublishPacket, type Will } from '../src/codec/packets.js';
 import type { Action, BrokerCore, ConnectionId, StorageRequest, StorageResult } from '../src/contract.js';
 import { crc32c } from '../src/store/crc32c.js';
 import { DurableStateStore, type DurableStoreOptions } from '../src/store/durable-store.js';
 import type { DurableState, StateRecord, StateStore } from '../src/store/state-store.js';
+import type { PlantedBugName } from './planted-bug-names.js';
 import { matchingFilter, topicMatches } from './topic-match.js';
 import type { BrokerFactory, StoreFactory } from './world.js';
 

@@ -8,8 +8,9 @@
  * the seeds have none at all), and which broker limits are small. Thousands of seeds thus cover
  * thousands of differently shaped worlds rather than one world with different noise.
  */
-import type { BrokerConfig } from '../src/config.js';
+
 import type { Qos } from '../src/codec/packets.js';
+import type { BrokerConfig } from '../src/config.js';
 import { chooseDiskShape, type DiskShape } from './disk.js';
 import type { NetworkShape } from './network.js';
 import { Random } from './random.js';

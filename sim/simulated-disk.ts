@@ -60,7 +60,11 @@ export class SimulatedDisk {
     }
     switch (request.op) {
       case 'list':
-        return { requestId: id, ok: true, files: [...this.files.entries()].map(([name, file]) => ({ name, size: file.visible.length })).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)) };
+        return {
+          requestId: id,
+          ok: true,
+          files: [...this.files.entries()].map(([name, file]) => ({ name, size: file.visible.length })).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)),
+        };
       case 'read':
         return this.read(id, request.file, request.offset, request.length);
       case 'write':
@@ -162,7 +166,10 @@ export class SimulatedDisk {
 
   /** Sorted names and sizes of the visible directory, for traces and tests. */
   describe(): string {
-    return [...this.files.entries()].map(([name, file]) => `${name}:${file.visible.length}`).sort().join(',');
+    return [...this.files.entries()]
+      .map(([name, file]) => `${name}:${file.visible.length}`)
+      .sort()
+      .join(',');
   }
 
   /** Every visible file with a copy of its bytes, sorted by name (what an operator's tool reads). */

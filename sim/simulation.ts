@@ -10,7 +10,7 @@
  */
 import { describeDiskShape } from './disk.js';
 import { chooseShape } from './shape.js';
-import { realBroker, World, type BrokerFactory, type StoreFactory, type Violation } from './world.js';
+import { type BrokerFactory, realBroker, type StoreFactory, type Violation, World } from './world.js';
 
 export interface SimulationOptions {
   seed: number;
@@ -88,7 +88,7 @@ export function runSimulation(options: SimulationOptions): SimulationResult {
   if (result.violation !== null) printViolation(stdout, result);
   else if (result.unrecoverable !== null) stdout(`UNRECOVERABLE corruption reported (not a violation): ${result.unrecoverable}`);
   stdout(result.summary);
-  stderr(`sim seed=${options.seed} wall_ms=${wallMs} events_per_s=${Math.round(world.events / Math.max(wallMs, 1) * 1000)}`);
+  stderr(`sim seed=${options.seed} wall_ms=${wallMs} events_per_s=${Math.round((world.events / Math.max(wallMs, 1)) * 1000)}`);
   return result;
 }
 
@@ -96,7 +96,10 @@ function describeShape(world: World): string {
   const shape = world.shape;
   const versions = shape.clients.map((c) => `${c.protocolVersion === 5 ? '5' : '3'}${c.persistent ? 'p' : 'c'}${c.violator ? '!' : ''}`).join(',');
   const faults = shape.faultIntervalMsMean === null ? 'none' : `${shape.faultKinds.join('+')}/${shape.faultIntervalMsMean}ms`;
-  const limits = Object.entries(shape.configOverrides).map(([key, value]) => `${key}=${String(value)}`).join(',') || 'defaults';
+  const limits =
+    Object.entries(shape.configOverrides)
+      .map(([key, value]) => `${key}=${String(value)}`)
+      .join(',') || 'defaults';
   return `clients=[${versions}] active_ms=${shape.activeMs} faults=${faults} limits=${limits} segment_max=${shape.network.segmentBytesMax} ${describeDiskShape(shape.disk)}`;
 }
 

@@ -25,21 +25,22 @@
  * Everything that happens is a trace line, fed to the run's hash; the last lines are kept for
  * the report when a rule breaks. The first violation stops the run.
  */
+
+import { Driver, type Host } from '../src/driver.js';
 import { Broker, type BrokerOptions } from '../src/broker/broker.js';
-import { outputReportStepBytes, resolveConfig, type BrokerConfig } from '../src/config.js';
+import { type BrokerConfig, outputReportStepBytes, resolveConfig } from '../src/config.js';
 import type { BrokerCore, ConnectionId, LogFields, LogLevel, StorageRequest } from '../src/contract.js';
 import { DurableStateStore, type DurableStoreOptions } from '../src/store/durable-store.js';
 import { planRepair, type RepairAction } from '../src/store/repair.js';
 import type { StateStore } from '../src/store/state-store.js';
-import { Driver, type Host } from '../io/driver.js';
 import { Checker } from './checker.js';
-import { ModelClient, type ClientContext } from './clients/model-client.js';
+import { type ClientContext, ModelClient } from './clients/model-client.js';
 import { DiskDevice } from './disk.js';
 import { EventQueue } from './event-queue.js';
-import { Network, type Link } from './network.js';
+import { type Link, Network } from './network.js';
 import { Random } from './random.js';
-import { noDiskFaults, SimulatedDisk } from './simulated-disk.js';
 import type { ClientPlan, FaultKind, WorldShape } from './shape.js';
+import { noDiskFaults, SimulatedDisk } from './simulated-disk.js';
 import { TraceHash } from './trace-hash.js';
 
 export type BrokerFactory = (options: BrokerOptions) => BrokerCore;
@@ -118,7 +119,7 @@ export class World implements ClientContext {
     this.faultRandom = Random.stream(shape.seed, 'faults');
     this.diskFaultRandom = Random.stream(shape.seed, 'disk-faults');
     this.network.broker = {
-      acceptingIncarnation: () => (this.broker !== null && this.broker.core.ready ? this.broker.incarnation : null),
+      acceptingIncarnation: () => (this.broker?.core.ready ? this.broker.incarnation : null),
       opened: (link) => this.brokerInput((driver) => driver.connectionOpened(this.clock.nowMs, link.id, `sim:c${link.clientIndex}`)),
       bytes: (link, bytes) => this.brokerInput((driver) => driver.bytesReceived(this.clock.nowMs, link.id, bytes)),
       closed: (link) => this.brokerInput((driver) => driver.connectionClosed(this.clock.nowMs, link.id)),
@@ -384,7 +385,10 @@ export class World implements ClientContext {
     }
     const floorBytes = this.config.connectionOutputBytesMax - this.network.outputReportStepBytes;
     if (bufferedBytes <= floorBytes) {
-      this.fail('output-full-early', `c${clientIndex}: QoS 0 ${topic} dropped as output-full with ${bufferedBytes} bytes unsent (cap ${this.config.connectionOutputBytesMax}, report step ${this.network.outputReportStepBytes})`);
+      this.fail(
+        'output-full-early',
+        `c${clientIndex}: QoS 0 ${topic} dropped as output-full with ${bufferedBytes} bytes unsent (cap ${this.config.connectionOutputBytesMax}, report step ${this.network.outputReportStepBytes})`,
+      );
     }
   }
 
@@ -405,7 +409,7 @@ export class World implements ClientContext {
     this.trace(`fault ${kind} c${client.plan.index}`);
     switch (kind) {
       case 'reset':
-        if (client.link !== null && client.link.clientOpen) this.network.reset(client.link);
+        if (client.link?.clientOpen) this.network.reset(client.link);
         return;
       case 'client-reset':
         return client.reset();
@@ -487,7 +491,7 @@ export class World implements ClientContext {
     const connected = new Map<number, number>();
     for (const client of this.clients) {
       const link = client.link;
-      if (client.online && link !== null && link.clientOpen && link.brokerOpen) connected.set(client.plan.index, client.connackAtMs);
+      if (client.online && link?.clientOpen && link.brokerOpen) connected.set(client.plan.index, client.connackAtMs);
     }
     this.checker.checkQos0Delivered(connected);
     if (this.violation !== null) return;

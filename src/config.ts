@@ -212,9 +212,7 @@ export function outputReportStepBytes(config: BrokerConfig): number {
  * Merges `overrides` onto the defaults and checks every value. Returns the config or the list of
  * readable problems (one per bad key); unknown keys are problems too, so typos do not pass silently.
  */
-export function resolveConfig(
-  overrides: Record<string, unknown>,
-): { ok: true; config: BrokerConfig } | { ok: false; problems: string[] } {
+export function resolveConfig(overrides: Record<string, unknown>): { ok: true; config: BrokerConfig } | { ok: false; problems: string[] } {
   const problems: string[] = [];
   const config: Record<string, unknown> = { ...defaultConfig };
   for (const [key, value] of Object.entries(overrides)) {

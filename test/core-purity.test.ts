@@ -23,7 +23,7 @@ function stripComments(source: string): string {
   return source.replace(/\/\*[\s\S]*?\*\//g, '').replace(/(^|[^:'"`\\])\/\/.*$/gm, '$1');
 }
 
-export function violations(source: string): string[] {
+function violations(source: string): string[] {
   const code = stripComments(source);
   return forbidden.filter((rule) => rule.pattern.test(code)).map((rule) => rule.name);
 }

@@ -16,7 +16,7 @@
  * and socket errors after setup are recorded, never thrown.
  */
 import net from 'node:net';
-import { encodeConnect, encodePublish, encodeSubscribe, PacketScanner, PacketType, PubackBatch, publishPacketId, type ProtocolLevel } from '../load/packets.js';
+import { encodeConnect, encodePublish, encodeSubscribe, PacketScanner, PacketType, type ProtocolLevel, PubackBatch, publishPacketId } from '../load/packets.js';
 
 function assert(condition: unknown, message: string): asserts condition {
   if (!condition) throw new Error(`assertion failed: ${message}`);
@@ -69,8 +69,14 @@ abstract class RawClient {
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => this.settleSetup(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)), timeoutMs);
       this.setupWaiter = {
-        resolve: () => (clearTimeout(timer), resolve()),
-        reject: (error) => (clearTimeout(timer), reject(error)),
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        reject: (error) => {
+          clearTimeout(timer);
+          reject(error);
+        },
       };
       this.socket.write(packet);
     });

@@ -13,7 +13,7 @@
  * The in-process measure runs only the store's recovery over NodeStorage, plus applying the
  * records to a fresh state as the broker does: the part of the restart that grows with the log.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { closeSync, fsyncSync, openSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -72,9 +72,20 @@ export async function measureServeRecovery(directory: string, configFile: string
   child.stdout!.on('data', keep);
   child.stderr!.on('data', keep);
   let exited = false;
-  const exit = new Promise<void>((resolve) => child.once('exit', () => ((exited = true), liveChildren.delete(child), resolve())));
+  const exit = new Promise<void>((resolve) =>
+    child.once('exit', () => {
+      exited = true;
+      liveChildren.delete(child);
+      resolve();
+    }),
+  );
   try {
-    await waitUntilAccepting(port, startMs + timeoutMs, () => exited, () => output);
+    await waitUntilAccepting(
+      port,
+      startMs + timeoutMs,
+      () => exited,
+      () => output,
+    );
     const seconds = (performance.now() - startMs) / 1_000;
     const peakRssBytes = readProcessStatusBytes(child.pid!, 'VmHWM');
     const records = recoveredRecords(output);
@@ -95,9 +106,7 @@ export function recoveredRecords(output: string): number | null {
     try {
       const parsed = JSON.parse(line) as { event?: string; records?: unknown };
       if (parsed.event === 'recovered' && typeof parsed.records === 'number') return parsed.records;
-    } catch {
-      continue;
-    }
+    } catch {}
   }
   return null;
 }

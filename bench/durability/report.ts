@@ -39,7 +39,11 @@ export function describeDurabilityMachine(keelVersion: string, dataRoot: string)
 
 function pad(rows: string[][], numericFrom: number): string[] {
   const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
-  const format = (row: string[]): string => row.map((text, column) => (column >= numericFrom ? text.padStart(widths[column]!) : text.padEnd(widths[column]!))).join('  ').trimEnd();
+  const format = (row: string[]): string =>
+    row
+      .map((text, column) => (column >= numericFrom ? text.padStart(widths[column]!) : text.padEnd(widths[column]!)))
+      .join('  ')
+      .trimEnd();
   return [format(rows[0]!), widths.map((width) => '-'.repeat(width)).join('  '), ...rows.slice(1).map(format)];
 }
 

@@ -12,9 +12,9 @@ import { mkdtempSync, rmSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { SyncPolicy } from '../../src/config.js';
 import { buildLog } from './log-builder.js';
-import { evictFromPageCache, measureServeRecovery, measureStoreRecovery, writeRecoveryConfig, type RecoveryMeasurement } from './recovery.js';
+import { evictFromPageCache, measureServeRecovery, measureStoreRecovery, type RecoveryMeasurement, writeRecoveryConfig } from './recovery.js';
 import type { RecoveryResult } from './report.js';
-import { runWritePath, withDeadline, type LoadShape, type WritePathRow } from './write-path.js';
+import { type LoadShape, runWritePath, type WritePathRow, withDeadline } from './write-path.js';
 
 export interface WritePathSettings {
   runs: number;

@@ -10,11 +10,11 @@
  * change in how the writer frames, groups or syncs records changes the figures, not this code.
  */
 import { performance } from 'node:perf_hooks';
+import { NodeStorage } from '../../io/node-storage.js';
+import type { SyncPolicy } from '../../src/config.js';
 import type { StorageResult } from '../../src/contract.js';
 import { DurableStateStore } from '../../src/store/durable-store.js';
 import type { StateRecord } from '../../src/store/state-store.js';
-import { NodeStorage } from '../../io/node-storage.js';
-import type { SyncPolicy } from '../../src/config.js';
 
 export interface StoreOnDiskOptions {
   directory: string;

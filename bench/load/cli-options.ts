@@ -15,5 +15,8 @@ export function integerOption(minimum: number, maximum: number): (value: string)
 
 /** A comma-separated list; blanks are ignored. */
 export function listOption(value: string): string[] {
-  return value.split(',').map((item) => item.trim()).filter((item) => item.length > 0);
+  return value
+    .split(',')
+    .map((item) => item.trim())
+    .filter((item) => item.length > 0);
 }

@@ -10,18 +10,7 @@
  * a benchmark must survive a broker that drops a connection under load.
  */
 import net from 'node:net';
-import {
-  encodeConnect,
-  encodeDisconnect,
-  encodeSubscribe,
-  PacketScanner,
-  PacketType,
-  PubackBatch,
-  publishPacketId,
-  publishPayloadStart,
-  readVarint,
-  type ProtocolLevel,
-} from './packets.js';
+import { encodeConnect, encodeDisconnect, encodeSubscribe, PacketScanner, PacketType, type ProtocolLevel, PubackBatch, publishPacketId, publishPayloadStart, readVarint } from './packets.js';
 
 /** Collects publish→receive latencies in nanoseconds, up to a fixed number of samples. */
 export class LatencyRecorder {
@@ -168,7 +157,6 @@ export class BenchClient {
     const sentNs = bytes.readBigUInt64BE(payloadStart);
     this.options.latency!.record(Number(process.hrtime.bigint() - sentNs));
   }
-
 
   private wait(slot: 'connackWaiter' | 'subackWaiter', timeoutMs: number, what: string): Promise<void> {
     if (this[slot] !== null) throw new Error(`assertion failed: a ${slot} is already pending`);

@@ -15,7 +15,7 @@
  * after it resolved, `assertOpen`) with the reason.
  */
 import net from 'node:net';
-import { encodeConnect, PacketType, readVarint, type ProtocolLevel } from './packets.js';
+import { encodeConnect, PacketType, type ProtocolLevel, readVarint } from './packets.js';
 
 export interface IdleConnectionsOptions {
   port: number;

@@ -9,7 +9,7 @@
  * is "ready" when its port accepts a TCP connection; a child that exits first fails the start
  * with the tail of its stderr. Children still running when the harness exits are killed.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -127,7 +127,13 @@ export async function startBroker(name: BrokerName, options: PeerOptions): Promi
   });
   child.stdout!.resume();
   let exited = child.exitCode !== null;
-  const exit = new Promise<void>((resolve) => child.once('exit', () => ((exited = true), liveChildren.delete(child), resolve())));
+  const exit = new Promise<void>((resolve) =>
+    child.once('exit', () => {
+      exited = true;
+      liveChildren.delete(child);
+      resolve();
+    }),
+  );
   const stop = async (): Promise<void> => {
     if (!exited) child.kill('SIGTERM');
     const timer = setTimeout(() => child.kill('SIGKILL'), stopTimeoutMs);
@@ -136,7 +142,11 @@ export async function startBroker(name: BrokerName, options: PeerOptions): Promi
     rmSync(workDirectory, { recursive: true, force: true });
   };
   try {
-    await waitForPort(port, () => exited, () => stderrTail);
+    await waitForPort(
+      port,
+      () => exited,
+      () => stderrTail,
+    );
   } catch (error) {
     await stop();
     throw error;
@@ -181,15 +191,7 @@ export function launcherNodeFlags(script: string): string[] {
 
 /** In-memory, anonymous, silent: the same footing as Aedes with its default in-memory store. */
 export function mosquittoConfig(port: number, queuedMessagesMax: number): string {
-  return [
-    `listener ${port} 127.0.0.1`,
-    'allow_anonymous true',
-    'persistence false',
-    'log_dest none',
-    `max_queued_messages ${queuedMessagesMax}`,
-    'max_connections -1',
-    '',
-  ].join('\n');
+  return [`listener ${port} 127.0.0.1`, 'allow_anonymous true', 'persistence false', 'log_dest none', `max_queued_messages ${queuedMessagesMax}`, 'max_connections -1', ''].join('\n');
 }
 
 async function waitForPort(port: number, exited: () => boolean, stderrTail: () => string): Promise<void> {

@@ -10,7 +10,7 @@
  */
 import { cpus, totalmem } from 'node:os';
 import type { Availability, BrokerName } from './peers.js';
-import { formatNumber, type BenchResult, type Cell, type Row } from './runner.js';
+import { type BenchResult, type Cell, formatNumber, type Row } from './runner.js';
 
 export interface Machine {
   cpu: string;
@@ -59,7 +59,10 @@ export function renderTable(result: BenchResult, brokers: BrokerName[]): string 
   const widths = header.map((title, column) => Math.max(title.length, ...lines.map((line) => line[column]!.length)));
   const numericFrom = 4;
   const format = (line: string[]): string =>
-    line.map((text, column) => (column >= numericFrom ? text.padStart(widths[column]!) : text.padEnd(widths[column]!))).join('  ').trimEnd();
+    line
+      .map((text, column) => (column >= numericFrom ? text.padStart(widths[column]!) : text.padEnd(widths[column]!)))
+      .join('  ')
+      .trimEnd();
   const rule = widths.map((width) => '-'.repeat(width)).join('  ');
   return [format(header), rule, ...lines.map(format)].join('\n');
 }
@@ -79,5 +82,4 @@ export function renderNotes(result: BenchResult): string[] {
 }
 
 export const ratioLegend =
-  'Ratios are keel/peer. "better" says which way is good: higher (throughput: a ratio above 1 means Keel is ahead) ' +
-  'or lower (latency, memory, loss: a ratio below 1 means Keel is ahead).';
+  'Ratios are keel/peer. "better" says which way is good: higher (throughput: a ratio above 1 means Keel is ahead) ' + 'or lower (latency, memory, loss: a ratio below 1 means Keel is ahead).';

@@ -6,10 +6,11 @@
  * with its reason and the others go on. Each metric's figure is the median over the runs that
  * succeeded.
  */
-import { probeBroker, startBroker, type Availability, type BrokerName, type PeerOptions } from './peers.js';
-import { scenarios } from './scenarios.js';
-import type { Direction, Metric, Scenario, ScenarioContext } from './scenario-kit.js';
+
 import type { ProtocolLevel } from './packets.js';
+import { type Availability, type BrokerName, type PeerOptions, probeBroker, startBroker } from './peers.js';
+import type { Direction, Metric, Scenario, ScenarioContext } from './scenario-kit.js';
+import { scenarios } from './scenarios.js';
 
 export interface BenchOptions {
   runs: number;

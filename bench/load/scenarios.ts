@@ -18,18 +18,18 @@ import { FloodPublisher, makePayload, PacedPublisher, WindowPublisher } from './
 import {
   clientId,
   destroyAll,
+  type Metric,
   measureRates,
   openClient,
   openClients,
   openFilesLimit,
   percentile,
+  type Scenario,
+  type ScenarioContext,
   settle,
   setupTimeoutMs,
   sleep,
   warmupMs,
-  type Metric,
-  type Scenario,
-  type ScenarioContext,
 } from './scenario-kit.js';
 
 const mebibyte = 1024 * 1024;
@@ -73,10 +73,10 @@ async function closedLoopFlood(context: ScenarioContext, shape: FloodShape): Pro
     const credit = (): number => (shape.windowDeliveries - outstanding()) / shape.subscribers;
     const limits = { messagesMax: messagesMaxPerPublisher, deadlineMs: Date.now() + warmupMs(context.seconds) + context.seconds * 1_000 + 2_000 };
     const payload = makePayload(context.payloadBytes);
-    const publishers = publisherClients.map(
-      (client, index) => new FloodPublisher(client, { level: context.level, topic: shape.topic(index), payload, messagesPerBatch }, limits, credit),
-    );
-    const pumpAll = (): void => publishers.forEach((publisher) => publisher.pump());
+    const publishers = publisherClients.map((client, index) => new FloodPublisher(client, { level: context.level, topic: shape.topic(index), payload, messagesPerBatch }, limits, credit));
+    const pumpAll = (): void => {
+      for (const publisher of publishers) publisher.pump();
+    };
     for (const subscriber of subscribers) {
       subscriber.onPublishes = (count) => {
         flow.received += count;
@@ -93,7 +93,7 @@ async function closedLoopFlood(context: ScenarioContext, shape: FloodShape): Pro
     }, 100);
     pumpAll();
     const [deliveriesPerSecond] = await measureRates(context.seconds, [() => flow.received]);
-    publishers.forEach((publisher) => publisher.stop());
+    for (const publisher of publishers) publisher.stop();
     clearInterval(watchdog);
     await settle(() => flow.received);
     assertConnected(subscribers, 'subscriber');
@@ -155,15 +155,10 @@ const qos1: Scenario = {
       publisherClients.push(...(await openClients(context, 'qos1-pub', 4)));
       const limits = { messagesMax: messagesMaxPerPublisher, deadlineMs: Date.now() + warmupMs(context.seconds) + context.seconds * 1_000 + 2_000 };
       const payload = makePayload(context.payloadBytes);
-      const publishers = publisherClients.map(
-        (client, index) => new WindowPublisher(client, { level: context.level, topic: `bench/qos1/${index}`, payload, window: 100 }, limits),
-      );
-      publishers.forEach((publisher) => publisher.pump());
-      const [acknowledgedPerSecond, deliveredPerSecond] = await measureRates(context.seconds, [
-        () => sum(publishers.map((publisher) => publisher.acknowledged)),
-        () => subscriber.publishesReceived,
-      ]);
-      publishers.forEach((publisher) => publisher.stop());
+      const publishers = publisherClients.map((client, index) => new WindowPublisher(client, { level: context.level, topic: `bench/qos1/${index}`, payload, window: 100 }, limits));
+      for (const publisher of publishers) publisher.pump();
+      const [acknowledgedPerSecond, deliveredPerSecond] = await measureRates(context.seconds, [() => sum(publishers.map((publisher) => publisher.acknowledged)), () => subscriber.publishesReceived]);
+      for (const publisher of publishers) publisher.stop();
       await settle(() => subscriber.publishesReceived);
       assertConnected([subscriber], 'subscriber');
       assertConnected(publisherClients, 'publisher');

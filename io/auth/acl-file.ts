@@ -18,8 +18,9 @@
  * a user or anonymous block given twice, an unknown keyword or access, and a bad filter are
  * errors. How rules decide is described in src/broker/authorizer.ts.
  */
+
+import { type Access, type AclRule, type AclRules, aclFilterProblem, RuleAuthorizer } from '../../src/broker/authorizer.js';
 import { WatchedFile, type WatchedFileOptions } from './watched-file.js';
-import { aclFilterProblem, RuleAuthorizer, type Access, type AclRule, type AclRules } from '../../src/broker/authorizer.js';
 
 /** A file with more rules than this is refused: every rule is scanned on a cache miss. */
 export const aclRulesMax = 100_000;
@@ -174,7 +175,10 @@ export function ruleCounts(rules: AclRules): { users: number; rules: number } {
  * The ACL file named by `config.aclFile`, loaded and watched, or null when none is configured
  * (everybody may do anything, as without authorization); its problems when it cannot be used.
  */
-export function loadAclFile(file: string | null, logger: { info(event: string, fields: Record<string, string | number>): void; warn(event: string, fields: Record<string, string | number>): void }): AclFile | null | { problems: string[] } {
+export function loadAclFile(
+  file: string | null,
+  logger: { info(event: string, fields: Record<string, string | number>): void; warn(event: string, fields: Record<string, string | number>): void },
+): AclFile | null | { problems: string[] } {
   if (file === null) return null;
   const acl = AclFile.open(file, { log: (level, event, fields) => logger[level](event, fields) });
   if (!(acl instanceof AclFile)) return acl;

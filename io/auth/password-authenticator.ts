@@ -20,7 +20,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { AuthenticationDecision, AuthenticationRequest, Authenticator } from '../../src/broker/authenticator.js';
 import { ReasonCode } from '../../src/codec/reason-codes.js';
-import { hashPasswordScrypt, verifyPassword, type PasswordEntry } from './password-file.js';
+import { hashPasswordScrypt, type PasswordEntry, verifyPassword } from './password-file.js';
 import type { PasswordStore } from './password-store.js';
 
 export interface PasswordAuthenticatorOptions {

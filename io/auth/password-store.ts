@@ -5,7 +5,7 @@
  * reload that finds problems keeps the previous users and reports the problems through `log`, so
  * a half-edited file never locks everybody out.
  */
-import { parsePasswordFile, type PasswordEntry } from './password-file.js';
+import { type PasswordEntry, parsePasswordFile } from './password-file.js';
 import { WatchedFile, type WatchedFileOptions } from './watched-file.js';
 
 export type PasswordStoreOptions = WatchedFileOptions;

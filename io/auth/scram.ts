@@ -21,7 +21,7 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { AuthenticationRequest, AuthenticationStep, EnhancedAuthenticator } from '../../src/broker/authenticator.js';
 import { ReasonCode } from '../../src/codec/reason-codes.js';
-import { scramIterationsDefault, type ScramHash } from './password-file.js';
+import { type ScramHash, scramIterationsDefault } from './password-file.js';
 import type { PasswordStore } from './password-store.js';
 
 export const scramSha256 = 'SCRAM-SHA-256';

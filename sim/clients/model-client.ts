@@ -24,7 +24,7 @@
  */
 import { PacketDecoder } from '../../src/codec/decoder.js';
 import { encodePacket } from '../../src/codec/encoder.js';
-import { PacketType, type Packet, type Properties, type PublishPacket, type Qos } from '../../src/codec/packets.js';
+import { type Packet, PacketType, type Properties, type PublishPacket, type Qos } from '../../src/codec/packets.js';
 import type { Checker, SendTiming } from '../checker.js';
 import type { EventQueue } from '../event-queue.js';
 import type { ClientSide, Link, Network } from '../network.js';

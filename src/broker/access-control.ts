@@ -205,7 +205,7 @@ export class AccessControl {
     assert(session !== undefined, 'a subscription belongs to a session');
     const owner = this.ownerOf(session);
     const readsEverything = this.authorizer.readsEverything;
-    const everything = owner !== null && readsEverything !== undefined && readsEverything.call(this.authorizer, owner, subscription.filter);
+    const everything = owner !== null && readsEverything?.call(this.authorizer, owner, subscription.filter) === true;
     const grant: Grant = { generation: this.generation, owner, everything, topics: new Map() };
     this.grants.set(subscription, grant);
     return grant;

@@ -22,35 +22,35 @@ import { assert } from '../assert.js';
 import { PacketDecoder } from '../codec/decoder.js';
 import { encodePacket } from '../codec/encoder.js';
 import { ProtocolViolation, protocolError } from '../codec/errors.js';
-import { PacketType, type Packet } from '../codec/packets.js';
+import { type Packet, PacketType } from '../codec/packets.js';
 import { ReasonCode } from '../codec/reason-codes.js';
 import type { BrokerConfig } from '../config.js';
 import type { Action, BrokerCore, ConnectionId, LogFields, LogLevel, StorageResult } from '../contract.js';
-import { applyRecord, createDurableState, finishReplay, type DurableState, type StateRecord, type StateStore } from '../store/state-store.js';
-import { SubscriptionTrie } from '../topics/trie.js';
 import type { SubscriptionState } from '../store/state-store.js';
-import type { Authenticator, EnhancedAuthenticator } from './authenticator.js';
+import { applyRecord, createDurableState, type DurableState, finishReplay, type StateRecord, type StateStore } from '../store/state-store.js';
+import { SubscriptionTrie } from '../topics/trie.js';
 import { AccessControl } from './access-control.js';
+import type { Authenticator, EnhancedAuthenticator } from './authenticator.js';
 import type { Authorizer } from './authorizer.js';
 import { Connection, type HeldSend } from './connection.js';
-import { DeadlineHeap, type DeadlineEntry } from './deadline-heap.js';
+import { type DeadlineEntry, DeadlineHeap } from './deadline-heap.js';
 import { violationOutcome } from './errors.js';
 import { handlePuback, handlePubcomp, handlePubrec } from './handle-acks.js';
-import { handleConnect } from './handle-connect.js';
 import { routeAuthentication } from './handle-auth.js';
+import { handleConnect } from './handle-connect.js';
 import { handleDisconnect } from './handle-disconnect.js';
 import { handlePublish, handlePubrel } from './handle-publish.js';
 import { handleSubscribe, handleUnsubscribe } from './handle-subscribe.js';
+import { rebuildTrie, updateTrieForRecord } from './indexes.js';
 import { onKeepAliveDeadline, scheduleKeepAlive } from './keepalive.js';
-import { Router } from './routing.js';
-import { resumeOutput } from './outbound-queue.js';
-import { detachSession, onSessionExpiryDeadline, scheduleRecoveredSessions } from './session-lifecycle.js';
-import { createStats, type BrokerStats } from './stats.js';
-import { onWillDeadline, scheduleRecoveredWills, type PendingWill } from './will.js';
-import { updateTrieForRecord, rebuildTrie } from './indexes.js';
 import { rateBucket } from './limits.js';
+import { resumeOutput } from './outbound-queue.js';
+import { Router } from './routing.js';
+import { detachSession, onSessionExpiryDeadline, scheduleRecoveredSessions } from './session-lifecycle.js';
+import { type BrokerStats, createStats } from './stats.js';
 import { PublisherThrottle } from './throttle.js';
 import type { TokenBucket } from './token-bucket.js';
+import { onWillDeadline, type PendingWill, scheduleRecoveredWills } from './will.js';
 
 export interface BrokerOptions {
   config: BrokerConfig;
@@ -547,4 +547,3 @@ export class Broker implements BrokerCore {
     }
   }
 }
-

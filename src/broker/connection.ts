@@ -6,12 +6,12 @@
  * Phases: `awaiting-connect` until a CONNECT is accepted, `connected` afterwards, `closing` once
  * the broker decided to close it; in `closing` every further byte from the client is ignored.
  */
-import { PacketDecoder } from '../codec/decoder.js';
+import type { PacketDecoder } from '../codec/decoder.js';
 import type { ProtocolVersion, Will } from '../codec/packets.js';
 import type { ConnectionId } from '../contract.js';
 import type { SessionState } from '../store/state-store.js';
-import type { TokenBucket } from './token-bucket.js';
 import type { AuthenticationExchange } from './handle-auth.js';
+import type { TokenBucket } from './token-bucket.js';
 
 export type ConnectionPhase = 'awaiting-connect' | 'connected' | 'closing';
 

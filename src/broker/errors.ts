@@ -12,7 +12,7 @@
  *   and protocol errors]; 3.1/3.1.1 gets a plain close (that version has no way to say why).
  */
 import { ProtocolViolation, protocolError } from '../codec/errors.js';
-import { PacketType, type ConnackPacket, type DisconnectPacket, type ProtocolVersion } from '../codec/packets.js';
+import { type ConnackPacket, type DisconnectPacket, PacketType, type ProtocolVersion } from '../codec/packets.js';
 import { ConnackReturnCode311, ReasonCode } from '../codec/reason-codes.js';
 
 export interface ViolationOutcome {
@@ -42,4 +42,4 @@ export function violation(reasonCode: number, code: string, message: string): Pr
   return new ProtocolViolation(reasonCode, code, message);
 }
 
-export { protocolError, ProtocolViolation };
+export { ProtocolViolation, protocolError };

@@ -10,7 +10,7 @@
  */
 import type { PubackPacket, PubcompPacket, PubrecPacket } from '../codec/packets.js';
 import { PacketType } from '../codec/packets.js';
-import { ReasonCode, isFailureReasonCode } from '../codec/reason-codes.js';
+import { isFailureReasonCode, ReasonCode } from '../codec/reason-codes.js';
 import type { Broker } from './broker.js';
 import type { Connection } from './connection.js';
 import { pump } from './outbound-queue.js';

@@ -24,8 +24,8 @@
  */
 import { assert } from '../assert.js';
 import { protocolError } from '../codec/errors.js';
-import { PacketType, type AuthPacket, type ConnectPacket, type Packet, type Properties } from '../codec/packets.js';
-import { disconnectReasonCodes, connackReasonCodes } from '../codec/reason-code-sets.js';
+import { type AuthPacket, type ConnectPacket, type Packet, PacketType, type Properties } from '../codec/packets.js';
+import { connackReasonCodes, disconnectReasonCodes } from '../codec/reason-code-sets.js';
 import { ReasonCode } from '../codec/reason-codes.js';
 import type { AuthenticationRequest, AuthenticationStep } from './authenticator.js';
 import type { Broker } from './broker.js';
@@ -152,15 +152,7 @@ function advance(broker: Broker, connection: Connection, step: AuthenticationSte
   }
 }
 
-function succeed(
-  broker: Broker,
-  connection: Connection,
-  exchange: AuthenticationExchange,
-  data: Uint8Array | undefined,
-  identity: string | undefined,
-  nowMs: number,
-  viaConnect: boolean,
-): void {
+function succeed(broker: Broker, connection: Connection, exchange: AuthenticationExchange, data: Uint8Array | undefined, identity: string | undefined, nowMs: number, viaConnect: boolean): void {
   const wasConnecting = exchange.stage === 'connecting';
   if (!wasConnecting && identity !== undefined && identity !== exchange.identity) {
     // The session, its owner for topic authorization and its will belong to the identity the
@@ -207,4 +199,3 @@ function authPacket(reasonCode: number, method: string, data: Uint8Array | undef
   if (data !== undefined) properties.authenticationData = data;
   return { type: PacketType.Auth, reasonCode, properties };
 }
-

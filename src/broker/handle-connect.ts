@@ -11,18 +11,18 @@
  * abnormal end, so its will follows the will rules [MQTT-3.1.4-3]. The CONNACK of a persistent
  * session waits until its records are durable.
  */
-import { PacketType, type ConnackPacket, type ConnectPacket, type Properties } from '../codec/packets.js';
-import { utf8Length } from '../codec/utf8.js';
+import { type ConnackPacket, type ConnectPacket, PacketType, type Properties } from '../codec/packets.js';
 import { ConnackReturnCode311, ReasonCode } from '../codec/reason-codes.js';
+import { utf8Length } from '../codec/utf8.js';
 import type { Broker } from './broker.js';
 import type { Connection } from './connection.js';
 import { packetBytesLimit } from './connection.js';
-import { redeliver } from './outbound-queue.js';
+import { startAuthentication } from './handle-auth.js';
 import { rateBucket } from './limits.js';
+import { redeliver } from './outbound-queue.js';
 import { endSession } from './session-lifecycle.js';
 import type { LimitStats } from './stats.js';
 import { discardWill } from './will.js';
-import { startAuthentication } from './handle-auth.js';
 
 const expiryNever = 0xffffffff;
 

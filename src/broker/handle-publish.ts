@@ -18,8 +18,9 @@
  * to be durable. MQTT 5.0 PUBACK/PUBREC say 0x10 when nobody matched, and PUBACK says 0x97 when
  * a retained message was refused by the retained limits.
  *
- * Topic aliases are honoured inbound only: the broker never sends aliases to clients (the spec
- * makes them optional for the sender), so a client's Topic Alias Maximum needs no bookkeeping.
+ * Inbound topic aliases are resolved here (a per-connection map, bounded by our Topic Alias
+ * Maximum). Aliases towards a client, up to the maximum it announced, are chosen where PUBLISHes
+ * are encoded for it (outgoing-topic-alias.ts).
  */
 import { encodePacket } from '../codec/encoder.js';
 import { PacketType, type PublishPacket, type PubrelPacket } from '../codec/packets.js';
@@ -79,7 +80,10 @@ export function handlePublish(broker: Broker, connection: Connection, packet: Pu
   const topic = resolveTopic(broker, connection, packet);
   checkPublish(broker, connection, packet, topic);
   const alias = packet.properties?.topicAlias;
-  if (alias !== undefined && packet.topic.length > 0) (connection.topicAliases ??= new Map()).set(alias, packet.topic);
+  if (alias !== undefined && packet.topic.length > 0) {
+    connection.topicAliases ??= new Map();
+    connection.topicAliases.set(alias, packet.topic);
+  }
   const session = connection.session!;
   const packetId = packet.packetId ?? 0;
   if (packet.qos === 2 && session.incomingQos2.has(packetId)) {

@@ -9,7 +9,7 @@
  * the subscription [MQTT-3.8.4-3]. Retained messages go out after the SUBACK, per Retain
  * Handling. SUBACK/UNSUBACK wait for their records to be durable.
  */
-import { PacketType, type SubscribePacket, type Subscription, type UnsubscribePacket, type Qos } from '../codec/packets.js';
+import { PacketType, type Qos, type SubscribePacket, type Subscription, type UnsubscribePacket } from '../codec/packets.js';
 import { ReasonCode, SubackFailure311 } from '../codec/reason-codes.js';
 import type { SessionState, SubscriptionState } from '../store/state-store.js';
 import { checkTopicFilter, hasWildcard, parseSharedFilter } from '../topics/validate.js';

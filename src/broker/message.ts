@@ -12,12 +12,17 @@ import type { StoredMessage } from '../store/state-store.js';
 
 export function forwardedProperties(source: Properties | undefined): Properties | undefined {
   if (source === undefined) return undefined;
-  let result: Properties | undefined;
-  if (source.payloadFormatIndicator !== undefined) (result ??= {}).payloadFormatIndicator = source.payloadFormatIndicator;
-  if (source.contentType !== undefined) (result ??= {}).contentType = source.contentType;
-  if (source.responseTopic !== undefined) (result ??= {}).responseTopic = source.responseTopic;
-  if (source.correlationData !== undefined) (result ??= {}).correlationData = source.correlationData.slice();
-  if (source.userProperties !== undefined && source.userProperties.length > 0) (result ??= {}).userProperties = source.userProperties;
+  // Most messages carry none of these: no object is made for them.
+  const hasUserProperties = source.userProperties !== undefined && source.userProperties.length > 0;
+  if (source.payloadFormatIndicator === undefined && source.contentType === undefined && source.responseTopic === undefined && source.correlationData === undefined && !hasUserProperties) {
+    return undefined;
+  }
+  const result: Properties = {};
+  if (source.payloadFormatIndicator !== undefined) result.payloadFormatIndicator = source.payloadFormatIndicator;
+  if (source.contentType !== undefined) result.contentType = source.contentType;
+  if (source.responseTopic !== undefined) result.responseTopic = source.responseTopic;
+  if (source.correlationData !== undefined) result.correlationData = source.correlationData.slice();
+  if (hasUserProperties) result.userProperties = source.userProperties;
   return result;
 }
 

@@ -35,14 +35,14 @@
  *   their state [MQTT-4.4.0-1], then the queue is pumped.
  */
 import { assert } from '../assert.js';
-import { encodePacket, encodePublish, type EncodedPublish } from '../codec/encoder.js';
-import { aliasedPublishBytes, publishBytesFor } from './outgoing-topic-alias.js';
+import { type EncodedPublish, encodePacket, encodePublish } from '../codec/encoder.js';
 import { PacketType, type Properties, type ProtocolVersion, type PublishPacket, type Qos } from '../codec/packets.js';
+import { outputResumeBytes } from '../config.js';
 import { crc32c } from '../store/crc32c.js';
 import { nextPacketIdAfter, type SessionState, type StoredMessage } from '../store/state-store.js';
-import { outputResumeBytes } from '../config.js';
 import type { Broker } from './broker.js';
 import type { Connection } from './connection.js';
+import { aliasedPublishBytes, publishBytesFor } from './outgoing-topic-alias.js';
 
 export function windowSize(broker: Broker, connection: Connection): number {
   return Math.min(connection.receiveMaximum, broker.config.inflightPerSessionMax);

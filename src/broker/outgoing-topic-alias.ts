@@ -12,7 +12,7 @@
  * applies aliases at the moment of sending, after every drop decision: `aliasedPublishBytes`
  * both chooses and records. Connections without aliases keep the shared encode-once path.
  */
-import { encodePacket, withPacketId, type EncodedPublish } from '../codec/encoder.js';
+import { type EncodedPublish, encodePacket, withPacketId } from '../codec/encoder.js';
 import type { PublishPacket, Qos } from '../codec/packets.js';
 import type { StoredMessage } from '../store/state-store.js';
 import type { Connection } from './connection.js';
@@ -42,7 +42,8 @@ export function publishBytesFor(
  * Size; if that tips it over, the packet goes by name and no mapping is made.
  */
 export function aliasedPublishBytes(connection: Connection, packet: PublishPacket, packetId: number): Uint8Array {
-  const aliases = (connection.outgoingAliases ??= new Map());
+  connection.outgoingAliases ??= new Map();
+  const aliases = connection.outgoingAliases;
   const topic = packet.topic;
   if (packetId !== 0) packet.packetId = packetId;
   const existing = aliases.get(topic);

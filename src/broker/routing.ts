@@ -22,7 +22,7 @@
 import type { EncodedPublish } from '../codec/encoder.js';
 import type { ProtocolVersion, Qos } from '../codec/packets.js';
 import type { SessionState, StoredMessage, SubscriptionState } from '../store/state-store.js';
-import { pickSharedMember, type MatchSink, type SharedGroup, type TrieEntry } from '../topics/trie.js';
+import { type MatchSink, pickSharedMember, type SharedGroup, type TrieEntry } from '../topics/trie.js';
 import type { AccessControl } from './access-control.js';
 import type { Broker } from './broker.js';
 import { deliverNew, encodePublishFor, hasWindowRoom } from './outbound-queue.js';
@@ -127,7 +127,7 @@ export class Router implements MatchSink<SubscriptionState> {
     if (subscription.noLocal && entry.key === this.publisherClientId) return;
     // A subscription never carries a topic its client may not read (access-control.ts).
     if (this.access !== null && !this.access.allowsReceive(entry.key, subscription, this.messageTopic)) return this.access.receiveDenied(entry.key, this.messageTopic);
-    const qos = (subscription.qos < this.messageQos ? subscription.qos : this.messageQos) as Qos;
+    const qos = Math.min(subscription.qos, this.messageQos) as Qos;
     // [MQTT-3.3.1-12, -13] RETAIN is forwarded only under Retain As Published.
     const retain = subscription.retainAsPublished && this.messageRetain;
     const index = this.targetIndexOf(entry.key);
@@ -165,7 +165,7 @@ export class Router implements MatchSink<SubscriptionState> {
     const member = pickSharedMember(group, this.eligibleWithRoom) ?? pickSharedMember(group, this.eligibleAny);
     if (member === undefined) return;
     const subscription = member.value;
-    const qos = (subscription.qos < this.messageQos ? subscription.qos : this.messageQos) as Qos;
+    const qos = Math.min(subscription.qos, this.messageQos) as Qos;
     this.addTarget(member.key, qos, subscription.retainAsPublished && this.messageRetain, subscription.subscriptionId, true);
   }
 

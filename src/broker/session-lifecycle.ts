@@ -73,6 +73,6 @@ export function scheduleRecoveredSessions(broker: Broker, nowMs: number): void {
       broker.commit({ kind: 'session-disconnected', clientId: session.clientId, atMs: nowMs, expiryIntervalSeconds: session.expiryIntervalSeconds });
     }
     const since = session.offlineSinceMs!;
-    scheduleSessionExpiry(broker, session, since > nowMs ? nowMs : since);
+    scheduleSessionExpiry(broker, session, Math.min(since, nowMs));
   }
 }

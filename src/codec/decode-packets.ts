@@ -7,16 +7,17 @@
  * Every rule that rejects input cites the spec statement behind it: the first id is MQTT 5.0, a
  * "3.1.1" id follows where that spec numbers the same rule differently.
  */
-import { malformed, protocolError, ProtocolViolation } from './errors.js';
+
 import type { ByteReader } from './byte-reader.js';
+import { malformed, ProtocolViolation, protocolError } from './errors.js';
 import {
-  PacketType,
   type AckPacket,
   type AuthPacket,
   type ConnackPacket,
   type ConnectPacket,
   type DisconnectPacket,
   type Packet,
+  PacketType,
   type Properties,
   type ProtocolVersion,
   type PublishPacket,
@@ -29,7 +30,6 @@ import {
   type Will,
 } from './packets.js';
 import { readProperties, willContext } from './properties.js';
-import { ReasonCode } from './reason-codes.js';
 import {
   authReasonCodes,
   connackReasonCodes,
@@ -41,6 +41,7 @@ import {
   subackReturnCodes311,
   unsubackReasonCodes,
 } from './reason-code-sets.js';
+import { ReasonCode } from './reason-codes.js';
 
 /**
  * Checks the packet type and the four flag bits of the first byte ([MQTT-2.1.3-1]; 3.1.1
@@ -117,11 +118,7 @@ function checkReasonCode(code: number, allowed: ReadonlySet<number>, packetName:
 function protocolVersionOf(protocolName: string, level: number): ProtocolVersion {
   if (protocolName === 'MQTT' && (level === 4 || level === 5)) return level;
   if (protocolName === 'MQIsdp' && level === 3) return 3;
-  throw new ProtocolViolation(
-    ReasonCode.UnsupportedProtocolVersion,
-    'protocol-unsupported',
-    `unsupported protocol name ${JSON.stringify(protocolName)} with level ${level}`,
-  );
+  throw new ProtocolViolation(ReasonCode.UnsupportedProtocolVersion, 'protocol-unsupported', `unsupported protocol name ${JSON.stringify(protocolName)} with level ${level}`);
 }
 
 function decodeConnect(reader: ByteReader): ConnectPacket {

@@ -35,7 +35,7 @@ import { assert } from '../assert.js';
 import { ByteReader } from './byte-reader.js';
 import { checkFixedHeader, decodeBody } from './decode-packets.js';
 import { malformed, ProtocolViolation } from './errors.js';
-import { PacketType, type Packet, type ProtocolVersion } from './packets.js';
+import { type Packet, PacketType, type ProtocolVersion } from './packets.js';
 import { ReasonCode } from './reason-codes.js';
 
 export interface DecoderOptions {

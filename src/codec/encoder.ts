@@ -21,23 +21,15 @@
  */
 import { assert } from '../assert.js';
 import { allocateBytes } from './byte-pool.js';
+import { binaryLength, stringLength, variableIntegerLength, writeBinary, writeString, writeUint16, writeVariableInteger } from './byte-writer.js';
 import {
-  binaryLength,
-  stringLength,
-  variableIntegerLength,
-  writeBinary,
-  writeString,
-  writeUint16,
-  writeVariableInteger,
-} from './byte-writer.js';
-import {
-  PacketType,
   type AckPacket,
   type AuthPacket,
   type ConnackPacket,
   type ConnectPacket,
   type DisconnectPacket,
   type Packet,
+  PacketType,
   type Properties,
   type ProtocolVersion,
   type PublishPacket,

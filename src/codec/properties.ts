@@ -11,19 +11,10 @@
  * Malformed. Encoding writes properties in identifier order, so equal inputs give equal bytes.
  */
 import { assert } from '../assert.js';
-import { malformed, protocolError } from './errors.js';
 import type { ByteReader } from './byte-reader.js';
+import { binaryLength, stringLength, variableIntegerLength, writeBinary, writeString, writeUint16, writeUint32, writeVariableInteger } from './byte-writer.js';
+import { malformed, protocolError } from './errors.js';
 import { PacketType, type Properties } from './packets.js';
-import {
-  binaryLength,
-  stringLength,
-  variableIntegerLength,
-  writeBinary,
-  writeString,
-  writeUint16,
-  writeUint32,
-  writeVariableInteger,
-} from './byte-writer.js';
 
 /** Property context for the will properties of a CONNECT (packet type 0 is never on the wire). */
 export const willContext = 0;

@@ -35,15 +35,7 @@ export function crc32c(bytes: Uint8Array, crc = 0, start = 0, end = bytes.length
   let index = start;
   while (end - index >= 8) {
     const low = value ^ (bytes[index]! | (bytes[index + 1]! << 8) | (bytes[index + 2]! << 16) | (bytes[index + 3]! << 24));
-    value =
-      t7[low & 0xff]! ^
-      t6[(low >>> 8) & 0xff]! ^
-      t5[(low >>> 16) & 0xff]! ^
-      t4[low >>> 24]! ^
-      t3[bytes[index + 4]!]! ^
-      t2[bytes[index + 5]!]! ^
-      t1[bytes[index + 6]!]! ^
-      t0[bytes[index + 7]!]!;
+    value = t7[low & 0xff]! ^ t6[(low >>> 8) & 0xff]! ^ t5[(low >>> 16) & 0xff]! ^ t4[low >>> 24]! ^ t3[bytes[index + 4]!]! ^ t2[bytes[index + 5]!]! ^ t1[bytes[index + 6]!]! ^ t0[bytes[index + 7]!]!;
     index += 8;
   }
   while (index < end) {

@@ -25,11 +25,11 @@
 import { assert } from '../assert.js';
 import type { SyncPolicy } from '../config.js';
 import type { StorageRequest, StorageResult } from '../contract.js';
-import { LogRecovery, snapshotFileName, type RecoveryOutcome } from './log-recovery.js';
+import { LogRecovery, type RecoveryOutcome, snapshotFileName } from './log-recovery.js';
 import { groupEndFlag, LogWriter } from './log-writer.js';
 import { decodeStateRecord, encodeStateRecord } from './record-codec.js';
 import { SnapshotWriter } from './snapshot-writer.js';
-import { snapshotRecords, type DurableState, type StateRecord, type StateStore } from './state-store.js';
+import { type DurableState, type StateRecord, type StateStore, snapshotRecords } from './state-store.js';
 
 export interface DurableStoreOptions {
   syncPolicy: SyncPolicy;

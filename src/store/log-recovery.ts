@@ -22,8 +22,8 @@
  */
 import { assert } from '../assert.js';
 import type { StorageRequest, StorageResult } from '../contract.js';
-import { encodeFrame, scanFrames, type FrameRecord } from './record-frame.js';
-import { isSeal, sealRecordType, type OpenSegment } from './log-writer.js';
+import { isSeal, type OpenSegment, sealRecordType } from './log-writer.js';
+import { encodeFrame, type FrameRecord, scanFrames } from './record-frame.js';
 
 export const snapshotEndRecordType = 255;
 const segmentPattern = /^wal-(\d{16})\.log$/;

@@ -12,7 +12,7 @@
  */
 import { assert } from '../assert.js';
 import type { StorageRequest, StorageResult } from '../contract.js';
-import { snapshotRecords, type DurableState, type StateRecord, type StateStore } from './state-store.js';
+import { type DurableState, type StateRecord, type StateStore, snapshotRecords } from './state-store.js';
 
 export interface MemoryStateStoreOptions {
   /** Below this many records the store never compacts. */

@@ -95,14 +95,7 @@ function parseFrameAt(bytes: Uint8Array, offset: number, bodyBytesMax: number): 
   return { lsn, type, body: bytes.subarray(offset + frameHeaderBytes, end) };
 }
 
-function classifyDamage(
-  bytes: Uint8Array,
-  offset: number,
-  records: FrameRecord[],
-  reason: string,
-  lastLsn: number,
-  bodyBytesMax: number,
-): ScanResult {
+function classifyDamage(bytes: Uint8Array, offset: number, records: FrameRecord[], reason: string, lastLsn: number, bodyBytesMax: number): ScanResult {
   if (isAllZero(bytes, offset)) return { records, validEnd: offset, ending: 'clean', problem: null };
   // A valid frame further on that continues the sequence proves the damage is not a torn tail.
   for (let probe = offset + 1; probe + frameHeaderBytes <= bytes.length; probe++) {

@@ -15,13 +15,11 @@
  */
 import { assert } from '../assert.js';
 import { snapshotEndRecordType } from './log-recovery.js';
-import { scanFrames, type ScanResult } from './record-frame.js';
+import { type ScanResult, scanFrames } from './record-frame.js';
 
 export type RepairAction =
   /** Copy the file's current bytes to a new file (replacing one of that name). */
-  | { kind: 'copy'; from: string; to: string }
-  | { kind: 'truncate'; file: string; length: number }
-  | { kind: 'rename'; from: string; to: string };
+  { kind: 'copy'; from: string; to: string } | { kind: 'truncate'; file: string; length: number } | { kind: 'rename'; from: string; to: string };
 
 export interface RepairPlan {
   actions: RepairAction[];

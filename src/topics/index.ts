@@ -1,3 +1,3 @@
-export * from './validate.js';
-export * from './trie.js';
 export * from './match-filter.js';
+export * from './trie.js';
+export * from './validate.js';

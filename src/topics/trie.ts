@@ -172,9 +172,16 @@ export class SubscriptionTrie<V> {
     assert(start <= stop, 'a level has a non-negative length');
     assert(node.level !== '#', "'#' is always the last level");
     const level = filter.slice(start, stop);
-    if (level === '+') return node.plus ?? (node.plus = this.newNode(node, level, filter, stop));
-    if (level === '#') return node.hash ?? (node.hash = this.newNode(node, level, filter, stop));
-    const children = node.children ?? (node.children = new Map());
+    if (level === '+') {
+      node.plus ??= this.newNode(node, level, filter, stop);
+      return node.plus;
+    }
+    if (level === '#') {
+      node.hash ??= this.newNode(node, level, filter, stop);
+      return node.hash;
+    }
+    node.children ??= new Map();
+    const children = node.children;
     let child = children.get(level);
     if (child === undefined) {
       child = this.newNode(node, level, filter, stop);
@@ -261,7 +268,8 @@ function report<V>(node: TrieNode<V>, sink: MatchSink<V>): void {
 }
 
 function addEntry<V>(node: TrieNode<V>, key: string, value: V): boolean {
-  const entries = node.entries ?? (node.entries = new Map());
+  node.entries ??= new Map();
+  const entries = node.entries;
   const existing = entries.get(key);
   if (existing !== undefined) {
     existing.value = value;
@@ -280,7 +288,8 @@ function removeEntry<V>(node: TrieNode<V>, key: string): boolean {
 
 /** Adds or replaces a shared member; a replaced member keeps its place in the rotation. */
 function addMember<V>(node: TrieNode<V>, name: string, key: string, value: V): boolean {
-  const groups = node.groups ?? (node.groups = new Map());
+  node.groups ??= new Map();
+  const groups = node.groups;
   let group = groups.get(name);
   if (group === undefined) {
     group = new Group<V>(name, node.filter);

@@ -15,11 +15,11 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { repositoryRoot } from '../../bench/load/peers.js';
 import { recoveredRecords } from '../../bench/durability/recovery.js';
 import { renderRecovery, renderWritePath } from '../../bench/durability/report.js';
 import { freeBytes, runRecoveryPart, runWritePathPart } from '../../bench/durability/run.js';
 import { syncPolicies } from '../../bench/durability/write-path.js';
+import { repositoryRoot } from '../../bench/load/peers.js';
 
 const dataRoot = mkdtempSync(join(tmpdir(), 'keel-durability-test-'));
 const quiet = (): void => undefined;

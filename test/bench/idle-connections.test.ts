@@ -157,7 +157,17 @@ describe('idle-connections scenario', () => {
   it('opens and resets the warm-up connections before it times its batch', async () => {
     const server = await serve((_, socket) => socket.write(accept));
     const scenario = scenarios.find((candidate) => candidate.name === 'idle-connections')!;
-    const context = { port: server.port, rssBytes: () => 0, level: 4 as const, payloadBytes: 64, seconds: 1, connections: 200, rateMessagesPerSecond: 100, latencyWarmupSeconds: 0, connectWarmupConnections: 150 };
+    const context = {
+      port: server.port,
+      rssBytes: () => 0,
+      level: 4 as const,
+      payloadBytes: 64,
+      seconds: 1,
+      connections: 200,
+      rateMessagesPerSecond: 100,
+      latencyWarmupSeconds: 0,
+      connectWarmupConnections: 150,
+    };
     const metrics = await scenario.run(context);
     expect(metrics.find((metric) => metric.name === 'connections')!.value).toBe(200);
     expect(metrics.find((metric) => metric.name === 'connect rate')!.value).toBeGreaterThan(0);

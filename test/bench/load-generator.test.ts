@@ -24,14 +24,15 @@ import {
   encodePublish,
   encodeSubscribe,
   PacketScanner,
+  type ProtocolLevel,
   publishPacketId,
   publishPayloadStart,
-  type ProtocolLevel,
 } from '../../bench/load/packets.js';
 import { aedesServerScript, repositoryRoot, startBroker } from '../../bench/load/peers.js';
 import { scenarios } from '../../bench/load/scenarios.js';
 
-type Loose = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: a loosely typed view of another library's objects, read field by field.
+type Loose = Record<string, any>;
 
 function parseWithMqttPacket(bytes: Buffer, level: ProtocolLevel): Loose[] {
   const parser = mqttPacket.parser({ protocolVersion: level });
@@ -64,10 +65,19 @@ describe('load generator encoder agrees with mqtt-packet', () => {
         }),
         { numRuns: 100 },
       );
-      const subscribe = parseOne(encodeSubscribe(level, 7, [{ filter: 'bench/#', qos: 1 }, { filter: 'a/+/c', qos: 0 }]), level);
+      const subscribe = parseOne(
+        encodeSubscribe(level, 7, [
+          { filter: 'bench/#', qos: 1 },
+          { filter: 'a/+/c', qos: 0 },
+        ]),
+        level,
+      );
       expect(subscribe.cmd).toBe('subscribe');
       expect(subscribe.messageId).toBe(7);
-      expect(subscribe.subscriptions.map((entry: Loose) => [entry.topic, entry.qos])).toEqual([['bench/#', 1], ['a/+/c', 0]]);
+      expect(subscribe.subscriptions.map((entry: Loose) => [entry.topic, entry.qos])).toEqual([
+        ['bench/#', 1],
+        ['a/+/c', 0],
+      ]);
       expect(parseOne(encodePuback(513), level)).toMatchObject({ cmd: 'puback', messageId: 513 });
       expect(parseOne(encodePingreq(), level).cmd).toBe('pingreq');
       expect(parseOne(encodeDisconnect(), level).cmd).toBe('disconnect');
@@ -90,7 +100,10 @@ describe('load generator encoder agrees with mqtt-packet', () => {
   it('3.1.1 encodings are byte-identical to mqtt-packet', () => {
     const payload = Buffer.from('0123456789abcdef');
     const pairs: [Buffer, Loose][] = [
-      [encodeConnect({ clientId: 'bench-1', level: 4, keepAliveSeconds: 30, clean: true }), { cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: 'bench-1', keepalive: 30, clean: true }],
+      [
+        encodeConnect({ clientId: 'bench-1', level: 4, keepAliveSeconds: 30, clean: true }),
+        { cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: 'bench-1', keepalive: 30, clean: true },
+      ],
       [encodeSubscribe(4, 1, [{ filter: 'bench/#', qos: 0 }]), { cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'bench/#', qos: 0 }] }],
       [encodePublish({ level: 4, topic: 'bench/x', payload, qos: 0 }), { cmd: 'publish', topic: 'bench/x', payload, qos: 0, retain: false, dup: false }],
       [encodePublish({ level: 4, topic: 'bench/x', payload, qos: 1, packetId: 300 }), { cmd: 'publish', topic: 'bench/x', payload, qos: 1, messageId: 300, retain: false, dup: false }],
@@ -177,7 +190,17 @@ describe('harness smoke run', () => {
     try {
       expect(broker.rssBytes()).toBeGreaterThan(1024 * 1024);
       const fanIn = scenarios.find((scenario) => scenario.name === 'fan-in')!;
-      const context = { port: broker.port, rssBytes: broker.rssBytes, level: 4 as const, payloadBytes: 64, seconds: 1, connections: 10, rateMessagesPerSecond: 100, latencyWarmupSeconds: 1, connectWarmupConnections: 0 };
+      const context = {
+        port: broker.port,
+        rssBytes: broker.rssBytes,
+        level: 4 as const,
+        payloadBytes: 64,
+        seconds: 1,
+        connections: 10,
+        rateMessagesPerSecond: 100,
+        latencyWarmupSeconds: 1,
+        connectWarmupConnections: 0,
+      };
       const metrics = await fanIn.run(context);
       const received = metrics.find((metric) => metric.name === 'received')!;
       const loss = metrics.find((metric) => metric.name === 'QoS 0 loss')!;

@@ -16,12 +16,12 @@
  * a user name of any other type; snapshotRecords keeps it.
  */
 import { describe, expect, it } from 'vitest';
-import { RuleAuthorizer, type AclRule, type AclRules, type Authorizer } from '../../src/broker/authorizer.js';
+import { type AclRule, type AclRules, type Authorizer, RuleAuthorizer } from '../../src/broker/authorizer.js';
 import { Broker } from '../../src/broker/broker.js';
-import { decodeStateRecord, encodeStateRecord, recordTypes } from '../../src/store/record-codec.js';
 import { MemoryStateStore } from '../../src/store/memory-store.js';
-import { applyRecord, createDurableState, snapshotRecords, type StateRecord } from '../../src/store/state-store.js';
-import { Harness, decodeText, will, type TestClient } from './harness.js';
+import { decodeStateRecord, encodeStateRecord, recordTypes } from '../../src/store/record-codec.js';
+import { applyRecord, createDurableState, type StateRecord, snapshotRecords } from '../../src/store/state-store.js';
+import { decodeText, Harness, type TestClient, will } from './harness.js';
 
 function rule(access: AclRule['access'], filter: string): AclRule {
   return { access, filter, line: 0 };
@@ -79,7 +79,10 @@ const persistent = { cleanStart: false, properties: { sessionExpiryInterval: 360
 
 /** alice and bob each leave an offline persistent session subscribed to a/# (bob's SUBSCRIBE is refused). */
 function offlineSubscribers(acl: AclHarness): void {
-  for (const [clientId, username] of [['alice-phone', 'alice'], ['bob-phone', 'bob']] as const) {
+  for (const [clientId, username] of [
+    ['alice-phone', 'alice'],
+    ['bob-phone', 'bob'],
+  ] as const) {
     const client = acl.connect(clientId, username, persistent);
     client.subscribe([{ topicFilter: 'a/#', qos: 1 }]);
     client.disconnect();

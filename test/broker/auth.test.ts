@@ -13,9 +13,9 @@
 import { describe, expect, it } from 'vitest';
 import type { AuthenticationRequest, AuthenticationStep, EnhancedAuthenticator } from '../../src/broker/authenticator.js';
 import { Broker } from '../../src/broker/broker.js';
-import { PacketType, type AuthPacket, type ConnectPacket, type Packet, type Properties } from '../../src/codec/packets.js';
+import { type AuthPacket, type ConnectPacket, type Packet, PacketType, type Properties } from '../../src/codec/packets.js';
 import type { BrokerConfig } from '../../src/config.js';
-import { Harness, TestClient, decodeText, text, will } from './harness.js';
+import { decodeText, Harness, type TestClient, text, will } from './harness.js';
 
 type ToyState = { step: 1 | 2; user: string | undefined };
 
@@ -124,7 +124,7 @@ describe('enhanced authentication: the exchange before CONNACK', () => {
     expect([connack.reasonCode, connack.properties?.authenticationMethod, dataOf(connack)]).toEqual([0, 'ONCE', 'fine']);
   });
 
-  it('refuses with the method\'s reason at the first step (0x87) and closes', () => {
+  it("refuses with the method's reason at the first step (0x87) and closes", () => {
     const { harness } = setup();
     const client = harness.open(5);
     client.send(connectPacket('nope', 'ONCE', 'wrong'));
@@ -133,7 +133,7 @@ describe('enhanced authentication: the exchange before CONNACK', () => {
     expect(harness.broker.stats.connectsRefused).toBe(1);
   });
 
-  it('refuses with the method\'s reason in the middle of the exchange (0x86) and closes [MQTT-4.12.0-4]', () => {
+  it("refuses with the method's reason in the middle of the exchange (0x86) and closes [MQTT-4.12.0-4]", () => {
     const { harness } = setup();
     const client = harness.open(5);
     client.send(connectPacket('mid', 'TOY', 'hello'));
@@ -157,7 +157,12 @@ describe('enhanced authentication: the exchange before CONNACK', () => {
     const harness = new Harness();
     let consulted = 0;
     const authenticator = new ToyAuthenticator();
-    const passwords = { authenticate: () => (consulted++, { ok: false as const, reasonCode: 0x86 }) };
+    const passwords = {
+      authenticate: () => {
+        consulted++;
+        return { ok: false as const, reasonCode: 0x86 };
+      },
+    };
     harness.broker = new Broker({ config: harness.config, nowMs: harness.nowMs, store: harness.store, authenticator: passwords, enhancedAuthenticator: authenticator });
     const client = harness.open(5);
     client.send(connectPacket('once', 'ONCE', 'ok'));
@@ -340,7 +345,11 @@ describe('enhanced authentication: re-authentication [MQTT-4.12.1-1]', () => {
     expect(watcher.publishes().map((message) => decodeText(message.payload))).toEqual(['bye']);
   });
 
-  for (const [refusal, sent] of [[0x8c, 0x87], [0x89, 0x89], [0x87, 0x87]] as const) {
+  for (const [refusal, sent] of [
+    [0x8c, 0x87],
+    [0x89, 0x89],
+    [0x87, 0x87],
+  ] as const) {
     it(`a re-authentication refused with 0x${refusal.toString(16)} ends in DISCONNECT 0x${sent.toString(16)}`, () => {
       const { harness, authenticator } = setup();
       const client = connectWithToy(harness, 'method');

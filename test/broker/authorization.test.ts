@@ -15,11 +15,11 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { covers, intersects, RuleAuthorizer, type AclRule, type Authorizer, type Identity } from '../../src/broker/authorizer.js';
+import { type AclRule, type Authorizer, covers, type Identity, intersects, RuleAuthorizer } from '../../src/broker/authorizer.js';
 import { Broker } from '../../src/broker/broker.js';
 import { PacketType, type ProtocolVersion } from '../../src/codec/packets.js';
 import { matchesFilter } from '../../src/topics/match-filter.js';
-import { Harness, decodeText, will } from './harness.js';
+import { decodeText, Harness, will } from './harness.js';
 
 // ---- 1. pure rules -----------------------------------------------------------------------------
 
@@ -220,12 +220,20 @@ function setup(): { harness: Harness; authorizer: FakeAuthorizer } {
 const notSecret = (_identity: Identity, text: string): boolean => !text.includes('secret');
 
 describe('SUBSCRIBE under an authorizer', () => {
-  for (const [version, code] of [[5, 0x87], [4, 0x80]] as [ProtocolVersion, number][]) {
+  for (const [version, code] of [
+    [5, 0x87],
+    [4, 0x80],
+  ] as [ProtocolVersion, number][]) {
     it(`refuses only the denied filter with 0x${code.toString(16)} in version ${version}`, () => {
       const { harness, authorizer } = setup();
       authorizer.subscribe = notSecret;
       const subscriber = harness.connect('sub', version, { username: 'alice' });
-      expect(subscriber.subscribe([{ topicFilter: 'open/#', qos: 1 }, { topicFilter: 'secret/#', qos: 1 }]).reasonCodes).toEqual([1, code]);
+      expect(
+        subscriber.subscribe([
+          { topicFilter: 'open/#', qos: 1 },
+          { topicFilter: 'secret/#', qos: 1 },
+        ]).reasonCodes,
+      ).toEqual([1, code]);
       expect(authorizer.identities).toContainEqual({ clientId: 'sub', username: 'alice' });
       const publisher = harness.connect('pub', version);
       publisher.publish('secret/x', 'hidden', 0);
@@ -378,7 +386,10 @@ describe('delivery under an authorizer', () => {
 });
 
 describe('wills under an authorizer', () => {
-  for (const [version, code] of [[5, 0x87], [4, 0x05]] as [ProtocolVersion, number][]) {
+  for (const [version, code] of [
+    [5, 0x87],
+    [4, 0x05],
+  ] as [ProtocolVersion, number][]) {
     it(`refuses a CONNECT whose will topic is denied (version ${version}: ${code})`, () => {
       const { harness, authorizer } = setup();
       authorizer.publish = notSecret;

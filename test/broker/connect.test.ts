@@ -5,10 +5,10 @@
  * Each test drives the broker with encoded packets and inspects the decoded replies and closes.
  */
 import { describe, expect, it } from 'vitest';
-import { encodePacket } from '../../src/codec/encoder.js';
-import { PacketType, type ConnectPacket } from '../../src/codec/packets.js';
 import type { Authenticator } from '../../src/broker/authenticator.js';
 import { Broker } from '../../src/broker/broker.js';
+import { encodePacket } from '../../src/codec/encoder.js';
+import { type ConnectPacket, PacketType } from '../../src/codec/packets.js';
 import { defaultConfig } from '../../src/config.js';
 import { MemoryStateStore } from '../../src/store/memory-store.js';
 import { Harness, will } from './harness.js';
@@ -268,7 +268,11 @@ describe('authentication', () => {
     const broker = new Broker({ config: defaultConfig, nowMs: 0, store: new MemoryStateStore(), authenticator });
     const connect = (username: string): number => {
       broker.connectionOpened(0, username.length, 'peer');
-      broker.bytesReceived(0, username.length, encodePacket({ type: PacketType.Connect, protocolName: 'MQTT', protocolVersion: 4, cleanStart: true, keepAliveSeconds: 0, clientId: username, username }, 4));
+      broker.bytesReceived(
+        0,
+        username.length,
+        encodePacket({ type: PacketType.Connect, protocolName: 'MQTT', protocolVersion: 4, cleanStart: true, keepAliveSeconds: 0, clientId: username, username }, 4),
+      );
       const send = broker.drainActions().find((action) => action.kind === 'send');
       return send !== undefined && send.kind === 'send' ? send.bytes[3]! : -1;
     };

@@ -25,12 +25,19 @@ describe('deadline heap', () => {
   it('pops in deadline order, ties in insertion order, only when due', () => {
     const heap = new DeadlineHeap();
     const deadlines = [50, 10, 30, 10, 70, 20, 30];
-    deadlines.forEach((deadline, index) => heap.push(deadline, 'will', index, ''));
+    for (const [index, deadline] of deadlines.entries()) heap.push(deadline, 'will', index, '');
     expect(heap.peekMs()).toBe(10);
     expect(heap.popDue(5)).toBeNull();
     const popped: [number, number][] = [];
     for (let entry = heap.popDue(60); entry !== null; entry = heap.popDue(60)) popped.push([entry.deadlineMs, entry.connectionId]);
-    expect(popped).toEqual([[10, 1], [10, 3], [20, 5], [30, 2], [30, 6], [50, 0]]);
+    expect(popped).toEqual([
+      [10, 1],
+      [10, 3],
+      [20, 5],
+      [30, 2],
+      [30, 6],
+      [50, 0],
+    ]);
     expect(heap.size).toBe(1);
   });
 });

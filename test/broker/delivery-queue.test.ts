@@ -9,7 +9,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { DeliveryQueue, type Delivery } from '../../src/store/state-store.js';
+import { type Delivery, DeliveryQueue } from '../../src/store/state-store.js';
 
 const someIds: readonly number[] = [7, 300];
 

@@ -85,12 +85,15 @@ describe('QoS 2 across a crash: what waits for durability', () => {
     const publisher = connectPersistent(harness, flushDisk, 'pub');
     const before = store.records().length;
     publisher.send({ type: PacketType.Publish, dup: false, qos: 2, retain: false, topic: 't', packetId: 3, payload: Uint8Array.of(3) });
-    const kinds = store.records().slice(before).map((record) => record.kind);
+    const kinds = store
+      .records()
+      .slice(before)
+      .map((record) => record.kind);
     expect(kinds).toContain('delivery-queued');
     expect(kinds.at(-1)).toBe('incoming-qos2-recorded');
   });
 
-  it('holds a QoS 2 copy for a volatile subscriber until the publisher\'s identifier is durable', () => {
+  it("holds a QoS 2 copy for a volatile subscriber until the publisher's identifier is durable", () => {
     const { harness, flushDisk } = setup();
     const subscriber = harness.connect('volatile', 5);
     subscriber.send({ type: PacketType.Subscribe, packetId: 1, subscriptions: [{ topicFilter: 't', qos: 2, noLocal: false, retainAsPublished: false, retainHandling: 0 }] });
@@ -125,4 +128,3 @@ describe('QoS 2 across a crash: what waits for durability', () => {
     expect(subscriber.publishes().map((p) => p.payload[0])).toEqual([2]);
   });
 });
-

@@ -9,10 +9,10 @@ import { Broker } from '../../src/broker/broker.js';
 import { PacketDecoder } from '../../src/codec/decoder.js';
 import { encodePacket } from '../../src/codec/encoder.js';
 import {
-  PacketType,
   type ConnackPacket,
   type ConnectPacket,
   type Packet,
+  PacketType,
   type Properties,
   type ProtocolVersion,
   type PublishPacket,
@@ -21,7 +21,7 @@ import {
   type Subscription,
   type Will,
 } from '../../src/codec/packets.js';
-import { defaultConfig, type BrokerConfig } from '../../src/config.js';
+import { type BrokerConfig, defaultConfig } from '../../src/config.js';
 import type { Action } from '../../src/contract.js';
 import { MemoryStateStore } from '../../src/store/memory-store.js';
 

@@ -8,18 +8,20 @@
  * outcome differs. Also: the new settings are validated by resolveConfig.
  */
 import { describe, expect, it } from 'vitest';
+import { TokenBucket } from '../../src/broker/token-bucket.js';
 import { encodePacket } from '../../src/codec/encoder.js';
-import { PacketType, type ConnectPacket, type ProtocolVersion } from '../../src/codec/packets.js';
+import { type ConnectPacket, PacketType, type ProtocolVersion } from '../../src/codec/packets.js';
 import { ReasonCode } from '../../src/codec/reason-codes.js';
 import { resolveConfig } from '../../src/config.js';
-import { TokenBucket } from '../../src/broker/token-bucket.js';
 import { decodeText, Harness } from './harness.js';
 
-const persistent = (version: ProtocolVersion): Partial<ConnectPacket> =>
-  version === 5 ? { cleanStart: false, properties: { sessionExpiryInterval: 3600 } } : { cleanStart: false };
+const persistent = (version: ProtocolVersion): Partial<ConnectPacket> => (version === 5 ? { cleanStart: false, properties: { sessionExpiryInterval: 3600 } } : { cleanStart: false });
 
 describe('connection limits', () => {
-  for (const [version, code] of [[5, ReasonCode.QuotaExceeded], [4, 3]] as const) {
+  for (const [version, code] of [
+    [5, ReasonCode.QuotaExceeded],
+    [4, 3],
+  ] as const) {
     it(`connectionsMax refuses the next CONNECT with ${code} (version ${version}) and counts it`, () => {
       const harness = new Harness({ connectionsMax: 2 });
       harness.connect('a', version);
@@ -41,7 +43,10 @@ describe('connection limits', () => {
     expect(harness.broker.stats.limits.sessionsMax).toBe(1);
   });
 
-  for (const [version, code] of [[5, ReasonCode.ConnectionRateExceeded], [4, 3]] as const) {
+  for (const [version, code] of [
+    [5, ReasonCode.ConnectionRateExceeded],
+    [4, 3],
+  ] as const) {
     it(`connectionRatePerSecondMax refuses CONNECTs past the rate with ${code} (version ${version}), then refills`, () => {
       const harness = new Harness({ connectionRatePerSecondMax: 3 });
       const codes = [0, 1, 2, 3, 4].map((index) => harness.open(version).connect(`c${index}`).reasonCode);
@@ -309,7 +314,11 @@ describe('connection output cap', () => {
     const burst: Uint8Array[] = [];
     for (let index = 0; index < 10; index++) burst.push(encodePacket({ type: PacketType.Publish, dup: false, qos: 0, retain: false, topic: 't', payload: new TextEncoder().encode(payload) }, 5));
     const bytes = new Uint8Array(burst.reduce((sum, part) => sum + part.length, 0));
-    burst.reduce((offset, part) => (bytes.set(part, offset), offset + part.length), 0);
+    let offset = 0;
+    for (const part of burst) {
+      bytes.set(part, offset);
+      offset += part.length;
+    }
     // The host still holds half the cap for `slow`, nothing for `fast`.
     report(harness, slow, outputBytesMax / 2);
     publisher.sendBytes(bytes);
@@ -357,7 +366,10 @@ describe('connection output cap', () => {
     expect(slow.take().map((packet) => packet.type)).toEqual([PacketType.Pingresp]);
   });
 
-  for (const [policy, kept] of [['drop-oldest', ['m2', 'm3']], ['reject-new', ['m0', 'm1']]] as const) {
+  for (const [policy, kept] of [
+    ['drop-oldest', ['m2', 'm3']],
+    ['reject-new', ['m0', 'm1']],
+  ] as const) {
     it(`past the cap the queue limit applies with ${policy}, each drop counted and logged`, () => {
       const harness = new Harness({ connectionOutputBytesMax: outputBytesMax, queuedMessagesPerSessionMax: 2, queueOverflowPolicy: policy });
       const { slow } = stalledPair(harness, 1);

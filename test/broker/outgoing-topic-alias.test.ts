@@ -14,7 +14,15 @@ describe('outgoing topic aliases', () => {
     const subscriber = harness.connect('sub', 5, { properties: { topicAliasMaximum: 2 } });
     subscriber.subscribe([{ topicFilter: 'a/#', qos: 2 }]);
     const publisher = harness.connect('pub', 5);
-    for (const [topic, qos] of [['a/one', 0], ['a/one', 1], ['a/one', 2], ['a/two', 1], ['a/three', 0], ['a/two', 0], ['a/three', 0]] as const) {
+    for (const [topic, qos] of [
+      ['a/one', 0],
+      ['a/one', 1],
+      ['a/one', 2],
+      ['a/two', 1],
+      ['a/three', 0],
+      ['a/two', 0],
+      ['a/three', 0],
+    ] as const) {
       publisher.publish(topic, `${topic}:${qos}`, qos);
     }
     const received = subscriber.publishes().map((p) => [p.topic, p.properties?.topicAlias ?? null, decodeText(p.payload)]);
@@ -39,7 +47,10 @@ describe('outgoing topic aliases', () => {
     publisher.publish('t', 'x', 1);
     publisher.publish('t', 'y', 1);
     for (const client of [plain5, plain4]) {
-      expect(client.publishes().map((p) => [p.topic, p.properties?.topicAlias])).toEqual([['t', undefined], ['t', undefined]]);
+      expect(client.publishes().map((p) => [p.topic, p.properties?.topicAlias])).toEqual([
+        ['t', undefined],
+        ['t', undefined],
+      ]);
     }
   });
 
@@ -55,6 +66,9 @@ describe('outgoing topic aliases', () => {
     subscriber.drop();
     subscriber = harness.connect('sub', 5, options);
     const again = subscriber.publishes();
-    expect(again.map((p) => [p.topic, p.dup, p.properties?.topicAlias])).toEqual([['r', true, 1], ['', true, 1]]);
+    expect(again.map((p) => [p.topic, p.dup, p.properties?.topicAlias])).toEqual([
+      ['r', true, 1],
+      ['', true, 1],
+    ]);
   });
 });

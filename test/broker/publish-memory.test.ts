@@ -14,9 +14,9 @@
 import { describe, expect, it } from 'vitest';
 import { PacketDecoder } from '../../src/codec/decoder.js';
 import { encodePacket } from '../../src/codec/encoder.js';
-import { PacketType, type PublishPacket } from '../../src/codec/packets.js';
 import { ProtocolViolation } from '../../src/codec/errors.js';
-import { Harness, decodeText } from './harness.js';
+import { PacketType, type PublishPacket } from '../../src/codec/packets.js';
+import { decodeText, Harness } from './harness.js';
 
 function publishBytes(topic: string, payload: string, version: 4 | 5 = 4, properties?: PublishPacket['properties']): Uint8Array {
   const packet: PublishPacket = { type: PacketType.Publish, dup: false, qos: 0, retain: false, topic, payload: new TextEncoder().encode(payload) };

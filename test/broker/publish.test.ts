@@ -193,7 +193,10 @@ describe('message expiry and properties (5.0)', () => {
     const subscriber = harness.connect('sub', 5);
     subscriber.subscribe(['req']);
     const properties = {
-      userProperties: [['a', '1'], ['a', '2']] as [string, string][],
+      userProperties: [
+        ['a', '1'],
+        ['a', '2'],
+      ] as [string, string][],
       responseTopic: 'resp/1',
       correlationData: text('corr'),
       contentType: 'text/plain',

@@ -15,15 +15,17 @@ import { decodeText, Harness, will } from './harness.js';
 /** A comparable picture of durable state; connection-dependent fields and volatile sessions left out. */
 function picture(state: DurableState): unknown {
   return {
-    sessions: [...state.sessions.values()].filter((session) => session.expiryIntervalSeconds !== 0).map((session) => ({
-      clientId: session.clientId,
-      expiry: session.expiryIntervalSeconds,
-      subscriptions: [...session.subscriptions.values()],
-      inflight: [...session.inflight.values()].map((d) => ({ ...d })),
-      queue: session.queue.toArray().map((d) => ({ ...d })),
-      incomingQos2: [...session.incomingQos2],
-      nextPacketId: session.nextPacketId,
-    })),
+    sessions: [...state.sessions.values()]
+      .filter((session) => session.expiryIntervalSeconds !== 0)
+      .map((session) => ({
+        clientId: session.clientId,
+        expiry: session.expiryIntervalSeconds,
+        subscriptions: [...session.subscriptions.values()],
+        inflight: [...session.inflight.values()].map((d) => ({ ...d })),
+        queue: session.queue.toArray().map((d) => ({ ...d })),
+        incomingQos2: [...session.incomingQos2],
+        nextPacketId: session.nextPacketId,
+      })),
     messages: [...state.messages.values()].map((m) => ({ ...m, payload: decodeText(m.payload) })),
     retained: [...state.retained],
     retainedBytes: state.retainedBytes,
@@ -55,7 +57,10 @@ function busyBroker(store = new MemoryStateStore()): Harness {
   slow.connect('slow', { cleanStart: false, properties: { sessionExpiryInterval: 3600, receiveMaximum: 1 } });
   slow.subscribe([{ topicFilter: 'data/#', qos: 2 }], { subscriptionIdentifiers: [4] });
   const away = harness.connect('away', 4, { cleanStart: false });
-  away.subscribe([{ topicFilter: 'data/+', qos: 1 }, { topicFilter: '$share/g/data/x', qos: 1 }]);
+  away.subscribe([
+    { topicFilter: 'data/+', qos: 1 },
+    { topicFilter: '$share/g/data/x', qos: 1 },
+  ]);
   away.disconnect();
   const publisher = harness.open(5);
   publisher.connect('pub', { cleanStart: false, properties: { sessionExpiryInterval: 3600 }, will: will('wills/pub', 'pub died') });
@@ -136,7 +141,12 @@ describe('crash and replay', () => {
     harness.restart();
     const late = harness.connect('late', 4);
     late.subscribe(['#']);
-    expect(late.publishes().map((p) => decodeText(p.payload)).sort()).toEqual(['second', 'up']);
+    expect(
+      late
+        .publishes()
+        .map((p) => decodeText(p.payload))
+        .sort(),
+    ).toEqual(['second', 'up']);
   });
 
   it('volatile sessions (expiry 0) write no records and are gone after a crash', () => {

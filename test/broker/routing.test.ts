@@ -11,7 +11,7 @@ function subscribers(harness: Harness, count: number, filters: string[]): TestCl
   const clients: TestClient[] = [];
   for (let index = 0; index < count; index++) {
     const client = harness.connect(`s${index}`, 5);
-    filters.forEach((topicFilter, position) => client.subscribe([{ topicFilter, qos: 0 }], { subscriptionIdentifiers: [position + 1] }));
+    for (const [position, topicFilter] of filters.entries()) client.subscribe([{ topicFilter, qos: 0 }], { subscriptionIdentifiers: [position + 1] });
     clients.push(client);
   }
   return clients;

@@ -5,7 +5,7 @@
  * (min(client Receive Maximum, inflightPerSessionMax)) with the rest queued in order.
  */
 import { describe, expect, it } from 'vitest';
-import { PacketType, type ConnectPacket, type ProtocolVersion } from '../../src/codec/packets.js';
+import { type ConnectPacket, PacketType, type ProtocolVersion } from '../../src/codec/packets.js';
 import { decodeText, Harness } from './harness.js';
 
 const persistent = (version: ProtocolVersion, expirySeconds = 3600): Partial<ConnectPacket> =>

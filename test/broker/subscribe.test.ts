@@ -13,7 +13,11 @@ describe('SUBACK codes', () => {
   it('grants min(requested, maximumQos)', () => {
     const harness = new Harness({ maximumQos: 1 });
     const client = harness.connect('c', 5);
-    const suback = client.subscribe([{ topicFilter: 'a', qos: 0 }, { topicFilter: 'b', qos: 1 }, { topicFilter: 'c', qos: 2 }]);
+    const suback = client.subscribe([
+      { topicFilter: 'a', qos: 0 },
+      { topicFilter: 'b', qos: 1 },
+      { topicFilter: 'c', qos: 2 },
+    ]);
     expect(suback.reasonCodes).toEqual([0, 1, 1]);
   });
 
@@ -87,7 +91,10 @@ describe('subscription identifiers and overlapping subscriptions', () => {
   it('3.1.1: overlapping subscriptions also give one copy at the highest QoS', () => {
     const harness = new Harness();
     const client = harness.connect('c', 4);
-    client.subscribe([{ topicFilter: 'a/+', qos: 0 }, { topicFilter: '#', qos: 1 }]);
+    client.subscribe([
+      { topicFilter: 'a/+', qos: 0 },
+      { topicFilter: '#', qos: 1 },
+    ]);
     harness.connect('pub', 4).publish('a/b', 'm', 1);
     const received = client.publishes();
     expect(received).toHaveLength(1);
@@ -127,7 +134,10 @@ describe('shared subscriptions', () => {
     offline.subscribe([{ topicFilter: '$share/g/t', qos: 1 }]);
     offline.disconnect();
     const online = harness.connect('on', 5);
-    online.subscribe([{ topicFilter: '$share/g/t', qos: 1 }, { topicFilter: 't', qos: 1 }]);
+    online.subscribe([
+      { topicFilter: '$share/g/t', qos: 1 },
+      { topicFilter: 't', qos: 1 },
+    ]);
     const publisher = harness.connect('pub', 5);
     for (let index = 0; index < 4; index++) publisher.publish('t', `m${index}`, 1);
     const received = online.publishes();

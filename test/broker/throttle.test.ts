@@ -11,7 +11,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { resolveConfig } from '../../src/config.js';
-import { Harness, decodeText, type TestClient } from './harness.js';
+import { decodeText, Harness, type TestClient } from './harness.js';
 
 const outputBytesMax = 4096;
 
@@ -54,7 +54,7 @@ describe('publisher throttling', () => {
     expect(slow.publishes().map((publish) => decodeText(publish.payload))).toEqual(['m0', 'm1']);
   });
 
-  it('never pauses for QoS 0 (dropped at the cap instead) nor for a publisher\'s own output', () => {
+  it("never pauses for QoS 0 (dropped at the cap instead) nor for a publisher's own output", () => {
     const harness = new Harness({ connectionOutputBytesMax: outputBytesMax });
     const { slow, publisher } = subscribers(harness, 0);
     report(harness, slow, outputBytesMax);
@@ -151,7 +151,7 @@ describe('publisher throttling', () => {
     expect(harness.broker.stats.throttle).toEqual({ publisherPauses: 2, budgetPauses: 2, pausedCurrent: 0, stalledReceivers: 0 });
   });
 
-  it('validates the budget: 0 or at least one connection\'s cap', () => {
+  it("validates the budget: 0 or at least one connection's cap", () => {
     expect(resolveConfig({ outputBufferedBytesTotalMax: 0 }).ok).toBe(true);
     expect(resolveConfig({ outputBufferedBytesTotalMax: 64 * 1024 * 1024 }).ok).toBe(true);
     const low = resolveConfig({ connectionOutputBytesMax: 8192, outputBufferedBytesTotalMax: 4096 });

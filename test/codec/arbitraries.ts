@@ -4,27 +4,13 @@
  * so a wrong entry in the codec's property table or reason-code sets makes the round trip fail.
  */
 import fc from 'fast-check';
-import type {
-  Packet,
-  Properties,
-  ProtocolVersion,
-  PublishPacket,
-  Qos,
-  Subscription,
-  UserProperty,
-} from '../../src/codec/packets.js';
+import type { Packet, Properties, ProtocolVersion, PublishPacket, Qos, Subscription, UserProperty } from '../../src/codec/packets.js';
 
 /** Any Unicode string without U+0000 (which MQTT forbids), up to `maxLength` code points. */
 export const mqttString = (maxLength = 12): fc.Arbitrary<string> =>
-  fc
-    .oneof(
-      { weight: 3, arbitrary: fc.string({ unit: 'grapheme-ascii', maxLength }) },
-      { weight: 1, arbitrary: fc.string({ unit: 'binary', maxLength }) },
-    )
-    .filter((text) => !text.includes('\u0000'));
+  fc.oneof({ weight: 3, arbitrary: fc.string({ unit: 'grapheme-ascii', maxLength }) }, { weight: 1, arbitrary: fc.string({ unit: 'binary', maxLength }) }).filter((text) => !text.includes('\u0000'));
 
-const topicName = (allowEmpty: boolean): fc.Arbitrary<string> =>
-  mqttString(20).filter((text) => !text.includes('+') && !text.includes('#') && (allowEmpty || text.length > 0));
+const topicName = (allowEmpty: boolean): fc.Arbitrary<string> => mqttString(20).filter((text) => !text.includes('+') && !text.includes('#') && (allowEmpty || text.length > 0));
 
 const bytes = (maxLength = 16): fc.Arbitrary<Uint8Array> => fc.uint8Array({ maxLength });
 const uint16 = fc.integer({ min: 0, max: 0xffff });
@@ -73,9 +59,37 @@ type PropertyName = keyof typeof propertyValues;
 
 /** Which properties each packet may carry, from the MQTT 5.0 property table (section 2.2.2.2). */
 export const propertiesByPacket = {
-  connect: ['sessionExpiryInterval', 'receiveMaximum', 'maximumPacketSize', 'topicAliasMaximum', 'requestResponseInformation', 'requestProblemInformation', 'userProperties', 'authenticationMethod', 'authenticationData'],
+  connect: [
+    'sessionExpiryInterval',
+    'receiveMaximum',
+    'maximumPacketSize',
+    'topicAliasMaximum',
+    'requestResponseInformation',
+    'requestProblemInformation',
+    'userProperties',
+    'authenticationMethod',
+    'authenticationData',
+  ],
   will: ['willDelayInterval', 'payloadFormatIndicator', 'messageExpiryInterval', 'contentType', 'responseTopic', 'correlationData', 'userProperties'],
-  connack: ['sessionExpiryInterval', 'receiveMaximum', 'maximumQos', 'retainAvailable', 'maximumPacketSize', 'assignedClientIdentifier', 'topicAliasMaximum', 'reasonString', 'userProperties', 'wildcardSubscriptionAvailable', 'subscriptionIdentifiersAvailable', 'sharedSubscriptionAvailable', 'serverKeepAlive', 'responseInformation', 'serverReference', 'authenticationMethod', 'authenticationData'],
+  connack: [
+    'sessionExpiryInterval',
+    'receiveMaximum',
+    'maximumQos',
+    'retainAvailable',
+    'maximumPacketSize',
+    'assignedClientIdentifier',
+    'topicAliasMaximum',
+    'reasonString',
+    'userProperties',
+    'wildcardSubscriptionAvailable',
+    'subscriptionIdentifiersAvailable',
+    'sharedSubscriptionAvailable',
+    'serverKeepAlive',
+    'responseInformation',
+    'serverReference',
+    'authenticationMethod',
+    'authenticationData',
+  ],
   publish: ['payloadFormatIndicator', 'messageExpiryInterval', 'topicAlias', 'responseTopic', 'correlationData', 'userProperties', 'subscriptionIdentifiers', 'contentType'],
   ack: ['reasonString', 'userProperties'],
   subscribe: ['subscriptionIdentifiers', 'userProperties'],
@@ -92,9 +106,7 @@ export function propertiesArbitrary(names: readonly PropertyName[]): fc.Arbitrar
   for (const name of names) {
     model[name] = name === 'subscriptionIdentifiers' && !manySubscriptionIdentifiers ? subscriptionIdentifier.map((id) => [id]) : propertyValues[name];
   }
-  return fc
-    .record(model, { requiredKeys: [] })
-    .map((properties) => (Object.keys(properties).length === 0 ? undefined : (properties as Properties)));
+  return fc.record(model, { requiredKeys: [] }).map((properties) => (Object.keys(properties).length === 0 ? undefined : (properties as Properties)));
 }
 
 /** Adds `key: value` to `target` only when value is defined (canonical form: absent, not undefined). */
@@ -119,28 +131,37 @@ function v5Properties(version: ProtocolVersion, names: readonly PropertyName[]):
 
 function connectArbitrary(version: ProtocolVersion): fc.Arbitrary<Packet> {
   const will = fc.record({ topic: topicName(false), payload: bytes(), qos, retain: fc.boolean(), properties: v5Properties(version, propertiesByPacket.will) });
-  return fc
-    .record({
-      cleanStart: fc.boolean(),
-      keepAliveSeconds: uint16,
-      clientId: mqttString(23),
-      will: fc.option(will, { nil: undefined }),
-      username: fc.option(mqttString(), { nil: undefined }),
-      password: fc.option(bytes(), { nil: undefined }),
-      properties: v5Properties(version, propertiesByPacket.connect),
-    })
-    // 3.1.1 [MQTT-3.1.2-22]: no password without a user name.
-    .filter((fields) => version === 5 || fields.password === undefined || fields.username !== undefined)
-    .map((fields) => {
-      const packet = { type: 1, protocolName: version === 3 ? 'MQIsdp' : 'MQTT', protocolVersion: version, cleanStart: fields.cleanStart, keepAliveSeconds: fields.keepAliveSeconds, clientId: fields.clientId };
-      if (fields.will !== undefined) {
-        const { properties, ...rest } = fields.will;
-        withOptional(packet, 'will', withOptional({ ...rest }, 'properties', properties));
-      }
-      withOptional(packet, 'username', fields.username);
-      withOptional(packet, 'password', fields.password);
-      return withOptional(packet, 'properties', fields.properties) as Packet;
-    });
+  return (
+    fc
+      .record({
+        cleanStart: fc.boolean(),
+        keepAliveSeconds: uint16,
+        clientId: mqttString(23),
+        will: fc.option(will, { nil: undefined }),
+        username: fc.option(mqttString(), { nil: undefined }),
+        password: fc.option(bytes(), { nil: undefined }),
+        properties: v5Properties(version, propertiesByPacket.connect),
+      })
+      // 3.1.1 [MQTT-3.1.2-22]: no password without a user name.
+      .filter((fields) => version === 5 || fields.password === undefined || fields.username !== undefined)
+      .map((fields) => {
+        const packet = {
+          type: 1,
+          protocolName: version === 3 ? 'MQIsdp' : 'MQTT',
+          protocolVersion: version,
+          cleanStart: fields.cleanStart,
+          keepAliveSeconds: fields.keepAliveSeconds,
+          clientId: fields.clientId,
+        };
+        if (fields.will !== undefined) {
+          const { properties, ...rest } = fields.will;
+          withOptional(packet, 'will', withOptional({ ...rest }, 'properties', properties));
+        }
+        withOptional(packet, 'username', fields.username);
+        withOptional(packet, 'password', fields.password);
+        return withOptional(packet, 'properties', fields.properties) as Packet;
+      })
+  );
 }
 
 function connackArbitrary(version: ProtocolVersion): fc.Arbitrary<Packet> {
@@ -182,10 +203,12 @@ function subscriptionArbitrary(version: ProtocolVersion): fc.Arbitrary<Subscript
   if (version < 5) {
     return fc.record({ topicFilter: mqttString(16), qos }).map(({ topicFilter, qos: q }) => ({ topicFilter, qos: q, noLocal: false, retainAsPublished: false, retainHandling: 0 }));
   }
-  return fc
-    .record({ topicFilter: mqttString(16), qos, noLocal: fc.boolean(), retainAsPublished: fc.boolean(), retainHandling: fc.constantFrom<0 | 1 | 2>(0, 1, 2) })
-    // [MQTT-3.8.3-4] No Local is not allowed on a shared subscription.
-    .map((subscription) => (subscription.topicFilter.startsWith('$share/') ? { ...subscription, noLocal: false } : subscription));
+  return (
+    fc
+      .record({ topicFilter: mqttString(16), qos, noLocal: fc.boolean(), retainAsPublished: fc.boolean(), retainHandling: fc.constantFrom<0 | 1 | 2>(0, 1, 2) })
+      // [MQTT-3.8.3-4] No Local is not allowed on a shared subscription.
+      .map((subscription) => (subscription.topicFilter.startsWith('$share/') ? { ...subscription, noLocal: false } : subscription))
+  );
 }
 
 function subscribeFamilyArbitrary(version: ProtocolVersion): fc.Arbitrary<Packet>[] {
@@ -195,13 +218,21 @@ function subscribeFamilyArbitrary(version: ProtocolVersion): fc.Arbitrary<Packet
       .record({ packetId, subscriptions: fc.array(subscriptionArbitrary(version), { minLength: 1, maxLength: 4 }), properties: v5Properties(version, propertiesByPacket.subscribe) })
       .map((fields) => withOptional({ type: 8, packetId: fields.packetId, subscriptions: fields.subscriptions }, 'properties', fields.properties) as Packet),
     fc
-      .record({ packetId, reasonCodes: fc.array(fc.constantFrom(...(version === 5 ? reasonCodes.suback : [0, 1, 2, 0x80])), { minLength: 1, maxLength: 4 }), properties: v5Properties(version, propertiesByPacket.ack) })
+      .record({
+        packetId,
+        reasonCodes: fc.array(fc.constantFrom(...(version === 5 ? reasonCodes.suback : [0, 1, 2, 0x80])), { minLength: 1, maxLength: 4 }),
+        properties: v5Properties(version, propertiesByPacket.ack),
+      })
       .map((fields) => withOptional({ type: 9, packetId: fields.packetId, reasonCodes: fields.reasonCodes }, 'properties', fields.properties) as Packet),
     fc
       .record({ packetId, topicFilters: filters, properties: v5Properties(version, propertiesByPacket.unsubscribe) })
       .map((fields) => withOptional({ type: 10, packetId: fields.packetId, topicFilters: fields.topicFilters }, 'properties', fields.properties) as Packet),
     fc
-      .record({ packetId, reasonCodes: version === 5 ? fc.array(fc.constantFrom(...reasonCodes.unsuback), { minLength: 1, maxLength: 4 }) : fc.constant([]), properties: v5Properties(version, propertiesByPacket.ack) })
+      .record({
+        packetId,
+        reasonCodes: version === 5 ? fc.array(fc.constantFrom(...reasonCodes.unsuback), { minLength: 1, maxLength: 4 }) : fc.constant([]),
+        properties: v5Properties(version, propertiesByPacket.ack),
+      })
       .map((fields) => withOptional({ type: 11, packetId: fields.packetId, reasonCodes: fields.reasonCodes }, 'properties', fields.properties) as Packet),
   ];
 }

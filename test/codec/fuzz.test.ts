@@ -49,11 +49,7 @@ function feed(chunks: Uint8Array[], version: ProtocolVersion | undefined): 'viol
   return 'end';
 }
 
-type Mutation =
-  | { kind: 'overwrite'; at: number; value: number }
-  | { kind: 'truncate'; at: number }
-  | { kind: 'delete'; at: number; length: number }
-  | { kind: 'insert'; at: number; bytes: number[] };
+type Mutation = { kind: 'overwrite'; at: number; value: number } | { kind: 'truncate'; at: number } | { kind: 'delete'; at: number; length: number } | { kind: 'insert'; at: number; bytes: number[] };
 
 const mutation: fc.Arbitrary<Mutation> = fc.oneof(
   { weight: 4, arbitrary: fc.record({ kind: fc.constant('overwrite' as const), at: fc.nat(), value: fc.integer({ min: 0, max: 255 }) }) },

@@ -15,9 +15,18 @@ import { encodePacket } from '../../src/codec/encoder.js';
 import type { Packet, Properties, ProtocolVersion, UserProperty } from '../../src/codec/packets.js';
 import { connectPacketArbitrary, packetArbitraries } from './arbitraries.js';
 
-type Loose = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: a loosely typed view of another library's objects, read field by field.
+type Loose = Record<string, any>;
 
-const booleanProperties = new Set(['payloadFormatIndicator', 'requestProblemInformation', 'requestResponseInformation', 'retainAvailable', 'wildcardSubscriptionAvailable', 'subscriptionIdentifiersAvailable', 'sharedSubscriptionAvailable']);
+const booleanProperties = new Set([
+  'payloadFormatIndicator',
+  'requestProblemInformation',
+  'requestResponseInformation',
+  'retainAvailable',
+  'wildcardSubscriptionAvailable',
+  'subscriptionIdentifiersAvailable',
+  'sharedSubscriptionAvailable',
+]);
 const commandNames = ['', 'connect', 'connack', 'publish', 'puback', 'pubrec', 'pubrel', 'pubcomp', 'subscribe', 'suback', 'unsubscribe', 'unsuback', 'pingreq', 'pingresp', 'disconnect', 'auth'];
 
 /**
@@ -94,7 +103,9 @@ function toTheirs(packet: Packet, version: ProtocolVersion): Loose {
       break;
     case 8:
       theirs.messageId = packet.packetId;
-      theirs.subscriptions = packet.subscriptions.map((s) => (version === 5 ? { topic: s.topicFilter, qos: s.qos, nl: s.noLocal, rap: s.retainAsPublished, rh: s.retainHandling } : { topic: s.topicFilter, qos: s.qos }));
+      theirs.subscriptions = packet.subscriptions.map((s) =>
+        version === 5 ? { topic: s.topicFilter, qos: s.qos, nl: s.noLocal, rap: s.retainAsPublished, rh: s.retainHandling } : { topic: s.topicFilter, qos: s.qos },
+      );
       break;
     case 9:
     case 11:

@@ -80,9 +80,9 @@ describe('decode(encode(p)) equals p', () => {
   });
 
   it('a decoder that learns the version from CONNECT decodes what follows in that version', () => {
-    const stream = fc.constantFrom<ProtocolVersion>(3, 4, 5).chain((version) =>
-      fc.tuple(fc.constant(version), connectPacketArbitrary(version), fc.array(packetArbitrary(version === 3 ? 4 : version, false), { maxLength: 6 })),
-    );
+    const stream = fc
+      .constantFrom<ProtocolVersion>(3, 4, 5)
+      .chain((version) => fc.tuple(fc.constant(version), connectPacketArbitrary(version), fc.array(packetArbitrary(version === 3 ? 4 : version, false), { maxLength: 6 })));
     fc.assert(
       fc.property(stream, ([version, connect, rest]) => {
         const wireVersion = version;

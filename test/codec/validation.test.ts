@@ -181,7 +181,14 @@ describe('properties', () => {
   it('a repeated property is a protocol error, except User Property', () => {
     expectViolation(publishV5(utf8('a'), properties([0x23, 0, 1], [0x23, 0, 2])), ProtocolError, 'property-duplicate');
     const packet = decode(publishV5(utf8('a'), properties([0x26, ...utf8('k'), ...utf8('1')], [0x26, ...utf8('k'), ...utf8('2')])));
-    expect(packet).toMatchObject({ properties: { userProperties: [['k', '1'], ['k', '2']] } });
+    expect(packet).toMatchObject({
+      properties: {
+        userProperties: [
+          ['k', '1'],
+          ['k', '2'],
+        ],
+      },
+    });
   });
   it('Subscription Identifier may repeat in PUBLISH but not in SUBSCRIBE', () => {
     expect(decode(publishV5(utf8('a'), properties([0x0b, 1], [0x0b, 2])))).toMatchObject({ properties: { subscriptionIdentifiers: [1, 2] } });
@@ -216,8 +223,7 @@ describe('properties', () => {
 });
 
 describe('CONNECT', () => {
-  const connect = (name: string, level: number, flags: number, payload: number[] = utf8('c')): Uint8Array =>
-    frame(0x10, [...connectHeader(name, level, flags), ...payload]);
+  const connect = (name: string, level: number, flags: number, payload: number[] = utf8('c')): Uint8Array => frame(0x10, [...connectHeader(name, level, flags), ...payload]);
   it('accepts MQTT 3.1 ("MQIsdp", 3), 3.1.1 ("MQTT", 4) and 5.0 ("MQTT", 5)', () => {
     expect(decode(connect('MQIsdp', 3, 2), 'unknown')).toMatchObject({ protocolName: 'MQIsdp', protocolVersion: 3 });
     expect(decode(connect('MQTT', 4, 2), 'unknown')).toMatchObject({ protocolVersion: 4 });

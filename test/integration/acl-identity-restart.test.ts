@@ -12,19 +12,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { hashPasswordScrypt, updatePasswordFile } from '../../io/auth/password-file.js';
-import { startServer, type RunningServer } from '../../io/server.js';
+import { type RunningServer, startServer } from '../../io/server.js';
 import type { BrokerStats } from '../../src/broker/stats.js';
 import { Clients, persistent, subscribeCodes, versions, waitUntil } from './helpers.js';
 
-const rules = [
-  'user alice',
-  'topic read a/#',
-  'topic read wills/#',
-  'user bob',
-  'topic write a/#',
-  'user carol',
-  'topic write wills/#',
-].join('\n');
+const rules = ['user alice', 'topic read a/#', 'topic read wills/#', 'user bob', 'topic write a/#', 'user carol', 'topic write wills/#'].join('\n');
 
 let directory = '';
 let passwordFile = '';

@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Clients, ensureBuilt, runKeel, sleep, startKeelProcess, type KeelProcess } from './helpers.js';
+import { Clients, ensureBuilt, type KeelProcess, runKeel, sleep, startKeelProcess } from './helpers.js';
 
 let directory = '';
 let port = 0;

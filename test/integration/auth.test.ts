@@ -12,10 +12,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { hashPasswordScram, hashPasswordScrypt, updatePasswordFile } from '../../io/auth/password-file.js';
-import { ConfigError } from '../../io/server.js';
 import type { RunningServer } from '../../io/server.js';
+import { ConfigError } from '../../io/server.js';
 import { ScramClient } from '../io/auth-scram-client.js';
-import { Clients, RawClient, RawClients, refusalCode, startBroker, versions } from './helpers.js';
+import { Clients, type RawClient, RawClients, refusalCode, startBroker, versions } from './helpers.js';
 
 let directory = '';
 let passwordFile = '';
@@ -73,7 +73,12 @@ describe('user name and password', () => {
   });
 
   it('refuses to start on a missing password file, an unknown method, or methods without a file', async () => {
-    for (const config of [{ passwordFile: join(directory, 'missing') }, { passwordFile, authenticationMethods: ['SCRAM-SHA-1'] }, { authenticationMethods: ['SCRAM-SHA-256'] }, { allowAnonymous: false }]) {
+    for (const config of [
+      { passwordFile: join(directory, 'missing') },
+      { passwordFile, authenticationMethods: ['SCRAM-SHA-1'] },
+      { authenticationMethods: ['SCRAM-SHA-256'] },
+      { allowAnonymous: false },
+    ]) {
       await expect(startBroker(config), JSON.stringify(config)).rejects.toBeInstanceOf(ConfigError);
     }
   });

@@ -16,7 +16,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { hashPasswordScrypt, updatePasswordFile } from '../../io/auth/password-file.js';
 import type { RunningServer } from '../../io/server.js';
 import type { BrokerStats } from '../../src/broker/stats.js';
-import { Clients, ensureBuilt, refusalCode, runKeel, sleep, startBroker, startKeelProcess, subscribeCodes, versions, type Version } from './helpers.js';
+import { Clients, ensureBuilt, refusalCode, runKeel, sleep, startBroker, startKeelProcess, subscribeCodes, type Version, versions } from './helpers.js';
 
 const rules = [
   '# integration rules',

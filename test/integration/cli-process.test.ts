@@ -7,12 +7,12 @@
  * `keel sim`/`keel vopr` reach the simulator (same seed, same output, across processes).
  */
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Clients, closedWithReason, ensureBuilt, runKeel, startKeelProcess, type KeelProcess } from './helpers.js';
 import { runSimulation } from '../../sim/simulation.js';
+import { Clients, closedWithReason, ensureBuilt, type KeelProcess, runKeel, startKeelProcess } from './helpers.js';
 
 let workDirectory: string;
 const children: KeelProcess[] = [];
@@ -141,7 +141,7 @@ describe('keel command line', () => {
     // Nothing tells us when the subscriber's SUBSCRIBE has been handled, so publish until it exits.
     let published = 0;
     const deadlineMs = Date.now() + 6_000;
-    while ((sub.child.exitCode === null) && Date.now() < deadlineMs) {
+    while (sub.child.exitCode === null && Date.now() < deadlineMs) {
       const pub = runKeel(['pub', '-h', '127.0.0.1', '-p', port, '-t', 'cli/round-trip', '-q', '1', '-m', 'hello from pub', '-V', '3.1.1']);
       expect(await pub.exited).toBe(0);
       published++;

@@ -8,7 +8,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../../io/server.js';
-import { Clients, closedWithReason, Inbox, persistent, RawClient, RawClients, sleep, startBroker, versions, type Version } from './helpers.js';
+import { Clients, closedWithReason, Inbox, persistent, type RawClient, RawClients, sleep, startBroker, type Version, versions } from './helpers.js';
 
 let server: RunningServer;
 const clients = new Clients(() => server.port);
@@ -28,8 +28,7 @@ afterAll(async () => {
 const raw = (version: Version): Promise<RawClient> => raws.open(version);
 
 describe.each(versions)('MQTT protocol level %i: connecting', (version) => {
-  const code = (connack: { returnCode?: number; reasonCode?: number }): number | undefined =>
-    version === 5 ? connack.reasonCode : connack.returnCode;
+  const code = (connack: { returnCode?: number; reasonCode?: number }): number | undefined => (version === 5 ? connack.reasonCode : connack.returnCode);
 
   it('accepts a clean connection with session present 0', async () => {
     const { connack } = await clients.connect(version, { clean: true });

@@ -8,12 +8,12 @@
  * segment makes start-up refuse with the file and offset, and that a torn final record is
  * truncated and the broker starts.
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, truncateSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureBuilt, runKeel, sleep, startKeelProcess, waitUntil, type KeelProcess } from './helpers.js';
+import { ensureBuilt, type KeelProcess, runKeel, sleep, startKeelProcess, waitUntil } from './helpers.js';
 
 const directories: string[] = [];
 const processes: KeelProcess[] = [];
@@ -54,7 +54,10 @@ describe('crash recovery of a real keel serve process', () => {
   it('delivers every acknowledged QoS 1 and QoS 2 message after SIGKILL, none twice at QoS 2', async () => {
     const directory = dataDirectory();
     let keel = await start(directory);
-    for (const [clientId, topic, qos] of [['sub-q1', 'crash/q1', 1], ['sub-q2', 'crash/q2', 2]] as const) {
+    for (const [clientId, topic, qos] of [
+      ['sub-q1', 'crash/q1', 1],
+      ['sub-q2', 'crash/q2', 2],
+    ] as const) {
       const subscriber = await connect(keel.port, clientId, false);
       await subscriber.subscribeAsync(topic, { qos });
       await subscriber.endAsync();
@@ -87,7 +90,10 @@ describe('crash recovery of a real keel serve process', () => {
 
     keel = await start(directory);
     const received = { 1: new Map<number, number>(), 2: new Map<number, number>() };
-    for (const [clientId, qos] of [['sub-q1', 1], ['sub-q2', 2]] as const) {
+    for (const [clientId, qos] of [
+      ['sub-q1', 1],
+      ['sub-q2', 2],
+    ] as const) {
       const subscriber = mqtt.connect({ host: '127.0.0.1', port: keel.port, clientId, clean: false, protocolVersion: 4, reconnectPeriod: 0 });
       clients.push(subscriber);
       subscriber.on('message', (_topic, payload) => {
@@ -114,7 +120,9 @@ describe('crash recovery of a real keel serve process', () => {
     keel.child.kill('SIGKILL');
     await keel.exited;
 
-    const segment = readdirSync(directory).filter((name) => name.startsWith('wal-')).sort()[0]!;
+    const segment = readdirSync(directory)
+      .filter((name) => name.startsWith('wal-'))
+      .sort()[0]!;
     const path = join(directory, segment);
     const size = statSync(path).size;
     const bytes = readFileSync(path);
@@ -132,7 +140,10 @@ describe('crash recovery of a real keel serve process', () => {
     expect(repaired.stdout()).toContain('every checksum verified: ok');
 
     // A torn final record: cut the last segment in the middle of its last record.
-    const last = readdirSync(directory).filter((name) => /^wal-\d+\.log$/.test(name)).sort().pop()!;
+    const last = readdirSync(directory)
+      .filter((name) => /^wal-\d+\.log$/.test(name))
+      .sort()
+      .pop()!;
     truncateSync(join(directory, last), statSync(join(directory, last)).size - 5);
     keel = await start(directory);
     const reader = await connect(keel.port, 'reader', true);

@@ -5,14 +5,14 @@
  * built and parsed with mqtt-packet) for what a well-behaved library will not do: stop pinging,
  * withhold acknowledgements, send a second CONNECT or garbage.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import net from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import mqtt, { type IClientOptions, type IConnackPacket, type IPublishPacket, type MqttClient } from 'mqtt';
 import mqttPacket, { type Packet } from 'mqtt-packet';
-import { startServer, type RunningServer } from '../../io/server.js';
+import { type RunningServer, startServer } from '../../io/server.js';
 import type { BrokerConfig } from '../../src/config.js';
 
 export const repositoryRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -280,11 +280,15 @@ export async function startKeelProcess(dataDirectory: string, extraArgs: string[
   const keel = runKeel(['serve', '--host', '127.0.0.1', '--port', '0', '--data-dir', dataDirectory, ...extraArgs]);
   let port = 0;
   await Promise.race([
-    waitUntil(() => {
-      const match = /"event":"listening".*"port":(\d+)/.exec(keel.stdout());
-      if (match !== null) port = Number(match[1]);
-      return port > 0;
-    }, 8_000, 'the listening line'),
+    waitUntil(
+      () => {
+        const match = /"event":"listening".*"port":(\d+)/.exec(keel.stdout());
+        if (match !== null) port = Number(match[1]);
+        return port > 0;
+      },
+      8_000,
+      'the listening line',
+    ),
     keel.exited.then((code) => {
       throw new Error(`keel serve exited with ${code} before listening: ${keel.stderr()}`);
     }),

@@ -6,10 +6,10 @@
  * checks the limit's counter in the broker's stats.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import type { RunningServer } from '../../io/server.js';
 import type { Broker } from '../../src/broker/broker.js';
 import type { BrokerConfig } from '../../src/config.js';
-import type { RunningServer } from '../../io/server.js';
-import { Clients, closedWithReason, RawClient, RawClients, startBroker, subscribeCodes, versions, waitUntil, type Version } from './helpers.js';
+import { Clients, closedWithReason, type RawClient, RawClients, startBroker, subscribeCodes, type Version, versions, waitUntil } from './helpers.js';
 
 let server: RunningServer | null = null;
 const clients = new Clients(() => server!.port);
@@ -29,8 +29,7 @@ async function start(config: Partial<BrokerConfig>): Promise<Broker> {
 
 const raw = (version: Version): Promise<RawClient> => raws.open(version);
 
-const connackCode = (connack: { returnCode?: number; reasonCode?: number }, version: Version): number | undefined =>
-  version === 5 ? connack.reasonCode : connack.returnCode;
+const connackCode = (connack: { returnCode?: number; reasonCode?: number }, version: Version): number | undefined => (version === 5 ? connack.reasonCode : connack.returnCode);
 
 describe.each(versions)('MQTT protocol level %i: limits over TCP', (version) => {
   it('connectionsMax: the connection past the limit is refused (0x97 / rc 3) and counted', async () => {

@@ -9,7 +9,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../../io/server.js';
-import { Clients, RawClient, RawClients, sleep, startBroker } from './helpers.js';
+import { Clients, type RawClient, RawClients, sleep, startBroker } from './helpers.js';
 
 let server: RunningServer;
 let strict: RunningServer;

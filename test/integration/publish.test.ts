@@ -8,7 +8,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../../io/server.js';
-import { Clients, Inbox, persistent, RawClient, RawClients, startBroker, versions, type Version } from './helpers.js';
+import { Clients, Inbox, persistent, type RawClient, RawClients, startBroker, type Version, versions } from './helpers.js';
 
 let server: RunningServer;
 const clients = new Clients(() => server.port);
@@ -67,13 +67,15 @@ describe.each(versions)('MQTT protocol level %i: publishing', (version) => {
     const { client: publisher } = await clients.connect(version);
     const count = 60;
     const sends: Promise<unknown>[] = [];
-    for (let index = 0; index < count; index++) sends.push(publisher.publishAsync('order/t', String(index), { qos: ((index % 3) as 0 | 1 | 2) }));
+    for (let index = 0; index < count; index++) sends.push(publisher.publishAsync('order/t', String(index), { qos: (index % 3) as 0 | 1 | 2 }));
     await Promise.all(sends);
     await inbox.waitFor(count);
     // The guarantee is per topic and QoS [MQTT-4.6.0-6]: a QoS 2 message may be forwarded only on
     // PUBREL, after later QoS 0/1 messages, so each QoS's sequence is checked on its own.
     for (const qos of [0, 1, 2]) {
-      const sent = Array.from({ length: count }, (_, index) => index).filter((index) => index % 3 === qos).map(String);
+      const sent = Array.from({ length: count }, (_, index) => index)
+        .filter((index) => index % 3 === qos)
+        .map(String);
       const got = inbox.messages.filter((message) => message.qos === qos).map((message) => Buffer.from(message.payload).toString());
       expect(got).toEqual(sent);
     }

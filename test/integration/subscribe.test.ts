@@ -8,8 +8,9 @@
  * (each message to exactly one member, 4.8.2). Ordering is checked with marker messages rather
  * than sleeps wherever a test must prove that something did not arrive.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+
 import type { IPublishPacket } from 'mqtt';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../../io/server.js';
 import { Clients, Inbox, startBroker, subscribeCodes, versions } from './helpers.js';
 

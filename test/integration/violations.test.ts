@@ -6,10 +6,11 @@
  * far enough), while a well-behaved bystander subscribed throughout keeps its connection and
  * keeps receiving messages, and the server keeps accepting new clients.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+
 import type { MqttClient } from 'mqtt';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../../io/server.js';
-import { Clients, Inbox, RawClient, RawClients, startBroker, versions, type Version } from './helpers.js';
+import { Clients, type Inbox, type RawClient, RawClients, startBroker, type Version, versions } from './helpers.js';
 
 let server: RunningServer;
 const clients = new Clients(() => server.port);

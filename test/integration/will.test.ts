@@ -5,10 +5,11 @@
  * cancels it when the client reconnects in time ([MQTT-3.1.3-9]). Abnormal close is a destroyed
  * socket without DISCONNECT. "Not published" is proven with a marker message sent afterwards.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+
 import type { MqttClient } from 'mqtt';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../../io/server.js';
-import { Clients, Inbox, sleep, startBroker, versions } from './helpers.js';
+import { Clients, type Inbox, sleep, startBroker, versions } from './helpers.js';
 
 let server: RunningServer;
 const clients = new Clients(() => server.port);

@@ -12,21 +12,11 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { AuthenticationRequest, AuthenticationStep } from '../../src/broker/authenticator.js';
 import { PasswordAuthenticator } from '../../io/auth/password-authenticator.js';
-import {
-  formatHash,
-  hashPasswordScram,
-  hashPasswordScrypt,
-  parseHash,
-  parsePasswordFile,
-  scramKeys,
-  updatePasswordFile,
-  verifyPassword,
-  type ScramHash,
-} from '../../io/auth/password-file.js';
+import { formatHash, hashPasswordScram, hashPasswordScrypt, parseHash, parsePasswordFile, type ScramHash, scramKeys, updatePasswordFile, verifyPassword } from '../../io/auth/password-file.js';
 import { PasswordStore } from '../../io/auth/password-store.js';
-import { ScramSha256Authenticator, parseClientFirst } from '../../io/auth/scram.js';
+import { parseClientFirst, ScramSha256Authenticator } from '../../io/auth/scram.js';
+import type { AuthenticationRequest, AuthenticationStep } from '../../src/broker/authenticator.js';
 import { ScramClient } from './auth-scram-client.js';
 
 const bytes = (text: string): Buffer => Buffer.from(text, 'utf8');
@@ -68,7 +58,16 @@ describe('password file', () => {
 
   it('reports every bad line with its number and skips comments and blank lines', () => {
     const good = formatHash(hashPasswordScrypt(bytes('x'), lowCost));
-    const text = [`# users`, ``, `alice:${good}`, `nocolon`, `bob:md5$abc`, `carol:scrypt$1000$8$1$c2FsdA==$a2V5a2V5a2V5a2V5a2V5a2V5`, `alice:${good}`, `dave:scrypt$${2 ** 21}$8$1$c2FsdA==$a2V5a2V5a2V5a2V5a2V5a2V5`].join('\n');
+    const text = [
+      `# users`,
+      ``,
+      `alice:${good}`,
+      `nocolon`,
+      `bob:md5$abc`,
+      `carol:scrypt$1000$8$1$c2FsdA==$a2V5a2V5a2V5a2V5a2V5a2V5`,
+      `alice:${good}`,
+      `dave:scrypt$${2 ** 21}$8$1$c2FsdA==$a2V5a2V5a2V5a2V5a2V5a2V5`,
+    ].join('\n');
     const parsed = parsePasswordFile(text, 'pw');
     expect([...parsed.entries.keys()]).toEqual(['alice']);
     expect(parsed.problems.map((problem) => problem.split(':').slice(0, 2).join(':'))).toEqual(['pw:4', 'pw:5', 'pw:6', 'pw:7', 'pw:8']);
@@ -165,7 +164,10 @@ describe('password authenticator', () => {
     const file = join(directory, 'passwords');
     updatePasswordFile(file, 'alice', hashPasswordScrypt(bytes('old'), lowCost));
     let nowMs = 0;
-    const authenticator = new PasswordAuthenticator(openStore(file, () => nowMs), { allowAnonymous: false });
+    const authenticator = new PasswordAuthenticator(
+      openStore(file, () => nowMs),
+      { allowAnonymous: false },
+    );
     expect(authenticator.authenticate(request('alice', 'old')).ok).toBe(true);
     expect(authenticator.authenticate(request('alice', 'new')).ok).toBe(false);
     updatePasswordFile(file, 'alice', hashPasswordScrypt(bytes('new'), lowCost));

@@ -3,9 +3,10 @@
  * output of received messages (binary payloads survive as base64), -D pairing of user
  * properties, and the protocol version / QoS / port parsers with their error cases.
  */
-import { describe, expect, it } from 'vitest';
+
 import type { IPublishPacket } from 'mqtt';
-import { parsePort, parseProtocolVersion, parseQos, userProperties, UsageError } from '../../io/client-options.js';
+import { describe, expect, it } from 'vitest';
+import { parsePort, parseProtocolVersion, parseQos, UsageError, userProperties } from '../../io/client-options.js';
 import { formatJson, formatTemplate } from '../../io/message-format.js';
 
 function packet(payload: Buffer, extra: Partial<IPublishPacket> = {}): IPublishPacket {
@@ -19,9 +20,10 @@ describe('message formatting', () => {
   });
 
   it('prints JSON with a text payload and properties', () => {
-    const json = JSON.parse(
-      formatJson(packet(Buffer.from('héllo'), { properties: { contentType: 'text/plain', correlationData: Buffer.from([1, 2, 3]), userProperties: { a: 'b' } } })),
-    ) as Record<string, unknown>;
+    const json = JSON.parse(formatJson(packet(Buffer.from('héllo'), { properties: { contentType: 'text/plain', correlationData: Buffer.from([1, 2, 3]), userProperties: { a: 'b' } } }))) as Record<
+      string,
+      unknown
+    >;
     expect(json).toEqual({
       topic: 'a/b',
       payload: 'héllo',

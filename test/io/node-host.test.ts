@@ -8,13 +8,14 @@
  * it, and a halted core hears nothing more. Also that a write queued behind unsent bytes holds
  * its own bytes rather than the slab they were encoded into.
  */
-import net from 'node:net';
+
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startServer, type RunningServer } from '../../io/server.js';
-import { writeChunks, type ChunkSocket, type WriteBatching } from '../../io/node-host.js';
+import { type ChunkSocket, type WriteBatching, writeChunks } from '../../io/node-host.js';
+import { type RunningServer, startServer } from '../../io/server.js';
 import { ScriptedCore } from './scripted-core.js';
 
 let server: RunningServer | null = null;
@@ -104,7 +105,11 @@ describe('NodeHost over real sockets', () => {
     client.socket.write('echo held back\n');
     await new Promise((resolve) => setTimeout(resolve, 150));
     // Paused: the bytes wait in the socket, the core has not seen them.
-    const texts = (): string => core.inputs.filter((input) => input.kind === 'bytes').map((input) => (input as { text: string }).text).join('');
+    const texts = (): string =>
+      core.inputs
+        .filter((input) => input.kind === 'bytes')
+        .map((input) => (input as { text: string }).text)
+        .join('');
     expect(texts()).toBe('pause 400\n');
     // The tick resumes reading (its own send goes out first), then the held bytes reach the core.
     await until(() => client.received() === 'tick\nheld back\n');
@@ -183,7 +188,11 @@ describe('NodeHost over real sockets', () => {
     client.socket.write('store hello disk\n');
     await until(() => core.inputs.filter((input) => input.kind === 'storage').length === 3);
     const results = core.inputs.filter((input) => input.kind === 'storage').map((input) => (input as { result: { requestId: number; ok: boolean; bytes?: Uint8Array } }).result);
-    expect(results.map((result) => [result.requestId, result.ok])).toEqual([[1, true], [2, true], [3, true]]);
+    expect(results.map((result) => [result.requestId, result.ok])).toEqual([
+      [1, true],
+      [2, true],
+      [3, true],
+    ]);
     expect(new TextDecoder().decode(results[2]!.bytes)).toBe('hello disk');
     expect(readdirSync(dataDirectory)).toEqual(['log']);
   });
@@ -247,7 +256,18 @@ describe('writes queued behind unsent bytes hold only their own bytes', () => {
   // A recorder in place of a socket: what writeChunks hands over, with the unsent figure it sees.
   function recorder(writableLength: number): { socket: ChunkSocket; written: Uint8Array[] } {
     const written: Uint8Array[] = [];
-    return { socket: { writableLength, write: (bytes) => (written.push(bytes), true), cork: () => undefined, uncork: () => undefined }, written };
+    return {
+      socket: {
+        writableLength,
+        write: (bytes) => {
+          written.push(bytes);
+          return true;
+        },
+        cork: () => undefined,
+        uncork: () => undefined,
+      },
+      written,
+    };
   }
   const slab = new Uint8Array(32 * 1024).map((_, index) => index & 0xff);
   const view = (offset: number, length: number): Uint8Array => slab.subarray(offset, offset + length);

@@ -124,8 +124,7 @@ export class ScriptedCore implements BrokerCore {
       this.actions.push({ kind: 'pause-reading', connectionId });
       this.paused.add(connectionId);
       this.deadlineMs = nowMs + Number(argument);
-    }
-    else if (verb === 'store') {
+    } else if (verb === 'store') {
       const bytes = new TextEncoder().encode(argument);
       this.actions.push({ kind: 'storage', request: { op: 'write', requestId: this.nextRequestId++, file: 'log', offset: 0, bytes } });
       this.actions.push({ kind: 'storage', request: { op: 'sync', requestId: this.nextRequestId++, file: 'log' } });

@@ -6,13 +6,13 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { messagePayload, parsePayload, willPayload } from '../../sim/clients/payload.js';
 import { EventQueue } from '../../sim/event-queue.js';
-import { Network, type ClientSide, type Link } from '../../sim/network.js';
+import { type ClientSide, type Link, Network } from '../../sim/network.js';
 import { Random } from '../../sim/random.js';
 import { chooseShape } from '../../sim/shape.js';
 import { topicMatches } from '../../sim/topic-match.js';
 import { TraceHash } from '../../sim/trace-hash.js';
-import { messagePayload, parsePayload, willPayload } from '../../sim/clients/payload.js';
 
 function referenceFnv(bytes: number[]): string {
   let hash = 0xcbf29ce484222325n;
@@ -26,9 +26,12 @@ describe('event queue', () => {
       fc.property(fc.array(fc.integer({ min: 0, max: 20 }), { maxLength: 200 }), (times) => {
         const queue = new EventQueue();
         const popped: number[] = [];
-        times.forEach((time, index) => queue.push(time, () => popped.push(index)));
+        for (const [index, time] of times.entries()) queue.push(time, () => popped.push(index));
         for (let event = queue.pop(); event !== undefined; event = queue.pop()) event.run();
-        const expected = times.map((time, index) => ({ time, index })).sort((a, b) => a.time - b.time || a.index - b.index).map((e) => e.index);
+        const expected = times
+          .map((time, index) => ({ time, index }))
+          .sort((a, b) => a.time - b.time || a.index - b.index)
+          .map((e) => e.index);
         expect(popped).toEqual(expected);
       }),
       { numRuns: 200 },

@@ -10,7 +10,7 @@
  *   excused only because the broker reported it).
  */
 import { describe, expect, it } from 'vitest';
-import { plantedStoreBugs, type PlantedStoreBugName } from '../../sim/planted-bugs.js';
+import { type PlantedStoreBugName, plantedStoreBugs } from '../../sim/planted-bugs.js';
 import { runSimulation } from '../../sim/simulation.js';
 import { runVopr } from '../../sim/vopr.js';
 

@@ -6,10 +6,10 @@
  * failure is the bug's doing.
  */
 import { describe, expect, it } from 'vitest';
-import { Broker } from '../../src/broker/broker.js';
-import { plantedBugs, type PlantedBugName } from '../../sim/planted-bugs.js';
+import { type PlantedBugName, plantedBugs } from '../../sim/planted-bugs.js';
 import { runSimulation } from '../../sim/simulation.js';
 import { runVopr } from '../../sim/vopr.js';
+import { Broker } from '../../src/broker/broker.js';
 
 const seedsMax = 25;
 

@@ -16,15 +16,15 @@
  *   passes; `workload: false` builds the world without the workload streams.
  */
 import { describe, expect, it } from 'vitest';
-import { PacketType, type PublishPacket, type Qos } from '../../src/codec/packets.js';
-import { crc32c } from '../../src/store/crc32c.js';
 import { Checker } from '../../sim/checker.js';
 import { messagePayload, willPayload } from '../../sim/clients/payload.js';
 import { EventQueue } from '../../sim/event-queue.js';
-import { Link, Network, type BrokerSide, type ClientSide, type NetworkShape } from '../../sim/network.js';
+import { type BrokerSide, type ClientSide, Link, Network, type NetworkShape } from '../../sim/network.js';
 import { Random } from '../../sim/random.js';
 import { chooseShape } from '../../sim/shape.js';
 import { runSimulation } from '../../sim/simulation.js';
+import { PacketType, type PublishPacket, type Qos } from '../../src/codec/packets.js';
+import { crc32c } from '../../src/store/crc32c.js';
 
 const silentClient: ClientSide = { connected: () => {}, connectFailed: () => {}, bytes: () => {}, closed: () => {} };
 /** A broker that is up and ignores everything; tests override what they watch. */
@@ -47,7 +47,7 @@ function drain(queue: EventQueue, clock: { nowMs: number }, untilMs: number): vo
 }
 
 describe('broker reads paused on the simulated network (publisher throttling)', () => {
-  it('holds the client\'s bytes in order and hands them over after the resume, ahead of bytes arriving at the same instant', () => {
+  it("holds the client's bytes in order and hands them over after the resume, ahead of bytes arriving at the same instant", () => {
     // A fixed latency, so that later bytes can be made to arrive exactly when the resume happens.
     const { queue, clock, network } = quietNetwork(5, { latencyMsMin: 5, latencyMsMax: 5, segmentBytesMax: 3 });
     const received: number[] = [];
@@ -124,9 +124,15 @@ describe('stalled reader on the simulated network', () => {
 
   it('tells when the bytes a client sent so far reached the broker', () => {
     const { queue, clock, network } = quietNetwork(4, { latencyMsMin: 10, latencyMsMax: 30, segmentBytesMax: 1 });
-    let receivedBytes = 0;
+    let _receivedBytes = 0;
     let receivedAtMs = -1;
-    network.broker = { ...silentBroker, bytes: (_link, bytes) => (receivedBytes += bytes.length, receivedAtMs = clock.nowMs) };
+    network.broker = {
+      ...silentBroker,
+      bytes: (_link, bytes) => {
+        _receivedBytes += bytes.length;
+        receivedAtMs = clock.nowMs;
+      },
+    };
     const link = network.connect(0, silentClient);
     drain(queue, clock, 100);
     network.clientSend(link, new Uint8Array(7));
@@ -199,7 +205,8 @@ describe('checker: message expiry', () => {
   });
 
   it('wants the forwarded interval reduced by exactly the time waited', () => {
-    const withExpiry = (interval: number | undefined): PublishPacket => publish('a/x', 0, 0, 1, { packetId: 1, ...(interval === undefined ? {} : { properties: { messageExpiryInterval: interval } }) });
+    const withExpiry = (interval: number | undefined): PublishPacket =>
+      publish('a/x', 0, 0, 1, { packetId: 1, ...(interval === undefined ? {} : { properties: { messageExpiryInterval: interval } }) });
     for (const [interval, decidedMs, violations] of [
       [3, 1_500, []], // 4110 - 1500 = 2610 ms left: 3 s
       [4, 1_500, ['expiry-interval']], // not reduced
@@ -285,7 +292,8 @@ describe('checker: will delay', () => {
     h.clock.nowMs = 1_000;
     link.brokerEndMs = 1_000;
     h.checker.connectionEnded(0, 2, link, 'abnormal');
-    const deliver = (): void => h.checker.publishReceived(1, { type: PacketType.Publish, dup: false, qos: 1, retain: false, topic: 'will/c0', packetId: 1, payload: willPayload(0, 2, 'will/c0') }, true);
+    const deliver = (): void =>
+      h.checker.publishReceived(1, { type: PacketType.Publish, dup: false, qos: 1, retain: false, topic: 'will/c0', packetId: 1, payload: willPayload(0, 2, 'will/c0') }, true);
     h.clock.nowMs = 1_100;
     deliver();
     expect(h.violations).toEqual(['will-early']);
@@ -319,7 +327,12 @@ describe('checker: a delayed will across broker restarts', () => {
     h.clock.nowMs = 1_000;
     link.brokerEndMs = 1_000;
     h.checker.connectionEnded(0, 1, link, 'abnormal');
-    for (const [atMs, event] of [[1_500, 'crash'], [2_000, 'recovered'], [2_000, 'crash'], [5_000, 'recovered']] as const) {
+    for (const [atMs, event] of [
+      [1_500, 'crash'],
+      [2_000, 'recovered'],
+      [2_000, 'crash'],
+      [5_000, 'recovered'],
+    ] as const) {
       h.clock.nowMs = atMs;
       if (event === 'crash') h.checker.brokerCrashed();
       else h.checker.brokerRecovered();

@@ -9,10 +9,10 @@
 import fc from 'fast-check';
 import seedrandom from 'seedrandom';
 import { describe, expect, it } from 'vitest';
+import { SimulatedDisk } from '../../sim/simulated-disk.js';
 import { DurableStateStore } from '../../src/store/durable-store.js';
 import { decodeStateRecord, encodeStateRecord } from '../../src/store/record-codec.js';
-import { applyRecord, createDurableState, finishReplay, snapshotRecords, type DurableState, type StateRecord } from '../../src/store/state-store.js';
-import { SimulatedDisk } from '../../sim/simulated-disk.js';
+import { applyRecord, createDurableState, type DurableState, finishReplay, type StateRecord, snapshotRecords } from '../../src/store/state-store.js';
 
 /** A valid record history: each record is legal against the state built by the ones before. */
 function history(seed: string, length: number): StateRecord[] {
@@ -32,7 +32,18 @@ function history(seed: string, length: number): StateRecord[] {
       emit({ kind: 'session-created', clientId: `c${Math.floor(random() * 6)}`, protocolVersion: pick([4, 5] as const), expiryIntervalSeconds: pick([60, 0xffffffff]) });
     } else if (roll < 0.16) {
       const session = pick(sessions);
-      emit({ kind: 'subscription-added', clientId: session.clientId, subscription: { filter: pick(['a/#', 'a/+', '$share/g/a/b']), qos: pick([0, 1, 2] as const), noLocal: false, retainAsPublished: random() < 0.5, retainHandling: 0, subscriptionId: Math.floor(random() * 3) } });
+      emit({
+        kind: 'subscription-added',
+        clientId: session.clientId,
+        subscription: {
+          filter: pick(['a/#', 'a/+', '$share/g/a/b']),
+          qos: pick([0, 1, 2] as const),
+          noLocal: false,
+          retainAsPublished: random() < 0.5,
+          retainHandling: 0,
+          subscriptionId: Math.floor(random() * 3),
+        },
+      });
     } else if (roll < 0.5) {
       const messageId = nextMessageId++;
       const payload = Uint8Array.from({ length: Math.floor(random() * 40) }, () => Math.floor(random() * 256));

@@ -7,15 +7,15 @@
  * name, with null (anonymous) and without the field is counted exactly, and the formatted report
  * names the count only when there is something to say.
  */
-import { mkdtempSync, readdirSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import seedrandom from 'seedrandom';
 import { afterEach, describe, expect, it } from 'vitest';
 import { formatInspectReport, inspectDataDirectory, repairDataDirectory } from '../../io/inspect.js';
+import { SimulatedDisk } from '../../sim/simulated-disk.js';
 import { DurableStateStore } from '../../src/store/durable-store.js';
 import type { StateRecord } from '../../src/store/state-store.js';
-import { SimulatedDisk } from '../../sim/simulated-disk.js';
 
 const directories: string[] = [];
 afterEach(() => {
@@ -50,7 +50,10 @@ function sampleRecords(): StateRecord[] {
   const records: StateRecord[] = [{ kind: 'session-created', clientId: 'alpha', protocolVersion: 5, expiryIntervalSeconds: 3600 }];
   records.push({ kind: 'subscription-added', clientId: 'alpha', subscription: { filter: 'a/#', qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0, subscriptionId: 0 } });
   for (let id = 1; id <= 150; id++) {
-    records.push({ kind: 'message-stored', message: { messageId: id, topic: `a/${id}`, payload: new Uint8Array(20).fill(id), qos: 1, retain: true, properties: undefined, createdAtMs: id, expiryAtMs: null } });
+    records.push({
+      kind: 'message-stored',
+      message: { messageId: id, topic: `a/${id}`, payload: new Uint8Array(20).fill(id), qos: 1, retain: true, properties: undefined, createdAtMs: id, expiryAtMs: null },
+    });
     records.push({ kind: 'delivery-queued', clientId: 'alpha', sequence: id, messageId: id, qos: 1, retain: false, subscriptionIds: [], packetId: 0, phase: 'queued' });
     if (id % 10 === 0) records.push({ kind: 'retained-set', topic: `a/${id}`, messageId: id });
   }
@@ -69,7 +72,9 @@ describe('keel inspect', () => {
 
   it('names file and offset of a damaged record, and repair cuts the log there', () => {
     const directory = writeDataDirectory(sampleRecords());
-    const segment = readdirSync(directory).filter((n) => n.startsWith('wal-')).sort()[0]!;
+    const segment = readdirSync(directory)
+      .filter((n) => n.startsWith('wal-'))
+      .sort()[0]!;
     const bytes = readFileSync(join(directory, segment));
     bytes[1000] ^= 0x10;
     writeFileSync(join(directory, segment), bytes);

@@ -11,12 +11,12 @@
 import fc from 'fast-check';
 import seedrandom from 'seedrandom';
 import { describe, expect, it } from 'vitest';
+import { SimulatedDisk } from '../../sim/simulated-disk.js';
 import type { StorageRequest } from '../../src/contract.js';
 import { LogRecovery, type RecoveryOutcome } from '../../src/store/log-recovery.js';
-import { frameHeaderBytes } from '../../src/store/record-frame.js';
 import { groupEndFlag, isSeal, LogWriter, segmentFileName } from '../../src/store/log-writer.js';
+import { frameHeaderBytes } from '../../src/store/record-frame.js';
 import { SnapshotWriter } from '../../src/store/snapshot-writer.js';
-import { SimulatedDisk } from '../../sim/simulated-disk.js';
 
 type Source = { takeRequests(): StorageRequest[]; handleResult(result: ReturnType<SimulatedDisk['execute']>, nowMs: number): boolean };
 
@@ -140,7 +140,10 @@ describe('log durability on a faulty disk', () => {
       expect(records.length).toBe(expected);
       let requestId = 1000 * (round + 1);
       const writer = new LogWriter({ segmentBytesMax: 256, syncPolicy: 'always', syncIntervalMs: 10, writeBytesMax: 4096 }, outcome!.nextLsn, outcome!.openSegment, () => requestId++);
-      const lsns = appendGroup(writer, Array.from({ length: 7 }, (_, index) => body(expected + index + 1)));
+      const lsns = appendGroup(
+        writer,
+        Array.from({ length: 7 }, (_, index) => body(expected + index + 1)),
+      );
       writer.flush(0);
       pump(disk, writer);
       expected += 7;

@@ -54,17 +54,22 @@ describe('record frames', () => {
 
   it('report a flipped bit before the last frame as corruption at that frame', () => {
     fc.assert(
-      fc.property(bodiesArbitrary.filter((b) => b.length >= 2), fc.nat(), fc.integer({ min: 0, max: 7 }), (bodies, where, bit) => {
-        const { bytes, offsets } = buildLog(bodies);
-        const lastStart = offsets[offsets.length - 1]!;
-        const position = where % lastStart;
-        bytes[position]! ^= 1 << bit;
-        const damaged = offsets.filter((o) => o <= position).pop()!;
-        const scan = scanFrames(bytes, 1, 1 << 20);
-        expect(scan.ending).toBe('corrupt');
-        expect(scan.problem?.offset).toBe(damaged);
-        expect(scan.records.length).toBe(offsets.indexOf(damaged));
-      }),
+      fc.property(
+        bodiesArbitrary.filter((b) => b.length >= 2),
+        fc.nat(),
+        fc.integer({ min: 0, max: 7 }),
+        (bodies, where, bit) => {
+          const { bytes, offsets } = buildLog(bodies);
+          const lastStart = offsets[offsets.length - 1]!;
+          const position = where % lastStart;
+          bytes[position]! ^= 1 << bit;
+          const damaged = offsets.filter((o) => o <= position).pop()!;
+          const scan = scanFrames(bytes, 1, 1 << 20);
+          expect(scan.ending).toBe('corrupt');
+          expect(scan.problem?.offset).toBe(damaged);
+          expect(scan.records.length).toBe(offsets.indexOf(damaged));
+        },
+      ),
       { numRuns: 300 },
     );
   });

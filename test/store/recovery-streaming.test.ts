@@ -7,9 +7,9 @@
  */
 import seedrandom from 'seedrandom';
 import { describe, expect, it } from 'vitest';
+import { SimulatedDisk } from '../../sim/simulated-disk.js';
 import { DurableStateStore } from '../../src/store/durable-store.js';
 import type { StateRecord } from '../../src/store/state-store.js';
-import { SimulatedDisk } from '../../sim/simulated-disk.js';
 
 const options = { syncPolicy: 'always' as const, syncIntervalMs: 10, segmentBytesMax: 4096, snapshotLogBytes: 1 << 30, writeBytesMax: 1024 };
 const created = (clientId: string): StateRecord => ({ kind: 'session-created', clientId, protocolVersion: 5, expiryIntervalSeconds: 60 });

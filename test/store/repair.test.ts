@@ -7,10 +7,10 @@
  */
 import seedrandom from 'seedrandom';
 import { describe, expect, it } from 'vitest';
+import { SimulatedDisk } from '../../sim/simulated-disk.js';
 import { DurableStateStore } from '../../src/store/durable-store.js';
 import { planRepair, type RepairAction } from '../../src/store/repair.js';
 import type { StateRecord } from '../../src/store/state-store.js';
-import { SimulatedDisk } from '../../sim/simulated-disk.js';
 
 function pump(disk: SimulatedDisk, store: DurableStateStore): void {
   for (let requests = store.drainRequests(); requests.length > 0; requests = store.drainRequests()) {
@@ -25,7 +25,11 @@ function open(disk: SimulatedDisk, snapshotLogBytes = 1 << 30): { store: Durable
 }
 
 function subscription(index: number): StateRecord {
-  return { kind: 'subscription-added', clientId: 'alpha', subscription: { filter: `t/${index}/${'x'.repeat(40)}`, qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0, subscriptionId: 0 } };
+  return {
+    kind: 'subscription-added',
+    clientId: 'alpha',
+    subscription: { filter: `t/${index}/${'x'.repeat(40)}`, qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0, subscriptionId: 0 },
+  };
 }
 
 /** A log of one session and `count` subscriptions, one group per record, over several segments. */
@@ -50,7 +54,11 @@ function apply(disk: SimulatedDisk, actions: readonly RepairAction[]): void {
   }
 }
 
-const segments = (disk: SimulatedDisk): string[] => disk.listFiles().map((file) => file.name).filter((name) => /^wal-\d+\.log$/.test(name));
+const segments = (disk: SimulatedDisk): string[] =>
+  disk
+    .listFiles()
+    .map((file) => file.name)
+    .filter((name) => /^wal-\d+\.log$/.test(name));
 
 describe('repair planner', () => {
   it('finds nothing to repair in a healthy log', () => {

@@ -4,7 +4,7 @@
  * shared filters (matched by the part after the share name). The property test compares it with
  * the reference matcher on random inputs; these are the named edge cases.
  */
-import { describe, it, expect } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { matchesFilter } from '../../src/topics/match-filter.js';
 
 describe('matchesFilter', () => {

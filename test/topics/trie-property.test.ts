@@ -11,10 +11,11 @@
  * to its root. A second model checks round-robin picking against a declarative rule written with
  * tombstones. matchesFilter is checked against the same reference matcher.
  */
-import { describe, it, expect } from 'vitest';
+
 import fc from 'fast-check';
-import { SubscriptionTrie, pickSharedMember, type SharedGroup } from '../../src/topics/trie.js';
+import { describe, expect, it } from 'vitest';
 import { matchesFilter } from '../../src/topics/match-filter.js';
+import { pickSharedMember, type SharedGroup, SubscriptionTrie } from '../../src/topics/trie.js';
 import { checkTopicFilter, checkTopicName } from '../../src/topics/validate.js';
 
 /** Split-and-compare: the textbook reading of the matching rules. */
@@ -32,13 +33,12 @@ function referenceMatches(fullFilter: string, topic: string): boolean {
 }
 
 const topicLevel = fc.constantFrom('a', 'b', '', '$x', '$SYS');
-const topicArbitrary = fc.array(topicLevel, { minLength: 1, maxLength: 4 }).map((levels) => levels.join('/')).filter((topic) => topic.length > 0);
+const topicArbitrary = fc
+  .array(topicLevel, { minLength: 1, maxLength: 4 })
+  .map((levels) => levels.join('/'))
+  .filter((topic) => topic.length > 0);
 const filterArbitrary = fc
-  .tuple(
-    fc.constantFrom('', '', '', '$share/g/', '$share/h/'),
-    fc.array(fc.constantFrom('a', 'b', '', '$x', '$SYS', '+', '+'), { minLength: 0, maxLength: 3 }),
-    fc.boolean(),
-  )
+  .tuple(fc.constantFrom('', '', '', '$share/g/', '$share/h/'), fc.array(fc.constantFrom('a', 'b', '', '$x', '$SYS', '+', '+'), { minLength: 0, maxLength: 3 }), fc.boolean())
   .map(([prefix, levels, withHash]) => prefix + (withHash ? [...levels, '#'] : levels).join('/'))
   .filter((filter) => checkTopicFilter(filter, { topicBytesMax: 1000, topicLevelsMax: 100 }) === null);
 const keyArbitrary = fc.constantFrom('k1', 'k2', 'k3');
@@ -100,10 +100,13 @@ function modelSize(model: Model): number {
 
 describe('trie against reference models', () => {
   it('generated filters and topics are valid, so the properties test what the broker will feed', () => {
-    fc.assert(fc.property(filterArbitrary, topicArbitrary, (filter, topic) => {
-      expect(checkTopicFilter(filter, { topicBytesMax: 1000, topicLevelsMax: 100 })).toBeNull();
-      expect(checkTopicName(topic, { topicBytesMax: 1000, topicLevelsMax: 100 })).toBeNull();
-    }), { numRuns: 200 });
+    fc.assert(
+      fc.property(filterArbitrary, topicArbitrary, (filter, topic) => {
+        expect(checkTopicFilter(filter, { topicBytesMax: 1000, topicLevelsMax: 100 })).toBeNull();
+        expect(checkTopicName(topic, { topicBytesMax: 1000, topicLevelsMax: 100 })).toBeNull();
+      }),
+      { numRuns: 200 },
+    );
   });
 
   it('matches exactly what split-and-compare matches, after any subscribe/unsubscribe sequence', () => {

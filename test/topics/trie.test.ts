@@ -5,8 +5,8 @@
  * once per group, and round-robin picking with eligibility and member removal. A recording sink
  * collects what match reports so each test can compare it with the expected set and order.
  */
-import { describe, it, expect } from 'vitest';
-import { SubscriptionTrie, pickSharedMember, type MatchSink, type SharedGroup, type TrieEntry } from '../../src/topics/trie.js';
+import { describe, expect, it } from 'vitest';
+import { type MatchSink, pickSharedMember, type SharedGroup, SubscriptionTrie, type TrieEntry } from '../../src/topics/trie.js';
 
 interface Recorded {
   subscribers: string[];
@@ -30,8 +30,10 @@ function record(trie: SubscriptionTrie<number>, topic: string): Recorded {
 /** The filters (as subscribed by key 'k') that match `topic`, sorted. */
 function matchingFilters(filters: string[], topic: string): string[] {
   const trie = new SubscriptionTrie<number>();
-  filters.forEach((filter, index) => trie.subscribe(filter, 'k', index));
-  return record(trie, topic).subscribers.map((line) => line.slice(0, line.indexOf('@'))).sort();
+  for (const [index, filter] of filters.entries()) trie.subscribe(filter, 'k', index);
+  return record(trie, topic)
+    .subscribers.map((line) => line.slice(0, line.indexOf('@')))
+    .sort();
 }
 
 describe('SubscriptionTrie matching', () => {
@@ -112,7 +114,7 @@ describe('SubscriptionTrie bookkeeping', () => {
   it('prunes every node a subscription created once it is gone', () => {
     const trie = new SubscriptionTrie<number>();
     const filters = ['a/b/c', 'a/b', 'a/+/#', '#', '+', 'x//y', '$share/g/a/b/c', '$share/h/q/#'];
-    filters.forEach((filter, index) => trie.subscribe(filter, 'k', index));
+    for (const [index, filter] of filters.entries()) trie.subscribe(filter, 'k', index);
     expect(trie.nodeCount).toBeGreaterThan(8);
     for (const filter of filters) expect(trie.unsubscribe(filter, 'k')).toBe(true);
     expect(trie.size).toBe(0);
@@ -198,7 +200,7 @@ describe('pickSharedMember', () => {
   }
   function trieWith(keys: string[]): SubscriptionTrie<number> {
     const trie = new SubscriptionTrie<number>();
-    keys.forEach((key, index) => trie.subscribe('$share/g/t', key, index));
+    for (const [index, key] of keys.entries()) trie.subscribe('$share/g/t', key, index);
     return trie;
   }
 
@@ -244,6 +246,10 @@ describe('pickSharedMember', () => {
     const group = groupOf(trieWith(['a', 'b', 'c', 'd']), 't');
     const counts = new Map<string, number>();
     for (const key of picks(group, 400, (entry) => entry.key !== 'c')) counts.set(key, (counts.get(key) ?? 0) + 1);
-    expect([...counts.entries()].sort()).toEqual([['a', 134], ['b', 133], ['d', 133]]);
+    expect([...counts.entries()].sort()).toEqual([
+      ['a', 134],
+      ['b', 133],
+      ['d', 133],
+    ]);
   });
 });

@@ -4,7 +4,7 @@
  * limits, wildcard placement, the `$share` form) and checks accept/reject, plus the helpers
  * parseSharedFilter and hasWildcard.
  */
-import { describe, it, expect } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { checkTopicFilter, checkTopicName, hasWildcard, parseSharedFilter } from '../../src/topics/validate.js';
 
 const limits = { topicBytesMax: 1024, topicLevelsMax: 64 };

@@ -1,6 +1,7 @@
 /**
  * The one driver loop between the broker core and a world (the real Node backend or the
- * simulator).
+ * simulator). It lives beside the contract because both worlds share it: `io/` and `sim/` each
+ * implement `Host`, and this file, like the rest of `src/`, does no I/O of its own.
  *
  * The driver feeds each input to the core, then drains every action the core queued and hands
  * it to the host, then tells the host the core's next deadline. Hosts must not call back into the
@@ -8,8 +9,8 @@
  * driver asserts this, because re-entrancy would break the core's run-to-completion contract.
  * Time must never go backwards; the driver asserts that too, before the core would.
  */
-import assert from 'node:assert/strict';
-import type { BrokerCore, ConnectionId, LogFields, LogLevel, StorageRequest, StorageResult } from '../src/contract.js';
+import { assert } from './assert.js';
+import type { BrokerCore, ConnectionId, LogFields, LogLevel, StorageRequest, StorageResult } from './contract.js';
 
 /** What a world must provide to run the broker. */
 export interface Host {
@@ -89,9 +90,9 @@ export class Driver {
   }
 
   private enter(nowMs: number): void {
-    assert.ok(!this.executing, 'driver re-entered while executing actions');
+    assert(!this.executing, 'driver re-entered while executing actions');
     // Checked before formatting: this runs on every input, and the message is only for failures.
-    if (nowMs < this.lastNowMs) assert.fail(`time went backwards: ${nowMs} < ${this.lastNowMs}`);
+    if (nowMs < this.lastNowMs) assert(false, `time went backwards: ${nowMs} < ${this.lastNowMs}`);
     this.lastNowMs = nowMs;
   }
 
