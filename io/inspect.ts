@@ -18,10 +18,11 @@ import { copyFileSync, readdirSync, readFileSync, renameSync, statSync, truncate
 import { join } from 'node:path';
 import { snapshotEndRecordType } from '../src/store/log-recovery.js';
 import { groupEndFlag, isSeal } from '../src/store/log-writer.js';
+import { replayRecord } from '../src/store/record-check.js';
 import { decodeStateRecord } from '../src/store/record-codec.js';
 import { type FrameProblem, type FrameRecord, scanFrames } from '../src/store/record-frame.js';
 import { planRepair } from '../src/store/repair.js';
-import { applyRecord, createDurableState, type DurableState, finishReplay, type StateRecordKind } from '../src/store/state-store.js';
+import { createDurableState, type DurableState, finishReplay, type StateRecord, type StateRecordKind } from '../src/store/state-store.js';
 
 const recordBytesMax = 512 * 1024 * 1024;
 const segmentPattern = /^wal-(\d{16})\.log$/;
@@ -97,33 +98,42 @@ function inspectFile(directory: string, name: string): FileReport {
 
 function rebuildState(directory: string, report: InspectReport, snapshotName: string | null, segments: FileReport[]): void {
   const state = createDurableState();
-  const apply = (type: number, body: Uint8Array): void => {
-    const record = decodeStateRecord(type, body);
+  // A record that reads back whole but cannot be applied stops recovery the way damage does
+  // (src/store/record-check.ts), and is reported the same way, with its file and offset.
+  const apply = (type: number, frame: FrameRecord, file: string, snapshot: boolean): void => {
+    const where = `corrupt ${snapshot ? 'snapshot' : 'log'}: ${file} at offset ${frame.offset}: record ${frame.lsn}`;
+    let record: StateRecord;
+    try {
+      record = decodeStateRecord(type, frame.body);
+    } catch (error) {
+      throw new Error(`${where} cannot be decoded: ${(error as Error).message}`);
+    }
     report.recordsByKind[record.kind] = (report.recordsByKind[record.kind] ?? 0) + 1;
-    applyRecord(state, record);
+    const problem = replayRecord(state, record);
+    if (problem !== null) throw new Error(`${where} (${record.kind}) cannot be applied: ${problem}`);
   };
   try {
     if (snapshotName !== null) {
       for (const record of scanFrames(readFileSync(join(directory, snapshotName)), 1, recordBytesMax).records) {
-        if (record.type !== snapshotEndRecordType) apply(record.type, record.body);
+        if (record.type !== snapshotEndRecordType) apply(record.type, record, snapshotName, true);
       }
     }
     // The records of one broker input count only whole: the last carries the group flag, and a
     // trailing group without it is what recovery cuts off (durable-store.ts).
-    let group: FrameRecord[] = [];
+    let group: { record: FrameRecord; file: string }[] = [];
     for (const segment of segments) {
       const firstLsn = Number(segmentPattern.exec(segment.name)![1]);
       for (const record of scanFrames(readFileSync(join(directory, segment.name)), firstLsn, recordBytesMax).records) {
         if (record.lsn <= report.snapshotLsn) continue;
-        group.push(record);
+        group.push({ record, file: segment.name });
         if ((record.type & groupEndFlag) === 0) continue;
         // A seal (log-writer.ts) holds no state; it only follows the records before it.
-        for (const member of group) if (!isSeal(member.type)) apply(member.type & ~groupEndFlag, member.body);
+        for (const member of group) if (!isSeal(member.record.type)) apply(member.record.type & ~groupEndFlag, member.record, member.file, false);
         group = [];
       }
     }
   } catch (error) {
-    report.problems.push(`records do not replay: ${(error as Error).message}`);
+    report.problems.push((error as Error).message);
     return;
   }
   finishReplay(state);

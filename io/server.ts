@@ -17,11 +17,11 @@ import type { Authorizer } from '../src/broker/authorizer.js';
 import { Broker } from '../src/broker/broker.js';
 import { type BrokerConfig, outputReportStepBytes, outputResumeBytes, resolveConfig } from '../src/config.js';
 import type { BrokerCore } from '../src/contract.js';
+import { Driver } from '../src/driver.js';
 import { DurableStateStore } from '../src/store/durable-store.js';
 import { loadAclFile } from './auth/acl-file.js';
 import { type Authentication, loadAuthentication } from './auth/setup.js';
 import { MonotonicClock } from './clock.js';
-import { Driver } from '../src/driver.js';
 import { Logger } from './logger.js';
 import { NodeHost, type WriteBatching } from './node-host.js';
 

@@ -26,10 +26,10 @@
  * the report when a rule breaks. The first violation stops the run.
  */
 
-import { Driver, type Host } from '../src/driver.js';
 import { Broker, type BrokerOptions } from '../src/broker/broker.js';
 import { type BrokerConfig, outputReportStepBytes, resolveConfig } from '../src/config.js';
 import type { BrokerCore, ConnectionId, LogFields, LogLevel, StorageRequest } from '../src/contract.js';
+import { Driver, type Host } from '../src/driver.js';
 import { DurableStateStore, type DurableStoreOptions } from '../src/store/durable-store.js';
 import { planRepair, type RepairAction } from '../src/store/repair.js';
 import type { StateStore } from '../src/store/state-store.js';

@@ -26,8 +26,9 @@ import { type Packet, PacketType } from '../codec/packets.js';
 import { ReasonCode } from '../codec/reason-codes.js';
 import type { BrokerConfig } from '../config.js';
 import type { Action, BrokerCore, ConnectionId, LogFields, LogLevel, StorageResult } from '../contract.js';
+import { recordProblem, replayRecord } from '../store/record-check.js';
 import type { SubscriptionState } from '../store/state-store.js';
-import { applyRecord, createDurableState, type DurableState, finishReplay, type StateRecord, type StateStore } from '../store/state-store.js';
+import { applyRecord, createDurableState, type DurableState, finishReplay, type RecordOrigin, type StateRecord, type StateStore } from '../store/state-store.js';
 import { SubscriptionTrie } from '../topics/trie.js';
 import { AccessControl } from './access-control.js';
 import type { Authenticator, EnhancedAuthenticator } from './authenticator.js';
@@ -242,6 +243,10 @@ export class Broker implements BrokerCore {
 
   /** Appends (unless volatile) and applies one durable change; returns its LSN, 0 if not written. */
   commit(record: StateRecord, volatile: boolean = this.isVolatile(record)): number {
+    // Before the record is written: recovery must be able to apply whatever reaches the log
+    // (record-check.ts). Handlers validate client input; failing here is a Keel bug.
+    const problem = recordProblem(record);
+    if (problem !== null) assert(false, `record ${record.kind} must not be committed: ${problem}`);
     updateTrieForRecord(this.trie, this.state, record);
     const lsn = volatile ? 0 : this.store.append(record);
     applyRecord(this.state, record);
@@ -499,10 +504,10 @@ export class Broker implements BrokerCore {
   private tryRecover(nowMs: number): void {
     // Records are applied as the store hands them over, so recovery holds one segment's worth
     // of records at a time, not the whole log's (a 1 GiB log once needed 2 GiB of heap).
-    this.recoveredRecords += this.applyRecovered(this.store.takeRecovered?.() ?? []);
+    if (!this.applyRecovered(this.store.takeRecovered?.() ?? [])) return;
     const records = this.store.recover(nowMs);
     if (records === null) return;
-    this.recoveredRecords += this.applyRecovered(records);
+    if (!this.applyRecovered(records)) return;
     finishReplay(this.state);
     rebuildTrie(this.trie, this.state);
     this.isReady = true;
@@ -511,9 +516,21 @@ export class Broker implements BrokerCore {
     this.log('info', 'recovered', { records: this.recoveredRecords, sessions: this.state.sessions.size, retained: this.state.retained.size });
   }
 
-  private applyRecovered(records: readonly StateRecord[]): number {
-    for (let index = 0; index < records.length; index++) applyRecord(this.state, records[index]!);
-    return records.length;
+  /**
+   * Applies a batch of recovered records; false after halting on one that cannot be applied
+   * (record-check.ts), which is reported like damage, with its file and offset, so that the
+   * documented repair can cut the log there instead of the broker failing on every start.
+   */
+  private applyRecovered(records: readonly StateRecord[]): boolean {
+    for (let index = 0; index < records.length; index++) {
+      const record = records[index]!;
+      const problem = replayRecord(this.state, record);
+      if (problem === null) continue;
+      this.halt(unusableRecordReason(record, problem, this.store.recoveredOrigin?.(index) ?? null));
+      return false;
+    }
+    this.recoveredRecords += records.length;
+    return true;
   }
 
   /** End of every input: let the store write, release what became durable, offer compaction. */
@@ -546,4 +563,11 @@ export class Broker implements BrokerCore {
       if (held.length === 0) this.connectionsWithHeld.delete(connection);
     }
   }
+}
+
+/** The halt reason for a recovered record that cannot be applied, worded like other damage. */
+function unusableRecordReason(record: StateRecord, problem: string, origin: RecordOrigin | null): string {
+  const what = `record ${origin?.lsn ?? '?'} (${record.kind}) cannot be applied: ${problem}`;
+  if (origin === null) return `corrupt log: ${what}`;
+  return `corrupt ${origin.snapshot ? 'snapshot' : 'log'}: ${origin.file} at offset ${origin.offset}: ${what}`;
 }

@@ -14,11 +14,13 @@
 import { type ConnackPacket, type ConnectPacket, PacketType, type Properties } from '../codec/packets.js';
 import { ConnackReturnCode311, ReasonCode } from '../codec/reason-codes.js';
 import { utf8Length } from '../codec/utf8.js';
+import { checkTopicName } from '../topics/validate.js';
 import type { Broker } from './broker.js';
 import type { Connection } from './connection.js';
 import { packetBytesLimit } from './connection.js';
+import { violation } from './errors.js';
 import { startAuthentication } from './handle-auth.js';
-import { rateBucket } from './limits.js';
+import { countTopicLimit, rateBucket } from './limits.js';
 import { redeliver } from './outbound-queue.js';
 import { endSession } from './session-lifecycle.js';
 import type { LimitStats } from './stats.js';
@@ -89,8 +91,24 @@ function requestedExpirySeconds(packet: ConnectPacket): number {
   return packet.cleanStart ? 0 : expiryNever;
 }
 
+/**
+ * A will's topic gets exactly the checks a PUBLISH's topic gets, before anything about the
+ * connection is stored: a will that could never be published must not reach the log, where
+ * recovery would find it again after every restart. MQTT 5.0 says why in CONNACK 0x90 (Topic Name
+ * invalid, which the spec defines for the Will Topic); 3.1.1 has no code for it, so the
+ * connection is closed without a CONNACK [MQTT-3.1.4-1] (errors.ts maps the violation).
+ */
+function checkWillTopic(broker: Broker, packet: ConnectPacket): void {
+  if (packet.will === undefined) return;
+  const problem = checkTopicName(packet.will.topic, broker.config);
+  if (problem === null) return;
+  countTopicLimit(broker.stats.limits, broker.config, packet.will.topic);
+  throw violation(ReasonCode.TopicNameInvalid, 'will-topic-invalid', `will ${problem}`);
+}
+
 export function handleConnect(broker: Broker, connection: Connection, packet: ConnectPacket, nowMs: number): void {
   connection.version = packet.protocolVersion;
+  checkWillTopic(broker, packet);
   const refused = refusal(broker, connection, packet, nowMs);
   if (refused !== null) return refuse(broker, connection, refused.reasonCode, nowMs, refused.why, refused.limit);
   const method = packet.properties?.authenticationMethod;

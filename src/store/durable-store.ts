@@ -29,7 +29,7 @@ import { LogRecovery, type RecoveryOutcome, snapshotFileName } from './log-recov
 import { groupEndFlag, LogWriter } from './log-writer.js';
 import { decodeStateRecord, encodeStateRecord } from './record-codec.js';
 import { SnapshotWriter } from './snapshot-writer.js';
-import { type DurableState, type StateRecord, type StateStore, snapshotRecords } from './state-store.js';
+import { type DurableState, type RecordOrigin, type StateRecord, type StateStore, snapshotRecords } from './state-store.js';
 
 export interface DurableStoreOptions {
   syncPolicy: SyncPolicy;
@@ -55,6 +55,14 @@ export class DurableStateStore implements StateStore {
   private recovered: StateRecord[] = [];
   /** Records of the group being read back, applied only when its end arrives. */
   private recoveredGroup: StateRecord[] = [];
+  /**
+   * Where each record of `recovered` / `recoveredGroup` was read (same index), and of the batch
+   * last handed to the broker (`handedOrigins`), so that a record the broker cannot apply is
+   * reported with its file and offset (`recoveredOrigin`).
+   */
+  private recoveredOrigins: RecordOrigin[] = [];
+  private recoveredGroupOrigins: RecordOrigin[] = [];
+  private handedOrigins: RecordOrigin[] = [];
   /** Ends of groups not yet durable, oldest first, and the last durable one. */
   private readonly groupEnds: number[] = [];
   private durableGroupEndLsn = 0;
@@ -71,7 +79,13 @@ export class DurableStateStore implements StateStore {
 
   constructor(private readonly options: DurableStoreOptions) {
     assert(options.segmentBytesMax >= 4096, 'segments of at least 4 KiB');
-    this.recovery = new LogRecovery(this.nextRequestId, (record, fromSnapshot) => this.decode(record.type, record.body, record.lsn, fromSnapshot), undefined, undefined, groupEndFlag);
+    this.recovery = new LogRecovery(
+      this.nextRequestId,
+      (record, fromSnapshot, file, offset) => this.decode(record.type, record.body, { file, offset, lsn: record.lsn, snapshot: fromSnapshot }),
+      undefined,
+      undefined,
+      groupEndFlag,
+    );
   }
 
   get failure(): string | null {
@@ -92,15 +106,20 @@ export class DurableStateStore implements StateStore {
     this.durableGroupEndLsn = outcome.nextLsn - 1;
     // An incomplete last group was cut off the log by recovery; its records are dropped here.
     this.recoveredGroup = [];
-    const records = this.recovered;
-    this.recovered = [];
-    return records;
+    this.recoveredGroupOrigins = [];
+    return this.takeRecovered();
   }
 
   takeRecovered(): readonly StateRecord[] {
     const records = this.recovered;
     this.recovered = [];
+    this.handedOrigins = this.recoveredOrigins;
+    this.recoveredOrigins = [];
     return records;
+  }
+
+  recoveredOrigin(index: number): RecordOrigin | null {
+    return this.handedOrigins[index] ?? null;
   }
 
   append(record: StateRecord): number {
@@ -179,20 +198,28 @@ export class DurableStateStore implements StateStore {
     this.logBytesAtSnapshot = this.logBytesWritten;
   }
 
-  private decode(type: number, body: Uint8Array, lsn: number, fromSnapshot: boolean): void {
+  private decode(type: number, body: Uint8Array, origin: RecordOrigin): void {
     if (this.failureMessage !== null) return;
     try {
-      if (fromSnapshot) {
+      if (origin.snapshot) {
         this.recovered.push(decodeStateRecord(type, body));
+        this.recoveredOrigins.push(origin);
         return;
       }
       this.recoveredGroup.push(decodeStateRecord(type & ~groupEndFlag, body));
+      this.recoveredGroupOrigins.push(origin);
       if ((type & groupEndFlag) === 0) return;
-      for (const record of this.recoveredGroup) this.recovered.push(record);
+      for (let index = 0; index < this.recoveredGroup.length; index++) {
+        this.recovered.push(this.recoveredGroup[index]!);
+        this.recoveredOrigins.push(this.recoveredGroupOrigins[index]!);
+      }
       this.recoveredGroup = [];
+      this.recoveredGroupOrigins = [];
     } catch (error) {
-      // The checksum matched, so this is a record this version cannot read, not disk damage.
-      this.failureMessage = `record ${lsn} cannot be decoded: ${(error as Error).message}`;
+      // The checksum matched, so this is a record this version cannot read, not disk damage; it
+      // is reported like damage all the same (file and offset), so that repair can cut it away.
+      const where = `corrupt ${origin.snapshot ? 'snapshot' : 'log'}: ${origin.file} at offset ${origin.offset}`;
+      this.failureMessage = `${where}: record ${origin.lsn} cannot be decoded: ${(error as Error).message}`;
     }
   }
 }

@@ -71,7 +71,8 @@ export class LogRecovery {
 
   constructor(
     private readonly nextRequestId: () => number,
-    private readonly onRecord: (record: FrameRecord, fromSnapshot: boolean) => void,
+    /** Every record in order, with where its frame starts (for reports naming file and offset). */
+    private readonly onRecord: (record: FrameRecord, fromSnapshot: boolean, file: string, offset: number) => void,
     private readonly readBytesMax = 4 * 1024 * 1024,
     private readonly recordBytesMax = 512 * 1024 * 1024,
     private readonly groupEndFlag: number | null = null,
@@ -189,7 +190,7 @@ export class LogRecovery {
       this.tail = { lsn: record.lsn, type: record.type };
       if (record.lsn < this.expectedLsn) continue;
       // A seal holds no state; it only follows the records before it (log-writer.ts).
-      if (!isSeal(record.type)) this.onRecord(record, false);
+      if (!isSeal(record.type)) this.onRecord(record, false, file, record.offset);
       this.expectedLsn = record.lsn + 1;
     }
     if (scan.records.length === 0 && firstLsn < this.expectedLsn && isLast === false) {
@@ -250,7 +251,7 @@ export class LogRecovery {
       this.failure = `corrupt snapshot: ${file} at ${where}`;
       return;
     }
-    for (let index = 0; index < scan.records.length - 1; index++) this.onRecord(scan.records[index]!, true);
+    for (let index = 0; index < scan.records.length - 1; index++) this.onRecord(scan.records[index]!, true, file, scan.records[index]!.offset);
     this.nextRead();
   }
 

@@ -23,6 +23,8 @@ export const frameHeaderBytes = 17;
 export interface FrameRecord {
   lsn: number;
   type: number;
+  /** Where the frame starts in the scanned bytes. */
+  offset: number;
   /** A view into the scanned bytes. */
   body: Uint8Array;
 }
@@ -92,7 +94,7 @@ function parseFrameAt(bytes: Uint8Array, offset: number, bodyBytesMax: number): 
   const lsn = view.getFloat64(offset + 8, true);
   const type = bytes[offset + 16]!;
   if (type === 0 || !Number.isSafeInteger(lsn) || lsn <= 0) return 'invalid frame header';
-  return { lsn, type, body: bytes.subarray(offset + frameHeaderBytes, end) };
+  return { lsn, type, offset, body: bytes.subarray(offset + frameHeaderBytes, end) };
 }
 
 function classifyDamage(bytes: Uint8Array, offset: number, records: FrameRecord[], reason: string, lastLsn: number, bodyBytesMax: number): ScanResult {

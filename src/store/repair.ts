@@ -9,13 +9,21 @@
  * wholly covered by the snapshot are left alone: recovery never reads them and the next snapshot
  * deletes them, so damage there costs nothing.
  *
+ * A record that reads back whole but cannot be applied (record-check.ts: say a will with an empty
+ * topic, written by a version that did not validate it) stops recovery like damage does; the plan
+ * cuts the log just before it in the same way.
+ *
  * A damaged newest snapshot cannot be repaired this way, because the segments it replaced are
  * gone: the plan then has no actions and says so (`repairable` is false). Executing the plan is
  * the caller's business: `io/inspect.ts` does it with the file system, the simulator on its disk.
  */
 import { assert } from '../assert.js';
 import { snapshotEndRecordType } from './log-recovery.js';
-import { type ScanResult, scanFrames } from './record-frame.js';
+import { groupEndFlag, isSeal } from './log-writer.js';
+import { replayRecord } from './record-check.js';
+import { decodeStateRecord } from './record-codec.js';
+import { type FrameRecord, type ScanResult, scanFrames } from './record-frame.js';
+import { createDurableState, type DurableState, type StateRecord } from './state-store.js';
 
 export type RepairAction =
   /** Copy the file's current bytes to a new file (replacing one of that name). */
@@ -54,8 +62,85 @@ export function planRepair(files: readonly { name: string; bytes: Uint8Array }[]
   }
   const segments = liveSegments(sorted, snapshotLsn);
   const damagedIndex = segments.findIndex((segment, index) => segment.scan.ending === 'corrupt' || (segment.scan.ending === 'torn' && index < segments.length - 1));
+  // Recovery applies the records of every segment before a damaged one; the first it cannot
+  // apply stops it first (record-check.ts), so the cut goes there.
+  const readable = damagedIndex < 0 ? segments : segments.slice(0, damagedIndex);
+  const unusable = firstUnusableRecord(newest === undefined ? null : scanFrames(newest.bytes, 1, recordBytesMax).records, readable, snapshotLsn);
+  if (unusable !== null && unusable.segmentIndex < 0) {
+    const notes = [`cannot repair: a record of the newest snapshot ${newest!.name} cannot be applied (${unusable.reason}) and the log it replaced is gone; move the directory aside to start empty`];
+    return { actions: [], notes, repairable: false };
+  }
+  if (unusable !== null) return cutAtRecord(segments, unusable);
   if (damagedIndex < 0) return { actions: [], notes: ['nothing to repair'], repairable: true };
   return cutAt(segments, damagedIndex);
+}
+
+interface UnusableRecord {
+  /** Index into the segments, or -1 for the snapshot. */
+  segmentIndex: number;
+  offset: number;
+  lsn: number;
+  reason: string;
+}
+
+/**
+ * Replays the snapshot's records and then the segments' after it the way recovery does (whole
+ * groups, seals skipped, a trailing group without its end never applied) and returns the first record
+ * that cannot be decoded or applied, or null.
+ */
+function firstUnusableRecord(snapshotRecordFrames: readonly FrameRecord[] | null, segments: readonly Segment[], snapshotLsn: number): UnusableRecord | null {
+  const state = createDurableState();
+  if (snapshotRecordFrames !== null) {
+    for (let index = 0; index < snapshotRecordFrames.length - 1; index++) {
+      const frame = snapshotRecordFrames[index]!;
+      const reason = decodeAndReplay(state, frame.type, frame.body);
+      if (reason !== null) return { segmentIndex: -1, offset: 0, lsn: frame.lsn, reason };
+    }
+  }
+  let group: { frame: FrameRecord; segmentIndex: number; offset: number }[] = [];
+  for (let segmentIndex = 0; segmentIndex < segments.length; segmentIndex++) {
+    const scan = segments[segmentIndex]!.scan;
+    for (const frame of scan.records) {
+      // What the snapshot covers is in its records already; recovery skips it too.
+      if (frame.lsn <= snapshotLsn) continue;
+      if (!isSeal(frame.type)) group.push({ frame, segmentIndex, offset: frame.offset });
+      if ((frame.type & groupEndFlag) === 0) continue;
+      for (const member of group) {
+        const reason = decodeAndReplay(state, member.frame.type & ~groupEndFlag, member.frame.body);
+        if (reason !== null) return { segmentIndex: member.segmentIndex, offset: member.offset, lsn: member.frame.lsn, reason };
+      }
+      group = [];
+    }
+  }
+  return null;
+}
+
+function decodeAndReplay(state: DurableState, type: number, body: Uint8Array): string | null {
+  let record: StateRecord;
+  try {
+    record = decodeStateRecord(type, body);
+  } catch (error) {
+    return `cannot be decoded: ${(error as Error).message}`;
+  }
+  const problem = replayRecord(state, record);
+  return problem === null ? null : `${record.kind} cannot be applied: ${problem}`;
+}
+
+/** Cuts the log just before a record recovery cannot apply, like `cutAt` does at damage. */
+function cutAtRecord(segments: Segment[], unusable: UnusableRecord): RepairPlan {
+  const segment = segments[unusable.segmentIndex]!;
+  const actions: RepairAction[] = [
+    { kind: 'copy', from: segment.name, to: `${segment.name}.damaged` },
+    { kind: 'truncate', file: segment.name, length: unusable.offset },
+  ];
+  const notes = [
+    `${segment.name}: record ${unusable.lsn} at offset ${unusable.offset}: ${unusable.reason}; copied to ${segment.name}.damaged, truncated at offset ${unusable.offset} (it and the records after it are dropped)`,
+  ];
+  for (const later of segments.slice(unusable.segmentIndex + 1)) {
+    actions.push({ kind: 'rename', from: later.name, to: `${later.name}.damaged` });
+    notes.push(`${later.name}: moved aside to ${later.name}.damaged (${later.scan.records.length} records dropped)`);
+  }
+  return { actions, notes, repairable: true };
 }
 
 /** Why a snapshot image is unusable, or null when it is whole. */

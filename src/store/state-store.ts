@@ -164,6 +164,15 @@ export type StateRecord =
 
 export type StateRecordKind = StateRecord['kind'];
 
+/** Where a recovered record was read: its file, the offset of its frame, its LSN. */
+export interface RecordOrigin {
+  readonly file: string;
+  readonly offset: number;
+  readonly lsn: number;
+  /** Read from a snapshot (its LSN is the snapshot's own numbering) rather than a log segment. */
+  readonly snapshot: boolean;
+}
+
 /**
  * Where durable state goes. The broker calls `recover` until it returns the records to replay,
  * then `append` for every durable change, `flush` at the end of every input (a batching store
@@ -178,6 +187,11 @@ export interface StateStore {
    * they come holds one segment's records at a time instead of the whole log's.
    */
   takeRecovered?(): readonly StateRecord[];
+  /**
+   * Optional: where the record at `index` of the batch last returned by `recover` or
+   * `takeRecovered` was read from, for a report that names it; null when unknown.
+   */
+  recoveredOrigin?(index: number): RecordOrigin | null;
   /** Takes a record; returns its LSN (increasing, starting at 1). */
   append(record: StateRecord): number;
   /** Every record with an LSN up to this one is durable. */

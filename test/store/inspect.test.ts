@@ -123,3 +123,20 @@ describe('keel inspect and stored owners', () => {
     expect(formatInspectReport(report)).not.toContain('owner unknown');
   });
 });
+
+describe('keel inspect and records that cannot be applied', () => {
+  it('names the record, and repair cuts the log before it so that recovery comes up', () => {
+    const directory = writeDataDirectory([
+      { kind: 'session-created', clientId: 'kept', protocolVersion: 4, expiryIntervalSeconds: 60, username: null },
+      { kind: 'session-created', clientId: 'victim', protocolVersion: 4, expiryIntervalSeconds: 60, username: null },
+      { kind: 'will-set', clientId: 'victim', will: { ...will, topic: '' }, username: null },
+      { kind: 'session-created', clientId: 'lost', protocolVersion: 4, expiryIntervalSeconds: 60, username: null },
+    ]);
+    const report = inspectDataDirectory(directory);
+    expect(report.problems).toEqual([expect.stringMatching(/^corrupt log: wal-0000000000000001\.log at offset \d+: record \d+ \(will-set\) cannot be applied: will empty topic name$/)]);
+    repairDataDirectory(directory);
+    const repaired = inspectDataDirectory(directory);
+    expect(repaired.problems).toEqual([]);
+    expect(repaired.state).toMatchObject({ sessions: 2, wills: 0 });
+  });
+});

@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { SimulatedDisk } from '../../sim/simulated-disk.js';
 import { DurableStateStore } from '../../src/store/durable-store.js';
 import { planRepair, type RepairAction } from '../../src/store/repair.js';
-import type { StateRecord } from '../../src/store/state-store.js';
+import { applyRecord, createDurableState, type StateRecord } from '../../src/store/state-store.js';
 
 function pump(disk: SimulatedDisk, store: DurableStateStore): void {
   for (let requests = store.drainRequests(); requests.length > 0; requests = store.drainRequests()) {
@@ -122,7 +122,9 @@ function snapshotImage(): Uint8Array {
   store.append({ kind: 'session-created', clientId: 'beta', protocolVersion: 5, expiryIntervalSeconds: 60 });
   store.flush(0);
   pump(disk, store);
-  const state = { sessions: new Map(), messages: new Map(), retained: new Map(), retainedBytes: 0, wills: new Map(), nextMessageId: 1 };
+  // The session the log's later records are about, so that the image and the log agree.
+  const state = createDurableState();
+  applyRecord(state, { kind: 'session-created', clientId: 'alpha', protocolVersion: 5, expiryIntervalSeconds: 3600 });
   store.maybeCompact(state);
   pump(disk, store);
   const snapshot = disk.listFiles().find((file) => file.name.endsWith('.snap'));

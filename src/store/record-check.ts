@@ -1,0 +1,94 @@
+/**
+ * Which records recovery can apply: the rule that keeps a bad input from poisoning the log.
+ *
+ * A record that reaches the log is replayed on every start. If replaying it throws, or leaves a
+ * state the broker cannot act on (a will whose topic no subscription trie can match, say), the
+ * broker dies again on every restart and its data directory is lost to it. Two defences:
+ *
+ * - Before commit: the broker asserts `recordProblem` is null for every record it appends
+ *   (Broker.commit), so a handler that forgot to validate something stops loudly before the bad
+ *   record is written, not after. Handlers validate client input themselves and answer with the
+ *   right reason code; reaching the assertion is a Keel bug.
+ * - At recovery: `replayRecord` checks the same rules and applies the record, turning an
+ *   assertion inside `applyRecord` (a record for an unknown session, a packet identifier in use)
+ *   into a value. The broker then halts with the record's file and offset, like any corruption,
+ *   and the documented repair (repair.ts) can cut the log there.
+ *
+ * The checks are structural: what every record of its kind must satisfy whatever the
+ * configuration (topic names and filters valid under MQTT's own limits, QoS and packet
+ * identifiers in range). Configured limits may have changed since the record was written, so they
+ * are not checked here.
+ */
+import { checkTopicFilter, checkTopicName, type TopicLimits } from '../topics/validate.js';
+import { applyRecord, type DurableState, type StateRecord } from './state-store.js';
+
+/** MQTT's own bounds on a topic: a two-byte length, so at most 65,535 bytes (and as many levels). */
+const protocolTopicLimits: TopicLimits = { topicBytesMax: 65_535, topicLevelsMax: 65_535 };
+const expiryNever = 0xffffffff;
+
+function qosProblem(qos: number, lowest: number): string | null {
+  return Number.isInteger(qos) && qos >= lowest && qos <= 2 ? null : `QoS ${qos} out of range`;
+}
+
+function packetIdProblem(packetId: number, allowZero: boolean): string | null {
+  const lowest = allowZero ? 0 : 1;
+  return Number.isInteger(packetId) && packetId >= lowest && packetId <= 0xffff ? null : `packet identifier ${packetId} out of range`;
+}
+
+function clientIdProblem(clientId: string): string | null {
+  return typeof clientId === 'string' && clientId.length > 0 ? null : 'empty client id';
+}
+
+function sessionProblem(record: Extract<StateRecord, { kind: 'session-created' | 'session-resumed' }>): string | null {
+  if (record.protocolVersion !== 3 && record.protocolVersion !== 4 && record.protocolVersion !== 5) return `protocol version ${String(record.protocolVersion)}`;
+  const expiry = record.expiryIntervalSeconds;
+  if (!Number.isInteger(expiry) || expiry < 0 || expiry > expiryNever) return `session expiry ${expiry} out of range`;
+  return clientIdProblem(record.clientId);
+}
+
+/** Why `record` must never be in the log, or null when it may be. */
+export function recordProblem(record: StateRecord): string | null {
+  switch (record.kind) {
+    case 'session-created':
+    case 'session-resumed':
+      return sessionProblem(record);
+    case 'subscription-added': {
+      const problem = checkTopicFilter(record.subscription.filter, protocolTopicLimits);
+      return problem ?? qosProblem(record.subscription.qos, 0) ?? clientIdProblem(record.clientId);
+    }
+    case 'message-stored':
+      return checkTopicName(record.message.topic, protocolTopicLimits) ?? qosProblem(record.message.qos, 0);
+    case 'retained-set':
+    case 'retained-cleared':
+      return checkTopicName(record.topic, protocolTopicLimits);
+    case 'will-set': {
+      const problem = checkTopicName(record.will.topic, protocolTopicLimits);
+      return problem === null ? (qosProblem(record.will.qos, 0) ?? clientIdProblem(record.clientId)) : `will ${problem}`;
+    }
+    case 'delivery-queued':
+      return qosProblem(record.qos, 1) ?? packetIdProblem(record.packetId, true);
+    case 'delivery-sent':
+    case 'delivery-released':
+    case 'delivery-completed':
+    case 'incoming-qos2-recorded':
+    case 'incoming-qos2-released':
+      return packetIdProblem(record.packetId, false);
+    default:
+      return null;
+  }
+}
+
+/**
+ * Applies a record read back from storage; returns why it cannot be applied (and then the state
+ * must not be used any more: it may be half changed), or null.
+ */
+export function replayRecord(state: DurableState, record: StateRecord): string | null {
+  const problem = recordProblem(record);
+  if (problem !== null) return problem;
+  try {
+    applyRecord(state, record);
+    return null;
+  } catch (error) {
+    return error instanceof Error ? error.message : String(error);
+  }
+}
