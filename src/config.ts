@@ -9,6 +9,9 @@
 
 export type SyncPolicy = 'always' | 'interval' | 'none';
 
+/** What a CONNECT gets when its client id names a session of another user (see BrokerConfig). */
+export type SessionOwnerMismatch = 'refuse' | 'fresh-session';
+
 /** What happens to a QoS 1/2 message offered to a session whose queue is full. */
 export type QueueOverflowPolicy = 'drop-oldest' | 'reject-new';
 
@@ -86,6 +89,20 @@ export interface BrokerConfig {
   sessionExpirySecondsMax: number;
   /** When set, overrides the client's keepalive (5.0 Server Keep Alive). */
   serverKeepAliveSeconds: number | null;
+  /**
+   * The longest keepalive a client may have, in seconds. A client asking for more, or for 0 (no
+   * keepalive at all), is held to this one; MQTT 5.0 clients are told so in CONNACK (Server Keep
+   * Alive), 3.1.1 clients cannot be told and are held to it silently. null: no ceiling (a client
+   * asking for 0 is never timed out). A connection silent for 1.5 times its keepalive is closed.
+   */
+  keepAliveSecondsMax: number | null;
+  /**
+   * A CONNECT naming the client id of a session that belongs to another user: `refuse` it (5.0:
+   * CONNACK 0x87; 3.1.1: return code 5), or give it a `fresh-session`, ending the old one (its
+   * will, if pending, is published for its own user). Either way nothing of the old session
+   * passes to the newcomer.
+   */
+  sessionOwnerMismatch: SessionOwnerMismatch;
   /** A connection that has not sent CONNECT within this is closed. */
   connectTimeoutMs: number;
   /** Highest QoS the broker grants. */
@@ -148,6 +165,8 @@ export const defaultConfig: Readonly<BrokerConfig> = Object.freeze({
   topicAliasMaximum: 64,
   sessionExpirySecondsMax: 0xffffffff,
   serverKeepAliveSeconds: null,
+  keepAliveSecondsMax: 65_535,
+  sessionOwnerMismatch: 'refuse',
   connectTimeoutMs: 10_000,
   maximumQos: 2,
   retainAvailable: true,
@@ -236,12 +255,19 @@ export function resolveConfig(overrides: Record<string, unknown>): { ok: true; c
   }
   checkAuthentication(config, problems);
   checkOutputBudget(config, problems);
-  const keepAlive = config.serverKeepAliveSeconds;
-  if (keepAlive !== null && (typeof keepAlive !== 'number' || !Number.isInteger(keepAlive) || keepAlive < 0 || keepAlive > 65_535)) {
-    problems.push(`"serverKeepAliveSeconds" must be null or an integer from 0 to 65535, got ${JSON.stringify(keepAlive)}`);
-  }
+  checkNullableInteger(config, 'serverKeepAliveSeconds', 0, 65_535, problems);
+  checkNullableInteger(config, 'keepAliveSecondsMax', 1, 65_535, problems);
+  checkEnum(config, 'sessionOwnerMismatch', ['refuse', 'fresh-session'], problems);
   if (problems.length > 0) return { ok: false, problems };
   return { ok: true, config: config as unknown as BrokerConfig };
+}
+
+function checkNullableInteger(config: Record<string, unknown>, key: string, min: number, max: number, problems: string[]): void {
+  const value = config[key];
+  if (value === null) return;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    problems.push(`"${key}" must be null or an integer from ${min} to ${max}, got ${JSON.stringify(value)}`);
+  }
 }
 
 function checkEnum(config: Record<string, unknown>, key: string, allowed: readonly unknown[], problems: string[]): void {

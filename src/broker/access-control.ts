@@ -59,6 +59,8 @@ export class AccessControl {
   private readonly identities = new WeakMap<SessionState, Identity>();
   private readonly grants = new WeakMap<SubscriptionState, Grant>();
   private readonly publishers = new WeakMap<Connection, PublisherVerdicts>();
+  /** Per connection: topic → may its client receive it (deliveries from its queue and resends). */
+  private readonly receivers = new WeakMap<Connection, PublisherVerdicts>();
 
   constructor(
     private readonly broker: Broker,
@@ -137,6 +139,38 @@ export class AccessControl {
     this.broker.stats.authorization.publishDenied += 1;
     this.deny('info', 'publish', { clientId: connection.clientId, username: this.ownerOf(connection.session!)?.username }, topic);
     return false;
+  }
+
+  /**
+   * The last check before a stored delivery (queued, or inflight and sent again on resume) goes
+   * out on `connection`: may the client connected now read `topic`? It was decided for the
+   * session's owner when the message was routed; this asks again for whoever holds the session
+   * now (the same user: handle-connect.ts refuses or starts afresh a session of another user)
+   * under the rules in force now (the ACL may have been reloaded since). No side effects: the
+   * caller drops the delivery and calls `receiveDenied`.
+   */
+  mayDeliver(connection: Connection, topic: string): boolean {
+    const session = connection.session;
+    assert(session !== null, 'deliveries go to a bound connection');
+    let verdicts = this.receivers.get(connection);
+    const generation = this.generation;
+    if (verdicts === undefined) {
+      verdicts = { generation, topics: new Map() };
+      this.receivers.set(connection, verdicts);
+    } else if (verdicts.generation !== generation) {
+      verdicts.generation = generation;
+      verdicts.topics.clear();
+    }
+    let allowed = verdicts.topics.get(topic);
+    if (allowed === undefined) {
+      const owner = this.ownerOf(session);
+      assert(owner !== null, 'a connected session has an owner');
+      assert(owner.username === connection.username, 'a session is held by its owner');
+      allowed = this.authorizer.canReceive(owner, topic);
+      if (verdicts.topics.size >= topicVerdictsMax) verdicts.topics.clear();
+      verdicts.topics.set(topic, allowed);
+    }
+    return allowed;
   }
 
   /**

@@ -33,7 +33,7 @@ import { SubscriptionTrie } from '../topics/trie.js';
 import { AccessControl } from './access-control.js';
 import type { Authenticator, EnhancedAuthenticator } from './authenticator.js';
 import type { Authorizer } from './authorizer.js';
-import { Connection, type HeldSend } from './connection.js';
+import { Connection, connectionLogFields, type HeldSend } from './connection.js';
 import { type DeadlineEntry, DeadlineHeap } from './deadline-heap.js';
 import { violationOutcome } from './errors.js';
 import { handlePuback, handlePubcomp, handlePubrec } from './handle-acks.js';
@@ -45,7 +45,8 @@ import { handleSubscribe, handleUnsubscribe } from './handle-subscribe.js';
 import { rebuildTrie, updateTrieForRecord } from './indexes.js';
 import { onKeepAliveDeadline, scheduleKeepAlive } from './keepalive.js';
 import { rateBucket } from './limits.js';
-import { resumeOutput } from './outbound-queue.js';
+import { pump, resumeOutput } from './outbound-queue.js';
+import type { RetainedReplay } from './retained-replay.js';
 import { Router } from './routing.js';
 import { detachSession, onSessionExpiryDeadline, scheduleRecoveredSessions } from './session-lifecycle.js';
 import { type BrokerStats, createStats } from './stats.js';
@@ -93,6 +94,8 @@ export class Broker implements BrokerCore {
   /** Connected clients by client id. */
   readonly online = new Map<string, Connection>();
   readonly pendingWills = new Map<string, PendingWill>();
+  /** Retained messages owed to new subscriptions, by client id (retained-replay.ts). */
+  readonly retainedReplays = new Map<string, RetainedReplay>();
   readonly sessionExpiryDeadlines = new Map<string, number>();
   readonly deadlines = new DeadlineHeap();
   readonly stats: BrokerStats = createStats();
@@ -331,8 +334,7 @@ export class Broker implements BrokerCore {
     // The decoder raises this one before any handler runs, so it is counted here.
     if (violation.reasonCode === ReasonCode.PacketTooLarge) this.stats.limits.packetBytesMax += 1;
     this.log('warn', 'protocol-violation', {
-      connectionId: connection.id,
-      clientId: connection.clientId,
+      ...connectionLogFields(connection),
       code: violation.code,
       reasonCode: violation.reasonCode,
       message: violation.message,
@@ -358,6 +360,7 @@ export class Broker implements BrokerCore {
     if (brokerInitiated) this.actions.push({ kind: 'close', connectionId: connection.id, reason });
     if (wasConnected) {
       this.stats.clientsConnected -= 1;
+      this.log('info', 'client-disconnected', { ...connectionLogFields(connection), reason });
       detachSession(this, connection, nowMs, will);
     }
   }
@@ -498,6 +501,12 @@ export class Broker implements BrokerCore {
       case 'publisher-pause':
         // Nothing to do here: the end of this input (releaseDue) resumes what is due.
         return;
+      case 'retained-replay': {
+        // A replay that used up one step's budget goes on (retained-replay.ts).
+        const connection = this.connections.get(entry.connectionId);
+        if (connection?.phase === 'connected' && connection.session !== null) pump(this, connection.session, connection, nowMs);
+        return;
+      }
     }
   }
 

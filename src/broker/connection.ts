@@ -8,9 +8,10 @@
  */
 import type { PacketDecoder } from '../codec/decoder.js';
 import type { ProtocolVersion, Will } from '../codec/packets.js';
-import type { ConnectionId } from '../contract.js';
+import type { ConnectionId, LogFields } from '../contract.js';
 import type { SessionState } from '../store/state-store.js';
 import type { AuthenticationExchange } from './handle-auth.js';
+import type { RetainedReplay } from './retained-replay.js';
 import type { TokenBucket } from './token-bucket.js';
 
 export type ConnectionPhase = 'awaiting-connect' | 'connected' | 'closing';
@@ -31,7 +32,13 @@ export class Connection {
   phase: ConnectionPhase = 'awaiting-connect';
   /** Known once CONNECT is accepted; 4 until then (3.1.1 framing for early refusals). */
   version: ProtocolVersion = 4;
+  /** The CONNECT's client id once one arrived (the assigned one once accepted); '' before. */
   clientId = '';
+  /**
+   * Who the client said it is: the CONNECT's user name, then the identity an enhanced
+   * authentication established; for log lines. Authorization reads the session's owner instead.
+   */
+  username: string | undefined = undefined;
   session: SessionState | null = null;
   /** 0 disables the keepalive check. */
   keepAliveMs = 0;
@@ -54,6 +61,8 @@ export class Connection {
   readonly held: HeldSend[] = [];
   /** Session expiry set by the client's DISCONNECT (MQTT 5.0), applied when the session detaches. */
   expiryOnDisconnectSeconds: number | null = null;
+  /** Retained messages its session still owes new subscriptions (retained-replay.ts); null when none. */
+  retainedReplay: RetainedReplay | null = null;
   /** The will of this connection, until it ends normally. */
   will: Will | null = null;
   /** publishRatePerSecondMax for this connection; null when unlimited. Set when CONNECT is accepted. */
@@ -81,4 +90,9 @@ export class Connection {
   ) {
     this.lastPacketMs = nowMs;
   }
+}
+
+/** The fields every log line about a connection carries, so that an operator can follow one client. */
+export function connectionLogFields(connection: Connection): LogFields {
+  return { connectionId: connection.id, clientId: connection.clientId, address: connection.remoteAddress, username: connection.username ?? null };
 }

@@ -14,14 +14,16 @@
 import { type ConnackPacket, type ConnectPacket, PacketType, type Properties } from '../codec/packets.js';
 import { ConnackReturnCode311, ReasonCode } from '../codec/reason-codes.js';
 import { utf8Length } from '../codec/utf8.js';
+import type { LogFields } from '../contract.js';
 import { checkTopicName } from '../topics/validate.js';
 import type { Broker } from './broker.js';
 import type { Connection } from './connection.js';
-import { packetBytesLimit } from './connection.js';
+import { connectionLogFields, packetBytesLimit } from './connection.js';
 import { violation } from './errors.js';
 import { startAuthentication } from './handle-auth.js';
 import { countTopicLimit, rateBucket } from './limits.js';
 import { redeliver } from './outbound-queue.js';
+import { replayFor } from './retained-replay.js';
 import { endSession } from './session-lifecycle.js';
 import type { LimitStats } from './stats.js';
 import { discardWill } from './will.js';
@@ -54,11 +56,11 @@ export interface ConnackAuthentication {
 
 type Refusal = { reasonCode: number; why: string; limit?: keyof LimitStats };
 
-export function refuse(broker: Broker, connection: Connection, reasonCode: number, nowMs: number, why: string, limit?: keyof LimitStats): void {
+export function refuse(broker: Broker, connection: Connection, reasonCode: number, nowMs: number, why: string, limit?: keyof LimitStats, extra: LogFields = {}): void {
   const code = connection.version === 5 ? reasonCode : returnCode311(reasonCode);
   broker.stats.connectsRefused += 1;
   if (limit !== undefined) broker.stats.limits[limit] += 1;
-  broker.log('info', 'connect-refused', { connectionId: connection.id, reasonCode: code, why });
+  broker.log('info', 'connect-refused', { ...connectionLogFields(connection), ...extra, protocolVersion: connection.version, reasonCode: code, why });
   broker.sendPacket(connection, { type: PacketType.Connack, sessionPresent: false, reasonCode: code }, 0, true);
   broker.closeConnection(connection, nowMs, `connect refused: ${why}`, 'discard', true);
 }
@@ -108,6 +110,8 @@ function checkWillTopic(broker: Broker, packet: ConnectPacket): void {
 
 export function handleConnect(broker: Broker, connection: Connection, packet: ConnectPacket, nowMs: number): void {
   connection.version = packet.protocolVersion;
+  connection.clientId = packet.clientId;
+  connection.username = packet.username;
   checkWillTopic(broker, packet);
   const refused = refusal(broker, connection, packet, nowMs);
   if (refused !== null) return refuse(broker, connection, refused.reasonCode, nowMs, refused.why, refused.limit);
@@ -130,23 +134,31 @@ export function acceptConnect(broker: Broker, connection: Connection, packet: Co
   const clientId = assigned ? broker.generateClientId() : packet.clientId;
   // After an enhanced authentication the user is who the method said it was.
   const identity = { clientId, username: connection.authentication?.identity ?? packet.username };
+  connection.clientId = clientId;
+  connection.username = identity.username;
   // [MQTT-3.1.4-2] A will its client may not publish is refused at CONNECT (0x87 / rc 5), not
   // dropped silently when the connection ends: the client learns of it while it can still act.
   if (broker.access !== null && packet.will !== undefined && !broker.access.mayLeaveWill(identity, packet.will.topic)) {
     return refuse(broker, connection, ReasonCode.NotAuthorized, nowMs, 'will topic not authorized');
   }
+  const username = identity.username ?? null;
+  const owner = foreignOwner(broker, clientId, username);
+  // A session belongs to the user it was made for: another user naming its client id gets
+  // neither its subscriptions, nor its queue, nor its will (sessionOwnerMismatch).
+  if (owner !== undefined && broker.config.sessionOwnerMismatch === 'refuse') {
+    return refuse(broker, connection, ReasonCode.NotAuthorized, nowMs, 'client id belongs to a session of another user', undefined, { owner });
+  }
   const requested = requestedExpirySeconds(packet);
   const expirySeconds = Math.min(requested, broker.config.sessionExpirySecondsMax);
   takeOver(broker, clientId, nowMs);
   const existing = broker.state.sessions.get(clientId);
-  const resume = existing !== undefined && !packet.cleanStart;
+  const resume = existing !== undefined && !packet.cleanStart && owner === undefined;
   if (!resume && broker.state.sessions.size - (existing === undefined ? 0 : 1) >= broker.config.sessionsMax) {
     return refuse(broker, connection, ReasonCode.QuotaExceeded, nowMs, 'sessionsMax reached', 'sessionsMax');
   }
   const appendedBefore = broker.store.appendedLsn;
   // The owner is durable (null: anonymous), so that topic authorization after a restart still
   // knows whose offline session and whose will it decides for (access-control.ts).
-  const username = identity.username ?? null;
   if (resume) {
     // A resumed session cancels the will still waiting from its previous connection [MQTT-3.1.3-9].
     discardWill(broker, clientId);
@@ -157,11 +169,51 @@ export function acceptConnect(broker: Broker, connection: Connection, packet: Co
     broker.commit({ kind: 'session-created', clientId, protocolVersion: packet.protocolVersion, expiryIntervalSeconds: expirySeconds, username });
   }
   if (packet.will !== undefined) broker.commit({ kind: 'will-set', clientId, will: packet.will, username });
-  bind(broker, connection, packet, clientId, nowMs);
+  const keepAliveSeconds = grantedKeepAliveSeconds(broker, packet);
+  bind(broker, connection, packet, clientId, keepAliveSeconds, nowMs);
   broker.access?.bind(connection, identity);
-  const connack = connackFor(broker, connection, resume, assigned ? clientId : null, expirySeconds !== requested ? expirySeconds : null, authentication);
+  const serverKeepAlive = keepAliveSeconds === packet.keepAliveSeconds && broker.config.serverKeepAliveSeconds === null ? null : keepAliveSeconds;
+  const connack = connackFor(broker, connection, resume, assigned ? clientId : null, expirySeconds !== requested ? expirySeconds : null, serverKeepAlive, authentication);
   broker.sendPacket(connection, connack, broker.lsnSince(appendedBefore));
+  logConnected(broker, connection, packet, keepAliveSeconds, resume);
   if (resume) redeliver(broker, connection.session!, connection, nowMs);
+}
+
+/**
+ * The user name of the stored session for `clientId` when that is another user than `username`,
+ * else undefined (no session, the same user, or an owner an older version did not record, which
+ * the newcomer then becomes). Null stands for anonymous, as in SessionState.username.
+ */
+function foreignOwner(broker: Broker, clientId: string, username: string | null): string | null | undefined {
+  const stored = broker.state.sessions.get(clientId)?.username;
+  if (stored === undefined || stored === username) return undefined;
+  return stored;
+}
+
+/**
+ * The keepalive the connection is held to, in seconds (0: none). MQTT 5.0 clients are told it in
+ * CONNACK's Server Keep Alive when it is not what they asked for [MQTT-3.2.2-21]; 3.1.1 has no way
+ * to say it, so a 3.1.1 client asking for more than keepAliveSecondsMax is held to the ceiling
+ * without knowing (a client that stays within its own keepalive is well within it anyway).
+ */
+function grantedKeepAliveSeconds(broker: Broker, packet: ConnectPacket): number {
+  const config = broker.config;
+  if (packet.protocolVersion === 5 && config.serverKeepAliveSeconds !== null) return config.serverKeepAliveSeconds;
+  const ceiling = config.keepAliveSecondsMax;
+  const requested = packet.keepAliveSeconds;
+  if (ceiling !== null && (requested === 0 || requested > ceiling)) return ceiling;
+  return requested;
+}
+
+/** The operator's line for every accepted connection (its refusals are logged by `refuse`). */
+function logConnected(broker: Broker, connection: Connection, packet: ConnectPacket, keepAliveSeconds: number, sessionPresent: boolean): void {
+  broker.log('info', 'client-connected', {
+    ...connectionLogFields(connection),
+    protocolVersion: packet.protocolVersion,
+    cleanStart: packet.cleanStart,
+    keepAliveSeconds,
+    sessionPresent,
+  });
 }
 
 function takeOver(broker: Broker, clientId: string, nowMs: number): void {
@@ -175,17 +227,18 @@ function takeOver(broker: Broker, clientId: string, nowMs: number): void {
   broker.closeConnection(previous, nowMs, 'session taken over', 'publish', true);
 }
 
-function bind(broker: Broker, connection: Connection, packet: ConnectPacket, clientId: string, nowMs: number): void {
-  const serverKeepAlive = packet.protocolVersion === 5 ? broker.config.serverKeepAliveSeconds : null;
+function bind(broker: Broker, connection: Connection, packet: ConnectPacket, clientId: string, keepAliveSeconds: number, nowMs: number): void {
   connection.phase = 'connected';
   connection.clientId = clientId;
   connection.session = broker.state.sessions.get(clientId)!;
-  connection.keepAliveMs = (serverKeepAlive ?? packet.keepAliveSeconds) * 1000;
+  connection.keepAliveMs = keepAliveSeconds * 1000;
   connection.lastPacketMs = nowMs;
   connection.receiveMaximum = packet.properties?.receiveMaximum ?? 65_535;
   connection.maximumPacketSize = packet.properties?.maximumPacketSize ?? packetBytesLimit;
   connection.outgoingAliasMaximum = packet.protocolVersion === 5 ? (packet.properties?.topicAliasMaximum ?? 0) : 0;
   connection.will = packet.will ?? null;
+  // A resumed session may still owe retained messages to a subscription made before (retained-replay.ts).
+  connection.retainedReplay = replayFor(broker, connection.session);
   connection.publishBucket = rateBucket(broker.config.publishRatePerSecondMax, nowMs);
   broker.online.set(clientId, connection);
   broker.stats.clientsConnected += 1;
@@ -197,6 +250,7 @@ function connackFor(
   sessionPresent: boolean,
   assignedClientId: string | null,
   clampedExpiry: number | null,
+  serverKeepAlive: number | null,
   authentication: ConnackAuthentication | null,
 ): ConnackPacket {
   const connack: ConnackPacket = { type: PacketType.Connack, sessionPresent, reasonCode: 0 };
@@ -212,7 +266,7 @@ function connackFor(
   if (!config.subscriptionIdentifiersAvailable) properties.subscriptionIdentifiersAvailable = 0;
   if (!config.sharedSubscriptionAvailable) properties.sharedSubscriptionAvailable = 0;
   if (assignedClientId !== null) properties.assignedClientIdentifier = assignedClientId;
-  if (config.serverKeepAliveSeconds !== null) properties.serverKeepAlive = config.serverKeepAliveSeconds;
+  if (serverKeepAlive !== null) properties.serverKeepAlive = serverKeepAlive;
   if (clampedExpiry !== null) properties.sessionExpiryInterval = clampedExpiry;
   if (authentication !== null) {
     properties.authenticationMethod = authentication.method;

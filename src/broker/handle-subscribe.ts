@@ -17,7 +17,8 @@ import type { Broker } from './broker.js';
 import type { Connection } from './connection.js';
 import { protocolError } from './errors.js';
 import { countTopicLimit } from './limits.js';
-import { sendRetainedOnSubscribe } from './retained.js';
+import { pump } from './outbound-queue.js';
+import { startRetainedReplay } from './retained-replay.js';
 
 function failureCode(broker: Broker, session: SessionState, request: Subscription, subscriptionId: number): number | null {
   const config = broker.config;
@@ -68,7 +69,9 @@ export function handleSubscribe(broker: Broker, connection: Connection, packet: 
     reasonCodes.push(qos);
   }
   broker.sendPacket(connection, { type: PacketType.Suback, packetId: packet.packetId, reasonCodes }, broker.lsnSince(appendedBefore));
-  for (const { subscription, isNew } of added) sendRetainedOnSubscribe(broker, session, subscription, isNew, nowMs);
+  // Retained messages go out after the SUBACK, paced by what the connection takes (retained-replay.ts).
+  for (const { subscription, isNew } of added) startRetainedReplay(broker, session, subscription, isNew);
+  if (connection.retainedReplay !== null) pump(broker, session, connection, nowMs);
 }
 
 export function handleUnsubscribe(broker: Broker, connection: Connection, packet: UnsubscribePacket, _nowMs: number): void {

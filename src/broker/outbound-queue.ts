@@ -33,6 +33,8 @@
  *   never held by it: the inflight window bounds them, and holding them could stall a session.
  * - On resume, inflight deliveries are sent again first, PUBLISH with DUP=1 or PUBREL depending on
  *   their state [MQTT-4.4.0-1], then the queue is pumped.
+ * - Retained messages owed to a new subscription go first, paced by the same window and cap
+ *   (retained-replay.ts); the queue moves once they are all out.
  */
 import { assert } from '../assert.js';
 import { type EncodedPublish, encodePacket, encodePublish } from '../codec/encoder.js';
@@ -43,6 +45,7 @@ import { nextPacketIdAfter, type SessionState, type StoredMessage } from '../sto
 import type { Broker } from './broker.js';
 import type { Connection } from './connection.js';
 import { aliasedPublishBytes, publishBytesFor } from './outgoing-topic-alias.js';
+import { advanceRetainedReplay, type ReplaySink } from './retained-replay.js';
 
 export function windowSize(broker: Broker, connection: Connection): number {
   return Math.min(connection.receiveMaximum, broker.config.inflightPerSessionMax);
@@ -67,15 +70,18 @@ export function isOutputDrained(broker: Broker, connection: Connection): boolean
   return outputBytes(broker, connection) < outputResumeBytes(broker.config);
 }
 
-/** True when a new QoS 1/2 delivery could be sent at once (nothing waits ahead of it). */
+/**
+ * True when a new QoS 1/2 delivery could be sent at once: nothing waits ahead of it (a queue, or
+ * retained messages still owed to a new subscription: retained-replay.ts) and there is room.
+ */
 export function hasWindowRoom(broker: Broker, session: SessionState, connection: Connection): boolean {
-  return session.queue.length === 0 && session.inflight.size < windowSize(broker, connection) && !isOutputFull(broker, connection);
+  return session.queue.length === 0 && connection.retainedReplay === null && session.inflight.size < windowSize(broker, connection) && !isOutputFull(broker, connection);
 }
 
 /** The host reported the connection's buffered output: once drained, the session's queue moves again. */
 export function resumeOutput(broker: Broker, connection: Connection, nowMs: number): void {
   const session = connection.session;
-  if (session === null || session.queue.length === 0) return;
+  if (session === null || (session.queue.length === 0 && connection.retainedReplay === null)) return;
   if (!isOutputDrained(broker, connection)) return;
   pump(broker, session, connection, nowMs);
 }
@@ -180,14 +186,7 @@ export function deliverNew(
   }
   assert(message.messageId !== 0, 'a QoS 1/2 delivery needs a stored message');
   if (connection !== undefined && encoded !== null && hasWindowRoom(broker, session, connection)) {
-    if (encoded.bytes.length > connection.maximumPacketSize) return dropTooLarge(broker, session.clientId, message);
-    const packetId = allocatePacketId(session);
-    const sequence = session.nextDeliverySequence;
-    broker.commit({ kind: 'delivery-queued', clientId: session.clientId, sequence, messageId: message.messageId, qos, retain, subscriptionIds, packetId, phase: 'publish' });
-    const bytes = publishBytesFor(connection, encoded, message, qos, retain, subscriptionIds, nowMs, packetId);
-    if (qos === 2) broker.sendQos2Publish(connection, bytes, broker.store.appendedLsn);
-    else broker.send(connection, bytes);
-    countSent(broker);
+    sendInflight(broker, session, connection, message, qos, retain, subscriptionIds, encoded, nowMs);
     return;
   }
   // A copy kept for a receiver at its output cap throttles the publisher (throttle.ts).
@@ -195,9 +194,54 @@ export function deliverNew(
   enqueue(broker, session, message, qos, retain, subscriptionIds);
 }
 
+/** A new QoS 1/2 delivery straight into the window (the caller checked there is room). */
+function sendInflight(
+  broker: Broker,
+  session: SessionState,
+  connection: Connection,
+  message: StoredMessage,
+  qos: Qos,
+  retain: boolean,
+  subscriptionIds: readonly number[],
+  encoded: EncodedPublish,
+  nowMs: number,
+): void {
+  if (encoded.bytes.length > connection.maximumPacketSize) return dropTooLarge(broker, session.clientId, message);
+  const packetId = allocatePacketId(session);
+  const sequence = session.nextDeliverySequence;
+  broker.commit({ kind: 'delivery-queued', clientId: session.clientId, sequence, messageId: message.messageId, qos, retain, subscriptionIds, packetId, phase: 'publish' });
+  const bytes = publishBytesFor(connection, encoded, message, qos, retain, subscriptionIds, nowMs, packetId);
+  if (qos === 2) broker.sendQos2Publish(connection, bytes, broker.store.appendedLsn);
+  else broker.send(connection, bytes);
+  countSent(broker);
+}
+
+/**
+ * Where a retained replay (retained-replay.ts) sends: the same window and output cap as every
+ * other delivery, and RETAIN=1 on every copy [MQTT-3.3.1-9]. Made only for a step of a replay.
+ */
+function replaySink(broker: Broker, session: SessionState, connection: Connection, nowMs: number): ReplaySink {
+  return {
+    canSend: (qos) => !isOutputFull(broker, connection) && (qos === 0 || session.inflight.size < windowSize(broker, connection)),
+    send: (message, qos, subscriptionIds) => {
+      const encoded = encodePublishFor(message, connection.version, qos, true, subscriptionIds, nowMs);
+      if (qos > 0) return sendInflight(broker, session, connection, message, qos, true, subscriptionIds, encoded, nowMs);
+      if (encoded.bytes.length > connection.maximumPacketSize) return dropTooLarge(broker, session.clientId, message);
+      broker.send(connection, publishBytesFor(connection, encoded, message, 0, true, subscriptionIds, nowMs, 0));
+      countSent(broker);
+    },
+  };
+}
+
 function dropTooLarge(broker: Broker, clientId: string, message: StoredMessage): void {
   broker.stats.drops.packetTooLarge += 1;
   logDrop(broker, clientId, 'packet-too-large', message);
+}
+
+/** A stored delivery whose receiver may not read its topic (any more): access-control.ts `mayDeliver`. */
+function dropNotAuthorized(broker: Broker, clientId: string, message: StoredMessage): void {
+  broker.access!.receiveDenied(clientId, message.topic);
+  logDrop(broker, clientId, 'not-authorized', message);
 }
 
 /** QoS 0 for a reader that stopped reading: QoS 0 promises nothing, and buffering it has no bound. */
@@ -231,8 +275,9 @@ function isFull(broker: Broker, session: SessionState, bytes: number): boolean {
   return session.queue.length >= broker.config.queuedMessagesPerSessionMax || session.queuedBytes + bytes > broker.config.queuedBytesPerSessionMax;
 }
 
-/** Moves queued deliveries into the window while it has room. */
+/** Moves retained messages owed to new subscriptions, then queued deliveries, into the window while it has room. */
 export function pump(broker: Broker, session: SessionState, connection: Connection, nowMs: number): void {
+  if (connection.retainedReplay !== null && !advanceRetainedReplay(broker, connection, replaySink(broker, session, connection, nowMs), nowMs)) return;
   const window = windowSize(broker, connection);
   // Bounded by the queue length: every pass removes the head (or the loop stops at the output cap).
   while (session.queue.length > 0 && session.inflight.size < window && !isOutputFull(broker, connection)) {
@@ -242,6 +287,11 @@ export function pump(broker: Broker, session: SessionState, connection: Connecti
       broker.commit({ kind: 'delivery-dropped', clientId: session.clientId, sequence: head.sequence, reason: 'expired' });
       broker.stats.drops.expired += 1;
       logDrop(broker, session.clientId, 'expired', message);
+      continue;
+    }
+    if (broker.access !== null && !broker.access.mayDeliver(connection, message.topic)) {
+      broker.commit({ kind: 'delivery-dropped', clientId: session.clientId, sequence: head.sequence, reason: 'not-authorized' });
+      dropNotAuthorized(broker, session.clientId, message);
       continue;
     }
     const encoded = encodePublishFor(message, connection.version, head.qos, head.retain, head.subscriptionIds, nowMs);
@@ -266,6 +316,12 @@ export function redeliver(broker: Broker, session: SessionState, connection: Con
       continue;
     }
     const message = broker.state.messages.get(delivery.messageId)!;
+    if (broker.access !== null && !broker.access.mayDeliver(connection, message.topic)) {
+      // Not sent again to a client that may no longer read it; its session forgets it.
+      broker.commit({ kind: 'delivery-completed', clientId: session.clientId, packetId: delivery.packetId });
+      dropNotAuthorized(broker, session.clientId, message);
+      continue;
+    }
     const packet = publishPacketFor(message, connection.version, delivery.qos, delivery.retain, delivery.subscriptionIds, nowMs);
     packet.dup = true;
     packet.packetId = delivery.packetId;

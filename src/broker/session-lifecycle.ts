@@ -12,6 +12,7 @@ import type { SessionState } from '../store/state-store.js';
 import type { Broker, WillOutcome } from './broker.js';
 import type { Connection } from './connection.js';
 import type { DeadlineEntry } from './deadline-heap.js';
+import { endRetainedReplay } from './retained-replay.js';
 import { discardWill, firePendingWill, scheduleWill } from './will.js';
 
 const expiryNever = 0xffffffff;
@@ -51,6 +52,7 @@ export function endSession(broker: Broker, clientId: string, nowMs: number): voi
   broker.sessionExpiryDeadlines.delete(clientId);
   if (session === undefined) return;
   broker.stats.drops.sessionEnded += session.inflight.size + session.queue.length;
+  endRetainedReplay(broker, clientId);
   broker.commit({ kind: 'session-deleted', clientId });
 }
 

@@ -323,7 +323,7 @@ describe('delivery under an authorizer', () => {
     expect(everything.asked.receive).toBe(1);
   });
 
-  it('decides deliveries to an offline session for the identity that owns it', () => {
+  it('keeps an offline session for the identity that owns it: another user naming its client id is refused', () => {
     const { harness, authorizer } = setup();
     authorizer.receive = (identity, topic) => identity.username === 'alice' || !topic.startsWith('alice/');
     const subscriber = harness.connect('sub', 5, { username: 'alice', cleanStart: true, properties: { sessionExpiryInterval: 600 } });
@@ -331,13 +331,32 @@ describe('delivery under an authorizer', () => {
     subscriber.disconnect();
     const publisher = harness.connect('pub', 5);
     publisher.publish('alice/mail', 'for alice', 1);
-    // Another user takes the session over: alice's topics no longer flow to it.
     const intruder = harness.open(5);
-    intruder.connect('sub', { username: 'mallory', cleanStart: false });
-    expect(intruder.publishes().map((p) => p.topic)).toEqual(['alice/mail']);
-    publisher.publish('alice/mail', 'not for mallory', 1);
-    publisher.publish('news', 'for anyone', 1);
-    expect(intruder.publishes().map((p) => decodeText(p.payload))).toEqual(['for anyone']);
+    const refused = intruder.connect('sub', { username: 'mallory', cleanStart: false });
+    expect(refused).toMatchObject({ reasonCode: 0x87, sessionPresent: false });
+    expect(intruder.closed).toBe(true);
+    expect(intruder.publishes()).toEqual([]);
+    const owner = harness.open(5);
+    expect(owner.connect('sub', { username: 'alice', cleanStart: false })).toMatchObject({ reasonCode: 0, sessionPresent: true });
+    expect(owner.publishes().map((p) => decodeText(p.payload))).toEqual(['for alice']);
+  });
+
+  it('checks a stored delivery against the rules in force when it goes out', () => {
+    const { harness, authorizer } = setup();
+    const subscriber = harness.connect('sub', 5, { username: 'alice', cleanStart: true, properties: { sessionExpiryInterval: 600 } });
+    subscriber.subscribe([{ topicFilter: '#', qos: 1 }]);
+    subscriber.disconnect();
+    const publisher = harness.connect('pub', 5);
+    publisher.publish('secret/plan', 'queued while allowed', 1);
+    publisher.publish('open/news', 'still allowed', 1);
+    // The rules change (an ACL reload) while the messages wait in the queue.
+    authorizer.receive = notSecret;
+    authorizer.generation += 1;
+    const owner = harness.open(5);
+    owner.connect('sub', { username: 'alice', cleanStart: false });
+    expect(owner.publishes().map((p) => p.topic)).toEqual(['open/news']);
+    expect(harness.broker.stats.authorization.receiveDenied).toBe(1);
+    expect(harness.broker.state.sessions.get('sub')!.queue.length).toBe(0);
   });
 
   it('sends a shared group member that may read the topic, never one that may not', () => {

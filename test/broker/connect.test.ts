@@ -9,7 +9,7 @@ import type { Authenticator } from '../../src/broker/authenticator.js';
 import { Broker } from '../../src/broker/broker.js';
 import { encodePacket } from '../../src/codec/encoder.js';
 import { type ConnectPacket, PacketType } from '../../src/codec/packets.js';
-import { defaultConfig } from '../../src/config.js';
+import { defaultConfig, resolveConfig } from '../../src/config.js';
 import { MemoryStateStore } from '../../src/store/memory-store.js';
 import { Harness, will } from './harness.js';
 
@@ -164,11 +164,57 @@ describe('keepalive', () => {
     expect(client.closed).toBe(true);
   });
 
-  it('keepalive 0 disables the check', () => {
-    const harness = new Harness();
+  it('keepalive 0 disables the check when keepAliveSecondsMax is null', () => {
+    const harness = new Harness({ keepAliveSecondsMax: null });
     const client = harness.connect('forever', 4);
-    harness.advance(10_000_000);
+    harness.advance(1_000_000_000);
     expect(client.closed).toBe(false);
+  });
+
+  for (const version of [4, 5] as const) {
+    it(`version ${version}: keepAliveSecondsMax holds a longer keepalive, and keepalive 0, to the ceiling`, () => {
+      const harness = new Harness({ keepAliveSecondsMax: 60 });
+      const long = harness.open(version);
+      const none = harness.open(version);
+      const short = harness.open(version);
+      const connacks = [long.connect('long', { keepAliveSeconds: 600 }), none.connect('none', { keepAliveSeconds: 0 }), short.connect('short', { keepAliveSeconds: 5 })];
+      // 5.0 is told the ceiling (Server Keep Alive); a client within it keeps its own, unannounced.
+      expect(connacks.map((connack) => connack.properties?.serverKeepAlive)).toEqual(version === 5 ? [60, 60, undefined] : [undefined, undefined, undefined]);
+      harness.advance(7_500);
+      expect([long.closed, none.closed, short.closed]).toEqual([false, false, true]);
+      harness.advance(90_000 - 7_500 - 1);
+      expect([long.closed, none.closed]).toEqual([false, false]);
+      harness.advance(1);
+      expect([long.closed, none.closed]).toEqual([true, true]);
+    });
+  }
+
+  it('rejects a keepAliveSecondsMax outside 1..65535', () => {
+    expect(resolveConfig({ keepAliveSecondsMax: 0 })).toMatchObject({ ok: false });
+    expect(resolveConfig({ keepAliveSecondsMax: 65_536 })).toMatchObject({ ok: false });
+    expect(resolveConfig({ keepAliveSecondsMax: null })).toMatchObject({ ok: true });
+  });
+});
+
+describe('log lines about clients', () => {
+  it('logs every accepted connection and its end with who, from where and how', () => {
+    const harness = new Harness();
+    const client = harness.open(5);
+    client.connect('lamp', { username: 'alice', keepAliveSeconds: 30, cleanStart: true });
+    client.drop();
+    const connected = harness.logs.find((log) => log.event === 'client-connected');
+    expect(connected).toMatchObject({
+      level: 'info',
+      fields: { clientId: 'lamp', username: 'alice', address: expect.stringMatching(/:1883$/), protocolVersion: 5, cleanStart: true, keepAliveSeconds: 30, sessionPresent: false },
+    });
+    const disconnected = harness.logs.find((log) => log.event === 'client-disconnected');
+    expect(disconnected).toMatchObject({ level: 'info', fields: { clientId: 'lamp', username: 'alice', reason: 'peer closed' } });
+  });
+
+  it('logs a refusal with the client id the CONNECT named', () => {
+    const harness = new Harness({ clientIdBytesMax: 4 });
+    harness.open(4).connect('too-long', { username: 'bob' });
+    expect(harness.logs.find((log) => log.event === 'connect-refused')?.fields).toMatchObject({ clientId: 'too-long', username: 'bob', protocolVersion: 4, reasonCode: 2 });
   });
 });
 
@@ -233,7 +279,7 @@ describe('CONNACK 5.0 properties', () => {
       sharedSubscriptionAvailable: false,
       sessionExpirySecondsMax: 30,
     });
-    const connack = harness.open(5).connect('props', { properties: { sessionExpiryInterval: 3600 } });
+    const connack = harness.open(5).connect('props', { keepAliveSeconds: 60, properties: { sessionExpiryInterval: 3600 } });
     expect(connack.properties).toEqual({
       receiveMaximum: 10,
       maximumQos: 1,

@@ -16,7 +16,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { hashPasswordScrypt, updatePasswordFile } from '../../io/auth/password-file.js';
 import type { RunningServer } from '../../io/server.js';
 import type { BrokerStats } from '../../src/broker/stats.js';
-import { Clients, ensureBuilt, refusalCode, runKeel, sleep, startBroker, startKeelProcess, subscribeCodes, type Version, versions } from './helpers.js';
+import { Clients, ensureBuilt, persistent, refusalCode, runKeel, sleep, startBroker, startKeelProcess, subscribeCodes, type Version, versions } from './helpers.js';
 
 const rules = [
   '# integration rules',
@@ -120,6 +120,19 @@ for (const version of versions) {
       expect(refused).toBe(version === 5 ? 0x87 : 5);
       const accepted = await clients.connect(version, { ...bob, will: { topic: 'news/bob', payload: Buffer.from('bye'), qos: 0, retain: false } });
       expect(accepted.connack.returnCode ?? accepted.connack.reasonCode ?? 0).toBe(0);
+    });
+
+    it(`refuses another user the client id of alice's session, which keeps its queue (${version === 5 ? '0x87' : 'rc 5'})`, async () => {
+      const sharedId = clients.id('shared-id');
+      const { client: owner } = await clients.connect(version, { ...alice, clientId: sharedId, ...persistent(version) });
+      expect(await subscribeCodes(owner, 'house/#', { qos: 1 })).toEqual([1]);
+      await owner.endAsync();
+      const { client: writer } = await clients.connect(version, alice);
+      await writer.publishAsync('house/hall', 'for alice', { qos: 1 });
+      expect(await refusalCode(clients.connect(version, { ...bob, clientId: sharedId, ...persistent(version) }))).toBe(version === 5 ? 0x87 : 5);
+      const back = await clients.connect(version, { ...alice, clientId: sharedId, ...persistent(version) });
+      expect(back.connack.sessionPresent).toBe(true);
+      await back.inbox.waitForPayload('for alice');
     });
   });
 }
