@@ -37,7 +37,7 @@
  * output budget), and with `resume-reading` once they drained: the socket is paused and resumed.
  */
 import type net from 'node:net';
-import type { ConnectionId, LogFields, LogLevel, StorageRequest, StorageResult } from '../src/contract.js';
+import { type ConnectionId, defaultListener, type ListenerInfo, type LogFields, type LogLevel, type StorageRequest, type StorageResult } from '../src/contract.js';
 import type { Driver, Host } from '../src/driver.js';
 import type { Clock } from './clock.js';
 import type { Logger } from './logger.js';
@@ -159,8 +159,11 @@ export class NodeHost implements Host {
     this.driver = driver;
   }
 
-  /** Wires a new socket to the core. Called by the server's 'connection' handler. */
-  accept(socket: net.Socket): void {
+  /**
+   * Wires a new socket to the core. Called by a listener once the socket is ready for MQTT bytes
+   * (after its TLS handshake, if any), with what that listener knows of the peer.
+   */
+  accept(socket: net.Socket, listener: ListenerInfo = defaultListener, verifiedUsername?: string): void {
     const driver = this.requireDriver();
     if (this.stopping || this.halted) {
       socket.destroy();
@@ -188,7 +191,7 @@ export class NodeHost implements Host {
     socket.on('close', onSocketClose);
     socket.on('drain', onSocketDrain);
     const remoteAddress = `${socket.remoteAddress ?? 'unknown'}:${socket.remotePort ?? 0}`;
-    driver.connectionOpened(this.clock.nowMs(), connection.id, remoteAddress);
+    driver.connectionOpened(this.clock.nowMs(), connection.id, verifiedUsername === undefined ? { remoteAddress, listener } : { remoteAddress, listener, verifiedUsername });
     this.writePending();
   }
 

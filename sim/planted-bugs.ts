@@ -14,7 +14,7 @@ import { Broker, type BrokerOptions } from '../src/broker/broker.js';
 import { PacketDecoder } from '../src/codec/decoder.js';
 import { encodePacket } from '../src/codec/encoder.js';
 import { type Packet, PacketType, type ProtocolVersion, type PublishPacket, type Will } from '../src/codec/packets.js';
-import type { Action, BrokerCore, ConnectionId, StorageRequest, StorageResult } from '../src/contract.js';
+import type { Action, BrokerCore, ConnectionId, ConnectionPeer, StorageRequest, StorageResult } from '../src/contract.js';
 import { crc32c } from '../src/store/crc32c.js';
 import { DurableStateStore, type DurableStoreOptions } from '../src/store/durable-store.js';
 import type { DurableState, StateRecord, StateStore } from '../src/store/state-store.js';
@@ -72,9 +72,9 @@ export abstract class InterceptingBroker implements BrokerCore {
     this.pending.push(action);
   }
 
-  connectionOpened(nowMs: number, connectionId: ConnectionId, remoteAddress: string): void {
+  connectionOpened(nowMs: number, connectionId: ConnectionId, peer: ConnectionPeer): void {
     this.connections.set(connectionId, { version: undefined, inbound: new PacketDecoder({ packetBytesMax: 1 << 28 }), outbound: null, will: null, filters: [], clientId: null, unsentBytes: 0 });
-    this.inner.connectionOpened(nowMs, connectionId, remoteAddress);
+    this.inner.connectionOpened(nowMs, connectionId, peer);
   }
 
   bytesReceived(nowMs: number, connectionId: ConnectionId, bytes: Uint8Array): void {

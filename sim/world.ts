@@ -28,7 +28,7 @@
 
 import { Broker, type BrokerOptions } from '../src/broker/broker.js';
 import { type BrokerConfig, outputReportStepBytes, resolveConfig } from '../src/config.js';
-import type { BrokerCore, ConnectionId, LogFields, LogLevel, StorageRequest } from '../src/contract.js';
+import { type BrokerCore, type ConnectionId, defaultListener, type LogFields, type LogLevel, type StorageRequest } from '../src/contract.js';
 import { Driver, type Host } from '../src/driver.js';
 import { DurableStateStore, type DurableStoreOptions } from '../src/store/durable-store.js';
 import { planRepair, type RepairAction } from '../src/store/repair.js';
@@ -120,7 +120,7 @@ export class World implements ClientContext {
     this.diskFaultRandom = Random.stream(shape.seed, 'disk-faults');
     this.network.broker = {
       acceptingIncarnation: () => (this.broker?.core.ready ? this.broker.incarnation : null),
-      opened: (link) => this.brokerInput((driver) => driver.connectionOpened(this.clock.nowMs, link.id, `sim:c${link.clientIndex}`)),
+      opened: (link) => this.brokerInput((driver) => driver.connectionOpened(this.clock.nowMs, link.id, { remoteAddress: `sim:c${link.clientIndex}`, listener: defaultListener })),
       bytes: (link, bytes) => this.brokerInput((driver) => driver.bytesReceived(this.clock.nowMs, link.id, bytes)),
       closed: (link) => this.brokerInput((driver) => driver.connectionClosed(this.clock.nowMs, link.id)),
       outputBuffered: (link, bufferedBytes) => this.brokerInput((driver) => driver.outputBuffered(this.clock.nowMs, link.id, bufferedBytes)),

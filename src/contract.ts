@@ -15,6 +15,36 @@
 /** Chosen by the driver, unique for the lifetime of the process (never reused). */
 export type ConnectionId = number;
 
+/** A listener as the core sees it: one object shared by every connection it accepted. */
+export interface ListenerInfo {
+  /** Names it in log lines and counters, e.g. `mqtts:0.0.0.0:8883`. */
+  readonly name: string;
+  /**
+   * Clients that may be connected through this listener at once; past it a CONNECT is refused
+   * like at the broker-wide connectionsMax (5.0: CONNACK 0x97; 3.1.1: rc 3). null: no own limit.
+   */
+  readonly connectionsMax: number | null;
+}
+
+/** The listener of hosts and tests that have only one. */
+export const defaultListener: ListenerInfo = Object.freeze({ name: 'mqtt', connectionsMax: null });
+
+/**
+ * What the host knows of a connection when it opens. Transports (TLS, WebSockets, the PROXY
+ * protocol) end in the host; the core sees only this and the bytes.
+ */
+export interface ConnectionPeer {
+  /** The client's address as `host:port` (behind a load balancer: the one its PROXY header gave). */
+  readonly remoteAddress: string;
+  readonly listener: ListenerInfo;
+  /**
+   * A user name the transport has verified (mutual TLS with identityAsUsername: the client
+   * certificate's subject CN). The core then takes it as the client's user name, whatever the
+   * CONNECT says, and checks no password. Absent for every other connection.
+   */
+  readonly verifiedUsername?: string;
+}
+
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export type LogFields = Record<string, string | number | boolean | null>;
 
@@ -74,8 +104,8 @@ export interface BrokerCore {
    * actions it queues). A driver accepts connections only once it is true.
    */
   readonly ready: boolean;
-  /** A transport connection was accepted. */
-  connectionOpened(nowMs: number, connectionId: ConnectionId, remoteAddress: string): void;
+  /** A transport connection was accepted (and its transport handshake, if any, finished). */
+  connectionOpened(nowMs: number, connectionId: ConnectionId, peer: ConnectionPeer): void;
   /** Bytes arrived on a connection, in order; any split is possible. */
   bytesReceived(nowMs: number, connectionId: ConnectionId, bytes: Uint8Array): void;
   /** The transport connection ended without the core asking (peer closed, reset, error). */

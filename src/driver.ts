@@ -10,7 +10,7 @@
  * Time must never go backwards; the driver asserts that too, before the core would.
  */
 import { assert } from './assert.js';
-import type { BrokerCore, ConnectionId, LogFields, LogLevel, StorageRequest, StorageResult } from './contract.js';
+import type { BrokerCore, ConnectionId, ConnectionPeer, LogFields, LogLevel, StorageRequest, StorageResult } from './contract.js';
 
 /** What a world must provide to run the broker. */
 export interface Host {
@@ -41,9 +41,9 @@ export class Driver {
     private readonly host: Host,
   ) {}
 
-  connectionOpened(nowMs: number, connectionId: ConnectionId, remoteAddress: string): void {
+  connectionOpened(nowMs: number, connectionId: ConnectionId, peer: ConnectionPeer): void {
     this.enter(nowMs);
-    this.core.connectionOpened(nowMs, connectionId, remoteAddress);
+    this.core.connectionOpened(nowMs, connectionId, peer);
     this.flush();
   }
 

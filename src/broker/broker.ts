@@ -25,7 +25,7 @@ import { ProtocolViolation, protocolError } from '../codec/errors.js';
 import { type Packet, PacketType } from '../codec/packets.js';
 import { ReasonCode } from '../codec/reason-codes.js';
 import type { BrokerConfig } from '../config.js';
-import type { Action, BrokerCore, ConnectionId, LogFields, LogLevel, StorageResult } from '../contract.js';
+import type { Action, BrokerCore, ConnectionId, ConnectionPeer, ListenerInfo, LogFields, LogLevel, StorageResult } from '../contract.js';
 import { recordProblem, replayRecord } from '../store/record-check.js';
 import type { SubscriptionState } from '../store/state-store.js';
 import { applyRecord, createDurableState, type DurableState, finishReplay, type RecordOrigin, type StateRecord, type StateStore } from '../store/state-store.js';
@@ -91,6 +91,8 @@ export class Broker implements BrokerCore {
   readonly state: DurableState = createDurableState();
   readonly trie = new SubscriptionTrie<SubscriptionState>();
   readonly connections = new Map<ConnectionId, Connection>();
+  /** Connected clients per listener, for listeners with their own connectionsMax and for operators. */
+  private readonly clientsByListener = new Map<ListenerInfo, number>();
   /** Connected clients by client id. */
   readonly online = new Map<string, Connection>();
   readonly pendingWills = new Map<string, PendingWill>();
@@ -150,12 +152,13 @@ export class Broker implements BrokerCore {
 
   // ---- inputs -------------------------------------------------------------------------------
 
-  connectionOpened(nowMs: number, connectionId: ConnectionId, remoteAddress: string): void {
+  connectionOpened(nowMs: number, connectionId: ConnectionId, peer: ConnectionPeer): void {
     if (!this.enter(nowMs)) return;
     assert(this.isReady, 'connection opened before the broker is ready');
     assert(!this.connections.has(connectionId), `connection id ${connectionId} reused`);
     const decoder = new PacketDecoder({ packetBytesMax: this.config.packetBytesMax });
-    const connection = new Connection(connectionId, remoteAddress, decoder, nowMs);
+    const connection = new Connection(connectionId, peer.remoteAddress, peer.listener, decoder, nowMs);
+    connection.verifiedUsername = peer.verifiedUsername;
     this.connections.set(connectionId, connection);
     this.stats.connectionsOpened += 1;
     this.stats.connectionsCurrent += 1;
@@ -305,6 +308,19 @@ export class Broker implements BrokerCore {
     else this.send(connection, bytes, lsn, false);
   }
 
+  /** Clients connected through `listener` now (for its own connectionsMax). */
+  listenerClients(listener: ListenerInfo): number {
+    return this.clientsByListener.get(listener) ?? 0;
+  }
+
+  /** A client connected (+1) or went (-1) through `listener`. */
+  countListenerClient(listener: ListenerInfo, change: 1 | -1): void {
+    const count = this.listenerClients(listener) + change;
+    assert(count >= 0, 'listener client count went negative');
+    if (count === 0) this.clientsByListener.delete(listener);
+    else this.clientsByListener.set(listener, count);
+  }
+
   /** Asks the host to stop (`pause`) or start reading from a connection again (throttle.ts). */
   pushReading(connection: Connection, pause: boolean): void {
     assert(connection.phase !== 'closing', 'reading paused or resumed on a closing connection');
@@ -360,6 +376,7 @@ export class Broker implements BrokerCore {
     if (brokerInitiated) this.actions.push({ kind: 'close', connectionId: connection.id, reason });
     if (wasConnected) {
       this.stats.clientsConnected -= 1;
+      this.countListenerClient(connection.listener, -1);
       this.log('info', 'client-disconnected', { ...connectionLogFields(connection), reason });
       detachSession(this, connection, nowMs, will);
     }

@@ -8,7 +8,7 @@
  */
 import type { PacketDecoder } from '../codec/decoder.js';
 import type { ProtocolVersion, Will } from '../codec/packets.js';
-import type { ConnectionId, LogFields } from '../contract.js';
+import type { ConnectionId, ListenerInfo, LogFields } from '../contract.js';
 import type { SessionState } from '../store/state-store.js';
 import type { AuthenticationExchange } from './handle-auth.js';
 import type { RetainedReplay } from './retained-replay.js';
@@ -82,9 +82,13 @@ export class Connection {
   outputBufferedBytes = 0;
   outputInput = 0;
 
+  /** ConnectionPeer.verifiedUsername: the transport's verified user name, if any. */
+  verifiedUsername: string | undefined = undefined;
+
   constructor(
     readonly id: ConnectionId,
     readonly remoteAddress: string,
+    readonly listener: ListenerInfo,
     readonly decoder: PacketDecoder,
     nowMs: number,
   ) {
@@ -94,5 +98,5 @@ export class Connection {
 
 /** The fields every log line about a connection carries, so that an operator can follow one client. */
 export function connectionLogFields(connection: Connection): LogFields {
-  return { connectionId: connection.id, clientId: connection.clientId, address: connection.remoteAddress, username: connection.username ?? null };
+  return { connectionId: connection.id, clientId: connection.clientId, address: connection.remoteAddress, listener: connection.listener.name, username: connection.username ?? null };
 }

@@ -74,6 +74,12 @@ function refusal(broker: Broker, connection: Connection, packet: ConnectPacket, 
   if (broker.connectionBucket !== null && !broker.connectionBucket.take(nowMs)) {
     return { reasonCode: ReasonCode.ConnectionRateExceeded, why: 'connectionRatePerSecondMax reached', limit: 'connectionRatePerSecondMax' };
   }
+  // A user name the transport verified (mutual TLS) is the client's identity: no password is
+  // checked, and an enhanced authentication, which would establish another identity, is refused.
+  if (connection.verifiedUsername !== undefined) {
+    if (packet.properties?.authenticationMethod !== undefined) return { reasonCode: ReasonCode.BadAuthenticationMethod, why: 'the transport already authenticated the client' };
+    return null;
+  }
   // A CONNECT naming an authentication method is decided by its enhanced exchange (handle-auth.ts).
   if (broker.authenticator !== undefined && packet.properties?.authenticationMethod === undefined) {
     const decision = broker.authenticator.authenticate({
@@ -111,7 +117,7 @@ function checkWillTopic(broker: Broker, packet: ConnectPacket): void {
 export function handleConnect(broker: Broker, connection: Connection, packet: ConnectPacket, nowMs: number): void {
   connection.version = packet.protocolVersion;
   connection.clientId = packet.clientId;
-  connection.username = packet.username;
+  connection.username = connection.verifiedUsername ?? packet.username;
   checkWillTopic(broker, packet);
   const refused = refusal(broker, connection, packet, nowMs);
   if (refused !== null) return refuse(broker, connection, refused.reasonCode, nowMs, refused.why, refused.limit);
@@ -127,13 +133,19 @@ export function handleConnect(broker: Broker, connection: Connection, packet: Co
  * connectionsMax is checked here, at the moment the client would start to count.
  */
 export function acceptConnect(broker: Broker, connection: Connection, packet: ConnectPacket, nowMs: number, authentication: ConnackAuthentication | null): void {
-  if (broker.stats.clientsConnected >= broker.config.connectionsMax && !broker.online.has(packet.clientId)) {
+  const takesOver = broker.online.get(packet.clientId);
+  if (broker.stats.clientsConnected >= broker.config.connectionsMax && takesOver === undefined) {
     return refuse(broker, connection, ReasonCode.QuotaExceeded, nowMs, 'connectionsMax reached', 'connectionsMax');
+  }
+  const listenerMax = connection.listener.connectionsMax;
+  if (listenerMax !== null && broker.listenerClients(connection.listener) >= listenerMax && takesOver?.listener !== connection.listener) {
+    return refuse(broker, connection, ReasonCode.QuotaExceeded, nowMs, `connectionsMax of listener ${connection.listener.name} reached`, 'listenerConnectionsMax');
   }
   const assigned = packet.clientId.length === 0;
   const clientId = assigned ? broker.generateClientId() : packet.clientId;
-  // After an enhanced authentication the user is who the method said it was.
-  const identity = { clientId, username: connection.authentication?.identity ?? packet.username };
+  // After an enhanced authentication the user is who the method said it was; a user name the
+  // transport verified is the user whatever the CONNECT said.
+  const identity = { clientId, username: connection.verifiedUsername ?? connection.authentication?.identity ?? packet.username };
   connection.clientId = clientId;
   connection.username = identity.username;
   // [MQTT-3.1.4-2] A will its client may not publish is refused at CONNECT (0x87 / rc 5), not
@@ -242,6 +254,7 @@ function bind(broker: Broker, connection: Connection, packet: ConnectPacket, cli
   connection.publishBucket = rateBucket(broker.config.publishRatePerSecondMax, nowMs);
   broker.online.set(clientId, connection);
   broker.stats.clientsConnected += 1;
+  broker.countListenerClient(connection.listener, 1);
 }
 
 function connackFor(

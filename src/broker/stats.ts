@@ -43,6 +43,8 @@ export interface ThrottleStats {
 export interface LimitStats {
   /** CONNECTs refused because connectionsMax clients were connected (0x97 / rc 3). */
   connectionsMax: number;
+  /** CONNECTs refused because their listener's own connectionsMax was reached (0x97 / rc 3). */
+  listenerConnectionsMax: number;
   /** CONNECTs refused because sessionsMax sessions were held (0x97 / rc 3). */
   sessionsMax: number;
   /** CONNECTs refused by connectionRatePerSecondMax (0x9F / rc 3). */
@@ -133,6 +135,7 @@ export function createStats(): BrokerStats {
     drops: { queueOverflow: 0, qos0Offline: 0, packetTooLarge: 0, expired: 0, sessionEnded: 0, outputFull: 0 },
     limits: {
       connectionsMax: 0,
+      listenerConnectionsMax: 0,
       sessionsMax: 0,
       connectionRatePerSecondMax: 0,
       publishRatePerSecondMax: 0,

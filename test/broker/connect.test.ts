@@ -10,6 +10,7 @@ import { Broker } from '../../src/broker/broker.js';
 import { encodePacket } from '../../src/codec/encoder.js';
 import { type ConnectPacket, PacketType } from '../../src/codec/packets.js';
 import { defaultConfig, resolveConfig } from '../../src/config.js';
+import { defaultListener } from '../../src/contract.js';
 import { MemoryStateStore } from '../../src/store/memory-store.js';
 import { Harness, will } from './harness.js';
 
@@ -313,7 +314,7 @@ describe('authentication', () => {
     };
     const broker = new Broker({ config: defaultConfig, nowMs: 0, store: new MemoryStateStore(), authenticator });
     const connect = (username: string): number => {
-      broker.connectionOpened(0, username.length, 'peer');
+      broker.connectionOpened(0, username.length, { remoteAddress: 'peer', listener: defaultListener });
       broker.bytesReceived(
         0,
         username.length,

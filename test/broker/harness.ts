@@ -22,7 +22,7 @@ import {
   type Will,
 } from '../../src/codec/packets.js';
 import { type BrokerConfig, defaultConfig } from '../../src/config.js';
-import type { Action } from '../../src/contract.js';
+import { type Action, defaultListener, type ListenerInfo } from '../../src/contract.js';
 import { MemoryStateStore } from '../../src/store/memory-store.js';
 
 export const text = (value: string): Uint8Array => new TextEncoder().encode(value);
@@ -34,6 +34,9 @@ export class Harness {
   broker: Broker;
   nowMs = 1_000;
   readonly logs: Extract<Action, { kind: 'log' }>[] = [];
+  /** The listener the next `open` connects through, and the user name its transport verified. */
+  listener: ListenerInfo = defaultListener;
+  verifiedUsername: string | undefined = undefined;
   private readonly clients = new Map<number, TestClient>();
   private nextConnectionId = 1;
 
@@ -48,7 +51,11 @@ export class Harness {
   open(version: ProtocolVersion = 4): TestClient {
     const client = new TestClient(this, this.nextConnectionId++, version);
     this.clients.set(client.id, client);
-    this.broker.connectionOpened(this.nowMs, client.id, `10.0.0.${client.id}:1883`);
+    this.broker.connectionOpened(this.nowMs, client.id, {
+      remoteAddress: `10.0.0.${client.id}:1883`,
+      listener: this.listener,
+      ...(this.verifiedUsername === undefined ? {} : { verifiedUsername: this.verifiedUsername }),
+    });
     this.collect();
     return client;
   }

@@ -8,7 +8,7 @@
  * storage round trip, `halt <reason>` halts the core. It can also start un-ready, becoming ready when its first storage request
  * completes, to prove the server waits for recovery before listening.
  */
-import type { Action, BrokerCore, ConnectionId, StorageResult } from '../../src/contract.js';
+import type { Action, BrokerCore, ConnectionId, ConnectionPeer, StorageResult } from '../../src/contract.js';
 
 export type RecordedInput =
   | { kind: 'opened'; connectionId: ConnectionId; remoteAddress: string }
@@ -41,10 +41,10 @@ export class ScriptedCore implements BrokerCore {
     return this.isReady;
   }
 
-  connectionOpened(nowMs: number, connectionId: ConnectionId, remoteAddress: string): void {
+  connectionOpened(nowMs: number, connectionId: ConnectionId, peer: ConnectionPeer): void {
     this.times.push(nowMs);
     this.open.add(connectionId);
-    this.inputs.push({ kind: 'opened', connectionId, remoteAddress });
+    this.inputs.push({ kind: 'opened', connectionId, remoteAddress: peer.remoteAddress });
   }
 
   bytesReceived(nowMs: number, connectionId: ConnectionId, bytes: Uint8Array): void {
