@@ -23,6 +23,7 @@ import { passwdCommand } from './auth/passwd-command.js';
 import { parsePort } from './client-options.js';
 import { formatInspectReport, inspectDataDirectory, repairDataDirectory } from './inspect.js';
 import { isLogThreshold, Logger, type LogThreshold } from './logger.js';
+import { packageVersion } from './package-version.js';
 import { pubCommand } from './pub-command.js';
 import { ConfigError, startServer } from './server.js';
 import { simCommand, voprCommand } from './sim-commands.js';
@@ -162,20 +163,6 @@ function readConfigFile(file: string): Record<string, unknown> {
 function fail(code: number, message: string): never {
   process.stderr.write(`keel: ${message}\n`);
   process.exit(code);
-}
-
-function packageVersion(): string {
-  // Compiled: dist/io/cli.js; from source: io/cli.ts. The package file is two or one level up.
-  for (const relative of ['../../package.json', '../package.json']) {
-    try {
-      const text = readFileSync(fileURLToPath(new URL(relative, import.meta.url)), 'utf8');
-      const parsed = JSON.parse(text) as { name?: string; version?: string };
-      if (parsed.name === 'keel' && typeof parsed.version === 'string') return parsed.version;
-    } catch {
-      // Try the next location.
-    }
-  }
-  return '0.0.0';
 }
 
 function invokedDirectly(): boolean {

@@ -24,6 +24,7 @@ import { type Authentication, loadAuthentication } from './auth/setup.js';
 import { MonotonicClock } from './clock.js';
 import { Logger } from './logger.js';
 import { NodeHost, type WriteBatching } from './node-host.js';
+import { packageVersion } from './package-version.js';
 
 export interface ServerOptions {
   /** Interface to listen on; 127.0.0.1 unless given (`keel serve` passes 0.0.0.0 by default). */
@@ -145,7 +146,7 @@ function defaultCore(config: BrokerConfig, nowMs: number, authentication: Authen
     writeBytesMax: 4 * 1024 * 1024,
   });
   // Debug lines the logger would drop are not built by the core at all (BrokerOptions.logDebug).
-  return new Broker({ config, nowMs, store, logDebug, ...authentication, ...(authorizer === undefined ? {} : { authorizer }) });
+  return new Broker({ config, nowMs, store, logDebug, version: `keel ${packageVersion()}`, ...authentication, ...(authorizer === undefined ? {} : { authorizer }) });
 }
 
 function listen(server: net.Server, host: string, port: number): Promise<net.AddressInfo> {

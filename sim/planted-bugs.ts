@@ -14,7 +14,7 @@ import { Broker, type BrokerOptions } from '../src/broker/broker.js';
 import { PacketDecoder } from '../src/codec/decoder.js';
 import { encodePacket } from '../src/codec/encoder.js';
 import { type Packet, PacketType, type ProtocolVersion, type PublishPacket, type Will } from '../src/codec/packets.js';
-import type { Action, BrokerCore, ConnectionId, ConnectionPeer, StorageRequest, StorageResult } from '../src/contract.js';
+import type { Action, AdminCommand, BrokerCore, BrokerView, ConnectionId, ConnectionPeer, StorageRequest, StorageResult } from '../src/contract.js';
 import { crc32c } from '../src/store/crc32c.js';
 import { DurableStateStore, type DurableStoreOptions } from '../src/store/durable-store.js';
 import type { DurableState, StateRecord, StateStore } from '../src/store/state-store.js';
@@ -123,6 +123,14 @@ export abstract class InterceptingBroker implements BrokerCore {
 
   tick(nowMs: number): void {
     this.inner.tick(nowMs);
+  }
+
+  adminRequest(nowMs: number, requestId: number, command: AdminCommand): void {
+    this.inner.adminRequest(nowMs, requestId, command);
+  }
+
+  get view(): BrokerView {
+    return this.inner.view;
   }
 
   shutdown(nowMs: number): void {

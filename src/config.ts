@@ -105,6 +105,11 @@ export interface BrokerConfig {
   sessionOwnerMismatch: SessionOwnerMismatch;
   /** A connection that has not sent CONNECT within this is closed. */
   connectTimeoutMs: number;
+  /**
+   * How often the broker publishes its figures as retained `$SYS/...` messages (broker/sys-topics.ts),
+   * in seconds; 0: never.
+   */
+  sysIntervalSeconds: number;
   /** Highest QoS the broker grants. */
   maximumQos: 0 | 1 | 2;
   retainAvailable: boolean;
@@ -168,6 +173,7 @@ export const defaultConfig: Readonly<BrokerConfig> = Object.freeze({
   keepAliveSecondsMax: 65_535,
   sessionOwnerMismatch: 'refuse',
   connectTimeoutMs: 10_000,
+  sysIntervalSeconds: 10,
   maximumQos: 2,
   retainAvailable: true,
   wildcardSubscriptionAvailable: true,
@@ -207,6 +213,7 @@ const integerRules: { [K in keyof BrokerConfig]?: Rule } = {
   topicAliasMaximum: { min: 0, max: 65_535 },
   sessionExpirySecondsMax: { min: 0, max: 0xffffffff },
   connectTimeoutMs: { min: 1, max: 3_600_000 },
+  sysIntervalSeconds: { min: 0, max: 86_400 },
   syncIntervalMs: { min: 1, max: 60_000 },
   segmentBytesMax: { min: 4096, max: 2 ** 32 },
   snapshotLogBytes: { min: 4096, max: 2 ** 40 },

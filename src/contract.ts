@@ -90,12 +90,116 @@ export type Action =
   | { kind: 'resume-reading'; connectionId: ConnectionId }
   | { kind: 'storage'; request: StorageRequest }
   | { kind: 'log'; level: LogLevel; event: string; fields: LogFields }
+  /** The outcome of an `adminRequest`, once what it changed is durable. */
+  | { kind: 'admin-result'; requestId: number; outcome: AdminOutcome }
   /**
    * The core cannot go on safely (its storage failed, or recovery found damage it must not skip).
    * It has stopped taking input; the driver's host stops the process (production: exit non-zero,
    * so a supervisor restarts it and recovery runs; simulator: a crash followed by a restart).
    */
   | { kind: 'halt'; reason: string };
+
+/**
+ * An operator's change of state (the admin API, or the simulator's workload). Like a client's
+ * packet it is an input: the core applies it, logs it, makes it durable where it must be, and
+ * answers with an `admin-result` action once it is.
+ */
+export type AdminCommand =
+  /** Ends the client's connection (5.0: DISCONNECT 0x98 Administrative action); its session stays. */
+  | { kind: 'disconnect-client'; clientId: string }
+  /** Ends the client's session, online (disconnected with 0x98) or offline, durably. */
+  | { kind: 'delete-session'; clientId: string }
+  /** Clears the retained message of a topic, durably. */
+  | { kind: 'delete-retained'; topic: string };
+
+export type AdminOutcome = { ok: true } | { ok: false; status: 'not-found' | 'invalid'; message: string };
+
+/** One connected client, as the admin API lists it. */
+export interface ClientSummary {
+  clientId: string;
+  username: string | null;
+  listener: string;
+  remoteAddress: string;
+  protocolVersion: 3 | 4 | 5;
+  /** Core time (ms) of its CONNECT; hosts turn it into wall-clock time. */
+  connectedAtMs: number;
+  keepAliveSeconds: number;
+  queued: number;
+  inflight: number;
+  subscriptions: number;
+}
+
+export interface SubscriptionSummary {
+  clientId: string;
+  filter: string;
+  qos: 0 | 1 | 2;
+  noLocal: boolean;
+  retainAsPublished: boolean;
+  retainHandling: 0 | 1 | 2;
+  subscriptionId: number;
+}
+
+export interface SessionSummary {
+  clientId: string;
+  username: string | null;
+  online: boolean;
+  protocolVersion: 3 | 4 | 5;
+  expiryIntervalSeconds: number;
+  /** Core time (ms) it went offline; null while online. */
+  offlineSinceMs: number | null;
+  queued: number;
+  inflight: number;
+  subscriptions: number;
+}
+
+export interface RetainedSummary {
+  topic: string;
+  qos: 0 | 1 | 2;
+  payloadBytes: number;
+  /** The payload as text when it is valid UTF-8 of at most 256 bytes, else null. */
+  payloadText: string | null;
+  storedAtMs: number;
+}
+
+/** A page: items after the key `after` (in key order), at most `limit` of them. */
+export interface PageQuery {
+  after?: string;
+  limit: number;
+}
+
+/**
+ * What io/ may read of the core between inputs (metrics, the admin API, `$SYS` is the core's
+ * own): copies and summaries, never the core's tables, so nothing outside the core can change
+ * its state except through inputs.
+ */
+export interface BrokerView {
+  /** Every counter the core keeps, as a plain object of numbers (nested by area). */
+  counters(): Record<string, number | Record<string, number>>;
+  /** Current sizes: sessions online/offline, subscriptions, retained, queued, inflight, clients per listener. */
+  gauges(): BrokerGauges;
+  clients(query: PageQuery): ClientSummary[];
+  client(clientId: string): (ClientSummary & { subscriptionList: SubscriptionSummary[] }) | null;
+  sessions(query: PageQuery): SessionSummary[];
+  subscriptions(query: PageQuery): SubscriptionSummary[];
+  /** Retained messages whose topic matches `filter` (default `#`), by topic. */
+  retained(query: PageQuery & { filter?: string }): RetainedSummary[];
+}
+
+export interface BrokerGauges {
+  sessionsOnline: number;
+  sessionsOffline: number;
+  subscriptions: number;
+  retainedMessages: number;
+  retainedBytes: number;
+  queuedMessages: number;
+  inflightMessages: number;
+  storedMessages: number;
+  clientsByListener: Record<string, number>;
+  /** Store counters (records, bytes, syncs, snapshots), when the store keeps them. */
+  storage: Record<string, number | null> | null;
+  /** How long recovery took at start-up, in core milliseconds; null while recovering. */
+  recoveryMs: number | null;
+}
 
 /** The inputs a driver feeds and the outputs it drains. Implemented by `Broker`. */
 export interface BrokerCore {
@@ -120,6 +224,10 @@ export interface BrokerCore {
   storageCompleted(nowMs: number, result: StorageResult): void;
   /** Time passed; fire whatever deadline is due. */
   tick(nowMs: number): void;
+  /** An operator's command; answered by an `admin-result` action with the same `requestId`. */
+  adminRequest(nowMs: number, requestId: number, command: AdminCommand): void;
+  /** Read-only access for metrics and the admin API (see BrokerView). */
+  readonly view: BrokerView;
   /** Orderly stop: 5.0 clients get DISCONNECT 0x8B, every connection is closed. */
   shutdown(nowMs: number): void;
   /** Why the core halted, or null while it runs. */

@@ -10,7 +10,7 @@
  * Time must never go backwards; the driver asserts that too, before the core would.
  */
 import { assert } from './assert.js';
-import type { BrokerCore, ConnectionId, ConnectionPeer, LogFields, LogLevel, StorageRequest, StorageResult } from './contract.js';
+import type { AdminCommand, AdminOutcome, BrokerCore, ConnectionId, ConnectionPeer, LogFields, LogLevel, StorageRequest, StorageResult } from './contract.js';
 
 /** What a world must provide to run the broker. */
 export interface Host {
@@ -30,6 +30,8 @@ export interface Host {
    */
   pauseReading?(connectionId: ConnectionId): void;
   resumeReading?(connectionId: ConnectionId): void;
+  /** The outcome of an admin request (contract.ts AdminCommand). Optional: a host that issues none need not implement it. */
+  adminResult?(requestId: number, outcome: AdminOutcome): void;
 }
 
 export class Driver {
@@ -74,6 +76,12 @@ export class Driver {
   tick(nowMs: number): void {
     this.enter(nowMs);
     this.core.tick(nowMs);
+    this.flush();
+  }
+
+  adminRequest(nowMs: number, requestId: number, command: AdminCommand): void {
+    this.enter(nowMs);
+    this.core.adminRequest(nowMs, requestId, command);
     this.flush();
   }
 
@@ -123,6 +131,9 @@ export class Driver {
             break;
           case 'resume-reading':
             this.host.resumeReading?.(action.connectionId);
+            break;
+          case 'admin-result':
+            this.host.adminResult?.(action.requestId, action.outcome);
             break;
         }
       }

@@ -174,21 +174,6 @@ export class AccessControl {
   }
 
   /**
-   * The answer to a PUBLISH that was not authorized, which is then not routed: MQTT 5.0 QoS 1/2
-   * get PUBACK / PUBREC 0x87 Not authorized (sections 3.4.2.1, 3.5.2.1); QoS 0 has no answer.
-   * 3.1.1 has no way to say no: the server must acknowledge as usual or close the connection
-   * [MQTT-3.3.5-2]; we acknowledge (and log), so a misconfigured rule does not become a reconnect
-   * loop. No QoS 2 identifier is recorded: a 5.0 PUBREC of 0x80 or above ends the exchange
-   * (section 4.3.3), and a 3.1.1 PUBREL for it gets the usual PUBCOMP for an unknown identifier.
-   */
-  answerDeniedPublish(connection: Connection, packet: PublishPacket): void {
-    if (packet.qos === 0) return;
-    const reasonCode = connection.version === 5 ? ReasonCode.NotAuthorized : ReasonCode.Success;
-    const type = packet.qos === 1 ? PacketType.Puback : PacketType.Pubrec;
-    this.broker.send(connection, encodePacket({ type, packetId: packet.packetId!, reasonCode }, connection.version));
-  }
-
-  /**
    * A will whose time came: published only if its owner may (still) publish to its topic. Asked
    * while the will is still stored (will.ts), since the owner is read from durable state.
    */
@@ -249,4 +234,19 @@ export class AccessControl {
     const fields = { action, clientId: identity.clientId, username: identity.username ?? null, topic };
     this.broker.log(level, 'not-authorized', why === null ? fields : { ...fields, why });
   }
+}
+
+/**
+ * The answer to a PUBLISH that was not authorized, which is then not routed: MQTT 5.0 QoS 1/2
+ * get PUBACK / PUBREC 0x87 Not authorized (sections 3.4.2.1, 3.5.2.1); QoS 0 has no answer.
+ * 3.1.1 has no way to say no: the server must acknowledge as usual or close the connection
+ * [MQTT-3.3.5-2]; we acknowledge (and log), so a misconfigured rule does not become a reconnect
+ * loop. No QoS 2 identifier is recorded: a 5.0 PUBREC of 0x80 or above ends the exchange
+ * (section 4.3.3), and a 3.1.1 PUBREL for it gets the usual PUBCOMP for an unknown identifier.
+ */
+export function answerDeniedPublish(broker: Broker, connection: Connection, packet: PublishPacket): void {
+  if (packet.qos === 0) return;
+  const reasonCode = connection.version === 5 ? ReasonCode.NotAuthorized : ReasonCode.Success;
+  const type = packet.qos === 1 ? PacketType.Puback : PacketType.Pubrec;
+  broker.send(connection, encodePacket({ type, packetId: packet.packetId!, reasonCode }, connection.version));
 }

@@ -25,12 +25,13 @@ import { ProtocolViolation, protocolError } from '../codec/errors.js';
 import { type Packet, PacketType } from '../codec/packets.js';
 import { ReasonCode } from '../codec/reason-codes.js';
 import type { BrokerConfig } from '../config.js';
-import type { Action, BrokerCore, ConnectionId, ConnectionPeer, ListenerInfo, LogFields, LogLevel, StorageResult } from '../contract.js';
+import type { Action, AdminCommand, AdminOutcome, BrokerCore, ConnectionId, ConnectionPeer, ListenerInfo, LogFields, LogLevel, StorageResult } from '../contract.js';
 import { recordProblem, replayRecord } from '../store/record-check.js';
 import type { SubscriptionState } from '../store/state-store.js';
 import { applyRecord, createDurableState, type DurableState, finishReplay, type RecordOrigin, type StateRecord, type StateStore } from '../store/state-store.js';
 import { SubscriptionTrie } from '../topics/trie.js';
 import { AccessControl } from './access-control.js';
+import { handleAdminCommand } from './admin.js';
 import type { Authenticator, EnhancedAuthenticator } from './authenticator.js';
 import type { Authorizer } from './authorizer.js';
 import { Connection, connectionLogFields, type HeldSend } from './connection.js';
@@ -50,8 +51,10 @@ import type { RetainedReplay } from './retained-replay.js';
 import { Router } from './routing.js';
 import { detachSession, onSessionExpiryDeadline, scheduleRecoveredSessions } from './session-lifecycle.js';
 import { type BrokerStats, createStats } from './stats.js';
+import { SysTopics } from './sys-topics.js';
 import { PublisherThrottle } from './throttle.js';
 import type { TokenBucket } from './token-bucket.js';
+import { BrokerInspection } from './view.js';
 import { onWillDeadline, type PendingWill, scheduleRecoveredWills } from './will.js';
 
 export interface BrokerOptions {
@@ -69,6 +72,8 @@ export interface BrokerOptions {
   enhancedAuthenticator?: EnhancedAuthenticator;
   /** Decides who may publish, subscribe to and receive which topics; absent means everybody may. */
   authorizer?: Authorizer;
+  /** Named in `$SYS/broker/version`, e.g. `keel 0.1.0`; default `keel`. */
+  version?: string;
   /**
    * Whether `debug` log actions are queued (default true). A host whose logger drops debug lines
    * says false, so that per-message debug lines (one per dropped message, with a payload
@@ -104,6 +109,8 @@ export class Broker implements BrokerCore {
   readonly router: Router;
   /** Backpressure on publishers whose messages would pile up (throttle.ts). */
   readonly throttle: PublisherThrottle;
+  /** `$SYS` publication (sys-topics.ts); null when sysIntervalSeconds is 0. */
+  readonly sys: SysTopics | null;
   /** BrokerOptions.logDebug: false skips debug log actions (and building their fields). */
   readonly logDebug: boolean;
   /** connectionRatePerSecondMax, shared by every CONNECT; null when unlimited. */
@@ -112,6 +119,10 @@ export class Broker implements BrokerCore {
   /** Records replayed at start-up, for the `recovered` log line. */
   private recoveredRecords = 0;
   private readonly connectionsWithHeld = new Set<Connection>();
+  /** Admin results waiting for their records to be durable, in order. */
+  private readonly heldAdminResults: { lsn: number; requestId: number; outcome: AdminOutcome }[] = [];
+  /** The read-only view for metrics and the admin API (view.ts). */
+  readonly view: BrokerInspection;
   /**
    * While an inbound QoS 2 PUBLISH is routed: the outbound QoS 2 PUBLISHes it produced, each with
    * the LSN of its own delivery record. They must also wait for the inbound identifier's record,
@@ -140,8 +151,11 @@ export class Broker implements BrokerCore {
     this.lastNowMs = options.nowMs;
     this.router = new Router(this);
     this.throttle = new PublisherThrottle(this);
+    const sysIntervalMs = options.config.sysIntervalSeconds * 1000;
+    this.sys = sysIntervalMs === 0 ? null : new SysTopics(this, sysIntervalMs, options.nowMs, options.version ?? 'keel');
     this.logDebug = options.logDebug ?? true;
     this.connectionBucket = rateBucket(options.config.connectionRatePerSecondMax, options.nowMs);
+    this.view = new BrokerInspection(this, options.nowMs);
     this.tryRecover(options.nowMs);
     this.afterInput(options.nowMs);
   }
@@ -215,6 +229,19 @@ export class Broker implements BrokerCore {
       for (let entry = this.deadlines.popDue(nowMs); entry !== null; entry = this.deadlines.popDue(nowMs)) {
         this.fire(entry, nowMs);
       }
+    }
+    this.afterInput(nowMs);
+  }
+
+  adminRequest(nowMs: number, requestId: number, command: AdminCommand): void {
+    if (!this.enter(nowMs)) return;
+    if (!this.isReady) {
+      this.actions.push({ kind: 'admin-result', requestId, outcome: { ok: false, status: 'invalid', message: 'the broker is still recovering' } });
+    } else {
+      const appendedBefore = this.store.appendedLsn;
+      const outcome = handleAdminCommand(this, command, nowMs);
+      // Answered once what it changed is durable, like an acknowledgement (admin.ts).
+      this.heldAdminResults.push({ lsn: this.lsnSince(appendedBefore), requestId, outcome });
     }
     this.afterInput(nowMs);
   }
@@ -306,6 +333,13 @@ export class Broker implements BrokerCore {
     const bytes = encodePacket(packet, connection.version);
     if (immediate) this.emitSend(connection, bytes);
     else this.send(connection, bytes, lsn, false);
+  }
+
+  /** Clients connected per listener name, for operators. */
+  clientsPerListener(): Record<string, number> {
+    const counts: Record<string, number> = {};
+    for (const [listener, count] of this.clientsByListener) counts[listener.name] = (counts[listener.name] ?? 0) + count;
+    return counts;
   }
 
   /** Clients connected through `listener` now (for its own connectionsMax). */
@@ -518,6 +552,9 @@ export class Broker implements BrokerCore {
       case 'publisher-pause':
         // Nothing to do here: the end of this input (releaseDue) resumes what is due.
         return;
+      case 'sys-publish':
+        this.sys?.onDeadline(nowMs);
+        return;
       case 'retained-replay': {
         // A replay that used up one step's budget goes on (retained-replay.ts).
         const connection = this.connections.get(entry.connectionId);
@@ -539,6 +576,8 @@ export class Broker implements BrokerCore {
     this.isReady = true;
     scheduleRecoveredWills(this, nowMs);
     scheduleRecoveredSessions(this, nowMs);
+    this.sys?.start(nowMs);
+    this.view.readyAtMs = nowMs;
     this.log('info', 'recovered', { records: this.recoveredRecords, sessions: this.state.sessions.size, retained: this.state.retained.size });
   }
 
@@ -570,8 +609,20 @@ export class Broker implements BrokerCore {
       return;
     }
     if (this.connectionsWithHeld.size > 0) this.releaseHeld();
+    if (this.heldAdminResults.length > 0) this.releaseAdminResults();
     this.throttle.releaseDue(nowMs);
     this.stats.sessionsCurrent = this.state.sessions.size;
+  }
+
+  private releaseAdminResults(): void {
+    const durable = this.store.durableLsn;
+    let released = 0;
+    while (released < this.heldAdminResults.length && this.heldAdminResults[released]!.lsn <= durable) {
+      const { requestId, outcome } = this.heldAdminResults[released]!;
+      this.actions.push({ kind: 'admin-result', requestId, outcome });
+      released += 1;
+    }
+    if (released > 0) this.heldAdminResults.splice(0, released);
   }
 
   private releaseHeld(): void {

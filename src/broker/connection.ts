@@ -40,6 +40,8 @@ export class Connection {
    */
   username: string | undefined = undefined;
   session: SessionState | null = null;
+  /** Core time when its CONNECT was accepted (0 before). */
+  connectedAtMs = 0;
   /** 0 disables the keepalive check. */
   keepAliveMs = 0;
   lastPacketMs: number;

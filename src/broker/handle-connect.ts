@@ -15,7 +15,7 @@ import { type ConnackPacket, type ConnectPacket, PacketType, type Properties } f
 import { ConnackReturnCode311, ReasonCode } from '../codec/reason-codes.js';
 import { utf8Length } from '../codec/utf8.js';
 import type { LogFields } from '../contract.js';
-import { checkTopicName } from '../topics/validate.js';
+import { checkTopicName, isBrokerTopic } from '../topics/validate.js';
 import type { Broker } from './broker.js';
 import type { Connection } from './connection.js';
 import { connectionLogFields, packetBytesLimit } from './connection.js';
@@ -153,6 +153,11 @@ export function acceptConnect(broker: Broker, connection: Connection, packet: Co
   if (broker.access !== null && packet.will !== undefined && !broker.access.mayLeaveWill(identity, packet.will.topic)) {
     return refuse(broker, connection, ReasonCode.NotAuthorized, nowMs, 'will topic not authorized');
   }
+  // $SYS is the broker's own (sys-topics.ts): no client publishes there, not even by its will.
+  if (packet.will !== undefined && isBrokerTopic(packet.will.topic)) {
+    broker.stats.authorization.willDenied += 1;
+    return refuse(broker, connection, ReasonCode.NotAuthorized, nowMs, 'will topic reserved for the broker');
+  }
   const username = identity.username ?? null;
   const owner = foreignOwner(broker, clientId, username);
   // A session belongs to the user it was made for: another user naming its client id gets
@@ -245,6 +250,7 @@ function bind(broker: Broker, connection: Connection, packet: ConnectPacket, cli
   connection.session = broker.state.sessions.get(clientId)!;
   connection.keepAliveMs = keepAliveSeconds * 1000;
   connection.lastPacketMs = nowMs;
+  connection.connectedAtMs = nowMs;
   connection.receiveMaximum = packet.properties?.receiveMaximum ?? 65_535;
   connection.maximumPacketSize = packet.properties?.maximumPacketSize ?? packetBytesLimit;
   connection.outgoingAliasMaximum = packet.protocolVersion === 5 ? (packet.properties?.topicAliasMaximum ?? 0) : 0;
@@ -254,6 +260,7 @@ function bind(broker: Broker, connection: Connection, packet: ConnectPacket, cli
   connection.publishBucket = rateBucket(broker.config.publishRatePerSecondMax, nowMs);
   broker.online.set(clientId, connection);
   broker.stats.clientsConnected += 1;
+  if (broker.stats.clientsConnected > broker.stats.clientsConnectedMax) broker.stats.clientsConnectedMax = broker.stats.clientsConnected;
   broker.countListenerClient(connection.listener, 1);
 }
 

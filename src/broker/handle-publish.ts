@@ -25,7 +25,8 @@
 import { encodePacket } from '../codec/encoder.js';
 import { PacketType, type PublishPacket, type PubrelPacket } from '../codec/packets.js';
 import { ReasonCode } from '../codec/reason-codes.js';
-import { checkTopicName } from '../topics/validate.js';
+import { checkTopicName, isBrokerTopic } from '../topics/validate.js';
+import { answerDeniedPublish } from './access-control.js';
 import type { Broker } from './broker.js';
 import type { Connection } from './connection.js';
 import { protocolError, violation } from './errors.js';
@@ -92,7 +93,13 @@ export function handlePublish(broker: Broker, connection: Connection, packet: Pu
     return;
   }
   // Not routed, not retained; answered per version (access-control.ts).
-  if (broker.access !== null && !broker.access.mayPublish(connection, topic)) return broker.access.answerDeniedPublish(connection, packet);
+  if (broker.access !== null && !broker.access.mayPublish(connection, topic)) return answerDeniedPublish(broker, connection, packet);
+  // $SYS is the broker's own (sys-topics.ts), refused like a topic the rules deny.
+  if (isBrokerTopic(topic)) {
+    broker.stats.authorization.publishDenied += 1;
+    broker.log('info', 'not-authorized', { action: 'publish', clientId: connection.clientId, username: connection.username ?? null, topic, why: 'reserved for the broker' });
+    return answerDeniedPublish(broker, connection, packet);
+  }
   broker.stats.messagesReceived += 1;
   const appendedBefore = broker.store.appendedLsn;
   // Outbound QoS 2 copies wait for the inbound identifier's record too (broker.ts, inboundQos2Holds).

@@ -24,8 +24,9 @@ export function retainMessage(broker: Broker, message: StoredMessage): RetainOut
     return { stored: null, refused: false };
   }
   const previousBytes = previousId === undefined ? 0 : state.messages.get(previousId)!.payload.length;
-  const count = state.retained.size + (previousId === undefined ? 1 : 0);
-  const bytes = state.retainedBytes - previousBytes + message.payload.length;
+  // The broker's own $SYS messages (sys-topics.ts) do not count against the clients' limits.
+  const count = state.retained.size - (broker.sys?.retainedCount ?? 0) + (previousId === undefined ? 1 : 0);
+  const bytes = state.retainedBytes - (broker.sys?.retainedBytes ?? 0) - previousBytes + message.payload.length;
   if (count > broker.config.retainedMessagesMax || bytes > broker.config.retainedBytesMax) {
     broker.stats.retainedRefused += 1;
     broker.log('debug', 'retained-refused', { topic: message.topic, bytes: message.payload.length });

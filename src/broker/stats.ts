@@ -84,6 +84,8 @@ export interface BrokerStats {
   connectionsCurrent: number;
   /** Connections that completed CONNECT and are open. */
   clientsConnected: number;
+  /** The most clients connected at once since the broker started. */
+  clientsConnectedMax: number;
   /** Sessions held, online or offline (updated after each input). */
   sessionsCurrent: number;
   sessionsExpired: number;
@@ -116,6 +118,7 @@ export function createStats(): BrokerStats {
     connectionsOpened: 0,
     connectionsCurrent: 0,
     clientsConnected: 0,
+    clientsConnectedMax: 0,
     sessionsCurrent: 0,
     sessionsExpired: 0,
     packetsReceived: 0,

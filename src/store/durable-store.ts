@@ -29,7 +29,7 @@ import { LogRecovery, type RecoveryOutcome, snapshotFileName } from './log-recov
 import { groupEndFlag, LogWriter } from './log-writer.js';
 import { decodeStateRecord, encodeStateRecord } from './record-codec.js';
 import { SnapshotWriter } from './snapshot-writer.js';
-import { type DurableState, type RecordOrigin, type StateRecord, type StateStore, snapshotRecords } from './state-store.js';
+import { createStoreStats, type DurableState, type RecordOrigin, type StateRecord, type StateStore, type StoreStats, snapshotRecords } from './state-store.js';
 
 export interface DurableStoreOptions {
   syncPolicy: SyncPolicy;
@@ -75,7 +75,10 @@ export class DurableStateStore implements StateStore {
   failureMessage: string | null = null;
   /** What recovery found: warnings, the snapshot used, segments. Null until recovery ends. */
   recoveryOutcome: RecoveryOutcome | null = null;
-  snapshotsWritten = 0;
+  readonly stats: StoreStats = createStoreStats();
+  /** When the snapshot in progress started (core time), for `stats.lastSnapshotMs`. */
+  private snapshotStartedMs = 0;
+  private lastNowMs = 0;
 
   constructor(private readonly options: DurableStoreOptions) {
     assert(options.segmentBytesMax >= 4096, 'segments of at least 4 KiB');
@@ -126,6 +129,8 @@ export class DurableStateStore implements StateStore {
     assert(this.writer !== null, 'append before recovery finished');
     const { type, body } = encodeStateRecord(record);
     this.logBytesWritten += body.length;
+    this.stats.recordsAppended += 1;
+    this.stats.bytesAppended += body.length;
     return this.writer.append(type, body);
   }
 
@@ -143,6 +148,7 @@ export class DurableStateStore implements StateStore {
   }
 
   flush(nowMs: number): void {
+    this.lastNowMs = nowMs;
     const writer = this.writer;
     if (writer === null) return;
     if (writer.hasOpenGroup && writer.failure === null) {
@@ -161,13 +167,19 @@ export class DurableStateStore implements StateStore {
   }
 
   storageCompleted(nowMs: number, result: StorageResult): void {
+    this.lastNowMs = nowMs;
     if (this.recovery?.handleResult(result)) return;
-    if (this.writer?.handleResult(result, nowMs)) return;
+    const syncedBefore = this.writer?.syncedLsn ?? 0;
+    if (this.writer?.handleResult(result, nowMs)) {
+      if (this.writer.syncedLsn > syncedBefore) this.stats.syncs += 1;
+      return;
+    }
     if (this.snapshot?.handleResult(result)) {
       if (this.snapshot.failure !== null) this.failureMessage = this.snapshot.failure;
       if (this.snapshot.done) {
         this.snapshot = null;
-        this.snapshotsWritten += 1;
+        this.stats.snapshotsWritten += 1;
+        this.stats.lastSnapshotMs = nowMs - this.snapshotStartedMs;
       }
       return;
     }
@@ -194,6 +206,7 @@ export class DurableStateStore implements StateStore {
     if (this.snapshotLsn > 0) obsolete.push(snapshotFileName(this.snapshotLsn));
     writer.rotate();
     this.snapshot = new SnapshotWriter({ coveredLsn, records, obsoleteFiles: obsolete }, this.nextRequestId, this.options.writeBytesMax);
+    this.snapshotStartedMs = this.lastNowMs;
     this.snapshotLsn = coveredLsn;
     this.logBytesAtSnapshot = this.logBytesWritten;
   }

@@ -22,6 +22,7 @@
 import { assert } from '../assert.js';
 import type { Properties, ProtocolVersion, Qos, Will } from '../codec/packets.js';
 import type { StorageRequest, StorageResult } from '../contract.js';
+import { isBrokerTopic } from '../topics/validate.js';
 
 /** A subscription as a session holds it. `filter` is the full filter (with any `$share/` prefix). */
 export interface SubscriptionState {
@@ -164,6 +165,25 @@ export type StateRecord =
 
 export type StateRecordKind = StateRecord['kind'];
 
+/**
+ * What a store has done since it was made, for operators ($SYS, metrics): plain counters the
+ * store updates in place. Durations are measured in the core's own time (the inputs' nowMs).
+ */
+export interface StoreStats {
+  recordsAppended: number;
+  /** Encoded record bytes appended (bodies, before framing). */
+  bytesAppended: number;
+  /** Syncs of the log that completed (group commit: one per batch). */
+  syncs: number;
+  snapshotsWritten: number;
+  /** How long the last snapshot took from its first write to its last completion; null before one. */
+  lastSnapshotMs: number | null;
+}
+
+export function createStoreStats(): StoreStats {
+  return { recordsAppended: 0, bytesAppended: 0, syncs: 0, snapshotsWritten: 0, lastSnapshotMs: null };
+}
+
 /** Where a recovered record was read: its file, the offset of its frame, its LSN. */
 export interface RecordOrigin {
   readonly file: string;
@@ -211,6 +231,8 @@ export interface StateStore {
    * recovery). Final: the broker halts, and a restart recovers from what storage holds.
    */
   readonly failure: string | null;
+  /** Optional: counters for operators (see StoreStats). */
+  readonly stats?: StoreStats;
   /** Offered the live state after each input; a store may rewrite its log as `snapshotRecords(state)`. */
   maybeCompact(state: DurableState): void;
 }
@@ -643,16 +665,28 @@ export function finishReplay(state: DurableState): void {
 export function snapshotRecords(state: DurableState): StateRecord[] {
   const records: StateRecord[] = [{ kind: 'message-counter', nextMessageId: state.nextMessageId }];
   for (const message of state.messages.values()) {
+    if (isVolatileRetained(state, message)) continue;
     const { references: _references, ...fields } = message;
     records.push({ kind: 'message-stored', message: fields });
   }
-  for (const [topic, messageId] of state.retained) records.push({ kind: 'retained-set', topic, messageId });
+  for (const [topic, messageId] of state.retained) {
+    if (!isVolatileRetained(state, state.messages.get(messageId)!)) records.push({ kind: 'retained-set', topic, messageId });
+  }
   for (const [clientId, will] of state.wills) records.push(withUsername({ kind: 'will-set', clientId, will }, state.willUsernames?.get(clientId)));
   for (const session of state.sessions.values()) {
     if (session.expiryIntervalSeconds === 0) continue;
     snapshotSession(session, records);
   }
   return records;
+}
+
+/**
+ * The broker's own $SYS values (broker/sys-topics.ts): retained without ever being written, so
+ * left out of snapshots too, which would otherwise bring stale figures back after a restart.
+ * Only a message nothing but its retained slot refers to: anything else must replay.
+ */
+function isVolatileRetained(state: DurableState, message: StoredMessage): boolean {
+  return isBrokerTopic(message.topic) && message.references === 1 && state.retained.get(message.topic) === message.messageId;
 }
 
 function snapshotSession(session: SessionState, records: StateRecord[]): void {

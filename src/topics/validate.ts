@@ -135,3 +135,11 @@ export function hasWildcard(filter: string): boolean {
   }
   return false;
 }
+
+/**
+ * True for a topic name reserved for the broker's own publications (`$SYS` and below): clients
+ * may read them (with permission) but not publish there (broker/sys-topics.ts).
+ */
+export function isBrokerTopic(topic: string): boolean {
+  return topic === '$SYS' || topic.startsWith('$SYS/');
+}

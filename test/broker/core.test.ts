@@ -135,7 +135,7 @@ describe('core contract', () => {
   });
 
   it('nextDeadlineMs reports the earliest timer', () => {
-    const harness = new Harness({ connectTimeoutMs: 700 });
+    const harness = new Harness({ connectTimeoutMs: 700, sysIntervalSeconds: 0 });
     expect(harness.broker.nextDeadlineMs()).toBeNull();
     harness.open(4);
     expect(harness.broker.nextDeadlineMs()).toBe(harness.nowMs + 700);

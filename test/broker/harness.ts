@@ -34,6 +34,7 @@ export class Harness {
   broker: Broker;
   nowMs = 1_000;
   readonly logs: Extract<Action, { kind: 'log' }>[] = [];
+  readonly adminResults: Extract<Action, { kind: 'admin-result' }>[] = [];
   /** The listener the next `open` connects through, and the user name its transport verified. */
   listener: ListenerInfo = defaultListener;
   verifiedUsername: string | undefined = undefined;
@@ -100,6 +101,10 @@ export class Harness {
       }
       if (action.kind === 'storage') throw new Error('the memory store issues no storage requests');
       if (action.kind === 'halt') throw new Error(`broker halted: ${action.reason}`);
+      if (action.kind === 'admin-result') {
+        this.adminResults.push(action);
+        continue;
+      }
       const client = this.clients.get(action.connectionId);
       if (client === undefined) throw new Error(`action for unknown connection ${action.connectionId}`);
       if (client.closed) throw new Error(`action after close on connection ${action.connectionId}`);

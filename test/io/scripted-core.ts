@@ -8,7 +8,7 @@
  * storage round trip, `halt <reason>` halts the core. It can also start un-ready, becoming ready when its first storage request
  * completes, to prove the server waits for recovery before listening.
  */
-import type { Action, BrokerCore, ConnectionId, ConnectionPeer, StorageResult } from '../../src/contract.js';
+import type { Action, AdminCommand, BrokerCore, BrokerView, ConnectionId, ConnectionPeer, StorageResult } from '../../src/contract.js';
 
 export type RecordedInput =
   | { kind: 'opened'; connectionId: ConnectionId; remoteAddress: string }
@@ -75,6 +75,34 @@ export class ScriptedCore implements BrokerCore {
     this.inputs.push({ kind: 'storage', result });
     this.isReady = true;
   }
+
+  adminRequest(nowMs: number, requestId: number, _command: AdminCommand): void {
+    this.times.push(nowMs);
+    this.actions.push({ kind: 'admin-result', requestId, outcome: { ok: false, status: 'invalid', message: 'scripted core' } });
+  }
+
+  /** Nothing to see: a scripted core keeps no tables. */
+  readonly view: BrokerView = {
+    counters: () => ({}),
+    gauges: () => ({
+      sessionsOnline: 0,
+      sessionsOffline: 0,
+      subscriptions: 0,
+      retainedMessages: 0,
+      retainedBytes: 0,
+      queuedMessages: 0,
+      inflightMessages: 0,
+      storedMessages: 0,
+      clientsByListener: {},
+      storage: null,
+      recoveryMs: null,
+    }),
+    clients: () => [],
+    client: () => null,
+    sessions: () => [],
+    subscriptions: () => [],
+    retained: () => [],
+  };
 
   tick(nowMs: number): void {
     this.times.push(nowMs);

@@ -171,7 +171,7 @@ describe('durable state store', () => {
       store.maybeCompact(state);
       pumpStore(disk, store, Infinity);
     }
-    expect(store.snapshotsWritten).toBeGreaterThan(3);
+    expect(store.stats.snapshotsWritten).toBeGreaterThan(3);
     const files = disk.describe().split(',');
     expect(files.filter((f) => f.startsWith('snapshot-')).length).toBe(1);
     expect(files.filter((f) => f.startsWith('wal-')).length).toBeLessThanOrEqual(3);
