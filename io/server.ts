@@ -17,11 +17,11 @@ import type { Authorizer } from '../src/broker/authorizer.js';
 import { Broker } from '../src/broker/broker.js';
 import { type BrokerConfig, outputReportStepBytes, outputResumeBytes, resolveConfig } from '../src/config.js';
 import type { BrokerCore } from '../src/contract.js';
+import { Driver } from '../src/driver.js';
 import { DurableStateStore } from '../src/store/durable-store.js';
 import { loadAclFile } from './auth/acl-file.js';
 import { type Authentication, loadAuthentication } from './auth/setup.js';
 import { MonotonicClock } from './clock.js';
-import { Driver } from '../src/driver.js';
 import { Logger } from './logger.js';
 import { NodeHost, type WriteBatching } from './node-host.js';
 
@@ -72,8 +72,9 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const config = resolved.config;
   const logger = options.logger ?? new Logger('silent');
   // Password file and enhanced methods (io/auth/): a bad file is a configuration error too.
-  const authentication = loadAuthentication(config, logger);
-  if ('problems' in authentication) throw new ConfigError(authentication.problems);
+  const loaded = loadAuthentication(config, logger);
+  if ('problems' in loaded) throw new ConfigError(loaded.problems);
+  const authentication = loaded.authentication;
   // The ACL file (io/auth/acl-file.ts): a bad file is a configuration error; it is then watched.
   const acl = loadAclFile(config.aclFile, logger);
   if (acl !== null && 'problems' in acl) throw new ConfigError(acl.problems);

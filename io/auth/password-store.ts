@@ -4,7 +4,11 @@
  * `keel passwd` takes effect without a restart. The check runs on the authentication path; a
  * reload that finds problems keeps the previous users and reports the problems through `log`, so
  * a half-edited file never locks everybody out.
+ *
+ * Beside the users it keeps the file's hash profile (decoy.ts), so that names the file does not
+ * have are checked against decoys shaped like the entries it does have.
  */
+import { type HashProfile, profileOf } from './decoy.js';
 import { type PasswordEntry, parsePasswordFile } from './password-file.js';
 import { WatchedFile, type WatchedFileOptions } from './watched-file.js';
 
@@ -12,6 +16,7 @@ export type PasswordStoreOptions = WatchedFileOptions;
 
 export class PasswordStore {
   private entries: Map<string, PasswordEntry>;
+  private hashProfile: HashProfile;
   private readonly log: NonNullable<PasswordStoreOptions['log']>;
 
   private constructor(
@@ -20,6 +25,7 @@ export class PasswordStore {
     options: PasswordStoreOptions,
   ) {
     this.entries = entries;
+    this.hashProfile = profileOf(entries.values());
     this.log = options.log ?? (() => undefined);
   }
 
@@ -40,6 +46,11 @@ export class PasswordStore {
     return this.entries.size;
   }
 
+  /** Which hash parameters the file's entries use, and how often (for decoys). */
+  get profile(): HashProfile {
+    return this.hashProfile;
+  }
+
   lookup(username: string): PasswordEntry | undefined {
     this.maybeReload();
     return this.entries.get(username);
@@ -47,13 +58,20 @@ export class PasswordStore {
 
   private maybeReload(): void {
     const text = this.watched.changedText((message) => this.log('warn', 'password-file-unreadable', { file: this.file, message }));
-    if (text === null) return;
+    if (text !== null) this.apply(text);
+  }
+
+  /** Puts the text's users in force, or keeps the old ones and returns the problems. */
+  private apply(text: string): string | null {
     const parsed = parsePasswordFile(text, this.file);
     if (parsed.problems.length > 0) {
-      this.log('warn', 'password-file-invalid', { file: this.file, problems: parsed.problems.join('; ') });
-      return;
+      const problems = parsed.problems.join('; ');
+      this.log('warn', 'password-file-invalid', { file: this.file, problems });
+      return problems;
     }
     this.entries = parsed.entries;
+    this.hashProfile = profileOf(parsed.entries.values());
     this.log('info', 'password-file-reloaded', { file: this.file, users: parsed.entries.size });
+    return null;
   }
 }
