@@ -38,8 +38,8 @@
  */
 import type net from 'node:net';
 import type { ConnectionId, LogFields, LogLevel, StorageRequest, StorageResult } from '../src/contract.js';
-import type { Clock } from './clock.js';
 import type { Driver, Host } from '../src/driver.js';
+import type { Clock } from './clock.js';
 import type { Logger } from './logger.js';
 import { NodeStorage } from './node-storage.js';
 
