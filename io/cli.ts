@@ -14,7 +14,9 @@
  * Exit codes: 0 success; 1 a runtime failure (cannot listen, cannot connect, refused, a seed that
  * broke a rule); 2 a usage
  * or configuration error, with every problem printed; 3 a client timeout (-W). `serve` stops in
- * an orderly way on SIGINT/SIGTERM and exits 0 within a bounded time.
+ * an orderly way on SIGINT/SIGTERM and exits 0 within a bounded time; SIGHUP makes it re-read its
+ * password and ACL files and log what it reloaded (it never ends the process, which is Node's
+ * default for SIGHUP).
  */
 import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -24,7 +26,8 @@ import { parsePort } from './client-options.js';
 import { formatInspectReport, inspectDataDirectory, repairDataDirectory } from './inspect.js';
 import { isLogThreshold, Logger, type LogThreshold } from './logger.js';
 import { pubCommand } from './pub-command.js';
-import { ConfigError, startServer } from './server.js';
+import { reloadLogFields } from './reload.js';
+import { ConfigError, type RunningServer, startServer } from './server.js';
 import { simCommand, voprCommand } from './sim-commands.js';
 import { subCommand } from './sub-command.js';
 
@@ -86,7 +89,10 @@ async function serve(flags: ServeFlags): Promise<void> {
   if (flags.passwordFile !== undefined) overrides.passwordFile = flags.passwordFile;
   if (flags.aclFile !== undefined) overrides.aclFile = flags.aclFile;
   const logger = new Logger(flags.logLevel);
-  let server: Awaited<ReturnType<typeof startServer>>;
+  let server: RunningServer | null = null;
+  let stopping = false;
+  // Installed before the start, so that a SIGHUP during recovery does not end the process either.
+  process.on('SIGHUP', (signal) => reloadOnSignal(signal, stopping ? 'stopping' : server, logger));
   try {
     server = await startServer({ host: flags.host, port: flags.port, config: overrides, dataDirectory: flags.dataDir, logger });
   } catch (error) {
@@ -98,7 +104,6 @@ async function serve(flags: ServeFlags): Promise<void> {
     fail(1, `cannot start on ${flags.host}:${flags.port}: ${message}${hint}`);
   }
   const running = server;
-  let stopping = false;
   const stop = (signal: NodeJS.Signals): void => {
     if (stopping) return;
     stopping = true;
@@ -125,6 +130,20 @@ async function serve(flags: ServeFlags): Promise<void> {
     process.stderr.write(`keel: the broker halted: ${reason}\n`);
     process.exit(1);
   });
+}
+
+/** Reloads what a running server can reload, and says in one log line what changed and what did not. */
+function reloadOnSignal(signal: NodeJS.Signals, server: RunningServer | 'stopping' | null, logger: Logger): void {
+  if (server === null || server === 'stopping') {
+    const reason = server === null ? 'starting (it reads its files as it starts; send SIGHUP again once it listens)' : 'stopping';
+    logger.announce('reload-skipped', { signal, reason });
+    return;
+  }
+  const report = server.reload();
+  const fields = { signal, ...reloadLogFields(report) };
+  // A file that could not be used is worth a warning; its own warning says why in detail.
+  if (report.outcomes.every((outcome) => outcome.ok)) logger.announce('reload', fields);
+  else logger.warn('reload', fields);
 }
 
 function inspect(directory: string, flags: { repair?: boolean }): void {

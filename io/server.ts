@@ -8,6 +8,9 @@
  * stop that SIGINT/SIGTERM trigger: stop accepting, let the core say goodbye to every client, wait
  * for the sockets and the storage queue, then resolve. If the core halts, `halted` resolves with
  * its reason; `keel serve` then exits non-zero so that a supervisor restarts it into recovery.
+ * `reload()` is what SIGHUP triggers: the password and ACL files are read again at once
+ * (io/reload.ts); everything else the server was started with needs a restart, and the report
+ * says so.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
@@ -24,6 +27,7 @@ import { type Authentication, loadAuthentication } from './auth/setup.js';
 import { MonotonicClock } from './clock.js';
 import { Logger } from './logger.js';
 import { NodeHost, type WriteBatching } from './node-host.js';
+import { type Reloadable, type ReloadReport, reloadAll } from './reload.js';
 
 export interface ServerOptions {
   /** Interface to listen on; 127.0.0.1 unless given (`keel serve` passes 0.0.0.0 by default). */
@@ -56,7 +60,12 @@ export interface RunningServer {
   close(): Promise<void>;
   /** Resolves with the reason if the core halts (storage failure, damage found in recovery). */
   readonly halted: Promise<string>;
+  /** Re-reads the password and ACL files now; never throws (see io/reload.ts). */
+  reload(): ReloadReport;
 }
+
+/** What a running server keeps until it is restarted, as a reload reports it. */
+export const restartOnly: readonly string[] = ['listen address and port', 'data directory', 'settings (--config, including which password and ACL files)', 'log level'];
 
 /** Thrown by `startServer` when the configuration is invalid; `problems` has one line per fault. */
 export class ConfigError extends Error {
@@ -79,6 +88,10 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const acl = loadAclFile(config.aclFile, logger);
   if (acl !== null && 'problems' in acl) throw new ConfigError(acl.problems);
   const authorizer = acl === null ? undefined : acl.authorizer;
+  // What SIGHUP re-reads; TLS certificates will join here when listeners get them.
+  const reloadables: Reloadable[] = [];
+  if (loaded.passwordStore !== null) reloadables.push(loaded.passwordStore);
+  if (acl !== null) reloadables.push(acl);
   const temporary = options.dataDirectory === undefined;
   const dataDirectory = options.dataDirectory ?? mkdtempSync(join(tmpdir(), 'keel-data-'));
   const clock = new MonotonicClock();
@@ -134,6 +147,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     connectionCount: () => host.connections.size,
     close,
     halted,
+    reload: () => reloadAll(reloadables, restartOnly),
   };
 }
 
