@@ -33,10 +33,16 @@ import { subCommand } from './sub-command.js';
 
 /** The orderly stop must finish within this, or the process exits anyway (with 1). */
 const shutdownDeadlineMs = 10_000;
+/**
+ * Without --host the broker is reachable from this machine only, as Mosquitto 2 is until a
+ * listener is configured: a broker that allows anonymous clients by default must not be open to
+ * the network by default too. Opening it up is one explicit flag.
+ */
+const hostDefault = '127.0.0.1';
 
 interface ServeFlags {
   port: number;
-  host: string;
+  host?: string;
   config?: string;
   dataDir: string;
   logLevel: LogThreshold;
@@ -54,7 +60,7 @@ export function buildProgram(): Command {
     .command('serve')
     .description('run the broker')
     .option('-p, --port <port>', 'TCP port (0: chosen by the operating system)', parsePort, 1883)
-    .option('-H, --host <host>', 'interface to listen on', '0.0.0.0')
+    .option('-H, --host <host>', `interface to listen on (default: ${hostDefault}, this machine only; 0.0.0.0 for every interface)`)
     .option('-c, --config <file>', 'JSON file of BrokerConfig settings')
     .option('-d, --data-dir <dir>', 'data directory', './data')
     .option('-l, --log-level <level>', 'debug, info, warn, error or silent', parseLogLevel, 'info')
@@ -93,17 +99,19 @@ async function serve(flags: ServeFlags): Promise<void> {
   let stopping = false;
   // Installed before the start, so that a SIGHUP during recovery does not end the process either.
   process.on('SIGHUP', (signal) => reloadOnSignal(signal, stopping ? 'stopping' : server, logger));
+  const host = flags.host ?? hostDefault;
   try {
-    server = await startServer({ host: flags.host, port: flags.port, config: overrides, dataDirectory: flags.dataDir, logger });
+    server = await startServer({ host, port: flags.port, config: overrides, dataDirectory: flags.dataDir, logger });
   } catch (error) {
     if (error instanceof ConfigError) fail(2, `invalid configuration${flags.config === undefined ? '' : ` in ${flags.config}`}:\n  ${error.problems.join('\n  ')}`);
     const message = (error as Error).message;
     const hint = /corrupt (log|snapshot)/.test(message)
       ? `\n  see what is damaged with: keel inspect ${flags.dataDir}\n  start from the readable part with: keel inspect ${flags.dataDir} --repair`
       : '';
-    fail(1, `cannot start on ${flags.host}:${flags.port}: ${message}${hint}`);
+    fail(1, `cannot start on ${host}:${flags.port}: ${message}${hint}`);
   }
   const running = server;
+  warnAboutExposure(running, flags.host === undefined, logger);
   const stop = (signal: NodeJS.Signals): void => {
     if (stopping) return;
     stopping = true;
@@ -130,6 +138,25 @@ async function serve(flags: ServeFlags): Promise<void> {
     process.stderr.write(`keel: the broker halted: ${reason}\n`);
     process.exit(1);
   });
+}
+
+/**
+ * Says who can reach the broker when that may surprise: only this machine (the default), or
+ * everyone who can reach the port, without a password.
+ */
+function warnAboutExposure(server: RunningServer, hostDefaulted: boolean, logger: Logger): void {
+  if (hostDefaulted) {
+    logger.warn('local-only', { host: server.host, hint: 'reachable from this machine only; pass --host 0.0.0.0 (every interface) or an address of this machine to accept other clients' });
+    return;
+  }
+  const anonymous = server.config.passwordFile === null || server.config.allowAnonymous === true;
+  if (anonymous && !isLoopback(server.host)) {
+    logger.warn('anonymous-access', { host: server.host, hint: 'anyone who can reach this port may connect without a password; see --password-file and allowAnonymous' });
+  }
+}
+
+function isLoopback(address: string): boolean {
+  return address.startsWith('127.') || address === '::1' || address.startsWith('::ffff:127.');
 }
 
 /** Reloads what a running server can reload, and says in one log line what changed and what did not. */

@@ -30,7 +30,7 @@ import { NodeHost, type WriteBatching } from './node-host.js';
 import { type Reloadable, type ReloadReport, reloadAll } from './reload.js';
 
 export interface ServerOptions {
-  /** Interface to listen on; 127.0.0.1 unless given (`keel serve` passes 0.0.0.0 by default). */
+  /** Interface to listen on; 127.0.0.1 (this machine only) unless given, as for `keel serve`. */
   host?: string;
   /** 0 lets the operating system choose; the chosen port is in the result. */
   port?: number;
