@@ -23,6 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError } from 'commander';
 import { passwdCommand } from './auth/passwd-command.js';
 import { parsePort } from './client-options.js';
+import { DataDirectoryLockedError, withDataDirectoryLock } from './data-directory-lock.js';
 import { formatInspectReport, inspectDataDirectory, repairDataDirectory } from './inspect.js';
 import { isLogThreshold, Logger, type LogThreshold } from './logger.js';
 import { pubCommand } from './pub-command.js';
@@ -176,10 +177,10 @@ function reloadOnSignal(signal: NodeJS.Signals, server: RunningServer | 'stoppin
 function inspect(directory: string, flags: { repair?: boolean }): void {
   let report: ReturnType<typeof inspectDataDirectory>;
   try {
-    if (flags.repair) for (const line of repairDataDirectory(directory)) process.stdout.write(`repair: ${line}\n`);
+    if (flags.repair) for (const line of withDataDirectoryLock(directory, 'keel inspect --repair', () => repairDataDirectory(directory))) process.stdout.write(`repair: ${line}\n`);
     report = inspectDataDirectory(directory);
   } catch (error) {
-    fail(2, `cannot inspect ${directory}: ${(error as Error).message}`);
+    fail(error instanceof DataDirectoryLockedError ? 1 : 2, `cannot inspect ${directory}: ${(error as Error).message}`);
   }
   process.stdout.write(`${formatInspectReport(report)}\n`);
   process.exitCode = report.problems.length === 0 ? 0 : 1;

@@ -17,9 +17,19 @@ import { constants, mkdirSync } from 'node:fs';
 import { type FileHandle, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { StorageErrorCode, StorageRequest, StorageResult } from '../src/contract.js';
+import { lockFileName } from './data-directory-lock.js';
 
 /** The flat namespace the contract promises: no separators, no dot entries. */
 const fileNamePattern = /^[A-Za-z0-9._-]{1,255}$/;
+
+/**
+ * The backend's own files in the data directory (the lock, its stale copies being removed) are
+ * outside the core's namespace: `list` does not show them, so the core's view of the directory is
+ * the same here as on the simulator's disk, and a request naming one is a bug.
+ */
+function isBackendFile(name: string): boolean {
+  return name === lockFileName || name.startsWith(`${lockFileName}.`);
+}
 
 export type StorageCompletion = (result: StorageResult) => void;
 
@@ -128,7 +138,7 @@ export class NodeStorage {
     const entries = await readdir(this.directory, { withFileTypes: true });
     const files: { name: string; size: number }[] = [];
     for (const entry of entries) {
-      if (!entry.isFile()) continue;
+      if (!entry.isFile() || isBackendFile(entry.name)) continue;
       const info = await stat(join(this.directory, entry.name));
       files.push({ name: entry.name, size: info.size });
     }
@@ -194,6 +204,7 @@ export class NodeStorage {
   private path(file: string): string {
     assert.ok(fileNamePattern.test(file), `storage file name not allowed: ${JSON.stringify(file)}`);
     assert.ok(file !== '.' && file !== '..', 'storage file name must not be a dot entry');
+    assert.ok(!isBackendFile(file), `storage file name belongs to the backend: ${file}`);
     return join(this.directory, file);
   }
 }

@@ -194,7 +194,8 @@ describe('NodeHost over real sockets', () => {
       [3, true],
     ]);
     expect(new TextDecoder().decode(results[2]!.bytes)).toBe('hello disk');
-    expect(readdirSync(dataDirectory)).toEqual(['log']);
+    // Beside the core's file, only the server's lock (io/data-directory-lock.ts).
+    expect(readdirSync(dataDirectory)).toEqual(['keel.lock', 'log']);
   });
 
   it('close() runs the core shutdown, flushes goodbyes and waits for every socket', async () => {
@@ -234,7 +235,8 @@ describe('NodeHost over real sockets', () => {
     try {
       const kept = await startServer({ createCore: () => new ScriptedCore({ startReady: true }), dataDirectory: given });
       await kept.close();
-      expect(existsSync(given)).toBe(true);
+      // Kept, and left as found: close() released the lock.
+      expect(readdirSync(given)).toEqual([]);
       const temporary = await startServer({ createCore: () => new ScriptedCore({ startReady: true }) });
       expect(existsSync(temporary.dataDirectory)).toBe(true);
       await temporary.close();

@@ -2,7 +2,7 @@
  * Proves NodeStorage executes every StorageRequest kind against a real directory, completes them
  * in the order issued (a sync issued after a write completes after it), reports operating-system
  * failures as results with the contract's codes rather than exceptions, and keeps file names
- * inside the directory.
+ * inside the directory and away from the backend's own files (the lock).
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -102,5 +102,14 @@ describe('NodeStorage', () => {
     }
     expect(() => storage.submit({ op: 'rename', requestId: 2, from: 'ok', to: '/etc/passwd' })).toThrow(/storage file name/);
     expect(storage.pendingCount).toBe(0);
+  });
+
+  it("keeps the backend's own files (the lock) out of the core's namespace", async () => {
+    for (const name of ['keel.lock', 'keel.lock.stale-1-ab', 'wal-0000000000000001.log']) writeFileSync(join(directory, name), 'x');
+    const [listed] = await run({ op: 'list', requestId: 1 });
+    expect(listed).toEqual({ requestId: 1, ok: true, files: [{ name: 'wal-0000000000000001.log', size: 1 }] });
+    for (const file of ['keel.lock', 'keel.lock.stale-1-ab']) {
+      expect(() => storage.submit({ op: 'delete', requestId: 2, file })).toThrow(/belongs to the backend/);
+    }
   });
 });

@@ -1,0 +1,92 @@
+/**
+ * Proves, with real `keel serve` and `keel inspect` child processes, that a data directory has one
+ * user at a time:
+ *
+ * - a second `keel serve` on the same directory exits 1 at once, naming the first one's PID; the
+ *   first keeps serving, and after it stops the directory verifies clean and holds no lock;
+ * - after SIGKILL (no cleanup at all) a new broker starts on the same directory, replacing the
+ *   stale lock and logging that it did;
+ * - `keel inspect --repair` refuses (exit 1, naming the PID) while a broker runs there, and plain
+ *   `keel inspect` reads the directory beside it.
+ */
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Clients, ensureBuilt, type KeelProcess, runKeel, startKeelProcess } from './helpers.js';
+
+let workDirectory: string;
+const children: KeelProcess[] = [];
+
+beforeAll(() => {
+  ensureBuilt();
+  workDirectory = mkdtempSync(join(tmpdir(), 'keel-data-directory-'));
+}, 60_000);
+
+afterAll(() => {
+  for (const keel of children) if (keel.child.exitCode === null) keel.child.kill('SIGKILL');
+  rmSync(workDirectory, { recursive: true, force: true });
+});
+
+async function serve(directory: string): Promise<KeelProcess & { port: number }> {
+  const keel = await startKeelProcess(directory);
+  children.push(keel);
+  return keel;
+}
+
+function run(args: string[]): KeelProcess {
+  const keel = runKeel(args);
+  children.push(keel);
+  return keel;
+}
+
+describe('one process per data directory', () => {
+  it('a second keel serve exits 1 naming the first one, which keeps serving', async () => {
+    const directory = join(workDirectory, 'shared');
+    const first = await serve(directory);
+    const second = run(['serve', '--host', '127.0.0.1', '--port', '0', '--data-dir', directory]);
+    expect(await second.exited).toBe(1);
+    expect(second.stderr()).toContain(`data directory ${directory} is in use by keel serve (PID ${first.child.pid}, since `);
+    expect(second.stderr()).toContain('two processes in one data directory would corrupt it');
+    expect(second.stdout()).not.toContain('"event":"listening"');
+    const clients = new Clients(() => first.port);
+    const { client } = await clients.connect(4, { clientId: 'keeper', clean: false });
+    await client.publishAsync('kept/topic', 'still here', { qos: 1, retain: true });
+    await clients.endAll();
+    first.child.kill('SIGTERM');
+    expect(await first.exited).toBe(0);
+    expect(existsSync(join(directory, 'keel.lock'))).toBe(false);
+    const inspected = run(['inspect', directory]);
+    expect(await inspected.exited).toBe(0);
+    expect(inspected.stdout()).toContain('every checksum verified: ok');
+  }, 20_000);
+
+  it('after SIGKILL, a new keel serve takes over the stale lock and says so', async () => {
+    const directory = join(workDirectory, 'killed');
+    const killed = await serve(directory);
+    killed.child.kill('SIGKILL');
+    await killed.exited;
+    expect(readdirSync(directory)).toContain('keel.lock');
+    const restarted = await serve(directory);
+    expect(restarted.stdout()).toMatch(new RegExp(`"event":"stale-lock-replaced".*"pid":${killed.child.pid},"why":"process ${killed.child.pid} is gone"`));
+    restarted.child.kill('SIGTERM');
+    expect(await restarted.exited).toBe(0);
+  }, 20_000);
+
+  it('keel inspect --repair refuses while a broker runs; keel inspect reads beside it', async () => {
+    const directory = join(workDirectory, 'busy');
+    const keel = await serve(directory);
+    const repair = run(['inspect', directory, '--repair']);
+    expect(await repair.exited).toBe(1);
+    expect(repair.stderr()).toContain(`cannot inspect ${directory}: data directory ${directory} is in use by keel serve (PID ${keel.child.pid}, since `);
+    const inspect = run(['inspect', directory]);
+    expect(await inspect.exited).toBe(0);
+    expect(inspect.stdout()).toMatch(/keel\.lock {2}other/);
+    keel.child.kill('SIGTERM');
+    expect(await keel.exited).toBe(0);
+    const repairAfter = run(['inspect', directory, '--repair']);
+    expect(await repairAfter.exited).toBe(0);
+    expect(repairAfter.stdout()).toContain('repair: nothing to repair');
+    expect(existsSync(join(directory, 'keel.lock'))).toBe(false);
+  }, 20_000);
+});
