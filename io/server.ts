@@ -3,7 +3,7 @@
  * and the integration tests.
  *
  * It resolves the configuration (every problem reported at once), claims the data directory
- * (creates it, locks it against a second process), builds the core
+ * (creates it, locks it against a second process, checks that it can be written), builds the core
  * over the durable state store there (recovering what it holds), wires it to the Node host through
  * the shared Driver, waits until the core is ready, and only then listens. The lock is held until
  * `close()` has drained the storage queue, or until the process exits. `close()` is the orderly
@@ -30,6 +30,7 @@ import { MonotonicClock } from './clock.js';
 import { lockDataDirectory } from './data-directory-lock.js';
 import { Logger } from './logger.js';
 import { NodeHost, type WriteBatching } from './node-host.js';
+import { probeDataDirectory } from './node-storage.js';
 import { type Reloadable, type ReloadReport, reloadAll } from './reload.js';
 
 export interface ServerOptions {
@@ -184,10 +185,10 @@ interface ClaimedDirectory {
 }
 
 /**
- * Makes the data directory this process's before recovery reads it: created if missing and locked
- * (io/data-directory-lock.ts: a second broker there fails here, naming the first one's PID), so
- * that a reason it cannot be used stops the start with the directory's name, before the broker
- * says it is listening.
+ * Makes the data directory this process's before recovery reads it: created if missing, locked
+ * (io/data-directory-lock.ts: a second broker there fails here, naming the first one's PID), and
+ * probed for writing (node-storage.ts), so that every reason it cannot be used stops the start
+ * with the directory's name, before the broker says it is listening.
  */
 function claimDataDirectory(requested: string | undefined, logger: Logger): ClaimedDirectory {
   const temporary = requested === undefined;
@@ -203,6 +204,12 @@ function claimDataDirectory(requested: string | undefined, logger: Logger): Clai
     lock.release();
     if (temporary) rmSync(dataDirectory, { recursive: true, force: true });
   };
+  try {
+    probeDataDirectory(dataDirectory);
+  } catch (error) {
+    release();
+    throw error;
+  }
   return { dataDirectory, release };
 }
 

@@ -1,19 +1,23 @@
 /**
  * Proves, with real `keel serve` and `keel inspect` child processes, that a data directory has one
- * user at a time:
+ * user at a time and that a directory the broker cannot use stops it before it listens:
  *
  * - a second `keel serve` on the same directory exits 1 at once, naming the first one's PID; the
  *   first keeps serving, and after it stops the directory verifies clean and holds no lock;
  * - after SIGKILL (no cleanup at all) a new broker starts on the same directory, replacing the
  *   stale lock and logging that it did;
  * - `keel inspect --repair` refuses (exit 1, naming the PID) while a broker runs there, and plain
- *   `keel inspect` reads the directory beside it.
+ *   `keel inspect` reads the directory beside it;
+ * - a data directory that cannot be written (read-only; for root, immutable) or created (its
+ *   parent is a regular file) makes `keel serve` exit 1 with the directory and the operating
+ *   system's error, without a `listening` line.
  */
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Clients, ensureBuilt, type KeelProcess, runKeel, startKeelProcess } from './helpers.js';
+import { unwritableDirectory } from './unwritable-directory.js';
 
 let workDirectory: string;
 const children: KeelProcess[] = [];
@@ -89,4 +93,34 @@ describe('one process per data directory', () => {
     expect(repairAfter.stdout()).toContain('repair: nothing to repair');
     expect(existsSync(join(directory, 'keel.lock'))).toBe(false);
   }, 20_000);
+});
+
+describe('a data directory that cannot be used', () => {
+  it('read-only: keel serve exits 1 naming the directory and the error, before it listens', async (context) => {
+    const directory = join(workDirectory, 'read-only');
+    mkdirSync(directory);
+    const made = unwritableDirectory(directory);
+    if (!made.ok) {
+      context.skip(made.reason);
+      return;
+    }
+    try {
+      const keel = run(['serve', '--host', '127.0.0.1', '--port', '0', '--data-dir', directory]);
+      expect(await keel.exited).toBe(1);
+      expect(keel.stderr()).toMatch(new RegExp(`^keel: cannot start on 127\\.0\\.0\\.1:0: data directory ${directory} is not writable: (EACCES|EPERM|EROFS): `));
+      expect(keel.stdout()).not.toContain('"event":"listening"');
+    } finally {
+      made.undo();
+    }
+  }, 10_000);
+
+  it('under a regular file: keel serve exits 1 naming the directory and the error', async () => {
+    const file = join(workDirectory, 'a-file');
+    writeFileSync(file, 'not a directory');
+    const directory = join(file, 'data');
+    const keel = run(['serve', '--host', '127.0.0.1', '--port', '0', '--data-dir', directory]);
+    expect(await keel.exited).toBe(1);
+    expect(keel.stderr()).toContain(`cannot create data directory ${directory}: ENOTDIR`);
+    expect(keel.stdout()).not.toContain('"event":"listening"');
+  }, 10_000);
 });

@@ -194,7 +194,7 @@ describe('NodeHost over real sockets', () => {
       [3, true],
     ]);
     expect(new TextDecoder().decode(results[2]!.bytes)).toBe('hello disk');
-    // Beside the core's file, only the server's lock (io/data-directory-lock.ts).
+    // Beside the core's file, only the server's lock (io/data-directory-lock.ts); the write probe is gone.
     expect(readdirSync(dataDirectory)).toEqual(['keel.lock', 'log']);
   });
 
