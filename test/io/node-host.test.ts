@@ -5,7 +5,8 @@
  * never hears about that connection again, a peer close is reported exactly once, wakeups fire
  * tick at the deadline, the server listens only once the core is ready, close() runs the core's
  * shutdown and waits for the sockets, a connection the core pauses is not read until it resumes
- * it, and a halted core hears nothing more. Also that a write queued behind unsent bytes holds
+ * it, and a halted core hears nothing more (and its server, once closed, leaves the data
+ * directory unlocked). Also that a write queued behind unsent bytes holds
  * its own bytes rather than the slab they were encoded into.
  */
 
@@ -228,6 +229,21 @@ describe('NodeHost over real sockets', () => {
     // Neither the peer closes nor an orderly shutdown reached the halted core.
     expect(core.inputs.length).toBe(inputsAtHalt);
     expect(core.inputs.some((input) => input.kind === 'closed' || input.kind === 'shutdown')).toBe(false);
+  });
+
+  it('gives up the data directory lock when it closes after a halt', async () => {
+    const given = mkdtempSync(join(tmpdir(), 'keel-halted-'));
+    try {
+      const running = await startServer({ createCore: () => new ScriptedCore({ startReady: true }), dataDirectory: given, shutdownGraceMs: 500 });
+      expect(readdirSync(given)).toEqual(['keel.lock']);
+      const client = await connect(running.port);
+      client.socket.write('halt disk on fire\n');
+      expect(await running.halted).toBe('disk on fire');
+      await running.close();
+      expect(readdirSync(given)).toEqual([]);
+    } finally {
+      rmSync(given, { recursive: true, force: true });
+    }
   });
 
   it('removes a temporary data directory on close but keeps a given one', async () => {
