@@ -45,6 +45,8 @@ const unreadableGraceMs = 2_000;
 /** Looks at the lock before giving up; each stale takeover or wait uses one. */
 const attemptsMax = 50;
 const waitMs = 50;
+// Waiting must outlast the grace, or a lock left unreadable by a crash could never be taken over.
+assert.ok(attemptsMax * waitMs > unreadableGraceMs, 'the attempts must outlast the grace for unreadable locks');
 
 /** What a lock file says about the process that holds it. */
 export interface LockHolder {
@@ -102,6 +104,7 @@ let exitHandlerInstalled = false;
  * directory and the operating system's message when the lock file cannot be written.
  */
 export function lockDataDirectory(directory: string, command: string, processes: ProcessTable = systemProcessTable): DataDirectoryLock {
+  assert.ok(command.length > 0, 'a lock names the command that holds it');
   const file = join(directory, lockFileName);
   const holder: LockHolder = { ...processes.self(), command, startedAt: new Date().toISOString(), token: randomBytes(8).toString('hex') };
   const text = `${JSON.stringify(holder)}\n`;
@@ -115,7 +118,10 @@ export function lockDataDirectory(directory: string, command: string, processes:
       sleepSync(waitMs);
       continue;
     }
-    if (verdict.kind === 'held') throw lockedError(directory, file, found.holder!, verdict);
+    if (verdict.kind === 'held') {
+      assert.ok(found.holder !== null, 'only a lock that names its holder is held');
+      throw lockedError(directory, file, found.holder, verdict);
+    }
     if (moveAsideIfUnchanged(file, found.text, holder.token)) replaced = { holder: found.holder, why: verdict.why };
   }
   throw new Error(`cannot lock data directory ${directory}: ${file} changed hands ${attemptsMax} times while we tried; is another keel starting there?`);
