@@ -12,11 +12,11 @@
  * `node dist/io/cli.js` directly uses Node's defaults.
  *
  * Exit codes: 0 success; 1 a runtime failure (cannot listen, cannot connect, refused, a seed that
- * broke a rule); 2 a usage
- * or configuration error, with every problem printed; 3 a client timeout (-W). `serve` stops in
- * an orderly way on SIGINT/SIGTERM and exits 0 within a bounded time; SIGHUP makes it re-read its
- * password and ACL files and log what it reloaded (it never ends the process, which is Node's
- * default for SIGHUP).
+ * broke a rule); 2 a usage or configuration error, with every problem printed; 3 a client timeout
+ * (-W). `serve` stops in an orderly way on SIGINT/SIGTERM and exits 0 within a bounded time (a
+ * signal during start-up takes effect once the broker has started; a second one ends it at once);
+ * SIGHUP makes it re-read its password and ACL files and log what it reloaded (it never ends the
+ * process, which is Node's default for SIGHUP).
  */
 import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -91,18 +91,29 @@ function parseLogLevel(value: string): LogThreshold {
   return value;
 }
 
+/** What the signal handlers of `serve` share; they are installed before the broker starts. */
+interface ServeState {
+  /** Null until the broker listens. */
+  server: RunningServer | null;
+  /** Set by the first SIGINT or SIGTERM, or by a halt. */
+  stopping: boolean;
+}
+
 async function serve(flags: ServeFlags): Promise<void> {
   const overrides = flags.config === undefined ? {} : readConfigFile(flags.config);
   if (flags.passwordFile !== undefined) overrides.passwordFile = flags.passwordFile;
   if (flags.aclFile !== undefined) overrides.aclFile = flags.aclFile;
   const logger = new Logger(flags.logLevel);
-  let server: RunningServer | null = null;
-  let stopping = false;
-  // Installed before the start, so that a SIGHUP during recovery does not end the process either.
-  process.on('SIGHUP', (signal) => reloadOnSignal(signal, stopping ? 'stopping' : server, logger));
+  const state: ServeState = { server: null, stopping: false };
+  // Installed before the start: a signal that arrived between the listening line and a later
+  // installation would meet Node's default action and end the process on the spot.
+  process.on('SIGHUP', (signal) => reloadOnSignal(signal, state, logger));
+  process.on('SIGINT', (signal) => requestStop(signal, state, logger));
+  process.on('SIGTERM', (signal) => requestStop(signal, state, logger));
   const host = flags.host ?? hostDefault;
+  let running: RunningServer;
   try {
-    server = await startServer({ host, port: flags.port, config: overrides, dataDirectory: flags.dataDir, logger });
+    running = await startServer({ host, port: flags.port, config: overrides, dataDirectory: flags.dataDir, logger });
   } catch (error) {
     if (error instanceof ConfigError) fail(2, `invalid configuration${flags.config === undefined ? '' : ` in ${flags.config}`}:\n  ${error.problems.join('\n  ')}`);
     const message = (error as Error).message;
@@ -111,34 +122,49 @@ async function serve(flags: ServeFlags): Promise<void> {
       : '';
     fail(1, `cannot start on ${host}:${flags.port}: ${message}${hint}`);
   }
-  const running = server;
+  state.server = running;
   warnAboutExposure(running, flags.host === undefined, logger);
-  const stop = (signal: NodeJS.Signals): void => {
-    if (stopping) return;
-    stopping = true;
-    logger.info('shutdown', { signal });
-    setTimeout(() => {
-      logger.error('shutdown-timeout', { deadlineMs: shutdownDeadlineMs });
-      process.exit(1);
-    }, shutdownDeadlineMs).unref();
-    running.close().then(
-      () => process.exit(0),
-      (error: Error) => {
-        logger.error('shutdown-failed', { message: error.message });
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGINT', stop);
-  process.on('SIGTERM', stop);
+  // A stop asked for while the broker was starting waited for the start to finish.
+  if (state.stopping) stopServer(running, logger);
   void running.halted.then(async (reason) => {
     // The core stopped taking input: close what is left and exit non-zero for a supervisor.
-    stopping = true;
+    state.stopping = true;
     setTimeout(() => process.exit(1), 2_000).unref();
     await running.close().catch(() => undefined);
     process.stderr.write(`keel: the broker halted: ${reason}\n`);
     process.exit(1);
   });
+}
+
+/**
+ * The first SIGINT or SIGTERM stops the broker in an orderly way; while it is still starting
+ * (recovering), once it has started. A second one during the start ends the process at once,
+ * which recovery is built to survive, for an operator who will not wait.
+ */
+function requestStop(signal: NodeJS.Signals, state: ServeState, logger: Logger): void {
+  if (state.stopping) {
+    if (state.server !== null) return;
+    logger.warn('shutdown-forced', { signal });
+    process.exit(1);
+  }
+  state.stopping = true;
+  logger.info('shutdown', { signal, ...(state.server === null ? { when: 'once started' } : {}) });
+  if (state.server !== null) stopServer(state.server, logger);
+}
+
+/** Orderly stop, bounded by shutdownDeadlineMs; the process exits 0, or 1 if it failed or took too long. */
+function stopServer(server: RunningServer, logger: Logger): void {
+  setTimeout(() => {
+    logger.error('shutdown-timeout', { deadlineMs: shutdownDeadlineMs });
+    process.exit(1);
+  }, shutdownDeadlineMs).unref();
+  server.close().then(
+    () => process.exit(0),
+    (error: Error) => {
+      logger.error('shutdown-failed', { message: error.message });
+      process.exit(1);
+    },
+  );
 }
 
 /**
@@ -161,13 +187,13 @@ function isLoopback(address: string): boolean {
 }
 
 /** Reloads what a running server can reload, and says in one log line what changed and what did not. */
-function reloadOnSignal(signal: NodeJS.Signals, server: RunningServer | 'stopping' | null, logger: Logger): void {
-  if (server === null || server === 'stopping') {
-    const reason = server === null ? 'starting (it reads its files as it starts; send SIGHUP again once it listens)' : 'stopping';
+function reloadOnSignal(signal: NodeJS.Signals, state: ServeState, logger: Logger): void {
+  if (state.server === null || state.stopping) {
+    const reason = state.stopping ? 'stopping' : 'starting (it reads its files as it starts; send SIGHUP again once it listens)';
     logger.announce('reload-skipped', { signal, reason });
     return;
   }
-  const report = server.reload();
+  const report = state.server.reload();
   const fields = { signal, ...reloadLogFields(report) };
   // A file that could not be used is worth a warning; its own warning says why in detail.
   if (report.outcomes.every((outcome) => outcome.ok)) logger.announce('reload', fields);
