@@ -3,7 +3,8 @@
  * user at a time and that a directory the broker cannot use stops it before it listens:
  *
  * - a second `keel serve` on the same directory exits 1 at once, naming the first one's PID; the
- *   first keeps serving, and after it stops the directory verifies clean and holds no lock;
+ *   first keeps serving, and after it stops the directory verifies clean and holds no lock; of two
+ *   started at the same instant, exactly one runs;
  * - after SIGKILL (no cleanup at all) a new broker starts on the same directory, replacing the
  *   stale lock and logging that it did;
  * - `keel inspect --repair` refuses (exit 1, naming the PID) while a broker runs there, and plain
@@ -16,7 +17,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Clients, ensureBuilt, type KeelProcess, runKeel, startKeelProcess } from './helpers.js';
+import { Clients, ensureBuilt, type KeelProcess, runKeel, startKeelProcess, waitUntil } from './helpers.js';
 import { unwritableDirectory } from './unwritable-directory.js';
 
 let workDirectory: string;
@@ -63,6 +64,21 @@ describe('one process per data directory', () => {
     const inspected = run(['inspect', directory]);
     expect(await inspected.exited).toBe(0);
     expect(inspected.stdout()).toContain('every checksum verified: ok');
+  }, 20_000);
+
+  it('of two keel serve started at the same instant, exactly one runs and the other names it', async () => {
+    const directory = join(workDirectory, 'race');
+    const racers = [0, 1].map(() => run(['serve', '--host', '127.0.0.1', '--port', '0', '--data-dir', directory]));
+    const listening = (keel: KeelProcess): boolean => keel.stdout().includes('"event":"listening"');
+    await waitUntil(() => racers.some((keel) => keel.child.exitCode !== null) && racers.some(listening), 10_000, 'one broker listening and one gone');
+    const loser = racers.find((keel) => keel.child.exitCode !== null)!;
+    const winner = racers.find((keel) => keel !== loser)!;
+    expect(loser.child.exitCode).toBe(1);
+    expect(loser.stderr()).toContain(`is in use by keel serve (PID ${winner.child.pid}, since `);
+    expect(listening(loser)).toBe(false);
+    expect(winner.child.exitCode).toBeNull();
+    winner.child.kill('SIGTERM');
+    expect(await winner.exited).toBe(0);
   }, 20_000);
 
   it('after SIGKILL, a new keel serve takes over the stale lock and says so', async () => {
