@@ -24,8 +24,10 @@ beforeAll(() => {
   workDirectory = mkdtempSync(join(tmpdir(), 'keel-reload-'));
 }, 60_000);
 
-afterAll(() => {
-  for (const keel of children) if (keel.child.exitCode === null) keel.child.kill('SIGKILL');
+afterAll(async () => {
+  // Every child is gone before its directories are removed, so none writes into a removal.
+  for (const keel of children) if (keel.child.exitCode === null && keel.child.signalCode === null) keel.child.kill('SIGKILL');
+  await Promise.all(children.map((keel) => keel.exited));
   rmSync(workDirectory, { recursive: true, force: true });
 });
 
