@@ -12,29 +12,39 @@
  * `node dist/io/cli.js` directly uses Node's defaults.
  *
  * Exit codes: 0 success; 1 a runtime failure (cannot listen, cannot connect, refused, a seed that
- * broke a rule); 2 a usage
- * or configuration error, with every problem printed; 3 a client timeout (-W). `serve` stops in
- * an orderly way on SIGINT/SIGTERM and exits 0 within a bounded time.
+ * broke a rule); 2 a usage or configuration error, with every problem printed; 3 a client timeout
+ * (-W). `serve` stops in an orderly way on SIGINT/SIGTERM and exits 0 within a bounded time (a
+ * signal during start-up takes effect once the broker has started; a second one ends it at once);
+ * SIGHUP makes it re-read its password and ACL files and log what it reloaded (it never ends the
+ * process, which is Node's default for SIGHUP).
  */
 import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError } from 'commander';
 import { passwdCommand } from './auth/passwd-command.js';
 import { parsePort } from './client-options.js';
+import { DataDirectoryLockedError, withDataDirectoryLock } from './data-directory-lock.js';
 import { formatInspectReport, inspectDataDirectory, repairDataDirectory } from './inspect.js';
 import { isLogThreshold, Logger, type LogThreshold } from './logger.js';
 import { packageVersion } from './package-version.js';
 import { pubCommand } from './pub-command.js';
-import { ConfigError, startServer } from './server.js';
+import { reloadLogFields } from './reload.js';
+import { ConfigError, type RunningServer, startServer } from './server.js';
 import { simCommand, voprCommand } from './sim-commands.js';
 import { subCommand } from './sub-command.js';
 
 /** The orderly stop must finish within this, or the process exits anyway (with 1). */
 const shutdownDeadlineMs = 10_000;
+/**
+ * Without --host the broker is reachable from this machine only, as Mosquitto 2 is until a
+ * listener is configured: a broker that allows anonymous clients by default must not be open to
+ * the network by default too. Opening it up is one explicit flag.
+ */
+const hostDefault = '127.0.0.1';
 
 interface ServeFlags {
   port: number;
-  host: string;
+  host?: string;
   config?: string;
   dataDir: string;
   logLevel: LogThreshold;
@@ -52,7 +62,7 @@ export function buildProgram(): Command {
     .command('serve')
     .description('run the broker')
     .option('-p, --port <port>', 'TCP port (0: chosen by the operating system)', parsePort, 1883)
-    .option('-H, --host <host>', 'interface to listen on', '0.0.0.0')
+    .option('-H, --host <host>', `interface to listen on (default: ${hostDefault}, this machine only; 0.0.0.0 for every interface)`)
     .option('-c, --config <file>', 'JSON file of BrokerConfig settings')
     .option('-d, --data-dir <dir>', 'data directory', './data')
     .option('-l, --log-level <level>', 'debug, info, warn, error or silent', parseLogLevel, 'info')
@@ -82,45 +92,44 @@ function parseLogLevel(value: string): LogThreshold {
   return value;
 }
 
+/** What the signal handlers of `serve` share; they are installed before the broker starts. */
+interface ServeState {
+  /** Null until the broker listens. */
+  server: RunningServer | null;
+  /** Set by the first SIGINT or SIGTERM, or by a halt. */
+  stopping: boolean;
+}
+
 async function serve(flags: ServeFlags): Promise<void> {
   const overrides = flags.config === undefined ? {} : readConfigFile(flags.config);
   if (flags.passwordFile !== undefined) overrides.passwordFile = flags.passwordFile;
   if (flags.aclFile !== undefined) overrides.aclFile = flags.aclFile;
   const logger = new Logger(flags.logLevel);
-  let server: Awaited<ReturnType<typeof startServer>>;
+  const state: ServeState = { server: null, stopping: false };
+  // Installed before the start: a signal that arrived between the listening line and a later
+  // installation would meet Node's default action and end the process on the spot.
+  process.on('SIGHUP', (signal) => reloadOnSignal(signal, state, logger));
+  process.on('SIGINT', (signal) => requestStop(signal, state, logger));
+  process.on('SIGTERM', (signal) => requestStop(signal, state, logger));
+  const host = flags.host ?? hostDefault;
+  let running: RunningServer;
   try {
-    server = await startServer({ host: flags.host, port: flags.port, config: overrides, dataDirectory: flags.dataDir, logger });
+    running = await startServer({ host, port: flags.port, config: overrides, dataDirectory: flags.dataDir, logger });
   } catch (error) {
     if (error instanceof ConfigError) fail(2, `invalid configuration${flags.config === undefined ? '' : ` in ${flags.config}`}:\n  ${error.problems.join('\n  ')}`);
     const message = (error as Error).message;
     const hint = /corrupt (log|snapshot)/.test(message)
       ? `\n  see what is damaged with: keel inspect ${flags.dataDir}\n  start from the readable part with: keel inspect ${flags.dataDir} --repair`
       : '';
-    fail(1, `cannot start on ${flags.host}:${flags.port}: ${message}${hint}`);
+    fail(1, `cannot start on ${host}:${flags.port}: ${message}${hint}`);
   }
-  const running = server;
-  let stopping = false;
-  const stop = (signal: NodeJS.Signals): void => {
-    if (stopping) return;
-    stopping = true;
-    logger.info('shutdown', { signal });
-    setTimeout(() => {
-      logger.error('shutdown-timeout', { deadlineMs: shutdownDeadlineMs });
-      process.exit(1);
-    }, shutdownDeadlineMs).unref();
-    running.close().then(
-      () => process.exit(0),
-      (error: Error) => {
-        logger.error('shutdown-failed', { message: error.message });
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGINT', stop);
-  process.on('SIGTERM', stop);
+  state.server = running;
+  warnAboutExposure(running, flags.host === undefined, logger);
+  // A stop asked for while the broker was starting waited for the start to finish.
+  if (state.stopping) stopServer(running, logger);
   void running.halted.then(async (reason) => {
     // The core stopped taking input: close what is left and exit non-zero for a supervisor.
-    stopping = true;
+    state.stopping = true;
     setTimeout(() => process.exit(1), 2_000).unref();
     await running.close().catch(() => undefined);
     process.stderr.write(`keel: the broker halted: ${reason}\n`);
@@ -128,13 +137,77 @@ async function serve(flags: ServeFlags): Promise<void> {
   });
 }
 
+/**
+ * The first SIGINT or SIGTERM stops the broker in an orderly way; while it is still starting
+ * (recovering), once it has started. A second one during the start ends the process at once,
+ * which recovery is built to survive, for an operator who will not wait.
+ */
+function requestStop(signal: NodeJS.Signals, state: ServeState, logger: Logger): void {
+  if (state.stopping) {
+    if (state.server !== null) return;
+    logger.warn('shutdown-forced', { signal });
+    process.exit(1);
+  }
+  state.stopping = true;
+  logger.info('shutdown', { signal, ...(state.server === null ? { when: 'once started' } : {}) });
+  if (state.server !== null) stopServer(state.server, logger);
+}
+
+/** Orderly stop, bounded by shutdownDeadlineMs; the process exits 0, or 1 if it failed or took too long. */
+function stopServer(server: RunningServer, logger: Logger): void {
+  setTimeout(() => {
+    logger.error('shutdown-timeout', { deadlineMs: shutdownDeadlineMs });
+    process.exit(1);
+  }, shutdownDeadlineMs).unref();
+  server.close().then(
+    () => process.exit(0),
+    (error: Error) => {
+      logger.error('shutdown-failed', { message: error.message });
+      process.exit(1);
+    },
+  );
+}
+
+/**
+ * Says who can reach the broker when that may surprise: only this machine (the default), or
+ * everyone who can reach the port, without a password.
+ */
+function warnAboutExposure(server: RunningServer, hostDefaulted: boolean, logger: Logger): void {
+  if (hostDefaulted) {
+    logger.warn('local-only', { host: server.host, hint: 'reachable from this machine only; pass --host 0.0.0.0 (every interface) or an address of this machine to accept other clients' });
+    return;
+  }
+  const anonymous = server.config.passwordFile === null || server.config.allowAnonymous === true;
+  if (anonymous && !isLoopback(server.host)) {
+    logger.warn('anonymous-access', { host: server.host, hint: 'anyone who can reach this port may connect without a password; see --password-file and allowAnonymous' });
+  }
+}
+
+function isLoopback(address: string): boolean {
+  return address.startsWith('127.') || address === '::1' || address.startsWith('::ffff:127.');
+}
+
+/** Reloads what a running server can reload, and says in one log line what changed and what did not. */
+function reloadOnSignal(signal: NodeJS.Signals, state: ServeState, logger: Logger): void {
+  if (state.server === null || state.stopping) {
+    const reason = state.stopping ? 'stopping' : 'starting (it reads its files as it starts; send SIGHUP again once it listens)';
+    logger.announce('reload-skipped', { signal, reason });
+    return;
+  }
+  const report = state.server.reload();
+  const fields = { signal, ...reloadLogFields(report) };
+  // A file that could not be used is worth a warning; its own warning says why in detail.
+  if (report.outcomes.every((outcome) => outcome.ok)) logger.announce('reload', fields);
+  else logger.warn('reload', fields);
+}
+
 function inspect(directory: string, flags: { repair?: boolean }): void {
   let report: ReturnType<typeof inspectDataDirectory>;
   try {
-    if (flags.repair) for (const line of repairDataDirectory(directory)) process.stdout.write(`repair: ${line}\n`);
+    if (flags.repair) for (const line of withDataDirectoryLock(directory, 'keel inspect --repair', () => repairDataDirectory(directory))) process.stdout.write(`repair: ${line}\n`);
     report = inspectDataDirectory(directory);
   } catch (error) {
-    fail(2, `cannot inspect ${directory}: ${(error as Error).message}`);
+    fail(error instanceof DataDirectoryLockedError ? 1 : 2, `cannot inspect ${directory}: ${(error as Error).message}`);
   }
   process.stdout.write(`${formatInspectReport(report)}\n`);
   process.exitCode = report.problems.length === 0 ? 0 : 1;

@@ -11,15 +11,68 @@
  * Failures of the operating system are results (`ok: false` with a code), never exceptions: the
  * core decides what an EIO means. A malformed request (a file name that could escape the
  * directory) is a bug in the core and fails loudly.
+ *
+ * `probeDataDirectory` runs before recovery: it creates, writes, syncs and deletes a file, so that
+ * a directory the broker cannot write (read-only, wrong owner, a read-only file system, no space)
+ * stops the start with the directory and the operating system's message, instead of a halt on the
+ * first durable write after the broker has said it is listening.
  */
 import assert from 'node:assert/strict';
-import { constants, mkdirSync } from 'node:fs';
+import { closeSync, constants, fsyncSync, mkdirSync, openSync, unlinkSync, writeSync } from 'node:fs';
 import { type FileHandle, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { StorageErrorCode, StorageRequest, StorageResult } from '../src/contract.js';
+import { lockFileName } from './data-directory-lock.js';
 
 /** The flat namespace the contract promises: no separators, no dot entries. */
 const fileNamePattern = /^[A-Za-z0-9._-]{1,255}$/;
+
+/**
+ * Written and removed by the probe. Recovery ignores it (it is neither a segment, a snapshot nor a
+ * `*.tmp` file); one left by a crash during the probe is overwritten and removed by the next one.
+ * Only the holder of the directory's lock probes, so two probes never share the name.
+ */
+export const probeFileName = 'keel-write-probe';
+const probeBytes = 4_096;
+
+/**
+ * The backend's own files in the data directory (the lock, its stale copies being removed, the
+ * write probe) are outside the core's namespace: `list` does not show them, so the core's view of
+ * the directory is the same here as on the simulator's disk, and a request naming one is a bug.
+ */
+function isBackendFile(name: string): boolean {
+  return name === lockFileName || name.startsWith(`${lockFileName}.`) || name === probeFileName;
+}
+
+/**
+ * Creates (or truncates), writes, syncs and deletes the probe file, then syncs the directory; any
+ * failure is an Error naming the directory and carrying the operating system's message.
+ */
+export function probeDataDirectory(directory: string): void {
+  const file = join(directory, probeFileName);
+  try {
+    const descriptor = openSync(file, 'w', 0o600);
+    try {
+      writeSync(descriptor, new Uint8Array(probeBytes));
+      fsyncSync(descriptor);
+    } finally {
+      closeSync(descriptor);
+    }
+    unlinkSync(file);
+    const directoryDescriptor = openSync(directory, 'r');
+    try {
+      fsyncSync(directoryDescriptor);
+    } finally {
+      closeSync(directoryDescriptor);
+    }
+  } catch (error) {
+    // Best effort: a probe file left behind is harmless, and the next probe replaces it.
+    try {
+      unlinkSync(file);
+    } catch {}
+    throw new Error(`data directory ${directory} is not writable: ${(error as Error).message}`, { cause: error });
+  }
+}
 
 export type StorageCompletion = (result: StorageResult) => void;
 
@@ -128,7 +181,7 @@ export class NodeStorage {
     const entries = await readdir(this.directory, { withFileTypes: true });
     const files: { name: string; size: number }[] = [];
     for (const entry of entries) {
-      if (!entry.isFile()) continue;
+      if (!entry.isFile() || isBackendFile(entry.name)) continue;
       const info = await stat(join(this.directory, entry.name));
       files.push({ name: entry.name, size: info.size });
     }
@@ -194,6 +247,7 @@ export class NodeStorage {
   private path(file: string): string {
     assert.ok(fileNamePattern.test(file), `storage file name not allowed: ${JSON.stringify(file)}`);
     assert.ok(file !== '.' && file !== '..', 'storage file name must not be a dot entry');
+    assert.ok(!isBackendFile(file), `storage file name belongs to the backend: ${file}`);
     return join(this.directory, file);
   }
 }

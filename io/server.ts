@@ -2,14 +2,19 @@
  * Starts a Keel broker on a TCP port in this process: the one entry point shared by `keel serve`
  * and the integration tests.
  *
- * It resolves the configuration (every problem reported at once), builds the core over the
- * durable state store in its data directory (recovering what it holds), wires it to the Node host through the
- * shared Driver, waits until the core is ready, and only then listens. `close()` is the orderly
+ * It resolves the configuration (every problem reported at once), claims the data directory
+ * (creates it, locks it against a second process, checks that it can be written), builds the core
+ * over the durable state store there (recovering what it holds), wires it to the Node host through
+ * the shared Driver, waits until the core is ready, and only then listens. The lock is held until
+ * `close()` has drained the storage queue, or until the process exits. `close()` is the orderly
  * stop that SIGINT/SIGTERM trigger: stop accepting, let the core say goodbye to every client, wait
  * for the sockets and the storage queue, then resolve. If the core halts, `halted` resolves with
  * its reason; `keel serve` then exits non-zero so that a supervisor restarts it into recovery.
+ * `reload()` is what SIGHUP triggers: the password and ACL files are read again at once
+ * (io/reload.ts); everything else the server was started with needs a restart, and the report
+ * says so.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,15 +24,18 @@ import { type BrokerConfig, outputReportStepBytes, outputResumeBytes, resolveCon
 import type { BrokerCore } from '../src/contract.js';
 import { Driver } from '../src/driver.js';
 import { DurableStateStore } from '../src/store/durable-store.js';
-import { loadAclFile } from './auth/acl-file.js';
+import { type AclFile, loadAclFile } from './auth/acl-file.js';
 import { type Authentication, loadAuthentication } from './auth/setup.js';
 import { MonotonicClock } from './clock.js';
+import { lockDataDirectory } from './data-directory-lock.js';
 import { Logger } from './logger.js';
 import { NodeHost, type WriteBatching } from './node-host.js';
+import { probeDataDirectory } from './node-storage.js';
 import { packageVersion } from './package-version.js';
+import { type Reloadable, type ReloadReport, reloadAll } from './reload.js';
 
 export interface ServerOptions {
-  /** Interface to listen on; 127.0.0.1 unless given (`keel serve` passes 0.0.0.0 by default). */
+  /** Interface to listen on; 127.0.0.1 (this machine only) unless given, as for `keel serve`. */
   host?: string;
   /** 0 lets the operating system choose; the chosen port is in the result. */
   port?: number;
@@ -57,7 +65,12 @@ export interface RunningServer {
   close(): Promise<void>;
   /** Resolves with the reason if the core halts (storage failure, damage found in recovery). */
   readonly halted: Promise<string>;
+  /** Re-reads the password and ACL files now; never throws (see io/reload.ts). */
+  reload(): ReloadReport;
 }
+
+/** What a running server keeps until it is restarted, as a reload reports it. */
+export const restartOnly: readonly string[] = ['listen address and port', 'data directory', 'settings (--config, including which password and ACL files)', 'log level'];
 
 /** Thrown by `startServer` when the configuration is invalid; `problems` has one line per fault. */
 export class ConfigError extends Error {
@@ -72,18 +85,12 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   if (!resolved.ok) throw new ConfigError(resolved.problems);
   const config = resolved.config;
   const logger = options.logger ?? new Logger('silent');
-  // Password file and enhanced methods (io/auth/): a bad file is a configuration error too.
-  const authentication = loadAuthentication(config, logger);
-  if ('problems' in authentication) throw new ConfigError(authentication.problems);
-  // The ACL file (io/auth/acl-file.ts): a bad file is a configuration error; it is then watched.
-  const acl = loadAclFile(config.aclFile, logger);
-  if (acl !== null && 'problems' in acl) throw new ConfigError(acl.problems);
-  const authorizer = acl === null ? undefined : acl.authorizer;
-  const temporary = options.dataDirectory === undefined;
-  const dataDirectory = options.dataDirectory ?? mkdtempSync(join(tmpdir(), 'keel-data-'));
+  const access = loadAccess(config, logger);
+  const claimed = claimDataDirectory(options.dataDirectory, logger);
+  const dataDirectory = claimed.dataDirectory;
   const clock = new MonotonicClock();
   const logDebug = logger.enabled('debug');
-  const createCore = options.createCore ?? ((coreConfig: BrokerConfig, nowMs: number) => defaultCore(coreConfig, nowMs, authentication, authorizer, logDebug));
+  const createCore = options.createCore ?? ((coreConfig: BrokerConfig, nowMs: number) => defaultCore(coreConfig, nowMs, access.authentication, access.authorizer, logDebug));
   const core = createCore(config, clock.nowMs());
   let reportHalt: (reason: string) => void = () => undefined;
   const halted = new Promise<string>((resolve) => (reportHalt = resolve));
@@ -99,18 +106,20 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const driver = new Driver(core, host);
   host.attach(driver);
   driver.start(clock.nowMs());
-  acl?.watch();
-  // A core that halts during recovery never becomes ready; fail the start instead of hanging.
-  await Promise.race([
-    host.whenReady(),
-    halted.then((reason) => {
-      throw new Error(`the broker halted while recovering: ${reason}`);
-    }),
-  ]);
-
+  access.acl?.watch();
   const server = net.createServer({ noDelay: true }, (socket) => host.accept(socket));
-  server.on('error', (error) => logger.error('server-error', { message: error.message }));
-  const address = await listen(server, options.host ?? '127.0.0.1', options.port ?? 0);
+  let address: net.AddressInfo;
+  try {
+    await readyOrHalted(host, halted);
+    server.on('error', (error) => logger.error('server-error', { message: error.message }));
+    address = await listen(server, options.host ?? '127.0.0.1', options.port ?? 0);
+  } catch (error) {
+    // The lock goes last: nothing may write to the directory once another process can have it.
+    access.acl?.close();
+    await host.stop(0).catch(() => undefined);
+    claimed.release();
+    throw error;
+  }
   logger.announce('listening', { host: address.address, port: address.port, dataDirectory });
 
   let closing: Promise<void> | null = null;
@@ -119,8 +128,8 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
       await host.stop(options.shutdownGraceMs ?? 3_000);
       await serverClosed;
-      acl?.close();
-      if (temporary) rmSync(dataDirectory, { recursive: true, force: true });
+      access.acl?.close();
+      claimed.release();
       logger.info('stopped', {});
     })();
     return closing;
@@ -134,7 +143,75 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     connectionCount: () => host.connections.size,
     close,
     halted,
+    reload: () => reloadAll(access.reloadables, restartOnly),
   };
+}
+
+/** A core that halts during recovery never becomes ready: the start fails instead of hanging. */
+function readyOrHalted(host: NodeHost, halted: Promise<string>): Promise<void> {
+  return Promise.race([
+    host.whenReady(),
+    halted.then((reason) => {
+      throw new Error(`the broker halted while recovering: ${reason}`);
+    }),
+  ]);
+}
+
+interface Access {
+  readonly authentication: Authentication;
+  readonly authorizer: Authorizer | undefined;
+  readonly acl: AclFile | null;
+  /** What SIGHUP re-reads; TLS certificates will join here when listeners get them. */
+  readonly reloadables: Reloadable[];
+}
+
+/** The password file, methods and ACL file; any problem with them is a ConfigError. */
+function loadAccess(config: BrokerConfig, logger: Logger): Access {
+  // Password file and enhanced methods (io/auth/): a bad file is a configuration error too.
+  const loaded = loadAuthentication(config, logger);
+  if ('problems' in loaded) throw new ConfigError(loaded.problems);
+  // The ACL file (io/auth/acl-file.ts): a bad file is a configuration error; it is then watched.
+  const acl = loadAclFile(config.aclFile, logger);
+  if (acl !== null && 'problems' in acl) throw new ConfigError(acl.problems);
+  const reloadables: Reloadable[] = [];
+  if (loaded.passwordStore !== null) reloadables.push(loaded.passwordStore);
+  if (acl !== null) reloadables.push(acl);
+  return { authentication: loaded.authentication, authorizer: acl?.authorizer, acl, reloadables };
+}
+
+interface ClaimedDirectory {
+  readonly dataDirectory: string;
+  /** Gives up the lock (and removes a temporary directory); safe to call more than once. */
+  release(): void;
+}
+
+/**
+ * Makes the data directory this process's before recovery reads it: created if missing, locked
+ * (io/data-directory-lock.ts: a second broker there fails here, naming the first one's PID), and
+ * probed for writing (node-storage.ts), so that every reason it cannot be used stops the start
+ * with the directory's name, before the broker says it is listening.
+ */
+function claimDataDirectory(requested: string | undefined, logger: Logger): ClaimedDirectory {
+  const temporary = requested === undefined;
+  const dataDirectory = requested ?? mkdtempSync(join(tmpdir(), 'keel-data-'));
+  try {
+    mkdirSync(dataDirectory, { recursive: true });
+  } catch (error) {
+    throw new Error(`cannot create data directory ${dataDirectory}: ${(error as Error).message}`, { cause: error });
+  }
+  const lock = lockDataDirectory(dataDirectory, 'keel serve');
+  if (lock.replaced !== null) logger.warn('stale-lock-replaced', { file: lock.file, pid: lock.replaced.holder?.pid ?? null, why: lock.replaced.why });
+  const release = (): void => {
+    lock.release();
+    if (temporary) rmSync(dataDirectory, { recursive: true, force: true });
+  };
+  try {
+    probeDataDirectory(dataDirectory);
+  } catch (error) {
+    release();
+    throw error;
+  }
+  return { dataDirectory, release };
 }
 
 function defaultCore(config: BrokerConfig, nowMs: number, authentication: Authentication, authorizer: Authorizer | undefined, logDebug: boolean): BrokerCore {

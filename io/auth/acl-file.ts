@@ -2,7 +2,7 @@
  * The ACL file: who may publish, subscribe to and receive which topics. Parsed here into the
  * rules that src/broker/authorizer.ts evaluates; loaded once at start (a bad file stops the start
  * with every problem listed, `file:line: why`), then reloaded when its modification time, size or
- * inode changes, looked at no more than once per `recheckMs`. A reload that finds problems keeps
+ * inode changes, looked at no more than once per `recheckMs`, or at once on SIGHUP (`reload`). A reload that finds problems keeps
  * the rules in force and logs a warning, so a half-edited file never opens or closes everything.
  *
  * Format, one statement per line (leading and trailing white space ignored):
@@ -20,6 +20,7 @@
  */
 
 import { type Access, type AclRule, type AclRules, aclFilterProblem, RuleAuthorizer } from '../../src/broker/authorizer.js';
+import type { Reloadable, ReloadOutcome } from '../reload.js';
 import { WatchedFile, type WatchedFileOptions } from './watched-file.js';
 
 /** A file with more rules than this is refused: every rule is scanned on a cache miss. */
@@ -108,7 +109,8 @@ function parseRule(text: string, line: number): AclRule | string {
 
 export type AclFileOptions = WatchedFileOptions;
 
-export class AclFile {
+export class AclFile implements Reloadable {
+  readonly what = 'ACL file';
   /** What the core is given: the same object for the life of the file; reloads replace its rules. */
   readonly authorizer: RuleAuthorizer;
   private timer: NodeJS.Timeout | null = null;
@@ -154,14 +156,37 @@ export class AclFile {
   /** Reloads when `recheckMs` has passed since the last look and the file changed. */
   maybeReload(): void {
     const text = this.watched.changedText((message) => this.log('warn', 'acl-file-unreadable', { file: this.file, message }));
-    if (text === null) return;
+    if (text !== null) this.apply(text);
+  }
+
+  /** Re-reads the file now (SIGHUP, io/reload.ts); a bad or unreadable file keeps the rules in force. */
+  reload(): ReloadOutcome {
+    let unreadable = '';
+    const text = this.watched.readNow((message) => {
+      unreadable = message;
+      this.log('warn', 'acl-file-unreadable', { file: this.file, message });
+    });
+    const inForce = (): string => {
+      const counts = ruleCounts(this.authorizer.rules);
+      return `${counts.rules} rules for ${counts.users} users`;
+    };
+    if (text === null) return { what: this.what, ok: false, detail: `kept ${inForce()}, cannot read ${this.file}: ${unreadable}` };
+    const problems = this.apply(text);
+    if (problems !== null) return { what: this.what, ok: false, detail: `kept ${inForce()}, ${this.file} has problems: ${problems}` };
+    return { what: this.what, ok: true, detail: `${inForce()} from ${this.file}` };
+  }
+
+  /** Puts the text's rules in force, or keeps the old ones and returns the problems. */
+  private apply(text: string): string | null {
     const parsed = parseAclFile(text, this.file);
     if (parsed.problems.length > 0) {
-      this.log('warn', 'acl-file-invalid', { file: this.file, problems: parsed.problems.join('; ') });
-      return;
+      const problems = parsed.problems.join('; ');
+      this.log('warn', 'acl-file-invalid', { file: this.file, problems });
+      return problems;
     }
     this.authorizer.replace(parsed.rules);
     this.log('info', 'acl-file-reloaded', { file: this.file, ...ruleCounts(parsed.rules) });
+    return null;
   }
 }
 

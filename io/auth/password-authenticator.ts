@@ -5,8 +5,11 @@
  *
  * Outcomes: no user name: accepted when anonymous access is allowed, else 0x87 Not authorized
  * (3.1.1: rc 5); a user name with a wrong or missing password, or an unknown user: 0x86 Bad user
- * name or password (3.1.1: rc 4). An unknown user costs the same hash as a known one, so timing
- * does not tell which user names exist.
+ * name or password (3.1.1: rc 4). An unknown user is checked against a decoy (decoy.ts) shaped
+ * like the file's entries: a file of SCRAM users answers unknown names with PBKDF2 at their
+ * iteration count, a file of scrypt users with scrypt at their cost, a mixed file with either in
+ * proportion, the same one for the same name every time. So timing does not tell which user
+ * names exist, whichever hash form the file holds.
  *
  * Cost: the hash is slow on purpose (scrypt, ~50 ms), and the seam is synchronous, so a check
  * blocks the event loop. A reconnect storm of clients that all know their password must not
@@ -20,13 +23,16 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { AuthenticationDecision, AuthenticationRequest, Authenticator } from '../../src/broker/authenticator.js';
 import { ReasonCode } from '../../src/codec/reason-codes.js';
-import { hashPasswordScrypt, type PasswordEntry, verifyPassword } from './password-file.js';
+import { Decoys } from './decoy.js';
+import { type PasswordEntry, verifyPassword } from './password-file.js';
 import type { PasswordStore } from './password-store.js';
 
 export interface PasswordAuthenticatorOptions {
   allowAnonymous: boolean;
   /** Entries per cache (verified users; failed pairs). */
   cacheEntriesMax?: number;
+  /** Shared with the SCRAM authenticator, so that both show an unknown name the same decoy. */
+  decoys?: Decoys;
 }
 
 export interface PasswordAuthenticatorStats {
@@ -50,8 +56,8 @@ export class PasswordAuthenticator implements Authenticator {
   private readonly verified = new Map<string, Verified>();
   /** Digest of a failed (user, password) pair, in hex, to the hash line it failed against. */
   private readonly refused = new Map<string, string>();
-  /** Hashed for unknown users, so that they cost as much as known ones. */
-  private readonly decoy = hashPasswordScrypt(randomBytes(16));
+  /** What unknown users are checked against, so that they cost as much as known ones. */
+  private readonly decoys: Decoys;
 
   constructor(
     private readonly store: PasswordStore,
@@ -59,6 +65,7 @@ export class PasswordAuthenticator implements Authenticator {
   ) {
     this.allowAnonymous = options.allowAnonymous;
     this.cacheEntriesMax = options.cacheEntriesMax ?? 10_000;
+    this.decoys = options.decoys ?? new Decoys();
   }
 
   authenticate(request: AuthenticationRequest): AuthenticationDecision {
@@ -76,14 +83,15 @@ export class PasswordAuthenticator implements Authenticator {
       return cached ? { ok: true } : bad;
     }
     this.stats.hashed += 1;
-    const good = this.check(entry, request.password);
+    const good = this.check(request.username, entry, request.password);
     this.remember(request.username, hashText, digest, good);
     return good ? { ok: true } : bad;
   }
 
-  private check(entry: PasswordEntry | undefined, password: Uint8Array): boolean {
+  private check(username: string, entry: PasswordEntry | undefined, password: Uint8Array): boolean {
     if (entry === undefined) {
-      verifyPassword(this.decoy, password);
+      // The decoy's answer is ignored: an unknown user is refused even if the bytes matched.
+      verifyPassword(this.decoys.password(username, this.store.profile), password);
       return false;
     }
     return verifyPassword(entry.hash, password);

@@ -14,14 +14,23 @@
  * Refusals: wrong proof, unknown user or a user with only a scrypt hash: 0x86; a malformed
  * message, channel binding ("p="), an authorization identity other than the user, or a user
  * other than the CONNECT's user name (or, on re-authentication, the identity already
- * authenticated): 0x87. An unknown user gets a made-up salt (stable per user) and fails only
- * at the proof, so the exchange does not tell which users exist. Not done: SASLprep (names and
- * passwords are compared as UTF-8 bytes), channel binding (SCRAM-SHA-256-PLUS).
+ * authenticated): 0x87.
+ *
+ * Unknown users (RFC 5802 section 9): a name without SCRAM keys gets decoy credentials
+ * (decoy.ts): a salt of the real entries' length and one of their iteration counts, derived from
+ * the name and a per-process secret, so the same name always gets the same server-first
+ * message, and the exchange fails only at the proof. Both paths do the same work: the decoy is
+ * derived for every exchange, known user or not, and the proof is checked the same way, so
+ * neither the messages nor their timing tell which users exist.
+ *
+ * Not done: SASLprep (names and passwords are compared as UTF-8 bytes), channel binding
+ * (SCRAM-SHA-256-PLUS).
  */
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { AuthenticationRequest, AuthenticationStep, EnhancedAuthenticator } from '../../src/broker/authenticator.js';
 import { ReasonCode } from '../../src/codec/reason-codes.js';
-import { type ScramHash, scramIterationsDefault } from './password-file.js';
+import { Decoys } from './decoy.js';
+import type { ScramHash } from './password-file.js';
 import type { PasswordStore } from './password-store.js';
 
 export const scramSha256 = 'SCRAM-SHA-256';
@@ -42,13 +51,15 @@ interface ScramState {
 
 export class ScramSha256Authenticator implements EnhancedAuthenticator {
   readonly methods = [scramSha256];
-  /** Derives made-up salts and keys for unknown users; random per process. */
-  private readonly decoyKey = randomBytes(32);
 
-  /** `serverNonce` is injectable so that tests can replay RFC 7677's example exchange. */
+  /**
+   * `serverNonce` is injectable so that tests can replay RFC 7677's example exchange; `decoys` is
+   * shared with the password authenticator, so that both show an unknown name the same decoy.
+   */
   constructor(
     private readonly store: PasswordStore,
     private readonly serverNonce: () => string = () => randomBytes(serverNonceBytes).toString('base64'),
+    private readonly decoys: Decoys = new Decoys(),
   ) {}
 
   start(method: string, data: Uint8Array | undefined, request: AuthenticationRequest): AuthenticationStep {
@@ -60,8 +71,10 @@ export class ScramSha256Authenticator implements EnhancedAuthenticator {
     // The SCRAM user must be the one the CONNECT named, or the one authenticated before.
     if (request.username !== undefined && request.username !== first.username) return notAuthorized;
     const entry = this.store.lookup(first.username);
+    // Derived whether or not it is used, so that a known user costs what an unknown one does.
+    const decoy = this.decoys.scram(first.username, this.store.profile);
     const known = entry !== undefined && entry.hash.kind === 'scram-sha-256';
-    const credentials = known ? (entry.hash as ScramHash) : this.decoy(first.username);
+    const credentials = known ? (entry.hash as ScramHash) : decoy;
     const nonce = first.clientNonce + this.serverNonce();
     const serverFirst = `r=${nonce},s=${credentials.salt.toString('base64')},i=${credentials.iterations}`;
     const state: ScramState = { username: first.username, gs2Header: first.gs2Header, clientFirstBare: first.bare, serverFirst, nonce, credentials, known };
@@ -84,12 +97,6 @@ export class ScramSha256Authenticator implements EnhancedAuthenticator {
     if (!timingSafeEqual(storedKey, scram.credentials.storedKey) || !scram.known) return badCredentials;
     const serverSignature = hmac(scram.credentials.serverKey, authMessage);
     return { kind: 'success', data: Buffer.from(`v=${serverSignature.toString('base64')}`, 'utf8'), identity: scram.username };
-  }
-
-  /** Stable made-up credentials for a user the file does not have (no key can match them). */
-  private decoy(username: string): ScramHash {
-    const salt = hmac(this.decoyKey, `salt:${username}`).subarray(0, 16);
-    return { kind: 'scram-sha-256', iterations: scramIterationsDefault, salt, storedKey: hmac(this.decoyKey, `stored:${username}`), serverKey: hmac(this.decoyKey, `server:${username}`) };
   }
 }
 

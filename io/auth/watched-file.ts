@@ -4,6 +4,10 @@
  * stat) at most once per `recheckMs`; a change in modification time, size or inode hands the new
  * text to the owner, exactly once per change, so a broken edit is reported once rather than every
  * `recheckMs`, and the owner keeps its previous contents until a good edit arrives.
+ *
+ * An operator can also ask for a reload now (SIGHUP, see io/reload.ts): `readNow` reads the file
+ * whether or not it looks changed, because an edit that kept the size and landed within the file
+ * system's timestamp resolution would otherwise go unseen, and "reload" should mean reload.
  */
 import { readFileSync, statSync } from 'node:fs';
 
@@ -54,6 +58,24 @@ export class WatchedFile {
     try {
       const fingerprint = fingerprintOf(this.file);
       if (fingerprint === this.fingerprint) return null;
+      const text = readFileSync(this.file, 'utf8');
+      this.fingerprint = fingerprint;
+      return text;
+    } catch (error) {
+      onUnreadable((error as Error).message);
+      return null;
+    }
+  }
+
+  /**
+   * The file's text, read now whatever the interval and the fingerprint say; null when it cannot
+   * be read (reported through `onUnreadable`). Counts as a look: the next `changedText` compares
+   * against what was read here.
+   */
+  readNow(onUnreadable: (message: string) => void): string | null {
+    this.checkedMs = this.nowMs();
+    try {
+      const fingerprint = fingerprintOf(this.file);
       const text = readFileSync(this.file, 'utf8');
       this.fingerprint = fingerprint;
       return text;

@@ -1,18 +1,19 @@
 /**
  * End-to-end tests of the `keel` executable as users run it: a real child process of
  * `node dist/io/cli.js` (built first if stale). They prove the help lists every command, a bad
- * configuration file exits 2 naming the file and every problem, SIGTERM makes a running broker say
+ * configuration file exits 2 naming the file and every problem, `serve` listens on this machine
+ * only unless `--host` opens it up (and says which in its log), SIGTERM makes a running broker say
  * goodbye to 5.0 clients with DISCONNECT 0x8B and exit 0, `keel pub`/`keel sub` round-trip a
  * message, the client commands fail with readable messages and meaningful exit codes, and
  * `keel sim`/`keel vopr` reach the simulator (same seed, same output, across processes).
  */
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
+import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runSimulation } from '../../sim/simulation.js';
-import { Clients, closedWithReason, ensureBuilt, type KeelProcess, runKeel, startKeelProcess } from './helpers.js';
+import { Clients, closedWithReason, ensureBuilt, type KeelProcess, runKeel, startKeelProcess, waitUntil } from './helpers.js';
 
 let workDirectory: string;
 const children: KeelProcess[] = [];
@@ -30,6 +31,22 @@ afterAll(() => {
 function track<T extends KeelProcess>(keel: T): T {
   children.push(keel);
   return keel;
+}
+
+/** The error code of a TCP connection attempt to `host`:`port`, or 'connected'. */
+function connectError(host: string, port: number): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host, port });
+    socket.setTimeout(3_000, () => {
+      socket.destroy();
+      resolve('timeout');
+    });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve('connected');
+    });
+    socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? 'error'));
+  });
 }
 
 /** A port that was free a moment ago: connecting to it is refused. */
@@ -120,7 +137,8 @@ describe('keel command line', () => {
   it('serve creates its data directory, and SIGTERM sends 5.0 clients DISCONNECT 0x8B and exits 0', async () => {
     const dataDirectory = join(workDirectory, 'serve-data');
     const keel = track(await startKeelProcess(dataDirectory));
-    expect(readdirSync(dataDirectory)).toEqual([]);
+    // Only the lock that says this broker owns the directory (io/data-directory-lock.ts).
+    expect(readdirSync(dataDirectory)).toEqual(['keel.lock']);
     const clients = new Clients(() => keel.port);
     try {
       const { client } = await clients.connect(5);
@@ -132,6 +150,38 @@ describe('keel command line', () => {
     } finally {
       await clients.endAll();
     }
+  }, 10_000);
+
+  it('serve listens on 127.0.0.1 unless --host is given, and says so', async () => {
+    const keel = track(runKeel(['serve', '--port', '0', '--data-dir', join(workDirectory, 'local-data')]));
+    await waitUntil(() => /"event":"local-only"/.test(keel.stdout()), 8_000, 'the local-only line');
+    const listening = JSON.parse(
+      keel
+        .stdout()
+        .split('\n')
+        .find((line) => line.includes('"event":"listening"'))!,
+    ) as { host: string; port: number };
+    expect(listening.host).toBe('127.0.0.1');
+    expect(keel.stdout()).toMatch(/"level":"warn","event":"local-only".*reachable from this machine only; pass --host 0\.0\.0\.0/);
+    const clients = new Clients(() => listening.port);
+    await clients.connect(4);
+    await clients.endAll();
+    // Another address of this machine, if it has one, is refused: nothing listens there.
+    const outside = Object.values(networkInterfaces())
+      .flat()
+      .find((address) => address !== undefined && address.family === 'IPv4' && !address.internal);
+    if (outside !== undefined) expect(await connectError(outside.address, listening.port)).toBe('ECONNREFUSED');
+    keel.child.kill('SIGTERM');
+    expect(await keel.exited).toBe(0);
+  }, 10_000);
+
+  it('serve --host 0.0.0.0 listens on every interface and warns that anonymous clients may connect', async () => {
+    const keel = track(runKeel(['serve', '--host', '0.0.0.0', '--port', '0', '--data-dir', join(workDirectory, 'open-data')]));
+    await waitUntil(() => /"event":"anonymous-access"/.test(keel.stdout()), 8_000, 'the anonymous-access line');
+    expect(keel.stdout()).toMatch(/"event":"listening","host":"0\.0\.0\.0"/);
+    expect(keel.stdout()).not.toContain('local-only');
+    keel.child.kill('SIGTERM');
+    expect(await keel.exited).toBe(0);
   }, 10_000);
 
   it('keel sub receives what keel pub publishes, as "topic payload"', async () => {

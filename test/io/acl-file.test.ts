@@ -3,9 +3,11 @@
  * rules it spells; every bad line is reported with its file name and line number, all at once;
  * and live reload follows the file (with an injected clock, so the once-per-recheckMs limit is
  * tested without waiting): an edit takes effect, a broken edit keeps the rules in force and warns
- * once, a vanished file warns and keeps the rules, and nothing is looked at before recheckMs.
+ * once, a vanished file warns and keeps the rules, and nothing is looked at before recheckMs;
+ * and `reload()` (SIGHUP) reads the file at once, even after an edit that kept its size and
+ * modification time, and keeps the rules when the file is bad or gone.
  */
-import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -143,6 +145,27 @@ describe('AclFile', () => {
     acl.maybeReload();
     expect(acl.authorizer.canReceive(alice, 'a/1')).toBe(true);
     expect(logs).toEqual([{ level: 'warn', event: 'acl-file-unreadable' }]);
+  });
+
+  it('reload() re-reads at once, even an edit the watcher cannot see, and keeps the rules when the file is bad', () => {
+    write('user alice\ntopic read a/#\n');
+    const acl = open();
+    // Same size, same inode, same modification time: only a forced read notices this edit.
+    const seconds = Math.floor(Date.now() / 1000) - 60;
+    utimesSync(file, seconds, seconds);
+    const reopened = open();
+    write('user alice\ntopic read b/#\n');
+    utimesSync(file, seconds, seconds);
+    nowMs = 5_000;
+    reopened.maybeReload();
+    expect(reopened.authorizer.canReceive(alice, 'b/1')).toBe(false);
+    expect(acl.reload()).toEqual({ what: 'ACL file', ok: true, detail: `1 rules for 1 users from ${file}` });
+    expect(acl.authorizer.canReceive(alice, 'b/1')).toBe(true);
+    write('user alice\ntopic reed c/#\n');
+    expect(acl.reload()).toEqual({ what: 'ACL file', ok: false, detail: `kept 1 rules for 1 users, ${file} has problems: ${file}:2: topic: unknown access "reed" (read, write, readwrite or deny)` });
+    unlinkSync(file);
+    expect(acl.reload()).toMatchObject({ ok: false, detail: expect.stringMatching(/^kept 1 rules for 1 users, cannot read .*ENOENT/) });
+    expect(acl.authorizer.canReceive(alice, 'b/1')).toBe(true);
   });
 
   it('loadAclFile gives null without a file and the problems of a bad one', () => {

@@ -1,14 +1,14 @@
 /**
  * Proves the Node-side authenticators (io/auth/): the password file format (both hash forms,
  * bad lines reported with their line numbers, updates that keep other lines), the reloading
- * store, the password authenticator's decisions and its result cache (measured by how many
- * checks ran the slow hash, and invalidated by a password change), and SCRAM-SHA-256 on the
- * server side: RFC 7677's own example exchange replayed byte for byte, then exchanges with an
- * independent client (test/io/auth-scram-client.ts) that succeed or fail for each reason.
- * Files live in a fresh temporary directory; scrypt runs at a low cost where the cost is not
- * what is being tested.
+ * store (and its forced reload on SIGHUP), the password authenticator's decisions and its result
+ * cache (measured by how many checks ran the slow hash, and invalidated by a password change),
+ * and SCRAM-SHA-256 on the server side: RFC 7677's own example exchange replayed byte for byte,
+ * then exchanges with an independent client (test/io/auth-scram-client.ts) that succeed or fail
+ * for each reason. Files live in a fresh temporary directory; scrypt runs at a low cost where the
+ * cost is not what is being tested.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -116,6 +116,24 @@ describe('password store', () => {
     writeFileSync(file, 'garbage line\n');
     nowMs = 2_500;
     expect(store.lookup('alice')).toBeDefined();
+  });
+
+  it('reload() re-reads at once, even an edit the watcher cannot see, and keeps the users when the file is bad', () => {
+    const file = join(directory, 'passwords');
+    updatePasswordFile(file, 'alice', hashPasswordScrypt(bytes('a'), lowCost));
+    // Same size, same inode, same modification time: only a forced read notices the edit.
+    const seconds = Math.floor(Date.now() / 1000) - 60;
+    utimesSync(file, seconds, seconds);
+    const store = openStore(file, () => 5_000);
+    const before = readFileSync(file, 'utf8');
+    writeFileSync(file, before.replace('alice:', 'alicf:'));
+    utimesSync(file, seconds, seconds);
+    expect(store.lookup('alicf')).toBeUndefined();
+    expect(store.reload()).toEqual({ what: 'password file', ok: true, detail: `1 users from ${file}` });
+    expect(store.lookup('alicf')).toBeDefined();
+    writeFileSync(file, 'garbage\n');
+    expect(store.reload()).toEqual({ what: 'password file', ok: false, detail: `kept 1 users, ${file} has problems: ${file}:1: expected username:hash` });
+    expect(store.lookup('alicf')).toBeDefined();
   });
 
   it('refuses to open a missing or bad file, listing the problems', () => {

@@ -2,7 +2,8 @@
  * Proves that the broker is started with the same node flags however a user starts it: the
  * `keel` command's launcher line (io/cli.ts), `npm start` (package.json) and the benchmark's Keel
  * child all carry the same flags, and node accepts them. The benchmark reads the launcher line
- * rather than keeping its own copy, so its figures are those of the shipped launcher.
+ * rather than keeping its own copy, so its figures are those of the shipped launcher. Also that
+ * `npm start` leaves the listen address to `keel serve`'s default, this machine only.
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -27,6 +28,13 @@ describe('launcher flags', () => {
     const flags = launcherNodeFlags(cliSource);
     expect(flags.length).toBeGreaterThan(0);
     expect(startScriptNodeFlags()).toEqual(flags);
+  });
+
+  it('npm start keeps the broker on this machine: its script names no host, so keel serve listens on 127.0.0.1', () => {
+    const manifest = JSON.parse(readFileSync(`${root}package.json`, 'utf8')) as { scripts: Record<string, string> };
+    const words = manifest.scripts.start!.split(/ +/);
+    expect(words.slice(words.indexOf('dist/io/cli.js') + 1, words.indexOf('dist/io/cli.js') + 2)).toEqual(['serve']);
+    expect(words.filter((word) => word === '--host' || word === '-H' || word.startsWith('--host='))).toEqual([]);
   });
 
   it('node accepts the launcher flags', () => {

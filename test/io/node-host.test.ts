@@ -5,7 +5,8 @@
  * never hears about that connection again, a peer close is reported exactly once, wakeups fire
  * tick at the deadline, the server listens only once the core is ready, close() runs the core's
  * shutdown and waits for the sockets, a connection the core pauses is not read until it resumes
- * it, and a halted core hears nothing more. Also that a write queued behind unsent bytes holds
+ * it, and a halted core hears nothing more (and its server, once closed, leaves the data
+ * directory unlocked). Also that a write queued behind unsent bytes holds
  * its own bytes rather than the slab they were encoded into.
  */
 
@@ -194,7 +195,8 @@ describe('NodeHost over real sockets', () => {
       [3, true],
     ]);
     expect(new TextDecoder().decode(results[2]!.bytes)).toBe('hello disk');
-    expect(readdirSync(dataDirectory)).toEqual(['log']);
+    // Beside the core's file, only the server's lock (io/data-directory-lock.ts); the write probe is gone.
+    expect(readdirSync(dataDirectory)).toEqual(['keel.lock', 'log']);
   });
 
   it('close() runs the core shutdown, flushes goodbyes and waits for every socket', async () => {
@@ -229,12 +231,28 @@ describe('NodeHost over real sockets', () => {
     expect(core.inputs.some((input) => input.kind === 'closed' || input.kind === 'shutdown')).toBe(false);
   });
 
+  it('gives up the data directory lock when it closes after a halt', async () => {
+    const given = mkdtempSync(join(tmpdir(), 'keel-halted-'));
+    try {
+      const running = await startServer({ createCore: () => new ScriptedCore({ startReady: true }), dataDirectory: given, shutdownGraceMs: 500 });
+      expect(readdirSync(given)).toEqual(['keel.lock']);
+      const client = await connect(running.port);
+      client.socket.write('halt disk on fire\n');
+      expect(await running.halted).toBe('disk on fire');
+      await running.close();
+      expect(readdirSync(given)).toEqual([]);
+    } finally {
+      rmSync(given, { recursive: true, force: true });
+    }
+  });
+
   it('removes a temporary data directory on close but keeps a given one', async () => {
     const given = mkdtempSync(join(tmpdir(), 'keel-given-'));
     try {
       const kept = await startServer({ createCore: () => new ScriptedCore({ startReady: true }), dataDirectory: given });
       await kept.close();
-      expect(existsSync(given)).toBe(true);
+      // Kept, and left as found: close() released the lock.
+      expect(readdirSync(given)).toEqual([]);
       const temporary = await startServer({ createCore: () => new ScriptedCore({ startReady: true }) });
       expect(existsSync(temporary.dataDirectory)).toBe(true);
       await temporary.close();

@@ -2,14 +2,17 @@
  * Proves NodeStorage executes every StorageRequest kind against a real directory, completes them
  * in the order issued (a sync issued after a write completes after it), reports operating-system
  * failures as results with the contract's codes rather than exceptions, and keeps file names
- * inside the directory.
+ * inside the directory and away from the backend's own files (the lock, the write probe); and
+ * that the start-up write probe leaves a writable directory as it was and refuses an unwritable
+ * one (read-only; for root, immutable) with its name and the operating system's error.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { NodeStorage } from '../../io/node-storage.js';
+import { NodeStorage, probeDataDirectory } from '../../io/node-storage.js';
 import type { StorageRequest, StorageResult } from '../../src/contract.js';
+import { unwritableDirectory } from '../integration/unwritable-directory.js';
 
 let directory: string;
 let storage: NodeStorage;
@@ -102,5 +105,36 @@ describe('NodeStorage', () => {
     }
     expect(() => storage.submit({ op: 'rename', requestId: 2, from: 'ok', to: '/etc/passwd' })).toThrow(/storage file name/);
     expect(storage.pendingCount).toBe(0);
+  });
+
+  it("keeps the backend's own files (lock, write probe) out of the core's namespace", async () => {
+    for (const name of ['keel.lock', 'keel.lock.stale-1-ab', 'keel-write-probe', 'wal-0000000000000001.log']) writeFileSync(join(directory, name), 'x');
+    const [listed] = await run({ op: 'list', requestId: 1 });
+    expect(listed).toEqual({ requestId: 1, ok: true, files: [{ name: 'wal-0000000000000001.log', size: 1 }] });
+    for (const file of ['keel.lock', 'keel-write-probe']) {
+      expect(() => storage.submit({ op: 'delete', requestId: 2, file })).toThrow(/belongs to the backend/);
+    }
+  });
+});
+
+describe('probeDataDirectory', () => {
+  it('leaves a writable directory as it found it', () => {
+    probeDataDirectory(directory);
+    expect(readdirSync(directory)).toEqual([]);
+  });
+
+  it('refuses an unwritable directory, naming it and the error', (context) => {
+    const readOnly = join(directory, 'read-only');
+    mkdirSync(readOnly);
+    const made = unwritableDirectory(readOnly);
+    if (!made.ok) {
+      context.skip(made.reason);
+      return;
+    }
+    try {
+      expect(() => probeDataDirectory(readOnly)).toThrow(new RegExp(`^data directory ${readOnly} is not writable: (EACCES|EPERM|EROFS): `));
+    } finally {
+      made.undo();
+    }
   });
 });
