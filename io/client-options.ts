@@ -3,14 +3,23 @@
  * validation, and the translation into `mqtt` client options.
  *
  * Parsing problems are usage errors (exit 2, message on stderr); failures to reach or be accepted
- * by the broker are exit 1; a `-W` timeout is exit 3. Scripts can rely on these codes.
+ * by the broker are exit 1, with the broker's reason when it gave one (client-refusals.ts); a `-W`
+ * timeout is exit 3. Scripts can rely on these codes.
  */
 import { type Command, InvalidArgumentError } from 'commander';
 import type { IClientOptions, MqttClient } from 'mqtt';
+import { describeReasonCode, withReasonString } from './client-refusals.js';
 
 export const exitCode = { ok: 0, failure: 1, usage: 2, timeout: 3 } as const;
 
 export type MqttProtocolVersion = 3 | 4 | 5;
+
+/**
+ * The protocol's own bounds on a topic, for checking names and filters before sending: an MQTT
+ * string holds at most 65,535 bytes, and the protocol sets no bound on levels. A broker's tighter
+ * limits (Keel's topicBytesMax, topicLevelsMax) are its to enforce, with its reason code.
+ */
+export const protocolTopicLimits = { topicBytesMax: 65_535, topicLevelsMax: Number.MAX_SAFE_INTEGER } as const;
 
 export interface ConnectionFlags {
   host: string;
@@ -124,13 +133,23 @@ export function clientOptions(flags: ConnectionFlags, clean: boolean): IClientOp
 /** One readable line for a failed connection, whatever shape the error has. */
 export function describeConnectionError(error: Error & { code?: unknown }, flags: ConnectionFlags): string {
   const where = `${flags.host}:${flags.port}`;
-  if (typeof error.code === 'number') return `connection to ${where} refused: ${error.message} (reason code 0x${error.code.toString(16).padStart(2, '0')})`;
+  // mqtt puts a refusing CONNACK's code on the error; its message is the library's own wording.
+  if (typeof error.code === 'number') return `connection to ${where} refused: ${describeReasonCode(error.code, 'connack', flags.protocolVersion)}`;
   if (typeof error.code === 'string') return `cannot connect to ${where}: ${error.message} (${error.code})`;
   return `cannot connect to ${where}: ${error.message}`;
 }
 
-/** Wires the failure paths of one client run; the returned function ends the run exactly once. */
-export function settle(client: MqttClient, resolve: (code: number) => void, flags: ConnectionFlags, name = 'pub'): (code: number, message?: string) => void {
+/** Why a connection the broker closed says no more: only MQTT 5 has a DISCONNECT from the broker. */
+export function closeWithoutReason(flags: ConnectionFlags): string {
+  return flags.protocolVersion === 5 ? 'without a DISCONNECT naming the reason' : 'MQTT 3.1.1 cannot say why; the broker log does';
+}
+
+/**
+ * Wires the failure paths of one client run; the returned function ends the run exactly once.
+ * `describeClose` words a close by the broker for the moment it happens (before the CONNACK,
+ * before an acknowledgement, while subscribed), since the close itself carries no reason.
+ */
+export function settle(client: MqttClient, resolve: (code: number) => void, flags: ConnectionFlags, name: 'pub' | 'sub', describeClose: () => string): (code: number, message?: string) => void {
   let done = false;
   const timer = flags.timeout === undefined ? null : setTimeout(() => finish(exitCode.timeout, `timed out after ${flags.timeout} s`), flags.timeout * 1000);
   function finish(code: number, message?: string): void {
@@ -143,9 +162,9 @@ export function settle(client: MqttClient, resolve: (code: number) => void, flag
   }
   client.on('error', (error) => finish(exitCode.failure, describeConnectionError(error as Error & { code?: unknown }, flags)));
   client.on('disconnect', (packet) => {
-    const reason = packet.reasonCode ?? 0;
-    finish(exitCode.failure, `disconnected by the broker (reason code 0x${reason.toString(16).padStart(2, '0')})`);
+    const described = describeReasonCode(packet.reasonCode ?? 0, 'disconnect', flags.protocolVersion);
+    finish(exitCode.failure, `disconnected by the broker: ${withReasonString(described, packet.properties)}`);
   });
-  client.on('close', () => finish(exitCode.failure, `connection to ${flags.host}:${flags.port} closed`));
+  client.on('close', () => finish(exitCode.failure, describeClose()));
   return finish;
 }
