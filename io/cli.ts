@@ -12,14 +12,15 @@
  * `node dist/io/cli.js` directly uses Node's defaults.
  *
  * Exit codes: 0 success; 1 a runtime failure (cannot listen, cannot connect, refused, a seed that
- * broke a rule); 2 a usage
- * or configuration error, with every problem printed; 3 a client timeout (-W). `serve` stops in
- * an orderly way on SIGINT/SIGTERM and exits 0 within a bounded time.
+ * broke a rule); 2 a usage or configuration error, with every problem printed; 3 a client timeout
+ * (-W); 141 the reader of the output went away (sim, vopr, sub, inspect; see broken-pipe.ts).
+ * `serve` stops in an orderly way on SIGINT/SIGTERM and exits 0 within a bounded time.
  */
 import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError } from 'commander';
 import { passwdCommand } from './auth/passwd-command.js';
+import { exitQuietlyOnBrokenPipe } from './broken-pipe.js';
 import { parsePort } from './client-options.js';
 import { formatInspectReport, inspectDataDirectory, repairDataDirectory } from './inspect.js';
 import { isLogThreshold, Logger, type LogThreshold } from './logger.js';
@@ -128,6 +129,7 @@ async function serve(flags: ServeFlags): Promise<void> {
 }
 
 function inspect(directory: string, flags: { repair?: boolean }): void {
+  exitQuietlyOnBrokenPipe();
   let report: ReturnType<typeof inspectDataDirectory>;
   try {
     if (flags.repair) for (const line of repairDataDirectory(directory)) process.stdout.write(`repair: ${line}\n`);

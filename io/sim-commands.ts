@@ -5,6 +5,7 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { type PlantedBugName, plantedBugNames } from '../sim/planted-bug-names.js';
+import { exitQuietlyOnBrokenPipe, writeStdoutLine } from './broken-pipe.js';
 import { parseNonNegativeInteger } from './client-options.js';
 
 /** The simulator, loaded only when a simulation runs (see planted-bug-names.ts). */
@@ -40,10 +41,12 @@ export function simCommand(): Command {
     .option('--no-workload', "the world as before the workload streams (stalled readers, expiry, will delay, unsubscribe, aliases) existed: older seeds' runs")
     .option('--plant <bug>', 'run a deliberately broken broker (to watch the checker catch it)', parsePlant)
     .action(async (flags: { seed: number; trace?: boolean; clients?: number; faults: boolean; workload: boolean; plant?: PlantedBugName }) => {
+      exitQuietlyOnBrokenPipe();
       const { plantedBugs, runSimulation } = await loadSimulator();
       const result = runSimulation({
         seed: flags.seed,
         trace: flags.trace === true,
+        stdout: writeStdoutLine,
         ...(flags.clients === undefined ? {} : { clientCount: flags.clients }),
         ...(flags.faults ? {} : { faults: false }),
         ...(flags.workload ? {} : { workload: false }),
@@ -63,6 +66,7 @@ export function voprCommand(): Command {
     .option('--clients <n>', "override every seed's client count (2..12)", parseClientCount)
     .option('--plant <bug>', 'run a deliberately broken broker', parsePlant)
     .action(async (flags: { seedStart?: number; count?: number; minutes?: number; keepGoing?: boolean; clients?: number; plant?: PlantedBugName }) => {
+      exitQuietlyOnBrokenPipe();
       const { plantedBugs, runVopr } = await loadSimulator();
       const interactive = process.stderr.isTTY === true;
       const result = runVopr(
@@ -76,7 +80,7 @@ export function voprCommand(): Command {
           commandName: 'keel sim',
         },
         {
-          stdout: (line) => process.stdout.write(`${line}\n`),
+          stdout: writeStdoutLine,
           stderr: (line) => process.stderr.write(`${interactive ? '\r\x1b[K' : ''}${line}\n`),
           ...(interactive ? { progress: (line: string) => process.stderr.write(`\r\x1b[K${line}`) } : {}),
         },

@@ -19,6 +19,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import type { IClientSubscribeOptions, IPublishPacket } from 'mqtt';
 import type { ISubackPacket } from 'mqtt-packet';
 import { checkTopicFilter } from '../src/topics/validate.js';
+import { brokenPipeExitCode, exitQuietlyOnBrokenPipe, stdoutBroken } from './broken-pipe.js';
 import {
   addConnectionOptions,
   type ConnectionFlags,
@@ -107,8 +108,11 @@ async function runSub(flags: SubFlags): Promise<number> {
     const finish = settle(client, resolve, flags, 'sub', () => `the broker closed the connection (${closeWithoutReason(flags)})`);
     let received = 0;
     process.once('SIGINT', () => finish(exitCode.ok));
+    // A reader that went away (`keel sub ... | head -1`) ends the run like Ctrl-C, but not as a success.
+    exitQuietlyOnBrokenPipe(() => finish(brokenPipeExitCode));
     client.on('message', (_topic, _payload, packet) => {
       if (flags.count !== undefined && received >= flags.count) return;
+      if (stdoutBroken()) return finish(brokenPipeExitCode);
       received++;
       process.stdout.write(render(packet, flags) + (flags.eol ? '\n' : ''));
       if (flags.count !== undefined && received >= flags.count) finish(exitCode.ok);
