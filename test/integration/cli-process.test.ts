@@ -4,15 +4,17 @@
  * configuration file exits 2 naming the file and every problem, SIGTERM makes a running broker say
  * goodbye to 5.0 clients with DISCONNECT 0x8B and exit 0, `keel pub`/`keel sub` round-trip a
  * message, the client commands fail with readable messages and meaningful exit codes, and
- * `keel sim`/`keel vopr` reach the simulator (same seed, same output, across processes).
+ * `keel sim`/`keel vopr` reach the simulator (same seed, same output, across processes), and a
+ * failing run's reproduce line works as printed (`npx keel sim ...`) from the checkout.
  */
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runSimulation } from '../../sim/simulation.js';
-import { Clients, closedWithReason, ensureBuilt, type KeelProcess, runKeel, startKeelProcess } from './helpers.js';
+import { Clients, closedWithReason, ensureBuilt, type KeelProcess, repositoryRoot, runKeel, startKeelProcess } from './helpers.js';
 
 let workDirectory: string;
 const children: KeelProcess[] = [];
@@ -64,6 +66,25 @@ describe('keel command line', () => {
     expect(keel.stdout()).toContain(`trace_hash=${expected.traceHash}`);
     expect(runSimulation({ seed: 7, stdout: () => {}, stderr: () => {} }).traceHash).not.toBe(expected.traceHash);
   });
+
+  it('a reproduce line, run as printed from the checkout (or a folder in it), replays the failing run', async () => {
+    const lines: string[] = [];
+    const expected = runSimulation({ seed: 1, plant: 'qos2-twice', stdout: (line) => lines.push(line), stderr: () => {} });
+    expect(expected.reproduce).toBe('npx keel sim --seed 1 --plant qos2-twice');
+    // Offline: `npx keel` must find this checkout's own command, never ask the registry.
+    const environment = { ...process.env, npm_config_offline: 'true', npm_config_update_notifier: 'false' };
+    const runs = [repositoryRoot, join(repositoryRoot, 'test', 'sim')].map((cwd) => {
+      const child = spawn('sh', ['-c', expected.reproduce], { cwd, env: environment, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
+      return new Promise<{ code: number | null; stdout: string }>((resolve) => child.once('exit', (code) => resolve({ code, stdout })));
+    });
+    for (const run of await Promise.all(runs)) {
+      expect(run.code).toBe(1);
+      expect(run.stdout).toBe(lines.map((line) => `${line}\n`).join(''));
+      expect(run.stdout).toContain(`trace_hash=${expected.traceHash}`);
+    }
+  }, 60_000);
 
   it('keel vopr runs the seeds it is asked for', async () => {
     const keel = track(runKeel(['vopr', '--count', '2', '--seed-start', '3']));
