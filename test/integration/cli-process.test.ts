@@ -126,6 +126,18 @@ describe('keel command line', () => {
     expect(keel.stderr()).toMatch(new RegExp(`keel pub: cannot connect to 127\\.0\\.0\\.1:${port}.*ECONNREFUSED`));
   });
 
+  it('pub and sub keep -h for the host, as mosquitto does, and say so in --help and after a usage error', async () => {
+    const helps = ['pub', 'sub'].map((command) => track(runKeel([command, '--help'])));
+    for (const help of helps) {
+      expect(await help.exited).toBe(0);
+      expect(help.stdout()).toMatch(/^ {2}-h, --host <host> +broker host \(not help: see --help\)/m);
+      expect(help.stdout()).toContain('As in mosquitto_pub and mosquitto_sub, -h is the broker host; help is --help only.');
+    }
+    const bareH = track(runKeel(['pub', '-h']));
+    expect(await bareH.exited).toBe(2);
+    expect(bareH.stderr()).toContain("option '-h, --host <host>' argument missing\n(see --help; here -h is the broker host, not help)");
+  });
+
   it('pub and sub exit 2 on usage errors', async () => {
     const noTopic = track(runKeel(['pub', '-m', 'x']));
     const twoSources = track(runKeel(['pub', '-t', 'a', '-m', 'x', '-n']));
