@@ -120,6 +120,7 @@ async function runSub(flags: SubFlags): Promise<number> {
     client.once('connect', () => {
       if (flags.count === 0) return finish(exitCode.ok);
       client.subscribe(flags.topic, subscribeOptions, (error, requested, suback) => {
+        // A close before the SUBACK has already ended the run (settle's 'close' comes first).
         if (suback === undefined) return finish(exitCode.failure, `subscribe failed: ${error?.message ?? 'no SUBACK'}`);
         const refusals = describeRefusals(requested?.map((subscription) => subscription.topic) ?? flags.topic, suback, flags);
         if (refusals.length === 0) return;

@@ -2,7 +2,7 @@
  * Proves that `keel pub` and `keel sub` never report success for what the broker refused, and say
  * why, in MQTT 5.0 and 3.1.1: each command runs as a child process of the built CLI against a
  * broker in this process (127.0.0.1, port 0) with an ACL file that allows anonymous clients only
- * `open/#`, a 32-byte topic limit and a 16-byte client id limit.
+ * `open/#`, a 32-byte topic limit, a 16-byte client id limit and a 128-byte packet limit.
  *
  * - a wildcard topic name (pub) or a malformed filter (sub) is refused before connecting (exit 2);
  * - a refusing PUBACK/PUBREC (5.0) is exit 1 with the reason's name and code; 3.1.1 cannot refuse
@@ -11,8 +11,9 @@
  * - a topic longer than the broker allows makes it close the connection, which QoS 0 sees too
  *   (the PINGREQ after the PUBLISH is never answered): 5.0 names the DISCONNECT's reason;
  * - a refusing CONNACK names its reason (5.0 code, 3.1.1 return code);
- * - a SUBACK that refuses any filter is exit 1 naming each refused filter, and a DISCONNECT while
- *   subscribed (a session takeover) is exit 1 with its reason.
+ * - a SUBACK that refuses any filter is exit 1 naming each refused filter; a SUBSCRIBE too large
+ *   for the broker, and a DISCONNECT while subscribed (a session takeover), are exit 1 with the
+ *   reason where the protocol carries one.
  *
  * The children of one test run side by side, to keep the file's wall time down.
  */
@@ -34,7 +35,7 @@ beforeAll(async () => {
   directory = mkdtempSync(join(tmpdir(), 'keel-cli-refusals-'));
   const aclFile = join(directory, 'acl');
   writeFileSync(aclFile, 'anonymous\ntopic readwrite open/#\n');
-  server = await startBroker({ aclFile, topicBytesMax: 32, clientIdBytesMax: 16 });
+  server = await startBroker({ aclFile, topicBytesMax: 32, clientIdBytesMax: 16, packetBytesMax: 128 });
 }, 60_000);
 
 afterEach(() => clients.endAll());
@@ -114,6 +115,14 @@ for (const version of versions) {
       expect(some!.stderr).toBe(`keel sub: subscription to "closed/#" refused: ${reason}\nkeel sub: 1 of 2 subscriptions refused (keel sub stops unless all are granted)\n`);
       expect(all!.code).toBe(1);
       expect(all!.stderr).toBe(`keel sub: subscription to "closed/#" refused: ${reason}\nkeel sub: subscription to "shut/+" refused: ${reason}\nkeel sub: every subscription was refused\n`);
+    });
+
+    it('sub exits 1 when the broker closes the connection over its SUBSCRIBE', async () => {
+      const result = await keel('sub', version, ['-t', `open/${'y'.repeat(150)}`]);
+      expect(result.code).toBe(1);
+      expect(result.stderr).toBe(
+        version === 5 ? 'keel sub: disconnected by the broker: packet too large (0x95)\n' : 'keel sub: the broker closed the connection (MQTT 3.1.1 cannot say why; the broker log does)\n',
+      );
     });
 
     it('sub exits 1 when the broker ends its connection (a session takeover)', async () => {
