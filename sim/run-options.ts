@@ -16,6 +16,7 @@
  *
  * This module loads without the simulator (the CLI validates flags before loading it).
  */
+import { assert } from '../src/assert.js';
 import { type PlantedBugName, type PlantedStoreBugName, plantedBugNames, plantedStoreBugNames } from './planted-bug-names.js';
 
 export interface RunOptions {
@@ -133,7 +134,8 @@ export function runOptionsToFlags(options: RunOptions): string[] {
     const spec = runOptionFlags[key] as ValueFlag<unknown> | SwitchFlag;
     if (spec.kind === 'value') flags.push(spec.flag, spec.format(value));
     else {
-      const spelling = value === true ? spec.on : spec.off;
+      assert(typeof value === 'boolean', `${key} is a switch`);
+      const spelling = value ? spec.on : spec.off;
       if (spelling !== null) flags.push(spelling.flag);
     }
   }
@@ -195,6 +197,7 @@ function matchFlag(argument: string): { key: keyof RunOptions; value?: boolean }
  * shell comment, so it still runs, and nobody mistakes it for the same run.
  */
 export function reproduceCommand(seed: number, options: RunOptions, customParts: string[] = []): string {
+  assert(Number.isSafeInteger(seed) && seed >= 0, 'a seed is a non-negative integer');
   const command = ['npx', 'keel', 'sim', '--seed', String(seed), ...runOptionsToFlags(options)].map(shellWord).join(' ');
   return customParts.length === 0 ? command : `${command}  # not the same run: the ${customParts.join(' and ')} came from the caller, which no flag names`;
 }
