@@ -114,7 +114,8 @@ export function inspectDataDirectory(directory: string): InspectReport {
 
 /** Plans the repair as `--repair` would (src/store/repair.ts) and tells it per file, changing nothing. */
 function previewRepair(directory: string, files: FileReport[]): RepairPreview {
-  const plan = planRepair(readDirectoryFiles(directory));
+  const contents = readDirectoryFiles(directory);
+  const plan = planRepair(contents);
   const preview: RepairPreview = { repairable: plan.repairable, untouched: [], cut: null, movedAside: [], lastGoodLsn: null, notes: [] };
   const report = (name: string): FileReport => {
     const file = files.find((candidate) => candidate.name === name);
@@ -122,14 +123,15 @@ function previewRepair(directory: string, files: FileReport[]): RepairPreview {
     return file;
   };
   const touched = new Set<string>();
+  let lastReadableLsn: number | null = null;
   for (const action of plan.actions) {
     if (action.kind === 'truncate') {
-      const file = report(action.file);
-      const bytesDropped = file.bytes - action.length;
-      preview.cut = { file: file.name, recordsKept: file.records, firstLsnKept: file.firstLsn, lastLsnKept: file.lastLsn, offset: action.length, bytesDropped, lsnDropped: null };
+      const cut = previewCut(report(action.file), contents.find((file) => file.name === action.file)!.bytes, action.length);
+      preview.cut = cut.preview;
+      lastReadableLsn = cut.lastReadableLsn;
       // Segment names carry their first LSN; a cut that keeps none of its records ends the log before it.
-      preview.lastGoodLsn = file.lastLsn ?? Number(segmentPattern.exec(file.name)![1]) - 1;
-      touched.add(file.name);
+      preview.lastGoodLsn = preview.cut.lastLsnKept ?? Number(segmentPattern.exec(action.file)![1]) - 1;
+      touched.add(action.file);
     } else if (action.kind === 'rename') {
       const file = report(action.from);
       preview.movedAside.push({ file: file.name, records: file.records, firstLsn: file.firstLsn, lastLsn: file.lastLsn });
@@ -137,15 +139,38 @@ function previewRepair(directory: string, files: FileReport[]): RepairPreview {
     }
   }
   assert(plan.actions.length === 0 || preview.cut !== null, 'a repair that acts cuts one segment');
-  const next = preview.movedAside[0];
-  if (preview.cut !== null && next !== undefined) {
-    // The next segment starts right after the cut one's last record, so the cut LSNs are known.
-    const lastInFile = Number(segmentPattern.exec(next.file)![1]) - 1;
-    if (lastInFile > preview.lastGoodLsn!) preview.cut.lsnDropped = { first: preview.lastGoodLsn! + 1, last: lastInFile };
+  if (preview.cut !== null) {
+    // The next segment starts right after the cut one's last record; without one, the file's last whole record bounds it.
+    const next = preview.movedAside[0];
+    const last = next === undefined ? lastReadableLsn : Number(segmentPattern.exec(next.file)![1]) - 1;
+    if (last !== null && last > preview.lastGoodLsn!) preview.cut.lsnDropped = { first: preview.lastGoodLsn! + 1, last };
   }
   if (plan.actions.length === 0) preview.notes = plan.notes;
   preview.untouched = files.filter((file) => !touched.has(file.name)).map((file) => file.name);
   return preview;
+}
+
+/**
+ * The cut segment's part of the preview. The cut is at a record boundary: at the damage, or just
+ * before a whole record that cannot be applied (which scans fine, so it counts among the records
+ * read, and the kept ones are those before the cut).
+ */
+function previewCut(file: FileReport, bytes: Uint8Array, length: number): { preview: NonNullable<RepairPreview['cut']>; lastReadableLsn: number | null } {
+  const scan = scanFrames(bytes, Number(segmentPattern.exec(file.name)![1]), recordBytesMax);
+  const kept = scan.records.filter((record) => record.offset < length);
+  const after = scan.records.filter((record) => record.offset >= length);
+  assert(kept.length + after.length === file.records, 'a rescan reads the records inspection read');
+  const preview = {
+    file: file.name,
+    recordsKept: kept.length,
+    firstLsnKept: kept[0]?.lsn ?? null,
+    lastLsnKept: kept[kept.length - 1]?.lsn ?? null,
+    offset: length,
+    bytesDropped: file.bytes - length,
+    lsnDropped: null,
+  };
+  // Whole records after the cut, in a file with no damage, show how far the dropped LSNs go.
+  return { preview, lastReadableLsn: scan.ending === 'clean' ? (after[after.length - 1]?.lsn ?? null) : null };
 }
 
 function readDirectoryFiles(directory: string): { name: string; bytes: Uint8Array }[] {
@@ -286,7 +311,7 @@ function formatRepairPreview(directory: string, preview: RepairPreview): string[
   const droppedLsns = cut.lsnDropped === null ? '' : `lsn ${cut.lsnDropped.first}..${cut.lsnDropped.last}: `;
   lines.push(
     `  ${cut.file}: keep ${cut.recordsKept} records (${lsnRange(cut.firstLsnKept, cut.lastLsnKept)}), drop ${cut.bytesDropped} bytes from offset ${cut.offset} ` +
-      `(${droppedLsns}the damaged record and everything after it in this file); a copy of the whole file is kept as ${cut.file}.damaged`,
+      `(${droppedLsns}the first record recovery cannot use and everything after it in this file); a copy of the whole file is kept as ${cut.file}.damaged`,
   );
   for (const moved of preview.movedAside) {
     lines.push(`  ${moved.file}: drop all ${moved.records} records (${lsnRange(moved.firstLsn, moved.lastLsn)}); the file is moved aside as ${moved.file}.damaged`);

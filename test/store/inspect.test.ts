@@ -133,7 +133,7 @@ describe('keel inspect on a damaged directory previews --repair', () => {
     expect(text).toContain(`what \`keel inspect ${directory} --repair\` would do (nothing has been changed):`);
     expect(text).toContain(`  keep as they are: ${segments[0]}`);
     expect(text).toContain(
-      `  ${damaged}: keep ${preview.cut!.recordsKept} records (lsn ${preview.cut!.firstLsnKept}..${preview.cut!.lastLsnKept}), drop ${preview.cut!.bytesDropped} bytes from offset ${preview.cut!.offset} (lsn ${preview.lastGoodLsn! + 1}..${nextFirstLsn - 1}: the damaged record`,
+      `  ${damaged}: keep ${preview.cut!.recordsKept} records (lsn ${preview.cut!.firstLsnKept}..${preview.cut!.lastLsnKept}), drop ${preview.cut!.bytesDropped} bytes from offset ${preview.cut!.offset} (lsn ${preview.lastGoodLsn! + 1}..${nextFirstLsn - 1}: the first record recovery cannot use`,
     );
     for (const moved of preview.movedAside) expect(text).toContain(`  ${moved.file}: drop all ${moved.records} records (lsn ${moved.firstLsn}..${moved.lastLsn})`);
     expect(text).toContain(`  the log would end at lsn ${preview.lastGoodLsn}, its last good record`);
@@ -147,6 +147,28 @@ describe('keel inspect on a damaged directory previews --repair', () => {
     expect(liveSegments[1]).toMatchObject({ records: preview.cut!.recordsKept, lastLsn: preview.lastGoodLsn });
     for (const moved of preview.movedAside) expect(readdirSync(directory)).toContain(`${moved.file}.damaged`);
     expect(formatInspectReport(after)).not.toContain('--repair` would do');
+  });
+
+  it('previews a cut just before a whole record that cannot be applied, and the repair matches it', () => {
+    const directory = writeDataDirectory([
+      { kind: 'session-created', clientId: 'kept', protocolVersion: 4, expiryIntervalSeconds: 60, username: null },
+      { kind: 'will-set', clientId: 'kept', will: { ...will, topic: '' }, username: null },
+      { kind: 'session-created', clientId: 'lost', protocolVersion: 4, expiryIntervalSeconds: 60, username: null },
+    ]);
+    const report = inspectDataDirectory(directory);
+    const segment = report.files.find((file) => file.kind === 'segment')!;
+    expect(segment.ending).toBe('clean');
+    const preview = report.repairPreview!;
+    expect(preview.cut).toMatchObject({ file: segment.name, firstLsnKept: segment.firstLsn });
+    expect(preview.cut!.recordsKept).toBeGreaterThan(0);
+    expect(preview.cut!.recordsKept).toBeLessThan(segment.records);
+    expect(preview.cut!.lsnDropped).toEqual({ first: preview.lastGoodLsn! + 1, last: segment.lastLsn });
+    expect(formatInspectReport(report)).toContain(`  ${segment.name}: keep ${preview.cut!.recordsKept} records (lsn ${segment.firstLsn}..${preview.lastGoodLsn}), drop `);
+
+    repairDataDirectory(directory);
+    const after = inspectDataDirectory(directory);
+    expect(after.problems).toEqual([]);
+    expect(after.files.find((file) => file.name === segment.name)).toMatchObject({ records: preview.cut!.recordsKept, lastLsn: preview.lastGoodLsn });
   });
 
   it('says --repair cannot help when the newest snapshot is damaged', () => {
