@@ -79,13 +79,13 @@ describe('a closed output pipe', () => {
     const dataDirectory = join(directory, 'empty-data');
     mkdirSync(dataDirectory);
     expectQuietStop(await runAndCloseStdout(['inspect', dataDirectory], true));
-  });
+  }, 30_000);
 
   it('stops keel sub quietly when it has a message to print', async () => {
     const { client } = await clients.connect(5);
     await client.publishAsync('pipe/retained', 'hello', { qos: 1, retain: true });
     // The retained message reaches keel sub right after its SUBACK, and its output is already closed.
-    const ending = await runAndCloseStdout(['sub', '-h', '127.0.0.1', '-p', String(server.port), '-t', 'pipe/retained', '-W', '8'], true);
+    const ending = await runAndCloseStdout(['sub', '-h', '127.0.0.1', '-p', String(server.port), '-t', 'pipe/retained', '-W', '20'], true);
     expectQuietStop(ending);
-  }, 15_000);
+  }, 30_000);
 });

@@ -136,7 +136,7 @@ describe('keel command line', () => {
     const bareH = track(runKeel(['pub', '-h']));
     expect(await bareH.exited).toBe(2);
     expect(bareH.stderr()).toContain("option '-h, --host <host>' argument missing\n(see --help; here -h is the broker host, not help)");
-  });
+  }, 30_000);
 
   it('pub and sub exit 2 on usage errors', async () => {
     const noTopic = track(runKeel(['pub', '-m', 'x']));
