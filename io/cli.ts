@@ -13,8 +13,9 @@
  *
  * Exit codes: 0 success; 1 a runtime failure (cannot listen, cannot connect, refused, a seed that
  * broke a rule); 2 a usage or configuration error, with every problem printed; 3 a client timeout
- * (-W). `serve` stops in an orderly way on SIGINT/SIGTERM and exits 0 within a bounded time (a
- * signal during start-up takes effect once the broker has started; a second one ends it at once);
+ * (-W); 141 the reader of the output went away (sim, vopr, sub, inspect; see broken-pipe.ts).
+ * `serve` stops in an orderly way on SIGINT/SIGTERM and exits 0 within a bounded time (a signal
+ * during start-up takes effect once the broker has started; a second one ends it at once);
  * SIGHUP makes it re-read its password and ACL files and log what it reloaded (it never ends the
  * process, which is Node's default for SIGHUP).
  */
@@ -22,6 +23,7 @@ import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError } from 'commander';
 import { passwdCommand } from './auth/passwd-command.js';
+import { exitQuietlyOnBrokenPipe } from './broken-pipe.js';
 import { parsePort } from './client-options.js';
 import { DataDirectoryLockedError, withDataDirectoryLock } from './data-directory-lock.js';
 import { formatInspectReport, inspectDataDirectory, repairDataDirectory } from './inspect.js';
@@ -202,6 +204,7 @@ function reloadOnSignal(signal: NodeJS.Signals, state: ServeState, logger: Logge
 }
 
 function inspect(directory: string, flags: { repair?: boolean }): void {
+  exitQuietlyOnBrokenPipe();
   let report: ReturnType<typeof inspectDataDirectory>;
   try {
     if (flags.repair) for (const line of withDataDirectoryLock(directory, 'keel inspect --repair', () => repairDataDirectory(directory))) process.stdout.write(`repair: ${line}\n`);

@@ -13,9 +13,14 @@
  * broker then starts from the readable prefix); the copies keep the bytes for forensic work. A
  * damaged snapshot cannot be repaired this way, because the segments it replaced are gone;
  * inspection says so.
+ *
+ * Before anyone runs it, the plain inspection of a damaged directory previews the repair: the
+ * same plan, not executed, told as what it keeps and drops per file and the last good LSN the log
+ * would end at, so that the loss is known before it is chosen.
  */
 import { copyFileSync, readdirSync, readFileSync, renameSync, statSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
+import { assert } from '../src/assert.js';
 import { snapshotEndRecordType } from '../src/store/log-recovery.js';
 import { groupEndFlag, isSeal } from '../src/store/log-writer.js';
 import { replayRecord } from '../src/store/record-check.js';
@@ -47,6 +52,33 @@ export interface InspectReport {
   state: { sessions: number; subscriptions: number; retained: number; retainedBytes: number; queued: number; inflight: number; messages: number; wills: number; ownersUnknown: OwnersUnknown } | null;
   /** Problems that make the broker refuse to start; empty when the directory is healthy. */
   problems: string[];
+  /** What `--repair` would do, when there are problems; null for a healthy directory. */
+  repairPreview: RepairPreview | null;
+}
+
+/** The repair plan told as what it keeps and drops (nothing is changed by making it). */
+export interface RepairPreview {
+  /** False when the damage cannot be cut away (a damaged newest snapshot); `notes` says why. */
+  repairable: boolean;
+  /** Files the repair leaves as they are. */
+  untouched: string[];
+  /** The damaged segment, cut at the damage; null when the repair would change nothing. */
+  cut: {
+    file: string;
+    recordsKept: number;
+    firstLsnKept: number | null;
+    lastLsnKept: number | null;
+    offset: number;
+    bytesDropped: number;
+    /** The LSNs cut from this file, known when a later segment says where it ended; else null. */
+    lsnDropped: { first: number; last: number } | null;
+  } | null;
+  /** Later segments, moved aside whole with every record in them. */
+  movedAside: { file: string; records: number; firstLsn: number | null; lastLsn: number | null }[];
+  /** The last record the log would keep (the snapshot's when the cut keeps none of the segment). */
+  lastGoodLsn: number | null;
+  /** The plan's own words when it does nothing (why it cannot, or that there is nothing to cut). */
+  notes: string[];
 }
 
 /**
@@ -74,9 +106,77 @@ export function inspectDataDirectory(directory: string): InspectReport {
       problems.push(`corrupt log: ${segment.name} at offset ${segment.problem!.offset}: ${segment.problem!.reason}`);
     }
   });
-  const report: InspectReport = { directory, files, snapshotLsn, recordsByKind: {}, state: null, problems };
+  const report: InspectReport = { directory, files, snapshotLsn, recordsByKind: {}, state: null, problems, repairPreview: null };
   if (problems.length === 0) rebuildState(directory, report, newest?.name ?? null, segments);
+  if (problems.length > 0) report.repairPreview = previewRepair(directory, files);
   return report;
+}
+
+/** Plans the repair as `--repair` would (src/store/repair.ts) and tells it per file, changing nothing. */
+function previewRepair(directory: string, files: FileReport[]): RepairPreview {
+  const contents = readDirectoryFiles(directory);
+  const plan = planRepair(contents);
+  const preview: RepairPreview = { repairable: plan.repairable, untouched: [], cut: null, movedAside: [], lastGoodLsn: null, notes: [] };
+  const report = (name: string): FileReport => {
+    const file = files.find((candidate) => candidate.name === name);
+    assert(file !== undefined, `the repair plan names ${name}, which inspection saw`);
+    return file;
+  };
+  const touched = new Set<string>();
+  let lastReadableLsn: number | null = null;
+  for (const action of plan.actions) {
+    if (action.kind === 'truncate') {
+      const cut = previewCut(report(action.file), contents.find((file) => file.name === action.file)!.bytes, action.length);
+      preview.cut = cut.preview;
+      lastReadableLsn = cut.lastReadableLsn;
+      // Segment names carry their first LSN; a cut that keeps none of its records ends the log before it.
+      preview.lastGoodLsn = preview.cut.lastLsnKept ?? Number(segmentPattern.exec(action.file)![1]) - 1;
+      touched.add(action.file);
+    } else if (action.kind === 'rename') {
+      const file = report(action.from);
+      preview.movedAside.push({ file: file.name, records: file.records, firstLsn: file.firstLsn, lastLsn: file.lastLsn });
+      touched.add(file.name);
+    }
+  }
+  assert(plan.actions.length === 0 || preview.cut !== null, 'a repair that acts cuts one segment');
+  if (preview.cut !== null) {
+    // The next segment starts right after the cut one's last record; without one, the file's last whole record bounds it.
+    const next = preview.movedAside[0];
+    const last = next === undefined ? lastReadableLsn : Number(segmentPattern.exec(next.file)![1]) - 1;
+    if (last !== null && last > preview.lastGoodLsn!) preview.cut.lsnDropped = { first: preview.lastGoodLsn! + 1, last };
+  }
+  if (plan.actions.length === 0) preview.notes = plan.notes;
+  preview.untouched = files.filter((file) => !touched.has(file.name)).map((file) => file.name);
+  return preview;
+}
+
+/**
+ * The cut segment's part of the preview. The cut is at a record boundary: at the damage, or just
+ * before a whole record that cannot be applied (which scans fine, so it counts among the records
+ * read, and the kept ones are those before the cut).
+ */
+function previewCut(file: FileReport, bytes: Uint8Array, length: number): { preview: NonNullable<RepairPreview['cut']>; lastReadableLsn: number | null } {
+  const scan = scanFrames(bytes, Number(segmentPattern.exec(file.name)![1]), recordBytesMax);
+  const kept = scan.records.filter((record) => record.offset < length);
+  const after = scan.records.filter((record) => record.offset >= length);
+  assert(kept.length + after.length === file.records, 'a rescan reads the records inspection read');
+  const preview = {
+    file: file.name,
+    recordsKept: kept.length,
+    firstLsnKept: kept[0]?.lsn ?? null,
+    lastLsnKept: kept[kept.length - 1]?.lsn ?? null,
+    offset: length,
+    bytesDropped: file.bytes - length,
+    lsnDropped: null,
+  };
+  // Whole records after the cut, in a file with no damage, show how far the dropped LSNs go.
+  return { preview, lastReadableLsn: scan.ending === 'clean' ? (after[after.length - 1]?.lsn ?? null) : null };
+}
+
+function readDirectoryFiles(directory: string): { name: string; bytes: Uint8Array }[] {
+  return readdirSync(directory)
+    .filter((name) => statSync(join(directory, name)).isFile())
+    .map((name) => ({ name, bytes: new Uint8Array(readFileSync(join(directory, name))) }));
 }
 
 function inspectFile(directory: string, name: string): FileReport {
@@ -189,7 +289,35 @@ export function formatInspectReport(report: InspectReport): string {
   }
   if (report.problems.length === 0) lines.push('every checksum verified: ok');
   for (const problem of report.problems) lines.push(`PROBLEM: ${problem}`);
+  if (report.repairPreview !== null) lines.push(...formatRepairPreview(report.directory, report.repairPreview));
   return lines.join('\n');
+}
+
+function lsnRange(first: number | null, last: number | null): string {
+  return first === null ? 'no records' : `lsn ${first}..${last}`;
+}
+
+/** The dry-run section: what `--repair` would keep and drop, in the order it would act. */
+function formatRepairPreview(directory: string, preview: RepairPreview): string[] {
+  const lines = [`what \`keel inspect ${directory} --repair\` would do (nothing has been changed):`];
+  if (preview.cut === null) {
+    // A repairable plan that does nothing found no damaged record in the log to cut.
+    if (preview.repairable) lines.push('  nothing: the log has no damaged record for it to cut');
+    else lines.push(...preview.notes.map((note) => `  ${note}`));
+    return lines;
+  }
+  const cut = preview.cut;
+  if (preview.untouched.length > 0) lines.push(`  keep as they are: ${preview.untouched.join(', ')}`);
+  const droppedLsns = cut.lsnDropped === null ? '' : `lsn ${cut.lsnDropped.first}..${cut.lsnDropped.last}: `;
+  lines.push(
+    `  ${cut.file}: keep ${cut.recordsKept} records (${lsnRange(cut.firstLsnKept, cut.lastLsnKept)}), drop ${cut.bytesDropped} bytes from offset ${cut.offset} ` +
+      `(${droppedLsns}the first record recovery cannot use and everything after it in this file); a copy of the whole file is kept as ${cut.file}.damaged`,
+  );
+  for (const moved of preview.movedAside) {
+    lines.push(`  ${moved.file}: drop all ${moved.records} records (${lsnRange(moved.firstLsn, moved.lastLsn)}); the file is moved aside as ${moved.file}.damaged`);
+  }
+  lines.push(`  the log would end at lsn ${preview.lastGoodLsn}, its last good record; everything after it would be lost`);
+  return lines;
 }
 
 /**
@@ -198,10 +326,7 @@ export function formatInspectReport(report: InspectReport): string {
  * this executes it with the file system.
  */
 export function repairDataDirectory(directory: string): string[] {
-  const files = readdirSync(directory)
-    .filter((name) => statSync(join(directory, name)).isFile())
-    .map((name) => ({ name, bytes: new Uint8Array(readFileSync(join(directory, name))) }));
-  const plan = planRepair(files);
+  const plan = planRepair(readDirectoryFiles(directory));
   for (const action of plan.actions) {
     if (action.kind === 'copy') copyFileSync(join(directory, action.from), join(directory, action.to));
     else if (action.kind === 'truncate') truncateSync(join(directory, action.file), action.length);

@@ -2,14 +2,28 @@
  * `keel pub`: publish one message and exit, like mosquitto_pub.
  *
  * The message comes from exactly one of -m (text), -f (file), -s (stdin) or -n (empty: with -r it
- * deletes the retained message). The command connects without retries, publishes, waits for the
- * acknowledgement its QoS implies, disconnects cleanly and exits 0; any failure is one readable
- * line on stderr and a non-zero exit (see client-options.ts for the codes).
+ * deletes the retained message). A topic name the protocol forbids (a wildcard, say) is refused
+ * here, before connecting, by the broker's own validation (exit 2, like mosquitto_pub). The
+ * command connects without retries, publishes, waits for the confirmation its QoS allows,
+ * disconnects cleanly and exits 0; any refusal or failure is one readable line on stderr, with the
+ * broker's reason when it gave one, and a non-zero exit (see client-options.ts for the codes).
+ *
+ * What exit 0 confirms depends on the QoS. QoS 1 and 2: the broker acknowledged the message with
+ * a success code (PUBACK, or PUBREC then PUBCOMP); a failure code (MQTT 5, e.g. `not authorized
+ * (0x87)`), a DISCONNECT or a close before the acknowledgement is exit 1. QoS 0 has no
+ * acknowledgement, so after the PUBLISH the command sends a PINGREQ and waits for the PINGRESP:
+ * the broker handles a connection's packets in order, so the answer proves it read the message
+ * and did not close the connection over it (a broker that refuses a QoS 0 message, for a topic
+ * too long for it or a packet too large, can only close). Neither QoS 0 nor MQTT 3.1.1 at any QoS
+ * can confirm more: a broker that drops a message it may not route (a denied topic) says nothing
+ * to a QoS 0 publisher, and a 3.1.1 acknowledgement has no reason code to refuse with.
  */
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
-import type { IClientPublishOptions } from 'mqtt';
-import { addConnectionOptions, type ConnectionFlags, clientOptions, exitCode, settle, UsageError, userProperties } from './client-options.js';
+import type { IClientPublishOptions, MqttClient } from 'mqtt';
+import { checkTopicName } from '../src/topics/validate.js';
+import { addConnectionOptions, type ConnectionFlags, clientOptions, closeWithoutReason, exitCode, protocolTopicLimits, settle, UsageError, userProperties } from './client-options.js';
+import { describeReasonCode } from './client-refusals.js';
 
 interface PubFlags extends ConnectionFlags {
   topic?: string;
@@ -35,32 +49,87 @@ export function pubCommand(): Command {
   return command;
 }
 
+/** What the command line asks to publish, checked before any connection is made. */
+interface Publication {
+  topic: string;
+  payload: Buffer;
+  options: IClientPublishOptions;
+}
+
 async function runPub(flags: PubFlags): Promise<number> {
-  let payload: Buffer;
-  let properties: Record<string, string | string[]> | undefined;
+  let publication: Publication;
   try {
-    if (flags.topic === undefined) throw new UsageError('a topic is required (-t)');
-    payload = await readPayload(flags);
-    properties = userProperties(flags.userProperty);
+    publication = await preparePublication(flags);
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
     process.stderr.write(`keel pub: ${error.message}\n`);
     return exitCode.usage;
   }
-  const publishOptions: IClientPublishOptions = { qos: flags.qos, retain: flags.retain === true };
-  if (properties !== undefined) publishOptions.properties = { userProperties: properties };
   // Loaded here, not at the top: `keel serve` shares this module graph and does not need it.
   const { default: mqtt } = await import('mqtt');
   const client = mqtt.connect(clientOptions(flags, true));
   return new Promise<number>((resolve) => {
-    const finish = settle(client, resolve, flags);
+    let stage: 'connecting' | 'publishing' = 'connecting';
+    const finish = settle(client, resolve, flags, 'pub', () => describeClose(flags, stage));
     client.once('connect', () => {
-      client.publish(flags.topic!, payload, publishOptions, (error) => {
-        if (error) return finish(exitCode.failure, `publish failed: ${error.message}`);
-        finish(exitCode.ok);
+      stage = 'publishing';
+      client.publish(publication.topic, publication.payload, publication.options, (error) => {
+        if (error) return finish(exitCode.failure, describePublishError(error, flags));
+        if (flags.qos > 0) return finish(exitCode.ok);
+        awaitPingResponse(client, () => finish(exitCode.ok));
       });
     });
   });
+}
+
+async function preparePublication(flags: PubFlags): Promise<Publication> {
+  if (flags.topic === undefined) throw new UsageError('a topic is required (-t)');
+  const invalid = checkTopicName(flags.topic, protocolTopicLimits);
+  // mosquitto_pub refuses these locally too: a broker would only close the connection over them.
+  if (invalid !== null) throw new UsageError(`cannot publish to ${JSON.stringify(flags.topic)}: ${invalid}`);
+  const payload = await readPayload(flags);
+  const properties = userProperties(flags.userProperty);
+  const options: IClientPublishOptions = { qos: flags.qos, retain: flags.retain === true };
+  if (properties !== undefined) options.properties = { userProperties: properties };
+  return { topic: flags.topic, payload, options };
+}
+
+/**
+ * QoS 0's only confirmation: a PINGREQ after the PUBLISH, answered in order. Any PINGREQ the
+ * keepalive timer sent earlier is answered earlier, so the run counts the pings sent up to and
+ * including its own and waits for that many answers.
+ */
+function awaitPingResponse(client: MqttClient, confirmed: () => void): void {
+  let pingsSent = 0;
+  let pingsAnswered = 0;
+  let ownPingRequested = false;
+  let ownPing = Number.POSITIVE_INFINITY;
+  client.on('packetsend', (packet) => {
+    if (packet.cmd !== 'pingreq') return;
+    pingsSent += 1;
+    if (ownPingRequested && ownPing === Number.POSITIVE_INFINITY) ownPing = pingsSent;
+  });
+  client.on('packetreceive', (packet) => {
+    if (packet.cmd !== 'pingresp') return;
+    pingsAnswered += 1;
+    if (pingsAnswered >= ownPing) confirmed();
+  });
+  ownPingRequested = true;
+  client.sendPing();
+}
+
+function describePublishError(error: Error & { code?: unknown }, flags: PubFlags): string {
+  // mqtt puts the code of a refusing PUBACK, PUBREC or PUBCOMP on the error.
+  if (typeof error.code === 'number') return `the broker refused the message: ${describeReasonCode(error.code, 'ack', flags.protocolVersion)}`;
+  // mqtt fails the pending publication this way when the connection closes under it.
+  if (error.message === 'Connection closed') return describeClose(flags, 'publishing');
+  return `publish failed: ${error.message}`;
+}
+
+function describeClose(flags: PubFlags, stage: 'connecting' | 'publishing'): string {
+  if (stage === 'connecting') return `connection to ${flags.host}:${flags.port} closed before the broker accepted it`;
+  const awaited = flags.qos === 0 ? 'confirming it had read the message' : 'acknowledging the message';
+  return `the broker closed the connection before ${awaited} (${closeWithoutReason(flags)})`;
 }
 
 async function readPayload(flags: PubFlags): Promise<Buffer> {

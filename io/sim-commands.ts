@@ -2,21 +2,22 @@
  * `keel sim` and `keel vopr`: thin command-line wrappers over the simulator's `runSimulation` and
  * `runVopr` (sim/). All the work and all the output format belong to sim/; this file only parses
  * flags and turns the result into an exit code (0 every rule held, 1 a seed broke one, 2 usage).
+ *
+ * The options that shape a run are not spelled out here: both commands take them from the table
+ * in sim/run-options.ts, the same table that writes a failing run's reproduce line, so a new
+ * option reaches `keel sim`, `keel vopr` and the reproduce line together. `--help` of both lists
+ * the planted bugs with their descriptions (sim/planted-bug-names.ts).
  */
-import { Command, InvalidArgumentError } from 'commander';
-import { type PlantedBugName, plantedBugNames } from '../sim/planted-bug-names.js';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { plantedBugDescriptions, plantedStoreBugDescriptions } from '../sim/planted-bug-names.js';
+import { type RunOptions, runOptionFlags, runOptionKeys, type SwitchFlag, type ValueFlag } from '../sim/run-options.js';
+import { exitQuietlyOnBrokenPipe, writeStdoutLine } from './broken-pipe.js';
 import { parseNonNegativeInteger } from './client-options.js';
 
 /** The simulator, loaded only when a simulation runs (see planted-bug-names.ts). */
 async function loadSimulator() {
-  const [{ plantedBugs }, { runSimulation }, { runVopr }] = await Promise.all([import('../sim/planted-bugs.js'), import('../sim/simulation.js'), import('../sim/vopr.js')]);
-  return { plantedBugs, runSimulation, runVopr };
-}
-
-function parseClientCount(value: string): number {
-  const count = Number(value);
-  if (!Number.isInteger(count) || count < 2 || count > 12) throw new InvalidArgumentError('must be an integer from 2 to 12');
-  return count;
+  const [{ runSimulation }, { runVopr }] = await Promise.all([import('../sim/simulation.js'), import('../sim/vopr.js')]);
+  return { runSimulation, runVopr };
 }
 
 function parseMinutes(value: string): number {
@@ -25,62 +26,92 @@ function parseMinutes(value: string): number {
   return minutes;
 }
 
-function parsePlant(value: string): PlantedBugName {
-  if (!(plantedBugNames as readonly string[]).includes(value)) throw new InvalidArgumentError(`one of ${plantedBugNames.join(', ')}`);
-  return value as PlantedBugName;
+/** Commander's options for one run option: a value option, or a switch's spellings. */
+function commanderOptions(spec: ValueFlag<unknown> | SwitchFlag): Option[] {
+  if (spec.kind === 'value') {
+    return [
+      new Option(`${spec.flag} ${spec.placeholder}`, spec.description).argParser((text: string) => {
+        try {
+          return spec.parse(text);
+        } catch (error) {
+          throw new InvalidArgumentError((error as Error).message);
+        }
+      }),
+    ];
+  }
+  return [spec.on, spec.off].filter((spelling) => spelling !== null).map((spelling) => new Option(spelling.flag, spelling.description));
+}
+
+/** Adds every run option of sim/run-options.ts to a command, with the planted bugs listed after the options. */
+export function addRunOptions(command: Command): Command {
+  for (const key of runOptionKeys) for (const option of commanderOptions(runOptionFlags[key] as ValueFlag<unknown> | SwitchFlag)) command.addOption(option);
+  return command.addHelpText('after', plantedBugsHelp());
+}
+
+function plantedBugsHelp(): string {
+  const list = (descriptions: Record<string, string>): string =>
+    Object.entries(descriptions)
+      .map(([name, description]) => `  ${name.padEnd(28)} ${description}`)
+      .join('\n');
+  return `\nPlanted bugs (--plant):\n${list(plantedBugDescriptions)}\n\nPlanted store bugs (--plant-store):\n${list(plantedStoreBugDescriptions)}`;
+}
+
+/**
+ * The run options out of commander's parsed flags. A switch commander defaulted (`--no-workload`
+ * not given leaves `workload` true) is a value the run has anyway, so it is left out.
+ */
+export function runOptionsFromFlags(flags: Record<string, unknown>): RunOptions {
+  const options: Record<string, unknown> = {};
+  for (const key of runOptionKeys) {
+    const spec = runOptionFlags[key] as ValueFlag<unknown> | SwitchFlag;
+    const [first] = commanderOptions(spec);
+    const value = flags[first!.attributeName()];
+    if (value === undefined) continue;
+    if (spec.kind === 'switch' && (value === true ? spec.on : spec.off) === null) continue;
+    options[key] = value;
+  }
+  return options as RunOptions;
 }
 
 export function simCommand(): Command {
-  return new Command('sim')
+  const command = new Command('sim')
     .description('run one seeded simulation and check it (same seed, same trace hash)')
     .requiredOption('-s, --seed <n>', 'the seed', parseNonNegativeInteger)
-    .option('--trace', 'print every event of the run')
-    .option('--clients <n>', "override the seed's client count (2..12)", parseClientCount)
-    .option('--no-faults', 'run the seed without faults')
-    .option('--no-workload', "the world as before the workload streams (stalled readers, expiry, will delay, unsubscribe, aliases) existed: older seeds' runs")
-    .option('--plant <bug>', 'run a deliberately broken broker (to watch the checker catch it)', parsePlant)
-    .action(async (flags: { seed: number; trace?: boolean; clients?: number; faults: boolean; workload: boolean; plant?: PlantedBugName }) => {
-      const { plantedBugs, runSimulation } = await loadSimulator();
-      const result = runSimulation({
-        seed: flags.seed,
-        trace: flags.trace === true,
-        ...(flags.clients === undefined ? {} : { clientCount: flags.clients }),
-        ...(flags.faults ? {} : { faults: false }),
-        ...(flags.workload ? {} : { workload: false }),
-        ...(flags.plant === undefined ? {} : { brokerFactory: plantedBugs[flags.plant] }),
-      });
-      process.exitCode = result.exitCode;
-    });
+    .option('--trace', 'print every event of the run');
+  return addRunOptions(command).action(async (flags: { seed: number; trace?: boolean } & Record<string, unknown>) => {
+    exitQuietlyOnBrokenPipe();
+    const { runSimulation } = await loadSimulator();
+    const result = runSimulation({ ...runOptionsFromFlags(flags), seed: flags.seed, trace: flags.trace === true, stdout: writeStdoutLine });
+    process.exitCode = result.exitCode;
+  });
 }
 
 export function voprCommand(): Command {
-  return new Command('vopr')
+  const command = new Command('vopr')
     .description('run seed after seed until one breaks a rule (stops at the first unless --keep-going)')
     .option('--seed-start <n>', 'first seed (default: random, printed)', parseNonNegativeInteger)
     .option('-n, --count <n>', 'number of seeds (default 100, or unlimited with --minutes)', parseNonNegativeInteger)
     .option('-m, --minutes <m>', 'stop after this much wall time', parseMinutes)
-    .option('--keep-going', 'report every failing seed instead of stopping at the first')
-    .option('--clients <n>', "override every seed's client count (2..12)", parseClientCount)
-    .option('--plant <bug>', 'run a deliberately broken broker', parsePlant)
-    .action(async (flags: { seedStart?: number; count?: number; minutes?: number; keepGoing?: boolean; clients?: number; plant?: PlantedBugName }) => {
-      const { plantedBugs, runVopr } = await loadSimulator();
-      const interactive = process.stderr.isTTY === true;
-      const result = runVopr(
-        {
-          ...(flags.seedStart === undefined ? {} : { seedStart: flags.seedStart }),
-          ...(flags.count === undefined ? {} : { count: flags.count }),
-          ...(flags.minutes === undefined ? {} : { minutes: flags.minutes }),
-          keepGoing: flags.keepGoing === true,
-          ...(flags.clients === undefined ? {} : { clientCount: flags.clients }),
-          ...(flags.plant === undefined ? {} : { brokerFactory: plantedBugs[flags.plant] }),
-          commandName: 'keel sim',
-        },
-        {
-          stdout: (line) => process.stdout.write(`${line}\n`),
-          stderr: (line) => process.stderr.write(`${interactive ? '\r\x1b[K' : ''}${line}\n`),
-          ...(interactive ? { progress: (line: string) => process.stderr.write(`\r\x1b[K${line}`) } : {}),
-        },
-      );
-      process.exitCode = result.exitCode;
-    });
+    .option('--keep-going', 'report every failing seed instead of stopping at the first');
+  type VoprFlags = { seedStart?: number; count?: number; minutes?: number; keepGoing?: boolean } & Record<string, unknown>;
+  return addRunOptions(command).action(async (flags: VoprFlags) => {
+    exitQuietlyOnBrokenPipe();
+    const { runVopr } = await loadSimulator();
+    const interactive = process.stderr.isTTY === true;
+    const result = runVopr(
+      {
+        ...runOptionsFromFlags(flags),
+        ...(flags.seedStart === undefined ? {} : { seedStart: flags.seedStart }),
+        ...(flags.count === undefined ? {} : { count: flags.count }),
+        ...(flags.minutes === undefined ? {} : { minutes: flags.minutes }),
+        keepGoing: flags.keepGoing === true,
+      },
+      {
+        stdout: writeStdoutLine,
+        stderr: (line) => process.stderr.write(`${interactive ? '\r\x1b[K' : ''}${line}\n`),
+        ...(interactive ? { progress: (line: string) => process.stderr.write(`\r\x1b[K${line}`) } : {}),
+      },
+    );
+    process.exitCode = result.exitCode;
+  });
 }

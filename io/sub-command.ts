@@ -6,10 +6,33 @@
  * (exit 3), and Ctrl-C disconnects cleanly (exit 0). -c asks for a persistent session (3.1.1:
  * clean session 0; 5.0: clean start 0 and, unless -x says otherwise, a session that never
  * expires), which needs a fixed client id.
+ *
+ * A filter the protocol forbids (`a/#/b`) is refused here before connecting (exit 2). When the
+ * broker refuses any filter in its SUBACK (a code of 0x80 or above: MQTT 5 names the reason, 3.1.1
+ * only says 0x80), every refused filter is printed with its reason and the command exits 1, even
+ * if other filters were granted: the messages the user asked for would never come, and a warning
+ * alone is easily lost when the output goes to a script. Run again without the refused filters to
+ * keep the granted ones. A DISCONNECT from the broker (its reason printed) or a close by it ends
+ * the command with exit 1 too.
  */
 import { Command, InvalidArgumentError } from 'commander';
 import type { IClientSubscribeOptions, IPublishPacket } from 'mqtt';
-import { addConnectionOptions, type ConnectionFlags, clientOptions, exitCode, parseNonNegativeInteger, settle, UsageError, userProperties } from './client-options.js';
+import type { ISubackPacket } from 'mqtt-packet';
+import { checkTopicFilter } from '../src/topics/validate.js';
+import { brokenPipeExitCode, exitQuietlyOnBrokenPipe, stdoutBroken } from './broken-pipe.js';
+import {
+  addConnectionOptions,
+  type ConnectionFlags,
+  clientOptions,
+  closeWithoutReason,
+  exitCode,
+  parseNonNegativeInteger,
+  protocolTopicLimits,
+  settle,
+  UsageError,
+  userProperties,
+} from './client-options.js';
+import { describeReasonCode } from './client-refusals.js';
 import { formatJson, formatTemplate } from './message-format.js';
 
 interface SubFlags extends ConnectionFlags {
@@ -56,6 +79,10 @@ async function runSub(flags: SubFlags): Promise<number> {
   let properties: Record<string, string | string[]> | undefined;
   try {
     if (flags.topic.length === 0) throw new UsageError('at least one topic filter is required (-t)');
+    for (const filter of flags.topic) {
+      const invalid = checkTopicFilter(filter, protocolTopicLimits);
+      if (invalid !== null) throw new UsageError(`cannot subscribe to ${JSON.stringify(filter)}: ${invalid}`);
+    }
     if (!flags.cleanSession && flags.id === undefined) throw new UsageError('-c needs a client id (-i)');
     properties = userProperties(flags.userProperty);
   } catch (error) {
@@ -78,30 +105,43 @@ async function runSub(flags: SubFlags): Promise<number> {
   const { default: mqtt } = await import('mqtt');
   const client = mqtt.connect(options);
   return new Promise<number>((resolve) => {
-    const finish = settle(client, resolve, flags, 'sub');
+    const finish = settle(client, resolve, flags, 'sub', () => `the broker closed the connection (${closeWithoutReason(flags)})`);
     let received = 0;
     process.once('SIGINT', () => finish(exitCode.ok));
+    // A reader that went away (`keel sub ... | head -1`) ends the run like Ctrl-C, but not as a success.
+    exitQuietlyOnBrokenPipe(() => finish(brokenPipeExitCode));
     client.on('message', (_topic, _payload, packet) => {
       if (flags.count !== undefined && received >= flags.count) return;
+      if (stdoutBroken()) return finish(brokenPipeExitCode);
       received++;
       process.stdout.write(render(packet, flags) + (flags.eol ? '\n' : ''));
       if (flags.count !== undefined && received >= flags.count) finish(exitCode.ok);
     });
     client.once('connect', () => {
       if (flags.count === 0) return finish(exitCode.ok);
-      client.subscribe(flags.topic, subscribeOptions, (error, _granted, suback) => {
-        // mqtt reports any refused filter as an error; the SUBACK says which ones.
-        const codes = (suback?.granted ?? []) as number[];
-        if (error && codes.length === 0) return finish(exitCode.failure, `subscribe failed: ${error.message}`);
-        const refused = flags.topic.filter((_filter, index) => (codes[index] ?? 0x80) >= 0x80);
-        for (const filter of refused) {
-          const code = codes[flags.topic.indexOf(filter)] ?? 0x80;
-          process.stderr.write(`keel sub: subscription to ${filter} refused (reason code 0x${code.toString(16)})\n`);
-        }
-        if (refused.length === flags.topic.length) finish(exitCode.failure, 'every subscription was refused');
+      client.subscribe(flags.topic, subscribeOptions, (error, requested, suback) => {
+        // A close before the SUBACK has already ended the run (settle's 'close' comes first).
+        if (suback === undefined) return finish(exitCode.failure, `subscribe failed: ${error?.message ?? 'no SUBACK'}`);
+        const refusals = describeRefusals(requested?.map((subscription) => subscription.topic) ?? flags.topic, suback, flags);
+        if (refusals.length === 0) return;
+        for (const refusal of refusals) process.stderr.write(`keel sub: ${refusal}\n`);
+        const granted = suback.granted.length - refusals.length;
+        finish(exitCode.failure, granted === 0 ? 'every subscription was refused' : `${refusals.length} of ${suback.granted.length} subscriptions refused (keel sub stops unless all are granted)`);
       });
     });
   });
+}
+
+/** One line per filter the SUBACK refused (a code of 0x80 or above), in the order requested. */
+function describeRefusals(filters: string[], suback: ISubackPacket, flags: SubFlags): string[] {
+  // The mqtt types allow objects here for other packets; a SUBACK carries one number per filter.
+  const codes = suback.granted as number[];
+  const refusals: string[] = [];
+  codes.forEach((code, index) => {
+    if (code < 0x80) return;
+    refusals.push(`subscription to ${JSON.stringify(filters[index] ?? '?')} refused: ${describeReasonCode(code, 'suback', flags.protocolVersion)}`);
+  });
+  return refusals;
 }
 
 function render(packet: IPublishPacket, flags: SubFlags): string {

@@ -1,15 +1,15 @@
 /**
  * A tiny entry point for the simulator before (and beside) the real CLI:
- *   node dist/sim/main.js sim --seed N [--trace] [--plant BUG] [--plant-store BUG]
- *   node dist/sim/main.js vopr [--count N] [--minutes M] [--seed-start S] [--keep-going] [--plant BUG] [--plant-store BUG]
- * It calls the same `runSimulation` / `runVopr` the CLI wires up, and sets the exit code.
- * `--plant` swaps in one of the deliberately broken brokers from planted-bugs.ts, to watch the
- * checker catch it; `--plant-store` swaps in a broken store (acks before fsync, recovery that skips).
+ *   node dist/sim/main.js sim --seed N [--trace] [run options]
+ *   node dist/sim/main.js vopr [--count N] [--minutes M] [--seed-start S] [--keep-going] [run options]
+ * It calls the same `runSimulation` / `runVopr` the CLI wires up, and sets the exit code. The run
+ * options (`--plant BUG`, `--plant-store BUG`, `--clients N`, `--no-faults`, `--no-workload`, ...)
+ * are read from the same table as `keel sim` reads them (run-options.ts), so a reproduce line
+ * printed by either runs in both.
  */
-import { type PlantedBugName, type PlantedStoreBugName, plantedBugs, plantedStoreBugs } from './planted-bugs.js';
+import { parseRunFlags, type RunOptions } from './run-options.js';
 import { runSimulation } from './simulation.js';
 import { runVopr } from './vopr.js';
-import type { BrokerFactory, StoreFactory } from './world.js';
 
 function flag(args: string[], name: string): string | undefined {
   const index = args.indexOf(name);
@@ -23,48 +23,33 @@ function integer(text: string | undefined, name: string): number | undefined {
   return value;
 }
 
-function plant(args: string[]): BrokerFactory | undefined {
-  const name = flag(args, '--plant');
-  if (name === undefined) return undefined;
-  if (!(name in plantedBugs)) throw new Error(`unknown --plant ${name}; one of ${Object.keys(plantedBugs).join(', ')}`);
-  return plantedBugs[name as PlantedBugName];
-}
-
-function plantStore(args: string[]): StoreFactory | undefined {
-  const name = flag(args, '--plant-store');
-  if (name === undefined) return undefined;
-  if (!(name in plantedStoreBugs)) throw new Error(`unknown --plant-store ${name}; one of ${Object.keys(plantedStoreBugs).join(', ')}`);
-  return plantedStoreBugs[name as PlantedStoreBugName];
+function vopr(args: string[], runOptions: RunOptions): number {
+  const count = integer(flag(args, '--count'), '--count');
+  const minutesText = flag(args, '--minutes');
+  const seedStart = integer(flag(args, '--seed-start'), '--seed-start');
+  const result = runVopr(
+    {
+      ...runOptions,
+      ...(count === undefined ? {} : { count }),
+      ...(minutesText === undefined ? {} : { minutes: Number(minutesText) }),
+      ...(seedStart === undefined ? {} : { seedStart }),
+      keepGoing: args.includes('--keep-going'),
+    },
+    { stdout: (line) => process.stdout.write(`${line}\n`), stderr: (line) => process.stderr.write(`${line}\n`) },
+  );
+  return result.exitCode;
 }
 
 function main(args: string[]): number {
-  const command = args[0];
-  const brokerFactory = plant(args);
-  const storeFactory = plantStore(args);
-  const factoryOption = { ...(brokerFactory === undefined ? {} : { brokerFactory }), ...(storeFactory === undefined ? {} : { storeFactory }) };
+  const { options: runOptions, rest } = parseRunFlags(args);
+  const command = rest[0];
   if (command === 'sim') {
-    const seed = integer(flag(args, '--seed'), '--seed');
+    const seed = integer(flag(rest, '--seed'), '--seed');
     if (seed === undefined) throw new Error('sim needs --seed N');
-    const workloadOption = args.includes('--no-workload') ? { workload: false } : {};
-    return runSimulation({ seed, trace: args.includes('--trace'), ...workloadOption, ...factoryOption }).exitCode;
+    return runSimulation({ ...runOptions, seed, trace: rest.includes('--trace') }).exitCode;
   }
-  if (command === 'vopr') {
-    const count = integer(flag(args, '--count'), '--count');
-    const minutesText = flag(args, '--minutes');
-    const seedStart = integer(flag(args, '--seed-start'), '--seed-start');
-    const result = runVopr(
-      {
-        ...(count === undefined ? {} : { count }),
-        ...(minutesText === undefined ? {} : { minutes: Number(minutesText) }),
-        ...(seedStart === undefined ? {} : { seedStart }),
-        keepGoing: args.includes('--keep-going'),
-        ...factoryOption,
-      },
-      { stdout: (line) => process.stdout.write(`${line}\n`), stderr: (line) => process.stderr.write(`${line}\n`) },
-    );
-    return result.exitCode;
-  }
-  process.stderr.write('usage: main.js sim --seed N [--trace] [--no-workload] | vopr [--count N] [--minutes M] [--seed-start S] [--keep-going] [--plant BUG] [--plant-store BUG]\n');
+  if (command === 'vopr') return vopr(rest, runOptions);
+  process.stderr.write('usage: main.js sim --seed N [--trace] [run options] | vopr [--count N] [--minutes M] [--seed-start S] [--keep-going] [run options]\n');
   return 2;
 }
 

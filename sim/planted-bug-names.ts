@@ -1,21 +1,38 @@
 /**
- * The names of the planted broker bugs (planted-bugs.ts), on their own so that the command line
- * can check a `--plant` value without loading the simulator: `keel serve` shares the CLI's module
- * graph, and the simulator only loads when a simulation runs.
+ * The names of the planted bugs (planted-bugs.ts), each with a one-line description, on their own
+ * so that the command line can check a `--plant` or `--plant-store` value and list the bugs in
+ * `--help` without loading the simulator: `keel serve` shares the CLI's module graph, and the
+ * simulator only loads when a simulation runs.
+ *
+ * Adding a planted bug takes one line here (name and description) beside its wrapper in
+ * planted-bugs.ts; the compiler holds `plantedBugs` to exactly these broker bug names, and a test
+ * holds `plantedStoreBugs` to the store bug names.
  */
-export const plantedBugNames = [
-  'skip-qos1-redelivery',
-  'qos2-twice',
-  'deliver-unsubscribed',
-  'forget-retained',
-  'will-on-clean-disconnect',
-  'never-fire-will',
-  'stall-drops-others-qos0',
-  'qos0-dropped-as-output-full',
-  'drop-expiry-interval',
-  'will-ignores-delay',
-  'unsubscribe-ignored',
-  'undefined-topic-alias',
-] as const;
+export const plantedBugDescriptions = {
+  'skip-qos1-redelivery': 'forgets to resend unacknowledged QoS 1 messages when a session resumes',
+  'qos2-twice': 'delivers some QoS 2 messages twice, the second time under a fresh packet identifier',
+  'deliver-unsubscribed': 'also sends each message, at QoS 0, to another connection, subscribed or not',
+  'forget-retained': 'never hands out retained messages on subscribe',
+  'will-on-clean-disconnect': 'publishes the will even after a clean DISCONNECT',
+  'never-fire-will': 'never publishes a will',
+  'stall-drops-others-qos0': 'while any reader has stopped, drops QoS 0 to every other connection, unreported',
+  'qos0-dropped-as-output-full': 'drops QoS 0 to any connection with unsent output and reports it as an output-full drop',
+  'drop-expiry-interval': 'forwards messages without their Message Expiry Interval',
+  'will-ignores-delay': 'publishes a will the moment its connection drops, ignoring the Will Delay Interval',
+  'unsubscribe-ignored': 'acknowledges UNSUBSCRIBE but goes on sending what matches the filter',
+  'undefined-topic-alias': 'sends PUBLISHes under a topic alias never defined on the connection',
+} as const satisfies Record<string, string>;
 
-export type PlantedBugName = (typeof plantedBugNames)[number];
+export type PlantedBugName = keyof typeof plantedBugDescriptions;
+
+export const plantedBugNames = Object.keys(plantedBugDescriptions) as PlantedBugName[];
+
+/** Broken stores (`--plant-store`): each wraps the real store and breaks one durability promise. */
+export const plantedStoreBugDescriptions = {
+  'ack-before-sync': 'reports every appended record as durable at once, so acknowledgements precede fsync',
+  'recovery-skips-record': 'recovery silently drops the last subscription it read',
+} as const satisfies Record<string, string>;
+
+export type PlantedStoreBugName = keyof typeof plantedStoreBugDescriptions;
+
+export const plantedStoreBugNames = Object.keys(plantedStoreBugDescriptions) as PlantedStoreBugName[];

@@ -9,10 +9,17 @@
  * prints the seed; a throw from the simulator itself is reported the same way rather than lost.
  */
 import { describeDiskShape } from './disk.js';
+import { plantedBugs, plantedStoreBugs } from './planted-bugs.js';
+import { eventsMaxDefault, pickRunOptions, type RunOptions, reproduceCommand } from './run-options.js';
 import { chooseShape } from './shape.js';
 import { type BrokerFactory, realBroker, type StoreFactory, type Violation, World } from './world.js';
 
-export interface SimulationOptions {
+/**
+ * Everything that changes what a run does is a RunOptions field (run-options.ts), where it gets
+ * the flags that the reproduce line prints; the fields here only direct the output, or hand in a
+ * broker or store built by the caller (tests), which no flag can name.
+ */
+export interface SimulationOptions extends RunOptions {
   seed: number;
   /** Print every event of the run to stdout. */
   trace?: boolean;
@@ -20,20 +27,10 @@ export interface SimulationOptions {
   stdout?: (line: string) => void;
   /** Where wall-clock figures go; default process.stderr. */
   stderr?: (line: string) => void;
-  /** Builds the broker under test; default the real Broker. Tests plant bugs through it. */
+  /** Builds the broker under test instead of the real Broker or the `plant` named; tests plant their own bugs through it. */
   brokerFactory?: BrokerFactory;
-  /** Builds each broker incarnation's store over the world's disk; default a DurableStateStore. Tests plant store bugs here. */
+  /** Builds each broker incarnation's store over the world's disk instead of a DurableStateStore or the `plantStore` named. */
   storeFactory?: StoreFactory;
-  /** Overrides the seed's choice of client count (2..12). */
-  clientCount?: number;
-  /** Overrides the seed's choice of whether faults happen at all. */
-  faults?: boolean;
-  /** False: the world without the workload streams (see chooseShape), as seeds were built before them. */
-  workload?: boolean;
-  /** A bound on events, against a broker that loops; default 5 million. */
-  eventsMax?: number;
-  /** How the reproduce line names the command; default `keel sim`. */
-  commandName?: string;
 }
 
 export interface SimulationResult {
@@ -70,16 +67,14 @@ export interface SimulationResult {
   wallMs: number;
 }
 
-const defaultEventsMax = 5_000_000;
-
 export function runSimulation(options: SimulationOptions): SimulationResult {
   const stdout = options.stdout ?? ((line: string) => process.stdout.write(`${line}\n`));
   const stderr = options.stderr ?? ((line: string) => process.stderr.write(`${line}\n`));
   const startedMs = Date.now();
   const shape = chooseShape(options.seed, { clientCount: options.clientCount, faults: options.faults, workload: options.workload });
-  const world = new World(shape, options.brokerFactory ?? realBroker, options.trace === true ? stdout : null, options.storeFactory);
+  const world = new World(shape, chooseBroker(options), options.trace === true ? stdout : null, chooseStore(options));
   try {
-    world.run(options.eventsMax ?? defaultEventsMax);
+    world.run(options.eventsMax ?? eventsMaxDefault);
   } catch (error) {
     world.fail('simulator-threw', error instanceof Error ? `${error.message} ${error.stack?.split('\n')[1]?.trim() ?? ''}` : String(error));
   }
@@ -90,6 +85,22 @@ export function runSimulation(options: SimulationOptions): SimulationResult {
   stdout(result.summary);
   stderr(`sim seed=${options.seed} wall_ms=${wallMs} events_per_s=${Math.round((world.events / Math.max(wallMs, 1)) * 1000)}`);
   return result;
+}
+
+function chooseBroker(options: SimulationOptions): BrokerFactory {
+  if (options.brokerFactory !== undefined && options.plant !== undefined) throw new Error('give plant or brokerFactory, not both');
+  return options.brokerFactory ?? (options.plant === undefined ? realBroker : plantedBugs[options.plant]);
+}
+
+function chooseStore(options: SimulationOptions): StoreFactory | undefined {
+  if (options.storeFactory !== undefined && options.plantStore !== undefined) throw new Error('give plantStore or storeFactory, not both');
+  return options.storeFactory ?? (options.plantStore === undefined ? undefined : plantedStoreBugs[options.plantStore]);
+}
+
+/** The command that replays this run: every run option as its flag (run-options.ts). */
+function reproduceLine(options: SimulationOptions): string {
+  const customParts = [...(options.brokerFactory === undefined ? [] : ['broker']), ...(options.storeFactory === undefined ? [] : ['store'])];
+  return reproduceCommand(options.seed, pickRunOptions(options), customParts);
 }
 
 function describeShape(world: World): string {
@@ -105,8 +116,7 @@ function describeShape(world: World): string {
 
 function summarize(options: SimulationOptions, world: World, wallMs: number): SimulationResult {
   const violation = world.violation;
-  const overrides = `${options.clientCount === undefined ? '' : ` --clients ${options.clientCount}`}${options.faults === false ? ' --no-faults' : ''}${options.workload === false ? ' --no-workload' : ''}`;
-  const reproduce = `${options.commandName ?? 'keel sim'} --seed ${options.seed}${overrides}`;
+  const reproduce = reproduceLine(options);
   const hash = world.hash.hex();
   const messagesPublished = world.checker.messages.size;
   const diskFaults = world.diskFaults + world.deviceStalls;

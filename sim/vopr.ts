@@ -9,18 +9,19 @@
  * the only nondeterminism here, and it happens outside every simulated run.
  */
 import { randomInt } from 'node:crypto';
+import { pickRunOptions, type RunOptions } from './run-options.js';
 import { runSimulation, type SimulationOptions } from './simulation.js';
 import type { BrokerFactory, StoreFactory } from './world.js';
 
-export interface VoprOptions {
+/** Which seeds to run and how long, plus the run options every seed gets (and its reproduce line names). */
+export interface VoprOptions extends RunOptions {
   seedStart?: number;
   count?: number;
   minutes?: number;
   keepGoing?: boolean;
+  /** A broker or store built by the caller (tests), as in SimulationOptions. */
   brokerFactory?: BrokerFactory;
   storeFactory?: StoreFactory;
-  clientCount?: number;
-  commandName?: string;
 }
 
 export interface VoprReporter {
@@ -74,13 +75,12 @@ export function runVopr(options: VoprOptions, reporter: VoprReporter): VoprResul
   reporter.stderr(`vopr: seeds from ${seedStart}${Number.isFinite(count) ? `, ${count} seeds` : ''}${options.minutes === undefined ? '' : `, ${options.minutes} min`}`);
   for (let seed = seedStart; seedsRun < count && Date.now() < deadlineMs; seed++) {
     const simulation: SimulationOptions = {
+      ...pickRunOptions(options),
       seed,
       stdout: () => {},
       stderr: () => {},
       ...(options.brokerFactory === undefined ? {} : { brokerFactory: options.brokerFactory }),
       ...(options.storeFactory === undefined ? {} : { storeFactory: options.storeFactory }),
-      ...(options.clientCount === undefined ? {} : { clientCount: options.clientCount }),
-      commandName: options.commandName ?? 'keel sim',
     };
     const result = runSimulation(simulation);
     seedsRun += 1;

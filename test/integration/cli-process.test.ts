@@ -5,15 +5,17 @@
  * only unless `--host` opens it up (and says which in its log), SIGTERM makes a running broker say
  * goodbye to 5.0 clients with DISCONNECT 0x8B and exit 0, `keel pub`/`keel sub` round-trip a
  * message, the client commands fail with readable messages and meaningful exit codes, and
- * `keel sim`/`keel vopr` reach the simulator (same seed, same output, across processes).
+ * `keel sim`/`keel vopr` reach the simulator (same seed, same output, across processes), and a
+ * failing run's reproduce line works as printed (`npx keel sim ...`) from the checkout.
  */
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runSimulation } from '../../sim/simulation.js';
-import { Clients, closedWithReason, ensureBuilt, type KeelProcess, runKeel, startKeelProcess, waitUntil } from './helpers.js';
+import { Clients, closedWithReason, ensureBuilt, type KeelProcess, repositoryRoot, runKeel, startKeelProcess, waitUntil } from './helpers.js';
 
 let workDirectory: string;
 const children: KeelProcess[] = [];
@@ -82,6 +84,25 @@ describe('keel command line', () => {
     expect(runSimulation({ seed: 7, stdout: () => {}, stderr: () => {} }).traceHash).not.toBe(expected.traceHash);
   });
 
+  it('a reproduce line, run as printed from the checkout (or a folder in it), replays the failing run', async () => {
+    const lines: string[] = [];
+    const expected = runSimulation({ seed: 1, plant: 'qos2-twice', stdout: (line) => lines.push(line), stderr: () => {} });
+    expect(expected.reproduce).toBe('npx keel sim --seed 1 --plant qos2-twice');
+    // Offline: `npx keel` must find this checkout's own command, never ask the registry.
+    const environment = { ...process.env, npm_config_offline: 'true', npm_config_update_notifier: 'false' };
+    const runs = [repositoryRoot, join(repositoryRoot, 'test', 'sim')].map((cwd) => {
+      const child = spawn('sh', ['-c', expected.reproduce], { cwd, env: environment, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
+      return new Promise<{ code: number | null; stdout: string }>((resolve) => child.once('exit', (code) => resolve({ code, stdout })));
+    });
+    for (const run of await Promise.all(runs)) {
+      expect(run.code).toBe(1);
+      expect(run.stdout).toBe(lines.map((line) => `${line}\n`).join(''));
+      expect(run.stdout).toContain(`trace_hash=${expected.traceHash}`);
+    }
+  }, 60_000);
+
   it('keel vopr runs the seeds it is asked for', async () => {
     const keel = track(runKeel(['vopr', '--count', '2', '--seed-start', '3']));
     expect(await keel.exited).toBe(0);
@@ -121,6 +142,18 @@ describe('keel command line', () => {
     expect(await keel.exited).toBe(1);
     expect(keel.stderr()).toMatch(new RegExp(`keel pub: cannot connect to 127\\.0\\.0\\.1:${port}.*ECONNREFUSED`));
   });
+
+  it('pub and sub keep -h for the host, as mosquitto does, and say so in --help and after a usage error', async () => {
+    const helps = ['pub', 'sub'].map((command) => track(runKeel([command, '--help'])));
+    for (const help of helps) {
+      expect(await help.exited).toBe(0);
+      expect(help.stdout()).toMatch(/^ {2}-h, --host <host> +broker host \(not help: see --help\)/m);
+      expect(help.stdout()).toContain('As in mosquitto_pub and mosquitto_sub, -h is the broker host; help is --help only.');
+    }
+    const bareH = track(runKeel(['pub', '-h']));
+    expect(await bareH.exited).toBe(2);
+    expect(bareH.stderr()).toContain("option '-h, --host <host>' argument missing\n(see --help; here -h is the broker host, not help)");
+  }, 30_000);
 
   it('pub and sub exit 2 on usage errors', async () => {
     const noTopic = track(runKeel(['pub', '-m', 'x']));

@@ -237,7 +237,8 @@ export class RawClient {
 export function ensureBuilt(): void {
   const cli = join(repositoryRoot, 'dist', 'io', 'cli.js');
   const builtMs = existsSync(cli) ? statSync(cli).mtimeMs : 0;
-  const newestSourceMs = Math.max(newestMs(join(repositoryRoot, 'io')), newestMs(join(repositoryRoot, 'src')));
+  // sim/ too: `keel sim` and `keel vopr` load it from dist/.
+  const newestSourceMs = Math.max(...['io', 'src', 'sim'].map((folder) => newestMs(join(repositoryRoot, folder))));
   if (builtMs >= newestSourceMs) return;
   try {
     execFileSync(join(repositoryRoot, 'node_modules', '.bin', 'tsc'), ['-p', 'tsconfig.json'], { cwd: repositoryRoot, stdio: 'pipe' });

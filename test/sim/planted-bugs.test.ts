@@ -6,7 +6,7 @@
  * failure is the bug's doing.
  */
 import { describe, expect, it } from 'vitest';
-import { type PlantedBugName, plantedBugs } from '../../sim/planted-bugs.js';
+import type { PlantedBugName } from '../../sim/planted-bugs.js';
 import { runSimulation } from '../../sim/simulation.js';
 import { runVopr } from '../../sim/vopr.js';
 import { Broker } from '../../src/broker/broker.js';
@@ -32,11 +32,11 @@ describe('planted bugs are caught', () => {
   for (const { bug, rules } of expectations) {
     it(`${bug} within ${seedsMax} seeds`, () => {
       const output: string[] = [];
-      const result = runVopr({ seedStart: 1, count: seedsMax, brokerFactory: plantedBugs[bug] }, { stdout: (line) => output.push(line), stderr: () => {} });
+      const result = runVopr({ seedStart: 1, count: seedsMax, plant: bug }, { stdout: (line) => output.push(line), stderr: () => {} });
       expect(result.failures.length, output.join('\n')).toBe(1);
       const failure = result.failures[0]!;
       expect(rules).toContain(failure.rule);
-      expect(failure.reproduce).toBe(`keel sim --seed ${failure.seed}`);
+      expect(failure.reproduce).toBe(`npx keel sim --seed ${failure.seed} --plant ${bug}`);
       expect(output.join('\n')).toContain(`FAIL seed=${failure.seed} rule=${failure.rule}`);
       // The same seed is clean against the real broker: the failure is the planted bug's.
       expect(runSimulation({ seed: failure.seed, stdout: () => {}, stderr: () => {} }).ok).toBe(true);
@@ -45,10 +45,10 @@ describe('planted bugs are caught', () => {
 
   it('prints the rule, the recent events and the reproduce line for a failing seed', () => {
     const lines: string[] = [];
-    const result = runSimulation({ seed: 1, brokerFactory: plantedBugs['qos2-twice'], stdout: (line) => lines.push(line), stderr: () => {} });
+    const result = runSimulation({ seed: 1, plant: 'qos2-twice', stdout: (line) => lines.push(line), stderr: () => {} });
     expect(result.exitCode).toBe(1);
     expect(lines[0]).toMatch(/^VIOLATION qos2-duplicated at \d+ms \(seed 1\)$/);
-    expect(lines).toContain('reproduce: keel sim --seed 1');
+    expect(lines).toContain('reproduce: npx keel sim --seed 1 --plant qos2-twice');
     const eventsHeader = lines.findIndex((line) => line.startsWith('last '));
     expect(eventsHeader).toBeGreaterThan(0);
     expect(lines.at(-1)).toMatch(/^FAIL seed=1 .* trace_hash=[0-9a-f]{16}$/);
@@ -75,6 +75,6 @@ describe('planted bugs are caught', () => {
     expect(result.violation?.rule).toBe('broker-threw');
     expect(lines[0]).toContain('(seed 3)');
     expect(lines.join('\n')).toContain('assertion failed: planted');
-    expect(lines).toContain('reproduce: keel sim --seed 3');
+    expect(lines).toContain('reproduce: npx keel sim --seed 3  # not the same run: the broker came from the caller, which no flag names');
   });
 });

@@ -2,7 +2,10 @@
  * Proves `keel inspect` and `--repair` on real files: a healthy directory verifies and reports
  * the rebuilt state's counts; a flipped byte in the middle of a segment is reported with file and
  * offset; repair cuts the log there (keeping a copy), after which inspection is clean and recovery
- * of the readable prefix succeeds. Also that it reports the sessions and wills whose owner (user
+ * of the readable prefix succeeds. Before that, the plain inspection of the damaged directory
+ * previews the repair without changing a byte: the files it keeps, the records and bytes it drops
+ * per file, and the last good LSN, which the repair then matches exactly (or that it cannot help
+ * with a damaged snapshot). Also that it reports the sessions and wills whose owner (user
  * name) is not stored, because an older version wrote their records: a mix of records with a user
  * name, with null (anonymous) and without the field is counted exactly, and the formatted report
  * names the count only when there is something to say.
@@ -90,6 +93,91 @@ describe('keel inspect', () => {
     expect(after.state!.queued).toBeGreaterThan(0);
     expect(after.state!.queued).toBeLessThan(150);
     expect(readdirSync(directory).some((n) => n.endsWith('.damaged'))).toBe(true);
+  });
+});
+
+/** Every file's name and bytes, to prove that inspection alone changes nothing. */
+function snapshotOfFiles(directory: string): Record<string, string> {
+  return Object.fromEntries(
+    readdirSync(directory)
+      .sort()
+      .map((name) => [name, readFileSync(join(directory, name)).toString('base64')]),
+  );
+}
+
+describe('keel inspect on a damaged directory previews --repair', () => {
+  it('names what the repair keeps and drops per file and the last good LSN, and the repair then does exactly that', () => {
+    const directory = writeDataDirectory(sampleRecords());
+    const segments = readdirSync(directory)
+      .filter((n) => n.startsWith('wal-'))
+      .sort();
+    expect(segments.length).toBeGreaterThan(2);
+    const damaged = segments[1]!;
+    const bytes = readFileSync(join(directory, damaged));
+    bytes[bytes.length >> 1] ^= 0x10;
+    writeFileSync(join(directory, damaged), bytes);
+    const before = snapshotOfFiles(directory);
+
+    const report = inspectDataDirectory(directory);
+    const preview = report.repairPreview!;
+    expect(snapshotOfFiles(directory)).toEqual(before);
+    expect(preview.repairable).toBe(true);
+    expect(preview.untouched).toEqual([segments[0]]);
+    expect(preview.cut).toMatchObject({ file: damaged, offset: report.files[1]!.problem!.offset, bytesDropped: bytes.length - report.files[1]!.problem!.offset });
+    expect(preview.cut!.recordsKept).toBeGreaterThan(0);
+    expect(preview.movedAside.map((moved) => moved.file)).toEqual(segments.slice(2));
+    expect(preview.lastGoodLsn).toBe(preview.cut!.lastLsnKept);
+    const nextFirstLsn = Number(/^wal-(\d+)\.log$/.exec(segments[2]!)![1]);
+    expect(preview.cut!.lsnDropped).toEqual({ first: preview.lastGoodLsn! + 1, last: nextFirstLsn - 1 });
+    const text = formatInspectReport(report);
+    expect(text).toContain(`what \`keel inspect ${directory} --repair\` would do (nothing has been changed):`);
+    expect(text).toContain(`  keep as they are: ${segments[0]}`);
+    expect(text).toContain(
+      `  ${damaged}: keep ${preview.cut!.recordsKept} records (lsn ${preview.cut!.firstLsnKept}..${preview.cut!.lastLsnKept}), drop ${preview.cut!.bytesDropped} bytes from offset ${preview.cut!.offset} (lsn ${preview.lastGoodLsn! + 1}..${nextFirstLsn - 1}: the first record recovery cannot use`,
+    );
+    for (const moved of preview.movedAside) expect(text).toContain(`  ${moved.file}: drop all ${moved.records} records (lsn ${moved.firstLsn}..${moved.lastLsn})`);
+    expect(text).toContain(`  the log would end at lsn ${preview.lastGoodLsn}, its last good record`);
+
+    repairDataDirectory(directory);
+    const after = inspectDataDirectory(directory);
+    expect(after.problems).toEqual([]);
+    expect(after.repairPreview).toBeNull();
+    const liveSegments = after.files.filter((file) => file.kind === 'segment');
+    expect(liveSegments.map((file) => file.name)).toEqual([segments[0], damaged]);
+    expect(liveSegments[1]).toMatchObject({ records: preview.cut!.recordsKept, lastLsn: preview.lastGoodLsn });
+    for (const moved of preview.movedAside) expect(readdirSync(directory)).toContain(`${moved.file}.damaged`);
+    expect(formatInspectReport(after)).not.toContain('--repair` would do');
+  });
+
+  it('previews a cut just before a whole record that cannot be applied, and the repair matches it', () => {
+    const directory = writeDataDirectory([
+      { kind: 'session-created', clientId: 'kept', protocolVersion: 4, expiryIntervalSeconds: 60, username: null },
+      { kind: 'will-set', clientId: 'kept', will: { ...will, topic: '' }, username: null },
+      { kind: 'session-created', clientId: 'lost', protocolVersion: 4, expiryIntervalSeconds: 60, username: null },
+    ]);
+    const report = inspectDataDirectory(directory);
+    const segment = report.files.find((file) => file.kind === 'segment')!;
+    expect(segment.ending).toBe('clean');
+    const preview = report.repairPreview!;
+    expect(preview.cut).toMatchObject({ file: segment.name, firstLsnKept: segment.firstLsn });
+    expect(preview.cut!.recordsKept).toBeGreaterThan(0);
+    expect(preview.cut!.recordsKept).toBeLessThan(segment.records);
+    expect(preview.cut!.lsnDropped).toEqual({ first: preview.lastGoodLsn! + 1, last: segment.lastLsn });
+    expect(formatInspectReport(report)).toContain(`  ${segment.name}: keep ${preview.cut!.recordsKept} records (lsn ${segment.firstLsn}..${preview.lastGoodLsn}), drop `);
+
+    repairDataDirectory(directory);
+    const after = inspectDataDirectory(directory);
+    expect(after.problems).toEqual([]);
+    expect(after.files.find((file) => file.name === segment.name)).toMatchObject({ records: preview.cut!.recordsKept, lastLsn: preview.lastGoodLsn });
+  });
+
+  it('says --repair cannot help when the newest snapshot is damaged', () => {
+    const directory = writeDataDirectory(sampleRecords());
+    writeFileSync(join(directory, 'snapshot-0000000000000005.snap'), Buffer.from('not a snapshot'));
+    const report = inspectDataDirectory(directory);
+    expect(report.repairPreview).toMatchObject({ repairable: false, cut: null, movedAside: [] });
+    const text = formatInspectReport(report);
+    expect(text).toMatch(/would do \(nothing has been changed\):\n {2}cannot repair: the newest snapshot snapshot-0000000000000005\.snap is damaged/);
   });
 });
 
