@@ -12,7 +12,7 @@ import { PacketDecoder } from '../../src/codec/decoder.js';
 import { encodePacket } from '../../src/codec/encoder.js';
 import { ProtocolViolation } from '../../src/codec/errors.js';
 import type { Packet, ProtocolVersion } from '../../src/codec/packets.js';
-import { connectPacketArbitrary, packetArbitrary, split } from './arbitraries.js';
+import { connectPacketArbitrary, mutate, mutation, packetArbitrary, split } from './arbitraries.js';
 
 const packetBytesMax = 256;
 
@@ -47,27 +47,6 @@ function feed(chunks: Uint8Array[], version: ProtocolVersion | undefined): 'viol
     expect(decoder.bufferedBytes).toBeLessThanOrEqual(packetBytesMax + 5);
   }
   return 'end';
-}
-
-type Mutation = { kind: 'overwrite'; at: number; value: number } | { kind: 'truncate'; at: number } | { kind: 'delete'; at: number; length: number } | { kind: 'insert'; at: number; bytes: number[] };
-
-const mutation: fc.Arbitrary<Mutation> = fc.oneof(
-  { weight: 4, arbitrary: fc.record({ kind: fc.constant('overwrite' as const), at: fc.nat(), value: fc.integer({ min: 0, max: 255 }) }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant('truncate' as const), at: fc.nat() }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant('delete' as const), at: fc.nat(), length: fc.integer({ min: 1, max: 8 }) }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant('insert' as const), at: fc.nat(), bytes: fc.array(fc.integer({ min: 0, max: 255 }), { minLength: 1, maxLength: 8 }) }) },
-);
-
-function mutate(bytes: number[], mutations: Mutation[]): Uint8Array {
-  const result = [...bytes];
-  for (const change of mutations) {
-    const at = change.at % (result.length + 1);
-    if (change.kind === 'overwrite' && at < result.length) result[at] = change.value;
-    if (change.kind === 'truncate') result.length = at;
-    if (change.kind === 'delete') result.splice(at, change.length);
-    if (change.kind === 'insert') result.splice(at, 0, ...change.bytes);
-  }
-  return new Uint8Array(result);
 }
 
 const versionOrUnknown = fc.constantFrom<ProtocolVersion | undefined>(undefined, 3, 4, 5);
