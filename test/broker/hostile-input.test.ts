@@ -35,7 +35,7 @@ import {
 } from '../codec/hostile-arbitraries.js';
 import { checkConsistent, picture } from './durable-state-checks.js';
 import { Harness, type RawTestConnection, type TestClient, text } from './harness.js';
-import { describeScript, hex, judgeScript, judgeShapeOnly, type Observation, poisonedRecords, storedTopicProblem } from './hostile-oracle.js';
+import { describeScript, hex, judge, judgeScript, judgeShapeOnly, type Observation, poisonedRecords, storedTopicProblem } from './hostile-oracle.js';
 
 const limits = fuzzLimits;
 const options: ScriptOptions = { timing: 'simulated', limits, pool: 'core' };
@@ -60,7 +60,8 @@ class Bystanders {
     this.observer.subscribe([{ topicFilter: '#', qos: 0 }]);
   }
 
-  check(when: string): void {
+  /** `willDue`: the topic of a will that must have reached the observer by now. */
+  check(when: string, willDue: string | null = null): void {
     const label = `round ${++this.rounds}`;
     if (this.canary.closed || this.observer.closed) throw new Error(`a bystander was disconnected ${when}: ${this.canary.closeReason}${this.observer.closeReason}`);
     const answers = this.canary.publish('bystander/check', label, 1);
@@ -72,10 +73,12 @@ class Bystanders {
       `canary round trip ${when}`,
     ).toContain(label);
     for (const echo of echoes) this.canary.acknowledge(echo);
-    for (const delivered of this.observer.publishes()) {
-      const problem = storedTopicProblem(delivered.topic, limits);
-      if (problem !== null) throw new Error(`the observer of # received ${JSON.stringify(delivered.topic)} ${when}: ${problem}`);
+    const delivered = this.observer.publishes();
+    for (const message of delivered) {
+      const problem = storedTopicProblem(message.topic, limits);
+      if (problem !== null) throw new Error(`the observer of # received ${JSON.stringify(message.topic)} ${when}: ${problem}`);
     }
+    if (willDue !== null && !delivered.some((message) => message.topic === willDue)) throw new Error(`the will on ${JSON.stringify(willDue)} was not published ${when}`);
   }
 }
 
@@ -149,11 +152,11 @@ function runScripts(scripts: Script[], pausesMs: number[], restartFirst: boolean
   const harness = new Harness(limits);
   const bystanders = new Bystanders(harness);
   scripts.forEach((script, index) => {
-    const verdict = judgeScript(script, feed(harness, script), limits);
-    if (verdict !== null) throw new Error(`script ${index + 1}: ${verdict}\n  ${describeScript(script)}`);
+    const judgement = judge(script, feed(harness, script), limits);
+    if (judgement.failure !== null) throw new Error(`script ${index + 1}: ${judgement.failure}\n  ${describeScript(script)}`);
     const pauseMs = pausesMs[index] ?? 0;
     if (pauseMs > 0) harness.advance(pauseMs);
-    bystanders.check(`after script ${index + 1}`);
+    bystanders.check(`after script ${index + 1}:\n  ${describeScript(script)}`, judgement.willDue);
   });
   afterScripts(harness, bystanders, restartFirst);
 }

@@ -48,6 +48,8 @@ export const knownFindings = {
   authenticationDataWithoutMethod: true,
   /** F2: a second CONNECT with an unsupported protocol level gets DISCONNECT 0x84, a CONNACK-only code (expected 0x82). */
   secondConnectDisconnect0x84: true,
+  /** F3: a client DISCONNECT with a reason code other than 0x00 and 0x04 (say 0x80) discards the will ([MQTT-3.1.2-10]: only 0x00 does). */
+  willDiscardedOnDisconnectWithError: true,
 };
 
 // ---- text and topic rules -----------------------------------------------------------------------
@@ -323,11 +325,28 @@ export interface ModelState {
   aliases: ReadonlySet<number>;
   /** QoS 2 identifiers received on this connection and not yet released. */
   pendingQos2: ReadonlySet<number>;
-  /** Whether the session expiry set at CONNECT was 0 (5.0 may not raise it at DISCONNECT). */
-  sessionExpiryZero: boolean;
+  /** The session expiry set at CONNECT, in seconds (5.0; 3.1.1: 0 for a clean session, else never). */
+  sessionExpirySeconds: number;
+  /** The session may hold QoS 2 identifiers from an earlier connection (it was not started clean). */
+  mayHoldEarlierQos2: boolean;
+  /** The will of the accepted CONNECT: its topic (null when not text) and delay; null when none. */
+  will: { topic: string | null; delaySeconds: number } | null;
+  /** The client's DISCONNECT, once sent: its reason code and the session expiry it set, if any. */
+  disconnect: { reasonCode: number; sessionExpiry: number | null } | null;
 }
 
-export const initialState: ModelState = { phase: 'awaiting-connect', version: null, aliases: new Set(), pendingQos2: new Set(), sessionExpiryZero: true };
+export const initialState: ModelState = {
+  phase: 'awaiting-connect',
+  version: null,
+  aliases: new Set(),
+  pendingQos2: new Set(),
+  sessionExpirySeconds: 0,
+  mayHoldEarlierQos2: false,
+  will: null,
+  disconnect: null,
+};
+
+const expiryNever = 0xffffffff;
 
 function publishVerdict(publish: PublishCase, state: ModelState, limits: FuzzLimits, problems: Problems): { verdict: Verdict; accepted: ModelState } {
   const version = state.version!;
@@ -345,6 +364,13 @@ function publishVerdict(publish: PublishCase, state: ModelState, limits: FuzzLim
     else if (hasDiscouragedCodePoint(topic)) problems.may('topic holds a code point that SHOULD NOT appear', [0x81, 0x90]);
   }
   let aliases = state.aliases;
+  const duplicate = publish.qos === 2 && state.pendingQos2.has(publish.packetId);
+  // [MQTT-3.3.4-7] more unacknowledged QoS 1/2 PUBLISHes than the broker's Receive Maximum: 0x93.
+  // Identifiers left by an earlier connection of the session count too, and only the broker knows them.
+  if (version === 5 && (publish.qos === 1 || publish.qos === 2) && !duplicate) {
+    if (state.pendingQos2.size >= limits.receiveMaximum) problems.must('over the Receive Maximum', [0x93]);
+    else if (state.mayHoldEarlierQos2) problems.may('over the Receive Maximum with identifiers from an earlier connection', [0x93]);
+  }
   if (version === 5) {
     const properties = propertyProblems(publish.properties, 'publish', problems);
     if (properties.has('subscriptionIdentifiers')) problems.must('subscription identifier from a client', [0x82]); // [MQTT-3.3.4-6]
@@ -386,8 +412,10 @@ function connectedVerdict(step: Step, state: ModelState, limits: FuzzLimits, pro
       return { verdict: verdictOf(problems, [{ type: 'pingresp' }]), accepted: state };
     case 'disconnect':
       // [MQTT-3.14.2-2] a session expiry of 0 at CONNECT may not be raised at DISCONNECT.
-      if (state.version === 5 && state.sessionExpiryZero && step.sessionExpiry !== null && step.sessionExpiry !== 0) problems.must('session expiry raised from 0 at DISCONNECT', [0x82]);
-      return { verdict: verdictOf(problems, [], true), accepted: { ...state, phase: 'closed' } };
+      if (state.version === 5 && state.sessionExpirySeconds === 0 && step.sessionExpiry !== null && step.sessionExpiry !== 0) problems.must('session expiry raised from 0 at DISCONNECT', [0x82]);
+      // Section 3.14.2.1: a reason code outside the DISCONNECT table is a Protocol Error.
+      if (state.version === 5 && !disconnectCodes.has(step.reasonCode)) problems.must(`DISCONNECT reason code 0x${step.reasonCode.toString(16)}`, [0x81, 0x82]);
+      return { verdict: verdictOf(problems, [], true), accepted: { ...state, phase: 'closed', disconnect: { reasonCode: step.reasonCode, sessionExpiry: step.sessionExpiry } } };
   }
 }
 
@@ -406,12 +434,16 @@ export function stepVerdict(step: Step, state: ModelState, script: Script, limit
   const version = announcedVersion(connect);
   const accept: Expected[] = [{ type: 'connack', cleanStart: connect.cleanStart, assignedIdRequired: version === 5 && connect.clientId.length === 0 }];
   const expiry = connect.properties.find((property) => property.id === 0x11)?.value ?? 0;
+  const willDelay = connect.will?.properties.find((property) => property.id === 0x18)?.value ?? 0;
   const accepted: ModelState = {
     phase: 'connected',
     version,
     aliases: new Set(),
     pendingQos2: new Set(),
-    sessionExpiryZero: version === 5 ? expiry === 0 : connect.cleanStart,
+    sessionExpirySeconds: version === 5 ? (expiry as number) : connect.cleanStart ? 0 : expiryNever,
+    mayHoldEarlierQos2: !connect.cleanStart,
+    will: connect.will === null ? null : { topic: mqttText(connect.will.topic), delaySeconds: version === 5 ? (willDelay as number) : 0 },
+    disconnect: null,
   };
   return { verdict: verdictOf(problems, accept), accepted };
 }
@@ -477,11 +509,16 @@ export interface Observation {
   brokerClosed: boolean;
 }
 
+/** How the connection ended on the path the judge accepted. */
+type End = { how: 'refused'; state: ModelState; step: Step } | { how: 'disconnected'; state: ModelState } | { how: 'open'; state: ModelState } | { how: 'unknown' };
+
 interface Context {
   script: Script;
   frames: Frame[];
   brokerClosed: boolean;
   limits: FuzzLimits;
+  /** Set on the accepted path only (a branch that fails never reaches a terminal success). */
+  end: End | null;
 }
 
 function matchExpected(frame: Frame | undefined, want: Expected, version: Version | null): string | null {
@@ -549,27 +586,35 @@ function judgeShape(frames: readonly Frame[], brokerClosed: boolean, cursor: num
     }
     if (frame.type === 14) {
       const code = frame.body[0] ?? 0;
-      if (code < 0x80 || !disconnectCodes.has(code)) return `DISCONNECT code 0x${code.toString(16)} is not a server's error code`;
+      const knownF2 = knownFindings.secondConnectDisconnect0x84 && code === 0x84;
+      if (!knownF2 && (code < 0x80 || !disconnectCodes.has(code))) return `DISCONNECT code 0x${code.toString(16)} is not a server's error code`;
       if (!(last && brokerClosed)) return 'a DISCONNECT not followed by a close';
     }
   }
   return null;
 }
 
-function judgeFrom(context: Context, index: number, cursor: number, state: ModelState): string | null {
-  if (state.phase === 'unknown') return judgeShape(context.frames, context.brokerClosed, cursor);
+function judgeEnd(context: Context, cursor: number, state: ModelState): string | null {
+  if (state.phase === 'unknown') {
+    context.end = { how: 'unknown' };
+    return judgeShape(context.frames, context.brokerClosed, cursor);
+  }
   if (state.phase === 'closed') {
     if (cursor < context.frames.length) return `${context.frames.length - cursor} packet(s) after the client's DISCONNECT`;
+    context.end = { how: 'disconnected', state };
     return context.brokerClosed ? null : "the broker did not close the connection after the client's DISCONNECT";
   }
-  if (index === context.script.steps.length) {
-    if (cursor < context.frames.length)
-      return `unexpected packet(s): ${context.frames
-        .slice(cursor)
-        .map((frame) => hex(frame.bytes))
-        .join(' ')}`;
-    return context.brokerClosed ? 'the broker closed a connection in good standing' : null;
-  }
+  if (cursor < context.frames.length)
+    return `unexpected packet(s): ${context.frames
+      .slice(cursor)
+      .map((frame) => hex(frame.bytes))
+      .join(' ')}`;
+  context.end = { how: 'open', state };
+  return context.brokerClosed ? 'the broker closed a connection in good standing' : null;
+}
+
+function judgeFrom(context: Context, index: number, cursor: number, state: ModelState): string | null {
+  if (state.phase === 'unknown' || state.phase === 'closed' || index === context.script.steps.length) return judgeEnd(context, cursor, state);
   const step = context.script.steps[index]!;
   const { verdict, accepted } = stepVerdict(step, state, context.script, context.limits);
   if (verdict.unknownWhy !== null) return judgeFrom(context, index, cursor, { ...state, phase: 'unknown' });
@@ -591,19 +636,62 @@ function judgeFrom(context: Context, index: number, cursor: number, state: Model
   }
   if (verdict.refuse !== null) {
     const refused = matchRefusal(context, cursor, verdict.refuse, state, version);
-    if (refused === null) return null;
+    if (refused === null) {
+      context.end = { how: 'refused', state, step };
+      return null;
+    }
     failures.push(`step ${index + 1} (${step.kind}) refused [${verdict.refuse.why.join('; ')}]: ${refused}`);
   }
   return failures.join('\n  or ');
 }
 
+/**
+ * The topic of the will the broker must have published once the connection is gone, or null when
+ * none is certainly due now: no will was accepted, the client ended normally (DISCONNECT 0x00
+ * [MQTT-3.14.4-3]), the will waits for its delay (never past the session's end [MQTT-3.1.3-9]),
+ * the topic starts with `$` (an observer of `#` cannot see it), or the path is unknown.
+ */
+function willDue(end: End, script: Script): string | null {
+  if (end.how === 'unknown') return null;
+  const { will, version } = end.state;
+  if (end.state.phase !== 'connected' && end.state.phase !== 'closed') return null;
+  if (will === null || will.topic === null || will.topic.startsWith('$')) return null;
+  let expirySeconds = end.state.sessionExpirySeconds;
+  if (end.how === 'disconnected') {
+    const { reasonCode, sessionExpiry } = end.state.disconnect!;
+    // [MQTT-3.1.2-10] only DISCONNECT 0x00 removes the will; 0x04 asks for it explicitly.
+    if (reasonCode === 0x00 || version! < 5) return null;
+    if (reasonCode !== 0x04 && knownFindings.willDiscardedOnDisconnectWithError) return null;
+    if (sessionExpiry !== null) expirySeconds = sessionExpiry;
+  }
+  // A refused DISCONNECT (say, one raising the session expiry from 0) may or may not count as normal.
+  if (end.how === 'refused' && end.step.kind === 'disconnect') return null;
+  // A client that lingers has not left yet.
+  if (end.how === 'open' && script.ending === 'linger') return null;
+  const dueNow = version! < 5 || will.delaySeconds === 0 || expirySeconds === 0;
+  return dueNow ? will.topic : null;
+}
+
+export interface Judgement {
+  /** Why the broker's answers are not ones the specs allow for the script, or null. */
+  failure: string | null;
+  /** The topic of the will that must have been published once the connection is gone (see `willDue`). */
+  willDue: string | null;
+}
+
+/** Judges the broker's answers to a script, and says which will must then have gone out. */
+export function judge(script: Script, observation: Observation, limits: FuzzLimits): Judgement {
+  const framed = frameBytes(observation.bytes);
+  if (framed.problem !== null) return { failure: `the broker sent bytes that are not MQTT packets: ${framed.problem}`, willDue: null };
+  if (framed.leftover > 0 && observation.brokerClosed) return { failure: 'the broker closed the connection in the middle of a packet', willDue: null };
+  const context: Context = { script, frames: framed.frames, brokerClosed: observation.brokerClosed, limits, end: null };
+  const failure = judgeFrom(context, 0, 0, initialState);
+  return { failure, willDue: failure === null && context.end !== null ? willDue(context.end, script) : null };
+}
+
 /** Null when the broker's answer is one the specs allow for the script; otherwise why not. */
 export function judgeScript(script: Script, observation: Observation, limits: FuzzLimits): string | null {
-  const framed = frameBytes(observation.bytes);
-  if (framed.problem !== null) return `the broker sent bytes that are not MQTT packets: ${framed.problem}`;
-  if (framed.leftover > 0 && observation.brokerClosed) return 'the broker closed the connection in the middle of a packet';
-  const context: Context = { script, frames: framed.frames, brokerClosed: observation.brokerClosed, limits };
-  return judgeFrom(context, 0, 0, initialState);
+  return judge(script, observation, limits).failure;
 }
 
 /** Only the shape: for bytes that were mutated after they were built. */

@@ -15,7 +15,9 @@ export function fuzzParameters<T>(seed: number, numRuns: number, extra: fc.Param
   if (!searchingLonger) return { ...extra, seed, numRuns };
   const chosen = process.env.KEEL_FUZZ_SEED === undefined ? (Date.now() ^ seed) | 0 : Number(process.env.KEEL_FUZZ_SEED);
   console.log(`fuzz: ${extraRuns} runs from seed ${chosen}`);
-  return { ...extra, seed: chosen, numRuns: extraRuns };
+  // A long search is not cut short by the time cap meant for CI.
+  const { interruptAfterTimeLimit: _cap, ...rest } = extra;
+  return { ...rest, seed: chosen, numRuns: extraRuns };
 }
 
 /** A test timeout: `ms` in CI, an hour when searching longer. */

@@ -24,10 +24,12 @@ export interface FuzzLimits {
   clientIdBytesMax: number;
   topicAliasMaximum: number;
   packetBytesMax: number;
+  /** The broker's Receive Maximum: unreleased QoS 2 PUBLISHes past it cost the connection 0x93. */
+  receiveMaximum: number;
 }
 
 /** BrokerConfig overrides for a broker under fuzz. */
-export const fuzzLimits: FuzzLimits = { topicBytesMax: 64, topicLevelsMax: 8, clientIdBytesMax: 32, topicAliasMaximum: 4, packetBytesMax: 4096 };
+export const fuzzLimits: FuzzLimits = { topicBytesMax: 64, topicLevelsMax: 8, clientIdBytesMax: 32, topicAliasMaximum: 4, packetBytesMax: 4096, receiveMaximum: 4 };
 
 export type Timing = 'simulated' | 'real';
 export type PropertyContext = 'connect' | 'will' | 'publish';
@@ -512,7 +514,8 @@ export interface ScriptOptions {
 function disconnectStep(timing: Timing): fc.Arbitrary<Step> {
   return fc.record({
     kind: fc.constant('disconnect' as const),
-    reasonCode: fc.constantFrom(0x00, 0x00, 0x04),
+    // 0x80 and 0x8E are in the table (the second is the server's), 0x05 is not.
+    reasonCode: fc.oneof({ weight: 6, arbitrary: fc.constantFrom(0x00, 0x04) }, { weight: 1, arbitrary: fc.constantFrom(0x80, 0x8e, 0x05) }),
     sessionExpiry: fc.oneof({ weight: 3, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: interval(timing) }),
   });
 }

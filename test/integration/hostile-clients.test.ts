@@ -20,14 +20,14 @@
  * broker on a fresh directory so that shrinking works against a healthy one.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
+import type net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import type { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inspectDataDirectory } from '../../io/inspect.js';
-import { describeScript, frameBytes, hex, judgeScript, judgeShapeOnly, type Observation, type StepHint, stepHints, storedTopicProblem } from '../broker/hostile-oracle.js';
+import { describeScript, hex, judge, judgeShapeOnly, type Observation, type StepHint, stepHints, storedTopicProblem } from '../broker/hostile-oracle.js';
 import { mutation, split } from '../codec/arbitraries.js';
 import { fuzzParameters, fuzzTimeoutMs } from '../codec/fuzz-parameters.js';
 import {
@@ -44,14 +44,11 @@ import {
   validTopic,
 } from '../codec/hostile-arbitraries.js';
 import { Clients, type Inbox } from './helpers.js';
+import { answerTimeoutMs, RawConnection } from './raw-connection.js';
 import { dataDirectoryProblems, startWatchedBroker, type WatchedBroker } from './watched-broker.js';
 
 const limits = fuzzLimits;
 const options: ScriptOptions = { timing: 'real', limits, pool: 'tcp' };
-/** The longest a case waits for an answer it expects (a correct broker answers in milliseconds). */
-const answerTimeoutMs = 2_000;
-/** Silence that counts as "nothing more is coming" where the oracle cannot say what will come. */
-const quietMs = 20;
 /**
  * Bounds each property's whole run, shrinking included: a crash costs a broker restart per try,
  * so a failing property reports its best shrink so far when the time is up.
@@ -118,89 +115,6 @@ async function checkBystanders(when: string): Promise<void> {
   }
 }
 
-/** A client on a bare socket that keeps every byte it is sent and notices when the broker closes. */
-class RawConnection {
-  private readonly chunks: Buffer[] = [];
-  private leaving = false;
-  private wake: () => void = () => undefined;
-  brokerClosed = false;
-  closed = false;
-  private lastDataMs = Date.now();
-
-  private constructor(private readonly socket: net.Socket) {
-    socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => {
-      this.chunks.push(chunk);
-      this.lastDataMs = Date.now();
-      this.wake();
-    });
-    socket.on('error', () => undefined);
-    const ended = (): void => {
-      if (!this.leaving) this.brokerClosed = true;
-      this.wake();
-    };
-    socket.on('end', ended);
-    socket.on('close', () => {
-      this.closed = true;
-      ended();
-    });
-  }
-
-  static open(port: number): Promise<RawConnection> {
-    return new Promise((resolve, reject) => {
-      const socket = net.connect({ host: '127.0.0.1', port }, () => resolve(new RawConnection(socket)));
-      socket.once('error', reject);
-    });
-  }
-
-  received(): Uint8Array {
-    return Buffer.concat(this.chunks);
-  }
-
-  frameCount(): number {
-    return frameBytes(this.received()).frames.length;
-  }
-
-  write(bytes: Uint8Array): void {
-    if (!this.brokerClosed) this.socket.write(bytes);
-  }
-
-  /** Resolves when `condition` holds or `timeoutMs` passed, re-checking on every socket event. */
-  async until(condition: () => boolean, timeoutMs: number): Promise<void> {
-    const deadlineMs = Date.now() + timeoutMs;
-    while (!condition() && Date.now() < deadlineMs) {
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, Math.min(quietMs, Math.max(1, deadlineMs - Date.now())));
-        this.wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-    }
-  }
-
-  /** Waits until the broker closed, or sent nothing for `quietMs`. */
-  async quiet(): Promise<void> {
-    this.lastDataMs = Date.now();
-    await this.until(() => this.brokerClosed || Date.now() - this.lastDataMs >= quietMs, answerTimeoutMs);
-  }
-
-  observation(): Observation {
-    return { bytes: this.received(), brokerClosed: this.brokerClosed };
-  }
-
-  /** Leaves as the script says (a lingering client drops too: real time does not wait for keepalives). */
-  async leave(ending: Script['ending']): Promise<void> {
-    this.leaving = true;
-    if (this.closed) return;
-    if (ending === 'end') {
-      this.socket.end();
-      await this.until(() => this.closed, answerTimeoutMs);
-    }
-    this.socket.destroy();
-  }
-}
-
 /** After a step: wait for what the oracle expects (answers, or a close), never longer than answerTimeoutMs. */
 async function settle(connection: RawConnection, before: number, hint: StepHint): Promise<void> {
   const answered = (): boolean => connection.brokerClosed || connection.frameCount() >= before + hint.responses;
@@ -264,29 +178,38 @@ async function replaceBroker(problem: string): Promise<string> {
 }
 
 /** After every case: the broker forgot the connection (its will went out), is healthy, and the bystanders noticed nothing. */
-async function afterCase(): Promise<void> {
+async function afterCase(willDue: string | null): Promise<void> {
   const forgotten = (): boolean => broker.problem() !== null || broker.core.broker.stats.connectionsCurrent === 2;
-  const deadlineMs = Date.now() + answerTimeoutMs;
-  while (!forgotten() && Date.now() < deadlineMs) await new Promise((resolve) => setTimeout(resolve, 1));
+  await pollUntil(forgotten);
   const problem = broker.problem();
   if (problem !== null) throw new Error(await replaceBroker(problem));
+  if (willDue !== null) {
+    await pollUntil(() => observerInbox.messages.some((message) => message.topic === willDue));
+    if (!observerInbox.messages.some((message) => message.topic === willDue)) throw new Error(`the will on ${JSON.stringify(willDue)} was not published`);
+  }
   await checkBystanders('after this case').catch(async (error: Error) => {
     await replaceBroker('bystanders disturbed');
     throw error;
   });
 }
 
+/** Polls (every millisecond, at most answerTimeoutMs) until `condition` holds. */
+async function pollUntil(condition: () => boolean): Promise<void> {
+  const deadlineMs = Date.now() + answerTimeoutMs;
+  while (!condition() && Date.now() < deadlineMs) await new Promise((resolve) => setTimeout(resolve, 1));
+}
+
 /** Judges one case and checks the broker after it; fails with every problem found. */
-async function judgeCase(verdict: string | null, account: string): Promise<void> {
+async function judgeCase(verdict: string | null, account: string, willDue: string | null = null): Promise<void> {
   const problems = verdict === null ? [] : [verdict];
-  await afterCase().catch((error: Error) => problems.push(error.message));
+  await afterCase(willDue).catch((error: Error) => problems.push(error.message));
   if (problems.length > 0) throw new Error(`${problems.join('\n  and ')}\n  ${account}`);
 }
 
 function scriptsProperty(script: fc.Arbitrary<Script>): fc.IAsyncPropertyWithHooks<[Script]> {
   return fc.asyncProperty(script, async (value) => {
-    const observation = await runScript(value);
-    await judgeCase(judgeScript(value, observation, limits), describeScript(value));
+    const judgement = judge(value, await runScript(value), limits);
+    await judgeCase(judgement.failure, describeScript(value), judgement.willDue);
   });
 }
 
