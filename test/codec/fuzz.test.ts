@@ -4,7 +4,8 @@
  * chunks, only ever yield packets or a ProtocolViolation: never another exception, never an
  * unbounded loop, never more than packetBytesMax + 5 bytes buffered once `next` returns null.
  * Every packet accepted from such input must also be a valid canonical packet: it re-encodes
- * without an assertion failure and decodes back to itself.
+ * without an assertion failure and decodes back to itself. The hostile-client streams of the
+ * broker fuzz tests (hostile-arbitraries.ts) go through the same check.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -13,6 +14,7 @@ import { encodePacket } from '../../src/codec/encoder.js';
 import { ProtocolViolation } from '../../src/codec/errors.js';
 import type { Packet, ProtocolVersion } from '../../src/codec/packets.js';
 import { connectPacketArbitrary, mutate, mutation, packetArbitrary, split } from './arbitraries.js';
+import { connectScript, fuzzLimits, hostileTopic, publishScript, sequenceScript, stepBytes } from './hostile-arbitraries.js';
 
 const packetBytesMax = 256;
 
@@ -73,6 +75,18 @@ describe('hostile input', () => {
       );
     });
   }
+
+  it('hostile CONNECT and PUBLISH streams (edge values, misplaced and repeated properties, bad strings) yield packets or a ProtocolViolation only', () => {
+    const options = { timing: 'simulated' as const, limits: fuzzLimits, pool: 'codec' };
+    const script = fc.oneof(connectScript({ ...options, willTopic: hostileTopic(fuzzLimits, 20) }), publishScript(options), sequenceScript(options));
+    fc.assert(
+      fc.property(script, fc.array(fc.nat(), { maxLength: 8 }), (value, points) => {
+        const bytes = new Uint8Array(Buffer.concat(value.steps.map((step) => stepBytes(step, value.version))));
+        feed(split(bytes, points), undefined);
+      }),
+      { numRuns: 400 },
+    );
+  });
 
   it('a header announcing a huge packet fails at once without waiting for its body', () => {
     const decoder = new PacketDecoder({ packetBytesMax, protocolVersion: 4 });
