@@ -36,7 +36,8 @@ import {
 } from '../codec/hostile-arbitraries.js';
 import { checkConsistent, picture } from './durable-state-checks.js';
 import { Harness, type RawTestConnection, type TestClient, text } from './harness.js';
-import { describeScript, frameBytes, hex, judge, judgeScript, judgeShapeOnly, type Observation, poisonedRecords, storedTopicProblem } from './hostile-oracle.js';
+import { describeScript, frameBytes, hex, judge, judgeScript, judgeShapeOnly, type Observation } from './hostile-judge.js';
+import { poisonedRecords, storedTopicProblem } from './hostile-oracle.js';
 
 const limits = fuzzLimits;
 const options: ScriptOptions = { timing: 'simulated', limits, pool: 'core' };

@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { MqttClient } from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
-import { frameBytes } from '../broker/hostile-oracle.js';
+import { frameBytes } from '../broker/hostile-judge.js';
 import { fuzzLimits } from '../codec/hostile-arbitraries.js';
 import { Clients } from './helpers.js';
 import { answerTimeoutMs, fromHex, RawConnection } from './raw-connection.js';

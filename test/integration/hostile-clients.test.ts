@@ -27,7 +27,8 @@ import fc from 'fast-check';
 import type { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inspectDataDirectory } from '../../io/inspect.js';
-import { describeScript, hex, judge, judgeShapeOnly, type Observation, type StepHint, stepHints, storedTopicProblem } from '../broker/hostile-oracle.js';
+import { describeScript, hex, judge, judgeShapeOnly, type Observation, type StepHint, stepHints } from '../broker/hostile-judge.js';
+import { storedTopicProblem } from '../broker/hostile-oracle.js';
 import { mutation, split } from '../codec/arbitraries.js';
 import { fuzzParameters, fuzzTimeoutMs } from '../codec/fuzz-parameters.js';
 import {

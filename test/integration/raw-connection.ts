@@ -5,8 +5,7 @@
  * timeout; `quiet` waits for a short silence, for where nobody can say what is still to come.
  */
 import net from 'node:net';
-import type { Observation } from '../broker/hostile-oracle.js';
-import { frameBytes } from '../broker/hostile-oracle.js';
+import { frameBytes, type Observation } from '../broker/hostile-judge.js';
 
 /** The longest a test waits for an answer it expects (a correct broker answers in milliseconds). */
 export const answerTimeoutMs = 2_000;
