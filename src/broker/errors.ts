@@ -13,6 +13,7 @@
  */
 import { ProtocolViolation, protocolError } from '../codec/errors.js';
 import { type ConnackPacket, type DisconnectPacket, PacketType, type ProtocolVersion } from '../codec/packets.js';
+import { disconnectReasonCodes } from '../codec/reason-code-sets.js';
 import { ConnackReturnCode311, ReasonCode } from '../codec/reason-codes.js';
 
 export interface ViolationOutcome {
@@ -33,7 +34,12 @@ export function violationOutcome(connected: boolean, knownVersion: ProtocolVersi
     }
     return { packet: null, version: knownVersion ?? 4 };
   }
-  if (knownVersion === 5) return { packet: { type: PacketType.Disconnect, reasonCode: violation.reasonCode }, version: 5 };
+  if (knownVersion === 5) {
+    // A reason only CONNACK may carry (0x84 for a second CONNECT of another level, say) becomes
+    // a Protocol Error: DISCONNECT has its own set of reason codes (section 3.14.2.1).
+    const reasonCode = disconnectReasonCodes.has(violation.reasonCode) ? violation.reasonCode : ReasonCode.ProtocolError;
+    return { packet: { type: PacketType.Disconnect, reasonCode }, version: 5 };
+  }
   return { packet: null, version: knownVersion ?? 4 };
 }
 

@@ -19,7 +19,7 @@ import { checkTopicName, isBrokerTopic } from '../topics/validate.js';
 import type { Broker } from './broker.js';
 import type { Connection } from './connection.js';
 import { connectionLogFields, packetBytesLimit } from './connection.js';
-import { violation } from './errors.js';
+import { protocolError, violation } from './errors.js';
 import { startAuthentication } from './handle-auth.js';
 import { countTopicLimit, rateBucket } from './limits.js';
 import { redeliver } from './outbound-queue.js';
@@ -118,6 +118,10 @@ export function handleConnect(broker: Broker, connection: Connection, packet: Co
   connection.version = packet.protocolVersion;
   connection.clientId = packet.clientId;
   connection.username = connection.verifiedUsername ?? packet.username;
+  // Section 3.1.2.11.10: Authentication Data without an Authentication Method is a Protocol Error.
+  if (packet.properties?.authenticationData !== undefined && packet.properties.authenticationMethod === undefined) {
+    throw protocolError('authentication-data-without-method', 'CONNECT carries Authentication Data but no Authentication Method');
+  }
   checkWillTopic(broker, packet);
   const refused = refusal(broker, connection, packet, nowMs);
   if (refused !== null) return refuse(broker, connection, refused.reasonCode, nowMs, refused.why, refused.limit);

@@ -4,6 +4,8 @@
  * drains the broker's actions after every input and decodes what each connection was sent with
  * a client-side PacketDecoder of that connection's version. Time only moves when a test says so.
  * `restart()` models a crash: the broker object is dropped and a new one replays the same store.
+ * `openRaw()` gives a connection that keeps the raw bytes it is sent, for hostile-input tests
+ * whose answers need not decode in the version the client claimed.
  */
 import { Broker } from '../../src/broker/broker.js';
 import { PacketDecoder } from '../../src/codec/decoder.js';
@@ -38,7 +40,7 @@ export class Harness {
   /** The listener the next `open` connects through, and the user name its transport verified. */
   listener: ListenerInfo = defaultListener;
   verifiedUsername: string | undefined = undefined;
-  private readonly clients = new Map<number, TestClient>();
+  private readonly clients = new Map<number, Endpoint>();
   private nextConnectionId = 1;
 
   constructor(overrides: Partial<BrokerConfig> = {}, store = new MemoryStateStore()) {
@@ -59,6 +61,15 @@ export class Harness {
     });
     this.collect();
     return client;
+  }
+
+  /** Opens a transport connection that records what it is sent as raw bytes. */
+  openRaw(): RawTestConnection {
+    const connection = new RawTestConnection(this, this.nextConnectionId++);
+    this.clients.set(connection.id, connection);
+    this.broker.connectionOpened(this.nowMs, connection.id, { remoteAddress: `10.0.0.${connection.id}:1883`, listener: this.listener });
+    this.collect();
+    return connection;
   }
 
   /** Opens and connects; returns the client after checking the CONNACK succeeded. */
@@ -125,7 +136,52 @@ export class Harness {
   }
 }
 
-export class TestClient {
+/** What the harness hands a connection's actions to. */
+interface Endpoint {
+  closed: boolean;
+  closeReason: string;
+  readingPaused: boolean;
+  readonly readingChanges: string[];
+  receiveBytes(bytes: Uint8Array): void;
+}
+
+/** A connection that keeps every byte it is sent, undecoded. */
+export class RawTestConnection implements Endpoint {
+  private readonly chunks: Uint8Array[] = [];
+  closed = false;
+  closeReason = '';
+  readingPaused = false;
+  readonly readingChanges: string[] = [];
+
+  constructor(
+    private readonly harness: Harness,
+    readonly id: number,
+  ) {}
+
+  receiveBytes(bytes: Uint8Array): void {
+    this.chunks.push(bytes.slice());
+  }
+
+  /** Everything received so far, in order. */
+  received(): Uint8Array {
+    return Buffer.concat(this.chunks);
+  }
+
+  sendBytes(bytes: Uint8Array): void {
+    if (this.closed) throw new Error('send on a closed test connection');
+    this.harness.broker.bytesReceived(this.harness.nowMs, this.id, bytes);
+    this.harness.collect();
+  }
+
+  /** The transport drops (no DISCONNECT). */
+  drop(): void {
+    this.closed = true;
+    this.harness.broker.connectionClosed(this.harness.nowMs, this.id);
+    this.harness.collect();
+  }
+}
+
+export class TestClient implements Endpoint {
   readonly decoder: PacketDecoder;
   private inbox: Packet[] = [];
   closed = false;

@@ -115,7 +115,8 @@ function withOptional<T extends object, K extends string, V>(target: T, key: K, 
   return target;
 }
 
-const reasonCodes = {
+/** Reason codes each packet may carry, from the MQTT 5.0 tables (sections 3.2.2.2 and following). */
+export const reasonCodes = {
   connack: [0x00, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8a, 0x8c, 0x90, 0x95, 0x97, 0x99, 0x9a, 0x9b, 0x9c, 0x9d, 0x9f],
   pubackPubrec: [0x00, 0x10, 0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99],
   pubrelPubcomp: [0x00, 0x92],
@@ -281,4 +282,37 @@ export function split(bytes: Uint8Array, points: number[]): Uint8Array[] {
     start = Math.max(start, cut);
   }
   return chunks;
+}
+
+/**
+ * A change to a byte stream, as a hostile peer or a broken network would make it: a byte
+ * overwritten or one bit flipped, the stream cut short, a range deleted, bytes spliced in.
+ */
+export type Mutation =
+  | { kind: 'overwrite'; at: number; value: number }
+  | { kind: 'flip'; at: number; bit: number }
+  | { kind: 'truncate'; at: number }
+  | { kind: 'delete'; at: number; length: number }
+  | { kind: 'insert'; at: number; bytes: number[] };
+
+export const mutation: fc.Arbitrary<Mutation> = fc.oneof(
+  { weight: 3, arbitrary: fc.record({ kind: fc.constant('overwrite' as const), at: fc.nat(), value: fc.integer({ min: 0, max: 255 }) }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('flip' as const), at: fc.nat(), bit: fc.integer({ min: 0, max: 7 }) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('truncate' as const), at: fc.nat() }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('delete' as const), at: fc.nat(), length: fc.integer({ min: 1, max: 8 }) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('insert' as const), at: fc.nat(), bytes: fc.array(fc.integer({ min: 0, max: 255 }), { minLength: 1, maxLength: 8 }) }) },
+);
+
+/** Applies the mutations in order; positions wrap around the current length. */
+export function mutate(bytes: Uint8Array | readonly number[], mutations: readonly Mutation[]): Uint8Array {
+  const result = [...bytes];
+  for (const change of mutations) {
+    const at = change.at % (result.length + 1);
+    if (change.kind === 'overwrite' && at < result.length) result[at] = change.value;
+    if (change.kind === 'flip' && at < result.length) result[at] = result[at]! ^ (1 << change.bit);
+    if (change.kind === 'truncate') result.length = at;
+    if (change.kind === 'delete') result.splice(at, change.length);
+    if (change.kind === 'insert') result.splice(at, 0, ...change.bytes);
+  }
+  return new Uint8Array(result);
 }

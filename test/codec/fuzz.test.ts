@@ -4,7 +4,8 @@
  * chunks, only ever yield packets or a ProtocolViolation: never another exception, never an
  * unbounded loop, never more than packetBytesMax + 5 bytes buffered once `next` returns null.
  * Every packet accepted from such input must also be a valid canonical packet: it re-encodes
- * without an assertion failure and decodes back to itself.
+ * without an assertion failure and decodes back to itself. The hostile-client streams of the
+ * broker fuzz tests (hostile-arbitraries.ts) go through the same check.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -12,7 +13,8 @@ import { PacketDecoder } from '../../src/codec/decoder.js';
 import { encodePacket } from '../../src/codec/encoder.js';
 import { ProtocolViolation } from '../../src/codec/errors.js';
 import type { Packet, ProtocolVersion } from '../../src/codec/packets.js';
-import { connectPacketArbitrary, packetArbitrary, split } from './arbitraries.js';
+import { connectPacketArbitrary, mutate, mutation, packetArbitrary, split } from './arbitraries.js';
+import { connectScript, fuzzLimits, hostileTopic, publishScript, sequenceScript, stepBytes } from './hostile-arbitraries.js';
 
 const packetBytesMax = 256;
 
@@ -49,27 +51,6 @@ function feed(chunks: Uint8Array[], version: ProtocolVersion | undefined): 'viol
   return 'end';
 }
 
-type Mutation = { kind: 'overwrite'; at: number; value: number } | { kind: 'truncate'; at: number } | { kind: 'delete'; at: number; length: number } | { kind: 'insert'; at: number; bytes: number[] };
-
-const mutation: fc.Arbitrary<Mutation> = fc.oneof(
-  { weight: 4, arbitrary: fc.record({ kind: fc.constant('overwrite' as const), at: fc.nat(), value: fc.integer({ min: 0, max: 255 }) }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant('truncate' as const), at: fc.nat() }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant('delete' as const), at: fc.nat(), length: fc.integer({ min: 1, max: 8 }) }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant('insert' as const), at: fc.nat(), bytes: fc.array(fc.integer({ min: 0, max: 255 }), { minLength: 1, maxLength: 8 }) }) },
-);
-
-function mutate(bytes: number[], mutations: Mutation[]): Uint8Array {
-  const result = [...bytes];
-  for (const change of mutations) {
-    const at = change.at % (result.length + 1);
-    if (change.kind === 'overwrite' && at < result.length) result[at] = change.value;
-    if (change.kind === 'truncate') result.length = at;
-    if (change.kind === 'delete') result.splice(at, change.length);
-    if (change.kind === 'insert') result.splice(at, 0, ...change.bytes);
-  }
-  return new Uint8Array(result);
-}
-
 const versionOrUnknown = fc.constantFrom<ProtocolVersion | undefined>(undefined, 3, 4, 5);
 
 describe('hostile input', () => {
@@ -94,6 +75,18 @@ describe('hostile input', () => {
       );
     });
   }
+
+  it('hostile CONNECT and PUBLISH streams (edge values, misplaced and repeated properties, bad strings) yield packets or a ProtocolViolation only', () => {
+    const options = { timing: 'simulated' as const, limits: fuzzLimits, pool: 'codec' };
+    const script = fc.oneof(connectScript({ ...options, willTopic: hostileTopic(fuzzLimits, 20) }), publishScript(options), sequenceScript(options));
+    fc.assert(
+      fc.property(script, fc.array(fc.nat(), { maxLength: 8 }), (value, points) => {
+        const bytes = new Uint8Array(Buffer.concat(value.steps.map((step) => stepBytes(step, value.version))));
+        feed(split(bytes, points), undefined);
+      }),
+      { numRuns: 400 },
+    );
+  });
 
   it('a header announcing a huge packet fails at once without waiting for its body', () => {
     const decoder = new PacketDecoder({ packetBytesMax, protocolVersion: 4 });
