@@ -16,6 +16,13 @@ export const plantedBugNames = [
   'will-ignores-delay',
   'unsubscribe-ignored',
   'undefined-topic-alias',
+  'wildcard-matches-dollar-topic',
+  'qos-above-grant',
+  'copy-per-overlapping-filter',
+  'shared-to-two-members',
+  'keepalive-never-enforced',
+  'packet-id-reused-on-wrap',
+  'clean-start-keeps-subscriptions',
 ] as const;
 
 export type PlantedBugName = (typeof plantedBugNames)[number];
