@@ -576,8 +576,6 @@ export class Checker {
     const seenBefore = state.received.has(key);
     state.received.add(key);
     state.deliveryCounts.set(key, (state.deliveryCounts.get(key) ?? 0) + 1);
-    if (match.plain > 1) this.noteCoverage('overlap-deliveries');
-    if (this.checkCopies(client, state, record, packet, match)) return;
     if (qos === 2) {
       const qos2Deliveries = (state.qos2DeliveryCounts.get(key) ?? 0) + 1;
       state.qos2DeliveryCounts.set(key, qos2Deliveries);
@@ -587,6 +585,8 @@ export class Checker {
         return;
       }
     }
+    if (match.plain > 1) this.noteCoverage('overlap-deliveries');
+    if (this.checkCopies(client, state, record, packet, match)) return;
     if (this.checkSharedCopy(client, state, record, timing, match)) return;
     if (qos === 0 || seenBefore || match.groups.size > 0) return;
     // A copy first sent before the SUBACK may reach the broker again later (a resend after a

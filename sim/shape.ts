@@ -97,7 +97,7 @@ export interface WorldShape {
 }
 
 /** About one seed in this many builds a long-session world (see coverage.ts); each costs a few seconds. */
-const longSessionOneIn = 300;
+const longSessionOneIn = 400;
 
 /**
  * `workload: false` leaves out everything drawn from the workload streams (stalled readers, bursts,

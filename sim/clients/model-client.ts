@@ -418,7 +418,9 @@ export class ModelClient implements ClientSide {
     if (properties.serverKeepAlive !== undefined) this.scheduleKeepAlive(link, true);
     const expectPresent = this.plan.persistent && this.hadSession && !this.cleanStart;
     this.context.checker.connackReceived(this.plan.index, this.generation, sessionPresent, expectPresent, this.cleanStart, properties.maximumQos ?? 2);
-    const resumed = sessionPresent && !this.cleanStart;
+    // A session the client had no part in (a 3.1.1 clean session ended with its connection, and a
+    // CONNECT whose CONNACK never came made this one) holds nothing of its own: start afresh.
+    const resumed = sessionPresent && !this.cleanStart && this.hadSession;
     if (!resumed) this.startFreshSession();
     // A 3.1.1 clean session ends with its connection; a 5.0 clean start keeps its expiry.
     this.hadSession = this.plan.persistent && !(this.cleanStart && this.plan.protocolVersion === 4);
