@@ -377,6 +377,7 @@ export class Checker {
       if (code > 2) {
         // Refused (an invalid filter, past a limit): no subscription exists for it.
         state.requested.delete(filter);
+        this.noteCoverage('filters-refused');
         continue;
       }
       if (code > (state.requested.get(filter) ?? 0)) this.report('suback-qos-upgrade', `c${client} ${filter} granted ${code}`);
@@ -408,6 +409,7 @@ export class Checker {
       };
       this.messages.set(key, record);
       this.payloadKeys.set(`${crc32c(messagePayload(publisher, sequence, qos, topic))}|${topic}`, key);
+      if (topic.startsWith('$') && this.someFilterStartsWithWildcard()) this.noteCoverage('dollar-topics-beside-wildcards');
     }
     if (record.firstSentMs === null) record.firstSentMs = this.clock.nowMs;
   }
@@ -528,6 +530,12 @@ export class Checker {
       return;
     }
     this.checkLiveDelivery(client, state, record, packet, timing, match);
+  }
+
+  /** Some client asked for a filter starting with `+` or `#` (which a `$` topic must not match). */
+  private someFilterStartsWithWildcard(): boolean {
+    for (const state of this.subscribers.values()) for (const filter of state.requested.keys()) if (/^[+#]/.test(matchingFilter(filter))) return true;
+    return false;
   }
 
   /** The earliest time the broker can have routed this message or will (see matchCount). */

@@ -201,7 +201,7 @@ export function chooseLongSessionClients(seed: number, plan: LongSessionPlan): C
       keepAliveSeconds: 10,
       subscriptions: [{ filter: 'long/#', qos: 2 }],
       publishes: [],
-      ackDelayMsMax: random.pick([5, 20]),
+      ackDelayMsMax: random.pick([5, 10]),
     },
     {
       ...base,

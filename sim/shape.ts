@@ -156,7 +156,9 @@ export function chooseShape(seed: number, overrides: { clientCount?: number; fau
  */
 function longSessionShape(swarm: WorldShape): WorldShape {
   const random = Random.stream(swarm.seed, 'coverage:long-session-world');
-  const plan: LongSessionPlan = { messageCount: random.int(66_000, 68_000), intervalMs: 3 };
+  // The subscriber keeps up (a window of 8 to 16 and acknowledgements within 10 ms take well over
+  // 250 messages a second), so its queue never overflows and every message counts for the wrap.
+  const plan: LongSessionPlan = { messageCount: random.int(66_000, 68_000), intervalMs: 4 };
   const activeMs = 200 + plan.messageCount * plan.intervalMs + 1_000;
   const disk = chooseDiskShape(swarm.seed, false);
   disk.store = { ...disk.store, syncPolicy: 'always', segmentBytesMax: 16_384, snapshotLogBytes: 16_384 };
@@ -167,7 +169,7 @@ function longSessionShape(swarm: WorldShape): WorldShape {
     activeMs,
     faultIntervalMsMean: random.chance(0.5) ? random.int(20_000, 60_000) : null,
     faultKinds: ['reset', 'client-reset'],
-    configOverrides: { inflightPerSessionMax: random.int(4, 16) },
+    configOverrides: { inflightPerSessionMax: random.int(8, 16) },
     disk,
     kind: 'long-session',
   };
