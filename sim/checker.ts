@@ -51,6 +51,22 @@
  *   already buffered may still come [MQTT-3.10.4-4] (it MAY deliver them, so it also owes none).
  * - Topic aliases: the model client resolves them (and reports undefined ones); every rule here
  *   sees the resolved topic.
+ *
+ * The coverage rules (see sim/coverage.ts for the worlds that exercise them):
+ * - Granted QoS [MQTT-3.8.4-8]: a copy comes at no more than the highest QoS granted to the
+ *   session's matching subscriptions (before a SUBACK, what was asked for), retained copies on
+ *   SUBSCRIBE included; no grant exceeds the Maximum QoS of the CONNACK.
+ * - Overlapping subscriptions [MQTT-3.3.4-2]: Keel gives a session one copy per publication for
+ *   all its matching plain subscriptions together, plus one per matching shared group; a first
+ *   transmission (not DUP) beyond that is a duplicate. A publisher's resend of a QoS 1 message is
+ *   a publication of its own; a broker crash (a redelivery may lose its DUP) and an amnesty excuse.
+ * - Shared groups (section 4.8.2): a group gives each publication to one member; a second member
+ *   getting it is a violation unless a member that had it may have lost it (its connection or
+ *   session ended after the message reached the broker, or it left the group) or an amnesty
+ *   applies. Copies are attributed to a group only where the member's subscriptions tell.
+ * - Clean start: a session has only the subscriptions made in it, so a copy through an earlier
+ *   session's filter is `not-subscribed`, unless an amnesty may have undone that session's end.
+ * - Keepalive [MQTT-3.1.2-24] is judged by the world (keepalive-watch.ts), from the links.
  */
 import type { PublishPacket, Qos } from '../src/codec/packets.js';
 import { crc32c } from '../src/store/crc32c.js';
