@@ -17,9 +17,10 @@ const seedsMax = 25;
  * Each bug with the rules it may break and, where 1..25 is not enough, the seed range that finds it
  * (measured with `keel vopr --plant NAME --count 1000 --keep-going`): the identifier wrap happens
  * only in the rare long-session world, 794 being the first such seed, and one such seed costs
- * about ten seconds.
+ * about ten seconds, so that test does not run it a second time against the real broker (vopr
+ * runs over thousands of seeds, long-session worlds included, do).
  */
-const expectations: { bug: PlantedBugName; rules: string[]; seedStart?: number; seeds?: number; timeoutMs?: number }[] = [
+const expectations: { bug: PlantedBugName; rules: string[]; seedStart?: number; seeds?: number; timeoutMs?: number; confirmClean?: boolean }[] = [
   { bug: 'skip-qos1-redelivery', rules: ['lost', 'liveness-pending'] },
   { bug: 'qos2-twice', rules: ['qos2-duplicated'] },
   { bug: 'deliver-unsubscribed', rules: ['not-subscribed'] },
@@ -40,11 +41,11 @@ const expectations: { bug: PlantedBugName; rules: string[]; seedStart?: number; 
   { bug: 'shared-to-two-members', rules: ['shared-duplicated'] },
   { bug: 'keepalive-never-enforced', rules: ['keepalive-not-enforced'] },
   { bug: 'clean-start-keeps-subscriptions', rules: ['not-subscribed', 'shared-duplicated'] },
-  { bug: 'packet-id-reused-on-wrap', rules: ['lost', 'qos2-duplicated'], seedStart: 794, seeds: 1, timeoutMs: 180_000 },
+  { bug: 'packet-id-reused-on-wrap', rules: ['lost', 'qos2-duplicated'], seedStart: 794, seeds: 1, timeoutMs: 120_000, confirmClean: false },
 ];
 
 describe('planted bugs are caught', () => {
-  for (const { bug, rules, seedStart = 1, seeds = seedsMax, timeoutMs = 20_000 } of expectations) {
+  for (const { bug, rules, seedStart = 1, seeds = seedsMax, timeoutMs = 20_000, confirmClean = true } of expectations) {
     it(
       `${bug} within seeds ${seedStart}..${seedStart + seeds - 1}`,
       () => {
@@ -56,7 +57,7 @@ describe('planted bugs are caught', () => {
         expect(failure.reproduce).toBe(`keel sim --seed ${failure.seed}`);
         expect(output.join('\n')).toContain(`FAIL seed=${failure.seed} rule=${failure.rule}`);
         // The same seed is clean against the real broker: the failure is the planted bug's.
-        expect(runSimulation({ seed: failure.seed, stdout: () => {}, stderr: () => {} }).ok).toBe(true);
+        if (confirmClean) expect(runSimulation({ seed: failure.seed, stdout: () => {}, stderr: () => {} }).ok).toBe(true);
       },
       timeoutMs,
     );
