@@ -477,10 +477,9 @@ export class Checker {
     for (const [filter, removedMs] of state.removed) {
       if (routedFromMs < removedMs || this.amnestySince(removedMs)) countFilter(filter, 2, state.removedGrants.get(filter) ?? 2);
     }
-    // An earlier session's filter, back after an amnesty that may have undone its end.
-    for (const [filter, former] of state.formerFilters) {
-      if (!state.requested.has(filter) && !state.removed.has(filter) && this.amnestySince(former.sinceMs)) countFilter(filter, 2, former.qos);
-    }
+    // An earlier session's filter, back after an amnesty that may have undone its end (with the
+    // QoS it had then, even where this session has the same filter at another QoS).
+    for (const [filter, former] of state.formerFilters) if (this.amnestySince(former.sinceMs)) countFilter(filter, 2, former.qos);
     // Non-shared subscriptions merge into one copy per session [MQTT-3.3.4-2] (Keel's choice).
     if (match.qos2Plain) match.qos2Count += 1;
     return match;

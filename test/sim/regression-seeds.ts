@@ -72,5 +72,9 @@ export const regressionSeeds: readonly { seed: number; found: string; workload?:
     found:
       'checker: a clean start that reached the broker before a resume ended the session and rightly sent its delayed will; simulator: a QoS 2 resend into that new session was a second publication',
   },
+  {
+    seed: 20841,
+    found: "checker: repairs cut the log back before a clean start; the earlier session's filter came back at the QoS it had then, above this session's grant for the same filter",
+  },
   { seed: 1132, found: 'simulator: after a 3.1.1 clean session, a session present made by a CONNECT whose CONNACK was lost holds no subscription: the client starts afresh' },
 ];
