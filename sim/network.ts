@@ -83,6 +83,8 @@ export class Link {
   brokerEndMs: number | null = null;
   bytesSentToBroker = 0;
   bytesDeliveredToBroker = 0;
+  /** When bytes from the client last reached the broker (its connection's keepalive counts from there). */
+  lastDeliveredToBrokerMs = 0;
   bytesSentToClient = 0;
   bytesDeliveredToClient = 0;
   /** The buffered figure the broker last heard for this link. */
@@ -136,6 +138,7 @@ export class Link {
 
   noteDeliveredToBroker(length: number, nowMs: number): void {
     this.bytesDeliveredToBroker += length;
+    this.lastDeliveredToBrokerMs = nowMs;
     while (this.arrivalWatches.length > 0 && this.arrivalWatches[0]!.offset <= this.bytesDeliveredToBroker) this.arrivalWatches.shift()!.arrived(nowMs);
   }
 
@@ -195,6 +198,7 @@ export class Network {
     link.incarnation = incarnation;
     link.brokerOpen = true;
     link.clientOpen = true;
+    link.lastDeliveredToBrokerMs = this.clock.nowMs;
     link.toClient.lastDeliveryMs = answerMs;
     this.broker!.opened(link);
     this.queue.push(answerMs, () => {
@@ -304,11 +308,11 @@ export class Network {
     this.reportOutputIfDue(link);
   }
 
-  /** The client stops reading the link (see the module comment). */
-  holdReads(link: Link): void {
+  /** The client stops reading the link (see the module comment); a hung client's hold is not counted as a stall. */
+  holdReads(link: Link, countAsStall = true): void {
     if (!link.clientOpen || link.readsHeld) return;
     link.readsHeld = true;
-    this.readStalls += 1;
+    if (countAsStall) this.readStalls += 1;
     this.trace(`net reads-held L${link.id}`);
   }
 
