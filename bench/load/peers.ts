@@ -158,7 +158,8 @@ function commandFor(name: BrokerName, port: number, workDirectory: string, optio
   if (name === 'aedes') return [process.execPath, [aedesServerScript(), String(port)]];
   if (name === 'keel') {
     const configFile = join(workDirectory, 'keel.json');
-    writeFileSync(configFile, JSON.stringify(options.keelConfig));
+    // No admin listener unless the scenario asks for one: the default port would be shared.
+    writeFileSync(configFile, JSON.stringify({ admin: null, ...options.keelConfig }));
     const dataDirectory = join(workDirectory, 'data');
     return [process.execPath, [...keelNodeArguments(), keelCli(), 'serve', '--host', '127.0.0.1', '--port', String(port), '--data-dir', dataDirectory, '--config', configFile, '--log-level', 'error']];
   }
