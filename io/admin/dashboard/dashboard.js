@@ -127,6 +127,7 @@
       scales: { x: { time: true }, y: { range: (_chart, min, max) => [0, Math.max(1, max ?? 1, min ?? 0)] } },
       series: [{}, ...spec.series.map(([label, , stroke]) => ({ label, stroke, width: 2, spanGaps: false }))],
       axes: [{}, { size: 60 }],
+      legend: { live: false },
     };
     // uPlot is the global the vendored iife script defines.
     return new window.uPlot(options, data, target);
