@@ -22,11 +22,15 @@ let server: RunningServer;
 const clients = new Clients(() => server.port);
 const token = 'a-test-token-of-enough-length';
 
+/** A parsed JSON answer: the assertions below say what shape it must have. */
+// biome-ignore lint/suspicious/noExplicitAny: the tests read answers field by field and assert each one
+type Json = any;
+
 function adminUrl(path: string, target: RunningServer = server): string {
   return `http://127.0.0.1:${target.admin!.port}${path}`;
 }
 
-async function call(path: string, init: RequestInit = {}, target: RunningServer = server): Promise<{ status: number; body: any; headers: Headers }> {
+async function call(path: string, init: RequestInit = {}, target: RunningServer = server): Promise<{ status: number; body: Json; headers: Headers }> {
   const response = await fetch(adminUrl(path, target), init);
   const text = await response.text();
   const json = response.headers.get('content-type')?.startsWith('application/json') === true;
@@ -59,7 +63,7 @@ describe('reading', () => {
     await clients.connect(4, { clientId: 'detail-4' });
     const { status, body } = await call('/api/v1/clients');
     expect(status).toBe(200);
-    const byId = new Map<string, any>(body.items.map((item: { clientId: string }) => [item.clientId, item]));
+    const byId = new Map<string, Json>(body.items.map((item: { clientId: string }) => [item.clientId, item]));
     expect(byId.get('detail-5')).toMatchObject({ username: 'ann', listener: 'mqtt', protocolVersion: '5.0', keepAliveSeconds: 42, subscriptions: 2, queued: 0, inflight: 0 });
     expect(byId.get('detail-4')).toMatchObject({ username: null, protocolVersion: '3.1.1' });
     expect(byId.get('detail-5').remoteAddress).toMatch(/^127\.0\.0\.1:\d+$/);

@@ -20,6 +20,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningServer, startServer } from '../../io/server.js';
 import { Clients, closedWithReason } from './helpers.js';
 
+/** What the page functions below touch of the browser (this file is checked without the DOM types). */
+interface PageScope {
+  keelDashboard?: { charts: Record<string, { data: number[][] }> };
+  document: { querySelector(selector: string): unknown };
+}
+
 const chromium = '/usr/bin/chromium';
 const chromiumMissing = !existsSync(chromium) && process.env.CI !== 'true';
 
@@ -78,9 +84,9 @@ describe('the dashboard in headless Chromium', () => {
       // The rate chart has drawn (uPlot's canvas) a non-zero rate, and says so above it.
       await page.waitForFunction(
         () => {
-          const state = (window as unknown as { keelDashboard?: { charts: Record<string, { data: number[][] }> } }).keelDashboard;
-          const chart = state?.charts.rate;
-          return chart !== undefined && chart.data[1]!.some((value) => value > 0) && document.querySelector('#chart-rate canvas') !== null;
+          const scope = globalThis as unknown as PageScope;
+          const chart = scope.keelDashboard?.charts.rate;
+          return chart !== undefined && chart.data[1]!.some((value) => value > 0) && scope.document.querySelector('#chart-rate canvas') !== null;
         },
         { timeout: 15_000, polling: 100 },
       );
@@ -96,7 +102,7 @@ describe('the dashboard in headless Chromium', () => {
 
       await page.click('tr[data-client-id="load-victim"] button[data-action="disconnect"]');
       expect(await victimClosed).toBe(0x98);
-      await page.waitForFunction(() => document.querySelector('tr[data-client-id="load-victim"]') === null, { timeout: 5_000, polling: 100 });
+      await page.waitForFunction(() => (globalThis as unknown as PageScope).document.querySelector('tr[data-client-id="load-victim"]') === null, { timeout: 5_000, polling: 100 });
       expect(await page.$('tr[data-client-id="load-publisher-1"]')).not.toBeNull();
 
       const screenshot = join(directory, 'dashboard.png');
