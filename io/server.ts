@@ -37,7 +37,7 @@ import { type Authentication, loadAuthentication } from './auth/setup.js';
 import { MonotonicClock } from './clock.js';
 import { lockDataDirectory } from './data-directory-lock.js';
 import { Logger } from './logger.js';
-import { NodeHost, type WriteBatching } from './node-host.js';
+import { NodeHost, type NodeHostOptions, type WriteBatching } from './node-host.js';
 import { probeDataDirectory } from './node-storage.js';
 import { packageVersion } from './package-version.js';
 import { type Reloadable, type ReloadReport, reloadAll } from './reload.js';
@@ -108,35 +108,18 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const dataDirectory = claimed.dataDirectory;
   const clock = new MonotonicClock();
   const logDebug = logger.enabled('debug');
-  const createCore = options.createCore ?? ((coreConfig: BrokerConfig, nowMs: number) => defaultCore(coreConfig, nowMs, access.authentication, access.authorizer, logDebug));
-  const core = createCore(config, clock.nowMs());
+  const core = (options.createCore ?? ((coreConfig, nowMs) => defaultCore(coreConfig, nowMs, access.authentication, access.authorizer, logDebug)))(config, clock.nowMs());
   const readiness = new Readiness();
   const operations = admin === null ? null : new Operations({ config: admin, token: access.token, view: core.view, readiness, clock, topicLimits: config, version: packageVersion() });
-  let reportHalt: (reason: string) => void = () => undefined;
-  const halted = new Promise<string>((resolve) => (reportHalt = resolve));
-  const host = new NodeHost({
-    clock,
-    logger,
-    dataDirectory,
-    writeBatching: options.writeBatching ?? 'input',
-    onHalt: (reason) => {
-      readiness.set('halted', reason);
-      reportHalt(reason);
-    },
-    outputReportStepBytes: outputReportStepBytes(config),
-    outputResumeBytes: outputResumeBytes(config),
-    ...(operations === null ? {} : { onStorageSync: operations.observeSync }),
-  });
+  const halted = readiness.halted;
+  const host = createHost(options, config, { clock, logger, dataDirectory, onHalt: (reason) => readiness.set('halted', reason) }, operations);
   const driver = new Driver(core, host);
   host.attach(driver);
   const server = net.createServer({ noDelay: true }, (socket) => host.accept(socket));
   let address: net.AddressInfo;
   let adminAddress: net.AddressInfo | null = null;
   try {
-    if (operations !== null) {
-      adminAddress = await operations.listen(host, logger);
-      logger.announce('admin-listening', { host: adminAddress.address, port: adminAddress.port });
-    }
+    adminAddress = await openAdmin(operations, host, logger);
     readiness.set('recovering');
     driver.start(clock.nowMs());
     access.acl?.watch();
@@ -181,6 +164,24 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     reload: () => reloadAll([...access.reloadables, ...(operations?.reloadables ?? [])], restartOnly),
     admin: adminAddress === null ? null : { host: adminAddress.address, port: adminAddress.port },
   };
+}
+
+function createHost(options: ServerOptions, config: BrokerConfig, base: Pick<NodeHostOptions, 'clock' | 'logger' | 'dataDirectory' | 'onHalt'>, operations: Operations | null): NodeHost {
+  return new NodeHost({
+    ...base,
+    writeBatching: options.writeBatching ?? 'input',
+    outputReportStepBytes: outputReportStepBytes(config),
+    outputResumeBytes: outputResumeBytes(config),
+    ...(operations === null ? {} : { onStorageSync: operations.observeSync }),
+  });
+}
+
+/** Opens the admin listener, if there is one, before recovery starts (see the module comment). */
+async function openAdmin(operations: Operations | null, host: NodeHost, logger: Logger): Promise<net.AddressInfo | null> {
+  if (operations === null) return null;
+  const address = await operations.listen(host, logger);
+  logger.announce('admin-listening', { host: address.address, port: address.port });
+  return address;
 }
 
 /** The core's settings and the admin listener's (taken out first: the core's reject unknown keys). */
