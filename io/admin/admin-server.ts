@@ -15,7 +15,10 @@
  * - time: the request line and headers within `headersTimeoutMs`, the whole request within
  *   `requestTimeoutMs` (Node answers 408), an idle keep-alive connection closed after
  *   `idleTimeoutMs`; a change waits `adminResultTimeoutMs` for the core (504);
- * - header size: Node's parser refuses more than `headerBytesMax` (431).
+ * - header size: Node's parser refuses more than `headerBytesMax` (431);
+ * - reads of the broker's tables (`/metrics` and the API): at most `readsPerSecondMax` a second
+ *   (a token bucket; past it 503 `busy`), since one page over 100,000 sessions costs the event loop
+ *   tens of milliseconds that MQTT clients would otherwise get.
  *
  * Who may do what: with a token file, every write (any method but GET) needs `Authorization:
  * Bearer <token>`; on a listener bound to a non-loopback address (which needs a token file, see
@@ -27,6 +30,8 @@
  */
 import http from 'node:http';
 import net from 'node:net';
+import { TokenBucket } from '../../src/broker/token-bucket.js';
+import { MonotonicClock } from '../clock.js';
 import type { Logger } from '../logger.js';
 import { type ApiContext, ApiError, handleApi, type Reply } from './admin-api.js';
 import type { AdminConfig } from './admin-config.js';
@@ -41,6 +46,8 @@ export const headersTimeoutMs = 5_000;
 export const requestTimeoutMs = 10_000;
 export const idleTimeoutMs = 30_000;
 export const headerBytesMax = 16 * 1024;
+/** Enough for a Prometheus scrape and a dozen open dashboards (three reads a second each). */
+export const readsPerSecondMax = 50;
 /** A refused connection that does not close after its 503 is destroyed after this. */
 const refusedLingerMs = 1_000;
 
@@ -73,9 +80,12 @@ export class AdminServer {
   private readonly http: http.Server;
   private readonly front: net.Server;
   private readonly loopbackOnly: boolean;
+  private readonly clock = new MonotonicClock();
+  private readonly reads: TokenBucket;
 
   private constructor(private readonly options: AdminServerOptions) {
     this.loopbackOnly = isLoopbackHost(options.config.host);
+    this.reads = new TokenBucket(readsPerSecondMax, this.clock.nowMs());
     this.http = http.createServer({ requestTimeout: requestTimeoutMs, headersTimeout: headersTimeoutMs, keepAliveTimeout: 5_000, maxHeaderSize: headerBytesMax }, (request, response) => {
       void this.handle(request, response);
     });
@@ -152,16 +162,23 @@ export class AdminServer {
       case '/metrics':
         onlyGet(method);
         this.authorize(request, false);
+        this.takeRead();
         return { status: 200, body: await this.options.metrics.scrape(), headers: { 'Content-Type': this.options.metrics.contentType } };
     }
     if (url.pathname === '/api/v1' || url.pathname.startsWith('/api/v1/')) {
       this.authorize(request, method !== 'GET');
+      if (method === 'GET') this.takeRead();
       return handleApi(method, pathSegments(url.pathname.slice('/api/v1/'.length)), url.searchParams, this.options.api);
     }
     const file = dashboardFile(url.pathname);
     if (file === null) throw new ApiError(404, 'not-found', `nothing at ${url.pathname}`);
     onlyGet(method);
     return { status: 200, body: file.bytes, headers: { 'Content-Type': file.contentType, 'Content-Security-Policy': "default-src 'self'; style-src 'self' 'unsafe-inline'" } };
+  }
+
+  private takeRead(): void {
+    if (this.reads.take(this.clock.nowMs())) return;
+    throw new ApiError(503, 'busy', `the admin listener serves at most ${readsPerSecondMax} reads a second`, { 'Retry-After': '1' });
   }
 
   private healthReply(method: string, readiness: boolean): Reply {

@@ -7,8 +7,9 @@
  * and the client then finds no session); `DELETE /retained/{topic}` clears a retained message
  * (a new subscriber gets nothing); bad input gets 400, unknown things 404, wrong methods 405, a
  * `$SYS` topic 409, a large body 413; with a token file every write needs the token (401
- * without it or with a wrong one) while reads on loopback stay open; and a request addressed to
- * another host name is refused (403).
+ * without it or with a wrong one) while reads on loopback stay open; a request addressed to
+ * another host name is refused (403); reads past 50 a second get 503 `busy`, and are served again
+ * a second later.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -212,6 +213,29 @@ describe('with a token file', () => {
       await guardedClients.endAll();
     } finally {
       await guarded.close();
+    }
+  });
+});
+
+describe('reads of the tables', () => {
+  it('are limited to 50 a second: past that 503 busy, served again a second later', async () => {
+    const limited = await start(join(directory, 'limited'));
+    try {
+      const statuses: number[] = [];
+      for (let index = 0; index < 80; index++) statuses.push((await call('/api/v1/clients', {}, limited)).status);
+      expect(statuses.filter((status) => status === 200).length).toBeGreaterThanOrEqual(50);
+      expect(statuses.filter((status) => status === 503).length).toBeGreaterThan(0);
+      expect(statuses.filter((status) => status !== 200 && status !== 503)).toEqual([]);
+      // /metrics draws on the same budget: some scrape in a quick burst is refused too.
+      let busy = await call('/metrics', {}, limited);
+      for (let index = 0; index < 80 && busy.status === 200; index++) busy = await call('/metrics', {}, limited);
+      expect([busy.status, busy.body.error.code, busy.headers.get('retry-after')]).toEqual([503, 'busy', '1']);
+      // Health stays open to supervisors whatever the readers do.
+      expect((await call('/readyz', {}, limited)).status).toBe(200);
+      await sleep(1_100);
+      expect((await call('/api/v1/clients', {}, limited)).status).toBe(200);
+    } finally {
+      await limited.close();
     }
   });
 });
