@@ -134,7 +134,7 @@ export class BrokerMetrics {
     this.counter('keel_sessions_expired_total', 'Sessions ended by their expiry interval', (s) => count(s, 'sessionsExpired'));
     this.gauge('keel_subscriptions', 'Subscriptions held', (s) => s.gauges.subscriptions);
     this.gauge('keel_retained_messages', 'Retained messages held ($SYS ones included)', (s) => s.gauges.retainedMessages);
-    this.gauge('keel_retained_payload_bytes', 'Payload bytes of the retained messages of clients', (s) => s.gauges.retainedBytes);
+    this.gauge('keel_retained_payload_bytes', 'Payload bytes of the retained messages ($SYS ones included)', (s) => s.gauges.retainedBytes);
     this.gauge('keel_queued_messages', 'Messages waiting in session queues', (s) => s.gauges.queuedMessages);
     this.gauge('keel_inflight_messages', 'QoS 1 and 2 messages sent and not yet acknowledged', (s) => s.gauges.inflightMessages);
     this.gauge('keel_stored_messages', 'Messages held in memory (queued, inflight or retained)', (s) => s.gauges.storedMessages);
