@@ -54,11 +54,17 @@ export interface ConnackAuthentication {
   readonly data: Uint8Array | undefined;
 }
 
+/** The 5.0 CONNACK codes that refuse a client for who it is (see BrokerStats.authenticationFailures). */
+function isIdentityRefusal(reasonCode: number): boolean {
+  return reasonCode === ReasonCode.BadUserNameOrPassword || reasonCode === ReasonCode.NotAuthorized || reasonCode === ReasonCode.Banned || reasonCode === ReasonCode.BadAuthenticationMethod;
+}
+
 type Refusal = { reasonCode: number; why: string; limit?: keyof LimitStats };
 
 export function refuse(broker: Broker, connection: Connection, reasonCode: number, nowMs: number, why: string, limit?: keyof LimitStats, extra: LogFields = {}): void {
   const code = connection.version === 5 ? reasonCode : returnCode311(reasonCode);
   broker.stats.connectsRefused += 1;
+  if (connection.version === 5 ? isIdentityRefusal(code) : code === ConnackReturnCode311.BadUserNameOrPassword || code === ConnackReturnCode311.NotAuthorized) broker.stats.authenticationFailures += 1;
   if (limit !== undefined) broker.stats.limits[limit] += 1;
   broker.log('info', 'connect-refused', { ...connectionLogFields(connection), ...extra, protocolVersion: connection.version, reasonCode: code, why });
   broker.sendPacket(connection, { type: PacketType.Connack, sessionPresent: false, reasonCode: code }, 0, true);
