@@ -6,9 +6,11 @@
  * (a hung one, or one whose link went half-open) keeps the link open past that deadline:
  * `keepalive-not-enforced`. A keepalive of 0 asks for nothing.
  *
- * Judged from the link alone: when bytes from its client last reached the broker (segments the
- * broker has not read yet, while it throttles a publisher, do not count) and whether the broker's
- * side is still open (a close, a crash and a reset all end it). Counting from the last byte rather
+ * Judged from the link alone: when bytes from its client last reached the broker, and whether the
+ * broker reads the link at all: while it throttles a publisher (reads paused) no close is owed,
+ * since that client's packets may be waiting unread, and after the resume the keepalive counts
+ * from the resume (a broker that timed such a client out would drop a client that did nothing
+ * wrong, with its will); and whether the broker's side is still open (a close, a crash and a reset all end it). Counting from the last byte rather
  * than the last whole packet only moves the deadline later, so the rule never asks for an early
  * close. One pending check per watched link, as in the broker: when it fires it recomputes the
  * deadline from the latest arrival and waits again if that moved.
@@ -33,7 +35,10 @@ export class KeepAliveWatch {
   }
 
   private deadlineMs(link: Link, keepAliveMs: number): number {
-    return link.lastDeliveredToBrokerMs + Math.floor((keepAliveMs * 3) / 2) + keepAliveToleranceMs;
+    // While the broker does not read the link, the silence is the broker's: no close is owed
+    // (the client's packets may be waiting unread), and the keepalive counts again from the resume.
+    const sinceMs = link.brokerReadsHeld ? this.clock.nowMs : Math.max(link.lastDeliveredToBrokerMs, link.brokerReadsResumedMs);
+    return sinceMs + Math.floor((keepAliveMs * 3) / 2) + keepAliveToleranceMs;
   }
 
   private schedule(link: Link, keepAliveMs: number): void {

@@ -85,6 +85,8 @@ export class Link {
   bytesDeliveredToBroker = 0;
   /** When bytes from the client last reached the broker (its connection's keepalive counts from there). */
   lastDeliveredToBrokerMs = 0;
+  /** When the broker last resumed reading the link after a pause (0: never paused). */
+  brokerReadsResumedMs = 0;
   bytesSentToClient = 0;
   bytesDeliveredToClient = 0;
   /** The buffered figure the broker last heard for this link. */
@@ -262,6 +264,7 @@ export class Network {
   resumeBrokerReads(link: Link): void {
     if (!link.brokerReadsHeld) return;
     link.brokerReadsHeld = false;
+    link.brokerReadsResumedMs = this.clock.nowMs;
     this.trace(`net broker-reads-resumed L${link.id} ${link.heldToBroker.length} segment(s)`);
     this.queue.push(this.clock.nowMs, () => this.drainHeldToBroker(link));
   }

@@ -379,6 +379,9 @@ export class World implements ClientContext {
         if (index !== null) this.checkOutputFull(index, fields.topic);
       }
     }
+    if (event === 'keepalive-timeout' && typeof fields.connectionId === 'number' && typeof fields.keepAliveSeconds === 'number') {
+      this.checkKeepAliveClose(fields.connectionId, fields.keepAliveSeconds);
+    }
     if (event === 'recovered') {
       this.recoveries += 1;
       this.checker.brokerRecovered();
@@ -403,6 +406,23 @@ export class World implements ClientContext {
       this.fail(
         'output-full-early',
         `c${clientIndex}: QoS 0 ${topic} dropped as output-full with ${bufferedBytes} bytes unsent (cap ${this.config.connectionOutputBytesMax}, report step ${this.network.outputReportStepBytes})`,
+      );
+    }
+  }
+
+  /**
+   * A keepalive close is owed to silence, never to the broker's own throttling: a publisher whose
+   * link the broker stopped reading may have sent its PINGREQs in time, and they wait unread. So
+   * no keepalive close while reads are paused, nor within 1.5 keepalives of their resume.
+   */
+  private checkKeepAliveClose(connectionId: number, keepAliveSeconds: number): void {
+    const link = this.network.links.get(connectionId);
+    if (link === undefined) return;
+    const sinceResumeMs = this.clock.nowMs - link.brokerReadsResumedMs;
+    if (link.brokerReadsHeld || (link.brokerReadsResumedMs > 0 && sinceResumeMs < Math.floor((keepAliveSeconds * 1000 * 3) / 2))) {
+      this.fail(
+        'keepalive-close-while-throttled',
+        `L${connectionId} (c${link.clientIndex}) closed for keepalive at ${this.clock.nowMs}ms while the broker ${link.brokerReadsHeld ? 'was not reading it' : `had resumed reading it only ${sinceResumeMs}ms before`}`,
       );
     }
   }

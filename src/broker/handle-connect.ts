@@ -114,6 +114,10 @@ function requestedExpirySeconds(packet: ConnectPacket): number {
  */
 function checkWillTopic(broker: Broker, packet: ConnectPacket): void {
   if (packet.will === undefined) return;
+  // [MQTT-3.2.2-12] / [MQTT-3.2.2-13]: a will the server cannot honour refuses the connection
+  // (5.0: 0x9B QoS not supported, 0x9A Retain not supported; 3.1.1 has no code: a close).
+  if (packet.will.qos > broker.config.maximumQos) throw violation(ReasonCode.QosNotSupported, 'will-qos-not-supported', `will QoS ${packet.will.qos} above maximum ${broker.config.maximumQos}`);
+  if (packet.will.retain && !broker.config.retainAvailable) throw violation(ReasonCode.RetainNotSupported, 'will-retain-not-supported', 'will retain is not available');
   const problem = checkTopicName(packet.will.topic, broker.config);
   if (problem === null) return;
   countTopicLimit(broker.stats.limits, broker.config, packet.will.topic);

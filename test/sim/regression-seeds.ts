@@ -77,4 +77,7 @@ export const regressionSeeds: readonly { seed: number; found: string; workload?:
     found: "checker: repairs cut the log back before a clean start; the earlier session's filter came back at the QoS it had then, above this session's grant for the same filter",
   },
   { seed: 1132, found: 'simulator: after a 3.1.1 clean session, a session present made by a CONNECT whose CONNACK was lost holds no subscription: the client starts afresh' },
+  { seed: 10127, found: 'broker: a publisher the throttle stopped reading was closed for keepalive while its PINGREQs waited unread (rule keepalive-close-while-throttled)' },
+  { seed: 10177, found: 'broker: same as 10127' },
+  { seed: 10207, found: 'broker: same as 10127' },
 ];
