@@ -134,17 +134,17 @@ function parseListener(entry: unknown, where: string, baseDirectory: string, pro
     proxyProtocol: read.boolean('proxyProtocol'),
     allowedOrigins: read.origins(),
   };
-  problems.push(...listenerRuleProblems(listener, where, fields));
+  problems.push(...listenerRuleProblems(listener, where));
   return problems.length === before ? listener : null;
 }
 
 /**
- * What a listener of its protocol may and must have. `given` is the object as written, so that a
- * setting that does not apply is named even when its value equals the default.
+ * What a listener of its protocol may and must have. A setting that does not apply to it is a
+ * problem when it asks for something (false and null ask for nothing).
  */
-function listenerRuleProblems(listener: ListenerConfig, where: string, given: Record<string, unknown> = {}): string[] {
+function listenerRuleProblems(listener: ListenerConfig, where: string): string[] {
   const problems: string[] = [];
-  const present = (key: keyof ListenerConfig): boolean => given[key] !== undefined || (listener[key] !== null && listener[key] !== false);
+  const present = (key: keyof ListenerConfig): boolean => listener[key] !== null && listener[key] !== false;
   const tls = isTlsProtocol(listener.protocol);
   const webSocket = isWebSocketProtocol(listener.protocol);
   if (tls) {
@@ -199,7 +199,7 @@ class FieldReader {
 
   string(key: string): string | null {
     const value = this.fields[key];
-    if (value === undefined) return null;
+    if (value === undefined || value === null) return null;
     if (typeof value === 'string' && value.length > 0) return value;
     this.problems.push(`${this.where}: "${key}" must be a non-empty string`);
     return null;
@@ -207,7 +207,7 @@ class FieldReader {
 
   boolean(key: string): boolean {
     const value = this.fields[key];
-    if (value === undefined) return false;
+    if (value === undefined || value === null) return false;
     if (typeof value === 'boolean') return value;
     this.problems.push(`${this.where}: "${key}" must be true or false`);
     return false;

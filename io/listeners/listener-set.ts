@@ -24,12 +24,12 @@ export interface PreparedListeners {
 }
 
 /** Checks the listeners and reads their certificates; every problem is returned, nothing is bound. */
-export function prepareListeners(configs: readonly ListenerConfig[], log: CredentialsLog, nowMs: () => number = Date.now): PreparedListeners | { problems: string[] } {
+export function prepareListeners(configs: readonly ListenerConfig[], log: CredentialsLog): PreparedListeners | { problems: string[] } {
   const problems = checkListeners(configs);
   const warnings: string[] = [];
   const credentials = configs.map((config) => {
     if (!isTlsProtocol(config.protocol) || config.certFile === null || config.keyFile === null) return null;
-    const opened = WatchedCredentials.open({ certFile: config.certFile, keyFile: config.keyFile, caFile: config.caFile }, listenerName(config.protocol, config.host, config.port), log, nowMs);
+    const opened = WatchedCredentials.open({ certFile: config.certFile, keyFile: config.keyFile, caFile: config.caFile }, listenerName(config.protocol, config.host, config.port), log);
     if ('problems' in opened) {
       problems.push(...opened.problems.map((problem) => `listener ${listenerName(config.protocol, config.host, config.port)}: ${problem}`));
       return null;

@@ -19,7 +19,7 @@
  */
 import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
 import tls from 'node:tls';
-import { WatchedFile } from '../auth/watched-file.js';
+import { WatchedFile, type WatchedFileOptions } from '../auth/watched-file.js';
 import type { Reloadable, ReloadOutcome } from '../reload.js';
 
 /** TLS 1.0 and 1.1 are deprecated (RFC 8996); Mosquitto's default floor is 1.2 too. */
@@ -110,6 +110,13 @@ function expiryWarning(validToMs: number, nowMs: number, certFile: string): stri
 
 export type CredentialsLog = (level: 'info' | 'warn', event: string, fields: Record<string, string>) => void;
 
+export interface CredentialsOptions {
+  /** Wall-clock milliseconds, against which validity is checked. */
+  readonly nowMs?: () => number;
+  /** How often the files are looked at (io/auth/watched-file.ts); injectable for tests. */
+  readonly watch?: WatchedFileOptions;
+}
+
 /** A TLS listener's files, watched, with the credentials now in force. */
 export class WatchedCredentials implements Reloadable {
   private credentials: TlsCredentials;
@@ -133,10 +140,11 @@ export class WatchedCredentials implements Reloadable {
   }
 
   /** Reads and checks the files for the first time; every problem is returned. */
-  static open(files: TlsFiles, listener: string, log: CredentialsLog, nowMs: () => number = Date.now): WatchedCredentials | { problems: string[] } {
+  static open(files: TlsFiles, listener: string, log: CredentialsLog, options: CredentialsOptions = {}): WatchedCredentials | { problems: string[] } {
+    const nowMs = options.nowMs ?? Date.now;
     const problems: string[] = [];
     const opened = [['certFile', files.certFile] as const, ['keyFile', files.keyFile] as const, ...(files.caFile === null ? [] : [['caFile', files.caFile] as const])].map(([what, file]) => {
-      const result = WatchedFile.open(file, what, {});
+      const result = WatchedFile.open(file, what, options.watch ?? {});
       if ('problems' in result) problems.push(...result.problems);
       return result;
     });
