@@ -47,6 +47,8 @@ export interface ServerOptions {
   port?: number;
   /** Every listener, instead of `host` and `port` (io/listeners/listener-config.ts). */
   listeners?: readonly ListenerConfig[];
+  /** Problems found in a `listeners` list before (its bad entries): reported with every other problem. */
+  listenerProblems?: readonly string[];
   /** How often WebSocket clients are pinged; one that has not answered by the next ping is closed. */
   webSocketPingIntervalMs?: number;
   /** BrokerConfig keys overriding the defaults; validated with `resolveConfig`. */
@@ -188,9 +190,10 @@ function checkConfiguration(options: ServerOptions, logger: Logger): { config: B
   if (options.listeners !== undefined && (options.host !== undefined || options.port !== undefined)) throw new Error('startServer takes either listeners or host and port, not both');
   const resolved = resolveConfig((options.config ?? {}) as Record<string, unknown>);
   const configs = options.listeners ?? [listenerDefaults('mqtt', options.host ?? '127.0.0.1', options.port ?? 0)];
+  if (configs.length === 0 && (options.listenerProblems ?? []).length === 0) throw new ConfigError(['"listeners" must be a non-empty array of listener objects']);
   const prepared = prepareListeners(configs, (level, event, fields) => logger[level](event, fields));
-  const problems = [...(resolved.ok ? [] : resolved.problems), ...('problems' in prepared ? prepared.problems : [])];
-  if (!resolved.ok || 'problems' in prepared) throw new ConfigError(problems);
+  const problems = [...(resolved.ok ? [] : resolved.problems), ...(options.listenerProblems ?? []), ...('problems' in prepared ? prepared.problems : [])];
+  if (!resolved.ok || 'problems' in prepared || problems.length > 0) throw new ConfigError(problems);
   for (const warning of prepared.warnings) logger.warn('tls-certificate-expiring', { detail: warning });
   return { config: resolved.config, listeners: prepared };
 }

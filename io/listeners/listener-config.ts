@@ -78,14 +78,15 @@ export function listenerDefaults(protocol: ListenerProtocol, host: string, port:
   };
 }
 
-export type ParsedListeners = { ok: true; listeners: ListenerConfig[] } | { ok: false; problems: string[] };
+/** When not ok, `listeners` holds the entries that were fine, so that their certificates can be checked too. */
+export type ParsedListeners = { ok: true; listeners: ListenerConfig[] } | { ok: false; problems: string[]; listeners: ListenerConfig[] };
 
 /**
  * Checks the `listeners` value of a configuration file. `baseDirectory` is the file's directory,
  * against which relative certificate paths are resolved.
  */
 export function parseListeners(value: unknown, baseDirectory: string): ParsedListeners {
-  if (!Array.isArray(value) || value.length === 0) return { ok: false, problems: ['"listeners" must be a non-empty array of listener objects'] };
+  if (!Array.isArray(value) || value.length === 0) return { ok: false, problems: ['"listeners" must be a non-empty array of listener objects'], listeners: [] };
   const problems: string[] = [];
   const listeners: ListenerConfig[] = [];
   value.forEach((entry, index) => {
@@ -93,7 +94,7 @@ export function parseListeners(value: unknown, baseDirectory: string): ParsedLis
     if (parsed !== null) listeners.push(parsed);
   });
   problems.push(...listenerConflicts(listeners));
-  return problems.length === 0 ? { ok: true, listeners } : { ok: false, problems };
+  return problems.length === 0 ? { ok: true, listeners } : { ok: false, problems, listeners };
 }
 
 /** The problems of a list of listeners built elsewhere (command-line flags, tests). */
