@@ -150,8 +150,8 @@ async function serve(flags: ServeFlags, command: Command): Promise<void> {
     fail(1, message.startsWith('cannot listen on ') ? `cannot start: ${message}` : `cannot start on ${host}:${flags.port}: ${message}${hint}`);
   }
   state.server = running;
-  // Listeners from the config file name their own hosts; flags share --host.
-  if (listening === null || !listening.fromFile) warnAboutExposure(running, flags.host === undefined, logger);
+  // A defaulted --host (no listeners list) is the local-only case; otherwise each listener is judged.
+  if (listening === null || (!listening.fromFile && flags.host === undefined)) warnAboutExposure(running, flags.host === undefined, logger);
   else warnAboutListeners(running, listening.listeners, logger);
   // A stop asked for while the broker was starting waited for the start to finish.
   if (state.stopping) stopServer(running, logger);
