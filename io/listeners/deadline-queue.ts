@@ -9,6 +9,7 @@
  * not a timer of its own, which matters when thousands connect at once; removing an entry (the
  * stage finished in time) is a Map delete and leaves the timer alone.
  */
+import assert from 'node:assert/strict';
 
 export class DeadlineQueue<T extends object> {
   private readonly deadlines = new Map<T, number>();
@@ -27,7 +28,7 @@ export class DeadlineQueue<T extends object> {
   }
 
   add(item: T): void {
-    if (this.deadlines.has(item)) throw new Error('a connection was given a second deadline for one stage');
+    assert.ok(!this.deadlines.has(item), 'a connection was given a second deadline for one stage');
     this.deadlines.set(item, this.nowMs() + this.durationMs);
     if (this.timer === null) this.arm(this.durationMs);
   }

@@ -9,6 +9,7 @@
  * caller can release the data directory and exit with nothing half-started; the error names the
  * listener's address.
  */
+import assert from 'node:assert/strict';
 import type { Reloadable } from '../reload.js';
 import type { HandshakeFailureCounters } from './handshake-failures.js';
 import { type BoundAddress, Listener, type ListenerContext } from './listener.js';
@@ -38,6 +39,7 @@ export function prepareListeners(configs: readonly ListenerConfig[], log: Creden
     return opened;
   });
   if (problems.length > 0) return { problems };
+  assert.equal(credentials.length, configs.length, 'one credentials slot per listener');
   return { configs, credentials, warnings };
 }
 
@@ -58,6 +60,7 @@ export class ListenerSet {
       await Promise.all(listeners.map((listener) => listener.close()));
       throw error;
     }
+    assert.equal(started.length, prepared.configs.length, 'every listener is bound, or the start failed');
     return new ListenerSet(started);
   }
 

@@ -17,6 +17,7 @@
  * The listener is `ListenerInfo` to the core: its name (`mqtts:0.0.0.0:8883`, with the port
  * actually bound) and its own connectionsMax, the same object for every connection it accepts.
  */
+import assert from 'node:assert/strict';
 import net from 'node:net';
 import type { ListenerInfo, LogFields, LogLevel } from '../../src/contract.js';
 import type { NodeHost } from '../node-host.js';
@@ -80,6 +81,7 @@ export class Listener {
     const address = await bind(this.server, this.config.host, this.config.port).catch((error: NodeJS.ErrnoException) => {
       throw new Error(`cannot listen on ${this.info.name}: ${error.code === 'EADDRINUSE' ? 'address already in use' : error.message}`, { cause: error });
     });
+    assert.ok(address.port > 0 && (this.config.port === 0 || address.port === this.config.port), `${this.info.name} bound to port ${address.port}`);
     const name = listenerName(this.config.protocol, this.config.host, address.port);
     this.info = { name, connectionsMax: this.config.connectionsMax };
     this.failures.rename(name);
@@ -157,6 +159,8 @@ export class Listener {
   }
 
   private handOver(transport: Transport, remoteAddress: string, verifiedUsername: string | undefined, screenFirstChunk?: (chunk: Buffer, transport: Transport) => boolean): void {
+    assert.ok(this.bound !== null, 'a connection was handed over before its listener was bound');
+    assert.ok(verifiedUsername === undefined || this.config.identityAsUsername, 'a verified user name from a listener without identityAsUsername');
     this.context.host.accept(transport, {
       listener: this.info,
       remoteAddress,
@@ -192,6 +196,7 @@ export class Listener {
         socket.destroy();
         return;
       }
+      assert.ok(result.headerBytes <= received.length, 'a PROXY header longer than the bytes it was read from');
       if (received.length > result.headerBytes) socket.unshift(received.subarray(result.headerBytes));
       const source = result.source;
       this.afterProxyHeader(socket, source === null ? peerAddress(socket) : peerAddress({ remoteAddress: source.address, remotePort: source.port }));

@@ -16,6 +16,7 @@
  * their own health checks, or an address family other than IPv4 and IPv6) is valid; the
  * connection's own peer address is used then.
  */
+import assert from 'node:assert/strict';
 import net from 'node:net';
 
 /** The longest version 1 header, CRLF included (proxy-protocol.txt, section 2.1). */
@@ -68,6 +69,7 @@ function parseVersion1(bytes: Uint8Array): ProxyHeaderResult {
   if (end < 0) return bytes.length >= proxyV1BytesMax ? { state: 'invalid', reason: `PROXY v1 header without CRLF in its first ${proxyV1BytesMax} bytes` } : incomplete;
   const line = Buffer.from(bytes.buffer, bytes.byteOffset, end).toString('latin1');
   const headerBytes = end + 2;
+  assert.ok(headerBytes <= proxyV1BytesMax, 'a v1 header within 107 bytes');
   const parts = line.split(' ');
   if (parts[1] === 'UNKNOWN') return { state: 'complete', headerBytes, source: null };
   if (parts.length !== 6 || (parts[1] !== 'TCP4' && parts[1] !== 'TCP6')) return { state: 'invalid', reason: `malformed PROXY v1 header ${JSON.stringify(line)}` };
@@ -95,6 +97,7 @@ function parseVersion2(bytes: Uint8Array): ProxyHeaderResult {
   const headerBytes = v2PreambleBytes + length;
   if (headerBytes > proxyV2BytesMax) return { state: 'invalid', reason: `PROXY v2 header of ${headerBytes} bytes (at most ${proxyV2BytesMax} accepted)` };
   if (bytes.length < headerBytes) return incomplete;
+  assert.ok(headerBytes >= v2PreambleBytes && headerBytes <= proxyV2BytesMax, 'a v2 header within its bounds');
   // LOCAL: the balancer's own connection (a health check); the addresses, if any, mean nothing.
   if (command === 0) return { state: 'complete', headerBytes, source: null };
   const family = bytes[13]! >> 4;

@@ -32,6 +32,7 @@
  * while it is open. A TLS socket that failed because its peer went away no longer knows its
  * endpoints, and its failure is logged with the address `unknown` rather than a guess.
  */
+import assert from 'node:assert/strict';
 import type net from 'node:net';
 import tls from 'node:tls';
 import { peerAddress } from '../transport.js';
@@ -83,6 +84,7 @@ export class TlsHandshakes {
 
   /** Starts the handshake on an accepted socket; `remoteAddress` is its client's. */
   begin(socket: net.Socket, remoteAddress: string): void {
+    assert.ok(remoteAddress.length > 0, 'a handshake without a client address');
     this.options.credentials.refresh();
     const handshake: Handshake = { socket, remoteAddress, endpoints: endpointsOf(socket) };
     this.underway.set(handshake.endpoints, handshake);
@@ -125,6 +127,7 @@ export class TlsHandshakes {
     }
     let verifiedUsername: string | undefined;
     if (this.options.identityAsUsername) {
+      assert.ok(socket.authorized, 'identityAsUsername without a verified certificate');
       const commonName = socket.getPeerCertificate().subject?.CN as string | string[] | undefined;
       if (typeof commonName !== 'string' || commonName.length === 0) {
         this.options.failures.record('clientCertificateWithoutIdentity', remoteAddress, `client certificate subject has ${commonName === undefined ? 'no' : 'more than one'} CN`);

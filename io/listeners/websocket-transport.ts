@@ -21,6 +21,7 @@
  * answered the previous ping by the next is closed. Proxies and load balancers drop connections
  * they see idle for a minute or so, and an MQTT keepalive can be longer than that.
  */
+import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import type net from 'node:net';
 import WebSocket from 'ws';
@@ -43,6 +44,7 @@ export class WebSocketTransport extends EventEmitter implements Transport {
     private readonly onProtocolError: WebSocketProtocolError,
   ) {
     super();
+    assert.equal(websocket.readyState, WebSocket.OPEN, 'a WebSocket transport is made for an open WebSocket');
     websocket.on('message', (data: Buffer, isBinary: boolean) => this.onMessage(data, isBinary));
     websocket.on('pong', () => {
       this.answered = true;
