@@ -202,6 +202,8 @@ export class Listener {
       this.afterProxyHeader(socket, source === null ? peerAddress(socket) : peerAddress({ remoteAddress: source.address, remotePort: source.port }));
     };
     socket.on('data', onData);
+    // A reset while the header is awaited must not be an unhandled 'error' (which would end the
+    // process); the 'close' that follows forgets the socket. Once handed over, the host listens too.
     socket.on('error', () => undefined);
     socket.once('close', () => waiting.delete(socket));
   }
