@@ -466,6 +466,11 @@ export class Broker implements BrokerCore {
       case 'retained-cleared':
       case 'will-set':
       case 'will-cleared':
+      case 'stream-created':
+      case 'stream-deleted':
+      case 'stream-appended':
+      case 'stream-trimmed':
+      case 'stream-group-position':
         return false;
       case 'session-resumed': {
         // A session going from durable to volatile must still reach the store once, so that
