@@ -29,6 +29,7 @@ import type { Properties, ProtocolVersion, Qos, Will } from '../codec/packets.js
 import type { StreamDefinition } from '../config.js';
 import type { StorageRequest, StorageResult } from '../contract.js';
 import { isBrokerTopic } from '../topics/validate.js';
+import type { StreamStore } from './streams/stream-store.js';
 
 /** A subscription as a session holds it. `filter` is the full filter (with any `$share/` prefix). */
 export interface SubscriptionState {
@@ -296,6 +297,8 @@ export interface StateStore {
   readonly stats?: StoreStats;
   /** Offered the live state after each input; a store may rewrite its log as `snapshotRecords(state)`. */
   maybeCompact(state: DurableState): void;
+  /** Optional: the store keeps durable streams' entries (streams/stream-store.ts); without it the broker has no streams. */
+  readonly streams?: StreamStore;
 }
 
 /**

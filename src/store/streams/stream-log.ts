@@ -1,0 +1,586 @@
+/**
+ * The stream log: every stream's segment files and in-memory tail, inside the durable store.
+ *
+ * Theory of operation. An append is a `stream-appended` record in the write-ahead log, committed
+ * with the rest of its input's records as one group; the store hands the record to `observe`,
+ * which puts its entries in each named stream's tail, with the record's LSN. Nothing more happens
+ * to an entry until the log is durable up to that LSN (`release`): only then may a reader see it
+ * or a segment file hold it, so that no crash can give an offset a reader has seen to another
+ * message. Released entries are written to the stream's active segment in batches (one request
+ * in flight per stream) and synced lazily: when `unsyncedBytesMax` is written and unsynced, and
+ * before a full segment is sealed (synced, index written) and the next one started. Entries
+ * leave memory once synced; until then a snapshot of the log carries them (`unsynced`), because
+ * the log records that hold them are deleted with the segments the snapshot covers.
+ *
+ * Trims (retention) and deletions take effect on the files only once their records are durable,
+ * so recovery, which replays the records, never finds a file missing that the log still needs.
+ * Reads of a file that changed or went away meanwhile come back `stale` and are made again.
+ *
+ * Recovery (stream-recovery.ts) runs before and after the log's replay: it finds each stream's
+ * valid files first, so that replayed entries the files lost can be written back, and reconciles
+ * the files with the replayed state last; `ready` is false until then.
+ *
+ * Failures of writes and syncs are final, like the log's (`failure`: the broker halts). A read
+ * error is retried twice before it is.
+ */
+import { assert } from '../../assert.js';
+import type { StorageRequest, StorageResult } from '../../contract.js';
+import type { DurableState, StateRecord, StreamSnapshotSource, StreamState } from '../state-store.js';
+import { scanSegment } from './segment-scan.js';
+import { decodeEntry, entryFrameBytes, type StreamEntry, writeEntryFrame } from './stream-entry.js';
+import { createStreamFiles, dropTailBelow, indexFileName, type Segment, type StreamFiles, segmentFileName, segmentIndexFor, tailEnd, tailEntryAt } from './stream-files.js';
+import { encodeIndexFile, SparseIndex } from './stream-index.js';
+import { StreamRecovery } from './stream-recovery.js';
+import { createStreamStoreStats, type SegmentSummary, type StreamNote, type StreamReadResult, type StreamStore } from './stream-store.js';
+
+export interface StreamLogOptions {
+  segmentBytesMax: number;
+  indexIntervalBytes: number;
+  unsyncedBytesMax: number;
+  /** The largest single write; bigger batches are split. */
+  writeBytesMax: number;
+}
+
+/** Reads smaller than this are not worth a request: a reader asking for less gets this much. */
+const readBytesMin = 4096;
+/** Attempts of one read before a read error is final. */
+const readAttemptsMax = 3;
+
+/** Work a stream's writer does at most per request completion (bounded per input). */
+interface PendingAction {
+  readonly lsn: number;
+  readonly run: () => void;
+}
+
+export class StreamLog implements StreamStore, StreamSnapshotSource {
+  readonly stats = createStreamStoreStats();
+  failure: string | null = null;
+  private readonly streams = new Map<string, StreamFiles>();
+  private readonly deleting = new Set<string>();
+  private readonly handlers = new Map<number, (result: StorageResult) => void>();
+  private outbox: StorageRequest[] = [];
+  private readResults: StreamReadResult[] = [];
+  private notes: StreamNote[] = [];
+  private released = new Set<string>();
+  /** Streams with entries not yet released. */
+  private readonly unreleased = new Set<StreamFiles>();
+  /** Trims and deletions waiting for their records to be durable, in LSN order. */
+  private readonly pendingActions: PendingAction[] = [];
+  private recovery: StreamRecovery | null;
+  private writing = false;
+
+  constructor(
+    readonly options: StreamLogOptions,
+    private readonly nextRequestId: () => number,
+  ) {
+    assert(options.segmentBytesMax >= 4096, 'stream segments of at least 4 KiB');
+    assert(options.writeBytesMax > 0 && options.indexIntervalBytes > 0, 'positive stream write and index sizes');
+    this.recovery = new StreamRecovery(this, options.indexIntervalBytes);
+  }
+
+  get ready(): boolean {
+    return this.recovery === null;
+  }
+
+  /** True once the files were listed and scanned: the log's own replay may begin. */
+  get scanned(): boolean {
+    return this.recovery === null || this.recovery.scanned;
+  }
+
+  // ---- storage plumbing -----------------------------------------------------------------------
+
+  issue(request: StorageRequest, handler: (result: StorageResult) => void): void {
+    const withId = { ...request, requestId: this.nextRequestId() } as StorageRequest;
+    this.handlers.set(withId.requestId, handler);
+    this.outbox.push(withId);
+  }
+
+  takeRequests(): StorageRequest[] {
+    const requests = this.outbox;
+    this.outbox = [];
+    return requests;
+  }
+
+  /** Takes the result of a request this log issued; false when it is not one of ours. */
+  handleResult(result: StorageResult): boolean {
+    const handler = this.handlers.get(result.requestId);
+    if (handler === undefined) return false;
+    this.handlers.delete(result.requestId);
+    handler(result);
+    return true;
+  }
+
+  fail(message: string): void {
+    this.failure ??= message;
+  }
+
+  note(level: StreamNote['level'], event: string, fields: StreamNote['fields']): void {
+    this.notes.push({ level, event, fields });
+  }
+
+  takeNotes(): StreamNote[] {
+    const notes = this.notes;
+    this.notes = [];
+    return notes;
+  }
+
+  // ---- recovery -------------------------------------------------------------------------------
+
+  /** A record replayed from the log or a snapshot (whole groups only): entries the files lost are kept. */
+  observeRecovered(record: StateRecord): void {
+    assert(this.recovery !== null, 'replayed records arrive during recovery');
+    this.recovery.observe(record);
+  }
+
+  finishRecovery(state: DurableState): void {
+    assert(this.recovery !== null, 'recovery finishes once');
+    assert(this.recovery.scanned, 'recovery finishes after the scan');
+    this.recovery.finish(state);
+  }
+
+  /** Recovery is done: the streams it rebuilt become the live ones and writing starts. */
+  adoptRecovered(streams: readonly StreamFiles[]): void {
+    assert(this.recovery !== null, 'adopted once');
+    this.recovery = null;
+    this.writing = true;
+    for (const files of streams) {
+      this.streams.set(files.name, files);
+      this.pump(files);
+    }
+  }
+
+  // ---- appends, trims and deletions, as their records are appended ----------------------------
+
+  /** A record appended to the log at `lsn` (live, after recovery). */
+  observe(record: StateRecord, lsn: number): void {
+    switch (record.kind) {
+      case 'stream-created':
+        if (!this.streams.has(record.stream.name)) {
+          assert(!this.deleting.has(record.stream.name), 'a stream is not created while its files are being deleted');
+          this.streams.set(record.stream.name, createStreamFiles(record.stream.name, record.nextOffset ?? 0));
+        }
+        return;
+      case 'stream-deleted': {
+        const files = this.filesOf(record.stream);
+        files.deleted = true;
+        this.streams.delete(record.stream);
+        this.unreleased.delete(files);
+        this.deleting.add(record.stream);
+        this.pendingActions.push({ lsn, run: () => this.deleteFiles(files) });
+        return;
+      }
+      case 'stream-trimmed': {
+        const files = this.filesOf(record.stream);
+        const firstOffset = record.firstOffset;
+        this.pendingActions.push({ lsn, run: () => this.trim(files, firstOffset) });
+        return;
+      }
+      case 'stream-appended':
+        this.append(record, lsn);
+        return;
+      default:
+        return;
+    }
+  }
+
+  private append(record: Extract<StateRecord, { kind: 'stream-appended' }>, lsn: number): void {
+    for (const reference of record.entries) {
+      const files = this.filesOf(reference.stream);
+      if (reference.offset !== tailEnd(files)) assert(false, `stream ${files.name} appends ${reference.offset} where ${tailEnd(files)} is next`);
+      const entry: StreamEntry = { offset: reference.offset, timeMs: record.timeMs, topic: record.topic, qos: record.qos, properties: record.properties, payload: record.payload };
+      files.tail.push({ entry, lsn, frameBytes: entryFrameBytes(entry) });
+      this.unreleased.add(files);
+    }
+  }
+
+  release(durableLsn: number): void {
+    for (const files of this.unreleased) {
+      const end = tailEnd(files);
+      const before = files.releasedOffset;
+      while (files.releasedOffset < end && tailEntryAt(files, files.releasedOffset).lsn <= durableLsn) files.releasedOffset += 1;
+      if (files.releasedOffset === end) this.unreleased.delete(files);
+      if (files.releasedOffset > before) {
+        this.released.add(files.name);
+        this.pump(files);
+      }
+    }
+    let due = 0;
+    while (due < this.pendingActions.length && this.pendingActions[due]!.lsn <= durableLsn) due += 1;
+    // Taken out first: an action may queue nothing, but runs must not see themselves again.
+    for (const action of this.pendingActions.splice(0, due)) action.run();
+  }
+
+  takeReleased(): string[] {
+    if (this.released.size === 0) return noNames;
+    const names = [...this.released];
+    this.released.clear();
+    return names;
+  }
+
+  releasedOffset(stream: string): number {
+    return this.filesOf(stream).releasedOffset;
+  }
+
+  isDeleting(stream: string): boolean {
+    return this.deleting.has(stream);
+  }
+
+  private filesOf(stream: string): StreamFiles {
+    const files = this.streams.get(stream);
+    if (files === undefined) assert(false, `no files for stream ${stream}`);
+    return files;
+  }
+
+  // ---- the writer -----------------------------------------------------------------------------
+
+  /** Starts the stream's next write, sync or seal when it has none in flight. */
+  private pump(files: StreamFiles): void {
+    if (!this.writing || files.step !== 'idle' || files.deleted || this.failure !== null) return;
+    const active = files.segments[files.segments.length - 1];
+    if (active !== undefined && !active.sealed && files.sealRequested) return this.seal(files, active);
+    if (files.writtenOffset < files.releasedOffset) return this.write(files, active);
+    if (active !== undefined && active.size - active.syncedSize >= this.options.unsyncedBytesMax) this.sync(files, active);
+  }
+
+  private write(files: StreamFiles, current: Segment | undefined): void {
+    let active = current;
+    if (active === undefined || active.sealed) {
+      active = this.newSegment(files, files.writtenOffset);
+      files.directoryDirty = true;
+    }
+    let count = 0;
+    let bytes = 0;
+    for (let offset = files.writtenOffset; offset < files.releasedOffset; offset++) {
+      const frameBytes = tailEntryAt(files, offset).frameBytes;
+      const fitsSegment = active.size + bytes + frameBytes <= this.options.segmentBytesMax || active.size + bytes === 0;
+      if (!fitsSegment || (count > 0 && bytes + frameBytes > this.options.writeBytesMax)) break;
+      count += 1;
+      bytes += frameBytes;
+    }
+    if (count === 0) {
+      // The next entry does not fit: seal this segment, and the next write starts a new one.
+      files.sealRequested = true;
+      return this.pump(files);
+    }
+    const buffer = new Uint8Array(bytes);
+    const positions: number[] = [];
+    let at = 0;
+    for (let index = 0; index < count; index++) {
+      positions.push(active.size + at);
+      at = writeEntryFrame(buffer, at, tailEntryAt(files, files.writtenOffset + index).entry);
+    }
+    assert(at === bytes, 'stream batch size computed exactly');
+    const segment = active;
+    const firstOffset = files.writtenOffset;
+    files.step = 'write';
+    this.issue({ op: 'write', requestId: 0, file: segment.name, offset: segment.size, bytes: buffer }, (result) => {
+      files.step = 'idle';
+      if (files.deleted) return;
+      if (!result.ok) return this.fail(`stream ${files.name}: write to ${segment.name} failed: ${result.code} ${result.message}`);
+      this.written(files, segment, firstOffset, positions, bytes);
+      this.pump(files);
+    });
+  }
+
+  private written(files: StreamFiles, segment: Segment, firstOffset: number, positions: readonly number[], bytes: number): void {
+    assert(files.writtenOffset === firstOffset, 'stream writes complete in order');
+    for (let index = 0; index < positions.length; index++) {
+      const entry = tailEntryAt(files, firstOffset + index).entry;
+      segment.index.offer(entry.offset, positions[index]!, entry.timeMs);
+      if (segment.entryCount === 0) segment.firstTimeMs = entry.timeMs;
+      segment.lastTimeMs = entry.timeMs;
+      segment.entryCount += 1;
+    }
+    segment.size += bytes;
+    segment.endOffset = firstOffset + positions.length;
+    files.writtenOffset = segment.endOffset;
+    this.stats.entriesWritten += positions.length;
+    this.stats.bytesWritten += bytes;
+  }
+
+  private newSegment(files: StreamFiles, baseOffset: number): Segment {
+    const segment: Segment = {
+      baseOffset,
+      name: segmentFileName(files.name, baseOffset),
+      size: 0,
+      syncedSize: 0,
+      endOffset: baseOffset,
+      firstTimeMs: 0,
+      lastTimeMs: 0,
+      index: new SparseIndex(this.options.indexIntervalBytes),
+      sealed: false,
+      indexFileExists: false,
+      generation: 0,
+      deleted: false,
+      entryCount: 0,
+      compactedAtOffset: -1,
+    };
+    files.segments.push(segment);
+    return segment;
+  }
+
+  /** Syncs the active segment (and the directory, when a new segment's name is not yet durable). */
+  private sync(files: StreamFiles, segment: Segment): void {
+    const target = { offset: files.writtenOffset, size: segment.size };
+    files.step = 'sync';
+    this.issue({ op: 'sync', requestId: 0, file: segment.name }, (result) => {
+      if (files.deleted) return;
+      if (!result.ok) return this.fail(`stream ${files.name}: sync of ${segment.name} failed: ${result.code} ${result.message}`);
+      if (!files.directoryDirty) return this.synced(files, segment, target);
+      files.step = 'sync-directory';
+      this.issue({ op: 'sync-directory', requestId: 0 }, (directoryResult) => {
+        if (files.deleted) return;
+        if (!directoryResult.ok) return this.fail(`stream ${files.name}: directory sync failed: ${directoryResult.code} ${directoryResult.message}`);
+        files.directoryDirty = false;
+        this.synced(files, segment, target);
+      });
+    });
+  }
+
+  private synced(files: StreamFiles, segment: Segment, target: { offset: number; size: number }): void {
+    files.step = 'idle';
+    segment.syncedSize = target.size;
+    files.syncedOffset = target.offset;
+    this.stats.segmentSyncs += 1;
+    dropTailBelow(files, files.syncedOffset);
+    this.pump(files);
+  }
+
+  /** A full active segment: synced first, then its index written; the next write starts a new segment. */
+  private seal(files: StreamFiles, segment: Segment): void {
+    if (segment.syncedSize < segment.size || files.directoryDirty) return this.sync(files, segment);
+    files.step = 'index';
+    this.writeIndexFile(segment, () => {
+      files.step = 'idle';
+      if (files.deleted) return;
+      segment.sealed = true;
+      files.sealRequested = false;
+      this.pump(files);
+    });
+  }
+
+  /**
+   * Writes a segment's `.idx` (not synced: an index lost or torn by a crash is rebuilt from the
+   * segment). An older index file is deleted first, so that no stale bytes follow the new ones.
+   */
+  writeIndexFile(segment: Segment, done: () => void): void {
+    const file = indexFileName(segment.name);
+    const summary = { baseOffset: segment.baseOffset, segmentBytes: segment.size, endOffset: segment.endOffset, lastTimeMs: segment.lastTimeMs, entryCount: segment.entryCount };
+    const bytes = encodeIndexFile(segment.index, summary);
+    const write = (): void =>
+      this.issue({ op: 'write', requestId: 0, file, offset: 0, bytes }, (result) => {
+        if (!result.ok) return this.fail(`stream index ${file}: write failed: ${result.code} ${result.message}`);
+        segment.indexFileExists = true;
+        done();
+      });
+    if (!segment.indexFileExists) return write();
+    this.issue({ op: 'delete', requestId: 0, file }, (result) => {
+      if (!result.ok && result.code !== 'ENOENT') return this.fail(`stream index ${file}: delete failed: ${result.code} ${result.message}`);
+      write();
+    });
+  }
+
+  // ---- trims and deletions ------------------------------------------------------------------
+
+  /** Deletes the sealed segments wholly below `firstOffset` (their trim record is durable). */
+  private trim(files: StreamFiles, firstOffset: number): void {
+    if (files.deleted) return;
+    const doomed: Segment[] = [];
+    while (files.segments.length > 1 && files.segments[0]!.sealed && files.segments[1]!.baseOffset <= firstOffset) doomed.push(files.segments.shift()!);
+    if (doomed.length > 0) this.deleteSegments(files.name, doomed, () => {});
+  }
+
+  private deleteFiles(files: StreamFiles): void {
+    const segments = files.segments.splice(0);
+    this.deleteSegments(files.name, segments, () => this.deleting.delete(files.name));
+  }
+
+  /** Deletes segments and their indexes, then syncs the directory; `done` once it is durable. */
+  deleteSegments(stream: string, segments: readonly Segment[], done: () => void): void {
+    const names: string[] = [];
+    for (const segment of segments) {
+      segment.deleted = true;
+      segment.generation += 1;
+      names.push(segment.name);
+      if (segment.indexFileExists) names.push(indexFileName(segment.name));
+    }
+    this.stats.segmentsDeleted += segments.length;
+    for (const file of names) {
+      this.issue({ op: 'delete', requestId: 0, file }, (result) => {
+        if (!result.ok && result.code !== 'ENOENT') this.fail(`stream ${stream}: delete of ${file} failed: ${result.code} ${result.message}`);
+      });
+    }
+    this.issue({ op: 'sync-directory', requestId: 0 }, (result) => {
+      if (!result.ok) return this.fail(`stream ${stream}: directory sync failed: ${result.code} ${result.message}`);
+      done();
+    });
+  }
+
+  // ---- reading --------------------------------------------------------------------------------
+
+  readMemory(stream: string, offset: number, bytesMax: number, into: StreamEntry[]): number | null {
+    const files = this.filesOf(stream);
+    if (offset < files.tailStart) return null;
+    let next = offset;
+    let bytes = 0;
+    while (next < files.releasedOffset && (bytes < bytesMax || next === offset)) {
+      const entry = tailEntryAt(files, next).entry;
+      into.push(entry);
+      bytes += entry.payload.length;
+      next += 1;
+    }
+    return next;
+  }
+
+  startRead(stream: string, offset: number, bytesMax: number, token: number): void {
+    const files = this.filesOf(stream);
+    this.readSegment(files, offset, Math.max(bytesMax, readBytesMin), token, 1);
+  }
+
+  takeReadResults(): StreamReadResult[] {
+    if (this.readResults.length === 0) return noResults;
+    const results = this.readResults;
+    this.readResults = [];
+    return results;
+  }
+
+  private readSegment(files: StreamFiles, from: number, bytesMax: number, token: number, attempt: number): void {
+    let segmentIndex = Math.max(0, segmentIndexFor(files.segments, from));
+    let offset = from;
+    let segment = files.segments[segmentIndex];
+    // Past the end of its segment (compaction gaps): on to the next one.
+    while (segment !== undefined && (offset >= segment.endOffset || segment.size === 0)) {
+      segment = files.segments[++segmentIndex];
+      if (segment !== undefined && offset < segment.baseOffset) offset = segment.baseOffset;
+    }
+    if (segment === undefined || offset >= files.writtenOffset) {
+      // Not in the files (any more): the reader looks in memory again.
+      return this.pushResult(token, files.name, [], from, true, null);
+    }
+    if (offset < segment.baseOffset) offset = segment.baseOffset;
+    const point = segment.index.pointAtOrBefore(offset);
+    const position = point < 0 ? 0 : segment.index.positionAt(point);
+    const afterOffset = point < 0 ? segment.baseOffset - 1 : segment.index.offsetAt(point) - 1;
+    const length = Math.min(bytesMax, segment.size - position);
+    const generation = segment.generation;
+    const read = { files, segment, generation, offset, position, afterOffset, token };
+    this.stats.reads += 1;
+    this.issue({ op: 'read', requestId: 0, file: segment.name, offset: position, length }, (result) => {
+      if (files.deleted || segment.deleted || segment.generation !== generation) return this.pushResult(token, files.name, [], from, true, null);
+      if (!result.ok) {
+        if (result.code === 'ENOENT' || attempt < readAttemptsMax) return this.readSegment(files, from, bytesMax, token, attempt + 1);
+        return this.fail(`stream ${files.name}: read of ${segment.name} failed ${attempt} times: ${result.code} ${result.message}`);
+      }
+      this.stats.readBytes += result.bytes?.length ?? 0;
+      this.parseRead(read, result.bytes ?? new Uint8Array(0), bytesMax);
+    });
+  }
+
+  private parseRead(read: { files: StreamFiles; segment: Segment; offset: number; position: number; afterOffset: number; token: number }, bytes: Uint8Array, bytesMax: number): void {
+    const { files, segment, offset, position, token } = read;
+    const entries: StreamEntry[] = [];
+    let undecodable: string | null = null;
+    const scan = scanSegment(bytes, 0, read.afterOffset, (frame) => {
+      if (frame.offset < offset) return true;
+      try {
+        entries.push(decodeEntry(frame.offset, frame.body));
+        return true;
+      } catch (error) {
+        undecodable = (error as Error).message;
+        return false;
+      }
+    });
+    const lastOffset = entries.length > 0 ? entries[entries.length - 1]!.offset : offset - 1;
+    const ending = scan.ending;
+    if (undecodable === null && ending.kind === 'clean') {
+      const atEnd = position + bytes.length >= segment.size;
+      return this.pushResult(token, files.name, entries, atEnd ? Math.max(segment.endOffset, lastOffset + 1) : Math.max(offset, scan.lastOffset + 1), false, null);
+    }
+    if (undecodable === null && ending.kind === 'incomplete' && position + ending.position + ending.frameBytesNeeded <= segment.size) {
+      if (entries.length > 0 || scan.lastOffset >= offset) return this.pushResult(token, files.name, entries, Math.max(offset, scan.lastOffset + 1), false, null);
+      // Not one whole entry in what was asked for: ask for the whole next frame.
+      return this.readSegment(files, offset, Math.max(bytesMax, ending.position + ending.frameBytesNeeded), token, 1);
+    }
+    const damagePosition = position + (ending.kind === 'clean' ? scan.end : ending.position);
+    const resumeOffset = ending.kind === 'damaged' && ending.resume !== null ? ending.resume.offset : this.offsetAfterDamage(segment, damagePosition);
+    const reason = undecodable ?? (ending.kind === 'damaged' ? ending.reason : 'a frame runs past the end of its segment');
+    this.stats.damagedFrames += 1;
+    this.note('error', 'stream-entry-damaged', { stream: files.name, file: segment.name, position: damagePosition, reason, skippedFrom: lastOffset + 1, skippedTo: resumeOffset - 1 });
+    this.pushResult(token, files.name, entries, Math.max(resumeOffset, lastOffset + 1), false, { fromOffset: lastOffset + 1, toOffset: resumeOffset });
+  }
+
+  /** Where reading goes on after damage at `position`: the next index point past it, else the next segment. */
+  private offsetAfterDamage(segment: Segment, position: number): number {
+    const index = segment.index;
+    for (let point = 0; point < index.length; point++) if (index.positionAt(point) > position) return index.offsetAt(point);
+    return segment.endOffset;
+  }
+
+  private pushResult(token: number, stream: string, entries: StreamEntry[], nextOffset: number, stale: boolean, damaged: StreamReadResult['damaged']): void {
+    this.readResults.push({ token, stream, entries, nextOffset, stale, damaged });
+  }
+
+  // ---- what the broker and operators look up --------------------------------------------------
+
+  locateTime(stream: string, timeMs: number): number {
+    const files = this.filesOf(stream);
+    const segments = files.segments;
+    // Entry times never decrease, so segments' last times do not either: binary search.
+    let low = 0;
+    let high = segments.length;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      const segment = segments[middle]!;
+      if (segment.entryCount > 0 && segment.lastTimeMs < timeMs) low = middle + 1;
+      else high = middle;
+    }
+    const segment = segments[low];
+    if (segment !== undefined && segment.entryCount > 0) {
+      const point = segment.index.pointBeforeTime(timeMs);
+      return point < 0 ? segment.baseOffset : segment.index.offsetAt(point);
+    }
+    // Not in the files: the first entry in memory past them at or after the time, else the end.
+    let first = Math.max(files.writtenOffset, files.tailStart);
+    let last = tailEnd(files);
+    while (first < last) {
+      const middle = Math.floor((first + last) / 2);
+      if (tailEntryAt(files, middle).entry.timeMs < timeMs) first = middle + 1;
+      else last = middle;
+    }
+    return first;
+  }
+
+  segments(stream: string): SegmentSummary[] {
+    return this.filesOf(stream).segments.map((segment) => ({
+      baseOffset: segment.baseOffset,
+      endOffset: segment.endOffset,
+      bytes: segment.size,
+      firstTimeMs: segment.firstTimeMs,
+      lastTimeMs: segment.lastTimeMs,
+      sealed: segment.sealed,
+      entries: segment.entryCount,
+    }));
+  }
+
+  /** Snapshot source: entries above the synced offset, which the snapshot must carry. */
+  unsynced(stream: StreamState): { persistedOffset: number; records: StateRecord[] } {
+    const files = this.filesOf(stream.name);
+    assert(tailEnd(files) === stream.nextOffset, `stream ${stream.name}: the store holds up to ${tailEnd(files)}, the state ${stream.nextOffset}`);
+    const records: StateRecord[] = [];
+    for (let offset = files.syncedOffset; offset < stream.nextOffset; offset++) {
+      const { entry } = tailEntryAt(files, offset);
+      const record: StateRecord = { kind: 'stream-appended', timeMs: entry.timeMs, topic: entry.topic, qos: entry.qos, payload: entry.payload, entries: [{ stream: stream.name, offset }] };
+      if (entry.properties !== undefined) record.properties = entry.properties;
+      records.push(record);
+    }
+    return { persistedOffset: files.syncedOffset, records };
+  }
+
+  /** The files of a stream, for tests and compaction. */
+  filesFor(stream: string): StreamFiles | undefined {
+    return this.streams.get(stream);
+  }
+}
+
+const noNames: string[] = [];
+const noResults: StreamReadResult[] = [];
