@@ -177,6 +177,11 @@ export interface BrokerConfig {
   /** Streams held at once; past it `create-stream` is refused (admin: invalid) and a config with more is an error. */
   streamsMax: number;
   /**
+   * Consumer groups one stream keeps (each has a durable position); a SUBSCRIBE that would make
+   * one more gets 0x97 Quota exceeded (3.1.1: 0x80) for that filter.
+   */
+  streamGroupsMax: number;
+  /**
    * Bytes of stored entries one stream reader (a `$stream` subscription, or a consumer group)
    * reads ahead of what it has sent; at it the reader stops reading from disk until it has sent
    * some (backpressure, nothing is dropped). A single entry larger than this is still read alone.
@@ -245,6 +250,7 @@ export const defaultConfig: Readonly<BrokerConfig> = Object.freeze({
   aclFile: null,
   streams: Object.freeze([]) as readonly StreamDefinition[],
   streamsMax: 100,
+  streamGroupsMax: 1_000,
   streamReadAheadBytesMax: 1024 * 1024,
   streamSegmentBytesMax: 16 * 1024 * 1024,
   streamIndexIntervalBytes: 16 * 1024,
@@ -282,8 +288,10 @@ const integerRules: { [K in keyof BrokerConfig]?: Rule } = {
   snapshotLogBytes: { min: 4096, max: 2 ** 40 },
   authenticationRoundsMax: { min: 1, max: 1_000 },
   streamsMax: { min: 0, max: 10_000 },
+  streamGroupsMax: { min: 1, max: 1_000_000 },
   streamReadAheadBytesMax: { min: 1024, max: 2 ** 32 },
-  streamSegmentBytesMax: { min: 4096, max: 2 ** 32 },
+  // Recovery reads the active segment whole: a bound that keeps that one read reasonable.
+  streamSegmentBytesMax: { min: 4096, max: 2 ** 30 },
   streamIndexIntervalBytes: { min: 256, max: 2 ** 26 },
   streamUnsyncedBytesMax: { min: 4096, max: 2 ** 36 },
   streamMaintenanceIntervalMs: { min: 1, max: 3_600_000 },

@@ -30,7 +30,7 @@
  * records. The broker must stop; a restart recovers from what the disk holds.
  */
 import { assert } from '../assert.js';
-import type { SyncPolicy } from '../config.js';
+import type { BrokerConfig, SyncPolicy } from '../config.js';
 import type { StorageRequest, StorageResult } from '../contract.js';
 import { LogRecovery, type RecoveryOutcome, snapshotFileName } from './log-recovery.js';
 import { groupEndFlag, LogWriter } from './log-writer.js';
@@ -57,6 +57,11 @@ export const defaultDurableStoreOptions: DurableStoreOptions = {
   snapshotLogBytes: 256 * 1024 * 1024,
   writeBytesMax: 4 * 1024 * 1024,
 };
+
+/** The stream log's sizes from the broker's configuration (its stream settings). */
+export function streamLogOptionsFor(config: BrokerConfig): Partial<StreamLogOptions> {
+  return { segmentBytesMax: config.streamSegmentBytesMax, indexIntervalBytes: config.streamIndexIntervalBytes, unsyncedBytesMax: config.streamUnsyncedBytesMax };
+}
 
 /** The stream log's sizes when the options name none (BrokerConfig's defaults). */
 const defaultStreamLogOptions: Omit<StreamLogOptions, 'writeBytesMax'> = { segmentBytesMax: 16 * 1024 * 1024, indexIntervalBytes: 16 * 1024, unsyncedBytesMax: 4 * 1024 * 1024 };

@@ -156,6 +156,15 @@ export function isStreamFilter(filter: string): boolean {
   return nameEnd >= 0 && filter.startsWith(streamPrefix, nameEnd + 1);
 }
 
+/**
+ * True for a topic no client may publish to, nor leave a will on: the broker's own `$SYS`, and
+ * `$stream/`, whose names are for reading streams (a message there could never be read: a
+ * `$stream` subscription reads a stream, not that topic).
+ */
+export function isReservedTopic(topic: string): boolean {
+  return isBrokerTopic(topic) || isStreamTopic(topic);
+}
+
 /** True for a topic under `$stream/`: reading a stream is subscribing there, and no client may publish there. */
 export function isStreamTopic(topic: string): boolean {
   return topic === '$stream' || topic.startsWith(streamPrefix);

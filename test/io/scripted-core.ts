@@ -102,6 +102,7 @@ export class ScriptedCore implements BrokerCore {
     sessions: () => [],
     subscriptions: () => [],
     retained: () => [],
+    streams: () => [],
   };
 
   tick(nowMs: number): void {

@@ -1,0 +1,70 @@
+/**
+ * The broker test harness (test/broker/harness.ts) over a DurableStateStore on a simulated disk,
+ * for stream tests: storage requests run synchronously between inputs, `restart()` is a process
+ * crash (a new broker and store over the same disk, everything written still there) and
+ * `powerLoss()` a machine crash (unsynced writes lost or torn, then a restart).
+ */
+
+import type { SimulatedDisk } from '../../sim/simulated-disk.js';
+import type { PublishPacket } from '../../src/codec/packets.js';
+import type { BrokerConfig } from '../../src/config.js';
+import { DurableStateStore, type DurableStoreOptions } from '../../src/store/durable-store.js';
+import { Harness, type TestClient } from '../broker/harness.js';
+import { newDisk } from './store-rig.js';
+
+export const streamStoreOptions: DurableStoreOptions = {
+  syncPolicy: 'always',
+  syncIntervalMs: 10,
+  segmentBytesMax: 64 * 1024,
+  snapshotLogBytes: 1 << 30,
+  writeBytesMax: 16 * 1024,
+};
+
+export const sensors = { name: 'sensors', filter: 'sensors/#', retentionMs: 0, retentionBytes: 0, lastValue: false };
+
+export class StreamHarness extends Harness<DurableStateStore> {
+  constructor(
+    overrides: Partial<BrokerConfig> = {},
+    readonly disk: SimulatedDisk = newDisk(),
+    options: { wallClockOffsetMs?: number; store?: Partial<DurableStoreOptions> } = {},
+  ) {
+    const storeOptions = { ...streamStoreOptions, ...options.store, streams: storeStreamOptions({ ...overrides }) };
+    super({ streams: [sensors], streamSegmentBytesMax: 4096, streamIndexIntervalBytes: 512, streamUnsyncedBytesMax: 2048, ...overrides }, new DurableStateStore(storeOptions), {
+      execute: (request) => disk.execute(request),
+      restartStore: () => new DurableStateStore(storeOptions),
+      brokerOptions: options.wallClockOffsetMs === undefined ? {} : { wallClockOffsetMs: options.wallClockOffsetMs },
+    });
+  }
+
+  /** The machine loses power: unsynced writes are lost or torn; then the broker starts again. */
+  powerLoss(): void {
+    this.disk.crash();
+    this.restart();
+  }
+}
+
+function storeStreamOptions(overrides: Partial<BrokerConfig>): DurableStoreOptions['streams'] {
+  return {
+    segmentBytesMax: overrides.streamSegmentBytesMax ?? 4096,
+    indexIntervalBytes: overrides.streamIndexIntervalBytes ?? 512,
+    unsyncedBytesMax: overrides.streamUnsyncedBytesMax ?? 2048,
+  };
+}
+
+/** A delivery's stream offset (MQTT 5.0 user property), or null. */
+export function offsetOf(publish: PublishPacket): number | null {
+  const value = publish.properties?.userProperties?.find(([name]) => name === 'stream-offset')?.[1];
+  return value === undefined ? null : Number(value);
+}
+
+/** A user property of a delivery, or undefined. */
+export function userProperty(publish: PublishPacket, name: string): string | undefined {
+  return publish.properties?.userProperties?.find(([key]) => key === name)?.[1];
+}
+
+/** Acknowledges every QoS 1 delivery and returns them all. */
+export function takeAndAck(client: TestClient): PublishPacket[] {
+  const publishes = client.publishes();
+  for (const publish of publishes) if (publish.qos > 0) client.acknowledge(publish);
+  return publishes;
+}
