@@ -38,7 +38,8 @@ export const decodeText = (bytes: Uint8Array): string => new TextDecoder().decod
  * input), how a restart makes the next store, and extra broker options.
  */
 export interface HarnessStorage<S extends StateStore> {
-  execute(request: StorageRequest): StorageResult;
+  /** The result now, or null to hold it back (the test completes it later with `complete`). */
+  execute(request: StorageRequest): StorageResult | null;
   restartStore(): S;
   brokerOptions?: Partial<BrokerOptions>;
 }
@@ -132,6 +133,12 @@ export class Harness<S extends StateStore = MemoryStateStore> {
     }
   }
 
+  /** Feeds a storage result that `HarnessStorage.execute` held back. */
+  complete(result: StorageResult): void {
+    this.broker.storageCompleted(this.nowMs, result);
+    this.collect();
+  }
+
   private collectOnce(): StorageResult[] {
     const results: StorageResult[] = [];
     for (const action of this.broker.drainActions()) {
@@ -141,7 +148,8 @@ export class Harness<S extends StateStore = MemoryStateStore> {
       }
       if (action.kind === 'storage') {
         if (this.storage === null) throw new Error('the memory store issues no storage requests');
-        results.push(this.storage.execute(action.request));
+        const result = this.storage.execute(action.request);
+        if (result !== null) results.push(result);
         continue;
       }
       if (action.kind === 'halt') throw new Error(`broker halted: ${action.reason}`);

@@ -6,8 +6,10 @@
  */
 
 import type { SimulatedDisk } from '../../sim/simulated-disk.js';
+import type { Authorizer } from '../../src/broker/authorizer.js';
 import type { PublishPacket } from '../../src/codec/packets.js';
 import type { BrokerConfig } from '../../src/config.js';
+import type { StorageRequest, StorageResult } from '../../src/contract.js';
 import { DurableStateStore, type DurableStoreOptions } from '../../src/store/durable-store.js';
 import { Harness, type TestClient } from '../broker/harness.js';
 import { newDisk } from './store-rig.js';
@@ -22,23 +24,70 @@ export const streamStoreOptions: DurableStoreOptions = {
 
 export const sensors = { name: 'sensors', filter: 'sensors/#', retentionMs: 0, retentionBytes: 0, lastValue: false };
 
+/** Executes storage requests on the disk, holding back syncs, or everything past a budget, when asked. */
+export class StorageGate {
+  /** While set, syncs are held back (nothing new becomes durable) until released. */
+  holdSyncs = false;
+  readonly held: StorageRequest[] = [];
+  /** Requests executed so far (a crash test stops the world after a budget). */
+  executed = 0;
+  /** Past this many executed requests, every request is held (the world stops; then a crash). */
+  budget = Number.POSITIVE_INFINITY;
+
+  constructor(readonly disk: SimulatedDisk) {}
+
+  execute(request: StorageRequest): StorageResult | null {
+    if (this.executed >= this.budget || (this.holdSyncs && request.op === 'sync')) {
+      this.held.push(request);
+      return null;
+    }
+    this.executed += 1;
+    return this.disk.execute(request);
+  }
+
+  reset(): void {
+    this.held.length = 0;
+    this.holdSyncs = false;
+    this.budget = Number.POSITIVE_INFINITY;
+  }
+}
+
 export class StreamHarness extends Harness<DurableStateStore> {
+  readonly gate: StorageGate;
+
   constructor(
     overrides: Partial<BrokerConfig> = {},
     readonly disk: SimulatedDisk = newDisk(),
-    options: { wallClockOffsetMs?: number; store?: Partial<DurableStoreOptions> } = {},
+    options: { wallClockOffsetMs?: number; store?: Partial<DurableStoreOptions>; authorizer?: Authorizer } = {},
   ) {
     const storeOptions = { ...streamStoreOptions, ...options.store, streams: storeStreamOptions({ ...overrides }) };
+    const gate = new StorageGate(disk);
     super({ streams: [sensors], streamSegmentBytesMax: 4096, streamIndexIntervalBytes: 512, streamUnsyncedBytesMax: 2048, ...overrides }, new DurableStateStore(storeOptions), {
-      execute: (request) => disk.execute(request),
+      execute: (request) => gate.execute(request),
       restartStore: () => new DurableStateStore(storeOptions),
-      brokerOptions: options.wallClockOffsetMs === undefined ? {} : { wallClockOffsetMs: options.wallClockOffsetMs },
+      brokerOptions: {
+        ...(options.wallClockOffsetMs === undefined ? {} : { wallClockOffsetMs: options.wallClockOffsetMs }),
+        ...(options.authorizer === undefined ? {} : { authorizer: options.authorizer }),
+      },
     });
+    this.gate = gate;
+  }
+
+  /** Runs the syncs held back (and what follows them). */
+  releaseSyncs(): void {
+    this.gate.holdSyncs = false;
+    for (const request of this.gate.held.splice(0)) this.complete(this.disk.execute(request));
   }
 
   /** The machine loses power: unsynced writes are lost or torn; then the broker starts again. */
   powerLoss(): void {
     this.disk.crash();
+    this.restartAfterCrash();
+  }
+
+  /** The process dies (what was written stays), and the broker starts again. */
+  restartAfterCrash(): void {
+    this.gate.reset();
     this.restart();
   }
 }

@@ -65,6 +65,11 @@ export class StreamCursor {
    * in flight; its result comes through `readCompleted`), 'tail' (nothing released past it yet).
    */
   fill(store: StreamStore, stream: StreamState, readAheadBytes: number, newToken: () => number): FillOutcome {
+    // Entries retention cut while they waited here are lost to this cursor like the others.
+    while (this.head < this.buffer.length && this.buffer[this.head]!.offset < stream.firstOffset) {
+      this.take();
+      this.skipped += 1;
+    }
     if (this.head < this.buffer.length) return 'ready';
     if (this.pendingToken !== 0) return 'pending';
     if (this.nextOffset < stream.firstOffset) {

@@ -242,7 +242,7 @@ export class Streams implements MatchSink<string> {
     if (streams !== undefined) group.memberGone(streams.deliveries);
     group.leave(session.clientId);
     this.memberships.get(session.clientId)?.delete(group);
-    this.unfinished.add(group);
+    this.pumpOwner(group);
   }
 
   // ---- sessions and connections ---------------------------------------------------------------
@@ -325,7 +325,8 @@ export class Streams implements MatchSink<string> {
     if (streams === undefined) return;
     for (const group of this.memberships.get(session.clientId) ?? []) {
       group.memberGone(streams.deliveries);
-      this.unfinished.add(group);
+      // What it gave back goes to the members still connected, now.
+      this.pumpOwner(group);
     }
     for (const reader of streams.readers.values()) reader.dropReadAhead();
   }
@@ -333,12 +334,13 @@ export class Streams implements MatchSink<string> {
   /** The session ended for good. */
   sessionEnded(clientId: string): void {
     const streams = this.sessions.get(clientId);
-    for (const group of [...(this.memberships.get(clientId) ?? [])]) {
+    const groups = [...(this.memberships.get(clientId) ?? [])];
+    this.memberships.delete(clientId);
+    for (const group of groups) {
       if (streams !== undefined) group.memberGone(streams.deliveries);
       group.leave(clientId);
-      this.unfinished.add(group);
+      this.pumpOwner(group);
     }
-    this.memberships.delete(clientId);
     if (streams !== undefined) this.dropSession(streams);
   }
 

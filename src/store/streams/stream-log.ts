@@ -41,8 +41,6 @@ export interface StreamLogOptions {
   writeBytesMax: number;
 }
 
-/** Reads smaller than this are not worth a request: a reader asking for less gets this much. */
-const readBytesMin = 4096;
 /** Attempts of one read before a read error is final. */
 const readAttemptsMax = 3;
 
@@ -434,7 +432,7 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
 
   startRead(stream: string, offset: number, bytesMax: number, token: number): void {
     const files = this.filesOf(stream);
-    this.readSegment(files, offset, Math.max(bytesMax, readBytesMin), token, 1);
+    this.readSegment(files, offset, bytesMax, token, 1);
   }
 
   takeReadResults(): StreamReadResult[] {
@@ -492,14 +490,15 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
     });
     const lastOffset = entries.length > 0 ? entries[entries.length - 1]!.offset : offset - 1;
     const ending = scan.ending;
-    if (undecodable === null && ending.kind === 'clean') {
-      const atEnd = position + bytes.length >= segment.size;
-      return this.pushResult(token, files.name, entries, atEnd ? Math.max(segment.endOffset, lastOffset + 1) : Math.max(offset, scan.lastOffset + 1), false, null);
-    }
-    if (undecodable === null && ending.kind === 'incomplete' && position + ending.position + ending.frameBytesNeeded <= segment.size) {
-      if (entries.length > 0 || scan.lastOffset >= offset) return this.pushResult(token, files.name, entries, Math.max(offset, scan.lastOffset + 1), false, null);
-      // Not one whole entry in what was asked for: ask for the whole next frame.
-      return this.readSegment(files, offset, Math.max(bytesMax, ending.position + ending.frameBytesNeeded), token, 1);
+    const atEnd = position + bytes.length >= segment.size;
+    const whole = undecodable === null && (ending.kind === 'clean' || (ending.kind === 'incomplete' && position + ending.position + ending.frameBytesNeeded <= segment.size));
+    if (whole && entries.length > 0) return this.pushResult(token, files.name, entries, ending.kind === 'clean' && atEnd ? Math.max(segment.endOffset, lastOffset + 1) : lastOffset + 1, false, null);
+    if (whole && ending.kind === 'clean' && atEnd) return this.pushResult(token, files.name, entries, Math.max(segment.endOffset, offset), false, null);
+    if (whole) {
+      // Not one whole entry at or after the offset in what was read (it began at an index point
+      // before it): read again, far enough to hold the next frame, or twice as far.
+      const needed = ending.kind === 'incomplete' ? ending.position + ending.frameBytesNeeded : bytes.length * 2;
+      return this.readSegment(files, offset, Math.max(bytesMax, needed), token, 1);
     }
     const damagePosition = position + (ending.kind === 'clean' ? scan.end : ending.position);
     const resumeOffset = ending.kind === 'damaged' && ending.resume !== null ? ending.resume.offset : this.offsetAfterDamage(segment, damagePosition);
