@@ -55,12 +55,12 @@ describe('stream appends', () => {
     const harness = new StreamHarness();
     const live = reader(harness, 'live', '$stream/sensors', 'latest');
     const publisher = harness.connect('publisher', 5);
-    harness.gate.holdSyncs = true;
+    harness.gate.hold.add('sync');
     const acknowledgements = publisher.publish('sensors/x', 'held', 1);
     expect(acknowledgements).toEqual([]);
     expect(live.publishes()).toEqual([]);
     expect(harness.store.streams.releasedOffset('sensors')).toBe(0);
-    harness.releaseSyncs();
+    harness.releaseHeld();
     expect(publisher.take().map((packet) => packet.type)).toEqual([PacketType.Puback]);
     expect(live.publishes().map((p) => [offsetOf(p), decodeText(p.payload)])).toEqual([[0, 'held']]);
   });

@@ -26,8 +26,8 @@ export const sensors = { name: 'sensors', filter: 'sensors/#', retentionMs: 0, r
 
 /** Executes storage requests on the disk, holding back syncs, or everything past a budget, when asked. */
 export class StorageGate {
-  /** While set, syncs are held back (nothing new becomes durable) until released. */
-  holdSyncs = false;
+  /** Operations held back until released (syncs: nothing new becomes durable). */
+  readonly hold = new Set<StorageRequest['op']>();
   readonly held: StorageRequest[] = [];
   /** Requests executed so far (a crash test stops the world after a budget). */
   executed = 0;
@@ -37,7 +37,7 @@ export class StorageGate {
   constructor(readonly disk: SimulatedDisk) {}
 
   execute(request: StorageRequest): StorageResult | null {
-    if (this.executed >= this.budget || (this.holdSyncs && request.op === 'sync')) {
+    if (this.executed >= this.budget || this.hold.has(request.op)) {
       this.held.push(request);
       return null;
     }
@@ -47,7 +47,7 @@ export class StorageGate {
 
   reset(): void {
     this.held.length = 0;
-    this.holdSyncs = false;
+    this.hold.clear();
     this.budget = Number.POSITIVE_INFINITY;
   }
 }
@@ -73,9 +73,9 @@ export class StreamHarness extends Harness<DurableStateStore> {
     this.gate = gate;
   }
 
-  /** Runs the syncs held back (and what follows them). */
-  releaseSyncs(): void {
-    this.gate.holdSyncs = false;
+  /** Runs the operations held back (and what follows them). */
+  releaseHeld(): void {
+    this.gate.hold.clear();
     for (const request of this.gate.held.splice(0)) this.complete(this.disk.execute(request));
   }
 

@@ -30,6 +30,8 @@ export class StreamCursor {
   pendingToken = 0;
   /** Offsets lost to this cursor (retention, damage) not yet announced by its owner. */
   skipped = 0;
+  /** Offsets a damaged frame took, counted once the entries read before it are handed on. */
+  private damagedLoss = 0;
 
   constructor(offset: number) {
     this.nextOffset = offset;
@@ -58,6 +60,7 @@ export class StreamCursor {
     this.head = 0;
     this.nextOffset = offset;
     this.pendingToken = 0;
+    this.damagedLoss = 0;
   }
 
   /**
@@ -71,6 +74,10 @@ export class StreamCursor {
       this.skipped += 1;
     }
     if (this.head < this.buffer.length) return 'ready';
+    if (this.damagedLoss > 0) {
+      this.skipped += this.damagedLoss;
+      this.damagedLoss = 0;
+    }
     if (this.pendingToken !== 0) return 'pending';
     if (this.nextOffset < stream.firstOffset) {
       // Retention cut entries this cursor had not reached.
@@ -98,7 +105,8 @@ export class StreamCursor {
     this.buffer = [];
     this.head = 0;
     for (const entry of entries) if (entry.offset >= this.nextOffset) this.buffer.push(entry);
-    if (damaged !== null && damaged.toOffset > Math.max(damaged.fromOffset, this.nextOffset)) this.skipped += damaged.toOffset - Math.max(damaged.fromOffset, this.nextOffset);
+    // The store's read ends at a damaged frame: its loss is announced after the entries before it.
+    if (damaged !== null && damaged.toOffset > Math.max(damaged.fromOffset, this.nextOffset)) this.damagedLoss = damaged.toOffset - Math.max(damaged.fromOffset, this.nextOffset);
     if (nextOffset > this.nextOffset) this.nextOffset = nextOffset;
     return true;
   }

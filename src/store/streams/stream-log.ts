@@ -26,7 +26,7 @@
 import { assert } from '../../assert.js';
 import type { StorageRequest, StorageResult } from '../../contract.js';
 import type { DurableState, StateRecord, StreamSnapshotSource, StreamState } from '../state-store.js';
-import { scanSegment } from './segment-scan.js';
+import { type ScannedFrame, type ScanResult, scanSegment } from './segment-scan.js';
 import { decodeEntry, entryFrameBytes, type StreamEntry, writeEntryFrame } from './stream-entry.js';
 import { createStreamFiles, dropTailBelow, indexFileName, type Segment, type StreamFiles, segmentFileName, segmentIndexFor, tailEnd, tailEntryAt } from './stream-files.js';
 import { encodeIndexFile, SparseIndex } from './stream-index.js';
@@ -432,7 +432,7 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
 
   startRead(stream: string, offset: number, bytesMax: number, token: number): void {
     const files = this.filesOf(stream);
-    this.readSegment(files, offset, bytesMax, token, 1);
+    this.readSegment(files, offset, bytesMax, token);
   }
 
   takeReadResults(): StreamReadResult[] {
@@ -442,77 +442,91 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
     return results;
   }
 
-  private readSegment(files: StreamFiles, from: number, bytesMax: number, token: number, attempt: number): void {
-    let segmentIndex = Math.max(0, segmentIndexFor(files.segments, from));
-    let offset = from;
-    let segment = files.segments[segmentIndex];
-    // Past the end of its segment (compaction gaps): on to the next one.
-    while (segment !== undefined && (offset >= segment.endOffset || segment.size === 0)) {
-      segment = files.segments[++segmentIndex];
-      if (segment !== undefined && offset < segment.baseOffset) offset = segment.baseOffset;
-    }
-    if (segment === undefined || offset >= files.writtenOffset) {
+  private readSegment(files: StreamFiles, from: number, bytesMax: number, token: number): void {
+    const located = locate(files, from);
+    if (located === null) {
       // Not in the files (any more): the reader looks in memory again.
       return this.pushResult(token, files.name, [], from, true, null);
     }
-    if (offset < segment.baseOffset) offset = segment.baseOffset;
+    const { segment, offset } = located;
     const point = segment.index.pointAtOrBefore(offset);
     const position = point < 0 ? 0 : segment.index.positionAt(point);
     const afterOffset = point < 0 ? segment.baseOffset - 1 : segment.index.offsetAt(point) - 1;
-    const length = Math.min(bytesMax, segment.size - position);
-    const generation = segment.generation;
-    const read = { files, segment, generation, offset, position, afterOffset, token };
+    this.issueRead({ files, segment, generation: segment.generation, offset, position, afterOffset, bytesMax, token }, 1);
+  }
+
+  private issueRead(plan: ReadPlan, attempt: number): void {
+    const { files, segment, generation, token } = plan;
+    const length = Math.min(plan.bytesMax, segment.size - plan.position);
     this.stats.reads += 1;
-    this.issue({ op: 'read', requestId: 0, file: segment.name, offset: position, length }, (result) => {
-      if (files.deleted || segment.deleted || segment.generation !== generation) return this.pushResult(token, files.name, [], from, true, null);
+    this.issue({ op: 'read', requestId: 0, file: segment.name, offset: plan.position, length }, (result) => {
+      if (files.deleted || segment.deleted || segment.generation !== generation) return this.pushResult(token, files.name, [], plan.offset, true, null);
       if (!result.ok) {
-        if (result.code === 'ENOENT' || attempt < readAttemptsMax) return this.readSegment(files, from, bytesMax, token, attempt + 1);
+        if (attempt < readAttemptsMax) return this.issueRead(plan, attempt + 1);
         return this.fail(`stream ${files.name}: read of ${segment.name} failed ${attempt} times: ${result.code} ${result.message}`);
       }
       this.stats.readBytes += result.bytes?.length ?? 0;
-      this.parseRead(read, result.bytes ?? new Uint8Array(0), bytesMax);
+      this.parseRead(plan, result.bytes ?? new Uint8Array(0));
     });
   }
 
-  private parseRead(read: { files: StreamFiles; segment: Segment; offset: number; position: number; afterOffset: number; token: number }, bytes: Uint8Array, bytesMax: number): void {
-    const { files, segment, offset, position, token } = read;
+  private parseRead(plan: ReadPlan, bytes: Uint8Array): void {
     const entries: StreamEntry[] = [];
-    let undecodable: string | null = null;
-    const scan = scanSegment(bytes, 0, read.afterOffset, (frame) => {
-      if (frame.offset < offset) return true;
+    let bad: { offset: number; position: number; reason: string } | null = null;
+    const visit = (frame: ScannedFrame): boolean => {
+      if (frame.offset < plan.offset) return true;
       try {
         entries.push(decodeEntry(frame.offset, frame.body));
         return true;
       } catch (error) {
-        undecodable = (error as Error).message;
+        bad = { offset: frame.offset, position: plan.position + frame.position, reason: (error as Error).message };
         return false;
       }
-    });
-    const lastOffset = entries.length > 0 ? entries[entries.length - 1]!.offset : offset - 1;
+    };
+    let scan = scanSegment(bytes, 0, plan.afterOffset, visit);
+    // Bounded: each pass resumes further on in the bytes.
+    for (;;) {
+      const ending = scan.ending;
+      // Damage before the offset this reader wants is not its loss: read on after it.
+      if (bad !== null || entries.length > 0 || ending.kind !== 'damaged' || ending.resume === null || ending.resume.offset > plan.offset) break;
+      scan = scanSegment(bytes, ending.resume.position, ending.resume.offset - 1, visit);
+    }
+    const found = bad as { offset: number; position: number; reason: string } | null;
+    if (found !== null) return this.damagedRead(plan, entries, found.offset, found.offset + 1, found.position, found.reason);
+    this.concludeRead(plan, bytes, entries, scan);
+  }
+
+  private concludeRead(plan: ReadPlan, bytes: Uint8Array, entries: StreamEntry[], scan: ScanResult): void {
+    const { files, segment, token } = plan;
     const ending = scan.ending;
-    const atEnd = position + bytes.length >= segment.size;
-    const whole = undecodable === null && (ending.kind === 'clean' || (ending.kind === 'incomplete' && position + ending.position + ending.frameBytesNeeded <= segment.size));
-    if (whole && entries.length > 0) return this.pushResult(token, files.name, entries, ending.kind === 'clean' && atEnd ? Math.max(segment.endOffset, lastOffset + 1) : lastOffset + 1, false, null);
-    if (whole && ending.kind === 'clean' && atEnd) return this.pushResult(token, files.name, entries, Math.max(segment.endOffset, offset), false, null);
-    if (whole) {
+    const atEnd = plan.position + bytes.length >= segment.size;
+    const last = entries.length > 0 ? entries[entries.length - 1]!.offset : -1;
+    if (ending.kind === 'clean' || (ending.kind === 'incomplete' && plan.position + ending.position + ending.frameBytesNeeded <= segment.size)) {
+      if (entries.length > 0) return this.pushResult(token, files.name, entries, ending.kind === 'clean' && atEnd ? Math.max(segment.endOffset, last + 1) : last + 1, false, null);
+      if (ending.kind === 'clean' && atEnd) return this.pushResult(token, files.name, entries, Math.max(segment.endOffset, plan.offset), false, null);
       // Not one whole entry at or after the offset in what was read (it began at an index point
       // before it): read again, far enough to hold the next frame, or twice as far.
       const needed = ending.kind === 'incomplete' ? ending.position + ending.frameBytesNeeded : bytes.length * 2;
-      return this.readSegment(files, offset, Math.max(bytesMax, needed), token, 1);
+      return this.issueRead({ ...plan, bytesMax: Math.max(plan.bytesMax, needed) }, 1);
     }
-    const damagePosition = position + (ending.kind === 'clean' ? scan.end : ending.position);
-    const resumeOffset = ending.kind === 'damaged' && ending.resume !== null ? ending.resume.offset : this.offsetAfterDamage(segment, damagePosition);
-    const reason = undecodable ?? (ending.kind === 'damaged' ? ending.reason : 'a frame runs past the end of its segment');
-    this.stats.damagedFrames += 1;
-    this.note('error', 'stream-entry-damaged', { stream: files.name, file: segment.name, position: damagePosition, reason, skippedFrom: lastOffset + 1, skippedTo: resumeOffset - 1 });
-    this.pushResult(token, files.name, entries, Math.max(resumeOffset, lastOffset + 1), false, { fromOffset: lastOffset + 1, toOffset: resumeOffset });
+    // Damage (or a frame running past its segment's end): what came before it goes first; the
+    // read that starts at the damage reports it.
+    if (entries.length > 0) return this.pushResult(token, files.name, entries, last + 1, false, null);
+    const position = plan.position + ending.position;
+    const from = Math.max(plan.offset, scan.lastOffset + 1);
+    const reason = ending.kind === 'damaged' ? ending.reason : 'a frame runs past the end of its segment';
+    if (ending.kind === 'damaged' && ending.resume !== null) return this.damagedRead(plan, entries, from, ending.resume.offset, position, reason);
+    // No valid frame after the damage in what was read: look further on, past it.
+    if (!atEnd) return this.issueRead({ ...plan, position: position + 1, afterOffset: Math.max(scan.lastOffset, plan.offset - 1) }, 1);
+    this.damagedRead(plan, entries, from, segment.endOffset, position, reason);
   }
 
-  /** Where reading goes on after damage at `position`: the next index point past it, else the next segment. */
-  private offsetAfterDamage(segment: Segment, position: number): number {
-    const index = segment.index;
-    for (let point = 0; point < index.length; point++) if (index.positionAt(point) > position) return index.offsetAt(point);
-    return segment.endOffset;
+  /** A damaged frame between `from` and `to` (exclusive): reported, counted, and the reader told. */
+  private damagedRead(plan: ReadPlan, entries: StreamEntry[], from: number, to: number, position: number, reason: string): void {
+    if (to <= from) return this.pushResult(plan.token, plan.files.name, entries, Math.max(from, plan.offset), false, null);
+    this.stats.damagedFrames += 1;
+    this.note('error', 'stream-entry-damaged', { stream: plan.files.name, file: plan.segment.name, position, reason, skippedFrom: from, skippedTo: to - 1 });
+    this.pushResult(plan.token, plan.files.name, entries, to, false, { fromOffset: from, toOffset: to });
   }
 
   private pushResult(token: number, stream: string, entries: StreamEntry[], nextOffset: number, stale: boolean, damaged: StreamReadResult['damaged']): void {
@@ -579,6 +593,34 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
   filesFor(stream: string): StreamFiles | undefined {
     return this.streams.get(stream);
   }
+}
+
+/** One read of a segment for a reader. */
+interface ReadPlan {
+  readonly files: StreamFiles;
+  readonly segment: Segment;
+  readonly generation: number;
+  /** The first offset the reader wants. */
+  readonly offset: number;
+  /** Where in the file the read starts, and an offset below the first frame there. */
+  readonly position: number;
+  readonly afterOffset: number;
+  readonly bytesMax: number;
+  readonly token: number;
+}
+
+/** The segment holding `from` (or the next entry after it) and the offset to read from, or null. */
+function locate(files: StreamFiles, from: number): { segment: Segment; offset: number } | null {
+  let segmentIndex = Math.max(0, segmentIndexFor(files.segments, from));
+  let offset = from;
+  let segment = files.segments[segmentIndex];
+  // Past the end of its segment (compaction gaps, or before the first segment): on to the next.
+  while (segment !== undefined && (offset >= segment.endOffset || segment.size === 0)) {
+    segment = files.segments[++segmentIndex];
+    if (segment !== undefined && offset < segment.baseOffset) offset = segment.baseOffset;
+  }
+  if (segment === undefined || offset >= files.writtenOffset) return null;
+  return { segment, offset: Math.max(offset, segment.baseOffset) };
 }
 
 const noNames: string[] = [];
