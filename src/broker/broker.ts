@@ -52,7 +52,7 @@ import { Router } from './routing.js';
 import { detachSession, onSessionExpiryDeadline, scheduleRecoveredSessions } from './session-lifecycle.js';
 import { type BrokerStats, createStats } from './stats.js';
 import { reconcileConfiguredStreams } from './streams/stream-admin.js';
-import { applyRetention } from './streams/stream-retention.js';
+import { applyRetention, compactLastValueStreams } from './streams/stream-retention.js';
 import { Streams } from './streams/streams.js';
 import { SysTopics } from './sys-topics.js';
 import { PublisherThrottle } from './throttle.js';
@@ -591,6 +591,7 @@ export class Broker implements BrokerCore {
         return this.streams.onPumpDeadline();
       case 'stream-maintenance':
         applyRetention(this.streams, nowMs);
+        compactLastValueStreams(this.streams);
         this.deadlines.push(nowMs + this.config.streamMaintenanceIntervalMs, 'stream-maintenance', 0, '');
         return;
     }

@@ -60,11 +60,21 @@ export const defaultDurableStoreOptions: DurableStoreOptions = {
 
 /** The stream log's sizes from the broker's configuration (its stream settings). */
 export function streamLogOptionsFor(config: BrokerConfig): Partial<StreamLogOptions> {
-  return { segmentBytesMax: config.streamSegmentBytesMax, indexIntervalBytes: config.streamIndexIntervalBytes, unsyncedBytesMax: config.streamUnsyncedBytesMax };
+  return {
+    segmentBytesMax: config.streamSegmentBytesMax,
+    indexIntervalBytes: config.streamIndexIntervalBytes,
+    unsyncedBytesMax: config.streamUnsyncedBytesMax,
+    lastValueTopicsMax: config.streamLastValueTopicsMax,
+  };
 }
 
 /** The stream log's sizes when the options name none (BrokerConfig's defaults). */
-const defaultStreamLogOptions: Omit<StreamLogOptions, 'writeBytesMax'> = { segmentBytesMax: 16 * 1024 * 1024, indexIntervalBytes: 16 * 1024, unsyncedBytesMax: 4 * 1024 * 1024 };
+const defaultStreamLogOptions: Omit<StreamLogOptions, 'writeBytesMax'> = {
+  segmentBytesMax: 16 * 1024 * 1024,
+  indexIntervalBytes: 16 * 1024,
+  unsyncedBytesMax: 4 * 1024 * 1024,
+  lastValueTopicsMax: 1_000_000,
+};
 
 export class DurableStateStore implements StateStore {
   private requestId = 1;

@@ -8,9 +8,9 @@
 import type { SimulatedDisk } from '../../sim/simulated-disk.js';
 import type { Authorizer } from '../../src/broker/authorizer.js';
 import type { PublishPacket } from '../../src/codec/packets.js';
-import type { BrokerConfig } from '../../src/config.js';
+import { type BrokerConfig, defaultConfig } from '../../src/config.js';
 import type { StorageRequest, StorageResult } from '../../src/contract.js';
-import { DurableStateStore, type DurableStoreOptions } from '../../src/store/durable-store.js';
+import { DurableStateStore, type DurableStoreOptions, streamLogOptionsFor } from '../../src/store/durable-store.js';
 import { Harness, type TestClient } from '../broker/harness.js';
 import { newDisk } from './store-rig.js';
 
@@ -60,9 +60,10 @@ export class StreamHarness extends Harness<DurableStateStore> {
     readonly disk: SimulatedDisk = newDisk(),
     options: { wallClockOffsetMs?: number; store?: Partial<DurableStoreOptions>; authorizer?: Authorizer } = {},
   ) {
-    const storeOptions = { ...streamStoreOptions, ...options.store, streams: storeStreamOptions({ ...overrides }) };
+    const config = { streams: [sensors], streamSegmentBytesMax: 4096, streamIndexIntervalBytes: 512, streamUnsyncedBytesMax: 2048, ...overrides };
+    const storeOptions = { ...streamStoreOptions, ...options.store, streams: streamLogOptionsFor({ ...defaultConfig, ...config }) };
     const gate = new StorageGate(disk);
-    super({ streams: [sensors], streamSegmentBytesMax: 4096, streamIndexIntervalBytes: 512, streamUnsyncedBytesMax: 2048, ...overrides }, new DurableStateStore(storeOptions), {
+    super(config, new DurableStateStore(storeOptions), {
       execute: (request) => gate.execute(request),
       restartStore: () => new DurableStateStore(storeOptions),
       brokerOptions: {
@@ -90,14 +91,6 @@ export class StreamHarness extends Harness<DurableStateStore> {
     this.gate.reset();
     this.restart();
   }
-}
-
-function storeStreamOptions(overrides: Partial<BrokerConfig>): DurableStoreOptions['streams'] {
-  return {
-    segmentBytesMax: overrides.streamSegmentBytesMax ?? 4096,
-    indexIntervalBytes: overrides.streamIndexIntervalBytes ?? 512,
-    unsyncedBytesMax: overrides.streamUnsyncedBytesMax ?? 2048,
-  };
 }
 
 /** A delivery's stream offset (MQTT 5.0 user property), or null. */

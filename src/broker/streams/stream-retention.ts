@@ -16,6 +16,9 @@
  *
  * A trim is a `stream-trimmed` record; the store deletes the segment files only once it is
  * durable, and recovery deletes what a crash left (store/streams/stream-recovery.ts).
+ *
+ * The same deadline starts last-value compaction (store/streams/stream-compaction.ts): at most one
+ * segment rewrite per last-value stream at a time, which then runs one storage request per step.
  */
 import type { StreamState } from '../../store/state-store.js';
 import type { SegmentSummary } from '../../store/streams/stream-store.js';
@@ -77,4 +80,10 @@ function cutGroup(streams: Streams, group: GroupReader, firstOffset: number): vo
   streams.broker.stats.streams.groupEntriesCut += skipped;
   streams.broker.log('warn', 'stream-group-cut', { stream: group.stream, group: group.key, fromOffset: position, toOffset: firstOffset, skipped, why: 'retentionBytes reached' });
   streams.groupMoved(group);
+}
+
+/** Starts a segment rewrite in every last-value stream that has one worth doing. */
+export function compactLastValueStreams(streams: Streams): void {
+  if (!streams.available) return;
+  for (const stream of streams.broker.state.streams.values()) if (stream.lastValue) streams.store.compact(stream.name, stream.nextOffset);
 }

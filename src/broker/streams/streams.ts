@@ -489,6 +489,7 @@ export class Streams implements MatchSink<string> {
     stats.segmentSyncs = store.stats.segmentSyncs;
     stats.segmentsDeleted = store.stats.segmentsDeleted;
     stats.damagedFrames = store.stats.damagedFrames;
+    stats.compactionSteps = store.stats.compactionSteps;
     stats.compactions = store.stats.compactions;
     stats.entriesCompacted = store.stats.entriesCompacted;
   }

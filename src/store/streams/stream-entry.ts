@@ -17,6 +17,7 @@ import { ByteReader } from '../../codec/byte-reader.js';
 import { stringLength, variableIntegerLength, writeString, writeVariableInteger } from '../../codec/byte-writer.js';
 import { PacketType, type Properties, type Qos } from '../../codec/packets.js';
 import { propertiesContentLength, readProperties, writeProperties } from '../../codec/properties.js';
+import { decodeUtf8 } from '../../codec/utf8.js';
 import { frameHeaderBytes, writeFrame } from '../record-frame.js';
 
 /** The frame type of a stream entry (the only type a segment holds). */
@@ -83,3 +84,15 @@ export function decodeEntry(offset: number, body: Uint8Array): StreamEntry {
 }
 
 const emptyBytes = new Uint8Array(0);
+
+/** Only the topic of an entry's body (what last-value compaction needs), or null when it cannot be read. */
+export function entryTopic(body: Uint8Array): string | null {
+  if (body.length < 11) return null;
+  const length = (body[9]! << 8) | body[10]!;
+  if (11 + length > body.length) return null;
+  try {
+    return decodeUtf8(body, 11, 11 + length);
+  } catch {
+    return null;
+  }
+}

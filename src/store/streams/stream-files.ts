@@ -14,6 +14,7 @@
  *   tailStart <= syncedOffset <= writtenOffset <= releasedOffset <= nextOffset
  */
 import { assert } from '../../assert.js';
+import type { LastValueState } from './stream-compaction.js';
 import type { StreamEntry } from './stream-entry.js';
 import type { SparseIndex } from './stream-index.js';
 
@@ -87,6 +88,8 @@ export interface StreamFiles {
   /** The active segment is full: seal it before the next write. */
   sealRequested: boolean;
   deleted: boolean;
+  /** For a last-value stream: its topics' newest offsets and its compaction (stream-compaction.ts). */
+  lastValue: LastValueState | null;
 }
 
 export function createStreamFiles(name: string, startOffset: number): StreamFiles {
@@ -103,6 +106,7 @@ export function createStreamFiles(name: string, startOffset: number): StreamFile
     directoryDirty: false,
     sealRequested: false,
     deleted: false,
+    lastValue: null,
   };
 }
 

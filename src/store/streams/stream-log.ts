@@ -27,6 +27,7 @@ import { assert } from '../../assert.js';
 import type { StorageRequest, StorageResult } from '../../contract.js';
 import type { DurableState, StateRecord, StreamSnapshotSource, StreamState } from '../state-store.js';
 import { type ScannedFrame, type ScanResult, scanSegment } from './segment-scan.js';
+import { createLastValueState, noteLatest, SegmentCompaction, TopicScan } from './stream-compaction.js';
 import { decodeEntry, entryFrameBytes, type StreamEntry, writeEntryFrame } from './stream-entry.js';
 import { createStreamFiles, dropTailBelow, indexFileName, type Segment, type StreamFiles, segmentFileName, segmentIndexFor, tailEnd, tailEntryAt } from './stream-files.js';
 import { encodeIndexFile, SparseIndex } from './stream-index.js';
@@ -39,6 +40,8 @@ export interface StreamLogOptions {
   unsyncedBytesMax: number;
   /** The largest single write; bigger batches are split. */
   writeBytesMax: number;
+  /** Topics a last-value stream tracks for compaction (BrokerConfig.streamLastValueTopicsMax). */
+  lastValueTopicsMax: number;
 }
 
 /** Attempts of one read before a read error is final. */
@@ -144,6 +147,12 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
     for (const files of streams) {
       this.streams.set(files.name, files);
       this.pump(files);
+      const lastValue = files.lastValue;
+      if (lastValue === null) continue;
+      // What memory holds is released; what the files held is learnt by a scan.
+      for (let offset = files.tailStart; offset < files.releasedOffset; offset++) noteLatest(lastValue, tailEntryAt(files, offset).entry.topic, offset, this.options.lastValueTopicsMax);
+      lastValue.scan = new TopicScan(this, files, lastValue, files.writtenOffset);
+      lastValue.scan.step();
     }
   }
 
@@ -152,12 +161,16 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
   /** A record appended to the log at `lsn` (live, after recovery). */
   observe(record: StateRecord, lsn: number): void {
     switch (record.kind) {
-      case 'stream-created':
-        if (!this.streams.has(record.stream.name)) {
+      case 'stream-created': {
+        let files = this.streams.get(record.stream.name);
+        if (files === undefined) {
           assert(!this.deleting.has(record.stream.name), 'a stream is not created while its files are being deleted');
-          this.streams.set(record.stream.name, createStreamFiles(record.stream.name, record.nextOffset ?? 0));
+          files = createStreamFiles(record.stream.name, record.nextOffset ?? 0);
+          this.streams.set(record.stream.name, files);
         }
+        this.defineLastValue(files, record.stream.lastValue);
         return;
+      }
       case 'stream-deleted': {
         const files = this.filesOf(record.stream);
         files.deleted = true;
@@ -195,7 +208,10 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
     for (const files of this.unreleased) {
       const end = tailEnd(files);
       const before = files.releasedOffset;
-      while (files.releasedOffset < end && tailEntryAt(files, files.releasedOffset).lsn <= durableLsn) files.releasedOffset += 1;
+      while (files.releasedOffset < end && tailEntryAt(files, files.releasedOffset).lsn <= durableLsn) {
+        if (files.lastValue !== null) this.noteReleased(files, tailEntryAt(files, files.releasedOffset).entry.topic, files.releasedOffset);
+        files.releasedOffset += 1;
+      }
       if (files.releasedOffset === end) this.unreleased.delete(files);
       if (files.releasedOffset > before) {
         this.released.add(files.name);
@@ -376,6 +392,54 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
       if (!result.ok && result.code !== 'ENOENT') return this.fail(`stream index ${file}: delete failed: ${result.code} ${result.message}`);
       write();
     });
+  }
+
+  // ---- last-value compaction ----------------------------------------------------------------
+
+  /** A stream became (or stopped being) a last-value stream. */
+  private defineLastValue(files: StreamFiles, lastValue: boolean): void {
+    if (!lastValue) {
+      files.lastValue = null;
+      return;
+    }
+    if (files.lastValue !== null) return;
+    files.lastValue = createLastValueState();
+    // A stream that already has files (a redefinition) must learn their topics first.
+    if (files.segments.length > 0) {
+      files.lastValue.scan = new TopicScan(this, files, files.lastValue, files.writtenOffset);
+      files.lastValue.scan.step();
+    }
+  }
+
+  private noteReleased(files: StreamFiles, topic: string, offset: number): void {
+    const lastValue = files.lastValue!;
+    if (!lastValue.overLimit && !noteLatest(lastValue, topic, offset, this.options.lastValueTopicsMax)) this.lastValueOverLimit(files);
+  }
+
+  /** The stream's topics outgrew their bound: it is compacted no more (said once). */
+  lastValueOverLimit(files: StreamFiles): void {
+    const lastValue = files.lastValue;
+    if (lastValue === null) return;
+    lastValue.latest.clear();
+    lastValue.scan = null;
+    this.note('warn', 'stream-compaction-stopped', { stream: files.name, why: `more than streamLastValueTopicsMax (${this.options.lastValueTopicsMax}) topics` });
+  }
+
+  compact(stream: string, nextOffset: number): boolean {
+    const files = this.filesOf(stream);
+    const lastValue = files.lastValue;
+    if (!this.writing || lastValue === null || lastValue.overLimit || lastValue.scan !== null || lastValue.job !== null) return false;
+    const segments = files.segments;
+    for (let index = 0; index < segments.length - 1; index++) {
+      const segment = segments[index]!;
+      if (!segment.sealed || segment.deleted || segment.entryCount === 0) continue;
+      // Worth a rewrite when never compacted, or when as many entries came since as it holds.
+      if (segment.compactedAtOffset >= 0 && nextOffset - segment.compactedAtOffset < segment.entryCount) continue;
+      lastValue.job = new SegmentCompaction(this, files, lastValue, segment, nextOffset);
+      lastValue.job.step();
+      return true;
+    }
+    return false;
   }
 
   // ---- trims and deletions ------------------------------------------------------------------

@@ -28,6 +28,7 @@ import { assert } from '../../assert.js';
 import type { StorageResult } from '../../contract.js';
 import type { DurableState, StateRecord, StreamState } from '../state-store.js';
 import { findResume, type ScannedFrame, type ScanResult, scanSegment } from './segment-scan.js';
+import { createLastValueState } from './stream-compaction.js';
 import { entryFrameBytes, type StreamEntry } from './stream-entry.js';
 import { createStreamFiles, indexFileName, indexFilePattern, type Segment, type StreamFiles, segmentFilePattern, temporaryFilePattern } from './stream-files.js';
 import { decodeIndexFile, SparseIndex } from './stream-index.js';
@@ -325,6 +326,7 @@ export class StreamRecovery {
     if (active !== undefined && active.endOffset === start) active.sealed = false;
     for (const entry of kept) files.tail.push({ entry, lsn: 0, frameBytes: entryFrameBytes(entry) });
     files.releasedOffset = stream.nextOffset;
+    if (stream.lastValue) files.lastValue = createLastValueState();
     this.finished.push(files);
     this.nextTask();
   }

@@ -48,13 +48,14 @@ export interface StreamStoreStats {
   segmentsDeleted: number;
   /** Damaged frames found while reading (each reported with its file and position). */
   damagedFrames: number;
-  /** Last-value compaction: segments rewritten and entries dropped. */
+  /** Last-value compaction: steps (one read each), segments rewritten and entries dropped. */
+  compactionSteps: number;
   compactions: number;
   entriesCompacted: number;
 }
 
 export function createStreamStoreStats(): StreamStoreStats {
-  return { entriesWritten: 0, bytesWritten: 0, segmentSyncs: 0, reads: 0, readBytes: 0, segmentsDeleted: 0, damagedFrames: 0, compactions: 0, entriesCompacted: 0 };
+  return { entriesWritten: 0, bytesWritten: 0, segmentSyncs: 0, reads: 0, readBytes: 0, segmentsDeleted: 0, damagedFrames: 0, compactionSteps: 0, compactions: 0, entriesCompacted: 0 };
 }
 
 /** A line for the operator's log, which the broker emits for the store. */
@@ -90,6 +91,11 @@ export interface StreamStore {
   /** An offset at or before the first entry appended at or after `timeMs` (the end when none is). */
   locateTime(stream: string, timeMs: number): number;
   segments(stream: string): SegmentSummary[];
+  /**
+   * A last-value stream: starts rewriting one sealed segment without its superseded entries, if
+   * one may hold some and no rewrite is running (stream-compaction.ts); true when one started.
+   */
+  compact(stream: string, nextOffset: number): boolean;
   /** A deleted stream whose files are still being removed: its name cannot be used again yet. */
   isDeleting(stream: string): boolean;
   /** Log lines for the operator (recovery's repairs, damaged frames), taken once each. */
