@@ -218,16 +218,16 @@ export class SegmentCompaction {
   private finish(): void {
     if (this.dropped === 0) return this.giveUp();
     const temporary = this.temporary;
-    const directory = (): void => this.then({ op: 'sync-directory', requestId: 0 }, () => this.switchOver());
-    const rename = (): void => this.then({ op: 'rename', requestId: 0, from: temporary, to: this.segment.name }, directory);
-    const sync = (): void => this.then({ op: 'sync', requestId: 0, file: temporary }, rename);
+    const directory = (): void => this.issueThen({ op: 'sync-directory', requestId: 0 }, () => this.switchOver());
+    const rename = (): void => this.issueThen({ op: 'rename', requestId: 0, from: temporary, to: this.segment.name }, directory);
+    const sync = (): void => this.issueThen({ op: 'sync', requestId: 0, file: temporary }, rename);
     // An empty copy is still a file: written as nothing, it must exist to be renamed.
-    if (this.writePosition === 0) this.then({ op: 'write', requestId: 0, file: temporary, offset: 0, bytes: new Uint8Array(0) }, sync);
+    if (this.writePosition === 0) this.issueThen({ op: 'write', requestId: 0, file: temporary, offset: 0, bytes: new Uint8Array(0) }, sync);
     else sync();
   }
 
   /** Issues `request`; `next` once it succeeded (a failure is final, like every failed write). */
-  private then(request: Parameters<StreamLog['issue']>[0], next: () => void): void {
+  private issueThen(request: Parameters<StreamLog['issue']>[0], next: () => void): void {
     this.log.issue(request, (result) => {
       if (!result.ok) return this.log.fail(`stream ${this.files.name}: compaction ${request.op} failed: ${result.code} ${result.message}`);
       next();
