@@ -155,7 +155,10 @@ export class OfflineBroker {
     // Handed over after this input: the receiver may send, which is a new input.
     const packets: Packet[] = [];
     for (let packet = entry.decoder.next(); packet !== null; packet = entry.decoder.next()) packets.push(packet);
-    if (packets.length > 0) setImmediate(() => packets.forEach((packet) => entry.connection.onPacket(packet)));
+    if (packets.length === 0) return;
+    setImmediate(() => {
+      for (const packet of packets) entry.connection.onPacket(packet);
+    });
   }
 
   /** Whether nothing is going on: no storage request in flight. */
