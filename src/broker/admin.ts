@@ -37,8 +37,11 @@ export function handleAdminCommand(broker: Broker, command: AdminCommand, nowMs:
       return deleteSession(broker, command.clientId, nowMs);
     case 'delete-retained':
       return deleteRetained(broker, command.topic);
-    case 'create-stream':
-      return createStream(broker, { ...command.stream });
+    case 'create-stream': {
+      const outcome = createStream(broker, { ...command.stream });
+      broker.streams.scheduleMaintenance(nowMs);
+      return outcome;
+    }
     case 'delete-stream':
       return deleteStream(broker, command.name);
   }

@@ -590,9 +590,10 @@ export class Broker implements BrokerCore {
       case 'stream-pump':
         return this.streams.onPumpDeadline();
       case 'stream-maintenance':
+        this.streams.maintenanceDue();
         applyRetention(this.streams, nowMs);
         compactLastValueStreams(this.streams);
-        this.deadlines.push(nowMs + this.config.streamMaintenanceIntervalMs, 'stream-maintenance', 0, '');
+        this.streams.scheduleMaintenance(nowMs);
         return;
     }
   }
@@ -618,7 +619,7 @@ export class Broker implements BrokerCore {
     if (this.store.streams !== undefined) {
       reconcileConfiguredStreams(this);
       this.streams.restoreMemberships();
-      this.deadlines.push(nowMs + this.config.streamMaintenanceIntervalMs, 'stream-maintenance', 0, '');
+      this.streams.scheduleMaintenance(nowMs);
     }
     this.sys?.start(nowMs);
     this.view.readyAtMs = nowMs;

@@ -70,6 +70,8 @@ export class Streams implements MatchSink<string> {
   private readonly unfinished = new Set<StreamReader | GroupReader>();
   /** Stream names a topic matched, filled by the trie match (`subscriber`). */
   private matched: string[] = [];
+  /** Whether a `stream-maintenance` deadline is pending (there is one only while some stream needs it). */
+  private maintenanceScheduled = false;
 
   constructor(
     readonly broker: Broker,
@@ -353,11 +355,14 @@ export class Streams implements MatchSink<string> {
 
   /** Stream deliveries of the session waiting for PUBACK (they share the inflight window). */
   inflightCount(session: SessionState): number {
+    // On the publish path for every QoS 1/2 receiver: one size test when nobody reads a stream.
+    if (this.sessions.size === 0) return 0;
     const streams = this.sessions.get(session.clientId);
     return streams === undefined || streams.deliveries.session !== session ? 0 : streams.deliveries.inflight.size;
   }
 
   packetIdInUse(session: SessionState, packetId: number): boolean {
+    if (this.sessions.size === 0) return false;
     const streams = this.sessions.get(session.clientId);
     return streams !== undefined && streams.deliveries.session === session && streams.deliveries.inflight.has(packetId);
   }
@@ -403,6 +408,25 @@ export class Streams implements MatchSink<string> {
     if (end === 'idle') return;
     if (this.unfinished.size === 0) this.broker.deadlines.push(this.broker.lastInputMs + 1, 'stream-pump', 0, '');
     this.unfinished.add(owner);
+  }
+
+  /**
+   * Makes sure the maintenance deadline (retention, last-value compaction: stream-retention.ts)
+   * is pending when some stream has retention or is a last-value stream; a broker without such
+   * streams has no periodic wakeup for them.
+   */
+  scheduleMaintenance(nowMs: number): void {
+    if (this.maintenanceScheduled || !this.available) return;
+    let needed = false;
+    for (const stream of this.broker.state.streams.values()) needed ||= stream.lastValue || stream.retentionMs > 0 || stream.retentionBytes > 0;
+    if (!needed) return;
+    this.maintenanceScheduled = true;
+    this.broker.deadlines.push(nowMs + this.broker.config.streamMaintenanceIntervalMs, 'stream-maintenance', 0, '');
+  }
+
+  /** The maintenance deadline fired. */
+  maintenanceDue(): void {
+    this.maintenanceScheduled = false;
   }
 
   /** `stream-pump` deadline: readers and groups that stopped at their budget go on. */
