@@ -52,7 +52,18 @@ export interface InspectReport {
   files: FileReport[];
   snapshotLsn: number;
   recordsByKind: Partial<Record<StateRecordKind, number>>;
-  state: { sessions: number; subscriptions: number; retained: number; retainedBytes: number; queued: number; inflight: number; messages: number; wills: number; streams: number; ownersUnknown: OwnersUnknown } | null;
+  state: {
+    sessions: number;
+    subscriptions: number;
+    retained: number;
+    retainedBytes: number;
+    queued: number;
+    inflight: number;
+    messages: number;
+    wills: number;
+    streams: number;
+    ownersUnknown: OwnersUnknown;
+  } | null;
   /** Problems that make the broker refuse to start; empty when the directory is healthy. */
   problems: string[];
   /** What `--repair` would do, when there are problems; null for a healthy directory. */

@@ -403,13 +403,12 @@ function checkStreams(config: Record<string, unknown>, problems: string[]): read
       continue;
     }
     const definition = streamDefinitionFrom(entry as Record<string, unknown>, config as unknown as TopicLimits);
-    if ('problems' in definition) {
-      for (const problem of definition.problems) problems.push(`${where}: ${problem}`);
-      continue;
-    }
-    if (seen.has(definition.name)) problems.push(`${where}: stream name "${definition.name}" is used twice`);
-    seen.add(definition.name);
-    definitions.push(definition);
+    if ('problems' in definition) for (const problem of definition.problems) problems.push(`${where}: ${problem}`);
+    // A name given twice is a problem even when either entry has others.
+    const name = (entry as Record<string, unknown>).name;
+    if (typeof name === 'string' && seen.has(name)) problems.push(`${where}: stream name "${name}" is used twice`);
+    if (typeof name === 'string') seen.add(name);
+    if (!('problems' in definition)) definitions.push(definition);
   }
   const streamsMax = config.streamsMax;
   if (typeof streamsMax === 'number' && entries.length > streamsMax) problems.push(`"streams" holds ${entries.length} streams, more than streamsMax (${streamsMax})`);

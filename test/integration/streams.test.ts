@@ -113,11 +113,39 @@ describe('streams over TCP', () => {
   });
 });
 
+describe('keel serve with bad stream settings', () => {
+  it('exits 2 at start-up, listing every problem', async () => {
+    const directory = mkdtempSync(join(tmpdir(), 'keel-streams-bad-'));
+    directories.push(directory);
+    const config = `${directory}.json`;
+    writeFileSync(
+      config,
+      JSON.stringify({
+        streams: [
+          { name: 'a', filter: 'a/#/b' },
+          { name: 'a', filter: 'x' },
+          { name: 'b c', filter: '$share/g/x' },
+        ],
+      }),
+    );
+    const keel = runKeel(['serve', '--port', '0', '--data-dir', directory, '--config', config]);
+    processes.push(keel);
+    expect(await keel.exited).toBe(2);
+    const stderr = keel.stderr();
+    expect(stderr).toContain(`"streams"[0]: "filter" is not a valid topic filter`);
+    expect(stderr).toContain('"streams"[1]: stream name "a" is used twice');
+    expect(stderr).toContain('"streams"[2]: "name" must match');
+    expect(stderr).toContain('"streams"[2]: "filter" must not be a shared subscription');
+    rmSync(config, { force: true });
+  });
+});
+
 describe('a persistent stream reader across SIGKILL of keel serve', () => {
   it('goes on from its first unacknowledged offset: nothing skipped', async () => {
     const directory = mkdtempSync(join(tmpdir(), 'keel-streams-'));
     directories.push(directory);
-    const config = join(directory, '..', `${directory.split('/').at(-1)}.json`);
+    const config = `${directory}.json`;
+    directories.push(config);
     writeFileSync(config, JSON.stringify({ streams: [sensors], streamSegmentBytesMax: 16_384, streamUnsyncedBytesMax: 4_096 }));
     let keel = await startKeelProcess(directory, ['--log-level', 'warn', '--config', config]);
     processes.push(keel);

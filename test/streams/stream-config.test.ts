@@ -31,6 +31,7 @@ describe('stream configuration', () => {
         { name: 'own', filter: '$stream/x' },
         { name: 'twice', filter: 'a' },
         { name: 'twice', filter: 'b' },
+        { name: 'own', filter: '#/x' },
         'not an object',
       ],
     });
@@ -46,7 +47,9 @@ describe('stream configuration', () => {
       '"streams"[2]: "lastValue" must be true or false, got "yes"',
       '"streams"[3]: "filter" must not be under $stream/',
       '"streams"[5]: stream name "twice" is used twice',
-      '"streams"[6] must be an object with "name" and "filter", got "not an object"',
+      `"streams"[6]: "filter" is not a valid topic filter: '#' must be the last level`,
+      '"streams"[6]: stream name "own" is used twice',
+      '"streams"[7] must be an object with "name" and "filter", got "not an object"',
     ]);
   });
 
