@@ -562,12 +562,8 @@ export function applyRecord(state: DurableState, record: StateRecord): void {
     case 'subscription-added':
       sessionOf(state, record.clientId).subscriptions.set(record.subscription.filter, record.subscription);
       return;
-    case 'subscription-removed': {
-      const session = sessionOf(state, record.clientId);
-      session.subscriptions.delete(record.filter);
-      session.streamPositions.delete(record.filter);
-      return;
-    }
+    case 'subscription-removed':
+      return removeSubscription(sessionOf(state, record.clientId), record.filter);
     case 'message-stored':
       applyMessageStored(state, record.message);
       return;
@@ -585,25 +581,33 @@ export function applyRecord(state: DurableState, record: StateRecord): void {
       applyRetained(state, record.topic, record.kind === 'retained-set' ? record.messageId : 0);
       return;
     case 'will-set':
-      state.wills.set(record.clientId, record.will);
-      if (record.username === undefined) state.willUsernames?.delete(record.clientId);
-      else state.willUsernames?.set(record.clientId, record.username);
-      return;
+      return setWill(state, record.clientId, record.will, record.username);
     case 'will-cleared':
-      state.wills.delete(record.clientId);
-      state.willUsernames?.delete(record.clientId);
-      return;
+      return setWill(state, record.clientId, null, undefined);
     case 'stream-created':
     case 'stream-deleted':
     case 'stream-appended':
     case 'stream-trimmed':
     case 'stream-position':
     case 'stream-group-position':
-      applyStreamRecord(state, record);
-      return;
+      return applyStreamRecord(state, record);
     default:
       applyDeliveryRecord(state, record);
   }
+}
+
+/** Stores a client's will with its owner (undefined: unknown), or clears it (null). */
+function setWill(state: DurableState, clientId: string, will: Will | null, username: StoredUsername): void {
+  if (will === null) state.wills.delete(clientId);
+  else state.wills.set(clientId, will);
+  if (will === null || username === undefined) state.willUsernames?.delete(clientId);
+  else state.willUsernames?.set(clientId, username);
+}
+
+/** A subscription ends, and with it its stream position if it read a stream. */
+function removeSubscription(session: SessionState, filter: string): void {
+  session.subscriptions.delete(filter);
+  session.streamPositions.delete(filter);
 }
 
 type StreamRecord = Extract<StateRecord, { kind: 'stream-created' | 'stream-deleted' | 'stream-appended' | 'stream-trimmed' | 'stream-position' | 'stream-group-position' }>;
