@@ -9,11 +9,16 @@
  *
  * Run: `npm run build && node dist/bench/broker-bench.js [--runs 3] [--seconds 5]
  *       [--only fan-in,latency] [--brokers keel,aedes,mosquitto] [--json out.json]`
+ *
+ * `--operations` compares Keel with itself instead: `keel` (no admin listener, no `$SYS`) against
+ * `keel-ops` (admin listener open, `$SYS` every second, `/metrics` scraped every second by the
+ * harness), runs interleaved, on fan-in and QoS 1 unless --only names others. The ratio column
+ * keel/keel-ops then reads as the cost of operations: 1.00x is none.
  */
 import { writeFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { integerOption, listOption } from './load/cli-options.js';
-import { brokerNames, keelNodeArguments } from './load/peers.js';
+import { type BrokerName, brokerNames, keelNodeArguments, operationsBrokerName } from './load/peers.js';
 import { describeMachine, ratioLegend, renderNotes, renderTable } from './load/report.js';
 import { type BenchOptions, runBench, selectScenarios } from './load/runner.js';
 import { openFilesLimit } from './load/scenario-kit.js';
@@ -33,6 +38,7 @@ interface Flags {
   mqtt: number;
   keelSync: string;
   queueMax: number;
+  operations?: boolean;
 }
 
 function parseFlags(argv: string[]): Flags {
@@ -50,6 +56,7 @@ function parseFlags(argv: string[]): Flags {
     .option('--connect-warmup <n>', 'connections opened and reset before idle-connections times its batch (JIT warm-up)', integerOption(0, 1_000_000), 3_000)
     .option('--mqtt <level>', 'protocol level: 4 (3.1.1) or 5 (5.0; Aedes speaks only 3.1.1)', integerOption(4, 5), 4)
     .option('--keel-sync <policy>', "Keel's syncPolicy: none (like the in-memory peers), interval or always", 'none')
+    .option('--operations', 'compare keel with keel-ops (admin listener, $SYS every second, /metrics scraped every second) instead of with the peers')
     .option('--queue-max <n>', "per-session queued-message limit given to Keel and Mosquitto (1000: both brokers' default)", integerOption(1, 10_000_000), 1_000)
     .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : 2));
   program.parse(argv);
@@ -60,12 +67,12 @@ function toOptions(flags: Flags): BenchOptions {
   const unknown = flags.brokers.filter((name) => !(brokerNames as readonly string[]).includes(name));
   if (unknown.length > 0) throw new Error(`unknown broker ${unknown.join(', ')}; known: ${brokerNames.join(', ')}`);
   if (!['none', 'interval', 'always'].includes(flags.keelSync)) throw new Error('--keel-sync must be none, interval or always');
-  const brokers = brokerNames.filter((name) => flags.brokers.includes(name));
+  const brokers: BrokerName[] = flags.operations === true ? ['keel', operationsBrokerName] : brokerNames.filter((name) => flags.brokers.includes(name));
   return {
     runs: flags.runs,
     seconds: flags.seconds,
     payloadBytes: flags.payload,
-    only: flags.only ?? null,
+    only: flags.only ?? (flags.operations === true ? ['fan-in', 'qos1'] : null),
     brokers,
     connections: flags.connections,
     rateMessagesPerSecond: flags.rate,
@@ -73,7 +80,8 @@ function toOptions(flags: Flags): BenchOptions {
     connectWarmupConnections: flags.connectWarmup,
     level: flags.mqtt as 4 | 5,
     peers: {
-      keelConfig: { syncPolicy: flags.keelSync, queuedMessagesPerSessionMax: flags.queueMax },
+      // With --operations the plain keel runs have no $SYS either, so the comparison is all or nothing.
+      keelConfig: { syncPolicy: flags.keelSync, queuedMessagesPerSessionMax: flags.queueMax, ...(flags.operations === true ? { sysIntervalSeconds: 0 } : {}) },
       mosquittoQueuedMessagesMax: flags.queueMax,
     },
   };

@@ -16,12 +16,13 @@
  * (-W); 141 the reader of the output went away (sim, vopr, sub, inspect; see broken-pipe.ts).
  * `serve` stops in an orderly way on SIGINT/SIGTERM and exits 0 within a bounded time (a signal
  * during start-up takes effect once the broker has started; a second one ends it at once);
- * SIGHUP makes it re-read its password and ACL files and log what it reloaded (it never ends the
+ * SIGHUP makes it re-read its password, ACL and admin token files and log what it reloaded (it never ends the
  * process, which is Node's default for SIGHUP).
  */
 import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError } from 'commander';
+import { adminDefaults } from './admin/admin-config.js';
 import { passwdCommand } from './auth/passwd-command.js';
 import { exitQuietlyOnBrokenPipe } from './broken-pipe.js';
 import { parsePort } from './client-options.js';
@@ -53,6 +54,9 @@ interface ServeFlags {
   logLevel: LogThreshold;
   passwordFile?: string;
   aclFile?: string;
+  adminPort?: number;
+  /** False with --no-admin. */
+  admin: boolean;
 }
 
 export function buildProgram(): Command {
@@ -71,6 +75,12 @@ export function buildProgram(): Command {
     .option('-l, --log-level <level>', 'debug, info, warn, error or silent', parseLogLevel, 'info')
     .option('--password-file <file>', 'check user names and passwords against this file (see keel passwd); overrides passwordFile')
     .option('--acl-file <file>', 'allow topics to users by the rules in this file (reloaded when it changes); overrides aclFile')
+    .option(
+      '--admin-port <port>',
+      `admin listener port: health, /metrics, the API and the dashboard (default: ${adminDefaults.port} on ${adminDefaults.host}; 0: chosen by the operating system); overrides admin.port`,
+      parsePort,
+    )
+    .option('--no-admin', 'no admin listener (as "admin": null in the config file)')
     .action(serve);
   program
     .command('inspect')
@@ -110,6 +120,7 @@ async function serve(flags: ServeFlags): Promise<void> {
   const overrides = flags.config === undefined ? {} : readConfigFile(flags.config);
   if (flags.passwordFile !== undefined) overrides.passwordFile = flags.passwordFile;
   if (flags.aclFile !== undefined) overrides.aclFile = flags.aclFile;
+  applyAdminFlags(overrides, flags);
   const logger = new Logger(flags.logLevel);
   const state: ServeState = { server: null, stopping: false };
   // Installed before the start: a signal that arrived between the listening line and a later
@@ -141,6 +152,23 @@ async function serve(flags: ServeFlags): Promise<void> {
     process.stderr.write(`keel: the broker halted: ${reason}\n`);
     process.exit(1);
   });
+}
+
+/**
+ * `keel serve` has an admin listener unless told otherwise (startServer has none without an
+ * `admin` key): the config file's `admin` settings, or the defaults, with --admin-port's port;
+ * --no-admin or `"admin": null` turns it off (an explicit --admin-port turns it back on).
+ */
+function applyAdminFlags(overrides: Record<string, unknown>, flags: ServeFlags): void {
+  if (!flags.admin) {
+    overrides.admin = null;
+    return;
+  }
+  const configured = overrides.admin;
+  if (configured === undefined) overrides.admin = { ...adminDefaults };
+  if (flags.adminPort === undefined) return;
+  const base = typeof configured === 'object' && configured !== null ? configured : adminDefaults;
+  overrides.admin = { ...base, port: flags.adminPort };
 }
 
 /**

@@ -35,13 +35,51 @@
  * answer (a queue that resumes) is written in the same pass. The core may answer with
  * `pause-reading` for a publisher whose messages pile up for such a reader (or past the total
  * output budget), and with `resume-reading` once they drained: the socket is paused and resumed.
+ *
+ * Admin requests (io/admin/): `requestAdmin` hands the core an operator's command as an input and
+ * returns a promise settled by the core's `admin-result` (sent once the change is durable). The
+ * input is fed on its own event-loop turn (setImmediate), never from inside the driver's execution
+ * of actions, whoever calls. A request waits at most its timeout, and is rejected at once if the
+ * core halts or the host stops; at most `adminRequestsPendingMax` wait at a time.
  */
 import type net from 'node:net';
-import { type ConnectionId, defaultListener, type ListenerInfo, type LogFields, type LogLevel, type StorageRequest, type StorageResult } from '../src/contract.js';
+import {
+  type AdminCommand,
+  type AdminOutcome,
+  type ConnectionId,
+  defaultListener,
+  type ListenerInfo,
+  type LogFields,
+  type LogLevel,
+  type StorageRequest,
+  type StorageResult,
+} from '../src/contract.js';
 import type { Driver, Host } from '../src/driver.js';
 import type { Clock } from './clock.js';
 import type { Logger } from './logger.js';
-import { NodeStorage } from './node-storage.js';
+import { NodeStorage, type SyncTimer } from './node-storage.js';
+
+/** Admin requests that may wait for their result at once; more are refused (`busy`). */
+export const adminRequestsPendingMax = 256;
+
+/** Why an admin request got no outcome from the core. */
+export type AdminRequestFailure = 'timeout' | 'halted' | 'stopping' | 'busy';
+
+export class AdminRequestError extends Error {
+  constructor(
+    readonly failure: AdminRequestFailure,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'AdminRequestError';
+  }
+}
+
+interface AdminWaiter {
+  resolve(outcome: AdminOutcome): void;
+  reject(error: AdminRequestError): void;
+  timer: NodeJS.Timeout;
+}
 
 /**
  * When a connection's sends are written: when the input that produced them returns ('input'),
@@ -104,6 +142,8 @@ export interface NodeHostOptions {
    * never comes. Default: never (no such reports).
    */
   outputResumeBytes?: number;
+  /** Told how long each sync of a file or of the directory took (metrics: sync latency). */
+  onStorageSync?: SyncTimer;
 }
 
 export class NodeHost implements Host {
@@ -142,6 +182,8 @@ export class NodeHost implements Host {
   private outputPollTimer: NodeJS.Timeout | null = null;
   private readonly flushCorked = (): void => this.uncorkAll();
   private readyWaiters: (() => void)[] = [];
+  private readonly adminWaiters = new Map<number, AdminWaiter>();
+  private nextAdminRequestId = 1;
 
   constructor(options: NodeHostOptions) {
     this.clock = options.clock;
@@ -151,7 +193,7 @@ export class NodeHost implements Host {
     this.outputReportStepBytes = options.outputReportStepBytes ?? 16 * 1024;
     this.outputResumeBytes = options.outputResumeBytes ?? Number.POSITIVE_INFINITY;
     if (!(Number.isInteger(this.outputReportStepBytes) && this.outputReportStepBytes >= 1)) throw new Error('outputReportStepBytes must be a positive integer');
-    this.fileStorage = new NodeStorage(options.dataDirectory, (result) => this.onStorageCompleted(result));
+    this.fileStorage = new NodeStorage(options.dataDirectory, (result) => this.onStorageCompleted(result), options.onStorageSync);
   }
 
   attach(driver: Driver): void {
@@ -270,6 +312,7 @@ export class NodeHost implements Host {
     this.clearOutputPoll();
     this.discardPending();
     for (const connection of this.connections.values()) connection.socket.destroy();
+    this.failAdminRequests('halted', `the broker halted: ${reason}`);
     // Deferred: we are inside the driver's flush, and the owner may stop the server.
     queueMicrotask(() => this.onHalt(reason));
   }
@@ -300,6 +343,7 @@ export class NodeHost implements Host {
     if (!this.halted) driver.shutdown(this.clock.nowMs());
     this.writePending();
     this.stopping = true;
+    this.failAdminRequests('stopping', 'the broker is stopping');
     this.setWakeup(null);
     this.clearOutputPoll();
     this.uncorkAll();
@@ -312,6 +356,61 @@ export class NodeHost implements Host {
     await Promise.all(remaining.map((connection) => socketClosed(connection.socket)));
     // Whatever the core wrote during shutdown (its last records) completes before we report done.
     await this.fileStorage.close();
+  }
+
+  /**
+   * Gives the core an operator's command and resolves with its outcome, once what it changed is
+   * durable. Rejects with an AdminRequestError when no outcome comes within `timeoutMs` (the
+   * command may still take effect later: it was handed over), when the core halts or the host
+   * stops first, or at once when `adminRequestsPendingMax` requests are waiting.
+   */
+  requestAdmin(command: AdminCommand, timeoutMs: number): Promise<AdminOutcome> {
+    if (this.halted) return Promise.reject(new AdminRequestError('halted', 'the broker halted'));
+    if (this.stopping) return Promise.reject(new AdminRequestError('stopping', 'the broker is stopping'));
+    if (this.adminWaiters.size >= adminRequestsPendingMax) return Promise.reject(new AdminRequestError('busy', `${adminRequestsPendingMax} admin requests are already waiting`));
+    const requestId = this.nextAdminRequestId++;
+    return new Promise<AdminOutcome>((resolve, reject) => {
+      const timer = setTimeout(() => this.settleAdmin(requestId, new AdminRequestError('timeout', `no outcome within ${timeoutMs} ms; the command may still take effect`)), timeoutMs);
+      timer.unref();
+      this.adminWaiters.set(requestId, { resolve, reject, timer });
+      // Its own turn: the caller may be anywhere, even inside a host callback of the driver.
+      setImmediate(() => this.issueAdmin(requestId, command));
+    });
+  }
+
+  /** Admin requests waiting for their outcome. */
+  get adminRequestsPending(): number {
+    return this.adminWaiters.size;
+  }
+
+  /** The core's answer to an admin request (called by the driver while it executes actions). */
+  adminResult(requestId: number, outcome: AdminOutcome): void {
+    const waiter = this.adminWaiters.get(requestId);
+    // Timed out (or failed) earlier: nobody waits any more.
+    if (waiter === undefined) return;
+    this.adminWaiters.delete(requestId);
+    clearTimeout(waiter.timer);
+    // A promise settles on a later microtask: the waiter's code never runs inside the flush.
+    waiter.resolve(outcome);
+  }
+
+  private issueAdmin(requestId: number, command: AdminCommand): void {
+    if (!this.adminWaiters.has(requestId)) return;
+    if (this.halted || this.stopping) return this.settleAdmin(requestId, new AdminRequestError(this.halted ? 'halted' : 'stopping', 'the broker stopped first'));
+    this.requireDriver().adminRequest(this.clock.nowMs(), requestId, command);
+    this.writePending();
+  }
+
+  private settleAdmin(requestId: number, error: AdminRequestError): void {
+    const waiter = this.adminWaiters.get(requestId);
+    if (waiter === undefined) return;
+    this.adminWaiters.delete(requestId);
+    clearTimeout(waiter.timer);
+    waiter.reject(error);
+  }
+
+  private failAdminRequests(failure: AdminRequestFailure, message: string): void {
+    for (const requestId of [...this.adminWaiters.keys()]) this.settleAdmin(requestId, new AdminRequestError(failure, message));
   }
 
   /**

@@ -21,6 +21,7 @@ import assert from 'node:assert/strict';
 import { closeSync, constants, fsyncSync, mkdirSync, openSync, unlinkSync, writeSync } from 'node:fs';
 import { type FileHandle, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import type { StorageErrorCode, StorageRequest, StorageResult } from '../src/contract.js';
 import { lockFileName } from './data-directory-lock.js';
 
@@ -76,6 +77,12 @@ export function probeDataDirectory(directory: string): void {
 
 export type StorageCompletion = (result: StorageResult) => void;
 
+/**
+ * Told the wall time a sync took, in seconds, measured here around the fsync itself (the core
+ * sees only completions, in its own time): the sync-latency histogram of /metrics.
+ */
+export type SyncTimer = (op: 'sync' | 'sync-directory', seconds: number) => void;
+
 export class NodeStorage {
   private readonly queue: StorageRequest[] = [];
   private readonly handles = new Map<string, FileHandle>();
@@ -85,6 +92,7 @@ export class NodeStorage {
   constructor(
     readonly directory: string,
     private readonly complete: StorageCompletion,
+    private readonly syncTimer?: SyncTimer,
   ) {
     // Creating the directory up front turns a bad --data-dir into a start-up error, not an EIO
     // on the first write long after the broker said it was listening.
@@ -156,9 +164,13 @@ export class NodeStorage {
       case 'write':
         await this.write(request.file, request.offset, request.bytes);
         return { requestId, ok: true };
-      case 'sync':
-        await (await this.handle(request.file)).sync();
+      case 'sync': {
+        const handle = await this.handle(request.file);
+        const startedMs = performance.now();
+        await handle.sync();
+        this.syncTimer?.('sync', (performance.now() - startedMs) / 1000);
         return { requestId, ok: true };
+      }
       case 'truncate':
         await (await this.handle(request.file)).truncate(request.length);
         return { requestId, ok: true };
@@ -171,9 +183,12 @@ export class NodeStorage {
         await this.forget(request.file);
         await unlink(this.path(request.file));
         return { requestId, ok: true };
-      case 'sync-directory':
+      case 'sync-directory': {
+        const startedMs = performance.now();
         await this.syncDirectory();
+        this.syncTimer?.('sync-directory', (performance.now() - startedMs) / 1000);
         return { requestId, ok: true };
+      }
     }
   }
 

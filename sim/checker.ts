@@ -51,6 +51,22 @@
  *   already buffered may still come [MQTT-3.10.4-4] (it MAY deliver them, so it also owes none).
  * - Topic aliases: the model client resolves them (and reports undefined ones); every rule here
  *   sees the resolved topic.
+ *
+ * The coverage rules (see sim/coverage.ts for the worlds that exercise them):
+ * - Granted QoS [MQTT-3.8.4-8]: a copy comes at no more than the highest QoS granted to the
+ *   session's matching subscriptions (before a SUBACK, what was asked for), retained copies on
+ *   SUBSCRIBE included; no grant exceeds the Maximum QoS of the CONNACK.
+ * - Overlapping subscriptions [MQTT-3.3.4-2]: Keel gives a session one copy per publication for
+ *   all its matching plain subscriptions together, plus one per matching shared group; a first
+ *   transmission (not DUP) beyond that is a duplicate. A publisher's resend of a QoS 1 message is
+ *   a publication of its own; a broker crash (a redelivery may lose its DUP) and an amnesty excuse.
+ * - Shared groups (section 4.8.2): a group gives each publication to one member; a second member
+ *   getting it is a violation unless a member that had it may have lost it (its connection or
+ *   session ended after the message reached the broker, or it left the group) or an amnesty
+ *   applies. Copies are attributed to a group only where the member's subscriptions tell.
+ * - Clean start: a session has only the subscriptions made in it, so a copy through an earlier
+ *   session's filter is `not-subscribed`, unless an amnesty may have undone that session's end.
+ * - Keepalive [MQTT-3.1.2-24] is judged by the world (keepalive-watch.ts), from the links.
  */
 import type { PublishPacket, Qos } from '../src/codec/packets.js';
 import { crc32c } from '../src/store/crc32c.js';
@@ -74,11 +90,16 @@ interface MessageRecord {
   /** When a copy of it first and last reached the broker (null until one did). */
   firstArrivalMs: number | null;
   lastArrivalMs: number | null;
+  /** Copies of it that reached the broker: publications (a QoS 1 resend is a new one). */
+  arrivals: number;
+  /** Per shared group (`group/filter`): the members a copy was attributed to, and when it was sent. */
+  sharedReceivers: Map<string, Map<number, number>>;
 }
 
 /** What a CONNECT asked for, for the will delay rules. */
 interface ConnectRecord {
   generation: number;
+  link: Link;
   sentMs: number;
   /** When the CONNECT reached the broker whole (null until it did): when the broker acted on it. */
   arrivedMs: number | null;
@@ -152,6 +173,33 @@ interface SubscriberState {
   removed: Map<string, number>;
   /** The CONNECTs this client sent, in order. */
   connects: ConnectRecord[];
+  /** The QoS each removed filter was last granted (it may still carry what was routed before). */
+  removedGrants: Map<string, number>;
+  /** Live copies in this session by message key that were first transmissions (not DUP): one per delivery. */
+  firstCopies: Map<string, number>;
+  /** The Maximum QoS of the last CONNACK (5.0; 2 when absent): no grant may exceed it. */
+  maximumQos: number;
+  /**
+   * Filters of earlier sessions (and unsubscribed ones), with the QoS they had and the time from
+   * which an amnesty may bring them back: the end of their session (or their UNSUBACK). A clean
+   * start or an UNSUBSCRIBE acknowledged before an amnesty may be forgotten with it.
+   */
+  formerFilters: Map<string, { qos: number; sinceMs: number }>;
+}
+
+/** A client's subscriptions that match one topic (see Checker.matchCount). */
+interface Match {
+  /** Matching subscriptions, plain and shared. */
+  count: number;
+  /** Matching plain (non-shared) subscriptions: together they give one copy per publication. */
+  plain: number;
+  /** Matching shared groups (`group/filter`): each may give one copy per publication. */
+  groups: Set<string>;
+  /** Copies per publication that may come at QoS 2 (one for the plain ones, one per group). */
+  qos2Count: number;
+  qos2Plain: boolean;
+  /** The highest QoS granted (or, before the SUBACK, asked for) among them. */
+  grantedQosMax: number;
 }
 
 export class Checker {
@@ -167,11 +215,18 @@ export class Checker {
   /** Times after which state established earlier may be lost (see the module comment). */
   private readonly amnestiesMs: number[] = [];
   messagesDelivered = 0;
+  /** How often situations the coverage worlds aim for were seen (see noteCoverage). */
+  readonly coverage = new Map<string, number>();
 
   constructor(
     private readonly clock: { nowMs: number },
     private readonly report: ViolationReporter,
   ) {}
+
+  /** Counts one occurrence of a situation a coverage world aims for (reported per seed by vopr). */
+  noteCoverage(name: string): void {
+    this.coverage.set(name, (this.coverage.get(name) ?? 0) + 1);
+  }
 
   markViolator(client: number): void {
     this.violators.add(client);
@@ -196,6 +251,10 @@ export class Checker {
         unsubscribing: new Map(),
         removed: new Map(),
         connects: [],
+        removedGrants: new Map(),
+        firstCopies: new Map(),
+        maximumQos: 2,
+        formerFilters: new Map(),
       };
       this.subscribers.set(client, state);
     }
@@ -241,7 +300,7 @@ export class Checker {
   }
 
   connectSent(client: number, generation: number, link: Link, hasWill: boolean, options: ConnectOptions = { willDelaySeconds: 0, sessionExpirySeconds: 0, cleanStart: true }): void {
-    const connect: ConnectRecord = { generation, sentMs: this.clock.nowMs, arrivedMs: null, cleanStart: options.cleanStart, connackMs: null, sessionPresent: false };
+    const connect: ConnectRecord = { generation, link, sentMs: this.clock.nowMs, arrivedMs: null, cleanStart: options.cleanStart, connackMs: null, sessionPresent: false };
     this.subscriber(client).connects.push(connect);
     // Called right after the CONNECT went out, so this watches its last byte.
     link.watchArrival((atMs) => (connect.arrivedMs = atMs));
@@ -254,7 +313,8 @@ export class Checker {
     this.wills.set(key, { key, client, topic: `will/c${client}`, link, connackMs: null, cleanOffset: null, cleanAtMs: null, ended: false, delayMs, sessionLasting });
   }
 
-  connackReceived(client: number, generation: number, sessionPresent: boolean, expectPresent: boolean, persistent: boolean): void {
+  connackReceived(client: number, generation: number, sessionPresent: boolean, expectPresent: boolean, cleanStart: boolean, maximumQos = 2): void {
+    this.subscriber(client).maximumQos = maximumQos;
     const connect = this.subscriber(client).connects.find((record) => record.generation === generation);
     if (connect !== undefined) {
       connect.connackMs = this.clock.nowMs;
@@ -263,7 +323,7 @@ export class Checker {
     const will = this.wills.get(`w${client}:${generation}`);
     if (will !== undefined) will.connackMs = this.clock.nowMs;
     // [MQTT-3.2.2-1] / [MQTT-3.2.2-2]: a clean start never finds a session.
-    if (!persistent && sessionPresent) this.report('session-present-on-clean-start', `c${client} gen ${generation} got session present`);
+    if (cleanStart && sessionPresent) this.report('session-present-on-clean-start', `c${client} gen ${generation} got session present`);
     if (expectPresent && !sessionPresent && !this.amnestySince(this.subscriber(client).sessionStartedMs)) this.report('session-lost', `c${client} gen ${generation}: its persistent session is gone`);
   }
 
@@ -280,12 +340,19 @@ export class Checker {
   /** The broker has no session for this client: a new epoch, with no subscriptions. */
   sessionStarted(client: number): void {
     const state = this.subscriber(client);
+    for (const [filter, requestedQos] of state.requested) {
+      const grant = state.granted.get(filter);
+      state.formerFilters.set(filter, { qos: grant !== undefined && grant.epoch === state.epoch ? grant.qos : requestedQos, sinceMs: this.clock.nowMs });
+    }
+    for (const [filter, removedMs] of state.removed) state.formerFilters.set(filter, { qos: state.removedGrants.get(filter) ?? 2, sinceMs: removedMs });
     state.epoch += 1;
     state.sessionStartedMs = this.clock.nowMs;
     state.requested.clear();
     state.granted.clear();
     state.unsubscribing.clear();
     state.removed.clear();
+    // Copies are counted per session: the new one gets its own copy of what is published again.
+    state.firstCopies.clear();
   }
 
   unsubscribeSent(client: number, filter: string): void {
@@ -296,6 +363,8 @@ export class Checker {
   /** The filter is gone from the session: nothing routed from now on may come through it. */
   unsubackReceived(client: number, filter: string): void {
     const state = this.subscriber(client);
+    const grant = state.granted.get(filter);
+    state.removedGrants.set(filter, grant !== undefined && grant.epoch === state.epoch ? grant.qos : (state.requested.get(filter) ?? 2));
     state.requested.delete(filter);
     state.granted.delete(filter);
     state.removed.set(filter, this.clock.nowMs);
@@ -320,9 +389,17 @@ export class Checker {
     }
     for (let index = 0; index < filters.length; index++) {
       const code = reasonCodes[index]!;
-      if (code > 2) continue;
       const filter = filters[index]!;
+      if (code > 2) {
+        // Refused (an invalid filter, past a limit): no subscription exists for it.
+        state.requested.delete(filter);
+        this.noteCoverage('filters-refused');
+        continue;
+      }
       if (code > (state.requested.get(filter) ?? 0)) this.report('suback-qos-upgrade', `c${client} ${filter} granted ${code}`);
+      if (code < (state.requested.get(filter) ?? 0)) this.noteCoverage('grants-below-request');
+      // [MQTT-3.2.2-9] / section 3.2.2.3.4: nothing above the Maximum QoS the CONNACK announced.
+      if (code > state.maximumQos) this.report('suback-above-maximum-qos', `c${client} ${filter} granted ${code}; the CONNACK announced Maximum QoS ${state.maximumQos}`);
       state.granted.set(filter, { filter, qos: code, sinceMs: this.clock.nowMs, epoch: state.epoch });
     }
   }
@@ -331,9 +408,24 @@ export class Checker {
     const key = `m${publisher}:${sequence}`;
     let record = this.messages.get(key);
     if (record === undefined) {
-      record = { key, publisher, sequence, topic, qos, retain, firstSentMs: null, ackedMs: null, expirySeconds, firstArrivalMs: null, lastArrivalMs: null };
+      record = {
+        key,
+        publisher,
+        sequence,
+        topic,
+        qos,
+        retain,
+        firstSentMs: null,
+        ackedMs: null,
+        expirySeconds,
+        firstArrivalMs: null,
+        lastArrivalMs: null,
+        arrivals: 0,
+        sharedReceivers: new Map(),
+      };
       this.messages.set(key, record);
       this.payloadKeys.set(`${crc32c(messagePayload(publisher, sequence, qos, topic))}|${topic}`, key);
+      if (topic.startsWith('$') && this.someFilterStartsWithWildcard()) this.noteCoverage('dollar-topics-beside-wildcards');
     }
     if (record.firstSentMs === null) record.firstSentMs = this.clock.nowMs;
   }
@@ -344,6 +436,7 @@ export class Checker {
     if (record === undefined) return;
     record.firstArrivalMs ??= atMs;
     record.lastArrivalMs = atMs;
+    record.arrivals += 1;
   }
 
   publishAcked(publisher: number, sequence: number): void {
@@ -356,26 +449,40 @@ export class Checker {
   }
 
   /**
-   * How many of the client's subscriptions (shared groups counted once each) match `topic`, how
-   * many of those asked for QoS 2 (each can give at most one QoS 2 copy; the others can repeat at
-   * QoS 1 with DUP), and whether any is shared.
+   * The client's subscriptions that match `topic` (see Match). A removed filter still counts for
+   * what reached the broker before its UNSUBACK came: that copy may have been routed before the
+   * UNSUBSCRIBE (and buffered) [MQTT-3.10.4-4]. After an amnesty the unsubscription itself may be
+   * lost, and the subscription back.
    */
-  private matchCount(state: SubscriberState, topic: string, routedFromMs: number): { count: number; qos2Count: number; shared: boolean } {
-    let count = 0;
-    let qos2Count = 0;
-    let shared = false;
-    const countFilter = (filter: string, qos: number): void => {
+  private matchCount(state: SubscriberState, topic: string, routedFromMs: number): Match {
+    const match: Match = { count: 0, plain: 0, groups: new Set(), qos2Count: 0, qos2Plain: false, grantedQosMax: 0 };
+    const countFilter = (filter: string, requestedQos: number, grantedQos: number): void => {
       if (!topicMatches(matchingFilter(filter), topic)) return;
-      count += 1;
-      if (qos === 2) qos2Count += 1;
-      if (splitShared(filter) !== null) shared = true;
+      match.count += 1;
+      match.grantedQosMax = Math.max(match.grantedQosMax, grantedQos);
+      const group = sharedGroupKey(filter);
+      if (group === null) {
+        match.plain += 1;
+        match.qos2Plain ||= requestedQos === 2;
+      } else if (!match.groups.has(group)) {
+        match.groups.add(group);
+        if (requestedQos === 2) match.qos2Count += 1;
+      }
     };
-    for (const [filter, qos] of state.requested) countFilter(filter, qos);
-    // A removed filter still counts for what reached the broker before its UNSUBACK came: that
-    // copy may have been routed before the UNSUBSCRIBE (and buffered) [MQTT-3.10.4-4]. After an
-    // amnesty the unsubscription itself may be lost, and the subscription back.
-    for (const [filter, removedMs] of state.removed) if (routedFromMs < removedMs || this.amnestySince(removedMs)) countFilter(filter, 2);
-    return { count, qos2Count, shared };
+    for (const [filter, qos] of state.requested) {
+      // Until its SUBACK comes, what was asked for bounds what may come through it.
+      const grant = state.granted.get(filter);
+      countFilter(filter, qos, grant !== undefined && grant.epoch === state.epoch ? grant.qos : qos);
+    }
+    for (const [filter, removedMs] of state.removed) {
+      if (routedFromMs < removedMs || this.amnestySince(removedMs)) countFilter(filter, 2, state.removedGrants.get(filter) ?? 2);
+    }
+    // An earlier session's filter, back after an amnesty that may have undone its end (with the
+    // QoS it had then, even where this session has the same filter at another QoS).
+    for (const [filter, former] of state.formerFilters) if (this.amnestySince(former.sinceMs)) countFilter(filter, 2, former.qos);
+    // Non-shared subscriptions merge into one copy per session [MQTT-3.3.4-2] (Keel's choice).
+    if (match.qos2Plain) match.qos2Count += 1;
+    return match;
   }
 
   /** Order is judged only for messages first sent once a matching subscription was acknowledged. */
@@ -405,9 +512,14 @@ export class Checker {
     }
     const state = this.subscriber(client);
     const routedFromMs = this.routedFromMs(identity);
-    const { count, qos2Count, shared } = this.matchCount(state, packet.topic, routedFromMs);
-    if (count === 0) {
+    const match = this.matchCount(state, packet.topic, routedFromMs);
+    if (match.count === 0) {
       this.report('not-subscribed', `c${client} got ${packet.topic} (${identity.kind}) with no matching subscription in its session`);
+      return;
+    }
+    // [MQTT-3.8.4-8]: at most the QoS granted to a matching subscription (retained copies too).
+    if (packet.qos > match.grantedQosMax) {
+      this.report('qos-above-grant', `c${client} got ${packet.topic} (${identity.kind}) at QoS ${packet.qos}; its matching subscriptions were granted at most QoS ${match.grantedQosMax}`);
       return;
     }
     if (identity.kind === 'will') {
@@ -422,6 +534,7 @@ export class Checker {
       return;
     }
     if (packet.qos > record.qos) this.report('qos-upgraded', `c${client} got ${key} at QoS ${packet.qos}, published at ${record.qos}`);
+    if (unusualTopic(packet.topic)) this.noteCoverage('unusual-topic-deliveries');
     this.checkExpiry(client, record, packet, timing, receiverVersion);
     if (!fresh) return;
     this.messagesDelivered += 1;
@@ -431,7 +544,13 @@ export class Checker {
       state.received.add(key);
       return;
     }
-    this.checkLiveDelivery(client, state, record, packet.qos, { count, qos2Count, shared });
+    this.checkLiveDelivery(client, state, record, packet, timing, match);
+  }
+
+  /** Some client asked for a filter starting with `+` or `#` (which a `$` topic must not match). */
+  private someFilterStartsWithWildcard(): boolean {
+    for (const state of this.subscribers.values()) for (const filter of state.requested.keys()) if (/^[+#]/.test(matchingFilter(filter))) return true;
+    return false;
   }
 
   /** The earliest time the broker can have routed this message or will (see matchCount). */
@@ -474,25 +593,25 @@ export class Checker {
     }
   }
 
-  private checkLiveDelivery(client: number, state: SubscriberState, record: MessageRecord, qos: Qos, match: { count: number; qos2Count: number; shared: boolean }): void {
-    const { count: matchCount, qos2Count, shared } = match;
+  private checkLiveDelivery(client: number, state: SubscriberState, record: MessageRecord, packet: PublishPacket, timing: SendTiming, match: Match): void {
+    const qos = packet.qos;
     const key = record.key;
     const seenBefore = state.received.has(key);
     state.received.add(key);
-    const deliveries = (state.deliveryCounts.get(key) ?? 0) + 1;
-    state.deliveryCounts.set(key, deliveries);
-    if (deliveries > matchCount && record.qos === 0) {
-      this.report('qos0-duplicated', `c${client} got QoS 0 ${key} ${deliveries} times with ${matchCount} matching subscription(s)`);
-    }
+    state.deliveryCounts.set(key, (state.deliveryCounts.get(key) ?? 0) + 1);
     if (qos === 2) {
       const qos2Deliveries = (state.qos2DeliveryCounts.get(key) ?? 0) + 1;
       state.qos2DeliveryCounts.set(key, qos2Deliveries);
       // After an amnesty the broker may have forgotten it had routed or completed this message.
-      if (qos2Deliveries > qos2Count && !this.amnestySince(record.firstSentMs!)) {
-        this.report('qos2-duplicated', `c${client}'s application got QoS 2 ${key} ${qos2Deliveries} times with ${qos2Count} matching QoS 2 subscription(s)`);
+      if (qos2Deliveries > match.qos2Count && !this.amnestySince(record.firstSentMs!)) {
+        this.report('qos2-duplicated', `c${client}'s application got QoS 2 ${key} ${qos2Deliveries} times with ${match.qos2Count} matching QoS 2 subscription(s)`);
+        return;
       }
     }
-    if (qos === 0 || seenBefore || shared) return;
+    if (match.plain > 1) this.noteCoverage('overlap-deliveries');
+    if (this.checkCopies(client, state, record, packet, match)) return;
+    if (this.checkSharedCopy(client, state, record, timing, match)) return;
+    if (qos === 0 || seenBefore || match.groups.size > 0) return;
     // A copy first sent before the SUBACK may reach the broker again later (a resend after a
     // reconnect), routed to this subscription only then, after messages sent after it.
     if (record.firstSentMs! < this.orderedFromMs(state, record.topic)) return;
@@ -510,6 +629,79 @@ export class Checker {
       this.report('order', `c${client} got ${key} after m${record.publisher}:${last} on ${record.topic} at QoS ${record.qos}`);
     }
     if (record.sequence > last) state.lastSequence.set(orderKey, record.sequence);
+  }
+
+  /**
+   * One copy per session and publication [MQTT-3.3.4-2] (Keel's choice for overlapping plain
+   * subscriptions: one copy at the highest granted QoS), plus one per matching shared group. A
+   * live copy that is a first transmission (at QoS 0, or without DUP) beyond that is a duplicate.
+   * A publisher's resend of a QoS 1 message reaches the broker as a new publication; after a
+   * broker crash a QoS 1/2 redelivery may lack its DUP (the broker need not have recorded the
+   * first send); after an amnesty the broker may route again what it had routed. True when it
+   * reported a violation.
+   */
+  private checkCopies(client: number, state: SubscriberState, record: MessageRecord, packet: PublishPacket, match: Match): boolean {
+    if (packet.qos !== 0 && packet.dup) return false;
+    const copies = (state.firstCopies.get(record.key) ?? 0) + 1;
+    state.firstCopies.set(record.key, copies);
+    const perPublication = (match.plain > 0 ? 1 : 0) + match.groups.size;
+    const publications = Math.max(1, record.arrivals);
+    if (copies <= perPublication * publications || this.amnestySince(record.firstSentMs!)) return false;
+    if (packet.qos !== 0 && this.crashBetween(record.firstArrivalMs ?? record.firstSentMs!, this.clock.nowMs)) return false;
+    this.report(
+      record.qos === 0 ? 'qos0-duplicated' : 'duplicate-delivery',
+      `c${client} got ${record.key} (${record.topic}, QoS ${record.qos}) ${copies} times as a first transmission, with ${match.plain} plain subscription(s) and ${match.groups.size} shared group(s) matching and ${publications} publication(s)`,
+    );
+    return true;
+  }
+
+  /**
+   * A shared group gives each publication to one of its members (MQTT 5.0 section 4.8.2): a copy
+   * that came through a group (see attributedGroup) to a second member is a violation, unless
+   * the message was published again (a QoS 1 resend), a member that had it may have lost it (its
+   * connection ended after the message reached the broker, its session ended, or it left the
+   * group: the spec lets the broker pass such a message on), or an amnesty applies. True when it
+   * reported a violation.
+   */
+  private checkSharedCopy(client: number, state: SubscriberState, record: MessageRecord, timing: SendTiming, match: Match): boolean {
+    const group = this.attributedGroup(state, record, match);
+    if (group === null) return false;
+    let receivers = record.sharedReceivers.get(group);
+    if (receivers === undefined) {
+      receivers = new Map();
+      record.sharedReceivers.set(group, receivers);
+    }
+    if (!receivers.has(client)) receivers.set(client, timing.sentMs);
+    this.noteCoverage('shared-deliveries');
+    const publications = Math.max(1, record.arrivals);
+    if (receivers.size <= publications || this.amnestySince(record.firstSentMs!)) return false;
+    let holders = 0;
+    for (const member of receivers.keys()) if (!this.mayHaveLost(member, group, record)) holders += 1;
+    if (holders <= publications) return false;
+    const members = [...receivers].map(([member, sentMs]) => `c${member} (sent at ${sentMs}ms)`).join(', ');
+    this.report('shared-duplicated', `shared group ${group} gave ${record.key} (${record.topic}, ${publications} publication(s)) to ${members}; none of them lost it meanwhile`);
+    return true;
+  }
+
+  /**
+   * The shared group a live copy came through, when the client's subscriptions tell: its only
+   * matching subscription is that group, or its plain ones (one copy per publication together)
+   * cannot account for all the first transmissions it got. Null when it cannot be told.
+   */
+  private attributedGroup(state: SubscriberState, record: MessageRecord, match: Match): string | null {
+    if (match.groups.size !== 1) return null;
+    const [group] = match.groups;
+    if (match.plain === 0) return group!;
+    return (state.firstCopies.get(record.key) ?? 0) > Math.max(1, record.arrivals) ? group! : null;
+  }
+
+  /** A member may have lost a group's message: its session or a connection ended after the message reached the broker, or it left the group. */
+  private mayHaveLost(member: number, group: string, record: MessageRecord): boolean {
+    const state = this.subscribers.get(member)!;
+    const fromMs = record.firstArrivalMs ?? record.firstSentMs!;
+    if (state.sessionStartedMs > fromMs) return true;
+    if ([...state.unsubscribing.keys()].some((filter) => sharedGroupKey(filter) === group)) return true;
+    return state.connects.some((connect) => connect.link.brokerEndMs !== null && connect.link.brokerEndMs >= fromMs);
   }
 
   private checkWillDelivery(client: number, key: string): void {
@@ -537,7 +729,16 @@ export class Checker {
     const dueMs = endMs + will.delayMs;
     const later = this.subscriber(will.client).connects.filter((connect) => connect.generation > Number(will.key.split(':')[1]));
     const resumed = later.find((connect) => connect.connackMs !== null && connect.sessionPresent);
-    if (resumed !== undefined && resumed.connackMs! < dueMs && !this.amnestySince(endMs)) {
+    // A clean start that reached the broker first ended that session (and sent the will): what
+    // was resumed then is the new one.
+    const endedFirst =
+      resumed !== undefined &&
+      this.otherConnectArrived(
+        will,
+        (connect) => connect.cleanStart,
+        (atMs) => atMs <= resumed.connackMs!,
+      );
+    if (resumed !== undefined && resumed.connackMs! < dueMs && !endedFirst && !this.amnestySince(endMs)) {
       this.report('will-after-resume', `c${client} got will ${will.key}: L${will.link.id} ended at ${endMs}ms with a ${will.delayMs}ms delay, and the session was resumed at ${resumed.connackMs}ms`);
       return;
     }
@@ -762,6 +963,12 @@ export class Checker {
       if (!byTopic.has(topic)) this.report('retained-never-retained', `a fresh subscriber got ${key} retained on ${topic}, never published with RETAIN`);
     }
   }
+}
+
+/** A topic of three or more levels, with an empty level, or starting with `$`. */
+function unusualTopic(topic: string): boolean {
+  const levels = topic.split('/');
+  return levels.length > 2 || levels.includes('') || topic.startsWith('$');
 }
 
 /** `group/filter` for a shared filter, or null for a plain one. */

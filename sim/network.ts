@@ -83,6 +83,10 @@ export class Link {
   brokerEndMs: number | null = null;
   bytesSentToBroker = 0;
   bytesDeliveredToBroker = 0;
+  /** When bytes from the client last reached the broker (its connection's keepalive counts from there). */
+  lastDeliveredToBrokerMs = 0;
+  /** When the broker last resumed reading the link after a pause (0: never paused). */
+  brokerReadsResumedMs = 0;
   bytesSentToClient = 0;
   bytesDeliveredToClient = 0;
   /** The buffered figure the broker last heard for this link. */
@@ -136,6 +140,7 @@ export class Link {
 
   noteDeliveredToBroker(length: number, nowMs: number): void {
     this.bytesDeliveredToBroker += length;
+    this.lastDeliveredToBrokerMs = nowMs;
     while (this.arrivalWatches.length > 0 && this.arrivalWatches[0]!.offset <= this.bytesDeliveredToBroker) this.arrivalWatches.shift()!.arrived(nowMs);
   }
 
@@ -195,6 +200,7 @@ export class Network {
     link.incarnation = incarnation;
     link.brokerOpen = true;
     link.clientOpen = true;
+    link.lastDeliveredToBrokerMs = this.clock.nowMs;
     link.toClient.lastDeliveryMs = answerMs;
     this.broker!.opened(link);
     this.queue.push(answerMs, () => {
@@ -258,6 +264,7 @@ export class Network {
   resumeBrokerReads(link: Link): void {
     if (!link.brokerReadsHeld) return;
     link.brokerReadsHeld = false;
+    link.brokerReadsResumedMs = this.clock.nowMs;
     this.trace(`net broker-reads-resumed L${link.id} ${link.heldToBroker.length} segment(s)`);
     this.queue.push(this.clock.nowMs, () => this.drainHeldToBroker(link));
   }
@@ -304,11 +311,11 @@ export class Network {
     this.reportOutputIfDue(link);
   }
 
-  /** The client stops reading the link (see the module comment). */
-  holdReads(link: Link): void {
+  /** The client stops reading the link (see the module comment); a hung client's hold is not counted as a stall. */
+  holdReads(link: Link, countAsStall = true): void {
     if (!link.clientOpen || link.readsHeld) return;
     link.readsHeld = true;
-    this.readStalls += 1;
+    if (countAsStall) this.readStalls += 1;
     this.trace(`net reads-held L${link.id}`);
   }
 

@@ -21,6 +21,13 @@ export const plantedBugDescriptions = {
   'will-ignores-delay': 'publishes a will the moment its connection drops, ignoring the Will Delay Interval',
   'unsubscribe-ignored': 'acknowledges UNSUBSCRIBE but goes on sending what matches the filter',
   'undefined-topic-alias': 'sends PUBLISHes under a topic alias never defined on the connection',
+  'wildcard-matches-dollar-topic': 'lets a filter that starts with a wildcard match a topic that starts with $',
+  'qos-above-grant': 'delivers at the published QoS, above the QoS the subscription was granted',
+  'copy-per-overlapping-filter': 'sends one copy per overlapping filter of a session instead of one per publication',
+  'shared-to-two-members': 'gives a shared-group message to two members of the group',
+  'keepalive-never-enforced': 'never closes a connection that stays silent past 1.5 times its keepalive',
+  'packet-id-reused-on-wrap': 'after the packet identifiers wrap, reuses one still in flight',
+  'clean-start-keeps-subscriptions': "keeps a session's old subscriptions when the client asks for a clean start",
 } as const satisfies Record<string, string>;
 
 export type PlantedBugName = keyof typeof plantedBugDescriptions;

@@ -5,7 +5,10 @@
  * BrokerCore decodes the bytes flowing in both directions with Keel's codec and rewrites the
  * action stream the broker produces: it drops some PUBLISHes, duplicates others, or injects
  * PUBLISHes the broker never meant to send. Sends it leaves alone pass through byte for byte;
- * sends it touches are re-encoded packet by packet. Tests run vopr over a range of seeds with
+ * sends it touches are re-encoded packet by packet. A bug that must change what the broker reads
+ * (swallow an acknowledgement meant for a packet of its own, feed it a packet the client never
+ * sent) sets `rewritesInput`: the client's bytes then reach the broker as whole packets,
+ * re-encoded, each passed through `rewriteClientPacket`. Tests run vopr over a range of seeds with
  * each of these and expect the named rule to fire. The planted store bugs at the end do the same
  * for durability: they wrap the real store and break one promise about the disk.
  */
@@ -13,13 +16,14 @@
 import { Broker, type BrokerOptions } from '../src/broker/broker.js';
 import { PacketDecoder } from '../src/codec/decoder.js';
 import { encodePacket } from '../src/codec/encoder.js';
-import { type Packet, PacketType, type ProtocolVersion, type PublishPacket, type Will } from '../src/codec/packets.js';
+import { type Packet, PacketType, type ProtocolVersion, type PublishPacket, type Qos, type Will } from '../src/codec/packets.js';
 import type { Action, AdminCommand, BrokerCore, BrokerView, ConnectionId, ConnectionPeer, StorageRequest, StorageResult } from '../src/contract.js';
 import { crc32c } from '../src/store/crc32c.js';
 import { DurableStateStore, type DurableStoreOptions } from '../src/store/durable-store.js';
 import type { DurableState, StateRecord, StateStore } from '../src/store/state-store.js';
+import { parsePayload } from './clients/payload.js';
 import type { PlantedBugName } from './planted-bug-names.js';
-import { matchingFilter, topicMatches } from './topic-match.js';
+import { matchingFilter, splitShared, topicMatches } from './topic-match.js';
 import type { BrokerFactory, StoreFactory } from './world.js';
 
 interface ConnectionView {
@@ -32,6 +36,10 @@ interface ConnectionView {
   clientId: string | null;
   /** The host's last report of its unsent output. */
   unsentBytes: number;
+  /** Topic aliases the client set on this connection (5.0), to name what it publishes. */
+  aliases: Map<number, string>;
+  /** Garbage came in: with `rewritesInput`, the rest of its bytes pass through untouched. */
+  rawInput: boolean;
 }
 
 /** What a planted bug does with one packet the broker sends: keep it, drop it, and/or add packets. */
@@ -42,7 +50,11 @@ export interface Rewrite {
 
 export abstract class InterceptingBroker implements BrokerCore {
   protected readonly connections = new Map<ConnectionId, ConnectionView>();
+  /** The filters of each client's current session (by client id), as its packets tell. */
+  private readonly filtersByClient = new Map<string, Set<string>>();
   private pending: Action[] = [];
+  /** Set by a bug that rewrites what the broker reads (see the module comment). */
+  protected readonly rewritesInput: boolean = false;
 
   constructor(protected readonly inner: BrokerCore) {}
 
@@ -60,6 +72,31 @@ export abstract class InterceptingBroker implements BrokerCore {
   /** Sees a packet a client sent, before the broker does. */
   protected onClientPacket(_connectionId: ConnectionId, _packet: Packet): void {}
 
+  /** With `rewritesInput`: the packets the broker reads in place of one the client sent. */
+  protected rewriteClientPacket(_nowMs: number, _connectionId: ConnectionId, packet: Packet): Packet[] {
+    return [packet];
+  }
+
+  /** With `rewritesInput`: hands the broker a packet as if the client had sent it now. */
+  protected feed(nowMs: number, connectionId: ConnectionId, packet: Packet): void {
+    const version = packet.type === PacketType.Connect ? packet.protocolVersion : this.connections.get(connectionId)?.version;
+    if (version === undefined) return;
+    this.inner.bytesReceived(nowMs, connectionId, encodePacket(packet, version));
+  }
+
+  /** The filters of the session `connectionId` belongs to (empty before its CONNECT). */
+  protected sessionFilters(connectionId: ConnectionId): ReadonlySet<string> {
+    const clientId = this.connections.get(connectionId)?.clientId ?? null;
+    return (clientId === null ? undefined : this.filtersByClient.get(clientId)) ?? new Set();
+  }
+
+  /** The topic a client's PUBLISH names, its alias resolved; null when unknown. */
+  protected publishedTopic(connectionId: ConnectionId, packet: PublishPacket): string | null {
+    if (packet.topic !== '') return packet.topic;
+    const alias = packet.properties?.topicAlias;
+    return alias === undefined ? null : (this.connections.get(connectionId)?.aliases.get(alias) ?? null);
+  }
+
   /** Queues a packet of the bug's own making for the next drain. */
   protected inject(connectionId: ConnectionId, packet: Packet): void {
     const version = this.connections.get(connectionId)?.version;
@@ -73,32 +110,69 @@ export abstract class InterceptingBroker implements BrokerCore {
   }
 
   connectionOpened(nowMs: number, connectionId: ConnectionId, peer: ConnectionPeer): void {
-    this.connections.set(connectionId, { version: undefined, inbound: new PacketDecoder({ packetBytesMax: 1 << 28 }), outbound: null, will: null, filters: [], clientId: null, unsentBytes: 0 });
+    this.connections.set(connectionId, {
+      version: undefined,
+      inbound: new PacketDecoder({ packetBytesMax: 1 << 28 }),
+      outbound: null,
+      will: null,
+      filters: [],
+      clientId: null,
+      unsentBytes: 0,
+      aliases: new Map(),
+      rawInput: false,
+    });
     this.inner.connectionOpened(nowMs, connectionId, peer);
   }
 
   bytesReceived(nowMs: number, connectionId: ConnectionId, bytes: Uint8Array): void {
     const view = this.connections.get(connectionId);
-    if (view !== undefined) this.watchInbound(connectionId, view, bytes.slice());
-    this.inner.bytesReceived(nowMs, connectionId, bytes);
+    if (!this.rewritesInput || view === undefined || view.rawInput) {
+      if (view !== undefined) this.watchInbound(connectionId, view, bytes.slice(), null);
+      this.inner.bytesReceived(nowMs, connectionId, bytes);
+      return;
+    }
+    const passed = this.watchInbound(connectionId, view, bytes.slice(), nowMs);
+    if (!passed) {
+      view.rawInput = true;
+      this.inner.bytesReceived(nowMs, connectionId, bytes);
+    }
   }
 
-  private watchInbound(connectionId: ConnectionId, view: ConnectionView, bytes: Uint8Array): void {
+  /**
+   * Decodes what the client sent and shows each whole packet to the bug; with `feedAtMs`, also
+   * hands the broker the rewritten packets. False when the bytes could not be decoded.
+   */
+  private watchInbound(connectionId: ConnectionId, view: ConnectionView, bytes: Uint8Array, feedAtMs: number | null): boolean {
     try {
       view.inbound.push(bytes);
       for (let packet = view.inbound.next(); packet !== null; packet = view.inbound.next()) {
-        if (packet.type === PacketType.Connect) {
-          view.version = packet.protocolVersion;
-          view.clientId = packet.clientId;
-          view.will = packet.will ?? null;
-          view.outbound = new PacketDecoder({ packetBytesMax: 1 << 28, protocolVersion: packet.protocolVersion });
-        }
-        if (packet.type === PacketType.Subscribe) view.filters.push(...packet.subscriptions.map((s) => s.topicFilter));
+        this.noteClientPacket(view, packet);
         this.onClientPacket(connectionId, packet);
+        if (feedAtMs !== null) for (const fed of this.rewriteClientPacket(feedAtMs, connectionId, packet)) this.feed(feedAtMs, connectionId, fed);
       }
+      return true;
     } catch {
       // Garbage from a client is the broker's business; the bug only watches.
+      return false;
     }
+  }
+
+  private noteClientPacket(view: ConnectionView, packet: Packet): void {
+    if (packet.type === PacketType.Connect) {
+      view.version = packet.protocolVersion;
+      view.clientId = packet.clientId;
+      view.will = packet.will ?? null;
+      view.outbound = new PacketDecoder({ packetBytesMax: 1 << 28, protocolVersion: packet.protocolVersion });
+      if (packet.cleanStart || !this.filtersByClient.has(packet.clientId)) this.filtersByClient.set(packet.clientId, new Set());
+    }
+    const filters = view.clientId === null ? undefined : this.filtersByClient.get(view.clientId);
+    if (packet.type === PacketType.Subscribe) {
+      view.filters.push(...packet.subscriptions.map((s) => s.topicFilter));
+      for (const subscription of packet.subscriptions) filters?.add(subscription.topicFilter);
+    }
+    if (packet.type === PacketType.Unsubscribe) for (const filter of packet.topicFilters) filters?.delete(filter);
+    const alias = packet.type === PacketType.Publish ? packet.properties?.topicAlias : undefined;
+    if (packet.type === PacketType.Publish && alias !== undefined && packet.topic !== '') view.aliases.set(alias, packet.topic);
   }
 
   connectionClosed(nowMs: number, connectionId: ConnectionId): void {
@@ -350,6 +424,274 @@ class UndefinedTopicAlias extends InterceptingBroker {
   }
 }
 
+/** A QoS 0 copy of a PUBLISH, sent by name (aliases belong to a connection), keeping its expiry. */
+function plainCopy(packet: PublishPacket, topic: string): PublishPacket {
+  const { packetId: _packetId, properties, ...rest } = packet;
+  const expiry = properties?.messageExpiryInterval;
+  return { ...rest, topic, dup: false, qos: 0, retain: false, ...(expiry === undefined ? {} : { properties: { messageExpiryInterval: expiry } }) };
+}
+
+/**
+ * A trie that forgets [MQTT-4.7.2-1]: a filter starting with `+` or `#` also matches topics that
+ * start with `$`. Emulated at publication: each subscriber whose session has such a filter that
+ * would match the topic but for the `$` rule (and no filter that rightly matches) gets a copy.
+ */
+class WildcardMatchesDollarTopic extends InterceptingBroker {
+  protected onBrokerPacket(): Rewrite {
+    return { keep: true };
+  }
+
+  protected override onClientPacket(connectionId: ConnectionId, packet: Packet): void {
+    if (packet.type !== PacketType.Publish) return;
+    const topic = this.publishedTopic(connectionId, packet);
+    if (topic === null || !topic.startsWith('$')) return;
+    const version = this.connections.get(connectionId)?.version;
+    for (const target of [connectionId, ...this.otherConnections(connectionId)]) {
+      if (this.connections.get(target)?.version !== version) continue;
+      const filters = [...this.sessionFilters(target)].map(matchingFilter);
+      if (filters.some((filter) => topicMatches(filter, topic))) continue;
+      // The `$` rule ignored: the topic's first level stands for an ordinary one.
+      if (!filters.some((filter) => /^[+#]/.test(filter) && topicMatches(filter, `x${topic.slice(1)}`))) continue;
+      this.inject(target, plainCopy(packet, topic));
+    }
+  }
+}
+
+/**
+ * Delivers at the QoS a message was published with, not the (lower) QoS its subscription was
+ * granted (min(published, granted) slipped to the published QoS). Emulated for copies the broker
+ * sends at QoS 0 of messages published at QoS 1 or 2: they go at QoS 1 under an identifier of the
+ * bug's own, whose PUBACK the broker never sees.
+ */
+class QosAboveGrant extends InterceptingBroker {
+  protected override readonly rewritesInput = true;
+  private readonly ownIds = new Map<ConnectionId, Set<number>>();
+  private idNext = 0;
+
+  protected onBrokerPacket(connectionId: ConnectionId, packet: Packet): Rewrite {
+    if (packet.type !== PacketType.Publish || packet.qos !== 0 || packet.retain) return { keep: true };
+    const identity = parsePayload(packet.payload);
+    if (identity === null || identity.kind !== 'message' || identity.qos === 0) return { keep: true };
+    const packetId = 0xf000 + (this.idNext++ % 0xfff);
+    const ids = this.ownIds.get(connectionId) ?? new Set();
+    ids.add(packetId);
+    this.ownIds.set(connectionId, ids);
+    return { keep: false, extra: [{ connectionId, packet: { ...packet, qos: 1 as Qos, packetId } }] };
+  }
+
+  protected override rewriteClientPacket(_nowMs: number, connectionId: ConnectionId, packet: Packet): Packet[] {
+    if (packet.type === PacketType.Puback && this.ownIds.get(connectionId)?.delete(packet.packetId) === true) return [];
+    return [packet];
+  }
+}
+
+/**
+ * A shared group that hands a message to the member it chose and to the next one too (the round
+ * robin cursor moved, the first pick kept). Emulated on copies sent to a member whose only
+ * matching filter is the shared one: another member of the group (by connection) gets a copy.
+ */
+class SharedToTwoMembers extends InterceptingBroker {
+  protected onBrokerPacket(connectionId: ConnectionId, packet: Packet): Rewrite {
+    if (packet.type !== PacketType.Publish || packet.dup || packet.retain || packet.topic === '') return { keep: true };
+    const matching = [...this.sessionFilters(connectionId)].filter((filter) => topicMatches(matchingFilter(filter), packet.topic));
+    if (matching.length !== 1 || splitShared(matching[0]!) === null) return { keep: true };
+    const version = this.connections.get(connectionId)?.version;
+    const other = this.otherConnections(connectionId).find((id) => this.connections.get(id)?.version === version && this.sessionFilters(id).has(matching[0]!));
+    if (other === undefined) return { keep: true };
+    return { keep: true, extra: [{ connectionId: other, packet: plainCopy(packet, packet.topic) }] };
+  }
+}
+
+/**
+ * Never times a silent client out. Emulated by feeding the broker a PINGREQ of the client's
+ * whenever the client has been silent for a whole keepalive, before the broker's timer looks
+ * (and swallowing the PINGRESP): the broker believes every client alive.
+ */
+class KeepaliveNeverEnforced extends InterceptingBroker {
+  protected override readonly rewritesInput = true;
+  private readonly keepAliveMs = new Map<ConnectionId, number>();
+  private readonly lastPacketMs = new Map<ConnectionId, number>();
+  private readonly pingsFed = new Map<ConnectionId, number>();
+
+  constructor(
+    inner: BrokerCore,
+    private readonly serverKeepAliveSeconds: number | null,
+  ) {
+    super(inner);
+  }
+
+  protected override rewriteClientPacket(nowMs: number, connectionId: ConnectionId, packet: Packet): Packet[] {
+    if (packet.type === PacketType.Connect) {
+      const serverKeepAlive = packet.protocolVersion === 5 ? this.serverKeepAliveSeconds : null;
+      this.keepAliveMs.set(connectionId, (serverKeepAlive ?? packet.keepAliveSeconds) * 1000);
+    }
+    this.lastPacketMs.set(connectionId, nowMs);
+    return [packet];
+  }
+
+  override tick(nowMs: number): void {
+    for (const [connectionId, keepAliveMs] of this.keepAliveMs) {
+      if (!this.connections.has(connectionId)) {
+        this.keepAliveMs.delete(connectionId);
+        continue;
+      }
+      if (keepAliveMs === 0 || nowMs - (this.lastPacketMs.get(connectionId) ?? nowMs) < keepAliveMs) continue;
+      this.lastPacketMs.set(connectionId, nowMs);
+      this.pingsFed.set(connectionId, (this.pingsFed.get(connectionId) ?? 0) + 1);
+      this.feed(nowMs, connectionId, { type: PacketType.Pingreq });
+    }
+    super.tick(nowMs);
+  }
+
+  protected onBrokerPacket(connectionId: ConnectionId, packet: Packet): Rewrite {
+    const fed = this.pingsFed.get(connectionId) ?? 0;
+    if (packet.type !== PacketType.Pingresp || fed === 0) return { keep: true };
+    this.pingsFed.set(connectionId, fed - 1);
+    return { keep: false };
+  }
+}
+
+/**
+ * Packet identifiers that collide on wrap: right after a session's identifiers wrap past 65,535,
+ * the broker hands out identifiers still in flight (its in-use check skipped on that path).
+ * Emulated per session: after the wrap, each of the next fresh QoS 2 PUBLISHes (while the real
+ * identifier is below 64) goes out under the identifier of another QoS 2 delivery still awaiting
+ * its PUBREC; the client's acknowledgements of an identifier are handed back in order.
+ */
+class PacketIdReusedOnWrap extends InterceptingBroker {
+  protected override readonly rewritesInput = true;
+  private readonly sessions = new Map<string, WrapState>();
+
+  private session(connectionId: ConnectionId): WrapState | null {
+    const clientId = this.connections.get(connectionId)?.clientId ?? null;
+    if (clientId === null) return null;
+    let state = this.sessions.get(clientId);
+    if (state === undefined) {
+      state = { lastFreshId: 0, wrapped: false, wireOf: new Map(), awaiting: new Map(), awaitingPubrec: [] };
+      this.sessions.set(clientId, state);
+    }
+    return state;
+  }
+
+  protected onBrokerPacket(connectionId: ConnectionId, packet: Packet): Rewrite {
+    const state = this.session(connectionId);
+    if (state === null || (packet.type !== PacketType.Publish && packet.type !== PacketType.Pubrel)) return { keep: true };
+    if (packet.type === PacketType.Publish && packet.qos > 0 && !packet.dup) this.assign(state, packet);
+    const realId = packet.packetId;
+    if (realId === undefined) return { keep: true };
+    const wireId = state.wireOf.get(realId) ?? realId;
+    if (packet.type === PacketType.Pubrel) state.awaitingPubrec = state.awaitingPubrec.filter((id) => id !== realId);
+    this.expect(state, wireId, realId);
+    if (wireId === realId) return { keep: true };
+    return { keep: false, extra: [{ connectionId, packet: { ...packet, packetId: wireId } }] };
+  }
+
+  /** The wire identifier of a fresh QoS 1/2 PUBLISH: its own, or after the wrap a colliding one. */
+  private assign(state: WrapState, packet: PublishPacket): void {
+    const realId = packet.packetId!;
+    if (state.lastFreshId > 60_000 && realId < 1_000) state.wrapped = true;
+    state.lastFreshId = realId;
+    state.wireOf.delete(realId);
+    const victim = state.awaitingPubrec[0];
+    if (state.wrapped && realId < 64 && packet.qos === 2 && victim !== undefined) state.wireOf.set(realId, state.wireOf.get(victim) ?? victim);
+    if (packet.qos === 2) state.awaitingPubrec.push(realId);
+  }
+
+  /** Notes that the client will answer `wireId` for `realId` (once per packet sent). */
+  private expect(state: WrapState, wireId: number, realId: number): void {
+    const queue = state.awaiting.get(wireId) ?? [];
+    if (!queue.includes(realId)) queue.push(realId);
+    state.awaiting.set(wireId, queue);
+  }
+
+  protected override rewriteClientPacket(_nowMs: number, connectionId: ConnectionId, packet: Packet): Packet[] {
+    if (packet.type !== PacketType.Puback && packet.type !== PacketType.Pubrec && packet.type !== PacketType.Pubcomp) return [packet];
+    const state = this.session(connectionId);
+    const queue = state?.awaiting.get(packet.packetId);
+    if (state === null || queue === undefined || queue.length === 0) return [packet];
+    const realId = queue.shift()!;
+    if (queue.length === 0) state.awaiting.delete(packet.packetId);
+    if (packet.type !== PacketType.Pubrec && state.wireOf.get(realId) !== undefined && !queue.includes(realId)) state.wireOf.delete(realId);
+    return [{ ...packet, packetId: realId }];
+  }
+}
+
+interface WrapState {
+  /** The identifier of the last fresh QoS 1/2 PUBLISH the broker sent this session. */
+  lastFreshId: number;
+  wrapped: boolean;
+  /** Real identifier to the one on the wire, where they differ. */
+  wireOf: Map<number, number>;
+  /** Per wire identifier, the real ones the client's next acknowledgements of it answer, in order. */
+  awaiting: Map<number, number[]>;
+  /** Real identifiers of QoS 2 deliveries sent and not yet released (PUBREL), oldest first. */
+  awaitingPubrec: number[];
+}
+
+/**
+ * A clean start that keeps the subscriptions of the session it replaces (the old session's
+ * subscriptions not cleared). Emulated at publication: each connection whose client had a filter
+ * in an earlier session, not subscribed again since, that matches the topic (and no current filter
+ * does) gets a copy.
+ */
+class CleanStartKeepsSubscriptions extends InterceptingBroker {
+  /** Per client id: the filters the previous sessions had and this one did not ask for. */
+  private readonly kept = new Map<string, Set<string>>();
+  private readonly current = new Map<string, Set<string>>();
+
+  protected onBrokerPacket(): Rewrite {
+    return { keep: true };
+  }
+
+  protected override onClientPacket(connectionId: ConnectionId, packet: Packet): void {
+    const clientId = this.connections.get(connectionId)?.clientId ?? null;
+    if (clientId === null) return;
+    const current = this.current.get(clientId) ?? new Set<string>();
+    const kept = this.kept.get(clientId) ?? new Set<string>();
+    this.current.set(clientId, current);
+    this.kept.set(clientId, kept);
+    if (packet.type === PacketType.Connect && packet.cleanStart) {
+      for (const filter of current) kept.add(filter);
+      current.clear();
+    } else if (packet.type === PacketType.Subscribe) {
+      for (const { topicFilter } of packet.subscriptions) {
+        current.add(topicFilter);
+        kept.delete(topicFilter);
+      }
+    } else if (packet.type === PacketType.Unsubscribe) {
+      for (const filter of packet.topicFilters) current.delete(filter);
+    } else if (packet.type === PacketType.Publish) {
+      this.copyToKept(connectionId, packet);
+    }
+  }
+
+  private copyToKept(connectionId: ConnectionId, packet: PublishPacket): void {
+    const topic = this.publishedTopic(connectionId, packet);
+    if (topic === null) return;
+    const version = this.connections.get(connectionId)?.version;
+    for (const target of [connectionId, ...this.otherConnections(connectionId)]) {
+      const clientId = this.connections.get(target)?.clientId ?? null;
+      if (clientId === null || this.connections.get(target)?.version !== version) continue;
+      const matches = (filters: Set<string> | undefined): boolean => [...(filters ?? [])].some((filter) => topicMatches(matchingFilter(filter), topic));
+      if (matches(this.kept.get(clientId)) && !matches(this.current.get(clientId))) this.inject(target, plainCopy(packet, topic));
+    }
+  }
+}
+
+/**
+ * Routing that forgets to merge a session's overlapping subscriptions: one copy per matching
+ * filter instead of one per session [MQTT-3.3.4-2]. Emulated on copies to a session with two or
+ * more matching plain filters: an extra copy at QoS 0 (the lower filter's copy).
+ */
+class CopyPerOverlappingFilter extends InterceptingBroker {
+  protected onBrokerPacket(connectionId: ConnectionId, packet: Packet): Rewrite {
+    if (packet.type !== PacketType.Publish || packet.dup || packet.retain || packet.topic === '') return { keep: true };
+    const plain = [...this.sessionFilters(connectionId)].filter((filter) => splitShared(filter) === null && topicMatches(filter, packet.topic));
+    if (plain.length < 2) return { keep: true };
+    return { keep: true, extra: [{ connectionId, packet: plainCopy(packet, packet.topic) }] };
+  }
+}
+
 function wrap(Wrapper: new (inner: BrokerCore) => InterceptingBroker): BrokerFactory {
   return (options: BrokerOptions) => new Wrapper(new Broker(options));
 }
@@ -367,6 +709,13 @@ export const plantedBugs = {
   'will-ignores-delay': wrap(WillIgnoresDelay),
   'unsubscribe-ignored': wrap(UnsubscribeIgnored),
   'undefined-topic-alias': wrap(UndefinedTopicAlias),
+  'wildcard-matches-dollar-topic': wrap(WildcardMatchesDollarTopic),
+  'qos-above-grant': wrap(QosAboveGrant),
+  'copy-per-overlapping-filter': wrap(CopyPerOverlappingFilter),
+  'shared-to-two-members': wrap(SharedToTwoMembers),
+  'keepalive-never-enforced': (options: BrokerOptions) => new KeepaliveNeverEnforced(new Broker(options), options.config.serverKeepAliveSeconds),
+  'packet-id-reused-on-wrap': wrap(PacketIdReusedOnWrap),
+  'clean-start-keeps-subscriptions': wrap(CleanStartKeepsSubscriptions),
 } satisfies Record<PlantedBugName, BrokerFactory>;
 
 export type { PlantedBugName };

@@ -7,10 +7,15 @@
  * script, a will, slow acknowledgements, garbage), which faults happen and how often (a fifth of
  * the seeds have none at all), and which broker limits are small. Thousands of seeds thus cover
  * thousands of differently shaped worlds rather than one world with different noise.
+ *
+ * After those, the workload streams (chooseWorldWorkload) and the coverage streams (coverage.ts:
+ * deep and unusual topics, small topic limits, a smaller Maximum QoS, hung clients, filters that
+ * change between sessions, and the rare long-session world kind) add what the base never did.
  */
 
 import type { Qos } from '../src/codec/packets.js';
 import type { BrokerConfig } from '../src/config.js';
+import { type ClientCoverage, chooseLongSessionClients, chooseWorldCoverage, type LongSessionPlan } from './coverage.js';
 import { chooseDiskShape, type DiskShape } from './disk.js';
 import type { NetworkShape } from './network.js';
 import { Random } from './random.js';
@@ -43,6 +48,8 @@ export interface ClientPlan {
   violator: boolean;
   /** Workload drawn from the client's own `workload` stream (absent: none of it). */
   workload?: ClientWorkload;
+  /** Coverage additions drawn from the client's own `coverage` stream (absent: none of them). */
+  coverage?: ClientCoverage;
 }
 
 /**
@@ -83,7 +90,14 @@ export interface WorldShape {
   configOverrides: Partial<BrokerConfig>;
   /** The store's options and the disk's faults (chosen from their own stream). */
   disk: DiskShape;
+  /** `swarm`: the usual world; `long-session`: identifiers wrap (see coverage.ts). */
+  kind: 'swarm' | 'long-session';
+  /** Deep and unusual topics are in use: the retained audit also watches the `$` roots. */
+  deepTopics: boolean;
 }
+
+/** About one seed in this many builds a long-session world (see coverage.ts); each costs a few seconds. */
+const longSessionOneIn = 400;
 
 /**
  * `workload: false` leaves out everything drawn from the workload streams (stalled readers, bursts,
@@ -115,7 +129,7 @@ export function chooseShape(seed: number, overrides: { clientCount?: number; fau
   // From a stream of its own, so the choices above stay what they were for every seed. Stalled
   // readers (see ClientWorkload) make a small cap bite, so a good share of seeds get one.
   if (overrides.workload !== false) chooseWorldWorkload(seed, clients, configOverrides, activeMs);
-  return {
+  const shape: WorldShape = {
     seed,
     clients,
     network,
@@ -125,6 +139,39 @@ export function chooseShape(seed: number, overrides: { clientCount?: number; fau
     faultKinds: kinds,
     configOverrides,
     disk: chooseDiskShape(seed, faulty),
+    kind: 'swarm',
+    deepTopics: false,
+  };
+  // The coverage streams come last and only with the workload (see coverage.ts).
+  if (overrides.workload === false) return shape;
+  if (overrides.clientCount === undefined && Random.stream(seed, 'coverage:kind').chance(1 / longSessionOneIn)) return longSessionShape(shape);
+  shape.deepTopics = chooseWorldCoverage(seed, clients, configOverrides, activeMs).deepTopics;
+  return shape;
+}
+
+/**
+ * The long-session world: three clients (see chooseLongSessionClients), a quick and quiet network
+ * and disk, a small inflight window, and no faults but a few connection resets, so that sessions
+ * resume across the wrap with identifiers in flight. Its log is compacted often.
+ */
+function longSessionShape(swarm: WorldShape): WorldShape {
+  const random = Random.stream(swarm.seed, 'coverage:long-session-world');
+  // The subscriber keeps up (a window of 8 to 16 and acknowledgements within 10 ms take well over
+  // 250 messages a second), so its queue never overflows and every message counts for the wrap.
+  const plan: LongSessionPlan = { messageCount: random.int(66_000, 68_000), intervalMs: 4 };
+  const activeMs = 200 + plan.messageCount * plan.intervalMs + 1_000;
+  const disk = chooseDiskShape(swarm.seed, false);
+  disk.store = { ...disk.store, syncPolicy: 'always', segmentBytesMax: 16_384, snapshotLogBytes: 16_384 };
+  return {
+    ...swarm,
+    clients: chooseLongSessionClients(swarm.seed, plan),
+    network: { latencyMsMin: 0, latencyMsMax: 3, segmentBytesMax: 65_536, stallProbability: 0, stallMsMax: 10 },
+    activeMs,
+    faultIntervalMsMean: random.chance(0.5) ? random.int(20_000, 60_000) : null,
+    faultKinds: ['reset', 'client-reset'],
+    configOverrides: { inflightPerSessionMax: random.int(8, 16) },
+    disk,
+    kind: 'long-session',
   };
 }
 

@@ -58,6 +58,8 @@ export interface SimulationResult {
   publisherPauses: number;
   /** QoS 0 messages the broker reported dropping at a connection's output cap. */
   outputFullDrops: number;
+  /** How often each situation the coverage worlds aim for occurred (see sim/coverage.ts). */
+  coverage: Record<string, number>;
   traceHash: string;
   /** A one-line description of the world's shape (deterministic). */
   shape: string;
@@ -144,6 +146,7 @@ function summarize(options: SimulationOptions, world: World, wallMs: number): Si
     readStalls: world.network.readStalls,
     publisherPauses: world.network.brokerReadPauses,
     outputFullDrops: world.outputFullDrops,
+    coverage: Object.fromEntries(world.checker.coverage),
     traceHash: hash,
     shape: describeShape(world),
     violation,

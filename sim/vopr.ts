@@ -56,6 +56,8 @@ export interface VoprResult {
   /** Seeds in which the broker throttled a publisher (paused reading it). */
   seedsWithPublisherPauses: number;
   seedsWithOutputFullDrops: number;
+  /** Per coverage situation (see sim/coverage.ts): seeds in which it occurred. */
+  seedsWithCoverage: Record<string, number>;
   wallMs: number;
   seedsPerSecond: number;
   eventsPerSecond: number;
@@ -72,6 +74,7 @@ export function runVopr(options: VoprOptions, reporter: VoprReporter): VoprResul
   let events = 0;
   const unrecoverableSeeds: number[] = [];
   const totals = { diskFaults: 0, brokerRestarts: 0, corruptionsReported: 0, repairs: 0, seedsWithReadStalls: 0, seedsWithOutputFullDrops: 0, seedsWithPublisherPauses: 0 };
+  const seedsWithCoverage: Record<string, number> = {};
   reporter.stderr(`vopr: seeds from ${seedStart}${Number.isFinite(count) ? `, ${count} seeds` : ''}${options.minutes === undefined ? '' : `, ${options.minutes} min`}`);
   for (let seed = seedStart; seedsRun < count && Date.now() < deadlineMs; seed++) {
     const simulation: SimulationOptions = {
@@ -92,6 +95,7 @@ export function runVopr(options: VoprOptions, reporter: VoprReporter): VoprResul
     if (result.readStalls > 0) totals.seedsWithReadStalls += 1;
     if (result.publisherPauses > 0) totals.seedsWithPublisherPauses += 1;
     if (result.outputFullDrops > 0) totals.seedsWithOutputFullDrops += 1;
+    for (const name of Object.keys(result.coverage)) seedsWithCoverage[name] = (seedsWithCoverage[name] ?? 0) + 1;
     if (result.unrecoverable !== null) unrecoverableSeeds.push(seed);
     if (!result.ok) {
       const violation = result.violation!;
@@ -112,10 +116,14 @@ export function runVopr(options: VoprOptions, reporter: VoprReporter): VoprResul
   reporter.stdout(
     `vopr seed_start=${seedStart} seeds=${seedsRun} failures=${failures.length} broker_restarts=${totals.brokerRestarts} disk_faults=${totals.diskFaults} ` +
       `corruptions_reported=${totals.corruptionsReported} repairs=${totals.repairs} unrecoverable_corruption_reported=${unrecoverableSeeds.length} ` +
-      `seeds_with_read_stalls=${totals.seedsWithReadStalls} seeds_with_output_full_drops=${totals.seedsWithOutputFullDrops} seeds_with_publisher_pauses=${totals.seedsWithPublisherPauses}`,
+      `seeds_with_read_stalls=${totals.seedsWithReadStalls} seeds_with_output_full_drops=${totals.seedsWithOutputFullDrops} seeds_with_publisher_pauses=${totals.seedsWithPublisherPauses}` +
+      Object.keys(seedsWithCoverage)
+        .sort()
+        .map((name) => ` seeds_with_${name.replaceAll('-', '_')}=${seedsWithCoverage[name]}`)
+        .join(''),
   );
   reporter.stderr(`vopr: ${seedsRun} seeds in ${wallMs}ms: ${seedsPerSecond} seeds/s, ${eventsPerSecond} simulated events/s`);
-  return { exitCode: failures.length === 0 ? 0 : 1, seedStart, seedsRun, events, failures, unrecoverableSeeds, ...totals, wallMs, seedsPerSecond, eventsPerSecond };
+  return { exitCode: failures.length === 0 ? 0 : 1, seedStart, seedsRun, events, failures, unrecoverableSeeds, ...totals, seedsWithCoverage, wallMs, seedsPerSecond, eventsPerSecond };
 }
 
 function rate(amount: number, wallMs: number): number {

@@ -22,6 +22,10 @@
  * stalled readers made the cap bite. An output-cap drop is checked against the link itself: its
  * unsent bytes must be within one report step of the cap (`output-full-early` otherwise).
  *
+ * The world also holds the broker to the keepalive it granted (keepalive-watch.ts): each client
+ * reports the keepalive of every connection the broker accepted, and a connection that stays open
+ * past 1.5 times it after its client went silent is a violation.
+ *
  * Everything that happens is a trace line, fed to the run's hash; the last lines are kept for
  * the report when a rule breaks. The first violation stops the run.
  */
@@ -35,8 +39,10 @@ import { planRepair, type RepairAction } from '../src/store/repair.js';
 import type { StateStore } from '../src/store/state-store.js';
 import { Checker } from './checker.js';
 import { type ClientContext, ModelClient } from './clients/model-client.js';
+import { dollarRoots } from './coverage.js';
 import { DiskDevice } from './disk.js';
 import { EventQueue } from './event-queue.js';
+import { KeepAliveWatch } from './keepalive-watch.js';
 import { type Link, Network } from './network.js';
 import { Random } from './random.js';
 import type { ClientPlan, FaultKind, WorldShape } from './shape.js';
@@ -101,6 +107,7 @@ export class World implements ClientContext {
   auditor: ModelClient | null = null;
   /** QoS 0 messages the broker reported dropping because a connection's output was at its cap. */
   outputFullDrops = 0;
+  private readonly keepAliveWatch: KeepAliveWatch;
 
   constructor(
     readonly shape: WorldShape,
@@ -113,6 +120,8 @@ export class World implements ClientContext {
     this.config = resolved.config;
     this.network = new Network(this.queue, Random.stream(shape.seed, 'network'), shape.network, this.clock, (line, bytes) => this.trace(line, bytes));
     this.checker = new Checker(this.clock, (rule, detail) => this.violation === null && this.fail(rule, detail));
+    this.keepAliveWatch = new KeepAliveWatch(this.queue, this.clock, (rule, detail) => this.fail(rule, detail));
+    if (shape.kind === 'long-session') this.checker.noteCoverage('long-session');
     const diskRandom = Random.stream(shape.seed, 'disk-bytes');
     this.disk = new SimulatedDisk(() => diskRandom.next(), { ...noDiskFaults, ioErrorRate: shape.disk.ioErrorRate, readErrorRate: shape.disk.readErrorRate, tornWriteRate: shape.disk.tornWriteRate });
     this.device = new DiskDevice(Random.stream(shape.seed, 'disk'), shape.disk);
@@ -147,6 +156,11 @@ export class World implements ClientContext {
   /** ClientContext: the client saw the broker break the protocol. */
   reportViolation(rule: string, detail: string): void {
     this.fail(rule, detail);
+  }
+
+  /** ClientContext: the broker accepted `link` with this keepalive. */
+  watchKeepAlive(link: Link, keepAliveSeconds: number): void {
+    this.keepAliveWatch.watch(link, keepAliveSeconds);
   }
 
   fail(rule: string, detail: string): void {
@@ -274,6 +288,7 @@ export class World implements ClientContext {
       send: (connectionId, bytes) => this.network.brokerSend(linkOf(connectionId), bytes),
       close: (connectionId, reason) => {
         this.trace(`broker close L${connectionId} ${reason}`);
+        if (reason === 'keepalive timeout') this.checker.noteCoverage('keepalive-timeouts');
         this.network.brokerClose(linkOf(connectionId));
       },
       // Publisher throttling: the link holds the client's bytes at the broker's side meanwhile.
@@ -365,6 +380,9 @@ export class World implements ClientContext {
         if (index !== null) this.checkOutputFull(index, fields.topic);
       }
     }
+    if (event === 'keepalive-timeout' && typeof fields.connectionId === 'number' && typeof fields.keepAliveSeconds === 'number') {
+      this.checkKeepAliveClose(fields.connectionId, fields.keepAliveSeconds);
+    }
     if (event === 'recovered') {
       this.recoveries += 1;
       this.checker.brokerRecovered();
@@ -389,6 +407,23 @@ export class World implements ClientContext {
       this.fail(
         'output-full-early',
         `c${clientIndex}: QoS 0 ${topic} dropped as output-full with ${bufferedBytes} bytes unsent (cap ${this.config.connectionOutputBytesMax}, report step ${this.network.outputReportStepBytes})`,
+      );
+    }
+  }
+
+  /**
+   * A keepalive close is owed to silence, never to the broker's own throttling: a publisher whose
+   * link the broker stopped reading may have sent its PINGREQs in time, and they wait unread. So
+   * no keepalive close while reads are paused, nor within 1.5 keepalives of their resume.
+   */
+  private checkKeepAliveClose(connectionId: number, keepAliveSeconds: number): void {
+    const link = this.network.links.get(connectionId);
+    if (link === undefined) return;
+    const sinceResumeMs = this.clock.nowMs - link.brokerReadsResumedMs;
+    if (link.brokerReadsHeld || (link.brokerReadsResumedMs > 0 && sinceResumeMs < Math.floor((keepAliveSeconds * 1000 * 3) / 2))) {
+      this.fail(
+        'keepalive-close-while-throttled',
+        `L${connectionId} (c${link.clientIndex}) closed for keepalive at ${this.clock.nowMs}ms while the broker ${link.brokerReadsHeld ? 'was not reading it' : `had resumed reading it only ${sinceResumeMs}ms before`}`,
       );
     }
   }
@@ -502,7 +537,8 @@ export class World implements ClientContext {
       protocolVersion: 5,
       persistent: false,
       keepAliveSeconds: 30,
-      subscriptions: [{ filter: '#', qos: 1 }],
+      // '#' leaves out `$` topics [MQTT-4.7.2-1]: their roots are subscribed to by name.
+      subscriptions: [{ filter: '#', qos: 1 }, ...(this.shape.deepTopics ? dollarRoots.map((root) => ({ filter: `${root}/#`, qos: 1 as const })) : [])],
       publishes: [],
       will: null,
       ackDelayMsMax: 0,

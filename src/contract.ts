@@ -227,6 +227,8 @@ export interface BrokerGauges {
   inflightMessages: number;
   storedMessages: number;
   clientsByListener: Record<string, number>;
+  /** Connected clients by protocol version as MQTT names it: `3.1`, `3.1.1`, `5.0` (absent: none). */
+  clientsByProtocolVersion: Record<string, number>;
   /** Store counters (records, bytes, syncs, snapshots), when the store keeps them. */
   storage: Record<string, number | null> | null;
   /** How long recovery took at start-up, in core milliseconds; null while recovering. */

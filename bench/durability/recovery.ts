@@ -60,7 +60,7 @@ export function evictFromPageCache(directory: string): boolean {
 export async function measureServeRecovery(directory: string, configFile: string, method: string, timeoutMs: number): Promise<RecoveryMeasurement> {
   const port = await freePort();
   const cli = join(repositoryRoot(), 'dist', 'io', 'cli.js');
-  const args = [cli, 'serve', '--host', '127.0.0.1', '--port', String(port), '--data-dir', directory, '--config', configFile, '--log-level', 'info'];
+  const args = [cli, 'serve', '--host', '127.0.0.1', '--port', String(port), '--data-dir', directory, '--config', configFile, '--log-level', 'info', '--no-admin'];
   const startMs = performance.now();
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   liveChildren.add(child);

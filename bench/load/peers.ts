@@ -17,7 +17,16 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const brokerNames = ['keel', 'aedes', 'mosquitto'] as const;
-export type BrokerName = (typeof brokerNames)[number];
+/**
+ * Keel with its operations on (broker-bench --operations): the admin listener open, `$SYS`
+ * published every second, and `/metrics` scraped every second by the harness, to be compared
+ * with a plain `keel` run interleaved with it.
+ */
+export const operationsBrokerName = 'keel-ops';
+export type BrokerName = (typeof brokerNames)[number] | typeof operationsBrokerName;
+
+/** How often the harness scrapes a keel-ops broker's /metrics. */
+export const scrapeIntervalMs = 1_000;
 
 export type Availability = { available: true; version: string } | { available: false; reason: string };
 
@@ -69,6 +78,7 @@ function keelCli(): string {
 /** Whether a broker can be started here, and its version for the report. */
 export function probeBroker(name: BrokerName): Availability {
   if (name === 'mosquitto') return probeMosquitto();
+  if (name === operationsBrokerName) return probeBroker('keel');
   if (name === 'aedes') {
     if (!existsSync(aedesServerScript())) return { available: false, reason: `${aedesServerScript()} missing (npm run build)` };
     const manifest = join(repositoryRoot(), 'node_modules', 'aedes', 'package.json');
@@ -118,7 +128,8 @@ export function readProcessStatusBytes(pid: number, field: string): number {
 export async function startBroker(name: BrokerName, options: PeerOptions): Promise<RunningBroker> {
   const port = await freePort();
   const workDirectory = mkdtempSync(join(tmpdir(), `keel-bench-${name}-`));
-  const [command, args] = commandFor(name, port, workDirectory, options);
+  const adminPort = name === operationsBrokerName ? await freePort() : null;
+  const [command, args] = commandFor(name, port, workDirectory, adminPort === null ? options : withOperations(options, adminPort));
   const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   liveChildren.add(child);
   let stderrTail = '';
@@ -134,7 +145,9 @@ export async function startBroker(name: BrokerName, options: PeerOptions): Promi
       resolve();
     }),
   );
+  const scraper = adminPort === null ? null : new MetricsScraper(adminPort);
   const stop = async (): Promise<void> => {
+    scraper?.stop();
     if (!exited) child.kill('SIGTERM');
     const timer = setTimeout(() => child.kill('SIGKILL'), stopTimeoutMs);
     await exit;
@@ -151,14 +164,57 @@ export async function startBroker(name: BrokerName, options: PeerOptions): Promi
     await stop();
     throw error;
   }
+  scraper?.start();
   return { name, pid: child.pid!, port, rssBytes: () => (exited ? 0 : readRssBytes(child.pid!)), alive: () => !exited, stop };
+}
+
+/** Keel's settings for a keel-ops run: its admin listener on `adminPort`, `$SYS` every second. */
+function withOperations(options: PeerOptions, adminPort: number): PeerOptions {
+  return { ...options, keelConfig: { ...options.keelConfig, sysIntervalSeconds: 1, admin: { host: '127.0.0.1', port: adminPort } } };
+}
+
+/**
+ * Scrapes /metrics once a second, as Prometheus would, one scrape at a time; a scrape that fails
+ * is written to stderr (the run goes on: its figures say what the scraping cost).
+ */
+class MetricsScraper {
+  private timer: NodeJS.Timeout | null = null;
+  private busy = false;
+  scrapes = 0;
+
+  constructor(private readonly adminPort: number) {}
+
+  start(): void {
+    this.timer = setInterval(() => void this.scrape(), scrapeIntervalMs);
+  }
+
+  stop(): void {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  private async scrape(): Promise<void> {
+    if (this.busy) return;
+    this.busy = true;
+    try {
+      const response = await fetch(`http://127.0.0.1:${this.adminPort}/metrics`);
+      const text = await response.text();
+      if (response.status !== 200 || !text.includes('keel_messages_received_total')) throw new Error(`status ${response.status}`);
+      this.scrapes += 1;
+    } catch (error) {
+      process.stderr.write(`keel-ops: a /metrics scrape failed: ${(error as Error).message}\n`);
+    } finally {
+      this.busy = false;
+    }
+  }
 }
 
 function commandFor(name: BrokerName, port: number, workDirectory: string, options: PeerOptions): [string, string[]] {
   if (name === 'aedes') return [process.execPath, [aedesServerScript(), String(port)]];
-  if (name === 'keel') {
+  if (name === 'keel' || name === operationsBrokerName) {
     const configFile = join(workDirectory, 'keel.json');
-    writeFileSync(configFile, JSON.stringify(options.keelConfig));
+    // No admin listener unless the scenario asks for one: the default port would be shared.
+    writeFileSync(configFile, JSON.stringify({ admin: null, ...options.keelConfig }));
     const dataDirectory = join(workDirectory, 'data');
     return [process.execPath, [...keelNodeArguments(), keelCli(), 'serve', '--host', '127.0.0.1', '--port', String(port), '--data-dir', dataDirectory, '--config', configFile, '--log-level', 'error']];
   }

@@ -21,6 +21,14 @@
  * session; message expiry intervals on its publishes; and one UNSUBSCRIBE at a planned time
  * (sent again after a reconnect that resumed the session before its UNSUBACK came, and the
  * filter left out of every later SUBSCRIBE).
+ *
+ * Its coverage plan (ClientPlan.coverage) adds: windows in which the client process hangs (it
+ * sends nothing, not even PINGREQ, reads nothing and runs no timer, while its link stays open;
+ * what it would have done meanwhile happens when it wakes), so that the broker must time it out
+ * by keepalive; filter sets that change from one fresh session to the next (each fresh session
+ * subscribes the next set); and connections at which a persistent client starts a clean session.
+ * It follows the Server Keep Alive of a 5.0 CONNACK, and tells the world the keepalive each
+ * connection was granted, so that the world can hold the broker to it.
  */
 import { PacketDecoder } from '../../src/codec/decoder.js';
 import { encodePacket } from '../../src/codec/encoder.js';
@@ -42,6 +50,8 @@ export interface ClientContext {
   trace(line: string): void;
   /** A broken invariant of the client's own view of the protocol (the broker misbehaved). */
   reportViolation(rule: string, detail: string): void;
+  /** The broker accepted the connection with this keepalive (seconds; 0: none): hold it to it. */
+  watchKeepAlive(link: Link, keepAliveSeconds: number): void;
 }
 
 type Stage = 'unsent' | 'await-ack' | 'await-pubcomp';
@@ -91,6 +101,19 @@ export class ModelClient implements ClientSide {
   private packetEndOffset = 0;
   /** The filters of the SUBSCRIBE awaiting its SUBACK. */
   private subscribedFilters: string[] = [];
+  /** While the process hangs (coverage plan): the link it hangs on, and until when. */
+  private hungLink: Link | null = null;
+  private hungUntilMs = 0;
+  /** Fresh sessions started so far: the next one subscribes filter set number `freshSessions`. */
+  private freshSessions = 0;
+  /** The identifier of the last fresh QoS 1/2 PUBLISH received (to see the broker's wrap). */
+  private lastInboundPacketId = 0;
+  /** Whether the current connection's CONNECT asked for a clean start, and whether one awaits its CONNACK. */
+  private cleanStart = true;
+  private cleanStartPending = false;
+  /** The link the keepalive timer runs for, if any, and the token of its current chain. */
+  private keepAliveLink: Link | null = null;
+  private keepAliveToken = 0;
 
   constructor(
     readonly plan: ClientPlan,
@@ -117,11 +140,40 @@ export class ModelClient implements ClientSide {
     for (const stall of workload.readStalls) this.context.queue.push(stall.atMs, () => this.stallReads(stall.durationMs));
     const unsubscribe = workload.unsubscribe;
     if (unsubscribe !== null) {
-      this.context.queue.push(unsubscribe.atMs, () => {
-        this.unsubscribeStage = 'due';
-        if (this.online) this.sendUnsubscribe();
-      });
+      this.context.queue.push(unsubscribe.atMs, () =>
+        this.whenAwake(() => {
+          this.unsubscribeStage = 'due';
+          if (this.online) this.sendUnsubscribe();
+        }),
+      );
     }
+    for (const hang of this.plan.coverage?.hangs ?? []) this.context.queue.push(hang.atMs, () => this.hang(hang.durationMs));
+  }
+
+  /** The process hangs: no byte out, none read, no timer, while the link stays open (see the module comment). */
+  private hang(durationMs: number): void {
+    const link = this.link;
+    if (link === null || !link.clientOpen || !this.online || this.context.isQuiet || this.hungLink !== null) return;
+    this.trace(`hang for ${durationMs}ms`);
+    this.context.checker.noteCoverage('hangs');
+    this.hungLink = link;
+    this.hungUntilMs = this.context.clock.nowMs + durationMs;
+    this.context.network.holdReads(link, false);
+    this.schedule(durationMs, () => {
+      this.hungLink = null;
+      this.trace('wake');
+      this.context.network.releaseReads(link);
+    });
+  }
+
+  private get hung(): boolean {
+    return this.hungLink !== null && this.hungLink === this.link && this.context.clock.nowMs < this.hungUntilMs;
+  }
+
+  /** Runs `run` now, or when the process wakes if it hangs (a hung process runs nothing). */
+  private whenAwake(run: () => void): void {
+    if (!this.hung) return run();
+    this.context.queue.push(this.hungUntilMs, () => this.whenAwake(run));
   }
 
   /** Stops reading the current link for a while (a stalled reader); a later link is read normally. */
@@ -130,14 +182,19 @@ export class ModelClient implements ClientSide {
     if (link === null || !link.clientOpen || this.context.isQuiet) return;
     this.trace(`stall reads for ${durationMs}ms`);
     this.context.network.holdReads(link);
-    this.schedule(durationMs, () => this.context.network.releaseReads(link));
+    // A hung process reads nothing: the hang's end releases the reads, not the stall's.
+    this.schedule(durationMs, () => {
+      if (!this.hung) this.context.network.releaseReads(link);
+    });
   }
 
-  /** The subscriptions this client keeps: its plan, less the filter it unsubscribed. */
+  /** The filters of the current session: its filter set, less the filter it unsubscribed. */
   private activeSubscriptions(): { filter: string; qos: Qos }[] {
+    const sets = this.plan.coverage?.subscriptionSets ?? [this.plan.subscriptions];
+    const subscriptions = sets[Math.max(0, this.freshSessions - 1) % sets.length]!;
     const unsubscribe = this.plan.workload?.unsubscribe ?? null;
-    if (unsubscribe === null || this.unsubscribeStage === 'none') return this.plan.subscriptions;
-    return this.plan.subscriptions.filter((subscription) => subscription.filter !== unsubscribe.filter);
+    if (unsubscribe === null || this.unsubscribeStage === 'none') return subscriptions;
+    return subscriptions.filter((subscription) => subscription.filter !== unsubscribe.filter);
   }
 
   private sendUnsubscribe(): void {
@@ -179,7 +236,14 @@ export class ModelClient implements ClientSide {
       return;
     }
     const will = this.plan.will;
-    const cleanStart = !this.plan.persistent;
+    // A clean start asked for and not yet confirmed by a CONNACK is asked for again: the client
+    // cannot tell whether the broker already discarded its session.
+    const cleanStart = !this.plan.persistent || this.cleanStartPending || (this.plan.coverage?.cleanStartGenerations.includes(this.generation) ?? false);
+    this.cleanStart = cleanStart;
+    this.cleanStartPending = cleanStart;
+    // A clean start that reaches the broker ends the old session, CONNACK or not: expect none until one comes.
+    if (cleanStart) this.hadSession = false;
+    if (cleanStart && this.plan.persistent) this.context.checker.noteCoverage('persistent-clean-starts');
     const workload = this.plan.workload;
     const willDelaySeconds = workload?.willDelaySeconds ?? 0;
     const willProperties = willDelaySeconds > 0 ? { properties: { willDelayInterval: willDelaySeconds } } : {};
@@ -223,6 +287,7 @@ export class ModelClient implements ClientSide {
     this.phase = 'offline';
     this.link = null;
     this.decoder = null;
+    this.keepAliveLink = null;
     if (wasConnected && !this.plan.violator) this.context.checker.connectionEnded(this.plan.index, this.generation, link, 'abnormal');
     this.schedule(this.random.int(100, 2_000), () => this.connect());
   }
@@ -300,7 +365,7 @@ export class ModelClient implements ClientSide {
     switch (packet.type) {
       case PacketType.Connack:
         this.serverTopicAliasMaximum = packet.properties?.topicAliasMaximum ?? 0;
-        return this.onConnack(link, packet.sessionPresent, packet.reasonCode, packet.properties?.receiveMaximum, packet.properties?.serverKeepAlive);
+        return this.onConnack(link, packet.sessionPresent, packet.reasonCode, packet.properties ?? {});
       case PacketType.Publish:
         return this.onPublish(packet, timing);
       case PacketType.Unsuback:
@@ -333,7 +398,7 @@ export class ModelClient implements ClientSide {
     }
   }
 
-  private onConnack(link: Link, sessionPresent: boolean, reasonCode: number, receiveMaximum: number | undefined, serverKeepAlive: number | undefined): void {
+  private onConnack(link: Link, sessionPresent: boolean, reasonCode: number, properties: Properties): void {
     if (this.phase !== 'connack-wait') return;
     if (reasonCode !== 0) {
       this.context.network.clientClose(link);
@@ -342,15 +407,23 @@ export class ModelClient implements ClientSide {
     }
     this.phase = 'online';
     this.connackAtMs = this.context.clock.nowMs;
+    this.cleanStartPending = false;
     // Topic aliases live and die with the network connection [MQTT-3.3.2-7].
     this.outgoingAliases.clear();
     this.incomingAliases.clear();
-    this.serverReceiveMaximum = receiveMaximum ?? 65_535;
-    if (serverKeepAlive !== undefined) this.keepAliveMs = serverKeepAlive * 1000;
-    this.context.checker.connackReceived(this.plan.index, this.generation, sessionPresent, this.plan.persistent && this.hadSession, this.plan.persistent);
-    const resumed = sessionPresent && this.plan.persistent;
+    this.serverReceiveMaximum = properties.receiveMaximum ?? 65_535;
+    // [MQTT-3.2.2-21] a Server Keep Alive replaces the one the client asked for.
+    if (properties.serverKeepAlive !== undefined) this.keepAliveMs = properties.serverKeepAlive * 1000;
+    this.context.watchKeepAlive(link, properties.serverKeepAlive ?? this.plan.keepAliveSeconds);
+    if (properties.serverKeepAlive !== undefined) this.scheduleKeepAlive(link, true);
+    const expectPresent = this.plan.persistent && this.hadSession && !this.cleanStart;
+    this.context.checker.connackReceived(this.plan.index, this.generation, sessionPresent, expectPresent, this.cleanStart, properties.maximumQos ?? 2);
+    // A session the client had no part in (a 3.1.1 clean session ended with its connection, and a
+    // CONNECT whose CONNACK never came made this one) holds nothing of its own: start afresh.
+    const resumed = sessionPresent && !this.cleanStart && this.hadSession;
     if (!resumed) this.startFreshSession();
-    this.hadSession = this.plan.persistent;
+    // A 3.1.1 clean session ends with its connection; a 5.0 clean start keeps its expiry.
+    this.hadSession = this.plan.persistent && !(this.cleanStart && this.plan.protocolVersion === 4);
     for (const message of this.outgoing) {
       if (message.stage === 'await-ack') this.sendPublish(message, true);
       else if (message.stage === 'await-pubcomp') this.send({ type: PacketType.Pubrel, packetId: message.packetId, reasonCode: 0 });
@@ -371,6 +444,9 @@ export class ModelClient implements ClientSide {
       this.context.checker.publishAbandoned(this.plan.index, message.sequence);
       this.outgoing.splice(index, 1);
     }
+    this.freshSessions += 1;
+    const setCount = this.plan.coverage?.subscriptionSets.length ?? 1;
+    if (this.freshSessions > 1 && setCount > 1) this.context.checker.noteCoverage('filter-set-changes');
     this.context.checker.sessionStarted(this.plan.index);
   }
 
@@ -390,6 +466,7 @@ export class ModelClient implements ClientSide {
     for (let attempt = 0; attempt < 65_535; attempt++) {
       const candidate = this.packetIdNext;
       this.packetIdNext = candidate === 65_535 ? 1 : candidate + 1;
+      if (candidate === 65_535) this.context.checker.noteCoverage('client-packet-id-wraps');
       if (candidate === this.subscribePacketId || candidate === this.unsubscribePacketId) continue;
       if (!this.outgoing.some((m) => m.packetId === candidate)) return candidate;
     }
@@ -399,13 +476,15 @@ export class ModelClient implements ClientSide {
   private scheduleNextPublish(): void {
     const planned = this.plan.publishes[this.publishCursor];
     if (planned === undefined) return;
-    this.context.queue.push(Math.max(planned.atMs, this.context.clock.nowMs), () => {
-      const sequence = this.publishCursor++;
-      this.outgoing.push({ sequence, topic: planned.topic, qos: planned.qos, retain: planned.retain, packetId: 0, stage: 'unsent' });
-      this.pump();
-      if (this.online && this.random.chance(this.plan.cleanReconnectProbability)) this.disconnectCleanly();
-      this.scheduleNextPublish();
-    });
+    this.context.queue.push(Math.max(planned.atMs, this.context.clock.nowMs), () =>
+      this.whenAwake(() => {
+        const sequence = this.publishCursor++;
+        this.outgoing.push({ sequence, topic: planned.topic, qos: planned.qos, retain: planned.retain, packetId: 0, stage: 'unsent' });
+        this.pump();
+        if (this.online && this.random.chance(this.plan.cleanReconnectProbability)) this.disconnectCleanly();
+        this.scheduleNextPublish();
+      }),
+    );
   }
 
   private pump(): void {
@@ -510,6 +589,9 @@ export class ModelClient implements ClientSide {
     const checker = this.context.checker;
     const packet = this.resolveAlias(received);
     if (packet === null) return;
+    // The broker's identifiers for this session wrapped (65,535 back to low ones) while in use.
+    if (packet.qos > 0 && !packet.dup && packet.packetId! < 1_000 && this.lastInboundPacketId > 64_000) this.context.checker.noteCoverage('broker-packet-id-wraps');
+    if (packet.qos > 0 && !packet.dup) this.lastInboundPacketId = packet.packetId!;
     if (packet.qos === 2) {
       const packetId = packet.packetId!;
       const fresh = !this.inboundQos2.has(packetId);
@@ -560,9 +642,11 @@ export class ModelClient implements ClientSide {
       this.send(packet);
       return;
     }
-    this.context.queue.push(atMs, () => {
-      if (this.link === link) this.send(packet);
-    });
+    this.context.queue.push(atMs, () =>
+      this.whenAwake(() => {
+        if (this.link === link) this.send(packet);
+      }),
+    );
   }
 
   /** An orderly goodbye: DISCONNECT (reason 0, so no will), FIN, and a reconnect a little later. */
@@ -575,23 +659,33 @@ export class ModelClient implements ClientSide {
     this.phase = 'offline';
     this.link = null;
     this.decoder = null;
+    this.keepAliveLink = null;
     this.trace('offline (clean disconnect)');
     this.schedule(this.random.int(50, 1_000), () => this.connect());
   }
 
-  private scheduleKeepAlive(link: Link): void {
-    if (this.keepAliveMs === 0) return;
-    this.context.queue.push(this.context.clock.nowMs + Math.max(1, Math.floor(this.keepAliveMs / 2)), () => {
-      if (link !== this.link) return;
-      const nowMs = this.context.clock.nowMs;
-      if (nowMs - this.lastReceivedMs > this.keepAliveMs * 2) {
-        this.trace('keepalive expired');
-        this.reset();
-        return;
-      }
-      if (this.online && nowMs - this.lastSentMs >= this.keepAliveMs / 2) this.send({ type: PacketType.Pingreq });
-      this.scheduleKeepAlive(link);
-    });
+  /** One timer per link, started at CONNECT and started again by a Server Keep Alive in the CONNACK. */
+  private scheduleKeepAlive(link: Link, restart = false): void {
+    if (this.keepAliveLink === link && !restart) return;
+    this.keepAliveLink = link;
+    this.keepAliveToken += 1;
+    if (this.keepAliveMs > 0) this.keepAliveTimer(link, this.keepAliveToken);
+  }
+
+  private keepAliveTimer(link: Link, token: number): void {
+    this.context.queue.push(this.context.clock.nowMs + Math.max(1, Math.floor(this.keepAliveMs / 2)), () =>
+      this.whenAwake(() => {
+        if (link !== this.link || token !== this.keepAliveToken) return;
+        const nowMs = this.context.clock.nowMs;
+        if (nowMs - this.lastReceivedMs > this.keepAliveMs * 2) {
+          this.trace('keepalive expired');
+          this.reset();
+          return;
+        }
+        if (this.online && nowMs - this.lastSentMs >= this.keepAliveMs / 2) this.send({ type: PacketType.Pingreq });
+        this.keepAliveTimer(link, token);
+      }),
+    );
   }
 
   /** A protocol violator: maybe a valid CONNECT, then bytes no parser can accept, then gone. */

@@ -54,11 +54,17 @@ export interface ConnackAuthentication {
   readonly data: Uint8Array | undefined;
 }
 
+/** The 5.0 CONNACK codes that refuse a client for who it is (see BrokerStats.authenticationFailures). */
+function isIdentityRefusal(reasonCode: number): boolean {
+  return reasonCode === ReasonCode.BadUserNameOrPassword || reasonCode === ReasonCode.NotAuthorized || reasonCode === ReasonCode.Banned || reasonCode === ReasonCode.BadAuthenticationMethod;
+}
+
 type Refusal = { reasonCode: number; why: string; limit?: keyof LimitStats };
 
 export function refuse(broker: Broker, connection: Connection, reasonCode: number, nowMs: number, why: string, limit?: keyof LimitStats, extra: LogFields = {}): void {
   const code = connection.version === 5 ? reasonCode : returnCode311(reasonCode);
   broker.stats.connectsRefused += 1;
+  if (connection.version === 5 ? isIdentityRefusal(code) : code === ConnackReturnCode311.BadUserNameOrPassword || code === ConnackReturnCode311.NotAuthorized) broker.stats.authenticationFailures += 1;
   if (limit !== undefined) broker.stats.limits[limit] += 1;
   broker.log('info', 'connect-refused', { ...connectionLogFields(connection), ...extra, protocolVersion: connection.version, reasonCode: code, why });
   broker.sendPacket(connection, { type: PacketType.Connack, sessionPresent: false, reasonCode: code }, 0, true);
@@ -108,6 +114,10 @@ function requestedExpirySeconds(packet: ConnectPacket): number {
  */
 function checkWillTopic(broker: Broker, packet: ConnectPacket): void {
   if (packet.will === undefined) return;
+  // [MQTT-3.2.2-12] / [MQTT-3.2.2-13]: a will the server cannot honour refuses the connection
+  // (5.0: 0x9B QoS not supported, 0x9A Retain not supported; 3.1.1 has no code: a close).
+  if (packet.will.qos > broker.config.maximumQos) throw violation(ReasonCode.QosNotSupported, 'will-qos-not-supported', `will QoS ${packet.will.qos} above maximum ${broker.config.maximumQos}`);
+  if (packet.will.retain && !broker.config.retainAvailable) throw violation(ReasonCode.RetainNotSupported, 'will-retain-not-supported', 'will retain is not available');
   const problem = checkTopicName(packet.will.topic, broker.config);
   if (problem === null) return;
   countTopicLimit(broker.stats.limits, broker.config, packet.will.topic);

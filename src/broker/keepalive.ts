@@ -5,6 +5,10 @@
  * Each connection has at most one keepalive entry in the deadline heap. Receiving a packet only
  * updates `lastPacketMs`; when the entry fires, the real deadline is recomputed and, if it moved,
  * the entry is pushed again. That keeps the per-packet cost at one assignment.
+ *
+ * A connection the broker itself stopped reading (publisher throttling) is never timed out while
+ * paused: its packets may be waiting unread in the host, and the silence is ours, not the
+ * client's. Its keepalive counts from when reading resumes.
  */
 import { PacketType } from '../codec/packets.js';
 import { ReasonCode } from '../codec/reason-codes.js';
@@ -29,8 +33,14 @@ export function onKeepAliveDeadline(broker: Broker, entry: DeadlineEntry, nowMs:
     broker.deadlines.push(deadlineMs, 'keepalive', connection.id, '');
     return;
   }
+  // A publisher the throttle stopped reading may have sent its packets in time: they wait unread
+  // at our side. Its keepalive counts again from when reading resumes (throttle.ts).
+  if (broker.throttle.isPaused(connection)) {
+    broker.deadlines.push(nowMs + Math.floor((connection.keepAliveMs * 3) / 2), 'keepalive', connection.id, '');
+    return;
+  }
   broker.stats.keepAliveTimeouts += 1;
-  broker.log('info', 'keepalive-timeout', { connectionId: connection.id, clientId: connection.clientId });
+  broker.log('info', 'keepalive-timeout', { connectionId: connection.id, clientId: connection.clientId, keepAliveSeconds: connection.keepAliveMs / 1000 });
   if (connection.version === 5) {
     broker.sendPacket(connection, { type: PacketType.Disconnect, reasonCode: ReasonCode.KeepAliveTimeout }, 0, true);
   }

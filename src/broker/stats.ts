@@ -134,6 +134,14 @@ export interface BrokerStats {
   messagesUnmatched: number;
   protocolViolations: number;
   connectsRefused: number;
+  /**
+   * Of `connectsRefused`, those a client sees as refused for who it is: 5.0 CONNACK 0x86 Bad User
+   * Name or Password, 0x87 Not Authorized, 0x8A Banned or 0x8C Bad Authentication Method (3.1.1:
+   * return code 4 or 5). Operators alert on it: a burst is someone guessing passwords. It counts
+   * the wire code, so the 0x87 refusals for a will topic (also in `authorization.willDenied`) and
+   * for a client id owned by another user are in it too.
+   */
+  authenticationFailures: number;
   takeovers: number;
   keepAliveTimeouts: number;
   connectTimeouts: number;
@@ -164,6 +172,7 @@ export function createStats(): BrokerStats {
     messagesUnmatched: 0,
     protocolViolations: 0,
     connectsRefused: 0,
+    authenticationFailures: 0,
     takeovers: 0,
     keepAliveTimeouts: 0,
     connectTimeouts: 0,

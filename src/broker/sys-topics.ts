@@ -131,6 +131,7 @@ export class SysTopics {
     for (const [reason, count] of Object.entries(drops)) values.push([`$SYS/keel/drops/${reason}`, `${count}`]);
     for (const [limit, count] of Object.entries(stats.limits)) values.push([`$SYS/keel/limits/${limit}`, `${count}`]);
     for (const [name, count] of Object.entries(stats.authorization)) values.push([`$SYS/keel/authorization/${name}`, `${count}`]);
+    values.push(['$SYS/keel/authentication/failures', `${stats.authenticationFailures}`]);
     values.push(['$SYS/keel/throttle/publisherPauses', `${stats.throttle.publisherPauses}`]);
     const store = broker.store.stats;
     if (store !== undefined) {

@@ -57,6 +57,11 @@ export class PublisherThrottle {
     assert(this.outputReportedBytesTotal >= 0, 'reported output total went negative');
   }
 
+  /** Whether the broker is not reading `connection` now (its packets may be waiting unread). */
+  isPaused(connection: Connection): boolean {
+    return this.paused.has(connection);
+  }
+
   /** The connection ends: its output no longer counts, and it is no longer paused. */
   connectionClosed(connection: Connection): void {
     this.outputReportedBytesTotal -= connection.outputReportedBytes;
@@ -99,6 +104,8 @@ export class PublisherThrottle {
       this.paused.delete(publisher);
       this.broker.stats.throttle.pausedCurrent -= 1;
       this.broker.pushReading(publisher, false);
+      // What it sent meanwhile sat unread here: its keepalive counts from now (keepalive.ts).
+      if (publisher.lastPacketMs < nowMs) publisher.lastPacketMs = nowMs;
     }
   }
 

@@ -8,6 +8,7 @@
  * afford and the publish path never pays. Totals that need a pass over every session (queued and
  * inflight messages) are computed when asked, for the same reason.
  */
+import { assert } from '../assert.js';
 import type { BrokerGauges, BrokerView, ClientSummary, PageQuery, RetainedSummary, SessionSummary, StreamSummary, SubscriptionSummary } from '../contract.js';
 import type { SessionState, SubscriptionState } from '../store/state-store.js';
 import { matchesFilter } from '../topics/match-filter.js';
@@ -55,6 +56,7 @@ export class BrokerInspection implements BrokerView {
       inflightMessages: inflight,
       storedMessages: broker.state.messages.size,
       clientsByListener: broker.clientsPerListener(),
+      clientsByProtocolVersion: clientsByProtocolVersion(broker.online.values()),
       storage: store === undefined ? null : { ...store },
       recoveryMs: this.readyAtMs === null ? null : this.readyAtMs - this.startedMs,
     };
@@ -118,6 +120,22 @@ export class BrokerInspection implements BrokerView {
       subscriptions: session.subscriptions.size,
     };
   }
+}
+
+const protocolVersionNames: Record<number, string> = { 3: '3.1', 4: '3.1.1', 5: '5.0' };
+
+/**
+ * One pass over the connected clients, made only when asked (a scrape): cheaper than keeping a
+ * count per version up to date on every CONNECT and close, which the broker would pay always.
+ */
+function clientsByProtocolVersion(connections: Iterable<Connection>): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const connection of connections) {
+    const name = protocolVersionNames[connection.version];
+    assert(name !== undefined, 'a connected client has a protocol version');
+    counts[name] = (counts[name] ?? 0) + 1;
+  }
+  return counts;
 }
 
 /** The keys after `query.after`, in order, at most `query.limit` (and `pageItemsMax`) of them. */

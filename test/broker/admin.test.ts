@@ -109,6 +109,10 @@ describe('the read-only view', () => {
     expect(view.subscriptions({ limit: 10 })).toEqual([expect.objectContaining({ clientId: 'away', filter: 'a/#', qos: 1 })]);
     expect(view.retained({ limit: 10, filter: 'a/#' })).toEqual([expect.objectContaining({ topic: 'a/1', payloadText: 'one', payloadBytes: 3 })]);
     expect(view.gauges()).toMatchObject({ sessionsOnline: 1, sessionsOffline: 1, subscriptions: 1, retainedMessages: 2, queuedMessages: 1, clientsByListener: { mqtt: 1 } });
+    expect(view.gauges().clientsByProtocolVersion).toEqual({ '5.0': 1 });
+    harness.connect('old', 4);
+    harness.connect('older', 3);
+    expect(view.gauges().clientsByProtocolVersion).toEqual({ '3.1': 1, '3.1.1': 1, '5.0': 1 });
     const counters = view.counters();
     (counters.drops as Record<string, number>).queueOverflow = 99;
     expect(harness.broker.stats.drops.queueOverflow).toBe(0);

@@ -326,6 +326,26 @@ describe('authentication', () => {
     expect(connect('ok')).toBe(0);
     expect(connect('nope')).toBe(4);
   });
+
+  it('counts refusals for who the client is as authentication failures, and no other refusal', () => {
+    const authenticator: Authenticator = {
+      authenticate: (request) => (request.username === 'ok' ? { ok: true } : { ok: false, reasonCode: request.username === 'banned' ? 0x8a : 0x86 }),
+    };
+    const harness = new Harness({ sessionsMax: 1 });
+    harness.broker = new Broker({ config: harness.config, nowMs: harness.nowMs, store: harness.store, authenticator });
+    harness.collect();
+    expect(harness.open(5).connect('a', { username: 'nope' }).reasonCode).toBe(0x86);
+    expect(harness.open(4).connect('b', { username: 'nope' }).reasonCode).toBe(4);
+    expect(harness.open(5).connect('c', { username: 'banned' }).reasonCode).toBe(0x8a);
+    expect(harness.open(5).connect('d', { username: 'ok', properties: { authenticationMethod: 'SCRAM-SHA-1' } }).reasonCode).toBe(0x8c);
+    expect(harness.broker.stats.authenticationFailures).toBe(4);
+    // Refusals for a limit or a bad client id are not about identity.
+    harness.open(5).connect('e', { username: 'ok' });
+    expect(harness.open(5).connect('f', { username: 'ok' }).reasonCode).toBe(0x97);
+    expect(harness.open(4).connect('x'.repeat(300), { username: 'ok' }).reasonCode).toBe(2);
+    expect(harness.broker.stats.connectsRefused).toBe(6);
+    expect(harness.broker.stats.authenticationFailures).toBe(4);
+  });
 });
 
 describe('limits', () => {

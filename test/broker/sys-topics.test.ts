@@ -101,6 +101,9 @@ describe('$SYS topics', () => {
     expect(ops.publishes()).toEqual([]);
     expect(harness.broker.stats.authorization.publishDenied).toBe(1);
     expect(harness.open(5).connect('w', { will: will('$SYS/broker/version', 'gone') }).reasonCode).toBe(0x87);
+    // A refusal with 0x87 is what an authentication failure looks like to the client: counted so.
+    harness.advance(10_000);
+    expect(values(ops.publishes()).get('$SYS/keel/authentication/failures')).toBe('1');
   });
 
   it('is off with sysIntervalSeconds 0', () => {

@@ -160,3 +160,26 @@ describe('publisher throttling', () => {
     expect(resolveConfig({ outputBufferedBytesTotalMax: -1 }).ok).toBe(false);
   });
 });
+
+describe('keepalive of a throttled publisher', () => {
+  it('is not timed out while the broker does not read it, and counts again from the resume', () => {
+    const harness = new Harness({ connectionOutputBytesMax: outputBytesMax, publisherPauseMsMax: 60_000 });
+    const slow = harness.connect('slow', 5);
+    slow.subscribe([{ topicFilter: 't', qos: 1 }]);
+    const publisher = harness.connect('pub', 5, { keepAliveSeconds: 2 });
+    report(harness, slow, outputBytesMax);
+    publisher.publish('t', 'm0', 1);
+    expect(publisher.readingPaused).toBe(true);
+    // Far past 1.5x its keepalive: its PINGREQs would be waiting unread at the broker.
+    harness.advance(10_000);
+    expect(publisher.closed).toBe(false);
+    expect(harness.broker.stats.keepAliveTimeouts).toBe(0);
+    report(harness, slow, 0);
+    expect(publisher.readingPaused).toBe(false);
+    harness.advance(2_999);
+    expect(publisher.closed).toBe(false);
+    harness.advance(1);
+    expect(publisher.closed).toBe(true);
+    expect(harness.broker.stats.keepAliveTimeouts).toBe(1);
+  });
+});

@@ -87,3 +87,21 @@ describe('the will topic of the attack', () => {
     expect(client.connect('fine', { will: will('a/b/c', 'bye') }).reasonCode).toBe(0);
   });
 });
+
+describe('a will the server cannot honour', () => {
+  it('5.0: a will QoS above maximumQos gets CONNACK 0x9B, a retained will without retain 0x9A', () => {
+    const harness = new Harness({ maximumQos: 1, retainAvailable: false });
+    expect(harness.open(5).connect('q', { will: will('w/q', 'x', { qos: 2 }) }).reasonCode).toBe(0x9b);
+    expect(harness.open(5).connect('r', { will: will('w/r', 'x', { retain: true }) }).reasonCode).toBe(0x9a);
+    expect(harness.open(5).connect('ok', { will: will('w/ok', 'x', { qos: 1 }) }).reasonCode).toBe(0);
+    expect(harness.broker.state.wills.has('q')).toBe(false);
+  });
+
+  it('3.1.1: closes the connection without a CONNACK', () => {
+    const harness = new Harness({ maximumQos: 0 });
+    const client = harness.open(4);
+    client.send({ type: PacketType.Connect, protocolName: 'MQTT', protocolVersion: 4, cleanStart: true, keepAliveSeconds: 0, clientId: 'q', will: will('w/q', 'x', { qos: 1 }) });
+    expect(client.take()).toEqual([]);
+    expect(client.closed).toBe(true);
+  });
+});

@@ -264,9 +264,14 @@ export interface KeelProcess {
   exited: Promise<number | null>;
 }
 
-/** Runs `node dist/io/cli.js <args>` and collects its output. */
+/**
+ * Runs `node dist/io/cli.js <args>` and collects its output. A `serve` that names no admin port
+ * gets `--admin-port 0`: the default 18083 would make test files running side by side collide.
+ */
 export function runKeel(args: string[], input?: string): KeelProcess {
-  const child = spawn(process.execPath, [join(repositoryRoot, 'dist', 'io', 'cli.js'), ...args], { cwd: repositoryRoot, stdio: 'pipe' });
+  const adminChosen = args.includes('--admin-port') || args.includes('--no-admin');
+  const fullArgs = args[0] === 'serve' && !adminChosen ? [...args, '--admin-port', '0'] : args;
+  const child = spawn(process.execPath, [join(repositoryRoot, 'dist', 'io', 'cli.js'), ...fullArgs], { cwd: repositoryRoot, stdio: 'pipe' });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));

@@ -94,6 +94,7 @@ export class ScriptedCore implements BrokerCore {
       inflightMessages: 0,
       storedMessages: 0,
       clientsByListener: {},
+      clientsByProtocolVersion: {},
       storage: null,
       recoveryMs: null,
     }),

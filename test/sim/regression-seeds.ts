@@ -62,4 +62,22 @@ export const regressionSeeds: readonly { seed: number; found: string; workload?:
     seed: 1601333,
     found: "checker: a repair lost a member's UNSUBSCRIBE, so its share subscription came back and the broker rightly chose it (offline) for a group message; its copy counts for the group",
   },
+  { seed: 2, found: "checker: copies are counted per session; a publisher's resend after a clean start with other filters is the new session's own copy" },
+  { seed: 108, found: "checker: a repair cut the log back before a clean start; the earlier session's subscription came back with its queued will" },
+  { seed: 119, found: 'simulator: a clean start whose CONNACK never came ended the old session; the next CONNECT must not expect it (the client now repeats the clean start)' },
+  { seed: 202, found: 'simulator: same as 119' },
+  { seed: 259, found: 'simulator: same as 119' },
+  {
+    seed: 481,
+    found:
+      'checker: a clean start that reached the broker before a resume ended the session and rightly sent its delayed will; simulator: a QoS 2 resend into that new session was a second publication',
+  },
+  {
+    seed: 20841,
+    found: "checker: repairs cut the log back before a clean start; the earlier session's filter came back at the QoS it had then, above this session's grant for the same filter",
+  },
+  { seed: 1132, found: 'simulator: after a 3.1.1 clean session, a session present made by a CONNECT whose CONNACK was lost holds no subscription: the client starts afresh' },
+  { seed: 10127, found: 'broker: a publisher the throttle stopped reading was closed for keepalive while its PINGREQs waited unread (rule keepalive-close-while-throttled)' },
+  { seed: 10177, found: 'broker: same as 10127' },
+  { seed: 10207, found: 'broker: same as 10127' },
 ];

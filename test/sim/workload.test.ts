@@ -258,7 +258,7 @@ describe('checker: will delay', () => {
     const link = new Link(7, 0, silentClient);
     h.checker.connectSent(0, 1, link, true, { willDelaySeconds: 3, sessionExpirySeconds: 0xffffffff, cleanStart: false });
     h.clock.nowMs = 20;
-    h.checker.connackReceived(0, 1, false, false, true);
+    h.checker.connackReceived(0, 1, false, false, false);
     h.clock.nowMs = 1_000;
     link.brokerEndMs = 1_000;
     h.checker.connectionEnded(0, 1, link, 'abnormal');
@@ -266,7 +266,7 @@ describe('checker: will delay', () => {
       h.clock.nowMs = resumedAtMs - 10;
       h.checker.connectSent(0, 2, new Link(8, 0, silentClient), false, { willDelaySeconds: 3, sessionExpirySeconds: 0xffffffff, cleanStart: false });
       h.clock.nowMs = resumedAtMs;
-      h.checker.connackReceived(0, 2, true, true, true);
+      h.checker.connackReceived(0, 2, true, true, false);
     }
     h.clock.nowMs = deliveredAtMs;
     const payload = willPayload(0, 1, 'will/c0');
@@ -288,7 +288,7 @@ describe('checker: will delay', () => {
     h.checker.connectSent(0, 2, link, true, options);
     link.noteDeliveredToBroker(1, 510);
     h.clock.nowMs = 520;
-    h.checker.connackReceived(0, 2, false, false, false);
+    h.checker.connackReceived(0, 2, false, false, true);
     h.clock.nowMs = 1_000;
     link.brokerEndMs = 1_000;
     h.checker.connectionEnded(0, 2, link, 'abnormal');
@@ -323,7 +323,7 @@ describe('checker: a delayed will across broker restarts', () => {
     const options = { willDelaySeconds: 1, sessionExpirySeconds: 0xffffffff, cleanStart: false };
     h.checker.connectSent(0, 1, link, true, options);
     h.clock.nowMs = 20;
-    h.checker.connackReceived(0, 1, false, false, true);
+    h.checker.connackReceived(0, 1, false, false, false);
     h.clock.nowMs = 1_000;
     link.brokerEndMs = 1_000;
     h.checker.connectionEnded(0, 1, link, 'abnormal');

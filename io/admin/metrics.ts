@@ -1,0 +1,233 @@
+/**
+ * `/metrics`: the broker's figures in the Prometheus text format, through prom-client.
+ *
+ * Each server has a registry of its own (never prom-client's global one), so two servers in one
+ * process, as in the tests, keep apart. Nothing here touches the publish path: every figure is
+ * read from the core's read-only view when Prometheus scrapes (collect callbacks), from one
+ * snapshot taken at the start of the scrape: `counters()` copies the core's counters, and
+ * `gauges()` makes the one pass over the sessions that queue and inflight totals need (about 5 ms
+ * for 100,000 sessions; see bench/metrics-bench.ts). The only figures recorded as they happen are
+ * the sync latencies, timed by the storage backend around each fsync, and the admin listener's
+ * own requests.
+ *
+ * Names follow Prometheus' conventions: a `keel_` prefix, `_total` on counters, base units
+ * (`_seconds`, `_bytes`), one metric with a label where the core counts one thing by reason
+ * (drops, limits, authorization denials). prom-client's default collectors add the process's
+ * figures (`process_resident_memory_bytes`, `nodejs_heap_size_used_bytes`,
+ * `nodejs_eventloop_lag_p99_seconds`, garbage collection) under their usual names.
+ */
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { BrokerGauges, BrokerView } from '../../src/contract.js';
+
+/** What a scrape reads, once per scrape. */
+interface Snapshot {
+  readonly counters: Record<string, number | Record<string, number>>;
+  readonly gauges: BrokerGauges;
+  readonly ready: boolean;
+}
+
+export interface MetricsSource {
+  readonly view: BrokerView;
+  /** True once recovery has finished and every listener listens (/readyz). */
+  ready(): boolean;
+  version: string;
+}
+
+/** Upper bounds of the sync-latency buckets, in seconds: 50 µs (page cache) to 5 s (a sick disk). */
+const syncBucketsSeconds = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+
+type Read = (snapshot: Snapshot) => number;
+type ReadLabelled = (snapshot: Snapshot) => Record<string, number>;
+
+export class BrokerMetrics {
+  readonly registry = new Registry();
+  private snapshot: Snapshot | null = null;
+  private readonly syncSeconds: Histogram<'op'>;
+  private readonly adminRequests: Counter<'status'>;
+
+  constructor(private readonly source: MetricsSource) {
+    collectDefaultMetrics({ register: this.registry });
+    // Gauges that prom-client names like counters, which `promtool check metrics` refuses; the
+    // same figures stay by type (nodejs_active_handles, nodejs_active_requests, nodejs_active_resources).
+    for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) this.registry.removeSingleMetric(name);
+    this.syncSeconds = new Histogram({
+      name: 'keel_storage_sync_duration_seconds',
+      help: 'How long each fsync of the log (op="file") or of the data directory (op="directory") took',
+      labelNames: ['op'],
+      buckets: syncBucketsSeconds,
+      registers: [this.registry],
+    });
+    this.adminRequests = new Counter({ name: 'keel_admin_http_requests_total', help: 'Requests the admin listener answered, by HTTP status', labelNames: ['status'], registers: [this.registry] });
+    this.defineConnections();
+    this.defineMessages();
+    this.defineState();
+    this.defineStorage();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** The storage backend's report of one sync (io/node-storage.ts SyncTimer). */
+  readonly observeSync = (op: 'sync' | 'sync-directory', seconds: number): void => {
+    this.syncSeconds.observe({ op: op === 'sync' ? 'file' : 'directory' }, seconds);
+  };
+
+  countAdminRequest(status: number): void {
+    this.adminRequests.inc({ status: String(status) });
+  }
+
+  /** The text exposition of every metric, read from one snapshot of the core's view. */
+  async scrape(): Promise<string> {
+    this.snapshot = this.read();
+    return this.registry.metrics();
+  }
+
+  private read(): Snapshot {
+    const view = this.source.view;
+    return { counters: view.counters(), gauges: view.gauges(), ready: this.source.ready() };
+  }
+
+  private current(): Snapshot {
+    // Set by scrape(); a collector reached some other way reads afresh.
+    this.snapshot ??= this.read();
+    return this.snapshot;
+  }
+
+  private defineConnections(): void {
+    this.counter('keel_connections_opened_total', 'Transport connections accepted', (s) => count(s, 'connectionsOpened'));
+    this.counter('keel_connects_refused_total', 'CONNECTs refused (any reason)', (s) => count(s, 'connectsRefused'));
+    this.counter('keel_authentication_failures_total', 'CONNECTs refused as 0x86, 0x87, 0x8A or 0x8C (3.1.1: return code 4 or 5)', (s) => count(s, 'authenticationFailures'));
+    this.counter('keel_session_takeovers_total', 'Connections ended because a client connected with the same client id', (s) => count(s, 'takeovers'));
+    this.counter('keel_keepalive_timeouts_total', 'Connections closed for silence past 1.5 times their keepalive', (s) => count(s, 'keepAliveTimeouts'));
+    this.counter('keel_connect_timeouts_total', 'Connections closed for sending no CONNECT in time', (s) => count(s, 'connectTimeouts'));
+    this.counter('keel_protocol_violations_total', 'Connections closed for breaking the protocol', (s) => count(s, 'protocolViolations'));
+    this.gauge('keel_connections_open', 'Transport connections open now, CONNECT or not', (s) => count(s, 'connectionsCurrent'));
+    this.gauge('keel_clients_connected_max', 'The most clients connected at once since the start', (s) => count(s, 'clientsConnectedMax'));
+    this.labelledGauge('keel_clients_connected', 'Clients connected now, by listener', 'listener', (s) => s.gauges.clientsByListener);
+    this.labelledGauge('keel_clients_connected_by_version', 'Clients connected now, by MQTT protocol version', 'version', (s) => s.gauges.clientsByProtocolVersion);
+    this.labelledCounter('keel_limit_hits_total', 'Times a configured limit was hit, by the setting', 'limit', (s) => group(s, 'limits'));
+    this.labelledCounter('keel_authorization_denials_total', 'Refusals by the ACL, by what was refused', 'action', (s) =>
+      renamed(group(s, 'authorization'), { subscribeDenied: 'subscribe', publishDenied: 'publish', receiveDenied: 'receive', willDenied: 'will' }),
+    );
+    this.counter('keel_throttle_publisher_pauses_total', 'Publishers paused because a receiver or the output budget was full', (s) => group(s, 'throttle').publisherPauses ?? 0);
+    this.counter('keel_throttle_budget_pauses_total', 'Of the publisher pauses, those for outputBufferedBytesTotalMax', (s) => group(s, 'throttle').budgetPauses ?? 0);
+    this.counter('keel_throttle_stalled_receivers_total', 'Receivers that held a publisher for publisherPauseMsMax without draining', (s) => group(s, 'throttle').stalledReceivers ?? 0);
+    this.gauge('keel_throttle_paused_connections', 'Connections not being read now', (s) => group(s, 'throttle').pausedCurrent ?? 0);
+  }
+
+  private defineMessages(): void {
+    this.counter('keel_packets_received_total', 'MQTT packets received', (s) => count(s, 'packetsReceived'));
+    this.counter('keel_packets_sent_total', 'MQTT packets sent', (s) => count(s, 'packetsSent'));
+    this.counter('keel_received_bytes_total', 'Bytes received from clients', (s) => count(s, 'bytesReceived'));
+    this.counter('keel_sent_bytes_total', 'Bytes sent to clients', (s) => count(s, 'bytesSent'));
+    this.counter('keel_messages_received_total', 'PUBLISH packets accepted from clients', (s) => count(s, 'messagesReceived'));
+    this.counter('keel_messages_sent_total', 'PUBLISH packets sent to clients, redeliveries included', (s) => count(s, 'messagesSent'));
+    this.counter('keel_messages_unmatched_total', 'Messages that matched no subscription', (s) => count(s, 'messagesUnmatched'));
+    this.labelledCounter('keel_messages_dropped_total', 'Messages not delivered to a session, by reason', 'reason', (s) => group(s, 'drops'));
+    this.counter('keel_wills_published_total', 'Will messages published', (s) => count(s, 'willsPublished'));
+    this.counter('keel_retained_refused_total', 'New retained topics refused by retainedMessagesMax or retainedBytesMax', (s) => count(s, 'retainedRefused'));
+  }
+
+  private defineState(): void {
+    this.labelledGauge('keel_sessions', 'Sessions held, by whether their client is connected', 'state', (s) => ({ online: s.gauges.sessionsOnline, offline: s.gauges.sessionsOffline }));
+    this.counter('keel_sessions_expired_total', 'Sessions ended by their expiry interval', (s) => count(s, 'sessionsExpired'));
+    this.gauge('keel_subscriptions', 'Subscriptions held', (s) => s.gauges.subscriptions);
+    this.gauge('keel_retained_messages', 'Retained messages held ($SYS ones included)', (s) => s.gauges.retainedMessages);
+    this.gauge('keel_retained_payload_bytes', 'Payload bytes of the retained messages ($SYS ones included)', (s) => s.gauges.retainedBytes);
+    this.gauge('keel_queued_messages', 'Messages waiting in session queues', (s) => s.gauges.queuedMessages);
+    this.gauge('keel_inflight_messages', 'QoS 1 and 2 messages sent and not yet acknowledged', (s) => s.gauges.inflightMessages);
+    this.gauge('keel_stored_messages', 'Messages held in memory (queued, inflight or retained)', (s) => s.gauges.storedMessages);
+    this.gauge('keel_ready', '1 once recovery has finished and every listener listens', (s) => (s.ready ? 1 : 0));
+    this.gauge('keel_recovery_duration_seconds', 'How long recovery took at start-up (0 until it has finished)', (s) => (s.gauges.recoveryMs ?? 0) / 1000);
+    const version = this.source.version;
+    new Gauge({
+      name: 'keel_build_info',
+      help: 'The running version of Keel, as a label; always 1',
+      labelNames: ['version'],
+      registers: [this.registry],
+      collect() {
+        this.set({ version }, 1);
+      },
+    });
+  }
+
+  private defineStorage(): void {
+    const storage = (s: Snapshot, key: string): number => s.gauges.storage?.[key] ?? 0;
+    this.counter('keel_storage_records_appended_total', 'Records appended to the log', (s) => storage(s, 'recordsAppended'));
+    this.counter('keel_storage_appended_bytes_total', 'Record bytes appended to the log', (s) => storage(s, 'bytesAppended'));
+    this.counter('keel_storage_syncs_total', 'Syncs of the log that completed (group commit: one per batch)', (s) => storage(s, 'syncs'));
+    this.counter('keel_storage_snapshots_total', 'Snapshots written', (s) => storage(s, 'snapshotsWritten'));
+    this.gauge('keel_storage_last_snapshot_duration_seconds', 'How long the last snapshot took (0 before the first)', (s) => storage(s, 'lastSnapshotMs') / 1000);
+  }
+
+  private counter(name: string, help: string, read: Read): void {
+    const current = (): Snapshot => this.current();
+    new Counter({
+      name,
+      help,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc(read(current()));
+      },
+    });
+  }
+
+  private labelledCounter(name: string, help: string, label: string, read: ReadLabelled): void {
+    const current = (): Snapshot => this.current();
+    new Counter({
+      name,
+      help,
+      labelNames: [label],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [value, total] of Object.entries(read(current()))) this.inc({ [label]: value }, total);
+      },
+    });
+  }
+
+  private gauge(name: string, help: string, read: Read): void {
+    const current = (): Snapshot => this.current();
+    new Gauge({
+      name,
+      help,
+      registers: [this.registry],
+      collect() {
+        this.set(read(current()));
+      },
+    });
+  }
+
+  private labelledGauge(name: string, help: string, label: string, read: ReadLabelled): void {
+    const current = (): Snapshot => this.current();
+    new Gauge({
+      name,
+      help,
+      labelNames: [label],
+      registers: [this.registry],
+      collect() {
+        // Reset first: a listener or version with no clients left must not keep its last value.
+        this.reset();
+        for (const [value, figure] of Object.entries(read(current()))) this.set({ [label]: value }, figure);
+      },
+    });
+  }
+}
+
+function count(snapshot: Snapshot, key: string): number {
+  const value = snapshot.counters[key];
+  return typeof value === 'number' ? value : 0;
+}
+
+function group(snapshot: Snapshot, key: string): Record<string, number> {
+  const value = snapshot.counters[key];
+  return typeof value === 'object' ? value : {};
+}
+
+function renamed(values: Record<string, number>, names: Record<string, string>): Record<string, number> {
+  const result: Record<string, number> = {};
+  for (const [key, value] of Object.entries(values)) result[names[key] ?? key] = value;
+  return result;
+}
