@@ -84,7 +84,7 @@ export function handleSubscribe(broker: Broker, connection: Connection, packet: 
     };
     const isNew = !session.subscriptions.has(request.topicFilter);
     broker.commit({ kind: 'subscription-added', clientId: session.clientId, subscription });
-    if (isStream) broker.streams.subscribed(session, subscription, packet.properties, nowMs);
+    if (isStream) broker.streams.subscribed(session, subscription, packet.properties);
     else added.push({ subscription, isNew });
     readsStream ||= isStream;
     reasonCodes.push(qos);

@@ -15,6 +15,7 @@
  * it (cut by retention while it was behind, or in a damaged frame), so its owner can say so.
  */
 
+import { assert } from '../../assert.js';
 import type { StreamState } from '../../store/state-store.js';
 import type { StreamEntry } from '../../store/streams/stream-entry.js';
 import type { StreamStore } from '../../store/streams/stream-store.js';
@@ -89,6 +90,7 @@ export class StreamCursor {
     this.head = 0;
     const next = store.readMemory(stream.name, this.nextOffset, readAheadBytes, this.buffer);
     if (next !== null) {
+      assert(next >= this.nextOffset, 'reading memory never goes back');
       this.nextOffset = next;
       return this.buffer.length > 0 ? 'ready' : 'tail';
     }
@@ -104,7 +106,12 @@ export class StreamCursor {
     if (stale) return true;
     this.buffer = [];
     this.head = 0;
-    for (const entry of entries) if (entry.offset >= this.nextOffset) this.buffer.push(entry);
+    for (const entry of entries) {
+      if (entry.offset < this.nextOffset) continue;
+      const last = this.buffer[this.buffer.length - 1];
+      if (last !== undefined && last.offset >= entry.offset) assert(false, `a read returned offset ${entry.offset} after ${last.offset}`);
+      this.buffer.push(entry);
+    }
     // The store's read ends at a damaged frame: its loss is announced after the entries before it.
     if (damaged !== null && damaged.toOffset > Math.max(damaged.fromOffset, this.nextOffset)) this.damagedLoss = damaged.toOffset - Math.max(damaged.fromOffset, this.nextOffset);
     if (nextOffset > this.nextOffset) this.nextOffset = nextOffset;

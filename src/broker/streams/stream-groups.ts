@@ -19,6 +19,7 @@
  * The dispatch state (what is inflight to whom, what waits to be given again) lives in memory; a
  * restart rebuilds the group from its committed position, and every member's subscription.
  */
+import { assert } from '../../assert.js';
 import type { Qos } from '../../codec/packets.js';
 import type { SubscriptionState } from '../../store/state-store.js';
 import type { StreamEntry } from '../../store/streams/stream-entry.js';
@@ -81,6 +82,7 @@ export class GroupReader implements DeliveryOwner {
   }
 
   acknowledged(delivery: StreamDelivery): void {
+    assert(this.inflight.get(delivery.entry.offset) === delivery, 'a group acknowledgement is for its own delivery');
     this.inflight.delete(delivery.entry.offset);
     this.streams.groupMoved(this);
   }
@@ -148,6 +150,8 @@ export class GroupReader implements DeliveryOwner {
       if (pick === 'nobody-may') continue;
       const skipped = streams.announceSkipped(pick.member.clientId, stream.name, this.cursor);
       const subscriptionId = pick.member.subscription.subscriptionId;
+      assert(!this.inflight.has(entry.offset), 'an entry is inflight to one member at a time');
+      assert(entry.offset < streams.store.releasedOffset(stream.name), 'a group sends released entries only');
       const delivery = sendEntry(streams.broker, pick.connection, pick.deliveries, stream.name, entry, pick.qos, subscriptionId === 0 ? noIds : [subscriptionId], skipped, this);
       if (delivery !== null) this.inflight.set(entry.offset, delivery);
     }

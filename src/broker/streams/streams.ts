@@ -35,7 +35,7 @@ import type { Connection } from '../connection.js';
 import { isOutputFull, windowSize } from '../outbound-queue.js';
 import type { StreamCursor } from './stream-cursor.js';
 import { createSessionDeliveries, resendInflight, type SessionDeliveries } from './stream-delivery.js';
-import { parseStreamFilter, type StreamStart, type StreamSubscriptionSpec, streamOffsetOf } from './stream-filter.js';
+import { parseStreamFilter, type StreamStart, type StreamSubscriptionSpec, streamOffsetOf, streamPrefix } from './stream-filter.js';
 import { GroupReader } from './stream-groups.js';
 import { type PumpEnd, StreamReader } from './stream-reader.js';
 
@@ -122,6 +122,7 @@ export class Streams implements MatchSink<string> {
     this.trie.match(message.topic, this);
     const count = this.matched.length;
     if (count === 0) return 0;
+    assert(count <= this.broker.state.streams.size, 'a topic matches each stream once');
     const state = this.broker.state;
     // Entry times never decrease in a stream (seeks by time are binary searches), whatever the clock did.
     let timeMs = this.wallClockMs(nowMs);
@@ -174,13 +175,14 @@ export class Streams implements MatchSink<string> {
    * `stream-offset` asked for; else a re-subscribe keeps its place, and a new one starts where its
    * filter says, or at `latest`. A group starts where its first member says, then keeps its place.
    */
-  subscribed(session: SessionState, subscription: SubscriptionState, properties: Properties | undefined, nowMs: number): void {
+  subscribed(session: SessionState, subscription: SubscriptionState, properties: Properties | undefined): void {
+    assert(subscription.qos <= 1, 'a stream subscription is granted QoS 1 at most');
     const spec = parseStreamFilter(subscription.filter, this.broker.config);
     assert(typeof spec !== 'string', 'a granted stream filter parses');
     const requested = streamOffsetOf(properties);
     assert(requested === null || !('problem' in requested), 'a granted stream-offset parses');
     const start = requested ?? spec.start;
-    if (spec.group !== null) return this.joinGroup(session, subscription, spec, start ?? latest, nowMs);
+    if (spec.group !== null) return this.joinGroup(session, subscription, spec, start ?? latest);
     const streams = this.sessionStreams(session);
     const existing = streams.readers.get(subscription.filter);
     if (existing !== undefined && requested === null) {
@@ -193,7 +195,8 @@ export class Streams implements MatchSink<string> {
     this.addReader(streams, subscription, spec, position);
   }
 
-  private joinGroup(session: SessionState, subscription: SubscriptionState, spec: StreamSubscriptionSpec, start: StreamStart, _nowMs: number): void {
+  private joinGroup(session: SessionState, subscription: SubscriptionState, spec: StreamSubscriptionSpec, start: StreamStart): void {
+    assert(spec.group !== null, 'a group subscription names its group');
     const stream = this.broker.state.streams.get(spec.stream)!;
     let group = this.groups.get(stream.name)?.get(spec.group!);
     if (group === undefined) {
@@ -313,7 +316,8 @@ export class Streams implements MatchSink<string> {
       for (const delivery of resendInflight(this.broker, connection, streams.deliveries)) this.acknowledge(session, delivery.packetId);
     }
     for (const subscription of session.subscriptions.values()) {
-      if (!subscription.filter.startsWith('$stream/') || streams?.readers.has(subscription.filter)) continue;
+      // Shared ones are groups' (restored at start-up, `restoreMemberships`).
+      if (!subscription.filter.startsWith(streamPrefix) || streams?.readers.has(subscription.filter)) continue;
       const spec = parseStreamFilter(subscription.filter, protocolLimits);
       if (typeof spec === 'string' || !this.broker.state.streams.has(spec.stream)) continue;
       const position = session.streamPositions.get(subscription.filter) ?? this.resolve(this.broker.state.streams.get(spec.stream)!, latest);
@@ -379,6 +383,8 @@ export class Streams implements MatchSink<string> {
     const streams = this.existingSessionStreams(session);
     const delivery = streams?.deliveries.inflight.get(packetId);
     if (streams === undefined || delivery === undefined) return false;
+    assert(delivery.packetId === packetId, 'a stream delivery is filed under its packet identifier');
+    assert(!session.inflight.has(packetId), 'a packet identifier is not in use twice');
     streams.deliveries.inflight.delete(packetId);
     delivery.owner?.acknowledged(delivery);
     return true;
@@ -535,7 +541,7 @@ export class Streams implements MatchSink<string> {
       for (const subscription of session.subscriptions.values()) {
         const spec = parseStreamFilter(subscription.filter, protocolLimits);
         if (typeof spec === 'string' || spec.group === null || !this.broker.state.streams.has(spec.stream)) continue;
-        this.joinGroup(session, subscription, spec, latest, 0);
+        this.joinGroup(session, subscription, spec, latest);
       }
     }
   }

@@ -298,6 +298,7 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
 
   private written(files: StreamFiles, segment: Segment, firstOffset: number, positions: readonly number[], bytes: number): void {
     assert(files.writtenOffset === firstOffset, 'stream writes complete in order');
+    assert(firstOffset + positions.length <= files.releasedOffset, 'only released entries are written');
     for (let index = 0; index < positions.length; index++) {
       const entry = tailEntryAt(files, firstOffset + index).entry;
       segment.index.offer(entry.offset, positions[index]!, entry.timeMs);
@@ -352,6 +353,8 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
   }
 
   private synced(files: StreamFiles, segment: Segment, target: { offset: number; size: number }): void {
+    assert(target.offset <= files.writtenOffset && target.offset >= files.syncedOffset, 'a sync covers what was written, and moves forward');
+    assert(target.size <= segment.size, 'a sync covers what its segment holds');
     files.step = 'idle';
     segment.syncedSize = target.size;
     files.syncedOffset = target.offset;
@@ -483,6 +486,7 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
   readMemory(stream: string, offset: number, bytesMax: number, into: StreamEntry[]): number | null {
     const files = this.filesOf(stream);
     if (offset < files.tailStart) return null;
+    assert(files.releasedOffset <= tailEnd(files), 'released entries are in the tail');
     let next = offset;
     let bytes = 0;
     while (next < files.releasedOffset && (bytes < bytesMax || next === offset)) {
