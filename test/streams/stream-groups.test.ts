@@ -6,7 +6,7 @@
  * new group begins; a narrowing makes another group; streamGroupsMax bounds the groups.
  */
 import { describe, expect, it } from 'vitest';
-import type { PublishPacket } from '../../src/codec/packets.js';
+import { PacketType, type PublishPacket } from '../../src/codec/packets.js';
 import type { TestClient } from '../broker/harness.js';
 import { offsetOf, StreamHarness, takeAndAck } from './stream-harness.js';
 
@@ -96,5 +96,26 @@ describe('consumer groups', () => {
     const suback = third.subscribe([{ topicFilter: '$share/h/$stream/sensors', qos: 1 }]);
     expect(suback.reasonCodes).toEqual([0x97]);
     expect(suback.properties?.reasonString).toMatch(/streamGroupsMax/);
+  });
+
+  it('give an unsubscribing member’s unacknowledged entries to another member', () => {
+    const harness = new StreamHarness();
+    const a = member(harness, 'a');
+    const b = member(harness, 'b', undefined, undefined, 1);
+    publishMany(harness, 0, 3);
+    const toA = a.publishes();
+    const toB = b.publishes();
+    expect(offsets(toA).length + offsets(toB).length).toBe(3);
+    a.send({ type: PacketType.Unsubscribe, packetId: 99, topicFilters: ['$share/workers/$stream/sensors'] });
+    expect(a.take().map((packet) => packet.type)).toEqual([PacketType.Unsuback]);
+    // b acknowledges what it holds and gets what a left, one at a time (its window is 1).
+    const received: number[] = [...offsets(toB)];
+    let pending = toB;
+    for (let round = 0; round < 10 && pending.length > 0; round++) {
+      for (const publish of pending) b.acknowledge(publish);
+      pending = b.publishes();
+      received.push(...offsets(pending));
+    }
+    expect(received.sort((x, y) => x - y)).toEqual([0, 1, 2]);
   });
 });

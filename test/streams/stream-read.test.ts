@@ -143,4 +143,18 @@ describe('stream reading', () => {
     expect(got.map(offsetOf)).toEqual([...Array(30).keys()]);
     expect(new Set(got.map((p) => p.qos))).toEqual(new Set([0]));
   });
+
+  it('moves a reader when re-subscribed with a stream-offset, and keeps its place when re-subscribed without', () => {
+    const harness = new StreamHarness();
+    publishMany(harness, 6);
+    const reader = harness.connect('reader', 5);
+    subscribeFrom(reader, 'earliest');
+    expect(takeAndAck(reader).map(offsetOf)).toEqual([0, 1, 2, 3, 4, 5]);
+    subscribeFrom(reader, 'offset:3');
+    expect(takeAndAck(reader).map(offsetOf)).toEqual([3, 4, 5]);
+    expect(reader.subscribe([{ topicFilter: '$stream/sensors', qos: 1 }]).reasonCodes).toEqual([1]);
+    expect(takeAndAck(reader)).toEqual([]);
+    publishMany(harness, 1, 6);
+    expect(takeAndAck(reader).map(offsetOf)).toEqual([6]);
+  });
 });
