@@ -163,8 +163,10 @@ export class Streams implements MatchSink<string> {
     if (this.broker.access !== null && !this.broker.access.maySubscribe(session, spec.narrow ?? stream.filter)) {
       return { code: ReasonCode.NotAuthorized, reason: `${request.topicFilter}: not authorized to read ${spec.narrow ?? stream.filter}` };
     }
+    // Every group has a durable position from its first member on; those with members now are in memory too.
     const groups = this.groups.get(stream.name);
-    if (spec.group !== null && !stream.groups.has(spec.group) && !(groups?.has(spec.group) ?? false) && (groups?.size ?? 0) >= this.broker.config.streamGroupsMax) {
+    const groupCount = Math.max(stream.groups.size, groups?.size ?? 0);
+    if (spec.group !== null && !stream.groups.has(spec.group) && !(groups?.has(spec.group) ?? false) && groupCount >= this.broker.config.streamGroupsMax) {
       return { code: ReasonCode.QuotaExceeded, reason: `${request.topicFilter}: stream ${stream.name} has streamGroupsMax consumer groups` };
     }
     return null;
