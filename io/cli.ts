@@ -37,6 +37,7 @@ import { pubCommand } from './pub-command.js';
 import { reloadLogFields } from './reload.js';
 import { ConfigError, type RunningServer, startServer } from './server.js';
 import { simCommand, voprCommand } from './sim-commands.js';
+import { streamCommand } from './stream-command.js';
 import { subCommand } from './sub-command.js';
 
 /** The orderly stop must finish within this, or the process exits anyway (with 1). */
@@ -113,6 +114,9 @@ export function buildProgram(): Command {
   program.addCommand(inheritExit(subCommand(), program));
   program.addCommand(inheritExit(simCommand(), program));
   program.addCommand(inheritExit(voprCommand(), program));
+  const stream = inheritExit(streamCommand(), program);
+  for (const subcommand of stream.commands) inheritExit(subcommand, program);
+  program.addCommand(stream);
   return program;
 }
 

@@ -30,7 +30,7 @@ import { Broker } from '../src/broker/broker.js';
 import { type BrokerConfig, outputReportStepBytes, outputResumeBytes, resolveConfig } from '../src/config.js';
 import type { BrokerCore } from '../src/contract.js';
 import { Driver } from '../src/driver.js';
-import { DurableStateStore } from '../src/store/durable-store.js';
+import { DurableStateStore, streamLogOptionsFor } from '../src/store/durable-store.js';
 import { type AdminConfig, resolveAdminConfig, takeAdminSettings } from './admin/admin-config.js';
 import { AdminToken } from './admin/admin-token.js';
 import { Operations } from './admin/operations.js';
@@ -317,7 +317,11 @@ function defaultCore(config: BrokerConfig, nowMs: number, authentication: Authen
     segmentBytesMax: config.segmentBytesMax,
     snapshotLogBytes: config.snapshotLogBytes,
     writeBytesMax: 4 * 1024 * 1024,
+    streams: streamLogOptionsFor(config),
   });
+  // Stream entries are stamped with Unix time: the core's clock is monotonic, so the host says
+  // once, at start, how far apart the two are (BrokerOptions.wallClockOffsetMs).
+  const wallClockOffsetMs = Date.now() - nowMs;
   // Debug lines the logger would drop are not built by the core at all (BrokerOptions.logDebug).
-  return new Broker({ config, nowMs, store, logDebug, version: `keel ${packageVersion()}`, ...authentication, ...(authorizer === undefined ? {} : { authorizer }) });
+  return new Broker({ config, nowMs, store, logDebug, wallClockOffsetMs, version: `keel ${packageVersion()}`, ...authentication, ...(authorizer === undefined ? {} : { authorizer }) });
 }

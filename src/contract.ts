@@ -110,7 +110,15 @@ export type AdminCommand =
   /** Ends the client's session, online (disconnected with 0x98) or offline, durably. */
   | { kind: 'delete-session'; clientId: string }
   /** Clears the retained message of a topic, durably. */
-  | { kind: 'delete-retained'; topic: string };
+  | { kind: 'delete-retained'; topic: string }
+  /**
+   * Creates a durable stream (README "Streams"): `name` `[A-Za-z0-9_-]{1,64}`, `filter` a valid
+   * non-shared topic filter; `retentionMs` / `retentionBytes` 0 or absent for no bound. Refused
+   * (invalid) when the name is in use or still being deleted, or past `streamsMax`.
+   */
+  | { kind: 'create-stream'; stream: { name: string; filter: string; retentionMs?: number; retentionBytes?: number; lastValue?: boolean } }
+  /** Deletes a stream: every `$stream` subscription to it is removed, then the stream and its files. */
+  | { kind: 'delete-stream'; name: string };
 
 export type AdminOutcome = { ok: true } | { ok: false; status: 'not-found' | 'invalid'; message: string };
 
@@ -161,6 +169,28 @@ export interface RetainedSummary {
   storedAtMs: number;
 }
 
+/** A durable stream as the admin API and `keel stream ls` show it. */
+export interface StreamSummary {
+  name: string;
+  filter: string;
+  retentionMs: number;
+  retentionBytes: number;
+  lastValue: boolean;
+  /** The oldest offset kept (retention deletes whole segments below it). */
+  firstOffset: number;
+  /** The offset the next entry gets; the stream holds [firstOffset, nextOffset) less what compaction removed. */
+  nextOffset: number;
+  /** Unix time (ms) of the newest entry; 0 when none. */
+  lastTimeMs: number;
+  /** Bytes of its segment files, and how many there are. */
+  bytes: number;
+  segments: number;
+  /** `$stream` subscriptions reading it (of sessions bound since the broker started). */
+  readers: number;
+  /** Consumer groups: their position (the lowest offset no member acknowledged) and members. */
+  groups: { group: string; offset: number; members: number }[];
+}
+
 /** A page: items after the key `after` (in key order), at most `limit` of them. */
 export interface PageQuery {
   after?: string;
@@ -183,6 +213,8 @@ export interface BrokerView {
   subscriptions(query: PageQuery): SubscriptionSummary[];
   /** Retained messages whose topic matches `filter` (default `#`), by topic. */
   retained(query: PageQuery & { filter?: string }): RetainedSummary[];
+  /** Every durable stream, by name. */
+  streams(): StreamSummary[];
 }
 
 export interface BrokerGauges {
