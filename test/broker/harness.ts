@@ -157,6 +157,7 @@ export class Harness<S extends StateStore = MemoryStateStore> {
         this.adminResults.push(action);
         continue;
       }
+      if (action.kind === 'cluster') throw new Error('the harness runs a broker without a cluster');
       const client = this.clients.get(action.connectionId);
       if (client === undefined) throw new Error(`action for unknown connection ${action.connectionId}`);
       if (client.closed) throw new Error(`action after close on connection ${action.connectionId}`);
