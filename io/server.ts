@@ -146,6 +146,8 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     await readyOrHalted(host, halted);
     readiness.set('opening listeners');
     listeners = await ListenerSet.start(prepared, listenerContext(options, config, host, logger));
+    const started = listeners;
+    operations?.metrics.readHandshakeFailuresFrom(() => started.counters());
   } catch (error) {
     // The lock goes last: nothing may write to the directory once another process can have it.
     access.acl?.close();

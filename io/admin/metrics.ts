@@ -44,6 +44,8 @@ export class BrokerMetrics {
   private snapshot: Snapshot | null = null;
   private readonly syncSeconds: Histogram<'op'>;
   private readonly adminRequests: Counter<'status'>;
+  /** The listeners' handshake failure counters (io/listeners/handshake-failures.ts), once they listen. */
+  private handshakeFailures: () => Record<string, Record<string, number>> = () => ({});
 
   constructor(private readonly source: MetricsSource) {
     collectDefaultMetrics({ register: this.registry });
@@ -72,6 +74,11 @@ export class BrokerMetrics {
   readonly observeSync = (op: 'sync' | 'sync-directory', seconds: number): void => {
     this.syncSeconds.observe({ op: op === 'sync' ? 'file' : 'directory' }, seconds);
   };
+
+  /** Where `keel_listener_handshake_failures_total` reads from: the listeners exist only after recovery. */
+  readHandshakeFailuresFrom(read: () => Record<string, Record<string, number>>): void {
+    this.handshakeFailures = read;
+  }
 
   countAdminRequest(status: number): void {
     this.adminRequests.inc({ status: String(status) });
@@ -113,6 +120,19 @@ export class BrokerMetrics {
     this.counter('keel_throttle_publisher_pauses_total', 'Publishers paused because a receiver or the output budget was full', (s) => group(s, 'throttle').publisherPauses ?? 0);
     this.counter('keel_throttle_budget_pauses_total', 'Of the publisher pauses, those for outputBufferedBytesTotalMax', (s) => group(s, 'throttle').budgetPauses ?? 0);
     this.counter('keel_throttle_stalled_receivers_total', 'Receivers that held a publisher for publisherPauseMsMax without draining', (s) => group(s, 'throttle').stalledReceivers ?? 0);
+    const failures = (): Record<string, Record<string, number>> => this.handshakeFailures();
+    new Counter({
+      name: 'keel_listener_handshake_failures_total',
+      help: 'Connections a listener gave up on before MQTT began (PROXY header, TLS handshake, WebSocket upgrade or framing), by listener and kind',
+      labelNames: ['listener', 'kind'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [listener, kinds] of Object.entries(failures())) {
+          for (const [kind, total] of Object.entries(kinds)) this.inc({ listener, kind }, total);
+        }
+      },
+    });
     this.gauge('keel_throttle_paused_connections', 'Connections not being read now', (s) => group(s, 'throttle').pausedCurrent ?? 0);
   }
 

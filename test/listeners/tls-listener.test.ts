@@ -138,7 +138,7 @@ describe('mutual TLS', () => {
 
 describe('handshake failures', () => {
   it('are counted per kind, logged once per kind, and leave other clients alone', async () => {
-    const { server, logs } = await start([listener('mqtt'), listener('mqtts', certificates)], { connectTimeoutMs: 400 });
+    const { server, logs } = await start([listener('mqtt'), listener('mqtts', certificates)], { connectTimeoutMs: 400, admin: { host: '127.0.0.1', port: 0 } });
     const [plainPort, tlsPort] = server.listeners.map((bound) => bound.port) as [number, number];
     const [plainName, tlsName] = server.listeners.map((bound) => bound.name) as [string, string];
     const bystander = await clients.connect(urlOf(server, 1), trusting(certificates));
@@ -167,6 +167,17 @@ describe('handshake failures', () => {
     // The core never saw the TLS bytes as a malformed CONNECT.
     expect(logs.events('protocol-violation')).toHaveLength(0);
     expect((await roundTrip(bystander, 'bystander', 'unbothered')).toString()).toBe('unbothered');
+    // And an operator reads the same counts in /metrics.
+    const scrape = await (await fetch(`http://127.0.0.1:${server.admin!.port}/metrics`)).text();
+    const failures = (listenerName: string, kind: string): number => {
+      const line = scrape.split('\n').find((text) => text.startsWith(`keel_listener_handshake_failures_total{listener="${listenerName}",kind="${kind}"} `));
+      if (line === undefined) throw new Error(`no ${kind} sample for ${listenerName}`);
+      return Number(line.split(' ')[1]);
+    };
+    expect(failures(tlsName, 'plainOnTlsListener')).toBe(50);
+    expect(failures(plainName, 'tlsOnPlainListener')).toBe(50);
+    expect(failures(tlsName, 'tlsHandshakeTimeout')).toBe(1);
+    expect(failures(plainName, 'clientCertificateRejected')).toBe(0);
     for (const socket of sockets) socket.destroy();
   }, 20_000);
 });
