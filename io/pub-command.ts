@@ -20,9 +20,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
-import type { IClientPublishOptions, MqttClient } from 'mqtt';
+import type { IClientOptions, IClientPublishOptions, MqttClient } from 'mqtt';
 import { checkTopicName } from '../src/topics/validate.js';
-import { addConnectionOptions, type ConnectionFlags, clientOptions, closeWithoutReason, exitCode, protocolTopicLimits, settle, UsageError, userProperties } from './client-options.js';
+import { addConnectionOptions, type ConnectionFlags, clientOptions, closeWithoutReason, exitCode, protocolTopicLimits, settle, UsageError, userProperties, whereOf } from './client-options.js';
 import { describeReasonCode } from './client-refusals.js';
 
 interface PubFlags extends ConnectionFlags {
@@ -58,8 +58,10 @@ interface Publication {
 
 async function runPub(flags: PubFlags): Promise<number> {
   let publication: Publication;
+  let options: IClientOptions;
   try {
     publication = await preparePublication(flags);
+    options = clientOptions(flags, true);
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
     process.stderr.write(`keel pub: ${error.message}\n`);
@@ -67,7 +69,7 @@ async function runPub(flags: PubFlags): Promise<number> {
   }
   // Loaded here, not at the top: `keel serve` shares this module graph and does not need it.
   const { default: mqtt } = await import('mqtt');
-  const client = mqtt.connect(clientOptions(flags, true));
+  const client = mqtt.connect(options);
   return new Promise<number>((resolve) => {
     let stage: 'connecting' | 'publishing' = 'connecting';
     const finish = settle(client, resolve, flags, 'pub', () => describeClose(flags, stage));
@@ -127,7 +129,7 @@ function describePublishError(error: Error & { code?: unknown }, flags: PubFlags
 }
 
 function describeClose(flags: PubFlags, stage: 'connecting' | 'publishing'): string {
-  if (stage === 'connecting') return `connection to ${flags.host}:${flags.port} closed before the broker accepted it`;
+  if (stage === 'connecting') return `connection to ${whereOf(flags)} closed before the broker accepted it`;
   const awaited = flags.qos === 0 ? 'confirming it had read the message' : 'acknowledging the message';
   return `the broker closed the connection before ${awaited} (${closeWithoutReason(flags)})`;
 }

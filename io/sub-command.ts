@@ -16,7 +16,7 @@
  * the command with exit 1 too.
  */
 import { Command, InvalidArgumentError } from 'commander';
-import type { IClientSubscribeOptions, IPublishPacket } from 'mqtt';
+import type { IClientOptions, IClientSubscribeOptions, IPublishPacket } from 'mqtt';
 import type { ISubackPacket } from 'mqtt-packet';
 import { checkTopicFilter } from '../src/topics/validate.js';
 import { brokenPipeExitCode, exitQuietlyOnBrokenPipe, stdoutBroken } from './broken-pipe.js';
@@ -77,6 +77,7 @@ function parseRetainHandling(value: string): 0 | 1 | 2 {
 
 async function runSub(flags: SubFlags): Promise<number> {
   let properties: Record<string, string | string[]> | undefined;
+  let options: IClientOptions;
   try {
     if (flags.topic.length === 0) throw new UsageError('at least one topic filter is required (-t)');
     for (const filter of flags.topic) {
@@ -85,12 +86,12 @@ async function runSub(flags: SubFlags): Promise<number> {
     }
     if (!flags.cleanSession && flags.id === undefined) throw new UsageError('-c needs a client id (-i)');
     properties = userProperties(flags.userProperty);
+    options = clientOptions(flags, flags.cleanSession);
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
     process.stderr.write(`keel sub: ${error.message}\n`);
     return exitCode.usage;
   }
-  const options = clientOptions(flags, flags.cleanSession);
   if (flags.protocolVersion === 5) {
     const sessionExpiryInterval = flags.sessionExpiry ?? (flags.cleanSession ? undefined : 0xffffffff);
     if (sessionExpiryInterval !== undefined) options.properties = { sessionExpiryInterval };

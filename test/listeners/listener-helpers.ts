@@ -9,7 +9,6 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { type ListenerConfig, type ListenerProtocol, listenerDefaults } from '../../io/listeners/listener-config.js';
 import { Logger } from '../../io/logger.js';
 import { type RunningServer, type ServerOptions, startServer } from '../../io/server.js';
-import type { BrokerConfig } from '../../src/config.js';
 import { waitUntil } from '../integration/helpers.js';
 import type { TestCertificates } from './certificates.js';
 
@@ -30,7 +29,11 @@ export function listener(protocol: ListenerProtocol, certificates: TestCertifica
   return { ...listenerDefaults(protocol, '127.0.0.1', 0), ...(tls ? { certFile: certificates!.serverCert, keyFile: certificates!.serverKey } : {}), ...extra };
 }
 
-export async function startWithListeners(listeners: ListenerConfig[], config: Partial<BrokerConfig> = {}, options: Partial<ServerOptions> = {}): Promise<{ server: RunningServer; logs: LogCapture }> {
+export async function startWithListeners(
+  listeners: ListenerConfig[],
+  config: ServerOptions['config'] = {},
+  options: Partial<ServerOptions> = {},
+): Promise<{ server: RunningServer; logs: LogCapture }> {
   const logs = new LogCapture();
   const server = await startServer({ listeners, config, logger: logs.logger, shutdownGraceMs: 500, ...options });
   return { server, logs };
