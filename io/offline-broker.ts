@@ -19,7 +19,7 @@ import type { Packet, ProtocolVersion } from '../src/codec/packets.js';
 import type { BrokerConfig } from '../src/config.js';
 import { type AdminCommand, type AdminOutcome, type ConnectionId, defaultListener, type StorageResult } from '../src/contract.js';
 import { Driver } from '../src/driver.js';
-import { DurableStateStore, streamLogOptionsFor } from '../src/store/durable-store.js';
+import { DurableStateStore, durableStoreOptionsFor } from '../src/store/durable-store.js';
 import { MonotonicClock } from './clock.js';
 import { lockDataDirectory } from './data-directory-lock.js';
 import { NodeStorage } from './node-storage.js';
@@ -52,14 +52,7 @@ export class OfflineBroker {
     this.release = lockDataDirectory(directory, command).release;
     this.storage = new NodeStorage(directory, (result) => this.storageCompleted(result));
     const nowMs = this.clock.nowMs();
-    const store = new DurableStateStore({
-      syncPolicy: config.syncPolicy,
-      syncIntervalMs: config.syncIntervalMs,
-      segmentBytesMax: config.segmentBytesMax,
-      snapshotLogBytes: config.snapshotLogBytes,
-      writeBytesMax: 4 * 1024 * 1024,
-      streams: streamLogOptionsFor(config),
-    });
+    const store = new DurableStateStore(durableStoreOptionsFor(config));
     // Stream entries are stamped with Unix time, as `keel serve` stamps them (BrokerOptions.wallClockOffsetMs).
     this.core = new Broker({ config, nowMs, store, wallClockOffsetMs: Date.now() - nowMs, logDebug: false });
     this.driver = new Driver(this.core, {

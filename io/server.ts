@@ -30,7 +30,7 @@ import { Broker } from '../src/broker/broker.js';
 import { type BrokerConfig, outputReportStepBytes, outputResumeBytes, resolveConfig } from '../src/config.js';
 import type { BrokerCore } from '../src/contract.js';
 import { Driver } from '../src/driver.js';
-import { DurableStateStore, streamLogOptionsFor } from '../src/store/durable-store.js';
+import { DurableStateStore, durableStoreOptionsFor } from '../src/store/durable-store.js';
 import { type AdminConfig, resolveAdminConfig, takeAdminSettings } from './admin/admin-config.js';
 import { AdminToken } from './admin/admin-token.js';
 import { Operations } from './admin/operations.js';
@@ -313,14 +313,7 @@ function claimDataDirectory(requested: string | undefined, logger: Logger): Clai
 }
 
 function defaultCore(config: BrokerConfig, nowMs: number, authentication: Authentication, authorizer: Authorizer | undefined, logDebug: boolean): BrokerCore {
-  const store = new DurableStateStore({
-    syncPolicy: config.syncPolicy,
-    syncIntervalMs: config.syncIntervalMs,
-    segmentBytesMax: config.segmentBytesMax,
-    snapshotLogBytes: config.snapshotLogBytes,
-    writeBytesMax: 4 * 1024 * 1024,
-    streams: streamLogOptionsFor(config),
-  });
+  const store = new DurableStateStore(durableStoreOptionsFor(config));
   // Stream entries are stamped with Unix time: the core's clock is monotonic, so the host says
   // once, at start, how far apart the two are (BrokerOptions.wallClockOffsetMs).
   const wallClockOffsetMs = Date.now() - nowMs;

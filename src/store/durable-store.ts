@@ -58,6 +58,18 @@ export const defaultDurableStoreOptions: DurableStoreOptions = {
   writeBytesMax: 4 * 1024 * 1024,
 };
 
+/** The store a broker with this configuration runs on (keel serve, the offline tools, tests). */
+export function durableStoreOptionsFor(config: BrokerConfig): DurableStoreOptions {
+  return {
+    syncPolicy: config.syncPolicy,
+    syncIntervalMs: config.syncIntervalMs,
+    segmentBytesMax: config.segmentBytesMax,
+    snapshotLogBytes: config.snapshotLogBytes,
+    writeBytesMax: defaultDurableStoreOptions.writeBytesMax,
+    streams: streamLogOptionsFor(config),
+  };
+}
+
 /** The stream log's sizes from the broker's configuration (its stream settings). */
 export function streamLogOptionsFor(config: BrokerConfig): Partial<StreamLogOptions> {
   return {

@@ -18,7 +18,7 @@ import { type RunningServer, startServer } from '../../io/server.js';
 import { Broker } from '../../src/broker/broker.js';
 import type { BrokerConfig } from '../../src/config.js';
 import type { Action, AdminCommand, BrokerCore, BrokerView, ConnectionId, ConnectionPeer, StorageResult } from '../../src/contract.js';
-import { DurableStateStore } from '../../src/store/durable-store.js';
+import { DurableStateStore, durableStoreOptionsFor } from '../../src/store/durable-store.js';
 import { snapshotEndRecordType } from '../../src/store/log-recovery.js';
 import { groupEndFlag, isSeal } from '../../src/store/log-writer.js';
 import { decodeStateRecord } from '../../src/store/record-codec.js';
@@ -116,13 +116,7 @@ export interface WatchedBroker {
 export async function startWatchedBroker(dataDirectory: string, config: Partial<BrokerConfig>): Promise<WatchedBroker> {
   let core: CrashRecordingCore | null = null;
   const createCore = (resolved: BrokerConfig, nowMs: number): BrokerCore => {
-    const store = new DurableStateStore({
-      syncPolicy: resolved.syncPolicy,
-      syncIntervalMs: resolved.syncIntervalMs,
-      segmentBytesMax: resolved.segmentBytesMax,
-      snapshotLogBytes: resolved.snapshotLogBytes,
-      writeBytesMax: 4 * 1024 * 1024,
-    });
+    const store = new DurableStateStore(durableStoreOptionsFor(resolved));
     core = new CrashRecordingCore(new Broker({ config: resolved, nowMs, store, logDebug: false }));
     return core;
   };
