@@ -67,7 +67,7 @@ function plainUserProperties(list: readonly UserProperty[]): boolean {
   const seen = new Set<string>();
   for (const [name, value] of list) {
     const lower = name.toLowerCase();
-    if (!tokenPattern.test(name) || integerLikePattern.test(name) || lower.startsWith(keelPrefix) || lower.startsWith(natsPrefix) || seen.has(lower) || !printablePattern.test(value)) return false;
+    if (!tokenPattern.test(name) || integerLikePattern.test(name) || name === '__proto__' || lower.startsWith(keelPrefix) || lower.startsWith(natsPrefix) || seen.has(lower) || !printablePattern.test(value)) return false;
     seen.add(lower);
   }
   return true;
