@@ -88,8 +88,9 @@ export function handlePublish(broker: Broker, connection: Connection, packet: Pu
   const session = connection.session!;
   const packetId = packet.packetId ?? 0;
   if (packet.qos === 2 && session.incomingQos2.has(packetId)) {
-    // [MQTT-4.3.3-9] Already received and not released: acknowledge again, do not route again.
-    broker.sendPacket(connection, { type: PacketType.Pubrec, packetId, reasonCode: 0 });
+    // [MQTT-4.3.3-9] Already received and not released: acknowledge again, do not route again. A
+    // cluster node first finishes handing over what its outbox held at start (cluster-node.ts).
+    broker.sendPacket(connection, { type: PacketType.Pubrec, packetId, reasonCode: 0 }, 0, false, broker.cluster === null ? 0 : broker.cluster.startupTicket);
     return;
   }
   // Not routed, not retained; answered per version (access-control.ts).
@@ -115,6 +116,11 @@ export function handlePublish(broker: Broker, connection: Connection, packet: Pu
   }
   broker.throttle.beforeRoute();
   const matched = broker.router.route(routed, session.clientId, nowMs);
+  // A cluster node hands the message to the others, a retained one to the bucket too; the acknowledgement waits for both.
+  let handoff = broker.cluster === null ? 0 : broker.cluster.forward(routed, nowMs);
+  if (broker.cluster !== null && packet.retain && !retainRefused) {
+    handoff = broker.cluster.putRetained(topic, packet.qos, packet.payload, message.properties, packet.properties?.messageExpiryInterval ?? null, handoff);
+  }
   // Let go of the payload: it is a view of the receive buffer.
   scratchMessage.payload = noPayload;
   scratchMessage.properties = undefined;
@@ -124,14 +130,15 @@ export function handlePublish(broker: Broker, connection: Connection, packet: Pu
   if (packet.qos === 2) broker.endInboundQos2Routing(broker.commit({ kind: 'incoming-qos2-recorded', clientId: session.clientId, packetId }));
   const lsn = broker.lsnSince(appendedBefore);
   let reasonCode: number = ReasonCode.Success;
-  if (connection.version === 5 && matched === 0) reasonCode = ReasonCode.NoMatchingSubscribers;
+  // A cluster node cannot know whether another node had subscribers: it never says 0x10.
+  if (connection.version === 5 && matched === 0 && broker.cluster === null) reasonCode = ReasonCode.NoMatchingSubscribers;
   if (packet.qos === 1) {
     if (connection.version === 5 && retainRefused) reasonCode = ReasonCode.QuotaExceeded;
     connection.pendingPubacks += 1;
-    broker.send(connection, encodePacket({ type: PacketType.Puback, packetId, reasonCode }, connection.version), lsn, true);
+    broker.send(connection, encodePacket({ type: PacketType.Puback, packetId, reasonCode }, connection.version), lsn, true, handoff);
     return;
   }
-  broker.sendPacket(connection, { type: PacketType.Pubrec, packetId, reasonCode }, lsn);
+  broker.sendPacket(connection, { type: PacketType.Pubrec, packetId, reasonCode }, lsn, false, handoff);
 }
 
 export function handlePubrel(broker: Broker, connection: Connection, packet: PubrelPacket, _nowMs: number): void {
