@@ -223,7 +223,8 @@ export class Network {
     let offset = 0;
     while (offset < bytes.length) {
       const size = Math.min(bytes.length - offset, this.random.int(1, this.shape.segmentBytesMax));
-      out.push(bytes.subarray(offset, offset + size));
+      // The caller's copy is ours: a segment that is all of it needs no view of its own.
+      out.push(size === bytes.length ? bytes : bytes.subarray(offset, offset + size));
       offset += size;
     }
     return out;

@@ -49,6 +49,8 @@ export interface DecoderOptions {
 const consumedChunksCompactAt = 32;
 /** Stands in for a fully consumed chunk until the list is compacted. */
 const spentChunk = new Uint8Array(0);
+/** Below this many bytes, copying a piece of a packet byte by byte is cheaper than a subarray view. */
+const smallCopyBytesMax = 64;
 
 /**
  * Incremental decoder for one connection's byte stream. `push` appends bytes, `next` returns the
@@ -195,7 +197,12 @@ export class PacketDecoder {
     while (filled < total) {
       const current = this.chunks[this.chunkHead]!;
       const count = Math.min(current.length - this.chunkOffset, total - filled);
-      packet.set(current.subarray(this.chunkOffset, this.chunkOffset + count), filled);
+      if (count <= smallCopyBytesMax) {
+        // A few bytes (a packet split across small reads): a loop, not a subarray view per piece.
+        for (let index = 0; index < count; index++) packet[filled + index] = current[this.chunkOffset + index]!;
+      } else {
+        packet.set(current.subarray(this.chunkOffset, this.chunkOffset + count), filled);
+      }
       filled += count;
       this.consume(count);
     }
