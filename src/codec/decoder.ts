@@ -131,6 +131,9 @@ export class PacketDecoder {
     // Section 4.13 / 3.1.1 section 4.8: every byte of the remaining length belongs to a field.
     if (reader.offset !== reader.end) throw malformed('trailing-bytes', `${reader.end - reader.offset} unexpected byte(s) at packet end`);
     assert(reader.end - start === total, 'decoded packet spans exactly its declared size');
+    // Let go of the receive buffer: an idle connection's reader would otherwise pin the chunk
+    // its last packet came in (a Buffer, its ArrayBuffer and the bytes) for as long as it stays.
+    reader.reset(spentChunk, 0, 0);
     if (packet.type === PacketType.Connect && this.protocolVersion === undefined) this.protocolVersion = packet.protocolVersion;
     return packet;
   }
