@@ -128,8 +128,8 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const claimed = claimDataDirectory(options.dataDirectory, logger);
   const dataDirectory = claimed.dataDirectory;
   const clock = new MonotonicClock();
-  const logDebug = logger.enabled('debug');
-  const core = (options.createCore ?? ((coreConfig, nowMs) => defaultCore(coreConfig, nowMs, access.authentication, access.authorizer, logDebug)))(config, clock.nowMs());
+  const logLevels = { logDebug: logger.enabled('debug'), logInfo: logger.enabled('info') };
+  const core = (options.createCore ?? ((coreConfig, nowMs) => defaultCore(coreConfig, nowMs, access.authentication, access.authorizer, logLevels)))(config, clock.nowMs());
   const readiness = new Readiness();
   const operations = admin === null ? null : new Operations({ config: admin, token: access.token, view: core.view, readiness, clock, topicLimits: config, version: packageVersion() });
   const halted = readiness.halted;
@@ -310,7 +310,7 @@ function claimDataDirectory(requested: string | undefined, logger: Logger): Clai
   return { dataDirectory, release };
 }
 
-function defaultCore(config: BrokerConfig, nowMs: number, authentication: Authentication, authorizer: Authorizer | undefined, logDebug: boolean): BrokerCore {
+function defaultCore(config: BrokerConfig, nowMs: number, authentication: Authentication, authorizer: Authorizer | undefined, logLevels: { logDebug: boolean; logInfo: boolean }): BrokerCore {
   const store = new DurableStateStore({
     syncPolicy: config.syncPolicy,
     syncIntervalMs: config.syncIntervalMs,
@@ -322,6 +322,6 @@ function defaultCore(config: BrokerConfig, nowMs: number, authentication: Authen
   // Stream entries are stamped with Unix time: the core's clock is monotonic, so the host says
   // once, at start, how far apart the two are (BrokerOptions.wallClockOffsetMs).
   const wallClockOffsetMs = Date.now() - nowMs;
-  // Debug lines the logger would drop are not built by the core at all (BrokerOptions.logDebug).
-  return new Broker({ config, nowMs, store, logDebug, wallClockOffsetMs, version: `keel ${packageVersion()}`, ...authentication, ...(authorizer === undefined ? {} : { authorizer }) });
+  // Debug and info lines the logger would drop are not built by the core at all (BrokerOptions.logDebug, logInfo).
+  return new Broker({ config, nowMs, store, ...logLevels, wallClockOffsetMs, version: `keel ${packageVersion()}`, ...authentication, ...(authorizer === undefined ? {} : { authorizer }) });
 }
