@@ -1,9 +1,16 @@
 /**
- * Simulator throughput: simulated events per wall-clock second and seeds per minute, over a
- * fixed range of seeds (each seed a differently shaped world, so the figure is a typical mix),
- * against the real broker. Usage: node dist/bench/sim-bench.js [seedCount] [seedStart]
+ * Simulator throughput: simulated events per second, seeds per minute and simulated time per
+ * second, over a fixed range of seeds (each seed a differently shaped world, so the figure is a
+ * typical mix), against the real broker. Usage: node dist/bench/sim-bench.js [seedCount] [seedStart]
+ *
+ * Both wall time and the process's CPU time (user + system, from `process.cpuUsage`) are
+ * reported: on a machine shared with other work the wall figures move with the load while the CPU
+ * figures barely do, so compare CPU figures across runs taken at different times. The digest
+ * line folds every seed's trace hash into one value: two builds that print the same digest ran
+ * the same worlds event for event, so a speed change can be checked not to change behaviour.
  */
 import { runSimulation } from '../sim/simulation.js';
+import { TraceHash } from '../sim/trace-hash.js';
 
 function main(): void {
   const seedCount = Number(process.argv[2] ?? 50);
@@ -12,22 +19,28 @@ function main(): void {
   let simulatedMs = 0;
   let failures = 0;
   let slowestMs = 0;
+  const digest = new TraceHash();
   const startedMs = performance.now();
+  const cpuStarted = process.cpuUsage();
   for (let seed = seedStart; seed < seedStart + seedCount; seed++) {
     const seedStartedMs = performance.now();
     const result = runSimulation({ seed, stdout: () => {}, stderr: () => {} });
     slowestMs = Math.max(slowestMs, performance.now() - seedStartedMs);
     events += result.events;
     simulatedMs += result.simulatedMs;
+    digest.text(result.traceHash);
     if (!result.ok) failures += 1;
   }
   const wallMs = performance.now() - startedMs;
+  const cpu = process.cpuUsage(cpuStarted);
+  const cpuMs = (cpu.user + cpu.system) / 1000;
   const lines = [
-    `sim-bench seeds=${seedCount} (from ${seedStart}) failures=${failures}`,
+    `sim-bench seeds=${seedCount} (from ${seedStart}) failures=${failures} events=${events} simulated_s=${(simulatedMs / 1000).toFixed(0)}`,
+    `  trace digest: ${digest.hex()}`,
     `  wall: ${(wallMs / 1000).toFixed(2)} s, slowest seed ${slowestMs.toFixed(0)} ms`,
-    `  simulated events per wall second: ${Math.round(events / (wallMs / 1000))}`,
-    `  seeds per minute: ${Math.round(seedCount / (wallMs / 60_000))}`,
-    `  simulated time per wall second: ${(simulatedMs / wallMs).toFixed(0)}x`,
+    `  cpu: ${(cpuMs / 1000).toFixed(2)} s (user ${(cpu.user / 1e6).toFixed(2)}, system ${(cpu.system / 1e6).toFixed(2)}), ${(cpuMs / seedCount).toFixed(1)} ms per seed`,
+    `  per wall second: ${Math.round(events / (wallMs / 1000))} events, ${(seedCount / (wallMs / 1000)).toFixed(1)} seeds, ${(simulatedMs / wallMs).toFixed(0)}x simulated time`,
+    `  per cpu second: ${Math.round(events / (cpuMs / 1000))} events, ${(seedCount / (cpuMs / 1000)).toFixed(1)} seeds, ${(simulatedMs / cpuMs).toFixed(0)}x simulated time`,
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
 }

@@ -223,7 +223,8 @@ export class Network {
     let offset = 0;
     while (offset < bytes.length) {
       const size = Math.min(bytes.length - offset, this.random.int(1, this.shape.segmentBytesMax));
-      out.push(bytes.subarray(offset, offset + size));
+      // The caller's copy is ours: a segment that is all of it needs no view of its own.
+      out.push(size === bytes.length ? bytes : bytes.subarray(offset, offset + size));
       offset += size;
     }
     return out;
@@ -271,13 +272,17 @@ export class Network {
 
   /** Bounded by the held list; the broker may pause the link again while reading it. */
   private drainHeldToBroker(link: Link): void {
-    while (link.heldToBroker.length > 0 && !link.brokerReadsHeld) {
+    // By index and cut once, as in releaseReads (a broker input may clear the list: then it ends).
+    const held = link.heldToBroker;
+    let delivered = 0;
+    while (delivered < held.length && !link.brokerReadsHeld) {
       if (!link.toBroker.alive || !link.brokerOpen) {
-        link.heldToBroker.length = 0;
+        held.length = 0;
         return;
       }
-      this.deliverToBroker(link, link.heldToBroker.shift()!);
+      this.deliverToBroker(link, held[delivered++]!);
     }
+    held.splice(0, Math.min(delivered, held.length));
     if (link.heldBrokerFin && !link.brokerReadsHeld && link.heldToBroker.length === 0) {
       link.heldBrokerFin = false;
       this.endAtBroker(link, 'fin');
@@ -325,8 +330,13 @@ export class Network {
     link.readsHeld = false;
     this.trace(`net reads-released L${link.id} ${link.heldSegments.length} segment(s)`);
     // Bounded by the held list; the client may close the link while reading (then the rest is moot).
-    while (link.heldSegments.length > 0 && link.clientOpen && link.toClient.alive && !link.readsHeld) this.readSegment(link, link.heldSegments.shift()!);
-    if (!link.clientOpen || !link.toClient.alive) link.heldSegments.length = 0;
+    // Read by index and cut once: a stalled reader can hold thousands of segments, and a shift per
+    // segment made the release quadratic.
+    const held = link.heldSegments;
+    let read = 0;
+    while (read < held.length && link.clientOpen && link.toClient.alive && !link.readsHeld) this.readSegment(link, held[read++]!);
+    held.splice(0, Math.min(read, held.length));
+    if (!link.clientOpen || !link.toClient.alive) held.length = 0;
     if (link.heldFin && !link.readsHeld) {
       link.heldFin = false;
       this.endAtClient(link, 'fin');

@@ -7,7 +7,8 @@
  * the file is synced. Creating, renaming and deleting files change the visible directory at once
  * and reach the durable directory only at `sync-directory`. A crash keeps a random subset of the
  * unsynced writes (each possibly torn to a prefix) and a random prefix of the unsynced directory
- * operations, then the visible state becomes the durable one.
+ * operations, then the visible state becomes the durable one. The two images never share a
+ * buffer, and each may be changed in place (see `resize`).
  *
  * Faults are drawn from the disk's own random stream: EIO on any operation, ENOSPC past a
  * capacity, latent read errors, and bit flips in synced data. Every injected corruption of synced
@@ -72,8 +73,11 @@ export class SimulatedDisk {
       case 'sync': {
         const file = this.files.get(request.file);
         if (file === undefined) return enoent(id, request.file);
-        file.durable = file.visible.slice();
+        // The durable image plus the unsynced changes is the visible image; applying them in
+        // place costs what was written since the last sync, not a copy of the whole file.
+        for (const pending of file.unsynced) file.durable = pending.kind === 'truncate' ? resize(file.durable, pending.length) : applyWrite(file.durable, pending.offset, pending.bytes);
         file.unsynced = [];
+        assert.equal(file.durable.length, file.visible.length, 'a synced file is as long as its visible image');
         return { requestId: id, ok: true };
       }
       case 'truncate': {
@@ -195,15 +199,27 @@ function enoent(requestId: number, name: string): StorageResult {
   return { requestId, ok: false, code: 'ENOENT', message: `no such file: ${name}` };
 }
 
+/**
+ * A file image of `length` bytes. Images are views over buffers that may be larger, doubled when
+ * outgrown, so that a log's appends do not copy the whole file each time. Bytes of the buffer
+ * past the view are kept zero (a truncation clears what it cuts), so a file extended by a write
+ * past its end reads zeros in the gap, as on a real disk. May change `bytes` in place: the caller
+ * replaces the image it passed with the one returned.
+ */
 function resize(bytes: Uint8Array, length: number): Uint8Array {
-  if (length <= bytes.length) return bytes.slice(0, length);
-  const grown = new Uint8Array(length);
+  if (length <= bytes.length) {
+    bytes.fill(0, length);
+    return bytes.subarray(0, length);
+  }
+  if (bytes.byteOffset === 0 && bytes.buffer.byteLength >= length) return new Uint8Array(bytes.buffer, 0, length);
+  const grown = new Uint8Array(new ArrayBuffer(Math.max(length, bytes.length * 2)), 0, length);
   grown.set(bytes);
   return grown;
 }
 
+/** `image` with `bytes` written at `offset`, in place when it has room (see `resize`). */
 function applyWrite(image: Uint8Array, offset: number, bytes: Uint8Array): Uint8Array {
-  const result = image.length < offset + bytes.length ? resize(image, offset + bytes.length) : image.slice();
+  const result = image.length < offset + bytes.length ? resize(image, offset + bytes.length) : image;
   result.set(bytes, offset);
   return result;
 }

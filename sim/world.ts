@@ -90,7 +90,10 @@ export class World implements ClientContext {
   private broker: RunningBroker | null = null;
   private incarnationNext = 1;
   private wakeupToken = 0;
-  private recent: string[] = [];
+  /** A ring of the last trace lines and their times, for the violation report. */
+  private readonly recentLines: string[] = new Array(recentEventsKept).fill('');
+  private readonly recentTimesMs: number[] = new Array(recentEventsKept).fill(0);
+  private recentNext = 0;
   private quiet = false;
   violation: Violation | null = null;
   events = 0;
@@ -144,13 +147,31 @@ export class World implements ClientContext {
     return this.auditor !== null && clientId === this.auditor.plan.clientId ? this.auditor.plan.index : null;
   }
 
+  /**
+   * Hashes `${nowMs} ${line}` (then the segment's bytes) without building that string: every
+   * event passes here, and the joined line is only needed when printed (--trace) or reported.
+   */
   trace(line: string, bytes?: Uint8Array): void {
-    const text = `${this.clock.nowMs} ${line}`;
-    this.hash.text(text);
+    const nowMs = this.clock.nowMs;
+    this.hash.integer(nowMs);
+    this.hash.units(' ');
+    this.hash.text(line);
     if (bytes !== undefined) this.hash.bytes(bytes);
-    if (this.traceSink !== null) this.traceSink(text);
-    this.recent.push(text);
-    if (this.recent.length > recentEventsKept * 2) this.recent = this.recent.slice(-recentEventsKept);
+    if (this.traceSink !== null) this.traceSink(`${nowMs} ${line}`);
+    const slot = this.recentNext % recentEventsKept;
+    this.recentLines[slot] = line;
+    this.recentTimesMs[slot] = nowMs;
+    this.recentNext += 1;
+  }
+
+  /** The last `recentEventsKept` trace lines, oldest first. */
+  private recentEvents(): string[] {
+    const events: string[] = [];
+    for (let index = Math.max(0, this.recentNext - recentEventsKept); index < this.recentNext; index++) {
+      const slot = index % recentEventsKept;
+      events.push(`${this.recentTimesMs[slot]!} ${this.recentLines[slot]!}`);
+    }
+    return events;
   }
 
   /** ClientContext: the client saw the broker break the protocol. */
@@ -166,7 +187,7 @@ export class World implements ClientContext {
   fail(rule: string, detail: string): void {
     if (this.violation !== null) return;
     this.trace(`VIOLATION ${rule}: ${detail}`);
-    this.violation = { rule, detail, atMs: this.clock.nowMs, recentEvents: this.recent.slice(-recentEventsKept) };
+    this.violation = { rule, detail, atMs: this.clock.nowMs, recentEvents: this.recentEvents() };
   }
 
   /** Runs an input through the current broker's driver; a throw from the broker is a failed run. */
@@ -479,15 +500,16 @@ export class World implements ClientContext {
     this.queue.push(livenessAtMs + auditMs, () => this.auditRetained());
     const endMs = livenessAtMs + auditMs;
     while (this.violation === null && this.unrecoverable === null) {
-      const event = this.queue.pop();
-      if (event === undefined || event.timeMs > endMs) break;
-      this.clock.nowMs = event.timeMs;
+      const timeMs = this.queue.peekTimeMs();
+      if (timeMs === null || timeMs > endMs) break;
+      const run = this.queue.popRun();
+      this.clock.nowMs = timeMs;
       this.events += 1;
       if (this.events > eventsMax) {
         this.fail('runaway', `more than ${eventsMax} events`);
         break;
       }
-      event.run();
+      run();
     }
   }
 

@@ -38,6 +38,8 @@ export class IdleConnections {
   readonly sockets: Duplex[] = [];
   /** CONNACKs with code 0 received so far. */
   accepted = 0;
+  /** Per accepted connection, in order of acceptance: ms from opening its socket to its CONNACK. */
+  readonly connackLatenciesMs: number[] = [];
   /** The first failure of any connection (refused, malformed, lost, socket error). */
   failure: Error | null = null;
   private started = 0;
@@ -93,6 +95,7 @@ export class IdleConnections {
 
   private openNext(): void {
     const index = this.started++;
+    const openedMs = performance.now();
     const socket = connectTransport(this.options.port, this.options.transport ?? plainTcp);
     this.sockets.push(socket);
     let head: Buffer | null = null;
@@ -108,7 +111,7 @@ export class IdleConnections {
       if (!whole) return;
       socket.removeListener('data', onData);
       acknowledged = true;
-      this.onConnack(head);
+      this.onConnack(head, performance.now() - openedMs);
     };
     socket.on('data', onData);
     socket.on('error', (error) => this.fail(new Error(`connection ${index}: ${error.message}`)));
@@ -116,13 +119,14 @@ export class IdleConnections {
     socket.write(encodeConnect({ clientId: `${this.options.clientIdPrefix}${index}`, level: this.options.level, keepAliveSeconds: 0, clean: true }));
   }
 
-  private onConnack(bytes: Buffer): void {
+  private onConnack(bytes: Buffer, latencyMs: number): void {
     if (bytes[0]! >> 4 !== PacketType.connack) return this.fail(new Error(`expected CONNACK, got packet type ${bytes[0]! >> 4}`));
     const [remainingBytes, lengthBytes] = readVarint(bytes, 1);
     if (remainingBytes < 2) return this.fail(new Error(`CONNACK of ${remainingBytes} bytes has no room for its flags and code`));
     const code = bytes[1 + lengthBytes + 1]!;
     if (code !== 0) return this.fail(new Error(`CONNACK refused with code 0x${code.toString(16)}`));
     this.accepted += 1;
+    this.connackLatenciesMs.push(latencyMs);
     this.lastProgressMs = Date.now();
     if (this.started < this.options.count) this.openNext();
     else if (this.accepted === this.options.count) this.settle?.();

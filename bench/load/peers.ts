@@ -39,6 +39,8 @@ export interface RunningBroker {
   rssBytes(): number;
   /** CPU time the broker process has used so far, all threads, user and system, in µs (0 once gone). */
   cpuMicros(): number;
+  /** The same, user and system time apart (a reconnect storm costs both: accept and write are syscalls). */
+  cpuSplitMicros(): CpuSplit;
   /** True while the child process is alive. */
   alive(): boolean;
   stop(): Promise<void>;
@@ -135,14 +137,27 @@ const clockTicksPerSecond = 100;
  * one clock tick (10 ms), so it is read over spans of seconds.
  */
 export function readCpuMicros(pid: number): number {
+  const split = readCpuSplitMicros(pid);
+  return split.userMicros + split.systemMicros;
+}
+
+export interface CpuSplit {
+  userMicros: number;
+  systemMicros: number;
+}
+
+/** User and system CPU time of a live process, as readCpuMicros; zeros if unreadable. */
+export function readCpuSplitMicros(pid: number): CpuSplit {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     // fields[0] is field 3 (state): utime is field 14, stime field 15.
-    const ticks = Number(fields[11]) + Number(fields[12]);
-    return Number.isFinite(ticks) ? (ticks * 1_000_000) / clockTicksPerSecond : 0;
+    const userTicks = Number(fields[11]);
+    const systemTicks = Number(fields[12]);
+    if (!Number.isFinite(userTicks) || !Number.isFinite(systemTicks)) return { userMicros: 0, systemMicros: 0 };
+    return { userMicros: (userTicks * 1_000_000) / clockTicksPerSecond, systemMicros: (systemTicks * 1_000_000) / clockTicksPerSecond };
   } catch {
-    return 0;
+    return { userMicros: 0, systemMicros: 0 };
   }
 }
 
@@ -199,7 +214,16 @@ export async function startBroker(name: BrokerName, options: PeerOptions, listen
     throw error;
   }
   scraper?.start();
-  return { name, pid: child.pid!, port, rssBytes: () => (exited ? 0 : readRssBytes(child.pid!)), cpuMicros: () => (exited ? 0 : readCpuMicros(child.pid!)), alive: () => !exited, stop };
+  return {
+    name,
+    pid: child.pid!,
+    port,
+    rssBytes: () => (exited ? 0 : readRssBytes(child.pid!)),
+    cpuMicros: () => (exited ? 0 : readCpuMicros(child.pid!)),
+    cpuSplitMicros: () => (exited ? { userMicros: 0, systemMicros: 0 } : readCpuSplitMicros(child.pid!)),
+    alive: () => !exited,
+    stop,
+  };
 }
 
 /** Keel's settings for a keel-ops run: its admin listener on `adminPort`, `$SYS` every second. */

@@ -24,6 +24,7 @@ export interface BenchOptions {
   rateMessagesPerSecond: number;
   latencyWarmupSeconds: number;
   connectWarmupConnections: number;
+  connectConcurrency: number;
   tlsConnections: number;
   tlsWarmupConnections: number;
   level: ProtocolLevel;
@@ -94,6 +95,7 @@ async function runOnce(scenario: Scenario, broker: BrokerName, options: BenchOpt
       transport,
       rssBytes: running.rssBytes,
       cpuMicros: running.cpuMicros,
+      cpuSplitMicros: running.cpuSplitMicros,
       level: options.level,
       payloadBytes: options.payloadBytes,
       seconds: options.seconds,
@@ -101,6 +103,7 @@ async function runOnce(scenario: Scenario, broker: BrokerName, options: BenchOpt
       rateMessagesPerSecond: options.rateMessagesPerSecond,
       latencyWarmupSeconds: options.latencyWarmupSeconds,
       connectWarmupConnections: options.connectWarmupConnections,
+      connectConcurrency: options.connectConcurrency,
       tlsConnections: options.tlsConnections,
       tlsWarmupConnections: options.tlsWarmupConnections,
     };

@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { BenchClient, type BenchClientOptions } from './client.js';
 import type { ProtocolLevel } from './packets.js';
-import type { BrokerName } from './peers.js';
+import type { BrokerName, CpuSplit } from './peers.js';
 import type { BenchTransport } from './transport.js';
 
 export interface ScenarioContext {
@@ -19,6 +19,8 @@ export interface ScenarioContext {
   rssBytes: () => number;
   /** The CPU time the broker process used so far, in µs (peers.ts readCpuMicros). */
   cpuMicros: () => number;
+  /** The same, user and system apart. */
+  cpuSplitMicros: () => CpuSplit;
   level: ProtocolLevel;
   payloadBytes: number;
   /** Length of the measurement window of throughput scenarios. */
@@ -44,6 +46,8 @@ export interface ScenarioContext {
    * a warm one); `--connect-warmup 0` shows a cold start.
    */
   connectWarmupConnections: number;
+  /** Handshakes in flight in idle-connections' timed batch (the cold batch keeps 100 in flight). */
+  connectConcurrency: number;
   /** New TLS connections the tls-handshakes scenario times (and then keeps open, idle, for RSS). */
   tlsConnections: number;
   /** TLS connections opened and reset first, timed as the cold rate (the warm-up of the Node broker). */

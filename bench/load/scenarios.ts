@@ -285,23 +285,20 @@ async function connectionStorm(context: ScenarioContext, count: number, warmupAs
   const metrics: Metric[] = [{ name: 'connections', unit: 'count', better: 'info', value: count }];
   const warmupCount = Math.min(warmupAsked, count);
   if (warmupCount > 0) {
-    const warmup = await openIdleTimed(context, 'warmup', warmupCount);
+    const warmup = await openIdleTimed(context, 'warmup', warmupCount, idleConcurrency);
     warmup.batch.resetAll();
-    metrics.push({ name: `${rateName}, first ${warmupCount} (cold)`, unit: 'CONNACK/s', better: 'higher', value: warmup.ratePerSecond });
-    metrics.push({ name: `broker CPU per connection, first ${warmupCount} (cold)`, unit: 'µs', better: 'lower', value: warmup.brokerCpuMicros / warmupCount });
+    metrics.push(...stormMetrics(rateName, `, first ${warmupCount} (cold)`, warmup, warmupCount));
     // Time for the broker to see every reset and close those sockets before the timed batch.
     await sleep(1_000);
   }
-  const idle = await openIdleTimed(context, 'idle', count);
+  const idle = await openIdleTimed(context, 'idle', count, context.connectConcurrency);
   try {
     await sleep(1_000);
     const rssAfterBytes = context.rssBytes();
     idle.batch.assertOpen();
     return [
       ...metrics,
-      { name: rateName, unit: 'CONNACK/s', better: 'higher', value: idle.ratePerSecond },
-      // What the broker itself spent per connection, whoever set the pace (the generator shares the cores).
-      { name: 'broker CPU per connection', unit: 'µs', better: 'lower', value: idle.brokerCpuMicros / count },
+      ...stormMetrics(rateName, context.connectConcurrency === idleConcurrency ? '' : `, ${context.connectConcurrency} in flight`, idle, count),
       { name: 'RSS per connection', unit: 'KiB', better: 'lower', value: (rssAfterBytes - rssBeforeBytes) / count / 1024 },
       { name: 'RSS with all connected', unit: 'MiB', better: 'lower', value: rssAfterBytes / mebibyte },
     ];
@@ -310,21 +307,50 @@ async function connectionStorm(context: ScenarioContext, count: number, warmupAs
   }
 }
 
-/** Opens `count` idle connections and measures how fast they were all accepted, and the broker's CPU for them. */
-async function openIdleTimed(context: ScenarioContext, prefix: string, count: number): Promise<{ batch: IdleConnections; ratePerSecond: number; brokerCpuMicros: number }> {
-  const cpuBeforeMicros = context.cpuMicros();
+interface TimedBatch {
+  batch: IdleConnections;
+  ratePerSecond: number;
+  brokerCpuMicros: number;
+  brokerUserMicros: number;
+  brokerSystemMicros: number;
+}
+
+/**
+ * The rate, CONNACK latency (socket opened to CONNACK read, as the generator saw it) and what the
+ * broker itself spent per connection, user and system apart, whoever set the pace (the generator
+ * shares the cores).
+ */
+function stormMetrics(rateName: string, suffix: string, timed: TimedBatch, count: number): Metric[] {
+  const latencies = Float64Array.from(timed.batch.connackLatenciesMs).sort();
+  const at = (fraction: number): number => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * fraction))] ?? 0;
+  return [
+    { name: `${rateName}${suffix}`, unit: 'CONNACK/s', better: 'higher', value: timed.ratePerSecond },
+    { name: `CONNACK latency p50${suffix}`, unit: 'ms', better: 'lower', value: at(0.5) },
+    { name: `CONNACK latency p99${suffix}`, unit: 'ms', better: 'lower', value: at(0.99) },
+    { name: `broker CPU per connection${suffix}`, unit: 'µs', better: 'lower', value: timed.brokerCpuMicros / count },
+    { name: `broker user CPU per connection${suffix}`, unit: 'µs', better: 'lower', value: timed.brokerUserMicros / count },
+    { name: `broker system CPU per connection${suffix}`, unit: 'µs', better: 'lower', value: timed.brokerSystemMicros / count },
+  ];
+}
+
+/** Opens `count` idle connections, `concurrency` at a time, and measures how fast they were all accepted, and the broker's CPU for them. */
+async function openIdleTimed(context: ScenarioContext, prefix: string, count: number, concurrency: number): Promise<TimedBatch> {
+  const cpuBefore = context.cpuSplitMicros();
   const startNs = process.hrtime.bigint();
   const batch = await IdleConnections.open({
     port: context.port,
     level: context.level,
-    concurrency: idleConcurrency,
+    concurrency,
     stallTimeoutMs: setupTimeoutMs,
     clientIdPrefix: `${clientId(prefix)}-`,
     count,
     transport: context.transport,
   });
   const elapsedSeconds = Number(process.hrtime.bigint() - startNs) / 1e9;
-  return { batch, ratePerSecond: count / elapsedSeconds, brokerCpuMicros: context.cpuMicros() - cpuBeforeMicros };
+  const cpuAfter = context.cpuSplitMicros();
+  const brokerUserMicros = cpuAfter.userMicros - cpuBefore.userMicros;
+  const brokerSystemMicros = cpuAfter.systemMicros - cpuBefore.systemMicros;
+  return { batch, ratePerSecond: count / elapsedSeconds, brokerCpuMicros: brokerUserMicros + brokerSystemMicros, brokerUserMicros, brokerSystemMicros };
 }
 
 async function stalledSubscriber(context: ScenarioContext, qos: 0 | 1): Promise<Metric[]> {

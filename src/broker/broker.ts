@@ -101,6 +101,12 @@ export interface BrokerOptions {
    */
   logDebug?: boolean;
   /**
+   * Whether `info` log actions are queued (default true). False when the host's logger drops
+   * them (`--log-level warn` or above): one line per connect and disconnect is otherwise built
+   * and thrown away for every client of a reconnect storm.
+   */
+  logInfo?: boolean;
+  /**
    * Unix time minus core time, in milliseconds: the core has no wall clock, and stream entries
    * are stamped with Unix time (for `time:` seeks and `retentionMs`, which must mean the same
    * across restarts). The Node host passes `Date.now()` minus its monotonic clock at start; the
@@ -139,6 +145,8 @@ export class Broker implements BrokerCore {
   readonly sys: SysTopics | null;
   /** BrokerOptions.logDebug: false skips debug log actions (and building their fields). */
   readonly logDebug: boolean;
+  /** BrokerOptions.logInfo: false skips info log actions. */
+  readonly logInfo: boolean;
   /** connectionRatePerSecondMax, shared by every CONNECT; null when unlimited. */
   readonly connectionBucket: TokenBucket | null;
   private actions: Action[] = [];
@@ -188,6 +196,7 @@ export class Broker implements BrokerCore {
     const sysIntervalMs = options.config.sysIntervalSeconds * 1000;
     this.sys = sysIntervalMs === 0 ? null : new SysTopics(this, sysIntervalMs, options.nowMs, options.version ?? 'keel');
     this.logDebug = options.logDebug ?? true;
+    this.logInfo = options.logInfo ?? true;
     this.connectionBucket = rateBucket(options.config.connectionRatePerSecondMax, options.nowMs);
     this.view = new BrokerInspection(this, options.nowMs);
     this.streams = new Streams(this, options.wallClockOffsetMs ?? 0);
@@ -447,6 +456,7 @@ export class Broker implements BrokerCore {
 
   log(level: LogLevel, event: string, fields: LogFields): void {
     if (level === 'debug' && !this.logDebug) return;
+    if (level === 'info' && !this.logInfo) return;
     this.actions.push({ kind: 'log', level, event, fields });
   }
 

@@ -49,6 +49,8 @@ export interface DecoderOptions {
 const consumedChunksCompactAt = 32;
 /** Stands in for a fully consumed chunk until the list is compacted. */
 const spentChunk = new Uint8Array(0);
+/** Below this many bytes, copying a piece of a packet byte by byte is cheaper than a subarray view. */
+const smallCopyBytesMax = 64;
 
 /**
  * Incremental decoder for one connection's byte stream. `push` appends bytes, `next` returns the
@@ -129,6 +131,9 @@ export class PacketDecoder {
     // Section 4.13 / 3.1.1 section 4.8: every byte of the remaining length belongs to a field.
     if (reader.offset !== reader.end) throw malformed('trailing-bytes', `${reader.end - reader.offset} unexpected byte(s) at packet end`);
     assert(reader.end - start === total, 'decoded packet spans exactly its declared size');
+    // Let go of the receive buffer: an idle connection's reader would otherwise pin the chunk
+    // its last packet came in (a Buffer, its ArrayBuffer and the bytes) for as long as it stays.
+    reader.reset(spentChunk, 0, 0);
     if (packet.type === PacketType.Connect && this.protocolVersion === undefined) this.protocolVersion = packet.protocolVersion;
     return packet;
   }
@@ -195,7 +200,12 @@ export class PacketDecoder {
     while (filled < total) {
       const current = this.chunks[this.chunkHead]!;
       const count = Math.min(current.length - this.chunkOffset, total - filled);
-      packet.set(current.subarray(this.chunkOffset, this.chunkOffset + count), filled);
+      if (count <= smallCopyBytesMax) {
+        // A few bytes (a packet split across small reads): a loop, not a subarray view per piece.
+        for (let index = 0; index < count; index++) packet[filled + index] = current[this.chunkOffset + index]!;
+      } else {
+        packet.set(current.subarray(this.chunkOffset, this.chunkOffset + count), filled);
+      }
       filled += count;
       this.consume(count);
     }

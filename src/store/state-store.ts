@@ -87,20 +87,24 @@ export interface SessionState {
   expiryIntervalSeconds: number;
   /** When its connection went away, or null while connected. */
   offlineSinceMs: number | null;
-  readonly subscriptions: Map<string, SubscriptionState>;
+  /**
+   * This and `inflight`, `incomingQos2` and `streamPositions` start as shared empty collections
+   * (see `noSubscriptions`) and get their own on the first write, through the `own*` functions.
+   */
+  subscriptions: Map<string, SubscriptionState>;
   /** Deliveries with a packet identifier, in the order they were first sent. */
-  readonly inflight: Map<number, Delivery>;
+  inflight: Map<number, Delivery>;
   /** Deliveries waiting for room in the inflight window, oldest first (increasing sequence). */
   readonly queue: DeliveryQueue;
   /** Payload bytes of `queue`. */
   queuedBytes: number;
   /** QoS 2 packet identifiers received and not yet released by PUBREL. */
-  readonly incomingQos2: Set<number>;
+  incomingQos2: Set<number>;
   /**
    * Where each `$stream` subscription (by its filter) continues after a reconnect or a restart:
    * its first unacknowledged offset. Written for persistent sessions only (stream-position).
    */
-  readonly streamPositions: Map<string, StreamPosition>;
+  streamPositions: Map<string, StreamPosition>;
   nextPacketId: number;
   nextDeliverySequence: number;
   /**
@@ -519,18 +523,54 @@ export function createDurableState(): DurableState {
   };
 }
 
+/**
+ * Empty collections shared by every session until it writes its own: a session's four maps and
+ * sets were about 900 bytes of each idle connection (an empty Map or Set already holds its hash
+ * table), and most connections never subscribe to a stream, receive QoS 2 or hold an inflight
+ * message. They can be read like any other; a write to one is a bug (the writer must go through
+ * an `own*` function), so it fails loudly instead of leaking state into every session.
+ */
+class SharedEmptyMap<K, V> extends Map<K, V> {
+  override set(): this {
+    assert(false, 'a shared empty map is never written: take the session its own first');
+  }
+}
+
+class SharedEmptySet<T> extends Set<T> {
+  override add(): this {
+    assert(false, 'a shared empty set is never written: take the session its own first');
+  }
+}
+
+const noSubscriptions: Map<string, SubscriptionState> = new SharedEmptyMap();
+const noInflight: Map<number, Delivery> = new SharedEmptyMap();
+const noIncomingQos2: Set<number> = new SharedEmptySet();
+const noStreamPositions: Map<string, StreamPosition> = new SharedEmptyMap();
+
+/** The session's own subscription map, made on its first write. */
+export function ownSubscriptions(session: SessionState): Map<string, SubscriptionState> {
+  if (session.subscriptions === noSubscriptions) session.subscriptions = new Map();
+  return session.subscriptions;
+}
+
+/** The session's own inflight map, made on its first write. */
+export function ownInflight(session: SessionState): Map<number, Delivery> {
+  if (session.inflight === noInflight) session.inflight = new Map();
+  return session.inflight;
+}
+
 function createSession(clientId: string, protocolVersion: ProtocolVersion, expiryIntervalSeconds: number, username: StoredUsername): SessionState {
   return {
     clientId,
     protocolVersion,
     expiryIntervalSeconds,
     offlineSinceMs: null,
-    subscriptions: new Map(),
-    inflight: new Map(),
+    subscriptions: noSubscriptions,
+    inflight: noInflight,
     queue: new DeliveryQueue(),
     queuedBytes: 0,
-    incomingQos2: new Set(),
-    streamPositions: new Map(),
+    incomingQos2: noIncomingQos2,
+    streamPositions: noStreamPositions,
     nextPacketId: 1,
     nextDeliverySequence: 1,
     username,
@@ -597,7 +637,7 @@ export function applyRecord(state: DurableState, record: StateRecord): void {
       return;
     }
     case 'subscription-added':
-      sessionOf(state, record.clientId).subscriptions.set(record.subscription.filter, record.subscription);
+      ownSubscriptions(sessionOf(state, record.clientId)).set(record.subscription.filter, record.subscription);
       return;
     case 'subscription-removed':
       return removeSubscription(sessionOf(state, record.clientId), record.filter);
@@ -705,6 +745,7 @@ function applyStreamRecord(state: DurableState, record: StreamRecord): void {
     case 'stream-position': {
       const session = sessionOf(state, record.clientId);
       assert(session.subscriptions.has(record.filter), 'a stream position belongs to a subscription of its session');
+      if (session.streamPositions === noStreamPositions) session.streamPositions = new Map();
       session.streamPositions.set(record.filter, { offset: record.offset, notBeforeMs: record.notBeforeMs ?? null });
       return;
     }
@@ -781,7 +822,7 @@ function applyDeliveryRecord(state: DurableState, record: DeliveryRecord): void 
       assert(!session.inflight.has(record.packetId), 'packet identifier already in use');
       delivery.packetId = record.packetId;
       delivery.phase = 'publish';
-      session.inflight.set(record.packetId, delivery);
+      ownInflight(session).set(record.packetId, delivery);
       session.nextPacketId = nextPacketIdAfter(record.packetId);
       return;
     }
@@ -805,6 +846,7 @@ function applyDeliveryRecord(state: DurableState, record: DeliveryRecord): void 
       return;
     }
     case 'incoming-qos2-recorded':
+      if (session.incomingQos2 === noIncomingQos2) session.incomingQos2 = new Set();
       session.incomingQos2.add(record.packetId);
       return;
     case 'incoming-qos2-released':
@@ -837,7 +879,7 @@ function applyDeliveryQueued(state: DurableState, session: SessionState, record:
   }
   assert(delivery.phase !== 'queued', 'an inflight delivery needs a phase');
   assert(!session.inflight.has(record.packetId), 'packet identifier already in use');
-  session.inflight.set(record.packetId, delivery);
+  ownInflight(session).set(record.packetId, delivery);
   session.nextPacketId = nextPacketIdAfter(record.packetId);
 }
 

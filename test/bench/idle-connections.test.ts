@@ -162,6 +162,8 @@ describe('idle-connections scenario', () => {
       port: server.port,
       rssBytes: () => 0,
       cpuMicros: () => 0,
+      cpuSplitMicros: () => ({ userMicros: 0, systemMicros: 0 }),
+      connectConcurrency: 100,
       level: 4 as const,
       payloadBytes: 64,
       seconds: 1,
@@ -177,6 +179,12 @@ describe('idle-connections scenario', () => {
     expect(metrics.find((metric) => metric.name === 'connections')!.value).toBe(200);
     expect(metrics.find((metric) => metric.name === 'connect rate')!.value).toBeGreaterThan(0);
     expect(metrics.find((metric) => metric.name === 'connect rate, first 150 (cold)')!.value).toBeGreaterThan(0);
+    // CONNACK latencies are measured per connection, so the percentiles are positive and ordered.
+    const p50 = metrics.find((metric) => metric.name === 'CONNACK latency p50')!.value;
+    const p99 = metrics.find((metric) => metric.name === 'CONNACK latency p99')!.value;
+    expect(p50).toBeGreaterThan(0);
+    expect(p99).toBeGreaterThanOrEqual(p50);
+    expect(metrics.find((metric) => metric.name === 'CONNACK latency p99, first 150 (cold)')!.value).toBeGreaterThan(0);
     const warmups = server.clientIds.filter((id) => id.includes('-warmup-'));
     const timed = server.clientIds.filter((id) => id.includes('-idle-'));
     expect(warmups).toHaveLength(150);

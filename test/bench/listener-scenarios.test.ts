@@ -22,6 +22,8 @@ function contextFor(port: number, rssBytes: () => number, transport: BenchTransp
     transport,
     rssBytes,
     cpuMicros,
+    cpuSplitMicros: () => ({ userMicros: cpuMicros(), systemMicros: 0 }),
+    connectConcurrency: 100,
     level: 4,
     payloadBytes: 64,
     seconds: 1,

@@ -195,6 +195,8 @@ describe('harness smoke run', () => {
         port: broker.port,
         rssBytes: broker.rssBytes,
         cpuMicros: broker.cpuMicros,
+        cpuSplitMicros: broker.cpuSplitMicros,
+        connectConcurrency: 100,
         level: 4 as const,
         payloadBytes: 64,
         seconds: 1,

@@ -6,9 +6,12 @@
  * of the same variant; time going backwards is an assertion; shutdown says 0x8B to 5.0 clients.
  */
 import { describe, expect, it } from 'vitest';
+import { Broker } from '../../src/broker/broker.js';
 import { DeadlineHeap } from '../../src/broker/deadline-heap.js';
+import { encodePacket } from '../../src/codec/encoder.js';
 import { PacketType } from '../../src/codec/packets.js';
-import type { Action } from '../../src/contract.js';
+import { resolveConfig } from '../../src/config.js';
+import { type Action, defaultListener } from '../../src/contract.js';
 import { MemoryStateStore } from '../../src/store/memory-store.js';
 import { applyRecord, createDurableState, snapshotRecords } from '../../src/store/state-store.js';
 import { Harness, will } from './harness.js';
@@ -160,5 +163,33 @@ describe('state records', () => {
     expect([...replayedSession.inflight.values()]).toEqual([...liveSession.inflight.values()]);
     expect(replayedSession.nextPacketId).toBe(liveSession.nextPacketId);
     expect(replayedSession.nextDeliverySequence).toBe(liveSession.nextDeliverySequence);
+  });
+});
+
+describe('log levels the host drops', () => {
+  // A host whose logger drops info lines says logInfo: false, and the core then builds none
+  // (one per connect and disconnect of a reconnect storm); warnings still come through.
+  function logsOf(logInfo: boolean): { level: string; event: string }[] {
+    const resolved = resolveConfig({});
+    if (!resolved.ok) throw new Error(resolved.problems.join('; '));
+    const broker = new Broker({ config: resolved.config, nowMs: 0, store: new MemoryStateStore(), logInfo });
+    broker.drainActions();
+    broker.connectionOpened(1, 1, { remoteAddress: 'test', listener: defaultListener });
+    broker.bytesReceived(1, 1, encodePacket({ type: PacketType.Connect, protocolName: 'MQTT', protocolVersion: 4, cleanStart: true, keepAliveSeconds: 0, clientId: 'a' }, 4));
+    // A second CONNECT on the same connection breaks the protocol: a warning.
+    broker.bytesReceived(2, 1, encodePacket({ type: PacketType.Connect, protocolName: 'MQTT', protocolVersion: 4, cleanStart: true, keepAliveSeconds: 0, clientId: 'a' }, 4));
+    return broker
+      .drainActions()
+      .filter((action) => action.kind === 'log')
+      .map((action) => ({ level: action.level, event: action.event }));
+  }
+
+  it('queues info lines by default and none with logInfo false, keeping the rest', () => {
+    const all = logsOf(true);
+    expect(all.some((line) => line.level === 'info' && line.event === 'client-connected')).toBe(true);
+    const quiet = logsOf(false);
+    expect(quiet.some((line) => line.level === 'info')).toBe(false);
+    expect(quiet).toEqual(all.filter((line) => line.level !== 'info'));
+    expect(quiet.length).toBeGreaterThan(0);
   });
 });

@@ -37,6 +37,39 @@ describe('event queue', () => {
       { numRuns: 200 },
     );
   });
+
+  it('keeps that order when events are pushed while others run, past its first capacity', () => {
+    // Each run may schedule more events (at or after now), as the world's events do; the heap
+    // grows past its initial 1,024 slots. The reference is a sort by (time, push order).
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.integer({ min: 0, max: 50 }), fc.integer({ min: 0, max: 3 })), { minLength: 1, maxLength: 1_500 }), (plan) => {
+        const queue = new EventQueue();
+        const pushed: { time: number; order: number }[] = [];
+        const ran: number[] = [];
+        let next = 0;
+        const schedule = (time: number): void => {
+          const order = pushed.length;
+          pushed.push({ time, order });
+          queue.push(time, () => {
+            ran.push(order);
+            const [delay, count] = plan[next++ % plan.length]!;
+            if (next < plan.length) for (let index = 0; index < count; index++) schedule(time + delay);
+          });
+        };
+        for (const [time] of plan) schedule(time);
+        let lastTime = -1;
+        for (let time = queue.peekTimeMs(); time !== null; time = queue.peekTimeMs()) {
+          expect(time).toBeGreaterThanOrEqual(lastTime);
+          lastTime = time;
+          queue.popRun()();
+        }
+        expect(queue.size).toBe(0);
+        const expected = [...pushed].sort((a, b) => a.time - b.time || a.order - b.order).map((event) => event.order);
+        expect(ran).toEqual(expected);
+      }),
+      { numRuns: 30 },
+    );
+  });
 });
 
 describe('trace hash', () => {
@@ -51,6 +84,25 @@ describe('trace hash', () => {
     );
     expect(new TraceHash().hex()).toBe('cbf29ce484222325');
   });
+
+  it('hashes text as its UTF-16 units, low byte first, and numbers as their decimal text', () => {
+    // The world hashes `${nowMs} ${line}` in pieces (integer, units, text) without joining them;
+    // that must be the same hash as the joined line, as a byte array, through the reference.
+    fc.assert(
+      fc.property(fc.oneof(fc.nat(), fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }), fc.double({ noNaN: true })), fc.string({ unit: 'binary', maxLength: 40 }), (nowMs, line) => {
+        const joined = `${nowMs} ${line}\n`;
+        const bytes: number[] = [];
+        for (let index = 0; index < joined.length; index++) bytes.push(joined.charCodeAt(index) & 0xff, joined.charCodeAt(index) >>> 8);
+        bytes.pop(); // the separator is one byte, not a UTF-16 unit
+        const hash = new TraceHash();
+        hash.integer(nowMs);
+        hash.units(' ');
+        hash.text(line);
+        expect(hash.hex()).toBe(referenceFnv(bytes));
+      }),
+      { numRuns: 100 },
+    );
+  }, 30_000);
 });
 
 describe('random streams and world shapes', () => {

@@ -492,6 +492,12 @@ export class Streams implements MatchSink<string> {
   }
 
   private commitPositions(): void {
+    // Called after every input: iterate (and allocate an iterator) only when something moved.
+    if (this.movedReaders.size > 0) this.commitReaderPositions();
+    if (this.movedGroups.size > 0) this.commitGroupPositions();
+  }
+
+  private commitReaderPositions(): void {
     const state = this.broker.state;
     for (const reader of this.movedReaders) {
       const session = reader.deliveries.session;
@@ -503,6 +509,10 @@ export class Streams implements MatchSink<string> {
       reader.committed = position;
     }
     this.movedReaders.clear();
+  }
+
+  private commitGroupPositions(): void {
+    const state = this.broker.state;
     for (const group of this.movedGroups) {
       if (!state.streams.has(group.stream) || this.groups.get(group.stream)?.get(group.key) !== group) continue;
       const offset = group.position();

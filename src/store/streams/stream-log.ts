@@ -120,6 +120,8 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
   }
 
   takeNotes(): StreamNote[] {
+    // Called after every broker input: no fresh array when there is nothing to take.
+    if (this.notes.length === 0) return noNotes;
     const notes = this.notes;
     this.notes = [];
     return notes;
@@ -205,6 +207,8 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
   }
 
   release(durableLsn: number): void {
+    // Called after every broker input, so the common case (nothing to release) allocates nothing.
+    if (this.unreleased.size === 0 && (this.pendingActions.length === 0 || this.pendingActions[0]!.lsn > durableLsn)) return;
     for (const files of this.unreleased) {
       const end = tailEnd(files);
       const before = files.releasedOffset;
@@ -221,6 +225,7 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
     let due = 0;
     while (due < this.pendingActions.length && this.pendingActions[due]!.lsn <= durableLsn) due += 1;
     // Taken out first: an action may queue nothing, but runs must not see themselves again.
+    if (due === 0) return;
     for (const action of this.pendingActions.splice(0, due)) action.run();
   }
 
@@ -692,4 +697,5 @@ function locate(files: StreamFiles, from: number): { segment: Segment; offset: n
 }
 
 const noNames: string[] = [];
+const noNotes: StreamNote[] = [];
 const noResults: StreamReadResult[] = [];
