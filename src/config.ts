@@ -36,6 +36,20 @@ export interface StreamDefinition {
 /** What a stream name may be: it becomes part of file names, so only these characters. */
 export const streamNamePattern = /^[A-Za-z0-9_-]{1,64}$/;
 
+/**
+ * Membership of a Keel cluster (README "Cluster", src/cluster/): the NATS servers the node reaches
+ * the others through, and the node's name in the cluster. Each node of a cluster has its own
+ * `nodeId` and its own data directory; NATS must run with JetStream.
+ */
+export interface ClusterConfig {
+  /** NATS server URLs (`nats://host:port`, `tls://host:port`); at least one, the client picks among them. */
+  readonly nats: readonly string[];
+  /** This node's name: `[A-Za-z0-9_-]{1,32}`, unique in the cluster and the same across restarts. */
+  readonly nodeId: string;
+}
+
+export const clusterNodeIdPattern = /^[A-Za-z0-9_-]{1,32}$/;
+
 export interface BrokerConfig {
   /** Largest packet accepted from a client; bigger ones cost the connection 0x95. */
   packetBytesMax: number;
@@ -205,6 +219,8 @@ export interface BrokerConfig {
    * stops (logged once and counted) and the stream keeps every entry until retention removes it.
    */
   streamLastValueTopicsMax: number;
+  /** Runs this broker as a node of a cluster (src/cluster/); null: a single broker, nothing changes. */
+  cluster: ClusterConfig | null;
 }
 
 export const defaultConfig: Readonly<BrokerConfig> = Object.freeze({
@@ -257,6 +273,7 @@ export const defaultConfig: Readonly<BrokerConfig> = Object.freeze({
   streamUnsyncedBytesMax: 4 * 1024 * 1024,
   streamMaintenanceIntervalMs: 1_000,
   streamLastValueTopicsMax: 1_000_000,
+  cluster: null,
 } satisfies BrokerConfig);
 
 type Rule = { min: number; max: number };
@@ -344,6 +361,7 @@ export function resolveConfig(overrides: Record<string, unknown>): { ok: true; c
   checkNullableInteger(config, 'keepAliveSecondsMax', 1, 65_535, problems);
   checkEnum(config, 'sessionOwnerMismatch', ['refuse', 'fresh-session'], problems);
   config.streams = checkStreams(config, problems);
+  config.cluster = checkCluster(config.cluster, problems);
   if (problems.length > 0) return { ok: false, problems };
   return { ok: true, config: config as unknown as BrokerConfig };
 }
@@ -381,6 +399,33 @@ function checkAuthentication(config: Record<string, unknown>, problems: string[]
   if (!Array.isArray(methods) || !methods.every((method) => typeof method === 'string' && method.length > 0)) {
     problems.push(`"authenticationMethods" must be a list of method names, got ${JSON.stringify(methods)}`);
   }
+}
+
+/**
+ * The `cluster` object: null, or `nats` (a URL or a non-empty list of them) and `nodeId`. A single
+ * URL string is accepted and becomes a list of one.
+ */
+function checkCluster(value: unknown, problems: string[]): ClusterConfig | null {
+  if (value === null) return null;
+  if (typeof value !== 'object' || Array.isArray(value)) {
+    problems.push(`"cluster" must be null or an object with "nats" and "nodeId", got ${JSON.stringify(value)}`);
+    return null;
+  }
+  const fields = value as Record<string, unknown>;
+  const before = problems.length;
+  for (const key of Object.keys(fields)) if (key !== 'nats' && key !== 'nodeId') problems.push(`unknown cluster setting "${key}"`);
+  const nats = typeof fields.nats === 'string' ? [fields.nats] : fields.nats;
+  if (!Array.isArray(nats) || nats.length === 0 || !nats.every(isNatsUrl)) {
+    problems.push(`"cluster.nats" must be a NATS URL (nats://host:port) or a non-empty list of them, got ${JSON.stringify(fields.nats)}`);
+  }
+  const nodeId = fields.nodeId;
+  if (typeof nodeId !== 'string' || !clusterNodeIdPattern.test(nodeId)) problems.push(`"cluster.nodeId" must match [A-Za-z0-9_-]{1,32}, got ${JSON.stringify(nodeId)}`);
+  if (problems.length > before) return null;
+  return Object.freeze({ nats: Object.freeze([...(nats as string[])]), nodeId: nodeId as string });
+}
+
+function isNatsUrl(value: unknown): boolean {
+  return typeof value === 'string' && /^(nats|tls|ws|wss):\/\/[^\s/]+$/.test(value);
 }
 
 /**

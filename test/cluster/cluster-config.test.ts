@@ -1,0 +1,36 @@
+/**
+ * Proves the `cluster` setting (src/config.ts): null by default, a URL or a list of URLs plus a
+ * node id accepted, and every malformed form refused with a readable problem naming the key.
+ */
+import { describe, expect, it } from 'vitest';
+import { defaultConfig, resolveConfig } from '../../src/config.js';
+
+function problems(cluster: unknown): string[] {
+  const result = resolveConfig({ cluster });
+  return result.ok ? [] : result.problems;
+}
+
+describe('cluster configuration', () => {
+  it('is null by default: a single broker', () => {
+    expect(defaultConfig.cluster).toBeNull();
+    const result = resolveConfig({});
+    expect(result.ok && result.config.cluster).toBeNull();
+  });
+
+  it('takes one URL or a list, and a node id', () => {
+    const one = resolveConfig({ cluster: { nats: 'nats://127.0.0.1:4222', nodeId: 'a' } });
+    expect(one.ok && one.config.cluster).toEqual({ nats: ['nats://127.0.0.1:4222'], nodeId: 'a' });
+    const many = resolveConfig({ cluster: { nats: ['nats://n1:4222', 'tls://n2:4222'], nodeId: 'node_B-2' } });
+    expect(many.ok && many.config.cluster).toEqual({ nats: ['nats://n1:4222', 'tls://n2:4222'], nodeId: 'node_B-2' });
+  });
+
+  it('refuses malformed clusters with a readable problem', () => {
+    expect(problems('nats://x:4222')[0]).toMatch(/"cluster" must be null or an object/);
+    expect(problems({ nats: [], nodeId: 'a' })[0]).toMatch(/"cluster.nats" must be a NATS URL/);
+    expect(problems({ nats: ['http://x:80'], nodeId: 'a' })[0]).toMatch(/"cluster.nats"/);
+    expect(problems({ nats: 'nats://x:4222', nodeId: 'a.b' })[0]).toMatch(/"cluster.nodeId" must match/);
+    expect(problems({ nats: 'nats://x:4222', nodeId: 'x'.repeat(33) })[0]).toMatch(/"cluster.nodeId"/);
+    expect(problems({ nats: 'nats://x:4222' })[0]).toMatch(/"cluster.nodeId"/);
+    expect(problems({ nats: 'nats://x:4222', nodeId: 'a', extra: 1 })[0]).toMatch(/unknown cluster setting "extra"/);
+  });
+});
