@@ -16,12 +16,21 @@
  * and completions are always queued: they are bounded by the link's pending-request limit.
  */
 import type { ClusterKeyChange, ClusterMessage, ClusterResult } from '../../src/contract.js';
+import type { Driver } from '../../src/driver.js';
 
 export type ClusterInput =
   | { kind: 'status'; status: 'connected' | 'disconnected' }
   | { kind: 'message'; message: ClusterMessage }
   | { kind: 'completed'; result: ClusterResult }
   | { kind: 'key-changed'; change: ClusterKeyChange };
+
+/** Hands one cluster input to the driver as the matching ClusterInputs call. */
+export function feedDriver(driver: Driver, nowMs: number, input: ClusterInput): void {
+  if (input.kind === 'status') driver.clusterStatus(nowMs, input.status);
+  else if (input.kind === 'message') driver.clusterMessage(nowMs, input.message);
+  else if (input.kind === 'completed') driver.clusterCompleted(nowMs, input.result);
+  else driver.clusterKeyChanged(nowMs, input.change);
+}
 
 /** Inputs fed to the driver in one event-loop turn before the rest wait for the next one. */
 const inputsPerTurnMax = 256;

@@ -10,7 +10,7 @@
  * it is given unless the test's `acknowledges` says no.
  */
 
-import type { ClusterInput } from '../../io/cluster/input-queue.js';
+import { type ClusterInput, feedDriver } from '../../io/cluster/input-queue.js';
 import { NatsLink, type NatsLinkLimits } from '../../io/cluster/nats-link.js';
 import { Logger } from '../../io/logger.js';
 import type { Action, AdminCommand, BrokerCore, BrokerView, ClusterKeyChange, ClusterMessage, ClusterRequest, ClusterResult, ConnectionId, ConnectionPeer, StorageResult } from '../../src/contract.js';
@@ -154,10 +154,6 @@ export class ClusterRig {
   }
 
   private deliver(input: ClusterInput): void {
-    const nowMs = this.nowMs();
-    if (input.kind === 'status') this.driver.clusterStatus(nowMs, input.status);
-    else if (input.kind === 'message') this.driver.clusterMessage(nowMs, input.message);
-    else if (input.kind === 'completed') this.driver.clusterCompleted(nowMs, input.result);
-    else this.driver.clusterKeyChanged(nowMs, input.change);
+    feedDriver(this.driver, this.nowMs(), input);
   }
 }
