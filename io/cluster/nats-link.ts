@@ -23,8 +23,11 @@
  *
  * Ordering: core NATS publishes and durable publishes go out on one connection in request order,
  * so the stream sequences of a node's hand-offs follow its requests. The consumer delivers in
- * stream order; a delivery the core does not acknowledge within the ack wait comes again later,
- * flagged `redelivered`, possibly after later sequences (NATS's own rule). Key changes of one
+ * stream order. A delivery the core does not acknowledge within the ack wait comes again,
+ * flagged `redelivered`, possibly after later sequences (NATS's own rule) while the session goes
+ * on; at the start of a session (after a crash or a reconnection) the link holds later
+ * deliveries back until the unacknowledged earlier ones have come again (RedeliveryGate), so the
+ * core sees what it had not made safe before anything newer. Key changes of one
  * watch come in revision order: first the current value of every key, then every change.
  *
  * Limits and their outcomes:
@@ -61,11 +64,14 @@ import type { ClusterHeaders, ClusterRequest, ClusterResult } from '../../src/co
 import type { Logger } from '../logger.js';
 import { type ClusterInput, InputQueue } from './input-queue.js';
 import { guardNatsWriteAfterEnd } from './nats-write-after-end.js';
+import { RedeliveryGate } from './redelivery-gate.js';
 
 export const handoffStreamName = 'KEEL_HANDOFF';
 export const handoffSubjects = '$KEEL.handoff.>';
 /** The buckets the clustered core uses; created before the link reports `connected`. */
 export const clusterBuckets: readonly string[] = ['keel-retained', 'keel-sessions', 'keel-shared'];
+/** How many ack waits a new consumer session holds later deliveries for pending ones (RedeliveryGate). */
+const redeliveryHoldAckWaits = 3;
 /** JetStream's error code for a compare-and-set that found another revision. */
 const wrongLastSequenceCode = 10071;
 
@@ -416,23 +422,50 @@ export class NatsLink {
 
   private async runConsumer(epoch: number, consumerId: number, filterSubject: string): Promise<void> {
     const name = consumerName(this.options.nodeId);
-    const info = await this.manager!.consumers.info(handoffStreamName, name);
-    if (info.config.filter_subject !== filterSubject) await this.manager!.consumers.update(handoffStreamName, name, { filter_subject: filterSubject });
+    let info = await this.manager!.consumers.info(handoffStreamName, name);
+    if (info.config.filter_subject !== filterSubject) info = await this.manager!.consumers.update(handoffStreamName, name, { filter_subject: filterSubject });
     const consumer = await this.js!.consumers.get(handoffStreamName, name);
     const messages = await consumer.consume({ max_messages: Math.min(256, this.limits.deliveriesUnackedMax) });
     if (epoch !== this.epoch) return void messages.stop();
     this.consumers.set(consumerId, messages);
-    for await (const message of messages) {
-      await this.queue.whenBelowHighWater();
-      if (epoch !== this.epoch) return;
-      this.unacked.set(message.seq, message);
-      const headers = fromNatsHeaders(message.headers);
-      this.queue.push({
-        kind: 'message',
-        message: { subject: message.subject, headers, payload: message.data, subscriptionId: null, consumerId, streamSequence: message.seq, redelivered: message.info.redelivered },
-      });
+    const gate = new RedeliveryGate<JsMsg>(info.delivered.stream_seq, info.num_ack_pending);
+    const giveUp = setTimeout(() => this.releaseGate(epoch, consumerId, gate), redeliveryHoldAckWaits * this.limits.ackWaitMs);
+    giveUp.unref();
+    try {
+      for await (const message of messages) {
+        await this.queue.whenBelowHighWater();
+        if (epoch !== this.epoch) return;
+        const ready = gate.offer(message);
+        for (let index = 0; index < ready.length; index++) this.forwardDelivery(consumerId, ready[index]!);
+        if (gate.open) clearTimeout(giveUp);
+      }
+    } finally {
+      clearTimeout(giveUp);
     }
     if (epoch === this.epoch) throw new Error('the hand-off consumer stopped');
+  }
+
+  /** A pending delivery never came back (deleted from the stream?): the held ones go on. */
+  private releaseGate(epoch: number, consumerId: number, gate: RedeliveryGate<JsMsg>): void {
+    if (epoch !== this.epoch || gate.open) return;
+    this.options.logger.warn('cluster-redelivery-hold-released', { held: gate.heldCount, waitedMs: redeliveryHoldAckWaits * this.limits.ackWaitMs });
+    for (const message of gate.release()) this.forwardDelivery(consumerId, message);
+  }
+
+  private forwardDelivery(consumerId: number, message: JsMsg): void {
+    this.unacked.set(message.seq, message);
+    this.queue.push({
+      kind: 'message',
+      message: {
+        subject: message.subject,
+        headers: fromNatsHeaders(message.headers),
+        payload: message.data,
+        subscriptionId: null,
+        consumerId,
+        streamSequence: message.seq,
+        redelivered: message.info.redelivered,
+      },
+    });
   }
 
   private ack(streamSequence: number): void {

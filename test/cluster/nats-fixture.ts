@@ -95,6 +95,16 @@ export class NatsServer {
     await this.exited;
   }
 
+  /** SIGSTOP: the process holds its sockets but answers nothing (a hung server, a silent partition). */
+  pause(): void {
+    this.child?.kill('SIGSTOP');
+  }
+
+  /** SIGCONT after `pause`. */
+  resume(): void {
+    this.child?.kill('SIGCONT');
+  }
+
   /** SIGKILL, then start again on the same port and store. */
   async restart(): Promise<void> {
     await this.kill();
@@ -105,6 +115,7 @@ export class NatsServer {
   async stop(): Promise<void> {
     const child = this.child;
     if (child !== null) {
+      child.kill('SIGCONT');
       child.kill('SIGTERM');
       const grace = setTimeout(() => child.kill('SIGKILL'), 3_000);
       await this.exited;

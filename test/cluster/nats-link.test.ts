@@ -121,6 +121,85 @@ describe('cluster link on nats-server -js', () => {
     await server.stop();
   }, 60_000);
 
+  test('a new session gets the deliveries its node never acknowledged before anything newer, in stream order', async () => {
+    const server = await startNats();
+    const crashed = rig([server], 'k');
+    await connected(crashed);
+    crashed.core.acknowledges = () => false;
+    crashed.issue([{ op: 'consume', consumerId: 1, filterSubject: '$KEEL.handoff.>' }]);
+    crashed.issue([1, 2, 3].map((id) => durable(id, 'ordered', `m${id}`)));
+    await until(() => crashed.core.messages().length === 3, 'three deliveries before the crash');
+    // The node dies without acknowledging; more is published while it is away.
+    await crashed.link.close();
+    const publisher = rig([server], 'publisher');
+    await connected(publisher);
+    publisher.issue([4, 5].map((id) => durable(id, 'ordered', `m${id}`)));
+    await until(() => publisher.core.completions().length === 2, 'two more stored');
+    const restarted = rig([server], 'k');
+    await connected(restarted);
+    restarted.issue([{ op: 'consume', consumerId: 1, filterSubject: '$KEEL.handoff.>' }]);
+    await until(() => restarted.core.messages().length >= 5, 'five deliveries after the restart');
+    const firsts = restarted.core.messages().slice(0, 5);
+    expect(firsts.map((message) => [message.streamSequence, message.redelivered])).toEqual([
+      [1, true],
+      [2, true],
+      [3, true],
+      [4, false],
+      [5, false],
+    ]);
+    await server.stop();
+  }, 30_000);
+
+  test('with the input queue full, core NATS messages are dropped and counted while hand-offs wait and all arrive in order', async () => {
+    const server = await startNats();
+    const node = rig([server], 'l', { inputsQueuedMax: 8 });
+    await connected(node);
+    node.issue([
+      { op: 'subscribe', subscriptionId: 1, subject: 'burst', queueGroup: null },
+      { op: 'consume', consumerId: 2, filterSubject: '$KEEL.handoff.>' },
+    ]);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const native = await connect({ servers: [server.url] });
+    // One burst, written in one go: nats.js hands it over faster than the queue is fed.
+    for (let index = 0; index < 2_000; index++) native.publish('burst', `b${index}`);
+    await native.flush();
+    const published = Array.from({ length: 300 }, (_, index) => durable(index + 1, 'slow', `h${index + 1}`));
+    node.issue(published);
+    await until(() => node.core.messages().filter((message) => message.consumerId === 2).length >= 300, 'every hand-off', 20_000);
+    await until(() => node.core.messages().filter((message) => message.subscriptionId === 1).length + node.link.counters.messagesDropped === 2_000, 'every burst message received or dropped');
+    expect(node.link.counters.messagesDropped).toBeGreaterThan(0);
+    const handoffs = node.core.messages().filter((message) => message.consumerId === 2);
+    expect(handoffs.map((message) => message.streamSequence)).toEqual(Array.from({ length: 300 }, (_, index) => index + 1));
+    const burst = node.core
+      .messages()
+      .filter((message) => message.subscriptionId === 1)
+      .map((message) => Number(message.text.slice(1)));
+    // What was kept is in publish order.
+    expect([...burst].sort((a, b) => a - b)).toEqual(burst);
+    await native.close();
+    await server.stop();
+  }, 40_000);
+
+  test('a hung NATS server (SIGSTOP): a durable publish times out, pings find the loss, SIGCONT brings the link back', async () => {
+    const server = await startNats();
+    const node = rig([server], 'm', { requestTimeoutMs: 500, pingIntervalMs: 500 });
+    await connected(node);
+    server.pause();
+    node.issue([durable(1, 'hung', 'x')]);
+    await until(() => node.core.completions().length === 1, 'the publish fails');
+    expect(node.core.completions()[0]).toMatchObject({ requestId: 1, ok: false });
+    const code = (node.core.completions()[0] as { code: string }).code;
+    // Either the request timed out first, or the pings declared the link lost first.
+    expect(['timeout', 'unavailable']).toContain(code);
+    await until(() => node.core.statuses().includes('disconnected'), 'the loss noticed by pings');
+    server.resume();
+    await connected(node, 2, 20_000);
+    node.issue([durable(2, 'hung', 'y')]);
+    await until(() => node.core.completions().length === 2, 'a publish after the resume');
+    expect(node.core.completions()[1]).toMatchObject({ requestId: 2, ok: true });
+    await server.stop();
+  }, 40_000);
+
   test('compare-and-set fails with wrong-revision; delete at a revision; put without one', async () => {
     const server = await startNats();
     const node = rig([server], 'c');
