@@ -9,7 +9,7 @@
  * the planted bugs with their descriptions (sim/planted-bug-names.ts).
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { plantedBugDescriptions, plantedStoreBugDescriptions } from '../sim/planted-bug-names.js';
+import { clusterPlantedBugDescriptions, plantedBugDescriptions, plantedStoreBugDescriptions } from '../sim/planted-bug-names.js';
 import { type RunOptions, runOptionFlags, runOptionKeys, type SwitchFlag, type ValueFlag } from '../sim/run-options.js';
 import { exitQuietlyOnBrokenPipe, writeStdoutLine } from './broken-pipe.js';
 import { parseNonNegativeInteger } from './client-options.js';
@@ -53,7 +53,7 @@ function plantedBugsHelp(): string {
     Object.entries(descriptions)
       .map(([name, description]) => `  ${name.padEnd(28)} ${description}`)
       .join('\n');
-  return `\nPlanted bugs (--plant):\n${list(plantedBugDescriptions)}\n\nPlanted store bugs (--plant-store):\n${list(plantedStoreBugDescriptions)}`;
+  return `\nPlanted bugs (--plant):\n${list(plantedBugDescriptions)}\n\nPlanted store bugs (--plant-store):\n${list(plantedStoreBugDescriptions)}\n\nPlanted cluster bugs (--plant-cluster):\n${list(clusterPlantedBugDescriptions)}`;
 }
 
 /**

@@ -43,3 +43,12 @@ export const plantedStoreBugDescriptions = {
 export type PlantedStoreBugName = keyof typeof plantedStoreBugDescriptions;
 
 export const plantedStoreBugNames = Object.keys(plantedStoreBugDescriptions) as PlantedStoreBugName[];
+
+/** Deliberately broken cluster nodes (sim/cluster/cluster-planted-bugs.ts), for `--plant-cluster`. */
+export const clusterPlantedBugDescriptions = {
+  'handoff-ack-before-log': "acknowledges a hand-off to the stream before the receiving node's log holds it",
+};
+
+export type ClusterPlantedBugName = keyof typeof clusterPlantedBugDescriptions;
+
+export const clusterPlantedBugNames = Object.keys(clusterPlantedBugDescriptions) as ClusterPlantedBugName[];

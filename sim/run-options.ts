@@ -17,7 +17,7 @@
  * This module loads without the simulator (the CLI validates flags before loading it).
  */
 import { assert } from '../src/assert.js';
-import { type PlantedBugName, type PlantedStoreBugName, plantedBugNames, plantedStoreBugNames } from './planted-bug-names.js';
+import { type ClusterPlantedBugName, clusterPlantedBugNames, type PlantedBugName, type PlantedStoreBugName, plantedBugNames, plantedStoreBugNames } from './planted-bug-names.js';
 
 export interface RunOptions {
   /** Overrides the seed's choice of client count (2..12). */
@@ -32,6 +32,10 @@ export interface RunOptions {
   plantStore?: PlantedStoreBugName;
   /** A bound on events, against a broker that loops; default `eventsMaxDefault`. */
   eventsMax?: number;
+  /** Broker nodes: 1 (default) one broker; 2..9 a cluster over a model of NATS (sim/cluster/). */
+  nodes?: number;
+  /** Runs deliberately broken cluster nodes (sim/cluster/cluster-planted-bugs.ts); a cluster run. */
+  plantCluster?: ClusterPlantedBugName;
 }
 
 /** An option with a value: `--clients 5`. `parse` throws an Error whose message says what is allowed. */
@@ -62,6 +66,7 @@ export type RunOptionFlags = { [K in keyof Required<RunOptions>]: FlagFor<Requir
 export const eventsMaxDefault = 5_000_000;
 
 export const clientCountMin = 2;
+export const clusterNodesMax = 9;
 export const clientCountMax = 12;
 
 export const runOptionFlags: RunOptionFlags = {
@@ -105,6 +110,22 @@ export const runOptionFlags: RunOptionFlags = {
     placeholder: '<n>',
     description: `stop a run after this many events, against a broker that loops (default ${eventsMaxDefault})`,
     parse: (text) => integerFrom(text, 1, Number.MAX_SAFE_INTEGER),
+    format: String,
+  },
+  nodes: {
+    kind: 'value',
+    flag: '--nodes',
+    placeholder: '<n>',
+    description: `broker nodes: 1 one broker (default), 2..${clusterNodesMax} a cluster over a model of NATS (vopr without it mixes both)`,
+    parse: (text) => integerFrom(text, 1, clusterNodesMax),
+    format: String,
+  },
+  plantCluster: {
+    kind: 'value',
+    flag: '--plant-cluster',
+    placeholder: '<bug>',
+    description: 'run deliberately broken cluster nodes (a cluster run; bugs listed below)',
+    parse: (text) => oneOf(text, clusterPlantedBugNames),
     format: String,
   },
 };

@@ -8,6 +8,7 @@
  * `stderr` only. A throw from the broker (an assertion) is a violation like any other, and so
  * prints the seed; a throw from the simulator itself is reported the same way rather than lost.
  */
+import { runClusterSimulation } from './cluster/cluster-simulation.js';
 import { describeDiskShape } from './disk.js';
 import { plantedBugs, plantedStoreBugs } from './planted-bugs.js';
 import { eventsMaxDefault, pickRunOptions, type RunOptions, reproduceCommand } from './run-options.js';
@@ -72,6 +73,9 @@ export interface SimulationResult {
 export function runSimulation(options: SimulationOptions): SimulationResult {
   const stdout = options.stdout ?? ((line: string) => process.stdout.write(`${line}\n`));
   const stderr = options.stderr ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const nodes = options.nodes ?? (options.plantCluster === undefined ? 1 : 3);
+  if (nodes >= 2) return runClusterAsSimulation(options, nodes, stdout, stderr);
+  if (options.plantCluster !== undefined) throw new Error('--plant-cluster needs a cluster: --nodes 2 or more');
   const startedMs = Date.now();
   const shape = chooseShape(options.seed, { clientCount: options.clientCount, faults: options.faults, workload: options.workload });
   const world = new World(shape, chooseBroker(options), options.trace === true ? stdout : null, chooseStore(options));
@@ -87,6 +91,54 @@ export function runSimulation(options: SimulationOptions): SimulationResult {
   stdout(result.summary);
   stderr(`sim seed=${options.seed} wall_ms=${wallMs} events_per_s=${Math.round((world.events / Math.max(wallMs, 1)) * 1000)}`);
   return result;
+}
+
+/**
+ * A cluster world (sim/cluster/) for `--nodes 2..9`, its result in the single-node result's shape
+ * (vopr adds both up); the figures only a single-node world has are 0.
+ */
+function runClusterAsSimulation(options: SimulationOptions, nodes: number, stdout: (line: string) => void, stderr: (line: string) => void): SimulationResult {
+  if (options.plant !== undefined || options.plantStore !== undefined || options.brokerFactory !== undefined || options.storeFactory !== undefined) {
+    throw new Error('--plant, --plant-store and custom brokers or stores are for one broker; a cluster run takes --plant-cluster');
+  }
+  const reproduce = reproduceLine(options);
+  const cluster = runClusterSimulation({
+    seed: options.seed,
+    nodes,
+    ...(options.plantCluster === undefined ? {} : { plant: options.plantCluster }),
+    ...(options.eventsMax === undefined ? {} : { eventsMax: options.eventsMax }),
+    trace: options.trace === true,
+    reproduce,
+    stdout,
+    stderr,
+  });
+  return {
+    seed: cluster.seed,
+    ok: cluster.ok,
+    exitCode: cluster.exitCode,
+    simulatedMs: cluster.simulatedMs,
+    events: cluster.events,
+    clients: cluster.clients,
+    messagesPublished: cluster.messagesPublished,
+    messagesDelivered: cluster.messagesDelivered,
+    faults: cluster.faults,
+    brokerRestarts: cluster.nodeRestarts,
+    diskFaults: 0,
+    recoveries: 0,
+    corruptionsReported: 0,
+    repairs: 0,
+    unrecoverable: null,
+    readStalls: 0,
+    publisherPauses: 0,
+    outputFullDrops: 0,
+    coverage: { [`cluster-${nodes}-nodes`]: 1 },
+    traceHash: cluster.traceHash,
+    shape: cluster.shape,
+    violation: cluster.violation,
+    summary: cluster.summary,
+    reproduce,
+    wallMs: cluster.wallMs,
+  };
 }
 
 function chooseBroker(options: SimulationOptions): BrokerFactory {

@@ -9,6 +9,7 @@
  * the only nondeterminism here, and it happens outside every simulated run.
  */
 import { randomInt } from 'node:crypto';
+import { voprNodesForSeed } from './cluster/cluster-world.js';
 import { pickRunOptions, type RunOptions } from './run-options.js';
 import { runSimulation, type SimulationOptions } from './simulation.js';
 import type { BrokerFactory, StoreFactory } from './world.js';
@@ -76,9 +77,12 @@ export function runVopr(options: VoprOptions, reporter: VoprReporter): VoprResul
   const totals = { diskFaults: 0, brokerRestarts: 0, corruptionsReported: 0, repairs: 0, seedsWithReadStalls: 0, seedsWithOutputFullDrops: 0, seedsWithPublisherPauses: 0 };
   const seedsWithCoverage: Record<string, number> = {};
   reporter.stderr(`vopr: seeds from ${seedStart}${Number.isFinite(count) ? `, ${count} seeds` : ''}${options.minutes === undefined ? '' : `, ${options.minutes} min`}`);
+  const mixesClusters = mixesClusterWorlds(options);
   for (let seed = seedStart; seedsRun < count && Date.now() < deadlineMs; seed++) {
+    const nodes = mixesClusters ? voprNodesForSeed(seed) : 1;
     const simulation: SimulationOptions = {
       ...pickRunOptions(options),
+      ...(nodes > 1 ? { nodes } : {}),
       seed,
       stdout: () => {},
       stderr: () => {},
@@ -124,6 +128,17 @@ export function runVopr(options: VoprOptions, reporter: VoprReporter): VoprResul
   );
   reporter.stderr(`vopr: ${seedsRun} seeds in ${wallMs}ms: ${seedsPerSecond} seeds/s, ${eventsPerSecond} simulated events/s`);
   return { exitCode: failures.length === 0 ? 0 : 1, seedStart, seedsRun, events, failures, unrecoverableSeeds, ...totals, seedsWithCoverage, wallMs, seedsPerSecond, eventsPerSecond };
+}
+
+/**
+ * Without options that shape one broker's world or name the node count, vopr mixes worlds: a
+ * share of seeds (voprNodesForSeed) run as a cluster of 2 or 3 nodes, the others exactly as they
+ * ran before clusters existed; a failing cluster seed's reproduce line carries its `--nodes`.
+ */
+function mixesClusterWorlds(options: VoprOptions): boolean {
+  const singleNodeOnly = options.plant !== undefined || options.plantStore !== undefined || options.clientCount !== undefined || options.faults !== undefined || options.workload !== undefined;
+  const custom = options.brokerFactory !== undefined || options.storeFactory !== undefined;
+  return options.nodes === undefined && options.plantCluster === undefined && !singleNodeOnly && !custom;
 }
 
 function rate(amount: number, wallMs: number): number {

@@ -19,13 +19,29 @@
  * One handler per packet type lives in the handle-*.ts files.
  */
 import { assert } from '../assert.js';
+import { ClusterNode } from '../cluster/cluster-node.js';
 import { PacketDecoder } from '../codec/decoder.js';
 import { encodePacket } from '../codec/encoder.js';
 import { ProtocolViolation, protocolError } from '../codec/errors.js';
 import { type Packet, PacketType } from '../codec/packets.js';
 import { ReasonCode } from '../codec/reason-codes.js';
 import type { BrokerConfig } from '../config.js';
-import type { Action, AdminCommand, AdminOutcome, BrokerCore, ConnectionId, ConnectionPeer, ListenerInfo, LogFields, LogLevel, StorageResult } from '../contract.js';
+import type {
+  Action,
+  AdminCommand,
+  AdminOutcome,
+  BrokerCore,
+  ClusterKeyChange,
+  ClusterMessage,
+  ClusterRequest,
+  ClusterResult,
+  ConnectionId,
+  ConnectionPeer,
+  ListenerInfo,
+  LogFields,
+  LogLevel,
+  StorageResult,
+} from '../contract.js';
 import { recordProblem, replayRecord } from '../store/record-check.js';
 import type { SubscriptionState } from '../store/state-store.js';
 import { applyRecord, createDurableState, type DurableState, finishReplay, type RecordOrigin, type StateRecord, type StateStore } from '../store/state-store.js';
@@ -43,7 +59,7 @@ import { handleConnect } from './handle-connect.js';
 import { handleDisconnect } from './handle-disconnect.js';
 import { handlePublish, handlePubrel } from './handle-publish.js';
 import { handleSubscribe, handleUnsubscribe } from './handle-subscribe.js';
-import { rebuildTrie, updateTrieForRecord } from './indexes.js';
+import { type FilterInterest, rebuildTrie, updateTrieForRecord } from './indexes.js';
 import { onKeepAliveDeadline, scheduleKeepAlive } from './keepalive.js';
 import { rateBucket } from './limits.js';
 import { pump, resumeOutput } from './outbound-queue.js';
@@ -135,6 +151,10 @@ export class Broker implements BrokerCore {
   readonly view: BrokerInspection;
   /** Durable streams (streams/streams.ts). */
   readonly streams: Streams;
+  /** This node's part of a cluster (src/cluster/); null for a single broker, which then pays one test per publish. */
+  readonly cluster: ClusterNode | null;
+  /** The cluster node's interest in filters entering and leaving the trie; null without a cluster. */
+  private readonly filterInterest: FilterInterest;
   /** Set once the log's replay is over (recovery may still be reconciling the stream files). */
   private replayed = false;
   /**
@@ -171,6 +191,9 @@ export class Broker implements BrokerCore {
     this.connectionBucket = rateBucket(options.config.connectionRatePerSecondMax, options.nowMs);
     this.view = new BrokerInspection(this, options.nowMs);
     this.streams = new Streams(this, options.wallClockOffsetMs ?? 0);
+    this.cluster = options.config.cluster === null ? null : new ClusterNode(this, options.config.cluster);
+    const cluster = this.cluster;
+    this.filterInterest = cluster === null ? null : (filter, delta) => cluster.filterChanged(filter, delta);
     assert(options.config.streams.length === 0 || options.store.streams !== undefined, 'configured streams need a store that keeps streams');
     this.tryRecover(options.nowMs);
     this.afterInput(options.nowMs);
@@ -267,6 +290,44 @@ export class Broker implements BrokerCore {
     this.afterInput(nowMs);
   }
 
+  // ---- the cluster link (contract.ts ClusterInputs; only for a node built with `cluster`) -----
+
+  clusterStatus(nowMs: number, status: 'connected' | 'disconnected'): void {
+    if (!this.enter(nowMs)) return;
+    this.clusterNode().status(nowMs, status);
+    this.afterInput(nowMs);
+  }
+
+  clusterMessage(nowMs: number, message: ClusterMessage): void {
+    if (!this.enter(nowMs)) return;
+    // Nothing is routed before recovery is over: the stream redelivers what was not acknowledged.
+    if (this.isReady) this.clusterNode().message(nowMs, message);
+    this.afterInput(nowMs);
+  }
+
+  clusterCompleted(nowMs: number, result: ClusterResult): void {
+    if (!this.enter(nowMs)) return;
+    this.clusterNode().completed(nowMs, result);
+    this.afterInput(nowMs);
+  }
+
+  clusterKeyChanged(nowMs: number, _change: ClusterKeyChange): void {
+    if (!this.enter(nowMs)) return;
+    this.clusterNode();
+    this.afterInput(nowMs);
+  }
+
+  private clusterNode(): ClusterNode {
+    assert(this.cluster !== null, 'a cluster input reached a broker without a cluster');
+    return this.cluster;
+  }
+
+  /** Queues a request on the cluster link (cluster-node.ts). */
+  pushCluster(request: ClusterRequest): void {
+    assert(this.cluster !== null, 'only a cluster node uses the cluster link');
+    this.actions.push({ kind: 'cluster', request });
+  }
+
   shutdown(nowMs: number): void {
     if (!this.enter(nowMs)) return;
     for (const connection of [...this.connections.values()]) {
@@ -301,7 +362,7 @@ export class Broker implements BrokerCore {
     // (record-check.ts). Handlers validate client input; failing here is a Keel bug.
     const problem = recordProblem(record);
     if (problem !== null) assert(false, `record ${record.kind} must not be committed: ${problem}`);
-    updateTrieForRecord(this.trie, this.state, record);
+    updateTrieForRecord(this.trie, this.state, record, this.filterInterest);
     const lsn = volatile ? 0 : this.store.append(record);
     applyRecord(this.state, record);
     return lsn;
@@ -313,10 +374,11 @@ export class Broker implements BrokerCore {
     return now > appendedBefore ? now : 0;
   }
 
-  send(connection: Connection, bytes: Uint8Array, lsn = 0, isPuback = false): void {
+  /** `handoff`: a cluster hand-off ticket the bytes also wait for (an acknowledgement of a message handed to the cluster). */
+  send(connection: Connection, bytes: Uint8Array, lsn = 0, isPuback = false, handoff = 0): void {
     assert(connection.phase !== 'closing', 'send on a closing connection');
-    if (connection.held.length > 0 || lsn > this.store.durableLsn) {
-      connection.held.push({ lsn, bytes, isPuback });
+    if (connection.held.length > 0 || lsn > this.store.durableLsn || handoff !== 0) {
+      connection.held.push({ lsn, bytes, isPuback, handoff });
       this.connectionsWithHeld.add(connection);
       return;
     }
@@ -329,7 +391,7 @@ export class Broker implements BrokerCore {
     if (this.inboundQos2Holds === null) return this.send(connection, bytes, lsn);
     assert(connection.phase !== 'closing', 'send on a closing connection');
     // Held unconditionally: its final LSN is known only once routing is over.
-    const item: HeldSend = { lsn: Number.MAX_SAFE_INTEGER, bytes, isPuback: false };
+    const item: HeldSend = { lsn: Number.MAX_SAFE_INTEGER, bytes, isPuback: false, handoff: 0 };
     connection.held.push(item);
     this.connectionsWithHeld.add(connection);
     this.inboundQos2Holds.push({ item, ownLsn: lsn });
@@ -350,10 +412,10 @@ export class Broker implements BrokerCore {
   }
 
   /** `immediate` skips the held queue: only for a last packet before a close. */
-  sendPacket(connection: Connection, packet: Packet, lsn = 0, immediate = false): void {
+  sendPacket(connection: Connection, packet: Packet, lsn = 0, immediate = false, handoff = 0): void {
     const bytes = encodePacket(packet, connection.version);
     if (immediate) this.emitSend(connection, bytes);
-    else this.send(connection, bytes, lsn, false);
+    else this.send(connection, bytes, lsn, false, handoff);
   }
 
   /** Clients connected per listener name, for operators. */
@@ -492,6 +554,9 @@ export class Broker implements BrokerCore {
       case 'stream-appended':
       case 'stream-trimmed':
       case 'stream-group-position':
+      case 'cluster-applied':
+      case 'cluster-outbox-added':
+      case 'cluster-outbox-done':
         return false;
       case 'session-resumed': {
         // A session going from durable to volatile must still reach the store once, so that
@@ -589,6 +654,9 @@ export class Broker implements BrokerCore {
       }
       case 'stream-pump':
         return this.streams.onPumpDeadline();
+      case 'cluster-retry':
+        this.cluster?.retryDue();
+        return;
       case 'stream-maintenance':
         this.streams.maintenanceDue();
         applyRetention(this.streams, nowMs);
@@ -612,8 +680,9 @@ export class Broker implements BrokerCore {
       this.store.streams?.finishRecovery(this.state);
     }
     if (this.store.streams !== undefined && !this.store.streams.ready) return;
-    rebuildTrie(this.trie, this.state);
+    rebuildTrie(this.trie, this.state, this.filterInterest);
     this.isReady = true;
+    this.cluster?.recovered();
     scheduleRecoveredWills(this, nowMs);
     scheduleRecoveredSessions(this, nowMs);
     if (this.store.streams !== undefined) {
@@ -656,6 +725,7 @@ export class Broker implements BrokerCore {
       this.halt(this.store.failure);
       return;
     }
+    if (this.cluster !== null && this.isReady) this.cluster.afterInput();
     if (this.connectionsWithHeld.size > 0) this.releaseHeld();
     if (this.heldAdminResults.length > 0) this.releaseAdminResults();
     this.throttle.releaseDue(nowMs);
@@ -680,6 +750,7 @@ export class Broker implements BrokerCore {
       let released = 0;
       while (released < held.length && held[released]!.lsn <= durable) {
         const item = held[released]!;
+        if (item.handoff !== 0 && this.cluster !== null && this.cluster.handoffPending(item.handoff)) break;
         if (item.isPuback) connection.pendingPubacks -= 1;
         this.emitSend(connection, item.bytes);
         released += 1;

@@ -23,6 +23,8 @@ export interface HeldSend {
   readonly bytes: Uint8Array;
   /** A PUBACK: releasing it frees one slot of the client's window towards us. */
   readonly isPuback: boolean;
+  /** A cluster hand-off the send also waits for (cluster-node.ts ticket), 0 when none. */
+  readonly handoff: number;
 }
 
 /** The largest packet MQTT can express (when the client names no Maximum Packet Size). */

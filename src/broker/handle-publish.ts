@@ -115,6 +115,8 @@ export function handlePublish(broker: Broker, connection: Connection, packet: Pu
   }
   broker.throttle.beforeRoute();
   const matched = broker.router.route(routed, session.clientId, nowMs);
+  // A cluster node hands the message to the others; the acknowledgement waits for that too.
+  const handoff = broker.cluster === null ? 0 : broker.cluster.forward(routed, nowMs);
   // Let go of the payload: it is a view of the receive buffer.
   scratchMessage.payload = noPayload;
   scratchMessage.properties = undefined;
@@ -124,14 +126,15 @@ export function handlePublish(broker: Broker, connection: Connection, packet: Pu
   if (packet.qos === 2) broker.endInboundQos2Routing(broker.commit({ kind: 'incoming-qos2-recorded', clientId: session.clientId, packetId }));
   const lsn = broker.lsnSince(appendedBefore);
   let reasonCode: number = ReasonCode.Success;
-  if (connection.version === 5 && matched === 0) reasonCode = ReasonCode.NoMatchingSubscribers;
+  // A cluster node cannot know whether another node had subscribers: it never says 0x10.
+  if (connection.version === 5 && matched === 0 && broker.cluster === null) reasonCode = ReasonCode.NoMatchingSubscribers;
   if (packet.qos === 1) {
     if (connection.version === 5 && retainRefused) reasonCode = ReasonCode.QuotaExceeded;
     connection.pendingPubacks += 1;
-    broker.send(connection, encodePacket({ type: PacketType.Puback, packetId, reasonCode }, connection.version), lsn, true);
+    broker.send(connection, encodePacket({ type: PacketType.Puback, packetId, reasonCode }, connection.version), lsn, true, handoff);
     return;
   }
-  broker.sendPacket(connection, { type: PacketType.Pubrec, packetId, reasonCode }, lsn);
+  broker.sendPacket(connection, { type: PacketType.Pubrec, packetId, reasonCode }, lsn, false, handoff);
 }
 
 export function handlePubrel(broker: Broker, connection: Connection, packet: PubrelPacket, _nowMs: number): void {

@@ -11,19 +11,26 @@ import type { DurableState, StateRecord, SubscriptionState } from '../store/stat
 import type { SubscriptionTrie } from '../topics/trie.js';
 import { isStreamFilter } from '../topics/validate.js';
 
-export function updateTrieForRecord(trie: SubscriptionTrie<SubscriptionState>, state: DurableState, record: StateRecord): void {
+/** Told of every filter entering (1) or leaving (-1) the trie: a cluster node's interest (src/cluster/). */
+export type FilterInterest = ((filter: string, delta: 1 | -1) => void) | null;
+
+export function updateTrieForRecord(trie: SubscriptionTrie<SubscriptionState>, state: DurableState, record: StateRecord, interest: FilterInterest = null): void {
   switch (record.kind) {
     case 'subscription-added':
-      if (!isStreamFilter(record.subscription.filter)) trie.subscribe(record.subscription.filter, record.clientId, record.subscription);
+      if (isStreamFilter(record.subscription.filter)) return;
+      if (trie.subscribe(record.subscription.filter, record.clientId, record.subscription) && interest !== null) interest(record.subscription.filter, 1);
       return;
     case 'subscription-removed':
-      if (!isStreamFilter(record.filter)) trie.unsubscribe(record.filter, record.clientId);
+      if (isStreamFilter(record.filter)) return;
+      if (trie.unsubscribe(record.filter, record.clientId) && interest !== null) interest(record.filter, -1);
       return;
     case 'session-created':
     case 'session-deleted': {
       const existing = state.sessions.get(record.clientId);
       if (existing === undefined) return;
-      for (const filter of existing.subscriptions.keys()) if (!isStreamFilter(filter)) trie.unsubscribe(filter, record.clientId);
+      for (const filter of existing.subscriptions.keys()) {
+        if (!isStreamFilter(filter) && trie.unsubscribe(filter, record.clientId) && interest !== null) interest(filter, -1);
+      }
       return;
     }
     default:
@@ -31,8 +38,11 @@ export function updateTrieForRecord(trie: SubscriptionTrie<SubscriptionState>, s
   }
 }
 
-export function rebuildTrie(trie: SubscriptionTrie<SubscriptionState>, state: DurableState): void {
+export function rebuildTrie(trie: SubscriptionTrie<SubscriptionState>, state: DurableState, interest: FilterInterest = null): void {
   for (const session of state.sessions.values()) {
-    for (const subscription of session.subscriptions.values()) if (!isStreamFilter(subscription.filter)) trie.subscribe(subscription.filter, session.clientId, subscription);
+    for (const subscription of session.subscriptions.values()) {
+      if (isStreamFilter(subscription.filter)) continue;
+      if (trie.subscribe(subscription.filter, session.clientId, subscription) && interest !== null) interest(subscription.filter, 1);
+    }
   }
 }

@@ -55,9 +55,11 @@ export function publishWill(broker: Broker, clientId: string, will: Will, nowMs:
   if (will.retain && broker.config.retainAvailable) {
     const outcome = retainMessage(broker, message);
     broker.router.route(outcome.stored ?? message, clientId, nowMs);
-    return;
+  } else {
+    broker.router.route(message, clientId, nowMs);
   }
-  broker.router.route(message, clientId, nowMs);
+  // A will goes through the node's outbox whatever its QoS, so a crash cannot lose its hand-off.
+  broker.cluster?.forward(message, nowMs, true);
 }
 
 /** Fires the pending will of `clientId` now, if any (its session is ending). */

@@ -81,6 +81,12 @@ export function recordProblem(record: StateRecord): string | null {
     case 'incoming-qos2-recorded':
     case 'incoming-qos2-released':
       return packetIdProblem(record.packetId, false);
+    case 'cluster-applied':
+      return offsetProblem(record.sequence, 'hand-off sequence');
+    case 'cluster-outbox-added':
+      return offsetProblem(record.entry.id, 'outbox id') ?? (typeof record.entry.subject === 'string' && record.entry.subject.length > 0 ? null : 'outbox entry without subject');
+    case 'cluster-outbox-done':
+      return offsetProblem(record.id, 'outbox id');
     default:
       return null;
   }

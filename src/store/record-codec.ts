@@ -47,6 +47,9 @@ export const recordTypes: Readonly<Record<StateRecordKind, number>> = {
   'stream-trimmed': 25,
   'stream-position': 26,
   'stream-group-position': 27,
+  'cluster-applied': 28,
+  'cluster-outbox-added': 29,
+  'cluster-outbox-done': 30,
 };
 
 const kindsByType: StateRecordKind[] = [];

@@ -166,6 +166,27 @@ export interface DurableState {
   nextMessageId: number;
   /** Durable streams by name. */
   readonly streams: Map<string, StreamState>;
+  /**
+   * A cluster node's hand-off state (src/cluster/): the highest sequence of the hand-off stream
+   * applied to this node's sessions, and the durable messages it still has to hand to the cluster
+   * (its outbox) with the next outbox id. Optional only so that states built as literals before it
+   * existed still type; `createDurableState` always makes it.
+   */
+  cluster?: ClusterDurableState;
+}
+
+/** A message waiting in a node's outbox for the hand-off stream to take it. */
+export interface ClusterOutboxEntry {
+  readonly id: number;
+  readonly subject: string;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly payload: Uint8Array;
+}
+
+export interface ClusterDurableState {
+  appliedSequence: number;
+  nextOutboxId: number;
+  readonly outbox: Map<number, ClusterOutboxEntry>;
 }
 
 export type StoredMessageFields = Omit<StoredMessage, 'references'>;
@@ -223,7 +244,13 @@ export type StateRecord =
   /** A session's `$stream` subscription committed its position (once per input that moved it). */
   | { kind: 'stream-position'; clientId: string; filter: string; offset: number; notBeforeMs?: number }
   /** A consumer group committed its position: the lowest offset no member has acknowledged. */
-  | { kind: 'stream-group-position'; stream: string; group: string; offset: number };
+  | { kind: 'stream-group-position'; stream: string; group: string; offset: number }
+  /** A cluster node applied the hand-off stream up to this sequence (src/cluster/). */
+  | { kind: 'cluster-applied'; sequence: number }
+  /** A durable message this node must hand to the cluster, kept until the stream holds it. */
+  | { kind: 'cluster-outbox-added'; entry: ClusterOutboxEntry }
+  /** The hand-off stream holds the outbox entry (or, from a snapshot, only the id counter moves). */
+  | { kind: 'cluster-outbox-done'; id: number };
 
 export type StateRecordKind = StateRecord['kind'];
 
@@ -479,7 +506,17 @@ const emptyLists: (readonly number[] | undefined)[] = [];
 const queueCapacityMin = 8;
 
 export function createDurableState(): DurableState {
-  return { sessions: new Map(), messages: new Map(), retained: new Map(), retainedBytes: 0, wills: new Map(), willUsernames: new Map(), nextMessageId: 1, streams: new Map() };
+  return {
+    sessions: new Map(),
+    messages: new Map(),
+    retained: new Map(),
+    retainedBytes: 0,
+    wills: new Map(),
+    willUsernames: new Map(),
+    nextMessageId: 1,
+    streams: new Map(),
+    cluster: { appliedSequence: 0, nextOutboxId: 1, outbox: new Map() },
+  };
 }
 
 function createSession(clientId: string, protocolVersion: ProtocolVersion, expiryIntervalSeconds: number, username: StoredUsername): SessionState {
@@ -591,8 +628,31 @@ export function applyRecord(state: DurableState, record: StateRecord): void {
     case 'stream-position':
     case 'stream-group-position':
       return applyStreamRecord(state, record);
+    case 'cluster-applied':
+    case 'cluster-outbox-added':
+    case 'cluster-outbox-done':
+      return applyClusterRecord(state, record);
     default:
       applyDeliveryRecord(state, record);
+  }
+}
+
+function applyClusterRecord(state: DurableState, record: Extract<StateRecord, { kind: 'cluster-applied' | 'cluster-outbox-added' | 'cluster-outbox-done' }>): void {
+  const cluster = state.cluster;
+  assert(cluster !== undefined, 'a cluster record needs a state made by createDurableState');
+  switch (record.kind) {
+    case 'cluster-applied':
+      cluster.appliedSequence = Math.max(cluster.appliedSequence, record.sequence);
+      return;
+    case 'cluster-outbox-added':
+      assert(!cluster.outbox.has(record.entry.id), 'an outbox id is used once');
+      cluster.outbox.set(record.entry.id, record.entry);
+      cluster.nextOutboxId = Math.max(cluster.nextOutboxId, record.entry.id + 1);
+      return;
+    case 'cluster-outbox-done':
+      cluster.outbox.delete(record.id);
+      cluster.nextOutboxId = Math.max(cluster.nextOutboxId, record.id + 1);
+      return;
   }
 }
 
@@ -827,11 +887,22 @@ export function snapshotRecords(state: DurableState, streams?: StreamSnapshotSou
     if (!isVolatileRetained(state, state.messages.get(messageId)!)) records.push({ kind: 'retained-set', topic, messageId });
   }
   for (const [clientId, will] of state.wills) records.push(withUsername({ kind: 'will-set', clientId, will }, state.willUsernames?.get(clientId)));
+  snapshotCluster(state, records);
   for (const session of state.sessions.values()) {
     if (session.expiryIntervalSeconds === 0) continue;
     snapshotSession(session, records);
   }
   return records;
+}
+
+/** A cluster node's hand-off position and outbox; nothing for a single broker. */
+function snapshotCluster(state: DurableState, records: StateRecord[]): void {
+  const cluster = state.cluster;
+  if (cluster === undefined) return;
+  if (cluster.appliedSequence > 0) records.push({ kind: 'cluster-applied', sequence: cluster.appliedSequence });
+  // The id counter survives even when the outbox is empty: ids are the stream's dedupe keys.
+  if (cluster.nextOutboxId > 1) records.push({ kind: 'cluster-outbox-done', id: cluster.nextOutboxId - 1 });
+  for (const entry of cluster.outbox.values()) records.push({ kind: 'cluster-outbox-added', entry });
 }
 
 /**

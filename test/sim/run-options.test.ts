@@ -11,7 +11,7 @@ import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
 import { runOptionsFromFlags, simCommand, voprCommand } from '../../io/sim-commands.js';
-import { plantedBugNames, plantedStoreBugNames } from '../../sim/planted-bug-names.js';
+import { clusterPlantedBugNames, plantedBugNames, plantedStoreBugNames } from '../../sim/planted-bug-names.js';
 import { plantedStoreBugs } from '../../sim/planted-bugs.js';
 import { parseRunFlags, type RunOptions, runOptionFlags, runOptionKeys, runOptionsToFlags, type SwitchFlag, type ValueFlag } from '../../sim/run-options.js';
 import { runSimulation } from '../../sim/simulation.js';
@@ -26,6 +26,8 @@ const samples: { [K in keyof Required<RunOptions>]: Required<RunOptions>[K][] } 
   plant: [...plantedBugNames],
   plantStore: [...plantedStoreBugNames],
   eventsMax: [1, 123_456],
+  nodes: [1, 3, 9],
+  plantCluster: [...clusterPlantedBugNames],
 };
 
 /** Parses flags the way `keel <name>` does, without running anything; returns the run options. */

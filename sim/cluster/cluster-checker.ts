@@ -1,0 +1,145 @@
+/**
+ * The cluster oracle: the single-node checker's delivery rules (sim/checker.ts) judged across a
+ * whole cluster, from what the model clients sent and received, whichever node they used.
+ *
+ * Safety, as each PUBLISH reaches a subscriber:
+ * - `never-published`: the payload names a publication no client made (or a damaged payload);
+ * - `payload-topic`: the topic differs from the one published;
+ * - `not-subscribed`: no filter the subscriber was granted (or had asked for) matches it;
+ * - `qos0-duplicate`: a QoS 0 message delivered twice to one subscriber;
+ * - `qos2-duplicate`: a QoS 2 message handed to the subscriber's application twice (the model
+ *   client does the receiver's half of QoS 2, so a copy it sees twice is the broker's fault);
+ * - `order`: per subscriber, per (publisher, node it published through, topic, QoS), a message
+ *   seen for the first time after a later one of the same publisher (both sent once: a resend
+ *   after the publisher reconnected is a publication whose order MQTT leaves open). Order is
+ *   promised per node a publisher uses: a message it published through node A, then one through
+ *   node B after reconnecting there, may reach B's subscribers in the other order while B is
+ *   behind on the hand-off stream (cluster-node.ts, "Order").
+ * Liveness, after the quiet period (every node up, NATS up, links healed, clients connected and
+ * idle): `acknowledged-lost`: a QoS 1/2 publication whose PUBACK/PUBREC the publisher got, that
+ * matches a subscription SUBACKed before the publication was first sent, has not reached that
+ * subscriber (every subscriber's session is persistent and lives on its home node, whose disk
+ * keeps what was synced: no loss is excused).
+ */
+import type { PublishPacket, Qos } from '../../src/codec/packets.js';
+import { parsePayload } from '../clients/payload.js';
+import { topicMatches } from '../topic-match.js';
+
+interface Publication {
+  readonly publisher: number;
+  readonly sequence: number;
+  readonly topic: string;
+  readonly qos: Qos;
+  readonly firstSentMs: number;
+  /** The node it was first sent through. */
+  readonly node: number;
+  /** Sent again after the publisher reconnected: left out of order checks. */
+  resent: boolean;
+  acked: boolean;
+}
+
+interface Subscriber {
+  /** Filter → time its SUBACK arrived (null: asked, not yet granted). */
+  readonly filters: Map<string, number | null>;
+  /** Publication keys seen (any QoS), with how often the application got them. */
+  readonly seen: Map<string, number>;
+  /** Highest sequence seen first-time per publisher|topic|qos. */
+  readonly highest: Map<string, number>;
+}
+
+export class ClusterChecker {
+  private readonly publications = new Map<string, Publication>();
+  private readonly subscribers = new Map<number, Subscriber>();
+  delivered = 0;
+
+  constructor(
+    private readonly clock: { nowMs: number },
+    private readonly fail: (rule: string, detail: string) => void,
+  ) {}
+
+  get published(): number {
+    return this.publications.size;
+  }
+
+  private subscriber(client: number): Subscriber {
+    let state = this.subscribers.get(client);
+    if (state === undefined) {
+      state = { filters: new Map(), seen: new Map(), highest: new Map() };
+      this.subscribers.set(client, state);
+    }
+    return state;
+  }
+
+  subscribeSent(client: number, filter: string): void {
+    const state = this.subscriber(client);
+    if (!state.filters.has(filter)) state.filters.set(filter, null);
+  }
+
+  subackReceived(client: number, filter: string, granted: boolean): void {
+    const state = this.subscriber(client);
+    if (granted && state.filters.get(filter) === null) state.filters.set(filter, this.clock.nowMs);
+  }
+
+  publishSent(publisher: number, sequence: number, topic: string, qos: Qos, resend: boolean, node: number): void {
+    const key = `${publisher}|${sequence}`;
+    const existing = this.publications.get(key);
+    if (existing !== undefined) {
+      if (resend) existing.resent = true;
+      return;
+    }
+    this.publications.set(key, { publisher, sequence, topic, qos, firstSentMs: this.clock.nowMs, node, resent: false, acked: false });
+  }
+
+  publishAcked(publisher: number, sequence: number): void {
+    const publication = this.publications.get(`${publisher}|${sequence}`);
+    if (publication !== undefined) publication.acked = true;
+  }
+
+  /** A PUBLISH reached subscriber `client`'s application (QoS 2: once per packet id handshake). */
+  publishReceived(client: number, packet: PublishPacket): void {
+    const identity = parsePayload(packet.payload);
+    if (identity === null || identity.kind !== 'message') return this.fail('never-published', `c${client}: unrecognised payload on ${packet.topic}`);
+    const key = `${identity.publisher}|${identity.sequence}`;
+    const publication = this.publications.get(key);
+    if (publication === undefined) return this.fail('never-published', `c${client}: ${key} was never sent`);
+    if (packet.topic !== publication.topic) return this.fail('payload-topic', `c${client}: ${key} published on ${publication.topic} arrived on ${packet.topic}`);
+    const state = this.subscriber(client);
+    let matching = false;
+    for (const filter of state.filters.keys()) if (topicMatches(filter, packet.topic)) matching = true;
+    if (!matching) return this.fail('not-subscribed', `c${client}: ${key} on ${packet.topic} matches none of ${[...state.filters.keys()].join(', ')}`);
+    const count = (state.seen.get(key) ?? 0) + 1;
+    state.seen.set(key, count);
+    this.delivered += 1;
+    if (count > 1) {
+      if (publication.qos === 0) return this.fail('qos0-duplicate', `c${client}: QoS 0 ${key} delivered ${count} times`);
+      if (publication.qos === 2 && packet.qos === 2) return this.fail('qos2-duplicate', `c${client}: QoS 2 ${key} handed to the application ${count} times`);
+      return;
+    }
+    if (publication.resent) return;
+    const orderKey = `${publication.publisher}|${publication.node}|${publication.topic}|${publication.qos}`;
+    const highest = state.highest.get(orderKey) ?? 0;
+    if (publication.sequence < highest) {
+      const later = this.publications.get(`${publication.publisher}|${highest}`);
+      if (later !== undefined && !later.resent)
+        return this.fail('order', `c${client}: ${key} arrived after ${publication.publisher}|${highest} on ${publication.topic} (both through n${publication.node})`);
+    }
+    if (publication.sequence > highest) state.highest.set(orderKey, publication.sequence);
+  }
+
+  /** After the quiet period: every acknowledged QoS 1/2 publication reached every subscriber it was owed to. */
+  checkLiveness(): void {
+    for (const [key, publication] of this.publications) {
+      if (!publication.acked || publication.qos === 0) continue;
+      for (const [client, state] of this.subscribers) {
+        let owed = false;
+        for (const [filter, subackMs] of state.filters) {
+          if (subackMs !== null && subackMs < publication.firstSentMs && topicMatches(filter, publication.topic)) owed = true;
+        }
+        if (owed && !state.seen.has(key)) {
+          this.fail('acknowledged-lost', `c${client}: acknowledged QoS ${publication.qos} ${key} on ${publication.topic} (sent at ${publication.firstSentMs}) never arrived`);
+          return;
+        }
+      }
+    }
+  }
+}

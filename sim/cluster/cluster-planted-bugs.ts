@@ -1,0 +1,89 @@
+/**
+ * Deliberately broken cluster nodes, to prove the cluster checker is not a rubber stamp. Like the
+ * single-node planted bugs (sim/planted-bugs.ts) each wraps the real Broker from the outside and
+ * rewrites its inputs or actions; nothing in src/ knows about them.
+ *
+ * - `handoff-ack-before-log`: acknowledges every hand-off delivery to the stream the moment it
+ *   arrives, before the node's log holds what routing it wrote; a crash before the sync then loses
+ *   the message for that node's sessions, and the stream never redelivers it.
+ */
+import { Broker, type BrokerOptions } from '../../src/broker/broker.js';
+import type { Action, AdminCommand, BrokerCore, BrokerView, ClusterKeyChange, ClusterMessage, ClusterResult, ConnectionId, ConnectionPeer, StorageResult } from '../../src/contract.js';
+import type { ClusterPlantedBugName } from '../planted-bug-names.js';
+import type { ClusterBrokerFactory } from './cluster-world.js';
+
+/** Passes every input through and lets a subclass add actions. */
+class WrappedClusterBroker implements BrokerCore {
+  protected extra: Action[] = [];
+
+  constructor(protected readonly inner: BrokerCore) {}
+
+  get ready(): boolean {
+    return this.inner.ready;
+  }
+  get view(): BrokerView {
+    return this.inner.view;
+  }
+  get haltReason(): string | null {
+    return this.inner.haltReason;
+  }
+  connectionOpened(nowMs: number, connectionId: ConnectionId, peer: ConnectionPeer): void {
+    this.inner.connectionOpened(nowMs, connectionId, peer);
+  }
+  bytesReceived(nowMs: number, connectionId: ConnectionId, bytes: Uint8Array): void {
+    this.inner.bytesReceived(nowMs, connectionId, bytes);
+  }
+  connectionClosed(nowMs: number, connectionId: ConnectionId): void {
+    this.inner.connectionClosed(nowMs, connectionId);
+  }
+  outputBuffered(nowMs: number, connectionId: ConnectionId, bufferedBytes: number): void {
+    this.inner.outputBuffered(nowMs, connectionId, bufferedBytes);
+  }
+  storageCompleted(nowMs: number, result: StorageResult): void {
+    this.inner.storageCompleted(nowMs, result);
+  }
+  tick(nowMs: number): void {
+    this.inner.tick(nowMs);
+  }
+  adminRequest(nowMs: number, requestId: number, command: AdminCommand): void {
+    this.inner.adminRequest(nowMs, requestId, command);
+  }
+  shutdown(nowMs: number): void {
+    this.inner.shutdown(nowMs);
+  }
+  clusterStatus(nowMs: number, status: 'connected' | 'disconnected'): void {
+    this.inner.clusterStatus!(nowMs, status);
+  }
+  clusterMessage(nowMs: number, message: ClusterMessage): void {
+    this.inner.clusterMessage!(nowMs, message);
+  }
+  clusterCompleted(nowMs: number, result: ClusterResult): void {
+    this.inner.clusterCompleted!(nowMs, result);
+  }
+  clusterKeyChanged(nowMs: number, change: ClusterKeyChange): void {
+    this.inner.clusterKeyChanged!(nowMs, change);
+  }
+  drainActions(): Action[] {
+    const actions = this.inner.drainActions();
+    if (this.extra.length === 0) return actions;
+    const all = [...this.extra, ...actions];
+    this.extra = [];
+    return all;
+  }
+  nextDeadlineMs(): number | null {
+    return this.inner.nextDeadlineMs();
+  }
+}
+
+class HandoffAckBeforeLog extends WrappedClusterBroker {
+  override clusterMessage(nowMs: number, message: ClusterMessage): void {
+    super.clusterMessage(nowMs, message);
+    if (message.consumerId !== null && message.streamSequence !== null && this.inner.ready) {
+      this.extra.push({ kind: 'cluster', request: { op: 'ack', consumerId: message.consumerId, streamSequence: message.streamSequence } });
+    }
+  }
+}
+
+export const clusterPlantedBugs: Record<ClusterPlantedBugName, ClusterBrokerFactory> = {
+  'handoff-ack-before-log': (options: BrokerOptions) => new HandoffAckBeforeLog(new Broker(options)),
+};

@@ -1,0 +1,100 @@
+/**
+ * `keel sim --nodes N` (N ≥ 2): one seed, one cluster world, one verdict. Like `runSimulation`
+ * (sim/simulation.ts) it is synchronous and deterministic: what it prints to stdout is a function
+ * of the seed, the node count and the planted bug alone, ending in the trace hash; wall-clock
+ * figures go to stderr. A throw from a broker or from the simulator is reported as a violation
+ * with the seed, never lost.
+ */
+import type { ClusterPlantedBugName } from '../planted-bug-names.js';
+import { clusterPlantedBugs } from './cluster-planted-bugs.js';
+import { type ClusterBrokerFactory, type ClusterViolation, ClusterWorld, chooseClusterShape, describeClusterShape, realClusterBroker } from './cluster-world.js';
+
+export interface ClusterSimulationOptions {
+  seed: number;
+  nodes: number;
+  plant?: ClusterPlantedBugName;
+  trace?: boolean;
+  eventsMax?: number;
+  stdout?: (line: string) => void;
+  stderr?: (line: string) => void;
+  brokerFactory?: ClusterBrokerFactory;
+  /** The command that replays the run (runSimulation passes the one its flag table writes). */
+  reproduce?: string;
+}
+
+export interface ClusterSimulationResult {
+  seed: number;
+  nodes: number;
+  ok: boolean;
+  exitCode: 0 | 1;
+  events: number;
+  simulatedMs: number;
+  clients: number;
+  messagesPublished: number;
+  messagesDelivered: number;
+  faults: number;
+  nodeRestarts: number;
+  traceHash: string;
+  shape: string;
+  violation: ClusterViolation | null;
+  summary: string;
+  reproduce: string;
+  wallMs: number;
+}
+
+export const clusterEventsMaxDefault = 2_000_000;
+
+export function runClusterSimulation(options: ClusterSimulationOptions): ClusterSimulationResult {
+  const stdout = options.stdout ?? ((line: string) => process.stdout.write(`${line}\n`));
+  const stderr = options.stderr ?? ((line: string) => process.stderr.write(`${line}\n`));
+  if (!Number.isInteger(options.nodes) || options.nodes < 2 || options.nodes > 9) throw new Error(`--nodes must be 2 to 9 for a cluster run, got ${options.nodes}`);
+  const startedMs = Date.now();
+  const shape = chooseClusterShape(options.seed, options.nodes);
+  const factory = options.brokerFactory ?? (options.plant === undefined ? realClusterBroker : clusterPlantedBugs[options.plant]);
+  const world = new ClusterWorld(shape, factory, options.trace === true ? stdout : null);
+  try {
+    world.run(options.eventsMax ?? clusterEventsMaxDefault);
+  } catch (error) {
+    world.fail('simulator-threw', error instanceof Error ? `${error.message} ${error.stack?.split('\n')[1]?.trim() ?? ''}` : String(error));
+  }
+  const wallMs = Date.now() - startedMs;
+  const violation = world.violation;
+  const hash = world.hash.hex();
+  const reproduce =
+    options.reproduce ??
+    `keel sim --seed ${options.seed} --nodes ${options.nodes}${options.plant === undefined ? '' : ` --plant-cluster ${options.plant}`}${options.eventsMax === undefined ? '' : ` --events-max ${options.eventsMax}`}`;
+  const summary =
+    `${violation === null ? 'ok' : 'FAIL'} seed=${options.seed} nodes=${options.nodes} simulated_ms=${world.clock.nowMs} events=${world.events} ` +
+    `clients=${world.clients.length} messages_published=${world.checker.published} messages_delivered=${world.checker.delivered} faults=${world.faults} ` +
+    `node_restarts=${world.nodeRestarts} nats_restarts=${world.nats.counters.restarts} partitions=${world.nats.counters.partitions} handoffs_stored=${world.nats.counters.stored} ` +
+    `redeliveries=${world.nats.counters.redeliveries} trace_hash=${hash}`;
+  if (violation !== null) {
+    stdout(`VIOLATION ${violation.rule} at ${violation.atMs}ms (seed ${options.seed})`);
+    stdout(`  ${violation.detail}`);
+    stdout(`  world: ${describeClusterShape(shape)}`);
+    stdout(`last ${violation.recentEvents.length} events:`);
+    for (const line of violation.recentEvents) stdout(`  ${line}`);
+    stdout(`reproduce: ${reproduce}`);
+  }
+  stdout(summary);
+  stderr(`sim seed=${options.seed} nodes=${options.nodes} wall_ms=${wallMs} events_per_s=${Math.round((world.events / Math.max(wallMs, 1)) * 1000)}`);
+  return {
+    seed: options.seed,
+    nodes: options.nodes,
+    ok: violation === null,
+    exitCode: violation === null ? 0 : 1,
+    events: world.events,
+    simulatedMs: world.clock.nowMs,
+    clients: world.clients.length,
+    messagesPublished: world.checker.published,
+    messagesDelivered: world.checker.delivered,
+    faults: world.faults,
+    nodeRestarts: world.nodeRestarts,
+    traceHash: hash,
+    shape: describeClusterShape(shape),
+    violation,
+    summary,
+    reproduce,
+    wallMs,
+  };
+}

@@ -1,0 +1,606 @@
+/**
+ * A simulated Keel cluster: N broker nodes, a model of NATS (nats-model.ts) and model MQTT clients
+ * in one seeded world on one event queue, judged by the cluster checker (cluster-checker.ts).
+ *
+ * Each node is the production Broker driven through the production Driver over a host made of
+ * the world: its own simulated disk (a crash keeps only what was synced, or part of it), client
+ * connections with latency, and the cluster link to the NATS model. During the active phase the
+ * world injects faults: node crashes (restarted on their data directory after a while), NATS
+ * restarts, partitions between any node and NATS, and clients that drop their connection.
+ * Clients reconnect: subscribers (persistent sessions) and QoS 2 publishers to their home node,
+ * where their session lives; QoS 0/1 publishers to any node. Then the world goes quiet (every
+ * node up, NATS up, links healed) long enough for redeliveries and retries to finish, and the
+ * checker judges liveness. Every event is a trace line feeding the run's hash.
+ */
+import { Broker, type BrokerOptions } from '../../src/broker/broker.js';
+import { PacketDecoder } from '../../src/codec/decoder.js';
+import { encodePacket } from '../../src/codec/encoder.js';
+import { type Packet, PacketType, type PublishPacket, type Qos } from '../../src/codec/packets.js';
+import { type BrokerConfig, resolveConfig } from '../../src/config.js';
+import { type BrokerCore, type ConnectionId, defaultListener, type LogFields, type StorageRequest } from '../../src/contract.js';
+import { Driver, type Host } from '../../src/driver.js';
+import { DurableStateStore, defaultDurableStoreOptions } from '../../src/store/durable-store.js';
+import { messagePayload } from '../clients/payload.js';
+import { EventQueue } from '../event-queue.js';
+import { Random } from '../random.js';
+import { SimulatedDisk } from '../simulated-disk.js';
+import { TraceHash } from '../trace-hash.js';
+import { ClusterChecker } from './cluster-checker.js';
+import { NatsModel } from './nats-model.js';
+
+export type ClusterBrokerFactory = (options: BrokerOptions) => BrokerCore;
+export const realClusterBroker: ClusterBrokerFactory = (options) => new Broker(options);
+
+export interface ClusterViolation {
+  rule: string;
+  detail: string;
+  atMs: number;
+  recentEvents: string[];
+}
+
+interface RunningNode {
+  incarnation: number;
+  core: BrokerCore;
+  driver: Driver;
+}
+
+interface NodeState {
+  readonly index: number;
+  readonly disk: SimulatedDisk;
+  running: RunningNode | null;
+  wakeupToken: number;
+  restarts: number;
+}
+
+interface Pipe {
+  readonly id: ConnectionId;
+  readonly client: ClusterClient;
+  readonly node: number;
+  readonly incarnation: number;
+  open: boolean;
+  toNodeMs: number;
+  toClientMs: number;
+}
+
+interface Inflight {
+  readonly sequence: number;
+  readonly topic: string;
+  readonly qos: Qos;
+  phase: 'publish' | 'pubrel';
+}
+
+/** What a seed chooses for a cluster run. */
+export interface ClusterShape {
+  seed: number;
+  nodes: number;
+  subscribers: number;
+  publishers: number;
+  messagesPerPublisher: number;
+  activeMs: number;
+  quietMs: number;
+  nodeCrashMeanMs: number | null;
+  natsRestartMeanMs: number | null;
+  partitionMeanMs: number | null;
+  clientDropMeanMs: number | null;
+  /** Chance that a node crashes right after a disk operation took effect, before it heard of it. */
+  crashAfterDiskProbability: number;
+}
+
+const topics = ['t/a', 't/b', 'u/a', 't/a/x'];
+const filters = ['t/+', 't/#', 'u/a', '#', 't/a'];
+const recentKept = 40;
+
+export function chooseClusterShape(seed: number, nodes: number): ClusterShape {
+  const random = Random.stream(seed, 'cluster-shape');
+  const faulty = random.chance(0.85);
+  return {
+    seed,
+    nodes,
+    subscribers: random.int(2, 5),
+    publishers: random.int(1, 4),
+    messagesPerPublisher: random.int(5, 30),
+    activeMs: random.int(5_000, 20_000),
+    quietMs: 30_000,
+    nodeCrashMeanMs: faulty && random.chance(0.7) ? random.int(1_500, 8_000) : null,
+    natsRestartMeanMs: faulty && random.chance(0.5) ? random.int(3_000, 12_000) : null,
+    partitionMeanMs: faulty && random.chance(0.5) ? random.int(2_000, 10_000) : null,
+    clientDropMeanMs: faulty && random.chance(0.5) ? random.int(2_000, 10_000) : null,
+    crashAfterDiskProbability: faulty ? random.pick([0, 0.001, 0.004]) : 0,
+  };
+}
+
+/** vopr's mix: about one seed in five runs a cluster of 2 or 3 nodes (a stream of its own, so single-node seeds are unchanged). */
+export function voprNodesForSeed(seed: number): number {
+  const random = Random.stream(seed, 'vopr-nodes');
+  if (!random.chance(0.2)) return 1;
+  return random.int(2, 3);
+}
+
+export function describeClusterShape(shape: ClusterShape): string {
+  const fault = (name: string, mean: number | null) => (mean === null ? '' : ` ${name}~${mean}ms`);
+  return `cluster nodes=${shape.nodes} subscribers=${shape.subscribers} publishers=${shape.publishers}x${shape.messagesPerPublisher} active=${shape.activeMs}ms${fault('crash', shape.nodeCrashMeanMs)}${fault('nats-restart', shape.natsRestartMeanMs)}${fault('partition', shape.partitionMeanMs)}${fault('client-drop', shape.clientDropMeanMs)}${shape.crashAfterDiskProbability > 0 ? ` crash-after-disk=${shape.crashAfterDiskProbability}` : ''}`;
+}
+
+export class ClusterWorld {
+  readonly clock = { nowMs: 0 };
+  readonly queue = new EventQueue();
+  readonly hash = new TraceHash();
+  readonly checker: ClusterChecker;
+  readonly nats: NatsModel;
+  readonly nodes: NodeState[] = [];
+  readonly clients: ClusterClient[] = [];
+  private readonly pipes = new Map<ConnectionId, Pipe>();
+  private readonly configs: BrokerConfig[] = [];
+  private readonly faultRandom: Random;
+  private readonly netRandom: Random;
+  private nextConnectionId = 1;
+  private incarnationNext = 1;
+  private recent: string[] = [];
+  quiet = false;
+  violation: ClusterViolation | null = null;
+  events = 0;
+  faults = 0;
+  nodeRestarts = 0;
+
+  constructor(
+    readonly shape: ClusterShape,
+    private readonly brokerFactory: ClusterBrokerFactory,
+    private readonly traceSink: ((line: string) => void) | null,
+  ) {
+    this.checker = new ClusterChecker(this.clock, (rule, detail) => this.fail(rule, detail));
+    this.faultRandom = Random.stream(shape.seed, 'cluster-faults');
+    this.netRandom = Random.stream(shape.seed, 'cluster-network');
+    this.nats = new NatsModel(this.queue, this.clock, Random.stream(shape.seed, 'nats'), shape.nodes, (line) => this.trace(line));
+    for (let index = 0; index < shape.nodes; index++) {
+      const resolved = resolveConfig({ cluster: { nats: 'nats://sim:4222', nodeId: `n${index}` }, sysIntervalSeconds: 0 });
+      if (!resolved.ok) throw new Error(`bad simulated config: ${resolved.problems.join('; ')}`);
+      this.configs.push(resolved.config);
+      const diskRandom = Random.stream(shape.seed, `cluster-disk-${index}`);
+      this.nodes.push({ index, disk: new SimulatedDisk(() => diskRandom.next()), running: null, wakeupToken: 0, restarts: 0 });
+    }
+    const clientRandom = Random.stream(shape.seed, 'cluster-clients');
+    for (let index = 0; index < shape.subscribers; index++) {
+      this.clients.push(
+        new ClusterClient(
+          this,
+          index,
+          'subscriber',
+          clientRandom.int(0, shape.nodes - 1),
+          clientRandom.pick([1, 2] as const),
+          clientRandom.pick(filters),
+          0,
+          Random.stream(shape.seed, `client-${index}`),
+        ),
+      );
+    }
+    for (let index = 0; index < shape.publishers; index++) {
+      const clientIndex = shape.subscribers + index;
+      const qos = clientRandom.pick([0, 1, 1, 2, 2] as const);
+      this.clients.push(
+        new ClusterClient(this, clientIndex, 'publisher', clientRandom.int(0, shape.nodes - 1), qos, '', shape.messagesPerPublisher, Random.stream(shape.seed, `client-${clientIndex}`)),
+      );
+    }
+  }
+
+  trace(line: string): void {
+    const text = `${this.clock.nowMs} ${line}`;
+    this.hash.text(text);
+    if (this.traceSink !== null) this.traceSink(text);
+    this.recent.push(text);
+    if (this.recent.length > recentKept * 2) this.recent = this.recent.slice(-recentKept);
+  }
+
+  fail(rule: string, detail: string): void {
+    if (this.violation !== null) return;
+    this.trace(`VIOLATION ${rule}: ${detail}`);
+    this.violation = { rule, detail, atMs: this.clock.nowMs, recentEvents: this.recent.slice(-recentKept) };
+  }
+
+  latencyMs(): number {
+    return this.netRandom.int(0, 4);
+  }
+
+  run(eventsMax: number): void {
+    for (const node of this.nodes) this.startNode(node);
+    for (const client of this.clients) this.queue.push(this.netRandom.int(50, 300), () => client.connect());
+    this.scheduleFaults();
+    const endMs = this.shape.activeMs + this.shape.quietMs;
+    this.queue.push(this.shape.activeMs, () => this.goQuiet());
+    this.queue.push(endMs, () => this.finish());
+    while (this.violation === null && this.events < eventsMax) {
+      const event = this.queue.pop();
+      if (event === undefined || event.timeMs > endMs) break;
+      this.clock.nowMs = event.timeMs;
+      this.events += 1;
+      event.run();
+    }
+    if (this.violation === null && this.events >= eventsMax) this.fail('events-exhausted', `more than ${eventsMax} events`);
+  }
+
+  private goQuiet(): void {
+    this.quiet = true;
+    this.trace('quiet');
+    for (const node of this.nodes) if (node.running === null) this.startNode(node);
+  }
+
+  private finish(): void {
+    this.trace('finish');
+    for (const client of this.clients) {
+      const problem = client.idleProblem();
+      if (problem !== null) return this.fail('not-idle', `c${client.index}: ${problem}`);
+    }
+    this.checker.checkLiveness();
+  }
+
+  // ---- nodes --------------------------------------------------------------------------------
+
+  private startNode(node: NodeState): void {
+    const incarnation = this.incarnationNext++;
+    this.trace(`node n${node.index} start #${incarnation}`);
+    try {
+      const store = new DurableStateStore({ ...defaultDurableStoreOptions, segmentBytesMax: 256 * 1024, snapshotLogBytes: 128 * 1024 });
+      const core = this.brokerFactory({ config: this.configs[node.index]!, nowMs: this.clock.nowMs, store });
+      const driver = new Driver(core, this.hostFor(node, incarnation));
+      node.running = { incarnation, core, driver };
+      driver.start(this.clock.nowMs);
+    } catch (error) {
+      this.fail('broker-threw', `n${node.index} while starting: ${errorText(error)}`);
+      return;
+    }
+    this.nats.nodeStarted(node.index, {
+      status: (status) => this.nodeInput(node, incarnation, (driver) => driver.clusterStatus(this.clock.nowMs, status), `cluster ${status}`),
+      message: (message) => this.nodeInput(node, incarnation, (driver) => driver.clusterMessage(this.clock.nowMs, message), `cluster message ${message.subject} seq=${message.streamSequence ?? '-'}`),
+      completed: (result) =>
+        this.nodeInput(node, incarnation, (driver) => driver.clusterCompleted(this.clock.nowMs, result), `cluster completed #${result.requestId} ${result.ok ? `ok ${result.sequence}` : result.code}`),
+      keyChanged: (change) => this.nodeInput(node, incarnation, (driver) => driver.clusterKeyChanged(this.clock.nowMs, change), `cluster key ${change.bucket}/${change.key}`),
+    });
+  }
+
+  /** The node's process dies: its connections and NATS link are gone, its disk keeps what was synced. */
+  crashNode(node: NodeState, why: string): void {
+    const running = node.running;
+    if (running === null) return;
+    this.trace(`fault node-crash n${node.index} #${running.incarnation} ${why}`);
+    node.running = null;
+    node.restarts += 1;
+    this.nodeRestarts += 1;
+    this.nats.nodeCrashed(node.index);
+    node.disk.crash();
+    for (const pipe of this.pipes.values()) if (pipe.node === node.index && pipe.incarnation === running.incarnation) this.closePipe(pipe, 'node crashed', true);
+    this.queue.push(this.clock.nowMs + this.faultRandom.int(100, 2_000), () => {
+      if (node.running === null) this.startNode(node);
+    });
+  }
+
+  nodeInput(node: NodeState, incarnation: number, input: (driver: Driver) => void, what: string): void {
+    const running = node.running;
+    if (running === null || running.incarnation !== incarnation) return;
+    this.trace(`n${node.index} ${what}`);
+    try {
+      input(running.driver);
+    } catch (error) {
+      this.fail('broker-threw', `n${node.index}: ${errorText(error)}`);
+    }
+  }
+
+  private hostFor(node: NodeState, incarnation: number): Host {
+    return {
+      send: (connectionId, bytes) => {
+        const pipe = this.pipes.get(connectionId);
+        if (pipe === undefined || !pipe.open) return;
+        pipe.toClientMs = Math.max(pipe.toClientMs, this.clock.nowMs + this.latencyMs());
+        this.queue.push(pipe.toClientMs, () => {
+          if (pipe.open) pipe.client.bytesArrived(pipe, bytes);
+        });
+      },
+      close: (connectionId, reason) => {
+        const pipe = this.pipes.get(connectionId);
+        if (pipe !== undefined) this.closePipe(pipe, `node closed: ${reason}`, false);
+      },
+      storage: (request) => this.storage(node, incarnation, request),
+      log: (level, event, fields) => this.log(node, level, event, fields),
+      halt: (reason) => {
+        this.trace(`n${node.index} halt ${reason}`);
+        this.queue.push(this.clock.nowMs, () => {
+          if (node.running?.incarnation === incarnation) this.crashNode(node, 'after halt');
+        });
+      },
+      setWakeup: (deadlineMs) => {
+        const token = ++node.wakeupToken;
+        if (deadlineMs === null) return;
+        this.queue.push(Math.max(deadlineMs, this.clock.nowMs), () => {
+          if (token === node.wakeupToken) this.nodeInput(node, incarnation, (driver) => driver.tick(this.clock.nowMs), 'tick');
+        });
+      },
+      cluster: (request) => {
+        this.trace(`n${node.index} link ${request.op}${'subject' in request ? ` ${request.subject}` : ''}${'streamSequence' in request ? ` ${request.streamSequence}` : ''}`);
+        this.nats.request(node.index, request);
+      },
+    };
+  }
+
+  private storage(node: NodeState, incarnation: number, request: StorageRequest): void {
+    this.queue.push(this.clock.nowMs + this.faultRandom.int(0, 2), () => {
+      if (node.running?.incarnation !== incarnation) return;
+      const result = node.disk.execute(request);
+      if (!this.quiet && this.faultRandom.chance(this.shape.crashAfterDiskProbability)) return this.crashNode(node, `after ${request.op}`);
+      this.nodeInput(node, incarnation, (driver) => driver.storageCompleted(this.clock.nowMs, result), `disk ${request.op} ${result.ok ? 'ok' : result.code}`);
+    });
+  }
+
+  private log(node: NodeState, level: string, event: string, fields: LogFields): void {
+    if (level === 'debug') return;
+    const parts: string[] = [];
+    for (const key of Object.keys(fields)) parts.push(`${key}=${String(fields[key])}`);
+    this.trace(`n${node.index} log ${level} ${event} ${parts.join(' ')}`);
+  }
+
+  // ---- client connections -------------------------------------------------------------------
+
+  /** Opens a connection from a client to a node; null when the node is not accepting. */
+  openPipe(client: ClusterClient, nodeIndex: number): Pipe | null {
+    const node = this.nodes[nodeIndex]!;
+    const running = node.running;
+    if (running === null || !running.core.ready) return null;
+    const pipe: Pipe = { id: this.nextConnectionId++, client, node: nodeIndex, incarnation: running.incarnation, open: true, toNodeMs: this.clock.nowMs, toClientMs: this.clock.nowMs };
+    this.pipes.set(pipe.id, pipe);
+    this.nodeInput(
+      node,
+      running.incarnation,
+      (driver) => driver.connectionOpened(this.clock.nowMs, pipe.id, { remoteAddress: `sim:c${client.index}`, listener: defaultListener }),
+      `open L${pipe.id} c${client.index}`,
+    );
+    return pipe;
+  }
+
+  clientSend(pipe: Pipe, bytes: Uint8Array): void {
+    if (!pipe.open) return;
+    pipe.toNodeMs = Math.max(pipe.toNodeMs, this.clock.nowMs + this.latencyMs());
+    this.queue.push(pipe.toNodeMs, () => {
+      if (!pipe.open) return;
+      this.nodeInput(this.nodes[pipe.node]!, pipe.incarnation, (driver) => driver.bytesReceived(this.clock.nowMs, pipe.id, bytes), `bytes L${pipe.id}`);
+    });
+  }
+
+  /** Ends a connection; `byClient` tells the node (a node's own close needs no input back). */
+  closePipe(pipe: Pipe, why: string, tellNode: boolean): void {
+    if (!pipe.open) return;
+    pipe.open = false;
+    this.pipes.delete(pipe.id);
+    this.trace(`close L${pipe.id} c${pipe.client.index} ${why}`);
+    if (tellNode) this.nodeInput(this.nodes[pipe.node]!, pipe.incarnation, (driver) => driver.connectionClosed(this.clock.nowMs, pipe.id), `closed L${pipe.id}`);
+    this.queue.push(this.clock.nowMs + this.latencyMs(), () => pipe.client.closed(pipe));
+  }
+
+  // ---- faults -------------------------------------------------------------------------------
+
+  private scheduleFaults(): void {
+    this.every(this.shape.nodeCrashMeanMs, () => this.crashNode(this.faultRandom.pick(this.nodes), 'injected'));
+    this.every(this.shape.natsRestartMeanMs, () => this.nats.restart(this.faultRandom.int(100, 3_000)));
+    this.every(this.shape.partitionMeanMs, () => this.nats.partition(this.faultRandom.int(0, this.nodes.length - 1), this.faultRandom.int(100, 4_000)));
+    this.every(this.shape.clientDropMeanMs, () => this.faultRandom.pick(this.clients).dropConnection());
+  }
+
+  private every(meanMs: number | null, fault: () => void): void {
+    if (meanMs === null) return;
+    const atMs = this.clock.nowMs + this.faultRandom.int(1, meanMs * 2);
+    if (atMs >= this.shape.activeMs) return;
+    this.queue.push(atMs, () => {
+      if (this.quiet) return;
+      this.faults += 1;
+      fault();
+      this.every(meanMs, fault);
+    });
+  }
+}
+
+/** A model MQTT 5.0 client: a subscriber with a persistent session, or a publisher. */
+export class ClusterClient {
+  private pipe: Pipe | null = null;
+  private decoder: PacketDecoder | null = null;
+  private connected = false;
+  private generation = 0;
+  private subscribed = false;
+  private readonly incomingQos2 = new Set<number>();
+  private readonly inflight = new Map<number, Inflight>();
+  private nextSequence = 1;
+  private nextPacketId = 1;
+  private readonly window: number;
+  private publishScheduled = false;
+
+  constructor(
+    private readonly world: ClusterWorld,
+    readonly index: number,
+    readonly role: 'subscriber' | 'publisher',
+    private readonly home: number,
+    private readonly qos: Qos,
+    private readonly filter: string,
+    private readonly messages: number,
+    private readonly random: Random,
+  ) {
+    this.window = random.int(1, 3);
+  }
+
+  private get clientId(): string {
+    return `c${this.index}`;
+  }
+
+  /** Persistent sessions stay on their home node (no takeover across nodes yet). */
+  private get roams(): boolean {
+    return this.role === 'publisher' && this.qos < 2;
+  }
+
+  connect(): void {
+    if (this.pipe !== null) return;
+    const node = this.roams ? this.random.int(0, this.world.nodes.length - 1) : this.home;
+    const pipe = this.world.openPipe(this, node);
+    if (pipe === null) {
+      this.world.queue.push(this.world.clock.nowMs + this.random.int(100, 500), () => this.connect());
+      return;
+    }
+    this.pipe = pipe;
+    this.decoder = new PacketDecoder({ packetBytesMax: 1 << 20, protocolVersion: 5 });
+    this.generation += 1;
+    const persistent = !this.roams;
+    this.world.trace(`c${this.index} connect n${node} L${pipe.id} gen=${this.generation}`);
+    this.send({
+      type: PacketType.Connect,
+      protocolName: 'MQTT',
+      protocolVersion: 5,
+      cleanStart: !persistent || this.generation === 1,
+      keepAliveSeconds: 0,
+      clientId: this.clientId,
+      properties: persistent ? { sessionExpiryInterval: 0xffffffff } : {},
+    });
+  }
+
+  dropConnection(): void {
+    if (this.pipe !== null) this.world.closePipe(this.pipe, 'client dropped', true);
+  }
+
+  closed(pipe: Pipe): void {
+    if (this.pipe !== pipe) return;
+    this.pipe = null;
+    this.decoder = null;
+    this.connected = false;
+    this.world.queue.push(this.world.clock.nowMs + this.random.int(50, 500), () => this.connect());
+  }
+
+  private send(packet: Packet): void {
+    if (this.pipe === null) return;
+    this.world.clientSend(this.pipe, encodePacket(packet, 5));
+  }
+
+  bytesArrived(pipe: Pipe, bytes: Uint8Array): void {
+    if (pipe !== this.pipe || this.decoder === null) return;
+    try {
+      this.decoder.push(bytes);
+      for (let packet = this.decoder.next(); packet !== null; packet = this.decoder.next()) {
+        this.packetArrived(packet);
+        if (this.pipe !== pipe) return;
+      }
+    } catch (error) {
+      this.world.fail('client-decode', `c${this.index}: ${errorText(error)}`);
+    }
+  }
+
+  private packetArrived(packet: Packet): void {
+    switch (packet.type) {
+      case PacketType.Connack:
+        return this.connackArrived(packet.reasonCode, packet.sessionPresent);
+      case PacketType.Suback:
+        this.world.checker.subackReceived(this.index, this.filter, packet.reasonCodes[0]! < 0x80);
+        this.subscribed = packet.reasonCodes[0]! < 0x80;
+        return;
+      case PacketType.Publish:
+        return this.publishArrived(packet);
+      case PacketType.Pubrel:
+        this.incomingQos2.delete(packet.packetId);
+        return this.send({ type: PacketType.Pubcomp, packetId: packet.packetId, reasonCode: 0 });
+      case PacketType.Puback:
+      case PacketType.Pubrec:
+      case PacketType.Pubcomp:
+        return this.ackArrived(packet.type, packet.packetId, packet.reasonCode);
+      case PacketType.Disconnect:
+        this.world.trace(`c${this.index} DISCONNECT 0x${packet.reasonCode.toString(16)}`);
+        return;
+      default:
+        return;
+    }
+  }
+
+  private connackArrived(reasonCode: number, sessionPresent: boolean): void {
+    this.world.trace(`c${this.index} CONNACK rc=${reasonCode} present=${sessionPresent}`);
+    if (reasonCode !== 0) return this.dropConnection();
+    this.connected = true;
+    if (this.role === 'subscriber') {
+      if (!sessionPresent) {
+        if (this.generation > 1 && this.subscribed) this.world.fail('session-lost', `c${this.index}: its persistent session on n${this.home} is gone`);
+        this.incomingQos2.clear();
+        this.world.checker.subscribeSent(this.index, this.filter);
+        this.send({ type: PacketType.Subscribe, packetId: 1, subscriptions: [{ topicFilter: this.filter, qos: this.qos, noLocal: false, retainAsPublished: false, retainHandling: 2 }] });
+      }
+      return;
+    }
+    // Resend what is unacknowledged, in order.
+    for (const [packetId, item] of this.inflight) {
+      if (item.phase === 'pubrel') {
+        if (!sessionPresent) {
+          // A QoS 2 session lost: the release cannot be matched any more (never for a persistent one).
+          this.world.fail('session-lost', `c${this.index}: QoS 2 session on n${this.home} is gone`);
+          return;
+        }
+        this.send({ type: PacketType.Pubrel, packetId, reasonCode: 0 });
+      } else {
+        this.world.checker.publishSent(this.index, item.sequence, item.topic, item.qos, true, this.pipe!.node);
+        this.send({ type: PacketType.Publish, dup: true, qos: item.qos, retain: false, topic: item.topic, packetId, payload: messagePayload(this.index, item.sequence, item.qos, item.topic) });
+      }
+    }
+    this.schedulePublish();
+  }
+
+  private publishArrived(packet: PublishPacket): void {
+    this.world.trace(`c${this.index} got ${packet.topic} q${packet.qos}${packet.dup ? ' dup' : ''} id=${packet.packetId ?? '-'}`);
+    if (packet.qos === 2) {
+      const packetId = packet.packetId!;
+      if (!this.incomingQos2.has(packetId)) {
+        this.incomingQos2.add(packetId);
+        this.world.checker.publishReceived(this.index, packet);
+      }
+      return this.send({ type: PacketType.Pubrec, packetId, reasonCode: 0 });
+    }
+    this.world.checker.publishReceived(this.index, packet);
+    if (packet.qos === 1) this.send({ type: PacketType.Puback, packetId: packet.packetId!, reasonCode: 0 });
+  }
+
+  private ackArrived(type: number, packetId: number, reasonCode: number): void {
+    const item = this.inflight.get(packetId);
+    if (item === undefined) return;
+    if (type === PacketType.Pubcomp) {
+      this.inflight.delete(packetId);
+    } else if (reasonCode >= 0x80) {
+      this.inflight.delete(packetId);
+    } else if (type === PacketType.Puback) {
+      this.world.checker.publishAcked(this.index, item.sequence);
+      this.inflight.delete(packetId);
+    } else {
+      this.world.checker.publishAcked(this.index, item.sequence);
+      item.phase = 'pubrel';
+      this.send({ type: PacketType.Pubrel, packetId, reasonCode: 0 });
+    }
+    this.schedulePublish();
+  }
+
+  private schedulePublish(): void {
+    if (this.publishScheduled || this.role !== 'publisher' || this.world.quiet) return;
+    this.publishScheduled = true;
+    this.world.queue.push(this.world.clock.nowMs + this.random.int(5, 300), () => {
+      this.publishScheduled = false;
+      this.publishNext();
+    });
+  }
+
+  private publishNext(): void {
+    if (!this.connected || this.world.quiet || this.nextSequence > this.messages) return;
+    if (this.qos > 0 && this.inflight.size >= this.window) return;
+    const sequence = this.nextSequence++;
+    const topic = this.random.pick(topics);
+    const packetId = this.qos === 0 ? undefined : this.nextPacketId++;
+    this.world.trace(`c${this.index} PUBLISH ${this.index}|${sequence} q${this.qos} ${topic}${packetId === undefined ? '' : ` id=${packetId}`}`);
+    this.world.checker.publishSent(this.index, sequence, topic, this.qos, false, this.pipe!.node);
+    if (packetId !== undefined) this.inflight.set(packetId, { sequence, topic, qos: this.qos, phase: 'publish' });
+    this.send({ type: PacketType.Publish, dup: false, qos: this.qos, retain: false, topic, packetId, payload: messagePayload(this.index, sequence, this.qos, topic) });
+    this.schedulePublish();
+  }
+
+  /** Why this client is not settled at the end, or null. */
+  idleProblem(): string | null {
+    if (!this.connected) return 'not connected after the quiet period';
+    if (this.inflight.size > 0) return `${this.inflight.size} publications never completed (first: sequence ${[...this.inflight.values()][0]!.sequence})`;
+    return null;
+  }
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? `${error.message}\n${error.stack ?? ''}` : String(error);
+}

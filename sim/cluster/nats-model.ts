@@ -1,0 +1,327 @@
+/**
+ * A seeded model of NATS as the cluster link sees it (contract.ts ClusterRequest), on the world's
+ * event queue: every effect is an event at a simulated time, so a run replays exactly.
+ *
+ * - Links: each node has one link to NATS, up or down (a partition between that node and NATS, a
+ *   NATS restart, or the node's own crash). A link carries requests and deliveries in order, each
+ *   after a latency; when it goes down whatever is in flight on it is lost, so what NATS took of a
+ *   node's requests is a prefix of what the node sent (one TCP connection). The node hears
+ *   `disconnected` and, once the link is back, `connected` (after NATS set the node's consumer and
+ *   buckets up, as the Node host does).
+ * - Core NATS: a publish is delivered at most once to every subscription of every linked node
+ *   whose subject matches at the moment NATS handles it (one copy per matching subscription, as
+ *   NATS does); subscriptions are forgotten with the link.
+ * - The hand-off stream: sequence numbers from 1, kept across NATS restarts; a `publish-durable`
+ *   whose dedupe id the stream already holds is answered with the first one's sequence and not
+ *   stored again (the dedupe window outlives every run).
+ * - Per node, a durable consumer (kept across restarts of the node and of NATS): delivers the
+ *   stream in order, at most `ackPendingMax` unacknowledged at once, and redelivers a delivery not
+ *   acknowledged within `ackWaitMs` (first the oldest); an `ack` removes it for good. Acks travel
+ *   on the link like anything else and are lost with it.
+ * - Restarts: NATS goes down for a while (every link drops) and comes back with its stream and
+ *   consumers (JetStream's store survives a process restart).
+ */
+import { subjectMatches } from '../../src/cluster/subjects.js';
+import type { ClusterHeaders, ClusterKeyChange, ClusterMessage, ClusterRequest, ClusterResult } from '../../src/contract.js';
+import type { EventQueue } from '../event-queue.js';
+import type { Random } from '../random.js';
+
+export interface NatsNodeSink {
+  status(status: 'connected' | 'disconnected'): void;
+  message(message: ClusterMessage): void;
+  completed(result: ClusterResult): void;
+  keyChanged(change: ClusterKeyChange): void;
+}
+
+interface StreamEntry {
+  readonly sequence: number;
+  readonly subject: string;
+  readonly headers: ClusterHeaders;
+  readonly payload: Uint8Array;
+}
+
+interface Consumer {
+  readonly node: number;
+  /** The next sequence never delivered. */
+  nextSequence: number;
+  /** Delivered, not acknowledged: sequence → time of the last delivery. */
+  readonly pending: Map<number, number>;
+  /** Set while the node's link is up and it asked to consume: the link epoch. */
+  activeEpoch: number | null;
+  consumerId: number;
+}
+
+interface NodeLink {
+  /** Bumped whenever the link goes down; events of an older epoch are dropped. */
+  epoch: number;
+  up: boolean;
+  /** Partitioned away from NATS (independent of NATS being up). */
+  partitioned: boolean;
+  /** The node's process is running and wants a link. */
+  nodeRunning: boolean;
+  sink: NatsNodeSink | null;
+  readonly subscriptions: Map<number, string>;
+  /** Last time something was scheduled on the link in each direction (FIFO). */
+  toNatsMs: number;
+  toNodeMs: number;
+}
+
+export const ackWaitMs = 2_000;
+const ackPendingMax = 64;
+const pumpIntervalMs = 250;
+
+export class NatsModel {
+  private readonly stream: StreamEntry[] = [];
+  private readonly dedupe = new Map<string, number>();
+  private readonly consumers: Consumer[] = [];
+  private readonly links: NodeLink[] = [];
+  private serverUp = true;
+  private pumpScheduled = false;
+  readonly counters = { corePublishes: 0, coreDeliveries: 0, stored: 0, deduplicated: 0, deliveries: 0, redeliveries: 0, acks: 0, restarts: 0, partitions: 0 };
+
+  constructor(
+    private readonly queue: EventQueue,
+    private readonly clock: { nowMs: number },
+    private readonly random: Random,
+    nodes: number,
+    private readonly trace: (line: string) => void,
+  ) {
+    for (let node = 0; node < nodes; node++) {
+      this.links.push({ epoch: 0, up: false, partitioned: false, nodeRunning: false, sink: null, subscriptions: new Map(), toNatsMs: 0, toNodeMs: 0 });
+      this.consumers.push({ node, nextSequence: 1, pending: new Map(), activeEpoch: null, consumerId: 0 });
+    }
+  }
+
+  get streamLength(): number {
+    return this.stream.length;
+  }
+
+  /** True when every consumer acknowledged every stored message. */
+  drained(): boolean {
+    return this.consumers.every((consumer) => consumer.nextSequence > this.stream.length && consumer.pending.size === 0);
+  }
+
+  private latencyMs(): number {
+    return this.random.int(0, 3);
+  }
+
+  // ---- the node side ------------------------------------------------------------------------
+
+  /** A node (re)started: it links up when NATS is reachable. */
+  nodeStarted(node: number, sink: NatsNodeSink): void {
+    const link = this.links[node]!;
+    link.nodeRunning = true;
+    link.sink = sink;
+    this.relink(node);
+  }
+
+  /** A node crashed: its link is gone at once. */
+  nodeCrashed(node: number): void {
+    const link = this.links[node]!;
+    link.nodeRunning = false;
+    link.sink = null;
+    this.dropLink(node, false);
+  }
+
+  /** A request from a node, carried over its link. */
+  request(node: number, request: ClusterRequest): void {
+    const link = this.links[node]!;
+    if (!link.up) {
+      // The client library fails durable requests at once while it is disconnected.
+      if (request.op === 'publish-durable' || request.op === 'kv-set')
+        this.toNode(node, link.epoch, (sink) => sink.completed({ requestId: request.requestId, ok: false, code: 'unavailable', message: 'no link to NATS' }), true);
+      return;
+    }
+    const epoch = link.epoch;
+    link.toNatsMs = Math.max(link.toNatsMs, this.clock.nowMs + this.latencyMs());
+    this.queue.push(link.toNatsMs, () => {
+      if (link.epoch !== epoch || !link.up) return;
+      this.handle(node, request);
+    });
+  }
+
+  /** Schedules `run` on the node's side of the link, in order; `always` also after the link dropped (local failures). */
+  private toNode(node: number, epoch: number, run: (sink: NatsNodeSink) => void, always = false): void {
+    const link = this.links[node]!;
+    link.toNodeMs = Math.max(link.toNodeMs, this.clock.nowMs + this.latencyMs());
+    this.queue.push(link.toNodeMs, () => {
+      if (link.sink === null) return;
+      if (!always && (link.epoch !== epoch || !link.up)) return;
+      run(link.sink);
+    });
+  }
+
+  private handle(node: number, request: ClusterRequest): void {
+    const link = this.links[node]!;
+    switch (request.op) {
+      case 'publish':
+        return this.corePublish(request.subject, request.headers, request.payload);
+      case 'publish-durable': {
+        let sequence = this.dedupe.get(request.dedupeId);
+        if (sequence === undefined) {
+          sequence = this.stream.length + 1;
+          this.stream.push({ sequence, subject: request.subject, headers: request.headers, payload: request.payload });
+          this.dedupe.set(request.dedupeId, sequence);
+          this.counters.stored += 1;
+          this.schedulePump();
+        } else {
+          this.counters.deduplicated += 1;
+        }
+        const stored = sequence;
+        this.toNode(node, link.epoch, (sink) => sink.completed({ requestId: request.requestId, ok: true, sequence: stored }));
+        return;
+      }
+      case 'subscribe':
+        link.subscriptions.set(request.subscriptionId, request.subject);
+        return;
+      case 'unsubscribe':
+        link.subscriptions.delete(request.subscriptionId);
+        return;
+      case 'consume': {
+        const consumer = this.consumers[node]!;
+        consumer.activeEpoch = link.epoch;
+        consumer.consumerId = request.consumerId;
+        // Deliveries a previous link never had acknowledged come again after their ack wait.
+        this.schedulePump();
+        return;
+      }
+      case 'ack': {
+        const consumer = this.consumers[node]!;
+        if (consumer.pending.delete(request.streamSequence)) this.counters.acks += 1;
+        return;
+      }
+      case 'kv-set':
+        this.toNode(node, link.epoch, (sink) => sink.completed({ requestId: request.requestId, ok: false, code: 'unavailable', message: 'key-value is not modelled yet' }));
+        return;
+      case 'kv-watch':
+        return;
+    }
+  }
+
+  private corePublish(subject: string, headers: ClusterHeaders, payload: Uint8Array): void {
+    this.counters.corePublishes += 1;
+    for (let node = 0; node < this.links.length; node++) {
+      const link = this.links[node]!;
+      if (!link.up) continue;
+      for (const [subscriptionId, pattern] of link.subscriptions) {
+        if (!subjectMatches(pattern, subject)) continue;
+        this.counters.coreDeliveries += 1;
+        this.toNode(node, link.epoch, (sink) => sink.message({ subject, headers, payload, subscriptionId, consumerId: null, streamSequence: null, redelivered: false }));
+      }
+    }
+  }
+
+  // ---- consumers ----------------------------------------------------------------------------
+
+  private schedulePump(): void {
+    if (this.pumpScheduled) return;
+    this.pumpScheduled = true;
+    this.queue.push(this.clock.nowMs + 1, () => this.pump());
+  }
+
+  private pump(): void {
+    this.pumpScheduled = false;
+    let busy = false;
+    for (const consumer of this.consumers) {
+      const link = this.links[consumer.node]!;
+      if (!link.up || consumer.activeEpoch !== link.epoch) continue;
+      this.redeliver(consumer, link);
+      while (consumer.pending.size < ackPendingMax && consumer.nextSequence <= this.stream.length) {
+        this.deliver(consumer, link, this.stream[consumer.nextSequence - 1]!, false);
+        consumer.nextSequence += 1;
+      }
+      if (consumer.pending.size > 0 || consumer.nextSequence <= this.stream.length) busy = true;
+    }
+    if (busy && !this.pumpScheduled) {
+      this.pumpScheduled = true;
+      this.queue.push(this.clock.nowMs + pumpIntervalMs, () => this.pump());
+    }
+  }
+
+  private redeliver(consumer: Consumer, link: NodeLink): void {
+    const due: number[] = [];
+    for (const [sequence, deliveredMs] of consumer.pending) if (deliveredMs + ackWaitMs <= this.clock.nowMs) due.push(sequence);
+    due.sort((a, b) => a - b);
+    for (const sequence of due) {
+      this.counters.redeliveries += 1;
+      this.deliver(consumer, link, this.stream[sequence - 1]!, true);
+    }
+  }
+
+  private deliver(consumer: Consumer, link: NodeLink, entry: StreamEntry, redelivered: boolean): void {
+    consumer.pending.set(entry.sequence, this.clock.nowMs);
+    this.counters.deliveries += 1;
+    const consumerId = consumer.consumerId;
+    this.toNode(consumer.node, link.epoch, (sink) =>
+      sink.message({ subject: entry.subject, headers: entry.headers, payload: entry.payload, subscriptionId: null, consumerId, streamSequence: entry.sequence, redelivered }),
+    );
+  }
+
+  // ---- faults -------------------------------------------------------------------------------
+
+  /** NATS goes down for `downMs` and comes back with its stream and consumers. */
+  restart(downMs: number): void {
+    if (!this.serverUp) return;
+    this.trace(`nats restart down=${downMs}`);
+    this.counters.restarts += 1;
+    this.serverUp = false;
+    for (let node = 0; node < this.links.length; node++) this.dropLink(node, true);
+    this.queue.push(this.clock.nowMs + downMs, () => {
+      this.serverUp = true;
+      this.trace('nats up');
+      for (let node = 0; node < this.links.length; node++) this.relink(node);
+    });
+  }
+
+  /** The node cannot reach NATS for `durationMs`. */
+  partition(node: number, durationMs: number): void {
+    const link = this.links[node]!;
+    if (link.partitioned) return;
+    this.trace(`nats partition n${node} for=${durationMs}`);
+    this.counters.partitions += 1;
+    link.partitioned = true;
+    this.dropLink(node, true);
+    this.queue.push(this.clock.nowMs + durationMs, () => {
+      link.partitioned = false;
+      this.trace(`nats partition n${node} healed`);
+      this.relink(node);
+    });
+  }
+
+  get up(): boolean {
+    return this.serverUp;
+  }
+
+  private dropLink(node: number, tell: boolean): void {
+    const link = this.links[node]!;
+    if (!link.up) return;
+    link.up = false;
+    link.epoch += 1;
+    link.subscriptions.clear();
+    this.consumers[node]!.activeEpoch = null;
+    if (tell && link.sink !== null) {
+      const sink = link.sink;
+      // The client library notices after a moment.
+      this.queue.push(this.clock.nowMs + this.latencyMs(), () => {
+        if (link.sink === sink && !link.up) sink.status('disconnected');
+      });
+    }
+  }
+
+  private relink(node: number): void {
+    const link = this.links[node]!;
+    if (link.up || !link.nodeRunning || link.partitioned || !this.serverUp) return;
+    // The client reconnects after a moment; the host sets up the stream, consumer and buckets first.
+    const atMs = this.clock.nowMs + this.random.int(5, 200);
+    const sink = link.sink;
+    this.queue.push(atMs, () => {
+      if (link.up || link.sink !== sink || sink === null || !link.nodeRunning || link.partitioned || !this.serverUp) return;
+      link.up = true;
+      link.epoch += 1;
+      link.toNatsMs = this.clock.nowMs;
+      link.toNodeMs = this.clock.nowMs;
+      this.trace(`nats link n${node} up`);
+      sink.status('connected');
+    });
+  }
+}
