@@ -45,6 +45,8 @@ interface Process {
 
 interface Measure {
   delivered: number;
+  /** Deliveries that were owed and never came (QoS 0 may be dropped under load; counted, not hidden). */
+  lost: number;
   seconds: number;
   cpuMicros: number;
 }
@@ -178,8 +180,11 @@ async function floodQos0(publisherPorts: number[], subscriberPorts: number[], op
   const seconds = (Date.now() - startMs) / 1_000;
   const delivered = received(all);
   const cpuMicros = brokers.reduce((sum, broker) => sum + readCpuMicros(broker.child.pid!), 0) - cpuBefore;
+  // What is still in flight arrives within a second; what has not by then was dropped.
+  await new Promise((resolve) => setTimeout(resolve, 1_000));
+  const lost = totalSent() * all.length - received(all);
   for (const client of all) client.destroy();
-  return { delivered, seconds, cpuMicros };
+  return { delivered, lost, seconds, cpuMicros };
 }
 
 /** One QoS 1 publisher with `window` unacknowledged, to one acknowledging subscriber. */
@@ -201,7 +206,7 @@ async function windowQos1(publisherPort: number, subscriberPort: number, options
   const delivered = subscriber!.publishesReceived;
   subscriber!.destroy();
   client.destroy();
-  return { delivered, seconds, cpuMicros };
+  return { delivered, lost: 0, seconds, cpuMicros };
 }
 
 /** Starts what a scenario needs, runs it, stops everything. */
@@ -232,7 +237,8 @@ function cpuPerMessage(measure: Measure): number {
 function line(name: string, single: Measure, cluster: Measure): string {
   const ratio = rate(single) === 0 ? 0 : rate(cluster) / rate(single);
   const hop = cpuPerMessage(cluster) - cpuPerMessage(single);
-  return `${name.padEnd(34)} ${Math.round(rate(single)).toString().padStart(10)} ${Math.round(rate(cluster)).toString().padStart(10)} ${ratio.toFixed(2).padStart(6)}x ${cpuPerMessage(single).toFixed(1).padStart(9)} ${cpuPerMessage(cluster).toFixed(1).padStart(9)} ${hop.toFixed(1).padStart(9)}`;
+  const lost = single.lost + cluster.lost === 0 ? '' : `  lost ${single.lost} / ${cluster.lost}`;
+  return `${name.padEnd(34)} ${Math.round(rate(single)).toString().padStart(10)} ${Math.round(rate(cluster)).toString().padStart(10)} ${ratio.toFixed(2).padStart(6)}x ${cpuPerMessage(single).toFixed(1).padStart(9)} ${cpuPerMessage(cluster).toFixed(1).padStart(9)} ${hop.toFixed(1).padStart(9)}${lost}`;
 }
 
 async function main(): Promise<void> {
