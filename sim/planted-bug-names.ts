@@ -47,6 +47,7 @@ export const plantedStoreBugNames = Object.keys(plantedStoreBugDescriptions) as 
 /** Deliberately broken cluster nodes (sim/cluster/cluster-planted-bugs.ts), for `--plant-cluster`. */
 export const clusterPlantedBugDescriptions = {
   'handoff-ack-before-log': "acknowledges a hand-off to the stream before the receiving node's log holds it",
+  'retained-out-of-order': 'applies changes of the retained bucket in arrival order, one held back behind the next, not by revision',
 };
 
 export type ClusterPlantedBugName = keyof typeof clusterPlantedBugDescriptions;

@@ -20,6 +20,11 @@
  * matches a subscription SUBACKed before the publication was first sent, has not reached that
  * subscriber (every subscriber's session is persistent and lives on its home node, whose disk
  * keeps what was synced: no loss is excused).
+ * Retained, after the quiet period, from a fresh subscriber on every node and the bucket's value:
+ * `retained-diverged`: a node's retained message for a topic is not the one the `keel-retained`
+ * bucket holds; `retained-lost`: a topic with an acknowledged retained publication has none;
+ * `retained-stale`: the cluster's value was acknowledged before an acknowledged retained
+ * publication on the same topic was first sent (so the newer one must have replaced it).
  */
 import type { PublishPacket, Qos } from '../../src/codec/packets.js';
 import { parsePayload } from '../clients/payload.js';
@@ -30,12 +35,14 @@ interface Publication {
   readonly sequence: number;
   readonly topic: string;
   readonly qos: Qos;
+  readonly retain: boolean;
   readonly firstSentMs: number;
   /** The node it was first sent through. */
   readonly node: number;
   /** Sent again after the publisher reconnected: left out of order checks. */
   resent: boolean;
   acked: boolean;
+  ackedMs: number;
 }
 
 interface Subscriber {
@@ -80,19 +87,22 @@ export class ClusterChecker {
     if (granted && state.filters.get(filter) === null) state.filters.set(filter, this.clock.nowMs);
   }
 
-  publishSent(publisher: number, sequence: number, topic: string, qos: Qos, resend: boolean, node: number): void {
+  publishSent(publisher: number, sequence: number, topic: string, qos: Qos, resend: boolean, node: number, retain = false): void {
     const key = `${publisher}|${sequence}`;
     const existing = this.publications.get(key);
     if (existing !== undefined) {
       if (resend) existing.resent = true;
       return;
     }
-    this.publications.set(key, { publisher, sequence, topic, qos, firstSentMs: this.clock.nowMs, node, resent: false, acked: false });
+    this.publications.set(key, { publisher, sequence, topic, qos, retain, firstSentMs: this.clock.nowMs, node, resent: false, acked: false, ackedMs: 0 });
   }
 
   publishAcked(publisher: number, sequence: number): void {
     const publication = this.publications.get(`${publisher}|${sequence}`);
-    if (publication !== undefined) publication.acked = true;
+    if (publication !== undefined && !publication.acked) {
+      publication.acked = true;
+      publication.ackedMs = this.clock.nowMs;
+    }
   }
 
   /** A PUBLISH reached subscriber `client`'s application (QoS 2: once per packet id handshake). */
@@ -124,6 +134,44 @@ export class ClusterChecker {
         return this.fail('order', `c${client}: ${key} arrived after ${publication.publisher}|${highest} on ${publication.topic} (both through n${publication.node})`);
     }
     if (publication.sequence > highest) state.highest.set(orderKey, publication.sequence);
+  }
+
+  /**
+   * After the quiet period: what a fresh subscriber on `node` got as retained (topic → publication
+   * key) against what the bucket holds (topic → publication key).
+   */
+  checkRetained(node: number, seen: ReadonlyMap<string, string>, bucket: ReadonlyMap<string, string>): void {
+    const topics = new Set<string>([...seen.keys(), ...bucket.keys()]);
+    for (const publication of this.publications.values()) if (publication.retain && publication.acked) topics.add(publication.topic);
+    for (const topic of [...topics].sort()) {
+      const here = seen.get(topic) ?? null;
+      const there = bucket.get(topic) ?? null;
+      if (here !== there) return this.fail('retained-diverged', `n${node} gives ${here ?? 'nothing'} as retained on ${topic}, the bucket holds ${there ?? 'nothing'}`);
+      const newestAcked = this.newestAckedRetained(topic);
+      if (there === null) {
+        if (newestAcked !== null) this.fail('retained-lost', `${topic}: acknowledged retained ${newestAcked.publisher}|${newestAcked.sequence} but the cluster has none`);
+        if (newestAcked !== null) return;
+        continue;
+      }
+      const value = this.publications.get(there);
+      if (value === undefined || !value.retain || value.topic !== topic) return this.fail('retained-diverged', `${topic}: the retained ${there} was never published retained there`);
+      for (const other of this.publications.values()) {
+        if (other.retain && other.acked && other.topic === topic && value.acked && other.firstSentMs > value.ackedMs) {
+          return this.fail(
+            'retained-stale',
+            `${topic}: retained ${there} (acknowledged at ${value.ackedMs}) outlived ${other.publisher}|${other.sequence} (sent at ${other.firstSentMs}, acknowledged)`,
+          );
+        }
+      }
+    }
+  }
+
+  private newestAckedRetained(topic: string): Publication | null {
+    let newest: Publication | null = null;
+    for (const publication of this.publications.values()) {
+      if (publication.retain && publication.acked && publication.topic === topic && (newest === null || publication.ackedMs > newest.ackedMs)) newest = publication;
+    }
+    return newest;
   }
 
   /** After the quiet period: every acknowledged QoS 1/2 publication reached every subscriber it was owed to. */

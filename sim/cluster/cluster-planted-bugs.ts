@@ -6,6 +6,10 @@
  * - `handoff-ack-before-log`: acknowledges every hand-off delivery to the stream the moment it
  *   arrives, before the node's log holds what routing it wrote; a crash before the sync then loses
  *   the message for that node's sessions, and the stream never redelivers it.
+ * - `retained-out-of-order`: applies changes of the retained bucket in the order they arrive
+ *   rather than by revision: it holds each change back until the next one arrives and hands the
+ *   two over swapped (with their revisions swapped, so the node cannot tell), as a node would that
+ *   trusted arrival order over revisions.
  */
 import { Broker, type BrokerOptions } from '../../src/broker/broker.js';
 import type { Action, AdminCommand, BrokerCore, BrokerView, ClusterKeyChange, ClusterMessage, ClusterResult, ConnectionId, ConnectionPeer, StorageResult } from '../../src/contract.js';
@@ -84,6 +88,29 @@ class HandoffAckBeforeLog extends WrappedClusterBroker {
   }
 }
 
+class RetainedOutOfOrder extends WrappedClusterBroker {
+  private held: ClusterKeyChange | null = null;
+
+  override clusterKeyChanged(nowMs: number, change: ClusterKeyChange): void {
+    if (change.bucket !== 'keel-retained') return super.clusterKeyChanged(nowMs, change);
+    const held = this.held;
+    if (held === null) {
+      this.held = change;
+      return;
+    }
+    this.held = null;
+    super.clusterKeyChanged(nowMs, { ...change, revision: held.revision });
+    super.clusterKeyChanged(nowMs, { ...held, revision: change.revision });
+  }
+
+  override clusterStatus(nowMs: number, status: 'connected' | 'disconnected'): void {
+    // A watch starts over after a reconnection; what was held back is dropped with it.
+    this.held = null;
+    super.clusterStatus(nowMs, status);
+  }
+}
+
 export const clusterPlantedBugs: Record<ClusterPlantedBugName, ClusterBrokerFactory> = {
   'handoff-ack-before-log': (options: BrokerOptions) => new HandoffAckBeforeLog(new Broker(options)),
+  'retained-out-of-order': (options: BrokerOptions) => new RetainedOutOfOrder(new Broker(options)),
 };

@@ -13,6 +13,7 @@
  * checker judges liveness. Every event is a trace line feeding the run's hash.
  */
 import { Broker, type BrokerOptions } from '../../src/broker/broker.js';
+import { decodeRetainedValue, retainedBucket, retainedKey } from '../../src/cluster/retained-entries.js';
 import { PacketDecoder } from '../../src/codec/decoder.js';
 import { encodePacket } from '../../src/codec/encoder.js';
 import { type Packet, PacketType, type PublishPacket, type Qos } from '../../src/codec/packets.js';
@@ -20,7 +21,7 @@ import { type BrokerConfig, resolveConfig } from '../../src/config.js';
 import { type BrokerCore, type ConnectionId, defaultListener, type LogFields, type StorageRequest } from '../../src/contract.js';
 import { Driver, type Host } from '../../src/driver.js';
 import { DurableStateStore, defaultDurableStoreOptions } from '../../src/store/durable-store.js';
-import { messagePayload } from '../clients/payload.js';
+import { messagePayload, parsePayload } from '../clients/payload.js';
 import { EventQueue } from '../event-queue.js';
 import { Random } from '../random.js';
 import { SimulatedDisk } from '../simulated-disk.js';
@@ -66,6 +67,7 @@ interface Inflight {
   readonly sequence: number;
   readonly topic: string;
   readonly qos: Qos;
+  readonly retain: boolean;
   phase: 'publish' | 'pubrel';
 }
 
@@ -89,6 +91,7 @@ export interface ClusterShape {
 const topics = ['t/a', 't/b', 'u/a', 't/a/x'];
 const filters = ['t/+', 't/#', 'u/a', '#', 't/a'];
 const recentKept = 40;
+const auditMs = 5_000;
 
 export function chooseClusterShape(seed: number, nodes: number): ClusterShape {
   const random = Random.stream(seed, 'cluster-shape');
@@ -206,6 +209,7 @@ export class ClusterWorld {
     this.scheduleFaults();
     const endMs = this.shape.activeMs + this.shape.quietMs;
     this.queue.push(this.shape.activeMs, () => this.goQuiet());
+    this.queue.push(endMs - auditMs, () => this.startAuditors());
     this.queue.push(endMs, () => this.finish());
     while (this.violation === null && this.events < eventsMax) {
       const event = this.queue.pop();
@@ -223,13 +227,42 @@ export class ClusterWorld {
     for (const node of this.nodes) if (node.running === null) this.startNode(node);
   }
 
+  private readonly auditors: ClusterClient[] = [];
+
+  /** A fresh subscriber to `#` on every node, to read its retained table as a client would. */
+  private startAuditors(): void {
+    for (const node of this.nodes) {
+      const auditor = new ClusterClient(this, 100 + node.index, 'auditor', node.index, 1, '#', 0, Random.stream(this.shape.seed, `auditor-${node.index}`));
+      this.auditors.push(auditor);
+      auditor.connect();
+    }
+  }
+
   private finish(): void {
     this.trace('finish');
-    for (const client of this.clients) {
+    for (const client of [...this.clients, ...this.auditors]) {
       const problem = client.idleProblem();
       if (problem !== null) return this.fail('not-idle', `c${client.index}: ${problem}`);
     }
     this.checker.checkLiveness();
+    const bucket = this.bucketRetained();
+    for (const auditor of this.auditors) {
+      if (this.violation !== null) return;
+      this.checker.checkRetained(auditor.home, auditor.retainedSeen, bucket);
+    }
+  }
+
+  /** What the `keel-retained` bucket holds for the topics publishers used: topic → publication key. */
+  private bucketRetained(): Map<string, string> {
+    const held = new Map<string, string>();
+    for (const topic of topics) {
+      const value = this.nats.kvValue(retainedBucket, retainedKey(topic));
+      const entry = value === null ? null : decodeRetainedValue(value);
+      const identity = entry === null ? null : parsePayload(entry.payload);
+      if (identity?.kind === 'message') held.set(topic, `${identity.publisher}|${identity.sequence}`);
+      else if (value !== null) held.set(topic, 'unreadable');
+    }
+    return held;
   }
 
   // ---- nodes --------------------------------------------------------------------------------
@@ -407,12 +440,14 @@ export class ClusterClient {
   private nextPacketId = 1;
   private readonly window: number;
   private publishScheduled = false;
+  /** An auditor's view of its node's retained table: topic → publication key. */
+  readonly retainedSeen = new Map<string, string>();
 
   constructor(
     private readonly world: ClusterWorld,
     readonly index: number,
-    readonly role: 'subscriber' | 'publisher',
-    private readonly home: number,
+    readonly role: 'subscriber' | 'publisher' | 'auditor',
+    readonly home: number,
     private readonly qos: Qos,
     private readonly filter: string,
     private readonly messages: number,
@@ -489,6 +524,7 @@ export class ClusterClient {
       case PacketType.Connack:
         return this.connackArrived(packet.reasonCode, packet.sessionPresent);
       case PacketType.Suback:
+        if (this.role === 'auditor') return;
         this.world.checker.subackReceived(this.index, this.filter, packet.reasonCodes[0]! < 0x80);
         this.subscribed = packet.reasonCodes[0]! < 0x80;
         return;
@@ -513,6 +549,10 @@ export class ClusterClient {
     this.world.trace(`c${this.index} CONNACK rc=${reasonCode} present=${sessionPresent}`);
     if (reasonCode !== 0) return this.dropConnection();
     this.connected = true;
+    if (this.role === 'auditor') {
+      this.send({ type: PacketType.Subscribe, packetId: 1, subscriptions: [{ topicFilter: '#', qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0 }] });
+      return;
+    }
     if (this.role === 'subscriber') {
       if (!sessionPresent) {
         if (this.generation > 1 && this.subscribed) this.world.fail('session-lost', `c${this.index}: its persistent session on n${this.home} is gone`);
@@ -532,15 +572,21 @@ export class ClusterClient {
         }
         this.send({ type: PacketType.Pubrel, packetId, reasonCode: 0 });
       } else {
-        this.world.checker.publishSent(this.index, item.sequence, item.topic, item.qos, true, this.pipe!.node);
-        this.send({ type: PacketType.Publish, dup: true, qos: item.qos, retain: false, topic: item.topic, packetId, payload: messagePayload(this.index, item.sequence, item.qos, item.topic) });
+        this.world.checker.publishSent(this.index, item.sequence, item.topic, item.qos, true, this.pipe!.node, item.retain);
+        this.send({ type: PacketType.Publish, dup: true, qos: item.qos, retain: item.retain, topic: item.topic, packetId, payload: messagePayload(this.index, item.sequence, item.qos, item.topic) });
       }
     }
     this.schedulePublish();
   }
 
   private publishArrived(packet: PublishPacket): void {
-    this.world.trace(`c${this.index} got ${packet.topic} q${packet.qos}${packet.dup ? ' dup' : ''} id=${packet.packetId ?? '-'}`);
+    this.world.trace(`c${this.index} got ${packet.topic} q${packet.qos}${packet.dup ? ' dup' : ''}${packet.retain ? ' retained' : ''} id=${packet.packetId ?? '-'}`);
+    if (this.role === 'auditor') {
+      const identity = parsePayload(packet.payload);
+      if (packet.retain) this.retainedSeen.set(packet.topic, identity?.kind === 'message' ? `${identity.publisher}|${identity.sequence}` : 'unreadable');
+      if (packet.qos === 1) this.send({ type: PacketType.Puback, packetId: packet.packetId!, reasonCode: 0 });
+      return;
+    }
     if (packet.qos === 2) {
       const packetId = packet.packetId!;
       if (!this.incomingQos2.has(packetId)) {
@@ -586,10 +632,12 @@ export class ClusterClient {
     const sequence = this.nextSequence++;
     const topic = this.random.pick(topics);
     const packetId = this.qos === 0 ? undefined : this.nextPacketId++;
-    this.world.trace(`c${this.index} PUBLISH ${this.index}|${sequence} q${this.qos} ${topic}${packetId === undefined ? '' : ` id=${packetId}`}`);
-    this.world.checker.publishSent(this.index, sequence, topic, this.qos, false, this.pipe!.node);
-    if (packetId !== undefined) this.inflight.set(packetId, { sequence, topic, qos: this.qos, phase: 'publish' });
-    this.send({ type: PacketType.Publish, dup: false, qos: this.qos, retain: false, topic, packetId, payload: messagePayload(this.index, sequence, this.qos, topic) });
+    // Retained only at QoS 1/2: a QoS 0 retained message is not acknowledged, so nothing is owed of it.
+    const retain = this.qos > 0 && this.random.chance(0.3);
+    this.world.trace(`c${this.index} PUBLISH ${this.index}|${sequence} q${this.qos}${retain ? ' retain' : ''} ${topic}${packetId === undefined ? '' : ` id=${packetId}`}`);
+    this.world.checker.publishSent(this.index, sequence, topic, this.qos, false, this.pipe!.node, retain);
+    if (packetId !== undefined) this.inflight.set(packetId, { sequence, topic, qos: this.qos, retain, phase: 'publish' });
+    this.send({ type: PacketType.Publish, dup: false, qos: this.qos, retain, topic, packetId, payload: messagePayload(this.index, sequence, this.qos, topic) });
     this.schedulePublish();
   }
 

@@ -18,6 +18,10 @@
  *   stream in order, at most `ackPendingMax` unacknowledged at once, and redelivers a delivery not
  *   acknowledged within `ackWaitMs` (first the oldest); an `ack` removes it for good. Acks travel
  *   on the link like anything else and are lost with it.
+ * - Key-value buckets: one revision counter per bucket (a bucket is a stream); a set with an
+ *   expected revision succeeds only at that revision (0: the key must be absent), else fails with
+ *   `wrong-revision`; a null value deletes (a tombstone with its own revision). A watch sends every
+ *   live entry, then every change, in revision order, until the link drops.
  * - Restarts: NATS goes down for a while (every link drops) and comes back with its stream and
  *   consumers (JetStream's store survives a process restart).
  */
@@ -51,6 +55,13 @@ interface Consumer {
   consumerId: number;
 }
 
+interface Bucket {
+  revision: number;
+  readonly entries: Map<string, { value: Uint8Array | null; revision: number }>;
+  /** Nodes watching it, with the link epoch they watch on. */
+  readonly watchers: Map<number, number>;
+}
+
 interface NodeLink {
   /** Bumped whenever the link goes down; events of an older epoch are dropped. */
   epoch: number;
@@ -75,6 +86,7 @@ export class NatsModel {
   private readonly dedupe = new Map<string, number>();
   private readonly consumers: Consumer[] = [];
   private readonly links: NodeLink[] = [];
+  private readonly buckets = new Map<string, Bucket>();
   private serverUp = true;
   private pumpScheduled = false;
   readonly counters = { corePublishes: 0, coreDeliveries: 0, stored: 0, deduplicated: 0, deliveries: 0, redeliveries: 0, acks: 0, restarts: 0, partitions: 0 };
@@ -191,10 +203,54 @@ export class NatsModel {
         return;
       }
       case 'kv-set':
-        this.toNode(node, link.epoch, (sink) => sink.completed({ requestId: request.requestId, ok: false, code: 'unavailable', message: 'key-value is not modelled yet' }));
-        return;
+        return this.kvSet(node, link, request);
       case 'kv-watch':
-        return;
+        return this.kvWatch(node, link, request.bucket);
+    }
+  }
+
+  private bucket(name: string): Bucket {
+    let bucket = this.buckets.get(name);
+    if (bucket === undefined) {
+      bucket = { revision: 0, entries: new Map(), watchers: new Map() };
+      this.buckets.set(name, bucket);
+    }
+    return bucket;
+  }
+
+  /** The value of a key as NATS holds it now (tests and the checker). */
+  kvValue(bucketName: string, key: string): Uint8Array | null {
+    return this.buckets.get(bucketName)?.entries.get(key)?.value ?? null;
+  }
+
+  private kvSet(node: number, link: NodeLink, request: Extract<ClusterRequest, { op: 'kv-set' }>): void {
+    const bucket = this.bucket(request.bucket);
+    const current = bucket.entries.get(request.key);
+    const currentRevision = current === undefined || current.value === null ? 0 : current.revision;
+    if (request.expectedRevision !== null && request.expectedRevision !== currentRevision) {
+      const message = `${request.bucket}/${request.key} is at revision ${currentRevision}, not ${request.expectedRevision}`;
+      this.toNode(node, link.epoch, (sink) => sink.completed({ requestId: request.requestId, ok: false, code: 'wrong-revision', message }));
+      return;
+    }
+    bucket.revision += 1;
+    const revision = bucket.revision;
+    bucket.entries.set(request.key, { value: request.value, revision });
+    this.toNode(node, link.epoch, (sink) => sink.completed({ requestId: request.requestId, ok: true, sequence: revision }));
+    const change: ClusterKeyChange = { bucket: request.bucket, key: request.key, value: request.value, revision };
+    for (const [watcher, epoch] of bucket.watchers) {
+      const watcherLink = this.links[watcher]!;
+      if (!watcherLink.up || watcherLink.epoch !== epoch) continue;
+      this.toNode(watcher, epoch, (sink) => sink.keyChanged(change));
+    }
+  }
+
+  private kvWatch(node: number, link: NodeLink, name: string): void {
+    const bucket = this.bucket(name);
+    bucket.watchers.set(node, link.epoch);
+    const live = [...bucket.entries].filter(([, entry]) => entry.value !== null).sort((a, b) => a[1].revision - b[1].revision);
+    for (const [key, entry] of live) {
+      const change: ClusterKeyChange = { bucket: name, key, value: entry.value, revision: entry.revision };
+      this.toNode(node, link.epoch, (sink) => sink.keyChanged(change));
     }
   }
 

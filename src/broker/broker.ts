@@ -311,9 +311,10 @@ export class Broker implements BrokerCore {
     this.afterInput(nowMs);
   }
 
-  clusterKeyChanged(nowMs: number, _change: ClusterKeyChange): void {
+  clusterKeyChanged(nowMs: number, change: ClusterKeyChange): void {
     if (!this.enter(nowMs)) return;
-    this.clusterNode();
+    // Before recovery is over a change is dropped: the watch is issued again after every connect.
+    if (this.isReady) this.clusterNode().keyChanged(nowMs, change);
     this.afterInput(nowMs);
   }
 

@@ -115,8 +115,11 @@ export function handlePublish(broker: Broker, connection: Connection, packet: Pu
   }
   broker.throttle.beforeRoute();
   const matched = broker.router.route(routed, session.clientId, nowMs);
-  // A cluster node hands the message to the others; the acknowledgement waits for that too.
-  const handoff = broker.cluster === null ? 0 : broker.cluster.forward(routed, nowMs);
+  // A cluster node hands the message to the others, a retained one to the bucket too; the acknowledgement waits for both.
+  let handoff = broker.cluster === null ? 0 : broker.cluster.forward(routed, nowMs);
+  if (broker.cluster !== null && packet.retain && !retainRefused) {
+    handoff = broker.cluster.putRetained(topic, packet.qos, packet.payload, message.properties, packet.properties?.messageExpiryInterval ?? null, handoff);
+  }
   // Let go of the payload: it is a view of the receive buffer.
   scratchMessage.payload = noPayload;
   scratchMessage.properties = undefined;

@@ -60,6 +60,7 @@ export function publishWill(broker: Broker, clientId: string, will: Will, nowMs:
   }
   // A will goes through the node's outbox whatever its QoS, so a crash cannot lose its hand-off.
   broker.cluster?.forward(message, nowMs, true);
+  if (will.retain && broker.config.retainAvailable) broker.cluster?.putRetained(will.topic, will.qos, will.payload, message.properties, will.properties?.messageExpiryInterval ?? null, 0, true);
 }
 
 /** Fires the pending will of `clientId` now, if any (its session is ending). */

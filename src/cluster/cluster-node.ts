@@ -70,11 +70,14 @@
 import { assert } from '../assert.js';
 import type { Broker } from '../broker/broker.js';
 import { transientMessage } from '../broker/message.js';
+import { retainMessage } from '../broker/retained.js';
+import type { Properties, Qos } from '../codec/packets.js';
 import type { ClusterConfig } from '../config.js';
-import type { ClusterMessage, ClusterRequest, ClusterResult } from '../contract.js';
+import type { ClusterKeyChange, ClusterMessage, ClusterRequest, ClusterResult } from '../contract.js';
 import type { ClusterDurableState, StoredMessage } from '../store/state-store.js';
 import { parseSharedFilter } from '../topics/validate.js';
 import { decodeHeaders, encodeHeaders } from './headers.js';
+import { decodeRetainedValue, encodeRetainedValue, retainedBucket, retainedKey, topicOfRetainedKey } from './retained-entries.js';
 import { filterToSubjects, handoffPrefix, handoffSubject, subjectOfHandoff, subjectToTopic, topicToSubject } from './subjects.js';
 
 /** A durable message on its way into the hand-off stream. */
@@ -92,6 +95,21 @@ interface Handoff {
   requestId: number;
   done: boolean;
 }
+
+/** The newest retained message of a topic on its way into the `keel-retained` bucket. */
+interface RetainedPut {
+  readonly topic: string;
+  readonly value: Uint8Array | null;
+  /** Tickets whose acknowledgements wait for this put (the publisher's PUBACK / PUBREC). */
+  readonly tickets: number[];
+  /** The request id of its latest attempt, 0 while not issued. */
+  requestId: number;
+  /** Outbox entries (QoS 2, wills) that stand for this put until the bucket holds it. */
+  readonly outboxIds: number[];
+}
+
+/** Outbox entries for retained puts carry this subject prefix and the key (other entries are hand-offs). */
+const retainedOutboxPrefix = '$KEEL.retained.';
 
 interface Interest {
   readonly subscriptionId: number;
@@ -125,7 +143,14 @@ export class ClusterNode {
   /** Hand-offs not yet held by the stream, in publish order; `issued` of them are out. */
   private readonly handoffs: Handoff[] = [];
   private issued = 0;
-  private readonly pendingTickets = new Set<number>();
+  /** Tickets not yet released, with how many things (a hand-off, a retained put) each still waits for. */
+  private readonly pendingTickets = new Map<number, number>();
+  /** The newest retained put per topic not yet done; older ones still out wait in `waitingPuts`. */
+  private readonly retainedPuts = new Map<string, RetainedPut>();
+  private readonly waitingPuts: RetainedPut[] = [];
+  private readonly retainedRequests = new Map<number, RetainedPut>();
+  /** The bucket revision last applied per topic (this process's life; a restart replays the bucket). */
+  private readonly retainedRevisions = new Map<string, number>();
   private readonly requests = new Map<number, Handoff>();
   /** Acknowledgements of hand-off deliveries, waiting for their records to be durable, in LSN order. */
   private readonly pendingAcks: { lsn: number; sequence: number }[] = [];
@@ -136,6 +161,8 @@ export class ClusterNode {
   private gapSinceMs: number | null = null;
   private gapLowest = 0;
   readonly counters = {
+    retainedPuts: 0,
+    retainedApplied: 0,
     coreSent: 0,
     coreReceived: 0,
     coreDuplicates: 0,
@@ -169,6 +196,10 @@ export class ClusterNode {
     this.epochLsn = this.broker.commit({ kind: 'cluster-outbox-done', id: this.epoch });
     assert(durable.nextOutboxId > this.epoch, 'the epoch is claimed');
     for (const entry of durable.outbox.values()) {
+      if (entry.subject.startsWith(retainedOutboxPrefix)) {
+        this.recoverRetainedPut(entry.id, entry.subject.slice(retainedOutboxPrefix.length), entry.payload);
+        continue;
+      }
       this.enqueue({
         ticket: this.nextTicket++,
         subject: entry.subject,
@@ -250,14 +281,116 @@ export class ClusterNode {
     return ticket;
   }
 
-  /** True while the hand-off behind `ticket` is not yet held by the stream. */
+  /** True while the hand-off (or retained put) behind `ticket` is not yet held by NATS. */
   handoffPending(ticket: number): boolean {
     return this.pendingTickets.has(ticket);
   }
 
   private enqueue(handoff: Handoff): void {
     this.handoffs.push(handoff);
-    this.pendingTickets.add(handoff.ticket);
+    this.holdTicket(handoff.ticket);
+  }
+
+  private holdTicket(ticket: number): void {
+    this.pendingTickets.set(ticket, (this.pendingTickets.get(ticket) ?? 0) + 1);
+  }
+
+  private releaseTicket(ticket: number): void {
+    const count = this.pendingTickets.get(ticket);
+    assert(count !== undefined && count > 0, 'a ticket is released once per hold');
+    if (count === 1) this.pendingTickets.delete(ticket);
+    else this.pendingTickets.set(ticket, count - 1);
+  }
+
+  // ---- retained messages, cluster-wide through the keel-retained bucket ---------------------
+
+  /**
+   * Puts a retained message (an empty payload: its deletion) into the bucket. The acknowledgement
+   * behind `ticket` (0: a new one) waits for the put too, so an acknowledged retained message is
+   * the cluster's. Returns the ticket; `ticket` unchanged for a topic that stays on this node.
+   */
+  putRetained(topic: string, qos: Qos, payload: Uint8Array, properties: Properties | undefined, expirySeconds: number | null, ticket: number, logged = false): number {
+    if (topicToSubject(topic) === null) return ticket;
+    const held = ticket === 0 ? this.nextTicket++ : ticket;
+    this.holdTicket(held);
+    const value = payload.length === 0 ? null : encodeRetainedValue(this.nodeId, qos, payload, properties, expirySeconds);
+    // A QoS 2 resend after a crash is acknowledged without being routed again, and nobody resends
+    // a will: their puts are logged, and recovery issues them again.
+    const outboxIds: number[] = [];
+    if (qos === 2 || logged) {
+      const id = this.durable.nextOutboxId;
+      this.broker.commit({ kind: 'cluster-outbox-added', entry: { id, subject: `${retainedOutboxPrefix}${retainedKey(topic)}`, headers: {}, payload: value ?? new Uint8Array(0) } });
+      outboxIds.push(id);
+    }
+    this.queuePut(topic, value, [held], outboxIds);
+    return held;
+  }
+
+  /** Queues a put; a put not yet out for the topic is replaced (its waiters wait for this one), one out goes first. */
+  private queuePut(topic: string, value: Uint8Array | null, tickets: number[], outboxIds: number[]): void {
+    const previous = this.retainedPuts.get(topic);
+    if (previous !== undefined && previous.requestId === 0) {
+      tickets.push(...previous.tickets);
+      outboxIds.push(...previous.outboxIds);
+    } else if (previous !== undefined) {
+      this.waitingPuts.push(previous);
+    }
+    const put: RetainedPut = { topic, value, tickets, requestId: 0, outboxIds };
+    this.retainedPuts.set(topic, put);
+    this.issueRetained(put);
+  }
+
+  private recoverRetainedPut(id: number, key: string, value: Uint8Array): void {
+    const topic = topicOfRetainedKey(key);
+    if (topic === null) return;
+    this.queuePut(topic, value.length === 0 ? null : value, [], [id]);
+  }
+
+  private issueRetained(put: RetainedPut): void {
+    if (!this.connected || put.requestId !== 0) return;
+    const requestId = this.nextRequestId++;
+    put.requestId = requestId;
+    this.retainedRequests.set(requestId, put);
+    this.counters.retainedPuts += 1;
+    this.request({ op: 'kv-set', requestId, bucket: retainedBucket, key: retainedKey(put.topic), value: put.value, expectedRevision: null });
+  }
+
+  private retainedCompleted(nowMs: number, put: RetainedPut, result: ClusterResult): void {
+    this.retainedRequests.delete(result.requestId);
+    if (put.requestId !== result.requestId) return;
+    if (!result.ok) {
+      put.requestId = 0;
+      if (this.connected) this.scheduleRetry(nowMs);
+      return;
+    }
+    for (const ticket of put.tickets) this.releaseTicket(ticket);
+    put.tickets.length = 0;
+    for (const id of put.outboxIds) this.broker.commit({ kind: 'cluster-outbox-done', id });
+    put.outboxIds.length = 0;
+    if (this.retainedPuts.get(put.topic) === put) this.retainedPuts.delete(put.topic);
+    const waiting = this.waitingPuts.indexOf(put);
+    if (waiting >= 0) this.waitingPuts.splice(waiting, 1);
+  }
+
+  /** A change of a watched bucket: retained messages are applied in revision order. */
+  keyChanged(nowMs: number, change: ClusterKeyChange): void {
+    if (change.bucket !== retainedBucket) return;
+    const topic = topicOfRetainedKey(change.key);
+    if (topic === null || topicToSubject(topic) === null) return;
+    if (change.revision <= (this.retainedRevisions.get(topic) ?? 0)) return;
+    this.retainedRevisions.set(topic, change.revision);
+    const entry = change.value === null ? null : decodeRetainedValue(change.value);
+    const state = this.broker.state;
+    const currentId = state.retained.get(topic);
+    if (entry === null || entry.payload.length === 0) {
+      if (currentId !== undefined) this.broker.commit({ kind: 'retained-cleared', topic });
+      return;
+    }
+    const current = currentId === undefined ? undefined : state.messages.get(currentId);
+    if (current !== undefined && current.qos === entry.qos && sameBytes(current.payload, entry.payload)) return;
+    this.counters.retainedApplied += 1;
+    const properties = entry.expirySeconds === null ? entry.properties : { ...entry.properties, messageExpiryInterval: entry.expirySeconds };
+    retainMessage(this.broker, transientMessage(topic, entry.payload, entry.qos, true, properties, nowMs));
   }
 
   /** Publishes, in order, every hand-off whose records are durable, while NATS is there. */
@@ -285,6 +418,8 @@ export class ClusterNode {
       this.connected = false;
       // Whatever is out may or may not be stored: all of it goes again, in order, on return.
       this.issued = 0;
+      for (const put of this.retainedPuts.values()) put.requestId = 0;
+      for (const put of this.waitingPuts) put.requestId = 0;
       this.broker.log('warn', 'cluster-disconnected', { nodeId: this.nodeId, handoffsWaiting: this.handoffs.length });
       return;
     }
@@ -295,11 +430,15 @@ export class ClusterNode {
     this.broker.log('info', 'cluster-connected', { nodeId: this.nodeId, subjects: this.interests.size, handoffsWaiting: this.handoffs.length });
     for (const [subject, interest] of this.interests) this.request({ op: 'subscribe', subscriptionId: interest.subscriptionId, subject, queueGroup: null });
     this.request({ op: 'consume', consumerId, filterSubject: `${handoffPrefix}>` });
+    this.request({ op: 'kv-watch', bucket: retainedBucket });
     this.issueReady();
+    this.issuePuts();
     void nowMs;
   }
 
   completed(nowMs: number, result: ClusterResult): void {
+    const put = this.retainedRequests.get(result.requestId);
+    if (put !== undefined) return this.retainedCompleted(nowMs, put, result);
     const handoff = this.requests.get(result.requestId);
     if (handoff === undefined) return;
     this.requests.delete(result.requestId);
@@ -311,23 +450,33 @@ export class ClusterNode {
     assert(index >= 0, 'a pending hand-off is queued');
     // This one and every later one go again, in order (their dedupe ids keep what is stored once).
     if (index < this.issued) this.issued = index;
-    if (this.connected && !this.retryScheduled) {
-      this.retryScheduled = true;
-      this.broker.deadlines.push(nowMs + handoffRetryMs, 'cluster-retry', 0, '');
-    }
+    if (this.connected) this.scheduleRetry(nowMs);
+  }
+
+  private scheduleRetry(nowMs: number): void {
+    if (this.retryScheduled) return;
+    this.retryScheduled = true;
+    this.broker.deadlines.push(nowMs + handoffRetryMs, 'cluster-retry', 0, '');
   }
 
   /** The retry deadline: issue again what failed. */
   retryDue(): void {
     this.retryScheduled = false;
     this.issueReady();
+    this.issuePuts();
+  }
+
+  /** Issues every retained put not out, older ones first. */
+  private issuePuts(): void {
+    for (const put of this.waitingPuts) this.issueRetained(put);
+    for (const put of this.retainedPuts.values()) this.issueRetained(put);
   }
 
   private stored(handoff: Handoff): void {
     if (handoff.done) return;
     handoff.done = true;
     this.counters.handoffsStored += 1;
-    this.pendingTickets.delete(handoff.ticket);
+    this.releaseTicket(handoff.ticket);
     if (handoff.outboxId !== 0) this.broker.commit({ kind: 'cluster-outbox-done', id: handoff.outboxId });
     let finished = 0;
     while (finished < this.handoffs.length && this.handoffs[finished]!.done) finished += 1;
@@ -423,4 +572,10 @@ export class ClusterNode {
   private request(request: ClusterRequest): void {
     this.broker.pushCluster(request);
   }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let index = 0; index < a.length; index++) if (a[index] !== b[index]) return false;
+  return true;
 }

@@ -67,10 +67,16 @@ function plainUserProperties(list: readonly UserProperty[]): boolean {
   const seen = new Set<string>();
   for (const [name, value] of list) {
     const lower = name.toLowerCase();
-    if (!tokenPattern.test(name) || integerLikePattern.test(name) || lower.startsWith(keelPrefix) || lower.startsWith(natsPrefix) || seen.has(lower) || !printablePattern.test(value)) return false;
+    if (!plainName(name, lower) || seen.has(lower) || !printablePattern.test(value)) return false;
     seen.add(lower);
   }
   return true;
+}
+
+/** A name NATS headers carry as is and no reader takes for something else. */
+function plainName(name: string, lower: string): boolean {
+  if (!tokenPattern.test(name) || integerLikePattern.test(name) || name === '__proto__') return false;
+  return !lower.startsWith(keelPrefix) && !lower.startsWith(natsPrefix);
 }
 
 /** The headers of a message handed to the cluster; `expirySeconds` is what is left of its expiry. */

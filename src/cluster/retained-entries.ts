@@ -1,0 +1,99 @@
+/**
+ * Retained messages in the `keel-retained` key-value bucket: how a topic becomes a key and a
+ * message a value, and back.
+ *
+ * Key: the topic's UTF-8 bytes in base64url without padding (`[A-Za-z0-9_-]`), a valid NATS KV
+ * key for every topic (KV keys allow only `[-/_=.A-Za-z0-9]`, so the subject mapping cannot be
+ * used: a topic may hold any character). Value: `u32 headerBytes | headers as JSON | payload`, the
+ * headers being those of the hand-off (headers.ts: QoS, properties, expiry left at the put). A
+ * deleted key (or an empty payload) clears the topic's retained message.
+ */
+import type { Properties, Qos } from '../codec/packets.js';
+import { decodeHeaders, encodeHeaders } from './headers.js';
+
+export const retainedBucket = 'keel-retained';
+
+const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+const textEncoder = new TextEncoder();
+const textDecoder = new TextDecoder('utf-8', { fatal: true });
+
+function base64url(bytes: Uint8Array): string {
+  let text = '';
+  for (let index = 0; index < bytes.length; index += 3) {
+    const a = bytes[index]!;
+    const b = index + 1 < bytes.length ? bytes[index + 1]! : 0;
+    const c = index + 2 < bytes.length ? bytes[index + 2]! : 0;
+    const chunk = (a << 16) | (b << 8) | c;
+    text += alphabet[(chunk >> 18) & 63]! + alphabet[(chunk >> 12) & 63]!;
+    if (index + 1 < bytes.length) text += alphabet[(chunk >> 6) & 63]!;
+    if (index + 2 < bytes.length) text += alphabet[chunk & 63]!;
+  }
+  return text;
+}
+
+function unbase64url(text: string): Uint8Array | null {
+  if (text.length % 4 === 1) return null;
+  const bytes: number[] = [];
+  let buffer = 0;
+  let bits = 0;
+  for (let index = 0; index < text.length; index++) {
+    const value = alphabet.indexOf(text[index]!);
+    if (value < 0) return null;
+    buffer = (buffer << 6) | value;
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      bytes.push((buffer >> bits) & 0xff);
+    }
+  }
+  return new Uint8Array(bytes);
+}
+
+export function retainedKey(topic: string): string {
+  return base64url(textEncoder.encode(topic));
+}
+
+/** The topic of a key, or null for a key this encoding never makes. */
+export function topicOfRetainedKey(key: string): string | null {
+  const bytes = unbase64url(key);
+  if (bytes === null || bytes.length === 0) return null;
+  try {
+    const topic = textDecoder.decode(bytes);
+    return retainedKey(topic) === key ? topic : null;
+  } catch {
+    return null;
+  }
+}
+
+export interface RetainedEntry {
+  qos: Qos;
+  payload: Uint8Array;
+  properties: Properties | undefined;
+  expirySeconds: number | null;
+}
+
+export function encodeRetainedValue(origin: string, qos: Qos, payload: Uint8Array, properties: Properties | undefined, expirySeconds: number | null): Uint8Array {
+  const header = textEncoder.encode(JSON.stringify(encodeHeaders(origin, qos, true, null, properties, expirySeconds)));
+  const value = new Uint8Array(4 + header.length + payload.length);
+  new DataView(value.buffer).setUint32(0, header.length, true);
+  value.set(header, 4);
+  value.set(payload, 4 + header.length);
+  return value;
+}
+
+/** The retained message in a value, or null for a value this encoding never makes. */
+export function decodeRetainedValue(value: Uint8Array): RetainedEntry | null {
+  if (value.length < 4) return null;
+  const headerBytes = new DataView(value.buffer, value.byteOffset, value.byteLength).getUint32(0, true);
+  if (4 + headerBytes > value.length) return null;
+  let headers: unknown;
+  try {
+    headers = JSON.parse(textDecoder.decode(value.subarray(4, 4 + headerBytes)));
+  } catch {
+    return null;
+  }
+  if (typeof headers !== 'object' || headers === null) return null;
+  for (const field of Object.values(headers)) if (typeof field !== 'string') return null;
+  const envelope = decodeHeaders(headers as Record<string, string>);
+  return { qos: envelope.qos, payload: value.slice(4 + headerBytes), properties: envelope.properties, expirySeconds: envelope.expirySeconds };
+}
