@@ -6,6 +6,8 @@
  * - a message published on one node reaches subscribers on the others at the QoS of the
  *   subscription (QoS 0, 1 and 2 each once), with its MQTT 5 properties, and in publish order;
  * - a will fired on one node reaches a subscriber on another;
+ * - retained messages are cluster-wide: a new subscriber on any node gets the newest, whichever
+ *   node it was published on, and a deletion on one node clears it everywhere;
  * - SIGKILL of the publisher's node in the middle of a QoS 1 stream loses nothing it acknowledged
  *   for the subscriber on another node;
  * - SIGKILL of the subscriber's node: restarted on its data directory, its persistent session gets
@@ -13,8 +15,8 @@
  * - a NATS SIGKILL and restart in the middle of a QoS 1 stream loses nothing acknowledged (the
  *   publisher's acknowledgements wait while NATS is away).
  *
- * Not tested because the clustered core does not do it yet (src/cluster/cluster-node.ts): retained
- * messages across nodes, session takeover across nodes, `$share` groups across nodes.
+ * Not tested because the clustered core does not do it yet (src/cluster/cluster-node.ts): session
+ * takeover across nodes, `$share` groups across nodes.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -133,6 +135,36 @@ describe('keel cluster on nats-server -js', () => {
     expect(received.map((message) => message.text)).toEqual(['gone']);
     await nats.stop();
   }, 60_000);
+
+  test('retained messages are cluster-wide: the newest reaches a new subscriber on any node; a deletion clears it everywhere', async () => {
+    const nats = await startNats();
+    const [a, b, c] = [await startNode(nats, 'ta'), await startNode(nats, 'tb'), await startNode(nats, 'tc')];
+    const first = await client(a, 'retain-pub-a');
+    await first.publishAsync('retained/x', 'from a', { qos: 1, retain: true });
+    const retainedOn = async (node: Node, clientId: string): Promise<string[]> => {
+      const subscriber = await client(node, clientId);
+      const received = collect(subscriber);
+      await subscriber.subscribeAsync('retained/#', { qos: 1 });
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      await subscriber.endAsync();
+      return received.map((message) => message.text);
+    };
+    let onB: string[] = [];
+    const startMs = Date.now();
+    // The put is acknowledged once the bucket holds it; the other nodes apply it from their watch.
+    while (!onB.includes('from a') && Date.now() - startMs < 10_000) onB = await retainedOn(b, `retain-sub-b-${Date.now()}`);
+    expect(onB).toEqual(['from a']);
+    const second = await client(c, 'retain-pub-c');
+    await second.publishAsync('retained/x', 'from c', { qos: 1, retain: true });
+    let onA: string[] = [];
+    while (!onA.includes('from c') && Date.now() - startMs < 20_000) onA = await retainedOn(a, `retain-sub-a-${Date.now()}`);
+    expect(onA).toEqual(['from c']);
+    await second.publishAsync('retained/x', '', { qos: 1, retain: true });
+    let cleared = ['?'];
+    while (cleared.length > 0 && Date.now() - startMs < 30_000) cleared = await retainedOn(b, `retain-sub-b2-${Date.now()}`);
+    expect(cleared).toEqual([]);
+    await nats.stop();
+  }, 90_000);
 
   test('SIGKILL of the publisher node mid QoS 1 stream: every acknowledged message reaches the subscriber on another node', async () => {
     const nats = await startNats();
