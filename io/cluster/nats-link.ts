@@ -89,8 +89,12 @@ export interface NatsLinkLimits {
   pingIntervalMs: number;
   reconnectWaitMs: number;
   setupRetryMs: number;
-  /** Copies JetStream keeps of the stream and the buckets (a NATS cluster: 3; one server: 1). */
-  replicas: number;
+  /**
+   * Copies JetStream keeps of the stream and the buckets when the link creates them: 1 to 5, or
+   * 'auto': 3 when the NATS server says it is part of a cluster of at least three (its INFO names
+   * a cluster and two or more other servers), else 1. Objects that exist keep their own setting.
+   */
+  replicas: number | 'auto';
 }
 
 export const defaultNatsLinkLimits: NatsLinkLimits = Object.freeze({
@@ -103,7 +107,7 @@ export const defaultNatsLinkLimits: NatsLinkLimits = Object.freeze({
   pingIntervalMs: 5_000,
   reconnectWaitMs: 500,
   setupRetryMs: 1_000,
-  replicas: 1,
+  replicas: 'auto',
 });
 
 export interface NatsLinkOptions {
@@ -161,6 +165,8 @@ export class NatsLink {
   constructor(private readonly options: NatsLinkOptions) {
     this.limits = { ...defaultNatsLinkLimits, ...options.limits };
     if (options.servers.length === 0) throw new Error('the cluster link needs at least one NATS URL');
+    const replicas = this.limits.replicas;
+    if (replicas !== 'auto' && !(Number.isInteger(replicas) && replicas >= 1 && replicas <= 5)) throw new Error(`replicas must be 'auto' or 1 to 5, got ${replicas}`);
     if (!/^[A-Za-z0-9_-]{1,32}$/.test(options.nodeId)) throw new Error(`invalid node id ${JSON.stringify(options.nodeId)}: 1 to 32 of A-Z a-z 0-9 _ -`);
     this.queue = new InputQueue(options.deliver, this.limits.inputsQueuedMax);
     guardNatsWriteAfterEnd();
@@ -279,7 +285,7 @@ export class NatsLink {
         retention: RetentionPolicy.Interest,
         discard: DiscardPolicy.New,
         max_bytes: limits.handoffStreamBytesMax,
-        num_replicas: limits.replicas,
+        num_replicas: this.replicas(),
       });
     }
     const name = consumerName(this.options.nodeId);
@@ -425,7 +431,9 @@ export class NatsLink {
     let info = await this.manager!.consumers.info(handoffStreamName, name);
     if (info.config.filter_subject !== filterSubject) info = await this.manager!.consumers.update(handoffStreamName, name, { filter_subject: filterSubject });
     const consumer = await this.js!.consumers.get(handoffStreamName, name);
-    const messages = await consumer.consume({ max_messages: Math.min(256, this.limits.deliveriesUnackedMax) });
+    // Heartbeats every second: a pull stalled by a NATS server or consumer leader going away is
+    // noticed and re-issued in seconds, not after nats.js's default of 30.
+    const messages = await consumer.consume({ max_messages: Math.min(256, this.limits.deliveriesUnackedMax), expires: 5_000, idle_heartbeat: 1_000 });
     if (epoch !== this.epoch) return void messages.stop();
     this.consumers.set(consumerId, messages);
     const gate = new RedeliveryGate<JsMsg>(info.delivered.stream_seq, info.num_ack_pending);
@@ -543,11 +551,20 @@ export class NatsLink {
     setTimeout(() => void this.setUp(next), this.limits.setupRetryMs).unref();
   }
 
+  /** How many copies new JetStream objects get (NatsLinkLimits.replicas). */
+  private replicas(): number {
+    const configured = this.limits.replicas;
+    if (configured !== 'auto') return configured;
+    const info = this.connection?.info;
+    const peers = info?.connect_urls?.length ?? 0;
+    return info?.cluster !== undefined && peers >= 2 ? 3 : 1;
+  }
+
   /** The bucket, opened (created if missing, history 1) on first use. */
   private bucket(name: string): Promise<KV> {
     let bucket = this.buckets.get(name);
     if (bucket === undefined) {
-      bucket = new Kvm(this.js!).create(name, { history: 1, replicas: this.limits.replicas, timeout: this.limits.requestTimeoutMs });
+      bucket = new Kvm(this.js!).create(name, { history: 1, replicas: this.replicas(), timeout: this.limits.requestTimeoutMs });
       // A failed open is not kept: the next use tries again.
       bucket.catch(() => this.buckets.delete(name));
       this.buckets.set(name, bucket);

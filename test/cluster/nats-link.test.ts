@@ -64,6 +64,10 @@ describe('cluster link on nats-server -js', () => {
     const server = await startNats();
     const node = rig([server], 'a');
     await connected(node);
+    const observer = await connect({ servers: [server.url] });
+    // One server: one copy (three would be refused by a server outside a cluster).
+    expect((await (await jetstreamManager(observer)).streams.info(handoffStreamName)).config.num_replicas).toBe(1);
+    await observer.close();
     node.issue([1, 2, 3, 4, 5].map((id) => durable(id, 'sensors.one', `m${id}`)));
     await until(() => node.core.completions().length === 5, 'five completions');
     const sequences = node.core.completions().map((result) => (result.ok ? result.sequence : -1));
@@ -337,8 +341,12 @@ describe('cluster link on nats-server -js', () => {
 
   test('on a three-server NATS cluster the link fails over when its server is killed', async () => {
     const servers = await startNatsCluster();
-    const node = rig(servers, 'j', { replicas: 3 });
+    // No replicas setting: the link sees a three-server NATS cluster and asks for three copies.
+    const node = rig(servers, 'j');
     await connected(node);
+    const observer = await connect({ servers: [servers[0]!.url] });
+    expect((await (await jetstreamManager(observer)).streams.info(handoffStreamName)).config.num_replicas).toBe(3);
+    await observer.close();
     node.issue([durable(1, 'r', 'before')]);
     await until(() => node.core.completions().length === 1, 'the first publish');
     expect(node.core.completions()[0]!.ok).toBe(true);
