@@ -45,7 +45,7 @@ import { type AclFile, loadAclFile } from './auth/acl-file.js';
 import { type Authentication, loadAuthentication } from './auth/setup.js';
 import { MonotonicClock } from './clock.js';
 import type { ClusterInput } from './cluster/input-queue.js';
-import { NatsLink, type NatsLinkLimits } from './cluster/nats-link.js';
+import type { NatsLink, NatsLinkLimits } from './cluster/nats-link.js';
 import { lockDataDirectory } from './data-directory-lock.js';
 import type { HandshakeFailureCounters } from './listeners/handshake-failures.js';
 import type { BoundAddress } from './listeners/listener.js';
@@ -149,7 +149,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const readiness = new Readiness();
   // The link feeds the host, which is made below with the link's figures for its metrics.
   let host: NodeHost | null = null;
-  const clusterLink = createClusterLink(config, options, logger, (input) => host?.feedCluster(input));
+  const clusterLink = await createClusterLink(config, options, logger, (input) => host?.feedCluster(input));
   if (clusterLink !== null) readiness.watchClusterLink(() => clusterLink.isUp);
   const operations =
     admin === null ? null : new Operations({ config: admin, token: access.token, view: core.view, readiness, clock, topicLimits: config, version: packageVersion(), cluster: clusterLink });
@@ -218,9 +218,13 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   };
 }
 
-/** The NATS link of a cluster node (not started), or null without a `cluster` setting. */
-function createClusterLink(config: BrokerConfig, options: ServerOptions, logger: Logger, deliver: (input: ClusterInput) => void): NatsLink | null {
+/**
+ * The NATS link of a cluster node (not started), or null without a `cluster` setting. The NATS
+ * client is loaded only then: it costs every other `keel` command half a second of start-up.
+ */
+async function createClusterLink(config: BrokerConfig, options: ServerOptions, logger: Logger, deliver: (input: ClusterInput) => void): Promise<NatsLink | null> {
   if (config.cluster === null) return null;
+  const { NatsLink } = await import('./cluster/nats-link.js');
   return new NatsLink({ servers: config.cluster.nats, nodeId: config.cluster.nodeId, logger, deliver, ...(options.clusterLimits === undefined ? {} : { limits: options.clusterLimits }) });
 }
 
