@@ -88,8 +88,9 @@ export function handlePublish(broker: Broker, connection: Connection, packet: Pu
   const session = connection.session!;
   const packetId = packet.packetId ?? 0;
   if (packet.qos === 2 && session.incomingQos2.has(packetId)) {
-    // [MQTT-4.3.3-9] Already received and not released: acknowledge again, do not route again.
-    broker.sendPacket(connection, { type: PacketType.Pubrec, packetId, reasonCode: 0 });
+    // [MQTT-4.3.3-9] Already received and not released: acknowledge again, do not route again. A
+    // cluster node first finishes handing over what its outbox held at start (cluster-node.ts).
+    broker.sendPacket(connection, { type: PacketType.Pubrec, packetId, reasonCode: 0 }, 0, false, broker.cluster === null ? 0 : broker.cluster.startupTicket);
     return;
   }
   // Not routed, not retained; answered per version (access-control.ts).

@@ -49,7 +49,17 @@
  * in its log or still unacknowledged in the stream. A node whose disk is gone loses the sessions
  * that lived on it (their queued messages and subscriptions) and the QoS 1/2 messages its clients
  * published that were acknowledged but not yet delivered to its own local subscribers; messages
- * it handed off still reach every other node. Retained messages and wills live in the node's log.
+ * it handed off still reach every other node, and the retained messages it put into the bucket
+ * stay the cluster's. Wills live in the log of the node their connection was on.
+ *
+ * Retained messages are cluster-wide through the `keel-retained` key-value bucket
+ * (retained-entries.ts): a node applies a retained PUBLISH to its own table at once and puts it
+ * into the bucket (an empty payload deletes the key); the PUBACK / PUBREC waits for the put too.
+ * Every node watches the bucket and applies its changes in revision order (per topic, a revision
+ * at or below the last applied one is ignored), its own puts included, so all nodes converge on
+ * the bucket's order and a new subscriber on any node gets the newest. Puts of QoS 2 messages and
+ * of wills are logged in the outbox and issued again after a crash; a QoS 2 resend answered from
+ * its recorded packet id waits until what the outbox held at start is done.
  *
  * Next step (designed, not built): replicate sessions through JetStream. Each session's changes
  * (subscribe, unsubscribe, delivery queued / acknowledged) are appended to a per-session subject
@@ -61,11 +71,11 @@
  * storage: the sessions' records once per NATS server. A node's permanent loss then costs nothing
  * acknowledged, only the connections it held.
  *
- * Not here yet: retained messages and wills are per node (a retained message reaches live
- * subscribers everywhere, but a new subscriber gets only its own node's retained table), a client
- * id is unique per node, not per cluster (no takeover across nodes), and `$share` groups pick one
- * member per node. The bucket names are reserved for them: `keel-retained`, `keel-sessions`,
- * `keel-shared`.
+ * Not here yet: a client id is unique per node, not per cluster (no takeover across nodes: a client
+ * connected on two nodes has two sessions, and each may fire a will), and `$share` groups pick
+ * one member per node, so a shared group with members on two nodes gets a message once per node.
+ * The bucket names are reserved for them: `keel-sessions` (CAS on CONNECT, the old owner
+ * disconnects with 0x8E and hands the session over through the stream) and `keel-shared`.
  */
 import { assert } from '../assert.js';
 import type { Broker } from '../broker/broker.js';
@@ -157,6 +167,11 @@ export class ClusterNode {
   /** The last `Keel-Seq` routed per origin node (copies of one core message arrive together). */
   private readonly lastCoreSequence = new Map<string, string>();
   private retryScheduled = false;
+  /**
+   * Held until every outbox entry found at start is done: a QoS 2 resend answered from its
+   * recorded packet id (not routed again) waits for it, since what it stands for may be among them.
+   */
+  private recoveryTicket = 0;
   /** While deliveries come past a missing sequence: since when (connected time), and the lowest seen. */
   private gapSinceMs: number | null = null;
   private gapLowest = 0;
@@ -195,13 +210,14 @@ export class ClusterNode {
     this.epoch = durable.nextOutboxId;
     this.epochLsn = this.broker.commit({ kind: 'cluster-outbox-done', id: this.epoch });
     assert(durable.nextOutboxId > this.epoch, 'the epoch is claimed');
+    if (durable.outbox.size > 0) this.recoveryTicket = this.nextTicket++;
     for (const entry of durable.outbox.values()) {
       if (entry.subject.startsWith(retainedOutboxPrefix)) {
         this.recoverRetainedPut(entry.id, entry.subject.slice(retainedOutboxPrefix.length), entry.payload);
         continue;
       }
       this.enqueue({
-        ticket: this.nextTicket++,
+        ticket: this.recoveryTicket,
         subject: entry.subject,
         headers: { ...entry.headers },
         payload: entry.payload,
@@ -281,6 +297,11 @@ export class ClusterNode {
     return ticket;
   }
 
+  /** The ticket an acknowledgement that stands for a message handled before the last start waits for (0: none). */
+  get startupTicket(): number {
+    return this.recoveryTicket !== 0 && this.pendingTickets.has(this.recoveryTicket) ? this.recoveryTicket : 0;
+  }
+
   /** True while the hand-off (or retained put) behind `ticket` is not yet held by NATS. */
   handoffPending(ticket: number): boolean {
     return this.pendingTickets.has(ticket);
@@ -343,7 +364,8 @@ export class ClusterNode {
   private recoverRetainedPut(id: number, key: string, value: Uint8Array): void {
     const topic = topicOfRetainedKey(key);
     if (topic === null) return;
-    this.queuePut(topic, value.length === 0 ? null : value, [], [id]);
+    this.holdTicket(this.recoveryTicket);
+    this.queuePut(topic, value.length === 0 ? null : value, [this.recoveryTicket], [id]);
   }
 
   private issueRetained(put: RetainedPut): void {

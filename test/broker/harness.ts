@@ -25,7 +25,7 @@ import {
   type Will,
 } from '../../src/codec/packets.js';
 import { type BrokerConfig, defaultConfig } from '../../src/config.js';
-import { type Action, defaultListener, type ListenerInfo, type StorageRequest, type StorageResult } from '../../src/contract.js';
+import { type Action, type ClusterRequest, defaultListener, type ListenerInfo, type StorageRequest, type StorageResult } from '../../src/contract.js';
 import { MemoryStateStore } from '../../src/store/memory-store.js';
 import type { StateStore } from '../../src/store/state-store.js';
 
@@ -51,6 +51,8 @@ export class Harness<S extends StateStore = MemoryStateStore> {
   nowMs = 1_000;
   readonly logs: Extract<Action, { kind: 'log' }>[] = [];
   readonly adminResults: Extract<Action, { kind: 'admin-result' }>[] = [];
+  /** Requests a cluster node issued on its cluster link, in order (the test answers them). */
+  readonly clusterRequests: ClusterRequest[] = [];
   /** The listener the next `open` connects through, and the user name its transport verified. */
   listener: ListenerInfo = defaultListener;
   verifiedUsername: string | undefined = undefined;
@@ -157,7 +159,12 @@ export class Harness<S extends StateStore = MemoryStateStore> {
         this.adminResults.push(action);
         continue;
       }
-      if (action.kind === 'cluster') throw new Error('the harness runs a broker without a cluster');
+      if (action.kind === 'cluster') {
+        // Only a cluster node issues them; a test of one reads and answers them (test/cluster/).
+        if (this.config.cluster === null) throw new Error('the harness runs a broker without a cluster');
+        this.clusterRequests.push(action.request);
+        continue;
+      }
       const client = this.clients.get(action.connectionId);
       if (client === undefined) throw new Error(`action for unknown connection ${action.connectionId}`);
       if (client.closed) throw new Error(`action after close on connection ${action.connectionId}`);
