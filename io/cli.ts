@@ -69,6 +69,9 @@ interface ServeFlags {
   ca?: string;
   requireClientCertificate?: boolean;
   identityAsUsername?: boolean;
+  /** --cluster, each occurrence possibly a comma list. */
+  cluster?: string[];
+  nodeId?: string;
 }
 
 export function buildProgram(): Command {
@@ -102,6 +105,8 @@ export function buildProgram(): Command {
     .option('--ca <file>', 'CA certificates (PEM) that client certificates must verify against')
     .option('--require-client-certificate', 'TLS clients must present a certificate that verifies against --ca')
     .option('--identity-as-username', "a client certificate's subject CN is the client's user name (needs --require-client-certificate)")
+    .option('--cluster <url>', 'run as a node of a Keel cluster through this NATS server (nats://host:4222; repeat or comma-separate for several); overrides cluster.nats', collectList)
+    .option('--node-id <id>', "this node's name in the cluster ([A-Za-z0-9_-]{1,32}, unique, the same across restarts); overrides cluster.nodeId")
     .action(serve);
   program
     .command('inspect')
@@ -142,6 +147,7 @@ async function serve(flags: ServeFlags, command: Command): Promise<void> {
   if (flags.passwordFile !== undefined) overrides.passwordFile = flags.passwordFile;
   if (flags.aclFile !== undefined) overrides.aclFile = flags.aclFile;
   applyAdminFlags(overrides, flags);
+  applyClusterFlags(overrides, flags);
   const listening = chooseServeListeners(flags, command, overrides);
   const logger = new Logger(flags.logLevel);
   const state: ServeState = { server: null, stopping: false };
@@ -178,6 +184,29 @@ async function serve(flags: ServeFlags, command: Command): Promise<void> {
     process.stderr.write(`keel: the broker halted: ${reason}\n`);
     process.exit(1);
   });
+}
+
+/** Commander's collector for a repeatable option whose values may also be comma lists. */
+function collectList(value: string, previous: string[] | undefined): string[] {
+  return [
+    ...(previous ?? []),
+    ...value
+      .split(',')
+      .map((part) => part.trim())
+      .filter((part) => part !== ''),
+  ];
+}
+
+/**
+ * --cluster and --node-id fill the `cluster` setting (src/config.ts checks it): each replaces its
+ * field of a `cluster` object from the config file; given alone, the other must come from the file,
+ * else the configuration check names what is missing.
+ */
+function applyClusterFlags(overrides: Record<string, unknown>, flags: ServeFlags): void {
+  if (flags.cluster === undefined && flags.nodeId === undefined) return;
+  const configured = overrides.cluster;
+  const base = typeof configured === 'object' && configured !== null ? (configured as Record<string, unknown>) : {};
+  overrides.cluster = { ...base, ...(flags.cluster === undefined ? {} : { nats: flags.cluster }), ...(flags.nodeId === undefined ? {} : { nodeId: flags.nodeId }) };
 }
 
 /**

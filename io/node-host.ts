@@ -43,10 +43,16 @@
  * input is fed on its own event-loop turn (setImmediate), never from inside the driver's execution
  * of actions, whoever calls. A request waits at most its timeout, and is rejected at once if the
  * core halts or the host stops; at most `adminRequestsPendingMax` wait at a time.
+ *
+ * The cluster link (io/cluster/, a node of a cluster only): the core's `cluster` actions go to the
+ * link attached with `attachCluster`; what the link hears comes back through `feedCluster`, which
+ * the link calls on its own event-loop turns (io/cluster/input-queue.ts), never from inside the
+ * driver's execution of actions. Nothing reaches the core from it once the host stops or halts.
  */
 import {
   type AdminCommand,
   type AdminOutcome,
+  type ClusterRequest,
   type ConnectionId,
   type ConnectionPeer,
   defaultListener,
@@ -57,6 +63,7 @@ import {
 } from '../src/contract.js';
 import type { Driver, Host } from '../src/driver.js';
 import type { Clock } from './clock.js';
+import { type ClusterInput, feedDriver } from './cluster/input-queue.js';
 import type { Logger } from './logger.js';
 import { NodeStorage, type SyncTimer } from './node-storage.js';
 import { type ConnectionOpening, peerAddress, type Transport } from './transport.js';
@@ -158,6 +165,7 @@ export class NodeHost implements Host {
   private readonly logger: Logger;
   private readonly writeBatching: WriteBatching;
   private driver: Driver | null = null;
+  private clusterLink: ClusterRequestSink | null = null;
   private nextConnectionId: ConnectionId = 1;
   private wakeupTimer: NodeJS.Timeout | null = null;
   /** The deadline the armed timer was set for, and the latest one the core asked for. */
@@ -204,6 +212,26 @@ export class NodeHost implements Host {
   attach(driver: Driver): void {
     if (this.driver !== null) throw new Error('NodeHost.attach called twice');
     this.driver = driver;
+  }
+
+  /** Makes this host a cluster node's: the core's cluster requests go to `link`. */
+  attachCluster(link: ClusterRequestSink): void {
+    if (this.clusterLink !== null) throw new Error('NodeHost.attachCluster called twice');
+    this.clusterLink = link;
+  }
+
+  /** A cluster request of the core (called by the driver while it executes actions). */
+  cluster(request: ClusterRequest): void {
+    // A core built without a cluster never asks; one that does has a bug the host must not hide.
+    if (this.clusterLink === null) throw new Error(`cluster request ${request.op} to a host without a cluster link`);
+    this.clusterLink.request(request);
+  }
+
+  /** An input from the cluster link, on its own event-loop turn. */
+  feedCluster(input: ClusterInput): void {
+    if (this.stopping || this.halted) return;
+    feedDriver(this.requireDriver(), this.clock.nowMs(), input);
+    this.writePending();
   }
 
   /**
@@ -670,6 +698,11 @@ function onSocketDrain(this: Transport): void {
 function onSocketClose(this: Transport): void {
   const connection = connectionOfSocket.get(this);
   if (connection !== undefined) connection.host.onClose(connection);
+}
+
+/** Where a cluster node's host sends the core's cluster requests (io/cluster/nats-link.ts NatsLink). */
+export interface ClusterRequestSink {
+  request(request: ClusterRequest): void;
 }
 
 /** What writeChunks needs of a socket (a Transport in production; a recorder in tests). */

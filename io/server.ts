@@ -20,6 +20,12 @@
  * `reload()` is what SIGHUP triggers: the password and ACL files, the TLS certificates and the
  * admin token file are read again at once (io/reload.ts); everything else the server was started
  * with needs a restart, and the report says so.
+ *
+ * With a `cluster` setting the server is a node of a Keel cluster: a NATS link (io/cluster/) carries
+ * the core's cluster requests and feeds back what NATS says. It starts once recovery is done,
+ * before the listeners open, and the server does not wait for it: a node without NATS serves its
+ * local clients (degraded, says `/readyz`) and joins when NATS answers. It closes after the core's
+ * goodbye, so the core's last requests still go out.
  */
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import type net from 'node:net';
@@ -38,6 +44,8 @@ import { Readiness } from './admin/readiness.js';
 import { type AclFile, loadAclFile } from './auth/acl-file.js';
 import { type Authentication, loadAuthentication } from './auth/setup.js';
 import { MonotonicClock } from './clock.js';
+import type { ClusterInput } from './cluster/input-queue.js';
+import type { NatsLink, NatsLinkLimits } from './cluster/nats-link.js';
 import { lockDataDirectory } from './data-directory-lock.js';
 import type { HandshakeFailureCounters } from './listeners/handshake-failures.js';
 import type { BoundAddress } from './listeners/listener.js';
@@ -75,6 +83,8 @@ export interface ServerOptions {
   shutdownGraceMs?: number;
   /** Builds the core; tests of the backend pass a scripted fake. */
   createCore?: (config: BrokerConfig, nowMs: number) => BrokerCore;
+  /** The cluster link's limits (io/cluster/nats-link.ts), for a `cluster` setting; tests shorten its waits. */
+  clusterLimits?: Partial<NatsLinkLimits>;
 }
 
 export interface RunningServer {
@@ -99,6 +109,8 @@ export interface RunningServer {
   reload(): ReloadReport;
   /** Where the admin listener listens, or null when there is none. */
   readonly admin: { readonly host: string; readonly port: number } | null;
+  /** A cluster node's link to NATS, or null for a single broker. */
+  readonly clusterLink: NatsLink | null;
 }
 
 /** What a running server keeps until it is restarted, as a reload reports it. */
@@ -130,17 +142,35 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const clock = new MonotonicClock();
   const logLevels = { logDebug: logger.enabled('debug'), logInfo: logger.enabled('info') };
   const core = (options.createCore ?? ((coreConfig, nowMs) => defaultCore(coreConfig, nowMs, access.authentication, access.authorizer, logLevels)))(config, clock.nowMs());
+  if (config.cluster !== null && core.clusterStatus === undefined) {
+    claimed.release();
+    throw new ConfigError(['"cluster" is set, but this broker core cannot run as a cluster node']);
+  }
   const readiness = new Readiness();
+  // The link feeds the host, which is made below with the link's figures for its metrics.
+  let host: NodeHost | null = null;
+  const clusterLink = await createClusterLink(config, options, logger, (input) => host?.feedCluster(input));
+  if (clusterLink !== null) readiness.watchClusterLink(() => clusterLink.isUp);
   // Loaded only when there is an admin listener: the metrics library and its dependencies are
   // 1 to 3 MiB of a broker's resident memory here, for nothing when nobody can scrape them.
   const operations =
     admin === null
       ? null
-      : new (await import('./admin/operations.js')).Operations({ config: admin, token: access.token, view: core.view, readiness, clock, topicLimits: config, version: packageVersion() });
+      : new (await import('./admin/operations.js')).Operations({
+          config: admin,
+          token: access.token,
+          view: core.view,
+          readiness,
+          clock,
+          topicLimits: config,
+          version: packageVersion(),
+          cluster: clusterLink,
+        });
   const halted = readiness.halted;
-  const host = createHost(options, config, { clock, logger, dataDirectory, onHalt: (reason) => readiness.set('halted', reason) }, operations);
+  host = createHost(options, config, { clock, logger, dataDirectory, onHalt: (reason) => readiness.set('halted', reason) }, operations);
   const driver = new Driver(core, host);
   host.attach(driver);
+  if (clusterLink !== null) host.attachCluster(clusterLink);
   let listeners: ListenerSet;
   let adminAddress: net.AddressInfo | null = null;
   try {
@@ -149,6 +179,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     driver.start(clock.nowMs());
     access.acl?.watch();
     await readyOrHalted(host, halted);
+    clusterLink?.start();
     readiness.set('opening listeners');
     listeners = await ListenerSet.start(prepared, listenerContext(options, config, host, logger));
     const started = listeners;
@@ -158,6 +189,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     access.acl?.close();
     await operations?.close();
     await host.stop(0).catch(() => undefined);
+    await clusterLink?.close();
     claimed.release();
     throw error;
   }
@@ -173,6 +205,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       // Accepting stops first; the core then says goodbye to the clients it has.
       const listenersClosed = listeners.close();
       await host.stop(options.shutdownGraceMs ?? 3_000);
+      await clusterLink?.close();
       await listenersClosed;
       await operations?.close();
       access.acl?.close();
@@ -196,7 +229,18 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     halted,
     reload: () => reloadAll(reloadables, restartOnly),
     admin: adminAddress === null ? null : { host: adminAddress.address, port: adminAddress.port },
+    clusterLink,
   };
+}
+
+/**
+ * The NATS link of a cluster node (not started), or null without a `cluster` setting. The NATS
+ * client is loaded only then: it costs every other `keel` command half a second of start-up.
+ */
+async function createClusterLink(config: BrokerConfig, options: ServerOptions, logger: Logger, deliver: (input: ClusterInput) => void): Promise<NatsLink | null> {
+  if (config.cluster === null) return null;
+  const { NatsLink } = await import('./cluster/nats-link.js');
+  return new NatsLink({ servers: config.cluster.nats, nodeId: config.cluster.nodeId, logger, deliver, ...(options.clusterLimits === undefined ? {} : { limits: options.clusterLimits }) });
 }
 
 function listenerContext(options: ServerOptions, config: BrokerConfig, host: NodeHost, logger: Logger) {

@@ -18,6 +18,7 @@
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { BrokerGauges, BrokerView } from '../../src/contract.js';
+import type { NatsLinkCounters } from '../cluster/nats-link.js';
 
 /** What a scrape reads, once per scrape. */
 interface Snapshot {
@@ -31,6 +32,14 @@ export interface MetricsSource {
   /** True once recovery has finished and every listener listens (/readyz). */
   ready(): boolean;
   version: string;
+  /** A cluster node's link to NATS (io/cluster/nats-link.ts); absent for a single broker. */
+  cluster?: ClusterLinkFigures | null;
+}
+
+/** What the metrics read of the cluster link, as it happens (not from the core's snapshot). */
+export interface ClusterLinkFigures {
+  readonly isUp: boolean;
+  readonly counters: NatsLinkCounters;
 }
 
 /** Upper bounds of the sync-latency buckets, in seconds: 50 µs (page cache) to 5 s (a sick disk). */
@@ -64,6 +73,7 @@ export class BrokerMetrics {
     this.defineMessages();
     this.defineState();
     this.defineStorage();
+    if (source.cluster != null) this.defineCluster(source.cluster);
   }
 
   get contentType(): string {
@@ -179,6 +189,17 @@ export class BrokerMetrics {
     this.counter('keel_storage_syncs_total', 'Syncs of the log that completed (group commit: one per batch)', (s) => storage(s, 'syncs'));
     this.counter('keel_storage_snapshots_total', 'Snapshots written', (s) => storage(s, 'snapshotsWritten'));
     this.gauge('keel_storage_last_snapshot_duration_seconds', 'How long the last snapshot took (0 before the first)', (s) => storage(s, 'lastSnapshotMs') / 1000);
+  }
+
+  private defineCluster(link: ClusterLinkFigures): void {
+    this.gauge('keel_cluster_link_up', '1 while the link to NATS is up and set up (stream, consumer, buckets)', () => (link.isUp ? 1 : 0));
+    this.labelledCounter('keel_cluster_requests_total', 'Cluster link requests of the core, by operation', 'op', () => ({ ...link.counters.requests }));
+    this.labelledCounter('keel_cluster_request_failures_total', 'Durable publishes and key-value sets that failed, by code', 'code', () => ({ ...link.counters.failures }));
+    this.labelledCounter('keel_cluster_messages_dropped_total', 'Core NATS (QoS 0) messages dropped: published while the link was down, or arriving with the input queue full', 'reason', () => ({
+      'link-down': link.counters.publishesDropped,
+      'input-queue-full': link.counters.messagesDropped,
+    }));
+    this.counter('keel_cluster_link_losses_total', 'Times the link to NATS went down after being up', () => link.counters.linkLosses);
   }
 
   private counter(name: string, help: string, read: Read): void {

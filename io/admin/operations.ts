@@ -18,7 +18,7 @@ import type { Reloadable } from '../reload.js';
 import type { AdminConfig } from './admin-config.js';
 import { AdminServer } from './admin-server.js';
 import type { AdminToken } from './admin-token.js';
-import { BrokerMetrics } from './metrics.js';
+import { BrokerMetrics, type ClusterLinkFigures } from './metrics.js';
 import type { Readiness } from './readiness.js';
 import { Series } from './series.js';
 
@@ -34,6 +34,8 @@ export interface OperationsOptions {
   readonly clock: Clock;
   readonly topicLimits: TopicLimits;
   readonly version: string;
+  /** A cluster node's link to NATS, for its metrics; null for a single broker. */
+  readonly cluster?: ClusterLinkFigures | null;
 }
 
 export class Operations {
@@ -42,7 +44,7 @@ export class Operations {
   private server: AdminServer | null = null;
 
   constructor(private readonly options: OperationsOptions) {
-    this.metrics = new BrokerMetrics({ view: options.view, ready: () => options.readiness.ready, version: options.version });
+    this.metrics = new BrokerMetrics({ view: options.view, ready: () => options.readiness.ready, version: options.version, cluster: options.cluster ?? null });
     this.series = new Series(options.view);
   }
 

@@ -4,6 +4,10 @@
  * (the core stopped taking input; the process is about to exit). Only `ready` is ready; only
  * `halted` is not live. A halt is final: nothing moves a halted server back, and `halted`
  * resolves with its reason (RunningServer.halted).
+ *
+ * A node of a cluster is also `degraded`, and not ready, while its link to NATS is down: it still
+ * serves its local clients (README "Cluster"), but a load balancer should send new clients to a
+ * node that reaches the rest of the cluster. `/healthz` stays live: restarting it would not help.
  */
 import type { Health } from './admin-server.js';
 
@@ -13,6 +17,8 @@ export class Readiness {
   private phase: Phase = 'starting';
   private reason: string | undefined;
   private reportHalt: (reason: string) => void = () => undefined;
+  /** A cluster node's link status (io/cluster/nats-link.ts `isUp`); null for a single broker. */
+  private clusterUp: (() => boolean) | null = null;
   readonly halted = new Promise<string>((resolve) => (this.reportHalt = resolve));
 
   set(phase: Phase, reason?: string): void {
@@ -26,7 +32,15 @@ export class Readiness {
     return this.phase === 'ready';
   }
 
+  /** Makes readiness depend on the cluster link too (see the module comment). */
+  watchClusterLink(isUp: () => boolean): void {
+    this.clusterUp = isUp;
+  }
+
   health(): Health {
+    if (this.phase === 'ready' && this.clusterUp !== null && !this.clusterUp()) {
+      return { live: true, ready: false, status: 'degraded', reason: 'the cluster link to NATS is down: serving local clients only' };
+    }
     const live = this.phase !== 'halted';
     return this.reason === undefined ? { live, ready: this.ready, status: this.phase } : { live, ready: this.ready, status: this.phase, reason: this.reason };
   }
