@@ -90,6 +90,12 @@ export const regressionSeeds: readonly { seed: number; found: string; workload?:
       'checker (streams): a DUP resend of an offset the reader never got (its first copy went down with a half-open link) continues the sequence (found in a first draft of stream-shape.ts, whose world this seed no longer builds)',
   },
   { seed: 37, found: 'checker (streams): a QoS 0 stream delivery sent to a link that was ending is lost, not skipped (same draft as 35)' },
+  { seed: 1925, found: 'store: same as 108 (a repair dropped a retention trim; stream recovery halted at every start)' },
+  {
+    seed: 2540,
+    found:
+      'broker: a stream delivery that announced `stream-skipped` and went down with its link was resent (DUP) without the property, so the reader was never told of the offsets retention took from it',
+  },
   { seed: 707, found: 'checker (streams): same as 37, before the first delivery of a `latest` reader' },
   { seed: 1184, found: 'checker (streams): same as 707, for a `time:` reader' },
   {
