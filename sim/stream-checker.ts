@@ -21,7 +21,8 @@
  * - Plain readers (5.0): within a session, offsets increase (`stream-order`; a broker crash
  *   may set a reader back to its committed position); an offset skipped between two deliveries is
  *   one the reader's sub-filter does not match, one a last-value compaction superseded, or one
- *   retention cut and the delivery announced (`stream-skip`): so the replay-to-live seam
+ *   retention cut and the delivery announced (or a broker crash between may have taken the
+ *   announcement, which is not durable) (`stream-skip`): so the replay-to-live seam
  *   neither skips nor repeats. The first delivery of a session is where the start asked
  *   (`stream-start`): offset 0 for earliest, N for offset:N when N existed, nothing older than T
  *   for time:T and nothing at or after T missed, nothing appended after the SUBACK missed for latest.
@@ -381,7 +382,9 @@ export class StreamChecker {
     if (this.isQos0(entry.key) && reader.connectionEndsMs.some((atMs) => atMs >= sessionStartMs && atMs <= next.atMs)) return true;
     const definition = model.definition;
     if (definition.lastValue && [...model.entries].some(([other, e]) => other > offset && e.topic === entry.topic)) return true;
-    return (definition.retentionMs > 0 || definition.retentionBytes > 0) && next.skipped > 0;
+    // Retention may cut a plain reader (it is never waited for); the cut is announced on its next
+    // delivery, but that announcement lives in memory: a broker crash between may take it along.
+    return (definition.retentionMs > 0 || definition.retentionBytes > 0) && (next.skipped > 0 || this.crashBetween(previous.atMs, next.atMs));
   }
 
   /** The first delivery of a session is where its start asked (streams without retention or compaction). */

@@ -96,6 +96,11 @@ export const regressionSeeds: readonly { seed: number; found: string; workload?:
     found:
       'broker: a stream delivery that announced `stream-skipped` and went down with its link was resent (DUP) without the property, so the reader was never told of the offsets retention took from it',
   },
+  {
+    seed: 3288,
+    found:
+      'checker (streams): a retention cut of a plain reader is announced on its next delivery, but only in memory: a broker crash before that delivery arrives takes the announcement along (a limitation of the broker, reported)',
+  },
   { seed: 707, found: 'checker (streams): same as 37, before the first delivery of a `latest` reader' },
   { seed: 1184, found: 'checker (streams): same as 707, for a `time:` reader' },
   {
