@@ -1,6 +1,8 @@
 /**
  * `keel stream`: durable streams in a data directory, offline (no broker may run there: the
- * directory's lock is taken, and a running broker's PID is named when it holds it).
+ * directory's lock is taken, and a running broker's PID is named when it holds it), or of a
+ * running broker through its admin API (`--admin URL [--token-file F]`: `ls`, `create`, `delete`
+ * as `GET`, `POST /api/v1/streams` and `DELETE /api/v1/streams/NAME`; io/admin/admin-api.ts).
  *
  *   keel stream ls [-d DIR] [--json]                       name, filter, offsets, bytes, segments, groups
  *   keel stream read NAME [-d DIR] [--from START] [-C N] [--json]
@@ -36,37 +38,104 @@ interface DirectoryFlags {
 
 export function streamCommand(): Command {
   const command = new Command('stream').description('list, read, create and delete durable streams of a data directory (offline)');
-  withDirectory(command.command('ls').description('list the streams: filter, first and next offset, bytes, segments, consumer groups'))
+  withAdmin(withDirectory(command.command('ls').description('list the streams: filter, first and next offset, bytes, segments, consumer groups')))
     .option('--json', 'one JSON object per stream')
-    .action((flags: DirectoryFlags & { json?: boolean }) => run(flags, (broker) => list(broker, flags.json === true)));
+    .action((flags: DirectoryFlags & AdminFlags & { json?: boolean }) =>
+      flags.admin === undefined ? run(flags, (broker) => list(broker, flags.json === true)) : runAdmin(flags, (api) => listRemote(api, flags.json === true)),
+    );
   withDirectory(command.command('read').description('print a stream’s entries, from a start to its end'))
     .argument('<name>', 'stream name')
     .option('--from <start>', 'earliest, latest, offset:N or time:UNIX_MS', parseStart, 'earliest')
     .option('-C, --count <n>', 'stop after this many entries', parseNonNegativeInteger)
     .option('--json', 'one JSON object per entry')
     .action((name: string, flags: DirectoryFlags & { from: string; count?: number; json?: boolean }) => run(flags, (broker) => read(broker, name, flags)));
-  withDirectory(command.command('create').description('create a stream'))
+  withAdmin(withDirectory(command.command('create').description('create a stream')))
     .argument('<name>', 'stream name, [A-Za-z0-9_-]{1,64}')
     .requiredOption('--filter <filter>', 'topic filter of the messages it keeps')
     .option('--retention-ms <ms>', 'delete entries older than this (0: keep)', parseNonNegativeInteger)
     .option('--retention-bytes <bytes>', 'keep the stream within this many bytes (0: no bound)', parseNonNegativeInteger)
     .option('--last-value', 'keep only the newest entry of each topic (compaction)')
-    .action((name: string, flags: DirectoryFlags & { filter: string; retentionMs?: number; retentionBytes?: number; lastValue?: boolean }) =>
-      run(flags, (broker) =>
-        administer(broker, {
-          kind: 'create-stream',
-          stream: { name, filter: flags.filter, retentionMs: flags.retentionMs ?? 0, retentionBytes: flags.retentionBytes ?? 0, lastValue: flags.lastValue === true },
-        }),
-      ),
-    );
-  withDirectory(command.command('delete').description('delete a stream, its subscriptions and its files'))
+    .action((name: string, flags: DirectoryFlags & AdminFlags & { filter: string; retentionMs?: number; retentionBytes?: number; lastValue?: boolean }) => {
+      const stream = { name, filter: flags.filter, retentionMs: flags.retentionMs ?? 0, retentionBytes: flags.retentionBytes ?? 0, lastValue: flags.lastValue === true };
+      if (flags.admin !== undefined) return runAdmin(flags, (api) => api('POST', '/api/v1/streams', stream));
+      return run(flags, (broker) => administer(broker, { kind: 'create-stream', stream }));
+    });
+  withAdmin(withDirectory(command.command('delete').description('delete a stream, its subscriptions and its files')))
     .argument('<name>', 'stream name')
-    .action((name: string, flags: DirectoryFlags) => run(flags, (broker) => administer(broker, { kind: 'delete-stream', name })));
+    .action((name: string, flags: DirectoryFlags & AdminFlags) => {
+      if (flags.admin !== undefined) return runAdmin(flags, (api) => api('DELETE', `/api/v1/streams/${encodeURIComponent(name)}`));
+      return run(flags, (broker) => administer(broker, { kind: 'delete-stream', name }));
+    });
   return command;
 }
 
 function withDirectory(command: Command): Command {
   return command.option('-d, --data-dir <dir>', 'data directory', './data').option('-c, --config <file>', 'JSON file of BrokerConfig settings (as given to keel serve)');
+}
+
+interface AdminFlags {
+  admin?: string;
+  tokenFile?: string;
+}
+
+function withAdmin(command: Command): Command {
+  return command
+    .option('--admin <url>', "a running broker's admin interface (http://127.0.0.1:18083): ask it instead of opening a data directory")
+    .option('--token-file <file>', 'file holding the admin token (with --admin), sent as Authorization: Bearer');
+}
+
+/** One admin API call: the exit code, after printing the answer's error (or, for GET, handing its body on). */
+type AdminCall = (method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown, onBody?: (body: unknown) => void) => Promise<number>;
+
+/** Runs `action` against the admin API at `flags.admin`; sets the exit code. */
+async function runAdmin(flags: AdminFlags, action: (api: AdminCall) => Promise<number>): Promise<void> {
+  exitQuietlyOnBrokenPipe();
+  let base: URL;
+  let token: string | null = null;
+  try {
+    base = new URL(flags.admin!);
+    if (base.protocol !== 'http:' && base.protocol !== 'https:') throw new Error('it must be an http:// or https:// URL');
+    if (flags.tokenFile !== undefined) token = readFileSync(flags.tokenFile, 'utf8').trim();
+  } catch (error) {
+    process.stderr.write(`keel stream: --admin ${flags.admin}${flags.tokenFile === undefined ? '' : ` --token-file ${flags.tokenFile}`}: ${(error as Error).message}\n`);
+    process.exitCode = exitCode.usage;
+    return;
+  }
+  const api: AdminCall = async (method, path, body, onBody) => {
+    const headers: Record<string, string> = {};
+    if (token !== null) headers.Authorization = `Bearer ${token}`;
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    let response: Response;
+    try {
+      response = await fetch(new URL(path, base), { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }), signal: AbortSignal.timeout(10_000) });
+    } catch (error) {
+      process.stderr.write(`keel stream: cannot reach ${base.origin}: ${(error as Error).message}\n`);
+      return exitCode.failure;
+    }
+    const text = await response.text();
+    let parsed: unknown = text;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      // Not JSON: shown as it came.
+    }
+    if (!response.ok) {
+      const message = (parsed as { error?: { message?: string } } | null)?.error?.message ?? text;
+      process.stderr.write(`keel stream: ${response.status} ${message}\n`);
+      return exitCode.failure;
+    }
+    onBody?.(parsed);
+    return exitCode.ok;
+  };
+  process.exitCode = await action(api);
+}
+
+async function listRemote(api: AdminCall, json: boolean): Promise<number> {
+  return api('GET', '/api/v1/streams', undefined, (body) => {
+    const streams = (body as { items: StreamSummary[] }).items;
+    if (json) for (const stream of streams) process.stdout.write(`${JSON.stringify(stream)}\n`);
+    else process.stdout.write(streams.length === 0 ? 'no streams\n' : `${streams.map(describe).join('\n')}\n`);
+  });
 }
 
 function parseStart(value: string): string {

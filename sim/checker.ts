@@ -76,7 +76,7 @@ import { matchingFilter, splitShared, topicMatches } from './topic-match.js';
 
 export type ViolationReporter = (rule: string, detail: string) => void;
 
-interface MessageRecord {
+export interface MessageRecord {
   key: string;
   publisher: number;
   sequence: number;
@@ -286,6 +286,11 @@ export class Checker {
 
   get amnesties(): number {
     return this.amnestiesMs.length;
+  }
+
+  /** True when an amnesty opened at or after `sinceMs` (for the stream rules, stream-checker.ts). */
+  amnestyAfter(sinceMs: number): boolean {
+    return this.amnestySince(sinceMs);
   }
 
   /** True when an amnesty opened at or after `sinceMs`. */

@@ -28,6 +28,9 @@ export const plantedBugDescriptions = {
   'keepalive-never-enforced': 'never closes a connection that stays silent past 1.5 times its keepalive',
   'packet-id-reused-on-wrap': 'after the packet identifiers wrap, reuses one still in flight',
   'clean-start-keeps-subscriptions': "keeps a session's old subscriptions when the client asks for a clean start",
+  'stream-seam-skips-one': 'skips one entry where a stream reader goes from reading files to reading memory (the replay-to-live seam)',
+  'stream-commit-before-ack': "takes each stream delivery as acknowledged at the broker's next input, before its PUBACK, so the committed position passes it",
+  'stream-retention-cuts-group': 'trims stream segments by age even where a consumer group with members has not acknowledged them',
 } as const satisfies Record<string, string>;
 
 export type PlantedBugName = keyof typeof plantedBugDescriptions;

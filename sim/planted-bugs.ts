@@ -21,6 +21,8 @@ import type { Action, AdminCommand, BrokerCore, BrokerView, ConnectionId, Connec
 import { crc32c } from '../src/store/crc32c.js';
 import { DurableStateStore, type DurableStoreOptions } from '../src/store/durable-store.js';
 import type { DurableState, StateRecord, StateStore } from '../src/store/state-store.js';
+import type { StreamEntry } from '../src/store/streams/stream-entry.js';
+import type { StreamStore } from '../src/store/streams/stream-store.js';
 import { parsePayload } from './clients/payload.js';
 import type { PlantedBugName } from './planted-bug-names.js';
 import { matchingFilter, splitShared, topicMatches } from './topic-match.js';
@@ -696,6 +698,135 @@ function wrap(Wrapper: new (inner: BrokerCore) => InterceptingBroker): BrokerFac
   return (options: BrokerOptions) => new Wrapper(new Broker(options));
 }
 
+/**
+ * The replay-to-live seam skips one entry: a reader whose cursor read entries from the files and
+ * then finds the next ones in memory loses the first of those. Planted in the store's stream
+ * reads (the broker's store is wrapped before the broker sees it): the offset a file read ended at
+ * is remembered, and the next memory read from exactly there hands back all but its first entry.
+ */
+function withSeamSkippingStreams(store: StateStore): StateStore {
+  const log = store.streams;
+  if (log === undefined) return store;
+  const seams = new Set<string>();
+  const wrapped = new Proxy(log, {
+    get(target, property) {
+      if (property === 'takeReadResults') {
+        return () => {
+          const results = target.takeReadResults();
+          for (const result of results) if (!result.stale && result.entries.length > 0) seams.add(`${result.stream}:${result.nextOffset}`);
+          return results;
+        };
+      }
+      if (property === 'readMemory') {
+        return (stream: string, offset: number, bytesMax: number, into: StreamEntry[]): number | null => {
+          if (!seams.delete(`${stream}:${offset}`)) return target.readMemory(stream, offset, bytesMax, into);
+          const read: StreamEntry[] = [];
+          const next = target.readMemory(stream, offset, bytesMax, read);
+          if (next === null) seams.add(`${stream}:${offset}`);
+          into.push(...read.slice(1));
+          return next;
+        };
+      }
+      const value: unknown = Reflect.get(target, property, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+  (store as { streams?: StreamStore }).streams = wrapped;
+  return store;
+}
+
+/** Whether a PUBLISH the broker sends is a stream delivery: it names its offset (5.0), or its session reads only streams (3.1.1). */
+function isStreamDelivery(packet: PublishPacket, filters: ReadonlySet<string>): boolean {
+  if (packet.properties?.userProperties?.some(([name]) => name === 'stream-offset') === true) return true;
+  if (filters.size === 0) return false;
+  for (const filter of filters) if (!matchingFilter(filter).startsWith('$stream/')) return false;
+  return true;
+}
+
+/**
+ * The committed position runs ahead of the acknowledgements: each QoS 1 stream delivery is taken
+ * as acknowledged at the broker's next input (a PUBACK fed to it then), and the client's own
+ * PUBACK for it is swallowed. A delivery the client never got, or got and could not acknowledge
+ * before its link died, is then never sent again: not on resume, not after a restart.
+ */
+class StreamCommitBeforeAck extends InterceptingBroker {
+  protected override readonly rewritesInput = true;
+  private early: { connectionId: ConnectionId; packetId: number }[] = [];
+  private readonly swallow = new Map<ConnectionId, Set<number>>();
+
+  protected onBrokerPacket(connectionId: ConnectionId, packet: Packet): Rewrite {
+    if (packet.type !== PacketType.Publish || packet.qos !== 1 || packet.dup || !isStreamDelivery(packet, this.sessionFilters(connectionId))) return { keep: true };
+    this.early.push({ connectionId, packetId: packet.packetId! });
+    return { keep: true };
+  }
+
+  private acknowledgeEarly(nowMs: number): void {
+    const early = this.early;
+    this.early = [];
+    for (const { connectionId, packetId } of early) {
+      if (!this.connections.has(connectionId)) continue;
+      const ids = this.swallow.get(connectionId) ?? new Set();
+      ids.add(packetId);
+      this.swallow.set(connectionId, ids);
+      this.feed(nowMs, connectionId, { type: PacketType.Puback, packetId, reasonCode: 0 });
+    }
+  }
+
+  protected override rewriteClientPacket(_nowMs: number, connectionId: ConnectionId, packet: Packet): Packet[] {
+    if (packet.type === PacketType.Puback && this.swallow.get(connectionId)?.delete(packet.packetId) === true) return [];
+    return [packet];
+  }
+
+  override bytesReceived(nowMs: number, connectionId: ConnectionId, bytes: Uint8Array): void {
+    this.acknowledgeEarly(nowMs);
+    super.bytesReceived(nowMs, connectionId, bytes);
+  }
+
+  override connectionClosed(nowMs: number, connectionId: ConnectionId): void {
+    this.acknowledgeEarly(nowMs);
+    this.swallow.delete(connectionId);
+    super.connectionClosed(nowMs, connectionId);
+  }
+
+  override storageCompleted(nowMs: number, result: StorageResult): void {
+    this.acknowledgeEarly(nowMs);
+    super.storageCompleted(nowMs, result);
+  }
+
+  override tick(nowMs: number): void {
+    this.acknowledgeEarly(nowMs);
+    super.tick(nowMs);
+  }
+}
+
+/**
+ * Retention by age that ignores consumer groups: while the broker runs its retention pass (the
+ * `stream-maintenance` deadline), the streams object answers that no stream has any group, so
+ * segments a group with members has not acknowledged are trimmed, and no group is told it was cut.
+ * Patched on the instance from outside; the rest of the broker is the real one.
+ */
+function retentionIgnoringGroups(broker: Broker): Broker {
+  const streams = broker.streams;
+  const groupsOf = streams.groupsOf.bind(streams);
+  const maintenanceDue = streams.maintenanceDue.bind(streams);
+  const tick = broker.tick.bind(broker);
+  let retaining = false;
+  const none = new Map() as ReturnType<typeof groupsOf>;
+  streams.groupsOf = (stream: string) => (retaining ? none : groupsOf(stream));
+  streams.maintenanceDue = () => {
+    maintenanceDue();
+    retaining = true;
+  };
+  broker.tick = (nowMs: number) => {
+    try {
+      tick(nowMs);
+    } finally {
+      retaining = false;
+    }
+  };
+  return broker;
+}
+
 export const plantedBugs = {
   'skip-qos1-redelivery': wrap(SkipQos1Redelivery),
   'qos2-twice': wrap(Qos2Twice),
@@ -716,6 +847,9 @@ export const plantedBugs = {
   'keepalive-never-enforced': (options: BrokerOptions) => new KeepaliveNeverEnforced(new Broker(options), options.config.serverKeepAliveSeconds),
   'packet-id-reused-on-wrap': wrap(PacketIdReusedOnWrap),
   'clean-start-keeps-subscriptions': wrap(CleanStartKeepsSubscriptions),
+  'stream-seam-skips-one': (options: BrokerOptions) => new Broker({ ...options, store: withSeamSkippingStreams(options.store) }),
+  'stream-commit-before-ack': wrap(StreamCommitBeforeAck),
+  'stream-retention-cuts-group': (options: BrokerOptions) => retentionIgnoringGroups(new Broker(options)),
 } satisfies Record<PlantedBugName, BrokerFactory>;
 
 export type { PlantedBugName };
@@ -726,6 +860,10 @@ export type { PlantedBugName };
  */
 abstract class StoreWrapper implements StateStore {
   constructor(protected readonly inner: DurableStateStore) {}
+  /** The real store's streams: a stream world runs on a planted store bug as on the real store. */
+  get streams(): StreamStore {
+    return this.inner.streams;
+  }
   recover(nowMs: number): readonly StateRecord[] | null {
     return this.inner.recover(nowMs);
   }

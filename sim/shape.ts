@@ -14,11 +14,12 @@
  */
 
 import type { Qos } from '../src/codec/packets.js';
-import type { BrokerConfig } from '../src/config.js';
+import type { BrokerConfig, StreamDefinition } from '../src/config.js';
 import { type ClientCoverage, chooseLongSessionClients, chooseWorldCoverage, type LongSessionPlan } from './coverage.js';
 import { chooseDiskShape, type DiskShape } from './disk.js';
 import type { NetworkShape } from './network.js';
 import { Random } from './random.js';
+import { chooseStreamWorld, type StreamReaderPlan } from './stream-shape.js';
 
 export const publishTopics = ['a/x', 'a/y', 'b/x', 'b/y', 'c'] as const;
 const filterPool = ['a/x', 'a/+', '+/x', 'a/#', '#', 'b/y', 'c', '+/+', 'will/#'] as const;
@@ -50,6 +51,8 @@ export interface ClientPlan {
   workload?: ClientWorkload;
   /** Coverage additions drawn from the client's own `coverage` stream (absent: none of them). */
   coverage?: ClientCoverage;
+  /** A stream reader (stream-shape.ts): it subscribes to its `$stream` filter only and publishes nothing. */
+  streamReader?: StreamReaderPlan;
 }
 
 /**
@@ -94,6 +97,8 @@ export interface WorldShape {
   kind: 'swarm' | 'long-session';
   /** Deep and unusual topics are in use: the retained audit also watches the `$` roots. */
   deepTopics: boolean;
+  /** The world's durable streams (stream-shape.ts), also in configOverrides.streams; empty in most worlds. */
+  streams: StreamDefinition[];
 }
 
 /** About one seed in this many builds a long-session world (see coverage.ts); each costs a few seconds. */
@@ -141,11 +146,14 @@ export function chooseShape(seed: number, overrides: { clientCount?: number; fau
     disk: chooseDiskShape(seed, faulty),
     kind: 'swarm',
     deepTopics: false,
+    streams: [],
   };
   // The coverage streams come last and only with the workload (see coverage.ts).
   if (overrides.workload === false) return shape;
   if (overrides.clientCount === undefined && Random.stream(seed, 'coverage:kind').chance(1 / longSessionOneIn)) return longSessionShape(shape);
   shape.deepTopics = chooseWorldCoverage(seed, clients, configOverrides, activeMs).deepTopics;
+  // Streams last of all, from streams of their own (stream-shape.ts); a test that fixes the client count gets none.
+  if (overrides.clientCount === undefined) chooseStreamWorld(shape);
   return shape;
 }
 

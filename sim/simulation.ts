@@ -12,7 +12,7 @@ import { runClusterSimulation } from './cluster/cluster-simulation.js';
 import { describeDiskShape } from './disk.js';
 import { plantedBugs, plantedStoreBugs } from './planted-bugs.js';
 import { eventsMaxDefault, pickRunOptions, type RunOptions, reproduceCommand } from './run-options.js';
-import { chooseShape } from './shape.js';
+import { chooseShape, type WorldShape } from './shape.js';
 import { type BrokerFactory, realBroker, type StoreFactory, type Violation, World } from './world.js';
 
 /**
@@ -157,13 +157,24 @@ function reproduceLine(options: SimulationOptions): string {
   return reproduceCommand(options.seed, pickRunOptions(options), customParts);
 }
 
+/** `[s1:#:age1500+lv,s2:a/x]`: each stream's name, filter, retention and last-value. */
+function describeStreams(streams: WorldShape['streams']): string {
+  const one = (stream: WorldShape['streams'][number]): string => {
+    const parts = [stream.retentionMs > 0 ? `age${stream.retentionMs}` : '', stream.retentionBytes > 0 ? `size${stream.retentionBytes}` : '', stream.lastValue ? 'lv' : ''].filter(
+      (part) => part !== '',
+    );
+    return `${stream.name}:${stream.filter}${parts.length > 0 ? `:${parts.join('+')}` : ''}`;
+  };
+  return `[${streams.map(one).join(',')}]`;
+}
+
 function describeShape(world: World): string {
   const shape = world.shape;
   const versions = shape.clients.map((c) => `${c.protocolVersion === 5 ? '5' : '3'}${c.persistent ? 'p' : 'c'}${c.violator ? '!' : ''}`).join(',');
   const faults = shape.faultIntervalMsMean === null ? 'none' : `${shape.faultKinds.join('+')}/${shape.faultIntervalMsMean}ms`;
   const limits =
     Object.entries(shape.configOverrides)
-      .map(([key, value]) => `${key}=${String(value)}`)
+      .map(([key, value]) => (key === 'streams' ? `streams=${describeStreams(shape.streams)}` : `${key}=${String(value)}`))
       .join(',') || 'defaults';
   return `clients=[${versions}] active_ms=${shape.activeMs} faults=${faults} limits=${limits} segment_max=${shape.network.segmentBytesMax} ${describeDiskShape(shape.disk)}`;
 }

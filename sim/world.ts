@@ -10,8 +10,10 @@
  * disk and recovers). Disk faults strike too (see disk.ts): EIO and a full disk make the store
  * fail, the broker halts and the world restarts it like after a crash; bit flips in synced data
  * are found by recovery, which halts with "corrupt log:" (the world, as the operator, runs the
- * documented repair, src/store/repair.ts, and restarts) or "corrupt snapshot:" (unrecoverable:
- * the run ends there, counted, not a violation, since the broker did detect and report it).
+ * documented repair, src/store/repair.ts, and restarts) or "corrupt snapshot:" / "corrupt stream:"
+ * (unrecoverable: the run ends there, counted, not a violation, since the broker did detect and
+ * report it). Damage the broker meets in a stream's files while running is reported in its log
+ * (`stream-entry-damaged`, `stream-segment-damaged`) and excuses that stream's losses.
  * Then the world goes quiet (no faults, no stalls, and every client that stopped reading reads
  * again) for quietMs, long enough for every client to reconnect and every pending delivery to
  * complete; liveness is judged at its end (including that no QoS 0 message was lost silently on a
@@ -47,6 +49,7 @@ import { type Link, Network } from './network.js';
 import { Random } from './random.js';
 import type { ClientPlan, FaultKind, WorldShape } from './shape.js';
 import { noDiskFaults, SimulatedDisk } from './simulated-disk.js';
+import { StreamChecker } from './stream-checker.js';
 import { TraceHash } from './trace-hash.js';
 
 export type BrokerFactory = (options: BrokerOptions) => BrokerCore;
@@ -74,12 +77,15 @@ interface RunningBroker {
 
 const recentEventsKept = 30;
 const auditMs = 5_000;
+/** In a stream world, how long the stream auditors (one reader per stream, from earliest) get to read. */
+const streamAuditMs = 60_000;
 
 export class World implements ClientContext {
   readonly clock = { nowMs: 0 };
   readonly queue = new EventQueue();
   readonly network: Network;
   readonly checker: Checker;
+  readonly streamChecker: StreamChecker;
   readonly clients: ModelClient[] = [];
   readonly hash = new TraceHash();
   readonly config: BrokerConfig;
@@ -108,6 +114,8 @@ export class World implements ClientContext {
   /** Set when recovery reported corruption that no repair can cut away; the run ends there. */
   unrecoverable: string | null = null;
   auditor: ModelClient | null = null;
+  /** In a stream world: one reader per stream from earliest, started when the world is quiet. */
+  readonly streamAuditors: ModelClient[] = [];
   /** QoS 0 messages the broker reported dropping because a connection's output was at its cap. */
   outputFullDrops = 0;
   private readonly keepAliveWatch: KeepAliveWatch;
@@ -123,6 +131,7 @@ export class World implements ClientContext {
     this.config = resolved.config;
     this.network = new Network(this.queue, Random.stream(shape.seed, 'network'), shape.network, this.clock, (line, bytes) => this.trace(line, bytes));
     this.checker = new Checker(this.clock, (rule, detail) => this.violation === null && this.fail(rule, detail));
+    this.streamChecker = new StreamChecker(shape.streams, this.checker, this.clock, (rule, detail) => this.violation === null && this.fail(rule, detail));
     this.keepAliveWatch = new KeepAliveWatch(this.queue, this.clock, (rule, detail) => this.fail(rule, detail));
     if (shape.kind === 'long-session') this.checker.noteCoverage('long-session');
     const diskRandom = Random.stream(shape.seed, 'disk-bytes');
@@ -144,6 +153,8 @@ export class World implements ClientContext {
   private clientIndex(clientId: string): number | null {
     const index = this.shape.clients.findIndex((plan) => plan.clientId === clientId);
     if (index >= 0) return index;
+    const streamAuditor = this.streamAuditors.find((auditor) => auditor.plan.clientId === clientId);
+    if (streamAuditor !== undefined) return streamAuditor.plan.index;
     return this.auditor !== null && clientId === this.auditor.plan.clientId ? this.auditor.plan.index : null;
   }
 
@@ -234,6 +245,7 @@ export class World implements ClientContext {
     this.broker = null;
     this.brokerRestarts += 1;
     this.checker.brokerCrashed();
+    this.streamChecker.brokerCrashed();
     // The interval policy acknowledges before syncing (by design): what a crash loses is allowed.
     if (this.shape.disk.store.syncPolicy !== 'always') this.checker.openAmnesty();
     this.network.brokerCrashed(broker.incarnation);
@@ -243,17 +255,21 @@ export class World implements ClientContext {
 
   /** The broker halted: a failed store or damage found by recovery. The process exits. */
   private brokerHalted(reason: string): void {
-    const corrupt = /^corrupt (log|snapshot): (\S+)/.exec(reason);
+    const corrupt = /^corrupt (log|snapshot|stream): (\S+?):? /.exec(reason);
     if (corrupt === null) return this.crashBroker('after halt');
     this.corruptionsReported += 1;
     const file = corrupt[2]!;
     // Corruption the disk injected into that file is expected; under `always` nothing else may look like it.
-    const injected = this.disk.corruptions.some((corruption) => corruption.file === file);
+    // A stream names its segment files by pattern (`stream-NAME-*.seg`).
+    const named = file.endsWith('*.seg') ? (name: string) => name.startsWith(file.slice(0, -5)) && name.endsWith('.seg') : (name: string) => name === file;
+    const injected = this.disk.corruptions.some((corruption) => named(corruption.file));
     if (!injected && this.shape.disk.store.syncPolicy === 'always') {
       return this.fail('corruption-without-damage', `recovery reported "${reason}" but the disk never damaged ${file}`);
     }
     this.crashBroker('after halt');
-    if (corrupt[1] === 'snapshot') {
+    // No documented repair cuts a stream's synced entries out of the state (or a snapshot's damage):
+    // the broker detected and reported it, and the run ends there, counted, not a violation.
+    if (corrupt[1] === 'snapshot' || corrupt[1] === 'stream') {
       this.unrecoverable = reason;
       this.trace(`UNRECOVERABLE corruption reported: ${reason}`);
       return;
@@ -404,6 +420,13 @@ export class World implements ClientContext {
     if (event === 'keepalive-timeout' && typeof fields.connectionId === 'number' && typeof fields.keepAliveSeconds === 'number') {
       this.checkKeepAliveClose(fields.connectionId, fields.keepAliveSeconds);
     }
+    if ((event === 'stream-entry-damaged' || event === 'stream-segment-damaged') && typeof fields.stream === 'string' && typeof fields.file === 'string') {
+      // Stream data the disk damaged, found and reported: what it held is excused. Nothing else may look like it.
+      if (!this.disk.corruptions.some((corruption) => corruption.file === fields.file)) {
+        this.fail('corruption-without-damage', `the broker reported ${event} in ${fields.file} but the disk never damaged it`);
+      }
+      this.streamChecker.streamDamaged(fields.stream);
+    }
     if (event === 'recovered') {
       this.recoveries += 1;
       this.checker.brokerRecovered();
@@ -487,6 +510,7 @@ export class World implements ClientContext {
     for (const plan of this.shape.clients) {
       const client = new ModelClient(plan, Random.stream(this.shape.seed, `client:${plan.index}`), this);
       if (plan.violator) this.checker.markViolator(plan.index);
+      if (plan.streamReader !== undefined) this.streamChecker.addReader(plan.index, plan.streamReader, plan.protocolVersion, plan.persistent);
       this.clients.push(client);
       client.start();
     }
@@ -498,7 +522,9 @@ export class World implements ClientContext {
     this.queue.push(quietAtMs, () => this.goQuiet());
     this.queue.push(livenessAtMs, () => this.checkLiveness());
     this.queue.push(livenessAtMs + auditMs, () => this.auditRetained());
-    const endMs = livenessAtMs + auditMs;
+    const streamsEndMs = livenessAtMs + auditMs + streamAuditMs;
+    if (this.streamChecker.active) this.queue.push(streamsEndMs, () => this.auditStreams());
+    const endMs = this.streamChecker.active ? streamsEndMs : livenessAtMs + auditMs;
     while (this.violation === null && this.unrecoverable === null) {
       const timeMs = this.queue.peekTimeMs();
       if (timeMs === null || timeMs > endMs) break;
@@ -517,6 +543,40 @@ export class World implements ClientContext {
     const auditor = this.auditor!;
     if (!auditor.online) return this.fail('liveness-offline', `a fresh subscriber could not connect within ${auditMs}ms of a quiet world`);
     this.checker.checkRetained(auditor.plan.index);
+  }
+
+  /** The stream rules judged at the end (stream-checker.ts), once every stream auditor has read its stream. */
+  private auditStreams(): void {
+    for (const auditor of this.streamAuditors) {
+      if (!auditor.online) return this.fail('liveness-offline', `stream auditor ${auditor.plan.clientId} could not connect within ${streamAuditMs}ms`);
+    }
+    this.streamChecker.finish();
+  }
+
+  /** One fresh MQTT 5.0 reader per stream, from earliest: what each stream keeps, as a client sees it. */
+  private startStreamAuditors(): void {
+    for (const stream of this.shape.streams) {
+      const index = this.shape.clients.length + 1 + this.streamAuditors.length;
+      const reader = { stream: stream.name, filter: `$stream/${stream.name}`, narrow: null, group: null, start: { kind: 'earliest' as const }, disconnectsAtMs: [] };
+      const plan: ClientPlan = {
+        index,
+        clientId: `c${index}`,
+        protocolVersion: 5,
+        persistent: false,
+        keepAliveSeconds: 30,
+        subscriptions: [{ filter: reader.filter, qos: 1 }],
+        publishes: [],
+        will: null,
+        ackDelayMsMax: 0,
+        cleanReconnectProbability: 0,
+        violator: false,
+        streamReader: reader,
+      };
+      this.streamChecker.addReader(index, reader, 5, false, true);
+      const auditor = new ModelClient(plan, Random.stream(this.shape.seed, `client:stream-auditor:${stream.name}`), this);
+      this.streamAuditors.push(auditor);
+      auditor.start();
+    }
   }
 
   private goQuiet(): void {
@@ -569,6 +629,7 @@ export class World implements ClientContext {
     };
     this.auditor = new ModelClient(plan, Random.stream(this.shape.seed, 'client:auditor'), this);
     this.auditor.start();
+    this.startStreamAuditors();
   }
 }
 

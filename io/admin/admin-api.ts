@@ -1,7 +1,7 @@
 /**
- * The admin API under `/api/v1/`: JSON views of the broker's clients, sessions, subscriptions and
- * retained messages, and the three changes an operator may make (disconnect a client, delete a
- * session, delete a retained message).
+ * The admin API under `/api/v1/`: JSON views of the broker's clients, sessions, subscriptions,
+ * retained messages and durable streams, and the changes an operator may make (disconnect a
+ * client, delete a session, delete a retained message, create or delete a stream).
  *
  * Reading is allowed, writing is not: lists come from the core's read-only view (copies, one page
  * at a time, in key order: `?limit=` up to 1,000, default 100, and `?after=` the `next` key of the
@@ -56,7 +56,7 @@ export const pageLimitMax = 1_000;
 const protocolNames: Record<number, string> = { 3: '3.1', 4: '3.1.1', 5: '5.0' };
 
 /** Answers a request for `/api/v1/<segments>`; throws ApiError for every refusal. */
-export async function handleApi(method: string, segments: readonly string[], query: URLSearchParams, context: ApiContext): Promise<Reply> {
+export async function handleApi(method: string, segments: readonly string[], query: URLSearchParams, context: ApiContext, body = ''): Promise<Reply> {
   const [collection, ...rest] = segments;
   if (collection === 'series' && rest.length === 0) {
     allow(method, ['GET']);
@@ -76,6 +76,8 @@ export async function handleApi(method: string, segments: readonly string[], que
       return listed(context.view.subscriptions(page(query)), page(query).limit, (item) => `${item.clientId}\u0000${item.filter}`, subscriptionJson);
     case 'retained':
       return rest.length === 0 ? listRetained(method, query, context) : deleteRetained(method, rest.join('/'), context);
+    case 'streams':
+      return rest.length === 0 ? streams(method, body, context) : deleteStream(method, single(rest), context);
   }
   throw new ApiError(404, 'not-found', `no such resource: /api/v1/${segments.join('/')}`);
 }
@@ -127,6 +129,46 @@ function deleteRetained(method: string, topic: string, context: ApiContext): Pro
   // The broker's own figures: it would not republish a deleted one until its value changes.
   if (isBrokerTopic(topic)) throw new ApiError(409, 'conflict', `${topic} belongs to the broker, which publishes and retains it itself`);
   return change(context, { kind: 'delete-retained', topic }, { deleted: topic });
+}
+
+/**
+ * `GET` lists every stream (at most `streamsMax`, so one page) as the core sees it; `POST` creates
+ * one from a JSON body shaped like a `streams` entry of the configuration, which the core
+ * validates as it validates the configuration (400 with its reasons).
+ */
+function streams(method: string, body: string, context: ApiContext): Reply | Promise<Reply> {
+  allow(method, ['GET', 'POST']);
+  if (method === 'GET') return { status: 200, body: { items: context.view.streams(), next: null } };
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body);
+  } catch {
+    throw new ApiError(400, 'bad-request', 'the body must be a JSON object: {"name", "filter", "retentionMs", "retentionBytes", "lastValue"}');
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new ApiError(400, 'bad-request', 'the body must be a JSON object');
+  const fields = parsed as Record<string, unknown>;
+  const unknown = Object.keys(fields).filter((key) => !['name', 'filter', 'retentionMs', 'retentionBytes', 'lastValue'].includes(key));
+  if (unknown.length > 0) throw new ApiError(400, 'bad-request', `unknown field(s): ${unknown.join(', ')}`);
+  if (typeof fields.name !== 'string' || typeof fields.filter !== 'string') throw new ApiError(400, 'bad-request', 'name and filter must be strings');
+  const numberOr = (value: unknown, field: string): number => {
+    if (value === undefined) return 0;
+    if (typeof value !== 'number') throw new ApiError(400, 'bad-request', `${field} must be a number`);
+    return value;
+  };
+  if (fields.lastValue !== undefined && typeof fields.lastValue !== 'boolean') throw new ApiError(400, 'bad-request', 'lastValue must be true or false');
+  const stream = {
+    name: fields.name,
+    filter: fields.filter,
+    retentionMs: numberOr(fields.retentionMs, 'retentionMs'),
+    retentionBytes: numberOr(fields.retentionBytes, 'retentionBytes'),
+    lastValue: fields.lastValue === true,
+  };
+  return change(context, { kind: 'create-stream', stream }, { created: stream.name }).then((reply) => ({ ...reply, status: 201 }));
+}
+
+function deleteStream(method: string, name: string, context: ApiContext): Promise<Reply> {
+  allow(method, ['DELETE']);
+  return change(context, { kind: 'delete-stream', name }, { deleted: name });
 }
 
 /** Hands the change to the core and maps its outcome (or the lack of one) to an answer. */

@@ -10,7 +10,7 @@
  *
  * - connections: at most `adminConnectionsMax` at once; one more is answered 503 and closed, by a
  *   plain TCP front that hands the others to the HTTP server;
- * - request bodies: at most `requestBodyBytesMax` (no route takes a body; one is read only to keep
+ * - request bodies: at most `requestBodyBytesMax` (only `POST /api/v1/streams` takes one; others are read only to keep
  *   the connection usable); a larger one is answered 413 and the connection closed;
  * - time: the request line and headers within `headersTimeoutMs`, the whole request within
  *   `requestTimeoutMs` (Node answers 408), an idle keep-alive connection closed after
@@ -129,8 +129,8 @@ export class AdminServer {
     const startedMs = performance.now();
     let reply: Reply;
     try {
-      await readBody(request);
-      reply = await this.route(request);
+      const body = await readBody(request);
+      reply = await this.route(request, body);
     } catch (error) {
       reply = this.failure(error, request);
     }
@@ -150,7 +150,7 @@ export class AdminServer {
     return { status: 500, body: { error: { code: 'internal', message: 'the request failed inside the broker; see its log' } } };
   }
 
-  private async route(request: http.IncomingMessage): Promise<Reply> {
+  private async route(request: http.IncomingMessage, body: string): Promise<Reply> {
     const method = request.method ?? 'GET';
     const url = new URL(request.url ?? '/', 'http://admin');
     this.checkHost(request);
@@ -168,7 +168,7 @@ export class AdminServer {
     if (url.pathname === '/api/v1' || url.pathname.startsWith('/api/v1/')) {
       this.authorize(request, method !== 'GET');
       if (method === 'GET') this.takeRead();
-      return handleApi(method, pathSegments(url.pathname.slice('/api/v1/'.length)), url.searchParams, this.options.api);
+      return handleApi(method, pathSegments(url.pathname.slice('/api/v1/'.length)), url.searchParams, this.options.api, body);
     }
     const file = dashboardFile(url.pathname);
     if (file === null) throw new ApiError(404, 'not-found', `nothing at ${url.pathname}`);
@@ -222,16 +222,19 @@ function pathSegments(path: string): string[] {
   }
 }
 
-/** Reads and drops the request body, refusing one larger than requestBodyBytesMax (413). */
-async function readBody(request: http.IncomingMessage): Promise<void> {
+/** Reads the request body as text (only `POST /api/v1/streams` uses one), refusing one larger than requestBodyBytesMax (413). */
+async function readBody(request: http.IncomingMessage): Promise<string> {
   const tooLarge = (): ApiError => new ApiError(413, 'payload-too-large', `request bodies are limited to ${requestBodyBytesMax} bytes`);
   const declared = Number(request.headers['content-length'] ?? 0);
   if (declared > requestBodyBytesMax) throw tooLarge();
   let received = 0;
+  const chunks: Buffer[] = [];
   for await (const chunk of request) {
     received += (chunk as Buffer).length;
     if (received > requestBodyBytesMax) throw tooLarge();
+    chunks.push(chunk as Buffer);
   }
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 function write(response: http.ServerResponse, reply: Reply): void {

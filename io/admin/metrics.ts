@@ -25,6 +25,8 @@ interface Snapshot {
   readonly counters: Record<string, number | Record<string, number>>;
   readonly gauges: BrokerGauges;
   readonly ready: boolean;
+  /** Durable streams held, and the bytes of their segment files. */
+  readonly streams: { count: number; bytes: number };
 }
 
 export interface MetricsSource {
@@ -74,6 +76,7 @@ export class BrokerMetrics {
     this.defineState();
     this.defineStorage();
     if (source.cluster != null) this.defineCluster(source.cluster);
+    this.defineStreams();
   }
 
   get contentType(): string {
@@ -102,7 +105,10 @@ export class BrokerMetrics {
 
   private read(): Snapshot {
     const view = this.source.view;
-    return { counters: view.counters(), gauges: view.gauges(), ready: this.source.ready() };
+    let bytes = 0;
+    const streams = view.streams();
+    for (const stream of streams) bytes += stream.bytes;
+    return { counters: view.counters(), gauges: view.gauges(), ready: this.source.ready(), streams: { count: streams.length, bytes } };
   }
 
   private current(): Snapshot {
@@ -200,6 +206,32 @@ export class BrokerMetrics {
       'input-queue-full': link.counters.messagesDropped,
     }));
     this.counter('keel_cluster_link_losses_total', 'Times the link to NATS went down after being up', () => link.counters.linkLosses);
+  }
+
+  /** `stats.streams` (src/broker/stats.ts), one counter each, and two gauges from the core's stream view. */
+  private defineStreams(): void {
+    const streams = (s: Snapshot, key: string): number => group(s, 'streams')[key] ?? 0;
+    const counters: [string, string, string][] = [
+      ['keel_stream_entries_appended_total', 'Entries appended to streams (a message in two streams counts twice)', 'entriesAppended'],
+      ['keel_stream_appended_bytes_total', 'Payload bytes appended to streams', 'bytesAppended'],
+      ['keel_stream_deliveries_total', 'Stream entries sent to readers (resends not counted)', 'deliveries'],
+      ['keel_stream_replay_reads_total', 'Storage reads for stream readers behind the memory tail', 'replayReads'],
+      ['keel_stream_replay_read_bytes_total', 'Bytes those reads returned', 'replayReadBytes'],
+      ['keel_stream_entries_skipped_total', 'Offsets readers lost before reaching them (retention, damage), each announced', 'entriesSkipped'],
+      ['keel_stream_groups_cut_total', 'Consumer groups retentionBytes moved past unacknowledged entries', 'groupsCut'],
+      ['keel_stream_group_entries_cut_total', 'Offsets those groups lost', 'groupEntriesCut'],
+      ['keel_stream_entries_written_total', 'Stream entries written to segment files', 'entriesWritten'],
+      ['keel_stream_segment_syncs_total', 'Syncs of stream segment files', 'segmentSyncs'],
+      ['keel_stream_segments_deleted_total', 'Stream segments deleted (retention, stream deletion)', 'segmentsDeleted'],
+      ['keel_stream_trims_total', "Retention passes that moved a stream's first offset", 'trims'],
+      ['keel_stream_damaged_frames_total', 'Damaged stream frames found (reported and skipped)', 'damagedFrames'],
+      ['keel_stream_compaction_steps_total', 'Last-value compaction steps run', 'compactionSteps'],
+      ['keel_stream_compactions_total', 'Last-value segment rewrites finished', 'compactions'],
+      ['keel_stream_entries_compacted_total', 'Entries last-value compaction removed', 'entriesCompacted'],
+    ];
+    for (const [name, help, key] of counters) this.counter(name, help, (s) => streams(s, key));
+    this.gauge('keel_streams', 'Durable streams held', (s) => s.streams.count);
+    this.gauge('keel_stream_bytes', 'Bytes of every stream segment file', (s) => s.streams.bytes);
   }
 
   private counter(name: string, help: string, read: Read): void {

@@ -38,6 +38,8 @@ import type { EventQueue } from '../event-queue.js';
 import type { ClientSide, Link, Network } from '../network.js';
 import type { Random } from '../random.js';
 import type { ClientPlan } from '../shape.js';
+import type { StreamChecker } from '../stream-checker.js';
+import { streamOffsetValue } from '../stream-shape.js';
 import { messagePayload, willPayload } from './payload.js';
 
 export interface ClientContext {
@@ -45,6 +47,8 @@ export interface ClientContext {
   readonly queue: EventQueue;
   readonly network: Network;
   readonly checker: Checker;
+  /** The stream rules' oracle: a stream reader reports its subscriptions and deliveries there. */
+  readonly streamChecker: StreamChecker;
   /** Faults have stopped: slow readers read at full speed so liveness has a fair bound. */
   readonly isQuiet: boolean;
   trace(line: string): void;
@@ -135,6 +139,7 @@ export class ModelClient implements ClientSide {
   start(): void {
     this.schedule(this.random.int(0, 500), () => this.connect());
     this.scheduleNextPublish();
+    this.scheduleReaderDisconnects();
     const workload = this.plan.workload;
     if (workload === undefined) return;
     for (const stall of workload.readStalls) this.context.queue.push(stall.atMs, () => this.stallReads(stall.durationMs));
@@ -148,6 +153,11 @@ export class ModelClient implements ClientSide {
       );
     }
     for (const hang of this.plan.coverage?.hangs ?? []) this.context.queue.push(hang.atMs, () => this.hang(hang.durationMs));
+  }
+
+  /** A stream reader's clean disconnects (it reconnects, and a persistent one resumes where it was). */
+  private scheduleReaderDisconnects(): void {
+    for (const atMs of this.plan.streamReader?.disconnectsAtMs ?? []) this.context.queue.push(atMs, () => this.whenAwake(() => this.disconnectCleanly()));
   }
 
   /** The process hangs: no byte out, none read, no timer, while the link stays open (see the module comment). */
@@ -289,6 +299,7 @@ export class ModelClient implements ClientSide {
     this.decoder = null;
     this.keepAliveLink = null;
     if (wasConnected && !this.plan.violator) this.context.checker.connectionEnded(this.plan.index, this.generation, link, 'abnormal');
+    if (wasConnected && this.plan.streamReader !== undefined) this.context.streamChecker.connectionEnded(this.plan.index);
     this.schedule(this.random.int(100, 2_000), () => this.connect());
   }
 
@@ -388,6 +399,7 @@ export class ModelClient implements ClientSide {
         if (packet.packetId === this.subscribePacketId) {
           this.subscribePacketId = 0;
           this.context.checker.subackReceived(this.plan.index, this.subscribedFilters, packet.reasonCodes);
+          if (this.plan.streamReader !== undefined) this.context.streamChecker.subackReceived(this.plan.index, packet.reasonCodes[0] ?? 0x80);
         }
         return;
       case PacketType.Disconnect:
@@ -448,6 +460,7 @@ export class ModelClient implements ClientSide {
     const setCount = this.plan.coverage?.subscriptionSets.length ?? 1;
     if (this.freshSessions > 1 && setCount > 1) this.context.checker.noteCoverage('filter-set-changes');
     this.context.checker.sessionStarted(this.plan.index);
+    if (this.plan.streamReader !== undefined) this.context.streamChecker.sessionStarted(this.plan.index);
   }
 
   private subscribe(): void {
@@ -455,10 +468,15 @@ export class ModelClient implements ClientSide {
     this.subscribePacketId = this.allocatePacketId();
     this.subscribedFilters = subscriptions.map((s) => s.filter);
     this.context.checker.subscribeSent(this.plan.index, subscriptions);
+    const reader = this.plan.streamReader;
+    if (reader !== undefined) this.context.streamChecker.subscribeSent(this.plan.index);
+    // A plain MQTT 5.0 reader says where to start in the `stream-offset` user property (stream-shape.ts).
+    const startValue = reader !== undefined && reader.group === null && this.plan.protocolVersion === 5 ? streamOffsetValue(reader.start) : null;
     this.send({
       type: PacketType.Subscribe,
       packetId: this.subscribePacketId,
       subscriptions: subscriptions.map((s) => ({ topicFilter: s.filter, qos: s.qos, noLocal: false, retainAsPublished: false, retainHandling: 0 })),
+      ...(startValue === null ? {} : { properties: { userProperties: [['stream-offset', startValue]] } }),
     });
   }
 
@@ -589,6 +607,7 @@ export class ModelClient implements ClientSide {
     const checker = this.context.checker;
     const packet = this.resolveAlias(received);
     if (packet === null) return;
+    if (this.plan.streamReader !== undefined) return this.onStreamDelivery(packet);
     // The broker's identifiers for this session wrapped (65,535 back to low ones) while in use.
     if (packet.qos > 0 && !packet.dup && packet.packetId! < 1_000 && this.lastInboundPacketId > 64_000) this.context.checker.noteCoverage('broker-packet-id-wraps');
     if (packet.qos > 0 && !packet.dup) this.lastInboundPacketId = packet.packetId!;
@@ -602,6 +621,21 @@ export class ModelClient implements ClientSide {
     }
     checker.publishReceived(this.plan.index, packet, true, timing, this.plan.protocolVersion);
     if (packet.qos === 1) this.ackLater({ type: PacketType.Puback, packetId: packet.packetId!, reasonCode: 0 });
+  }
+
+  /**
+   * A stream reader's delivery goes to the stream rules only (its topic is the one the message was
+   * published to, which no subscription of this client names); the acknowledgement, once it
+   * reaches the broker, is the reader's commit (stream-checker.ts).
+   */
+  private onStreamDelivery(packet: PublishPacket): void {
+    const streams = this.context.streamChecker;
+    const delivery = streams.delivered(this.plan.index, packet);
+    if (packet.qos === 0) return;
+    this.ackLater({ type: PacketType.Puback, packetId: packet.packetId!, reasonCode: 0 }, (link) => {
+      streams.ackSent(this.plan.index, delivery);
+      link.watchArrival((atMs) => streams.ackArrived(this.plan.index, delivery, atMs));
+    });
   }
 
   /**
@@ -632,19 +666,20 @@ export class ModelClient implements ClientSide {
   }
 
   /** Sends an acknowledgement after this client's reading delay, keeping the order of acks. */
-  private ackLater(packet: Packet): void {
+  private ackLater(packet: Packet, afterSend?: (link: Link) => void): void {
     const link = this.link;
+    const sendNow = (): void => {
+      this.send(packet);
+      if (afterSend !== undefined && link?.clientOpen === true) afterSend(link);
+    };
     const delayMsMax = this.context.isQuiet ? Math.min(this.plan.ackDelayMsMax, 5) : this.plan.ackDelayMsMax;
     const delayMs = delayMsMax === 0 ? 0 : this.random.int(0, delayMsMax);
     const atMs = Math.max(this.context.clock.nowMs + delayMs, this.lastAckMs);
     this.lastAckMs = atMs;
-    if (atMs === this.context.clock.nowMs) {
-      this.send(packet);
-      return;
-    }
+    if (atMs === this.context.clock.nowMs) return sendNow();
     this.context.queue.push(atMs, () =>
       this.whenAwake(() => {
-        if (this.link === link) this.send(packet);
+        if (this.link === link) sendNow();
       }),
     );
   }
@@ -655,6 +690,7 @@ export class ModelClient implements ClientSide {
     if (link === null || !this.online) return;
     this.send({ type: PacketType.Disconnect, reasonCode: 0 });
     this.context.checker.connectionEnded(this.plan.index, this.generation, link, 'clean');
+    if (this.plan.streamReader !== undefined) this.context.streamChecker.connectionEnded(this.plan.index);
     this.context.network.clientClose(link);
     this.phase = 'offline';
     this.link = null;
@@ -713,7 +749,10 @@ function describe(packet: Packet): string {
     case PacketType.Publish: {
       const alias = packet.properties?.topicAlias === undefined ? '' : ` alias=${packet.properties.topicAlias}`;
       const expiry = packet.properties?.messageExpiryInterval === undefined ? '' : ` expiry=${packet.properties.messageExpiryInterval}s`;
-      return `PUBLISH q${packet.qos}${packet.dup ? ' dup' : ''}${packet.retain ? ' retain' : ''} id${packet.packetId ?? '-'} ${packet.topic}${alias}${expiry} ${packet.payload.length}B`;
+      // Stream deliveries (and only they) carry their offset: only stream worlds' traces show it.
+      const offset = packet.properties?.userProperties?.find(([name]) => name === 'stream-offset')?.[1];
+      const streamOffset = offset === undefined ? '' : ` @${offset}`;
+      return `PUBLISH q${packet.qos}${packet.dup ? ' dup' : ''}${packet.retain ? ' retain' : ''} id${packet.packetId ?? '-'} ${packet.topic}${alias}${expiry}${streamOffset} ${packet.payload.length}B`;
     }
     case PacketType.Unsubscribe:
       return `UNSUBSCRIBE id${packet.packetId} ${packet.topicFilters.join(',')}`;

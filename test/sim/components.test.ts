@@ -128,7 +128,11 @@ describe('random streams and world shapes', () => {
     expect(shapes.some((s) => s.faultIntervalMsMean === null)).toBe(true);
     expect(shapes.some((s) => s.faultKinds.includes('broker-crash'))).toBe(true);
     expect(shapes.some((s) => s.clients.some((c) => c.violator))).toBe(true);
-    expect(shapes.every((s) => s.clients.length >= 2 && s.clients.length <= 12)).toBe(true);
+    // Stream readers (stream-shape.ts) come on top of the 2 to 12 clients of the base world.
+    const base = (s: (typeof shapes)[number]) => s.clients.filter((c) => c.streamReader === undefined);
+    expect(shapes.every((s) => base(s).length >= 2 && base(s).length <= 12)).toBe(true);
+    expect(shapes.some((s) => s.streams.length > 0 && s.clients.some((c) => c.streamReader !== undefined))).toBe(true);
+    expect(shapes.every((s) => s.streams.length > 0 || s.clients.every((c) => c.streamReader === undefined))).toBe(true);
   });
 });
 

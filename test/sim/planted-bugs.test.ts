@@ -41,6 +41,13 @@ const expectations: { bug: PlantedBugName; rules: string[]; seedStart?: number; 
   { bug: 'shared-to-two-members', rules: ['shared-duplicated'] },
   { bug: 'keepalive-never-enforced', rules: ['keepalive-not-enforced'] },
   { bug: 'clean-start-keeps-subscriptions', rules: ['not-subscribed', 'shared-duplicated'] },
+  // Streams (stream worlds are about one seed in five): a reader that skips an entry shows as a
+  // skip in its offsets, an offset it never acknowledged, or a hole the auditor reads.
+  { bug: 'stream-seam-skips-one', rules: ['stream-skip', 'stream-gap', 'stream-unacknowledged', 'stream-group-lost'] },
+  { bug: 'stream-commit-before-ack', rules: ['stream-skip', 'stream-unacknowledged', 'stream-group-lost'] },
+  // A group falls far enough behind an age bound only in some stream worlds; 86 is the first seed
+  // (`keel vopr --plant stream-retention-cuts-group --count 1000`).
+  { bug: 'stream-retention-cuts-group', rules: ['stream-group-cut', 'stream-group-lost'], seedStart: 86, seeds: 1 },
   { bug: 'packet-id-reused-on-wrap', rules: ['lost', 'qos2-duplicated'], seedStart: 794, seeds: 1, timeoutMs: 120_000, confirmClean: false },
 ];
 

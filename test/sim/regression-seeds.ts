@@ -63,7 +63,11 @@ export const regressionSeeds: readonly { seed: number; found: string; workload?:
     found: "checker: a repair lost a member's UNSUBSCRIBE, so its share subscription came back and the broker rightly chose it (offline) for a group message; its copy counts for the group",
   },
   { seed: 2, found: "checker: copies are counted per session; a publisher's resend after a clean start with other filters is the new session's own copy" },
-  { seed: 108, found: "checker: a repair cut the log back before a clean start; the earlier session's subscription came back with its queued will" },
+  {
+    seed: 108,
+    found:
+      "checker: a repair cut the log back before a clean start; the earlier session's subscription came back with its queued will; later, as a stream world: store: after a repair dropped a retention trim, stream recovery halted with 'corrupt stream:' at every start (it had kept only the entries above the files' end, which the cut then lowered)",
+  },
   { seed: 119, found: 'simulator: a clean start whose CONNACK never came ended the old session; the next CONNECT must not expect it (the client now repeats the clean start)' },
   { seed: 202, found: 'simulator: same as 119' },
   { seed: 259, found: 'simulator: same as 119' },
@@ -80,4 +84,28 @@ export const regressionSeeds: readonly { seed: number; found: string; workload?:
   { seed: 10127, found: 'broker: a publisher the throttle stopped reading was closed for keepalive while its PINGREQs waited unread (rule keepalive-close-while-throttled)' },
   { seed: 10177, found: 'broker: same as 10127' },
   { seed: 10207, found: 'broker: same as 10127' },
+  {
+    seed: 35,
+    found:
+      'checker (streams): a DUP resend of an offset the reader never got (its first copy went down with a half-open link) continues the sequence (found in a first draft of stream-shape.ts, whose world this seed no longer builds)',
+  },
+  { seed: 37, found: 'checker (streams): a QoS 0 stream delivery sent to a link that was ending is lost, not skipped (same draft as 35)' },
+  { seed: 1925, found: 'store: same as 108 (a repair dropped a retention trim; stream recovery halted at every start)' },
+  {
+    seed: 2540,
+    found:
+      'broker: a stream delivery that announced `stream-skipped` and went down with its link was resent (DUP) without the property, so the reader was never told of the offsets retention took from it',
+  },
+  {
+    seed: 3288,
+    found:
+      'checker (streams): a retention cut of a plain reader is announced on its next delivery, but only in memory: a broker crash before that delivery arrives takes the announcement along (a limitation of the broker, reported)',
+  },
+  { seed: 707, found: 'checker (streams): same as 37, before the first delivery of a `latest` reader' },
+  { seed: 1184, found: 'checker (streams): same as 707, for a `time:` reader' },
+  {
+    seed: 1232,
+    found:
+      'simulator: a flipped bit in the synced part of an active stream segment makes recovery halt with "corrupt stream:" at every start (no repair exists for it); the run now ends there as reported corruption',
+  },
 ];

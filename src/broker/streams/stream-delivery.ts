@@ -45,6 +45,8 @@ export interface StreamDelivery {
   readonly entry: StreamEntry;
   readonly stream: string;
   readonly subscriptionIds: readonly number[];
+  /** The `stream-skipped` it announced: a resend is the same PUBLISH [MQTT-4.4.0-1], announcement included. */
+  readonly skipped: number;
   owner: DeliveryOwner | null;
 }
 
@@ -119,7 +121,7 @@ export function sendEntry(
   broker.stats.messagesSent += 1;
   broker.stats.streams.deliveries += 1;
   if (packetId === 0) return null;
-  const delivery: StreamDelivery = { packetId, entry, stream, subscriptionIds, owner };
+  const delivery: StreamDelivery = { packetId, entry, stream, subscriptionIds, skipped, owner };
   deliveries.inflight.set(packetId, delivery);
   return delivery;
 }
@@ -132,7 +134,7 @@ export function sendEntry(
 export function resendInflight(broker: Broker, connection: Connection, deliveries: SessionDeliveries): StreamDelivery[] {
   const tooLarge: StreamDelivery[] = [];
   for (const delivery of deliveries.inflight.values()) {
-    const packet = streamPublishPacket(connection, delivery.stream, delivery.entry, 1, delivery.subscriptionIds, 0);
+    const packet = streamPublishPacket(connection, delivery.stream, delivery.entry, 1, delivery.subscriptionIds, delivery.skipped);
     packet.dup = true;
     packet.packetId = delivery.packetId;
     const plain = encodePacket(packet, connection.version);

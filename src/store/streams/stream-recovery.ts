@@ -12,8 +12,8 @@
  * see below). Leftover temporary files of a compaction are deleted.
  *
  * Replay. The log's records are handed to `observe` as they are applied (whole groups only):
- * every entry at or above its stream's V is kept in memory, since the files lost it (it was not
- * synced when the broker stopped), or never had it.
+ * every entry is kept in memory until reconcile, which keeps those the files lost (not synced
+ * when the broker stopped), never had, or lost to a cut after a log repair.
  *
  * Reconcile (after the replay, with the replayed state). For each stream on disk the state no
  * longer holds, its files are deleted (a deletion whose file removal the crash interrupted). For
@@ -259,8 +259,12 @@ export class StreamRecovery {
         this.kept.delete(record.stream);
         return;
       case 'stream-appended':
+        // Every replayed entry is kept, not only those at or above the files' valid end: a log that
+        // a repair cut back may end below the files (cutAbove then cuts them), and the entries
+        // between the files' new end and the stream's are then needed from here (simulator seed
+        // 108: a repair dropped a retention trim whose segments were already deleted). The replayed
+        // log bounds what this holds; reconcile keeps only what the files lack.
         for (const reference of record.entries) {
-          if (reference.offset < (this.found.get(reference.stream)?.validEnd ?? 0)) continue;
           const { timeMs, topic, qos, properties, payload } = record;
           this.kept.get(reference.stream)?.push({ offset: reference.offset, timeMs, topic, qos, properties, payload });
         }
