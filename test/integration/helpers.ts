@@ -6,7 +6,7 @@
  * withhold acknowledgements, send a second CONNECT or garbage.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, readdirSync, statSync } from 'node:fs';
 import net from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -245,6 +245,8 @@ export function ensureBuilt(): void {
   } catch {
     // Type errors elsewhere in the tree still emit JavaScript; the tests judge the result.
   }
+  // The package's command, as `npm run build` leaves it: `npx keel` runs it directly.
+  chmodSync(join(repositoryRoot, 'dist', 'io', 'cli.js'), 0o755);
 }
 
 function newestMs(directory: string): number {
