@@ -138,6 +138,8 @@ interface WillRecord {
   delayMs: number;
   /** The session outlives its connection for ever (expiry 0xFFFFFFFF). */
   sessionLasting: boolean;
+  /** Its CONNECT was refused: it must never be published. */
+  refused: boolean;
 }
 
 interface Grant {
@@ -214,6 +216,8 @@ export class Checker {
   private readonly payloadKeys = new Map<string, string>();
   /** Times after which state established earlier may be lost (see the module comment). */
   private readonly amnestiesMs: number[] = [];
+  /** Wills (by key) of CONNECTs the broker must refuse (hostile probes): never to be published. */
+  private readonly refusedWills = new Set<string>();
   messagesDelivered = 0;
   /** How often situations the coverage worlds aim for were seen (see noteCoverage). */
   readonly coverage = new Map<string, number>();
@@ -310,7 +314,12 @@ export class Checker {
     this.payloadKeys.set(`${crc32c(willPayload(client, generation, topic))}|${topic}`, key);
     const sessionLasting = options.sessionExpirySeconds === 0xffffffff;
     const delayMs = (sessionLasting ? options.willDelaySeconds : Math.min(options.willDelaySeconds, options.sessionExpirySeconds)) * 1000;
-    this.wills.set(key, { key, client, topic: `will/c${client}`, link, connackMs: null, cleanOffset: null, cleanAtMs: null, ended: false, delayMs, sessionLasting });
+    this.wills.set(key, { key, client, topic: `will/c${client}`, link, connackMs: null, cleanOffset: null, cleanAtMs: null, ended: false, delayMs, sessionLasting, refused: false });
+  }
+
+  /** A CONNECT the broker must refuse carried this will (see sim/hostile.ts). */
+  refusedConnectWill(client: number, generation: number, _topic: string): void {
+    this.refusedWills.add(`w${client}:${generation}`);
   }
 
   connackReceived(client: number, generation: number, sessionPresent: boolean, expectPresent: boolean, cleanStart: boolean, maximumQos = 2): void {
@@ -706,6 +715,11 @@ export class Checker {
 
   private checkWillDelivery(client: number, key: string): void {
     const will = this.wills.get(key);
+    if (this.refusedWills.has(key) || will?.refused === true) {
+      // Nothing of a refused CONNECT may happen later, its will least of all.
+      this.report('refused-connect-will', `c${client} got will ${key}, which only a refused CONNECT carried`);
+      return;
+    }
     if (will === undefined) {
       this.report('never-published', `c${client} got will ${key}, which no CONNECT carried`);
       return;

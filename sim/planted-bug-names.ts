@@ -28,6 +28,8 @@ export const plantedBugDescriptions = {
   'keepalive-never-enforced': 'never closes a connection that stays silent past 1.5 times its keepalive',
   'packet-id-reused-on-wrap': 'after the packet identifiers wrap, reuses one still in flight',
   'clean-start-keeps-subscriptions': "keeps a session's old subscriptions when the client asks for a clean start",
+  'will-topic-unchecked': 'accepts a CONNECT whose will it must refuse (invalid or $SYS topic, QoS too high, retain unavailable), dropping the will',
+  'empty-will-topic-throws': 'throws (an assertion) on a CONNECT with an empty will topic instead of refusing it',
 } as const satisfies Record<string, string>;
 
 export type PlantedBugName = keyof typeof plantedBugDescriptions;

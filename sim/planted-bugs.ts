@@ -17,10 +17,12 @@ import { Broker, type BrokerOptions } from '../src/broker/broker.js';
 import { PacketDecoder } from '../src/codec/decoder.js';
 import { encodePacket } from '../src/codec/encoder.js';
 import { type Packet, PacketType, type ProtocolVersion, type PublishPacket, type Qos, type Will } from '../src/codec/packets.js';
+import type { BrokerConfig } from '../src/config.js';
 import type { Action, AdminCommand, BrokerCore, BrokerView, ConnectionId, ConnectionPeer, StorageRequest, StorageResult } from '../src/contract.js';
 import { crc32c } from '../src/store/crc32c.js';
 import { DurableStateStore, type DurableStoreOptions } from '../src/store/durable-store.js';
 import type { DurableState, StateRecord, StateStore } from '../src/store/state-store.js';
+import { checkTopicName, isBrokerTopic } from '../src/topics/validate.js';
 import { parsePayload } from './clients/payload.js';
 import type { PlantedBugName } from './planted-bug-names.js';
 import { matchingFilter, splitShared, topicMatches } from './topic-match.js';
@@ -692,6 +694,62 @@ class CopyPerOverlappingFilter extends InterceptingBroker {
   }
 }
 
+/** True for a will the broker must refuse at CONNECT (handle-connect.ts checkWillTopic and the `$SYS` rule). */
+function refusableWill(will: Will, config: BrokerConfig): boolean {
+  return checkTopicName(will.topic, config) !== null || isBrokerTopic(will.topic) || will.qos > config.maximumQos || (will.retain && !config.retainAvailable);
+}
+
+/**
+ * A will check that was lost: a CONNECT whose will the broker must refuse (an invalid or `$SYS`
+ * topic, a QoS above maximumQos, retain where it is unavailable) is accepted, its will dropped
+ * instead. Emulated by removing such a will from the CONNECT the broker reads: its CONNACK says
+ * success.
+ */
+class WillTopicUnchecked extends InterceptingBroker {
+  protected override readonly rewritesInput = true;
+
+  constructor(
+    inner: BrokerCore,
+    private readonly config: BrokerConfig,
+  ) {
+    super(inner);
+  }
+
+  protected onBrokerPacket(): Rewrite {
+    return { keep: true };
+  }
+
+  protected override rewriteClientPacket(_nowMs: number, _connectionId: ConnectionId, packet: Packet): Packet[] {
+    if (packet.type !== PacketType.Connect || packet.will === undefined || !refusableWill(packet.will, this.config)) return [packet];
+    const { will: _will, ...rest } = packet;
+    return [rest];
+  }
+}
+
+/**
+ * The bug found outside, at its first step: an empty will topic reaches code that asserts a topic
+ * is never empty, and the process dies. Emulated by throwing from the input that brings such a
+ * CONNECT; the simulator must report it as `broker-threw`.
+ */
+class EmptyWillTopicThrows extends InterceptingBroker {
+  private emptyWillSeen = false;
+
+  protected onBrokerPacket(): Rewrite {
+    return { keep: true };
+  }
+
+  protected override onClientPacket(_connectionId: ConnectionId, packet: Packet): void {
+    if (packet.type === PacketType.Connect && packet.will?.topic === '') this.emptyWillSeen = true;
+  }
+
+  override bytesReceived(nowMs: number, connectionId: ConnectionId, bytes: Uint8Array): void {
+    super.bytesReceived(nowMs, connectionId, bytes);
+    if (!this.emptyWillSeen) return;
+    this.emptyWillSeen = false;
+    throw new Error('assertion failed: a topic name is never empty');
+  }
+}
+
 function wrap(Wrapper: new (inner: BrokerCore) => InterceptingBroker): BrokerFactory {
   return (options: BrokerOptions) => new Wrapper(new Broker(options));
 }
@@ -716,6 +774,8 @@ export const plantedBugs = {
   'keepalive-never-enforced': (options: BrokerOptions) => new KeepaliveNeverEnforced(new Broker(options), options.config.serverKeepAliveSeconds),
   'packet-id-reused-on-wrap': wrap(PacketIdReusedOnWrap),
   'clean-start-keeps-subscriptions': wrap(CleanStartKeepsSubscriptions),
+  'will-topic-unchecked': (options: BrokerOptions) => new WillTopicUnchecked(new Broker(options), options.config),
+  'empty-will-topic-throws': wrap(EmptyWillTopicThrows),
 } satisfies Record<PlantedBugName, BrokerFactory>;
 
 export type { PlantedBugName };

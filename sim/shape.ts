@@ -15,8 +15,9 @@
 
 import type { Qos } from '../src/codec/packets.js';
 import type { BrokerConfig } from '../src/config.js';
-import { type ClientCoverage, chooseLongSessionClients, chooseWorldCoverage, type LongSessionPlan } from './coverage.js';
+import { type ClientCoverage, capQos, chooseLongSessionClients, chooseWorldCoverage, type LongSessionPlan } from './coverage.js';
 import { chooseDiskShape, type DiskShape } from './disk.js';
+import { chooseHostile, type HostilePlan } from './hostile.js';
 import type { NetworkShape } from './network.js';
 import { Random } from './random.js';
 
@@ -94,6 +95,8 @@ export interface WorldShape {
   kind: 'swarm' | 'long-session';
   /** Deep and unusual topics are in use: the retained audit also watches the `$` roots. */
   deepTopics: boolean;
+  /** Probes with hostile and odd inputs (hostile.ts), or null. */
+  hostile: HostilePlan | null;
 }
 
 /** About one seed in this many builds a long-session world (see coverage.ts); each costs a few seconds. */
@@ -141,12 +144,28 @@ export function chooseShape(seed: number, overrides: { clientCount?: number; fau
     disk: chooseDiskShape(seed, faulty),
     kind: 'swarm',
     deepTopics: false,
+    hostile: null,
   };
   // The coverage streams come last and only with the workload (see coverage.ts).
   if (overrides.workload === false) return shape;
   if (overrides.clientCount === undefined && Random.stream(seed, 'coverage:kind').chance(1 / longSessionOneIn)) return longSessionShape(shape);
   shape.deepTopics = chooseWorldCoverage(seed, clients, configOverrides, activeMs).deepTopics;
+  chooseAdversity(shape);
   return shape;
+}
+
+/**
+ * The worlds that test the broker's edges (each from a stream of its own, after every older
+ * choice): hostile and odd inputs (hostile.ts). A limit one of them lowers applies to every
+ * client: publishes and wills within maximumQos, nothing retained without retainAvailable.
+ */
+function chooseAdversity(shape: WorldShape): void {
+  const config = shape.configOverrides;
+  const maximumQosBefore = config.maximumQos;
+  shape.hostile = chooseHostile(shape.seed, config, shape.activeMs, false);
+  const maximumQos = config.maximumQos;
+  if (maximumQos !== maximumQosBefore && (maximumQos === 0 || maximumQos === 1)) for (const client of shape.clients) capQos(client, maximumQos);
+  if (config.retainAvailable === false) for (const client of shape.clients) for (const publish of client.publishes) publish.retain = false;
 }
 
 /**

@@ -39,6 +39,7 @@ import { planRepair, type RepairAction } from '../src/store/repair.js';
 import type { StateStore } from '../src/store/state-store.js';
 import { Checker } from './checker.js';
 import { type ClientContext, ModelClient } from './clients/model-client.js';
+import { Prober } from './clients/prober.js';
 import { dollarRoots } from './coverage.js';
 import { DiskDevice } from './disk.js';
 import { EventQueue } from './event-queue.js';
@@ -105,6 +106,8 @@ export class World implements ClientContext {
   /** Set when recovery reported corruption that no repair can cut away; the run ends there. */
   unrecoverable: string | null = null;
   auditor: ModelClient | null = null;
+  /** The hostile world's prober (hostile.ts), if any. */
+  prober: Prober | null = null;
   /** QoS 0 messages the broker reported dropping because a connection's output was at its cap. */
   outputFullDrops = 0;
   private readonly keepAliveWatch: KeepAliveWatch;
@@ -468,6 +471,7 @@ export class World implements ClientContext {
       this.clients.push(client);
       client.start();
     }
+    this.startActors();
     this.scheduleFault();
     this.scheduleFullDisk();
     this.scheduleBitFlip();
@@ -487,6 +491,18 @@ export class World implements ClientContext {
         break;
       }
       event.run();
+    }
+  }
+
+  /**
+   * The actors beside the model clients, each with a client index past the auditor's (whose index
+   * is the client count): the hostile world's prober. Faults aimed at clients never choose them.
+   */
+  private startActors(): void {
+    const hostile = this.shape.hostile;
+    if (hostile !== null) {
+      this.prober = new Prober(this.shape.clients.length + 1, hostile.probes, this.config, this);
+      this.prober.start();
     }
   }
 
