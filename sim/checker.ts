@@ -72,6 +72,7 @@ import type { PublishPacket, Qos } from '../src/codec/packets.js';
 import { crc32c } from '../src/store/crc32c.js';
 import { messagePayload, parsePayload, willPayload } from './clients/payload.js';
 import type { Link } from './network.js';
+import { ReplayAudit } from './replay-audit.js';
 import { matchingFilter, splitShared, topicMatches } from './topic-match.js';
 
 export type ViolationReporter = (rule: string, detail: string) => void;
@@ -94,6 +95,7 @@ interface MessageRecord {
   arrivals: number;
   /** Per shared group (`group/filter`): the members a copy was attributed to, and when it was sent. */
   sharedReceivers: Map<string, Map<number, number>>;
+  payloadBytes: number;
 }
 
 /** What a CONNECT asked for, for the will delay rules. */
@@ -222,10 +224,26 @@ export class Checker {
   /** How often situations the coverage worlds aim for were seen (see noteCoverage). */
   readonly coverage = new Map<string, number>();
 
+  /** The retained replay rules (replay-audit.ts). */
+  readonly replays: ReplayAudit;
+
   constructor(
     private readonly clock: { nowMs: number },
     private readonly report: ViolationReporter,
-  ) {}
+    options: { outputBytesMax?: number } = {},
+  ) {
+    this.replays = new ReplayAudit(
+      {
+        messages: this.messages,
+        report: (rule, detail) => this.report(rule, detail),
+        noteCoverage: (name) => this.noteCoverage(name),
+        mayHaveLostSince: (sinceMs) => this.crashBetween(sinceMs, this.clock.nowMs) || this.amnestySince(sinceMs),
+        owedTo: () => true,
+        retainedCleared: () => false,
+      },
+      options.outputBytesMax ?? Number.POSITIVE_INFINITY,
+    );
+  }
 
   /** Counts one occurrence of a situation a coverage world aims for (reported per seed by vopr). */
   noteCoverage(name: string): void {
@@ -283,6 +301,30 @@ export class Checker {
     else state.droppedKeys.add(key);
   }
 
+  /**
+   * The broker reported dropping this message for `client` at its output cap (on top of
+   * `brokerDropped`): only a live copy may be dropped there, never a retained replay's.
+   */
+  outputFullDropped(client: number, topic: string, payloadCrc32c: number): void {
+    const key = this.payloadKeys.get(`${payloadCrc32c}|${topic}`);
+    const record = key === undefined ? undefined : this.messages.get(key);
+    if (record === undefined) return;
+    // The connection the broker dropped it for: the newest one still open at the broker's side.
+    const connects = this.subscriber(client).connects;
+    let connectArrivedMs: number | null = null;
+    for (let index = connects.length - 1; index >= 0; index--) {
+      if (!connects[index]!.link.brokerOpen) continue;
+      connectArrivedMs = connects[index]!.arrivedMs;
+      break;
+    }
+    this.replays.outputFullDrop(client, record, connectArrivedMs);
+  }
+
+  /** Liveness: the retained replays owed to these clients (connections up at both ends) are complete. */
+  checkRetainedReplays(clients: Iterable<number>): void {
+    this.replays.checkAtEnd(clients);
+  }
+
   /** From now on, state established before now may have been lost (see the module comment). */
   openAmnesty(): void {
     this.amnestiesMs.push(this.clock.nowMs);
@@ -306,6 +348,7 @@ export class Checker {
   connectSent(client: number, generation: number, link: Link, hasWill: boolean, options: ConnectOptions = { willDelaySeconds: 0, sessionExpirySeconds: 0, cleanStart: true }): void {
     const connect: ConnectRecord = { generation, link, sentMs: this.clock.nowMs, arrivedMs: null, cleanStart: options.cleanStart, connackMs: null, sessionPresent: false };
     this.subscriber(client).connects.push(connect);
+    this.replays.connectionStarted(client, link);
     // Called right after the CONNECT went out, so this watches its last byte.
     link.watchArrival((atMs) => (connect.arrivedMs = atMs));
     if (!hasWill) return;
@@ -365,6 +408,7 @@ export class Checker {
   }
 
   unsubscribeSent(client: number, filter: string): void {
+    this.replays.unsubscribeSent(client, filter);
     const state = this.subscriber(client);
     if (!state.unsubscribing.has(filter)) state.unsubscribing.set(filter, this.clock.nowMs);
   }
@@ -379,7 +423,16 @@ export class Checker {
     state.removed.set(filter, this.clock.nowMs);
   }
 
+  /** The SUBSCRIBE just sent went out on `link` (its arrival starts the retained replay it owes). */
+  subscribeOnLink(client: number, link: Link): void {
+    this.replays.subscribeOnLink(client, link);
+  }
+
   subscribeSent(client: number, subscriptions: readonly { filter: string; qos: Qos }[]): void {
+    this.replays.subscribeSent(
+      client,
+      subscriptions.map((subscription) => subscription.filter),
+    );
     const state = this.subscriber(client);
     for (const subscription of subscriptions) {
       state.requested.set(subscription.filter, subscription.qos);
@@ -391,6 +444,7 @@ export class Checker {
   }
 
   subackReceived(client: number, filters: readonly string[], reasonCodes: readonly number[]): void {
+    this.replays.subackReceived(client, filters, reasonCodes);
     const state = this.subscriber(client);
     if (reasonCodes.length !== filters.length) {
       this.report('suback-shape', `c${client}: ${reasonCodes.length} reason codes for ${filters.length} filters`);
@@ -431,9 +485,12 @@ export class Checker {
         lastArrivalMs: null,
         arrivals: 0,
         sharedReceivers: new Map(),
+        payloadBytes: 0,
       };
       this.messages.set(key, record);
-      this.payloadKeys.set(`${crc32c(messagePayload(publisher, sequence, qos, topic))}|${topic}`, key);
+      const payload = messagePayload(publisher, sequence, qos, topic);
+      record.payloadBytes = payload.length;
+      this.payloadKeys.set(`${crc32c(payload)}|${topic}`, key);
       if (topic.startsWith('$') && this.someFilterStartsWithWildcard()) this.noteCoverage('dollar-topics-beside-wildcards');
     }
     if (record.firstSentMs === null) record.firstSentMs = this.clock.nowMs;
@@ -551,8 +608,10 @@ export class Checker {
       state.retainedSeen.set(packet.topic, key);
       if (!record.retain) this.report('retained-never-retained', `c${client} got ${key} as retained; it was published without RETAIN`);
       state.received.add(key);
+      this.replays.retainedCopy(client, record, packet);
       return;
     }
+    this.replays.liveCopy(client, record, packet, timing);
     this.checkLiveDelivery(client, state, record, packet, timing, match);
   }
 

@@ -20,6 +20,7 @@ import { chooseDiskShape, type DiskShape } from './disk.js';
 import { chooseHostile, type HostilePlan } from './hostile.js';
 import type { NetworkShape } from './network.js';
 import { Random } from './random.js';
+import { chooseRetainedPacing, type RetainedPacingPlan } from './retained-pacing.js';
 
 export const publishTopics = ['a/x', 'a/y', 'b/x', 'b/y', 'c'] as const;
 const filterPool = ['a/x', 'a/+', '+/x', 'a/#', '#', 'b/y', 'c', '+/+', 'will/#'] as const;
@@ -51,6 +52,8 @@ export interface ClientPlan {
   workload?: ClientWorkload;
   /** Coverage additions drawn from the client's own `coverage` stream (absent: none of them). */
   coverage?: ClientCoverage;
+  /** Retained pacing worlds (retained-pacing.ts): stop reading this long right after the first SUBSCRIBE. */
+  retainedStallMs?: number;
 }
 
 /**
@@ -97,6 +100,8 @@ export interface WorldShape {
   deepTopics: boolean;
   /** Probes with hostile and odd inputs (hostile.ts), or null. */
   hostile: HostilePlan | null;
+  /** Many retained topics and subscribers that stall on them (retained-pacing.ts), or null. */
+  retainedPacing: RetainedPacingPlan | null;
 }
 
 /** About one seed in this many builds a long-session world (see coverage.ts); each costs a few seconds. */
@@ -145,6 +150,7 @@ export function chooseShape(seed: number, overrides: { clientCount?: number; fau
     kind: 'swarm',
     deepTopics: false,
     hostile: null,
+    retainedPacing: null,
   };
   // The coverage streams come last and only with the workload (see coverage.ts).
   if (overrides.workload === false) return shape;
@@ -156,13 +162,15 @@ export function chooseShape(seed: number, overrides: { clientCount?: number; fau
 
 /**
  * The worlds that test the broker's edges (each from a stream of its own, after every older
- * choice): hostile and odd inputs (hostile.ts). A limit one of them lowers applies to every
- * client: publishes and wills within maximumQos, nothing retained without retainAvailable.
+ * choice): many retained topics for stalled subscribers (retained-pacing.ts), hostile and odd
+ * inputs (hostile.ts). A limit one of them lowers applies to every client: publishes and wills
+ * within maximumQos, nothing retained without retainAvailable.
  */
 function chooseAdversity(shape: WorldShape): void {
   const config = shape.configOverrides;
+  shape.retainedPacing = chooseRetainedPacing(shape.seed, shape.clients, config);
   const maximumQosBefore = config.maximumQos;
-  shape.hostile = chooseHostile(shape.seed, config, shape.activeMs, false);
+  shape.hostile = chooseHostile(shape.seed, config, shape.activeMs, shape.retainedPacing !== null);
   const maximumQos = config.maximumQos;
   if (maximumQos !== maximumQosBefore && (maximumQos === 0 || maximumQos === 1)) for (const client of shape.clients) capQos(client, maximumQos);
   if (config.retainAvailable === false) for (const client of shape.clients) for (const publish of client.publishes) publish.retain = false;

@@ -122,7 +122,7 @@ export class World implements ClientContext {
     if (!resolved.ok) throw new Error(`bad simulated config: ${resolved.problems.join('; ')}`);
     this.config = resolved.config;
     this.network = new Network(this.queue, Random.stream(shape.seed, 'network'), shape.network, this.clock, (line, bytes) => this.trace(line, bytes));
-    this.checker = new Checker(this.clock, (rule, detail) => this.violation === null && this.fail(rule, detail));
+    this.checker = new Checker(this.clock, (rule, detail) => this.violation === null && this.fail(rule, detail), { outputBytesMax: this.config.connectionOutputBytesMax });
     this.keepAliveWatch = new KeepAliveWatch(this.queue, this.clock, (rule, detail) => this.fail(rule, detail));
     if (shape.kind === 'long-session') this.checker.noteCoverage('long-session');
     const diskRandom = Random.stream(shape.seed, 'disk-bytes');
@@ -380,6 +380,7 @@ export class World implements ClientContext {
       if (fields.reason === 'output-full') {
         this.outputFullDrops += 1;
         if (index !== null) this.checkOutputFull(index, fields.topic);
+        if (index !== null) this.checker.outputFullDropped(index, fields.topic, fields.payloadCrc32c);
       }
     }
     if (event === 'keepalive-timeout' && typeof fields.connectionId === 'number' && typeof fields.keepAliveSeconds === 'number') {
@@ -545,6 +546,8 @@ export class World implements ClientContext {
       if (client.online && link?.clientOpen && link.brokerOpen) connected.set(client.plan.index, client.connackAtMs);
     }
     this.checker.checkQos0Delivered(connected);
+    if (this.violation !== null) return;
+    this.checker.checkRetainedReplays(connected.keys());
     if (this.violation !== null) return;
     const plan: ClientPlan = {
       index: this.shape.clients.length,

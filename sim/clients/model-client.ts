@@ -111,6 +111,8 @@ export class ModelClient implements ClientSide {
   /** Whether the current connection's CONNECT asked for a clean start, and whether one awaits its CONNACK. */
   private cleanStart = true;
   private cleanStartPending = false;
+  /** The stall after the first SUBSCRIBE of a retained pacing world happened. */
+  private retainedStallDone = false;
   /** The link the keepalive timer runs for, if any, and the token of its current chain. */
   private keepAliveLink: Link | null = null;
   private keepAliveToken = 0;
@@ -460,6 +462,15 @@ export class ModelClient implements ClientSide {
       packetId: this.subscribePacketId,
       subscriptions: subscriptions.map((s) => ({ topicFilter: s.filter, qos: s.qos, noLocal: false, retainAsPublished: false, retainHandling: 0 })),
     });
+    const link = this.link;
+    if (link === null || !link.clientOpen) return;
+    this.context.checker.subscribeOnLink(this.plan.index, link);
+    // A retained pacing world: the replay this SUBSCRIBE starts meets a reader that stopped.
+    const stallMs = this.plan.retainedStallMs;
+    if (stallMs !== undefined && !this.retainedStallDone) {
+      this.retainedStallDone = true;
+      this.stallReads(stallMs);
+    }
   }
 
   private allocatePacketId(): number {
