@@ -14,6 +14,8 @@
  * `keel-ops` (admin listener open, `$SYS` every second, `/metrics` scraped every second by the
  * harness), runs interleaved, on fan-in and QoS 1 unless --only names others. The ratio column
  * keel/keel-ops then reads as the cost of operations: 1.00x is none.
+ *
+ * The TLS and WebSocket scenarios: `--only tls-fan-in,tls-handshakes,ws-fan-in --brokers keel,mosquitto`.
  */
 import { writeFileSync } from 'node:fs';
 import { Command } from 'commander';
@@ -35,6 +37,8 @@ interface Flags {
   rate: number;
   latencyWarmup: number;
   connectWarmup: number;
+  tlsConnections: number;
+  tlsWarmup: number;
   mqtt: number;
   keelSync: string;
   queueMax: number;
@@ -54,6 +58,8 @@ function parseFlags(argv: string[]): Flags {
     .option('--rate <msgPerSecond>', 'publish rate of the latency scenario', integerOption(1, 1_000_000), 2_000)
     .option('--latency-warmup <s>', 'paced publishing before the latency scenario records (JIT warm-up of the Node brokers)', integerOption(0, 600), 4)
     .option('--connect-warmup <n>', 'connections opened and reset before idle-connections times its batch (JIT warm-up)', integerOption(0, 1_000_000), 3_000)
+    .option('--tls-connections <n>', 'new TLS connections tls-handshakes times and keeps open (capped by the open-files limit)', integerOption(1, 1_000_000), 2_000)
+    .option('--tls-warmup <n>', 'TLS connections opened and reset first in tls-handshakes (timed as the cold rate)', integerOption(0, 1_000_000), 1_000)
     .option('--mqtt <level>', 'protocol level: 4 (3.1.1) or 5 (5.0; Aedes speaks only 3.1.1)', integerOption(4, 5), 4)
     .option('--keel-sync <policy>', "Keel's syncPolicy: none (like the in-memory peers), interval or always", 'none')
     .option('--operations', 'compare keel with keel-ops (admin listener, $SYS every second, /metrics scraped every second) instead of with the peers')
@@ -78,6 +84,8 @@ function toOptions(flags: Flags): BenchOptions {
     rateMessagesPerSecond: flags.rate,
     latencyWarmupSeconds: flags.latencyWarmup,
     connectWarmupConnections: flags.connectWarmup,
+    tlsConnections: flags.tlsConnections,
+    tlsWarmupConnections: flags.tlsWarmup,
     level: flags.mqtt as 4 | 5,
     peers: {
       // With --operations the plain keel runs have no $SYS either, so the comparison is all or nothing.
@@ -94,6 +102,7 @@ function describeSetup(options: BenchOptions): string[] {
     `idle connections: ${idleConnectionCount(options.connections)} used of ${options.connections} asked (open-files limit ${limit ?? 'unknown'}; raise with ulimit -n), after ${options.connectWarmupConnections} opened and reset for warm-up`,
     `keel launch: node ${keelNodeArguments().join(' ') || '(no flags)'} (its launcher line, as \`keel\` and \`npm start\` run it)`,
     `keel config: ${JSON.stringify(options.peers.keelConfig)}; mosquitto: persistence false, max_queued_messages ${options.peers.mosquittoQueuedMessagesMax}, other settings default (max_inflight_messages 20); aedes: defaults (in-memory)`,
+    `listener scenarios: keel and mosquitto only, each listening on that protocol alone; TLS: an EC P-256 certificate and key made with openssl, the same files for both, TLS 1.2 and 1.3 allowed (both negotiate 1.3 with the generator), no session reuse; tls-handshakes: ${options.tlsConnections} connections after ${options.tlsWarmupConnections} of warm-up, 100 in flight; WebSocket: Keel's ws listener, Mosquitto's protocol websockets`,
   ];
 }
 

@@ -20,6 +20,7 @@
  * process, which is Node's default for SIGHUP).
  */
 import { readFileSync, realpathSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError } from 'commander';
 import { adminDefaults } from './admin/admin-config.js';
@@ -28,12 +29,15 @@ import { exitQuietlyOnBrokenPipe } from './broken-pipe.js';
 import { parsePort } from './client-options.js';
 import { DataDirectoryLockedError, withDataDirectoryLock } from './data-directory-lock.js';
 import { formatInspectReport, inspectDataDirectory, repairDataDirectory } from './inspect.js';
+import { chooseListeners } from './listeners/command-line.js';
+import type { ListenerConfig } from './listeners/listener-config.js';
 import { isLogThreshold, Logger, type LogThreshold } from './logger.js';
 import { packageVersion } from './package-version.js';
 import { pubCommand } from './pub-command.js';
 import { reloadLogFields } from './reload.js';
 import { ConfigError, type RunningServer, startServer } from './server.js';
 import { simCommand, voprCommand } from './sim-commands.js';
+import { streamCommand } from './stream-command.js';
 import { subCommand } from './sub-command.js';
 
 /** The orderly stop must finish within this, or the process exits anyway (with 1). */
@@ -56,6 +60,15 @@ interface ServeFlags {
   adminPort?: number;
   /** False with --no-admin. */
   admin: boolean;
+  tlsPort?: number;
+  wsPort?: number;
+  wssPort?: number;
+  wsPath?: string;
+  cert?: string;
+  key?: string;
+  ca?: string;
+  requireClientCertificate?: boolean;
+  identityAsUsername?: boolean;
 }
 
 export function buildProgram(): Command {
@@ -80,6 +93,15 @@ export function buildProgram(): Command {
       parsePort,
     )
     .option('--no-admin', 'no admin listener (as "admin": null in the config file)')
+    .option('--tls-port <port>', 'also listen for MQTT over TLS on this port (needs --cert and --key)', parsePort)
+    .option('--ws-port <port>', 'also listen for MQTT over WebSocket on this port', parsePort)
+    .option('--wss-port <port>', 'also listen for MQTT over secure WebSocket on this port (needs --cert and --key)', parsePort)
+    .option('--ws-path <path>', 'URL path of the WebSocket listeners (default: /mqtt)')
+    .option('--cert <file>', 'TLS certificate (PEM) of the --tls-port and --wss-port listeners; reloaded when it changes')
+    .option('--key <file>', 'private key (PEM) of --cert')
+    .option('--ca <file>', 'CA certificates (PEM) that client certificates must verify against')
+    .option('--require-client-certificate', 'TLS clients must present a certificate that verifies against --ca')
+    .option('--identity-as-username', "a client certificate's subject CN is the client's user name (needs --require-client-certificate)")
     .action(serve);
   program
     .command('inspect')
@@ -92,6 +114,9 @@ export function buildProgram(): Command {
   program.addCommand(inheritExit(subCommand(), program));
   program.addCommand(inheritExit(simCommand(), program));
   program.addCommand(inheritExit(voprCommand(), program));
+  const stream = inheritExit(streamCommand(), program);
+  for (const subcommand of stream.commands) inheritExit(subcommand, program);
+  program.addCommand(stream);
   return program;
 }
 
@@ -112,11 +137,12 @@ interface ServeState {
   stopping: boolean;
 }
 
-async function serve(flags: ServeFlags): Promise<void> {
+async function serve(flags: ServeFlags, command: Command): Promise<void> {
   const overrides = flags.config === undefined ? {} : readConfigFile(flags.config);
   if (flags.passwordFile !== undefined) overrides.passwordFile = flags.passwordFile;
   if (flags.aclFile !== undefined) overrides.aclFile = flags.aclFile;
   applyAdminFlags(overrides, flags);
+  const listening = chooseServeListeners(flags, command, overrides);
   const logger = new Logger(flags.logLevel);
   const state: ServeState = { server: null, stopping: false };
   // Installed before the start: a signal that arrived between the listening line and a later
@@ -127,17 +153,21 @@ async function serve(flags: ServeFlags): Promise<void> {
   const host = flags.host ?? hostDefault;
   let running: RunningServer;
   try {
-    running = await startServer({ host, port: flags.port, config: overrides, dataDirectory: flags.dataDir, logger });
+    const where = listening === null ? { host, port: flags.port } : { listeners: listening.listeners, listenerProblems: listening.problems };
+    running = await startServer({ ...where, config: overrides, dataDirectory: flags.dataDir, logger });
   } catch (error) {
     if (error instanceof ConfigError) fail(2, `invalid configuration${flags.config === undefined ? '' : ` in ${flags.config}`}:\n  ${error.problems.join('\n  ')}`);
     const message = (error as Error).message;
     const hint = /corrupt (log|snapshot)/.test(message)
       ? `\n  see what is damaged with: keel inspect ${flags.dataDir}\n  start from the readable part with: keel inspect ${flags.dataDir} --repair`
       : '';
-    fail(1, `cannot start on ${host}:${flags.port}: ${message}${hint}`);
+    // A listener's own error names its address; others are about the whole start.
+    fail(1, message.startsWith('cannot listen on ') ? `cannot start: ${message}` : `cannot start on ${host}:${flags.port}: ${message}${hint}`);
   }
   state.server = running;
-  warnAboutExposure(running, flags.host === undefined, logger);
+  // A defaulted --host (no listeners list) is the local-only case; otherwise each listener is judged.
+  if (listening === null || (!listening.fromFile && flags.host === undefined)) warnAboutExposure(running, flags.host === undefined, logger);
+  else warnAboutListeners(running, listening.listeners, logger);
   // A stop asked for while the broker was starting waited for the start to finish.
   if (state.stopping) stopServer(running, logger);
   void running.halted.then(async (reason) => {
@@ -211,6 +241,37 @@ function warnAboutExposure(server: RunningServer, hostDefaulted: boolean, logger
   if (anonymous && !isLoopback(server.host)) {
     logger.warn('anonymous-access', { host: server.host, hint: 'anyone who can reach this port may connect without a password; see --password-file and allowAnonymous' });
   }
+}
+
+/**
+ * The listeners' version of the exposure warnings: one `anonymous-access` line per listener that
+ * anyone who reaches it may use without a password (not on loopback, anonymous clients allowed,
+ * and no verified client certificate standing in for a user name).
+ */
+function warnAboutListeners(server: RunningServer, listeners: readonly ListenerConfig[], logger: Logger): void {
+  const anonymous = server.config.passwordFile === null || server.config.allowAnonymous === true;
+  listeners.forEach((listener, index) => {
+    const verified = listener.requireClientCertificate && listener.identityAsUsername;
+    if (anonymous && !verified && !isLoopback(listener.host)) {
+      logger.warn('anonymous-access', { listener: server.listeners[index]!.name, hint: 'anyone who can reach this listener may connect without a password; see --password-file and allowAnonymous' });
+    }
+  });
+}
+
+/**
+ * The listeners of `keel serve` (io/listeners/command-line.ts): null for the one plain listener of
+ * --host and --port. A usage error ends the process with exit 2; problems of the file's list go
+ * to startServer with the list's good entries, to be reported with all the others. The list is
+ * taken out of `overrides`, since the broker's settings do not include it.
+ */
+function chooseServeListeners(flags: ServeFlags, command: Command, overrides: Record<string, unknown>): { listeners: ListenerConfig[]; fromFile: boolean; problems: string[] } | null {
+  const fileListeners = overrides.listeners;
+  delete overrides.listeners;
+  const configDirectory = flags.config === undefined ? process.cwd() : dirname(resolve(flags.config));
+  const choice = chooseListeners({ ...flags, portGiven: command.getOptionValueSource('port') === 'cli' }, fileListeners, configDirectory, hostDefault);
+  if (choice.kind === 'usage') fail(2, `serve: ${choice.message}\n(see keel serve --help)`);
+  if (choice.kind === 'problems') return { listeners: choice.listeners, fromFile: true, problems: choice.problems };
+  return choice.kind === 'listeners' ? { listeners: choice.listeners, fromFile: choice.fromFile, problems: [] } : null;
 }
 
 function isLoopback(address: string): boolean {

@@ -28,6 +28,8 @@ import { decodeStateRecord } from '../src/store/record-codec.js';
 import { type FrameProblem, type FrameRecord, scanFrames } from '../src/store/record-frame.js';
 import { planRepair } from '../src/store/repair.js';
 import { createDurableState, type DurableState, finishReplay, type StateRecord, type StateRecordKind } from '../src/store/state-store.js';
+import { scanSegment } from '../src/store/streams/segment-scan.js';
+import { isStreamFile, segmentFilePattern as streamSegmentPattern } from '../src/store/streams/stream-files.js';
 
 const recordBytesMax = 512 * 1024 * 1024;
 const segmentPattern = /^wal-(\d{16})\.log$/;
@@ -35,7 +37,8 @@ const snapshotPattern = /^snapshot-(\d{16})\.snap$/;
 
 export interface FileReport {
   name: string;
-  kind: 'segment' | 'snapshot' | 'other';
+  /** `stream`: a stream's segment (firstLsn/lastLsn are then its first and last entry's offsets) or index. */
+  kind: 'segment' | 'snapshot' | 'stream' | 'other';
   bytes: number;
   records: number;
   firstLsn: number | null;
@@ -49,7 +52,18 @@ export interface InspectReport {
   files: FileReport[];
   snapshotLsn: number;
   recordsByKind: Partial<Record<StateRecordKind, number>>;
-  state: { sessions: number; subscriptions: number; retained: number; retainedBytes: number; queued: number; inflight: number; messages: number; wills: number; ownersUnknown: OwnersUnknown } | null;
+  state: {
+    sessions: number;
+    subscriptions: number;
+    retained: number;
+    retainedBytes: number;
+    queued: number;
+    inflight: number;
+    messages: number;
+    wills: number;
+    streams: number;
+    ownersUnknown: OwnersUnknown;
+  } | null;
   /** Problems that make the broker refuse to start; empty when the directory is healthy. */
   problems: string[];
   /** What `--repair` would do, when there are problems; null for a healthy directory. */
@@ -181,6 +195,7 @@ function readDirectoryFiles(directory: string): { name: string; bytes: Uint8Arra
 
 function inspectFile(directory: string, name: string): FileReport {
   const bytes = statSync(join(directory, name)).size;
+  if (isStreamFile(name)) return inspectStreamFile(directory, name, bytes);
   const segmentMatch = segmentPattern.exec(name);
   const kind = segmentMatch ? 'segment' : snapshotPattern.test(name) ? 'snapshot' : 'other';
   if (kind === 'other') return { name, kind, bytes, records: 0, firstLsn: null, lastLsn: null, ending: 'clean', problem: null };
@@ -194,6 +209,30 @@ function inspectFile(directory: string, name: string): FileReport {
   const first = scan.records[0];
   const last = scan.records[scan.records.length - 1];
   return { name, kind, bytes, records: scan.records.length, firstLsn: first?.lsn ?? null, lastLsn: last?.lsn ?? null, ending, problem };
+}
+
+/**
+ * A stream's file: a segment is scanned like recovery scans one (entries, and where damage or a
+ * torn tail starts); an index or a compaction's leftover is listed by size. Stream files never
+ * stop the broker's start (readers skip damage, recovery writes back what the log still has), so
+ * what is found here is shown, not counted among the problems.
+ */
+function inspectStreamFile(directory: string, name: string, bytes: number): FileReport {
+  const report: FileReport = { name, kind: 'stream', bytes, records: 0, firstLsn: null, lastLsn: null, ending: 'clean', problem: null };
+  const match = streamSegmentPattern.exec(name);
+  if (match === null) return report;
+  const content = readFileSync(join(directory, name));
+  const scan = scanSegment(content, 0, Number(match[2]) - 1, (frame) => {
+    report.records += 1;
+    report.firstLsn ??= frame.offset;
+    report.lastLsn = frame.offset;
+    return true;
+  });
+  if (scan.ending.kind === 'clean') return report;
+  const damaged = scan.ending.kind === 'damaged';
+  report.ending = damaged && scan.ending.resume !== null ? 'corrupt' : 'torn';
+  report.problem = { offset: scan.ending.position, reason: damaged ? scan.ending.reason : 'a frame runs past the end of the file' };
+  return report;
 }
 
 function rebuildState(directory: string, report: InspectReport, snapshotName: string | null, segments: FileReport[]): void {
@@ -254,6 +293,7 @@ function rebuildState(directory: string, report: InspectReport, snapshotName: st
     inflight,
     messages: state.messages.size,
     wills: state.wills.size,
+    streams: state.streams.size,
     ownersUnknown: ownersUnknown(state),
   };
 }
@@ -269,7 +309,7 @@ function ownersUnknown(state: DurableState): OwnersUnknown {
 export function formatInspectReport(report: InspectReport): string {
   const lines = [`data directory ${report.directory}`];
   for (const file of report.files) {
-    const range = file.firstLsn === null ? '' : ` lsn ${file.firstLsn}..${file.lastLsn}`;
+    const range = file.firstLsn === null ? '' : ` ${file.kind === 'stream' ? 'offsets' : 'lsn'} ${file.firstLsn}..${file.lastLsn}`;
     const problem = file.problem ? ` ${file.ending} at offset ${file.problem.offset}: ${file.problem.reason}` : ` ${file.ending}`;
     lines.push(`  ${file.name}  ${file.kind}  ${file.bytes} bytes  ${file.records} records${range}${file.kind === 'other' ? '' : problem}`);
   }
@@ -277,7 +317,7 @@ export function formatInspectReport(report: InspectReport): string {
   if (report.state !== null) {
     const s = report.state;
     lines.push(
-      `state: ${s.sessions} sessions, ${s.subscriptions} subscriptions, ${s.retained} retained (${s.retainedBytes} bytes), ${s.queued} queued, ${s.inflight} inflight, ${s.messages} stored messages, ${s.wills} wills`,
+      `state: ${s.sessions} sessions, ${s.subscriptions} subscriptions, ${s.retained} retained (${s.retainedBytes} bytes), ${s.queued} queued, ${s.inflight} inflight, ${s.messages} stored messages, ${s.wills} wills, ${s.streams} streams`,
     );
     if (s.ownersUnknown.sessions + s.ownersUnknown.wills > 0) {
       const { sessions, wills } = s.ownersUnknown;

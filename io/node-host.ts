@@ -1,7 +1,9 @@
 /**
- * The Node backend's `Host`: real TCP sockets, a real timer, real files, for the shared Driver.
+ * The Node backend's `Host`: real connections, a real timer, real files, for the shared Driver.
  *
- * Each accepted socket gets a ConnectionId from a counter (never reused, as the contract asks).
+ * Connections arrive through the transport seam (io/transport.ts): a listener (io/listeners/)
+ * finishes its transport's own handshakes and hands over a TCP or TLS socket or a WebSocket
+ * adapter; from then on every kind takes the same path here. Each accepted connection gets a ConnectionId from a counter (never reused, as the contract asks).
  * Socket events become driver inputs stamped with the monotonic clock; driver actions become
  * socket writes, socket ends, fs requests and log lines. Three rules keep the core's contract:
  *
@@ -42,13 +44,12 @@
  * of actions, whoever calls. A request waits at most its timeout, and is rejected at once if the
  * core halts or the host stops; at most `adminRequestsPendingMax` wait at a time.
  */
-import type net from 'node:net';
 import {
   type AdminCommand,
   type AdminOutcome,
   type ConnectionId,
+  type ConnectionPeer,
   defaultListener,
-  type ListenerInfo,
   type LogFields,
   type LogLevel,
   type StorageRequest,
@@ -58,6 +59,7 @@ import type { Driver, Host } from '../src/driver.js';
 import type { Clock } from './clock.js';
 import type { Logger } from './logger.js';
 import { NodeStorage, type SyncTimer } from './node-storage.js';
+import { type ConnectionOpening, peerAddress, type Transport } from './transport.js';
 
 /** Admin requests that may wait for their result at once; more are refused (`busy`). */
 export const adminRequestsPendingMax = 256;
@@ -105,8 +107,11 @@ const outputPollMs = 20;
 
 interface Connection {
   readonly id: ConnectionId;
-  readonly socket: net.Socket;
+  /** A TCP or TLS socket, or a WebSocket adapter: whatever the listener accepted (io/transport.ts). */
+  readonly socket: Transport;
   readonly host: NodeHost;
+  /** Looks at the first chunk before the core does (see ConnectionOpening); null once done. */
+  screenFirstChunk: ((chunk: Buffer, transport: Transport) => boolean) | null;
   corked: boolean;
   /** 'input' batching: bytes sent during the current input, written when it returns; null when none. */
   pending: Uint8Array[] | null;
@@ -202,10 +207,11 @@ export class NodeHost implements Host {
   }
 
   /**
-   * Wires a new socket to the core. Called by a listener once the socket is ready for MQTT bytes
-   * (after its TLS handshake, if any), with what that listener knows of the peer.
+   * Wires a new connection to the core. Called by a listener once the transport is ready for MQTT
+   * bytes (after its PROXY header, TLS handshake or WebSocket upgrade, if any), with what that
+   * listener knows of the peer.
    */
-  accept(socket: net.Socket, listener: ListenerInfo = defaultListener, verifiedUsername?: string): void {
+  accept(socket: Transport, opening: ConnectionOpening = {}): void {
     const driver = this.requireDriver();
     if (this.stopping || this.halted) {
       socket.destroy();
@@ -215,6 +221,7 @@ export class NodeHost implements Host {
       id: this.nextConnectionId++,
       socket,
       host: this,
+      screenFirstChunk: opening.screenFirstChunk ?? null,
       corked: false,
       pending: null,
       pendingBytes: 0,
@@ -224,7 +231,6 @@ export class NodeHost implements Host {
       reportDue: false,
     };
     this.connections.set(connection.id, connection);
-    socket.setNoDelay(true);
     // One set of listeners shared by every socket (found again through the socket): three
     // closures per connection were a measurable part of an idle connection's memory.
     connectionOfSocket.set(socket, connection);
@@ -232,8 +238,12 @@ export class NodeHost implements Host {
     socket.on('error', onSocketError);
     socket.on('close', onSocketClose);
     socket.on('drain', onSocketDrain);
-    const remoteAddress = `${socket.remoteAddress ?? 'unknown'}:${socket.remotePort ?? 0}`;
-    driver.connectionOpened(this.clock.nowMs(), connection.id, verifiedUsername === undefined ? { remoteAddress, listener } : { remoteAddress, listener, verifiedUsername });
+    const peer: ConnectionPeer = {
+      remoteAddress: opening.remoteAddress ?? peerAddress(socket),
+      listener: opening.listener ?? defaultListener,
+      ...(opening.verifiedUsername === undefined ? {} : { verifiedUsername: opening.verifiedUsername }),
+    };
+    driver.connectionOpened(this.clock.nowMs(), connection.id, peer);
     this.writePending();
   }
 
@@ -470,10 +480,23 @@ export class NodeHost implements Host {
   /** @internal Called by the shared socket listeners. */
   onData(connection: Connection, chunk: Buffer): void {
     if (connection.closedByCore || this.stopping || this.halted) return;
+    if (connection.screenFirstChunk !== null && !this.screened(connection, chunk)) return;
     // Buffer is a Uint8Array: handed over as is, no copy. The core must not keep a view of it
     // beyond the call unless it copies (the decoder owns that decision).
     this.requireDriver().bytesReceived(this.clock.nowMs(), connection.id, chunk);
     this.writePending();
+  }
+
+  /**
+   * Runs a listener's check of the first chunk (a plain listener refusing a TLS handshake). A
+   * refused connection is destroyed: the core hears that it closed, and never sees its bytes.
+   */
+  private screened(connection: Connection, chunk: Buffer): boolean {
+    const screen = connection.screenFirstChunk!;
+    connection.screenFirstChunk = null;
+    if (screen(chunk, connection.socket)) return true;
+    connection.socket.destroy();
+    return false;
   }
 
   /**
@@ -627,29 +650,29 @@ export class NodeHost implements Host {
 }
 
 /** Socket to its connection, for the listeners shared by every socket. */
-const connectionOfSocket = new WeakMap<net.Socket, Connection>();
+const connectionOfSocket = new WeakMap<Transport, Connection>();
 
-function onSocketData(this: net.Socket, chunk: Buffer): void {
+function onSocketData(this: Transport, chunk: Buffer): void {
   const connection = connectionOfSocket.get(this);
   if (connection !== undefined) connection.host.onData(connection, chunk);
 }
 
-function onSocketError(this: net.Socket, error: NodeJS.ErrnoException): void {
+function onSocketError(this: Transport, error: NodeJS.ErrnoException): void {
   const connection = connectionOfSocket.get(this);
   if (connection !== undefined) connection.host.onError(connection, error);
 }
 
-function onSocketDrain(this: net.Socket): void {
+function onSocketDrain(this: Transport): void {
   const connection = connectionOfSocket.get(this);
   if (connection !== undefined) connection.host.onDrain(connection);
 }
 
-function onSocketClose(this: net.Socket): void {
+function onSocketClose(this: Transport): void {
   const connection = connectionOfSocket.get(this);
   if (connection !== undefined) connection.host.onClose(connection);
 }
 
-/** What writeChunks needs of a socket (a net.Socket in production; a recorder in tests). */
+/** What writeChunks needs of a socket (a Transport in production; a recorder in tests). */
 export interface ChunkSocket {
   readonly writableLength: number;
   write(bytes: Uint8Array): boolean;
@@ -712,7 +735,7 @@ function concatenate(chunks: readonly Uint8Array[], totalBytes: number, owned: b
   return buffer;
 }
 
-function socketClosed(socket: net.Socket): Promise<void> {
+function socketClosed(socket: Transport): Promise<void> {
   if (socket.closed) return Promise.resolve();
   return new Promise((resolve) => socket.once('close', () => resolve()));
 }

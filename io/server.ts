@@ -1,25 +1,28 @@
 /**
- * Starts a Keel broker on a TCP port in this process: the one entry point shared by `keel serve`
- * and the integration tests.
+ * Starts a Keel broker in this process, on one or several listeners (plain MQTT, MQTT over TLS,
+ * WebSocket, WebSocket over TLS: io/listeners/): the one entry point shared by `keel serve` and
+ * the integration tests.
  *
- * It resolves the configuration (every problem reported at once), claims the data directory
+ * It resolves the configuration and checks the listeners and their certificates (every problem
+ * reported at once, before anything listens), claims the data directory
  * (creates it, locks it against a second process, checks that it can be written), builds the core
  * over the durable state store there, wires it to the Node host through the shared Driver, opens
  * the admin listener if one is configured (io/admin/: health, metrics, the API, the dashboard;
  * off unless the settings have an `admin` key, since in-process servers are mostly tests; `keel
  * serve` supplies one), then lets the core recover what the directory holds, waits until it is
- * ready, and only then listens for MQTT. The admin listener comes first so that `/readyz` can say
- * "recovering" during a long recovery. The lock is held until
+ * ready, and only then listens for MQTT, on every listener or on none (a port in use closes the
+ * ones already bound and fails the start). The admin listener comes first so that `/readyz` can
+ * say "recovering" during a long recovery. The lock is held until
  * `close()` has drained the storage queue, or until the process exits. `close()` is the orderly
  * stop that SIGINT/SIGTERM trigger: stop accepting, let the core say goodbye to every client, wait
  * for the sockets and the storage queue, then resolve. If the core halts, `halted` resolves with
  * its reason; `keel serve` then exits non-zero so that a supervisor restarts it into recovery.
- * `reload()` is what SIGHUP triggers: the password and ACL files and the admin token file are
- * read again at once (io/reload.ts); everything else the server was started with needs a restart, and the report
- * says so.
+ * `reload()` is what SIGHUP triggers: the password and ACL files, the TLS certificates and the
+ * admin token file are read again at once (io/reload.ts); everything else the server was started
+ * with needs a restart, and the report says so.
  */
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
+import type net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Authorizer } from '../src/broker/authorizer.js';
@@ -27,7 +30,7 @@ import { Broker } from '../src/broker/broker.js';
 import { type BrokerConfig, outputReportStepBytes, outputResumeBytes, resolveConfig } from '../src/config.js';
 import type { BrokerCore } from '../src/contract.js';
 import { Driver } from '../src/driver.js';
-import { DurableStateStore } from '../src/store/durable-store.js';
+import { DurableStateStore, streamLogOptionsFor } from '../src/store/durable-store.js';
 import { type AdminConfig, resolveAdminConfig, takeAdminSettings } from './admin/admin-config.js';
 import { AdminToken } from './admin/admin-token.js';
 import { Operations } from './admin/operations.js';
@@ -36,6 +39,10 @@ import { type AclFile, loadAclFile } from './auth/acl-file.js';
 import { type Authentication, loadAuthentication } from './auth/setup.js';
 import { MonotonicClock } from './clock.js';
 import { lockDataDirectory } from './data-directory-lock.js';
+import type { HandshakeFailureCounters } from './listeners/handshake-failures.js';
+import type { BoundAddress } from './listeners/listener.js';
+import { type ListenerConfig, listenerDefaults } from './listeners/listener-config.js';
+import { ListenerSet, type PreparedListeners, prepareListeners } from './listeners/listener-set.js';
 import { Logger } from './logger.js';
 import { NodeHost, type NodeHostOptions, type WriteBatching } from './node-host.js';
 import { probeDataDirectory } from './node-storage.js';
@@ -43,10 +50,16 @@ import { packageVersion } from './package-version.js';
 import { type Reloadable, type ReloadReport, reloadAll } from './reload.js';
 
 export interface ServerOptions {
-  /** Interface to listen on; 127.0.0.1 (this machine only) unless given, as for `keel serve`. */
+  /** Interface of the one plain MQTT listener when `listeners` is absent; 127.0.0.1 (this machine only) unless given, as for `keel serve`. */
   host?: string;
-  /** 0 lets the operating system choose; the chosen port is in the result. */
+  /** Its port; 0 lets the operating system choose; the chosen port is in the result. */
   port?: number;
+  /** Every listener, instead of `host` and `port` (io/listeners/listener-config.ts). */
+  listeners?: readonly ListenerConfig[];
+  /** Problems found in a `listeners` list before (its bad entries): reported with every other problem. */
+  listenerProblems?: readonly string[];
+  /** How often WebSocket clients are pinged; one that has not answered by the next ping is closed. */
+  webSocketPingIntervalMs?: number;
   /**
    * BrokerConfig keys overriding the defaults, validated with `resolveConfig`; plus `admin`, the
    * admin listener's settings (io/admin/admin-config.ts), which io/ takes out first. No `admin`
@@ -65,8 +78,13 @@ export interface ServerOptions {
 }
 
 export interface RunningServer {
+  /** The first listener's address (the only one without `listeners`). */
   readonly host: string;
   readonly port: number;
+  /** Every listener, in the order configured, with the port it is bound to. */
+  readonly listeners: readonly BoundAddress[];
+  /** Connections each listener gave up on before the core heard of them, by listener name and kind. */
+  listenerCounters(): Record<string, HandshakeFailureCounters>;
   readonly config: BrokerConfig;
   readonly dataDirectory: string;
   /** The core this server drives (tests and tools read its counters, e.g. `stats.limits`). */
@@ -77,7 +95,7 @@ export interface RunningServer {
   close(): Promise<void>;
   /** Resolves with the reason if the core halts (storage failure, damage found in recovery). */
   readonly halted: Promise<string>;
-  /** Re-reads the password, ACL and admin token files now; never throws (see io/reload.ts). */
+  /** Re-reads the password, ACL and admin token files and the TLS certificates now; never throws (see io/reload.ts). */
   reload(): ReloadReport;
   /** Where the admin listener listens, or null when there is none. */
   readonly admin: { readonly host: string; readonly port: number } | null;
@@ -85,12 +103,15 @@ export interface RunningServer {
 
 /** What a running server keeps until it is restarted, as a reload reports it. */
 export const restartOnly: readonly string[] = [
-  'listen address and port',
+  'listeners (protocols, addresses, ports, paths, which certificate files)',
   'admin listener address and port',
   'data directory',
   'settings (--config, including which password and ACL files)',
   'log level',
 ];
+
+/** A WebSocket peer is pinged this often; proxies commonly drop connections idle for 60 s. */
+export const webSocketPingIntervalMsDefault = 30_000;
 
 /** Thrown by `startServer` when the configuration is invalid; `problems` has one line per fault. */
 export class ConfigError extends Error {
@@ -101,8 +122,8 @@ export class ConfigError extends Error {
 }
 
 export async function startServer(options: ServerOptions = {}): Promise<RunningServer> {
-  const { config, admin } = resolveSettings(options.config ?? {});
   const logger = options.logger ?? new Logger('silent');
+  const { config, admin, listeners: prepared } = checkConfiguration(options, logger);
   const access = loadAccess(config, admin, logger);
   const claimed = claimDataDirectory(options.dataDirectory, logger);
   const dataDirectory = claimed.dataDirectory;
@@ -115,8 +136,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const host = createHost(options, config, { clock, logger, dataDirectory, onHalt: (reason) => readiness.set('halted', reason) }, operations);
   const driver = new Driver(core, host);
   host.attach(driver);
-  const server = net.createServer({ noDelay: true }, (socket) => host.accept(socket));
-  let address: net.AddressInfo;
+  let listeners: ListenerSet;
   let adminAddress: net.AddressInfo | null = null;
   try {
     adminAddress = await openAdmin(operations, host, logger);
@@ -125,8 +145,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     access.acl?.watch();
     await readyOrHalted(host, halted);
     readiness.set('opening listeners');
-    server.on('error', (error) => logger.error('server-error', { message: error.message }));
-    address = await listen(server, options.host ?? '127.0.0.1', options.port ?? 0);
+    listeners = await ListenerSet.start(prepared, listenerContext(options, config, host, logger));
   } catch (error) {
     // The lock goes last: nothing may write to the directory once another process can have it.
     access.acl?.close();
@@ -136,15 +155,18 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     throw error;
   }
   readiness.set('ready');
-  logger.announce('listening', { host: address.address, port: address.port, dataDirectory });
+  for (const bound of listeners.addresses) {
+    logger.announce('listening', { host: bound.host, port: bound.port, protocol: bound.protocol, ...(bound.path === null ? {} : { path: bound.path }), listener: bound.name, dataDirectory });
+  }
 
   let closing: Promise<void> | null = null;
   const close = (): Promise<void> => {
     closing ??= (async () => {
       readiness.set('stopping');
-      const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
+      // Accepting stops first; the core then says goodbye to the clients it has.
+      const listenersClosed = listeners.close();
       await host.stop(options.shutdownGraceMs ?? 3_000);
-      await serverClosed;
+      await listenersClosed;
       await operations?.close();
       access.acl?.close();
       claimed.release();
@@ -152,17 +174,31 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     })();
     return closing;
   };
+  const first = listeners.addresses[0]!;
+  const reloadables = [...access.reloadables, ...listeners.reloadables(), ...(operations?.reloadables ?? [])];
   return {
-    host: address.address,
-    port: address.port,
+    host: first.host,
+    port: first.port,
+    listeners: listeners.addresses,
+    listenerCounters: () => listeners.counters(),
     config,
     dataDirectory,
     core,
     connectionCount: () => host.connections.size,
     close,
     halted,
-    reload: () => reloadAll([...access.reloadables, ...(operations?.reloadables ?? [])], restartOnly),
+    reload: () => reloadAll(reloadables, restartOnly),
     admin: adminAddress === null ? null : { host: adminAddress.address, port: adminAddress.port },
+  };
+}
+
+function listenerContext(options: ServerOptions, config: BrokerConfig, host: NodeHost, logger: Logger) {
+  return {
+    host,
+    log: logger.log.bind(logger),
+    connectTimeoutMs: config.connectTimeoutMs,
+    packetBytesMax: config.packetBytesMax,
+    webSocketPingIntervalMs: options.webSocketPingIntervalMs ?? webSocketPingIntervalMsDefault,
   };
 }
 
@@ -184,14 +220,23 @@ async function openAdmin(operations: Operations | null, host: NodeHost, logger: 
   return address;
 }
 
-/** The core's settings and the admin listener's (taken out first: the core's reject unknown keys). */
-function resolveSettings(settings: Record<string, unknown>): { config: BrokerConfig; admin: AdminConfig | null } {
-  const split = takeAdminSettings(settings);
+/**
+ * Resolves the broker settings, the admin listener's (taken out first: the core's reject unknown
+ * keys) and prepares the listeners (their certificates read and checked); every problem of all
+ * three is one ConfigError, thrown before anything else happens.
+ */
+function checkConfiguration(options: ServerOptions, logger: Logger): { config: BrokerConfig; admin: AdminConfig | null; listeners: PreparedListeners } {
+  if (options.listeners !== undefined && (options.host !== undefined || options.port !== undefined)) throw new Error('startServer takes either listeners or host and port, not both');
+  const split = takeAdminSettings(options.config ?? {});
   const resolved = resolveConfig(split.core);
   const admin = resolveAdminConfig(split.admin, null);
-  const problems = [...(resolved.ok ? [] : resolved.problems), ...(admin.ok ? [] : admin.problems)];
-  if (!resolved.ok || !admin.ok) throw new ConfigError(problems);
-  return { config: resolved.config, admin: admin.admin };
+  const configs = options.listeners ?? [listenerDefaults('mqtt', options.host ?? '127.0.0.1', options.port ?? 0)];
+  if (configs.length === 0 && (options.listenerProblems ?? []).length === 0) throw new ConfigError(['"listeners" must be a non-empty array of listener objects']);
+  const prepared = prepareListeners(configs, (level, event, fields) => logger[level](event, fields));
+  const problems = [...(resolved.ok ? [] : resolved.problems), ...(admin.ok ? [] : admin.problems), ...(options.listenerProblems ?? []), ...('problems' in prepared ? prepared.problems : [])];
+  if (!resolved.ok || !admin.ok || 'problems' in prepared || problems.length > 0) throw new ConfigError(problems);
+  for (const warning of prepared.warnings) logger.warn('tls-certificate-expiring', { detail: warning });
+  return { config: resolved.config, admin: admin.admin, listeners: prepared };
 }
 
 /** A core that halts during recovery never becomes ready: the start fails instead of hanging. */
@@ -210,7 +255,7 @@ interface Access {
   readonly acl: AclFile | null;
   /** The admin API's bearer token (admin.tokenFile), or null. */
   readonly token: AdminToken | null;
-  /** What SIGHUP re-reads; TLS certificates will join here when listeners get them. */
+  /** What SIGHUP re-reads of access control; the listeners add their certificates, the admin listener its token. */
   readonly reloadables: Reloadable[];
 }
 
@@ -272,18 +317,11 @@ function defaultCore(config: BrokerConfig, nowMs: number, authentication: Authen
     segmentBytesMax: config.segmentBytesMax,
     snapshotLogBytes: config.snapshotLogBytes,
     writeBytesMax: 4 * 1024 * 1024,
+    streams: streamLogOptionsFor(config),
   });
+  // Stream entries are stamped with Unix time: the core's clock is monotonic, so the host says
+  // once, at start, how far apart the two are (BrokerOptions.wallClockOffsetMs).
+  const wallClockOffsetMs = Date.now() - nowMs;
   // Debug lines the logger would drop are not built by the core at all (BrokerOptions.logDebug).
-  return new Broker({ config, nowMs, store, logDebug, version: `keel ${packageVersion()}`, ...authentication, ...(authorizer === undefined ? {} : { authorizer }) });
-}
-
-function listen(server: net.Server, host: string, port: number): Promise<net.AddressInfo> {
-  return new Promise((resolve, reject) => {
-    const onError = (error: Error): void => reject(error);
-    server.once('error', onError);
-    server.listen({ host, port }, () => {
-      server.off('error', onError);
-      resolve(server.address() as net.AddressInfo);
-    });
-  });
+  return new Broker({ config, nowMs, store, logDebug, wallClockOffsetMs, version: `keel ${packageVersion()}`, ...authentication, ...(authorizer === undefined ? {} : { authorizer }) });
 }

@@ -34,7 +34,7 @@ import { Broker, type BrokerOptions } from '../src/broker/broker.js';
 import { type BrokerConfig, outputReportStepBytes, resolveConfig } from '../src/config.js';
 import { type BrokerCore, type ConnectionId, defaultListener, type LogFields, type LogLevel, type StorageRequest } from '../src/contract.js';
 import { Driver, type Host } from '../src/driver.js';
-import { DurableStateStore, type DurableStoreOptions } from '../src/store/durable-store.js';
+import { DurableStateStore, type DurableStoreOptions, streamLogOptionsFor } from '../src/store/durable-store.js';
 import { planRepair, type RepairAction } from '../src/store/repair.js';
 import type { StateStore } from '../src/store/state-store.js';
 import { Checker } from './checker.js';
@@ -190,7 +190,8 @@ export class World implements ClientContext {
     const incarnation = this.incarnationNext++;
     this.trace(`broker start #${incarnation}`);
     try {
-      const store = this.storeFactory(this.shape.disk.store);
+      // The stream log's sizes come from the broker's configuration, as in production.
+      const store = this.storeFactory({ ...this.shape.disk.store, streams: streamLogOptionsFor(this.config) });
       const core = this.brokerFactory({ config: this.config, nowMs: this.clock.nowMs, store });
       const driver = new Driver(core, this.hostFor(incarnation));
       this.broker = { incarnation, core, driver };

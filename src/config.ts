@@ -6,6 +6,7 @@
  * and the relations between limits so that the core can assert them instead of re-checking.
  * Times are integer milliseconds inside the core; MQTT's seconds are converted at the edges.
  */
+import { checkTopicFilter, parseSharedFilter, type TopicLimits } from './topics/validate.js';
 
 export type SyncPolicy = 'always' | 'interval' | 'none';
 
@@ -14,6 +15,26 @@ export type SessionOwnerMismatch = 'refuse' | 'fresh-session';
 
 /** What happens to a QoS 1/2 message offered to a session whose queue is full. */
 export type QueueOverflowPolicy = 'drop-oldest' | 'reject-new';
+
+/**
+ * A durable stream (src/broker/streams/): every message published to a topic its filter matches
+ * is appended to it with the next offset, and readers subscribe to `$stream/<name>`.
+ */
+export interface StreamDefinition {
+  /** `[A-Za-z0-9_-]{1,64}`: it names the stream's files, so nothing else is allowed. */
+  readonly name: string;
+  /** A valid topic filter, not a shared one, not under `$stream/`. */
+  readonly filter: string;
+  /** Whole segments whose newest entry is older than this are deleted; 0: kept for ever. */
+  readonly retentionMs: number;
+  /** Past this many bytes the oldest whole segments are deleted; 0: no bound. */
+  readonly retentionBytes: number;
+  /** Compaction keeps only the newest entry per topic in sealed segments. */
+  readonly lastValue: boolean;
+}
+
+/** What a stream name may be: it becomes part of file names, so only these characters. */
+export const streamNamePattern = /^[A-Za-z0-9_-]{1,64}$/;
 
 export interface BrokerConfig {
   /** Largest packet accepted from a client; bigger ones cost the connection 0x95. */
@@ -145,6 +166,45 @@ export interface BrokerConfig {
    * Read (and reloaded when it changes) by the Node backend; the core only sees the authorizer.
    */
   aclFile: string | null;
+  /**
+   * Durable streams defined at start-up (each is created if the data directory does not hold it
+   * yet, and redefined if it holds it with other settings); more are created and deleted at run
+   * time through the admin interface. In a config file `retentionMs`, `retentionBytes` and
+   * `lastValue` may be left out (0, 0, false). An invalid name or filter, or a name given twice,
+   * is a configuration error.
+   */
+  streams: readonly StreamDefinition[];
+  /** Streams held at once; past it `create-stream` is refused (admin: invalid) and a config with more is an error. */
+  streamsMax: number;
+  /**
+   * Consumer groups one stream keeps (each has a durable position); a SUBSCRIBE that would make
+   * one more gets 0x97 Quota exceeded (3.1.1: 0x80) for that filter.
+   */
+  streamGroupsMax: number;
+  /**
+   * Bytes of stored entries one stream reader (a `$stream` subscription, or a consumer group)
+   * reads ahead of what it has sent; at it the reader stops reading from disk until it has sent
+   * some (backpressure, nothing is dropped). A single entry larger than this is still read alone.
+   * A reader holds at most this plus its session's inflight window in memory.
+   */
+  streamReadAheadBytesMax: number;
+  /** A stream segment file is sealed and a new one started past this size; retention deletes whole segments. */
+  streamSegmentBytesMax: number;
+  /** Bytes of a segment between two points of its sparse index (offset and time to file position). */
+  streamIndexIntervalBytes: number;
+  /**
+   * Written stream bytes a stream may hold unsynced; past it the segment is synced. The entries
+   * above a stream's synced offset stay in memory (a snapshot of the log carries them), so this
+   * bounds that memory per stream.
+   */
+  streamUnsyncedBytesMax: number;
+  /** How often retention and last-value compaction look for work (each step is bounded). */
+  streamMaintenanceIntervalMs: number;
+  /**
+   * Distinct topics a last-value stream tracks for compaction; past it compaction of that stream
+   * stops (logged once and counted) and the stream keeps every entry until retention removes it.
+   */
+  streamLastValueTopicsMax: number;
 }
 
 export const defaultConfig: Readonly<BrokerConfig> = Object.freeze({
@@ -188,6 +248,15 @@ export const defaultConfig: Readonly<BrokerConfig> = Object.freeze({
   authenticationMethods: Object.freeze([]) as readonly string[],
   authenticationRoundsMax: 8,
   aclFile: null,
+  streams: Object.freeze([]) as readonly StreamDefinition[],
+  streamsMax: 100,
+  streamGroupsMax: 1_000,
+  streamReadAheadBytesMax: 1024 * 1024,
+  streamSegmentBytesMax: 16 * 1024 * 1024,
+  streamIndexIntervalBytes: 16 * 1024,
+  streamUnsyncedBytesMax: 4 * 1024 * 1024,
+  streamMaintenanceIntervalMs: 1_000,
+  streamLastValueTopicsMax: 1_000_000,
 } satisfies BrokerConfig);
 
 type Rule = { min: number; max: number };
@@ -218,6 +287,15 @@ const integerRules: { [K in keyof BrokerConfig]?: Rule } = {
   segmentBytesMax: { min: 4096, max: 2 ** 32 },
   snapshotLogBytes: { min: 4096, max: 2 ** 40 },
   authenticationRoundsMax: { min: 1, max: 1_000 },
+  streamsMax: { min: 0, max: 10_000 },
+  streamGroupsMax: { min: 1, max: 1_000_000 },
+  streamReadAheadBytesMax: { min: 1024, max: 2 ** 32 },
+  // Recovery reads the active segment whole: a bound that keeps that one read reasonable.
+  streamSegmentBytesMax: { min: 4096, max: 2 ** 30 },
+  streamIndexIntervalBytes: { min: 256, max: 2 ** 26 },
+  streamUnsyncedBytesMax: { min: 4096, max: 2 ** 36 },
+  streamMaintenanceIntervalMs: { min: 1, max: 3_600_000 },
+  streamLastValueTopicsMax: { min: 1, max: 100_000_000 },
 };
 
 /**
@@ -265,6 +343,7 @@ export function resolveConfig(overrides: Record<string, unknown>): { ok: true; c
   checkNullableInteger(config, 'serverKeepAliveSeconds', 0, 65_535, problems);
   checkNullableInteger(config, 'keepAliveSecondsMax', 1, 65_535, problems);
   checkEnum(config, 'sessionOwnerMismatch', ['refuse', 'fresh-session'], problems);
+  config.streams = checkStreams(config, problems);
   if (problems.length > 0) return { ok: false, problems };
   return { ok: true, config: config as unknown as BrokerConfig };
 }
@@ -302,4 +381,74 @@ function checkAuthentication(config: Record<string, unknown>, problems: string[]
   if (!Array.isArray(methods) || !methods.every((method) => typeof method === 'string' && method.length > 0)) {
     problems.push(`"authenticationMethods" must be a list of method names, got ${JSON.stringify(methods)}`);
   }
+}
+
+/**
+ * The `streams` list: each entry checked (with defaults filled in for the optional settings), and
+ * names unique. Every problem is listed, each naming the entry, so one start-up shows them all.
+ */
+function checkStreams(config: Record<string, unknown>, problems: string[]): readonly StreamDefinition[] {
+  const entries = config.streams;
+  if (!Array.isArray(entries)) {
+    problems.push(`"streams" must be a list of stream definitions, got ${JSON.stringify(entries)}`);
+    return [];
+  }
+  const definitions: StreamDefinition[] = [];
+  const seen = new Set<string>();
+  for (let index = 0; index < entries.length; index++) {
+    const entry: unknown = entries[index];
+    const where = `"streams"[${index}]`;
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) {
+      problems.push(`${where} must be an object with "name" and "filter", got ${JSON.stringify(entry)}`);
+      continue;
+    }
+    const definition = streamDefinitionFrom(entry as Record<string, unknown>, config as unknown as TopicLimits);
+    if ('problems' in definition) for (const problem of definition.problems) problems.push(`${where}: ${problem}`);
+    // A name given twice is a problem even when either entry has others.
+    const name = (entry as Record<string, unknown>).name;
+    if (typeof name === 'string' && seen.has(name)) problems.push(`${where}: stream name "${name}" is used twice`);
+    if (typeof name === 'string') seen.add(name);
+    if (!('problems' in definition)) definitions.push(definition);
+  }
+  const streamsMax = config.streamsMax;
+  if (typeof streamsMax === 'number' && entries.length > streamsMax) problems.push(`"streams" holds ${entries.length} streams, more than streamsMax (${streamsMax})`);
+  return definitions;
+}
+
+const streamKeys = new Set(['name', 'filter', 'retentionMs', 'retentionBytes', 'lastValue']);
+
+/**
+ * A stream definition from untrusted fields (a config file entry, an admin command): every
+ * problem, or the definition with defaults for what was left out. Topic limits are the broker's,
+ * so that a stream filter is one a client could subscribe to.
+ */
+export function streamDefinitionFrom(fields: Record<string, unknown>, limits: TopicLimits): StreamDefinition | { problems: string[] } {
+  const problems: string[] = [];
+  for (const key of Object.keys(fields)) if (!streamKeys.has(key)) problems.push(`unknown stream setting "${key}"`);
+  const { name, filter } = fields;
+  if (typeof name !== 'string' || !streamNamePattern.test(name)) problems.push(`"name" must match [A-Za-z0-9_-]{1,64}, got ${JSON.stringify(name)}`);
+  const filterProblem = typeof filter === 'string' ? streamFilterProblem(filter, limits) : `must be a topic filter, got ${JSON.stringify(filter)}`;
+  if (filterProblem !== null) problems.push(`"filter" ${filterProblem}`);
+  const retentionMs = fields.retentionMs ?? 0;
+  const retentionBytes = fields.retentionBytes ?? 0;
+  const lastValue = fields.lastValue ?? false;
+  if (!isWholeNumber(retentionMs)) problems.push(`"retentionMs" must be a whole number of milliseconds (0: for ever), got ${JSON.stringify(retentionMs)}`);
+  if (!isWholeNumber(retentionBytes)) problems.push(`"retentionBytes" must be a whole number of bytes (0: no bound), got ${JSON.stringify(retentionBytes)}`);
+  if (typeof lastValue !== 'boolean') problems.push(`"lastValue" must be true or false, got ${JSON.stringify(lastValue)}`);
+  if (problems.length > 0) return { problems };
+  return { name: name as string, filter: filter as string, retentionMs: retentionMs as number, retentionBytes: retentionBytes as number, lastValue: lastValue as boolean };
+}
+
+function isWholeNumber(value: unknown): boolean {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+}
+
+/** Why `filter` cannot be a stream's filter, or null. */
+function streamFilterProblem(filter: string, limits: TopicLimits): string | null {
+  const problem = checkTopicFilter(filter, limits);
+  if (problem !== null) return `is not a valid topic filter: ${problem}`;
+  if (parseSharedFilter(filter) !== null) return 'must not be a shared subscription';
+  // Nothing can be published there (clients may not publish to $stream/...), so it would stay empty.
+  if (filter === '$stream' || filter.startsWith('$stream/')) return 'must not be under $stream/';
+  return null;
 }

@@ -89,6 +89,8 @@ export type Action =
   /** Read from the connection again after `pause-reading`. */
   | { kind: 'resume-reading'; connectionId: ConnectionId }
   | { kind: 'storage'; request: StorageRequest }
+  /** A request on the cluster link (only for a node started with a cluster; see ClusterRequest). */
+  | { kind: 'cluster'; request: ClusterRequest }
   | { kind: 'log'; level: LogLevel; event: string; fields: LogFields }
   /** The outcome of an `adminRequest`, once what it changed is durable. */
   | { kind: 'admin-result'; requestId: number; outcome: AdminOutcome }
@@ -110,7 +112,91 @@ export type AdminCommand =
   /** Ends the client's session, online (disconnected with 0x98) or offline, durably. */
   | { kind: 'delete-session'; clientId: string }
   /** Clears the retained message of a topic, durably. */
-  | { kind: 'delete-retained'; topic: string };
+  | { kind: 'delete-retained'; topic: string }
+  /**
+   * Creates a durable stream (README "Streams"): `name` `[A-Za-z0-9_-]{1,64}`, `filter` a valid
+   * non-shared topic filter; `retentionMs` / `retentionBytes` 0 or absent for no bound. Refused
+   * (invalid) when the name is in use or still being deleted, or past `streamsMax`.
+   */
+  | { kind: 'create-stream'; stream: { name: string; filter: string; retentionMs?: number; retentionBytes?: number; lastValue?: boolean } }
+  /** Deletes a stream: every `$stream` subscription to it is removed, then the stream and its files. */
+  | { kind: 'delete-stream'; name: string };
+
+/**
+ * The cluster link (README "Cluster"): how one node of a Keel cluster reaches the others through
+ * NATS. It is a third kind of IO beside connections and storage: the core asks with `cluster`
+ * actions and hears back through the `ClusterInputs` methods. The Node host maps it onto NATS
+ * (core NATS, JetStream, its key-value store; io/cluster/); the simulator models NATS with its
+ * failures (sim/cluster/). Stream, consumer and bucket names are the host's: the core names only
+ * subjects, buckets and keys, and the host sets up what they need before it reports `connected`.
+ *
+ * Subjects are MQTT topics mapped the way nats-server's MQTT support maps them (src/cluster/
+ * subjects.ts), so NATS-native services read and write the same messages.
+ */
+export type ClusterHeaders = Readonly<Record<string, string>>;
+
+export type ClusterRequest =
+  /** Core NATS: at most once, no completion (QoS 0 messages, notices). */
+  | { op: 'publish'; subject: string; headers: ClusterHeaders; payload: Uint8Array }
+  /**
+   * Into the durable hand-off stream: answered by `clusterCompleted` with the same requestId, ok
+   * (with the stream sequence) once the stream holds it, or failed. `dedupeId` makes a retry after
+   * a lost answer store it once.
+   */
+  | { op: 'publish-durable'; requestId: number; subject: string; headers: ClusterHeaders; payload: Uint8Array; dedupeId: string }
+  /** Receive core NATS messages on a subject (NATS wildcards), optionally one member of a queue group. */
+  | { op: 'subscribe'; subscriptionId: number; subject: string; queueGroup: string | null }
+  | { op: 'unsubscribe'; subscriptionId: number }
+  /**
+   * Receive the hand-off stream through this node's durable consumer (named by the host from the
+   * node id): at least once, in stream order, each delivery redelivered until acknowledged.
+   */
+  | { op: 'consume'; consumerId: number; filterSubject: string }
+  /** The delivery with this stream sequence is safe in this node's own log: do not redeliver it. */
+  | { op: 'ack'; consumerId: number; streamSequence: number }
+  /**
+   * Key-value: set `key` in `bucket`; with `expectedRevision` only if the key is at that revision
+   * (0: only if absent), else it fails with `wrong-revision`. `value` null deletes.
+   */
+  | { op: 'kv-set'; requestId: number; bucket: string; key: string; value: Uint8Array | null; expectedRevision: number | null }
+  /** Every entry of the bucket, then every change, as `clusterKeyChanged` inputs in revision order. */
+  | { op: 'kv-watch'; bucket: string };
+
+/** What a node hears on the link. `subscriptionId` for core NATS, `consumerId` + `streamSequence` for the hand-off stream. */
+export interface ClusterMessage {
+  readonly subject: string;
+  readonly headers: ClusterHeaders;
+  readonly payload: Uint8Array;
+  readonly subscriptionId: number | null;
+  readonly consumerId: number | null;
+  readonly streamSequence: number | null;
+  /** The stream delivered it before and was not acknowledged in time. */
+  readonly redelivered: boolean;
+}
+
+export type ClusterResult =
+  | { requestId: number; ok: true /** publish-durable: the stream sequence; kv-set: the key's new revision. */; sequence: number }
+  | { requestId: number; ok: false; code: 'wrong-revision' | 'unavailable' | 'timeout'; message: string };
+
+export interface ClusterKeyChange {
+  readonly bucket: string;
+  readonly key: string;
+  /** null: the key was deleted. */
+  readonly value: Uint8Array | null;
+  readonly revision: number;
+}
+
+/**
+ * The inputs of the cluster link. `clusterStatus('connected')` comes first and again after every
+ * reconnection (the core then re-issues its subscriptions, consumers and watches); while
+ * `disconnected`, requests the core issues fail with `unavailable`.
+ */
+export interface ClusterInputs {
+  clusterStatus(nowMs: number, status: 'connected' | 'disconnected'): void;
+  clusterMessage(nowMs: number, message: ClusterMessage): void;
+  clusterCompleted(nowMs: number, result: ClusterResult): void;
+  clusterKeyChanged(nowMs: number, change: ClusterKeyChange): void;
+}
 
 export type AdminOutcome = { ok: true } | { ok: false; status: 'not-found' | 'invalid'; message: string };
 
@@ -161,6 +247,28 @@ export interface RetainedSummary {
   storedAtMs: number;
 }
 
+/** A durable stream as the admin API and `keel stream ls` show it. */
+export interface StreamSummary {
+  name: string;
+  filter: string;
+  retentionMs: number;
+  retentionBytes: number;
+  lastValue: boolean;
+  /** The oldest offset kept (retention deletes whole segments below it). */
+  firstOffset: number;
+  /** The offset the next entry gets; the stream holds [firstOffset, nextOffset) less what compaction removed. */
+  nextOffset: number;
+  /** Unix time (ms) of the newest entry; 0 when none. */
+  lastTimeMs: number;
+  /** Bytes of its segment files, and how many there are. */
+  bytes: number;
+  segments: number;
+  /** `$stream` subscriptions reading it (of sessions bound since the broker started). */
+  readers: number;
+  /** Consumer groups: their position (the lowest offset no member acknowledged) and members. */
+  groups: { group: string; offset: number; members: number }[];
+}
+
 /** A page: items after the key `after` (in key order), at most `limit` of them. */
 export interface PageQuery {
   after?: string;
@@ -183,6 +291,8 @@ export interface BrokerView {
   subscriptions(query: PageQuery): SubscriptionSummary[];
   /** Retained messages whose topic matches `filter` (default `#`), by topic. */
   retained(query: PageQuery & { filter?: string }): RetainedSummary[];
+  /** Every durable stream, by name. */
+  streams(): StreamSummary[];
 }
 
 export interface BrokerGauges {
@@ -203,8 +313,11 @@ export interface BrokerGauges {
   recoveryMs: number | null;
 }
 
-/** The inputs a driver feeds and the outputs it drains. Implemented by `Broker`. */
-export interface BrokerCore {
+/**
+ * The inputs a driver feeds and the outputs it drains. Implemented by `Broker`. The cluster link's
+ * inputs are there only in a core built for a cluster (a driver asserts them before use).
+ */
+export interface BrokerCore extends Partial<ClusterInputs> {
   /**
    * False while the core is still recovering its state from storage (driven by the storage
    * actions it queues). A driver accepts connections only once it is true.

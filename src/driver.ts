@@ -10,7 +10,21 @@
  * Time must never go backwards; the driver asserts that too, before the core would.
  */
 import { assert } from './assert.js';
-import type { AdminCommand, AdminOutcome, BrokerCore, ConnectionId, ConnectionPeer, LogFields, LogLevel, StorageRequest, StorageResult } from './contract.js';
+import type {
+  AdminCommand,
+  AdminOutcome,
+  BrokerCore,
+  ClusterKeyChange,
+  ClusterMessage,
+  ClusterRequest,
+  ClusterResult,
+  ConnectionId,
+  ConnectionPeer,
+  LogFields,
+  LogLevel,
+  StorageRequest,
+  StorageResult,
+} from './contract.js';
 
 /** What a world must provide to run the broker. */
 export interface Host {
@@ -30,6 +44,8 @@ export interface Host {
    */
   pauseReading?(connectionId: ConnectionId): void;
   resumeReading?(connectionId: ConnectionId): void;
+  /** A request on the cluster link (contract.ts ClusterRequest). Optional: only a clustered node's host implements it. */
+  cluster?(request: ClusterRequest): void;
   /** The outcome of an admin request (contract.ts AdminCommand). Optional: a host that issues none need not implement it. */
   adminResult?(requestId: number, outcome: AdminOutcome): void;
 }
@@ -85,6 +101,34 @@ export class Driver {
     this.flush();
   }
 
+  clusterStatus(nowMs: number, status: 'connected' | 'disconnected'): void {
+    this.enter(nowMs);
+    assert(this.core.clusterStatus !== undefined, 'cluster input to a core without a cluster');
+    this.core.clusterStatus(nowMs, status);
+    this.flush();
+  }
+
+  clusterMessage(nowMs: number, message: ClusterMessage): void {
+    this.enter(nowMs);
+    assert(this.core.clusterMessage !== undefined, 'cluster input to a core without a cluster');
+    this.core.clusterMessage(nowMs, message);
+    this.flush();
+  }
+
+  clusterCompleted(nowMs: number, result: ClusterResult): void {
+    this.enter(nowMs);
+    assert(this.core.clusterCompleted !== undefined, 'cluster input to a core without a cluster');
+    this.core.clusterCompleted(nowMs, result);
+    this.flush();
+  }
+
+  clusterKeyChanged(nowMs: number, change: ClusterKeyChange): void {
+    this.enter(nowMs);
+    assert(this.core.clusterKeyChanged !== undefined, 'cluster input to a core without a cluster');
+    this.core.clusterKeyChanged(nowMs, change);
+    this.flush();
+  }
+
   shutdown(nowMs: number): void {
     this.enter(nowMs);
     this.core.shutdown(nowMs);
@@ -131,6 +175,9 @@ export class Driver {
             break;
           case 'resume-reading':
             this.host.resumeReading?.(action.connectionId);
+            break;
+          case 'cluster':
+            this.host.cluster?.(action.request);
             break;
           case 'admin-result':
             this.host.adminResult?.(action.requestId, action.outcome);

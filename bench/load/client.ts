@@ -1,5 +1,5 @@
 /**
- * A benchmark client on a bare node:net socket: connects, subscribes, counts what arrives, and
+ * A benchmark client on a bare socket (TCP, TLS or a WebSocket stream, transport.ts): connects, subscribes, counts what arrives, and
  * optionally acknowledges QoS 1 deliveries and reads a send timestamp out of each payload.
  *
  * Per received chunk it scans packets in place (see packets.ts), bumps counters, gathers the
@@ -9,8 +9,9 @@
  * fails the run instead of hanging it. Socket errors after setup are recorded, never thrown:
  * a benchmark must survive a broker that drops a connection under load.
  */
-import net from 'node:net';
+import type { Duplex } from 'node:stream';
 import { encodeConnect, encodeDisconnect, encodeSubscribe, PacketScanner, PacketType, type ProtocolLevel, PubackBatch, publishPacketId, publishPayloadStart, readVarint } from './packets.js';
+import { type BenchTransport, connectTransport, plainTcp } from './transport.js';
 
 /** Collects publish→receive latencies in nanoseconds, up to a fixed number of samples. */
 export class LatencyRecorder {
@@ -40,12 +41,15 @@ export interface BenchClientOptions {
   latency?: LatencyRecorder;
   /** Count every PUBLISH whose payload is not exactly this long in `wrongSizePublishes`. */
   expectedPayloadBytes?: number;
+  /** TCP (default), TLS or WebSocket (transport.ts). */
+  transport?: BenchTransport;
 }
 
 type Waiter = { resolve: () => void; reject: (error: Error) => void; timer: NodeJS.Timeout };
 
 export class BenchClient {
-  readonly socket: net.Socket;
+  /** A TCP or TLS socket, or a WebSocket as a stream (transport.ts). */
+  readonly socket: Duplex;
   publishesReceived = 0;
   pubacksReceived = 0;
   /** Deliveries whose payload length differed from `expectedPayloadBytes` (a broker bug). */
@@ -65,7 +69,7 @@ export class BenchClient {
   private readonly visit = this.visitPacket.bind(this);
 
   private constructor(private readonly options: BenchClientOptions) {
-    this.socket = net.connect({ host: '127.0.0.1', port: options.port, noDelay: true });
+    this.socket = connectTransport(options.port, options.transport ?? plainTcp);
     this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
     this.socket.on('error', (error) => {
       this.error ??= error;

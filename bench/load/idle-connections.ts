@@ -14,8 +14,9 @@
  * CONNACK, a malformed one, or a connection lost before or after its CONNACK fails the batch (or,
  * after it resolved, `assertOpen`) with the reason.
  */
-import net from 'node:net';
+import type { Duplex } from 'node:stream';
 import { encodeConnect, PacketType, type ProtocolLevel, readVarint } from './packets.js';
+import { type BenchTransport, connectTransport, plainTcp, resetTransport } from './transport.js';
 
 export interface IdleConnectionsOptions {
   port: number;
@@ -27,12 +28,14 @@ export interface IdleConnectionsOptions {
   concurrency: number;
   /** The batch fails if this long passes without any CONNACK arriving. */
   stallTimeoutMs: number;
+  /** TCP (default), TLS (every connection a full handshake) or WebSocket. */
+  transport?: BenchTransport;
 }
 
 const watchdogPeriodMs = 100;
 
 export class IdleConnections {
-  readonly sockets: net.Socket[] = [];
+  readonly sockets: Duplex[] = [];
   /** CONNACKs with code 0 received so far. */
   accepted = 0;
   /** The first failure of any connection (refused, malformed, lost, socket error). */
@@ -64,10 +67,10 @@ export class IdleConnections {
     if (this.failure !== null) throw this.failure;
   }
 
-  /** Tears every socket down with a reset: no TIME_WAIT left behind for the next batch. */
+  /** Tears every socket down, with a reset where the transport allows: no TIME_WAIT left behind for the next batch. */
   resetAll(): void {
     this.tornDown = true;
-    for (const socket of this.sockets) if (!socket.destroyed) socket.resetAndDestroy();
+    for (const socket of this.sockets) resetTransport(socket);
   }
 
   private run(): Promise<void> {
@@ -90,7 +93,7 @@ export class IdleConnections {
 
   private openNext(): void {
     const index = this.started++;
-    const socket = net.connect({ host: '127.0.0.1', port: this.options.port });
+    const socket = connectTransport(this.options.port, this.options.transport ?? plainTcp);
     this.sockets.push(socket);
     let head: Buffer | null = null;
     let acknowledged = false;

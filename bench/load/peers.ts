@@ -15,6 +15,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { BenchCertificates } from './certificates.js';
 
 export const brokerNames = ['keel', 'aedes', 'mosquitto'] as const;
 /**
@@ -36,9 +37,20 @@ export interface RunningBroker {
   readonly port: number;
   /** Resident set size of the broker process now, in bytes (0 once it has gone). */
   rssBytes(): number;
+  /** CPU time the broker process has used so far, all threads, user and system, in µs (0 once gone). */
+  cpuMicros(): number;
   /** True while the child process is alive. */
   alive(): boolean;
   stop(): Promise<void>;
+}
+
+/**
+ * A listener other than plain MQTT for a scenario: MQTT over TLS (with the benchmark's
+ * certificates) or over WebSocket. The broker then listens on that one only.
+ */
+export interface BenchListener {
+  readonly protocol: 'mqtts' | 'ws';
+  readonly certificates?: BenchCertificates;
 }
 
 export interface PeerOptions {
@@ -114,6 +126,26 @@ export function readRssBytes(pid: number): number {
   return readProcessStatusBytes(pid, 'VmRSS');
 }
 
+/** Clock ticks per second of /proc/<pid>/stat (sysconf(_SC_CLK_TCK)), 100 on every Linux this runs on. */
+const clockTicksPerSecond = 100;
+
+/**
+ * User plus system CPU time of a live process, every thread included, from /proc/<pid>/stat
+ * (fields 14 and 15, after the parenthesized command name), in µs; 0 if unreadable. Resolution:
+ * one clock tick (10 ms), so it is read over spans of seconds.
+ */
+export function readCpuMicros(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // fields[0] is field 3 (state): utime is field 14, stime field 15.
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    return Number.isFinite(ticks) ? (ticks * 1_000_000) / clockTicksPerSecond : 0;
+  } catch {
+    return 0;
+  }
+}
+
 /** A kB figure of a live process's /proc status (VmRSS, VmHWM, ...), in bytes; 0 if unreadable. */
 export function readProcessStatusBytes(pid: number, field: string): number {
   try {
@@ -125,11 +157,13 @@ export function readProcessStatusBytes(pid: number, field: string): number {
 }
 
 /** Starts a fresh broker process and resolves once its port accepts connections. */
-export async function startBroker(name: BrokerName, options: PeerOptions): Promise<RunningBroker> {
+export async function startBroker(name: BrokerName, options: PeerOptions, listener: BenchListener | null = null): Promise<RunningBroker> {
+  if (listener !== null && name === 'aedes') throw new Error(`the benchmark runs Aedes on plain TCP only, not ${listener.protocol}`);
   const port = await freePort();
+  const spareListenerPort = name === 'mosquitto' && listener?.protocol === 'ws' ? await freePort() : null;
   const workDirectory = mkdtempSync(join(tmpdir(), `keel-bench-${name}-`));
   const adminPort = name === operationsBrokerName ? await freePort() : null;
-  const [command, args] = commandFor(name, port, workDirectory, adminPort === null ? options : withOperations(options, adminPort));
+  const [command, args] = commandFor(name, port, workDirectory, adminPort === null ? options : withOperations(options, adminPort), listener, spareListenerPort);
   const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   liveChildren.add(child);
   let stderrTail = '';
@@ -165,7 +199,7 @@ export async function startBroker(name: BrokerName, options: PeerOptions): Promi
     throw error;
   }
   scraper?.start();
-  return { name, pid: child.pid!, port, rssBytes: () => (exited ? 0 : readRssBytes(child.pid!)), alive: () => !exited, stop };
+  return { name, pid: child.pid!, port, rssBytes: () => (exited ? 0 : readRssBytes(child.pid!)), cpuMicros: () => (exited ? 0 : readCpuMicros(child.pid!)), alive: () => !exited, stop };
 }
 
 /** Keel's settings for a keel-ops run: its admin listener on `adminPort`, `$SYS` every second. */
@@ -209,18 +243,32 @@ class MetricsScraper {
   }
 }
 
-function commandFor(name: BrokerName, port: number, workDirectory: string, options: PeerOptions): [string, string[]] {
+function commandFor(name: BrokerName, port: number, workDirectory: string, options: PeerOptions, listener: BenchListener | null, spareListenerPort: number | null): [string, string[]] {
   if (name === 'aedes') return [process.execPath, [aedesServerScript(), String(port)]];
   if (name === 'keel' || name === operationsBrokerName) {
     const configFile = join(workDirectory, 'keel.json');
+    const listeners = listener === null ? {} : { listeners: [keelListener(port, listener)] };
     // No admin listener unless the scenario asks for one: the default port would be shared.
-    writeFileSync(configFile, JSON.stringify({ admin: null, ...options.keelConfig }));
+    writeFileSync(configFile, JSON.stringify({ admin: null, ...options.keelConfig, ...listeners }));
     const dataDirectory = join(workDirectory, 'data');
-    return [process.execPath, [...keelNodeArguments(), keelCli(), 'serve', '--host', '127.0.0.1', '--port', String(port), '--data-dir', dataDirectory, '--config', configFile, '--log-level', 'error']];
+    // With a listeners list the config file says where to listen, and --host/--port may not.
+    const where = listener === null ? ['--host', '127.0.0.1', '--port', String(port)] : [];
+    return [process.execPath, [...keelNodeArguments(), keelCli(), 'serve', ...where, '--data-dir', dataDirectory, '--config', configFile, '--log-level', 'error']];
   }
   const configFile = join(workDirectory, 'mosquitto.conf');
-  writeFileSync(configFile, mosquittoConfig(port, options.mosquittoQueuedMessagesMax));
+  writeFileSync(configFile, mosquittoConfig(port, options.mosquittoQueuedMessagesMax, listener, spareListenerPort));
   return ['mosquitto', ['-c', configFile]];
+}
+
+function keelListener(port: number, listener: BenchListener): Record<string, unknown> {
+  if (listener.protocol === 'ws') return { protocol: 'ws', host: '127.0.0.1', port, path: '/mqtt' };
+  const certificates = requireCertificates(listener);
+  return { protocol: 'mqtts', host: '127.0.0.1', port, certFile: certificates.certFile, keyFile: certificates.keyFile };
+}
+
+function requireCertificates(listener: BenchListener): BenchCertificates {
+  if (listener.certificates === undefined) throw new Error(`assertion failed: a ${listener.protocol} listener needs certificates`);
+  return listener.certificates;
 }
 
 /**
@@ -245,9 +293,25 @@ export function launcherNodeFlags(script: string): string[] {
   return match[1]!.trim() === '' ? [] : match[1]!.trim().split(/ +/);
 }
 
-/** In-memory, anonymous, silent: the same footing as Aedes with its default in-memory store. */
-export function mosquittoConfig(port: number, queuedMessagesMax: number): string {
-  return [`listener ${port} 127.0.0.1`, 'allow_anonymous true', 'persistence false', 'log_dest none', `max_queued_messages ${queuedMessagesMax}`, 'max_connections -1', ''].join('\n');
+/**
+ * In-memory, anonymous, silent: the same footing as Aedes with its default in-memory store. A TLS
+ * listener gets the same certificate and key as Keel (and Mosquitto's default versions, TLS 1.2
+ * and 1.3, as Keel's); a WebSocket one is Mosquitto's `protocol websockets` (libwebsockets).
+ */
+export function mosquittoConfig(port: number, queuedMessagesMax: number, listener: BenchListener | null = null, spareListenerPort: number | null = null): string {
+  const lines = [`listener ${port} 127.0.0.1`];
+  if (listener?.protocol === 'mqtts') lines.push(`certfile ${requireCertificates(listener).certFile}`, `keyfile ${requireCertificates(listener).keyFile}`);
+  if (listener?.protocol === 'ws') {
+    lines.push('protocol websockets');
+    // Mosquitto 2.0.11 does not count a websockets listener as a listening socket and exits
+    // ("Unable to start any listening sockets") unless a plain one exists too; it stays idle.
+    if (spareListenerPort === null) throw new Error('assertion failed: a websockets listener needs a spare plain listener in Mosquitto 2.0.11');
+    lines.push(`listener ${spareListenerPort} 127.0.0.1`);
+  }
+  // Started as root, Mosquitto switches to the user "mosquitto", who cannot read the benchmark's
+  // key in its private temporary directory; staying the invoking user changes nothing measured.
+  if (listener !== null && process.getuid?.() === 0) lines.push('user root');
+  return [...lines, 'allow_anonymous true', 'persistence false', 'log_dest none', `max_queued_messages ${queuedMessagesMax}`, 'max_connections -1', ''].join('\n');
 }
 
 async function waitForPort(port: number, exited: () => boolean, stderrTail: () => string): Promise<void> {

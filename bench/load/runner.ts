@@ -7,10 +7,12 @@
  * succeeded.
  */
 
+import { benchCertificates } from './certificates.js';
 import type { ProtocolLevel } from './packets.js';
-import { type Availability, type BrokerName, type PeerOptions, probeBroker, startBroker } from './peers.js';
+import { type Availability, type BenchListener, type BrokerName, type PeerOptions, probeBroker, startBroker } from './peers.js';
 import type { Direction, Metric, Scenario, ScenarioContext } from './scenario-kit.js';
 import { scenarios } from './scenarios.js';
+import { type BenchTransport, plainTcp } from './transport.js';
 
 export interface BenchOptions {
   runs: number;
@@ -22,6 +24,8 @@ export interface BenchOptions {
   rateMessagesPerSecond: number;
   latencyWarmupSeconds: number;
   connectWarmupConnections: number;
+  tlsConnections: number;
+  tlsWarmupConnections: number;
   level: ProtocolLevel;
   peers: PeerOptions;
 }
@@ -73,12 +77,23 @@ function withDeadline<T>(promise: Promise<T>, deadlineMs: number, what: string):
   return Promise.race([promise, expiry]).finally(() => clearTimeout(timer));
 }
 
+/** The listener a scenario needs and how its clients reach it (TLS: the run's certificates). */
+function listenerFor(scenario: Scenario): { listener: BenchListener | null; transport: BenchTransport } {
+  if (scenario.listener === undefined) return { listener: null, transport: plainTcp };
+  if (scenario.listener === 'ws') return { listener: { protocol: 'ws' }, transport: { kind: 'ws', path: '/mqtt' } };
+  const certificates = benchCertificates();
+  return { listener: { protocol: 'mqtts', certificates }, transport: { kind: 'tls', ca: certificates.ca } };
+}
+
 async function runOnce(scenario: Scenario, broker: BrokerName, options: BenchOptions): Promise<Metric[]> {
-  const running = await startBroker(broker, options.peers);
+  const { listener, transport } = listenerFor(scenario);
+  const running = await startBroker(broker, options.peers, listener);
   try {
     const context: ScenarioContext = {
       port: running.port,
+      transport,
       rssBytes: running.rssBytes,
+      cpuMicros: running.cpuMicros,
       level: options.level,
       payloadBytes: options.payloadBytes,
       seconds: options.seconds,
@@ -86,6 +101,8 @@ async function runOnce(scenario: Scenario, broker: BrokerName, options: BenchOpt
       rateMessagesPerSecond: options.rateMessagesPerSecond,
       latencyWarmupSeconds: options.latencyWarmupSeconds,
       connectWarmupConnections: options.connectWarmupConnections,
+      tlsConnections: options.tlsConnections,
+      tlsWarmupConnections: options.tlsWarmupConnections,
     };
     const metrics = await withDeadline(scenario.run(context), runDeadlineMs(scenario, context), `${scenario.name} on ${broker}`);
     if (!running.alive()) throw new Error(`${broker} exited during the run`);
@@ -108,9 +125,10 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
   }
   const rows: Row[] = [];
   for (const scenario of selectScenarios(options.only)) {
-    const outcomes = new Map<BrokerName, { metrics: Metric[][]; errors: string[] }>(usable.map((broker) => [broker, { metrics: [], errors: [] }]));
+    const brokers = usable.filter((broker) => scenario.brokers === undefined || scenario.brokers.includes(broker));
+    const outcomes = new Map<BrokerName, { metrics: Metric[][]; errors: string[] }>(brokers.map((broker) => [broker, { metrics: [], errors: [] }]));
     for (let run = 1; run <= options.runs; run++) {
-      for (const broker of usable) {
+      for (const broker of brokers) {
         const outcome = outcomes.get(broker)!;
         try {
           const metrics = await runOnce(scenario, broker, options);

@@ -8,11 +8,17 @@
 import { readFileSync } from 'node:fs';
 import { BenchClient, type BenchClientOptions } from './client.js';
 import type { ProtocolLevel } from './packets.js';
+import type { BrokerName } from './peers.js';
+import type { BenchTransport } from './transport.js';
 
 export interface ScenarioContext {
   port: number;
-  /** The broker's process id, for its RSS. */
+  /** How clients reach `port`: plain TCP, or the TLS or WebSocket listener the scenario asked for. */
+  transport: BenchTransport;
+  /** The broker process's RSS now. */
   rssBytes: () => number;
+  /** The CPU time the broker process used so far, in µs (peers.ts readCpuMicros). */
+  cpuMicros: () => number;
   level: ProtocolLevel;
   payloadBytes: number;
   /** Length of the measurement window of throughput scenarios. */
@@ -38,6 +44,10 @@ export interface ScenarioContext {
    * a warm one); `--connect-warmup 0` shows a cold start.
    */
   connectWarmupConnections: number;
+  /** New TLS connections the tls-handshakes scenario times (and then keeps open, idle, for RSS). */
+  tlsConnections: number;
+  /** TLS connections opened and reset first, timed as the cold rate (the warm-up of the Node broker). */
+  tlsWarmupConnections: number;
 }
 
 export type Direction = 'higher' | 'lower' | 'info';
@@ -53,6 +63,10 @@ export interface Metric {
 export interface Scenario {
   name: string;
   description: string;
+  /** The listener the broker runs for this scenario instead of plain MQTT over TCP. */
+  listener?: 'mqtts' | 'ws';
+  /** The brokers it is run against; all of them when absent. */
+  brokers?: readonly BrokerName[];
   run(context: ScenarioContext): Promise<Metric[]>;
   /**
    * Time a run may take beyond twice its measurement window (set-up, warm-up, settling) before the
@@ -81,7 +95,7 @@ export function clientId(prefix: string): string {
 }
 
 export function openClient(context: ScenarioContext, prefix: string, extra: Partial<BenchClientOptions> = {}): Promise<BenchClient> {
-  return BenchClient.open({ port: context.port, clientId: clientId(prefix), level: context.level, ...extra }, setupTimeoutMs);
+  return BenchClient.open({ port: context.port, clientId: clientId(prefix), level: context.level, transport: context.transport, ...extra }, setupTimeoutMs);
 }
 
 /** Opens `count` clients, at most `concurrency` handshakes at a time. */

@@ -10,6 +10,10 @@
  * are deliberately open loop: they measure what a broker does with a reader that never reads.
  * Any healthy client disconnected during a run makes the run fail with the reason: its figures
  * would be meaningless.
+ *
+ * The listener scenarios (tls-fan-in, tls-handshakes, ws-fan-in) repeat fan-in and the connection
+ * storm over TLS and WebSocket, against Keel and Mosquitto only, each broker listening on that
+ * protocol alone with the same certificate and key (peers.ts, certificates.ts).
  */
 import type { BenchClient } from './client.js';
 import { LatencyRecorder } from './client.js';
@@ -106,23 +110,45 @@ async function closedLoopFlood(context: ScenarioContext, shape: FloodShape): Pro
   }
 }
 
+/** 8 publishers flooding QoS 0 into one wildcard subscriber, over the context's transport. */
+async function fanInFlood(context: ScenarioContext): Promise<Metric[]> {
+  const result = await closedLoopFlood(context, {
+    prefix: 'fan-in',
+    publishers: 8,
+    subscribers: 1,
+    filter: 'bench/#',
+    topic: (index) => `bench/fan-in/${index}`,
+    windowDeliveries: 16_384,
+  });
+  return [
+    { name: 'received', unit: 'msg/s', better: 'higher', value: result.deliveriesPerSecond },
+    { name: 'QoS 0 loss', unit: '%', better: 'lower', value: result.lossPercent },
+  ];
+}
+
 const fanIn: Scenario = {
   name: 'fan-in',
   description: '8 publishers QoS 0 -> 1 subscriber on bench/#',
-  async run(context) {
-    const result = await closedLoopFlood(context, {
-      prefix: 'fan-in',
-      publishers: 8,
-      subscribers: 1,
-      filter: 'bench/#',
-      topic: (index) => `bench/fan-in/${index}`,
-      windowDeliveries: 16_384,
-    });
-    return [
-      { name: 'received', unit: 'msg/s', better: 'higher', value: result.deliveriesPerSecond },
-      { name: 'QoS 0 loss', unit: '%', better: 'lower', value: result.lossPercent },
-    ];
-  },
+  run: fanInFlood,
+};
+
+/** The listener scenarios compare Keel with Mosquitto, configured the same way (peers.ts). */
+const listenerPeers = ['keel', 'mosquitto'] as const;
+
+const tlsFanIn: Scenario = {
+  name: 'tls-fan-in',
+  description: 'fan-in over TLS: 8 publishers QoS 0 -> 1 subscriber, every client on mqtts',
+  listener: 'mqtts',
+  brokers: listenerPeers,
+  run: fanInFlood,
+};
+
+const webSocketFanIn: Scenario = {
+  name: 'ws-fan-in',
+  description: 'fan-in over WebSocket: 8 publishers QoS 0 -> 1 subscriber, every client on ws (Mosquitto: protocol websockets)',
+  listener: 'ws',
+  brokers: listenerPeers,
+  run: fanInFlood,
 };
 
 const fanOut: Scenario = {
@@ -234,44 +260,71 @@ const idleConnections: Scenario = {
   description: 'open N idle connections (keepalive 0); CONNACK rate (cold and warm) and broker RSS per connection',
   // Tens of thousands of handshakes (the warm-up batch too) on a slow or busy machine.
   allowanceMs: () => 120_000,
-  async run(context) {
-    const count = idleConnectionCount(context.connections);
-    await sleep(300);
-    // Before the warm-up: what the warm-up leaves behind (compiled code, a grown heap) is the
-    // broker's cost of serving connections too, so it counts in the figure per connection.
-    const rssBeforeBytes = context.rssBytes();
-    const metrics: Metric[] = [{ name: 'connections', unit: 'count', better: 'info', value: count }];
-    const warmupCount = Math.min(context.connectWarmupConnections, count);
-    if (warmupCount > 0) {
-      const warmup = await openIdleTimed(context, 'warmup', warmupCount);
-      warmup.batch.resetAll();
-      metrics.push({ name: `connect rate, first ${warmupCount} (cold)`, unit: 'CONNACK/s', better: 'higher', value: warmup.ratePerSecond });
-      // Time for the broker to see every reset and close those sockets before the timed batch.
-      await sleep(1_000);
-    }
-    const idle = await openIdleTimed(context, 'idle', count);
-    try {
-      await sleep(1_000);
-      const rssAfterBytes = context.rssBytes();
-      idle.batch.assertOpen();
-      return [
-        ...metrics,
-        { name: 'connect rate', unit: 'CONNACK/s', better: 'higher', value: idle.ratePerSecond },
-        { name: 'RSS per connection', unit: 'KiB', better: 'lower', value: (rssAfterBytes - rssBeforeBytes) / count / 1024 },
-        { name: 'RSS with all connected', unit: 'MiB', better: 'lower', value: rssAfterBytes / mebibyte },
-      ];
-    } finally {
-      idle.batch.resetAll();
-    }
-  },
+  run: (context) => connectionStorm(context, idleConnectionCount(context.connections), context.connectWarmupConnections, 'connect rate'),
 };
 
-/** Opens `count` idle connections and measures how fast they were all accepted. */
-async function openIdleTimed(context: ScenarioContext, prefix: string, count: number): Promise<{ batch: IdleConnections; ratePerSecond: number }> {
+const tlsHandshakes: Scenario = {
+  name: 'tls-handshakes',
+  description: 'open N new TLS connections (a full handshake and a CONNECT each, 100 in flight); rate cold and warm, RSS per idle TLS connection',
+  listener: 'mqtts',
+  brokers: listenerPeers,
+  allowanceMs: () => 120_000,
+  run: (context) => connectionStorm(context, idleConnectionCount(context.tlsConnections), context.tlsWarmupConnections, 'handshake rate'),
+};
+
+/**
+ * Opens `warmupCount` connections (timed: the cold rate) and resets them, then `count` more
+ * (timed: the warm rate) that stay open and idle while the broker's RSS is read; over the
+ * context's transport, so a TLS run times full handshakes.
+ */
+async function connectionStorm(context: ScenarioContext, count: number, warmupAsked: number, rateName: string): Promise<Metric[]> {
+  await sleep(300);
+  // Before the warm-up: what the warm-up leaves behind (compiled code, a grown heap) is the
+  // broker's cost of serving connections too, so it counts in the figure per connection.
+  const rssBeforeBytes = context.rssBytes();
+  const metrics: Metric[] = [{ name: 'connections', unit: 'count', better: 'info', value: count }];
+  const warmupCount = Math.min(warmupAsked, count);
+  if (warmupCount > 0) {
+    const warmup = await openIdleTimed(context, 'warmup', warmupCount);
+    warmup.batch.resetAll();
+    metrics.push({ name: `${rateName}, first ${warmupCount} (cold)`, unit: 'CONNACK/s', better: 'higher', value: warmup.ratePerSecond });
+    metrics.push({ name: `broker CPU per connection, first ${warmupCount} (cold)`, unit: 'µs', better: 'lower', value: warmup.brokerCpuMicros / warmupCount });
+    // Time for the broker to see every reset and close those sockets before the timed batch.
+    await sleep(1_000);
+  }
+  const idle = await openIdleTimed(context, 'idle', count);
+  try {
+    await sleep(1_000);
+    const rssAfterBytes = context.rssBytes();
+    idle.batch.assertOpen();
+    return [
+      ...metrics,
+      { name: rateName, unit: 'CONNACK/s', better: 'higher', value: idle.ratePerSecond },
+      // What the broker itself spent per connection, whoever set the pace (the generator shares the cores).
+      { name: 'broker CPU per connection', unit: 'µs', better: 'lower', value: idle.brokerCpuMicros / count },
+      { name: 'RSS per connection', unit: 'KiB', better: 'lower', value: (rssAfterBytes - rssBeforeBytes) / count / 1024 },
+      { name: 'RSS with all connected', unit: 'MiB', better: 'lower', value: rssAfterBytes / mebibyte },
+    ];
+  } finally {
+    idle.batch.resetAll();
+  }
+}
+
+/** Opens `count` idle connections and measures how fast they were all accepted, and the broker's CPU for them. */
+async function openIdleTimed(context: ScenarioContext, prefix: string, count: number): Promise<{ batch: IdleConnections; ratePerSecond: number; brokerCpuMicros: number }> {
+  const cpuBeforeMicros = context.cpuMicros();
   const startNs = process.hrtime.bigint();
-  const batch = await IdleConnections.open({ port: context.port, level: context.level, concurrency: idleConcurrency, stallTimeoutMs: setupTimeoutMs, clientIdPrefix: `${clientId(prefix)}-`, count });
+  const batch = await IdleConnections.open({
+    port: context.port,
+    level: context.level,
+    concurrency: idleConcurrency,
+    stallTimeoutMs: setupTimeoutMs,
+    clientIdPrefix: `${clientId(prefix)}-`,
+    count,
+    transport: context.transport,
+  });
   const elapsedSeconds = Number(process.hrtime.bigint() - startNs) / 1e9;
-  return { batch, ratePerSecond: count / elapsedSeconds };
+  return { batch, ratePerSecond: count / elapsedSeconds, brokerCpuMicros: context.cpuMicros() - cpuBeforeMicros };
 }
 
 async function stalledSubscriber(context: ScenarioContext, qos: 0 | 1): Promise<Metric[]> {
@@ -332,4 +385,4 @@ const stalledQos1: Scenario = {
   run: (context) => stalledSubscriber(context, 1),
 };
 
-export const scenarios: readonly Scenario[] = [fanIn, fanOut, qos1, latency, idleConnections, stalledQos0, stalledQos1];
+export const scenarios: readonly Scenario[] = [fanIn, fanOut, qos1, latency, idleConnections, stalledQos0, stalledQos1, tlsFanIn, tlsHandshakes, webSocketFanIn];

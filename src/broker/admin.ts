@@ -12,6 +12,7 @@
  * - delete-session: the session ends for good, online (disconnected with 0x98 first) or offline;
  *   a will still pending is published, as at any end of a session [MQTT-3.1.3-9].
  * - delete-retained: the topic's retained message is cleared.
+ * - create-stream, delete-stream: streams/stream-admin.ts.
  */
 
 import { PacketType } from '../codec/packets.js';
@@ -20,6 +21,7 @@ import type { AdminCommand, AdminOutcome } from '../contract.js';
 import { checkTopicName } from '../topics/validate.js';
 import type { Broker } from './broker.js';
 import { endSession } from './session-lifecycle.js';
+import { createStream, deleteStream } from './streams/stream-admin.js';
 
 const done: AdminOutcome = Object.freeze({ ok: true });
 
@@ -35,6 +37,13 @@ export function handleAdminCommand(broker: Broker, command: AdminCommand, nowMs:
       return deleteSession(broker, command.clientId, nowMs);
     case 'delete-retained':
       return deleteRetained(broker, command.topic);
+    case 'create-stream': {
+      const outcome = createStream(broker, { ...command.stream });
+      broker.streams.scheduleMaintenance(nowMs);
+      return outcome;
+    }
+    case 'delete-stream':
+      return deleteStream(broker, command.name);
   }
 }
 

@@ -51,6 +51,9 @@ import type { RetainedReplay } from './retained-replay.js';
 import { Router } from './routing.js';
 import { detachSession, onSessionExpiryDeadline, scheduleRecoveredSessions } from './session-lifecycle.js';
 import { type BrokerStats, createStats } from './stats.js';
+import { reconcileConfiguredStreams } from './streams/stream-admin.js';
+import { applyRetention, compactLastValueStreams } from './streams/stream-retention.js';
+import { Streams } from './streams/streams.js';
 import { SysTopics } from './sys-topics.js';
 import { PublisherThrottle } from './throttle.js';
 import type { TokenBucket } from './token-bucket.js';
@@ -81,6 +84,13 @@ export interface BrokerOptions {
    * every message it misses a drop.
    */
   logDebug?: boolean;
+  /**
+   * Unix time minus core time, in milliseconds: the core has no wall clock, and stream entries
+   * are stamped with Unix time (for `time:` seeks and `retentionMs`, which must mean the same
+   * across restarts). The Node host passes `Date.now()` minus its monotonic clock at start; the
+   * simulator 0 or a fixed value. Default 0.
+   */
+  wallClockOffsetMs?: number;
 }
 
 /** How a connection ends, as far as its will is concerned. */
@@ -123,6 +133,10 @@ export class Broker implements BrokerCore {
   private readonly heldAdminResults: { lsn: number; requestId: number; outcome: AdminOutcome }[] = [];
   /** The read-only view for metrics and the admin API (view.ts). */
   readonly view: BrokerInspection;
+  /** Durable streams (streams/streams.ts). */
+  readonly streams: Streams;
+  /** Set once the log's replay is over (recovery may still be reconciling the stream files). */
+  private replayed = false;
   /**
    * While an inbound QoS 2 PUBLISH is routed: the outbound QoS 2 PUBLISHes it produced, each with
    * the LSN of its own delivery record. They must also wait for the inbound identifier's record,
@@ -156,12 +170,19 @@ export class Broker implements BrokerCore {
     this.logDebug = options.logDebug ?? true;
     this.connectionBucket = rateBucket(options.config.connectionRatePerSecondMax, options.nowMs);
     this.view = new BrokerInspection(this, options.nowMs);
+    this.streams = new Streams(this, options.wallClockOffsetMs ?? 0);
+    assert(options.config.streams.length === 0 || options.store.streams !== undefined, 'configured streams need a store that keeps streams');
     this.tryRecover(options.nowMs);
     this.afterInput(options.nowMs);
   }
 
   get ready(): boolean {
     return this.isReady;
+  }
+
+  /** The time of the input being handled (or the last one). */
+  get lastInputMs(): number {
+    return this.lastNowMs;
   }
 
   // ---- inputs -------------------------------------------------------------------------------
@@ -466,6 +487,11 @@ export class Broker implements BrokerCore {
       case 'retained-cleared':
       case 'will-set':
       case 'will-cleared':
+      case 'stream-created':
+      case 'stream-deleted':
+      case 'stream-appended':
+      case 'stream-trimmed':
+      case 'stream-group-position':
         return false;
       case 'session-resumed': {
         // A session going from durable to volatile must still reach the store once, so that
@@ -561,21 +587,40 @@ export class Broker implements BrokerCore {
         if (connection?.phase === 'connected' && connection.session !== null) pump(this, connection.session, connection, nowMs);
         return;
       }
+      case 'stream-pump':
+        return this.streams.onPumpDeadline();
+      case 'stream-maintenance':
+        this.streams.maintenanceDue();
+        applyRetention(this.streams, nowMs);
+        compactLastValueStreams(this.streams);
+        this.streams.scheduleMaintenance(nowMs);
+        return;
     }
   }
 
   private tryRecover(nowMs: number): void {
-    // Records are applied as the store hands them over, so recovery holds one segment's worth
-    // of records at a time, not the whole log's (a 1 GiB log once needed 2 GiB of heap).
-    if (!this.applyRecovered(this.store.takeRecovered?.() ?? [])) return;
-    const records = this.store.recover(nowMs);
-    if (records === null) return;
-    if (!this.applyRecovered(records)) return;
-    finishReplay(this.state);
+    if (!this.replayed) {
+      // Records are applied as the store hands them over, so recovery holds one segment's worth
+      // of records at a time, not the whole log's (a 1 GiB log once needed 2 GiB of heap).
+      if (!this.applyRecovered(this.store.takeRecovered?.() ?? [])) return;
+      const records = this.store.recover(nowMs);
+      if (records === null) return;
+      if (!this.applyRecovered(records)) return;
+      finishReplay(this.state);
+      this.replayed = true;
+      // The stream files are reconciled with the replayed state before anything else happens.
+      this.store.streams?.finishRecovery(this.state);
+    }
+    if (this.store.streams !== undefined && !this.store.streams.ready) return;
     rebuildTrie(this.trie, this.state);
     this.isReady = true;
     scheduleRecoveredWills(this, nowMs);
     scheduleRecoveredSessions(this, nowMs);
+    if (this.store.streams !== undefined) {
+      reconcileConfiguredStreams(this);
+      this.streams.restoreMemberships();
+      this.streams.scheduleMaintenance(nowMs);
+    }
     this.sys?.start(nowMs);
     this.view.readyAtMs = nowMs;
     this.log('info', 'recovered', { records: this.recoveredRecords, sessions: this.state.sessions.size, retained: this.state.retained.size });
@@ -600,6 +645,9 @@ export class Broker implements BrokerCore {
 
   /** End of every input: let the store write, release what became durable, offer compaction. */
   private afterInput(nowMs: number): void {
+    // Streams first: entries that became durable go to readers, and positions that moved this
+    // input are committed in its group, before the group is closed by the flush.
+    if (this.isReady && this.haltReasonValue === null) this.streams.afterInput();
     this.store.flush(nowMs);
     if (this.isReady) this.store.maybeCompact(this.state);
     const requests = this.store.drainRequests();

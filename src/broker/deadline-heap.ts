@@ -10,7 +10,7 @@
  */
 import { assert } from '../assert.js';
 
-export type DeadlineKind = 'connect-timeout' | 'keepalive' | 'session-expiry' | 'will' | 'publisher-pause' | 'retained-replay' | 'sys-publish';
+export type DeadlineKind = 'connect-timeout' | 'keepalive' | 'session-expiry' | 'will' | 'publisher-pause' | 'retained-replay' | 'sys-publish' | 'stream-pump' | 'stream-maintenance';
 
 export interface DeadlineEntry {
   readonly deadlineMs: number;

@@ -1,7 +1,7 @@
 /**
  * PUBACK, PUBREC and PUBCOMP from a client: the outbound half of QoS 1/2.
  *
- * PUBACK completes a QoS 1 delivery; PUBREC moves a QoS 2 delivery to the PUBREL state (or ends
+ * PUBACK completes a QoS 1 delivery (a queued one, or a stream entry's: streams/stream-delivery.ts); PUBREC moves a QoS 2 delivery to the PUBREL state (or ends
  * it, when its reason code reports failure [MQTT-4.3.3-?: a PUBREC >= 0x80 ends the exchange]);
  * PUBCOMP completes it; the PUBREL waits until that state is durable. Each completion frees a window slot, so the queue is pumped. An
  * acknowledgement for an identifier we do not have inflight is ignored for PUBACK/PUBCOMP, and
@@ -26,9 +26,12 @@ function ignoreUnknown(broker: Broker, connection: Connection, kind: string, pac
 }
 
 export function handlePuback(broker: Broker, connection: Connection, packet: PubackPacket, nowMs: number): void {
-  const delivery = connection.session!.inflight.get(packet.packetId);
-  if (delivery === undefined || delivery.qos !== 1) return ignoreUnknown(broker, connection, 'puback', packet.packetId);
-  complete(broker, connection, packet.packetId, nowMs);
+  const session = connection.session!;
+  const delivery = session.inflight.get(packet.packetId);
+  if (delivery !== undefined && delivery.qos === 1) return complete(broker, connection, packet.packetId, nowMs);
+  // A stream delivery (streams/stream-delivery.ts): its reader's position moves; no record per ack.
+  if (delivery === undefined && broker.streams.acknowledge(session, packet.packetId)) return pump(broker, session, connection, nowMs);
+  ignoreUnknown(broker, connection, 'puback', packet.packetId);
 }
 
 export function handlePubrec(broker: Broker, connection: Connection, packet: PubrecPacket, nowMs: number): void {

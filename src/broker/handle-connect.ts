@@ -15,7 +15,7 @@ import { type ConnackPacket, type ConnectPacket, PacketType, type Properties } f
 import { ConnackReturnCode311, ReasonCode } from '../codec/reason-codes.js';
 import { utf8Length } from '../codec/utf8.js';
 import type { LogFields } from '../contract.js';
-import { checkTopicName, isBrokerTopic } from '../topics/validate.js';
+import { checkTopicName, isReservedTopic } from '../topics/validate.js';
 import type { Broker } from './broker.js';
 import type { Connection } from './connection.js';
 import { connectionLogFields, packetBytesLimit } from './connection.js';
@@ -167,8 +167,9 @@ export function acceptConnect(broker: Broker, connection: Connection, packet: Co
   if (broker.access !== null && packet.will !== undefined && !broker.access.mayLeaveWill(identity, packet.will.topic)) {
     return refuse(broker, connection, ReasonCode.NotAuthorized, nowMs, 'will topic not authorized');
   }
-  // $SYS is the broker's own (sys-topics.ts): no client publishes there, not even by its will.
-  if (packet.will !== undefined && isBrokerTopic(packet.will.topic)) {
+  // $SYS is the broker's own (sys-topics.ts), $stream/ is for reading streams: no client
+  // publishes there, not even by its will.
+  if (packet.will !== undefined && isReservedTopic(packet.will.topic)) {
     broker.stats.authorization.willDenied += 1;
     return refuse(broker, connection, ReasonCode.NotAuthorized, nowMs, 'will topic reserved for the broker');
   }

@@ -25,7 +25,7 @@
 import { encodePacket } from '../codec/encoder.js';
 import { PacketType, type PublishPacket, type PubrelPacket } from '../codec/packets.js';
 import { ReasonCode } from '../codec/reason-codes.js';
-import { checkTopicName, isBrokerTopic } from '../topics/validate.js';
+import { checkTopicName, isReservedTopic } from '../topics/validate.js';
 import { answerDeniedPublish } from './access-control.js';
 import type { Broker } from './broker.js';
 import type { Connection } from './connection.js';
@@ -94,8 +94,9 @@ export function handlePublish(broker: Broker, connection: Connection, packet: Pu
   }
   // Not routed, not retained; answered per version (access-control.ts).
   if (broker.access !== null && !broker.access.mayPublish(connection, topic)) return answerDeniedPublish(broker, connection, packet);
-  // $SYS is the broker's own (sys-topics.ts), refused like a topic the rules deny.
-  if (isBrokerTopic(topic)) {
+  // $SYS is the broker's own (sys-topics.ts), and $stream/ names are for reading streams: both
+  // refused like a topic the rules deny.
+  if (isReservedTopic(topic)) {
     broker.stats.authorization.publishDenied += 1;
     broker.log('info', 'not-authorized', { action: 'publish', clientId: connection.clientId, username: connection.username ?? null, topic, why: 'reserved for the broker' });
     return answerDeniedPublish(broker, connection, packet);

@@ -35,6 +35,9 @@
  *   their state [MQTT-4.4.0-1], then the queue is pumped.
  * - Retained messages owed to a new subscription go first, paced by the same window and cap
  *   (retained-replay.ts); the queue moves once they are all out.
+ * - Stream deliveries (`$stream` subscriptions, streams/stream-delivery.ts) share the window and
+ *   the packet identifiers: `inflightCount` counts both kinds, `allocatePacketId` skips both.
+ *   They take what room is left once the queue has moved.
  */
 import { assert } from '../assert.js';
 import { type EncodedPublish, encodePacket, encodePublish } from '../codec/encoder.js';
@@ -49,6 +52,11 @@ import { advanceRetainedReplay, type ReplaySink } from './retained-replay.js';
 
 export function windowSize(broker: Broker, connection: Connection): number {
   return Math.min(connection.receiveMaximum, broker.config.inflightPerSessionMax);
+}
+
+/** QoS 1/2 deliveries of the session awaiting acknowledgement: queued ones sent, and stream ones. */
+export function inflightCount(broker: Broker, session: SessionState): number {
+  return session.inflight.size + broker.streams.inflightCount(session);
 }
 
 /**
@@ -75,13 +83,13 @@ export function isOutputDrained(broker: Broker, connection: Connection): boolean
  * retained messages still owed to a new subscription: retained-replay.ts) and there is room.
  */
 export function hasWindowRoom(broker: Broker, session: SessionState, connection: Connection): boolean {
-  return session.queue.length === 0 && connection.retainedReplay === null && session.inflight.size < windowSize(broker, connection) && !isOutputFull(broker, connection);
+  return session.queue.length === 0 && connection.retainedReplay === null && inflightCount(broker, session) < windowSize(broker, connection) && !isOutputFull(broker, connection);
 }
 
 /** The host reported the connection's buffered output: once drained, the session's queue moves again. */
 export function resumeOutput(broker: Broker, connection: Connection, nowMs: number): void {
   const session = connection.session;
-  if (session === null || (session.queue.length === 0 && connection.retainedReplay === null)) return;
+  if (session === null || (session.queue.length === 0 && connection.retainedReplay === null && !broker.streams.wantsOutput(session))) return;
   if (!isOutputDrained(broker, connection)) return;
   pump(broker, session, connection, nowMs);
 }
@@ -132,11 +140,11 @@ export function encodePublishFor(message: StoredMessage, version: ProtocolVersio
   return encoded;
 }
 
-export function allocatePacketId(session: SessionState): number {
+export function allocatePacketId(broker: Broker, session: SessionState): number {
   let candidate = session.nextPacketId;
   // The window never exceeds 65535, so a free identifier exists; the loop is bounded by it.
   for (let attempt = 0; attempt < 0xffff; attempt++) {
-    if (!session.inflight.has(candidate)) return candidate;
+    if (!session.inflight.has(candidate) && !broker.streams.packetIdInUse(session, candidate)) return candidate;
     candidate = nextPacketIdAfter(candidate);
   }
   assert(false, 'no free packet identifier');
@@ -207,7 +215,7 @@ function sendInflight(
   nowMs: number,
 ): void {
   if (encoded.bytes.length > connection.maximumPacketSize) return dropTooLarge(broker, session.clientId, message);
-  const packetId = allocatePacketId(session);
+  const packetId = allocatePacketId(broker, session);
   const sequence = session.nextDeliverySequence;
   broker.commit({ kind: 'delivery-queued', clientId: session.clientId, sequence, messageId: message.messageId, qos, retain, subscriptionIds, packetId, phase: 'publish' });
   const bytes = publishBytesFor(connection, encoded, message, qos, retain, subscriptionIds, nowMs, packetId);
@@ -222,7 +230,7 @@ function sendInflight(
  */
 function replaySink(broker: Broker, session: SessionState, connection: Connection, nowMs: number): ReplaySink {
   return {
-    canSend: (qos) => !isOutputFull(broker, connection) && (qos === 0 || session.inflight.size < windowSize(broker, connection)),
+    canSend: (qos) => !isOutputFull(broker, connection) && (qos === 0 || inflightCount(broker, session) < windowSize(broker, connection)),
     send: (message, qos, subscriptionIds) => {
       const encoded = encodePublishFor(message, connection.version, qos, true, subscriptionIds, nowMs);
       if (qos > 0) return sendInflight(broker, session, connection, message, qos, true, subscriptionIds, encoded, nowMs);
@@ -275,12 +283,12 @@ function isFull(broker: Broker, session: SessionState, bytes: number): boolean {
   return session.queue.length >= broker.config.queuedMessagesPerSessionMax || session.queuedBytes + bytes > broker.config.queuedBytesPerSessionMax;
 }
 
-/** Moves retained messages owed to new subscriptions, then queued deliveries, into the window while it has room. */
+/** Moves retained messages owed to new subscriptions, then queued deliveries, then stream entries, into the window while it has room. */
 export function pump(broker: Broker, session: SessionState, connection: Connection, nowMs: number): void {
   if (connection.retainedReplay !== null && !advanceRetainedReplay(broker, connection, replaySink(broker, session, connection, nowMs), nowMs)) return;
   const window = windowSize(broker, connection);
   // Bounded by the queue length: every pass removes the head (or the loop stops at the output cap).
-  while (session.queue.length > 0 && session.inflight.size < window && !isOutputFull(broker, connection)) {
+  while (session.queue.length > 0 && inflightCount(broker, session) < window && !isOutputFull(broker, connection)) {
     const head = session.queue[0]!;
     const message = broker.state.messages.get(head.messageId)!;
     if (isExpired(message, nowMs)) {
@@ -300,15 +308,20 @@ export function pump(broker: Broker, session: SessionState, connection: Connecti
       dropTooLarge(broker, session.clientId, message);
       continue;
     }
-    const packetId = allocatePacketId(session);
+    const packetId = allocatePacketId(broker, session);
     broker.commit({ kind: 'delivery-sent', clientId: session.clientId, sequence: head.sequence, packetId });
     const bytes = publishBytesFor(connection, encoded, message, head.qos, head.retain, head.subscriptionIds, nowMs, packetId);
     broker.send(connection, bytes, head.qos === 2 ? broker.store.appendedLsn : 0);
     countSent(broker);
   }
+  // Then the session's stream readers take what room is left (streams/streams.ts).
+  broker.streams.pumpSession(session, connection);
 }
 
-/** On resume: every unacknowledged delivery again, in order, then whatever fits from the queue. */
+/**
+ * On resume: every unacknowledged delivery again, in order, then the unacknowledged stream
+ * deliveries, then whatever fits from the queue and the stream readers.
+ */
 export function redeliver(broker: Broker, session: SessionState, connection: Connection, nowMs: number): void {
   for (const delivery of [...session.inflight.values()]) {
     if (delivery.phase === 'pubrel') {
@@ -336,5 +349,6 @@ export function redeliver(broker: Broker, session: SessionState, connection: Con
     broker.send(connection, bytes, delivery.qos === 2 ? broker.store.appendedLsn : 0);
     countSent(broker);
   }
+  broker.streams.sessionBound(session, connection);
   pump(broker, session, connection, nowMs);
 }

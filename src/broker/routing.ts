@@ -88,10 +88,12 @@ export class Router implements MatchSink<SubscriptionState> {
   }
 
   /**
-   * Delivers `message` (messageId 0 while not stored) to every matching session; returns how
-   * many sessions it went to. `publisherClientId` drives No Local.
+   * Delivers `message` (messageId 0 while not stored) to every matching session and appends it
+   * to every stream whose filter matches its topic (streams/streams.ts); returns how many
+   * sessions and streams it went to. `publisherClientId` drives No Local.
    */
   route(message: StoredMessage, publisherClientId: string, nowMs: number): number {
+    const appended = this.broker.streams.append(message, nowMs);
     this.targetCount = 0;
     if (this.targetIndexUsed) {
       this.targetIndexByClient.clear();
@@ -105,8 +107,8 @@ export class Router implements MatchSink<SubscriptionState> {
     this.broker.trie.match(message.topic, this);
     const count = this.targetCount;
     if (count === 0) {
-      this.broker.stats.messagesUnmatched += 1;
-      return 0;
+      if (appended === 0) this.broker.stats.messagesUnmatched += 1;
+      return appended;
     }
     const stored = this.storeIfNeeded(message);
     for (let index = 0; index < count; index++) {
@@ -118,7 +120,7 @@ export class Router implements MatchSink<SubscriptionState> {
     if (stored.messageId !== 0 && stored.references === 0) {
       this.broker.commit({ kind: 'message-discarded', messageId: stored.messageId }, !this.anyDurableTarget());
     }
-    return count;
+    return count + appended;
   }
 
   subscriber(entry: TrieEntry<SubscriptionState>, _filter: string): void {

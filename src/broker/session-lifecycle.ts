@@ -29,6 +29,8 @@ export function detachSession(broker: Broker, connection: Connection, nowMs: num
     connection.will = null;
   }
   connection.session = null;
+  // Consumer groups give what this connection had not acknowledged to their other members.
+  broker.streams.connectionLost(session);
   if (!broker.state.sessions.has(clientId)) return;
   if (expirySeconds === 0) {
     endSession(broker, clientId, nowMs);
@@ -53,6 +55,7 @@ export function endSession(broker: Broker, clientId: string, nowMs: number): voi
   if (session === undefined) return;
   broker.stats.drops.sessionEnded += session.inflight.size + session.queue.length;
   endRetainedReplay(broker, clientId);
+  broker.streams.sessionEnded(clientId);
   broker.commit({ kind: 'session-deleted', clientId });
 }
 

@@ -78,6 +78,39 @@ export interface AuthorizationStats {
   willDenied: number;
 }
 
+/**
+ * Durable streams (broker/streams/). Appends count entries (a message in two streams is two);
+ * the store's side (writes, syncs, reads, deletions, damage, compaction) is copied in after every
+ * input.
+ */
+export interface StreamStats {
+  entriesAppended: number;
+  /** Payload bytes appended, per entry. */
+  bytesAppended: number;
+  /** Stream entries sent to readers (resends not counted). */
+  deliveries: number;
+  /** Storage reads made for readers behind the memory tail, and the bytes they returned. */
+  replayReads: number;
+  replayReadBytes: number;
+  /** Offsets readers lost before reaching them (retention, damage): each announced to its reader. */
+  entriesSkipped: number;
+  /** Consumer groups whose position retention had to move past entries they had not acknowledged. */
+  groupsCut: number;
+  /** Offsets those groups lost. */
+  groupEntriesCut: number;
+  entriesWritten: number;
+  segmentSyncs: number;
+  /** Segments deleted (retention, stream deletion). */
+  segmentsDeleted: number;
+  /** Retention decisions that moved a stream's first offset (one `stream-trimmed` record each). */
+  trims: number;
+  damagedFrames: number;
+  /** Last-value compaction: steps run, segments rewritten, entries dropped. */
+  compactionSteps: number;
+  compactions: number;
+  entriesCompacted: number;
+}
+
 export interface BrokerStats {
   connectionsOpened: number;
   /** Transport connections currently open (CONNECT or not). */
@@ -119,6 +152,7 @@ export interface BrokerStats {
   limits: LimitStats;
   authorization: AuthorizationStats;
   throttle: ThrottleStats;
+  streams: StreamStats;
 }
 
 export function createStats(): BrokerStats {
@@ -159,5 +193,23 @@ export function createStats(): BrokerStats {
     },
     authorization: { subscribeDenied: 0, publishDenied: 0, receiveDenied: 0, willDenied: 0 },
     throttle: { publisherPauses: 0, budgetPauses: 0, pausedCurrent: 0, stalledReceivers: 0 },
+    streams: {
+      entriesAppended: 0,
+      bytesAppended: 0,
+      deliveries: 0,
+      replayReads: 0,
+      replayReadBytes: 0,
+      entriesSkipped: 0,
+      groupsCut: 0,
+      groupEntriesCut: 0,
+      entriesWritten: 0,
+      segmentSyncs: 0,
+      segmentsDeleted: 0,
+      trims: 0,
+      damagedFrames: 0,
+      compactionSteps: 0,
+      compactions: 0,
+      entriesCompacted: 0,
+    },
   };
 }

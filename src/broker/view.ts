@@ -9,11 +9,12 @@
  * inflight messages) are computed when asked, for the same reason.
  */
 import { assert } from '../assert.js';
-import type { BrokerGauges, BrokerView, ClientSummary, PageQuery, RetainedSummary, SessionSummary, SubscriptionSummary } from '../contract.js';
+import type { BrokerGauges, BrokerView, ClientSummary, PageQuery, RetainedSummary, SessionSummary, StreamSummary, SubscriptionSummary } from '../contract.js';
 import type { SessionState, SubscriptionState } from '../store/state-store.js';
 import { matchesFilter } from '../topics/match-filter.js';
 import type { Broker } from './broker.js';
 import type { Connection } from './connection.js';
+import { streamSummaries } from './streams/stream-admin.js';
 
 /** The most items one page may hold, whatever the query asks. */
 export const pageItemsMax = 1_000;
@@ -100,6 +101,10 @@ export class BrokerInspection implements BrokerView {
       const message = state.messages.get(state.retained.get(topic)!)!;
       return { topic, qos: message.qos, payloadBytes: message.payload.length, payloadText: payloadText(message.payload), storedAtMs: message.createdAtMs };
     });
+  }
+
+  streams(): StreamSummary[] {
+    return streamSummaries(this.broker);
   }
 
   private sessionSummary(session: SessionState): SessionSummary {

@@ -19,17 +19,25 @@
  * PUBLISH's routing without its packet identifier, or the reverse, and exactly once would break
  * (found by the simulator, seed 428).
  *
+ * Streams: the store also keeps every stream's segment files (streams/stream-log.ts). It sees
+ * the stream records it appends (the entries of `stream-appended`, trims, deletions) and the ones
+ * it replays, and recovery runs in three steps: the stream files are scanned first (so that the
+ * replay can keep the entries the files lost), then the log is replayed, then the broker hands
+ * the replayed state to `streams.finishRecovery` to reconcile the files with it. A snapshot
+ * carries the entries not yet synced in the segments, since the log records that held them go.
+ *
  * A storage failure is final: `failure` says what happened and the store accepts no more
  * records. The broker must stop; a restart recovers from what the disk holds.
  */
 import { assert } from '../assert.js';
-import type { SyncPolicy } from '../config.js';
+import type { BrokerConfig, SyncPolicy } from '../config.js';
 import type { StorageRequest, StorageResult } from '../contract.js';
 import { LogRecovery, type RecoveryOutcome, snapshotFileName } from './log-recovery.js';
 import { groupEndFlag, LogWriter } from './log-writer.js';
 import { decodeStateRecord, encodeStateRecord } from './record-codec.js';
 import { SnapshotWriter } from './snapshot-writer.js';
 import { createStoreStats, type DurableState, type RecordOrigin, type StateRecord, type StateStore, type StoreStats, snapshotRecords } from './state-store.js';
+import { StreamLog, type StreamLogOptions } from './streams/stream-log.js';
 
 export interface DurableStoreOptions {
   syncPolicy: SyncPolicy;
@@ -38,6 +46,8 @@ export interface DurableStoreOptions {
   /** Log bytes written since the last snapshot that trigger the next one. */
   snapshotLogBytes: number;
   writeBytesMax: number;
+  /** The stream log's sizes (BrokerConfig's stream settings); defaults when absent. */
+  streams?: Partial<StreamLogOptions>;
 }
 
 export const defaultDurableStoreOptions: DurableStoreOptions = {
@@ -48,10 +58,32 @@ export const defaultDurableStoreOptions: DurableStoreOptions = {
   writeBytesMax: 4 * 1024 * 1024,
 };
 
+/** The stream log's sizes from the broker's configuration (its stream settings). */
+export function streamLogOptionsFor(config: BrokerConfig): Partial<StreamLogOptions> {
+  return {
+    segmentBytesMax: config.streamSegmentBytesMax,
+    indexIntervalBytes: config.streamIndexIntervalBytes,
+    unsyncedBytesMax: config.streamUnsyncedBytesMax,
+    lastValueTopicsMax: config.streamLastValueTopicsMax,
+  };
+}
+
+/** The stream log's sizes when the options name none (BrokerConfig's defaults). */
+const defaultStreamLogOptions: Omit<StreamLogOptions, 'writeBytesMax'> = {
+  segmentBytesMax: 16 * 1024 * 1024,
+  indexIntervalBytes: 16 * 1024,
+  unsyncedBytesMax: 4 * 1024 * 1024,
+  lastValueTopicsMax: 1_000_000,
+};
+
 export class DurableStateStore implements StateStore {
   private requestId = 1;
   private readonly nextRequestId = (): number => this.requestId++;
-  private recovery: LogRecovery | null;
+  /** The log's recovery: null before it starts (the stream files are scanned first) and after it ends. */
+  private recovery: LogRecovery | null = null;
+  private recoveryPhase: 'streams' | 'log' | 'done' = 'streams';
+  /** Every stream's segment files (streams/stream-log.ts). */
+  readonly streams: StreamLog;
   private recovered: StateRecord[] = [];
   /** Records of the group being read back, applied only when its end arrives. */
   private recoveredGroup: StateRecord[] = [];
@@ -82,6 +114,14 @@ export class DurableStateStore implements StateStore {
 
   constructor(private readonly options: DurableStoreOptions) {
     assert(options.segmentBytesMax >= 4096, 'segments of at least 4 KiB');
+    this.streams = new StreamLog({ ...defaultStreamLogOptions, ...options.streams, writeBytesMax: options.writeBytesMax }, this.nextRequestId);
+    this.startLogRecovery();
+  }
+
+  /** Starts replaying the log once the stream files are scanned. */
+  private startLogRecovery(): void {
+    if (this.recoveryPhase !== 'streams' || !this.streams.scanned) return;
+    this.recoveryPhase = 'log';
     this.recovery = new LogRecovery(
       this.nextRequestId,
       (record, fromSnapshot, file, offset) => this.decode(record.type, record.body, { file, offset, lsn: record.lsn, snapshot: fromSnapshot }),
@@ -92,12 +132,13 @@ export class DurableStateStore implements StateStore {
   }
 
   get failure(): string | null {
-    return this.failureMessage ?? this.recovery?.failure ?? this.writer?.failure?.message ?? null;
+    return this.failureMessage ?? this.recovery?.failure ?? this.writer?.failure?.message ?? this.streams.failure ?? null;
   }
 
   recover(_nowMs: number): readonly StateRecord[] | null {
+    if (this.recoveryPhase === 'done') return [];
     const recovery = this.recovery;
-    if (recovery === null) return [];
+    if (recovery === null) return null;
     if (this.failure !== null || recovery.outcome === null) return null;
     const outcome = recovery.outcome;
     this.recoveryOutcome = outcome;
@@ -106,6 +147,7 @@ export class DurableStateStore implements StateStore {
     const options = { segmentBytesMax: this.options.segmentBytesMax, syncPolicy: this.options.syncPolicy, syncIntervalMs: this.options.syncIntervalMs, writeBytesMax: this.options.writeBytesMax };
     this.writer = new LogWriter(options, outcome.nextLsn, outcome.openSegment, this.nextRequestId, outcome.segments);
     this.recovery = null;
+    this.recoveryPhase = 'done';
     this.durableGroupEndLsn = outcome.nextLsn - 1;
     // An incomplete last group was cut off the log by recovery; its records are dropped here.
     this.recoveredGroup = [];
@@ -131,7 +173,9 @@ export class DurableStateStore implements StateStore {
     this.logBytesWritten += body.length;
     this.stats.recordsAppended += 1;
     this.stats.bytesAppended += body.length;
-    return this.writer.append(type, body);
+    const lsn = this.writer.append(type, body);
+    this.streams.observe(record, lsn);
+    return lsn;
   }
 
   get durableLsn(): number {
@@ -163,11 +207,16 @@ export class DurableStateStore implements StateStore {
     if (this.recovery !== null) requests.push(...this.recovery.takeRequests());
     if (this.writer !== null) requests.push(...this.writer.takeRequests());
     if (this.snapshot !== null) requests.push(...this.snapshot.takeRequests());
+    requests.push(...this.streams.takeRequests());
     return requests;
   }
 
   storageCompleted(nowMs: number, result: StorageResult): void {
     this.lastNowMs = nowMs;
+    if (this.streams.handleResult(result)) {
+      this.startLogRecovery();
+      return;
+    }
     if (this.recovery?.handleResult(result)) return;
     const syncedBefore = this.writer?.syncedLsn ?? 0;
     if (this.writer?.handleResult(result, nowMs)) {
@@ -198,7 +247,7 @@ export class DurableStateStore implements StateStore {
     if (coveredLsn === this.snapshotLsn) return;
     // A snapshot covers whole groups only (recovery treats its LSN as a group boundary).
     if (writer.hasOpenGroup) return;
-    const records = snapshotRecords(state).map(encodeStateRecord);
+    const records = snapshotRecords(state, this.streams).map(encodeStateRecord);
     const segments = writer.segments;
     const obsolete = this.pendingObsolete.splice(0);
     // A segment is covered when the next one starts at or before coveredLsn + 1.
@@ -215,7 +264,9 @@ export class DurableStateStore implements StateStore {
     if (this.failureMessage !== null) return;
     try {
       if (origin.snapshot) {
-        this.recovered.push(decodeStateRecord(type, body));
+        const record = decodeStateRecord(type, body);
+        this.streams.observeRecovered(record);
+        this.recovered.push(record);
         this.recoveredOrigins.push(origin);
         return;
       }
@@ -223,6 +274,7 @@ export class DurableStateStore implements StateStore {
       this.recoveredGroupOrigins.push(origin);
       if ((type & groupEndFlag) === 0) return;
       for (let index = 0; index < this.recoveredGroup.length; index++) {
+        this.streams.observeRecovered(this.recoveredGroup[index]!);
         this.recovered.push(this.recoveredGroup[index]!);
         this.recoveredOrigins.push(this.recoveredGroupOrigins[index]!);
       }

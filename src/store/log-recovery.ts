@@ -24,6 +24,7 @@ import { assert } from '../assert.js';
 import type { StorageRequest, StorageResult } from '../contract.js';
 import { isSeal, type OpenSegment, sealRecordType } from './log-writer.js';
 import { encodeFrame, type FrameRecord, scanFrames } from './record-frame.js';
+import { isStreamFile } from './streams/stream-files.js';
 
 export const snapshotEndRecordType = 255;
 const segmentPattern = /^wal-(\d{16})\.log$/;
@@ -106,7 +107,8 @@ export class LogRecovery {
     for (const file of files) {
       const match = snapshotPattern.exec(file.name);
       if (match && (newestSnapshot === null || Number(match[1]) > newestSnapshot.lsn)) newestSnapshot = { ...file, lsn: Number(match[1]) };
-      if (file.name.endsWith('.tmp')) {
+      // The stream log's files (and its temporary ones) are its own recovery's (streams/stream-recovery.ts).
+      if (file.name.endsWith('.tmp') && !isStreamFile(file.name)) {
         this.cleanupQueue.push({ op: 'delete', requestId: 0, file: file.name });
         this.warnings.push(`removed ${file.name}, left by a snapshot that never completed`);
       }

@@ -19,7 +19,8 @@
  * identifiers in range). Configured limits may have changed since the record was written, so they
  * are not checked here.
  */
-import { checkTopicFilter, checkTopicName, type TopicLimits } from '../topics/validate.js';
+import { streamNamePattern } from '../config.js';
+import { checkTopicFilter, checkTopicName, parseSharedFilter, type TopicLimits } from '../topics/validate.js';
 import { applyRecord, type DurableState, type StateRecord } from './state-store.js';
 
 /** MQTT's own bounds on a topic: a two-byte length, so at most 65,535 bytes (and as many levels). */
@@ -67,6 +68,13 @@ export function recordProblem(record: StateRecord): string | null {
     }
     case 'delivery-queued':
       return qosProblem(record.qos, 1) ?? packetIdProblem(record.packetId, true);
+    case 'stream-created':
+    case 'stream-deleted':
+    case 'stream-appended':
+    case 'stream-trimmed':
+    case 'stream-position':
+    case 'stream-group-position':
+      return streamRecordProblem(record);
     case 'delivery-sent':
     case 'delivery-released':
     case 'delivery-completed':
@@ -76,6 +84,69 @@ export function recordProblem(record: StateRecord): string | null {
     default:
       return null;
   }
+}
+
+function offsetProblem(offset: unknown, what: string): string | null {
+  return typeof offset === 'number' && Number.isSafeInteger(offset) && offset >= 0 ? null : `${what} ${String(offset)} is not an offset`;
+}
+
+function optionalOffsetProblem(offset: unknown, what: string): string | null {
+  return offset === undefined ? null : offsetProblem(offset, what);
+}
+
+function streamNameProblem(name: unknown): string | null {
+  return typeof name === 'string' && streamNamePattern.test(name) ? null : `stream name ${JSON.stringify(name)} is invalid`;
+}
+
+type StreamRecord = Extract<StateRecord, { kind: 'stream-created' | 'stream-deleted' | 'stream-appended' | 'stream-trimmed' | 'stream-position' | 'stream-group-position' }>;
+
+function streamRecordProblem(record: StreamRecord): string | null {
+  switch (record.kind) {
+    case 'stream-created':
+      return streamCreatedProblem(record);
+    case 'stream-deleted':
+      return streamNameProblem(record.stream);
+    case 'stream-appended':
+      return streamAppendedProblem(record);
+    case 'stream-trimmed':
+      return streamNameProblem(record.stream) ?? offsetProblem(record.firstOffset, 'first offset');
+    case 'stream-position': {
+      const notBefore = record.notBeforeMs;
+      if (notBefore !== undefined && !Number.isSafeInteger(notBefore)) return `position time ${notBefore} is not a time`;
+      return clientIdProblem(record.clientId) ?? checkTopicFilter(record.filter, protocolTopicLimits) ?? offsetProblem(record.offset, 'position');
+    }
+    case 'stream-group-position':
+      if (typeof record.group !== 'string' || record.group.length === 0) return 'empty consumer group';
+      return streamNameProblem(record.stream) ?? offsetProblem(record.offset, 'group position');
+  }
+}
+
+function streamCreatedProblem(record: Extract<StateRecord, { kind: 'stream-created' }>): string | null {
+  const { name, filter, retentionMs, retentionBytes, lastValue } = record.stream;
+  const problem = streamNameProblem(name) ?? checkTopicFilter(filter, protocolTopicLimits);
+  if (problem !== null) return problem;
+  if (parseSharedFilter(filter) !== null) return 'a stream filter is not shared';
+  if (!Number.isSafeInteger(retentionMs) || retentionMs < 0 || !Number.isSafeInteger(retentionBytes) || retentionBytes < 0) return 'stream retention out of range';
+  if (typeof lastValue !== 'boolean') return 'stream lastValue is not a boolean';
+  const counterProblem = optionalOffsetProblem(record.nextOffset, 'next offset') ?? optionalOffsetProblem(record.firstOffset, 'first offset');
+  if (counterProblem !== null) return counterProblem;
+  if ((record.firstOffset ?? 0) > (record.nextOffset ?? 0)) return 'stream starts after its end';
+  if (record.lastTimeMs !== undefined && !Number.isSafeInteger(record.lastTimeMs)) return 'stream time is not a time';
+  return null;
+}
+
+function streamAppendedProblem(record: Extract<StateRecord, { kind: 'stream-appended' }>): string | null {
+  const problem = checkTopicName(record.topic, protocolTopicLimits) ?? qosProblem(record.qos, 0);
+  if (problem !== null) return problem;
+  if (!Number.isSafeInteger(record.timeMs)) return `entry time ${record.timeMs} is not a time`;
+  if (!Array.isArray(record.entries) || record.entries.length === 0) return 'an appended message names no stream';
+  for (let index = 0; index < record.entries.length; index++) {
+    const entry = record.entries[index]!;
+    const entryProblem = streamNameProblem(entry.stream) ?? offsetProblem(entry.offset, 'offset');
+    if (entryProblem !== null) return entryProblem;
+    for (let other = 0; other < index; other++) if (record.entries[other]!.stream === entry.stream) return `stream ${entry.stream} named twice`;
+  }
+  return null;
 }
 
 /**

@@ -41,6 +41,12 @@ export const recordTypes: Readonly<Record<StateRecordKind, number>> = {
   'will-set': 19,
   'will-cleared': 20,
   'message-discarded': 21,
+  'stream-created': 22,
+  'stream-deleted': 23,
+  'stream-appended': 24,
+  'stream-trimmed': 25,
+  'stream-position': 26,
+  'stream-group-position': 27,
 };
 
 const kindsByType: StateRecordKind[] = [];

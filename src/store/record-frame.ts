@@ -83,7 +83,8 @@ export function scanFrames(bytes: Uint8Array, nextLsn: number, bodyBytesMax: num
   return { records, validEnd: offset, ending: 'clean', problem: null };
 }
 
-function parseFrameAt(bytes: Uint8Array, offset: number, bodyBytesMax: number): FrameRecord | string {
+/** The frame starting at `offset`, or why there is none (damage, or bytes that end mid-frame). */
+export function parseFrameAt(bytes: Uint8Array, offset: number, bodyBytesMax: number): FrameRecord | string {
   if (bytes.length - offset < frameHeaderBytes) return 'incomplete frame header';
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const bodyLength = view.getUint32(offset + 4, true);

@@ -13,6 +13,11 @@
  * delivery records and from the retained table, with a reference count; a publish to a thousand
  * offline sessions writes its payload once.
  *
+ * Streams (src/broker/streams/) keep only their counters here: each stream's next and first
+ * offset, its newest entry's time, its consumer groups' committed positions, and every session's
+ * position per `$stream` subscription. The entries themselves are carried by `stream-appended`
+ * records into the store, which keeps them in the stream's segment files (store/streams/).
+ *
  * Acknowledgement depends on durability: `append` returns a log sequence number (LSN) and the
  * broker holds back every acknowledgement until `durableLsn` reaches the LSN of the records it
  * depends on. A store that writes through storage actions hands the broker its `StorageRequest`s
@@ -21,8 +26,10 @@
  */
 import { assert } from '../assert.js';
 import type { Properties, ProtocolVersion, Qos, Will } from '../codec/packets.js';
+import type { StreamDefinition } from '../config.js';
 import type { StorageRequest, StorageResult } from '../contract.js';
 import { isBrokerTopic } from '../topics/validate.js';
+import type { StreamStore } from './streams/stream-store.js';
 
 /** A subscription as a session holds it. `filter` is the full filter (with any `$share/` prefix). */
 export interface SubscriptionState {
@@ -89,6 +96,11 @@ export interface SessionState {
   queuedBytes: number;
   /** QoS 2 packet identifiers received and not yet released by PUBREL. */
   readonly incomingQos2: Set<number>;
+  /**
+   * Where each `$stream` subscription (by its filter) continues after a reconnect or a restart:
+   * its first unacknowledged offset. Written for persistent sessions only (stream-position).
+   */
+  readonly streamPositions: Map<string, StreamPosition>;
   nextPacketId: number;
   nextDeliverySequence: number;
   /**
@@ -98,6 +110,39 @@ export interface SessionState {
    * that a restarted broker decides deliveries to an offline session as it did before.
    */
   username?: string | null;
+}
+
+/**
+ * A `$stream` reader's committed place: the first offset it has not acknowledged and, after a
+ * seek by time that no entry answered yet, the time before which entries are skipped (null: none).
+ */
+export interface StreamPosition {
+  readonly offset: number;
+  readonly notBeforeMs: number | null;
+}
+
+/** A stream as durable state keeps it: its definition and its counters (never its entries). */
+export interface StreamState {
+  readonly name: string;
+  /** The definition may change (a config file edited between starts): `stream-created` again. */
+  filter: string;
+  retentionMs: number;
+  retentionBytes: number;
+  lastValue: boolean;
+  /** The offset the next appended entry gets. */
+  nextOffset: number;
+  /** The oldest offset retention kept (entries below are gone); compaction may leave gaps above it. */
+  firstOffset: number;
+  /** The time of the newest entry (Unix milliseconds); entries' times never decrease. */
+  lastTimeMs: number;
+  /** Consumer groups' committed positions: group key (stream-groups.ts) to first unacknowledged offset. */
+  readonly groups: Map<string, number>;
+}
+
+/** One entry of a `stream-appended` record: which stream got the message, at which offset. */
+export interface StreamEntryRef {
+  readonly stream: string;
+  readonly offset: number;
 }
 
 /** A user name as records and state keep it: null is anonymous, undefined (absent) unknown. */
@@ -119,6 +164,8 @@ export interface DurableState {
    */
   readonly willUsernames?: Map<string, string | null>;
   nextMessageId: number;
+  /** Durable streams by name. */
+  readonly streams: Map<string, StreamState>;
 }
 
 export type StoredMessageFields = Omit<StoredMessage, 'references'>;
@@ -161,7 +208,22 @@ export type StateRecord =
   | { kind: 'incoming-qos2-recorded'; clientId: string; packetId: number }
   | { kind: 'incoming-qos2-released'; clientId: string; packetId: number }
   | { kind: 'will-set'; clientId: string; will: Will; username?: string | null }
-  | { kind: 'will-cleared'; clientId: string };
+  | { kind: 'will-cleared'; clientId: string }
+  /**
+   * A stream defined, or redefined when it exists (its counters stay). Snapshots add the counters:
+   * `nextOffset` is then the persisted offset (entries below it are synced in the stream's
+   * segments) and the snapshot's `stream-appended` records that follow bring it to the live one.
+   */
+  | { kind: 'stream-created'; stream: StreamDefinition; nextOffset?: number; firstOffset?: number; lastTimeMs?: number }
+  | { kind: 'stream-deleted'; stream: string }
+  /** A message appended to one or more streams: its fields once, the offset it got in each. */
+  | { kind: 'stream-appended'; timeMs: number; topic: string; qos: Qos; payload: Uint8Array; properties?: Properties; entries: readonly StreamEntryRef[] }
+  /** Retention deleted the entries below `firstOffset` (whole segments). */
+  | { kind: 'stream-trimmed'; stream: string; firstOffset: number }
+  /** A session's `$stream` subscription committed its position (once per input that moved it). */
+  | { kind: 'stream-position'; clientId: string; filter: string; offset: number; notBeforeMs?: number }
+  /** A consumer group committed its position: the lowest offset no member has acknowledged. */
+  | { kind: 'stream-group-position'; stream: string; group: string; offset: number };
 
 export type StateRecordKind = StateRecord['kind'];
 
@@ -235,6 +297,8 @@ export interface StateStore {
   readonly stats?: StoreStats;
   /** Offered the live state after each input; a store may rewrite its log as `snapshotRecords(state)`. */
   maybeCompact(state: DurableState): void;
+  /** Optional: the store keeps durable streams' entries (streams/stream-store.ts); without it the broker has no streams. */
+  readonly streams?: StreamStore;
 }
 
 /**
@@ -415,7 +479,7 @@ const emptyLists: (readonly number[] | undefined)[] = [];
 const queueCapacityMin = 8;
 
 export function createDurableState(): DurableState {
-  return { sessions: new Map(), messages: new Map(), retained: new Map(), retainedBytes: 0, wills: new Map(), willUsernames: new Map(), nextMessageId: 1 };
+  return { sessions: new Map(), messages: new Map(), retained: new Map(), retainedBytes: 0, wills: new Map(), willUsernames: new Map(), nextMessageId: 1, streams: new Map() };
 }
 
 function createSession(clientId: string, protocolVersion: ProtocolVersion, expiryIntervalSeconds: number, username: StoredUsername): SessionState {
@@ -429,6 +493,7 @@ function createSession(clientId: string, protocolVersion: ProtocolVersion, expir
     queue: new DeliveryQueue(),
     queuedBytes: 0,
     incomingQos2: new Set(),
+    streamPositions: new Map(),
     nextPacketId: 1,
     nextDeliverySequence: 1,
     username,
@@ -498,8 +563,7 @@ export function applyRecord(state: DurableState, record: StateRecord): void {
       sessionOf(state, record.clientId).subscriptions.set(record.subscription.filter, record.subscription);
       return;
     case 'subscription-removed':
-      sessionOf(state, record.clientId).subscriptions.delete(record.filter);
-      return;
+      return removeSubscription(sessionOf(state, record.clientId), record.filter);
     case 'message-stored':
       applyMessageStored(state, record.message);
       return;
@@ -517,17 +581,93 @@ export function applyRecord(state: DurableState, record: StateRecord): void {
       applyRetained(state, record.topic, record.kind === 'retained-set' ? record.messageId : 0);
       return;
     case 'will-set':
-      state.wills.set(record.clientId, record.will);
-      if (record.username === undefined) state.willUsernames?.delete(record.clientId);
-      else state.willUsernames?.set(record.clientId, record.username);
-      return;
+      return setWill(state, record.clientId, record.will, record.username);
     case 'will-cleared':
-      state.wills.delete(record.clientId);
-      state.willUsernames?.delete(record.clientId);
-      return;
+      return setWill(state, record.clientId, null, undefined);
+    case 'stream-created':
+    case 'stream-deleted':
+    case 'stream-appended':
+    case 'stream-trimmed':
+    case 'stream-position':
+    case 'stream-group-position':
+      return applyStreamRecord(state, record);
     default:
       applyDeliveryRecord(state, record);
   }
+}
+
+/** Stores a client's will with its owner (undefined: unknown), or clears it (null). */
+function setWill(state: DurableState, clientId: string, will: Will | null, username: StoredUsername): void {
+  if (will === null) state.wills.delete(clientId);
+  else state.wills.set(clientId, will);
+  if (will === null || username === undefined) state.willUsernames?.delete(clientId);
+  else state.willUsernames?.set(clientId, username);
+}
+
+/** A subscription ends, and with it its stream position if it read a stream. */
+function removeSubscription(session: SessionState, filter: string): void {
+  session.subscriptions.delete(filter);
+  session.streamPositions.delete(filter);
+}
+
+type StreamRecord = Extract<StateRecord, { kind: 'stream-created' | 'stream-deleted' | 'stream-appended' | 'stream-trimmed' | 'stream-position' | 'stream-group-position' }>;
+
+function streamOf(state: DurableState, name: string): StreamState {
+  const stream = state.streams.get(name);
+  if (stream === undefined) assert(false, `record for unknown stream ${name}`);
+  return stream;
+}
+
+function applyStreamRecord(state: DurableState, record: StreamRecord): void {
+  switch (record.kind) {
+    case 'stream-created':
+      applyStreamCreated(state, record);
+      return;
+    case 'stream-deleted':
+      streamOf(state, record.stream);
+      state.streams.delete(record.stream);
+      return;
+    case 'stream-appended':
+      for (const entry of record.entries) {
+        const stream = streamOf(state, entry.stream);
+        // Offsets are handed out in order, one each; a record saying otherwise is not this log's.
+        if (entry.offset !== stream.nextOffset) assert(false, `stream ${entry.stream} offset ${entry.offset} where ${stream.nextOffset} was next`);
+        stream.nextOffset += 1;
+        if (record.timeMs > stream.lastTimeMs) stream.lastTimeMs = record.timeMs;
+      }
+      return;
+    case 'stream-trimmed': {
+      const stream = streamOf(state, record.stream);
+      assert(record.firstOffset <= stream.nextOffset, 'a stream is not trimmed past its end');
+      if (record.firstOffset > stream.firstOffset) stream.firstOffset = record.firstOffset;
+      return;
+    }
+    case 'stream-position': {
+      const session = sessionOf(state, record.clientId);
+      assert(session.subscriptions.has(record.filter), 'a stream position belongs to a subscription of its session');
+      session.streamPositions.set(record.filter, { offset: record.offset, notBeforeMs: record.notBeforeMs ?? null });
+      return;
+    }
+    case 'stream-group-position':
+      streamOf(state, record.stream).groups.set(record.group, record.offset);
+      return;
+  }
+}
+
+function applyStreamCreated(state: DurableState, record: Extract<StateRecord, { kind: 'stream-created' }>): void {
+  const { name, filter, retentionMs, retentionBytes, lastValue } = record.stream;
+  const existing = state.streams.get(name);
+  if (existing !== undefined) {
+    existing.filter = filter;
+    existing.retentionMs = retentionMs;
+    existing.retentionBytes = retentionBytes;
+    existing.lastValue = lastValue;
+    return;
+  }
+  const nextOffset = record.nextOffset ?? 0;
+  const firstOffset = record.firstOffset ?? 0;
+  assert(firstOffset <= nextOffset, 'a stream starts at or before its end');
+  state.streams.set(name, { name, filter, retentionMs, retentionBytes, lastValue, nextOffset, firstOffset, lastTimeMs: record.lastTimeMs ?? 0, groups: new Map() });
 }
 
 function applyMessageStored(state: DurableState, fields: StoredMessageFields): void {
@@ -659,11 +799,25 @@ export function finishReplay(state: DurableState): void {
 }
 
 /**
- * The live durable state as a minimal record list: replaying it yields the same state (volatile
- * sessions excepted; they are never durable). Used by stores to compact their logs.
+ * What a store that keeps stream segments adds to a snapshot of a stream: the offset below which
+ * its entries are synced in the segments, and the entries from there to the stream's end as
+ * `stream-appended` records (each naming this stream alone), which the snapshot must carry
+ * because the log records that held them are about to be deleted.
  */
-export function snapshotRecords(state: DurableState): StateRecord[] {
+export interface StreamSnapshotSource {
+  unsynced(stream: StreamState): { persistedOffset: number; records: StateRecord[] };
+}
+
+/**
+ * The live durable state as a minimal record list: replaying it yields the same state (volatile
+ * sessions excepted; they are never durable). Used by stores to compact their logs. Without a
+ * `streams` source a stream's counters are written as they are and no entry is carried.
+ */
+export function snapshotRecords(state: DurableState, streams?: StreamSnapshotSource): StateRecord[] {
   const records: StateRecord[] = [{ kind: 'message-counter', nextMessageId: state.nextMessageId }];
+  // Streams before sessions: a session's stream positions refer to subscriptions, not streams,
+  // but a reader resumed right after replay looks its stream up.
+  for (const stream of state.streams.values()) snapshotStream(stream, records, streams);
   for (const message of state.messages.values()) {
     if (isVolatileRetained(state, message)) continue;
     const { references: _references, ...fields } = message;
@@ -696,6 +850,7 @@ function snapshotSession(session: SessionState, records: StateRecord[]): void {
     records.push({ kind: 'session-disconnected', clientId, atMs: session.offlineSinceMs, expiryIntervalSeconds: session.expiryIntervalSeconds });
   }
   for (const subscription of session.subscriptions.values()) records.push({ kind: 'subscription-added', clientId, subscription });
+  for (const [filter, position] of session.streamPositions) records.push(streamPositionRecord(clientId, filter, position));
   // Inflight and queued deliveries interleave by sequence; replay requires increasing sequences.
   const deliveries = [...session.inflight.values(), ...DeliveryQueue.items(session.queue)].sort((a, b) => a.sequence - b.sequence);
   for (const delivery of deliveries) {
@@ -704,6 +859,28 @@ function snapshotSession(session: SessionState, records: StateRecord[]): void {
   }
   for (const packetId of session.incomingQos2) records.push({ kind: 'incoming-qos2-recorded', clientId, packetId });
   records.push({ kind: 'session-counters', clientId, nextPacketId: session.nextPacketId, nextDeliverySequence: session.nextDeliverySequence });
+}
+
+function snapshotStream(stream: StreamState, records: StateRecord[], source: StreamSnapshotSource | undefined): void {
+  const { name, filter, retentionMs, retentionBytes, lastValue, firstOffset, lastTimeMs } = stream;
+  const definition = { name, filter, retentionMs, retentionBytes, lastValue };
+  const unsynced = source?.unsynced(stream) ?? { persistedOffset: stream.nextOffset, records: [] };
+  assert(unsynced.persistedOffset <= stream.nextOffset, 'a stream persists no more than it holds');
+  assert(unsynced.records.length === stream.nextOffset - unsynced.persistedOffset, 'a snapshot carries every unsynced entry');
+  // A trim may have passed entries not yet synced: the stream then restarts at its first offset.
+  const nextOffset = Math.max(unsynced.persistedOffset, Math.min(firstOffset, stream.nextOffset));
+  records.push({ kind: 'stream-created', stream: definition, nextOffset, firstOffset, lastTimeMs });
+  for (const record of unsynced.records) {
+    assert(record.kind === 'stream-appended' && record.entries.length === 1 && record.entries[0]!.stream === name, 'unsynced entries name their stream alone');
+    if (record.entries[0]!.offset >= nextOffset) records.push(record);
+  }
+  for (const [group, offset] of stream.groups) records.push({ kind: 'stream-group-position', stream: name, group, offset });
+}
+
+export function streamPositionRecord(clientId: string, filter: string, position: StreamPosition): StateRecord {
+  const record: StateRecord = { kind: 'stream-position', clientId, filter, offset: position.offset };
+  if (position.notBeforeMs !== null) record.notBeforeMs = position.notBeforeMs;
+  return record;
 }
 
 /** The record with its owner's user name, or without the field when the owner is unknown. */

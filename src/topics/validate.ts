@@ -143,3 +143,31 @@ export function hasWildcard(filter: string): boolean {
 export function isBrokerTopic(topic: string): boolean {
   return topic === '$SYS' || topic.startsWith('$SYS/');
 }
+
+/**
+ * True for a subscription to a durable stream (`$stream/...`, or shared: `$share/{group}/$stream/...`):
+ * such a subscription reads the stream through a cursor (broker/streams/) and is never in the
+ * subscription trie, which matches topics clients publish to, and nobody publishes to `$stream/`.
+ */
+export function isStreamFilter(filter: string): boolean {
+  if (filter.startsWith(streamPrefix)) return true;
+  if (!filter.startsWith(sharePrefix)) return false;
+  const nameEnd = filter.indexOf('/', sharePrefix.length);
+  return nameEnd >= 0 && filter.startsWith(streamPrefix, nameEnd + 1);
+}
+
+/**
+ * True for a topic no client may publish to, nor leave a will on: the broker's own `$SYS`, and
+ * `$stream/`, whose names are for reading streams (a message there could never be read: a
+ * `$stream` subscription reads a stream, not that topic).
+ */
+export function isReservedTopic(topic: string): boolean {
+  return isBrokerTopic(topic) || isStreamTopic(topic);
+}
+
+/** True for a topic under `$stream/`: reading a stream is subscribing there, and no client may publish there. */
+export function isStreamTopic(topic: string): boolean {
+  return topic === '$stream' || topic.startsWith(streamPrefix);
+}
+
+const streamPrefix = '$stream/';

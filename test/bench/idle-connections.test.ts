@@ -11,6 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { IdleConnections, wholeFirstPacket } from '../../bench/load/idle-connections.js';
 import { startBroker } from '../../bench/load/peers.js';
 import { scenarios } from '../../bench/load/scenarios.js';
+import { plainTcp } from '../../bench/load/transport.js';
 
 interface ScriptedServer {
   port: number;
@@ -160,6 +161,7 @@ describe('idle-connections scenario', () => {
     const context = {
       port: server.port,
       rssBytes: () => 0,
+      cpuMicros: () => 0,
       level: 4 as const,
       payloadBytes: 64,
       seconds: 1,
@@ -167,6 +169,9 @@ describe('idle-connections scenario', () => {
       rateMessagesPerSecond: 100,
       latencyWarmupSeconds: 0,
       connectWarmupConnections: 150,
+      transport: plainTcp,
+      tlsConnections: 1,
+      tlsWarmupConnections: 0,
     };
     const metrics = await scenario.run(context);
     expect(metrics.find((metric) => metric.name === 'connections')!.value).toBe(200);

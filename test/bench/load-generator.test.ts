@@ -30,6 +30,7 @@ import {
 } from '../../bench/load/packets.js';
 import { aedesServerScript, repositoryRoot, startBroker } from '../../bench/load/peers.js';
 import { scenarios } from '../../bench/load/scenarios.js';
+import { plainTcp } from '../../bench/load/transport.js';
 
 // biome-ignore lint/suspicious/noExplicitAny: a loosely typed view of another library's objects, read field by field.
 type Loose = Record<string, any>;
@@ -193,6 +194,7 @@ describe('harness smoke run', () => {
       const context = {
         port: broker.port,
         rssBytes: broker.rssBytes,
+        cpuMicros: broker.cpuMicros,
         level: 4 as const,
         payloadBytes: 64,
         seconds: 1,
@@ -200,6 +202,9 @@ describe('harness smoke run', () => {
         rateMessagesPerSecond: 100,
         latencyWarmupSeconds: 1,
         connectWarmupConnections: 0,
+        transport: plainTcp,
+        tlsConnections: 1,
+        tlsWarmupConnections: 0,
       };
       const metrics = await fanIn.run(context);
       const received = metrics.find((metric) => metric.name === 'received')!;

@@ -7,7 +7,8 @@
  * `openRaw()` gives a connection that keeps the raw bytes it is sent, for hostile-input tests
  * whose answers need not decode in the version the client claimed.
  */
-import { Broker } from '../../src/broker/broker.js';
+
+import { Broker, type BrokerOptions } from '../../src/broker/broker.js';
 import { PacketDecoder } from '../../src/codec/decoder.js';
 import { encodePacket } from '../../src/codec/encoder.js';
 import {
@@ -24,15 +25,28 @@ import {
   type Will,
 } from '../../src/codec/packets.js';
 import { type BrokerConfig, defaultConfig } from '../../src/config.js';
-import { type Action, defaultListener, type ListenerInfo } from '../../src/contract.js';
+import { type Action, defaultListener, type ListenerInfo, type StorageRequest, type StorageResult } from '../../src/contract.js';
 import { MemoryStateStore } from '../../src/store/memory-store.js';
+import type { StateStore } from '../../src/store/state-store.js';
 
 export const text = (value: string): Uint8Array => new TextEncoder().encode(value);
 export const decodeText = (bytes: Uint8Array): string => new TextDecoder().decode(bytes);
 
-export class Harness {
+/**
+ * For a harness over a store that issues storage requests (a DurableStateStore on a simulated
+ * disk): how requests are executed (synchronously, between inputs, each result fed back as its own
+ * input), how a restart makes the next store, and extra broker options.
+ */
+export interface HarnessStorage<S extends StateStore> {
+  /** The result now, or null to hold it back (the test completes it later with `complete`). */
+  execute(request: StorageRequest): StorageResult | null;
+  restartStore(): S;
+  brokerOptions?: Partial<BrokerOptions>;
+}
+
+export class Harness<S extends StateStore = MemoryStateStore> {
   readonly config: BrokerConfig;
-  readonly store: MemoryStateStore;
+  store: S;
   broker: Broker;
   nowMs = 1_000;
   readonly logs: Extract<Action, { kind: 'log' }>[] = [];
@@ -43,10 +57,14 @@ export class Harness {
   private readonly clients = new Map<number, Endpoint>();
   private nextConnectionId = 1;
 
-  constructor(overrides: Partial<BrokerConfig> = {}, store = new MemoryStateStore()) {
+  constructor(
+    overrides: Partial<BrokerConfig> = {},
+    store: S = new MemoryStateStore() as unknown as S,
+    private readonly storage: HarnessStorage<S> | null = null,
+  ) {
     this.config = { ...defaultConfig, ...overrides };
     this.store = store;
-    this.broker = new Broker({ config: this.config, nowMs: this.nowMs, store });
+    this.broker = new Broker({ ...this.storage?.brokerOptions, config: this.config, nowMs: this.nowMs, store });
     this.collect();
   }
 
@@ -100,22 +118,46 @@ export class Harness {
   restart(): void {
     for (const client of this.clients.values()) client.closed = true;
     this.clients.clear();
-    this.broker = new Broker({ config: this.config, nowMs: this.nowMs, store: this.store });
+    if (this.storage !== null) this.store = this.storage.restartStore();
+    this.broker = new Broker({ ...this.storage?.brokerOptions, config: this.config, nowMs: this.nowMs, store: this.store });
     this.collect();
   }
 
   collect(): void {
+    // Storage results are fed back as inputs of their own once the actions before them are handled.
+    for (let round = 0; ; round++) {
+      if (round > 1_000_000) throw new Error('storage requests never stop');
+      const results = this.collectOnce();
+      if (results.length === 0) return;
+      for (const result of results) this.broker.storageCompleted(this.nowMs, result);
+    }
+  }
+
+  /** Feeds a storage result that `HarnessStorage.execute` held back. */
+  complete(result: StorageResult): void {
+    this.broker.storageCompleted(this.nowMs, result);
+    this.collect();
+  }
+
+  private collectOnce(): StorageResult[] {
+    const results: StorageResult[] = [];
     for (const action of this.broker.drainActions()) {
       if (action.kind === 'log') {
         this.logs.push(action);
         continue;
       }
-      if (action.kind === 'storage') throw new Error('the memory store issues no storage requests');
+      if (action.kind === 'storage') {
+        if (this.storage === null) throw new Error('the memory store issues no storage requests');
+        const result = this.storage.execute(action.request);
+        if (result !== null) results.push(result);
+        continue;
+      }
       if (action.kind === 'halt') throw new Error(`broker halted: ${action.reason}`);
       if (action.kind === 'admin-result') {
         this.adminResults.push(action);
         continue;
       }
+      if (action.kind === 'cluster') throw new Error('the harness runs a broker without a cluster');
       const client = this.clients.get(action.connectionId);
       if (client === undefined) throw new Error(`action for unknown connection ${action.connectionId}`);
       if (client.closed) throw new Error(`action after close on connection ${action.connectionId}`);
@@ -129,6 +171,7 @@ export class Harness {
         client.closeReason = action.reason;
       }
     }
+    return results;
   }
 
   logEvents(): string[] {
@@ -154,7 +197,7 @@ export class RawTestConnection implements Endpoint {
   readonly readingChanges: string[] = [];
 
   constructor(
-    private readonly harness: Harness,
+    private readonly harness: Harness<StateStore>,
     readonly id: number,
   ) {}
 
@@ -193,7 +236,7 @@ export class TestClient implements Endpoint {
   private nextPacketId = 1;
 
   constructor(
-    private readonly harness: Harness,
+    private readonly harness: Harness<StateStore>,
     readonly id: number,
     readonly version: ProtocolVersion,
   ) {

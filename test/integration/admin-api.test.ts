@@ -65,7 +65,7 @@ describe('reading', () => {
     const { status, body } = await call('/api/v1/clients');
     expect(status).toBe(200);
     const byId = new Map<string, Json>(body.items.map((item: { clientId: string }) => [item.clientId, item]));
-    expect(byId.get('detail-5')).toMatchObject({ username: 'ann', listener: 'mqtt', protocolVersion: '5.0', keepAliveSeconds: 42, subscriptions: 2, queued: 0, inflight: 0 });
+    expect(byId.get('detail-5')).toMatchObject({ username: 'ann', listener: server.listeners[0].name, protocolVersion: '5.0', keepAliveSeconds: 42, subscriptions: 2, queued: 0, inflight: 0 });
     expect(byId.get('detail-4')).toMatchObject({ username: null, protocolVersion: '3.1.1' });
     expect(byId.get('detail-5').remoteAddress).toMatch(/^127\.0\.0\.1:\d+$/);
     const connectedMs = Date.parse(byId.get('detail-5').connectedAt);

@@ -94,7 +94,8 @@ describe('/metrics after a known workload', () => {
     expect(sample('keel_authorization_denials_total{action="subscribe"}')).toBe(0);
     expect(sample('keel_authentication_failures_total')).toBe(2);
     expect(sample('keel_connects_refused_total')).toBe(2);
-    expect(sample('keel_clients_connected{listener="mqtt"}')).toBe(2);
+    expect(server.listeners[0].name).toBe(`mqtt:127.0.0.1:${server.port}`);
+    expect(sample(`keel_clients_connected{listener="${server.listeners[0].name}"}`)).toBe(2);
     expect(sample('keel_clients_connected_by_version{version="3.1.1"}')).toBe(1);
     expect(sample('keel_clients_connected_by_version{version="5.0"}')).toBe(1);
     expect(sample('keel_sessions{state="online"}')).toBe(2);

@@ -73,7 +73,7 @@ describe('SIGHUP on keel serve', () => {
       const line = JSON.parse(reloadLines(keel)[0]!) as Record<string, string>;
       expect(line.signal).toBe('SIGHUP');
       expect(line.reloaded).toBe(`password file: 1 users from ${passwords}; ACL file: 1 rules for 1 users from ${acl}`);
-      expect(line.needsRestart).toMatch(/listen address and port, admin listener address and port, data directory, .*log level/);
+      expect(line.needsRestart).toMatch(/listeners \(protocols, addresses, ports, paths, which certificate files\), admin listener address and port, data directory, .*log level/);
       expect(keel.child.exitCode).toBeNull();
       expect(await subscribeCodes(client, 'rooms/b', { qos: 0 })).toEqual([0x00]);
       await clients.connect(5, { username: 'alice', password: Buffer.from('new-pw') });

@@ -103,6 +103,7 @@ export class ScriptedCore implements BrokerCore {
     sessions: () => [],
     subscriptions: () => [],
     retained: () => [],
+    streams: () => [],
   };
 
   tick(nowMs: number): void {
