@@ -30,6 +30,8 @@ export const plantedBugDescriptions = {
   'clean-start-keeps-subscriptions': "keeps a session's old subscriptions when the client asks for a clean start",
   'will-topic-unchecked': 'accepts a CONNECT whose will it must refuse (invalid or $SYS topic, QoS too high, retain unavailable), dropping the will',
   'empty-will-topic-throws': 'throws (an assertion) on a CONNECT with an empty will topic instead of refusing it',
+  'retained-replay-drops-at-cap': 'drops QoS 0 retained messages sent on SUBSCRIBE at the output cap (reported as output-full) instead of waiting',
+  'retained-replay-skips-one': 'never sends every 50th QoS 0 retained message of a replay on SUBSCRIBE',
 } as const satisfies Record<string, string>;
 
 export type PlantedBugName = keyof typeof plantedBugDescriptions;

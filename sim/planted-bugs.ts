@@ -17,7 +17,7 @@ import { Broker, type BrokerOptions } from '../src/broker/broker.js';
 import { PacketDecoder } from '../src/codec/decoder.js';
 import { encodePacket } from '../src/codec/encoder.js';
 import { type Packet, PacketType, type ProtocolVersion, type PublishPacket, type Qos, type Will } from '../src/codec/packets.js';
-import type { BrokerConfig } from '../src/config.js';
+import { type BrokerConfig, outputReportStepBytes } from '../src/config.js';
 import type { Action, AdminCommand, BrokerCore, BrokerView, ConnectionId, ConnectionPeer, StorageRequest, StorageResult } from '../src/contract.js';
 import { crc32c } from '../src/store/crc32c.js';
 import { DurableStateStore, type DurableStoreOptions } from '../src/store/durable-store.js';
@@ -750,6 +750,42 @@ class EmptyWillTopicThrows extends InterceptingBroker {
   }
 }
 
+/**
+ * The retained flood of issue 12, item 6: a QoS 0 retained copy sent because of a SUBSCRIBE is
+ * shed at the output cap like live traffic (reported as an output-full drop) instead of waiting
+ * for the connection to drain.
+ */
+class RetainedReplayDropsAtCap extends InterceptingBroker {
+  constructor(
+    inner: BrokerCore,
+    private readonly config: BrokerConfig,
+  ) {
+    super(inner);
+  }
+
+  protected onBrokerPacket(connectionId: ConnectionId, packet: Packet): Rewrite {
+    const view = this.connections.get(connectionId);
+    const clientId = view?.clientId ?? null;
+    if (packet.type !== PacketType.Publish || !packet.retain || packet.dup || packet.qos !== 0 || clientId === null) return { keep: true };
+    // Where the real cap check sheds live QoS 0: the host reports unsent output at the cap.
+    if ((view?.unsentBytes ?? 0) < this.config.connectionOutputBytesMax - outputReportStepBytes(this.config)) return { keep: true };
+    this.report({ kind: 'log', level: 'debug', event: 'message-dropped', fields: { clientId, reason: 'output-full', topic: packet.topic, payloadCrc32c: crc32c(packet.payload) } });
+    return { keep: false };
+  }
+}
+
+/** A replay cursor that steps over one entry: every 50th QoS 0 retained copy on a connection is never sent. */
+class RetainedReplaySkipsOne extends InterceptingBroker {
+  private readonly retainedSent = new Map<ConnectionId, number>();
+
+  protected onBrokerPacket(connectionId: ConnectionId, packet: Packet): Rewrite {
+    if (packet.type !== PacketType.Publish || !packet.retain || packet.dup || packet.qos !== 0) return { keep: true };
+    const sent = (this.retainedSent.get(connectionId) ?? 0) + 1;
+    this.retainedSent.set(connectionId, sent);
+    return { keep: sent % 50 !== 0 };
+  }
+}
+
 function wrap(Wrapper: new (inner: BrokerCore) => InterceptingBroker): BrokerFactory {
   return (options: BrokerOptions) => new Wrapper(new Broker(options));
 }
@@ -776,6 +812,8 @@ export const plantedBugs = {
   'clean-start-keeps-subscriptions': wrap(CleanStartKeepsSubscriptions),
   'will-topic-unchecked': (options: BrokerOptions) => new WillTopicUnchecked(new Broker(options), options.config),
   'empty-will-topic-throws': wrap(EmptyWillTopicThrows),
+  'retained-replay-drops-at-cap': (options: BrokerOptions) => new RetainedReplayDropsAtCap(new Broker(options), options.config),
+  'retained-replay-skips-one': wrap(RetainedReplaySkipsOne),
 } satisfies Record<PlantedBugName, BrokerFactory>;
 
 export type { PlantedBugName };

@@ -75,6 +75,8 @@ interface RunningBroker {
 
 const recentEventsKept = 30;
 const auditMs = 5_000;
+/** How much longer the audit waits per retained topic of a retained pacing world (one-byte segments included). */
+const auditMsPerPacedTopic = 60;
 
 export class World implements ClientContext {
   readonly clock = { nowMs: 0 };
@@ -481,8 +483,8 @@ export class World implements ClientContext {
     const livenessAtMs = quietAtMs + this.shape.quietMs;
     this.queue.push(quietAtMs, () => this.goQuiet());
     this.queue.push(livenessAtMs, () => this.checkLiveness());
-    this.queue.push(livenessAtMs + auditMs, () => this.auditRetained());
-    const endMs = livenessAtMs + auditMs;
+    this.queue.push(livenessAtMs + this.auditMs, () => this.auditRetained());
+    const endMs = livenessAtMs + this.auditMs;
     while (this.violation === null && this.unrecoverable === null) {
       const event = this.queue.pop();
       if (event === undefined || event.timeMs > endMs) break;
@@ -508,9 +510,14 @@ export class World implements ClientContext {
     }
   }
 
+  /** How long the fresh subscriber has to take the whole retained table. */
+  private get auditMs(): number {
+    return auditMs + (this.shape.retainedPacing?.topicCount ?? 0) * auditMsPerPacedTopic;
+  }
+
   private auditRetained(): void {
     const auditor = this.auditor!;
-    if (!auditor.online) return this.fail('liveness-offline', `a fresh subscriber could not connect within ${auditMs}ms of a quiet world`);
+    if (!auditor.online) return this.fail('liveness-offline', `a fresh subscriber could not connect within ${this.auditMs}ms of a quiet world`);
     this.checker.checkRetained(auditor.plan.index);
   }
 

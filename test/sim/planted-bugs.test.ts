@@ -39,8 +39,12 @@ const expectations: { bug: PlantedBugName; rules: string[]; seedStart?: number; 
   // A surplus copy to a session that is also in a shared group counts as that group's copy.
   { bug: 'copy-per-overlapping-filter', rules: ['qos0-duplicated', 'duplicate-delivery', 'shared-duplicated'] },
   { bug: 'shared-to-two-members', rules: ['shared-duplicated'] },
-  { bug: 'keepalive-never-enforced', rules: ['keepalive-not-enforced'] },
+  // A hostile probe's connection that the broker leaves open to time out is never closed either.
+  { bug: 'keepalive-never-enforced', rules: ['keepalive-not-enforced', 'hostile-not-closed'] },
   { bug: 'clean-start-keeps-subscriptions', rules: ['not-subscribed', 'shared-duplicated'] },
+  // Retained pacing worlds (sim/retained-pacing.ts) are about one in seven; 22 is the first to catch both.
+  { bug: 'retained-replay-drops-at-cap', rules: ['retained-dropped-output-full'], seedStart: 22, seeds: 1 },
+  { bug: 'retained-replay-skips-one', rules: ['retained-replay-lost'], seedStart: 22, seeds: 1 },
   { bug: 'packet-id-reused-on-wrap', rules: ['lost', 'qos2-duplicated'], seedStart: 794, seeds: 1, timeoutMs: 120_000, confirmClean: false },
 ];
 
