@@ -32,6 +32,10 @@ export const plantedBugDescriptions = {
   'empty-will-topic-throws': 'throws (an assertion) on a CONNECT with an empty will topic instead of refusing it',
   'retained-replay-drops-at-cap': 'drops QoS 0 retained messages sent on SUBSCRIBE at the output cap (reported as output-full) instead of waiting',
   'retained-replay-skips-one': 'never sends every 50th QoS 0 retained message of a replay on SUBSCRIBE',
+  'session-owner-unchecked': "lets another user's CONNECT take over a session by its client id (the ownership check skipped)",
+  'acl-reads-everything': 'skips the per-message ACL check for every subscription the ACL allowed, so deny rules withhold nothing',
+  'delete-retained-ignored': "answers an operator's delete-retained with success and clears nothing",
+  'delete-session-ignored': "answers an operator's delete-session with success and leaves the session as it was",
 } as const satisfies Record<string, string>;
 
 export type PlantedBugName = keyof typeof plantedBugDescriptions;

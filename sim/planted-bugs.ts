@@ -13,6 +13,7 @@
  * for durability: they wrap the real store and break one promise about the disk.
  */
 
+import type { Authorizer } from '../src/broker/authorizer.js';
 import { Broker, type BrokerOptions } from '../src/broker/broker.js';
 import { PacketDecoder } from '../src/codec/decoder.js';
 import { encodePacket } from '../src/codec/encoder.js';
@@ -24,6 +25,7 @@ import { DurableStateStore, type DurableStoreOptions } from '../src/store/durabl
 import type { DurableState, StateRecord, StateStore } from '../src/store/state-store.js';
 import { checkTopicName, isBrokerTopic } from '../src/topics/validate.js';
 import { parsePayload } from './clients/payload.js';
+import { passwordFor } from './identity.js';
 import type { PlantedBugName } from './planted-bug-names.js';
 import { matchingFilter, splitShared, topicMatches } from './topic-match.js';
 import type { BrokerFactory, StoreFactory } from './world.js';
@@ -786,6 +788,85 @@ class RetainedReplaySkipsOne extends InterceptingBroker {
   }
 }
 
+/**
+ * Issue 12's session leak: the check that a session belongs to the user now connecting with its
+ * client id is skipped, so another user resumes it (its subscriptions, its queue). Emulated by
+ * handing the broker such a CONNECT with the owner's user name and password in place of the
+ * newcomer's (a connection whose transport verified its user is left alone).
+ */
+class SessionOwnerUnchecked extends InterceptingBroker {
+  protected override readonly rewritesInput = true;
+  /** Per client id: the user of the last connection the broker accepted for it. */
+  private readonly owners = new Map<string, string | undefined>();
+  private readonly verified = new Map<ConnectionId, string>();
+  private readonly users = new Map<ConnectionId, string | undefined>();
+
+  override connectionOpened(nowMs: number, connectionId: ConnectionId, peer: ConnectionPeer): void {
+    if (peer.verifiedUsername !== undefined) this.verified.set(connectionId, peer.verifiedUsername);
+    super.connectionOpened(nowMs, connectionId, peer);
+  }
+
+  protected onBrokerPacket(connectionId: ConnectionId, packet: Packet): Rewrite {
+    const clientId = this.connections.get(connectionId)?.clientId ?? null;
+    if (packet.type === PacketType.Connack && packet.reasonCode === 0 && clientId !== null) this.owners.set(clientId, this.users.get(connectionId));
+    return { keep: true };
+  }
+
+  protected override rewriteClientPacket(_nowMs: number, connectionId: ConnectionId, packet: Packet): Packet[] {
+    if (packet.type !== PacketType.Connect) return [packet];
+    const verified = this.verified.get(connectionId);
+    this.users.set(connectionId, verified ?? packet.username);
+    if (verified !== undefined || !this.owners.has(packet.clientId)) return [packet];
+    const owner = this.owners.get(packet.clientId);
+    if (owner === packet.username) return [packet];
+    this.users.set(connectionId, owner);
+    const { username: _username, password: _password, ...rest } = packet;
+    return [owner === undefined ? rest : { ...rest, username: owner, password: passwordFor(owner) }];
+  }
+
+  override connectionClosed(nowMs: number, connectionId: ConnectionId): void {
+    this.verified.delete(connectionId);
+    this.users.delete(connectionId);
+    super.connectionClosed(nowMs, connectionId);
+  }
+}
+
+/**
+ * The per-message ACL check skipped: every subscription the ACL let through is taken to read all
+ * that its filter matches (`readsEverything` answered by `canSubscribe`), so a topic a deny rule
+ * withholds from a broad subscription is delivered anyway, live, queued, resent or retained.
+ */
+function aclReadsEverything(options: BrokerOptions): BrokerCore {
+  const authorizer = options.authorizer;
+  if (authorizer === undefined) return new Broker(options);
+  const slipped: Authorizer = {
+    canSubscribe: (identity, filter) => authorizer.canSubscribe(identity, filter),
+    canPublish: (identity, topic) => authorizer.canPublish(identity, topic),
+    canReceive: (identity, topic) => authorizer.canReceive(identity, topic),
+    readsEverything: (identity, filter) => authorizer.canSubscribe(identity, filter),
+  };
+  return new Broker({ ...options, authorizer: slipped });
+}
+
+/** Answers an operator's command of one kind with success and does nothing. */
+class AdminCommandIgnored extends InterceptingBroker {
+  constructor(
+    inner: BrokerCore,
+    private readonly ignored: AdminCommand['kind'],
+  ) {
+    super(inner);
+  }
+
+  protected onBrokerPacket(): Rewrite {
+    return { keep: true };
+  }
+
+  override adminRequest(nowMs: number, requestId: number, command: AdminCommand): void {
+    if (command.kind !== this.ignored) return super.adminRequest(nowMs, requestId, command);
+    this.report({ kind: 'admin-result', requestId, outcome: { ok: true } });
+  }
+}
+
 function wrap(Wrapper: new (inner: BrokerCore) => InterceptingBroker): BrokerFactory {
   return (options: BrokerOptions) => new Wrapper(new Broker(options));
 }
@@ -814,6 +895,10 @@ export const plantedBugs = {
   'empty-will-topic-throws': wrap(EmptyWillTopicThrows),
   'retained-replay-drops-at-cap': (options: BrokerOptions) => new RetainedReplayDropsAtCap(new Broker(options), options.config),
   'retained-replay-skips-one': wrap(RetainedReplaySkipsOne),
+  'session-owner-unchecked': wrap(SessionOwnerUnchecked),
+  'acl-reads-everything': aclReadsEverything,
+  'delete-retained-ignored': (options: BrokerOptions) => new AdminCommandIgnored(new Broker(options), 'delete-retained'),
+  'delete-session-ignored': (options: BrokerOptions) => new AdminCommandIgnored(new Broker(options), 'delete-session'),
 } satisfies Record<PlantedBugName, BrokerFactory>;
 
 export type { PlantedBugName };

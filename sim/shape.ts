@@ -18,7 +18,9 @@ import type { BrokerConfig } from '../src/config.js';
 import { type ClientCoverage, capQos, chooseLongSessionClients, chooseWorldCoverage, type LongSessionPlan } from './coverage.js';
 import { chooseDiskShape, type DiskShape } from './disk.js';
 import { chooseHostile, type HostilePlan } from './hostile.js';
+import { type ClientIdentity, chooseIdentity, type IdentityPlan } from './identity.js';
 import type { NetworkShape } from './network.js';
+import { chooseOperator, chooseSysReaders, type OperatorPlan } from './operator.js';
 import { Random } from './random.js';
 import { chooseRetainedPacing, type RetainedPacingPlan } from './retained-pacing.js';
 
@@ -54,6 +56,8 @@ export interface ClientPlan {
   coverage?: ClientCoverage;
   /** Retained pacing worlds (retained-pacing.ts): stop reading this long right after the first SUBSCRIBE. */
   retainedStallMs?: number;
+  /** Identity worlds (identity.ts): the client's user, and how the broker learns it. */
+  identity?: ClientIdentity;
 }
 
 /**
@@ -102,6 +106,12 @@ export interface WorldShape {
   hostile: HostilePlan | null;
   /** Many retained topics and subscribers that stall on them (retained-pacing.ts), or null. */
   retainedPacing: RetainedPacingPlan | null;
+  /** Authentication, an ACL and an impostor on another user's client id (identity.ts), or null. */
+  identity: IdentityPlan | null;
+  /** Admin commands the world issues (operator.ts), or null. */
+  operator: OperatorPlan | null;
+  /** Some clients read `$SYS/#`, published every few seconds (operator.ts). */
+  sysReaders: boolean;
 }
 
 /** About one seed in this many builds a long-session world (see coverage.ts); each costs a few seconds. */
@@ -151,6 +161,9 @@ export function chooseShape(seed: number, overrides: { clientCount?: number; fau
     deepTopics: false,
     hostile: null,
     retainedPacing: null,
+    identity: null,
+    operator: null,
+    sysReaders: false,
   };
   // The coverage streams come last and only with the workload (see coverage.ts).
   if (overrides.workload === false) return shape;
@@ -174,6 +187,10 @@ function chooseAdversity(shape: WorldShape): void {
   const maximumQos = config.maximumQos;
   if (maximumQos !== maximumQosBefore && (maximumQos === 0 || maximumQos === 1)) for (const client of shape.clients) capQos(client, maximumQos);
   if (config.retainAvailable === false) for (const client of shape.clients) for (const publish of client.publishes) publish.retain = false;
+  shape.identity = chooseIdentity(shape.seed, shape.clients, config, shape.activeMs);
+  if (shape.identity !== null) for (const client of shape.clients) client.identity = shape.identity.clients[client.index]!;
+  shape.operator = chooseOperator(shape.seed, shape.clients, shape.activeMs, shape.identity?.impostor?.victim ?? null);
+  shape.sysReaders = chooseSysReaders(shape.seed, shape.clients, config);
 }
 
 /**

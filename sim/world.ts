@@ -30,21 +30,25 @@
  * the report when a rule breaks. The first violation stops the run.
  */
 
+import { RuleAuthorizer } from '../src/broker/authorizer.js';
 import { Broker, type BrokerOptions } from '../src/broker/broker.js';
 import { type BrokerConfig, outputReportStepBytes, resolveConfig } from '../src/config.js';
-import { type BrokerCore, type ConnectionId, defaultListener, type LogFields, type LogLevel, type StorageRequest } from '../src/contract.js';
+import { type BrokerCore, type ConnectionId, type ConnectionPeer, defaultListener, type LogFields, type LogLevel, type StorageRequest } from '../src/contract.js';
 import { Driver, type Host } from '../src/driver.js';
 import { DurableStateStore, type DurableStoreOptions, streamLogOptionsFor } from '../src/store/durable-store.js';
 import { planRepair, type RepairAction } from '../src/store/repair.js';
 import type { StateStore } from '../src/store/state-store.js';
 import { Checker } from './checker.js';
+import { Impostor } from './clients/impostor.js';
 import { type ClientContext, ModelClient } from './clients/model-client.js';
 import { Prober } from './clients/prober.js';
 import { dollarRoots } from './coverage.js';
 import { DiskDevice } from './disk.js';
 import { EventQueue } from './event-queue.js';
+import { AccessOracle, aclRulesFor, impostorUser, WorldAuthenticator } from './identity.js';
 import { KeepAliveWatch } from './keepalive-watch.js';
 import { type Link, Network } from './network.js';
+import type { PlannedAdminCommand } from './operator.js';
 import { Random } from './random.js';
 import type { ClientPlan, FaultKind, WorldShape } from './shape.js';
 import { noDiskFaults, SimulatedDisk } from './simulated-disk.js';
@@ -92,6 +96,7 @@ export class World implements ClientContext {
   private readonly diskFaultRandom: Random;
   private broker: RunningBroker | null = null;
   private incarnationNext = 1;
+  private adminRequestNext = 1;
   private wakeupToken = 0;
   private recent: string[] = [];
   private quiet = false;
@@ -110,6 +115,8 @@ export class World implements ClientContext {
   auditor: ModelClient | null = null;
   /** The hostile world's prober (hostile.ts), if any. */
   prober: Prober | null = null;
+  /** The identity world's impostor (identity.ts), if any. */
+  impostor: Impostor | null = null;
   /** QoS 0 messages the broker reported dropping because a connection's output was at its cap. */
   outputFullDrops = 0;
   private readonly keepAliveWatch: KeepAliveWatch;
@@ -134,13 +141,21 @@ export class World implements ClientContext {
     this.diskFaultRandom = Random.stream(shape.seed, 'disk-faults');
     this.network.broker = {
       acceptingIncarnation: () => (this.broker?.core.ready ? this.broker.incarnation : null),
-      opened: (link) => this.brokerInput((driver) => driver.connectionOpened(this.clock.nowMs, link.id, { remoteAddress: `sim:c${link.clientIndex}`, listener: defaultListener })),
+      opened: (link) => this.brokerInput((driver) => driver.connectionOpened(this.clock.nowMs, link.id, this.peerOf(link))),
       bytes: (link, bytes) => this.brokerInput((driver) => driver.bytesReceived(this.clock.nowMs, link.id, bytes)),
       closed: (link) => this.brokerInput((driver) => driver.connectionClosed(this.clock.nowMs, link.id)),
       outputBuffered: (link, bufferedBytes) => this.brokerInput((driver) => driver.outputBuffered(this.clock.nowMs, link.id, bufferedBytes)),
     };
     // The same reporting step as the Node backend's (io/server.ts).
     this.network.outputReportStepBytes = outputReportStepBytes(this.config);
+  }
+
+  /** What the transport tells the broker about a connection: identity worlds verify some users (identity.ts). */
+  private peerOf(link: Link): ConnectionPeer {
+    const peer = { remoteAddress: `sim:c${link.clientIndex}`, listener: defaultListener };
+    const identity = this.shape.clients[link.clientIndex]?.identity;
+    const verifiedUsername = identity?.verified === true ? identity.username : this.impostor?.verifiedUsername(link);
+    return verifiedUsername === undefined ? peer : { ...peer, verifiedUsername };
   }
 
   private clientIndex(clientId: string): number | null {
@@ -194,7 +209,9 @@ export class World implements ClientContext {
     try {
       // The stream log's sizes come from the broker's configuration, as in production.
       const store = this.storeFactory({ ...this.shape.disk.store, streams: streamLogOptionsFor(this.config) });
-      const core = this.brokerFactory({ config: this.config, nowMs: this.clock.nowMs, store });
+      const identity = this.shape.identity;
+      const access = identity === null ? {} : { authenticator: new WorldAuthenticator(), authorizer: new RuleAuthorizer(aclRulesFor(identity)) };
+      const core = this.brokerFactory({ config: this.config, nowMs: this.clock.nowMs, store, ...access });
       const driver = new Driver(core, this.hostFor(incarnation));
       this.broker = { incarnation, core, driver };
       driver.start(this.clock.nowMs);
@@ -307,6 +324,10 @@ export class World implements ClientContext {
         this.queue.push(this.clock.nowMs, () => {
           if (this.broker !== null && this.broker.incarnation === incarnation) this.brokerHalted(reason);
         });
+      },
+      adminResult: (requestId, outcome) => {
+        this.trace(`admin #${requestId} ${outcome.ok ? 'ok' : `${outcome.status}: ${outcome.message}`}`);
+        this.checker.adminResulted(requestId, outcome.ok);
       },
       setWakeup: (deadlineMs) => {
         const token = ++this.wakeupToken;
@@ -508,11 +529,42 @@ export class World implements ClientContext {
       this.prober = new Prober(this.shape.clients.length + 1, hostile.probes, this.config, this);
       this.prober.start();
     }
+    for (const planned of this.shape.operator?.commands ?? []) this.queue.push(planned.atMs, () => this.issueAdmin(planned));
+    if (this.shape.sysReaders) this.checker.noteCoverage('sys-worlds');
+    const identity = this.shape.identity;
+    if (identity === null) return;
+    const oracle = new AccessOracle(identity);
+    const impostorIndex = this.shape.clients.length + 2;
+    this.checker.setAccess((client, topic) => oracle.mayRead(client === impostorIndex ? impostorUser : this.shape.clients[client]?.identity?.username, topic));
+    this.checker.noteCoverage('identity-worlds');
+    if (this.shape.clients.some((client) => client.identity?.verified === true)) this.checker.noteCoverage('verified-peers');
+    const plan = identity.impostor;
+    if (plan === null) return;
+    // The victim's session ends only by a fault of the broker or an amnesty (see impostor.ts): a
+    // 3.1.1 clean session of its own would end it, and so would a short session expiry cap.
+    const victim = this.shape.clients[plan.victim]!;
+    const victimSessionLasts = this.config.sessionExpirySecondsMax >= 1_000_000 && (victim.protocolVersion === 5 || (victim.coverage?.cleanStartGenerations.length ?? 0) === 0);
+    this.impostor = new Impostor(impostorIndex, plan, identity.ownerMismatch, victimSessionLasts, this);
+    this.impostor.start();
   }
 
   /** How long the fresh subscriber has to take the whole retained table. */
   private get auditMs(): number {
     return auditMs + (this.shape.retainedPacing?.topicCount ?? 0) * auditMsPerPacedTopic;
+  }
+
+  /** The operator's command (operator.ts), as the admin API would hand it to the core; skipped while the broker is down. */
+  private issueAdmin(planned: PlannedAdminCommand): void {
+    const broker = this.broker;
+    const described = `${planned.command.kind} ${'clientId' in planned.command ? planned.command.clientId : 'topic' in planned.command ? planned.command.topic : ''}`;
+    if (broker === null || !broker.core.ready || this.quiet) {
+      this.trace(`admin ${described} skipped: broker down`);
+      return;
+    }
+    const requestId = this.adminRequestNext++;
+    this.trace(`admin #${requestId} ${described}`);
+    this.checker.adminRequested(requestId, planned.command, planned.client);
+    this.brokerInput((driver) => driver.adminRequest(this.clock.nowMs, requestId, planned.command), broker.incarnation);
   }
 
   private auditRetained(): void {

@@ -35,6 +35,7 @@ import { encodePacket } from '../../src/codec/encoder.js';
 import { type Packet, PacketType, type Properties, type PublishPacket, type Qos } from '../../src/codec/packets.js';
 import type { Checker, SendTiming } from '../checker.js';
 import type { EventQueue } from '../event-queue.js';
+import { passwordFor } from '../identity.js';
 import type { ClientSide, Link, Network } from '../network.js';
 import type { Random } from '../random.js';
 import type { ClientPlan } from '../shape.js';
@@ -256,6 +257,9 @@ export class ModelClient implements ClientSide {
       cleanStart,
       keepAliveSeconds: this.plan.keepAliveSeconds,
       clientId: this.plan.clientId,
+      // Identity worlds: a verified client's CONNECT claims another user's name (the broker must
+      // go by the transport's), with its own password, which fits only its own name.
+      ...(this.plan.identity === undefined ? {} : { username: this.plan.identity.connectUsername, password: passwordFor(this.plan.identity.username) }),
       ...(will === null ? {} : { will: { topic: will.topic, qos: will.qos, retain: false, payload: willPayload(this.plan.index, this.generation, will.topic), ...willProperties } }),
       ...(this.plan.protocolVersion === 5 ? this.connectProperties() : {}),
     });
@@ -330,6 +334,9 @@ export class ModelClient implements ClientSide {
     this.lastReceivedMs = this.context.clock.nowMs;
     this.decoder.push(bytes);
     for (;;) {
+      // A refusing CONNACK (identity worlds: the id belongs to another user now) ends the link
+      // inside this loop, and whatever followed it on the link is not this connection's any more.
+      if (this.decoder === null || link !== this.link) return;
       let packet: Packet | null;
       try {
         packet = this.decoder.next();
