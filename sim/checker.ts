@@ -306,6 +306,15 @@ export class Checker {
     this.noteCoverage('admin-deletions-ok');
   }
 
+  /**
+   * Something other than the client (another user's CONNECT, an operator) may have ended the
+   * client's current session: a CONNECT whose CONNACK never came may then have made an empty one,
+   * which the next CONNECT resumes with session present 1 (the model client starts afresh then).
+   */
+  sessionMayHaveEndedElsewhere(client: number): boolean {
+    return this.sessionMayHaveEnded(this.subscriber(client));
+  }
+
   /** Something other than the client may have ended its current session (see SubscriberState.sessionEndsMs). */
   private sessionMayHaveEnded(state: SubscriberState): boolean {
     // The current session began no earlier than the CONNECT that started it was sent.

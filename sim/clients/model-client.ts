@@ -429,7 +429,9 @@ export class ModelClient implements ClientSide {
     this.context.checker.connackReceived(this.plan.index, this.generation, sessionPresent, expectPresent, this.cleanStart, properties.maximumQos ?? 2);
     // A session the client had no part in (a 3.1.1 clean session ended with its connection, and a
     // CONNECT whose CONNACK never came made this one) holds nothing of its own: start afresh.
-    const resumed = sessionPresent && !this.cleanStart && this.hadSession;
+    // The same when another user or an operator may have ended the session meanwhile (identity.ts,
+    // operator.ts): the session found may be an empty one that an unanswered CONNECT made.
+    const resumed = sessionPresent && !this.cleanStart && this.hadSession && !this.context.checker.sessionMayHaveEndedElsewhere(this.plan.index);
     if (!resumed) this.startFreshSession();
     // A 3.1.1 clean session ends with its connection; a 5.0 clean start keeps its expiry.
     this.hadSession = this.plan.persistent && !(this.cleanStart && this.plan.protocolVersion === 4);

@@ -32,7 +32,7 @@ describe('planted store bugs are caught', () => {
       expect(rules).toContain(failure.rule);
       // The same seed is clean with the real store: the failure is the planted bug's.
       expect(runSimulation({ seed: failure.seed, stdout: () => {}, stderr: () => {} }).ok).toBe(true);
-    }, 30_000);
+    }, 180_000);
   }
 });
 

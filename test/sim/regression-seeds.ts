@@ -80,4 +80,10 @@ export const regressionSeeds: readonly { seed: number; found: string; workload?:
   { seed: 10127, found: 'broker: a publisher the throttle stopped reading was closed for keepalive while its PINGREQs waited unread (rule keepalive-close-while-throttled)' },
   { seed: 10177, found: 'broker: same as 10127' },
   { seed: 10207, found: 'broker: same as 10127' },
+  {
+    seed: 901863,
+    found:
+      "simulator: an impostor's CONNECT ended the victim's session (fresh-session), the victim's next CONNECT made an empty one and lost its CONNACK; the one after found it (session present 1) and the client took it for its old session with its subscriptions",
+  },
+  { seed: 900705, found: 'simulator: same as 901863, after an operator deleted the session' },
 ];
