@@ -44,6 +44,8 @@ interface Attempt {
   /** A 3.1.1 Clean Session 1 CONNECT that removes a lasting session mallory may own. */
   cleanup: boolean;
   sentMs: number | null;
+  /** The order in which attempts sent their CONNECT. */
+  sequence: number;
   decoder: PacketDecoder;
   stage: 'connecting' | 'await-connack' | 'online' | 'done';
 }
@@ -57,6 +59,9 @@ export class Impostor implements ClientSide {
   private readonly attempts = new Map<Link, Attempt>();
   /** A 3.1.1 Clean Session 0 CONNECT of mallory was accepted and no cleanup ended it yet. */
   private mayOwnSession = false;
+  /** The sequence of the last 3.1.1 Clean Session 0 CONNECT sent, and of the last CONNECT sent. */
+  private lastLastingSequence = 0;
+  private sequenceNext = 1;
   private cleanupAttempts = 0;
   private cleanupScheduled = false;
 
@@ -71,7 +76,7 @@ export class Impostor implements ClientSide {
 
   start(): void {
     for (const attempt of this.plan.attempts)
-      this.context.queue.push(attempt.atMs, () => this.open({ plan: attempt, cleanup: false, sentMs: null, decoder: decoderFor(attempt), stage: 'connecting' }));
+      this.context.queue.push(attempt.atMs, () => this.open({ plan: attempt, cleanup: false, sentMs: null, sequence: 0, decoder: decoderFor(attempt), stage: 'connecting' }));
   }
 
   /** The user name the broker must see on `link` when the transport verified it. */
@@ -112,8 +117,12 @@ export class Impostor implements ClientSide {
     };
     attempt.stage = 'await-connack';
     attempt.sentMs = this.context.clock.nowMs;
+    attempt.sequence = this.sequenceNext++;
     // A 3.1.1 Clean Session 0 CONNECT may be accepted even if its CONNACK never comes back.
-    if (!attempt.cleanup && version === 4) this.mayOwnSession = true;
+    if (!attempt.cleanup && version === 4) {
+      this.mayOwnSession = true;
+      this.lastLastingSequence = attempt.sequence;
+    }
     this.trace(
       `L${link.id} send CONNECT ${this.plan.clientId} as ${attempt.plan.verified ? `verified ${impostorUser} claiming ${claimed}` : impostorUser} v${version}${attempt.cleanup ? ' clean' : ' resume'}`,
     );
@@ -160,7 +169,8 @@ export class Impostor implements ClientSide {
       return false;
     }
     attempt.stage = 'online';
-    if (attempt.cleanup) this.mayOwnSession = false;
+    // Only if no lasting CONNECT went out after it, which may yet be accepted.
+    if (attempt.cleanup && this.lastLastingSequence < attempt.sequence) this.mayOwnSession = false;
     this.context.queue.push(this.context.clock.nowMs + attempt.plan.holdMs, () => this.leave(link, attempt));
     return true;
   }
@@ -186,13 +196,14 @@ export class Impostor implements ClientSide {
     const identityRefusal = reasonCode === (attempt.plan.protocolVersion === 5 ? notAuthorized : notAuthorizedV4);
     if (attempt.cleanup) {
       // Someone else's session holds the id now: nothing of mallory's is left to remove.
-      if (identityRefusal) this.mayOwnSession = false;
+      if (identityRefusal && this.lastLastingSequence < attempt.sequence) this.mayOwnSession = false;
       else this.scheduleCleanup();
       return;
     }
     if (!identityRefusal) return;
-    // Refused for its identity: the id's session is someone else's, nothing of mallory's is left.
-    this.mayOwnSession = false;
+    // Refused for its identity: the id's session is someone else's, nothing of mallory's is left
+    // (unless a lasting CONNECT sent after this one gets in).
+    if (this.lastLastingSequence <= attempt.sequence) this.mayOwnSession = false;
     if (this.ownerMismatch === 'fresh-session') {
       this.context.reportViolation('foreign-connect-refused', `${impostorUser} was refused (0x${reasonCode.toString(16)}) on ${this.plan.clientId}; sessionOwnerMismatch is fresh-session`);
       return;
@@ -227,7 +238,7 @@ export class Impostor implements ClientSide {
       this.cleanupScheduled = false;
       if (!this.mayOwnSession) return;
       const plan: ImpostorAttempt = { atMs: this.context.clock.nowMs, protocolVersion: 4, verified: false, holdMs: 10 };
-      this.open({ plan, cleanup: true, sentMs: null, decoder: decoderFor(plan), stage: 'connecting' });
+      this.open({ plan, cleanup: true, sentMs: null, sequence: 0, decoder: decoderFor(plan), stage: 'connecting' });
     });
   }
 }

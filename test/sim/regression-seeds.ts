@@ -86,4 +86,9 @@ export const regressionSeeds: readonly { seed: number; found: string; workload?:
       "simulator: an impostor's CONNECT ended the victim's session (fresh-session), the victim's next CONNECT made an empty one and lost its CONNACK; the one after found it (session present 1) and the client took it for its old session with its subscriptions",
   },
   { seed: 900705, found: 'simulator: same as 901863, after an operator deleted the session' },
+  {
+    seed: 910210,
+    found:
+      "simulator: the impostor's cleanup CONNECT was answered after a later lasting 3.1.1 CONNECT of its own had gone out; it took the impostor for rid of its session, and the session present it then found for its own was reported",
+  },
 ];
