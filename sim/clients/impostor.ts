@@ -62,6 +62,8 @@ export class Impostor implements ClientSide {
   /** The sequence of the last 3.1.1 Clean Session 0 CONNECT sent, and of the last CONNECT sent. */
   private lastLastingSequence = 0;
   private sequenceNext = 1;
+  /** When mallory last stopped possibly owning a lasting session (see judgeAccepted). */
+  private disownedMs = Number.NEGATIVE_INFINITY;
   private cleanupAttempts = 0;
   private cleanupScheduled = false;
 
@@ -170,7 +172,7 @@ export class Impostor implements ClientSide {
     }
     attempt.stage = 'online';
     // Only if no lasting CONNECT went out after it, which may yet be accepted.
-    if (attempt.cleanup && this.lastLastingSequence < attempt.sequence) this.mayOwnSession = false;
+    if (attempt.cleanup && this.lastLastingSequence < attempt.sequence) this.disown();
     this.context.queue.push(this.context.clock.nowMs + attempt.plan.holdMs, () => this.leave(link, attempt));
     return true;
   }
@@ -178,7 +180,9 @@ export class Impostor implements ClientSide {
   /** False when the acceptance broke a rule (reported). */
   private judgeAccepted(attempt: Attempt, sessionPresent: boolean): boolean {
     const checker = this.context.checker;
-    if (sessionPresent && !attempt.cleanup && !this.mayOwnSession) {
+    // Its own lasting session, possibly held at any moment since this CONNECT went out (another
+    // link may bring a later CONNECT first, and a cleanup may pass it), may rightly be present.
+    if (sessionPresent && !attempt.cleanup && !this.mayOwnSession && this.disownedMs < attempt.sentMs!) {
       this.context.reportViolation('foreign-session-present', `${impostorUser} connected with ${this.plan.clientId}, the session of c${this.plan.victim}, and got session present`);
       return false;
     }
@@ -196,14 +200,14 @@ export class Impostor implements ClientSide {
     const identityRefusal = reasonCode === (attempt.plan.protocolVersion === 5 ? notAuthorized : notAuthorizedV4);
     if (attempt.cleanup) {
       // Someone else's session holds the id now: nothing of mallory's is left to remove.
-      if (identityRefusal && this.lastLastingSequence < attempt.sequence) this.mayOwnSession = false;
+      if (identityRefusal && this.lastLastingSequence < attempt.sequence) this.disown();
       else this.scheduleCleanup();
       return;
     }
     if (!identityRefusal) return;
     // Refused for its identity: the id's session is someone else's, nothing of mallory's is left
     // (unless a lasting CONNECT sent after this one gets in).
-    if (this.lastLastingSequence <= attempt.sequence) this.mayOwnSession = false;
+    if (this.lastLastingSequence <= attempt.sequence) this.disown();
     if (this.ownerMismatch === 'fresh-session') {
       this.context.reportViolation('foreign-connect-refused', `${impostorUser} was refused (0x${reasonCode.toString(16)}) on ${this.plan.clientId}; sessionOwnerMismatch is fresh-session`);
       return;
@@ -227,6 +231,11 @@ export class Impostor implements ClientSide {
     if (attempt.stage !== 'done') this.trace(`L${link.id} closed (${attempt.stage})`);
     attempt.stage = 'done';
     if (this.mayOwnSession || attempt.cleanup) this.scheduleCleanup();
+  }
+
+  private disown(): void {
+    if (this.mayOwnSession) this.disownedMs = this.context.clock.nowMs;
+    this.mayOwnSession = false;
   }
 
   /** Connects with Clean Session 1 until mallory surely owns no lasting session (see the module comment). */

@@ -91,4 +91,9 @@ export const regressionSeeds: readonly { seed: number; found: string; workload?:
     found:
       "simulator: the impostor's cleanup CONNECT was answered after a later lasting 3.1.1 CONNECT of its own had gone out; it took the impostor for rid of its session, and the session present it then found for its own was reported",
   },
+  {
+    seed: 920131,
+    found:
+      'simulator: a 5.0 CONNECT of the impostor found its own lasting 3.1.1 session, whose cleanup passed it on the way: session present is rightly its own if it held one at any moment since sending',
+  },
 ];
