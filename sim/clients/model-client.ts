@@ -427,11 +427,18 @@ export class ModelClient implements ClientSide {
     if (properties.serverKeepAlive !== undefined) this.scheduleKeepAlive(link, true);
     const expectPresent = this.plan.persistent && this.hadSession && !this.cleanStart;
     this.context.checker.connackReceived(this.plan.index, this.generation, sessionPresent, expectPresent, this.cleanStart, properties.maximumQos ?? 2);
+    // Another user or an operator may have ended the session meanwhile (identity.ts, operator.ts):
+    // the session found is the old one (the deletion did not last) or an empty one that a CONNECT
+    // whose CONNACK never came made; the client cannot tell, so it starts over with a clean start.
+    if (sessionPresent && !this.cleanStart && this.hadSession && this.context.checker.sessionMayHaveEndedElsewhere(this.plan.index)) {
+      this.trace('session present, perhaps not its own: clean start');
+      this.cleanStartPending = true;
+      this.disconnectCleanly();
+      return;
+    }
     // A session the client had no part in (a 3.1.1 clean session ended with its connection, and a
     // CONNECT whose CONNACK never came made this one) holds nothing of its own: start afresh.
-    // The same when another user or an operator may have ended the session meanwhile (identity.ts,
-    // operator.ts): the session found may be an empty one that an unanswered CONNECT made.
-    const resumed = sessionPresent && !this.cleanStart && this.hadSession && !this.context.checker.sessionMayHaveEndedElsewhere(this.plan.index);
+    const resumed = sessionPresent && !this.cleanStart && this.hadSession;
     if (!resumed) this.startFreshSession();
     // A 3.1.1 clean session ends with its connection; a 5.0 clean start keeps its expiry.
     this.hadSession = this.plan.persistent && !(this.cleanStart && this.plan.protocolVersion === 4);

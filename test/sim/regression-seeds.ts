@@ -96,4 +96,9 @@ export const regressionSeeds: readonly { seed: number; found: string; workload?:
     found:
       'simulator: a 5.0 CONNECT of the impostor found its own lasting 3.1.1 session, whose cleanup passed it on the way: session present is rightly its own if it held one at any moment since sending',
   },
+  {
+    seed: 920780,
+    found:
+      "simulator: a crash undid an operator's delete-session before it was durable; the client, taking the session present for an empty session, subscribed a new filter set beside the old one. A session present after such an end is ambiguous: the client now starts over with a clean start",
+  },
 ];
