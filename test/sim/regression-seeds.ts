@@ -101,4 +101,6 @@ export const regressionSeeds: readonly { seed: number; found: string; workload?:
     found:
       "simulator: a crash undid an operator's delete-session before it was durable; the client, taking the session present for an empty session, subscribed a new filter set beside the old one. A session present after such an end is ambiguous: the client now starts over with a clean start",
   },
+  { seed: 921213, found: 'simulator: same as 920131' },
+  { seed: 922956, found: "simulator: same as 920780, the session ended by an impostor's CONNECT (fresh-session)" },
 ];
