@@ -69,9 +69,12 @@
  * - Keepalive [MQTT-3.1.2-24] is judged by the world (keepalive-watch.ts), from the links.
  */
 import type { PublishPacket, Qos } from '../src/codec/packets.js';
+import type { AdminCommand } from '../src/contract.js';
 import { crc32c } from '../src/store/crc32c.js';
+import { isBrokerTopic } from '../src/topics/validate.js';
 import { messagePayload, parsePayload, willPayload } from './clients/payload.js';
 import type { Link } from './network.js';
+import { ReplayAudit } from './replay-audit.js';
 import { matchingFilter, splitShared, topicMatches } from './topic-match.js';
 
 export type ViolationReporter = (rule: string, detail: string) => void;
@@ -94,6 +97,7 @@ export interface MessageRecord {
   arrivals: number;
   /** Per shared group (`group/filter`): the members a copy was attributed to, and when it was sent. */
   sharedReceivers: Map<string, Map<number, number>>;
+  payloadBytes: number;
 }
 
 /** What a CONNECT asked for, for the will delay rules. */
@@ -138,6 +142,8 @@ interface WillRecord {
   delayMs: number;
   /** The session outlives its connection for ever (expiry 0xFFFFFFFF). */
   sessionLasting: boolean;
+  /** Its CONNECT was refused: it must never be published. */
+  refused: boolean;
 }
 
 interface Grant {
@@ -185,6 +191,15 @@ interface SubscriberState {
    * start or an UNSUBSCRIBE acknowledged before an amnesty may be forgotten with it.
    */
   formerFilters: Map<string, { qos: number; sinceMs: number }>;
+  /** When its first CONNACK accepting it arrived (identity worlds: from then on its session exists). */
+  firstConnackMs: number | null;
+  /**
+   * Times something other than the client may have ended its session: another user's CONNECT with
+   * its id reached the broker (identity worlds under fresh-session), an operator deleted it.
+   */
+  sessionEndsMs: number[];
+  /** delete-session commands for it (operator.ts): when they reached the broker, and when the result came back ok. */
+  deletions: { requestMs: number; okMs: number | null }[];
 }
 
 /** A client's subscriptions that match one topic (see Checker.matchCount). */
@@ -214,18 +229,129 @@ export class Checker {
   private readonly payloadKeys = new Map<string, string>();
   /** Times after which state established earlier may be lost (see the module comment). */
   private readonly amnestiesMs: number[] = [];
+  /** delete-retained commands per topic (operator.ts): when they reached the broker, and when the result came back ok. */
+  private readonly retainedDeletions = new Map<string, { requestMs: number; okMs: number | null }[]>();
+  /** Admin commands awaiting their result, by request id. */
+  private readonly adminPending = new Map<number, { requestMs: number; okMs: number | null }>();
+  /** Wills (by key) of CONNECTs the broker must refuse (hostile probes): never to be published. */
+  private readonly refusedWills = new Set<string>();
   messagesDelivered = 0;
   /** How often situations the coverage worlds aim for were seen (see noteCoverage). */
   readonly coverage = new Map<string, number>();
 
+  /** The retained replay rules (replay-audit.ts). */
+  readonly replays: ReplayAudit;
+
+  /** Identity worlds (identity.ts): may this client's user read this topic, by the checker's own reading of the ACL. */
+  private mayRead: (client: number, topic: string) => boolean = () => true;
+
   constructor(
     private readonly clock: { nowMs: number },
     private readonly report: ViolationReporter,
-  ) {}
+    options: { outputBytesMax?: number } = {},
+  ) {
+    this.replays = new ReplayAudit(
+      {
+        messages: this.messages,
+        report: (rule, detail) => this.report(rule, detail),
+        noteCoverage: (name) => this.noteCoverage(name),
+        mayHaveLostSince: (sinceMs) => this.crashBetween(sinceMs, this.clock.nowMs) || this.amnestySince(sinceMs),
+        owedTo: (client, message) => this.mayRead(client, message.topic),
+        retainedCleared: (topic) => this.retainedDeletions.has(topic),
+      },
+      options.outputBytesMax ?? Number.POSITIVE_INFINITY,
+    );
+  }
 
   /** Counts one occurrence of a situation a coverage world aims for (reported per seed by vopr). */
   noteCoverage(name: string): void {
     this.coverage.set(name, (this.coverage.get(name) ?? 0) + 1);
+  }
+
+  /** Identity worlds: from now on, deliveries are judged against this reading of the ACL (see identity.ts). */
+  setAccess(mayRead: (client: number, topic: string) => boolean): void {
+    this.mayRead = mayRead;
+  }
+
+  /** Identity worlds under fresh-session: another user's CONNECT with this client's id reached the broker at `atMs` (identity.ts). */
+  foreignSessionClaimed(client: number, atMs: number): void {
+    this.subscriber(client).sessionEndsMs.push(atMs);
+  }
+
+  /** The world handed the broker an admin command (operator.ts). */
+  adminRequested(requestId: number, command: AdminCommand, client: number | null): void {
+    const atMs = this.clock.nowMs;
+    this.noteCoverage(`admin-${command.kind}`);
+    if (command.kind === 'delete-session' && client !== null) {
+      const deletion = { requestMs: atMs, okMs: null };
+      this.subscriber(client).sessionEndsMs.push(atMs);
+      this.subscriber(client).deletions.push(deletion);
+      this.adminPending.set(requestId, deletion);
+    }
+    if (command.kind === 'delete-retained') {
+      const deletion = { requestMs: atMs, okMs: null };
+      const list = this.retainedDeletions.get(command.topic) ?? [];
+      list.push(deletion);
+      this.retainedDeletions.set(command.topic, list);
+      this.adminPending.set(requestId, deletion);
+    }
+  }
+
+  /** The broker answered an admin command (held until what it changed is durable). */
+  adminResulted(requestId: number, ok: boolean): void {
+    const deletion = this.adminPending.get(requestId);
+    this.adminPending.delete(requestId);
+    if (deletion === undefined || !ok) return;
+    deletion.okMs = this.clock.nowMs;
+    this.noteCoverage('admin-deletions-ok');
+  }
+
+  /**
+   * Something other than the client (another user's CONNECT, an operator) may have ended the
+   * client's current session: a CONNECT whose CONNACK never came may then have made an empty one,
+   * which the next CONNECT resumes with session present 1 (the model client starts afresh then).
+   */
+  sessionMayHaveEndedElsewhere(client: number): boolean {
+    return this.sessionMayHaveEnded(this.subscriber(client));
+  }
+
+  /** Something other than the client may have ended its current session (see SubscriberState.sessionEndsMs). */
+  private sessionMayHaveEnded(state: SubscriberState): boolean {
+    // The current session began no earlier than the CONNECT that started it was sent.
+    const startedMs = state.connects.find((connect) => connect.connackMs === state.sessionStartedMs)?.sentMs ?? state.sessionStartedMs;
+    return state.sessionEndsMs.some((atMs) => atMs >= startedMs);
+  }
+
+  /**
+   * A deletion that came back ok is durable: the first CONNECT of the client to reach the broker
+   * after the command finds no session, crashes or not (only an amnesty may undo it).
+   */
+  private checkDeletedSession(client: number, state: SubscriberState, connect: ConnectRecord | undefined, sessionPresent: boolean): void {
+    const arrivedMs = connect?.arrivedMs ?? null;
+    if (arrivedMs === null) return;
+    for (const deletion of state.deletions) {
+      if (deletion.okMs === null || deletion.requestMs >= arrivedMs || this.amnestySince(deletion.requestMs)) continue;
+      const earlier = state.connects.some((other) => other !== connect && other.arrivedMs !== null && other.arrivedMs > deletion.requestMs && other.arrivedMs <= arrivedMs);
+      if (earlier) continue;
+      if (!sessionPresent) {
+        this.noteCoverage('deleted-sessions-judged');
+        return;
+      }
+      this.report(
+        'deleted-session-present',
+        `c${client}: its session was deleted at ${deletion.requestMs}ms (result ok at ${deletion.okMs}ms), yet the first CONNECT to arrive after (${arrivedMs}ms) found it`,
+      );
+      return;
+    }
+  }
+
+  /**
+   * The client's persistent session exists at the broker now, if nothing but an amnesty can end
+   * it: a CONNACK accepting the client arrived before `atMs` and no amnesty opened since.
+   */
+  sessionSurelyExists(client: number, atMs: number): boolean {
+    const firstConnackMs = this.subscriber(client).firstConnackMs;
+    return firstConnackMs !== null && firstConnackMs < atMs && !this.amnestySince(firstConnackMs);
   }
 
   markViolator(client: number): void {
@@ -255,6 +381,9 @@ export class Checker {
         firstCopies: new Map(),
         maximumQos: 2,
         formerFilters: new Map(),
+        firstConnackMs: null,
+        sessionEndsMs: [],
+        deletions: [],
       };
       this.subscribers.set(client, state);
     }
@@ -277,6 +406,30 @@ export class Checker {
     const key = this.payloadKeys.get(`${payloadCrc32c}|${topic}`);
     if (key === undefined) state.dropsUnattributed += 1;
     else state.droppedKeys.add(key);
+  }
+
+  /**
+   * The broker reported dropping this message for `client` at its output cap (on top of
+   * `brokerDropped`): only a live copy may be dropped there, never a retained replay's.
+   */
+  outputFullDropped(client: number, topic: string, payloadCrc32c: number): void {
+    const key = this.payloadKeys.get(`${payloadCrc32c}|${topic}`);
+    const record = key === undefined ? undefined : this.messages.get(key);
+    if (record === undefined) return;
+    // The connection the broker dropped it for: the newest one still open at the broker's side.
+    const connects = this.subscriber(client).connects;
+    let connectArrivedMs: number | null = null;
+    for (let index = connects.length - 1; index >= 0; index--) {
+      if (!connects[index]!.link.brokerOpen) continue;
+      connectArrivedMs = connects[index]!.arrivedMs;
+      break;
+    }
+    this.replays.outputFullDrop(client, record, connectArrivedMs);
+  }
+
+  /** Liveness: the retained replays owed to these clients (connections up at both ends) are complete. */
+  checkRetainedReplays(clients: Iterable<number>): void {
+    this.replays.checkAtEnd(clients);
   }
 
   /** From now on, state established before now may have been lost (see the module comment). */
@@ -307,6 +460,7 @@ export class Checker {
   connectSent(client: number, generation: number, link: Link, hasWill: boolean, options: ConnectOptions = { willDelaySeconds: 0, sessionExpirySeconds: 0, cleanStart: true }): void {
     const connect: ConnectRecord = { generation, link, sentMs: this.clock.nowMs, arrivedMs: null, cleanStart: options.cleanStart, connackMs: null, sessionPresent: false };
     this.subscriber(client).connects.push(connect);
+    this.replays.connectionStarted(client, link);
     // Called right after the CONNECT went out, so this watches its last byte.
     link.watchArrival((atMs) => (connect.arrivedMs = atMs));
     if (!hasWill) return;
@@ -315,11 +469,17 @@ export class Checker {
     this.payloadKeys.set(`${crc32c(willPayload(client, generation, topic))}|${topic}`, key);
     const sessionLasting = options.sessionExpirySeconds === 0xffffffff;
     const delayMs = (sessionLasting ? options.willDelaySeconds : Math.min(options.willDelaySeconds, options.sessionExpirySeconds)) * 1000;
-    this.wills.set(key, { key, client, topic: `will/c${client}`, link, connackMs: null, cleanOffset: null, cleanAtMs: null, ended: false, delayMs, sessionLasting });
+    this.wills.set(key, { key, client, topic: `will/c${client}`, link, connackMs: null, cleanOffset: null, cleanAtMs: null, ended: false, delayMs, sessionLasting, refused: false });
+  }
+
+  /** A CONNECT the broker must refuse carried this will (see sim/hostile.ts). */
+  refusedConnectWill(client: number, generation: number, _topic: string): void {
+    this.refusedWills.add(`w${client}:${generation}`);
   }
 
   connackReceived(client: number, generation: number, sessionPresent: boolean, expectPresent: boolean, cleanStart: boolean, maximumQos = 2): void {
     this.subscriber(client).maximumQos = maximumQos;
+    if (this.subscriber(client).firstConnackMs === null) this.subscriber(client).firstConnackMs = this.clock.nowMs;
     const connect = this.subscriber(client).connects.find((record) => record.generation === generation);
     if (connect !== undefined) {
       connect.connackMs = this.clock.nowMs;
@@ -329,7 +489,9 @@ export class Checker {
     if (will !== undefined) will.connackMs = this.clock.nowMs;
     // [MQTT-3.2.2-1] / [MQTT-3.2.2-2]: a clean start never finds a session.
     if (cleanStart && sessionPresent) this.report('session-present-on-clean-start', `c${client} gen ${generation} got session present`);
-    if (expectPresent && !sessionPresent && !this.amnestySince(this.subscriber(client).sessionStartedMs)) this.report('session-lost', `c${client} gen ${generation}: its persistent session is gone`);
+    this.checkDeletedSession(client, this.subscriber(client), connect, sessionPresent);
+    if (expectPresent && !sessionPresent && !this.sessionMayHaveEnded(this.subscriber(client)) && !this.amnestySince(this.subscriber(client).sessionStartedMs))
+      this.report('session-lost', `c${client} gen ${generation}: its persistent session is gone`);
   }
 
   connectionEnded(client: number, generation: number, link: Link, how: 'clean' | 'abnormal'): void {
@@ -361,6 +523,7 @@ export class Checker {
   }
 
   unsubscribeSent(client: number, filter: string): void {
+    this.replays.unsubscribeSent(client, filter);
     const state = this.subscriber(client);
     if (!state.unsubscribing.has(filter)) state.unsubscribing.set(filter, this.clock.nowMs);
   }
@@ -375,7 +538,16 @@ export class Checker {
     state.removed.set(filter, this.clock.nowMs);
   }
 
+  /** The SUBSCRIBE just sent went out on `link` (its arrival starts the retained replay it owes). */
+  subscribeOnLink(client: number, link: Link): void {
+    this.replays.subscribeOnLink(client, link);
+  }
+
   subscribeSent(client: number, subscriptions: readonly { filter: string; qos: Qos }[]): void {
+    this.replays.subscribeSent(
+      client,
+      subscriptions.map((subscription) => subscription.filter),
+    );
     const state = this.subscriber(client);
     for (const subscription of subscriptions) {
       state.requested.set(subscription.filter, subscription.qos);
@@ -387,6 +559,7 @@ export class Checker {
   }
 
   subackReceived(client: number, filters: readonly string[], reasonCodes: readonly number[]): void {
+    this.replays.subackReceived(client, filters, reasonCodes);
     const state = this.subscriber(client);
     if (reasonCodes.length !== filters.length) {
       this.report('suback-shape', `c${client}: ${reasonCodes.length} reason codes for ${filters.length} filters`);
@@ -427,9 +600,12 @@ export class Checker {
         lastArrivalMs: null,
         arrivals: 0,
         sharedReceivers: new Map(),
+        payloadBytes: 0,
       };
       this.messages.set(key, record);
-      this.payloadKeys.set(`${crc32c(messagePayload(publisher, sequence, qos, topic))}|${topic}`, key);
+      const payload = messagePayload(publisher, sequence, qos, topic);
+      record.payloadBytes = payload.length;
+      this.payloadKeys.set(`${crc32c(payload)}|${topic}`, key);
       if (topic.startsWith('$') && this.someFilterStartsWithWildcard()) this.noteCoverage('dollar-topics-beside-wildcards');
     }
     if (record.firstSentMs === null) record.firstSentMs = this.clock.nowMs;
@@ -506,6 +682,7 @@ export class Checker {
    */
   publishReceived(client: number, packet: PublishPacket, fresh: boolean, timing: SendTiming = { sentMs: this.clock.nowMs, decidedMs: null }, receiverVersion: 4 | 5 = 4): void {
     if (this.violators.has(client)) return;
+    if (isBrokerTopic(packet.topic)) return this.sysReceived(client, packet);
     const identity = parsePayload(packet.payload);
     if (identity === null) {
       this.report('payload-corrupt', `c${client} got an unidentifiable payload of ${packet.payload.length} bytes on ${packet.topic}`);
@@ -513,6 +690,12 @@ export class Checker {
     }
     if (identity.topic !== packet.topic) {
       this.report('topic-mismatch', `c${client} got a message for ${identity.topic} on ${packet.topic}`);
+      return;
+    }
+    // Identity worlds: whatever the path (live, queued, resent, retained, shared, will), a copy
+    // goes only to a connection whose user the ACL lets read its topic.
+    if (!this.mayRead(client, packet.topic)) {
+      this.report('acl-denied-delivered', `c${client} got ${packet.topic} (${identity.kind}${packet.retain ? ', retained' : ''}${packet.dup ? ', DUP' : ''}); the ACL does not let its user read it`);
       return;
     }
     const state = this.subscriber(client);
@@ -547,9 +730,30 @@ export class Checker {
       state.retainedSeen.set(packet.topic, key);
       if (!record.retain) this.report('retained-never-retained', `c${client} got ${key} as retained; it was published without RETAIN`);
       state.received.add(key);
+      this.replays.retainedCopy(client, record, packet);
       return;
     }
+    this.replays.liveCopy(client, record, packet, timing);
     this.checkLiveDelivery(client, state, record, packet, timing, match);
+  }
+
+  /**
+   * The broker's own publication on `$SYS/...` (operator.ts): no client published it, so only its
+   * path is judged: a subscription of the session matches it (a filter starting with a wildcard
+   * never does [MQTT-4.7.2-1]), and the ACL lets the client read it.
+   */
+  private sysReceived(client: number, packet: PublishPacket): void {
+    if (!this.mayRead(client, packet.topic)) {
+      this.report('acl-denied-delivered', `c${client} got ${packet.topic} (the broker's own); the ACL does not let its user read it`);
+      return;
+    }
+    const state = this.subscriber(client);
+    const filters = [...state.requested.keys(), ...state.unsubscribing.keys(), ...state.formerFilters.keys()];
+    if (!filters.some((filter) => topicMatches(matchingFilter(filter), packet.topic))) {
+      this.report('not-subscribed', `c${client} got the broker's ${packet.topic} with no matching subscription in its session`);
+      return;
+    }
+    this.noteCoverage('sys-deliveries');
   }
 
   /** Some client asked for a filter starting with `+` or `#` (which a `$` topic must not match). */
@@ -711,6 +915,11 @@ export class Checker {
 
   private checkWillDelivery(client: number, key: string): void {
     const will = this.wills.get(key);
+    if (this.refusedWills.has(key) || will?.refused === true) {
+      // Nothing of a refused CONNECT may happen later, its will least of all.
+      this.report('refused-connect-will', `c${client} got will ${key}, which only a refused CONNECT carried`);
+      return;
+    }
     if (will === undefined) {
       this.report('never-published', `c${client} got will ${key}, which no CONNECT carried`);
       return;
@@ -838,6 +1047,11 @@ export class Checker {
         if (state.unsubscribing.has(grant.filter)) continue;
         const shared = splitShared(grant.filter);
         if (!topicMatches(shared === null ? grant.filter : shared.filter, topic)) continue;
+        // Withheld by the ACL: owed to nobody of this user (identity.ts).
+        if (!this.mayRead(client, topic)) {
+          this.noteCoverage('acl-withheld');
+          continue;
+        }
         if (shared !== null) {
           const groupKey = `${shared.group}/${shared.filter}`;
           const group = groups.get(groupKey) ?? { owed: false, delivered: false, sinceMs: grant.sinceMs };
@@ -872,7 +1086,7 @@ export class Checker {
       for (const [client, connackMs] of connected) {
         const state = this.subscribers.get(client);
         if (state === undefined || this.violators.has(client) || connackMs >= record.firstSentMs) continue;
-        if (!this.subscribedThroughout(state, record)) continue;
+        if (!this.subscribedThroughout(client, state, record)) continue;
         if (state.received.has(record.key) || state.droppedKeys.has(record.key)) continue;
         this.report(
           'qos0-lost',
@@ -884,12 +1098,16 @@ export class Checker {
   }
 
   /** A plain subscription of the current session, acknowledged before `record` was sent and never unsubscribed, matches it. */
-  private subscribedThroughout(state: SubscriberState, record: MessageRecord): boolean {
+  private subscribedThroughout(client: number, state: SubscriberState, record: MessageRecord): boolean {
     for (const grant of state.granted.values()) {
       if (grant.epoch !== state.epoch || grant.sinceMs >= record.firstSentMs! || state.unsubscribing.has(grant.filter)) continue;
       // A subscription from before an amnesty may be gone (see the module comment).
       if (this.amnestySince(grant.sinceMs)) continue;
-      if (splitShared(grant.filter) === null && topicMatches(grant.filter, record.topic)) return true;
+      if (splitShared(grant.filter) === null && topicMatches(grant.filter, record.topic)) {
+        if (this.mayRead(client, record.topic)) return true;
+        this.noteCoverage('acl-withheld');
+        return false;
+      }
     }
     return false;
   }
@@ -903,6 +1121,9 @@ export class Checker {
           const shared = splitShared(filter);
           if (shared === null || `${shared.group}/${shared.filter}` !== groupKey) continue;
           members.push(state);
+          // A member whose user may not read the topic cannot take it; which member the broker
+          // then picks is its choice, so the group owes nothing the checker could pin down.
+          if (!this.mayRead(client, topic)) group.owed = false;
           // A member at QoS 0 may have been the one chosen, and QoS 0 may be lost.
           if (Math.min(requestedQos, state.granted.get(filter)?.qos ?? requestedQos) === 0) group.owed = false;
           if (state.received.has(key)) group.delivered = true;
@@ -951,6 +1172,18 @@ export class Checker {
       // A candidate is excluded when another acknowledged retained message was sent after it was acknowledged.
       const candidates = records.filter((r) => !acked.some((p) => p !== r && r.ackedMs !== null && r.ackedMs < p.firstSentMs!));
       const got = seen.get(topic);
+      // An operator's delete-retained (operator.ts): what reached the broker before it may be gone,
+      // and once its result came back ok, surely is (it was durable), unless an amnesty followed.
+      const deletions = this.retainedDeletions.get(topic) ?? [];
+      const mayBeCleared = (r: MessageRecord) => deletions.some((d) => (r.firstArrivalMs ?? Number.POSITIVE_INFINITY) <= d.requestMs);
+      const surelyCleared = (r: MessageRecord) => deletions.some((d) => d.okMs !== null && r.lastArrivalMs !== null && r.lastArrivalMs < d.requestMs && !this.amnestySince(d.requestMs));
+      const gotRecord = got === undefined ? undefined : this.messages.get(got);
+      if (gotRecord !== undefined && surelyCleared(gotRecord)) {
+        this.report('deleted-retained-replayed', `a fresh subscriber got ${got} retained on ${topic}; it reached the broker before a delete-retained whose result came back ok`);
+        return;
+      }
+      if (records.some(surelyCleared)) this.noteCoverage('deleted-retained-judged');
+      if (got === undefined && candidates.some(mayBeCleared)) continue;
       if (got === undefined) {
         // The broker may report dropping the retained copy for the auditor itself (its queue limit).
         const dropped = this.subscriber(auditor).droppedKeys;

@@ -164,7 +164,7 @@ function alternateSubscriptions(random: Random, client: ClientPlan, deep: boolea
 }
 
 /** maximumQos below 2: a client publishes (and leaves wills) at no more than it [MQTT-3.2.2-11]. */
-function capQos(client: ClientPlan, maximumQos: 0 | 1): void {
+export function capQos(client: ClientPlan, maximumQos: 0 | 1): void {
   for (const publish of client.publishes) if (publish.qos > maximumQos) publish.qos = maximumQos;
   if (client.will !== null && client.will.qos > maximumQos) client.will = { ...client.will, qos: maximumQos };
 }

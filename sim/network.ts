@@ -75,6 +75,17 @@ interface Stream {
 export class Link {
   /** The broker knows this connection: opened and not yet closed from its point of view. */
   brokerOpen = false;
+  /** The protocol level of the CONNECT its client sent (null before one). */
+  protocolVersion: number | null = null;
+  /**
+   * When that CONNECT reached the broker whole, and when the broker handed over the CONNACK that
+   * accepted it (null: not yet, or not known to the client): the world's count of connected
+   * clients, which `$SYS` must agree with, is read from these (sys-watch.ts).
+   */
+  connectArrivedMs: number | null = null;
+  connackSentMs: number | null = null;
+  /** The broker's last send on the link (an administrative close must end with DISCONNECT 0x98). */
+  lastBrokerSend: Uint8Array | null = null;
   /** The client believes the link is up. */
   clientOpen = false;
   /** The broker incarnation that accepted it (its connections die with it). */
@@ -293,6 +304,7 @@ export class Network {
     if (!link.brokerOpen) return;
     const copy = bytes.slice();
     link.noteBrokerSend(this.clock.nowMs, copy.length);
+    link.lastBrokerSend = copy;
     if (!link.outputDirty) {
       link.outputDirty = true;
       this.outputDirty.push(link);

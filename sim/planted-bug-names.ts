@@ -31,6 +31,14 @@ export const plantedBugDescriptions = {
   'stream-seam-skips-one': 'skips one entry where a stream reader goes from reading files to reading memory (the replay-to-live seam)',
   'stream-commit-before-ack': "takes each stream delivery as acknowledged at the broker's next input, before its PUBACK, so the committed position passes it",
   'stream-retention-cuts-group': 'trims stream segments by age even where a consumer group with members has not acknowledged them',
+  'will-topic-unchecked': 'accepts a CONNECT whose will it must refuse (invalid or $SYS topic, QoS too high, retain unavailable), dropping the will',
+  'empty-will-topic-throws': 'throws (an assertion) on a CONNECT with an empty will topic instead of refusing it',
+  'retained-replay-drops-at-cap': 'drops QoS 0 retained messages sent on SUBSCRIBE at the output cap (reported as output-full) instead of waiting',
+  'retained-replay-skips-one': 'never sends every 50th QoS 0 retained message of a replay on SUBSCRIBE',
+  'session-owner-unchecked': "lets another user's CONNECT take over a session by its client id (the ownership check skipped)",
+  'acl-reads-everything': 'skips the per-message ACL check for every subscription the ACL allowed, so deny rules withhold nothing',
+  'delete-retained-ignored': "answers an operator's delete-retained with success and clears nothing",
+  'delete-session-ignored': "answers an operator's delete-session with success and leaves the session as it was",
 } as const satisfies Record<string, string>;
 
 export type PlantedBugName = keyof typeof plantedBugDescriptions;

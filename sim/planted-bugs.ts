@@ -13,17 +13,21 @@
  * for durability: they wrap the real store and break one promise about the disk.
  */
 
+import type { Authorizer } from '../src/broker/authorizer.js';
 import { Broker, type BrokerOptions } from '../src/broker/broker.js';
 import { PacketDecoder } from '../src/codec/decoder.js';
 import { encodePacket } from '../src/codec/encoder.js';
 import { type Packet, PacketType, type ProtocolVersion, type PublishPacket, type Qos, type Will } from '../src/codec/packets.js';
+import { type BrokerConfig, outputReportStepBytes } from '../src/config.js';
 import type { Action, AdminCommand, BrokerCore, BrokerView, ConnectionId, ConnectionPeer, StorageRequest, StorageResult } from '../src/contract.js';
 import { crc32c } from '../src/store/crc32c.js';
 import { DurableStateStore, type DurableStoreOptions } from '../src/store/durable-store.js';
 import type { DurableState, StateRecord, StateStore } from '../src/store/state-store.js';
 import type { StreamEntry } from '../src/store/streams/stream-entry.js';
 import type { StreamStore } from '../src/store/streams/stream-store.js';
+import { checkTopicName, isBrokerTopic } from '../src/topics/validate.js';
 import { parsePayload } from './clients/payload.js';
+import { passwordFor } from './identity.js';
 import type { PlantedBugName } from './planted-bug-names.js';
 import { matchingFilter, splitShared, topicMatches } from './topic-match.js';
 import type { BrokerFactory, StoreFactory } from './world.js';
@@ -42,6 +46,8 @@ interface ConnectionView {
   aliases: Map<number, string>;
   /** Garbage came in: with `rewritesInput`, the rest of its bytes pass through untouched. */
   rawInput: boolean;
+  /** With `rewritesInput`: the client's bytes from the start of the packet being decoded (not yet handed on). */
+  unconsumed: Uint8Array;
 }
 
 /** What a planted bug does with one packet the broker sends: keep it, drop it, and/or add packets. */
@@ -122,6 +128,7 @@ export abstract class InterceptingBroker implements BrokerCore {
       unsentBytes: 0,
       aliases: new Map(),
       rawInput: false,
+      unconsumed: new Uint8Array(0),
     });
     this.inner.connectionOpened(nowMs, connectionId, peer);
   }
@@ -133,10 +140,18 @@ export abstract class InterceptingBroker implements BrokerCore {
       this.inner.bytesReceived(nowMs, connectionId, bytes);
       return;
     }
+    const joined = new Uint8Array(view.unconsumed.length + bytes.length);
+    joined.set(view.unconsumed, 0);
+    joined.set(bytes, view.unconsumed.length);
+    view.unconsumed = joined;
     const passed = this.watchInbound(connectionId, view, bytes.slice(), nowMs);
     if (!passed) {
+      // The broker gets the undecodable packet whole, from its first byte (earlier pieces of it
+      // were held here), so that it answers it as it would without the bug in the way.
       view.rawInput = true;
-      this.inner.bytesReceived(nowMs, connectionId, bytes);
+      const rest = view.unconsumed;
+      view.unconsumed = new Uint8Array(0);
+      this.inner.bytesReceived(nowMs, connectionId, rest);
     }
   }
 
@@ -145,15 +160,20 @@ export abstract class InterceptingBroker implements BrokerCore {
    * hands the broker the rewritten packets. False when the bytes could not be decoded.
    */
   private watchInbound(connectionId: ConnectionId, view: ConnectionView, bytes: Uint8Array, feedAtMs: number | null): boolean {
+    let unconsumedBefore = 0;
     try {
       view.inbound.push(bytes);
+      unconsumedBefore = view.inbound.bufferedBytes;
       for (let packet = view.inbound.next(); packet !== null; packet = view.inbound.next()) {
         this.noteClientPacket(view, packet);
         this.onClientPacket(connectionId, packet);
         if (feedAtMs !== null) for (const fed of this.rewriteClientPacket(feedAtMs, connectionId, packet)) this.feed(feedAtMs, connectionId, fed);
+        unconsumedBefore = view.inbound.bufferedBytes;
       }
+      if (feedAtMs !== null) view.unconsumed = view.unconsumed.subarray(view.unconsumed.length - view.inbound.bufferedBytes);
       return true;
     } catch {
+      if (feedAtMs !== null) view.unconsumed = view.unconsumed.subarray(view.unconsumed.length - unconsumedBefore);
       // Garbage from a client is the broker's business; the bug only watches.
       return false;
     }
@@ -694,6 +714,177 @@ class CopyPerOverlappingFilter extends InterceptingBroker {
   }
 }
 
+/** True for a will the broker must refuse at CONNECT (handle-connect.ts checkWillTopic and the `$SYS` rule). */
+function refusableWill(will: Will, config: BrokerConfig): boolean {
+  return checkTopicName(will.topic, config) !== null || isBrokerTopic(will.topic) || will.qos > config.maximumQos || (will.retain && !config.retainAvailable);
+}
+
+/**
+ * A will check that was lost: a CONNECT whose will the broker must refuse (an invalid or `$SYS`
+ * topic, a QoS above maximumQos, retain where it is unavailable) is accepted, its will dropped
+ * instead. Emulated by removing such a will from the CONNECT the broker reads: its CONNACK says
+ * success.
+ */
+class WillTopicUnchecked extends InterceptingBroker {
+  protected override readonly rewritesInput = true;
+
+  constructor(
+    inner: BrokerCore,
+    private readonly config: BrokerConfig,
+  ) {
+    super(inner);
+  }
+
+  protected onBrokerPacket(): Rewrite {
+    return { keep: true };
+  }
+
+  protected override rewriteClientPacket(_nowMs: number, _connectionId: ConnectionId, packet: Packet): Packet[] {
+    if (packet.type !== PacketType.Connect || packet.will === undefined || !refusableWill(packet.will, this.config)) return [packet];
+    const { will: _will, ...rest } = packet;
+    return [rest];
+  }
+}
+
+/**
+ * The bug found outside, at its first step: an empty will topic reaches code that asserts a topic
+ * is never empty, and the process dies. Emulated by throwing from the input that brings such a
+ * CONNECT; the simulator must report it as `broker-threw`.
+ */
+class EmptyWillTopicThrows extends InterceptingBroker {
+  private emptyWillSeen = false;
+
+  protected onBrokerPacket(): Rewrite {
+    return { keep: true };
+  }
+
+  protected override onClientPacket(_connectionId: ConnectionId, packet: Packet): void {
+    if (packet.type === PacketType.Connect && packet.will?.topic === '') this.emptyWillSeen = true;
+  }
+
+  override bytesReceived(nowMs: number, connectionId: ConnectionId, bytes: Uint8Array): void {
+    super.bytesReceived(nowMs, connectionId, bytes);
+    if (!this.emptyWillSeen) return;
+    this.emptyWillSeen = false;
+    throw new Error('assertion failed: a topic name is never empty');
+  }
+}
+
+/**
+ * The retained flood of issue 12, item 6: a QoS 0 retained copy sent because of a SUBSCRIBE is
+ * shed at the output cap like live traffic (reported as an output-full drop) instead of waiting
+ * for the connection to drain.
+ */
+class RetainedReplayDropsAtCap extends InterceptingBroker {
+  constructor(
+    inner: BrokerCore,
+    private readonly config: BrokerConfig,
+  ) {
+    super(inner);
+  }
+
+  protected onBrokerPacket(connectionId: ConnectionId, packet: Packet): Rewrite {
+    const view = this.connections.get(connectionId);
+    const clientId = view?.clientId ?? null;
+    if (packet.type !== PacketType.Publish || !packet.retain || packet.dup || packet.qos !== 0 || clientId === null) return { keep: true };
+    // Where the real cap check sheds live QoS 0: the host reports unsent output at the cap.
+    if ((view?.unsentBytes ?? 0) < this.config.connectionOutputBytesMax - outputReportStepBytes(this.config)) return { keep: true };
+    this.report({ kind: 'log', level: 'debug', event: 'message-dropped', fields: { clientId, reason: 'output-full', topic: packet.topic, payloadCrc32c: crc32c(packet.payload) } });
+    return { keep: false };
+  }
+}
+
+/** A replay cursor that steps over one entry: every 50th QoS 0 retained copy on a connection is never sent. */
+class RetainedReplaySkipsOne extends InterceptingBroker {
+  private readonly retainedSent = new Map<ConnectionId, number>();
+
+  protected onBrokerPacket(connectionId: ConnectionId, packet: Packet): Rewrite {
+    if (packet.type !== PacketType.Publish || !packet.retain || packet.dup || packet.qos !== 0) return { keep: true };
+    const sent = (this.retainedSent.get(connectionId) ?? 0) + 1;
+    this.retainedSent.set(connectionId, sent);
+    return { keep: sent % 50 !== 0 };
+  }
+}
+
+/**
+ * Issue 12's session leak: the check that a session belongs to the user now connecting with its
+ * client id is skipped, so another user resumes it (its subscriptions, its queue). Emulated by
+ * handing the broker such a CONNECT with the owner's user name and password in place of the
+ * newcomer's (a connection whose transport verified its user is left alone).
+ */
+class SessionOwnerUnchecked extends InterceptingBroker {
+  protected override readonly rewritesInput = true;
+  /** Per client id: the user of the last connection the broker accepted for it. */
+  private readonly owners = new Map<string, string | undefined>();
+  private readonly verified = new Map<ConnectionId, string>();
+  private readonly users = new Map<ConnectionId, string | undefined>();
+
+  override connectionOpened(nowMs: number, connectionId: ConnectionId, peer: ConnectionPeer): void {
+    if (peer.verifiedUsername !== undefined) this.verified.set(connectionId, peer.verifiedUsername);
+    super.connectionOpened(nowMs, connectionId, peer);
+  }
+
+  protected onBrokerPacket(connectionId: ConnectionId, packet: Packet): Rewrite {
+    const clientId = this.connections.get(connectionId)?.clientId ?? null;
+    if (packet.type === PacketType.Connack && packet.reasonCode === 0 && clientId !== null) this.owners.set(clientId, this.users.get(connectionId));
+    return { keep: true };
+  }
+
+  protected override rewriteClientPacket(_nowMs: number, connectionId: ConnectionId, packet: Packet): Packet[] {
+    if (packet.type !== PacketType.Connect) return [packet];
+    const verified = this.verified.get(connectionId);
+    this.users.set(connectionId, verified ?? packet.username);
+    if (verified !== undefined || !this.owners.has(packet.clientId)) return [packet];
+    const owner = this.owners.get(packet.clientId);
+    if (owner === packet.username) return [packet];
+    this.users.set(connectionId, owner);
+    const { username: _username, password: _password, ...rest } = packet;
+    return [owner === undefined ? rest : { ...rest, username: owner, password: passwordFor(owner) }];
+  }
+
+  override connectionClosed(nowMs: number, connectionId: ConnectionId): void {
+    this.verified.delete(connectionId);
+    this.users.delete(connectionId);
+    super.connectionClosed(nowMs, connectionId);
+  }
+}
+
+/**
+ * The per-message ACL check skipped: every subscription the ACL let through is taken to read all
+ * that its filter matches (`readsEverything` answered by `canSubscribe`), so a topic a deny rule
+ * withholds from a broad subscription is delivered anyway, live, queued, resent or retained.
+ */
+function aclReadsEverything(options: BrokerOptions): BrokerCore {
+  const authorizer = options.authorizer;
+  if (authorizer === undefined) return new Broker(options);
+  const slipped: Authorizer = {
+    canSubscribe: (identity, filter) => authorizer.canSubscribe(identity, filter),
+    canPublish: (identity, topic) => authorizer.canPublish(identity, topic),
+    canReceive: (identity, topic) => authorizer.canReceive(identity, topic),
+    readsEverything: (identity, filter) => authorizer.canSubscribe(identity, filter),
+  };
+  return new Broker({ ...options, authorizer: slipped });
+}
+
+/** Answers an operator's command of one kind with success and does nothing. */
+class AdminCommandIgnored extends InterceptingBroker {
+  constructor(
+    inner: BrokerCore,
+    private readonly ignored: AdminCommand['kind'],
+  ) {
+    super(inner);
+  }
+
+  protected onBrokerPacket(): Rewrite {
+    return { keep: true };
+  }
+
+  override adminRequest(nowMs: number, requestId: number, command: AdminCommand): void {
+    if (command.kind !== this.ignored) return super.adminRequest(nowMs, requestId, command);
+    this.report({ kind: 'admin-result', requestId, outcome: { ok: true } });
+  }
+}
+
 function wrap(Wrapper: new (inner: BrokerCore) => InterceptingBroker): BrokerFactory {
   return (options: BrokerOptions) => new Wrapper(new Broker(options));
 }
@@ -850,6 +1041,14 @@ export const plantedBugs = {
   'stream-seam-skips-one': (options: BrokerOptions) => new Broker({ ...options, store: withSeamSkippingStreams(options.store) }),
   'stream-commit-before-ack': wrap(StreamCommitBeforeAck),
   'stream-retention-cuts-group': (options: BrokerOptions) => retentionIgnoringGroups(new Broker(options)),
+  'will-topic-unchecked': (options: BrokerOptions) => new WillTopicUnchecked(new Broker(options), options.config),
+  'empty-will-topic-throws': wrap(EmptyWillTopicThrows),
+  'retained-replay-drops-at-cap': (options: BrokerOptions) => new RetainedReplayDropsAtCap(new Broker(options), options.config),
+  'retained-replay-skips-one': wrap(RetainedReplaySkipsOne),
+  'session-owner-unchecked': wrap(SessionOwnerUnchecked),
+  'acl-reads-everything': aclReadsEverything,
+  'delete-retained-ignored': (options: BrokerOptions) => new AdminCommandIgnored(new Broker(options), 'delete-retained'),
+  'delete-session-ignored': (options: BrokerOptions) => new AdminCommandIgnored(new Broker(options), 'delete-session'),
 } satisfies Record<PlantedBugName, BrokerFactory>;
 
 export type { PlantedBugName };

@@ -15,10 +15,14 @@
 
 import type { Qos } from '../src/codec/packets.js';
 import type { BrokerConfig, StreamDefinition } from '../src/config.js';
-import { type ClientCoverage, chooseLongSessionClients, chooseWorldCoverage, type LongSessionPlan } from './coverage.js';
+import { type ClientCoverage, capQos, chooseLongSessionClients, chooseWorldCoverage, type LongSessionPlan } from './coverage.js';
 import { chooseDiskShape, type DiskShape } from './disk.js';
+import { chooseHostile, type HostilePlan } from './hostile.js';
+import { type ClientIdentity, chooseIdentity, type IdentityPlan } from './identity.js';
 import type { NetworkShape } from './network.js';
+import { chooseOperator, chooseSysReaders, type OperatorPlan } from './operator.js';
 import { Random } from './random.js';
+import { chooseRetainedPacing, type RetainedPacingPlan } from './retained-pacing.js';
 import { chooseStreamWorld, type StreamReaderPlan } from './stream-shape.js';
 
 export const publishTopics = ['a/x', 'a/y', 'b/x', 'b/y', 'c'] as const;
@@ -53,6 +57,10 @@ export interface ClientPlan {
   coverage?: ClientCoverage;
   /** A stream reader (stream-shape.ts): it subscribes to its `$stream` filter only and publishes nothing. */
   streamReader?: StreamReaderPlan;
+  /** Retained pacing worlds (retained-pacing.ts): stop reading this long right after the first SUBSCRIBE. */
+  retainedStallMs?: number;
+  /** Identity worlds (identity.ts): the client's user, and how the broker learns it. */
+  identity?: ClientIdentity;
 }
 
 /**
@@ -99,6 +107,16 @@ export interface WorldShape {
   deepTopics: boolean;
   /** The world's durable streams (stream-shape.ts), also in configOverrides.streams; empty in most worlds. */
   streams: StreamDefinition[];
+  /** Probes with hostile and odd inputs (hostile.ts), or null. */
+  hostile: HostilePlan | null;
+  /** Many retained topics and subscribers that stall on them (retained-pacing.ts), or null. */
+  retainedPacing: RetainedPacingPlan | null;
+  /** Authentication, an ACL and an impostor on another user's client id (identity.ts), or null. */
+  identity: IdentityPlan | null;
+  /** Admin commands the world issues (operator.ts), or null. */
+  operator: OperatorPlan | null;
+  /** Some clients read `$SYS/#`, published every few seconds (operator.ts). */
+  sysReaders: boolean;
 }
 
 /** About one seed in this many builds a long-session world (see coverage.ts); each costs a few seconds. */
@@ -147,14 +165,42 @@ export function chooseShape(seed: number, overrides: { clientCount?: number; fau
     kind: 'swarm',
     deepTopics: false,
     streams: [],
+    hostile: null,
+    retainedPacing: null,
+    identity: null,
+    operator: null,
+    sysReaders: false,
   };
   // The coverage streams come last and only with the workload (see coverage.ts).
   if (overrides.workload === false) return shape;
   if (overrides.clientCount === undefined && Random.stream(seed, 'coverage:kind').chance(1 / longSessionOneIn)) return longSessionShape(shape);
   shape.deepTopics = chooseWorldCoverage(seed, clients, configOverrides, activeMs).deepTopics;
-  // Streams last of all, from streams of their own (stream-shape.ts); a test that fixes the client count gets none.
-  if (overrides.clientCount === undefined) chooseStreamWorld(shape);
+  chooseAdversity(shape);
+  // Streams last of all, from streams of their own (stream-shape.ts); a test that fixes the client
+  // count gets none, and neither does an identity world (its clients all need a user and an ACL
+  // the stream readers do not have yet).
+  if (overrides.clientCount === undefined && shape.identity === null) chooseStreamWorld(shape);
   return shape;
+}
+
+/**
+ * The worlds that test the broker's edges (each from a stream of its own, after every older
+ * choice): many retained topics for stalled subscribers (retained-pacing.ts), hostile and odd
+ * inputs (hostile.ts). A limit one of them lowers applies to every client: publishes and wills
+ * within maximumQos, nothing retained without retainAvailable.
+ */
+function chooseAdversity(shape: WorldShape): void {
+  const config = shape.configOverrides;
+  shape.retainedPacing = chooseRetainedPacing(shape.seed, shape.clients, config);
+  const maximumQosBefore = config.maximumQos;
+  shape.hostile = chooseHostile(shape.seed, config, shape.activeMs, shape.retainedPacing !== null);
+  const maximumQos = config.maximumQos;
+  if (maximumQos !== maximumQosBefore && (maximumQos === 0 || maximumQos === 1)) for (const client of shape.clients) capQos(client, maximumQos);
+  if (config.retainAvailable === false) for (const client of shape.clients) for (const publish of client.publishes) publish.retain = false;
+  shape.identity = chooseIdentity(shape.seed, shape.clients, config, shape.activeMs);
+  if (shape.identity !== null) for (const client of shape.clients) client.identity = shape.identity.clients[client.index]!;
+  shape.operator = chooseOperator(shape.seed, shape.clients, shape.activeMs, shape.identity?.impostor?.victim ?? null);
+  shape.sysReaders = chooseSysReaders(shape.seed, shape.clients, config);
 }
 
 /**

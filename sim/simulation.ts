@@ -176,7 +176,8 @@ function describeShape(world: World): string {
     Object.entries(shape.configOverrides)
       .map(([key, value]) => (key === 'streams' ? `streams=${describeStreams(shape.streams)}` : `${key}=${String(value)}`))
       .join(',') || 'defaults';
-  return `clients=[${versions}] active_ms=${shape.activeMs} faults=${faults} limits=${limits} segment_max=${shape.network.segmentBytesMax} ${describeDiskShape(shape.disk)}`;
+  const extras = shape.hostile === null ? '' : ` hostile_probes=${shape.hostile.probes.length}`;
+  return `clients=[${versions}] active_ms=${shape.activeMs} faults=${faults} limits=${limits} segment_max=${shape.network.segmentBytesMax} ${describeDiskShape(shape.disk)}${extras}`;
 }
 
 function summarize(options: SimulationOptions, world: World, wallMs: number): SimulationResult {

@@ -32,20 +32,25 @@
  * the report when a rule breaks. The first violation stops the run.
  */
 
+import { RuleAuthorizer } from '../src/broker/authorizer.js';
 import { Broker, type BrokerOptions } from '../src/broker/broker.js';
 import { type BrokerConfig, outputReportStepBytes, resolveConfig } from '../src/config.js';
-import { type BrokerCore, type ConnectionId, defaultListener, type LogFields, type LogLevel, type StorageRequest } from '../src/contract.js';
+import { type BrokerCore, type ConnectionId, type ConnectionPeer, defaultListener, type LogFields, type LogLevel, type StorageRequest } from '../src/contract.js';
 import { Driver, type Host } from '../src/driver.js';
 import { DurableStateStore, type DurableStoreOptions, streamLogOptionsFor } from '../src/store/durable-store.js';
 import { planRepair, type RepairAction } from '../src/store/repair.js';
 import type { StateStore } from '../src/store/state-store.js';
 import { Checker } from './checker.js';
+import { Impostor } from './clients/impostor.js';
 import { type ClientContext, ModelClient } from './clients/model-client.js';
+import { Prober } from './clients/prober.js';
 import { dollarRoots } from './coverage.js';
 import { DiskDevice } from './disk.js';
 import { EventQueue } from './event-queue.js';
+import { AccessOracle, aclRulesFor, impostorUser, WorldAuthenticator } from './identity.js';
 import { KeepAliveWatch } from './keepalive-watch.js';
 import { type Link, Network } from './network.js';
+import type { PlannedAdminCommand } from './operator.js';
 import { Random } from './random.js';
 import type { ClientPlan, FaultKind, WorldShape } from './shape.js';
 import { noDiskFaults, SimulatedDisk } from './simulated-disk.js';
@@ -79,6 +84,8 @@ const recentEventsKept = 30;
 const auditMs = 5_000;
 /** In a stream world, how long the stream auditors (one reader per stream, from earliest) get to read. */
 const streamAuditMs = 60_000;
+/** How much longer the audit waits per retained topic of a retained pacing world (one-byte segments included). */
+const auditMsPerPacedTopic = 60;
 
 export class World implements ClientContext {
   readonly clock = { nowMs: 0 };
@@ -95,6 +102,7 @@ export class World implements ClientContext {
   private readonly diskFaultRandom: Random;
   private broker: RunningBroker | null = null;
   private incarnationNext = 1;
+  private adminRequestNext = 1;
   private wakeupToken = 0;
   /** A ring of the last trace lines and their times, for the violation report. */
   private readonly recentLines: string[] = new Array(recentEventsKept).fill('');
@@ -116,6 +124,10 @@ export class World implements ClientContext {
   auditor: ModelClient | null = null;
   /** In a stream world: one reader per stream from earliest, started when the world is quiet. */
   readonly streamAuditors: ModelClient[] = [];
+  /** The hostile world's prober (hostile.ts), if any. */
+  prober: Prober | null = null;
+  /** The identity world's impostor (identity.ts), if any. */
+  impostor: Impostor | null = null;
   /** QoS 0 messages the broker reported dropping because a connection's output was at its cap. */
   outputFullDrops = 0;
   private readonly keepAliveWatch: KeepAliveWatch;
@@ -130,7 +142,7 @@ export class World implements ClientContext {
     if (!resolved.ok) throw new Error(`bad simulated config: ${resolved.problems.join('; ')}`);
     this.config = resolved.config;
     this.network = new Network(this.queue, Random.stream(shape.seed, 'network'), shape.network, this.clock, (line, bytes) => this.trace(line, bytes));
-    this.checker = new Checker(this.clock, (rule, detail) => this.violation === null && this.fail(rule, detail));
+    this.checker = new Checker(this.clock, (rule, detail) => this.violation === null && this.fail(rule, detail), { outputBytesMax: this.config.connectionOutputBytesMax });
     this.streamChecker = new StreamChecker(shape.streams, this.checker, this.clock, (rule, detail) => this.violation === null && this.fail(rule, detail));
     this.keepAliveWatch = new KeepAliveWatch(this.queue, this.clock, (rule, detail) => this.fail(rule, detail));
     if (shape.kind === 'long-session') this.checker.noteCoverage('long-session');
@@ -141,13 +153,21 @@ export class World implements ClientContext {
     this.diskFaultRandom = Random.stream(shape.seed, 'disk-faults');
     this.network.broker = {
       acceptingIncarnation: () => (this.broker?.core.ready ? this.broker.incarnation : null),
-      opened: (link) => this.brokerInput((driver) => driver.connectionOpened(this.clock.nowMs, link.id, { remoteAddress: `sim:c${link.clientIndex}`, listener: defaultListener })),
+      opened: (link) => this.brokerInput((driver) => driver.connectionOpened(this.clock.nowMs, link.id, this.peerOf(link))),
       bytes: (link, bytes) => this.brokerInput((driver) => driver.bytesReceived(this.clock.nowMs, link.id, bytes)),
       closed: (link) => this.brokerInput((driver) => driver.connectionClosed(this.clock.nowMs, link.id)),
       outputBuffered: (link, bufferedBytes) => this.brokerInput((driver) => driver.outputBuffered(this.clock.nowMs, link.id, bufferedBytes)),
     };
     // The same reporting step as the Node backend's (io/server.ts).
     this.network.outputReportStepBytes = outputReportStepBytes(this.config);
+  }
+
+  /** What the transport tells the broker about a connection: identity worlds verify some users (identity.ts). */
+  private peerOf(link: Link): ConnectionPeer {
+    const peer = { remoteAddress: `sim:c${link.clientIndex}`, listener: defaultListener };
+    const identity = this.shape.clients[link.clientIndex]?.identity;
+    const verifiedUsername = identity?.verified === true ? identity.username : this.impostor?.verifiedUsername(link);
+    return verifiedUsername === undefined ? peer : { ...peer, verifiedUsername };
   }
 
   private clientIndex(clientId: string): number | null {
@@ -221,7 +241,9 @@ export class World implements ClientContext {
     try {
       // The stream log's sizes come from the broker's configuration, as in production.
       const store = this.storeFactory({ ...this.shape.disk.store, streams: streamLogOptionsFor(this.config) });
-      const core = this.brokerFactory({ config: this.config, nowMs: this.clock.nowMs, store });
+      const identity = this.shape.identity;
+      const access = identity === null ? {} : { authenticator: new WorldAuthenticator(), authorizer: new RuleAuthorizer(aclRulesFor(identity)) };
+      const core = this.brokerFactory({ config: this.config, nowMs: this.clock.nowMs, store, ...access });
       const driver = new Driver(core, this.hostFor(incarnation));
       this.broker = { incarnation, core, driver };
       driver.start(this.clock.nowMs);
@@ -340,6 +362,10 @@ export class World implements ClientContext {
           if (this.broker !== null && this.broker.incarnation === incarnation) this.brokerHalted(reason);
         });
       },
+      adminResult: (requestId, outcome) => {
+        this.trace(`admin #${requestId} ${outcome.ok ? 'ok' : `${outcome.status}: ${outcome.message}`}`);
+        this.checker.adminResulted(requestId, outcome.ok);
+      },
       setWakeup: (deadlineMs) => {
         const token = ++this.wakeupToken;
         if (deadlineMs === null) return;
@@ -415,6 +441,7 @@ export class World implements ClientContext {
       if (fields.reason === 'output-full') {
         this.outputFullDrops += 1;
         if (index !== null) this.checkOutputFull(index, fields.topic);
+        if (index !== null) this.checker.outputFullDropped(index, fields.topic, fields.payloadCrc32c);
       }
     }
     if (event === 'keepalive-timeout' && typeof fields.connectionId === 'number' && typeof fields.keepAliveSeconds === 'number') {
@@ -514,6 +541,7 @@ export class World implements ClientContext {
       this.clients.push(client);
       client.start();
     }
+    this.startActors();
     this.scheduleFault();
     this.scheduleFullDisk();
     this.scheduleBitFlip();
@@ -521,10 +549,10 @@ export class World implements ClientContext {
     const livenessAtMs = quietAtMs + this.shape.quietMs;
     this.queue.push(quietAtMs, () => this.goQuiet());
     this.queue.push(livenessAtMs, () => this.checkLiveness());
-    this.queue.push(livenessAtMs + auditMs, () => this.auditRetained());
-    const streamsEndMs = livenessAtMs + auditMs + streamAuditMs;
+    this.queue.push(livenessAtMs + this.auditMs, () => this.auditRetained());
+    const streamsEndMs = livenessAtMs + this.auditMs + streamAuditMs;
     if (this.streamChecker.active) this.queue.push(streamsEndMs, () => this.auditStreams());
-    const endMs = this.streamChecker.active ? streamsEndMs : livenessAtMs + auditMs;
+    const endMs = this.streamChecker.active ? streamsEndMs : livenessAtMs + this.auditMs;
     while (this.violation === null && this.unrecoverable === null) {
       const timeMs = this.queue.peekTimeMs();
       if (timeMs === null || timeMs > endMs) break;
@@ -539,9 +567,57 @@ export class World implements ClientContext {
     }
   }
 
+  /**
+   * The actors beside the model clients, each with a client index past the auditor's (whose index
+   * is the client count): the hostile world's prober. Faults aimed at clients never choose them.
+   */
+  private startActors(): void {
+    const hostile = this.shape.hostile;
+    if (hostile !== null) {
+      this.prober = new Prober(this.shape.clients.length + 1, hostile.probes, this.config, this);
+      this.prober.start();
+    }
+    for (const planned of this.shape.operator?.commands ?? []) this.queue.push(planned.atMs, () => this.issueAdmin(planned));
+    if (this.shape.sysReaders) this.checker.noteCoverage('sys-worlds');
+    const identity = this.shape.identity;
+    if (identity === null) return;
+    const oracle = new AccessOracle(identity);
+    const impostorIndex = this.shape.clients.length + 2;
+    this.checker.setAccess((client, topic) => oracle.mayRead(client === impostorIndex ? impostorUser : this.shape.clients[client]?.identity?.username, topic));
+    this.checker.noteCoverage('identity-worlds');
+    if (this.shape.clients.some((client) => client.identity?.verified === true)) this.checker.noteCoverage('verified-peers');
+    const plan = identity.impostor;
+    if (plan === null) return;
+    // The victim's session ends only by a fault of the broker or an amnesty (see impostor.ts): a
+    // 3.1.1 clean session of its own would end it, and so would a short session expiry cap.
+    const victim = this.shape.clients[plan.victim]!;
+    const victimSessionLasts = this.config.sessionExpirySecondsMax >= 1_000_000 && (victim.protocolVersion === 5 || (victim.coverage?.cleanStartGenerations.length ?? 0) === 0);
+    this.impostor = new Impostor(impostorIndex, plan, identity.ownerMismatch, victimSessionLasts, this);
+    this.impostor.start();
+  }
+
+  /** How long the fresh subscriber has to take the whole retained table. */
+  private get auditMs(): number {
+    return auditMs + (this.shape.retainedPacing?.topicCount ?? 0) * auditMsPerPacedTopic;
+  }
+
+  /** The operator's command (operator.ts), as the admin API would hand it to the core; skipped while the broker is down. */
+  private issueAdmin(planned: PlannedAdminCommand): void {
+    const broker = this.broker;
+    const described = `${planned.command.kind} ${'clientId' in planned.command ? planned.command.clientId : 'topic' in planned.command ? planned.command.topic : ''}`;
+    if (broker === null || !broker.core.ready || this.quiet) {
+      this.trace(`admin ${described} skipped: broker down`);
+      return;
+    }
+    const requestId = this.adminRequestNext++;
+    this.trace(`admin #${requestId} ${described}`);
+    this.checker.adminRequested(requestId, planned.command, planned.client);
+    this.brokerInput((driver) => driver.adminRequest(this.clock.nowMs, requestId, planned.command), broker.incarnation);
+  }
+
   private auditRetained(): void {
     const auditor = this.auditor!;
-    if (!auditor.online) return this.fail('liveness-offline', `a fresh subscriber could not connect within ${auditMs}ms of a quiet world`);
+    if (!auditor.online) return this.fail('liveness-offline', `a fresh subscriber could not connect within ${this.auditMs}ms of a quiet world`);
     this.checker.checkRetained(auditor.plan.index);
   }
 
@@ -612,6 +688,8 @@ export class World implements ClientContext {
       if (client.online && link?.clientOpen && link.brokerOpen) connected.set(client.plan.index, client.connackAtMs);
     }
     this.checker.checkQos0Delivered(connected);
+    if (this.violation !== null) return;
+    this.checker.checkRetainedReplays(connected.keys());
     if (this.violation !== null) return;
     const plan: ClientPlan = {
       index: this.shape.clients.length,

@@ -35,6 +35,7 @@ import { encodePacket } from '../../src/codec/encoder.js';
 import { type Packet, PacketType, type Properties, type PublishPacket, type Qos } from '../../src/codec/packets.js';
 import type { Checker, SendTiming } from '../checker.js';
 import type { EventQueue } from '../event-queue.js';
+import { passwordFor } from '../identity.js';
 import type { ClientSide, Link, Network } from '../network.js';
 import type { Random } from '../random.js';
 import type { ClientPlan } from '../shape.js';
@@ -115,6 +116,8 @@ export class ModelClient implements ClientSide {
   /** Whether the current connection's CONNECT asked for a clean start, and whether one awaits its CONNACK. */
   private cleanStart = true;
   private cleanStartPending = false;
+  /** The stall after the first SUBSCRIBE of a retained pacing world happened. */
+  private retainedStallDone = false;
   /** The link the keepalive timer runs for, if any, and the token of its current chain. */
   private keepAliveLink: Link | null = null;
   private keepAliveToken = 0;
@@ -264,6 +267,9 @@ export class ModelClient implements ClientSide {
       cleanStart,
       keepAliveSeconds: this.plan.keepAliveSeconds,
       clientId: this.plan.clientId,
+      // Identity worlds: a verified client's CONNECT claims another user's name (the broker must
+      // go by the transport's), with its own password, which fits only its own name.
+      ...(this.plan.identity === undefined ? {} : { username: this.plan.identity.connectUsername, password: passwordFor(this.plan.identity.username) }),
       ...(will === null ? {} : { will: { topic: will.topic, qos: will.qos, retain: false, payload: willPayload(this.plan.index, this.generation, will.topic), ...willProperties } }),
       ...(this.plan.protocolVersion === 5 ? this.connectProperties() : {}),
     });
@@ -339,6 +345,9 @@ export class ModelClient implements ClientSide {
     this.lastReceivedMs = this.context.clock.nowMs;
     this.decoder.push(bytes);
     for (;;) {
+      // A refusing CONNACK (identity worlds: the id belongs to another user now) ends the link
+      // inside this loop, and whatever followed it on the link is not this connection's any more.
+      if (this.decoder === null || link !== this.link) return;
       let packet: Packet | null;
       try {
         packet = this.decoder.next();
@@ -430,6 +439,15 @@ export class ModelClient implements ClientSide {
     if (properties.serverKeepAlive !== undefined) this.scheduleKeepAlive(link, true);
     const expectPresent = this.plan.persistent && this.hadSession && !this.cleanStart;
     this.context.checker.connackReceived(this.plan.index, this.generation, sessionPresent, expectPresent, this.cleanStart, properties.maximumQos ?? 2);
+    // Another user or an operator may have ended the session meanwhile (identity.ts, operator.ts):
+    // the session found is the old one (the deletion did not last) or an empty one that a CONNECT
+    // whose CONNACK never came made; the client cannot tell, so it starts over with a clean start.
+    if (sessionPresent && !this.cleanStart && this.hadSession && this.context.checker.sessionMayHaveEndedElsewhere(this.plan.index)) {
+      this.trace('session present, perhaps not its own: clean start');
+      this.cleanStartPending = true;
+      this.disconnectCleanly();
+      return;
+    }
     // A session the client had no part in (a 3.1.1 clean session ended with its connection, and a
     // CONNECT whose CONNACK never came made this one) holds nothing of its own: start afresh.
     const resumed = sessionPresent && !this.cleanStart && this.hadSession;
@@ -478,6 +496,15 @@ export class ModelClient implements ClientSide {
       subscriptions: subscriptions.map((s) => ({ topicFilter: s.filter, qos: s.qos, noLocal: false, retainAsPublished: false, retainHandling: 0 })),
       ...(startValue === null ? {} : { properties: { userProperties: [['stream-offset', startValue]] } }),
     });
+    const link = this.link;
+    if (link === null || !link.clientOpen) return;
+    this.context.checker.subscribeOnLink(this.plan.index, link);
+    // A retained pacing world: the replay this SUBSCRIBE starts meets a reader that stopped.
+    const stallMs = this.plan.retainedStallMs;
+    if (stallMs !== undefined && !this.retainedStallDone) {
+      this.retainedStallDone = true;
+      this.stallReads(stallMs);
+    }
   }
 
   private allocatePacketId(): number {

@@ -357,7 +357,8 @@ describe('coverage world shapes', () => {
     expect(shapes.filter((shape) => shape.configOverrides.serverKeepAliveSeconds !== undefined).length).toBeGreaterThan(20);
     expect(shapes.filter((shape) => shape.clients.some((client) => (client.coverage?.hangs.length ?? 0) > 0)).length).toBeGreaterThan(60);
     expect(shapes.filter((shape) => shape.clients.some((client) => (client.coverage?.subscriptionSets.length ?? 0) > 1)).length).toBeGreaterThan(100);
-  });
+    // Not a speed test: it builds hundreds of worlds, seconds on a loaded machine.
+  }, 60_000);
 
   it('builds none of it without the workload streams, and a rare long-session world', () => {
     expect(Array.from({ length: 50 }, (_, seed) => chooseShape(seed, { workload: false })).every((shape) => shape.clients.every((c) => c.coverage === undefined))).toBe(true);

@@ -32,7 +32,7 @@ describe('planted store bugs are caught', () => {
       expect(rules).toContain(failure.rule);
       // The same seed is clean with the real store: the failure is the planted bug's.
       expect(runSimulation({ seed: failure.seed, stdout: () => {}, stderr: () => {} }).ok).toBe(true);
-    }, 30_000);
+    }, 180_000);
   }
 });
 
@@ -60,7 +60,7 @@ describe('bit flips in synced data', () => {
       return reported >= 4 && repairs > 0;
     }, 400);
     expect(found, `only ${reported} seeds of 1..400 reported corruption`).not.toBeNull();
-  }, 90_000);
+  }, 240_000);
 
   it('in a snapshot end the run as unrecoverable corruption reported, which is not a violation', () => {
     let unrecoverable = '';
@@ -75,7 +75,7 @@ describe('bit flips in synced data', () => {
     expect(found, 'no seed of 1..600 flipped a bit in a snapshot').not.toBeNull();
     expect(unrecoverable).toMatch(/^corrupt snapshot: snapshot-\d{16}\.snap at offset \d+/);
     expect(lastLine).toMatch(new RegExp(`^ok seed=${found} .* unrecoverable=1 trace_hash=[0-9a-f]{16}$`));
-  }, 90_000);
+  }, 240_000);
 
   // Regressions for the tail bit flip, found by vopr: a flipped bit in the last synced frame of the
   // log looked exactly like a torn final write, so recovery truncated it with a warning and an

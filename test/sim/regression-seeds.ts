@@ -108,4 +108,27 @@ export const regressionSeeds: readonly { seed: number; found: string; workload?:
     found:
       'simulator: a flipped bit in the synced part of an active stream segment makes recovery halt with "corrupt stream:" at every start (no repair exists for it); the run now ends there as reported corruption',
   },
+  {
+    seed: 901863,
+    found:
+      "simulator: an impostor's CONNECT ended the victim's session (fresh-session), the victim's next CONNECT made an empty one and lost its CONNACK; the one after found it (session present 1) and the client took it for its old session with its subscriptions",
+  },
+  { seed: 900705, found: 'simulator: same as 901863, after an operator deleted the session' },
+  {
+    seed: 910210,
+    found:
+      "simulator: the impostor's cleanup CONNECT was answered after a later lasting 3.1.1 CONNECT of its own had gone out; it took the impostor for rid of its session, and the session present it then found for its own was reported",
+  },
+  {
+    seed: 920131,
+    found:
+      'simulator: a 5.0 CONNECT of the impostor found its own lasting 3.1.1 session, whose cleanup passed it on the way: session present is rightly its own if it held one at any moment since sending',
+  },
+  {
+    seed: 920780,
+    found:
+      "simulator: a crash undid an operator's delete-session before it was durable; the client, taking the session present for an empty session, subscribed a new filter set beside the old one. A session present after such an end is ambiguous: the client now starts over with a clean start",
+  },
+  { seed: 921213, found: 'simulator: same as 920131' },
+  { seed: 922956, found: "simulator: same as 920780, the session ended by an impostor's CONNECT (fresh-session)" },
 ];
