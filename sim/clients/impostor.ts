@@ -25,19 +25,9 @@
 import { PacketDecoder } from '../../src/codec/decoder.js';
 import { encodePacket } from '../../src/codec/encoder.js';
 import { type Packet, PacketType } from '../../src/codec/packets.js';
-import type { Checker } from '../checker.js';
-import type { EventQueue } from '../event-queue.js';
 import { type ImpostorAttempt, type ImpostorPlan, impostorUser, passwordFor } from '../identity.js';
-import type { ClientSide, Link, Network } from '../network.js';
-
-export interface ImpostorContext {
-  readonly clock: { nowMs: number };
-  readonly queue: EventQueue;
-  readonly network: Network;
-  readonly checker: Checker;
-  trace(line: string): void;
-  reportViolation(rule: string, detail: string): void;
-}
+import type { ClientSide, Link } from '../network.js';
+import type { ProberContext } from './prober.js';
 
 interface Attempt {
   plan: ImpostorAttempt;
@@ -73,7 +63,7 @@ export class Impostor implements ClientSide {
     private readonly ownerMismatch: 'refuse' | 'fresh-session',
     /** Whether the victim's session, once made, can only end by the broker's fault or an amnesty. */
     private readonly victimSessionLasts: boolean,
-    private readonly context: ImpostorContext,
+    private readonly context: ProberContext,
   ) {}
 
   start(): void {

@@ -28,6 +28,7 @@ import type { EventQueue } from '../event-queue.js';
 import { buildProbe, connectBytes, type Probe, type ProbeLimits, type ProbePlan } from '../hostile.js';
 import type { ClientSide, Link, Network } from '../network.js';
 
+/** What a client outside the model clients' plan (the prober, the impostor) needs of the world. */
 export interface ProberContext {
   readonly clock: { nowMs: number };
   readonly queue: EventQueue;

@@ -14,6 +14,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from '../../bench/load/peers.js';
 
 /** How long a starting server may take to accept connections before the fixture gives up. */
 const startTimeoutMs = 15_000;
@@ -21,17 +22,6 @@ const startTimeoutMs = 15_000;
 const outputLinesMax = 40;
 
 const running = new Set<NatsServer>();
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
-    probe.once('error', reject);
-    probe.listen({ host: '127.0.0.1', port: 0 }, () => {
-      const port = (probe.address() as net.AddressInfo).port;
-      probe.close(() => resolve(port));
-    });
-  });
-}
 
 interface ServerShape {
   readonly name: string;

@@ -15,6 +15,7 @@ import { NatsLink, type NatsLinkLimits } from '../../io/cluster/nats-link.js';
 import { Logger } from '../../io/logger.js';
 import type { Action, AdminCommand, BrokerCore, BrokerView, ClusterKeyChange, ClusterMessage, ClusterRequest, ClusterResult, ConnectionId, ConnectionPeer, StorageResult } from '../../src/contract.js';
 import { Driver, type Host } from '../../src/driver.js';
+import { emptyView } from '../io/scripted-core.js';
 
 export type RecordedClusterInput =
   | { kind: 'status'; status: 'connected' | 'disconnected' }
@@ -95,29 +96,7 @@ export class ScriptedClusterCore implements BrokerCore {
     return null;
   }
 
-  readonly view: BrokerView = {
-    counters: () => ({}),
-    gauges: () => ({
-      sessionsOnline: 0,
-      sessionsOffline: 0,
-      subscriptions: 0,
-      retainedMessages: 0,
-      retainedBytes: 0,
-      queuedMessages: 0,
-      inflightMessages: 0,
-      storedMessages: 0,
-      clientsByListener: {},
-      clientsByProtocolVersion: {},
-      storage: null,
-      recoveryMs: null,
-    }),
-    clients: () => [],
-    client: () => null,
-    sessions: () => [],
-    subscriptions: () => [],
-    retained: () => [],
-    streams: () => [],
-  };
+  readonly view: BrokerView = emptyView;
 }
 
 /** A scripted core, the shared driver and a NATS link to `servers`, wired as `keel serve` wires them. */

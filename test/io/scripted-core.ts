@@ -82,29 +82,7 @@ export class ScriptedCore implements BrokerCore {
   }
 
   /** Nothing to see: a scripted core keeps no tables. */
-  readonly view: BrokerView = {
-    counters: () => ({}),
-    gauges: () => ({
-      sessionsOnline: 0,
-      sessionsOffline: 0,
-      subscriptions: 0,
-      retainedMessages: 0,
-      retainedBytes: 0,
-      queuedMessages: 0,
-      inflightMessages: 0,
-      storedMessages: 0,
-      clientsByListener: {},
-      clientsByProtocolVersion: {},
-      storage: null,
-      recoveryMs: null,
-    }),
-    clients: () => [],
-    client: () => null,
-    sessions: () => [],
-    subscriptions: () => [],
-    retained: () => [],
-    streams: () => [],
-  };
+  readonly view: BrokerView = emptyView;
 
   tick(nowMs: number): void {
     this.times.push(nowMs);
@@ -167,3 +145,28 @@ export class ScriptedCore implements BrokerCore {
     this.actions.push({ kind: 'send', connectionId, bytes: new TextEncoder().encode(text) });
   }
 }
+
+/** The view of a core that keeps no tables: every list empty, every figure zero. */
+export const emptyView: BrokerView = {
+  counters: () => ({}),
+  gauges: () => ({
+    sessionsOnline: 0,
+    sessionsOffline: 0,
+    subscriptions: 0,
+    retainedMessages: 0,
+    retainedBytes: 0,
+    queuedMessages: 0,
+    inflightMessages: 0,
+    storedMessages: 0,
+    clientsByListener: {},
+    clientsByProtocolVersion: {},
+    storage: null,
+    recoveryMs: null,
+  }),
+  clients: () => [],
+  client: () => null,
+  sessions: () => [],
+  subscriptions: () => [],
+  retained: () => [],
+  streams: () => [],
+};
