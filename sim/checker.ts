@@ -186,11 +186,13 @@ interface SubscriberState {
   /** The Maximum QoS of the last CONNACK (5.0; 2 when absent): no grant may exceed it. */
   maximumQos: number;
   /**
-   * Filters of earlier sessions (and unsubscribed ones), with the QoS they had and the time from
-   * which an amnesty may bring them back: the end of their session (or their UNSUBACK). A clean
-   * start or an UNSUBSCRIBE acknowledged before an amnesty may be forgotten with it.
+   * Filters of earlier sessions (and unsubscribed ones): each time one left the session, the QoS
+   * it had and the time from which an amnesty may bring it back (the end of its session, or its
+   * UNSUBACK). A clean start or an UNSUBSCRIBE acknowledged before an amnesty may be forgotten
+   * with it. Every departure is kept: a later one must not hide an earlier one that an amnesty
+   * may undo (a repair may roll the log back past several session ends).
    */
-  formerFilters: Map<string, { qos: number; sinceMs: number }>;
+  formerFilters: Map<string, { qos: number; sinceMs: number }[]>;
   /** When its first CONNACK accepting it arrived (identity worlds: from then on its session exists). */
   firstConnackMs: number | null;
   /**
@@ -509,9 +511,9 @@ export class Checker {
     const state = this.subscriber(client);
     for (const [filter, requestedQos] of state.requested) {
       const grant = state.granted.get(filter);
-      state.formerFilters.set(filter, { qos: grant !== undefined && grant.epoch === state.epoch ? grant.qos : requestedQos, sinceMs: this.clock.nowMs });
+      rememberFormer(state, filter, grant !== undefined && grant.epoch === state.epoch ? grant.qos : requestedQos, this.clock.nowMs);
     }
-    for (const [filter, removedMs] of state.removed) state.formerFilters.set(filter, { qos: state.removedGrants.get(filter) ?? 2, sinceMs: removedMs });
+    for (const [filter, removedMs] of state.removed) rememberFormer(state, filter, state.removedGrants.get(filter) ?? 2, removedMs);
     state.epoch += 1;
     state.sessionStartedMs = this.clock.nowMs;
     state.requested.clear();
@@ -660,7 +662,11 @@ export class Checker {
     }
     // An earlier session's filter, back after an amnesty that may have undone its end (with the
     // QoS it had then, even where this session has the same filter at another QoS).
-    for (const [filter, former] of state.formerFilters) if (this.amnestySince(former.sinceMs)) countFilter(filter, 2, former.qos);
+    for (const [filter, departures] of state.formerFilters) {
+      let qos = -1;
+      for (const former of departures) if (this.amnestySince(former.sinceMs)) qos = Math.max(qos, former.qos);
+      if (qos >= 0) countFilter(filter, 2, qos);
+    }
     // Non-shared subscriptions merge into one copy per session [MQTT-3.3.4-2] (Keel's choice).
     if (match.qos2Plain) match.qos2Count += 1;
     return match;
@@ -1213,4 +1219,18 @@ function unusualTopic(topic: string): boolean {
 function sharedGroupKey(filter: string): string | null {
   const shared = splitShared(filter);
   return shared === null ? null : `${shared.group}/${shared.filter}`;
+}
+
+/**
+ * Notes that `filter` left the session at `sinceMs` with QoS `qos`. A departure no later and at
+ * no lower QoS than one already kept adds nothing an amnesty could bring back.
+ */
+function rememberFormer(state: SubscriberState, filter: string, qos: number, sinceMs: number): void {
+  const departures = state.formerFilters.get(filter);
+  if (departures === undefined) {
+    state.formerFilters.set(filter, [{ qos, sinceMs }]);
+    return;
+  }
+  if (departures.some((former) => former.sinceMs <= sinceMs && former.qos >= qos)) return;
+  departures.push({ qos, sinceMs });
 }

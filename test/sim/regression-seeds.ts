@@ -131,4 +131,10 @@ export const regressionSeeds: readonly { seed: number; found: string; workload?:
   },
   { seed: 921213, found: 'simulator: same as 920131' },
   { seed: 922956, found: "simulator: same as 920780, the session ended by an impostor's CONNECT (fresh-session)" },
+  {
+    seed: 960489,
+    found:
+      "checker: a repair undid a 3.1.1 clean session's start and brought back the persistent session before it (with `$sys/+`); a later session end had overwritten the filter's earlier departure, so the amnesty no longer reached it. Every departure is kept now",
+  },
+  { seed: 961371, found: 'checker: same as 960489, the earlier departure at a higher QoS (qos-above-grant)' },
 ];
