@@ -104,7 +104,7 @@ function describeSetup(options: BenchOptions): string[] {
     `settings: runs ${options.runs}, window ${options.seconds} s, payload ${options.payloadBytes} B, MQTT level ${options.level}, latency rate ${options.rateMessagesPerSecond} msg/s after ${options.latencyWarmupSeconds} s of warm-up`,
     `idle connections: ${idleConnectionCount(options.connections)} used of ${options.connections} asked (open-files limit ${limit ?? 'unknown'}; raise with ulimit -n), ${options.connectConcurrency} in flight, after ${options.connectWarmupConnections} opened (100 in flight) and reset for warm-up`,
     `keel launch: node ${keelNodeArguments().join(' ') || '(no flags)'} (its launcher line, as \`keel\` and \`npm start\` run it)`,
-    `keel config: ${JSON.stringify(options.peers.keelConfig)}; mosquitto: persistence false, max_queued_messages ${options.peers.mosquittoQueuedMessagesMax}, other settings default (max_inflight_messages 20); aedes: defaults (in-memory)`,
+    `keel config: ${JSON.stringify(options.peers.keelConfig)}; mosquitto: persistence false (resume-storm: true, saved at its clean exit), max_queued_messages ${options.peers.mosquittoQueuedMessagesMax}, other settings default (max_inflight_messages 20); aedes: defaults (in-memory)`,
     `listener scenarios: keel and mosquitto only, each listening on that protocol alone; TLS: an EC P-256 certificate and key made with openssl, the same files for both, TLS 1.2 and 1.3 allowed (both negotiate 1.3 with the generator), no session reuse; tls-handshakes: ${options.tlsConnections} connections after ${options.tlsWarmupConnections} of warm-up, 100 in flight; WebSocket: Keel's ws listener, Mosquitto's protocol websockets`,
   ];
 }

@@ -15,7 +15,7 @@
  * after it resolved, `assertOpen`) with the reason.
  */
 import type { Duplex } from 'node:stream';
-import { encodeConnect, PacketType, type ProtocolLevel, readVarint } from './packets.js';
+import { encodeConnect, encodeSubscribe, PacketType, type ProtocolLevel, readVarint } from './packets.js';
 import { type BenchTransport, connectTransport, plainTcp, resetTransport } from './transport.js';
 
 export interface IdleConnectionsOptions {
@@ -30,7 +30,17 @@ export interface IdleConnectionsOptions {
   stallTimeoutMs: number;
   /** TCP (default), TLS (every connection a full handshake) or WebSocket. */
   transport?: BenchTransport;
+  /**
+   * Persistent sessions (the resume-storm scenario): each CONNECT asks to keep its session (clean
+   * start 0; 5.0: a session expiry of a day), and `subscribe` then subscribes it to its own topic
+   * `bench/resume/<index>` at QoS 1 (a connection counts once its SUBACK came), while
+   * `expectSessionPresent` fails the batch on a CONNACK that did not find the session.
+   */
+  persistent?: { subscribe: boolean; expectSessionPresent: boolean };
 }
+
+/** The session expiry of persistent bench sessions (5.0): a day, far beyond any run. */
+const persistentExpirySeconds = 86_400;
 
 const watchdogPeriodMs = 100;
 
@@ -38,7 +48,7 @@ export class IdleConnections {
   readonly sockets: Duplex[] = [];
   /** CONNACKs with code 0 received so far. */
   accepted = 0;
-  /** Per accepted connection, in order of acceptance: ms from opening its socket to its CONNACK. */
+  /** Per accepted connection, in order of acceptance: ms from opening its socket to its CONNACK (its SUBACK when it subscribes). */
   readonly connackLatenciesMs: number[] = [];
   /** The first failure of any connection (refused, malformed, lost, socket error). */
   failure: Error | null = null;
@@ -98,33 +108,81 @@ export class IdleConnections {
     const openedMs = performance.now();
     const socket = connectTransport(this.options.port, this.options.transport ?? plainTcp);
     this.sockets.push(socket);
+    const persistent = this.options.persistent;
     let head: Buffer | null = null;
     let acknowledged = false;
+    // Persistent and subscribing: the CONNACK, then the SUBACK.
+    let awaiting: 'connack' | 'suback' = 'connack';
     const onData = (chunk: Buffer): void => {
       head = head === null ? chunk : Buffer.concat([head, chunk]);
-      let whole: boolean;
-      try {
-        whole = wholeFirstPacket(head);
-      } catch (error) {
-        return this.fail(error as Error);
+      while (head !== null) {
+        let whole: boolean;
+        try {
+          whole = wholeFirstPacket(head);
+        } catch (error) {
+          return this.fail(error as Error);
+        }
+        if (!whole) return;
+        const [remainingBytes, lengthBytes] = readVarint(head, 1);
+        const packetBytes = 1 + lengthBytes + remainingBytes;
+        const packet = head.subarray(0, packetBytes);
+        head = head.length > packetBytes ? head.subarray(packetBytes) : null;
+        if (awaiting === 'connack') {
+          if (!this.checkConnack(packet)) return;
+          if (persistent?.subscribe === true) {
+            awaiting = 'suback';
+            socket.write(encodeSubscribe(this.options.level, 1, [{ filter: `bench/resume/${index}`, qos: 1 }]));
+            continue;
+          }
+        } else if (packet[0]! >> 4 !== PacketType.suback) {
+          return this.fail(new Error(`expected SUBACK, got packet type ${packet[0]! >> 4}`));
+        }
+        socket.removeListener('data', onData);
+        acknowledged = true;
+        this.onAccepted(performance.now() - openedMs);
+        return;
       }
-      if (!whole) return;
-      socket.removeListener('data', onData);
-      acknowledged = true;
-      this.onConnack(head, performance.now() - openedMs);
     };
     socket.on('data', onData);
     socket.on('error', (error) => this.fail(new Error(`connection ${index}: ${error.message}`)));
     socket.on('close', () => this.fail(new Error(`connection ${index} was closed by the broker ${acknowledged ? 'after' : 'before'} its CONNACK`)));
-    socket.write(encodeConnect({ clientId: `${this.options.clientIdPrefix}${index}`, level: this.options.level, keepAliveSeconds: 0, clean: true }));
+    const clientId = `${this.options.clientIdPrefix}${index}`;
+    socket.write(
+      encodeConnect({
+        clientId,
+        level: this.options.level,
+        keepAliveSeconds: 0,
+        clean: persistent === undefined,
+        ...(persistent === undefined ? {} : { sessionExpirySeconds: persistentExpirySeconds }),
+      }),
+    );
   }
 
-  private onConnack(bytes: Buffer, latencyMs: number): void {
-    if (bytes[0]! >> 4 !== PacketType.connack) return this.fail(new Error(`expected CONNACK, got packet type ${bytes[0]! >> 4}`));
+  /** True for a CONNACK with code 0 (and session present, when the batch expects it); fails the batch otherwise. */
+  private checkConnack(bytes: Buffer): boolean {
+    if (bytes[0]! >> 4 !== PacketType.connack) {
+      this.fail(new Error(`expected CONNACK, got packet type ${bytes[0]! >> 4}`));
+      return false;
+    }
     const [remainingBytes, lengthBytes] = readVarint(bytes, 1);
-    if (remainingBytes < 2) return this.fail(new Error(`CONNACK of ${remainingBytes} bytes has no room for its flags and code`));
+    if (remainingBytes < 2) {
+      this.fail(new Error(`CONNACK of ${remainingBytes} bytes has no room for its flags and code`));
+      return false;
+    }
     const code = bytes[1 + lengthBytes + 1]!;
-    if (code !== 0) return this.fail(new Error(`CONNACK refused with code 0x${code.toString(16)}`));
+    if (code !== 0) {
+      this.fail(new Error(`CONNACK refused with code 0x${code.toString(16)}`));
+      return false;
+    }
+    const sessionPresent = (bytes[1 + lengthBytes]! & 0x01) === 1;
+    if (this.options.persistent?.expectSessionPresent === true && !sessionPresent) {
+      this.fail(new Error('CONNACK did not find the session (session present 0)'));
+      return false;
+    }
+    return true;
+  }
+
+  private onAccepted(latencyMs: number): void {
     this.accepted += 1;
     this.connackLatenciesMs.push(latencyMs);
     this.lastProgressMs = Date.now();

@@ -9,7 +9,7 @@
  * packet, so the cost per received message is a few integer reads.
  *
  * Only what the scenarios need is supported: MQTT 3.1.1 (level 4) and 5.0 (level 5) with empty
- * property sets, no will, no credentials.
+ * property sets (but a CONNECT's Session Expiry Interval), no will, no credentials.
  */
 
 export type ProtocolLevel = 4 | 5;
@@ -85,11 +85,16 @@ export interface ConnectOptions {
   keepAliveSeconds: number;
   /** Clean Session (3.1.1) / Clean Start (5.0). */
   clean: boolean;
+  /** MQTT 5.0 Session Expiry Interval (absent: 0, the session ends with the connection). */
+  sessionExpirySeconds?: number;
 }
 
 export function encodeConnect(options: ConnectOptions): Buffer {
   const header = Buffer.concat([utf8String('MQTT'), Buffer.from([options.level, options.clean ? 0x02 : 0x00]), uint16(options.keepAliveSeconds)]);
-  const body = Buffer.concat([header, emptyProperties(options.level), utf8String(options.clientId)]);
+  const expiry = options.sessionExpirySeconds ?? 0;
+  // Property 0x11, Session Expiry Interval, a four-byte integer: the property set is 5 bytes long.
+  const properties = options.level === 5 && expiry > 0 ? Buffer.from([5, 0x11, expiry >>> 24, (expiry >>> 16) & 0xff, (expiry >>> 8) & 0xff, expiry & 0xff]) : emptyProperties(options.level);
+  const body = Buffer.concat([header, properties, utf8String(options.clientId)]);
   return framePacket(PacketType.connect << 4, body);
 }
 

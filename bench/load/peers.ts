@@ -43,6 +43,11 @@ export interface RunningBroker {
   cpuSplitMicros(): CpuSplit;
   /** True while the child process is alive. */
   alive(): boolean;
+  /**
+   * Stops the broker cleanly (SIGTERM) and starts it again on the same port and data, resolving
+   * with the milliseconds from the new process's spawn to its port accepting connections.
+   */
+  restart(): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -171,14 +176,83 @@ export function readProcessStatusBytes(pid: number, field: string): number {
   }
 }
 
+/** What a broker keeps across a restart in `RunningBroker.restart`. */
+export interface BrokerStartOptions {
+  /**
+   * Sessions kept on disk across restarts: Keel always keeps them (its data directory stays); for
+   * Mosquitto, `persistence true` in the run's directory (written at its clean exit). Aedes keeps
+   * nothing (in-memory store) and cannot be asked to.
+   */
+  persistence?: boolean;
+}
+
 /** Starts a fresh broker process and resolves once its port accepts connections. */
-export async function startBroker(name: BrokerName, options: PeerOptions, listener: BenchListener | null = null): Promise<RunningBroker> {
+export async function startBroker(name: BrokerName, options: PeerOptions, listener: BenchListener | null = null, start: BrokerStartOptions = {}): Promise<RunningBroker> {
   if (listener !== null && name === 'aedes') throw new Error(`the benchmark runs Aedes on plain TCP only, not ${listener.protocol}`);
+  if (start.persistence === true && name === 'aedes') throw new Error('the benchmark runs Aedes with its in-memory store: it keeps no session across a restart');
   const port = await freePort();
   const spareListenerPort = name === 'mosquitto' && listener?.protocol === 'ws' ? await freePort() : null;
   const workDirectory = mkdtempSync(join(tmpdir(), `keel-bench-${name}-`));
   const adminPort = name === operationsBrokerName ? await freePort() : null;
-  const [command, args] = commandFor(name, port, workDirectory, adminPort === null ? options : withOperations(options, adminPort), listener, spareListenerPort);
+  const peerOptions = adminPort === null ? options : withOperations(options, adminPort);
+  const [command, args] = commandFor(name, port, workDirectory, peerOptions, listener, spareListenerPort, start.persistence === true);
+  let child = launch(command, args);
+  const scraper = adminPort === null ? null : new MetricsScraper(adminPort);
+  const halt = async (): Promise<void> => {
+    if (!child.exited()) child.process.kill('SIGTERM');
+    const timer = setTimeout(() => child.process.kill('SIGKILL'), stopTimeoutMs);
+    await child.exit;
+    clearTimeout(timer);
+  };
+  const stop = async (): Promise<void> => {
+    scraper?.stop();
+    await halt();
+    rmSync(workDirectory, { recursive: true, force: true });
+  };
+  const ready = (): Promise<void> =>
+    waitForPort(
+      port,
+      () => child.exited(),
+      () => child.stderrTail(),
+    );
+  try {
+    await ready();
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  scraper?.start();
+  return {
+    name,
+    get pid() {
+      return child.process.pid!;
+    },
+    port,
+    rssBytes: () => (child.exited() ? 0 : readRssBytes(child.process.pid!)),
+    cpuMicros: () => (child.exited() ? 0 : readCpuMicros(child.process.pid!)),
+    cpuSplitMicros: () => (child.exited() ? { userMicros: 0, systemMicros: 0 } : readCpuSplitMicros(child.process.pid!)),
+    alive: () => !child.exited(),
+    restart: async () => {
+      await halt();
+      const startNs = process.hrtime.bigint();
+      child = launch(command, args);
+      await ready();
+      return Number(process.hrtime.bigint() - startNs) / 1e6;
+    },
+    stop,
+  };
+}
+
+interface Launched {
+  readonly process: ChildProcess;
+  readonly exit: Promise<void>;
+  exited(): boolean;
+  /** The last 2,000 characters the process wrote to stderr. */
+  stderrTail(): string;
+}
+
+/** Spawns a broker process, watched until it exits (and killed if this process exits first). */
+function launch(command: string, args: string[]): Launched {
   const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   liveChildren.add(child);
   let stderrTail = '';
@@ -194,36 +268,7 @@ export async function startBroker(name: BrokerName, options: PeerOptions, listen
       resolve();
     }),
   );
-  const scraper = adminPort === null ? null : new MetricsScraper(adminPort);
-  const stop = async (): Promise<void> => {
-    scraper?.stop();
-    if (!exited) child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), stopTimeoutMs);
-    await exit;
-    clearTimeout(timer);
-    rmSync(workDirectory, { recursive: true, force: true });
-  };
-  try {
-    await waitForPort(
-      port,
-      () => exited,
-      () => stderrTail,
-    );
-  } catch (error) {
-    await stop();
-    throw error;
-  }
-  scraper?.start();
-  return {
-    name,
-    pid: child.pid!,
-    port,
-    rssBytes: () => (exited ? 0 : readRssBytes(child.pid!)),
-    cpuMicros: () => (exited ? 0 : readCpuMicros(child.pid!)),
-    cpuSplitMicros: () => (exited ? { userMicros: 0, systemMicros: 0 } : readCpuSplitMicros(child.pid!)),
-    alive: () => !exited,
-    stop,
-  };
+  return { process: child, exit, exited: () => exited, stderrTail: () => stderrTail };
 }
 
 /** Keel's settings for a keel-ops run: its admin listener on `adminPort`, `$SYS` every second. */
@@ -267,7 +312,15 @@ class MetricsScraper {
   }
 }
 
-function commandFor(name: BrokerName, port: number, workDirectory: string, options: PeerOptions, listener: BenchListener | null, spareListenerPort: number | null): [string, string[]] {
+function commandFor(
+  name: BrokerName,
+  port: number,
+  workDirectory: string,
+  options: PeerOptions,
+  listener: BenchListener | null,
+  spareListenerPort: number | null,
+  persistence: boolean,
+): [string, string[]] {
   if (name === 'aedes') return [process.execPath, [aedesServerScript(), String(port)]];
   if (name === 'keel' || name === operationsBrokerName) {
     const configFile = join(workDirectory, 'keel.json');
@@ -280,7 +333,7 @@ function commandFor(name: BrokerName, port: number, workDirectory: string, optio
     return [process.execPath, [...keelNodeArguments(), keelCli(), 'serve', ...where, '--data-dir', dataDirectory, '--config', configFile, '--log-level', 'error']];
   }
   const configFile = join(workDirectory, 'mosquitto.conf');
-  writeFileSync(configFile, mosquittoConfig(port, options.mosquittoQueuedMessagesMax, listener, spareListenerPort));
+  writeFileSync(configFile, mosquittoConfig(port, options.mosquittoQueuedMessagesMax, listener, spareListenerPort, persistence ? workDirectory : null));
   return ['mosquitto', ['-c', configFile]];
 }
 
@@ -318,11 +371,18 @@ export function launcherNodeFlags(script: string): string[] {
 }
 
 /**
- * In-memory, anonymous, silent: the same footing as Aedes with its default in-memory store. A TLS
+ * In-memory, anonymous, silent: the same footing as Aedes with its default in-memory store (with
+ * `persistenceDirectory`, sessions are kept there across restarts, saved at a clean exit). A TLS
  * listener gets the same certificate and key as Keel (and Mosquitto's default versions, TLS 1.2
  * and 1.3, as Keel's); a WebSocket one is Mosquitto's `protocol websockets` (libwebsockets).
  */
-export function mosquittoConfig(port: number, queuedMessagesMax: number, listener: BenchListener | null = null, spareListenerPort: number | null = null): string {
+export function mosquittoConfig(
+  port: number,
+  queuedMessagesMax: number,
+  listener: BenchListener | null = null,
+  spareListenerPort: number | null = null,
+  persistenceDirectory: string | null = null,
+): string {
   const lines = [`listener ${port} 127.0.0.1`];
   if (listener?.protocol === 'mqtts') lines.push(`certfile ${requireCertificates(listener).certFile}`, `keyfile ${requireCertificates(listener).keyFile}`);
   if (listener?.protocol === 'ws') {
@@ -333,9 +393,11 @@ export function mosquittoConfig(port: number, queuedMessagesMax: number, listene
     lines.push(`listener ${spareListenerPort} 127.0.0.1`);
   }
   // Started as root, Mosquitto switches to the user "mosquitto", who cannot read the benchmark's
-  // key in its private temporary directory; staying the invoking user changes nothing measured.
-  if (listener !== null && process.getuid?.() === 0) lines.push('user root');
-  return [...lines, 'allow_anonymous true', 'persistence false', 'log_dest none', `max_queued_messages ${queuedMessagesMax}`, 'max_connections -1', ''].join('\n');
+  // key or write its store in the private temporary directory; staying the invoking user changes
+  // nothing measured.
+  if ((listener !== null || persistenceDirectory !== null) && process.getuid?.() === 0) lines.push('user root');
+  const persistence = persistenceDirectory === null ? ['persistence false'] : ['persistence true', `persistence_location ${persistenceDirectory}/`];
+  return [...lines, 'allow_anonymous true', ...persistence, 'log_dest none', `max_queued_messages ${queuedMessagesMax}`, 'max_connections -1', ''].join('\n');
 }
 
 async function waitForPort(port: number, exited: () => boolean, stderrTail: () => string): Promise<void> {

@@ -88,7 +88,7 @@ function listenerFor(scenario: Scenario): { listener: BenchListener | null; tran
 
 async function runOnce(scenario: Scenario, broker: BrokerName, options: BenchOptions): Promise<Metric[]> {
   const { listener, transport } = listenerFor(scenario);
-  const running = await startBroker(broker, options.peers, listener);
+  const running = await startBroker(broker, options.peers, listener, { persistence: scenario.persistence === true });
   try {
     const context: ScenarioContext = {
       port: running.port,
@@ -96,6 +96,7 @@ async function runOnce(scenario: Scenario, broker: BrokerName, options: BenchOpt
       rssBytes: running.rssBytes,
       cpuMicros: running.cpuMicros,
       cpuSplitMicros: running.cpuSplitMicros,
+      restartBroker: running.restart,
       level: options.level,
       payloadBytes: options.payloadBytes,
       seconds: options.seconds,

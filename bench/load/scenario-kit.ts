@@ -21,6 +21,12 @@ export interface ScenarioContext {
   cpuMicros: () => number;
   /** The same, user and system apart. */
   cpuSplitMicros: () => CpuSplit;
+  /**
+   * Stops the broker cleanly and starts it again on the same port and data (a scenario with
+   * `persistence` keeps its sessions across it); resolves with the ms from spawn to listening.
+   * The figures above then read the new process.
+   */
+  restartBroker: () => Promise<number>;
   level: ProtocolLevel;
   payloadBytes: number;
   /** Length of the measurement window of throughput scenarios. */
@@ -71,6 +77,8 @@ export interface Scenario {
   listener?: 'mqtts' | 'ws';
   /** The brokers it is run against; all of them when absent. */
   brokers?: readonly BrokerName[];
+  /** The broker keeps sessions on disk across `restartBroker` (Mosquitto: `persistence true`). */
+  persistence?: true;
   run(context: ScenarioContext): Promise<Metric[]>;
   /**
    * Time a run may take beyond twice its measurement window (set-up, warm-up, settling) before the

@@ -272,6 +272,55 @@ const tlsHandshakes: Scenario = {
   run: (context) => connectionStorm(context, idleConnectionCount(context.tlsConnections), context.tlsWarmupConnections, 'handshake rate'),
 };
 
+/** Handshakes in flight while the resume-storm scenario creates its sessions. */
+const sessionSetupConcurrency = 100;
+
+const resumeStorm: Scenario = {
+  name: 'resume-storm',
+  description: 'N persistent sessions, one QoS 1 subscription each; restart the broker; every client resumes at once (clean start 0, session present 1): recovery time, rate, CPU',
+  brokers: ['keel', 'mosquitto'],
+  persistence: true,
+  allowanceMs: () => 180_000,
+  run: async (context) => {
+    const count = idleConnectionCount(context.connections);
+    const clientIdPrefix = `${clientId('resume')}-`;
+    // The sessions, each subscribed (a SUBACK counts it), then every connection dropped: the
+    // sessions stay, as after a crash of the clients' network.
+    const created = await IdleConnections.open({ ...batchOptions(context, clientIdPrefix, count, sessionSetupConcurrency), persistent: { subscribe: true, expectSessionPresent: false } });
+    created.resetAll();
+    await sleep(1_000);
+    const restartMs = await context.restartBroker();
+    await sleep(300);
+    const rssBeforeBytes = context.rssBytes();
+    const cpuBefore = context.cpuSplitMicros();
+    const startNs = process.hrtime.bigint();
+    const resumed = await IdleConnections.open({ ...batchOptions(context, clientIdPrefix, count, context.connectConcurrency), persistent: { subscribe: false, expectSessionPresent: true } });
+    const elapsedSeconds = Number(process.hrtime.bigint() - startNs) / 1e9;
+    const cpuAfter = context.cpuSplitMicros();
+    try {
+      await sleep(1_000);
+      const rssAfterBytes = context.rssBytes();
+      resumed.assertOpen();
+      const brokerUserMicros = cpuAfter.userMicros - cpuBefore.userMicros;
+      const brokerSystemMicros = cpuAfter.systemMicros - cpuBefore.systemMicros;
+      const timed = { batch: resumed, ratePerSecond: count / elapsedSeconds, brokerCpuMicros: brokerUserMicros + brokerSystemMicros, brokerUserMicros, brokerSystemMicros };
+      return [
+        { name: 'sessions', unit: 'count', better: 'info', value: count },
+        { name: 'restart to listening', unit: 'ms', better: 'lower', value: restartMs },
+        { name: 'RSS after restart', unit: 'MiB', better: 'lower', value: rssBeforeBytes / mebibyte },
+        ...stormMetrics('resume rate', context.connectConcurrency === idleConcurrency ? '' : `, ${context.connectConcurrency} in flight`, timed, count),
+        { name: 'RSS with all resumed', unit: 'MiB', better: 'lower', value: rssAfterBytes / mebibyte },
+      ];
+    } finally {
+      resumed.resetAll();
+    }
+  },
+};
+
+function batchOptions(context: ScenarioContext, clientIdPrefix: string, count: number, concurrency: number) {
+  return { port: context.port, level: context.level, concurrency, stallTimeoutMs: setupTimeoutMs, clientIdPrefix, count, transport: context.transport };
+}
+
 /**
  * Opens `warmupCount` connections (timed: the cold rate) and resets them, then `count` more
  * (timed: the warm rate) that stay open and idle while the broker's RSS is read; over the
@@ -411,4 +460,4 @@ const stalledQos1: Scenario = {
   run: (context) => stalledSubscriber(context, 1),
 };
 
-export const scenarios: readonly Scenario[] = [fanIn, fanOut, qos1, latency, idleConnections, stalledQos0, stalledQos1, tlsFanIn, tlsHandshakes, webSocketFanIn];
+export const scenarios: readonly Scenario[] = [fanIn, fanOut, qos1, latency, idleConnections, resumeStorm, stalledQos0, stalledQos1, tlsFanIn, tlsHandshakes, webSocketFanIn];

@@ -140,6 +140,73 @@ describe('idle connections for the connect-rate scenario', () => {
     expect(batch.failure).toBeNull();
   });
 
+  it('with persistent sessions: subscribes each after its CONNACK, and fails on a resume that finds no session', async () => {
+    const subscribes: string[] = [];
+    const answered = new WeakSet<net.Socket>();
+    const server = await serve((_, socket) => {
+      // serve() calls back on every chunk once the CONNECT is whole: answer it once per socket.
+      if (answered.has(socket)) return;
+      answered.add(socket);
+      socket.write(accept);
+      socket.on('data', (chunk: Buffer) => {
+        // After the CONNECT: a SUBSCRIBE (type 8; packet id at 2, the filter's length at 4) per connection, answered with a SUBACK granting QoS 1.
+        if (chunk[0] !== 0x82) return;
+        subscribes.push(chunk.subarray(6, 6 + chunk.readUInt16BE(4)).toString('utf8'));
+        socket.write(Buffer.from([0x90, 0x03, 0x00, 0x01, 0x01]));
+      });
+    });
+    const batch = await IdleConnections.open({
+      port: server.port,
+      level: 4,
+      clientIdPrefix: 'p-',
+      count: 6,
+      concurrency: 3,
+      stallTimeoutMs: 2_000,
+      persistent: { subscribe: true, expectSessionPresent: false },
+    });
+    batches.push(batch);
+    expect(batch.accepted).toBe(6);
+    expect(subscribes.sort()).toEqual(['bench/resume/0', 'bench/resume/1', 'bench/resume/2', 'bench/resume/3', 'bench/resume/4', 'bench/resume/5']);
+    // The same server answers session present 0: a batch that expects its sessions back fails.
+    await expect(
+      IdleConnections.open({ port: server.port, level: 4, clientIdPrefix: 'p-', count: 2, concurrency: 1, stallTimeoutMs: 2_000, persistent: { subscribe: false, expectSessionPresent: true } }),
+    ).rejects.toThrow('CONNACK did not find the session (session present 0)');
+  });
+
+  it('resume-storm against Keel in a child process: every session comes back after the restart', async () => {
+    const broker = await startBroker('keel', { keelConfig: {}, mosquittoQueuedMessagesMax: 1_000 }, null, { persistence: true });
+    try {
+      const scenario = scenarios.find((candidate) => candidate.name === 'resume-storm')!;
+      const firstPid = broker.pid;
+      const metrics = await scenario.run({
+        port: broker.port,
+        transport: plainTcp,
+        rssBytes: broker.rssBytes,
+        cpuMicros: broker.cpuMicros,
+        cpuSplitMicros: broker.cpuSplitMicros,
+        restartBroker: broker.restart,
+        connectConcurrency: 50,
+        level: 5,
+        payloadBytes: 64,
+        seconds: 1,
+        connections: 300,
+        rateMessagesPerSecond: 100,
+        latencyWarmupSeconds: 0,
+        connectWarmupConnections: 0,
+        tlsConnections: 1,
+        tlsWarmupConnections: 0,
+      });
+      // A new process served the resumes, and every one of the 300 found its session (the batch fails otherwise).
+      expect(broker.pid).not.toBe(firstPid);
+      expect(metrics.find((metric) => metric.name === 'sessions')!.value).toBe(300);
+      expect(metrics.find((metric) => metric.name === 'restart to listening')!.value).toBeGreaterThan(0);
+      expect(metrics.find((metric) => metric.name === 'resume rate, 50 in flight')!.value).toBeGreaterThan(0);
+      expect(metrics.find((metric) => metric.name === 'broker user CPU per connection, 50 in flight')!.value).toBeGreaterThan(0);
+    } finally {
+      await broker.stop();
+    }
+  }, 60_000);
+
   it('opens 500 connections against Keel in a child process', async () => {
     const broker = await startBroker('keel', { keelConfig: { syncPolicy: 'none' }, mosquittoQueuedMessagesMax: 1_000 });
     try {
@@ -163,6 +230,7 @@ describe('idle-connections scenario', () => {
       rssBytes: () => 0,
       cpuMicros: () => 0,
       cpuSplitMicros: () => ({ userMicros: 0, systemMicros: 0 }),
+      restartBroker: () => Promise.reject(new Error('this scenario does not restart the broker')),
       connectConcurrency: 100,
       level: 4 as const,
       payloadBytes: 64,

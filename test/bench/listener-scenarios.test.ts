@@ -23,6 +23,7 @@ function contextFor(port: number, rssBytes: () => number, transport: BenchTransp
     rssBytes,
     cpuMicros,
     cpuSplitMicros: () => ({ userMicros: cpuMicros(), systemMicros: 0 }),
+    restartBroker: () => Promise.reject(new Error('the listener scenarios do not restart the broker')),
     connectConcurrency: 100,
     level: 4,
     payloadBytes: 64,
@@ -88,5 +89,14 @@ describe('the listener scenarios against Keel', () => {
     expect(mosquittoConfig(8080, 1_000, { protocol: 'ws' }, 8081)).toContain('listener 8080 127.0.0.1\nprotocol websockets\nlistener 8081 127.0.0.1\n');
     await expect(startBroker('aedes', peers, { protocol: 'ws' })).rejects.toThrow(/plain TCP only/);
     expect(scenario('tls-handshakes').brokers).toEqual(['keel', 'mosquitto']);
+  });
+
+  it('keeps Mosquitto in memory unless the scenario asks for persistence, and Aedes always', async () => {
+    expect(mosquittoConfig(1883, 1_000)).toContain('persistence false\n');
+    const kept = mosquittoConfig(1883, 1_000, null, null, '/tmp/keel-bench-x');
+    expect(kept).toContain('persistence true\npersistence_location /tmp/keel-bench-x/\n');
+    expect(kept).not.toContain('persistence false');
+    await expect(startBroker('aedes', peers, null, { persistence: true })).rejects.toThrow(/keeps no session/);
+    expect(scenario('resume-storm').brokers).toEqual(['keel', 'mosquitto']);
   });
 });

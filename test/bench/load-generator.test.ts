@@ -80,6 +80,10 @@ describe('load generator encoder agrees with mqtt-packet', () => {
         ['a/+/c', 0],
       ]);
       expect(parseOne(encodePuback(513), level)).toMatchObject({ cmd: 'puback', messageId: 513 });
+      const persistent = parseOne(encodeConnect({ clientId: 'keep', level, keepAliveSeconds: 0, clean: false, sessionExpirySeconds: 86_400 }), level);
+      expect(persistent).toMatchObject({ cmd: 'connect', clientId: 'keep', clean: false });
+      // The expiry is a 5.0 property; 3.1.1 has none (a clean session 0 lasts until the broker drops it).
+      expect(persistent.properties?.sessionExpiryInterval).toBe(level === 5 ? 86_400 : undefined);
       expect(parseOne(encodePingreq(), level).cmd).toBe('pingreq');
       expect(parseOne(encodeDisconnect(), level).cmd).toBe('disconnect');
     });
@@ -196,6 +200,7 @@ describe('harness smoke run', () => {
         rssBytes: broker.rssBytes,
         cpuMicros: broker.cpuMicros,
         cpuSplitMicros: broker.cpuSplitMicros,
+        restartBroker: broker.restart,
         connectConcurrency: 100,
         level: 4 as const,
         payloadBytes: 64,
