@@ -22,7 +22,8 @@
  *   may set a reader back to its committed position); an offset skipped between two deliveries is
  *   one the reader's sub-filter does not match, one a last-value compaction superseded, or one
  *   retention cut and the delivery announced (or a broker crash between may have taken the
- *   announcement, which is not durable) (`stream-skip`): so the replay-to-live seam
+ *   announcement, which is not durable, or a QoS 0 delivery carrying it was lost with a
+ *   connection) (`stream-skip`): so the replay-to-live seam
  *   neither skips nor repeats. The first delivery of a session is where the start asked
  *   (`stream-start`): offset 0 for earliest, N for offset:N when N existed, nothing older than T
  *   for time:T and nothing at or after T missed, nothing appended after the SUBACK missed for latest.
@@ -383,8 +384,25 @@ export class StreamChecker {
     const definition = model.definition;
     if (definition.lastValue && [...model.entries].some(([other, e]) => other > offset && e.topic === entry.topic)) return true;
     // Retention may cut a plain reader (it is never waited for); the cut is announced on its next
-    // delivery, but that announcement lives in memory: a broker crash between may take it along.
-    return (definition.retentionMs > 0 || definition.retentionBytes > 0) && (next.skipped > 0 || this.crashBetween(previous.atMs, next.atMs));
+    // delivery, but that announcement lives in memory: a broker crash between may take it along,
+    // and so may a QoS 0 delivery that carried it and went down with a connection.
+    if (!(definition.retentionMs > 0 || definition.retentionBytes > 0)) return false;
+    return next.skipped > 0 || this.crashBetween(previous.atMs, next.atMs) || this.announcementMayBeLost(model, reader, previous, next);
+  }
+
+  /**
+   * A QoS 0 entry the reader's sub-filter matches lies between `previous` and `next`, and a
+   * connection of the session ended before `next` came: the first delivery after a cut, which
+   * announces it, may have been that entry, and lost.
+   */
+  private announcementMayBeLost(model: StreamModel, reader: ReaderState, previous: StreamDeliveryRecord, next: StreamDeliveryRecord): boolean {
+    const sessionStartMs = reader.sessions[previous.session]?.subscribeSentMs ?? 0;
+    if (!reader.connectionEndsMs.some((atMs) => atMs >= sessionStartMs && atMs <= next.atMs)) return false;
+    for (let offset = previous.offset! + 1; offset < next.offset!; offset++) {
+      const entry = model.entries.get(offset);
+      if (entry !== undefined && this.isQos0(entry.key) && (reader.plan.narrow === null || topicMatches(reader.plan.narrow, entry.topic))) return true;
+    }
+    return false;
   }
 
   /** The first delivery of a session is where its start asked (streams without retention or compaction). */

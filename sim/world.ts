@@ -269,7 +269,7 @@ export class World implements ClientContext {
     this.checker.brokerCrashed();
     this.streamChecker.brokerCrashed();
     // The interval policy acknowledges before syncing (by design): what a crash loses is allowed.
-    if (this.shape.disk.store.syncPolicy !== 'always') this.checker.openAmnesty();
+    if (this.shape.disk.store.syncPolicy !== 'always') this.openAmnesty();
     this.network.brokerCrashed(broker.incarnation);
     this.disk.crash();
     this.queue.push(this.clock.nowMs + this.faultRandom.int(50, 3_000), () => this.startBroker());
@@ -309,7 +309,13 @@ export class World implements ClientContext {
     }
     this.applyRepair(plan.actions);
     this.repairs += 1;
+    this.openAmnesty();
+  }
+
+  /** The broker may have forgotten what it had made durable: the checker excuses, the impostor cleans up again. */
+  private openAmnesty(): void {
     this.checker.openAmnesty();
+    this.impostor?.amnestyOpened();
   }
 
   /** Executes a repair plan on the disk, durably (an operator's tool, not subject to the run's faults). */

@@ -223,6 +223,17 @@ export class Impostor implements ClientSide {
     if (this.mayOwnSession || attempt.cleanup) this.scheduleCleanup();
   }
 
+  /**
+   * An amnesty opened (a repair cut the log, or a crash under a relaxed sync policy): the broker
+   * may have forgotten a cleanup, so a lasting session mallory ever held may be back, locking the
+   * victim out under `refuse`. Clean up again, as after any CONNECT that may have left one.
+   */
+  amnestyOpened(): void {
+    if (this.lastLastingSequence === 0) return;
+    this.mayOwnSession = true;
+    this.scheduleCleanup();
+  }
+
   private disown(): void {
     if (this.mayOwnSession) this.disownedMs = this.context.clock.nowMs;
     this.mayOwnSession = false;

@@ -137,4 +137,14 @@ export const regressionSeeds: readonly { seed: number; found: string; workload?:
       "checker: a repair undid a 3.1.1 clean session's start and brought back the persistent session before it (with `$sys/+`); a later session end had overwritten the filter's earlier departure, so the amnesty no longer reached it. Every departure is kept now",
   },
   { seed: 961371, found: 'checker: same as 960489, the earlier departure at a higher QoS (qos-above-grant)' },
+  {
+    seed: 963806,
+    found:
+      "simulator: a repair undid the impostor's cleanup, so its lasting 3.1.1 session held the victim's client id again and the victim was refused (0x87) forever; the impostor now cleans up again after every amnesty",
+  },
+  {
+    seed: 962294,
+    found:
+      "checker (streams): retention cut a plain reader; the broker announced it (`stream-skipped`) on a QoS 0 delivery that went down with the reader's connection, and the next delivery carried no announcement",
+  },
 ];
