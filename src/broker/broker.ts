@@ -153,6 +153,8 @@ export class Broker implements BrokerCore {
   /** Records replayed at start-up, for the `recovered` log line. */
   private recoveredRecords = 0;
   private readonly connectionsWithHeld = new Set<Connection>();
+  /** Session deletions appended but not yet durable, by client id: their LSN (see pendingDeletionLsn). */
+  private readonly pendingDeletions = new Map<string, number>();
   /** Admin results waiting for their records to be durable, in order. */
   private readonly heldAdminResults: { lsn: number; requestId: number; outcome: AdminOutcome }[] = [];
   /** The read-only view for metrics and the admin API (view.ts). */
@@ -374,8 +376,22 @@ export class Broker implements BrokerCore {
     if (problem !== null) assert(false, `record ${record.kind} must not be committed: ${problem}`);
     updateTrieForRecord(this.trie, this.state, record, this.filterInterest);
     const lsn = volatile ? 0 : this.store.append(record);
+    if (lsn !== 0 && record.kind === 'session-deleted') this.pendingDeletions.set(record.clientId, lsn);
     applyRecord(this.state, record);
     return lsn;
+  }
+
+  /**
+   * The LSN of the deletion of `clientId`'s durable session when it is not durable yet, else 0. A
+   * CONNACK waits for it: a session deleted by an earlier input (a clean start taken over since,
+   * an operator's command) must not come back after a crash once a later CONNACK said it is gone.
+   */
+  pendingDeletionLsn(clientId: string): number {
+    const lsn = this.pendingDeletions.get(clientId);
+    if (lsn === undefined) return 0;
+    if (lsn > this.store.durableLsn) return lsn;
+    this.pendingDeletions.delete(clientId);
+    return 0;
   }
 
   /** The LSN an acknowledgement must wait for, given the store's appended LSN before the work. */
@@ -737,6 +753,7 @@ export class Broker implements BrokerCore {
       return;
     }
     if (this.cluster !== null && this.isReady) this.cluster.afterInput();
+    if (this.pendingDeletions.size > 0) this.forgetDurableDeletions();
     if (this.connectionsWithHeld.size > 0) this.releaseHeld();
     if (this.heldAdminResults.length > 0) this.releaseAdminResults();
     this.throttle.releaseDue(nowMs);
@@ -752,6 +769,11 @@ export class Broker implements BrokerCore {
       released += 1;
     }
     if (released > 0) this.heldAdminResults.splice(0, released);
+  }
+
+  private forgetDurableDeletions(): void {
+    const durable = this.store.durableLsn;
+    for (const [clientId, lsn] of this.pendingDeletions) if (lsn <= durable) this.pendingDeletions.delete(clientId);
   }
 
   private releaseHeld(): void {

@@ -206,7 +206,7 @@ export function acceptConnect(broker: Broker, connection: Connection, packet: Co
   broker.access?.bind(connection, identity);
   const serverKeepAlive = keepAliveSeconds === packet.keepAliveSeconds && broker.config.serverKeepAliveSeconds === null ? null : keepAliveSeconds;
   const connack = connackFor(broker, connection, resume, assigned ? clientId : null, expirySeconds !== requested ? expirySeconds : null, serverKeepAlive, authentication);
-  broker.sendPacket(connection, connack, broker.lsnSince(appendedBefore));
+  broker.sendPacket(connection, connack, Math.max(broker.lsnSince(appendedBefore), broker.pendingDeletionLsn(clientId)));
   logConnected(broker, connection, packet, keepAliveSeconds, resume);
   if (resume) redeliver(broker, connection.session!, connection, nowMs);
 }

@@ -10,6 +10,10 @@
  *   routing produced wait for it too, even towards a volatile session that writes nothing
  *   (else the publisher's resend after a crash is routed again: seed 24), also when the copy
  *   leaves the session's queue later, in another input (seed 2163).
+ * And one for sessions: a CONNACK waits for the deletion of its client id's lasting session that
+ * an earlier input appended and that is not yet durable (seed 966668: a clean start taken over
+ * by another clean start, which writes nothing, answered at once; a crash brought the old session
+ * back).
  * A memory store whose durable LSN the test advances by hand plays the log waiting for fsync.
  */
 import { describe, expect, it } from 'vitest';
@@ -126,5 +130,31 @@ describe('QoS 2 across a crash: what waits for durability', () => {
     expect(subscriber.publishes()).toEqual([]);
     flushDisk();
     expect(subscriber.publishes().map((p) => p.payload[0])).toEqual([2]);
+  });
+});
+
+describe('a clean start across a crash: the old session must not come back once the CONNACK said it is gone', () => {
+  it('holds a clean-start CONNACK until an earlier, still unsynced deletion of the same client id is durable (seed 966668)', () => {
+    const { store, harness, flushDisk } = setup();
+    const first = connectPersistent(harness, flushDisk, 'x');
+    first.send({ type: PacketType.Subscribe, packetId: 1, subscriptions: [{ topicFilter: 'a/#', qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0 }] });
+    flushDisk();
+    expect(first.takeOne(PacketType.Suback).reasonCodes).toEqual([1]);
+    // A clean start ends the lasting session: its deletion is appended, its CONNACK waits for it.
+    const second = harness.open(5);
+    second.send({ type: PacketType.Connect, protocolName: 'MQTT', protocolVersion: 5, cleanStart: true, keepAliveSeconds: 0, clientId: 'x' });
+    expect(second.take()).toEqual([]);
+    // Before that is durable, a third clean start takes the (volatile) session over: it writes
+    // nothing itself, yet its CONNACK must wait for the deletion too.
+    const durableBefore = store.durable;
+    const third = harness.open(5);
+    third.send({ type: PacketType.Connect, protocolName: 'MQTT', protocolVersion: 5, cleanStart: true, keepAliveSeconds: 0, clientId: 'x' });
+    harness.advance(1);
+    expect(store.durable).toBe(durableBefore);
+    expect(third.take()).toEqual([]);
+    flushDisk();
+    const connack = third.takeOne(PacketType.Connack);
+    expect(connack.reasonCode).toBe(0);
+    expect(connack.sessionPresent).toBe(false);
   });
 });

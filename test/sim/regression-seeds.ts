@@ -147,4 +147,9 @@ export const regressionSeeds: readonly { seed: number; found: string; workload?:
     found:
       "checker (streams): retention cut a plain reader; the broker announced it (`stream-skipped`) on a QoS 0 delivery that went down with the reader's connection, and the next delivery carried no announcement",
   },
+  {
+    seed: 966668,
+    found:
+      "broker: a clean start's CONNACK went out while the deletion of the client id's lasting session, appended by an earlier CONNECT (taken over since), was not yet durable; a crash brought the session back (found as foreign-session-present)",
+  },
 ];
