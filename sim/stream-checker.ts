@@ -327,10 +327,20 @@ export class StreamChecker {
     return true;
   }
 
+  /**
+   * A message on the record's topic that the stream keeps was appended after the record: it
+   * reached the broker no earlier than the latest the record can have been appended. A QoS 1
+   * resend is a publication of its own (appended again), so that is its last arrival; a QoS 2
+   * resend is not appended again unless a broker crash since its first arrival may have lost the
+   * identifier that deduplicates it, so that is its first arrival (seed 967420).
+   */
   private newerKept(record: MessageRecord, kept: Map<number, string>): boolean {
+    const first = record.firstArrivalMs ?? 0;
+    const last = record.lastArrivalMs ?? 0;
+    const appendedByMs = record.qos === 2 && !this.crashBetween(first, last) ? first : last;
     for (const key of kept.values()) {
       const other = this.message(key);
-      if (other !== undefined && other.key !== record.key && other.topic === record.topic && (other.firstArrivalMs ?? 0) >= (record.lastArrivalMs ?? 0)) return true;
+      if (other !== undefined && other.key !== record.key && other.topic === record.topic && (other.firstArrivalMs ?? 0) >= appendedByMs) return true;
     }
     return false;
   }

@@ -152,4 +152,9 @@ export const regressionSeeds: readonly { seed: number; found: string; workload?:
     found:
       "broker: a clean start's CONNACK went out while the deletion of the client id's lasting session, appended by an earlier CONNECT (taken over since), was not yet durable; a crash brought the session back (found as foreign-session-present)",
   },
+  {
+    seed: 967420,
+    found:
+      "checker (streams): a last-value stream rightly compacted a QoS 2 message away; its publisher's DUP resend (deduplicated, not appended again) arrived after the newer message, so the checker took the resend's arrival for the append",
+  },
 ];
