@@ -57,7 +57,10 @@ export interface StreamDeliveryRecord {
   key: string;
   topic: string;
   dup: boolean;
+  /** When it arrived at the reader. */
   atMs: number;
+  /** When the broker sent its last byte (a reader that stopped reading gets it much later). */
+  sentMs: number;
   /** The reader's session it came in (counted by the checker). */
   session: number;
   /** The `stream-skipped` it announced (MQTT 5.0), or 0. */
@@ -169,7 +172,7 @@ export class StreamChecker {
   }
 
   /** A reader got a PUBLISH: checked against the stream's contents now, recorded for the end. */
-  delivered(client: number, packet: PublishPacket): StreamDeliveryRecord | null {
+  delivered(client: number, packet: PublishPacket, sentMs: number = this.clock.nowMs): StreamDeliveryRecord | null {
     const reader = this.reader(client);
     const model = this.streams.get(reader.plan.stream)!;
     const where = `c${client} ${reader.plan.filter}`;
@@ -200,6 +203,7 @@ export class StreamChecker {
       topic: packet.topic,
       dup: packet.dup,
       atMs: this.clock.nowMs,
+      sentMs,
       session: Math.max(0, reader.sessions.length - 1),
       skipped: Number(properties.get('stream-skipped') ?? 0),
       // A QoS 0 delivery needs no acknowledgement: it counts as taken on arrival.
@@ -489,7 +493,9 @@ export class StreamChecker {
     const definition = model.definition;
     const holders = new Map<number, StreamDeliveryRecord>();
     const all = members.flatMap((member) => member.deliveries.filter((delivery) => !delivery.dup && delivery.offset !== null));
-    all.sort((a, b) => a.atMs - b.atMs);
+    // In the order the broker gave them: a member that stopped reading may get its copy after
+    // the broker, having lost its connection, gave the offset to another (seed 968306).
+    all.sort((a, b) => a.sentMs - b.sentMs);
     for (const delivery of all) {
       const holder = holders.get(delivery.offset!);
       holders.set(delivery.offset!, delivery);
@@ -537,11 +543,11 @@ export class StreamChecker {
 
   /** The first holder of an offset may have lost it before it went again: its link ended unacknowledged, or the broker crashed. */
   private mayHaveLost(holder: StreamDeliveryRecord, again: StreamDeliveryRecord): boolean {
-    if (this.crashBetween(holder.atMs, again.atMs)) return true;
-    const acknowledgedBefore = holder.ackArrivedMs !== null && holder.ackArrivedMs <= again.atMs;
+    if (this.crashBetween(holder.sentMs, again.sentMs)) return true;
+    const acknowledgedBefore = holder.ackArrivedMs !== null && holder.ackArrivedMs <= again.sentMs;
     if (acknowledgedBefore) return false;
     const member = this.readers.get(holder.client)!;
-    return member.connectionEndsMs.some((atMs) => atMs >= holder.atMs);
+    return member.connectionEndsMs.some((atMs) => atMs >= holder.sentMs);
   }
 
   private failed(rule: string, detail: string): false {

@@ -634,7 +634,7 @@ export class ModelClient implements ClientSide {
     const checker = this.context.checker;
     const packet = this.resolveAlias(received);
     if (packet === null) return;
-    if (this.plan.streamReader !== undefined) return this.onStreamDelivery(packet);
+    if (this.plan.streamReader !== undefined) return this.onStreamDelivery(packet, timing);
     // The broker's identifiers for this session wrapped (65,535 back to low ones) while in use.
     if (packet.qos > 0 && !packet.dup && packet.packetId! < 1_000 && this.lastInboundPacketId > 64_000) this.context.checker.noteCoverage('broker-packet-id-wraps');
     if (packet.qos > 0 && !packet.dup) this.lastInboundPacketId = packet.packetId!;
@@ -655,9 +655,9 @@ export class ModelClient implements ClientSide {
    * published to, which no subscription of this client names); the acknowledgement, once it
    * reaches the broker, is the reader's commit (stream-checker.ts).
    */
-  private onStreamDelivery(packet: PublishPacket): void {
+  private onStreamDelivery(packet: PublishPacket, timing: SendTiming): void {
     const streams = this.context.streamChecker;
-    const delivery = streams.delivered(this.plan.index, packet);
+    const delivery = streams.delivered(this.plan.index, packet, timing.sentMs);
     if (packet.qos === 0) return;
     this.ackLater({ type: PacketType.Puback, packetId: packet.packetId!, reasonCode: 0 }, (link) => {
       streams.ackSent(this.plan.index, delivery);

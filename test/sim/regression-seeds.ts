@@ -157,4 +157,9 @@ export const regressionSeeds: readonly { seed: number; found: string; workload?:
     found:
       "checker (streams): a last-value stream rightly compacted a QoS 2 message away; its publisher's DUP resend (deduplicated, not appended again) arrived after the newer message, so the checker took the resend's arrival for the append",
   },
+  {
+    seed: 968306,
+    found:
+      'checker (streams): a group member that stopped reading lost its connection, the broker rightly gave its offsets to another member, and the first copies reached the first member later; group order is now judged by when the broker sent each copy',
+  },
 ];
