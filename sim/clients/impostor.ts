@@ -34,6 +34,8 @@ interface Attempt {
   /** A 3.1.1 Clean Session 1 CONNECT that removes a lasting session mallory may own. */
   cleanup: boolean;
   sentMs: number | null;
+  /** When its CONNECT reached the broker (null: not yet, or never). */
+  arrivedMs: number | null;
   /** The order in which attempts sent their CONNECT. */
   sequence: number;
   decoder: PacketDecoder;
@@ -56,6 +58,8 @@ export class Impostor implements ClientSide {
   private disownedMs = Number.NEGATIVE_INFINITY;
   private cleanupAttempts = 0;
   private cleanupScheduled = false;
+  /** The attempts whose CONNECT reached the broker, in order of arrival. */
+  private readonly arrivals: Attempt[] = [];
 
   constructor(
     readonly index: number,
@@ -68,7 +72,7 @@ export class Impostor implements ClientSide {
 
   start(): void {
     for (const attempt of this.plan.attempts)
-      this.context.queue.push(attempt.atMs, () => this.open({ plan: attempt, cleanup: false, sentMs: null, sequence: 0, decoder: decoderFor(attempt), stage: 'connecting' }));
+      this.context.queue.push(attempt.atMs, () => this.open({ plan: attempt, cleanup: false, sentMs: null, arrivedMs: null, sequence: 0, decoder: decoderFor(attempt), stage: 'connecting' }));
   }
 
   /** The user name the broker must see on `link` when the transport verified it. */
@@ -119,7 +123,27 @@ export class Impostor implements ClientSide {
       `L${link.id} send CONNECT ${this.plan.clientId} as ${attempt.plan.verified ? `verified ${impostorUser} claiming ${claimed}` : impostorUser} v${version}${attempt.cleanup ? ' clean' : ' resume'}`,
     );
     this.context.network.clientSend(link, encodePacket(packet, version));
+    link.watchArrival((atMs) => this.arrived(attempt, atMs));
     if (this.ownerMismatch === 'fresh-session') link.watchArrival((atMs) => this.context.checker.foreignSessionClaimed(this.plan.victim, atMs));
+  }
+
+  /**
+   * A CONNECT reached the broker. Links are independent: a lasting 3.1.1 CONNECT held up on its
+   * way may arrive after a later cleanup was accepted, and make mallory a lasting session again
+   * (seed 1000070); then it may own one, and cleans up again.
+   */
+  private arrived(attempt: Attempt, atMs: number): void {
+    attempt.arrivedMs = atMs;
+    this.arrivals.push(attempt);
+    if (attempt.cleanup || attempt.plan.protocolVersion !== 4 || this.mayOwnSession) return;
+    this.mayOwnSession = true;
+    this.scheduleCleanup();
+  }
+
+  /** A lasting 3.1.1 CONNECT reached the broker after `cleanup` did (it undid that cleanup). */
+  private lastingArrivedAfter(cleanup: Attempt): boolean {
+    if (cleanup.arrivedMs === null) return false;
+    return this.arrivals.some((other) => !other.cleanup && other.plan.protocolVersion === 4 && other.arrivedMs! > cleanup.arrivedMs!);
   }
 
   bytes(link: Link, bytes: Uint8Array): void {
@@ -161,8 +185,8 @@ export class Impostor implements ClientSide {
       return false;
     }
     attempt.stage = 'online';
-    // Only if no lasting CONNECT went out after it, which may yet be accepted.
-    if (attempt.cleanup && this.lastLastingSequence < attempt.sequence) this.disown();
+    // Only if no lasting CONNECT went out after it, which may yet be accepted, nor reached the broker after it.
+    if (attempt.cleanup && this.lastLastingSequence < attempt.sequence && !this.lastingArrivedAfter(attempt)) this.disown();
     this.context.queue.push(this.context.clock.nowMs + attempt.plan.holdMs, () => this.leave(link, attempt));
     return true;
   }
@@ -190,14 +214,14 @@ export class Impostor implements ClientSide {
     const identityRefusal = reasonCode === (attempt.plan.protocolVersion === 5 ? notAuthorized : notAuthorizedV4);
     if (attempt.cleanup) {
       // Someone else's session holds the id now: nothing of mallory's is left to remove.
-      if (identityRefusal && this.lastLastingSequence < attempt.sequence) this.disown();
+      if (identityRefusal && this.lastLastingSequence < attempt.sequence && !this.lastingArrivedAfter(attempt)) this.disown();
       else this.scheduleCleanup();
       return;
     }
     if (!identityRefusal) return;
     // Refused for its identity: the id's session is someone else's, nothing of mallory's is left
     // (unless a lasting CONNECT sent after this one gets in).
-    if (this.lastLastingSequence <= attempt.sequence) this.disown();
+    if (this.lastLastingSequence <= attempt.sequence && !this.lastingArrivedAfter(attempt)) this.disown();
     if (this.ownerMismatch === 'fresh-session') {
       this.context.reportViolation('foreign-connect-refused', `${impostorUser} was refused (0x${reasonCode.toString(16)}) on ${this.plan.clientId}; sessionOwnerMismatch is fresh-session`);
       return;
@@ -248,7 +272,7 @@ export class Impostor implements ClientSide {
       this.cleanupScheduled = false;
       if (!this.mayOwnSession) return;
       const plan: ImpostorAttempt = { atMs: this.context.clock.nowMs, protocolVersion: 4, verified: false, holdMs: 10 };
-      this.open({ plan, cleanup: true, sentMs: null, sequence: 0, decoder: decoderFor(plan), stage: 'connecting' });
+      this.open({ plan, cleanup: true, sentMs: null, arrivedMs: null, sequence: 0, decoder: decoderFor(plan), stage: 'connecting' });
     });
   }
 }

@@ -162,4 +162,9 @@ export const regressionSeeds: readonly { seed: number; found: string; workload?:
     found:
       'checker (streams): a group member that stopped reading lost its connection, the broker rightly gave its offsets to another member, and the first copies reached the first member later; group order is now judged by when the broker sent each copy',
   },
+  {
+    seed: 1000070,
+    found:
+      "simulator: the impostor's lasting 3.1.1 CONNECT, held up on its link, reached the broker after a later cleanup was accepted and made mallory's session again; the impostor took itself for rid of it (found as foreign-session-present)",
+  },
 ];
