@@ -88,6 +88,7 @@ import type { ClusterDurableState, StoredMessage } from '../store/state-store.js
 import { parseSharedFilter } from '../topics/validate.js';
 import { decodeHeaders, encodeHeaders } from './headers.js';
 import { decodeRetainedValue, encodeRetainedValue, retainedBucket, retainedKey, topicOfRetainedKey } from './retained-entries.js';
+import { SessionRegistry, sessionsBucket } from './session-registry.js';
 import { filterToSubjects, handoffPrefix, handoffSubject, subjectOfHandoff, subjectToTopic, topicToSubject } from './subjects.js';
 
 /** A durable message on its way into the hand-off stream. */
@@ -190,12 +191,21 @@ export class ClusterNode {
     unmappable: 0,
   };
 
+  /** Client ids unique cluster-wide through the `keel-sessions` bucket (session-registry.ts). */
+  readonly sessions: SessionRegistry;
+
   constructor(
     private readonly broker: Broker,
     config: ClusterConfig,
   ) {
     this.nodeId = config.nodeId;
     assert(this.nodeId.length > 0, 'a cluster node has an id');
+    this.sessions = new SessionRegistry(
+      broker,
+      this.nodeId,
+      () => this.nextRequestId++,
+      () => this.epoch,
+    );
   }
 
   private get durable(): ClusterDurableState {
@@ -396,6 +406,7 @@ export class ClusterNode {
 
   /** A change of a watched bucket: retained messages are applied in revision order. */
   keyChanged(nowMs: number, change: ClusterKeyChange): void {
+    if (change.bucket === sessionsBucket) return this.sessions.keyChanged(nowMs, change);
     if (change.bucket !== retainedBucket) return;
     const topic = topicOfRetainedKey(change.key);
     if (topic === null || topicToSubject(topic) === null) return;
@@ -442,6 +453,7 @@ export class ClusterNode {
       this.issued = 0;
       for (const put of this.retainedPuts.values()) put.requestId = 0;
       for (const put of this.waitingPuts) put.requestId = 0;
+      this.sessions.linkChanged(false);
       this.broker.log('warn', 'cluster-disconnected', { nodeId: this.nodeId, handoffsWaiting: this.handoffs.length });
       return;
     }
@@ -453,12 +465,14 @@ export class ClusterNode {
     for (const [subject, interest] of this.interests) this.request({ op: 'subscribe', subscriptionId: interest.subscriptionId, subject, queueGroup: null });
     this.request({ op: 'consume', consumerId, filterSubject: `${handoffPrefix}>` });
     this.request({ op: 'kv-watch', bucket: retainedBucket });
+    this.sessions.linkChanged(true);
     this.issueReady();
     this.issuePuts();
     void nowMs;
   }
 
   completed(nowMs: number, result: ClusterResult): void {
+    if (this.sessions.completed(nowMs, result)) return;
     const put = this.retainedRequests.get(result.requestId);
     if (put !== undefined) return this.retainedCompleted(nowMs, put, result);
     const handoff = this.requests.get(result.requestId);
