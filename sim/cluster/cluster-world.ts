@@ -8,7 +8,9 @@
  * world injects faults: node crashes (restarted on their data directory after a while), NATS
  * restarts, partitions between any node and NATS, and clients that drop their connection.
  * Clients reconnect: subscribers (persistent sessions) and QoS 2 publishers to their home node,
- * where their session lives; QoS 0/1 publishers to any node. Then the world goes quiet (every
+ * where their session lives; QoS 0/1 publishers to any node. Movers (mover-client.ts) take their
+ * client id over from node to node, leaving the old connection open for the old node to close
+ * with 0x8E once it sees the id claimed elsewhere. Then the world goes quiet (every
  * node up, NATS up, links healed) long enough for redeliveries and retries to finish, and the
  * checker judges liveness. Every event is a trace line feeding the run's hash.
  */
@@ -482,7 +484,7 @@ export class ClusterClient {
     return `c${this.index}`;
   }
 
-  /** Persistent sessions stay on their home node (no takeover across nodes yet). */
+  /** Persistent sessions stay on their home node (sessions are not handed over between nodes yet). */
   private get roams(): boolean {
     return this.role === 'publisher' && this.qos < 2;
   }

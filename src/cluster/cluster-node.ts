@@ -71,11 +71,16 @@
  * storage: the sessions' records once per NATS server. A node's permanent loss then costs nothing
  * acknowledged, only the connections it held.
  *
- * Not here yet: a client id is unique per node, not per cluster (no takeover across nodes: a client
- * connected on two nodes has two sessions, and each may fire a will), and `$share` groups pick
- * one member per node, so a shared group with members on two nodes gets a message once per node.
- * The bucket names are reserved for them: `keel-sessions` (CAS on CONNECT, the old owner
- * disconnects with 0x8E and hands the session over through the stream) and `keel-shared`.
+ * Client ids are unique cluster-wide (session-registry.ts): a node claims a client id in the
+ * `keel-sessions` bucket (compare-and-set) before it accepts the CONNECT, and a node that sees an
+ * id it serves claimed by another closes that connection (0x8E) and ends its copy of the session.
+ * Sessions are not handed over between nodes yet (session present 0 on the new node); designed:
+ * the old owner puts the session (subscriptions, queued and inflight messages, QoS 2 receive
+ * state, will) into the bucket under the new owner's claim, ending its copy only once the bucket
+ * holds it, and the new owner logs it before its CONNACK says session present.
+ *
+ * Not here yet: `$share` groups pick one member per node, so a shared group with members on two
+ * nodes gets a message once per node. The bucket name `keel-shared` is reserved for them.
  */
 import { assert } from '../assert.js';
 import type { Broker } from '../broker/broker.js';
