@@ -2,10 +2,11 @@
  * Proves the clustered core's claim of client ids (src/cluster/session-registry.ts) with a test
  * playing NATS by hand: a CONNECT is answered only once its compare-and-set of the `keel-sessions`
  * key succeeded, and what the client sent behind it is handled after; a claim beaten by another
- * node goes again at the revision the watch shows; without NATS a CONNECT is refused with 0x88
- * after claimWaitMs; when the bucket names another node, the local connection gets DISCONNECT
- * 0x8E, its will is published once, and the session it held here is gone; a change naming this
- * node changes nothing.
+ * node goes again at the revision the watch shows, and one lost with the link goes again when it
+ * returns; a claim answered after the watch showed a newer one by another node is given up at
+ * once; without NATS a CONNECT is refused with 0x88 after claimWaitMs; when the bucket names another node, the local connection gets DISCONNECT
+ * 0x8E (3.1.1: a close), its will is published once, and the session it held here is gone; a
+ * change naming this node changes nothing.
  */
 import { describe, expect, it } from 'vitest';
 import { claimWaitMs, decodeOwner, encodeOwner, sessionKey, sessionsBucket } from '../../src/cluster/session-registry.js';
@@ -92,6 +93,51 @@ describe('cluster-wide client ids', () => {
     expect(second).toMatchObject({ key: sessionKey('c1'), expectedRevision: 4 });
     answer(harness, second!, 5);
     expect(client.take()).toMatchObject([{ type: PacketType.Connack, reasonCode: 0 }]);
+  });
+
+  it('claims again after the link came back, when the first attempt was lost with it', () => {
+    const harness = node();
+    const client = harness.open(5);
+    sendConnect(client, 'c1');
+    const [lost] = claims(harness);
+    harness.broker.clusterStatus(harness.nowMs, 'disconnected');
+    harness.collect();
+    // The answer to the lost attempt, should it still come, is stale.
+    answer(harness, lost!, 9);
+    expect(client.take()).toEqual([]);
+    harness.broker.clusterStatus(harness.nowMs, 'connected');
+    harness.collect();
+    const [again] = claims(harness);
+    expect(again).toMatchObject({ key: sessionKey('c1'), expectedRevision: 0 });
+    expect(again!.requestId).not.toBe(lost!.requestId);
+    answer(harness, again!, 1);
+    expect(client.take()).toMatchObject([{ type: PacketType.Connack, reasonCode: 0 }]);
+  });
+
+  it('gives the client id up at once when the watch showed a newer claim by another node before the answer', () => {
+    const harness = node();
+    const client = harness.open(5);
+    sendConnect(client, 'c1');
+    const [claim] = claims(harness);
+    ownedBy(harness, 'c1', 'b', 2);
+    answer(harness, claim!, 1);
+    expect(client.take()).toMatchObject([
+      { type: PacketType.Connack, reasonCode: 0 },
+      { type: PacketType.Disconnect, reasonCode: 0x8e },
+    ]);
+    expect(client.closed).toBe(true);
+  });
+
+  it('closes a 3.1.1 connection without a DISCONNECT when another node owns its client id', () => {
+    const harness = node();
+    const client = harness.open(4);
+    sendConnect(client, 'old');
+    answer(harness, claims(harness)[0]!, 1);
+    expect(client.take()).toMatchObject([{ type: PacketType.Connack }]);
+    ownedBy(harness, 'old', 'c', 2);
+    expect(client.take()).toEqual([]);
+    expect(client.closed).toBe(true);
+    expect(client.closeReason).toBe('session taken over by node c');
   });
 
   it('refuses a CONNECT with 0x88 when NATS cannot confirm the client id in time', () => {
