@@ -158,6 +158,9 @@ export class SessionRegistry {
     this.connected = up;
     for (const claim of this.claims.values()) claim.requestId = 0;
     if (!up) return;
+    // The watch replays every key: what it does not replay is gone (a NATS that lost its store
+    // starts its revisions again from 1, which the old ones would hide).
+    this.known.clear();
     this.broker.pushCluster({ op: 'kv-watch', bucket: sessionsBucket });
     for (const claim of this.claims.values()) this.issue(claim);
   }

@@ -114,6 +114,22 @@ describe('cluster-wide client ids', () => {
     expect(client.take()).toMatchObject([{ type: PacketType.Connack, reasonCode: 0 }]);
   });
 
+  it('forgets what it saw of the bucket when the link returns (a NATS that lost its store counts revisions from 1 again)', () => {
+    const harness = node();
+    ownedBy(harness, 'c1', 'b', 7);
+    harness.broker.clusterStatus(harness.nowMs, 'disconnected');
+    harness.broker.clusterStatus(harness.nowMs, 'connected');
+    harness.collect();
+    harness.clusterRequests.splice(0);
+    ownedBy(harness, 'c2', 'b', 1);
+    const client = harness.open(5);
+    sendConnect(client, 'c1');
+    expect(claims(harness)).toMatchObject([{ key: sessionKey('c1'), expectedRevision: 0 }]);
+    const other = harness.open(5);
+    sendConnect(other, 'c2');
+    expect(claims(harness)).toMatchObject([{ key: sessionKey('c2'), expectedRevision: 1 }]);
+  });
+
   it('gives the client id up at once when the watch showed a newer claim by another node before the answer', () => {
     const harness = node();
     const client = harness.open(5);
