@@ -59,6 +59,7 @@ export const plantedStoreBugNames = Object.keys(plantedStoreBugDescriptions) as 
 export const clusterPlantedBugDescriptions = {
   'handoff-ack-before-log': "acknowledges a hand-off to the stream before the receiving node's log holds it",
   'retained-out-of-order': 'applies changes of the retained bucket in arrival order, one held back behind the next, not by revision',
+  'takeover-keeps-both': 'ignores a client id claimed by another node: the old connection and session stay',
 };
 
 export type ClusterPlantedBugName = keyof typeof clusterPlantedBugDescriptions;

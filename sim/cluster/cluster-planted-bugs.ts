@@ -10,8 +10,12 @@
  *   rather than by revision: it holds each change back until the next one arrives and hands the
  *   two over swapped (with their revisions swapped, so the node cannot tell), as a node would that
  *   trusted arrival order over revisions.
+ * - `takeover-keeps-both`: rewrites every change of the `keel-sessions` bucket that names another
+ *   node as owner so that it names this node, as a node would that ignored ownership moving: its
+ *   connection of a client id that connected elsewhere stays open, with its session.
  */
 import { Broker, type BrokerOptions } from '../../src/broker/broker.js';
+import { decodeOwner, encodeOwner, sessionsBucket } from '../../src/cluster/session-registry.js';
 import type { Action, AdminCommand, BrokerCore, BrokerView, ClusterKeyChange, ClusterMessage, ClusterResult, ConnectionId, ConnectionPeer, StorageResult } from '../../src/contract.js';
 import type { ClusterPlantedBugName } from '../planted-bug-names.js';
 import type { ClusterBrokerFactory } from './cluster-world.js';
@@ -110,7 +114,23 @@ class RetainedOutOfOrder extends WrappedClusterBroker {
   }
 }
 
+class TakeoverKeepsBoth extends WrappedClusterBroker {
+  constructor(
+    inner: BrokerCore,
+    private readonly nodeId: string,
+  ) {
+    super(inner);
+  }
+
+  override clusterKeyChanged(nowMs: number, change: ClusterKeyChange): void {
+    const owner = change.bucket === sessionsBucket && change.value !== null ? decodeOwner(change.value) : null;
+    if (owner === null || owner.node === this.nodeId) return super.clusterKeyChanged(nowMs, change);
+    super.clusterKeyChanged(nowMs, { ...change, value: encodeOwner({ node: this.nodeId, generation: owner.generation }) });
+  }
+}
+
 export const clusterPlantedBugs: Record<ClusterPlantedBugName, ClusterBrokerFactory> = {
   'handoff-ack-before-log': (options: BrokerOptions) => new HandoffAckBeforeLog(new Broker(options)),
   'retained-out-of-order': (options: BrokerOptions) => new RetainedOutOfOrder(new Broker(options)),
+  'takeover-keeps-both': (options: BrokerOptions) => new TakeoverKeepsBoth(new Broker(options), options.config.cluster?.nodeId ?? ''),
 };

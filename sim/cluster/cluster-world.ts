@@ -8,7 +8,9 @@
  * world injects faults: node crashes (restarted on their data directory after a while), NATS
  * restarts, partitions between any node and NATS, and clients that drop their connection.
  * Clients reconnect: subscribers (persistent sessions) and QoS 2 publishers to their home node,
- * where their session lives; QoS 0/1 publishers to any node. Then the world goes quiet (every
+ * where their session lives; QoS 0/1 publishers to any node. Movers (mover-client.ts) take their
+ * client id over from node to node, leaving the old connection open for the old node to close
+ * with 0x8E once it sees the id claimed elsewhere. Then the world goes quiet (every
  * node up, NATS up, links healed) long enough for redeliveries and retries to finish, and the
  * checker judges liveness. Every event is a trace line feeding the run's hash.
  */
@@ -27,6 +29,7 @@ import { Random } from '../random.js';
 import { SimulatedDisk } from '../simulated-disk.js';
 import { TraceHash } from '../trace-hash.js';
 import { ClusterChecker } from './cluster-checker.js';
+import { MoverClient } from './mover-client.js';
 import { NatsModel } from './nats-model.js';
 
 export type ClusterBrokerFactory = (options: BrokerOptions) => BrokerCore;
@@ -53,9 +56,16 @@ interface NodeState {
   restarts: number;
 }
 
-interface Pipe {
+/** The client end of a pipe: a model client of this file or a mover (mover-client.ts). */
+export interface PipeClient {
+  readonly index: number;
+  bytesArrived(pipe: Pipe, bytes: Uint8Array): void;
+  closed(pipe: Pipe, why: string): void;
+}
+
+export interface Pipe {
   readonly id: ConnectionId;
-  readonly client: ClusterClient;
+  readonly client: PipeClient;
   readonly node: number;
   readonly incarnation: number;
   open: boolean;
@@ -86,6 +96,9 @@ export interface ClusterShape {
   clientDropMeanMs: number | null;
   /** Chance that a node crashes right after a disk operation took effect, before it heard of it. */
   crashAfterDiskProbability: number;
+  /** Movers (mover-client.ts): clients that take their client id over from node to node, and how often. */
+  movers: number;
+  moveMeanMs: number;
 }
 
 const topics = ['t/a', 't/b', 'u/a', 't/a/x'];
@@ -109,6 +122,9 @@ export function chooseClusterShape(seed: number, nodes: number): ClusterShape {
     partitionMeanMs: faulty && random.chance(0.5) ? random.int(2_000, 10_000) : null,
     clientDropMeanMs: faulty && random.chance(0.5) ? random.int(2_000, 10_000) : null,
     crashAfterDiskProbability: faulty ? random.pick([0, 0.001, 0.004]) : 0,
+    // Drawn last, so the draws above are what they were before movers existed.
+    movers: random.int(0, 2),
+    moveMeanMs: random.int(500, 4_000),
   };
 }
 
@@ -121,7 +137,7 @@ export function voprNodesForSeed(seed: number): number {
 
 export function describeClusterShape(shape: ClusterShape): string {
   const fault = (name: string, mean: number | null) => (mean === null ? '' : ` ${name}~${mean}ms`);
-  return `cluster nodes=${shape.nodes} subscribers=${shape.subscribers} publishers=${shape.publishers}x${shape.messagesPerPublisher} active=${shape.activeMs}ms${fault('crash', shape.nodeCrashMeanMs)}${fault('nats-restart', shape.natsRestartMeanMs)}${fault('partition', shape.partitionMeanMs)}${fault('client-drop', shape.clientDropMeanMs)}${shape.crashAfterDiskProbability > 0 ? ` crash-after-disk=${shape.crashAfterDiskProbability}` : ''}`;
+  return `cluster nodes=${shape.nodes} subscribers=${shape.subscribers} publishers=${shape.publishers}x${shape.messagesPerPublisher} active=${shape.activeMs}ms${fault('crash', shape.nodeCrashMeanMs)}${fault('nats-restart', shape.natsRestartMeanMs)}${fault('partition', shape.partitionMeanMs)}${fault('client-drop', shape.clientDropMeanMs)}${shape.crashAfterDiskProbability > 0 ? ` crash-after-disk=${shape.crashAfterDiskProbability}` : ''}${shape.movers > 0 ? ` movers=${shape.movers}~${shape.moveMeanMs}ms` : ''}`;
 }
 
 export class ClusterWorld {
@@ -132,6 +148,7 @@ export class ClusterWorld {
   readonly nats: NatsModel;
   readonly nodes: NodeState[] = [];
   readonly clients: ClusterClient[] = [];
+  readonly movers: MoverClient[] = [];
   private readonly pipes = new Map<ConnectionId, Pipe>();
   private readonly configs: BrokerConfig[] = [];
   private readonly faultRandom: Random;
@@ -183,6 +200,7 @@ export class ClusterWorld {
         new ClusterClient(this, clientIndex, 'publisher', clientRandom.int(0, shape.nodes - 1), qos, '', shape.messagesPerPublisher, Random.stream(shape.seed, `client-${clientIndex}`)),
       );
     }
+    for (let index = 0; index < shape.movers; index++) this.movers.push(new MoverClient(this, 200 + index, Random.stream(shape.seed, `mover-${index}`), shape.moveMeanMs));
   }
 
   trace(line: string): void {
@@ -206,6 +224,7 @@ export class ClusterWorld {
   run(eventsMax: number): void {
     for (const node of this.nodes) this.startNode(node);
     for (const client of this.clients) this.queue.push(this.netRandom.int(50, 300), () => client.connect());
+    for (const mover of this.movers) this.queue.push(this.netRandom.int(50, 300), () => mover.connect());
     this.scheduleFaults();
     const endMs = this.shape.activeMs + this.shape.quietMs;
     this.queue.push(this.shape.activeMs, () => this.goQuiet());
@@ -243,6 +262,10 @@ export class ClusterWorld {
     for (const client of [...this.clients, ...this.auditors]) {
       const problem = client.idleProblem();
       if (problem !== null) return this.fail('not-idle', `c${client.index}: ${problem}`);
+    }
+    for (const mover of this.movers) {
+      const problem = mover.finalProblem();
+      if (problem !== null) return this.fail(problem.rule, problem.detail);
     }
     this.checker.checkLiveness();
     const bucket = this.bucketRetained();
@@ -328,7 +351,8 @@ export class ClusterWorld {
       },
       close: (connectionId, reason) => {
         const pipe = this.pipes.get(connectionId);
-        if (pipe !== undefined) this.closePipe(pipe, `node closed: ${reason}`, false);
+        // After what the node sent before it (a DISCONNECT 0x8E, a refusing CONNACK) reached the client.
+        if (pipe !== undefined) this.queue.push(Math.max(pipe.toClientMs, this.clock.nowMs), () => this.closePipe(pipe, `node closed: ${reason}`, false));
       },
       storage: (request) => this.storage(node, incarnation, request),
       log: (level, event, fields) => this.log(node, level, event, fields),
@@ -371,7 +395,7 @@ export class ClusterWorld {
   // ---- client connections -------------------------------------------------------------------
 
   /** Opens a connection from a client to a node; null when the node is not accepting. */
-  openPipe(client: ClusterClient, nodeIndex: number): Pipe | null {
+  openPipe(client: PipeClient, nodeIndex: number): Pipe | null {
     const node = this.nodes[nodeIndex]!;
     const running = node.running;
     if (running === null || !running.core.ready) return null;
@@ -402,7 +426,7 @@ export class ClusterWorld {
     this.pipes.delete(pipe.id);
     this.trace(`close L${pipe.id} c${pipe.client.index} ${why}`);
     if (tellNode) this.nodeInput(this.nodes[pipe.node]!, pipe.incarnation, (driver) => driver.connectionClosed(this.clock.nowMs, pipe.id), `closed L${pipe.id}`);
-    this.queue.push(this.clock.nowMs + this.latencyMs(), () => pipe.client.closed(pipe));
+    this.queue.push(this.clock.nowMs + this.latencyMs(), () => pipe.client.closed(pipe, why));
   }
 
   // ---- faults -------------------------------------------------------------------------------
@@ -460,7 +484,7 @@ export class ClusterClient {
     return `c${this.index}`;
   }
 
-  /** Persistent sessions stay on their home node (no takeover across nodes yet). */
+  /** Persistent sessions stay on their home node (sessions are not handed over between nodes yet). */
   private get roams(): boolean {
     return this.role === 'publisher' && this.qos < 2;
   }

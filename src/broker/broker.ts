@@ -464,6 +464,13 @@ export class Broker implements BrokerCore {
     else this.clientsByListener.set(listener, count);
   }
 
+  /** A cluster claim settled (session-registry.ts): read on, starting with what waited in the decoder. */
+  continueReading(connection: Connection, nowMs: number): void {
+    assert(!connection.claimPending, 'reading goes on once the claim is settled');
+    this.pushReading(connection, false);
+    this.receive(connection, new Uint8Array(0), nowMs);
+  }
+
   /** Asks the host to stop (`pause`) or start reading from a connection again (throttle.ts). */
   pushReading(connection: Connection, pause: boolean): void {
     assert(connection.phase !== 'closing', 'reading paused or resumed on a closing connection');
@@ -480,7 +487,8 @@ export class Broker implements BrokerCore {
     // Counter-based for determinism; skips ids a stored session already uses.
     for (;;) {
       this.generatedClientIdCount += 1;
-      const candidate = `keel-${this.generatedClientIdCount}`;
+      // A cluster node's ids carry its node id: client ids are claimed cluster-wide (session-registry.ts).
+      const candidate = this.cluster === null ? `keel-${this.generatedClientIdCount}` : `keel-${this.cluster.nodeId}-${this.generatedClientIdCount}`;
       if (!this.state.sessions.has(candidate) && !this.online.has(candidate)) return candidate;
     }
   }
@@ -602,7 +610,8 @@ export class Broker implements BrokerCore {
   private receive(connection: Connection, bytes: Uint8Array, nowMs: number): void {
     try {
       connection.decoder.push(bytes);
-      for (let packet = connection.decoder.next(); packet !== null; packet = connection.decoder.next()) {
+      // A CONNECT waiting for its cluster claim leaves what follows it in the decoder (continueReading).
+      for (let packet = connection.claimPending ? null : connection.decoder.next(); packet !== null; packet = connection.claimPending ? null : connection.decoder.next()) {
         this.stats.packetsReceived += 1;
         connection.lastPacketMs = nowMs;
         this.dispatch(connection, packet, nowMs);
@@ -683,6 +692,9 @@ export class Broker implements BrokerCore {
         return this.streams.onPumpDeadline();
       case 'cluster-retry':
         this.cluster?.retryDue();
+        return;
+      case 'cluster-claim':
+        this.cluster?.sessions.claimDue(entry.connectionId, nowMs);
         return;
       case 'stream-maintenance':
         this.streams.maintenanceDue();

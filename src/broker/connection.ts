@@ -86,6 +86,12 @@ export class Connection {
   outputBufferedBytes = 0;
   outputInput = 0;
 
+  /**
+   * A cluster node waits for the client id to be its own (session-registry.ts): the CONNECT is
+   * parked there and packets behind it stay in the decoder until then.
+   */
+  claimPending = false;
+
   /** ConnectionPeer.verifiedUsername: the transport's verified user name, if any. */
   verifiedUsername: string | undefined = undefined;
 

@@ -10,7 +10,18 @@
  */
 import { assert } from '../assert.js';
 
-export type DeadlineKind = 'connect-timeout' | 'keepalive' | 'session-expiry' | 'will' | 'publisher-pause' | 'retained-replay' | 'sys-publish' | 'stream-pump' | 'stream-maintenance' | 'cluster-retry';
+export type DeadlineKind =
+  | 'connect-timeout'
+  | 'keepalive'
+  | 'session-expiry'
+  | 'will'
+  | 'publisher-pause'
+  | 'retained-replay'
+  | 'sys-publish'
+  | 'stream-pump'
+  | 'stream-maintenance'
+  | 'cluster-retry'
+  | 'cluster-claim';
 
 export interface DeadlineEntry {
   readonly deadlineMs: number;

@@ -146,7 +146,7 @@ export function handleConnect(broker: Broker, connection: Connection, packet: Co
  * enhanced authentication the CONNACK carries its method and final data [MQTT-4.12.0-5].
  * connectionsMax is checked here, at the moment the client would start to count.
  */
-export function acceptConnect(broker: Broker, connection: Connection, packet: ConnectPacket, nowMs: number, authentication: ConnackAuthentication | null): void {
+export function acceptConnect(broker: Broker, connection: Connection, packet: ConnectPacket, nowMs: number, authentication: ConnackAuthentication | null, claimedClientId: string | null = null): void {
   const takesOver = broker.online.get(packet.clientId);
   if (broker.stats.clientsConnected >= broker.config.connectionsMax && takesOver === undefined) {
     return refuse(broker, connection, ReasonCode.QuotaExceeded, nowMs, 'connectionsMax reached', 'connectionsMax');
@@ -156,7 +156,7 @@ export function acceptConnect(broker: Broker, connection: Connection, packet: Co
     return refuse(broker, connection, ReasonCode.QuotaExceeded, nowMs, `connectionsMax of listener ${connection.listener.name} reached`, 'listenerConnectionsMax');
   }
   const assigned = packet.clientId.length === 0;
-  const clientId = assigned ? broker.generateClientId() : packet.clientId;
+  const clientId = claimedClientId ?? (assigned ? broker.generateClientId() : packet.clientId);
   // After an enhanced authentication the user is who the method said it was; a user name the
   // transport verified is the user whatever the CONNECT said.
   const identity = { clientId, username: connection.verifiedUsername ?? connection.authentication?.identity ?? packet.username };
@@ -182,6 +182,8 @@ export function acceptConnect(broker: Broker, connection: Connection, packet: Co
   }
   const requested = requestedExpirySeconds(packet);
   const expirySeconds = Math.min(requested, broker.config.sessionExpirySecondsMax);
+  // A cluster node first claims the client id cluster-wide (session-registry.ts), which comes back here.
+  if (broker.cluster !== null && claimedClientId === null) return broker.cluster.sessions.claim(connection, packet, authentication, clientId, nowMs);
   takeOver(broker, clientId, nowMs);
   const existing = broker.state.sessions.get(clientId);
   const resume = existing !== undefined && !packet.cleanStart && owner === undefined;

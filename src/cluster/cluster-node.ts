@@ -71,11 +71,16 @@
  * storage: the sessions' records once per NATS server. A node's permanent loss then costs nothing
  * acknowledged, only the connections it held.
  *
- * Not here yet: a client id is unique per node, not per cluster (no takeover across nodes: a client
- * connected on two nodes has two sessions, and each may fire a will), and `$share` groups pick
- * one member per node, so a shared group with members on two nodes gets a message once per node.
- * The bucket names are reserved for them: `keel-sessions` (CAS on CONNECT, the old owner
- * disconnects with 0x8E and hands the session over through the stream) and `keel-shared`.
+ * Client ids are unique cluster-wide (session-registry.ts): a node claims a client id in the
+ * `keel-sessions` bucket (compare-and-set) before it accepts the CONNECT, and a node that sees an
+ * id it serves claimed by another closes that connection (0x8E) and ends its copy of the session.
+ * Sessions are not handed over between nodes yet (session present 0 on the new node); designed:
+ * the old owner puts the session (subscriptions, queued and inflight messages, QoS 2 receive
+ * state, will) into the bucket under the new owner's claim, ending its copy only once the bucket
+ * holds it, and the new owner logs it before its CONNACK says session present.
+ *
+ * Not here yet: `$share` groups pick one member per node, so a shared group with members on two
+ * nodes gets a message once per node. The bucket name `keel-shared` is reserved for them.
  */
 import { assert } from '../assert.js';
 import type { Broker } from '../broker/broker.js';
@@ -88,6 +93,7 @@ import type { ClusterDurableState, StoredMessage } from '../store/state-store.js
 import { parseSharedFilter } from '../topics/validate.js';
 import { decodeHeaders, encodeHeaders } from './headers.js';
 import { decodeRetainedValue, encodeRetainedValue, retainedBucket, retainedKey, topicOfRetainedKey } from './retained-entries.js';
+import { SessionRegistry, sessionsBucket } from './session-registry.js';
 import { filterToSubjects, handoffPrefix, handoffSubject, subjectOfHandoff, subjectToTopic, topicToSubject } from './subjects.js';
 
 /** A durable message on its way into the hand-off stream. */
@@ -190,12 +196,21 @@ export class ClusterNode {
     unmappable: 0,
   };
 
+  /** Client ids unique cluster-wide through the `keel-sessions` bucket (session-registry.ts). */
+  readonly sessions: SessionRegistry;
+
   constructor(
     private readonly broker: Broker,
     config: ClusterConfig,
   ) {
     this.nodeId = config.nodeId;
     assert(this.nodeId.length > 0, 'a cluster node has an id');
+    this.sessions = new SessionRegistry(
+      broker,
+      this.nodeId,
+      () => this.nextRequestId++,
+      () => this.epoch,
+    );
   }
 
   private get durable(): ClusterDurableState {
@@ -396,6 +411,7 @@ export class ClusterNode {
 
   /** A change of a watched bucket: retained messages are applied in revision order. */
   keyChanged(nowMs: number, change: ClusterKeyChange): void {
+    if (change.bucket === sessionsBucket) return this.sessions.keyChanged(nowMs, change);
     if (change.bucket !== retainedBucket) return;
     const topic = topicOfRetainedKey(change.key);
     if (topic === null || topicToSubject(topic) === null) return;
@@ -442,6 +458,7 @@ export class ClusterNode {
       this.issued = 0;
       for (const put of this.retainedPuts.values()) put.requestId = 0;
       for (const put of this.waitingPuts) put.requestId = 0;
+      this.sessions.linkChanged(false);
       this.broker.log('warn', 'cluster-disconnected', { nodeId: this.nodeId, handoffsWaiting: this.handoffs.length });
       return;
     }
@@ -453,12 +470,14 @@ export class ClusterNode {
     for (const [subject, interest] of this.interests) this.request({ op: 'subscribe', subscriptionId: interest.subscriptionId, subject, queueGroup: null });
     this.request({ op: 'consume', consumerId, filterSubject: `${handoffPrefix}>` });
     this.request({ op: 'kv-watch', bucket: retainedBucket });
+    this.sessions.linkChanged(true);
     this.issueReady();
     this.issuePuts();
     void nowMs;
   }
 
   completed(nowMs: number, result: ClusterResult): void {
+    if (this.sessions.completed(nowMs, result)) return;
     const put = this.retainedRequests.get(result.requestId);
     if (put !== undefined) return this.retainedCompleted(nowMs, put, result);
     const handoff = this.requests.get(result.requestId);

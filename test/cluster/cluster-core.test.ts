@@ -69,7 +69,10 @@ describe('cluster node', () => {
 
   it('holds a QoS 1 PUBACK until the hand-off is stored, across an outage', () => {
     const harness = node();
+    connected(harness);
     const publisher = harness.connect('p', 5);
+    harness.broker.clusterStatus(harness.nowMs, 'disconnected');
+    harness.collect();
     publisher.send({ type: PacketType.Publish, dup: false, qos: 1, retain: false, topic: 'a/b', packetId: 1, payload: text('one') });
     expect(publisher.take()).toEqual([]);
     expect(take(harness)).toEqual([]);

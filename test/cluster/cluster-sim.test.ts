@@ -89,6 +89,7 @@ describe('cluster simulation', () => {
   const expectedRules: Record<ClusterPlantedBugName, RegExp> = {
     'handoff-ack-before-log': /^acknowledged-lost$/,
     'retained-out-of-order': /^retained-(diverged|stale|lost)$/,
+    'takeover-keeps-both': /^two-sessions$/,
   };
   for (const plant of clusterPlantedBugNames) {
     it(`catches the planted bug ${plant} within 1,000 seeds`, () => {

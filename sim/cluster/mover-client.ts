@@ -1,0 +1,160 @@
+/**
+ * Movers: model MQTT 5.0 clients that take their own client id over from node to node, and the
+ * rules the cluster checks about them (session-registry.ts: a client id is unique cluster-wide).
+ *
+ * A mover connects with a clean start, session expiry 0 and a QoS 2 will on `t/w` whose payload
+ * names the mover and the connection's generation. Now and then, while the world is active, it
+ * connects again through another node and leaves its previous connection open, as a client does
+ * whose old TCP connection is half-open: the old node must notice through the `keel-sessions`
+ * bucket and end that connection. Each will is a publication of the cluster checker (the mover
+ * as publisher, the generation as sequence, left out of order checks), armed when its CONNECT
+ * goes out and owed once the old connection got DISCONNECT 0x8E (a takeover is an abnormal end:
+ * the will must reach every subscriber subscribed before; `acknowledged-lost` otherwise, and a
+ * QoS 2 subscriber given it twice is `qos2-duplicate`).
+ *
+ * Rules of its own:
+ * - `takeover-without-0x8E`: a connection the node closed as taken over never got DISCONNECT 0x8E;
+ * - `two-sessions`: after the quiet period a mover still has an accepted connection open other
+ *   than its newest accepted one (two nodes serve one client id, or the old one won).
+ */
+import { PacketDecoder } from '../../src/codec/decoder.js';
+import { encodePacket } from '../../src/codec/encoder.js';
+import { type Packet, PacketType } from '../../src/codec/packets.js';
+import { messagePayload } from '../clients/payload.js';
+import type { Random } from '../random.js';
+import type { ClusterWorld, Pipe, PipeClient } from './cluster-world.js';
+
+export const willTopic = 't/w';
+
+/** One connection of a mover. */
+interface MoverConnection {
+  readonly pipe: Pipe;
+  readonly decoder: PacketDecoder;
+  readonly generation: number;
+  connacked: boolean;
+  takenOver: boolean;
+}
+
+export class MoverClient implements PipeClient {
+  private readonly connections = new Map<number, MoverConnection>();
+  /** The connection it uses now (the newest it opened), null while it has none. */
+  private current: MoverConnection | null = null;
+  private generation = 0;
+  /** The newest generation whose CONNACK arrived. */
+  private newestAccepted = 0;
+  private reconnectScheduled = false;
+  moves = 0;
+  takeovers = 0;
+
+  constructor(
+    private readonly world: ClusterWorld,
+    readonly index: number,
+    private readonly random: Random,
+    private readonly moveMeanMs: number,
+  ) {}
+
+  private get clientId(): string {
+    return `m${this.index}`;
+  }
+
+  /** Connects through a random node (another one than now when it moves). */
+  connect(): void {
+    this.reconnectScheduled = false;
+    const nodes = this.world.nodes.length;
+    const avoid = this.current?.pipe.node ?? -1;
+    let node = this.random.int(0, nodes - 1);
+    if (node === avoid) node = (node + 1) % nodes;
+    const pipe = this.world.openPipe(this, node);
+    if (pipe === null) return this.scheduleReconnect();
+    this.generation += 1;
+    const generation = this.generation;
+    const connection: MoverConnection = { pipe, decoder: new PacketDecoder({ packetBytesMax: 1 << 20, protocolVersion: 5 }), generation, connacked: false, takenOver: false };
+    this.connections.set(pipe.id, connection);
+    this.current = connection;
+    this.world.trace(`m${this.index} connect n${node} L${pipe.id} gen=${generation}`);
+    // The will is a publication from the moment its CONNECT goes out; sent twice, so it is left out of order checks.
+    this.world.checker.publishSent(this.index, generation, willTopic, 2, false, node);
+    this.world.checker.publishSent(this.index, generation, willTopic, 2, true, node);
+    const payload = messagePayload(this.index, generation, 2, willTopic);
+    const connect: Packet = {
+      type: PacketType.Connect,
+      protocolName: 'MQTT',
+      protocolVersion: 5,
+      cleanStart: true,
+      keepAliveSeconds: 0,
+      clientId: this.clientId,
+      will: { topic: willTopic, payload, qos: 2, retain: false },
+    };
+    this.world.clientSend(pipe, encodePacket(connect, 5));
+  }
+
+  private scheduleReconnect(): void {
+    if (this.reconnectScheduled) return;
+    this.reconnectScheduled = true;
+    this.world.queue.push(this.world.clock.nowMs + this.random.int(100, 500), () => this.connect());
+  }
+
+  private scheduleMove(): void {
+    if (this.world.quiet) return;
+    this.world.queue.push(this.world.clock.nowMs + this.random.int(1, this.moveMeanMs * 2), () => {
+      if (this.world.quiet || this.current === null || !this.current.connacked) return;
+      this.moves += 1;
+      this.world.trace(`m${this.index} moves, leaving L${this.current.pipe.id} open`);
+      this.connect();
+    });
+  }
+
+  bytesArrived(pipe: Pipe, bytes: Uint8Array): void {
+    const connection = this.connections.get(pipe.id);
+    if (connection === undefined) return;
+    try {
+      connection.decoder.push(bytes);
+      for (let packet = connection.decoder.next(); packet !== null; packet = connection.decoder.next()) this.packetArrived(connection, packet);
+    } catch (error) {
+      this.world.fail('client-decode', `m${this.index}: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
+
+  private packetArrived(connection: MoverConnection, packet: Packet): void {
+    if (packet.type === PacketType.Connack) {
+      this.world.trace(`m${this.index} CONNACK L${connection.pipe.id} rc=${packet.reasonCode}`);
+      if (packet.reasonCode !== 0) return;
+      connection.connacked = true;
+      this.newestAccepted = Math.max(this.newestAccepted, connection.generation);
+      if (connection === this.current) this.scheduleMove();
+      return;
+    }
+    if (packet.type === PacketType.Disconnect) {
+      this.world.trace(`m${this.index} DISCONNECT L${connection.pipe.id} 0x${packet.reasonCode.toString(16)}`);
+      if (packet.reasonCode !== 0x8e) return;
+      connection.takenOver = true;
+      this.takeovers += 1;
+      // A connection ended by a takeover owes its will.
+      if (connection.connacked) this.world.checker.publishAcked(this.index, connection.generation);
+    }
+  }
+
+  closed(pipe: Pipe, why = ''): void {
+    const connection = this.connections.get(pipe.id);
+    if (connection === undefined) return;
+    this.connections.delete(pipe.id);
+    if (why.startsWith('node closed: session taken over') && !connection.takenOver) {
+      this.world.fail('takeover-without-0x8E', `m${this.index}: L${pipe.id} on n${pipe.node} closed as taken over without DISCONNECT 0x8E`);
+    }
+    if (connection !== this.current) return;
+    this.current = null;
+    this.scheduleReconnect();
+  }
+
+  /** After the quiet period: one accepted connection at most, and the newest; the rule broken, or null. */
+  finalProblem(): { rule: string; detail: string } | null {
+    for (const connection of this.connections.values()) {
+      if (connection.connacked && connection.generation !== this.newestAccepted) {
+        const detail = `m${this.index}: L${connection.pipe.id} on n${connection.pipe.node} (generation ${connection.generation}) is still open beside generation ${this.newestAccepted}`;
+        return { rule: 'two-sessions', detail };
+      }
+    }
+    if (this.current === null || !this.current.connacked) return { rule: 'not-idle', detail: `m${this.index}: not connected after the quiet period` };
+    return null;
+  }
+}

@@ -1,0 +1,197 @@
+/**
+ * Proves the clustered core's claim of client ids (src/cluster/session-registry.ts) with a test
+ * playing NATS by hand: a CONNECT is answered only once its compare-and-set of the `keel-sessions`
+ * key succeeded, and what the client sent behind it is handled after; a claim beaten by another
+ * node goes again at the revision the watch shows, and one lost with the link goes again when it
+ * returns; a claim answered after the watch showed a newer one by another node is given up at
+ * once; without NATS a CONNECT is refused with 0x88 after claimWaitMs; when the bucket names another node, the local connection gets DISCONNECT
+ * 0x8E (3.1.1: a close), its will is published once, and the session it held here is gone; a
+ * change naming this node changes nothing.
+ */
+import { describe, expect, it } from 'vitest';
+import { claimWaitMs, decodeOwner, encodeOwner, sessionKey, sessionsBucket } from '../../src/cluster/session-registry.js';
+import { PacketType } from '../../src/codec/packets.js';
+import type { ClusterRequest } from '../../src/contract.js';
+import { decodeText, Harness, type TestClient, will } from '../broker/harness.js';
+
+type KvSet = Extract<ClusterRequest, { op: 'kv-set' }>;
+
+function node(): Harness {
+  const harness = new Harness({ cluster: { nats: ['nats://test:4222'], nodeId: 'a' } });
+  harness.answerClaims = false;
+  harness.broker.clusterStatus(harness.nowMs, 'connected');
+  harness.collect();
+  harness.clusterRequests.splice(0);
+  return harness;
+}
+
+function claims(harness: Harness): KvSet[] {
+  const taken = harness.clusterRequests.splice(0);
+  return taken.filter((request): request is KvSet => request.op === 'kv-set' && request.bucket === sessionsBucket);
+}
+
+function answer(harness: Harness, request: KvSet, revision: number): void {
+  harness.broker.clusterCompleted(harness.nowMs, { requestId: request.requestId, ok: true, sequence: revision });
+  harness.collect();
+}
+
+function ownedBy(harness: Harness, clientId: string, nodeId: string, revision: number): void {
+  harness.broker.clusterKeyChanged(harness.nowMs, { bucket: sessionsBucket, key: sessionKey(clientId), value: encodeOwner({ node: nodeId, generation: '1.1' }), revision });
+  harness.collect();
+}
+
+function sendConnect(client: TestClient, clientId: string, options: { cleanStart?: boolean; expiry?: number; willTopic?: string } = {}): void {
+  client.send({
+    type: PacketType.Connect,
+    protocolName: 'MQTT',
+    protocolVersion: client.version,
+    cleanStart: options.cleanStart ?? true,
+    keepAliveSeconds: 0,
+    clientId,
+    ...(client.version === 5 && options.expiry !== undefined ? { properties: { sessionExpiryInterval: options.expiry } } : {}),
+    ...(options.willTopic === undefined ? {} : { will: will(options.willTopic, `will of ${clientId}`, { qos: 1 }) }),
+  });
+}
+
+/** Connects `clientId` and answers its claim at `revision`. */
+function connectClaimed(harness: Harness, clientId: string, revision: number, options: Parameters<typeof sendConnect>[2] = {}): TestClient {
+  const client = harness.open(5);
+  sendConnect(client, clientId, options);
+  const [claim] = claims(harness);
+  answer(harness, claim!, revision);
+  expect(client.take()).toMatchObject([{ type: PacketType.Connack, reasonCode: 0 }]);
+  return client;
+}
+
+describe('cluster-wide client ids', () => {
+  it('answers a CONNECT only once its claim is in the bucket, and handles what followed it after', () => {
+    const harness = node();
+    const client = harness.open(5);
+    sendConnect(client, 'c1');
+    client.send({ type: PacketType.Subscribe, packetId: 1, subscriptions: [{ topicFilter: 'x/y', qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0 }] });
+    expect(client.take()).toEqual([]);
+    expect(client.readingPaused).toBe(true);
+    const [claim, ...others] = claims(harness);
+    expect(others).toEqual([]);
+    expect(claim).toMatchObject({ op: 'kv-set', bucket: 'keel-sessions', key: sessionKey('c1'), expectedRevision: 0 });
+    expect(decodeOwner(claim!.value!)).toMatchObject({ node: 'a' });
+    answer(harness, claim!, 1);
+    expect(client.take().map((packet) => packet.type)).toEqual([PacketType.Connack, PacketType.Suback]);
+    expect(client.readingPaused).toBe(false);
+  });
+
+  it('tries a beaten claim again at the revision the watch shows', () => {
+    const harness = node();
+    const client = harness.open(5);
+    sendConnect(client, 'c1');
+    const [first] = claims(harness);
+    harness.broker.clusterCompleted(harness.nowMs, { requestId: first!.requestId, ok: false, code: 'wrong-revision', message: 'at 4' });
+    harness.collect();
+    expect(claims(harness)).toEqual([]);
+    ownedBy(harness, 'c1', 'b', 4);
+    const [second] = claims(harness);
+    expect(second).toMatchObject({ key: sessionKey('c1'), expectedRevision: 4 });
+    answer(harness, second!, 5);
+    expect(client.take()).toMatchObject([{ type: PacketType.Connack, reasonCode: 0 }]);
+  });
+
+  it('claims again after the link came back, when the first attempt was lost with it', () => {
+    const harness = node();
+    const client = harness.open(5);
+    sendConnect(client, 'c1');
+    const [lost] = claims(harness);
+    harness.broker.clusterStatus(harness.nowMs, 'disconnected');
+    harness.collect();
+    // The answer to the lost attempt, should it still come, is stale.
+    answer(harness, lost!, 9);
+    expect(client.take()).toEqual([]);
+    harness.broker.clusterStatus(harness.nowMs, 'connected');
+    harness.collect();
+    const [again] = claims(harness);
+    expect(again).toMatchObject({ key: sessionKey('c1'), expectedRevision: 0 });
+    expect(again!.requestId).not.toBe(lost!.requestId);
+    answer(harness, again!, 1);
+    expect(client.take()).toMatchObject([{ type: PacketType.Connack, reasonCode: 0 }]);
+  });
+
+  it('forgets what it saw of the bucket when the link returns (a NATS that lost its store counts revisions from 1 again)', () => {
+    const harness = node();
+    ownedBy(harness, 'c1', 'b', 7);
+    harness.broker.clusterStatus(harness.nowMs, 'disconnected');
+    harness.broker.clusterStatus(harness.nowMs, 'connected');
+    harness.collect();
+    harness.clusterRequests.splice(0);
+    ownedBy(harness, 'c2', 'b', 1);
+    const client = harness.open(5);
+    sendConnect(client, 'c1');
+    expect(claims(harness)).toMatchObject([{ key: sessionKey('c1'), expectedRevision: 0 }]);
+    const other = harness.open(5);
+    sendConnect(other, 'c2');
+    expect(claims(harness)).toMatchObject([{ key: sessionKey('c2'), expectedRevision: 1 }]);
+  });
+
+  it('gives the client id up at once when the watch showed a newer claim by another node before the answer', () => {
+    const harness = node();
+    const client = harness.open(5);
+    sendConnect(client, 'c1');
+    const [claim] = claims(harness);
+    ownedBy(harness, 'c1', 'b', 2);
+    answer(harness, claim!, 1);
+    expect(client.take()).toMatchObject([
+      { type: PacketType.Connack, reasonCode: 0 },
+      { type: PacketType.Disconnect, reasonCode: 0x8e },
+    ]);
+    expect(client.closed).toBe(true);
+  });
+
+  it('closes a 3.1.1 connection without a DISCONNECT when another node owns its client id', () => {
+    const harness = node();
+    const client = harness.open(4);
+    sendConnect(client, 'old');
+    answer(harness, claims(harness)[0]!, 1);
+    expect(client.take()).toMatchObject([{ type: PacketType.Connack }]);
+    ownedBy(harness, 'old', 'c', 2);
+    expect(client.take()).toEqual([]);
+    expect(client.closed).toBe(true);
+    expect(client.closeReason).toBe('session taken over by node c');
+  });
+
+  it('refuses a CONNECT with 0x88 when NATS cannot confirm the client id in time', () => {
+    const harness = node();
+    harness.broker.clusterStatus(harness.nowMs, 'disconnected');
+    harness.collect();
+    const client = harness.open(5);
+    sendConnect(client, 'c1');
+    expect(claims(harness)).toEqual([]);
+    harness.advance(claimWaitMs - 1);
+    expect(client.take()).toEqual([]);
+    harness.advance(1);
+    expect(client.take()).toMatchObject([{ type: PacketType.Connack, reasonCode: 0x88 }]);
+    expect(client.closed).toBe(true);
+  });
+
+  it('closes its connection with 0x8E, publishes the will once and ends the session when another node owns the client id', () => {
+    const harness = node();
+    const watcher = connectClaimed(harness, 'watcher', 1);
+    watcher.subscribe([{ topicFilter: 'wills/#', qos: 1 }]);
+    const moved = connectClaimed(harness, 'mover', 2, { cleanStart: false, expiry: 3600, willTopic: 'wills/mover' });
+    moved.subscribe(['x/#']);
+    ownedBy(harness, 'mover', 'a', 2);
+    expect(moved.take()).toEqual([]);
+    ownedBy(harness, 'mover', 'b', 3);
+    expect(moved.take()).toMatchObject([{ type: PacketType.Disconnect, reasonCode: 0x8e }]);
+    expect(moved.closed).toBe(true);
+    expect(watcher.publishes().map((packet) => decodeText(packet.payload))).toEqual(['will of mover']);
+    expect(harness.broker.state.sessions.has('mover')).toBe(false);
+    // The same change seen again (a watch replayed after a reconnection) changes nothing more.
+    ownedBy(harness, 'mover', 'b', 3);
+    expect(watcher.publishes()).toEqual([]);
+    // Back on this node, the client finds no session here: it was ended when it moved.
+    const back = harness.open(5);
+    sendConnect(back, 'mover', { cleanStart: false, expiry: 3600 });
+    const [claim] = claims(harness);
+    expect(claim).toMatchObject({ expectedRevision: 3 });
+    answer(harness, claim!, 4);
+    expect(back.take()).toMatchObject([{ type: PacketType.Connack, reasonCode: 0, sessionPresent: false }]);
+  });
+});
