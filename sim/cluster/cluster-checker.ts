@@ -29,6 +29,7 @@
 import type { PublishPacket, Qos } from '../../src/codec/packets.js';
 import { parsePayload } from '../clients/payload.js';
 import { topicMatches } from '../topic-match.js';
+import type { SharedChecker } from './shared-checker.js';
 
 interface Publication {
   readonly publisher: number;
@@ -58,6 +59,8 @@ export class ClusterChecker {
   private readonly publications = new Map<string, Publication>();
   private readonly subscribers = new Map<number, Subscriber>();
   delivered = 0;
+  /** The rules for `$share` groups (shared-checker.ts), told of every publication too. */
+  shared: SharedChecker | null = null;
 
   constructor(
     private readonly clock: { nowMs: number },
@@ -88,6 +91,7 @@ export class ClusterChecker {
   }
 
   publishSent(publisher: number, sequence: number, topic: string, qos: Qos, resend: boolean, node: number, retain = false): void {
+    this.shared?.publishSent(publisher, sequence, topic, qos, node);
     const key = `${publisher}|${sequence}`;
     const existing = this.publications.get(key);
     if (existing !== undefined) {
@@ -98,6 +102,7 @@ export class ClusterChecker {
   }
 
   publishAcked(publisher: number, sequence: number): void {
+    this.shared?.publishAcked(publisher, sequence);
     const publication = this.publications.get(`${publisher}|${sequence}`);
     if (publication !== undefined && !publication.acked) {
       publication.acked = true;

@@ -10,8 +10,13 @@
  *   rather than by revision: it holds each change back until the next one arrives and hands the
  *   two over swapped (with their revisions swapped, so the node cannot tell), as a node would that
  *   trusted arrival order over revisions.
+ * - `share-per-node`: every node delivers a `$share` group's message to one of its own members,
+ *   as nodes did before groups were cluster-wide: each message from another node has its
+ *   `Keel-Share` choices rewritten to name the receiving node (the publishing node still serves
+ *   only the groups it chose itself), so a group with members on two other nodes gets it twice.
  */
 import { Broker, type BrokerOptions } from '../../src/broker/broker.js';
+import { decodeShareChoices, encodeShareChoices, headerShare } from '../../src/cluster/shared-groups.js';
 import type { Action, AdminCommand, BrokerCore, BrokerView, ClusterKeyChange, ClusterMessage, ClusterResult, ConnectionId, ConnectionPeer, StorageResult } from '../../src/contract.js';
 import type { ClusterPlantedBugName } from '../planted-bug-names.js';
 import type { ClusterBrokerFactory } from './cluster-world.js';
@@ -110,7 +115,25 @@ class RetainedOutOfOrder extends WrappedClusterBroker {
   }
 }
 
+class SharePerNode extends WrappedClusterBroker {
+  constructor(
+    inner: BrokerCore,
+    private readonly nodeId: string,
+  ) {
+    super(inner);
+  }
+
+  override clusterMessage(nowMs: number, message: ClusterMessage): void {
+    const share = message.headers[headerShare];
+    if (share === undefined) return super.clusterMessage(nowMs, message);
+    const choices = decodeShareChoices(share);
+    for (const group of choices.keys()) choices.set(group, this.nodeId);
+    super.clusterMessage(nowMs, { ...message, headers: { ...message.headers, [headerShare]: encodeShareChoices(choices) } });
+  }
+}
+
 export const clusterPlantedBugs: Record<ClusterPlantedBugName, ClusterBrokerFactory> = {
   'handoff-ack-before-log': (options: BrokerOptions) => new HandoffAckBeforeLog(new Broker(options)),
   'retained-out-of-order': (options: BrokerOptions) => new RetainedOutOfOrder(new Broker(options)),
+  'share-per-node': (options: BrokerOptions) => new SharePerNode(new Broker(options), options.config.cluster!.nodeId),
 };

@@ -14,6 +14,7 @@
  */
 import { Broker, type BrokerOptions } from '../../src/broker/broker.js';
 import { decodeRetainedValue, retainedBucket, retainedKey } from '../../src/cluster/retained-entries.js';
+import { sharedBucket } from '../../src/cluster/shared-groups.js';
 import { PacketDecoder } from '../../src/codec/decoder.js';
 import { encodePacket } from '../../src/codec/encoder.js';
 import { type Packet, PacketType, type PublishPacket, type Qos } from '../../src/codec/packets.js';
@@ -28,6 +29,8 @@ import { SimulatedDisk } from '../simulated-disk.js';
 import { TraceHash } from '../trace-hash.js';
 import { ClusterChecker } from './cluster-checker.js';
 import { NatsModel } from './nats-model.js';
+import { SharedChecker } from './shared-checker.js';
+import { type MemberWorld, type SharedMember, startSharedMembers } from './shared-members.js';
 
 export type ClusterBrokerFactory = (options: BrokerOptions) => BrokerCore;
 export const realClusterBroker: ClusterBrokerFactory = (options) => new Broker(options);
@@ -53,9 +56,12 @@ interface NodeState {
   restarts: number;
 }
 
+/** A model client at the end of a pipe: a subscriber, publisher or auditor, or a shared-group member (shared-members.ts). */
+type PipeClient = ClusterClient | SharedMember;
+
 interface Pipe {
   readonly id: ConnectionId;
-  readonly client: ClusterClient;
+  readonly client: PipeClient;
   readonly node: number;
   readonly incarnation: number;
   open: boolean;
@@ -124,7 +130,7 @@ export function describeClusterShape(shape: ClusterShape): string {
   return `cluster nodes=${shape.nodes} subscribers=${shape.subscribers} publishers=${shape.publishers}x${shape.messagesPerPublisher} active=${shape.activeMs}ms${fault('crash', shape.nodeCrashMeanMs)}${fault('nats-restart', shape.natsRestartMeanMs)}${fault('partition', shape.partitionMeanMs)}${fault('client-drop', shape.clientDropMeanMs)}${shape.crashAfterDiskProbability > 0 ? ` crash-after-disk=${shape.crashAfterDiskProbability}` : ''}`;
 }
 
-export class ClusterWorld {
+export class ClusterWorld implements MemberWorld {
   readonly clock = { nowMs: 0 };
   readonly queue = new EventQueue();
   readonly hash = new TraceHash();
@@ -144,6 +150,8 @@ export class ClusterWorld {
   events = 0;
   faults = 0;
   nodeRestarts = 0;
+  readonly sharedChecker: SharedChecker;
+  private readonly sharedMembers: SharedMember[];
 
   constructor(
     readonly shape: ClusterShape,
@@ -151,6 +159,8 @@ export class ClusterWorld {
     private readonly traceSink: ((line: string) => void) | null,
   ) {
     this.checker = new ClusterChecker(this.clock, (rule, detail) => this.fail(rule, detail));
+    this.sharedChecker = new SharedChecker(this.clock, shape.nodes, (rule, detail) => this.fail(rule, detail));
+    this.checker.shared = this.sharedChecker;
     this.faultRandom = Random.stream(shape.seed, 'cluster-faults');
     this.netRandom = Random.stream(shape.seed, 'cluster-network');
     this.nats = new NatsModel(this.queue, this.clock, Random.stream(shape.seed, 'nats'), shape.nodes, (line) => this.trace(line));
@@ -183,6 +193,15 @@ export class ClusterWorld {
         new ClusterClient(this, clientIndex, 'publisher', clientRandom.int(0, shape.nodes - 1), qos, '', shape.messagesPerPublisher, Random.stream(shape.seed, `client-${clientIndex}`)),
       );
     }
+    this.sharedMembers = startSharedMembers(this, shape);
+  }
+
+  get nodeCount(): number {
+    return this.nodes.length;
+  }
+
+  schedule(atMs: number, run: () => void): void {
+    this.queue.push(atMs, run);
   }
 
   trace(line: string): void {
@@ -206,6 +225,7 @@ export class ClusterWorld {
   run(eventsMax: number): void {
     for (const node of this.nodes) this.startNode(node);
     for (const client of this.clients) this.queue.push(this.netRandom.int(50, 300), () => client.connect());
+    for (const member of this.sharedMembers) member.start();
     this.scheduleFaults();
     const endMs = this.shape.activeMs + this.shape.quietMs;
     this.queue.push(this.shape.activeMs, () => this.goQuiet());
@@ -240,11 +260,12 @@ export class ClusterWorld {
 
   private finish(): void {
     this.trace('finish');
-    for (const client of [...this.clients, ...this.auditors]) {
+    for (const client of [...this.clients, ...this.auditors, ...this.sharedMembers]) {
       const problem = client.idleProblem();
       if (problem !== null) return this.fail('not-idle', `c${client.index}: ${problem}`);
     }
     this.checker.checkLiveness();
+    if (this.violation === null) this.sharedChecker.checkLiveness();
     const bucket = this.bucketRetained();
     for (const auditor of this.auditors) {
       if (this.violation !== null) return;
@@ -285,7 +306,17 @@ export class ClusterWorld {
       message: (message) => this.nodeInput(node, incarnation, (driver) => driver.clusterMessage(this.clock.nowMs, message), `cluster message ${message.subject} seq=${message.streamSequence ?? '-'}`),
       completed: (result) =>
         this.nodeInput(node, incarnation, (driver) => driver.clusterCompleted(this.clock.nowMs, result), `cluster completed #${result.requestId} ${result.ok ? `ok ${result.sequence}` : result.code}`),
-      keyChanged: (change) => this.nodeInput(node, incarnation, (driver) => driver.clusterKeyChanged(this.clock.nowMs, change), `cluster key ${change.bucket}/${change.key}`),
+      keyChanged: (change) =>
+        this.nodeInput(
+          node,
+          incarnation,
+          (driver) => {
+            // The shared checker follows each node's view of the groups as the node took it in.
+            if (change.bucket === sharedBucket && node.running?.core.ready === true) this.sharedChecker.viewChanged(node.index, change);
+            driver.clusterKeyChanged(this.clock.nowMs, change);
+          },
+          `cluster key ${change.bucket}/${change.key}${change.value === null ? ' deleted' : ''}`,
+        ),
     });
   }
 
@@ -298,6 +329,7 @@ export class ClusterWorld {
     node.restarts += 1;
     this.nodeRestarts += 1;
     this.nats.nodeCrashed(node.index);
+    this.sharedChecker.nodeCrashed(node.index);
     node.disk.crash();
     for (const pipe of this.pipes.values()) if (pipe.node === node.index && pipe.incarnation === running.incarnation) this.closePipe(pipe, 'node crashed', true);
     this.queue.push(this.clock.nowMs + this.faultRandom.int(100, 2_000), () => {
@@ -371,7 +403,7 @@ export class ClusterWorld {
   // ---- client connections -------------------------------------------------------------------
 
   /** Opens a connection from a client to a node; null when the node is not accepting. */
-  openPipe(client: ClusterClient, nodeIndex: number): Pipe | null {
+  openPipe(client: PipeClient, nodeIndex: number): Pipe | null {
     const node = this.nodes[nodeIndex]!;
     const running = node.running;
     if (running === null || !running.core.ready) return null;

@@ -243,6 +243,8 @@ export class ClusterNode {
         done: false,
       });
     }
+    // Changes a watch delivered during recovery were dropped (broker.ts): read the groups again.
+    if (this.connected) this.shares.rewatch();
     this.broker.log('info', 'cluster-node-started', { nodeId: this.nodeId, outbox: durable.outbox.size, appliedSequence: durable.appliedSequence });
   }
 

@@ -212,6 +212,11 @@ export class SharedGroups implements ShareGate {
     for (const membership of this.memberships.values()) this.write(membership);
   }
 
+  /** Watches the bucket again (the node was connected before its recovery ended, and dropped what came). */
+  rewatch(): void {
+    this.host.request({ op: 'kv-watch', bucket: sharedBucket });
+  }
+
   /** The link went down: whatever is out is written again on return. */
   disconnected(): void {
     for (const membership of this.memberships.values()) membership.requestId = 0;
@@ -236,12 +241,17 @@ export class SharedGroups implements ShareGate {
       return;
     }
     this.counters.viewChanges += 1;
+    const group = SharedGroups.groupKey(parsed.name, parsed.filter);
     if (change.value === null) {
-      if (this.remoteKeys.delete(change.key)) this.view.unsubscribe(filter, parsed.nodeId);
+      if (!this.remoteKeys.delete(change.key)) return;
+      this.view.unsubscribe(filter, parsed.nodeId);
+      this.host.log('cluster-shared-view', { group, node: parsed.nodeId, members: 'none' });
       return;
     }
+    if (this.remoteKeys.has(change.key)) return;
     this.remoteKeys.add(change.key);
     this.view.subscribe(filter, parsed.nodeId, true);
+    this.host.log('cluster-shared-view', { group, node: parsed.nodeId, members: 'some' });
   }
 
   // ---- choosing and delivering --------------------------------------------------------------
