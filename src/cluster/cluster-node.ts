@@ -71,11 +71,16 @@
  * storage: the sessions' records once per NATS server. A node's permanent loss then costs nothing
  * acknowledged, only the connections it held.
  *
+ * `$share` groups are cluster-wide (shared-groups.ts): each node keeps a key per group it has
+ * members of in the `keel-shared` bucket and watches the bucket; the node a message is published
+ * on chooses one node per matching group among those with members (round robin) and sends the
+ * choices in the `Keel-Share` header; a node delivers a group's copy only where it was chosen. A
+ * chosen node that is down gets its copies when it returns (delayed, not re-routed).
+ *
  * Not here yet: a client id is unique per node, not per cluster (no takeover across nodes: a client
- * connected on two nodes has two sessions, and each may fire a will), and `$share` groups pick
- * one member per node, so a shared group with members on two nodes gets a message once per node.
- * The bucket names are reserved for them: `keel-sessions` (CAS on CONNECT, the old owner
- * disconnects with 0x8E and hands the session over through the stream) and `keel-shared`.
+ * connected on two nodes has two sessions, and each may fire a will). The bucket name is reserved
+ * for it: `keel-sessions` (CAS on CONNECT, the old owner disconnects with 0x8E and hands the
+ * session over through the stream).
  */
 import { assert } from '../assert.js';
 import type { Broker } from '../broker/broker.js';

@@ -19,7 +19,7 @@
  *   acknowledged (the node fails over to another NATS server).
  *
  * Not tested because the clustered core does not do it yet (src/cluster/cluster-node.ts): session
- * takeover across nodes, `$share` groups across nodes.
+ * takeover across nodes. `$share` groups across nodes: shared-groups-e2e.test.ts.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
