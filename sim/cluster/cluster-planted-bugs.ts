@@ -14,6 +14,8 @@
  *   as nodes did before groups were cluster-wide: each message from another node has its
  *   `Keel-Share` choices rewritten to name the receiving node (the publishing node still serves
  *   only the groups it chose itself), so a group with members on two other nodes gets it twice.
+ * - `share-choice-dropped`: drops the `Keel-Share` choices of every message from another node, so
+ *   a group's copy chosen for a node other than the publisher's is delivered nowhere.
  */
 import { Broker, type BrokerOptions } from '../../src/broker/broker.js';
 import { decodeShareChoices, encodeShareChoices, headerShare } from '../../src/cluster/shared-groups.js';
@@ -132,8 +134,18 @@ class SharePerNode extends WrappedClusterBroker {
   }
 }
 
+class ShareChoiceDropped extends WrappedClusterBroker {
+  override clusterMessage(nowMs: number, message: ClusterMessage): void {
+    if (message.headers[headerShare] === undefined) return super.clusterMessage(nowMs, message);
+    const headers = { ...message.headers };
+    delete headers[headerShare];
+    super.clusterMessage(nowMs, { ...message, headers });
+  }
+}
+
 export const clusterPlantedBugs: Record<ClusterPlantedBugName, ClusterBrokerFactory> = {
   'handoff-ack-before-log': (options: BrokerOptions) => new HandoffAckBeforeLog(new Broker(options)),
   'retained-out-of-order': (options: BrokerOptions) => new RetainedOutOfOrder(new Broker(options)),
   'share-per-node': (options: BrokerOptions) => new SharePerNode(new Broker(options), options.config.cluster!.nodeId),
+  'share-choice-dropped': (options: BrokerOptions) => new ShareChoiceDropped(new Broker(options)),
 };

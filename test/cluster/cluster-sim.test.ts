@@ -95,6 +95,7 @@ describe('cluster simulation', () => {
     'handoff-ack-before-log': /^acknowledged-lost$/,
     'retained-out-of-order': /^retained-(diverged|stale|lost)$/,
     'share-per-node': /^shared-duplicated$/,
+    'share-choice-dropped': /^shared-lost$/,
   };
   it('catches share-per-node (every node serves its own members of a group) on seed 2 with 3 nodes', () => {
     const result = runClusterSimulation({ seed: 2, nodes: 3, plant: 'share-per-node', stdout: () => {}, stderr: () => {} });
