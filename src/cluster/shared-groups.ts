@@ -44,8 +44,21 @@
  * member, the group misses it. The simulator's checker judges the group guarantee against the
  * publishing node's view as NATS delivered it (sim/cluster/shared-checker.ts).
  *
+ * When the choice is made: the router asks `delivers` for each matching group with a local
+ * member while it routes a message published here, and the first question chooses for every
+ * group of the view at once; `take`, when the cluster node hands the message off right after,
+ * chooses for the groups the router did not ask about (no local member) and forgets the choices.
+ * A message from the cluster is bracketed by `receiving` / `received` around its routing. A node
+ * connected before its recovery ended dropped what its watch delivered meanwhile (broker.ts), so
+ * it watches the bucket again at the end of recovery (`rewatch`); applying a change twice is
+ * harmless.
+ *
+ * Bounds: this node's memberships are bounded by its subscriptions; the view by the keys of the
+ * bucket (other nodes' memberships, bounded by their subscriptions). A message's `Keel-Share`
+ * names each matching group once.
+ *
  * Pure: driven by the cluster node's inputs (cluster-node.ts) and the router's gate
- * (routing.ts `shareGate`); its only outputs are cluster requests.
+ * (routing.ts `shareGate`); its outputs are cluster requests and log lines.
  */
 import { assert } from '../assert.js';
 import type { ShareGate } from '../broker/routing.js';
@@ -137,7 +150,9 @@ export class SharedGroups implements ShareGate {
   /** The choices made for the message being published here, until `take` hands them to the hand-off. */
   private outgoingTopic: string | null = null;
   private readonly outgoing = new Map<string, string>();
-  private readonly chooser = { choices: this.outgoing, subscriber: () => {}, sharedGroup: (group: SharedGroup<true>) => this.choose(group) };
+  /** Match sinks made once (the publish path allocates no closure per message). */
+  private readonly chooser = { subscriber: () => {}, sharedGroup: (group: SharedGroup<true>) => this.choose(group) };
+  private readonly missingChooser = { subscriber: () => {}, sharedGroup: (group: SharedGroup<true>) => this.chooseMissing(group) };
   readonly counters = { choices: 0, chosenHere: 0, delivered: 0, staleChoices: 0, bucketWrites: 0, bucketFailures: 0, viewChanges: 0 };
 
   constructor(private readonly host: SharedGroupsHost) {}
@@ -306,7 +321,7 @@ export class SharedGroups implements ShareGate {
    */
   take(topic: string): string | null {
     if (this.outgoingTopic !== topic) this.chooseFor(topic);
-    else this.view.match(topic, { subscriber: () => {}, sharedGroup: (group) => this.chooseMissing(group) });
+    else this.view.match(topic, this.missingChooser);
     const header = this.outgoing.size === 0 ? null : encodeShareChoices(this.outgoing);
     this.discard();
     return header;
