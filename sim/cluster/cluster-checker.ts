@@ -25,6 +25,8 @@
  * bucket holds; `retained-lost`: a topic with an acknowledged retained publication has none;
  * `retained-stale`: the cluster's value was acknowledged before an acknowledged retained
  * publication on the same topic was first sent (so the newer one must have replaced it).
+ * `$share` groups have rules of their own (shared-checker.ts); this checker tells it of every
+ * publication and acknowledgement.
  */
 import type { PublishPacket, Qos } from '../../src/codec/packets.js';
 import { parsePayload } from '../clients/payload.js';

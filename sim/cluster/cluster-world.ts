@@ -10,7 +10,10 @@
  * Clients reconnect: subscribers (persistent sessions) and QoS 2 publishers to their home node,
  * where their session lives; QoS 0/1 publishers to any node. Then the world goes quiet (every
  * node up, NATS up, links healed) long enough for redeliveries and retries to finish, and the
- * checker judges liveness. Every event is a trace line feeding the run's hash.
+ * checker judges liveness. Every event is a trace line feeding the run's hash. Most worlds also
+ * have members of `$share` groups on several nodes that leave and join again (shared-members.ts),
+ * judged by the shared checker (shared-checker.ts), which follows what NATS delivered of the
+ * `keel-shared` bucket to each node.
  */
 import { Broker, type BrokerOptions } from '../../src/broker/broker.js';
 import { decodeRetainedValue, retainedBucket, retainedKey } from '../../src/cluster/retained-entries.js';
