@@ -60,6 +60,8 @@ export const clusterPlantedBugDescriptions = {
   'handoff-ack-before-log': "acknowledges a hand-off to the stream before the receiving node's log holds it",
   'retained-out-of-order': 'applies changes of the retained bucket in arrival order, one held back behind the next, not by revision',
   'takeover-keeps-both': 'ignores a client id claimed by another node: the old connection and session stay',
+  'share-per-node': "delivers a $share group's message from another node to one of its own members whatever node the publisher chose (one copy per node)",
+  'share-choice-dropped': "drops the node choices of $share groups from every message from another node, so a group's copy chosen there is delivered nowhere",
 };
 
 export type ClusterPlantedBugName = keyof typeof clusterPlantedBugDescriptions;

@@ -25,10 +25,13 @@
  * bucket holds; `retained-lost`: a topic with an acknowledged retained publication has none;
  * `retained-stale`: the cluster's value was acknowledged before an acknowledged retained
  * publication on the same topic was first sent (so the newer one must have replaced it).
+ * `$share` groups have rules of their own (shared-checker.ts); this checker tells it of every
+ * publication and acknowledgement.
  */
 import type { PublishPacket, Qos } from '../../src/codec/packets.js';
 import { parsePayload } from '../clients/payload.js';
 import { topicMatches } from '../topic-match.js';
+import type { SharedChecker } from './shared-checker.js';
 
 interface Publication {
   readonly publisher: number;
@@ -58,6 +61,8 @@ export class ClusterChecker {
   private readonly publications = new Map<string, Publication>();
   private readonly subscribers = new Map<number, Subscriber>();
   delivered = 0;
+  /** The rules for `$share` groups (shared-checker.ts), told of every publication too. */
+  shared: SharedChecker | null = null;
 
   constructor(
     private readonly clock: { nowMs: number },
@@ -88,6 +93,7 @@ export class ClusterChecker {
   }
 
   publishSent(publisher: number, sequence: number, topic: string, qos: Qos, resend: boolean, node: number, retain = false): void {
+    this.shared?.publishSent(publisher, sequence, topic, qos, node);
     const key = `${publisher}|${sequence}`;
     const existing = this.publications.get(key);
     if (existing !== undefined) {
@@ -98,6 +104,7 @@ export class ClusterChecker {
   }
 
   publishAcked(publisher: number, sequence: number): void {
+    this.shared?.publishAcked(publisher, sequence);
     const publication = this.publications.get(`${publisher}|${sequence}`);
     if (publication !== undefined && !publication.acked) {
       publication.acked = true;

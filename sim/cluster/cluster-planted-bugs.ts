@@ -13,9 +13,16 @@
  * - `takeover-keeps-both`: rewrites every change of the `keel-sessions` bucket that names another
  *   node as owner so that it names this node, as a node would that ignored ownership moving: its
  *   connection of a client id that connected elsewhere stays open, with its session.
+ * - `share-per-node`: every node delivers a `$share` group's message to one of its own members,
+ *   as nodes did before groups were cluster-wide: each message from another node has its
+ *   `Keel-Share` choices rewritten to name the receiving node (the publishing node still serves
+ *   only the groups it chose itself), so a group with members on two other nodes gets it twice.
+ * - `share-choice-dropped`: drops the `Keel-Share` choices of every message from another node, so
+ *   a group's copy chosen for a node other than the publisher's is delivered nowhere.
  */
 import { Broker, type BrokerOptions } from '../../src/broker/broker.js';
 import { decodeOwner, encodeOwner, sessionsBucket } from '../../src/cluster/session-registry.js';
+import { decodeShareChoices, encodeShareChoices, headerShare } from '../../src/cluster/shared-groups.js';
 import type { Action, AdminCommand, BrokerCore, BrokerView, ClusterKeyChange, ClusterMessage, ClusterResult, ConnectionId, ConnectionPeer, StorageResult } from '../../src/contract.js';
 import type { ClusterPlantedBugName } from '../planted-bug-names.js';
 import type { ClusterBrokerFactory } from './cluster-world.js';
@@ -129,8 +136,36 @@ class TakeoverKeepsBoth extends WrappedClusterBroker {
   }
 }
 
+class SharePerNode extends WrappedClusterBroker {
+  constructor(
+    inner: BrokerCore,
+    private readonly nodeId: string,
+  ) {
+    super(inner);
+  }
+
+  override clusterMessage(nowMs: number, message: ClusterMessage): void {
+    const share = message.headers[headerShare];
+    if (share === undefined) return super.clusterMessage(nowMs, message);
+    const choices = decodeShareChoices(share);
+    for (const group of choices.keys()) choices.set(group, this.nodeId);
+    super.clusterMessage(nowMs, { ...message, headers: { ...message.headers, [headerShare]: encodeShareChoices(choices) } });
+  }
+}
+
+class ShareChoiceDropped extends WrappedClusterBroker {
+  override clusterMessage(nowMs: number, message: ClusterMessage): void {
+    if (message.headers[headerShare] === undefined) return super.clusterMessage(nowMs, message);
+    const headers = { ...message.headers };
+    delete headers[headerShare];
+    super.clusterMessage(nowMs, { ...message, headers });
+  }
+}
+
 export const clusterPlantedBugs: Record<ClusterPlantedBugName, ClusterBrokerFactory> = {
   'handoff-ack-before-log': (options: BrokerOptions) => new HandoffAckBeforeLog(new Broker(options)),
   'retained-out-of-order': (options: BrokerOptions) => new RetainedOutOfOrder(new Broker(options)),
   'takeover-keeps-both': (options: BrokerOptions) => new TakeoverKeepsBoth(new Broker(options), options.config.cluster?.nodeId ?? ''),
+  'share-per-node': (options: BrokerOptions) => new SharePerNode(new Broker(options), options.config.cluster!.nodeId),
+  'share-choice-dropped': (options: BrokerOptions) => new ShareChoiceDropped(new Broker(options)),
 };

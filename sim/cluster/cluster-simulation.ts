@@ -32,6 +32,8 @@ export interface ClusterSimulationResult {
   clients: number;
   messagesPublished: number;
   messagesDelivered: number;
+  /** Copies that reached members of `$share` groups (shared-members.ts). */
+  sharedDelivered: number;
   faults: number;
   nodeRestarts: number;
   traceHash: string;
@@ -65,7 +67,7 @@ export function runClusterSimulation(options: ClusterSimulationOptions): Cluster
     `keel sim --seed ${options.seed} --nodes ${options.nodes}${options.plant === undefined ? '' : ` --plant-cluster ${options.plant}`}${options.eventsMax === undefined ? '' : ` --events-max ${options.eventsMax}`}`;
   const summary =
     `${violation === null ? 'ok' : 'FAIL'} seed=${options.seed} nodes=${options.nodes} simulated_ms=${world.clock.nowMs} events=${world.events} ` +
-    `clients=${world.clients.length} messages_published=${world.checker.published} messages_delivered=${world.checker.delivered} faults=${world.faults} ` +
+    `clients=${world.clients.length} messages_published=${world.checker.published} messages_delivered=${world.checker.delivered} shared_delivered=${world.sharedChecker.delivered} faults=${world.faults} ` +
     `node_restarts=${world.nodeRestarts} nats_restarts=${world.nats.counters.restarts} partitions=${world.nats.counters.partitions} handoffs_stored=${world.nats.counters.stored} ` +
     `redeliveries=${world.nats.counters.redeliveries} trace_hash=${hash}`;
   if (violation !== null) {
@@ -88,6 +90,7 @@ export function runClusterSimulation(options: ClusterSimulationOptions): Cluster
     clients: world.clients.length,
     messagesPublished: world.checker.published,
     messagesDelivered: world.checker.delivered,
+    sharedDelivered: world.sharedChecker.delivered,
     faults: world.faults,
     nodeRestarts: world.nodeRestarts,
     traceHash: hash,

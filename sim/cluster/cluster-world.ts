@@ -12,10 +12,14 @@
  * client id over from node to node, leaving the old connection open for the old node to close
  * with 0x8E once it sees the id claimed elsewhere. Then the world goes quiet (every
  * node up, NATS up, links healed) long enough for redeliveries and retries to finish, and the
- * checker judges liveness. Every event is a trace line feeding the run's hash.
+ * checker judges liveness. Every event is a trace line feeding the run's hash. Most worlds also
+ * have members of `$share` groups on several nodes that leave and join again (shared-members.ts),
+ * judged by the shared checker (shared-checker.ts), which follows what NATS delivered of the
+ * `keel-shared` bucket to each node.
  */
 import { Broker, type BrokerOptions } from '../../src/broker/broker.js';
 import { decodeRetainedValue, retainedBucket, retainedKey } from '../../src/cluster/retained-entries.js';
+import { sharedBucket } from '../../src/cluster/shared-groups.js';
 import { PacketDecoder } from '../../src/codec/decoder.js';
 import { encodePacket } from '../../src/codec/encoder.js';
 import { type Packet, PacketType, type PublishPacket, type Qos } from '../../src/codec/packets.js';
@@ -31,6 +35,8 @@ import { TraceHash } from '../trace-hash.js';
 import { ClusterChecker } from './cluster-checker.js';
 import { MoverClient } from './mover-client.js';
 import { NatsModel } from './nats-model.js';
+import { SharedChecker } from './shared-checker.js';
+import { type MemberWorld, type SharedMember, startSharedMembers } from './shared-members.js';
 
 export type ClusterBrokerFactory = (options: BrokerOptions) => BrokerCore;
 export const realClusterBroker: ClusterBrokerFactory = (options) => new Broker(options);
@@ -56,7 +62,7 @@ interface NodeState {
   restarts: number;
 }
 
-/** The client end of a pipe: a model client of this file or a mover (mover-client.ts). */
+/** The client end of a pipe: a model client of this file, a mover (mover-client.ts) or a shared-group member (shared-members.ts). */
 export interface PipeClient {
   readonly index: number;
   bytesArrived(pipe: Pipe, bytes: Uint8Array): void;
@@ -140,7 +146,7 @@ export function describeClusterShape(shape: ClusterShape): string {
   return `cluster nodes=${shape.nodes} subscribers=${shape.subscribers} publishers=${shape.publishers}x${shape.messagesPerPublisher} active=${shape.activeMs}ms${fault('crash', shape.nodeCrashMeanMs)}${fault('nats-restart', shape.natsRestartMeanMs)}${fault('partition', shape.partitionMeanMs)}${fault('client-drop', shape.clientDropMeanMs)}${shape.crashAfterDiskProbability > 0 ? ` crash-after-disk=${shape.crashAfterDiskProbability}` : ''}${shape.movers > 0 ? ` movers=${shape.movers}~${shape.moveMeanMs}ms` : ''}`;
 }
 
-export class ClusterWorld {
+export class ClusterWorld implements MemberWorld {
   readonly clock = { nowMs: 0 };
   readonly queue = new EventQueue();
   readonly hash = new TraceHash();
@@ -161,6 +167,8 @@ export class ClusterWorld {
   events = 0;
   faults = 0;
   nodeRestarts = 0;
+  readonly sharedChecker: SharedChecker;
+  private readonly sharedMembers: SharedMember[];
 
   constructor(
     readonly shape: ClusterShape,
@@ -168,6 +176,8 @@ export class ClusterWorld {
     private readonly traceSink: ((line: string) => void) | null,
   ) {
     this.checker = new ClusterChecker(this.clock, (rule, detail) => this.fail(rule, detail));
+    this.sharedChecker = new SharedChecker(this.clock, shape.nodes, (rule, detail) => this.fail(rule, detail));
+    this.checker.shared = this.sharedChecker;
     this.faultRandom = Random.stream(shape.seed, 'cluster-faults');
     this.netRandom = Random.stream(shape.seed, 'cluster-network');
     this.nats = new NatsModel(this.queue, this.clock, Random.stream(shape.seed, 'nats'), shape.nodes, (line) => this.trace(line));
@@ -201,6 +211,15 @@ export class ClusterWorld {
       );
     }
     for (let index = 0; index < shape.movers; index++) this.movers.push(new MoverClient(this, 200 + index, Random.stream(shape.seed, `mover-${index}`), shape.moveMeanMs));
+    this.sharedMembers = startSharedMembers(this, shape);
+  }
+
+  get nodeCount(): number {
+    return this.nodes.length;
+  }
+
+  schedule(atMs: number, run: () => void): void {
+    this.queue.push(atMs, run);
   }
 
   trace(line: string): void {
@@ -225,6 +244,7 @@ export class ClusterWorld {
     for (const node of this.nodes) this.startNode(node);
     for (const client of this.clients) this.queue.push(this.netRandom.int(50, 300), () => client.connect());
     for (const mover of this.movers) this.queue.push(this.netRandom.int(50, 300), () => mover.connect());
+    for (const member of this.sharedMembers) member.start();
     this.scheduleFaults();
     const endMs = this.shape.activeMs + this.shape.quietMs;
     this.queue.push(this.shape.activeMs, () => this.goQuiet());
@@ -259,7 +279,7 @@ export class ClusterWorld {
 
   private finish(): void {
     this.trace('finish');
-    for (const client of [...this.clients, ...this.auditors]) {
+    for (const client of [...this.clients, ...this.auditors, ...this.sharedMembers]) {
       const problem = client.idleProblem();
       if (problem !== null) return this.fail('not-idle', `c${client.index}: ${problem}`);
     }
@@ -268,6 +288,7 @@ export class ClusterWorld {
       if (problem !== null) return this.fail(problem.rule, problem.detail);
     }
     this.checker.checkLiveness();
+    if (this.violation === null) this.sharedChecker.checkLiveness();
     const bucket = this.bucketRetained();
     for (const auditor of this.auditors) {
       if (this.violation !== null) return;
@@ -308,7 +329,17 @@ export class ClusterWorld {
       message: (message) => this.nodeInput(node, incarnation, (driver) => driver.clusterMessage(this.clock.nowMs, message), `cluster message ${message.subject} seq=${message.streamSequence ?? '-'}`),
       completed: (result) =>
         this.nodeInput(node, incarnation, (driver) => driver.clusterCompleted(this.clock.nowMs, result), `cluster completed #${result.requestId} ${result.ok ? `ok ${result.sequence}` : result.code}`),
-      keyChanged: (change) => this.nodeInput(node, incarnation, (driver) => driver.clusterKeyChanged(this.clock.nowMs, change), `cluster key ${change.bucket}/${change.key}`),
+      keyChanged: (change) =>
+        this.nodeInput(
+          node,
+          incarnation,
+          (driver) => {
+            // The shared checker follows each node's view of the groups as the node took it in.
+            if (change.bucket === sharedBucket && node.running?.core.ready === true) this.sharedChecker.viewChanged(node.index, change);
+            driver.clusterKeyChanged(this.clock.nowMs, change);
+          },
+          `cluster key ${change.bucket}/${change.key}${change.value === null ? ' deleted' : ''}`,
+        ),
     });
   }
 
@@ -321,6 +352,7 @@ export class ClusterWorld {
     node.restarts += 1;
     this.nodeRestarts += 1;
     this.nats.nodeCrashed(node.index);
+    this.sharedChecker.nodeCrashed(node.index);
     node.disk.crash();
     for (const pipe of this.pipes.values()) if (pipe.node === node.index && pipe.incarnation === running.incarnation) this.closePipe(pipe, 'node crashed', true);
     this.queue.push(this.clock.nowMs + this.faultRandom.int(100, 2_000), () => {

@@ -45,6 +45,15 @@ interface Variant {
   encoded: EncodedPublish;
 }
 
+/**
+ * A cluster node's say over shared groups (src/cluster/shared-groups.ts): asked, per matching group
+ * with a member here, whether this node delivers the message to the group at all (the group's
+ * message may be another node's to deliver). Null on a single broker: every group delivers.
+ */
+export interface ShareGate {
+  delivers(group: SharedGroup<unknown>, topic: string, qos: Qos): boolean;
+}
+
 /** Shared by every target without subscription identifiers; frozen, so nobody can add to it. */
 const noSubscriptionIds: number[] = Object.freeze([]) as unknown as number[];
 /** Up to this many targets, merging by session scans them; past it a map is used. */
@@ -68,6 +77,8 @@ export class Router implements MatchSink<SubscriptionState> {
   private readonly eligibleAny: (entry: TrieEntry<SubscriptionState>) => boolean;
   /** Where stored messages' small payloads are copied to (payload-slab.ts). */
   readonly payloads: PayloadSlab;
+  /** Set by a cluster node (cluster-node.ts); null on a single broker. */
+  shareGate: ShareGate | null = null;
 
   constructor(private readonly broker: Broker) {
     this.payloads = new PayloadSlab(broker.state.messages);
@@ -164,6 +175,7 @@ export class Router implements MatchSink<SubscriptionState> {
   }
 
   sharedGroup(group: SharedGroup<SubscriptionState>): void {
+    if (this.shareGate !== null && !this.shareGate.delivers(group, this.messageTopic, this.messageQos)) return;
     const member = pickSharedMember(group, this.eligibleWithRoom) ?? pickSharedMember(group, this.eligibleAny);
     if (member === undefined) return;
     const subscription = member.value;

@@ -79,8 +79,11 @@
  * state, will) into the bucket under the new owner's claim, ending its copy only once the bucket
  * holds it, and the new owner logs it before its CONNACK says session present.
  *
- * Not here yet: `$share` groups pick one member per node, so a shared group with members on two
- * nodes gets a message once per node. The bucket name `keel-shared` is reserved for them.
+ * `$share` groups are cluster-wide (shared-groups.ts): each node keeps a key per group it has
+ * members of in the `keel-shared` bucket and watches the bucket; the node a message is published
+ * on chooses one node per matching group among those with members (round robin) and sends the
+ * choices in the `Keel-Share` header; a node delivers a group's copy only where it was chosen. A
+ * chosen node that is down gets its copies when it returns (delayed, not re-routed).
  */
 import { assert } from '../assert.js';
 import type { Broker } from '../broker/broker.js';
@@ -94,6 +97,7 @@ import { parseSharedFilter } from '../topics/validate.js';
 import { decodeHeaders, encodeHeaders } from './headers.js';
 import { decodeRetainedValue, encodeRetainedValue, retainedBucket, retainedKey, topicOfRetainedKey } from './retained-entries.js';
 import { SessionRegistry, sessionsBucket } from './session-registry.js';
+import { headerShare, SharedGroups, sharedBucket } from './shared-groups.js';
 import { filterToSubjects, handoffPrefix, handoffSubject, subjectOfHandoff, subjectToTopic, topicToSubject } from './subjects.js';
 
 /** A durable message on its way into the hand-off stream. */
@@ -195,6 +199,8 @@ export class ClusterNode {
     handoffGaps: 0,
     unmappable: 0,
   };
+  /** `$share` groups cluster-wide (shared-groups.ts): membership in `keel-shared`, one node chosen per message. */
+  readonly shares: SharedGroups;
 
   /** Client ids unique cluster-wide through the `keel-sessions` bucket (session-registry.ts). */
   readonly sessions: SessionRegistry;
@@ -211,6 +217,18 @@ export class ClusterNode {
       () => this.nextRequestId++,
       () => this.epoch,
     );
+    const node = this;
+    this.shares = new SharedGroups({
+      nodeId: this.nodeId,
+      get connected() {
+        return node.connected;
+      },
+      nextRequestId: () => this.nextRequestId++,
+      request: (request) => this.request(request),
+      scheduleRetry: (nowMs) => this.scheduleRetry(nowMs),
+      log: (event, fields) => this.broker.log('info', event, { nodeId: this.nodeId, ...fields }),
+    });
+    broker.router.shareGate = this.shares;
   }
 
   private get durable(): ClusterDurableState {
@@ -243,6 +261,8 @@ export class ClusterNode {
         done: false,
       });
     }
+    // Changes a watch delivered during recovery were dropped (broker.ts): read the groups again.
+    if (this.connected) this.shares.rewatch();
     this.broker.log('info', 'cluster-node-started', { nodeId: this.nodeId, outbox: durable.outbox.size, appliedSequence: durable.appliedSequence });
   }
 
@@ -253,6 +273,7 @@ export class ClusterNode {
     const shared = parseSharedFilter(filter);
     const subjects = filterToSubjects(shared === null ? filter : shared.filter);
     if (subjects === null) return;
+    if (shared !== null) this.shares.localChanged(shared.group, shared.filter, delta);
     for (const subject of subjects) {
       const interest = this.interests.get(subject);
       if (interest === undefined) {
@@ -290,15 +311,19 @@ export class ClusterNode {
       return 0;
     }
     const expirySeconds = message.expiryAtMs === null ? null : Math.max(0, Math.ceil((message.expiryAtMs - nowMs) / 1000));
+    // The node chosen per shared group travels with the message (shared-groups.ts).
+    const share = message.qos === 0 && !this.connected ? this.shares.discard() : this.shares.take(message.topic);
     if (message.qos === 0) {
       if (!this.connected) return 0;
       const sequence = `${this.epoch}-${this.nextCoreSequence++}`;
       const headers = encodeHeaders(this.nodeId, 0, message.retain, sequence, message.properties, expirySeconds);
+      if (share !== null) headers[headerShare] = share;
       this.counters.coreSent += 1;
       this.request({ op: 'publish', subject, headers, payload: message.payload.slice() });
       return 0;
     }
     const headers = encodeHeaders(this.nodeId, message.qos, message.retain, null, message.properties, expirySeconds);
+    if (share !== null) headers[headerShare] = share;
     const payload = message.payload.slice();
     const ticket = this.nextTicket++;
     const target = handoffSubject(subject);
@@ -412,6 +437,7 @@ export class ClusterNode {
   /** A change of a watched bucket: retained messages are applied in revision order. */
   keyChanged(nowMs: number, change: ClusterKeyChange): void {
     if (change.bucket === sessionsBucket) return this.sessions.keyChanged(nowMs, change);
+    if (change.bucket === sharedBucket) return this.shares.keyChanged(change);
     if (change.bucket !== retainedBucket) return;
     const topic = topicOfRetainedKey(change.key);
     if (topic === null || topicToSubject(topic) === null) return;
@@ -459,6 +485,7 @@ export class ClusterNode {
       for (const put of this.retainedPuts.values()) put.requestId = 0;
       for (const put of this.waitingPuts) put.requestId = 0;
       this.sessions.linkChanged(false);
+      this.shares.disconnected();
       this.broker.log('warn', 'cluster-disconnected', { nodeId: this.nodeId, handoffsWaiting: this.handoffs.length });
       return;
     }
@@ -471,6 +498,7 @@ export class ClusterNode {
     this.request({ op: 'consume', consumerId, filterSubject: `${handoffPrefix}>` });
     this.request({ op: 'kv-watch', bucket: retainedBucket });
     this.sessions.linkChanged(true);
+    this.shares.connected();
     this.issueReady();
     this.issuePuts();
     void nowMs;
@@ -478,6 +506,7 @@ export class ClusterNode {
 
   completed(nowMs: number, result: ClusterResult): void {
     if (this.sessions.completed(nowMs, result)) return;
+    if (this.shares.completed(nowMs, result)) return;
     const put = this.retainedRequests.get(result.requestId);
     if (put !== undefined) return this.retainedCompleted(nowMs, put, result);
     const handoff = this.requests.get(result.requestId);
@@ -505,6 +534,7 @@ export class ClusterNode {
     this.retryScheduled = false;
     this.issueReady();
     this.issuePuts();
+    this.shares.retry();
   }
 
   /** Issues every retained put not out, older ones first. */
@@ -544,7 +574,9 @@ export class ClusterNode {
     }
     this.counters.coreReceived += 1;
     const properties = envelope.expirySeconds === null ? envelope.properties : { ...envelope.properties, messageExpiryInterval: envelope.expirySeconds };
+    this.shares.receiving(message.headers, envelope.origin === null);
     this.broker.router.route(transientMessage(topic, message.payload, 0, envelope.retain, properties, nowMs), '', nowMs);
+    this.shares.received(topic);
   }
 
   private handoffArrived(nowMs: number, message: ClusterMessage): void {
@@ -575,7 +607,9 @@ export class ClusterNode {
     const routed = transientMessage(topic, message.payload, envelope.qos, envelope.retain, properties, nowMs);
     // Outbound QoS 2 copies wait for the applied record too, or a crash could route it twice.
     if (envelope.qos === 2) this.broker.beginInboundQos2Routing();
+    this.shares.receiving(message.headers, false);
     this.broker.router.route(routed, '', nowMs);
+    this.shares.received(topic);
     const lsn = this.broker.commit({ kind: 'cluster-applied', sequence });
     if (envelope.qos === 2) this.broker.endInboundQos2Routing(lsn);
     this.pendingAcks.push({ lsn, sequence });

@@ -18,8 +18,8 @@
  *   servers: SIGKILL of the publisher node's NATS server mid QoS 1 stream loses nothing
  *   acknowledged (the node fails over to another NATS server).
  *
- * Not tested because the clustered core does not do it yet (src/cluster/cluster-node.ts): `$share`
- * groups across nodes. Takeover across nodes has its own file (takeover-e2e.test.ts).
+ * Takeover across nodes has its own file (takeover-e2e.test.ts), `$share` groups across nodes
+ * theirs (shared-groups-e2e.test.ts).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

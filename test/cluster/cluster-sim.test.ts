@@ -4,7 +4,8 @@
  * trace hash twice, through `runSimulation` with `nodes` as `keel sim --seed N --nodes 3` runs
  * it); every seed the cluster simulator ever failed on passes; vopr mixes cluster worlds into its
  * seeds without changing single-node seeds; and each planted cluster bug is caught within 1,000
- * seeds by the rule it breaks.
+ * seeds by the rule it breaks (`share-per-node`, the per-node `$share` delivery of before issue 16,
+ * on seed 2).
  */
 import { describe, expect, it } from 'vitest';
 import { runClusterSimulation } from '../../sim/cluster/cluster-simulation.js';
@@ -31,14 +32,18 @@ function quiet(seed: number, nodes: number) {
 describe('cluster simulation', () => {
   it('passes seeded worlds of 2 and 3 nodes, with deliveries across nodes and faults', () => {
     let delivered = 0;
+    let sharedDelivered = 0;
     let restarts = 0;
     for (let seed = 1; seed <= 30; seed++) {
       const { result, report } = quiet(seed, seed % 2 === 0 ? 2 : 3);
       expect(result.ok, report).toBe(true);
       delivered += result.messagesDelivered;
+      sharedDelivered += result.sharedDelivered;
       restarts += result.nodeRestarts;
     }
     expect(delivered).toBeGreaterThan(500);
+    // Members of $share groups on several nodes (shared-members.ts) get their share.
+    expect(sharedDelivered).toBeGreaterThan(200);
     expect(restarts).toBeGreaterThan(10);
   }, 120_000);
 
@@ -90,7 +95,17 @@ describe('cluster simulation', () => {
     'handoff-ack-before-log': /^acknowledged-lost$/,
     'retained-out-of-order': /^retained-(diverged|stale|lost)$/,
     'takeover-keeps-both': /^two-sessions$/,
+    'share-per-node': /^shared-duplicated$/,
+    'share-choice-dropped': /^shared-lost$/,
   };
+  it('catches share-per-node (every node serves its own members of a group) on seed 2 with 3 nodes', () => {
+    const result = runClusterSimulation({ seed: 2, nodes: 3, plant: 'share-per-node', stdout: () => {}, stderr: () => {} });
+    expect(result.ok).toBe(false);
+    expect(result.violation!.rule).toBe('shared-duplicated');
+    // The same seed without the planted bug passes.
+    expect(quiet(2, 3).result.ok).toBe(true);
+  }, 60_000);
+
   for (const plant of clusterPlantedBugNames) {
     it(`catches the planted bug ${plant} within 1,000 seeds`, () => {
       let caught: { seed: number; rule: string } | null = null;

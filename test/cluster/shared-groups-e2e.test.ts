@@ -1,0 +1,85 @@
+/**
+ * `$share` groups across a Keel cluster, end to end (issue 16): two `keel serve --cluster` child
+ * processes on one `nats-server -js` (nats-fixture.ts), one member of `$share/g/t/#` on each node,
+ * and a publisher on each node. 200 QoS 1 messages, published alternately through either node,
+ * each reach exactly one of the two members (none lost, none twice: the run has no fault), and
+ * both members get some, as the publishing node chooses one node per message round robin.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import mqtt, { type MqttClient } from 'mqtt';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { ensureBuilt, type KeelProcess, startKeelProcess, waitUntil } from '../integration/helpers.js';
+import { type NatsServer, startNats, stopAllNats } from './nats-fixture.js';
+
+let directory = '';
+const nodes: (KeelProcess & { port: number })[] = [];
+const clients: MqttClient[] = [];
+
+beforeAll(() => {
+  ensureBuilt();
+  directory = mkdtempSync(join(tmpdir(), 'keel-shared-e2e-'));
+}, 120_000);
+
+afterAll(async () => {
+  await Promise.all(clients.splice(0).map((client) => client.endAsync(true).catch(() => undefined)));
+  for (const node of nodes.splice(0)) {
+    if (node.child.exitCode === null && node.child.signalCode === null) node.child.kill('SIGKILL');
+    await node.exited;
+  }
+  await stopAllNats();
+  rmSync(directory, { recursive: true, force: true });
+});
+
+async function startNode(nats: NatsServer, nodeId: string): Promise<KeelProcess & { port: number }> {
+  const node = await startKeelProcess(join(directory, nodeId), ['--cluster', nats.url, '--node-id', nodeId]);
+  nodes.push(node);
+  await waitUntil(() => node.stdout().includes('"event":"cluster-link-up"'), 15_000, `${nodeId}: cluster-link-up`);
+  return node;
+}
+
+async function client(node: KeelProcess & { port: number }, clientId: string): Promise<MqttClient> {
+  const connected = mqtt.connect({ host: '127.0.0.1', port: node.port, protocolVersion: 5, clientId, reconnectPeriod: 0, connectTimeout: 5_000 });
+  clients.push(connected);
+  await new Promise<void>((resolve, reject) => {
+    connected.once('connect', () => resolve());
+    connected.once('error', reject);
+  });
+  return connected;
+}
+
+/** True once `node` logged that `other` has members of group `g/t/#` (its view of the bucket). */
+function sees(node: KeelProcess, other: string): boolean {
+  return node
+    .stdout()
+    .split('\n')
+    .some((line) => line.includes('"event":"cluster-shared-view"') && line.includes(`"node":"${other}"`) && line.includes('"members":"some"'));
+}
+
+describe('shared groups across a keel cluster on nats-server -js', () => {
+  test('200 QoS 1 messages published on either node reach exactly one member each, and both members get some', async () => {
+    const nats = await startNats();
+    const [a, b] = [await startNode(nats, 'sa'), await startNode(nats, 'sb')];
+    const memberA = await client(a, 'member-a');
+    const memberB = await client(b, 'member-b');
+    const received: { member: string; text: string }[] = [];
+    memberA.on('message', (_topic, payload) => received.push({ member: 'a', text: payload.toString('utf8') }));
+    memberB.on('message', (_topic, payload) => received.push({ member: 'b', text: payload.toString('utf8') }));
+    await memberA.subscribeAsync('$share/g/t/#', { qos: 1 });
+    await memberB.subscribeAsync('$share/g/t/#', { qos: 1 });
+    // Each node chooses among the nodes it knows to have members: wait until each knows the other.
+    await waitUntil(() => sees(a, 'sb') && sees(b, 'sa'), 15_000, 'each node sees the other one as a member of g');
+    const publishers = [await client(a, 'publisher-a'), await client(b, 'publisher-b')];
+    const texts = Array.from({ length: 200 }, (_, index) => `m${index}`);
+    for (let index = 0; index < texts.length; index++) await publishers[index % 2]!.publishAsync(`t/${index % 5}`, texts[index]!, { qos: 1 });
+    await waitUntil(() => received.length >= texts.length, 20_000, `${texts.length} messages across the two members`);
+    // Time for a duplicate to show up, had there been one.
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    expect(received.map((message) => message.text).sort()).toEqual([...texts].sort());
+    const onA = received.filter((message) => message.member === 'a').length;
+    expect(onA).toBeGreaterThan(0);
+    expect(received.length - onA).toBeGreaterThan(0);
+    await nats.stop();
+  }, 120_000);
+});
