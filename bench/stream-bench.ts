@@ -240,6 +240,12 @@ function replayLines(flags: Flags, keel: KeelReplayResults | null, nats: NatsRep
   lines.push(
     `  replay msg/s${' '.repeat(63)}${fmt(keel?.replay.messagesPerSecond).padStart(10)}  ${fmt(nats?.replay.messagesPerSecond).padStart(12)}  ${ratio(keel?.replay.messagesPerSecond, nats?.replay.messagesPerSecond).padStart(10)}   >= 500,000: ${keel === null ? '-' : target}`,
   );
+  lines.push(
+    `  broker CPU per replayed message, µs${' '.repeat(40)}${fmt(keel?.replay.brokerCpuMicrosPerMessage, 2).padStart(10)}  ${fmt(nats?.replay.brokerCpuMicrosPerMessage, 2).padStart(12)}  ${ratio(keel?.replay.brokerCpuMicrosPerMessage, nats?.replay.brokerCpuMicrosPerMessage).padStart(10)}   (lower is better)`,
+  );
+  lines.push(
+    `  reader CPU per message (this process), µs${' '.repeat(34)}${fmt(keel?.replay.readerCpuMicrosPerMessage, 2).padStart(10)}  ${fmt(nats?.replay.readerCpuMicrosPerMessage, 2).padStart(12)}`,
+  );
   lines.push(`  subscribe to first delivery, ms${' '.repeat(44)}${fmt(keel?.replay.firstMessageMs, 2).padStart(10)}  ${fmt(nats?.replay.firstMessageMs, 2).padStart(12)}`);
   lines.push(
     `  seek by time to first delivery, ms (median of ${flags.seeks}; max)${' '.repeat(17)}${`${fmt(keelSeek, 2)}; ${fmt(keel === null ? null : Math.max(...keel.seek.samplesMs), 2)}`.padStart(10)}  ${`${fmt(natsSeek, 2)}; ${fmt(nats === null ? null : Math.max(...nats.seek.samplesMs), 2)}`.padStart(12)}  ${ratio(keelSeek, natsSeek).padStart(10)}   < 10 ms: ${keelSeek === null ? '-' : verdict(keelSeek < 10)}`,

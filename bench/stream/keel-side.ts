@@ -152,6 +152,9 @@ export interface ReplayMeasure {
   peakRssBytes: number;
   /** Start of the broker on the filled directory until it listened, ms. */
   recoveryMs: number;
+  /** CPU time (user + system) per replayed message: the broker's, and this process's (the reader's), µs. */
+  brokerCpuMicrosPerMessage: number;
+  readerCpuMicrosPerMessage: number;
   problems: string[];
 }
 
@@ -169,8 +172,11 @@ export async function measureKeelReplay(broker: BrokerProcess, messages: number,
   const reader = await StreamReaderClient.open(broker.port, 'replay-reader', payloadBytes, setupTimeoutMs);
   const sampler = new RssSampler(broker);
   try {
+    const cpuBefore = { broker: broker.cpuMicros(), reader: process.cpuUsage() };
     await reader.subscribe(`$stream/${replayStream}`, 'earliest', setupTimeoutMs);
     await reader.whenReceived(messages, 900_000);
+    const brokerCpuMicros = broker.cpuMicros() - cpuBefore.broker;
+    const readerCpu = process.cpuUsage(cpuBefore.reader);
     const peakRssBytes = sampler.stop();
     const counts = reader.counts;
     const seconds = (counts.lastAtMs - counts.subscribedAtMs) / 1_000;
@@ -188,6 +194,8 @@ export async function measureKeelReplay(broker: BrokerProcess, messages: number,
       idleRssBytes,
       peakRssBytes,
       recoveryMs: broker.readyAtMs - broker.spawnedAtMs,
+      brokerCpuMicrosPerMessage: brokerCpuMicros / messages,
+      readerCpuMicrosPerMessage: (readerCpu.user + readerCpu.system) / messages,
       problems,
     };
   } finally {

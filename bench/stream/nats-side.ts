@@ -145,6 +145,9 @@ export interface NatsReplayMeasure {
   firstMessageMs: number;
   idleRssBytes: number;
   peakRssBytes: number;
+  /** CPU time (user + system) per replayed message: nats-server's, and this process's (the consumer's), µs. */
+  brokerCpuMicrosPerMessage: number;
+  readerCpuMicrosPerMessage: number;
   problems: string[];
 }
 
@@ -159,6 +162,7 @@ export async function measureNatsReplay(broker: BrokerProcess, messages: number,
     let outOfOrder = 0;
     let firstAtMs = 0;
     let lastAtMs = 0;
+    const cpuBefore = { broker: broker.cpuMicros(), reader: process.cpuUsage() };
     const startMs = performance.now();
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`NATS replay: ${received} of ${messages} after 900 s`)), 900_000);
@@ -177,12 +181,23 @@ export async function measureNatsReplay(broker: BrokerProcess, messages: number,
         },
       });
     });
+    const brokerCpuMicros = broker.cpuMicros() - cpuBefore.broker;
+    const readerCpu = process.cpuUsage(cpuBefore.reader);
     const peakRssBytes = sampler.stop();
     const problems: string[] = [];
     if (outOfOrder > 0) problems.push(`${outOfOrder} messages out of sequence`);
     if (wrongSize > 0) problems.push(`${wrongSize} payloads of the wrong size`);
     const seconds = (lastAtMs - startMs) / 1_000;
-    return { messagesPerSecond: messages / seconds, seconds, firstMessageMs: firstAtMs - startMs, idleRssBytes, peakRssBytes, problems };
+    return {
+      messagesPerSecond: messages / seconds,
+      seconds,
+      firstMessageMs: firstAtMs - startMs,
+      idleRssBytes,
+      peakRssBytes,
+      brokerCpuMicrosPerMessage: brokerCpuMicros / messages,
+      readerCpuMicrosPerMessage: (readerCpu.user + readerCpu.system) / messages,
+      problems,
+    };
   } finally {
     sampler.stop();
     await connection.close();
