@@ -5,6 +5,8 @@
  * number of subscription identifiers, with and without a `stream-skipped` announcement, offsets
  * and counts of every width, topics with multi-byte characters, and payloads whose size makes the
  * Remaining Length one to three bytes long (fast-check, against the codec as the reference).
+ * And that a reader's pump sends its run of deliveries as one chunk, each delivery intact and
+ * counted as a packet sent.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -13,6 +15,7 @@ import { encodeStreamPublish, streamPublishPacket } from '../../src/broker/strea
 import { encodePacket } from '../../src/codec/encoder.js';
 import type { ProtocolVersion, Qos } from '../../src/codec/packets.js';
 import type { StreamEntry } from '../../src/store/streams/stream-entry.js';
+import { offsetOf, StreamHarness } from './stream-harness.js';
 
 function reference(version: ProtocolVersion, stream: string, entry: StreamEntry, qos: Qos, packetId: number, subscriptionIds: number[], skipped: number): Uint8Array {
   const packet = streamPublishPacket({ version } as Connection, stream, entry, qos, subscriptionIds, skipped);
@@ -48,5 +51,26 @@ describe('the direct encoding of stream deliveries', () => {
   it('refuses an entry with properties of its own (those take the general path)', () => {
     const entry: StreamEntry = { offset: 1, timeMs: 0, topic: 't', qos: 1, properties: { contentType: 'text/plain' }, payload: new Uint8Array(1) };
     expect(() => encodeStreamPublish(5, 's', entry, 1, 7, [], 0)).toThrow(/without properties/);
+  });
+
+  it("sends a reader's run of deliveries as one chunk, every packet intact and counted", () => {
+    const harness = new StreamHarness();
+    const publisher = harness.connect('publisher', 5);
+    for (let index = 0; index < 100; index++) publisher.publish(`sensors/${index % 3}`, `m${index}`, 1);
+    const reader = harness.connect('reader', 5);
+    const chunks: number[] = [];
+    const receive = reader.receiveBytes.bind(reader);
+    reader.receiveBytes = (bytes: Uint8Array): void => {
+      chunks.push(bytes.length);
+      receive(bytes);
+    };
+    const sentBefore = harness.broker.stats.packetsSent;
+    reader.subscribe([{ topicFilter: '$stream/sensors', qos: 1 }], { userProperties: [['stream-offset', 'earliest']] });
+    const publishes = reader.publishes();
+    expect(publishes.map(offsetOf)).toEqual([...Array(100).keys()]);
+    expect(publishes.map((publish) => Buffer.from(publish.payload).toString())).toEqual([...Array(100).keys()].map((index) => `m${index}`));
+    // The SUBACK, then the hundred PUBLISHes in one chunk; the count is per packet.
+    expect(chunks.length).toBe(2);
+    expect(harness.broker.stats.packetsSent - sentBefore).toBe(101);
   });
 });
