@@ -400,16 +400,21 @@ export class Broker implements BrokerCore {
     return now > appendedBefore ? now : 0;
   }
 
-  /** `handoff`: a cluster hand-off ticket the bytes also wait for (an acknowledgement of a message handed to the cluster). */
-  send(connection: Connection, bytes: Uint8Array, lsn = 0, isPuback = false, handoff = 0): void {
+  /**
+   * `handoff`: a cluster hand-off ticket the bytes also wait for (an acknowledgement of a message
+   * handed to the cluster). `packets`: how many packets `bytes` holds (a run of stream PUBLISHes
+   * is sent as one chunk: stream-delivery.ts PublishRun), for the sent-packets count.
+   */
+  send(connection: Connection, bytes: Uint8Array, lsn = 0, isPuback = false, handoff = 0, packets = 1): void {
     assert(connection.phase !== 'closing', 'send on a closing connection');
+    assert(packets >= 1 && (packets === 1 || !isPuback), 'a chunk holds one packet or more, and a PUBACK alone');
     if (connection.held.length > 0 || lsn > this.store.durableLsn || handoff !== 0) {
-      connection.held.push({ lsn, bytes, isPuback, handoff });
+      connection.held.push({ lsn, bytes, isPuback, handoff, packets });
       this.connectionsWithHeld.add(connection);
       return;
     }
     if (isPuback) connection.pendingPubacks -= 1;
-    this.emitSend(connection, bytes);
+    this.emitSend(connection, bytes, packets);
   }
 
   /** An outbound QoS 2 PUBLISH whose delivery record has `lsn`; see `inboundQos2Holds`. */
@@ -417,7 +422,7 @@ export class Broker implements BrokerCore {
     if (this.inboundQos2Holds === null) return this.send(connection, bytes, lsn);
     assert(connection.phase !== 'closing', 'send on a closing connection');
     // Held unconditionally: its final LSN is known only once routing is over.
-    const item: HeldSend = { lsn: Number.MAX_SAFE_INTEGER, bytes, isPuback: false, handoff: 0 };
+    const item: HeldSend = { lsn: Number.MAX_SAFE_INTEGER, bytes, isPuback: false, handoff: 0, packets: 1 };
     connection.held.push(item);
     this.connectionsWithHeld.add(connection);
     this.inboundQos2Holds.push({ item, ownLsn: lsn });
@@ -561,14 +566,14 @@ export class Broker implements BrokerCore {
     this.actions.push({ kind: 'halt', reason });
   }
 
-  private emitSend(connection: Connection, bytes: Uint8Array): void {
+  private emitSend(connection: Connection, bytes: Uint8Array, packets = 1): void {
     // Output accounting for connectionOutputBytesMax: the host's last report plus this input's sends.
     if (connection.outputInput !== this.inputSequence) {
       connection.outputInput = this.inputSequence;
       connection.outputBufferedBytes = connection.outputReportedBytes;
     }
     connection.outputBufferedBytes += bytes.length;
-    this.stats.packetsSent += 1;
+    this.stats.packetsSent += packets;
     this.stats.bytesSent += bytes.length;
     this.actions.push({ kind: 'send', connectionId: connection.id, bytes });
   }
@@ -797,7 +802,7 @@ export class Broker implements BrokerCore {
         const item = held[released]!;
         if (item.handoff !== 0 && this.cluster !== null && this.cluster.handoffPending(item.handoff)) break;
         if (item.isPuback) connection.pendingPubacks -= 1;
-        this.emitSend(connection, item.bytes);
+        this.emitSend(connection, item.bytes, item.packets);
         released += 1;
       }
       if (released > 0) held.splice(0, released);

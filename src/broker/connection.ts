@@ -25,6 +25,8 @@ export interface HeldSend {
   readonly isPuback: boolean;
   /** A cluster hand-off the send also waits for (cluster-node.ts ticket), 0 when none. */
   readonly handoff: number;
+  /** Packets the bytes hold (a run of stream PUBLISHes is one chunk), for the sent-packets count. */
+  readonly packets: number;
 }
 
 /** The largest packet MQTT can express (when the client names no Maximum Packet Size). */

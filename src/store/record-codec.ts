@@ -61,18 +61,44 @@ for (const [kind, type] of Object.entries(recordTypes) as [StateRecordKind, numb
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder('utf-8', { fatal: true });
 
+/**
+ * `value` with every Uint8Array (a Node Buffer included) replaced by `{ $binary: index }`, the
+ * binaries pushed to `binaries` in the order JSON.stringify meets them (keys in property order,
+ * depth first). Objects and arrays holding no binary are returned as they are, not copied.
+ */
+function liftBinaries(value: unknown, binaries: Uint8Array[]): unknown {
+  if (value === null || typeof value !== 'object') return value;
+  if (value instanceof Uint8Array) {
+    binaries.push(value);
+    return { $binary: binaries.length - 1 };
+  }
+  if (Array.isArray(value)) {
+    let copy: unknown[] | null = null;
+    for (let index = 0; index < value.length; index++) {
+      const lifted = liftBinaries(value[index], binaries);
+      if (lifted !== value[index]) copy ??= value.slice();
+      if (copy !== null) copy[index] = lifted;
+    }
+    return copy ?? value;
+  }
+  let copy: Record<string, unknown> | null = null;
+  const container = value as Record<string, unknown>;
+  for (const key in container) {
+    if (!Object.hasOwn(container, key)) continue;
+    const lifted = liftBinaries(container[key], binaries);
+    if (lifted !== container[key]) copy ??= { ...container };
+    if (copy !== null) copy[key] = lifted;
+  }
+  return copy ?? value;
+}
+
 export function encodeStateRecord(record: StateRecord): { type: number; body: Uint8Array } {
   const binaries: Uint8Array[] = [];
-  // `this[key]` is the value before `toJSON`: a Node Buffer (a Uint8Array the socket layer hands
-  // in) would otherwise arrive here already turned into `{ type: 'Buffer', data: [...] }`.
-  const json = JSON.stringify(record, function (this: Record<string, unknown>, key: string, value: unknown) {
-    const original = this[key];
-    if (original instanceof Uint8Array) {
-      binaries.push(original);
-      return { $binary: binaries.length - 1 };
-    }
-    return value;
-  });
+  // Binaries are lifted out first and the rest stringified without a replacer: a replacer
+  // function takes V8 off its fast serializer and, on a log of small publishes, cost a fifth of
+  // the broker's time. A Node Buffer must be caught before JSON.stringify meets it, since its
+  // `toJSON` would turn it into `{ type: 'Buffer', data: [...] }`.
+  const json = JSON.stringify(liftBinaries(record, binaries));
   const jsonBytes = textEncoder.encode(json);
   let size = 4 + jsonBytes.length;
   for (const binary of binaries) size += 4 + binary.length;

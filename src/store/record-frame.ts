@@ -83,10 +83,13 @@ export function scanFrames(bytes: Uint8Array, nextLsn: number, bodyBytesMax: num
   return { records, validEnd: offset, ending: 'clean', problem: null };
 }
 
-/** The frame starting at `offset`, or why there is none (damage, or bytes that end mid-frame). */
-export function parseFrameAt(bytes: Uint8Array, offset: number, bodyBytesMax: number): FrameRecord | string {
+/**
+ * The frame starting at `offset`, or why there is none (damage, or bytes that end mid-frame).
+ * `view` is a DataView over exactly `bytes`; a caller parsing many frames passes one of its own.
+ */
+export function parseFrameAt(bytes: Uint8Array, offset: number, bodyBytesMax: number, view?: DataView): FrameRecord | string {
   if (bytes.length - offset < frameHeaderBytes) return 'incomplete frame header';
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (view === undefined) view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const bodyLength = view.getUint32(offset + 4, true);
   if (bodyLength > bodyBytesMax) return `frame length ${bodyLength} beyond the limit ${bodyBytesMax}`;
   const end = offset + frameHeaderBytes + bodyLength;

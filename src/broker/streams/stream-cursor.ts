@@ -33,6 +33,8 @@ export class StreamCursor {
   skipped = 0;
   /** Offsets a damaged frame took, counted once the entries read before it are handed on. */
   private damagedLoss = 0;
+  /** Storage reads made since the cursor was placed: each may be twice the size of the one before. */
+  private readsSincePlaced = 0;
 
   constructor(offset: number) {
     this.nextOffset = offset;
@@ -62,6 +64,18 @@ export class StreamCursor {
     this.nextOffset = offset;
     this.pendingToken = 0;
     this.damagedLoss = 0;
+    this.readsSincePlaced = 0;
+  }
+
+  /**
+   * Bytes the next storage read asks for: `firstReadBytes` after the cursor was placed, doubling
+   * with each read up to the read-ahead. A reader's first entry then waits for a small read (and
+   * its decoding, and the sending of what it held) rather than a whole read-ahead: a seek answers
+   * in a millisecond or two, and a long replay still reads a full read-ahead at a time.
+   */
+  readBytes(readAheadBytes: number): number {
+    const ramp = firstReadBytes * 2 ** Math.min(this.readsSincePlaced, 30);
+    return Math.min(readAheadBytes, ramp);
   }
 
   /**
@@ -95,7 +109,8 @@ export class StreamCursor {
       return this.buffer.length > 0 ? 'ready' : 'tail';
     }
     this.pendingToken = newToken();
-    store.startRead(stream.name, this.nextOffset, readAheadBytes, this.pendingToken);
+    store.startRead(stream.name, this.nextOffset, this.readBytes(readAheadBytes), this.pendingToken);
+    this.readsSincePlaced += 1;
     return 'pending';
   }
 
@@ -118,5 +133,8 @@ export class StreamCursor {
     return true;
   }
 }
+
+/** The size of a cursor's first storage read after it was placed (see `readBytes`). */
+export const firstReadBytes = 64 * 1024;
 
 const emptyEntry: StreamEntry = Object.freeze({ offset: -1, timeMs: 0, topic: '', qos: 0, properties: undefined, payload: new Uint8Array(0) });

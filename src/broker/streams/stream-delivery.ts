@@ -22,8 +22,10 @@
  * the bare message.
  */
 import { assert } from '../../assert.js';
+import { allocateBytes } from '../../codec/byte-pool.js';
+import { stringLength, variableIntegerLength, writeString, writeUint16, writeVariableInteger } from '../../codec/byte-writer.js';
 import { encodePacket } from '../../codec/encoder.js';
-import { PacketType, type Properties, type PublishPacket, type Qos, type UserProperty } from '../../codec/packets.js';
+import { PacketType, type Properties, type ProtocolVersion, type PublishPacket, type Qos, type UserProperty } from '../../codec/packets.js';
 import type { SessionState } from '../../store/state-store.js';
 import { nextPacketIdAfter } from '../../store/state-store.js';
 import type { StreamEntry } from '../../store/streams/stream-entry.js';
@@ -90,6 +92,179 @@ export function streamPublishPacket(connection: Connection, stream: string, entr
   return packet;
 }
 
+const streamNameKeyBytes = stringLength(streamNameProperty);
+const streamOffsetKeyBytes = stringLength(streamOffsetProperty);
+const streamSkippedKeyBytes = stringLength(streamSkippedProperty);
+/** MQTT 5.0 property identifiers written by `encodeStreamPublish`. */
+const subscriptionIdentifierId = 0x0b;
+const userPropertyId = 0x26;
+
+/** Digits of a non-negative integer written in decimal. */
+function decimalDigits(value: number): number {
+  let digits = 1;
+  for (let rest = value; rest >= 10; rest = Math.floor(rest / 10)) digits += 1;
+  return digits;
+}
+
+/** Writes `value` in decimal as a two-byte length prefixed string; returns the offset after it. */
+function writeDecimalString(bytes: Uint8Array, offset: number, value: number, digits: number): number {
+  writeUint16(bytes, offset, digits);
+  let rest = value;
+  for (let index = offset + 1 + digits; index > offset + 1; index--) {
+    bytes[index] = 0x30 + (rest % 10);
+    rest = Math.floor(rest / 10);
+  }
+  return offset + 2 + digits;
+}
+
+function writeUserProperty(bytes: Uint8Array, offset: number, key: string, value: string): number {
+  bytes[offset] = userPropertyId;
+  return writeString(bytes, writeString(bytes, offset + 1, key), value);
+}
+
+/** The sizes `writeStreamPublish` works from, computed once per delivery by `measureStreamPublish`. */
+export interface StreamPublishSize {
+  /** The whole packet. */
+  packetBytes: number;
+  remainingLength: number;
+  propertiesLength: number;
+  offsetDigits: number;
+  skippedDigits: number;
+}
+
+/**
+ * The size pass of the direct encoding of an entry without properties of its own (see
+ * `encodeStreamPublish`), into `into` (a scratch object the caller reuses); returns the packet's size.
+ */
+export function measureStreamPublish(version: ProtocolVersion, stream: string, entry: StreamEntry, qos: Qos, subscriptionIds: readonly number[], skipped: number, into: StreamPublishSize): number {
+  assert(entry.properties === undefined, 'the direct encoding is for entries without properties');
+  const offsetDigits = decimalDigits(entry.offset);
+  const skippedDigits = skipped > 0 ? decimalDigits(skipped) : 0;
+  let propertiesLength = 0;
+  if (version === 5) {
+    for (const identifier of subscriptionIds) propertiesLength += 1 + variableIntegerLength(identifier);
+    propertiesLength += 1 + streamNameKeyBytes + stringLength(stream) + 1 + streamOffsetKeyBytes + 2 + offsetDigits;
+    if (skipped > 0) propertiesLength += 1 + streamSkippedKeyBytes + 2 + skippedDigits;
+  }
+  const propertiesBlock = version === 5 ? variableIntegerLength(propertiesLength) + propertiesLength : 0;
+  const remainingLength = stringLength(entry.topic) + (qos > 0 ? 2 : 0) + propertiesBlock + entry.payload.length;
+  into.packetBytes = 1 + variableIntegerLength(remainingLength) + remainingLength;
+  into.remainingLength = remainingLength;
+  into.propertiesLength = propertiesLength;
+  into.offsetDigits = offsetDigits;
+  into.skippedDigits = skippedDigits;
+  return into.packetBytes;
+}
+
+/** The write pass: the packet `size` was measured for, at `bytes[start]`; returns the offset after it. */
+export function writeStreamPublish(
+  bytes: Uint8Array,
+  start: number,
+  version: ProtocolVersion,
+  stream: string,
+  entry: StreamEntry,
+  qos: Qos,
+  packetId: number,
+  subscriptionIds: readonly number[],
+  skipped: number,
+  size: StreamPublishSize,
+): number {
+  assert((qos === 0) === (packetId === 0), 'a packet identifier exactly for QoS 1');
+  bytes[start] = 0x30 | (qos << 1);
+  let offset = writeString(bytes, writeVariableInteger(bytes, start + 1, size.remainingLength), entry.topic);
+  if (qos > 0) offset = writeUint16(bytes, offset, packetId);
+  if (version === 5) {
+    offset = writeVariableInteger(bytes, offset, size.propertiesLength);
+    for (const identifier of subscriptionIds) {
+      bytes[offset] = subscriptionIdentifierId;
+      offset = writeVariableInteger(bytes, offset + 1, identifier);
+    }
+    offset = writeUserProperty(bytes, offset, streamNameProperty, stream);
+    bytes[offset] = userPropertyId;
+    offset = writeDecimalString(bytes, writeString(bytes, offset + 1, streamOffsetProperty), entry.offset, size.offsetDigits);
+    if (skipped > 0) {
+      bytes[offset] = userPropertyId;
+      offset = writeDecimalString(bytes, writeString(bytes, offset + 1, streamSkippedProperty), skipped, size.skippedDigits);
+    }
+  }
+  bytes.set(entry.payload, offset);
+  offset += entry.payload.length;
+  assert(offset - start === size.packetBytes, 'stream PUBLISH size pass and write pass agree');
+  return offset;
+}
+
+const scratchSize: StreamPublishSize = { packetBytes: 0, remainingLength: 0, propertiesLength: 0, offsetDigits: 0, skippedDigits: 0 };
+
+/**
+ * The PUBLISH of an entry without properties of its own, written straight into one buffer: the
+ * bytes `encodePacket(streamPublishPacket(...))` gives, without the packet and property objects
+ * and the offset's string that the general path builds per delivery (a replay sends hundreds of
+ * thousands a second, and those objects were most of its garbage). Properties go in the codec's
+ * order: subscription identifiers (0x0B), then the user properties `stream`, `stream-offset` and
+ * `stream-skipped`.
+ */
+export function encodeStreamPublish(version: ProtocolVersion, stream: string, entry: StreamEntry, qos: Qos, packetId: number, subscriptionIds: readonly number[], skipped: number): Uint8Array {
+  const bytes = allocateBytes(measureStreamPublish(version, stream, entry, qos, subscriptionIds, skipped, scratchSize));
+  writeStreamPublish(bytes, 0, version, stream, entry, qos, packetId, subscriptionIds, skipped, scratchSize);
+  return bytes;
+}
+
+/** Bytes of one run buffer: PUBLISHes larger than this are sent on their own. */
+export const publishRunBytes = 64 * 1024;
+
+/**
+ * Consecutive stream PUBLISHes for one connection, written into one buffer and sent as one chunk
+ * (`Broker.send` with their count) when the run ends, the buffer is full, or something else must
+ * be sent first. One send instead of one per entry: the host writes one buffer instead of a
+ * writev of thousands of small views. The bytes on the wire are the same, in the same order.
+ * A buffer is never written again once part of it was sent (the host may still hold that part),
+ * so a full one is replaced, not reused; what is pending counts against the connection's output
+ * cap (`pendingBytes`), so the cap is applied as if every PUBLISH had been sent at once.
+ */
+export class PublishRun {
+  private bytes = new Uint8Array(publishRunBytes);
+  /** Start of the pending PUBLISHes in `bytes`, and the end of what is written. */
+  private start = 0;
+  private end = 0;
+  private packets = 0;
+  private connection: Connection | null = null;
+  readonly size: StreamPublishSize = { packetBytes: 0, remainingLength: 0, propertiesLength: 0, offsetDigits: 0, skippedDigits: 0 };
+
+  get pendingBytes(): number {
+    return this.end - this.start;
+  }
+
+  /** Room for `packetBytes` more for `connection` (after sending what was pending, if need be); false when one never fits. */
+  reserve(broker: Broker, connection: Connection, packetBytes: number): boolean {
+    if (packetBytes > publishRunBytes) return false;
+    if (this.connection !== connection) this.flush(broker);
+    if (this.end + packetBytes > this.bytes.length) {
+      this.flush(broker);
+      this.bytes = new Uint8Array(publishRunBytes);
+      this.start = 0;
+      this.end = 0;
+    }
+    this.connection = connection;
+    return true;
+  }
+
+  /** Writes the PUBLISH measured into `size` (room was reserved). */
+  write(version: ProtocolVersion, stream: string, entry: StreamEntry, qos: Qos, packetId: number, subscriptionIds: readonly number[], skipped: number): void {
+    assert(this.end + this.size.packetBytes <= this.bytes.length, 'room was reserved for the PUBLISH');
+    this.end = writeStreamPublish(this.bytes, this.end, version, stream, entry, qos, packetId, subscriptionIds, skipped, this.size);
+    this.packets += 1;
+  }
+
+  /** Sends what is pending, as one chunk. */
+  flush(broker: Broker): void {
+    if (this.packets === 0) return;
+    assert(this.connection !== null && this.end > this.start, 'pending PUBLISHes have a connection and bytes');
+    broker.send(this.connection, this.bytes.subarray(this.start, this.end), 0, false, 0, this.packets);
+    this.start = this.end;
+    this.packets = 0;
+  }
+}
+
 /**
  * Sends an entry to `connection` (the caller checked the window and the output cap). A QoS 1
  * delivery becomes inflight, owned by `owner`, and is returned; null when nothing waits for an
@@ -105,25 +280,38 @@ export function sendEntry(
   subscriptionIds: readonly number[],
   skipped: number,
   owner: DeliveryOwner,
+  run: PublishRun | null = null,
 ): StreamDelivery | null {
   assert(qos <= 1, 'stream deliveries are QoS 0 or 1');
-  const packet = streamPublishPacket(connection, stream, entry, qos, subscriptionIds, skipped);
   const packetId = qos === 0 ? 0 : allocateStreamPacketId(deliveries);
-  if (packetId !== 0) packet.packetId = packetId;
-  const plain = encodePacket(packet, connection.version);
-  if (plain.length > connection.maximumPacketSize) {
-    // [MQTT-3.1.2-25] Not sent; like any delivery too large for its client, counted and passed.
-    broker.stats.drops.packetTooLarge += 1;
-    return null;
+  // The common case (no topic aliases, an entry without properties of its own) is written
+  // straight from the entry, into the run when there is one; anything else goes through a
+  // packet object and the codec, after what the run holds.
+  if (run !== null && connection.outgoingAliasMaximum === 0 && entry.properties === undefined) {
+    const packetBytes = measureStreamPublish(connection.version, stream, entry, qos, subscriptionIds, skipped, run.size);
+    if (packetBytes > connection.maximumPacketSize) return tooLarge(broker);
+    if (run.reserve(broker, connection, packetBytes)) run.write(connection.version, stream, entry, qos, packetId, subscriptionIds, skipped);
+    else broker.send(connection, encodeStreamPublish(connection.version, stream, entry, qos, packetId, subscriptionIds, skipped));
+  } else {
+    run?.flush(broker);
+    const packet = streamPublishPacket(connection, stream, entry, qos, subscriptionIds, skipped);
+    if (packetId !== 0) packet.packetId = packetId;
+    const plain = encodePacket(packet, connection.version);
+    if (plain.length > connection.maximumPacketSize) return tooLarge(broker);
+    broker.send(connection, connection.outgoingAliasMaximum === 0 ? plain : aliasedPublishBytes(connection, packet, packetId));
   }
-  const bytes = connection.outgoingAliasMaximum === 0 ? plain : aliasedPublishBytes(connection, packet, packetId);
-  broker.send(connection, bytes);
   broker.stats.messagesSent += 1;
   broker.stats.streams.deliveries += 1;
   if (packetId === 0) return null;
   const delivery: StreamDelivery = { packetId, entry, stream, subscriptionIds, skipped, owner };
   deliveries.inflight.set(packetId, delivery);
   return delivery;
+}
+
+/** [MQTT-3.1.2-25] Not sent; like any delivery too large for its client, counted and passed. */
+function tooLarge(broker: Broker): null {
+  broker.stats.drops.packetTooLarge += 1;
+  return null;
 }
 
 /**

@@ -20,7 +20,7 @@ import type { StreamEntry } from '../../store/streams/stream-entry.js';
 import { matchesFilter } from '../../topics/match-filter.js';
 import type { Connection } from '../connection.js';
 import { StreamCursor } from './stream-cursor.js';
-import { type DeliveryOwner, type SessionDeliveries, type StreamDelivery, sendEntry } from './stream-delivery.js';
+import { type DeliveryOwner, type PublishRun, type SessionDeliveries, type StreamDelivery, sendEntry } from './stream-delivery.js';
 import type { StreamSubscriptionSpec } from './stream-filter.js';
 import type { Streams } from './streams.js';
 
@@ -79,8 +79,18 @@ export class StreamReader implements DeliveryOwner {
     this.cursor.jumpTo(this.cursor.position);
   }
 
-  /** Sends what `connection` can take now; at most `budget` entries looked at. */
+  /**
+   * Sends what `connection` can take now; at most `budget` entries looked at. The PUBLISHes go out
+   * as one run (stream-delivery.ts PublishRun), sent when the pump ends.
+   */
   pump(connection: Connection, budget: number): PumpEnd {
+    const run = this.streams.publishRun;
+    const end = this.pumpInto(connection, budget, run);
+    run.flush(this.streams.broker);
+    return end;
+  }
+
+  private pumpInto(connection: Connection, budget: number, run: PublishRun): PumpEnd {
     const streams = this.streams;
     const stream = streams.broker.state.streams.get(this.spec.stream);
     if (stream === undefined) return 'idle';
@@ -93,7 +103,7 @@ export class StreamReader implements DeliveryOwner {
         continue;
       }
       const qos = Math.min(entry.qos, this.subscription.qos) as Qos;
-      if (!streams.canSend(this.deliveries, connection, qos)) return 'idle';
+      if (!streams.canSend(this.deliveries, connection, qos, run.pendingBytes)) return 'idle';
       this.cursor.take();
       // Nobody reads an entry whose record a crash could still lose (store/streams/stream-log.ts).
       assert(entry.offset < streams.store.releasedOffset(stream.name), 'a reader sends released entries only');
@@ -101,7 +111,7 @@ export class StreamReader implements DeliveryOwner {
       if (previous !== undefined && previous >= entry.offset) assert(false, `reader offsets go back: ${entry.offset} after ${previous}`);
       const skipped = streams.announceSkipped(this.clientId, stream.name, this.cursor);
       const subscriptionIds = this.subscription.subscriptionId === 0 ? noIds : [this.subscription.subscriptionId];
-      if (sendEntry(streams.broker, connection, this.deliveries, stream.name, entry, qos, subscriptionIds, skipped, this) !== null) this.unacknowledged.push(entry.offset);
+      if (sendEntry(streams.broker, connection, this.deliveries, stream.name, entry, qos, subscriptionIds, skipped, this, run) !== null) this.unacknowledged.push(entry.offset);
       streams.positionMoved(this);
     }
     return 'budget';

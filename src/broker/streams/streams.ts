@@ -32,9 +32,9 @@ import type { StreamStore } from '../../store/streams/stream-store.js';
 import { type MatchSink, SubscriptionTrie, type TrieEntry } from '../../topics/trie.js';
 import type { Broker } from '../broker.js';
 import type { Connection } from '../connection.js';
-import { isOutputFull, windowSize } from '../outbound-queue.js';
+import { isOutputFull, outputBytes, windowSize } from '../outbound-queue.js';
 import type { StreamCursor } from './stream-cursor.js';
-import { createSessionDeliveries, resendInflight, type SessionDeliveries } from './stream-delivery.js';
+import { createSessionDeliveries, PublishRun, resendInflight, type SessionDeliveries } from './stream-delivery.js';
 import { parseStreamFilter, type StreamStart, type StreamSubscriptionSpec, streamOffsetOf, streamPrefix } from './stream-filter.js';
 import { GroupReader } from './stream-groups.js';
 import { type PumpEnd, StreamReader } from './stream-reader.js';
@@ -72,6 +72,8 @@ export class Streams implements MatchSink<string> {
   private matched: string[] = [];
   /** Whether a `stream-maintenance` deadline is pending (there is one only while some stream needs it). */
   private maintenanceScheduled = false;
+  /** The buffer a reader's pump writes its PUBLISHes into (one pump at a time: the core is not re-entrant). */
+  readonly publishRun = new PublishRun();
 
   constructor(
     readonly broker: Broker,
@@ -374,8 +376,9 @@ export class Streams implements MatchSink<string> {
   }
 
   /** Whether a delivery of `qos` may go to `connection` now: output under its cap, and window room for QoS 1. */
-  canSend(deliveries: SessionDeliveries, connection: Connection, qos: Qos): boolean {
-    if (isOutputFull(this.broker, connection)) return false;
+  /** `pendingBytes`: written for the connection in this pump and not yet sent (PublishRun), counted as sent. */
+  canSend(deliveries: SessionDeliveries, connection: Connection, qos: Qos, pendingBytes = 0): boolean {
+    if (pendingBytes === 0 ? isOutputFull(this.broker, connection) : outputBytes(this.broker, connection) + pendingBytes >= this.broker.config.connectionOutputBytesMax) return false;
     if (qos === 0) return true;
     return deliveries.session.inflight.size + deliveries.inflight.size < windowSize(this.broker, connection);
   }

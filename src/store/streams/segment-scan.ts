@@ -48,8 +48,10 @@ export interface ScanResult {
 export function scanSegment(bytes: Uint8Array, position: number, afterOffset: number, visit: (frame: ScannedFrame) => boolean): ScanResult {
   let lastOffset = afterOffset;
   let at = position;
+  // One view for the whole scan, not one per frame.
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   while (at < bytes.length) {
-    const parsed = parseFrameAt(bytes, at, entryBodyBytesMax);
+    const parsed = parseFrameAt(bytes, at, entryBodyBytesMax, view);
     if (typeof parsed === 'string') {
       if (parsed === 'incomplete frame header') return { end: at, lastOffset, ending: { kind: 'incomplete', position: at, frameBytesNeeded: frameBytesNeeded(bytes, at) } };
       if (parsed === 'incomplete frame body') return { end: at, lastOffset, ending: { kind: 'incomplete', position: at, frameBytesNeeded: frameBytesNeeded(bytes, at) } };
@@ -60,7 +62,7 @@ export function scanSegment(bytes: Uint8Array, position: number, afterOffset: nu
     if (parsed.type !== entryFrameType || offset <= lastOffset || parsed.body.length < 12) {
       return { end: at, lastOffset, ending: damaged(bytes, at, lastOffset, `frame of offset ${offset} and type ${parsed.type} out of place`) };
     }
-    const timeMs = new DataView(parsed.body.buffer, parsed.body.byteOffset, 8).getFloat64(0, true);
+    const timeMs = view.getFloat64(parsed.body.byteOffset - bytes.byteOffset, true);
     const frameBytes = parsed.body.byteOffset - bytes.byteOffset + parsed.body.length - at;
     const keepGoing = visit({ offset, position: at, frameBytes, timeMs, body: parsed.body });
     lastOffset = offset;

@@ -1,0 +1,230 @@
+/**
+ * Keel's half of the stream benchmark: append throughput with 0, 1 and 3 streams, filling a
+ * stream with N messages, replaying it to one reader, and seeking into it by time.
+ *
+ * - Append: `publishers` raw-socket QoS 1 publishers (bench/load WindowPublisher), each with
+ *   `window` PUBLISHes unacknowledged, on their own topics under `bench/append/`, to a broker with
+ *   `syncPolicy: "always"` and 0, 1 or 3 streams whose filters all match those topics. Nobody
+ *   subscribes: with no stream a QoS 1 publish has nothing to make durable, so the baseline is the
+ *   broker's routing and acknowledging alone, and the ratios say what appending costs on top.
+ * - Fill: one raw-socket publisher writes N messages to `bench/replay/x` at QoS 0 as fast as the
+ *   socket takes them, except two at QoS 1: one at offset N/2 (its PUBACK says that everything
+ *   before it is appended and durable; the seek time T is taken 10 ms after it, and the second
+ *   half starts 10 ms after T) and the last one (everything is appended and durable).
+ * - Replay: the broker is stopped and started again on the same directory (so the replay reads
+ *   the segment files, not what the filling broker still held in memory), idle RSS is read, and
+ *   one StreamReaderClient subscribes to `$stream/replay` from `earliest` and receives all N.
+ * - Seek: fresh readers subscribe with `stream-offset: time:T`; each is timed from its SUBSCRIBE
+ *   to its first delivery, whose offset must be N/2 + 1.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { BenchClient } from '../load/client.js';
+import { encodePublish } from '../load/packets.js';
+import { makePayload, WindowPublisher } from '../load/publishers.js';
+import { type BrokerProcess, RssSampler, startKeel } from './processes.js';
+import { StreamReaderClient } from './stream-reader-client.js';
+
+export interface AppendSettings {
+  publishers: number;
+  window: number;
+  payloadBytes: number;
+  warmupSeconds: number;
+  seconds: number;
+}
+
+export interface AppendMeasure {
+  acknowledgedPerSecond: number;
+  /** Broker CPU time per acknowledged publish, µs. */
+  cpuMicrosPerMessage: number;
+}
+
+const setupTimeoutMs = 10_000;
+const replayStream = 'replay';
+const replayTopic = 'bench/replay/x';
+const appendFilters = ['bench/#', 'bench/append/#', 'bench/+/+'];
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Stream definitions for the append part: `count` streams, every one matching `bench/append/<n>`. */
+export function appendStreams(count: number): { name: string; filter: string }[] {
+  if (count > appendFilters.length) throw new Error(`at most ${appendFilters.length} streams in the append part`);
+  return appendFilters.slice(0, count).map((filter, index) => ({ name: `append-${index}`, filter }));
+}
+
+/** One append run: a fresh broker in `directory` with `streamCount` streams, measured for `seconds`. */
+export async function measureKeelAppend(directory: string, streamCount: number, settings: AppendSettings): Promise<AppendMeasure> {
+  mkdirSync(directory, { recursive: true });
+  const broker = await startKeel(join(directory, 'data'), join(directory, 'keel.json'), { syncPolicy: 'always', streams: appendStreams(streamCount) });
+  const clients: BenchClient[] = [];
+  try {
+    const startMs = Date.now();
+    const deadlineMs = startMs + (settings.warmupSeconds + settings.seconds) * 1_000 + 500;
+    const publishers: WindowPublisher[] = [];
+    for (let index = 0; index < settings.publishers; index++) {
+      const client = await BenchClient.open({ port: broker.port, clientId: `append-${index}`, level: 4 }, setupTimeoutMs);
+      clients.push(client);
+      const topic = `bench/append/${index}`;
+      publishers.push(new WindowPublisher(client, { level: 4, topic, payload: makePayload(settings.payloadBytes), window: settings.window }, { messagesMax: Number.MAX_SAFE_INTEGER, deadlineMs }));
+    }
+    for (const publisher of publishers) publisher.pump();
+    const acknowledged = (): number => publishers.reduce((sum, publisher) => sum + publisher.acknowledged, 0);
+    await sleep(settings.warmupSeconds * 1_000);
+    const before = { count: acknowledged(), cpu: broker.cpuMicros(), ms: performance.now() };
+    await sleep(settings.seconds * 1_000);
+    const count = acknowledged() - before.count;
+    const seconds = (performance.now() - before.ms) / 1_000;
+    const cpu = broker.cpuMicros() - before.cpu;
+    for (const client of clients) if (client.error !== null) throw new Error(`append publisher failed: ${client.error.message}`);
+    return { acknowledgedPerSecond: count / seconds, cpuMicrosPerMessage: count === 0 ? 0 : cpu / count };
+  } finally {
+    for (const client of clients) client.destroy();
+    await broker.stop();
+  }
+}
+
+export interface FillResult {
+  messages: number;
+  seconds: number;
+  /** Unix time between the two halves: entries before it are offsets 0..N/2, after it N/2+1.. */
+  seekTimeMs: number;
+  /** The first offset appended after `seekTimeMs`. */
+  secondHalfOffset: number;
+}
+
+/** Writes `count` copies of a QoS 0 PUBLISH to the client's socket, honouring backpressure. */
+async function floodQos0(client: BenchClient, packet: Buffer, count: number): Promise<void> {
+  const perBatch = 256;
+  const batch = Buffer.concat(Array.from({ length: perBatch }, () => packet));
+  let left = count;
+  while (left > 0) {
+    const take = Math.min(left, perBatch);
+    left -= take;
+    const bytes = take === perBatch ? batch : batch.subarray(0, take * packet.length);
+    if (!client.socket.write(bytes)) await new Promise((resolve) => client.socket.once('drain', resolve));
+    if (client.closed) throw new Error(`fill publisher closed: ${client.error?.message ?? 'by the broker'}`);
+  }
+}
+
+/** Sends one QoS 1 PUBLISH and waits for its PUBACK (all earlier ones on the connection are then in). */
+async function publishAcknowledged(client: BenchClient, payload: Buffer, packetId: number, timeoutMs: number): Promise<void> {
+  const before = client.pubacksReceived;
+  client.socket.write(encodePublish({ level: 4, topic: replayTopic, payload, qos: 1, packetId }));
+  const deadlineMs = Date.now() + timeoutMs;
+  while (client.pubacksReceived === before) {
+    if (Date.now() > deadlineMs || client.closed) throw new Error(`no PUBACK for fill marker ${packetId} within ${timeoutMs} ms`);
+    await sleep(2);
+  }
+}
+
+/** Fills the replay stream of a running broker with `messages` entries (see the module comment). */
+export async function fillKeelStream(broker: BrokerProcess, messages: number, payloadBytes: number): Promise<FillResult> {
+  if (messages < 4) throw new Error('the replay needs at least 4 messages');
+  const payload = makePayload(payloadBytes);
+  const packet = encodePublish({ level: 4, topic: replayTopic, payload, qos: 0 });
+  const client = await BenchClient.open({ port: broker.port, clientId: 'fill', level: 4 }, setupTimeoutMs);
+  try {
+    const half = Math.floor(messages / 2);
+    const startMs = performance.now();
+    await floodQos0(client, packet, half);
+    await publishAcknowledged(client, payload, 1, 600_000);
+    await sleep(10);
+    const seekTimeMs = Date.now();
+    await sleep(10);
+    await floodQos0(client, packet, messages - half - 2);
+    await publishAcknowledged(client, payload, 2, 600_000);
+    return { messages, seconds: (performance.now() - startMs) / 1_000, seekTimeMs, secondHalfOffset: half + 1 };
+  } finally {
+    client.destroy();
+  }
+}
+
+export interface ReplayMeasure {
+  reader: string;
+  messages: number;
+  seconds: number;
+  messagesPerSecond: number;
+  /** From SUBSCRIBE to the first delivery, ms. */
+  firstMessageMs: number;
+  idleRssBytes: number;
+  peakRssBytes: number;
+  /** Start of the broker on the filled directory until it listened, ms. */
+  recoveryMs: number;
+  /** CPU time (user + system) per replayed message: the broker's, and this process's (the reader's), µs. */
+  brokerCpuMicrosPerMessage: number;
+  readerCpuMicrosPerMessage: number;
+  problems: string[];
+}
+
+/** The broker's settings for the replay: one stream, and a window as large as MQTT allows. */
+export function replayConfig(): Record<string, unknown> {
+  return { syncPolicy: 'always', inflightPerSessionMax: 65_535, streams: [{ name: replayStream, filter: 'bench/replay/#' }] };
+}
+
+export async function startReplayBroker(directory: string): Promise<BrokerProcess> {
+  return startKeel(join(directory, 'data'), join(directory, 'keel.json'), replayConfig());
+}
+
+/** One reader replays the whole stream from `earliest`; RSS is sampled throughout. */
+export async function measureKeelReplay(broker: BrokerProcess, messages: number, payloadBytes: number, idleRssBytes: number): Promise<ReplayMeasure> {
+  const reader = await StreamReaderClient.open(broker.port, 'replay-reader', payloadBytes, setupTimeoutMs);
+  const sampler = new RssSampler(broker);
+  try {
+    const cpuBefore = { broker: broker.cpuMicros(), reader: process.cpuUsage() };
+    await reader.subscribe(`$stream/${replayStream}`, 'earliest', setupTimeoutMs);
+    await reader.whenReceived(messages, 900_000);
+    const brokerCpuMicros = broker.cpuMicros() - cpuBefore.broker;
+    const readerCpu = process.cpuUsage(cpuBefore.reader);
+    const peakRssBytes = sampler.stop();
+    const counts = reader.counts;
+    const seconds = (counts.lastAtMs - counts.subscribedAtMs) / 1_000;
+    const problems: string[] = [];
+    if (counts.firstOffset !== 0) problems.push(`first offset ${counts.firstOffset}, not 0`);
+    if (counts.outOfOrder > 0) problems.push(`${counts.outOfOrder} deliveries out of offset order`);
+    if (counts.wrongSize > 0) problems.push(`${counts.wrongSize} payloads of the wrong size`);
+    if (counts.received !== messages) problems.push(`${counts.received} deliveries for ${messages} entries`);
+    return {
+      reader: 'raw-socket MQTT 5 reader (bench/stream/stream-reader-client.ts), QoS 1, Receive Maximum 65535',
+      messages,
+      seconds,
+      messagesPerSecond: messages / seconds,
+      firstMessageMs: counts.firstAtMs - counts.subscribedAtMs,
+      idleRssBytes,
+      peakRssBytes,
+      recoveryMs: broker.readyAtMs - broker.spawnedAtMs,
+      brokerCpuMicrosPerMessage: brokerCpuMicros / messages,
+      readerCpuMicrosPerMessage: (readerCpu.user + readerCpu.system) / messages,
+      problems,
+    };
+  } finally {
+    sampler.stop();
+    reader.destroy();
+  }
+}
+
+export interface SeekMeasure {
+  samplesMs: number[];
+  /** First offsets delivered that were not the expected one. */
+  wrongOffsets: number[];
+}
+
+/** `count` fresh readers, one after the other, each seeking to `time:<seekTimeMs>`. */
+export async function measureKeelSeek(broker: BrokerProcess, fill: FillResult, payloadBytes: number, count: number): Promise<SeekMeasure> {
+  const samplesMs: number[] = [];
+  const wrongOffsets: number[] = [];
+  for (let index = 0; index < count; index++) {
+    const reader = await StreamReaderClient.open(broker.port, `seek-${index}`, payloadBytes, setupTimeoutMs);
+    try {
+      await reader.subscribe(`$stream/${replayStream}`, `time:${fill.seekTimeMs}`, setupTimeoutMs);
+      await reader.whenReceived(1, setupTimeoutMs);
+      samplesMs.push(reader.counts.firstAtMs - reader.counts.subscribedAtMs);
+      if (reader.counts.firstOffset !== fill.secondHalfOffset) wrongOffsets.push(reader.counts.firstOffset);
+    } finally {
+      reader.destroy();
+    }
+    await sleep(50);
+  }
+  return { samplesMs, wrongOffsets };
+}
