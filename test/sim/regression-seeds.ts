@@ -106,7 +106,7 @@ export const regressionSeeds: readonly { seed: number; found: string; workload?:
   {
     seed: 1232,
     found:
-      'simulator: a flipped bit in the synced part of an active stream segment makes recovery halt with "corrupt stream:" at every start (no repair exists for it); the run now ends there as reported corruption',
+      'simulator: a flipped bit in the synced part of an active stream segment makes recovery halt with "corrupt stream:" at every start (no repair existed for it then; the stream repair, repair.ts planStreamRepair, cuts it away now)',
   },
   {
     seed: 901863,
