@@ -5,13 +5,18 @@
  * valid entry and leaves a mark; the next start ends the stream there, counts the entries lost,
  * moves positions past the cut back to it, and hands the cut to the broker to commit; the next
  * append takes the first lost offset again, the mark goes once the cut is durable, and a later
- * start replays the cut and the new entries without complaint.
+ * start replays the cut and the new entries without complaint. `keel inspect --repair` does the
+ * same to a data directory on the real file system.
  *
  * The store runs on the simulated disk with small segments, an early segment sync and frequent
  * snapshots, so that the damaged entries are in the segment only (the log records that held
  * them were deleted with the segments a snapshot covered).
  */
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { repairDataDirectory } from '../../io/inspect.js';
 import type { SimulatedDisk } from '../../sim/simulated-disk.js';
 import { planStreamRepair, type RepairAction } from '../../src/store/repair.js';
 import type { StateRecord } from '../../src/store/state-store.js';
@@ -40,54 +45,60 @@ function apply(disk: SimulatedDisk, actions: readonly RepairAction[]): void {
 
 const names = (disk: SimulatedDisk): string[] => disk.listFiles().map((file) => file.name);
 
+/** A store whose stream `all` has a flipped bit in a synced entry of its active segment, the log no longer holding it. */
+function damagedStore(): { disk: SimulatedDisk; active: string; count: number; damagedOffset: number; cutPosition: number; damagedBytes: Uint8Array } {
+  const rig = new StoreRig(newDisk(11), options, true);
+  expect(rig.open()).toBe(true);
+  rig.commit({ kind: 'stream-created', stream: all });
+  rig.run();
+  // Appends until the active segment holds a few synced entries (and a snapshot came).
+  let count = 0;
+  const activeSynced = (): number => rig.store.streams.filesFor('all')!.syncedOffset - rig.store.streams.segments('all').at(-1)!.baseOffset;
+  while (count < 40 || activeSynced() < 5) {
+    rig.commit(message(rig, count));
+    rig.run();
+    count += 1;
+    expect(count).toBeLessThan(500);
+  }
+  rig.commit({ kind: 'stream-group-position', stream: 'all', group: 'workers', offset: count });
+  rig.run();
+  expect(rig.store.stats.snapshotsWritten).toBeGreaterThan(0);
+  const active = names(rig.disk)
+    .filter((name) => /^stream-all-\d{16}\.seg$/.test(name))
+    .sort()
+    .at(-1)!;
+  const activeBase = Number(/-(\d{16})\.seg$/.exec(active)![1]);
+  const bytes = rig.disk.fileBytes(active)!;
+  // A bit of the third entry's payload rots, an entry the segment holds synced: the frame no longer checks, valid frames follow.
+  const damagedOffset = activeBase + 2;
+  expect(rig.store.streams.filesFor('all')!.syncedOffset).toBeGreaterThan(damagedOffset + 1);
+  const cutPosition = framePosition(bytes, activeBase, 2);
+  const position = cutPosition + 30;
+  rig.disk.corrupt(active, position, bytes[position]! ^ 0x10);
+  const damagedBytes = rig.disk.fileBytes(active)!.slice();
+  return { disk: rig.disk, active, count, damagedOffset, cutPosition, damagedBytes };
+}
+
 describe('stream repair', () => {
   it('cuts an active segment at a flipped bit in its synced part, and the stream goes on from the cut', () => {
-    const rig = new StoreRig(newDisk(11), options, true);
-    expect(rig.open()).toBe(true);
-    rig.commit({ kind: 'stream-created', stream: all });
-    rig.run();
-    // Appends until the active segment holds a few synced entries (and a snapshot came).
-    let count = 0;
-    const activeSynced = (): number => rig.store.streams.filesFor('all')!.syncedOffset - rig.store.streams.segments('all').at(-1)!.baseOffset;
-    while (count < 40 || activeSynced() < 5) {
-      rig.commit(message(rig, count));
-      rig.run();
-      count += 1;
-      expect(count).toBeLessThan(500);
-    }
-    rig.commit({ kind: 'stream-group-position', stream: 'all', group: 'workers', offset: count });
-    rig.run();
-    expect(rig.store.stats.snapshotsWritten).toBeGreaterThan(0);
-    const active = names(rig.disk)
-      .filter((name) => /^stream-all-\d{16}\.seg$/.test(name))
-      .sort()
-      .at(-1)!;
-    const activeBase = Number(/-(\d{16})\.seg$/.exec(active)![1]);
-    const bytes = rig.disk.fileBytes(active)!;
-    // A bit of the third entry's payload rots, an entry the segment holds synced: the frame no longer checks, valid frames follow.
-    const damagedOffset = activeBase + 2;
-    expect(rig.store.streams.filesFor('all')!.syncedOffset).toBeGreaterThan(damagedOffset + 1);
-    const position = framePosition(bytes, activeBase, 2) + 30;
-    rig.disk.corrupt(active, position, bytes[position]! ^ 0x10);
-    const damagedBytes = rig.disk.fileBytes(active)!.slice();
-
+    const { disk, active, count, damagedOffset, cutPosition, damagedBytes } = damagedStore();
     // Every start halts, and leaves the damage where it is.
     for (let attempt = 0; attempt < 2; attempt++) {
-      const halted = new StoreRig(rig.disk, options);
+      const halted = new StoreRig(disk, options);
       expect(halted.open()).toBe(false);
       expect(halted.store.failure).toMatch(/^corrupt stream: stream-all-\d{16}\.seg: stream all entry \d+ is neither in its files nor in the log/);
-      expect(rig.disk.fileBytes(active)).toEqual(damagedBytes);
+      expect(disk.fileBytes(active)).toEqual(damagedBytes);
     }
 
-    const plan = planStreamRepair(rig.disk.listFiles());
-    expect(plan.notes.join('\n')).toContain(`${active}: copied to ${active}.damaged, truncated at offset ${position - 30}`);
+    const plan = planStreamRepair(disk.listFiles());
+    expect(plan.notes.join('\n')).toContain(`${active}: copied to ${active}.damaged, truncated at offset ${cutPosition}`);
     expect(plan.notes.join('\n')).toContain(`stream all ends at offset ${damagedOffset}`);
-    apply(rig.disk, plan.actions);
-    expect(rig.disk.fileBytes(`${active}.damaged`)).toEqual(damagedBytes);
+    apply(disk, plan.actions);
+    expect(disk.fileBytes(`${active}.damaged`)).toEqual(damagedBytes);
     const marker = `stream-all-${String(damagedOffset).padStart(16, '0')}.cut`;
-    expect(names(rig.disk)).toContain(marker);
+    expect(names(disk)).toContain(marker);
 
-    const repaired = new StoreRig(rig.disk, options);
+    const repaired = new StoreRig(disk, options);
     expect(repaired.open(), String(repaired.store.failure)).toBe(true);
     const notes = repaired.store.streams.takeNotes();
     expect(notes.find((note) => note.event === 'stream-cut')?.fields).toEqual({
@@ -117,6 +128,30 @@ describe('stream repair', () => {
     expect(again.store.streams.takeRecoveryCuts()).toEqual([]);
     expect(again.store.streams.takeNotes().map((note) => note.event)).not.toContain('stream-cut');
     expect(again.readAll('all').map((entry) => decodeText(entry.payload))).toEqual([...payloads(0, damagedOffset), `payload 1000 ${'x'.repeat(40)}`]);
+  });
+
+  it('is what keel inspect --repair does to a data directory', () => {
+    const { disk, active, count, damagedOffset, damagedBytes } = damagedStore();
+    const directory = mkdtempSync(join(tmpdir(), 'keel-stream-repair-'));
+    try {
+      for (const file of disk.listFiles()) writeFileSync(join(directory, file.name), file.bytes);
+      const notes = repairDataDirectory(directory);
+      expect(notes).toContain('nothing to repair');
+      expect(notes.join('\n')).toContain(`stream all ends at offset ${damagedOffset}`);
+      expect(new Uint8Array(readFileSync(join(directory, `${active}.damaged`)))).toEqual(damagedBytes);
+      // The broker's store starts on what the repair left.
+      const repairedDisk = newDisk(13);
+      for (const name of readdirSync(directory)) {
+        repairedDisk.execute({ op: 'write', requestId: 0, file: name, offset: 0, bytes: new Uint8Array(readFileSync(join(directory, name))) });
+        repairedDisk.execute({ op: 'sync', requestId: 0, file: name });
+      }
+      repairedDisk.execute({ op: 'sync-directory', requestId: 0 });
+      const repaired = new StoreRig(repairedDisk, options);
+      expect(repaired.open(), String(repaired.store.failure)).toBe(true);
+      expect(repaired.store.streams.takeRecoveryCuts()).toEqual([{ stream: 'all', nextOffset: damagedOffset, lost: count - damagedOffset }]);
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
   });
 
   it('finds nothing to cut in a stream whose active segment ends cleanly', () => {
