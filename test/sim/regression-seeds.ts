@@ -137,4 +137,9 @@ export const regressionSeeds: readonly { seed: number; found: string; workload?:
       "checker: a repair undid a 3.1.1 clean session's start and brought back the persistent session before it (with `$sys/+`); a later session end had overwritten the filter's earlier departure, so the amnesty no longer reached it. Every departure is kept now",
   },
   { seed: 961371, found: 'checker: same as 960489, the earlier departure at a higher QoS (qos-above-grant)' },
+  {
+    seed: 970961,
+    found:
+      "checker (streams): stream-position-lost took a group's first delivery after a restart as its position, but a group gives an entry given back (offset 57) after later ones (78): a group's run of acknowledged offsets starts at the lowest offset it is given after the restart, at any time",
+  },
 ];
