@@ -213,9 +213,11 @@ function inspectFile(directory: string, name: string): FileReport {
 
 /**
  * A stream's file: a segment is scanned like recovery scans one (entries, and where damage or a
- * torn tail starts); an index or a compaction's leftover is listed by size. Stream files never
- * stop the broker's start (readers skip damage, recovery writes back what the log still has), so
- * what is found here is shown, not counted among the problems.
+ * torn tail starts); an index or a compaction's leftover is listed by size. What is found here is
+ * shown, not counted among the problems: readers skip damage in sealed segments, and recovery
+ * writes back what the log still has. Damage to synced entries of an active segment does stop the
+ * start ("corrupt stream:"); `--repair` cuts it (repair.ts, planStreamRepair), but this preview
+ * does not tell it per file.
  */
 function inspectStreamFile(directory: string, name: string, bytes: number): FileReport {
   const report: FileReport = { name, kind: 'stream', bytes, records: 0, firstLsn: null, lastLsn: null, ending: 'clean', problem: null };
