@@ -18,7 +18,7 @@
  * same plan, not executed, told as what it keeps and drops per file and the last good LSN the log
  * would end at, so that the loss is known before it is chosen.
  */
-import { copyFileSync, readdirSync, readFileSync, renameSync, statSync, truncateSync } from 'node:fs';
+import { copyFileSync, readdirSync, readFileSync, renameSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assert } from '../src/assert.js';
 import { snapshotEndRecordType } from '../src/store/log-recovery.js';
@@ -26,7 +26,7 @@ import { groupEndFlag, isSeal } from '../src/store/log-writer.js';
 import { replayRecord } from '../src/store/record-check.js';
 import { decodeStateRecord } from '../src/store/record-codec.js';
 import { type FrameProblem, type FrameRecord, scanFrames } from '../src/store/record-frame.js';
-import { planRepair } from '../src/store/repair.js';
+import { planRepair, planStreamRepair, type RepairAction } from '../src/store/repair.js';
 import { createDurableState, type DurableState, finishReplay, type StateRecord, type StateRecordKind } from '../src/store/state-store.js';
 import { scanSegment } from '../src/store/streams/segment-scan.js';
 import { isStreamFile, segmentFilePattern as streamSegmentPattern } from '../src/store/streams/stream-files.js';
@@ -213,9 +213,11 @@ function inspectFile(directory: string, name: string): FileReport {
 
 /**
  * A stream's file: a segment is scanned like recovery scans one (entries, and where damage or a
- * torn tail starts); an index or a compaction's leftover is listed by size. Stream files never
- * stop the broker's start (readers skip damage, recovery writes back what the log still has), so
- * what is found here is shown, not counted among the problems.
+ * torn tail starts); an index or a compaction's leftover is listed by size. What is found here is
+ * shown, not counted among the problems: readers skip damage in sealed segments, and recovery
+ * writes back what the log still has. Damage to synced entries of an active segment does stop the
+ * start ("corrupt stream:"); `--repair` cuts it (repair.ts, planStreamRepair), but this preview
+ * does not tell it per file.
  */
 function inspectStreamFile(directory: string, name: string, bytes: number): FileReport {
   const report: FileReport = { name, kind: 'stream', bytes, records: 0, firstLsn: null, lastLsn: null, ending: 'clean', problem: null };
@@ -367,10 +369,16 @@ function formatRepairPreview(directory: string, preview: RepairPreview): string[
  */
 export function repairDataDirectory(directory: string): string[] {
   const plan = planRepair(readDirectoryFiles(directory));
-  for (const action of plan.actions) {
-    if (action.kind === 'copy') copyFileSync(join(directory, action.from), join(directory, action.to));
-    else if (action.kind === 'truncate') truncateSync(join(directory, action.file), action.length);
-    else renameSync(join(directory, action.from), join(directory, action.to));
-  }
-  return plan.notes;
+  for (const action of plan.actions) applyRepairAction(directory, action);
+  // Then the streams' active segments ("corrupt stream:"); the log's repair left their files alone.
+  const streamPlan = planStreamRepair(readDirectoryFiles(directory));
+  for (const action of streamPlan.actions) applyRepairAction(directory, action);
+  return [...plan.notes, ...streamPlan.notes];
+}
+
+function applyRepairAction(directory: string, action: RepairAction): void {
+  if (action.kind === 'copy') copyFileSync(join(directory, action.from), join(directory, action.to));
+  else if (action.kind === 'truncate') truncateSync(join(directory, action.file), action.length);
+  else if (action.kind === 'write') writeFileSync(join(directory, action.file), action.bytes);
+  else renameSync(join(directory, action.from), join(directory, action.to));
 }

@@ -31,6 +31,7 @@ export const plantedBugDescriptions = {
   'stream-seam-skips-one': 'skips one entry where a stream reader goes from reading files to reading memory (the replay-to-live seam)',
   'stream-commit-before-ack': "takes each stream delivery as acknowledged at the broker's next input, before its PUBACK, so the committed position passes it",
   'stream-retention-cuts-group': 'trims stream segments by age even where a consumer group with members has not acknowledged them',
+  'stream-position-not-logged': "keeps stream readers' and groups' positions in memory after their first record, so a restart sets them back",
   'will-topic-unchecked': 'accepts a CONNECT whose will it must refuse (invalid or $SYS topic, QoS too high, retain unavailable), dropping the will',
   'empty-will-topic-throws': 'throws (an assertion) on a CONNECT with an empty will topic instead of refusing it',
   'retained-replay-drops-at-cap': 'drops QoS 0 retained messages sent on SUBSCRIBE at the output cap (reported as output-full) instead of waiting',

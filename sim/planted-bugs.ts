@@ -1018,6 +1018,28 @@ function retentionIgnoringGroups(broker: Broker): Broker {
   return broker;
 }
 
+/**
+ * Positions kept in memory only: after the first position record of each reader (its
+ * subscription's) and each group, every later `stream-position` and `stream-group-position`
+ * record is applied to the state but not written to the log. Acknowledgements move the position
+ * as before; a restart sets it back to the last one that reached the disk (the first, or the one a
+ * snapshot of the state carried), so acknowledged entries are delivered again as new. Patched on
+ * the instance from outside; the rest of the broker is the real one.
+ */
+function positionsNotLogged(broker: Broker): Broker {
+  const commit = broker.commit.bind(broker);
+  const logged = new Set<string>();
+  broker.commit = (record: StateRecord, volatile?: boolean): number => {
+    if (record.kind === 'stream-position' || record.kind === 'stream-group-position') {
+      const key = record.kind === 'stream-position' ? `reader ${record.clientId} ${record.filter}` : `group ${record.stream} ${record.group}`;
+      if (logged.has(key)) return commit(record, true);
+      logged.add(key);
+    }
+    return commit(record, volatile);
+  };
+  return broker;
+}
+
 export const plantedBugs = {
   'skip-qos1-redelivery': wrap(SkipQos1Redelivery),
   'qos2-twice': wrap(Qos2Twice),
@@ -1041,6 +1063,7 @@ export const plantedBugs = {
   'stream-seam-skips-one': (options: BrokerOptions) => new Broker({ ...options, store: withSeamSkippingStreams(options.store) }),
   'stream-commit-before-ack': wrap(StreamCommitBeforeAck),
   'stream-retention-cuts-group': (options: BrokerOptions) => retentionIgnoringGroups(new Broker(options)),
+  'stream-position-not-logged': (options: BrokerOptions) => positionsNotLogged(new Broker(options)),
   'will-topic-unchecked': (options: BrokerOptions) => new WillTopicUnchecked(new Broker(options), options.config),
   'empty-will-topic-throws': wrap(EmptyWillTopicThrows),
   'retained-replay-drops-at-cap': (options: BrokerOptions) => new RetainedReplayDropsAtCap(new Broker(options), options.config),

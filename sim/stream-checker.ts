@@ -38,9 +38,19 @@
  *   SUBACK, is acknowledged by some member (`stream-group-lost`), unless a size bound may have
  *   cut the group (the only retention allowed to).
  *
- * Not judged: what an amnesty (a repair after reported corruption) may have undone, and whether a
- * position committed just before a crash survived it (nothing waits for that record, so a crash
- * may set a reader back to an older position: redelivery, never a skip).
+ * - Positions across crashes: a reader's session (plain 5.0 readers) or a group (of a stream
+ *   without retention, which may cut a group ahead of what a restart gives it again) goes on after a
+ *   broker restart from a committed position no older than the last one the client side can
+ *   prove durable (`stream-position-lost`). Nothing waits for a position's record, so the proof
+ *   is indirect: the record is logged in the input that read the PUBACK, and a later QoS 1
+ *   publish to a stream's topic that reached the broker after it and was acknowledged before the
+ *   crash shows the log synced past it (see durableHorizons). An acknowledgement without such a
+ *   proof may come again after the crash (redelivery, never a skip), as the README promises.
+ *   Across reconnects without a crash, `stream-order` and `stream-group-duplicate` already forbid
+ *   any new delivery of an acknowledged offset, and `stream-skip`, `stream-unacknowledged` and
+ *   `stream-group-lost` any offset skipped on resume.
+ *
+ * Not judged: what an amnesty (a repair after reported corruption) may have undone.
  */
 import type { PublishPacket } from '../src/codec/packets.js';
 import type { StreamDefinition } from '../src/config.js';
@@ -273,6 +283,124 @@ export class StreamChecker {
         const members = [...this.readers.values()].filter((r) => r.plan.group === group && r.plan.stream === model.definition.name);
         if (!this.checkGroup(model, group, members)) return;
       }
+    }
+    if (!this.checkCommittedPositions()) return;
+  }
+
+  /**
+   * Committed positions survive crashes (see "Positions across crashes" in the module comment):
+   * for every plain 5.0 reader's session and every group, no delivery after a crash is of an
+   * offset below a position whose commit was durable before that crash.
+   */
+  private checkCommittedPositions(): boolean {
+    const horizons = this.durableHorizons();
+    for (const model of this.streams.values()) {
+      if (model.damaged) continue;
+      const name = model.definition.name;
+      const plain = [...this.readers.values()].filter((r) => !r.audit && r.plan.stream === name && r.plan.group === null && r.protocolVersion === 5);
+      for (const reader of plain) {
+        const sessions = new Set(reader.deliveries.map((delivery) => delivery.session));
+        for (const session of sessions) {
+          const deliveries = reader.deliveries.filter((delivery) => delivery.session === session && delivery.offset !== null);
+          const passable = (entry: Entry): boolean => reader.plan.narrow !== null && !topicMatches(reader.plan.narrow, entry.topic);
+          if (!this.checkPositionKept(model, `c${reader.client} ${reader.plan.filter}`, deliveries, passable, horizons, true)) return false;
+        }
+      }
+      // A group cut by retention jumps ahead of entries it may be given again after a restart
+      // that set it back: its run of acknowledgements proves nothing there, so it is not judged.
+      const retained = model.definition.retentionMs > 0 || model.definition.retentionBytes > 0;
+      for (const group of new Set([...this.readers.values()].filter((r) => r.plan.group !== null && r.plan.stream === name && !retained).map((r) => r.plan.group!))) {
+        const deliveries = [...this.readers.values()]
+          .filter((r) => r.plan.group === group && r.plan.stream === name)
+          .flatMap((member) => member.deliveries.filter((delivery) => delivery.offset !== null));
+        deliveries.sort((a, b) => a.atMs - b.atMs);
+        if (!this.checkPositionKept(model, `${name} group ${group}`, deliveries, () => false, horizons, false)) return false;
+      }
+    }
+    return true;
+  }
+
+  /**
+   * Per crash (in order), the latest time before which everything the broker logged is known to
+   * be on the disk by that crash: the first arrival, after the crash before it, of a QoS 1
+   * message to a stream's topic whose publisher had its PUBACK before this crash. Such a publish
+   * writes a `stream-appended` record in the input that reads it, and its PUBACK waits until the
+   * log is synced past that record, so every record of an earlier input was synced too. A
+   * position is committed in the input that read the PUBACK moving it; one read strictly before
+   * the horizon is durable. -Infinity where no such message proves anything.
+   */
+  private durableHorizons(): number[] {
+    const horizons = this.crashesMs.map(() => Number.NEGATIVE_INFINITY);
+    const filters = [...this.streams.values()].map((model) => model.definition.filter);
+    for (const record of this.checker.messages.values()) {
+      if (record.qos !== 1 || record.ackedMs === null || record.firstArrivalMs === null) continue;
+      if (!filters.some((filter) => topicMatches(filter, record.topic))) continue;
+      const crash = this.crashesMs.findIndex((atMs) => atMs >= record.firstArrivalMs!);
+      if (crash < 0 || record.ackedMs >= this.crashesMs[crash]!) continue;
+      horizons[crash] = Math.max(horizons[crash]!, record.firstArrivalMs);
+    }
+    return horizons;
+  }
+
+  /**
+   * One reader's session (or one group): for each crash, the position its acknowledgements had
+   * provably made durable before it (the offset after the longest run, from where this broker
+   * incarnation resumed it, of offsets acknowledged, or passed without an acknowledgement: QoS 0
+   * entries, entries outside a sub-filter); no later delivery may be below it
+   * (`stream-position-lost`). Offsets never seen end the run: nothing is assumed of them.
+   *
+   * Where the incarnation resumed: a plain reader is given its entries in offset order, so the
+   * lowest offset it got before the acknowledgements is where it resumed (an entry it had unacked
+   * comes again, DUP, before any later one). A group gives an entry a member gave back after later
+   * ones (seed 970961), so for a group it is the lowest offset given from the restart on, at any
+   * time: the group's first unacknowledged offset is given again sooner or later.
+   */
+  private checkPositionKept(model: StreamModel, where: string, deliveries: StreamDeliveryRecord[], passable: (entry: Entry) => boolean, horizons: number[], inOrder: boolean): boolean {
+    let durableEnd = Number.NEGATIVE_INFINITY;
+    let provenAtCrashMs = 0;
+    for (let crash = 0; crash < this.crashesMs.length; crash++) {
+      const startMs = crash === 0 ? Number.NEGATIVE_INFINITY : this.crashesMs[crash - 1]!;
+      const crashMs = this.crashesMs[crash]!;
+      const horizonMs = horizons[crash]!;
+      const acknowledged = new Set<number>();
+      let provenMs = Number.NEGATIVE_INFINITY;
+      for (const delivery of deliveries) {
+        const ackMs = delivery.ackArrivedMs;
+        if (ackMs === null || ackMs <= startMs || ackMs >= horizonMs || this.isQos0(delivery.key)) continue;
+        acknowledged.add(delivery.offset!);
+        provenMs = Math.max(provenMs, ackMs);
+      }
+      if (acknowledged.size === 0) continue;
+      const resumed = deliveries.filter((delivery) => delivery.atMs > startMs && (!inOrder || delivery.atMs <= provenMs)).map((delivery) => delivery.offset!);
+      if (resumed.length === 0) continue;
+      const end = this.acknowledgedRunEnd(model, Math.min(...resumed), acknowledged, passable);
+      if (end > durableEnd) {
+        durableEnd = end;
+        provenAtCrashMs = crashMs;
+      }
+      // Coverage: a durable position the rule holds a later incarnation to.
+      if (deliveries.some((delivery) => delivery.atMs > crashMs)) this.checker.noteCoverage('stream-positions-proven');
+      for (const delivery of deliveries) {
+        if (delivery.atMs <= crashMs || delivery.offset! >= durableEnd) continue;
+        return this.failed(
+          'stream-position-lost',
+          `${where}: offset ${delivery.offset} delivered again at ${delivery.atMs}ms after the broker crashed at ${provenAtCrashMs}ms, though its position had reached ${durableEnd} by acknowledgements made durable before that crash`,
+        );
+      }
+    }
+    return true;
+  }
+
+  /** The offset after the run from `base` of offsets acknowledged or passable (see checkPositionKept). */
+  private acknowledgedRunEnd(model: StreamModel, base: number, acknowledged: Set<number>, passable: (entry: Entry) => boolean): number {
+    let end = base;
+    for (let offset = base; ; offset++) {
+      if (acknowledged.has(offset)) {
+        end = offset + 1;
+        continue;
+      }
+      const entry = model.entries.get(offset);
+      if (entry === undefined || !(this.isQos0(entry.key) || passable(entry))) return end;
     }
   }
 

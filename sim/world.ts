@@ -10,9 +10,10 @@
  * disk and recovers). Disk faults strike too (see disk.ts): EIO and a full disk make the store
  * fail, the broker halts and the world restarts it like after a crash; bit flips in synced data
  * are found by recovery, which halts with "corrupt log:" (the world, as the operator, runs the
- * documented repair, src/store/repair.ts, and restarts) or "corrupt snapshot:" / "corrupt stream:"
- * (unrecoverable: the run ends there, counted, not a violation, since the broker did detect and
- * report it). Damage the broker meets in a stream's files while running is reported in its log
+ * documented repair, src/store/repair.ts, and restarts), "corrupt stream:" (the same operator runs
+ * the stream repair, which cuts the stream's active segment at its damage, and restarts) or
+ * "corrupt snapshot:" (unrecoverable: the run ends there, counted, not a violation, since the
+ * broker did detect and report it). Damage the broker meets in a stream's files while running is reported in its log
  * (`stream-entry-damaged`, `stream-segment-damaged`) and excuses that stream's losses.
  * Then the world goes quiet (no faults, no stalls, and every client that stopped reading reads
  * again) for quietMs, long enough for every client to reconnect and every pending delivery to
@@ -38,7 +39,7 @@ import { type BrokerConfig, outputReportStepBytes, resolveConfig } from '../src/
 import { type BrokerCore, type ConnectionId, type ConnectionPeer, defaultListener, type LogFields, type LogLevel, type StorageRequest } from '../src/contract.js';
 import { Driver, type Host } from '../src/driver.js';
 import { DurableStateStore, type DurableStoreOptions, streamLogOptionsFor } from '../src/store/durable-store.js';
-import { planRepair, type RepairAction } from '../src/store/repair.js';
+import { planRepair, planStreamRepair, type RepairAction } from '../src/store/repair.js';
 import type { StateStore } from '../src/store/state-store.js';
 import { Checker } from './checker.js';
 import { Impostor } from './clients/impostor.js';
@@ -289,19 +290,19 @@ export class World implements ClientContext {
       return this.fail('corruption-without-damage', `recovery reported "${reason}" but the disk never damaged ${file}`);
     }
     this.crashBroker('after halt');
-    // No documented repair cuts a stream's synced entries out of the state (or a snapshot's damage):
-    // the broker detected and reported it, and the run ends there, counted, not a violation.
-    if (corrupt[1] === 'snapshot' || corrupt[1] === 'stream') {
+    // No documented repair cuts a snapshot's damage away (the log it replaced is gone): the broker
+    // detected and reported it, and the run ends there, counted, not a violation.
+    if (corrupt[1] === 'snapshot') {
       this.unrecoverable = reason;
       this.trace(`UNRECOVERABLE corruption reported: ${reason}`);
       return;
     }
-    this.repair(reason);
+    this.repair(reason, corrupt[1] === 'stream');
   }
 
-  /** The operator runs the documented repair (cut the log at the damage) before the restart. */
-  private repair(reason: string): void {
-    const plan = planRepair(this.disk.listFiles());
+  /** The operator runs the documented repair (cut the log, or a stream's active segment, at the damage) before the restart. */
+  private repair(reason: string, stream: boolean): void {
+    const plan = stream ? planStreamRepair(this.disk.listFiles()) : planRepair(this.disk.listFiles());
     for (const note of plan.notes) this.trace(`repair: ${note}`);
     if (plan.actions.length === 0) {
       this.fail('repair-found-nothing', `recovery reported "${reason}" but the repair plan finds nothing to cut: ${plan.notes.join('; ')}`);
@@ -309,6 +310,7 @@ export class World implements ClientContext {
     }
     this.applyRepair(plan.actions);
     this.repairs += 1;
+    if (stream) this.checker.noteCoverage('stream-repairs');
     this.openAmnesty();
   }
 
@@ -334,6 +336,10 @@ export class World implements ClientContext {
         run({ op: 'sync', requestId: 0, file: action.to });
       } else if (action.kind === 'truncate') {
         run({ op: 'truncate', requestId: 0, file: action.file, length: action.length });
+        run({ op: 'sync', requestId: 0, file: action.file });
+      } else if (action.kind === 'write') {
+        if (this.disk.fileBytes(action.file) !== undefined) run({ op: 'truncate', requestId: 0, file: action.file, length: 0 });
+        run({ op: 'write', requestId: 0, file: action.file, offset: 0, bytes: action.bytes });
         run({ op: 'sync', requestId: 0, file: action.file });
       } else {
         run({ op: 'rename', requestId: 0, from: action.from, to: action.to });
@@ -460,6 +466,8 @@ export class World implements ClientContext {
       }
       this.streamChecker.streamDamaged(fields.stream);
     }
+    // A repair ended a stream at its damage (stream-recovery.ts): what was after the cut is excused.
+    if (event === 'stream-cut' && typeof fields.stream === 'string') this.streamChecker.streamDamaged(fields.stream);
     if (event === 'recovered') {
       this.recoveries += 1;
       this.checker.brokerRecovered();

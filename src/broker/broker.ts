@@ -593,6 +593,7 @@ export class Broker implements BrokerCore {
       case 'stream-deleted':
       case 'stream-appended':
       case 'stream-trimmed':
+      case 'stream-cut':
       case 'stream-group-position':
       case 'cluster-applied':
       case 'cluster-outbox-added':
@@ -730,6 +731,8 @@ export class Broker implements BrokerCore {
     scheduleRecoveredWills(this, nowMs);
     scheduleRecoveredSessions(this, nowMs);
     if (this.store.streams !== undefined) {
+      // A repair cut a stream's damaged entries away: it ends there, durably, before anyone reads it.
+      for (const cut of this.store.streams.takeRecoveryCuts()) this.commit({ kind: 'stream-cut', stream: cut.stream, nextOffset: cut.nextOffset, lost: cut.lost });
       reconcileConfiguredStreams(this);
       this.streams.restoreMemberships();
       this.streams.scheduleMaintenance(nowMs);

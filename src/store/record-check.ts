@@ -72,6 +72,7 @@ export function recordProblem(record: StateRecord): string | null {
     case 'stream-deleted':
     case 'stream-appended':
     case 'stream-trimmed':
+    case 'stream-cut':
     case 'stream-position':
     case 'stream-group-position':
       return streamRecordProblem(record);
@@ -104,7 +105,7 @@ function streamNameProblem(name: unknown): string | null {
   return typeof name === 'string' && streamNamePattern.test(name) ? null : `stream name ${JSON.stringify(name)} is invalid`;
 }
 
-type StreamRecord = Extract<StateRecord, { kind: 'stream-created' | 'stream-deleted' | 'stream-appended' | 'stream-trimmed' | 'stream-position' | 'stream-group-position' }>;
+type StreamRecord = Extract<StateRecord, { kind: 'stream-created' | 'stream-deleted' | 'stream-appended' | 'stream-trimmed' | 'stream-cut' | 'stream-position' | 'stream-group-position' }>;
 
 function streamRecordProblem(record: StreamRecord): string | null {
   switch (record.kind) {
@@ -116,6 +117,8 @@ function streamRecordProblem(record: StreamRecord): string | null {
       return streamAppendedProblem(record);
     case 'stream-trimmed':
       return streamNameProblem(record.stream) ?? offsetProblem(record.firstOffset, 'first offset');
+    case 'stream-cut':
+      return streamNameProblem(record.stream) ?? offsetProblem(record.nextOffset, 'cut offset') ?? offsetProblem(record.lost, 'entries lost');
     case 'stream-position': {
       const notBefore = record.notBeforeMs;
       if (notBefore !== undefined && !Number.isSafeInteger(notBefore)) return `position time ${notBefore} is not a time`;

@@ -50,6 +50,7 @@ export const recordTypes: Readonly<Record<StateRecordKind, number>> = {
   'cluster-applied': 28,
   'cluster-outbox-added': 29,
   'cluster-outbox-done': 30,
+  'stream-cut': 31,
 };
 
 const kindsByType: StateRecordKind[] = [];

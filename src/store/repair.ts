@@ -24,10 +24,16 @@ import { replayRecord } from './record-check.js';
 import { decodeStateRecord } from './record-codec.js';
 import { type FrameRecord, type ScanResult, scanFrames } from './record-frame.js';
 import { createDurableState, type DurableState, type StateRecord } from './state-store.js';
+import { scanSegment } from './streams/segment-scan.js';
+import { cutMarkerName, indexFileName, segmentFilePattern as streamSegmentPattern } from './streams/stream-files.js';
 
 export type RepairAction =
   /** Copy the file's current bytes to a new file (replacing one of that name). */
-  { kind: 'copy'; from: string; to: string } | { kind: 'truncate'; file: string; length: number } | { kind: 'rename'; from: string; to: string };
+  | { kind: 'copy'; from: string; to: string }
+  | { kind: 'truncate'; file: string; length: number }
+  | { kind: 'rename'; from: string; to: string }
+  /** Create a new file with these bytes (a stream repair's mark). */
+  | { kind: 'write'; file: string; bytes: Uint8Array };
 
 export interface RepairPlan {
   actions: RepairAction[];
@@ -182,5 +188,49 @@ function cutAt(segments: Segment[], damagedIndex: number): RepairPlan {
     actions.push({ kind: 'rename', from: later.name, to: `${later.name}.damaged` });
     notes.push(`${later.name}: moved aside to ${later.name}.damaged (${later.scan.records.length} records dropped)`);
   }
+  return { actions, notes, repairable: true };
+}
+
+/**
+ * The stream half of the repair, for "corrupt stream:" (entries that were synced in a stream's
+ * active segment are neither readable there nor in the log any more). Each stream's active (last)
+ * segment is scanned as recovery scans it; where it does not end cleanly, it is copied aside as
+ * `<name>.damaged` and truncated after its last valid entry, its index file (if any) is moved
+ * aside too, and a mark (`stream-NAME-OFFSET.cut`) tells recovery that the operator accepts the
+ * stream ending there: the entries from that offset on are lost (recovery counts them and logs
+ * `stream-cut`), the next append takes the offset again, and positions past it move back to it.
+ * An active segment that ends cleanly is left alone (a repair that finds nothing says so).
+ */
+export function planStreamRepair(files: readonly { name: string; bytes: Uint8Array }[]): RepairPlan {
+  const lastSegments = new Map<string, { name: string; baseOffset: number; bytes: Uint8Array }>();
+  for (const file of files) {
+    const match = streamSegmentPattern.exec(file.name);
+    if (match === null) continue;
+    const baseOffset = Number(match[2]);
+    const previous = lastSegments.get(match[1]!);
+    if (previous === undefined || previous.baseOffset < baseOffset) lastSegments.set(match[1]!, { name: file.name, baseOffset, bytes: file.bytes });
+  }
+  const actions: RepairAction[] = [];
+  const notes: string[] = [];
+  const names = new Set(files.map((file) => file.name));
+  for (const [stream, segment] of [...lastSegments].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    let entries = 0;
+    const scan = scanSegment(segment.bytes, 0, segment.baseOffset - 1, () => {
+      entries += 1;
+      return true;
+    });
+    if (scan.ending.kind === 'clean') continue;
+    const cutOffset = scan.lastOffset + 1;
+    assert(cutOffset >= segment.baseOffset, "a cut is at or after its segment's first offset");
+    actions.push({ kind: 'copy', from: segment.name, to: `${segment.name}.damaged` }, { kind: 'truncate', file: segment.name, length: scan.end });
+    const index = indexFileName(segment.name);
+    if (names.has(index)) actions.push({ kind: 'rename', from: index, to: `${index}.damaged` });
+    const marker = `the operator cut stream ${stream} at offset ${cutOffset}: the entries from there on were damaged (${segment.name}.damaged keeps the bytes)\n`;
+    actions.push({ kind: 'write', file: cutMarkerName(stream, cutOffset), bytes: new TextEncoder().encode(marker) });
+    notes.push(
+      `${segment.name}: copied to ${segment.name}.damaged, truncated at offset ${scan.end} after ${entries} entries (stream ${stream} ends at offset ${cutOffset}; every entry from there on is lost, counted at the next start)`,
+    );
+  }
+  if (actions.length === 0) notes.push('no stream segment to repair');
   return { actions, notes, repairable: true };
 }

@@ -245,6 +245,12 @@ export type StateRecord =
   | { kind: 'stream-appended'; timeMs: number; topic: string; qos: Qos; payload: Uint8Array; properties?: Properties; entries: readonly StreamEntryRef[] }
   /** Retention deleted the entries below `firstOffset` (whole segments). */
   | { kind: 'stream-trimmed'; stream: string; firstOffset: number }
+  /**
+   * A repair after damage: the stream ends at `nextOffset` (the entries from there on were lost,
+   * `lost` of them), the next append takes that offset again, and every position past it moves
+   * back to it (stream-recovery.ts).
+   */
+  | { kind: 'stream-cut'; stream: string; nextOffset: number; lost: number }
   /** A session's `$stream` subscription committed its position (once per input that moved it). */
   | { kind: 'stream-position'; clientId: string; filter: string; offset: number; notBeforeMs?: number }
   /** A consumer group committed its position: the lowest offset no member has acknowledged. */
@@ -665,6 +671,7 @@ export function applyRecord(state: DurableState, record: StateRecord): void {
     case 'stream-deleted':
     case 'stream-appended':
     case 'stream-trimmed':
+    case 'stream-cut':
     case 'stream-position':
     case 'stream-group-position':
       return applyStreamRecord(state, record);
@@ -710,7 +717,7 @@ function removeSubscription(session: SessionState, filter: string): void {
   session.streamPositions.delete(filter);
 }
 
-type StreamRecord = Extract<StateRecord, { kind: 'stream-created' | 'stream-deleted' | 'stream-appended' | 'stream-trimmed' | 'stream-position' | 'stream-group-position' }>;
+type StreamRecord = Extract<StateRecord, { kind: 'stream-created' | 'stream-deleted' | 'stream-appended' | 'stream-trimmed' | 'stream-cut' | 'stream-position' | 'stream-group-position' }>;
 
 function streamOf(state: DurableState, name: string): StreamState {
   const stream = state.streams.get(name);
@@ -742,6 +749,9 @@ function applyStreamRecord(state: DurableState, record: StreamRecord): void {
       if (record.firstOffset > stream.firstOffset) stream.firstOffset = record.firstOffset;
       return;
     }
+    case 'stream-cut':
+      applyStreamCut(state, record);
+      return;
     case 'stream-position': {
       const session = sessionOf(state, record.clientId);
       assert(session.subscriptions.has(record.filter), 'a stream position belongs to a subscription of its session');
@@ -753,6 +763,32 @@ function applyStreamRecord(state: DurableState, record: StreamRecord): void {
       streamOf(state, record.stream).groups.set(record.group, record.offset);
       return;
   }
+}
+
+/**
+ * The stream ends at the cut: offsets from there on are handed out again, so no position may
+ * stay past it (a reader or group there would wait for offsets that now mean other messages).
+ */
+function applyStreamCut(state: DurableState, record: Extract<StateRecord, { kind: 'stream-cut' }>): void {
+  const stream = streamOf(state, record.stream);
+  const end = record.nextOffset;
+  assert(end <= stream.nextOffset, 'a cut does not lengthen a stream');
+  assert(end >= stream.firstOffset, 'a cut keeps the entries retention kept');
+  stream.nextOffset = end;
+  for (const [group, offset] of stream.groups) if (offset > end) stream.groups.set(group, end);
+  for (const session of state.sessions.values()) {
+    for (const [filter, position] of session.streamPositions) {
+      if (position.offset > end && streamOfFilter(filter) === record.stream) session.streamPositions.set(filter, { offset: end, notBeforeMs: position.notBeforeMs });
+    }
+  }
+}
+
+/** The stream a plain `$stream/NAME[/...]` filter reads (positions of shared ones are their groups'). */
+function streamOfFilter(filter: string): string | null {
+  if (!filter.startsWith('$stream/')) return null;
+  const rest = filter.slice('$stream/'.length);
+  const slash = rest.indexOf('/');
+  return slash < 0 ? rest : rest.slice(0, slash);
 }
 
 function applyStreamCreated(state: DurableState, record: Extract<StateRecord, { kind: 'stream-created' }>): void {

@@ -51,6 +51,10 @@ const expectations: { bug: PlantedBugName; rules: string[]; seedStart?: number; 
   // A group falls far enough behind an age bound only in some stream worlds; 86 is the first seed
   // (`keel vopr --plant stream-retention-cuts-group --count 1000`).
   { bug: 'stream-retention-cuts-group', rules: ['stream-group-cut', 'stream-group-lost'], seedStart: 86, seeds: 1 },
+  // A position set back by a restart shows as an acknowledged offset delivered again, or, for a
+  // group set back below a size cut it already took, as a second cut; 6 is the first seed
+  // (`keel vopr --plant stream-position-not-logged --count 500 --keep-going`).
+  { bug: 'stream-position-not-logged', rules: ['stream-position-lost', 'stream-group-cut'], seedStart: 6, seeds: 1 },
   // Retained pacing worlds (sim/retained-pacing.ts) are about one in seven; 22 is the first to catch both.
   { bug: 'retained-replay-drops-at-cap', rules: ['retained-dropped-output-full'], seedStart: 22, seeds: 1 },
   { bug: 'retained-replay-skips-one', rules: ['retained-replay-lost'], seedStart: 22, seeds: 1 },

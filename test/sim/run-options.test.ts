@@ -115,5 +115,6 @@ describe('the reproduce line', () => {
       // And the same seed passes against the real broker: the failure is the planted bug's.
       expect(runSimulation({ seed: Number(seed), stdout: () => {}, stderr: () => {} }).ok, `${line} without --plant`).toBe(true);
     }
-  }, 30_000);
+    // Two runs per README example, each up to several seconds on a loaded machine.
+  }, 120_000);
 });

@@ -54,7 +54,8 @@ function apply(disk: SimulatedDisk, actions: readonly RepairAction[]): void {
   for (const action of actions) {
     if (action.kind === 'copy') disk.execute({ op: 'write', requestId: 0, file: action.to, offset: 0, bytes: disk.fileBytes(action.from)!.slice() });
     else if (action.kind === 'truncate') disk.execute({ op: 'truncate', requestId: 0, file: action.file, length: action.length });
-    else disk.execute({ op: 'rename', requestId: 0, from: action.from, to: action.to });
+    else if (action.kind === 'rename') disk.execute({ op: 'rename', requestId: 0, from: action.from, to: action.to });
+    else throw new Error(`the log's repair writes no new file (${action.file})`);
   }
 }
 

@@ -23,6 +23,17 @@ export const indexFilePattern = /^stream-([A-Za-z0-9_-]{1,64})-(\d{16})\.idx$/;
 /** Files a compaction was writing when the broker stopped (`<segment>.tmp`, `<index>.tmp`). */
 export const temporaryFilePattern = /^stream-[A-Za-z0-9_-]{1,64}-\d{16}\.(seg|idx)\.tmp$/;
 
+/**
+ * A repair's mark (repair.ts, `planStreamRepair`): the operator cut this stream's files at the
+ * offset it names, so recovery may end the stream there if entries after it are gone for good.
+ * Recovery deletes it once the cut is durable (or found not needed).
+ */
+export const cutMarkerPattern = /^stream-([A-Za-z0-9_-]{1,64})-(\d{16})\.cut$/;
+
+export function cutMarkerName(stream: string, offset: number): string {
+  return `stream-${stream}-${String(offset).padStart(16, '0')}.cut`;
+}
+
 export function segmentFileName(stream: string, baseOffset: number): string {
   return `stream-${stream}-${String(baseOffset).padStart(16, '0')}.seg`;
 }

@@ -31,7 +31,7 @@ import { createLastValueState, noteLatest, SegmentCompaction, TopicScan } from '
 import { decodeEntry, entryFrameBytes, type StreamEntry, writeEntryFrame } from './stream-entry.js';
 import { createStreamFiles, dropTailBelow, indexFileName, type Segment, type StreamFiles, segmentFileName, segmentIndexFor, tailEnd, tailEntryAt } from './stream-files.js';
 import { encodeIndexFile, SparseIndex } from './stream-index.js';
-import { StreamRecovery } from './stream-recovery.js';
+import { type StreamCut, StreamRecovery } from './stream-recovery.js';
 import { createStreamStoreStats, type SegmentSummary, type StreamNote, type StreamReadResult, type StreamStore } from './stream-store.js';
 
 export interface StreamLogOptions {
@@ -68,6 +68,10 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
   /** Trims and deletions waiting for their records to be durable, in LSN order. */
   private readonly pendingActions: PendingAction[] = [];
   private recovery: StreamRecovery | null;
+  /** Streams recovery ended at a repair's mark, until the broker takes them to commit. */
+  private recoveryCuts: StreamCut[] = [];
+  /** Repair marks by stream, deleted once the stream's `stream-cut` record is durable. */
+  private cutMarkers = new Map<string, string[]>();
   private writing = false;
 
   constructor(
@@ -142,9 +146,11 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
   }
 
   /** Recovery is done: the streams it rebuilt become the live ones and writing starts. */
-  adoptRecovered(streams: readonly StreamFiles[]): void {
+  adoptRecovered(streams: readonly StreamFiles[], cuts: readonly StreamCut[], markers: ReadonlyMap<string, string[]>): void {
     assert(this.recovery !== null, 'adopted once');
     this.recovery = null;
+    this.recoveryCuts = [...cuts];
+    this.cutMarkers = new Map(markers);
     this.writing = true;
     for (const files of streams) {
       this.streams.set(files.name, files);
@@ -155,6 +161,23 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
       for (let offset = files.tailStart; offset < files.releasedOffset; offset++) noteLatest(lastValue, tailEntryAt(files, offset).entry.topic, offset, this.options.lastValueTopicsMax);
       lastValue.scan = new TopicScan(this, files, lastValue, files.writtenOffset);
       lastValue.scan.step();
+    }
+  }
+
+  takeRecoveryCuts(): StreamCut[] {
+    const cuts = this.recoveryCuts;
+    this.recoveryCuts = [];
+    return cuts;
+  }
+
+  /** The repair's marks of a stream go once its cut is durable: a later start needs them no more. */
+  private deleteCutMarkers(stream: string): void {
+    const markers = this.cutMarkers.get(stream) ?? [];
+    this.cutMarkers.delete(stream);
+    for (const file of markers) {
+      this.issue({ op: 'delete', requestId: 0, file }, (result) => {
+        if (!result.ok && result.code !== 'ENOENT') this.fail(`stream ${stream}: delete of ${file} failed: ${result.code} ${result.message}`);
+      });
     }
   }
 
@@ -191,6 +214,14 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
       case 'stream-appended':
         this.append(record, lsn);
         return;
+      case 'stream-cut': {
+        // Recovery already ended the files and the tail there (stream-recovery.ts).
+        const files = this.filesOf(record.stream);
+        assert(tailEnd(files) === record.nextOffset, 'a stream is cut where recovery ended it');
+        const stream = record.stream;
+        this.pendingActions.push({ lsn, run: () => this.deleteCutMarkers(stream) });
+        return;
+      }
       default:
         return;
     }

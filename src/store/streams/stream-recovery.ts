@@ -9,7 +9,8 @@
  * writes are synced lazily, so a crash may keep any subset of the unsynced ones: a hole followed
  * by valid frames is what a crash leaves, not damage, and everything from the first hole on is
  * cut (the log still holds those entries; if it does not, they were synced, and that is damage:
- * see below). Leftover temporary files of a compaction are deleted.
+ * see below). The cut waits for reconcile, which knows which: damage is left on the disk as it is
+ * for the repair to copy aside. Leftover temporary files of a compaction are deleted.
  *
  * Replay. The log's records are handed to `observe` as they are applied (whole groups only):
  * every entry is kept in memory until reconcile, which keeps those the files lost (not synced
@@ -23,6 +24,15 @@
  * the stream's end, or entries that were synced are missing and recovery stops with "corrupt
  * stream:", naming the file; rebuilt indexes are written. The stream log then adopts the result,
  * writes the kept entries back to the files, and the broker may start.
+ *
+ * Repair. After "corrupt stream:" the operator's repair (repair.ts, `planStreamRepair`) cuts the
+ * active segment after its last valid entry and leaves a mark (`stream-NAME-OFFSET.cut`). With a
+ * mark, missing entries no longer stop recovery: the stream ends at the first one missing (the
+ * kept entries after it are dropped too, so that offsets stay dense), the loss is logged
+ * (`stream-cut`, with the count) and handed to the broker, which commits a `stream-cut` record
+ * before it starts; that record moves every position past the cut back to it, its replay drops
+ * the old entries at those offsets, and once it is durable the mark is deleted. A mark that finds
+ * nothing missing is deleted at once.
  */
 import { assert } from '../../assert.js';
 import type { StorageResult } from '../../contract.js';
@@ -30,7 +40,7 @@ import type { DurableState, StateRecord, StreamState } from '../state-store.js';
 import { findResume, type ScannedFrame, type ScanResult, scanSegment } from './segment-scan.js';
 import { createLastValueState } from './stream-compaction.js';
 import { entryFrameBytes, type StreamEntry } from './stream-entry.js';
-import { createStreamFiles, indexFileName, indexFilePattern, type Segment, type StreamFiles, segmentFilePattern, temporaryFilePattern } from './stream-files.js';
+import { createStreamFiles, cutMarkerPattern, indexFileName, indexFilePattern, type Segment, type StreamFiles, segmentFilePattern, temporaryFilePattern } from './stream-files.js';
 import { decodeIndexFile, SparseIndex } from './stream-index.js';
 import type { StreamLog } from './stream-log.js';
 
@@ -44,6 +54,15 @@ interface FoundStream {
   readonly rebuilt: Set<Segment>;
   /** The offset after the last valid entry of the files (V). */
   validEnd: number;
+  /** The active segment's bytes past its valid frames: cut once reconcile knows nothing is lost with them. */
+  tornTail: { readonly segment: Segment; readonly validEnd: number; readonly bytesDropped: number } | null;
+}
+
+/** A stream recovery ended early at a repair's mark: the broker commits it (`stream-cut`) before it starts. */
+export interface StreamCut {
+  readonly stream: string;
+  readonly nextOffset: number;
+  readonly lost: number;
 }
 
 export class StreamRecovery {
@@ -54,6 +73,10 @@ export class StreamRecovery {
   private readonly kept = new Map<string, StreamEntry[]>();
   private readonly existing = new Set<string>();
   private finished: StreamFiles[] = [];
+  /** Repair marks (`stream-NAME-OFFSET.cut`) by stream. */
+  readonly markers = new Map<string, string[]>();
+  /** Streams ended at a repair's mark, for the broker to commit. */
+  readonly cuts: StreamCut[] = [];
 
   constructor(
     private readonly log: StreamLog,
@@ -86,6 +109,8 @@ export class StreamRecovery {
     const indexes = new Map<string, number>();
     for (const file of files) {
       if (indexFilePattern.test(file.name)) indexes.set(file.name, file.size);
+      const marker = cutMarkerPattern.exec(file.name);
+      if (marker !== null) this.markers.set(marker[1]!, [...(this.markers.get(marker[1]!) ?? []), file.name]);
       if (temporaryFilePattern.test(file.name)) {
         this.tasks.push(() => this.run({ op: 'delete', requestId: 0, file: file.name }, () => this.nextTask(), true));
         this.log.note('warn', 'stream-file-removed', { file: file.name, why: 'left by a compaction that never completed' });
@@ -99,7 +124,7 @@ export class StreamRecovery {
       const name = match[1]!;
       let found = this.found.get(name);
       if (found === undefined) {
-        found = { name, segments: [], rebuilt: new Set(), validEnd: 0 };
+        found = { name, segments: [], rebuilt: new Set(), validEnd: 0, tornTail: null };
         this.found.set(name, found);
       }
       found.segments.push(this.segmentFromFile(file.name, Number(match[2]), file.size, indexes.has(indexFileName(file.name))));
@@ -185,7 +210,11 @@ export class StreamRecovery {
     });
   }
 
-  /** Scans a segment whole: its index, end and times; a torn tail of the active segment is cut. */
+  /**
+   * Scans a segment whole: its index, end and times. A torn tail of the active segment is cut
+   * later, in reconcile, once the log is known to hold what it held: if it does not, those bytes
+   * were synced and damaged, recovery stops, and the repair (repair.ts) copies them aside first.
+   */
   private scanFile(found: FoundStream, segment: Segment, isLast: boolean): void {
     this.readWhole(segment.name, segment.size, (bytes) => {
       const validEnd = this.indexFrames(found, segment, bytes, !isLast);
@@ -196,6 +225,12 @@ export class StreamRecovery {
         // What the active segment holds is trusted from here on as synced, so it is made so: a
         // process crash leaves unsynced writes readable, which a later power loss could still take.
         return this.run({ op: 'sync', requestId: 0, file: segment.name }, () => this.nextTask());
+      }
+      if (isLast) {
+        found.tornTail = { segment, validEnd, bytesDropped: segment.size - validEnd };
+        segment.size = validEnd;
+        segment.syncedSize = validEnd;
+        return this.nextTask();
       }
       // The active segment's tail was being written when the broker stopped: never synced, cut.
       this.log.note(isLast ? 'warn' : 'error', isLast ? 'stream-tail-truncated' : 'stream-segment-damaged', {
@@ -258,6 +293,16 @@ export class StreamRecovery {
         this.existing.delete(record.stream);
         this.kept.delete(record.stream);
         return;
+      case 'stream-cut': {
+        // The offsets from the cut on were handed out again after it: the entries replayed so far there are the lost ones.
+        const kept = this.kept.get(record.stream);
+        if (kept !== undefined)
+          this.kept.set(
+            record.stream,
+            kept.filter((entry) => entry.offset < record.nextOffset),
+          );
+        return;
+      }
       case 'stream-appended':
         // Every replayed entry is kept, not only those at or above the files' valid end: a log that
         // a repair cut back may end below the files (cutAbove then cuts them), and the entries
@@ -284,11 +329,11 @@ export class StreamRecovery {
       this.tasks.push(() => this.log.deleteSegments(found.name, found.segments, () => this.nextTask()));
     }
     for (const stream of state.streams.values()) {
-      const found = this.found.get(stream.name) ?? { name: stream.name, segments: [], rebuilt: new Set<Segment>(), validEnd: 0 };
+      const found: FoundStream = this.found.get(stream.name) ?? { name: stream.name, segments: [], rebuilt: new Set<Segment>(), validEnd: 0, tornTail: null };
       if (found.segments.length === 0) found.validEnd = stream.firstOffset;
       this.tasks.push(() => this.reconcile(found, stream));
     }
-    this.tasks.push(() => this.log.adoptRecovered(this.finished));
+    this.tasks.push(() => this.log.adoptRecovered(this.finished, this.cuts, this.markers));
     this.nextTask();
   }
 
@@ -306,13 +351,33 @@ export class StreamRecovery {
     }
     const start = Math.min(Math.max(found.validEnd, stream.firstOffset), stream.nextOffset);
     const kept = (this.kept.get(stream.name) ?? []).filter((entry) => entry.offset >= start);
-    for (let index = 0; index < kept.length; index++) {
-      if (kept[index]!.offset === start + index) continue;
-      return this.log.fail(missingEntriesReason(found, stream, start + index));
+    let contiguous = 0;
+    while (contiguous < kept.length && kept[contiguous]!.offset === start + contiguous) contiguous += 1;
+    const end = start + contiguous;
+    const markers = this.markers.get(stream.name) ?? [];
+    if (end !== stream.nextOffset) {
+      // Entries that were synced are gone: damage. Only an operator's repair may end the stream here.
+      if (markers.length === 0) return this.log.fail(missingEntriesReason(found, stream, end));
+      const lost = stream.nextOffset - end;
+      this.cuts.push({ stream: stream.name, nextOffset: end, lost });
+      this.log.note('error', 'stream-cut', { stream: stream.name, offset: end, lost, why: 'entries damaged on the disk, cut by a repair' });
+    } else if (markers.length > 0) {
+      // A mark whose cut is durable already, or that found nothing missing: done with.
+      this.markers.delete(stream.name);
+      for (const marker of markers) this.tasks.unshift(() => this.run({ op: 'delete', requestId: 0, file: marker }, () => this.nextTask(), true));
     }
-    if (start + kept.length !== stream.nextOffset) return this.log.fail(missingEntriesReason(found, stream, start + kept.length));
-    if (kept.length > 0) this.log.note('warn', 'stream-entries-restored', { stream: stream.name, fromOffset: start, entries: kept.length, why: 'not in the files when the broker stopped' });
-    this.writeRebuiltIndexes(found, () => this.adopt(found, stream, start, kept));
+    const restored = kept.slice(0, contiguous);
+    if (restored.length > 0) this.log.note('warn', 'stream-entries-restored', { stream: stream.name, fromOffset: start, entries: restored.length, why: 'not in the files when the broker stopped' });
+    this.cutTornTail(found, () => this.writeRebuiltIndexes(found, () => this.adopt(found, stream, start, end, restored)));
+  }
+
+  /** The active segment's torn tail (see scanFile) goes, now that nothing it held is lost with it. */
+  private cutTornTail(found: FoundStream, done: () => void): void {
+    const torn = found.tornTail;
+    found.tornTail = null;
+    if (torn === null || torn.segment.deleted || !found.segments.includes(torn.segment)) return done();
+    this.log.note('warn', 'stream-tail-truncated', { stream: found.name, file: torn.segment.name, offset: torn.validEnd, bytesDropped: torn.bytesDropped });
+    this.run({ op: 'truncate', requestId: 0, file: torn.segment.name, length: torn.validEnd }, () => this.run({ op: 'sync', requestId: 0, file: torn.segment.name }, done));
   }
 
   private writeRebuiltIndexes(found: FoundStream, done: () => void): void {
@@ -322,14 +387,14 @@ export class StreamRecovery {
     this.log.writeIndexFile(segment, () => this.writeRebuiltIndexes(found, done));
   }
 
-  private adopt(found: FoundStream, stream: StreamState, start: number, kept: readonly StreamEntry[]): void {
+  private adopt(found: FoundStream, stream: StreamState, start: number, end: number, kept: readonly StreamEntry[]): void {
     const files: StreamFiles = createStreamFiles(stream.name, start);
     for (const segment of found.segments) files.segments.push(segment);
     const active = files.segments[files.segments.length - 1];
     // Appending goes on in the last segment when it ends where the kept entries start.
     if (active !== undefined && active.endOffset === start) active.sealed = false;
     for (const entry of kept) files.tail.push({ entry, lsn: 0, frameBytes: entryFrameBytes(entry) });
-    files.releasedOffset = stream.nextOffset;
+    files.releasedOffset = end;
     if (stream.lastValue) files.lastValue = createLastValueState();
     this.finished.push(files);
     this.nextTask();
@@ -338,6 +403,8 @@ export class StreamRecovery {
   /** The files hold entries the log does not (a repair cut it): they go, newest segment first. */
   private cutAbove(found: FoundStream, stream: StreamState): void {
     const last = found.segments[found.segments.length - 1]!;
+    // The cut below goes further back than a torn tail would.
+    found.tornTail = null;
     if (last.baseOffset >= stream.nextOffset && found.segments.length > 0) {
       found.segments.pop();
       found.rebuilt.delete(last);

@@ -98,6 +98,11 @@ export interface StreamStore {
   compact(stream: string, nextOffset: number): boolean;
   /** A deleted stream whose files are still being removed: its name cannot be used again yet. */
   isDeleting(stream: string): boolean;
+  /**
+   * Streams recovery ended early at a repair's mark (the entries after were damaged and cut
+   * away), taken once, right after recovery: the broker commits each as a `stream-cut` record.
+   */
+  takeRecoveryCuts(): readonly { readonly stream: string; readonly nextOffset: number; readonly lost: number }[];
   /** Log lines for the operator (recovery's repairs, damaged frames), taken once each. */
   takeNotes(): StreamNote[];
   readonly stats: StreamStoreStats;
