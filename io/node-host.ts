@@ -166,6 +166,8 @@ export class NodeHost implements Host {
   private readonly writeBatching: WriteBatching;
   private driver: Driver | null = null;
   private clusterLink: ClusterRequestSink | null = null;
+  /** A microtask that writes what cluster inputs sent is queued (see feedCluster). */
+  private clusterWriteQueued = false;
   private nextConnectionId: ConnectionId = 1;
   private wakeupTimer: NodeJS.Timeout | null = null;
   /** The deadline the armed timer was set for, and the latest one the core asked for. */
@@ -227,12 +229,26 @@ export class NodeHost implements Host {
     this.clusterLink.request(request);
   }
 
-  /** An input from the cluster link, on its own event-loop turn. */
+  /**
+   * An input from the cluster link, on its own event-loop turn. The link feeds up to a few hundred
+   * inputs in one turn (io/cluster/input-queue.ts); what they send is written once, after the last
+   * of them (a microtask), so that a subscriber gets one socket write per turn rather than one per
+   * message that crossed NATS. Order is kept: sends queue per connection in order, and any other
+   * input writes what is pending before its own sends.
+   */
   feedCluster(input: ClusterInput): void {
     if (this.stopping || this.halted) return;
     feedDriver(this.requireDriver(), this.clock.nowMs(), input);
-    this.writePending();
+    if (this.clusterWriteQueued) return;
+    this.clusterWriteQueued = true;
+    queueMicrotask(this.writeClusterOutput);
   }
+
+  private readonly writeClusterOutput = (): void => {
+    this.clusterWriteQueued = false;
+    if (this.halted) return;
+    this.writePending();
+  };
 
   /**
    * Wires a new connection to the core. Called by a listener once the transport is ready for MQTT
