@@ -2,6 +2,10 @@
  * The cluster's figures (README "Cluster"): what the NATS hop costs and what two nodes buy.
  *
  *   node dist/bench/cluster-bench.js [--seconds 5] [--payload 64] [--subscribers 50] [--wide 200] [--runs 1]
+ *                                    [--only fan-in|fan-out|qos1|wide]
+ *
+ * `--only` runs one scenario (to profile it: KEEL_BENCH_NODE_ARGS='--cpu-prof --cpu-prof-dir=DIR'
+ * makes every node write a profile; nodes are then stopped with SIGTERM so that they can write it).
  *
  * Each run starts a fresh `nats-server -js` (temporary store) and fresh `keel serve` child
  * processes (syncPolicy none for QoS 0 and the default for QoS 1, in-memory footing as in
@@ -36,7 +40,11 @@ interface Options {
   subscribers: number;
   wide: number;
   runs: number;
+  only: Scenario | null;
 }
+
+const scenarios = ['fan-in', 'fan-out', 'qos1', 'wide'] as const;
+type Scenario = (typeof scenarios)[number];
 
 interface Process {
   readonly child: ChildProcess;
@@ -49,6 +57,8 @@ interface Measure {
   lost: number;
   seconds: number;
   cpuMicros: number;
+  /** The same CPU split per broker-side process, in start order (nats-server first when clustered). */
+  cpuMicrosPerProcess: number[];
 }
 
 const children = new Set<ChildProcess>();
@@ -57,9 +67,15 @@ process.on('exit', () => {
 });
 
 function parseOptions(argv: string[]): Options {
-  const options: Options = { seconds: 5, payloadBytes: 64, subscribers: 50, wide: 200, runs: 1 };
+  const options: Options = { seconds: 5, payloadBytes: 64, subscribers: 50, wide: 200, runs: 1, only: null };
   for (let index = 0; index < argv.length; index += 2) {
     const key = argv[index]!.replace(/^--/, '');
+    if (key === 'only') {
+      const name = argv[index + 1] as Scenario;
+      if (!scenarios.includes(name)) throw new Error(`--only needs one of ${scenarios.join(', ')}`);
+      options.only = name;
+      continue;
+    }
     const value = Number(argv[index + 1]);
     if (!Number.isFinite(value) || value <= 0) throw new Error(`--${key} needs a positive number`);
     if (key === 'seconds') options.seconds = value;
@@ -119,11 +135,29 @@ async function startKeel(directory: string, name: string, natsPort: number | nul
   return { child, port };
 }
 
-function stop(processes: Process[]): void {
+/**
+ * Stops the children: at once (SIGKILL), or, when the nodes write CPU profiles, in an orderly way
+ * (SIGTERM, then SIGKILL after 10 s) so that they can.
+ */
+async function stop(processes: Process[]): Promise<void> {
+  const orderly = (process.env.KEEL_BENCH_NODE_ARGS ?? '').includes('--cpu-prof');
   for (const { child } of processes) {
+    if (orderly && child.exitCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 10_000))]);
+    }
     child.kill('SIGKILL');
     children.delete(child);
   }
+}
+
+function cpuOf(brokers: Process[]): number[] {
+  return brokers.map((broker) => readCpuMicros(broker.child.pid!));
+}
+
+function minus(after: number[], before: number[]): number[] {
+  return after.map((value, index) => value - before[index]!);
 }
 
 /** Subscribers on `port` to `filter`, at `qos`, acknowledging QoS 1. */
@@ -156,7 +190,7 @@ async function floodQos0(publisherPorts: number[], subscriberPorts: number[], op
   const deadlineMs = Date.now() + options.seconds * 1_000;
   const publishers: FloodPublisher[] = [];
   const perSubscriber = (): number => received(all) / all.length;
-  const cpuBefore = brokers.reduce((sum, broker) => sum + readCpuMicros(broker.child.pid!), 0);
+  const cpuBefore = cpuOf(brokers);
   const startMs = Date.now();
   for (let index = 0; index < publisherPorts.length; index++) {
     const client = await BenchClient.open({ port: publisherPorts[index]!, clientId: `p${index}`, level: 4 }, 10_000);
@@ -179,12 +213,12 @@ async function floodQos0(publisherPorts: number[], subscriberPorts: number[], op
   clearInterval(timer);
   const seconds = (Date.now() - startMs) / 1_000;
   const delivered = received(all);
-  const cpuMicros = brokers.reduce((sum, broker) => sum + readCpuMicros(broker.child.pid!), 0) - cpuBefore;
+  const cpuMicrosPerProcess = minus(cpuOf(brokers), cpuBefore);
   // What is still in flight arrives within a second; what has not by then was dropped.
   await new Promise((resolve) => setTimeout(resolve, 1_000));
   const lost = totalSent() * all.length - received(all);
   for (const client of all) client.destroy();
-  return { delivered, lost, seconds, cpuMicros };
+  return { delivered, lost, seconds, cpuMicros: sum(cpuMicrosPerProcess), cpuMicrosPerProcess };
 }
 
 /** One QoS 1 publisher with `window` unacknowledged, to one acknowledging subscriber. */
@@ -192,7 +226,7 @@ async function windowQos1(publisherPort: number, subscriberPort: number, options
   const [subscriber] = await subscribers(subscriberPort, 1, 'q1s', 'bench/qos1', 1);
   await new Promise((resolve) => setTimeout(resolve, 300));
   const client = await BenchClient.open({ port: publisherPort, clientId: 'q1p', level: 4 }, 10_000);
-  const cpuBefore = brokers.reduce((sum, broker) => sum + readCpuMicros(broker.child.pid!), 0);
+  const cpuBefore = cpuOf(brokers);
   const startMs = Date.now();
   const publisher = new WindowPublisher(
     client,
@@ -202,11 +236,11 @@ async function windowQos1(publisherPort: number, subscriberPort: number, options
   publisher.pump();
   await new Promise((resolve) => setTimeout(resolve, options.seconds * 1_000));
   const seconds = (Date.now() - startMs) / 1_000;
-  const cpuMicros = brokers.reduce((sum, broker) => sum + readCpuMicros(broker.child.pid!), 0) - cpuBefore;
+  const cpuMicrosPerProcess = minus(cpuOf(brokers), cpuBefore);
   const delivered = subscriber!.publishesReceived;
   subscriber!.destroy();
   client.destroy();
-  return { delivered, lost: 0, seconds, cpuMicros };
+  return { delivered, lost: 0, seconds, cpuMicros: sum(cpuMicrosPerProcess), cpuMicrosPerProcess };
 }
 
 /** Starts what a scenario needs, runs it, stops everything. */
@@ -221,9 +255,13 @@ async function withBrokers(clustered: boolean, syncPolicy: string, body: (nodes:
     started.push(...nodes);
     return await body(nodes, started);
   } finally {
-    stop(started);
+    await stop(started);
     rmSync(directory, { recursive: true, force: true });
   }
+}
+
+function sum(values: number[]): number {
+  return values.reduce((total, value) => total + value, 0);
 }
 
 function rate(measure: Measure): number {
@@ -238,7 +276,10 @@ function line(name: string, single: Measure, cluster: Measure): string {
   const ratio = rate(single) === 0 ? 0 : rate(cluster) / rate(single);
   const hop = cpuPerMessage(cluster) - cpuPerMessage(single);
   const lost = single.lost + cluster.lost === 0 ? '' : `  lost ${single.lost} / ${cluster.lost}`;
-  return `${name.padEnd(34)} ${Math.round(rate(single)).toString().padStart(10)} ${Math.round(rate(cluster)).toString().padStart(10)} ${ratio.toFixed(2).padStart(6)}x ${cpuPerMessage(single).toFixed(1).padStart(9)} ${cpuPerMessage(cluster).toFixed(1).padStart(9)} ${hop.toFixed(1).padStart(9)}${lost}`;
+  // Each clustered process's share of one core: which of them is the bottleneck, if any.
+  const shares = cluster.cpuMicrosPerProcess.map((micros) => `${Math.round((micros / (cluster.seconds * 1_000_000)) * 100)}%`);
+  const load = `  cores nats/A/B ${shares.join('/')}`;
+  return `${name.padEnd(34)} ${Math.round(rate(single)).toString().padStart(10)} ${Math.round(rate(cluster)).toString().padStart(10)} ${ratio.toFixed(2).padStart(6)}x ${cpuPerMessage(single).toFixed(1).padStart(9)} ${cpuPerMessage(cluster).toFixed(1).padStart(9)} ${hop.toFixed(1).padStart(9)}${load}${lost}`;
 }
 
 async function main(): Promise<void> {
@@ -247,20 +288,31 @@ async function main(): Promise<void> {
   if (encodePublish({ level: 4, topic: 't', payload: makePayload(1), qos: 0 }).length === 0) throw new Error('encoder broken');
   console.log(`cluster bench: ${options.seconds} s per figure, ${options.payloadBytes}-byte payloads, node ${process.version}, ${(await import('node:os')).cpus().length} cores`);
   console.log(`${'scenario'.padEnd(34)} ${'single/s'.padStart(10)} ${'cluster/s'.padStart(10)} ${'ratio'.padStart(7)} ${'µs/msg 1'.padStart(9)} ${'µs/msg 2'.padStart(9)} ${'hop µs'.padStart(9)}`);
+  const runs = (scenario: Scenario): boolean => options.only === null || options.only === scenario;
   for (let run = 0; run < options.runs; run++) {
-    const fanInSingle = await withBrokers(false, 'none', ([a], all) => floodQos0(Array(10).fill(a!.port), [a!.port], options, all, 4_096));
-    const fanInCluster = await withBrokers(true, 'none', ([a, b], all) => floodQos0(Array(10).fill(a!.port), [b!.port], options, all, 4_096));
-    console.log(line('fan-in QoS 0 (10 → 1)', fanInSingle, fanInCluster));
-    const fanOutSingle = await withBrokers(false, 'none', ([a], all) => floodQos0([a!.port], Array(options.subscribers).fill(a!.port), options, all, 512));
-    const fanOutCluster = await withBrokers(true, 'none', ([a, b], all) => floodQos0([a!.port], Array(options.subscribers).fill(b!.port), options, all, 512));
-    console.log(line(`fan-out QoS 0 (1 → ${options.subscribers})`, fanOutSingle, fanOutCluster));
-    const qos1Single = await withBrokers(false, 'interval', ([a], all) => windowQos1(a!.port, a!.port, options, all));
-    const qos1Cluster = await withBrokers(true, 'interval', ([a, b], all) => windowQos1(a!.port, b!.port, options, all));
-    console.log(line('QoS 1 across nodes (window 100)', qos1Single, qos1Cluster));
-    const wideSingle = await withBrokers(false, 'none', ([a], all) => floodQos0([a!.port, a!.port], Array(options.wide).fill(a!.port), options, all, 256));
-    const half = Math.floor(options.wide / 2);
-    const wideCluster = await withBrokers(true, 'none', ([a, b], all) => floodQos0([a!.port, b!.port], [...Array(half).fill(a!.port), ...Array(options.wide - half).fill(b!.port)], options, all, 256));
-    console.log(line(`wide fan-out QoS 0 (2 → ${options.wide}), 2 nodes`, wideSingle, wideCluster));
+    if (runs('fan-in')) {
+      const fanInSingle = await withBrokers(false, 'none', ([a], all) => floodQos0(Array(10).fill(a!.port), [a!.port], options, all, 4_096));
+      const fanInCluster = await withBrokers(true, 'none', ([a, b], all) => floodQos0(Array(10).fill(a!.port), [b!.port], options, all, 4_096));
+      console.log(line('fan-in QoS 0 (10 → 1)', fanInSingle, fanInCluster));
+    }
+    if (runs('fan-out')) {
+      const fanOutSingle = await withBrokers(false, 'none', ([a], all) => floodQos0([a!.port], Array(options.subscribers).fill(a!.port), options, all, 512));
+      const fanOutCluster = await withBrokers(true, 'none', ([a, b], all) => floodQos0([a!.port], Array(options.subscribers).fill(b!.port), options, all, 512));
+      console.log(line(`fan-out QoS 0 (1 → ${options.subscribers})`, fanOutSingle, fanOutCluster));
+    }
+    if (runs('qos1')) {
+      const qos1Single = await withBrokers(false, 'interval', ([a], all) => windowQos1(a!.port, a!.port, options, all));
+      const qos1Cluster = await withBrokers(true, 'interval', ([a, b], all) => windowQos1(a!.port, b!.port, options, all));
+      console.log(line('QoS 1 across nodes (window 100)', qos1Single, qos1Cluster));
+    }
+    if (runs('wide')) {
+      const wideSingle = await withBrokers(false, 'none', ([a], all) => floodQos0([a!.port, a!.port], Array(options.wide).fill(a!.port), options, all, 256));
+      const half = Math.floor(options.wide / 2);
+      const wideCluster = await withBrokers(true, 'none', ([a, b], all) =>
+        floodQos0([a!.port, b!.port], [...Array(half).fill(a!.port), ...Array(options.wide - half).fill(b!.port)], options, all, 256),
+      );
+      console.log(line(`wide fan-out QoS 0 (2 → ${options.wide}), 2 nodes`, wideSingle, wideCluster));
+    }
   }
   console.log('single/s, cluster/s: deliveries per second; µs/msg: CPU of every broker-side process (Keel nodes, nats-server) per delivery; hop: the difference');
 }

@@ -52,6 +52,7 @@
 import {
   type AdminCommand,
   type AdminOutcome,
+  type ClusterMessage,
   type ClusterRequest,
   type ConnectionId,
   type ConnectionPeer,
@@ -111,6 +112,8 @@ const timerDelayMsMax = 2_147_483_647;
 const coalesceBytesMax = 64 * 1024;
 /** How often connections with a small unsent remainder (no 'drain' coming) are looked at again. */
 const outputPollMs = 20;
+/** Cluster messages fed as one core input at most (the link's turn feeds at most 256 inputs anyway). */
+const clusterMessagesPerInputMax = 256;
 
 interface Connection {
   readonly id: ConnectionId;
@@ -166,6 +169,10 @@ export class NodeHost implements Host {
   private readonly writeBatching: WriteBatching;
   private driver: Driver | null = null;
   private clusterLink: ClusterRequestSink | null = null;
+  /** The end of the link's turn is queued as a microtask (see feedCluster). */
+  private clusterTurnQueued = false;
+  /** Cluster messages of this turn not yet fed to the core (see feedCluster). */
+  private clusterMessagesGathered: ClusterMessage[] = [];
   private nextConnectionId: ConnectionId = 1;
   private wakeupTimer: NodeJS.Timeout | null = null;
   /** The deadline the armed timer was set for, and the latest one the core asked for. */
@@ -227,12 +234,48 @@ export class NodeHost implements Host {
     this.clusterLink.request(request);
   }
 
-  /** An input from the cluster link, on its own event-loop turn. */
+  /**
+   * An input from the cluster link, on its own event-loop turn. The link feeds up to a few hundred
+   * inputs in one turn (io/cluster/input-queue.ts). Messages are gathered and fed to the core as
+   * one input per run of consecutive messages (`clusterMessages`: one group commit, and one pass
+   * releasing acknowledgements, per burst rather than per message); any other input feeds the
+   * gathered ones first, so the core sees the link's inputs in the link's order. What the turn's
+   * inputs send is written once, after the last of them (a microtask, which runs before any other
+   * input of this process), so a subscriber gets one socket write per turn rather than one per
+   * message that crossed NATS.
+   */
   feedCluster(input: ClusterInput): void {
     if (this.stopping || this.halted) return;
-    feedDriver(this.requireDriver(), this.clock.nowMs(), input);
-    this.writePending();
+    if (input.kind === 'message' && this.clusterMessagesGathered.length < clusterMessagesPerInputMax) {
+      this.clusterMessagesGathered.push(input.message);
+    } else {
+      this.feedGatheredClusterMessages();
+      if (input.kind === 'message') this.clusterMessagesGathered.push(input.message);
+      else feedDriver(this.requireDriver(), this.clock.nowMs(), input);
+    }
+    if (this.clusterTurnQueued) return;
+    this.clusterTurnQueued = true;
+    queueMicrotask(this.endClusterTurn);
   }
+
+  private feedGatheredClusterMessages(): void {
+    const messages = this.clusterMessagesGathered;
+    if (messages.length === 0) return;
+    this.clusterMessagesGathered = [];
+    const driver = this.requireDriver();
+    if (messages.length === 1) driver.clusterMessage(this.clock.nowMs(), messages[0]!);
+    else driver.clusterMessages(this.clock.nowMs(), messages);
+  }
+
+  private readonly endClusterTurn = (): void => {
+    this.clusterTurnQueued = false;
+    if (this.stopping || this.halted) {
+      this.clusterMessagesGathered = [];
+      return;
+    }
+    this.feedGatheredClusterMessages();
+    this.writePending();
+  };
 
   /**
    * Wires a new connection to the core. Called by a listener once the transport is ready for MQTT

@@ -194,6 +194,13 @@ export interface ClusterKeyChange {
 export interface ClusterInputs {
   clusterStatus(nowMs: number, status: 'connected' | 'disconnected'): void;
   clusterMessage(nowMs: number, message: ClusterMessage): void;
+  /**
+   * Several messages that arrived together, in arrival order: the same as one `clusterMessage`
+   * each, except that they are one input (one group commit, one pass releasing what became
+   * durable), as several PUBLISH packets in one `bytesReceived` are. A host that takes messages in
+   * bursts uses it to pay the per-input work once per burst; the simulator feeds them one by one.
+   */
+  clusterMessages(nowMs: number, messages: readonly ClusterMessage[]): void;
   clusterCompleted(nowMs: number, result: ClusterResult): void;
   clusterKeyChanged(nowMs: number, change: ClusterKeyChange): void;
 }

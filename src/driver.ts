@@ -115,6 +115,14 @@ export class Driver {
     this.flush();
   }
 
+  /** Messages that arrived together, as one input (contract.ts ClusterInputs.clusterMessages). */
+  clusterMessages(nowMs: number, messages: readonly ClusterMessage[]): void {
+    this.enter(nowMs);
+    assert(this.core.clusterMessages !== undefined, 'cluster input to a core without a cluster');
+    this.core.clusterMessages(nowMs, messages);
+    this.flush();
+  }
+
   clusterCompleted(nowMs: number, result: ClusterResult): void {
     this.enter(nowMs);
     assert(this.core.clusterCompleted !== undefined, 'cluster input to a core without a cluster');

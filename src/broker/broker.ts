@@ -316,6 +316,13 @@ export class Broker implements BrokerCore {
     this.afterInput(nowMs);
   }
 
+  clusterMessages(nowMs: number, messages: readonly ClusterMessage[]): void {
+    if (!this.enter(nowMs)) return;
+    assert(messages.length > 0, 'a batch of cluster messages is not empty');
+    if (this.isReady) for (let index = 0; index < messages.length; index++) this.clusterNode().message(nowMs, messages[index]!);
+    this.afterInput(nowMs);
+  }
+
   clusterCompleted(nowMs: number, result: ClusterResult): void {
     if (!this.enter(nowMs)) return;
     this.clusterNode().completed(nowMs, result);
