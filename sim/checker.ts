@@ -492,8 +492,17 @@ export class Checker {
     // [MQTT-3.2.2-1] / [MQTT-3.2.2-2]: a clean start never finds a session.
     if (cleanStart && sessionPresent) this.report('session-present-on-clean-start', `c${client} gen ${generation} got session present`);
     this.checkDeletedSession(client, this.subscriber(client), connect, sessionPresent);
-    if (expectPresent && !sessionPresent && !this.sessionMayHaveEnded(this.subscriber(client)) && !this.amnestySince(this.subscriber(client).sessionStartedMs))
+    if (expectPresent && !sessionPresent && !this.sessionMayHaveEnded(this.subscriber(client)) && !this.amnestySince(this.sessionCreatedMs(this.subscriber(client))))
       this.report('session-lost', `c${client} gen ${generation}: its persistent session is gone`);
+  }
+
+  /**
+   * When the broker made the client's current session: the arrival of the CONNECT its CONNACK
+   * answered (a client that stopped reading gets that CONNACK much later, and an amnesty in
+   * between may undo the session: seed 971430), else when the CONNACK came.
+   */
+  private sessionCreatedMs(state: SubscriberState): number {
+    return state.connects.find((connect) => connect.connackMs === state.sessionStartedMs)?.arrivedMs ?? state.sessionStartedMs;
   }
 
   connectionEnded(client: number, generation: number, link: Link, how: 'clean' | 'abnormal'): void {

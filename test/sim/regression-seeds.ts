@@ -172,4 +172,9 @@ export const regressionSeeds: readonly { seed: number; found: string; workload?:
     found:
       "checker (streams): stream-position-lost took a group's first delivery after a restart as its position, but a group gives an entry given back (offset 57) after later ones (78): a group's run of acknowledged offsets starts at the lowest offset it is given after the restart, at any time",
   },
+  {
+    seed: 971430,
+    found:
+      "checker: a client that had stopped reading got the CONNACK of its new persistent session after a repair had cut the session's creation from the log; the amnesty is judged from the CONNECT's arrival, not the CONNACK's",
+  },
 ];
