@@ -29,8 +29,8 @@
  * publication and acknowledgement.
  */
 import type { PublishPacket, Qos } from '../../src/codec/packets.js';
-import { parsePayload } from '../clients/payload.js';
 import { topicMatches } from '../topic-match.js';
+import { publicationOf } from './publish-receipt.js';
 import type { SharedChecker } from './shared-checker.js';
 
 interface Publication {
@@ -114,12 +114,9 @@ export class ClusterChecker {
 
   /** A PUBLISH reached subscriber `client`'s application (QoS 2: once per packet id handshake). */
   publishReceived(client: number, packet: PublishPacket): void {
-    const identity = parsePayload(packet.payload);
-    if (identity === null || identity.kind !== 'message') return this.fail('never-published', `c${client}: unrecognised payload on ${packet.topic}`);
-    const key = `${identity.publisher}|${identity.sequence}`;
-    const publication = this.publications.get(key);
-    if (publication === undefined) return this.fail('never-published', `c${client}: ${key} was never sent`);
-    if (packet.topic !== publication.topic) return this.fail('payload-topic', `c${client}: ${key} published on ${publication.topic} arrived on ${packet.topic}`);
+    const found = publicationOf(client, packet, this.publications, this.fail);
+    if (found === null) return;
+    const { key, publication } = found;
     const state = this.subscriber(client);
     let matching = false;
     for (const filter of state.filters.keys()) if (topicMatches(filter, packet.topic)) matching = true;

@@ -35,6 +35,7 @@ import { TraceHash } from '../trace-hash.js';
 import { ClusterChecker } from './cluster-checker.js';
 import { MoverClient } from './mover-client.js';
 import { NatsModel } from './nats-model.js';
+import { receivePublish } from './publish-receipt.js';
 import { SharedChecker } from './shared-checker.js';
 import { type MemberWorld, type SharedMember, startSharedMembers } from './shared-members.js';
 
@@ -643,16 +644,12 @@ export class ClusterClient {
       if (packet.qos === 1) this.send({ type: PacketType.Puback, packetId: packet.packetId!, reasonCode: 0 });
       return;
     }
-    if (packet.qos === 2) {
-      const packetId = packet.packetId!;
-      if (!this.incomingQos2.has(packetId)) {
-        this.incomingQos2.add(packetId);
-        this.world.checker.publishReceived(this.index, packet);
-      }
-      return this.send({ type: PacketType.Pubrec, packetId, reasonCode: 0 });
-    }
-    this.world.checker.publishReceived(this.index, packet);
-    if (packet.qos === 1) this.send({ type: PacketType.Puback, packetId: packet.packetId!, reasonCode: 0 });
+    receivePublish(
+      packet,
+      this.incomingQos2,
+      (delivered) => this.world.checker.publishReceived(this.index, delivered),
+      (answer) => this.send(answer),
+    );
   }
 
   private ackArrived(type: number, packetId: number, reasonCode: number): void {

@@ -27,8 +27,8 @@
 import { parseSharedKey } from '../../src/cluster/shared-groups.js';
 import type { PublishPacket, Qos } from '../../src/codec/packets.js';
 import type { ClusterKeyChange } from '../../src/contract.js';
-import { parsePayload } from '../clients/payload.js';
 import { splitShared, topicMatches } from '../topic-match.js';
+import { publicationOf } from './publish-receipt.js';
 
 interface Interval {
   readonly subscribeSentMs: number;
@@ -154,12 +154,9 @@ export class SharedChecker {
 
   /** A PUBLISH reached member `client`'s application (QoS 2: once per packet id handshake). */
   publishReceived(client: number, packet: PublishPacket): void {
-    const identity = parsePayload(packet.payload);
-    if (identity === null || identity.kind !== 'message') return this.fail('never-published', `c${client}: unrecognised payload on ${packet.topic}`);
-    const key = `${identity.publisher}|${identity.sequence}`;
-    const publication = this.publications.get(key);
-    if (publication === undefined) return this.fail('never-published', `c${client}: ${key} was never sent`);
-    if (packet.topic !== publication.topic) return this.fail('payload-topic', `c${client}: ${key} published on ${publication.topic} arrived on ${packet.topic}`);
+    const found = publicationOf(client, packet, this.publications, this.fail);
+    if (found === null) return;
+    const { key, publication } = found;
     const member = this.member(client);
     if (!topicMatches(member.filter, packet.topic)) return this.fail('shared-not-subscribed', `c${client}: ${key} on ${packet.topic} does not match its group ${member.group}`);
     member.seen.set(key, (member.seen.get(key) ?? 0) + 1);

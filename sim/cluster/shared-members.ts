@@ -13,6 +13,7 @@ import { PacketDecoder } from '../../src/codec/decoder.js';
 import { encodePacket } from '../../src/codec/encoder.js';
 import { type Packet, PacketType, type PublishPacket, type Qos } from '../../src/codec/packets.js';
 import { Random } from '../random.js';
+import { receivePublish } from './publish-receipt.js';
 import type { SharedChecker } from './shared-checker.js';
 
 /** The world as a member sees it (cluster-world.ts implements it). */
@@ -233,16 +234,12 @@ export class SharedMember {
 
   private publishArrived(packet: PublishPacket): void {
     this.world.trace(`c${this.index} got ${packet.topic} q${packet.qos}${packet.dup ? ' dup' : ''} id=${packet.packetId ?? '-'} member`);
-    if (packet.qos === 2) {
-      const packetId = packet.packetId!;
-      if (!this.incomingQos2.has(packetId)) {
-        this.incomingQos2.add(packetId);
-        this.world.sharedChecker.publishReceived(this.index, packet);
-      }
-      return this.send({ type: PacketType.Pubrec, packetId, reasonCode: 0 });
-    }
-    this.world.sharedChecker.publishReceived(this.index, packet);
-    if (packet.qos === 1) this.send({ type: PacketType.Puback, packetId: packet.packetId!, reasonCode: 0 });
+    receivePublish(
+      packet,
+      this.incomingQos2,
+      (delivered) => this.world.sharedChecker.publishReceived(this.index, delivered),
+      (answer) => this.send(answer),
+    );
   }
 
   /** Why this member is not settled at the end, or null. */
