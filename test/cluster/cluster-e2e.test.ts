@@ -21,46 +21,16 @@
  * Takeover across nodes has its own file (takeover-e2e.test.ts), `$share` groups across nodes
  * theirs (shared-groups-e2e.test.ts).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
-import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
-import { ensureBuilt, type KeelProcess, startKeelProcess, waitUntil } from '../integration/helpers.js';
-import { type NatsServer, startNats, startNatsCluster, stopAllNats } from './nats-fixture.js';
+import { describe, expect, test } from 'vitest';
+import { waitUntil } from '../integration/helpers.js';
+import { type ClusterNode, useClusterTestBed } from './cluster-test-bed.js';
+import { startNats, startNatsCluster } from './nats-fixture.js';
 
-type Node = KeelProcess & { port: number; dataDirectory: string; nodeId: string };
+type Node = ClusterNode;
 
-let directory = '';
-const nodes: Node[] = [];
-const clients: MqttClient[] = [];
-
-beforeAll(() => {
-  ensureBuilt();
-  directory = mkdtempSync(join(tmpdir(), 'keel-cluster-e2e-'));
-}, 120_000);
-
-afterEach(async () => {
-  await Promise.all(clients.splice(0).map((client) => client.endAsync(true).catch(() => undefined)));
-  for (const node of nodes.splice(0)) {
-    if (node.child.exitCode === null && node.child.signalCode === null) node.child.kill('SIGKILL');
-    await node.exited;
-  }
-});
-
-afterAll(async () => {
-  await stopAllNats();
-  rmSync(directory, { recursive: true, force: true });
-});
-
-/** Starts `keel serve --cluster` and waits until its link to NATS is up. */
-async function startNode(nats: NatsServer | string, nodeId: string, dataDirectory = join(directory, `${nodeId}-${Date.now()}`)): Promise<Node> {
-  const keel = await startKeelProcess(dataDirectory, ['--cluster', typeof nats === 'string' ? nats : nats.url, '--node-id', nodeId]);
-  const node = { ...keel, dataDirectory, nodeId };
-  nodes.push(node);
-  await waitUntil(() => linkUps(node) >= 1, 15_000, `${nodeId}: cluster-link-up`);
-  return node;
-}
+const bed = useClusterTestBed('keel-cluster-e2e-');
+const { clients, startNode } = bed;
 
 function linkUps(node: Node): number {
   return node
@@ -70,13 +40,7 @@ function linkUps(node: Node): number {
 }
 
 async function client(node: Node, clientId: string, options: mqtt.IClientOptions = {}): Promise<MqttClient> {
-  const connected = mqtt.connect({ host: '127.0.0.1', port: node.port, protocolVersion: 5, clientId, reconnectPeriod: 0, connectTimeout: 5_000, ...options });
-  clients.push(connected);
-  await new Promise<void>((resolve, reject) => {
-    connected.once('connect', () => resolve());
-    connected.once('error', reject);
-  });
-  return connected;
+  return (await bed.connect(node, clientId, { connectTimeout: 5_000, ...options })).client;
 }
 
 /** Payloads a client receives, with the QoS and user properties of each. */

@@ -5,48 +5,18 @@
  * each reach exactly one of the two members (none lost, none twice: the run has no fault), and
  * both members get some, as the publishing node chooses one node per message round robin.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import mqtt, { type MqttClient } from 'mqtt';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { ensureBuilt, type KeelProcess, startKeelProcess, waitUntil } from '../integration/helpers.js';
-import { type NatsServer, startNats, stopAllNats } from './nats-fixture.js';
+import type { MqttClient } from 'mqtt';
+import { describe, expect, test } from 'vitest';
+import type { KeelProcess } from '../integration/helpers.js';
+import { waitUntil } from '../integration/helpers.js';
+import { type ClusterNode, useClusterTestBed } from './cluster-test-bed.js';
+import { startNats } from './nats-fixture.js';
 
-let directory = '';
-const nodes: (KeelProcess & { port: number })[] = [];
-const clients: MqttClient[] = [];
+const bed = useClusterTestBed('keel-shared-e2e-');
+const { startNode } = bed;
 
-beforeAll(() => {
-  ensureBuilt();
-  directory = mkdtempSync(join(tmpdir(), 'keel-shared-e2e-'));
-}, 120_000);
-
-afterAll(async () => {
-  await Promise.all(clients.splice(0).map((client) => client.endAsync(true).catch(() => undefined)));
-  for (const node of nodes.splice(0)) {
-    if (node.child.exitCode === null && node.child.signalCode === null) node.child.kill('SIGKILL');
-    await node.exited;
-  }
-  await stopAllNats();
-  rmSync(directory, { recursive: true, force: true });
-});
-
-async function startNode(nats: NatsServer, nodeId: string): Promise<KeelProcess & { port: number }> {
-  const node = await startKeelProcess(join(directory, nodeId), ['--cluster', nats.url, '--node-id', nodeId]);
-  nodes.push(node);
-  await waitUntil(() => node.stdout().includes('"event":"cluster-link-up"'), 15_000, `${nodeId}: cluster-link-up`);
-  return node;
-}
-
-async function client(node: KeelProcess & { port: number }, clientId: string): Promise<MqttClient> {
-  const connected = mqtt.connect({ host: '127.0.0.1', port: node.port, protocolVersion: 5, clientId, reconnectPeriod: 0, connectTimeout: 5_000 });
-  clients.push(connected);
-  await new Promise<void>((resolve, reject) => {
-    connected.once('connect', () => resolve());
-    connected.once('error', reject);
-  });
-  return connected;
+async function client(node: ClusterNode, clientId: string): Promise<MqttClient> {
+  return (await bed.connect(node, clientId, { connectTimeout: 5_000 })).client;
 }
 
 /** True once `node` logged that `other` has members of group `g/t/#` (its view of the bucket). */

@@ -8,56 +8,13 @@
  * - a persistent session is not handed over yet: the client that moves to B with clean start 0
  *   gets session present 0 there, and the session A held is ended (back on A: session present 0).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import mqtt, { type IDisconnectPacket, type MqttClient } from 'mqtt';
-import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
-import { ensureBuilt, type KeelProcess, startKeelProcess, waitUntil } from '../integration/helpers.js';
-import { type NatsServer, startNats, stopAllNats } from './nats-fixture.js';
+import type { IDisconnectPacket } from 'mqtt';
+import { describe, expect, test } from 'vitest';
+import { waitUntil } from '../integration/helpers.js';
+import { useClusterTestBed } from './cluster-test-bed.js';
+import { startNats } from './nats-fixture.js';
 
-type Node = KeelProcess & { port: number; nodeId: string };
-
-let directory = '';
-const nodes: Node[] = [];
-const clients: MqttClient[] = [];
-
-beforeAll(() => {
-  ensureBuilt();
-  directory = mkdtempSync(join(tmpdir(), 'keel-takeover-e2e-'));
-}, 120_000);
-
-afterEach(async () => {
-  await Promise.all(clients.splice(0).map((client) => client.endAsync(true).catch(() => undefined)));
-  for (const node of nodes.splice(0)) {
-    if (node.child.exitCode === null && node.child.signalCode === null) node.child.kill('SIGKILL');
-    await node.exited;
-  }
-});
-
-afterAll(async () => {
-  await stopAllNats();
-  rmSync(directory, { recursive: true, force: true });
-});
-
-async function startNode(nats: NatsServer, nodeId: string): Promise<Node> {
-  const keel = await startKeelProcess(join(directory, `${nodeId}-${Date.now()}`), ['--cluster', nats.url, '--node-id', nodeId]);
-  const node = { ...keel, nodeId };
-  nodes.push(node);
-  await waitUntil(() => node.stdout().includes('"event":"cluster-link-up"'), 15_000, `${nodeId}: cluster-link-up`);
-  return node;
-}
-
-/** Connects and resolves with the client and its CONNACK's session present flag. */
-async function connect(node: Node, clientId: string, options: mqtt.IClientOptions = {}): Promise<{ client: MqttClient; sessionPresent: boolean }> {
-  const client = mqtt.connect({ host: '127.0.0.1', port: node.port, protocolVersion: 5, clientId, reconnectPeriod: 0, connectTimeout: 10_000, ...options });
-  clients.push(client);
-  const sessionPresent = await new Promise<boolean>((resolve, reject) => {
-    client.once('connect', (connack) => resolve(connack.sessionPresent));
-    client.once('error', reject);
-  });
-  return { client, sessionPresent };
-}
+const { startNode, connect } = useClusterTestBed('keel-takeover-e2e-');
 
 const sleep = (milliseconds: number) => new Promise((resolve) => setTimeout(resolve, milliseconds));
 
