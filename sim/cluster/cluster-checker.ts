@@ -92,8 +92,9 @@ export class ClusterChecker {
     if (granted && state.filters.get(filter) === null) state.filters.set(filter, this.clock.nowMs);
   }
 
-  publishSent(publisher: number, sequence: number, topic: string, qos: Qos, resend: boolean, node: number, retain = false): void {
-    this.shared?.publishSent(publisher, sequence, topic, qos, node);
+  /** `will`: a will that `node` publishes when the connection ends (mover-client.ts), not a client's PUBLISH. */
+  publishSent(publisher: number, sequence: number, topic: string, qos: Qos, resend: boolean, node: number, retain = false, will = false): void {
+    this.shared?.publishSent(publisher, sequence, topic, qos, node, will);
     const key = `${publisher}|${sequence}`;
     const existing = this.publications.get(key);
     if (existing !== undefined) {

@@ -73,8 +73,8 @@ export class MoverClient implements PipeClient {
     this.current = connection;
     this.world.trace(`m${this.index} connect n${node} L${pipe.id} gen=${generation}`);
     // The will is a publication from the moment its CONNECT goes out; sent twice, so it is left out of order checks.
-    this.world.checker.publishSent(this.index, generation, willTopic, 2, false, node);
-    this.world.checker.publishSent(this.index, generation, willTopic, 2, true, node);
+    this.world.checker.publishSent(this.index, generation, willTopic, 2, false, node, false, true);
+    this.world.checker.publishSent(this.index, generation, willTopic, 2, true, node, false, true);
     const payload = messagePayload(this.index, generation, 2, willTopic);
     const connect: Packet = {
       type: PacketType.Connect,

@@ -21,6 +21,13 @@ const clusterRegressionSeeds: readonly { seed: number; nodes: number; found: str
   { seed: 76, nodes: 3, found: 'checker: a publisher that moved to another node may overtake its earlier messages there; order is promised per node' },
   { seed: 197, nodes: 3, found: 'a QoS 2 retained put lost in a crash while its resend was acknowledged from the recorded packet id: retained puts of QoS 2 and wills now go through the outbox' },
   { seed: 1429, nodes: 3, found: 'a QoS 2 retained resend was acknowledged from its recorded packet id while the outbox put it stood for was not yet done, and a newer retained message lost to it' },
+  {
+    seed: 982254,
+    nodes: 2,
+    found:
+      "checker: a mover's will, owed to a $share group, was fired again at its node's recovery after a crash, when the node's view of keel-shared starts empty; such a will is owed nothing (shared-lost)",
+  },
+  { seed: 983339, nodes: 2, found: 'checker: same as 982254' },
 ];
 
 function quiet(seed: number, nodes: number) {
