@@ -500,7 +500,7 @@ export class StreamChecker {
         const previous = deliveries[index - 1]!;
         const delivery = deliveries[index]!;
         if (delivery.offset! <= previous.offset!) {
-          if (this.crashBetween(previous.atMs, delivery.atMs)) continue;
+          if (this.crashBetween(previous.sentMs, delivery.sentMs)) continue;
           return this.failed(
             'stream-order',
             `c${reader.client} ${reader.plan.filter}: offset ${delivery.offset} at ${delivery.atMs}ms after ${previous.offset} at ${previous.atMs}ms, no broker crash between`,
@@ -529,7 +529,7 @@ export class StreamChecker {
     // delivery, but that announcement lives in memory: a broker crash between may take it along,
     // and so may a QoS 0 delivery that carried it and went down with a connection.
     if (!(definition.retentionMs > 0 || definition.retentionBytes > 0)) return false;
-    return next.skipped > 0 || this.crashBetween(previous.atMs, next.atMs) || this.announcementMayBeLost(model, reader, previous, next);
+    return next.skipped > 0 || this.crashBetween(previous.sentMs, next.sentMs) || this.announcementMayBeLost(model, reader, previous, next);
   }
 
   /**

@@ -177,4 +177,9 @@ export const regressionSeeds: readonly { seed: number; found: string; workload?:
     found:
       "checker: a client that had stopped reading got the CONNACK of its new persistent session after a repair had cut the session's creation from the log; the amnesty is judged from the CONNECT's arrival, not the CONNACK's",
   },
+  {
+    seed: 1012421,
+    found:
+      'checker (streams): a reader that had stopped reading got, after a broker crash, deliveries sent before it; a crash between two deliveries is judged by when the broker sent them (as for groups since 968306)',
+  },
 ];
