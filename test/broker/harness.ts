@@ -53,6 +53,23 @@ export class Harness<S extends StateStore = MemoryStateStore> {
   readonly adminResults: Extract<Action, { kind: 'admin-result' }>[] = [];
   /** Requests a cluster node issued on its cluster link, in order (the test answers them). */
   readonly clusterRequests: ClusterRequest[] = [];
+
+  /** A harness whose broker is node `nodeId` of a cluster (its link to NATS not up yet). */
+  static clusterNode(nodeId = 'a'): Harness {
+    return new Harness({ cluster: { nats: ['nats://test:4222'], nodeId } });
+  }
+
+  /** The cluster requests issued since the last call, taken out of `clusterRequests`. */
+  takeClusterRequests(): ClusterRequest[] {
+    return this.clusterRequests.splice(0);
+  }
+
+  /** The cluster link comes up; what the node issues on it then (subscriptions, watches) is dropped. */
+  clusterConnected(): void {
+    this.broker.clusterStatus(this.nowMs, 'connected');
+    this.collect();
+    this.takeClusterRequests();
+  }
   /**
    * A cluster node's claims of client ids (`keel-sessions` compare-and-sets, session-registry.ts)
    * are answered at once as NATS would answer an uncontested one, and not kept in clusterRequests;

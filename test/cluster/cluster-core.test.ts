@@ -14,19 +14,9 @@ import { PacketType, type PublishPacket } from '../../src/codec/packets.js';
 import type { ClusterMessage, ClusterRequest } from '../../src/contract.js';
 import { decodeText, Harness, text } from '../broker/harness.js';
 
-function node(): Harness {
-  return new Harness({ cluster: { nats: ['nats://test:4222'], nodeId: 'a' } });
-}
-
-function take(harness: Harness): ClusterRequest[] {
-  return harness.clusterRequests.splice(0);
-}
-
-function connected(harness: Harness): void {
-  harness.broker.clusterStatus(harness.nowMs, 'connected');
-  harness.collect();
-  take(harness);
-}
+const node = (): Harness => Harness.clusterNode();
+const take = (harness: Harness): ClusterRequest[] => harness.takeClusterRequests();
+const connected = (harness: Harness): void => harness.clusterConnected();
 
 function handoffMessage(sequence: number, payload: string, origin = 'b'): ClusterMessage {
   return {

@@ -17,16 +17,14 @@ import { decodeText, Harness, type TestClient, will } from '../broker/harness.js
 type KvSet = Extract<ClusterRequest, { op: 'kv-set' }>;
 
 function node(): Harness {
-  const harness = new Harness({ cluster: { nats: ['nats://test:4222'], nodeId: 'a' } });
+  const harness = Harness.clusterNode();
   harness.answerClaims = false;
-  harness.broker.clusterStatus(harness.nowMs, 'connected');
-  harness.collect();
-  harness.clusterRequests.splice(0);
+  harness.clusterConnected();
   return harness;
 }
 
 function claims(harness: Harness): KvSet[] {
-  const taken = harness.clusterRequests.splice(0);
+  const taken = harness.takeClusterRequests();
   return taken.filter((request): request is KvSet => request.op === 'kv-set' && request.bucket === sessionsBucket);
 }
 
@@ -120,7 +118,7 @@ describe('cluster-wide client ids', () => {
     harness.broker.clusterStatus(harness.nowMs, 'disconnected');
     harness.broker.clusterStatus(harness.nowMs, 'connected');
     harness.collect();
-    harness.clusterRequests.splice(0);
+    harness.takeClusterRequests();
     ownedBy(harness, 'c2', 'b', 1);
     const client = harness.open(5);
     sendConnect(client, 'c1');

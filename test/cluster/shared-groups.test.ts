@@ -15,19 +15,9 @@ import { PacketType, type PublishPacket } from '../../src/codec/packets.js';
 import type { ClusterRequest } from '../../src/contract.js';
 import { decodeText, Harness, text } from '../broker/harness.js';
 
-function node(nodeId = 'a'): Harness {
-  return new Harness({ cluster: { nats: ['nats://test:4222'], nodeId } });
-}
-
-function take(harness: Harness): ClusterRequest[] {
-  return harness.clusterRequests.splice(0);
-}
-
-function connected(harness: Harness): void {
-  harness.broker.clusterStatus(harness.nowMs, 'connected');
-  harness.collect();
-  take(harness);
-}
+const node = (nodeId = 'a'): Harness => Harness.clusterNode(nodeId);
+const take = (harness: Harness): ClusterRequest[] => harness.takeClusterRequests();
+const connected = (harness: Harness): void => harness.clusterConnected();
 
 function keyChanged(harness: Harness, key: string, present: boolean, revision: number): void {
   harness.broker.clusterKeyChanged(harness.nowMs, { bucket: sharedBucket, key, value: present ? text('{}') : null, revision });
