@@ -158,7 +158,8 @@ export class NatsLink {
   private readonly consumers = new Map<number, ConsumerMessages>();
   /** Deliveries not yet acknowledged, by stream sequence (one consumer per node). */
   private readonly unacked = new Map<number, JsMsg>();
-  private readonly watchers = new Set<{ stop(): void }>();
+  /** The live watch of each bucket: a `kv-watch` of a watched bucket replaces it (as the simulator's NATS model does). */
+  private readonly watchers = new Map<string, { stop(): void }>();
   private readonly buckets = new Map<string, Promise<KV>>();
   private droppedSinceLog = 0;
 
@@ -326,7 +327,7 @@ export class NatsLink {
     for (const messages of this.consumers.values()) messages.stop();
     this.consumers.clear();
     this.unacked.clear();
-    for (const watcher of this.watchers) watcher.stop();
+    for (const watcher of this.watchers.values()) watcher.stop();
     this.watchers.clear();
   }
 
@@ -528,14 +529,18 @@ export class NatsLink {
     const bucket = await this.bucket(bucketName);
     const entries = await bucket.watch({ include: KvWatchInclude.LastValue });
     if (epoch !== this.epoch) return void entries.stop();
-    this.watchers.add(entries);
+    // A second watch of the bucket would deliver every change twice from now on: the new one,
+    // which replays every key, takes over.
+    this.watchers.get(bucketName)?.stop();
+    this.watchers.set(bucketName, entries);
+    const current = (): boolean => epoch === this.epoch && this.watchers.get(bucketName) === entries;
     for await (const entry of entries) {
       await this.queue.whenBelowHighWater();
-      if (epoch !== this.epoch) return;
+      if (!current()) return;
       const value = entry.operation === 'PUT' ? entry.value : null;
       this.queue.push({ kind: 'key-changed', change: { bucket: bucketName, key: entry.key, value, revision: entry.revision } });
     }
-    if (epoch === this.epoch) throw new Error(`the watch of ${bucketName} stopped`);
+    if (current()) throw new Error(`the watch of ${bucketName} stopped`);
   }
 
   /**

@@ -267,6 +267,31 @@ describe('cluster link on nats-server -js', () => {
     await server.stop();
   }, 30_000);
 
+  test('watching a watched bucket again replays it once and replaces the old watch: later changes come once', async () => {
+    const server = await startNats();
+    const node = rig([server], 'w');
+    await connected(node);
+    node.issue([kvSet(1, 'a', 'a1', null)]);
+    await until(() => node.core.completions().length === 1, 'the first put');
+    node.issue([{ op: 'kv-watch', bucket: 'keel-retained' }]);
+    await until(() => node.core.keyChanges().length === 1, 'the current value');
+    node.issue([{ op: 'kv-watch', bucket: 'keel-retained' }]);
+    await until(() => node.core.keyChanges().length === 2, 'the current value again');
+    node.issue([kvSet(2, 'a', 'a2', null), kvSet(3, 'b', 'b1', null)]);
+    await until(() => node.core.keyChanges().length >= 4, 'two changes');
+    // Time for a copy from a second watch to arrive, had the first one stayed.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(node.core.keyChanges().map((change) => [change.key, change.text])).toEqual([
+      ['a', 'a1'],
+      ['a', 'a1'],
+      ['a', 'a2'],
+      ['b', 'b1'],
+    ]);
+    // Replacing a watch is not a lost source: the link stayed up.
+    expect(node.core.statuses()).toEqual(['connected']);
+    await server.stop();
+  }, 30_000);
+
   test('status goes disconnected and connected across a NATS restart; requests fail unavailable while down; subscriptions come back', async () => {
     const server = await startNats();
     const node = rig([server], 'f');
