@@ -331,7 +331,7 @@ export class Broker implements BrokerCore {
 
   clusterKeyChanged(nowMs: number, change: ClusterKeyChange): void {
     if (!this.enter(nowMs)) return;
-    // Before recovery is over a change is dropped: the watch is issued again after every connect.
+    // Before recovery is over a change is dropped: the watches are issued again at its end and after every connect.
     if (this.isReady) this.clusterNode().keyChanged(nowMs, change);
     this.afterInput(nowMs);
   }

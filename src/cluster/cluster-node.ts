@@ -261,8 +261,13 @@ export class ClusterNode {
         done: false,
       });
     }
-    // Changes a watch delivered during recovery were dropped (broker.ts): read the groups again.
-    if (this.connected) this.shares.rewatch();
+    // Changes the watches delivered during recovery were dropped (broker.ts): read every watched
+    // bucket again (a watch issued again replaces the old one and replays every key).
+    if (this.connected) {
+      this.request({ op: 'kv-watch', bucket: retainedBucket });
+      this.request({ op: 'kv-watch', bucket: sessionsBucket });
+      this.shares.rewatch();
+    }
     this.broker.log('info', 'cluster-node-started', { nodeId: this.nodeId, outbox: durable.outbox.size, appliedSequence: durable.appliedSequence });
   }
 
