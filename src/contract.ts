@@ -318,6 +318,11 @@ export interface BrokerGauges {
   storage: Record<string, number | null> | null;
   /** How long recovery took at start-up, in core milliseconds; null while recovering. */
   recoveryMs: number | null;
+  /**
+   * A cluster node's state (src/cluster/): client ids whose `keel-sessions` key this node knows (it
+   * watches the whole bucket), and CONNECTs waiting for their claim. Null for a single broker.
+   */
+  cluster: { knownSessionKeys: number; claimsPending: number } | null;
 }
 
 /**

@@ -206,6 +206,50 @@ export class BrokerMetrics {
       'input-queue-full': link.counters.messagesDropped,
     }));
     this.counter('keel_cluster_link_losses_total', 'Times the link to NATS went down after being up', () => link.counters.linkLosses);
+    // The core's side of the cluster (src/cluster/): what it sent, stored and applied.
+    const node = (s: Snapshot, keys: Record<string, string>): Record<string, number> => pick(group(s, 'clusterNode'), keys);
+    this.labelledCounter(
+      'keel_cluster_handoffs_total',
+      'QoS 1/2 hand-offs through the JetStream stream: sent, stored (acknowledged by JetStream), failed, applied here, redelivered (arrived again after being applied)',
+      'outcome',
+      (s) => node(s, { handoffsSent: 'sent', handoffsStored: 'stored', handoffFailures: 'failed', handoffsApplied: 'applied', handoffRedeliveries: 'redelivered' }),
+    );
+    this.counter(
+      'keel_cluster_handoff_gaps_total',
+      'Hand-offs that arrived ahead of an earlier one this node had not applied (held back for the redelivery)',
+      (s) => group(s, 'clusterNode').handoffGaps ?? 0,
+    );
+    this.labelledCounter('keel_cluster_core_messages_total', 'QoS 0 messages over core NATS: sent, received, and received twice (dropped)', 'kind', (s) =>
+      node(s, { coreSent: 'sent', coreReceived: 'received', coreDuplicates: 'duplicate' }),
+    );
+    this.labelledCounter('keel_cluster_retained_total', 'Retained messages put into the keel-retained bucket, and changes of it applied here', 'op', (s) =>
+      node(s, { retainedPuts: 'put', retainedApplied: 'applied' }),
+    );
+    this.counter(
+      'keel_cluster_unmappable_topics_total',
+      'Messages whose topic has no NATS subject (kept on this node only) or arriving subjects with no topic',
+      (s) => group(s, 'clusterNode').unmappable ?? 0,
+    );
+    this.labelledCounter('keel_cluster_session_claims_total', 'Client id claims in keel-sessions: made, won, retried (the key moved first), refused (0x88: no NATS in time)', 'outcome', (s) =>
+      pick(group(s, 'clusterSessions'), { claims: 'made', claimsWon: 'won', claimRetries: 'retried', claimsRefused: 'refused' }),
+    );
+    this.counter('keel_cluster_sessions_taken_over_total', 'Connections closed because their client id was claimed by another node (0x8E)', (s) => group(s, 'clusterSessions').takenOver ?? 0);
+    this.counter('keel_cluster_sessions_dropped_total', 'Sessions this node ended because another node owns their client id', (s) => group(s, 'clusterSessions').sessionsDropped ?? 0);
+    this.labelledCounter(
+      'keel_cluster_shared_events_total',
+      "$share groups across nodes: a node chosen for a group at a publication here (chosen), this node chosen (chosen_here), a message from another node delivered to a group chosen for this node (delivered), a choice of this node that found no member left (stale_choice), a change of this node's view of keel-shared (view_change)",
+      'event',
+      (s) => pick(group(s, 'clusterShared'), { choices: 'chosen', chosenHere: 'chosen_here', delivered: 'delivered', staleChoices: 'stale_choice', viewChanges: 'view_change' }),
+    );
+    this.labelledCounter('keel_cluster_shared_bucket_writes_total', "Writes of this node's groups to keel-shared, by result", 'result', (s) =>
+      pick(group(s, 'clusterShared'), { bucketWrites: 'written', bucketFailures: 'failed' }),
+    );
+    this.gauge(
+      'keel_cluster_session_keys_known',
+      "Client ids whose keel-sessions key this node knows (it watches the whole bucket: grows with the cluster's clients)",
+      (s) => s.gauges.cluster?.knownSessionKeys ?? 0,
+    );
+    this.gauge('keel_cluster_session_claims_pending', 'CONNECTs waiting for their client id claim', (s) => s.gauges.cluster?.claimsPending ?? 0);
   }
 
   /** `stats.streams` (src/broker/stats.ts), one counter each, and two gauges from the core's stream view. */
@@ -297,6 +341,13 @@ function count(snapshot: Snapshot, key: string): number {
 function group(snapshot: Snapshot, key: string): Record<string, number> {
   const value = snapshot.counters[key];
   return typeof value === 'object' ? value : {};
+}
+
+/** The counters of `values` named in `names`, under those names; the rest left out. */
+function pick(values: Record<string, number>, names: Record<string, string>): Record<string, number> {
+  const result: Record<string, number> = {};
+  for (const [key, name] of Object.entries(names)) result[name] = values[key] ?? 0;
+  return result;
 }
 
 function renamed(values: Record<string, number>, names: Record<string, string>): Record<string, number> {

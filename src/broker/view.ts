@@ -34,6 +34,13 @@ export class BrokerInspection implements BrokerView {
     const stats = this.broker.stats;
     const copy: Record<string, number | Record<string, number>> = {};
     for (const [key, value] of Object.entries(stats)) copy[key] = typeof value === 'number' ? value : { ...(value as Record<string, number>) };
+    const cluster = this.broker.cluster;
+    if (cluster !== null) {
+      // A cluster node's own counters (cluster-node.ts, session-registry.ts, shared-groups.ts), one group each.
+      copy.clusterNode = { ...cluster.counters };
+      copy.clusterSessions = { ...cluster.sessions.counters };
+      copy.clusterShared = { ...cluster.shares.counters };
+    }
     return copy;
   }
 
@@ -59,6 +66,7 @@ export class BrokerInspection implements BrokerView {
       clientsByProtocolVersion: clientsByProtocolVersion(broker.online.values()),
       storage: store === undefined ? null : { ...store },
       recoveryMs: this.readyAtMs === null ? null : this.readyAtMs - this.startedMs,
+      cluster: broker.cluster === null ? null : { knownSessionKeys: broker.cluster.sessions.knownKeys, claimsPending: broker.cluster.sessions.claimsPending },
     };
   }
 

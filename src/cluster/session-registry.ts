@@ -128,6 +128,11 @@ export class SessionRegistry {
     return this.claims.size;
   }
 
+  /** How many client ids this node knows an owner (or a deletion) of: every key of the bucket it has seen (metrics). */
+  get knownKeys(): number {
+    return this.known.size;
+  }
+
   /** Parks an accepted CONNECT until its client id is this node's in the bucket. */
   claim(connection: Connection, packet: ConnectPacket, authentication: ConnackAuthentication | null, clientId: string, nowMs: number): void {
     assert(connection.phase === 'awaiting-connect', 'only a connection not yet accepted claims its client id');

@@ -162,6 +162,7 @@ export const emptyView: BrokerView = {
     clientsByProtocolVersion: {},
     storage: null,
     recoveryMs: null,
+    cluster: null,
   }),
   clients: () => [],
   client: () => null,
