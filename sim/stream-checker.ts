@@ -482,18 +482,27 @@ export class StreamChecker {
     if (reader.protocolVersion !== 5) return true;
     const bySession = new Map<number, StreamDeliveryRecord[]>();
     // A DUP resend of an offset this session already got is a repeat; one it never got (the first
-    // copy went down with its link) continues the sequence like a first transmission.
-    const received = new Set<string>();
+    // copy went down with its link) continues the sequence like a first transmission. A broker
+    // crash that rewinds the session to its durable position starts the count afresh: what is
+    // sent after the rewind, resends included, is the new sequence (seed 1502881).
+    const received = new Map<number, Set<number>>();
     for (const delivery of reader.deliveries) {
       if (delivery.offset === null) continue;
-      const seen = received.has(`${delivery.session}:${delivery.offset}`);
-      received.add(`${delivery.session}:${delivery.offset}`);
-      if (delivery.dup && seen) continue;
       const list = bySession.get(delivery.session) ?? [];
       bySession.set(delivery.session, list);
+      let got = received.get(delivery.session);
+      const previous = list[list.length - 1];
+      if (got === undefined || (previous !== undefined && delivery.offset <= previous.offset! && this.crashBetween(previous.sentMs, delivery.sentMs))) {
+        got = new Set<number>();
+        received.set(delivery.session, got);
+      }
+      const seen = got.has(delivery.offset);
+      got.add(delivery.offset);
+      if (delivery.dup && seen) continue;
       list.push(delivery);
     }
     for (const [sessionIndex, deliveries] of bySession) {
+      if (deliveries.length === 0) continue;
       const session = reader.sessions[sessionIndex];
       if (session !== undefined && !this.checkStart(model, reader, session, deliveries[0]!)) return false;
       for (let index = 1; index < deliveries.length; index++) {

@@ -182,4 +182,9 @@ export const regressionSeeds: readonly { seed: number; found: string; workload?:
     found:
       'checker (streams): a reader that had stopped reading got, after a broker crash, deliveries sent before it; a crash between two deliveries is judged by when the broker sent them (as for groups since 968306)',
   },
+  {
+    seed: 1502881,
+    found:
+      'checker (streams): after a crash the reader got its durable position again and then DUP resends of offsets it had also got before the crash; those resends were dropped as repeats, so the rewound sequence seemed to skip them',
+  },
 ];
