@@ -1153,6 +1153,14 @@ export class Checker {
           if (state.received.has(key)) group.delivered = true;
           else group.owed = false;
         }
+        // The same for a membership that ended with its session (seed 1601999): the repair may
+        // have brought the old session back, subscription included.
+        for (const [filter, departures] of state.formerFilters) {
+          if (sharedGroupKey(filter) !== groupKey || !departures.some((former) => this.amnestySince(former.sinceMs))) continue;
+          members.push(state);
+          if (state.received.has(key)) group.delivered = true;
+          else group.owed = false;
+        }
       }
       // The broker may have chosen a member whose session then ended; the spec only says it
       // SHOULD pass the message on to another member then (MQTT 5.0 section 4.8.2), so no promise.
@@ -1163,7 +1171,7 @@ export class Checker {
         [...state.unsubscribing.keys()].some((filter) => sharedGroupKey(filter) === groupKey && !((state.removed.get(filter) ?? Number.POSITIVE_INFINITY) < publishedMs)),
       );
       if (group.owed && !group.delivered && !memberLostSession && !memberLeft && !members.some((member) => this.excuseLoss(member, key)) && !this.amnestySince(group.sinceMs)) {
-        this.report('lost', `shared group ${groupKey} never got ${key} (${topic})`);
+        this.report('lost', `shared group ${groupKey} never got ${key} (${topic}, sent at ${publishedMs}ms, owed since ${group.sinceMs}ms)`);
         return true;
       }
     }

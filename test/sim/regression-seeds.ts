@@ -187,4 +187,9 @@ export const regressionSeeds: readonly { seed: number; found: string; workload?:
     found:
       'checker (streams): after a crash the reader got its durable position again and then DUP resends of offsets it had also got before the crash; those resends were dropped as repeats, so the rewound sequence seemed to skip them',
   },
+  {
+    seed: 1601999,
+    found:
+      "checker: a shared subscription lost with its session came back with a repair's amnesty and the broker chose that member; the group's members now include former sessions' filters brought back by an amnesty, as removed ones already were",
+  },
 ];
