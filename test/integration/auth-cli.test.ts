@@ -52,7 +52,8 @@ describe('keel passwd', () => {
     expect(entries(file).alice).not.toBe(before);
     expect((await passwd([file, 'bob', '--delete'])).code).toBe(0);
     expect(Object.keys(entries(file))).toEqual(['alice']);
-  });
+    // Four `keel` processes, each hashing with scrypt: seconds on a loaded machine.
+  }, 20_000);
 
   it('exits 2 on an empty password or a bad iteration count', async () => {
     const file = join(directory, 'other');
