@@ -28,6 +28,18 @@ const clusterRegressionSeeds: readonly { seed: number; nodes: number; found: str
       "checker: a mover's will, owed to a $share group, was fired again at its node's recovery after a crash, when the node's view of keel-shared starts empty; such a will is owed nothing (shared-lost)",
   },
   { seed: 983339, nodes: 2, found: 'checker: same as 982254' },
+  {
+    seed: 986157,
+    nodes: 2,
+    found:
+      'a retained put held by a node cut from NATS went out unconditionally when the link returned, after its publisher had resent it through the other node and a newer retained message had been acknowledged there (retained-stale)',
+  },
+  {
+    seed: 989360,
+    nodes: 3,
+    found:
+      'a QoS 2 retained put was acknowledged before the record saying it was done was durable; after a crash recovery issued it again, unconditionally, over a newer acknowledged message (retained-stale)',
+  },
 ];
 
 function quiet(seed: number, nodes: number) {
