@@ -92,6 +92,8 @@ export class NatsModel {
   private readonly buckets = new Map<string, Bucket>();
   private serverUp = true;
   private pumpScheduled = false;
+  /** Told of every key set as NATS takes it (the world's checkers follow the retained bucket's history). */
+  keySet: ((change: ClusterKeyChange) => void) | null = null;
   readonly counters = { corePublishes: 0, coreDeliveries: 0, stored: 0, deduplicated: 0, deliveries: 0, redeliveries: 0, acks: 0, restarts: 0, partitions: 0 };
 
   constructor(
@@ -241,6 +243,7 @@ export class NatsModel {
     bucket.entries.set(request.key, { value: request.value, revision });
     this.toNode(node, link.epoch, (sink) => sink.completed({ requestId: request.requestId, ok: true, sequence: revision }));
     const change: ClusterKeyChange = { bucket: request.bucket, key: request.key, value: request.value, revision };
+    this.keySet?.(change);
     for (const [watcher, epoch] of bucket.watchers) {
       const watcherLink = this.links[watcher]!;
       if (!watcherLink.up || watcherLink.epoch !== epoch) continue;
