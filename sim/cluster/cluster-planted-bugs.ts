@@ -19,8 +19,17 @@
  *   only the groups it chose itself), so a group with members on two other nodes gets it twice.
  * - `share-choice-dropped`: drops the `Keel-Share` choices of every message from another node, so
  *   a group's copy chosen for a node other than the publisher's is delivered nowhere.
+ * - `retained-conflict-dropped`: a retained put answered `wrong-revision` is taken as done (its
+ *   answer rewritten to success), as a node would that took every conflict for a newer message
+ *   having replaced its own: a message that arrived at a node still behind on the bucket (or cut
+ *   off) is acknowledged while the older value it should have replaced stays.
+ * - `retained-plain-put`: the retained puts a node issues as its link to NATS comes back (those
+ *   that waited through the cut) go out unconditionally (no expected revision), as they did before
+ *   retained-sync.ts: a put whose publisher left and resent it through another node, where it was
+ *   acknowledged and then replaced by a newer message, lands over that newer one.
  */
 import { Broker, type BrokerOptions } from '../../src/broker/broker.js';
+import { retainedBucket } from '../../src/cluster/retained-entries.js';
 import { decodeOwner, encodeOwner, sessionsBucket } from '../../src/cluster/session-registry.js';
 import { decodeShareChoices, encodeShareChoices, headerShare } from '../../src/cluster/shared-groups.js';
 import type { Action, AdminCommand, BrokerCore, BrokerView, ClusterKeyChange, ClusterMessage, ClusterResult, ConnectionId, ConnectionPeer, StorageResult } from '../../src/contract.js';
@@ -162,10 +171,40 @@ class ShareChoiceDropped extends WrappedClusterBroker {
   }
 }
 
+class RetainedConflictDropped extends WrappedClusterBroker {
+  private readonly retainedRequests = new Set<number>();
+
+  override clusterCompleted(nowMs: number, result: ClusterResult): void {
+    if (!this.retainedRequests.delete(result.requestId) || result.ok || result.code !== 'wrong-revision') return super.clusterCompleted(nowMs, result);
+    super.clusterCompleted(nowMs, { requestId: result.requestId, ok: true, sequence: 0 });
+  }
+
+  override drainActions(): Action[] {
+    const actions = super.drainActions();
+    for (const action of actions) if (action.kind === 'cluster' && action.request.op === 'kv-set' && action.request.bucket === retainedBucket) this.retainedRequests.add(action.request.requestId);
+    return actions;
+  }
+}
+
+class RetainedPlainPut extends WrappedClusterBroker {
+  override clusterStatus(nowMs: number, status: 'connected' | 'disconnected'): void {
+    super.clusterStatus(nowMs, status);
+    if (status !== 'connected') return;
+    // What the node asks for as the link comes back, with the retained puts made unconditional.
+    for (const action of this.inner.drainActions()) {
+      const request = action.kind === 'cluster' ? action.request : null;
+      if (request?.op === 'kv-set' && request.bucket === retainedBucket) this.extra.push({ kind: 'cluster', request: { ...request, expectedRevision: null } });
+      else this.extra.push(action);
+    }
+  }
+}
+
 export const clusterPlantedBugs: Record<ClusterPlantedBugName, ClusterBrokerFactory> = {
   'handoff-ack-before-log': (options: BrokerOptions) => new HandoffAckBeforeLog(new Broker(options)),
   'retained-out-of-order': (options: BrokerOptions) => new RetainedOutOfOrder(new Broker(options)),
   'takeover-keeps-both': (options: BrokerOptions) => new TakeoverKeepsBoth(new Broker(options), options.config.cluster?.nodeId ?? ''),
   'share-per-node': (options: BrokerOptions) => new SharePerNode(new Broker(options), options.config.cluster!.nodeId),
   'share-choice-dropped': (options: BrokerOptions) => new ShareChoiceDropped(new Broker(options)),
+  'retained-conflict-dropped': (options: BrokerOptions) => new RetainedConflictDropped(new Broker(options)),
+  'retained-plain-put': (options: BrokerOptions) => new RetainedPlainPut(new Broker(options)),
 };
