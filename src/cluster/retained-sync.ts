@@ -9,9 +9,10 @@
  * topic's retained messages, and the rule is about what may land in it, and when:
  *
  * 1. Every put is a compare-and-set at a base revision: the revision of the key as the node knew
- *    it (through its watch) when the message arrived, 0 when it knew none. The base is kept when
- *    the put goes again after a link loss, and after a crash (the outbox entry of a logged put
- *    holds it). So a put lands only if nothing reached the key since its message arrived.
+ *    it when the message arrived (from its watch, or the landing of its own last put of the key
+ *    if the watch has not shown that yet), 0 when it knew none. The base is kept when the put goes
+ *    again after a link loss, and after a crash (the outbox entry of a logged put holds it). So a
+ *    put lands only if nothing reached the key since its message arrived.
  * 2. `wrong-revision`: something reached the key since. The node waits until its watch shows the
  *    key past the base (the watch is its read), then:
  *    a. the key holds this very put (a value names its node and a put id): an earlier attempt went
@@ -73,9 +74,16 @@ interface RetainedPut {
   conflicted: boolean;
 }
 
-/** What the watch last showed of a key. */
+/** What the watch last showed of a key, and where this node's own last put of it landed. */
 interface KnownKey {
+  /** The revision the watch last showed (0: none yet); changes at or below it are not applied. */
   revision: number;
+  /**
+   * The revision this node's last put of the key landed at, as its answer said (the watch may not
+   * have shown it yet). Only a base: the table follows the watch alone, or an older change still
+   * on its way would be taken for one already applied.
+   */
+  landed: number;
   /** The value's `<node>|<put id>`, null for a deletion or a value without one. */
   putId: string | null;
   deleted: boolean;
@@ -156,9 +164,10 @@ export class RetainedSync {
     this.queue({ topic, value: value.length === 0 ? null : value, putId, base, tickets: [ticket], outboxIds: [id], requestId: 0, conflicted: false });
   }
 
-  /** The base of a put that arrives now (rule 1): the revision the watch showed, 0 when none. */
+  /** The base of a put that arrives now (rule 1): the newest revision the node knows the key at, 0 when none. */
   private baseOf(topic: string): number {
-    return this.known.get(topic)?.revision ?? 0;
+    const known = this.known.get(topic);
+    return known === undefined ? 0 : Math.max(known.revision, known.landed);
   }
 
   /** Rule 4: the put waits behind one that is out; one not out yet is replaced by it. */
@@ -213,6 +222,7 @@ export class RetainedSync {
     if (put.requestId !== result.requestId) return true;
     put.requestId = 0;
     if (result.ok) {
+      this.landed(put.topic, result.sequence);
       this.done(put, result.sequence);
       return true;
     }
@@ -224,6 +234,13 @@ export class RetainedSync {
     put.conflicted = true;
     this.resolve(put);
     return true;
+  }
+
+  private landed(topic: string, revision: number): void {
+    assert(revision > 0, 'a put lands at a revision');
+    const known = this.known.get(topic);
+    if (known === undefined) this.known.set(topic, { revision: 0, landed: revision, putId: null, deleted: false });
+    else known.landed = Math.max(known.landed, revision);
   }
 
   /** Rule 2, once the watch shows the key past the base. */
@@ -284,7 +301,7 @@ export class RetainedSync {
     if (known !== undefined && change.revision <= known.revision) return;
     const entry = change.value === null ? null : decodeRetainedValue(change.value);
     const putId = entry === null || entry.origin === null || entry.sequence === null ? null : `${entry.origin}|${entry.sequence}`;
-    this.known.set(topic, { revision: change.revision, putId, deleted: change.value === null });
+    this.known.set(topic, { revision: change.revision, landed: known?.landed ?? 0, putId, deleted: change.value === null });
     this.apply(nowMs, topic, entry);
     const first = this.puts.get(topic)?.[0];
     if (first?.conflicted) this.resolve(first);

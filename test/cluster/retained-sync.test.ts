@@ -1,8 +1,8 @@
 /**
  * Proves the rule for which write of a topic's retained value wins across a cut
  * (src/cluster/retained-sync.ts), with a test playing NATS by hand against one cluster node: a put
- * is a compare-and-set at the revision the node's watch showed when the message arrived (0 for a
- * key it never saw); the base is kept when the put goes again after a link loss and after a crash
+ * is a compare-and-set at the revision the node knew when the message arrived (what its watch
+ * showed, or where its own last put landed; 0 for a key it never saw); the base is kept when the put goes again after a link loss and after a crash
  * (a QoS 2 put's outbox entry holds it); on `wrong-revision` the node waits for its watch to show
  * the key past the base, then takes its own value there as done, goes again at the new revision
  * while its publisher still waits (or the put is logged), and drops the put when its publisher has
@@ -89,6 +89,18 @@ describe('retained messages across a cut (retained-sync.ts)', () => {
     expect(publisher.take()).toEqual([]);
     answer(harness, second!, { ok: true, sequence: 5 });
     expect(publisher.take()).toMatchObject([{ type: PacketType.Puback, packetId: 1, reasonCode: 0 }]);
+  });
+
+  it('takes the landing of its own last put as the base before the watch shows it', () => {
+    const harness = Harness.clusterNode();
+    harness.clusterConnected();
+    const publisher = publisherOn(harness);
+    publishRetained(publisher, 'first');
+    const [first] = retainedSets(harness);
+    answer(harness, first!, { ok: true, sequence: 5 });
+    expect(publisher.take()).toMatchObject([{ type: PacketType.Puback, packetId: 1 }]);
+    publisher.send({ type: PacketType.Publish, dup: false, qos: 1, retain: true, topic, packetId: 2, payload: text('second') });
+    expect(retainedSets(harness)).toMatchObject([{ expectedRevision: 5 }]);
   });
 
   it('keeps the base across a link loss, and drops a conflicting put whose publisher left (seed 986157)', () => {
