@@ -59,8 +59,9 @@
  * PUBREC waits for the put too. Every node watches the bucket and applies its changes in revision
  * order, its own puts included, so all nodes converge on the bucket's order and a new subscriber on
  * any node gets the newest. A put that meets a change it did not know of goes again only while
- * someone here is still to be answered for it, else it is dropped: a value never lands after its
- * publication was acknowledged elsewhere. Puts of QoS 2 messages and of wills are logged in the
+ * someone here is still to be answered for it, else it is dropped: a value does not land after
+ * its publication was acknowledged elsewhere (but for a publisher that left unnoticed, see
+ * retained-sync.ts). Puts of QoS 2 messages and of wills are logged in the
  * outbox with their base revision and issued again after a crash; a QoS 2 resend answered from
  * its recorded packet id waits until what the outbox held at start is done.
  *

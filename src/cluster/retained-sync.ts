@@ -38,7 +38,10 @@
  * replaces it; a retained message sent after another was acknowledged replaces it. Not covered:
  * a publisher that left a node without the node noticing (a half-open connection), resent through
  * another node and was answered there, while this node's put of it met a conflict; this node then
- * still thinks someone waits and may land it again (rule 2b) over a newer message.
+ * still thinks someone waits and may land it again (rule 2b) over a newer message. Nor a NATS
+ * that lost its store: the bucket's revisions start again below what the nodes knew, so the
+ * changes it replays are taken for old ones, and a put that met a conflict waits for its watch to
+ * pass a revision the new bucket has not reached (the link does not say which revision it found).
  */
 import { assert } from '../assert.js';
 import type { Broker } from '../broker/broker.js';
