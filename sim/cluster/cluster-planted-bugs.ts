@@ -172,16 +172,31 @@ class ShareChoiceDropped extends WrappedClusterBroker {
 }
 
 class RetainedConflictDropped extends WrappedClusterBroker {
-  private readonly retainedRequests = new Set<number>();
+  /** Retained puts out: request id → key and expected revision. */
+  private readonly retainedRequests = new Map<number, { key: string; expectedRevision: number }>();
+  /** The newest revision of each retained key the node's watch showed. */
+  private readonly revisions = new Map<string, number>();
 
   override clusterCompleted(nowMs: number, result: ClusterResult): void {
-    if (!this.retainedRequests.delete(result.requestId) || result.ok || result.code !== 'wrong-revision') return super.clusterCompleted(nowMs, result);
-    super.clusterCompleted(nowMs, { requestId: result.requestId, ok: true, sequence: 0 });
+    const request = this.retainedRequests.get(result.requestId);
+    this.retainedRequests.delete(result.requestId);
+    if (request === undefined || result.ok || result.code !== 'wrong-revision') return super.clusterCompleted(nowMs, result);
+    // Answered as if the put had landed on what it found (a revision past the one it expected).
+    const sequence = Math.max(this.revisions.get(request.key) ?? 0, request.expectedRevision + 1);
+    super.clusterCompleted(nowMs, { requestId: result.requestId, ok: true, sequence });
+  }
+
+  override clusterKeyChanged(nowMs: number, change: ClusterKeyChange): void {
+    if (change.bucket === retainedBucket) this.revisions.set(change.key, Math.max(this.revisions.get(change.key) ?? 0, change.revision));
+    super.clusterKeyChanged(nowMs, change);
   }
 
   override drainActions(): Action[] {
     const actions = super.drainActions();
-    for (const action of actions) if (action.kind === 'cluster' && action.request.op === 'kv-set' && action.request.bucket === retainedBucket) this.retainedRequests.add(action.request.requestId);
+    for (const action of actions) {
+      const request = action.kind === 'cluster' ? action.request : null;
+      if (request?.op === 'kv-set' && request.bucket === retainedBucket) this.retainedRequests.set(request.requestId, { key: request.key, expectedRevision: request.expectedRevision ?? 0 });
+    }
     return actions;
   }
 }
