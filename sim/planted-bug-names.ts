@@ -63,6 +63,8 @@ export const clusterPlantedBugDescriptions = {
   'takeover-keeps-both': 'ignores a client id claimed by another node: the old connection and session stay',
   'share-per-node': "delivers a $share group's message from another node to one of its own members whatever node the publisher chose (one copy per node)",
   'share-choice-dropped': "drops the node choices of $share groups from every message from another node, so a group's copy chosen there is delivered nowhere",
+  'retained-conflict-dropped': 'takes a retained put that met a newer revision as replaced by it and acknowledges its publisher, though its message came after the newer one',
+  'retained-plain-put': 'issues the retained puts that waited through a cut from NATS unconditionally when the link returns, not as a compare-and-set at their base revision',
 };
 
 export type ClusterPlantedBugName = keyof typeof clusterPlantedBugDescriptions;

@@ -24,7 +24,11 @@
  * `retained-diverged`: a node's retained message for a topic is not the one the `keel-retained`
  * bucket holds; `retained-lost`: a topic with an acknowledged retained publication has none;
  * `retained-stale`: the cluster's value was acknowledged before an acknowledged retained
- * publication on the same topic was first sent (so the newer one must have replaced it).
+ * publication on the same topic was first sent (so the newer one must have replaced it). The same
+ * rule holds at every moment, not only at the end: it is judged too whenever a value lands in the
+ * bucket (the NATS model tells) and whenever a retained publication is acknowledged, against the
+ * value the bucket holds then. A fresh subscriber at that moment would get the older value after
+ * the newer one was acknowledged; a later write hiding it by the end does not undo that.
  * `$share` groups have rules of their own (shared-checker.ts); this checker tells it of every
  * publication and acknowledgement.
  */
@@ -60,6 +64,8 @@ interface Subscriber {
 export class ClusterChecker {
   private readonly publications = new Map<string, Publication>();
   private readonly subscribers = new Map<number, Subscriber>();
+  /** What the `keel-retained` bucket holds now, per topic: a publication key, or null (deleted, or not a publication). */
+  private readonly bucketHolds = new Map<string, string | null>();
   delivered = 0;
   /** The rules for `$share` groups (shared-checker.ts), told of every publication too. */
   shared: SharedChecker | null = null;
@@ -110,6 +116,27 @@ export class ClusterChecker {
     if (publication !== undefined && !publication.acked) {
       publication.acked = true;
       publication.ackedMs = this.clock.nowMs;
+      if (publication.retain) this.judgeBucket(publication.topic, 'holds');
+    }
+  }
+
+  /** A value landed in the bucket now (`key`: its publication, null when it names none). */
+  retainedLanded(topic: string, key: string | null): void {
+    this.bucketHolds.set(topic, key);
+    this.judgeBucket(topic, 'got');
+  }
+
+  /** `retained-stale` now: the bucket's value of `topic` must not be older than an acknowledged publication sent after its acknowledgement. */
+  private judgeBucket(topic: string, verb: 'got' | 'holds'): void {
+    const key = this.bucketHolds.get(topic) ?? null;
+    const value = key === null ? undefined : this.publications.get(key);
+    if (value === undefined || !value.acked) return;
+    for (const other of this.publications.values()) {
+      if (!other.retain || !other.acked || other.topic !== topic || other.firstSentMs <= value.ackedMs) continue;
+      return this.fail(
+        'retained-stale',
+        `${topic}: the bucket ${verb} ${key} (acknowledged at ${value.ackedMs}) at ${this.clock.nowMs}, after ${other.publisher}|${other.sequence} (sent at ${other.firstSentMs}, acknowledged at ${other.ackedMs})`,
+      );
     }
   }
 

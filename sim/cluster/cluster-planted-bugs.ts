@@ -19,8 +19,17 @@
  *   only the groups it chose itself), so a group with members on two other nodes gets it twice.
  * - `share-choice-dropped`: drops the `Keel-Share` choices of every message from another node, so
  *   a group's copy chosen for a node other than the publisher's is delivered nowhere.
+ * - `retained-conflict-dropped`: a retained put answered `wrong-revision` is taken as done (its
+ *   answer rewritten to success), as a node would that took every conflict for a newer message
+ *   having replaced its own: a message that arrived at a node still behind on the bucket (or cut
+ *   off) is acknowledged while the older value it should have replaced stays.
+ * - `retained-plain-put`: the retained puts a node issues as its link to NATS comes back (those
+ *   that waited through the cut) go out unconditionally (no expected revision), as they did before
+ *   retained-sync.ts: a put whose publisher left and resent it through another node, where it was
+ *   acknowledged and then replaced by a newer message, lands over that newer one.
  */
 import { Broker, type BrokerOptions } from '../../src/broker/broker.js';
+import { retainedBucket } from '../../src/cluster/retained-entries.js';
 import { decodeOwner, encodeOwner, sessionsBucket } from '../../src/cluster/session-registry.js';
 import { decodeShareChoices, encodeShareChoices, headerShare } from '../../src/cluster/shared-groups.js';
 import type { Action, AdminCommand, BrokerCore, BrokerView, ClusterKeyChange, ClusterMessage, ClusterResult, ConnectionId, ConnectionPeer, StorageResult } from '../../src/contract.js';
@@ -162,10 +171,55 @@ class ShareChoiceDropped extends WrappedClusterBroker {
   }
 }
 
+class RetainedConflictDropped extends WrappedClusterBroker {
+  /** Retained puts out: request id → key and expected revision. */
+  private readonly retainedRequests = new Map<number, { key: string; expectedRevision: number }>();
+  /** The newest revision of each retained key the node's watch showed. */
+  private readonly revisions = new Map<string, number>();
+
+  override clusterCompleted(nowMs: number, result: ClusterResult): void {
+    const request = this.retainedRequests.get(result.requestId);
+    this.retainedRequests.delete(result.requestId);
+    if (request === undefined || result.ok || result.code !== 'wrong-revision') return super.clusterCompleted(nowMs, result);
+    // Answered as if the put had landed on what it found (a revision past the one it expected).
+    const sequence = Math.max(this.revisions.get(request.key) ?? 0, request.expectedRevision + 1);
+    super.clusterCompleted(nowMs, { requestId: result.requestId, ok: true, sequence });
+  }
+
+  override clusterKeyChanged(nowMs: number, change: ClusterKeyChange): void {
+    if (change.bucket === retainedBucket) this.revisions.set(change.key, Math.max(this.revisions.get(change.key) ?? 0, change.revision));
+    super.clusterKeyChanged(nowMs, change);
+  }
+
+  override drainActions(): Action[] {
+    const actions = super.drainActions();
+    for (const action of actions) {
+      const request = action.kind === 'cluster' ? action.request : null;
+      if (request?.op === 'kv-set' && request.bucket === retainedBucket) this.retainedRequests.set(request.requestId, { key: request.key, expectedRevision: request.expectedRevision ?? 0 });
+    }
+    return actions;
+  }
+}
+
+class RetainedPlainPut extends WrappedClusterBroker {
+  override clusterStatus(nowMs: number, status: 'connected' | 'disconnected'): void {
+    super.clusterStatus(nowMs, status);
+    if (status !== 'connected') return;
+    // What the node asks for as the link comes back, with the retained puts made unconditional.
+    for (const action of this.inner.drainActions()) {
+      const request = action.kind === 'cluster' ? action.request : null;
+      if (request?.op === 'kv-set' && request.bucket === retainedBucket) this.extra.push({ kind: 'cluster', request: { ...request, expectedRevision: null } });
+      else this.extra.push(action);
+    }
+  }
+}
+
 export const clusterPlantedBugs: Record<ClusterPlantedBugName, ClusterBrokerFactory> = {
   'handoff-ack-before-log': (options: BrokerOptions) => new HandoffAckBeforeLog(new Broker(options)),
   'retained-out-of-order': (options: BrokerOptions) => new RetainedOutOfOrder(new Broker(options)),
   'takeover-keeps-both': (options: BrokerOptions) => new TakeoverKeepsBoth(new Broker(options), options.config.cluster?.nodeId ?? ''),
   'share-per-node': (options: BrokerOptions) => new SharePerNode(new Broker(options), options.config.cluster!.nodeId),
   'share-choice-dropped': (options: BrokerOptions) => new ShareChoiceDropped(new Broker(options)),
+  'retained-conflict-dropped': (options: BrokerOptions) => new RetainedConflictDropped(new Broker(options)),
+  'retained-plain-put': (options: BrokerOptions) => new RetainedPlainPut(new Broker(options)),
 };

@@ -18,7 +18,7 @@
  * `keel-shared` bucket to each node.
  */
 import { Broker, type BrokerOptions } from '../../src/broker/broker.js';
-import { decodeRetainedValue, retainedBucket, retainedKey } from '../../src/cluster/retained-entries.js';
+import { decodeRetainedValue, retainedBucket, retainedKey, topicOfRetainedKey } from '../../src/cluster/retained-entries.js';
 import { sharedBucket } from '../../src/cluster/shared-groups.js';
 import { PacketDecoder } from '../../src/codec/decoder.js';
 import { encodePacket } from '../../src/codec/encoder.js';
@@ -182,6 +182,13 @@ export class ClusterWorld implements MemberWorld {
     this.faultRandom = Random.stream(shape.seed, 'cluster-faults');
     this.netRandom = Random.stream(shape.seed, 'cluster-network');
     this.nats = new NatsModel(this.queue, this.clock, Random.stream(shape.seed, 'nats'), shape.nodes, (line) => this.trace(line));
+    this.nats.keySet = (change) => {
+      if (change.bucket !== retainedBucket) return;
+      const topic = topicOfRetainedKey(change.key);
+      const entry = change.value === null ? null : decodeRetainedValue(change.value);
+      const identity = entry === null ? null : parsePayload(entry.payload);
+      if (topic !== null) this.checker.retainedLanded(topic, identity?.kind === 'message' ? `${identity.publisher}|${identity.sequence}` : null);
+    };
     for (let index = 0; index < shape.nodes; index++) {
       const resolved = resolveConfig({ cluster: { nats: 'nats://sim:4222', nodeId: `n${index}` }, sysIntervalSeconds: 0 });
       if (!resolved.ok) throw new Error(`bad simulated config: ${resolved.problems.join('; ')}`);
@@ -496,6 +503,13 @@ export class ClusterClient {
   private nextSequence = 1;
   private nextPacketId = 1;
   private readonly window: number;
+  /**
+   * An impatient publisher (a roaming one, half of them) gives up on a connection whose oldest
+   * publication is not acknowledged after this long, and reconnects (to any node) to send it
+   * again, as clients with an acknowledgement timeout do; null: it waits. Its own stream, so the
+   * draws of every other choice are what they were before it existed.
+   */
+  private readonly patienceMs: number | null;
   private publishScheduled = false;
   /** An auditor's view of its node's retained table: topic → publication key. */
   readonly retainedSeen = new Map<string, string>();
@@ -511,6 +525,8 @@ export class ClusterClient {
     private readonly random: Random,
   ) {
     this.window = random.int(1, 3);
+    const patience = Random.stream(world.shape.seed, `client-${index}-patience`);
+    this.patienceMs = role === 'publisher' && qos === 1 && patience.chance(0.5) ? patience.int(1_000, 3_000) : null;
   }
 
   private get clientId(): string {
@@ -690,8 +706,20 @@ export class ClusterClient {
     this.world.trace(`c${this.index} PUBLISH ${this.index}|${sequence} q${this.qos}${retain ? ' retain' : ''} ${topic}${packetId === undefined ? '' : ` id=${packetId}`}`);
     this.world.checker.publishSent(this.index, sequence, topic, this.qos, false, this.pipe!.node, retain);
     if (packetId !== undefined) this.inflight.set(packetId, { sequence, topic, qos: this.qos, retain, phase: 'publish' });
+    if (packetId !== undefined) this.awaitAcknowledgement(packetId, sequence);
     this.send({ type: PacketType.Publish, dup: false, qos: this.qos, retain, topic, packetId, payload: messagePayload(this.index, sequence, this.qos, topic) });
     this.schedulePublish();
+  }
+
+  /** An impatient publisher drops its connection if `sequence` is still unacknowledged after its patience. */
+  private awaitAcknowledgement(packetId: number, sequence: number): void {
+    if (this.patienceMs === null) return;
+    const pipe = this.pipe;
+    this.world.queue.push(this.world.clock.nowMs + this.patienceMs, () => {
+      if (this.pipe !== pipe || pipe === null || this.inflight.get(packetId)?.sequence !== sequence) return;
+      this.world.trace(`c${this.index} gives up waiting for ${this.index}|${sequence}`);
+      this.dropConnection();
+    });
   }
 
   /** Why this client is not settled at the end, or null. */

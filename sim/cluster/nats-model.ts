@@ -18,10 +18,13 @@
  *   stream in order, at most `ackPendingMax` unacknowledged at once, and redelivers a delivery not
  *   acknowledged within `ackWaitMs` (first the oldest); an `ack` removes it for good. Acks travel
  *   on the link like anything else and are lost with it.
- * - Key-value buckets: one revision counter per bucket (a bucket is a stream); a set with an
- *   expected revision succeeds only at that revision (0: the key must be absent), else fails with
- *   `wrong-revision`; a null value deletes (a tombstone with its own revision). A watch sends every
- *   live entry, then every change, in revision order, until the link drops.
+ * - Key-value buckets: one revision counter per bucket (a bucket is a stream, kept across NATS
+ *   restarts); a set with an expected revision succeeds only at that revision, else fails with
+ *   `wrong-revision`; a null value deletes (a tombstone with its own revision, which a later set
+ *   may expect, as JetStream's expected last subject sequence does); expected revision 0 succeeds
+ *   on a key absent or deleted (what nats.js's `create` does: it retries on a tombstone's
+ *   revision). A watch sends the last entry of every key, tombstones included (JetStream's last
+ *   message per subject), then every change, in revision order, until the link drops.
  * - Restarts: NATS goes down for a while (every link drops) and comes back with its stream and
  *   consumers (JetStream's store survives a process restart).
  */
@@ -89,6 +92,8 @@ export class NatsModel {
   private readonly buckets = new Map<string, Bucket>();
   private serverUp = true;
   private pumpScheduled = false;
+  /** Told of every key set as NATS takes it (the world's checkers follow the retained bucket's history). */
+  keySet: ((change: ClusterKeyChange) => void) | null = null;
   readonly counters = { corePublishes: 0, coreDeliveries: 0, stored: 0, deduplicated: 0, deliveries: 0, redeliveries: 0, acks: 0, restarts: 0, partitions: 0 };
 
   constructor(
@@ -226,8 +231,9 @@ export class NatsModel {
   private kvSet(node: number, link: NodeLink, request: Extract<ClusterRequest, { op: 'kv-set' }>): void {
     const bucket = this.bucket(request.bucket);
     const current = bucket.entries.get(request.key);
-    const currentRevision = current === undefined || current.value === null ? 0 : current.revision;
-    if (request.expectedRevision !== null && request.expectedRevision !== currentRevision) {
+    const currentRevision = current === undefined ? 0 : current.revision;
+    const absent = current === undefined || current.value === null;
+    if (request.expectedRevision !== null && request.expectedRevision !== currentRevision && !(request.expectedRevision === 0 && absent)) {
       const message = `${request.bucket}/${request.key} is at revision ${currentRevision}, not ${request.expectedRevision}`;
       this.toNode(node, link.epoch, (sink) => sink.completed({ requestId: request.requestId, ok: false, code: 'wrong-revision', message }));
       return;
@@ -237,6 +243,7 @@ export class NatsModel {
     bucket.entries.set(request.key, { value: request.value, revision });
     this.toNode(node, link.epoch, (sink) => sink.completed({ requestId: request.requestId, ok: true, sequence: revision }));
     const change: ClusterKeyChange = { bucket: request.bucket, key: request.key, value: request.value, revision };
+    this.keySet?.(change);
     for (const [watcher, epoch] of bucket.watchers) {
       const watcherLink = this.links[watcher]!;
       if (!watcherLink.up || watcherLink.epoch !== epoch) continue;
@@ -247,8 +254,8 @@ export class NatsModel {
   private kvWatch(node: number, link: NodeLink, name: string): void {
     const bucket = this.bucket(name);
     bucket.watchers.set(node, link.epoch);
-    const live = [...bucket.entries].filter(([, entry]) => entry.value !== null).sort((a, b) => a[1].revision - b[1].revision);
-    for (const [key, entry] of live) {
+    const last = [...bucket.entries].sort((a, b) => a[1].revision - b[1].revision);
+    for (const [key, entry] of last) {
       const change: ClusterKeyChange = { bucket: name, key, value: entry.value, revision: entry.revision };
       this.toNode(node, link.epoch, (sink) => sink.keyChanged(change));
     }

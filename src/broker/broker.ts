@@ -424,6 +424,17 @@ export class Broker implements BrokerCore {
     this.emitSend(connection, bytes, packets);
   }
 
+  /**
+   * True while an open connection holds bytes (an acknowledgement) that wait for cluster ticket
+   * `ticket`: its publisher is still there to be answered (cluster/retained-sync.ts, rule 2). A
+   * scan of the connections with held bytes, made only when a retained put met a conflict.
+   */
+  ticketAwaited(ticket: number): boolean {
+    assert(ticket > 0, 'a cluster ticket is positive');
+    for (const connection of this.connectionsWithHeld) for (const item of connection.held) if (item.handoff === ticket) return true;
+    return false;
+  }
+
   /** An outbound QoS 2 PUBLISH whose delivery record has `lsn`; see `inboundQos2Holds`. */
   sendQos2Publish(connection: Connection, bytes: Uint8Array, lsn: number): void {
     if (this.inboundQos2Holds === null) return this.send(connection, bytes, lsn);

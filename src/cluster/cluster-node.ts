@@ -53,12 +53,16 @@
  * stay the cluster's. Wills live in the log of the node their connection was on.
  *
  * Retained messages are cluster-wide through the `keel-retained` key-value bucket
- * (retained-entries.ts): a node applies a retained PUBLISH to its own table at once and puts it
- * into the bucket (an empty payload deletes the key); the PUBACK / PUBREC waits for the put too.
- * Every node watches the bucket and applies its changes in revision order (per topic, a revision
- * at or below the last applied one is ignored), its own puts included, so all nodes converge on
- * the bucket's order and a new subscriber on any node gets the newest. Puts of QoS 2 messages and
- * of wills are logged in the outbox and issued again after a crash; a QoS 2 resend answered from
+ * (retained-sync.ts, which states the rule for which write of a topic wins): a node applies a
+ * retained PUBLISH to its own table at once and puts it into the bucket (an empty payload deletes
+ * the key) as a compare-and-set at the revision it knew when the message arrived; the PUBACK /
+ * PUBREC waits for the put too. Every node watches the bucket and applies its changes in revision
+ * order, its own puts included, so all nodes converge on the bucket's order and a new subscriber on
+ * any node gets the newest. A put that meets a change it did not know of goes again only while
+ * someone here is still to be answered for it, else it is dropped: a value does not land after
+ * its publication was acknowledged elsewhere (but for a publisher that left unnoticed, see
+ * retained-sync.ts). Puts of QoS 2 messages and of wills are logged in the
+ * outbox with their base revision and issued again after a crash; a QoS 2 resend answered from
  * its recorded packet id waits until what the outbox held at start is done.
  *
  * Next step (designed, not built): replicate sessions through JetStream. Each session's changes
@@ -88,14 +92,14 @@
 import { assert } from '../assert.js';
 import type { Broker } from '../broker/broker.js';
 import { transientMessage } from '../broker/message.js';
-import { retainMessage } from '../broker/retained.js';
 import type { Properties, Qos } from '../codec/packets.js';
 import type { ClusterConfig } from '../config.js';
 import type { ClusterKeyChange, ClusterMessage, ClusterRequest, ClusterResult } from '../contract.js';
 import type { ClusterDurableState, StoredMessage } from '../store/state-store.js';
 import { parseSharedFilter } from '../topics/validate.js';
 import { decodeHeaders, encodeHeaders } from './headers.js';
-import { decodeRetainedValue, encodeRetainedValue, retainedBucket, retainedKey, topicOfRetainedKey } from './retained-entries.js';
+import { retainedBucket } from './retained-entries.js';
+import { RetainedSync, retainedOutboxPrefix } from './retained-sync.js';
 import { SessionRegistry, sessionsBucket } from './session-registry.js';
 import { headerShare, SharedGroups, sharedBucket } from './shared-groups.js';
 import { filterToSubjects, handoffPrefix, handoffSubject, subjectOfHandoff, subjectToTopic, topicToSubject } from './subjects.js';
@@ -115,21 +119,6 @@ interface Handoff {
   requestId: number;
   done: boolean;
 }
-
-/** The newest retained message of a topic on its way into the `keel-retained` bucket. */
-interface RetainedPut {
-  readonly topic: string;
-  readonly value: Uint8Array | null;
-  /** Tickets whose acknowledgements wait for this put (the publisher's PUBACK / PUBREC). */
-  readonly tickets: number[];
-  /** The request id of its latest attempt, 0 while not issued. */
-  requestId: number;
-  /** Outbox entries (QoS 2, wills) that stand for this put until the bucket holds it. */
-  readonly outboxIds: number[];
-}
-
-/** Outbox entries for retained puts carry this subject prefix and the key (other entries are hand-offs). */
-const retainedOutboxPrefix = '$KEEL.retained.';
 
 interface Interest {
   readonly subscriptionId: number;
@@ -165,12 +154,6 @@ export class ClusterNode {
   private issued = 0;
   /** Tickets not yet released, with how many things (a hand-off, a retained put) each still waits for. */
   private readonly pendingTickets = new Map<number, number>();
-  /** The newest retained put per topic not yet done; older ones still out wait in `waitingPuts`. */
-  private readonly retainedPuts = new Map<string, RetainedPut>();
-  private readonly waitingPuts: RetainedPut[] = [];
-  private readonly retainedRequests = new Map<number, RetainedPut>();
-  /** The bucket revision last applied per topic (this process's life; a restart replays the bucket). */
-  private readonly retainedRevisions = new Map<string, number>();
   private readonly requests = new Map<number, Handoff>();
   /** Acknowledgements of hand-off deliveries, waiting for their records to be durable, in LSN order. */
   private readonly pendingAcks: { lsn: number; sequence: number }[] = [];
@@ -186,8 +169,6 @@ export class ClusterNode {
   private gapSinceMs: number | null = null;
   private gapLowest = 0;
   readonly counters = {
-    retainedPuts: 0,
-    retainedApplied: 0,
     coreSent: 0,
     coreReceived: 0,
     coreDuplicates: 0,
@@ -204,6 +185,9 @@ export class ClusterNode {
 
   /** Client ids unique cluster-wide through the `keel-sessions` bucket (session-registry.ts). */
   readonly sessions: SessionRegistry;
+
+  /** Retained messages cluster-wide through the `keel-retained` bucket (retained-sync.ts). */
+  readonly retained: RetainedSync;
 
   constructor(
     private readonly broker: Broker,
@@ -229,6 +213,20 @@ export class ClusterNode {
       log: (event, fields) => this.broker.log('info', event, { nodeId: this.nodeId, ...fields }),
     });
     broker.router.shareGate = this.shares;
+    this.retained = new RetainedSync(broker, {
+      nodeId: this.nodeId,
+      get connected() {
+        return node.connected;
+      },
+      get epoch() {
+        return node.epoch;
+      },
+      nextRequestId: () => this.nextRequestId++,
+      request: (request) => this.request(request),
+      scheduleRetry: (nowMs) => this.scheduleRetry(nowMs),
+      holdTicket: (ticket) => this.holdTicket(ticket),
+      releaseTicket: (ticket) => this.releaseTicket(ticket),
+    });
   }
 
   private get durable(): ClusterDurableState {
@@ -246,7 +244,7 @@ export class ClusterNode {
     if (durable.outbox.size > 0) this.recoveryTicket = this.nextTicket++;
     for (const entry of durable.outbox.values()) {
       if (entry.subject.startsWith(retainedOutboxPrefix)) {
-        this.recoverRetainedPut(entry.id, entry.subject.slice(retainedOutboxPrefix.length), entry.payload);
+        this.retained.recover(entry.id, entry.subject.slice(retainedOutboxPrefix.length), entry.headers, entry.payload, this.recoveryTicket);
         continue;
       }
       this.enqueue({
@@ -371,95 +369,25 @@ export class ClusterNode {
   // ---- retained messages, cluster-wide through the keel-retained bucket ---------------------
 
   /**
-   * Puts a retained message (an empty payload: its deletion) into the bucket. The acknowledgement
-   * behind `ticket` (0: a new one) waits for the put too, so an acknowledged retained message is
-   * the cluster's. Returns the ticket; `ticket` unchanged for a topic that stays on this node.
+   * Puts a retained message (an empty payload: its deletion) into the bucket (retained-sync.ts).
+   * The acknowledgement behind `ticket` (0: a new one) waits for the put too, so an acknowledged
+   * retained message is the cluster's. Returns the ticket; `ticket` unchanged for a topic that
+   * stays on this node. `logged`: a will (nobody would resend it); QoS 2 puts are logged too.
    */
   putRetained(topic: string, qos: Qos, payload: Uint8Array, properties: Properties | undefined, expirySeconds: number | null, ticket: number, logged = false): number {
     if (topicToSubject(topic) === null) return ticket;
     const held = ticket === 0 ? this.nextTicket++ : ticket;
-    this.holdTicket(held);
-    const value = payload.length === 0 ? null : encodeRetainedValue(this.nodeId, qos, payload, properties, expirySeconds);
     // A QoS 2 resend after a crash is acknowledged without being routed again, and nobody resends
     // a will: their puts are logged, and recovery issues them again.
-    const outboxIds: number[] = [];
-    if (qos === 2 || logged) {
-      const id = this.durable.nextOutboxId;
-      this.broker.commit({ kind: 'cluster-outbox-added', entry: { id, subject: `${retainedOutboxPrefix}${retainedKey(topic)}`, headers: {}, payload: value ?? new Uint8Array(0) } });
-      outboxIds.push(id);
-    }
-    this.queuePut(topic, value, [held], outboxIds);
+    this.retained.put(topic, qos, payload, properties, expirySeconds, held, qos === 2 || logged);
     return held;
   }
 
-  /** Queues a put; a put not yet out for the topic is replaced (its waiters wait for this one), one out goes first. */
-  private queuePut(topic: string, value: Uint8Array | null, tickets: number[], outboxIds: number[]): void {
-    const previous = this.retainedPuts.get(topic);
-    if (previous !== undefined && previous.requestId === 0) {
-      tickets.push(...previous.tickets);
-      outboxIds.push(...previous.outboxIds);
-    } else if (previous !== undefined) {
-      this.waitingPuts.push(previous);
-    }
-    const put: RetainedPut = { topic, value, tickets, requestId: 0, outboxIds };
-    this.retainedPuts.set(topic, put);
-    this.issueRetained(put);
-  }
-
-  private recoverRetainedPut(id: number, key: string, value: Uint8Array): void {
-    const topic = topicOfRetainedKey(key);
-    if (topic === null) return;
-    this.holdTicket(this.recoveryTicket);
-    this.queuePut(topic, value.length === 0 ? null : value, [this.recoveryTicket], [id]);
-  }
-
-  private issueRetained(put: RetainedPut): void {
-    if (!this.connected || put.requestId !== 0) return;
-    const requestId = this.nextRequestId++;
-    put.requestId = requestId;
-    this.retainedRequests.set(requestId, put);
-    this.counters.retainedPuts += 1;
-    this.request({ op: 'kv-set', requestId, bucket: retainedBucket, key: retainedKey(put.topic), value: put.value, expectedRevision: null });
-  }
-
-  private retainedCompleted(nowMs: number, put: RetainedPut, result: ClusterResult): void {
-    this.retainedRequests.delete(result.requestId);
-    if (put.requestId !== result.requestId) return;
-    if (!result.ok) {
-      put.requestId = 0;
-      if (this.connected) this.scheduleRetry(nowMs);
-      return;
-    }
-    for (const ticket of put.tickets) this.releaseTicket(ticket);
-    put.tickets.length = 0;
-    for (const id of put.outboxIds) this.broker.commit({ kind: 'cluster-outbox-done', id });
-    put.outboxIds.length = 0;
-    if (this.retainedPuts.get(put.topic) === put) this.retainedPuts.delete(put.topic);
-    const waiting = this.waitingPuts.indexOf(put);
-    if (waiting >= 0) this.waitingPuts.splice(waiting, 1);
-  }
-
-  /** A change of a watched bucket: retained messages are applied in revision order. */
+  /** A change of a watched bucket. */
   keyChanged(nowMs: number, change: ClusterKeyChange): void {
     if (change.bucket === sessionsBucket) return this.sessions.keyChanged(nowMs, change);
     if (change.bucket === sharedBucket) return this.shares.keyChanged(change);
-    if (change.bucket !== retainedBucket) return;
-    const topic = topicOfRetainedKey(change.key);
-    if (topic === null || topicToSubject(topic) === null) return;
-    if (change.revision <= (this.retainedRevisions.get(topic) ?? 0)) return;
-    this.retainedRevisions.set(topic, change.revision);
-    const entry = change.value === null ? null : decodeRetainedValue(change.value);
-    const state = this.broker.state;
-    const currentId = state.retained.get(topic);
-    if (entry === null || entry.payload.length === 0) {
-      if (currentId !== undefined) this.broker.commit({ kind: 'retained-cleared', topic });
-      return;
-    }
-    const current = currentId === undefined ? undefined : state.messages.get(currentId);
-    if (current !== undefined && current.qos === entry.qos && sameBytes(current.payload, entry.payload)) return;
-    this.counters.retainedApplied += 1;
-    const properties = entry.expirySeconds === null ? entry.properties : { ...entry.properties, messageExpiryInterval: entry.expirySeconds };
-    retainMessage(this.broker, transientMessage(topic, entry.payload, entry.qos, true, properties, nowMs));
+    if (change.bucket === retainedBucket) this.retained.keyChanged(nowMs, change);
   }
 
   /** Publishes, in order, every hand-off whose records are durable, while NATS is there. */
@@ -487,8 +415,7 @@ export class ClusterNode {
       this.connected = false;
       // Whatever is out may or may not be stored: all of it goes again, in order, on return.
       this.issued = 0;
-      for (const put of this.retainedPuts.values()) put.requestId = 0;
-      for (const put of this.waitingPuts) put.requestId = 0;
+      this.retained.disconnected();
       this.sessions.linkChanged(false);
       this.shares.disconnected();
       this.broker.log('warn', 'cluster-disconnected', { nodeId: this.nodeId, handoffsWaiting: this.handoffs.length });
@@ -505,15 +432,14 @@ export class ClusterNode {
     this.sessions.linkChanged(true);
     this.shares.connected();
     this.issueReady();
-    this.issuePuts();
+    this.retained.issueAll();
     void nowMs;
   }
 
   completed(nowMs: number, result: ClusterResult): void {
     if (this.sessions.completed(nowMs, result)) return;
     if (this.shares.completed(nowMs, result)) return;
-    const put = this.retainedRequests.get(result.requestId);
-    if (put !== undefined) return this.retainedCompleted(nowMs, put, result);
+    if (this.retained.completed(nowMs, result)) return;
     const handoff = this.requests.get(result.requestId);
     if (handoff === undefined) return;
     this.requests.delete(result.requestId);
@@ -538,14 +464,8 @@ export class ClusterNode {
   retryDue(): void {
     this.retryScheduled = false;
     this.issueReady();
-    this.issuePuts();
+    this.retained.issueAll();
     this.shares.retry();
-  }
-
-  /** Issues every retained put not out, older ones first. */
-  private issuePuts(): void {
-    for (const put of this.waitingPuts) this.issueRetained(put);
-    for (const put of this.retainedPuts.values()) this.issueRetained(put);
   }
 
   private stored(handoff: Handoff): void {
@@ -646,16 +566,11 @@ export class ClusterNode {
       released += 1;
     }
     if (released > 0) this.pendingAcks.splice(0, released);
+    this.retained.afterInput();
     if (this.issued < this.handoffs.length) this.issueReady();
   }
 
   private request(request: ClusterRequest): void {
     this.broker.pushCluster(request);
   }
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let index = 0; index < a.length; index++) if (a[index] !== b[index]) return false;
-  return true;
 }

@@ -5,7 +5,8 @@
  * Key: the topic's UTF-8 bytes in base64url without padding (`[A-Za-z0-9_-]`), a valid NATS KV
  * key for every topic (KV keys allow only `[-/_=.A-Za-z0-9]`, so the subject mapping cannot be
  * used: a topic may hold any character). Value: `u32 headerBytes | headers as JSON | payload`, the
- * headers being those of the hand-off (headers.ts: QoS, properties, expiry left at the put). A
+ * headers being those of the hand-off (headers.ts: origin node, QoS, properties, expiry left at the
+ * put) plus the put id in `Keel-Seq`, so a node knows its own value in the bucket. A
  * deleted key (or an empty payload) clears the topic's retained message.
  */
 import type { Properties, Qos } from '../codec/packets.js';
@@ -66,14 +67,18 @@ export function topicOfRetainedKey(key: string): string | null {
 }
 
 export interface RetainedEntry {
+  /** The node that put it, and its put id there (retained-sync.ts): null in a value from elsewhere. */
+  origin: string | null;
+  sequence: string | null;
   qos: Qos;
   payload: Uint8Array;
   properties: Properties | undefined;
   expirySeconds: number | null;
 }
 
-export function encodeRetainedValue(origin: string, qos: Qos, payload: Uint8Array, properties: Properties | undefined, expirySeconds: number | null): Uint8Array {
-  const header = textEncoder.encode(JSON.stringify(encodeHeaders(origin, qos, true, null, properties, expirySeconds)));
+/** `putId` (the `Keel-Seq` header) tells this put from every other of its node, across restarts too. */
+export function encodeRetainedValue(origin: string, qos: Qos, payload: Uint8Array, properties: Properties | undefined, expirySeconds: number | null, putId: string | null): Uint8Array {
+  const header = textEncoder.encode(JSON.stringify(encodeHeaders(origin, qos, true, putId, properties, expirySeconds)));
   const value = new Uint8Array(4 + header.length + payload.length);
   new DataView(value.buffer).setUint32(0, header.length, true);
   value.set(header, 4);
@@ -95,5 +100,5 @@ export function decodeRetainedValue(value: Uint8Array): RetainedEntry | null {
   if (typeof headers !== 'object' || headers === null) return null;
   for (const field of Object.values(headers)) if (typeof field !== 'string') return null;
   const envelope = decodeHeaders(headers as Record<string, string>);
-  return { qos: envelope.qos, payload: value.slice(4 + headerBytes), properties: envelope.properties, expirySeconds: envelope.expirySeconds };
+  return { origin: envelope.origin, sequence: envelope.sequence, qos: envelope.qos, payload: value.slice(4 + headerBytes), properties: envelope.properties, expirySeconds: envelope.expirySeconds };
 }

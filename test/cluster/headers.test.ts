@@ -72,9 +72,10 @@ describe('retained entries', () => {
     expect(topicOfRetainedKey('!')).toBeNull();
   });
 
-  it('carry the message in the value', () => {
+  it('carry the message in the value, with the node and put id that tell a node its own value', () => {
     const payload = new Uint8Array([1, 2, 3]);
-    expect(decodeRetainedValue(encodeRetainedValue('n2', 1, payload, full, 12))).toEqual({ qos: 1, payload, properties: full, expirySeconds: 12 });
+    expect(decodeRetainedValue(encodeRetainedValue('n2', 1, payload, full, 12, '7-r3'))).toEqual({ origin: 'n2', sequence: '7-r3', qos: 1, payload, properties: full, expirySeconds: 12 });
+    expect(decodeRetainedValue(encodeRetainedValue('n2', 0, payload, undefined, null, null))).toEqual({ origin: 'n2', sequence: null, qos: 0, payload, properties: undefined, expirySeconds: null });
     expect(decodeRetainedValue(new Uint8Array([9, 0, 0, 0, 1]))).toBeNull();
   });
 });
