@@ -222,8 +222,11 @@ export class BrokerMetrics {
     this.labelledCounter('keel_cluster_core_messages_total', 'QoS 0 messages over core NATS: sent, received, and received twice (dropped)', 'kind', (s) =>
       node(s, { coreSent: 'sent', coreReceived: 'received', coreDuplicates: 'duplicate' }),
     );
-    this.labelledCounter('keel_cluster_retained_total', 'Retained messages put into the keel-retained bucket, and changes of it applied here', 'op', (s) =>
-      node(s, { retainedPuts: 'put', retainedApplied: 'applied' }),
+    this.labelledCounter(
+      'keel_cluster_retained_total',
+      'Retained messages through the keel-retained bucket (retained-sync.ts): put, changes applied here, puts that met a newer value (conflict), found already in (already_in), put again at the newer revision (rebased), dropped as superseded',
+      'op',
+      (s) => pick(group(s, 'clusterRetained'), { puts: 'put', applied: 'applied', conflicts: 'conflict', alreadyIn: 'already_in', rebased: 'rebased', dropped: 'dropped' }),
     );
     this.counter(
       'keel_cluster_unmappable_topics_total',
