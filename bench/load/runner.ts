@@ -21,6 +21,7 @@ export interface BenchOptions {
   only: string[] | null;
   brokers: BrokerName[];
   connections: number;
+  idleSeconds: number;
   rateMessagesPerSecond: number;
   latencyWarmupSeconds: number;
   connectWarmupConnections: number;
@@ -94,6 +95,8 @@ async function runOnce(scenario: Scenario, broker: BrokerName, options: BenchOpt
       port: running.port,
       transport,
       rssBytes: running.rssBytes,
+      memory: running.memory,
+      heap: running.heap,
       cpuMicros: running.cpuMicros,
       cpuSplitMicros: running.cpuSplitMicros,
       restartBroker: running.restart,
@@ -101,6 +104,7 @@ async function runOnce(scenario: Scenario, broker: BrokerName, options: BenchOpt
       payloadBytes: options.payloadBytes,
       seconds: options.seconds,
       connections: options.connections,
+      idleSeconds: options.idleSeconds,
       rateMessagesPerSecond: options.rateMessagesPerSecond,
       latencyWarmupSeconds: options.latencyWarmupSeconds,
       connectWarmupConnections: options.connectWarmupConnections,

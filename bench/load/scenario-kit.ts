@@ -7,8 +7,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { BenchClient, type BenchClientOptions } from './client.js';
+import type { HeapReading } from './heap-probe.js';
 import type { ProtocolLevel } from './packets.js';
-import type { BrokerName, CpuSplit } from './peers.js';
+import type { BrokerName, CpuSplit, ProcessMemory } from './peers.js';
 import type { BenchTransport } from './transport.js';
 
 export interface ScenarioContext {
@@ -17,6 +18,10 @@ export interface ScenarioContext {
   transport: BenchTransport;
   /** The broker process's RSS now. */
   rssBytes: () => number;
+  /** The same, anonymous and file-backed apart. */
+  memory: () => ProcessMemory;
+  /** A Node broker's live V8 heap after a full collection (null for Mosquitto); read RSS before it. */
+  heap: () => Promise<HeapReading | null>;
   /** The CPU time the broker process used so far, in µs (peers.ts readCpuMicros). */
   cpuMicros: () => number;
   /** The same, user and system apart. */
@@ -33,6 +38,8 @@ export interface ScenarioContext {
   seconds: number;
   /** Connections for the idle-connections scenario. */
   connections: number;
+  /** How long the idle scenario leaves the broker alone before its last reading. */
+  idleSeconds: number;
   /** Messages per second for the paced latency scenario. */
   rateMessagesPerSecond: number;
   /**
