@@ -89,7 +89,8 @@ function listenerFor(scenario: Scenario): { listener: BenchListener | null; tran
 
 async function runOnce(scenario: Scenario, broker: BrokerName, options: BenchOptions): Promise<Metric[]> {
   const { listener, transport } = listenerFor(scenario);
-  const running = await startBroker(broker, options.peers, listener, { persistence: scenario.persistence === true });
+  const peers = scenario.keelConfig === undefined ? options.peers : { ...options.peers, keelConfig: { ...options.peers.keelConfig, ...scenario.keelConfig } };
+  const running = await startBroker(broker, peers, listener, { persistence: scenario.persistence === true });
   try {
     const context: ScenarioContext = {
       port: running.port,

@@ -86,6 +86,8 @@ export interface Scenario {
   brokers?: readonly BrokerName[];
   /** The broker keeps sessions on disk across `restartBroker` (Mosquitto: `persistence true`). */
   persistence?: true;
+  /** Keel settings of this scenario, over the run's (`--keel-sync`, `--queue-max`, no admin listener). */
+  keelConfig?: Record<string, unknown>;
   run(context: ScenarioContext): Promise<Metric[]>;
   /**
    * Time a run may take beyond twice its measurement window (set-up, warm-up, settling) before the

@@ -250,7 +250,7 @@ const latency: Scenario = {
 const idleFirstReadingMs = 3_000;
 
 /**
- * A broker with no client at all: its memory 3 s after it listens and again after `idleSeconds`
+ * A broker with no client at all, Keel in its default configuration (admin listener included): its memory 3 s after it listens and again after `idleSeconds`
  * (V8's memory reducer gives back part of a Node process's start-up heap after 10 to 20 s of
  * quiet), RSS with its anonymous and file-backed parts apart, and for the Node brokers the live
  * V8 heap at the end. An empty `node` process started at the same moment is read alongside, as
@@ -259,6 +259,9 @@ const idleFirstReadingMs = 3_000;
 const idle: Scenario = {
   name: 'idle',
   description: 'no clients: RSS (anonymous and file-backed) 3 s after listening and after --idle-seconds, live V8 heap; an empty node process alongside',
+  // As `keel serve` runs by default: with its admin listener (/metrics, the API), here on a port
+  // the system chooses so that parallel runs do not collide.
+  keelConfig: { admin: { host: '127.0.0.1', port: 0 } },
   allowanceMs: (context) => 30_000 + context.idleSeconds * 1_000,
   async run(context) {
     const bare = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1e9)'], { stdio: 'ignore' });
