@@ -51,7 +51,7 @@ import type { HandshakeFailureCounters } from './listeners/handshake-failures.js
 import type { BoundAddress } from './listeners/listener.js';
 import { type ListenerConfig, listenerDefaults } from './listeners/listener-config.js';
 import { ListenerSet, type PreparedListeners, prepareListeners } from './listeners/listener-set.js';
-import { type ListenerStages, loadListenerStages } from './listeners/stages.js';
+import { type ListenerStages, loadListenerStages, needsListenerStages, noListenerStages } from './listeners/stages.js';
 import { Logger } from './logger.js';
 import { NodeHost, type NodeHostOptions, type WriteBatching } from './node-host.js';
 import { probeDataDirectory } from './node-storage.js';
@@ -136,7 +136,9 @@ export class ConfigError extends Error {
 
 export async function startServer(options: ServerOptions = {}): Promise<RunningServer> {
   const logger = options.logger ?? new Logger('silent');
-  const { config, admin, listeners: prepared } = checkConfiguration(options, logger, await loadListenerStages(listenerConfigs(options)));
+  // Plain listeners need no stage: no await before the core is built (see stages.ts).
+  const stages = needsListenerStages(listenerConfigs(options)) ? await loadListenerStages(listenerConfigs(options)) : noListenerStages;
+  const { config, admin, listeners: prepared } = checkConfiguration(options, logger, stages);
   const access = loadAccess(config, admin, logger);
   const claimed = claimDataDirectory(options.dataDirectory, logger);
   const dataDirectory = claimed.dataDirectory;

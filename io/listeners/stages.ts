@@ -8,6 +8,9 @@
  *
  * `loadListenerStages` is awaited once, before the listeners are checked (listener-set.ts), so
  * that everything after it stays synchronous; a stage asked for but not loaded is a bug (assert).
+ * With plain listeners only there is nothing to load and startServer does not await at all
+ * before it builds the core (`noListenerStages`), as before stages were loaded lazily: the
+ * integration tests' watched broker takes the core from startServer synchronously.
  */
 import assert from 'node:assert/strict';
 import { isTlsProtocol, isWebSocketProtocol, type ListenerConfig } from './listener-config.js';
@@ -20,6 +23,14 @@ export interface ListenerStages {
   readonly tls: { readonly credentials: typeof TlsCredentialsModule; readonly handshakes: typeof TlsHandshakesModule } | null;
   /** websocket-upgrade.ts, when some listener is ws or wss; else null. */
   readonly webSocket: typeof WebSocketUpgradeModule | null;
+}
+
+/** What plain MQTT listeners need: no stage. */
+export const noListenerStages: ListenerStages = Object.freeze({ tls: null, webSocket: null });
+
+/** Whether any of `configs` needs a stage loaded (a TLS or WebSocket listener). */
+export function needsListenerStages(configs: readonly Pick<ListenerConfig, 'protocol'>[]): boolean {
+  return configs.some((config) => isTlsProtocol(config.protocol) || isWebSocketProtocol(config.protocol));
 }
 
 /** Loads the stages `configs` use (entries without a known protocol load nothing; the check reports them). */

@@ -10,7 +10,7 @@
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadListenerStages } from '../../io/listeners/stages.js';
+import { loadListenerStages, needsListenerStages } from '../../io/listeners/stages.js';
 import { ensureBuilt, repositoryRoot } from '../integration/helpers.js';
 
 /** Starts a server from dist/ in a child process, scrapes /metrics once, and reports what it loaded. */
@@ -47,6 +47,11 @@ describe('listener stages', () => {
       expect(loaded.required.filter((file) => file.includes(unused))).toEqual([]);
     }
   }, 40_000);
+
+  it('needs no stage for plain listeners only, and one for any TLS or WebSocket listener', () => {
+    expect(needsListenerStages([{ protocol: 'mqtt' }, { protocol: 'mqtt' }])).toBe(false);
+    for (const protocol of ['mqtts', 'ws', 'wss'] as const) expect(needsListenerStages([{ protocol: 'mqtt' }, { protocol }])).toBe(true);
+  });
 
   it('loads the TLS stage for mqtts and wss listeners and the WebSocket stage for ws and wss ones', async () => {
     const plain = await loadListenerStages([{ protocol: 'mqtt' }]);
