@@ -20,7 +20,7 @@
 import { writeFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { integerOption, listOption } from './load/cli-options.js';
-import { type BrokerName, brokerNames, keelNodeArguments, operationsBrokerName } from './load/peers.js';
+import { type BrokerName, brokerNames, heapProbeArguments, keelNodeArguments, operationsBrokerName } from './load/peers.js';
 import { describeMachine, ratioLegend, renderNotes, renderTable } from './load/report.js';
 import { type BenchOptions, runBench, selectScenarios } from './load/runner.js';
 import { openFilesLimit } from './load/scenario-kit.js';
@@ -34,6 +34,7 @@ interface Flags {
   brokers: string[];
   json?: string;
   connections: number;
+  idleSeconds: number;
   rate: number;
   latencyWarmup: number;
   connectWarmup: number;
@@ -55,7 +56,13 @@ function parseFlags(argv: string[]): Flags {
     .option('--only <scenarios>', `comma-separated subset of: ${scenarios.map((scenario) => scenario.name).join(', ')}`, listOption)
     .option('--brokers <names>', 'comma-separated subset of keel,aedes,mosquitto', listOption, [...brokerNames])
     .option('--json <file>', 'also write the results as JSON to this file')
-    .option('--connections <n>', 'connections for idle-connections (capped by the open-files limit)', integerOption(1, 1_000_000), 10_000)
+    .option(
+      '--connections <n>',
+      'connections for idle-connections (capped by the open-files limit; spread over source addresses 127.0.0.x when one would run out of ports)',
+      integerOption(1, 1_000_000),
+      10_000,
+    )
+    .option('--idle-seconds <s>', 'how long the idle scenario leaves each broker alone before its last reading', integerOption(4, 600), 30)
     .option('--rate <msgPerSecond>', 'publish rate of the latency scenario', integerOption(1, 1_000_000), 2_000)
     .option('--latency-warmup <s>', 'paced publishing before the latency scenario records (JIT warm-up of the Node brokers)', integerOption(0, 600), 4)
     .option('--connect-warmup <n>', 'connections opened and reset before idle-connections times its batch (JIT warm-up)', integerOption(0, 1_000_000), 3_000)
@@ -83,6 +90,7 @@ function toOptions(flags: Flags): BenchOptions {
     only: flags.only ?? (flags.operations === true ? ['fan-in', 'qos1'] : null),
     brokers,
     connections: flags.connections,
+    idleSeconds: flags.idleSeconds,
     rateMessagesPerSecond: flags.rate,
     latencyWarmupSeconds: flags.latencyWarmup,
     connectWarmupConnections: flags.connectWarmup,
@@ -103,7 +111,7 @@ function describeSetup(options: BenchOptions): string[] {
   return [
     `settings: runs ${options.runs}, window ${options.seconds} s, payload ${options.payloadBytes} B, MQTT level ${options.level}, latency rate ${options.rateMessagesPerSecond} msg/s after ${options.latencyWarmupSeconds} s of warm-up`,
     `idle connections: ${idleConnectionCount(options.connections)} used of ${options.connections} asked (open-files limit ${limit ?? 'unknown'}; raise with ulimit -n), ${options.connectConcurrency} in flight, after ${options.connectWarmupConnections} opened (100 in flight) and reset for warm-up`,
-    `keel launch: node ${keelNodeArguments().join(' ') || '(no flags)'} (its launcher line, as \`keel\` and \`npm start\` run it)`,
+    `keel launch: node ${keelNodeArguments().join(' ') || '(no flags)'} (its launcher line, as \`keel\` and \`npm start\` run it), plus ${heapProbeArguments().slice(0, 2).join(' ')} heap-probe.js (Keel and Aedes: their heap read on SIGUSR2, after a full collection)`,
     `keel config: ${JSON.stringify(options.peers.keelConfig)}; mosquitto: persistence false (resume-storm: true, saved at its clean exit), max_queued_messages ${options.peers.mosquittoQueuedMessagesMax}, other settings default (max_inflight_messages 20); aedes: defaults (in-memory)`,
     `listener scenarios: keel and mosquitto only, each listening on that protocol alone; TLS: an EC P-256 certificate and key made with openssl, the same files for both, TLS 1.2 and 1.3 allowed (both negotiate 1.3 with the generator), no session reuse; tls-handshakes: ${options.tlsConnections} connections after ${options.tlsWarmupConnections} of warm-up, 100 in flight; WebSocket: Keel's ws listener, Mosquitto's protocol websockets`,
   ];

@@ -51,6 +51,7 @@ import type { HandshakeFailureCounters } from './listeners/handshake-failures.js
 import type { BoundAddress } from './listeners/listener.js';
 import { type ListenerConfig, listenerDefaults } from './listeners/listener-config.js';
 import { ListenerSet, type PreparedListeners, prepareListeners } from './listeners/listener-set.js';
+import { type ListenerStages, loadListenerStages, needsListenerStages, noListenerStages } from './listeners/stages.js';
 import { Logger } from './logger.js';
 import { NodeHost, type NodeHostOptions, type WriteBatching } from './node-host.js';
 import { probeDataDirectory } from './node-storage.js';
@@ -135,7 +136,9 @@ export class ConfigError extends Error {
 
 export async function startServer(options: ServerOptions = {}): Promise<RunningServer> {
   const logger = options.logger ?? new Logger('silent');
-  const { config, admin, listeners: prepared } = checkConfiguration(options, logger);
+  // Plain listeners need no stage: no await before the core is built (see stages.ts).
+  const stages = needsListenerStages(listenerConfigs(options)) ? await loadListenerStages(listenerConfigs(options)) : noListenerStages;
+  const { config, admin, listeners: prepared } = checkConfiguration(options, logger, stages);
   const access = loadAccess(config, admin, logger);
   const claimed = claimDataDirectory(options.dataDirectory, logger);
   const dataDirectory = claimed.dataDirectory;
@@ -276,18 +279,23 @@ async function openAdmin(operations: Operations | null, host: NodeHost, logger: 
  * keys) and prepares the listeners (their certificates read and checked); every problem of all
  * three is one ConfigError, thrown before anything else happens.
  */
-function checkConfiguration(options: ServerOptions, logger: Logger): { config: BrokerConfig; admin: AdminConfig | null; listeners: PreparedListeners } {
+function checkConfiguration(options: ServerOptions, logger: Logger, stages: ListenerStages): { config: BrokerConfig; admin: AdminConfig | null; listeners: PreparedListeners } {
   if (options.listeners !== undefined && (options.host !== undefined || options.port !== undefined)) throw new Error('startServer takes either listeners or host and port, not both');
   const split = takeAdminSettings(options.config ?? {});
   const resolved = resolveConfig(split.core);
   const admin = resolveAdminConfig(split.admin, null);
-  const configs = options.listeners ?? [listenerDefaults('mqtt', options.host ?? '127.0.0.1', options.port ?? 0)];
+  const configs = listenerConfigs(options);
   if (configs.length === 0 && (options.listenerProblems ?? []).length === 0) throw new ConfigError(['"listeners" must be a non-empty array of listener objects']);
-  const prepared = prepareListeners(configs, (level, event, fields) => logger[level](event, fields));
+  const prepared = prepareListeners(configs, (level, event, fields) => logger[level](event, fields), stages);
   const problems = [...(resolved.ok ? [] : resolved.problems), ...(admin.ok ? [] : admin.problems), ...(options.listenerProblems ?? []), ...('problems' in prepared ? prepared.problems : [])];
   if (!resolved.ok || !admin.ok || 'problems' in prepared || problems.length > 0) throw new ConfigError(problems);
   for (const warning of prepared.warnings) logger.warn('tls-certificate-expiring', { detail: warning });
   return { config: resolved.config, admin: admin.admin, listeners: prepared };
+}
+
+/** The listeners to start: the `listeners` given, or one plain listener on `host` and `port`. */
+function listenerConfigs(options: ServerOptions): readonly ListenerConfig[] {
+  return options.listeners ?? [listenerDefaults('mqtt', options.host ?? '127.0.0.1', options.port ?? 0)];
 }
 
 /** A core that halts during recovery never becomes ready: the start fails instead of hanging. */

@@ -10,10 +10,16 @@
  * generator's user CPU per connection by about a fifth. What is left is Node's socket and the
  * kernel's loopback handshake, which every broker's figure pays alike.
  *
+ * Past the ephemeral ports one source address has towards the broker's port (about 28,000 with
+ * Linux's default range), plain TCP connections come from 127.0.0.2, 127.0.0.3 and so on, a block
+ * of connections per address, so that 100,000 connections need no change to the system's port
+ * range (the open-files limit of both processes still has to allow them).
+ *
  * Bounded in time: the batch fails when no CONNACK arrived for `stallTimeoutMs`. A refused
  * CONNACK, a malformed one, or a connection lost before or after its CONNACK fails the batch (or,
  * after it resolved, `assertOpen`) with the reason.
  */
+import { readFileSync } from 'node:fs';
 import type { Duplex } from 'node:stream';
 import { encodeConnect, encodeSubscribe, PacketType, type ProtocolLevel, readVarint } from './packets.js';
 import { type BenchTransport, connectTransport, plainTcp, resetTransport } from './transport.js';
@@ -37,6 +43,8 @@ export interface IdleConnectionsOptions {
    * `expectSessionPresent` fails the batch on a CONNACK that did not find the session.
    */
   persistent?: { subscribe: boolean; expectSessionPresent: boolean };
+  /** Plain TCP connections per loopback source address (sourceAddressFor); default: the ephemeral range less a margin. */
+  connectionsPerSourceAddress?: number;
 }
 
 /** The session expiry of persistent bench sessions (5.0): a day, far beyond any run. */
@@ -58,8 +66,11 @@ export class IdleConnections {
   /** resetAll ran: the closes that follow are ours, not failures. */
   private tornDown = false;
 
+  private readonly perSourceAddress: number;
+
   private constructor(private readonly options: IdleConnectionsOptions) {
     if (!(options.count > 0 && options.concurrency > 0)) throw new Error('assertion failed: count and concurrency must be positive');
+    this.perSourceAddress = options.connectionsPerSourceAddress ?? connectionsPerSourceAddress();
   }
 
   /** Opens every connection and resolves once all of them were accepted (rejects on the first failure). */
@@ -106,7 +117,8 @@ export class IdleConnections {
   private openNext(): void {
     const index = this.started++;
     const openedMs = performance.now();
-    const socket = connectTransport(this.options.port, this.options.transport ?? plainTcp);
+    const transport = this.options.transport ?? plainTcp;
+    const socket = connectTransport(this.options.port, transport, transport.kind === 'tcp' ? sourceAddressFor(index, this.options.count, this.perSourceAddress) : undefined);
     this.sockets.push(socket);
     const persistent = this.options.persistent;
     let head: Buffer | null = null;
@@ -195,6 +207,31 @@ export class IdleConnections {
     this.failure ??= error;
     this.settle?.();
   }
+}
+
+/** Ports left unused in each source address's ephemeral range (other sockets of the machine need some). */
+const ephemeralPortsSpare = 2_000;
+
+/** Connections one loopback source address carries towards one broker port: its ephemeral range, less a margin. */
+export function connectionsPerSourceAddress(): number {
+  try {
+    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (low !== undefined && high !== undefined && high > low) return Math.max(1_000, high - low + 1 - ephemeralPortsSpare);
+  } catch {
+    // Not Linux: fall through to a conservative default.
+  }
+  return 10_000;
+}
+
+/**
+ * The source address of connection `index` of a batch of `count`: the default (none given) while
+ * one address's ports suffice; else 127.0.0.1, 127.0.0.2, ... each carrying a block of connections.
+ */
+export function sourceAddressFor(index: number, count: number, perAddress = connectionsPerSourceAddress()): string | undefined {
+  if (count <= perAddress) return undefined;
+  const block = Math.floor(index / perAddress);
+  if (block > 253) throw new Error(`assertion failed: ${count} connections need more than 254 loopback source addresses`);
+  return `127.0.0.${block + 1}`;
 }
 
 /** Whether `bytes` holds at least one whole packet (fixed header, length and body). */

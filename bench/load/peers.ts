@@ -14,8 +14,9 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { BenchCertificates } from './certificates.js';
+import type { HeapReading } from './heap-probe.js';
 
 export const brokerNames = ['keel', 'aedes', 'mosquitto'] as const;
 /**
@@ -37,6 +38,14 @@ export interface RunningBroker {
   readonly port: number;
   /** Resident set size of the broker process now, in bytes (0 once it has gone). */
   rssBytes(): number;
+  /** The same, split into the process's own (anonymous) pages and file-backed ones (zeros once gone). */
+  memory(): ProcessMemory;
+  /**
+   * The V8 heap after a full collection, for the Node brokers (read by heap-probe.ts inside the
+   * broker); null for Mosquitto, whose own memory is its anonymous RSS. Read the RSS first: the
+   * collection frees garbage.
+   */
+  heap(): Promise<HeapReading | null>;
   /** CPU time the broker process has used so far, all threads, user and system, in µs (0 once gone). */
   cpuMicros(): number;
   /** The same, user and system time apart (a reconnect storm costs both: accept and write are syscalls). */
@@ -166,6 +175,39 @@ export function readCpuSplitMicros(pid: number): CpuSplit {
   }
 }
 
+export interface ProcessMemory {
+  rssBytes: number;
+  /** RssAnon: the process's own pages (heaps, stacks, buffers): what it costs the machine. */
+  anonymousBytes: number;
+  /** RssFile: pages of mapped files (for Node, mostly the `node` binary's code, shared with every Node process). */
+  fileBytes: number;
+}
+
+/** RSS and its anonymous and file-backed parts, from /proc/<pid>/status; zeros if unreadable. */
+export function readProcessMemory(pid: number): ProcessMemory {
+  return { rssBytes: readProcessStatusBytes(pid, 'VmRSS'), anonymousBytes: readProcessStatusBytes(pid, 'RssAnon'), fileBytes: readProcessStatusBytes(pid, 'RssFile') };
+}
+
+/** How long a heap reading may take (a full collection of a large heap, on a loaded machine). */
+const heapReadTimeoutMs = 10_000;
+
+/** Node flags that load heap-probe.ts into a Node broker, with `gc` exposed for its collection. */
+export function heapProbeArguments(): string[] {
+  return ['--expose-gc', '--import', pathToFileURL(join(repositoryRoot(), 'dist', 'bench', 'load', 'heap-probe.js')).href];
+}
+
+/** Asks a broker's heap probe for a reading (SIGUSR2) and waits for its file. */
+async function readHeap(child: ChildProcess, file: string): Promise<HeapReading> {
+  rmSync(file, { force: true });
+  child.kill('SIGUSR2');
+  const deadlineMs = Date.now() + heapReadTimeoutMs;
+  while (Date.now() < deadlineMs) {
+    if (existsSync(file)) return JSON.parse(readFileSync(file, 'utf8')) as HeapReading;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`no heap reading from pid ${child.pid} within ${heapReadTimeoutMs} ms`);
+}
+
 /** A kB figure of a live process's /proc status (VmRSS, VmHWM, ...), in bytes; 0 if unreadable. */
 export function readProcessStatusBytes(pid: number, field: string): number {
   try {
@@ -196,7 +238,9 @@ export async function startBroker(name: BrokerName, options: PeerOptions, listen
   const adminPort = name === operationsBrokerName ? await freePort() : null;
   const peerOptions = adminPort === null ? options : withOperations(options, adminPort);
   const [command, args] = commandFor(name, port, workDirectory, peerOptions, listener, spareListenerPort, start.persistence === true);
-  let child = launch(command, args);
+  const heapFile = name === 'mosquitto' ? null : join(workDirectory, 'heap.json');
+  const environment = heapFile === null ? process.env : { ...process.env, KEEL_BENCH_HEAP_FILE: heapFile };
+  let child = launch(command, args, environment);
   const scraper = adminPort === null ? null : new MetricsScraper(adminPort);
   const halt = async (): Promise<void> => {
     if (!child.exited()) child.process.kill('SIGTERM');
@@ -229,13 +273,15 @@ export async function startBroker(name: BrokerName, options: PeerOptions, listen
     },
     port,
     rssBytes: () => (child.exited() ? 0 : readRssBytes(child.process.pid!)),
+    memory: () => (child.exited() ? { rssBytes: 0, anonymousBytes: 0, fileBytes: 0 } : readProcessMemory(child.process.pid!)),
+    heap: () => (heapFile === null || child.exited() ? Promise.resolve(null) : readHeap(child.process, heapFile)),
     cpuMicros: () => (child.exited() ? 0 : readCpuMicros(child.process.pid!)),
     cpuSplitMicros: () => (child.exited() ? { userMicros: 0, systemMicros: 0 } : readCpuSplitMicros(child.process.pid!)),
     alive: () => !child.exited(),
     restart: async () => {
       await halt();
       const startNs = process.hrtime.bigint();
-      child = launch(command, args);
+      child = launch(command, args, environment);
       await ready();
       return Number(process.hrtime.bigint() - startNs) / 1e6;
     },
@@ -252,8 +298,8 @@ interface Launched {
 }
 
 /** Spawns a broker process, watched until it exits (and killed if this process exits first). */
-function launch(command: string, args: string[]): Launched {
-  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+function launch(command: string, args: string[], environment: NodeJS.ProcessEnv): Launched {
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env: environment });
   liveChildren.add(child);
   let stderrTail = '';
   child.stderr!.on('data', (chunk: Buffer) => {
@@ -321,7 +367,7 @@ function commandFor(
   spareListenerPort: number | null,
   persistence: boolean,
 ): [string, string[]] {
-  if (name === 'aedes') return [process.execPath, [aedesServerScript(), String(port)]];
+  if (name === 'aedes') return [process.execPath, [...heapProbeArguments(), aedesServerScript(), String(port)]];
   if (name === 'keel' || name === operationsBrokerName) {
     const configFile = join(workDirectory, 'keel.json');
     const listeners = listener === null ? {} : { listeners: [keelListener(port, listener)] };
@@ -330,7 +376,7 @@ function commandFor(
     const dataDirectory = join(workDirectory, 'data');
     // With a listeners list the config file says where to listen, and --host/--port may not.
     const where = listener === null ? ['--host', '127.0.0.1', '--port', String(port)] : [];
-    return [process.execPath, [...keelNodeArguments(), keelCli(), 'serve', ...where, '--data-dir', dataDirectory, '--config', configFile, '--log-level', 'error']];
+    return [process.execPath, [...keelNodeArguments(), ...heapProbeArguments(), keelCli(), 'serve', ...where, '--data-dir', dataDirectory, '--config', configFile, '--log-level', 'error']];
   }
   const configFile = join(workDirectory, 'mosquitto.conf');
   writeFileSync(configFile, mosquittoConfig(port, options.mosquittoQueuedMessagesMax, listener, spareListenerPort, persistence ? workDirectory : null));

@@ -30,6 +30,8 @@ export function describeMachine(availability: Partial<Record<BrokerName, Availab
 
 function cellText(cell: Cell | undefined, availability: Availability | undefined): string {
   if (availability !== undefined && !availability.available) return 'unavailable';
+  // A metric this broker does not have (the V8 heap of Mosquitto), as opposed to a run that failed.
+  if (cell !== undefined && cell.median === null && cell.errors.length === 0) return 'n/a';
   if (cell === undefined || cell.median === null) return 'failed';
   const text = formatNumber(cell.median);
   return cell.errors.length > 0 ? `${text} (${cell.runs.length} ok)` : text;

@@ -21,6 +21,7 @@ export interface BenchOptions {
   only: string[] | null;
   brokers: BrokerName[];
   connections: number;
+  idleSeconds: number;
   rateMessagesPerSecond: number;
   latencyWarmupSeconds: number;
   connectWarmupConnections: number;
@@ -88,12 +89,15 @@ function listenerFor(scenario: Scenario): { listener: BenchListener | null; tran
 
 async function runOnce(scenario: Scenario, broker: BrokerName, options: BenchOptions): Promise<Metric[]> {
   const { listener, transport } = listenerFor(scenario);
-  const running = await startBroker(broker, options.peers, listener, { persistence: scenario.persistence === true });
+  const peers = scenario.keelConfig === undefined ? options.peers : { ...options.peers, keelConfig: { ...options.peers.keelConfig, ...scenario.keelConfig } };
+  const running = await startBroker(broker, peers, listener, { persistence: scenario.persistence === true });
   try {
     const context: ScenarioContext = {
       port: running.port,
       transport,
       rssBytes: running.rssBytes,
+      memory: running.memory,
+      heap: running.heap,
       cpuMicros: running.cpuMicros,
       cpuSplitMicros: running.cpuSplitMicros,
       restartBroker: running.restart,
@@ -101,6 +105,7 @@ async function runOnce(scenario: Scenario, broker: BrokerName, options: BenchOpt
       payloadBytes: options.payloadBytes,
       seconds: options.seconds,
       connections: options.connections,
+      idleSeconds: options.idleSeconds,
       rateMessagesPerSecond: options.rateMessagesPerSecond,
       latencyWarmupSeconds: options.latencyWarmupSeconds,
       connectWarmupConnections: options.connectWarmupConnections,

@@ -7,8 +7,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { BenchClient, type BenchClientOptions } from './client.js';
+import type { HeapReading } from './heap-probe.js';
 import type { ProtocolLevel } from './packets.js';
-import type { BrokerName, CpuSplit } from './peers.js';
+import type { BrokerName, CpuSplit, ProcessMemory } from './peers.js';
 import type { BenchTransport } from './transport.js';
 
 export interface ScenarioContext {
@@ -17,6 +18,10 @@ export interface ScenarioContext {
   transport: BenchTransport;
   /** The broker process's RSS now. */
   rssBytes: () => number;
+  /** The same, anonymous and file-backed apart. */
+  memory: () => ProcessMemory;
+  /** A Node broker's live V8 heap after a full collection (null for Mosquitto); read RSS before it. */
+  heap: () => Promise<HeapReading | null>;
   /** The CPU time the broker process used so far, in µs (peers.ts readCpuMicros). */
   cpuMicros: () => number;
   /** The same, user and system apart. */
@@ -33,6 +38,8 @@ export interface ScenarioContext {
   seconds: number;
   /** Connections for the idle-connections scenario. */
   connections: number;
+  /** How long the idle scenario leaves the broker alone before its last reading. */
+  idleSeconds: number;
   /** Messages per second for the paced latency scenario. */
   rateMessagesPerSecond: number;
   /**
@@ -79,6 +86,8 @@ export interface Scenario {
   brokers?: readonly BrokerName[];
   /** The broker keeps sessions on disk across `restartBroker` (Mosquitto: `persistence true`). */
   persistence?: true;
+  /** Keel settings of this scenario, over the run's (`--keel-sync`, `--queue-max`, no admin listener). */
+  keelConfig?: Record<string, unknown>;
   run(context: ScenarioContext): Promise<Metric[]>;
   /**
    * Time a run may take beyond twice its measurement window (set-up, warm-up, settling) before the

@@ -15,9 +15,12 @@
  * storm over TLS and WebSocket, against Keel and Mosquitto only, each broker listening on that
  * protocol alone with the same certificate and key (peers.ts, certificates.ts).
  */
+import { spawn } from 'node:child_process';
 import type { BenchClient } from './client.js';
 import { LatencyRecorder } from './client.js';
+import type { HeapReading } from './heap-probe.js';
 import { IdleConnections } from './idle-connections.js';
+import { type ProcessMemory, readProcessMemory } from './peers.js';
 import { FloodPublisher, makePayload, PacedPublisher, WindowPublisher } from './publishers.js';
 import {
   clientId,
@@ -243,6 +246,63 @@ const latency: Scenario = {
   },
 };
 
+/** When the idle scenario takes its first reading, after the broker accepts connections. */
+const idleFirstReadingMs = 3_000;
+
+/**
+ * A broker with no client at all, Keel in its default configuration (admin listener included): its memory 3 s after it listens and again after `idleSeconds`
+ * (V8's memory reducer gives back part of a Node process's start-up heap after 10 to 20 s of
+ * quiet), RSS with its anonymous and file-backed parts apart, and for the Node brokers the live
+ * V8 heap at the end. An empty `node` process started at the same moment is read alongside, as
+ * the floor no Node broker can go under on this machine.
+ */
+const idle: Scenario = {
+  name: 'idle',
+  description: 'no clients: RSS (anonymous and file-backed) 3 s after listening and after --idle-seconds, live V8 heap; an empty node process alongside',
+  // As `keel serve` runs by default: with its admin listener (/metrics, the API), here on a port
+  // the system chooses so that parallel runs do not collide.
+  keelConfig: { admin: { host: '127.0.0.1', port: 0 } },
+  allowanceMs: (context) => 30_000 + context.idleSeconds * 1_000,
+  async run(context) {
+    const bare = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1e9)'], { stdio: 'ignore' });
+    try {
+      await sleep(idleFirstReadingMs);
+      const first = context.memory();
+      const bareFirst = bare.pid === undefined ? null : readProcessMemory(bare.pid);
+      await sleep(Math.max(0, context.idleSeconds * 1_000 - idleFirstReadingMs));
+      const last = context.memory();
+      const bareLast = bare.pid === undefined ? null : readProcessMemory(bare.pid);
+      const heap = await context.heap();
+      return [
+        ...memoryMetrics(`at ${idleFirstReadingMs / 1_000} s`, first),
+        ...memoryMetrics(`at ${context.idleSeconds} s`, last),
+        ...(heap === null
+          ? []
+          : [
+              { name: `V8 heap used at ${context.idleSeconds} s`, unit: 'MiB', better: 'lower' as const, value: heap.heapUsedBytes / mebibyte },
+              { name: `V8 heap committed at ${context.idleSeconds} s`, unit: 'MiB', better: 'lower' as const, value: heap.heapTotalBytes / mebibyte },
+            ]),
+        ...(bareFirst === null || bareLast === null
+          ? []
+          : [
+              { name: `empty node process RSS at ${idleFirstReadingMs / 1_000} s`, unit: 'MiB', better: 'info' as const, value: bareFirst.rssBytes / mebibyte },
+              { name: `empty node process RSS at ${context.idleSeconds} s`, unit: 'MiB', better: 'info' as const, value: bareLast.rssBytes / mebibyte },
+            ]),
+      ];
+    } finally {
+      bare.kill('SIGKILL');
+    }
+  },
+};
+
+function memoryMetrics(when: string, memory: ProcessMemory): Metric[] {
+  return [
+    { name: `RSS ${when}`, unit: 'MiB', better: 'lower', value: memory.rssBytes / mebibyte },
+    { name: `anonymous RSS ${when}`, unit: 'MiB', better: 'lower', value: memory.anonymousBytes / mebibyte },
+    { name: `file-backed RSS ${when}`, unit: 'MiB', better: 'lower', value: memory.fileBytes / mebibyte },
+  ];
+}
+
 /** Sockets the idle-connections scenario leaves free below the open-files limit (for the rest). */
 const openFilesHeadroom = 256;
 
@@ -330,7 +390,8 @@ async function connectionStorm(context: ScenarioContext, count: number, warmupAs
   await sleep(300);
   // Before the warm-up: what the warm-up leaves behind (compiled code, a grown heap) is the
   // broker's cost of serving connections too, so it counts in the figure per connection.
-  const rssBeforeBytes = context.rssBytes();
+  const memoryBefore = context.memory();
+  const rssBeforeBytes = memoryBefore.rssBytes;
   const metrics: Metric[] = [{ name: 'connections', unit: 'count', better: 'info', value: count }];
   const warmupCount = Math.min(warmupAsked, count);
   if (warmupCount > 0) {
@@ -340,20 +401,42 @@ async function connectionStorm(context: ScenarioContext, count: number, warmupAs
     // Time for the broker to see every reset and close those sockets before the timed batch.
     await sleep(1_000);
   }
+  // RSS is read again after the warm-up: what the warm-up left (compiled code, a grown heap, the
+  // allocator's free lists) is a one-off cost that "RSS per connection" spreads over the count;
+  // "after the warm-up" is what each further connection adds. The heap (Node brokers) is read
+  // then too, with a full collection, and again with every connection open: the live bytes each
+  // connection holds, without the warm-up's garbage.
+  const anonymousBeforeBytes = memoryBefore.anonymousBytes;
+  const heapBefore = await context.heap();
+  // After the collection that reading made (Node brokers): the baseline holds no warm-up garbage.
+  const afterWarmup = context.memory();
   const idle = await openIdleTimed(context, 'idle', count, context.connectConcurrency);
   try {
     await sleep(1_000);
-    const rssAfterBytes = context.rssBytes();
+    const after = context.memory();
+    const heapAfter = await context.heap();
     idle.batch.assertOpen();
     return [
       ...metrics,
       ...stormMetrics(rateName, context.connectConcurrency === idleConcurrency ? '' : `, ${context.connectConcurrency} in flight`, idle, count),
-      { name: 'RSS per connection', unit: 'KiB', better: 'lower', value: (rssAfterBytes - rssBeforeBytes) / count / 1024 },
-      { name: 'RSS with all connected', unit: 'MiB', better: 'lower', value: rssAfterBytes / mebibyte },
+      { name: 'RSS per connection', unit: 'KiB', better: 'lower', value: (after.rssBytes - rssBeforeBytes) / count / 1024 },
+      { name: 'anonymous RSS per connection', unit: 'KiB', better: 'lower', value: (after.anonymousBytes - anonymousBeforeBytes) / count / 1024 },
+      { name: 'RSS per connection after the warm-up', unit: 'KiB', better: 'lower', value: (after.rssBytes - afterWarmup.rssBytes) / count / 1024 },
+      ...heapPerConnection(heapBefore, heapAfter, count),
+      { name: 'RSS with all connected', unit: 'MiB', better: 'lower', value: after.rssBytes / mebibyte },
     ];
   } finally {
     idle.batch.resetAll();
   }
+}
+
+/** Live heap bytes per connection (Node brokers; none for Mosquitto, whose heap is its anonymous RSS). */
+function heapPerConnection(before: HeapReading | null, after: HeapReading | null, count: number): Metric[] {
+  if (before === null || after === null) return [];
+  return [
+    { name: 'V8 heap used per connection', unit: 'B', better: 'lower', value: (after.heapUsedBytes - before.heapUsedBytes) / count },
+    { name: 'V8 heap committed per connection', unit: 'B', better: 'lower', value: (after.heapTotalBytes - before.heapTotalBytes) / count },
+  ];
 }
 
 interface TimedBatch {
@@ -460,4 +543,4 @@ const stalledQos1: Scenario = {
   run: (context) => stalledSubscriber(context, 1),
 };
 
-export const scenarios: readonly Scenario[] = [fanIn, fanOut, qos1, latency, idleConnections, resumeStorm, stalledQos0, stalledQos1, tlsFanIn, tlsHandshakes, webSocketFanIn];
+export const scenarios: readonly Scenario[] = [fanIn, fanOut, qos1, latency, idle, idleConnections, resumeStorm, stalledQos0, stalledQos1, tlsFanIn, tlsHandshakes, webSocketFanIn];

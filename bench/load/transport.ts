@@ -29,10 +29,12 @@ export const plainTcp: BenchTransport = Object.freeze({ kind: 'tcp' });
 
 /**
  * A connection to 127.0.0.1:`port` over `transport`. Writes made before it is open are queued by
- * each kind of stream itself; errors come as 'error' events, never as exceptions.
+ * each kind of stream itself; errors come as 'error' events, never as exceptions. A plain TCP
+ * connection may come from another loopback source address (`localAddress`, 127.0.0.x): each
+ * source address has its own range of ephemeral ports towards the broker's one port.
  */
-export function connectTransport(port: number, transport: BenchTransport): net.Socket | Duplex {
-  if (transport.kind === 'tcp') return net.connect({ host: '127.0.0.1', port, noDelay: true });
+export function connectTransport(port: number, transport: BenchTransport, localAddress?: string): net.Socket | Duplex {
+  if (transport.kind === 'tcp') return net.connect({ host: '127.0.0.1', port, noDelay: true, ...(localAddress === undefined ? {} : { localAddress }) });
   if (transport.kind === 'tls') {
     const socket = tls.connect({ host: '127.0.0.1', port, secureContext: clientContext(transport), servername: 'localhost' });
     socket.setNoDelay(true);

@@ -14,7 +14,8 @@ import type { Reloadable } from '../reload.js';
 import type { HandshakeFailureCounters } from './handshake-failures.js';
 import { type BoundAddress, Listener, type ListenerContext } from './listener.js';
 import { checkListeners, isTlsProtocol, type ListenerConfig, listenerName } from './listener-config.js';
-import { type CredentialsLog, WatchedCredentials } from './tls-credentials.js';
+import { type ListenerStages, requireTlsStage } from './stages.js';
+import type { CredentialsLog, WatchedCredentials } from './tls-credentials.js';
 
 export interface PreparedListeners {
   readonly configs: readonly ListenerConfig[];
@@ -22,15 +23,24 @@ export interface PreparedListeners {
   readonly credentials: readonly (WatchedCredentials | null)[];
   /** Certificates that expire soon; the server logs them. */
   readonly warnings: readonly string[];
+  /** The code of the stages these listeners use (stages.ts). */
+  readonly stages: ListenerStages;
 }
 
-/** Checks the listeners and reads their certificates; every problem is returned, nothing is bound. */
-export function prepareListeners(configs: readonly ListenerConfig[], log: CredentialsLog): PreparedListeners | { problems: string[] } {
+/**
+ * Checks the listeners and reads their certificates; every problem is returned, nothing is bound.
+ * `stages` must hold what `configs` use (loadListenerStages).
+ */
+export function prepareListeners(configs: readonly ListenerConfig[], log: CredentialsLog, stages: ListenerStages): PreparedListeners | { problems: string[] } {
   const problems = checkListeners(configs);
   const warnings: string[] = [];
   const credentials = configs.map((config) => {
     if (!isTlsProtocol(config.protocol) || config.certFile === null || config.keyFile === null) return null;
-    const opened = WatchedCredentials.open({ certFile: config.certFile, keyFile: config.keyFile, caFile: config.caFile }, listenerName(config.protocol, config.host, config.port), log);
+    const opened = requireTlsStage(stages).credentials.WatchedCredentials.open(
+      { certFile: config.certFile, keyFile: config.keyFile, caFile: config.caFile },
+      listenerName(config.protocol, config.host, config.port),
+      log,
+    );
     if ('problems' in opened) {
       problems.push(...opened.problems.map((problem) => `listener ${listenerName(config.protocol, config.host, config.port)}: ${problem}`));
       return null;
@@ -40,7 +50,7 @@ export function prepareListeners(configs: readonly ListenerConfig[], log: Creden
   });
   if (problems.length > 0) return { problems };
   assert.equal(credentials.length, configs.length, 'one credentials slot per listener');
-  return { configs, credentials, warnings };
+  return { configs, credentials, warnings, stages };
 }
 
 /** Running listeners, with what the server reports and reloads of them. */
@@ -49,7 +59,7 @@ export class ListenerSet {
 
   /** Binds every listener in order; on a failure closes those bound and rethrows. */
   static async start(prepared: PreparedListeners, context: ListenerContext): Promise<ListenerSet> {
-    const listeners = prepared.configs.map((config, index) => new Listener(config, prepared.credentials[index] ?? null, context));
+    const listeners = prepared.configs.map((config, index) => new Listener(config, prepared.credentials[index] ?? null, context, prepared.stages));
     const started: Listener[] = [];
     try {
       for (const listener of listeners) {

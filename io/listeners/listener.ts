@@ -6,7 +6,8 @@
  *   ws                    ----------------------> WebSocket upgrade -> host
  *   wss                   -> TLS handshake -----> WebSocket upgrade -> host
  *
- * Each stage is its own module (tls-handshakes.ts, websocket-upgrade.ts; the PROXY header here),
+ * Each stage is its own module (tls-handshakes.ts, websocket-upgrade.ts, loaded only when a
+ * listener uses them: stages.ts; the PROXY header here),
  * each bounded by connectTimeoutMs, each counting and logging its failures through the listener's
  * HandshakeFailures and closing only the connection that failed. What reaches the host
  * (`NodeHost.accept`) is a Transport with its client's address (the PROXY header's, when there
@@ -27,9 +28,10 @@ import { DeadlineQueue } from './deadline-queue.js';
 import { HandshakeFailures } from './handshake-failures.js';
 import { isTlsProtocol, isWebSocketProtocol, type ListenerConfig, listenerName } from './listener-config.js';
 import { parseProxyHeader, proxyV2BytesMax } from './proxy-protocol.js';
+import { type ListenerStages, requireTlsStage, requireWebSocketStage } from './stages.js';
 import type { WatchedCredentials } from './tls-credentials.js';
-import { TlsHandshakes } from './tls-handshakes.js';
-import { WebSocketUpgrades } from './websocket-upgrade.js';
+import type { TlsHandshakes } from './tls-handshakes.js';
+import type { WebSocketUpgrades } from './websocket-upgrade.js';
 
 /** The largest MQTT fixed header: a WebSocket frame may carry a whole packet of packetBytesMax plus it. */
 const fixedHeaderBytesMax = 5;
@@ -66,6 +68,7 @@ export class Listener {
     readonly config: ListenerConfig,
     private readonly credentials: WatchedCredentials | null,
     private readonly context: ListenerContext,
+    private readonly stages: ListenerStages,
   ) {
     if (isTlsProtocol(config.protocol) !== (credentials !== null)) throw new Error(`listener ${config.protocol}: credentials must be given exactly for TLS listeners`);
     this.info = { name: listenerName(config.protocol, config.host, config.port), connectionsMax: config.connectionsMax };
@@ -118,7 +121,7 @@ export class Listener {
   }
 
   private createTls(credentials: WatchedCredentials): TlsHandshakes {
-    return new TlsHandshakes({
+    return new (requireTlsStage(this.stages).handshakes.TlsHandshakes)({
       alpnProtocols: this.config.protocol === 'mqtts' ? ['mqtt'] : ['http/1.1'],
       requireClientCertificate: this.config.requireClientCertificate,
       identityAsUsername: this.config.identityAsUsername,
@@ -133,7 +136,7 @@ export class Listener {
   }
 
   private createUpgrades(): WebSocketUpgrades {
-    return new WebSocketUpgrades({
+    return new (requireWebSocketStage(this.stages).WebSocketUpgrades)({
       path: this.config.path!,
       allowedOrigins: this.config.allowedOrigins,
       connectTimeoutMs: this.context.connectTimeoutMs,

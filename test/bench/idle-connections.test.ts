@@ -8,7 +8,7 @@
  */
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { IdleConnections, wholeFirstPacket } from '../../bench/load/idle-connections.js';
+import { IdleConnections, sourceAddressFor, wholeFirstPacket } from '../../bench/load/idle-connections.js';
 import { startBroker } from '../../bench/load/peers.js';
 import { scenarios } from '../../bench/load/scenarios.js';
 import { plainTcp } from '../../bench/load/transport.js';
@@ -182,6 +182,9 @@ describe('idle connections for the connect-rate scenario', () => {
         port: broker.port,
         transport: plainTcp,
         rssBytes: broker.rssBytes,
+        memory: broker.memory,
+        heap: broker.heap,
+        idleSeconds: 4,
         cpuMicros: broker.cpuMicros,
         cpuSplitMicros: broker.cpuSplitMicros,
         restartBroker: broker.restart,
@@ -207,18 +210,81 @@ describe('idle connections for the connect-rate scenario', () => {
     }
   }, 60_000);
 
-  it('opens 500 connections against Keel in a child process', async () => {
+  it('opens 500 connections against Keel in a child process, from two source addresses, and reads its heap', async () => {
     const broker = await startBroker('keel', { keelConfig: { syncPolicy: 'none' }, mosquittoQueuedMessagesMax: 1_000 });
     try {
-      const batch = await IdleConnections.open({ port: broker.port, level: 5, clientIdPrefix: 'idle-keel-', count: 500, concurrency: 50, stallTimeoutMs: 5_000 });
+      const heapBefore = await broker.heap();
+      // 300 connections per source address: the last 200 come from 127.0.0.2.
+      const batch = await IdleConnections.open({ port: broker.port, level: 5, clientIdPrefix: 'idle-keel-', count: 500, concurrency: 50, stallTimeoutMs: 5_000, connectionsPerSourceAddress: 300 });
       batches.push(batch);
       expect(batch.accepted).toBe(500);
       batch.assertOpen();
+      const sources = batch.sockets.map((socket) => (socket as net.Socket).localAddress);
+      expect(sources.filter((address) => address === '127.0.0.1')).toHaveLength(300);
+      expect(sources.filter((address) => address === '127.0.0.2')).toHaveLength(200);
+      // The heap probe answers from inside the broker, after a full collection: 500 connections hold some of it.
+      const heapAfter = await broker.heap();
+      expect(heapBefore!.heapUsedBytes).toBeGreaterThan(1_000_000);
+      expect(heapAfter!.heapUsedBytes).toBeGreaterThan(heapBefore!.heapUsedBytes);
+      expect(heapAfter!.heapTotalBytes).toBeGreaterThanOrEqual(heapAfter!.heapUsedBytes);
+      const memory = broker.memory();
+      expect(memory.anonymousBytes + memory.fileBytes).toBe(memory.rssBytes);
     } finally {
       for (const batch of batches) batch.resetAll();
       await broker.stop();
     }
   }, 20_000);
+});
+
+describe('source addresses', () => {
+  it('keeps the default address while one suffices, then fills 127.0.0.1, 127.0.0.2, ... a block each', () => {
+    expect(sourceAddressFor(0, 20_000, 28_000)).toBeUndefined();
+    expect(sourceAddressFor(19_999, 20_000, 28_000)).toBeUndefined();
+    expect(sourceAddressFor(0, 100_000, 28_000)).toBe('127.0.0.1');
+    expect(sourceAddressFor(27_999, 100_000, 28_000)).toBe('127.0.0.1');
+    expect(sourceAddressFor(28_000, 100_000, 28_000)).toBe('127.0.0.2');
+    expect(sourceAddressFor(99_999, 100_000, 28_000)).toBe('127.0.0.4');
+    expect(() => sourceAddressFor(254 * 10, 300 * 10, 10)).toThrow(/254 loopback source addresses/);
+  });
+});
+
+describe('idle scenario', () => {
+  it('reads a Keel broker with no clients: RSS split, live heap, and an empty node process beside it', async () => {
+    const broker = await startBroker('keel', { keelConfig: { syncPolicy: 'none' }, mosquittoQueuedMessagesMax: 1_000 });
+    try {
+      const scenario = scenarios.find((candidate) => candidate.name === 'idle')!;
+      const metrics = await scenario.run({
+        port: broker.port,
+        transport: plainTcp,
+        rssBytes: broker.rssBytes,
+        memory: broker.memory,
+        heap: broker.heap,
+        idleSeconds: 4,
+        cpuMicros: broker.cpuMicros,
+        cpuSplitMicros: broker.cpuSplitMicros,
+        restartBroker: broker.restart,
+        connectConcurrency: 50,
+        level: 4,
+        payloadBytes: 64,
+        seconds: 1,
+        connections: 1,
+        rateMessagesPerSecond: 100,
+        latencyWarmupSeconds: 0,
+        connectWarmupConnections: 0,
+        tlsConnections: 1,
+        tlsWarmupConnections: 0,
+      });
+      const value = (name: string): number => metrics.find((metric) => metric.name === name)!.value;
+      expect(value('RSS at 4 s')).toBeCloseTo(value('anonymous RSS at 4 s') + value('file-backed RSS at 4 s'), 5);
+      expect(value('RSS at 3 s')).toBeGreaterThan(10);
+      // A live heap of a few MiB, well under what V8 has committed for it.
+      expect(value('V8 heap used at 4 s')).toBeGreaterThan(1);
+      expect(value('V8 heap committed at 4 s')).toBeGreaterThanOrEqual(value('V8 heap used at 4 s'));
+      expect(value('empty node process RSS at 3 s')).toBeGreaterThan(10);
+    } finally {
+      await broker.stop();
+    }
+  }, 30_000);
 });
 
 describe('idle-connections scenario', () => {
@@ -228,6 +294,9 @@ describe('idle-connections scenario', () => {
     const context = {
       port: server.port,
       rssBytes: () => 0,
+      memory: () => ({ rssBytes: 0, anonymousBytes: 0, fileBytes: 0 }),
+      heap: () => Promise.resolve(null),
+      idleSeconds: 4,
       cpuMicros: () => 0,
       cpuSplitMicros: () => ({ userMicros: 0, systemMicros: 0 }),
       restartBroker: () => Promise.reject(new Error('this scenario does not restart the broker')),

@@ -198,6 +198,9 @@ describe('harness smoke run', () => {
       const context = {
         port: broker.port,
         rssBytes: broker.rssBytes,
+        memory: broker.memory,
+        heap: broker.heap,
+        idleSeconds: 4,
         cpuMicros: broker.cpuMicros,
         cpuSplitMicros: broker.cpuSplitMicros,
         restartBroker: broker.restart,

@@ -43,6 +43,43 @@ describe('deadline heap', () => {
     ]);
     expect(heap.size).toBe(1);
   });
+
+  it('keeps every field of thousands of entries through growing and shrinking its columns, in the order a sort gives', () => {
+    // A seeded sequence of pushes and pops checked against a plain sorted list: the columns
+    // (deadline, sequence, connection, kind, client id) must move together through every swap,
+    // every resize up past 4,096 entries and every shrink back down.
+    const heap = new DeadlineHeap();
+    const reference: { deadlineMs: number; sequence: number; kind: string; connectionId: number; clientId: string }[] = [];
+    const kinds = ['keepalive', 'will', 'session-expiry', 'connect-timeout'] as const;
+    let state = 12345;
+    const random = (bound: number): number => {
+      state = (state * 1103515245 + 12345) % 2147483648;
+      return state % bound;
+    };
+    let sequence = 0;
+    let nowMs = 0;
+    for (let round = 0; round < 3; round++) {
+      for (let index = 0; index < 5_000; index++) {
+        const entry = {
+          deadlineMs: nowMs + random(1_000),
+          sequence: ++sequence,
+          kind: kinds[random(kinds.length)]!,
+          connectionId: random(100_000),
+          clientId: random(3) === 0 ? `client-${index}` : '',
+        };
+        heap.push(entry.deadlineMs, entry.kind, entry.connectionId, entry.clientId);
+        reference.push(entry);
+      }
+      expect(heap.size).toBe(reference.length);
+      nowMs += 1_000;
+      reference.sort((a, b) => a.deadlineMs - b.deadlineMs || a.sequence - b.sequence);
+      const popped = [];
+      for (let entry = heap.popDue(nowMs - 300); entry !== null; entry = heap.popDue(nowMs - 300)) popped.push(entry);
+      expect(popped).toEqual(reference.splice(0, popped.length));
+      expect(popped.length).toBeGreaterThan(2_000);
+      expect(heap.size).toBe(reference.length);
+    }
+  });
 });
 
 describe('acknowledgements wait for durability', () => {
