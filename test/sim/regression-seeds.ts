@@ -182,4 +182,9 @@ export const regressionSeeds: readonly { seed: number; found: string; workload?:
     found:
       'checker (streams): a reader that had stopped reading got, after a broker crash, deliveries sent before it; a crash between two deliveries is judged by when the broker sent them (as for groups since 968306)',
   },
+  {
+    seed: 1010413,
+    found:
+      "store (streams): last-value compaction switched a segment's index to the rewritten file only once the directory sync after the rename completed; a read issued between the rename and that sync read the new file at the old index's positions and reported damage the disk never had",
+  },
 ];
