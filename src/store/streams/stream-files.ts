@@ -89,6 +89,8 @@ export interface StreamFiles {
   readonly tail: TailEntry[];
   tailHead: number;
   tailStart: number;
+  /** Frame bytes of the entries in the tail (pushTail and dropTailBelow keep it). */
+  tailBytes: number;
   releasedOffset: number;
   writtenOffset: number;
   syncedOffset: number;
@@ -110,6 +112,7 @@ export function createStreamFiles(name: string, startOffset: number): StreamFile
     tail: [],
     tailHead: 0,
     tailStart: startOffset,
+    tailBytes: 0,
     releasedOffset: startOffset,
     writtenOffset: startOffset,
     syncedOffset: startOffset,
@@ -133,10 +136,21 @@ export function tailEntryAt(files: StreamFiles, offset: number): TailEntry {
   return files.tail[index]!;
 }
 
-/** Drops tail entries below `offset` (synced ones), giving their memory back. */
-export function dropTailBelow(files: StreamFiles, offset: number): void {
-  if (offset <= files.tailStart) return;
+/** Adds the next entry to the tail; returns its frame bytes (what memory now holds more). */
+export function pushTail(files: StreamFiles, entry: TailEntry): number {
+  files.tail.push(entry);
+  files.tailBytes += entry.frameBytes;
+  return entry.frameBytes;
+}
+
+/** Drops tail entries below `offset` (synced ones), giving their memory back; returns the frame bytes dropped. */
+export function dropTailBelow(files: StreamFiles, offset: number): number {
+  if (offset <= files.tailStart) return 0;
   assert(offset <= files.syncedOffset, 'only synced entries leave memory');
+  let dropped = 0;
+  for (let index = files.tailHead; index < files.tailHead + offset - files.tailStart; index++) dropped += files.tail[index]!.frameBytes;
+  files.tailBytes -= dropped;
+  assert(files.tailBytes >= 0, 'tail bytes never negative');
   files.tailHead += offset - files.tailStart;
   files.tailStart = offset;
   // Compacted when the dead head is the larger part: amortised O(1) per entry.
@@ -144,6 +158,7 @@ export function dropTailBelow(files: StreamFiles, offset: number): void {
     files.tail.splice(0, files.tailHead);
     files.tailHead = 0;
   }
+  return dropped;
 }
 
 /** The index of the segment that holds `offset` (the last one based at or before it), or -1. */

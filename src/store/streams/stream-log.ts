@@ -29,9 +29,9 @@ import type { DurableState, StateRecord, StreamSnapshotSource, StreamState } fro
 import { type ScannedFrame, type ScanResult, scanSegment } from './segment-scan.js';
 import { createLastValueState, noteLatest, SegmentCompaction, TopicScan } from './stream-compaction.js';
 import { decodeEntry, entryFrameBytes, type StreamEntry, writeEntryFrame } from './stream-entry.js';
-import { createStreamFiles, dropTailBelow, indexFileName, type Segment, type StreamFiles, segmentFileName, segmentIndexFor, tailEnd, tailEntryAt } from './stream-files.js';
+import { createStreamFiles, dropTailBelow, indexFileName, pushTail, type Segment, type StreamFiles, segmentFileName, segmentIndexFor, tailEnd, tailEntryAt } from './stream-files.js';
 import { encodeIndexFile, SparseIndex } from './stream-index.js';
-import { type StreamCut, StreamRecovery } from './stream-recovery.js';
+import { type StreamCut, StreamRecovery, type StreamTrim } from './stream-recovery.js';
 import { createStreamStoreStats, type SegmentSummary, type StreamNote, type StreamReadResult, type StreamStore } from './stream-store.js';
 
 export interface StreamLogOptions {
@@ -70,6 +70,8 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
   private recovery: StreamRecovery | null;
   /** Streams recovery ended at a repair's mark, until the broker takes them to commit. */
   private recoveryCuts: StreamCut[] = [];
+  /** Streams recovery started at their files (a trim a repair cut off the log), until the broker takes them to commit. */
+  private recoveryTrims: StreamTrim[] = [];
   /** Repair marks by stream, deleted once the stream's `stream-cut` record is durable. */
   private cutMarkers = new Map<string, string[]>();
   private writing = false;
@@ -146,13 +148,15 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
   }
 
   /** Recovery is done: the streams it rebuilt become the live ones and writing starts. */
-  adoptRecovered(streams: readonly StreamFiles[], cuts: readonly StreamCut[], markers: ReadonlyMap<string, string[]>): void {
+  adoptRecovered(streams: readonly StreamFiles[], cuts: readonly StreamCut[], trims: readonly StreamTrim[], markers: ReadonlyMap<string, string[]>): void {
     assert(this.recovery !== null, 'adopted once');
     this.recovery = null;
     this.recoveryCuts = [...cuts];
+    this.recoveryTrims = [...trims];
     this.cutMarkers = new Map(markers);
     this.writing = true;
     for (const files of streams) {
+      this.stats.memoryBytes += files.tailBytes;
       this.streams.set(files.name, files);
       this.pump(files);
       const lastValue = files.lastValue;
@@ -168,6 +172,12 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
     const cuts = this.recoveryCuts;
     this.recoveryCuts = [];
     return cuts;
+  }
+
+  takeRecoveryTrims(): StreamTrim[] {
+    const trims = this.recoveryTrims;
+    this.recoveryTrims = [];
+    return trims;
   }
 
   /** The repair's marks of a stream go once its cut is durable: a later start needs them no more. */
@@ -199,6 +209,8 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
       case 'stream-deleted': {
         const files = this.filesOf(record.stream);
         files.deleted = true;
+        // Its entries in memory go with it (the files object is dropped once its deletion runs).
+        this.stats.memoryBytes -= files.tailBytes;
         this.streams.delete(record.stream);
         this.unreleased.delete(files);
         this.deleting.add(record.stream);
@@ -232,7 +244,7 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
       const files = this.filesOf(reference.stream);
       if (reference.offset !== tailEnd(files)) assert(false, `stream ${files.name} appends ${reference.offset} where ${tailEnd(files)} is next`);
       const entry: StreamEntry = { offset: reference.offset, timeMs: record.timeMs, topic: record.topic, qos: record.qos, properties: record.properties, payload: record.payload };
-      files.tail.push({ entry, lsn, frameBytes: entryFrameBytes(entry) });
+      this.stats.memoryBytes += pushTail(files, { entry, lsn, frameBytes: entryFrameBytes(entry) });
       this.unreleased.add(files);
     }
   }
@@ -395,7 +407,7 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
     segment.syncedSize = target.size;
     files.syncedOffset = target.offset;
     this.stats.segmentSyncs += 1;
-    dropTailBelow(files, files.syncedOffset);
+    this.stats.memoryBytes -= dropTailBelow(files, files.syncedOffset);
     this.pump(files);
   }
 
