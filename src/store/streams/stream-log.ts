@@ -38,6 +38,13 @@ export interface StreamLogOptions {
   segmentBytesMax: number;
   indexIntervalBytes: number;
   unsyncedBytesMax: number;
+  /**
+   * Entries held in memory, every stream together (frame bytes, `stats.memoryBytes`), at or past
+   * half of which the writers sync what they wrote at once instead of at `unsyncedBytesMax`, so
+   * that the backlog drains while the broker's throttle holds publishers back
+   * (BrokerConfig.streamBacklogBytesMax).
+   */
+  backlogBytesMax: number;
   /** The largest single write; bigger batches are split. */
   writeBytesMax: number;
   /** Topics a last-value stream tracks for compaction (BrokerConfig.streamLastValueTopicsMax). */
@@ -82,6 +89,7 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
   ) {
     assert(options.segmentBytesMax >= 4096, 'stream segments of at least 4 KiB');
     assert(options.writeBytesMax > 0 && options.indexIntervalBytes > 0, 'positive stream write and index sizes');
+    assert(options.backlogBytesMax > 0, 'a positive stream backlog bound');
     this.recovery = new StreamRecovery(this, options.indexIntervalBytes);
   }
 
@@ -250,6 +258,7 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
   }
 
   release(durableLsn: number): void {
+    this.relieve();
     // Called after every broker input, so the common case (nothing to release) allocates nothing.
     if (this.unreleased.size === 0 && (this.pendingActions.length === 0 || this.pendingActions[0]!.lsn > durableLsn)) return;
     for (const files of this.unreleased) {
@@ -301,7 +310,23 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
     const active = files.segments[files.segments.length - 1];
     if (active !== undefined && !active.sealed && files.sealRequested) return this.seal(files, active);
     if (files.writtenOffset < files.releasedOffset) return this.write(files, active);
-    if (active !== undefined && active.size - active.syncedSize >= this.options.unsyncedBytesMax) this.sync(files, active);
+    if (active === undefined) return;
+    const unsynced = active.size - active.syncedSize;
+    if (unsynced >= this.options.unsyncedBytesMax || (unsynced > 0 && this.underPressure())) this.sync(files, active);
+  }
+
+  /** Whether the entries in memory are at half the backlog bound or more (see `backlogBytesMax`). */
+  private underPressure(): boolean {
+    return this.stats.memoryBytes * 2 >= this.options.backlogBytesMax;
+  }
+
+  /**
+   * Under pressure, every idle writer syncs what it wrote (bounded by the number of streams):
+   * a writer with nothing more to write would otherwise wait for appends the throttle holds back.
+   */
+  private relieve(): void {
+    if (!this.writing || !this.underPressure()) return;
+    for (const files of this.streams.values()) this.pump(files);
   }
 
   private write(files: StreamFiles, current: Segment | undefined): void {
