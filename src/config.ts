@@ -214,8 +214,9 @@ export interface BrokerConfig {
   streamUnsyncedBytesMax: number;
   /**
    * Stream entries every stream together may hold in memory, appended and not yet synced to
-   * their segments (frame bytes: the writer's backlog, including what streamUnsyncedBytesMax
-   * lets wait). At it, every connection whose PUBLISH was just appended to a stream stops being
+   * their segments (the writer's backlog, including what streamUnsyncedBytesMax lets wait),
+   * counted as each entry's frame plus what its objects cost (about 300 bytes; an entry with a
+   * 64-byte payload counts 411). At it, every connection whose PUBLISH was just appended to a stream stops being
    * read (counted in `throttle.publisherPauses` and `throttle.streamPauses`) and the writers sync
    * what they wrote without waiting for streamUnsyncedBytesMax, until the backlog is under half of
    * it: nothing is dropped, and an acknowledgement still waits for durability. It also bounds
@@ -281,7 +282,7 @@ export const defaultConfig: Readonly<BrokerConfig> = Object.freeze({
   streamSegmentBytesMax: 16 * 1024 * 1024,
   streamIndexIntervalBytes: 16 * 1024,
   streamUnsyncedBytesMax: 4 * 1024 * 1024,
-  streamBacklogBytesMax: 32 * 1024 * 1024,
+  streamBacklogBytesMax: 64 * 1024 * 1024,
   streamMaintenanceIntervalMs: 1_000,
   streamLastValueTopicsMax: 1_000_000,
   cluster: null,

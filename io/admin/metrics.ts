@@ -233,7 +233,9 @@ export class BrokerMetrics {
     for (const [name, help, key] of counters) this.counter(name, help, (s) => streams(s, key));
     this.gauge('keel_streams', 'Durable streams held', (s) => s.streams.count);
     this.gauge('keel_stream_bytes', 'Bytes of every stream segment file', (s) => s.streams.bytes);
-    this.gauge('keel_stream_memory_bytes', 'Stream entries held in memory, appended and not yet synced to a segment (frame bytes; bounded by streamBacklogBytesMax)', (s) => streams(s, 'memoryBytes'));
+    this.gauge('keel_stream_memory_bytes', 'Stream entries held in memory, appended and not yet synced to a segment (frame bytes plus about 300 per entry; bounded by streamBacklogBytesMax)', (s) =>
+      streams(s, 'memoryBytes'),
+    );
   }
 
   private counter(name: string, help: string, read: Read): void {

@@ -111,7 +111,7 @@ export interface StreamStats {
   compactionSteps: number;
   compactions: number;
   entriesCompacted: number;
-  /** Entries' frame bytes held in memory now, appended and not yet synced (bounded by streamBacklogBytesMax). */
+  /** What the stream entries held in memory now cost, appended and not yet synced (bounded by streamBacklogBytesMax). */
   memoryBytes: number;
   /** The most recovery held at once for entries the stream files lacked (store/streams/stream-recovery.ts). */
   recoveryHeldBytesPeak: number;

@@ -86,7 +86,7 @@ const defaultStreamLogOptions: Omit<StreamLogOptions, 'writeBytesMax'> = {
   segmentBytesMax: 16 * 1024 * 1024,
   indexIntervalBytes: 16 * 1024,
   unsyncedBytesMax: 4 * 1024 * 1024,
-  backlogBytesMax: 32 * 1024 * 1024,
+  backlogBytesMax: 64 * 1024 * 1024,
   lastValueTopicsMax: 1_000_000,
 };
 

@@ -39,7 +39,7 @@ export interface StreamLogOptions {
   indexIntervalBytes: number;
   unsyncedBytesMax: number;
   /**
-   * Entries held in memory, every stream together (frame bytes, `stats.memoryBytes`), at or past
+   * Entries held in memory, every stream together (`stats.memoryBytes`, stream-files.ts `entryMemoryBytes`), at or past
    * half of which the writers sync what they wrote at once instead of at `unsyncedBytesMax`, so
    * that the backlog drains while the broker's throttle holds publishers back
    * (BrokerConfig.streamBacklogBytesMax).
@@ -164,7 +164,7 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
     this.cutMarkers = new Map(markers);
     this.writing = true;
     for (const files of streams) {
-      this.stats.memoryBytes += files.tailBytes;
+      this.stats.memoryBytes += files.tailMemoryBytes;
       this.streams.set(files.name, files);
       this.pump(files);
       const lastValue = files.lastValue;
@@ -218,7 +218,7 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
         const files = this.filesOf(record.stream);
         files.deleted = true;
         // Its entries in memory go with it (the files object is dropped once its deletion runs).
-        this.stats.memoryBytes -= files.tailBytes;
+        this.stats.memoryBytes -= files.tailMemoryBytes;
         this.streams.delete(record.stream);
         this.unreleased.delete(files);
         this.deleting.add(record.stream);

@@ -57,7 +57,18 @@ import type { DurableState, StateRecord, StreamState } from '../state-store.js';
 import { findResume, type ScannedFrame, type ScanResult, scanSegment } from './segment-scan.js';
 import { createLastValueState } from './stream-compaction.js';
 import { entryFrameBytes, type StreamEntry } from './stream-entry.js';
-import { createStreamFiles, cutMarkerPattern, indexFileName, indexFilePattern, pushTail, type Segment, type StreamFiles, segmentFilePattern, temporaryFilePattern } from './stream-files.js';
+import {
+  createStreamFiles,
+  cutMarkerPattern,
+  entryMemoryBytes,
+  indexFileName,
+  indexFilePattern,
+  pushTail,
+  type Segment,
+  type StreamFiles,
+  segmentFilePattern,
+  temporaryFilePattern,
+} from './stream-files.js';
 import { decodeIndexFile, SparseIndex } from './stream-index.js';
 import type { StreamLog } from './stream-log.js';
 
@@ -94,7 +105,7 @@ export class StreamRecovery {
   private tasks: (() => void)[] = [];
   /** During replay: entries the files do not hold, per stream, and the streams that exist. */
   private readonly kept = new Map<string, StreamEntry[]>();
-  /** Frame bytes of the entries in `kept`, now. */
+  /** What the entries in `kept` cost in memory now (stream-files.ts, `entryMemoryBytes`). */
   private keptBytes = 0;
   private readonly existing = new Set<string>();
   private finished: StreamFiles[] = [];
@@ -341,7 +352,7 @@ export class StreamRecovery {
           const entry: StreamEntry = { offset: reference.offset, timeMs, topic, qos, properties, payload };
           assert(kept.length === 0 || kept[kept.length - 1]!.offset < entry.offset, 'kept entries ascend (a cut drops those above it first)');
           kept.push(entry);
-          this.keepBytes(entryFrameBytes(entry));
+          this.keepBytes(entryMemoryBytes(entryFrameBytes(entry)));
         }
         return;
       default:
@@ -367,7 +378,7 @@ export class StreamRecovery {
     if (kept === undefined || kept.length === 0) return;
     const remaining: StreamEntry[] = [];
     for (const entry of kept) {
-      if (doomed(entry)) this.keepBytes(-entryFrameBytes(entry));
+      if (doomed(entry)) this.keepBytes(-entryMemoryBytes(entryFrameBytes(entry)));
       else remaining.push(entry);
     }
     this.kept.set(stream, remaining);

@@ -53,12 +53,13 @@ export interface StreamStoreStats {
   compactions: number;
   entriesCompacted: number;
   /**
-   * Frame bytes of the entries the store holds in memory now, every stream together: appended
-   * and not yet synced to a segment (the writer's backlog, bounded by streamBacklogBytesMax
-   * through the publishers' throttle).
+   * What the entries the store holds in memory now cost (frame bytes plus a measured overhead per
+   * entry, stream-files.ts `entryMemoryBytes`), every stream together: appended and not yet synced
+   * to a segment (the writer's backlog, bounded by streamBacklogBytesMax through the publishers'
+   * throttle).
    */
   memoryBytes: number;
-  /** The most frame bytes recovery held at once for entries the files might lack (stream-recovery.ts). */
+  /** The most recovery held at once (same measure) for entries the files might lack (stream-recovery.ts). */
   recoveryHeldBytesPeak: number;
 }
 
