@@ -52,6 +52,7 @@ import {
   natsPullBatch,
   startNatsOn,
 } from './stream/nats-side.js';
+import { RssSampler } from './stream/processes.js';
 
 interface Flags {
   messages: number;
@@ -132,6 +133,8 @@ async function runAppend(flags: Flags, root: string, withNats: boolean): Promise
 
 interface KeelReplayResults {
   fill: FillResult;
+  /** The filling broker's peak RSS while it was filled (sampled every 50 ms). */
+  fillPeakRssBytes: number;
   replay: ReplayMeasure;
   seek: SeekMeasure;
 }
@@ -141,8 +144,12 @@ async function runKeelReplay(flags: Flags, root: string): Promise<KeelReplayResu
   try {
     const filling = await startReplayBroker(directory);
     log(`[replay] keel: filling ${flags.messages} entries`);
+    const fillSampler = new RssSampler(filling);
     const fill = await fillKeelStream(filling, flags.messages, flags.payload);
-    log(`[replay] keel: filled in ${fill.seconds.toFixed(1)} s (${Math.round(fill.messages / fill.seconds)} msg/s); restarting on the same directory`);
+    const fillPeakRssBytes = fillSampler.stop();
+    log(
+      `[replay] keel: filled in ${fill.seconds.toFixed(1)} s (${Math.round(fill.messages / fill.seconds)} msg/s), peak RSS ${(fillPeakRssBytes / mebibyte).toFixed(1)} MiB; restarting on the same directory`,
+    );
     await filling.stop();
     const broker = await startReplayBroker(directory);
     try {
@@ -154,7 +161,7 @@ async function runKeelReplay(flags: Flags, root: string): Promise<KeelReplayResu
       );
       const seek = await measureKeelSeek(broker, fill, flags.payload, flags.seeks);
       log(`[seek] keel: median ${median(seek.samplesMs)?.toFixed(2)} ms over ${seek.samplesMs.length}`);
-      return { fill, replay, seek };
+      return { fill, fillPeakRssBytes, replay, seek };
     } finally {
       await broker.stop();
     }
@@ -165,6 +172,7 @@ async function runKeelReplay(flags: Flags, root: string): Promise<KeelReplayResu
 
 interface NatsReplayResults {
   fill: NatsFill;
+  fillPeakRssBytes: number;
   replay: NatsReplayMeasure;
   seek: { samplesMs: number[]; wrongIndexes: number[] };
 }
@@ -174,8 +182,10 @@ async function runNatsReplay(flags: Flags, root: string): Promise<NatsReplayResu
   try {
     const filling = await startNatsOn(directory);
     log(`[replay] nats: filling ${flags.messages} messages`);
+    const fillSampler = new RssSampler(filling);
     const fill = await fillNatsStream(filling, flags.messages, flags.payload);
-    log(`[replay] nats: filled in ${fill.seconds.toFixed(1)} s; restarting on the same store`);
+    const fillPeakRssBytes = fillSampler.stop();
+    log(`[replay] nats: filled in ${fill.seconds.toFixed(1)} s, peak RSS ${(fillPeakRssBytes / mebibyte).toFixed(1)} MiB; restarting on the same store`);
     await filling.stop();
     const server = await startNatsOn(directory);
     try {
@@ -185,7 +195,7 @@ async function runNatsReplay(flags: Flags, root: string): Promise<NatsReplayResu
       log(`[replay] nats: ${Math.round(replay.messagesPerSecond)} msg/s, RSS idle ${(idle / mebibyte).toFixed(1)} MiB, peak ${(replay.peakRssBytes / mebibyte).toFixed(1)} MiB`);
       const seek = await measureNatsSeek(server, fill, flags.seeks);
       log(`[seek] nats: median ${median(seek.samplesMs)?.toFixed(2)} ms over ${seek.samplesMs.length}`);
-      return { fill, replay, seek };
+      return { fill, fillPeakRssBytes, replay, seek };
     } finally {
       await server.stop();
     }
@@ -252,6 +262,9 @@ function replayLines(flags: Flags, keel: KeelReplayResults | null, nats: NatsRep
   );
   lines.push(
     `  RSS idle after restart / peak during replay, MiB${' '.repeat(27)}${`${fmt((keel?.replay.idleRssBytes ?? Number.NaN) / mebibyte, 1)} / ${fmt((keel?.replay.peakRssBytes ?? Number.NaN) / mebibyte, 1)}`.padStart(10)}  ${`${fmt((nats?.replay.idleRssBytes ?? Number.NaN) / mebibyte, 1)} / ${fmt((nats?.replay.peakRssBytes ?? Number.NaN) / mebibyte, 1)}`.padStart(12)}`,
+  );
+  lines.push(
+    `  RSS peak while filling, MiB${' '.repeat(48)}${fmt((keel?.fillPeakRssBytes ?? Number.NaN) / mebibyte, 1).padStart(10)}  ${fmt((nats?.fillPeakRssBytes ?? Number.NaN) / mebibyte, 1).padStart(12)}  ${ratio(keel?.fillPeakRssBytes, nats?.fillPeakRssBytes).padStart(10)}`,
   );
   lines.push(
     `  RSS growth during replay, MiB${' '.repeat(46)}${fmt(growth, 1).padStart(10)}  ${fmt(natsGrowth, 1).padStart(12)}  ${ratio(growth, natsGrowth).padStart(10)}   < 100 MiB: ${growth === null ? '-' : verdict(growth < 100)}`,

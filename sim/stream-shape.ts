@@ -91,8 +91,22 @@ export function chooseStreamWorld(shape: WorldShape): boolean {
       streamReader: plan,
     });
   }
+  chooseStreamPressure(shape, streams);
   shape.streams = streams;
   return true;
+}
+
+/**
+ * From `${seed}:stream-pressure` (so that the choices above stay as older seeds made them): some
+ * worlds bound the streams' backlog far below what their publishers send (streamBacklogBytesMax of
+ * a few KiB), so that publishers are paused for it and resumed within a run; some make every
+ * stream last-value, so that compaction rewrites segments under readers reading them (seed
+ * 1010413 needed a read issued between a rewrite's rename and its directory sync).
+ */
+function chooseStreamPressure(shape: WorldShape, streams: StreamDefinition[]): void {
+  const random = Random.stream(shape.seed, 'stream-pressure');
+  if (random.chance(0.4)) shape.configOverrides.streamBacklogBytesMax = random.pick([1024, 2048, 8192]);
+  if (random.chance(0.2)) streams.splice(0, streams.length, ...streams.map((stream) => ({ ...stream, lastValue: true })));
 }
 
 function chooseStream(random: Random, name: string): StreamDefinition {

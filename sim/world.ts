@@ -466,6 +466,7 @@ export class World implements ClientContext {
       }
       this.streamChecker.streamDamaged(fields.stream);
     }
+    if (event === 'stream-backlog-full') this.checker.noteCoverage('stream-backlog-full');
     // A repair ended a stream at its damage (stream-recovery.ts): what was after the cut is excused.
     if (event === 'stream-cut' && typeof fields.stream === 'string') this.streamChecker.streamDamaged(fields.stream);
     if (event === 'recovered') {

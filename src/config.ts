@@ -212,6 +212,17 @@ export interface BrokerConfig {
    * bounds that memory per stream.
    */
   streamUnsyncedBytesMax: number;
+  /**
+   * Stream entries every stream together may hold in memory, appended and not yet synced to
+   * their segments (the writer's backlog, including what streamUnsyncedBytesMax lets wait),
+   * counted as each entry's frame plus what its objects cost (about 300 bytes; an entry with a
+   * 64-byte payload counts 411). At it, every connection whose PUBLISH was just appended to a stream stops being
+   * read (counted in `throttle.publisherPauses` and `throttle.streamPauses`) and the writers sync
+   * what they wrote without waiting for streamUnsyncedBytesMax, until the backlog is under half of
+   * it: nothing is dropped, and an acknowledgement still waits for durability. It also bounds
+   * what a restart holds in memory for the entries its files lack (stream-recovery.ts).
+   */
+  streamBacklogBytesMax: number;
   /** How often retention and last-value compaction look for work (each step is bounded). */
   streamMaintenanceIntervalMs: number;
   /**
@@ -271,6 +282,7 @@ export const defaultConfig: Readonly<BrokerConfig> = Object.freeze({
   streamSegmentBytesMax: 16 * 1024 * 1024,
   streamIndexIntervalBytes: 16 * 1024,
   streamUnsyncedBytesMax: 4 * 1024 * 1024,
+  streamBacklogBytesMax: 64 * 1024 * 1024,
   streamMaintenanceIntervalMs: 1_000,
   streamLastValueTopicsMax: 1_000_000,
   cluster: null,
@@ -311,6 +323,7 @@ const integerRules: { [K in keyof BrokerConfig]?: Rule } = {
   streamSegmentBytesMax: { min: 4096, max: 2 ** 30 },
   streamIndexIntervalBytes: { min: 256, max: 2 ** 26 },
   streamUnsyncedBytesMax: { min: 4096, max: 2 ** 36 },
+  streamBacklogBytesMax: { min: 1024, max: 2 ** 40 },
   streamMaintenanceIntervalMs: { min: 1, max: 3_600_000 },
   streamLastValueTopicsMax: { min: 1, max: 100_000_000 },
 };

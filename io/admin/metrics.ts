@@ -152,6 +152,7 @@ export class BrokerMetrics {
     );
     this.counter('keel_throttle_publisher_pauses_total', 'Publishers paused because a receiver or the output budget was full', (s) => group(s, 'throttle').publisherPauses ?? 0);
     this.counter('keel_throttle_budget_pauses_total', 'Of the publisher pauses, those for outputBufferedBytesTotalMax', (s) => group(s, 'throttle').budgetPauses ?? 0);
+    this.counter('keel_throttle_stream_pauses_total', 'Of the publisher pauses, those for streamBacklogBytesMax', (s) => group(s, 'throttle').streamPauses ?? 0);
     this.counter('keel_throttle_stalled_receivers_total', 'Receivers that held a publisher for publisherPauseMsMax without draining', (s) => group(s, 'throttle').stalledReceivers ?? 0);
     const failures = (): Record<string, Record<string, number>> => this.handshakeFailures();
     new Counter({
@@ -296,6 +297,9 @@ export class BrokerMetrics {
     for (const [name, help, key] of counters) this.counter(name, help, (s) => streams(s, key));
     this.gauge('keel_streams', 'Durable streams held', (s) => s.streams.count);
     this.gauge('keel_stream_bytes', 'Bytes of every stream segment file', (s) => s.streams.bytes);
+    this.gauge('keel_stream_memory_bytes', 'Stream entries held in memory, appended and not yet synced to a segment (frame bytes plus about 300 per entry; bounded by streamBacklogBytesMax)', (s) =>
+      streams(s, 'memoryBytes'),
+    );
   }
 
   private counter(name: string, help: string, read: Read): void {

@@ -751,6 +751,8 @@ export class Broker implements BrokerCore {
     if (this.store.streams !== undefined) {
       // A repair cut a stream's damaged entries away: it ends there, durably, before anyone reads it.
       for (const cut of this.store.streams.takeRecoveryCuts()) this.commit({ kind: 'stream-cut', stream: cut.stream, nextOffset: cut.nextOffset, lost: cut.lost });
+      // A repair cut a retention trim off the log after its segments were deleted: the stream starts where they did.
+      for (const trim of this.store.streams.takeRecoveryTrims()) this.commit({ kind: 'stream-trimmed', stream: trim.stream, firstOffset: trim.firstOffset });
       reconcileConfiguredStreams(this);
       this.streams.restoreMemberships();
       this.streams.scheduleMaintenance(nowMs);

@@ -29,6 +29,8 @@ export interface ThrottleStats {
   publisherPauses: number;
   /** Of `publisherPauses`, those because all output together passed outputBufferedBytesTotalMax. */
   budgetPauses: number;
+  /** Of `publisherPauses`, those because the streams' entries in memory reached streamBacklogBytesMax. */
+  streamPauses: number;
   /** Connections not being read right now. */
   pausedCurrent: number;
   /** Receivers that held a publisher for publisherPauseMsMax without draining (then pause nobody until they do). */
@@ -109,6 +111,10 @@ export interface StreamStats {
   compactionSteps: number;
   compactions: number;
   entriesCompacted: number;
+  /** What the stream entries held in memory now cost, appended and not yet synced (bounded by streamBacklogBytesMax). */
+  memoryBytes: number;
+  /** The most recovery held at once for entries the stream files lacked (store/streams/stream-recovery.ts). */
+  recoveryHeldBytesPeak: number;
 }
 
 export interface BrokerStats {
@@ -192,7 +198,7 @@ export function createStats(): BrokerStats {
       topicLevelsMax: 0,
     },
     authorization: { subscribeDenied: 0, publishDenied: 0, receiveDenied: 0, willDenied: 0 },
-    throttle: { publisherPauses: 0, budgetPauses: 0, pausedCurrent: 0, stalledReceivers: 0 },
+    throttle: { publisherPauses: 0, budgetPauses: 0, streamPauses: 0, pausedCurrent: 0, stalledReceivers: 0 },
     streams: {
       entriesAppended: 0,
       bytesAppended: 0,
@@ -210,6 +216,8 @@ export function createStats(): BrokerStats {
       compactionSteps: 0,
       compactions: 0,
       entriesCompacted: 0,
+      memoryBytes: 0,
+      recoveryHeldBytesPeak: 0,
     },
   };
 }

@@ -21,6 +21,13 @@
  * - the output held by the host for all connections together (the hosts' reports, summed) is at
  *   outputBufferedBytesTotalMax (when set): it resumes once the total is under half of it. This
  *   pause has no time bound: it protects the whole broker's memory.
+ * - its message was appended to a stream while the streams' entries held in memory (appended, not
+ *   yet synced to their segments: the store's `memoryBytes`) are at streamBacklogBytesMax: it
+ *   resumes once they are under half of it, which the stream writers reach by writing and syncing
+ *   at once while over half (store/streams/stream-log.ts). No time bound either: it is the
+ *   writers' pace, the disk's, that the publishers are held to; nothing is dropped, and their
+ *   acknowledgements still wait for their records to be durable. Messages that come from no
+ *   connection (wills, the cluster link) are appended all the same and pause nobody.
  * The decision to resume is taken at the end of every input, so a report that a receiver drained,
  * or its close, releases the publishers waiting on it in the same turn. Pausing is advisory (a
  * host may keep delivering bytes, and the simulator's does), so nothing here depends on it taking
@@ -31,13 +38,20 @@ import type { Broker } from './broker.js';
 import type { Connection } from './connection.js';
 import { isOutputDrained, isOutputFull } from './outbound-queue.js';
 
+/** Why a publisher is paused: a receiver at its output cap, the output budget, or the streams' backlog. */
+type PauseReason = 'receiver' | 'budget' | 'streams';
+
 export class PublisherThrottle {
-  /** Paused publishers, with the receiver each waits for (null: the total budget) and until when. */
-  private readonly paused = new Map<Connection, { receiver: Connection | null; untilMs: number }>();
+  /** Paused publishers, with the receiver each waits for (null: the total budget or the streams' backlog, `reason`) and until when. */
+  private readonly paused = new Map<Connection, { receiver: Connection | null; untilMs: number; reason: PauseReason }>();
   /** Receivers that held a publisher for publisherPauseMsMax: they pause nobody until they drain. */
   private readonly stalled = new Set<Connection>();
   /** The receiver at its cap that a QoS 1/2 copy of the message being routed was kept for. */
   private keptForFullReceiver: Connection | null = null;
+  /** The message being routed was appended to a stream. */
+  private appendedToStreams = false;
+  /** The streams' backlog reached its bound and was logged; cleared once it is under half. */
+  private streamBacklogFull = false;
   /** Sum of every open connection's last reported unsent output. */
   private outputReportedBytesTotal = 0;
 
@@ -73,6 +87,12 @@ export class PublisherThrottle {
 
   beforeRoute(): void {
     this.keptForFullReceiver = null;
+    this.appendedToStreams = false;
+  }
+
+  /** Routing appended the message to one or more streams. */
+  appendedToStream(): void {
+    this.appendedToStreams = true;
   }
 
   /** Routing kept a QoS 1/2 copy for `receiver`, which is connected; noted if its output is full. */
@@ -83,12 +103,18 @@ export class PublisherThrottle {
   /** `publisher`'s PUBLISH was routed: pause it if its messages now pile up. */
   afterPublish(publisher: Connection, nowMs: number): void {
     const receiver = this.keptForFullReceiver;
+    const appended = this.appendedToStreams;
     this.keptForFullReceiver = null;
+    this.appendedToStreams = false;
     if (publisher.phase !== 'connected' || this.paused.has(publisher)) return;
-    if (this.overBudget(1)) return this.pause(publisher, null, Infinity);
+    if (this.overBudget(1)) return this.pause(publisher, null, Infinity, 'budget');
+    if (appended && this.overStreamBacklog(1)) {
+      this.noteStreamBacklogFull();
+      return this.pause(publisher, null, Infinity, 'streams');
+    }
     const pauseMs = this.broker.config.publisherPauseMsMax;
     if (receiver === null || receiver === publisher || receiver.phase !== 'connected' || pauseMs === 0 || this.stalled.has(receiver)) return;
-    this.pause(publisher, receiver, nowMs + pauseMs);
+    this.pause(publisher, receiver, nowMs + pauseMs, 'receiver');
     this.broker.deadlines.push(nowMs + pauseMs, 'publisher-pause', publisher.id, '');
   }
 
@@ -98,9 +124,12 @@ export class PublisherThrottle {
     if (this.paused.size === 0) return;
     // Half, like the output cap itself: a total hovering at the budget does not flap.
     const budgetHeld = this.overBudget(2);
-    for (const [publisher, { receiver, untilMs }] of this.paused) {
+    const streamsHeld = this.overStreamBacklog(2);
+    if (!streamsHeld) this.streamBacklogFull = false;
+    for (const [publisher, { receiver, untilMs, reason }] of this.paused) {
       if (receiver !== null && nowMs >= untilMs && this.isStillFull(receiver)) this.markStalled(receiver);
-      if (budgetHeld || (receiver !== null && this.isStillFull(receiver) && !this.stalled.has(receiver))) continue;
+      if (budgetHeld || (reason === 'streams' && streamsHeld)) continue;
+      if (receiver !== null && this.isStillFull(receiver) && !this.stalled.has(receiver)) continue;
       this.paused.delete(publisher);
       this.broker.stats.throttle.pausedCurrent -= 1;
       this.broker.pushReading(publisher, false);
@@ -116,11 +145,13 @@ export class PublisherThrottle {
     this.broker.log('info', 'receiver-stalled', { clientId: receiver.clientId, pauseMsMax: this.broker.config.publisherPauseMsMax });
   }
 
-  private pause(publisher: Connection, receiver: Connection | null, untilMs: number): void {
-    this.paused.set(publisher, { receiver, untilMs });
+  private pause(publisher: Connection, receiver: Connection | null, untilMs: number, reason: PauseReason): void {
+    assert((receiver === null) === (reason !== 'receiver'), 'a receiver pause names its receiver, and only it');
+    this.paused.set(publisher, { receiver, untilMs, reason });
     const stats = this.broker.stats.throttle;
     stats.publisherPauses += 1;
-    if (receiver === null) stats.budgetPauses += 1;
+    if (reason === 'budget') stats.budgetPauses += 1;
+    if (reason === 'streams') stats.streamPauses += 1;
     stats.pausedCurrent += 1;
     this.broker.pushReading(publisher, true);
   }
@@ -129,6 +160,20 @@ export class PublisherThrottle {
   private overBudget(factor: number): boolean {
     const budget = this.broker.config.outputBufferedBytesTotalMax;
     return budget > 0 && this.outputReportedBytesTotal * factor >= budget;
+  }
+
+  /** Said once each time the backlog reaches its bound (not per publisher paused). */
+  private noteStreamBacklogFull(): void {
+    if (this.streamBacklogFull) return;
+    this.streamBacklogFull = true;
+    const memoryBytes = this.broker.store.streams?.stats.memoryBytes ?? 0;
+    this.broker.log('info', 'stream-backlog-full', { memoryBytes, streamBacklogBytesMax: this.broker.config.streamBacklogBytesMax });
+  }
+
+  /** Whether `factor` times the streams' entries in memory is at streamBacklogBytesMax (never without a stream store). */
+  private overStreamBacklog(factor: number): boolean {
+    const held = this.broker.store.streams?.stats.memoryBytes ?? 0;
+    return held > 0 && held * factor >= this.broker.config.streamBacklogBytesMax;
   }
 
   private isStillFull(receiver: Connection): boolean {

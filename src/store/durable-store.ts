@@ -76,6 +76,7 @@ export function streamLogOptionsFor(config: BrokerConfig): Partial<StreamLogOpti
     segmentBytesMax: config.streamSegmentBytesMax,
     indexIntervalBytes: config.streamIndexIntervalBytes,
     unsyncedBytesMax: config.streamUnsyncedBytesMax,
+    backlogBytesMax: config.streamBacklogBytesMax,
     lastValueTopicsMax: config.streamLastValueTopicsMax,
   };
 }
@@ -85,6 +86,7 @@ const defaultStreamLogOptions: Omit<StreamLogOptions, 'writeBytesMax'> = {
   segmentBytesMax: 16 * 1024 * 1024,
   indexIntervalBytes: 16 * 1024,
   unsyncedBytesMax: 4 * 1024 * 1024,
+  backlogBytesMax: 64 * 1024 * 1024,
   lastValueTopicsMax: 1_000_000,
 };
 

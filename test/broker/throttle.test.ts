@@ -35,7 +35,7 @@ describe('publisher throttling', () => {
     report(harness, slow, outputBytesMax);
     publisher.publish('t', 'm0', 1);
     expect(publisher.readingChanges).toEqual(['pause-reading']);
-    expect(harness.broker.stats.throttle).toEqual({ publisherPauses: 1, budgetPauses: 0, pausedCurrent: 1, stalledReceivers: 0 });
+    expect(harness.broker.stats.throttle).toEqual({ publisherPauses: 1, budgetPauses: 0, streamPauses: 0, pausedCurrent: 1, stalledReceivers: 0 });
     // Bytes that still arrive are taken (the pause is advisory) and do not pause it twice.
     publisher.publish('t', 'm1', 1);
     expect(publisher.readingChanges).toEqual(['pause-reading']);
@@ -129,7 +129,7 @@ describe('publisher throttling', () => {
     report(harness, other, outputBytesMax + 2);
     publisher.publish('t', 'over', 0);
     expect(publisher.readingChanges).toEqual(['pause-reading']);
-    expect(harness.broker.stats.throttle).toEqual({ publisherPauses: 1, budgetPauses: 1, pausedCurrent: 1, stalledReceivers: 0 });
+    expect(harness.broker.stats.throttle).toEqual({ publisherPauses: 1, budgetPauses: 1, streamPauses: 0, pausedCurrent: 1, stalledReceivers: 0 });
     // QoS 0 was still delivered to receivers under their cap: the budget pauses, it does not drop.
     expect(fast.publishes().map((publish) => decodeText(publish.payload))).toEqual(['under', 'over']);
     report(harness, other, 0);
@@ -148,7 +148,7 @@ describe('publisher throttling', () => {
     slow.drop();
     expect(harness.broker.throttle.outputBytesTotal).toBe(outputBytesMax);
     expect(publisher.readingPaused).toBe(false);
-    expect(harness.broker.stats.throttle).toEqual({ publisherPauses: 2, budgetPauses: 2, pausedCurrent: 0, stalledReceivers: 0 });
+    expect(harness.broker.stats.throttle).toEqual({ publisherPauses: 2, budgetPauses: 2, streamPauses: 0, pausedCurrent: 0, stalledReceivers: 0 });
   });
 
   it("validates the budget: 0 or at least one connection's cap", () => {

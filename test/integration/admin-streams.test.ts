@@ -115,6 +115,8 @@ describe('the stream routes', () => {
     const appended = Number(/^keel_stream_entries_appended_total (\d+)$/m.exec(metrics.body)?.[1]);
     expect(appended).toBeGreaterThanOrEqual(1);
     expect(metrics.body).toMatch(/^keel_stream_bytes \d+$/m);
+    expect(metrics.body).toMatch(/^keel_stream_memory_bytes \d+$/m);
+    expect(metrics.body).toMatch(/^keel_throttle_stream_pauses_total \d+$/m);
     expect(metrics.body).toContain('# TYPE keel_stream_deliveries_total counter');
   });
 });

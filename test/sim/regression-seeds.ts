@@ -192,4 +192,9 @@ export const regressionSeeds: readonly { seed: number; found: string; workload?:
     found:
       "checker: a shared subscription lost with its session came back with a repair's amnesty and the broker chose that member; the group's members now include former sessions' filters brought back by an amnesty, as removed ones already were",
   },
+  {
+    seed: 1010413,
+    found:
+      "store (streams): last-value compaction switched a segment's index to the rewritten file only once the directory sync after the rename completed; a read issued between the rename and that sync read the new file at the old index's positions and reported damage the disk never had",
+  },
 ];

@@ -33,11 +33,13 @@ export class StorageGate {
   executed = 0;
   /** Past this many executed requests, every request is held (the world stops; then a crash). */
   budget = Number.POSITIVE_INFINITY;
+  /** Requests held back besides those of the held kinds (a slow stream file, say), or null. */
+  holdIf: ((request: StorageRequest) => boolean) | null = null;
 
   constructor(readonly disk: SimulatedDisk) {}
 
   execute(request: StorageRequest): StorageResult | null {
-    if (this.executed >= this.budget || this.hold.has(request.op)) {
+    if (this.executed >= this.budget || this.hold.has(request.op) || (this.holdIf?.(request) ?? false)) {
       this.held.push(request);
       return null;
     }
@@ -48,6 +50,7 @@ export class StorageGate {
   reset(): void {
     this.held.length = 0;
     this.hold.clear();
+    this.holdIf = null;
     this.budget = Number.POSITIVE_INFINITY;
   }
 }
@@ -77,6 +80,7 @@ export class StreamHarness extends Harness<DurableStateStore> {
   /** Runs the operations held back (and what follows them). */
   releaseHeld(): void {
     this.gate.hold.clear();
+    this.gate.holdIf = null;
     for (const request of this.gate.held.splice(0)) this.complete(this.disk.execute(request));
   }
 

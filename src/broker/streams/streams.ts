@@ -145,6 +145,8 @@ export class Streams implements MatchSink<string> {
       ...(message.properties === undefined ? {} : { properties: message.properties }),
     };
     this.broker.commit(record);
+    // Its publisher is paused if the streams' backlog is at its bound (throttle.ts).
+    this.broker.throttle.appendedToStream();
     const stats = this.broker.stats.streams;
     stats.entriesAppended += count;
     stats.bytesAppended += payload.length * count;
@@ -537,6 +539,8 @@ export class Streams implements MatchSink<string> {
     stats.compactionSteps = store.stats.compactionSteps;
     stats.compactions = store.stats.compactions;
     stats.entriesCompacted = store.stats.entriesCompacted;
+    stats.memoryBytes = store.stats.memoryBytes;
+    stats.recoveryHeldBytesPeak = store.stats.recoveryHeldBytesPeak;
   }
 
   // ---- what others look up --------------------------------------------------------------------

@@ -13,15 +13,21 @@
  * How a segment is rewritten (`SegmentCompaction`), one storage request per step, each step's
  * work bounded by one read: the segment is read in chunks, the frames to keep are copied to
  * `<segment>.tmp`, which is synced and renamed over the segment, and the directory synced; then
- * the segment's in-memory index, size and generation change together, and its `.idx` is written.
- * A reader's read begun on the old file completes before the rename or comes back stale (the
- * generation moved) and is made again with the new index. A crash leaves either file whole
- * (recovery deletes a leftover `.tmp`, and rebuilds an index that no longer matches its segment).
- * Offsets keep their meaning: a compacted segment has gaps, which readers step over.
+ * its `.idx` is written. The segment's in-memory index, size and generation change together when
+ * the rename is issued, not when it completes: storage requests run in the order they are issued
+ * (both hosts), so a read issued after the rename reads the new file and must use the new index,
+ * and a read issued before it reads the old file and completes after the switch, stale (the
+ * generation moved), to be made again with the new index. Switching later, as a first version
+ * did once the directory sync completed, let a read issued in between read the new file at
+ * positions of the old index: frames cut in the middle, reported as damage that the disk never
+ * had (simulator seed 1010413). A crash leaves either file whole (recovery deletes a leftover
+ * `.tmp`, and rebuilds an index that no longer matches its segment). Offsets keep their meaning:
+ * a compacted segment has gaps, which readers step over.
  *
  * Which segment: the oldest sealed segment that may hold superseded entries, that is one never
  * compacted, or whose stream has since had at least as many entries appended as it holds.
  */
+import { assert } from '../../assert.js';
 import type { StorageResult } from '../../contract.js';
 import { type ScannedFrame, scanSegment } from './segment-scan.js';
 import { entryTopic } from './stream-entry.js';
@@ -214,12 +220,18 @@ export class SegmentCompaction {
     this.log.issue({ op: 'delete', requestId: 0, file: this.temporary }, () => {});
   }
 
-  /** The copy is whole: sync it, rename it over the segment, sync the directory, then switch. */
+  /** The copy is whole: sync it, switch to it as the rename over the segment is issued, sync the directory, write the index. */
   private finish(): void {
     if (this.dropped === 0) return this.giveUp();
     const temporary = this.temporary;
-    const directory = (): void => this.issueThen({ op: 'sync-directory', requestId: 0 }, () => this.switchOver());
-    const rename = (): void => this.issueThen({ op: 'rename', requestId: 0, from: temporary, to: this.segment.name }, directory);
+    const index = (): void => this.writeIndex();
+    const directory = (): void => this.issueThen({ op: 'sync-directory', requestId: 0 }, index);
+    const rename = (): void => {
+      // Retention may have deleted the segment while the copy was synced: the copy goes instead.
+      if (this.abandoned()) return;
+      this.issueThen({ op: 'rename', requestId: 0, from: temporary, to: this.segment.name }, directory);
+      this.switchOver();
+    };
     const sync = (): void => this.issueThen({ op: 'sync', requestId: 0, file: temporary }, rename);
     // An empty copy is still a file: written as nothing, it must exist to be renamed.
     if (this.writePosition === 0) this.issueThen({ op: 'write', requestId: 0, file: temporary, offset: 0, bytes: new Uint8Array(0) }, sync);
@@ -234,8 +246,10 @@ export class SegmentCompaction {
     });
   }
 
+  /** The segment becomes the copy in memory; called as the rename is issued (see the module comment). */
   private switchOver(): void {
     const segment = this.segment;
+    assert(!segment.deleted && segment.generation === this.generation, 'a compaction switches over a live segment it began on');
     segment.generation += 1;
     segment.index = this.index;
     segment.size = this.writePosition;
@@ -247,6 +261,15 @@ export class SegmentCompaction {
     this.log.stats.compactions += 1;
     this.log.stats.entriesCompacted += this.dropped;
     this.log.note('info', 'stream-segment-compacted', { stream: this.files.name, file: segment.name, kept: this.kept, dropped: this.dropped });
+  }
+
+  /** The rename is durable: the segment's `.idx` follows (not when retention deleted it meanwhile). */
+  private writeIndex(): void {
+    const segment = this.segment;
+    if (this.files.deleted || segment.deleted) {
+      this.state.job = null;
+      return;
+    }
     this.log.writeIndexFile(segment, () => {
       this.state.job = null;
     });

@@ -89,6 +89,8 @@ export interface StreamFiles {
   readonly tail: TailEntry[];
   tailHead: number;
   tailStart: number;
+  /** What the entries in the tail cost in memory (`entryMemoryBytes`; pushTail and dropTailBelow keep it). */
+  tailMemoryBytes: number;
   releasedOffset: number;
   writtenOffset: number;
   syncedOffset: number;
@@ -110,6 +112,7 @@ export function createStreamFiles(name: string, startOffset: number): StreamFile
     tail: [],
     tailHead: 0,
     tailStart: startOffset,
+    tailMemoryBytes: 0,
     releasedOffset: startOffset,
     writtenOffset: startOffset,
     syncedOffset: startOffset,
@@ -133,10 +136,36 @@ export function tailEntryAt(files: StreamFiles, offset: number): TailEntry {
   return files.tail[index]!;
 }
 
-/** Drops tail entries below `offset` (synced ones), giving their memory back. */
-export function dropTailBelow(files: StreamFiles, offset: number): void {
-  if (offset <= files.tailStart) return;
+/**
+ * What an entry held in memory costs beyond its frame's bytes: its objects (the entry, its tail
+ * slot) and its payload's own buffer. Measured on Node 20 (`global.gc()`, heap used before and
+ * after holding 200,000 of them): 411 bytes of heap for an entry with a 64-byte payload, whose
+ * frame is 107 bytes. Counted so that the bounds in bytes on entries in memory (streamBacklogBytesMax,
+ * recovery's) are about what the heap holds, not a third of it.
+ */
+export const entryMemoryOverheadBytes = 304;
+
+/** The memory an entry whose frame is `frameBytes` long costs while held (see `entryMemoryOverheadBytes`). */
+export function entryMemoryBytes(frameBytes: number): number {
+  return frameBytes + entryMemoryOverheadBytes;
+}
+
+/** Adds the next entry to the tail; returns what it costs in memory. */
+export function pushTail(files: StreamFiles, entry: TailEntry): number {
+  files.tail.push(entry);
+  const bytes = entryMemoryBytes(entry.frameBytes);
+  files.tailMemoryBytes += bytes;
+  return bytes;
+}
+
+/** Drops tail entries below `offset` (synced ones), giving their memory back; returns what they cost in memory. */
+export function dropTailBelow(files: StreamFiles, offset: number): number {
+  if (offset <= files.tailStart) return 0;
   assert(offset <= files.syncedOffset, 'only synced entries leave memory');
+  let dropped = 0;
+  for (let index = files.tailHead; index < files.tailHead + offset - files.tailStart; index++) dropped += entryMemoryBytes(files.tail[index]!.frameBytes);
+  files.tailMemoryBytes -= dropped;
+  assert(files.tailMemoryBytes >= 0, 'tail memory never negative');
   files.tailHead += offset - files.tailStart;
   files.tailStart = offset;
   // Compacted when the dead head is the larger part: amortised O(1) per entry.
@@ -144,6 +173,7 @@ export function dropTailBelow(files: StreamFiles, offset: number): void {
     files.tail.splice(0, files.tailHead);
     files.tailHead = 0;
   }
+  return dropped;
 }
 
 /** The index of the segment that holds `offset` (the last one based at or before it), or -1. */

@@ -29,15 +29,22 @@ import type { DurableState, StateRecord, StreamSnapshotSource, StreamState } fro
 import { type ScannedFrame, type ScanResult, scanSegment } from './segment-scan.js';
 import { createLastValueState, noteLatest, SegmentCompaction, TopicScan } from './stream-compaction.js';
 import { decodeEntry, entryFrameBytes, type StreamEntry, writeEntryFrame } from './stream-entry.js';
-import { createStreamFiles, dropTailBelow, indexFileName, type Segment, type StreamFiles, segmentFileName, segmentIndexFor, tailEnd, tailEntryAt } from './stream-files.js';
+import { createStreamFiles, dropTailBelow, indexFileName, pushTail, type Segment, type StreamFiles, segmentFileName, segmentIndexFor, tailEnd, tailEntryAt } from './stream-files.js';
 import { encodeIndexFile, SparseIndex } from './stream-index.js';
-import { type StreamCut, StreamRecovery } from './stream-recovery.js';
+import { type StreamCut, StreamRecovery, type StreamTrim } from './stream-recovery.js';
 import { createStreamStoreStats, type SegmentSummary, type StreamNote, type StreamReadResult, type StreamStore } from './stream-store.js';
 
 export interface StreamLogOptions {
   segmentBytesMax: number;
   indexIntervalBytes: number;
   unsyncedBytesMax: number;
+  /**
+   * Entries held in memory, every stream together (`stats.memoryBytes`, stream-files.ts `entryMemoryBytes`), at or past
+   * half of which the writers sync what they wrote at once instead of at `unsyncedBytesMax`, so
+   * that the backlog drains while the broker's throttle holds publishers back
+   * (BrokerConfig.streamBacklogBytesMax).
+   */
+  backlogBytesMax: number;
   /** The largest single write; bigger batches are split. */
   writeBytesMax: number;
   /** Topics a last-value stream tracks for compaction (BrokerConfig.streamLastValueTopicsMax). */
@@ -70,6 +77,8 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
   private recovery: StreamRecovery | null;
   /** Streams recovery ended at a repair's mark, until the broker takes them to commit. */
   private recoveryCuts: StreamCut[] = [];
+  /** Streams recovery started at their files (a trim a repair cut off the log), until the broker takes them to commit. */
+  private recoveryTrims: StreamTrim[] = [];
   /** Repair marks by stream, deleted once the stream's `stream-cut` record is durable. */
   private cutMarkers = new Map<string, string[]>();
   private writing = false;
@@ -80,6 +89,7 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
   ) {
     assert(options.segmentBytesMax >= 4096, 'stream segments of at least 4 KiB');
     assert(options.writeBytesMax > 0 && options.indexIntervalBytes > 0, 'positive stream write and index sizes');
+    assert(options.backlogBytesMax > 0, 'a positive stream backlog bound');
     this.recovery = new StreamRecovery(this, options.indexIntervalBytes);
   }
 
@@ -146,13 +156,15 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
   }
 
   /** Recovery is done: the streams it rebuilt become the live ones and writing starts. */
-  adoptRecovered(streams: readonly StreamFiles[], cuts: readonly StreamCut[], markers: ReadonlyMap<string, string[]>): void {
+  adoptRecovered(streams: readonly StreamFiles[], cuts: readonly StreamCut[], trims: readonly StreamTrim[], markers: ReadonlyMap<string, string[]>): void {
     assert(this.recovery !== null, 'adopted once');
     this.recovery = null;
     this.recoveryCuts = [...cuts];
+    this.recoveryTrims = [...trims];
     this.cutMarkers = new Map(markers);
     this.writing = true;
     for (const files of streams) {
+      this.stats.memoryBytes += files.tailMemoryBytes;
       this.streams.set(files.name, files);
       this.pump(files);
       const lastValue = files.lastValue;
@@ -168,6 +180,12 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
     const cuts = this.recoveryCuts;
     this.recoveryCuts = [];
     return cuts;
+  }
+
+  takeRecoveryTrims(): StreamTrim[] {
+    const trims = this.recoveryTrims;
+    this.recoveryTrims = [];
+    return trims;
   }
 
   /** The repair's marks of a stream go once its cut is durable: a later start needs them no more. */
@@ -199,6 +217,8 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
       case 'stream-deleted': {
         const files = this.filesOf(record.stream);
         files.deleted = true;
+        // Its entries in memory go with it (the files object is dropped once its deletion runs).
+        this.stats.memoryBytes -= files.tailMemoryBytes;
         this.streams.delete(record.stream);
         this.unreleased.delete(files);
         this.deleting.add(record.stream);
@@ -232,12 +252,13 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
       const files = this.filesOf(reference.stream);
       if (reference.offset !== tailEnd(files)) assert(false, `stream ${files.name} appends ${reference.offset} where ${tailEnd(files)} is next`);
       const entry: StreamEntry = { offset: reference.offset, timeMs: record.timeMs, topic: record.topic, qos: record.qos, properties: record.properties, payload: record.payload };
-      files.tail.push({ entry, lsn, frameBytes: entryFrameBytes(entry) });
+      this.stats.memoryBytes += pushTail(files, { entry, lsn, frameBytes: entryFrameBytes(entry) });
       this.unreleased.add(files);
     }
   }
 
   release(durableLsn: number): void {
+    this.relieve();
     // Called after every broker input, so the common case (nothing to release) allocates nothing.
     if (this.unreleased.size === 0 && (this.pendingActions.length === 0 || this.pendingActions[0]!.lsn > durableLsn)) return;
     for (const files of this.unreleased) {
@@ -289,7 +310,23 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
     const active = files.segments[files.segments.length - 1];
     if (active !== undefined && !active.sealed && files.sealRequested) return this.seal(files, active);
     if (files.writtenOffset < files.releasedOffset) return this.write(files, active);
-    if (active !== undefined && active.size - active.syncedSize >= this.options.unsyncedBytesMax) this.sync(files, active);
+    if (active === undefined) return;
+    const unsynced = active.size - active.syncedSize;
+    if (unsynced >= this.options.unsyncedBytesMax || (unsynced > 0 && this.underPressure())) this.sync(files, active);
+  }
+
+  /** Whether the entries in memory are at half the backlog bound or more (see `backlogBytesMax`). */
+  private underPressure(): boolean {
+    return this.stats.memoryBytes * 2 >= this.options.backlogBytesMax;
+  }
+
+  /**
+   * Under pressure, every idle writer syncs what it wrote (bounded by the number of streams):
+   * a writer with nothing more to write would otherwise wait for appends the throttle holds back.
+   */
+  private relieve(): void {
+    if (!this.writing || !this.underPressure()) return;
+    for (const files of this.streams.values()) this.pump(files);
   }
 
   private write(files: StreamFiles, current: Segment | undefined): void {
@@ -395,7 +432,7 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
     segment.syncedSize = target.size;
     files.syncedOffset = target.offset;
     this.stats.segmentSyncs += 1;
-    dropTailBelow(files, files.syncedOffset);
+    this.stats.memoryBytes -= dropTailBelow(files, files.syncedOffset);
     this.pump(files);
   }
 

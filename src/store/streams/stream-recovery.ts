@@ -12,9 +12,26 @@
  * see below). The cut waits for reconcile, which knows which: damage is left on the disk as it is
  * for the repair to copy aside. Leftover temporary files of a compaction are deleted.
  *
- * Replay. The log's records are handed to `observe` as they are applied (whole groups only):
- * every entry is kept in memory until reconcile, which keeps those the files lost (not synced
- * when the broker stopped), never had, or lost to a cut after a log repair.
+ * Replay. The log's records are handed to `observe` as they are applied (whole groups only). An
+ * entry is kept in memory until reconcile only when the files may lack it, that is when its offset
+ * is at or past the scanned files' valid end (or the stream has no files); an entry below is
+ * dropped at once, and so is every kept entry below a replayed trim or above a replayed cut. What
+ * is kept is what the files lost (not synced when the broker stopped) or never had (not yet
+ * written): bounded by what the writer may hold in memory when the broker stops
+ * (streamBacklogBytesMax, through the publishers' throttle), not by the entries appended since
+ * the last snapshot (a first version kept them all, since a log cut by a repair could need them:
+ * 630 MiB resident after a restart on a million entries). `stats.recoveryHeldBytesPeak` reports
+ * the most it held. Why an entry below the files' valid end is never needed:
+ * - from the files' first segment on, the files hold it, or held it and last-value compaction
+ *   removed it. When the log ends below the files (a repair cut it), reconcile cuts the files at
+ *   the log's end (`cutAbove`), and every offset below the end stays in the files or compacted
+ *   away, never missing, whatever segments it drops;
+ * - below the files' first segment, its segment was deleted by retention, which happens only
+ *   once the trim that removed it is durable: the state starts at or after the files then. Only a
+ *   repair that cut that trim off the log makes the state start earlier (simulator seed 108); the
+ *   entries are gone all the same, so recovery trims the stream again to where its files start
+ *   (logged `stream-trim-restored`, committed by the broker as a `stream-trimmed` record before it
+ *   starts, like a cut).
  *
  * Reconcile (after the replay, with the replayed state). For each stream on disk the state no
  * longer holds, its files are deleted (a deletion whose file removal the crash interrupted). For
@@ -40,7 +57,18 @@ import type { DurableState, StateRecord, StreamState } from '../state-store.js';
 import { findResume, type ScannedFrame, type ScanResult, scanSegment } from './segment-scan.js';
 import { createLastValueState } from './stream-compaction.js';
 import { entryFrameBytes, type StreamEntry } from './stream-entry.js';
-import { createStreamFiles, cutMarkerPattern, indexFileName, indexFilePattern, type Segment, type StreamFiles, segmentFilePattern, temporaryFilePattern } from './stream-files.js';
+import {
+  createStreamFiles,
+  cutMarkerPattern,
+  entryMemoryBytes,
+  indexFileName,
+  indexFilePattern,
+  pushTail,
+  type Segment,
+  type StreamFiles,
+  segmentFilePattern,
+  temporaryFilePattern,
+} from './stream-files.js';
 import { decodeIndexFile, SparseIndex } from './stream-index.js';
 import type { StreamLog } from './stream-log.js';
 
@@ -58,6 +86,12 @@ interface FoundStream {
   tornTail: { readonly segment: Segment; readonly validEnd: number; readonly bytesDropped: number } | null;
 }
 
+/** A stream whose start recovery moved up to its files': the broker commits it (`stream-trimmed`) before it starts. */
+export interface StreamTrim {
+  readonly stream: string;
+  readonly firstOffset: number;
+}
+
 /** A stream recovery ended early at a repair's mark: the broker commits it (`stream-cut`) before it starts. */
 export interface StreamCut {
   readonly stream: string;
@@ -71,12 +105,16 @@ export class StreamRecovery {
   private tasks: (() => void)[] = [];
   /** During replay: entries the files do not hold, per stream, and the streams that exist. */
   private readonly kept = new Map<string, StreamEntry[]>();
+  /** What the entries in `kept` cost in memory now (stream-files.ts, `entryMemoryBytes`). */
+  private keptBytes = 0;
   private readonly existing = new Set<string>();
   private finished: StreamFiles[] = [];
   /** Repair marks (`stream-NAME-OFFSET.cut`) by stream. */
   readonly markers = new Map<string, string[]>();
   /** Streams ended at a repair's mark, for the broker to commit. */
   readonly cuts: StreamCut[] = [];
+  /** Streams whose start recovery moved up to their files', for the broker to commit. */
+  readonly trims: StreamTrim[] = [];
 
   constructor(
     private readonly log: StreamLog,
@@ -291,32 +329,59 @@ export class StreamRecovery {
         return;
       case 'stream-deleted':
         this.existing.delete(record.stream);
+        this.dropKept(record.stream, () => true);
         this.kept.delete(record.stream);
         return;
+      case 'stream-trimmed': {
+        // Below the state's first offset nothing is ever needed again.
+        const firstOffset = record.firstOffset;
+        this.dropKept(record.stream, (entry) => entry.offset < firstOffset);
+        return;
+      }
       case 'stream-cut': {
         // The offsets from the cut on were handed out again after it: the entries replayed so far there are the lost ones.
-        const kept = this.kept.get(record.stream);
-        if (kept !== undefined)
-          this.kept.set(
-            record.stream,
-            kept.filter((entry) => entry.offset < record.nextOffset),
-          );
+        const nextOffset = record.nextOffset;
+        this.dropKept(record.stream, (entry) => entry.offset >= nextOffset);
         return;
       }
       case 'stream-appended':
-        // Every replayed entry is kept, not only those at or above the files' valid end: a log that
-        // a repair cut back may end below the files (cutAbove then cuts them), and the entries
-        // between the files' new end and the stream's are then needed from here (simulator seed
-        // 108: a repair dropped a retention trim whose segments were already deleted). The replayed
-        // log bounds what this holds; reconcile keeps only what the files lack.
         for (const reference of record.entries) {
+          const kept = this.kept.get(reference.stream);
+          if (kept === undefined || this.belowFiles(reference.stream, reference.offset)) continue;
           const { timeMs, topic, qos, properties, payload } = record;
-          this.kept.get(reference.stream)?.push({ offset: reference.offset, timeMs, topic, qos, properties, payload });
+          const entry: StreamEntry = { offset: reference.offset, timeMs, topic, qos, properties, payload };
+          assert(kept.length === 0 || kept[kept.length - 1]!.offset < entry.offset, 'kept entries ascend (a cut drops those above it first)');
+          kept.push(entry);
+          this.keepBytes(entryMemoryBytes(entryFrameBytes(entry)));
         }
         return;
       default:
         return;
     }
+  }
+
+  /** Whether `offset` of `stream` is below its scanned files' valid end (never needed from the log: see the module comment). */
+  private belowFiles(stream: string, offset: number): boolean {
+    const found = this.found.get(stream);
+    return found !== undefined && found.segments.length > 0 && offset < found.validEnd;
+  }
+
+  private keepBytes(bytes: number): void {
+    this.keptBytes += bytes;
+    assert(this.keptBytes >= 0, 'kept bytes never negative');
+    if (this.keptBytes > this.log.stats.recoveryHeldBytesPeak) this.log.stats.recoveryHeldBytesPeak = this.keptBytes;
+  }
+
+  /** Drops the kept entries of `stream` that `doomed` picks (a prefix or a suffix: they ascend). */
+  private dropKept(stream: string, doomed: (entry: StreamEntry) => boolean): void {
+    const kept = this.kept.get(stream);
+    if (kept === undefined || kept.length === 0) return;
+    const remaining: StreamEntry[] = [];
+    for (const entry of kept) {
+      if (doomed(entry)) this.keepBytes(-entryMemoryBytes(entryFrameBytes(entry)));
+      else remaining.push(entry);
+    }
+    this.kept.set(stream, remaining);
   }
 
   // ---- reconcile ------------------------------------------------------------------------------
@@ -328,13 +393,35 @@ export class StreamRecovery {
       this.log.note('info', 'stream-files-removed', { stream: found.name, segments: found.segments.length, why: 'the stream was deleted' });
       this.tasks.push(() => this.log.deleteSegments(found.name, found.segments, () => this.nextTask()));
     }
-    for (const stream of state.streams.values()) {
-      const found: FoundStream = this.found.get(stream.name) ?? { name: stream.name, segments: [], rebuilt: new Set<Segment>(), validEnd: 0, tornTail: null };
+    for (const live of state.streams.values()) {
+      const found: FoundStream = this.found.get(live.name) ?? { name: live.name, segments: [], rebuilt: new Set<Segment>(), validEnd: 0, tornTail: null };
+      const stream = this.startAtFiles(found, live);
       if (found.segments.length === 0) found.validEnd = stream.firstOffset;
       this.tasks.push(() => this.reconcile(found, stream));
     }
-    this.tasks.push(() => this.log.adoptRecovered(this.finished, this.cuts, this.markers));
+    this.tasks.push(() => this.log.adoptRecovered(this.finished, this.cuts, this.trims, this.markers));
     this.nextTask();
+  }
+
+  /**
+   * The stream as reconcile sees it: starting where its files start when the state starts earlier
+   * (a repair cut the trim that deleted the segments below off the log; see the module comment),
+   * with the trim handed to the broker to commit.
+   */
+  private startAtFiles(found: FoundStream, stream: StreamState): StreamState {
+    const filesStart = found.segments[0]?.baseOffset;
+    if (filesStart === undefined || stream.firstOffset >= filesStart) return stream;
+    // An empty stream (its end at its start) has nothing to trim, wherever its files start.
+    const firstOffset = Math.min(filesStart, stream.nextOffset);
+    if (firstOffset <= stream.firstOffset) return stream;
+    this.trims.push({ stream: stream.name, firstOffset });
+    this.log.note('warn', 'stream-trim-restored', {
+      stream: stream.name,
+      fromOffset: stream.firstOffset,
+      firstOffset,
+      why: 'the segments below were deleted by retention after a trim the log no longer holds',
+    });
+    return { ...stream, firstOffset };
   }
 
   private reconcile(found: FoundStream, stream: StreamState): void {
@@ -393,7 +480,7 @@ export class StreamRecovery {
     const active = files.segments[files.segments.length - 1];
     // Appending goes on in the last segment when it ends where the kept entries start.
     if (active !== undefined && active.endOffset === start) active.sealed = false;
-    for (const entry of kept) files.tail.push({ entry, lsn: 0, frameBytes: entryFrameBytes(entry) });
+    for (const entry of kept) pushTail(files, { entry, lsn: 0, frameBytes: entryFrameBytes(entry) });
     files.releasedOffset = end;
     if (stream.lastValue) files.lastValue = createLastValueState();
     this.finished.push(files);
@@ -408,7 +495,11 @@ export class StreamRecovery {
     if (last.baseOffset >= stream.nextOffset && found.segments.length > 0) {
       found.segments.pop();
       found.rebuilt.delete(last);
-      found.validEnd = found.segments[found.segments.length - 1]?.endOffset ?? stream.firstOffset;
+      // The segment below covers every offset up to this one's base, which is at or past the
+      // stream's end: its frames past the end are cut next; short of the end, what it lacks was
+      // compacted away (or damaged, and reported), not missing (see the module comment).
+      const below = found.segments[found.segments.length - 1];
+      found.validEnd = below === undefined ? stream.firstOffset : Math.max(below.endOffset, stream.nextOffset);
       this.log.note('warn', 'stream-files-cut', { stream: stream.name, file: last.name, why: `the log ends at offset ${stream.nextOffset}` });
       return this.log.deleteSegments(stream.name, [last], () => this.reconcile(found, stream));
     }
@@ -425,7 +516,8 @@ export class StreamRecovery {
           last.size = cutAt;
           last.syncedSize = cutAt;
           this.indexFrames(found, last, bytes.subarray(0, cutAt), false);
-          found.validEnd = last.endOffset;
+          // Every offset below the stream's end is in the segment now, or was compacted away.
+          found.validEnd = stream.nextOffset;
           // It is the last segment now, appended to again: its index lives in memory until sealed.
           found.rebuilt.delete(last);
           this.reconcile(found, stream);

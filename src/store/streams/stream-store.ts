@@ -52,10 +52,32 @@ export interface StreamStoreStats {
   compactionSteps: number;
   compactions: number;
   entriesCompacted: number;
+  /**
+   * What the entries the store holds in memory now cost (frame bytes plus a measured overhead per
+   * entry, stream-files.ts `entryMemoryBytes`), every stream together: appended and not yet synced
+   * to a segment (the writer's backlog, bounded by streamBacklogBytesMax through the publishers'
+   * throttle).
+   */
+  memoryBytes: number;
+  /** The most recovery held at once (same measure) for entries the files might lack (stream-recovery.ts). */
+  recoveryHeldBytesPeak: number;
 }
 
 export function createStreamStoreStats(): StreamStoreStats {
-  return { entriesWritten: 0, bytesWritten: 0, segmentSyncs: 0, reads: 0, readBytes: 0, segmentsDeleted: 0, damagedFrames: 0, compactionSteps: 0, compactions: 0, entriesCompacted: 0 };
+  return {
+    entriesWritten: 0,
+    bytesWritten: 0,
+    segmentSyncs: 0,
+    reads: 0,
+    readBytes: 0,
+    segmentsDeleted: 0,
+    damagedFrames: 0,
+    compactionSteps: 0,
+    compactions: 0,
+    entriesCompacted: 0,
+    memoryBytes: 0,
+    recoveryHeldBytesPeak: 0,
+  };
 }
 
 /** A line for the operator's log, which the broker emits for the store. */
@@ -103,6 +125,12 @@ export interface StreamStore {
    * away), taken once, right after recovery: the broker commits each as a `stream-cut` record.
    */
   takeRecoveryCuts(): readonly { readonly stream: string; readonly nextOffset: number; readonly lost: number }[];
+  /**
+   * Streams whose state started below their files (a repair cut off the log the trim after which
+   * retention deleted their first segments), taken once, right after recovery: the broker commits
+   * each as a `stream-trimmed` record, so the stream starts where its entries do.
+   */
+  takeRecoveryTrims(): readonly { readonly stream: string; readonly firstOffset: number }[];
   /** Log lines for the operator (recovery's repairs, damaged frames), taken once each. */
   takeNotes(): StreamNote[];
   readonly stats: StreamStoreStats;

@@ -1,0 +1,71 @@
+/**
+ * Proves the bound on the streams' entries in memory (streamBacklogBytesMax): while the stream
+ * writer cannot keep up (its segment writes held back, the log still durable), a publisher whose
+ * messages are appended to a stream is paused (`pause-reading`, counted in
+ * `throttle.streamPauses`) once the entries held reach the bound, its messages already taken still
+ * acknowledged only once durable; when the writer catches up it writes and syncs at once (not at
+ * streamUnsyncedBytesMax, here far above the bound, which would leave the publisher paused for
+ * ever) until under half the bound, and the publisher resumes. Nothing is lost: a reader gets
+ * every offset once, in order. A publisher whose topic no stream takes is never paused for it.
+ */
+import { describe, expect, it } from 'vitest';
+import { PacketType } from '../../src/codec/packets.js';
+import { resolveConfig } from '../../src/config.js';
+import { decodeText } from '../broker/harness.js';
+import { offsetOf, StreamHarness, takeAndAck } from './stream-harness.js';
+
+const backlogBytesMax = 4096;
+const payload = (index: number): string => `m${index}:${'v'.repeat(150)}`;
+
+function slowWriter(harness: StreamHarness): void {
+  harness.gate.holdIf = (request) => 'file' in request && request.file.startsWith('stream-') && request.op !== 'read';
+}
+
+describe('stream backlog bound', () => {
+  it('pauses the publishers feeding the streams at the bound, and resumes them under half once written and synced', () => {
+    const harness = new StreamHarness({ streamBacklogBytesMax: backlogBytesMax, streamUnsyncedBytesMax: 64 * 1024, streamSegmentBytesMax: 64 * 1024 });
+    const publisher = harness.connect('pub', 5);
+    const bystander = harness.connect('other', 5);
+    slowWriter(harness);
+    let sent = 0;
+    const answers = [];
+    while (!publisher.readingPaused && sent < 100) answers.push(...publisher.publish(`sensors/${sent % 3}`, payload(sent++), 1));
+    expect(publisher.readingChanges).toEqual(['pause-reading']);
+    expect(harness.broker.stats.throttle.streamPauses).toBe(1);
+    const held = harness.broker.stats.streams.memoryBytes;
+    expect(held).toBeGreaterThanOrEqual(backlogBytesMax);
+    expect(held).toBeLessThan(backlogBytesMax + 600);
+    // Every message taken was acknowledged once its record was durable (the log is not held back).
+    expect(answers.filter((packet) => packet.type === PacketType.Puback).length).toBe(sent);
+    // A message no stream takes pauses nobody, whatever the backlog.
+    bystander.publish('elsewhere', 'x', 1);
+    expect(bystander.readingPaused).toBe(false);
+    // Bytes that still arrive from the paused publisher are taken (pausing is advisory).
+    publisher.publish('sensors/0', payload(sent++), 1);
+    expect(publisher.readingChanges).toEqual(['pause-reading']);
+    // The writer catches up: it writes, syncs though far below streamUnsyncedBytesMax, and the publisher resumes.
+    const syncsBefore = harness.broker.stats.streams.segmentSyncs;
+    harness.releaseHeld();
+    expect(harness.broker.stats.streams.segmentSyncs).toBeGreaterThan(syncsBefore);
+    expect(publisher.readingChanges).toEqual(['pause-reading', 'resume-reading']);
+    expect(harness.broker.stats.streams.memoryBytes * 2).toBeLessThan(backlogBytesMax);
+    expect(harness.broker.stats.throttle.pausedCurrent).toBe(0);
+    // Nothing lost: a reader from the first offset gets them all, in order.
+    const reader = harness.connect('reader', 5, { properties: { receiveMaximum: 65_535 } });
+    reader.subscribe([{ topicFilter: '$stream/sensors', qos: 1 }], { userProperties: [['stream-offset', 'earliest']] });
+    const got = [];
+    for (let round = 0; round < 100 && got.length < sent; round++) got.push(...takeAndAck(reader));
+    expect(got.map((publish) => offsetOf(publish))).toEqual([...Array(sent).keys()]);
+    expect(got.map((publish) => decodeText(publish.payload))).toEqual([...Array(sent).keys()].map(payload));
+  });
+
+  it('rejects a bound below 1 KiB at start-up, with the setting named', () => {
+    for (const bad of [100, 'lots', 4096.5]) {
+      const outcome = resolveConfig({ streamBacklogBytesMax: bad });
+      expect(outcome.ok).toBe(false);
+      if (!outcome.ok) expect(outcome.problems).toEqual([`"streamBacklogBytesMax" must be an integer from 1024 to ${2 ** 40}, got ${JSON.stringify(bad)}`]);
+    }
+    const defaults = resolveConfig({});
+    expect(defaults.ok && defaults.config.streamBacklogBytesMax).toBe(64 * 1024 * 1024);
+  });
+});
