@@ -63,6 +63,7 @@ export const clusterPlantedBugDescriptions = {
   'takeover-keeps-both': 'ignores a client id claimed by another node: the old connection and session stay',
   'share-per-node': "delivers a $share group's message from another node to one of its own members whatever node the publisher chose (one copy per node)",
   'share-choice-dropped': "drops the node choices of $share groups from every message from another node, so a group's copy chosen there is delivered nowhere",
+  'handover-drops-queued': 'leaves the queued messages out of a session it hands over to another node (run with --handover-movers)',
 };
 
 export type ClusterPlantedBugName = keyof typeof clusterPlantedBugDescriptions;

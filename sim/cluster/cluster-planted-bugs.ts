@@ -19,8 +19,13 @@
  *   only the groups it chose itself), so a group with members on two other nodes gets it twice.
  * - `share-choice-dropped`: drops the `Keel-Share` choices of every message from another node, so
  *   a group's copy chosen for a node other than the publisher's is delivered nowhere.
+ * - `handover-drops-queued`: rewrites every session state the node puts into `keel-handover`
+ *   (session-handover.ts) without its queued deliveries (inflight ones stay), as a node would
+ *   that serialized only what it had sent; the messages a moving client was owed while offline
+ *   are lost (`acknowledged-lost`, in worlds run with `--handover-movers`).
  */
 import { Broker, type BrokerOptions } from '../../src/broker/broker.js';
+import { decodeHandoverState, encodeHandoverState, handoverBucket } from '../../src/cluster/session-handover.js';
 import { decodeOwner, encodeOwner, sessionsBucket } from '../../src/cluster/session-registry.js';
 import { decodeShareChoices, encodeShareChoices, headerShare } from '../../src/cluster/shared-groups.js';
 import type { Action, AdminCommand, BrokerCore, BrokerView, ClusterKeyChange, ClusterMessage, ClusterResult, ConnectionId, ConnectionPeer, StorageResult } from '../../src/contract.js';
@@ -162,10 +167,23 @@ class ShareChoiceDropped extends WrappedClusterBroker {
   }
 }
 
+class HandoverDropsQueued extends WrappedClusterBroker {
+  override drainActions(): Action[] {
+    return super.drainActions().map((action) => {
+      if (action.kind !== 'cluster' || action.request.op !== 'kv-set' || action.request.bucket !== handoverBucket || action.request.value === null) return action;
+      const state = decodeHandoverState(action.request.value);
+      if (state === null) return action;
+      const records = state.records.filter((record) => record.kind !== 'delivery-queued' || record.packetId !== 0);
+      return { ...action, request: { ...action.request, value: encodeHandoverState({ header: state.header, records }) } };
+    });
+  }
+}
+
 export const clusterPlantedBugs: Record<ClusterPlantedBugName, ClusterBrokerFactory> = {
   'handoff-ack-before-log': (options: BrokerOptions) => new HandoffAckBeforeLog(new Broker(options)),
   'retained-out-of-order': (options: BrokerOptions) => new RetainedOutOfOrder(new Broker(options)),
   'takeover-keeps-both': (options: BrokerOptions) => new TakeoverKeepsBoth(new Broker(options), options.config.cluster?.nodeId ?? ''),
   'share-per-node': (options: BrokerOptions) => new SharePerNode(new Broker(options), options.config.cluster!.nodeId),
   'share-choice-dropped': (options: BrokerOptions) => new ShareChoiceDropped(new Broker(options)),
+  'handover-drops-queued': (options: BrokerOptions) => new HandoverDropsQueued(new Broker(options)),
 };
