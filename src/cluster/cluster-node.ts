@@ -74,10 +74,12 @@
  * Client ids are unique cluster-wide (session-registry.ts): a node claims a client id in the
  * `keel-sessions` bucket (compare-and-set) before it accepts the CONNECT, and a node that sees an
  * id it serves claimed by another closes that connection (0x8E) and ends its copy of the session.
- * Sessions are not handed over between nodes yet (session present 0 on the new node); designed:
- * the old owner puts the session (subscriptions, queued and inflight messages, QoS 2 receive
- * state, will) into the bucket under the new owner's claim, ending its copy only once the bucket
- * holds it, and the new owner logs it before its CONNACK says session present.
+ * A persistent session moves with its client (session-handover.ts): the new owner puts a marker
+ * into the hand-off stream; the old owner serializes the session into the `keel-handover` bucket
+ * when its reader reaches the marker, the new owner writes it into its log when its reader does,
+ * and the stream's order makes the marker a seam between what each of them routed. Every durable
+ * hand-off carries this node's counter (`Keel-Seq`, `<epoch>-<ticket>`) so that the seam also
+ * holds for the messages a node routes to its own sessions at once.
  *
  * `$share` groups are cluster-wide (shared-groups.ts): each node keeps a key per group it has
  * members of in the `keel-shared` bucket and watches the bucket; the node a message is published

@@ -21,9 +21,10 @@
  * A node that was cut off from NATS, or down, while its client moved does the same once its
  * watch replays the bucket: until then the client has two sessions, one on each side of the cut.
  *
- * Sessions are not handed over yet: the new owner starts the session it finds in its own log (a
- * session present 1 only if the client had a persistent session on that very node that no other
- * node has claimed since; otherwise a new one), and what the old owner held is ended there.
+ * A CONNECT with clean start 0 over a key another node owns asks that node for the session
+ * (`handoverFrom` in the claim's value; session-handover.ts): the won CONNECT stays parked until
+ * the session arrived or the hand-over gave up, and the old owner keeps its session (offline) for
+ * the hand-over instead of ending it. A claim without a hand-over (clean start 1) ends it there.
  *
  * Without NATS a node cannot claim: a CONNECT waits up to `claimWaitMs` for the link and the
  * bucket, then is refused with CONNACK 0x88 Server unavailable (3.1.1: 3), so that the client
@@ -32,8 +33,11 @@
  * ownership: the client did ask to take its id over.
  *
  * Costs: one key-value compare-and-set round trip to NATS before every CONNACK; one key per client
- * id that ever connected (keys are not deleted when sessions end), held by the bucket and, as
- * (revision, owner) pairs, in every node's memory.
+ * id whose session lives, held by the bucket and, as (revision, owner) pairs, in every node's
+ * memory. A session that ends on a node (expiry, a clean session's end) has its key deleted there
+ * at the end of the input, with a compare-and-set at the revision the node owns: a newer claim by
+ * another node is never deleted. A deletion that fails for another reason than the revision is
+ * tried again at the end of a later input while the link is up.
  */
 import { assert } from '../assert.js';
 import type { Broker } from '../broker/broker.js';
