@@ -255,10 +255,11 @@ export class SessionRegistry {
     const previous = this.parked.get(claim.clientId);
     this.parked.set(claim.clientId, { claim, revision });
     claim.connection.claimPending = true;
-    // An older CONNECT of the id parked here is taken over by this one, as on one node.
+    // An older CONNECT of the id parked here gives way to this one. It was never accepted, so
+    // there is no session to take over from it (no DISCONNECT 0x8E): it is closed.
     if (previous !== undefined && previous.claim.connection.phase === 'awaiting-connect') {
       previous.claim.connection.claimPending = false;
-      this.broker.closeConnection(previous.claim.connection, nowMs, 'session taken over', 'discard', true);
+      this.broker.closeConnection(previous.claim.connection, nowMs, 'a newer CONNECT of its client id came while it waited', 'discard', true);
     }
   }
 

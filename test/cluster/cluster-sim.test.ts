@@ -15,7 +15,7 @@ import { runSimulation } from '../../sim/simulation.js';
 import { runVopr } from '../../sim/vopr.js';
 
 /** Seeds the cluster simulator failed on, with what they found; each must pass from now on. */
-const clusterRegressionSeeds: readonly { seed: number; nodes: number; found: string }[] = [
+const clusterRegressionSeeds: readonly { seed: number; nodes: number; found: string; handoverMovers?: true }[] = [
   { seed: 1113, nodes: 2, found: 'a node that had applied nothing took sequence 2 as its first while sequence 1, lost in its crash, was still pending: sequence 1 was then skipped' },
   { seed: 2183, nodes: 3, found: 'same as 1113' },
   { seed: 76, nodes: 3, found: 'checker: a publisher that moved to another node may overtake its earlier messages there; order is promised per node' },
@@ -28,11 +28,19 @@ const clusterRegressionSeeds: readonly { seed: number; nodes: number; found: str
       "checker: a mover's will, owed to a $share group, was fired again at its node's recovery after a crash, when the node's view of keel-shared starts empty; such a will is owed nothing (shared-lost)",
   },
   { seed: 983339, nodes: 2, found: 'checker: same as 982254' },
+  {
+    seed: 1200234,
+    nodes: 2,
+    handoverMovers: true,
+    found: 'a CONNECT parked for a hand-over, given way to a newer CONNECT of its client id, was closed as "session taken over" without DISCONNECT 0x8E (it was never accepted)',
+  },
+  { seed: 1200244, nodes: 2, handoverMovers: true, found: 'same as 1200234' },
+  { seed: 1200495, nodes: 2, handoverMovers: true, found: 'same as 1200234' },
 ];
 
-function quiet(seed: number, nodes: number) {
+function quiet(seed: number, nodes: number, handoverMovers = false) {
   const lines: string[] = [];
-  const result = runClusterSimulation({ seed, nodes, stdout: (line) => lines.push(line), stderr: () => {} });
+  const result = runClusterSimulation({ seed, nodes, handoverMovers, stdout: (line) => lines.push(line), stderr: () => {} });
   return { result, report: lines.join('\n') };
 }
 
@@ -84,9 +92,9 @@ describe('cluster simulation', () => {
     expect(runSimulation({ seed: 5, nodes: 2, stdout: () => {}, stderr: () => {} }).traceHash).not.toBe(first.result.traceHash);
   }, 60_000);
 
-  for (const { seed, nodes, found } of clusterRegressionSeeds) {
-    it(`regression seed ${seed} (${nodes} nodes) passes: ${found.slice(0, 60)}...`, () => {
-      const { result, report } = quiet(seed, nodes);
+  for (const { seed, nodes, found, handoverMovers } of clusterRegressionSeeds) {
+    it(`regression seed ${seed} (${nodes} nodes${handoverMovers ? ', --handover-movers' : ''}) passes: ${found.slice(0, 60)}...`, () => {
+      const { result, report } = quiet(seed, nodes, handoverMovers === true);
       expect(result.ok, report).toBe(true);
       expect(result.messagesPublished).toBeGreaterThan(0);
     }, 30_000);
