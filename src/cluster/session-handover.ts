@@ -261,6 +261,8 @@ interface Incoming {
   readonly deadlineMs: number;
   /** This node's own hand-offs queued since the marker, for the session once adopted. */
   readonly own: OwnHandoff[];
+  /** Whether `own` holds all of them: false when the marker was queued before this node's last start. */
+  readonly ownSinceMarker: boolean;
   /** Whether a CONNECT waits for it. */
   parked: boolean;
   gaveUp: boolean;
@@ -384,7 +386,7 @@ export class SessionHandover {
     const headers: Record<string, string> = { [headerOrigin]: this.host.nodeId, [headerClient]: sessionKey(clientId), [headerFrom]: from };
     if (marker) this.host.queueMarker(headers);
     const deadlineMs = nowMs + handoverWaitMs;
-    this.incoming.set(clientId, { clientId, from, deadlineMs, own: [], parked, gaveUp: false });
+    this.incoming.set(clientId, { clientId, from, deadlineMs, own: [], ownSinceMarker: marker, parked, gaveUp: false });
     this.broker.deadlines.push(deadlineMs, 'cluster-retry', 0, '');
     this.counters.markers += 1;
     this.broker.log('info', 'handover-requested', { clientId, fromNode: from });
@@ -531,8 +533,9 @@ export class SessionHandover {
       // The client connected here again meanwhile and was answered: this state comes too late for it.
       this.late(state, key, nowMs);
     } else {
-      this.apply(state, incoming?.own ?? [], nowMs);
-      if (incoming === undefined && hold.markerCounter !== null) this.addWindow(hold.clientId, hold.markerCounter);
+      // Without every copy since the marker (it was queued in an earlier life) the stream brings them: a window.
+      this.apply(state, incoming?.ownSinceMarker === true ? incoming.own : [], nowMs);
+      if (incoming?.ownSinceMarker !== true && hold.markerCounter !== null) this.addWindow(hold.clientId, hold.markerCounter);
       this.deleteKey(key);
     }
     if (incoming?.parked === true) this.host.answer(hold.clientId, nowMs, false);

@@ -36,6 +36,13 @@ const clusterRegressionSeeds: readonly { seed: number; nodes: number; found: str
   },
   { seed: 1200244, nodes: 2, handoverMovers: true, found: 'same as 1200234' },
   { seed: 1200495, nodes: 2, handoverMovers: true, found: 'same as 1200234' },
+  {
+    seed: 1200029,
+    nodes: 2,
+    handoverMovers: true,
+    found:
+      'a node that restarted after queueing a marker, then waited for the same hand-over again for a new CONNECT, kept only the copies of its own publications made since the restart: those made before it were lost for the session',
+  },
 ];
 
 function quiet(seed: number, nodes: number, handoverMovers = false) {
