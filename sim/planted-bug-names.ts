@@ -65,6 +65,7 @@ export const clusterPlantedBugDescriptions = {
   'share-choice-dropped': "drops the node choices of $share groups from every message from another node, so a group's copy chosen there is delivered nowhere",
   'retained-conflict-dropped': 'takes a retained put that met a newer revision as replaced by it and acknowledges its publisher, though its message came after the newer one',
   'retained-plain-put': 'issues the retained puts that waited through a cut from NATS unconditionally when the link returns, not as a compare-and-set at their base revision',
+  'handover-drops-queued': 'leaves the queued messages out of a session it hands over to another node (run with --handover-movers)',
 };
 
 export type ClusterPlantedBugName = keyof typeof clusterPlantedBugDescriptions;

@@ -36,6 +36,8 @@ export interface RunOptions {
   nodes?: number;
   /** Runs deliberately broken cluster nodes (sim/cluster/cluster-planted-bugs.ts); a cluster run. */
   plantCluster?: ClusterPlantedBugName;
+  /** Cluster movers keep persistent sessions and subscribe, so their sessions are handed over (mover-client.ts). */
+  handoverMovers?: boolean;
 }
 
 /** An option with a value: `--clients 5`. `parse` throws an Error whose message says what is allowed. */
@@ -127,6 +129,11 @@ export const runOptionFlags: RunOptionFlags = {
     description: 'run deliberately broken cluster nodes (a cluster run; bugs listed below)',
     parse: (text) => oneOf(text, clusterPlantedBugNames),
     format: String,
+  },
+  handoverMovers: {
+    kind: 'switch',
+    on: { flag: '--handover-movers', description: 'cluster movers keep persistent sessions and subscribe: their sessions are handed over between nodes' },
+    off: null,
   },
 };
 

@@ -107,6 +107,7 @@ function runClusterAsSimulation(options: SimulationOptions, nodes: number, stdou
     nodes,
     ...(options.plantCluster === undefined ? {} : { plant: options.plantCluster }),
     ...(options.eventsMax === undefined ? {} : { eventsMax: options.eventsMax }),
+    handoverMovers: options.handoverMovers === true,
     trace: options.trace === true,
     reproduce,
     stdout,

@@ -93,6 +93,14 @@ export class ClusterChecker {
     if (!state.filters.has(filter)) state.filters.set(filter, null);
   }
 
+  /**
+   * The client's session is gone and it was told so (session present 0 after a hand-over that
+   * timed out, mover-client.ts): what it was owed is excused; its next SUBACK starts a new claim.
+   */
+  sessionLost(client: number): void {
+    this.subscriber(client).filters.clear();
+  }
+
   subackReceived(client: number, filter: string, granted: boolean): void {
     const state = this.subscriber(client);
     if (granted && state.filters.get(filter) === null) state.filters.set(filter, this.clock.nowMs);

@@ -27,9 +27,14 @@
  *   that waited through the cut) go out unconditionally (no expected revision), as they did before
  *   retained-sync.ts: a put whose publisher left and resent it through another node, where it was
  *   acknowledged and then replaced by a newer message, lands over that newer one.
+ * - `handover-drops-queued`: rewrites every session state the node puts into `keel-handover`
+ *   (session-handover.ts) without its queued deliveries (inflight ones stay), as a node would
+ *   that serialized only what it had sent; the messages a moving client was owed while offline
+ *   are lost (`acknowledged-lost`, in worlds run with `--handover-movers`).
  */
 import { Broker, type BrokerOptions } from '../../src/broker/broker.js';
 import { retainedBucket } from '../../src/cluster/retained-entries.js';
+import { decodeHandoverState, encodeHandoverState, handoverBucket } from '../../src/cluster/session-handover.js';
 import { decodeOwner, encodeOwner, sessionsBucket } from '../../src/cluster/session-registry.js';
 import { decodeShareChoices, encodeShareChoices, headerShare } from '../../src/cluster/shared-groups.js';
 import type { Action, AdminCommand, BrokerCore, BrokerView, ClusterKeyChange, ClusterMessage, ClusterResult, ConnectionId, ConnectionPeer, StorageResult } from '../../src/contract.js';
@@ -214,6 +219,18 @@ class RetainedPlainPut extends WrappedClusterBroker {
   }
 }
 
+class HandoverDropsQueued extends WrappedClusterBroker {
+  override drainActions(): Action[] {
+    return super.drainActions().map((action) => {
+      if (action.kind !== 'cluster' || action.request.op !== 'kv-set' || action.request.bucket !== handoverBucket || action.request.value === null) return action;
+      const state = decodeHandoverState(action.request.value);
+      if (state === null) return action;
+      const records = state.records.filter((record) => record.kind !== 'delivery-queued' || record.packetId !== 0);
+      return { ...action, request: { ...action.request, value: encodeHandoverState({ header: state.header, records }) } };
+    });
+  }
+}
+
 export const clusterPlantedBugs: Record<ClusterPlantedBugName, ClusterBrokerFactory> = {
   'handoff-ack-before-log': (options: BrokerOptions) => new HandoffAckBeforeLog(new Broker(options)),
   'retained-out-of-order': (options: BrokerOptions) => new RetainedOutOfOrder(new Broker(options)),
@@ -222,4 +239,5 @@ export const clusterPlantedBugs: Record<ClusterPlantedBugName, ClusterBrokerFact
   'share-choice-dropped': (options: BrokerOptions) => new ShareChoiceDropped(new Broker(options)),
   'retained-conflict-dropped': (options: BrokerOptions) => new RetainedConflictDropped(new Broker(options)),
   'retained-plain-put': (options: BrokerOptions) => new RetainedPlainPut(new Broker(options)),
+  'handover-drops-queued': (options: BrokerOptions) => new HandoverDropsQueued(new Broker(options)),
 };

@@ -20,6 +20,8 @@ export interface ClusterSimulationOptions {
   brokerFactory?: ClusterBrokerFactory;
   /** The command that replays the run (runSimulation passes the one its flag table writes). */
   reproduce?: string;
+  /** Movers keep persistent sessions and subscribe, so their sessions are handed over (`--handover-movers`). */
+  handoverMovers?: boolean;
 }
 
 export interface ClusterSimulationResult {
@@ -34,6 +36,8 @@ export interface ClusterSimulationResult {
   messagesDelivered: number;
   /** Copies that reached members of `$share` groups (shared-members.ts). */
   sharedDelivered: number;
+  /** Connections of movers answered with session present 1 after a move (session-handover.ts). */
+  sessionsResumed: number;
   faults: number;
   nodeRestarts: number;
   traceHash: string;
@@ -51,7 +55,7 @@ export function runClusterSimulation(options: ClusterSimulationOptions): Cluster
   const stderr = options.stderr ?? ((line: string) => process.stderr.write(`${line}\n`));
   if (!Number.isInteger(options.nodes) || options.nodes < 2 || options.nodes > 9) throw new Error(`--nodes must be 2 to 9 for a cluster run, got ${options.nodes}`);
   const startedMs = Date.now();
-  const shape = chooseClusterShape(options.seed, options.nodes);
+  const shape = chooseClusterShape(options.seed, options.nodes, options.handoverMovers === true);
   const factory = options.brokerFactory ?? (options.plant === undefined ? realClusterBroker : clusterPlantedBugs[options.plant]);
   const world = new ClusterWorld(shape, factory, options.trace === true ? stdout : null);
   try {
@@ -64,12 +68,13 @@ export function runClusterSimulation(options: ClusterSimulationOptions): Cluster
   const hash = world.hash.hex();
   const reproduce =
     options.reproduce ??
-    `keel sim --seed ${options.seed} --nodes ${options.nodes}${options.plant === undefined ? '' : ` --plant-cluster ${options.plant}`}${options.eventsMax === undefined ? '' : ` --events-max ${options.eventsMax}`}`;
+    `keel sim --seed ${options.seed} --nodes ${options.nodes}${options.handoverMovers === true ? ' --handover-movers' : ''}${options.plant === undefined ? '' : ` --plant-cluster ${options.plant}`}${options.eventsMax === undefined ? '' : ` --events-max ${options.eventsMax}`}`;
+  const sessionsResumed = world.movers.reduce((sum, mover) => sum + mover.resumed, 0);
   const summary =
     `${violation === null ? 'ok' : 'FAIL'} seed=${options.seed} nodes=${options.nodes} simulated_ms=${world.clock.nowMs} events=${world.events} ` +
     `clients=${world.clients.length} messages_published=${world.checker.published} messages_delivered=${world.checker.delivered} shared_delivered=${world.sharedChecker.delivered} faults=${world.faults} ` +
     `node_restarts=${world.nodeRestarts} nats_restarts=${world.nats.counters.restarts} partitions=${world.nats.counters.partitions} handoffs_stored=${world.nats.counters.stored} ` +
-    `redeliveries=${world.nats.counters.redeliveries} trace_hash=${hash}`;
+    `redeliveries=${world.nats.counters.redeliveries} sessions_handed_over=${sessionsResumed} trace_hash=${hash}`;
   if (violation !== null) {
     stdout(`VIOLATION ${violation.rule} at ${violation.atMs}ms (seed ${options.seed})`);
     stdout(`  ${violation.detail}`);
@@ -91,6 +96,7 @@ export function runClusterSimulation(options: ClusterSimulationOptions): Cluster
     messagesPublished: world.checker.published,
     messagesDelivered: world.checker.delivered,
     sharedDelivered: world.sharedChecker.delivered,
+    sessionsResumed,
     faults: world.faults,
     nodeRestarts: world.nodeRestarts,
     traceHash: hash,

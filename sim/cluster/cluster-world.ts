@@ -106,6 +106,8 @@ export interface ClusterShape {
   /** Movers (mover-client.ts): clients that take their client id over from node to node, and how often. */
   movers: number;
   moveMeanMs: number;
+  /** Movers keep persistent sessions and subscribe, so their sessions are handed over (session-handover.ts). */
+  handoverMovers: boolean;
 }
 
 const topics = ['t/a', 't/b', 'u/a', 't/a/x'];
@@ -113,7 +115,7 @@ const filters = ['t/+', 't/#', 'u/a', '#', 't/a'];
 const recentKept = 40;
 const auditMs = 5_000;
 
-export function chooseClusterShape(seed: number, nodes: number): ClusterShape {
+export function chooseClusterShape(seed: number, nodes: number, handoverMovers = false): ClusterShape {
   const random = Random.stream(seed, 'cluster-shape');
   const faulty = random.chance(0.85);
   return {
@@ -132,6 +134,7 @@ export function chooseClusterShape(seed: number, nodes: number): ClusterShape {
     // Drawn last, so the draws above are what they were before movers existed.
     movers: random.int(0, 2),
     moveMeanMs: random.int(500, 4_000),
+    handoverMovers,
   };
 }
 
@@ -144,7 +147,7 @@ export function voprNodesForSeed(seed: number): number {
 
 export function describeClusterShape(shape: ClusterShape): string {
   const fault = (name: string, mean: number | null) => (mean === null ? '' : ` ${name}~${mean}ms`);
-  return `cluster nodes=${shape.nodes} subscribers=${shape.subscribers} publishers=${shape.publishers}x${shape.messagesPerPublisher} active=${shape.activeMs}ms${fault('crash', shape.nodeCrashMeanMs)}${fault('nats-restart', shape.natsRestartMeanMs)}${fault('partition', shape.partitionMeanMs)}${fault('client-drop', shape.clientDropMeanMs)}${shape.crashAfterDiskProbability > 0 ? ` crash-after-disk=${shape.crashAfterDiskProbability}` : ''}${shape.movers > 0 ? ` movers=${shape.movers}~${shape.moveMeanMs}ms` : ''}`;
+  return `cluster nodes=${shape.nodes} subscribers=${shape.subscribers} publishers=${shape.publishers}x${shape.messagesPerPublisher} active=${shape.activeMs}ms${fault('crash', shape.nodeCrashMeanMs)}${fault('nats-restart', shape.natsRestartMeanMs)}${fault('partition', shape.partitionMeanMs)}${fault('client-drop', shape.clientDropMeanMs)}${shape.crashAfterDiskProbability > 0 ? ` crash-after-disk=${shape.crashAfterDiskProbability}` : ''}${shape.movers > 0 ? ` movers=${shape.movers}~${shape.moveMeanMs}ms${shape.handoverMovers ? '+sessions' : ''}` : ''}`;
 }
 
 export class ClusterWorld implements MemberWorld {
@@ -218,7 +221,7 @@ export class ClusterWorld implements MemberWorld {
         new ClusterClient(this, clientIndex, 'publisher', clientRandom.int(0, shape.nodes - 1), qos, '', shape.messagesPerPublisher, Random.stream(shape.seed, `client-${clientIndex}`)),
       );
     }
-    for (let index = 0; index < shape.movers; index++) this.movers.push(new MoverClient(this, 200 + index, Random.stream(shape.seed, `mover-${index}`), shape.moveMeanMs));
+    for (let index = 0; index < shape.movers; index++) this.movers.push(new MoverClient(this, 200 + index, Random.stream(shape.seed, `mover-${index}`), shape.moveMeanMs, shape.handoverMovers));
     this.sharedMembers = startSharedMembers(this, shape);
   }
 
@@ -430,6 +433,12 @@ export class ClusterWorld implements MemberWorld {
     const parts: string[] = [];
     for (const key of Object.keys(fields)) parts.push(`${key}=${String(fields[key])}`);
     this.trace(`n${node.index} log ${level} ${event} ${parts.join(' ')}`);
+    // A hand-over given up, or a session ended at a marker that asked another node for it (the
+    // client moved again before its previous move reached the stream), excuses the session
+    // present 0 its mover gets next (mover-client.ts).
+    if (event === 'handover-timed-out' || event === 'handover-gave-up' || event === 'handover-copy-ended') {
+      for (const mover of this.movers) if (fields.clientId === `m${mover.index}`) mover.handoverGaveUp();
+    }
   }
 
   // ---- client connections -------------------------------------------------------------------

@@ -1,21 +1,35 @@
 /**
  * Movers: model MQTT 5.0 clients that take their own client id over from node to node, and the
- * rules the cluster checks about them (session-registry.ts: a client id is unique cluster-wide).
+ * rules the cluster checks about them (session-registry.ts: a client id is unique cluster-wide;
+ * session-handover.ts: a persistent session moves with its client).
  *
- * A mover connects with a clean start, session expiry 0 and a QoS 2 will on `t/w` whose payload
- * names the mover and the connection's generation. Now and then, while the world is active, it
- * connects again through another node and leaves its previous connection open, as a client does
- * whose old TCP connection is half-open: the old node must notice through the `keel-sessions`
- * bucket and end that connection. Each will is a publication of the cluster checker (the mover
- * as publisher, the generation as sequence, left out of order checks), armed when its CONNECT
- * goes out and owed once the old connection got DISCONNECT 0x8E (a takeover is an abnormal end:
- * the will must reach every subscriber subscribed before; `acknowledged-lost` otherwise, and a
- * QoS 2 subscriber given it twice is `qos2-duplicate`).
+ * A mover connects with a QoS 2 will on `t/w` whose payload names the mover and the connection's
+ * generation. In worlds run with `--handover-movers` it also has a persistent session (expiry
+ * never): clean start on its first connection, clean start 0 on every later one; on a CONNACK with
+ * session present 0 it subscribes to its filter (QoS 1 or 2); with session present 1 it does not,
+ * and relies on the session the nodes handed over. Without it, every connection is a clean start
+ * and the mover subscribes to nothing (the movers of before the hand-over; their seeds replay).
+ * Now and then, while the world is active, it connects again through another node and leaves its
+ * previous connection open, as a client does whose old TCP connection is half-open: the old node
+ * must notice through the `keel-sessions` bucket and end that connection, and hand its session to
+ * the new node. Packets that still reach an abandoned connection are not read (it is half-open),
+ * so what the old node had sent and not seen acknowledged must come again on the new connection.
+ * Each will is a publication of the cluster checker (the mover as publisher, the generation as
+ * sequence, left out of order checks), armed when its CONNECT goes out and owed once the old
+ * connection got DISCONNECT 0x8E (a takeover is an abnormal end: the will must reach every
+ * subscriber subscribed before; `acknowledged-lost` otherwise, and a QoS 2 subscriber given it
+ * twice is `qos2-duplicate`). As a subscriber the mover is judged like any other by the cluster
+ * checker (`acknowledged-lost` included, over its moves).
  *
- * Rules of its own:
+ * Rules of its own (the last two with `--handover-movers`):
  * - `takeover-without-0x8E`: a connection the node closed as taken over never got DISCONNECT 0x8E;
  * - `two-sessions`: after the quiet period a mover still has an accepted connection open other
- *   than its newest accepted one (two nodes serve one client id, or the old one won).
+ *   than its newest accepted one (two nodes serve one client id, or the old one won);
+ * - `session-present-unknown`: session present 1 on a mover's first connection (clean start, so
+ *   no node can hold a session for it);
+ * - `session-lost`: session present 0 on a later connection, although the mover had a session,
+ *   unless the node it connected to logged that the hand-over timed out for it (the old node was
+ *   down or cut off from NATS); the checker then excuses what the lost session was owed.
  */
 import { PacketDecoder } from '../../src/codec/decoder.js';
 import { encodePacket } from '../../src/codec/encoder.js';
@@ -23,8 +37,10 @@ import { type Packet, PacketType } from '../../src/codec/packets.js';
 import { messagePayload } from '../clients/payload.js';
 import type { Random } from '../random.js';
 import type { ClusterWorld, Pipe, PipeClient } from './cluster-world.js';
+import { receivePublish } from './publish-receipt.js';
 
 export const willTopic = 't/w';
+const moverFilters = ['t/+', 't/#', 'u/a', '#', 't/a'];
 
 /** One connection of a mover. */
 interface MoverConnection {
@@ -45,13 +61,28 @@ export class MoverClient implements PipeClient {
   private reconnectScheduled = false;
   moves = 0;
   takeovers = 0;
+  /** Connections answered with session present 1 after a move (the hand-over worked). */
+  resumed = 0;
+  /** Whether a node granted this mover's subscription (it then holds a session). */
+  private subscribed = false;
+  /** QoS 2 packet ids received and not yet released (the receiver's half, kept with the session). */
+  private readonly incomingQos2 = new Set<number>();
+  /** Set when a node logged that the hand-over for this mover timed out: the next session present 0 is excused. */
+  private handoverTimedOut = false;
+  private readonly filter: string;
+  private readonly qos: 1 | 2;
 
   constructor(
     private readonly world: ClusterWorld,
     readonly index: number,
     private readonly random: Random,
     private readonly moveMeanMs: number,
-  ) {}
+    /** False: clean start every time, no subscription (the movers of worlds without `--handover-movers`). */
+    private readonly persistent: boolean,
+  ) {
+    this.filter = persistent ? random.pick(moverFilters) : '';
+    this.qos = persistent ? random.pick([1, 2] as const) : 1;
+  }
 
   private get clientId(): string {
     return `m${this.index}`;
@@ -80,9 +111,10 @@ export class MoverClient implements PipeClient {
       type: PacketType.Connect,
       protocolName: 'MQTT',
       protocolVersion: 5,
-      cleanStart: true,
+      cleanStart: !this.persistent || generation === 1,
       keepAliveSeconds: 0,
       clientId: this.clientId,
+      ...(this.persistent ? { properties: { sessionExpiryInterval: 0xffffffff } } : {}),
       will: { topic: willTopic, payload, qos: 2, retain: false },
     };
     this.world.clientSend(pipe, encodePacket(connect, 5));
@@ -116,14 +148,7 @@ export class MoverClient implements PipeClient {
   }
 
   private packetArrived(connection: MoverConnection, packet: Packet): void {
-    if (packet.type === PacketType.Connack) {
-      this.world.trace(`m${this.index} CONNACK L${connection.pipe.id} rc=${packet.reasonCode}`);
-      if (packet.reasonCode !== 0) return;
-      connection.connacked = true;
-      this.newestAccepted = Math.max(this.newestAccepted, connection.generation);
-      if (connection === this.current) this.scheduleMove();
-      return;
-    }
+    if (packet.type === PacketType.Connack) return this.connackArrived(connection, packet.reasonCode, packet.sessionPresent);
     if (packet.type === PacketType.Disconnect) {
       this.world.trace(`m${this.index} DISCONNECT L${connection.pipe.id} 0x${packet.reasonCode.toString(16)}`);
       if (packet.reasonCode !== 0x8e) return;
@@ -131,7 +156,66 @@ export class MoverClient implements PipeClient {
       this.takeovers += 1;
       // A connection ended by a takeover owes its will.
       if (connection.connacked) this.world.checker.publishAcked(this.index, connection.generation);
+      return;
     }
+    // An abandoned connection is half-open: nothing else on it is read.
+    if (connection !== this.current) return;
+    if (packet.type === PacketType.Suback) {
+      const granted = packet.reasonCodes[0]! < 0x80;
+      this.world.checker.subackReceived(this.index, this.filter, granted);
+      this.subscribed = this.subscribed || granted;
+      return;
+    }
+    if (packet.type === PacketType.Publish) {
+      this.world.trace(`m${this.index} got ${packet.topic} q${packet.qos}${packet.dup ? ' dup' : ''} id=${packet.packetId ?? '-'}`);
+      receivePublish(
+        packet,
+        this.incomingQos2,
+        (delivered) => this.world.checker.publishReceived(this.index, delivered),
+        (answer) => this.world.clientSend(connection.pipe, encodePacket(answer, 5)),
+      );
+      return;
+    }
+    if (packet.type === PacketType.Pubrel) {
+      this.incomingQos2.delete(packet.packetId);
+      this.world.clientSend(connection.pipe, encodePacket({ type: PacketType.Pubcomp, packetId: packet.packetId, reasonCode: 0 }, 5));
+    }
+  }
+
+  private connackArrived(connection: MoverConnection, reasonCode: number, sessionPresent: boolean): void {
+    this.world.trace(`m${this.index} CONNACK L${connection.pipe.id} rc=${reasonCode} present=${sessionPresent}`);
+    if (reasonCode !== 0) return;
+    connection.connacked = true;
+    this.newestAccepted = Math.max(this.newestAccepted, connection.generation);
+    if (connection !== this.current) return;
+    if (!this.persistent) return this.scheduleMove();
+    if (sessionPresent && connection.generation === 1) {
+      return this.world.fail('session-present-unknown', `m${this.index}: session present 1 on its first connection (clean start) on n${connection.pipe.node}`);
+    }
+    if (sessionPresent) {
+      if (connection.generation > 1) this.resumed += 1;
+    } else {
+      if (this.subscribed && !this.handoverTimedOut) {
+        return this.world.fail(
+          'session-lost',
+          `m${this.index}: session present 0 on n${connection.pipe.node} (generation ${connection.generation}) though its session lived and no hand-over timed out`,
+        );
+      }
+      // A fresh session: what the lost one was owed is excused, and the subscription starts over.
+      if (this.subscribed) this.world.checker.sessionLost(this.index);
+      this.subscribed = false;
+      this.incomingQos2.clear();
+      this.world.checker.subscribeSent(this.index, this.filter);
+      const subscribe: Packet = { type: PacketType.Subscribe, packetId: 1, subscriptions: [{ topicFilter: this.filter, qos: this.qos, noLocal: false, retainAsPublished: false, retainHandling: 2 }] };
+      this.world.clientSend(connection.pipe, encodePacket(subscribe, 5));
+    }
+    this.handoverTimedOut = false;
+    this.scheduleMove();
+  }
+
+  /** A node logged that the hand-over of this mover's session timed out (its session present 0 is excused). */
+  handoverGaveUp(): void {
+    this.handoverTimedOut = true;
   }
 
   closed(pipe: Pipe, why = ''): void {

@@ -715,7 +715,7 @@ export class Broker implements BrokerCore {
       case 'stream-pump':
         return this.streams.onPumpDeadline();
       case 'cluster-retry':
-        this.cluster?.retryDue();
+        this.cluster?.retryDue(nowMs);
         return;
       case 'cluster-claim':
         this.cluster?.sessions.claimDue(entry.connectionId, nowMs);

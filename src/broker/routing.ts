@@ -19,6 +19,7 @@
  * identifier is added (deliveries keep a reference to it); merging by session scans the targets
  * while they are few and uses the map only for large fan-outs (a Map's clear() allocates).
  */
+import { assert } from '../assert.js';
 import type { EncodedPublish } from '../codec/encoder.js';
 import type { ProtocolVersion, Qos } from '../codec/packets.js';
 import type { SessionState, StoredMessage, SubscriptionState } from '../store/state-store.js';
@@ -79,6 +80,13 @@ export class Router implements MatchSink<SubscriptionState> {
   readonly payloads: PayloadSlab;
   /** Set by a cluster node (cluster-node.ts); null on a single broker. */
   shareGate: ShareGate | null = null;
+  /**
+   * A cluster node's session hand-over (session-handover.ts) routes some hand-offs to one session
+   * alone (`onlyClientId`: no other session, no group, no stream) or to all but some
+   * (`exceptClientIds`); '' and null for every other route.
+   */
+  private onlyClientId = '';
+  private exceptClientIds: ReadonlySet<string> | null = null;
 
   constructor(private readonly broker: Broker) {
     this.payloads = new PayloadSlab(broker.state.messages);
@@ -104,7 +112,7 @@ export class Router implements MatchSink<SubscriptionState> {
    * sessions and streams it went to. `publisherClientId` drives No Local.
    */
   route(message: StoredMessage, publisherClientId: string, nowMs: number): number {
-    const appended = this.broker.streams.append(message, nowMs);
+    const appended = this.onlyClientId === '' ? this.broker.streams.append(message, nowMs) : 0;
     this.targetCount = 0;
     if (this.targetIndexUsed) {
       this.targetIndexByClient.clear();
@@ -134,7 +142,25 @@ export class Router implements MatchSink<SubscriptionState> {
     return count + appended;
   }
 
+  /** `route` restricted to the session of `only` (when not '') or to every session but those of `except`. */
+  routeRestricted(message: StoredMessage, nowMs: number, only: string, except: ReadonlySet<string> | null): number {
+    assert(only === '' || except === null, 'a route is restricted one way');
+    assert(only !== '' || except !== null, 'a restricted route is restricted');
+    this.onlyClientId = only;
+    this.exceptClientIds = except;
+    try {
+      return this.route(message, '', nowMs);
+    } finally {
+      this.onlyClientId = '';
+      this.exceptClientIds = null;
+    }
+  }
+
   subscriber(entry: TrieEntry<SubscriptionState>, _filter: string): void {
+    if (this.onlyClientId !== '' || this.exceptClientIds !== null) {
+      if (this.onlyClientId !== '' && entry.key !== this.onlyClientId) return;
+      if (this.exceptClientIds?.has(entry.key) === true) return;
+    }
     const subscription = entry.value;
     // [MQTT-3.8.3-3] No Local: not back to the publishing client's own subscription.
     if (subscription.noLocal && entry.key === this.publisherClientId) return;
@@ -175,6 +201,7 @@ export class Router implements MatchSink<SubscriptionState> {
   }
 
   sharedGroup(group: SharedGroup<SubscriptionState>): void {
+    if (this.onlyClientId !== '') return;
     if (this.shareGate !== null && !this.shareGate.delivers(group, this.messageTopic, this.messageQos)) return;
     const member = pickSharedMember(group, this.eligibleWithRoom) ?? pickSharedMember(group, this.eligibleAny);
     if (member === undefined) return;

@@ -57,6 +57,8 @@ export function endSession(broker: Broker, clientId: string, nowMs: number): voi
   endRetainedReplay(broker, clientId);
   broker.streams.sessionEnded(clientId);
   broker.commit({ kind: 'session-deleted', clientId });
+  // A cluster node deletes the session's key in `keel-sessions` if it still owns it (session-registry.ts).
+  broker.cluster?.sessions.sessionEnded(clientId);
 }
 
 export function onSessionExpiryDeadline(broker: Broker, entry: DeadlineEntry, nowMs: number): void {

@@ -78,10 +78,12 @@
  * Client ids are unique cluster-wide (session-registry.ts): a node claims a client id in the
  * `keel-sessions` bucket (compare-and-set) before it accepts the CONNECT, and a node that sees an
  * id it serves claimed by another closes that connection (0x8E) and ends its copy of the session.
- * Sessions are not handed over between nodes yet (session present 0 on the new node); designed:
- * the old owner puts the session (subscriptions, queued and inflight messages, QoS 2 receive
- * state, will) into the bucket under the new owner's claim, ending its copy only once the bucket
- * holds it, and the new owner logs it before its CONNACK says session present.
+ * A persistent session moves with its client (session-handover.ts): the new owner puts a marker
+ * into the hand-off stream; the old owner serializes the session into the `keel-handover` bucket
+ * when its reader reaches the marker, the new owner writes it into its log when its reader does,
+ * and the stream's order makes the marker a seam between what each of them routed. Every durable
+ * hand-off carries this node's counter (`Keel-Seq`, `<epoch>-<ticket>`) so that the seam also
+ * holds for the messages a node routes to its own sessions at once.
  *
  * `$share` groups are cluster-wide (shared-groups.ts): each node keeps a key per group it has
  * members of in the `keel-shared` bucket and watches the bucket; the node a message is published
@@ -97,9 +99,20 @@ import type { ClusterConfig } from '../config.js';
 import type { ClusterKeyChange, ClusterMessage, ClusterRequest, ClusterResult } from '../contract.js';
 import type { ClusterDurableState, StoredMessage } from '../store/state-store.js';
 import { parseSharedFilter } from '../topics/validate.js';
-import { decodeHeaders, encodeHeaders } from './headers.js';
+import { decodeHeaders, encodeHeaders, headerSequence } from './headers.js';
 import { retainedBucket } from './retained-entries.js';
 import { RetainedSync, retainedOutboxPrefix } from './retained-sync.js';
+import {
+  formatCounter,
+  handoverBucket,
+  handoverMarkerSubject,
+  type LocalCounter,
+  SessionHandover,
+  skipOfHeaders,
+  skipOutboxSubject,
+  windowOfHeaders,
+  windowOutboxSubject,
+} from './session-handover.js';
 import { SessionRegistry, sessionsBucket } from './session-registry.js';
 import { headerShare, SharedGroups, sharedBucket } from './shared-groups.js';
 import { filterToSubjects, handoffPrefix, handoffSubject, subjectOfHandoff, subjectToTopic, topicToSubject } from './subjects.js';
@@ -185,6 +198,8 @@ export class ClusterNode {
 
   /** Client ids unique cluster-wide through the `keel-sessions` bucket (session-registry.ts). */
   readonly sessions: SessionRegistry;
+  /** Sessions handed over between nodes at a marker in the hand-off stream (session-handover.ts). */
+  readonly handover: SessionHandover;
 
   /** Retained messages cluster-wide through the `keel-retained` bucket (retained-sync.ts). */
   readonly retained: RetainedSync;
@@ -195,13 +210,34 @@ export class ClusterNode {
   ) {
     this.nodeId = config.nodeId;
     assert(this.nodeId.length > 0, 'a cluster node has an id');
+    const node = this;
+    this.handover = new SessionHandover({
+      broker,
+      nodeId: this.nodeId,
+      get connected() {
+        return node.connected;
+      },
+      nextRequestId: () => this.nextRequestId++,
+      counter: () => ({ epoch: this.epoch, ticket: this.nextTicket - 1 }),
+      queueMarker: (headers) => this.queueMarker(headers),
+      markerDone: (sequence, nowMs, buffered) => this.markerDone(sequence, nowMs, buffered),
+      answer: (clientId, nowMs, fresh) => this.sessions.answer(clientId, nowMs, fresh),
+      routeOnly: (clientId, handoff, nowMs) => this.routeOwn(clientId, handoff, nowMs),
+      ownedHere: (clientId) => this.sessions.ownedHere(clientId),
+      logEntry: (subject, headers) => {
+        const id = this.durable.nextOutboxId;
+        this.broker.commit({ kind: 'cluster-outbox-added', entry: { id, subject, headers, payload: new Uint8Array(0) } });
+        return id;
+      },
+      entryDone: (id) => this.broker.commit({ kind: 'cluster-outbox-done', id }),
+    });
     this.sessions = new SessionRegistry(
       broker,
       this.nodeId,
       () => this.nextRequestId++,
       () => this.epoch,
+      this.handover,
     );
-    const node = this;
     this.shares = new SharedGroups({
       nodeId: this.nodeId,
       get connected() {
@@ -243,6 +279,16 @@ export class ClusterNode {
     assert(durable.nextOutboxId > this.epoch, 'the epoch is claimed');
     if (durable.outbox.size > 0) this.recoveryTicket = this.nextTicket++;
     for (const entry of durable.outbox.values()) {
+      if (entry.subject === skipOutboxSubject) {
+        const skip = skipOfHeaders(entry.headers, entry.id);
+        if (skip !== null) this.handover.restoreSkip(skip);
+        continue;
+      }
+      if (entry.subject === windowOutboxSubject) {
+        const window = windowOfHeaders(entry.headers, entry.id);
+        if (window !== null) this.handover.restoreWindow(window);
+        continue;
+      }
       if (entry.subject.startsWith(retainedOutboxPrefix)) {
         this.retained.recover(entry.id, entry.subject.slice(retainedOutboxPrefix.length), entry.headers, entry.payload, this.recoveryTicket);
         continue;
@@ -264,6 +310,7 @@ export class ClusterNode {
     if (this.connected) {
       this.request({ op: 'kv-watch', bucket: retainedBucket });
       this.request({ op: 'kv-watch', bucket: sessionsBucket });
+      this.request({ op: 'kv-watch', bucket: handoverBucket });
       this.shares.rewatch();
     }
     this.broker.log('info', 'cluster-node-started', { nodeId: this.nodeId, outbox: durable.outbox.size, appliedSequence: durable.appliedSequence });
@@ -325,11 +372,13 @@ export class ClusterNode {
       this.request({ op: 'publish', subject, headers, payload: message.payload.slice() });
       return 0;
     }
-    const headers = encodeHeaders(this.nodeId, message.qos, message.retain, null, message.properties, expirySeconds);
+    const ticket = this.nextTicket++;
+    // The counter lets a session hand-over tell what this node routed itself (session-handover.ts).
+    const headers = encodeHeaders(this.nodeId, message.qos, message.retain, formatCounter({ epoch: this.epoch, ticket }), message.properties, expirySeconds);
     if (share !== null) headers[headerShare] = share;
     const payload = message.payload.slice();
-    const ticket = this.nextTicket++;
     const target = handoffSubject(subject);
+    this.handover.forwarded({ subject: target, headers, payload });
     if (message.qos === 1 && !logged) {
       this.enqueue({ ticket, subject: target, headers, payload, dedupeId: `${this.nodeId}-e${this.epoch}-${ticket}`, outboxId: 0, readyLsn: this.epochLsn, requestId: 0, done: false });
       return ticket;
@@ -387,6 +436,7 @@ export class ClusterNode {
   keyChanged(nowMs: number, change: ClusterKeyChange): void {
     if (change.bucket === sessionsBucket) return this.sessions.keyChanged(nowMs, change);
     if (change.bucket === sharedBucket) return this.shares.keyChanged(change);
+    if (change.bucket === handoverBucket) return this.handover.keyChanged(nowMs, change, this.durable.appliedSequence);
     if (change.bucket === retainedBucket) this.retained.keyChanged(nowMs, change);
   }
 
@@ -417,6 +467,7 @@ export class ClusterNode {
       this.issued = 0;
       this.retained.disconnected();
       this.sessions.linkChanged(false);
+      this.handover.linkChanged(false);
       this.shares.disconnected();
       this.broker.log('warn', 'cluster-disconnected', { nodeId: this.nodeId, handoffsWaiting: this.handoffs.length });
       return;
@@ -430,6 +481,7 @@ export class ClusterNode {
     this.request({ op: 'consume', consumerId, filterSubject: `${handoffPrefix}>` });
     this.request({ op: 'kv-watch', bucket: retainedBucket });
     this.sessions.linkChanged(true);
+    this.handover.linkChanged(true);
     this.shares.connected();
     this.issueReady();
     this.retained.issueAll();
@@ -438,6 +490,7 @@ export class ClusterNode {
 
   completed(nowMs: number, result: ClusterResult): void {
     if (this.sessions.completed(nowMs, result)) return;
+    if (this.handover.completed(nowMs, result)) return;
     if (this.shares.completed(nowMs, result)) return;
     if (this.retained.completed(nowMs, result)) return;
     const handoff = this.requests.get(result.requestId);
@@ -460,8 +513,9 @@ export class ClusterNode {
     this.broker.deadlines.push(nowMs + handoffRetryMs, 'cluster-retry', 0, '');
   }
 
-  /** The retry deadline: issue again what failed. */
-  retryDue(): void {
+  /** The retry deadline: issue again what failed; a hand-over's deadline too. */
+  retryDue(nowMs: number): void {
+    this.handover.due(nowMs);
     this.retryScheduled = false;
     this.issueReady();
     this.retained.issueAll();
@@ -514,30 +568,76 @@ export class ClusterNode {
       this.pendingAcks.push({ lsn: this.broker.store.appendedLsn, sequence });
       return;
     }
+    // The reader stands still at a marker (session-handover.ts): what comes behind it waits.
+    if (this.handover.holding) return this.handover.buffer(message);
     if (sequence !== durable.appliedSequence + 1 && !this.gapGivenUp(nowMs, sequence)) {
       // An earlier one is missing (this node forgot it in a crash): the stream redelivers it.
       this.counters.handoffGaps += 1;
       return;
     }
     this.gapSinceMs = null;
+    if (message.subject === handoverMarkerSubject) return this.handover.markerArrived(message, sequence, nowMs);
     const envelope = decodeHeaders(message.headers);
     const subject = subjectOfHandoff(message.subject);
     const topic = subject === null ? null : subjectToTopic(subject);
+    const only = envelope.origin === this.nodeId && topic !== null && envelope.qos !== 0 ? this.handover.ownWindow(message.headers) : '';
+    if (only !== '') return this.routeHandoffTo(nowMs, message, sequence, only);
     if (envelope.origin === this.nodeId || envelope.origin === null || topic === null || envelope.qos === 0) {
       this.pendingAcks.push({ lsn: this.broker.commit({ kind: 'cluster-applied', sequence }), sequence });
       return;
     }
+    this.routeHandoff(nowMs, message, topic, sequence, this.handover.except(message.headers, envelope.origin));
+  }
+
+  /** Routes a hand-off to this node's sessions (but `except`'s: see Router.routeRestricted) and records it applied. */
+  private routeHandoff(nowMs: number, message: ClusterMessage, topic: string, sequence: number, except: ReadonlySet<string> | null): void {
+    const envelope = decodeHeaders(message.headers);
     this.counters.handoffsApplied += 1;
     const properties = envelope.expirySeconds === null ? envelope.properties : { ...envelope.properties, messageExpiryInterval: envelope.expirySeconds };
     const routed = transientMessage(topic, message.payload, envelope.qos, envelope.retain, properties, nowMs);
     // Outbound QoS 2 copies wait for the applied record too, or a crash could route it twice.
     if (envelope.qos === 2) this.broker.beginInboundQos2Routing();
     this.shares.receiving(message.headers, false);
-    this.broker.router.route(routed, '', nowMs);
+    if (except === null) this.broker.router.route(routed, '', nowMs);
+    else this.broker.router.routeRestricted(routed, nowMs, '', except);
     this.shares.received(topic);
     const lsn = this.broker.commit({ kind: 'cluster-applied', sequence });
     if (envelope.qos === 2) this.broker.endInboundQos2Routing(lsn);
     this.pendingAcks.push({ lsn, sequence });
+  }
+
+  /** Routes one of this node's own hand-offs from the stream to one session (a window, session-handover.ts) and records it applied. */
+  private routeHandoffTo(nowMs: number, message: ClusterMessage, sequence: number, clientId: string): void {
+    this.routeOwn(clientId, message, nowMs);
+    this.pendingAcks.push({ lsn: this.broker.commit({ kind: 'cluster-applied', sequence }), sequence });
+  }
+
+  /** Routes one of this node's own hand-offs to one session (a hand-over's, session-handover.ts). */
+  private routeOwn(clientId: string, handoff: { subject: string; headers: Record<string, string> | Readonly<Record<string, string>>; payload: Uint8Array }, nowMs: number): void {
+    const subject = subjectOfHandoff(handoff.subject);
+    const topic = subject === null ? null : subjectToTopic(subject);
+    if (topic === null) return;
+    const envelope = decodeHeaders(handoff.headers);
+    const properties = envelope.expirySeconds === null ? envelope.properties : { ...envelope.properties, messageExpiryInterval: envelope.expirySeconds };
+    this.broker.router.routeRestricted(transientMessage(topic, handoff.payload, envelope.qos, envelope.retain, properties, nowMs), nowMs, clientId, null);
+  }
+
+  /** The marker of a session hand-over is queued like a QoS 2 hand-off: logged first, so a crash cannot lose it. */
+  private queueMarker(headers: Record<string, string>): LocalCounter {
+    const ticket = this.nextTicket++;
+    const counter = { epoch: this.epoch, ticket };
+    const withCounter = { ...headers, [headerSequence]: formatCounter(counter) };
+    const outboxId = this.durable.nextOutboxId;
+    const payload = new Uint8Array(0);
+    const lsn = this.broker.commit({ kind: 'cluster-outbox-added', entry: { id: outboxId, subject: handoverMarkerSubject, headers: withCounter, payload } });
+    this.enqueue({ ticket, subject: handoverMarkerSubject, headers: withCounter, payload, dedupeId: `${this.nodeId}-o${outboxId}`, outboxId, readyLsn: lsn, requestId: 0, done: false });
+    return counter;
+  }
+
+  /** A marker is done on this node: recorded as applied, acknowledged once durable; then what waited behind it. */
+  private markerDone(sequence: number, nowMs: number, buffered: readonly ClusterMessage[]): void {
+    this.pendingAcks.push({ lsn: this.broker.commit({ kind: 'cluster-applied', sequence }), sequence });
+    for (const message of buffered) this.handoffArrived(nowMs, message);
   }
 
   /**
@@ -559,6 +659,7 @@ export class ClusterNode {
 
   /** End of every input: acknowledge what became durable, publish what became ready. */
   afterInput(): void {
+    this.sessions.afterInput();
     const durableLsn = this.broker.store.durableLsn;
     let released = 0;
     while (released < this.pendingAcks.length && this.pendingAcks[released]!.lsn <= durableLsn) {

@@ -8,7 +8,8 @@
  * - `Keel-Qos`: `0`, `1` or `2`; `Keel-Retain`: `1` when the RETAIN flag was set;
  * - `Keel-Seq`: for core NATS (QoS 0) copies: `<epoch>-<n>`, one per message and node start, so a
  *   node whose subscriptions overlap (NATS then delivers one copy per subscription) routes the
- *   message once;
+ *   message once; on durable hand-offs (and hand-over markers): `<epoch>-<ticket>`, the node's
+ *   counter, increasing in the order it queued them (session-handover.ts);
  * - MQTT 5.0 properties: `Keel-Prop-Payload-Format` (`0`/`1`), `Keel-Prop-Message-Expiry`
  *   (seconds left when it was handed over), `Keel-Prop-Content-Type` and
  *   `Keel-Prop-Response-Topic` (percent-encoded, so any UTF-8 is safe in a header),

@@ -21,9 +21,10 @@
  * A node that was cut off from NATS, or down, while its client moved does the same once its
  * watch replays the bucket: until then the client has two sessions, one on each side of the cut.
  *
- * Sessions are not handed over yet: the new owner starts the session it finds in its own log (a
- * session present 1 only if the client had a persistent session on that very node that no other
- * node has claimed since; otherwise a new one), and what the old owner held is ended there.
+ * A CONNECT with clean start 0 over a key another node owns asks that node for the session
+ * (`handoverFrom` in the claim's value; session-handover.ts): the won CONNECT stays parked until
+ * the session arrived or the hand-over gave up, and the old owner keeps its session (offline) for
+ * the hand-over instead of ending it. A claim without a hand-over (clean start 1) ends it there.
  *
  * Without NATS a node cannot claim: a CONNECT waits up to `claimWaitMs` for the link and the
  * bucket, then is refused with CONNACK 0x88 Server unavailable (3.1.1: 3), so that the client
@@ -32,8 +33,11 @@
  * ownership: the client did ask to take its id over.
  *
  * Costs: one key-value compare-and-set round trip to NATS before every CONNACK; one key per client
- * id that ever connected (keys are not deleted when sessions end), held by the bucket and, as
- * (revision, owner) pairs, in every node's memory.
+ * id whose session lives, held by the bucket and, as (revision, owner) pairs, in every node's
+ * memory. A session that ends on a node (expiry, a clean session's end) has its key deleted there
+ * at the end of the input, with a compare-and-set at the revision the node owns: a newer claim by
+ * another node is never deleted. A deletion that fails for another reason than the revision is
+ * tried again at the end of a later input while the link is up.
  */
 import { assert } from '../assert.js';
 import type { Broker } from '../broker/broker.js';
@@ -45,16 +49,21 @@ import { type ConnectPacket, PacketType } from '../codec/packets.js';
 import { ReasonCode } from '../codec/reason-codes.js';
 import type { ClusterKeyChange, ClusterResult, ConnectionId } from '../contract.js';
 import { retainedKey, topicOfRetainedKey } from './retained-entries.js';
+import type { SessionHandover } from './session-handover.js';
 
 export const sessionsBucket = 'keel-sessions';
 /** How long a CONNECT waits for its claim before it is refused with 0x88 Server unavailable. */
 export const claimWaitMs = 5_000;
 /** A claim that failed for another reason than the revision is tried again after this long. */
 export const claimRetryMs = 250;
+/** Ended sessions whose keys wait for deletion at most (more are left in the bucket, harmless: a later claim overwrites them). */
+const endedKeysMax = 65_536;
 
 export interface SessionOwner {
   readonly node: string;
   readonly generation: string;
+  /** The node asked to hand the session over (session-handover.ts); absent: none (a clean start, or no other owner). */
+  readonly handoverFrom?: string;
 }
 
 const textEncoder = new TextEncoder();
@@ -71,7 +80,8 @@ export function clientIdOfSessionKey(key: string): string | null {
 }
 
 export function encodeOwner(owner: SessionOwner): Uint8Array {
-  return textEncoder.encode(JSON.stringify({ node: owner.node, generation: owner.generation }));
+  const value = owner.handoverFrom === undefined ? { node: owner.node, generation: owner.generation } : { node: owner.node, generation: owner.generation, handoverFrom: owner.handoverFrom };
+  return textEncoder.encode(JSON.stringify(value));
 }
 
 /** The owner in a value, or null for a value this encoding never makes. */
@@ -83,8 +93,9 @@ export function decodeOwner(value: Uint8Array): SessionOwner | null {
     return null;
   }
   if (typeof parsed !== 'object' || parsed === null) return null;
-  const { node, generation } = parsed as Record<string, unknown>;
+  const { node, generation, handoverFrom } = parsed as Record<string, unknown>;
   if (typeof node !== 'string' || node.length === 0 || typeof generation !== 'string') return null;
+  if (typeof handoverFrom === 'string' && handoverFrom.length > 0) return { node, generation, handoverFrom };
   return { node, generation };
 }
 
@@ -99,6 +110,10 @@ interface Claim {
   requestId: number;
   /** The revision its last attempt expected, null before the first. */
   triedRevision: number | null;
+  /** The node its last attempt asked to hand the session over, null for none. */
+  handoverFrom: string | null;
+  /** Its hand-over is the one an earlier claim of this node asked for (no marker of its own). */
+  awaitsEarlier: boolean;
 }
 
 /** What this node last saw of a key: its revision (order), whether it exists, and its owner. */
@@ -106,6 +121,7 @@ interface KnownKey {
   revision: number;
   present: boolean;
   node: string | null;
+  handoverFrom: string | null;
 }
 
 export class SessionRegistry {
@@ -114,14 +130,27 @@ export class SessionRegistry {
   private readonly known = new Map<string, KnownKey>();
   private readonly claims = new Map<ConnectionId, Claim>();
   private readonly requests = new Map<number, Claim>();
-  readonly counters = { claims: 0, claimsWon: 0, claimRetries: 0, claimsRefused: 0, takenOver: 0, sessionsDropped: 0 };
+  /** CONNECTs whose claim is won, waiting for their hand-over, by client id. */
+  private readonly parked = new Map<string, { claim: Claim; revision: number }>();
+  /** Sessions that ended here since the last input's end, whose keys may go (afterInput). */
+  private readonly endedKeys = new Set<string>();
+  /** Key deletions out: request id → client id. */
+  private readonly deletions = new Map<number, string>();
+  readonly counters = { claims: 0, claimsWon: 0, claimRetries: 0, claimsRefused: 0, takenOver: 0, sessionsDropped: 0, keysDeleted: 0 };
 
   constructor(
     private readonly broker: Broker,
     private readonly nodeId: string,
     private readonly newRequestId: () => number,
     private readonly epoch: () => number,
+    private readonly handover: SessionHandover,
   ) {}
+
+  /** Whether the newest claim of `clientId` this node has seen is its own. */
+  ownedHere(clientId: string): boolean {
+    const known = this.known.get(clientId);
+    return known?.present === true && known.node === this.nodeId;
+  }
 
   /** How many CONNECTs wait for their claim (tests and metrics). */
   get claimsPending(): number {
@@ -137,7 +166,7 @@ export class SessionRegistry {
   claim(connection: Connection, packet: ConnectPacket, authentication: ConnackAuthentication | null, clientId: string, nowMs: number): void {
     assert(connection.phase === 'awaiting-connect', 'only a connection not yet accepted claims its client id');
     assert(!this.claims.has(connection.id), 'a connection claims once');
-    const claim: Claim = { connection, packet, authentication, clientId, deadlineMs: nowMs + claimWaitMs, requestId: 0, triedRevision: null };
+    const claim: Claim = { connection, packet, authentication, clientId, deadlineMs: nowMs + claimWaitMs, requestId: 0, triedRevision: null, handoverFrom: null, awaitsEarlier: false };
     this.claims.set(connection.id, claim);
     connection.claimPending = true;
     // Packets the client sends behind its CONNECT stay in the decoder until the claim is settled.
@@ -152,9 +181,20 @@ export class SessionRegistry {
     const known = this.known.get(claim.clientId);
     const expectedRevision = known === undefined || !known.present ? 0 : known.revision;
     claim.triedRevision = expectedRevision;
+    // Clean start 0 over another node's key: that node is asked for the session (session-handover.ts).
+    const owner = known?.present === true ? known.node : null;
+    claim.handoverFrom = !claim.packet.cleanStart && owner !== null && owner !== this.nodeId ? owner : null;
+    // This node's own earlier claim asked for a hand-over that may not have come yet (this node
+    // restarted since, say): the CONNECT waits for that one too, without a new marker.
+    claim.awaitsEarlier = false;
+    if (!claim.packet.cleanStart && owner === this.nodeId && known?.handoverFrom != null && !this.broker.state.sessions.has(claim.clientId)) {
+      claim.handoverFrom = known.handoverFrom;
+      claim.awaitsEarlier = true;
+    }
     claim.requestId = this.newRequestId();
     this.requests.set(claim.requestId, claim);
-    const value = encodeOwner({ node: this.nodeId, generation: `${this.epoch()}.${this.nextGeneration++}` });
+    const generation = `${this.epoch()}.${this.nextGeneration++}`;
+    const value = encodeOwner(claim.handoverFrom === null ? { node: this.nodeId, generation } : { node: this.nodeId, generation, handoverFrom: claim.handoverFrom });
     this.broker.pushCluster({ op: 'kv-set', requestId: claim.requestId, bucket: sessionsBucket, key: sessionKey(claim.clientId), value, expectedRevision });
   }
 
@@ -172,6 +212,13 @@ export class SessionRegistry {
 
   /** Handles a completion if it answers a claim; false when it is someone else's. */
   completed(nowMs: number, result: ClusterResult): boolean {
+    const deleted = this.deletions.get(result.requestId);
+    if (deleted !== undefined) {
+      this.deletions.delete(result.requestId);
+      // Another claim came first (wrong-revision): the key is not this node's to delete any more.
+      if (!result.ok && result.code !== 'wrong-revision') this.sessionEnded(deleted);
+      return true;
+    }
     const claim = this.requests.get(result.requestId);
     if (claim === undefined) return false;
     this.requests.delete(result.requestId);
@@ -198,9 +245,44 @@ export class SessionRegistry {
     const connection = claim.connection;
     this.finish(claim);
     const known = this.known.get(claim.clientId);
-    if (known === undefined || known.revision < revision) this.known.set(claim.clientId, { revision, present: true, node: this.nodeId });
+    if (known === undefined || known.revision < revision) this.known.set(claim.clientId, { revision, present: true, node: this.nodeId, handoverFrom: claim.handoverFrom });
+    const waiting = connection.phase === 'awaiting-connect';
+    // Asked for a hand-over (or one is still on its way here): the CONNECT waits for the session.
+    if (claim.handoverFrom !== null) this.handover.begin(claim.clientId, claim.handoverFrom, nowMs, waiting, !claim.awaitsEarlier);
+    if (waiting && (claim.handoverFrom !== null || this.handover.park(claim.clientId))) return this.park(claim, revision, nowMs);
     // The client left (or timed out) meanwhile: the bucket says this node owns it, nothing else to do.
-    if (connection.phase !== 'awaiting-connect') return;
+    if (!waiting) return;
+    this.accept(claim, revision, nowMs);
+  }
+
+  /** Holds a won CONNECT, reading paused, until its hand-over is applied or given up (`answer`). */
+  private park(claim: Claim, revision: number, nowMs: number): void {
+    const previous = this.parked.get(claim.clientId);
+    this.parked.set(claim.clientId, { claim, revision });
+    claim.connection.claimPending = true;
+    // An older CONNECT of the id parked here gives way to this one. It was never accepted, so
+    // there is no session to take over from it (no DISCONNECT 0x8E): it is closed.
+    if (previous !== undefined && previous.claim.connection.phase === 'awaiting-connect') {
+      previous.claim.connection.claimPending = false;
+      this.broker.closeConnection(previous.claim.connection, nowMs, 'a newer CONNECT of its client id came while it waited', 'discard', true);
+    }
+  }
+
+  /** The hand-over of `clientId` is applied (or, `fresh`, given up): answer its parked CONNECT. */
+  answer(clientId: string, nowMs: number, fresh: boolean): boolean {
+    const parked = this.parked.get(clientId);
+    if (parked === undefined) return false;
+    this.parked.delete(clientId);
+    parked.claim.connection.claimPending = false;
+    if (parked.claim.connection.phase !== 'awaiting-connect') return false;
+    // A fresh session: whatever this node still held of the id is not the client's any more.
+    if (fresh && (this.broker.state.sessions.has(clientId) || this.broker.pendingWills.has(clientId))) endSession(this.broker, clientId, nowMs);
+    this.accept(parked.claim, parked.revision, nowMs);
+    return true;
+  }
+
+  private accept(claim: Claim, revision: number, nowMs: number): void {
+    const connection = claim.connection;
     this.counters.claimsWon += 1;
     acceptConnect(this.broker, connection, claim.packet, nowMs, claim.authentication, claim.clientId);
     if ((connection.phase as string) !== 'connected') return;
@@ -209,7 +291,7 @@ export class SessionRegistry {
     this.broker.continueReading(connection, nowMs);
     // A newer claim by another node, seen before this answer, wins over this one.
     const newest = this.known.get(claim.clientId)!;
-    if (newest.revision > revision && newest.node !== null && newest.node !== this.nodeId) this.evict(claim.clientId, newest.node, nowMs);
+    if (newest.revision > revision && newest.node !== null && newest.node !== this.nodeId) this.evict(claim.clientId, newest.node, newest.handoverFrom, nowMs);
   }
 
   private finish(claim: Claim): void {
@@ -242,16 +324,20 @@ export class SessionRegistry {
     const known = this.known.get(clientId);
     if (known !== undefined && change.revision <= known.revision) return;
     const owner = change.value === null ? null : decodeOwner(change.value);
-    this.known.set(clientId, { revision: change.revision, present: change.value !== null, node: owner?.node ?? null });
+    this.known.set(clientId, { revision: change.revision, present: change.value !== null, node: owner?.node ?? null, handoverFrom: owner?.handoverFrom ?? null });
     // Claims that failed on the revision this change replaces go again at this one.
     for (const claim of this.claims.values()) {
       if (claim.clientId === clientId && claim.requestId === 0 && claim.triedRevision !== null) this.issue(claim);
     }
-    if (owner !== null && owner.node !== this.nodeId) this.evict(clientId, owner.node, nowMs);
+    if (owner !== null && owner.node !== this.nodeId) this.evict(clientId, owner.node, owner.handoverFrom ?? null, nowMs);
   }
 
-  /** Another node owns `clientId`: close this node's connection of it (0x8E) and end its session here. */
-  private evict(clientId: string, node: string, nowMs: number): void {
+  /**
+   * Another node owns `clientId`: close this node's connection of it (0x8E) and end its session
+   * here, unless the new owner asked for a hand-over (`handoverFrom`): then the session waits,
+   * offline, for the marker in the stream (session-handover.ts).
+   */
+  private evict(clientId: string, node: string, handoverFrom: string | null, nowMs: number): void {
     const connection = this.broker.online.get(clientId);
     if (connection !== undefined) {
       this.counters.takenOver += 1;
@@ -261,9 +347,42 @@ export class SessionRegistry {
       if (connection.version === 5) this.broker.sendPacket(connection, { type: PacketType.Disconnect, reasonCode: ReasonCode.SessionTakenOver }, 0, true);
       this.broker.closeConnection(connection, nowMs, `session taken over by node ${node}`, 'publish', true);
     }
+    // A CONNECT parked here for a hand-over lost its claim: it gets the session it can (a fresh one).
+    if (this.parked.has(clientId)) this.answer(clientId, nowMs, false);
+    // The new owner asked for a hand-over: the session waits, offline, for its marker in the
+    // stream, which hands it over from here or (the owner asked another node) ends it here.
+    if (handoverFrom !== null) return;
     if (!this.broker.state.sessions.has(clientId) && !this.broker.pendingWills.has(clientId)) return;
     this.counters.sessionsDropped += 1;
     this.broker.log('info', 'session-moved', { clientId, toNode: node });
     endSession(this.broker, clientId, nowMs);
+  }
+
+  // ---- keys of ended sessions ---------------------------------------------------------------
+
+  /** A session ended on this node (expiry, a clean start at disconnect): its key goes, at the end of the input. */
+  sessionEnded(clientId: string): void {
+    if (this.endedKeys.size < endedKeysMax) this.endedKeys.add(clientId);
+  }
+
+  /**
+   * End of an input: delete the keys of sessions that ended here and stayed ended (no connection,
+   * no claim, no hand-over), with a compare-and-set at the revision this node owns, so that a newer
+   * claim by another node is never deleted. A key this node does not own (or has not seen yet on
+   * its watch) is left alone.
+   */
+  afterInput(): void {
+    if (this.endedKeys.size === 0 || !this.connected) return;
+    for (const clientId of this.endedKeys) {
+      this.endedKeys.delete(clientId);
+      if (this.broker.state.sessions.has(clientId) || this.broker.online.has(clientId) || this.parked.has(clientId) || this.handover.waitingFor(clientId)) continue;
+      if ([...this.claims.values()].some((claim) => claim.clientId === clientId)) continue;
+      const known = this.known.get(clientId);
+      if (known === undefined || !known.present || known.node !== this.nodeId) continue;
+      const requestId = this.newRequestId();
+      this.deletions.set(requestId, clientId);
+      this.counters.keysDeleted += 1;
+      this.broker.pushCluster({ op: 'kv-set', requestId, bucket: sessionsBucket, key: sessionKey(clientId), value: null, expectedRevision: known.revision });
+    }
   }
 }

@@ -9,6 +9,7 @@
  * change naming this node changes nothing.
  */
 import { describe, expect, it } from 'vitest';
+import { handoverWaitMs } from '../../src/cluster/session-handover.js';
 import { claimWaitMs, decodeOwner, encodeOwner, sessionKey, sessionsBucket } from '../../src/cluster/session-registry.js';
 import { PacketType } from '../../src/codec/packets.js';
 import type { ClusterRequest } from '../../src/contract.js';
@@ -184,12 +185,16 @@ describe('cluster-wide client ids', () => {
     // The same change seen again (a watch replayed after a reconnection) changes nothing more.
     ownedBy(harness, 'mover', 'b', 3);
     expect(watcher.publishes()).toEqual([]);
-    // Back on this node, the client finds no session here: it was ended when it moved.
+    // Back on this node with clean start 0: node b, the owner, is asked for the session
+    // (session-handover.ts). Nobody answers here, so after handoverWaitMs the client gets a fresh one.
     const back = harness.open(5);
     sendConnect(back, 'mover', { cleanStart: false, expiry: 3600 });
     const [claim] = claims(harness);
     expect(claim).toMatchObject({ expectedRevision: 3 });
+    expect(decodeOwner(claim!.value!)).toMatchObject({ node: harness.broker.cluster!.nodeId, handoverFrom: 'b' });
     answer(harness, claim!, 4);
+    expect(back.take()).toEqual([]);
+    harness.advance(handoverWaitMs);
     expect(back.take()).toMatchObject([{ type: PacketType.Connack, reasonCode: 0, sessionPresent: false }]);
   });
 });

@@ -28,6 +28,7 @@ const samples: { [K in keyof Required<RunOptions>]: Required<RunOptions>[K][] } 
   eventsMax: [1, 123_456],
   nodes: [1, 3, 9],
   plantCluster: [...clusterPlantedBugNames],
+  handoverMovers: [true],
 };
 
 /** Parses flags the way `keel <name>` does, without running anything; returns the run options. */

@@ -1,0 +1,762 @@
+/**
+ * Session hand-over between cluster nodes: a client that connects with clean start 0 on node B
+ * while node A owns its client id (session-registry.ts) gets A's session, with its subscriptions,
+ * queued and inflight messages, QoS 2 receive state and pending will, and CONNACK session present 1.
+ *
+ * The seam is a marker in the hand-off stream. Every node reads the whole stream in order
+ * (cluster-node.ts), so a message has one place relative to the marker: what comes before it was
+ * routed by A into the session it hands over, what comes after it is routed by B into the session
+ * it adopted. The marker goes into the stream only after B won the claim, through B's ordered,
+ * durable hand-off queue (its outbox, so a crash of B cannot lose it).
+ *
+ * 1. B wins the claim of a client id whose key named another node A and whose CONNECT asks for
+ *    clean start 0: the claim's value names A as the source (`handoverFrom`). B puts the marker
+ *    (`$KEEL.handoff.$session`, the client id, A) into its outbox and parks the CONNECT, reading
+ *    paused, as the claim did.
+ * 2. A, seeing the claim in `keel-sessions`, closes its connection of the id (DISCONNECT 0x8E, the
+ *    will by the single-node rules: fired now, or pending when delayed) but keeps the session.
+ * 3. A reaches the marker in the stream. It stops applying the stream there, serializes the
+ *    session (its records as a snapshot writes them, message bodies included) and puts it into
+ *    the `keel-handover` bucket under `<client key>.<marker sequence>`; a node without a session
+ *    for the id puts an empty answer. Once the bucket holds it, A deletes its copy, records the
+ *    marker as applied and goes on with the stream. A crash before that replays the marker and
+ *    serializes again (the bucket keeps the last put).
+ * 4. B reaches the marker and stops applying the stream there until the state is in its watch of
+ *    `keel-handover`, then writes the session into its own log (new message ids, times moved into
+ *    its own clock), records the marker as applied, answers the parked CONNECT (session present 1,
+ *    inflight messages resent with DUP), deletes the key and goes on with the stream. A node that
+ *    is neither A nor B and still holds a copy of the session ends it there (today's rule).
+ *
+ * Local publications do not wait for the stream: a node routes what its own clients publish at
+ * once and the stream gives the copy to the others. Two holes follow, both closed with the
+ * per-node counter every hand-off carries (`Keel-Seq`, `<epoch>-<ticket>`, increasing in the
+ * order the node queued them, across restarts):
+ * - A routed its own publications into the session up to the moment it serialized it, and some of
+ *   them may land in the stream after the marker, where B would route them again. The state
+ *   carries A's counter at serialization (`cut`): B does not route A's messages at or below it
+ *   to the session (it routes them to every other session as usual).
+ * - B routed its own publications queued after the marker and before it adopted the session
+ *   without the session, and they are in the stream after the marker, where A does not route
+ *   them either. B keeps them (their hand-offs, in order) while it waits, and routes them to the
+ *   adopted session alone right after the state, before anything newer, so a publisher's order
+ *   holds. They are kept in memory: a crash of B between the marker and the adoption loses them
+ *   for that session (not handled; the client's CONNECT dies with B, and at the marker after the
+ *   restart B adopts the session offline without them).
+ *
+ * Bounds and costs: B holds the CONNACK and its stream reader for at most `handoverWaitMs` from
+ * the claim (the stream behind the marker waits in memory meanwhile: at most what NATS delivers
+ * unacknowledged); a hand-over costs one durable publish (the marker), one key-value put and
+ * delete, and every node's reader pausing at the marker until the node's own part is done. If the
+ * state does not come in time (A down or cut from NATS), B answers session present 0 with a fresh
+ * session and stops waiting; a state that comes later is dropped there, its pending will
+ * published (it fires once, on B). The serialized state is bounded by `handoverBytesMax` (NATS's
+ * default payload limit is 1 MiB): past it the newest queued messages are left out, counted and
+ * logged. Not handed over: `$stream/` subscriptions and their positions (streams are per node).
+ * A client that moves again before its previous move reached the stream can lose the session (the
+ * node it names as source does not hold it yet); it is then told session present 0.
+ */
+import { assert } from '../assert.js';
+import type { Broker } from '../broker/broker.js';
+import { storeMessage } from '../broker/routing.js';
+import { endSession, scheduleSessionExpiry } from '../broker/session-lifecycle.js';
+import { publishWill } from '../broker/will.js';
+import { PacketType } from '../codec/packets.js';
+import { ReasonCode } from '../codec/reason-codes.js';
+import type { ClusterHeaders, ClusterKeyChange, ClusterMessage, ClusterResult } from '../contract.js';
+import { decodeStateRecord, encodeStateRecord } from '../store/record-codec.js';
+import { DeliveryQueue, type StateRecord, type StoredMessage } from '../store/state-store.js';
+import { headerOrigin, headerSequence } from './headers.js';
+import { clientIdOfSessionKey, sessionKey } from './session-registry.js';
+import { handoffPrefix } from './subjects.js';
+
+export const handoverBucket = 'keel-handover';
+/** The marker's subject: in the hand-off stream, never a mapped topic (`$` topics do not map). */
+export const handoverMarkerSubject = `${handoffPrefix}$session`;
+const headerClient = 'Keel-Handover-Client';
+const headerFrom = 'Keel-Handover-From';
+/** How long B waits for the state from its claim on: the CONNACK and B's stream reader wait so long at most. */
+export const handoverWaitMs = 5_000;
+/** The largest serialized state put into the bucket; the newest queued messages beyond it are left out. */
+export const handoverBytesMax = 512 * 1024;
+/** Stream deliveries held behind a marker at most (NATS delivers no more unacknowledged: nats-link.ts). */
+const heldDeliveriesMax = 4_096;
+
+const textEncoder = new TextEncoder();
+const textDecoder = new TextDecoder('utf-8', { fatal: true });
+
+/** A node's hand-off counter (`Keel-Seq` of a durable hand-off): compared as (epoch, ticket). */
+export interface LocalCounter {
+  readonly epoch: number;
+  readonly ticket: number;
+}
+
+export function formatCounter(counter: LocalCounter): string {
+  return `${counter.epoch}-${counter.ticket}`;
+}
+
+export function parseCounter(text: string | undefined): LocalCounter | null {
+  if (text === undefined) return null;
+  const match = /^([0-9]+)-([0-9]+)$/.exec(text);
+  if (match === null) return null;
+  return { epoch: Number(match[1]), ticket: Number(match[2]) };
+}
+
+export function compareCounters(a: LocalCounter, b: LocalCounter): number {
+  return a.epoch !== b.epoch ? a.epoch - b.epoch : a.ticket - b.ticket;
+}
+
+/** The header of a serialized state; the session's records follow it. */
+interface StateHeader {
+  readonly client: string;
+  readonly from: string;
+  readonly to: string;
+  readonly sequence: number;
+  /** The source's clock when it serialized: message times move by (B's now - this). */
+  readonly nowMs: number;
+  /** The source's counter at serialization (see the module comment). */
+  readonly cut: string;
+  /** The pending will's time left, null when none. */
+  readonly willInMs: number | null;
+  /** No session there: B starts a fresh one. */
+  readonly none: boolean;
+}
+
+export interface HandoverState {
+  readonly header: StateHeader;
+  readonly records: StateRecord[];
+}
+
+/** Serializes a state: u32 header bytes | header JSON | (u8 type | u32 length | body) per record. */
+export function encodeHandoverState(state: HandoverState): Uint8Array {
+  const header = textEncoder.encode(JSON.stringify(state.header));
+  const bodies = state.records.map((record) => encodeStateRecord(record));
+  let size = 4 + header.length;
+  for (const body of bodies) size += 5 + body.body.length;
+  const bytes = new Uint8Array(size);
+  const view = new DataView(bytes.buffer);
+  view.setUint32(0, header.length, true);
+  bytes.set(header, 4);
+  let offset = 4 + header.length;
+  for (const body of bodies) {
+    view.setUint8(offset, body.type);
+    view.setUint32(offset + 1, body.body.length, true);
+    bytes.set(body.body, offset + 5);
+    offset += 5 + body.body.length;
+  }
+  assert(offset === size, 'a serialized state fills its buffer');
+  return bytes;
+}
+
+/** The state in `bytes`, or null for bytes this encoding never makes. */
+export function decodeHandoverState(bytes: Uint8Array): HandoverState | null {
+  try {
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const headerBytes = view.getUint32(0, true);
+    const header = JSON.parse(textDecoder.decode(bytes.subarray(4, 4 + headerBytes))) as StateHeader;
+    if (typeof header.client !== 'string' || typeof header.to !== 'string' || typeof header.sequence !== 'number') return null;
+    const records: StateRecord[] = [];
+    let offset = 4 + headerBytes;
+    while (offset < bytes.length) {
+      const type = view.getUint8(offset);
+      const length = view.getUint32(offset + 1, true);
+      if (offset + 5 + length > bytes.length) return null;
+      records.push(decodeStateRecord(type, bytes.subarray(offset + 5, offset + 5 + length)));
+      offset += 5 + length;
+    }
+    return { header, records };
+  } catch {
+    return null;
+  }
+}
+
+/** The bucket key of a hand-over: the client's key and the marker's stream sequence. */
+export function handoverKey(clientId: string, sequence: number): string {
+  return `${sessionKey(clientId)}.${sequence}`;
+}
+
+function parseHandoverKey(key: string): { clientId: string; sequence: number } | null {
+  const dot = key.lastIndexOf('.');
+  if (dot <= 0) return null;
+  const clientId = clientIdOfSessionKey(key.slice(0, dot));
+  const sequence = Number(key.slice(dot + 1));
+  if (clientId === null || !Number.isSafeInteger(sequence) || sequence <= 0) return null;
+  return { clientId, sequence };
+}
+
+/**
+ * The session's records as a snapshot writes them, its messages first (with their ids on this
+ * node), `$stream/` subscriptions left out, and the newest queued deliveries left out past
+ * `handoverBytesMax`. Returns the records and how many deliveries were left out.
+ */
+export function sessionRecords(broker: Broker, clientId: string): { records: StateRecord[]; leftOut: number } {
+  const session = broker.state.sessions.get(clientId);
+  assert(session !== undefined, 'only a session this node holds is serialized');
+  const deliveries = [...session.inflight.values(), ...DeliveryQueue.items(session.queue)].sort((a, b) => a.sequence - b.sequence);
+  let bytes = 0;
+  let kept = 0;
+  for (const delivery of deliveries) {
+    const message = broker.state.messages.get(delivery.messageId)!;
+    const size = message.payload.length + message.topic.length * 2 + 256;
+    if (bytes + size > handoverBytesMax && delivery.packetId === 0) break;
+    bytes += size;
+    kept += 1;
+  }
+  const records: StateRecord[] = [];
+  const messages = new Set<number>();
+  for (const delivery of deliveries.slice(0, kept)) {
+    if (messages.has(delivery.messageId)) continue;
+    messages.add(delivery.messageId);
+    const { references: _references, ...fields } = broker.state.messages.get(delivery.messageId)!;
+    records.push({ kind: 'message-stored', message: fields });
+  }
+  const base = { kind: 'session-created', clientId, protocolVersion: session.protocolVersion, expiryIntervalSeconds: session.expiryIntervalSeconds } as const;
+  records.push(session.username === undefined ? base : { ...base, username: session.username });
+  for (const subscription of session.subscriptions.values()) {
+    if (!subscription.filter.startsWith('$stream/')) records.push({ kind: 'subscription-added', clientId, subscription });
+  }
+  for (const { sequence, messageId, qos, retain, subscriptionIds, packetId, phase } of deliveries.slice(0, kept)) {
+    records.push({ kind: 'delivery-queued', clientId, sequence, messageId, qos, retain, subscriptionIds, packetId, phase });
+  }
+  for (const packetId of session.incomingQos2) records.push({ kind: 'incoming-qos2-recorded', clientId, packetId });
+  records.push({ kind: 'session-counters', clientId, nextPacketId: session.nextPacketId, nextDeliverySequence: session.nextDeliverySequence });
+  const will = broker.state.wills.get(clientId);
+  if (will !== undefined && broker.pendingWills.has(clientId)) {
+    const username = broker.state.willUsernames?.get(clientId);
+    records.push(username === undefined ? { kind: 'will-set', clientId, will } : { kind: 'will-set', clientId, will, username });
+  }
+  return { records, leftOut: deliveries.length - kept };
+}
+
+/** What the cluster node lends the hand-over. */
+export interface HandoverHost {
+  readonly broker: Broker;
+  readonly nodeId: string;
+  readonly connected: boolean;
+  nextRequestId(): number;
+  /** This node's counter now: every hand-off it queued so far is at or below it. */
+  counter(): LocalCounter;
+  /** Queues the marker in the node's ordered, durable hand-off queue; returns its counter. */
+  queueMarker(headers: Record<string, string>): LocalCounter;
+  /** The marker at `sequence` is done here: record it as applied, acknowledge it once durable, and read on with `buffered`. */
+  markerDone(sequence: number, nowMs: number, buffered: readonly ClusterMessage[]): void;
+  /**
+   * Answers the CONNECT of `clientId` parked for a hand-over: with the session in the log now
+   * (session present 1), or, `fresh`, with a new one. False when no CONNECT waited any more.
+   */
+  answer(clientId: string, nowMs: number, fresh: boolean): boolean;
+  /** Routes one of this node's own hand-offs to `clientId`'s session alone. */
+  routeOnly(clientId: string, handoff: OwnHandoff, nowMs: number): void;
+  /** Whether the newest claim of `clientId` this node knows of is its own. */
+  ownedHere(clientId: string): boolean;
+  /** Logs an outbox entry that is no hand-off (a skip rule); returns its id. */
+  logEntry(subject: string, headers: Record<string, string>): number;
+  /** The entry is done. */
+  entryDone(outboxId: number): void;
+}
+
+/** A hand-over this node (B) waits for: from its claim until the state is applied or it gave up. */
+interface Incoming {
+  readonly clientId: string;
+  readonly from: string;
+  readonly deadlineMs: number;
+  /** This node's own hand-offs queued since the marker, for the session once adopted. */
+  readonly own: OwnHandoff[];
+  /** Whether `own` holds all of them: false when the marker was queued before this node's last start. */
+  readonly ownSinceMarker: boolean;
+  /** Whether a CONNECT waits for it. */
+  parked: boolean;
+  gaveUp: boolean;
+}
+
+/** Where this node's stream reader stands still: at a marker, until its part is done. */
+interface Hold {
+  readonly sequence: number;
+  readonly clientId: string;
+  readonly role: 'source' | 'destination';
+  readonly deadlineMs: number;
+  /** The marker's counter (`Keel-Seq`): the start of a window when no copies were kept. */
+  readonly markerCounter: LocalCounter | null;
+  /** The source's put: request id, 0 while not out. */
+  requestId: number;
+  /** The source's state. */
+  readonly state: HandoverState | null;
+  readonly buffered: ClusterMessage[];
+}
+
+/**
+ * Route a message from `origin` at or below `cut` to everyone but `clientId` (the state holds it),
+ * until the reader meets a message from `origin` above `cut` (one node's hand-offs are in the
+ * stream in the order of their counters, across its restarts: recovery issues its outbox first).
+ * Durable as an entry of the node's outbox (written with the adopted session, done when the rule
+ * ends), so a restart brings it back before the reader reads on.
+ */
+export interface Skip {
+  readonly clientId: string;
+  readonly origin: string;
+  readonly cut: LocalCounter;
+  readonly outboxId: number;
+}
+
+/** The outbox subject of a skip rule (cluster-node.ts recovers it instead of publishing it). */
+export const skipOutboxSubject = '$KEEL.skip';
+/** The outbox subject of a window rule. */
+export const windowOutboxSubject = '$KEEL.window';
+
+/**
+ * Route this node's own hand-offs above `from` and up to `to` to `clientId` alone: the window
+ * between a marker and the adoption when this node restarted in between (its in-memory copies of
+ * them were lost). Durable as an outbox entry, done once the reader meets an own hand-off at or
+ * past `to`.
+ */
+export interface OwnWindow {
+  readonly clientId: string;
+  readonly from: LocalCounter;
+  readonly to: LocalCounter;
+  readonly outboxId: number;
+}
+
+export function windowOfHeaders(headers: ClusterHeaders, outboxId: number): OwnWindow | null {
+  const from = parseCounter(headers.from);
+  const to = parseCounter(headers.to);
+  if (from === null || to === null || headers.client === undefined) return null;
+  return { clientId: headers.client, from, to, outboxId };
+}
+
+export function skipOfHeaders(headers: ClusterHeaders, outboxId: number): Skip | null {
+  const cut = parseCounter(headers.cut);
+  if (cut === null || headers.client === undefined || headers.origin === undefined) return null;
+  return { clientId: headers.client, origin: headers.origin, cut, outboxId };
+}
+
+/** A hand-off this node queued while a hand-over to it was on its way. */
+export interface OwnHandoff {
+  readonly subject: string;
+  readonly headers: ClusterHeaders;
+  readonly payload: Uint8Array;
+}
+
+/** Own hand-offs kept per waiting hand-over at most; past it they are not routed to the session (counted, logged). */
+const ownHandoffsMax = 10_000;
+
+export class SessionHandover {
+  private readonly incoming = new Map<string, Incoming>();
+  private hold: Hold | null = null;
+  /** States addressed to this node, by key, as the watch delivered them. */
+  private readonly arrived = new Map<string, Uint8Array>();
+  private readonly skips: Skip[] = [];
+  private readonly windows: OwnWindow[] = [];
+  /** Markers this node passed without a state (it gave up): a state that comes for one is late. */
+  private readonly gaveUpSequences = new Set<number>();
+  readonly counters = { markers: 0, sent: 0, received: 0, empty: 0, timedOut: 0, late: 0, leftOut: 0, endedElsewhere: 0 };
+
+  constructor(private readonly host: HandoverHost) {}
+
+  private get broker(): Broker {
+    return this.host.broker;
+  }
+
+  /** True while the stream reader stands still at a marker. */
+  get holding(): boolean {
+    return this.hold !== null;
+  }
+
+  /** Whether a hand-over of `clientId` to this node is on its way. */
+  waitingFor(clientId: string): boolean {
+    return this.incoming.has(clientId) || (this.hold?.role === 'destination' && this.hold.clientId === clientId);
+  }
+
+  /** Hand-overs waiting, for tests and metrics. */
+  get waiting(): number {
+    return this.incoming.size;
+  }
+
+  // ---- B: the claim is won ------------------------------------------------------------------
+
+  /**
+   * B won the claim of `clientId` from `from`: queue the marker (`marker`; false when an earlier
+   * claim's marker stands for it) and wait for the state (`parked`: a CONNECT waits).
+   */
+  begin(clientId: string, from: string, nowMs: number, parked: boolean, marker: boolean): void {
+    assert(from !== this.host.nodeId, 'a node does not hand a session over to itself');
+    const earlier = this.incoming.get(clientId);
+    if (!marker && earlier !== undefined && !earlier.gaveUp) {
+      earlier.parked = earlier.parked || parked;
+      return;
+    }
+    const headers: Record<string, string> = { [headerOrigin]: this.host.nodeId, [headerClient]: sessionKey(clientId), [headerFrom]: from };
+    if (marker) this.host.queueMarker(headers);
+    const deadlineMs = nowMs + handoverWaitMs;
+    this.incoming.set(clientId, { clientId, from, deadlineMs, own: [], ownSinceMarker: marker, parked, gaveUp: false });
+    this.broker.deadlines.push(deadlineMs, 'cluster-retry', 0, '');
+    this.counters.markers += 1;
+    this.broker.log('info', 'handover-requested', { clientId, fromNode: from });
+  }
+
+  /** A CONNECT of `clientId` won a claim while a hand-over to this node is still on its way: it waits for it too. */
+  park(clientId: string): boolean {
+    const incoming = this.incoming.get(clientId);
+    if (incoming === undefined || incoming.gaveUp) return false;
+    incoming.parked = true;
+    return true;
+  }
+
+  // ---- the stream reader --------------------------------------------------------------------
+
+  /** A delivery while the reader stands still: kept, in order, for when it reads on. */
+  buffer(message: ClusterMessage): void {
+    const hold = this.hold;
+    assert(hold !== null, 'deliveries are buffered only at a marker');
+    const sequence = message.streamSequence!;
+    if (sequence <= hold.sequence) return;
+    if (hold.buffered.length >= heldDeliveriesMax) return;
+    const last = hold.buffered.at(-1);
+    if (last !== undefined && last.streamSequence! >= sequence) return;
+    hold.buffered.push(message);
+  }
+
+  /** The marker at `sequence` (the next one to apply) arrived. */
+  markerArrived(message: ClusterMessage, sequence: number, nowMs: number): void {
+    const clientId = clientIdOfSessionKey(message.headers[headerClient] ?? '');
+    const to = message.headers[headerOrigin];
+    const from = message.headers[headerFrom];
+    if (clientId === null || to === undefined || from === undefined) return this.host.markerDone(sequence, nowMs, []);
+    if (to === this.host.nodeId) return this.awaitState(clientId, sequence, parseCounter(message.headers[headerSequence]), nowMs);
+    // A marker of a claim older than this node's own (markers of two claims can reach the stream
+    // in the other order): this node keeps the session, and a source answers that it has none.
+    const stale = this.host.ownedHere(clientId);
+    if (from === this.host.nodeId) return this.serialize(clientId, to, sequence, nowMs, stale);
+    if (stale) return this.host.markerDone(sequence, nowMs, []);
+    // Neither end: a copy this node still holds is ended. It is stale when the session moved on
+    // without it; it is the session itself when the client moved twice and its second marker
+    // reached the stream before its first (the node asked had not received it yet): lost then,
+    // and the client is told so (session present 0).
+    if (this.broker.state.sessions.has(clientId) || this.broker.pendingWills.has(clientId)) {
+      this.counters.endedElsewhere += 1;
+      this.broker.log('info', 'handover-copy-ended', { clientId, toNode: to, askedNode: from });
+      endSession(this.broker, clientId, nowMs);
+    }
+    this.host.markerDone(sequence, nowMs, []);
+  }
+
+  /** A: put the session (or an empty answer) into the bucket; the reader waits for the put. */
+  private serialize(clientId: string, to: string, sequence: number, nowMs: number, stale: boolean): void {
+    const broker = this.broker;
+    const connection = broker.online.get(clientId);
+    // The claim's watch may not have closed the connection yet: the marker does it.
+    if (connection !== undefined && !stale) {
+      if (connection.version === 5) broker.sendPacket(connection, { type: PacketType.Disconnect, reasonCode: ReasonCode.SessionTakenOver }, 0, true);
+      broker.closeConnection(connection, nowMs, `session taken over by node ${to}`, 'publish', true);
+    }
+    const present = !stale && broker.state.sessions.has(clientId);
+    const { records, leftOut } = present ? sessionRecords(broker, clientId) : { records: [], leftOut: 0 };
+    if (leftOut > 0) {
+      this.counters.leftOut += leftOut;
+      broker.stats.drops.sessionEnded += leftOut;
+      broker.log('warn', 'handover-truncated', { clientId, leftOut, bytesMax: handoverBytesMax });
+    }
+    const pending = broker.pendingWills.get(clientId);
+    const willInMs = pending === undefined ? null : Math.max(0, pending.deadlineMs - nowMs);
+    const counter = this.host.counter();
+    const header: StateHeader = { client: clientId, from: this.host.nodeId, to, sequence, nowMs, cut: formatCounter(counter), willInMs, none: !present };
+    this.hold = { sequence, clientId, role: 'source', deadlineMs: Number.POSITIVE_INFINITY, markerCounter: null, requestId: 0, state: { header, records }, buffered: [] };
+    this.issuePut();
+  }
+
+  private issuePut(): void {
+    const hold = this.hold;
+    if (hold === null || hold.role !== 'source' || hold.requestId !== 0 || hold.state === null || !this.host.connected) return;
+    hold.requestId = this.host.nextRequestId();
+    const value = encodeHandoverState(hold.state);
+    this.broker.pushCluster({ op: 'kv-set', requestId: hold.requestId, bucket: handoverBucket, key: handoverKey(hold.clientId, hold.sequence), value, expectedRevision: null });
+  }
+
+  /** Handles a completion if it answers a put of this module; false when it is someone else's. */
+  completed(nowMs: number, result: ClusterResult): boolean {
+    const hold = this.hold;
+    if (hold === null || hold.role !== 'source' || hold.requestId !== result.requestId) return false;
+    hold.requestId = 0;
+    if (!result.ok) {
+      this.broker.deadlines.push(nowMs + 250, 'cluster-retry', 0, '');
+      return true;
+    }
+    this.counters.sent += 1;
+    const clientId = hold.clientId;
+    if (!hold.state!.header.none && this.broker.state.sessions.has(clientId)) {
+      // Handed over, not ended: its will went with it (or fired when the connection closed).
+      this.broker.pendingWills.delete(clientId);
+      if (this.broker.state.wills.has(clientId)) this.broker.commit({ kind: 'will-cleared', clientId });
+      this.broker.sessionExpiryDeadlines.delete(clientId);
+      this.broker.commit({ kind: 'session-deleted', clientId });
+    }
+    this.broker.log('info', 'session-handed-over', { clientId, sequence: hold.sequence });
+    this.release(nowMs);
+    return true;
+  }
+
+  /** B at its marker: apply the state if it is here, else wait for it (up to the claim's deadline). */
+  private awaitState(clientId: string, sequence: number, markerCounter: LocalCounter | null, nowMs: number): void {
+    const incoming = this.incoming.get(clientId);
+    const key = handoverKey(clientId, sequence);
+    // The CONNECT gave up waiting and has a fresh session: the state is dropped as late.
+    if (incoming?.gaveUp === true) {
+      this.incoming.delete(clientId);
+      this.gaveUp(sequence);
+      const value = this.arrived.get(key);
+      this.arrived.delete(key);
+      const state = value === undefined ? null : decodeHandoverState(value);
+      if (state !== null) this.late(state, key, nowMs);
+      this.host.markerDone(sequence, nowMs, []);
+      return;
+    }
+    // A CONNECT waits until its claim's deadline; without one (it left, or this node restarted
+    // since the claim) the reader waits a full bound from here.
+    const deadlineMs = incoming?.parked === true ? incoming.deadlineMs : nowMs + handoverWaitMs;
+    this.broker.deadlines.push(deadlineMs, 'cluster-retry', 0, '');
+    this.hold = { sequence, clientId, role: 'destination', deadlineMs, markerCounter, requestId: 0, state: null, buffered: [] };
+    this.tryApply(nowMs);
+  }
+
+  private tryApply(nowMs: number): void {
+    const hold = this.hold;
+    if (hold === null || hold.role !== 'destination') return;
+    const key = handoverKey(hold.clientId, hold.sequence);
+    const value = this.arrived.get(key);
+    if (value === undefined) return;
+    this.arrived.delete(key);
+    const state = decodeHandoverState(value);
+    const incoming = this.incoming.get(hold.clientId);
+    this.incoming.delete(hold.clientId);
+    if (state === null || state.header.none) {
+      this.counters.empty += 1;
+      this.deleteKey(key);
+    } else if (this.broker.online.has(hold.clientId) && incoming?.parked !== true) {
+      // The client connected here again meanwhile and was answered: this state comes too late for it.
+      this.late(state, key, nowMs);
+    } else {
+      // Without every copy since the marker (it was queued in an earlier life) the stream brings them: a window.
+      this.apply(state, incoming?.ownSinceMarker === true ? incoming.own : [], nowMs);
+      if (incoming?.ownSinceMarker !== true && hold.markerCounter !== null) this.addWindow(hold.clientId, hold.markerCounter);
+      this.deleteKey(key);
+    }
+    if (incoming?.parked === true) this.host.answer(hold.clientId, nowMs, false);
+    this.release(nowMs);
+  }
+
+  /** The rule for the source's own messages behind the marker, logged with the session. */
+  private addSkip(state: HandoverState): void {
+    const cut = parseCounter(state.header.cut);
+    if (cut === null) return;
+    const outboxId = this.host.logEntry(skipOutboxSubject, { client: state.header.client, origin: state.header.from, cut: state.header.cut });
+    this.skips.push({ clientId: state.header.client, origin: state.header.from, cut, outboxId });
+  }
+
+  /** A rule logged before the last start (cluster-node.ts recovery). */
+  restoreSkip(skip: Skip): void {
+    this.skips.push(skip);
+  }
+
+  /** A window logged before the last start (cluster-node.ts recovery). */
+  restoreWindow(window: OwnWindow): void {
+    this.windows.push(window);
+  }
+
+  /** Adopted without the copies of this node's own hand-offs since the marker (it restarted): they come from the stream. */
+  private addWindow(clientId: string, from: LocalCounter): void {
+    const to = this.host.counter();
+    if (compareCounters(to, from) <= 0) return;
+    const outboxId = this.host.logEntry(windowOutboxSubject, { client: clientId, from: formatCounter(from), to: formatCounter(to) });
+    this.windows.push({ clientId, from, to, outboxId });
+  }
+
+  /** For one of this node's own hand-offs from the stream: the client id whose window holds it, or ''. */
+  ownWindow(headers: ClusterHeaders): string {
+    if (this.windows.length === 0) return '';
+    const counter = parseCounter(headers[headerSequence]);
+    if (counter === null) return '';
+    let only = '';
+    for (let index = 0; index < this.windows.length; index++) {
+      const window = this.windows[index]!;
+      if (compareCounters(counter, window.from) > 0 && compareCounters(counter, window.to) <= 0 && only === '') only = window.clientId;
+      if (compareCounters(counter, window.to) >= 0) {
+        this.windows.splice(index--, 1);
+        this.host.entryDone(window.outboxId);
+      }
+    }
+    return only;
+  }
+
+  private deleteKey(key: string): void {
+    if (this.host.connected) this.broker.pushCluster({ op: 'kv-set', requestId: this.host.nextRequestId(), bucket: handoverBucket, key, value: null, expectedRevision: null });
+  }
+
+  /** Writes a handed-over session into this node's log, as an offline session. */
+  private apply(state: HandoverState, own: readonly OwnHandoff[], nowMs: number): void {
+    const broker = this.broker;
+    const clientId = state.header.client;
+    this.counters.received += 1;
+    if (broker.state.sessions.has(clientId) || broker.pendingWills.has(clientId)) endSession(broker, clientId, nowMs);
+    const shiftMs = nowMs - state.header.nowMs;
+    const ids = new Map<number, number>();
+    for (const record of state.records) applyRecord(broker, record, ids, shiftMs, nowMs, state.header.willInMs);
+    const session = broker.state.sessions.get(clientId);
+    assert(session !== undefined, 'a handed-over state creates its session');
+    if (session.expiryIntervalSeconds !== 0) scheduleSessionExpiry(broker, session, nowMs);
+    this.addSkip(state);
+    // This node's own publications since the marker, which nobody routed to the session yet.
+    for (const handoff of own) this.host.routeOnly(clientId, handoff, nowMs);
+    broker.log('info', 'session-adopted', { clientId, fromNode: state.header.from, deliveries: session.inflight.size + session.queue.length });
+  }
+
+  /** The reader reads on: the marker is applied, then what waited behind it. */
+  private release(nowMs: number): void {
+    const hold = this.hold;
+    assert(hold !== null, 'only a standing reader is released');
+    this.hold = null;
+    this.host.markerDone(hold.sequence, nowMs, hold.buffered);
+  }
+
+  // ---- deadlines, the link, the bucket --------------------------------------------------------
+
+  /** A hand-over deadline (or a retry) may be due. */
+  due(nowMs: number): void {
+    this.issuePut();
+    for (const incoming of this.incoming.values()) {
+      if (!incoming.parked || nowMs < incoming.deadlineMs) continue;
+      incoming.parked = false;
+      this.counters.timedOut += 1;
+      this.broker.log('warn', 'handover-timed-out', { clientId: incoming.clientId, fromNode: incoming.from, waitedMs: handoverWaitMs });
+      // Session present 0 and a fresh session; a state that comes later is dropped.
+      incoming.gaveUp = this.host.answer(incoming.clientId, nowMs, true);
+    }
+    const hold = this.hold;
+    if (hold !== null && hold.role === 'destination' && nowMs >= hold.deadlineMs) {
+      this.incoming.delete(hold.clientId);
+      this.counters.timedOut += 1;
+      this.broker.log('warn', 'handover-gave-up', { clientId: hold.clientId, sequence: hold.sequence });
+      this.gaveUp(hold.sequence);
+      this.release(nowMs);
+    }
+  }
+
+  linkChanged(up: boolean): void {
+    if (this.hold !== null) this.hold.requestId = 0;
+    if (!up) return;
+    this.arrived.clear();
+    this.broker.pushCluster({ op: 'kv-watch', bucket: handoverBucket });
+    this.issuePut();
+  }
+
+  /** A change of `keel-handover`: keep the states addressed to this node. */
+  keyChanged(nowMs: number, change: ClusterKeyChange, appliedSequence: number): void {
+    assert(change.bucket === handoverBucket, 'the hand-over watches its own bucket');
+    if (change.value === null) {
+      this.arrived.delete(change.key);
+      return;
+    }
+    const parsed = parseHandoverKey(change.key);
+    if (parsed === null) return;
+    const state = decodeHandoverState(change.value);
+    if (state === null || state.header.to !== this.host.nodeId) return;
+    const waiting = this.hold?.role === 'destination' && this.hold.sequence === parsed.sequence;
+    if (waiting || parsed.sequence > appliedSequence) {
+      this.arrived.set(change.key, change.value);
+      if (waiting) this.tryApply(nowMs);
+      return;
+    }
+    // A marker this node has passed: a state it gave up on is late; any other is stale (its
+    // deletion was lost with the link).
+    if (this.gaveUpSequences.delete(parsed.sequence)) return this.late(state, change.key, nowMs);
+    this.deleteKey(change.key);
+  }
+
+  private gaveUp(sequence: number): void {
+    // Bounded: the oldest are forgotten (a state that comes that late is only deleted, its will lost).
+    if (this.gaveUpSequences.size >= 1_024) this.gaveUpSequences.delete(this.gaveUpSequences.values().next().value!);
+    this.gaveUpSequences.add(sequence);
+  }
+
+  /** A state for a marker this node has passed (it gave up waiting): its will fires here, the rest is dropped. */
+  private late(state: HandoverState, key: string, nowMs: number): void {
+    this.counters.late += 1;
+    const will = state.records.find((record) => record.kind === 'will-set');
+    if (will !== undefined && will.kind === 'will-set') publishWill(this.broker, state.header.client, will.will, nowMs);
+    const dropped = state.records.filter((record) => record.kind === 'delivery-queued').length;
+    this.broker.stats.drops.sessionEnded += dropped;
+    this.broker.log('warn', 'handover-late', { clientId: state.header.client, fromNode: state.header.from, dropped });
+    this.broker.pushCluster({ op: 'kv-set', requestId: this.host.nextRequestId(), bucket: handoverBucket, key, value: null, expectedRevision: null });
+  }
+
+  // ---- routing rules for the seam -----------------------------------------------------------
+
+  /** This node queued a hand-off: every hand-over on its way here keeps it for its session. */
+  forwarded(handoff: OwnHandoff): void {
+    for (const incoming of this.incoming.values()) {
+      if (incoming.gaveUp) continue;
+      if (incoming.own.length < ownHandoffsMax) incoming.own.push(handoff);
+      else this.broker.log('warn', 'handover-own-dropped', { clientId: incoming.clientId });
+    }
+  }
+
+  /**
+   * For a hand-off from another node: the client ids to leave out (sessions whose handed-over
+   * state already holds it), or null.
+   */
+  except(headers: ClusterHeaders, origin: string): ReadonlySet<string> | null {
+    if (this.skips.length === 0) return null;
+    const counter = parseCounter(headers[headerSequence]);
+    if (counter === null) return null;
+    let except: Set<string> | null = null;
+    for (let index = 0; index < this.skips.length; index++) {
+      const skip = this.skips[index]!;
+      if (skip.origin !== origin) continue;
+      if (compareCounters(counter, skip.cut) > 0) {
+        this.skips.splice(index--, 1);
+        this.host.entryDone(skip.outboxId);
+        continue;
+      }
+      except ??= new Set();
+      except.add(skip.clientId);
+    }
+    return except;
+  }
+}
+
+/** Applies one handed-over record to this node's log: message ids renumbered, times moved to this clock. */
+function applyRecord(broker: Broker, record: StateRecord, ids: Map<number, number>, shiftMs: number, nowMs: number, willInMs: number | null): void {
+  switch (record.kind) {
+    case 'message-stored': {
+      const fields = record.message;
+      const message: StoredMessage = {
+        ...fields,
+        messageId: 0,
+        createdAtMs: fields.createdAtMs + shiftMs,
+        expiryAtMs: fields.expiryAtMs === null ? null : fields.expiryAtMs + shiftMs,
+        references: 0,
+      };
+      ids.set(fields.messageId, storeMessage(broker, message, false).messageId);
+      return;
+    }
+    case 'session-created':
+      broker.commit(record);
+      broker.commit({ kind: 'session-disconnected', clientId: record.clientId, atMs: nowMs, expiryIntervalSeconds: record.expiryIntervalSeconds });
+      return;
+    case 'delivery-queued': {
+      const messageId = ids.get(record.messageId);
+      assert(messageId !== undefined, 'a handed-over delivery names a handed-over message');
+      broker.commit({ ...record, messageId });
+      return;
+    }
+    case 'will-set':
+      broker.commit(record);
+      broker.pendingWills.set(record.clientId, { will: record.will, deadlineMs: nowMs + (willInMs ?? 0) });
+      broker.deadlines.push(nowMs + (willInMs ?? 0), 'will', 0, record.clientId);
+      return;
+    case 'subscription-added':
+    case 'incoming-qos2-recorded':
+    case 'session-counters':
+      broker.commit(record);
+      return;
+    default:
+      assert(false, `a handed-over state holds no ${record.kind} record`);
+  }
+}
