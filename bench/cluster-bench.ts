@@ -30,8 +30,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BenchClient } from './load/client.js';
+import { startNats, until } from './load/nats-peer.js';
 import { encodePublish } from './load/packets.js';
-import { canConnect, freePort, keelNodeArguments, readCpuMicros, repositoryRoot } from './load/peers.js';
+import { freePort, keelNodeArguments, readCpuMicros, repositoryRoot } from './load/peers.js';
 import { FloodPublisher, makePayload, WindowPublisher } from './load/publishers.js';
 
 interface Options {
@@ -86,22 +87,6 @@ function parseOptions(argv: string[]): Options {
     else throw new Error(`unknown option --${key}`);
   }
   return options;
-}
-
-async function until(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 15_000): Promise<void> {
-  const startMs = Date.now();
-  while (!(await condition())) {
-    if (Date.now() - startMs > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
-async function startNats(directory: string): Promise<Process> {
-  const port = await freePort();
-  const child = spawn('nats-server', ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', join(directory, 'nats')], { stdio: 'ignore' });
-  children.add(child);
-  await until(() => canConnect(port), 'nats-server');
-  return { child, port };
 }
 
 /** A `keel serve` child; with `natsPort` a cluster node that is up only once its link is. */
@@ -248,7 +233,7 @@ async function withBrokers(clustered: boolean, syncPolicy: string, body: (nodes:
   const directory = mkdtempSync(join(tmpdir(), 'keel-cluster-bench-'));
   const started: Process[] = [];
   try {
-    const nats = clustered ? await startNats(directory) : null;
+    const nats = clustered ? await startNats(directory, children) : null;
     if (nats !== null) started.push(nats);
     const nodes = [await startKeel(directory, 'a', nats?.port ?? null, syncPolicy)];
     if (clustered) nodes.push(await startKeel(directory, 'b', nats!.port, syncPolicy));

@@ -25,6 +25,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { IdleConnections } from './load/idle-connections.js';
+import { startNats, until } from './load/nats-peer.js';
 import type { ProtocolLevel } from './load/packets.js';
 import { canConnect, freePort, keelNodeArguments, readCpuMicros, readRssBytes, repositoryRoot } from './load/peers.js';
 import { plainTcp } from './load/transport.js';
@@ -76,22 +77,6 @@ function parseOptions(argv: string[]): Options {
     } else throw new Error(`unknown option --${key}`);
   }
   return options;
-}
-
-async function until(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
-  const startMs = Date.now();
-  while (!(await condition())) {
-    if (Date.now() - startMs > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
-async function startNats(directory: string): Promise<{ child: ChildProcess; port: number }> {
-  const port = await freePort();
-  const child = spawn('nats-server', ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', join(directory, 'nats')], { stdio: 'ignore' });
-  children.add(child);
-  await until(() => canConnect(port), 'nats-server');
-  return { child, port };
 }
 
 async function startNode(directory: string, name: string, natsPort: number): Promise<Node> {
@@ -187,7 +172,7 @@ async function main(): Promise<void> {
   if (perNode > connectionsPerProcessMax) throw new Error(`${perNode} connections per node is above ${connectionsPerProcessMax}: use more --nodes`);
   const directory = mkdtempSync(join(tmpdir(), 'keel-cluster-connections-'));
   try {
-    const nats = await startNats(directory);
+    const nats = await startNats(directory, children);
     const nodes: Node[] = [];
     for (let index = 0; index < nodeCount; index++) nodes.push(await startNode(directory, `n${index + 1}`, nats.port));
     await new Promise((resolve) => setTimeout(resolve, settleMs));
