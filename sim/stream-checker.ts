@@ -467,14 +467,24 @@ export class StreamChecker {
    * identifier that deduplicates it, so that is its first arrival (seed 967420).
    */
   private newerKept(record: MessageRecord, kept: Map<number, string>): boolean {
-    const first = record.firstArrivalMs ?? 0;
-    const last = record.lastArrivalMs ?? 0;
-    const appendedByMs = record.qos === 2 && !this.crashBetween(first, last) ? first : last;
+    const appendedByMs = this.lastAppendMs(record);
     for (const key of kept.values()) {
       const other = this.message(key);
-      if (other !== undefined && other.key !== record.key && other.topic === record.topic && (other.firstArrivalMs ?? 0) >= appendedByMs) return true;
+      if (other !== undefined && other.key !== record.key && other.topic === record.topic && this.lastAppendMs(other) >= appendedByMs) return true;
     }
     return false;
+  }
+
+  /**
+   * When a message's last copy in the stream can have reached the broker: a QoS 1 resend is
+   * appended again, and compaction keeps the newest copy, so a kept message counts from its last
+   * arrival (seeds 1900832 and 1901759: a kept message first sent before the lost one, resent after
+   * it); a QoS 2 resend only after a crash (see above).
+   */
+  private lastAppendMs(record: MessageRecord): number {
+    const first = record.firstArrivalMs ?? 0;
+    const last = record.lastArrivalMs ?? 0;
+    return record.qos === 2 && !this.crashBetween(first, last) ? first : last;
   }
 
   /** A plain 5.0 reader, session by session: increasing offsets, no unexplained skip, the start it asked for. */

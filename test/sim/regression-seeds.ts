@@ -197,4 +197,10 @@ export const regressionSeeds: readonly { seed: number; found: string; workload?:
     found:
       "store (streams): last-value compaction switched a segment's index to the rewritten file only once the directory sync after the rename completed; a read issued between the rename and that sync read the new file at the old index's positions and reported damage the disk never had",
   },
+  {
+    seed: 1900832,
+    found:
+      'checker (streams): a last-value stream kept a QoS 1 message whose resend arrived after a lost one on the same topic; the checker counted the kept message from its first arrival, not its last (a resend is appended again)',
+  },
+  { seed: 1901759, found: 'checker (streams): same as 1900832, in a world whose stream backlog pauses its publishers' },
 ];
