@@ -50,7 +50,7 @@ function writeVarint(target: Buffer, offset: number, value: number): number {
 }
 
 /** Builds one packet from its first byte and its body (everything after Remaining Length). */
-function framePacket(firstByte: number, body: Buffer): Buffer {
+export function framePacket(firstByte: number, body: Buffer): Buffer {
   const packet = Buffer.allocUnsafe(1 + varintBytes(body.length) + body.length);
   packet[0] = firstByte;
   const bodyStart = writeVarint(packet, 1, body.length);
@@ -58,7 +58,14 @@ function framePacket(firstByte: number, body: Buffer): Buffer {
   return packet;
 }
 
-function utf8String(text: string): Buffer {
+/** A Variable Byte Integer on its own (a properties length, say). */
+export function varintBuffer(value: number): Buffer {
+  const bytes = Buffer.allocUnsafe(varintBytes(value));
+  writeVarint(bytes, 0, value);
+  return bytes;
+}
+
+export function utf8String(text: string): Buffer {
   const bytes = Buffer.from(text, 'utf8');
   assert(bytes.length <= 0xffff, 'string longer than 65535 bytes');
   const framed = Buffer.allocUnsafe(2 + bytes.length);

@@ -15,7 +15,7 @@
  * hidden. Setup steps have deadlines, so a broker that never answers fails the run.
  */
 import net from 'node:net';
-import { PacketScanner, PacketType, PubackBatch, readVarint } from '../load/packets.js';
+import { framePacket, PacketScanner, PacketType, PubackBatch, readVarint, utf8String, varintBuffer } from '../load/packets.js';
 
 /** MQTT 5.0 property identifiers the reader meets in a stream delivery. */
 const Property = {
@@ -32,42 +32,18 @@ const Property = {
 
 const offsetKey = Buffer.from('stream-offset', 'utf8');
 
-function utf8Field(text: string): Buffer {
-  const bytes = Buffer.from(text, 'utf8');
-  const field = Buffer.allocUnsafe(2 + bytes.length);
-  field.writeUInt16BE(bytes.length, 0);
-  bytes.copy(field, 2);
-  return field;
-}
-
-function varint(value: number): Buffer {
-  const bytes: number[] = [];
-  let rest = value;
-  do {
-    let byte = rest % 128;
-    rest = Math.floor(rest / 128);
-    if (rest > 0) byte |= 0x80;
-    bytes.push(byte);
-  } while (rest > 0);
-  return Buffer.from(bytes);
-}
-
-function frame(firstByte: number, body: Buffer): Buffer {
-  return Buffer.concat([Buffer.from([firstByte]), varint(body.length), body]);
-}
-
 /** CONNECT, MQTT 5.0, clean start, keep-alive off, Receive Maximum 65,535. */
 export function encodeReaderConnect(clientId: string): Buffer {
   const properties = Buffer.from([Property.receiveMaximum, 0xff, 0xff]);
-  const header = Buffer.concat([utf8Field('MQTT'), Buffer.from([5, 0x02, 0, 0])]);
-  return frame(PacketType.connect << 4, Buffer.concat([header, varint(properties.length), properties, utf8Field(clientId)]));
+  const header = Buffer.concat([utf8String('MQTT'), Buffer.from([5, 0x02, 0, 0])]);
+  return framePacket(PacketType.connect << 4, Buffer.concat([header, varintBuffer(properties.length), properties, utf8String(clientId)]));
 }
 
 /** SUBSCRIBE to one filter at QoS 1 with the user property `stream-offset` = `start`. */
 export function encodeStreamSubscribe(filter: string, start: string): Buffer {
-  const properties = Buffer.concat([Buffer.from([Property.userProperty]), utf8Field('stream-offset'), utf8Field(start)]);
-  const body = Buffer.concat([Buffer.from([0, 1]), varint(properties.length), properties, utf8Field(filter), Buffer.from([1])]);
-  return frame((PacketType.subscribe << 4) | 0x02, body);
+  const properties = Buffer.concat([Buffer.from([Property.userProperty]), utf8String('stream-offset'), utf8String(start)]);
+  const body = Buffer.concat([Buffer.from([0, 1]), varintBuffer(properties.length), properties, utf8String(filter), Buffer.from([1])]);
+  return framePacket((PacketType.subscribe << 4) | 0x02, body);
 }
 
 /** What the decoder reads of one PUBLISH. */
