@@ -142,6 +142,24 @@ export class NatsServer {
   }
 }
 
+/**
+ * Free ports, none twice: each probe closes before the next, so the system may hand out the same
+ * port again (a cluster once got one port for a client and a route listener, and its server
+ * failed to start). Returned as groups of the given sizes.
+ */
+async function distinctFreePorts(...sizes: number[]): Promise<number[][]> {
+  const total = sizes.reduce((sum, size) => sum + size, 0);
+  const found = new Set<number>();
+  for (let attempt = 0; found.size < total; attempt++) {
+    if (attempt > total * 20) throw new Error(`could not find ${total} distinct free ports`);
+    found.add(await freePort());
+  }
+  const all = [...found];
+  const groups: number[][] = [];
+  for (const size of sizes) groups.push(all.splice(0, size));
+  return groups;
+}
+
 /** One `nats-server -js` on a free port with a new temporary store (started). */
 export async function startNats(): Promise<NatsServer> {
   const port = await freePort();
@@ -156,8 +174,7 @@ export async function startNats(): Promise<NatsServer> {
  * Raft groups), each with its own store; resolves once every member has its two routes.
  */
 export async function startNatsCluster(): Promise<NatsServer[]> {
-  const ports = [await freePort(), await freePort(), await freePort()];
-  const clusterPorts = [await freePort(), await freePort(), await freePort()];
+  const [ports, clusterPorts] = await distinctFreePorts(3, 3);
   const routes = clusterPorts.map((port) => `nats://127.0.0.1:${port}`);
   const clusterName = `keel-test-${ports[0]}`;
   const servers = ports.map(
