@@ -203,4 +203,9 @@ export const regressionSeeds: readonly { seed: number; found: string; workload?:
       'checker (streams): a last-value stream kept a QoS 1 message whose resend arrived after a lost one on the same topic; the checker counted the kept message from its first arrival, not its last (a resend is appended again)',
   },
   { seed: 1901759, found: 'checker (streams): same as 1900832, in a world whose stream backlog pauses its publishers' },
+  {
+    seed: 2000335,
+    found:
+      "checker: a retained QoS 2 message acknowledged before a repair's amnesty counted as one that surely survived it, because its PUBREC reached a client that had stopped reading only after the amnesty; a retained message now surely survives only when its last copy reached the broker after the amnesty",
+  },
 ];
