@@ -1189,9 +1189,12 @@ export class Checker {
       byTopic.set(record.topic, list);
     }
     for (const [topic, records] of byTopic) {
-      // Only a message acknowledged after the last amnesty surely survived to the audit.
+      // Only an acknowledged message whose last copy reached the broker after the last amnesty
+      // surely survived to the audit. When the client read the acknowledgement says nothing: a
+      // client that stopped reading may get, after the amnesty, a PUBREC the broker sent before
+      // the damage it repaired (seed 2000335).
       const lastAmnestyMs = this.amnestiesMs[this.amnestiesMs.length - 1] ?? Number.NEGATIVE_INFINITY;
-      const acked = records.filter((r) => r.ackedMs !== null && r.ackedMs > lastAmnestyMs);
+      const acked = records.filter((r) => r.ackedMs !== null && r.lastArrivalMs !== null && r.lastArrivalMs > lastAmnestyMs);
       // A candidate is excluded when another acknowledged retained message was sent after it was acknowledged.
       const candidates = records.filter((r) => !acked.some((p) => p !== r && r.ackedMs !== null && r.ackedMs < p.firstSentMs!));
       const got = seen.get(topic);
