@@ -10,6 +10,12 @@
  * pending events (each network segment is one), so the heap is kept as parallel arrays: times
  * and sequences in typed arrays, which a sift reads without following a pointer per comparison,
  * and the callbacks beside them. Nothing is allocated per event but the caller's callback.
+ *
+ * A deadline that is moved again and again (the broker's wakeup, re-armed after every input) is
+ * a `Timer` beside the heap rather than a new event per move: pushing one per move left every
+ * superseded deadline in the heap as an event that ran only to find itself stale, a fifth of a
+ * world's events. Arming a timer takes the next sequence number exactly as a push would, so it
+ * runs in the same place among the other events as the last event pushed for it would have.
  */
 
 export interface SimEvent {
@@ -20,15 +26,71 @@ export interface SimEvent {
 
 const capacityInitial = 1_024;
 
+/** A callback that runs at most once per arming; each `EventQueue.arm` replaces its time and place. */
+export class Timer {
+  /** While armed: when it runs, and its place among events of the same time. */
+  timeMs = 0;
+  sequence = 0;
+  armed = false;
+
+  constructor(readonly run: () => void) {}
+}
+
 export class EventQueue {
   private times = new Float64Array(capacityInitial);
   private sequences = new Float64Array(capacityInitial);
   private runs: (() => void)[] = [];
   private length = 0;
   private sequenceNext = 0;
+  /** Every timer ever armed here (a world has one per broker node), and the earliest armed one. */
+  private readonly timers: Timer[] = [];
+  private timerNext: Timer | null = null;
+  private timersArmed = 0;
 
   get size(): number {
-    return this.length;
+    return this.length + this.timersArmed;
+  }
+
+  /**
+   * Schedules `timer` at `timeMs` (replacing its earlier time, if armed), ordered after every event
+   * pushed or timer armed before this call at the same time.
+   */
+  arm(timer: Timer, timeMs: number): void {
+    if (!Number.isFinite(timeMs)) throw new Error(`timer time must be finite, got ${timeMs}`);
+    if (!timer.armed) {
+      if (!this.timers.includes(timer)) this.timers.push(timer);
+      this.timersArmed += 1;
+    }
+    timer.armed = true;
+    timer.timeMs = timeMs;
+    timer.sequence = this.sequenceNext++;
+    this.findTimerNext();
+  }
+
+  /** The timer will not run (until armed again). */
+  disarm(timer: Timer): void {
+    if (!timer.armed) return;
+    timer.armed = false;
+    this.timersArmed -= 1;
+    if (this.timerNext === timer) this.findTimerNext();
+  }
+
+  private findTimerNext(): void {
+    let next: Timer | null = null;
+    for (const timer of this.timers) {
+      if (!timer.armed) continue;
+      if (next === null || timer.timeMs < next.timeMs || (timer.timeMs === next.timeMs && timer.sequence < next.sequence)) next = timer;
+    }
+    this.timerNext = next;
+  }
+
+  /** Whether the earliest armed timer goes before the heap's earliest event. */
+  private timerFirst(): boolean {
+    const timer = this.timerNext;
+    if (timer === null) return false;
+    if (this.length === 0) return true;
+    const heapTime = this.times[0]!;
+    return timer.timeMs < heapTime || (timer.timeMs === heapTime && timer.sequence < this.sequences[0]!);
   }
 
   push(timeMs: number, run: () => void): void {
@@ -54,11 +116,18 @@ export class EventQueue {
   }
 
   peekTimeMs(): number | null {
+    if (this.timerFirst()) return this.timerNext!.timeMs;
     return this.length === 0 ? null : this.times[0]!;
   }
 
   /** The earliest event, or undefined when none is pending. Allocates the returned object. */
   pop(): SimEvent | undefined {
+    if (this.timerFirst()) {
+      const timer = this.timerNext!;
+      const event = { timeMs: timer.timeMs, sequence: timer.sequence, run: timer.run };
+      this.disarm(timer);
+      return event;
+    }
     if (this.length === 0) return undefined;
     const timeMs = this.times[0]!;
     const sequence = this.sequences[0]!;
@@ -71,6 +140,11 @@ export class EventQueue {
    * be empty.
    */
   popRun(): () => void {
+    if (this.timerFirst()) {
+      const timer = this.timerNext!;
+      this.disarm(timer);
+      return timer.run;
+    }
     if (this.length === 0) throw new Error('popRun on an empty event queue');
     const times = this.times;
     const sequences = this.sequences;

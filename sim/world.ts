@@ -47,7 +47,7 @@ import { type ClientContext, ModelClient } from './clients/model-client.js';
 import { Prober } from './clients/prober.js';
 import { dollarRoots } from './coverage.js';
 import { DiskDevice } from './disk.js';
-import { EventQueue } from './event-queue.js';
+import { EventQueue, Timer } from './event-queue.js';
 import { AccessOracle, aclRulesFor, impostorUser, WorldAuthenticator } from './identity.js';
 import { KeepAliveWatch } from './keepalive-watch.js';
 import { type Link, Network } from './network.js';
@@ -104,7 +104,9 @@ export class World implements ClientContext {
   private broker: RunningBroker | null = null;
   private incarnationNext = 1;
   private adminRequestNext = 1;
-  private wakeupToken = 0;
+  /** The broker's wakeup (Driver's setWakeup), and the incarnation that set it. */
+  private readonly wakeup = new Timer(() => this.brokerInput((driver) => driver.tick(this.clock.nowMs), this.wakeupIncarnation));
+  private wakeupIncarnation = 0;
   /** A ring of the last trace lines and their times, for the violation report. */
   private readonly recentLines: string[] = new Array(recentEventsKept).fill('');
   private readonly recentTimesMs: number[] = new Array(recentEventsKept).fill(0);
@@ -378,13 +380,11 @@ export class World implements ClientContext {
         this.trace(`admin #${requestId} ${outcome.ok ? 'ok' : `${outcome.status}: ${outcome.message}`}`);
         this.checker.adminResulted(requestId, outcome.ok);
       },
+      // One timer, moved by every input: a crashed incarnation's last wakeup still runs, and does nothing.
       setWakeup: (deadlineMs) => {
-        const token = ++this.wakeupToken;
-        if (deadlineMs === null) return;
-        this.queue.push(Math.max(deadlineMs, this.clock.nowMs), () => {
-          if (token !== this.wakeupToken) return;
-          this.brokerInput((driver) => driver.tick(this.clock.nowMs), incarnation);
-        });
+        if (deadlineMs === null) return this.queue.disarm(this.wakeup);
+        this.wakeupIncarnation = incarnation;
+        this.queue.arm(this.wakeup, Math.max(deadlineMs, this.clock.nowMs));
       },
     };
   }
