@@ -184,6 +184,24 @@ describe('trace hash', () => {
       { numRuns: 100 },
     );
   }, 30_000);
+
+  it('hashes Latin-1 text (one multiplication per unit) exactly as two byte steps', () => {
+    // Trace lines are ASCII, which takes the fast path; units just below and above 0x100 take
+    // either path, and the text after a number starts from a different hash state every time.
+    const unit = fc.integer({ min: 0, max: 0x2ff }).map((code) => String.fromCharCode(code));
+    fc.assert(
+      fc.property(fc.nat(), fc.string({ unit, maxLength: 60 }), (nowMs, line) => {
+        const joined = `${nowMs} ${line}`;
+        const bytes: number[] = [];
+        for (let index = 0; index < joined.length; index++) bytes.push(joined.charCodeAt(index) & 0xff, joined.charCodeAt(index) >>> 8);
+        const hash = new TraceHash();
+        hash.integer(nowMs);
+        hash.units(` ${line}`);
+        expect(hash.hex()).toBe(referenceFnv(bytes));
+      }),
+      { numRuns: 300 },
+    );
+  }, 30_000);
 });
 
 describe('random streams and world shapes', () => {
