@@ -38,6 +38,27 @@ describe('event queue', () => {
     );
   });
 
+  it('pops in (time, insertion) order over more distinct times than its first capacity, fractional ones too', () => {
+    // Events wait in one bucket per distinct time, and the times in a heap that starts at 256.
+    const time = fc.oneof(fc.integer({ min: 0, max: 3_000 }), fc.double({ min: 0, max: 3_000, noNaN: true }));
+    fc.assert(
+      fc.property(fc.array(time, { minLength: 300, maxLength: 1_500 }), (times) => {
+        const queue = new EventQueue();
+        const popped: number[] = [];
+        for (const [index, timeMs] of times.entries()) queue.push(timeMs, () => popped.push(index));
+        expect(queue.size).toBe(times.length);
+        for (let event = queue.pop(); event !== undefined; event = queue.pop()) event.run();
+        const expected = times
+          .map((timeMs, index) => ({ timeMs, index }))
+          .sort((a, b) => a.timeMs - b.timeMs || a.index - b.index)
+          .map((e) => e.index);
+        expect(popped).toEqual(expected);
+        expect(queue.size).toBe(0);
+      }),
+      { numRuns: 50 },
+    );
+  });
+
   it('keeps that order when events are pushed while others run, past its first capacity', () => {
     // Each run may schedule more events (at or after now), as the world's events do; the heap
     // grows past its initial 1,024 slots. The reference is a sort by (time, push order).
