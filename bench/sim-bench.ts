@@ -1,7 +1,11 @@
 /**
  * Simulator throughput: simulated events per second, seeds per minute and simulated time per
  * second, over a fixed range of seeds (each seed a differently shaped world, so the figure is a
- * typical mix), against the real broker. Usage: node dist/bench/sim-bench.js [seedCount] [seedStart]
+ * typical mix), against the real broker.
+ * Usage: node dist/bench/sim-bench.js [seedCount] [seedStart] [nodes]
+ * where nodes is 1 (default: single-node worlds, the figure issue 17 names), 2 to 9 (cluster worlds
+ * of that many nodes), or `vopr` (the mix `keel vopr` runs: about one seed in five a cluster of 2
+ * or 3 nodes).
  *
  * Both wall time and the process's CPU time (user + system, from `process.cpuUsage`) are
  * reported: on a machine shared with other work the wall figures move with the load while the CPU
@@ -9,12 +13,18 @@
  * line folds every seed's trace hash into one value: two builds that print the same digest ran
  * the same worlds event for event, so a speed change can be checked not to change behaviour.
  */
+import { voprNodesForSeed } from '../sim/cluster/cluster-world.js';
 import { runSimulation } from '../sim/simulation.js';
 import { TraceHash } from '../sim/trace-hash.js';
 
 function main(): void {
   const seedCount = Number(process.argv[2] ?? 50);
   const seedStart = Number(process.argv[3] ?? 1_000);
+  const nodesArgument = process.argv[4] ?? '1';
+  const nodesOf = (seed: number): number => (nodesArgument === 'vopr' ? voprNodesForSeed(seed) : Number(nodesArgument));
+  if (nodesArgument !== 'vopr' && !(Number.isInteger(Number(nodesArgument)) && Number(nodesArgument) >= 1 && Number(nodesArgument) <= 9)) {
+    throw new Error(`nodes must be 1 to 9 or vopr, got ${nodesArgument}`);
+  }
   let events = 0;
   let simulatedMs = 0;
   let failures = 0;
@@ -24,7 +34,8 @@ function main(): void {
   const cpuStarted = process.cpuUsage();
   for (let seed = seedStart; seed < seedStart + seedCount; seed++) {
     const seedStartedMs = performance.now();
-    const result = runSimulation({ seed, stdout: () => {}, stderr: () => {} });
+    const nodes = nodesOf(seed);
+    const result = runSimulation({ seed, ...(nodes > 1 ? { nodes } : {}), stdout: () => {}, stderr: () => {} });
     slowestMs = Math.max(slowestMs, performance.now() - seedStartedMs);
     events += result.events;
     simulatedMs += result.simulatedMs;
@@ -35,7 +46,7 @@ function main(): void {
   const cpu = process.cpuUsage(cpuStarted);
   const cpuMs = (cpu.user + cpu.system) / 1000;
   const lines = [
-    `sim-bench seeds=${seedCount} (from ${seedStart}) failures=${failures} events=${events} simulated_s=${(simulatedMs / 1000).toFixed(0)}`,
+    `sim-bench seeds=${seedCount} (from ${seedStart}) nodes=${nodesArgument} failures=${failures} events=${events} simulated_s=${(simulatedMs / 1000).toFixed(0)}`,
     `  trace digest: ${digest.hex()}`,
     `  wall: ${(wallMs / 1000).toFixed(2)} s, slowest seed ${slowestMs.toFixed(0)} ms`,
     `  cpu: ${(cpuMs / 1000).toFixed(2)} s (user ${(cpu.user / 1e6).toFixed(2)}, system ${(cpu.system / 1e6).toFixed(2)}), ${(cpuMs / seedCount).toFixed(1)} ms per seed`,

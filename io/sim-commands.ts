@@ -16,8 +16,14 @@ import { parseNonNegativeInteger } from './client-options.js';
 
 /** The simulator, loaded only when a simulation runs (see planted-bug-names.ts). */
 async function loadSimulator() {
-  const [{ runSimulation }, { runVopr }] = await Promise.all([import('../sim/simulation.js'), import('../sim/vopr.js')]);
-  return { runSimulation, runVopr };
+  const [{ runSimulation }, { runVoprParallel, defaultJobs }] = await Promise.all([import('../sim/simulation.js'), import('../sim/vopr-parallel.js')]);
+  return { runSimulation, runVoprParallel, defaultJobs };
+}
+
+function parsePositiveInteger(value: string): number {
+  const parsed = parseNonNegativeInteger(value);
+  if (parsed === 0) throw new InvalidArgumentError('must be 1 or more');
+  return parsed;
 }
 
 function parseMinutes(value: string): number {
@@ -92,13 +98,14 @@ export function voprCommand(): Command {
     .option('--seed-start <n>', 'first seed (default: random, printed)', parseNonNegativeInteger)
     .option('-n, --count <n>', 'number of seeds (default 100, or unlimited with --minutes)', parseNonNegativeInteger)
     .option('-m, --minutes <m>', 'stop after this much wall time', parseMinutes)
-    .option('--keep-going', 'report every failing seed instead of stopping at the first');
-  type VoprFlags = { seedStart?: number; count?: number; minutes?: number; keepGoing?: boolean } & Record<string, unknown>;
+    .option('--keep-going', 'report every failing seed instead of stopping at the first')
+    .option('-j, --jobs <n>', 'seeds run at once on worker threads (default: one per core); the output is the same for any number', parsePositiveInteger);
+  type VoprFlags = { seedStart?: number; count?: number; minutes?: number; keepGoing?: boolean; jobs?: number } & Record<string, unknown>;
   return addRunOptions(command).action(async (flags: VoprFlags) => {
     exitQuietlyOnBrokenPipe();
-    const { runVopr } = await loadSimulator();
+    const { runVoprParallel, defaultJobs } = await loadSimulator();
     const interactive = process.stderr.isTTY === true;
-    const result = runVopr(
+    const result = await runVoprParallel(
       {
         ...runOptionsFromFlags(flags),
         ...(flags.seedStart === undefined ? {} : { seedStart: flags.seedStart }),
@@ -111,6 +118,7 @@ export function voprCommand(): Command {
         stderr: (line) => process.stderr.write(`${interactive ? '\r\x1b[K' : ''}${line}\n`),
         ...(interactive ? { progress: (line: string) => process.stderr.write(`\r\x1b[K${line}`) } : {}),
       },
+      flags.jobs ?? defaultJobs(),
     );
     process.exitCode = result.exitCode;
   });

@@ -172,6 +172,8 @@ export class Network {
   private stallsEnabled = true;
   /** See the module comment; the world sets it from connectionOutputBytesMax. */
   outputReportStepBytes = 1;
+  /** Scratch for `cutSegments`. */
+  private readonly segmentSizes: number[] = [];
   /** Links the broker sent on since the last `flushOutputReports`. */
   private readonly outputDirty: Link[] = [];
   private flushingOutputReports = false;
@@ -179,6 +181,12 @@ export class Network {
   readStalls = 0;
   /** Times the broker stopped reading a link (publisher throttling). */
   brokerReadPauses = 0;
+  /**
+   * Traces a segment's arrival: the line `net c>b L{link} {bytes}B` (`b>c` towards the client) and
+   * its bytes. The world replaces it with one that hashes the line without building it (most of a
+   * run's trace lines are these).
+   */
+  traceSegment: (toBroker: boolean, linkId: number, segment: Uint8Array) => void = (toBroker, linkId, segment) => this.trace(`net ${toBroker ? 'c>b' : 'b>c'} L${linkId} ${segment.length}B`, segment);
 
   constructor(
     private readonly queue: EventQueue,
@@ -229,38 +237,51 @@ export class Network {
     return timeMs;
   }
 
-  private segments(bytes: Uint8Array): Uint8Array[] {
-    const out: Uint8Array[] = [];
-    let offset = 0;
-    while (offset < bytes.length) {
-      const size = Math.min(bytes.length - offset, this.random.int(1, this.shape.segmentBytesMax));
-      // The caller's copy is ours: a segment that is all of it needs no view of its own.
-      out.push(size === bytes.length ? bytes : bytes.subarray(offset, offset + size));
+  /**
+   * Cuts `length` bytes into segments: their sizes in `segmentSizes` (a scratch list, reused), and
+   * how many. Every size is drawn before the first segment is scheduled, whose delivery time takes
+   * draws of its own: the order of draws is part of what a seed means.
+   */
+  private cutSegments(length: number): number {
+    const sizes = this.segmentSizes;
+    let count = 0;
+    for (let offset = 0; offset < length; count++) {
+      const size = Math.min(length - offset, this.random.int(1, this.shape.segmentBytesMax));
+      sizes[count] = size;
       offset += size;
     }
-    return out;
+    return count;
   }
 
   clientSend(link: Link, bytes: Uint8Array): void {
     if (!link.clientOpen) return;
     const copy = bytes.slice();
     link.bytesSentToBroker += copy.length;
-    for (const segment of this.segments(copy)) {
-      this.queue.push(this.deliveryMs(link.toBroker, link.clientIndex), () => {
-        if (!link.toBroker.alive || !link.brokerOpen) return;
-        // Behind held segments even once resumed: they are handed over first (in a later event).
-        if (link.brokerReadsHeld || link.heldToBroker.length > 0) {
-          link.heldToBroker.push(segment);
-          return;
-        }
-        this.deliverToBroker(link, segment);
-      });
+    const count = this.cutSegments(copy.length);
+    // The copy is ours: a segment that is all of it needs no view of its own.
+    if (count === 1) return this.scheduleToBroker(link, copy);
+    for (let index = 0, offset = 0; index < count; index++) {
+      const size = this.segmentSizes[index]!;
+      this.scheduleToBroker(link, copy.subarray(offset, offset + size));
+      offset += size;
     }
+  }
+
+  private scheduleToBroker(link: Link, segment: Uint8Array): void {
+    this.queue.push(this.deliveryMs(link.toBroker, link.clientIndex), () => {
+      if (!link.toBroker.alive || !link.brokerOpen) return;
+      // Behind held segments even once resumed: they are handed over first (in a later event).
+      if (link.brokerReadsHeld || link.heldToBroker.length > 0) {
+        link.heldToBroker.push(segment);
+        return;
+      }
+      this.deliverToBroker(link, segment);
+    });
   }
 
   private deliverToBroker(link: Link, segment: Uint8Array): void {
     link.noteDeliveredToBroker(segment.length, this.clock.nowMs);
-    this.trace(`net c>b L${link.id} ${segment.length}B`, segment);
+    this.traceSegment(true, link.id, segment);
     this.broker!.bytes(link, segment);
   }
 
@@ -309,21 +330,29 @@ export class Network {
       link.outputDirty = true;
       this.outputDirty.push(link);
     }
-    for (const segment of this.segments(copy)) {
-      this.queue.push(this.deliveryMs(link.toClient, link.clientIndex), () => {
-        if (!link.toClient.alive || !link.clientOpen) return;
-        if (link.readsHeld) {
-          link.heldSegments.push(segment);
-          return;
-        }
-        this.readSegment(link, segment);
-      });
+    const count = this.cutSegments(copy.length);
+    if (count === 1) return this.scheduleToClient(link, copy);
+    for (let index = 0, offset = 0; index < count; index++) {
+      const size = this.segmentSizes[index]!;
+      this.scheduleToClient(link, copy.subarray(offset, offset + size));
+      offset += size;
     }
+  }
+
+  private scheduleToClient(link: Link, segment: Uint8Array): void {
+    this.queue.push(this.deliveryMs(link.toClient, link.clientIndex), () => {
+      if (!link.toClient.alive || !link.clientOpen) return;
+      if (link.readsHeld) {
+        link.heldSegments.push(segment);
+        return;
+      }
+      this.readSegment(link, segment);
+    });
   }
 
   private readSegment(link: Link, segment: Uint8Array): void {
     link.bytesDeliveredToClient += segment.length;
-    this.trace(`net b>c L${link.id} ${segment.length}B`, segment);
+    this.traceSegment(false, link.id, segment);
     link.client.bytes(link, segment);
     this.reportOutputIfDue(link);
   }

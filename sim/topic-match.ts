@@ -3,10 +3,28 @@
  * broker's trie, so that a bug in the trie cannot hide itself from the checker.
  */
 
+/**
+ * The levels of a topic or filter. The checker matches the same few dozen names against each
+ * other for every delivery, so their splits are kept (the cache is emptied when it reaches its
+ * bound; what is in it is a pure function of the name, so no run can tell).
+ */
+const levelsCache = new Map<string, readonly string[]>();
+const levelsCacheMax = 4_096;
+
+function levelsOf(name: string): readonly string[] {
+  let levels = levelsCache.get(name);
+  if (levels === undefined) {
+    if (levelsCache.size >= levelsCacheMax) levelsCache.clear();
+    levels = name.split('/');
+    levelsCache.set(name, levels);
+  }
+  return levels;
+}
+
 /** True when `topic` matches `filter` (a plain filter, not `$share/...`). */
 export function topicMatches(filter: string, topic: string): boolean {
-  const filterLevels = filter.split('/');
-  const topicLevels = topic.split('/');
+  const filterLevels = levelsOf(filter);
+  const topicLevels = levelsOf(topic);
   // [MQTT-4.7.2-1] wildcards at the first level do not match topics starting with '$'.
   if (topic.startsWith('$') && (filterLevels[0] === '#' || filterLevels[0] === '+')) return false;
   for (let index = 0; index < filterLevels.length; index++) {

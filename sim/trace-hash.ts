@@ -16,6 +16,11 @@
 const offsetHigh = 0xcbf29ce4;
 const offsetLow = 0x84222325;
 const primeLow = 0x1b3; // the prime's high half is 0x100, i.e. a shift by 8 of the low half.
+// The prime squared modulo 2^64, 0x00036600_0002e329, in halves: one multiplication by it is two
+// steps that feed a zero byte, which is what the high byte of every Latin-1 code unit is.
+const primeSquaredHigh = 0x36600;
+const primeSquaredLow = 0x2e329;
+const twoTo32 = 4_294_967_296;
 
 export class TraceHash {
   // Both halves are kept as signed 32-bit integers (the same bits), which V8 keeps unboxed.
@@ -56,6 +61,14 @@ export class TraceHash {
     for (let index = 0; index < value.length; index++) {
       const unit = value.charCodeAt(index);
       low ^= unit & 0xff;
+      if (unit < 0x100) {
+        // Trace lines are almost all ASCII: the zero high byte changes nothing before its step,
+        // so both steps are one multiplication by the prime squared. The carry out of the low
+        // halves' product is below 2^18, and the product itself below 2^50, exact in a double.
+        high = (Math.imul(high, primeSquaredLow) + Math.imul(low, primeSquaredHigh) + ((((low >>> 0) * primeSquaredLow) / twoTo32) | 0)) | 0;
+        low = Math.imul(low, primeSquaredLow);
+        continue;
+      }
       high = (Math.imul(high, primeLow) + (low << 8) + carryOfLowTimesPrime(low)) | 0;
       low = Math.imul(low, primeLow);
       low ^= unit >>> 8;
@@ -75,12 +88,18 @@ export class TraceHash {
     if (!Number.isSafeInteger(value) || value < 0) return this.units(String(value));
     let divisor = 1;
     while (divisor * 10 <= value) divisor *= 10;
+    let high = this.high;
+    let low = this.low;
     for (let rest = value; divisor >= 1; divisor /= 10) {
       const digit = Math.floor(rest / divisor);
       rest -= digit * divisor;
-      this.byte(0x30 + digit);
-      this.byte(0);
+      // A digit's unit and its zero high byte, as in `units`.
+      low ^= 0x30 + digit;
+      high = (Math.imul(high, primeSquaredLow) + Math.imul(low, primeSquaredHigh) + ((((low >>> 0) * primeSquaredLow) / twoTo32) | 0)) | 0;
+      low = Math.imul(low, primeSquaredLow);
     }
+    this.high = high;
+    this.low = low;
   }
 
   hex(): string {

@@ -47,7 +47,7 @@ import { type ClientContext, ModelClient } from './clients/model-client.js';
 import { Prober } from './clients/prober.js';
 import { dollarRoots } from './coverage.js';
 import { DiskDevice } from './disk.js';
-import { EventQueue } from './event-queue.js';
+import { EventQueue, Timer } from './event-queue.js';
 import { AccessOracle, aclRulesFor, impostorUser, WorldAuthenticator } from './identity.js';
 import { KeepAliveWatch } from './keepalive-watch.js';
 import { type Link, Network } from './network.js';
@@ -104,9 +104,17 @@ export class World implements ClientContext {
   private broker: RunningBroker | null = null;
   private incarnationNext = 1;
   private adminRequestNext = 1;
-  private wakeupToken = 0;
-  /** A ring of the last trace lines and their times, for the violation report. */
-  private readonly recentLines: string[] = new Array(recentEventsKept).fill('');
+  /** The broker's wakeup (Driver's setWakeup), and the incarnation that set it. */
+  private readonly wakeup = new Timer(() => this.brokerInput((driver) => driver.tick(this.clock.nowMs), this.wakeupIncarnation));
+  private wakeupIncarnation = 0;
+  /**
+   * A ring of the last trace lines and their times, for the violation report. A segment's line
+   * is kept as its parts (`recentLines` null): it is built only if a report asks for it.
+   */
+  private readonly recentLines: (string | null)[] = new Array(recentEventsKept).fill('');
+  private readonly recentSegmentToBroker: boolean[] = new Array(recentEventsKept).fill(false);
+  private readonly recentSegmentLinks: number[] = new Array(recentEventsKept).fill(0);
+  private readonly recentSegmentBytes: number[] = new Array(recentEventsKept).fill(0);
   private readonly recentTimesMs: number[] = new Array(recentEventsKept).fill(0);
   private recentNext = 0;
   private quiet = false;
@@ -159,6 +167,7 @@ export class World implements ClientContext {
       closed: (link) => this.brokerInput((driver) => driver.connectionClosed(this.clock.nowMs, link.id)),
       outputBuffered: (link, bufferedBytes) => this.brokerInput((driver) => driver.outputBuffered(this.clock.nowMs, link.id, bufferedBytes)),
     };
+    this.network.traceSegment = (toBroker, linkId, segment) => this.traceSegment(toBroker, linkId, segment);
     // The same reporting step as the Node backend's (io/server.ts).
     this.network.outputReportStepBytes = outputReportStepBytes(this.config);
   }
@@ -196,12 +205,37 @@ export class World implements ClientContext {
     this.recentNext += 1;
   }
 
+  /**
+   * Traces a segment's arrival exactly as `trace(segmentLine(...), segment)` would, without
+   * building the line: its parts are hashed one by one (numbers as their decimal text).
+   */
+  private traceSegment(toBroker: boolean, linkId: number, segment: Uint8Array): void {
+    if (this.traceSink !== null) return this.trace(segmentLine(toBroker, linkId, segment.length), segment);
+    const nowMs = this.clock.nowMs;
+    const hash = this.hash;
+    hash.integer(nowMs);
+    hash.units(toBroker ? ' net c>b L' : ' net b>c L');
+    hash.integer(linkId);
+    hash.units(' ');
+    hash.integer(segment.length);
+    hash.text('B');
+    hash.bytes(segment);
+    const slot = this.recentNext % recentEventsKept;
+    this.recentLines[slot] = null;
+    this.recentSegmentToBroker[slot] = toBroker;
+    this.recentSegmentLinks[slot] = linkId;
+    this.recentSegmentBytes[slot] = segment.length;
+    this.recentTimesMs[slot] = nowMs;
+    this.recentNext += 1;
+  }
+
   /** The last `recentEventsKept` trace lines, oldest first. */
   private recentEvents(): string[] {
     const events: string[] = [];
     for (let index = Math.max(0, this.recentNext - recentEventsKept); index < this.recentNext; index++) {
       const slot = index % recentEventsKept;
-      events.push(`${this.recentTimesMs[slot]!} ${this.recentLines[slot]!}`);
+      const line = this.recentLines[slot] ?? segmentLine(this.recentSegmentToBroker[slot]!, this.recentSegmentLinks[slot]!, this.recentSegmentBytes[slot]!);
+      events.push(`${this.recentTimesMs[slot]!} ${line}`);
     }
     return events;
   }
@@ -378,13 +412,11 @@ export class World implements ClientContext {
         this.trace(`admin #${requestId} ${outcome.ok ? 'ok' : `${outcome.status}: ${outcome.message}`}`);
         this.checker.adminResulted(requestId, outcome.ok);
       },
+      // One timer, moved by every input: a crashed incarnation's last wakeup still runs, and does nothing.
       setWakeup: (deadlineMs) => {
-        const token = ++this.wakeupToken;
-        if (deadlineMs === null) return;
-        this.queue.push(Math.max(deadlineMs, this.clock.nowMs), () => {
-          if (token !== this.wakeupToken) return;
-          this.brokerInput((driver) => driver.tick(this.clock.nowMs), incarnation);
-        });
+        if (deadlineMs === null) return this.queue.disarm(this.wakeup);
+        this.wakeupIncarnation = incarnation;
+        this.queue.arm(this.wakeup, Math.max(deadlineMs, this.clock.nowMs));
       },
     };
   }
@@ -724,6 +756,11 @@ export class World implements ClientContext {
     this.auditor.start();
     this.startStreamAuditors();
   }
+}
+
+/** The trace line of a segment's arrival (network.ts). */
+function segmentLine(toBroker: boolean, linkId: number, bytes: number): string {
+  return `net ${toBroker ? 'c>b' : 'b>c'} L${linkId} ${bytes}B`;
 }
 
 function errorText(error: unknown): string {

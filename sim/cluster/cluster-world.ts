@@ -28,7 +28,7 @@ import { type BrokerCore, type ConnectionId, defaultListener, type LogFields, ty
 import { Driver, type Host } from '../../src/driver.js';
 import { DurableStateStore, defaultDurableStoreOptions } from '../../src/store/durable-store.js';
 import { messagePayload, parsePayload } from '../clients/payload.js';
-import { EventQueue } from '../event-queue.js';
+import { EventQueue, Timer } from '../event-queue.js';
 import { Random } from '../random.js';
 import { SimulatedDisk } from '../simulated-disk.js';
 import { TraceHash } from '../trace-hash.js';
@@ -59,7 +59,9 @@ interface NodeState {
   readonly index: number;
   readonly disk: SimulatedDisk;
   running: RunningNode | null;
-  wakeupToken: number;
+  /** The node's wakeup (Driver's setWakeup), re-armed by every input, and the incarnation that armed it last. */
+  readonly wakeup: Timer;
+  wakeupIncarnation: number;
   restarts: number;
 }
 
@@ -197,7 +199,15 @@ export class ClusterWorld implements MemberWorld {
       if (!resolved.ok) throw new Error(`bad simulated config: ${resolved.problems.join('; ')}`);
       this.configs.push(resolved.config);
       const diskRandom = Random.stream(shape.seed, `cluster-disk-${index}`);
-      this.nodes.push({ index, disk: new SimulatedDisk(() => diskRandom.next()), running: null, wakeupToken: 0, restarts: 0 });
+      const node: NodeState = {
+        index,
+        disk: new SimulatedDisk(() => diskRandom.next()),
+        running: null,
+        wakeup: new Timer(() => this.nodeInput(node, node.wakeupIncarnation, (driver) => driver.tick(this.clock.nowMs), 'tick')),
+        wakeupIncarnation: 0,
+        restarts: 0,
+      };
+      this.nodes.push(node);
     }
     const clientRandom = Random.stream(shape.seed, 'cluster-clients');
     for (let index = 0; index < shape.subscribers; index++) {
@@ -262,11 +272,12 @@ export class ClusterWorld implements MemberWorld {
     this.queue.push(endMs - auditMs, () => this.startAuditors());
     this.queue.push(endMs, () => this.finish());
     while (this.violation === null && this.events < eventsMax) {
-      const event = this.queue.pop();
-      if (event === undefined || event.timeMs > endMs) break;
-      this.clock.nowMs = event.timeMs;
+      const timeMs = this.queue.peekTimeMs();
+      if (timeMs === null || timeMs > endMs) break;
+      const run = this.queue.popRun();
+      this.clock.nowMs = timeMs;
       this.events += 1;
-      event.run();
+      run();
     }
     if (this.violation === null && this.events >= eventsMax) this.fail('events-exhausted', `more than ${eventsMax} events`);
   }
@@ -406,11 +417,9 @@ export class ClusterWorld implements MemberWorld {
         });
       },
       setWakeup: (deadlineMs) => {
-        const token = ++node.wakeupToken;
-        if (deadlineMs === null) return;
-        this.queue.push(Math.max(deadlineMs, this.clock.nowMs), () => {
-          if (token === node.wakeupToken) this.nodeInput(node, incarnation, (driver) => driver.tick(this.clock.nowMs), 'tick');
-        });
+        if (deadlineMs === null) return this.queue.disarm(node.wakeup);
+        node.wakeupIncarnation = incarnation;
+        this.queue.arm(node.wakeup, Math.max(deadlineMs, this.clock.nowMs));
       },
       cluster: (request) => {
         this.trace(`n${node.index} link ${request.op}${'subject' in request ? ` ${request.subject}` : ''}${'streamSequence' in request ? ` ${request.streamSequence}` : ''}`);

@@ -7,7 +7,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { messagePayload, parsePayload, willPayload } from '../../sim/clients/payload.js';
-import { EventQueue } from '../../sim/event-queue.js';
+import { EventQueue, Timer } from '../../sim/event-queue.js';
 import { type ClientSide, type Link, Network } from '../../sim/network.js';
 import { Random } from '../../sim/random.js';
 import { chooseShape } from '../../sim/shape.js';
@@ -35,6 +35,27 @@ describe('event queue', () => {
         expect(popped).toEqual(expected);
       }),
       { numRuns: 200 },
+    );
+  });
+
+  it('pops in (time, insertion) order over more distinct times than its first capacity, fractional ones too', () => {
+    // Events wait in one bucket per distinct time, and the times in a heap that starts at 256.
+    const time = fc.oneof(fc.integer({ min: 0, max: 3_000 }), fc.double({ min: 0, max: 3_000, noNaN: true }));
+    fc.assert(
+      fc.property(fc.array(time, { minLength: 300, maxLength: 1_500 }), (times) => {
+        const queue = new EventQueue();
+        const popped: number[] = [];
+        for (const [index, timeMs] of times.entries()) queue.push(timeMs, () => popped.push(index));
+        expect(queue.size).toBe(times.length);
+        for (let event = queue.pop(); event !== undefined; event = queue.pop()) event.run();
+        const expected = times
+          .map((timeMs, index) => ({ timeMs, index }))
+          .sort((a, b) => a.timeMs - b.timeMs || a.index - b.index)
+          .map((e) => e.index);
+        expect(popped).toEqual(expected);
+        expect(queue.size).toBe(0);
+      }),
+      { numRuns: 50 },
     );
   });
 
@@ -72,6 +93,87 @@ describe('event queue', () => {
   });
 });
 
+describe('event queue timers', () => {
+  // The reference is how the worlds kept a moving deadline before timers: a new event per move,
+  // which runs only if no later move superseded it. A timer must run exactly those, at the same
+  // places among the other events, and the queue must count it as one pending event while armed.
+  type Step = { kind: 'push' | 'arm'; timeMs: number } | { kind: 'disarm' } | { kind: 'pop' };
+  const step: fc.Arbitrary<Step> = fc.oneof(
+    fc.record({ kind: fc.constantFrom('push' as const, 'arm' as const), timeMs: fc.integer({ min: 0, max: 15 }) }),
+    fc.constant({ kind: 'disarm' as const }),
+    fc.constant({ kind: 'pop' as const }),
+  );
+
+  it('runs where the last event pushed for each move would have run, and nothing for a superseded one', () => {
+    fc.assert(
+      fc.property(fc.array(step, { maxLength: 300 }), (steps) => {
+        const timed = new EventQueue();
+        const reference = new EventQueue();
+        const timedRan: string[] = [];
+        const referenceRan: string[] = [];
+        let label = '';
+        const timer = new Timer(() => timedRan.push(`timer ${label}`));
+        let token = 0;
+        let pending = 0;
+        const popBoth = (): void => {
+          const timeMs = timed.peekTimeMs();
+          if (timeMs !== null) timedRan.push(`at ${timeMs}`);
+          if (timeMs !== null) timed.popRun()();
+          // The reference pops superseded moves as events that do nothing: past them to the next real one, if any.
+          for (let before = referenceRan.length; referenceRan.length === before; ) {
+            const referenceMs = reference.peekTimeMs();
+            if (referenceMs === null) break;
+            referenceRan.push(`at ${referenceMs}`);
+            reference.popRun()();
+            if (referenceRan.length === before + 1) referenceRan.pop();
+          }
+        };
+        for (const [index, next] of steps.entries()) {
+          if (next.kind === 'push') {
+            pending += 1;
+            timed.push(next.timeMs, () => timedRan.push(`event ${index}`));
+            reference.push(next.timeMs, () => referenceRan.push(`event ${index}`));
+          } else if (next.kind === 'arm') {
+            label = String(index);
+            timed.arm(timer, next.timeMs);
+            const mine = ++token;
+            const moved = String(index);
+            reference.push(next.timeMs, () => {
+              if (mine === token) referenceRan.push(`timer ${moved}`);
+            });
+          } else if (next.kind === 'disarm') {
+            timed.disarm(timer);
+            token += 1;
+          } else {
+            popBoth();
+          }
+        }
+        while (timed.peekTimeMs() !== null) popBoth();
+        popBoth();
+        expect(reference.peekTimeMs()).toBeNull();
+        expect(timedRan).toEqual(referenceRan);
+        expect(timed.size).toBe(0);
+        expect(timedRan.filter((ran) => ran.startsWith('event'))).toHaveLength(pending);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('counts an armed timer as one pending event, however often it moved', () => {
+    const queue = new EventQueue();
+    const timer = new Timer(() => {});
+    queue.push(5, () => {});
+    queue.arm(timer, 9);
+    queue.arm(timer, 3);
+    expect(queue.size).toBe(2);
+    expect(queue.peekTimeMs()).toBe(3);
+    queue.disarm(timer);
+    expect(queue.size).toBe(1);
+    expect(queue.peekTimeMs()).toBe(5);
+    expect(() => queue.arm(timer, Number.NaN)).toThrow(/finite/);
+  });
+});
+
 describe('trace hash', () => {
   it('is FNV-1a 64 over the bytes fed', () => {
     fc.assert(
@@ -101,6 +203,24 @@ describe('trace hash', () => {
         expect(hash.hex()).toBe(referenceFnv(bytes));
       }),
       { numRuns: 100 },
+    );
+  }, 30_000);
+
+  it('hashes Latin-1 text (one multiplication per unit) exactly as two byte steps', () => {
+    // Trace lines are ASCII, which takes the fast path; units just below and above 0x100 take
+    // either path, and the text after a number starts from a different hash state every time.
+    const unit = fc.integer({ min: 0, max: 0x2ff }).map((code) => String.fromCharCode(code));
+    fc.assert(
+      fc.property(fc.nat(), fc.string({ unit, maxLength: 60 }), (nowMs, line) => {
+        const joined = `${nowMs} ${line}`;
+        const bytes: number[] = [];
+        for (let index = 0; index < joined.length; index++) bytes.push(joined.charCodeAt(index) & 0xff, joined.charCodeAt(index) >>> 8);
+        const hash = new TraceHash();
+        hash.integer(nowMs);
+        hash.units(` ${line}`);
+        expect(hash.hex()).toBe(referenceFnv(bytes));
+      }),
+      { numRuns: 300 },
     );
   }, 30_000);
 });

@@ -75,8 +75,8 @@ describe('run options and their flags', () => {
       const spec = runOptionFlags[key] as ValueFlag<unknown> | SwitchFlag;
       return spec.kind === 'value' ? [spec.flag] : [spec.on?.flag, spec.off?.flag].filter((flag) => flag !== undefined);
     });
-    // What else the commands take: which seeds, how long, and whether to print the events.
-    const notShaping = { sim: ['--seed', '--trace', '--help'], vopr: ['--seed-start', '--count', '--minutes', '--keep-going', '--help'] };
+    // What else the commands take: which seeds, how long, on how many threads, and whether to print the events.
+    const notShaping = { sim: ['--seed', '--trace', '--help'], vopr: ['--seed-start', '--count', '--minutes', '--keep-going', '--jobs', '--help'] };
     expect(longFlags(simCommand()).sort()).toEqual([...runFlags, ...notShaping.sim].sort());
     expect(longFlags(voprCommand()).sort()).toEqual([...runFlags, ...notShaping.vopr].sort());
   });
