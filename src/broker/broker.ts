@@ -552,7 +552,7 @@ export class Broker implements BrokerCore {
     if (wasConnected) {
       this.stats.clientsConnected -= 1;
       this.countListenerClient(connection.listener, -1);
-      this.log('info', 'client-disconnected', { ...connectionLogFields(connection), reason });
+      if (this.logInfo) this.log('info', 'client-disconnected', { ...connectionLogFields(connection), reason });
       detachSession(this, connection, nowMs, will);
     }
   }
