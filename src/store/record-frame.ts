@@ -88,8 +88,19 @@ export function scanFrames(bytes: Uint8Array, nextLsn: number, bodyBytesMax: num
  * `view` is a DataView over exactly `bytes`; a caller parsing many frames passes one of its own.
  */
 export function parseFrameAt(bytes: Uint8Array, offset: number, bodyBytesMax: number, view?: DataView): FrameRecord | string {
+  const checked = checkFrameAt(bytes, offset, bodyBytesMax, view ?? new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+  if (typeof checked === 'string') return checked;
+  const lsn = frameLsnAt(bytes, offset, view);
+  return { lsn, type: bytes[offset + 16]!, offset, body: bytes.subarray(offset + frameHeaderBytes, offset + frameHeaderBytes + checked) };
+}
+
+/**
+ * Checks the frame starting at `offset` (as `parseFrameAt`) without making an object of it:
+ * its body's length when it is valid, else why it is not. `view` is a DataView over exactly
+ * `bytes`. Its sequence number is `frameLsnAt`, its type the byte at `offset + 16`.
+ */
+export function checkFrameAt(bytes: Uint8Array, offset: number, bodyBytesMax: number, view: DataView): number | string {
   if (bytes.length - offset < frameHeaderBytes) return 'incomplete frame header';
-  if (view === undefined) view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const bodyLength = view.getUint32(offset + 4, true);
   if (bodyLength > bodyBytesMax) return `frame length ${bodyLength} beyond the limit ${bodyBytesMax}`;
   const end = offset + frameHeaderBytes + bodyLength;
@@ -98,7 +109,12 @@ export function parseFrameAt(bytes: Uint8Array, offset: number, bodyBytesMax: nu
   const lsn = view.getFloat64(offset + 8, true);
   const type = bytes[offset + 16]!;
   if (type === 0 || !Number.isSafeInteger(lsn) || lsn <= 0) return 'invalid frame header';
-  return { lsn, type, offset, body: bytes.subarray(offset + frameHeaderBytes, end) };
+  return bodyLength;
+}
+
+/** The sequence number of the frame at `offset` (checked by `checkFrameAt`). */
+export function frameLsnAt(bytes: Uint8Array, offset: number, view?: DataView): number {
+  return (view ?? new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)).getFloat64(offset + 8, true);
 }
 
 function classifyDamage(bytes: Uint8Array, offset: number, records: FrameRecord[], reason: string, lastLsn: number, bodyBytesMax: number): ScanResult {

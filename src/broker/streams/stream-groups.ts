@@ -39,6 +39,8 @@ type Pick = { member: Member; connection: Connection; deliveries: SessionDeliver
 
 export class GroupReader implements DeliveryOwner {
   readonly cursor: StreamCursor;
+  /** Gives the cursor a token for its next storage read (made once: a fill is asked per entry). */
+  private readonly newToken = (): number => this.streams.tokenFor(this);
   readonly members = new Map<string, Member>();
   /** `members` in order, for the round robin (rebuilt when the membership changes). */
   private memberList: Member[] = [];
@@ -135,7 +137,7 @@ export class GroupReader implements DeliveryOwner {
     if (stream === undefined || this.members.size === 0) return 'idle';
     for (let examined = 0; examined < budget; examined++) {
       const again = this.redeliver.length > 0;
-      if (!again && this.cursor.fill(streams.store, stream, streams.readAheadBytes, () => streams.tokenFor(this)) !== 'ready') return 'idle';
+      if (!again && this.cursor.fill(streams.store, stream, streams.readAheadBytes, this.newToken) !== 'ready') return 'idle';
       const entry = again ? this.redeliver[0]! : this.cursor.peek()!;
       if (!again && this.narrow !== null && !matchesFilter(this.narrow, entry.topic)) {
         this.cursor.take();

@@ -29,6 +29,8 @@ export type PumpEnd = 'idle' | 'budget';
 
 export class StreamReader implements DeliveryOwner {
   readonly cursor: StreamCursor;
+  /** Gives the cursor a token for its next storage read (made once: a fill is asked per entry). */
+  private readonly newToken = (): number => this.streams.tokenFor(this);
   /** Entries appended before this time are passed over (a seek by time); null once passed. */
   notBeforeMs: number | null;
   /** The position last committed (or recovered). */
@@ -95,7 +97,7 @@ export class StreamReader implements DeliveryOwner {
     const stream = streams.broker.state.streams.get(this.spec.stream);
     if (stream === undefined) return 'idle';
     for (let examined = 0; examined < budget; examined++) {
-      if (this.cursor.fill(streams.store, stream, streams.readAheadBytes, () => streams.tokenFor(this)) !== 'ready') return 'idle';
+      if (this.cursor.fill(streams.store, stream, streams.readAheadBytes, this.newToken) !== 'ready') return 'idle';
       const entry = this.cursor.peek()!;
       if (!this.wants(connection, entry)) {
         this.cursor.take();
