@@ -145,8 +145,8 @@ export class Streams implements MatchSink<string> {
       ...(message.properties === undefined ? {} : { properties: message.properties }),
     };
     this.broker.commit(record);
-    // Its publisher is paused if the streams' backlog is at its bound (throttle.ts).
-    this.broker.throttle.appendedToStream();
+    // Its publisher is paused if the streams' backlog is at its bound; a will or a cluster arrival is admitted and counted (throttle.ts).
+    this.broker.throttle.appendedToStream(count);
     const stats = this.broker.stats.streams;
     stats.entriesAppended += count;
     stats.bytesAppended += payload.length * count;
