@@ -126,6 +126,7 @@ function streamRecordProblem(record: StreamRecord): string | null {
     }
     case 'stream-group-position':
       if (typeof record.group !== 'string' || record.group.length === 0) return 'empty consumer group';
+      if (record.skipped !== undefined && (!Number.isSafeInteger(record.skipped) || record.skipped < 1)) return `group skipped count ${record.skipped} is not a positive integer`;
       return streamNameProblem(record.stream) ?? offsetProblem(record.offset, 'group position');
   }
 }

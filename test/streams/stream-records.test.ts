@@ -38,6 +38,7 @@ const history: StateRecord[] = [
   { kind: 'stream-position', clientId: 'reader', filter: '$stream/sensors', offset: 1 },
   { kind: 'stream-position', clientId: 'reader', filter: '$stream/sensors', offset: 0, notBeforeMs: 11 },
   { kind: 'stream-group-position', stream: 'sensors', group: 'workers', offset: 1 },
+  { kind: 'stream-group-position', stream: 'sensors', group: 'late', offset: 0, skipped: 4 },
   { kind: 'stream-trimmed', stream: 'all', firstOffset: 1 },
 ];
 
@@ -99,6 +100,9 @@ describe('stream records', () => {
     expect(recordProblem({ ...appended([['sensors', 0]]), topic: 'a/#' } as StateRecord)).toMatch(/wildcard/);
     expect(recordProblem(appended([['sensors', -1]]))).toMatch(/not an offset/);
     expect(recordProblem({ kind: 'stream-group-position', stream: 'sensors', group: '', offset: 0 })).toMatch(/empty consumer group/);
+    expect(recordProblem({ kind: 'stream-group-position', stream: 'sensors', group: 'g', offset: 0, skipped: 0 })).toMatch(/skipped count 0/);
+    expect(recordProblem({ kind: 'stream-group-position', stream: 'sensors', group: 'g', offset: 0, skipped: 2.5 })).toMatch(/skipped count 2.5/);
+    expect(recordProblem({ kind: 'stream-group-position', stream: 'sensors', group: 'g', offset: 0, skipped: 3 })).toBeNull();
     expect(recordProblem({ kind: 'stream-position', clientId: 'c', filter: '$stream/s', offset: 1.5 })).toMatch(/not an offset/);
   });
 

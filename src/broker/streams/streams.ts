@@ -208,7 +208,7 @@ export class Streams implements MatchSink<string> {
     if (group === undefined) {
       const committed = stream.groups.get(spec.group!);
       const offset = committed ?? this.resolve(stream, start).offset;
-      group = this.addGroup(stream.name, spec.group!, spec.narrow, offset);
+      group = this.addGroup(stream.name, spec.group!, spec.narrow, offset, stream.groupsSkipped.get(spec.group!) ?? 0);
       // A new group's start is durable with the SUBACK, so that it means the same after a restart.
       if (committed === undefined) this.broker.commit({ kind: 'stream-group-position', stream: stream.name, group: group.key, offset });
     }
@@ -299,8 +299,8 @@ export class Streams implements MatchSink<string> {
     this.unfinished.delete(reader);
   }
 
-  private addGroup(stream: string, key: string, narrow: string | null, offset: number): GroupReader {
-    const group = new GroupReader(this, stream, key, narrow, offset);
+  private addGroup(stream: string, key: string, narrow: string | null, offset: number, skipped: number): GroupReader {
+    const group = new GroupReader(this, stream, key, narrow, offset, skipped);
     let groups = this.groups.get(stream);
     if (groups === undefined) {
       groups = new Map();
@@ -521,9 +521,11 @@ export class Streams implements MatchSink<string> {
     for (const group of this.movedGroups) {
       if (!state.streams.has(group.stream) || this.groups.get(group.stream)?.get(group.key) !== group) continue;
       const offset = group.position();
-      if (offset === group.committed) continue;
-      this.broker.commit({ kind: 'stream-group-position', stream: group.stream, group: group.key, offset });
+      const skipped = group.pendingSkipped();
+      if (offset === group.committed && skipped === group.committedSkipped) continue;
+      this.broker.commit(groupPositionRecord(group.stream, group.key, offset, skipped));
       group.committed = offset;
+      group.committedSkipped = skipped;
     }
     this.movedGroups.clear();
   }
@@ -586,6 +588,11 @@ const noGroups: ReadonlyMap<string, GroupReader> = new Map();
 const noReaders: ReadonlySet<StreamReader> = new Set();
 /** Stored filters were checked against the limits in force when they were made. */
 const protocolLimits = { topicBytesMax: 65_535, topicLevelsMax: 65_535 };
+
+/** A group's position, with the offsets it lost that no member is known to have been told of (when there are some). */
+function groupPositionRecord(stream: string, group: string, offset: number, skipped: number) {
+  return skipped === 0 ? { kind: 'stream-group-position' as const, stream, group, offset } : { kind: 'stream-group-position' as const, stream, group, offset, skipped };
+}
 
 function streamPositionRecord(clientId: string, filter: string, position: StreamPosition) {
   return position.notBeforeMs === null
