@@ -123,6 +123,8 @@ export interface SessionState {
 export interface StreamPosition {
   readonly offset: number;
   readonly notBeforeMs: number | null;
+  /** Offsets the reader lost (retention, damage) that it is not known to have been told of (`stream-skipped`); absent: none. */
+  readonly skipped?: number;
 }
 
 /** A stream as durable state keeps it: its definition and its counters (never its entries). */
@@ -254,7 +256,7 @@ export type StateRecord =
    */
   | { kind: 'stream-cut'; stream: string; nextOffset: number; lost: number }
   /** A session's `$stream` subscription committed its position (once per input that moved it). */
-  | { kind: 'stream-position'; clientId: string; filter: string; offset: number; notBeforeMs?: number }
+  | { kind: 'stream-position'; clientId: string; filter: string; offset: number; notBeforeMs?: number; skipped?: number }
   /**
    * A consumer group committed its position: the lowest offset no member has acknowledged; and,
    * when some, how many offsets retention cut from under it that no member is known to have been
@@ -763,7 +765,8 @@ function applyStreamRecord(state: DurableState, record: StreamRecord): void {
       const session = sessionOf(state, record.clientId);
       assert(session.subscriptions.has(record.filter), 'a stream position belongs to a subscription of its session');
       if (session.streamPositions === noStreamPositions) session.streamPositions = new Map();
-      session.streamPositions.set(record.filter, { offset: record.offset, notBeforeMs: record.notBeforeMs ?? null });
+      const position: StreamPosition = { offset: record.offset, notBeforeMs: record.notBeforeMs ?? null };
+      session.streamPositions.set(record.filter, (record.skipped ?? 0) > 0 ? { ...position, skipped: record.skipped! } : position);
       return;
     }
     case 'stream-group-position': {
@@ -1043,6 +1046,7 @@ function snapshotStream(stream: StreamState, records: StateRecord[], source: Str
 export function streamPositionRecord(clientId: string, filter: string, position: StreamPosition): StateRecord {
   const record: StateRecord = { kind: 'stream-position', clientId, filter, offset: position.offset };
   if (position.notBeforeMs !== null) record.notBeforeMs = position.notBeforeMs;
+  if ((position.skipped ?? 0) > 0) record.skipped = position.skipped!;
   return record;
 }
 

@@ -139,4 +139,32 @@ describe('stream retention', () => {
     expect(userProperty(next!, 'stream-skipped')).toBe(String(firstOffset - 1));
     expect(harness.broker.stats.streams.entriesSkipped).toBe(firstOffset - 1);
   });
+
+  it('tells a persistent reader again after a restart until a delivery that told it is acknowledged', () => {
+    const harness = new StreamHarness({ streams: [bySize] });
+    const persistent = { cleanStart: false, properties: { receiveMaximum: 1, sessionExpiryInterval: 3_600 } };
+    const reader = harness.connect('reader', 5, persistent);
+    reader.subscribe([{ topicFilter: '$stream/sensors', qos: 1 }], { userProperties: [['stream-offset', 'earliest']] });
+    publishMany(harness, 120);
+    const [first] = reader.publishes();
+    harness.advance(harness.config.streamMaintenanceIntervalMs);
+    const firstOffset = harness.broker.view.streams()[0]!.firstOffset;
+    reader.acknowledge(first!);
+    const [told] = reader.publishes();
+    expect(offsetOf(told!)).toBe(firstOffset);
+    expect(userProperty(told!, 'stream-skipped')).toBe(String(firstOffset - 1));
+    // The delivery that told it was not acknowledged before the crash: the first one after the restart tells it again.
+    harness.restartAfterCrash();
+    let again = harness.connect('reader', 5, persistent);
+    let [next] = again.publishes();
+    expect(offsetOf(next!)).toBe(firstOffset);
+    expect(userProperty(next!, 'stream-skipped')).toBe(String(firstOffset - 1));
+    // Acknowledged: a later restart does not tell it again.
+    again.acknowledge(next!);
+    harness.restartAfterCrash();
+    again = harness.connect('reader', 5, persistent);
+    [next] = again.publishes();
+    expect(offsetOf(next!)).toBe(firstOffset + 1);
+    expect(userProperty(next!, 'stream-skipped')).toBeUndefined();
+  });
 });

@@ -27,7 +27,7 @@
 import { assert } from '../../assert.js';
 import type { Properties, Qos, Subscription } from '../../codec/packets.js';
 import { ReasonCode } from '../../codec/reason-codes.js';
-import type { SessionState, StoredMessage, StreamEntryRef, StreamPosition, StreamState, SubscriptionState } from '../../store/state-store.js';
+import type { SessionState, StateRecord, StoredMessage, StreamEntryRef, StreamPosition, StreamState, SubscriptionState } from '../../store/state-store.js';
 import type { StreamStore } from '../../store/streams/stream-store.js';
 import { type MatchSink, SubscriptionTrie, type TrieEntry } from '../../topics/trie.js';
 import type { Broker } from '../broker.js';
@@ -509,7 +509,8 @@ export class Streams implements MatchSink<string> {
       if (state.sessions.get(session.clientId) !== session || session.expiryIntervalSeconds === 0) continue;
       if (session.subscriptions.get(reader.subscription.filter) !== reader.subscription) continue;
       const position = reader.position();
-      if (position.offset === reader.committed.offset && position.notBeforeMs === reader.committed.notBeforeMs) continue;
+      const same = position.offset === reader.committed.offset && position.notBeforeMs === reader.committed.notBeforeMs;
+      if (same && (position.skipped ?? 0) === (reader.committed.skipped ?? 0)) continue;
       this.broker.commit(streamPositionRecord(session.clientId, reader.subscription.filter, position));
       reader.committed = position;
     }
@@ -594,8 +595,10 @@ function groupPositionRecord(stream: string, group: string, offset: number, skip
   return skipped === 0 ? { kind: 'stream-group-position' as const, stream, group, offset } : { kind: 'stream-group-position' as const, stream, group, offset, skipped };
 }
 
-function streamPositionRecord(clientId: string, filter: string, position: StreamPosition) {
-  return position.notBeforeMs === null
-    ? { kind: 'stream-position' as const, clientId, filter, offset: position.offset }
-    : { kind: 'stream-position' as const, clientId, filter, offset: position.offset, notBeforeMs: position.notBeforeMs };
+function streamPositionRecord(clientId: string, filter: string, position: StreamPosition): StateRecord {
+  const record: StateRecord = { kind: 'stream-position', clientId, filter, offset: position.offset };
+  if (position.notBeforeMs !== null) record.notBeforeMs = position.notBeforeMs;
+  // Offsets it lost and was not known to be told of: its first delivery after a restart tells it.
+  if ((position.skipped ?? 0) > 0) record.skipped = position.skipped!;
+  return record;
 }
