@@ -56,6 +56,7 @@ import { Logger } from './logger.js';
 import { NodeHost, type NodeHostOptions, type WriteBatching } from './node-host.js';
 import { probeDataDirectory } from './node-storage.js';
 import { packageVersion } from './package-version.js';
+import { collectRecoveryGarbage, heapUsedBytes } from './recovery-heap.js';
 import { type Reloadable, type ReloadReport, reloadAll } from './reload.js';
 
 export interface ServerOptions {
@@ -179,9 +180,12 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   try {
     adminAddress = await openAdmin(operations, host, logger);
     readiness.set('recovering');
+    const heapBeforeRecovery = heapUsedBytes();
     driver.start(clock.nowMs());
     access.acl?.watch();
     await readyOrHalted(host, halted);
+    // Recovery's records are garbage now; an idle broker would keep their pages (io/recovery-heap.ts).
+    collectRecoveryGarbage(heapBeforeRecovery);
     clusterLink?.start();
     readiness.set('opening listeners');
     listeners = await ListenerSet.start(prepared, listenerContext(options, config, host, logger));

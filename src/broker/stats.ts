@@ -115,6 +115,10 @@ export interface StreamStats {
   memoryBytes: number;
   /** The most recovery held at once for entries the stream files lacked (store/streams/stream-recovery.ts). */
   recoveryHeldBytesPeak: number;
+  /** Entries appended while the entries in memory were at or past streamBacklogBytesMax (admitted; their publishers paused after). */
+  backlogOverrunEntries: number;
+  /** Of those, entries of messages from no connection (wills, cluster arrivals): nobody could be paused for them (throttle.ts). */
+  backlogOverrunUnpausedEntries: number;
 }
 
 export interface BrokerStats {
@@ -218,6 +222,8 @@ export function createStats(): BrokerStats {
       entriesCompacted: 0,
       memoryBytes: 0,
       recoveryHeldBytesPeak: 0,
+      backlogOverrunEntries: 0,
+      backlogOverrunUnpausedEntries: 0,
     },
   };
 }

@@ -26,8 +26,17 @@
  *   resumes once they are under half of it, which the stream writers reach by writing and syncing
  *   at once while over half (store/streams/stream-log.ts). No time bound either: it is the
  *   writers' pace, the disk's, that the publishers are held to; nothing is dropped, and their
- *   acknowledgements still wait for their records to be durable. Messages that come from no
- *   connection (wills, the cluster link) are appended all the same and pause nobody.
+ *   acknowledgements still wait for their records to be durable.
+ *   Messages that come from no connection (a will, a message from another cluster node) cannot be
+ *   paused like a publisher: they are admitted past the bound. Their outcome is defined and
+ *   visible rather than silent: every entry appended while the backlog is at or past the bound is
+ *   counted (`stats.streams.backlogOverrunEntries`; of those, `backlogOverrunUnpausedEntries` came
+ *   from no connection), the first unpaused one of an episode is logged (`stream-backlog-overrun`),
+ *   and the writers are syncing at once meanwhile, so the overrun drains at the disk's pace while
+ *   every connection publisher stays paused. What bounds it: a will is one message per session
+ *   (sessionsMax of them, each at most packetBytesMax); cluster arrivals are not bounded here (the
+ *   cluster consumer would have to stop taking hand-offs while the backlog is full: README, Known
+ *   limitations).
  * The decision to resume is taken at the end of every input, so a report that a receiver drained,
  * or its close, releases the publishers waiting on it in the same turn. Pausing is advisory (a
  * host may keep delivering bytes, and the simulator's does), so nothing here depends on it taking
@@ -50,6 +59,10 @@ export class PublisherThrottle {
   private keptForFullReceiver: Connection | null = null;
   /** The message being routed was appended to a stream. */
   private appendedToStreams = false;
+  /** A connection's PUBLISH is being routed (between `beforeRoute` and `afterPublish`); false for wills and cluster arrivals. */
+  private routingPublish = false;
+  /** An unpaused overrun of the streams' backlog was logged; cleared once it is under half. */
+  private streamBacklogOverrun = false;
   /** The streams' backlog reached its bound and was logged; cleared once it is under half. */
   private streamBacklogFull = false;
   /** Sum of every open connection's last reported unsent output. */
@@ -88,11 +101,29 @@ export class PublisherThrottle {
   beforeRoute(): void {
     this.keptForFullReceiver = null;
     this.appendedToStreams = false;
+    this.routingPublish = true;
   }
 
-  /** Routing appended the message to one or more streams. */
-  appendedToStream(): void {
+  /**
+   * Routing appended the message as `entries` stream entries. Past the backlog bound they are
+   * admitted all the same and counted; a connection's publisher is paused after its PUBLISH
+   * (`afterPublish`), a message from no connection pauses nobody (see the module comment).
+   */
+  appendedToStream(entries: number): void {
     this.appendedToStreams = true;
+    if (!this.overStreamBacklog(1)) return;
+    const stats = this.broker.stats.streams;
+    stats.backlogOverrunEntries += entries;
+    if (this.routingPublish) return;
+    stats.backlogOverrunUnpausedEntries += entries;
+    if (this.streamBacklogOverrun) return;
+    this.streamBacklogOverrun = true;
+    const memoryBytes = this.broker.store.streams?.stats.memoryBytes ?? 0;
+    this.broker.log('warn', 'stream-backlog-overrun', {
+      memoryBytes,
+      streamBacklogBytesMax: this.broker.config.streamBacklogBytesMax,
+      why: 'a will or a message from another node: no publisher connection to pause',
+    });
   }
 
   /** Routing kept a QoS 1/2 copy for `receiver`, which is connected; noted if its output is full. */
@@ -106,6 +137,7 @@ export class PublisherThrottle {
     const appended = this.appendedToStreams;
     this.keptForFullReceiver = null;
     this.appendedToStreams = false;
+    this.routingPublish = false;
     if (publisher.phase !== 'connected' || this.paused.has(publisher)) return;
     if (this.overBudget(1)) return this.pause(publisher, null, Infinity, 'budget');
     if (appended && this.overStreamBacklog(1)) {
@@ -125,7 +157,10 @@ export class PublisherThrottle {
     // Half, like the output cap itself: a total hovering at the budget does not flap.
     const budgetHeld = this.overBudget(2);
     const streamsHeld = this.overStreamBacklog(2);
-    if (!streamsHeld) this.streamBacklogFull = false;
+    if (!streamsHeld) {
+      this.streamBacklogFull = false;
+      this.streamBacklogOverrun = false;
+    }
     for (const [publisher, { receiver, untilMs, reason }] of this.paused) {
       if (receiver !== null && nowMs >= untilMs && this.isStillFull(receiver)) this.markStalled(receiver);
       if (budgetHeld || (reason === 'streams' && streamsHeld)) continue;

@@ -23,7 +23,7 @@
 import { assert } from '../assert.js';
 import type { StorageRequest, StorageResult } from '../contract.js';
 import { isSeal, type OpenSegment, sealRecordType } from './log-writer.js';
-import { encodeFrame, type FrameRecord, scanFrames } from './record-frame.js';
+import { encodeFrame, type FrameRecord, frameAt, scanFramePositions, scanFrames } from './record-frame.js';
 import { isStreamFile } from './streams/stream-files.js';
 
 export const snapshotEndRecordType = 255;
@@ -179,13 +179,15 @@ export class LogRecovery {
     const { file, snapshot, buffer } = this.step;
     if (snapshot) return this.finishSnapshot(file, buffer);
     const firstLsn = Number(segmentPattern.exec(file)![1]);
-    const scan = scanFrames(buffer, firstLsn, this.recordBytesMax);
+    const scan = scanFramePositions(buffer, firstLsn, this.recordBytesMax);
     const isLast = this.readQueue.length === 0;
     if (scan.ending === 'corrupt' || (scan.ending === 'torn' && !isLast)) {
       this.failure = `corrupt log: ${file} at offset ${scan.problem!.offset}: ${scan.problem!.reason}`;
       return;
     }
-    for (const record of scan.records) {
+    // One record at a time, made from its checked position (record-frame.ts scanFramePositions).
+    for (const position of scan.positions) {
+      const record = frameAt(buffer, position);
       // Records the snapshot covers are committed; so is a group's flagged last record.
       const committed = record.lsn < this.expectedLsn || (this.groupEndFlag !== null && (record.type & this.groupEndFlag) !== 0);
       if (committed) this.commitPoint = { file, offset: record.body.byteOffset - buffer.byteOffset + record.body.length, lsn: record.lsn, type: record.type };
@@ -195,13 +197,13 @@ export class LogRecovery {
       if (!isSeal(record.type)) this.onRecord(record, false, file, record.offset);
       this.expectedLsn = record.lsn + 1;
     }
-    if (scan.records.length === 0 && firstLsn < this.expectedLsn && isLast === false) {
+    if (scan.positions.length === 0 && firstLsn < this.expectedLsn && isLast === false) {
       this.failure = `empty log segment ${file} before the end of the log`;
       return;
     }
     // Appending continues in the last segment only if its records end right before the next LSN
     // (a snapshot newer than the log's synced end means the next record starts a new segment).
-    const lastLsn = scan.records.length > 0 ? scan.records[scan.records.length - 1]!.lsn : firstLsn - 1;
+    const lastLsn = scan.positions.length > 0 ? scan.lastLsn : firstLsn - 1;
     if (isLast && lastLsn === this.expectedLsn - 1) this.lastSegment = { name: file, size: scan.validEnd };
     if (scan.ending === 'torn' || scan.validEnd < buffer.length) {
       this.warnings.push(`truncated ${file} at offset ${scan.validEnd} (${buffer.length - scan.validEnd} bytes of an interrupted write: ${scan.problem?.reason ?? 'zero fill'})`);

@@ -122,10 +122,12 @@ function streamRecordProblem(record: StreamRecord): string | null {
     case 'stream-position': {
       const notBefore = record.notBeforeMs;
       if (notBefore !== undefined && !Number.isSafeInteger(notBefore)) return `position time ${notBefore} is not a time`;
+      if (record.skipped !== undefined && (!Number.isSafeInteger(record.skipped) || record.skipped < 1)) return `reader skipped count ${record.skipped} is not a positive integer`;
       return clientIdProblem(record.clientId) ?? checkTopicFilter(record.filter, protocolTopicLimits) ?? offsetProblem(record.offset, 'position');
     }
     case 'stream-group-position':
       if (typeof record.group !== 'string' || record.group.length === 0) return 'empty consumer group';
+      if (record.skipped !== undefined && (!Number.isSafeInteger(record.skipped) || record.skipped < 1)) return `group skipped count ${record.skipped} is not a positive integer`;
       return streamNameProblem(record.stream) ?? offsetProblem(record.offset, 'group position');
   }
 }

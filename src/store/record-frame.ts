@@ -67,20 +67,51 @@ export interface ScanResult {
  * (0 to accept whatever the first frame says); each following frame must carry the next one.
  */
 export function scanFrames(bytes: Uint8Array, nextLsn: number, bodyBytesMax: number): ScanResult {
-  const records: FrameRecord[] = [];
+  const scan = scanFramePositions(bytes, nextLsn, bodyBytesMax);
+  const records = scan.positions.map((position) => frameAt(bytes, position));
+  return { records, validEnd: scan.validEnd, ending: scan.ending, problem: scan.problem };
+}
+
+/** `scanFrames` without the records: where each valid frame starts, and the sequence number of the last. */
+export interface FramePositions extends Omit<ScanResult, 'records'> {
+  readonly positions: number[];
+  /** The last valid frame's sequence number (`nextLsn - 1` when there is none). */
+  readonly lastLsn: number;
+}
+
+/**
+ * Checks every frame in `bytes` as `scanFrames` does, keeping only where each starts (`frameAt`
+ * makes its record when it is wanted). Recovery reads a log segment of up to 64 MiB at a time: a
+ * record object and a body view per frame, all alive until the segment was applied, were most of
+ * what its heap grew to (and what a restarted broker's resident size kept).
+ */
+export function scanFramePositions(bytes: Uint8Array, nextLsn: number, bodyBytesMax: number): FramePositions {
+  const positions: number[] = [];
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let offset = 0;
   let expected = nextLsn;
+  let lastLsn = nextLsn - 1;
   while (offset < bytes.length) {
-    const parsed = parseFrameAt(bytes, offset, bodyBytesMax);
-    if (typeof parsed === 'string' || (expected !== 0 && parsed.lsn !== expected)) {
-      const reason = typeof parsed === 'string' ? parsed : `sequence number ${parsed.lsn} where ${expected} was expected`;
-      return classifyDamage(bytes, offset, records, reason, records.length > 0 ? records[records.length - 1]!.lsn : expected - 1, bodyBytesMax);
+    const checked = checkFrameAt(bytes, offset, bodyBytesMax, view);
+    const lsn = typeof checked === 'string' ? 0 : frameLsnAt(bytes, offset, view);
+    if (typeof checked === 'string' || (expected !== 0 && lsn !== expected)) {
+      const reason = typeof checked === 'string' ? checked : `sequence number ${lsn} where ${expected} was expected`;
+      return { positions, lastLsn, ...classifyDamage(bytes, offset, reason, positions.length > 0 ? lastLsn : expected - 1, bodyBytesMax) };
     }
-    records.push(parsed);
-    expected = parsed.lsn + 1;
-    offset += frameHeaderBytes + parsed.body.length;
+    positions.push(offset);
+    lastLsn = lsn;
+    expected = lsn + 1;
+    offset += frameHeaderBytes + checked;
   }
-  return { records, validEnd: offset, ending: 'clean', problem: null };
+  return { positions, lastLsn, validEnd: offset, ending: 'clean', problem: null };
+}
+
+/** The record of the frame at `offset`, which `scanFramePositions` (or `checkFrameAt`) found valid. */
+export function frameAt(bytes: Uint8Array, offset: number): FrameRecord {
+  const view = new DataView(bytes.buffer, bytes.byteOffset + offset, frameHeaderBytes);
+  const bodyLength = view.getUint32(4, true);
+  assert(offset + frameHeaderBytes + bodyLength <= bytes.length, 'a checked frame lies within its bytes');
+  return { lsn: view.getFloat64(8, true), type: bytes[offset + 16]!, offset, body: bytes.subarray(offset + frameHeaderBytes, offset + frameHeaderBytes + bodyLength) };
 }
 
 /**
@@ -88,8 +119,19 @@ export function scanFrames(bytes: Uint8Array, nextLsn: number, bodyBytesMax: num
  * `view` is a DataView over exactly `bytes`; a caller parsing many frames passes one of its own.
  */
 export function parseFrameAt(bytes: Uint8Array, offset: number, bodyBytesMax: number, view?: DataView): FrameRecord | string {
+  const checked = checkFrameAt(bytes, offset, bodyBytesMax, view ?? new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+  if (typeof checked === 'string') return checked;
+  const lsn = frameLsnAt(bytes, offset, view);
+  return { lsn, type: bytes[offset + 16]!, offset, body: bytes.subarray(offset + frameHeaderBytes, offset + frameHeaderBytes + checked) };
+}
+
+/**
+ * Checks the frame starting at `offset` (as `parseFrameAt`) without making an object of it:
+ * its body's length when it is valid, else why it is not. `view` is a DataView over exactly
+ * `bytes`. Its sequence number is `frameLsnAt`, its type the byte at `offset + 16`.
+ */
+export function checkFrameAt(bytes: Uint8Array, offset: number, bodyBytesMax: number, view: DataView): number | string {
   if (bytes.length - offset < frameHeaderBytes) return 'incomplete frame header';
-  if (view === undefined) view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const bodyLength = view.getUint32(offset + 4, true);
   if (bodyLength > bodyBytesMax) return `frame length ${bodyLength} beyond the limit ${bodyBytesMax}`;
   const end = offset + frameHeaderBytes + bodyLength;
@@ -98,19 +140,24 @@ export function parseFrameAt(bytes: Uint8Array, offset: number, bodyBytesMax: nu
   const lsn = view.getFloat64(offset + 8, true);
   const type = bytes[offset + 16]!;
   if (type === 0 || !Number.isSafeInteger(lsn) || lsn <= 0) return 'invalid frame header';
-  return { lsn, type, offset, body: bytes.subarray(offset + frameHeaderBytes, end) };
+  return bodyLength;
 }
 
-function classifyDamage(bytes: Uint8Array, offset: number, records: FrameRecord[], reason: string, lastLsn: number, bodyBytesMax: number): ScanResult {
-  if (isAllZero(bytes, offset)) return { records, validEnd: offset, ending: 'clean', problem: null };
+/** The sequence number of the frame at `offset` (checked by `checkFrameAt`). */
+export function frameLsnAt(bytes: Uint8Array, offset: number, view?: DataView): number {
+  return (view ?? new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)).getFloat64(offset + 8, true);
+}
+
+function classifyDamage(bytes: Uint8Array, offset: number, reason: string, lastLsn: number, bodyBytesMax: number): Omit<ScanResult, 'records'> {
+  if (isAllZero(bytes, offset)) return { validEnd: offset, ending: 'clean', problem: null };
   // A valid frame further on that continues the sequence proves the damage is not a torn tail.
   for (let probe = offset + 1; probe + frameHeaderBytes <= bytes.length; probe++) {
     const parsed = parseFrameAt(bytes, probe, bodyBytesMax);
     if (typeof parsed !== 'string' && parsed.lsn > lastLsn) {
-      return { records, validEnd: offset, ending: 'corrupt', problem: { offset, reason } };
+      return { validEnd: offset, ending: 'corrupt', problem: { offset, reason } };
     }
   }
-  return { records, validEnd: offset, ending: 'torn', problem: { offset, reason } };
+  return { validEnd: offset, ending: 'torn', problem: { offset, reason } };
 }
 
 function isAllZero(bytes: Uint8Array, from: number): boolean {

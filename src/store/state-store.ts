@@ -123,6 +123,8 @@ export interface SessionState {
 export interface StreamPosition {
   readonly offset: number;
   readonly notBeforeMs: number | null;
+  /** Offsets the reader lost (retention, damage) that it is not known to have been told of (`stream-skipped`); absent: none. */
+  readonly skipped?: number;
 }
 
 /** A stream as durable state keeps it: its definition and its counters (never its entries). */
@@ -141,6 +143,8 @@ export interface StreamState {
   lastTimeMs: number;
   /** Consumer groups' committed positions: group key (stream-groups.ts) to first unacknowledged offset. */
   readonly groups: Map<string, number>;
+  /** Of those groups, the ones with offsets lost to retention not yet known to be announced, and how many. */
+  readonly groupsSkipped: Map<string, number>;
 }
 
 /** One entry of a `stream-appended` record: which stream got the message, at which offset. */
@@ -252,9 +256,14 @@ export type StateRecord =
    */
   | { kind: 'stream-cut'; stream: string; nextOffset: number; lost: number }
   /** A session's `$stream` subscription committed its position (once per input that moved it). */
-  | { kind: 'stream-position'; clientId: string; filter: string; offset: number; notBeforeMs?: number }
-  /** A consumer group committed its position: the lowest offset no member has acknowledged. */
-  | { kind: 'stream-group-position'; stream: string; group: string; offset: number }
+  | { kind: 'stream-position'; clientId: string; filter: string; offset: number; notBeforeMs?: number; skipped?: number }
+  /**
+   * A consumer group committed its position: the lowest offset no member has acknowledged; and,
+   * when some, how many offsets retention cut from under it that no member is known to have been
+   * told of (`stream-skipped`), so that its next delivery after a restart still says so. Records
+   * written before `skipped` existed have none (0).
+   */
+  | { kind: 'stream-group-position'; stream: string; group: string; offset: number; skipped?: number }
   /** A cluster node applied the hand-off stream up to this sequence (src/cluster/). */
   | { kind: 'cluster-applied'; sequence: number }
   /** A durable message this node must hand to the cluster, kept until the stream holds it. */
@@ -756,12 +765,17 @@ function applyStreamRecord(state: DurableState, record: StreamRecord): void {
       const session = sessionOf(state, record.clientId);
       assert(session.subscriptions.has(record.filter), 'a stream position belongs to a subscription of its session');
       if (session.streamPositions === noStreamPositions) session.streamPositions = new Map();
-      session.streamPositions.set(record.filter, { offset: record.offset, notBeforeMs: record.notBeforeMs ?? null });
+      const position: StreamPosition = { offset: record.offset, notBeforeMs: record.notBeforeMs ?? null };
+      session.streamPositions.set(record.filter, (record.skipped ?? 0) > 0 ? { ...position, skipped: record.skipped! } : position);
       return;
     }
-    case 'stream-group-position':
-      streamOf(state, record.stream).groups.set(record.group, record.offset);
+    case 'stream-group-position': {
+      const stream = streamOf(state, record.stream);
+      stream.groups.set(record.group, record.offset);
+      if ((record.skipped ?? 0) > 0) stream.groupsSkipped.set(record.group, record.skipped!);
+      else stream.groupsSkipped.delete(record.group);
       return;
+    }
   }
 }
 
@@ -804,7 +818,7 @@ function applyStreamCreated(state: DurableState, record: Extract<StateRecord, { 
   const nextOffset = record.nextOffset ?? 0;
   const firstOffset = record.firstOffset ?? 0;
   assert(firstOffset <= nextOffset, 'a stream starts at or before its end');
-  state.streams.set(name, { name, filter, retentionMs, retentionBytes, lastValue, nextOffset, firstOffset, lastTimeMs: record.lastTimeMs ?? 0, groups: new Map() });
+  state.streams.set(name, { name, filter, retentionMs, retentionBytes, lastValue, nextOffset, firstOffset, lastTimeMs: record.lastTimeMs ?? 0, groups: new Map(), groupsSkipped: new Map() });
 }
 
 function applyMessageStored(state: DurableState, fields: StoredMessageFields): void {
@@ -1023,12 +1037,16 @@ function snapshotStream(stream: StreamState, records: StateRecord[], source: Str
     assert(record.kind === 'stream-appended' && record.entries.length === 1 && record.entries[0]!.stream === name, 'unsynced entries name their stream alone');
     if (record.entries[0]!.offset >= nextOffset) records.push(record);
   }
-  for (const [group, offset] of stream.groups) records.push({ kind: 'stream-group-position', stream: name, group, offset });
+  for (const [group, offset] of stream.groups) {
+    const skipped = stream.groupsSkipped.get(group) ?? 0;
+    records.push(skipped === 0 ? { kind: 'stream-group-position', stream: name, group, offset } : { kind: 'stream-group-position', stream: name, group, offset, skipped });
+  }
 }
 
 export function streamPositionRecord(clientId: string, filter: string, position: StreamPosition): StateRecord {
   const record: StateRecord = { kind: 'stream-position', clientId, filter, offset: position.offset };
   if (position.notBeforeMs !== null) record.notBeforeMs = position.notBeforeMs;
+  if ((position.skipped ?? 0) > 0) record.skipped = position.skipped!;
   return record;
 }
 

@@ -7,11 +7,14 @@
  * streamUnsyncedBytesMax, here far above the bound, which would leave the publisher paused for
  * ever) until under half the bound, and the publisher resumes. Nothing is lost: a reader gets
  * every offset once, in order. A publisher whose topic no stream takes is never paused for it.
+ * A will (a message from no connection, like a cluster arrival) appended while the backlog is
+ * past its bound is admitted, counted apart (`backlogOverrunUnpausedEntries`) and logged once,
+ * pauses nobody, and is in the stream at its offset once the writer catches up.
  */
 import { describe, expect, it } from 'vitest';
 import { PacketType } from '../../src/codec/packets.js';
 import { resolveConfig } from '../../src/config.js';
-import { decodeText } from '../broker/harness.js';
+import { decodeText, will } from '../broker/harness.js';
 import { offsetOf, StreamHarness, takeAndAck } from './stream-harness.js';
 
 const backlogBytesMax = 4096;
@@ -57,6 +60,36 @@ describe('stream backlog bound', () => {
     for (let round = 0; round < 100 && got.length < sent; round++) got.push(...takeAndAck(reader));
     expect(got.map((publish) => offsetOf(publish))).toEqual([...Array(sent).keys()]);
     expect(got.map((publish) => decodeText(publish.payload))).toEqual([...Array(sent).keys()].map(payload));
+  });
+
+  it('admits a will past the bound, counted and logged, pausing nobody; it is in the stream afterwards', () => {
+    const harness = new StreamHarness({ streamBacklogBytesMax: backlogBytesMax, streamUnsyncedBytesMax: 64 * 1024, streamSegmentBytesMax: 64 * 1024 });
+    const publisher = harness.connect('pub', 5);
+    const leaving = harness.connect('leaving', 5, { will: will('sensors/will', 'gone', { qos: 1 }) });
+    slowWriter(harness);
+    let sent = 0;
+    while (!publisher.readingPaused && sent < 100) publisher.publish(`sensors/${sent % 3}`, payload(sent++), 1);
+    expect(publisher.readingPaused).toBe(true);
+    const stats = harness.broker.stats.streams;
+    expect(stats.backlogOverrunUnpausedEntries).toBe(0);
+    const overrunBefore = stats.backlogOverrunEntries;
+    const appendedBefore = stats.entriesAppended;
+    leaving.drop();
+    expect(stats.entriesAppended).toBe(appendedBefore + 1);
+    expect(stats.backlogOverrunEntries).toBe(overrunBefore + 1);
+    expect(stats.backlogOverrunUnpausedEntries).toBe(1);
+    expect(harness.broker.stats.throttle.pausedCurrent).toBe(1);
+    expect(harness.logs.filter((line) => line.event === 'stream-backlog-overrun')).toHaveLength(1);
+    // The writer catches up; the will is the stream's last entry.
+    harness.releaseHeld();
+    expect(publisher.readingChanges).toEqual(['pause-reading', 'resume-reading']);
+    const reader = harness.connect('reader', 5, { properties: { receiveMaximum: 65_535 } });
+    reader.subscribe([{ topicFilter: '$stream/sensors', qos: 1 }], { userProperties: [['stream-offset', 'earliest']] });
+    const got = [];
+    for (let round = 0; round < 100 && got.length < sent + 1; round++) got.push(...takeAndAck(reader));
+    expect(got.map((publish) => offsetOf(publish))).toEqual([...Array(sent + 1).keys()]);
+    expect(got[sent]!.topic).toBe('sensors/will');
+    expect(decodeText(got[sent]!.payload)).toBe('gone');
   });
 
   it('rejects a bound below 1 KiB at start-up, with the setting named', () => {

@@ -6,7 +6,9 @@
  * and counts of every width, topics with multi-byte characters, and payloads whose size makes the
  * Remaining Length one to three bytes long (fast-check, against the codec as the reference).
  * And that a reader's pump sends its run of deliveries as one chunk, each delivery intact and
- * counted as a packet sent.
+ * counted as a packet sent. The same for an entry decoded from a segment read (`ReadEntry`, whose
+ * payload stays in the read's bytes): decoded from its frame at a position inside a larger read,
+ * it encodes to the bytes of the original entry, and `detachEntry` gives it a payload of its own.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -14,7 +16,8 @@ import type { Connection } from '../../src/broker/connection.js';
 import { encodeStreamPublish, streamPublishPacket } from '../../src/broker/streams/stream-delivery.js';
 import { encodePacket } from '../../src/codec/encoder.js';
 import type { ProtocolVersion, Qos } from '../../src/codec/packets.js';
-import type { StreamEntry } from '../../src/store/streams/stream-entry.js';
+import { frameHeaderBytes } from '../../src/store/record-frame.js';
+import { decodeEntryAt, detachEntry, entryFrameBytes, ReadEntry, type StreamEntry, writeEntryFrame } from '../../src/store/streams/stream-entry.js';
 import { offsetOf, StreamHarness } from './stream-harness.js';
 
 function reference(version: ProtocolVersion, stream: string, entry: StreamEntry, qos: Qos, packetId: number, subscriptionIds: number[], skipped: number): Uint8Array {
@@ -45,6 +48,35 @@ describe('the direct encoding of stream deliveries', () => {
         expect(Buffer.from(direct).equals(Buffer.from(reference(d.version, d.stream, entry, d.qos, packetId, d.subscriptionIds, d.skipped)))).toBe(true);
       }),
       { numRuns: 2_000 },
+    );
+  });
+
+  it('encodes an entry decoded in place from a read exactly like the entry it was written from', () => {
+    const delivery = fc.record({
+      version: fc.constantFrom<ProtocolVersion>(4, 5),
+      offset: fc.integer({ min: 0, max: 2 ** 40 }),
+      topic: fc.string({ unit: 'grapheme', minLength: 1, maxLength: 40 }).filter((topic) => !topic.includes('+') && !topic.includes('#') && !topic.includes('\u0000')),
+      qos: fc.constantFrom<Qos>(0, 1),
+      payload: fc.oneof(fc.uint8Array({ maxLength: 200 }), fc.uint8Array({ minLength: 1_000, maxLength: 3_000 })),
+      before: fc.integer({ min: 0, max: 50 }),
+    });
+    fc.assert(
+      fc.property(delivery, (d) => {
+        const entry: StreamEntry = { offset: d.offset, timeMs: 1_700_000_000_000, topic: d.topic, qos: d.qos, properties: undefined, payload: d.payload };
+        const read = new Uint8Array(d.before + entryFrameBytes(entry) + 7).fill(0xee);
+        writeEntryFrame(read, d.before, entry);
+        const decoded = decodeEntryAt(d.offset, read, d.before + frameHeaderBytes, d.before + entryFrameBytes(entry));
+        expect(decoded).toBeInstanceOf(ReadEntry);
+        expect(decoded.source).toBe(read);
+        const packetId = d.qos === 0 ? 0 : 9;
+        const fromRead = encodeStreamPublish(d.version, 's', decoded, d.qos, packetId, [], 0);
+        expect(Buffer.from(fromRead).equals(Buffer.from(encodeStreamPublish(d.version, 's', entry, d.qos, packetId, [], 0)))).toBe(true);
+        const detached = detachEntry(decoded);
+        expect(detached).not.toBeInstanceOf(ReadEntry);
+        expect(Buffer.from(detached.payload).equals(Buffer.from(d.payload))).toBe(true);
+        expect(detached.payload.buffer).not.toBe(read.buffer);
+      }),
+      { numRuns: 1_000 },
     );
   });
 

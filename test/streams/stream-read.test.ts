@@ -3,11 +3,12 @@
  * `time:<unix ms>` delivers the stored entries in offset order, then goes on live with no gap and
  * no duplicate at the seam, under a window of 1 and with messages published during the replay;
  * a replay reads the files once the entries left memory, never more than the read-ahead at a
- * time; narrowing filters, MQTT 3.1.1 readers (latest, or earliest by the filter), QoS 0 readers,
+ * time, and what waits for a PUBACK holds a copy of its entry, not the read it came from; narrowing filters, MQTT 3.1.1 readers (latest, or earliest by the filter), QoS 0 readers,
  * and the grant of QoS 1 at most.
  */
 import { describe, expect, it } from 'vitest';
 import type { PublishPacket } from '../../src/codec/packets.js';
+import { ReadEntry } from '../../src/store/streams/stream-entry.js';
 import { decodeText, type TestClient } from '../broker/harness.js';
 import { offsetOf, StreamHarness, takeAndAck } from './stream-harness.js';
 
@@ -63,6 +64,11 @@ describe('stream reading', () => {
     expect(harness.store.streams.segments('sensors').length).toBeGreaterThan(4);
     const reader = harness.connect('reader', 5);
     subscribeFrom(reader, 'earliest');
+    // A delivery waiting for its PUBACK keeps a copy of its entry, never a view into a whole read.
+    const session = harness.broker.state.sessions.get('reader')!;
+    const inflight = [...harness.broker.streams.deliveriesOf(session).inflight.values()];
+    expect(inflight.length).toBeGreaterThan(0);
+    for (const delivery of inflight) expect(delivery.entry).not.toBeInstanceOf(ReadEntry);
     const got = drain(reader);
     expect(got.map(offsetOf)).toEqual([...Array(200).keys()]);
     const stats = harness.broker.stats.streams;

@@ -36,8 +36,10 @@ const history: StateRecord[] = [
   { kind: 'session-created', clientId: 'reader', protocolVersion: 5, expiryIntervalSeconds: 3600, username: null },
   { kind: 'subscription-added', clientId: 'reader', subscription: { filter: '$stream/sensors', qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0, subscriptionId: 0 } },
   { kind: 'stream-position', clientId: 'reader', filter: '$stream/sensors', offset: 1 },
+  { kind: 'stream-position', clientId: 'reader', filter: '$stream/sensors', offset: 3, skipped: 2 },
   { kind: 'stream-position', clientId: 'reader', filter: '$stream/sensors', offset: 0, notBeforeMs: 11 },
   { kind: 'stream-group-position', stream: 'sensors', group: 'workers', offset: 1 },
+  { kind: 'stream-group-position', stream: 'sensors', group: 'late', offset: 0, skipped: 4 },
   { kind: 'stream-trimmed', stream: 'all', firstOffset: 1 },
 ];
 
@@ -64,6 +66,12 @@ describe('stream records', () => {
     expect(sensors.groups.get('workers')).toBe(1);
     expect(state.streams.get('all')!.firstOffset).toBe(1);
     expect(state.sessions.get('reader')!.streamPositions.get('$stream/sensors')).toEqual({ offset: 0, notBeforeMs: 11 });
+    expect(state.streams.get('sensors')!.groupsSkipped.get('late')).toBe(4);
+    // A position with offsets the reader was not told of keeps them; the next without drops them.
+    applyRecord(state, { kind: 'stream-position', clientId: 'reader', filter: '$stream/sensors', offset: 5, skipped: 2 });
+    expect(state.sessions.get('reader')!.streamPositions.get('$stream/sensors')).toEqual({ offset: 5, notBeforeMs: null, skipped: 2 });
+    applyRecord(state, { kind: 'stream-position', clientId: 'reader', filter: '$stream/sensors', offset: 6 });
+    expect(state.sessions.get('reader')!.streamPositions.get('$stream/sensors')).toEqual({ offset: 6, notBeforeMs: null });
     // A redefinition keeps the counters.
     applyRecord(state, { kind: 'stream-created', stream: { ...definition, filter: 'sensors/+' } });
     expect(state.streams.get('sensors')).toMatchObject({ filter: 'sensors/+', nextOffset: 2 });
@@ -99,7 +107,11 @@ describe('stream records', () => {
     expect(recordProblem({ ...appended([['sensors', 0]]), topic: 'a/#' } as StateRecord)).toMatch(/wildcard/);
     expect(recordProblem(appended([['sensors', -1]]))).toMatch(/not an offset/);
     expect(recordProblem({ kind: 'stream-group-position', stream: 'sensors', group: '', offset: 0 })).toMatch(/empty consumer group/);
+    expect(recordProblem({ kind: 'stream-group-position', stream: 'sensors', group: 'g', offset: 0, skipped: 0 })).toMatch(/skipped count 0/);
+    expect(recordProblem({ kind: 'stream-group-position', stream: 'sensors', group: 'g', offset: 0, skipped: 2.5 })).toMatch(/skipped count 2.5/);
+    expect(recordProblem({ kind: 'stream-group-position', stream: 'sensors', group: 'g', offset: 0, skipped: 3 })).toBeNull();
     expect(recordProblem({ kind: 'stream-position', clientId: 'c', filter: '$stream/s', offset: 1.5 })).toMatch(/not an offset/);
+    expect(recordProblem({ kind: 'stream-position', clientId: 'c', filter: '$stream/s', offset: 1, skipped: -1 })).toMatch(/skipped count -1/);
   });
 
   it('snapshot: replays to the same counters, carrying the unsynced entries a store names', () => {

@@ -6,7 +6,9 @@
  * counted and announced to the member that gets the next delivery (`stream-skipped`); a reader
  * asking for an offset below the oldest kept one starts at the oldest; a lagging individual
  * reader is told what it lost the same way; the trimmed files are deleted, and stay so after a
- * restart.
+ * restart. A group's loss not yet announced survives a restart (committed with its position): the
+ * first delivery after it still says `stream-skipped`, again if the delivery that said it was
+ * not acknowledged before the crash, and never once one that said it was acknowledged.
  */
 import { describe, expect, it } from 'vitest';
 import { offsetOf, StreamHarness, takeAndAck, userProperty } from './stream-harness.js';
@@ -62,6 +64,44 @@ describe('stream retention', () => {
     expect(segmentFiles(harness).length).toBe(after.segments);
   });
 
+  it("keeps a group's unannounced loss across restarts until a delivery that announced it is acknowledged", () => {
+    const harness = new StreamHarness({ streams: [bySize] });
+    const persistent = { cleanStart: false, properties: { receiveMaximum: 2, sessionExpiryInterval: 3_600 } };
+    const member = harness.connect('member', 5, persistent);
+    member.subscribe([{ topicFilter: '$share/g/$stream/sensors', qos: 1 }]);
+    publishMany(harness, 120);
+    expect(member.publishes().map(offsetOf)).toEqual([0, 1]);
+    member.drop();
+    harness.advance(harness.config.streamMaintenanceIntervalMs);
+    const firstOffset = harness.broker.view.streams()[0]!.firstOffset;
+    expect(firstOffset).toBeGreaterThan(2);
+    // Every offset below the first kept one is lost to the group (0 and 1 were given back when the member went).
+    const lost = harness.broker.stats.streams.groupEntriesCut;
+    expect(lost).toBe(firstOffset);
+    expect(harness.broker.state.streams.get('sensors')!.groupsSkipped.get('g')).toBe(lost);
+    // A crash before any member was told: the first delivery after the restart tells.
+    harness.restartAfterCrash();
+    let again = harness.connect('member', 5, persistent);
+    let next = again.publishes();
+    expect(offsetOf(next[0]!)).toBe(firstOffset);
+    expect(userProperty(next[0]!, 'stream-skipped')).toBe(String(lost));
+    expect(userProperty(next[1]!, 'stream-skipped')).toBeUndefined();
+    // Told, but the delivery was not acknowledged before the next crash: told again.
+    harness.restartAfterCrash();
+    again = harness.connect('member', 5, persistent);
+    next = again.publishes();
+    expect(offsetOf(next[0]!)).toBe(firstOffset);
+    expect(userProperty(next[0]!, 'stream-skipped')).toBe(String(lost));
+    // Acknowledged: the loss is no longer pending, and a later restart does not announce it.
+    again.acknowledge(next[0]!);
+    expect(harness.broker.state.streams.get('sensors')!.groupsSkipped.has('g')).toBe(false);
+    harness.restartAfterCrash();
+    again = harness.connect('member', 5, persistent);
+    next = again.publishes();
+    expect(offsetOf(next[0]!)).toBe(firstOffset + 1);
+    for (const publish of next) expect(userProperty(publish, 'stream-skipped')).toBeUndefined();
+  });
+
   it('by age deletes expired segments, but never what a live group has not acknowledged', () => {
     const harness = new StreamHarness({ streams: [byAge] }, undefined, { wallClockOffsetMs: 1_700_000_000_000 });
     const member = harness.connect('member', 5, { cleanStart: false, properties: { sessionExpiryInterval: 3600, receiveMaximum: 1 } });
@@ -98,5 +138,33 @@ describe('stream retention', () => {
     expect(offsetOf(next!)).toBe(firstOffset);
     expect(userProperty(next!, 'stream-skipped')).toBe(String(firstOffset - 1));
     expect(harness.broker.stats.streams.entriesSkipped).toBe(firstOffset - 1);
+  });
+
+  it('tells a persistent reader again after a restart until a delivery that told it is acknowledged', () => {
+    const harness = new StreamHarness({ streams: [bySize] });
+    const persistent = { cleanStart: false, properties: { receiveMaximum: 1, sessionExpiryInterval: 3_600 } };
+    const reader = harness.connect('reader', 5, persistent);
+    reader.subscribe([{ topicFilter: '$stream/sensors', qos: 1 }], { userProperties: [['stream-offset', 'earliest']] });
+    publishMany(harness, 120);
+    const [first] = reader.publishes();
+    harness.advance(harness.config.streamMaintenanceIntervalMs);
+    const firstOffset = harness.broker.view.streams()[0]!.firstOffset;
+    reader.acknowledge(first!);
+    const [told] = reader.publishes();
+    expect(offsetOf(told!)).toBe(firstOffset);
+    expect(userProperty(told!, 'stream-skipped')).toBe(String(firstOffset - 1));
+    // The delivery that told it was not acknowledged before the crash: the first one after the restart tells it again.
+    harness.restartAfterCrash();
+    let again = harness.connect('reader', 5, persistent);
+    let [next] = again.publishes();
+    expect(offsetOf(next!)).toBe(firstOffset);
+    expect(userProperty(next!, 'stream-skipped')).toBe(String(firstOffset - 1));
+    // Acknowledged: a later restart does not tell it again.
+    again.acknowledge(next!);
+    harness.restartAfterCrash();
+    again = harness.connect('reader', 5, persistent);
+    [next] = again.publishes();
+    expect(offsetOf(next!)).toBe(firstOffset + 1);
+    expect(userProperty(next!, 'stream-skipped')).toBeUndefined();
   });
 });

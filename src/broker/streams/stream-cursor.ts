@@ -115,17 +115,20 @@ export class StreamCursor {
   }
 
   /** A storage read finished; false when it was not this cursor's current one (dropped). */
-  readCompleted(token: number, entries: readonly StreamEntry[], nextOffset: number, stale: boolean, damaged: { fromOffset: number; toOffset: number } | null): boolean {
+  readCompleted(token: number, entries: StreamEntry[], nextOffset: number, stale: boolean, damaged: { fromOffset: number; toOffset: number } | null): boolean {
     if (token !== this.pendingToken) return false;
     this.pendingToken = 0;
     if (stale) return true;
-    this.buffer = [];
     this.head = 0;
-    for (const entry of entries) {
-      if (entry.offset < this.nextOffset) continue;
-      const last = this.buffer[this.buffer.length - 1];
-      if (last !== undefined && last.offset >= entry.offset) assert(false, `a read returned offset ${entry.offset} after ${last.offset}`);
-      this.buffer.push(entry);
+    if (entries.length > 0 && entries[0]!.offset >= this.nextOffset) {
+      // The usual case: every entry is wanted, and the array is handed over (stream-store.ts): no copy.
+      this.buffer = entries;
+    } else {
+      this.buffer = [];
+      for (const entry of entries) if (entry.offset >= this.nextOffset) this.buffer.push(entry);
+    }
+    for (let index = 1; index < this.buffer.length; index++) {
+      if (this.buffer[index - 1]!.offset >= this.buffer[index]!.offset) assert(false, `a read returned offset ${this.buffer[index]!.offset} after ${this.buffer[index - 1]!.offset}`);
     }
     // The store's read ends at a damaged frame: its loss is announced after the entries before it.
     if (damaged !== null && damaged.toOffset > Math.max(damaged.fromOffset, this.nextOffset)) this.damagedLoss = damaged.toOffset - Math.max(damaged.fromOffset, this.nextOffset);

@@ -28,7 +28,7 @@ import { encodePacket } from '../../codec/encoder.js';
 import { PacketType, type Properties, type ProtocolVersion, type PublishPacket, type Qos, type UserProperty } from '../../codec/packets.js';
 import type { SessionState } from '../../store/state-store.js';
 import { nextPacketIdAfter } from '../../store/state-store.js';
-import type { StreamEntry } from '../../store/streams/stream-entry.js';
+import { copyPayload, detachEntry, payloadLength, type StreamEntry } from '../../store/streams/stream-entry.js';
 import type { Broker } from '../broker.js';
 import type { Connection } from '../connection.js';
 import { aliasedPublishBytes } from '../outgoing-topic-alias.js';
@@ -122,6 +122,53 @@ function writeUserProperty(bytes: Uint8Array, offset: number, key: string, value
   return writeString(bytes, writeString(bytes, offset + 1, key), value);
 }
 
+/**
+ * Bytes a stream PUBLISH repeats from one delivery to the next, encoded once and copied after:
+ * the topic as a length-prefixed string, and the user properties `stream` = the stream's name and
+ * the key of `stream-offset` (its value, the offset, is written in digits each time). One of each
+ * is remembered (a replay sends one stream's entries, mostly of one topic, thousands in a row).
+ */
+class EncodedStrings {
+  private topic = '';
+  private topicBytes = new Uint8Array(2);
+  private stream = '';
+  private streamPrefixBytes = new Uint8Array(0);
+
+  /** The topic as an MQTT string (length prefix included). */
+  topicOf(topic: string): Uint8Array {
+    if (topic !== this.topic) {
+      const bytes = new Uint8Array(stringLength(topic));
+      writeString(bytes, 0, topic);
+      this.topic = topic;
+      this.topicBytes = bytes;
+    }
+    return this.topicBytes;
+  }
+
+  /** User property `stream` = `stream`, then the identifier and key of `stream-offset`. */
+  streamPrefixOf(stream: string): Uint8Array {
+    if (stream !== this.stream || this.streamPrefixBytes.length === 0) {
+      const bytes = new Uint8Array(1 + streamNameKeyBytes + stringLength(stream) + 1 + streamOffsetKeyBytes);
+      const end = writeUserProperty(bytes, 0, streamNameProperty, stream);
+      bytes[end] = userPropertyId;
+      writeString(bytes, end + 1, streamOffsetProperty);
+      this.stream = stream;
+      this.streamPrefixBytes = bytes;
+    }
+    return this.streamPrefixBytes;
+  }
+}
+
+const encodedStrings = new EncodedStrings();
+
+/** Copies `source` into `target` at `at`, byte by byte when short (no view made); returns the offset after it. */
+function copyBytes(source: Uint8Array, target: Uint8Array, at: number): number {
+  const length = source.length;
+  if (length > 64) target.set(source, at);
+  else for (let index = 0; index < length; index++) target[at + index] = source[index]!;
+  return at + length;
+}
+
 /** The sizes `writeStreamPublish` works from, computed once per delivery by `measureStreamPublish`. */
 export interface StreamPublishSize {
   /** The whole packet. */
@@ -143,11 +190,11 @@ export function measureStreamPublish(version: ProtocolVersion, stream: string, e
   let propertiesLength = 0;
   if (version === 5) {
     for (const identifier of subscriptionIds) propertiesLength += 1 + variableIntegerLength(identifier);
-    propertiesLength += 1 + streamNameKeyBytes + stringLength(stream) + 1 + streamOffsetKeyBytes + 2 + offsetDigits;
+    propertiesLength += encodedStrings.streamPrefixOf(stream).length + 2 + offsetDigits;
     if (skipped > 0) propertiesLength += 1 + streamSkippedKeyBytes + 2 + skippedDigits;
   }
   const propertiesBlock = version === 5 ? variableIntegerLength(propertiesLength) + propertiesLength : 0;
-  const remainingLength = stringLength(entry.topic) + (qos > 0 ? 2 : 0) + propertiesBlock + entry.payload.length;
+  const remainingLength = encodedStrings.topicOf(entry.topic).length + (qos > 0 ? 2 : 0) + propertiesBlock + payloadLength(entry);
   into.packetBytes = 1 + variableIntegerLength(remainingLength) + remainingLength;
   into.remainingLength = remainingLength;
   into.propertiesLength = propertiesLength;
@@ -171,7 +218,7 @@ export function writeStreamPublish(
 ): number {
   assert((qos === 0) === (packetId === 0), 'a packet identifier exactly for QoS 1');
   bytes[start] = 0x30 | (qos << 1);
-  let offset = writeString(bytes, writeVariableInteger(bytes, start + 1, size.remainingLength), entry.topic);
+  let offset = copyBytes(encodedStrings.topicOf(entry.topic), bytes, writeVariableInteger(bytes, start + 1, size.remainingLength));
   if (qos > 0) offset = writeUint16(bytes, offset, packetId);
   if (version === 5) {
     offset = writeVariableInteger(bytes, offset, size.propertiesLength);
@@ -179,16 +226,13 @@ export function writeStreamPublish(
       bytes[offset] = subscriptionIdentifierId;
       offset = writeVariableInteger(bytes, offset + 1, identifier);
     }
-    offset = writeUserProperty(bytes, offset, streamNameProperty, stream);
-    bytes[offset] = userPropertyId;
-    offset = writeDecimalString(bytes, writeString(bytes, offset + 1, streamOffsetProperty), entry.offset, size.offsetDigits);
+    offset = writeDecimalString(bytes, copyBytes(encodedStrings.streamPrefixOf(stream), bytes, offset), entry.offset, size.offsetDigits);
     if (skipped > 0) {
       bytes[offset] = userPropertyId;
       offset = writeDecimalString(bytes, writeString(bytes, offset + 1, streamSkippedProperty), skipped, size.skippedDigits);
     }
   }
-  bytes.set(entry.payload, offset);
-  offset += entry.payload.length;
+  offset = copyPayload(entry, bytes, offset);
   assert(offset - start === size.packetBytes, 'stream PUBLISH size pass and write pass agree');
   return offset;
 }
@@ -303,7 +347,8 @@ export function sendEntry(
   broker.stats.messagesSent += 1;
   broker.stats.streams.deliveries += 1;
   if (packetId === 0) return null;
-  const delivery: StreamDelivery = { packetId, entry, stream, subscriptionIds, skipped, owner };
+  // It may wait long for its PUBACK: it keeps a copy, not a read's whole buffer (stream-entry.ts ReadEntry).
+  const delivery: StreamDelivery = { packetId, entry: detachEntry(entry), stream, subscriptionIds, skipped, owner };
   deliveries.inflight.set(packetId, delivery);
   return delivery;
 }

@@ -39,6 +39,8 @@ type Pick = { member: Member; connection: Connection; deliveries: SessionDeliver
 
 export class GroupReader implements DeliveryOwner {
   readonly cursor: StreamCursor;
+  /** Gives the cursor a token for its next storage read (made once: a fill is asked per entry). */
+  private readonly newToken = (): number => this.streams.tokenFor(this);
   readonly members = new Map<string, Member>();
   /** `members` in order, for the round robin (rebuilt when the membership changes). */
   private memberList: Member[] = [];
@@ -48,6 +50,10 @@ export class GroupReader implements DeliveryOwner {
   readonly redeliver: StreamEntry[] = [];
   /** The position last committed (or recovered). */
   committed: number;
+  /** The `pendingSkipped()` last committed (or recovered). */
+  committedSkipped: number;
+  /** Offsets announced (`stream-skipped`) on QoS 1 deliveries still inflight: told, but not yet known to be heard. */
+  private announcedInflight = 0;
   private roundRobin = 0;
 
   constructor(
@@ -57,9 +63,23 @@ export class GroupReader implements DeliveryOwner {
     readonly key: string,
     readonly narrow: string | null,
     offset: number,
+    /** Offsets the group lost to retention that no member was known to be told of when it was last committed. */
+    skipped = 0,
   ) {
     this.cursor = new StreamCursor(offset);
+    this.cursor.skipped = skipped;
     this.committed = offset;
+    this.committedSkipped = skipped;
+  }
+
+  /**
+   * Offsets lost to retention that no member is known to have been told of: not yet announced, or
+   * announced on a delivery not yet acknowledged. Committed with the position, so that after a
+   * restart the group's next delivery announces them again (`stream-skipped`); a member that had
+   * the announcement and acknowledged it is not told twice.
+   */
+  pendingSkipped(): number {
+    return this.cursor.skipped + this.announcedInflight;
   }
 
   join(clientId: string, subscription: SubscriptionState): void {
@@ -84,6 +104,8 @@ export class GroupReader implements DeliveryOwner {
   acknowledged(delivery: StreamDelivery): void {
     assert(this.inflight.get(delivery.entry.offset) === delivery, 'a group acknowledgement is for its own delivery');
     this.inflight.delete(delivery.entry.offset);
+    this.announcedInflight -= delivery.skipped;
+    assert(this.announcedInflight >= 0, 'announced offsets inflight never negative');
     this.streams.groupMoved(this);
   }
 
@@ -95,6 +117,9 @@ export class GroupReader implements DeliveryOwner {
       deliveries.inflight.delete(packetId);
       this.inflight.delete(delivery.entry.offset);
       returned.push(delivery.entry);
+      // Its announcement was perhaps never heard: the next member is told instead.
+      this.announcedInflight -= delivery.skipped;
+      this.cursor.skipped += delivery.skipped;
     }
     if (returned.length === 0) return;
     this.redeliver.push(...returned);
@@ -114,6 +139,7 @@ export class GroupReader implements DeliveryOwner {
       if (offset >= firstOffset) continue;
       delivery.owner = null;
       this.inflight.delete(offset);
+      this.announcedInflight -= delivery.skipped;
     }
     while (this.redeliver.length > 0 && this.redeliver[0]!.offset < firstOffset) {
       this.redeliver.shift();
@@ -135,7 +161,7 @@ export class GroupReader implements DeliveryOwner {
     if (stream === undefined || this.members.size === 0) return 'idle';
     for (let examined = 0; examined < budget; examined++) {
       const again = this.redeliver.length > 0;
-      if (!again && this.cursor.fill(streams.store, stream, streams.readAheadBytes, () => streams.tokenFor(this)) !== 'ready') return 'idle';
+      if (!again && this.cursor.fill(streams.store, stream, streams.readAheadBytes, this.newToken) !== 'ready') return 'idle';
       const entry = again ? this.redeliver[0]! : this.cursor.peek()!;
       if (!again && this.narrow !== null && !matchesFilter(this.narrow, entry.topic)) {
         this.cursor.take();
@@ -153,7 +179,9 @@ export class GroupReader implements DeliveryOwner {
       assert(!this.inflight.has(entry.offset), 'an entry is inflight to one member at a time');
       assert(entry.offset < streams.store.releasedOffset(stream.name), 'a group sends released entries only');
       const delivery = sendEntry(streams.broker, pick.connection, pick.deliveries, stream.name, entry, pick.qos, subscriptionId === 0 ? noIds : [subscriptionId], skipped, this);
-      if (delivery !== null) this.inflight.set(entry.offset, delivery);
+      if (delivery === null) continue;
+      this.inflight.set(entry.offset, delivery);
+      this.announcedInflight += delivery.skipped;
     }
     return 'budget';
   }

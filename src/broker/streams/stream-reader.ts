@@ -29,6 +29,8 @@ export type PumpEnd = 'idle' | 'budget';
 
 export class StreamReader implements DeliveryOwner {
   readonly cursor: StreamCursor;
+  /** Gives the cursor a token for its next storage read (made once: a fill is asked per entry). */
+  private readonly newToken = (): number => this.streams.tokenFor(this);
   /** Entries appended before this time are passed over (a seek by time); null once passed. */
   notBeforeMs: number | null;
   /** The position last committed (or recovered). */
@@ -36,6 +38,8 @@ export class StreamReader implements DeliveryOwner {
   private unacknowledged: number[] = [];
   private unacknowledgedHead = 0;
   private readonly acknowledgedEarly = new Set<number>();
+  /** Offsets announced (`stream-skipped`) on QoS 1 deliveries still waiting for their PUBACK. */
+  private announcedInflight = 0;
 
   constructor(
     private readonly streams: Streams,
@@ -46,6 +50,7 @@ export class StreamReader implements DeliveryOwner {
     position: StreamPosition,
   ) {
     this.cursor = new StreamCursor(position.offset);
+    this.cursor.skipped = position.skipped ?? 0;
     this.notBeforeMs = position.notBeforeMs;
     this.committed = position;
   }
@@ -54,14 +59,21 @@ export class StreamReader implements DeliveryOwner {
     return this.deliveries.session.clientId;
   }
 
-  /** The first offset not acknowledged, and the time seek still in force. */
+  /**
+   * The first offset not acknowledged, the time seek still in force, and the offsets lost that the
+   * reader is not known to have been told of (not yet announced, or announced on a delivery not
+   * yet acknowledged): committed together, so a restart announces them again.
+   */
   position(): StreamPosition {
     const offset = this.unacknowledgedHead < this.unacknowledged.length ? this.unacknowledged[this.unacknowledgedHead]! : this.cursor.position;
-    return { offset, notBeforeMs: this.notBeforeMs };
+    const skipped = this.cursor.skipped + this.announcedInflight;
+    return skipped === 0 ? { offset, notBeforeMs: this.notBeforeMs } : { offset, notBeforeMs: this.notBeforeMs, skipped };
   }
 
   acknowledged(delivery: StreamDelivery): void {
     const offset = delivery.entry.offset;
+    this.announcedInflight -= delivery.skipped;
+    assert(this.announcedInflight >= 0, 'announced offsets inflight never negative');
     if (this.unacknowledged[this.unacknowledgedHead] === offset) this.unacknowledgedHead += 1;
     else this.acknowledgedEarly.add(offset);
     // Acknowledgements may come out of order; the position moves past a run of them at once.
@@ -95,7 +107,7 @@ export class StreamReader implements DeliveryOwner {
     const stream = streams.broker.state.streams.get(this.spec.stream);
     if (stream === undefined) return 'idle';
     for (let examined = 0; examined < budget; examined++) {
-      if (this.cursor.fill(streams.store, stream, streams.readAheadBytes, () => streams.tokenFor(this)) !== 'ready') return 'idle';
+      if (this.cursor.fill(streams.store, stream, streams.readAheadBytes, this.newToken) !== 'ready') return 'idle';
       const entry = this.cursor.peek()!;
       if (!this.wants(connection, entry)) {
         this.cursor.take();
@@ -111,7 +123,11 @@ export class StreamReader implements DeliveryOwner {
       if (previous !== undefined && previous >= entry.offset) assert(false, `reader offsets go back: ${entry.offset} after ${previous}`);
       const skipped = streams.announceSkipped(this.clientId, stream.name, this.cursor);
       const subscriptionIds = this.subscription.subscriptionId === 0 ? noIds : [this.subscription.subscriptionId];
-      if (sendEntry(streams.broker, connection, this.deliveries, stream.name, entry, qos, subscriptionIds, skipped, this, run) !== null) this.unacknowledged.push(entry.offset);
+      const delivery = sendEntry(streams.broker, connection, this.deliveries, stream.name, entry, qos, subscriptionIds, skipped, this, run);
+      if (delivery !== null) {
+        this.unacknowledged.push(entry.offset);
+        this.announcedInflight += delivery.skipped;
+      }
       streams.positionMoved(this);
     }
     return 'budget';

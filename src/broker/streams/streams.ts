@@ -27,7 +27,7 @@
 import { assert } from '../../assert.js';
 import type { Properties, Qos, Subscription } from '../../codec/packets.js';
 import { ReasonCode } from '../../codec/reason-codes.js';
-import type { SessionState, StoredMessage, StreamEntryRef, StreamPosition, StreamState, SubscriptionState } from '../../store/state-store.js';
+import type { SessionState, StateRecord, StoredMessage, StreamEntryRef, StreamPosition, StreamState, SubscriptionState } from '../../store/state-store.js';
 import type { StreamStore } from '../../store/streams/stream-store.js';
 import { type MatchSink, SubscriptionTrie, type TrieEntry } from '../../topics/trie.js';
 import type { Broker } from '../broker.js';
@@ -145,8 +145,8 @@ export class Streams implements MatchSink<string> {
       ...(message.properties === undefined ? {} : { properties: message.properties }),
     };
     this.broker.commit(record);
-    // Its publisher is paused if the streams' backlog is at its bound (throttle.ts).
-    this.broker.throttle.appendedToStream();
+    // Its publisher is paused if the streams' backlog is at its bound; a will or a cluster arrival is admitted and counted (throttle.ts).
+    this.broker.throttle.appendedToStream(count);
     const stats = this.broker.stats.streams;
     stats.entriesAppended += count;
     stats.bytesAppended += payload.length * count;
@@ -208,7 +208,7 @@ export class Streams implements MatchSink<string> {
     if (group === undefined) {
       const committed = stream.groups.get(spec.group!);
       const offset = committed ?? this.resolve(stream, start).offset;
-      group = this.addGroup(stream.name, spec.group!, spec.narrow, offset);
+      group = this.addGroup(stream.name, spec.group!, spec.narrow, offset, stream.groupsSkipped.get(spec.group!) ?? 0);
       // A new group's start is durable with the SUBACK, so that it means the same after a restart.
       if (committed === undefined) this.broker.commit({ kind: 'stream-group-position', stream: stream.name, group: group.key, offset });
     }
@@ -299,8 +299,8 @@ export class Streams implements MatchSink<string> {
     this.unfinished.delete(reader);
   }
 
-  private addGroup(stream: string, key: string, narrow: string | null, offset: number): GroupReader {
-    const group = new GroupReader(this, stream, key, narrow, offset);
+  private addGroup(stream: string, key: string, narrow: string | null, offset: number, skipped: number): GroupReader {
+    const group = new GroupReader(this, stream, key, narrow, offset, skipped);
     let groups = this.groups.get(stream);
     if (groups === undefined) {
       groups = new Map();
@@ -509,7 +509,8 @@ export class Streams implements MatchSink<string> {
       if (state.sessions.get(session.clientId) !== session || session.expiryIntervalSeconds === 0) continue;
       if (session.subscriptions.get(reader.subscription.filter) !== reader.subscription) continue;
       const position = reader.position();
-      if (position.offset === reader.committed.offset && position.notBeforeMs === reader.committed.notBeforeMs) continue;
+      const same = position.offset === reader.committed.offset && position.notBeforeMs === reader.committed.notBeforeMs;
+      if (same && (position.skipped ?? 0) === (reader.committed.skipped ?? 0)) continue;
       this.broker.commit(streamPositionRecord(session.clientId, reader.subscription.filter, position));
       reader.committed = position;
     }
@@ -521,9 +522,11 @@ export class Streams implements MatchSink<string> {
     for (const group of this.movedGroups) {
       if (!state.streams.has(group.stream) || this.groups.get(group.stream)?.get(group.key) !== group) continue;
       const offset = group.position();
-      if (offset === group.committed) continue;
-      this.broker.commit({ kind: 'stream-group-position', stream: group.stream, group: group.key, offset });
+      const skipped = group.pendingSkipped();
+      if (offset === group.committed && skipped === group.committedSkipped) continue;
+      this.broker.commit(groupPositionRecord(group.stream, group.key, offset, skipped));
       group.committed = offset;
+      group.committedSkipped = skipped;
     }
     this.movedGroups.clear();
   }
@@ -587,8 +590,15 @@ const noReaders: ReadonlySet<StreamReader> = new Set();
 /** Stored filters were checked against the limits in force when they were made. */
 const protocolLimits = { topicBytesMax: 65_535, topicLevelsMax: 65_535 };
 
-function streamPositionRecord(clientId: string, filter: string, position: StreamPosition) {
-  return position.notBeforeMs === null
-    ? { kind: 'stream-position' as const, clientId, filter, offset: position.offset }
-    : { kind: 'stream-position' as const, clientId, filter, offset: position.offset, notBeforeMs: position.notBeforeMs };
+/** A group's position, with the offsets it lost that no member is known to have been told of (when there are some). */
+function groupPositionRecord(stream: string, group: string, offset: number, skipped: number) {
+  return skipped === 0 ? { kind: 'stream-group-position' as const, stream, group, offset } : { kind: 'stream-group-position' as const, stream, group, offset, skipped };
+}
+
+function streamPositionRecord(clientId: string, filter: string, position: StreamPosition): StateRecord {
+  const record: StateRecord = { kind: 'stream-position', clientId, filter, offset: position.offset };
+  if (position.notBeforeMs !== null) record.notBeforeMs = position.notBeforeMs;
+  // Offsets it lost and was not known to be told of: its first delivery after a restart tells it.
+  if ((position.skipped ?? 0) > 0) record.skipped = position.skipped!;
+  return record;
 }

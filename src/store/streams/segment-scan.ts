@@ -13,7 +13,7 @@
  *   cannot decode: `damaged`), with where the next valid frame starts, if one does: a later valid
  *   frame with a higher offset proves the damage is not a torn tail.
  */
-import { parseFrameAt } from '../record-frame.js';
+import { checkFrameAt, frameHeaderBytes, frameLsnAt, parseFrameAt } from '../record-frame.js';
 import { entryFrameType } from './stream-entry.js';
 
 /** The largest entry body a segment may hold; anything claiming more is damage, not a frame. */
@@ -46,25 +46,44 @@ export interface ScanResult {
  * carry offsets above `afterOffset` and increasing. The visitor gets views of `bytes`.
  */
 export function scanSegment(bytes: Uint8Array, position: number, afterOffset: number, visit: (frame: ScannedFrame) => boolean): ScanResult {
+  return scanSegmentFrames(bytes, position, afterOffset, (offset, at, frameBytes, timeMs, bodyStart) =>
+    visit({ offset, position: at, frameBytes, timeMs, body: bytes.subarray(bodyStart, at + frameBytes) }),
+  );
+}
+
+/**
+ * A frame found by `scanSegmentFrames`: its entry's offset, where the frame starts in the scanned
+ * bytes and how long it is, its entry's time, and where its body starts (it ends with the frame).
+ */
+export type FrameVisitor = (offset: number, position: number, frameBytes: number, timeMs: number, bodyStart: number) => boolean;
+
+/**
+ * `scanSegment` without an object per frame: the visitor gets the frame's numbers (a replay reads
+ * hundreds of thousands of frames a second, and a frame object and a body view each were garbage).
+ */
+export function scanSegmentFrames(bytes: Uint8Array, position: number, afterOffset: number, visit: FrameVisitor): ScanResult {
   let lastOffset = afterOffset;
   let at = position;
   // One view for the whole scan, not one per frame.
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   while (at < bytes.length) {
-    const parsed = parseFrameAt(bytes, at, entryBodyBytesMax, view);
-    if (typeof parsed === 'string') {
-      if (parsed === 'incomplete frame header') return { end: at, lastOffset, ending: { kind: 'incomplete', position: at, frameBytesNeeded: frameBytesNeeded(bytes, at) } };
-      if (parsed === 'incomplete frame body') return { end: at, lastOffset, ending: { kind: 'incomplete', position: at, frameBytesNeeded: frameBytesNeeded(bytes, at) } };
-      return { end: at, lastOffset, ending: damaged(bytes, at, lastOffset, parsed) };
+    const bodyLength = checkFrameAt(bytes, at, entryBodyBytesMax, view);
+    if (typeof bodyLength === 'string') {
+      if (bodyLength === 'incomplete frame header' || bodyLength === 'incomplete frame body') {
+        return { end: at, lastOffset, ending: { kind: 'incomplete', position: at, frameBytesNeeded: frameBytesNeeded(bytes, at) } };
+      }
+      return { end: at, lastOffset, ending: damaged(bytes, at, lastOffset, bodyLength) };
     }
     // A frame's sequence number is its entry's offset plus one (stream-entry.ts).
-    const offset = parsed.lsn - 1;
-    if (parsed.type !== entryFrameType || offset <= lastOffset || parsed.body.length < 12) {
-      return { end: at, lastOffset, ending: damaged(bytes, at, lastOffset, `frame of offset ${offset} and type ${parsed.type} out of place`) };
+    const offset = frameLsnAt(bytes, at, view) - 1;
+    const type = bytes[at + 16]!;
+    if (type !== entryFrameType || offset <= lastOffset || bodyLength < 12) {
+      return { end: at, lastOffset, ending: damaged(bytes, at, lastOffset, `frame of offset ${offset} and type ${type} out of place`) };
     }
-    const timeMs = view.getFloat64(parsed.body.byteOffset - bytes.byteOffset, true);
-    const frameBytes = parsed.body.byteOffset - bytes.byteOffset + parsed.body.length - at;
-    const keepGoing = visit({ offset, position: at, frameBytes, timeMs, body: parsed.body });
+    const bodyStart = at + frameHeaderBytes;
+    const timeMs = view.getFloat64(bodyStart, true);
+    const frameBytes = frameHeaderBytes + bodyLength;
+    const keepGoing = visit(offset, at, frameBytes, timeMs, bodyStart);
     lastOffset = offset;
     at += frameBytes;
     if (!keepGoing) break;

@@ -9,8 +9,8 @@
  *   MQTT 5.0 PUBLISH properties (the codec's own reader and writer) | payload (the rest)
  *
  * The properties are those forwarded to receivers (message.ts `forwardedProperties`): payload
- * format, content type, response topic, correlation data, user properties. Decoding copies the
- * payload out of the read buffer, so an entry held by a reader does not pin a whole read.
+ * format, content type, response topic, correlation data, user properties. A replay's decoding
+ * leaves the payload in the read buffer (`ReadEntry`); see there for how long that buffer is kept.
  */
 import { assert } from '../../assert.js';
 import { ByteReader } from '../../codec/byte-reader.js';
@@ -62,9 +62,63 @@ const reader = new ByteReader();
 /** Scratch for reading an entry's time without a DataView per entry (a replay decodes hundreds of thousands a second). */
 const timeView = new DataView(new ArrayBuffer(8));
 
-function readTimeMs(body: Uint8Array): number {
-  for (let index = 0; index < 8; index++) timeView.setUint8(index, body[index]!);
+function readTimeMs(bytes: Uint8Array, start: number): number {
+  for (let index = 0; index < 8; index++) timeView.setUint8(index, bytes[start + index]!);
   return timeView.getFloat64(0, true);
+}
+
+/**
+ * An entry decoded from a storage read: its payload stays where the read put it (`source`, from
+ * `payloadStart` to `payloadEnd`) instead of being copied into a buffer of its own. A replay
+ * decodes hundreds of thousands of entries a second and sends each once; a copy and a typed array
+ * per entry were most of its garbage. So it pins its read (at most `streamReadAheadBytesMax`)
+ * while a cursor holds it; anything that keeps an entry longer (a QoS 1 delivery waiting for its
+ * PUBACK, a group's redelivery) keeps `detachEntry`'s copy instead, so no read outlives its cursor.
+ * `payload` (a view made on demand) is for the uncommon paths; the hot ones use `payloadLength`
+ * and `copyPayload`.
+ */
+export class ReadEntry implements StreamEntry {
+  constructor(
+    readonly offset: number,
+    readonly timeMs: number,
+    readonly topic: string,
+    readonly qos: Qos,
+    readonly properties: Properties | undefined,
+    readonly source: Uint8Array,
+    readonly payloadStart: number,
+    readonly payloadEnd: number,
+  ) {}
+
+  get payload(): Uint8Array {
+    return this.source.subarray(this.payloadStart, this.payloadEnd);
+  }
+}
+
+/** Bytes of an entry's payload, without making a view of it. */
+export function payloadLength(entry: StreamEntry): number {
+  return entry instanceof ReadEntry ? entry.payloadEnd - entry.payloadStart : entry.payload.length;
+}
+
+/** Payloads up to this size are copied byte by byte: cheaper than making a view to `set` from. */
+const smallPayloadBytesMax = 128;
+
+/** Copies an entry's payload into `target` at `at`; returns the offset after it. */
+export function copyPayload(entry: StreamEntry, target: Uint8Array, at: number): number {
+  if (!(entry instanceof ReadEntry)) {
+    target.set(entry.payload, at);
+    return at + entry.payload.length;
+  }
+  const { source, payloadStart, payloadEnd } = entry;
+  const length = payloadEnd - payloadStart;
+  if (length > smallPayloadBytesMax) target.set(source.subarray(payloadStart, payloadEnd), at);
+  else for (let index = 0; index < length; index++) target[at + index] = source[payloadStart + index]!;
+  return at + length;
+}
+
+/** The entry with a payload of its own (a read's entry is copied; any other is returned as it is). */
+export function detachEntry(entry: StreamEntry): StreamEntry {
+  if (!(entry instanceof ReadEntry)) return entry;
+  return { offset: entry.offset, timeMs: entry.timeMs, topic: entry.topic, qos: entry.qos, properties: entry.properties, payload: entry.source.slice(entry.payloadStart, entry.payloadEnd) };
 }
 
 /**
@@ -72,17 +126,28 @@ function readTimeMs(body: Uint8Array): number {
  * checksum matched, so that is a body this version cannot read, reported like damage).
  */
 export function decodeEntry(offset: number, body: Uint8Array): StreamEntry {
-  if (body.length < 12) throw new Error('stream entry body too short');
-  const timeMs = readTimeMs(body);
-  const qos = body[8]!;
+  const entry = decodeEntryAt(offset, body, 0, body.length);
+  return detachEntry(entry);
+}
+
+/**
+ * The entry whose frame body is `bytes[start, end)`, as a `ReadEntry` over `bytes` (no copy);
+ * throws a readable Error when the body is not an entry.
+ */
+export function decodeEntryAt(offset: number, bytes: Uint8Array, start: number, end: number): ReadEntry {
+  if (end - start < 12) throw new Error('stream entry body too short');
+  const timeMs = readTimeMs(bytes, start);
+  const qos = bytes[start + 8]!;
   if (!Number.isSafeInteger(timeMs) || qos > 2) throw new Error('stream entry header out of range');
-  reader.reset(body, 9, body.length);
+  reader.reset(bytes, start + 9, end);
   try {
     // Consecutive entries mostly share a topic: the reader's topic cache gives its string again.
     const topic = reader.readTopic();
-    const properties = readProperties(reader, PacketType.Publish);
-    const payload = body.slice(reader.offset);
-    return { offset, timeMs, topic, qos: qos as Qos, properties, payload };
+    // Most entries have no properties: one zero byte, read here without the codec's reader.
+    let properties: Properties | undefined;
+    if (reader.offset < end && bytes[reader.offset] === 0) reader.offset += 1;
+    else properties = readProperties(reader, PacketType.Publish);
+    return new ReadEntry(offset, timeMs, topic, qos as Qos, properties, bytes, reader.offset, end);
   } catch (error) {
     throw new Error(`stream entry body cannot be decoded: ${(error as Error).message}`);
   } finally {

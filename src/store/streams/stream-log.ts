@@ -26,9 +26,9 @@
 import { assert } from '../../assert.js';
 import type { StorageRequest, StorageResult } from '../../contract.js';
 import type { DurableState, StateRecord, StreamSnapshotSource, StreamState } from '../state-store.js';
-import { type ScannedFrame, type ScanResult, scanSegment } from './segment-scan.js';
+import { type ScanResult, scanSegmentFrames } from './segment-scan.js';
 import { createLastValueState, noteLatest, SegmentCompaction, TopicScan } from './stream-compaction.js';
-import { decodeEntry, entryFrameBytes, type StreamEntry, writeEntryFrame } from './stream-entry.js';
+import { decodeEntryAt, entryFrameBytes, payloadLength, type StreamEntry, writeEntryFrame } from './stream-entry.js';
 import { createStreamFiles, dropTailBelow, indexFileName, pushTail, type Segment, type StreamFiles, segmentFileName, segmentIndexFor, tailEnd, tailEntryAt } from './stream-files.js';
 import { encodeIndexFile, SparseIndex } from './stream-index.js';
 import { type StreamCut, StreamRecovery, type StreamTrim } from './stream-recovery.js';
@@ -565,7 +565,7 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
     while (next < files.releasedOffset && (bytes < bytesMax || next === offset)) {
       const entry = tailEntryAt(files, next).entry;
       into.push(entry);
-      bytes += entry.payload.length;
+      bytes += payloadLength(entry);
       next += 1;
     }
     return next;
@@ -614,23 +614,24 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
   private parseRead(plan: ReadPlan, bytes: Uint8Array): void {
     const entries: StreamEntry[] = [];
     let bad: { offset: number; position: number; reason: string } | null = null;
-    const visit = (frame: ScannedFrame): boolean => {
-      if (frame.offset < plan.offset) return true;
+    // Entries keep the read's bytes (stream-entry.ts ReadEntry): no copy, no view per entry.
+    const visit = (offset: number, position: number, frameBytes: number, _timeMs: number, bodyStart: number): boolean => {
+      if (offset < plan.offset) return true;
       try {
-        entries.push(decodeEntry(frame.offset, frame.body));
+        entries.push(decodeEntryAt(offset, bytes, bodyStart, position + frameBytes));
         return true;
       } catch (error) {
-        bad = { offset: frame.offset, position: plan.position + frame.position, reason: (error as Error).message };
+        bad = { offset, position: plan.position + position, reason: (error as Error).message };
         return false;
       }
     };
-    let scan = scanSegment(bytes, 0, plan.afterOffset, visit);
+    let scan = scanSegmentFrames(bytes, 0, plan.afterOffset, visit);
     // Bounded: each pass resumes further on in the bytes.
     for (;;) {
       const ending = scan.ending;
       // Damage before the offset this reader wants is not its loss: read on after it.
       if (bad !== null || entries.length > 0 || ending.kind !== 'damaged' || ending.resume === null || ending.resume.offset > plan.offset) break;
-      scan = scanSegment(bytes, ending.resume.position, ending.resume.offset - 1, visit);
+      scan = scanSegmentFrames(bytes, ending.resume.position, ending.resume.offset - 1, visit);
     }
     const found = bad as { offset: number; position: number; reason: string } | null;
     if (found !== null) return this.damagedRead(plan, entries, found.offset, found.offset + 1, found.position, found.reason);

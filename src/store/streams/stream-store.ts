@@ -16,7 +16,10 @@ export interface StreamReadResult {
   /** The caller's token from `startRead`. */
   readonly token: number;
   readonly stream: string;
-  /** Entries at or after the offset asked for, in offset order (gaps where compaction removed some). */
+  /**
+   * Entries at or after the offset asked for, in offset order (gaps where compaction removed some).
+   * A fresh array for this result alone: its taker may keep it and change it (a cursor's buffer).
+   */
   readonly entries: StreamEntry[];
   /** Where reading goes on from. */
   readonly nextOffset: number;
