@@ -61,8 +61,9 @@ describe('the listener scenarios against Keel', () => {
         expect(metrics.find((metric) => metric.name === 'received')!.value, name).toBeGreaterThan(100);
         // The generator decrypts more slowly than the broker encrypts, so the subscriber's unread
         // bytes can reach Keel's connectionOutputBytesMax, where QoS 0 is dropped by design (and
-        // counted); a broken transport would lose far more than this, or everything.
-        expect(metrics.find((metric) => metric.name === 'QoS 0 loss')!.value, name).toBeLessThan(5);
+        // counted). How much depends on how busy the machine is (24.6 % once at a load average
+        // of 10); a broken transport loses everything, or garbles frames and loses the rest.
+        expect(metrics.find((metric) => metric.name === 'QoS 0 loss')!.value, name).toBeLessThan(50);
       } finally {
         await broker.stop();
       }
