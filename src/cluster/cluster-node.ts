@@ -103,6 +103,7 @@ import { decodeHeaders, encodeHeaders, headerSequence } from './headers.js';
 import { retainedBucket } from './retained-entries.js';
 import { RetainedSync, retainedOutboxPrefix } from './retained-sync.js';
 import {
+  answerOutboxSubject,
   formatCounter,
   handoverBucket,
   handoverMarkerSubject,
@@ -224,9 +225,10 @@ export class ClusterNode {
       answer: (clientId, nowMs, fresh) => this.sessions.answer(clientId, nowMs, fresh),
       routeOnly: (clientId, handoff, nowMs) => this.routeOwn(clientId, handoff, nowMs),
       ownedHere: (clientId) => this.sessions.ownedHere(clientId),
-      logEntry: (subject, headers) => {
+      newestClaim: (clientId) => this.sessions.newestClaim(clientId),
+      logEntry: (subject, headers, payload) => {
         const id = this.durable.nextOutboxId;
-        this.broker.commit({ kind: 'cluster-outbox-added', entry: { id, subject, headers, payload: new Uint8Array(0) } });
+        this.broker.commit({ kind: 'cluster-outbox-added', entry: { id, subject, headers, payload: payload ?? new Uint8Array(0) } });
         return id;
       },
       entryDone: (id) => this.broker.commit({ kind: 'cluster-outbox-done', id }),
@@ -282,6 +284,10 @@ export class ClusterNode {
       if (entry.subject === skipOutboxSubject) {
         const skip = skipOfHeaders(entry.headers, entry.id);
         if (skip !== null) this.handover.restoreSkip(skip);
+        continue;
+      }
+      if (entry.subject === answerOutboxSubject) {
+        this.handover.restoreAnswer(entry.id, entry.payload, durable.appliedSequence);
         continue;
       }
       if (entry.subject === windowOutboxSubject) {
@@ -660,6 +666,7 @@ export class ClusterNode {
   /** End of every input: acknowledge what became durable, publish what became ready. */
   afterInput(): void {
     this.sessions.afterInput();
+    this.handover.afterInput();
     const durableLsn = this.broker.store.durableLsn;
     let released = 0;
     while (released < this.pendingAcks.length && this.pendingAcks[released]!.lsn <= durableLsn) {

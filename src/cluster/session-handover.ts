@@ -74,6 +74,8 @@ export const handoverBucket = 'keel-handover';
 export const handoverMarkerSubject = `${handoffPrefix}$session`;
 const headerClient = 'Keel-Handover-Client';
 const headerFrom = 'Keel-Handover-From';
+/** The revision at which the marker's claim won the client's key in `keel-sessions`. */
+const headerRevision = 'Keel-Handover-Revision';
 /** How long B waits for the state from its claim on: the CONNACK and B's stream reader wait so long at most. */
 export const handoverWaitMs = 5_000;
 /** The largest serialized state put into the bucket; the newest queued messages beyond it are left out. */
@@ -119,6 +121,42 @@ interface StateHeader {
   readonly willInMs: number | null;
   /** No session there: B starts a fresh one. */
   readonly none: boolean;
+  /** The source's own hand-offs at or below `cut` that the session does not hold (its open windows), `[from, to]` each. */
+  readonly holes?: readonly (readonly [string, string])[];
+  /** The rules the source kept for the session from earlier hand-overs (see Skip), passed on with it. */
+  readonly carried?: readonly CarriedRule[];
+}
+
+/** A skip rule as a state carries it: counters as text. */
+interface CarriedRule {
+  readonly origin: string;
+  readonly cut: string;
+  readonly holes: readonly (readonly [string, string])[];
+}
+
+/** An interval of one node's counters: above `from`, up to `to`. */
+export interface CounterHole {
+  readonly from: LocalCounter;
+  readonly to: LocalCounter;
+}
+
+function formatHoles(holes: readonly CounterHole[]): [string, string][] {
+  return holes.map((hole) => [formatCounter(hole.from), formatCounter(hole.to)]);
+}
+
+function parseHoles(holes: readonly (readonly [string, string])[] | undefined): CounterHole[] {
+  const parsed: CounterHole[] = [];
+  for (const [fromText, toText] of holes ?? []) {
+    const from = parseCounter(fromText);
+    const to = parseCounter(toText);
+    if (from !== null && to !== null && compareCounters(from, to) < 0) parsed.push({ from, to });
+  }
+  return parsed;
+}
+
+function inHoles(counter: LocalCounter, holes: readonly CounterHole[]): boolean {
+  for (const hole of holes) if (compareCounters(counter, hole.from) > 0 && compareCounters(counter, hole.to) <= 0) return true;
+  return false;
 }
 
 export interface HandoverState {
@@ -248,8 +286,10 @@ export interface HandoverHost {
   routeOnly(clientId: string, handoff: OwnHandoff, nowMs: number): void;
   /** Whether the newest claim of `clientId` this node knows of is its own. */
   ownedHere(clientId: string): boolean;
-  /** Logs an outbox entry that is no hand-off (a skip rule); returns its id. */
-  logEntry(subject: string, headers: Record<string, string>): number;
+  /** The newest claim of `clientId` this node has seen in `keel-sessions`, null when none. */
+  newestClaim(clientId: string): { revision: number; node: string; handoverFrom: string | null } | null;
+  /** Logs an outbox entry that is no hand-off (a rule, a source's answer); returns its id. */
+  logEntry(subject: string, headers: Record<string, string>, payload?: Uint8Array): number;
   /** The entry is done. */
   entryDone(outboxId: number): void;
 }
@@ -263,6 +303,13 @@ interface Incoming {
   readonly own: OwnHandoff[];
   /** Whether `own` holds all of them: false when the marker was queued before this node's last start. */
   readonly ownSinceMarker: boolean;
+  /**
+   * The counter of its marker, null when it waits on a marker queued before this node's last
+   * start (any marker of this node for the client then stands for it). An older marker of this
+   * node for the same client (an earlier claim's) is not this hand-over's: its state is applied,
+   * but the CONNECT waits on for its own marker (seed 1200029).
+   */
+  readonly markerCounter: LocalCounter | null;
   /** Whether a CONNECT waits for it. */
   parked: boolean;
   gaveUp: boolean;
@@ -276,24 +323,30 @@ interface Hold {
   readonly deadlineMs: number;
   /** The marker's counter (`Keel-Seq`): the start of a window when no copies were kept. */
   readonly markerCounter: LocalCounter | null;
+  /** Whether the marker is the one the client's `Incoming` waits for (destination only). */
+  readonly matched: boolean;
   /** The source's put: request id, 0 while not out. */
   requestId: number;
-  /** The source's state. */
+  /** The source's state, its bytes, its outbox entry and the LSN that entry is durable at (the put waits for it). */
   readonly state: HandoverState | null;
+  readonly answer: LoggedAnswer | null;
   readonly buffered: ClusterMessage[];
 }
 
 /**
  * Route a message from `origin` at or below `cut` to everyone but `clientId` (the state holds it),
- * until the reader meets a message from `origin` above `cut` (one node's hand-offs are in the
- * stream in the order of their counters, across its restarts: recovery issues its outbox first).
- * Durable as an entry of the node's outbox (written with the adopted session, done when the rule
- * ends), so a restart brings it back before the reader reads on.
+ * but for those in `holes` (the state does not hold them: they were in a window of `origin` when it
+ * handed the session on), until the reader meets a message from `origin` above `cut` (one node's
+ * hand-offs are in the stream in the order of their counters, across its restarts: recovery issues
+ * its outbox first). Durable as an entry of the node's outbox (written with the adopted session,
+ * done when the rule ends or the session is handed on with it), so a restart brings it back before
+ * the reader reads on.
  */
 export interface Skip {
   readonly clientId: string;
   readonly origin: string;
   readonly cut: LocalCounter;
+  readonly holes: readonly CounterHole[];
   readonly outboxId: number;
 }
 
@@ -301,6 +354,16 @@ export interface Skip {
 export const skipOutboxSubject = '$KEEL.skip';
 /** The outbox subject of a window rule. */
 export const windowOutboxSubject = '$KEEL.window';
+/** The outbox subject of a source's answer at a marker (the serialized state, or "none"). */
+export const answerOutboxSubject = '$KEEL.answer';
+
+/** A source's answer at a marker, logged before it is put: a replay of the marker puts the same bytes. */
+interface LoggedAnswer {
+  readonly sequence: number;
+  readonly bytes: Uint8Array;
+  readonly outboxId: number;
+  readonly readyLsn: number;
+}
 
 /**
  * Route this node's own hand-offs above `from` and up to `to` to `clientId` alone: the window
@@ -325,7 +388,15 @@ export function windowOfHeaders(headers: ClusterHeaders, outboxId: number): OwnW
 export function skipOfHeaders(headers: ClusterHeaders, outboxId: number): Skip | null {
   const cut = parseCounter(headers.cut);
   if (cut === null || headers.client === undefined || headers.origin === undefined) return null;
-  return { clientId: headers.client, origin: headers.origin, cut, outboxId };
+  let holes: CounterHole[] = [];
+  if (headers.holes !== undefined) {
+    try {
+      holes = parseHoles(JSON.parse(headers.holes) as [string, string][]);
+    } catch {
+      return null;
+    }
+  }
+  return { clientId: headers.client, origin: headers.origin, cut, holes, outboxId };
 }
 
 /** A hand-off this node queued while a hand-over to it was on its way. */
@@ -345,6 +416,8 @@ export class SessionHandover {
   private readonly arrived = new Map<string, Uint8Array>();
   private readonly skips: Skip[] = [];
   private readonly windows: OwnWindow[] = [];
+  /** Answers this node gave as a source whose puts are not known to be done (logged; restored at start), by marker. */
+  private readonly answers = new Map<number, LoggedAnswer>();
   /** Markers this node passed without a state (it gave up): a state that comes for one is late. */
   private readonly gaveUpSequences = new Set<number>();
   readonly counters = { markers: 0, sent: 0, received: 0, empty: 0, timedOut: 0, late: 0, leftOut: 0, endedElsewhere: 0 };
@@ -376,17 +449,17 @@ export class SessionHandover {
    * B won the claim of `clientId` from `from`: queue the marker (`marker`; false when an earlier
    * claim's marker stands for it) and wait for the state (`parked`: a CONNECT waits).
    */
-  begin(clientId: string, from: string, nowMs: number, parked: boolean, marker: boolean): void {
+  begin(clientId: string, from: string, nowMs: number, parked: boolean, marker: boolean, revision: number): void {
     assert(from !== this.host.nodeId, 'a node does not hand a session over to itself');
     const earlier = this.incoming.get(clientId);
     if (!marker && earlier !== undefined && !earlier.gaveUp) {
       earlier.parked = earlier.parked || parked;
       return;
     }
-    const headers: Record<string, string> = { [headerOrigin]: this.host.nodeId, [headerClient]: sessionKey(clientId), [headerFrom]: from };
-    if (marker) this.host.queueMarker(headers);
+    const headers: Record<string, string> = { [headerOrigin]: this.host.nodeId, [headerClient]: sessionKey(clientId), [headerFrom]: from, [headerRevision]: String(revision) };
+    const markerCounter = marker ? this.host.queueMarker(headers) : null;
     const deadlineMs = nowMs + handoverWaitMs;
-    this.incoming.set(clientId, { clientId, from, deadlineMs, own: [], ownSinceMarker: marker, parked, gaveUp: false });
+    this.incoming.set(clientId, { clientId, from, deadlineMs, own: [], ownSinceMarker: marker, markerCounter, parked, gaveUp: false });
     this.broker.deadlines.push(deadlineMs, 'cluster-retry', 0, '');
     this.counters.markers += 1;
     this.broker.log('info', 'handover-requested', { clientId, fromNode: from });
@@ -423,8 +496,8 @@ export class SessionHandover {
     if (to === this.host.nodeId) return this.awaitState(clientId, sequence, parseCounter(message.headers[headerSequence]), nowMs);
     // A marker of a claim older than this node's own (markers of two claims can reach the stream
     // in the other order): this node keeps the session, and a source answers that it has none.
+    if (from === this.host.nodeId) return this.serialize(clientId, to, sequence, nowMs, this.sourceServes(clientId, to, message.headers[headerRevision]));
     const stale = this.host.ownedHere(clientId);
-    if (from === this.host.nodeId) return this.serialize(clientId, to, sequence, nowMs, stale);
     if (stale) return this.host.markerDone(sequence, nowMs, []);
     // Neither end: a copy this node still holds is ended. It is stale when the session moved on
     // without it; it is the session itself when the client moved twice and its second marker
@@ -438,16 +511,46 @@ export class SessionHandover {
     this.host.markerDone(sequence, nowMs, []);
   }
 
+  /**
+   * Whether this node (A, the source) hands its session over at a marker to `to`, or answers that
+   * it has none (and keeps it). The answer must not change when A replays the marker after a crash
+   * (B may have passed the marker on the first answer: a session put after it is dropped there,
+   * seed 1200029), so it rests on the order of claims in `keel-sessions` (the marker carries its
+   * claim's revision), not on who owns the key now:
+   * - the marker's claim is the newest A has seen (or newer): hand over;
+   * - a newer claim by B itself, or by a node that asked B for the session: hand over (it goes on
+   *   from B at that claim's marker);
+   * - a newer claim by A that asked for the session back (a hand-over to A is still on its way):
+   *   hand over (it comes back at A's own marker);
+   * - any other newer claim (A's own, its client back here; or a node that asked A): keep it for
+   *   that claim.
+   */
+  private sourceServes(clientId: string, to: string, revisionText: string | undefined): boolean {
+    const revision = revisionText === undefined ? Number.NaN : Number(revisionText);
+    // A marker without its claim's revision (a node of before the rule): the newest claim decides.
+    if (!Number.isSafeInteger(revision)) return !this.host.ownedHere(clientId);
+    const newest = this.host.newestClaim(clientId);
+    if (newest === null || newest.revision <= revision) return true;
+    if (newest.node === this.host.nodeId) {
+      const incoming = this.incoming.get(clientId);
+      return incoming !== undefined && !incoming.gaveUp;
+    }
+    return newest.node === to || newest.handoverFrom === to;
+  }
+
   /** A: put the session (or an empty answer) into the bucket; the reader waits for the put. */
-  private serialize(clientId: string, to: string, sequence: number, nowMs: number, stale: boolean): void {
+  private serialize(clientId: string, to: string, sequence: number, nowMs: number, serves: boolean): void {
     const broker = this.broker;
+    // An answer given before the last start is given again, byte for byte (see handOff).
+    const logged = this.answers.get(sequence);
+    if (logged !== undefined) return this.holdAnswer(clientId, logged);
     const connection = broker.online.get(clientId);
     // The claim's watch may not have closed the connection yet: the marker does it.
-    if (connection !== undefined && !stale) {
+    if (connection !== undefined && serves) {
       if (connection.version === 5) broker.sendPacket(connection, { type: PacketType.Disconnect, reasonCode: ReasonCode.SessionTakenOver }, 0, true);
       broker.closeConnection(connection, nowMs, `session taken over by node ${to}`, 'publish', true);
     }
-    const present = !stale && broker.state.sessions.has(clientId);
+    const present = serves && broker.state.sessions.has(clientId);
     const { records, leftOut } = present ? sessionRecords(broker, clientId) : { records: [], leftOut: 0 };
     if (leftOut > 0) {
       this.counters.leftOut += leftOut;
@@ -457,16 +560,85 @@ export class SessionHandover {
     const pending = broker.pendingWills.get(clientId);
     const willInMs = pending === undefined ? null : Math.max(0, pending.deadlineMs - nowMs);
     const counter = this.host.counter();
-    const header: StateHeader = { client: clientId, from: this.host.nodeId, to, sequence, nowMs, cut: formatCounter(counter), willInMs, none: !present };
-    this.hold = { sequence, clientId, role: 'source', deadlineMs: Number.POSITIVE_INFINITY, markerCounter: null, requestId: 0, state: { header, records }, buffered: [] };
+    const rules = present ? this.rulesOf(clientId) : { holes: [], carried: [] };
+    const header: StateHeader = { client: clientId, from: this.host.nodeId, to, sequence, nowMs, cut: formatCounter(counter), willInMs, none: !present, ...rules };
+    this.holdAnswer(clientId, this.handOff({ header, records }));
+  }
+
+  /**
+   * Logs the answer and, for a session, ends it here in the same commit: from then on the session
+   * lives in this node's outbox until the bucket holds it (a crash brings the entry back and the
+   * marker's replay puts it again), never in two places on this node (seed 1200029: a session put
+   * into the bucket, then still here after a crash, was resumed here too). The put waits for the
+   * entry to be durable.
+   */
+  private handOff(state: HandoverState): LoggedAnswer {
+    const broker = this.broker;
+    const clientId = state.header.client;
+    const bytes = encodeHandoverState(state);
+    const outboxId = this.host.logEntry(answerOutboxSubject, { sequence: String(state.header.sequence), client: sessionKey(clientId) }, bytes);
+    if (!state.header.none) this.endHandedOver(clientId);
+    const answer: LoggedAnswer = { sequence: state.header.sequence, bytes, outboxId, readyLsn: broker.store.appendedLsn };
+    this.answers.set(answer.sequence, answer);
+    return answer;
+  }
+
+  /** A session handed over, not ended: its will went with it (or fired when the connection closed), its rules too. */
+  private endHandedOver(clientId: string): void {
+    const broker = this.broker;
+    if (!broker.state.sessions.has(clientId)) return;
+    broker.pendingWills.delete(clientId);
+    if (broker.state.wills.has(clientId)) broker.commit({ kind: 'will-cleared', clientId });
+    broker.sessionExpiryDeadlines.delete(clientId);
+    broker.commit({ kind: 'session-deleted', clientId });
+    this.dropRules(clientId);
+  }
+
+  private holdAnswer(clientId: string, answer: LoggedAnswer): void {
+    const state = decodeHandoverState(answer.bytes);
+    assert(state !== null, 'a logged answer decodes');
+    this.hold = { sequence: answer.sequence, clientId, role: 'source', deadlineMs: Number.POSITIVE_INFINITY, markerCounter: null, matched: false, requestId: 0, state, answer, buffered: [] };
     this.issuePut();
+  }
+
+  /**
+   * What the session does not hold of this node's own hand-offs at or below its counter (its
+   * open windows for the client: read from the stream after the marker, they are the next owner's
+   * to route) and the rules it keeps for the session from earlier hand-overs (seed 3: without them
+   * the next owner routes a message again that an earlier source had put into the session).
+   */
+  private rulesOf(clientId: string): { holes: [string, string][]; carried: CarriedRule[] } {
+    const holes = formatHoles(this.windows.filter((window) => window.clientId === clientId));
+    const carried = this.skips.filter((skip) => skip.clientId === clientId).map((skip) => ({ origin: skip.origin, cut: formatCounter(skip.cut), holes: formatHoles(skip.holes) }));
+    return { holes, carried };
+  }
+
+  /** The session went with its windows and rules: they are the next owner's now. */
+  private dropRules(clientId: string): void {
+    for (const list of [this.windows, this.skips] as { clientId: string; outboxId: number }[][]) {
+      for (let index = 0; index < list.length; index++) {
+        if (list[index]!.clientId !== clientId) continue;
+        this.host.entryDone(list[index]!.outboxId);
+        list.splice(index--, 1);
+      }
+    }
+  }
+
+  /** An answer logged before the last start (cluster-node.ts recovery): a session still here (a torn commit) goes now. */
+  restoreAnswer(outboxId: number, payload: Uint8Array, appliedSequence: number): void {
+    const state = decodeHandoverState(payload);
+    // The marker's applied record made it before the entry's end did: nothing is left to do.
+    if (state === null || state.header.sequence <= appliedSequence) return this.host.entryDone(outboxId);
+    this.answers.set(state.header.sequence, { sequence: state.header.sequence, bytes: payload, outboxId, readyLsn: 0 });
+    if (!state.header.none) this.endHandedOver(state.header.client);
   }
 
   private issuePut(): void {
     const hold = this.hold;
-    if (hold === null || hold.role !== 'source' || hold.requestId !== 0 || hold.state === null || !this.host.connected) return;
+    if (hold === null || hold.role !== 'source' || hold.requestId !== 0 || hold.answer === null || !this.host.connected) return;
+    if (hold.answer.readyLsn > this.broker.store.durableLsn) return;
     hold.requestId = this.host.nextRequestId();
-    const value = encodeHandoverState(hold.state);
+    const value = hold.answer.bytes;
     this.broker.pushCluster({ op: 'kv-set', requestId: hold.requestId, bucket: handoverBucket, key: handoverKey(hold.clientId, hold.sequence), value, expectedRevision: null });
   }
 
@@ -480,22 +652,22 @@ export class SessionHandover {
       return true;
     }
     this.counters.sent += 1;
-    const clientId = hold.clientId;
-    if (!hold.state!.header.none && this.broker.state.sessions.has(clientId)) {
-      // Handed over, not ended: its will went with it (or fired when the connection closed).
-      this.broker.pendingWills.delete(clientId);
-      if (this.broker.state.wills.has(clientId)) this.broker.commit({ kind: 'will-cleared', clientId });
-      this.broker.sessionExpiryDeadlines.delete(clientId);
-      this.broker.commit({ kind: 'session-deleted', clientId });
-    }
-    this.broker.log('info', 'session-handed-over', { clientId, sequence: hold.sequence });
+    this.broker.log('info', 'session-handed-over', { clientId: hold.clientId, sequence: hold.sequence });
     this.release(nowMs);
+    // After the marker's applied record: a replay before that is durable finds the answer logged.
+    this.answers.delete(hold.sequence);
+    this.host.entryDone(hold.answer!.outboxId);
     return true;
+  }
+
+  /** End of an input: a put whose logged answer became durable goes out. */
+  afterInput(): void {
+    if (this.hold?.role === 'source') this.issuePut();
   }
 
   /** B at its marker: apply the state if it is here, else wait for it (up to the claim's deadline). */
   private awaitState(clientId: string, sequence: number, markerCounter: LocalCounter | null, nowMs: number): void {
-    const incoming = this.incoming.get(clientId);
+    const incoming = this.incomingOf(clientId, markerCounter);
     const key = handoverKey(clientId, sequence);
     // The CONNECT gave up waiting and has a fresh session: the state is dropped as late.
     if (incoming?.gaveUp === true) {
@@ -512,8 +684,17 @@ export class SessionHandover {
     // since the claim) the reader waits a full bound from here.
     const deadlineMs = incoming?.parked === true ? incoming.deadlineMs : nowMs + handoverWaitMs;
     this.broker.deadlines.push(deadlineMs, 'cluster-retry', 0, '');
-    this.hold = { sequence, clientId, role: 'destination', deadlineMs, markerCounter, requestId: 0, state: null, buffered: [] };
+    this.hold = { sequence, clientId, role: 'destination', deadlineMs, markerCounter, matched: incoming !== undefined, requestId: 0, state: null, answer: null, buffered: [] };
     this.tryApply(nowMs);
+  }
+
+  /** The hand-over a marker of this node for `clientId` stands for, undefined when it is an older claim's. */
+  private incomingOf(clientId: string, markerCounter: LocalCounter | null): Incoming | undefined {
+    const incoming = this.incoming.get(clientId);
+    if (incoming === undefined || incoming.markerCounter === null) return incoming;
+    // A marker queued before the one the hand-over waits for: an earlier claim of this node.
+    if (markerCounter === null || compareCounters(markerCounter, incoming.markerCounter) < 0) return undefined;
+    return incoming;
   }
 
   private tryApply(nowMs: number): void {
@@ -524,8 +705,8 @@ export class SessionHandover {
     if (value === undefined) return;
     this.arrived.delete(key);
     const state = decodeHandoverState(value);
-    const incoming = this.incoming.get(hold.clientId);
-    this.incoming.delete(hold.clientId);
+    const incoming = hold.matched ? this.incoming.get(hold.clientId) : undefined;
+    if (hold.matched) this.incoming.delete(hold.clientId);
     if (state === null || state.header.none) {
       this.counters.empty += 1;
       this.deleteKey(key);
@@ -544,10 +725,29 @@ export class SessionHandover {
 
   /** The rule for the source's own messages behind the marker, logged with the session. */
   private addSkip(state: HandoverState): void {
-    const cut = parseCounter(state.header.cut);
-    if (cut === null) return;
-    const outboxId = this.host.logEntry(skipOutboxSubject, { client: state.header.client, origin: state.header.from, cut: state.header.cut });
-    this.skips.push({ clientId: state.header.client, origin: state.header.from, cut, outboxId });
+    const clientId = state.header.client;
+    // Skip rules of an earlier stay of the session here are replaced by those the state brings.
+    for (let index = 0; index < this.skips.length; index++) {
+      if (this.skips[index]!.clientId !== clientId) continue;
+      this.host.entryDone(this.skips[index]!.outboxId);
+      this.skips.splice(index--, 1);
+    }
+    const rules: CarriedRule[] = [{ origin: state.header.from, cut: state.header.cut, holes: state.header.holes ?? [] }, ...(state.header.carried ?? [])];
+    for (const rule of rules) {
+      const cut = parseCounter(rule.cut);
+      if (cut === null) continue;
+      const holes = parseHoles(rule.holes);
+      // This node's own hand-offs the session does not hold come to it from the stream (windows);
+      // the others it routes itself, at once, or has kept since the marker.
+      if (rule.origin === this.host.nodeId) {
+        for (const hole of holes) this.logWindow(clientId, hole.from, hole.to);
+        continue;
+      }
+      const headers: Record<string, string> = { client: clientId, origin: rule.origin, cut: rule.cut };
+      if (holes.length > 0) headers.holes = JSON.stringify(formatHoles(holes));
+      const outboxId = this.host.logEntry(skipOutboxSubject, headers);
+      this.skips.push({ clientId, origin: rule.origin, cut, holes, outboxId });
+    }
   }
 
   /** A rule logged before the last start (cluster-node.ts recovery). */
@@ -562,7 +762,10 @@ export class SessionHandover {
 
   /** Adopted without the copies of this node's own hand-offs since the marker (it restarted): they come from the stream. */
   private addWindow(clientId: string, from: LocalCounter): void {
-    const to = this.host.counter();
+    this.logWindow(clientId, from, this.host.counter());
+  }
+
+  private logWindow(clientId: string, from: LocalCounter, to: LocalCounter): void {
     if (compareCounters(to, from) <= 0) return;
     const outboxId = this.host.logEntry(windowOutboxSubject, { client: clientId, from: formatCounter(from), to: formatCounter(to) });
     this.windows.push({ clientId, from, to, outboxId });
@@ -630,7 +833,7 @@ export class SessionHandover {
     }
     const hold = this.hold;
     if (hold !== null && hold.role === 'destination' && nowMs >= hold.deadlineMs) {
-      this.incoming.delete(hold.clientId);
+      if (hold.matched) this.incoming.delete(hold.clientId);
       this.counters.timedOut += 1;
       this.broker.log('warn', 'handover-gave-up', { clientId: hold.clientId, sequence: hold.sequence });
       this.gaveUp(hold.sequence);
@@ -714,6 +917,7 @@ export class SessionHandover {
         this.host.entryDone(skip.outboxId);
         continue;
       }
+      if (inHoles(counter, skip.holes)) continue;
       except ??= new Set();
       except.add(skip.clientId);
     }

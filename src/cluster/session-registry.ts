@@ -152,6 +152,13 @@ export class SessionRegistry {
     return known?.present === true && known.node === this.nodeId;
   }
 
+  /** The newest claim of `clientId` this node has seen (revision, owner, the node it asked), null when none. */
+  newestClaim(clientId: string): { revision: number; node: string; handoverFrom: string | null } | null {
+    const known = this.known.get(clientId);
+    if (known === undefined || !known.present || known.node === null) return null;
+    return { revision: known.revision, node: known.node, handoverFrom: known.handoverFrom };
+  }
+
   /** How many CONNECTs wait for their claim (tests and metrics). */
   get claimsPending(): number {
     return this.claims.size;
@@ -248,7 +255,7 @@ export class SessionRegistry {
     if (known === undefined || known.revision < revision) this.known.set(claim.clientId, { revision, present: true, node: this.nodeId, handoverFrom: claim.handoverFrom });
     const waiting = connection.phase === 'awaiting-connect';
     // Asked for a hand-over (or one is still on its way here): the CONNECT waits for the session.
-    if (claim.handoverFrom !== null) this.handover.begin(claim.clientId, claim.handoverFrom, nowMs, waiting, !claim.awaitsEarlier);
+    if (claim.handoverFrom !== null) this.handover.begin(claim.clientId, claim.handoverFrom, nowMs, waiting, !claim.awaitsEarlier, revision);
     if (waiting && (claim.handoverFrom !== null || this.handover.park(claim.clientId))) return this.park(claim, revision, nowMs);
     // The client left (or timed out) meanwhile: the bucket says this node owns it, nothing else to do.
     if (!waiting) return;
