@@ -77,6 +77,21 @@ const clusterRegressionSeeds: readonly { seed: number; nodes: number; found: str
     found:
       'a node that restarted between its marker and the adoption handed the session on at once: its own publication in the window (not yet read from the stream) was below the cut it gave the next owner, who skipped it; nobody routed it to the session',
   },
+  {
+    seed: 2100003,
+    nodes: 2,
+    handoverMovers: true,
+    found:
+      'order: a node that restarted between its marker and the adoption got its own publications of before the restart from the stream (a window), behind newer ones it had routed to the session at once',
+    open: 'order',
+  },
+  {
+    seed: 2100063,
+    nodes: 2,
+    handoverMovers: true,
+    found: 'qos2-duplicate (vopr --handover-movers from 2,100,000)',
+    open: 'qos2-duplicate',
+  },
 ];
 
 function quiet(seed: number, nodes: number, handoverMovers = false) {
