@@ -251,6 +251,8 @@ export class ClusterNode {
       log: (event, fields) => this.broker.log('info', event, { nodeId: this.nodeId, ...fields }),
     });
     broker.router.shareGate = this.shares;
+    // While a hand-over window is open, this node's own durable publications reach its session through the stream.
+    broker.router.localHold = (message) => (message.qos === 0 || topicToSubject(message.topic) === null ? null : this.handover.heldClients());
     this.retained = new RetainedSync(broker, {
       nodeId: this.nodeId,
       get connected() {
@@ -385,6 +387,7 @@ export class ClusterNode {
     const payload = message.payload.slice();
     const target = handoffSubject(subject);
     this.handover.forwarded({ subject: target, headers, payload });
+    this.handover.extendWindows({ epoch: this.epoch, ticket });
     if (message.qos === 1 && !logged) {
       this.enqueue({ ticket, subject: target, headers, payload, dedupeId: `${this.nodeId}-e${this.epoch}-${ticket}`, outboxId: 0, readyLsn: this.epochLsn, requestId: 0, done: false });
       return ticket;
@@ -586,8 +589,7 @@ export class ClusterNode {
     const envelope = decodeHeaders(message.headers);
     const subject = subjectOfHandoff(message.subject);
     const topic = subject === null ? null : subjectToTopic(subject);
-    const only = envelope.origin === this.nodeId && topic !== null && envelope.qos !== 0 ? this.handover.ownWindow(message.headers) : '';
-    if (only !== '') return this.routeHandoffTo(nowMs, message, sequence, only);
+    if (envelope.origin === this.nodeId && topic !== null && envelope.qos !== 0) return this.ownHandoffArrived(nowMs, message, sequence);
     if (envelope.origin === this.nodeId || envelope.origin === null || topic === null || envelope.qos === 0) {
       this.pendingAcks.push({ lsn: this.broker.commit({ kind: 'cluster-applied', sequence }), sequence });
       return;
@@ -612,10 +614,11 @@ export class ClusterNode {
     this.pendingAcks.push({ lsn, sequence });
   }
 
-  /** Routes one of this node's own hand-offs from the stream to one session (a window, session-handover.ts) and records it applied. */
-  private routeHandoffTo(nowMs: number, message: ClusterMessage, sequence: number, clientId: string): void {
-    this.routeOwn(clientId, message, nowMs);
+  /** One of this node's own hand-offs from the stream: routed to the sessions whose windows hold it (session-handover.ts), recorded applied. */
+  private ownHandoffArrived(nowMs: number, message: ClusterMessage, sequence: number): void {
+    for (const clientId of this.handover.ownWindows(message.headers)) this.routeOwn(clientId, message, nowMs);
     this.pendingAcks.push({ lsn: this.broker.commit({ kind: 'cluster-applied', sequence }), sequence });
+    this.handover.windowsRouted();
   }
 
   /** Routes one of this node's own hand-offs to one session (a hand-over's, session-handover.ts). */

@@ -406,6 +406,8 @@ export interface OwnHandoff {
   readonly payload: Uint8Array;
 }
 
+const noClients: readonly string[] = Object.freeze([]);
+
 /** Own hand-offs kept per waiting hand-over at most; past it they are not routed to the session (counted, logged). */
 const ownHandoffsMax = 10_000;
 
@@ -416,6 +418,8 @@ export class SessionHandover {
   private readonly arrived = new Map<string, Uint8Array>();
   private readonly skips: Skip[] = [];
   private readonly windows: OwnWindow[] = [];
+  /** Windows the current hand-off ended, whose entries are done once it is recorded applied. */
+  private readonly endedWindows: number[] = [];
   /** Answers this node gave as a source whose puts are not known to be done (logged; restored at start), by marker. */
   private readonly answers = new Map<number, LoggedAnswer>();
   /** Markers this node passed without a state (it gave up): a state that comes for one is late. */
@@ -771,21 +775,57 @@ export class SessionHandover {
     this.windows.push({ clientId, from, to, outboxId });
   }
 
-  /** For one of this node's own hand-offs from the stream: the client id whose window holds it, or ''. */
-  ownWindow(headers: ClusterHeaders): string {
-    if (this.windows.length === 0) return '';
-    const counter = parseCounter(headers[headerSequence]);
-    if (counter === null) return '';
-    let only = '';
+  /**
+   * The sessions this node's own durable publications reach only through the stream for now: those
+   * with an open window. A window's messages come from the stream, behind the reader; a newer
+   * publication routed at once would overtake them (order per publisher, seed 1200029), so it
+   * joins the window instead (extendWindows) and the session gets it in the stream's order. Null
+   * when no window is open (the common case).
+   */
+  heldClients(): ReadonlySet<string> | null {
+    if (this.windows.length === 0) return null;
+    const held = new Set<string>();
+    for (const window of this.windows) held.add(window.clientId);
+    return held;
+  }
+
+  /**
+   * This node queued a durable hand-off at `counter` that it did not route to the windows' sessions
+   * (heldClients): every open window now reaches up to it. Logged before the publisher's
+   * acknowledgement (it is in the same input), so a crash cannot leave it out of the window.
+   */
+  extendWindows(counter: LocalCounter): void {
     for (let index = 0; index < this.windows.length; index++) {
       const window = this.windows[index]!;
-      if (compareCounters(counter, window.from) > 0 && compareCounters(counter, window.to) <= 0 && only === '') only = window.clientId;
+      if (compareCounters(counter, window.to) <= 0) continue;
+      const outboxId = this.host.logEntry(windowOutboxSubject, { client: window.clientId, from: formatCounter(window.from), to: formatCounter(counter) });
+      this.host.entryDone(window.outboxId);
+      this.windows[index] = { clientId: window.clientId, from: window.from, to: counter, outboxId };
+    }
+  }
+
+  /** For one of this node's own hand-offs from the stream: the client id whose window holds it, or ''. */
+  ownWindows(headers: ClusterHeaders): readonly string[] {
+    if (this.windows.length === 0) return noClients;
+    const counter = parseCounter(headers[headerSequence]);
+    if (counter === null) return noClients;
+    const clients: string[] = [];
+    for (let index = 0; index < this.windows.length; index++) {
+      const window = this.windows[index]!;
+      // Windows overlap (extendWindows): the hand-off goes to every session whose window holds it.
+      if (compareCounters(counter, window.from) > 0 && compareCounters(counter, window.to) <= 0 && !clients.includes(window.clientId)) clients.push(window.clientId);
       if (compareCounters(counter, window.to) >= 0) {
         this.windows.splice(index--, 1);
-        this.host.entryDone(window.outboxId);
+        this.endedWindows.push(window.outboxId);
       }
     }
-    return only;
+    return clients;
+  }
+
+  /** After the hand-off that ended windows is routed and recorded applied: the windows' entries are done (a replay before finds them). */
+  windowsRouted(): void {
+    for (const outboxId of this.endedWindows) this.host.entryDone(outboxId);
+    this.endedWindows.length = 0;
   }
 
   private deleteKey(key: string): void {
