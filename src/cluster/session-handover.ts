@@ -935,6 +935,9 @@ export class SessionHandover {
   forwarded(handoff: OwnHandoff): void {
     for (const incoming of this.incoming.values()) {
       if (incoming.gaveUp) continue;
+      // The session is still here (this node hands it on first, at an earlier marker): routing put
+      // the message into it already, and the state brings it back (seed 2100063).
+      if (this.broker.state.sessions.has(incoming.clientId)) continue;
       if (incoming.own.length < ownHandoffsMax) incoming.own.push(handoff);
       else this.broker.log('warn', 'handover-own-dropped', { clientId: incoming.clientId });
     }
