@@ -296,8 +296,10 @@ export class SessionRegistry {
     // The CONNECT's handler schedules the keepalive only for a CONNECT accepted at once.
     scheduleKeepAlive(this.broker, connection, nowMs);
     this.broker.continueReading(connection, nowMs);
-    // A newer claim by another node, seen before this answer, wins over this one.
-    const newest = this.known.get(claim.clientId)!;
+    // A newer claim by another node, seen before this answer, wins over this one. The key may be
+    // unknown here: the link came back and the watch has not replayed it yet (it evicts then).
+    const newest = this.known.get(claim.clientId);
+    if (newest === undefined) return;
     if (newest.revision > revision && newest.node !== null && newest.node !== this.nodeId) this.evict(claim.clientId, newest.node, newest.handoverFrom, nowMs);
   }
 

@@ -95,8 +95,7 @@ const clusterRegressionSeeds: readonly { seed: number; nodes: number; found: str
     nodes: 2,
     handoverMovers: true,
     found:
-      "a CONNECT answered when its hand-over timed out, after the link had come back and before the watch replayed the client's key: the registry read the key it no longer knew (broker-threw; also seed 2100697 before this session's fixes)",
-    open: 'broker-threw',
+      "a CONNECT answered when its hand-over timed out, after the link had come back and before the watch replayed the client's key: the registry read the key it no longer knew (broker-threw; also seed 2100697 before this session's fixes); then checker: that CONNACK (session present 0, a fresh session) never reached the mover, taken over at once, and its next connection resumed the fresh session: the mover now learns of the reset from the node",
   },
 ];
 
