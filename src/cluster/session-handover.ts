@@ -11,45 +11,73 @@
  *
  * 1. B wins the claim of a client id whose key named another node A and whose CONNECT asks for
  *    clean start 0: the claim's value names A as the source (`handoverFrom`). B puts the marker
- *    (`$KEEL.handoff.$session`, the client id, A) into its outbox and parks the CONNECT, reading
- *    paused, as the claim did.
+ *    (`$KEEL.handoff.$session`, the client id, A, the revision the claim won at) into its outbox
+ *    and parks the CONNECT, reading paused, as the claim did.
  * 2. A, seeing the claim in `keel-sessions`, closes its connection of the id (DISCONNECT 0x8E, the
  *    will by the single-node rules: fired now, or pending when delayed) but keeps the session.
- * 3. A reaches the marker in the stream. It stops applying the stream there, serializes the
- *    session (its records as a snapshot writes them, message bodies included) and puts it into
- *    the `keel-handover` bucket under `<client key>.<marker sequence>`; a node without a session
- *    for the id puts an empty answer. Once the bucket holds it, A deletes its copy, records the
- *    marker as applied and goes on with the stream. A crash before that replays the marker and
- *    serializes again (the bucket keeps the last put).
+ * 3. A reaches the marker in the stream and stops applying the stream there. It decides whether
+ *    to hand the session over or to answer that it has none (sourceServes: from the order of the
+ *    claims, so that a replay decides alike), serializes the session (its records as a snapshot
+ *    writes them, message bodies included, and the rules below that go with it) and, in one
+ *    commit, logs that answer in its outbox and deletes its copy. Once the entry is durable it
+ *    puts the answer into the `keel-handover` bucket under `<client key>.<marker sequence>`; once
+ *    the bucket holds it, A records the marker as applied, then ends the entry, and goes on.
  * 4. B reaches the marker and stops applying the stream there until the state is in its watch of
  *    `keel-handover`, then writes the session into its own log (new message ids, times moved into
- *    its own clock), records the marker as applied, answers the parked CONNECT (session present 1,
- *    inflight messages resent with DUP), deletes the key and goes on with the stream. A node that
- *    is neither A nor B and still holds a copy of the session ends it there (today's rule).
+ *    its own clock) with the rules it brings, records the marker as applied, answers the parked
+ *    CONNECT (session present 1, inflight messages resent with DUP), deletes the key and goes on
+ *    with the stream. A node that is neither A nor B and still holds a copy of the session ends it
+ *    there. A marker of B older than the one its CONNECT waits for (an earlier claim of B's, say
+ *    before a restart) is applied the same way but does not answer that CONNECT.
+ *
+ * What is durable where, step by step, and who finishes the move after a crash:
+ * - Before B's marker is durable in B's outbox: nothing moved. A crash of B loses the claim's
+ *   CONNECT (the client connects again); the key names B, and B's next CONNECT of the id waits
+ *   for the same hand-over (session-registry.ts, `awaitsEarlier`).
+ * - The marker in B's outbox, then in the stream: B's recovery publishes it again (dedupe id), so
+ *   it reaches the stream once. The session is in A's log.
+ * - A at the marker: the answer is in A's outbox and the session is gone from A's log, in one
+ *   commit (a torn commit that kept the entry and not the deletion deletes it at recovery). A
+ *   crash before that commit replays the marker and decides again, alike. A crash after it finds
+ *   the entry at recovery and puts the same bytes again when the reader reaches the marker; the
+ *   session is never in two places on A (seed 1200029: a session put, then still on A after a
+ *   crash, was resumed there too). The bucket keeps the last put until B deletes it.
+ * - B at the marker: the adopted session, its rules and the applied record go into B's log in one
+ *   input; a crash before they are durable replays the marker and applies the state again (still
+ *   in the bucket: B deletes the key only after). Once durable, the move is done.
+ * - A down, or cut from NATS, for longer than `handoverWaitMs`: B gives up (session present 0,
+ *   logged `handover-timed-out`); A finishes its part when it returns, and the state it puts then
+ *   is dropped at B, its pending will published (it fires once, on B).
+ * - A's disk gone: the session is lost with it (as on one node); B gives up as above.
  *
  * Local publications do not wait for the stream: a node routes what its own clients publish at
- * once and the stream gives the copy to the others. Two holes follow, both closed with the
- * per-node counter every hand-off carries (`Keel-Seq`, `<epoch>-<ticket>`, increasing in the
- * order the node queued them, across restarts):
+ * once and the stream gives the copy to the others. The holes this leaves at the seam are closed
+ * with the per-node counter every hand-off carries (`Keel-Seq`, `<epoch>-<ticket>`, increasing in
+ * the order the node queued them, across restarts), by rules each logged as an outbox entry:
  * - A routed its own publications into the session up to the moment it serialized it, and some of
  *   them may land in the stream after the marker, where B would route them again. The state
  *   carries A's counter at serialization (`cut`): B does not route A's messages at or below it
- *   to the session (it routes them to every other session as usual).
+ *   to the session (a skip rule, ended when B meets a message of A above the cut). A skip rule
+ *   still open when the session moves on goes with it (`carried`): the next owner would otherwise
+ *   route again what an earlier source put into the session (seed 3).
  * - B routed its own publications queued after the marker and before it adopted the session
- *   without the session, and they are in the stream after the marker, where A does not route
- *   them either. B keeps them (their hand-offs, in order) while it waits, and routes them to the
- *   adopted session alone right after the state, before anything newer, so a publisher's order
- *   holds. They are kept in memory: a crash of B between the marker and the adoption loses them
- *   for that session (not handled; the client's CONNECT dies with B, and at the marker after the
- *   restart B adopts the session offline without them).
+ *   without the session (unless the session was still on B: then routing put them in it), and
+ *   they are in the stream after the marker, where A does not route them either. B keeps them
+ *   while it waits, and routes them to the adopted session alone right after the state. When B
+ *   restarted in between, those copies are gone: B routes its own hand-offs since the marker from
+ *   the stream to the session alone (a window). While a window is open, B's newer publications
+ *   reach that session through the stream too (the window grows to hold them), or they would
+ *   overtake the older ones (order per publisher).
+ * - A session handed on while a window is open goes with the window as a hole in its cut
+ *   (`holes`): the next owner routes those of B's messages to it after all (seed 9), and when the
+ *   session comes back to B, B opens the window again.
  *
  * Bounds and costs: B holds the CONNACK and its stream reader for at most `handoverWaitMs` from
  * the claim (the stream behind the marker waits in memory meanwhile: at most what NATS delivers
  * unacknowledged); a hand-over costs one durable publish (the marker), one key-value put and
  * delete, and every node's reader pausing at the marker until the node's own part is done. If the
  * state does not come in time (A down or cut from NATS), B answers session present 0 with a fresh
- * session and stops waiting; a state that comes later is dropped there, its pending will
- * published (it fires once, on B). The serialized state is bounded by `handoverBytesMax` (NATS's
+ * session and stops waiting (see above). The serialized state is bounded by `handoverBytesMax` (NATS's
  * default payload limit is 1 MiB): past it the newest queued messages are left out, counted and
  * logged. Not handed over: `$stream/` subscriptions and their positions (streams are per node).
  * A client that moves again before its previous move reached the stream can lose the session (the
@@ -420,6 +448,8 @@ export class SessionHandover {
   private readonly windows: OwnWindow[] = [];
   /** Windows the current hand-off ended, whose entries are done once it is recorded applied. */
   private readonly endedWindows: number[] = [];
+  /** Keys of states applied here, deleted once the applied record is durable (a key left by a cut link goes when the watch replays it). */
+  private readonly keysToDelete: { key: string; lsn: number }[] = [];
   /** Answers this node gave as a source whose puts are not known to be done (logged; restored at start), by marker. */
   private readonly answers = new Map<number, LoggedAnswer>();
   /** Markers this node passed without a state (it gave up): a state that comes for one is late. */
@@ -664,9 +694,14 @@ export class SessionHandover {
     return true;
   }
 
-  /** End of an input: a put whose logged answer became durable goes out. */
+  /** End of an input: a put whose logged answer became durable goes out, and keys of states applied durably go. */
   afterInput(): void {
     if (this.hold?.role === 'source') this.issuePut();
+    if (this.keysToDelete.length === 0) return;
+    const durableLsn = this.broker.store.durableLsn;
+    let done = 0;
+    while (done < this.keysToDelete.length && this.keysToDelete[done]!.lsn <= durableLsn) this.deleteKey(this.keysToDelete[done++]!.key);
+    if (done > 0) this.keysToDelete.splice(0, done);
   }
 
   /** B at its marker: apply the state if it is here, else wait for it (up to the claim's deadline). */
@@ -711,20 +746,22 @@ export class SessionHandover {
     const state = decodeHandoverState(value);
     const incoming = hold.matched ? this.incoming.get(hold.clientId) : undefined;
     if (hold.matched) this.incoming.delete(hold.clientId);
+    let applied = true;
     if (state === null || state.header.none) {
       this.counters.empty += 1;
-      this.deleteKey(key);
     } else if (this.broker.online.has(hold.clientId) && incoming?.parked !== true) {
       // The client connected here again meanwhile and was answered: this state comes too late for it.
       this.late(state, key, nowMs);
+      applied = false;
     } else {
       // Without every copy since the marker (it was queued in an earlier life) the stream brings them: a window.
       this.apply(state, incoming?.ownSinceMarker === true ? incoming.own : [], nowMs);
       if (incoming?.ownSinceMarker !== true && hold.markerCounter !== null) this.addWindow(hold.clientId, hold.markerCounter);
-      this.deleteKey(key);
     }
     if (incoming?.parked === true) this.host.answer(hold.clientId, nowMs, false);
     this.release(nowMs);
+    // The key goes once the marker's applied record is durable: a crash before replays the marker and needs the state again.
+    if (applied) this.keysToDelete.push({ key, lsn: this.broker.store.appendedLsn });
   }
 
   /** The rule for the source's own messages behind the marker, logged with the session. */
