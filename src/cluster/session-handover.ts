@@ -757,6 +757,9 @@ export class SessionHandover {
       // Without every copy since the marker (it was queued in an earlier life) the stream brings them: a window.
       this.apply(state, incoming?.ownSinceMarker === true ? incoming.own : [], nowMs);
       if (incoming?.ownSinceMarker !== true && hold.markerCounter !== null) this.addWindow(hold.clientId, hold.markerCounter);
+      // An older marker's session, while a newer hand-over waits: the window holds the copies that
+      // one kept (they are past the older marker), and they must not reach the session twice (seed 2100095).
+      if (!hold.matched) this.incoming.get(hold.clientId)?.own.splice(0);
     }
     if (incoming?.parked === true) this.host.answer(hold.clientId, nowMs, false);
     this.release(nowMs);
