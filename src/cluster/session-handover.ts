@@ -768,7 +768,7 @@ export class SessionHandover {
   }
 
   /** The rule for the source's own messages behind the marker, logged with the session. */
-  private addSkip(state: HandoverState): void {
+  private addSkip(state: HandoverState): LocalCounter | null {
     const clientId = state.header.client;
     // Skip rules of an earlier stay of the session here are replaced by those the state brings.
     for (let index = 0; index < this.skips.length; index++) {
@@ -777,6 +777,7 @@ export class SessionHandover {
       this.skips.splice(index--, 1);
     }
     const rules: CarriedRule[] = [{ origin: state.header.from, cut: state.header.cut, holes: state.header.holes ?? [] }, ...(state.header.carried ?? [])];
+    let ownCut: LocalCounter | null = null;
     for (const rule of rules) {
       const cut = parseCounter(rule.cut);
       if (cut === null) continue;
@@ -785,6 +786,7 @@ export class SessionHandover {
       // the others it routes itself, at once, or has kept since the marker.
       if (rule.origin === this.host.nodeId) {
         for (const hole of holes) this.logWindow(clientId, hole.from, hole.to);
+        ownCut = cut;
         continue;
       }
       const headers: Record<string, string> = { client: clientId, origin: rule.origin, cut: rule.cut };
@@ -792,6 +794,7 @@ export class SessionHandover {
       const outboxId = this.host.logEntry(skipOutboxSubject, headers);
       this.skips.push({ clientId, origin: rule.origin, cut, holes, outboxId });
     }
+    return ownCut;
   }
 
   /** A rule logged before the last start (cluster-node.ts recovery). */
@@ -884,9 +887,13 @@ export class SessionHandover {
     const session = broker.state.sessions.get(clientId);
     assert(session !== undefined, 'a handed-over state creates its session');
     if (session.expiryIntervalSeconds !== 0) scheduleSessionExpiry(broker, session, nowMs);
-    this.addSkip(state);
-    // This node's own publications since the marker, which nobody routed to the session yet.
-    for (const handoff of own) this.host.routeOnly(clientId, handoff, nowMs);
+    const ownCut = this.addSkip(state);
+    // This node's own publications since the marker, which nobody routed to the session yet. When
+    // the session left this node before with a rule still open (every own message above its cut
+    // is behind the marker, and some below it may come from the stream through the holes'
+    // windows), they come from the stream too, in order behind those (seed 2100398).
+    if (ownCut !== null) this.logWindow(clientId, ownCut, this.host.counter());
+    else for (const handoff of own) this.host.routeOnly(clientId, handoff, nowMs);
     broker.log('info', 'session-adopted', { clientId, fromNode: state.header.from, deliveries: session.inflight.size + session.queue.length });
   }
 
