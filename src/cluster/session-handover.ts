@@ -70,7 +70,10 @@
  *   overtake the older ones (order per publisher).
  * - A session handed on while a window is open goes with the window as a hole in its cut
  *   (`holes`): the next owner routes those of B's messages to it after all (seed 9), and when the
- *   session comes back to B, B opens the window again.
+ *   session comes back to B, B opens the window again. A session that comes back to B with B's
+ *   own rule still open (no holder read a message of B above its cut) gets B's publications
+ *   above that cut from the stream too, not from the copies B kept, so they stay behind those of
+ *   the holes (seed 2100398).
  *
  * Bounds and costs: B holds the CONNACK and its stream reader for at most `handoverWaitMs` from
  * the claim (the stream behind the marker waits in memory meanwhile: at most what NATS delivers
