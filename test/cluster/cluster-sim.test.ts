@@ -122,6 +122,14 @@ const clusterRegressionSeeds: readonly { seed: number; nodes: number; found: str
       'session-lost: the client moved n1 to n2 to n0; n2 crashed before its marker (from n1) was durable, so n0 asked n2, which had nothing; n1, holding the session, was down and could not log handover-copy-ended before the client was told session present 0',
     open: 'session-lost',
   },
+  {
+    seed: 2100903,
+    nodes: 3,
+    handoverMovers: true,
+    found:
+      'session-lost: the client moved n0 to n1 (n1 crashed at once) to n2; n2 asked n1, whose own marker (from n0) had not reached the stream yet, and was told none (a client moving again before its previous move reached the stream; README); n0, ending its copy at that marker, logs it only after the CONNACK',
+    open: 'session-lost',
+  },
   { seed: 2100545, nodes: 2, handoverMovers: true, found: 'qos2-duplicate (vopr --handover-movers after the fixes, not diagnosed)', open: 'qos2-duplicate' },
   {
     seed: 2100398,
