@@ -448,6 +448,11 @@ export class ClusterWorld implements MemberWorld {
     if (event === 'handover-timed-out' || event === 'handover-gave-up' || event === 'handover-copy-ended') {
       for (const mover of this.movers) if (fields.clientId === `m${mover.index}`) mover.handoverGaveUp();
     }
+    // A CONNECT with clean start 0 given a fresh session: the mover's session is reset there, even
+    // when that CONNACK never reaches it (its connection taken over at once, mover-client.ts).
+    if (event === 'client-connected' && fields.cleanStart === false && fields.sessionPresent === false) {
+      for (const mover of this.movers) if (fields.clientId === `m${mover.index}`) mover.sessionResetByNode();
+    }
   }
 
   // ---- client connections -------------------------------------------------------------------

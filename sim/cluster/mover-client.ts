@@ -69,6 +69,12 @@ export class MoverClient implements PipeClient {
   private readonly incomingQos2 = new Set<number>();
   /** Set when a node logged that the hand-over for this mover timed out: the next session present 0 is excused. */
   private handoverTimedOut = false;
+  /**
+   * Set when a connection the mover had already left was told session present 0 after a hand-over
+   * timed out: the session was reset there, so whatever the mover's current connection resumes is
+   * that fresh session, without the subscription (seed 2100908). The next CONNACK subscribes again.
+   */
+  private sessionReset = false;
   private readonly filter: string;
   private readonly qos: 1 | 2;
 
@@ -192,7 +198,7 @@ export class MoverClient implements PipeClient {
     if (sessionPresent && connection.generation === 1) {
       return this.world.fail('session-present-unknown', `m${this.index}: session present 1 on its first connection (clean start) on n${connection.pipe.node}`);
     }
-    if (sessionPresent) {
+    if (sessionPresent && !this.sessionReset) {
       if (connection.generation > 1) this.resumed += 1;
     } else {
       if (this.subscribed && !this.handoverTimedOut) {
@@ -210,7 +216,20 @@ export class MoverClient implements PipeClient {
       this.world.clientSend(connection.pipe, encodePacket(subscribe, 5));
     }
     this.handoverTimedOut = false;
+    this.sessionReset = false;
     this.scheduleMove();
+  }
+
+  /**
+   * A node gave a CONNECT of this mover (clean start 0) a fresh session. Excused only after a node
+   * logged that the mover's hand-over timed out (the rule of session-lost); the CONNACK may go to a
+   * connection the mover has already left, or none at all (taken over before it was sent).
+   */
+  sessionResetByNode(): void {
+    if (!this.persistent || !this.handoverTimedOut || !this.subscribed) return;
+    this.world.checker.sessionLost(this.index);
+    this.subscribed = false;
+    this.sessionReset = true;
   }
 
   /** A node logged that the hand-over of this mover's session timed out (its session present 0 is excused). */

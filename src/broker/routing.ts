@@ -87,6 +87,11 @@ export class Router implements MatchSink<SubscriptionState> {
    */
   private onlyClientId = '';
   private exceptClientIds: ReadonlySet<string> | null = null;
+  /**
+   * Set by a cluster node (session-handover.ts, windows): the sessions a message published on this
+   * node must reach through the hand-off stream for now, not at once (null: none; the common case).
+   */
+  localHold: ((message: StoredMessage) => ReadonlySet<string> | null) | null = null;
 
   constructor(private readonly broker: Broker) {
     this.payloads = new PayloadSlab(broker.state.messages);
@@ -112,6 +117,19 @@ export class Router implements MatchSink<SubscriptionState> {
    * sessions and streams it went to. `publisherClientId` drives No Local.
    */
   route(message: StoredMessage, publisherClientId: string, nowMs: number): number {
+    // A message published here (a client's, a will) leaves out the sessions the cluster node holds back.
+    const held = this.localHold === null || publisherClientId === '' || this.exceptClientIds !== null ? null : this.localHold(message);
+    if (held === null) return this.routeTo(message, publisherClientId, nowMs);
+    assert(this.onlyClientId === '', 'a message published here is not routed to one session alone');
+    this.exceptClientIds = held;
+    try {
+      return this.routeTo(message, publisherClientId, nowMs);
+    } finally {
+      this.exceptClientIds = null;
+    }
+  }
+
+  private routeTo(message: StoredMessage, publisherClientId: string, nowMs: number): number {
     const appended = this.onlyClientId === '' ? this.broker.streams.append(message, nowMs) : 0;
     this.targetCount = 0;
     if (this.targetIndexUsed) {
@@ -149,7 +167,7 @@ export class Router implements MatchSink<SubscriptionState> {
     this.onlyClientId = only;
     this.exceptClientIds = except;
     try {
-      return this.route(message, '', nowMs);
+      return this.routeTo(message, '', nowMs);
     } finally {
       this.onlyClientId = '';
       this.exceptClientIds = null;

@@ -103,6 +103,7 @@ import { decodeHeaders, encodeHeaders, headerSequence } from './headers.js';
 import { retainedBucket } from './retained-entries.js';
 import { RetainedSync, retainedOutboxPrefix } from './retained-sync.js';
 import {
+  answerOutboxSubject,
   formatCounter,
   handoverBucket,
   handoverMarkerSubject,
@@ -224,9 +225,10 @@ export class ClusterNode {
       answer: (clientId, nowMs, fresh) => this.sessions.answer(clientId, nowMs, fresh),
       routeOnly: (clientId, handoff, nowMs) => this.routeOwn(clientId, handoff, nowMs),
       ownedHere: (clientId) => this.sessions.ownedHere(clientId),
-      logEntry: (subject, headers) => {
+      newestClaim: (clientId) => this.sessions.newestClaim(clientId),
+      logEntry: (subject, headers, payload) => {
         const id = this.durable.nextOutboxId;
-        this.broker.commit({ kind: 'cluster-outbox-added', entry: { id, subject, headers, payload: new Uint8Array(0) } });
+        this.broker.commit({ kind: 'cluster-outbox-added', entry: { id, subject, headers, payload: payload ?? new Uint8Array(0) } });
         return id;
       },
       entryDone: (id) => this.broker.commit({ kind: 'cluster-outbox-done', id }),
@@ -249,6 +251,8 @@ export class ClusterNode {
       log: (event, fields) => this.broker.log('info', event, { nodeId: this.nodeId, ...fields }),
     });
     broker.router.shareGate = this.shares;
+    // While a hand-over window is open, this node's own durable publications reach its session through the stream.
+    broker.router.localHold = (message) => (message.qos === 0 || topicToSubject(message.topic) === null ? null : this.handover.heldClients());
     this.retained = new RetainedSync(broker, {
       nodeId: this.nodeId,
       get connected() {
@@ -282,6 +286,10 @@ export class ClusterNode {
       if (entry.subject === skipOutboxSubject) {
         const skip = skipOfHeaders(entry.headers, entry.id);
         if (skip !== null) this.handover.restoreSkip(skip);
+        continue;
+      }
+      if (entry.subject === answerOutboxSubject) {
+        this.handover.restoreAnswer(entry.id, entry.payload, durable.appliedSequence);
         continue;
       }
       if (entry.subject === windowOutboxSubject) {
@@ -379,6 +387,7 @@ export class ClusterNode {
     const payload = message.payload.slice();
     const target = handoffSubject(subject);
     this.handover.forwarded({ subject: target, headers, payload });
+    this.handover.extendWindows({ epoch: this.epoch, ticket });
     if (message.qos === 1 && !logged) {
       this.enqueue({ ticket, subject: target, headers, payload, dedupeId: `${this.nodeId}-e${this.epoch}-${ticket}`, outboxId: 0, readyLsn: this.epochLsn, requestId: 0, done: false });
       return ticket;
@@ -580,8 +589,7 @@ export class ClusterNode {
     const envelope = decodeHeaders(message.headers);
     const subject = subjectOfHandoff(message.subject);
     const topic = subject === null ? null : subjectToTopic(subject);
-    const only = envelope.origin === this.nodeId && topic !== null && envelope.qos !== 0 ? this.handover.ownWindow(message.headers) : '';
-    if (only !== '') return this.routeHandoffTo(nowMs, message, sequence, only);
+    if (envelope.origin === this.nodeId && topic !== null && envelope.qos !== 0) return this.ownHandoffArrived(nowMs, message, sequence);
     if (envelope.origin === this.nodeId || envelope.origin === null || topic === null || envelope.qos === 0) {
       this.pendingAcks.push({ lsn: this.broker.commit({ kind: 'cluster-applied', sequence }), sequence });
       return;
@@ -606,10 +614,11 @@ export class ClusterNode {
     this.pendingAcks.push({ lsn, sequence });
   }
 
-  /** Routes one of this node's own hand-offs from the stream to one session (a window, session-handover.ts) and records it applied. */
-  private routeHandoffTo(nowMs: number, message: ClusterMessage, sequence: number, clientId: string): void {
-    this.routeOwn(clientId, message, nowMs);
+  /** One of this node's own hand-offs from the stream: routed to the sessions whose windows hold it (session-handover.ts), recorded applied. */
+  private ownHandoffArrived(nowMs: number, message: ClusterMessage, sequence: number): void {
+    for (const clientId of this.handover.ownWindows(message.headers)) this.routeOwn(clientId, message, nowMs);
     this.pendingAcks.push({ lsn: this.broker.commit({ kind: 'cluster-applied', sequence }), sequence });
+    this.handover.windowsRouted();
   }
 
   /** Routes one of this node's own hand-offs to one session (a hand-over's, session-handover.ts). */
@@ -660,6 +669,7 @@ export class ClusterNode {
   /** End of every input: acknowledge what became durable, publish what became ready. */
   afterInput(): void {
     this.sessions.afterInput();
+    this.handover.afterInput();
     const durableLsn = this.broker.store.durableLsn;
     let released = 0;
     while (released < this.pendingAcks.length && this.pendingAcks[released]!.lsn <= durableLsn) {

@@ -11,45 +11,76 @@
  *
  * 1. B wins the claim of a client id whose key named another node A and whose CONNECT asks for
  *    clean start 0: the claim's value names A as the source (`handoverFrom`). B puts the marker
- *    (`$KEEL.handoff.$session`, the client id, A) into its outbox and parks the CONNECT, reading
- *    paused, as the claim did.
+ *    (`$KEEL.handoff.$session`, the client id, A, the revision the claim won at) into its outbox
+ *    and parks the CONNECT, reading paused, as the claim did.
  * 2. A, seeing the claim in `keel-sessions`, closes its connection of the id (DISCONNECT 0x8E, the
  *    will by the single-node rules: fired now, or pending when delayed) but keeps the session.
- * 3. A reaches the marker in the stream. It stops applying the stream there, serializes the
- *    session (its records as a snapshot writes them, message bodies included) and puts it into
- *    the `keel-handover` bucket under `<client key>.<marker sequence>`; a node without a session
- *    for the id puts an empty answer. Once the bucket holds it, A deletes its copy, records the
- *    marker as applied and goes on with the stream. A crash before that replays the marker and
- *    serializes again (the bucket keeps the last put).
+ * 3. A reaches the marker in the stream and stops applying the stream there. It decides whether
+ *    to hand the session over or to answer that it has none (sourceServes: from the order of the
+ *    claims, so that a replay decides alike), serializes the session (its records as a snapshot
+ *    writes them, message bodies included, and the rules below that go with it) and, in one
+ *    commit, logs that answer in its outbox and deletes its copy. Once the entry is durable it
+ *    puts the answer into the `keel-handover` bucket under `<client key>.<marker sequence>`; once
+ *    the bucket holds it, A records the marker as applied, then ends the entry, and goes on.
  * 4. B reaches the marker and stops applying the stream there until the state is in its watch of
  *    `keel-handover`, then writes the session into its own log (new message ids, times moved into
- *    its own clock), records the marker as applied, answers the parked CONNECT (session present 1,
- *    inflight messages resent with DUP), deletes the key and goes on with the stream. A node that
- *    is neither A nor B and still holds a copy of the session ends it there (today's rule).
+ *    its own clock) with the rules it brings, records the marker as applied, answers the parked
+ *    CONNECT (session present 1, inflight messages resent with DUP), deletes the key and goes on
+ *    with the stream. A node that is neither A nor B and still holds a copy of the session ends it
+ *    there. A marker of B older than the one its CONNECT waits for (an earlier claim of B's, say
+ *    before a restart) is applied the same way but does not answer that CONNECT.
+ *
+ * What is durable where, step by step, and who finishes the move after a crash:
+ * - Before B's marker is durable in B's outbox: nothing moved. A crash of B loses the claim's
+ *   CONNECT (the client connects again); the key names B, and B's next CONNECT of the id waits
+ *   for the same hand-over (session-registry.ts, `awaitsEarlier`).
+ * - The marker in B's outbox, then in the stream: B's recovery publishes it again (dedupe id), so
+ *   it reaches the stream once. The session is in A's log.
+ * - A at the marker: the answer is in A's outbox and the session is gone from A's log, in one
+ *   commit (a torn commit that kept the entry and not the deletion deletes it at recovery). A
+ *   crash before that commit replays the marker and decides again, alike. A crash after it finds
+ *   the entry at recovery and puts the same bytes again when the reader reaches the marker; the
+ *   session is never in two places on A (seed 1200029: a session put, then still on A after a
+ *   crash, was resumed there too). The bucket keeps the last put until B deletes it.
+ * - B at the marker: the adopted session, its rules and the applied record go into B's log in one
+ *   input; a crash before they are durable replays the marker and applies the state again (still
+ *   in the bucket: B deletes the key only after). Once durable, the move is done.
+ * - A down, or cut from NATS, for longer than `handoverWaitMs`: B gives up (session present 0,
+ *   logged `handover-timed-out`); A finishes its part when it returns, and the state it puts then
+ *   is dropped at B, its pending will published (it fires once, on B).
+ * - A's disk gone: the session is lost with it (as on one node); B gives up as above.
  *
  * Local publications do not wait for the stream: a node routes what its own clients publish at
- * once and the stream gives the copy to the others. Two holes follow, both closed with the
- * per-node counter every hand-off carries (`Keel-Seq`, `<epoch>-<ticket>`, increasing in the
- * order the node queued them, across restarts):
+ * once and the stream gives the copy to the others. The holes this leaves at the seam are closed
+ * with the per-node counter every hand-off carries (`Keel-Seq`, `<epoch>-<ticket>`, increasing in
+ * the order the node queued them, across restarts), by rules each logged as an outbox entry:
  * - A routed its own publications into the session up to the moment it serialized it, and some of
  *   them may land in the stream after the marker, where B would route them again. The state
  *   carries A's counter at serialization (`cut`): B does not route A's messages at or below it
- *   to the session (it routes them to every other session as usual).
+ *   to the session (a skip rule, ended when B meets a message of A above the cut). A skip rule
+ *   still open when the session moves on goes with it (`carried`): the next owner would otherwise
+ *   route again what an earlier source put into the session (seed 3).
  * - B routed its own publications queued after the marker and before it adopted the session
- *   without the session, and they are in the stream after the marker, where A does not route
- *   them either. B keeps them (their hand-offs, in order) while it waits, and routes them to the
- *   adopted session alone right after the state, before anything newer, so a publisher's order
- *   holds. They are kept in memory: a crash of B between the marker and the adoption loses them
- *   for that session (not handled; the client's CONNECT dies with B, and at the marker after the
- *   restart B adopts the session offline without them).
+ *   without the session (unless the session was still on B: then routing put them in it), and
+ *   they are in the stream after the marker, where A does not route them either. B keeps them
+ *   while it waits, and routes them to the adopted session alone right after the state. When B
+ *   restarted in between, those copies are gone: B routes its own hand-offs since the marker from
+ *   the stream to the session alone (a window). While a window is open, B's newer publications
+ *   reach that session through the stream too (the window grows to hold them), or they would
+ *   overtake the older ones (order per publisher).
+ * - A session handed on while a window is open goes with the window as a hole in its cut
+ *   (`holes`): the next owner routes those of B's messages to it after all (seed 9), and when the
+ *   session comes back to B, B opens the window again. A session that comes back to B with B's
+ *   own rule still open (no holder read a message of B above its cut) gets B's publications
+ *   above that cut from the stream too, not from the copies B kept, so they stay behind those of
+ *   the holes (seed 2100398).
  *
  * Bounds and costs: B holds the CONNACK and its stream reader for at most `handoverWaitMs` from
  * the claim (the stream behind the marker waits in memory meanwhile: at most what NATS delivers
  * unacknowledged); a hand-over costs one durable publish (the marker), one key-value put and
  * delete, and every node's reader pausing at the marker until the node's own part is done. If the
  * state does not come in time (A down or cut from NATS), B answers session present 0 with a fresh
- * session and stops waiting; a state that comes later is dropped there, its pending will
- * published (it fires once, on B). The serialized state is bounded by `handoverBytesMax` (NATS's
+ * session and stops waiting (see above). The serialized state is bounded by `handoverBytesMax` (NATS's
  * default payload limit is 1 MiB): past it the newest queued messages are left out, counted and
  * logged. Not handed over: `$stream/` subscriptions and their positions (streams are per node).
  * A client that moves again before its previous move reached the stream can lose the session (the
@@ -74,6 +105,8 @@ export const handoverBucket = 'keel-handover';
 export const handoverMarkerSubject = `${handoffPrefix}$session`;
 const headerClient = 'Keel-Handover-Client';
 const headerFrom = 'Keel-Handover-From';
+/** The revision at which the marker's claim won the client's key in `keel-sessions`. */
+const headerRevision = 'Keel-Handover-Revision';
 /** How long B waits for the state from its claim on: the CONNACK and B's stream reader wait so long at most. */
 export const handoverWaitMs = 5_000;
 /** The largest serialized state put into the bucket; the newest queued messages beyond it are left out. */
@@ -119,6 +152,42 @@ interface StateHeader {
   readonly willInMs: number | null;
   /** No session there: B starts a fresh one. */
   readonly none: boolean;
+  /** The source's own hand-offs at or below `cut` that the session does not hold (its open windows), `[from, to]` each. */
+  readonly holes?: readonly (readonly [string, string])[];
+  /** The rules the source kept for the session from earlier hand-overs (see Skip), passed on with it. */
+  readonly carried?: readonly CarriedRule[];
+}
+
+/** A skip rule as a state carries it: counters as text. */
+interface CarriedRule {
+  readonly origin: string;
+  readonly cut: string;
+  readonly holes: readonly (readonly [string, string])[];
+}
+
+/** An interval of one node's counters: above `from`, up to `to`. */
+export interface CounterHole {
+  readonly from: LocalCounter;
+  readonly to: LocalCounter;
+}
+
+function formatHoles(holes: readonly CounterHole[]): [string, string][] {
+  return holes.map((hole) => [formatCounter(hole.from), formatCounter(hole.to)]);
+}
+
+function parseHoles(holes: readonly (readonly [string, string])[] | undefined): CounterHole[] {
+  const parsed: CounterHole[] = [];
+  for (const [fromText, toText] of holes ?? []) {
+    const from = parseCounter(fromText);
+    const to = parseCounter(toText);
+    if (from !== null && to !== null && compareCounters(from, to) < 0) parsed.push({ from, to });
+  }
+  return parsed;
+}
+
+function inHoles(counter: LocalCounter, holes: readonly CounterHole[]): boolean {
+  for (const hole of holes) if (compareCounters(counter, hole.from) > 0 && compareCounters(counter, hole.to) <= 0) return true;
+  return false;
 }
 
 export interface HandoverState {
@@ -248,8 +317,10 @@ export interface HandoverHost {
   routeOnly(clientId: string, handoff: OwnHandoff, nowMs: number): void;
   /** Whether the newest claim of `clientId` this node knows of is its own. */
   ownedHere(clientId: string): boolean;
-  /** Logs an outbox entry that is no hand-off (a skip rule); returns its id. */
-  logEntry(subject: string, headers: Record<string, string>): number;
+  /** The newest claim of `clientId` this node has seen in `keel-sessions`, null when none. */
+  newestClaim(clientId: string): { revision: number; node: string; handoverFrom: string | null } | null;
+  /** Logs an outbox entry that is no hand-off (a rule, a source's answer); returns its id. */
+  logEntry(subject: string, headers: Record<string, string>, payload?: Uint8Array): number;
   /** The entry is done. */
   entryDone(outboxId: number): void;
 }
@@ -263,6 +334,13 @@ interface Incoming {
   readonly own: OwnHandoff[];
   /** Whether `own` holds all of them: false when the marker was queued before this node's last start. */
   readonly ownSinceMarker: boolean;
+  /**
+   * The counter of its marker, null when it waits on a marker queued before this node's last
+   * start (any marker of this node for the client then stands for it). An older marker of this
+   * node for the same client (an earlier claim's) is not this hand-over's: its state is applied,
+   * but the CONNECT waits on for its own marker (seed 1200029).
+   */
+  readonly markerCounter: LocalCounter | null;
   /** Whether a CONNECT waits for it. */
   parked: boolean;
   gaveUp: boolean;
@@ -276,24 +354,30 @@ interface Hold {
   readonly deadlineMs: number;
   /** The marker's counter (`Keel-Seq`): the start of a window when no copies were kept. */
   readonly markerCounter: LocalCounter | null;
+  /** Whether the marker is the one the client's `Incoming` waits for (destination only). */
+  readonly matched: boolean;
   /** The source's put: request id, 0 while not out. */
   requestId: number;
-  /** The source's state. */
+  /** The source's state, its bytes, its outbox entry and the LSN that entry is durable at (the put waits for it). */
   readonly state: HandoverState | null;
+  readonly answer: LoggedAnswer | null;
   readonly buffered: ClusterMessage[];
 }
 
 /**
  * Route a message from `origin` at or below `cut` to everyone but `clientId` (the state holds it),
- * until the reader meets a message from `origin` above `cut` (one node's hand-offs are in the
- * stream in the order of their counters, across its restarts: recovery issues its outbox first).
- * Durable as an entry of the node's outbox (written with the adopted session, done when the rule
- * ends), so a restart brings it back before the reader reads on.
+ * but for those in `holes` (the state does not hold them: they were in a window of `origin` when it
+ * handed the session on), until the reader meets a message from `origin` above `cut` (one node's
+ * hand-offs are in the stream in the order of their counters, across its restarts: recovery issues
+ * its outbox first). Durable as an entry of the node's outbox (written with the adopted session,
+ * done when the rule ends or the session is handed on with it), so a restart brings it back before
+ * the reader reads on.
  */
 export interface Skip {
   readonly clientId: string;
   readonly origin: string;
   readonly cut: LocalCounter;
+  readonly holes: readonly CounterHole[];
   readonly outboxId: number;
 }
 
@@ -301,6 +385,16 @@ export interface Skip {
 export const skipOutboxSubject = '$KEEL.skip';
 /** The outbox subject of a window rule. */
 export const windowOutboxSubject = '$KEEL.window';
+/** The outbox subject of a source's answer at a marker (the serialized state, or "none"). */
+export const answerOutboxSubject = '$KEEL.answer';
+
+/** A source's answer at a marker, logged before it is put: a replay of the marker puts the same bytes. */
+interface LoggedAnswer {
+  readonly sequence: number;
+  readonly bytes: Uint8Array;
+  readonly outboxId: number;
+  readonly readyLsn: number;
+}
 
 /**
  * Route this node's own hand-offs above `from` and up to `to` to `clientId` alone: the window
@@ -325,7 +419,15 @@ export function windowOfHeaders(headers: ClusterHeaders, outboxId: number): OwnW
 export function skipOfHeaders(headers: ClusterHeaders, outboxId: number): Skip | null {
   const cut = parseCounter(headers.cut);
   if (cut === null || headers.client === undefined || headers.origin === undefined) return null;
-  return { clientId: headers.client, origin: headers.origin, cut, outboxId };
+  let holes: CounterHole[] = [];
+  if (headers.holes !== undefined) {
+    try {
+      holes = parseHoles(JSON.parse(headers.holes) as [string, string][]);
+    } catch {
+      return null;
+    }
+  }
+  return { clientId: headers.client, origin: headers.origin, cut, holes, outboxId };
 }
 
 /** A hand-off this node queued while a hand-over to it was on its way. */
@@ -334,6 +436,8 @@ export interface OwnHandoff {
   readonly headers: ClusterHeaders;
   readonly payload: Uint8Array;
 }
+
+const noClients: readonly string[] = Object.freeze([]);
 
 /** Own hand-offs kept per waiting hand-over at most; past it they are not routed to the session (counted, logged). */
 const ownHandoffsMax = 10_000;
@@ -345,6 +449,12 @@ export class SessionHandover {
   private readonly arrived = new Map<string, Uint8Array>();
   private readonly skips: Skip[] = [];
   private readonly windows: OwnWindow[] = [];
+  /** Windows the current hand-off ended, whose entries are done once it is recorded applied. */
+  private readonly endedWindows: number[] = [];
+  /** Keys of states applied here, deleted once the applied record is durable (a key left by a cut link goes when the watch replays it). */
+  private readonly keysToDelete: { key: string; lsn: number }[] = [];
+  /** Answers this node gave as a source whose puts are not known to be done (logged; restored at start), by marker. */
+  private readonly answers = new Map<number, LoggedAnswer>();
   /** Markers this node passed without a state (it gave up): a state that comes for one is late. */
   private readonly gaveUpSequences = new Set<number>();
   readonly counters = { markers: 0, sent: 0, received: 0, empty: 0, timedOut: 0, late: 0, leftOut: 0, endedElsewhere: 0 };
@@ -376,17 +486,17 @@ export class SessionHandover {
    * B won the claim of `clientId` from `from`: queue the marker (`marker`; false when an earlier
    * claim's marker stands for it) and wait for the state (`parked`: a CONNECT waits).
    */
-  begin(clientId: string, from: string, nowMs: number, parked: boolean, marker: boolean): void {
+  begin(clientId: string, from: string, nowMs: number, parked: boolean, marker: boolean, revision: number): void {
     assert(from !== this.host.nodeId, 'a node does not hand a session over to itself');
     const earlier = this.incoming.get(clientId);
     if (!marker && earlier !== undefined && !earlier.gaveUp) {
       earlier.parked = earlier.parked || parked;
       return;
     }
-    const headers: Record<string, string> = { [headerOrigin]: this.host.nodeId, [headerClient]: sessionKey(clientId), [headerFrom]: from };
-    if (marker) this.host.queueMarker(headers);
+    const headers: Record<string, string> = { [headerOrigin]: this.host.nodeId, [headerClient]: sessionKey(clientId), [headerFrom]: from, [headerRevision]: String(revision) };
+    const markerCounter = marker ? this.host.queueMarker(headers) : null;
     const deadlineMs = nowMs + handoverWaitMs;
-    this.incoming.set(clientId, { clientId, from, deadlineMs, own: [], ownSinceMarker: marker, parked, gaveUp: false });
+    this.incoming.set(clientId, { clientId, from, deadlineMs, own: [], ownSinceMarker: marker, markerCounter, parked, gaveUp: false });
     this.broker.deadlines.push(deadlineMs, 'cluster-retry', 0, '');
     this.counters.markers += 1;
     this.broker.log('info', 'handover-requested', { clientId, fromNode: from });
@@ -423,8 +533,8 @@ export class SessionHandover {
     if (to === this.host.nodeId) return this.awaitState(clientId, sequence, parseCounter(message.headers[headerSequence]), nowMs);
     // A marker of a claim older than this node's own (markers of two claims can reach the stream
     // in the other order): this node keeps the session, and a source answers that it has none.
+    if (from === this.host.nodeId) return this.serialize(clientId, to, sequence, nowMs, this.sourceServes(clientId, to, message.headers[headerRevision]));
     const stale = this.host.ownedHere(clientId);
-    if (from === this.host.nodeId) return this.serialize(clientId, to, sequence, nowMs, stale);
     if (stale) return this.host.markerDone(sequence, nowMs, []);
     // Neither end: a copy this node still holds is ended. It is stale when the session moved on
     // without it; it is the session itself when the client moved twice and its second marker
@@ -438,16 +548,46 @@ export class SessionHandover {
     this.host.markerDone(sequence, nowMs, []);
   }
 
+  /**
+   * Whether this node (A, the source) hands its session over at a marker to `to`, or answers that
+   * it has none (and keeps it). The answer must not change when A replays the marker after a crash
+   * (B may have passed the marker on the first answer: a session put after it is dropped there,
+   * seed 1200029), so it rests on the order of claims in `keel-sessions` (the marker carries its
+   * claim's revision), not on who owns the key now:
+   * - the marker's claim is the newest A has seen (or newer): hand over;
+   * - a newer claim by B itself, or by a node that asked B for the session: hand over (it goes on
+   *   from B at that claim's marker);
+   * - a newer claim by A that asked for the session back (a hand-over to A is still on its way):
+   *   hand over (it comes back at A's own marker);
+   * - any other newer claim (A's own, its client back here; or a node that asked A): keep it for
+   *   that claim.
+   */
+  private sourceServes(clientId: string, to: string, revisionText: string | undefined): boolean {
+    const revision = revisionText === undefined ? Number.NaN : Number(revisionText);
+    // A marker without its claim's revision (a node of before the rule): the newest claim decides.
+    if (!Number.isSafeInteger(revision)) return !this.host.ownedHere(clientId);
+    const newest = this.host.newestClaim(clientId);
+    if (newest === null || newest.revision <= revision) return true;
+    if (newest.node === this.host.nodeId) {
+      const incoming = this.incoming.get(clientId);
+      return incoming !== undefined && !incoming.gaveUp;
+    }
+    return newest.node === to || newest.handoverFrom === to;
+  }
+
   /** A: put the session (or an empty answer) into the bucket; the reader waits for the put. */
-  private serialize(clientId: string, to: string, sequence: number, nowMs: number, stale: boolean): void {
+  private serialize(clientId: string, to: string, sequence: number, nowMs: number, serves: boolean): void {
     const broker = this.broker;
+    // An answer given before the last start is given again, byte for byte (see handOff).
+    const logged = this.answers.get(sequence);
+    if (logged !== undefined) return this.holdAnswer(clientId, logged);
     const connection = broker.online.get(clientId);
     // The claim's watch may not have closed the connection yet: the marker does it.
-    if (connection !== undefined && !stale) {
+    if (connection !== undefined && serves) {
       if (connection.version === 5) broker.sendPacket(connection, { type: PacketType.Disconnect, reasonCode: ReasonCode.SessionTakenOver }, 0, true);
       broker.closeConnection(connection, nowMs, `session taken over by node ${to}`, 'publish', true);
     }
-    const present = !stale && broker.state.sessions.has(clientId);
+    const present = serves && broker.state.sessions.has(clientId);
     const { records, leftOut } = present ? sessionRecords(broker, clientId) : { records: [], leftOut: 0 };
     if (leftOut > 0) {
       this.counters.leftOut += leftOut;
@@ -457,16 +597,85 @@ export class SessionHandover {
     const pending = broker.pendingWills.get(clientId);
     const willInMs = pending === undefined ? null : Math.max(0, pending.deadlineMs - nowMs);
     const counter = this.host.counter();
-    const header: StateHeader = { client: clientId, from: this.host.nodeId, to, sequence, nowMs, cut: formatCounter(counter), willInMs, none: !present };
-    this.hold = { sequence, clientId, role: 'source', deadlineMs: Number.POSITIVE_INFINITY, markerCounter: null, requestId: 0, state: { header, records }, buffered: [] };
+    const rules = present ? this.rulesOf(clientId) : { holes: [], carried: [] };
+    const header: StateHeader = { client: clientId, from: this.host.nodeId, to, sequence, nowMs, cut: formatCounter(counter), willInMs, none: !present, ...rules };
+    this.holdAnswer(clientId, this.handOff({ header, records }));
+  }
+
+  /**
+   * Logs the answer and, for a session, ends it here in the same commit: from then on the session
+   * lives in this node's outbox until the bucket holds it (a crash brings the entry back and the
+   * marker's replay puts it again), never in two places on this node (seed 1200029: a session put
+   * into the bucket, then still here after a crash, was resumed here too). The put waits for the
+   * entry to be durable.
+   */
+  private handOff(state: HandoverState): LoggedAnswer {
+    const broker = this.broker;
+    const clientId = state.header.client;
+    const bytes = encodeHandoverState(state);
+    const outboxId = this.host.logEntry(answerOutboxSubject, { sequence: String(state.header.sequence), client: sessionKey(clientId) }, bytes);
+    if (!state.header.none) this.endHandedOver(clientId);
+    const answer: LoggedAnswer = { sequence: state.header.sequence, bytes, outboxId, readyLsn: broker.store.appendedLsn };
+    this.answers.set(answer.sequence, answer);
+    return answer;
+  }
+
+  /** A session handed over, not ended: its will went with it (or fired when the connection closed), its rules too. */
+  private endHandedOver(clientId: string): void {
+    const broker = this.broker;
+    if (!broker.state.sessions.has(clientId)) return;
+    broker.pendingWills.delete(clientId);
+    if (broker.state.wills.has(clientId)) broker.commit({ kind: 'will-cleared', clientId });
+    broker.sessionExpiryDeadlines.delete(clientId);
+    broker.commit({ kind: 'session-deleted', clientId });
+    this.dropRules(clientId);
+  }
+
+  private holdAnswer(clientId: string, answer: LoggedAnswer): void {
+    const state = decodeHandoverState(answer.bytes);
+    assert(state !== null, 'a logged answer decodes');
+    this.hold = { sequence: answer.sequence, clientId, role: 'source', deadlineMs: Number.POSITIVE_INFINITY, markerCounter: null, matched: false, requestId: 0, state, answer, buffered: [] };
     this.issuePut();
+  }
+
+  /**
+   * What the session does not hold of this node's own hand-offs at or below its counter (its
+   * open windows for the client: read from the stream after the marker, they are the next owner's
+   * to route) and the rules it keeps for the session from earlier hand-overs (seed 3: without them
+   * the next owner routes a message again that an earlier source had put into the session).
+   */
+  private rulesOf(clientId: string): { holes: [string, string][]; carried: CarriedRule[] } {
+    const holes = formatHoles(this.windows.filter((window) => window.clientId === clientId));
+    const carried = this.skips.filter((skip) => skip.clientId === clientId).map((skip) => ({ origin: skip.origin, cut: formatCounter(skip.cut), holes: formatHoles(skip.holes) }));
+    return { holes, carried };
+  }
+
+  /** The session went with its windows and rules: they are the next owner's now. */
+  private dropRules(clientId: string): void {
+    for (const list of [this.windows, this.skips] as { clientId: string; outboxId: number }[][]) {
+      for (let index = 0; index < list.length; index++) {
+        if (list[index]!.clientId !== clientId) continue;
+        this.host.entryDone(list[index]!.outboxId);
+        list.splice(index--, 1);
+      }
+    }
+  }
+
+  /** An answer logged before the last start (cluster-node.ts recovery): a session still here (a torn commit) goes now. */
+  restoreAnswer(outboxId: number, payload: Uint8Array, appliedSequence: number): void {
+    const state = decodeHandoverState(payload);
+    // The marker's applied record made it before the entry's end did: nothing is left to do.
+    if (state === null || state.header.sequence <= appliedSequence) return this.host.entryDone(outboxId);
+    this.answers.set(state.header.sequence, { sequence: state.header.sequence, bytes: payload, outboxId, readyLsn: 0 });
+    if (!state.header.none) this.endHandedOver(state.header.client);
   }
 
   private issuePut(): void {
     const hold = this.hold;
-    if (hold === null || hold.role !== 'source' || hold.requestId !== 0 || hold.state === null || !this.host.connected) return;
+    if (hold === null || hold.role !== 'source' || hold.requestId !== 0 || hold.answer === null || !this.host.connected) return;
+    if (hold.answer.readyLsn > this.broker.store.durableLsn) return;
     hold.requestId = this.host.nextRequestId();
-    const value = encodeHandoverState(hold.state);
+    const value = hold.answer.bytes;
     this.broker.pushCluster({ op: 'kv-set', requestId: hold.requestId, bucket: handoverBucket, key: handoverKey(hold.clientId, hold.sequence), value, expectedRevision: null });
   }
 
@@ -480,22 +689,27 @@ export class SessionHandover {
       return true;
     }
     this.counters.sent += 1;
-    const clientId = hold.clientId;
-    if (!hold.state!.header.none && this.broker.state.sessions.has(clientId)) {
-      // Handed over, not ended: its will went with it (or fired when the connection closed).
-      this.broker.pendingWills.delete(clientId);
-      if (this.broker.state.wills.has(clientId)) this.broker.commit({ kind: 'will-cleared', clientId });
-      this.broker.sessionExpiryDeadlines.delete(clientId);
-      this.broker.commit({ kind: 'session-deleted', clientId });
-    }
-    this.broker.log('info', 'session-handed-over', { clientId, sequence: hold.sequence });
+    this.broker.log('info', 'session-handed-over', { clientId: hold.clientId, sequence: hold.sequence });
     this.release(nowMs);
+    // After the marker's applied record: a replay before that is durable finds the answer logged.
+    this.answers.delete(hold.sequence);
+    this.host.entryDone(hold.answer!.outboxId);
     return true;
+  }
+
+  /** End of an input: a put whose logged answer became durable goes out, and keys of states applied durably go. */
+  afterInput(): void {
+    if (this.hold?.role === 'source') this.issuePut();
+    if (this.keysToDelete.length === 0) return;
+    const durableLsn = this.broker.store.durableLsn;
+    let done = 0;
+    while (done < this.keysToDelete.length && this.keysToDelete[done]!.lsn <= durableLsn) this.deleteKey(this.keysToDelete[done++]!.key);
+    if (done > 0) this.keysToDelete.splice(0, done);
   }
 
   /** B at its marker: apply the state if it is here, else wait for it (up to the claim's deadline). */
   private awaitState(clientId: string, sequence: number, markerCounter: LocalCounter | null, nowMs: number): void {
-    const incoming = this.incoming.get(clientId);
+    const incoming = this.incomingOf(clientId, markerCounter);
     const key = handoverKey(clientId, sequence);
     // The CONNECT gave up waiting and has a fresh session: the state is dropped as late.
     if (incoming?.gaveUp === true) {
@@ -512,8 +726,17 @@ export class SessionHandover {
     // since the claim) the reader waits a full bound from here.
     const deadlineMs = incoming?.parked === true ? incoming.deadlineMs : nowMs + handoverWaitMs;
     this.broker.deadlines.push(deadlineMs, 'cluster-retry', 0, '');
-    this.hold = { sequence, clientId, role: 'destination', deadlineMs, markerCounter, requestId: 0, state: null, buffered: [] };
+    this.hold = { sequence, clientId, role: 'destination', deadlineMs, markerCounter, matched: incoming !== undefined, requestId: 0, state: null, answer: null, buffered: [] };
     this.tryApply(nowMs);
+  }
+
+  /** The hand-over a marker of this node for `clientId` stands for, undefined when it is an older claim's. */
+  private incomingOf(clientId: string, markerCounter: LocalCounter | null): Incoming | undefined {
+    const incoming = this.incoming.get(clientId);
+    if (incoming === undefined || incoming.markerCounter === null) return incoming;
+    // A marker queued before the one the hand-over waits for: an earlier claim of this node.
+    if (markerCounter === null || compareCounters(markerCounter, incoming.markerCounter) < 0) return undefined;
+    return incoming;
   }
 
   private tryApply(nowMs: number): void {
@@ -524,30 +747,57 @@ export class SessionHandover {
     if (value === undefined) return;
     this.arrived.delete(key);
     const state = decodeHandoverState(value);
-    const incoming = this.incoming.get(hold.clientId);
-    this.incoming.delete(hold.clientId);
+    const incoming = hold.matched ? this.incoming.get(hold.clientId) : undefined;
+    if (hold.matched) this.incoming.delete(hold.clientId);
+    let applied = true;
     if (state === null || state.header.none) {
       this.counters.empty += 1;
-      this.deleteKey(key);
     } else if (this.broker.online.has(hold.clientId) && incoming?.parked !== true) {
       // The client connected here again meanwhile and was answered: this state comes too late for it.
       this.late(state, key, nowMs);
+      applied = false;
     } else {
       // Without every copy since the marker (it was queued in an earlier life) the stream brings them: a window.
       this.apply(state, incoming?.ownSinceMarker === true ? incoming.own : [], nowMs);
       if (incoming?.ownSinceMarker !== true && hold.markerCounter !== null) this.addWindow(hold.clientId, hold.markerCounter);
-      this.deleteKey(key);
+      // An older marker's session, while a newer hand-over waits: the window holds the copies that
+      // one kept (they are past the older marker), and they must not reach the session twice (seed 2100095).
+      if (!hold.matched) this.incoming.get(hold.clientId)?.own.splice(0);
     }
     if (incoming?.parked === true) this.host.answer(hold.clientId, nowMs, false);
     this.release(nowMs);
+    // The key goes once the marker's applied record is durable: a crash before replays the marker and needs the state again.
+    if (applied) this.keysToDelete.push({ key, lsn: this.broker.store.appendedLsn });
   }
 
   /** The rule for the source's own messages behind the marker, logged with the session. */
-  private addSkip(state: HandoverState): void {
-    const cut = parseCounter(state.header.cut);
-    if (cut === null) return;
-    const outboxId = this.host.logEntry(skipOutboxSubject, { client: state.header.client, origin: state.header.from, cut: state.header.cut });
-    this.skips.push({ clientId: state.header.client, origin: state.header.from, cut, outboxId });
+  private addSkip(state: HandoverState): LocalCounter | null {
+    const clientId = state.header.client;
+    // Skip rules of an earlier stay of the session here are replaced by those the state brings.
+    for (let index = 0; index < this.skips.length; index++) {
+      if (this.skips[index]!.clientId !== clientId) continue;
+      this.host.entryDone(this.skips[index]!.outboxId);
+      this.skips.splice(index--, 1);
+    }
+    const rules: CarriedRule[] = [{ origin: state.header.from, cut: state.header.cut, holes: state.header.holes ?? [] }, ...(state.header.carried ?? [])];
+    let ownCut: LocalCounter | null = null;
+    for (const rule of rules) {
+      const cut = parseCounter(rule.cut);
+      if (cut === null) continue;
+      const holes = parseHoles(rule.holes);
+      // This node's own hand-offs the session does not hold come to it from the stream (windows);
+      // the others it routes itself, at once, or has kept since the marker.
+      if (rule.origin === this.host.nodeId) {
+        for (const hole of holes) this.logWindow(clientId, hole.from, hole.to);
+        ownCut = cut;
+        continue;
+      }
+      const headers: Record<string, string> = { client: clientId, origin: rule.origin, cut: rule.cut };
+      if (holes.length > 0) headers.holes = JSON.stringify(formatHoles(holes));
+      const outboxId = this.host.logEntry(skipOutboxSubject, headers);
+      this.skips.push({ clientId, origin: rule.origin, cut, holes, outboxId });
+    }
+    return ownCut;
   }
 
   /** A rule logged before the last start (cluster-node.ts recovery). */
@@ -562,27 +812,66 @@ export class SessionHandover {
 
   /** Adopted without the copies of this node's own hand-offs since the marker (it restarted): they come from the stream. */
   private addWindow(clientId: string, from: LocalCounter): void {
-    const to = this.host.counter();
+    this.logWindow(clientId, from, this.host.counter());
+  }
+
+  private logWindow(clientId: string, from: LocalCounter, to: LocalCounter): void {
     if (compareCounters(to, from) <= 0) return;
     const outboxId = this.host.logEntry(windowOutboxSubject, { client: clientId, from: formatCounter(from), to: formatCounter(to) });
     this.windows.push({ clientId, from, to, outboxId });
   }
 
-  /** For one of this node's own hand-offs from the stream: the client id whose window holds it, or ''. */
-  ownWindow(headers: ClusterHeaders): string {
-    if (this.windows.length === 0) return '';
-    const counter = parseCounter(headers[headerSequence]);
-    if (counter === null) return '';
-    let only = '';
+  /**
+   * The sessions this node's own durable publications reach only through the stream for now: those
+   * with an open window. A window's messages come from the stream, behind the reader; a newer
+   * publication routed at once would overtake them (order per publisher, seed 1200029), so it
+   * joins the window instead (extendWindows) and the session gets it in the stream's order. Null
+   * when no window is open (the common case).
+   */
+  heldClients(): ReadonlySet<string> | null {
+    if (this.windows.length === 0) return null;
+    const held = new Set<string>();
+    for (const window of this.windows) held.add(window.clientId);
+    return held;
+  }
+
+  /**
+   * This node queued a durable hand-off at `counter` that it did not route to the windows' sessions
+   * (heldClients): every open window now reaches up to it. Logged before the publisher's
+   * acknowledgement (it is in the same input), so a crash cannot leave it out of the window.
+   */
+  extendWindows(counter: LocalCounter): void {
     for (let index = 0; index < this.windows.length; index++) {
       const window = this.windows[index]!;
-      if (compareCounters(counter, window.from) > 0 && compareCounters(counter, window.to) <= 0 && only === '') only = window.clientId;
+      if (compareCounters(counter, window.to) <= 0) continue;
+      const outboxId = this.host.logEntry(windowOutboxSubject, { client: window.clientId, from: formatCounter(window.from), to: formatCounter(counter) });
+      this.host.entryDone(window.outboxId);
+      this.windows[index] = { clientId: window.clientId, from: window.from, to: counter, outboxId };
+    }
+  }
+
+  /** For one of this node's own hand-offs from the stream: the client id whose window holds it, or ''. */
+  ownWindows(headers: ClusterHeaders): readonly string[] {
+    if (this.windows.length === 0) return noClients;
+    const counter = parseCounter(headers[headerSequence]);
+    if (counter === null) return noClients;
+    const clients: string[] = [];
+    for (let index = 0; index < this.windows.length; index++) {
+      const window = this.windows[index]!;
+      // Windows overlap (extendWindows): the hand-off goes to every session whose window holds it.
+      if (compareCounters(counter, window.from) > 0 && compareCounters(counter, window.to) <= 0 && !clients.includes(window.clientId)) clients.push(window.clientId);
       if (compareCounters(counter, window.to) >= 0) {
         this.windows.splice(index--, 1);
-        this.host.entryDone(window.outboxId);
+        this.endedWindows.push(window.outboxId);
       }
     }
-    return only;
+    return clients;
+  }
+
+  /** After the hand-off that ended windows is routed and recorded applied: the windows' entries are done (a replay before finds them). */
+  windowsRouted(): void {
+    for (const outboxId of this.endedWindows) this.host.entryDone(outboxId);
+    this.endedWindows.length = 0;
   }
 
   private deleteKey(key: string): void {
@@ -601,9 +890,13 @@ export class SessionHandover {
     const session = broker.state.sessions.get(clientId);
     assert(session !== undefined, 'a handed-over state creates its session');
     if (session.expiryIntervalSeconds !== 0) scheduleSessionExpiry(broker, session, nowMs);
-    this.addSkip(state);
-    // This node's own publications since the marker, which nobody routed to the session yet.
-    for (const handoff of own) this.host.routeOnly(clientId, handoff, nowMs);
+    const ownCut = this.addSkip(state);
+    // This node's own publications since the marker, which nobody routed to the session yet. When
+    // the session left this node before with a rule still open (every own message above its cut
+    // is behind the marker, and some below it may come from the stream through the holes'
+    // windows), they come from the stream too, in order behind those (seed 2100398).
+    if (ownCut !== null) this.logWindow(clientId, ownCut, this.host.counter());
+    else for (const handoff of own) this.host.routeOnly(clientId, handoff, nowMs);
     broker.log('info', 'session-adopted', { clientId, fromNode: state.header.from, deliveries: session.inflight.size + session.queue.length });
   }
 
@@ -630,7 +923,7 @@ export class SessionHandover {
     }
     const hold = this.hold;
     if (hold !== null && hold.role === 'destination' && nowMs >= hold.deadlineMs) {
-      this.incoming.delete(hold.clientId);
+      if (hold.matched) this.incoming.delete(hold.clientId);
       this.counters.timedOut += 1;
       this.broker.log('warn', 'handover-gave-up', { clientId: hold.clientId, sequence: hold.sequence });
       this.gaveUp(hold.sequence);
@@ -692,6 +985,9 @@ export class SessionHandover {
   forwarded(handoff: OwnHandoff): void {
     for (const incoming of this.incoming.values()) {
       if (incoming.gaveUp) continue;
+      // The session is still here (this node hands it on first, at an earlier marker): routing put
+      // the message into it already, and the state brings it back (seed 2100063).
+      if (this.broker.state.sessions.has(incoming.clientId)) continue;
       if (incoming.own.length < ownHandoffsMax) incoming.own.push(handoff);
       else this.broker.log('warn', 'handover-own-dropped', { clientId: incoming.clientId });
     }
@@ -714,6 +1010,7 @@ export class SessionHandover {
         this.host.entryDone(skip.outboxId);
         continue;
       }
+      if (inHoles(counter, skip.holes)) continue;
       except ??= new Set();
       except.add(skip.clientId);
     }

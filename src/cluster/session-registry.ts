@@ -152,6 +152,13 @@ export class SessionRegistry {
     return known?.present === true && known.node === this.nodeId;
   }
 
+  /** The newest claim of `clientId` this node has seen (revision, owner, the node it asked), null when none. */
+  newestClaim(clientId: string): { revision: number; node: string; handoverFrom: string | null } | null {
+    const known = this.known.get(clientId);
+    if (known === undefined || !known.present || known.node === null) return null;
+    return { revision: known.revision, node: known.node, handoverFrom: known.handoverFrom };
+  }
+
   /** How many CONNECTs wait for their claim (tests and metrics). */
   get claimsPending(): number {
     return this.claims.size;
@@ -248,7 +255,7 @@ export class SessionRegistry {
     if (known === undefined || known.revision < revision) this.known.set(claim.clientId, { revision, present: true, node: this.nodeId, handoverFrom: claim.handoverFrom });
     const waiting = connection.phase === 'awaiting-connect';
     // Asked for a hand-over (or one is still on its way here): the CONNECT waits for the session.
-    if (claim.handoverFrom !== null) this.handover.begin(claim.clientId, claim.handoverFrom, nowMs, waiting, !claim.awaitsEarlier);
+    if (claim.handoverFrom !== null) this.handover.begin(claim.clientId, claim.handoverFrom, nowMs, waiting, !claim.awaitsEarlier, revision);
     if (waiting && (claim.handoverFrom !== null || this.handover.park(claim.clientId))) return this.park(claim, revision, nowMs);
     // The client left (or timed out) meanwhile: the bucket says this node owns it, nothing else to do.
     if (!waiting) return;
@@ -289,8 +296,10 @@ export class SessionRegistry {
     // The CONNECT's handler schedules the keepalive only for a CONNECT accepted at once.
     scheduleKeepAlive(this.broker, connection, nowMs);
     this.broker.continueReading(connection, nowMs);
-    // A newer claim by another node, seen before this answer, wins over this one.
-    const newest = this.known.get(claim.clientId)!;
+    // A newer claim by another node, seen before this answer, wins over this one. The key may be
+    // unknown here: the link came back and the watch has not replayed it yet (it evicts then).
+    const newest = this.known.get(claim.clientId);
+    if (newest === undefined) return;
     if (newest.revision > revision && newest.node !== null && newest.node !== this.nodeId) this.evict(claim.clientId, newest.node, newest.handoverFrom, nowMs);
   }
 

@@ -60,8 +60,83 @@ const clusterRegressionSeeds: readonly { seed: number; nodes: number; found: str
     nodes: 2,
     handoverMovers: true,
     found:
-      'a node that restarted after queueing a marker, then waited for the same hand-over again for a new CONNECT, kept only the copies of its own publications made since the restart: those made before it were lost for the session; since the retained rule changed the cluster worlds (impatient publishers, NATS tombstones) the seed runs into an open session-lost',
+      'a node that restarted after queueing a marker, then waited for the same hand-over again for a new CONNECT, kept only the copies of its own publications made since the restart: those made before it were lost for the session; later (session-lost) an older marker of this node answered its newer CONNECT, and a source that put the session and crashed before deleting its copy resumed it too; then an order: own publications recovered from the stream (a window) reached the session after newer local ones',
+  },
+  {
+    seed: 3,
+    nodes: 3,
+    handoverMovers: true,
+    found:
+      "a session handed over twice (n1 to n2 to n0) got its will twice: n0 routed n1's will from the stream after its own marker though n2's state, from n1's, already held it (the skip rule of n1's cut stayed on n2)",
+  },
+  {
+    seed: 9,
+    nodes: 3,
+    handoverMovers: true,
+    found:
+      'a node that restarted between its marker and the adoption handed the session on at once: its own publication in the window (not yet read from the stream) was below the cut it gave the next owner, who skipped it; nobody routed it to the session',
+  },
+  {
+    seed: 2100003,
+    nodes: 2,
+    handoverMovers: true,
+    found:
+      'order: a node that restarted between its marker and the adoption got its own publications of before the restart from the stream (a window), behind newer ones it had routed to the session at once',
+  },
+  {
+    seed: 2100063,
+    nodes: 2,
+    handoverMovers: true,
+    found:
+      'qos2-duplicate: a node that still held the session when it queued its own marker (it handed the session on first, at an earlier marker) kept its own publications for the adopted session too, though routing had put them into the session that came back',
+  },
+  {
+    seed: 2100908,
+    nodes: 2,
+    handoverMovers: true,
+    found:
+      "a CONNECT answered when its hand-over timed out, after the link had come back and before the watch replayed the client's key: the registry read the key it no longer knew (broker-threw; also seed 2100697 before this session's fixes); then checker: that CONNACK (session present 0, a fresh session) never reached the mover, taken over at once, and its next connection resumed the fresh session: the mover now learns of the reset from the node",
+  },
+  {
+    seed: 2100095,
+    nodes: 2,
+    handoverMovers: true,
+    found:
+      "qos2-duplicate: a session adopted at an older marker of the node (a window from it) while a newer hand-over waited, whose kept copies of the node's own publications reached the session again at the newer marker",
+  },
+  // Found by vopr --handover-movers from 2,100,000 after this session's first fixes; those still
+  // open are not diagnosed yet (several node crashes around moves of both movers; README).
+  {
+    seed: 2100229,
+    nodes: 2,
+    handoverMovers: true,
+    found:
+      "qos2-duplicate: a mover's will, fired by a node at its restart, reached the other mover twice after the session went back and forth between the nodes; passes with the rule of seed 2100398 (own publications kept since the marker come from the stream when the session returns with an open rule of this node), not traced further",
+  },
+  { seed: 2100107, nodes: 3, handoverMovers: true, found: 'qos2-duplicate: a QoS 2 message reached a mover twice after moves under node crashes and a NATS restart', open: 'qos2-duplicate' },
+  {
+    seed: 2100503,
+    nodes: 3,
+    handoverMovers: true,
+    found:
+      'session-lost: the client moved n1 to n2 to n0; n2 crashed before its marker (from n1) was durable, so n0 asked n2, which had nothing; n1, holding the session, was down and could not log handover-copy-ended before the client was told session present 0',
     open: 'session-lost',
+  },
+  {
+    seed: 2100903,
+    nodes: 3,
+    handoverMovers: true,
+    found:
+      'session-lost: the client moved n0 to n1 (n1 crashed at once) to n2; n2 asked n1, whose own marker (from n0) had not reached the stream yet, and was told none (a client moving again before its previous move reached the stream; README); n0, ending its copy at that marker, logs it only after the CONNACK',
+    open: 'session-lost',
+  },
+  { seed: 2100545, nodes: 2, handoverMovers: true, found: 'qos2-duplicate (vopr --handover-movers after the fixes, not diagnosed)', open: 'qos2-duplicate' },
+  {
+    seed: 2100398,
+    nodes: 3,
+    handoverMovers: true,
+    found:
+      'order: a session came back to a node that had handed it on with a window open (holes): its own publications kept since its new marker were routed at once, ahead of older ones still to come from the stream through the restored window',
   },
 ];
 
@@ -93,10 +168,7 @@ describe('cluster simulation', () => {
     let resumed = 0;
     // Open failures of a node crashing in the middle of a move (README Known limitations), held
     // to their rule so that a fix, or another failure, shows here.
-    const open = new Map([
-      [3, 'qos2-duplicate'],
-      [9, 'acknowledged-lost'],
-    ]);
+    const open = new Map<number, string>();
     for (let seed = 1; seed <= 20; seed++) {
       const lines: string[] = [];
       const result = runClusterSimulation({ seed, nodes: seed % 2 === 0 ? 2 : 3, handoverMovers: true, stdout: (line) => lines.push(line), stderr: () => {} });
