@@ -58,6 +58,8 @@ interface Handshake {
   readonly socket: net.Socket;
   readonly remoteAddress: string;
   readonly endpoints: string;
+  /** On the TCP socket's `close` while the handshake is under way; removed at the handshake's end. */
+  readonly onClose: () => void;
 }
 
 export class TlsHandshakes {
@@ -86,10 +88,10 @@ export class TlsHandshakes {
   begin(socket: net.Socket, remoteAddress: string): void {
     assert.ok(remoteAddress.length > 0, 'a handshake without a client address');
     this.options.credentials.refresh();
-    const handshake: Handshake = { socket, remoteAddress, endpoints: endpointsOf(socket) };
+    const handshake: Handshake = { socket, remoteAddress, endpoints: endpointsOf(socket), onClose: () => this.forgetHandshake(handshake) };
     this.underway.set(handshake.endpoints, handshake);
     this.forget.add(handshake);
-    socket.once('close', () => this.forgetHandshake(handshake));
+    socket.once('close', handshake.onClose);
     this.server.emit('connection', socket);
   }
 
@@ -112,9 +114,15 @@ export class TlsHandshakes {
     return handshake;
   }
 
+  /**
+   * Forgets a handshake that ended. Its `close` listener goes too: left on a connection that lives
+   * on, it would keep the record (with its endpoints string) for the connection's whole life,
+   * about 0.3 KiB of heap per idle TLS connection (heap snapshots, README "TLS connection heap").
+   */
   private forgetHandshake(handshake: Handshake): void {
     if (this.underway.get(handshake.endpoints) === handshake) this.underway.delete(handshake.endpoints);
     this.forget.delete(handshake);
+    handshake.socket.off('close', handshake.onClose);
   }
 
   private onSecure(socket: tls.TLSSocket): void {
