@@ -54,7 +54,7 @@ function runAndCloseStdout(args: string[], closeAtOnce = false): Promise<Ending>
       if (stdout.includes('\n')) child.stdout!.destroy();
     });
   }
-  return new Promise((resolve) => child.once('exit', (code) => resolve({ code, stderr, firstLine: stdout.split('\n')[0]! })));
+  return new Promise((resolve) => child.once('close', (code) => resolve({ code, stderr, firstLine: stdout.split('\n')[0]! })));
 }
 
 function expectQuietStop(ending: Ending): void {

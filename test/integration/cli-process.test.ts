@@ -94,7 +94,7 @@ describe('keel command line', () => {
       const child = spawn('sh', ['-c', expected.reproduce], { cwd, env: environment, stdio: ['ignore', 'pipe', 'pipe'] });
       let stdout = '';
       child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
-      return new Promise<{ code: number | null; stdout: string }>((resolve) => child.once('exit', (code) => resolve({ code, stdout })));
+      return new Promise<{ code: number | null; stdout: string }>((resolve) => child.once('close', (code) => resolve({ code, stdout })));
     });
     for (const run of await Promise.all(runs)) {
       expect(run.code).toBe(1);

@@ -59,7 +59,7 @@ function mosquittoSub(args: string[]): Promise<{ status: number | null; stdout: 
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
     child.once('error', reject);
-    child.once('exit', (status) => resolve({ status, stdout, stderr }));
+    child.once('close', (status) => resolve({ status, stdout, stderr }));
   });
 }
 

@@ -58,7 +58,8 @@ function run(command: string, args: string[]): Run {
   let stderr = '';
   child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  // 'close', not 'exit': the process may end before its output has been read from the pipes.
+  const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
   return { exited, stdout: () => stdout, stderr: () => stderr };
 }
 
