@@ -3,7 +3,7 @@
  *
  *   npm run build && node dist/bench/stream-bench.js [--messages 1000000] [--publishers 4]
  *     [--window 32] [--payload 64] [--seconds 5] [--warmup 2] [--runs 1] [--seeks 10]
- *     [--only append,replay,nats] [--replay-qos 0|1] [--data-root DIR] [--json FILE]
+ *     [--only append,replay,nats] [--replay-qos 0|1] [--replay-inflight 65535] [--data-root DIR] [--json FILE]
  *
  * What it measures (the method of each part is in bench/stream/keel-side.ts and nats-side.ts):
  * 1. append throughput: QoS 1 publishers under `syncPolicy: "always"` with 0, 1 and 3 streams
@@ -68,6 +68,7 @@ interface Flags {
   runs: number;
   seeks: number;
   replayQos: 0 | 1;
+  replayInflight: number;
   only: string[];
   dataRoot: string;
   json?: string;
@@ -89,6 +90,7 @@ function parseFlags(argv: string[]): Flags {
     .option('--runs <n>', 'append runs per configuration, interleaved (median reported)', integerOption(1, 100), 1)
     .option('--seeks <n>', 'seeks timed per broker', integerOption(1, 1_000), 10)
     .option('--replay-qos <0|1>', 'QoS the replayed entries are stored at, so the reader gets deliveries at that QoS', integerOption(0, 1), 0)
+    .option('--replay-inflight <n>', "Keel's inflightPerSessionMax in the replay part (its default: 1024)", integerOption(1, 65_535), replayInflight)
     .option('--only <parts>', `comma-separated subset of ${parts.join(',')} (nats: the JetStream side of every part run)`, listOption, parts)
     .option('--data-root <dir>', 'where the brokers keep their data (a temporary directory under it, removed at the end)', tmpdir())
     .option('--json <file>', 'also write the results as JSON to this file')
@@ -148,7 +150,7 @@ interface KeelReplayResults {
 async function runKeelReplay(flags: Flags, root: string): Promise<KeelReplayResults> {
   const directory = mkdtempSync(join(root, 'replay-keel-'));
   try {
-    const filling = await startReplayBroker(directory);
+    const filling = await startReplayBroker(directory, flags.replayInflight);
     log(`[replay] keel: filling ${flags.messages} entries at QoS ${flags.replayQos}`);
     const fillSampler = new RssSampler(filling);
     const fill = await fillKeelStream(filling, flags.messages, flags.payload, flags.replayQos);
@@ -157,7 +159,7 @@ async function runKeelReplay(flags: Flags, root: string): Promise<KeelReplayResu
       `[replay] keel: filled in ${fill.seconds.toFixed(1)} s (${Math.round(fill.messages / fill.seconds)} msg/s), peak RSS ${(fillPeakRssBytes / mebibyte).toFixed(1)} MiB; restarting on the same directory`,
     );
     await filling.stop();
-    const broker = await startReplayBroker(directory);
+    const broker = await startReplayBroker(directory, flags.replayInflight);
     try {
       await sleep(2_000);
       const idle = broker.rssBytes();
@@ -279,7 +281,7 @@ function replayLines(flags: Flags, keel: KeelReplayResults | null, nats: NatsRep
     const filler = flags.replayQos === 1 ? `one raw QoS 1 publisher, ${fmt(fillWindow)} unacknowledged` : 'one raw QoS 0 publisher, 2 QoS 1 markers';
     lines.push(`  keel: filled at ${fmt(keel.fill.messages / keel.fill.seconds)} msg/s (${filler}); recovery of the filled directory ${fmt(keel.replay.recoveryMs)} ms`);
     lines.push(
-      `  keel reader: ${keel.replay.reader}; ${fmt(keel.replay.qos1Deliveries)} QoS 1 deliveries, ${fmt(keel.replay.pubacksSent)} PUBACKs sent; broker inflightPerSessionMax ${fmt(replayInflight)}`,
+      `  keel reader: ${keel.replay.reader}; ${fmt(keel.replay.qos1Deliveries)} QoS 1 deliveries, ${fmt(keel.replay.pubacksSent)} PUBACKs sent; broker inflightPerSessionMax ${fmt(flags.replayInflight)}`,
     );
     const problems = [...keel.replay.problems, ...(keel.seek.wrongOffsets.length > 0 ? [`seek started at offsets ${keel.seek.wrongOffsets.join(', ')}, not ${keel.fill.secondHalfOffset}`] : [])];
     if (problems.length > 0) lines.push(`  keel PROBLEMS: ${problems.join('; ')}`);

@@ -202,16 +202,19 @@ export interface ReplayMeasure {
   problems: string[];
 }
 
-/** The replay broker's `inflightPerSessionMax` (its default is 1,024): QoS 1 deliveries unacknowledged at once. */
+/**
+ * The replay broker's `inflightPerSessionMax` unless `--replay-inflight` says otherwise (the
+ * broker's default is 1,024): QoS 1 deliveries a session may have unacknowledged at once.
+ */
 export const replayInflight = 65_535;
 
-/** The broker's settings for the replay: one stream, and a window as large as MQTT allows. */
-export function replayConfig(): Record<string, unknown> {
-  return { syncPolicy: 'always', inflightPerSessionMax: replayInflight, streams: [{ name: replayStream, filter: 'bench/replay/#' }] };
+/** The broker's settings for the replay: one stream, and by default a window as large as MQTT allows. */
+export function replayConfig(inflight = replayInflight): Record<string, unknown> {
+  return { syncPolicy: 'always', inflightPerSessionMax: inflight, streams: [{ name: replayStream, filter: 'bench/replay/#' }] };
 }
 
-export async function startReplayBroker(directory: string): Promise<BrokerProcess> {
-  return startKeel(join(directory, 'data'), join(directory, 'keel.json'), replayConfig());
+export async function startReplayBroker(directory: string, inflight = replayInflight): Promise<BrokerProcess> {
+  return startKeel(join(directory, 'data'), join(directory, 'keel.json'), replayConfig(inflight));
 }
 
 /** One reader replays the whole stream from `earliest`; RSS is sampled throughout. */
