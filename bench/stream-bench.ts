@@ -163,7 +163,7 @@ async function runKeelReplay(flags: Flags, root: string): Promise<KeelReplayResu
     try {
       await sleep(2_000);
       const idle = broker.rssBytes();
-      const replay = await measureKeelReplay(broker, flags.messages, flags.payload, idle, flags.replayQos);
+      const replay = await measureKeelReplay(broker, fill, flags.payload, idle);
       log(
         `[replay] keel: ${Math.round(replay.messagesPerSecond)} msg/s, RSS idle ${(idle / mebibyte).toFixed(1)} MiB, peak ${(replay.peakRssBytes / mebibyte).toFixed(1)} MiB${replay.problems.length > 0 ? `; PROBLEMS: ${replay.problems.join('; ')}` : ''}`,
       );

@@ -97,6 +97,8 @@ export interface FillResult {
   seekTimeMs: number;
   /** The first offset appended after `seekTimeMs`. */
   secondHalfOffset: number;
+  /** Entries stored at QoS 1 (all of them, or the QoS 0 fill's two markers): the QoS 1 deliveries a replay owes. */
+  qos1Entries: number;
 }
 
 /** Writes `count` copies of a QoS 0 PUBLISH to the client's socket, honouring backpressure. */
@@ -149,7 +151,7 @@ async function fillQos1(client: BenchClient, messages: number, payload: Buffer):
   const seekTimeMs = Date.now();
   await sleep(10);
   await publishPipelined(client, payload, messages - half - 1, 3_600_000);
-  return { messages, seconds: (performance.now() - startMs) / 1_000, seekTimeMs, secondHalfOffset: half + 1 };
+  return { messages, seconds: (performance.now() - startMs) / 1_000, seekTimeMs, secondHalfOffset: half + 1, qos1Entries: messages };
 }
 
 /** Fills the replay stream of a running broker with `messages` entries at QoS `qos` (see the module comment). */
@@ -176,7 +178,7 @@ export async function fillKeelStream(broker: BrokerProcess, messages: number, pa
     await sleep(10);
     await floodQos0(client, packet, messages - half - 2);
     await publishAcknowledged(client, payload, 2, 600_000);
-    return { messages, seconds: (performance.now() - startMs) / 1_000, seekTimeMs, secondHalfOffset: half + 1 };
+    return { messages, seconds: (performance.now() - startMs) / 1_000, seekTimeMs, secondHalfOffset: half + 1, qos1Entries: 2 };
   } finally {
     client.destroy();
   }
@@ -218,7 +220,8 @@ export async function startReplayBroker(directory: string, inflight = replayInfl
 }
 
 /** One reader replays the whole stream from `earliest`; RSS is sampled throughout. */
-export async function measureKeelReplay(broker: BrokerProcess, messages: number, payloadBytes: number, idleRssBytes: number, qos: 0 | 1 = 0): Promise<ReplayMeasure> {
+export async function measureKeelReplay(broker: BrokerProcess, fill: FillResult, payloadBytes: number, idleRssBytes: number): Promise<ReplayMeasure> {
+  const messages = fill.messages;
   const reader = await StreamReaderClient.open(broker.port, 'replay-reader', payloadBytes, setupTimeoutMs);
   const sampler = new RssSampler(broker);
   try {
@@ -235,11 +238,12 @@ export async function measureKeelReplay(broker: BrokerProcess, messages: number,
     if (counts.outOfOrder > 0) problems.push(`${counts.outOfOrder} deliveries out of offset order`);
     if (counts.wrongSize > 0) problems.push(`${counts.wrongSize} payloads of the wrong size`);
     if (counts.received !== messages) problems.push(`${counts.received} deliveries for ${messages} entries`);
-    // A QoS 1 fill must give QoS 1 deliveries (each with a packet identifier) and a QoS 0 fill none.
-    const expectedQos1 = qos === 1 ? counts.received : 0;
-    if (counts.withPacketId !== expectedQos1) problems.push(`${counts.withPacketId} QoS 1 deliveries, expected ${expectedQos1}`);
+    // Each entry stored at QoS 1 must come as a QoS 1 delivery (with a packet identifier), and only those.
+    if (counts.withPacketId !== fill.qos1Entries) problems.push(`${counts.withPacketId} QoS 1 deliveries, expected ${fill.qos1Entries}`);
+    if (counts.pubacksSent !== counts.withPacketId) problems.push(`${counts.pubacksSent} PUBACKs sent for ${counts.withPacketId} QoS 1 deliveries`);
+    const qos = fill.qos1Entries === messages ? 1 : 0;
     return {
-      reader: `raw-socket MQTT 5 reader (bench/stream/stream-reader-client.ts), subscribed at QoS 1, Receive Maximum 65535; ${qos === 1 ? 'QoS 1 deliveries, every PUBACK sent (one write per received chunk)' : 'QoS 0 deliveries (entries stored at QoS 0)'}`,
+      reader: `raw-socket MQTT 5 reader (bench/stream/stream-reader-client.ts), subscribed at QoS 1, Receive Maximum 65535; ${qos === 1 ? 'QoS 1 deliveries, every PUBACK sent (one write per received chunk)' : 'QoS 0 deliveries but for the 2 QoS 1 markers (entries stored at QoS 0)'}`,
       messages,
       seconds,
       messagesPerSecond: messages / seconds,
