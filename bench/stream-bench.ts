@@ -3,7 +3,7 @@
  *
  *   npm run build && node dist/bench/stream-bench.js [--messages 1000000] [--publishers 4]
  *     [--window 32] [--payload 64] [--seconds 5] [--warmup 2] [--runs 1] [--seeks 10]
- *     [--only append,replay,nats] [--data-root DIR] [--json FILE]
+ *     [--only append,replay,nats] [--replay-qos 0|1] [--replay-inflight 65535] [--data-root DIR] [--json FILE]
  *
  * What it measures (the method of each part is in bench/stream/keel-side.ts and nats-side.ts):
  * 1. append throughput: QoS 1 publishers under `syncPolicy: "always"` with 0, 1 and 3 streams
@@ -11,7 +11,8 @@
  *    with acknowledgement at the same concurrency;
  * 2. replay throughput: N stored 64-byte entries to one QoS 1 reader from `earliest`, after a
  *    restart on the filled directory (target: 500,000 msg/s at N = 10M), and an ordered JetStream
- *    consumer over the same N;
+ *    consumer over the same N; with `--replay-qos 1` the entries are published at QoS 1, so the
+ *    reader gets QoS 1 deliveries and acknowledges each (JetStream: an explicit-ack consumer);
  * 3. seek: SUBSCRIBE with `stream-offset: time:T` (T between the two halves) to the first
  *    delivery (target: under 10 ms);
  * 4. memory: the broker's peak RSS during the replay minus its idle RSS after the restart
@@ -34,10 +35,12 @@ import {
   type AppendMeasure,
   type FillResult,
   fillKeelStream,
+  fillWindow,
   measureKeelAppend,
   measureKeelReplay,
   measureKeelSeek,
   type ReplayMeasure,
+  replayInflight,
   type SeekMeasure,
   startReplayBroker,
 } from './stream/keel-side.js';
@@ -49,6 +52,7 @@ import {
   type NatsAppendMeasure,
   type NatsFill,
   type NatsReplayMeasure,
+  natsMaxAckPending,
   natsPullBatch,
   startNatsOn,
 } from './stream/nats-side.js';
@@ -63,6 +67,8 @@ interface Flags {
   warmup: number;
   runs: number;
   seeks: number;
+  replayQos: 0 | 1;
+  replayInflight: number;
   only: string[];
   dataRoot: string;
   json?: string;
@@ -83,6 +89,8 @@ function parseFlags(argv: string[]): Flags {
     .option('--warmup <s>', 'load before each append window', integerOption(0, 600), 2)
     .option('--runs <n>', 'append runs per configuration, interleaved (median reported)', integerOption(1, 100), 1)
     .option('--seeks <n>', 'seeks timed per broker', integerOption(1, 1_000), 10)
+    .option('--replay-qos <0|1>', 'QoS the replayed entries are stored at, so the reader gets deliveries at that QoS', integerOption(0, 1), 0)
+    .option('--replay-inflight <n>', "Keel's inflightPerSessionMax in the replay part (its default: 1024)", integerOption(1, 65_535), replayInflight)
     .option('--only <parts>', `comma-separated subset of ${parts.join(',')} (nats: the JetStream side of every part run)`, listOption, parts)
     .option('--data-root <dir>', 'where the brokers keep their data (a temporary directory under it, removed at the end)', tmpdir())
     .option('--json <file>', 'also write the results as JSON to this file')
@@ -142,20 +150,20 @@ interface KeelReplayResults {
 async function runKeelReplay(flags: Flags, root: string): Promise<KeelReplayResults> {
   const directory = mkdtempSync(join(root, 'replay-keel-'));
   try {
-    const filling = await startReplayBroker(directory);
-    log(`[replay] keel: filling ${flags.messages} entries`);
+    const filling = await startReplayBroker(directory, flags.replayInflight);
+    log(`[replay] keel: filling ${flags.messages} entries at QoS ${flags.replayQos}`);
     const fillSampler = new RssSampler(filling);
-    const fill = await fillKeelStream(filling, flags.messages, flags.payload);
+    const fill = await fillKeelStream(filling, flags.messages, flags.payload, flags.replayQos);
     const fillPeakRssBytes = fillSampler.stop();
     log(
       `[replay] keel: filled in ${fill.seconds.toFixed(1)} s (${Math.round(fill.messages / fill.seconds)} msg/s), peak RSS ${(fillPeakRssBytes / mebibyte).toFixed(1)} MiB; restarting on the same directory`,
     );
     await filling.stop();
-    const broker = await startReplayBroker(directory);
+    const broker = await startReplayBroker(directory, flags.replayInflight);
     try {
       await sleep(2_000);
       const idle = broker.rssBytes();
-      const replay = await measureKeelReplay(broker, flags.messages, flags.payload, idle);
+      const replay = await measureKeelReplay(broker, fill, flags.payload, idle);
       log(
         `[replay] keel: ${Math.round(replay.messagesPerSecond)} msg/s, RSS idle ${(idle / mebibyte).toFixed(1)} MiB, peak ${(replay.peakRssBytes / mebibyte).toFixed(1)} MiB${replay.problems.length > 0 ? `; PROBLEMS: ${replay.problems.join('; ')}` : ''}`,
       );
@@ -191,7 +199,7 @@ async function runNatsReplay(flags: Flags, root: string): Promise<NatsReplayResu
     try {
       await sleep(2_000);
       const idle = server.rssBytes();
-      const replay = await measureNatsReplay(server, flags.messages, flags.payload, idle);
+      const replay = await measureNatsReplay(server, flags.messages, flags.payload, idle, flags.replayQos === 1);
       log(`[replay] nats: ${Math.round(replay.messagesPerSecond)} msg/s, RSS idle ${(idle / mebibyte).toFixed(1)} MiB, peak ${(replay.peakRssBytes / mebibyte).toFixed(1)} MiB`);
       const seek = await measureNatsSeek(server, fill, flags.seeks);
       log(`[seek] nats: median ${median(seek.samplesMs)?.toFixed(2)} ms over ${seek.samplesMs.length}`);
@@ -245,7 +253,7 @@ function replayLines(flags: Flags, keel: KeelReplayResults | null, nats: NatsRep
   const natsSeek = nats === null ? null : median(nats.seek.samplesMs);
   const growth = keel === null ? null : (keel.replay.peakRssBytes - keel.replay.idleRssBytes) / mebibyte;
   const natsGrowth = nats === null ? null : (nats.replay.peakRssBytes - nats.replay.idleRssBytes) / mebibyte;
-  lines.push(`replay of ${fmt(flags.messages)} entries of ${flags.payload} bytes, one reader from the first           Keel          NATS    Keel/NATS   target`);
+  lines.push(`replay of ${fmt(flags.messages)} entries of ${flags.payload} bytes at QoS ${flags.replayQos}, one reader from the first    Keel          NATS    Keel/NATS   target`);
   const target = flags.messages >= 10_000_000 ? verdict((keel?.replay.messagesPerSecond ?? 0) >= 500_000) : `${verdict((keel?.replay.messagesPerSecond ?? 0) >= 500_000)} (target is at 10M)`;
   lines.push(
     `  replay msg/s${' '.repeat(63)}${fmt(keel?.replay.messagesPerSecond).padStart(10)}  ${fmt(nats?.replay.messagesPerSecond).padStart(12)}  ${ratio(keel?.replay.messagesPerSecond, nats?.replay.messagesPerSecond).padStart(10)}   >= 500,000: ${keel === null ? '-' : target}`,
@@ -270,14 +278,17 @@ function replayLines(flags: Flags, keel: KeelReplayResults | null, nats: NatsRep
     `  RSS growth during replay, MiB${' '.repeat(46)}${fmt(growth, 1).padStart(10)}  ${fmt(natsGrowth, 1).padStart(12)}  ${ratio(growth, natsGrowth).padStart(10)}   < 100 MiB: ${growth === null ? '-' : verdict(growth < 100)}`,
   );
   if (keel !== null) {
-    lines.push(`  keel: filled at ${fmt(keel.fill.messages / keel.fill.seconds)} msg/s (one raw QoS 0 publisher, 2 QoS 1 markers); recovery of the filled directory ${fmt(keel.replay.recoveryMs)} ms`);
-    lines.push(`  keel reader: ${keel.replay.reader}`);
+    const filler = flags.replayQos === 1 ? `one raw QoS 1 publisher, ${fmt(fillWindow)} unacknowledged` : 'one raw QoS 0 publisher, 2 QoS 1 markers';
+    lines.push(`  keel: filled at ${fmt(keel.fill.messages / keel.fill.seconds)} msg/s (${filler}); recovery of the filled directory ${fmt(keel.replay.recoveryMs)} ms`);
+    lines.push(
+      `  keel reader: ${keel.replay.reader}; ${fmt(keel.replay.qos1Deliveries)} QoS 1 deliveries, ${fmt(keel.replay.pubacksSent)} PUBACKs sent; broker inflightPerSessionMax ${fmt(flags.replayInflight)}`,
+    );
     const problems = [...keel.replay.problems, ...(keel.seek.wrongOffsets.length > 0 ? [`seek started at offsets ${keel.seek.wrongOffsets.join(', ')}, not ${keel.fill.secondHalfOffset}`] : [])];
     if (problems.length > 0) lines.push(`  keel PROBLEMS: ${problems.join('; ')}`);
   }
   if (nats !== null) {
     lines.push(
-      `  nats: filled at ${fmt(flags.messages / nats.fill.seconds)} msg/s (core publishes, no acknowledgement); reader: ordered consumer (@nats-io/jetstream 3.3.1), pulls of ${fmt(natsPullBatch)}, no acknowledgements`,
+      `  nats: filled at ${fmt(flags.messages / nats.fill.seconds)} msg/s (core publishes, no acknowledgement); reader: ${flags.replayQos === 1 ? `pull consumer with AckExplicit, max_ack_pending ${fmt(natsMaxAckPending)}, every message acknowledged` : 'ordered consumer, no acknowledgements'} (@nats-io/jetstream 3.3.1), pulls of ${fmt(natsPullBatch)}`,
     );
     const problems = [...nats.replay.problems, ...(nats.seek.wrongIndexes.length > 0 ? [`seek started at ${nats.seek.wrongIndexes.join(', ')}, not ${nats.fill.secondHalfIndex}`] : [])];
     if (problems.length > 0) lines.push(`  nats PROBLEMS: ${problems.join('; ')}`);

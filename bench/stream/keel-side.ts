@@ -11,6 +11,11 @@
  *   socket takes them, except two at QoS 1: one at offset N/2 (its PUBACK says that everything
  *   before it is appended and durable; the seek time T is taken 10 ms after it, and the second
  *   half starts 10 ms after T) and the last one (everything is appended and durable).
+ *   With `qos: 1` (`--replay-qos 1`) every entry is published at QoS 1 instead, pipelined
+ *   (bench/load WindowPublisher, `fillWindow` PUBLISHes unacknowledged): N/2 + 1 of them, all
+ *   acknowledged, then T, then the rest. Stored entries keep their publish QoS, and a stream
+ *   delivers min(entry QoS, subscription QoS), so only this fill gives the QoS 1 reader QoS 1
+ *   deliveries (packet identifiers, PUBACKs, the session's inflight window).
  * - Replay: the broker is stopped and started again on the same directory (so the replay reads
  *   the segment files, not what the filling broker still held in memory), idle RSS is read, and
  *   one StreamReaderClient subscribes to `$stream/replay` from `earliest` and receives all N.
@@ -92,6 +97,8 @@ export interface FillResult {
   seekTimeMs: number;
   /** The first offset appended after `seekTimeMs`. */
   secondHalfOffset: number;
+  /** Entries stored at QoS 1 (all of them, or the QoS 0 fill's two markers): the QoS 1 deliveries a replay owes. */
+  qos1Entries: number;
 }
 
 /** Writes `count` copies of a QoS 0 PUBLISH to the client's socket, honouring backpressure. */
@@ -119,10 +126,46 @@ async function publishAcknowledged(client: BenchClient, payload: Buffer, packetI
   }
 }
 
-/** Fills the replay stream of a running broker with `messages` entries (see the module comment). */
-export async function fillKeelStream(broker: BrokerProcess, messages: number, payloadBytes: number): Promise<FillResult> {
+/** QoS 1 PUBLISHes the QoS 1 fill keeps unacknowledged (under the broker's default Receive Maximum, 1,024). */
+export const fillWindow = 1_000;
+
+/** Publishes `count` QoS 1 messages with `fillWindow` in flight and resolves once all are acknowledged. */
+async function publishPipelined(client: BenchClient, payload: Buffer, count: number, timeoutMs: number): Promise<void> {
+  const deadlineMs = Date.now() + timeoutMs;
+  const publisher = new WindowPublisher(client, { level: 4, topic: replayTopic, payload, window: fillWindow }, { messagesMax: count, deadlineMs });
+  publisher.pump();
+  while (publisher.acknowledged < count) {
+    if (client.closed) throw new Error(`fill publisher closed: ${client.error?.message ?? 'by the broker'}`);
+    if (Date.now() > deadlineMs) throw new Error(`QoS 1 fill: ${publisher.acknowledged} of ${count} acknowledged after ${timeoutMs} ms`);
+    await sleep(5);
+  }
+  publisher.stop();
+}
+
+/** The QoS 1 fill: N/2 + 1 entries acknowledged, the seek time, then the rest. */
+async function fillQos1(client: BenchClient, messages: number, payload: Buffer): Promise<FillResult> {
+  const half = Math.floor(messages / 2);
+  const startMs = performance.now();
+  await publishPipelined(client, payload, half + 1, 3_600_000);
+  await sleep(10);
+  const seekTimeMs = Date.now();
+  await sleep(10);
+  await publishPipelined(client, payload, messages - half - 1, 3_600_000);
+  return { messages, seconds: (performance.now() - startMs) / 1_000, seekTimeMs, secondHalfOffset: half + 1, qos1Entries: messages };
+}
+
+/** Fills the replay stream of a running broker with `messages` entries at QoS `qos` (see the module comment). */
+export async function fillKeelStream(broker: BrokerProcess, messages: number, payloadBytes: number, qos: 0 | 1 = 0): Promise<FillResult> {
   if (messages < 4) throw new Error('the replay needs at least 4 messages');
   const payload = makePayload(payloadBytes);
+  if (qos === 1) {
+    const client = await BenchClient.open({ port: broker.port, clientId: 'fill', level: 4 }, setupTimeoutMs);
+    try {
+      return await fillQos1(client, messages, payload);
+    } finally {
+      client.destroy();
+    }
+  }
   const packet = encodePublish({ level: 4, topic: replayTopic, payload, qos: 0 });
   const client = await BenchClient.open({ port: broker.port, clientId: 'fill', level: 4 }, setupTimeoutMs);
   try {
@@ -135,7 +178,7 @@ export async function fillKeelStream(broker: BrokerProcess, messages: number, pa
     await sleep(10);
     await floodQos0(client, packet, messages - half - 2);
     await publishAcknowledged(client, payload, 2, 600_000);
-    return { messages, seconds: (performance.now() - startMs) / 1_000, seekTimeMs, secondHalfOffset: half + 1 };
+    return { messages, seconds: (performance.now() - startMs) / 1_000, seekTimeMs, secondHalfOffset: half + 1, qos1Entries: 2 };
   } finally {
     client.destroy();
   }
@@ -155,20 +198,30 @@ export interface ReplayMeasure {
   /** CPU time (user + system) per replayed message: the broker's, and this process's (the reader's), µs. */
   brokerCpuMicrosPerMessage: number;
   readerCpuMicrosPerMessage: number;
+  /** Deliveries that carried a packet identifier (QoS 1), and the PUBACKs the reader sent back. */
+  qos1Deliveries: number;
+  pubacksSent: number;
   problems: string[];
 }
 
-/** The broker's settings for the replay: one stream, and a window as large as MQTT allows. */
-export function replayConfig(): Record<string, unknown> {
-  return { syncPolicy: 'always', inflightPerSessionMax: 65_535, streams: [{ name: replayStream, filter: 'bench/replay/#' }] };
+/**
+ * The replay broker's `inflightPerSessionMax` unless `--replay-inflight` says otherwise (the
+ * broker's default is 1,024): QoS 1 deliveries a session may have unacknowledged at once.
+ */
+export const replayInflight = 65_535;
+
+/** The broker's settings for the replay: one stream, and by default a window as large as MQTT allows. */
+export function replayConfig(inflight = replayInflight): Record<string, unknown> {
+  return { syncPolicy: 'always', inflightPerSessionMax: inflight, streams: [{ name: replayStream, filter: 'bench/replay/#' }] };
 }
 
-export async function startReplayBroker(directory: string): Promise<BrokerProcess> {
-  return startKeel(join(directory, 'data'), join(directory, 'keel.json'), replayConfig());
+export async function startReplayBroker(directory: string, inflight = replayInflight): Promise<BrokerProcess> {
+  return startKeel(join(directory, 'data'), join(directory, 'keel.json'), replayConfig(inflight));
 }
 
 /** One reader replays the whole stream from `earliest`; RSS is sampled throughout. */
-export async function measureKeelReplay(broker: BrokerProcess, messages: number, payloadBytes: number, idleRssBytes: number): Promise<ReplayMeasure> {
+export async function measureKeelReplay(broker: BrokerProcess, fill: FillResult, payloadBytes: number, idleRssBytes: number): Promise<ReplayMeasure> {
+  const messages = fill.messages;
   const reader = await StreamReaderClient.open(broker.port, 'replay-reader', payloadBytes, setupTimeoutMs);
   const sampler = new RssSampler(broker);
   try {
@@ -185,8 +238,12 @@ export async function measureKeelReplay(broker: BrokerProcess, messages: number,
     if (counts.outOfOrder > 0) problems.push(`${counts.outOfOrder} deliveries out of offset order`);
     if (counts.wrongSize > 0) problems.push(`${counts.wrongSize} payloads of the wrong size`);
     if (counts.received !== messages) problems.push(`${counts.received} deliveries for ${messages} entries`);
+    // Each entry stored at QoS 1 must come as a QoS 1 delivery (with a packet identifier), and only those.
+    if (counts.withPacketId !== fill.qos1Entries) problems.push(`${counts.withPacketId} QoS 1 deliveries, expected ${fill.qos1Entries}`);
+    if (counts.pubacksSent !== counts.withPacketId) problems.push(`${counts.pubacksSent} PUBACKs sent for ${counts.withPacketId} QoS 1 deliveries`);
+    const qos = fill.qos1Entries === messages ? 1 : 0;
     return {
-      reader: 'raw-socket MQTT 5 reader (bench/stream/stream-reader-client.ts), QoS 1, Receive Maximum 65535',
+      reader: `raw-socket MQTT 5 reader (bench/stream/stream-reader-client.ts), subscribed at QoS 1, Receive Maximum 65535; ${qos === 1 ? 'QoS 1 deliveries, every PUBACK sent (one write per received chunk)' : 'QoS 0 deliveries but for the 2 QoS 1 markers (entries stored at QoS 0)'}`,
       messages,
       seconds,
       messagesPerSecond: messages / seconds,
@@ -196,6 +253,8 @@ export async function measureKeelReplay(broker: BrokerProcess, messages: number,
       recoveryMs: broker.readyAtMs - broker.spawnedAtMs,
       brokerCpuMicrosPerMessage: brokerCpuMicros / messages,
       readerCpuMicrosPerMessage: (readerCpu.user + readerCpu.system) / messages,
+      qos1Deliveries: counts.withPacketId,
+      pubacksSent: counts.pubacksSent,
       problems,
     };
   } finally {

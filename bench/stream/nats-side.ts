@@ -12,10 +12,16 @@
  *   subject, flushed every 10,000), the stream's message count polled until it holds all N. As
  *   on Keel's side, the seek time T is taken between the two halves.
  * - Replay: the server is restarted on the same store, then an ordered consumer (a pull consumer
- *   the client re-creates on a gap; no acknowledgements) reads all N from the first.
+ *   the client re-creates on a gap; no acknowledgements) reads all N from the first. With
+ *   `explicitAcks` (the bench's `--replay-qos 1`) it is instead an ephemeral pull consumer with
+ *   AckExplicit and `max_ack_pending` 65,535 (Keel's replay window; the server's default is
+ *   1,000): the server keeps every delivered message pending until its ack, redelivers after
+ *   `ack_wait` (30 s by default) and stops delivering at `max_ack_pending` unacknowledged, the
+ *   counterpart of a QoS 1 session's inflight window. The client acknowledges each message (one
+ *   small publish to its reply subject, buffered by the client's writer).
  * - Seek: an ordered consumer starting at time T, timed from its creation to the first message.
  */
-import { DeliverPolicy, jetstream, jetstreamManager, StorageType } from '@nats-io/jetstream';
+import { AckPolicy, type Consumer, DeliverPolicy, jetstream, jetstreamManager, StorageType } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { makePayload } from '../load/publishers.js';
 import { type BrokerProcess, RssSampler, startNats } from './processes.js';
@@ -28,6 +34,8 @@ export interface NatsAppendMeasure {
 const replayStreamName = 'REPLAY';
 /** Messages an ordered consumer asks for per pull (the client refills at 75 %). */
 export const natsPullBatch = 10_000;
+/** Unacknowledged messages an explicit-ack consumer may have (the same window as Keel's replay session). */
+export const natsMaxAckPending = 65_535;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -151,12 +159,23 @@ export interface NatsReplayMeasure {
   problems: string[];
 }
 
-/** An ordered consumer reads all `messages` from the first; RSS of nats-server sampled throughout. */
-export async function measureNatsReplay(broker: BrokerProcess, messages: number, payloadBytes: number, idleRssBytes: number): Promise<NatsReplayMeasure> {
+/** An ephemeral pull consumer from the first message, acknowledging explicitly (removed 60 s after its last use). */
+async function explicitAckConsumer(connection: NatsConnection): Promise<Consumer> {
+  const info = await (await jetstreamManager(connection)).consumers.add(replayStreamName, {
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+    max_ack_pending: natsMaxAckPending,
+    inactive_threshold: 60_000_000_000,
+  });
+  return jetstream(connection).consumers.get(replayStreamName, info.name);
+}
+
+/** An ordered consumer (or with `explicitAcks` an explicit-ack one) reads all `messages` from the first; RSS of nats-server sampled throughout. */
+export async function measureNatsReplay(broker: BrokerProcess, messages: number, payloadBytes: number, idleRssBytes: number, explicitAcks = false): Promise<NatsReplayMeasure> {
   const connection = await connect({ servers: server(broker) });
   const sampler = new RssSampler(broker);
   try {
-    const consumer = await jetstream(connection).consumers.get(replayStreamName, { deliver_policy: DeliverPolicy.All });
+    const consumer = explicitAcks ? await explicitAckConsumer(connection) : await jetstream(connection).consumers.get(replayStreamName, { deliver_policy: DeliverPolicy.All });
     let received = 0;
     let wrongSize = 0;
     let outOfOrder = 0;
@@ -172,6 +191,7 @@ export async function measureNatsReplay(broker: BrokerProcess, messages: number,
           if (received === 0) firstAtMs = performance.now();
           if (message.seq !== received + 1) outOfOrder += 1;
           if (message.data.length !== payloadBytes) wrongSize += 1;
+          if (explicitAcks) message.ack();
           received += 1;
           if (received === messages) {
             lastAtMs = performance.now();

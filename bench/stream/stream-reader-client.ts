@@ -119,6 +119,9 @@ export interface ReaderCounts {
   outOfOrder: number;
   /** Deliveries whose payload length was not the expected one. */
   wrongSize: number;
+  /** Deliveries with a packet identifier (QoS 1 or 2), and PUBACKs written back. */
+  withPacketId: number;
+  pubacksSent: number;
   /** performance.now() when the SUBSCRIBE was written, the first and the latest PUBLISH arrived. */
   subscribedAtMs: number;
   firstAtMs: number;
@@ -126,7 +129,7 @@ export interface ReaderCounts {
 }
 
 export class StreamReaderClient {
-  readonly counts: ReaderCounts = { received: 0, firstOffset: -1, lastOffset: -1, outOfOrder: 0, wrongSize: 0, subscribedAtMs: 0, firstAtMs: 0, lastAtMs: 0 };
+  readonly counts: ReaderCounts = { received: 0, firstOffset: -1, lastOffset: -1, outOfOrder: 0, wrongSize: 0, withPacketId: 0, pubacksSent: 0, subscribedAtMs: 0, firstAtMs: 0, lastAtMs: 0 };
   /** Called once when `counts.received` reaches `target` (see `whenReceived`). */
   private target = Number.POSITIVE_INFINITY;
   private reached: (() => void) | null = null;
@@ -214,7 +217,10 @@ export class StreamReaderClient {
     this.scanner.feed(chunk, this.visit);
     if (this.counts.received > before) this.counts.lastAtMs = performance.now();
     const pubacks = this.pubacks.take();
-    if (pubacks !== null) this.socket.write(pubacks);
+    if (pubacks !== null) {
+      this.counts.pubacksSent += pubacks.length / 4;
+      this.socket.write(pubacks);
+    }
     if (this.counts.received >= this.target && this.reached !== null) {
       const reached = this.reached;
       this.reached = null;
@@ -250,6 +256,9 @@ export class StreamReaderClient {
     counts.lastOffset = delivery.offset;
     counts.received += 1;
     if (delivery.payloadBytes !== this.payloadBytes) counts.wrongSize += 1;
-    if (delivery.packetId !== 0) this.pubacks.add(delivery.packetId);
+    if (delivery.packetId !== 0) {
+      counts.withPacketId += 1;
+      this.pubacks.add(delivery.packetId);
+    }
   }
 }
