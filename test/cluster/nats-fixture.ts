@@ -10,7 +10,7 @@
  * in `afterAll`, whatever the test did.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -85,9 +85,23 @@ export class NatsServer {
     await this.exited;
   }
 
-  /** SIGSTOP: the process holds its sockets but answers nothing (a hung server, a silent partition). */
-  pause(): void {
-    this.child?.kill('SIGSTOP');
+  /**
+   * SIGSTOP: the process holds its sockets but answers nothing (a hung server, a silent partition).
+   * Resolves once every thread of it is stopped: the signal takes effect thread by thread, and on
+   * a loaded machine a thread still running answered a publish sent right after the kill.
+   */
+  async pause(): Promise<void> {
+    const child = this.child;
+    if (child === null || child.pid === undefined) return;
+    child.kill('SIGSTOP');
+    const tasks = `/proc/${child.pid}/task`;
+    const deadline = Date.now() + 5_000;
+    while (Date.now() < deadline) {
+      const states = readdirSync(tasks).map((task) => threadState(join(tasks, task, 'stat')));
+      if (states.every((state) => state === 'T' || state === 't' || state === null)) return;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    throw new Error(`nats-server ${child.pid} did not stop within 5 s of SIGSTOP`);
   }
 
   /** SIGCONT after `pause`. */
@@ -211,4 +225,14 @@ function accepts(port: number): Promise<boolean> {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** The state letter of a thread from its `/proc/.../stat` line (after the command's closing parenthesis), or null once it is gone. */
+function threadState(statFile: string): string | null {
+  try {
+    const stat = readFileSync(statFile, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  } catch {
+    return null;
+  }
 }

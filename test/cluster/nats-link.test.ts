@@ -188,7 +188,7 @@ describe('cluster link on nats-server -js', () => {
     const server = await startNats();
     const node = rig([server], 'm', { requestTimeoutMs: 500, pingIntervalMs: 500 });
     await connected(node);
-    server.pause();
+    await server.pause();
     node.issue([durable(1, 'hung', 'x')]);
     await until(() => node.core.completions().length === 1, 'the publish fails');
     expect(node.core.completions()[0]).toMatchObject({ requestId: 1, ok: false });
