@@ -131,6 +131,8 @@ const clusterRegressionSeeds: readonly { seed: number; nodes: number; found: str
     open: 'session-lost',
   },
   { seed: 2100545, nodes: 2, handoverMovers: true, found: 'qos2-duplicate (vopr --handover-movers after the fixes, not diagnosed)', open: 'qos2-duplicate' },
+  { seed: 2400367, nodes: 3, handoverMovers: true, found: 'session-lost (vopr --nodes 3 --handover-movers from 2,400,000 on the merged build, 2 of 1,000; not diagnosed)', open: 'session-lost' },
+  { seed: 2400569, nodes: 3, handoverMovers: true, found: 'session-lost (same run as 2400367; not diagnosed)', open: 'session-lost' },
   { seed: 2300366, nodes: 2, handoverMovers: true, found: 'qos2-duplicate (vopr --nodes 2 --handover-movers from 2,300,000 on the merged build, 1 of 1,000; not diagnosed)', open: 'qos2-duplicate' },
   {
     seed: 2100398,
