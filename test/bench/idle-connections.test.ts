@@ -12,6 +12,7 @@ import { IdleConnections, sourceAddressFor, wholeFirstPacket } from '../../bench
 import { startBroker } from '../../bench/load/peers.js';
 import { scenarios } from '../../bench/load/scenarios.js';
 import { plainTcp } from '../../bench/load/transport.js';
+import { scenarioContext } from './scenario-context.js';
 
 interface ScriptedServer {
   port: number;
@@ -178,27 +179,7 @@ describe('idle connections for the connect-rate scenario', () => {
     try {
       const scenario = scenarios.find((candidate) => candidate.name === 'resume-storm')!;
       const firstPid = broker.pid;
-      const metrics = await scenario.run({
-        port: broker.port,
-        transport: plainTcp,
-        rssBytes: broker.rssBytes,
-        memory: broker.memory,
-        heap: broker.heap,
-        idleSeconds: 4,
-        cpuMicros: broker.cpuMicros,
-        cpuSplitMicros: broker.cpuSplitMicros,
-        restartBroker: broker.restart,
-        connectConcurrency: 50,
-        level: 5,
-        payloadBytes: 64,
-        seconds: 1,
-        connections: 300,
-        rateMessagesPerSecond: 100,
-        latencyWarmupSeconds: 0,
-        connectWarmupConnections: 0,
-        tlsConnections: 1,
-        tlsWarmupConnections: 0,
-      });
+      const metrics = await scenario.run(scenarioContext(broker, { connectConcurrency: 50, level: 5, connections: 300 }));
       // A new process served the resumes, and every one of the 300 found its session (the batch fails otherwise).
       expect(broker.pid).not.toBe(firstPid);
       expect(metrics.find((metric) => metric.name === 'sessions')!.value).toBe(300);
@@ -253,27 +234,7 @@ describe('idle scenario', () => {
     const broker = await startBroker('keel', { keelConfig: { syncPolicy: 'none' }, mosquittoQueuedMessagesMax: 1_000 });
     try {
       const scenario = scenarios.find((candidate) => candidate.name === 'idle')!;
-      const metrics = await scenario.run({
-        port: broker.port,
-        transport: plainTcp,
-        rssBytes: broker.rssBytes,
-        memory: broker.memory,
-        heap: broker.heap,
-        idleSeconds: 4,
-        cpuMicros: broker.cpuMicros,
-        cpuSplitMicros: broker.cpuSplitMicros,
-        restartBroker: broker.restart,
-        connectConcurrency: 50,
-        level: 4,
-        payloadBytes: 64,
-        seconds: 1,
-        connections: 1,
-        rateMessagesPerSecond: 100,
-        latencyWarmupSeconds: 0,
-        connectWarmupConnections: 0,
-        tlsConnections: 1,
-        tlsWarmupConnections: 0,
-      });
+      const metrics = await scenario.run(scenarioContext(broker, { connectConcurrency: 50, connections: 1 }));
       const value = (name: string): number => metrics.find((metric) => metric.name === name)!.value;
       expect(value('RSS at 4 s')).toBeCloseTo(value('anonymous RSS at 4 s') + value('file-backed RSS at 4 s'), 5);
       expect(value('RSS at 3 s')).toBeGreaterThan(10);

@@ -9,36 +9,11 @@
 import { describe, expect, it } from 'vitest';
 import { benchCertificates } from '../../bench/load/certificates.js';
 import { mosquittoConfig, startBroker } from '../../bench/load/peers.js';
-import type { ScenarioContext } from '../../bench/load/scenario-kit.js';
 import { scenarios } from '../../bench/load/scenarios.js';
-import type { BenchTransport } from '../../bench/load/transport.js';
 import { ensureBuilt } from '../integration/helpers.js';
+import { scenarioContext } from './scenario-context.js';
 
 const peers = { keelConfig: { syncPolicy: 'none' }, mosquittoQueuedMessagesMax: 1_000 };
-
-function contextFor(port: number, rssBytes: () => number, transport: BenchTransport, cpuMicros: () => number = () => 0): ScenarioContext {
-  return {
-    port,
-    transport,
-    rssBytes,
-    memory: () => ({ rssBytes: rssBytes(), anonymousBytes: 0, fileBytes: 0 }),
-    heap: () => Promise.resolve(null),
-    idleSeconds: 4,
-    cpuMicros,
-    cpuSplitMicros: () => ({ userMicros: cpuMicros(), systemMicros: 0 }),
-    restartBroker: () => Promise.reject(new Error('the listener scenarios do not restart the broker')),
-    connectConcurrency: 100,
-    level: 4,
-    payloadBytes: 64,
-    seconds: 1,
-    connections: 10,
-    rateMessagesPerSecond: 100,
-    latencyWarmupSeconds: 0,
-    connectWarmupConnections: 0,
-    tlsConnections: 150,
-    tlsWarmupConnections: 50,
-  };
-}
 
 function scenario(name: string) {
   const found = scenarios.find((candidate) => candidate.name === name);
@@ -57,7 +32,7 @@ describe('the listener scenarios against Keel', () => {
       expect(scenario(name).listener).toBe(listener.protocol);
       const broker = await startBroker('keel', peers, listener);
       try {
-        const metrics = await scenario(name).run(contextFor(broker.port, broker.rssBytes, transport));
+        const metrics = await scenario(name).run(scenarioContext(broker, { transport, tlsConnections: 150, tlsWarmupConnections: 50 }));
         expect(metrics.find((metric) => metric.name === 'received')!.value, name).toBeGreaterThan(100);
         // The generator decrypts more slowly than the broker encrypts, so the subscriber's unread
         // bytes can reach Keel's connectionOutputBytesMax, where QoS 0 is dropped by design (and
@@ -74,7 +49,7 @@ describe('the listener scenarios against Keel', () => {
     const certificates = benchCertificates();
     const broker = await startBroker('keel', peers, { protocol: 'mqtts', certificates });
     try {
-      const metrics = await scenario('tls-handshakes').run(contextFor(broker.port, broker.rssBytes, { kind: 'tls', ca: certificates.ca }, broker.cpuMicros));
+      const metrics = await scenario('tls-handshakes').run(scenarioContext(broker, { transport: { kind: 'tls', ca: certificates.ca }, tlsConnections: 150, tlsWarmupConnections: 50 }));
       const byName = Object.fromEntries(metrics.map((metric) => [metric.name, metric.value]));
       expect(byName.connections).toBe(150);
       expect(byName['handshake rate, first 50 (cold)']).toBeGreaterThan(0);

@@ -30,7 +30,7 @@ import {
 } from '../../bench/load/packets.js';
 import { aedesServerScript, repositoryRoot, startBroker } from '../../bench/load/peers.js';
 import { scenarios } from '../../bench/load/scenarios.js';
-import { plainTcp } from '../../bench/load/transport.js';
+import { scenarioContext } from './scenario-context.js';
 
 // biome-ignore lint/suspicious/noExplicitAny: a loosely typed view of another library's objects, read field by field.
 type Loose = Record<string, any>;
@@ -195,27 +195,7 @@ describe('harness smoke run', () => {
     try {
       expect(broker.rssBytes()).toBeGreaterThan(1024 * 1024);
       const fanIn = scenarios.find((scenario) => scenario.name === 'fan-in')!;
-      const context = {
-        port: broker.port,
-        rssBytes: broker.rssBytes,
-        memory: broker.memory,
-        heap: broker.heap,
-        idleSeconds: 4,
-        cpuMicros: broker.cpuMicros,
-        cpuSplitMicros: broker.cpuSplitMicros,
-        restartBroker: broker.restart,
-        connectConcurrency: 100,
-        level: 4 as const,
-        payloadBytes: 64,
-        seconds: 1,
-        connections: 10,
-        rateMessagesPerSecond: 100,
-        latencyWarmupSeconds: 1,
-        connectWarmupConnections: 0,
-        transport: plainTcp,
-        tlsConnections: 1,
-        tlsWarmupConnections: 0,
-      };
+      const context = scenarioContext(broker, { latencyWarmupSeconds: 1 });
       const metrics = await fanIn.run(context);
       const received = metrics.find((metric) => metric.name === 'received')!;
       const loss = metrics.find((metric) => metric.name === 'QoS 0 loss')!;
