@@ -25,14 +25,14 @@
  * figure here is what this machine does, not what the cluster scales to; the README derives the
  * expected scaling on more cores from the per-message costs, and says how.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BenchClient } from './load/client.js';
 import { startNats, until } from './load/nats-peer.js';
 import { encodePublish } from './load/packets.js';
-import { freePort, keelNodeArguments, readCpuMicros, repositoryRoot } from './load/peers.js';
+import { freePort, readCpuMicros, spawnKeelServe } from './load/peers.js';
 import { FloodPublisher, makePayload, WindowPublisher } from './load/publishers.js';
 
 interface Options {
@@ -95,28 +95,10 @@ async function startKeel(directory: string, name: string, natsPort: number | nul
   const configFile = join(directory, `${name}.json`);
   writeFileSync(configFile, JSON.stringify({ syncPolicy, queuedMessagesPerSessionMax: 10_000 }));
   const cluster = natsPort === null ? [] : ['--cluster', `nats://127.0.0.1:${natsPort}`, '--node-id', name];
-  const args = [
-    ...keelNodeArguments(),
-    join(repositoryRoot(), 'dist', 'io', 'cli.js'),
-    'serve',
-    '--port',
-    String(port),
-    '--data-dir',
-    join(directory, name),
-    '--config',
-    configFile,
-    '--no-admin',
-    ...cluster,
-  ];
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  const { child, output } = spawnKeelServe(['--port', String(port), '--data-dir', join(directory, name), '--config', configFile, '--no-admin', ...cluster]);
   children.add(child);
-  let output = '';
-  child.stdout!.on('data', (chunk: Buffer) => {
-    // Only the start-up lines matter; later output is read and dropped.
-    if (output.length < 64_000) output += chunk.toString('utf8');
-  });
-  await until(() => output.includes('"event":"listening"'), `${name} listening`);
-  if (natsPort !== null) await until(() => output.includes('"event":"cluster-link-up"'), `${name} cluster link`);
+  await until(() => output().includes('"event":"listening"'), `${name} listening`);
+  if (natsPort !== null) await until(() => output().includes('"event":"cluster-link-up"'), `${name} cluster link`);
   return { child, port };
 }
 

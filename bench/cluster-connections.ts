@@ -27,7 +27,7 @@ import { fileURLToPath } from 'node:url';
 import { IdleConnections } from './load/idle-connections.js';
 import { startNats, until } from './load/nats-peer.js';
 import type { ProtocolLevel } from './load/packets.js';
-import { canConnect, freePort, keelNodeArguments, readCpuMicros, readRssBytes, repositoryRoot } from './load/peers.js';
+import { canConnect, freePort, readCpuMicros, readRssBytes, spawnKeelServe } from './load/peers.js';
 import { plainTcp } from './load/transport.js';
 
 interface Options {
@@ -82,10 +82,7 @@ function parseOptions(argv: string[]): Options {
 async function startNode(directory: string, name: string, natsPort: number): Promise<Node> {
   const port = await freePort();
   const adminPort = await freePort();
-  const args = [
-    ...keelNodeArguments(),
-    join(repositoryRoot(), 'dist', 'io', 'cli.js'),
-    'serve',
+  const { child } = spawnKeelServe([
     '--port',
     String(port),
     '--admin-port',
@@ -98,14 +95,8 @@ async function startNode(directory: string, name: string, natsPort: number): Pro
     `nats://127.0.0.1:${natsPort}`,
     '--node-id',
     name,
-  ];
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  ]);
   children.add(child);
-  let output = '';
-  child.stdout!.on('data', (chunk: Buffer) => {
-    // Only the start-up lines matter; later output is read and dropped.
-    if (output.length < 64_000) output += chunk.toString('utf8');
-  });
   await until(() => canConnect(port), `${name} listening`);
   await until(() => canConnect(adminPort), `${name} admin listener`);
   return { name, child, port, adminPort };

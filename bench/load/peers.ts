@@ -103,6 +103,20 @@ function keelCli(): string {
   return join(repositoryRoot(), 'dist', 'io', 'cli.js');
 }
 
+/**
+ * A `keel serve` child with `serveArguments`, under the node flags of its launcher line
+ * (`keelNodeArguments`); stderr goes to ours. `output` is its stdout so far, up to 64 kB: the
+ * start-up lines a bench waits for (later output is read and dropped).
+ */
+export function spawnKeelServe(serveArguments: string[]): { child: ChildProcess; output: () => string } {
+  const child = spawn(process.execPath, [...keelNodeArguments(), keelCli(), 'serve', ...serveArguments], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let output = '';
+  child.stdout!.on('data', (chunk: Buffer) => {
+    if (output.length < 64_000) output += chunk.toString('utf8');
+  });
+  return { child, output: () => output };
+}
+
 /** Whether a broker can be started here, and its version for the report. */
 export function probeBroker(name: BrokerName): Availability {
   if (name === 'mosquitto') return probeMosquitto();
