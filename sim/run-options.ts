@@ -38,6 +38,8 @@ export interface RunOptions {
   plantCluster?: ClusterPlantedBugName;
   /** Cluster movers keep persistent sessions and subscribe, so their sessions are handed over (mover-client.ts). */
   handoverMovers?: boolean;
+  /** Cluster nodes keep a stream of every topic under a tiny backlog bound, so their hand-off consumers pause and resume. */
+  clusterStreams?: boolean;
 }
 
 /** An option with a value: `--clients 5`. `parse` throws an Error whose message says what is allowed. */
@@ -133,6 +135,14 @@ export const runOptionFlags: RunOptionFlags = {
   handoverMovers: {
     kind: 'switch',
     on: { flag: '--handover-movers', description: 'cluster movers keep persistent sessions and subscribe: their sessions are handed over between nodes' },
+    off: null,
+  },
+  clusterStreams: {
+    kind: 'switch',
+    on: {
+      flag: '--cluster-streams',
+      description: "cluster nodes keep a stream of every topic with a 1 KiB backlog bound: their hand-off consumers pause and resume (vopr's mix picks it for a third of its cluster seeds)",
+    },
     off: null,
   },
 };

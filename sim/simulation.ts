@@ -108,6 +108,7 @@ function runClusterAsSimulation(options: SimulationOptions, nodes: number, stdou
     ...(options.plantCluster === undefined ? {} : { plant: options.plantCluster }),
     ...(options.eventsMax === undefined ? {} : { eventsMax: options.eventsMax }),
     handoverMovers: options.handoverMovers === true,
+    clusterStreams: options.clusterStreams === true,
     trace: options.trace === true,
     reproduce,
     stdout,

@@ -9,7 +9,7 @@
  * the only nondeterminism here, and it happens outside every simulated run.
  */
 import { randomInt } from 'node:crypto';
-import { voprNodesForSeed } from './cluster/cluster-world.js';
+import { voprClusterStreamsForSeed, voprNodesForSeed } from './cluster/cluster-world.js';
 import { pickRunOptions, type RunOptions } from './run-options.js';
 import { runSimulation, type SimulationOptions } from './simulation.js';
 import type { BrokerFactory, StoreFactory } from './world.js';
@@ -89,7 +89,7 @@ export function runVoprSeed(options: VoprOptions, seed: number): SeedOutcome {
   const nodes = mixesClusterWorlds(options) ? voprNodesForSeed(seed) : 1;
   const simulation: SimulationOptions = {
     ...pickRunOptions(options),
-    ...(nodes > 1 ? { nodes } : {}),
+    ...(nodes > 1 ? { nodes, ...(voprClusterStreamsForSeed(seed) ? { clusterStreams: true } : {}) } : {}),
     seed,
     stdout: () => {},
     stderr: () => {},

@@ -155,6 +155,14 @@ export type ClusterRequest =
   /** The delivery with this stream sequence is safe in this node's own log: do not redeliver it. */
   | { op: 'ack'; consumerId: number; streamSequence: number }
   /**
+   * Stop handing this consumer's deliveries to the core (`paused`), or start again. Backpressure:
+   * the core pauses while what it takes would overrun a memory bound of its own (the streams'
+   * backlog). While paused the host holds at most what the consumer may have unacknowledged and
+   * hands it over, in stream order, on resume; a redelivery of a held sequence replaces it. A new
+   * `consume` (after every `connected`) starts unpaused.
+   */
+  | { op: 'pace'; consumerId: number; paused: boolean }
+  /**
    * Key-value: set `key` in `bucket`; with `expectedRevision` only if the key is at that revision
    * (0: only if absent), else it fails with `wrong-revision`. `value` null deletes.
    */

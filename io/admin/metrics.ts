@@ -233,6 +233,11 @@ export class BrokerMetrics {
       (s) => node(s, { handoffsSent: 'sent', handoffsStored: 'stored', handoffFailures: 'failed', handoffsApplied: 'applied', handoffRedeliveries: 'redelivered' }),
     );
     this.counter(
+      'keel_cluster_consumer_pauses_total',
+      "Times this node paused its hand-off consumer because the streams' backlog was at streamBacklogBytesMax",
+      (s) => group(s, 'clusterNode').consumerPauses ?? 0,
+    );
+    this.counter(
       'keel_cluster_handoff_gaps_total',
       'Hand-offs that arrived ahead of an earlier one this node had not applied (held back for the redelivery)',
       (s) => group(s, 'clusterNode').handoffGaps ?? 0,
@@ -293,6 +298,9 @@ export class BrokerMetrics {
       ['keel_stream_compaction_steps_total', 'Last-value compaction steps run', 'compactionSteps'],
       ['keel_stream_compactions_total', 'Last-value segment rewrites finished', 'compactions'],
       ['keel_stream_entries_compacted_total', 'Entries last-value compaction removed', 'entriesCompacted'],
+      ['keel_stream_backlog_overrun_entries_total', 'Entries appended while the backlog was at streamBacklogBytesMax (their publishers paused after)', 'backlogOverrunEntries'],
+      ['keel_stream_backlog_overrun_unpaused_entries_total', 'Of those, entries of messages no connection sent (wills, cluster hand-offs)', 'backlogOverrunUnpausedEntries'],
+      ['keel_stream_backlog_dropped_entries_total', 'Entries of QoS 0 messages from other cluster nodes left out of streams while the backlog was at its bound', 'backlogDroppedEntries'],
     ];
     for (const [name, help, key] of counters) this.counter(name, help, (s) => streams(s, key));
     this.gauge('keel_streams', 'Durable streams held', (s) => s.streams.count);

@@ -38,7 +38,8 @@
  * - `inputsQueuedMax`: see InputQueue (core NATS messages past it are dropped and counted, the
  *   durable consumer and watches wait);
  * - `deliveriesUnackedMax` (the consumer's max ack pending): NATS sends no more hand-offs until the
- *   core acknowledges some;
+ *   core acknowledges some; while the core has paused the consumer (`pace`), the deliveries it
+ *   did not take yet are held here, one per stream sequence, so at most that many;
  * - `handoffStreamBytesMax`: a full stream refuses durable publishes (`unavailable`);
  * - nats.js buffers core NATS publishes in memory while a write to a slow NATS server is pending;
  *   it has no bound we can set, so while the link is up that buffer is the one unbounded place
@@ -137,7 +138,7 @@ export interface NatsLinkCounters {
 export class NatsLink {
   readonly limits: NatsLinkLimits;
   readonly counters: NatsLinkCounters = {
-    requests: { publish: 0, 'publish-durable': 0, subscribe: 0, unsubscribe: 0, consume: 0, ack: 0, 'kv-set': 0, 'kv-watch': 0 },
+    requests: { publish: 0, 'publish-durable': 0, subscribe: 0, unsubscribe: 0, consume: 0, ack: 0, pace: 0, 'kv-set': 0, 'kv-watch': 0 },
     failures: { 'wrong-revision': 0, unavailable: 0, timeout: 0 },
     publishesDropped: 0,
     messagesDropped: 0,
@@ -158,6 +159,8 @@ export class NatsLink {
   private readonly consumers = new Map<number, ConsumerMessages>();
   /** Deliveries not yet acknowledged, by stream sequence (one consumer per node). */
   private readonly unacked = new Map<number, JsMsg>();
+  /** Set while the core paused the consumer (`pace`): deliveries held, by stream sequence, for the resume. */
+  private held: Map<number, { consumerId: number; message: JsMsg }> | null = null;
   /** The live watch of each bucket: a `kv-watch` of a watched bucket replaces it (as the simulator's NATS model does). */
   private readonly watchers = new Map<string, { stop(): void }>();
   private readonly buckets = new Map<string, Promise<KV>>();
@@ -218,6 +221,8 @@ export class NatsLink {
         return this.consume(request.consumerId, request.filterSubject);
       case 'ack':
         return this.ack(request.streamSequence);
+      case 'pace':
+        return this.pace(request.paused);
       case 'kv-set':
         return this.keyValueSet(request);
       case 'kv-watch':
@@ -327,6 +332,7 @@ export class NatsLink {
     for (const messages of this.consumers.values()) messages.stop();
     this.consumers.clear();
     this.unacked.clear();
+    this.held = null;
     for (const watcher of this.watchers.values()) watcher.stop();
     this.watchers.clear();
   }
@@ -462,6 +468,9 @@ export class NatsLink {
   }
 
   private forwardDelivery(consumerId: number, message: JsMsg): void {
+    // Paused: held, at most one per sequence (a redelivery replaces it), so at most the consumer's
+    // max ack pending, since NATS sends nothing new past it.
+    if (this.held !== null) return void this.held.set(message.seq, { consumerId, message });
     this.unacked.set(message.seq, message);
     this.queue.push({
       kind: 'message',
@@ -475,6 +484,22 @@ export class NatsLink {
         redelivered: message.info.redelivered,
       },
     });
+  }
+
+  /** The core pauses the consumer while its streams' backlog is full, and resumes it (contract.ts `pace`). */
+  private pace(paused: boolean): void {
+    if (paused) {
+      this.held ??= new Map();
+      return;
+    }
+    const held = this.held;
+    this.held = null;
+    if (held === null) return;
+    const sequences = [...held.keys()].sort((a, b) => a - b);
+    for (const sequence of sequences) {
+      const { consumerId, message } = held.get(sequence)!;
+      this.forwardDelivery(consumerId, message);
+    }
   }
 
   private ack(streamSequence: number): void {

@@ -31,6 +31,12 @@
  *   (session-handover.ts) without its queued deliveries (inflight ones stay), as a node would
  *   that serialized only what it had sent; the messages a moving client was owed while offline
  *   are lost (`acknowledged-lost`, in worlds run with `--handover-movers`).
+ * - `backlog-never-paces`: drops the node's requests to pause its hand-off consumer, as a node would
+ *   that admitted hand-offs past its streams' backlog bound without holding NATS back
+ *   (`backlog-unbounded`, in worlds run with `--cluster-streams`).
+ * - `backlog-stays-paused`: drops the node's requests to resume its hand-off consumer, so a node
+ *   once paused for its streams' backlog takes no hand-off again until its link drops: messages
+ *   from other nodes wait (`acknowledged-lost` or `not-idle`, with `--cluster-streams`).
  */
 import { Broker, type BrokerOptions } from '../../src/broker/broker.js';
 import { retainedBucket } from '../../src/cluster/retained-entries.js';
@@ -231,6 +237,20 @@ class HandoverDropsQueued extends WrappedClusterBroker {
   }
 }
 
+/** Drops the node's `pace` requests that ask for `paused`. */
+class DropsPace extends WrappedClusterBroker {
+  constructor(
+    inner: BrokerCore,
+    private readonly paused: boolean,
+  ) {
+    super(inner);
+  }
+
+  override drainActions(): Action[] {
+    return super.drainActions().filter((action) => action.kind !== 'cluster' || action.request.op !== 'pace' || action.request.paused !== this.paused);
+  }
+}
+
 export const clusterPlantedBugs: Record<ClusterPlantedBugName, ClusterBrokerFactory> = {
   'handoff-ack-before-log': (options: BrokerOptions) => new HandoffAckBeforeLog(new Broker(options)),
   'retained-out-of-order': (options: BrokerOptions) => new RetainedOutOfOrder(new Broker(options)),
@@ -240,4 +260,6 @@ export const clusterPlantedBugs: Record<ClusterPlantedBugName, ClusterBrokerFact
   'retained-conflict-dropped': (options: BrokerOptions) => new RetainedConflictDropped(new Broker(options)),
   'retained-plain-put': (options: BrokerOptions) => new RetainedPlainPut(new Broker(options)),
   'handover-drops-queued': (options: BrokerOptions) => new HandoverDropsQueued(new Broker(options)),
+  'backlog-never-paces': (options: BrokerOptions) => new DropsPace(new Broker(options), true),
+  'backlog-stays-paused': (options: BrokerOptions) => new DropsPace(new Broker(options), false),
 };

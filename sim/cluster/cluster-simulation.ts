@@ -22,6 +22,8 @@ export interface ClusterSimulationOptions {
   reproduce?: string;
   /** Movers keep persistent sessions and subscribe, so their sessions are handed over (`--handover-movers`). */
   handoverMovers?: boolean;
+  /** Nodes keep a stream of every topic under a tiny backlog bound (`--cluster-streams`). */
+  clusterStreams?: boolean;
 }
 
 export interface ClusterSimulationResult {
@@ -55,7 +57,7 @@ export function runClusterSimulation(options: ClusterSimulationOptions): Cluster
   const stderr = options.stderr ?? ((line: string) => process.stderr.write(`${line}\n`));
   if (!Number.isInteger(options.nodes) || options.nodes < 2 || options.nodes > 9) throw new Error(`--nodes must be 2 to 9 for a cluster run, got ${options.nodes}`);
   const startedMs = Date.now();
-  const shape = chooseClusterShape(options.seed, options.nodes, options.handoverMovers === true);
+  const shape = chooseClusterShape(options.seed, options.nodes, options.handoverMovers === true, options.clusterStreams === true);
   const factory = options.brokerFactory ?? (options.plant === undefined ? realClusterBroker : clusterPlantedBugs[options.plant]);
   const world = new ClusterWorld(shape, factory, options.trace === true ? stdout : null);
   try {
@@ -68,7 +70,7 @@ export function runClusterSimulation(options: ClusterSimulationOptions): Cluster
   const hash = world.hash.hex();
   const reproduce =
     options.reproduce ??
-    `keel sim --seed ${options.seed} --nodes ${options.nodes}${options.handoverMovers === true ? ' --handover-movers' : ''}${options.plant === undefined ? '' : ` --plant-cluster ${options.plant}`}${options.eventsMax === undefined ? '' : ` --events-max ${options.eventsMax}`}`;
+    `keel sim --seed ${options.seed} --nodes ${options.nodes}${options.handoverMovers === true ? ' --handover-movers' : ''}${options.clusterStreams === true ? ' --cluster-streams' : ''}${options.plant === undefined ? '' : ` --plant-cluster ${options.plant}`}${options.eventsMax === undefined ? '' : ` --events-max ${options.eventsMax}`}`;
   const sessionsResumed = world.movers.reduce((sum, mover) => sum + mover.resumed, 0);
   const summary =
     `${violation === null ? 'ok' : 'FAIL'} seed=${options.seed} nodes=${options.nodes} simulated_ms=${world.clock.nowMs} events=${world.events} ` +

@@ -24,9 +24,9 @@ import { PacketDecoder } from '../../src/codec/decoder.js';
 import { encodePacket } from '../../src/codec/encoder.js';
 import { type Packet, PacketType, type PublishPacket, type Qos } from '../../src/codec/packets.js';
 import { type BrokerConfig, resolveConfig } from '../../src/config.js';
-import { type BrokerCore, type ConnectionId, defaultListener, type LogFields, type StorageRequest } from '../../src/contract.js';
+import { type BrokerCore, type ClusterMessage, type ConnectionId, defaultListener, type LogFields, type StorageRequest } from '../../src/contract.js';
 import { Driver, type Host } from '../../src/driver.js';
-import { DurableStateStore, defaultDurableStoreOptions } from '../../src/store/durable-store.js';
+import { DurableStateStore, defaultDurableStoreOptions, streamLogOptionsFor } from '../../src/store/durable-store.js';
 import { messagePayload, parsePayload } from '../clients/payload.js';
 import { EventQueue, Timer } from '../event-queue.js';
 import { Random } from '../random.js';
@@ -110,14 +110,22 @@ export interface ClusterShape {
   moveMeanMs: number;
   /** Movers keep persistent sessions and subscribe, so their sessions are handed over (session-handover.ts). */
   handoverMovers: boolean;
+  /**
+   * Every node keeps a stream of every topic with the smallest backlog bound (1 KiB): hand-offs
+   * overrun it, so nodes pause and resume their hand-off consumers (cluster-node.ts `pace`), and
+   * the checker checks that nothing is lost or stuck for it and that the backlog stays bounded.
+   */
+  streams: boolean;
 }
 
 const topics = ['t/a', 't/b', 'u/a', 't/a/x'];
 const filters = ['t/+', 't/#', 'u/a', '#', 't/a'];
 const recentKept = 40;
+/** The streams' backlog bound of a `streams` world: the smallest allowed, so hand-offs overrun it. */
+const clusterStreamBacklogBytes = 1024;
 const auditMs = 5_000;
 
-export function chooseClusterShape(seed: number, nodes: number, handoverMovers = false): ClusterShape {
+export function chooseClusterShape(seed: number, nodes: number, handoverMovers = false, streams = false): ClusterShape {
   const random = Random.stream(seed, 'cluster-shape');
   const faulty = random.chance(0.85);
   return {
@@ -137,7 +145,13 @@ export function chooseClusterShape(seed: number, nodes: number, handoverMovers =
     movers: random.int(0, 2),
     moveMeanMs: random.int(500, 4_000),
     handoverMovers,
+    streams,
   };
+}
+
+/** vopr's mix: a third of its cluster seeds keep streams (a stream of its own, so the other draws are unchanged). */
+export function voprClusterStreamsForSeed(seed: number): boolean {
+  return Random.stream(seed, 'vopr-cluster-streams').chance(1 / 3);
 }
 
 /** vopr's mix: about one seed in five runs a cluster of 2 or 3 nodes (a stream of its own, so single-node seeds are unchanged). */
@@ -149,7 +163,7 @@ export function voprNodesForSeed(seed: number): number {
 
 export function describeClusterShape(shape: ClusterShape): string {
   const fault = (name: string, mean: number | null) => (mean === null ? '' : ` ${name}~${mean}ms`);
-  return `cluster nodes=${shape.nodes} subscribers=${shape.subscribers} publishers=${shape.publishers}x${shape.messagesPerPublisher} active=${shape.activeMs}ms${fault('crash', shape.nodeCrashMeanMs)}${fault('nats-restart', shape.natsRestartMeanMs)}${fault('partition', shape.partitionMeanMs)}${fault('client-drop', shape.clientDropMeanMs)}${shape.crashAfterDiskProbability > 0 ? ` crash-after-disk=${shape.crashAfterDiskProbability}` : ''}${shape.movers > 0 ? ` movers=${shape.movers}~${shape.moveMeanMs}ms${shape.handoverMovers ? '+sessions' : ''}` : ''}`;
+  return `cluster nodes=${shape.nodes} subscribers=${shape.subscribers} publishers=${shape.publishers}x${shape.messagesPerPublisher} active=${shape.activeMs}ms${fault('crash', shape.nodeCrashMeanMs)}${fault('nats-restart', shape.natsRestartMeanMs)}${fault('partition', shape.partitionMeanMs)}${fault('client-drop', shape.clientDropMeanMs)}${shape.crashAfterDiskProbability > 0 ? ` crash-after-disk=${shape.crashAfterDiskProbability}` : ''}${shape.movers > 0 ? ` movers=${shape.movers}~${shape.moveMeanMs}ms${shape.handoverMovers ? '+sessions' : ''}` : ''}${shape.streams ? ' streams' : ''}`;
 }
 
 export class ClusterWorld implements MemberWorld {
@@ -195,7 +209,8 @@ export class ClusterWorld implements MemberWorld {
       if (topic !== null) this.checker.retainedLanded(topic, identity?.kind === 'message' ? `${identity.publisher}|${identity.sequence}` : null);
     };
     for (let index = 0; index < shape.nodes; index++) {
-      const resolved = resolveConfig({ cluster: { nats: 'nats://sim:4222', nodeId: `n${index}` }, sysIntervalSeconds: 0 });
+      const streams = shape.streams ? { streams: [{ name: 'all', filter: '#' }], streamBacklogBytesMax: clusterStreamBacklogBytes } : {};
+      const resolved = resolveConfig({ cluster: { nats: 'nats://sim:4222', nodeId: `n${index}` }, sysIntervalSeconds: 0, ...streams });
       if (!resolved.ok) throw new Error(`bad simulated config: ${resolved.problems.join('; ')}`);
       this.configs.push(resolved.config);
       const diskRandom = Random.stream(shape.seed, `cluster-disk-${index}`);
@@ -337,7 +352,13 @@ export class ClusterWorld implements MemberWorld {
     const incarnation = this.incarnationNext++;
     this.trace(`node n${node.index} start #${incarnation}`);
     try {
-      const store = new DurableStateStore({ ...defaultDurableStoreOptions, segmentBytesMax: 256 * 1024, snapshotLogBytes: 128 * 1024 });
+      const store = new DurableStateStore({
+        ...defaultDurableStoreOptions,
+        segmentBytesMax: 256 * 1024,
+        snapshotLogBytes: 128 * 1024,
+        // Without streams the store is as it always was (same records, same digests).
+        ...(this.shape.streams ? { streams: streamLogOptionsFor(this.configs[node.index]!) } : {}),
+      });
       const core = this.brokerFactory({ config: this.configs[node.index]!, nowMs: this.clock.nowMs, store });
       const driver = new Driver(core, this.hostFor(node, incarnation));
       node.running = { incarnation, core, driver };
@@ -348,7 +369,11 @@ export class ClusterWorld implements MemberWorld {
     }
     this.nats.nodeStarted(node.index, {
       status: (status) => this.nodeInput(node, incarnation, (driver) => driver.clusterStatus(this.clock.nowMs, status), `cluster ${status}`),
-      message: (message) => this.nodeInput(node, incarnation, (driver) => driver.clusterMessage(this.clock.nowMs, message), `cluster message ${message.subject} seq=${message.streamSequence ?? '-'}`),
+      message: (message) => {
+        const overrunBefore = this.shape.streams && message.consumerId !== null ? this.unpausedOverrun(node) : null;
+        this.nodeInput(node, incarnation, (driver) => driver.clusterMessage(this.clock.nowMs, message), `cluster message ${message.subject} seq=${message.streamSequence ?? '-'}`);
+        if (overrunBefore !== null) this.checkPaced(node, message, overrunBefore);
+      },
       completed: (result) =>
         this.nodeInput(node, incarnation, (driver) => driver.clusterCompleted(this.clock.nowMs, result), `cluster completed #${result.requestId} ${result.ok ? `ok ${result.sequence}` : result.code}`),
       keyChanged: (change) =>
@@ -393,6 +418,23 @@ export class ClusterWorld implements MemberWorld {
     }
   }
 
+  /** A node's count of stream entries admitted past the backlog bound with no connection to pause (stats.streams). */
+  private unpausedOverrun(node: NodeState): number {
+    const streams = node.running?.core.view.counters().streams;
+    return typeof streams === 'object' ? (streams.backlogOverrunUnpausedEntries ?? 0) : 0;
+  }
+
+  /**
+   * Rule `backlog-unbounded`: a hand-off the node admitted past its streams' backlog bound must
+   * leave its consumer paused (cluster-node.ts `pace`), or hand-offs would pile up in memory at
+   * NATS's pace rather than the disk's. (Local publishers are not checked: this world's host keeps
+   * reading from a paused connection, as the core allows.)
+   */
+  private checkPaced(node: NodeState, message: ClusterMessage, overrunBefore: number): void {
+    if (node.running === null || this.unpausedOverrun(node) === overrunBefore || !this.nats.linkUp(node.index)) return;
+    if (!this.nats.paced(node.index)) this.fail('backlog-unbounded', `n${node.index} took hand-off seq ${message.streamSequence} past its streams' backlog bound and left its consumer running`);
+  }
+
   private hostFor(node: NodeState, incarnation: number): Host {
     return {
       send: (connectionId, bytes) => {
@@ -423,6 +465,8 @@ export class ClusterWorld implements MemberWorld {
       },
       cluster: (request) => {
         this.trace(`n${node.index} link ${request.op}${'subject' in request ? ` ${request.subject}` : ''}${'streamSequence' in request ? ` ${request.streamSequence}` : ''}`);
+        // Pacing is the host's own (it holds deliveries), not a request that travels to NATS.
+        if (request.op === 'pace') return this.nats.pace(node.index, request.paused);
         this.nats.request(node.index, request);
       },
     };

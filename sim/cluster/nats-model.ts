@@ -27,6 +27,10 @@
  *   message per subject), then every change, in revision order, until the link drops.
  * - Restarts: NATS goes down for a while (every link drops) and comes back with its stream and
  *   consumers (JetStream's store survives a process restart).
+ * - Pacing (`pace`) is the host's, not NATS's: while the node has paused its consumer, deliveries
+ *   reaching the node's end of the link are held there, one per sequence (a redelivery replaces
+ *   it), and handed over in sequence order on resume; a dropped link forgets them, as the Node
+ *   host does (io/cluster/nats-link.ts).
  */
 import { subjectMatches } from '../../src/cluster/subjects.js';
 import type { ClusterHeaders, ClusterKeyChange, ClusterMessage, ClusterRequest, ClusterResult } from '../../src/contract.js';
@@ -75,6 +79,8 @@ interface NodeLink {
   nodeRunning: boolean;
   sink: NatsNodeSink | null;
   readonly subscriptions: Map<number, string>;
+  /** The node paused its consumer (`pace`): deliveries held at its end of the link, by sequence. */
+  held: Map<number, ClusterMessage> | null;
   /** Last time something was scheduled on the link in each direction (FIFO). */
   toNatsMs: number;
   toNodeMs: number;
@@ -94,7 +100,7 @@ export class NatsModel {
   private pumpScheduled = false;
   /** Told of every key set as NATS takes it (the world's checkers follow the retained bucket's history). */
   keySet: ((change: ClusterKeyChange) => void) | null = null;
-  readonly counters = { corePublishes: 0, coreDeliveries: 0, stored: 0, deduplicated: 0, deliveries: 0, redeliveries: 0, acks: 0, restarts: 0, partitions: 0 };
+  readonly counters = { corePublishes: 0, coreDeliveries: 0, stored: 0, deduplicated: 0, deliveries: 0, redeliveries: 0, acks: 0, restarts: 0, partitions: 0, pacedReleased: 0 };
 
   constructor(
     private readonly queue: EventQueue,
@@ -104,7 +110,7 @@ export class NatsModel {
     private readonly trace: (line: string) => void,
   ) {
     for (let node = 0; node < nodes; node++) {
-      this.links.push({ epoch: 0, up: false, partitioned: false, nodeRunning: false, sink: null, subscriptions: new Map(), toNatsMs: 0, toNodeMs: 0 });
+      this.links.push({ epoch: 0, up: false, partitioned: false, nodeRunning: false, sink: null, subscriptions: new Map(), held: null, toNatsMs: 0, toNodeMs: 0 });
       this.consumers.push({ node, nextSequence: 1, pending: new Map(), activeEpoch: null, consumerId: 0 });
     }
   }
@@ -315,9 +321,40 @@ export class NatsModel {
     consumer.pending.set(entry.sequence, this.clock.nowMs);
     this.counters.deliveries += 1;
     const consumerId = consumer.consumerId;
-    this.toNode(consumer.node, link.epoch, (sink) =>
-      sink.message({ subject: entry.subject, headers: entry.headers, payload: entry.payload, subscriptionId: null, consumerId, streamSequence: entry.sequence, redelivered }),
-    );
+    const message: ClusterMessage = { subject: entry.subject, headers: entry.headers, payload: entry.payload, subscriptionId: null, consumerId, streamSequence: entry.sequence, redelivered };
+    this.toNode(consumer.node, link.epoch, (sink) => {
+      if (link.held !== null) link.held.set(entry.sequence, message);
+      else sink.message(message);
+    });
+  }
+
+  /** Whether the node's link to NATS is up. */
+  linkUp(node: number): boolean {
+    return this.links[node]!.up;
+  }
+
+  /** Whether the node's host holds its deliveries (it asked `pace` paused on this link). */
+  paced(node: number): boolean {
+    return this.links[node]!.held !== null;
+  }
+
+  /** The node's host pauses or resumes handing it deliveries (contract.ts `pace`): at once, no link latency. */
+  pace(node: number, paused: boolean): void {
+    const link = this.links[node]!;
+    if (paused) {
+      if (link.up) link.held ??= new Map();
+      return;
+    }
+    const held = link.held;
+    link.held = null;
+    if (held === null || held.size === 0) return;
+    const epoch = link.epoch;
+    const messages = [...held.values()].sort((a, b) => a.streamSequence! - b.streamSequence!);
+    this.counters.pacedReleased += messages.length;
+    this.queue.push(this.clock.nowMs, () => {
+      if (link.sink === null || link.epoch !== epoch || !link.up) return;
+      for (const message of messages) link.sink.message(message);
+    });
   }
 
   // ---- faults -------------------------------------------------------------------------------
@@ -361,6 +398,7 @@ export class NatsModel {
     link.up = false;
     link.epoch += 1;
     link.subscriptions.clear();
+    link.held = null;
     this.consumers[node]!.activeEpoch = null;
     if (tell && link.sink !== null) {
       const sink = link.sink;

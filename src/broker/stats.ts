@@ -119,6 +119,8 @@ export interface StreamStats {
   backlogOverrunEntries: number;
   /** Of those, entries of messages from no connection (wills, cluster arrivals): nobody could be paused for them (throttle.ts). */
   backlogOverrunUnpausedEntries: number;
+  /** Entries of QoS 0 messages from other cluster nodes left out while the backlog was at its bound (throttle.ts). */
+  backlogDroppedEntries: number;
 }
 
 export interface BrokerStats {
@@ -224,6 +226,7 @@ export function createStats(): BrokerStats {
       recoveryHeldBytesPeak: 0,
       backlogOverrunEntries: 0,
       backlogOverrunUnpausedEntries: 0,
+      backlogDroppedEntries: 0,
     },
   };
 }

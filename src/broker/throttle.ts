@@ -34,9 +34,12 @@
  *   from no connection), the first unpaused one of an episode is logged (`stream-backlog-overrun`),
  *   and the writers are syncing at once meanwhile, so the overrun drains at the disk's pace while
  *   every connection publisher stays paused. What bounds it: a will is one message per session
- *   (sessionsMax of them, each at most packetBytesMax); cluster arrivals are not bounded here (the
- *   cluster consumer would have to stop taking hand-offs while the backlog is full: README, Known
- *   limitations).
+ *   (sessionsMax of them, each at most packetBytesMax). A QoS 1/2 message from another cluster node
+ *   that overran the bound pauses the node's hand-off consumer instead (cluster-node.ts `pace`):
+ *   the host then holds at most the consumer's unacknowledged deliveries until the backlog is
+ *   under half. A QoS 0 message from another node, which nothing can hold back, is not appended to
+ *   the streams while the backlog is at its bound (`clusterArrival`; its sessions still get it,
+ *   and QoS 0 may be lost): counted in `stats.streams.backlogDroppedEntries`.
  * The decision to resume is taken at the end of every input, so a report that a receiver drained,
  * or its close, releases the publishers waiting on it in the same turn. Pausing is advisory (a
  * host may keep delivering bytes, and the simulator's does), so nothing here depends on it taking
@@ -65,6 +68,8 @@ export class PublisherThrottle {
   private streamBacklogOverrun = false;
   /** The streams' backlog reached its bound and was logged; cleared once it is under half. */
   private streamBacklogFull = false;
+  /** A QoS 0 message from another cluster node is being routed (set by cluster-node.ts around it). */
+  clusterArrival = false;
   /** Sum of every open connection's last reported unsent output. */
   private outputReportedBytesTotal = 0;
 
@@ -124,6 +129,16 @@ export class PublisherThrottle {
       streamBacklogBytesMax: this.broker.config.streamBacklogBytesMax,
       why: 'a will or a message from another node: no publisher connection to pause',
     });
+  }
+
+  /** Whether a message about to be appended to streams is left out of them: a QoS 0 cluster arrival while the backlog is at its bound. */
+  refusesStreamAppend(qos: number): boolean {
+    return qos === 0 && this.clusterArrival && this.overStreamBacklog(1);
+  }
+
+  /** Whether the streams' backlog is under half its bound, where paused publishers (and a paused hand-off consumer) resume. */
+  streamBacklogReleased(): boolean {
+    return !this.overStreamBacklog(2);
   }
 
   /** Routing kept a QoS 1/2 copy for `receiver`, which is connected; noted if its output is full. */

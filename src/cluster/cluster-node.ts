@@ -21,6 +21,11 @@
  *   first; past a gap that lasts handoffGapWaitMs of connected time (the stream no longer holds
  *   the missing sequences: its first message is later, or it discarded some) it takes the lowest
  *   it was given, and logs it.
+ * - Backpressure: a hand-off that a stream took while the streams' entries in memory were at
+ *   streamBacklogBytesMax (throttle.ts) pauses this node's consumer (`pace`) until they are under
+ *   half; the host holds at most the consumer's unacknowledged deliveries meanwhile, so the
+ *   hand-offs wait in the stream at the disk's pace rather than in memory at NATS's. A QoS 0
+ *   message from core NATS skips the streams at the bound instead (nothing can hold it back).
  * - The publisher's PUBACK / PUBREC waits until both its own log is synced (as on one node) and
  *   the stream acknowledged the hand-off: an acknowledged message is then safe from the loss of
  *   any one node and from a NATS restart (JetStream keeps the stream). While NATS is away the
@@ -193,7 +198,10 @@ export class ClusterNode {
     handoffRedeliveries: 0,
     handoffGaps: 0,
     unmappable: 0,
+    consumerPauses: 0,
   };
+  /** The hand-off consumer is paused (`pace`): the streams' backlog is at its bound. */
+  private consumerPaused = false;
   /** `$share` groups cluster-wide (shared-groups.ts): membership in `keel-shared`, one node chosen per message. */
   readonly shares: SharedGroups;
 
@@ -488,6 +496,8 @@ export class ClusterNode {
     this.broker.log('info', 'cluster-connected', { nodeId: this.nodeId, subjects: this.interests.size, handoffsWaiting: this.handoffs.length });
     for (const [subject, interest] of this.interests) this.request({ op: 'subscribe', subscriptionId: interest.subscriptionId, subject, queueGroup: null });
     this.request({ op: 'consume', consumerId, filterSubject: `${handoffPrefix}>` });
+    // A new consume starts unpaused; the next overrun pauses it again.
+    this.consumerPaused = false;
     this.request({ op: 'kv-watch', bucket: retainedBucket });
     this.sessions.linkChanged(true);
     this.handover.linkChanged(true);
@@ -545,7 +555,12 @@ export class ClusterNode {
   }
 
   message(nowMs: number, message: ClusterMessage): void {
-    if (message.consumerId !== null) return this.handoffArrived(nowMs, message);
+    if (message.consumerId !== null) {
+      const overrun = this.broker.stats.streams.backlogOverrunUnpausedEntries;
+      this.handoffArrived(nowMs, message);
+      if (this.broker.stats.streams.backlogOverrunUnpausedEntries !== overrun) this.pauseConsumer();
+      return;
+    }
     const envelope = decodeHeaders(message.headers);
     if (envelope.origin === this.nodeId) return;
     if (envelope.origin !== null && envelope.sequence !== null) {
@@ -563,8 +578,26 @@ export class ClusterNode {
     this.counters.coreReceived += 1;
     const properties = envelope.expirySeconds === null ? envelope.properties : { ...envelope.properties, messageExpiryInterval: envelope.expirySeconds };
     this.shares.receiving(message.headers, envelope.origin === null);
-    this.broker.router.route(transientMessage(topic, message.payload, 0, envelope.retain, properties, nowMs), '', nowMs);
+    // Nothing holds a QoS 0 message back: past the streams' backlog bound it skips the streams (throttle.ts).
+    this.broker.throttle.clusterArrival = true;
+    try {
+      this.broker.router.route(transientMessage(topic, message.payload, 0, envelope.retain, properties, nowMs), '', nowMs);
+    } finally {
+      this.broker.throttle.clusterArrival = false;
+    }
     this.shares.received(topic);
+  }
+
+  /**
+   * A hand-off was admitted past the streams' backlog bound (throttle.ts): the host stops handing
+   * this node deliveries, holding at most the consumer's unacknowledged ones, until the backlog is
+   * under half (`afterInput`). The stream keeps the rest; nothing is dropped or acknowledged early.
+   */
+  private pauseConsumer(): void {
+    if (this.consumerPaused || !this.connected) return;
+    this.consumerPaused = true;
+    this.counters.consumerPauses += 1;
+    this.request({ op: 'pace', consumerId, paused: true });
   }
 
   private handoffArrived(nowMs: number, message: ClusterMessage): void {
@@ -677,6 +710,10 @@ export class ClusterNode {
       released += 1;
     }
     if (released > 0) this.pendingAcks.splice(0, released);
+    if (this.consumerPaused && this.broker.throttle.streamBacklogReleased()) {
+      this.consumerPaused = false;
+      if (this.connected) this.request({ op: 'pace', consumerId, paused: false });
+    }
     this.retained.afterInput();
     if (this.issued < this.handoffs.length) this.issueReady();
   }

@@ -125,6 +125,42 @@ describe('cluster link on nats-server -js', () => {
     await server.stop();
   }, 60_000);
 
+  test('a paused consumer hands the core nothing, holds one copy per sequence across redeliveries, and hands them over in order on resume', async () => {
+    const server = await startNats();
+    const node = rig([server], 'p');
+    await connected(node);
+    node.issue([{ op: 'consume', consumerId: 1, filterSubject: '$KEEL.handoff.>' }]);
+    node.issue([1, 2].map((id) => durable(id, 'paced', `m${id}`)));
+    await until(() => node.core.messages().length === 2, 'two deliveries before the pause');
+    node.issue([{ op: 'pace', consumerId: 1, paused: true }]);
+    node.issue([3, 4, 5].map((id) => durable(id, 'paced', `m${id}`)));
+    await until(() => node.core.completions().length === 5, 'five stored');
+    // Unacknowledged while held: NATS redelivers them after the 1 s ack wait, and the link keeps one of each.
+    const observer = await connect({ servers: [server.url] });
+    const manager = await jetstreamManager(observer);
+    await until(() => node.link.counters.requests.pace === 1, 'the pause issued');
+    await new Promise((resolve) => setTimeout(resolve, 2_500));
+    expect((await manager.consumers.info(handoffStreamName, consumerName('p'))).num_redelivered).toBeGreaterThan(0);
+    expect(node.core.messages()).toHaveLength(2);
+    node.issue([{ op: 'pace', consumerId: 1, paused: false }]);
+    await until(() => node.core.messages().length >= 5, 'the held deliveries after the resume');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(node.core.messages().map((message) => [message.streamSequence, message.text])).toEqual([
+      [1, 'm1'],
+      [2, 'm2'],
+      [3, 'm3'],
+      [4, 'm4'],
+      [5, 'm5'],
+    ]);
+    // The core acknowledged them once handed over: nothing left pending.
+    await until(() => node.link.counters.requests.ack >= 5, 'five acknowledgements');
+    const deadline = Date.now() + 5_000;
+    while ((await manager.consumers.info(handoffStreamName, consumerName('p'))).num_ack_pending > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+    expect((await manager.consumers.info(handoffStreamName, consumerName('p'))).num_ack_pending).toBe(0);
+    await observer.close();
+    await server.stop();
+  }, 30_000);
+
   test('a new session gets the deliveries its node never acknowledged before anything newer, in stream order', async () => {
     const server = await startNats();
     const crashed = rig([server], 'k');

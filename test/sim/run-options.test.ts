@@ -29,6 +29,7 @@ const samples: { [K in keyof Required<RunOptions>]: Required<RunOptions>[K][] } 
   nodes: [1, 3, 9],
   plantCluster: [...clusterPlantedBugNames],
   handoverMovers: [true],
+  clusterStreams: [true],
 };
 
 /** Parses flags the way `keel <name>` does, without running anything; returns the run options. */

@@ -10,15 +10,47 @@
  * A will (a message from no connection, like a cluster arrival) appended while the backlog is
  * past its bound is admitted, counted apart (`backlogOverrunUnpausedEntries`) and logged once,
  * pauses nobody, and is in the stream at its offset once the writer catches up.
+ * On a cluster node, a QoS 1 hand-off from another node that overruns the bound is admitted the
+ * same way and pauses the node's hand-off consumer (`pace`), once per episode, until the backlog
+ * is under half; the hand-offs are acknowledged as usual and are in the stream. A QoS 0 message
+ * from another node, which nothing can hold back, skips the streams while the backlog is at its
+ * bound (counted in `backlogDroppedEntries`) and still reaches the sessions.
  */
 import { describe, expect, it } from 'vitest';
-import { PacketType } from '../../src/codec/packets.js';
+import { encodeHeaders } from '../../src/cluster/headers.js';
+import { PacketType, type PublishPacket } from '../../src/codec/packets.js';
 import { resolveConfig } from '../../src/config.js';
-import { decodeText, will } from '../broker/harness.js';
+import type { ClusterMessage } from '../../src/contract.js';
+import { decodeText, text, will } from '../broker/harness.js';
 import { offsetOf, StreamHarness, takeAndAck } from './stream-harness.js';
 
 const backlogBytesMax = 4096;
 const payload = (index: number): string => `m${index}:${'v'.repeat(150)}`;
+
+const throttled = { streamBacklogBytesMax: backlogBytesMax, streamUnsyncedBytesMax: 64 * 1024, streamSegmentBytesMax: 64 * 1024 };
+
+let coreSequence = 0;
+/**
+ * Feeds messages from cluster node b on topic sensors/c: QoS 1 hand-offs at the given stream
+ * sequences (payload `h<sequence>`), or QoS 0 core NATS messages (null, payload `c<n>`).
+ */
+function handoffs(harness: StreamHarness, sequences: (number | null)[], qos: 0 | 1): void {
+  for (const sequence of sequences) {
+    const core = sequence === null;
+    if (core) coreSequence += 1;
+    const message: ClusterMessage = {
+      subject: core ? 'sensors.c' : '$KEEL.handoff.sensors.c',
+      headers: encodeHeaders('b', qos, false, core ? `1-${coreSequence}` : null, undefined, null),
+      payload: text(core ? `c${coreSequence}` : `h${sequence}`),
+      subscriptionId: core ? 2 : null,
+      consumerId: core ? null : 1,
+      streamSequence: sequence,
+      redelivered: false,
+    };
+    harness.broker.clusterMessage(harness.nowMs, message);
+    harness.collect();
+  }
+}
 
 function slowWriter(harness: StreamHarness): void {
   harness.gate.holdIf = (request) => 'file' in request && request.file.startsWith('stream-') && request.op !== 'read';
@@ -90,6 +122,64 @@ describe('stream backlog bound', () => {
     expect(got.map((publish) => offsetOf(publish))).toEqual([...Array(sent + 1).keys()]);
     expect(got[sent]!.topic).toBe('sensors/will');
     expect(decodeText(got[sent]!.payload)).toBe('gone');
+  });
+
+  it("pauses a cluster node's hand-off consumer when a hand-off overruns the bound, and resumes it under half", () => {
+    const harness = new StreamHarness({ cluster: { nats: ['nats://test:4222'], nodeId: 'a' }, ...throttled });
+    harness.clusterConnected();
+    const publisher = harness.connect('pub', 5);
+    slowWriter(harness);
+    let sent = 0;
+    while (!publisher.readingPaused && sent < 100) publisher.publish(`sensors/${sent % 3}`, payload(sent++), 1);
+    expect(publisher.readingPaused).toBe(true);
+    harness.takeClusterRequests();
+    handoffs(harness, [1, 2], 1);
+    // One pause for the episode, however many hand-offs the host had already sent on; they are
+    // acknowledged as usual once the log holds them (the stream writer is what is behind).
+    const paused = harness.takeClusterRequests();
+    expect(paused.filter((request) => request.op === 'pace')).toEqual([{ op: 'pace', consumerId: 1, paused: true }]);
+    expect(paused.filter((request) => request.op === 'ack').map((request) => request.op === 'ack' && request.streamSequence)).toEqual([1, 2]);
+    const stats = harness.broker.stats.streams;
+    expect(stats.backlogOverrunUnpausedEntries).toBe(2);
+    expect(harness.broker.cluster?.counters.consumerPauses).toBe(1);
+    // The writer catches up: the consumer resumes with the publisher.
+    harness.releaseHeld();
+    expect(harness.takeClusterRequests().filter((request) => request.op === 'pace')).toEqual([{ op: 'pace', consumerId: 1, paused: false }]);
+    expect(publisher.readingPaused).toBe(false);
+    // Under the bound a hand-off pauses nothing; both earlier ones are in the stream after the local messages.
+    handoffs(harness, [3], 1);
+    expect(harness.takeClusterRequests().filter((request) => request.op === 'pace')).toEqual([]);
+    const reader = harness.connect('reader', 5, { properties: { receiveMaximum: 65_535 } });
+    reader.subscribe([{ topicFilter: '$stream/sensors', qos: 1 }], { userProperties: [['stream-offset', 'earliest']] });
+    const got = [];
+    for (let round = 0; round < 100 && got.length < sent + 3; round++) got.push(...takeAndAck(reader));
+    expect(got.map((publish) => offsetOf(publish))).toEqual([...Array(sent + 3).keys()]);
+    expect(got.slice(sent).map((publish) => decodeText(publish.payload))).toEqual(['h1', 'h2', 'h3']);
+  });
+
+  it('leaves a QoS 0 message from another node out of the streams while the backlog is at its bound; its sessions still get it', () => {
+    const harness = new StreamHarness({ cluster: { nats: ['nats://test:4222'], nodeId: 'a' }, ...throttled });
+    harness.clusterConnected();
+    const subscriber = harness.connect('sub', 5);
+    subscriber.subscribe([{ topicFilter: 'sensors/#', qos: 0 }]);
+    const publisher = harness.connect('pub', 5);
+    const stats = harness.broker.stats.streams;
+    // Under the bound it is appended like any message.
+    handoffs(harness, [null], 0);
+    expect(stats.entriesAppended).toBe(1);
+    slowWriter(harness);
+    let sent = 0;
+    while (!publisher.readingPaused && sent < 100) publisher.publish(`sensors/${sent % 3}`, payload(sent++), 1);
+    subscriber.take();
+    const appended = stats.entriesAppended;
+    handoffs(harness, [null], 0);
+    expect(stats.entriesAppended).toBe(appended);
+    expect(stats.backlogDroppedEntries).toBe(1);
+    expect(stats.backlogOverrunUnpausedEntries).toBe(0);
+    expect((subscriber.take() as PublishPacket[]).map((publish) => decodeText(publish.payload))).toEqual(['c2']);
+    // A local QoS 0 publisher is still paused and appended, not dropped.
+    publisher.publish('sensors/0', 'late', 0);
+    expect(stats.entriesAppended).toBe(appended + 1);
   });
 
   it('rejects a bound below 1 KiB at start-up, with the setting named', () => {

@@ -125,6 +125,10 @@ export class Streams implements MatchSink<string> {
     const count = this.matched.length;
     if (count === 0) return 0;
     assert(count <= this.broker.state.streams.size, 'a topic matches each stream once');
+    if (this.broker.throttle.refusesStreamAppend(message.qos)) {
+      this.broker.stats.streams.backlogDroppedEntries += count;
+      return 0;
+    }
     const state = this.broker.state;
     // Entry times never decrease in a stream (seeks by time are binary searches), whatever the clock did.
     let timeMs = this.wallClockMs(nowMs);
