@@ -20,14 +20,20 @@
  * handshake, user and system (`process.cpuUsage` of the child, all its threads), medians of the
  * rounds.
  *
+ * The server runs with Node's default flags unless `--node-args` gives it others: Keel's launcher
+ * runs with `--max-semi-space-size=4`, so `--node-args=--max-semi-space-size=4` is the floor under
+ * Keel with the same heap settings; a `--cpu-prof` given there is written when the round ends (the
+ * server exits on the parent's SIGTERM). `--shapes handed` measures only Keel's shape.
+ *
  * Run: npm run build && node dist/bench/tls-server-bench.js [--handshakes 2000] [--warmup 1000] [--rounds 3]
+ *   [--shapes listening,handed] [--node-args="--max-semi-space-size=4"]
  */
 import { fork } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
 import { benchCertificates } from './load/certificates.js';
 import { integerOption } from './load/cli-options.js';
 
@@ -60,6 +66,8 @@ function serve(shape: Shape, certFile: string, keyFile: string): void {
   secure.on('tlsClientError', () => undefined);
   const server = shape === 'listening' ? secure : net.createServer({ noDelay: true }, (socket) => secure.emit('connection', socket));
   server.listen(0, '127.0.0.1', () => process.send!({ port: (server.address() as net.AddressInfo).port }));
+  // An orderly exit on the parent's kill, so that a `--cpu-prof` given in --node-args is written.
+  process.on('SIGTERM', () => process.exit(0));
   process.on('message', () => {
     const usage = process.cpuUsage();
     process.send!({ userMicros: usage.user, systemMicros: usage.system } satisfies CpuReading);
@@ -101,9 +109,9 @@ function openBatch(port: number, context: tls.SecureContext, count: number, held
   });
 }
 
-async function measure(self: string, shape: Shape, warmup: number, handshakes: number): Promise<{ cold: BatchFigures; warm: BatchFigures }> {
+async function measure(self: string, shape: Shape, warmup: number, handshakes: number, nodeArgs: readonly string[]): Promise<{ cold: BatchFigures; warm: BatchFigures }> {
   const certificates = benchCertificates();
-  const child = fork(self, ['serve', shape, certificates.certFile, certificates.keyFile], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  const child = fork(self, ['serve', shape, certificates.certFile, certificates.keyFile], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'], execArgv: [...nodeArgs] });
   const held: tls.TLSSocket[] = [];
   try {
     const { port } = await nextMessage<{ port: number }>(child);
@@ -125,6 +133,13 @@ async function measure(self: string, shape: Shape, warmup: number, handshakes: n
   }
 }
 
+function shapeList(value: string): Shape[] {
+  const listed = value.split(',').map((shape) => shape.trim());
+  const unknown = listed.filter((shape) => !shapes.includes(shape as Shape));
+  if (unknown.length > 0 || listed.length === 0) throw new InvalidArgumentError(`shapes are ${shapes.join(', ')}; got ${value}`);
+  return listed as Shape[];
+}
+
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)]!;
@@ -135,21 +150,26 @@ async function main(): Promise<void> {
     .option('--handshakes <n>', 'handshakes of the warm batch, held open', integerOption(1, 15_000), 2_000)
     .option('--warmup <n>', 'handshakes of the cold batch, each reset once answered', integerOption(1, 100_000), 1_000)
     .option('--rounds <n>', 'rounds, shapes interleaved in each', integerOption(1, 20), 3)
+    .option('--shapes <list>', 'the server shapes to measure, comma-separated (listening, handed)', shapeList, shapes)
+    .option('--node-args <args>', "the server's node flags, space-separated (Keel's launcher: --max-semi-space-size=4)", '')
     .parse();
-  const options = program.opts<{ handshakes: number; warmup: number; rounds: number }>();
+  const options = program.opts<{ handshakes: number; warmup: number; rounds: number; shapes: readonly Shape[]; nodeArgs: string }>();
+  const nodeArgs = options.nodeArgs.split(' ').filter((arg) => arg !== '');
   const self = fileURLToPath(import.meta.url);
-  const results = new Map<Shape, { cold: BatchFigures; warm: BatchFigures }[]>(shapes.map((shape) => [shape, []]));
+  const results = new Map<Shape, { cold: BatchFigures; warm: BatchFigures }[]>(options.shapes.map((shape) => [shape, []]));
   for (let round = 1; round <= options.rounds; round++) {
-    for (const shape of shapes) {
-      const figures = await measure(self, shape, options.warmup, options.handshakes);
+    for (const shape of options.shapes) {
+      const figures = await measure(self, shape, options.warmup, options.handshakes, nodeArgs);
       results.get(shape)!.push(figures);
       const line = (batch: BatchFigures): string => `${batch.ratePerSecond.toFixed(0)}/s, CPU ${batch.userMicros.toFixed(0)} + ${batch.systemMicros.toFixed(0)} µs`;
       console.log(`round ${round} ${shape}: cold ${line(figures.cold)}; warm ${line(figures.warm)}`);
     }
   }
-  console.log(`\nNode ${process.version}, ${options.warmup} cold (reset) then ${options.handshakes} warm (held) handshakes, ${inFlight} in flight, medians of ${options.rounds} rounds`);
+  console.log(
+    `\nNode ${process.version} (server flags: ${nodeArgs.length === 0 ? 'none' : nodeArgs.join(' ')}), ${options.warmup} cold (reset) then ${options.handshakes} warm (held) handshakes, ${inFlight} in flight, medians of ${options.rounds} rounds`,
+  );
   console.log('shape      batch  handshakes/s  user µs  system µs  CPU µs per handshake');
-  for (const shape of shapes) {
+  for (const shape of options.shapes) {
     for (const batch of ['cold', 'warm'] as const) {
       const runs = results.get(shape)!.map((figures) => figures[batch]);
       const user = median(runs.map((figures) => figures.userMicros));
