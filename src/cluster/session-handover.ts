@@ -107,6 +107,8 @@ const headerClient = 'Keel-Handover-Client';
 const headerFrom = 'Keel-Handover-From';
 /** The revision at which the marker's claim won the client's key in `keel-sessions`. */
 const headerRevision = 'Keel-Handover-Revision';
+/** The node the asked one was waiting for the session from when the claim was made (a prior; absent: none). */
+const headerPrior = 'Keel-Handover-Prior';
 /** How long B waits for the state from its claim on: the CONNACK and B's stream reader wait so long at most. */
 export const handoverWaitMs = 5_000;
 /** The largest serialized state put into the bucket; the newest queued messages beyond it are left out. */
@@ -156,6 +158,8 @@ interface StateHeader {
   readonly holes?: readonly (readonly [string, string])[];
   /** The rules the source kept for the session from earlier hand-overs (see Skip), passed on with it. */
   readonly carried?: readonly CarriedRule[];
+  /** The answer of the marker's prior (put under priorKey), not of the node it asked. */
+  readonly prior?: boolean;
 }
 
 /** A skip rule as a state carries it: counters as text. */
@@ -243,11 +247,21 @@ export function handoverKey(clientId: string, sequence: number): string {
   return `${sessionKey(clientId)}.${sequence}`;
 }
 
+/** The bucket key of the prior's answer at a marker (a key of its own: the asked node answers too). */
+export function priorKey(clientId: string, sequence: number): string {
+  return `${sessionKey(clientId)}.p${sequence}`;
+}
+
+function answerKey(header: StateHeader): string {
+  return header.prior === true ? priorKey(header.client, header.sequence) : handoverKey(header.client, header.sequence);
+}
+
 function parseHandoverKey(key: string): { clientId: string; sequence: number } | null {
   const dot = key.lastIndexOf('.');
   if (dot <= 0) return null;
   const clientId = clientIdOfSessionKey(key.slice(0, dot));
-  const sequence = Number(key.slice(dot + 1));
+  const tail = key.slice(dot + 1);
+  const sequence = Number(tail.startsWith('p') ? tail.slice(1) : tail);
   if (clientId === null || !Number.isSafeInteger(sequence) || sequence <= 0) return null;
   return { clientId, sequence };
 }
@@ -356,6 +370,8 @@ interface Hold {
   readonly markerCounter: LocalCounter | null;
   /** Whether the marker is the one the client's `Incoming` waits for (destination only). */
   readonly matched: boolean;
+  /** The marker's prior (destination only): its answer counts when the asked node has no session. */
+  readonly prior: string | null;
   /** The source's put: request id, 0 while not out. */
   requestId: number;
   /** The source's state, its bytes, its outbox entry and the LSN that entry is durable at (the put waits for it). */
@@ -391,6 +407,8 @@ export const answerOutboxSubject = '$KEEL.answer';
 /** A source's answer at a marker, logged before it is put: a replay of the marker puts the same bytes. */
 interface LoggedAnswer {
   readonly sequence: number;
+  /** Its key in the bucket (answerKey). */
+  readonly key: string;
   readonly bytes: Uint8Array;
   readonly outboxId: number;
   readonly readyLsn: number;
@@ -439,6 +457,11 @@ export interface OwnHandoff {
 
 const noClients: readonly string[] = Object.freeze([]);
 
+/** The keys the answers at a marker come under: the asked node's, and the prior's when the marker names one. */
+function answerKeys(clientId: string, sequence: number, prior: string | null): string[] {
+  return prior === null ? [handoverKey(clientId, sequence)] : [handoverKey(clientId, sequence), priorKey(clientId, sequence)];
+}
+
 /** Own hand-offs kept per waiting hand-over at most; past it they are not routed to the session (counted, logged). */
 const ownHandoffsMax = 10_000;
 
@@ -455,8 +478,8 @@ export class SessionHandover {
   private readonly keysToDelete: { key: string; lsn: number }[] = [];
   /** Answers this node gave as a source whose puts are not known to be done (logged; restored at start), by marker. */
   private readonly answers = new Map<number, LoggedAnswer>();
-  /** Markers this node passed without a state (it gave up): a state that comes for one is late. */
-  private readonly gaveUpSequences = new Set<number>();
+  /** Keys of answers at markers this node passed without them (it gave up, or took another answer): a state that comes under one is late. */
+  private readonly gaveUpKeys = new Set<string>();
   readonly counters = { markers: 0, sent: 0, received: 0, empty: 0, timedOut: 0, late: 0, leftOut: 0, endedElsewhere: 0 };
 
   constructor(private readonly host: HandoverHost) {}
@@ -484,16 +507,19 @@ export class SessionHandover {
 
   /**
    * B won the claim of `clientId` from `from`: queue the marker (`marker`; false when an earlier
-   * claim's marker stands for it) and wait for the state (`parked`: a CONNECT waits).
+   * claim's marker stands for it) and wait for the state (`parked`: a CONNECT waits). `prior`: the
+   * node `from` was itself waiting for the session from, when its claim asked one (null: none).
    */
-  begin(clientId: string, from: string, nowMs: number, parked: boolean, marker: boolean, revision: number): void {
+  begin(clientId: string, from: string, nowMs: number, parked: boolean, marker: boolean, revision: number, prior: string | null = null): void {
     assert(from !== this.host.nodeId, 'a node does not hand a session over to itself');
+    assert(prior !== from && prior !== this.host.nodeId, 'a prior is neither end of the hand-over');
     const earlier = this.incoming.get(clientId);
     if (!marker && earlier !== undefined && !earlier.gaveUp) {
       earlier.parked = earlier.parked || parked;
       return;
     }
     const headers: Record<string, string> = { [headerOrigin]: this.host.nodeId, [headerClient]: sessionKey(clientId), [headerFrom]: from, [headerRevision]: String(revision) };
+    if (prior !== null) headers[headerPrior] = prior;
     const markerCounter = marker ? this.host.queueMarker(headers) : null;
     const deadlineMs = nowMs + handoverWaitMs;
     this.incoming.set(clientId, { clientId, from, deadlineMs, own: [], ownSinceMarker: marker, markerCounter, parked, gaveUp: false });
@@ -530,16 +556,22 @@ export class SessionHandover {
     const to = message.headers[headerOrigin];
     const from = message.headers[headerFrom];
     if (clientId === null || to === undefined || from === undefined) return this.host.markerDone(sequence, nowMs, []);
-    if (to === this.host.nodeId) return this.awaitState(clientId, sequence, parseCounter(message.headers[headerSequence]), nowMs);
+    const prior = message.headers[headerPrior] ?? null;
+    if (to === this.host.nodeId) return this.awaitState(clientId, sequence, parseCounter(message.headers[headerSequence]), prior, nowMs);
     // A marker of a claim older than this node's own (markers of two claims can reach the stream
     // in the other order): this node keeps the session, and a source answers that it has none.
-    if (from === this.host.nodeId) return this.serialize(clientId, to, sequence, nowMs, this.sourceServes(clientId, to, message.headers[headerRevision]));
+    const revision = message.headers[headerRevision];
+    if (from === this.host.nodeId) return this.serialize(clientId, to, sequence, nowMs, this.sourceServes(clientId, to, revision), false);
+    // The asked node's own move of the session (from this node) has not reached the stream before
+    // this marker: this node still holds the session here and answers for it, under a key of its
+    // own (the asked node answers that it has none). Seeds 2100503, 2100903, 2400367, 2400569.
+    if (prior === this.host.nodeId) return this.serialize(clientId, to, sequence, nowMs, this.sourceServes(clientId, to, revision), true);
     const stale = this.host.ownedHere(clientId);
     if (stale) return this.host.markerDone(sequence, nowMs, []);
-    // Neither end: a copy this node still holds is ended. It is stale when the session moved on
-    // without it; it is the session itself when the client moved twice and its second marker
-    // reached the stream before its first (the node asked had not received it yet): lost then,
-    // and the client is told so (session present 0).
+    // Neither end nor the prior: a copy this node still holds is ended. It is stale when the
+    // session moved on without it; it is the session itself when the client moved three times and
+    // its third marker reached the stream before the first two (neither the node asked nor the
+    // prior had received it yet): lost then, and the client is told so (session present 0).
     if (this.broker.state.sessions.has(clientId) || this.broker.pendingWills.has(clientId)) {
       this.counters.endedElsewhere += 1;
       this.broker.log('info', 'handover-copy-ended', { clientId, toNode: to, askedNode: from });
@@ -575,8 +607,8 @@ export class SessionHandover {
     return newest.node === to || newest.handoverFrom === to;
   }
 
-  /** A: put the session (or an empty answer) into the bucket; the reader waits for the put. */
-  private serialize(clientId: string, to: string, sequence: number, nowMs: number, serves: boolean): void {
+  /** A (or, `prior`, the marker's prior): put the session (or an empty answer) into the bucket; the reader waits for the put. */
+  private serialize(clientId: string, to: string, sequence: number, nowMs: number, serves: boolean, prior: boolean): void {
     const broker = this.broker;
     // An answer given before the last start is given again, byte for byte (see handOff).
     const logged = this.answers.get(sequence);
@@ -598,7 +630,8 @@ export class SessionHandover {
     const willInMs = pending === undefined ? null : Math.max(0, pending.deadlineMs - nowMs);
     const counter = this.host.counter();
     const rules = present ? this.rulesOf(clientId) : { holes: [], carried: [] };
-    const header: StateHeader = { client: clientId, from: this.host.nodeId, to, sequence, nowMs, cut: formatCounter(counter), willInMs, none: !present, ...rules };
+    const base: StateHeader = { client: clientId, from: this.host.nodeId, to, sequence, nowMs, cut: formatCounter(counter), willInMs, none: !present, ...rules };
+    const header: StateHeader = prior ? { ...base, prior: true } : base;
     this.holdAnswer(clientId, this.handOff({ header, records }));
   }
 
@@ -615,7 +648,7 @@ export class SessionHandover {
     const bytes = encodeHandoverState(state);
     const outboxId = this.host.logEntry(answerOutboxSubject, { sequence: String(state.header.sequence), client: sessionKey(clientId) }, bytes);
     if (!state.header.none) this.endHandedOver(clientId);
-    const answer: LoggedAnswer = { sequence: state.header.sequence, bytes, outboxId, readyLsn: broker.store.appendedLsn };
+    const answer: LoggedAnswer = { sequence: state.header.sequence, key: answerKey(state.header), bytes, outboxId, readyLsn: broker.store.appendedLsn };
     this.answers.set(answer.sequence, answer);
     return answer;
   }
@@ -634,7 +667,19 @@ export class SessionHandover {
   private holdAnswer(clientId: string, answer: LoggedAnswer): void {
     const state = decodeHandoverState(answer.bytes);
     assert(state !== null, 'a logged answer decodes');
-    this.hold = { sequence: answer.sequence, clientId, role: 'source', deadlineMs: Number.POSITIVE_INFINITY, markerCounter: null, matched: false, requestId: 0, state, answer, buffered: [] };
+    this.hold = {
+      sequence: answer.sequence,
+      clientId,
+      role: 'source',
+      deadlineMs: Number.POSITIVE_INFINITY,
+      markerCounter: null,
+      matched: false,
+      prior: null,
+      requestId: 0,
+      state,
+      answer,
+      buffered: [],
+    };
     this.issuePut();
   }
 
@@ -666,7 +711,7 @@ export class SessionHandover {
     const state = decodeHandoverState(payload);
     // The marker's applied record made it before the entry's end did: nothing is left to do.
     if (state === null || state.header.sequence <= appliedSequence) return this.host.entryDone(outboxId);
-    this.answers.set(state.header.sequence, { sequence: state.header.sequence, bytes: payload, outboxId, readyLsn: 0 });
+    this.answers.set(state.header.sequence, { sequence: state.header.sequence, key: answerKey(state.header), bytes: payload, outboxId, readyLsn: 0 });
     if (!state.header.none) this.endHandedOver(state.header.client);
   }
 
@@ -676,7 +721,7 @@ export class SessionHandover {
     if (hold.answer.readyLsn > this.broker.store.durableLsn) return;
     hold.requestId = this.host.nextRequestId();
     const value = hold.answer.bytes;
-    this.broker.pushCluster({ op: 'kv-set', requestId: hold.requestId, bucket: handoverBucket, key: handoverKey(hold.clientId, hold.sequence), value, expectedRevision: null });
+    this.broker.pushCluster({ op: 'kv-set', requestId: hold.requestId, bucket: handoverBucket, key: hold.answer.key, value, expectedRevision: null });
   }
 
   /** Handles a completion if it answers a put of this module; false when it is someone else's. */
@@ -708,17 +753,18 @@ export class SessionHandover {
   }
 
   /** B at its marker: apply the state if it is here, else wait for it (up to the claim's deadline). */
-  private awaitState(clientId: string, sequence: number, markerCounter: LocalCounter | null, nowMs: number): void {
+  private awaitState(clientId: string, sequence: number, markerCounter: LocalCounter | null, prior: string | null, nowMs: number): void {
     const incoming = this.incomingOf(clientId, markerCounter);
-    const key = handoverKey(clientId, sequence);
     // The CONNECT gave up waiting and has a fresh session: the state is dropped as late.
     if (incoming?.gaveUp === true) {
       this.incoming.delete(clientId);
-      this.gaveUp(sequence);
-      const value = this.arrived.get(key);
-      this.arrived.delete(key);
-      const state = value === undefined ? null : decodeHandoverState(value);
-      if (state !== null) this.late(state, key, nowMs);
+      for (const key of answerKeys(clientId, sequence, prior)) {
+        const value = this.arrived.get(key);
+        this.arrived.delete(key);
+        const state = value === undefined ? null : decodeHandoverState(value);
+        if (state !== null) this.late(state, key, nowMs);
+        else this.gaveUp(key);
+      }
       this.host.markerDone(sequence, nowMs, []);
       return;
     }
@@ -726,7 +772,7 @@ export class SessionHandover {
     // since the claim) the reader waits a full bound from here.
     const deadlineMs = incoming?.parked === true ? incoming.deadlineMs : nowMs + handoverWaitMs;
     this.broker.deadlines.push(deadlineMs, 'cluster-retry', 0, '');
-    this.hold = { sequence, clientId, role: 'destination', deadlineMs, markerCounter, matched: incoming !== undefined, requestId: 0, state: null, answer: null, buffered: [] };
+    this.hold = { sequence, clientId, role: 'destination', deadlineMs, markerCounter, matched: incoming !== undefined, prior, requestId: 0, state: null, answer: null, buffered: [] };
     this.tryApply(nowMs);
   }
 
@@ -742,11 +788,9 @@ export class SessionHandover {
   private tryApply(nowMs: number): void {
     const hold = this.hold;
     if (hold === null || hold.role !== 'destination') return;
-    const key = handoverKey(hold.clientId, hold.sequence);
-    const value = this.arrived.get(key);
-    if (value === undefined) return;
-    this.arrived.delete(key);
-    const state = decodeHandoverState(value);
+    const answer = this.answerOf(hold, nowMs);
+    if (answer === null) return;
+    const { state, key } = answer;
     const incoming = hold.matched ? this.incoming.get(hold.clientId) : undefined;
     if (hold.matched) this.incoming.delete(hold.clientId);
     let applied = true;
@@ -767,7 +811,48 @@ export class SessionHandover {
     if (incoming?.parked === true) this.host.answer(hold.clientId, nowMs, false);
     this.release(nowMs);
     // The key goes once the marker's applied record is durable: a crash before replays the marker and needs the state again.
-    if (applied) this.keysToDelete.push({ key, lsn: this.broker.store.appendedLsn });
+    const lsn = this.broker.store.appendedLsn;
+    if (applied) this.keysToDelete.push({ key, lsn });
+    if (answer.passedKey !== null) this.keysToDelete.push({ key: answer.passedKey, lsn });
+  }
+
+  /**
+   * The answer B goes by at its marker, taken out of `arrived`; null while B waits. It is the
+   * asked node's; but when the marker names a prior and the asked node has no session, the
+   * prior's (`passedKey`: the asked node's empty answer, deleted with it). The prior answers
+   * under a key of its own, with the session when it still held it at the marker: the asked
+   * node's own move of it from the prior had not reached the stream before this marker (it was
+   * in the asked node's outbox, the node down). When the asked node does have a session, a session
+   * from the prior is a stale copy (the asked node gave its client a fresh one since): it is late.
+   */
+  private answerOf(hold: Hold, nowMs: number): { state: HandoverState | null; key: string; passedKey: string | null } | null {
+    const key = handoverKey(hold.clientId, hold.sequence);
+    const value = this.arrived.get(key);
+    if (value === undefined) return null;
+    const state = decodeHandoverState(value);
+    const asked = state !== null && !state.header.none;
+    if (hold.prior === null || asked) {
+      this.arrived.delete(key);
+      if (hold.prior !== null) this.dropPrior(priorKey(hold.clientId, hold.sequence), nowMs);
+      return { state, key, passedKey: null };
+    }
+    const otherKey = priorKey(hold.clientId, hold.sequence);
+    const priorValue = this.arrived.get(otherKey);
+    if (priorValue === undefined) return null;
+    this.arrived.delete(key);
+    this.arrived.delete(otherKey);
+    const priorState = decodeHandoverState(priorValue);
+    assert(priorState === null || priorState.header.prior === true, "the prior's key holds the prior's answer");
+    return { state: priorState, key: otherKey, passedKey: key };
+  }
+
+  /** The prior's answer is not needed: late if it is here (its will fires), and late when it comes. */
+  private dropPrior(key: string, nowMs: number): void {
+    const value = this.arrived.get(key);
+    this.arrived.delete(key);
+    const state = value === undefined ? null : decodeHandoverState(value);
+    if (state !== null) this.late(state, key, nowMs);
+    else this.gaveUp(key);
   }
 
   /** The rule for the source's own messages behind the marker, logged with the session. */
@@ -926,7 +1011,7 @@ export class SessionHandover {
       if (hold.matched) this.incoming.delete(hold.clientId);
       this.counters.timedOut += 1;
       this.broker.log('warn', 'handover-gave-up', { clientId: hold.clientId, sequence: hold.sequence });
-      this.gaveUp(hold.sequence);
+      for (const key of answerKeys(hold.clientId, hold.sequence, hold.prior)) this.gaveUp(key);
       this.release(nowMs);
     }
   }
@@ -958,18 +1043,21 @@ export class SessionHandover {
     }
     // A marker this node has passed: a state it gave up on is late; any other is stale (its
     // deletion was lost with the link).
-    if (this.gaveUpSequences.delete(parsed.sequence)) return this.late(state, change.key, nowMs);
+    if (this.gaveUpKeys.delete(change.key)) return this.late(state, change.key, nowMs);
     this.deleteKey(change.key);
   }
 
-  private gaveUp(sequence: number): void {
+  /** A state under `key` that comes from now on is late (see late). */
+  private gaveUp(key: string): void {
     // Bounded: the oldest are forgotten (a state that comes that late is only deleted, its will lost).
-    if (this.gaveUpSequences.size >= 1_024) this.gaveUpSequences.delete(this.gaveUpSequences.values().next().value!);
-    this.gaveUpSequences.add(sequence);
+    if (this.gaveUpKeys.size >= 1_024) this.gaveUpKeys.delete(this.gaveUpKeys.values().next().value!);
+    this.gaveUpKeys.add(key);
   }
 
-  /** A state for a marker this node has passed (it gave up waiting): its will fires here, the rest is dropped. */
+  /** A state for a marker this node has passed (it gave up waiting, or took another answer): its will fires here, the rest is dropped. */
   private late(state: HandoverState, key: string, nowMs: number): void {
+    // An empty answer brings nothing: its key goes.
+    if (state.header.none) return this.deleteKey(key);
     this.counters.late += 1;
     const will = state.records.find((record) => record.kind === 'will-set');
     if (will !== undefined && will.kind === 'will-set') publishWill(this.broker, state.header.client, will.will, nowMs);

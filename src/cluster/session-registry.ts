@@ -114,6 +114,12 @@ interface Claim {
   handoverFrom: string | null;
   /** Its hand-over is the one an earlier claim of this node asked for (no marker of its own). */
   awaitsEarlier: boolean;
+  /**
+   * The node the asked one was itself waiting for the session from, when the key showed such a
+   * claim (session-handover.ts, "prior"): it still holds the session if that earlier move has not
+   * reached the stream before this one's marker. Null for none.
+   */
+  prior: string | null;
 }
 
 /** What this node last saw of a key: its revision (order), whether it exists, and its owner. */
@@ -173,7 +179,7 @@ export class SessionRegistry {
   claim(connection: Connection, packet: ConnectPacket, authentication: ConnackAuthentication | null, clientId: string, nowMs: number): void {
     assert(connection.phase === 'awaiting-connect', 'only a connection not yet accepted claims its client id');
     assert(!this.claims.has(connection.id), 'a connection claims once');
-    const claim: Claim = { connection, packet, authentication, clientId, deadlineMs: nowMs + claimWaitMs, requestId: 0, triedRevision: null, handoverFrom: null, awaitsEarlier: false };
+    const claim: Claim = { connection, packet, authentication, clientId, deadlineMs: nowMs + claimWaitMs, requestId: 0, triedRevision: null, handoverFrom: null, awaitsEarlier: false, prior: null };
     this.claims.set(connection.id, claim);
     connection.claimPending = true;
     // Packets the client sends behind its CONNECT stay in the decoder until the claim is settled.
@@ -191,12 +197,15 @@ export class SessionRegistry {
     // Clean start 0 over another node's key: that node is asked for the session (session-handover.ts).
     const owner = known?.present === true ? known.node : null;
     claim.handoverFrom = !claim.packet.cleanStart && owner !== null && owner !== this.nodeId ? owner : null;
+    const ownerFrom = known?.handoverFrom ?? null;
+    claim.prior = claim.handoverFrom !== null && ownerFrom !== null && ownerFrom !== this.nodeId && ownerFrom !== claim.handoverFrom ? ownerFrom : null;
     // This node's own earlier claim asked for a hand-over that may not have come yet (this node
     // restarted since, say): the CONNECT waits for that one too, without a new marker.
     claim.awaitsEarlier = false;
     if (!claim.packet.cleanStart && owner === this.nodeId && known?.handoverFrom != null && !this.broker.state.sessions.has(claim.clientId)) {
       claim.handoverFrom = known.handoverFrom;
       claim.awaitsEarlier = true;
+      claim.prior = null;
     }
     claim.requestId = this.newRequestId();
     this.requests.set(claim.requestId, claim);
@@ -255,7 +264,7 @@ export class SessionRegistry {
     if (known === undefined || known.revision < revision) this.known.set(claim.clientId, { revision, present: true, node: this.nodeId, handoverFrom: claim.handoverFrom });
     const waiting = connection.phase === 'awaiting-connect';
     // Asked for a hand-over (or one is still on its way here): the CONNECT waits for the session.
-    if (claim.handoverFrom !== null) this.handover.begin(claim.clientId, claim.handoverFrom, nowMs, waiting, !claim.awaitsEarlier, revision);
+    if (claim.handoverFrom !== null) this.handover.begin(claim.clientId, claim.handoverFrom, nowMs, waiting, !claim.awaitsEarlier, revision, claim.prior);
     if (waiting && (claim.handoverFrom !== null || this.handover.park(claim.clientId))) return this.park(claim, revision, nowMs);
     // The client left (or timed out) meanwhile: the bucket says this node owns it, nothing else to do.
     if (!waiting) return;

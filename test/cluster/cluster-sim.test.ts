@@ -119,20 +119,29 @@ const clusterRegressionSeeds: readonly { seed: number; nodes: number; found: str
     nodes: 3,
     handoverMovers: true,
     found:
-      'session-lost: the client moved n1 to n2 to n0; n2 crashed before its marker (from n1) was durable, so n0 asked n2, which had nothing; n1, holding the session, was down and could not log handover-copy-ended before the client was told session present 0',
-    open: 'session-lost',
+      'session-lost: the client moved n1 to n2 to n0; n2 crashed with its marker (from n1) in its outbox, unsent, so n0 asked n2, which had nothing yet, and n1 ended its copy at that marker. Now the marker names n1 as the prior (the node n2 was waiting for the session from), and n1, still holding the session there, answers for it; checker: a copy ended so no longer excuses a fresh session',
   },
   {
     seed: 2100903,
     nodes: 3,
     handoverMovers: true,
     found:
-      'session-lost: the client moved n0 to n1 (n1 crashed at once) to n2; n2 asked n1, whose own marker (from n0) had not reached the stream yet, and was told none (a client moving again before its previous move reached the stream; README); n0, ending its copy at that marker, logs it only after the CONNACK',
-    open: 'session-lost',
+      'session-lost: the client moved n0 to n1 (n1 crashed at once) to n2; n2 asked n1, whose own marker (from n0) had not reached the stream yet, and was told none; n0 ended its copy at that marker. Passes since the prior (n0) answers for the session at such a marker',
   },
   { seed: 2100545, nodes: 2, handoverMovers: true, found: 'qos2-duplicate (vopr --handover-movers after the fixes, not diagnosed)', open: 'qos2-duplicate' },
-  { seed: 2400367, nodes: 3, handoverMovers: true, found: 'session-lost (vopr --nodes 3 --handover-movers from 2,400,000 on the merged build, 2 of 1,000; not diagnosed)', open: 'session-lost' },
-  { seed: 2400569, nodes: 3, handoverMovers: true, found: 'session-lost (same run as 2400367; not diagnosed)', open: 'session-lost' },
+  {
+    seed: 2400367,
+    nodes: 3,
+    handoverMovers: true,
+    found:
+      'session-lost (vopr --nodes 3 --handover-movers from 2,400,000 on the merged build, 2 of 1,000): the client moved n2 to n1 to n2 (n2 crashed with its marker from n1 in its outbox) to n0; n0 asked n2 before that marker was in the stream. Same cause and fix as 2100503',
+  },
+  {
+    seed: 2400569,
+    nodes: 3,
+    handoverMovers: true,
+    found: 'session-lost (same run as 2400367): the client moved n2 to n0 to n1 (n1 crashed with its marker from n0 unsent) to n2; n2 asked n1 first. Same cause and fix as 2100503',
+  },
   { seed: 2300366, nodes: 2, handoverMovers: true, found: 'qos2-duplicate (vopr --nodes 2 --handover-movers from 2,300,000 on the merged build, 1 of 1,000; not diagnosed)', open: 'qos2-duplicate' },
   {
     seed: 2100398,
