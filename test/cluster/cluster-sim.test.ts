@@ -113,7 +113,13 @@ const clusterRegressionSeeds: readonly { seed: number; nodes: number; found: str
     found:
       "qos2-duplicate: a mover's will, fired by a node at its restart, reached the other mover twice after the session went back and forth between the nodes; passes with the rule of seed 2100398 (own publications kept since the marker come from the stream when the session returns with an open rule of this node), not traced further",
   },
-  { seed: 2100107, nodes: 3, handoverMovers: true, found: 'qos2-duplicate: a QoS 2 message reached a mover twice after moves under node crashes and a NATS restart', open: 'qos2-duplicate' },
+  {
+    seed: 2100107,
+    nodes: 3,
+    handoverMovers: true,
+    found:
+      'qos2-duplicate: a QoS 2 message reached a mover twice after moves under node crashes and a NATS restart. Passes since the prior rule of seed 2100503, which changes the run at 8.9 s (a marker of m201 there names a prior, who now answers for the session where it ended its copy before); the duplicate, to the other mover (m200) at 15.4 s, was not diagnosed and may still be there',
+  },
   {
     seed: 2100503,
     nodes: 3,
@@ -143,6 +149,13 @@ const clusterRegressionSeeds: readonly { seed: number; nodes: number; found: str
     found: 'session-lost (same run as 2400367): the client moved n2 to n0 to n1 (n1 crashed with its marker from n0 unsent) to n2; n2 asked n1 first. Same cause and fix as 2100503',
   },
   { seed: 2300366, nodes: 2, handoverMovers: true, found: 'qos2-duplicate (vopr --nodes 2 --handover-movers from 2,300,000 on the merged build, 1 of 1,000; not diagnosed)', open: 'qos2-duplicate' },
+  {
+    seed: 2600667,
+    nodes: 2,
+    handoverMovers: true,
+    found: 'acknowledged-lost (vopr --nodes 2 --handover-movers from 2,600,000, 1 of 1,000; fails alike on the build before the prior rule): c200 never got a QoS 2 message; not diagnosed',
+    open: 'acknowledged-lost',
+  },
   {
     seed: 2100398,
     nodes: 3,
