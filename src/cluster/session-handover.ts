@@ -26,8 +26,8 @@
  *    `keel-handover`, then writes the session into its own log (new message ids, times moved into
  *    its own clock) with the rules it brings, records the marker as applied, answers the parked
  *    CONNECT (session present 1, inflight messages resent with DUP), deletes the key and goes on
- *    with the stream. A node that is neither A nor B and still holds a copy of the session ends it
- *    there. A marker of B older than the one its CONNECT waits for (an earlier claim of B's, say
+ *    with the stream. A node that is neither A nor B (nor the prior, below) and still holds a copy
+ *    of the session ends it there. A marker of B older than the one its CONNECT waits for (an earlier claim of B's, say
  *    before a restart) is applied the same way but does not answer that CONNECT.
  *
  * What is durable where, step by step, and who finishes the move after a crash:
@@ -49,6 +49,29 @@
  *   logged `handover-timed-out`); A finishes its part when it returns, and the state it puts then
  *   is dropped at B, its pending will published (it fires once, on B).
  * - A's disk gone: the session is lost with it (as on one node); B gives up as above.
+ *
+ * A client that moves again before its previous move reached the stream (seeds 2100503, 2100903,
+ * 2400367, 2400569): it moved from A' to A, and A's marker is still in A's outbox (A crashed, or
+ * is cut off from NATS) when the client moves on to B. The key names A, so B asks A; but A has
+ * not received the session, and B's marker reaches the stream before A's. At B's marker A' still
+ * holds it (A' gives it up only at A's marker, which comes after). So B's claim reads A's own
+ * source from the key (A's claim asked A', `handoverFrom`) and its marker names A' as the prior
+ * (`Keel-Handover-Prior`). At the marker:
+ * - A answers as a source always does: its session, or none (it has not received it);
+ * - A' answers too, under a key of its own (`<client key>.p<marker sequence>`), the same way a
+ *   source does (sourceServes, the answer logged with the session's deletion in one commit, put
+ *   once durable, the reader held until the bucket has it): the session if it still holds it,
+ *   else none;
+ * - B applies A's answer when it is a session; when A has none, it waits for A''s and applies
+ *   that (both keys go once the applied record is durable). A session from A' when A had one is
+ *   a stale copy (A gave its client a fresh session since): dropped as late, its will fired.
+ * Each node decides from the marker's place in the stream and its own log, so a replay after a
+ * crash decides alike. Later, at A's marker, A' has no session any more and answers none; A
+ * applies that and, its CONNECT long taken over by B, has nothing. Who cannot be helped: A' down
+ * or cut off for longer than `handoverWaitMs` (B gives up, as above); and a client that moved
+ * three times with two markers still unsent (the key names only one level of source): then the
+ * node holding the session ends it at B's marker as a copy (`handover-copy-ended`) and B answers
+ * session present 0.
  *
  * Local publications do not wait for the stream: a node routes what its own clients publish at
  * once and the stream gives the copy to the others. The holes this leaves at the seam are closed
@@ -83,8 +106,8 @@
  * session and stops waiting (see above). The serialized state is bounded by `handoverBytesMax` (NATS's
  * default payload limit is 1 MiB): past it the newest queued messages are left out, counted and
  * logged. Not handed over: `$stream/` subscriptions and their positions (streams are per node).
- * A client that moves again before its previous move reached the stream can lose the session (the
- * node it names as source does not hold it yet); it is then told session present 0.
+ * A client that moves again twice before its earlier moves reached the stream can lose the
+ * session (see the prior above); it is then told session present 0.
  */
 import { assert } from '../assert.js';
 import type { Broker } from '../broker/broker.js';
