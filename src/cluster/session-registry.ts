@@ -23,7 +23,8 @@
  *
  * A CONNECT with clean start 0 over a key another node owns asks that node for the session
  * (`handoverFrom` in the claim's value; session-handover.ts): the won CONNECT stays parked until
- * the session arrived or the hand-over gave up, and the old owner keeps its session (offline) for
+ * the session arrived or the hand-over gave up (or a newer claim elsewhere replaced its claim: it
+ * is closed then, unanswered), and the old owner keeps its session (offline) for
  * the hand-over instead of ending it. A claim without a hand-over (clean start 1) ends it there.
  *
  * Without NATS a node cannot claim: a CONNECT waits up to `claimWaitMs` for the link and the
@@ -297,6 +298,17 @@ export class SessionRegistry {
     return true;
   }
 
+  /** A parked CONNECT whose claim a newer one on `node` replaced before its hand-over was done: closed, never accepted. */
+  private dropParked(clientId: string, node: string, nowMs: number): void {
+    const parked = this.parked.get(clientId);
+    assert(parked !== undefined, 'only a parked CONNECT is dropped');
+    this.parked.delete(clientId);
+    const connection = parked.claim.connection;
+    connection.claimPending = false;
+    if (connection.phase !== 'awaiting-connect') return;
+    this.broker.closeConnection(connection, nowMs, `its client id was claimed on node ${node} while it waited`, 'discard', true);
+  }
+
   private accept(claim: Claim, revision: number, nowMs: number): void {
     const connection = claim.connection;
     this.counters.claimsWon += 1;
@@ -365,8 +377,12 @@ export class SessionRegistry {
       if (connection.version === 5) this.broker.sendPacket(connection, { type: PacketType.Disconnect, reasonCode: ReasonCode.SessionTakenOver }, 0, true);
       this.broker.closeConnection(connection, nowMs, `session taken over by node ${node}`, 'publish', true);
     }
-    // A CONNECT parked here for a hand-over lost its claim: it gets the session it can (a fresh one).
-    if (this.parked.has(clientId)) this.answer(clientId, nowMs, false);
+    // A CONNECT parked here for a hand-over lost its claim before it was answered: it is closed,
+    // as a parked CONNECT that gives way to a newer one here is (park). Accepting it would give it
+    // a fresh session that the session handed over at its marker replaces; a publication of this
+    // node's routed meanwhile would reach neither (seed 2600667: the session was here, so the
+    // hand-over kept no copy for it, and the fresh one had no subscription).
+    if (this.parked.has(clientId)) this.dropParked(clientId, node, nowMs);
     // The new owner asked for a hand-over: the session waits, offline, for its marker in the
     // stream, which hands it over from here or (the owner asked another node) ends it here.
     if (handoverFrom !== null) return;
