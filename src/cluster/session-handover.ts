@@ -65,6 +65,9 @@
  * - B applies A's answer when it is a session; when A has none, it waits for A''s and applies
  *   that (both keys go once the applied record is durable). A session from A' when A had one is
  *   a stale copy (A gave its client a fresh session since): dropped as late, its will fired.
+ * B names no prior when its reader has passed A's marker already (the registry notes it per
+ * claim): A's move is then ahead of B's in the stream. So the prior's extra put (most often
+ * "none") and its reader's pause are paid only by a move that follows the previous one closely.
  * Each node decides from the marker's place in the stream and its own log, so a replay after a
  * crash decides alike. Later, at A's marker, A' has no session any more and answers none; A
  * applies that and, its CONNECT long taken over by B, has nothing. Who cannot be helped: A' down
@@ -354,6 +357,8 @@ export interface HandoverHost {
   routeOnly(clientId: string, handoff: OwnHandoff, nowMs: number): void;
   /** Whether the newest claim of `clientId` this node knows of is its own. */
   ownedHere(clientId: string): boolean;
+  /** The reader reached the marker of `node`'s claim of `clientId` at `revision`. */
+  markerPassed(clientId: string, node: string, revision: number): void;
   /** The newest claim of `clientId` this node has seen in `keel-sessions`, null when none. */
   newestClaim(clientId: string): { revision: number; node: string; handoverFrom: string | null } | null;
   /** Logs an outbox entry that is no hand-off (a rule, a source's answer); returns its id. */
@@ -580,10 +585,11 @@ export class SessionHandover {
     const from = message.headers[headerFrom];
     if (clientId === null || to === undefined || from === undefined) return this.host.markerDone(sequence, nowMs, []);
     const prior = message.headers[headerPrior] ?? null;
+    const revision = message.headers[headerRevision];
+    if (revision !== undefined) this.host.markerPassed(clientId, to, Number(revision));
     if (to === this.host.nodeId) return this.awaitState(clientId, sequence, parseCounter(message.headers[headerSequence]), prior, nowMs);
     // A marker of a claim older than this node's own (markers of two claims can reach the stream
     // in the other order): this node keeps the session, and a source answers that it has none.
-    const revision = message.headers[headerRevision];
     if (from === this.host.nodeId) return this.serialize(clientId, to, sequence, nowMs, this.sourceServes(clientId, to, revision), false);
     // The asked node's own move of the session (from this node) has not reached the stream before
     // this marker: this node still holds the session here and answers for it, under a key of its

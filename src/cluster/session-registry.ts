@@ -129,6 +129,8 @@ interface KnownKey {
   present: boolean;
   node: string | null;
   handoverFrom: string | null;
+  /** This node's reader has passed the marker of this claim (its hand-over is behind anything this node queues now). */
+  markerPassed: boolean;
 }
 
 export class SessionRegistry {
@@ -166,6 +168,12 @@ export class SessionRegistry {
     return { revision: known.revision, node: known.node, handoverFrom: known.handoverFrom };
   }
 
+  /** The stream reader reached the marker of `node`'s claim of `clientId` at `revision` (session-handover.ts). */
+  markerPassed(clientId: string, node: string, revision: number): void {
+    const known = this.known.get(clientId);
+    if (known !== undefined && known.revision === revision && known.node === node) known.markerPassed = true;
+  }
+
   /** How many CONNECTs wait for their claim (tests and metrics). */
   get claimsPending(): number {
     return this.claims.size;
@@ -198,7 +206,10 @@ export class SessionRegistry {
     // Clean start 0 over another node's key: that node is asked for the session (session-handover.ts).
     const owner = known?.present === true ? known.node : null;
     claim.handoverFrom = !claim.packet.cleanStart && owner !== null && owner !== this.nodeId ? owner : null;
-    const ownerFrom = known?.handoverFrom ?? null;
+    // The owner's own claim asked a node for the session: unless this node has read that claim's
+    // marker already (so the owner's move is ahead of this one in the stream), the marker names
+    // that node too, which may still hold the session there (session-handover.ts, the prior).
+    const ownerFrom = known?.markerPassed === true ? null : (known?.handoverFrom ?? null);
     claim.prior = claim.handoverFrom !== null && ownerFrom !== null && ownerFrom !== this.nodeId && ownerFrom !== claim.handoverFrom ? ownerFrom : null;
     // This node's own earlier claim asked for a hand-over that may not have come yet (this node
     // restarted since, say): the CONNECT waits for that one too, without a new marker.
@@ -262,7 +273,7 @@ export class SessionRegistry {
     const connection = claim.connection;
     this.finish(claim);
     const known = this.known.get(claim.clientId);
-    if (known === undefined || known.revision < revision) this.known.set(claim.clientId, { revision, present: true, node: this.nodeId, handoverFrom: claim.handoverFrom });
+    if (known === undefined || known.revision < revision) this.known.set(claim.clientId, { revision, present: true, node: this.nodeId, handoverFrom: claim.handoverFrom, markerPassed: false });
     const waiting = connection.phase === 'awaiting-connect';
     // Asked for a hand-over (or one is still on its way here): the CONNECT waits for the session.
     if (claim.handoverFrom !== null) this.handover.begin(claim.clientId, claim.handoverFrom, nowMs, waiting, !claim.awaitsEarlier, revision, claim.prior);
@@ -354,7 +365,7 @@ export class SessionRegistry {
     const known = this.known.get(clientId);
     if (known !== undefined && change.revision <= known.revision) return;
     const owner = change.value === null ? null : decodeOwner(change.value);
-    this.known.set(clientId, { revision: change.revision, present: change.value !== null, node: owner?.node ?? null, handoverFrom: owner?.handoverFrom ?? null });
+    this.known.set(clientId, { revision: change.revision, present: change.value !== null, node: owner?.node ?? null, handoverFrom: owner?.handoverFrom ?? null, markerPassed: false });
     // Claims that failed on the revision this change replaces go again at this one.
     for (const claim of this.claims.values()) {
       if (claim.clientId === clientId && claim.requestId === 0 && claim.triedRevision !== null) this.issue(claim);

@@ -157,6 +157,14 @@ const clusterRegressionSeeds: readonly { seed: number; nodes: number; found: str
       'acknowledged-lost (vopr --nodes 2 --handover-movers from 2,600,000, 1 of 1,000; failed alike before the prior rule): a CONNECT parked on n1 for a hand-over, its claim replaced by one on n0, was accepted with a fresh session (no subscription); a QoS 2 message published on n1 then was routed to that session, so the hand-over kept no copy of it, and the session adopted at the marker replaced the fresh one. Such a CONNECT is now closed unanswered',
   },
   {
+    seed: 2600416,
+    nodes: 3,
+    handoverMovers: true,
+    found:
+      'session-lost (vopr --nodes 3 --handover-movers from 2,600,000 on the build before the prior rule, 2 of 1,000 with 2600853): the client moved n0 to n2, which crashed and whose marker never reached the stream (lost), then to n1, which asked n2 for it; passes since the marker names n0 as the prior',
+  },
+  { seed: 2600853, nodes: 3, handoverMovers: true, found: 'acknowledged-lost (same run as 2600416); passes since the prior rule, not traced further' },
+  {
     seed: 2100398,
     nodes: 3,
     handoverMovers: true,
