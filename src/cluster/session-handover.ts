@@ -787,13 +787,7 @@ export class SessionHandover {
     // The CONNECT gave up waiting and has a fresh session: the state is dropped as late.
     if (incoming?.gaveUp === true) {
       this.incoming.delete(clientId);
-      for (const key of answerKeys(clientId, sequence, prior)) {
-        const value = this.arrived.get(key);
-        this.arrived.delete(key);
-        const state = value === undefined ? null : decodeHandoverState(value);
-        if (state !== null) this.late(state, key, nowMs);
-        else this.gaveUp(key);
-      }
+      this.dropAnswers(clientId, sequence, prior, nowMs);
       this.host.markerDone(sequence, nowMs, []);
       return;
     }
@@ -1040,7 +1034,8 @@ export class SessionHandover {
       if (hold.matched) this.incoming.delete(hold.clientId);
       this.counters.timedOut += 1;
       this.broker.log('warn', 'handover-gave-up', { clientId: hold.clientId, sequence: hold.sequence });
-      for (const key of answerKeys(hold.clientId, hold.sequence, hold.prior)) this.gaveUp(key);
+      // The asked node's empty answer may be here, the prior's not: it goes now.
+      this.dropAnswers(hold.clientId, hold.sequence, hold.prior, nowMs);
       this.release(nowMs);
     }
   }
@@ -1074,6 +1069,17 @@ export class SessionHandover {
     // deletion was lost with the link).
     if (this.gaveUpKeys.delete(change.key)) return this.late(state, change.key, nowMs);
     this.deleteKey(change.key);
+  }
+
+  /** Answers at a marker passed without them: those here are late now, those to come when they come. */
+  private dropAnswers(clientId: string, sequence: number, prior: string | null, nowMs: number): void {
+    for (const key of answerKeys(clientId, sequence, prior)) {
+      const value = this.arrived.get(key);
+      this.arrived.delete(key);
+      const state = value === undefined ? null : decodeHandoverState(value);
+      if (state !== null) this.late(state, key, nowMs);
+      else this.gaveUp(key);
+    }
   }
 
   /** A state under `key` that comes from now on is late (see late). */
