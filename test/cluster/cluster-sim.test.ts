@@ -165,6 +165,13 @@ const clusterRegressionSeeds: readonly { seed: number; nodes: number; found: str
   },
   { seed: 2600853, nodes: 3, handoverMovers: true, found: 'acknowledged-lost (same run as 2600416); passes since the prior rule, not traced further' },
   {
+    seed: 2600276,
+    nodes: 3,
+    handoverMovers: true,
+    found: 'session-lost (vopr --nodes 3 --handover-movers from 2,600,000 with the prior rule, 1 of 1,000; not diagnosed yet)',
+    open: 'session-lost',
+  },
+  {
     seed: 2100398,
     nodes: 3,
     handoverMovers: true,
