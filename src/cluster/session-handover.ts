@@ -74,7 +74,9 @@
  * or cut off for longer than `handoverWaitMs` (B gives up, as above); and a client that moved
  * three times with two markers still unsent (the key names only one level of source): then the
  * node holding the session ends it at B's marker as a copy (`handover-copy-ended`) and B answers
- * session present 0.
+ * session present 0. The markers of such a chain also reach the stream late: a node keeps its
+ * copy at the marker of an older claim that does not name it when the newest claim it knows asks
+ * it for the session (seed 2600276: it got the session after that older claim, as a prior).
  *
  * Local publications do not wait for the stream: a node routes what its own clients publish at
  * once and the stream gives the copy to the others. The holes this leaves at the seam are closed
@@ -597,6 +599,11 @@ export class SessionHandover {
     if (prior === this.host.nodeId) return this.serialize(clientId, to, sequence, nowMs, this.sourceServes(clientId, to, revision), true);
     const stale = this.host.ownedHere(clientId);
     if (stale) return this.host.markerDone(sequence, nowMs, []);
+    // A newer claim asks this node for the session: it goes at that claim's marker. This marker's
+    // claim is older (the client moved on since, through this node): ending the copy here would
+    // lose the session this node got after it (seed 2600276: a marker held in a crashed node's
+    // outbox reached the stream after the move it was overtaken by).
+    if (this.host.newestClaim(clientId)?.handoverFrom === this.host.nodeId) return this.host.markerDone(sequence, nowMs, []);
     // Neither end nor the prior: a copy this node still holds is ended. It is stale when the
     // session moved on without it; it is the session itself when the client moved three times and
     // its third marker reached the stream before the first two (neither the node asked nor the

@@ -168,8 +168,8 @@ const clusterRegressionSeeds: readonly { seed: number; nodes: number; found: str
     seed: 2600276,
     nodes: 3,
     handoverMovers: true,
-    found: 'session-lost (vopr --nodes 3 --handover-movers from 2,600,000 with the prior rule, 1 of 1,000; not diagnosed yet)',
-    open: 'session-lost',
+    found:
+      "session-lost (vopr --nodes 3 --handover-movers from 2,600,000 with the prior rule, 1 of 1,000): n2's marker (asking n0) waited in n2's outbox through a crash while the client moved to n1 (which got the session from n0 as the prior) and back to n2 (asking n1); the old marker then reached the stream and n1, neither end of it, ended its copy, the session itself. A node that the newest claim asks for the session now keeps it at an older claim's marker",
   },
   {
     seed: 2100398,
