@@ -486,10 +486,8 @@ export class ClusterWorld implements MemberWorld {
     const parts: string[] = [];
     for (const key of Object.keys(fields)) parts.push(`${key}=${String(fields[key])}`);
     this.trace(`n${node.index} log ${level} ${event} ${parts.join(' ')}`);
-    // A hand-over given up, or a session ended at a marker that asked another node for it (the
-    // client moved again before its previous move reached the stream), excuses the session
-    // present 0 its mover gets next (mover-client.ts).
-    if (event === 'handover-timed-out' || event === 'handover-gave-up' || event === 'handover-copy-ended') {
+    // A hand-over given up excuses the session present 0 its mover gets next (mover-client.ts).
+    if (event === 'handover-timed-out' || event === 'handover-gave-up') {
       for (const mover of this.movers) if (fields.clientId === `m${mover.index}`) mover.handoverGaveUp();
     }
     // A CONNECT with clean start 0 given a fresh session: the mover's session is reset there, even

@@ -234,6 +234,7 @@ export class ClusterNode {
       routeOnly: (clientId, handoff, nowMs) => this.routeOwn(clientId, handoff, nowMs),
       ownedHere: (clientId) => this.sessions.ownedHere(clientId),
       newestClaim: (clientId) => this.sessions.newestClaim(clientId),
+      markerPassed: (clientId, node, revision) => this.sessions.markerPassed(clientId, node, revision),
       logEntry: (subject, headers, payload) => {
         const id = this.durable.nextOutboxId;
         this.broker.commit({ kind: 'cluster-outbox-added', entry: { id, subject, headers, payload: payload ?? new Uint8Array(0) } });

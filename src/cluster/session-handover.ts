@@ -26,8 +26,8 @@
  *    `keel-handover`, then writes the session into its own log (new message ids, times moved into
  *    its own clock) with the rules it brings, records the marker as applied, answers the parked
  *    CONNECT (session present 1, inflight messages resent with DUP), deletes the key and goes on
- *    with the stream. A node that is neither A nor B and still holds a copy of the session ends it
- *    there. A marker of B older than the one its CONNECT waits for (an earlier claim of B's, say
+ *    with the stream. A node that is neither A nor B (nor the prior, below) and still holds a copy
+ *    of the session ends it there. A marker of B older than the one its CONNECT waits for (an earlier claim of B's, say
  *    before a restart) is applied the same way but does not answer that CONNECT.
  *
  * What is durable where, step by step, and who finishes the move after a crash:
@@ -49,6 +49,34 @@
  *   logged `handover-timed-out`); A finishes its part when it returns, and the state it puts then
  *   is dropped at B, its pending will published (it fires once, on B).
  * - A's disk gone: the session is lost with it (as on one node); B gives up as above.
+ *
+ * A client that moves again before its previous move reached the stream (seeds 2100503, 2100903,
+ * 2400367, 2400569): it moved from A' to A, and A's marker is still in A's outbox (A crashed, or
+ * is cut off from NATS) when the client moves on to B. The key names A, so B asks A; but A has
+ * not received the session, and B's marker reaches the stream before A's. At B's marker A' still
+ * holds it (A' gives it up only at A's marker, which comes after). So B's claim reads A's own
+ * source from the key (A's claim asked A', `handoverFrom`) and its marker names A' as the prior
+ * (`Keel-Handover-Prior`). At the marker:
+ * - A answers as a source always does: its session, or none (it has not received it);
+ * - A' answers too, under a key of its own (`<client key>.p<marker sequence>`), the same way a
+ *   source does (sourceServes, the answer logged with the session's deletion in one commit, put
+ *   once durable, the reader held until the bucket has it): the session if it still holds it,
+ *   else none;
+ * - B applies A's answer when it is a session; when A has none, it waits for A''s and applies
+ *   that (both keys go once the applied record is durable). A session from A' when A had one is
+ *   a stale copy (A gave its client a fresh session since): dropped as late, its will fired.
+ * B names no prior when its reader has passed A's marker already (the registry notes it per
+ * claim): A's move is then ahead of B's in the stream. So the prior's extra put (most often
+ * "none") and its reader's pause are paid only by a move that follows the previous one closely.
+ * Each node decides from the marker's place in the stream and its own log, so a replay after a
+ * crash decides alike. Later, at A's marker, A' has no session any more and answers none; A
+ * applies that and, its CONNECT long taken over by B, has nothing. Who cannot be helped: A' down
+ * or cut off for longer than `handoverWaitMs` (B gives up, as above); and a client that moved
+ * three times with two markers still unsent (the key names only one level of source): then the
+ * node holding the session ends it at B's marker as a copy (`handover-copy-ended`) and B answers
+ * session present 0. The markers of such a chain also reach the stream late: a node keeps its
+ * copy at the marker of an older claim that does not name it when the newest claim it knows asks
+ * it for the session (seed 2600276: it got the session after that older claim, as a prior).
  *
  * Local publications do not wait for the stream: a node routes what its own clients publish at
  * once and the stream gives the copy to the others. The holes this leaves at the seam are closed
@@ -83,8 +111,8 @@
  * session and stops waiting (see above). The serialized state is bounded by `handoverBytesMax` (NATS's
  * default payload limit is 1 MiB): past it the newest queued messages are left out, counted and
  * logged. Not handed over: `$stream/` subscriptions and their positions (streams are per node).
- * A client that moves again before its previous move reached the stream can lose the session (the
- * node it names as source does not hold it yet); it is then told session present 0.
+ * A client that moves again twice before its earlier moves reached the stream can lose the
+ * session (see the prior above); it is then told session present 0.
  */
 import { assert } from '../assert.js';
 import type { Broker } from '../broker/broker.js';
@@ -107,6 +135,8 @@ const headerClient = 'Keel-Handover-Client';
 const headerFrom = 'Keel-Handover-From';
 /** The revision at which the marker's claim won the client's key in `keel-sessions`. */
 const headerRevision = 'Keel-Handover-Revision';
+/** The node the asked one was waiting for the session from when the claim was made (a prior; absent: none). */
+const headerPrior = 'Keel-Handover-Prior';
 /** How long B waits for the state from its claim on: the CONNACK and B's stream reader wait so long at most. */
 export const handoverWaitMs = 5_000;
 /** The largest serialized state put into the bucket; the newest queued messages beyond it are left out. */
@@ -156,6 +186,8 @@ interface StateHeader {
   readonly holes?: readonly (readonly [string, string])[];
   /** The rules the source kept for the session from earlier hand-overs (see Skip), passed on with it. */
   readonly carried?: readonly CarriedRule[];
+  /** The answer of the marker's prior (put under priorKey), not of the node it asked. */
+  readonly prior?: boolean;
 }
 
 /** A skip rule as a state carries it: counters as text. */
@@ -243,11 +275,21 @@ export function handoverKey(clientId: string, sequence: number): string {
   return `${sessionKey(clientId)}.${sequence}`;
 }
 
+/** The bucket key of the prior's answer at a marker (a key of its own: the asked node answers too). */
+export function priorKey(clientId: string, sequence: number): string {
+  return `${sessionKey(clientId)}.p${sequence}`;
+}
+
+function answerKey(header: StateHeader): string {
+  return header.prior === true ? priorKey(header.client, header.sequence) : handoverKey(header.client, header.sequence);
+}
+
 function parseHandoverKey(key: string): { clientId: string; sequence: number } | null {
   const dot = key.lastIndexOf('.');
   if (dot <= 0) return null;
   const clientId = clientIdOfSessionKey(key.slice(0, dot));
-  const sequence = Number(key.slice(dot + 1));
+  const tail = key.slice(dot + 1);
+  const sequence = Number(tail.startsWith('p') ? tail.slice(1) : tail);
   if (clientId === null || !Number.isSafeInteger(sequence) || sequence <= 0) return null;
   return { clientId, sequence };
 }
@@ -317,6 +359,8 @@ export interface HandoverHost {
   routeOnly(clientId: string, handoff: OwnHandoff, nowMs: number): void;
   /** Whether the newest claim of `clientId` this node knows of is its own. */
   ownedHere(clientId: string): boolean;
+  /** The reader reached the marker of `node`'s claim of `clientId` at `revision`. */
+  markerPassed(clientId: string, node: string, revision: number): void;
   /** The newest claim of `clientId` this node has seen in `keel-sessions`, null when none. */
   newestClaim(clientId: string): { revision: number; node: string; handoverFrom: string | null } | null;
   /** Logs an outbox entry that is no hand-off (a rule, a source's answer); returns its id. */
@@ -356,6 +400,8 @@ interface Hold {
   readonly markerCounter: LocalCounter | null;
   /** Whether the marker is the one the client's `Incoming` waits for (destination only). */
   readonly matched: boolean;
+  /** The marker's prior (destination only): its answer counts when the asked node has no session. */
+  readonly prior: string | null;
   /** The source's put: request id, 0 while not out. */
   requestId: number;
   /** The source's state, its bytes, its outbox entry and the LSN that entry is durable at (the put waits for it). */
@@ -391,6 +437,8 @@ export const answerOutboxSubject = '$KEEL.answer';
 /** A source's answer at a marker, logged before it is put: a replay of the marker puts the same bytes. */
 interface LoggedAnswer {
   readonly sequence: number;
+  /** Its key in the bucket (answerKey). */
+  readonly key: string;
   readonly bytes: Uint8Array;
   readonly outboxId: number;
   readonly readyLsn: number;
@@ -439,6 +487,11 @@ export interface OwnHandoff {
 
 const noClients: readonly string[] = Object.freeze([]);
 
+/** The keys the answers at a marker come under: the asked node's, and the prior's when the marker names one. */
+function answerKeys(clientId: string, sequence: number, prior: string | null): string[] {
+  return prior === null ? [handoverKey(clientId, sequence)] : [handoverKey(clientId, sequence), priorKey(clientId, sequence)];
+}
+
 /** Own hand-offs kept per waiting hand-over at most; past it they are not routed to the session (counted, logged). */
 const ownHandoffsMax = 10_000;
 
@@ -455,8 +508,8 @@ export class SessionHandover {
   private readonly keysToDelete: { key: string; lsn: number }[] = [];
   /** Answers this node gave as a source whose puts are not known to be done (logged; restored at start), by marker. */
   private readonly answers = new Map<number, LoggedAnswer>();
-  /** Markers this node passed without a state (it gave up): a state that comes for one is late. */
-  private readonly gaveUpSequences = new Set<number>();
+  /** Keys of answers at markers this node passed without them (it gave up, or took another answer): a state that comes under one is late. */
+  private readonly gaveUpKeys = new Set<string>();
   readonly counters = { markers: 0, sent: 0, received: 0, empty: 0, timedOut: 0, late: 0, leftOut: 0, endedElsewhere: 0 };
 
   constructor(private readonly host: HandoverHost) {}
@@ -484,16 +537,19 @@ export class SessionHandover {
 
   /**
    * B won the claim of `clientId` from `from`: queue the marker (`marker`; false when an earlier
-   * claim's marker stands for it) and wait for the state (`parked`: a CONNECT waits).
+   * claim's marker stands for it) and wait for the state (`parked`: a CONNECT waits). `prior`: the
+   * node `from` was itself waiting for the session from, when its claim asked one (null: none).
    */
-  begin(clientId: string, from: string, nowMs: number, parked: boolean, marker: boolean, revision: number): void {
+  begin(clientId: string, from: string, nowMs: number, parked: boolean, marker: boolean, revision: number, prior: string | null = null): void {
     assert(from !== this.host.nodeId, 'a node does not hand a session over to itself');
+    assert(prior !== from && prior !== this.host.nodeId, 'a prior is neither end of the hand-over');
     const earlier = this.incoming.get(clientId);
     if (!marker && earlier !== undefined && !earlier.gaveUp) {
       earlier.parked = earlier.parked || parked;
       return;
     }
     const headers: Record<string, string> = { [headerOrigin]: this.host.nodeId, [headerClient]: sessionKey(clientId), [headerFrom]: from, [headerRevision]: String(revision) };
+    if (prior !== null) headers[headerPrior] = prior;
     const markerCounter = marker ? this.host.queueMarker(headers) : null;
     const deadlineMs = nowMs + handoverWaitMs;
     this.incoming.set(clientId, { clientId, from, deadlineMs, own: [], ownSinceMarker: marker, markerCounter, parked, gaveUp: false });
@@ -530,16 +586,28 @@ export class SessionHandover {
     const to = message.headers[headerOrigin];
     const from = message.headers[headerFrom];
     if (clientId === null || to === undefined || from === undefined) return this.host.markerDone(sequence, nowMs, []);
-    if (to === this.host.nodeId) return this.awaitState(clientId, sequence, parseCounter(message.headers[headerSequence]), nowMs);
+    const prior = message.headers[headerPrior] ?? null;
+    const revision = message.headers[headerRevision];
+    if (revision !== undefined) this.host.markerPassed(clientId, to, Number(revision));
+    if (to === this.host.nodeId) return this.awaitState(clientId, sequence, parseCounter(message.headers[headerSequence]), prior, nowMs);
     // A marker of a claim older than this node's own (markers of two claims can reach the stream
     // in the other order): this node keeps the session, and a source answers that it has none.
-    if (from === this.host.nodeId) return this.serialize(clientId, to, sequence, nowMs, this.sourceServes(clientId, to, message.headers[headerRevision]));
+    if (from === this.host.nodeId) return this.serialize(clientId, to, sequence, nowMs, this.sourceServes(clientId, to, revision), false);
+    // The asked node's own move of the session (from this node) has not reached the stream before
+    // this marker: this node still holds the session here and answers for it, under a key of its
+    // own (the asked node answers that it has none). Seeds 2100503, 2100903, 2400367, 2400569.
+    if (prior === this.host.nodeId) return this.serialize(clientId, to, sequence, nowMs, this.sourceServes(clientId, to, revision), true);
     const stale = this.host.ownedHere(clientId);
     if (stale) return this.host.markerDone(sequence, nowMs, []);
-    // Neither end: a copy this node still holds is ended. It is stale when the session moved on
-    // without it; it is the session itself when the client moved twice and its second marker
-    // reached the stream before its first (the node asked had not received it yet): lost then,
-    // and the client is told so (session present 0).
+    // A newer claim asks this node for the session: it goes at that claim's marker. This marker's
+    // claim is older (the client moved on since, through this node): ending the copy here would
+    // lose the session this node got after it (seed 2600276: a marker held in a crashed node's
+    // outbox reached the stream after the move it was overtaken by).
+    if (this.host.newestClaim(clientId)?.handoverFrom === this.host.nodeId) return this.host.markerDone(sequence, nowMs, []);
+    // Neither end nor the prior: a copy this node still holds is ended. It is stale when the
+    // session moved on without it; it is the session itself when the client moved three times and
+    // its third marker reached the stream before the first two (neither the node asked nor the
+    // prior had received it yet): lost then, and the client is told so (session present 0).
     if (this.broker.state.sessions.has(clientId) || this.broker.pendingWills.has(clientId)) {
       this.counters.endedElsewhere += 1;
       this.broker.log('info', 'handover-copy-ended', { clientId, toNode: to, askedNode: from });
@@ -575,8 +643,8 @@ export class SessionHandover {
     return newest.node === to || newest.handoverFrom === to;
   }
 
-  /** A: put the session (or an empty answer) into the bucket; the reader waits for the put. */
-  private serialize(clientId: string, to: string, sequence: number, nowMs: number, serves: boolean): void {
+  /** A (or, `prior`, the marker's prior): put the session (or an empty answer) into the bucket; the reader waits for the put. */
+  private serialize(clientId: string, to: string, sequence: number, nowMs: number, serves: boolean, prior: boolean): void {
     const broker = this.broker;
     // An answer given before the last start is given again, byte for byte (see handOff).
     const logged = this.answers.get(sequence);
@@ -598,7 +666,8 @@ export class SessionHandover {
     const willInMs = pending === undefined ? null : Math.max(0, pending.deadlineMs - nowMs);
     const counter = this.host.counter();
     const rules = present ? this.rulesOf(clientId) : { holes: [], carried: [] };
-    const header: StateHeader = { client: clientId, from: this.host.nodeId, to, sequence, nowMs, cut: formatCounter(counter), willInMs, none: !present, ...rules };
+    const base: StateHeader = { client: clientId, from: this.host.nodeId, to, sequence, nowMs, cut: formatCounter(counter), willInMs, none: !present, ...rules };
+    const header: StateHeader = prior ? { ...base, prior: true } : base;
     this.holdAnswer(clientId, this.handOff({ header, records }));
   }
 
@@ -615,7 +684,7 @@ export class SessionHandover {
     const bytes = encodeHandoverState(state);
     const outboxId = this.host.logEntry(answerOutboxSubject, { sequence: String(state.header.sequence), client: sessionKey(clientId) }, bytes);
     if (!state.header.none) this.endHandedOver(clientId);
-    const answer: LoggedAnswer = { sequence: state.header.sequence, bytes, outboxId, readyLsn: broker.store.appendedLsn };
+    const answer: LoggedAnswer = { sequence: state.header.sequence, key: answerKey(state.header), bytes, outboxId, readyLsn: broker.store.appendedLsn };
     this.answers.set(answer.sequence, answer);
     return answer;
   }
@@ -634,7 +703,19 @@ export class SessionHandover {
   private holdAnswer(clientId: string, answer: LoggedAnswer): void {
     const state = decodeHandoverState(answer.bytes);
     assert(state !== null, 'a logged answer decodes');
-    this.hold = { sequence: answer.sequence, clientId, role: 'source', deadlineMs: Number.POSITIVE_INFINITY, markerCounter: null, matched: false, requestId: 0, state, answer, buffered: [] };
+    this.hold = {
+      sequence: answer.sequence,
+      clientId,
+      role: 'source',
+      deadlineMs: Number.POSITIVE_INFINITY,
+      markerCounter: null,
+      matched: false,
+      prior: null,
+      requestId: 0,
+      state,
+      answer,
+      buffered: [],
+    };
     this.issuePut();
   }
 
@@ -666,7 +747,7 @@ export class SessionHandover {
     const state = decodeHandoverState(payload);
     // The marker's applied record made it before the entry's end did: nothing is left to do.
     if (state === null || state.header.sequence <= appliedSequence) return this.host.entryDone(outboxId);
-    this.answers.set(state.header.sequence, { sequence: state.header.sequence, bytes: payload, outboxId, readyLsn: 0 });
+    this.answers.set(state.header.sequence, { sequence: state.header.sequence, key: answerKey(state.header), bytes: payload, outboxId, readyLsn: 0 });
     if (!state.header.none) this.endHandedOver(state.header.client);
   }
 
@@ -676,7 +757,7 @@ export class SessionHandover {
     if (hold.answer.readyLsn > this.broker.store.durableLsn) return;
     hold.requestId = this.host.nextRequestId();
     const value = hold.answer.bytes;
-    this.broker.pushCluster({ op: 'kv-set', requestId: hold.requestId, bucket: handoverBucket, key: handoverKey(hold.clientId, hold.sequence), value, expectedRevision: null });
+    this.broker.pushCluster({ op: 'kv-set', requestId: hold.requestId, bucket: handoverBucket, key: hold.answer.key, value, expectedRevision: null });
   }
 
   /** Handles a completion if it answers a put of this module; false when it is someone else's. */
@@ -708,17 +789,12 @@ export class SessionHandover {
   }
 
   /** B at its marker: apply the state if it is here, else wait for it (up to the claim's deadline). */
-  private awaitState(clientId: string, sequence: number, markerCounter: LocalCounter | null, nowMs: number): void {
+  private awaitState(clientId: string, sequence: number, markerCounter: LocalCounter | null, prior: string | null, nowMs: number): void {
     const incoming = this.incomingOf(clientId, markerCounter);
-    const key = handoverKey(clientId, sequence);
     // The CONNECT gave up waiting and has a fresh session: the state is dropped as late.
     if (incoming?.gaveUp === true) {
       this.incoming.delete(clientId);
-      this.gaveUp(sequence);
-      const value = this.arrived.get(key);
-      this.arrived.delete(key);
-      const state = value === undefined ? null : decodeHandoverState(value);
-      if (state !== null) this.late(state, key, nowMs);
+      this.dropAnswers(clientId, sequence, prior, nowMs);
       this.host.markerDone(sequence, nowMs, []);
       return;
     }
@@ -726,7 +802,7 @@ export class SessionHandover {
     // since the claim) the reader waits a full bound from here.
     const deadlineMs = incoming?.parked === true ? incoming.deadlineMs : nowMs + handoverWaitMs;
     this.broker.deadlines.push(deadlineMs, 'cluster-retry', 0, '');
-    this.hold = { sequence, clientId, role: 'destination', deadlineMs, markerCounter, matched: incoming !== undefined, requestId: 0, state: null, answer: null, buffered: [] };
+    this.hold = { sequence, clientId, role: 'destination', deadlineMs, markerCounter, matched: incoming !== undefined, prior, requestId: 0, state: null, answer: null, buffered: [] };
     this.tryApply(nowMs);
   }
 
@@ -742,11 +818,9 @@ export class SessionHandover {
   private tryApply(nowMs: number): void {
     const hold = this.hold;
     if (hold === null || hold.role !== 'destination') return;
-    const key = handoverKey(hold.clientId, hold.sequence);
-    const value = this.arrived.get(key);
-    if (value === undefined) return;
-    this.arrived.delete(key);
-    const state = decodeHandoverState(value);
+    const answer = this.answerOf(hold, nowMs);
+    if (answer === null) return;
+    const { state, key } = answer;
     const incoming = hold.matched ? this.incoming.get(hold.clientId) : undefined;
     if (hold.matched) this.incoming.delete(hold.clientId);
     let applied = true;
@@ -767,7 +841,48 @@ export class SessionHandover {
     if (incoming?.parked === true) this.host.answer(hold.clientId, nowMs, false);
     this.release(nowMs);
     // The key goes once the marker's applied record is durable: a crash before replays the marker and needs the state again.
-    if (applied) this.keysToDelete.push({ key, lsn: this.broker.store.appendedLsn });
+    const lsn = this.broker.store.appendedLsn;
+    if (applied) this.keysToDelete.push({ key, lsn });
+    if (answer.passedKey !== null) this.keysToDelete.push({ key: answer.passedKey, lsn });
+  }
+
+  /**
+   * The answer B goes by at its marker, taken out of `arrived`; null while B waits. It is the
+   * asked node's; but when the marker names a prior and the asked node has no session, the
+   * prior's (`passedKey`: the asked node's empty answer, deleted with it). The prior answers
+   * under a key of its own, with the session when it still held it at the marker: the asked
+   * node's own move of it from the prior had not reached the stream before this marker (it was
+   * in the asked node's outbox, the node down). When the asked node does have a session, a session
+   * from the prior is a stale copy (the asked node gave its client a fresh one since): it is late.
+   */
+  private answerOf(hold: Hold, nowMs: number): { state: HandoverState | null; key: string; passedKey: string | null } | null {
+    const key = handoverKey(hold.clientId, hold.sequence);
+    const value = this.arrived.get(key);
+    if (value === undefined) return null;
+    const state = decodeHandoverState(value);
+    const asked = state !== null && !state.header.none;
+    if (hold.prior === null || asked) {
+      this.arrived.delete(key);
+      if (hold.prior !== null) this.dropPrior(priorKey(hold.clientId, hold.sequence), nowMs);
+      return { state, key, passedKey: null };
+    }
+    const otherKey = priorKey(hold.clientId, hold.sequence);
+    const priorValue = this.arrived.get(otherKey);
+    if (priorValue === undefined) return null;
+    this.arrived.delete(key);
+    this.arrived.delete(otherKey);
+    const priorState = decodeHandoverState(priorValue);
+    assert(priorState === null || priorState.header.prior === true, "the prior's key holds the prior's answer");
+    return { state: priorState, key: otherKey, passedKey: key };
+  }
+
+  /** The prior's answer is not needed: late if it is here (its will fires), and late when it comes. */
+  private dropPrior(key: string, nowMs: number): void {
+    const value = this.arrived.get(key);
+    this.arrived.delete(key);
+    const state = value === undefined ? null : decodeHandoverState(value);
+    if (state !== null) this.late(state, key, nowMs);
+    else this.gaveUp(key);
   }
 
   /** The rule for the source's own messages behind the marker, logged with the session. */
@@ -926,7 +1041,8 @@ export class SessionHandover {
       if (hold.matched) this.incoming.delete(hold.clientId);
       this.counters.timedOut += 1;
       this.broker.log('warn', 'handover-gave-up', { clientId: hold.clientId, sequence: hold.sequence });
-      this.gaveUp(hold.sequence);
+      // The asked node's empty answer may be here, the prior's not: it goes now.
+      this.dropAnswers(hold.clientId, hold.sequence, hold.prior, nowMs);
       this.release(nowMs);
     }
   }
@@ -958,18 +1074,32 @@ export class SessionHandover {
     }
     // A marker this node has passed: a state it gave up on is late; any other is stale (its
     // deletion was lost with the link).
-    if (this.gaveUpSequences.delete(parsed.sequence)) return this.late(state, change.key, nowMs);
+    if (this.gaveUpKeys.delete(change.key)) return this.late(state, change.key, nowMs);
     this.deleteKey(change.key);
   }
 
-  private gaveUp(sequence: number): void {
-    // Bounded: the oldest are forgotten (a state that comes that late is only deleted, its will lost).
-    if (this.gaveUpSequences.size >= 1_024) this.gaveUpSequences.delete(this.gaveUpSequences.values().next().value!);
-    this.gaveUpSequences.add(sequence);
+  /** Answers at a marker passed without them: those here are late now, those to come when they come. */
+  private dropAnswers(clientId: string, sequence: number, prior: string | null, nowMs: number): void {
+    for (const key of answerKeys(clientId, sequence, prior)) {
+      const value = this.arrived.get(key);
+      this.arrived.delete(key);
+      const state = value === undefined ? null : decodeHandoverState(value);
+      if (state !== null) this.late(state, key, nowMs);
+      else this.gaveUp(key);
+    }
   }
 
-  /** A state for a marker this node has passed (it gave up waiting): its will fires here, the rest is dropped. */
+  /** A state under `key` that comes from now on is late (see late). */
+  private gaveUp(key: string): void {
+    // Bounded: the oldest are forgotten (a state that comes that late is only deleted, its will lost).
+    if (this.gaveUpKeys.size >= 1_024) this.gaveUpKeys.delete(this.gaveUpKeys.values().next().value!);
+    this.gaveUpKeys.add(key);
+  }
+
+  /** A state for a marker this node has passed (it gave up waiting, or took another answer): its will fires here, the rest is dropped. */
   private late(state: HandoverState, key: string, nowMs: number): void {
+    // An empty answer brings nothing: its key goes.
+    if (state.header.none) return this.deleteKey(key);
     this.counters.late += 1;
     const will = state.records.find((record) => record.kind === 'will-set');
     if (will !== undefined && will.kind === 'will-set') publishWill(this.broker, state.header.client, will.will, nowMs);

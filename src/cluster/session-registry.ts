@@ -23,7 +23,8 @@
  *
  * A CONNECT with clean start 0 over a key another node owns asks that node for the session
  * (`handoverFrom` in the claim's value; session-handover.ts): the won CONNECT stays parked until
- * the session arrived or the hand-over gave up, and the old owner keeps its session (offline) for
+ * the session arrived or the hand-over gave up (or a newer claim elsewhere replaced its claim: it
+ * is closed then, unanswered), and the old owner keeps its session (offline) for
  * the hand-over instead of ending it. A claim without a hand-over (clean start 1) ends it there.
  *
  * Without NATS a node cannot claim: a CONNECT waits up to `claimWaitMs` for the link and the
@@ -114,6 +115,12 @@ interface Claim {
   handoverFrom: string | null;
   /** Its hand-over is the one an earlier claim of this node asked for (no marker of its own). */
   awaitsEarlier: boolean;
+  /**
+   * The node the asked one was itself waiting for the session from, when the key showed such a
+   * claim (session-handover.ts, "prior"): it still holds the session if that earlier move has not
+   * reached the stream before this one's marker. Null for none.
+   */
+  prior: string | null;
 }
 
 /** What this node last saw of a key: its revision (order), whether it exists, and its owner. */
@@ -122,6 +129,8 @@ interface KnownKey {
   present: boolean;
   node: string | null;
   handoverFrom: string | null;
+  /** This node's reader has passed the marker of this claim (its hand-over is behind anything this node queues now). */
+  markerPassed: boolean;
 }
 
 export class SessionRegistry {
@@ -159,6 +168,12 @@ export class SessionRegistry {
     return { revision: known.revision, node: known.node, handoverFrom: known.handoverFrom };
   }
 
+  /** The stream reader reached the marker of `node`'s claim of `clientId` at `revision` (session-handover.ts). */
+  markerPassed(clientId: string, node: string, revision: number): void {
+    const known = this.known.get(clientId);
+    if (known !== undefined && known.revision === revision && known.node === node) known.markerPassed = true;
+  }
+
   /** How many CONNECTs wait for their claim (tests and metrics). */
   get claimsPending(): number {
     return this.claims.size;
@@ -173,7 +188,7 @@ export class SessionRegistry {
   claim(connection: Connection, packet: ConnectPacket, authentication: ConnackAuthentication | null, clientId: string, nowMs: number): void {
     assert(connection.phase === 'awaiting-connect', 'only a connection not yet accepted claims its client id');
     assert(!this.claims.has(connection.id), 'a connection claims once');
-    const claim: Claim = { connection, packet, authentication, clientId, deadlineMs: nowMs + claimWaitMs, requestId: 0, triedRevision: null, handoverFrom: null, awaitsEarlier: false };
+    const claim: Claim = { connection, packet, authentication, clientId, deadlineMs: nowMs + claimWaitMs, requestId: 0, triedRevision: null, handoverFrom: null, awaitsEarlier: false, prior: null };
     this.claims.set(connection.id, claim);
     connection.claimPending = true;
     // Packets the client sends behind its CONNECT stay in the decoder until the claim is settled.
@@ -191,12 +206,18 @@ export class SessionRegistry {
     // Clean start 0 over another node's key: that node is asked for the session (session-handover.ts).
     const owner = known?.present === true ? known.node : null;
     claim.handoverFrom = !claim.packet.cleanStart && owner !== null && owner !== this.nodeId ? owner : null;
+    // The owner's own claim asked a node for the session: unless this node has read that claim's
+    // marker already (so the owner's move is ahead of this one in the stream), the marker names
+    // that node too, which may still hold the session there (session-handover.ts, the prior).
+    const ownerFrom = known?.markerPassed === true ? null : (known?.handoverFrom ?? null);
+    claim.prior = claim.handoverFrom !== null && ownerFrom !== null && ownerFrom !== this.nodeId && ownerFrom !== claim.handoverFrom ? ownerFrom : null;
     // This node's own earlier claim asked for a hand-over that may not have come yet (this node
     // restarted since, say): the CONNECT waits for that one too, without a new marker.
     claim.awaitsEarlier = false;
     if (!claim.packet.cleanStart && owner === this.nodeId && known?.handoverFrom != null && !this.broker.state.sessions.has(claim.clientId)) {
       claim.handoverFrom = known.handoverFrom;
       claim.awaitsEarlier = true;
+      claim.prior = null;
     }
     claim.requestId = this.newRequestId();
     this.requests.set(claim.requestId, claim);
@@ -252,10 +273,10 @@ export class SessionRegistry {
     const connection = claim.connection;
     this.finish(claim);
     const known = this.known.get(claim.clientId);
-    if (known === undefined || known.revision < revision) this.known.set(claim.clientId, { revision, present: true, node: this.nodeId, handoverFrom: claim.handoverFrom });
+    if (known === undefined || known.revision < revision) this.known.set(claim.clientId, { revision, present: true, node: this.nodeId, handoverFrom: claim.handoverFrom, markerPassed: false });
     const waiting = connection.phase === 'awaiting-connect';
     // Asked for a hand-over (or one is still on its way here): the CONNECT waits for the session.
-    if (claim.handoverFrom !== null) this.handover.begin(claim.clientId, claim.handoverFrom, nowMs, waiting, !claim.awaitsEarlier, revision);
+    if (claim.handoverFrom !== null) this.handover.begin(claim.clientId, claim.handoverFrom, nowMs, waiting, !claim.awaitsEarlier, revision, claim.prior);
     if (waiting && (claim.handoverFrom !== null || this.handover.park(claim.clientId))) return this.park(claim, revision, nowMs);
     // The client left (or timed out) meanwhile: the bucket says this node owns it, nothing else to do.
     if (!waiting) return;
@@ -286,6 +307,17 @@ export class SessionRegistry {
     if (fresh && (this.broker.state.sessions.has(clientId) || this.broker.pendingWills.has(clientId))) endSession(this.broker, clientId, nowMs);
     this.accept(parked.claim, parked.revision, nowMs);
     return true;
+  }
+
+  /** A parked CONNECT whose claim a newer one on `node` replaced before its hand-over was done: closed, never accepted. */
+  private dropParked(clientId: string, node: string, nowMs: number): void {
+    const parked = this.parked.get(clientId);
+    assert(parked !== undefined, 'only a parked CONNECT is dropped');
+    this.parked.delete(clientId);
+    const connection = parked.claim.connection;
+    connection.claimPending = false;
+    if (connection.phase !== 'awaiting-connect') return;
+    this.broker.closeConnection(connection, nowMs, `its client id was claimed on node ${node} while it waited`, 'discard', true);
   }
 
   private accept(claim: Claim, revision: number, nowMs: number): void {
@@ -333,7 +365,7 @@ export class SessionRegistry {
     const known = this.known.get(clientId);
     if (known !== undefined && change.revision <= known.revision) return;
     const owner = change.value === null ? null : decodeOwner(change.value);
-    this.known.set(clientId, { revision: change.revision, present: change.value !== null, node: owner?.node ?? null, handoverFrom: owner?.handoverFrom ?? null });
+    this.known.set(clientId, { revision: change.revision, present: change.value !== null, node: owner?.node ?? null, handoverFrom: owner?.handoverFrom ?? null, markerPassed: false });
     // Claims that failed on the revision this change replaces go again at this one.
     for (const claim of this.claims.values()) {
       if (claim.clientId === clientId && claim.requestId === 0 && claim.triedRevision !== null) this.issue(claim);
@@ -356,8 +388,12 @@ export class SessionRegistry {
       if (connection.version === 5) this.broker.sendPacket(connection, { type: PacketType.Disconnect, reasonCode: ReasonCode.SessionTakenOver }, 0, true);
       this.broker.closeConnection(connection, nowMs, `session taken over by node ${node}`, 'publish', true);
     }
-    // A CONNECT parked here for a hand-over lost its claim: it gets the session it can (a fresh one).
-    if (this.parked.has(clientId)) this.answer(clientId, nowMs, false);
+    // A CONNECT parked here for a hand-over lost its claim before it was answered: it is closed,
+    // as a parked CONNECT that gives way to a newer one here is (park). Accepting it would give it
+    // a fresh session that the session handed over at its marker replaces; a publication of this
+    // node's routed meanwhile would reach neither (seed 2600667: the session was here, so the
+    // hand-over kept no copy for it, and the fresh one had no subscription).
+    if (this.parked.has(clientId)) this.dropParked(clientId, node, nowMs);
     // The new owner asked for a hand-over: the session waits, offline, for its marker in the
     // stream, which hands it over from here or (the owner asked another node) ends it here.
     if (handoverFrom !== null) return;

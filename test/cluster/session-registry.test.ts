@@ -6,16 +6,19 @@
  * returns; a claim answered after the watch showed a newer one by another node is given up at
  * once; without NATS a CONNECT is refused with 0x88 after claimWaitMs; when the bucket names another node, the local connection gets DISCONNECT
  * 0x8E (3.1.1: a close), its will is published once, and the session it held here is gone; a
- * change naming this node changes nothing.
+ * change naming this node changes nothing; a claim over a key whose owner asked another node for
+ * the session names that node as the prior of its marker, unless this node has read the owner's
+ * marker already (session-handover.ts).
  */
 import { describe, expect, it } from 'vitest';
-import { handoverWaitMs } from '../../src/cluster/session-handover.js';
+import { handoverMarkerSubject, handoverWaitMs } from '../../src/cluster/session-handover.js';
 import { claimWaitMs, decodeOwner, encodeOwner, sessionKey, sessionsBucket } from '../../src/cluster/session-registry.js';
 import { PacketType } from '../../src/codec/packets.js';
 import type { ClusterRequest } from '../../src/contract.js';
 import { decodeText, Harness, type TestClient, will } from '../broker/harness.js';
 
 type KvSet = Extract<ClusterRequest, { op: 'kv-set' }>;
+type PublishDurable = Extract<ClusterRequest, { op: 'publish-durable' }>;
 
 function node(): Harness {
   const harness = Harness.clusterNode();
@@ -196,5 +199,42 @@ describe('cluster-wide client ids', () => {
     expect(back.take()).toEqual([]);
     harness.advance(handoverWaitMs);
     expect(back.take()).toMatchObject([{ type: PacketType.Connack, reasonCode: 0, sessionPresent: false }]);
+  });
+  it("names the node the owner's claim asked as the prior of its marker, until it has read the owner's own marker", () => {
+    const harness = node();
+    const owner = (handoverFrom: string, revision: number) =>
+      harness.broker.clusterKeyChanged(harness.nowMs, { bucket: sessionsBucket, key: sessionKey('mover'), value: encodeOwner({ node: 'b', generation: '1.1', handoverFrom }), revision });
+    const markerOf = (client: TestClient, revision: number): PublishDurable => {
+      sendConnect(client, 'mover', { cleanStart: false, expiry: 3600 });
+      const [claim] = claims(harness);
+      expect(decodeOwner(claim!.value!)).toMatchObject({ node: 'a', handoverFrom: 'b' });
+      answer(harness, claim!, revision);
+      const markers = harness.takeClusterRequests().filter((request): request is PublishDurable => request.op === 'publish-durable' && request.subject === handoverMarkerSubject);
+      expect(markers).toHaveLength(1);
+      return markers[0]!;
+    };
+    // Node b's claim asked c for the session, and this node has not read b's marker: the session
+    // may still be on c when this node's marker reaches the stream, so c is named too.
+    owner('c', 5);
+    harness.collect();
+    const first = markerOf(harness.open(5), 6);
+    expect(first.headers).toMatchObject({ 'Keel-Handover-From': 'b', 'Keel-Handover-Prior': 'c' });
+    // b claims again (asking c), and this node reads b's marker of that claim in the stream before
+    // its next CONNECT: b's move is ahead of this node's next marker, so no prior is named.
+    owner('c', 7);
+    const bMarker = { 'Keel-Origin': 'b', 'Keel-Handover-Client': sessionKey('mover'), 'Keel-Handover-From': 'c', 'Keel-Handover-Revision': '7', 'Keel-Seq': '1-1' };
+    harness.broker.clusterMessage(harness.nowMs, {
+      subject: handoverMarkerSubject,
+      headers: bMarker,
+      payload: new Uint8Array(0),
+      subscriptionId: null,
+      consumerId: 1,
+      streamSequence: 1,
+      redelivered: false,
+    });
+    harness.collect();
+    const second = markerOf(harness.open(5), 8);
+    expect(second.headers['Keel-Handover-From']).toBe('b');
+    expect(second.headers['Keel-Handover-Prior']).toBeUndefined();
   });
 });
