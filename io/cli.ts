@@ -39,6 +39,7 @@ import { ConfigError, type RunningServer, startServer } from './server.js';
 import { simCommand, voprCommand } from './sim-commands.js';
 import { streamCommand } from './stream-command.js';
 import { subCommand } from './sub-command.js';
+import { warmUpConnectionsDefault } from './warm-up.js';
 
 /** The orderly stop must finish within this, or the process exits anyway (with 1). */
 const shutdownDeadlineMs = 10_000;
@@ -69,6 +70,8 @@ interface ServeFlags {
   ca?: string;
   requireClientCertificate?: boolean;
   identityAsUsername?: boolean;
+  /** False with --no-warm-up. */
+  warmUp: boolean;
   /** --cluster, each occurrence possibly a comma list. */
   cluster?: string[];
   nodeId?: string;
@@ -96,6 +99,7 @@ export function buildProgram(): Command {
       parsePort,
     )
     .option('--no-admin', 'no admin listener (as "admin": null in the config file)')
+    .option('--no-warm-up', `do not run ${warmUpConnectionsDefault} throwaway loopback connections through the CONNECT path before listening (as "warmUpConnections": 0)`)
     .option('--tls-port <port>', 'also listen for MQTT over TLS on this port (needs --cert and --key)', parsePort)
     .option('--ws-port <port>', 'also listen for MQTT over WebSocket on this port', parsePort)
     .option('--wss-port <port>', 'also listen for MQTT over secure WebSocket on this port (needs --cert and --key)', parsePort)
@@ -148,6 +152,9 @@ async function serve(flags: ServeFlags, command: Command): Promise<void> {
   if (flags.aclFile !== undefined) overrides.aclFile = flags.aclFile;
   applyAdminFlags(overrides, flags);
   applyClusterFlags(overrides, flags);
+  // startServer warms up only when asked (in-process servers are mostly tests); `keel serve` asks.
+  if (!flags.warmUp) overrides.warmUpConnections = 0;
+  else overrides.warmUpConnections ??= warmUpConnectionsDefault;
   const listening = chooseServeListeners(flags, command, overrides);
   const logger = new Logger(flags.logLevel);
   const state: ServeState = { server: null, stopping: false };
