@@ -12,7 +12,12 @@
  * serve` supplies one), then lets the core recover what the directory holds, waits until it is
  * ready, and only then listens for MQTT, on every listener or on none (a port in use closes the
  * ones already bound and fails the start). The admin listener comes first so that `/readyz` can
- * say "recovering" during a long recovery. The lock is held until
+ * say "recovering" during a long recovery. With `warmUpConnections` (off unless set) the server
+ * runs that many loopback connections through a throwaway broker between recovery and listening
+ * (io/warm-up.ts; `/readyz` says "warming up"). It is off by default because it does not pay for
+ * itself on a bare restart: it costs more CPU before listening than the cold connections it makes
+ * cheaper would have cost (README, Benchmarks); it pays where a readiness check keeps clients
+ * away until the broker is ready (a load balancer, a rolling deploy). The lock is held until
  * `close()` has drained the storage queue, or until the process exits. `close()` is the orderly
  * stop that SIGINT/SIGTERM trigger: stop accepting, let the core say goodbye to every client, wait
  * for the sockets and the storage queue, then resolve. If the core halts, `halted` resolves with

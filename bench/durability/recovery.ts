@@ -56,11 +56,11 @@ export function evictFromPageCache(directory: string): boolean {
   return evicted;
 }
 
-/** Times `keel serve --data-dir directory` from spawn to its port accepting a connection (recovery alone: no warm start). */
+/** Times `keel serve --data-dir directory` from spawn to its port accepting a connection. */
 export async function measureServeRecovery(directory: string, configFile: string, method: string, timeoutMs: number): Promise<RecoveryMeasurement> {
   const port = await freePort();
   const cli = join(repositoryRoot(), 'dist', 'io', 'cli.js');
-  const args = [cli, 'serve', '--host', '127.0.0.1', '--port', String(port), '--data-dir', directory, '--config', configFile, '--log-level', 'info', '--no-admin', '--no-warm-up'];
+  const args = [cli, 'serve', '--host', '127.0.0.1', '--port', String(port), '--data-dir', directory, '--config', configFile, '--log-level', 'info', '--no-admin'];
   const startMs = performance.now();
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   liveChildren.add(child);

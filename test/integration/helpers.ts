@@ -269,14 +269,10 @@ export interface KeelProcess {
 /**
  * Runs `node dist/io/cli.js <args>` and collects its output. A `serve` that names no admin port
  * gets `--admin-port 0`: the default 18083 would make test files running side by side collide.
- * A `serve` also gets `--no-warm-up` unless `options.warmUp` says otherwise: the warm start's
- * thousands of loopback connections (io/warm-up.ts) would delay every test's broker by a second
- * or more on a busy machine, and only its own test is about it.
  */
-export function runKeel(args: string[], input?: string, options: { warmUp?: boolean } = {}): KeelProcess {
+export function runKeel(args: string[], input?: string): KeelProcess {
   const adminChosen = args.includes('--admin-port') || args.includes('--no-admin');
-  const serveExtras = [...(adminChosen ? [] : ['--admin-port', '0']), ...(options.warmUp === true || args.includes('--no-warm-up') ? [] : ['--no-warm-up'])];
-  const fullArgs = args[0] === 'serve' ? [...args, ...serveExtras] : args;
+  const fullArgs = args[0] === 'serve' && !adminChosen ? [...args, '--admin-port', '0'] : args;
   const child = spawn(process.execPath, [join(repositoryRoot, 'dist', 'io', 'cli.js'), ...fullArgs], { cwd: repositoryRoot, stdio: 'pipe' });
   let stdout = '';
   let stderr = '';

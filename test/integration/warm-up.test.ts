@@ -4,9 +4,9 @@
  * leaves nothing of them in the real server: no log line of the real core (its client lines are
  * on, at info level), no connection, client or session in its statistics, nothing on `/metrics`,
  * no temporary directory left behind. While it runs `/readyz` answers 503 "warming up" and the
- * MQTT listener is not open; then 200 "ready". A bad `warmUpConnections` is a configuration error,
- * and `keel serve` warms up by default and not with `--no-warm-up`. Servers listen on 127.0.0.1,
- * port 0, and are closed by the tests; the warm-up itself is bounded by its deadline.
+ * MQTT listener is not open; then 200 "ready". A bad `warmUpConnections` is a configuration error;
+ * `keel serve` warms up with `--warm-up-connections N` and not without it (the default). Servers
+ * listen on 127.0.0.1, port 0, and are closed by the tests; the warm-up is bounded by its deadline.
  */
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -101,7 +101,7 @@ describe('keel serve', () => {
   }
 
   it('is not ready while it warms up (503 "warming up", no MQTT listener), then ready, and logs the warm-up', async () => {
-    const keel = runKeel(['serve', '--host', '127.0.0.1', '--port', '0', '--data-dir', join(directory, 'serve')], undefined, { warmUp: true });
+    const keel = runKeel(['serve', '--host', '127.0.0.1', '--port', '0', '--data-dir', join(directory, 'serve'), '--warm-up-connections', '2000']);
     try {
       let adminPort = 0;
       await waitUntil(
@@ -138,8 +138,8 @@ describe('keel serve', () => {
     }
   }, 40_000);
 
-  it('does not warm up with --no-warm-up', async () => {
-    const keel = runKeel(['serve', '--host', '127.0.0.1', '--port', '0', '--data-dir', join(directory, 'cold'), '--no-warm-up']);
+  it('does not warm up unless asked, and refuses a --warm-up-connections that is not a count (exit 2)', async () => {
+    const keel = runKeel(['serve', '--host', '127.0.0.1', '--port', '0', '--data-dir', join(directory, 'cold')]);
     try {
       await waitUntil(() => keel.stdout().includes('"event":"listening"') || keel.child.exitCode !== null, 10_000, 'the listening line');
       expect(keel.stdout(), keel.stderr()).toContain('"event":"listening"');
@@ -148,5 +148,8 @@ describe('keel serve', () => {
       keel.child.kill('SIGTERM');
       await keel.exited;
     }
+    const bad = runKeel(['serve', '--port', '0', '--data-dir', join(directory, 'never'), '--warm-up-connections', 'many']);
+    expect(await bad.exited).toBe(2);
+    expect(bad.stderr()).toContain('must be an integer from 0 (no warm-up) to 100000');
   }, 20_000);
 });
