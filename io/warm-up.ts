@@ -1,7 +1,9 @@
 /**
  * Warm start: before a server opens its real listeners, it runs a few thousand MQTT connections
  * through a throwaway broker over real loopback sockets, so that the first reconnect storm after a
- * restart meets compiled code instead of V8's interpreter.
+ * restart meets compiled code instead of V8's interpreter. Off unless `warmUpConnections` asks
+ * for it: it halves the CPU of the first connections after listening, but spends more CPU before
+ * listening than that saves, so it helps only behind a readiness check (README, "Warm start").
  *
  * Why real sockets: a cold broker's CPU per connection is about three times a warm one's, and most
  * of that penalty is Node's own socket path (accept, `net.Socket` and its stream states, the
@@ -17,9 +19,9 @@
  *
  * What it guarantees: nothing of it reaches the real server. The real core, its host, its
  * listeners, its logger and its metrics are not passed in and never hear of these connections;
- * the throwaway broker is stopped and its directory removed before `warmUp` resolves. It never
- * fails the start: a connection that fails is counted, and the whole run is bounded by
- * `deadlineMs`, after which what is left is destroyed.
+ * the throwaway broker is stopped and its directory removed before `warmUp` resolves. A
+ * connection that fails is counted, and the whole run is bounded by `deadlineMs`, after which what
+ * is left is destroyed; the server logs a failure and starts anyway (io/server.ts).
  *
  * What it assumes: the host may bind 127.0.0.1 (every Linux and macOS host can), and the process
  * has `concurrency` × 2 file descriptors to spare for a moment.
