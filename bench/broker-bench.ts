@@ -20,7 +20,7 @@
 import { writeFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { integerOption, listOption } from './load/cli-options.js';
-import { type BrokerName, brokerNames, heapProbeArguments, keelNodeArguments, operationsBrokerName } from './load/peers.js';
+import { type BrokerName, brokerNames, heapProbeArguments, keelNodeArguments, operationsBrokerName, warmBrokerName } from './load/peers.js';
 import { describeMachine, ratioLegend, renderNotes, renderTable } from './load/report.js';
 import { type BenchOptions, runBench, selectScenarios } from './load/runner.js';
 import { openFilesLimit } from './load/scenario-kit.js';
@@ -54,7 +54,7 @@ function parseFlags(argv: string[]): Flags {
     .option('--seconds <s>', 'measurement window of each run', integerOption(1, 600), 5)
     .option('--payload <bytes>', 'payload size', integerOption(0, 1_000_000), 64)
     .option('--only <scenarios>', `comma-separated subset of: ${scenarios.map((scenario) => scenario.name).join(', ')}`, listOption)
-    .option('--brokers <names>', 'comma-separated subset of keel,aedes,mosquitto', listOption, [...brokerNames])
+    .option('--brokers <names>', `comma-separated subset of keel,aedes,mosquitto, and ${warmBrokerName} (Keel with its warm start, --warm-up-connections 2000)`, listOption, [...brokerNames])
     .option('--json <file>', 'also write the results as JSON to this file')
     .option(
       '--connections <n>',
@@ -79,10 +79,11 @@ function parseFlags(argv: string[]): Flags {
 }
 
 function toOptions(flags: Flags): BenchOptions {
-  const unknown = flags.brokers.filter((name) => !(brokerNames as readonly string[]).includes(name));
-  if (unknown.length > 0) throw new Error(`unknown broker ${unknown.join(', ')}; known: ${brokerNames.join(', ')}`);
+  const known: readonly string[] = [...brokerNames, warmBrokerName];
+  const unknown = flags.brokers.filter((name) => !known.includes(name));
+  if (unknown.length > 0) throw new Error(`unknown broker ${unknown.join(', ')}; known: ${known.join(', ')}`);
   if (!['none', 'interval', 'always'].includes(flags.keelSync)) throw new Error('--keel-sync must be none, interval or always');
-  const brokers: BrokerName[] = flags.operations === true ? ['keel', operationsBrokerName] : brokerNames.filter((name) => flags.brokers.includes(name));
+  const brokers: BrokerName[] = flags.operations === true ? ['keel', operationsBrokerName] : ([...brokerNames, warmBrokerName] as BrokerName[]).filter((name) => flags.brokers.includes(name));
   return {
     runs: flags.runs,
     seconds: flags.seconds,

@@ -39,6 +39,7 @@ import { ConfigError, type RunningServer, startServer } from './server.js';
 import { simCommand, voprCommand } from './sim-commands.js';
 import { streamCommand } from './stream-command.js';
 import { subCommand } from './sub-command.js';
+import { warmUpConnectionsProblem, warmUpConnectionsSuggested } from './warm-up.js';
 
 /** The orderly stop must finish within this, or the process exits anyway (with 1). */
 const shutdownDeadlineMs = 10_000;
@@ -69,6 +70,8 @@ interface ServeFlags {
   ca?: string;
   requireClientCertificate?: boolean;
   identityAsUsername?: boolean;
+  /** --warm-up-connections: overrides warmUpConnections. */
+  warmUpConnections?: number;
   /** --cluster, each occurrence possibly a comma list. */
   cluster?: string[];
   nodeId?: string;
@@ -96,6 +99,11 @@ export function buildProgram(): Command {
       parsePort,
     )
     .option('--no-admin', 'no admin listener (as "admin": null in the config file)')
+    .option(
+      '--warm-up-connections <n>',
+      `before listening, run this many throwaway loopback connections through the CONNECT path (a warm start; ${warmUpConnectionsSuggested} is enough; default 0: none); overrides warmUpConnections`,
+      parseWarmUpConnections,
+    )
     .option('--tls-port <port>', 'also listen for MQTT over TLS on this port (needs --cert and --key)', parsePort)
     .option('--ws-port <port>', 'also listen for MQTT over WebSocket on this port', parsePort)
     .option('--wss-port <port>', 'also listen for MQTT over secure WebSocket on this port (needs --cert and --key)', parsePort)
@@ -129,6 +137,13 @@ function inheritExit(command: Command, program: Command): Command {
   return command.exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : 2)).configureOutput(program.configureOutput());
 }
 
+function parseWarmUpConnections(value: string): number {
+  const count = /^\d+$/.test(value) ? Number(value) : Number.NaN;
+  const problem = warmUpConnectionsProblem(count);
+  if (problem !== null) throw new InvalidArgumentError(problem.replace('warmUpConnections ', ''));
+  return count;
+}
+
 function parseLogLevel(value: string): LogThreshold {
   if (!isLogThreshold(value)) throw new InvalidArgumentError('must be debug, info, warn, error or silent');
   return value;
@@ -148,6 +163,7 @@ async function serve(flags: ServeFlags, command: Command): Promise<void> {
   if (flags.aclFile !== undefined) overrides.aclFile = flags.aclFile;
   applyAdminFlags(overrides, flags);
   applyClusterFlags(overrides, flags);
+  if (flags.warmUpConnections !== undefined) overrides.warmUpConnections = flags.warmUpConnections;
   const listening = chooseServeListeners(flags, command, overrides);
   const logger = new Logger(flags.logLevel);
   const state: ServeState = { server: null, stopping: false };

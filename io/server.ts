@@ -12,7 +12,12 @@
  * serve` supplies one), then lets the core recover what the directory holds, waits until it is
  * ready, and only then listens for MQTT, on every listener or on none (a port in use closes the
  * ones already bound and fails the start). The admin listener comes first so that `/readyz` can
- * say "recovering" during a long recovery. The lock is held until
+ * say "recovering" during a long recovery. With `warmUpConnections` (off unless set) the server
+ * runs that many loopback connections through a throwaway broker between recovery and listening
+ * (io/warm-up.ts; `/readyz` says "warming up"). It is off by default because it does not pay for
+ * itself on a bare restart: it costs more CPU before listening than the cold connections it makes
+ * cheaper would have cost (README, Benchmarks); it pays where a readiness check keeps clients
+ * away until the broker is ready (a load balancer, a rolling deploy). The lock is held until
  * `close()` has drained the storage queue, or until the process exits. `close()` is the orderly
  * stop that SIGINT/SIGTERM trigger: stop accepting, let the core say goodbye to every client, wait
  * for the sockets and the storage queue, then resolve. If the core halts, `halted` resolves with
@@ -58,6 +63,7 @@ import { probeDataDirectory } from './node-storage.js';
 import { packageVersion } from './package-version.js';
 import { collectRecoveryGarbage, heapUsedBytes } from './recovery-heap.js';
 import { type Reloadable, type ReloadReport, reloadAll } from './reload.js';
+import { warmUp, warmUpConcurrency, warmUpConnectionsProblem, warmUpDeadlineMs } from './warm-up.js';
 
 export interface ServerOptions {
   /** Interface of the one plain MQTT listener when `listeners` is absent; 127.0.0.1 (this machine only) unless given, as for `keel serve`. */
@@ -139,7 +145,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const logger = options.logger ?? new Logger('silent');
   // Plain listeners need no stage: no await before the core is built (see stages.ts).
   const stages = needsListenerStages(listenerConfigs(options)) ? await loadListenerStages(listenerConfigs(options)) : noListenerStages;
-  const { config, admin, listeners: prepared } = checkConfiguration(options, logger, stages);
+  const { config, admin, listeners: prepared, warmUpConnections } = checkConfiguration(options, logger, stages);
   const access = loadAccess(config, admin, logger);
   const claimed = claimDataDirectory(options.dataDirectory, logger);
   const dataDirectory = claimed.dataDirectory;
@@ -187,6 +193,10 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     // Recovery's records are garbage now; an idle broker would keep their pages (io/recovery-heap.ts).
     collectRecoveryGarbage(heapBeforeRecovery);
     clusterLink?.start();
+    if (warmUpConnections > 0) {
+      readiness.set('warming up');
+      await warmUpBeforeListening(warmUpConnections, clock, logger, logLevels.logInfo);
+    }
     readiness.set('opening listeners');
     listeners = await ListenerSet.start(prepared, listenerContext(options, config, host, logger));
     const started = listeners;
@@ -270,6 +280,21 @@ function createHost(options: ServerOptions, config: BrokerConfig, base: Pick<Nod
   });
 }
 
+/**
+ * Runs the CONNECT path through a throwaway broker on its own loopback port (io/warm-up.ts) and
+ * logs one line of what it did; never fails the start (a failed warm-up leaves a cold broker).
+ */
+async function warmUpBeforeListening(connections: number, clock: MonotonicClock, logger: Logger, logInfo: boolean): Promise<void> {
+  try {
+    const report = await warmUp({ connections, concurrency: warmUpConcurrency, deadlineMs: warmUpDeadlineMs, clock, logInfo });
+    const fields = { connections: report.connected, durationMs: report.durationMs, ...(report.failed === 0 ? {} : { failed: report.failed }), ...(report.timedOut ? { timedOut: true } : {}) };
+    if (report.failed === 0) logger.announce('warm-up', fields);
+    else logger.warn('warm-up', fields);
+  } catch (error) {
+    logger.warn('warm-up-failed', { message: (error as Error).message });
+  }
+}
+
 /** Opens the admin listener, if there is one, before recovery starts (see the module comment). */
 async function openAdmin(operations: Operations | null, host: NodeHost, logger: Logger): Promise<net.AddressInfo | null> {
   if (operations === null) return null;
@@ -283,18 +308,30 @@ async function openAdmin(operations: Operations | null, host: NodeHost, logger: 
  * keys) and prepares the listeners (their certificates read and checked); every problem of all
  * three is one ConfigError, thrown before anything else happens.
  */
-function checkConfiguration(options: ServerOptions, logger: Logger, stages: ListenerStages): { config: BrokerConfig; admin: AdminConfig | null; listeners: PreparedListeners } {
+function checkConfiguration(
+  options: ServerOptions,
+  logger: Logger,
+  stages: ListenerStages,
+): { config: BrokerConfig; admin: AdminConfig | null; listeners: PreparedListeners; warmUpConnections: number } {
   if (options.listeners !== undefined && (options.host !== undefined || options.port !== undefined)) throw new Error('startServer takes either listeners or host and port, not both');
   const split = takeAdminSettings(options.config ?? {});
-  const resolved = resolveConfig(split.core);
+  const { warmUpConnections = 0, ...coreSettings } = split.core;
+  const warmUpProblem = warmUpConnectionsProblem(warmUpConnections);
+  const resolved = resolveConfig(coreSettings);
   const admin = resolveAdminConfig(split.admin, null);
   const configs = listenerConfigs(options);
   if (configs.length === 0 && (options.listenerProblems ?? []).length === 0) throw new ConfigError(['"listeners" must be a non-empty array of listener objects']);
   const prepared = prepareListeners(configs, (level, event, fields) => logger[level](event, fields), stages);
-  const problems = [...(resolved.ok ? [] : resolved.problems), ...(admin.ok ? [] : admin.problems), ...(options.listenerProblems ?? []), ...('problems' in prepared ? prepared.problems : [])];
+  const problems = [
+    ...(resolved.ok ? [] : resolved.problems),
+    ...(admin.ok ? [] : admin.problems),
+    ...(warmUpProblem === null ? [] : [warmUpProblem]),
+    ...(options.listenerProblems ?? []),
+    ...('problems' in prepared ? prepared.problems : []),
+  ];
   if (!resolved.ok || !admin.ok || 'problems' in prepared || problems.length > 0) throw new ConfigError(problems);
   for (const warning of prepared.warnings) logger.warn('tls-certificate-expiring', { detail: warning });
-  return { config: resolved.config, admin: admin.admin, listeners: prepared };
+  return { config: resolved.config, admin: admin.admin, listeners: prepared, warmUpConnections: warmUpConnections as number };
 }
 
 /** The listeners to start: the `listeners` given, or one plain listener on `host` and `port`. */

@@ -25,7 +25,12 @@ export const brokerNames = ['keel', 'aedes', 'mosquitto'] as const;
  * with a plain `keel` run interleaved with it.
  */
 export const operationsBrokerName = 'keel-ops';
-export type BrokerName = (typeof brokerNames)[number] | typeof operationsBrokerName;
+/**
+ * Keel with its warm start (`"warmUpConnections": 2000`, as `keel serve --warm-up-connections
+ * 2000`): named in --brokers beside `keel` to measure what the warm-up buys in the same run.
+ */
+export const warmBrokerName = 'keel-warm';
+export type BrokerName = (typeof brokerNames)[number] | typeof operationsBrokerName | typeof warmBrokerName;
 
 /** How often the harness scrapes a keel-ops broker's /metrics. */
 export const scrapeIntervalMs = 1_000;
@@ -76,7 +81,12 @@ export interface PeerOptions {
   mosquittoQueuedMessagesMax: number;
 }
 
-const readyTimeoutMs = 10_000;
+/**
+ * How long a broker may take from spawn to listening. Keel's warm start (keel-warm, io/warm-up.ts)
+ * runs a couple of thousand loopback connections first: over a second of CPU, and up to its own
+ * 5 s bound when other work shares the cores; a recovery comes before it.
+ */
+const readyTimeoutMs = 30_000;
 const stopTimeoutMs = 3_000;
 const liveChildren = new Set<ChildProcess>();
 
@@ -120,7 +130,7 @@ export function spawnKeelServe(serveArguments: string[]): { child: ChildProcess;
 /** Whether a broker can be started here, and its version for the report. */
 export function probeBroker(name: BrokerName): Availability {
   if (name === 'mosquitto') return probeMosquitto();
-  if (name === operationsBrokerName) return probeBroker('keel');
+  if (name === operationsBrokerName || name === warmBrokerName) return probeBroker('keel');
   if (name === 'aedes') {
     if (!existsSync(aedesServerScript())) return { available: false, reason: `${aedesServerScript()} missing (npm run build)` };
     const manifest = join(repositoryRoot(), 'node_modules', 'aedes', 'package.json');
@@ -382,11 +392,12 @@ function commandFor(
   persistence: boolean,
 ): [string, string[]] {
   if (name === 'aedes') return [process.execPath, [...heapProbeArguments(), aedesServerScript(), String(port)]];
-  if (name === 'keel' || name === operationsBrokerName) {
+  if (name === 'keel' || name === operationsBrokerName || name === warmBrokerName) {
     const configFile = join(workDirectory, 'keel.json');
     const listeners = listener === null ? {} : { listeners: [keelListener(port, listener)] };
+    const warm = name === warmBrokerName ? { warmUpConnections: 2_000 } : {};
     // No admin listener unless the scenario asks for one: the default port would be shared.
-    writeFileSync(configFile, JSON.stringify({ admin: null, ...options.keelConfig, ...listeners }));
+    writeFileSync(configFile, JSON.stringify({ admin: null, ...options.keelConfig, ...warm, ...listeners }));
     const dataDirectory = join(workDirectory, 'data');
     // With a listeners list the config file says where to listen, and --host/--port may not.
     const where = listener === null ? ['--host', '127.0.0.1', '--port', String(port)] : [];

@@ -56,7 +56,7 @@ export interface Health {
   /** False once the core has halted: the process is about to exit. */
   readonly live: boolean;
   readonly ready: boolean;
-  /** `starting`, `recovering`, `opening listeners`, `ready`, `degraded` (a cluster node without NATS), `stopping` or `halted`. */
+  /** `starting`, `recovering`, `warming up` (io/warm-up.ts), `opening listeners`, `ready`, `degraded` (a cluster node without NATS), `stopping` or `halted`. */
   readonly status: string;
   readonly reason?: string;
 }

@@ -1,6 +1,7 @@
 /**
  * Where a server is in its life, for `/healthz` and `/readyz`: starting (claiming its data
- * directory), recovering (replaying its state), opening listeners, ready, stopping, or halted
+ * directory), recovering (replaying its state), warming up (io/warm-up.ts), opening listeners,
+ * ready, stopping, or halted
  * (the core stopped taking input; the process is about to exit). Only `ready` is ready; only
  * `halted` is not live. A halt is final: nothing moves a halted server back, and `halted`
  * resolves with its reason (RunningServer.halted).
@@ -11,7 +12,7 @@
  */
 import type { Health } from './admin-server.js';
 
-export type Phase = 'starting' | 'recovering' | 'opening listeners' | 'ready' | 'stopping' | 'halted';
+export type Phase = 'starting' | 'recovering' | 'warming up' | 'opening listeners' | 'ready' | 'stopping' | 'halted';
 
 export class Readiness {
   private phase: Phase = 'starting';
