@@ -101,7 +101,8 @@ describe('keel command line', () => {
       expect(run.stdout).toBe(lines.map((line) => `${line}\n`).join(''));
       expect(run.stdout).toContain(`trace_hash=${expected.traceHash}`);
     }
-  }, 60_000);
+    // Two `npx` start-ups (npm itself, then keel): 4 to 10 s alone, past 60 s at a load average of 14.
+  }, 120_000);
 
   it('keel vopr runs the seeds it is asked for', async () => {
     const keel = track(runKeel(['vopr', '--count', '2', '--seed-start', '3']));
