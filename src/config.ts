@@ -219,7 +219,9 @@ export interface BrokerConfig {
    * 64-byte payload counts 411). At it, every connection whose PUBLISH was just appended to a stream stops being
    * read (counted in `throttle.publisherPauses` and `throttle.streamPauses`) and the writers sync
    * what they wrote without waiting for streamUnsyncedBytesMax, until the backlog is under half of
-   * it: nothing is dropped, and an acknowledgement still waits for durability. It also bounds
+   * it: nothing is dropped, and an acknowledgement still waits for durability. The log's records
+   * not yet written count too (each appended entry is also a `stream-appended` record, and the
+   * log can fall behind the segments). It also bounds
    * what a restart holds in memory for the entries its files lack (stream-recovery.ts).
    */
   streamBacklogBytesMax: number;
