@@ -129,6 +129,6 @@ describe('stream backlog bound', () => {
       if (!outcome.ok) expect(outcome.problems).toEqual([`"streamBacklogBytesMax" must be an integer from 1024 to ${2 ** 40}, got ${JSON.stringify(bad)}`]);
     }
     const defaults = resolveConfig({});
-    expect(defaults.ok && defaults.config.streamBacklogBytesMax).toBe(64 * 1024 * 1024);
+    expect(defaults.ok && defaults.config.streamBacklogBytesMax).toBe(16 * 1024 * 1024);
   });
 });
