@@ -1098,6 +1098,9 @@ abstract class StoreWrapper implements StateStore {
   get appendedLsn(): number {
     return this.inner.appendedLsn;
   }
+  get unwrittenBytes(): number {
+    return this.inner.unwrittenBytes ?? 0;
+  }
   flush(nowMs: number): void {
     this.inner.flush(nowMs);
   }

@@ -21,8 +21,9 @@
  * - the output held by the host for all connections together (the hosts' reports, summed) is at
  *   outputBufferedBytesTotalMax (when set): it resumes once the total is under half of it. This
  *   pause has no time bound: it protects the whole broker's memory.
- * - its message was appended to a stream while the streams' entries held in memory (appended, not
- *   yet synced to their segments: the store's `memoryBytes`) are at streamBacklogBytesMax: it
+ * - its message was appended to a stream while the streams' backlog (the entries held in memory,
+ *   appended and not yet synced to their segments: the store's `memoryBytes`; plus the log's
+ *   records not yet written, `unwrittenBytes`) is at streamBacklogBytesMax: it
  *   resumes once they are under half of it, which the stream writers reach by writing and syncing
  *   at once while over half (store/streams/stream-log.ts). No time bound either: it is the
  *   writers' pace, the disk's, that the publishers are held to; nothing is dropped, and their
@@ -217,12 +218,22 @@ export class PublisherThrottle {
     if (this.streamBacklogFull) return;
     this.streamBacklogFull = true;
     const memoryBytes = this.broker.store.streams?.stats.memoryBytes ?? 0;
-    this.broker.log('info', 'stream-backlog-full', { memoryBytes, streamBacklogBytesMax: this.broker.config.streamBacklogBytesMax });
+    const unwrittenLogBytes = this.broker.store.unwrittenBytes ?? 0;
+    this.broker.log('info', 'stream-backlog-full', { memoryBytes, unwrittenLogBytes, streamBacklogBytesMax: this.broker.config.streamBacklogBytesMax });
   }
 
-  /** Whether `factor` times the streams' entries in memory is at streamBacklogBytesMax (never without a stream store). */
+  /**
+   * Whether `factor` times the streams' backlog is at streamBacklogBytesMax (never without a
+   * stream store). The backlog is the stream entries in memory plus the log's records not yet
+   * written: each appended entry is both an entry in its stream's tail and a `stream-appended`
+   * record in the log's queue, and the log, written and synced 4 MiB at a time, can fall behind
+   * the segments (a QoS 0 fill held about 100,000 such records, some 50 MiB of heap, that no
+   * bound counted).
+   */
   private overStreamBacklog(factor: number): boolean {
-    const held = this.broker.store.streams?.stats.memoryBytes ?? 0;
+    const streams = this.broker.store.streams;
+    if (streams === undefined) return false;
+    const held = streams.stats.memoryBytes + (this.broker.store.unwrittenBytes ?? 0);
     return held > 0 && held * factor >= this.broker.config.streamBacklogBytesMax;
   }
 

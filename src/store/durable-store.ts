@@ -205,6 +205,10 @@ export class DurableStateStore implements StateStore {
     return this.writer?.appendedLsn ?? 0;
   }
 
+  get unwrittenBytes(): number {
+    return this.writer?.bufferedBytes ?? 0;
+  }
+
   flush(nowMs: number): void {
     this.lastNowMs = nowMs;
     const writer = this.writer;

@@ -326,6 +326,12 @@ export interface StateStore {
   readonly durableLsn: number;
   /** The LSN of the last appended record (0 when none). */
   readonly appendedLsn: number;
+  /**
+   * Optional: bytes of appended records not yet handed to storage (a log writer's queue, which
+   * grows while a write and its sync are in flight). The publisher throttle counts them with the
+   * streams' backlog: every appended stream entry is also such a record.
+   */
+  readonly unwrittenBytes?: number;
   /** End of an input: start writing / syncing what was appended. */
   flush(nowMs: number): void;
   /** Storage requests the store wants performed, in order; emptied by the call. */

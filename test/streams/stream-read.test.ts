@@ -64,11 +64,11 @@ describe('stream reading', () => {
     expect(harness.store.streams.segments('sensors').length).toBeGreaterThan(4);
     const reader = harness.connect('reader', 5);
     subscribeFrom(reader, 'earliest');
-    // A delivery waiting for its PUBACK keeps a copy of its entry, never a view into a whole read.
+    // A delivery waiting for its PUBACK keeps a copy of its payload (inflight-table.ts), never a view into a whole read.
     const session = harness.broker.state.sessions.get('reader')!;
-    const inflight = [...harness.broker.streams.deliveriesOf(session).inflight.values()];
-    expect(inflight.length).toBeGreaterThan(0);
-    for (const delivery of inflight) expect(delivery.entry).not.toBeInstanceOf(ReadEntry);
+    const table = harness.broker.streams.deliveriesOf(session).inflight;
+    expect(table.size).toBeGreaterThan(0);
+    for (const packetId of table.packetIdsInSendOrder()) expect(table.entryOf(packetId)).not.toBeInstanceOf(ReadEntry);
     const got = drain(reader);
     expect(got.map(offsetOf)).toEqual([...Array(200).keys()]);
     const stats = harness.broker.stats.streams;

@@ -28,56 +28,61 @@ import { encodePacket } from '../../codec/encoder.js';
 import { PacketType, type Properties, type ProtocolVersion, type PublishPacket, type Qos, type UserProperty } from '../../codec/packets.js';
 import type { SessionState } from '../../store/state-store.js';
 import { nextPacketIdAfter } from '../../store/state-store.js';
-import { copyPayload, detachEntry, payloadLength, type StreamEntry } from '../../store/streams/stream-entry.js';
+import { copyPayload, payloadLength, type StreamEntry } from '../../store/streams/stream-entry.js';
 import type { Broker } from '../broker.js';
 import type { Connection } from '../connection.js';
 import { aliasedPublishBytes } from '../outgoing-topic-alias.js';
+import { type DeliveryOwner, InflightTable } from './inflight-table.js';
 import { streamOffsetProperty } from './stream-filter.js';
 
 export const streamNameProperty = 'stream';
 export const streamSkippedProperty = 'stream-skipped';
+export type { DeliveryOwner } from './inflight-table.js';
 
-/** Who a delivery is for: a reader's or a group's; null once its subscription is gone. */
-export interface DeliveryOwner {
-  acknowledged(delivery: StreamDelivery): void;
-}
-
-export interface StreamDelivery {
-  readonly packetId: number;
-  readonly entry: StreamEntry;
-  readonly stream: string;
-  readonly subscriptionIds: readonly number[];
-  /** The `stream-skipped` it announced: a resend is the same PUBLISH [MQTT-4.4.0-1], announcement included. */
-  readonly skipped: number;
-  owner: DeliveryOwner | null;
-}
-
-/** A session's stream deliveries waiting for PUBACK, by packet identifier, oldest first. */
+/** A session's stream deliveries waiting for PUBACK (inflight-table.ts). */
 export interface SessionDeliveries {
   readonly session: SessionState;
-  readonly inflight: Map<number, StreamDelivery>;
+  readonly inflight: InflightTable;
   /** Where the next identifier search starts (a hint; both identifier spaces are checked). */
   nextPacketId: number;
 }
 
 export function createSessionDeliveries(session: SessionState): SessionDeliveries {
-  return { session, inflight: new Map(), nextPacketId: session.nextPacketId };
+  return { session, inflight: new InflightTable(), nextPacketId: session.nextPacketId };
 }
 
-/** A packet identifier free in the session's queued deliveries and its stream deliveries. */
+/**
+ * A packet identifier free in the session's queued deliveries and its stream deliveries, whose
+ * slot in the stream deliveries' table is free too (inflight-table.ts): the table's slots are
+ * doubled when no such identifier exists at their count; at 65,536 slots the slot is always free.
+ */
 export function allocateStreamPacketId(deliveries: SessionDeliveries): number {
   const session = deliveries.session;
-  let candidate = deliveries.nextPacketId;
-  // Bounded: the window (at most 65,535) holds fewer identifiers than there are.
-  for (let attempt = 0; attempt < 0xffff; attempt++) {
-    if (!session.inflight.has(candidate) && !deliveries.inflight.has(candidate)) {
-      deliveries.nextPacketId = nextPacketIdAfter(candidate);
-      return candidate;
+  const table = deliveries.inflight;
+  table.reserveSlot();
+  for (;;) {
+    let candidate = deliveries.nextPacketId;
+    // Bounded: the window (at most 65,535) holds fewer identifiers than there are.
+    for (let attempt = 0; attempt < 0xffff; attempt++) {
+      if (!session.inflight.has(candidate) && table.slotFree(candidate)) {
+        deliveries.nextPacketId = nextPacketIdAfter(candidate);
+        return candidate;
+      }
+      candidate = nextPacketIdAfter(candidate);
     }
-    candidate = nextPacketIdAfter(candidate);
+    assert(table.growSlots(), 'no free packet identifier');
   }
-  assert(false, 'no free packet identifier');
 }
+
+/** The subscription identifiers of a delivery (one at most); the array is a scratch one, read before the next call. */
+function subscriptionIdsOf(subscriptionId: number): readonly number[] {
+  if (subscriptionId === 0) return noSubscriptionIds;
+  oneSubscriptionId[0] = subscriptionId;
+  return oneSubscriptionId;
+}
+
+const noSubscriptionIds: readonly number[] = Object.freeze([]);
+const oneSubscriptionId: number[] = [0];
 
 /** The PUBLISH for an entry, without a packet identifier. */
 export function streamPublishPacket(connection: Connection, stream: string, entry: StreamEntry, qos: Qos, subscriptionIds: readonly number[], skipped: number): PublishPacket {
@@ -311,8 +316,9 @@ export class PublishRun {
 
 /**
  * Sends an entry to `connection` (the caller checked the window and the output cap). A QoS 1
- * delivery becomes inflight, owned by `owner`, and is returned; null when nothing waits for an
- * acknowledgement (QoS 0, or too large for the client: not sent, counted, passed like delivered).
+ * delivery becomes inflight, owned by `owner`, and its packet identifier is returned; 0 when
+ * nothing waits for an acknowledgement (QoS 0, or too large for the client: not sent, counted,
+ * passed like delivered). `subscriptionId` is 0 for none.
  */
 export function sendEntry(
   broker: Broker,
@@ -321,13 +327,14 @@ export function sendEntry(
   stream: string,
   entry: StreamEntry,
   qos: Qos,
-  subscriptionIds: readonly number[],
+  subscriptionId: number,
   skipped: number,
   owner: DeliveryOwner,
   run: PublishRun | null = null,
-): StreamDelivery | null {
+): number {
   assert(qos <= 1, 'stream deliveries are QoS 0 or 1');
   const packetId = qos === 0 ? 0 : allocateStreamPacketId(deliveries);
+  const subscriptionIds = subscriptionIdsOf(subscriptionId);
   // The common case (no topic aliases, an entry without properties of its own) is written
   // straight from the entry, into the run when there is one; anything else goes through a
   // packet object and the codec, after what the run holds.
@@ -346,37 +353,39 @@ export function sendEntry(
   }
   broker.stats.messagesSent += 1;
   broker.stats.streams.deliveries += 1;
-  if (packetId === 0) return null;
-  // It may wait long for its PUBACK: it keeps a copy, not a read's whole buffer (stream-entry.ts ReadEntry).
-  const delivery: StreamDelivery = { packetId, entry: detachEntry(entry), stream, subscriptionIds, skipped, owner };
-  deliveries.inflight.set(packetId, delivery);
-  return delivery;
+  // It may wait long for its PUBACK: the table keeps a copy of its payload, not a read's whole buffer (stream-entry.ts ReadEntry).
+  if (packetId !== 0) deliveries.inflight.add(packetId, entry, stream, subscriptionId, skipped, owner);
+  return packetId;
 }
 
 /** [MQTT-3.1.2-25] Not sent; like any delivery too large for its client, counted and passed. */
-function tooLarge(broker: Broker): null {
+function tooLarge(broker: Broker): 0 {
   broker.stats.drops.packetTooLarge += 1;
-  return null;
+  return 0;
 }
 
 /**
- * On resume: every unacknowledged stream delivery again, DUP=1, same identifier [MQTT-4.4.0-1].
- * Returns those the new connection cannot take (larger than its Maximum Packet Size): the caller
- * treats them as delivered, like a fresh delivery that is too large.
+ * On resume: every unacknowledged stream delivery again, in the order first sent, DUP=1, same
+ * identifier [MQTT-4.4.0-1]. Returns the identifiers of those the new connection cannot take
+ * (larger than its Maximum Packet Size): the caller treats them as delivered, like a fresh
+ * delivery that is too large.
  */
-export function resendInflight(broker: Broker, connection: Connection, deliveries: SessionDeliveries): StreamDelivery[] {
-  const tooLarge: StreamDelivery[] = [];
-  for (const delivery of deliveries.inflight.values()) {
-    const packet = streamPublishPacket(connection, delivery.stream, delivery.entry, 1, delivery.subscriptionIds, delivery.skipped);
+export function resendInflight(broker: Broker, connection: Connection, deliveries: SessionDeliveries): number[] {
+  const tooLarge: number[] = [];
+  const table = deliveries.inflight;
+  for (const packetId of table.packetIdsInSendOrder()) {
+    const entry = table.entryOf(packetId);
+    const subscriptionIds = subscriptionIdsOf(table.subscriptionIdOf(packetId));
+    const packet = streamPublishPacket(connection, table.streamOf(packetId), entry, 1, subscriptionIds, table.skippedOf(packetId));
     packet.dup = true;
-    packet.packetId = delivery.packetId;
+    packet.packetId = packetId;
     const plain = encodePacket(packet, connection.version);
     if (plain.length > connection.maximumPacketSize) {
       broker.stats.drops.packetTooLarge += 1;
-      tooLarge.push(delivery);
+      tooLarge.push(packetId);
       continue;
     }
-    const bytes = connection.outgoingAliasMaximum === 0 ? plain : aliasedPublishBytes(connection, packet, delivery.packetId);
+    const bytes = connection.outgoingAliasMaximum === 0 ? plain : aliasedPublishBytes(connection, packet, packetId);
     broker.send(connection, bytes);
     broker.stats.messagesSent += 1;
   }

@@ -26,13 +26,20 @@ import type { StreamEntry } from '../../store/streams/stream-entry.js';
 import { matchesFilter } from '../../topics/match-filter.js';
 import type { Connection } from '../connection.js';
 import { StreamCursor } from './stream-cursor.js';
-import { type DeliveryOwner, type SessionDeliveries, type StreamDelivery, sendEntry } from './stream-delivery.js';
+import { type DeliveryOwner, type SessionDeliveries, sendEntry } from './stream-delivery.js';
 import type { PumpEnd } from './stream-reader.js';
 import type { Streams } from './streams.js';
 
 interface Member {
   readonly clientId: string;
   subscription: SubscriptionState;
+}
+
+/** A delivery inflight to a member: where it is held, under which identifier, and what it announced. */
+interface GroupDelivery {
+  readonly deliveries: SessionDeliveries;
+  readonly packetId: number;
+  readonly skipped: number;
 }
 
 type Pick = { member: Member; connection: Connection; deliveries: SessionDeliveries; qos: Qos } | 'wait' | 'nobody-may';
@@ -45,7 +52,7 @@ export class GroupReader implements DeliveryOwner {
   /** `members` in order, for the round robin (rebuilt when the membership changes). */
   private memberList: Member[] = [];
   /** Deliveries inflight to members, by offset. */
-  readonly inflight = new Map<number, StreamDelivery>();
+  readonly inflight = new Map<number, GroupDelivery>();
   /** Entries a leaving member did not acknowledge, oldest first: given again before reading on. */
   readonly redeliver: StreamEntry[] = [];
   /** The position last committed (or recovered). */
@@ -101,10 +108,10 @@ export class GroupReader implements DeliveryOwner {
     return offset;
   }
 
-  acknowledged(delivery: StreamDelivery): void {
-    assert(this.inflight.get(delivery.entry.offset) === delivery, 'a group acknowledgement is for its own delivery');
-    this.inflight.delete(delivery.entry.offset);
-    this.announcedInflight -= delivery.skipped;
+  acknowledged(packetId: number, offset: number, skipped: number): void {
+    assert(this.inflight.get(offset)?.packetId === packetId, 'a group acknowledgement is for its own delivery');
+    this.inflight.delete(offset);
+    this.announcedInflight -= skipped;
     assert(this.announcedInflight >= 0, 'announced offsets inflight never negative');
     this.streams.groupMoved(this);
   }
@@ -112,14 +119,16 @@ export class GroupReader implements DeliveryOwner {
   /** A member's connection ended (or it left): its unacknowledged entries go to the others. */
   memberGone(deliveries: SessionDeliveries): void {
     const returned: StreamEntry[] = [];
-    for (const [packetId, delivery] of deliveries.inflight) {
-      if (delivery.owner !== this) continue;
-      deliveries.inflight.delete(packetId);
-      this.inflight.delete(delivery.entry.offset);
-      returned.push(delivery.entry);
+    const table = deliveries.inflight;
+    for (const packetId of table.size === 0 ? noIds : table.packetIdsInSendOrder(this)) {
+      const entry = table.entryOf(packetId);
+      const skipped = table.skippedOf(packetId);
+      table.remove(packetId);
+      this.inflight.delete(entry.offset);
+      returned.push(entry);
       // Its announcement was perhaps never heard: the next member is told instead.
-      this.announcedInflight -= delivery.skipped;
-      this.cursor.skipped += delivery.skipped;
+      this.announcedInflight -= skipped;
+      this.cursor.skipped += skipped;
     }
     if (returned.length === 0) return;
     this.redeliver.push(...returned);
@@ -137,7 +146,7 @@ export class GroupReader implements DeliveryOwner {
     let skipped = 0;
     for (const [offset, delivery] of this.inflight) {
       if (offset >= firstOffset) continue;
-      delivery.owner = null;
+      delivery.deliveries.inflight.disownOne(delivery.packetId);
       this.inflight.delete(offset);
       this.announcedInflight -= delivery.skipped;
     }
@@ -178,10 +187,10 @@ export class GroupReader implements DeliveryOwner {
       const subscriptionId = pick.member.subscription.subscriptionId;
       assert(!this.inflight.has(entry.offset), 'an entry is inflight to one member at a time');
       assert(entry.offset < streams.store.releasedOffset(stream.name), 'a group sends released entries only');
-      const delivery = sendEntry(streams.broker, pick.connection, pick.deliveries, stream.name, entry, pick.qos, subscriptionId === 0 ? noIds : [subscriptionId], skipped, this);
-      if (delivery === null) continue;
-      this.inflight.set(entry.offset, delivery);
-      this.announcedInflight += delivery.skipped;
+      const packetId = sendEntry(streams.broker, pick.connection, pick.deliveries, stream.name, entry, pick.qos, subscriptionId, skipped, this);
+      if (packetId === 0) continue;
+      this.inflight.set(entry.offset, { deliveries: pick.deliveries, packetId, skipped });
+      this.announcedInflight += skipped;
     }
     return 'budget';
   }

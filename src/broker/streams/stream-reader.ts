@@ -20,7 +20,7 @@ import type { StreamEntry } from '../../store/streams/stream-entry.js';
 import { matchesFilter } from '../../topics/match-filter.js';
 import type { Connection } from '../connection.js';
 import { StreamCursor } from './stream-cursor.js';
-import { type DeliveryOwner, type PublishRun, type SessionDeliveries, type StreamDelivery, sendEntry } from './stream-delivery.js';
+import { type DeliveryOwner, type PublishRun, type SessionDeliveries, sendEntry } from './stream-delivery.js';
 import type { StreamSubscriptionSpec } from './stream-filter.js';
 import type { Streams } from './streams.js';
 
@@ -70,9 +70,8 @@ export class StreamReader implements DeliveryOwner {
     return skipped === 0 ? { offset, notBeforeMs: this.notBeforeMs } : { offset, notBeforeMs: this.notBeforeMs, skipped };
   }
 
-  acknowledged(delivery: StreamDelivery): void {
-    const offset = delivery.entry.offset;
-    this.announcedInflight -= delivery.skipped;
+  acknowledged(_packetId: number, offset: number, skipped: number): void {
+    this.announcedInflight -= skipped;
     assert(this.announcedInflight >= 0, 'announced offsets inflight never negative');
     if (this.unacknowledged[this.unacknowledgedHead] === offset) this.unacknowledgedHead += 1;
     else this.acknowledgedEarly.add(offset);
@@ -87,7 +86,7 @@ export class StreamReader implements DeliveryOwner {
 
   /** The subscription was replaced or removed: its inflight deliveries are no longer its business. */
   retire(): void {
-    for (const delivery of this.deliveries.inflight.values()) if (delivery.owner === this) delivery.owner = null;
+    this.deliveries.inflight.disown(this);
     this.cursor.jumpTo(this.cursor.position);
   }
 
@@ -122,11 +121,10 @@ export class StreamReader implements DeliveryOwner {
       const previous = this.unacknowledged[this.unacknowledged.length - 1];
       if (previous !== undefined && previous >= entry.offset) assert(false, `reader offsets go back: ${entry.offset} after ${previous}`);
       const skipped = streams.announceSkipped(this.clientId, stream.name, this.cursor);
-      const subscriptionIds = this.subscription.subscriptionId === 0 ? noIds : [this.subscription.subscriptionId];
-      const delivery = sendEntry(streams.broker, connection, this.deliveries, stream.name, entry, qos, subscriptionIds, skipped, this, run);
-      if (delivery !== null) {
+      const packetId = sendEntry(streams.broker, connection, this.deliveries, stream.name, entry, qos, this.subscription.subscriptionId, skipped, this, run);
+      if (packetId !== 0) {
         this.unacknowledged.push(entry.offset);
-        this.announcedInflight += delivery.skipped;
+        this.announcedInflight += skipped;
       }
       streams.positionMoved(this);
     }
@@ -153,5 +151,3 @@ export class StreamReader implements DeliveryOwner {
     this.cursor.jumpTo(this.cursor.position);
   }
 }
-
-const noIds: readonly number[] = Object.freeze([]);

@@ -323,7 +323,7 @@ export class Streams implements MatchSink<string> {
     if (!this.available) return;
     const streams = this.existingSessionStreams(session);
     if (streams !== undefined && streams.deliveries.inflight.size > 0) {
-      for (const delivery of resendInflight(this.broker, connection, streams.deliveries)) this.acknowledge(session, delivery.packetId);
+      for (const packetId of resendInflight(this.broker, connection, streams.deliveries)) this.acknowledge(session, packetId);
     }
     for (const subscription of session.subscriptions.values()) {
       // Shared ones are groups' (restored at start-up, `restoreMemberships`).
@@ -392,12 +392,14 @@ export class Streams implements MatchSink<string> {
   /** A PUBACK: true when it acknowledged a stream delivery. */
   acknowledge(session: SessionState, packetId: number): boolean {
     const streams = this.existingSessionStreams(session);
-    const delivery = streams?.deliveries.inflight.get(packetId);
-    if (streams === undefined || delivery === undefined) return false;
-    assert(delivery.packetId === packetId, 'a stream delivery is filed under its packet identifier');
+    const table = streams?.deliveries.inflight;
+    if (table === undefined || !table.has(packetId)) return false;
     assert(!session.inflight.has(packetId), 'a packet identifier is not in use twice');
-    streams.deliveries.inflight.delete(packetId);
-    delivery.owner?.acknowledged(delivery);
+    const owner = table.ownerOf(packetId);
+    const offset = table.offsetOf(packetId);
+    const skipped = table.skippedOf(packetId);
+    table.remove(packetId);
+    owner?.acknowledged(packetId, offset, skipped);
     return true;
   }
 

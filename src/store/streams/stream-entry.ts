@@ -72,8 +72,9 @@ function readTimeMs(bytes: Uint8Array, start: number): number {
  * `payloadStart` to `payloadEnd`) instead of being copied into a buffer of its own. A replay
  * decodes hundreds of thousands of entries a second and sends each once; a copy and a typed array
  * per entry were most of its garbage. So it pins its read (at most `streamReadAheadBytesMax`)
- * while a cursor holds it; anything that keeps an entry longer (a QoS 1 delivery waiting for its
- * PUBACK, a group's redelivery) keeps `detachEntry`'s copy instead, so no read outlives its cursor.
+ * while a cursor holds it; anything that keeps an entry longer keeps a copy instead (a QoS 1
+ * delivery waiting for its PUBACK: its payload in the session's inflight table, broker/streams/
+ * inflight-table.ts, which also rebuilds the entries a group gives back), so no read outlives its cursor.
  * `payload` (a view made on demand) is for the uncommon paths; the hot ones use `payloadLength`
  * and `copyPayload`.
  */
