@@ -7,6 +7,8 @@
  * connection), subscription identifiers (set per receiver), the will delay interval. The message
  * expiry interval becomes an absolute `expiryAtMs`, and each receiver gets the time remaining.
  */
+
+import { ownCopy } from '../codec/own-copy.js';
 import type { Properties, Qos } from '../codec/packets.js';
 import type { StoredMessage } from '../store/state-store.js';
 
@@ -21,7 +23,7 @@ export function forwardedProperties(source: Properties | undefined): Properties 
   if (source.payloadFormatIndicator !== undefined) result.payloadFormatIndicator = source.payloadFormatIndicator;
   if (source.contentType !== undefined) result.contentType = source.contentType;
   if (source.responseTopic !== undefined) result.responseTopic = source.responseTopic;
-  if (source.correlationData !== undefined) result.correlationData = source.correlationData.slice();
+  if (source.correlationData !== undefined) result.correlationData = ownCopy(source.correlationData);
   if (hasUserProperties) result.userProperties = source.userProperties;
   return result;
 }

@@ -26,6 +26,7 @@
  * Buffer pool makes the same trade of sizes, without the compaction.
  */
 import { assert } from '../assert.js';
+import { ownCopy } from '../codec/own-copy.js';
 import type { StoredMessage } from '../store/state-store.js';
 import type { MutableMessage } from './message.js';
 
@@ -94,7 +95,7 @@ export class PayloadSlab {
   /** A copy of `bytes` for the message that will be stored as `messageId`; shares nothing with `bytes`. */
   copy(bytes: Uint8Array, messageId: number): Uint8Array {
     const length = bytes.length;
-    if (length === 0 || length > pooledBytesMax) return bytes.slice();
+    if (length === 0 || length > pooledBytesMax) return ownCopy(bytes);
     const view = this.place(bytes, messageId);
     if (this.examinationsDue > 0) this.compact();
     return view;

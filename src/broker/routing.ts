@@ -21,6 +21,7 @@
  */
 import { assert } from '../assert.js';
 import type { EncodedPublish } from '../codec/encoder.js';
+import { ownCopy } from '../codec/own-copy.js';
 import type { ProtocolVersion, Qos } from '../codec/packets.js';
 import type { SessionState, StoredMessage, SubscriptionState } from '../store/state-store.js';
 import { type MatchSink, pickSharedMember, type SharedGroup, type TrieEntry } from '../topics/trie.js';
@@ -308,7 +309,7 @@ export function storeMessage(broker: Broker, message: StoredMessage, volatile: b
   const fields = {
     messageId,
     topic: message.topic,
-    payload: message.retain ? message.payload.slice() : broker.router.payloads.copy(message.payload, messageId),
+    payload: message.retain ? ownCopy(message.payload) : broker.router.payloads.copy(message.payload, messageId),
     qos: message.qos,
     retain: message.retain,
     properties: message.properties,

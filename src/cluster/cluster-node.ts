@@ -99,6 +99,7 @@
 import { assert } from '../assert.js';
 import type { Broker } from '../broker/broker.js';
 import { transientMessage } from '../broker/message.js';
+import { ownCopy } from '../codec/own-copy.js';
 import type { Properties, Qos } from '../codec/packets.js';
 import type { ClusterConfig } from '../config.js';
 import type { ClusterKeyChange, ClusterMessage, ClusterRequest, ClusterResult } from '../contract.js';
@@ -386,14 +387,14 @@ export class ClusterNode {
       const headers = encodeHeaders(this.nodeId, 0, message.retain, sequence, message.properties, expirySeconds);
       if (share !== null) headers[headerShare] = share;
       this.counters.coreSent += 1;
-      this.request({ op: 'publish', subject, headers, payload: message.payload.slice() });
+      this.request({ op: 'publish', subject, headers, payload: ownCopy(message.payload) });
       return 0;
     }
     const ticket = this.nextTicket++;
     // The counter lets a session hand-over tell what this node routed itself (session-handover.ts).
     const headers = encodeHeaders(this.nodeId, message.qos, message.retain, formatCounter({ epoch: this.epoch, ticket }), message.properties, expirySeconds);
     if (share !== null) headers[headerShare] = share;
-    const payload = message.payload.slice();
+    const payload = ownCopy(message.payload);
     const target = handoffSubject(subject);
     this.handover.forwarded({ subject: target, headers, payload });
     this.handover.extendWindows({ epoch: this.epoch, ticket });

@@ -13,6 +13,7 @@
  * The bytes were validated when the string was first made, and equal bytes decode equally.
  */
 import { malformed } from './errors.js';
+import { ownCopy } from './own-copy.js';
 import { decodeUtf8 } from './utf8.js';
 
 /** Topics up to this many bytes are remembered (longer ones are decoded every time). */
@@ -123,7 +124,7 @@ export class ByteReader {
     this.need(length);
     const start = this.offset;
     this.offset += length;
-    return this.bytes.slice(start, start + length);
+    return ownCopy(this.bytes, start, start + length);
   }
 
   /** Everything up to `end`, as a view (no copy). */

@@ -17,6 +17,7 @@
  * means unknown; null means anonymous, which is why it is null and not omitted).
  */
 import { assert } from '../assert.js';
+import { ownCopy } from '../codec/own-copy.js';
 import type { StateRecord, StateRecordKind } from './state-store.js';
 
 export const recordTypes: Readonly<Record<StateRecordKind, number>> = {
@@ -130,7 +131,7 @@ export function decodeStateRecord(type: number, body: Uint8Array): StateRecord {
     if (offset + 4 > body.length) throw new Error('truncated binary field length');
     const length = view.getUint32(offset, true);
     if (offset + 4 + length > body.length) throw new Error('binary field beyond the body');
-    binaries.push(body.slice(offset + 4, offset + 4 + length));
+    binaries.push(ownCopy(body, offset + 4, offset + 4 + length));
     offset += 4 + length;
   }
   const record = JSON.parse(textDecoder.decode(body.subarray(4, 4 + jsonLength))) as StateRecord;

@@ -25,6 +25,7 @@
  * goes on a millisecond later (`stream-pump` deadline) when it had to stop for that reason alone.
  */
 import { assert } from '../../assert.js';
+import { ownCopy } from '../../codec/own-copy.js';
 import type { Properties, Qos, Subscription } from '../../codec/packets.js';
 import { ReasonCode } from '../../codec/reason-codes.js';
 import type { SessionState, StateRecord, StoredMessage, StreamEntryRef, StreamPosition, StreamState, SubscriptionState } from '../../store/state-store.js';
@@ -138,7 +139,7 @@ export class Streams implements MatchSink<string> {
       if (stream.lastTimeMs > timeMs) timeMs = stream.lastTimeMs;
       entries.push({ stream: name, offset: stream.nextOffset });
     }
-    const payload = message.payload.slice();
+    const payload = ownCopy(message.payload);
     const record = {
       kind: 'stream-appended' as const,
       timeMs,
