@@ -74,6 +74,17 @@
  *   own rule still open (no holder read a message of B above its cut) gets B's publications
  *   above that cut from the stream too, not from the copies B kept, so they stay behind those of
  *   the holes (seed 2100398).
+ * - That rule also says what the session holds of B's own hand-offs: every one at or below B's
+ *   cut but those of the holes (B routed them into it while it held it, or they came to it through
+ *   a window, now a hole). So a window B opens because it restarted since its marker starts at
+ *   that cut, not at the marker, when the session brings the rule. B may have queued its marker
+ *   while it still held the session for an older claim (of A, whose marker B reaches first), so its
+ *   publications after its own marker and before it handed the session on at A's went into the
+ *   session at once; a window from the marker routed them again (seeds 2300366, 2100545 with 2
+ *   nodes, 2100107 with 3: a QoS 2 message twice, under two packet identifiers). The rule is still
+ *   open then: B's hand-offs above its cut are all behind B's marker in the stream (B queued its
+ *   marker before it read A's), so no holder met one before B's marker, whatever the moves and
+ *   crashes between; and it is durable wherever the session is (logged with it, carried with it).
  *
  * Bounds and costs: B holds the CONNACK and its stream reader for at most `handoverWaitMs` from
  * the claim (the stream behind the marker waits in memory meanwhile: at most what NATS delivers
@@ -758,8 +769,8 @@ export class SessionHandover {
       applied = false;
     } else {
       // Without every copy since the marker (it was queued in an earlier life) the stream brings them: a window.
-      this.apply(state, incoming?.ownSinceMarker === true ? incoming.own : [], nowMs);
-      if (incoming?.ownSinceMarker !== true && hold.markerCounter !== null) this.addWindow(hold.clientId, hold.markerCounter);
+      const own = incoming?.ownSinceMarker === true ? incoming.own : null;
+      this.apply(state, own, own === null ? hold.markerCounter : null, nowMs);
       // An older marker's session, while a newer hand-over waits: the window holds the copies that
       // one kept (they are past the older marker), and they must not reach the session twice (seed 2100095).
       if (!hold.matched) this.incoming.get(hold.clientId)?.own.splice(0);
@@ -878,8 +889,12 @@ export class SessionHandover {
     if (this.host.connected) this.broker.pushCluster({ op: 'kv-set', requestId: this.host.nextRequestId(), bucket: handoverBucket, key, value: null, expectedRevision: null });
   }
 
-  /** Writes a handed-over session into this node's log, as an offline session. */
-  private apply(state: HandoverState, own: readonly OwnHandoff[], nowMs: number): void {
+  /**
+   * Writes a handed-over session into this node's log, as an offline session, with the rules for
+   * this node's own hand-offs since the marker: the copies kept of them (`own`), or, when they
+   * were lost in a restart (`own` null), a window from `markerCounter` on.
+   */
+  private apply(state: HandoverState, own: readonly OwnHandoff[] | null, markerCounter: LocalCounter | null, nowMs: number): void {
     const broker = this.broker;
     const clientId = state.header.client;
     this.counters.received += 1;
@@ -894,9 +909,15 @@ export class SessionHandover {
     // This node's own publications since the marker, which nobody routed to the session yet. When
     // the session left this node before with a rule still open (every own message above its cut
     // is behind the marker, and some below it may come from the stream through the holes'
-    // windows), they come from the stream too, in order behind those (seed 2100398).
+    // windows), they come from the stream too, in order behind those (seed 2100398). Those at or
+    // below that cut the session holds already (routing put them into it while it was here, and
+    // the holes are windows of their own), so a window from the marker must not reach below it:
+    // this node may have queued the marker while it still held the session for an older claim,
+    // restarted, and got the session back (seed 2300366: a QoS 2 message twice).
     if (ownCut !== null) this.logWindow(clientId, ownCut, this.host.counter());
-    else for (const handoff of own) this.host.routeOnly(clientId, handoff, nowMs);
+    else if (own === null) {
+      if (markerCounter !== null) this.addWindow(clientId, markerCounter);
+    } else for (const handoff of own) this.host.routeOnly(clientId, handoff, nowMs);
     broker.log('info', 'session-adopted', { clientId, fromNode: state.header.from, deliveries: session.inflight.size + session.queue.length });
   }
 

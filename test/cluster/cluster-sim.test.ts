@@ -113,7 +113,13 @@ const clusterRegressionSeeds: readonly { seed: number; nodes: number; found: str
     found:
       "qos2-duplicate: a mover's will, fired by a node at its restart, reached the other mover twice after the session went back and forth between the nodes; passes with the rule of seed 2100398 (own publications kept since the marker come from the stream when the session returns with an open rule of this node), not traced further",
   },
-  { seed: 2100107, nodes: 3, handoverMovers: true, found: 'qos2-duplicate: a QoS 2 message reached a mover twice after moves under node crashes and a NATS restart', open: 'qos2-duplicate' },
+  {
+    seed: 2100107,
+    nodes: 3,
+    handoverMovers: true,
+    found:
+      'qos2-duplicate: a QoS 2 message reached a mover twice after moves under node crashes and a NATS restart; same cause as 2300366 (n2 got the session back with its own rule at cut 50-35 and opened a window from its marker 50-11: 50-15 went in twice)',
+  },
   {
     seed: 2100503,
     nodes: 3,
@@ -130,10 +136,22 @@ const clusterRegressionSeeds: readonly { seed: number; nodes: number; found: str
       'session-lost: the client moved n0 to n1 (n1 crashed at once) to n2; n2 asked n1, whose own marker (from n0) had not reached the stream yet, and was told none (a client moving again before its previous move reached the stream; README); n0, ending its copy at that marker, logs it only after the CONNACK',
     open: 'session-lost',
   },
-  { seed: 2100545, nodes: 2, handoverMovers: true, found: 'qos2-duplicate (vopr --handover-movers after the fixes, not diagnosed)', open: 'qos2-duplicate' },
+  {
+    seed: 2100545,
+    nodes: 2,
+    handoverMovers: true,
+    found:
+      'qos2-duplicate (vopr --handover-movers after the fixes); same cause as 2300366 (n1 got the session back with its own rule at cut 37-3 and opened a window from its marker 28-2: 28-7 went in twice)',
+  },
   { seed: 2400367, nodes: 3, handoverMovers: true, found: 'session-lost (vopr --nodes 3 --handover-movers from 2,400,000 on the merged build, 2 of 1,000; not diagnosed)', open: 'session-lost' },
   { seed: 2400569, nodes: 3, handoverMovers: true, found: 'session-lost (same run as 2400367; not diagnosed)', open: 'session-lost' },
-  { seed: 2300366, nodes: 2, handoverMovers: true, found: 'qos2-duplicate (vopr --nodes 2 --handover-movers from 2,300,000 on the merged build, 1 of 1,000; not diagnosed)', open: 'qos2-duplicate' },
+  {
+    seed: 2300366,
+    nodes: 2,
+    handoverMovers: true,
+    found:
+      "qos2-duplicate (vopr --nodes 2 --handover-movers from 2,300,000): n1 queued its marker while it still held the session for n0's older claim, routed a QoS 2 publication into it at once, handed it to n0, restarted, and got it back: the window it opened from its marker (its copies lost in the restart) routed that publication again, though the session's rule of n1's cut said it held it",
+  },
   {
     seed: 2100398,
     nodes: 3,
