@@ -152,6 +152,10 @@ const clusterRegressionSeeds: readonly { seed: number; nodes: number; found: str
     found:
       "qos2-duplicate (vopr --nodes 2 --handover-movers from 2,300,000): n1 queued its marker while it still held the session for n0's older claim, routed a QoS 2 publication into it at once, handed it to n0, restarted, and got it back: the window it opened from its marker (its copies lost in the restart) routed that publication again, though the session's rule of n1's cut said it held it",
   },
+  // Found by vopr --handover-movers from 2,500,000 on the fix of seed 2300366; each fails alike (same trace hash) without it.
+  { seed: 2500413, nodes: 2, handoverMovers: true, found: 'qos2-duplicate (vopr --nodes 2 --handover-movers from 2,500,000; not diagnosed yet)', open: 'qos2-duplicate' },
+  { seed: 2500593, nodes: 2, handoverMovers: true, found: 'acknowledged-lost (same run as 2500413; not diagnosed yet)', open: 'acknowledged-lost' },
+  { seed: 2500585, nodes: 3, handoverMovers: true, found: 'acknowledged-lost (vopr --nodes 3 --handover-movers from 2,500,000; not diagnosed yet)', open: 'acknowledged-lost' },
   {
     seed: 2100398,
     nodes: 3,
