@@ -156,6 +156,8 @@ const clusterRegressionSeeds: readonly { seed: number; nodes: number; found: str
   { seed: 2500413, nodes: 2, handoverMovers: true, found: 'qos2-duplicate (vopr --nodes 2 --handover-movers from 2,500,000; not diagnosed yet)', open: 'qos2-duplicate' },
   { seed: 2500593, nodes: 2, handoverMovers: true, found: 'acknowledged-lost (same run as 2500413; not diagnosed yet)', open: 'acknowledged-lost' },
   { seed: 2500585, nodes: 3, handoverMovers: true, found: 'acknowledged-lost (vopr --nodes 3 --handover-movers from 2,500,000; not diagnosed yet)', open: 'acknowledged-lost' },
+  { seed: 2500836, nodes: 2, handoverMovers: true, found: 'acknowledged-lost (same run as 2500413; not diagnosed yet)', open: 'acknowledged-lost' },
+  { seed: 2500982, nodes: 3, handoverMovers: true, found: 'session-lost (same run as 2500585, no faults but node restarts; not diagnosed)', open: 'session-lost' },
   {
     seed: 2100398,
     nodes: 3,
