@@ -1006,9 +1006,13 @@ export class SessionHandover {
   forwarded(handoff: OwnHandoff): void {
     for (const incoming of this.incoming.values()) {
       if (incoming.gaveUp) continue;
-      // The session is still here (this node hands it on first, at an earlier marker): routing put
-      // the message into it already, and the state brings it back (seed 2100063).
-      if (this.broker.state.sessions.has(incoming.clientId)) continue;
+      // Kept even when a session of the client is here: the copies reach the adopted session only
+      // when its state does not bring this node's own rule (apply), and then the session here is
+      // not the one coming back but one the adopted state replaces, whatever routing put into it
+      // with it (seed 2500593: a CONNECT parked here that gave way to a newer claim was answered
+      // with a fresh session, without the subscription). When the session here is the client's
+      // own, handed on first at an earlier marker (seed 2100063), it comes back with this node's
+      // rule, and the copies are not used.
       if (incoming.own.length < ownHandoffsMax) incoming.own.push(handoff);
       else this.broker.log('warn', 'handover-own-dropped', { clientId: incoming.clientId });
     }
