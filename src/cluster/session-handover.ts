@@ -61,13 +61,17 @@
  *   still open when the session moves on goes with it (`carried`): the next owner would otherwise
  *   route again what an earlier source put into the session (seed 3).
  * - B routed its own publications queued after the marker and before it adopted the session
- *   without the session (unless the session was still on B: then routing put them in it), and
- *   they are in the stream after the marker, where A does not route them either. B keeps them
- *   while it waits, and routes them to the adopted session alone right after the state. When B
- *   restarted in between, those copies are gone: B routes its own hand-offs since the marker from
- *   the stream to the session alone (a window). While a window is open, B's newer publications
- *   reach that session through the stream too (the window grows to hold them), or they would
- *   overtake the older ones (order per publisher).
+ *   without the session (unless the session was still on B: then routing put them in it, and the
+ *   session comes back with B's own rule, below), and they are in the stream after the marker,
+ *   where A does not route them either. B keeps them while it waits, whatever session of the
+ *   client it has meanwhile (a fresh one given to a parked CONNECT that gave way to a newer claim
+ *   has no subscription, and the adopted state replaces it: seed 2500593), and routes them to
+ *   the adopted session alone right after the state. When B restarted in between, those copies
+ *   are gone: B routes its own hand-offs since the marker from the stream to the session alone (a
+ *   window). So does B when a newer claim of its own replaced the hand-over, and its copies, while
+ *   its reader stood at the older marker (seed 2500836). While a window is open, B's newer
+ *   publications reach that session through the stream too (the window grows to hold them), or
+ *   they would overtake the older ones (order per publisher).
  * - A session handed on while a window is open goes with the window as a hole in its cut
  *   (`holes`): the next owner routes those of B's messages to it after all (seed 9), and when the
  *   session comes back to B, B opens the window again. A session that comes back to B with B's
@@ -365,8 +369,11 @@ interface Hold {
   readonly deadlineMs: number;
   /** The marker's counter (`Keel-Seq`): the start of a window when no copies were kept. */
   readonly markerCounter: LocalCounter | null;
-  /** Whether the marker is the one the client's `Incoming` waits for (destination only). */
-  readonly matched: boolean;
+  /**
+   * Whether the marker is the one the client's `Incoming` waits for (destination only); false from
+   * the moment a newer claim of this node replaces that `Incoming` (begin).
+   */
+  matched: boolean;
   /** The source's put: request id, 0 while not out. */
   requestId: number;
   /** The source's state, its bytes, its outbox entry and the LSN that entry is durable at (the put waits for it). */
@@ -507,6 +514,12 @@ export class SessionHandover {
     const headers: Record<string, string> = { [headerOrigin]: this.host.nodeId, [headerClient]: sessionKey(clientId), [headerFrom]: from, [headerRevision]: String(revision) };
     const markerCounter = marker ? this.host.queueMarker(headers) : null;
     const deadlineMs = nowMs + handoverWaitMs;
+    // The reader already stands at the marker of the hand-over this one replaces: that marker is
+    // an older claim's now. Its state comes with a window from that marker, which holds the copies
+    // the replaced hand-over kept (they are lost with it), and it does not answer this CONNECT
+    // (seed 2500836: n1 adopted at its older marker with only the copies kept since its newer one).
+    const hold = this.hold;
+    if (hold !== null && hold.role === 'destination' && hold.clientId === clientId) hold.matched = false;
     this.incoming.set(clientId, { clientId, from, deadlineMs, own: [], ownSinceMarker: marker, markerCounter, parked, gaveUp: false });
     this.broker.deadlines.push(deadlineMs, 'cluster-retry', 0, '');
     this.counters.markers += 1;
