@@ -36,6 +36,10 @@
  *   for the same hand-over (session-registry.ts, `awaitsEarlier`).
  * - The marker in B's outbox, then in the stream: B's recovery publishes it again (dedupe id), so
  *   it reaches the stream once. The session is in A's log.
+ * - B's CONNECT parked for the hand-over loses its claim to a newer one elsewhere (the client moved
+ *   on): it is closed, never accepted, and B makes no session for it; B still takes the state if
+ *   A serves it, and answers the next marker as any holder (session-registry.ts, seed 2500585: a
+ *   fresh session made for that CONNECT was handed on as the client's, over its real session).
  * - A at the marker: the answer is in A's outbox and the session is gone from A's log, in one
  *   commit (a torn commit that kept the entry and not the deletion deletes it at recovery). A
  *   crash before that commit replays the marker and decides again, alike. A crash after it finds
@@ -64,9 +68,8 @@
  *   without the session (unless the session was still on B: then routing put them in it, and the
  *   session comes back with B's own rule, below), and they are in the stream after the marker,
  *   where A does not route them either. B keeps them while it waits, whatever session of the
- *   client it has meanwhile (a fresh one given to a parked CONNECT that gave way to a newer claim
- *   has no subscription, and the adopted state replaces it: seed 2500593), and routes them to
- *   the adopted session alone right after the state. When B restarted in between, those copies
+ *   client it has meanwhile (any other than the client's own is replaced by the adopted state:
+ *   seed 2500593), and routes them to the adopted session alone right after the state. When B restarted in between, those copies
  *   are gone: B routes its own hand-offs since the marker from the stream to the session alone (a
  *   window). So does B when a newer claim of its own replaced the hand-over, and its copies, while
  *   its reader stood at the older marker (seed 2500836). While a window is open, B's newer
@@ -1022,10 +1025,10 @@ export class SessionHandover {
       // Kept even when a session of the client is here: the copies reach the adopted session only
       // when its state does not bring this node's own rule (apply), and then the session here is
       // not the one coming back but one the adopted state replaces, whatever routing put into it
-      // with it (seed 2500593: a CONNECT parked here that gave way to a newer claim was answered
-      // with a fresh session, without the subscription). When the session here is the client's
-      // own, handed on first at an earlier marker (seed 2100063), it comes back with this node's
-      // rule, and the copies are not used.
+      // with it (seed 2500593: a fresh session, without the subscription, given to a CONNECT parked
+      // here that lost its claim; such a CONNECT is closed now, session-registry.ts). When the
+      // session here is the client's own, handed on first at an earlier marker (seed 2100063), it
+      // comes back with this node's rule, and the copies are not used.
       if (incoming.own.length < ownHandoffsMax) incoming.own.push(handoff);
       else this.broker.log('warn', 'handover-own-dropped', { clientId: incoming.clientId });
     }

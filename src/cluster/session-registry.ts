@@ -275,6 +275,23 @@ export class SessionRegistry {
     }
   }
 
+  /**
+   * A CONNECT parked here for a hand-over lost its claim to another node's. It was never accepted,
+   * so it has no session to take over (no DISCONNECT 0x8E) and it gets none: it is closed, as one
+   * that gives way here (park). A fresh session made for it would stay here, offline, and be taken
+   * for the client's own: replaced by the state of the hand-over still on its way here, with the
+   * copies of this node's own publications not kept (seed 2500593), or handed on to a node that
+   * asks this one, over the session that node held (seed 2500585).
+   */
+  private dropParked(clientId: string, nowMs: number): void {
+    const parked = this.parked.get(clientId);
+    assert(parked !== undefined, 'only a parked CONNECT is dropped');
+    this.parked.delete(clientId);
+    parked.claim.connection.claimPending = false;
+    if (parked.claim.connection.phase !== 'awaiting-connect') return;
+    this.broker.closeConnection(parked.claim.connection, nowMs, 'a newer claim of its client id by another node came while it waited', 'discard', true);
+  }
+
   /** The hand-over of `clientId` is applied (or, `fresh`, given up): answer its parked CONNECT. */
   answer(clientId: string, nowMs: number, fresh: boolean): boolean {
     const parked = this.parked.get(clientId);
@@ -356,8 +373,7 @@ export class SessionRegistry {
       if (connection.version === 5) this.broker.sendPacket(connection, { type: PacketType.Disconnect, reasonCode: ReasonCode.SessionTakenOver }, 0, true);
       this.broker.closeConnection(connection, nowMs, `session taken over by node ${node}`, 'publish', true);
     }
-    // A CONNECT parked here for a hand-over lost its claim: it gets the session it can (a fresh one).
-    if (this.parked.has(clientId)) this.answer(clientId, nowMs, false);
+    if (this.parked.has(clientId)) this.dropParked(clientId, nowMs);
     // The new owner asked for a hand-over: the session waits, offline, for its marker in the
     // stream, which hands it over from here or (the owner asked another node) ends it here.
     if (handoverFrom !== null) return;

@@ -167,7 +167,13 @@ const clusterRegressionSeeds: readonly { seed: number; nodes: number; found: str
     found:
       "acknowledged-lost (same run as 2500413): n0's CONNECT parked for a hand-over from n1 gave way to n1's newer claim and was answered with a fresh session (then taken over); n0 kept no copies of its own publications for the hand-over still on its way, since a session of the client was there, though that fresh one had no subscription and the adopted state replaced it",
   },
-  { seed: 2500585, nodes: 3, handoverMovers: true, found: 'acknowledged-lost (vopr --nodes 3 --handover-movers from 2,500,000; not diagnosed yet)', open: 'acknowledged-lost' },
+  {
+    seed: 2500585,
+    nodes: 3,
+    handoverMovers: true,
+    found:
+      "acknowledged-lost (vopr --nodes 3 --handover-movers from 2,500,000): n1's CONNECT parked for a hand-over from n2 lost its claim to n2's newer one and was answered with a fresh session (then taken over); n2 kept its session at n1's marker (a newer claim of n0 asked n2), then at its own marker took n1's fresh session for the client's: the real one, with the mover's will, was replaced. A parked CONNECT that loses its claim is now closed without a session",
+  },
   {
     seed: 2500836,
     nodes: 2,
