@@ -72,7 +72,10 @@
  *   seed 2500593), and routes them to the adopted session alone right after the state. When B restarted in between, those copies
  *   are gone: B routes its own hand-offs since the marker from the stream to the session alone (a
  *   window). So does B when a newer claim of its own replaced the hand-over, and its copies, while
- *   its reader stood at the older marker (seed 2500836). While a window is open, B's newer
+ *   its reader stood at the older marker (seed 2500836). The copies a newer hand-over keeps stay
+ *   kept when B adopts at an older marker of its own with a window: they go to the session of the
+ *   newer marker but for those an open window of the client still holds (they come from the
+ *   stream, seed 2100095), since the session may leave with that window first (seed 2501259). While a window is open, B's newer
  *   publications reach that session through the stream too (the window grows to hold them), or
  *   they would overtake the older ones (order per publisher).
  * - A session handed on while a window is open goes with the window as a hole in its cut
@@ -786,10 +789,10 @@ export class SessionHandover {
     } else {
       // Without every copy since the marker (it was queued in an earlier life) the stream brings them: a window.
       const own = incoming?.ownSinceMarker === true ? incoming.own : null;
+      // An older marker's session, while a newer hand-over waits: its window from the older marker
+      // holds the copies the newer one keeps; they stay kept, for when the session leaves with the
+      // window before the newer marker (seed 2501259), and apply skips those a window still holds.
       this.apply(state, own, own === null ? hold.markerCounter : null, nowMs);
-      // An older marker's session, while a newer hand-over waits: the window holds the copies that
-      // one kept (they are past the older marker), and they must not reach the session twice (seed 2100095).
-      if (!hold.matched) this.incoming.get(hold.clientId)?.own.splice(0);
     }
     if (incoming?.parked === true) this.host.answer(hold.clientId, nowMs, false);
     this.release(nowMs);
@@ -933,8 +936,22 @@ export class SessionHandover {
     if (ownCut !== null) this.logWindow(clientId, ownCut, this.host.counter());
     else if (own === null) {
       if (markerCounter !== null) this.addWindow(clientId, markerCounter);
-    } else for (const handoff of own) this.host.routeOnly(clientId, handoff, nowMs);
+    } else {
+      // A copy an open window of this node holds reaches the session from the stream, in order (an
+      // older marker's window, seed 2100095); the others go now.
+      for (const handoff of own) if (!this.inOwnWindow(clientId, handoff.headers)) this.host.routeOnly(clientId, handoff, nowMs);
+    }
     broker.log('info', 'session-adopted', { clientId, fromNode: state.header.from, deliveries: session.inflight.size + session.queue.length });
+  }
+
+  /** Whether an open window of `clientId` holds this node's hand-off with `headers`. */
+  private inOwnWindow(clientId: string, headers: ClusterHeaders): boolean {
+    const counter = parseCounter(headers[headerSequence]);
+    if (counter === null) return false;
+    for (const window of this.windows) {
+      if (window.clientId === clientId && compareCounters(counter, window.from) > 0 && compareCounters(counter, window.to) <= 0) return true;
+    }
+    return false;
   }
 
   /** The reader reads on: the marker is applied, then what waited behind it. */
