@@ -6,10 +6,15 @@
  * - `never-published`: the payload names a publication no client made (or a damaged payload);
  * - `payload-topic`: the topic differs from the one published;
  * - `not-subscribed`: no filter the subscriber was granted (or had asked for) matches it;
- * - `qos0-duplicate`: a QoS 0 message delivered twice to one subscriber;
- * - `qos2-duplicate`: a QoS 2 message handed to the subscriber's application twice (the model
- *   client does the receiver's half of QoS 2, so a copy it sees twice is the broker's fault);
- * - `order`: per subscriber, per (publisher, node it published through, topic, QoS), a message
+ * - `qos0-duplicate`: a QoS 0 message delivered twice to one subscriber in one session (as below);
+ * - `qos2-duplicate`: a QoS 2 message handed to the subscriber's application twice in one
+ *   session (the model client does the receiver's half of QoS 2, so a copy it sees twice is the
+ *   broker's fault). A session the client was told is gone (session present 0 after a node logged
+ *   that its hand-over timed out, mover-client.ts) ends the count: the fresh session is a new
+ *   subscriber, and a node behind on the hand-off stream routes to it what was published before
+ *   it subscribed, as to any new subscriber there, even a message the lost session had got (seed
+ *   2500413). Duplicates within a session, the lost one or the fresh one, still fail;
+ * - `order`: per subscriber and session, per (publisher, node it published through, topic, QoS), a message
  *   seen for the first time after a later one of the same publisher (both sent once: a resend
  *   after the publisher reconnected is a publication whose order MQTT leaves open). Order is
  *   promised per node a publisher uses: a message it published through node A, then one through
@@ -55,9 +60,11 @@ interface Publication {
 interface Subscriber {
   /** Filter → time its SUBACK arrived (null: asked, not yet granted). */
   readonly filters: Map<string, number | null>;
-  /** Publication keys seen (any QoS), with how often the application got them. */
-  readonly seen: Map<string, number>;
-  /** Highest sequence seen first-time per publisher|topic|qos. */
+  /** Publication keys seen (any QoS), in any session of the client. */
+  readonly seen: Set<string>;
+  /** Publication keys seen in the client's current session, with how often the application got them. */
+  readonly inSession: Map<string, number>;
+  /** Highest sequence seen first-time in the current session per publisher|node|topic|qos. */
   readonly highest: Map<string, number>;
 }
 
@@ -82,7 +89,7 @@ export class ClusterChecker {
   private subscriber(client: number): Subscriber {
     let state = this.subscribers.get(client);
     if (state === undefined) {
-      state = { filters: new Map(), seen: new Map(), highest: new Map() };
+      state = { filters: new Map(), seen: new Set(), inSession: new Map(), highest: new Map() };
       this.subscribers.set(client, state);
     }
     return state;
@@ -95,10 +102,14 @@ export class ClusterChecker {
 
   /**
    * The client's session is gone and it was told so (session present 0 after a hand-over that
-   * timed out, mover-client.ts): what it was owed is excused; its next SUBACK starts a new claim.
+   * timed out, mover-client.ts): what it was owed is excused; its next SUBACK starts a new claim,
+   * and the fresh session's deliveries are counted and ordered on their own (see qos2-duplicate).
    */
   sessionLost(client: number): void {
-    this.subscriber(client).filters.clear();
+    const state = this.subscriber(client);
+    state.filters.clear();
+    state.inSession.clear();
+    state.highest.clear();
   }
 
   subackReceived(client: number, filter: string, granted: boolean): void {
@@ -157,8 +168,9 @@ export class ClusterChecker {
     let matching = false;
     for (const filter of state.filters.keys()) if (topicMatches(filter, packet.topic)) matching = true;
     if (!matching) return this.fail('not-subscribed', `c${client}: ${key} on ${packet.topic} matches none of ${[...state.filters.keys()].join(', ')}`);
-    const count = (state.seen.get(key) ?? 0) + 1;
-    state.seen.set(key, count);
+    const count = (state.inSession.get(key) ?? 0) + 1;
+    state.inSession.set(key, count);
+    state.seen.add(key);
     this.delivered += 1;
     if (count > 1) {
       if (publication.qos === 0) return this.fail('qos0-duplicate', `c${client}: QoS 0 ${key} delivered ${count} times`);

@@ -36,6 +36,10 @@
  *   for the same hand-over (session-registry.ts, `awaitsEarlier`).
  * - The marker in B's outbox, then in the stream: B's recovery publishes it again (dedupe id), so
  *   it reaches the stream once. The session is in A's log.
+ * - B's CONNECT parked for the hand-over loses its claim to a newer one elsewhere (the client moved
+ *   on): it is closed, never accepted, and B makes no session for it; B still takes the state if
+ *   A serves it, and answers the next marker as any holder (session-registry.ts, seed 2500585: a
+ *   fresh session made for that CONNECT was handed on as the client's, over its real session).
  * - A at the marker: the answer is in A's outbox and the session is gone from A's log, in one
  *   commit (a torn commit that kept the entry and not the deletion deletes it at recovery). A
  *   crash before that commit replays the marker and decides again, alike. A crash after it finds
@@ -89,19 +93,36 @@
  *   still open when the session moves on goes with it (`carried`): the next owner would otherwise
  *   route again what an earlier source put into the session (seed 3).
  * - B routed its own publications queued after the marker and before it adopted the session
- *   without the session (unless the session was still on B: then routing put them in it), and
- *   they are in the stream after the marker, where A does not route them either. B keeps them
- *   while it waits, and routes them to the adopted session alone right after the state. When B
- *   restarted in between, those copies are gone: B routes its own hand-offs since the marker from
- *   the stream to the session alone (a window). While a window is open, B's newer publications
- *   reach that session through the stream too (the window grows to hold them), or they would
- *   overtake the older ones (order per publisher).
+ *   without the session (unless the session was still on B: then routing put them in it, and the
+ *   session comes back with B's own rule, below), and they are in the stream after the marker,
+ *   where A does not route them either. B keeps them while it waits, whatever session of the
+ *   client it has meanwhile (any other than the client's own is replaced by the adopted state:
+ *   seed 2500593), and routes them to the adopted session alone right after the state. When B restarted in between, those copies
+ *   are gone: B routes its own hand-offs since the marker from the stream to the session alone (a
+ *   window). So does B when a newer claim of its own replaced the hand-over, and its copies, while
+ *   its reader stood at the older marker (seed 2500836). The copies a newer hand-over keeps stay
+ *   kept when B adopts at an older marker of its own with a window: they go to the session of the
+ *   newer marker but for those an open window of the client still holds (they come from the
+ *   stream, seed 2100095), since the session may leave with that window first (seed 2501259). While a window is open, B's newer
+ *   publications reach that session through the stream too (the window grows to hold them), or
+ *   they would overtake the older ones (order per publisher).
  * - A session handed on while a window is open goes with the window as a hole in its cut
  *   (`holes`): the next owner routes those of B's messages to it after all (seed 9), and when the
  *   session comes back to B, B opens the window again. A session that comes back to B with B's
  *   own rule still open (no holder read a message of B above its cut) gets B's publications
  *   above that cut from the stream too, not from the copies B kept, so they stay behind those of
  *   the holes (seed 2100398).
+ * - That rule also says what the session holds of B's own hand-offs: every one at or below B's
+ *   cut but those of the holes (B routed them into it while it held it, or they came to it through
+ *   a window, now a hole). So a window B opens because it restarted since its marker starts at
+ *   that cut, not at the marker, when the session brings the rule. B may have queued its marker
+ *   while it still held the session for an older claim (of A, whose marker B reaches first), so its
+ *   publications after its own marker and before it handed the session on at A's went into the
+ *   session at once; a window from the marker routed them again (seeds 2300366, 2100545 with 2
+ *   nodes, 2100107 with 3: a QoS 2 message twice, under two packet identifiers). The rule is still
+ *   open then: B's hand-offs above its cut are all behind B's marker in the stream (B queued its
+ *   marker before it read A's), so no holder met one before B's marker, whatever the moves and
+ *   crashes between; and it is durable wherever the session is (logged with it, carried with it).
  *
  * Bounds and costs: B holds the CONNACK and its stream reader for at most `handoverWaitMs` from
  * the claim (the stream behind the marker waits in memory meanwhile: at most what NATS delivers
@@ -398,8 +419,11 @@ interface Hold {
   readonly deadlineMs: number;
   /** The marker's counter (`Keel-Seq`): the start of a window when no copies were kept. */
   readonly markerCounter: LocalCounter | null;
-  /** Whether the marker is the one the client's `Incoming` waits for (destination only). */
-  readonly matched: boolean;
+  /**
+   * Whether the marker is the one the client's `Incoming` waits for (destination only); false from
+   * the moment a newer claim of this node replaces that `Incoming` (begin).
+   */
+  matched: boolean;
   /** The marker's prior (destination only): its answer counts when the asked node has no session. */
   readonly prior: string | null;
   /** The source's put: request id, 0 while not out. */
@@ -552,6 +576,12 @@ export class SessionHandover {
     if (prior !== null) headers[headerPrior] = prior;
     const markerCounter = marker ? this.host.queueMarker(headers) : null;
     const deadlineMs = nowMs + handoverWaitMs;
+    // The reader already stands at the marker of the hand-over this one replaces: that marker is
+    // an older claim's now. Its state comes with a window from that marker, which holds the copies
+    // the replaced hand-over kept (they are lost with it), and it does not answer this CONNECT
+    // (seed 2500836: n1 adopted at its older marker with only the copies kept since its newer one).
+    const hold = this.hold;
+    if (hold !== null && hold.role === 'destination' && hold.clientId === clientId) hold.matched = false;
     this.incoming.set(clientId, { clientId, from, deadlineMs, own: [], ownSinceMarker: marker, markerCounter, parked, gaveUp: false });
     this.broker.deadlines.push(deadlineMs, 'cluster-retry', 0, '');
     this.counters.markers += 1;
@@ -832,11 +862,11 @@ export class SessionHandover {
       applied = false;
     } else {
       // Without every copy since the marker (it was queued in an earlier life) the stream brings them: a window.
-      this.apply(state, incoming?.ownSinceMarker === true ? incoming.own : [], nowMs);
-      if (incoming?.ownSinceMarker !== true && hold.markerCounter !== null) this.addWindow(hold.clientId, hold.markerCounter);
-      // An older marker's session, while a newer hand-over waits: the window holds the copies that
-      // one kept (they are past the older marker), and they must not reach the session twice (seed 2100095).
-      if (!hold.matched) this.incoming.get(hold.clientId)?.own.splice(0);
+      const own = incoming?.ownSinceMarker === true ? incoming.own : null;
+      // An older marker's session, while a newer hand-over waits: its window from the older marker
+      // holds the copies the newer one keeps; they stay kept, for when the session leaves with the
+      // window before the newer marker (seed 2501259), and apply skips those a window still holds.
+      this.apply(state, own, own === null ? hold.markerCounter : null, nowMs);
     }
     if (incoming?.parked === true) this.host.answer(hold.clientId, nowMs, false);
     this.release(nowMs);
@@ -993,8 +1023,12 @@ export class SessionHandover {
     if (this.host.connected) this.broker.pushCluster({ op: 'kv-set', requestId: this.host.nextRequestId(), bucket: handoverBucket, key, value: null, expectedRevision: null });
   }
 
-  /** Writes a handed-over session into this node's log, as an offline session. */
-  private apply(state: HandoverState, own: readonly OwnHandoff[], nowMs: number): void {
+  /**
+   * Writes a handed-over session into this node's log, as an offline session, with the rules for
+   * this node's own hand-offs since the marker: the copies kept of them (`own`), or, when they
+   * were lost in a restart (`own` null), a window from `markerCounter` on.
+   */
+  private apply(state: HandoverState, own: readonly OwnHandoff[] | null, markerCounter: LocalCounter | null, nowMs: number): void {
     const broker = this.broker;
     const clientId = state.header.client;
     this.counters.received += 1;
@@ -1009,10 +1043,30 @@ export class SessionHandover {
     // This node's own publications since the marker, which nobody routed to the session yet. When
     // the session left this node before with a rule still open (every own message above its cut
     // is behind the marker, and some below it may come from the stream through the holes'
-    // windows), they come from the stream too, in order behind those (seed 2100398).
+    // windows), they come from the stream too, in order behind those (seed 2100398). Those at or
+    // below that cut the session holds already (routing put them into it while it was here, and
+    // the holes are windows of their own), so a window from the marker must not reach below it:
+    // this node may have queued the marker while it still held the session for an older claim,
+    // restarted, and got the session back (seed 2300366: a QoS 2 message twice).
     if (ownCut !== null) this.logWindow(clientId, ownCut, this.host.counter());
-    else for (const handoff of own) this.host.routeOnly(clientId, handoff, nowMs);
+    else if (own === null) {
+      if (markerCounter !== null) this.addWindow(clientId, markerCounter);
+    } else {
+      // A copy an open window of this node holds reaches the session from the stream, in order (an
+      // older marker's window, seed 2100095); the others go now.
+      for (const handoff of own) if (!this.inOwnWindow(clientId, handoff.headers)) this.host.routeOnly(clientId, handoff, nowMs);
+    }
     broker.log('info', 'session-adopted', { clientId, fromNode: state.header.from, deliveries: session.inflight.size + session.queue.length });
+  }
+
+  /** Whether an open window of `clientId` holds this node's hand-off with `headers`. */
+  private inOwnWindow(clientId: string, headers: ClusterHeaders): boolean {
+    const counter = parseCounter(headers[headerSequence]);
+    if (counter === null) return false;
+    for (const window of this.windows) {
+      if (window.clientId === clientId && compareCounters(counter, window.from) > 0 && compareCounters(counter, window.to) <= 0) return true;
+    }
+    return false;
   }
 
   /** The reader reads on: the marker is applied, then what waited behind it. */
@@ -1115,9 +1169,13 @@ export class SessionHandover {
   forwarded(handoff: OwnHandoff): void {
     for (const incoming of this.incoming.values()) {
       if (incoming.gaveUp) continue;
-      // The session is still here (this node hands it on first, at an earlier marker): routing put
-      // the message into it already, and the state brings it back (seed 2100063).
-      if (this.broker.state.sessions.has(incoming.clientId)) continue;
+      // Kept even when a session of the client is here: the copies reach the adopted session only
+      // when its state does not bring this node's own rule (apply), and then the session here is
+      // not the one coming back but one the adopted state replaces, whatever routing put into it
+      // with it (seed 2500593: a fresh session, without the subscription, given to a CONNECT parked
+      // here that lost its claim; such a CONNECT is closed now, session-registry.ts). When the
+      // session here is the client's own, handed on first at an earlier marker (seed 2100063), it
+      // comes back with this node's rule, and the copies are not used.
       if (incoming.own.length < ownHandoffsMax) incoming.own.push(handoff);
       else this.broker.log('warn', 'handover-own-dropped', { clientId: incoming.clientId });
     }

@@ -309,7 +309,14 @@ export class SessionRegistry {
     return true;
   }
 
-  /** A parked CONNECT whose claim a newer one on `node` replaced before its hand-over was done: closed, never accepted. */
+  /**
+   * A CONNECT parked here for a hand-over lost its claim to another node's. It was never accepted,
+   * so it has no session to take over (no DISCONNECT 0x8E) and it gets none: it is closed, as one
+   * that gives way here (park). A fresh session made for it would stay here, offline, and be taken
+   * for the client's own: replaced by the state of the hand-over still on its way here, with the
+   * copies of this node's own publications not kept (seed 2500593), or handed on to a node that
+   * asks this one, over the session that node held (seed 2500585).
+   */
   private dropParked(clientId: string, node: string, nowMs: number): void {
     const parked = this.parked.get(clientId);
     assert(parked !== undefined, 'only a parked CONNECT is dropped');

@@ -118,7 +118,7 @@ const clusterRegressionSeeds: readonly { seed: number; nodes: number; found: str
     nodes: 3,
     handoverMovers: true,
     found:
-      'qos2-duplicate: a QoS 2 message reached a mover twice after moves under node crashes and a NATS restart. Passes since the prior rule of seed 2100503, which changes the run at 8.9 s (a marker of m201 there names a prior, who now answers for the session where it ended its copy before); the duplicate, to the other mover (m200) at 15.4 s, was not diagnosed and may still be there',
+      'qos2-duplicate: a QoS 2 message reached a mover twice after moves under node crashes and a NATS restart; same cause as 2300366 (n2 got the session back with its own rule at cut 50-35 and opened a window from its marker 50-11: 50-15 went in twice). The prior rule of seed 2100503 also changes its run from 8.9 s on',
   },
   {
     seed: 2100503,
@@ -134,7 +134,13 @@ const clusterRegressionSeeds: readonly { seed: number; nodes: number; found: str
     found:
       'session-lost: the client moved n0 to n1 (n1 crashed at once) to n2; n2 asked n1, whose own marker (from n0) had not reached the stream yet, and was told none; n0 ended its copy at that marker. Passes since the prior (n0) answers for the session at such a marker',
   },
-  { seed: 2100545, nodes: 2, handoverMovers: true, found: 'qos2-duplicate (vopr --handover-movers after the fixes, not diagnosed)', open: 'qos2-duplicate' },
+  {
+    seed: 2100545,
+    nodes: 2,
+    handoverMovers: true,
+    found:
+      'qos2-duplicate (vopr --handover-movers after the fixes); same cause as 2300366 (n1 got the session back with its own rule at cut 37-3 and opened a window from its marker 28-2: 28-7 went in twice)',
+  },
   {
     seed: 2400367,
     nodes: 3,
@@ -148,7 +154,58 @@ const clusterRegressionSeeds: readonly { seed: number; nodes: number; found: str
     handoverMovers: true,
     found: 'session-lost (same run as 2400367): the client moved n2 to n0 to n1 (n1 crashed with its marker from n0 unsent) to n2; n2 asked n1 first. Same cause and fix as 2100503',
   },
-  { seed: 2300366, nodes: 2, handoverMovers: true, found: 'qos2-duplicate (vopr --nodes 2 --handover-movers from 2,300,000 on the merged build, 1 of 1,000; not diagnosed)', open: 'qos2-duplicate' },
+  {
+    seed: 2300366,
+    nodes: 2,
+    handoverMovers: true,
+    found:
+      "qos2-duplicate (vopr --nodes 2 --handover-movers from 2,300,000): n1 queued its marker while it still held the session for n0's older claim, routed a QoS 2 publication into it at once, handed it to n0, restarted, and got it back: the window it opened from its marker (its copies lost in the restart) routed that publication again, though the session's rule of n1's cut said it held it",
+  },
+  // Found by vopr --handover-movers from 2,500,000 on the fix of seed 2300366; each fails alike (same trace hash) without it.
+  {
+    seed: 2500413,
+    nodes: 2,
+    handoverMovers: true,
+    found:
+      'checker: qos2-duplicate (vopr --nodes 2 --handover-movers from 2,500,000): the mover got a QoS 2 message in its session on n0, moved to n1, whose hand-over timed out (session present 0, a fresh session subscribed again); n1, behind on the stream, then routed that message to the fresh session as to any new subscriber there. QoS 2 is once per session: the checker counts a lost session and the fresh one apart',
+  },
+  {
+    seed: 2500593,
+    nodes: 2,
+    handoverMovers: true,
+    found:
+      "acknowledged-lost (same run as 2500413): n0's CONNECT parked for a hand-over from n1 gave way to n1's newer claim and was answered with a fresh session (then taken over); n0 kept no copies of its own publications for the hand-over still on its way, since a session of the client was there, though that fresh one had no subscription and the adopted state replaced it",
+  },
+  {
+    seed: 2500585,
+    nodes: 3,
+    handoverMovers: true,
+    found:
+      "acknowledged-lost (vopr --nodes 3 --handover-movers from 2,500,000): n1's CONNECT parked for a hand-over from n2 lost its claim to n2's newer one and was answered with a fresh session (then taken over); n2 kept its session at n1's marker (a newer claim of n0 asked n2), then at its own marker took n1's fresh session for the client's: the real one, with the mover's will, was replaced. A parked CONNECT that loses its claim is now closed without a session",
+  },
+  {
+    seed: 2500836,
+    nodes: 2,
+    handoverMovers: true,
+    found:
+      "acknowledged-lost (same run as 2500413): n1's reader stood at its marker waiting for the state when a newer CONNECT of the client won a new claim there and replaced the hand-over (and the copies of n1's own publications it had kept); the state at the older marker was then applied with only the copies kept since the newer marker, and answered the newer CONNECT",
+  },
+  {
+    seed: 2500982,
+    nodes: 3,
+    handoverMovers: true,
+    found: 'session-lost (same run as 2500585, no faults but node restarts): passes with the prior rule of seed 2100503 (the two hand-over branches merged)',
+  },
+  // Found by vopr --nodes 3 --handover-movers from 2,501,000 on this branch's fixes: 2501410 and 2501746 fail alike before them, 2501259 did not.
+  {
+    seed: 2501259,
+    nodes: 3,
+    handoverMovers: true,
+    found:
+      "acknowledged-lost (passed before this branch, in another run): n1, restarted, adopted a stale session at an older marker of its own while a newer hand-over (to the client's fresh session on n0) waited, and dropped the copies of its publications that hand-over kept, as its window from the older marker held them; the session left with that window at once and was dropped as late, and the fresh session came at the newer marker without them. The copies stay kept, and only those an open window holds are left to it",
+  },
+  { seed: 2501410, nodes: 3, handoverMovers: true, found: 'session-lost: passes with the prior rule of seed 2100503 (the two hand-over branches merged)' },
+  { seed: 2501746, nodes: 3, handoverMovers: true, found: 'session-lost: passes with the prior rule of seed 2100503 (the two hand-over branches merged)' },
   {
     seed: 2600667,
     nodes: 2,
