@@ -169,14 +169,16 @@ export class PublisherThrottle {
   /** End of an input: resume every publisher whose reason is gone. Bounded by the paused count. */
   releaseDue(nowMs: number): void {
     for (const receiver of this.stalled) if (!this.isStillFull(receiver)) this.stalled.delete(receiver);
+    // An episode of the streams' backlog ends under half, whether or not anybody was paused for it
+    // (an overrun of wills or cluster arrivals pauses nobody): its next one is logged again.
+    if ((this.streamBacklogFull || this.streamBacklogOverrun) && !this.overStreamBacklog(2)) {
+      this.streamBacklogFull = false;
+      this.streamBacklogOverrun = false;
+    }
     if (this.paused.size === 0) return;
     // Half, like the output cap itself: a total hovering at the budget does not flap.
     const budgetHeld = this.overBudget(2);
     const streamsHeld = this.overStreamBacklog(2);
-    if (!streamsHeld) {
-      this.streamBacklogFull = false;
-      this.streamBacklogOverrun = false;
-    }
     for (const [publisher, { receiver, untilMs, reason }] of this.paused) {
       if (receiver !== null && nowMs >= untilMs && this.isStillFull(receiver)) this.markStalled(receiver);
       if (budgetHeld || (reason === 'streams' && streamsHeld)) continue;

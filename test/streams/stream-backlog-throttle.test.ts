@@ -187,6 +187,27 @@ describe('stream backlog bound', () => {
     expect(got.slice(sent).map((publish) => decodeText(publish.payload))).toEqual(['h1', 'h2', 'h3']);
   });
 
+  it('logs an overrun with no publisher to pause once per episode: again after the backlog went under half', () => {
+    const harness = new StreamHarness({ cluster: { nats: ['nats://test:4222'], nodeId: 'a' }, ...throttled });
+    harness.clusterConnected();
+    const stats = harness.broker.stats.streams;
+    const overruns = (): number => harness.logs.filter((line) => line.event === 'stream-backlog-overrun').length;
+    let sequence = 0;
+    for (const episode of [1, 2]) {
+      slowWriter(harness);
+      // Hand-offs alone fill the backlog: no connection publishes, so nobody is paused for it.
+      while (stats.backlogOverrunUnpausedEntries === 0 || overruns() < episode) {
+        handoffs(harness, [++sequence], 1);
+        if (sequence > 200) break;
+      }
+      expect(harness.broker.stats.throttle.pausedCurrent).toBe(0);
+      handoffs(harness, [++sequence], 1);
+      expect(overruns()).toBe(episode);
+      harness.releaseHeld();
+      expect(stats.memoryBytes * 2).toBeLessThan(backlogBytesMax);
+    }
+  });
+
   it('leaves a QoS 0 message from another node out of the streams while the backlog is at its bound; its sessions still get it', () => {
     const harness = new StreamHarness({ cluster: { nats: ['nats://test:4222'], nodeId: 'a' }, ...throttled });
     harness.clusterConnected();
