@@ -263,9 +263,17 @@ export class BrokerMetrics {
     this.counter('keel_cluster_sessions_dropped_total', 'Sessions this node ended because another node owns their client id', (s) => group(s, 'clusterSessions').sessionsDropped ?? 0);
     this.labelledCounter(
       'keel_cluster_shared_events_total',
-      "$share groups across nodes: a node chosen for a group at a publication here (chosen), this node chosen (chosen_here), a message from another node delivered to a group chosen for this node (delivered), a choice of this node that found no member left (stale_choice), a change of this node's view of keel-shared (view_change)",
+      "$share groups across nodes: a node chosen for a group at a publication here (chosen), this node chosen (chosen_here), a message from another node delivered to a group chosen for this node (delivered), a choice of this node that found no member left (stale_choice), a choice that passed over a member node not heard from lately (silent_passed_over), a change of this node's view of keel-shared (view_change)",
       'event',
-      (s) => pick(group(s, 'clusterShared'), { choices: 'chosen', chosenHere: 'chosen_here', delivered: 'delivered', staleChoices: 'stale_choice', viewChanges: 'view_change' }),
+      (s) =>
+        pick(group(s, 'clusterShared'), {
+          choices: 'chosen',
+          chosenHere: 'chosen_here',
+          delivered: 'delivered',
+          staleChoices: 'stale_choice',
+          silentPassedOver: 'silent_passed_over',
+          viewChanges: 'view_change',
+        }),
     );
     this.labelledCounter('keel_cluster_shared_bucket_writes_total', "Writes of this node's groups to keel-shared, by result", 'result', (s) =>
       pick(group(s, 'clusterShared'), { bucketWrites: 'written', bucketFailures: 'failed' }),

@@ -720,6 +720,9 @@ export class Broker implements BrokerCore {
       case 'cluster-claim':
         this.cluster?.sessions.claimDue(entry.connectionId, nowMs);
         return;
+      case 'cluster-alive':
+        this.cluster?.aliveDue(nowMs);
+        return;
       case 'stream-maintenance':
         this.streams.maintenanceDue();
         applyRetention(this.streams, nowMs);

@@ -27,7 +27,8 @@ export type DeadlineKind =
   | 'stream-pump'
   | 'stream-maintenance'
   | 'cluster-retry'
-  | 'cluster-claim';
+  | 'cluster-claim'
+  | 'cluster-alive';
 
 /** Every kind, in the order of their codes in the `kinds` column. */
 const deadlineKinds: readonly DeadlineKind[] = [
@@ -42,6 +43,7 @@ const deadlineKinds: readonly DeadlineKind[] = [
   'stream-maintenance',
   'cluster-retry',
   'cluster-claim',
+  'cluster-alive',
 ];
 const deadlineKindCodes = new Map<DeadlineKind, number>(deadlineKinds.map((kind, code) => [kind, code]));
 

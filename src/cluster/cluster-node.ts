@@ -156,6 +156,15 @@ export const handoffRetryMs = 500;
 export const handoffGapWaitMs = 15_000;
 /** The consumer id of the hand-off stream (one per node). */
 const consumerId = 1;
+/** Core NATS subjects of the nodes' heartbeats: `$KEEL.alive.<node id>` (shared-groups.ts, "Liveness"). */
+export const aliveSubjectPrefix = '$KEEL.alive.';
+/** A node publishes its heartbeat this often while it is connected to NATS. */
+export const aliveIntervalMs = 1_000;
+/** A node not heard from for this long is passed over by `$share` choices (while another member node is heard). */
+export const aliveSilenceMs = 3_500;
+/** Nodes whose heartbeats are remembered at most (a cluster is far smaller; ids past it are ignored). */
+const heardNodesMax = 1_024;
+const nodeIdPattern = /^[A-Za-z0-9_-]{1,32}$/;
 
 export class ClusterNode {
   readonly nodeId: string;
@@ -203,6 +212,14 @@ export class ClusterNode {
   };
   /** The hand-off consumer is paused (`pace`): the streams' backlog is at its bound. */
   private consumerPaused = false;
+  /** The core NATS subscription to the other nodes' heartbeats. */
+  private readonly aliveSubscriptionId: number;
+  /** When the link last came up (null while it is down): before aliveSilenceMs of it, silence means nothing. */
+  private connectedSinceMs: number | null = null;
+  /** When each other node's heartbeat last arrived. */
+  private readonly heardMs = new Map<string, number>();
+  /** When the next heartbeat is due, null while none is scheduled (the link is down). */
+  private nextAliveMs: number | null = null;
   /** `$share` groups cluster-wide (shared-groups.ts): membership in `keel-shared`, one node chosen per message. */
   readonly shares: SharedGroups;
 
@@ -220,6 +237,7 @@ export class ClusterNode {
   ) {
     this.nodeId = config.nodeId;
     assert(this.nodeId.length > 0, 'a cluster node has an id');
+    this.aliveSubscriptionId = this.nextSubscriptionId++;
     const node = this;
     this.handover = new SessionHandover({
       broker,
@@ -258,6 +276,7 @@ export class ClusterNode {
       nextRequestId: () => this.nextRequestId++,
       request: (request) => this.request(request),
       scheduleRetry: (nowMs) => this.scheduleRetry(nowMs),
+      heardLately: (nodeId) => this.heardLately(nodeId),
       log: (event, fields) => this.broker.log('info', event, { nodeId: this.nodeId, ...fields }),
     });
     broker.router.shareGate = this.shares;
@@ -488,6 +507,7 @@ export class ClusterNode {
       this.sessions.linkChanged(false);
       this.handover.linkChanged(false);
       this.shares.disconnected();
+      this.connectedSinceMs = null;
       this.broker.log('warn', 'cluster-disconnected', { nodeId: this.nodeId, handoffsWaiting: this.handoffs.length });
       return;
     }
@@ -504,9 +524,48 @@ export class ClusterNode {
     this.sessions.linkChanged(true);
     this.handover.linkChanged(true);
     this.shares.connected();
+    this.connectedSinceMs = nowMs;
+    this.request({ op: 'subscribe', subscriptionId: this.aliveSubscriptionId, subject: `${aliveSubjectPrefix}*`, queueGroup: null });
+    this.publishAlive(nowMs);
     this.issueReady();
     this.retained.issueAll();
-    void nowMs;
+  }
+
+  // ---- liveness: heartbeats for the `$share` choice (shared-groups.ts) ----------------------
+
+  /** The heartbeat deadline: publish this node's heartbeat and schedule the next, while connected. */
+  aliveDue(nowMs: number): void {
+    // A deadline replaced at a reconnection (the heartbeat went out then) changes nothing.
+    if (this.nextAliveMs !== null && nowMs < this.nextAliveMs) return;
+    this.nextAliveMs = null;
+    if (this.connected) this.publishAlive(nowMs);
+  }
+
+  private publishAlive(nowMs: number): void {
+    this.request({ op: 'publish', subject: `${aliveSubjectPrefix}${this.nodeId}`, headers: {}, payload: new Uint8Array(0) });
+    this.nextAliveMs = nowMs + aliveIntervalMs;
+    this.broker.deadlines.push(this.nextAliveMs, 'cluster-alive', 0, '');
+  }
+
+  /** A heartbeat arrived on `subject` (any subscription: a node listening on `>` hears them too). */
+  private heard(subject: string, nowMs: number): void {
+    const nodeId = subject.slice(aliveSubjectPrefix.length);
+    if (nodeId === this.nodeId || !nodeIdPattern.test(nodeId)) return;
+    if (!this.heardMs.has(nodeId) && this.heardMs.size >= heardNodesMax) return;
+    this.heardMs.set(nodeId, nowMs);
+  }
+
+  /**
+   * Whether a `$share` choice may go to `nodeId`: this node, a node heard from within
+   * aliveSilenceMs, or any node while this node cannot tell (cut off from NATS, or connected for
+   * less than aliveSilenceMs, so that every heartbeat has had its chance to arrive).
+   */
+  private heardLately(nodeId: string): boolean {
+    if (nodeId === this.nodeId || this.connectedSinceMs === null) return true;
+    const nowMs = this.broker.lastInputMs;
+    if (nowMs - this.connectedSinceMs < aliveSilenceMs) return true;
+    const heardMs = this.heardMs.get(nodeId);
+    return heardMs !== undefined && nowMs - heardMs < aliveSilenceMs;
   }
 
   completed(nowMs: number, result: ClusterResult): void {
@@ -563,6 +622,7 @@ export class ClusterNode {
       if (this.broker.stats.streams.backlogOverrunUnpausedEntries !== overrun) this.pauseConsumer();
       return;
     }
+    if (message.subject.startsWith(aliveSubjectPrefix)) return this.heard(message.subject, nowMs);
     const envelope = decodeHeaders(message.headers);
     if (envelope.origin === this.nodeId) return;
     if (envelope.origin !== null && envelope.sequence !== null) {

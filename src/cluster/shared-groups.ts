@@ -28,9 +28,16 @@
  *   after the publisher looked) drops the copy and counts it (`staleChoices`, and a log line):
  *   MQTT lets a group's message be lost when the member chosen for it is gone, and this is the
  *   only case where a chosen copy is dropped.
- * - A chosen node that is down gets its QoS 1/2 hand-offs when it comes back (they wait in the
- *   stream for its consumer): the group's message is delayed, not re-routed to another node
- *   (re-routing would need the other nodes to agree that the chosen one is gone for good).
+ * - Liveness. Every node publishes a heartbeat on core NATS (`$KEEL.alive.<node id>`, every
+ *   second: cluster-node.ts) and listens for the others'. A node choosing for a group passes over
+ *   the member nodes it has not heard from for aliveSilenceMs (crashed, stopped, or cut off from
+ *   NATS), as long as a member node it has heard from (or itself) is left; a group whose member
+ *   nodes are all silent keeps its round robin over them. A node that cannot tell (cut off itself,
+ *   or connected for less than aliveSilenceMs) passes over nobody. Passing a node over costs it
+ *   nothing it was owed: it is simply not chosen until it is heard again. A message already chosen
+ *   for a node that then goes down gets there when it comes back (QoS 1/2 wait in the stream for
+ *   its consumer; QoS 0 is lost, as at most once allows): re-routing a choice already made would
+ *   need the other nodes to agree that the chosen one is gone for good.
  * - Messages from NATS-native publishers carry no `Keel-Origin` and no choice: for them a group is
  *   served by the node with the smallest id among those with members in the receiver's view, so
  *   nodes whose views agree deliver once (they are QoS 0: at most once).
@@ -64,7 +71,7 @@ import { assert } from '../assert.js';
 import type { ShareGate } from '../broker/routing.js';
 import type { Qos } from '../codec/packets.js';
 import type { ClusterHeaders, ClusterKeyChange, ClusterRequest, ClusterResult } from '../contract.js';
-import type { SharedGroup } from '../topics/trie.js';
+import type { SharedGroup, TrieEntry } from '../topics/trie.js';
 import { pickSharedMember, SubscriptionTrie } from '../topics/trie.js';
 import { checkTopicFilter } from '../topics/validate.js';
 import { retainedKey as base64urlKey, topicOfRetainedKey as textOfBase64urlKey } from './retained-entries.js';
@@ -133,6 +140,8 @@ export interface SharedGroupsHost {
   request(request: ClusterRequest): void;
   /** Ask for `retry()` a little later (a failed bucket write). */
   scheduleRetry(nowMs: number): void;
+  /** Whether a choice may go to this node now (liveness: heard from lately, or no way to tell). */
+  heardLately(nodeId: string): boolean;
   log(event: string, fields: Record<string, string | number>): void;
 }
 
@@ -153,7 +162,9 @@ export class SharedGroups implements ShareGate {
   /** Match sinks made once (the publish path allocates no closure per message). */
   private readonly chooser = { subscriber: () => {}, sharedGroup: (group: SharedGroup<true>) => this.choose(group) };
   private readonly missingChooser = { subscriber: () => {}, sharedGroup: (group: SharedGroup<true>) => this.chooseMissing(group) };
-  readonly counters = { choices: 0, chosenHere: 0, delivered: 0, staleChoices: 0, bucketWrites: 0, bucketFailures: 0, viewChanges: 0 };
+  private readonly heardLately = (member: TrieEntry<true>): boolean => this.host.heardLately(member.key);
+  private readonly anyNode = (): boolean => true;
+  readonly counters = { choices: 0, chosenHere: 0, delivered: 0, staleChoices: 0, silentPassedOver: 0, bucketWrites: 0, bucketFailures: 0, viewChanges: 0 };
 
   constructor(private readonly host: SharedGroupsHost) {}
 
@@ -272,7 +283,11 @@ export class SharedGroups implements ShareGate {
   // ---- choosing and delivering --------------------------------------------------------------
 
   private choose(group: SharedGroup<true>): void {
-    const node = pickSharedMember(group, () => true);
+    const cursor = group.cursor;
+    // Round robin over the member nodes heard from lately; over all of them when none is.
+    let node = pickSharedMember(group, this.heardLately);
+    if (node === undefined) node = pickSharedMember(group, this.anyNode);
+    else if (group.members[cursor === group.members.length ? 0 : cursor] !== node) this.counters.silentPassedOver += 1;
     assert(node !== undefined, 'the view reports only groups with a member node');
     this.outgoing.set(SharedGroups.groupKey(group.name, group.filter), node.key);
     this.counters.choices += 1;

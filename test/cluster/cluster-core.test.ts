@@ -74,17 +74,18 @@ describe('cluster node', () => {
     connected(harness);
     const client = harness.connect('s', 5);
     client.subscribe(['a/#']);
+    // Subscription 1 is the heartbeats' (`$KEEL.alive.*`), taken at the connection.
     expect(take(harness)).toEqual([
-      { op: 'subscribe', subscriptionId: 1, subject: 'a', queueGroup: null },
-      { op: 'subscribe', subscriptionId: 2, subject: 'a.>', queueGroup: null },
+      { op: 'subscribe', subscriptionId: 2, subject: 'a', queueGroup: null },
+      { op: 'subscribe', subscriptionId: 3, subject: 'a.>', queueGroup: null },
     ]);
     client.subscribe(['a/#', 'a/+']);
-    expect(take(harness)).toEqual([{ op: 'subscribe', subscriptionId: 3, subject: 'a.*', queueGroup: null }]);
+    expect(take(harness)).toEqual([{ op: 'subscribe', subscriptionId: 4, subject: 'a.*', queueGroup: null }]);
     client.send({ type: PacketType.Unsubscribe, packetId: 9, topicFilters: ['a/#'] });
     client.take();
     expect(take(harness)).toEqual([
-      { op: 'unsubscribe', subscriptionId: 1 },
       { op: 'unsubscribe', subscriptionId: 2 },
+      { op: 'unsubscribe', subscriptionId: 3 },
     ]);
   });
 

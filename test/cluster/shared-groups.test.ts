@@ -9,6 +9,7 @@
  * counted, not delivered; a key of this node's that it no longer stands behind is deleted.
  */
 import { describe, expect, it } from 'vitest';
+import { aliveIntervalMs, aliveSilenceMs, aliveSubjectPrefix } from '../../src/cluster/cluster-node.js';
 import { encodeHeaders } from '../../src/cluster/headers.js';
 import { decodeShareChoices, encodeShareChoices, headerShare, parseSharedKey, sharedBucket, sharedKey } from '../../src/cluster/shared-groups.js';
 import { PacketType, type PublishPacket } from '../../src/codec/packets.js';
@@ -96,6 +97,69 @@ describe('shared groups across a cluster', () => {
     publisher.publish('t/x', 'zero', 0);
     const core = take(harness).filter((request) => request.op === 'publish') as Extract<ClusterRequest, { op: 'publish' }>[];
     expect(core.map((request) => request.headers[headerShare])).toEqual(['g%2Ft%2Fx=b', 'g%2Ft%2Fx=c', 'g%2Ft%2Fx=b']);
+  });
+
+  it('publishes a heartbeat every second while connected, and passes over member nodes not heard from lately', () => {
+    const harness = node();
+    const link = (status: 'connected' | 'disconnected'): void => {
+      harness.broker.clusterStatus(harness.nowMs, status);
+      harness.collect();
+    };
+    const heartbeats = (): string[] =>
+      take(harness)
+        .filter((request) => request.op === 'publish' && request.subject.startsWith(aliveSubjectPrefix))
+        .map((request) => (request as Extract<ClusterRequest, { op: 'publish' }>).subject);
+    link('connected');
+    const onConnect = take(harness);
+    expect(onConnect).toContainEqual({ op: 'subscribe', subscriptionId: expect.any(Number), subject: '$KEEL.alive.*', queueGroup: null });
+    expect(onConnect.filter((request) => request.op === 'publish').map((request) => (request as Extract<ClusterRequest, { op: 'publish' }>).subject)).toEqual(['$KEEL.alive.a']);
+    keyChanged(harness, sharedKey('g', 't/x', 'b'), true, 1);
+    keyChanged(harness, sharedKey('g', 't/x', 'c'), true, 2);
+    const publisher = harness.connect('p', 5);
+    const choices = (count: number): string[] => {
+      for (let index = 0; index < count; index++) publisher.publish('t/x', 'zero', 0);
+      return (take(harness).filter((request) => request.op === 'publish' && !request.subject.startsWith(aliveSubjectPrefix)) as Extract<ClusterRequest, { op: 'publish' }>[]).map(
+        (request) => request.headers[headerShare]!,
+      );
+    };
+    const alive = (nodeId: string): void => {
+      harness.broker.clusterMessage(harness.nowMs, {
+        subject: `${aliveSubjectPrefix}${nodeId}`,
+        headers: {},
+        payload: new Uint8Array(0),
+        subscriptionId: 1,
+        consumerId: null,
+        streamSequence: null,
+        redelivered: false,
+      });
+      harness.collect();
+    };
+    // Connected for less than the silence: nobody is passed over yet.
+    expect(choices(2)).toEqual(['g%2Ft%2Fx=b', 'g%2Ft%2Fx=c']);
+    for (let second = 0; second < 4; second++) {
+      harness.advance(aliveIntervalMs);
+      alive('b');
+    }
+    expect(heartbeats()).toEqual(['$KEEL.alive.a', '$KEEL.alive.a', '$KEEL.alive.a', '$KEEL.alive.a']);
+    // c was never heard: every choice goes to b.
+    expect(choices(3)).toEqual(['g%2Ft%2Fx=b', 'g%2Ft%2Fx=b', 'g%2Ft%2Fx=b']);
+    expect(harness.broker.cluster!.shares.counters.silentPassedOver).toBeGreaterThan(0);
+    alive('c');
+    expect(new Set(choices(2))).toEqual(new Set(['g%2Ft%2Fx=b', 'g%2Ft%2Fx=c']));
+    // Both silent past aliveSilenceMs: the round robin goes on over both.
+    harness.advance(aliveSilenceMs);
+    expect(new Set(choices(2))).toEqual(new Set(['g%2Ft%2Fx=b', 'g%2Ft%2Fx=c']));
+    // Cut off from NATS: no heartbeat, and no way to tell; back on the link, one at once.
+    link('disconnected');
+    harness.advance(3 * aliveIntervalMs);
+    expect(heartbeats()).toEqual([]);
+    link('connected');
+    expect(heartbeats()).toEqual(['$KEEL.alive.a']);
+    expect(new Set(choices(2))).toEqual(new Set(['g%2Ft%2Fx=b', 'g%2Ft%2Fx=c']));
+    harness.advance(aliveIntervalMs / 2);
+    expect(heartbeats()).toEqual([]);
+    harness.advance(aliveIntervalMs / 2);
+    expect(heartbeats()).toEqual(['$KEEL.alive.a']);
   });
 
   it('delivers a message from another node only for the groups that name this node', () => {
