@@ -133,8 +133,13 @@ function runClusterAsSimulation(options: SimulationOptions, nodes: number, stdou
     readStalls: 0,
     publisherPauses: 0,
     outputFullDrops: 0,
-    // A cluster seed counts once under its node count, and under shared deliveries when members of a $share group got some.
-    coverage: cluster.sharedDelivered > 0 ? { [`cluster-${nodes}-nodes`]: 1, 'shared-deliveries-in-cluster': 1 } : { [`cluster-${nodes}-nodes`]: 1 },
+    // A cluster seed counts once under its node count, under shared deliveries when members of a
+    // $share group got some, and under silent nodes passed over when a choice skipped one.
+    coverage: {
+      [`cluster-${nodes}-nodes`]: 1,
+      ...(cluster.sharedDelivered > 0 ? { 'shared-deliveries-in-cluster': 1 } : {}),
+      ...(cluster.silentPassedOver > 0 ? { 'shared-silent-nodes-passed-over': 1 } : {}),
+    },
     traceHash: cluster.traceHash,
     shape: cluster.shape,
     violation: cluster.violation,

@@ -38,6 +38,8 @@ export interface ClusterSimulationResult {
   messagesDelivered: number;
   /** Copies that reached members of `$share` groups (shared-members.ts). */
   sharedDelivered: number;
+  /** `$share` choices that passed over a member node not heard from lately. */
+  silentPassedOver: number;
   /** Connections of movers answered with session present 1 after a move (session-handover.ts). */
   sessionsResumed: number;
   faults: number;
@@ -98,6 +100,7 @@ export function runClusterSimulation(options: ClusterSimulationOptions): Cluster
     messagesPublished: world.checker.published,
     messagesDelivered: world.checker.delivered,
     sharedDelivered: world.sharedChecker.delivered,
+    silentPassedOver: world.silentPassedOver,
     sessionsResumed,
     faults: world.faults,
     nodeRestarts: world.nodeRestarts,

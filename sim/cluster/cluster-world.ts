@@ -178,6 +178,8 @@ export class ClusterWorld implements MemberWorld {
   private readonly pipes = new Map<ConnectionId, Pipe>();
   private readonly configs: BrokerConfig[] = [];
   private readonly faultRandom: Random;
+  /** Which node crashes are followed by a slow restart (crashNode). */
+  private readonly outageRandom: Random;
   private readonly netRandom: Random;
   private nextConnectionId = 1;
   private incarnationNext = 1;
@@ -187,6 +189,8 @@ export class ClusterWorld implements MemberWorld {
   events = 0;
   faults = 0;
   nodeRestarts = 0;
+  /** `$share` choices that passed over a member node not heard from lately (shared-groups.ts), summed over every incarnation. */
+  private silentPassedOverEnded = 0;
   readonly sharedChecker: SharedChecker;
   private readonly sharedMembers: SharedMember[];
 
@@ -199,6 +203,7 @@ export class ClusterWorld implements MemberWorld {
     this.sharedChecker = new SharedChecker(this.clock, shape.nodes, (rule, detail) => this.fail(rule, detail));
     this.checker.shared = this.sharedChecker;
     this.faultRandom = Random.stream(shape.seed, 'cluster-faults');
+    this.outageRandom = Random.stream(shape.seed, 'cluster-outages');
     this.netRandom = Random.stream(shape.seed, 'cluster-network');
     this.nats = new NatsModel(this.queue, this.clock, Random.stream(shape.seed, 'nats'), shape.nodes, (line) => this.trace(line));
     this.nats.keySet = (change) => {
@@ -390,11 +395,19 @@ export class ClusterWorld implements MemberWorld {
     });
   }
 
+  /** `$share` choices that passed over a silent member node, on every node and incarnation so far. */
+  get silentPassedOver(): number {
+    let sum = this.silentPassedOverEnded;
+    for (const node of this.nodes) if (node.running !== null) sum += silentPassedOverOf(node.running.core);
+    return sum;
+  }
+
   /** The node's process dies: its connections and NATS link are gone, its disk keeps what was synced. */
   crashNode(node: NodeState, why: string): void {
     const running = node.running;
     if (running === null) return;
     this.trace(`fault node-crash n${node.index} #${running.incarnation} ${why}`);
+    this.silentPassedOverEnded += silentPassedOverOf(running.core);
     node.running = null;
     node.restarts += 1;
     this.nodeRestarts += 1;
@@ -402,7 +415,10 @@ export class ClusterWorld implements MemberWorld {
     this.sharedChecker.nodeCrashed(node.index);
     node.disk.crash();
     for (const pipe of this.pipes.values()) if (pipe.node === node.index && pipe.incarnation === running.incarnation) this.closePipe(pipe, 'node crashed', true);
-    this.queue.push(this.clock.nowMs + this.faultRandom.int(100, 2_000), () => {
+    // One restart in five is slow, long enough for the other nodes to take the node for gone
+    // (aliveSilenceMs): drawn from a stream of its own, so the other draws are unchanged.
+    const slowMs = this.outageRandom.chance(0.2) ? this.outageRandom.int(4_000, 8_000) : 0;
+    this.queue.push(this.clock.nowMs + this.faultRandom.int(100, 2_000) + slowMs, () => {
       if (node.running === null) this.startNode(node);
     });
   }
@@ -797,4 +813,9 @@ export class ClusterClient {
 
 function errorText(error: unknown): string {
   return error instanceof Error ? `${error.message}\n${error.stack ?? ''}` : String(error);
+}
+
+function silentPassedOverOf(core: BrokerCore): number {
+  const shared = core.view.counters().clusterShared;
+  return typeof shared === 'object' ? (shared.silentPassedOver ?? 0) : 0;
 }
