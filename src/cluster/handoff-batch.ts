@@ -31,7 +31,10 @@
  *
  * Bounds: at most handoffBatchMessagesMax messages and handoffBatchBytesMax encoded bytes, well
  * under NATS's default max payload (1 MiB) with room for the headers; a message larger than the
- * byte bound goes alone.
+ * byte bound goes alone. A delivery now stands for up to that many messages: what a paused
+ * consumer's host holds (its unacknowledged deliveries, nats-link.ts) and what one input adds to
+ * the streams' backlog past its bound (throttle.ts) grow by that factor at most, which is why the
+ * bounds are modest: a full batch of 128 already divides JetStream's per-message work by 128.
  */
 import { assert } from '../assert.js';
 import { decodeUtf8, utf8Length, writeUtf8 } from '../codec/utf8.js';
@@ -43,9 +46,9 @@ export const handoffBatchSubject = `${handoffPrefix}$batch`;
 /** How many messages a batch carries, on the batch's own stream message. */
 export const headerBatch = 'Keel-Batch';
 /** At most this many MQTT messages per batch. */
-export const handoffBatchMessagesMax = 512;
+export const handoffBatchMessagesMax = 128;
 /** At most this many encoded bytes per batch (NATS's default max payload is 1 MiB). */
-export const handoffBatchBytesMax = 512 * 1024;
+export const handoffBatchBytesMax = 256 * 1024;
 const formatVersion = 1;
 const headerBytes = 5;
 
