@@ -206,6 +206,9 @@ export class ClusterWorld implements MemberWorld {
     this.outageRandom = Random.stream(shape.seed, 'cluster-outages');
     this.netRandom = Random.stream(shape.seed, 'cluster-network');
     this.nats = new NatsModel(this.queue, this.clock, Random.stream(shape.seed, 'nats'), shape.nodes, (line) => this.trace(line));
+    // Half the worlds store slowly, so hand-offs queue behind the one waiting and go as batches.
+    const storeRandom = Random.stream(shape.seed, 'nats-store');
+    if (storeRandom.chance(0.5)) this.nats.slowStore(storeRandom, storeRandom.int(50, 400));
     this.nats.keySet = (change) => {
       if (change.bucket !== retainedBucket) return;
       const topic = topicOfRetainedKey(change.key);

@@ -27,11 +27,14 @@
  *   message per subject), then every change, in revision order, until the link drops.
  * - Restarts: NATS goes down for a while (every link drops) and comes back with its stream and
  *   consumers (JetStream's store survives a process restart).
+ * - A slow store (chosen per world): the answer to a durable publish is held back a while, and
+ *   the node's link with it (what follows on it keeps its order).
  * - Pacing (`pace`) is the host's, not NATS's: while the node has paused its consumer, deliveries
  *   reaching the node's end of the link are held there, one per sequence (a redelivery replaces
  *   it), and handed over in sequence order on resume; a dropped link forgets them, as the Node
  *   host does (io/cluster/nats-link.ts).
  */
+import { handoffBatchSubject } from '../../src/cluster/handoff-batch.js';
 import { subjectMatches } from '../../src/cluster/subjects.js';
 import type { ClusterHeaders, ClusterKeyChange, ClusterMessage, ClusterRequest, ClusterResult } from '../../src/contract.js';
 import type { EventQueue } from '../event-queue.js';
@@ -100,7 +103,10 @@ export class NatsModel {
   private pumpScheduled = false;
   /** Told of every key set as NATS takes it (the world's checkers follow the retained bucket's history). */
   keySet: ((change: ClusterKeyChange) => void) | null = null;
-  readonly counters = { corePublishes: 0, coreDeliveries: 0, stored: 0, deduplicated: 0, deliveries: 0, redeliveries: 0, acks: 0, restarts: 0, partitions: 0, pacedReleased: 0 };
+  /** A slow store (slowStore): each durable publish holds the node's side of its link for up to this long. */
+  private storeDelayMsMax = 0;
+  private storeRandom: Random | null = null;
+  readonly counters = { corePublishes: 0, coreDeliveries: 0, stored: 0, batchesStored: 0, deduplicated: 0, deliveries: 0, redeliveries: 0, acks: 0, restarts: 0, partitions: 0, pacedReleased: 0 };
 
   constructor(
     private readonly queue: EventQueue,
@@ -122,6 +128,17 @@ export class NatsModel {
   /** True when every consumer acknowledged every stored message. */
   drained(): boolean {
     return this.consumers.every((consumer) => consumer.nextSequence > this.stream.length && consumer.pending.size === 0);
+  }
+
+  /**
+   * JetStream stores slowly in this world (a busy disk): the answer to each durable publish, and
+   * what follows it on that node's link, comes up to `delayMsMax` later. The node's hand-offs
+   * then queue behind the one waiting, and go out as batches (src/cluster/handoff-batch.ts).
+   * Draws from its own stream, so the rest of the model's choices stay as they were.
+   */
+  slowStore(random: Random, delayMsMax: number): void {
+    this.storeRandom = random;
+    this.storeDelayMsMax = delayMsMax;
   }
 
   private latencyMs(): number {
@@ -186,11 +203,13 @@ export class NatsModel {
           this.stream.push({ sequence, subject: request.subject, headers: request.headers, payload: request.payload });
           this.dedupe.set(request.dedupeId, sequence);
           this.counters.stored += 1;
+          if (request.subject === handoffBatchSubject) this.counters.batchesStored += 1;
           this.schedulePump();
         } else {
           this.counters.deduplicated += 1;
         }
         const stored = sequence;
+        if (this.storeRandom !== null) link.toNodeMs = Math.max(link.toNodeMs, this.clock.nowMs + this.storeRandom.int(0, this.storeDelayMsMax));
         this.toNode(node, link.epoch, (sink) => sink.completed({ requestId: request.requestId, ok: true, sequence: stored }));
         return;
       }

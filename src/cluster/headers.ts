@@ -19,6 +19,9 @@
  *   readers see them as ordinary headers); otherwise the exact list (repeats and order kept) as
  *   JSON pairs in `Keel-User-Properties`, and no plain headers.
  * A receiver rebuilds exactly the properties MQTT forwards (message.ts forwardedProperties).
+ * Consecutive QoS 1 hand-offs of a node may share one stream message (handoff-batch.ts): each
+ * keeps exactly these headers inside the batch, and the batch's own headers are only
+ * `Keel-Origin` and `Keel-Batch`.
  */
 import type { Properties, Qos, UserProperty } from '../codec/packets.js';
 import type { ClusterHeaders } from '../contract.js';

@@ -6,9 +6,13 @@
  * local subscriber once and is acknowledged, a redelivery is acknowledged again and not routed
  * again, and a delivery past a missing sequence is neither routed nor acknowledged. Messages fed
  * as one `clusterMessages` input (how the Node host feeds a burst) are handled exactly as the same
- * messages fed one input each: same deliveries in the same order, same acknowledgements.
+ * messages fed one input each: same deliveries in the same order, same acknowledgements. QoS 1
+ * hand-offs queued while one waits for JetStream go as one batch (handoff-batch.ts), each PUBACK
+ * once the batch is stored, a failed batch again byte for byte under its dedupe id, a QoS 2
+ * hand-off alone; a batch from another node is routed in order and acknowledged as one sequence.
  */
 import { describe, expect, it } from 'vitest';
+import { type BatchEntry, batchEntryBytes, decodeBatch, encodeBatch, handoffBatchSubject } from '../../src/cluster/handoff-batch.js';
 import { encodeHeaders } from '../../src/cluster/headers.js';
 import { PacketType, type PublishPacket } from '../../src/codec/packets.js';
 import type { ClusterMessage, ClusterRequest } from '../../src/contract.js';
@@ -158,5 +162,67 @@ describe('cluster node', () => {
     expect(oneByOne.delivered).toEqual(['first', 'zero-a', 'second', 'third', 'zero-b', 'fifth']);
     expect(oneByOne.requests.map((request) => (request.op === 'ack' ? request.streamSequence : request.op))).toEqual([1, 1, 2, 3, 4, 5]);
     expect(batched).toEqual(oneByOne);
+  });
+
+  it('batches the QoS 1 hand-offs queued behind one awaiting JetStream, and PUBACKs each once its batch is stored', () => {
+    const harness = node();
+    connected(harness);
+    const publisher = harness.connect('p', 5);
+    const publish = (packetId: number, qos: 1 | 2, payload: string): void =>
+      publisher.send({ type: PacketType.Publish, dup: false, qos, retain: false, topic: 'a/b', packetId, payload: text(payload) });
+    publish(1, 1, 'one');
+    const [lone] = take(harness) as Extract<ClusterRequest, { op: 'publish-durable' }>[];
+    expect(lone).toMatchObject({ op: 'publish-durable', subject: '$KEEL.handoff.a.b' });
+    // While the first waits for JetStream, the next ones queue.
+    publish(2, 1, 'two');
+    publish(3, 1, 'three');
+    publish(4, 2, 'four');
+    publish(5, 1, 'five');
+    expect(take(harness)).toEqual([]);
+    harness.broker.clusterCompleted(harness.nowMs, { requestId: lone!.requestId, ok: true, sequence: 1 });
+    harness.collect();
+    expect((publisher.take() as PublishPacket[]).map((packet) => packet.packetId)).toEqual([1]);
+    const [batch] = take(harness) as Extract<ClusterRequest, { op: 'publish-durable' }>[];
+    expect(batch).toMatchObject({ op: 'publish-durable', subject: handoffBatchSubject, headers: { 'Keel-Origin': 'a', 'Keel-Batch': '2' } });
+    const members = decodeBatch(batch!.payload)!;
+    expect(members.map((member) => decodeText(member.payload))).toEqual(['two', 'three']);
+    expect(members.every((member) => member.subject === '$KEEL.handoff.a.b' && member.headers['Keel-Qos'] === '1')).toBe(true);
+    // A failure sends the same batch again, under the same dedupe id.
+    harness.broker.clusterCompleted(harness.nowMs, { requestId: batch!.requestId, ok: false, code: 'timeout', message: 'no answer' });
+    harness.collect();
+    const [again] = take(harness) as Extract<ClusterRequest, { op: 'publish-durable' }>[];
+    expect(again).toMatchObject({ subject: handoffBatchSubject, dedupeId: batch!.dedupeId, payload: batch!.payload });
+    expect(publisher.take()).toEqual([]);
+    harness.broker.clusterCompleted(harness.nowMs, { requestId: again!.requestId, ok: true, sequence: 2 });
+    harness.collect();
+    expect((publisher.take() as PublishPacket[]).map((packet) => packet.packetId)).toEqual([2, 3]);
+    // The QoS 2 hand-off goes alone (its outbox dedupe id), then the QoS 1 behind it.
+    const [qos2] = take(harness) as Extract<ClusterRequest, { op: 'publish-durable' }>[];
+    expect(qos2).toMatchObject({ subject: '$KEEL.handoff.a.b', headers: { 'Keel-Qos': '2' } });
+    expect(qos2!.dedupeId).toMatch(/^a-o\d+$/);
+  });
+
+  it('routes a batch from another node in order and acknowledges it as one stream sequence', () => {
+    const entry = (payload: string, ticket: number): BatchEntry => ({
+      subject: '$KEEL.handoff.a.b',
+      headers: encodeHeaders('b', 1, false, `1-${ticket}`, undefined, null),
+      payload: text(payload),
+    });
+    const entries = [entry('first', 1), entry('second', 2), entry('third', 3)];
+    const batch: ClusterMessage = {
+      subject: handoffBatchSubject,
+      headers: { 'Keel-Origin': 'b', 'Keel-Batch': '3' },
+      payload: encodeBatch(
+        entries,
+        entries.reduce((sum, item) => sum + batchEntryBytes(item), 0),
+      ),
+      subscriptionId: null,
+      consumerId: 1,
+      streamSequence: 1,
+      redelivered: false,
+    };
+    const { delivered, requests } = outcome([batch, { ...batch, redelivered: true }, handoffMessage(2, 'after')], false);
+    expect(delivered).toEqual(['first', 'second', 'third', 'after']);
+    expect(requests.map((request) => (request.op === 'ack' ? request.streamSequence : request.op))).toEqual([1, 1, 2]);
   });
 });

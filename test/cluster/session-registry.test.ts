@@ -211,6 +211,9 @@ describe('cluster-wide client ids', () => {
       answer(harness, claim!, revision);
       const markers = harness.takeClusterRequests().filter((request): request is PublishDurable => request.op === 'publish-durable' && request.subject === handoverMarkerSubject);
       expect(markers).toHaveLength(1);
+      // JetStream stores it, so this node's next hand-off goes out at once (cluster-node.ts handoffUnitsInFlightMax).
+      harness.broker.clusterCompleted(harness.nowMs, { requestId: markers[0]!.requestId, ok: true, sequence: 100 + revision });
+      harness.collect();
       return markers[0]!;
     };
     // Node b's claim asked c for the session, and this node has not read b's marker: the session
