@@ -29,6 +29,9 @@
  * reports the keepalive of every connection the broker accepted, and a connection that stays open
  * past 1.5 times it after its client went silent is a violation.
  *
+ * What the world hands the broker (a client's bytes, a disk read) is a Node Buffer viewing a
+ * shared chunk, as the Node host hands it (input-chunks.ts).
+ *
  * Everything that happens is a trace line, fed to the run's hash; the last lines are kept for
  * the report when a rule breaks. The first violation stops the run.
  */
@@ -36,7 +39,7 @@
 import { RuleAuthorizer } from '../src/broker/authorizer.js';
 import { Broker, type BrokerOptions } from '../src/broker/broker.js';
 import { type BrokerConfig, outputReportStepBytes, resolveConfig } from '../src/config.js';
-import { type BrokerCore, type ConnectionId, type ConnectionPeer, defaultListener, type LogFields, type LogLevel, type StorageRequest } from '../src/contract.js';
+import { type BrokerCore, type ConnectionId, type ConnectionPeer, defaultListener, type LogFields, type LogLevel, type StorageRequest, type StorageResult } from '../src/contract.js';
 import { Driver, type Host } from '../src/driver.js';
 import { DurableStateStore, type DurableStoreOptions, streamLogOptionsFor } from '../src/store/durable-store.js';
 import { planRepair, planStreamRepair, type RepairAction } from '../src/store/repair.js';
@@ -49,6 +52,7 @@ import { dollarRoots } from './coverage.js';
 import { DiskDevice } from './disk.js';
 import { EventQueue, Timer } from './event-queue.js';
 import { AccessOracle, aclRulesFor, impostorUser, WorldAuthenticator } from './identity.js';
+import { InputChunks } from './input-chunks.js';
 import { KeepAliveWatch } from './keepalive-watch.js';
 import { type Link, Network } from './network.js';
 import type { PlannedAdminCommand } from './operator.js';
@@ -98,6 +102,8 @@ export class World implements ClientContext {
   readonly hash = new TraceHash();
   readonly config: BrokerConfig;
   readonly disk: SimulatedDisk;
+  /** The chunks every input is handed to the broker in, as Node Buffers (input-chunks.ts). */
+  readonly inputChunks = new InputChunks();
   private readonly device: DiskDevice;
   private readonly faultRandom: Random;
   private readonly diskFaultRandom: Random;
@@ -168,6 +174,7 @@ export class World implements ClientContext {
       outputBuffered: (link, bufferedBytes) => this.brokerInput((driver) => driver.outputBuffered(this.clock.nowMs, link.id, bufferedBytes)),
     };
     this.network.traceSegment = (toBroker, linkId, segment) => this.traceSegment(toBroker, linkId, segment);
+    this.network.inputChunks = this.inputChunks;
     // The same reporting step as the Node backend's (io/server.ts).
     this.network.outputReportStepBytes = outputReportStepBytes(this.config);
   }
@@ -424,7 +431,7 @@ export class World implements ClientContext {
   private storage(incarnation: number, request: StorageRequest): void {
     this.queue.push(this.device.completionMs(this.clock.nowMs, this.quiet), () => {
       if (this.broker === null || this.broker.incarnation !== incarnation) return;
-      const result = this.disk.execute(request);
+      const result = this.inChunk(this.disk.execute(request));
       this.trace(`disk ${request.op} #${request.requestId} ${result.ok ? 'ok' : result.code}`);
       if (!result.ok && result.code !== 'ENOENT') this.diskFaults += 1;
       // A crash right after the operation took effect, before the broker heard of it.
@@ -432,6 +439,12 @@ export class World implements ClientContext {
       if (!this.quiet && crashProbability > 0 && this.diskFaultRandom.chance(crashProbability)) return this.crashBroker(`after ${request.op}`);
       this.brokerInput((driver) => driver.storageCompleted(this.clock.nowMs, result), incarnation);
     });
+  }
+
+  /** A read's bytes as the Node host would hand them: a Buffer viewing a shared chunk (input-chunks.ts). */
+  private inChunk(result: StorageResult): StorageResult {
+    if (!result.ok || result.bytes === undefined) return result;
+    return { ...result, bytes: this.inputChunks.copy(result.bytes) };
   }
 
   /** Disk full for a while: capacity just above what is in use, then an operator frees space. */

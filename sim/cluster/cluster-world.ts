@@ -29,6 +29,7 @@ import { Driver, type Host } from '../../src/driver.js';
 import { DurableStateStore, defaultDurableStoreOptions, streamLogOptionsFor } from '../../src/store/durable-store.js';
 import { messagePayload, parsePayload } from '../clients/payload.js';
 import { EventQueue, Timer } from '../event-queue.js';
+import { InputChunks } from '../input-chunks.js';
 import { Random } from '../random.js';
 import { SimulatedDisk } from '../simulated-disk.js';
 import { TraceHash } from '../trace-hash.js';
@@ -170,6 +171,8 @@ export class ClusterWorld implements MemberWorld {
   readonly clock = { nowMs: 0 };
   readonly queue = new EventQueue();
   readonly hash = new TraceHash();
+  /** The chunks every input is handed to a node in, as Node Buffers (input-chunks.ts): client bytes, disk reads, NATS deliveries. */
+  readonly inputChunks = new InputChunks();
   readonly checker: ClusterChecker;
   readonly nats: NatsModel;
   readonly nodes: NodeState[] = [];
@@ -371,7 +374,9 @@ export class ClusterWorld implements MemberWorld {
       status: (status) => this.nodeInput(node, incarnation, (driver) => driver.clusterStatus(this.clock.nowMs, status), `cluster ${status}`),
       message: (message) => {
         const overrunBefore = this.shape.streams && message.consumerId !== null ? this.unpausedOverrun(node) : null;
-        this.nodeInput(node, incarnation, (driver) => driver.clusterMessage(this.clock.nowMs, message), `cluster message ${message.subject} seq=${message.streamSequence ?? '-'}`);
+        // The payload as a NATS client hands it: a view of what it read (input-chunks.ts).
+        const delivered = { ...message, payload: this.inputChunks.copy(message.payload) };
+        this.nodeInput(node, incarnation, (driver) => driver.clusterMessage(this.clock.nowMs, delivered), `cluster message ${message.subject} seq=${message.streamSequence ?? '-'}`);
         if (overrunBefore !== null) this.checkPaced(node, message, overrunBefore);
       },
       completed: (result) =>
@@ -383,7 +388,7 @@ export class ClusterWorld implements MemberWorld {
           (driver) => {
             // The shared checker follows each node's view of the groups as the node took it in.
             if (change.bucket === sharedBucket && node.running?.core.ready === true) this.sharedChecker.viewChanged(node.index, change);
-            driver.clusterKeyChanged(this.clock.nowMs, change);
+            driver.clusterKeyChanged(this.clock.nowMs, change.value === null ? change : { ...change, value: this.inputChunks.copy(change.value) });
           },
           `cluster key ${change.bucket}/${change.key}${change.value === null ? ' deleted' : ''}`,
         ),
@@ -475,7 +480,8 @@ export class ClusterWorld implements MemberWorld {
   private storage(node: NodeState, incarnation: number, request: StorageRequest): void {
     this.queue.push(this.clock.nowMs + this.faultRandom.int(0, 2), () => {
       if (node.running?.incarnation !== incarnation) return;
-      const result = node.disk.execute(request);
+      const executed = node.disk.execute(request);
+      const result = executed.ok && executed.bytes !== undefined ? { ...executed, bytes: this.inputChunks.copy(executed.bytes) } : executed;
       if (!this.quiet && this.faultRandom.chance(this.shape.crashAfterDiskProbability)) return this.crashNode(node, `after ${request.op}`);
       this.nodeInput(node, incarnation, (driver) => driver.storageCompleted(this.clock.nowMs, result), `disk ${request.op} ${result.ok ? 'ok' : result.code}`);
     });
@@ -518,9 +524,11 @@ export class ClusterWorld implements MemberWorld {
   clientSend(pipe: Pipe, bytes: Uint8Array): void {
     if (!pipe.open) return;
     pipe.toNodeMs = Math.max(pipe.toNodeMs, this.clock.nowMs + this.latencyMs());
+    // Copied when sent, as the single-node network does, into the world's input chunks.
+    const received = this.inputChunks.copy(bytes);
     this.queue.push(pipe.toNodeMs, () => {
       if (!pipe.open) return;
-      this.nodeInput(this.nodes[pipe.node]!, pipe.incarnation, (driver) => driver.bytesReceived(this.clock.nowMs, pipe.id, bytes), `bytes L${pipe.id}`);
+      this.nodeInput(this.nodes[pipe.node]!, pipe.incarnation, (driver) => driver.bytesReceived(this.clock.nowMs, pipe.id, received), `bytes L${pipe.id}`);
     });
   }
 
