@@ -30,7 +30,9 @@
  * past 1.5 times it after its client went silent is a violation.
  *
  * What the world hands the broker (a client's bytes, a disk read) is a Node Buffer viewing a
- * shared chunk, as the Node host hands it (input-chunks.ts).
+ * shared chunk, as the Node host hands it (input-chunks.ts), and the rule `kept-bytes-alias`
+ * (kept-bytes-check.ts) fails a run whose broker keeps such a view: periodically, before a crash
+ * and at the end of the run.
  *
  * Everything that happens is a trace line, fed to the run's hash; the last lines are kept for
  * the report when a rule breaks. The first violation stops the run.
@@ -54,6 +56,7 @@ import { EventQueue, Timer } from './event-queue.js';
 import { AccessOracle, aclRulesFor, impostorUser, WorldAuthenticator } from './identity.js';
 import { InputChunks } from './input-chunks.js';
 import { KeepAliveWatch } from './keepalive-watch.js';
+import { keptBytesAlias, keptBytesCheckIntervalMs } from './kept-bytes-check.js';
 import { type Link, Network } from './network.js';
 import type { PlannedAdminCommand } from './operator.js';
 import { Random } from './random.js';
@@ -146,6 +149,8 @@ export class World implements ClientContext {
   /** QoS 0 messages the broker reported dropping because a connection's output was at its cap. */
   outputFullDrops = 0;
   private readonly keepAliveWatch: KeepAliveWatch;
+  /** When the kept-bytes rule next looks over the broker (kept-bytes-check.ts). */
+  private keptBytesCheckAtMs = keptBytesCheckIntervalMs;
 
   constructor(
     readonly shape: WorldShape,
@@ -306,6 +311,7 @@ export class World implements ClientContext {
     const broker = this.broker;
     if (broker === null) return;
     this.trace(`fault broker-crash #${broker.incarnation}${why === '' ? '' : ` ${why}`}`);
+    this.checkKeptBytes('before a crash');
     this.broker = null;
     this.brokerRestarts += 1;
     this.checker.brokerCrashed();
@@ -624,7 +630,20 @@ export class World implements ClientContext {
         break;
       }
       run();
+      if (timeMs >= this.keptBytesCheckAtMs) {
+        this.keptBytesCheckAtMs = timeMs + keptBytesCheckIntervalMs;
+        this.checkKeptBytes('periodic');
+      }
     }
+    this.checkKeptBytes('end of run');
+  }
+
+  /** The rule `kept-bytes-alias` (kept-bytes-check.ts); it reads the broker and traces nothing unless it fails. */
+  private checkKeptBytes(when: string): void {
+    const broker = this.broker;
+    if (broker === null || this.violation !== null) return;
+    const alias = keptBytesAlias(broker.core, this.inputChunks);
+    if (alias !== null) this.fail('kept-bytes-alias', `${when} (broker #${broker.incarnation}): ${alias}`);
   }
 
   /**

@@ -15,7 +15,9 @@
  * checker judges liveness. Every event is a trace line feeding the run's hash. Most worlds also
  * have members of `$share` groups on several nodes that leave and join again (shared-members.ts),
  * judged by the shared checker (shared-checker.ts), which follows what NATS delivered of the
- * `keel-shared` bucket to each node.
+ * `keel-shared` bucket to each node. What the world hands a node (client bytes, disk reads, NATS
+ * deliveries and key values) is a Node Buffer viewing a shared chunk (input-chunks.ts), and the
+ * rule `kept-bytes-alias` (kept-bytes-check.ts) fails a run whose node keeps such a view.
  */
 import { Broker, type BrokerOptions } from '../../src/broker/broker.js';
 import { decodeRetainedValue, retainedBucket, retainedKey, topicOfRetainedKey } from '../../src/cluster/retained-entries.js';
@@ -30,6 +32,7 @@ import { DurableStateStore, defaultDurableStoreOptions, streamLogOptionsFor } fr
 import { messagePayload, parsePayload } from '../clients/payload.js';
 import { EventQueue, Timer } from '../event-queue.js';
 import { InputChunks } from '../input-chunks.js';
+import { keptBytesAlias, keptBytesCheckIntervalMs } from '../kept-bytes-check.js';
 import { Random } from '../random.js';
 import { SimulatedDisk } from '../simulated-disk.js';
 import { TraceHash } from '../trace-hash.js';
@@ -289,6 +292,8 @@ export class ClusterWorld implements MemberWorld {
     this.queue.push(this.shape.activeMs, () => this.goQuiet());
     this.queue.push(endMs - auditMs, () => this.startAuditors());
     this.queue.push(endMs, () => this.finish());
+    // When the kept-bytes rule next looks over the nodes (between events: the trace does not change).
+    let keptBytesCheckAtMs = keptBytesCheckIntervalMs;
     while (this.violation === null && this.events < eventsMax) {
       const timeMs = this.queue.peekTimeMs();
       if (timeMs === null || timeMs > endMs) break;
@@ -296,8 +301,21 @@ export class ClusterWorld implements MemberWorld {
       this.clock.nowMs = timeMs;
       this.events += 1;
       run();
+      if (timeMs >= keptBytesCheckAtMs) {
+        keptBytesCheckAtMs = timeMs + keptBytesCheckIntervalMs;
+        for (const node of this.nodes) this.checkKeptBytes(node, 'periodic');
+      }
     }
     if (this.violation === null && this.events >= eventsMax) this.fail('events-exhausted', `more than ${eventsMax} events`);
+    for (const node of this.nodes) this.checkKeptBytes(node, 'end of run');
+  }
+
+  /** The rule `kept-bytes-alias` (sim/kept-bytes-check.ts) for one node; it traces nothing unless it fails. */
+  private checkKeptBytes(node: NodeState, when: string): void {
+    const running = node.running;
+    if (running === null || this.violation !== null) return;
+    const alias = keptBytesAlias(running.core, this.inputChunks);
+    if (alias !== null) this.fail('kept-bytes-alias', `${when} (n${node.index} #${running.incarnation}): ${alias}`);
   }
 
   private goQuiet(): void {
@@ -400,6 +418,7 @@ export class ClusterWorld implements MemberWorld {
     const running = node.running;
     if (running === null) return;
     this.trace(`fault node-crash n${node.index} #${running.incarnation} ${why}`);
+    this.checkKeptBytes(node, 'before a crash');
     node.running = null;
     node.restarts += 1;
     this.nodeRestarts += 1;
