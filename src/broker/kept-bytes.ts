@@ -8,7 +8,8 @@
  * a checker outside the core (the simulator's `kept-bytes-alias` rule) can tell whether any of it
  * is still a view of the host's input: the payloads and correlation data of stored messages
  * (queued, inflight and retained ones), of wills, of a cluster node's outbox, and of the stream
- * entries held in memory.
+ * entries held in memory; and what a cluster node keeps while hand-overs wait (states that
+ * arrived, deliveries held at a marker, its answers and own hand-offs: session-handover.ts).
  *
  * Not listed: what lives only as long as one connection's reading or one replay's cursor (the
  * decoder's partial packet, a cursor's read-ahead), which the host's own buffers bound; and what
@@ -19,7 +20,7 @@ import { assert } from '../assert.js';
 import type { Properties } from '../codec/packets.js';
 import type { Broker } from './broker.js';
 
-/** Where a kept array is: a kind (`message`, `will`, `cluster-outbox`, `stream:NAME`), a key within it, and which field. */
+/** Where a kept array is: a kind (`message`, `will`, `cluster-outbox`, `cluster-handover`, `stream:NAME`), a key within it, and which field. */
 export type KeptBytesVisitor = (kind: string, key: string | number, field: string, bytes: Uint8Array) => void;
 
 /** Calls `visit` for every byte array the broker keeps long-term (see the module comment). */
@@ -35,6 +36,7 @@ export function forEachKeptBytes(broker: Broker, visit: KeptBytesVisitor): void 
   }
   const outbox = state.cluster?.outbox;
   if (outbox !== undefined) for (const entry of outbox.values()) visit('cluster-outbox', entry.id, 'payload', entry.payload);
+  broker.cluster?.handover.forEachKeptBytes((key, field, bytes) => visit('cluster-handover', key, field, bytes));
   // One kind per stream (`stream:NAME`), keyed by offset: no string built per entry.
   let kindStream = '';
   let kind = '';
