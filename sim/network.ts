@@ -35,6 +35,7 @@
  * can tell when the bytes a client sent up to an offset reached the broker (`watchArrival`).
  */
 import type { EventQueue } from './event-queue.js';
+import type { InputChunks } from './input-chunks.js';
 import type { Random } from './random.js';
 
 export interface NetworkShape {
@@ -187,6 +188,11 @@ export class Network {
    * run's trace lines are these).
    */
   traceSegment: (toBroker: boolean, linkId: number, segment: Uint8Array) => void = (toBroker, linkId, segment) => this.trace(`net ${toBroker ? 'c>b' : 'b>c'} L${linkId} ${segment.length}B`, segment);
+  /**
+   * Where a client's bytes are copied when sent, so that the broker receives its segments as Node
+   * Buffers viewing a shared chunk, as from a socket (input-chunks.ts); null: plain copies.
+   */
+  inputChunks: InputChunks | null = null;
 
   constructor(
     private readonly queue: EventQueue,
@@ -255,10 +261,11 @@ export class Network {
 
   clientSend(link: Link, bytes: Uint8Array): void {
     if (!link.clientOpen) return;
-    const copy = bytes.slice();
+    const copy = this.inputChunks === null ? bytes.slice() : this.inputChunks.copy(bytes);
     link.bytesSentToBroker += copy.length;
     const count = this.cutSegments(copy.length);
-    // The copy is ours: a segment that is all of it needs no view of its own.
+    // The copy is ours: a segment that is all of it needs no view of its own (a segment of a
+    // Buffer is a Buffer too: `subarray` keeps the class).
     if (count === 1) return this.scheduleToBroker(link, copy);
     for (let index = 0, offset = 0; index < count; index++) {
       const size = this.segmentSizes[index]!;

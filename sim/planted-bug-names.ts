@@ -40,6 +40,7 @@ export const plantedBugDescriptions = {
   'acl-reads-everything': 'skips the per-message ACL check for every subscription the ACL allowed, so deny rules withhold nothing',
   'delete-retained-ignored': "answers an operator's delete-retained with success and clears nothing",
   'delete-session-ignored': "answers an operator's delete-session with success and leaves the session as it was",
+  'retained-payload-view': 'keeps a retained payload as a .slice() of the received bytes, which on a Node Buffer is a view of the whole input chunk',
 } as const satisfies Record<string, string>;
 
 export type PlantedBugName = keyof typeof plantedBugDescriptions;

@@ -13,6 +13,7 @@
  * for durability: they wrap the real store and break one promise about the disk.
  */
 
+import { Buffer } from 'node:buffer';
 import type { Authorizer } from '../src/broker/authorizer.js';
 import { Broker, type BrokerOptions } from '../src/broker/broker.js';
 import { PacketDecoder } from '../src/codec/decoder.js';
@@ -65,6 +66,11 @@ export abstract class InterceptingBroker implements BrokerCore {
   protected readonly rewritesInput: boolean = false;
 
   constructor(protected readonly inner: BrokerCore) {}
+
+  /** The core inside, for rules that read the broker's tables (kept-bytes-check.ts). */
+  get wrappedCore(): BrokerCore {
+    return this.inner;
+  }
 
   get ready(): boolean {
     return this.inner.ready;
@@ -1040,6 +1046,38 @@ function positionsNotLogged(broker: Broker): Broker {
   return broker;
 }
 
+/**
+ * Retained payloads kept as views of the received bytes: storeMessage as it was before ownCopy,
+ * "copying" a retained payload with `.slice()`, which on the Node Buffers a host hands the core is
+ * a view of the whole chunk. Patched on the instance from outside: the bytes of the current input
+ * are remembered, and a retained message stored while it runs whose payload lies in them gets, in
+ * place of its copy, the view that `.slice()` made there. (A packet split across inputs was copied
+ * whole by the decoder, and the old code then kept a view of that copy, not of the input: those
+ * are left as they are.) With plain Uint8Arrays as input `.slice()` copies, and nothing shows.
+ */
+function retainedPayloadView(broker: Broker): Broker {
+  const bytesReceived = broker.bytesReceived.bind(broker);
+  const commit = broker.commit.bind(broker);
+  let input: Uint8Array | null = null;
+  broker.bytesReceived = (nowMs: number, connectionId: ConnectionId, bytes: Uint8Array): void => {
+    input = bytes;
+    try {
+      bytesReceived(nowMs, connectionId, bytes);
+    } finally {
+      input = null;
+    }
+  };
+  broker.commit = (record: StateRecord, volatile?: boolean): number => {
+    if (record.kind === 'message-stored' && record.message.retain && input !== null && record.message.payload.length > 0) {
+      const payload = record.message.payload;
+      const at = Buffer.from(input.buffer, input.byteOffset, input.byteLength).indexOf(payload);
+      if (at >= 0) return commit({ ...record, message: { ...record.message, payload: input.slice(at, at + payload.length) } }, volatile);
+    }
+    return commit(record, volatile);
+  };
+  return broker;
+}
+
 export const plantedBugs = {
   'skip-qos1-redelivery': wrap(SkipQos1Redelivery),
   'qos2-twice': wrap(Qos2Twice),
@@ -1072,6 +1110,7 @@ export const plantedBugs = {
   'acl-reads-everything': aclReadsEverything,
   'delete-retained-ignored': (options: BrokerOptions) => new AdminCommandIgnored(new Broker(options), 'delete-retained'),
   'delete-session-ignored': (options: BrokerOptions) => new AdminCommandIgnored(new Broker(options), 'delete-session'),
+  'retained-payload-view': (options: BrokerOptions) => retainedPayloadView(new Broker(options)),
 } satisfies Record<PlantedBugName, BrokerFactory>;
 
 export type { PlantedBugName };

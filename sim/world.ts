@@ -29,6 +29,11 @@
  * reports the keepalive of every connection the broker accepted, and a connection that stays open
  * past 1.5 times it after its client went silent is a violation.
  *
+ * What the world hands the broker (a client's bytes, a disk read) is a Node Buffer viewing a
+ * shared chunk, as the Node host hands it (input-chunks.ts), and the rule `kept-bytes-alias`
+ * (kept-bytes-check.ts) fails a run whose broker keeps such a view: periodically, before a crash
+ * and at the end of the run.
+ *
  * Everything that happens is a trace line, fed to the run's hash; the last lines are kept for
  * the report when a rule breaks. The first violation stops the run.
  */
@@ -36,7 +41,7 @@
 import { RuleAuthorizer } from '../src/broker/authorizer.js';
 import { Broker, type BrokerOptions } from '../src/broker/broker.js';
 import { type BrokerConfig, outputReportStepBytes, resolveConfig } from '../src/config.js';
-import { type BrokerCore, type ConnectionId, type ConnectionPeer, defaultListener, type LogFields, type LogLevel, type StorageRequest } from '../src/contract.js';
+import { type BrokerCore, type ConnectionId, type ConnectionPeer, defaultListener, type LogFields, type LogLevel, type StorageRequest, type StorageResult } from '../src/contract.js';
 import { Driver, type Host } from '../src/driver.js';
 import { DurableStateStore, type DurableStoreOptions, streamLogOptionsFor } from '../src/store/durable-store.js';
 import { planRepair, planStreamRepair, type RepairAction } from '../src/store/repair.js';
@@ -49,7 +54,9 @@ import { dollarRoots } from './coverage.js';
 import { DiskDevice } from './disk.js';
 import { EventQueue, Timer } from './event-queue.js';
 import { AccessOracle, aclRulesFor, impostorUser, WorldAuthenticator } from './identity.js';
+import { InputChunks } from './input-chunks.js';
 import { KeepAliveWatch } from './keepalive-watch.js';
+import { keptBytesAlias, keptBytesCheckIntervalMs } from './kept-bytes-check.js';
 import { type Link, Network } from './network.js';
 import type { PlannedAdminCommand } from './operator.js';
 import { Random } from './random.js';
@@ -98,6 +105,8 @@ export class World implements ClientContext {
   readonly hash = new TraceHash();
   readonly config: BrokerConfig;
   readonly disk: SimulatedDisk;
+  /** The chunks every input is handed to the broker in, as Node Buffers (input-chunks.ts). */
+  readonly inputChunks = new InputChunks();
   private readonly device: DiskDevice;
   private readonly faultRandom: Random;
   private readonly diskFaultRandom: Random;
@@ -140,6 +149,8 @@ export class World implements ClientContext {
   /** QoS 0 messages the broker reported dropping because a connection's output was at its cap. */
   outputFullDrops = 0;
   private readonly keepAliveWatch: KeepAliveWatch;
+  /** When the kept-bytes rule next looks over the broker (kept-bytes-check.ts). */
+  private keptBytesCheckAtMs = keptBytesCheckIntervalMs;
 
   constructor(
     readonly shape: WorldShape,
@@ -168,6 +179,7 @@ export class World implements ClientContext {
       outputBuffered: (link, bufferedBytes) => this.brokerInput((driver) => driver.outputBuffered(this.clock.nowMs, link.id, bufferedBytes)),
     };
     this.network.traceSegment = (toBroker, linkId, segment) => this.traceSegment(toBroker, linkId, segment);
+    this.network.inputChunks = this.inputChunks;
     // The same reporting step as the Node backend's (io/server.ts).
     this.network.outputReportStepBytes = outputReportStepBytes(this.config);
   }
@@ -299,6 +311,7 @@ export class World implements ClientContext {
     const broker = this.broker;
     if (broker === null) return;
     this.trace(`fault broker-crash #${broker.incarnation}${why === '' ? '' : ` ${why}`}`);
+    this.checkKeptBytes('before a crash');
     this.broker = null;
     this.brokerRestarts += 1;
     this.checker.brokerCrashed();
@@ -424,7 +437,7 @@ export class World implements ClientContext {
   private storage(incarnation: number, request: StorageRequest): void {
     this.queue.push(this.device.completionMs(this.clock.nowMs, this.quiet), () => {
       if (this.broker === null || this.broker.incarnation !== incarnation) return;
-      const result = this.disk.execute(request);
+      const result = this.inChunk(this.disk.execute(request));
       this.trace(`disk ${request.op} #${request.requestId} ${result.ok ? 'ok' : result.code}`);
       if (!result.ok && result.code !== 'ENOENT') this.diskFaults += 1;
       // A crash right after the operation took effect, before the broker heard of it.
@@ -432,6 +445,12 @@ export class World implements ClientContext {
       if (!this.quiet && crashProbability > 0 && this.diskFaultRandom.chance(crashProbability)) return this.crashBroker(`after ${request.op}`);
       this.brokerInput((driver) => driver.storageCompleted(this.clock.nowMs, result), incarnation);
     });
+  }
+
+  /** A read's bytes as the Node host would hand them: a Buffer viewing a shared chunk (input-chunks.ts). */
+  private inChunk(result: StorageResult): StorageResult {
+    if (!result.ok || result.bytes === undefined) return result;
+    return { ...result, bytes: this.inputChunks.copy(result.bytes) };
   }
 
   /** Disk full for a while: capacity just above what is in use, then an operator frees space. */
@@ -611,7 +630,20 @@ export class World implements ClientContext {
         break;
       }
       run();
+      if (timeMs >= this.keptBytesCheckAtMs) {
+        this.keptBytesCheckAtMs = timeMs + keptBytesCheckIntervalMs;
+        this.checkKeptBytes('periodic');
+      }
     }
+    this.checkKeptBytes('end of run');
+  }
+
+  /** The rule `kept-bytes-alias` (kept-bytes-check.ts); it reads the broker and traces nothing unless it fails. */
+  private checkKeptBytes(when: string): void {
+    const broker = this.broker;
+    if (broker === null || this.violation !== null) return;
+    const alias = keptBytesAlias(broker.core, this.inputChunks);
+    if (alias !== null) this.fail('kept-bytes-alias', `${when} (broker #${broker.incarnation}): ${alias}`);
   }
 
   /**

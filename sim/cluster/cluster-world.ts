@@ -15,7 +15,9 @@
  * checker judges liveness. Every event is a trace line feeding the run's hash. Most worlds also
  * have members of `$share` groups on several nodes that leave and join again (shared-members.ts),
  * judged by the shared checker (shared-checker.ts), which follows what NATS delivered of the
- * `keel-shared` bucket to each node.
+ * `keel-shared` bucket to each node. What the world hands a node (client bytes, disk reads, NATS
+ * deliveries and key values) is a Node Buffer viewing a shared chunk (input-chunks.ts), and the
+ * rule `kept-bytes-alias` (kept-bytes-check.ts) fails a run whose node keeps such a view.
  */
 import { Broker, type BrokerOptions } from '../../src/broker/broker.js';
 import { decodeRetainedValue, retainedBucket, retainedKey, topicOfRetainedKey } from '../../src/cluster/retained-entries.js';
@@ -29,6 +31,8 @@ import { Driver, type Host } from '../../src/driver.js';
 import { DurableStateStore, defaultDurableStoreOptions, streamLogOptionsFor } from '../../src/store/durable-store.js';
 import { messagePayload, parsePayload } from '../clients/payload.js';
 import { EventQueue, Timer } from '../event-queue.js';
+import { InputChunks } from '../input-chunks.js';
+import { keptBytesAlias, keptBytesCheckIntervalMs } from '../kept-bytes-check.js';
 import { Random } from '../random.js';
 import { SimulatedDisk } from '../simulated-disk.js';
 import { TraceHash } from '../trace-hash.js';
@@ -170,6 +174,8 @@ export class ClusterWorld implements MemberWorld {
   readonly clock = { nowMs: 0 };
   readonly queue = new EventQueue();
   readonly hash = new TraceHash();
+  /** The chunks every input is handed to a node in, as Node Buffers (input-chunks.ts): client bytes, disk reads, NATS deliveries. */
+  readonly inputChunks = new InputChunks();
   readonly checker: ClusterChecker;
   readonly nats: NatsModel;
   readonly nodes: NodeState[] = [];
@@ -294,6 +300,8 @@ export class ClusterWorld implements MemberWorld {
     this.queue.push(this.shape.activeMs, () => this.goQuiet());
     this.queue.push(endMs - auditMs, () => this.startAuditors());
     this.queue.push(endMs, () => this.finish());
+    // When the kept-bytes rule next looks over the nodes (between events: the trace does not change).
+    let keptBytesCheckAtMs = keptBytesCheckIntervalMs;
     while (this.violation === null && this.events < eventsMax) {
       const timeMs = this.queue.peekTimeMs();
       if (timeMs === null || timeMs > endMs) break;
@@ -301,8 +309,21 @@ export class ClusterWorld implements MemberWorld {
       this.clock.nowMs = timeMs;
       this.events += 1;
       run();
+      if (timeMs >= keptBytesCheckAtMs) {
+        keptBytesCheckAtMs = timeMs + keptBytesCheckIntervalMs;
+        for (const node of this.nodes) this.checkKeptBytes(node, 'periodic');
+      }
     }
     if (this.violation === null && this.events >= eventsMax) this.fail('events-exhausted', `more than ${eventsMax} events`);
+    for (const node of this.nodes) this.checkKeptBytes(node, 'end of run');
+  }
+
+  /** The rule `kept-bytes-alias` (sim/kept-bytes-check.ts) for one node; it traces nothing unless it fails. */
+  private checkKeptBytes(node: NodeState, when: string): void {
+    const running = node.running;
+    if (running === null || this.violation !== null) return;
+    const alias = keptBytesAlias(running.core, this.inputChunks);
+    if (alias !== null) this.fail('kept-bytes-alias', `${when} (n${node.index} #${running.incarnation}): ${alias}`);
   }
 
   private goQuiet(): void {
@@ -379,7 +400,9 @@ export class ClusterWorld implements MemberWorld {
       status: (status) => this.nodeInput(node, incarnation, (driver) => driver.clusterStatus(this.clock.nowMs, status), `cluster ${status}`),
       message: (message) => {
         const overrunBefore = this.shape.streams && message.consumerId !== null ? this.unpausedOverrun(node) : null;
-        this.nodeInput(node, incarnation, (driver) => driver.clusterMessage(this.clock.nowMs, message), `cluster message ${message.subject} seq=${message.streamSequence ?? '-'}`);
+        // The payload as a NATS client hands it: a view of what it read (input-chunks.ts).
+        const delivered = { ...message, payload: this.inputChunks.copy(message.payload) };
+        this.nodeInput(node, incarnation, (driver) => driver.clusterMessage(this.clock.nowMs, delivered), `cluster message ${message.subject} seq=${message.streamSequence ?? '-'}`);
         if (overrunBefore !== null) this.checkPaced(node, message, overrunBefore);
       },
       completed: (result) =>
@@ -391,7 +414,7 @@ export class ClusterWorld implements MemberWorld {
           (driver) => {
             // The shared checker follows each node's view of the groups as the node took it in.
             if (change.bucket === sharedBucket && node.running?.core.ready === true) this.sharedChecker.viewChanged(node.index, change);
-            driver.clusterKeyChanged(this.clock.nowMs, change);
+            driver.clusterKeyChanged(this.clock.nowMs, change.value === null ? change : { ...change, value: this.inputChunks.copy(change.value) });
           },
           `cluster key ${change.bucket}/${change.key}${change.value === null ? ' deleted' : ''}`,
         ),
@@ -410,6 +433,7 @@ export class ClusterWorld implements MemberWorld {
     const running = node.running;
     if (running === null) return;
     this.trace(`fault node-crash n${node.index} #${running.incarnation} ${why}`);
+    this.checkKeptBytes(node, 'before a crash');
     this.silentPassedOverEnded += silentPassedOverOf(running.core);
     node.running = null;
     node.restarts += 1;
@@ -494,7 +518,8 @@ export class ClusterWorld implements MemberWorld {
   private storage(node: NodeState, incarnation: number, request: StorageRequest): void {
     this.queue.push(this.clock.nowMs + this.faultRandom.int(0, 2), () => {
       if (node.running?.incarnation !== incarnation) return;
-      const result = node.disk.execute(request);
+      const executed = node.disk.execute(request);
+      const result = executed.ok && executed.bytes !== undefined ? { ...executed, bytes: this.inputChunks.copy(executed.bytes) } : executed;
       if (!this.quiet && this.faultRandom.chance(this.shape.crashAfterDiskProbability)) return this.crashNode(node, `after ${request.op}`);
       this.nodeInput(node, incarnation, (driver) => driver.storageCompleted(this.clock.nowMs, result), `disk ${request.op} ${result.ok ? 'ok' : result.code}`);
     });
@@ -537,9 +562,11 @@ export class ClusterWorld implements MemberWorld {
   clientSend(pipe: Pipe, bytes: Uint8Array): void {
     if (!pipe.open) return;
     pipe.toNodeMs = Math.max(pipe.toNodeMs, this.clock.nowMs + this.latencyMs());
+    // Copied when sent, as the single-node network does, into the world's input chunks.
+    const received = this.inputChunks.copy(bytes);
     this.queue.push(pipe.toNodeMs, () => {
       if (!pipe.open) return;
-      this.nodeInput(this.nodes[pipe.node]!, pipe.incarnation, (driver) => driver.bytesReceived(this.clock.nowMs, pipe.id, bytes), `bytes L${pipe.id}`);
+      this.nodeInput(this.nodes[pipe.node]!, pipe.incarnation, (driver) => driver.bytesReceived(this.clock.nowMs, pipe.id, received), `bytes L${pipe.id}`);
     });
   }
 

@@ -140,6 +140,7 @@ import type { Broker } from '../broker/broker.js';
 import { storeMessage } from '../broker/routing.js';
 import { endSession, scheduleSessionExpiry } from '../broker/session-lifecycle.js';
 import { publishWill } from '../broker/will.js';
+import { ownCopy } from '../codec/own-copy.js';
 import { PacketType } from '../codec/packets.js';
 import { ReasonCode } from '../codec/reason-codes.js';
 import type { ClusterHeaders, ClusterKeyChange, ClusterMessage, ClusterResult } from '../contract.js';
@@ -557,6 +558,18 @@ export class SessionHandover {
     return this.incoming.size;
   }
 
+  /**
+   * The bytes kept while hand-overs wait, for inspection (broker/kept-bytes.ts): states that
+   * arrived, deliveries held at a marker, answers given and this node's own hand-offs kept for
+   * a session on its way. The visitor reads them and changes nothing.
+   */
+  forEachKeptBytes(visit: (key: string | number, field: string, bytes: Uint8Array) => void): void {
+    for (const [key, value] of this.arrived) visit(key, 'state', value);
+    for (const message of this.hold?.buffered ?? []) visit(message.streamSequence ?? 0, 'held-payload', message.payload);
+    for (const answer of this.answers.values()) visit(answer.key, 'answer', answer.bytes);
+    for (const incoming of this.incoming.values()) for (const own of incoming.own) visit(incoming.clientId, 'own-payload', own.payload);
+  }
+
   // ---- B: the claim is won ------------------------------------------------------------------
 
   /**
@@ -607,7 +620,9 @@ export class SessionHandover {
     if (hold.buffered.length >= heldDeliveriesMax) return;
     const last = hold.buffered.at(-1);
     if (last !== undefined && last.streamSequence! >= sequence) return;
-    hold.buffered.push(message);
+    // Its payload copied: the host's is a view of what it read, which would stay pinned behind it
+    // for as long as the node stands at the marker (kept-bytes.ts).
+    hold.buffered.push({ ...message, payload: ownCopy(message.payload) });
   }
 
   /** The marker at `sequence` (the next one to apply) arrived. */
@@ -1122,7 +1137,8 @@ export class SessionHandover {
     if (state === null || state.header.to !== this.host.nodeId) return;
     const waiting = this.hold?.role === 'destination' && this.hold.sequence === parsed.sequence;
     if (waiting || parsed.sequence > appliedSequence) {
-      this.arrived.set(change.key, change.value);
+      // A copy: the host's value is a view of what it read, and the state may wait here a while.
+      this.arrived.set(change.key, ownCopy(change.value));
       if (waiting) this.tryApply(nowMs);
       return;
     }

@@ -235,6 +235,13 @@ const clusterRegressionSeeds: readonly { seed: number; nodes: number; found: str
     found:
       'order: a session came back to a node that had handed it on with a window open (holes): its own publications kept since its new marker were routed at once, ahead of older ones still to come from the stream through the restored window',
   },
+  {
+    seed: 3,
+    nodes: 3,
+    handoverMovers: true,
+    found:
+      "kept-bytes-alias (the rule's first cluster run): a node standing at a hand-over marker kept the deliveries it held back, and the states that arrived for it, as the host handed them, views of the host's read chunks; it now keeps copies of their bytes",
+  },
 ];
 
 function quiet(seed: number, nodes: number, handoverMovers = false) {

@@ -296,6 +296,12 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
     return this.deleting.has(stream);
   }
 
+  forEachHeldEntry(visit: (stream: string, entry: StreamEntry) => void): void {
+    for (const files of this.streams.values()) {
+      for (let index = files.tailHead; index < files.tail.length; index++) visit(files.name, files.tail[index]!.entry);
+    }
+  }
+
   private filesOf(stream: string): StreamFiles {
     const files = this.streams.get(stream);
     if (files === undefined) assert(false, `no files for stream ${stream}`);

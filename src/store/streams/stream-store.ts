@@ -94,6 +94,11 @@ export interface StreamStore {
   /** False until recovery has reconciled the stream files with the replayed state. */
   readonly ready: boolean;
   /**
+   * Every entry held in memory (each stream's tail), in offset order per stream, for inspection
+   * (broker/kept-bytes.ts): the visitor reads them and changes nothing.
+   */
+  forEachHeldEntry?(visit: (stream: string, entry: StreamEntry) => void): void;
+  /**
    * Replay is over: reconcile the files with `state` (cut what the log no longer has, delete what
    * retention or a deletion left, write back what the files lost); `ready` turns true when done.
    */
