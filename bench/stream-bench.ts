@@ -150,6 +150,8 @@ interface KeelReplayResults {
   fill: FillResult;
   /** The filling broker's peak RSS while it was filled (sampled every 50 ms). */
   fillPeakRssBytes: number;
+  /** The filling broker's CPU time (user + system) per entry filled, µs: each entry is a `stream-appended` record and a segment frame. */
+  fillCpuMicrosPerMessage: number;
   replay: ReplayMeasure;
   seek: SeekMeasure;
 }
@@ -160,10 +162,12 @@ async function runKeelReplay(flags: Flags, root: string): Promise<KeelReplayResu
     const filling = await startReplayBroker(directory, flags.replayInflight);
     log(`[replay] keel: filling ${flags.messages} entries at QoS ${flags.replayQos}`);
     const fillSampler = new RssSampler(filling);
+    const fillCpuBefore = filling.cpuMicros();
     const fill = await fillKeelStream(filling, flags.messages, flags.payload, flags.replayQos);
+    const fillCpuMicrosPerMessage = (filling.cpuMicros() - fillCpuBefore) / fill.messages;
     const fillPeakRssBytes = fillSampler.stop();
     log(
-      `[replay] keel: filled in ${fill.seconds.toFixed(1)} s (${Math.round(fill.messages / fill.seconds)} msg/s), peak RSS ${(fillPeakRssBytes / mebibyte).toFixed(1)} MiB; restarting on the same directory`,
+      `[replay] keel: filled in ${fill.seconds.toFixed(1)} s (${Math.round(fill.messages / fill.seconds)} msg/s, ${fillCpuMicrosPerMessage.toFixed(1)} µs broker CPU/msg), peak RSS ${(fillPeakRssBytes / mebibyte).toFixed(1)} MiB; restarting on the same directory`,
     );
     await filling.stop();
     const broker = await startReplayBroker(directory, flags.replayInflight);
@@ -176,7 +180,7 @@ async function runKeelReplay(flags: Flags, root: string): Promise<KeelReplayResu
       );
       const seek = await measureKeelSeek(broker, fill, flags.payload, flags.seeks);
       log(`[seek] keel: median ${median(seek.samplesMs)?.toFixed(2)} ms over ${seek.samplesMs.length}`);
-      return { fill, fillPeakRssBytes, replay, seek };
+      return { fill, fillPeakRssBytes, fillCpuMicrosPerMessage, replay, seek };
     } finally {
       await broker.stop();
     }
@@ -288,7 +292,9 @@ function replayLines(flags: Flags, keel: KeelReplayResults | null, nats: NatsRep
   );
   if (keel !== null) {
     const filler = flags.replayQos === 1 ? `one raw QoS 1 publisher, ${fmt(fillWindow)} unacknowledged` : 'one raw QoS 0 publisher, 2 QoS 1 markers';
-    lines.push(`  keel: filled at ${fmt(keel.fill.messages / keel.fill.seconds)} msg/s (${filler}); recovery of the filled directory ${fmt(keel.replay.recoveryMs)} ms`);
+    lines.push(
+      `  keel: filled at ${fmt(keel.fill.messages / keel.fill.seconds)} msg/s, ${fmt(keel.fillCpuMicrosPerMessage, 1)} µs broker CPU per entry (${filler}); recovery of the filled directory ${fmt(keel.replay.recoveryMs)} ms`,
+    );
     lines.push(
       `  keel reader: ${keel.replay.reader}; ${fmt(keel.replay.qos1Deliveries)} QoS 1 deliveries, ${fmt(keel.replay.pubacksSent)} PUBACKs sent; broker inflightPerSessionMax ${fmt(flags.replayInflight)}`,
     );
