@@ -104,7 +104,8 @@ function readTimeMs(bytes: Uint8Array, start: number): number {
  * delivery waiting for its PUBACK: its payload in the session's inflight table, broker/streams/
  * inflight-table.ts, which also rebuilds the entries a group gives back), so no read outlives its cursor.
  * `payload` (a view made on demand) is for the uncommon paths; the hot ones use `payloadLength`
- * and `copyPayload`.
+ * and `copyPayload`. An entry appended live is a `ReadEntry` too, over its `stream-appended`
+ * record's bytes (stream-log.ts `append`), which it keeps until its frame is synced.
  */
 export class ReadEntry implements StreamEntry {
   constructor(
