@@ -6,9 +6,12 @@
  *     [--only append,replay,nats] [--replay-qos 0|1] [--replay-inflight 65535] [--data-root DIR] [--json FILE]
  *
  * What it measures (the method of each part is in bench/stream/keel-side.ts and nats-side.ts):
- * 1. append throughput: QoS 1 publishers under `syncPolicy: "always"` with 0, 1 and 3 streams
- *    matching their topics (target: 1 and 3 streams within 20 % of 0), and JetStream publishes
- *    with acknowledgement at the same concurrency;
+ * 1. append throughput: QoS 1 publishers under `syncPolicy: "always"` with 1 and 3 streams
+ *    matching their topics, against two baselines without streams: nothing durable (nobody
+ *    subscribed, no record, no sync) and an offline persistent QoS 1 session (every publish
+ *    stored and synced before its PUBACK, the ordinary MQTT way); target: 1 and 3 streams within
+ *    20 % of the offline-session baseline (the syncing one; see keel-side.ts and the README). And
+ *    JetStream publishes with acknowledgement at the same concurrency;
  * 2. replay throughput: N stored 64-byte entries to one QoS 1 reader from `earliest`, after a
  *    restart on the filled directory (target: 500,000 msg/s at N = 10M), and an ordered JetStream
  *    consumer over the same N; with `--replay-qos 1` the entries are published at QoS 1, so the
@@ -32,7 +35,9 @@ import { integerOption, listOption } from './load/cli-options.js';
 import { probeBroker } from './load/peers.js';
 import { median } from './load/runner.js';
 import {
+  type AppendCase,
   type AppendMeasure,
+  appendCases,
   type FillResult,
   fillKeelStream,
   fillWindow,
@@ -75,7 +80,6 @@ interface Flags {
 }
 
 const parts = ['append', 'replay', 'nats'];
-const streamCounts = [0, 1, 3];
 const mebibyte = 2 ** 20;
 
 function parseFlags(argv: string[]): Flags {
@@ -114,20 +118,23 @@ function natsVersion(): string | null {
 }
 
 interface AppendResults {
-  keel: Record<number, AppendMeasure[]>;
+  /** By append case key (keel-side.ts `appendCases`). */
+  keel: Record<AppendCase['key'], AppendMeasure[]>;
   nats: NatsAppendMeasure[];
 }
 
 async function runAppend(flags: Flags, root: string, withNats: boolean): Promise<AppendResults> {
-  const results: AppendResults = { keel: { 0: [], 1: [], 3: [] }, nats: [] };
+  const results: AppendResults = { keel: { none: [], session: [], 'streams-1': [], 'streams-3': [] }, nats: [] };
   const settings = { publishers: flags.publishers, window: flags.window, payloadBytes: flags.payload, warmupSeconds: flags.warmup, seconds: flags.seconds };
   for (let run = 1; run <= flags.runs; run++) {
-    for (const count of streamCounts) {
-      const directory = mkdtempSync(join(root, `append-${count}-`));
-      const measure = await measureKeelAppend(directory, count, settings);
+    for (const appendCase of appendCases) {
+      const directory = mkdtempSync(join(root, `append-${appendCase.key}-`));
+      const measure = await measureKeelAppend(directory, appendCase, settings);
       rmSync(directory, { recursive: true, force: true });
-      results.keel[count]!.push(measure);
-      log(`[append] run ${run}/${flags.runs}: keel with ${count} stream(s): ${Math.round(measure.acknowledgedPerSecond)} acks/s, ${measure.cpuMicrosPerMessage.toFixed(1)} µs CPU/msg`);
+      results.keel[appendCase.key].push(measure);
+      log(
+        `[append] run ${run}/${flags.runs}: keel, ${appendCase.label}: ${Math.round(measure.acknowledgedPerSecond)} acks/s, ${measure.cpuMicrosPerMessage.toFixed(1)} µs CPU/msg, ${Math.round(measure.logBytesPerMessage)} log + ${Math.round(measure.segmentBytesPerMessage)} segment bytes/msg`,
+      );
     }
     if (!withNats) continue;
     const directory = mkdtempSync(join(root, 'append-nats-'));
@@ -143,6 +150,8 @@ interface KeelReplayResults {
   fill: FillResult;
   /** The filling broker's peak RSS while it was filled (sampled every 50 ms). */
   fillPeakRssBytes: number;
+  /** The filling broker's CPU time (user + system) per entry filled, µs: each entry is a `stream-appended` record and a segment frame. */
+  fillCpuMicrosPerMessage: number;
   replay: ReplayMeasure;
   seek: SeekMeasure;
 }
@@ -153,10 +162,12 @@ async function runKeelReplay(flags: Flags, root: string): Promise<KeelReplayResu
     const filling = await startReplayBroker(directory, flags.replayInflight);
     log(`[replay] keel: filling ${flags.messages} entries at QoS ${flags.replayQos}`);
     const fillSampler = new RssSampler(filling);
+    const fillCpuBefore = filling.cpuMicros();
     const fill = await fillKeelStream(filling, flags.messages, flags.payload, flags.replayQos);
+    const fillCpuMicrosPerMessage = (filling.cpuMicros() - fillCpuBefore) / fill.messages;
     const fillPeakRssBytes = fillSampler.stop();
     log(
-      `[replay] keel: filled in ${fill.seconds.toFixed(1)} s (${Math.round(fill.messages / fill.seconds)} msg/s), peak RSS ${(fillPeakRssBytes / mebibyte).toFixed(1)} MiB; restarting on the same directory`,
+      `[replay] keel: filled in ${fill.seconds.toFixed(1)} s (${Math.round(fill.messages / fill.seconds)} msg/s, ${fillCpuMicrosPerMessage.toFixed(1)} µs broker CPU/msg), peak RSS ${(fillPeakRssBytes / mebibyte).toFixed(1)} MiB; restarting on the same directory`,
     );
     await filling.stop();
     const broker = await startReplayBroker(directory, flags.replayInflight);
@@ -169,7 +180,7 @@ async function runKeelReplay(flags: Flags, root: string): Promise<KeelReplayResu
       );
       const seek = await measureKeelSeek(broker, fill, flags.payload, flags.seeks);
       log(`[seek] keel: median ${median(seek.samplesMs)?.toFixed(2)} ms over ${seek.samplesMs.length}`);
-      return { fill, fillPeakRssBytes, replay, seek };
+      return { fill, fillPeakRssBytes, fillCpuMicrosPerMessage, replay, seek };
     } finally {
       await broker.stop();
     }
@@ -229,21 +240,23 @@ function verdict(met: boolean): string {
 function appendLines(append: AppendResults): string[] {
   const rate = (measures: { acknowledgedPerSecond: number }[]): number | null => median(measures.map((measure) => measure.acknowledgedPerSecond));
   const cpu = (measures: { cpuMicrosPerMessage: number }[]): number | null => median(measures.map((measure) => measure.cpuMicrosPerMessage));
-  const base = rate(append.keel[0]!);
+  const bytes = (measures: AppendMeasure[], pick: (measure: AppendMeasure) => number): number | null => median(measures.map(pick));
+  const relative = (value: number | null, base: number | null): string => (value === null || base === null || base === 0 ? '-' : `${(value / base).toFixed(2)}x`);
+  const nothing = rate(append.keel.none);
+  const session = rate(append.keel.session);
   const nats = append.nats.length > 0 ? rate(append.nats) : null;
-  const lines = ['append (QoS 1, acknowledged msg/s, median)              Keel      µs CPU/msg   vs 0 streams   target (>= 0.80)   Keel/NATS'];
-  for (const count of streamCounts) {
-    const keel = rate(append.keel[count]!);
-    const relative = base === null || keel === null || base === 0 ? null : keel / base;
-    const target = count === 0 || relative === null ? '' : verdict(relative >= 0.8);
+  const lines = ['append (QoS 1, acknowledged msg/s, median)     Keel  µs CPU/msg  log B/msg  seg B/msg  vs nothing durable  vs offline session  target (>= 0.80 of session)  Keel/NATS'];
+  for (const appendCase of appendCases) {
+    const measures = append.keel[appendCase.key];
+    const keel = rate(measures);
+    const target = appendCase.streams === 0 || keel === null || session === null || session === 0 ? '' : verdict(keel / session >= 0.8);
     lines.push(
-      `  keel, ${count} stream(s)${' '.repeat(34)}${fmt(keel).padStart(10)}  ${fmt(cpu(append.keel[count]!), 1).padStart(10)}   ${relative === null ? '-' : `${relative.toFixed(2)}x`.padStart(12)}   ${target.padStart(16)}   ${ratio(keel, nats).padStart(9)}`,
+      `  keel, ${appendCase.label.padEnd(34)}${fmt(keel).padStart(10)}  ${fmt(cpu(measures), 1).padStart(10)}  ${fmt(bytes(measures, (measure) => measure.logBytesPerMessage)).padStart(9)}  ${fmt(bytes(measures, (measure) => measure.segmentBytesPerMessage)).padStart(9)}  ${relative(keel, nothing).padStart(18)}  ${relative(keel, session).padStart(18)}  ${target.padStart(27)}  ${ratio(keel, nats).padStart(9)}`,
     );
   }
   if (nats !== null)
-    lines.push(
-      `  nats-server JetStream (file storage, PubAck)${' '.repeat(9)}${fmt(nats).padStart(10)}  ${fmt(cpu(append.nats), 1).padStart(10)}   (Keel/NATS above: Keel with that many streams against JetStream)`,
-    );
+    lines.push(`  nats-server JetStream (file storage, PubAck)${fmt(nats).padStart(8)}  ${fmt(cpu(append.nats), 1).padStart(10)}   (Keel/NATS above: that Keel case against JetStream)`);
+  lines.push('  target judged against the offline-session case: it makes every message durable before its PUBACK as the stream cases do; the nothing-durable case never syncs');
   return lines;
 }
 
@@ -279,7 +292,9 @@ function replayLines(flags: Flags, keel: KeelReplayResults | null, nats: NatsRep
   );
   if (keel !== null) {
     const filler = flags.replayQos === 1 ? `one raw QoS 1 publisher, ${fmt(fillWindow)} unacknowledged` : 'one raw QoS 0 publisher, 2 QoS 1 markers';
-    lines.push(`  keel: filled at ${fmt(keel.fill.messages / keel.fill.seconds)} msg/s (${filler}); recovery of the filled directory ${fmt(keel.replay.recoveryMs)} ms`);
+    lines.push(
+      `  keel: filled at ${fmt(keel.fill.messages / keel.fill.seconds)} msg/s, ${fmt(keel.fillCpuMicrosPerMessage, 1)} µs broker CPU per entry (${filler}); recovery of the filled directory ${fmt(keel.replay.recoveryMs)} ms`,
+    );
     lines.push(
       `  keel reader: ${keel.replay.reader}; ${fmt(keel.replay.qos1Deliveries)} QoS 1 deliveries, ${fmt(keel.replay.pubacksSent)} PUBACKs sent; broker inflightPerSessionMax ${fmt(flags.replayInflight)}`,
     );
@@ -319,7 +334,7 @@ async function main(): Promise<void> {
     const header = [
       `stream bench: ${['node', ...process.argv.slice(1)].join(' ')}`,
       `machine: ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'}), node ${process.version}, keel ${keel.version}, ${nats ?? 'no nats-server'}; data under ${flags.dataRoot}`,
-      `append: ${flags.publishers} publishers x window ${flags.window}, ${flags.payload}-byte payloads, ${flags.warmup} s warm-up + ${flags.seconds} s, ${flags.runs} run(s); keel syncPolicy "always", no subscriber`,
+      `append: ${flags.publishers} publishers x window ${flags.window}, ${flags.payload}-byte payloads, ${flags.warmup} s warm-up + ${flags.seconds} s, ${flags.runs} run(s); keel syncPolicy "always", no subscriber but the offline session of its case`,
     ];
     const lines = [...header, '', ...(append === null ? [] : appendLines(append)), '', ...(keelReplay === null && natsReplay === null ? [] : replayLines(flags, keelReplay, natsReplay))];
     process.stdout.write(`${lines.join('\n')}\n`);

@@ -43,6 +43,8 @@ export interface BenchClientOptions {
   expectedPayloadBytes?: number;
   /** TCP (default), TLS or WebSocket (transport.ts). */
   transport?: BenchTransport;
+  /** Clean Session (3.1.1) / Clean Start (5.0); true unless set. False with 3.1.1 keeps the session after the connection ends. */
+  clean?: boolean;
 }
 
 type Waiter = { resolve: () => void; reject: (error: Error) => void; timer: NodeJS.Timeout };
@@ -86,7 +88,7 @@ export class BenchClient {
   static async open(options: BenchClientOptions, timeoutMs: number): Promise<BenchClient> {
     const client = new BenchClient(options);
     const accepted = client.wait('connackWaiter', timeoutMs, `CONNACK for ${options.clientId}`);
-    client.socket.write(encodeConnect({ clientId: options.clientId, level: options.level, keepAliveSeconds: options.keepAliveSeconds ?? 0, clean: true }));
+    client.socket.write(encodeConnect({ clientId: options.clientId, level: options.level, keepAliveSeconds: options.keepAliveSeconds ?? 0, clean: options.clean ?? true }));
     try {
       await accepted;
     } catch (error) {

@@ -4,9 +4,21 @@
  *
  * - Append: `publishers` raw-socket QoS 1 publishers (bench/load WindowPublisher), each with
  *   `window` PUBLISHes unacknowledged, on their own topics under `bench/append/`, to a broker with
- *   `syncPolicy: "always"` and 0, 1 or 3 streams whose filters all match those topics. Nobody
- *   subscribes: with no stream a QoS 1 publish has nothing to make durable, so the baseline is the
- *   broker's routing and acknowledging alone, and the ratios say what appending costs on top.
+ *   `syncPolicy: "always"`, in four cases (`appendCases`):
+ *   - `none`: no stream and nobody subscribed. A QoS 1 publish then has nothing to make durable
+ *     (no record, no sync, its PUBACK goes at once): the broker's routing and acknowledging alone.
+ *   - `session`: no stream, but one persistent session (MQTT 3.1.1, clean session 0, so it never
+ *     expires) subscribed at QoS 1 to `bench/append/#` and then disconnected, with queue bounds
+ *     large enough for the whole run. Every publish is then stored for it the ordinary MQTT way
+ *     (routing.ts `storeMessage`: a `message-stored` record, and outbound-queue.ts `enqueue`: a
+ *     `delivery-queued` record), and its PUBACK waits for the sync of those records
+ *     (handle-publish.ts `lsnSince`): the same load made durable without a stream, the syncing
+ *     baseline the stream cases are judged against.
+ *   - `streams-1`, `streams-3`: no subscriber, 1 or 3 streams whose filters all match the topics.
+ *   After each run the data directory's write-ahead log and stream segment bytes are divided by
+ *   the publishes acknowledged (warm-up included), which shows what each case writes: about
+ *   nothing for `none`, two records per message for `session`, one record and one segment frame
+ *   per stream for the streams.
  * - Fill: one raw-socket publisher writes N messages to `bench/replay/x` at QoS 0 as fast as the
  *   socket takes them, except two at QoS 1: one at offset N/2 (its PUBACK says that everything
  *   before it is appended and durable; the seek time T is taken 10 ms after it, and the second
@@ -22,7 +34,7 @@
  * - Seek: fresh readers subscribe with `stream-offset: time:T`; each is timed from its SUBSCRIBE
  *   to its first delivery, whose offset must be N/2 + 1.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { BenchClient } from '../load/client.js';
 import { encodePublish } from '../load/packets.js';
@@ -42,12 +54,34 @@ export interface AppendMeasure {
   acknowledgedPerSecond: number;
   /** Broker CPU time per acknowledged publish, µs. */
   cpuMicrosPerMessage: number;
+  /** Write-ahead log and stream segment bytes in the data directory per publish acknowledged (warm-up included). */
+  logBytesPerMessage: number;
+  segmentBytesPerMessage: number;
 }
+
+/** One configuration of the append part (see the module comment). */
+export interface AppendCase {
+  readonly key: 'none' | 'session' | 'streams-1' | 'streams-3';
+  readonly streams: number;
+  /** An offline persistent session subscribed at QoS 1 to every publisher's topic. */
+  readonly offlineSession: boolean;
+  readonly label: string;
+}
+
+export const appendCases: readonly AppendCase[] = [
+  { key: 'none', streams: 0, offlineSession: false, label: '0 streams, nothing durable' },
+  { key: 'session', streams: 0, offlineSession: true, label: '0 streams, offline QoS 1 session' },
+  { key: 'streams-1', streams: 1, offlineSession: false, label: '1 stream' },
+  { key: 'streams-3', streams: 3, offlineSession: false, label: '3 streams' },
+];
 
 const setupTimeoutMs = 10_000;
 const replayStream = 'replay';
 const replayTopic = 'bench/replay/x';
 const appendFilters = ['bench/#', 'bench/append/#', 'bench/+/+'];
+/** The offline session's queue bounds: far above what a run publishes, so that nothing is dropped. */
+const offlineQueueMessagesMax = 10_000_000;
+const offlineQueueBytesMax = 2 ** 36;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -59,12 +93,48 @@ export function appendStreams(count: number): { name: string; filter: string }[]
   return appendFilters.slice(0, count).map((filter, index) => ({ name: `append-${index}`, filter }));
 }
 
-/** One append run: a fresh broker in `directory` with `streamCount` streams, measured for `seconds`. */
-export async function measureKeelAppend(directory: string, streamCount: number, settings: AppendSettings): Promise<AppendMeasure> {
+/** The broker's settings for one append case. */
+export function appendConfig(appendCase: AppendCase): Record<string, unknown> {
+  const config: Record<string, unknown> = { syncPolicy: 'always', streams: appendStreams(appendCase.streams) };
+  if (appendCase.offlineSession) Object.assign(config, { queuedMessagesPerSessionMax: offlineQueueMessagesMax, queuedBytesPerSessionMax: offlineQueueBytesMax });
+  return config;
+}
+
+/** Makes the `session` case's subscriber: a 3.1.1 session kept after its connection (clean session 0), subscribed at QoS 1, then gone. */
+async function leaveOfflineSession(port: number): Promise<void> {
+  const client = await BenchClient.open({ port, clientId: 'append-offline', level: 4, clean: false }, setupTimeoutMs);
+  try {
+    await client.subscribe('bench/append/#', 1, setupTimeoutMs);
+    client.disconnect();
+    const deadlineMs = Date.now() + setupTimeoutMs;
+    while (!client.closed) {
+      if (Date.now() > deadlineMs) throw new Error("the offline session's connection did not close");
+      await sleep(5);
+    }
+  } finally {
+    client.destroy();
+  }
+}
+
+/** Bytes of the data directory's write-ahead log segments and of its stream segments. */
+function writtenBytes(dataDirectory: string): { log: number; segments: number } {
+  let log = 0;
+  let segments = 0;
+  for (const name of readdirSync(dataDirectory)) {
+    if (name.startsWith('wal-') && name.endsWith('.log')) log += statSync(join(dataDirectory, name)).size;
+    else if (name.startsWith('stream-') && name.endsWith('.seg')) segments += statSync(join(dataDirectory, name)).size;
+  }
+  return { log, segments };
+}
+
+/** One append run: a fresh broker in `directory` for `appendCase`, measured for `seconds`. */
+export async function measureKeelAppend(directory: string, appendCase: AppendCase, settings: AppendSettings): Promise<AppendMeasure> {
   mkdirSync(directory, { recursive: true });
-  const broker = await startKeel(join(directory, 'data'), join(directory, 'keel.json'), { syncPolicy: 'always', streams: appendStreams(streamCount) });
+  const dataDirectory = join(directory, 'data');
+  const broker = await startKeel(dataDirectory, join(directory, 'keel.json'), appendConfig(appendCase));
   const clients: BenchClient[] = [];
   try {
+    if (appendCase.offlineSession) await leaveOfflineSession(broker.port);
     const startMs = Date.now();
     const deadlineMs = startMs + (settings.warmupSeconds + settings.seconds) * 1_000 + 500;
     const publishers: WindowPublisher[] = [];
@@ -83,7 +153,9 @@ export async function measureKeelAppend(directory: string, streamCount: number, 
     const seconds = (performance.now() - before.ms) / 1_000;
     const cpu = broker.cpuMicros() - before.cpu;
     for (const client of clients) if (client.error !== null) throw new Error(`append publisher failed: ${client.error.message}`);
-    return { acknowledgedPerSecond: count / seconds, cpuMicrosPerMessage: count === 0 ? 0 : cpu / count };
+    const total = Math.max(1, acknowledged());
+    const written = writtenBytes(dataDirectory);
+    return { acknowledgedPerSecond: count / seconds, cpuMicrosPerMessage: count === 0 ? 0 : cpu / count, logBytesPerMessage: written.log / total, segmentBytesPerMessage: written.segments / total };
   } finally {
     for (const client of clients) client.destroy();
     await broker.stop();

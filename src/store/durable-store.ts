@@ -37,6 +37,7 @@ import { groupEndFlag, LogWriter } from './log-writer.js';
 import { decodeStateRecord, encodeStateRecord } from './record-codec.js';
 import { SnapshotWriter } from './snapshot-writer.js';
 import { createStoreStats, type DurableState, type RecordOrigin, type StateRecord, type StateStore, type StoreStats, snapshotRecords } from './state-store.js';
+import { streamAppendedBinaryType } from './stream-appended-codec.js';
 import { StreamLog, type StreamLogOptions } from './streams/stream-log.js';
 
 export interface DurableStoreOptions {
@@ -188,7 +189,8 @@ export class DurableStateStore implements StateStore {
     this.stats.recordsAppended += 1;
     this.stats.bytesAppended += body.length;
     const lsn = this.writer.append(type, body);
-    this.streams.observe(record, lsn);
+    // A stream entry keeps the record's bytes: its segment frame's body is their end (stream-appended-codec.ts).
+    this.streams.observe(record, lsn, type === streamAppendedBinaryType ? body : null);
     return lsn;
   }
 

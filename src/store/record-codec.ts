@@ -12,6 +12,10 @@
  * Decoding copies every binary field out of the read buffer, so a recovered message does not pin
  * the multi-megabyte buffer its segment was read into.
  *
+ * One kind has a binary body of its own instead: `stream-appended`, written for every message a
+ * stream appends, as record type `streamAppendedBinaryType` (stream-appended-codec.ts). Its JSON
+ * form, type 24, is what earlier versions wrote, and is still decoded.
+ *
  * Fields are added to a kind as optional JSON keys, so that older records still decode: the
  * owner's `username` of session-created / session-resumed / will-set is such a field (absent
  * means unknown; null means anonymous, which is why it is null and not omitted).
@@ -19,6 +23,7 @@
 import { assert } from '../assert.js';
 import { ownCopy } from '../codec/own-copy.js';
 import type { StateRecord, StateRecordKind } from './state-store.js';
+import { decodeStreamAppended, encodeStreamAppended, streamAppendedBinaryType } from './stream-appended-codec.js';
 
 export const recordTypes: Readonly<Record<StateRecordKind, number>> = {
   'session-created': 1,
@@ -59,6 +64,8 @@ for (const [kind, type] of Object.entries(recordTypes) as [StateRecordKind, numb
   assert(kindsByType[type] === undefined, `record type ${type} assigned twice`);
   kindsByType[type] = kind;
 }
+assert(kindsByType[streamAppendedBinaryType] === undefined, 'the binary stream-appended type is a type of its own');
+kindsByType[streamAppendedBinaryType] = 'stream-appended';
 
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder('utf-8', { fatal: true });
@@ -95,6 +102,16 @@ function liftBinaries(value: unknown, binaries: Uint8Array[]): unknown {
 }
 
 export function encodeStateRecord(record: StateRecord): { type: number; body: Uint8Array } {
+  if (record.kind === 'stream-appended') return { type: streamAppendedBinaryType, body: encodeStreamAppended(record) };
+  return { type: recordTypes[record.kind], body: encodeJsonRecord(record) };
+}
+
+/**
+ * The generic body of a record: its JSON with the binaries lifted out (see the module comment).
+ * Every kind but `stream-appended` is written so; that one only by versions before its binary
+ * form (exported for the tests that make such records).
+ */
+export function encodeJsonRecord(record: StateRecord): Uint8Array {
   const binaries: Uint8Array[] = [];
   // Binaries are lifted out first and the rest stringified without a replacer: a replacer
   // function takes V8 off its fast serializer and, on a log of small publishes, cost a fifth of
@@ -114,13 +131,14 @@ export function encodeStateRecord(record: StateRecord): { type: number; body: Ui
     body.set(binary, offset + 4);
     offset += 4 + binary.length;
   }
-  return { type: recordTypes[record.kind], body };
+  return body;
 }
 
 /** Decodes a record; throws a readable Error when the body does not hold a valid record. */
 export function decodeStateRecord(type: number, body: Uint8Array): StateRecord {
   const kind = kindsByType[type];
   if (kind === undefined) throw new Error(`unknown record type ${type}`);
+  if (type === streamAppendedBinaryType) return decodeStreamAppended(body);
   const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
   if (body.length < 4) throw new Error('record body too short');
   const jsonLength = view.getUint32(0, true);

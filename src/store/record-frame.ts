@@ -31,15 +31,25 @@ export interface FrameRecord {
 
 /** Writes one frame into `target` at `offset`; returns the offset after it. */
 export function writeFrame(target: Uint8Array, offset: number, lsn: number, type: number, body: Uint8Array): number {
+  assert(offset + frameHeaderBytes + body.length <= target.length, 'frame does not fit');
+  target.set(body, offset + frameHeaderBytes);
+  return sealFrame(target, offset, lsn, type, body.length);
+}
+
+/**
+ * Writes the header of the frame at `offset` whose body of `bodyLength` bytes is already in place
+ * after it, checksum last; returns the offset after the frame. For a writer that encodes a body
+ * straight into its batch instead of into a buffer of its own first.
+ */
+export function sealFrame(target: Uint8Array, offset: number, lsn: number, type: number, bodyLength: number): number {
   assert(type > 0 && type < 256, 'record type must be 1..255');
   assert(Number.isSafeInteger(lsn) && lsn > 0, 'lsn must be a positive integer');
-  assert(offset + frameHeaderBytes + body.length <= target.length, 'frame does not fit');
+  const end = offset + frameHeaderBytes + bodyLength;
+  assert(end <= target.length, 'frame does not fit');
   const view = new DataView(target.buffer, target.byteOffset, target.byteLength);
-  view.setUint32(offset + 4, body.length, true);
+  view.setUint32(offset + 4, bodyLength, true);
   view.setFloat64(offset + 8, lsn, true);
   target[offset + 16] = type;
-  target.set(body, offset + frameHeaderBytes);
-  const end = offset + frameHeaderBytes + body.length;
   view.setUint32(offset, crc32c(target, 0, offset + 4, end), true);
   return end;
 }

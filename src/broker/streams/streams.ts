@@ -140,15 +140,8 @@ export class Streams implements MatchSink<string> {
       entries.push({ stream: name, offset: stream.nextOffset });
     }
     const payload = ownCopy(message.payload);
-    const record = {
-      kind: 'stream-appended' as const,
-      timeMs,
-      topic: message.topic,
-      qos: message.qos,
-      payload,
-      entries,
-      ...(message.properties === undefined ? {} : { properties: message.properties }),
-    };
+    const record: StateRecord = { kind: 'stream-appended', timeMs, topic: message.topic, qos: message.qos, payload, entries };
+    if (message.properties !== undefined) record.properties = message.properties;
     this.broker.commit(record);
     // Its publisher is paused if the streams' backlog is at its bound; a will or a cluster arrival is admitted and counted (throttle.ts).
     this.broker.throttle.appendedToStream(count);

@@ -3,7 +3,9 @@
  *
  * A segment file is a run of ordinary record frames (record-frame.ts: CRC-32C, length, sequence
  * number, type), with the entry's offset plus one as the frame's sequence number (frames number
- * from 1, offsets from 0) and `entryFrameType` as its type. The body is binary, not the log's JSON, because replay reads it back once per reader:
+ * from 1, offsets from 0) and `entryFrameType` as its type. The body is binary, because replay reads it back once per reader, and the
+ * log's `stream-appended` record ends with the same bytes (store/stream-appended-codec.ts), so an appended entry's frame is written
+ * from the record's encoding without encoding the entry again:
  *
  *   f64 timeMs | u8 qos | u16 topic length, topic (UTF-8) | variable integer properties length,
  *   MQTT 5.0 PUBLISH properties (the codec's own reader and writer) | payload (the rest)
@@ -12,13 +14,12 @@
  * format, content type, response topic, correlation data, user properties. A replay's decoding
  * leaves the payload in the read buffer (`ReadEntry`); see there for how long that buffer is kept.
  */
-import { assert } from '../../assert.js';
 import { ByteReader } from '../../codec/byte-reader.js';
 import { stringLength, variableIntegerLength, writeString, writeVariableInteger } from '../../codec/byte-writer.js';
 import { PacketType, type Properties, type Qos } from '../../codec/packets.js';
 import { propertiesContentLength, readProperties, writeProperties } from '../../codec/properties.js';
 import { decodeUtf8 } from '../../codec/utf8.js';
-import { frameHeaderBytes, writeFrame } from '../record-frame.js';
+import { frameHeaderBytes, sealFrame, writeFrame } from '../record-frame.js';
 
 /** The frame type of a stream entry (the only type a segment holds). */
 export const entryFrameType = 1;
@@ -35,8 +36,13 @@ export interface StreamEntry {
 
 /** Bytes of the entry's body (without the frame header). */
 export function entryBodyBytes(entry: StreamEntry): number {
-  const propertiesBytes = propertiesContentLength(entry.properties, PacketType.Publish);
-  return 8 + 1 + stringLength(entry.topic) + variableIntegerLength(propertiesBytes) + propertiesBytes + entry.payload.length;
+  return entryBodyBytesOf(entry.topic, entry.properties, payloadLength(entry));
+}
+
+/** Bytes of the body of an entry with these fields (without the frame header). */
+export function entryBodyBytesOf(topic: string, properties: Properties | undefined, payloadBytes: number): number {
+  const propertiesBytes = propertiesContentLength(properties, PacketType.Publish);
+  return 8 + 1 + stringLength(topic) + variableIntegerLength(propertiesBytes) + propertiesBytes + payloadBytes;
 }
 
 /** Bytes of the entry's whole frame in a segment. */
@@ -44,18 +50,40 @@ export function entryFrameBytes(entry: StreamEntry): number {
   return frameHeaderBytes + entryBodyBytes(entry);
 }
 
-/** Writes the entry's frame into `target` at `offset`; returns the offset after it. */
-export function writeEntryFrame(target: Uint8Array, offset: number, entry: StreamEntry): number {
-  const body = new Uint8Array(entryBodyBytes(entry));
-  const view = new DataView(body.buffer);
-  view.setFloat64(0, entry.timeMs, true);
-  body[8] = entry.qos;
-  let position = writeString(body, 9, entry.topic);
-  position = writeVariableInteger(body, position, propertiesContentLength(entry.properties, PacketType.Publish));
-  position = writeProperties(body, position, entry.properties);
-  body.set(entry.payload, position);
-  assert(position + entry.payload.length === body.length, 'entry body size computed exactly');
-  return writeFrame(target, offset, entry.offset + 1, entryFrameType, body);
+/** Scratch for writing an entry's time without a DataView per entry. */
+const writeTimeView = new DataView(new ArrayBuffer(8));
+
+/**
+ * Writes an entry's body into `target` at `at` (room for `entryBodyBytesOf` bytes there); returns
+ * the offset after it. The log's `stream-appended` record carries the same bytes
+ * (store/stream-appended-codec.ts).
+ */
+export function writeEntryBody(target: Uint8Array, at: number, timeMs: number, qos: Qos, topic: string, properties: Properties | undefined, payload: Uint8Array): number {
+  writeTimeView.setFloat64(0, timeMs, true);
+  for (let index = 0; index < 8; index++) target[at + index] = writeTimeView.getUint8(index);
+  target[at + 8] = qos;
+  let position = writeString(target, at + 9, topic);
+  if (properties === undefined) {
+    target[position] = 0;
+    position += 1;
+  } else {
+    position = writeVariableInteger(target, position, propertiesContentLength(properties, PacketType.Publish));
+    position = writeProperties(target, position, properties);
+  }
+  target.set(payload, position);
+  return position + payload.length;
+}
+
+/**
+ * Writes the entry's frame into `target` at `offset`; returns the offset after it. `body`, when
+ * given, is the entry's body already encoded (the stream-appended record's bytes): it is copied,
+ * not encoded again.
+ */
+export function writeEntryFrame(target: Uint8Array, offset: number, entry: StreamEntry, body: Uint8Array | null = null): number {
+  if (body !== null) return writeFrame(target, offset, entry.offset + 1, entryFrameType, body);
+  const bodyStart = offset + frameHeaderBytes;
+  const bodyEnd = writeEntryBody(target, bodyStart, entry.timeMs, entry.qos, entry.topic, entry.properties, entry.payload);
+  return sealFrame(target, offset, entry.offset + 1, entryFrameType, bodyEnd - bodyStart);
 }
 
 const reader = new ByteReader();
@@ -76,7 +104,8 @@ function readTimeMs(bytes: Uint8Array, start: number): number {
  * delivery waiting for its PUBACK: its payload in the session's inflight table, broker/streams/
  * inflight-table.ts, which also rebuilds the entries a group gives back), so no read outlives its cursor.
  * `payload` (a view made on demand) is for the uncommon paths; the hot ones use `payloadLength`
- * and `copyPayload`.
+ * and `copyPayload`. An entry appended live is a `ReadEntry` too, over its `stream-appended`
+ * record's bytes (stream-log.ts `append`), which it keeps until its frame is synced.
  */
 export class ReadEntry implements StreamEntry {
   constructor(

@@ -78,6 +78,11 @@ export interface TailEntry {
   readonly entry: StreamEntry;
   readonly lsn: number;
   readonly frameBytes: number;
+  /**
+   * The entry's frame body already encoded (the end of its `stream-appended` record's bytes, which
+   * its payload is a view of), or null when it must be encoded to be written (recovered entries).
+   */
+  readonly body: Uint8Array | null;
 }
 
 export type WriterStep = 'idle' | 'write' | 'sync' | 'sync-directory' | 'index';

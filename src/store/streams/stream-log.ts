@@ -3,7 +3,9 @@
  *
  * Theory of operation. An append is a `stream-appended` record in the write-ahead log, committed
  * with the rest of its input's records as one group; the store hands the record to `observe`,
- * which puts its entries in each named stream's tail, with the record's LSN. Nothing more happens
+ * which puts its entries in each named stream's tail, with the record's LSN; an entry keeps the
+ * record's bytes, whose end is its frame's body (store/stream-appended-codec.ts), so its payload
+ * is not copied again and its frame is not encoded again. Nothing more happens
  * to an entry until the log is durable up to that LSN (`release`): only then may a reader see it
  * or a segment file hold it, so that no crash can give an offset a reader has seen to another
  * message. Released entries are written to the stream's active segment in batches (one request
@@ -25,10 +27,12 @@
  */
 import { assert } from '../../assert.js';
 import type { StorageRequest, StorageResult } from '../../contract.js';
+import { frameHeaderBytes } from '../record-frame.js';
 import type { DurableState, StateRecord, StreamSnapshotSource, StreamState } from '../state-store.js';
+import { streamAppendedEntryBodyStart } from '../stream-appended-codec.js';
 import { type ScanResult, scanSegmentFrames } from './segment-scan.js';
 import { createLastValueState, noteLatest, SegmentCompaction, TopicScan } from './stream-compaction.js';
-import { decodeEntryAt, entryFrameBytes, payloadLength, type StreamEntry, writeEntryFrame } from './stream-entry.js';
+import { decodeEntryAt, entryFrameBytes, payloadLength, ReadEntry, type StreamEntry, writeEntryFrame } from './stream-entry.js';
 import { createStreamFiles, dropTailBelow, indexFileName, pushTail, type Segment, type StreamFiles, segmentFileName, segmentIndexFor, tailEnd, tailEntryAt } from './stream-files.js';
 import { encodeIndexFile, SparseIndex } from './stream-index.js';
 import { type StreamCut, StreamRecovery, type StreamTrim } from './stream-recovery.js';
@@ -201,8 +205,12 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
 
   // ---- appends, trims and deletions, as their records are appended ----------------------------
 
-  /** A record appended to the log at `lsn` (live, after recovery). */
-  observe(record: StateRecord, lsn: number): void {
+  /**
+   * A record appended to the log at `lsn` (live, after recovery). `encoded` is a `stream-appended`
+   * record's binary body (stream-appended-codec.ts), whose end is the entry's frame body: the
+   * entries keep it, so that neither their payload nor their frame is made again.
+   */
+  observe(record: StateRecord, lsn: number, encoded: Uint8Array | null = null): void {
     switch (record.kind) {
       case 'stream-created': {
         let files = this.streams.get(record.stream.name);
@@ -232,7 +240,7 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
         return;
       }
       case 'stream-appended':
-        this.append(record, lsn);
+        this.append(record, lsn, encoded);
         return;
       case 'stream-cut': {
         // Recovery already ended the files and the tail there (stream-recovery.ts).
@@ -247,12 +255,21 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
     }
   }
 
-  private append(record: Extract<StateRecord, { kind: 'stream-appended' }>, lsn: number): void {
+  private append(record: Extract<StateRecord, { kind: 'stream-appended' }>, lsn: number, encoded: Uint8Array | null): void {
+    // One body for every stream the message went to; the payload is a view into it.
+    const body = encoded === null ? null : encoded.subarray(streamAppendedEntryBodyStart(encoded));
+    const frameBytes = body === null ? 0 : frameHeaderBytes + body.length;
+    const payloadStart = body === null ? 0 : body.length - record.payload.length;
     for (const reference of record.entries) {
       const files = this.filesOf(reference.stream);
       if (reference.offset !== tailEnd(files)) assert(false, `stream ${files.name} appends ${reference.offset} where ${tailEnd(files)} is next`);
-      const entry: StreamEntry = { offset: reference.offset, timeMs: record.timeMs, topic: record.topic, qos: record.qos, properties: record.properties, payload: record.payload };
-      this.stats.memoryBytes += pushTail(files, { entry, lsn, frameBytes: entryFrameBytes(entry) });
+      if (body === null) {
+        const entry: StreamEntry = { offset: reference.offset, timeMs: record.timeMs, topic: record.topic, qos: record.qos, properties: record.properties, payload: record.payload };
+        this.stats.memoryBytes += pushTail(files, { entry, lsn, frameBytes: entryFrameBytes(entry), body: null });
+      } else {
+        const entry = new ReadEntry(reference.offset, record.timeMs, record.topic, record.qos, record.properties, body, payloadStart, body.length);
+        this.stats.memoryBytes += pushTail(files, { entry, lsn, frameBytes, body });
+      }
       this.unreleased.add(files);
     }
   }
@@ -360,7 +377,8 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
     let at = 0;
     for (let index = 0; index < count; index++) {
       positions.push(active.size + at);
-      at = writeEntryFrame(buffer, at, tailEntryAt(files, files.writtenOffset + index).entry);
+      const tailEntry = tailEntryAt(files, files.writtenOffset + index);
+      at = writeEntryFrame(buffer, at, tailEntry.entry, tailEntry.body);
     }
     assert(at === bytes, 'stream batch size computed exactly');
     const segment = active;

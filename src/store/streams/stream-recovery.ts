@@ -480,7 +480,7 @@ export class StreamRecovery {
     const active = files.segments[files.segments.length - 1];
     // Appending goes on in the last segment when it ends where the kept entries start.
     if (active !== undefined && active.endOffset === start) active.sealed = false;
-    for (const entry of kept) pushTail(files, { entry, lsn: 0, frameBytes: entryFrameBytes(entry) });
+    for (const entry of kept) pushTail(files, { entry, lsn: 0, frameBytes: entryFrameBytes(entry), body: null });
     files.releasedOffset = end;
     if (stream.lastValue) files.lastValue = createLastValueState();
     this.finished.push(files);
