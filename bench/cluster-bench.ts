@@ -66,6 +66,22 @@ interface Process {
   readonly port: number;
   /** A Keel node's stdout so far (its first 64 kB), for the warnings it logged during a run. */
   readonly output?: () => string;
+  /** A Keel node's admin listener (its /metrics). */
+  readonly adminPort?: number;
+}
+
+/**
+ * The non-zero drop counters of a node's /metrics (messages not delivered to a session, QoS 0
+ * messages the cluster link dropped), as `name{labels} value` joined; '' when there are none.
+ */
+async function dropsOf(node: Process): Promise<string> {
+  if (node.adminPort === undefined || !Number.isFinite(node.adminPort)) return 'no admin port';
+  const text = await (await fetch(`http://127.0.0.1:${node.adminPort}/metrics`)).text();
+  return text
+    .split('\n')
+    .filter((line) => /^keel_(cluster_)?messages_dropped_total/.test(line) && !/ 0$/.test(line))
+    .map((line) => line.replace(/^keel_/, ''))
+    .join(', ');
 }
 
 interface Measure {
@@ -121,11 +137,13 @@ async function startKeel(directory: string, name: string, natsPort: number | nul
   const configFile = join(directory, `${name}.json`);
   writeFileSync(configFile, JSON.stringify({ syncPolicy, queuedMessagesPerSessionMax: 10_000 }));
   const cluster = natsPort === null ? [] : ['--cluster', `nats://127.0.0.1:${natsPort}`, '--node-id', name];
-  const { child, output } = spawnKeelServe(['--port', String(port), '--data-dir', join(directory, name), '--config', configFile, '--no-admin', ...cluster]);
+  // The admin listener (port chosen by the system) serves /metrics, read after a run for its drops.
+  const { child, output } = spawnKeelServe(['--port', String(port), '--data-dir', join(directory, name), '--config', configFile, '--admin-port', '0', ...cluster]);
   children.add(child);
   await until(() => output().includes('"event":"listening"'), `${name} listening`);
   if (natsPort !== null) await until(() => output().includes('"event":"cluster-link-up"'), `${name} cluster link`);
-  return { child, port, output };
+  const adminPort = Number(/"event":"admin-listening"[^\n]*"port":(\d+)/.exec(output())?.[1] ?? Number.NaN);
+  return { child, port, output, adminPort };
 }
 
 /**
@@ -288,6 +306,8 @@ interface AggregateMeasure {
   processes: string[];
   /** Per node, the distinct warning events it logged (a dropped message is counted there). */
   warnings: string[];
+  /** Per node, its non-zero drop counters after the run. */
+  drops: string[];
 }
 
 /** The distinct `event`s of a node's warning lines from offset `from` of its output, with how many lines each. */
@@ -340,7 +360,9 @@ async function aggregateOnce(clustered: boolean, options: Options): Promise<Aggr
     // Only what the nodes log once the load starts (not their start-up lines).
     const logFrom = nodes.map((node) => node.output?.().length ?? 0);
     const result = await runFanoutWorker(plan);
-    return { result, processes: clustered ? ['nats', 'A', 'B'] : ['A'], warnings: nodes.map((node, index) => warningsOf(node, logFrom[index]!)) };
+    const warnings = nodes.map((node, index) => warningsOf(node, logFrom[index]!));
+    const drops = await Promise.all(nodes.map(dropsOf));
+    return { result, processes: clustered ? ['nats', 'A', 'B'] : ['A'], warnings, drops };
   });
 }
 
@@ -366,7 +388,8 @@ function aggregateLine(round: number, measure: AggregateMeasure): string {
   const machine = `machine ${share(result.machineBusyMicros)} of ${result.machineCores * 100}% busy, other work ${share(Math.max(0, result.machineBusyMicros - ours))}`;
   const lost = result.lost === 0 ? '' : `, lost ${result.lost}`;
   const warned = measure.warnings.map((text, index) => (text === '' ? '' : `; node ${'AB'[index]} warned: ${text}`)).join('');
-  return `  round ${round} ${mode} ${Math.round(aggregateRate(measure)).toString().padStart(9)} deliveries/s | core share, CPU µs/delivery: ${cpu} | ${machine}; ${spread}${lost}${warned}`;
+  const dropped = measure.drops.map((text, index) => (text === '' ? '' : `; node ${'AB'[index]} dropped: ${text}`)).join('');
+  return `  round ${round} ${mode} ${Math.round(aggregateRate(measure)).toString().padStart(9)} deliveries/s | core share, CPU µs/delivery: ${cpu} | ${machine}; ${spread}${lost}${warned}${dropped}`;
 }
 
 /** Rounds of one node and two nodes in turn (order alternating), then the median of each and of the ratios. */
