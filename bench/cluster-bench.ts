@@ -64,8 +64,8 @@ type Scenario = (typeof scenarios)[number];
 interface Process {
   readonly child: ChildProcess;
   readonly port: number;
-  /** A Keel node's stdout so far (its first 64 kB), for the warnings it logged during a run. */
-  readonly output?: () => string;
+  /** A Keel node's warning lines so far (at most `warningLinesMax`), for those it logged during a run. */
+  readonly warnings?: string[];
   /** A Keel node's admin listener (its /metrics). */
   readonly adminPort?: number;
 }
@@ -131,6 +131,24 @@ function parseOptions(argv: string[]): Options {
   return options;
 }
 
+/** Warning lines a node may log before the rest are ignored (a flood of them would be a finding already). */
+const warningLinesMax = 1_000;
+
+/**
+ * The warning lines of a node's stdout, whole lines only, as they come. spawnKeelServe keeps only
+ * the first 64 kB of output, which 400 `client-connected` lines fill before a run starts.
+ */
+function collectWarnings(child: ChildProcess): string[] {
+  const warnings: string[] = [];
+  let partial = '';
+  child.stdout!.on('data', (chunk: Buffer) => {
+    const lines = (partial + chunk.toString('utf8')).split('\n');
+    partial = lines.pop()!;
+    for (const line of lines) if (line.includes('"level":"warn"') && warnings.length < warningLinesMax) warnings.push(line);
+  });
+  return warnings;
+}
+
 /** A `keel serve` child; with `natsPort` a cluster node that is up only once its link is. */
 async function startKeel(directory: string, name: string, natsPort: number | null, syncPolicy: string): Promise<Process> {
   const port = await freePort();
@@ -140,10 +158,11 @@ async function startKeel(directory: string, name: string, natsPort: number | nul
   // The admin listener (port chosen by the system) serves /metrics, read after a run for its drops.
   const { child, output } = spawnKeelServe(['--port', String(port), '--data-dir', join(directory, name), '--config', configFile, '--admin-port', '0', ...cluster]);
   children.add(child);
+  const warnings = collectWarnings(child);
   await until(() => output().includes('"event":"listening"'), `${name} listening`);
   if (natsPort !== null) await until(() => output().includes('"event":"cluster-link-up"'), `${name} cluster link`);
   const adminPort = Number(/"event":"admin-listening"[^\n]*"port":(\d+)/.exec(output())?.[1] ?? Number.NaN);
-  return { child, port, output, adminPort };
+  return { child, port, warnings, adminPort };
 }
 
 /**
@@ -310,11 +329,10 @@ interface AggregateMeasure {
   drops: string[];
 }
 
-/** The distinct `event`s of a node's warning lines from offset `from` of its output, with how many lines each. */
+/** The distinct `event`s of a node's warning lines from the `from`th on, with how many lines each. */
 function warningsOf(node: Process, from: number): string {
   const counts = new Map<string, number>();
-  for (const line of (node.output?.() ?? '').slice(from).split('\n')) {
-    if (!line.includes('"level":"warn"')) continue;
+  for (const line of (node.warnings ?? []).slice(from)) {
     const event = /"event":"([^"]+)"/.exec(line)?.[1] ?? 'unknown';
     counts.set(event, (counts.get(event) ?? 0) + 1);
   }
@@ -358,7 +376,7 @@ async function aggregateOnce(clustered: boolean, options: Options): Promise<Aggr
       watchPids: all.map((process) => process.child.pid!),
     };
     // Only what the nodes log once the load starts (not their start-up lines).
-    const logFrom = nodes.map((node) => node.output?.().length ?? 0);
+    const logFrom = nodes.map((node) => node.warnings?.length ?? 0);
     const result = await runFanoutWorker(plan);
     const warnings = nodes.map((node, index) => warningsOf(node, logFrom[index]!));
     const drops = await Promise.all(nodes.map(dropsOf));
