@@ -2,7 +2,8 @@
  * The cluster's figures (README "Cluster"): what the NATS hop costs and what two nodes buy.
  *
  *   node dist/bench/cluster-bench.js [--seconds 5] [--payload 64] [--subscribers 50] [--wide 200] [--runs 1]
- *                                    [--only fan-in|fan-out|qos1|wide]
+ *                                    [--only fan-in|fan-out|qos1|wide|aggregate]
+ *                                    [--aggregate-subscribers 200] [--aggregate-window 1024] [--rounds 3]
  *
  * `--only` runs one scenario (to profile it: KEEL_BENCH_NODE_ARGS='--cpu-prof --cpu-prof-dir=DIR'
  * makes every node write a profile; nodes are then stopped with SIGTERM so that they can write it).
@@ -20,16 +21,25 @@
  *   broker-side process (Keel nodes and nats-server) per delivered message, cluster minus single;
  * - wide fan-out: 2 publishers → `--wide` subscribers, a load bounded by one node's CPU; single
  *   (all on A) vs two nodes (one publisher and half the subscribers on each).
+ * - aggregate: the load the issue names for "two nodes carry more than one", a CPU-bound fan-out
+ *   over many connections: one publisher per node and `--aggregate-subscribers` subscribers per
+ *   node (one node: both publishers and all the subscribers on it), so each message crosses NATS
+ *   once and is delivered to many subscribers on each node. Its load generator is a process of its
+ *   own (load/fanout-worker.ts: counting subscribers, pre-encoded batches, its CPU reported), and
+ *   one node and two nodes are measured in turn for `--rounds` rounds (the order alternating), each
+ *   line giving deliveries/s and every process's share of a core and CPU per delivery.
  *
  * Honesty: the machine has 2 cores, shared by the load generator, nats-server and every node. A
  * figure here is what this machine does, not what the cluster scales to; the README derives the
  * expected scaling on more cores from the per-message costs, and says how.
  */
-import type { ChildProcess } from 'node:child_process';
+import { type ChildProcess, fork } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { BenchClient } from './load/client.js';
+import type { FanoutPlan, FanoutResult } from './load/fanout-load.js';
 import { startNats, until } from './load/nats-peer.js';
 import { encodePublish } from './load/packets.js';
 import { freePort, readCpuMicros, spawnKeelServe } from './load/peers.js';
@@ -42,14 +52,36 @@ interface Options {
   wide: number;
   runs: number;
   only: Scenario | null;
+  /** The aggregate scenario: subscribers per node, messages in flight, rounds of one node then two. */
+  aggregateSubscribers: number;
+  aggregateWindow: number;
+  rounds: number;
 }
 
-const scenarios = ['fan-in', 'fan-out', 'qos1', 'wide'] as const;
+const scenarios = ['fan-in', 'fan-out', 'qos1', 'wide', 'aggregate'] as const;
 type Scenario = (typeof scenarios)[number];
 
 interface Process {
   readonly child: ChildProcess;
   readonly port: number;
+  /** A Keel node's warning lines so far (at most `warningLinesMax`), for those it logged during a run. */
+  readonly warnings?: string[];
+  /** A Keel node's admin listener (its /metrics). */
+  readonly adminPort?: number;
+}
+
+/**
+ * The non-zero drop counters of a node's /metrics (messages not delivered to a session, QoS 0
+ * messages the cluster link dropped), as `name{labels} value` joined; '' when there are none.
+ */
+async function dropsOf(node: Process): Promise<string> {
+  if (node.adminPort === undefined || !Number.isFinite(node.adminPort)) return 'no admin port';
+  const text = await (await fetch(`http://127.0.0.1:${node.adminPort}/metrics`)).text();
+  return text
+    .split('\n')
+    .filter((line) => /^keel_(cluster_)?messages_dropped_total/.test(line) && !/ 0$/.test(line))
+    .map((line) => line.replace(/^keel_/, ''))
+    .join(', ');
 }
 
 interface Measure {
@@ -60,6 +92,13 @@ interface Measure {
   cpuMicros: number;
   /** The same CPU split per broker-side process, in start order (nats-server first when clustered). */
   cpuMicrosPerProcess: number[];
+  /** CPU µs of this process, the load generator of these scenarios, in the same window. */
+  generatorCpuMicros: number;
+}
+
+function ownCpuMicros(): number {
+  const usage = process.cpuUsage();
+  return usage.user + usage.system;
 }
 
 const children = new Set<ChildProcess>();
@@ -68,7 +107,7 @@ process.on('exit', () => {
 });
 
 function parseOptions(argv: string[]): Options {
-  const options: Options = { seconds: 5, payloadBytes: 64, subscribers: 50, wide: 200, runs: 1, only: null };
+  const options: Options = { seconds: 5, payloadBytes: 64, subscribers: 50, wide: 200, runs: 1, only: null, aggregateSubscribers: 200, aggregateWindow: 1_024, rounds: 3 };
   for (let index = 0; index < argv.length; index += 2) {
     const key = argv[index]!.replace(/^--/, '');
     if (key === 'only') {
@@ -84,9 +123,30 @@ function parseOptions(argv: string[]): Options {
     else if (key === 'subscribers') options.subscribers = value;
     else if (key === 'wide') options.wide = value;
     else if (key === 'runs') options.runs = value;
+    else if (key === 'aggregate-subscribers') options.aggregateSubscribers = value;
+    else if (key === 'aggregate-window') options.aggregateWindow = value;
+    else if (key === 'rounds') options.rounds = value;
     else throw new Error(`unknown option --${key}`);
   }
   return options;
+}
+
+/** Warning lines a node may log before the rest are ignored (a flood of them would be a finding already). */
+const warningLinesMax = 1_000;
+
+/**
+ * The warning lines of a node's stdout, whole lines only, as they come. spawnKeelServe keeps only
+ * the first 64 kB of output, which 400 `client-connected` lines fill before a run starts.
+ */
+function collectWarnings(child: ChildProcess): string[] {
+  const warnings: string[] = [];
+  let partial = '';
+  child.stdout!.on('data', (chunk: Buffer) => {
+    const lines = (partial + chunk.toString('utf8')).split('\n');
+    partial = lines.pop()!;
+    for (const line of lines) if (line.includes('"level":"warn"') && warnings.length < warningLinesMax) warnings.push(line);
+  });
+  return warnings;
 }
 
 /** A `keel serve` child; with `natsPort` a cluster node that is up only once its link is. */
@@ -95,11 +155,14 @@ async function startKeel(directory: string, name: string, natsPort: number | nul
   const configFile = join(directory, `${name}.json`);
   writeFileSync(configFile, JSON.stringify({ syncPolicy, queuedMessagesPerSessionMax: 10_000 }));
   const cluster = natsPort === null ? [] : ['--cluster', `nats://127.0.0.1:${natsPort}`, '--node-id', name];
-  const { child, output } = spawnKeelServe(['--port', String(port), '--data-dir', join(directory, name), '--config', configFile, '--no-admin', ...cluster]);
+  // The admin listener (port chosen by the system) serves /metrics, read after a run for its drops.
+  const { child, output } = spawnKeelServe(['--port', String(port), '--data-dir', join(directory, name), '--config', configFile, '--admin-port', '0', ...cluster]);
   children.add(child);
+  const warnings = collectWarnings(child);
   await until(() => output().includes('"event":"listening"'), `${name} listening`);
   if (natsPort !== null) await until(() => output().includes('"event":"cluster-link-up"'), `${name} cluster link`);
-  return { child, port };
+  const adminPort = Number(/"event":"admin-listening"[^\n]*"port":(\d+)/.exec(output())?.[1] ?? Number.NaN);
+  return { child, port, warnings, adminPort };
 }
 
 /**
@@ -158,6 +221,7 @@ async function floodQos0(publisherPorts: number[], subscriberPorts: number[], op
   const publishers: FloodPublisher[] = [];
   const perSubscriber = (): number => received(all) / all.length;
   const cpuBefore = cpuOf(brokers);
+  const generatorBefore = ownCpuMicros();
   const startMs = Date.now();
   for (let index = 0; index < publisherPorts.length; index++) {
     const client = await BenchClient.open({ port: publisherPorts[index]!, clientId: `p${index}`, level: 4 }, 10_000);
@@ -181,11 +245,12 @@ async function floodQos0(publisherPorts: number[], subscriberPorts: number[], op
   const seconds = (Date.now() - startMs) / 1_000;
   const delivered = received(all);
   const cpuMicrosPerProcess = minus(cpuOf(brokers), cpuBefore);
+  const generatorCpuMicros = ownCpuMicros() - generatorBefore;
   // What is still in flight arrives within a second; what has not by then was dropped.
   await new Promise((resolve) => setTimeout(resolve, 1_000));
   const lost = totalSent() * all.length - received(all);
   for (const client of all) client.destroy();
-  return { delivered, lost, seconds, cpuMicros: sum(cpuMicrosPerProcess), cpuMicrosPerProcess };
+  return { delivered, lost, seconds, cpuMicros: sum(cpuMicrosPerProcess), cpuMicrosPerProcess, generatorCpuMicros };
 }
 
 /** One QoS 1 publisher with `window` unacknowledged, to one acknowledging subscriber. */
@@ -194,6 +259,7 @@ async function windowQos1(publisherPort: number, subscriberPort: number, options
   await new Promise((resolve) => setTimeout(resolve, 300));
   const client = await BenchClient.open({ port: publisherPort, clientId: 'q1p', level: 4 }, 10_000);
   const cpuBefore = cpuOf(brokers);
+  const generatorBefore = ownCpuMicros();
   const startMs = Date.now();
   const publisher = new WindowPublisher(
     client,
@@ -204,14 +270,15 @@ async function windowQos1(publisherPort: number, subscriberPort: number, options
   await new Promise((resolve) => setTimeout(resolve, options.seconds * 1_000));
   const seconds = (Date.now() - startMs) / 1_000;
   const cpuMicrosPerProcess = minus(cpuOf(brokers), cpuBefore);
+  const generatorCpuMicros = ownCpuMicros() - generatorBefore;
   const delivered = subscriber!.publishesReceived;
   subscriber!.destroy();
   client.destroy();
-  return { delivered, lost: 0, seconds, cpuMicros: sum(cpuMicrosPerProcess), cpuMicrosPerProcess };
+  return { delivered, lost: 0, seconds, cpuMicros: sum(cpuMicrosPerProcess), cpuMicrosPerProcess, generatorCpuMicros };
 }
 
 /** Starts what a scenario needs, runs it, stops everything. */
-async function withBrokers(clustered: boolean, syncPolicy: string, body: (nodes: Process[], all: Process[]) => Promise<Measure>): Promise<Measure> {
+async function withBrokers<T>(clustered: boolean, syncPolicy: string, body: (nodes: Process[], all: Process[]) => Promise<T>): Promise<T> {
   const directory = mkdtempSync(join(tmpdir(), 'keel-cluster-bench-'));
   const started: Process[] = [];
   try {
@@ -245,8 +312,132 @@ function line(name: string, single: Measure, cluster: Measure): string {
   const lost = single.lost + cluster.lost === 0 ? '' : `  lost ${single.lost} / ${cluster.lost}`;
   // Each clustered process's share of one core: which of them is the bottleneck, if any.
   const shares = cluster.cpuMicrosPerProcess.map((micros) => `${Math.round((micros / (cluster.seconds * 1_000_000)) * 100)}%`);
-  const load = `  cores nats/A/B ${shares.join('/')}`;
+  const generatorPerDelivery = cluster.delivered === 0 ? 0 : cluster.generatorCpuMicros / cluster.delivered;
+  const generator = `${Math.round((cluster.generatorCpuMicros / (cluster.seconds * 1_000_000)) * 100)}% (${generatorPerDelivery.toFixed(2)} µs/msg)`;
+  const load = `  cores nats/A/B ${shares.join('/')}, generator ${generator}`;
   return `${name.padEnd(34)} ${Math.round(rate(single)).toString().padStart(10)} ${Math.round(rate(cluster)).toString().padStart(10)} ${ratio.toFixed(2).padStart(6)}x ${cpuPerMessage(single).toFixed(1).padStart(9)} ${cpuPerMessage(cluster).toFixed(1).padStart(9)} ${hop.toFixed(1).padStart(9)}${load}${lost}`;
+}
+
+/** One measurement of the aggregate scenario: the generator's result and which process was which. */
+interface AggregateMeasure {
+  result: FanoutResult;
+  /** Names of `result.watchedCpuMicros`, in order. */
+  processes: string[];
+  /** Per node, the distinct warning events it logged (a dropped message is counted there). */
+  warnings: string[];
+  /** Per node, its non-zero drop counters after the run. */
+  drops: string[];
+}
+
+/** The distinct `event`s of a node's warning lines from the `from`th on, with how many lines each. */
+function warningsOf(node: Process, from: number): string {
+  const counts = new Map<string, number>();
+  for (const line of (node.warnings ?? []).slice(from)) {
+    const event = /"event":"([^"]+)"/.exec(line)?.[1] ?? 'unknown';
+    counts.set(event, (counts.get(event) ?? 0) + 1);
+  }
+  return [...counts].map(([event, count]) => `${event} ×${count}`).join(', ');
+}
+
+/** Runs the aggregate load generator in its own process and returns what it measured. */
+function runFanoutWorker(plan: FanoutPlan): Promise<FanoutResult> {
+  const script = join(dirname(fileURLToPath(import.meta.url)), 'load', 'fanout-worker.js');
+  // No inherited node flags: a profile (KEEL_BENCH_NODE_ARGS) is the nodes', never the generator's.
+  const worker = fork(script, [JSON.stringify(plan)], { execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  children.add(worker);
+  return new Promise<FanoutResult>((resolve, reject) => {
+    let answered = false;
+    worker.on('message', (message: { result?: FanoutResult; error?: string }) => {
+      answered = true;
+      if (message.result !== undefined) resolve(message.result);
+      else reject(new Error(`load generator: ${message.error}`));
+    });
+    worker.on('exit', (code) => {
+      children.delete(worker);
+      if (!answered) reject(new Error(`load generator exited with code ${code} without a result`));
+    });
+  });
+}
+
+/** One node (both publishers, every subscriber on A) or two (one publisher and half on each). */
+async function aggregateOnce(clustered: boolean, options: Options): Promise<AggregateMeasure> {
+  return withBrokers(clustered, 'none', async (nodes, all) => {
+    const perNode = options.aggregateSubscribers;
+    const [a, b] = [nodes[0]!, nodes[1] ?? nodes[0]!];
+    const plan: FanoutPlan = {
+      subscriberPorts: [...Array(perNode).fill(a.port), ...Array(perNode).fill(b.port)],
+      publisherPorts: [a.port, b.port],
+      topic: 'bench/aggregate',
+      payloadBytes: options.payloadBytes,
+      windowMessages: options.aggregateWindow,
+      messagesPerBatch: 16,
+      warmupSeconds: 1,
+      seconds: options.seconds,
+      watchPids: all.map((process) => process.child.pid!),
+    };
+    // Only what the nodes log once the load starts (not their start-up lines).
+    const logFrom = nodes.map((node) => node.warnings?.length ?? 0);
+    const result = await runFanoutWorker(plan);
+    const warnings = nodes.map((node, index) => warningsOf(node, logFrom[index]!));
+    const drops = await Promise.all(nodes.map(dropsOf));
+    return { result, processes: clustered ? ['nats', 'A', 'B'] : ['A'], warnings, drops };
+  });
+}
+
+function aggregateRate(measure: AggregateMeasure): number {
+  return measure.result.delivered / measure.result.seconds;
+}
+
+/** One line per measurement: rate, and each process's share of a core and its CPU µs per delivery. */
+function aggregateLine(round: number, measure: AggregateMeasure): string {
+  const { result } = measure;
+  const share = (micros: number): string => `${Math.round((micros / (result.seconds * 1_000_000)) * 100)}%`;
+  const perDelivery = (micros: number): string => (result.delivered === 0 ? '-' : (micros / result.delivered).toFixed(2));
+  const processes = [
+    ...measure.processes.map((name, index) => [name, result.watchedCpuMicros[index]!, result.watchedRunnable[index]!] as const),
+    ['generator', result.generatorCpuMicros, result.generatorRunnable] as const,
+  ];
+  const ours = processes.reduce((total, [, micros]) => total + micros, 0);
+  // nats-server's main thread says nothing about its other threads: its runnable share is left out.
+  const runnable = (name: string, fraction: number): string => (name === 'nats' ? '' : ` (runnable ${Math.round(fraction * 100)}%)`);
+  const cpu = processes.map(([name, micros, fraction]) => `${name} ${share(micros)}${runnable(name, fraction)} ${perDelivery(micros)}`).join(', ');
+  const mode = measure.processes.length === 1 ? 'one node ' : 'two nodes';
+  const spread = `per subscriber ${result.perSubscriberMin}..${result.perSubscriberMax}`;
+  const machine = `machine ${share(result.machineBusyMicros)} of ${result.machineCores * 100}% busy, other work ${share(Math.max(0, result.machineBusyMicros - ours))}`;
+  const lost = result.lost === 0 ? '' : `, lost ${result.lost}`;
+  const warned = measure.warnings.map((text, index) => (text === '' ? '' : `; node ${'AB'[index]} warned: ${text}`)).join('');
+  const dropped = measure.drops.map((text, index) => (text === '' ? '' : `; node ${'AB'[index]} dropped: ${text}`)).join('');
+  return `  round ${round} ${mode} ${Math.round(aggregateRate(measure)).toString().padStart(9)} deliveries/s | core share, CPU µs/delivery: ${cpu} | ${machine}; ${spread}${lost}${warned}${dropped}`;
+}
+
+/** Rounds of one node and two nodes in turn (order alternating), then the median of each and of the ratios. */
+async function aggregate(options: Options): Promise<void> {
+  const total = options.aggregateSubscribers * 2;
+  console.log(
+    `aggregate fan-out QoS 0: 2 publishers → ${total} subscribers (${options.aggregateSubscribers} per node with two nodes), window ${options.aggregateWindow} messages, ${options.rounds} rounds`,
+  );
+  const ratios: number[] = [];
+  const singles: number[] = [];
+  const clusters: number[] = [];
+  for (let round = 1; round <= options.rounds; round++) {
+    const order = round % 2 === 1 ? [false, true] : [true, false];
+    const measures = new Map<boolean, AggregateMeasure>();
+    for (const clustered of order) {
+      const measure = await aggregateOnce(clustered, options);
+      measures.set(clustered, measure);
+      console.log(aggregateLine(round, measure));
+    }
+    const single = aggregateRate(measures.get(false)!);
+    const cluster = aggregateRate(measures.get(true)!);
+    singles.push(single);
+    clusters.push(cluster);
+    ratios.push(single === 0 ? 0 : cluster / single);
+    console.log(`  round ${round} ratio two nodes / one node: ${ratios[ratios.length - 1]!.toFixed(2)}x`);
+  }
+  const median = (values: number[]): number => [...values].sort((x, y) => x - y)[Math.floor(values.length / 2)]!;
+  console.log(
+    `aggregate fan-out (2 → ${total}), median of ${options.rounds}: one node ${Math.round(median(singles))}/s, two nodes ${Math.round(median(clusters))}/s, ratio ${median(ratios).toFixed(2)}x (per round: ${ratios.map((ratio) => ratio.toFixed(2)).join(', ')})`,
+  );
 }
 
 async function main(): Promise<void> {
@@ -281,6 +472,7 @@ async function main(): Promise<void> {
       console.log(line(`wide fan-out QoS 0 (2 → ${options.wide}), 2 nodes`, wideSingle, wideCluster));
     }
   }
+  if (runs('aggregate')) await aggregate(options);
   console.log('single/s, cluster/s: deliveries per second; µs/msg: CPU of every broker-side process (Keel nodes, nats-server) per delivery; hop: the difference');
 }
 

@@ -17,7 +17,8 @@
  * message, delivery records): targets and variants are reused slots; a target without
  * subscription identifiers shares one frozen empty list, and a fresh list is made only when an
  * identifier is added (deliveries keep a reference to it); merging by session scans the targets
- * while they are few and uses the map only for large fan-outs (a Map's clear() allocates).
+ * while they are few and uses the map only for large fan-outs (a Map's clear() allocates), and is
+ * skipped while all matches come from one filter (no session can repeat there).
  */
 import { assert } from '../assert.js';
 import type { EncodedPublish } from '../codec/encoder.js';
@@ -69,6 +70,9 @@ export class Router implements MatchSink<SubscriptionState> {
   private variantCount = 0;
   /** Whether `targetIndexByClient` holds entries from this route (it is filled past targetsScannedMax). */
   private targetIndexUsed = false;
+  /** The filter of this route's first non-shared match (null before it), and whether another followed (see repeatable). */
+  private firstFilter: string | null = null;
+  private severalFilters = false;
   private publisherClientId = '';
   private messageQos: Qos = 0;
   private messageRetain = false;
@@ -138,6 +142,8 @@ export class Router implements MatchSink<SubscriptionState> {
       this.targetIndexUsed = false;
     }
     this.variantCount = 0;
+    this.firstFilter = null;
+    this.severalFilters = false;
     this.publisherClientId = publisherClientId;
     this.messageQos = message.qos;
     this.messageRetain = message.retain;
@@ -175,7 +181,7 @@ export class Router implements MatchSink<SubscriptionState> {
     }
   }
 
-  subscriber(entry: TrieEntry<SubscriptionState>, _filter: string): void {
+  subscriber(entry: TrieEntry<SubscriptionState>, filter: string): void {
     if (this.onlyClientId !== '' || this.exceptClientIds !== null) {
       if (this.onlyClientId !== '' && entry.key !== this.onlyClientId) return;
       if (this.exceptClientIds?.has(entry.key) === true) return;
@@ -188,7 +194,7 @@ export class Router implements MatchSink<SubscriptionState> {
     const qos = Math.min(subscription.qos, this.messageQos) as Qos;
     // [MQTT-3.3.1-12, -13] RETAIN is forwarded only under Retain As Published.
     const retain = subscription.retainAsPublished && this.messageRetain;
-    const index = this.targetIndexOf(entry.key);
+    const index = this.repeatable(filter) ? this.targetIndexOf(entry.key) : -1;
     if (index < 0) {
       if (this.targetIndexUsed) this.targetIndexByClient.set(entry.key, this.targetCount);
       this.addTarget(entry.key, qos, retain, subscription.subscriptionId, false);
@@ -198,6 +204,25 @@ export class Router implements MatchSink<SubscriptionState> {
     if (qos > target.qos) target.qos = qos;
     if (retain) target.retain = true;
     if (subscription.subscriptionId !== 0) addSubscriptionId(target, subscription.subscriptionId);
+  }
+
+  /**
+   * Whether a session reported under `filter` may already be a target. The trie reports each
+   * filter's entries together, keyed by session (one entry per session and filter), so while every
+   * non-shared match of a route comes from its first filter no session can repeat and the lookup
+   * is skipped: a wide fan-out under one filter (hundreds of subscribers to `sensors/#`) paid a map
+   * write and read per subscriber for nothing. From a second filter on, targetIndexOf looks (and
+   * sees every target collected so far).
+   */
+  private repeatable(filter: string): boolean {
+    if (this.severalFilters) return true;
+    if (this.firstFilter === null) {
+      this.firstFilter = filter;
+      return false;
+    }
+    if (filter === this.firstFilter) return false;
+    this.severalFilters = true;
+    return true;
   }
 
   /** The target already collected for this session (a non-shared match), or -1. */
