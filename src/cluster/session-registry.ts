@@ -137,6 +137,15 @@ export class SessionRegistry {
   private connected = false;
   private nextGeneration = 1;
   private readonly known = new Map<string, KnownKey>();
+  /**
+   * This node's own claims it knew when the link came back, until the watch replays their keys
+   * (the stream may bring a marker first): what the hand-over decides at a marker by (newestClaim).
+   * Seed 3400116: n0, back on NATS, met an older claim's marker that asked it for the session
+   * before its watch replayed its own newer claim; taking the marker's claim for the newest, it
+   * closed its client and handed the session to the older claim's node, which handed it back at
+   * n0's own marker, where n0 (its CONNECT long answered with a fresh session) dropped it as late.
+   */
+  private readonly ownUnreplayed = new Map<string, KnownKey>();
   private readonly claims = new Map<ConnectionId, Claim>();
   private readonly requests = new Map<number, Claim>();
   /** CONNECTs whose claim is won, waiting for their hand-over, by client id. */
@@ -157,15 +166,20 @@ export class SessionRegistry {
 
   /** Whether the newest claim of `clientId` this node has seen is its own. */
   ownedHere(clientId: string): boolean {
-    const known = this.known.get(clientId);
+    const known = this.lastSeen(clientId);
     return known?.present === true && known.node === this.nodeId;
   }
 
   /** The newest claim of `clientId` this node has seen (revision, owner, the node it asked), null when none. */
   newestClaim(clientId: string): { revision: number; node: string; handoverFrom: string | null } | null {
-    const known = this.known.get(clientId);
+    const known = this.lastSeen(clientId);
     if (known === undefined || !known.present || known.node === null) return null;
     return { revision: known.revision, node: known.node, handoverFrom: known.handoverFrom };
+  }
+
+  /** What the watch showed of a key, or, before it replayed the key since the link came back, this node's own claim of it. */
+  private lastSeen(clientId: string): KnownKey | undefined {
+    return this.known.get(clientId) ?? this.ownUnreplayed.get(clientId);
   }
 
   /** The stream reader reached the marker of `node`'s claim of `clientId` at `revision` (session-handover.ts). */
@@ -232,7 +246,11 @@ export class SessionRegistry {
     for (const claim of this.claims.values()) claim.requestId = 0;
     if (!up) return;
     // The watch replays every key: what it does not replay is gone (a NATS that lost its store
-    // starts its revisions again from 1, which the old ones would hide).
+    // starts its revisions again from 1, which the old ones would hide). This node's own claims
+    // stand for their keys at markers until then (ownUnreplayed).
+    for (const [clientId, known] of this.known) {
+      if (known.present && known.node === this.nodeId) this.ownUnreplayed.set(clientId, { ...known, markerPassed: false });
+    }
     this.known.clear();
     this.broker.pushCluster({ op: 'kv-watch', bucket: sessionsBucket });
     for (const claim of this.claims.values()) this.issue(claim);
@@ -369,6 +387,7 @@ export class SessionRegistry {
     assert(change.bucket === sessionsBucket, 'the registry watches the sessions bucket');
     const clientId = clientIdOfSessionKey(change.key);
     if (clientId === null) return;
+    this.ownUnreplayed.delete(clientId);
     const known = this.known.get(clientId);
     if (known !== undefined && change.revision <= known.revision) return;
     const owner = change.value === null ? null : decodeOwner(change.value);

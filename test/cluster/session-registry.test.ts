@@ -8,10 +8,11 @@
  * 0x8E (3.1.1: a close), its will is published once, and the session it held here is gone; a
  * change naming this node changes nothing; a claim over a key whose owner asked another node for
  * the session names that node as the prior of its marker, unless this node has read the owner's
- * marker already (session-handover.ts).
+ * marker already (session-handover.ts); back on NATS, a node holds on to its own claims at markers
+ * until the watch replays their keys (seed 3400116).
  */
 import { describe, expect, it } from 'vitest';
-import { handoverMarkerSubject, handoverWaitMs } from '../../src/cluster/session-handover.js';
+import { decodeHandoverState, handoverBucket, handoverMarkerSubject, handoverWaitMs } from '../../src/cluster/session-handover.js';
 import { claimWaitMs, decodeOwner, encodeOwner, sessionKey, sessionsBucket } from '../../src/cluster/session-registry.js';
 import { PacketType } from '../../src/codec/packets.js';
 import type { ClusterRequest } from '../../src/contract.js';
@@ -239,5 +240,34 @@ describe('cluster-wide client ids', () => {
     const second = markerOf(harness.open(5), 8);
     expect(second.headers['Keel-Handover-From']).toBe('b');
     expect(second.headers['Keel-Handover-Prior']).toBeUndefined();
+  });
+
+  it("keeps its client at an older claim's marker that comes before the watch replayed this node's newer claim (seed 3400116)", () => {
+    const harness = node();
+    const client = connectClaimed(harness, 'mover', 5, { cleanStart: true, expiry: 3600 });
+    client.subscribe(['x/#']);
+    harness.broker.clusterStatus(harness.nowMs, 'disconnected');
+    harness.broker.clusterStatus(harness.nowMs, 'connected');
+    harness.collect();
+    harness.takeClusterRequests();
+    // Node b's claim at revision 3 asked this node for the session; its marker, held in b's outbox,
+    // reaches the stream only now, before the watch has replayed this node's claim at revision 5.
+    const marker = { 'Keel-Origin': 'b', 'Keel-Handover-Client': sessionKey('mover'), 'Keel-Handover-From': 'a', 'Keel-Handover-Revision': '3', 'Keel-Seq': '1-1' };
+    harness.broker.clusterMessage(harness.nowMs, {
+      subject: handoverMarkerSubject,
+      headers: marker,
+      payload: new Uint8Array(0),
+      subscriptionId: null,
+      consumerId: 1,
+      streamSequence: 1,
+      redelivered: false,
+    });
+    harness.collect();
+    expect(client.take()).toEqual([]);
+    expect(client.closed).toBe(false);
+    expect(harness.broker.state.sessions.has('mover')).toBe(true);
+    const puts = harness.takeClusterRequests().filter((request): request is KvSet => request.op === 'kv-set' && request.bucket === handoverBucket);
+    expect(puts).toHaveLength(1);
+    expect(decodeHandoverState(puts[0]!.value!)?.header).toMatchObject({ client: 'mover', to: 'b', none: true });
   });
 });
