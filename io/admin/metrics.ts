@@ -232,6 +232,12 @@ export class BrokerMetrics {
       'outcome',
       (s) => node(s, { handoffsSent: 'sent', handoffsStored: 'stored', handoffFailures: 'failed', handoffsApplied: 'applied', handoffRedeliveries: 'redelivered' }),
     );
+    this.labelledCounter(
+      'keel_cluster_handoff_batches_total',
+      'Stream messages that carried several QoS 1 hand-offs (handoff-batch.ts): sent by this node, applied here from other nodes',
+      'direction',
+      (s) => node(s, { handoffBatchesSent: 'sent', handoffBatchesApplied: 'applied' }),
+    );
     this.counter(
       'keel_cluster_consumer_pauses_total',
       "Times this node paused its hand-off consumer because the streams' backlog was at streamBacklogBytesMax",

@@ -52,5 +52,14 @@ describe('batched hand-offs on nats-server -js', () => {
     expect(batchSizes.length).toBeGreaterThan(0);
     expect(batchSizes.every((size) => size >= 2)).toBe(true);
     expect(unreadable).toEqual([]);
+    // Each node counts its side in its metrics: a the batches it sent, b those it applied.
+    const batches = async (node: typeof a, direction: string): Promise<number> => {
+      const port = /"event":"admin-listening".*"port":(\d+)/.exec(node.stdout())?.[1];
+      expect(port).toBeDefined();
+      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      return Number(new RegExp(`keel_cluster_handoff_batches_total\\{direction="${direction}"\\} (\\d+)`).exec(text)?.[1] ?? -1);
+    };
+    expect(await batches(a, 'sent')).toBe(batchSizes.length);
+    expect(await batches(b, 'applied')).toBe(batchSizes.length);
   }, 60_000);
 });
