@@ -8,6 +8,7 @@
  */
 import { Buffer } from 'node:buffer';
 import { describe, expect, it } from 'vitest';
+import { clusterPlantedBugs } from '../../sim/cluster/cluster-planted-bugs.js';
 import { InputChunks } from '../../sim/input-chunks.js';
 import { brokerBehind, keptBytesAlias } from '../../sim/kept-bytes-check.js';
 import { plantedBugs } from '../../sim/planted-bugs.js';
@@ -54,6 +55,15 @@ function brokerOptions(): BrokerOptions {
 }
 
 describe('the kept-bytes-alias rule', () => {
+  it('reaches the broker behind every planted cluster bug, so the rule runs under --plant-cluster too', () => {
+    const options = (): BrokerOptions => ({ config: { ...defaultConfig, cluster: { nats: ['nats://sim:4222'], nodeId: 'n0' } }, nowMs: 1_000, store: new MemoryStateStore() });
+    for (const [name, factory] of Object.entries(clusterPlantedBugs)) {
+      const core = factory(options());
+      expect(core instanceof Broker, name).toBe(false);
+      expect(brokerBehind(core), name).toBeInstanceOf(Broker);
+    }
+  });
+
   it('finds nothing in the real broker fed Buffers from the world chunks', () => {
     const chunks = new InputChunks();
     const broker = new Broker(brokerOptions());
