@@ -109,7 +109,7 @@ import type { Broker } from '../broker/broker.js';
 import { transientMessage } from '../broker/message.js';
 import { ownCopy } from '../codec/own-copy.js';
 import type { Properties, Qos } from '../codec/packets.js';
-import type { ClusterConfig } from '../config.js';
+import { type ClusterConfig, clusterNodeIdPattern } from '../config.js';
 import type { ClusterKeyChange, ClusterMessage, ClusterRequest, ClusterResult } from '../contract.js';
 import type { ClusterDurableState, StoredMessage } from '../store/state-store.js';
 import { parseSharedFilter } from '../topics/validate.js';
@@ -193,7 +193,6 @@ export const aliveIntervalMs = 1_000;
 export const aliveSilenceMs = 3_500;
 /** Nodes whose heartbeats are remembered at most (a cluster is far smaller; ids past it are ignored). */
 const heardNodesMax = 1_024;
-const nodeIdPattern = /^[A-Za-z0-9_-]{1,32}$/;
 
 export class ClusterNode {
   readonly nodeId: string;
@@ -630,7 +629,7 @@ export class ClusterNode {
   /** A heartbeat arrived on `subject` (any subscription: a node listening on `>` hears them too). */
   private heard(subject: string, nowMs: number): void {
     const nodeId = subject.slice(aliveSubjectPrefix.length);
-    if (nodeId === this.nodeId || !nodeIdPattern.test(nodeId)) return;
+    if (nodeId === this.nodeId || !clusterNodeIdPattern.test(nodeId)) return;
     if (!this.heardMs.has(nodeId) && this.heardMs.size >= heardNodesMax) return;
     this.heardMs.set(nodeId, nowMs);
   }
