@@ -129,7 +129,9 @@ export function decodeBatch(payload: Uint8Array): BatchEntry[] | null {
         headers[name] = text();
       }
       const payloadBytes = length();
-      entries.push({ subject, headers, payload: payload.slice(offset, offset + payloadBytes) });
+      // A view, not a copy: an entry lives for the input that routes it, and routing copies what
+      // it keeps (a hand-over that holds a delivery back keeps a copy of the whole batch).
+      entries.push({ subject, headers, payload: payload.subarray(offset, offset + payloadBytes) });
       offset += payloadBytes;
     }
     return offset === payload.length ? entries : null;
