@@ -160,7 +160,11 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   // The link feeds the host, which is made below with the link's figures for its metrics.
   let host: NodeHost | null = null;
   const clusterLink = await createClusterLink(config, options, logger, (input) => host?.feedCluster(input));
-  if (clusterLink !== null) readiness.watchClusterLink(() => clusterLink.isUp);
+  if (clusterLink !== null)
+    readiness.watchCluster(
+      () => clusterLink.isUp,
+      () => core.view.gauges().cluster?.readerHeldAt ?? null,
+    );
   // Loaded only when there is an admin listener: the metrics library and its dependencies are
   // 1 to 3 MiB of a broker's resident memory here, for nothing when nobody can scrape them.
   const operations =

@@ -328,9 +328,11 @@ export interface BrokerGauges {
   recoveryMs: number | null;
   /**
    * A cluster node's state (src/cluster/): client ids whose `keel-sessions` key this node knows (it
-   * watches the whole bucket), and CONNECTs waiting for their claim. Null for a single broker.
+   * watches the whole bucket), CONNECTs waiting for their claim, and the hand-off stream sequence
+   * its reader stopped at, a message of a newer format (src/cluster/stream-format.ts; null while it
+   * reads). Null for a single broker.
    */
-  cluster: { knownSessionKeys: number; claimsPending: number } | null;
+  cluster: { knownSessionKeys: number; claimsPending: number; readerHeldAt: number | null } | null;
 }
 
 /**

@@ -290,6 +290,9 @@ export class BrokerMetrics {
       (s) => s.gauges.cluster?.knownSessionKeys ?? 0,
     );
     this.gauge('keel_cluster_session_claims_pending', 'CONNECTs waiting for their client id claim', (s) => s.gauges.cluster?.claimsPending ?? 0);
+    this.gauge('keel_cluster_reader_stopped', '1 when this node stopped reading the hand-off stream at a message written by a newer Keel (upgrade it), else 0', (s) =>
+      s.gauges.cluster?.readerHeldAt == null ? 0 : 1,
+    );
   }
 
   /** `stats.streams` (src/broker/stats.ts), one counter each, and two gauges from the core's stream view. */

@@ -67,7 +67,8 @@ export class BrokerInspection implements BrokerView {
       clientsByProtocolVersion: clientsByProtocolVersion(broker.online.values()),
       storage: store === undefined ? null : { ...store },
       recoveryMs: this.readyAtMs === null ? null : this.readyAtMs - this.startedMs,
-      cluster: broker.cluster === null ? null : { knownSessionKeys: broker.cluster.sessions.knownKeys, claimsPending: broker.cluster.sessions.claimsPending },
+      cluster:
+        broker.cluster === null ? null : { knownSessionKeys: broker.cluster.sessions.knownKeys, claimsPending: broker.cluster.sessions.claimsPending, readerHeldAt: broker.cluster.readerHeldAt },
     };
   }
 

@@ -131,6 +131,7 @@ import {
 } from './session-handover.js';
 import { SessionRegistry, sessionsBucket } from './session-registry.js';
 import { headerShare, SharedGroups, sharedBucket } from './shared-groups.js';
+import { newerFormat } from './stream-format.js';
 import { filterToSubjects, handoffPrefix, handoffSubject, subjectOfHandoff, subjectToTopic, topicToSubject } from './subjects.js';
 
 /** A durable message on its way into the hand-off stream. */
@@ -243,9 +244,13 @@ export class ClusterNode {
     handoffGaps: 0,
     unmappable: 0,
     consumerPauses: 0,
+    /** Times the reader stopped at a message of a newer format (stream-format.ts): at most once per start. */
+    readerHolds: 0,
   };
-  /** The hand-off consumer is paused (`pace`): the streams' backlog is at its bound. */
+  /** The hand-off consumer is paused (`pace`): the streams' backlog is at its bound, or the reader is stopped. */
   private consumerPaused = false;
+  /** The stream sequence of a message of a newer format the reader stopped at (stream-format.ts), for good. */
+  private readerHeld: number | null = null;
   /** The core NATS subscription to the other nodes' heartbeats. */
   private readonly aliveSubscriptionId: number;
   /** When the link last came up (null while it is down): before aliveSilenceMs of it, silence means nothing. */
@@ -597,8 +602,9 @@ export class ClusterNode {
     this.broker.log('info', 'cluster-connected', { nodeId: this.nodeId, subjects: this.interests.size, handoffsWaiting: this.handoffs.length });
     for (const [subject, interest] of this.interests) this.request({ op: 'subscribe', subscriptionId: interest.subscriptionId, subject, queueGroup: null });
     this.request({ op: 'consume', consumerId, filterSubject: `${handoffPrefix}>` });
-    // A new consume starts unpaused; the next overrun pauses it again.
+    // A new consume starts unpaused; the next overrun pauses it again, as a stopped reader does at once.
     this.consumerPaused = false;
+    if (this.readerHeld !== null) this.pace(true);
     this.request({ op: 'kv-watch', bucket: retainedBucket });
     this.sessions.linkChanged(true);
     this.handover.linkChanged(true);
@@ -742,9 +748,14 @@ export class ClusterNode {
    */
   private pauseConsumer(): void {
     if (this.consumerPaused || !this.connected) return;
-    this.consumerPaused = true;
     this.counters.consumerPauses += 1;
-    this.request({ op: 'pace', consumerId, paused: true });
+    this.pace(true);
+  }
+
+  private pace(paused: boolean): void {
+    if (this.consumerPaused === paused || !this.connected) return;
+    this.consumerPaused = paused;
+    this.request({ op: 'pace', consumerId, paused });
   }
 
   private handoffArrived(nowMs: number, message: ClusterMessage): void {
@@ -757,6 +768,9 @@ export class ClusterNode {
       this.pendingAcks.push({ lsn: this.broker.store.appendedLsn, sequence });
       return;
     }
+    // Stopped at a message of a newer format (stream-format.ts): nothing behind it is applied or
+    // acknowledged, so the stream keeps it all for this node's next version.
+    if (this.readerHeld !== null) return;
     // The reader stands still at a marker (session-handover.ts): what comes behind it waits.
     if (this.handover.holding) return this.handover.buffer(message);
     if (sequence !== durable.appliedSequence + 1 && !this.gapGivenUp(nowMs, sequence)) {
@@ -765,8 +779,34 @@ export class ClusterNode {
       return;
     }
     this.gapSinceMs = null;
+    const newer = newerFormat(message.subject, message.headers);
+    if (newer !== null) return this.holdReader(sequence, message, newer);
     if (message.subject === handoverMarkerSubject) return this.handover.markerArrived(message, sequence, nowMs);
     this.applyHandoffs(nowMs, message.subject === handoffBatchSubject ? this.batchEntries(message) : [message], sequence);
+  }
+
+  /**
+   * Stops the reader at `sequence`, a message written by a newer version (stream-format.ts), for
+   * as long as this node runs: its consumer is paused (and paused again after every reconnection),
+   * and `/readyz` says so through the view's `readerHeldAt`.
+   */
+  private holdReader(sequence: number, message: ClusterMessage, why: string): void {
+    this.readerHeld = sequence;
+    this.counters.readerHolds += 1;
+    this.broker.log('error', 'cluster-handoff-format-newer', {
+      nodeId: this.nodeId,
+      sequence,
+      subject: message.subject,
+      origin: message.headers[headerOrigin] ?? null,
+      why,
+      action: 'reading stopped here, nothing behind it applied or acknowledged: upgrade this node',
+    });
+    this.pace(true);
+  }
+
+  /** The stream sequence this node's reader stopped at (a newer format), or null while it reads. */
+  get readerHeldAt(): number | null {
+    return this.readerHeld;
   }
 
   /** The messages of a batch from the stream; none (it is recorded applied and acknowledged) when it cannot be read. */
@@ -877,9 +917,9 @@ export class ClusterNode {
       released += 1;
     }
     if (released > 0) this.pendingAcks.splice(0, released);
-    if (this.consumerPaused && this.broker.throttle.streamBacklogReleased()) {
-      this.consumerPaused = false;
-      if (this.connected) this.request({ op: 'pace', consumerId, paused: false });
+    if (this.consumerPaused && this.readerHeld === null && this.broker.throttle.streamBacklogReleased()) {
+      if (this.connected) this.pace(false);
+      else this.consumerPaused = false;
     }
     this.retained.afterInput();
     if (this.issued < this.handoffs.length) this.issueReady();

@@ -49,7 +49,8 @@ export const headerBatch = 'Keel-Batch';
 export const handoffBatchMessagesMax = 128;
 /** At most this many encoded bytes per batch (NATS's default max payload is 1 MiB). */
 export const handoffBatchBytesMax = 256 * 1024;
-const formatVersion = 1;
+/** The version byte of the batches this node writes (a later format also says so in `Keel-Needs`: stream-format.ts). */
+const batchFormatVersion = 1;
 const headerBytes = 5;
 
 /** One MQTT message of a batch, as it would travel alone. */
@@ -72,7 +73,7 @@ export function encodeBatch(entries: readonly BatchEntry[], entriesBytes: number
   assert(entries.length <= handoffBatchMessagesMax, 'a batch carries at most handoffBatchMessagesMax messages');
   const bytes = new Uint8Array(headerBytes + entriesBytes);
   const view = new DataView(bytes.buffer);
-  bytes[0] = formatVersion;
+  bytes[0] = batchFormatVersion;
   view.setUint32(1, entries.length);
   let offset = headerBytes;
   const text = (value: string): void => {
@@ -99,7 +100,7 @@ export function encodeBatch(entries: readonly BatchEntry[], entriesBytes: number
 
 /** The messages of a batch, in order, or null when the payload is not a batch this version reads. */
 export function decodeBatch(payload: Uint8Array): BatchEntry[] | null {
-  if (payload.length < headerBytes || payload[0] !== formatVersion) return null;
+  if (payload.length < headerBytes || payload[0] !== batchFormatVersion) return null;
   const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
   const count = view.getUint32(1);
   if (count < 2 || count > handoffBatchMessagesMax) return null;

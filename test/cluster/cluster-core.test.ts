@@ -10,10 +10,15 @@
  * hand-offs queued while one waits for JetStream go as one batch (handoff-batch.ts), each PUBACK
  * once the batch is stored, a failed batch again byte for byte under its dedupe id, a QoS 2
  * hand-off alone; a batch from another node is routed in order and acknowledged as one sequence.
+ * A stream message written by a newer Keel (an unknown `$` kind, a newer batch version, a
+ * `Keel-Needs` it lacks: stream-format.ts) stops the reader there for good: nothing from it on is
+ * routed or acknowledged, not even after the gap wait or a reconnection, the consumer is paused
+ * and stays paused, the view reports where, and a restart of the same version stops there again.
  */
 import { describe, expect, it } from 'vitest';
 import { type BatchEntry, batchEntryBytes, decodeBatch, encodeBatch, handoffBatchSubject } from '../../src/cluster/handoff-batch.js';
 import { encodeHeaders } from '../../src/cluster/headers.js';
+import { newerFormat } from '../../src/cluster/stream-format.js';
 import { PacketType, type PublishPacket } from '../../src/codec/packets.js';
 import type { ClusterMessage, ClusterRequest } from '../../src/contract.js';
 import { decodeText, Harness, text } from '../broker/harness.js';
@@ -224,5 +229,70 @@ describe('cluster node', () => {
     const { delivered, requests } = outcome([batch, { ...batch, redelivered: true }, handoffMessage(2, 'after')], false);
     expect(delivered).toEqual(['first', 'second', 'third', 'after']);
     expect(requests.map((request) => (request.op === 'ack' ? request.streamSequence : request.op))).toEqual([1, 1, 2]);
+  });
+
+  it('tells a newer format from a known or a foreign one, by subject and headers alone', () => {
+    expect(newerFormat(handoffBatchSubject, { 'Keel-Origin': 'b', 'Keel-Batch': '2' })).toBeNull();
+    expect(newerFormat('$KEEL.handoff.$session', {})).toBeNull();
+    expect(newerFormat('$KEEL.handoff.a.b', { 'Keel-Qos': '1' })).toBeNull();
+    expect(newerFormat('$KEEL.handoff.$rules', {})).toMatch(/\$rules/);
+    expect(newerFormat(handoffBatchSubject, { 'Keel-Needs': 'batch-v2' })).toMatch(/batch-v2/);
+    expect(newerFormat('$KEEL.handoff.a.b', { 'Keel-Needs': ' , compressed ' })).toMatch(/compressed/);
+    expect(newerFormat('$KEEL.handoff.a.b', { 'Keel-Needs': ' , ' })).toBeNull();
+  });
+
+  it('stops its reader at a message written by a newer version, and loses nothing behind it', () => {
+    const harness = node();
+    connected(harness);
+    const subscriber = harness.connect('s', 5);
+    subscriber.subscribe([{ topicFilter: 'a/b', qos: 1 }]);
+    take(harness);
+    handoff(harness, 1, 'first');
+    expect(take(harness)).toEqual([{ op: 'ack', consumerId: 1, streamSequence: 1 }]);
+    const future: ClusterMessage = { ...handoffMessage(2, 'from the future'), subject: '$KEEL.handoff.$rules' };
+    harness.broker.clusterMessage(harness.nowMs, future);
+    harness.collect();
+    expect(take(harness)).toEqual([{ op: 'pace', consumerId: 1, paused: true }]);
+    expect(harness.logEvents()).toContain('cluster-handoff-format-newer');
+    expect(harness.broker.view.gauges().cluster?.readerHeldAt).toBe(2);
+    // Behind it: nothing routed or acknowledged, its own redelivery included, even past the gap wait.
+    handoff(harness, 3, 'third');
+    harness.nowMs += 60_000;
+    handoff(harness, 4, 'fourth');
+    harness.broker.clusterMessage(harness.nowMs, { ...future, redelivered: true });
+    harness.collect();
+    // A redelivery of what was applied before is still acknowledged.
+    handoff(harness, 1, 'first');
+    expect(take(harness)).toEqual([{ op: 'ack', consumerId: 1, streamSequence: 1 }]);
+    expect((subscriber.take() as PublishPacket[]).map((packet) => decodeText(packet.payload))).toEqual(['first']);
+    // After a reconnection the new consume is paused again at once; the reader stays stopped.
+    harness.broker.clusterStatus(harness.nowMs, 'disconnected');
+    harness.broker.clusterStatus(harness.nowMs, 'connected');
+    harness.collect();
+    const requests = take(harness);
+    const consume = requests.findIndex((request) => request.op === 'consume');
+    expect(consume).toBeGreaterThanOrEqual(0);
+    expect(requests.slice(consume + 1)).toContainEqual({ op: 'pace', consumerId: 1, paused: true });
+    handoff(harness, 3, 'third');
+    expect(subscriber.take()).toEqual([]);
+    expect(take(harness)).toEqual([]);
+    expect(harness.broker.view.counters().clusterNode).toMatchObject({ readerHolds: 1 });
+  });
+
+  it('stops again at the same message after a restart of the same version', () => {
+    const harness = node();
+    connected(harness);
+    handoff(harness, 1, 'first');
+    harness.broker.clusterMessage(harness.nowMs, { ...handoffMessage(2, 'newer'), headers: { ...handoffMessage(2, 'newer').headers, 'Keel-Needs': 'compressed' } });
+    harness.collect();
+    expect(harness.broker.view.gauges().cluster?.readerHeldAt).toBe(2);
+    harness.restart();
+    connected(harness);
+    expect(harness.broker.view.gauges().cluster?.readerHeldAt).toBeNull();
+    handoff(harness, 1, 'first');
+    harness.broker.clusterMessage(harness.nowMs, { ...handoffMessage(2, 'newer'), headers: { ...handoffMessage(2, 'newer').headers, 'Keel-Needs': 'compressed' } });
+    harness.collect();
+    expect(harness.broker.view.gauges().cluster?.readerHeldAt).toBe(2);
+    expect(take(harness).filter((request) => request.op === 'ack')).toEqual([{ op: 'ack', consumerId: 1, streamSequence: 1 }]);
   });
 });
