@@ -593,7 +593,7 @@ export class Checker {
     }
   }
 
-  publishSent(publisher: number, sequence: number, topic: string, qos: Qos, retain: boolean, expirySeconds: number | null = null): void {
+  publishSent(publisher: number, sequence: number, topic: string, qos: Qos, retain: boolean, expirySeconds: number | null = null, fillerBytes?: number): void {
     const key = `m${publisher}:${sequence}`;
     let record = this.messages.get(key);
     if (record === undefined) {
@@ -614,7 +614,7 @@ export class Checker {
         payloadBytes: 0,
       };
       this.messages.set(key, record);
-      const payload = messagePayload(publisher, sequence, qos, topic);
+      const payload = messagePayload(publisher, sequence, qos, topic, fillerBytes);
       record.payloadBytes = payload.length;
       this.payloadKeys.set(`${crc32c(payload)}|${topic}`, key);
       if (topic.startsWith('$') && this.someFilterStartsWithWildcard()) this.noteCoverage('dollar-topics-beside-wildcards');
@@ -707,6 +707,9 @@ export class Checker {
       this.report('topic-mismatch', `c${client} got a message for ${identity.topic} on ${packet.topic}`);
       return;
     }
+    // Large payloads (large-payloads.ts): above the slab bound, and past one host input chunk.
+    if (packet.payload.length > 512) this.noteCoverage('large-payload-delivered');
+    if (packet.payload.length > 65_536) this.noteCoverage('payload-over-input-chunk-delivered');
     // Identity worlds: whatever the path (live, queued, resent, retained, shared, will), a copy
     // goes only to a connection whose user the ACL lets read its topic.
     if (!this.mayRead(client, packet.topic)) {

@@ -41,6 +41,7 @@ export const plantedBugDescriptions = {
   'delete-retained-ignored': "answers an operator's delete-retained with success and clears nothing",
   'delete-session-ignored': "answers an operator's delete-session with success and leaves the session as it was",
   'retained-payload-view': 'keeps a retained payload as a .slice() of the received bytes, which on a Node Buffer is a view of the whole input chunk',
+  'large-payload-cut': 'sends a payload over 64 KiB cut to its first 64 KiB, as a fixed-size output buffer would',
 } as const satisfies Record<string, string>;
 
 export type PlantedBugName = keyof typeof plantedBugDescriptions;

@@ -329,6 +329,15 @@ class DeliverUnsubscribed extends InterceptingBroker {
   }
 }
 
+/** Sends a payload over 64 KiB cut to its first 64 KiB (a fixed-size output buffer); only large-payload worlds have such payloads. */
+class LargePayloadCut extends InterceptingBroker {
+  protected onBrokerPacket(connectionId: ConnectionId, packet: Packet): Rewrite {
+    if (packet.type !== PacketType.Publish || packet.payload.length <= largePayloadCutBytes) return { keep: true };
+    return { keep: false, extra: [{ connectionId, packet: { ...packet, payload: packet.payload.subarray(0, largePayloadCutBytes) } }] };
+  }
+}
+const largePayloadCutBytes = 65_536;
+
 /** Never hands out retained messages on subscribe. */
 class ForgetRetained extends InterceptingBroker {
   protected onBrokerPacket(_connectionId: ConnectionId, packet: Packet): Rewrite {
@@ -1111,6 +1120,7 @@ export const plantedBugs = {
   'delete-retained-ignored': (options: BrokerOptions) => new AdminCommandIgnored(new Broker(options), 'delete-retained'),
   'delete-session-ignored': (options: BrokerOptions) => new AdminCommandIgnored(new Broker(options), 'delete-session'),
   'retained-payload-view': (options: BrokerOptions) => retainedPayloadView(new Broker(options)),
+  'large-payload-cut': wrap(LargePayloadCut),
 } satisfies Record<PlantedBugName, BrokerFactory>;
 
 export type { PlantedBugName };

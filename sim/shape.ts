@@ -19,6 +19,7 @@ import { type ClientCoverage, capQos, chooseLongSessionClients, chooseWorldCover
 import { chooseDiskShape, type DiskShape } from './disk.js';
 import { chooseHostile, type HostilePlan } from './hostile.js';
 import { type ClientIdentity, chooseIdentity, type IdentityPlan } from './identity.js';
+import { chooseLargePayloads } from './large-payloads.js';
 import type { NetworkShape } from './network.js';
 import { chooseOperator, chooseSysReaders, type OperatorPlan } from './operator.js';
 import { Random } from './random.js';
@@ -34,6 +35,8 @@ export interface PlannedPublish {
   topic: string;
   qos: Qos;
   retain: boolean;
+  /** A large payload's filler length (large-payloads.ts); absent: the usual small payload. */
+  fillerBytes?: number;
 }
 
 export interface ClientPlan {
@@ -117,6 +120,8 @@ export interface WorldShape {
   operator: OperatorPlan | null;
   /** Some clients read `$SYS/#`, published every few seconds (operator.ts). */
   sysReaders: boolean;
+  /** How many planned publishes carry a large payload (large-payloads.ts); 0 in most worlds. */
+  largePayloads: number;
 }
 
 /** About one seed in this many builds a long-session world (see coverage.ts); each costs a few seconds. */
@@ -170,6 +175,7 @@ export function chooseShape(seed: number, overrides: { clientCount?: number; fau
     identity: null,
     operator: null,
     sysReaders: false,
+    largePayloads: 0,
   };
   // The coverage streams come last and only with the workload (see coverage.ts).
   if (overrides.workload === false) return shape;
@@ -180,6 +186,8 @@ export function chooseShape(seed: number, overrides: { clientCount?: number; fau
   // count gets none, and neither does an identity world (its clients all need a user and an ACL
   // the stream readers do not have yet).
   if (overrides.clientCount === undefined && shape.identity === null) chooseStreamWorld(shape);
+  // Large payloads after everything else, from a stream of their own (large-payloads.ts).
+  if (overrides.clientCount === undefined) shape.largePayloads = chooseLargePayloads(shape);
   return shape;
 }
 

@@ -184,7 +184,7 @@ function describeShape(world: World): string {
     Object.entries(shape.configOverrides)
       .map(([key, value]) => (key === 'streams' ? `streams=${describeStreams(shape.streams)}` : `${key}=${String(value)}`))
       .join(',') || 'defaults';
-  const extras = shape.hostile === null ? '' : ` hostile_probes=${shape.hostile.probes.length}`;
+  const extras = `${shape.hostile === null ? '' : ` hostile_probes=${shape.hostile.probes.length}`}${shape.largePayloads === 0 ? '' : ` large_payloads=${shape.largePayloads}`}`;
   return `clients=[${versions}] active_ms=${shape.activeMs} faults=${faults} limits=${limits} segment_max=${shape.network.segmentBytesMax} ${describeDiskShape(shape.disk)}${extras}`;
 }
 

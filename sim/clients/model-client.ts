@@ -563,11 +563,11 @@ export class ModelClient implements ClientSide {
       qos: message.qos,
       retain: message.retain,
       topic,
-      payload: messagePayload(this.plan.index, message.sequence, message.qos, message.topic),
+      payload: messagePayload(this.plan.index, message.sequence, message.qos, message.topic, this.plan.publishes[message.sequence]?.fillerBytes),
       ...(message.qos > 0 ? { packetId: message.packetId } : {}),
       ...(Object.keys(properties).length > 0 ? { properties } : {}),
     };
-    this.context.checker.publishSent(this.plan.index, message.sequence, message.topic, message.qos, message.retain, expirySeconds);
+    this.context.checker.publishSent(this.plan.index, message.sequence, message.topic, message.qos, message.retain, expirySeconds, this.plan.publishes[message.sequence]?.fillerBytes);
     this.send(packet);
     const link = this.link;
     if (link === null || !link.clientOpen) return;

@@ -73,6 +73,9 @@ const expectations: { bug: PlantedBugName; rules: string[]; seedStart?: number; 
   // segment and its message is alive at a check: 11 of seeds 1..25 catch it, 3 first
   // (`keel vopr --plant retained-payload-view --count 25 --keep-going`).
   { bug: 'retained-payload-view', rules: ['kept-bytes-alias'] },
+  // Payloads over 64 KiB come only in large-payload worlds (sim/large-payloads.ts); 4 of seeds
+  // 1..200 catch a broker that cuts them, 61 first (`keel vopr --plant large-payload-cut --count 200 --keep-going`).
+  { bug: 'large-payload-cut', rules: ['payload-corrupt'], seedStart: 61, seeds: 1 },
   { bug: 'packet-id-reused-on-wrap', rules: ['lost', 'qos2-duplicated'], seedStart: 794, seeds: 1, timeoutMs: 300_000, confirmClean: false },
 ];
 
