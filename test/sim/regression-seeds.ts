@@ -213,7 +213,7 @@ export const regressionSeeds: readonly { seed: number; found: string; workload?:
   },
   {
     seed: 1839,
-    open: 'stream-skip',
-    found: 'large payloads (sim/large-payloads.ts, new): a reader of a stream with age retention of 1.5 s and 4 KiB segments got offset 8 after 6, skipping 7; not diagnosed yet',
+    found:
+      'broker (streams), found by the new large-payload worlds: a stream entry too large for the 64 KiB publish run was sent on its own ahead of the smaller entries still waiting in the run, so a reader got offset 8 before 7; the run is now flushed first',
   },
 ];

@@ -140,6 +140,26 @@ describe('stream reading', () => {
     expect(takeAndAck(old).map((p) => p.topic)).toEqual(['sensors/0']);
   });
 
+  it('keeps offset order when an entry too large for a run buffer follows a smaller one in the same pump (sim seed 1839)', () => {
+    // Segments and the unsynced allowance large enough that the entries are still in memory when read.
+    const harness = new StreamHarness({ streamSegmentBytesMax: 1 << 20, streamUnsyncedBytesMax: 1 << 20 });
+    // A window of one holds the entries back until the first PUBACK; then one pump sends the rest.
+    const reader = harness.connect('reader', 5, { properties: { receiveMaximum: 1 } });
+    expect(subscribeFrom(reader, 'latest')).toEqual([1]);
+    const publisher = harness.connect('publisher', 5);
+    publisher.publish('sensors/0', '0:first', 1);
+    const [first] = reader.publishes();
+    expect(offsetOf(first!)).toBe(0);
+    // A small QoS 1 entry, then one over the 64 KiB run buffer (sent on its own), then small ones.
+    const sizes = [20, 100_000, 30, 70_000, 10];
+    sizes.forEach((size, index) => publisher.publish(`sensors/${index + 1}`, `${index + 1}:${'x'.repeat(size)}`, index % 2 === 0 ? 1 : 0));
+    expect(reader.publishes()).toEqual([]);
+    reader.acknowledge(first!);
+    const got = drain(reader);
+    expect(got.map(offsetOf)).toEqual([1, 2, 3, 4, 5]);
+    expect(got.map((p) => p.payload.length)).toEqual(sizes.map((size, index) => `${index + 1}:`.length + size));
+  });
+
   it('delivers QoS 0 to a QoS 0 reader without waiting for acknowledgements', () => {
     const harness = new StreamHarness();
     publishMany(harness, 30);

@@ -283,9 +283,17 @@ export class PublishRun {
     return this.end - this.start;
   }
 
-  /** Room for `packetBytes` more for `connection` (after sending what was pending, if need be); false when one never fits. */
+  /**
+   * Room for `packetBytes` more for `connection` (after sending what was pending, if need be);
+   * false when one never fits, after sending what was pending: the caller sends that PUBLISH on
+   * its own, and it must not overtake those before it (sim seed 1839: offset 8 went out ahead of
+   * offset 7, which waited in the run).
+   */
   reserve(broker: Broker, connection: Connection, packetBytes: number): boolean {
-    if (packetBytes > publishRunBytes) return false;
+    if (packetBytes > publishRunBytes) {
+      this.flush(broker);
+      return false;
+    }
     if (this.connection !== connection) this.flush(broker);
     if (this.end + packetBytes > this.bytes.length) {
       this.flush(broker);
