@@ -38,7 +38,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Authorizer } from '../src/broker/authorizer.js';
 import { Broker } from '../src/broker/broker.js';
-import { type BrokerConfig, outputReportStepBytes, outputResumeBytes, resolveConfig } from '../src/config.js';
+import { type BrokerConfig, clusterMessageBytesMaxDefault, outputReportStepBytes, outputResumeBytes, resolveConfig } from '../src/config.js';
 import type { BrokerCore } from '../src/contract.js';
 import { Driver } from '../src/driver.js';
 import { DurableStateStore, durableStoreOptionsFor } from '../src/store/durable-store.js';
@@ -261,7 +261,14 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
 async function createClusterLink(config: BrokerConfig, options: ServerOptions, logger: Logger, deliver: (input: ClusterInput) => void): Promise<NatsLink | null> {
   if (config.cluster === null) return null;
   const { NatsLink } = await import('./cluster/nats-link.js');
-  return new NatsLink({ servers: config.cluster.nats, nodeId: config.cluster.nodeId, logger, deliver, ...(options.clusterLimits === undefined ? {} : { limits: options.clusterLimits }) });
+  return new NatsLink({
+    servers: config.cluster.nats,
+    nodeId: config.cluster.nodeId,
+    messageBytesMax: config.cluster.messageBytesMax ?? clusterMessageBytesMaxDefault,
+    logger,
+    deliver,
+    ...(options.clusterLimits === undefined ? {} : { limits: options.clusterLimits }),
+  });
 }
 
 function listenerContext(options: ServerOptions, config: BrokerConfig, host: NodeHost, logger: Logger) {

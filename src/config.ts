@@ -46,9 +46,19 @@ export interface ClusterConfig {
   readonly nats: readonly string[];
   /** This node's name: `[A-Za-z0-9_-]{1,32}`, unique in the cluster and the same across restarts. */
   readonly nodeId: string;
+  /**
+   * The largest NATS message a node may send: a message whose hand-off (payload, subject and
+   * headers) would be larger is refused when published (cluster-node.ts `carries`), since NATS
+   * would refuse it forever and everything queued behind it would wait. At most the NATS servers'
+   * `max_payload` (1 MiB unless configured). Absent: clusterMessageBytesMaxDefault.
+   */
+  readonly messageBytesMax?: number;
 }
 
 export const clusterNodeIdPattern = /^[A-Za-z0-9_-]{1,32}$/;
+/** NATS's own default `max_payload`. */
+export const clusterMessageBytesMaxDefault = 1024 * 1024;
+const clusterMessageBytesRange = { min: 64 * 1024, max: 64 * 1024 * 1024 };
 
 export interface BrokerConfig {
   /** Largest packet accepted from a client; bigger ones cost the connection 0x95. */
@@ -431,15 +441,21 @@ function checkCluster(value: unknown, problems: string[]): ClusterConfig | null 
   }
   const fields = value as Record<string, unknown>;
   const before = problems.length;
-  for (const key of Object.keys(fields)) if (key !== 'nats' && key !== 'nodeId') problems.push(`unknown cluster setting "${key}"`);
+  for (const key of Object.keys(fields)) if (key !== 'nats' && key !== 'nodeId' && key !== 'messageBytesMax') problems.push(`unknown cluster setting "${key}"`);
   const nats = typeof fields.nats === 'string' ? [fields.nats] : fields.nats;
   if (!Array.isArray(nats) || nats.length === 0 || !nats.every(isNatsUrl)) {
     problems.push(`"cluster.nats" must be a NATS URL (nats://host:port) or a non-empty list of them, got ${JSON.stringify(fields.nats)}`);
   }
   const nodeId = fields.nodeId;
   if (typeof nodeId !== 'string' || !clusterNodeIdPattern.test(nodeId)) problems.push(`"cluster.nodeId" must match [A-Za-z0-9_-]{1,32}, got ${JSON.stringify(nodeId)}`);
+  const messageBytesMax = fields.messageBytesMax === undefined ? clusterMessageBytesMaxDefault : fields.messageBytesMax;
+  if (typeof messageBytesMax !== 'number' || !Number.isInteger(messageBytesMax) || messageBytesMax < clusterMessageBytesRange.min || messageBytesMax > clusterMessageBytesRange.max) {
+    problems.push(
+      `"cluster.messageBytesMax" must be an integer from ${clusterMessageBytesRange.min} to ${clusterMessageBytesRange.max} (at most the NATS servers' max_payload), got ${JSON.stringify(fields.messageBytesMax)}`,
+    );
+  }
   if (problems.length > before) return null;
-  return Object.freeze({ nats: Object.freeze([...(nats as string[])]), nodeId: nodeId as string });
+  return Object.freeze({ nats: Object.freeze([...(nats as string[])]), nodeId: nodeId as string, messageBytesMax: messageBytesMax as number });
 }
 
 function isNatsUrl(value: unknown): boolean {

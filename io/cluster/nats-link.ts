@@ -115,6 +115,8 @@ export interface NatsLinkOptions {
   /** NATS URLs (`nats://host:port`); nats.js picks any and fails over to the others. */
   servers: readonly string[];
   nodeId: string;
+  /** The node's `cluster.messageBytesMax`: a server whose max_payload is smaller is named in an error line at link-up. */
+  messageBytesMax?: number;
   logger: Logger;
   /** Feeds one input to the driver; called on its own event-loop turn, one at a time, in order. */
   deliver: (input: ClusterInput) => void;
@@ -274,6 +276,18 @@ export class NatsLink {
     if (this.closed || epoch !== this.epoch) return;
     this.up = true;
     this.options.logger.info('cluster-link-up', { server: this.server, url: this.options.servers.join(','), nodeId: this.options.nodeId });
+    // The node refuses messages above messageBytesMax (src/cluster/message-size.ts); NATS refuses
+    // above its max_payload, again on every retry, holding up what is queued behind.
+    const maxPayload = this.connection?.info?.max_payload;
+    const wanted = this.options.messageBytesMax;
+    if (maxPayload !== undefined && wanted !== undefined && maxPayload < wanted) {
+      this.options.logger.error('cluster-max-payload-low', {
+        server: this.server,
+        maxPayload,
+        messageBytesMax: wanted,
+        action: "set cluster.messageBytesMax to at most the servers' max_payload, or raise max_payload: larger messages would be refused by NATS and hold up the hand-offs queued behind them",
+      });
+    }
     this.queue.push({ kind: 'status', status: 'connected' });
   }
 

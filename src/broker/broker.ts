@@ -523,7 +523,7 @@ export class Broker implements BrokerCore {
     const outcome = violationOutcome(connected, known, violation);
     this.stats.protocolViolations += 1;
     // The decoder raises this one before any handler runs, so it is counted here.
-    if (violation.reasonCode === ReasonCode.PacketTooLarge) this.stats.limits.packetBytesMax += 1;
+    if (violation.code === 'packet-too-large') this.stats.limits.packetBytesMax += 1;
     this.log('warn', 'protocol-violation', {
       ...connectionLogFields(connection),
       code: violation.code,

@@ -11,6 +11,8 @@
  * abnormal end, so its will follows the will rules [MQTT-3.1.4-3]. The CONNACK of a persistent
  * session waits until its records are durable.
  */
+
+import { natsReserveBytes } from '../cluster/message-size.js';
 import { type ConnackPacket, type ConnectPacket, PacketType, type Properties } from '../codec/packets.js';
 import { ConnackReturnCode311, ReasonCode } from '../codec/reason-codes.js';
 import { utf8Length } from '../codec/utf8.js';
@@ -119,7 +121,15 @@ function checkWillTopic(broker: Broker, packet: ConnectPacket): void {
   if (packet.will.qos > broker.config.maximumQos) throw violation(ReasonCode.QosNotSupported, 'will-qos-not-supported', `will QoS ${packet.will.qos} above maximum ${broker.config.maximumQos}`);
   if (packet.will.retain && !broker.config.retainAvailable) throw violation(ReasonCode.RetainNotSupported, 'will-retain-not-supported', 'will retain is not available');
   const problem = checkTopicName(packet.will.topic, broker.config);
-  if (problem === null) return;
+  if (problem === null) {
+    // A cluster node would hand the will to the others when it fires: refused now if NATS could not carry it (cluster/message-size.ts).
+    const will = packet.will;
+    if (broker.cluster !== null && !broker.cluster.carries(will.topic, will.payload, will.qos, will.retain, will.properties)) {
+      broker.stats.limits.clusterMessageBytesMax += 1;
+      throw violation(ReasonCode.PacketTooLarge, 'will-too-large-for-cluster', `will larger than the cluster carries (cluster.messageBytesMax ${broker.cluster.messageBytesMax})`);
+    }
+    return;
+  }
   countTopicLimit(broker.stats.limits, broker.config, packet.will.topic);
   throw violation(ReasonCode.TopicNameInvalid, 'will-topic-invalid', `will ${problem}`);
 }
@@ -301,7 +311,9 @@ function connackFor(
   if (config.receiveMaximum !== 65_535) properties.receiveMaximum = config.receiveMaximum;
   if (config.maximumQos < 2) properties.maximumQos = config.maximumQos;
   if (!config.retainAvailable) properties.retainAvailable = 0;
-  if (config.packetBytesMax < packetBytesLimit) properties.maximumPacketSize = config.packetBytesMax;
+  // A cluster node also says what NATS carries (cluster/message-size.ts): a hint, as properties grow in headers.
+  const packetMax = broker.cluster === null ? config.packetBytesMax : Math.min(config.packetBytesMax, broker.cluster.messageBytesMax - natsReserveBytes);
+  if (packetMax < packetBytesLimit) properties.maximumPacketSize = packetMax;
   if (config.topicAliasMaximum > 0) properties.topicAliasMaximum = config.topicAliasMaximum;
   if (!config.wildcardSubscriptionAvailable) properties.wildcardSubscriptionAvailable = 0;
   if (!config.subscriptionIdentifiersAvailable) properties.subscriptionIdentifiersAvailable = 0;

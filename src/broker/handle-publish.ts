@@ -58,6 +58,11 @@ function checkPublish(broker: Broker, connection: Connection, packet: PublishPac
   if (packet.properties?.subscriptionIdentifiers !== undefined) throw protocolError('publish-subscription-id', 'a client PUBLISH must not carry a subscription identifier');
   if (packet.qos > broker.config.maximumQos) throw violation(ReasonCode.QosNotSupported, 'qos-not-supported', `QoS ${packet.qos} above maximum ${broker.config.maximumQos}`);
   if (packet.retain && !broker.config.retainAvailable) throw violation(ReasonCode.RetainNotSupported, 'retain-not-supported', 'retain is not available');
+  // A cluster node refuses what NATS would refuse for ever (cluster/message-size.ts), before anything is routed.
+  if (broker.cluster !== null && !broker.cluster.carries(topic, packet.payload, packet.qos, packet.retain, packet.properties)) {
+    broker.stats.limits.clusterMessageBytesMax += 1;
+    throw violation(ReasonCode.PacketTooLarge, 'cluster-message-too-large', `PUBLISH larger than the cluster carries (cluster.messageBytesMax ${broker.cluster.messageBytesMax})`);
+  }
   const session = connection.session!;
   const isDuplicate = packet.qos === 2 && session.incomingQos2.has(packet.packetId!);
   if (connection.version === 5 && packet.qos > 0 && !isDuplicate && session.incomingQos2.size + connection.pendingPubacks >= broker.config.receiveMaximum) {

@@ -55,6 +55,8 @@ export interface LimitStats {
   publishRatePerSecondMax: number;
   /** Connections closed for a packet larger than packetBytesMax (0x95). */
   packetBytesMax: number;
+  /** A cluster node's PUBLISHes and wills refused as larger than NATS carries (cluster.messageBytesMax, 0x95). */
+  clusterMessageBytesMax: number;
   /** Connections closed for more unacknowledged QoS 1/2 PUBLISHes than our Receive Maximum (0x93). */
   receiveMaximum: number;
   /** Filters refused because the session had subscriptionsPerSessionMax (SUBACK 0x97 / 0x80). */
@@ -198,6 +200,7 @@ export function createStats(): BrokerStats {
       connectionRatePerSecondMax: 0,
       publishRatePerSecondMax: 0,
       packetBytesMax: 0,
+      clusterMessageBytesMax: 0,
       receiveMaximum: 0,
       subscriptionsPerSessionMax: 0,
       topicBytesMax: 0,

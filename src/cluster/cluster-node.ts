@@ -109,12 +109,13 @@ import type { Broker } from '../broker/broker.js';
 import { transientMessage } from '../broker/message.js';
 import { ownCopy } from '../codec/own-copy.js';
 import type { Properties, Qos } from '../codec/packets.js';
-import { type ClusterConfig, clusterNodeIdPattern } from '../config.js';
+import { type ClusterConfig, clusterMessageBytesMaxDefault, clusterNodeIdPattern } from '../config.js';
 import type { ClusterKeyChange, ClusterMessage, ClusterRequest, ClusterResult } from '../contract.js';
 import type { ClusterDurableState, StoredMessage } from '../store/state-store.js';
 import { parseSharedFilter } from '../topics/validate.js';
 import { type BatchEntry, batchEntryBytes, decodeBatch, encodeBatch, handoffBatchBytesMax, handoffBatchMessagesMax, handoffBatchSubject, headerBatch } from './handoff-batch.js';
 import { decodeHeaders, encodeHeaders, headerOrigin, headerQos, headerSequence } from './headers.js';
+import { natsBytes, natsBytesBound } from './message-size.js';
 import { retainedBucket } from './retained-entries.js';
 import { RetainedSync, retainedOutboxPrefix } from './retained-sync.js';
 import {
@@ -197,6 +198,8 @@ const heardNodesMax = 1_024;
 
 export class ClusterNode {
   readonly nodeId: string;
+  /** The largest NATS message this node sends (config `cluster.messageBytesMax`, message-size.ts). */
+  readonly messageBytesMax: number;
   private connected = false;
   private nextRequestId = 1;
   private nextSubscriptionId = 1;
@@ -275,6 +278,7 @@ export class ClusterNode {
     config: ClusterConfig,
   ) {
     this.nodeId = config.nodeId;
+    this.messageBytesMax = config.messageBytesMax ?? clusterMessageBytesMaxDefault;
     assert(this.nodeId.length > 0, 'a cluster node has an id');
     this.aliveSubscriptionId = this.nextSubscriptionId++;
     const node = this;
@@ -464,6 +468,15 @@ export class ClusterNode {
     const lsn = this.broker.commit({ kind: 'cluster-outbox-added', entry: { id: outboxId, subject: target, headers, payload } });
     this.enqueue({ ticket, subject: target, headers, payload, dedupeId: `${this.nodeId}-o${outboxId}`, outboxId, readyLsn: lsn, unit: null, done: false });
     return ticket;
+  }
+
+  /**
+   * Whether a message published here can go to the other nodes: its NATS form within
+   * messageBytesMax (message-size.ts). A PUBLISH or will that cannot is refused as too large.
+   */
+  carries(topic: string, payload: Uint8Array, qos: Qos, retain: boolean, properties: Properties | undefined): boolean {
+    if (natsBytesBound(topic, payload, properties) <= this.messageBytesMax) return true;
+    return natsBytes(this.nodeId, topic, payload, qos, retain, properties) <= this.messageBytesMax;
   }
 
   /** The ticket an acknowledgement that stands for a message handled before the last start waits for (0: none). */

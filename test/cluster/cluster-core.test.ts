@@ -14,10 +14,14 @@
  * `Keel-Needs` it lacks: stream-format.ts) stops the reader there for good: nothing from it on is
  * routed or acknowledged, not even after the gap wait or a reconnection, the consumer is paused
  * and stays paused, the view reports where, and a restart of the same version stops there again.
+ * A PUBLISH or a will whose hand-off NATS would not carry (`cluster.messageBytesMax`,
+ * message-size.ts) is refused as too large (0x95) before anything of it is routed or handed off,
+ * whether its size is in its payload or in properties that grow in headers; what fits goes.
  */
 import { describe, expect, it } from 'vitest';
 import { type BatchEntry, batchEntryBytes, decodeBatch, encodeBatch, handoffBatchSubject } from '../../src/cluster/handoff-batch.js';
 import { encodeHeaders } from '../../src/cluster/headers.js';
+import { natsBytes } from '../../src/cluster/message-size.js';
 import { newerFormat } from '../../src/cluster/stream-format.js';
 import { PacketType, type PublishPacket } from '../../src/codec/packets.js';
 import type { ClusterMessage, ClusterRequest } from '../../src/contract.js';
@@ -294,5 +298,52 @@ describe('cluster node', () => {
     harness.collect();
     expect(harness.broker.view.gauges().cluster?.readerHeldAt).toBe(2);
     expect(take(harness).filter((request) => request.op === 'ack')).toEqual([{ op: 'ack', consumerId: 1, streamSequence: 1 }]);
+  });
+
+  it('refuses a PUBLISH or a will larger than the cluster carries, before routing it, and hands off what fits', () => {
+    const messageBytesMax = 64 * 1024;
+    const harness = new Harness({ cluster: { nats: ['nats://test:4222'], nodeId: 'a', messageBytesMax } });
+    connected(harness);
+    const subscriber = harness.connect('s', 5);
+    subscriber.subscribe([{ topicFilter: 'big/#', qos: 1 }]);
+    const connack = harness.open(5).connect('announced');
+    expect(connack.properties?.maximumPacketSize).toBe(messageBytesMax - 1024);
+    take(harness);
+    // The largest payload that fits, measured as the node measures it, goes: locally and to NATS.
+    const fitting = messageBytesMax - natsBytes('a', 'big/one', new Uint8Array(0), 1, false, undefined);
+    const publisher = harness.connect('p', 5);
+    publisher.send({ type: PacketType.Publish, dup: false, qos: 1, retain: false, topic: 'big/one', packetId: 1, payload: new Uint8Array(fitting) });
+    expect((subscriber.take() as PublishPacket[]).map((packet) => packet.payload.length)).toEqual([fitting]);
+    expect(take(harness).filter((request) => request.op === 'publish-durable')).toHaveLength(1);
+    // One byte more: DISCONNECT 0x95, nothing delivered, nothing handed off, counted.
+    publisher.send({ type: PacketType.Publish, dup: false, qos: 1, retain: false, topic: 'big/one', packetId: 2, payload: new Uint8Array(fitting + 1) });
+    expect(publisher.take()).toMatchObject([{ type: PacketType.Disconnect, reasonCode: 0x95 }]);
+    expect(publisher.closed).toBe(true);
+    expect(subscriber.take()).toEqual([]);
+    expect(take(harness).filter((request) => request.op === 'publish-durable' || request.op === 'publish')).toEqual([]);
+    expect(harness.broker.stats.limits.clusterMessageBytesMax).toBe(1);
+    expect(harness.broker.stats.limits.packetBytesMax).toBe(0);
+    // Small payload, large properties: user properties grow in the headers (JSON), so the bound
+    // alone would refuse it; the real headers decide. Control characters grow six-fold.
+    const grown = harness.connect('q', 5);
+    const userProperties: [string, string][] = [['k', '\u0001'.repeat(12_000)]];
+    grown.send({ type: PacketType.Publish, dup: false, qos: 0, retain: false, topic: 'big/two', payload: text('x'), properties: { userProperties } });
+    expect(grown.take()).toMatchObject([{ type: PacketType.Disconnect, reasonCode: 0x95 }]);
+    expect(subscriber.take()).toEqual([]);
+    const plainProperties: [string, string][] = [['k', 'v'.repeat(12_000)]];
+    const plain = harness.connect('r', 5);
+    plain.send({ type: PacketType.Publish, dup: false, qos: 0, retain: false, topic: 'big/two', payload: text('x'), properties: { userProperties: plainProperties } });
+    expect((subscriber.take() as PublishPacket[]).map((packet) => packet.topic)).toEqual(['big/two']);
+    // A will that could not be handed off when it fires (a will payload is at most 65,535 bytes, so
+    // only a limit this low meets one): CONNACK 0x95, nothing stored.
+    const willer = harness.open(5);
+    const refused = willer.connect('w', { will: { topic: 'big/will', qos: 1, retain: false, payload: new Uint8Array(65_535) } });
+    expect(refused.reasonCode).toBe(0x95);
+    expect(harness.broker.stats.limits.clusterMessageBytesMax).toBe(3);
+    // 3.1.1: closed without an answer, as for any packet too large.
+    const old = harness.connect('o', 4);
+    old.send({ type: PacketType.Publish, dup: false, qos: 1, retain: false, topic: 'big/one', packetId: 3, payload: new Uint8Array(messageBytesMax) });
+    expect(old.take()).toEqual([]);
+    expect(old.closed).toBe(true);
   });
 });
