@@ -152,7 +152,7 @@ describe('stream reading', () => {
     expect(offsetOf(first!)).toBe(0);
     // A small QoS 1 entry, then one over the 64 KiB run buffer (sent on its own), then small ones.
     const sizes = [20, 100_000, 30, 70_000, 10];
-    sizes.forEach((size, index) => publisher.publish(`sensors/${index + 1}`, `${index + 1}:${'x'.repeat(size)}`, index % 2 === 0 ? 1 : 0));
+    for (const [index, size] of sizes.entries()) publisher.publish(`sensors/${index + 1}`, `${index + 1}:${'x'.repeat(size)}`, index % 2 === 0 ? 1 : 0);
     expect(reader.publishes()).toEqual([]);
     reader.acknowledge(first!);
     const got = drain(reader);
