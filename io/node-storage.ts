@@ -2,11 +2,15 @@
  * Executes the core's storage requests against one data directory with Node's fs.
  *
  * The core issues requests as actions and learns their results later as inputs; this class is
- * the bridge. Requests run strictly one after another, in the order the core issued them, so a
- * `sync` always covers every `write` issued before it and a `rename` never overtakes the write it
- * publishes. The core already batches (group commit: many records, one sync), so serial execution
- * costs little and keeps the durability argument simple. Open files are cached by name: the
- * durable log appends to the same file many times, and reopening it per write would dominate.
+ * the bridge. Requests on one file run one after another, in the order the core issued them, so a
+ * `sync` covers every `write` issued before it on its file and a `rename` never overtakes the
+ * write it publishes; requests on different files run side by side (storage-lanes.ts), so the
+ * log's fsync does not hold up a stream segment's write and a segment's fsync does not hold up the
+ * log's group commit. `list` and `sync-directory` wait for everything issued before them and hold
+ * back everything after (the order src/store/storage-order.ts states, which the simulator's disk
+ * keeps too). Results come back as requests finish, so across files in any order. Open files are
+ * cached by name: the durable log appends to the same file many times, and reopening it per write
+ * would dominate; only the request running in a file's lane opens, uses or closes its handle.
  *
  * Failures of the operating system are results (`ok: false` with a code), never exceptions: the
  * core decides what an EIO means. A malformed request (a file name that could escape the
@@ -23,7 +27,9 @@ import { type FileHandle, open, readdir, rename, stat, unlink } from 'node:fs/pr
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { StorageErrorCode, StorageRequest, StorageResult } from '../src/contract.js';
+import { storageScope } from '../src/store/storage-order.js';
 import { lockFileName } from './data-directory-lock.js';
+import { type LaneTask, StorageLanes } from './storage-lanes.js';
 
 /** The flat namespace the contract promises: no separators, no dot entries. */
 const fileNamePattern = /^[A-Za-z0-9._-]{1,255}$/;
@@ -84,9 +90,8 @@ export type StorageCompletion = (result: StorageResult) => void;
 export type SyncTimer = (op: 'sync' | 'sync-directory', seconds: number) => void;
 
 export class NodeStorage {
-  private readonly queue: StorageRequest[] = [];
+  private readonly lanes = new StorageLanes<StorageRequest>((task) => this.run(task));
   private readonly handles = new Map<string, FileHandle>();
-  private running = false;
   private idleWaiters: (() => void)[] = [];
 
   constructor(
@@ -102,39 +107,32 @@ export class NodeStorage {
   /** Queues a request; its result arrives through the completion callback on a later turn. */
   submit(request: StorageRequest): void {
     // Checked here, synchronously, so a bad name fails inside the core's own call stack.
-    for (const file of fileNames(request)) this.path(file);
-    this.queue.push(request);
-    if (!this.running) this.runNext();
+    const scope = storageScope(request);
+    if (scope.kind === 'files') for (const file of scope.files) this.path(file);
+    this.lanes.submit(request, scope);
   }
 
-  /** Requests submitted but not yet completed (including the one running). */
+  /** Requests submitted but not yet completed (running or waiting their turn). */
   get pendingCount(): number {
-    return this.queue.length + (this.running ? 1 : 0);
+    return this.lanes.pendingCount;
   }
 
   /** Resolves once every submitted request has completed; then closes the cached files. */
   async close(): Promise<void> {
-    if (this.running) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    if (this.lanes.pendingCount > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     const handles = [...this.handles.values()];
     this.handles.clear();
     await Promise.all(handles.map((handle) => handle.close()));
   }
 
-  private runNext(): void {
-    const request = this.queue.shift();
-    if (request === undefined) {
-      this.running = false;
-      const waiters = this.idleWaiters;
-      this.idleWaiters = [];
-      for (const resolve of waiters) resolve();
-      return;
-    }
-    this.running = true;
+  private run(task: LaneTask<StorageRequest>): void {
+    const request = task.item;
     this.execute(request).then(
       (result) => {
         assert.equal(result.requestId, request.requestId);
+        this.lanes.complete(task);
         this.complete(result);
-        this.runNext();
+        if (this.lanes.pendingCount === 0) this.wakeIdleWaiters();
       },
       (error: unknown) => {
         // Only a bug reaches here (execute maps every fs failure to a result): stop loudly.
@@ -143,6 +141,12 @@ export class NodeStorage {
         });
       },
     );
+  }
+
+  private wakeIdleWaiters(): void {
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const resolve of waiters) resolve();
   }
 
   private async execute(request: StorageRequest): Promise<StorageResult> {
@@ -154,7 +158,8 @@ export class NodeStorage {
     }
   }
 
-  private async perform(request: StorageRequest): Promise<StorageResult> {
+  /** Carries out one request; a test subclass may hold one back (a slow fsync) to watch the lanes. */
+  protected async perform(request: StorageRequest): Promise<StorageResult> {
     const requestId = request.requestId;
     switch (request.op) {
       case 'list':
@@ -264,18 +269,6 @@ export class NodeStorage {
     assert.ok(file !== '.' && file !== '..', 'storage file name must not be a dot entry');
     assert.ok(!isBackendFile(file), `storage file name belongs to the backend: ${file}`);
     return join(this.directory, file);
-  }
-}
-
-function fileNames(request: StorageRequest): string[] {
-  switch (request.op) {
-    case 'list':
-    case 'sync-directory':
-      return [];
-    case 'rename':
-      return [request.from, request.to];
-    default:
-      return [request.file];
   }
 }
 

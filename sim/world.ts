@@ -435,7 +435,7 @@ export class World implements ClientContext {
   }
 
   private storage(incarnation: number, request: StorageRequest): void {
-    this.queue.push(this.device.completionMs(this.clock.nowMs, this.quiet), () => {
+    this.queue.push(this.device.completionMs(this.clock.nowMs, this.quiet, request), () => {
       if (this.broker === null || this.broker.incarnation !== incarnation) return;
       const result = this.inChunk(this.disk.execute(request));
       this.trace(`disk ${request.op} #${request.requestId} ${result.ok ? 'ok' : result.code}`);

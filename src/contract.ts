@@ -48,7 +48,13 @@ export interface ConnectionPeer {
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export type LogFields = Record<string, string | number | boolean | null>;
 
-/** Storage requests: a flat namespace of files in one data directory. */
+/**
+ * Storage requests: a flat namespace of files in one data directory. Order (src/store/
+ * storage-order.ts): requests naming the same file (a rename names two) take effect and complete
+ * in the order issued; requests on different files may run at once and complete in any order, so
+ * the core waits for a result before issuing anything that depends on it in another file; `list`
+ * and `sync-directory` come after every request issued before them and before every one after.
+ */
 export type StorageRequest =
   | { op: 'list'; requestId: number }
   | { op: 'read'; requestId: number; file: string; offset: number; length: number }

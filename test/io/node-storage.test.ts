@@ -1,6 +1,9 @@
 /**
- * Proves NodeStorage executes every StorageRequest kind against a real directory, completes them
- * in the order issued (a sync issued after a write completes after it), reports operating-system
+ * Proves NodeStorage executes every StorageRequest kind against a real directory, completes one
+ * file's requests in the order issued (a sync issued after a write completes after it) while
+ * another file's requests go on beside one that is slow (a test subclass holds a request back
+ * before carrying it out), holds `list` and `sync-directory` behind everything
+ * issued before them and everything issued after behind them, reports operating-system
  * failures as results with the contract's codes rather than exceptions, and keeps file names
  * inside the directory and away from the backend's own files (the lock, the write probe); and
  * that the start-up write probe leaves a writable directory as it was and refuses an unwritable
@@ -9,7 +12,7 @@
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { NodeStorage, probeDataDirectory } from '../../io/node-storage.js';
 import type { StorageRequest, StorageResult } from '../../src/contract.js';
 import { unwritableDirectory } from '../integration/unwritable-directory.js';
@@ -114,6 +117,88 @@ describe('NodeStorage', () => {
     for (const file of ['keel.lock', 'keel-write-probe']) {
       expect(() => storage.submit({ op: 'delete', requestId: 2, file })).toThrow(/belongs to the backend/);
     }
+  });
+});
+
+describe('NodeStorage across files', () => {
+  /**
+   * NodeStorage with the given requests held back until released, each then carried out for real:
+   * a slow fsync, or any slow request, on demand.
+   */
+  class GatedStorage extends NodeStorage {
+    private readonly gates = new Map<number, () => void>();
+    private readonly held = new Set<number>();
+
+    hold(requestId: number): void {
+      this.held.add(requestId);
+    }
+
+    release(requestId: number): void {
+      const open = this.gates.get(requestId);
+      expect(open, `request ${requestId} is being held`).toBeDefined();
+      this.gates.delete(requestId);
+      open!();
+    }
+
+    isHeld(requestId: number): boolean {
+      return this.gates.has(requestId);
+    }
+
+    protected override async perform(request: StorageRequest): Promise<StorageResult> {
+      if (this.held.delete(request.requestId)) await new Promise<void>((resolve) => this.gates.set(request.requestId, resolve));
+      return super.perform(request);
+    }
+  }
+
+  let gated: GatedStorage;
+  beforeEach(() => {
+    gated = new GatedStorage(directory, (result) => results.push(result));
+  });
+  afterEach(async () => {
+    await gated.close();
+  });
+
+  const settled = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 50));
+  const completedIds = (): number[] => results.map((result) => result.requestId);
+
+  it("lets another file's write and sync complete while one file's fsync is slow, and keeps that file's order", async () => {
+    gated.hold(2);
+    gated.submit({ op: 'write', requestId: 1, file: 'wal.log', offset: 0, bytes: bytes('record') });
+    gated.submit({ op: 'sync', requestId: 2, file: 'wal.log' });
+    gated.submit({ op: 'write', requestId: 3, file: 'wal.log', offset: 6, bytes: bytes('-next') });
+    gated.submit({ op: 'write', requestId: 4, file: 's-0.seg', offset: 0, bytes: bytes('frame') });
+    gated.submit({ op: 'sync', requestId: 5, file: 's-0.seg' });
+    await vi.waitFor(() => expect(completedIds()).toEqual([1, 4, 5]));
+    expect(gated.isHeld(2)).toBe(true);
+    // The log's next write waits for its sync: it must not overtake it.
+    await settled();
+    expect(completedIds()).toEqual([1, 4, 5]);
+    expect(readFileSync(join(directory, 'wal.log'), 'utf8')).toBe('record');
+    expect(gated.pendingCount).toBe(2);
+    gated.release(2);
+    await vi.waitFor(() => expect(completedIds()).toEqual([1, 4, 5, 2, 3]));
+    expect(results.every((result) => result.ok)).toBe(true);
+    expect(readFileSync(join(directory, 'wal.log'), 'utf8')).toBe('record-next');
+    expect(readFileSync(join(directory, 's-0.seg'), 'utf8')).toBe('frame');
+  });
+
+  it('holds list and sync-directory behind every earlier request, and every later request behind them', async () => {
+    gated.hold(1);
+    gated.submit({ op: 'write', requestId: 1, file: 'slow.seg', offset: 0, bytes: bytes('s') });
+    gated.submit({ op: 'write', requestId: 2, file: 'a.seg', offset: 0, bytes: bytes('aa') });
+    gated.submit({ op: 'sync-directory', requestId: 3 });
+    gated.submit({ op: 'write', requestId: 4, file: 'b.seg', offset: 0, bytes: bytes('bbb') });
+    gated.submit({ op: 'list', requestId: 5 });
+    await vi.waitFor(() => expect(completedIds()).toEqual([2]));
+    await settled();
+    expect(completedIds()).toEqual([2]);
+    gated.release(1);
+    await vi.waitFor(() => expect(completedIds()).toEqual([2, 1, 3, 4, 5]));
+    expect((results[4] as { files?: unknown }).files).toEqual([
+      { name: 'a.seg', size: 2 },
+      { name: 'b.seg', size: 3 },
+      { name: 'slow.seg', size: 1 },
+    ]);
   });
 });
 

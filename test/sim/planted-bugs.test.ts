@@ -35,7 +35,9 @@ const expectations: { bug: PlantedBugName; rules: string[]; seedStart?: number; 
   // A copy through the removed filter is also a second copy where another filter still matches.
   { bug: 'unsubscribe-ignored', rules: ['not-subscribed', 'qos0-duplicated', 'duplicate-delivery'] },
   // A copy under an undefined alias that the client cannot resolve is a copy it never gets.
-  { bug: 'undefined-topic-alias', rules: ['topic-alias', 'topic-mismatch', 'qos0-lost'] },
+  // A client that cannot read a PUBLISH loses it: at QoS 0 or, on seed 1 since acknowledgements wait
+  // for one sync instead of two (log-writer.ts), at QoS 1.
+  { bug: 'undefined-topic-alias', rules: ['topic-alias', 'topic-mismatch', 'qos0-lost', 'lost'] },
   { bug: 'wildcard-matches-dollar-topic', rules: ['not-subscribed'] },
   { bug: 'qos-above-grant', rules: ['qos-above-grant'] },
   // A surplus copy to a session that is also in a shared group counts as that group's copy.

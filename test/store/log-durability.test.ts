@@ -103,10 +103,40 @@ describe('log durability on a faulty disk', () => {
     );
   });
 
-  it('releases the last record only once a later frame is synced: the next group or a seal', () => {
-    const disk = new SimulatedDisk(seedrandom('seal'));
+  it('writes a seal with a group that ends its batch, so one sync releases the group', () => {
+    const disk = new SimulatedDisk(seedrandom('batch-seal'));
     let requestId = 1;
     const writer = new LogWriter({ segmentBytesMax: 1 << 20, syncPolicy: 'always', syncIntervalMs: 10, writeBytesMax: 1 << 20 }, 1, null, () => requestId++);
+    const step = (): StorageRequest => {
+      const requests = writer.takeRequests();
+      expect(requests.length).toBe(1);
+      expect(writer.handleResult(disk.execute(requests[0]!), 0)).toBe(true);
+      return requests[0]!;
+    };
+    const [first, second] = appendGroup(writer, [body(1), body(2)]);
+    writer.flush(0);
+    const write = step();
+    expect(write.op === 'write' && write.bytes.length).toBe(2 * frameHeaderBytes + body(1).length + body(2).length + frameHeaderBytes);
+    expect(writer.releasedLsn).toBe(0);
+    // The group's write, its sync, the new segment's directory sync: then the group is released.
+    expect([step().op, step().op]).toEqual(['sync', 'sync-directory']);
+    expect(writer.syncedLsn).toBe(second! + 1);
+    expect(writer.releasedLsn).toBeGreaterThanOrEqual(second!);
+    expect(writer.quiescent).toBe(true);
+    // An idle writer adds nothing more: the batch's seal is the log's last frame.
+    writer.flush(1);
+    expect(writer.takeRequests()).toEqual([]);
+    const bytes = disk.fileBytes(segmentFileName(1))!;
+    expect(isSeal(bytes[bytes.length - frameHeaderBytes + 16]!)).toBe(true);
+    expect(first).toBe(1);
+  });
+
+  it('releases the last record of a batch without room for a seal only once a later frame is synced', () => {
+    const disk = new SimulatedDisk(seedrandom('seal'));
+    let requestId = 1;
+    // Room for the record's frame and not one byte more: its batch cannot carry a seal.
+    const writeBytesMax = frameHeaderBytes + body(1).length;
+    const writer = new LogWriter({ segmentBytesMax: 1 << 20, syncPolicy: 'always', syncIntervalMs: 10, writeBytesMax }, 1, null, () => requestId++);
     const step = (): StorageRequest => {
       const requests = writer.takeRequests();
       expect(requests.length).toBe(1);
@@ -176,7 +206,9 @@ describe('log durability on a faulty disk', () => {
   it('seals a recovered tail that has no seal before it finishes', () => {
     const disk = new SimulatedDisk(seedrandom('unsealed'));
     let requestId = 1;
-    const writer = new LogWriter({ segmentBytesMax: 1 << 20, syncPolicy: 'always', syncIntervalMs: 10, writeBytesMax: 1 << 20 }, 1, null, () => requestId++);
+    // No room for a seal in the group's write, so the seal would be a write of its own.
+    const writeBytesMax = 2 * frameHeaderBytes + body(1).length + body(2).length;
+    const writer = new LogWriter({ segmentBytesMax: 1 << 20, syncPolicy: 'always', syncIntervalMs: 10, writeBytesMax }, 1, null, () => requestId++);
     appendGroup(writer, [body(1), body(2)]);
     writer.flush(0);
     pump(disk, writer, 3); // write, sync, directory sync: the seal's write never happens

@@ -101,7 +101,7 @@ describe('stream positions', () => {
   it('after a crash at any step, resume between the last durable position and the last committed one, entries intact', () => {
     let steps = 0;
     let checked = 0;
-    for (let budget = 30; ; budget += 7) {
+    for (let budget = 30; ; budget += 5) {
       const disk = newDisk(budget);
       const harness = new StreamHarness({}, disk);
       const durablePositions: { lsn: number; offset: number }[] = [];
