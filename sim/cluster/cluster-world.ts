@@ -91,7 +91,28 @@ interface Inflight {
   readonly topic: string;
   readonly qos: Qos;
   readonly retain: boolean;
+  /** A large payload's filler length (sim/large-payloads.ts), the same on every resend; undefined: a small one. */
+  readonly fillerBytes: number | undefined;
   phase: 'publish' | 'pubrel';
+}
+
+/**
+ * Large payloads in a cluster world (sim/large-payloads.ts says why): about one world in four,
+ * from a stream of its own, so the other worlds run as before. They cross nodes in hand-offs
+ * and batches (a hand-off above the batch bound goes alone), in retained values and in sessions
+ * handed over, up to NATS's max_payload, which the model enforces (nats-message-too-large).
+ */
+export interface ClusterLargePayloads {
+  /** How often a publish is large. */
+  share: number;
+  /** The largest filler. */
+  ceiling: number;
+}
+
+function chooseClusterLargePayloads(seed: number): ClusterLargePayloads | null {
+  const random = Random.stream(seed, 'cluster-large-payloads');
+  if (!random.chance(0.25)) return null;
+  return { share: random.pick([0.05, 0.2, 0.5]), ceiling: random.pick([4_096, 32_768, 150_000]) };
 }
 
 /** What a seed chooses for a cluster run. */
@@ -167,7 +188,11 @@ export function voprNodesForSeed(seed: number): number {
 
 export function describeClusterShape(shape: ClusterShape): string {
   const fault = (name: string, mean: number | null) => (mean === null ? '' : ` ${name}~${mean}ms`);
-  return `cluster nodes=${shape.nodes} subscribers=${shape.subscribers} publishers=${shape.publishers}x${shape.messagesPerPublisher} active=${shape.activeMs}ms${fault('crash', shape.nodeCrashMeanMs)}${fault('nats-restart', shape.natsRestartMeanMs)}${fault('partition', shape.partitionMeanMs)}${fault('client-drop', shape.clientDropMeanMs)}${shape.crashAfterDiskProbability > 0 ? ` crash-after-disk=${shape.crashAfterDiskProbability}` : ''}${shape.movers > 0 ? ` movers=${shape.movers}~${shape.moveMeanMs}ms${shape.handoverMovers ? '+sessions' : ''}` : ''}${shape.streams ? ' streams' : ''}`;
+  return `cluster nodes=${shape.nodes} subscribers=${shape.subscribers} publishers=${shape.publishers}x${shape.messagesPerPublisher} active=${shape.activeMs}ms${fault('crash', shape.nodeCrashMeanMs)}${fault('nats-restart', shape.natsRestartMeanMs)}${fault('partition', shape.partitionMeanMs)}${fault('client-drop', shape.clientDropMeanMs)}${shape.crashAfterDiskProbability > 0 ? ` crash-after-disk=${shape.crashAfterDiskProbability}` : ''}${shape.movers > 0 ? ` movers=${shape.movers}~${shape.moveMeanMs}ms${shape.handoverMovers ? '+sessions' : ''}` : ''}${shape.streams ? ' streams' : ''}${describeLarge(chooseClusterLargePayloads(shape.seed))}`;
+}
+
+function describeLarge(large: ClusterLargePayloads | null): string {
+  return large === null ? '' : ` large-payloads=${large.share}x${large.ceiling}B`;
 }
 
 export class ClusterWorld implements MemberWorld {
@@ -199,6 +224,8 @@ export class ClusterWorld implements MemberWorld {
   private silentPassedOverEnded = 0;
   readonly sharedChecker: SharedChecker;
   private readonly sharedMembers: SharedMember[];
+  /** Large payloads in this world, or null (chooseClusterLargePayloads). */
+  readonly largePayloads: ClusterLargePayloads | null;
 
   constructor(
     readonly shape: ClusterShape,
@@ -206,12 +233,20 @@ export class ClusterWorld implements MemberWorld {
     private readonly traceSink: ((line: string) => void) | null,
   ) {
     this.checker = new ClusterChecker(this.clock, (rule, detail) => this.fail(rule, detail));
+    this.largePayloads = chooseClusterLargePayloads(shape.seed);
     this.sharedChecker = new SharedChecker(this.clock, shape.nodes, (rule, detail) => this.fail(rule, detail));
     this.checker.shared = this.sharedChecker;
     this.faultRandom = Random.stream(shape.seed, 'cluster-faults');
     this.outageRandom = Random.stream(shape.seed, 'cluster-outages');
     this.netRandom = Random.stream(shape.seed, 'cluster-network');
-    this.nats = new NatsModel(this.queue, this.clock, Random.stream(shape.seed, 'nats'), shape.nodes, (line) => this.trace(line));
+    this.nats = new NatsModel(
+      this.queue,
+      this.clock,
+      Random.stream(shape.seed, 'nats'),
+      shape.nodes,
+      (line) => this.trace(line),
+      (line) => this.fail('nats-message-too-large', line),
+    );
     // Half the worlds store slowly, so hand-offs queue behind the one waiting and go as batches.
     const storeRandom = Random.stream(shape.seed, 'nats-store');
     if (storeRandom.chance(0.5)) this.nats.slowStore(storeRandom, storeRandom.int(50, 400));
@@ -622,6 +657,8 @@ export class ClusterClient {
    */
   private readonly patienceMs: number | null;
   private publishScheduled = false;
+  /** Which publishes are large, in a large-payload world (its own stream). */
+  private readonly largeRandom: Random;
   /** An auditor's view of its node's retained table: topic → publication key. */
   readonly retainedSeen = new Map<string, string>();
 
@@ -638,6 +675,14 @@ export class ClusterClient {
     this.window = random.int(1, 3);
     const patience = Random.stream(world.shape.seed, `client-${index}-patience`);
     this.patienceMs = role === 'publisher' && qos === 1 && patience.chance(0.5) ? patience.int(1_000, 3_000) : null;
+    this.largeRandom = Random.stream(world.shape.seed, `client-${index}-large`);
+  }
+
+  /** A new publish's filler length: undefined (small) but in a large-payload world, where some are large. */
+  private fillerFor(): number | undefined {
+    const large = this.world.largePayloads;
+    if (large === null || !this.largeRandom.chance(large.share)) return undefined;
+    return this.largeRandom.chance(0.7) ? this.largeRandom.int(513, Math.min(4_096, large.ceiling)) : this.largeRandom.int(Math.floor(large.ceiling / 2), large.ceiling);
   }
 
   private get clientId(): string {
@@ -757,7 +802,15 @@ export class ClusterClient {
         this.send({ type: PacketType.Pubrel, packetId, reasonCode: 0 });
       } else {
         this.world.checker.publishSent(this.index, item.sequence, item.topic, item.qos, true, this.pipe!.node, item.retain);
-        this.send({ type: PacketType.Publish, dup: true, qos: item.qos, retain: item.retain, topic: item.topic, packetId, payload: messagePayload(this.index, item.sequence, item.qos, item.topic) });
+        this.send({
+          type: PacketType.Publish,
+          dup: true,
+          qos: item.qos,
+          retain: item.retain,
+          topic: item.topic,
+          packetId,
+          payload: messagePayload(this.index, item.sequence, item.qos, item.topic, item.fillerBytes),
+        });
       }
     }
     this.schedulePublish();
@@ -816,9 +869,10 @@ export class ClusterClient {
     const retain = this.qos > 0 && this.random.chance(0.3);
     this.world.trace(`c${this.index} PUBLISH ${this.index}|${sequence} q${this.qos}${retain ? ' retain' : ''} ${topic}${packetId === undefined ? '' : ` id=${packetId}`}`);
     this.world.checker.publishSent(this.index, sequence, topic, this.qos, false, this.pipe!.node, retain);
-    if (packetId !== undefined) this.inflight.set(packetId, { sequence, topic, qos: this.qos, retain, phase: 'publish' });
+    const fillerBytes = this.fillerFor();
+    if (packetId !== undefined) this.inflight.set(packetId, { sequence, topic, qos: this.qos, retain, fillerBytes, phase: 'publish' });
     if (packetId !== undefined) this.awaitAcknowledgement(packetId, sequence);
-    this.send({ type: PacketType.Publish, dup: false, qos: this.qos, retain, topic, packetId, payload: messagePayload(this.index, sequence, this.qos, topic) });
+    this.send({ type: PacketType.Publish, dup: false, qos: this.qos, retain, topic, packetId, payload: messagePayload(this.index, sequence, this.qos, topic, fillerBytes) });
     this.schedulePublish();
   }
 

@@ -34,8 +34,10 @@
  *   it), and handed over in sequence order on resume; a dropped link forgets them, as the Node
  *   host does (io/cluster/nats-link.ts).
  */
+
 import { handoffBatchSubject } from '../../src/cluster/handoff-batch.js';
 import { subjectMatches } from '../../src/cluster/subjects.js';
+import { utf8Length } from '../../src/codec/utf8.js';
 import type { ClusterHeaders, ClusterKeyChange, ClusterMessage, ClusterRequest, ClusterResult } from '../../src/contract.js';
 import type { EventQueue } from '../event-queue.js';
 import type { Random } from '../random.js';
@@ -93,6 +95,9 @@ export const ackWaitMs = 2_000;
 const ackPendingMax = 64;
 const pumpIntervalMs = 250;
 
+/** NATS's default max_payload, which the nodes' default cluster.messageBytesMax matches. */
+const natsMaxPayloadBytes = 1024 * 1024;
+
 export class NatsModel {
   private readonly stream: StreamEntry[] = [];
   private readonly dedupe = new Map<string, number>();
@@ -114,6 +119,8 @@ export class NatsModel {
     private readonly random: Random,
     nodes: number,
     private readonly trace: (line: string) => void,
+    /** A node sent a message larger than NATS's max_payload (the world fails it: `nats-message-too-large`). */
+    private readonly tooLarge: (line: string) => void = () => {},
   ) {
     for (let node = 0; node < nodes; node++) {
       this.links.push({ epoch: 0, up: false, partitioned: false, nodeRunning: false, sink: null, subscriptions: new Map(), held: null, toNatsMs: 0, toNodeMs: 0 });
@@ -166,6 +173,20 @@ export class NatsModel {
   /** A request from a node, carried over its link. */
   request(node: number, request: ClusterRequest): void {
     const link = this.links[node]!;
+    // NATS refuses a message over its max_payload (headers count), every time: the node must never
+    // send one (src/cluster/message-size.ts), or what it queued behind it would wait for good.
+    if (request.op === 'publish' || request.op === 'publish-durable' || (request.op === 'kv-set' && request.value !== null)) {
+      const payload = request.op === 'kv-set' ? request.value! : request.payload;
+      const headers = request.op === 'kv-set' ? {} : request.headers;
+      let bytes = payload.length + 12;
+      for (const [name, value] of Object.entries(headers)) bytes += utf8Length(name) + utf8Length(value) + 4;
+      if (bytes > natsMaxPayloadBytes) {
+        this.tooLarge(`n${node} sent ${request.op} of ${bytes} bytes${request.op === 'kv-set' ? ` (key ${request.key})` : ` on ${request.subject}`}, over NATS's max_payload ${natsMaxPayloadBytes}`);
+        if (request.op !== 'publish')
+          this.toNode(node, link.epoch, (sink) => sink.completed({ requestId: request.requestId, ok: false, code: 'unavailable', message: 'maximum payload exceeded' }), true);
+        return;
+      }
+    }
     if (!link.up) {
       // The client library fails durable requests at once while it is disconnected.
       if (request.op === 'publish-durable' || request.op === 'kv-set')

@@ -310,7 +310,7 @@ describe('cluster simulation', () => {
           .slice(-60)
           .join('\n'),
       ).toBe(true);
-      expect(result.shape).toMatch(/ streams$/);
+      expect(result.shape).toMatch(/ streams( large-payloads=\S+)?$/);
       paces += lines.filter((line) => / link pace$/.test(line)).length;
     }
     // Pauses and resumes, many of them: the bound is reached in most worlds.
