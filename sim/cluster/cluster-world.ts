@@ -422,6 +422,8 @@ export class ClusterWorld implements MemberWorld {
           },
           `cluster key ${change.bucket}/${change.key}${change.value === null ? ' deleted' : ''}`,
         ),
+      watchCurrent: (bucket, requestId) =>
+        this.nodeInput(node, incarnation, (driver) => driver.clusterWatchCurrent(this.clock.nowMs, bucket, requestId), `cluster watch ${bucket} #${requestId} current`),
     });
   }
 

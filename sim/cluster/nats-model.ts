@@ -24,7 +24,8 @@
  *   may expect, as JetStream's expected last subject sequence does); expected revision 0 succeeds
  *   on a key absent or deleted (what nats.js's `create` does: it retries on a tombstone's
  *   revision). A watch sends the last entry of every key, tombstones included (JetStream's last
- *   message per subject), then every change, in revision order, until the link drops.
+ *   message per subject), then that it is current, then every change, in revision order, until
+ *   the link drops.
  * - Restarts: NATS goes down for a while (every link drops) and comes back with its stream and
  *   consumers (JetStream's store survives a process restart).
  * - Slow watches (chosen per world): a watch replays its keys one by one, each a random while
@@ -49,6 +50,8 @@ export interface NatsNodeSink {
   message(message: ClusterMessage): void;
   completed(result: ClusterResult): void;
   keyChanged(change: ClusterKeyChange): void;
+  /** The watch `requestId` of `bucket` has replayed every key (contract.ts clusterWatchCurrent). */
+  watchCurrent(bucket: string, requestId: number): void;
 }
 
 interface StreamEntry {
@@ -265,7 +268,7 @@ export class NatsModel {
       case 'kv-set':
         return this.kvSet(node, link, request);
       case 'kv-watch':
-        return this.kvWatch(node, link, request.bucket);
+        return this.kvWatch(node, link, request.bucket, request.requestId);
     }
   }
 
@@ -306,7 +309,7 @@ export class NatsModel {
     }
   }
 
-  private kvWatch(node: number, link: NodeLink, name: string): void {
+  private kvWatch(node: number, link: NodeLink, name: string, requestId: number): void {
     const bucket = this.bucket(name);
     // A watch issued again replaces the old one (its lane starts where the old one's ends).
     const watcher: Watcher = { epoch: link.epoch, laneMs: Math.max(this.clock.nowMs, bucket.watchers.get(node)?.laneMs ?? 0) };
@@ -316,6 +319,8 @@ export class NatsModel {
       const change: ClusterKeyChange = { bucket: name, key, value: entry.value, revision: entry.revision };
       this.toWatcher(node, watcher, this.watchRandom === null ? 0 : this.watchRandom.int(0, this.watchStepMsMax), (sink) => sink.keyChanged(change));
     }
+    // After the last replayed entry, on the same lane: the replay is complete.
+    this.toWatcher(node, watcher, 0, (sink) => sink.watchCurrent(name, requestId));
   }
 
   /** Schedules `run` for a watch: on the link, or, with slow watches, on the watch's own lane `stepMs` after its last entry. */

@@ -124,6 +124,11 @@
  *   marker before it read A's), so no holder met one before B's marker, whatever the moves and
  *   crashes between; and it is durable wherever the session is (logged with it, carried with it).
  *
+ * Every decision at a marker rests on the claims the node has seen in `keel-sessions`: after its
+ * link comes up (a reconnection, a restart) a node reads no marker until its watch has replayed
+ * the bucket (cluster-node.ts, session-registry.ts `current`; seeds 3400116, 5000791), or it could
+ * take an older claim's marker for the newest and hand away a session its newer claim holds.
+ *
  * Bounds and costs: B holds the CONNACK and its stream reader for at most `handoverWaitMs` from
  * the claim (the stream behind the marker waits in memory meanwhile: at most what NATS delivers
  * unacknowledged); a hand-over costs one durable publish (the marker), one key-value put and
@@ -164,7 +169,7 @@ export const handoverWaitMs = 5_000;
 /** The largest serialized state put into the bucket; the newest queued messages beyond it are left out. */
 export const handoverBytesMax = 512 * 1024;
 /** Stream deliveries held behind a marker at most (NATS delivers no more unacknowledged: nats-link.ts). */
-const heldDeliveriesMax = 4_096;
+export const heldDeliveriesMax = 4_096;
 
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder('utf-8', { fatal: true });
@@ -1120,7 +1125,7 @@ export class SessionHandover {
     if (this.hold !== null) this.hold.requestId = 0;
     if (!up) return;
     this.arrived.clear();
-    this.broker.pushCluster({ op: 'kv-watch', bucket: handoverBucket });
+    this.broker.pushCluster({ op: 'kv-watch', requestId: this.host.nextRequestId(), bucket: handoverBucket });
     this.issuePut();
   }
 

@@ -8,8 +8,10 @@
  * 0x8E (3.1.1: a close), its will is published once, and the session it held here is gone; a
  * change naming this node changes nothing; a claim over a key whose owner asked another node for
  * the session names that node as the prior of its marker, unless this node has read the owner's
- * marker already (session-handover.ts); back on NATS, a node holds on to its own claims at markers
- * until the watch replays their keys (seed 3400116).
+ * marker already (session-handover.ts); back on NATS, or restarted, a node reads no hand-over
+ * marker until its watch of the bucket says its replay is in, and then decides at it with the
+ * claims the replay showed (seeds 3400116, 5000791); the answer of a watch replaced since counts
+ * for nothing.
  */
 import { describe, expect, it } from 'vitest';
 import { decodeHandoverState, handoverBucket, handoverMarkerSubject, handoverWaitMs } from '../../src/cluster/session-handover.js';
@@ -64,6 +66,34 @@ function connectClaimed(harness: Harness, clientId: string, revision: number, op
   answer(harness, claim!, revision);
   expect(client.take()).toMatchObject([{ type: PacketType.Connack, reasonCode: 0 }]);
   return client;
+}
+
+/** Node b's claim at revision 3, which asked this node (a) for the session: older than a's at 5. */
+const olderMarker = { 'Keel-Origin': 'b', 'Keel-Handover-Client': sessionKey('mover'), 'Keel-Handover-From': 'a', 'Keel-Handover-Revision': '3', 'Keel-Seq': '1-1' };
+
+function deliverMarker(harness: Harness, headers: Record<string, string>, streamSequence: number): void {
+  harness.broker.clusterMessage(harness.nowMs, { subject: handoverMarkerSubject, headers, payload: new Uint8Array(0), subscriptionId: null, consumerId: 1, streamSequence, redelivered: false });
+  harness.collect();
+}
+
+/** A QoS 1 hand-off of node b on `x/y` at `streamSequence`. */
+function deliverHandoff(harness: Harness, streamSequence: number): void {
+  const headers = { 'Keel-Origin': 'b', 'Keel-Qos': '1', 'Keel-Seq': `1-${streamSequence + 10}` };
+  harness.broker.clusterMessage(harness.nowMs, {
+    subject: '$KEEL.handoff.x.y',
+    headers,
+    payload: new TextEncoder().encode('m'),
+    subscriptionId: null,
+    consumerId: 1,
+    streamSequence,
+    redelivered: false,
+  });
+  harness.collect();
+}
+
+/** The answers this node put into `keel-handover` since the last take. */
+function handoverPuts(harness: Harness): KvSet[] {
+  return harness.takeClusterRequests().filter((request): request is KvSet => request.op === 'kv-set' && request.bucket === handoverBucket);
 }
 
 describe('cluster-wide client ids', () => {
@@ -247,27 +277,60 @@ describe('cluster-wide client ids', () => {
     const client = connectClaimed(harness, 'mover', 5, { cleanStart: true, expiry: 3600 });
     client.subscribe(['x/#']);
     harness.broker.clusterStatus(harness.nowMs, 'disconnected');
-    harness.broker.clusterStatus(harness.nowMs, 'connected');
-    harness.collect();
-    harness.takeClusterRequests();
+    harness.clusterConnected(false);
     // Node b's claim at revision 3 asked this node for the session; its marker, held in b's outbox,
     // reaches the stream only now, before the watch has replayed this node's claim at revision 5.
-    const marker = { 'Keel-Origin': 'b', 'Keel-Handover-Client': sessionKey('mover'), 'Keel-Handover-From': 'a', 'Keel-Handover-Revision': '3', 'Keel-Seq': '1-1' };
-    harness.broker.clusterMessage(harness.nowMs, {
-      subject: handoverMarkerSubject,
-      headers: marker,
-      payload: new Uint8Array(0),
-      subscriptionId: null,
-      consumerId: 1,
-      streamSequence: 1,
-      redelivered: false,
-    });
+    deliverMarker(harness, olderMarker, 1);
+    expect(handoverPuts(harness)).toEqual([]);
+    expect(client.take()).toEqual([]);
+    // The watch replays the key, then says it is current: the reader decides at the marker now.
+    ownedBy(harness, 'mover', 'a', 5);
+    harness.broker.clusterWatchCurrent(harness.nowMs, sessionsBucket, harness.sessionsWatchId);
     harness.collect();
     expect(client.take()).toEqual([]);
     expect(client.closed).toBe(false);
     expect(harness.broker.state.sessions.has('mover')).toBe(true);
-    const puts = harness.takeClusterRequests().filter((request): request is KvSet => request.op === 'kv-set' && request.bucket === handoverBucket);
+    const puts = handoverPuts(harness);
     expect(puts).toHaveLength(1);
     expect(decodeHandoverState(puts[0]!.value!)?.header).toMatchObject({ client: 'mover', to: 'b', none: true });
+  });
+
+  it("after a restart, holds the stream at an older claim's marker until the watch has replayed the bucket, then keeps the session its newer claim owns", () => {
+    const harness = node();
+    connectClaimed(harness, 'mover', 5, { cleanStart: true, expiry: 3600 }).subscribe(['x/#']);
+    // A crash: the new process remembers no claim, only the session in its log.
+    harness.restart();
+    expect(harness.broker.state.sessions.has('mover')).toBe(true);
+    harness.clusterConnected(false);
+    const firstWatch = harness.sessionsWatchId;
+    expect(firstWatch).toBeGreaterThan(0);
+    // b's older marker, then a hand-off of b behind it: neither is read before the replay is in.
+    deliverMarker(harness, olderMarker, 1);
+    deliverHandoff(harness, 2);
+    expect(handoverPuts(harness)).toEqual([]);
+    expect(harness.broker.state.cluster!.appliedSequence).toBe(0);
+    // A lost link and a new watch: the first watch's answer, coming late, counts for nothing.
+    harness.broker.clusterStatus(harness.nowMs, 'disconnected');
+    harness.clusterConnected(false);
+    expect(harness.sessionsWatchId).not.toBe(firstWatch);
+    ownedBy(harness, 'mover', 'a', 5);
+    harness.broker.clusterWatchCurrent(harness.nowMs, sessionsBucket, firstWatch);
+    harness.collect();
+    expect(handoverPuts(harness)).toEqual([]);
+    expect(harness.broker.state.cluster!.appliedSequence).toBe(0);
+    // The newest watch is current: the marker is read with the claim at revision 5 known, so this
+    // node keeps the session and answers b that it has none; the hand-off behind it goes on.
+    harness.broker.clusterWatchCurrent(harness.nowMs, sessionsBucket, harness.sessionsWatchId);
+    harness.collect();
+    const puts = handoverPuts(harness);
+    expect(puts).toHaveLength(1);
+    expect(decodeHandoverState(puts[0]!.value!)?.header).toMatchObject({ client: 'mover', to: 'b', none: true });
+    expect(harness.broker.state.sessions.has('mover')).toBe(true);
+    // b's bucket takes the answer: the reader records the marker and the hand-off behind it applied.
+    harness.broker.clusterCompleted(harness.nowMs, { requestId: puts[0]!.requestId, ok: true, sequence: 1 });
+    harness.collect();
+    expect(harness.broker.state.cluster!.appliedSequence).toBe(2);
+    // b's hand-off reached the session that stayed here.
+    expect(harness.broker.state.sessions.get('mover')?.queue.length).toBe(1);
   });
 });
