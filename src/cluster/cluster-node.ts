@@ -23,10 +23,11 @@
  *   it was given, and logs it.
  * - Markers of session hand-overs (session-handover.ts) are read only once the node's watch of
  *   `keel-sessions` has replayed the bucket since the link came up (contract.ts
- *   clusterWatchCurrent): until then the reader stands at the first marker it meets, holding what
- *   comes behind it (at most what NATS delivers unacknowledged). Hand-offs before that marker are
- *   routed at once, so a reconnection pays for the replay (README "Cluster" has its time for a
- *   large bucket) only when a hand-over's marker is among the first deliveries.
+ *   clusterWatchCurrent), when what this node does at them rests on the claims (it is asked for
+ *   the session, or holds a copy of it): until then the reader stands at the first such marker,
+ *   holding what comes behind it (at most what NATS delivers unacknowledged). Hand-offs and other
+ *   markers before it are read at once, so a reconnection pays for the replay (README "Cluster"
+ *   has its time for a large bucket) only when such a marker is among the first deliveries.
  * - Batches (handoff-batch.ts): at most handoffUnitsInFlightMax stream messages of a node wait for
  *   JetStream's acknowledgement at once; the QoS 1 hand-offs queued meanwhile go out together as
  *   one stream message (`$KEEL.handoff.$batch`), so under load JetStream stores, and every node's
@@ -783,9 +784,9 @@ export class ClusterNode {
     }
     this.gapSinceMs = null;
     if (message.subject === handoverMarkerSubject) {
-      // What the hand-over decides at a marker rests on the newest claims this node knows: not
+      // What the hand-over decides at a marker may rest on the newest claims this node knows: not
       // before its watch has replayed `keel-sessions` since the link came up (session-registry.ts).
-      if (!this.sessions.watchCurrent) return this.holdForWatch(message);
+      if (!this.sessions.watchCurrent && this.handover.decidesByClaims(message)) return this.holdForWatch(message);
       return this.handover.markerArrived(message, sequence, nowMs);
     }
     this.applyHandoffs(nowMs, message.subject === handoffBatchSubject ? this.batchEntries(message) : [message], sequence);
@@ -793,9 +794,10 @@ export class ClusterNode {
 
   /**
    * Holds a delivery, from a marker on, until the sessions watch is current (watchCurrent). Only
-   * a marker waits so, not the hand-offs before it: a node back on NATS routes what the stream
-   * brings at once, and its reader stops only if a hand-over marker comes before the replay ends
-   * (a replay of 100,000 keys takes a while; most reconnections meet no marker meanwhile).
+   * a marker whose outcome here depends on the claims waits so (SessionHandover.decidesByClaims:
+   * this node is asked for the session, or holds a copy of it), not the hand-offs before it nor
+   * other markers: a node back on NATS routes what the stream brings at once, and its reader
+   * stops only at such a marker before the replay ends (a replay of 100,000 keys takes seconds).
    */
   private holdForWatch(message: ClusterMessage): void {
     const held = this.heldForWatch ?? [];

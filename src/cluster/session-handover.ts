@@ -630,6 +630,22 @@ export class SessionHandover {
     hold.buffered.push({ ...message, payload: ownCopy(message.payload) });
   }
 
+  /**
+   * Whether what this node does at `marker` rests on the claims it has seen in `keel-sessions`
+   * (markerArrived): as the marker's source or prior (sourceServes), or as a node holding a copy
+   * of the session or its pending will (kept for a newer claim, or ended). The node the marker is
+   * for, and any other node, do the same whatever the claims. Only a marker that depends on them
+   * waits for the watch's replay after the link came up (cluster-node.ts).
+   */
+  decidesByClaims(marker: ClusterMessage): boolean {
+    const clientId = clientIdOfSessionKey(marker.headers[headerClient] ?? '');
+    const to = marker.headers[headerOrigin];
+    const from = marker.headers[headerFrom];
+    if (clientId === null || to === undefined || from === undefined || to === this.host.nodeId) return false;
+    if (from === this.host.nodeId || marker.headers[headerPrior] === this.host.nodeId) return true;
+    return this.broker.state.sessions.has(clientId) || this.broker.pendingWills.has(clientId);
+  }
+
   /** The marker at `sequence` (the next one to apply) arrived. */
   markerArrived(message: ClusterMessage, sequence: number, nowMs: number): void {
     const clientId = clientIdOfSessionKey(message.headers[headerClient] ?? '');

@@ -9,9 +9,9 @@
  * change naming this node changes nothing; a claim over a key whose owner asked another node for
  * the session names that node as the prior of its marker, unless this node has read the owner's
  * marker already (session-handover.ts); back on NATS, or restarted, a node reads no hand-over
- * marker until its watch of the bucket says its replay is in, and then decides at it with the
- * claims the replay showed (seeds 3400116, 5000791); the answer of a watch replaced since counts
- * for nothing.
+ * marker that asks it for the session until its watch of the bucket says its replay is in, and
+ * then decides at it with the claims the replay showed (seeds 3400116, 5000791), while a marker
+ * that asks nothing of it is read at once; the answer of a watch replaced since counts for nothing.
  */
 import { describe, expect, it } from 'vitest';
 import { decodeHandoverState, handoverBucket, handoverMarkerSubject, handoverWaitMs } from '../../src/cluster/session-handover.js';
@@ -332,5 +332,16 @@ describe('cluster-wide client ids', () => {
     expect(harness.broker.state.cluster!.appliedSequence).toBe(2);
     // b's hand-off reached the session that stayed here.
     expect(harness.broker.state.sessions.get('mover')?.queue.length).toBe(1);
+  });
+
+  it('reads at once, before the replay, a marker whose outcome here does not rest on the claims (it holds no copy and is not asked)', () => {
+    const harness = node();
+    harness.clusterConnected(false);
+    // b asks c for a session this node never held: nothing to decide here, whatever the claims.
+    deliverMarker(harness, { ...olderMarker, 'Keel-Handover-From': 'c' }, 1);
+    deliverHandoff(harness, 2);
+    expect(harness.broker.state.cluster!.appliedSequence).toBe(2);
+    expect(handoverPuts(harness)).toEqual([]);
+    expect(harness.broker.cluster!.counters.markersHeldForWatch).toBe(0);
   });
 });
