@@ -888,9 +888,16 @@ export class SessionHandover {
     if (answer === null) return;
     const { state, key } = answer;
     const incoming = hold.matched ? this.incoming.get(hold.clientId) : undefined;
-    if (hold.matched) this.incoming.delete(hold.clientId);
+    const empty = state === null || state.header.none;
+    // A hand-over this node waits for without a marker of its own (an earlier claim's, from before
+    // a restart: awaitsEarlier) stands for any of its markers of the client, older claims' too: an
+    // empty answer at one of them may be an older claim's, with the session still to come at the
+    // earlier claim's marker (seed 4010380). A CONNECT waiting for it waits on, up to its
+    // deadline, for a session (without one, a marker that comes finds no hand-over and applies it).
+    const waitsOn = empty && incoming?.parked === true && incoming.markerCounter === null;
+    if (hold.matched && !waitsOn) this.incoming.delete(hold.clientId);
     let applied = true;
-    if (state === null || state.header.none) {
+    if (empty) {
       this.counters.empty += 1;
     } else if (this.broker.online.has(hold.clientId) && incoming?.parked !== true) {
       // The client connected here again meanwhile and was answered: this state comes too late for it.
@@ -904,7 +911,7 @@ export class SessionHandover {
       // window before the newer marker (seed 2501259), and apply skips those a window still holds.
       this.apply(state, own, own === null ? hold.markerCounter : null, nowMs);
     }
-    if (incoming?.parked === true) this.host.answer(hold.clientId, nowMs, false);
+    if (incoming?.parked === true && !waitsOn) this.host.answer(hold.clientId, nowMs, false);
     this.release(nowMs);
     // The key goes once the marker's applied record is durable: a crash before replays the marker and needs the state again.
     const lsn = this.broker.store.appendedLsn;

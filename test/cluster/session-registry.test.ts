@@ -14,7 +14,7 @@
  * that asks nothing of it is read at once; the answer of a watch replaced since counts for nothing.
  */
 import { describe, expect, it } from 'vitest';
-import { decodeHandoverState, handoverBucket, handoverMarkerSubject, handoverWaitMs } from '../../src/cluster/session-handover.js';
+import { decodeHandoverState, encodeHandoverState, handoverBucket, handoverKey, handoverMarkerSubject, handoverWaitMs } from '../../src/cluster/session-handover.js';
 import { claimWaitMs, decodeOwner, encodeOwner, sessionKey, sessionsBucket } from '../../src/cluster/session-registry.js';
 import { PacketType } from '../../src/codec/packets.js';
 import type { ClusterRequest } from '../../src/contract.js';
@@ -343,5 +343,31 @@ describe('cluster-wide client ids', () => {
     expect(harness.broker.state.cluster!.appliedSequence).toBe(2);
     expect(handoverPuts(harness)).toEqual([]);
     expect(harness.broker.cluster!.counters.markersHeldForWatch).toBe(0);
+  });
+
+  it("waits on past an empty answer at an older claim's marker for a hand-over its earlier claim asked for before a restart (seed 4010380)", () => {
+    const harness = node();
+    // This node's earlier claim (revision 7) asked b for the session, which has not come: the node
+    // restarted since and holds none. Its new CONNECT waits for that hand-over, without a marker.
+    harness.broker.clusterKeyChanged(harness.nowMs, { bucket: sessionsBucket, key: sessionKey('mover'), value: encodeOwner({ node: 'a', generation: '1.1', handoverFrom: 'b' }), revision: 7 });
+    harness.collect();
+    const client = harness.open(5);
+    sendConnect(client, 'mover', { cleanStart: false, expiry: 3600 });
+    const [claim] = claims(harness);
+    expect(decodeOwner(claim!.value!)).toMatchObject({ node: 'a', handoverFrom: 'b' });
+    answer(harness, claim!, 8);
+    expect(harness.takeClusterRequests().filter((request) => request.op === 'publish-durable')).toEqual([]);
+    // A marker of this node's claim older still (revision 3), which b answered empty.
+    deliverMarker(harness, { 'Keel-Origin': 'a', 'Keel-Handover-Client': sessionKey('mover'), 'Keel-Handover-From': 'b', 'Keel-Handover-Revision': '3', 'Keel-Seq': '1-1' }, 1);
+    const none = { header: { client: 'mover', from: 'b', to: 'a', sequence: 1, nowMs: harness.nowMs, cut: '1-0', willInMs: null, none: true }, records: [] };
+    harness.broker.clusterKeyChanged(harness.nowMs, { bucket: handoverBucket, key: handoverKey('mover', 1), value: encodeHandoverState(none), revision: 1 });
+    harness.collect();
+    // The reader reads on, and the CONNECT still waits: the session may come at the earlier claim's marker.
+    expect(harness.broker.state.cluster!.appliedSequence).toBe(1);
+    expect(client.take()).toEqual([]);
+    // It does not come: the CONNECT is answered at its deadline, with a fresh session, and says so.
+    harness.advance(handoverWaitMs);
+    expect(client.take()).toMatchObject([{ type: PacketType.Connack, reasonCode: 0, sessionPresent: false }]);
+    expect(harness.logs.some((log) => log.event === 'handover-timed-out')).toBe(true);
   });
 });
