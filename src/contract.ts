@@ -173,8 +173,12 @@ export type ClusterRequest =
    * (0: only if absent), else it fails with `wrong-revision`. `value` null deletes.
    */
   | { op: 'kv-set'; requestId: number; bucket: string; key: string; value: Uint8Array | null; expectedRevision: number | null }
-  /** Every entry of the bucket, then every change, as `clusterKeyChanged` inputs in revision order. */
-  | { op: 'kv-watch'; bucket: string };
+  /**
+   * Every entry of the bucket, then every change, as `clusterKeyChanged` inputs in revision order;
+   * once the entries the bucket held when the watch began are all in (its initial replay), one
+   * `clusterWatchCurrent` with this `requestId`. A watch of a bucket already watched replaces it.
+   */
+  | { op: 'kv-watch'; requestId: number; bucket: string };
 
 /** What a node hears on the link. `subscriptionId` for core NATS, `consumerId` + `streamSequence` for the hand-off stream. */
 export interface ClusterMessage {
@@ -217,6 +221,13 @@ export interface ClusterInputs {
   clusterMessages(nowMs: number, messages: readonly ClusterMessage[]): void;
   clusterCompleted(nowMs: number, result: ClusterResult): void;
   clusterKeyChanged(nowMs: number, change: ClusterKeyChange): void;
+  /**
+   * The `kv-watch` with `requestId` has delivered its initial replay: every key of `bucket` as it
+   * stood at some moment after the request (an empty bucket: at once). Sent once per watch, after
+   * its last replayed entry; a watch replaced or lost with the link before then may never send
+   * it, and one of a replaced watch may still come (the core tells them apart by `requestId`).
+   */
+  clusterWatchCurrent(nowMs: number, bucket: string, requestId: number): void;
 }
 
 export type AdminOutcome = { ok: true } | { ok: false; status: 'not-found' | 'invalid'; message: string };

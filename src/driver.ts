@@ -137,6 +137,13 @@ export class Driver {
     this.flush();
   }
 
+  clusterWatchCurrent(nowMs: number, bucket: string, requestId: number): void {
+    this.enter(nowMs);
+    assert(this.core.clusterWatchCurrent !== undefined, 'cluster input to a core without a cluster');
+    this.core.clusterWatchCurrent(nowMs, bucket, requestId);
+    this.flush();
+  }
+
   shutdown(nowMs: number): void {
     this.enter(nowMs);
     this.core.shutdown(nowMs);

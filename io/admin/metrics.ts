@@ -244,6 +244,11 @@ export class BrokerMetrics {
       (s) => group(s, 'clusterNode').consumerPauses ?? 0,
     );
     this.counter(
+      'keel_cluster_markers_held_for_watch_total',
+      "Times this node's stream reader stood at a hand-over marker until its watch of keel-sessions had replayed the bucket (after the link came up)",
+      (s) => group(s, 'clusterNode').markersHeldForWatch ?? 0,
+    );
+    this.counter(
       'keel_cluster_handoff_gaps_total',
       'Hand-offs that arrived ahead of an earlier one this node had not applied (held back for the redelivery)',
       (s) => group(s, 'clusterNode').handoffGaps ?? 0,

@@ -22,14 +22,16 @@ export type ClusterInput =
   | { kind: 'status'; status: 'connected' | 'disconnected' }
   | { kind: 'message'; message: ClusterMessage }
   | { kind: 'completed'; result: ClusterResult }
-  | { kind: 'key-changed'; change: ClusterKeyChange };
+  | { kind: 'key-changed'; change: ClusterKeyChange }
+  | { kind: 'watch-current'; bucket: string; requestId: number };
 
 /** Hands one cluster input to the driver as the matching ClusterInputs call. */
 export function feedDriver(driver: Driver, nowMs: number, input: ClusterInput): void {
   if (input.kind === 'status') driver.clusterStatus(nowMs, input.status);
   else if (input.kind === 'message') driver.clusterMessage(nowMs, input.message);
   else if (input.kind === 'completed') driver.clusterCompleted(nowMs, input.result);
-  else driver.clusterKeyChanged(nowMs, input.change);
+  else if (input.kind === 'key-changed') driver.clusterKeyChanged(nowMs, input.change);
+  else driver.clusterWatchCurrent(nowMs, input.bucket, input.requestId);
 }
 
 /** Inputs fed to the driver in one event-loop turn before the rest wait for the next one. */

@@ -28,7 +28,8 @@
  * on; at the start of a session (after a crash or a reconnection) the link holds later
  * deliveries back until the unacknowledged earlier ones have come again (RedeliveryGate), so the
  * core sees what it had not made safe before anything newer. Key changes of one
- * watch come in revision order: first the current value of every key, then every change.
+ * watch come in revision order: first the current value of every key, then `watch-current`, then
+ * every change.
  *
  * Limits and their outcomes:
  * - `requestsPendingMax` durable publishes and key-value sets waiting for NATS: past it a request
@@ -228,7 +229,7 @@ export class NatsLink {
       case 'kv-set':
         return this.keyValueSet(request);
       case 'kv-watch':
-        return this.watch(request.bucket);
+        return this.watch(request.bucket, request.requestId);
     }
   }
 
@@ -558,14 +559,23 @@ export class NatsLink {
     return ack.seq;
   }
 
-  private watch(bucketName: string): void {
+  private watch(bucketName: string, requestId: number): void {
     if (!this.up) return;
     const epoch = this.epoch;
-    this.runWatch(epoch, bucketName).catch((error: unknown) => this.sourceFailed(epoch, 'kv-watch', error));
+    this.runWatch(epoch, bucketName, requestId).catch((error: unknown) => this.sourceFailed(epoch, 'kv-watch', error));
   }
 
-  private async runWatch(epoch: number, bucketName: string): Promise<void> {
+  /**
+   * Watches a bucket: its keys, then `watch-current` once the initial replay is in, then every
+   * change. nats.js marks the replay's end on its entries: a watch counts the entries pending
+   * when it starts, and the last of them is the first one flagged `isUpdate` (`delta`, the
+   * entries still pending behind one, is 0 there too, unless changes came meanwhile). A watch of
+   * an empty bucket delivers nothing to flag, so the bucket's message count, read just before
+   * the watch starts, says that: current at once (as of a moment after the request).
+   */
+  private async runWatch(epoch: number, bucketName: string, requestId: number): Promise<void> {
     const bucket = await this.bucket(bucketName);
+    const empty = (await bucket.status()).values === 0;
     const entries = await bucket.watch({ include: KvWatchInclude.LastValue });
     if (epoch !== this.epoch) return void entries.stop();
     // A second watch of the bucket would deliver every change twice from now on: the new one,
@@ -573,11 +583,16 @@ export class NatsLink {
     this.watchers.get(bucketName)?.stop();
     this.watchers.set(bucketName, entries);
     const current = (): boolean => epoch === this.epoch && this.watchers.get(bucketName) === entries;
+    let replayed = empty;
+    if (replayed) this.queue.push({ kind: 'watch-current', bucket: bucketName, requestId });
     for await (const entry of entries) {
       await this.queue.whenBelowHighWater();
       if (!current()) return;
       const value = entry.operation === 'PUT' ? entry.value : null;
       this.queue.push({ kind: 'key-changed', change: { bucket: bucketName, key: entry.key, value, revision: entry.revision } });
+      if (replayed || !(entry.isUpdate || entry.delta === 0)) continue;
+      replayed = true;
+      this.queue.push({ kind: 'watch-current', bucket: bucketName, requestId });
     }
     if (current()) throw new Error(`the watch of ${bucketName} stopped`);
   }

@@ -102,6 +102,9 @@ class WrappedClusterBroker implements BrokerCore {
   clusterKeyChanged(nowMs: number, change: ClusterKeyChange): void {
     this.inner.clusterKeyChanged!(nowMs, change);
   }
+  clusterWatchCurrent(nowMs: number, bucket: string, requestId: number): void {
+    this.inner.clusterWatchCurrent!(nowMs, bucket, requestId);
+  }
   drainActions(): Action[] {
     const actions = this.inner.drainActions();
     if (this.extra.length === 0) return actions;

@@ -250,6 +250,10 @@ export class ClusterWorld implements MemberWorld {
     // Half the worlds store slowly, so hand-offs queue behind the one waiting and go as batches.
     const storeRandom = Random.stream(shape.seed, 'nats-store');
     if (storeRandom.chance(0.5)) this.nats.slowStore(storeRandom, storeRandom.int(50, 400));
+    // Half the worlds replay watches slowly, so the stream's deliveries after a (re)connection can
+    // overtake a watch's replay (a bucket of many keys over real JetStream).
+    const watchRandom = Random.stream(shape.seed, 'nats-watch');
+    if (watchRandom.chance(0.5)) this.nats.slowWatches(watchRandom, watchRandom.int(20, 400));
     this.nats.keySet = (change) => {
       if (change.bucket !== retainedBucket) return;
       const topic = topicOfRetainedKey(change.key);
@@ -453,6 +457,8 @@ export class ClusterWorld implements MemberWorld {
           },
           `cluster key ${change.bucket}/${change.key}${change.value === null ? ' deleted' : ''}`,
         ),
+      watchCurrent: (bucket, requestId) =>
+        this.nodeInput(node, incarnation, (driver) => driver.clusterWatchCurrent(this.clock.nowMs, bucket, requestId), `cluster watch ${bucket} #${requestId} current`),
     });
   }
 

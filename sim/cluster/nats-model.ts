@@ -24,9 +24,14 @@
  *   may expect, as JetStream's expected last subject sequence does); expected revision 0 succeeds
  *   on a key absent or deleted (what nats.js's `create` does: it retries on a tombstone's
  *   revision). A watch sends the last entry of every key, tombstones included (JetStream's last
- *   message per subject), then every change, in revision order, until the link drops.
+ *   message per subject), then that it is current, then every change, in revision order, until
+ *   the link drops.
  * - Restarts: NATS goes down for a while (every link drops) and comes back with its stream and
  *   consumers (JetStream's store survives a process restart).
+ * - Slow watches (chosen per world): a watch replays its keys one by one, each a random while
+ *   after the one before, as a watch of many keys does over JetStream; its entries, and the
+ *   changes behind them, come on the watch's own lane, interleaved with the stream's deliveries
+ *   (which may overtake the replay). Otherwise a watch replays at once on the link.
  * - A slow store (chosen per world): the answer to a durable publish is held back a while, and
  *   the node's link with it (what follows on it keeps its order).
  * - Pacing (`pace`) is the host's, not NATS's: while the node has paused its consumer, deliveries
@@ -47,6 +52,8 @@ export interface NatsNodeSink {
   message(message: ClusterMessage): void;
   completed(result: ClusterResult): void;
   keyChanged(change: ClusterKeyChange): void;
+  /** The watch `requestId` of `bucket` has replayed every key (contract.ts clusterWatchCurrent). */
+  watchCurrent(bucket: string, requestId: number): void;
 }
 
 interface StreamEntry {
@@ -71,7 +78,19 @@ interface Bucket {
   revision: number;
   readonly entries: Map<string, { value: Uint8Array | null; revision: number }>;
   /** Nodes watching it, with the link epoch they watch on. */
-  readonly watchers: Map<number, number>;
+  readonly watchers: Map<number, Watcher>;
+}
+
+/** A node's watch of a bucket. */
+interface Watcher {
+  /** The link epoch it watches on. */
+  readonly epoch: number;
+  /**
+   * Slow replays only (slowWatches): when its last entry reaches the node. A watch is a consumer
+   * of its own, apart from the node's link: its entries keep their order among themselves but
+   * not with the stream's deliveries.
+   */
+  laneMs: number;
 }
 
 interface NodeLink {
@@ -111,6 +130,9 @@ export class NatsModel {
   /** A slow store (slowStore): each durable publish holds the node's side of its link for up to this long. */
   private storeDelayMsMax = 0;
   private storeRandom: Random | null = null;
+  /** Slow watches (slowWatches): each replayed entry comes up to this long after the one before. */
+  private watchStepMsMax = 0;
+  private watchRandom: Random | null = null;
   readonly counters = { corePublishes: 0, coreDeliveries: 0, stored: 0, batchesStored: 0, deduplicated: 0, deliveries: 0, redeliveries: 0, acks: 0, restarts: 0, partitions: 0, pacedReleased: 0 };
 
   constructor(
@@ -146,6 +168,17 @@ export class NatsModel {
   slowStore(random: Random, delayMsMax: number): void {
     this.storeRandom = random;
     this.storeDelayMsMax = delayMsMax;
+  }
+
+  /**
+   * Watches replay slowly in this world (a bucket of many keys): each key of the replay comes up
+   * to `stepMsMax` after the one before, on the watch's own lane, so the stream's deliveries after
+   * a (re)connection can overtake the replay. Draws from its own stream, so the rest of the
+   * model's choices stay as they were.
+   */
+  slowWatches(random: Random, stepMsMax: number): void {
+    this.watchRandom = random;
+    this.watchStepMsMax = stepMsMax;
   }
 
   private latencyMs(): number {
@@ -256,7 +289,7 @@ export class NatsModel {
       case 'kv-set':
         return this.kvSet(node, link, request);
       case 'kv-watch':
-        return this.kvWatch(node, link, request.bucket);
+        return this.kvWatch(node, link, request.bucket, request.requestId);
     }
   }
 
@@ -290,21 +323,36 @@ export class NatsModel {
     this.toNode(node, link.epoch, (sink) => sink.completed({ requestId: request.requestId, ok: true, sequence: revision }));
     const change: ClusterKeyChange = { bucket: request.bucket, key: request.key, value: request.value, revision };
     this.keySet?.(change);
-    for (const [watcher, epoch] of bucket.watchers) {
-      const watcherLink = this.links[watcher]!;
-      if (!watcherLink.up || watcherLink.epoch !== epoch) continue;
-      this.toNode(watcher, epoch, (sink) => sink.keyChanged(change));
+    for (const [node, watcher] of bucket.watchers) {
+      const watcherLink = this.links[node]!;
+      if (!watcherLink.up || watcherLink.epoch !== watcher.epoch) continue;
+      this.toWatcher(node, watcher, 0, (sink) => sink.keyChanged(change));
     }
   }
 
-  private kvWatch(node: number, link: NodeLink, name: string): void {
+  private kvWatch(node: number, link: NodeLink, name: string, requestId: number): void {
     const bucket = this.bucket(name);
-    bucket.watchers.set(node, link.epoch);
+    // A watch issued again replaces the old one (its lane starts where the old one's ends).
+    const watcher: Watcher = { epoch: link.epoch, laneMs: Math.max(this.clock.nowMs, bucket.watchers.get(node)?.laneMs ?? 0) };
+    bucket.watchers.set(node, watcher);
     const last = [...bucket.entries].sort((a, b) => a[1].revision - b[1].revision);
     for (const [key, entry] of last) {
       const change: ClusterKeyChange = { bucket: name, key, value: entry.value, revision: entry.revision };
-      this.toNode(node, link.epoch, (sink) => sink.keyChanged(change));
+      this.toWatcher(node, watcher, this.watchRandom === null ? 0 : this.watchRandom.int(0, this.watchStepMsMax), (sink) => sink.keyChanged(change));
     }
+    // After the last replayed entry, on the same lane: the replay is complete.
+    this.toWatcher(node, watcher, 0, (sink) => sink.watchCurrent(name, requestId));
+  }
+
+  /** Schedules `run` for a watch: on the link, or, with slow watches, on the watch's own lane `stepMs` after its last entry. */
+  private toWatcher(node: number, watcher: Watcher, stepMs: number, run: (sink: NatsNodeSink) => void): void {
+    if (this.watchRandom === null) return this.toNode(node, watcher.epoch, run);
+    const link = this.links[node]!;
+    watcher.laneMs = Math.max(watcher.laneMs, this.clock.nowMs + this.watchRandom.int(0, 3)) + stepMs;
+    this.queue.push(watcher.laneMs, () => {
+      if (link.sink === null || link.epoch !== watcher.epoch || !link.up) return;
+      run(link.sink);
+    });
   }
 
   private corePublish(subject: string, headers: ClusterHeaders, payload: Uint8Array): void {

@@ -336,6 +336,13 @@ export class Broker implements BrokerCore {
     this.afterInput(nowMs);
   }
 
+  clusterWatchCurrent(nowMs: number, bucket: string, requestId: number): void {
+    if (!this.enter(nowMs)) return;
+    // Before recovery is over the replay's changes were dropped: the watches issued again at its end answer anew.
+    if (this.isReady) this.clusterNode().watchCurrent(nowMs, bucket, requestId);
+    this.afterInput(nowMs);
+  }
+
   private clusterNode(): ClusterNode {
     assert(this.cluster !== null, 'a cluster input reached a broker without a cluster');
     return this.cluster;

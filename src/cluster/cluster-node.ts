@@ -21,6 +21,13 @@
  *   first; past a gap that lasts handoffGapWaitMs of connected time (the stream no longer holds
  *   the missing sequences: its first message is later, or it discarded some) it takes the lowest
  *   it was given, and logs it.
+ * - Markers of session hand-overs (session-handover.ts) are read only once the node's watch of
+ *   `keel-sessions` has replayed the bucket since the link came up (contract.ts
+ *   clusterWatchCurrent), when what this node does at them rests on the claims (it is asked for
+ *   the session, or holds a copy of it): until then the reader stands at the first such marker,
+ *   holding what comes behind it (at most what NATS delivers unacknowledged). Hand-offs and other
+ *   markers before it are read at once, so a reconnection pays for the replay (README "Cluster"
+ *   has its time for a large bucket) only when such a marker is among the first deliveries.
  * - Batches (handoff-batch.ts): at most handoffUnitsInFlightMax stream messages of a node wait for
  *   JetStream's acknowledgement at once; the QoS 1 hand-offs queued meanwhile go out together as
  *   one stream message (`$KEEL.handoff.$batch`), so under load JetStream stores, and every node's
@@ -123,6 +130,7 @@ import {
   formatCounter,
   handoverBucket,
   handoverMarkerSubject,
+  heldDeliveriesMax,
   type LocalCounter,
   SessionHandover,
   skipOfHeaders,
@@ -249,7 +257,16 @@ export class ClusterNode {
     consumerPauses: 0,
     /** Times the reader stopped at a message of a newer format (stream-format.ts): at most once per start. */
     readerHolds: 0,
+    /** Times the reader stood at a marker until the sessions watch had replayed the bucket. */
+    markersHeldForWatch: 0,
   };
+  /**
+   * Stream deliveries held from a hand-over marker on, in sequence order, while the watch of
+   * `keel-sessions` has not replayed the bucket since the link came up (session-registry.ts
+   * `current`); null while none are held. At most heldDeliveriesMax, what NATS delivers
+   * unacknowledged: the rest comes again once the reader goes on.
+   */
+  private heldForWatch: ClusterMessage[] | null = null;
   /** The hand-off consumer is paused (`pace`): the streams' backlog is at its bound, or the reader is stopped. */
   private consumerPaused = false;
   /** The stream sequence of a message of a newer format the reader stopped at (stream-format.ts), for good. */
@@ -388,9 +405,9 @@ export class ClusterNode {
     // Changes the watches delivered during recovery were dropped (broker.ts): read every watched
     // bucket again (a watch issued again replaces the old one and replays every key).
     if (this.connected) {
-      this.request({ op: 'kv-watch', bucket: retainedBucket });
-      this.request({ op: 'kv-watch', bucket: sessionsBucket });
-      this.request({ op: 'kv-watch', bucket: handoverBucket });
+      this.request({ op: 'kv-watch', requestId: this.nextRequestId++, bucket: retainedBucket });
+      this.sessions.rewatch();
+      this.request({ op: 'kv-watch', requestId: this.nextRequestId++, bucket: handoverBucket });
       this.shares.rewatch();
     }
     this.broker.log('info', 'cluster-node-started', { nodeId: this.nodeId, outbox: durable.outbox.size, appliedSequence: durable.appliedSequence });
@@ -618,7 +635,7 @@ export class ClusterNode {
     // A new consume starts unpaused; the next overrun pauses it again, as a stopped reader does at once.
     this.consumerPaused = false;
     if (this.readerHeld !== null) this.pace(true);
-    this.request({ op: 'kv-watch', bucket: retainedBucket });
+    this.request({ op: 'kv-watch', requestId: this.nextRequestId++, bucket: retainedBucket });
     this.sessions.linkChanged(true);
     this.handover.linkChanged(true);
     this.shares.connected();
@@ -786,6 +803,7 @@ export class ClusterNode {
     if (this.readerHeld !== null) return;
     // The reader stands still at a marker (session-handover.ts): what comes behind it waits.
     if (this.handover.holding) return this.handover.buffer(message);
+    if (this.heldForWatch !== null) return this.holdForWatch(message);
     if (sequence !== durable.appliedSequence + 1 && !this.gapGivenUp(nowMs, sequence)) {
       // An earlier one is missing (this node forgot it in a crash): the stream redelivers it.
       this.counters.handoffGaps += 1;
@@ -794,7 +812,12 @@ export class ClusterNode {
     this.gapSinceMs = null;
     const newer = newerFormat(message.subject, message.headers);
     if (newer !== null) return this.holdReader(sequence, message, newer);
-    if (message.subject === handoverMarkerSubject) return this.handover.markerArrived(message, sequence, nowMs);
+    if (message.subject === handoverMarkerSubject) {
+      // What the hand-over decides at a marker may rest on the newest claims this node knows: not
+      // before its watch has replayed `keel-sessions` since the link came up (session-registry.ts).
+      if (!this.sessions.watchCurrent && this.handover.decidesByClaims(message)) return this.holdForWatch(message);
+      return this.handover.markerArrived(message, sequence, nowMs);
+    }
     this.applyHandoffs(nowMs, message.subject === handoffBatchSubject ? this.batchEntries(message) : [message], sequence);
   }
 
@@ -820,6 +843,41 @@ export class ClusterNode {
   /** The stream sequence this node's reader stopped at (a newer format), or null while it reads. */
   get readerHeldAt(): number | null {
     return this.readerHeld;
+  }
+
+  /**
+   * Holds a delivery, from a marker on, until the sessions watch is current (watchCurrent). Only
+   * a marker whose outcome here depends on the claims waits so (SessionHandover.decidesByClaims:
+   * this node is asked for the session, or holds a copy of it), not the hand-offs before it nor
+   * other markers: a node back on NATS routes what the stream brings at once, and its reader
+   * stops only at such a marker before the replay ends (a replay of 100,000 keys takes seconds).
+   */
+  private holdForWatch(message: ClusterMessage): void {
+    const held = this.heldForWatch ?? [];
+    const last = held.at(-1);
+    if (last !== undefined && last.streamSequence! >= message.streamSequence!) return;
+    if (held.length >= heldDeliveriesMax) return;
+    if (held.length === 0) {
+      assert(message.subject === handoverMarkerSubject, 'the reader is held at a marker');
+      this.counters.markersHeldForWatch += 1;
+      this.heldForWatch = held;
+    }
+    // Its payload copied: the host's is a view of what it read (kept-bytes.ts).
+    held.push({ ...message, payload: ownCopy(message.payload) });
+  }
+
+  /**
+   * A watch has replayed its bucket (contract.ts clusterWatchCurrent). The newest watch of
+   * `keel-sessions` makes the registry current: the reader goes on from the marker it held at.
+   */
+  watchCurrent(nowMs: number, bucket: string, requestId: number): void {
+    if (bucket !== sessionsBucket || !this.sessions.watchReplayed(requestId)) return;
+    const held = this.heldForWatch;
+    if (held === null) return;
+    this.heldForWatch = null;
+    const overrun = this.broker.stats.streams.backlogOverrunUnpausedEntries;
+    for (const message of held) this.handoffArrived(nowMs, message);
+    if (this.broker.stats.streams.backlogOverrunUnpausedEntries !== overrun) this.pauseConsumer();
   }
 
   /** The messages of a batch from the stream; none (it is recorded applied and acknowledged) when it cannot be read. */

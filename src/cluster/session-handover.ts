@@ -124,6 +124,11 @@
  *   marker before it read A's), so no holder met one before B's marker, whatever the moves and
  *   crashes between; and it is durable wherever the session is (logged with it, carried with it).
  *
+ * Every decision at a marker rests on the claims the node has seen in `keel-sessions`: after its
+ * link comes up (a reconnection, a restart) a node reads no marker until its watch has replayed
+ * the bucket (cluster-node.ts, session-registry.ts `current`; seeds 3400116, 5000791), or it could
+ * take an older claim's marker for the newest and hand away a session its newer claim holds.
+ *
  * Bounds and costs: B holds the CONNACK and its stream reader for at most `handoverWaitMs` from
  * the claim (the stream behind the marker waits in memory meanwhile: at most what NATS delivers
  * unacknowledged); a hand-over costs one durable publish (the marker), one key-value put and
@@ -164,7 +169,7 @@ export const handoverWaitMs = 5_000;
 /** The largest serialized state put into the bucket; the newest queued messages beyond it are left out. */
 export const handoverBytesMax = 512 * 1024;
 /** Stream deliveries held behind a marker at most (NATS delivers no more unacknowledged: nats-link.ts). */
-const heldDeliveriesMax = 4_096;
+export const heldDeliveriesMax = 4_096;
 
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder('utf-8', { fatal: true });
@@ -625,6 +630,22 @@ export class SessionHandover {
     hold.buffered.push({ ...message, payload: ownCopy(message.payload) });
   }
 
+  /**
+   * Whether what this node does at `marker` rests on the claims it has seen in `keel-sessions`
+   * (markerArrived): as the marker's source or prior (sourceServes), or as a node holding a copy
+   * of the session or its pending will (kept for a newer claim, or ended). The node the marker is
+   * for, and any other node, do the same whatever the claims. Only a marker that depends on them
+   * waits for the watch's replay after the link came up (cluster-node.ts).
+   */
+  decidesByClaims(marker: ClusterMessage): boolean {
+    const clientId = clientIdOfSessionKey(marker.headers[headerClient] ?? '');
+    const to = marker.headers[headerOrigin];
+    const from = marker.headers[headerFrom];
+    if (clientId === null || to === undefined || from === undefined || to === this.host.nodeId) return false;
+    if (from === this.host.nodeId || marker.headers[headerPrior] === this.host.nodeId) return true;
+    return this.broker.state.sessions.has(clientId) || this.broker.pendingWills.has(clientId);
+  }
+
   /** The marker at `sequence` (the next one to apply) arrived. */
   markerArrived(message: ClusterMessage, sequence: number, nowMs: number): void {
     const clientId = clientIdOfSessionKey(message.headers[headerClient] ?? '');
@@ -867,9 +888,16 @@ export class SessionHandover {
     if (answer === null) return;
     const { state, key } = answer;
     const incoming = hold.matched ? this.incoming.get(hold.clientId) : undefined;
-    if (hold.matched) this.incoming.delete(hold.clientId);
+    const empty = state === null || state.header.none;
+    // A hand-over this node waits for without a marker of its own (an earlier claim's, from before
+    // a restart: awaitsEarlier) stands for any of its markers of the client, older claims' too: an
+    // empty answer at one of them may be an older claim's, with the session still to come at the
+    // earlier claim's marker (seed 4010380). A CONNECT waiting for it waits on, up to its
+    // deadline, for a session (without one, a marker that comes finds no hand-over and applies it).
+    const waitsOn = empty && incoming?.parked === true && incoming.markerCounter === null;
+    if (hold.matched && !waitsOn) this.incoming.delete(hold.clientId);
     let applied = true;
-    if (state === null || state.header.none) {
+    if (empty) {
       this.counters.empty += 1;
     } else if (this.broker.online.has(hold.clientId) && incoming?.parked !== true) {
       // The client connected here again meanwhile and was answered: this state comes too late for it.
@@ -883,7 +911,7 @@ export class SessionHandover {
       // window before the newer marker (seed 2501259), and apply skips those a window still holds.
       this.apply(state, own, own === null ? hold.markerCounter : null, nowMs);
     }
-    if (incoming?.parked === true) this.host.answer(hold.clientId, nowMs, false);
+    if (incoming?.parked === true && !waitsOn) this.host.answer(hold.clientId, nowMs, false);
     this.release(nowMs);
     // The key goes once the marker's applied record is durable: a crash before replays the marker and needs the state again.
     const lsn = this.broker.store.appendedLsn;
@@ -1120,7 +1148,7 @@ export class SessionHandover {
     if (this.hold !== null) this.hold.requestId = 0;
     if (!up) return;
     this.arrived.clear();
-    this.broker.pushCluster({ op: 'kv-watch', bucket: handoverBucket });
+    this.broker.pushCluster({ op: 'kv-watch', requestId: this.host.nextRequestId(), bucket: handoverBucket });
     this.issuePut();
   }
 

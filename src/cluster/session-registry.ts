@@ -135,17 +135,23 @@ interface KnownKey {
 
 export class SessionRegistry {
   private connected = false;
+  /** The request id of the newest watch of the bucket, 0 before the first. */
+  private watchRequestId = 0;
+  /**
+   * The newest watch has replayed the whole bucket (contract.ts clusterWatchCurrent): what this
+   * node knows of every key is at least as new as the moment it asked. Until then a key it does
+   * not know may well be claimed, newer than a marker the stream brings first, so the stream
+   * reader does not read markers (cluster-node.ts): what the hand-over decides at a marker by
+   * (newestClaim, ownedHere) is whole by then. Seed 3400116: n0, back on NATS, met an older claim's
+   * marker that asked it for the session before its watch replayed its own newer claim; taking the
+   * marker's claim for the newest, it closed its client and handed the session to the older
+   * claim's node, which handed it back at n0's own marker, where n0 (its CONNECT long answered
+   * with a fresh session) dropped it as late. Seed 5000791: the same after a restart, when a node
+   * has no memory of its claims at all.
+   */
+  private current = false;
   private nextGeneration = 1;
   private readonly known = new Map<string, KnownKey>();
-  /**
-   * This node's own claims it knew when the link came back, until the watch replays their keys
-   * (the stream may bring a marker first): what the hand-over decides at a marker by (newestClaim).
-   * Seed 3400116: n0, back on NATS, met an older claim's marker that asked it for the session
-   * before its watch replayed its own newer claim; taking the marker's claim for the newest, it
-   * closed its client and handed the session to the older claim's node, which handed it back at
-   * n0's own marker, where n0 (its CONNECT long answered with a fresh session) dropped it as late.
-   */
-  private readonly ownUnreplayed = new Map<string, KnownKey>();
   private readonly claims = new Map<ConnectionId, Claim>();
   private readonly requests = new Map<number, Claim>();
   /** CONNECTs whose claim is won, waiting for their hand-over, by client id. */
@@ -177,9 +183,14 @@ export class SessionRegistry {
     return { revision: known.revision, node: known.node, handoverFrom: known.handoverFrom };
   }
 
-  /** What the watch showed of a key, or, before it replayed the key since the link came back, this node's own claim of it. */
+  /** Whether the watch has replayed the bucket since the link came up (or the node started): markers may be read. */
+  get watchCurrent(): boolean {
+    return this.current;
+  }
+
+  /** What the watch showed of a key. */
   private lastSeen(clientId: string): KnownKey | undefined {
-    return this.known.get(clientId) ?? this.ownUnreplayed.get(clientId);
+    return this.known.get(clientId);
   }
 
   /** The stream reader reached the marker of `node`'s claim of `clientId` at `revision` (session-handover.ts). */
@@ -243,17 +254,34 @@ export class SessionRegistry {
   /** The link came up (watch the bucket, claim again) or went down (what is out may be lost). */
   linkChanged(up: boolean): void {
     this.connected = up;
+    this.current = false;
     for (const claim of this.claims.values()) claim.requestId = 0;
     if (!up) return;
     // The watch replays every key: what it does not replay is gone (a NATS that lost its store
-    // starts its revisions again from 1, which the old ones would hide). This node's own claims
-    // stand for their keys at markers until then (ownUnreplayed).
-    for (const [clientId, known] of this.known) {
-      if (known.present && known.node === this.nodeId) this.ownUnreplayed.set(clientId, { ...known, markerPassed: false });
-    }
+    // starts its revisions again from 1, which the old ones would hide). Markers wait meanwhile
+    // (`current`), so nothing is decided on the half-replayed view.
     this.known.clear();
-    this.broker.pushCluster({ op: 'kv-watch', bucket: sessionsBucket });
+    this.rewatch();
     for (const claim of this.claims.values()) this.issue(claim);
+  }
+
+  /** Watches the bucket (again: the node was connected before its recovery ended, and dropped what came). */
+  rewatch(): void {
+    this.current = false;
+    this.watchRequestId = this.newRequestId();
+    this.broker.pushCluster({ op: 'kv-watch', requestId: this.watchRequestId, bucket: sessionsBucket });
+  }
+
+  /**
+   * A watch of the bucket has replayed it (contract.ts clusterWatchCurrent). For the newest watch
+   * the registry is current: the stream reader may read markers again. Returns whether it became
+   * current. An older watch's answer (replaced since, or from before the link dropped) is ignored:
+   * what that watch delivered may have been dropped (a node still recovering drops key changes).
+   */
+  watchReplayed(requestId: number): boolean {
+    if (requestId !== this.watchRequestId || !this.connected || this.current) return false;
+    this.current = true;
+    return true;
   }
 
   /** Handles a completion if it answers a claim; false when it is someone else's. */
@@ -387,7 +415,6 @@ export class SessionRegistry {
     assert(change.bucket === sessionsBucket, 'the registry watches the sessions bucket');
     const clientId = clientIdOfSessionKey(change.key);
     if (clientId === null) return;
-    this.ownUnreplayed.delete(clientId);
     const known = this.known.get(clientId);
     if (known !== undefined && change.revision <= known.revision) return;
     const owner = change.value === null ? null : decodeOwner(change.value);

@@ -234,13 +234,13 @@ export class SharedGroups implements ShareGate {
 
   /** The link is up (again): write every key of this node, whatever the bucket holds. */
   connected(): void {
-    this.host.request({ op: 'kv-watch', bucket: sharedBucket });
+    this.host.request({ op: 'kv-watch', requestId: this.host.nextRequestId(), bucket: sharedBucket });
     for (const membership of this.memberships.values()) this.write(membership);
   }
 
   /** Watches the bucket again (the node was connected before its recovery ended, and dropped what came). */
   rewatch(): void {
-    this.host.request({ op: 'kv-watch', bucket: sharedBucket });
+    this.host.request({ op: 'kv-watch', requestId: this.host.nextRequestId(), bucket: sharedBucket });
   }
 
   /** The link went down: whatever is out is written again on return. */

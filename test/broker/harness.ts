@@ -64,12 +64,23 @@ export class Harness<S extends StateStore = MemoryStateStore> {
     return this.clusterRequests.splice(0);
   }
 
-  /** The cluster link comes up; what the node issues on it then (subscriptions, watches) is dropped. */
-  clusterConnected(): void {
+  /**
+   * The cluster link comes up; what the node issues on it then (subscriptions, watches) is dropped.
+   * `current`: the watch of `keel-sessions` says at once that its replay is in (an empty bucket),
+   * so the node reads hand-over markers; false leaves that to the test (`sessionsWatchId`).
+   */
+  clusterConnected(current = true): void {
     this.broker.clusterStatus(this.nowMs, 'connected');
     this.collect();
     this.takeClusterRequests();
+    if (!current) return;
+    this.broker.clusterWatchCurrent(this.nowMs, 'keel-sessions', this.sessionsWatchId);
+    this.collect();
+    this.takeClusterRequests();
   }
+
+  /** The request id of the newest `kv-watch` of `keel-sessions` the node issued (0: none yet). */
+  sessionsWatchId = 0;
   /**
    * A cluster node's claims of client ids (`keel-sessions` compare-and-sets, session-registry.ts)
    * are answered at once as NATS would answer an uncontested one, and not kept in clusterRequests;
@@ -190,6 +201,7 @@ export class Harness<S extends StateStore = MemoryStateStore> {
         // Only a cluster node issues them; a test of one reads and answers them (test/cluster/).
         if (this.config.cluster === null) throw new Error('the harness runs a broker without a cluster');
         const request = action.request;
+        if (request.op === 'kv-watch' && request.bucket === 'keel-sessions') this.sessionsWatchId = request.requestId;
         if (this.answerClaims && request.op === 'kv-set' && request.bucket === 'keel-sessions') {
           this.claimRevision += 1;
           this.claimAnswers.push({ requestId: request.requestId, ok: true, sequence: this.claimRevision });

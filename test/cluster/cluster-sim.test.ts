@@ -247,7 +247,36 @@ const clusterRegressionSeeds: readonly { seed: number; nodes: number; found: str
     nodes: 3,
     handoverMovers: true,
     found:
-      "session-lost (vopr --nodes 3 --handover-movers from 3,400,000 on the merge of batched hand-offs, heartbeats and slow restarts; 1 of 400): m200 got session present 0 on n2 (generation 7) though its session lived and no hand-over timed out; passes on either branch alone. A latent hand-over bug (no batch in this world): n0, back on NATS, read n2's marker of an older claim (revision 21, asking n0) before its watch replayed n0's own newer claim (24, whose CONNECT had timed out into a fresh session); knowing no claim, n0 took the marker's for the newest, closed its client (0x8E) and handed the fresh session to n2, which handed it back at n0's marker, where n0 dropped it as late. A node now holds on to its own claims at markers until the watch replays their keys (session-registry.ts ownUnreplayed)",
+      "session-lost (vopr --nodes 3 --handover-movers from 3,400,000 on the merge of batched hand-offs, heartbeats and slow restarts; 1 of 400): m200 got session present 0 on n2 (generation 7) though its session lived and no hand-over timed out; passes on either branch alone. A latent hand-over bug (no batch in this world): n0, back on NATS, read n2's marker of an older claim (revision 21, asking n0) before its watch replayed n0's own newer claim (24, whose CONNECT had timed out into a fresh session); knowing no claim, n0 took the marker's for the newest, closed its client (0x8E) and handed the fresh session to n2, which handed it back at n0's marker, where n0 dropped it as late. A node then held on to its own claims at markers until the watch replayed their keys (ownUnreplayed); since seed 5000791 its reader waits at a marker until the watch is current instead",
+  },
+  {
+    seed: 5000791,
+    nodes: 3,
+    handoverMovers: true,
+    found:
+      "session-lost (vopr --nodes 3 --handover-movers from 5,000,400 once the NATS model replays watches slowly; 1 of 934): m201 got session present 0 on n1 (generation 9) though its session lived; restarted nodes read hand-over markers from the stream before their watch of keel-sessions had replayed the client's key (README 'What is not guaranteed', the restart race). A node's stream reader now stands at a marker until the watch it issued when the link came up says its replay is in (contract.ts clusterWatchCurrent)",
+  },
+  {
+    seed: 4010380,
+    nodes: 2,
+    handoverMovers: true,
+    found:
+      "session-lost (vopr --nodes 2 --handover-movers from 4,010,000 on the build with the watch's caught-up signal; 1 of 500; fails on the build before it too): n0, restarted, claimed m200 again while its earlier claim's hand-over from n1 was still on its way (awaitsEarlier: no marker of its own, so any marker of n0 for the client stands for it); at n0's marker of an older claim (21), which n1 had answered empty before a crash, n0 took that answer, gave the client session present 0, and dropped as late the session n1 handed over at the earlier claim's marker (28). Such a CONNECT now waits on past an empty answer, up to its deadline, for the session (session-handover.ts tryApply)",
+  },
+  {
+    seed: 5010381,
+    nodes: 2,
+    handoverMovers: true,
+    open: 'session-lost',
+    found:
+      "session-lost (vopr --nodes 2 --handover-movers from 5,010,000 on the final build of the watch's caught-up signal; 1 of 1,000, with 5010652): m201's hand-over to n1 timed out (n0 down), the client moved back to n0 (claim 35, asking n1); at n1's older marker (29, from n0) n0 handed the session over by the rule 'a newer claim of mine asked for it back: it comes back at my marker', but n1 had given that hand-over up and dropped the state as late, so nothing came back at n0's marker (31). Open: the rule and the drop of late states disagree after a time-out",
+  },
+  {
+    seed: 5010652,
+    nodes: 2,
+    handoverMovers: true,
+    open: 'order',
+    found: "order (vopr --nodes 2 --handover-movers from 5,010,000 on the final build of the watch's caught-up signal; 1 of 1,000): c200 got 4|5 after 4|9 on u/a, both through n1. Not investigated",
   },
 ];
 
@@ -395,13 +424,14 @@ describe('cluster simulation', () => {
   // A cut node's plain put only does harm when its publisher left, resent through another node and
   // a newer message was acknowledged before the node returned: too rare for the first 1,000 seeds.
   // (Seed 986157 showed it until the hand-over merge changed the movers; 989076 was the first of a
-  // search from 989000 with 3 nodes.)
-  it('catches retained-plain-put (a put that waited through a cut goes unconditionally) on seed 989076 with 3 nodes', () => {
-    const result = runClusterSimulation({ seed: 989076, nodes: 3, plant: 'retained-plain-put', stdout: () => {}, stderr: () => {} });
+  // search from 989000 with 3 nodes, until the watches' caught-up signal changed the runs; 990459
+  // the first of a search from 989600.)
+  it('catches retained-plain-put (a put that waited through a cut goes unconditionally) on seed 990459 with 3 nodes', () => {
+    const result = runClusterSimulation({ seed: 990459, nodes: 3, plant: 'retained-plain-put', stdout: () => {}, stderr: () => {} });
     expect(result.ok).toBe(false);
     expect(result.violation!.rule).toMatch(expectedRules['retained-plain-put']);
     // The same seed without the planted bug passes.
-    expect(quiet(989076, 3).result.ok).toBe(true);
+    expect(quiet(990459, 3).result.ok).toBe(true);
   }, 60_000);
 
   for (const plant of clusterPlantedBugNames.filter((name) => name !== 'retained-plain-put')) {

@@ -282,12 +282,15 @@ describe('cluster link on nats-server -js', () => {
     await until(() => writer.core.completions().length === 3, 'three puts');
     const watcher = rig([server], 'e');
     await connected(watcher);
-    watcher.issue([{ op: 'kv-watch', bucket: 'keel-retained' }], { hold: true });
+    watcher.issue([{ op: 'kv-watch', requestId: 1, bucket: 'keel-retained' }], { hold: true });
     await until(() => watcher.core.keyChanges().length === 2, 'the current values');
     expect(watcher.core.keyChanges().map((change) => [change.key, change.text, change.revision])).toEqual([
       ['y', 'y1', 2],
       ['x', 'x2', 3],
     ]);
+    // Then the watch says its replay is in.
+    await until(() => watcher.core.watchCurrents().length === 1, 'the watch current');
+    expect(watcher.core.watchCurrents()).toEqual([{ bucket: 'keel-retained', requestId: 1, afterKeyChanges: 2 }]);
     writer.issue([kvSet(4, 'y', 'y2', null), kvSet(5, 'x', null, null), kvSet(6, 'z', 'z1', 0)]);
     await until(() => watcher.core.keyChanges().length === 5, 'three changes');
     expect(
@@ -309,9 +312,9 @@ describe('cluster link on nats-server -js', () => {
     await connected(node);
     node.issue([kvSet(1, 'a', 'a1', null)]);
     await until(() => node.core.completions().length === 1, 'the first put');
-    node.issue([{ op: 'kv-watch', bucket: 'keel-retained' }]);
+    node.issue([{ op: 'kv-watch', requestId: 11, bucket: 'keel-retained' }]);
     await until(() => node.core.keyChanges().length === 1, 'the current value');
-    node.issue([{ op: 'kv-watch', bucket: 'keel-retained' }]);
+    node.issue([{ op: 'kv-watch', requestId: 12, bucket: 'keel-retained' }]);
     await until(() => node.core.keyChanges().length === 2, 'the current value again');
     node.issue([kvSet(2, 'a', 'a2', null), kvSet(3, 'b', 'b1', null)]);
     await until(() => node.core.keyChanges().length >= 4, 'two changes');
@@ -325,8 +328,50 @@ describe('cluster link on nats-server -js', () => {
     ]);
     // Replacing a watch is not a lost source: the link stayed up.
     expect(node.core.statuses()).toEqual(['connected']);
+    // Each watch said when its replay was in, under its own request id.
+    expect(node.core.watchCurrents()).toEqual([
+      { bucket: 'keel-retained', requestId: 11, afterKeyChanges: 1 },
+      { bucket: 'keel-retained', requestId: 12, afterKeyChanges: 2 },
+    ]);
     await server.stop();
   }, 30_000);
+
+  test('a watch says once when its replay is in: at once for an empty bucket, after the last key of a full one, before later changes', async () => {
+    const server = await startNats();
+    const node = rig([server], 'c1');
+    await connected(node);
+    // An empty bucket has nothing to replay: current at once.
+    node.issue([{ op: 'kv-watch', requestId: 1, bucket: 'keel-sessions' }]);
+    await until(() => node.core.watchCurrents().length === 1, 'the empty bucket current');
+    expect(node.core.watchCurrents()).toEqual([{ bucket: 'keel-sessions', requestId: 1, afterKeyChanges: 0 }]);
+    // 300 keys, some written twice and one deleted: the replay holds each key's last entry.
+    const keys = 300;
+    const puts: ClusterRequest[] = [];
+    for (let index = 0; index < keys; index++)
+      puts.push({ op: 'kv-set', requestId: 100 + index, bucket: 'keel-retained', key: `k${index}`, value: encoder.encode(`v${index}`), expectedRevision: null });
+    puts.push({ op: 'kv-set', requestId: 1_000, bucket: 'keel-retained', key: 'k7', value: encoder.encode('v7 again'), expectedRevision: null });
+    puts.push({ op: 'kv-set', requestId: 1_001, bucket: 'keel-retained', key: 'k8', value: null, expectedRevision: null });
+    node.issue(puts);
+    await until(() => node.core.completions().length === keys + 2, 'the puts', 20_000);
+    expect(node.core.completions().every((result) => result.ok)).toBe(true);
+    const watcher = rig([server], 'c2');
+    await connected(watcher);
+    watcher.issue([{ op: 'kv-watch', requestId: 2, bucket: 'keel-retained' }]);
+    await until(() => watcher.core.watchCurrents().length === 1, 'the full bucket current', 20_000);
+    // Every key was in before the signal, each once, k8 as its deletion.
+    expect(watcher.core.watchCurrents()).toEqual([{ bucket: 'keel-retained', requestId: 2, afterKeyChanges: keys }]);
+    const replayed = watcher.core.keyChanges();
+    expect(new Set(replayed.map((change) => change.key)).size).toBe(keys);
+    expect(replayed.find((change) => change.key === 'k7')?.text).toBe('v7 again');
+    expect(replayed.find((change) => change.key === 'k8')?.text).toBeNull();
+    // A change after the replay comes after the signal, and no second signal follows it.
+    node.issue([{ op: 'kv-set', requestId: 2_000, bucket: 'keel-retained', key: 'late', value: encoder.encode('l'), expectedRevision: null }]);
+    await until(() => watcher.core.keyChanges().length === keys + 1, 'the later change');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(watcher.core.watchCurrents()).toHaveLength(1);
+    expect(watcher.core.keyChanges().at(-1)?.key).toBe('late');
+    await server.stop();
+  }, 60_000);
 
   test('status goes disconnected and connected across a NATS restart; requests fail unavailable while down; subscriptions come back', async () => {
     const server = await startNats();

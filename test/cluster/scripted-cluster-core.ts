@@ -21,7 +21,8 @@ export type RecordedClusterInput =
   | { kind: 'status'; status: 'connected' | 'disconnected' }
   | { kind: 'message'; message: ClusterMessage; text: string }
   | { kind: 'completed'; result: ClusterResult }
-  | { kind: 'key-changed'; change: ClusterKeyChange; text: string | null };
+  | { kind: 'key-changed'; change: ClusterKeyChange; text: string | null }
+  | { kind: 'watch-current'; bucket: string; requestId: number };
 
 export class ScriptedClusterCore implements BrokerCore {
   readonly ready = true;
@@ -53,6 +54,10 @@ export class ScriptedClusterCore implements BrokerCore {
     this.inputs.push({ kind: 'key-changed', change, text: change.value === null ? null : new TextDecoder().decode(change.value) });
   }
 
+  clusterWatchCurrent(_nowMs: number, bucket: string, requestId: number): void {
+    this.inputs.push({ kind: 'watch-current', bucket, requestId });
+  }
+
   /** Queues requests; a `hold`ing one is issued again after every later `connected`. */
   queue(requests: ClusterRequest[], hold: boolean): void {
     for (const request of requests) {
@@ -71,6 +76,17 @@ export class ScriptedClusterCore implements BrokerCore {
 
   statuses(): string[] {
     return this.inputs.flatMap((input) => (input.kind === 'status' ? [input.status] : []));
+  }
+
+  /** Every `clusterWatchCurrent`, with how many key changes (of any bucket) came before it. */
+  watchCurrents(): { bucket: string; requestId: number; afterKeyChanges: number }[] {
+    const found: { bucket: string; requestId: number; afterKeyChanges: number }[] = [];
+    let keyChanges = 0;
+    for (const input of this.inputs) {
+      if (input.kind === 'key-changed') keyChanges += 1;
+      if (input.kind === 'watch-current') found.push({ bucket: input.bucket, requestId: input.requestId, afterKeyChanges: keyChanges });
+    }
+    return found;
   }
 
   keyChanges(): (ClusterKeyChange & { text: string | null })[] {

@@ -8,11 +8,13 @@
  * 0x8E (3.1.1: a close), its will is published once, and the session it held here is gone; a
  * change naming this node changes nothing; a claim over a key whose owner asked another node for
  * the session names that node as the prior of its marker, unless this node has read the owner's
- * marker already (session-handover.ts); back on NATS, a node holds on to its own claims at markers
- * until the watch replays their keys (seed 3400116).
+ * marker already (session-handover.ts); back on NATS, or restarted, a node reads no hand-over
+ * marker that asks it for the session until its watch of the bucket says its replay is in, and
+ * then decides at it with the claims the replay showed (seeds 3400116, 5000791), while a marker
+ * that asks nothing of it is read at once; the answer of a watch replaced since counts for nothing.
  */
 import { describe, expect, it } from 'vitest';
-import { decodeHandoverState, handoverBucket, handoverMarkerSubject, handoverWaitMs } from '../../src/cluster/session-handover.js';
+import { decodeHandoverState, encodeHandoverState, handoverBucket, handoverKey, handoverMarkerSubject, handoverWaitMs } from '../../src/cluster/session-handover.js';
 import { claimWaitMs, decodeOwner, encodeOwner, sessionKey, sessionsBucket } from '../../src/cluster/session-registry.js';
 import { PacketType } from '../../src/codec/packets.js';
 import type { ClusterRequest } from '../../src/contract.js';
@@ -64,6 +66,34 @@ function connectClaimed(harness: Harness, clientId: string, revision: number, op
   answer(harness, claim!, revision);
   expect(client.take()).toMatchObject([{ type: PacketType.Connack, reasonCode: 0 }]);
   return client;
+}
+
+/** Node b's claim at revision 3, which asked this node (a) for the session: older than a's at 5. */
+const olderMarker = { 'Keel-Origin': 'b', 'Keel-Handover-Client': sessionKey('mover'), 'Keel-Handover-From': 'a', 'Keel-Handover-Revision': '3', 'Keel-Seq': '1-1' };
+
+function deliverMarker(harness: Harness, headers: Record<string, string>, streamSequence: number): void {
+  harness.broker.clusterMessage(harness.nowMs, { subject: handoverMarkerSubject, headers, payload: new Uint8Array(0), subscriptionId: null, consumerId: 1, streamSequence, redelivered: false });
+  harness.collect();
+}
+
+/** A QoS 1 hand-off of node b on `x/y` at `streamSequence`. */
+function deliverHandoff(harness: Harness, streamSequence: number): void {
+  const headers = { 'Keel-Origin': 'b', 'Keel-Qos': '1', 'Keel-Seq': `1-${streamSequence + 10}` };
+  harness.broker.clusterMessage(harness.nowMs, {
+    subject: '$KEEL.handoff.x.y',
+    headers,
+    payload: new TextEncoder().encode('m'),
+    subscriptionId: null,
+    consumerId: 1,
+    streamSequence,
+    redelivered: false,
+  });
+  harness.collect();
+}
+
+/** The answers this node put into `keel-handover` since the last take. */
+function handoverPuts(harness: Harness): KvSet[] {
+  return harness.takeClusterRequests().filter((request): request is KvSet => request.op === 'kv-set' && request.bucket === handoverBucket);
 }
 
 describe('cluster-wide client ids', () => {
@@ -247,27 +277,97 @@ describe('cluster-wide client ids', () => {
     const client = connectClaimed(harness, 'mover', 5, { cleanStart: true, expiry: 3600 });
     client.subscribe(['x/#']);
     harness.broker.clusterStatus(harness.nowMs, 'disconnected');
-    harness.broker.clusterStatus(harness.nowMs, 'connected');
-    harness.collect();
-    harness.takeClusterRequests();
+    harness.clusterConnected(false);
     // Node b's claim at revision 3 asked this node for the session; its marker, held in b's outbox,
     // reaches the stream only now, before the watch has replayed this node's claim at revision 5.
-    const marker = { 'Keel-Origin': 'b', 'Keel-Handover-Client': sessionKey('mover'), 'Keel-Handover-From': 'a', 'Keel-Handover-Revision': '3', 'Keel-Seq': '1-1' };
-    harness.broker.clusterMessage(harness.nowMs, {
-      subject: handoverMarkerSubject,
-      headers: marker,
-      payload: new Uint8Array(0),
-      subscriptionId: null,
-      consumerId: 1,
-      streamSequence: 1,
-      redelivered: false,
-    });
+    deliverMarker(harness, olderMarker, 1);
+    expect(handoverPuts(harness)).toEqual([]);
+    expect(client.take()).toEqual([]);
+    // The watch replays the key, then says it is current: the reader decides at the marker now.
+    ownedBy(harness, 'mover', 'a', 5);
+    harness.broker.clusterWatchCurrent(harness.nowMs, sessionsBucket, harness.sessionsWatchId);
     harness.collect();
     expect(client.take()).toEqual([]);
     expect(client.closed).toBe(false);
     expect(harness.broker.state.sessions.has('mover')).toBe(true);
-    const puts = harness.takeClusterRequests().filter((request): request is KvSet => request.op === 'kv-set' && request.bucket === handoverBucket);
+    const puts = handoverPuts(harness);
     expect(puts).toHaveLength(1);
     expect(decodeHandoverState(puts[0]!.value!)?.header).toMatchObject({ client: 'mover', to: 'b', none: true });
+  });
+
+  it("after a restart, holds the stream at an older claim's marker until the watch has replayed the bucket, then keeps the session its newer claim owns", () => {
+    const harness = node();
+    connectClaimed(harness, 'mover', 5, { cleanStart: true, expiry: 3600 }).subscribe(['x/#']);
+    // A crash: the new process remembers no claim, only the session in its log.
+    harness.restart();
+    expect(harness.broker.state.sessions.has('mover')).toBe(true);
+    harness.clusterConnected(false);
+    const firstWatch = harness.sessionsWatchId;
+    expect(firstWatch).toBeGreaterThan(0);
+    // b's older marker, then a hand-off of b behind it: neither is read before the replay is in.
+    deliverMarker(harness, olderMarker, 1);
+    deliverHandoff(harness, 2);
+    expect(handoverPuts(harness)).toEqual([]);
+    expect(harness.broker.state.cluster!.appliedSequence).toBe(0);
+    // A lost link and a new watch: the first watch's answer, coming late, counts for nothing.
+    harness.broker.clusterStatus(harness.nowMs, 'disconnected');
+    harness.clusterConnected(false);
+    expect(harness.sessionsWatchId).not.toBe(firstWatch);
+    ownedBy(harness, 'mover', 'a', 5);
+    harness.broker.clusterWatchCurrent(harness.nowMs, sessionsBucket, firstWatch);
+    harness.collect();
+    expect(handoverPuts(harness)).toEqual([]);
+    expect(harness.broker.state.cluster!.appliedSequence).toBe(0);
+    // The newest watch is current: the marker is read with the claim at revision 5 known, so this
+    // node keeps the session and answers b that it has none; the hand-off behind it goes on.
+    harness.broker.clusterWatchCurrent(harness.nowMs, sessionsBucket, harness.sessionsWatchId);
+    harness.collect();
+    const puts = handoverPuts(harness);
+    expect(puts).toHaveLength(1);
+    expect(decodeHandoverState(puts[0]!.value!)?.header).toMatchObject({ client: 'mover', to: 'b', none: true });
+    expect(harness.broker.state.sessions.has('mover')).toBe(true);
+    // b's bucket takes the answer: the reader records the marker and the hand-off behind it applied.
+    harness.broker.clusterCompleted(harness.nowMs, { requestId: puts[0]!.requestId, ok: true, sequence: 1 });
+    harness.collect();
+    expect(harness.broker.state.cluster!.appliedSequence).toBe(2);
+    // b's hand-off reached the session that stayed here.
+    expect(harness.broker.state.sessions.get('mover')?.queue.length).toBe(1);
+  });
+
+  it('reads at once, before the replay, a marker whose outcome here does not rest on the claims (it holds no copy and is not asked)', () => {
+    const harness = node();
+    harness.clusterConnected(false);
+    // b asks c for a session this node never held: nothing to decide here, whatever the claims.
+    deliverMarker(harness, { ...olderMarker, 'Keel-Handover-From': 'c' }, 1);
+    deliverHandoff(harness, 2);
+    expect(harness.broker.state.cluster!.appliedSequence).toBe(2);
+    expect(handoverPuts(harness)).toEqual([]);
+    expect(harness.broker.cluster!.counters.markersHeldForWatch).toBe(0);
+  });
+
+  it("waits on past an empty answer at an older claim's marker for a hand-over its earlier claim asked for before a restart (seed 4010380)", () => {
+    const harness = node();
+    // This node's earlier claim (revision 7) asked b for the session, which has not come: the node
+    // restarted since and holds none. Its new CONNECT waits for that hand-over, without a marker.
+    harness.broker.clusterKeyChanged(harness.nowMs, { bucket: sessionsBucket, key: sessionKey('mover'), value: encodeOwner({ node: 'a', generation: '1.1', handoverFrom: 'b' }), revision: 7 });
+    harness.collect();
+    const client = harness.open(5);
+    sendConnect(client, 'mover', { cleanStart: false, expiry: 3600 });
+    const [claim] = claims(harness);
+    expect(decodeOwner(claim!.value!)).toMatchObject({ node: 'a', handoverFrom: 'b' });
+    answer(harness, claim!, 8);
+    expect(harness.takeClusterRequests().filter((request) => request.op === 'publish-durable')).toEqual([]);
+    // A marker of this node's claim older still (revision 3), which b answered empty.
+    deliverMarker(harness, { 'Keel-Origin': 'a', 'Keel-Handover-Client': sessionKey('mover'), 'Keel-Handover-From': 'b', 'Keel-Handover-Revision': '3', 'Keel-Seq': '1-1' }, 1);
+    const none = { header: { client: 'mover', from: 'b', to: 'a', sequence: 1, nowMs: harness.nowMs, cut: '1-0', willInMs: null, none: true }, records: [] };
+    harness.broker.clusterKeyChanged(harness.nowMs, { bucket: handoverBucket, key: handoverKey('mover', 1), value: encodeHandoverState(none), revision: 1 });
+    harness.collect();
+    // The reader reads on, and the CONNECT still waits: the session may come at the earlier claim's marker.
+    expect(harness.broker.state.cluster!.appliedSequence).toBe(1);
+    expect(client.take()).toEqual([]);
+    // It does not come: the CONNECT is answered at its deadline, with a fresh session, and says so.
+    harness.advance(handoverWaitMs);
+    expect(client.take()).toMatchObject([{ type: PacketType.Connack, reasonCode: 0, sessionPresent: false }]);
+    expect(harness.logs.some((log) => log.event === 'handover-timed-out')).toBe(true);
   });
 });
