@@ -75,6 +75,13 @@ export class MoverClient implements PipeClient {
    * that fresh session, without the subscription (seed 2100908). The next CONNACK subscribes again.
    */
   private sessionReset = false;
+  /** The node of the newest connection whose CONNACK arrived (where its session lives, unless a move is under way). */
+  private newestAcceptedNode = -1;
+  /**
+   * Set when a node that may hold the mover's session (that of its newest accepted connection, or
+   * of the connection it is waiting on) lost its disk: the next session present 0 is excused.
+   */
+  private sessionWiped = false;
   private readonly filter: string;
   private readonly qos: 1 | 2;
 
@@ -161,7 +168,7 @@ export class MoverClient implements PipeClient {
       connection.takenOver = true;
       this.takeovers += 1;
       // A connection ended by a takeover owes its will.
-      if (connection.connacked) this.world.checker.publishAcked(this.index, connection.generation);
+      if (connection.connacked) this.world.checker.publishAcked(this.index, connection.generation, connection.pipe.node);
       return;
     }
     // An abandoned connection is half-open: nothing else on it is read.
@@ -192,6 +199,7 @@ export class MoverClient implements PipeClient {
     this.world.trace(`m${this.index} CONNACK L${connection.pipe.id} rc=${reasonCode} present=${sessionPresent}`);
     if (reasonCode !== 0) return;
     connection.connacked = true;
+    if (connection.generation > this.newestAccepted) this.newestAcceptedNode = connection.pipe.node;
     this.newestAccepted = Math.max(this.newestAccepted, connection.generation);
     if (connection !== this.current) return;
     if (!this.persistent) return this.scheduleMove();
@@ -201,13 +209,14 @@ export class MoverClient implements PipeClient {
     if (sessionPresent && !this.sessionReset) {
       if (connection.generation > 1) this.resumed += 1;
     } else {
-      if (this.subscribed && !this.handoverTimedOut) {
+      if (this.subscribed && !this.handoverTimedOut && !this.sessionWiped) {
         return this.world.fail(
           'session-lost',
           `m${this.index}: session present 0 on n${connection.pipe.node} (generation ${connection.generation}) though its session lived and no hand-over timed out`,
         );
       }
       // A fresh session: what the lost one was owed is excused, and the subscription starts over.
+      if (this.subscribed && this.sessionWiped && !this.handoverTimedOut) this.world.checker.lostDiskExcused.sessions += 1;
       if (this.subscribed) this.world.checker.sessionLost(this.index);
       this.subscribed = false;
       this.incomingQos2.clear();
@@ -216,8 +225,21 @@ export class MoverClient implements PipeClient {
       this.world.clientSend(connection.pipe, encodePacket(subscribe, 5));
     }
     this.handoverTimedOut = false;
+    this.sessionWiped = false;
     this.sessionReset = false;
     this.scheduleMove();
+  }
+
+  /**
+   * Node `node` lost its disk. The mover's session may have lived there: on the node of its newest
+   * accepted connection (unless a move has taken it elsewhere since), or on its way to the node of
+   * the connection it waits on. Its next session present 0 is then excused (sessionLost).
+   */
+  diskLost(node: number): void {
+    if (!this.persistent || !this.subscribed) return;
+    if (this.newestAcceptedNode !== node && this.current?.pipe.node !== node) return;
+    this.sessionWiped = true;
+    this.world.checker.lostDiskExcused.sessionsMarked += 1;
   }
 
   /**
@@ -226,7 +248,7 @@ export class MoverClient implements PipeClient {
    * connection the mover has already left, or none at all (taken over before it was sent).
    */
   sessionResetByNode(): void {
-    if (!this.persistent || !this.handoverTimedOut || !this.subscribed) return;
+    if (!this.persistent || !(this.handoverTimedOut || this.sessionWiped) || !this.subscribed) return;
     this.world.checker.sessionLost(this.index);
     this.subscribed = false;
     this.sessionReset = true;
