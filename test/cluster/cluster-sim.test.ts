@@ -249,6 +249,13 @@ const clusterRegressionSeeds: readonly { seed: number; nodes: number; found: str
     found:
       "session-lost (vopr --nodes 3 --handover-movers from 3,400,000 on the merge of batched hand-offs, heartbeats and slow restarts; 1 of 400): m200 got session present 0 on n2 (generation 7) though its session lived and no hand-over timed out; passes on either branch alone. A latent hand-over bug (no batch in this world): n0, back on NATS, read n2's marker of an older claim (revision 21, asking n0) before its watch replayed n0's own newer claim (24, whose CONNECT had timed out into a fresh session); knowing no claim, n0 took the marker's for the newest, closed its client (0x8E) and handed the fresh session to n2, which handed it back at n0's marker, where n0 dropped it as late. A node now holds on to its own claims at markers until the watch replays their keys (session-registry.ts ownUnreplayed)",
   },
+  // Worlds where a node loses its disk for good (ClusterShape.lostDisk) and comes back empty under its node id.
+  {
+    seed: 12,
+    nodes: 3,
+    found:
+      'acknowledged-lost (the first lost-disk world): n1 came back from an empty data directory with epoch 1 again, so its first QoS 1 hand-off had the dedupe id of its first hand-off before the loss; the stream answered it as a duplicate (the old sequence) and the message was acknowledged but never stored',
+  },
 ];
 
 function quiet(seed: number, nodes: number, handoverMovers = false) {
