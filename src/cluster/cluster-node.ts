@@ -193,6 +193,8 @@ export const aliveIntervalMs = 1_000;
 export const aliveSilenceMs = 3_500;
 /** Nodes whose heartbeats are remembered at most (a cluster is far smaller; ids past it are ignored). */
 const heardNodesMax = 1_024;
+/** Outbox ids (and epochs) per millisecond of Unix time in the epoch's clock floor (recovered): 2^10, so the floor stays a safe integer until the year 2248. */
+const epochIdsPerMs = 1_024;
 
 export class ClusterNode {
   readonly nodeId: string;
@@ -338,10 +340,22 @@ export class ClusterNode {
     return state;
   }
 
-  /** Recovery is over: claim an epoch, and queue the outbox again (its entries are durable). */
+  /**
+   * Recovery is over: claim an epoch, and queue the outbox again (its entries are durable).
+   *
+   * The epoch is also at least the Unix time in milliseconds times epochIdsPerMs. A node whose
+   * disk was lost starts from an empty log under the same node id, while the stream's dedupe
+   * window, the other nodes' hand-over rules and the `keel-sessions` claims still hold what its
+   * earlier life issued: with its log's counter alone it would start again at 1, and its first
+   * hand-offs would meet the dedupe ids of its earlier ones and be answered as duplicates without
+   * being stored (acknowledged, then lost: seed 12). The clock floor passes every epoch and outbox
+   * id of an earlier life as long as that life issued fewer than epochIdsPerMs outbox ids per
+   * millisecond on average and the wall clock did not go back by more than the gap between them.
+   */
   recovered(): void {
     const durable = this.durable;
-    this.epoch = durable.nextOutboxId;
+    const clockFloor = Math.floor(this.broker.streams.wallClockMs(this.broker.lastInputMs)) * epochIdsPerMs;
+    this.epoch = Math.max(durable.nextOutboxId, clockFloor);
     this.epochLsn = this.broker.commit({ kind: 'cluster-outbox-done', id: this.epoch });
     assert(durable.nextOutboxId > this.epoch, 'the epoch is claimed');
     if (durable.outbox.size > 0) this.recoveryTicket = this.nextTicket++;
