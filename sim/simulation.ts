@@ -139,10 +139,10 @@ function runClusterAsSimulation(options: SimulationOptions, nodes: number, stdou
       [`cluster-${nodes}-nodes`]: 1,
       ...(cluster.sharedDelivered > 0 ? { 'shared-deliveries-in-cluster': 1 } : {}),
       ...(cluster.silentPassedOver > 0 ? { 'shared-silent-nodes-passed-over': 1 } : {}),
-      // A node lost its disk, and whether the checker excused a session, a message or a QoS 2 copy for it.
+      // A node lost its disk, and whether the checker excused a session, a will or a QoS 2 copy for it.
       ...(cluster.lostDisk === null ? {} : { 'lost-disk-in-cluster': 1 }),
       ...(cluster.lostDisk !== null && cluster.lostDisk.sessions > 0 ? { 'lost-disk-sessions-excused': 1 } : {}),
-      ...(cluster.lostDisk !== null && cluster.lostDisk.messages > 0 ? { 'lost-disk-messages-excused': 1 } : {}),
+      ...(cluster.lostDisk !== null && cluster.lostDisk.wills > 0 ? { 'lost-disk-wills-excused': 1 } : {}),
       ...(cluster.lostDisk !== null && cluster.lostDisk.duplicates > 0 ? { 'lost-disk-duplicates-excused': 1 } : {}),
     },
     traceHash: cluster.traceHash,

@@ -30,7 +30,7 @@
  * their next CONNACK: what the session was owed ends, as in `sessionLost`, and session present 0
  * is no `session-lost`; a QoS 2 publisher's PUBRELs are dropped, and the QoS 2 messages it had
  * sent without a PUBREC yet may reach a subscriber twice), and the acknowledged publications the
- * node acknowledged that the hand-off stream does not hold (`diskLost`). Other nodes' sessions,
+ * node fired as wills that the hand-off stream does not hold (`diskLost`). Other nodes' sessions,
  * retained messages and `$share` groups are judged as ever; each excuse is counted
  * (`lostDiskExcused`, vopr's coverage line).
  * Retained, after the quiet period, from a fresh subscriber on every node and the bucket's value:
@@ -65,6 +65,8 @@ interface Publication {
   ackedMs: number;
   /** The node whose acknowledgement the publisher got (a will: the node that fired it); -1 when not known. */
   ackedNode: number;
+  /** A will (mover-client.ts): owed from the DISCONNECT 0x8E, not from an acknowledgement after its hand-off. */
+  readonly will: boolean;
 }
 
 interface Subscriber {
@@ -88,11 +90,11 @@ export class ClusterChecker {
   shared: SharedChecker | null = null;
   /**
    * What a lost disk excused (diskLost), for vopr's coverage: sessions marked lost and sessions
-   * found lost (a session present 0 taken for the lost one), acknowledged publications lost with
+   * found lost (a session present 0 taken for the lost one), wills (owed, not yet handed off) lost with
    * the node, and QoS 2 copies that reached a subscriber twice because their publisher's session
    * went with the disk in the middle of the handshake.
    */
-  readonly lostDiskExcused = { sessionsMarked: 0, sessions: 0, messages: 0, duplicates: 0 };
+  readonly lostDiskExcused = { sessionsMarked: 0, sessions: 0, wills: 0, duplicates: 0 };
   /** Acknowledged publications only the lost disk held: left out of `acknowledged-lost`. */
   private readonly lostWithDisk = new Set<string>();
   /** QoS 2 publications sent, not yet acknowledged, by a client whose session went with a lost disk. */
@@ -140,20 +142,23 @@ export class ClusterChecker {
 
   /**
    * Node `node` lost its disk (cluster-world.ts loseDisk). `stored`: the publications the hand-off
-   * stream holds. An acknowledged QoS 1/2 publication that `node` acknowledged and that the stream
-   * does not hold lived only in its log: it is excused from `acknowledged-lost` (and from
-   * `shared-lost`). A correct node hands a client's QoS 1/2 message off before its PUBACK, so this
-   * excuses wills (owed from the DISCONNECT 0x8E, fired before their hand-off is stored) and
-   * nothing a subscriber elsewhere was promised by an acknowledgement. The sessions on the node
-   * are excused by their clients (sessionLost, duplicateExcused).
+   * stream holds. A will that `node` fired (owed from the DISCONNECT 0x8E, before its hand-off is
+   * stored) and that the stream does not hold lived only in its log: it is excused from
+   * `acknowledged-lost` (and from `shared-lost`). Nothing else is: a client's QoS 1/2 message is
+   * acknowledged only once the stream holds its hand-off (its retained put once the bucket holds
+   * it), so an acknowledged message missing from the stream is a bug, lost disk or not. The
+   * sessions on the node are excused by their clients (sessionLost, duplicateExcused).
    */
-  diskLost(node: number, stored: ReadonlySet<string>): void {
+  diskLost(node: number, stored: ReadonlySet<string>): string[] {
+    const excused: string[] = [];
     for (const [key, publication] of this.publications) {
-      if (!publication.acked || publication.qos === 0 || publication.ackedNode !== node || stored.has(key) || this.lostWithDisk.has(key)) continue;
+      if (!publication.will || !publication.acked || publication.ackedNode !== node || stored.has(key) || this.lostWithDisk.has(key)) continue;
       this.lostWithDisk.add(key);
-      this.lostDiskExcused.messages += 1;
+      this.lostDiskExcused.wills += 1;
       this.shared?.excuse(key);
+      excused.push(key);
     }
+    return excused;
   }
 
   /**
@@ -174,7 +179,7 @@ export class ClusterChecker {
       if (resend) existing.resent = true;
       return;
     }
-    this.publications.set(key, { publisher, sequence, topic, qos, retain, firstSentMs: this.clock.nowMs, node, resent: false, acked: false, ackedMs: 0, ackedNode: -1 });
+    this.publications.set(key, { publisher, sequence, topic, qos, retain, firstSentMs: this.clock.nowMs, node, resent: false, acked: false, ackedMs: 0, ackedNode: -1, will });
   }
 
   /** `node`: the node whose acknowledgement (or DISCONNECT 0x8E, for a will) the publisher got. */

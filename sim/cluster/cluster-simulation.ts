@@ -44,10 +44,10 @@ export interface ClusterSimulationResult {
   sessionsResumed: number;
   /**
    * A node lost its disk (ClusterShape.lostDisk), with what the checker excused for it: sessions
-   * found lost (session present 0 taken for the lost one), acknowledged messages only that disk
+   * found lost (session present 0 taken for the lost one), wills only that disk
    * held, QoS 2 copies given twice because their publisher's session went with it. Null: no disk lost.
    */
-  lostDisk: { sessions: number; messages: number; duplicates: number } | null;
+  lostDisk: { sessions: number; wills: number; duplicates: number } | null;
   faults: number;
   nodeRestarts: number;
   traceHash: string;
@@ -81,12 +81,12 @@ export function runClusterSimulation(options: ClusterSimulationOptions): Cluster
     `keel sim --seed ${options.seed} --nodes ${options.nodes}${options.handoverMovers === true ? ' --handover-movers' : ''}${options.clusterStreams === true ? ' --cluster-streams' : ''}${options.plant === undefined ? '' : ` --plant-cluster ${options.plant}`}${options.eventsMax === undefined ? '' : ` --events-max ${options.eventsMax}`}`;
   const sessionsResumed = world.movers.reduce((sum, mover) => sum + mover.resumed, 0);
   const excused = world.checker.lostDiskExcused;
-  const lostDisk = shape.lostDisk === null ? null : { sessions: excused.sessions, messages: excused.messages, duplicates: excused.duplicates };
+  const lostDisk = shape.lostDisk === null ? null : { sessions: excused.sessions, wills: excused.wills, duplicates: excused.duplicates };
   const summary =
     `${violation === null ? 'ok' : 'FAIL'} seed=${options.seed} nodes=${options.nodes} simulated_ms=${world.clock.nowMs} events=${world.events} ` +
     `clients=${world.clients.length} messages_published=${world.checker.published} messages_delivered=${world.checker.delivered} shared_delivered=${world.sharedChecker.delivered} faults=${world.faults} ` +
     `node_restarts=${world.nodeRestarts} nats_restarts=${world.nats.counters.restarts} partitions=${world.nats.counters.partitions} handoffs_stored=${world.nats.counters.stored} handoff_batches=${world.nats.counters.batchesStored} ` +
-    `redeliveries=${world.nats.counters.redeliveries} sessions_handed_over=${sessionsResumed}${lostDisk === null ? '' : ` lost_disk_excused_sessions=${lostDisk.sessions} lost_disk_excused_messages=${lostDisk.messages} lost_disk_excused_duplicates=${lostDisk.duplicates}`} trace_hash=${hash}`;
+    `redeliveries=${world.nats.counters.redeliveries} sessions_handed_over=${sessionsResumed}${lostDisk === null ? '' : ` lost_disk_excused_sessions=${lostDisk.sessions} lost_disk_excused_wills=${lostDisk.wills} lost_disk_excused_duplicates=${lostDisk.duplicates}`} trace_hash=${hash}`;
   if (violation !== null) {
     stdout(`VIOLATION ${violation.rule} at ${violation.atMs}ms (seed ${options.seed})`);
     stdout(`  ${violation.detail}`);

@@ -467,9 +467,9 @@ export class ClusterWorld implements MemberWorld {
    * with an empty data directory under the same node id. What it alone held is excused, and only
    * that (cluster-checker.ts `diskLost`): the sessions that lived on it (subscribers and `$share`
    * members at home there, QoS 2 publishers' sessions there, movers whose newest or pending
-   * connection was there), and the acknowledged publications it acknowledged that the hand-off
-   * stream does not hold (a will fired by a takeover is owed from the DISCONNECT 0x8E, before its
-   * hand-off is stored). Everything else is judged as before.
+   * connection was there), and the wills it fired that the hand-off stream does not hold (a will
+   * fired by a takeover is owed from the DISCONNECT 0x8E, before its hand-off is stored). Everything
+   * else is judged as before.
    */
   private loseDisk(node: NodeState): void {
     this.faults += 1;
@@ -484,11 +484,11 @@ export class ClusterWorld implements MemberWorld {
         if (identity?.kind === 'message') stored.add(`${identity.publisher}|${identity.sequence}`);
       }
     }
-    this.checker.diskLost(node.index, stored);
+    const excused = this.checker.diskLost(node.index, stored);
     for (const client of this.clients) client.diskLost(node.index);
     for (const mover of this.movers) mover.diskLost(node.index);
     for (const member of this.sharedMembers) member.diskLost(node.index);
-    this.trace(`lost-disk n${node.index} excuses ${this.checker.lostDiskExcused.messages} messages, ${this.checker.lostDiskExcused.sessionsMarked} sessions`);
+    this.trace(`lost-disk n${node.index} excuses ${this.checker.lostDiskExcused.sessionsMarked} sessions, wills [${excused.join(', ')}]`);
   }
 
   nodeInput(node: NodeState, incarnation: number, input: (driver: Driver) => void, what: string): void {
