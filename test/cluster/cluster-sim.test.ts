@@ -249,6 +249,14 @@ const clusterRegressionSeeds: readonly { seed: number; nodes: number; found: str
     found:
       "session-lost (vopr --nodes 3 --handover-movers from 3,400,000 on the merge of batched hand-offs, heartbeats and slow restarts; 1 of 400): m200 got session present 0 on n2 (generation 7) though its session lived and no hand-over timed out; passes on either branch alone. A latent hand-over bug (no batch in this world): n0, back on NATS, read n2's marker of an older claim (revision 21, asking n0) before its watch replayed n0's own newer claim (24, whose CONNECT had timed out into a fresh session); knowing no claim, n0 took the marker's for the newest, closed its client (0x8E) and handed the fresh session to n2, which handed it back at n0's marker, where n0 dropped it as late. A node now holds on to its own claims at markers until the watch replays their keys (session-registry.ts ownUnreplayed)",
   },
+  {
+    seed: 4002210,
+    nodes: 3,
+    handoverMovers: true,
+    open: 'qos2-duplicate',
+    found:
+      "qos2-duplicate (vopr --nodes 3 --handover-movers from 4,001,000, 1 of 1,500; no disk lost in this world, and it fails alike on the build before lost disks): under repeated node crashes m200's session split. n1 timed out waiting for it from n2 (session present 0, a fresh session, 13,994 ms), yet n2 adopted a session of m200 from n1 at 14,329 and handed it to n1 again; m200's will 200|1 reached the fresh session at 14,338 and again (packet id 9) after n0 adopted the session from n1 at 17,661 with session present 1. Not traced further",
+  },
   // Worlds where a node loses its disk for good (ClusterShape.lostDisk) and comes back empty under its node id.
   {
     seed: 12,
