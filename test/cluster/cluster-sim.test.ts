@@ -264,6 +264,13 @@ const clusterRegressionSeeds: readonly { seed: number; nodes: number; found: str
     found:
       'acknowledged-lost (the first lost-disk world): n1 came back from an empty data directory with epoch 1 again, so its first QoS 1 hand-off had the dedupe id of its first hand-off before the loss; the stream answered it as a duplicate (the old sequence) and the message was acknowledged but never stored',
   },
+  {
+    seed: 5002928,
+    nodes: 3,
+    handoverMovers: true,
+    found:
+      "checker: shared-lost (lost-disk worlds of --nodes 3 --handover-movers from 5,000,000): a $share member at home on the node that lost its disk kept the QoS 2 packet ids it had received and not seen released in its lost session; the fresh session's first QoS 2 message came under packet id 1 again and the member took it for a copy it had already handed to its application",
+  },
 ];
 
 function quiet(seed: number, nodes: number, handoverMovers = false) {
