@@ -200,6 +200,8 @@ export class SharedMember {
           return this.world.fail('session-lost', `c${this.index}: its persistent session on n${this.home} is gone`);
         this.connected = true;
         this.sessionWiped = false;
+        // A fresh session: no QoS 2 message is half received in it (packet ids start over).
+        if (!packet.sessionPresent) this.incomingQos2.clear();
         return this.settle();
       case PacketType.Suback:
         return this.answered(packet.packetId, packet.reasonCodes[0]! < 0x80, true);
