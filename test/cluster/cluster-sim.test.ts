@@ -271,6 +271,20 @@ const clusterRegressionSeeds: readonly { seed: number; nodes: number; found: str
     found:
       "checker: shared-lost (lost-disk worlds of --nodes 3 --handover-movers from 5,000,000): a $share member at home on the node that lost its disk kept the QoS 2 packet ids it had received and not seen released in its lost session; the fresh session's first QoS 2 message came under packet id 1 again and the member took it for a copy it had already handed to its application",
   },
+  {
+    seed: 5200147,
+    nodes: 3,
+    handoverMovers: true,
+    found:
+      "checker: qos2-duplicate (lost-disk worlds of --nodes 3 --handover-movers from 5,200,000, once a fresh log takes its first hand-off at once): m201's first SUBACK came on a connection it had already left, so it never counted itself subscribed; its session, on the node that lost its disk, was lost (session present 0, excused), but the fresh session's deliveries were counted with the lost one's because the mover only reset its session when subscribed: its will 201|2, got in the old session, came again in the fresh one from a node behind on the stream",
+  },
+  {
+    seed: 5300238,
+    nodes: 2,
+    handoverMovers: true,
+    found:
+      "checker: session-lost (lost-disk worlds of --nodes 2 --handover-movers from 5,300,000, same build): m200's session was adopted by n1 for a connection whose CONNACK never came (n1 crashed), then n1 lost its disk while m200 waited on n0; the lost-disk excuse looked only at the node of the newest accepted connection and of the current one, not at the nodes of the connections opened since the newest accepted, where the session may have gone",
+  },
 ];
 
 function quiet(seed: number, nodes: number, handoverMovers = false) {
