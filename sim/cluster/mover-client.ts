@@ -78,6 +78,11 @@ export class MoverClient implements PipeClient {
   /** The node of the newest connection whose CONNACK arrived (where its session lives, unless a move is under way). */
   private newestAcceptedNode = -1;
   /**
+   * The connections opened since the newest accepted one, by generation: a node may have adopted
+   * the session for one of them though its CONNACK never came (the node crashed before sending it).
+   */
+  private readonly openedSinceAccepted: { generation: number; node: number }[] = [];
+  /**
    * Set when a node that may hold the mover's session (that of its newest accepted connection, or
    * of the connection it is waiting on) lost its disk: the next session present 0 is excused.
    */
@@ -115,6 +120,7 @@ export class MoverClient implements PipeClient {
     const connection: MoverConnection = { pipe, decoder: new PacketDecoder({ packetBytesMax: 1 << 20, protocolVersion: 5 }), generation, connacked: false, takenOver: false };
     this.connections.set(pipe.id, connection);
     this.current = connection;
+    this.openedSinceAccepted.push({ generation, node });
     this.world.trace(`m${this.index} connect n${node} L${pipe.id} gen=${generation}`);
     // The will is a publication from the moment its CONNECT goes out; sent twice, so it is left out of order checks.
     this.world.checker.publishSent(this.index, generation, willTopic, 2, false, node, false, true);
@@ -201,6 +207,7 @@ export class MoverClient implements PipeClient {
     connection.connacked = true;
     if (connection.generation > this.newestAccepted) this.newestAcceptedNode = connection.pipe.node;
     this.newestAccepted = Math.max(this.newestAccepted, connection.generation);
+    while (this.openedSinceAccepted.length > 0 && this.openedSinceAccepted[0]!.generation <= this.newestAccepted) this.openedSinceAccepted.shift();
     if (connection !== this.current) return;
     if (!this.persistent) return this.scheduleMove();
     if (sessionPresent && connection.generation === 1) {
@@ -216,8 +223,10 @@ export class MoverClient implements PipeClient {
         );
       }
       // A fresh session: what the lost one was owed is excused, and the subscription starts over.
+      // Its deliveries are counted apart from the old one's even when the mover never saw its
+      // SUBACK (it came on a connection already left, seed 5200147): the old session had one.
       if (this.subscribed && this.sessionWiped && !this.handoverTimedOut) this.world.checker.lostDiskExcused.sessions += 1;
-      if (this.subscribed) this.world.checker.sessionLost(this.index);
+      if (this.subscribed || connection.generation > 1) this.world.checker.sessionLost(this.index);
       this.subscribed = false;
       this.incomingQos2.clear();
       this.world.checker.subscribeSent(this.index, this.filter);
@@ -232,12 +241,13 @@ export class MoverClient implements PipeClient {
 
   /**
    * Node `node` lost its disk. The mover's session may have lived there: on the node of its newest
-   * accepted connection (unless a move has taken it elsewhere since), or on its way to the node of
-   * the connection it waits on. Its next session present 0 is then excused (sessionLost).
+   * accepted connection (unless a move has taken it elsewhere since), or on a node it connected to
+   * since, which may have adopted it for a connection whose CONNACK never came (seed 5300238) or
+   * be adopting it now. Its next session present 0 is then excused (sessionLost).
    */
   diskLost(node: number): void {
     if (!this.persistent || !this.subscribed) return;
-    if (this.newestAcceptedNode !== node && this.current?.pipe.node !== node) return;
+    if (this.newestAcceptedNode !== node && !this.openedSinceAccepted.some((opened) => opened.node === node)) return;
     this.sessionWiped = true;
     this.world.checker.lostDiskExcused.sessionsMarked += 1;
   }
