@@ -348,7 +348,7 @@ describe('cluster simulation', () => {
           .slice(-60)
           .join('\n'),
       ).toBe(true);
-      expect(result.shape).toMatch(/ streams$/);
+      expect(result.shape).toMatch(/ streams( lost-disk=n\d@\d+ms)?$/);
       paces += lines.filter((line) => / link pace$/.test(line)).length;
     }
     // Pauses and resumes, many of them: the bound is reached in most worlds.
