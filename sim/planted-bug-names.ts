@@ -70,6 +70,7 @@ export const clusterPlantedBugDescriptions = {
   'handover-drops-queued': 'leaves the queued messages out of a session it hands over to another node (run with --handover-movers)',
   'backlog-never-paces': "never pauses its hand-off consumer when hand-offs overrun the streams' backlog bound (run with --cluster-streams)",
   'backlog-stays-paused': "never resumes its hand-off consumer once paused for the streams' backlog (run with --cluster-streams)",
+  'lost-disk-drops-handoffs': 'started again on an empty data directory (its disk lost), acknowledges every hand-off from the stream without routing it',
 };
 
 export type ClusterPlantedBugName = keyof typeof clusterPlantedBugDescriptions;

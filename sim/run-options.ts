@@ -40,6 +40,10 @@ export interface RunOptions {
   handoverMovers?: boolean;
   /** Cluster nodes keep a stream of every topic under a tiny backlog bound, so their hand-off consumers pause and resume. */
   clusterStreams?: boolean;
+  /** False: no cluster node loses its disk (cluster worlds as before lost disks existed). */
+  lostDisk?: boolean;
+  /** False: no large payloads (sim/large-payloads.ts; worlds as before they existed). */
+  largePayloads?: boolean;
 }
 
 /** An option with a value: `--clients 5`. `parse` throws an Error whose message says what is allowed. */
@@ -86,6 +90,16 @@ export const runOptionFlags: RunOptionFlags = {
     kind: 'switch',
     on: { flag: '--faults', description: 'run the seed with faults, whatever it chose (it still picks which)' },
     off: { flag: '--no-faults', description: 'run the seed without faults' },
+  },
+  lostDisk: {
+    kind: 'switch',
+    on: null,
+    off: { flag: '--no-lost-disk', description: "cluster worlds as before a node could lose its disk: older cluster seeds' runs" },
+  },
+  largePayloads: {
+    kind: 'switch',
+    on: null,
+    off: { flag: '--no-large-payloads', description: "worlds as before large payloads existed: older seeds' runs" },
   },
   workload: {
     kind: 'switch',

@@ -132,7 +132,7 @@ const longSessionOneIn = 400;
  * MQTT 5.0 extras, unsubscribes, the limits they add): the world a seed built before those existed,
  * byte for byte, so that seeds found then still reproduce what they found.
  */
-export function chooseShape(seed: number, overrides: { clientCount?: number; faults?: boolean; workload?: boolean } = {}): WorldShape {
+export function chooseShape(seed: number, overrides: { clientCount?: number; faults?: boolean; workload?: boolean; largePayloads?: boolean } = {}): WorldShape {
   const random = Random.stream(seed, 'shape');
   const clientCount = overrides.clientCount ?? random.int(2, 12);
   const activeMs = random.int(5, 25) * 1_000;
@@ -187,7 +187,7 @@ export function chooseShape(seed: number, overrides: { clientCount?: number; fau
   // the stream readers do not have yet).
   if (overrides.clientCount === undefined && shape.identity === null) chooseStreamWorld(shape);
   // Large payloads after everything else, from a stream of their own (large-payloads.ts).
-  if (overrides.clientCount === undefined) shape.largePayloads = chooseLargePayloads(shape);
+  if (overrides.clientCount === undefined && overrides.largePayloads !== false) shape.largePayloads = chooseLargePayloads(shape);
   return shape;
 }
 

@@ -155,6 +155,16 @@ export class SimulatedDisk {
     this.durableDirectory = new Map(this.durableDirectory);
   }
 
+  /**
+   * The disk is lost for good and replaced by an empty one (the cluster world's lost disk): every
+   * file, synced or not, is gone. Draws nothing from the disk's random stream.
+   */
+  wipe(): void {
+    this.files = new Map();
+    this.durableDirectory = new Map();
+    this.unsyncedDirectory = [];
+  }
+
   /** Flips one bit of synced data in a random file; returns where, or null when there is nothing synced. */
   flipDurableBit(): { file: string; offset: number } | null {
     const candidates = [...this.durableDirectory.entries()].filter(([, file]) => file.durable.length > 0 && file.unsynced.length === 0);

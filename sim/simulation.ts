@@ -77,7 +77,7 @@ export function runSimulation(options: SimulationOptions): SimulationResult {
   if (nodes >= 2) return runClusterAsSimulation(options, nodes, stdout, stderr);
   if (options.plantCluster !== undefined) throw new Error('--plant-cluster needs a cluster: --nodes 2 or more');
   const startedMs = Date.now();
-  const shape = chooseShape(options.seed, { clientCount: options.clientCount, faults: options.faults, workload: options.workload });
+  const shape = chooseShape(options.seed, { clientCount: options.clientCount, faults: options.faults, workload: options.workload, largePayloads: options.largePayloads });
   const world = new World(shape, chooseBroker(options), options.trace === true ? stdout : null, chooseStore(options));
   try {
     world.run(options.eventsMax ?? eventsMaxDefault);
@@ -109,6 +109,8 @@ function runClusterAsSimulation(options: SimulationOptions, nodes: number, stdou
     ...(options.eventsMax === undefined ? {} : { eventsMax: options.eventsMax }),
     handoverMovers: options.handoverMovers === true,
     clusterStreams: options.clusterStreams === true,
+    ...(options.lostDisk === false ? { lostDisk: false } : {}),
+    ...(options.largePayloads === false ? { largePayloads: false } : {}),
     trace: options.trace === true,
     reproduce,
     stdout,
@@ -139,6 +141,11 @@ function runClusterAsSimulation(options: SimulationOptions, nodes: number, stdou
       [`cluster-${nodes}-nodes`]: 1,
       ...(cluster.sharedDelivered > 0 ? { 'shared-deliveries-in-cluster': 1 } : {}),
       ...(cluster.silentPassedOver > 0 ? { 'shared-silent-nodes-passed-over': 1 } : {}),
+      // A node lost its disk, and whether the checker excused a session, a will or a QoS 2 copy for it.
+      ...(cluster.lostDisk === null ? {} : { 'lost-disk-in-cluster': 1 }),
+      ...(cluster.lostDisk !== null && cluster.lostDisk.sessions > 0 ? { 'lost-disk-sessions-excused': 1 } : {}),
+      ...(cluster.lostDisk !== null && cluster.lostDisk.wills > 0 ? { 'lost-disk-wills-excused': 1 } : {}),
+      ...(cluster.lostDisk !== null && cluster.lostDisk.duplicates > 0 ? { 'lost-disk-duplicates-excused': 1 } : {}),
     },
     traceHash: cluster.traceHash,
     shape: cluster.shape,

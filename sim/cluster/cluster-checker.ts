@@ -24,7 +24,15 @@
  * idle): `acknowledged-lost`: a QoS 1/2 publication whose PUBACK/PUBREC the publisher got, that
  * matches a subscription SUBACKed before the publication was first sent, has not reached that
  * subscriber (every subscriber's session is persistent and lives on its home node, whose disk
- * keeps what was synced: no loss is excused).
+ * keeps what was synced: no loss is excused, but for a lost disk).
+ * A lost disk (a node restarted with an empty data directory, cluster-world.ts loseDisk) excuses
+ * exactly what lived only there: the sessions on that node (their clients are told so before
+ * their next CONNACK: what the session was owed ends, as in `sessionLost`, and session present 0
+ * is no `session-lost`; a QoS 2 publisher's PUBRELs are dropped, and the QoS 2 messages it had
+ * sent without a PUBREC yet may reach a subscriber twice), and the acknowledged publications the
+ * node fired as wills that the hand-off stream does not hold (`diskLost`). Other nodes' sessions,
+ * retained messages and `$share` groups are judged as ever; each excuse is counted
+ * (`lostDiskExcused`, vopr's coverage line).
  * Retained, after the quiet period, from a fresh subscriber on every node and the bucket's value:
  * `retained-diverged`: a node's retained message for a topic is not the one the `keel-retained`
  * bucket holds; `retained-lost`: a topic with an acknowledged retained publication has none;
@@ -55,6 +63,10 @@ interface Publication {
   resent: boolean;
   acked: boolean;
   ackedMs: number;
+  /** The node whose acknowledgement the publisher got (a will: the node that fired it); -1 when not known. */
+  ackedNode: number;
+  /** A will (mover-client.ts): owed from the DISCONNECT 0x8E, not from an acknowledgement after its hand-off. */
+  readonly will: boolean;
 }
 
 interface Subscriber {
@@ -76,6 +88,17 @@ export class ClusterChecker {
   delivered = 0;
   /** The rules for `$share` groups (shared-checker.ts), told of every publication too. */
   shared: SharedChecker | null = null;
+  /**
+   * What a lost disk excused (diskLost), for vopr's coverage: sessions marked lost and sessions
+   * found lost (a session present 0 taken for the lost one), wills (owed, not yet handed off) lost with
+   * the node, and QoS 2 copies that reached a subscriber twice because their publisher's session
+   * went with the disk in the middle of the handshake.
+   */
+  readonly lostDiskExcused = { sessionsMarked: 0, sessions: 0, wills: 0, duplicates: 0 };
+  /** Acknowledged publications only the lost disk held: left out of `acknowledged-lost`. */
+  private readonly lostWithDisk = new Set<string>();
+  /** QoS 2 publications sent, not yet acknowledged, by a client whose session went with a lost disk. */
+  private readonly resentAfterLostSession = new Set<string>();
 
   constructor(
     private readonly clock: { nowMs: number },
@@ -117,6 +140,36 @@ export class ClusterChecker {
     if (granted && state.filters.get(filter) === null) state.filters.set(filter, this.clock.nowMs);
   }
 
+  /**
+   * Node `node` lost its disk (cluster-world.ts loseDisk). `stored`: the publications the hand-off
+   * stream holds. A will that `node` fired (owed from the DISCONNECT 0x8E, before its hand-off is
+   * stored) and that the stream does not hold lived only in its log: it is excused from
+   * `acknowledged-lost` (and from `shared-lost`). Nothing else is: a client's QoS 1/2 message is
+   * acknowledged only once the stream holds its hand-off (its retained put once the bucket holds
+   * it), so an acknowledged message missing from the stream is a bug, lost disk or not. The
+   * sessions on the node are excused by their clients (sessionLost, duplicateExcused).
+   */
+  diskLost(node: number, stored: ReadonlySet<string>): string[] {
+    const excused: string[] = [];
+    for (const [key, publication] of this.publications) {
+      if (!publication.will || !publication.acked || publication.ackedNode !== node || stored.has(key) || this.lostWithDisk.has(key)) continue;
+      this.lostWithDisk.add(key);
+      this.lostDiskExcused.wills += 1;
+      this.shared?.excuse(key);
+      excused.push(key);
+    }
+    return excused;
+  }
+
+  /**
+   * A QoS 2 publication in the middle of its handshake (no PUBREC yet) when its publisher's
+   * session went with a lost disk: the node may have handed it off already, and the fresh session
+   * knows nothing of its packet id, so the resend is a new message. A subscriber may get it twice.
+   */
+  duplicateExcused(publisher: number, sequence: number): void {
+    this.resentAfterLostSession.add(`${publisher}|${sequence}`);
+  }
+
   /** `will`: a will that `node` publishes when the connection ends (mover-client.ts), not a client's PUBLISH. */
   publishSent(publisher: number, sequence: number, topic: string, qos: Qos, resend: boolean, node: number, retain = false, will = false): void {
     this.shared?.publishSent(publisher, sequence, topic, qos, node, will);
@@ -126,15 +179,17 @@ export class ClusterChecker {
       if (resend) existing.resent = true;
       return;
     }
-    this.publications.set(key, { publisher, sequence, topic, qos, retain, firstSentMs: this.clock.nowMs, node, resent: false, acked: false, ackedMs: 0 });
+    this.publications.set(key, { publisher, sequence, topic, qos, retain, firstSentMs: this.clock.nowMs, node, resent: false, acked: false, ackedMs: 0, ackedNode: -1, will });
   }
 
-  publishAcked(publisher: number, sequence: number): void {
+  /** `node`: the node whose acknowledgement (or DISCONNECT 0x8E, for a will) the publisher got. */
+  publishAcked(publisher: number, sequence: number, node = -1): void {
     this.shared?.publishAcked(publisher, sequence);
     const publication = this.publications.get(`${publisher}|${sequence}`);
     if (publication !== undefined && !publication.acked) {
       publication.acked = true;
       publication.ackedMs = this.clock.nowMs;
+      publication.ackedNode = node;
       if (publication.retain) this.judgeBucket(publication.topic, 'holds');
     }
   }
@@ -174,6 +229,10 @@ export class ClusterChecker {
     this.delivered += 1;
     if (count > 1) {
       if (publication.qos === 0) return this.fail('qos0-duplicate', `c${client}: QoS 0 ${key} delivered ${count} times`);
+      if (publication.qos === 2 && packet.qos === 2 && this.resentAfterLostSession.has(key)) {
+        this.lostDiskExcused.duplicates += 1;
+        return;
+      }
       if (publication.qos === 2 && packet.qos === 2) return this.fail('qos2-duplicate', `c${client}: QoS 2 ${key} handed to the application ${count} times`);
       return;
     }
@@ -229,7 +288,7 @@ export class ClusterChecker {
   /** After the quiet period: every acknowledged QoS 1/2 publication reached every subscriber it was owed to. */
   checkLiveness(): void {
     for (const [key, publication] of this.publications) {
-      if (!publication.acked || publication.qos === 0) continue;
+      if (!publication.acked || publication.qos === 0 || this.lostWithDisk.has(key)) continue;
       for (const [client, state] of this.subscribers) {
         let owed = false;
         for (const [filter, subackMs] of state.filters) {

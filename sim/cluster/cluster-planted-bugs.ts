@@ -34,6 +34,12 @@
  * - `backlog-never-paces`: drops the node's requests to pause its hand-off consumer, as a node would
  *   that admitted hand-offs past its streams' backlog bound without holding NATS back
  *   (`backlog-unbounded`, in worlds run with `--cluster-streams`).
+ * - `lost-disk-drops-handoffs`: a node that finds its data directory empty when it starts again
+ *   (its disk lost, ClusterShape.lostDisk) acknowledges every hand-off the stream delivers to it
+ *   without routing it, as a node would that took everything below its empty log for the lost
+ *   disk's business: the sessions its clients open after the loss miss what other nodes publish.
+ *   The lost disk excuses only the sessions that lived on it, so the checker catches it
+ *   (`acknowledged-lost`, or `shared-lost` for a group member at home there).
  * - `backlog-stays-paused`: drops the node's requests to resume its hand-off consumer, so a node
  *   once paused for its streams' backlog takes no hand-off again until its link drops: messages
  *   from other nodes wait (`acknowledged-lost` or `not-idle`, with `--cluster-streams`).
@@ -244,6 +250,31 @@ class HandoverDropsQueued extends WrappedClusterBroker {
   }
 }
 
+/** How many times each node of a world was started, by its config (one object per node and world). */
+const startsOfNode = new WeakMap<object, number>();
+
+class LostDiskDropsHandoffs extends WrappedClusterBroker {
+  /** Started on an empty data directory after an earlier life. */
+  private emptyAfterLife = false;
+
+  constructor(
+    inner: BrokerCore,
+    private readonly restarted: boolean,
+  ) {
+    super(inner);
+  }
+
+  override storageCompleted(nowMs: number, result: StorageResult): void {
+    if (this.restarted && result.ok && result.files !== undefined && result.files.length === 0) this.emptyAfterLife = true;
+    super.storageCompleted(nowMs, result);
+  }
+
+  override clusterMessage(nowMs: number, message: ClusterMessage): void {
+    if (!this.emptyAfterLife || message.consumerId === null || message.streamSequence === null) return super.clusterMessage(nowMs, message);
+    this.extra.push({ kind: 'cluster', request: { op: 'ack', consumerId: message.consumerId, streamSequence: message.streamSequence } });
+  }
+}
+
 /** Drops the node's `pace` requests that ask for `paused`. */
 class DropsPace extends WrappedClusterBroker {
   constructor(
@@ -269,4 +300,9 @@ export const clusterPlantedBugs: Record<ClusterPlantedBugName, ClusterBrokerFact
   'handover-drops-queued': (options: BrokerOptions) => new HandoverDropsQueued(new Broker(options)),
   'backlog-never-paces': (options: BrokerOptions) => new DropsPace(new Broker(options), true),
   'backlog-stays-paused': (options: BrokerOptions) => new DropsPace(new Broker(options), false),
+  'lost-disk-drops-handoffs': (options: BrokerOptions) => {
+    const starts = (startsOfNode.get(options.config) ?? 0) + 1;
+    startsOfNode.set(options.config, starts);
+    return new LostDiskDropsHandoffs(new Broker(options), starts > 1);
+  },
 };

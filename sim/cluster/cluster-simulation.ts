@@ -24,6 +24,10 @@ export interface ClusterSimulationOptions {
   handoverMovers?: boolean;
   /** Nodes keep a stream of every topic under a tiny backlog bound (`--cluster-streams`). */
   clusterStreams?: boolean;
+  /** False: no node loses its disk (`--no-lost-disk`). */
+  lostDisk?: boolean;
+  /** False: no large payloads (`--no-large-payloads`). */
+  largePayloads?: boolean;
 }
 
 export interface ClusterSimulationResult {
@@ -42,6 +46,12 @@ export interface ClusterSimulationResult {
   silentPassedOver: number;
   /** Connections of movers answered with session present 1 after a move (session-handover.ts). */
   sessionsResumed: number;
+  /**
+   * A node lost its disk (ClusterShape.lostDisk), with what the checker excused for it: sessions
+   * found lost (session present 0 taken for the lost one), wills only that disk
+   * held, QoS 2 copies given twice because their publisher's session went with it. Null: no disk lost.
+   */
+  lostDisk: { sessions: number; wills: number; duplicates: number } | null;
   faults: number;
   nodeRestarts: number;
   traceHash: string;
@@ -59,7 +69,10 @@ export function runClusterSimulation(options: ClusterSimulationOptions): Cluster
   const stderr = options.stderr ?? ((line: string) => process.stderr.write(`${line}\n`));
   if (!Number.isInteger(options.nodes) || options.nodes < 2 || options.nodes > 9) throw new Error(`--nodes must be 2 to 9 for a cluster run, got ${options.nodes}`);
   const startedMs = Date.now();
-  const shape = chooseClusterShape(options.seed, options.nodes, options.handoverMovers === true, options.clusterStreams === true);
+  const shape = chooseClusterShape(options.seed, options.nodes, options.handoverMovers === true, options.clusterStreams === true, {
+    lostDisk: options.lostDisk !== false,
+    largePayloads: options.largePayloads !== false,
+  });
   const factory = options.brokerFactory ?? (options.plant === undefined ? realClusterBroker : clusterPlantedBugs[options.plant]);
   const world = new ClusterWorld(shape, factory, options.trace === true ? stdout : null);
   try {
@@ -74,11 +87,13 @@ export function runClusterSimulation(options: ClusterSimulationOptions): Cluster
     options.reproduce ??
     `keel sim --seed ${options.seed} --nodes ${options.nodes}${options.handoverMovers === true ? ' --handover-movers' : ''}${options.clusterStreams === true ? ' --cluster-streams' : ''}${options.plant === undefined ? '' : ` --plant-cluster ${options.plant}`}${options.eventsMax === undefined ? '' : ` --events-max ${options.eventsMax}`}`;
   const sessionsResumed = world.movers.reduce((sum, mover) => sum + mover.resumed, 0);
+  const excused = world.checker.lostDiskExcused;
+  const lostDisk = shape.lostDisk === null ? null : { sessions: excused.sessions, wills: excused.wills, duplicates: excused.duplicates };
   const summary =
     `${violation === null ? 'ok' : 'FAIL'} seed=${options.seed} nodes=${options.nodes} simulated_ms=${world.clock.nowMs} events=${world.events} ` +
     `clients=${world.clients.length} messages_published=${world.checker.published} messages_delivered=${world.checker.delivered} shared_delivered=${world.sharedChecker.delivered} faults=${world.faults} ` +
     `node_restarts=${world.nodeRestarts} nats_restarts=${world.nats.counters.restarts} partitions=${world.nats.counters.partitions} handoffs_stored=${world.nats.counters.stored} handoff_batches=${world.nats.counters.batchesStored} ` +
-    `redeliveries=${world.nats.counters.redeliveries} sessions_handed_over=${sessionsResumed} trace_hash=${hash}`;
+    `redeliveries=${world.nats.counters.redeliveries} sessions_handed_over=${sessionsResumed}${lostDisk === null ? '' : ` lost_disk_excused_sessions=${lostDisk.sessions} lost_disk_excused_wills=${lostDisk.wills} lost_disk_excused_duplicates=${lostDisk.duplicates}`} trace_hash=${hash}`;
   if (violation !== null) {
     stdout(`VIOLATION ${violation.rule} at ${violation.atMs}ms (seed ${options.seed})`);
     stdout(`  ${violation.detail}`);
@@ -102,6 +117,7 @@ export function runClusterSimulation(options: ClusterSimulationOptions): Cluster
     sharedDelivered: world.sharedChecker.delivered,
     silentPassedOver: world.silentPassedOver,
     sessionsResumed,
+    lostDisk,
     faults: world.faults,
     nodeRestarts: world.nodeRestarts,
     traceHash: hash,

@@ -20,6 +20,7 @@
  * rule `kept-bytes-alias` (kept-bytes-check.ts) fails a run whose node keeps such a view.
  */
 import { Broker, type BrokerOptions } from '../../src/broker/broker.js';
+import { decodeBatch, handoffBatchSubject } from '../../src/cluster/handoff-batch.js';
 import { decodeRetainedValue, retainedBucket, retainedKey, topicOfRetainedKey } from '../../src/cluster/retained-entries.js';
 import { sharedBucket } from '../../src/cluster/shared-groups.js';
 import { PacketDecoder } from '../../src/codec/decoder.js';
@@ -141,6 +142,26 @@ export interface ClusterShape {
    * the checker checks that nothing is lost or stuck for it and that the backlog stays bounded.
    */
   streams: boolean;
+  /**
+   * A node loses its disk for good (one world in five, once): at `atMs` it crashes (or, already
+   * down, stays down) and its data directory is emptied, so it restarts under the same node id
+   * with nothing of its own while NATS still holds its consumer, its claims, its `$share` keys and
+   * the stream's markers naming it. Drawn from a stream of its own (`cluster-lost-disk`), so
+   * worlds without it are the ones the seed chose before it existed.
+   */
+  lostDisk: { node: number; atMs: number } | null;
+  /** Large payloads in this world (chooseClusterLargePayloads), or null. */
+  largePayloads: ClusterLargePayloads | null;
+}
+
+/**
+ * Which of the later additions to cluster worlds a run has (each from a stream of its own): all
+ * by default; a seed found before one existed replays its world without it (`--no-lost-disk`,
+ * `--no-large-payloads`).
+ */
+export interface ClusterWorldAdditions {
+  lostDisk: boolean;
+  largePayloads: boolean;
 }
 
 const topics = ['t/a', 't/b', 'u/a', 't/a/x'];
@@ -150,10 +171,10 @@ const recentKept = 40;
 const clusterStreamBacklogBytes = 1024;
 const auditMs = 5_000;
 
-export function chooseClusterShape(seed: number, nodes: number, handoverMovers = false, streams = false): ClusterShape {
+export function chooseClusterShape(seed: number, nodes: number, handoverMovers = false, streams = false, additions: ClusterWorldAdditions = { lostDisk: true, largePayloads: true }): ClusterShape {
   const random = Random.stream(seed, 'cluster-shape');
   const faulty = random.chance(0.85);
-  return {
+  const shape: Omit<ClusterShape, 'lostDisk' | 'largePayloads'> = {
     seed,
     nodes,
     subscribers: random.int(2, 5),
@@ -172,6 +193,9 @@ export function chooseClusterShape(seed: number, nodes: number, handoverMovers =
     handoverMovers,
     streams,
   };
+  const lost = Random.stream(seed, 'cluster-lost-disk');
+  const lostDisk = additions.lostDisk && lost.chance(0.2) ? { node: lost.int(0, nodes - 1), atMs: lost.int(1_000, shape.activeMs - 1_000) } : null;
+  return { ...shape, lostDisk, largePayloads: additions.largePayloads ? chooseClusterLargePayloads(seed) : null };
 }
 
 /** vopr's mix: a third of its cluster seeds keep streams (a stream of its own, so the other draws are unchanged). */
@@ -188,7 +212,7 @@ export function voprNodesForSeed(seed: number): number {
 
 export function describeClusterShape(shape: ClusterShape): string {
   const fault = (name: string, mean: number | null) => (mean === null ? '' : ` ${name}~${mean}ms`);
-  return `cluster nodes=${shape.nodes} subscribers=${shape.subscribers} publishers=${shape.publishers}x${shape.messagesPerPublisher} active=${shape.activeMs}ms${fault('crash', shape.nodeCrashMeanMs)}${fault('nats-restart', shape.natsRestartMeanMs)}${fault('partition', shape.partitionMeanMs)}${fault('client-drop', shape.clientDropMeanMs)}${shape.crashAfterDiskProbability > 0 ? ` crash-after-disk=${shape.crashAfterDiskProbability}` : ''}${shape.movers > 0 ? ` movers=${shape.movers}~${shape.moveMeanMs}ms${shape.handoverMovers ? '+sessions' : ''}` : ''}${shape.streams ? ' streams' : ''}${describeLarge(chooseClusterLargePayloads(shape.seed))}`;
+  return `cluster nodes=${shape.nodes} subscribers=${shape.subscribers} publishers=${shape.publishers}x${shape.messagesPerPublisher} active=${shape.activeMs}ms${fault('crash', shape.nodeCrashMeanMs)}${fault('nats-restart', shape.natsRestartMeanMs)}${fault('partition', shape.partitionMeanMs)}${fault('client-drop', shape.clientDropMeanMs)}${shape.crashAfterDiskProbability > 0 ? ` crash-after-disk=${shape.crashAfterDiskProbability}` : ''}${shape.movers > 0 ? ` movers=${shape.movers}~${shape.moveMeanMs}ms${shape.handoverMovers ? '+sessions' : ''}` : ''}${shape.streams ? ' streams' : ''}${shape.lostDisk === null ? '' : ` lost-disk=n${shape.lostDisk.node}@${shape.lostDisk.atMs}ms`}${describeLarge(shape.largePayloads)}`;
 }
 
 function describeLarge(large: ClusterLargePayloads | null): string {
@@ -233,7 +257,7 @@ export class ClusterWorld implements MemberWorld {
     private readonly traceSink: ((line: string) => void) | null,
   ) {
     this.checker = new ClusterChecker(this.clock, (rule, detail) => this.fail(rule, detail));
-    this.largePayloads = chooseClusterLargePayloads(shape.seed);
+    this.largePayloads = shape.largePayloads;
     this.sharedChecker = new SharedChecker(this.clock, shape.nodes, (rule, detail) => this.fail(rule, detail));
     this.checker.shared = this.sharedChecker;
     this.faultRandom = Random.stream(shape.seed, 'cluster-faults');
@@ -491,6 +515,35 @@ export class ClusterWorld implements MemberWorld {
     });
   }
 
+  /**
+   * The node's disk is lost for good: the node crashes (unless it is down already) and comes back
+   * with an empty data directory under the same node id. What it alone held is excused, and only
+   * that (cluster-checker.ts `diskLost`): the sessions that lived on it (subscribers and `$share`
+   * members at home there, QoS 2 publishers' sessions there, movers whose newest or pending
+   * connection was there), and the wills it fired that the hand-off stream does not hold (a will
+   * fired by a takeover is owed from the DISCONNECT 0x8E, before its hand-off is stored). Everything
+   * else is judged as before.
+   */
+  private loseDisk(node: NodeState): void {
+    this.faults += 1;
+    this.trace(`fault lost-disk n${node.index}${node.running === null ? ' (down)' : ''}`);
+    if (node.running !== null) this.crashNode(node, 'lost disk');
+    node.disk.wipe();
+    const stored = new Set<string>();
+    for (const entry of this.nats.storedEntries()) {
+      const payloads = entry.subject === handoffBatchSubject ? (decodeBatch(entry.payload) ?? []).map((member) => member.payload) : [entry.payload];
+      for (const payload of payloads) {
+        const identity = parsePayload(payload);
+        if (identity?.kind === 'message') stored.add(`${identity.publisher}|${identity.sequence}`);
+      }
+    }
+    const excused = this.checker.diskLost(node.index, stored);
+    for (const client of this.clients) client.diskLost(node.index);
+    for (const mover of this.movers) mover.diskLost(node.index);
+    for (const member of this.sharedMembers) member.diskLost(node.index);
+    this.trace(`lost-disk n${node.index} excuses ${this.checker.lostDiskExcused.sessionsMarked} sessions, wills [${excused.join(', ')}]`);
+  }
+
   nodeInput(node: NodeState, incarnation: number, input: (driver: Driver) => void, what: string): void {
     const running = node.running;
     if (running === null || running.incarnation !== incarnation) return;
@@ -624,6 +677,8 @@ export class ClusterWorld implements MemberWorld {
   // ---- faults -------------------------------------------------------------------------------
 
   private scheduleFaults(): void {
+    const lostDisk = this.shape.lostDisk;
+    if (lostDisk !== null) this.queue.push(lostDisk.atMs, () => this.loseDisk(this.nodes[lostDisk.node]!));
     this.every(this.shape.nodeCrashMeanMs, () => this.crashNode(this.faultRandom.pick(this.nodes), 'injected'));
     this.every(this.shape.natsRestartMeanMs, () => this.nats.restart(this.faultRandom.int(100, 3_000)));
     this.every(this.shape.partitionMeanMs, () => this.nats.partition(this.faultRandom.int(0, this.nodes.length - 1), this.faultRandom.int(100, 4_000)));
@@ -665,6 +720,8 @@ export class ClusterClient {
   private publishScheduled = false;
   /** Which publishes are large, in a large-payload world (its own stream). */
   private readonly largeRandom: Random;
+  /** The node holding this client's session lost its disk (ClusterWorld.loseDisk): its next session present 0 is excused. */
+  private sessionWiped = false;
   /** An auditor's view of its node's retained table: topic → publication key. */
   readonly retainedSeen = new Map<string, string>();
 
@@ -728,6 +785,20 @@ export class ClusterClient {
     if (this.pipe !== null) this.world.closePipe(this.pipe, 'client dropped', true);
   }
 
+  /**
+   * Node `node` lost its disk: a client with a persistent session there (a subscriber or a QoS 2
+   * publisher at home there) lost it. A subscriber is owed nothing more of it; a QoS 2 publisher's
+   * releases (PUBREL) can no longer be matched, and what it had sent without a PUBREC yet may be
+   * in the stream already, so its resend may reach subscribers a second time.
+   */
+  diskLost(node: number): void {
+    if (this.roams || this.role === 'auditor' || this.home !== node || this.generation === 0) return;
+    this.sessionWiped = true;
+    this.world.checker.lostDiskExcused.sessionsMarked += 1;
+    if (this.role === 'subscriber') this.world.checker.sessionLost(this.index);
+    else for (const item of this.inflight.values()) if (item.phase === 'publish') this.world.checker.duplicateExcused(this.index, item.sequence);
+  }
+
   closed(pipe: Pipe): void {
     if (this.pipe !== pipe) return;
     this.pipe = null;
@@ -784,13 +855,16 @@ export class ClusterClient {
     this.world.trace(`c${this.index} CONNACK rc=${reasonCode} present=${sessionPresent}`);
     if (reasonCode !== 0) return this.dropConnection();
     this.connected = true;
+    const wiped = this.sessionWiped;
+    this.sessionWiped = false;
+    if (wiped && !sessionPresent) this.world.checker.lostDiskExcused.sessions += 1;
     if (this.role === 'auditor') {
       this.send({ type: PacketType.Subscribe, packetId: 1, subscriptions: [{ topicFilter: '#', qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0 }] });
       return;
     }
     if (this.role === 'subscriber') {
       if (!sessionPresent) {
-        if (this.generation > 1 && this.subscribed) this.world.fail('session-lost', `c${this.index}: its persistent session on n${this.home} is gone`);
+        if (this.generation > 1 && this.subscribed && !wiped) this.world.fail('session-lost', `c${this.index}: its persistent session on n${this.home} is gone`);
         this.incomingQos2.clear();
         this.world.checker.subscribeSent(this.index, this.filter);
         this.send({ type: PacketType.Subscribe, packetId: 1, subscriptions: [{ topicFilter: this.filter, qos: this.qos, noLocal: false, retainAsPublished: false, retainHandling: 2 }] });
@@ -801,6 +875,11 @@ export class ClusterClient {
     for (const [packetId, item] of this.inflight) {
       if (item.phase === 'pubrel') {
         if (!sessionPresent) {
+          // Its session went with its node's disk: the message was acknowledged (PUBREC), only the release is gone.
+          if (wiped) {
+            this.inflight.delete(packetId);
+            continue;
+          }
           // A QoS 2 session lost: the release cannot be matched any more (never for a persistent one).
           this.world.fail('session-lost', `c${this.index}: QoS 2 session on n${this.home} is gone`);
           return;
@@ -846,10 +925,10 @@ export class ClusterClient {
     } else if (reasonCode >= 0x80) {
       this.inflight.delete(packetId);
     } else if (type === PacketType.Puback) {
-      this.world.checker.publishAcked(this.index, item.sequence);
+      this.world.checker.publishAcked(this.index, item.sequence, this.pipe!.node);
       this.inflight.delete(packetId);
     } else {
-      this.world.checker.publishAcked(this.index, item.sequence);
+      this.world.checker.publishAcked(this.index, item.sequence, this.pipe!.node);
       item.phase = 'pubrel';
       this.send({ type: PacketType.Pubrel, packetId, reasonCode: 0 });
     }

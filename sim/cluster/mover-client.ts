@@ -75,6 +75,18 @@ export class MoverClient implements PipeClient {
    * that fresh session, without the subscription (seed 2100908). The next CONNACK subscribes again.
    */
   private sessionReset = false;
+  /** The node of the newest connection whose CONNACK arrived (where its session lives, unless a move is under way). */
+  private newestAcceptedNode = -1;
+  /**
+   * The connections opened since the newest accepted one, by generation: a node may have adopted
+   * the session for one of them though its CONNACK never came (the node crashed before sending it).
+   */
+  private readonly openedSinceAccepted: { generation: number; node: number }[] = [];
+  /**
+   * Set when a node that may hold the mover's session (that of its newest accepted connection, or
+   * of the connection it is waiting on) lost its disk: the next session present 0 is excused.
+   */
+  private sessionWiped = false;
   private readonly filter: string;
   private readonly qos: 1 | 2;
 
@@ -108,6 +120,7 @@ export class MoverClient implements PipeClient {
     const connection: MoverConnection = { pipe, decoder: new PacketDecoder({ packetBytesMax: 1 << 20, protocolVersion: 5 }), generation, connacked: false, takenOver: false };
     this.connections.set(pipe.id, connection);
     this.current = connection;
+    this.openedSinceAccepted.push({ generation, node });
     this.world.trace(`m${this.index} connect n${node} L${pipe.id} gen=${generation}`);
     // The will is a publication from the moment its CONNECT goes out; sent twice, so it is left out of order checks.
     this.world.checker.publishSent(this.index, generation, willTopic, 2, false, node, false, true);
@@ -161,7 +174,7 @@ export class MoverClient implements PipeClient {
       connection.takenOver = true;
       this.takeovers += 1;
       // A connection ended by a takeover owes its will.
-      if (connection.connacked) this.world.checker.publishAcked(this.index, connection.generation);
+      if (connection.connacked) this.world.checker.publishAcked(this.index, connection.generation, connection.pipe.node);
       return;
     }
     // An abandoned connection is half-open: nothing else on it is read.
@@ -192,7 +205,9 @@ export class MoverClient implements PipeClient {
     this.world.trace(`m${this.index} CONNACK L${connection.pipe.id} rc=${reasonCode} present=${sessionPresent}`);
     if (reasonCode !== 0) return;
     connection.connacked = true;
+    if (connection.generation > this.newestAccepted) this.newestAcceptedNode = connection.pipe.node;
     this.newestAccepted = Math.max(this.newestAccepted, connection.generation);
+    while (this.openedSinceAccepted.length > 0 && this.openedSinceAccepted[0]!.generation <= this.newestAccepted) this.openedSinceAccepted.shift();
     if (connection !== this.current) return;
     if (!this.persistent) return this.scheduleMove();
     if (sessionPresent && connection.generation === 1) {
@@ -201,14 +216,17 @@ export class MoverClient implements PipeClient {
     if (sessionPresent && !this.sessionReset) {
       if (connection.generation > 1) this.resumed += 1;
     } else {
-      if (this.subscribed && !this.handoverTimedOut) {
+      if (this.subscribed && !this.handoverTimedOut && !this.sessionWiped) {
         return this.world.fail(
           'session-lost',
           `m${this.index}: session present 0 on n${connection.pipe.node} (generation ${connection.generation}) though its session lived and no hand-over timed out`,
         );
       }
       // A fresh session: what the lost one was owed is excused, and the subscription starts over.
-      if (this.subscribed) this.world.checker.sessionLost(this.index);
+      // Its deliveries are counted apart from the old one's even when the mover never saw its
+      // SUBACK (it came on a connection already left, seed 5200147): the old session had one.
+      if (this.subscribed && this.sessionWiped && !this.handoverTimedOut) this.world.checker.lostDiskExcused.sessions += 1;
+      if (this.subscribed || connection.generation > 1) this.world.checker.sessionLost(this.index);
       this.subscribed = false;
       this.incomingQos2.clear();
       this.world.checker.subscribeSent(this.index, this.filter);
@@ -216,8 +234,22 @@ export class MoverClient implements PipeClient {
       this.world.clientSend(connection.pipe, encodePacket(subscribe, 5));
     }
     this.handoverTimedOut = false;
+    this.sessionWiped = false;
     this.sessionReset = false;
     this.scheduleMove();
+  }
+
+  /**
+   * Node `node` lost its disk. The mover's session may have lived there: on the node of its newest
+   * accepted connection (unless a move has taken it elsewhere since), or on a node it connected to
+   * since, which may have adopted it for a connection whose CONNACK never came (seed 5300238) or
+   * be adopting it now. Its next session present 0 is then excused (sessionLost).
+   */
+  diskLost(node: number): void {
+    if (!this.persistent || !this.subscribed) return;
+    if (this.newestAcceptedNode !== node && !this.openedSinceAccepted.some((opened) => opened.node === node)) return;
+    this.sessionWiped = true;
+    this.world.checker.lostDiskExcused.sessionsMarked += 1;
   }
 
   /**
@@ -226,7 +258,7 @@ export class MoverClient implements PipeClient {
    * connection the mover has already left, or none at all (taken over before it was sent).
    */
   sessionResetByNode(): void {
-    if (!this.persistent || !this.handoverTimedOut || !this.subscribed) return;
+    if (!this.persistent || !(this.handoverTimedOut || this.sessionWiped) || !this.subscribed) return;
     this.world.checker.sessionLost(this.index);
     this.subscribed = false;
     this.sessionReset = true;

@@ -154,6 +154,11 @@ export class NatsModel {
     return this.stream.length;
   }
 
+  /** What the hand-off stream holds, in order (the world's lost-disk excuse reads which publications it has). */
+  storedEntries(): readonly { readonly subject: string; readonly payload: Uint8Array }[] {
+    return this.stream;
+  }
+
   /** True when every consumer acknowledged every stored message. */
   drained(): boolean {
     return this.consumers.every((consumer) => consumer.nextSequence > this.stream.length && consumer.pending.size === 0);

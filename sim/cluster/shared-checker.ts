@@ -77,6 +77,8 @@ export class SharedChecker {
   private readonly publications = new Map<string, Publication>();
   private readonly viewEvents: ViewEvent[][] = [];
   private readonly crashesMs: number[][] = [];
+  /** Publications excused by a lost disk (excuse). */
+  private readonly excused = new Set<string>();
   delivered = 0;
 
   constructor(
@@ -149,6 +151,22 @@ export class SharedChecker {
     publication.sends.push({ node, atMs: this.clock.nowMs });
   }
 
+  /** An acknowledged publication that only a lost disk held (cluster-checker.ts diskLost): no group is owed it. */
+  excuse(key: string): void {
+    this.excused.add(key);
+  }
+
+  /**
+   * The member's session went with its home node's disk: it is out of its group from now on, as
+   * if it had left (an interval ends now), until its SUBSCRIBE on the fresh session opens another.
+   */
+  memberLostSession(client: number): void {
+    const last = this.member(client).intervals.at(-1);
+    if (last === undefined) return;
+    if (last.unsubscribeSentMs === null) last.unsubscribeSentMs = this.clock.nowMs;
+    if (last.unsubackMs === null) last.unsubackMs = this.clock.nowMs;
+  }
+
   publishAcked(publisher: number, sequence: number): void {
     const publication = this.publications.get(`${publisher}|${sequence}`);
     if (publication !== undefined && publication.ackedMs === null) publication.ackedMs = this.clock.nowMs;
@@ -203,7 +221,7 @@ export class SharedChecker {
       groups.set(member.group, list);
     }
     for (const [key, publication] of this.publications) {
-      if (publication.ackedMs === null || publication.qos === 0) continue;
+      if (publication.ackedMs === null || publication.qos === 0 || this.excused.has(key)) continue;
       for (const [group, members] of groups) {
         if (!topicMatches(members[0]!.filter, publication.topic)) continue;
         if (members.some((member) => member.seen.has(key))) continue;

@@ -100,6 +100,8 @@ export class SharedMember {
   private nextPacketId = 1;
   private everJoined = false;
   private readonly incomingQos2 = new Set<number>();
+  /** Its home node lost its disk (and its session with it): the next session present 0 is excused. */
+  private sessionWiped = false;
 
   constructor(
     private readonly world: MemberWorld,
@@ -154,6 +156,14 @@ export class SharedMember {
     if (this.pipe !== null) this.world.closePipe(this.pipe, 'client dropped', true);
   }
 
+  /** Node `node` lost its disk: a member at home there lost its session and is out of its group until it subscribes again. */
+  diskLost(node: number): void {
+    if (this.home !== node || this.generation === 0) return;
+    this.sessionWiped = true;
+    this.world.sharedChecker.memberLostSession(this.index);
+    this.joined = false;
+  }
+
   closed(pipe: MemberPipe): void {
     if (this.pipe !== pipe) return;
     this.pipe = null;
@@ -186,8 +196,12 @@ export class SharedMember {
       case PacketType.Connack:
         this.world.trace(`c${this.index} CONNACK rc=${packet.reasonCode} present=${packet.sessionPresent}`);
         if (packet.reasonCode !== 0) return this.dropConnection();
-        if (!packet.sessionPresent && this.generation > 1 && this.everJoined) return this.world.fail('session-lost', `c${this.index}: its persistent session on n${this.home} is gone`);
+        if (!packet.sessionPresent && this.generation > 1 && this.everJoined && !this.sessionWiped)
+          return this.world.fail('session-lost', `c${this.index}: its persistent session on n${this.home} is gone`);
         this.connected = true;
+        this.sessionWiped = false;
+        // A fresh session: no QoS 2 message is half received in it (packet ids start over).
+        if (!packet.sessionPresent) this.incomingQos2.clear();
         return this.settle();
       case PacketType.Suback:
         return this.answered(packet.packetId, packet.reasonCodes[0]! < 0x80, true);

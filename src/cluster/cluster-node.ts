@@ -20,7 +20,8 @@
  *   the consumer takes all of it, so its sequences are consecutive). A node expects sequence 1
  *   first; past a gap that lasts handoffGapWaitMs of connected time (the stream no longer holds
  *   the missing sequences: its first message is later, or it discarded some) it takes the lowest
- *   it was given, and logs it.
+ *   it was given, and logs it. A node on a fresh log (a new data directory, or its disk lost)
+ *   takes its first delivery at once: nothing below it is owed to a session it holds.
  * - Markers of session hand-overs (session-handover.ts) are read only once the node's watch of
  *   `keel-sessions` has replayed the bucket since the link came up (contract.ts
  *   clusterWatchCurrent), when what this node does at them rests on the claims (it is asked for
@@ -203,6 +204,8 @@ export const aliveIntervalMs = 1_000;
 export const aliveSilenceMs = 3_500;
 /** Nodes whose heartbeats are remembered at most (a cluster is far smaller; ids past it are ignored). */
 const heardNodesMax = 1_024;
+/** Outbox ids (and epochs) per millisecond of Unix time in the epoch's clock floor (recovered): 2^10, so the floor stays a safe integer until the year 2248. */
+const epochIdsPerMs = 1_024;
 
 export class ClusterNode {
   readonly nodeId: string;
@@ -238,6 +241,12 @@ export class ClusterNode {
   private recoveryTicket = 0;
   /** While deliveries come past a missing sequence: since when (connected time), and the lowest seen. */
   private gapSinceMs: number | null = null;
+  /**
+   * The node started on a log that never held a record of its own (a new data directory, or its
+   * disk lost): the first hand-off it is given is taken without waiting for anything below it
+   * (handoffArrived).
+   */
+  private freshLog = false;
   private gapLowest = 0;
   readonly counters = {
     coreSent: 0,
@@ -364,10 +373,24 @@ export class ClusterNode {
     return state;
   }
 
-  /** Recovery is over: claim an epoch, and queue the outbox again (its entries are durable). */
+  /**
+   * Recovery is over: claim an epoch, and queue the outbox again (its entries are durable).
+   *
+   * The epoch is also at least the Unix time in milliseconds times epochIdsPerMs. A node whose
+   * disk was lost starts from an empty log under the same node id, while the stream's dedupe
+   * window, the other nodes' hand-over rules and the `keel-sessions` claims still hold what its
+   * earlier life issued: with its log's counter alone it would start again at 1, and its first
+   * hand-offs would meet the dedupe ids of its earlier ones and be answered as duplicates without
+   * being stored (acknowledged, then lost: seed 12). The clock floor passes every epoch and outbox
+   * id of an earlier life as long as that life issued fewer than epochIdsPerMs outbox ids per
+   * millisecond on average and the wall clock did not go back by more than the gap between them.
+   */
   recovered(): void {
     const durable = this.durable;
-    this.epoch = durable.nextOutboxId;
+    // No epoch was ever claimed in this log: nothing of its own was ever applied or logged here.
+    this.freshLog = durable.nextOutboxId === 1 && durable.appliedSequence === 0;
+    const clockFloor = Math.floor(this.broker.streams.wallClockMs(this.broker.lastInputMs)) * epochIdsPerMs;
+    this.epoch = Math.max(durable.nextOutboxId, clockFloor);
     this.epochLsn = this.broker.commit({ kind: 'cluster-outbox-done', id: this.epoch });
     assert(durable.nextOutboxId > this.epoch, 'the epoch is claimed');
     if (durable.outbox.size > 0) this.recoveryTicket = this.nextTicket++;
@@ -804,7 +827,7 @@ export class ClusterNode {
     // The reader stands still at a marker (session-handover.ts): what comes behind it waits.
     if (this.handover.holding) return this.handover.buffer(message);
     if (this.heldForWatch !== null) return this.holdForWatch(message);
-    if (sequence !== durable.appliedSequence + 1 && !this.gapGivenUp(nowMs, sequence)) {
+    if (sequence !== durable.appliedSequence + 1 && !this.freshStart(sequence) && !this.gapGivenUp(nowMs, sequence)) {
       // An earlier one is missing (this node forgot it in a crash): the stream redelivers it.
       this.counters.handoffGaps += 1;
       return;
@@ -958,6 +981,24 @@ export class ClusterNode {
   private markerDone(sequence: number, nowMs: number, buffered: readonly ClusterMessage[]): void {
     this.pendingAcks.push({ lsn: this.broker.commit({ kind: 'cluster-applied', sequence }), sequence });
     for (const message of buffered) this.handoffArrived(nowMs, message);
+  }
+
+  /**
+   * Whether a node on a fresh log takes `sequence`, its first hand-off, past the missing ones below
+   * it. Nothing below it is owed to anyone here: the node's consumer is new (it delivers from the
+   * stream's first message, so there is no gap unless the stream discarded them) or it is the
+   * consumer of this node id before its disk was lost, whose deliveries below the first one now
+   * (those it redelivers, and those acknowledged before) were delivered before the loss, for
+   * sessions that went with the disk (a session opened since subscribed after them). Waiting the
+   * gap out instead stalled the node's reader for handoffGapWaitMs after a lost disk: its new
+   * sessions got nothing from the other nodes, and a session moving to it timed out its hand-over
+   * (the marker waited behind the gap) and was lost though it lived on another node.
+   */
+  private freshStart(sequence: number): boolean {
+    if (!this.freshLog || this.durable.appliedSequence !== 0) return false;
+    this.freshLog = false;
+    this.broker.log('info', 'cluster-handoff-fresh-start', { nodeId: this.nodeId, taken: sequence });
+    return true;
   }
 
   /**

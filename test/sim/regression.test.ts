@@ -8,10 +8,16 @@ import { runSimulation } from '../../sim/simulation.js';
 import { regressionSeeds } from './regression-seeds.js';
 
 describe('regression seeds', () => {
-  for (const { seed, found, workload, open } of regressionSeeds) {
+  for (const { seed, found, workload, open, largePayloads } of regressionSeeds) {
     it(`seed ${seed}${workload === false ? ' (no workload)' : ''} ${open === undefined ? 'passes' : `still fails with the open ${open}`} (${found.slice(0, 60)}...)`, () => {
       const lines: string[] = [];
-      const result = runSimulation({ seed, stdout: (line) => lines.push(line), stderr: () => {}, ...(workload === false ? { workload } : {}) });
+      const result = runSimulation({
+        seed,
+        stdout: (line) => lines.push(line),
+        stderr: () => {},
+        ...(workload === false ? { workload } : {}),
+        ...(largePayloads === true ? {} : { largePayloads: false }),
+      });
       if (open === undefined) expect(result.ok, lines.join('\n')).toBe(true);
       else expect(result.violation?.rule, lines.join('\n')).toBe(open);
       expect(result.messagesPublished).toBeGreaterThan(0);

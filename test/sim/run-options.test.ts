@@ -30,6 +30,8 @@ const samples: { [K in keyof Required<RunOptions>]: Required<RunOptions>[K][] } 
   plantCluster: [...clusterPlantedBugNames],
   handoverMovers: [true],
   clusterStreams: [true],
+  lostDisk: [false],
+  largePayloads: [false],
 };
 
 /** Parses flags the way `keel <name>` does, without running anything; returns the run options. */
