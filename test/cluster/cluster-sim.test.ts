@@ -269,24 +269,23 @@ const clusterRegressionSeeds: readonly { seed: number; nodes: number; found: str
     seed: 5010381,
     nodes: 2,
     handoverMovers: true,
-    open: 'session-lost',
     found:
-      "session-lost (vopr --nodes 2 --handover-movers from 5,010,000 on the final build of the watch's caught-up signal; 1 of 1,000, with 5010652): m201's hand-over to n1 timed out (n0 down), the client moved back to n0 (claim 35, asking n1); at n1's older marker (29, from n0) n0 handed the session over by the rule 'a newer claim of mine asked for it back: it comes back at my marker', but n1 had given that hand-over up and dropped the state as late, so nothing came back at n0's marker (31). Open: the rule and the drop of late states disagree after a time-out",
+      "session-lost (vopr --nodes 2 --handover-movers from 5,010,000 on the final build of the watch's caught-up signal; 1 of 1,000, with 5010652): m201's hand-over to n1 timed out (n0 down), the client moved back to n0 (claim 35, asking n1); at n1's older marker (29, from n0) n0 handed the session over by the rule 'a newer claim of mine asked for it back: it comes back at my marker', but n1 had given that hand-over up and dropped the state as late, so nothing came back at n0's marker (31). The cause is NOT fixed (README 'What is not guaranteed'): the seed passes since the lost-disk merge changed the run (a node's epoch is now at least Unix ms × 1024, so hand-off ids differ), and is kept to show if it fails again",
   },
   {
     seed: 5010652,
     nodes: 2,
     handoverMovers: true,
-    open: 'order',
-    found: "order (vopr --nodes 2 --handover-movers from 5,010,000 on the final build of the watch's caught-up signal; 1 of 1,000): c200 got 4|5 after 4|9 on u/a, both through n1. Not investigated",
+    open: 'session-lost',
+    found:
+      "order (vopr --nodes 2 --handover-movers from 5,010,000 on the final build of the watch's caught-up signal; 1 of 1,000): c200 got 4|5 after 4|9 on u/a, both through n1. Not investigated. Since the lost-disk merge changed the run it fails with session-lost at 17,246 ms (m200 told session present 0 on n0), not investigated either",
   },
   {
     seed: 4002210,
     nodes: 3,
     handoverMovers: true,
-    open: 'qos2-duplicate',
     found:
-      "qos2-duplicate (vopr --nodes 3 --handover-movers from 4,001,000, 1 of 1,500; no disk lost in this world, and it fails alike on the build before lost disks): under repeated node crashes m200's session split. n1 timed out waiting for it from n2 (session present 0, a fresh session, 13,994 ms), yet n2 adopted a session of m200 from n1 at 14,329 and handed it to n1 again; m200's will 200|1 reached the fresh session at 14,338 and again (packet id 9) after n0 adopted the session from n1 at 17,661 with session present 1. Not traced further",
+      "qos2-duplicate (vopr --nodes 3 --handover-movers from 4,001,000, 1 of 1,500; no disk lost in this world, and it fails alike on the build before lost disks): under repeated node crashes m200's session split. n1 timed out waiting for it from n2 (session present 0, a fresh session, 13,994 ms), yet n2 adopted a session of m200 from n1 at 14,329 and handed it to n1 again; m200's will 200|1 reached the fresh session at 14,338 and again (packet id 9) after n0 adopted the session from n1 at 17,661 with session present 1. Not traced further; NOT fixed: it passes since the merge with the watch's caught-up signal changed the run, and is kept to show if it fails again",
   },
   // Worlds where a node loses its disk for good (ClusterShape.lostDisk) and comes back empty under its node id.
   {
@@ -416,7 +415,7 @@ describe('cluster simulation', () => {
       const lines: string[] = [];
       const result = runClusterSimulation({ seed, nodes, handoverMovers: true, stdout: (line) => lines.push(line), stderr: () => {} });
       expect(result.ok, lines.join('\n')).toBe(true);
-      expect(result.shape).toMatch(/ lost-disk=n\d@\d+ms$/);
+      expect(result.shape).toMatch(/ lost-disk=n\d@\d+ms( large-payloads=\S+)?$/);
       for (const key of ['sessions', 'wills', 'duplicates'] as const) excused[key] += result.lostDisk![key];
     }
     // Clients whose sessions lived on the node got session present 0, excused and counted.
@@ -499,12 +498,12 @@ describe('cluster simulation', () => {
   // search from 989000 with 3 nodes, until the watches' caught-up signal changed the runs; 990459
   // the first of a search from 989600.)
   it('catches retained-plain-put (a put that waited through a cut goes unconditionally) on seed 990459 with 3 nodes', () => {
-    // In the world that seed builds without large payloads, which came after it was found.
-    const result = runClusterSimulation({ seed: 990459, nodes: 3, plant: 'retained-plain-put', largePayloads: false, stdout: () => {}, stderr: () => {} });
+    // In the world that seed builds without lost disks and large payloads, which came after it was found.
+    const result = runClusterSimulation({ seed: 990459, nodes: 3, plant: 'retained-plain-put', largePayloads: false, lostDisk: false, stdout: () => {}, stderr: () => {} });
     expect(result.ok).toBe(false);
     expect(result.violation!.rule).toMatch(expectedRules['retained-plain-put']);
     // The same seed without the planted bug passes.
-    expect(quiet(990459, 3, false, { lostDisk: true, largePayloads: false }).result.ok).toBe(true);
+    expect(quiet(990459, 3, false, { lostDisk: false, largePayloads: false }).result.ok).toBe(true);
   }, 60_000);
 
   for (const plant of clusterPlantedBugNames.filter((name) => name !== 'retained-plain-put')) {
