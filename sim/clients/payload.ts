@@ -24,26 +24,40 @@ export interface WillIdentity {
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
+/** `|` in UTF-8: a byte that is never part of a multi-byte character. */
+const separator = 0x7c;
 
-function filler(seedText: string, length: number): string {
+/** The filler's state after its seed text (FNV-1a over the UTF-16 code units). */
+function fillerSeed(seedText: string): number {
   let state = 2166136261;
   for (let index = 0; index < seedText.length; index++) state = Math.imul(state ^ seedText.charCodeAt(index), 16777619) >>> 0;
-  let out = '';
-  for (let index = 0; index < length; index++) {
-    state = Math.imul(state ^ index, 16777619) >>> 0;
-    out += String.fromCharCode(97 + (state % 26));
-  }
-  return out;
+  return state;
 }
 
+/** How long the filler of `seedText` is: 0 to 23 characters, or 150 to 209 for one head in five. */
 function fillerLength(seedText: string): number {
   let sum = 0;
   for (let index = 0; index < seedText.length; index++) sum = (sum * 31 + seedText.charCodeAt(index)) % 9973;
   return sum % 5 === 0 ? 150 + (sum % 60) : sum % 24;
 }
 
+/**
+ * `${head}|${filler}` as UTF-8. The filler is ASCII (a to z), so it is written byte by byte
+ * after the encoded head and the separator instead of being built as a string first: every
+ * publish of a run makes one of these, and the checker another.
+ */
 function seal(head: string): Uint8Array {
-  return encoder.encode(`${head}|${filler(head, fillerLength(head))}`);
+  const headBytes = encoder.encode(head);
+  const length = fillerLength(head);
+  const sealed = new Uint8Array(headBytes.length + 1 + length);
+  sealed.set(headBytes);
+  sealed[headBytes.length] = separator;
+  let state = fillerSeed(head);
+  for (let index = 0, at = headBytes.length + 1; index < length; index++, at++) {
+    state = Math.imul(state ^ index, 16777619) >>> 0;
+    sealed[at] = 97 + (state % 26);
+  }
+  return sealed;
 }
 
 export function messagePayload(publisher: number, sequence: number, qos: number, topic: string): Uint8Array {
@@ -54,18 +68,30 @@ export function willPayload(client: number, generation: number, topic: string): 
   return seal(`w|${client}|${generation}|${topic}`);
 }
 
-/** The identity a payload claims, or null if it is not one this simulator could have produced intact. */
+/**
+ * The identity a payload claims, or null if it is not one this simulator could have produced intact.
+ *
+ * Checked on the bytes, as `decode(bytes) === \`${head}|${filler(head)}\`` would be (bytes that
+ * are not UTF-8 fail either way): the last `|` byte is the last `|` character (UTF-8 never uses
+ * the byte inside a multi-byte character), only the head before it is decoded, and the bytes
+ * after it must be exactly the ASCII filler that head calls for.
+ */
 export function parsePayload(bytes: Uint8Array): MessageIdentity | WillIdentity | null {
-  let text: string;
+  const last = bytes.lastIndexOf(separator);
+  if (last < 0) return null;
+  let head: string;
   try {
-    text = decoder.decode(bytes);
+    head = decoder.decode(bytes.subarray(0, last));
   } catch {
     return null;
   }
-  const last = text.lastIndexOf('|');
-  if (last < 0) return null;
-  const head = text.slice(0, last);
-  if (text !== `${head}|${filler(head, fillerLength(head))}`) return null;
+  const length = fillerLength(head);
+  if (bytes.length - last - 1 !== length) return null;
+  let state = fillerSeed(head);
+  for (let index = 0, at = last + 1; index < length; index++, at++) {
+    state = Math.imul(state ^ index, 16777619) >>> 0;
+    if (bytes[at] !== 97 + (state % 26)) return null;
+  }
   const fields = head.split('|');
   if (fields[0] === 'm' && fields.length === 5) {
     return { kind: 'message', publisher: Number(fields[1]), sequence: Number(fields[2]), qos: Number(fields[3]), topic: fields[4]! };

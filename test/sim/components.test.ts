@@ -268,6 +268,50 @@ describe('payloads', () => {
     }
     expect(parsePayload(payload.subarray(0, payload.length - 1))).toBeNull();
   });
+
+  it('are the documented text, byte for byte, for any topic', () => {
+    // The format of the module comment, spelled out here as a string: the payloads are built and
+    // checked on bytes, and must stay what this text says (a run's bytes are part of its trace hash).
+    const filler = (head: string): string => {
+      let sum = 0;
+      for (let index = 0; index < head.length; index++) sum = (sum * 31 + head.charCodeAt(index)) % 9973;
+      const length = sum % 5 === 0 ? 150 + (sum % 60) : sum % 24;
+      let state = 2166136261;
+      for (let index = 0; index < head.length; index++) state = Math.imul(state ^ head.charCodeAt(index), 16777619) >>> 0;
+      let out = '';
+      for (let index = 0; index < length; index++) {
+        state = Math.imul(state ^ index, 16777619) >>> 0;
+        out += String.fromCharCode(97 + (state % 26));
+      }
+      return out;
+    };
+    const text = (bytes: Uint8Array): string => new TextDecoder().decode(bytes);
+    const lengths = new Set<number>();
+    for (const topic of ['a/x', 'ü/€/😀', 'deep/a/b/c/d', '$SYS/x', '']) {
+      for (let sequence = 0; sequence < 40; sequence++) {
+        const head = `m|7|${sequence}|1|${topic}`;
+        const payload = messagePayload(7, sequence, 1, topic);
+        expect(text(payload)).toBe(`${head}|${filler(head)}`);
+        lengths.add(filler(head).length);
+        expect(parsePayload(payload)).toEqual({ kind: 'message', publisher: 7, sequence, qos: 1, topic });
+        // One more filler byte, one byte less, or a separator in the filler: no longer intact.
+        expect(parsePayload(new Uint8Array([...payload, 97]))).toBeNull();
+        if (filler(head).length > 0) {
+          expect(parsePayload(payload.subarray(0, payload.length - 1))).toBeNull();
+          const split = payload.slice();
+          split[split.length - 1] = 0x7c;
+          expect(parsePayload(split)).toBeNull();
+        }
+      }
+      const will = willPayload(4, 9, topic);
+      expect(text(will)).toBe(`w|4|9|${topic}|${filler(`w|4|9|${topic}`)}`);
+      expect(parsePayload(will)).toEqual({ kind: 'will', client: 4, generation: 9, topic });
+    }
+    // Both kinds of filler length occur (short, and 150 or more).
+    expect([...lengths].some((length) => length < 24) && [...lengths].some((length) => length >= 150)).toBe(true);
+    // Not UTF-8 in the head: not a payload.
+    expect(parsePayload(new Uint8Array([0x6d, 0xff, 0x7c]))).toBeNull();
+  });
 });
 
 describe('oracle topic matching', () => {
