@@ -191,17 +191,21 @@ describe('trace hash', () => {
     // The world hashes `${nowMs} ${line}` in pieces (integer, units, text) without joining them;
     // that must be the same hash as the joined line, as a byte array, through the reference.
     fc.assert(
-      fc.property(fc.oneof(fc.nat(), fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }), fc.double({ noNaN: true })), fc.string({ unit: 'binary', maxLength: 40 }), (nowMs, line) => {
-        const joined = `${nowMs} ${line}\n`;
-        const bytes: number[] = [];
-        for (let index = 0; index < joined.length; index++) bytes.push(joined.charCodeAt(index) & 0xff, joined.charCodeAt(index) >>> 8);
-        bytes.pop(); // the separator is one byte, not a UTF-16 unit
-        const hash = new TraceHash();
-        hash.integer(nowMs);
-        hash.units(' ');
-        hash.text(line);
-        expect(hash.hex()).toBe(referenceFnv(bytes));
-      }),
+      fc.property(
+        fc.oneof(fc.nat(), fc.constantFrom(0, -0, 9, 10, 99, 100, 0x7fffffff, 0x80000000, -1, 1.5), fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }), fc.double({ noNaN: true })),
+        fc.string({ unit: 'binary', maxLength: 40 }),
+        (nowMs, line) => {
+          const joined = `${nowMs} ${line}\n`;
+          const bytes: number[] = [];
+          for (let index = 0; index < joined.length; index++) bytes.push(joined.charCodeAt(index) & 0xff, joined.charCodeAt(index) >>> 8);
+          bytes.pop(); // the separator is one byte, not a UTF-16 unit
+          const hash = new TraceHash();
+          hash.integer(nowMs);
+          hash.units(' ');
+          hash.text(line);
+          expect(hash.hex()).toBe(referenceFnv(bytes));
+        },
+      ),
       { numRuns: 100 },
     );
   }, 30_000);
