@@ -121,6 +121,19 @@ export class Link {
   private readonly sendOffsets: number[] = [];
   private readonly sendTimesMs: number[] = [];
   private sendHead = 0;
+  /**
+   * Segments on their way, oldest first from the head: each has exactly one event in the queue,
+   * and a stream's events run in the order they were pushed (its delivery times never decrease,
+   * and the queue runs a time's events in push order), so each event takes the oldest. One event
+   * callback per link and direction (`Network.arriveAtBroker` and `arriveAtClient`, made on the
+   * first segment) instead of a closure per segment: most of a run's events are segments.
+   */
+  readonly inFlightToBroker: Uint8Array[] = [];
+  inFlightToBrokerHead = 0;
+  readonly inFlightToClient: Uint8Array[] = [];
+  inFlightToClientHead = 0;
+  arrivalAtBroker: (() => void) | null = null;
+  arrivalAtClient: (() => void) | null = null;
   /** Offsets of the client's output whose arrival at the broker someone waits for, ascending. */
   private readonly arrivalWatches: { offset: number; arrived: (atMs: number) => void }[] = [];
 
@@ -275,15 +288,23 @@ export class Network {
   }
 
   private scheduleToBroker(link: Link, segment: Uint8Array): void {
-    this.queue.push(this.deliveryMs(link.toBroker, link.clientIndex), () => {
-      if (!link.toBroker.alive || !link.brokerOpen) return;
-      // Behind held segments even once resumed: they are handed over first (in a later event).
-      if (link.brokerReadsHeld || link.heldToBroker.length > 0) {
-        link.heldToBroker.push(segment);
-        return;
-      }
-      this.deliverToBroker(link, segment);
-    });
+    link.inFlightToBroker.push(segment);
+    link.arrivalAtBroker ??= () => this.arriveAtBroker(link);
+    this.queue.push(this.deliveryMs(link.toBroker, link.clientIndex), link.arrivalAtBroker);
+  }
+
+  /** The event of the oldest segment in flight to the broker (see `Link.inFlightToBroker`). */
+  private arriveAtBroker(link: Link): void {
+    const inFlight = link.inFlightToBroker;
+    const segment = inFlight[link.inFlightToBrokerHead]!;
+    link.inFlightToBrokerHead = takenFrom(inFlight, link.inFlightToBrokerHead);
+    if (!link.toBroker.alive || !link.brokerOpen) return;
+    // Behind held segments even once resumed: they are handed over first (in a later event).
+    if (link.brokerReadsHeld || link.heldToBroker.length > 0) {
+      link.heldToBroker.push(segment);
+      return;
+    }
+    this.deliverToBroker(link, segment);
   }
 
   private deliverToBroker(link: Link, segment: Uint8Array): void {
@@ -347,14 +368,22 @@ export class Network {
   }
 
   private scheduleToClient(link: Link, segment: Uint8Array): void {
-    this.queue.push(this.deliveryMs(link.toClient, link.clientIndex), () => {
-      if (!link.toClient.alive || !link.clientOpen) return;
-      if (link.readsHeld) {
-        link.heldSegments.push(segment);
-        return;
-      }
-      this.readSegment(link, segment);
-    });
+    link.inFlightToClient.push(segment);
+    link.arrivalAtClient ??= () => this.arriveAtClient(link);
+    this.queue.push(this.deliveryMs(link.toClient, link.clientIndex), link.arrivalAtClient);
+  }
+
+  /** The event of the oldest segment in flight to the client (see `Link.inFlightToBroker`). */
+  private arriveAtClient(link: Link): void {
+    const inFlight = link.inFlightToClient;
+    const segment = inFlight[link.inFlightToClientHead]!;
+    link.inFlightToClientHead = takenFrom(inFlight, link.inFlightToClientHead);
+    if (!link.toClient.alive || !link.clientOpen) return;
+    if (link.readsHeld) {
+      link.heldSegments.push(segment);
+      return;
+    }
+    this.readSegment(link, segment);
   }
 
   private readSegment(link: Link, segment: Uint8Array): void {
@@ -525,4 +554,23 @@ export class Network {
     for (const link of this.links.values()) if (link.brokerOpen && link.clientOpen) out.push(link);
     return out;
   }
+}
+
+/** In-flight lists are cut once this many taken entries lead them (a cut copies what is left). */
+const inFlightCutAt = 1024;
+
+/**
+ * Takes the entry at `head` of an in-flight list (the caller read it) and returns the new head:
+ * the list is emptied when nothing is left, and cut when many taken entries lead it, so neither
+ * a shift per segment nor an ever-growing list.
+ */
+function takenFrom(list: Uint8Array[], head: number): number {
+  const next = head + 1;
+  if (next === list.length) {
+    list.length = 0;
+    return 0;
+  }
+  if (next < inFlightCutAt) return next;
+  list.splice(0, next);
+  return 0;
 }
