@@ -34,6 +34,7 @@
  * output (`brokerSendTimeMs`: the time the broker decided to send the bytes at a given offset) and
  * can tell when the bytes a client sent up to an offset reached the broker (`watchArrival`).
  */
+import { allocateBytes } from '../src/codec/byte-pool.js';
 import type { EventQueue } from './event-queue.js';
 import type { InputChunks } from './input-chunks.js';
 import type { Random } from './random.js';
@@ -351,7 +352,10 @@ export class Network {
 
   brokerSend(link: Link, bytes: Uint8Array): void {
     if (!link.brokerOpen) return;
-    const copy = bytes.slice();
+    // A copy as a socket's write would take; from the encoder's slab (byte-pool.ts), not an
+    // array of its own per send.
+    const copy = allocateBytes(bytes.length);
+    copy.set(bytes);
     link.noteBrokerSend(this.clock.nowMs, copy.length);
     link.lastBrokerSend = copy;
     if (!link.outputDirty) {

@@ -6,6 +6,7 @@
  * other fields with a length between 0 and ~200 bytes, so a payload that was truncated, spliced
  * or bit-flipped anywhere no longer parses back to the same text.
  */
+import { allocateBytes } from '../../src/codec/byte-pool.js';
 
 export interface MessageIdentity {
   kind: 'message';
@@ -49,7 +50,7 @@ function fillerLength(seedText: string): number {
 function seal(head: string): Uint8Array {
   const headBytes = encoder.encode(head);
   const length = fillerLength(head);
-  const sealed = new Uint8Array(headBytes.length + 1 + length);
+  const sealed = allocateBytes(headBytes.length + 1 + length);
   sealed.set(headBytes);
   sealed[headBytes.length] = separator;
   let state = fillerSeed(head);
