@@ -129,10 +129,8 @@ export class Link {
    * callback per link and direction (`Network.arriveAtBroker` and `arriveAtClient`, made on the
    * first segment) instead of a closure per segment: most of a run's events are segments.
    */
-  readonly inFlightToBroker: Uint8Array[] = [];
-  inFlightToBrokerHead = 0;
-  readonly inFlightToClient: Uint8Array[] = [];
-  inFlightToClientHead = 0;
+  readonly inFlightToBroker = new InFlight();
+  readonly inFlightToClient = new InFlight();
   arrivalAtBroker: (() => void) | null = null;
   arrivalAtClient: (() => void) | null = null;
   /** Offsets of the client's output whose arrival at the broker someone waits for, ascending. */
@@ -289,16 +287,14 @@ export class Network {
   }
 
   private scheduleToBroker(link: Link, segment: Uint8Array): void {
-    link.inFlightToBroker.push(segment);
+    link.inFlightToBroker.add(segment);
     link.arrivalAtBroker ??= () => this.arriveAtBroker(link);
     this.queue.push(this.deliveryMs(link.toBroker, link.clientIndex), link.arrivalAtBroker);
   }
 
   /** The event of the oldest segment in flight to the broker (see `Link.inFlightToBroker`). */
   private arriveAtBroker(link: Link): void {
-    const inFlight = link.inFlightToBroker;
-    const segment = inFlight[link.inFlightToBrokerHead]!;
-    link.inFlightToBrokerHead = takenFrom(inFlight, link.inFlightToBrokerHead);
+    const segment = link.inFlightToBroker.take();
     if (!link.toBroker.alive || !link.brokerOpen) return;
     // Behind held segments even once resumed: they are handed over first (in a later event).
     if (link.brokerReadsHeld || link.heldToBroker.length > 0) {
@@ -372,16 +368,14 @@ export class Network {
   }
 
   private scheduleToClient(link: Link, segment: Uint8Array): void {
-    link.inFlightToClient.push(segment);
+    link.inFlightToClient.add(segment);
     link.arrivalAtClient ??= () => this.arriveAtClient(link);
     this.queue.push(this.deliveryMs(link.toClient, link.clientIndex), link.arrivalAtClient);
   }
 
   /** The event of the oldest segment in flight to the client (see `Link.inFlightToBroker`). */
   private arriveAtClient(link: Link): void {
-    const inFlight = link.inFlightToClient;
-    const segment = inFlight[link.inFlightToClientHead]!;
-    link.inFlightToClientHead = takenFrom(inFlight, link.inFlightToClientHead);
+    const segment = link.inFlightToClient.take();
     if (!link.toClient.alive || !link.clientOpen) return;
     if (link.readsHeld) {
       link.heldSegments.push(segment);
@@ -560,21 +554,40 @@ export class Network {
   }
 }
 
-/** In-flight lists are cut once this many taken entries lead them (a cut copies what is left). */
-const inFlightCutAt = 1024;
-
 /**
- * Takes the entry at `head` of an in-flight list (the caller read it) and returns the new head:
- * the list is emptied when nothing is left, and cut when many taken entries lead it, so neither
- * a shift per segment nor an ever-growing list.
+ * The segments in flight on one stream of a link, oldest first: a list used from `head` to
+ * `tail` and rewound to its start whenever it runs empty, so that after a link's first bursts
+ * nothing is allocated per segment (a list emptied by `length = 0` gave up its storage, and
+ * every burst grew it again). A taken slot keeps its segment until overwritten or the list is cut.
  */
-function takenFrom(list: Uint8Array[], head: number): number {
-  const next = head + 1;
-  if (next === list.length) {
-    list.length = 0;
-    return 0;
+export class InFlight {
+  private readonly segments: Uint8Array[] = [];
+  private head = 0;
+  private tail = 0;
+
+  add(segment: Uint8Array): void {
+    if (this.tail === this.segments.length) this.segments.push(segment);
+    else this.segments[this.tail] = segment;
+    this.tail += 1;
   }
-  if (next < inFlightCutAt) return next;
-  list.splice(0, next);
-  return 0;
+
+  /** The oldest segment, removed; there must be one (its event is running). */
+  take(): Uint8Array {
+    if (this.head === this.tail) throw new Error('no segment in flight');
+    const segment = this.segments[this.head]!;
+    this.head += 1;
+    if (this.head === this.tail) {
+      this.head = 0;
+      this.tail = 0;
+    } else if (this.head >= inFlightCutAt) {
+      // A link that never runs empty (a long stall): drop the taken slots so the list stays bounded.
+      this.segments.splice(0, this.head);
+      this.tail -= this.head;
+      this.head = 0;
+    }
+    return segment;
+  }
 }
+
+/** Taken slots are cut from a list that has not run empty once this many lead it. */
+const inFlightCutAt = 1024;

@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { messagePayload, parsePayload, willPayload } from '../../sim/clients/payload.js';
 import { EventQueue, Timer } from '../../sim/event-queue.js';
-import { type ClientSide, type Link, Network } from '../../sim/network.js';
+import { type ClientSide, InFlight, type Link, Network } from '../../sim/network.js';
 import { Random } from '../../sim/random.js';
 import { chooseShape } from '../../sim/shape.js';
 import { topicMatches } from '../../sim/topic-match.js';
@@ -334,6 +334,26 @@ describe('oracle topic matching', () => {
 });
 
 describe('simulated network', () => {
+  it('hands out segments in flight oldest first, across bursts and long backlogs', () => {
+    const inFlight = new InFlight();
+    const segment = (value: number) => Uint8Array.of(value & 0xff, value >> 8);
+    let added = 0;
+    let taken = 0;
+    // Bursts that run empty (the list rewinds) and one backlog of 3,000 that never does (it is cut).
+    for (const [adds, takes] of [
+      [3, 3],
+      [5, 2],
+      [1, 4],
+      [3000, 1500],
+      [10, 1510],
+    ] as const) {
+      for (let index = 0; index < adds; index++) inFlight.add(segment(added++));
+      for (let index = 0; index < takes; index++) expect([...inFlight.take()]).toEqual([...segment(taken++)]);
+    }
+    expect(taken).toBe(added);
+    expect(() => inFlight.take()).toThrow('no segment in flight');
+  });
+
   it('delivers every stream in order, whatever the segmentation and jitter', () => {
     const queue = new EventQueue();
     const clock = { nowMs: 0 };
