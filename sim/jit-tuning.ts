@@ -9,8 +9,8 @@
  * took about 40 % of the process's CPU time (4.2 s of 9 s for seeds 1000-1049), against 5 s on
  * the thread that runs the worlds. A sixteen-fold interrupt budget lets a function run longer
  * in the baseline tiers before it is optimized: the lukewarm code of one kind of world is then
- * never compiled, the hot loops still are, and the background compile time fell to about a
- * third while the main thread's stayed within noise.
+ * never compiled, the hot loops still are, and the background threads' time fell to under half
+ * while the main thread's stayed within noise.
  *
  * It changes how fast the code runs, never what it does: a run's events and trace hash are the
  * same with and without it. V8's flags belong to the process (worker threads share them), so
