@@ -12,10 +12,17 @@
  * figures barely do, so compare CPU figures across runs taken at different times. The digest
  * line folds every seed's trace hash into one value: two builds that print the same digest ran
  * the same worlds event for event, so a speed change can be checked not to change behaviour.
+ *
+ * Like `keel sim` and `keel vopr`, the bench runs with the simulator's V8 tiering
+ * (sim/jit-tuning.ts); `SIM_BENCH_V8_DEFAULTS=1` leaves V8's defaults, to tell that part of a
+ * speed change from the code's.
  */
-import { voprNodesForSeed } from '../sim/cluster/cluster-world.js';
-import { runSimulation } from '../sim/simulation.js';
-import { TraceHash } from '../sim/trace-hash.js';
+import { tuneJitForSimulation } from '../sim/jit-tuning.js';
+
+const v8Defaults = process.env.SIM_BENCH_V8_DEFAULTS === '1';
+if (!v8Defaults) tuneJitForSimulation();
+// Loaded after the tuning, so that no simulator code has run under the defaults.
+const [{ voprNodesForSeed }, { runSimulation }, { TraceHash }] = await Promise.all([import('../sim/cluster/cluster-world.js'), import('../sim/simulation.js'), import('../sim/trace-hash.js')]);
 
 function main(): void {
   const seedCount = Number(process.argv[2] ?? 50);
@@ -46,7 +53,7 @@ function main(): void {
   const cpu = process.cpuUsage(cpuStarted);
   const cpuMs = (cpu.user + cpu.system) / 1000;
   const lines = [
-    `sim-bench seeds=${seedCount} (from ${seedStart}) nodes=${nodesArgument} failures=${failures} events=${events} simulated_s=${(simulatedMs / 1000).toFixed(0)}`,
+    `sim-bench seeds=${seedCount} (from ${seedStart}) nodes=${nodesArgument} failures=${failures} events=${events} simulated_s=${(simulatedMs / 1000).toFixed(0)} v8=${v8Defaults ? 'defaults' : 'simulator tiering'}`,
     `  trace digest: ${digest.hex()}`,
     `  wall: ${(wallMs / 1000).toFixed(2)} s, slowest seed ${slowestMs.toFixed(0)} ms`,
     `  cpu: ${(cpuMs / 1000).toFixed(2)} s (user ${(cpu.user / 1e6).toFixed(2)}, system ${(cpu.system / 1e6).toFixed(2)}), ${(cpuMs / seedCount).toFixed(1)} ms per seed`,

@@ -14,8 +14,10 @@ import { type RunOptions, runOptionFlags, runOptionKeys, type SwitchFlag, type V
 import { exitQuietlyOnBrokenPipe, writeStdoutLine } from './broken-pipe.js';
 import { parseNonNegativeInteger } from './client-options.js';
 
-/** The simulator, loaded only when a simulation runs (see planted-bug-names.ts). */
+/** The simulator, loaded only when a simulation runs (see planted-bug-names.ts), compiled as sim/jit-tuning.ts says. */
 async function loadSimulator() {
+  const { tuneJitForSimulation } = await import('../sim/jit-tuning.js');
+  tuneJitForSimulation();
   const [{ runSimulation }, { runVoprParallel, defaultJobs }] = await Promise.all([import('../sim/simulation.js'), import('../sim/vopr-parallel.js')]);
   return { runSimulation, runVoprParallel, defaultJobs };
 }

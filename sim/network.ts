@@ -34,6 +34,7 @@
  * output (`brokerSendTimeMs`: the time the broker decided to send the bytes at a given offset) and
  * can tell when the bytes a client sent up to an offset reached the broker (`watchArrival`).
  */
+import { allocateBytes } from '../src/codec/byte-pool.js';
 import type { EventQueue } from './event-queue.js';
 import type { InputChunks } from './input-chunks.js';
 import type { Random } from './random.js';
@@ -121,6 +122,17 @@ export class Link {
   private readonly sendOffsets: number[] = [];
   private readonly sendTimesMs: number[] = [];
   private sendHead = 0;
+  /**
+   * Segments on their way, oldest first from the head: each has exactly one event in the queue,
+   * and a stream's events run in the order they were pushed (its delivery times never decrease,
+   * and the queue runs a time's events in push order), so each event takes the oldest. One event
+   * callback per link and direction (`Network.arriveAtBroker` and `arriveAtClient`, made on the
+   * first segment) instead of a closure per segment: most of a run's events are segments.
+   */
+  readonly inFlightToBroker = new InFlight();
+  readonly inFlightToClient = new InFlight();
+  arrivalAtBroker: (() => void) | null = null;
+  arrivalAtClient: (() => void) | null = null;
   /** Offsets of the client's output whose arrival at the broker someone waits for, ascending. */
   private readonly arrivalWatches: { offset: number; arrived: (atMs: number) => void }[] = [];
 
@@ -275,15 +287,21 @@ export class Network {
   }
 
   private scheduleToBroker(link: Link, segment: Uint8Array): void {
-    this.queue.push(this.deliveryMs(link.toBroker, link.clientIndex), () => {
-      if (!link.toBroker.alive || !link.brokerOpen) return;
-      // Behind held segments even once resumed: they are handed over first (in a later event).
-      if (link.brokerReadsHeld || link.heldToBroker.length > 0) {
-        link.heldToBroker.push(segment);
-        return;
-      }
-      this.deliverToBroker(link, segment);
-    });
+    link.inFlightToBroker.add(segment);
+    link.arrivalAtBroker ??= () => this.arriveAtBroker(link);
+    this.queue.push(this.deliveryMs(link.toBroker, link.clientIndex), link.arrivalAtBroker);
+  }
+
+  /** The event of the oldest segment in flight to the broker (see `Link.inFlightToBroker`). */
+  private arriveAtBroker(link: Link): void {
+    const segment = link.inFlightToBroker.take();
+    if (!link.toBroker.alive || !link.brokerOpen) return;
+    // Behind held segments even once resumed: they are handed over first (in a later event).
+    if (link.brokerReadsHeld || link.heldToBroker.length > 0) {
+      link.heldToBroker.push(segment);
+      return;
+    }
+    this.deliverToBroker(link, segment);
   }
 
   private deliverToBroker(link: Link, segment: Uint8Array): void {
@@ -330,7 +348,10 @@ export class Network {
 
   brokerSend(link: Link, bytes: Uint8Array): void {
     if (!link.brokerOpen) return;
-    const copy = bytes.slice();
+    // A copy as a socket's write would take; from the encoder's slab (byte-pool.ts), not an
+    // array of its own per send.
+    const copy = allocateBytes(bytes.length);
+    copy.set(bytes);
     link.noteBrokerSend(this.clock.nowMs, copy.length);
     link.lastBrokerSend = copy;
     if (!link.outputDirty) {
@@ -347,14 +368,20 @@ export class Network {
   }
 
   private scheduleToClient(link: Link, segment: Uint8Array): void {
-    this.queue.push(this.deliveryMs(link.toClient, link.clientIndex), () => {
-      if (!link.toClient.alive || !link.clientOpen) return;
-      if (link.readsHeld) {
-        link.heldSegments.push(segment);
-        return;
-      }
-      this.readSegment(link, segment);
-    });
+    link.inFlightToClient.add(segment);
+    link.arrivalAtClient ??= () => this.arriveAtClient(link);
+    this.queue.push(this.deliveryMs(link.toClient, link.clientIndex), link.arrivalAtClient);
+  }
+
+  /** The event of the oldest segment in flight to the client (see `Link.inFlightToBroker`). */
+  private arriveAtClient(link: Link): void {
+    const segment = link.inFlightToClient.take();
+    if (!link.toClient.alive || !link.clientOpen) return;
+    if (link.readsHeld) {
+      link.heldSegments.push(segment);
+      return;
+    }
+    this.readSegment(link, segment);
   }
 
   private readSegment(link: Link, segment: Uint8Array): void {
@@ -526,3 +553,41 @@ export class Network {
     return out;
   }
 }
+
+/**
+ * The segments in flight on one stream of a link, oldest first: a list used from `head` to
+ * `tail` and rewound to its start whenever it runs empty, so that after a link's first bursts
+ * nothing is allocated per segment (a list emptied by `length = 0` gave up its storage, and
+ * every burst grew it again). A taken slot keeps its segment until overwritten or the list is cut.
+ */
+export class InFlight {
+  private readonly segments: Uint8Array[] = [];
+  private head = 0;
+  private tail = 0;
+
+  add(segment: Uint8Array): void {
+    if (this.tail === this.segments.length) this.segments.push(segment);
+    else this.segments[this.tail] = segment;
+    this.tail += 1;
+  }
+
+  /** The oldest segment, removed; there must be one (its event is running). */
+  take(): Uint8Array {
+    if (this.head === this.tail) throw new Error('no segment in flight');
+    const segment = this.segments[this.head]!;
+    this.head += 1;
+    if (this.head === this.tail) {
+      this.head = 0;
+      this.tail = 0;
+    } else if (this.head >= inFlightCutAt) {
+      // A link that never runs empty (a long stall): drop the taken slots so the list stays bounded.
+      this.segments.splice(0, this.head);
+      this.tail -= this.head;
+      this.head = 0;
+    }
+    return segment;
+  }
+}
+
+/** Taken slots are cut from a list that has not run empty once this many lead it. */
+const inFlightCutAt = 1024;

@@ -16,6 +16,7 @@
  * report instead of hiding.
  */
 import assert from 'node:assert/strict';
+import { allocateBytes } from '../src/codec/byte-pool.js';
 import type { StorageRequest, StorageResult } from '../src/contract.js';
 
 export interface DiskFaults {
@@ -124,7 +125,7 @@ export class SimulatedDisk {
     }
     if (file.visible.length < offset + bytes.length) file.visible = resize(file.visible, offset + bytes.length);
     file.visible.set(bytes, offset);
-    file.unsynced.push({ kind: 'write', offset, bytes: bytes.slice() });
+    file.unsynced.push({ kind: 'write', offset, bytes: ownedCopy(bytes) });
     return { requestId: id, ok: true };
   }
 
@@ -203,6 +204,13 @@ export class SimulatedDisk {
     file.durable[offset] = value;
     this.corruptions.push({ file: name, offset });
   }
+}
+
+/** A copy of `bytes` the disk keeps (a view of the encoder's slab, byte-pool.ts, unless large). */
+function ownedCopy(bytes: Uint8Array): Uint8Array {
+  const copy = allocateBytes(bytes.length);
+  copy.set(bytes);
+  return copy;
 }
 
 function enoent(requestId: number, name: string): StorageResult {

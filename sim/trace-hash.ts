@@ -21,6 +21,8 @@ const primeLow = 0x1b3; // the prime's high half is 0x100, i.e. a shift by 8 of 
 const primeSquaredHigh = 0x36600;
 const primeSquaredLow = 0x2e329;
 const twoTo32 = 4_294_967_296;
+/** Scratch for `integer`: the decimal digits of an int32, least significant first. */
+const integerDigits = new Int32Array(10);
 
 export class TraceHash {
   // Both halves are kept as signed 32-bit integers (the same bits), which V8 keeps unboxed.
@@ -81,20 +83,25 @@ export class TraceHash {
 
   /**
    * Feeds a number as its decimal text (as UTF-16 units, like `units`), so that
-   * `integer(n); text(s)` hashes as `text(\`${n}${s}\`)`; non-negative safe integers (simulated
-   * times) without building the string.
+   * `integer(n); text(s)` hashes as `text(\`${n}${s}\`)`; non-negative integers below 2^31
+   * (simulated times, ids, lengths) without building the string: their digits are taken with
+   * int32 arithmetic into a scratch array, then fed most significant first.
    */
   integer(value: number): void {
-    if (!Number.isSafeInteger(value) || value < 0) return this.units(String(value));
-    let divisor = 1;
-    while (divisor * 10 <= value) divisor *= 10;
+    if (!(value >= 0 && value <= 0x7fffffff && (value | 0) === value)) return this.units(String(value));
+    const digits = integerDigits;
+    let count = 0;
+    let rest = value;
+    do {
+      const quotient = (rest / 10) | 0;
+      digits[count++] = rest - quotient * 10;
+      rest = quotient;
+    } while (rest > 0);
     let high = this.high;
     let low = this.low;
-    for (let rest = value; divisor >= 1; divisor /= 10) {
-      const digit = Math.floor(rest / divisor);
-      rest -= digit * divisor;
+    while (count > 0) {
       // A digit's unit and its zero high byte, as in `units`.
-      low ^= 0x30 + digit;
+      low ^= 0x30 + digits[--count]!;
       high = (Math.imul(high, primeSquaredLow) + Math.imul(low, primeSquaredHigh) + ((((low >>> 0) * primeSquaredLow) / twoTo32) | 0)) | 0;
       low = Math.imul(low, primeSquaredLow);
     }

@@ -8,6 +8,7 @@
  * (sim/large-payloads.ts) names its filler length in its head instead:
  * `m|{publisher}|{sequence}|{qos}|{topic}|L{length}|{filler}`.
  */
+import { allocateBytes } from '../../src/codec/byte-pool.js';
 
 export interface MessageIdentity {
   kind: 'message';
@@ -26,38 +27,20 @@ export interface WillIdentity {
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
+/** `|` in UTF-8: a byte that is never part of a multi-byte character. */
+const separator = 0x7c;
 
-/** The filler's state before its first byte: a function of the head's UTF-16 code units. */
-function fillerState(seedText: string): number {
+/** The filler's state after its seed text (FNV-1a over the UTF-16 code units). */
+function fillerSeed(seedText: string): number {
   let state = 2166136261;
   for (let index = 0; index < seedText.length; index++) state = Math.imul(state ^ seedText.charCodeAt(index), 16777619) >>> 0;
   return state;
 }
 
-/** Writes the filler of `seedText` (lower-case ASCII letters) into `into` from `offset`. */
-function writeFiller(seedText: string, length: number, into: Uint8Array, offset: number): void {
-  let state = fillerState(seedText);
-  for (let index = 0; index < length; index++) {
-    state = Math.imul(state ^ index, 16777619) >>> 0;
-    into[offset + index] = 97 + (state % 26);
-  }
-}
-
-/** Whether `bytes` from `offset` on are exactly the filler of `seedText`, byte for byte, and nothing more. */
-function fillerMatches(seedText: string, bytes: Uint8Array, offset: number): boolean {
-  const length = fillerLength(seedText);
-  if (bytes.length - offset !== length) return false;
-  let state = fillerState(seedText);
-  for (let index = 0; index < length; index++) {
-    state = Math.imul(state ^ index, 16777619) >>> 0;
-    if (bytes[offset + index] !== 97 + (state % 26)) return false;
-  }
-  return true;
-}
-
 /** A large payload's head ends in `|L{length}`: its filler's length. */
 const largePattern = /\|L([0-9]{1,7})$/;
 
+/** How long the filler of `seedText` is: 0 to 23 characters, or 150 to 209 for one head in five; a large head's own length. */
 function fillerLength(seedText: string): number {
   const large = largePattern.exec(seedText);
   if (large !== null) return Number(large[1]);
@@ -66,13 +49,23 @@ function fillerLength(seedText: string): number {
   return sum % 5 === 0 ? 150 + (sum % 60) : sum % 24;
 }
 
+/**
+ * `${head}|${filler}` as UTF-8. The filler is ASCII (a to z), so it is written byte by byte
+ * after the encoded head and the separator instead of being built as a string first: every
+ * publish of a run makes one of these, and the checker another.
+ */
 function seal(head: string): Uint8Array {
-  const headBytes = encoder.encode(`${head}|`);
+  const headBytes = encoder.encode(head);
   const length = fillerLength(head);
-  const bytes = new Uint8Array(headBytes.length + length);
-  bytes.set(headBytes);
-  writeFiller(head, length, bytes, headBytes.length);
-  return bytes;
+  const sealed = allocateBytes(headBytes.length + 1 + length);
+  sealed.set(headBytes);
+  sealed[headBytes.length] = separator;
+  let state = fillerSeed(head);
+  for (let index = 0, at = headBytes.length + 1; index < length; index++, at++) {
+    state = Math.imul(state ^ index, 16777619) >>> 0;
+    sealed[at] = 97 + (state % 26);
+  }
+  return sealed;
 }
 
 /** `fillerBytes`: a large payload's filler length (large-payloads.ts); undefined for the usual one. */
@@ -84,11 +77,16 @@ export function willPayload(client: number, generation: number, topic: string): 
   return seal(`w|${client}|${generation}|${topic}`);
 }
 
-/** The identity a payload claims, or null if it is not one this simulator could have produced intact. */
+/**
+ * The identity a payload claims, or null if it is not one this simulator could have produced intact.
+ *
+ * Checked on the bytes, as `decode(bytes) === \`${head}|${filler(head)}\`` would be (bytes that
+ * are not UTF-8 fail either way): the last `|` byte is the last `|` character (UTF-8 never uses
+ * the byte inside a multi-byte character), only the head before it is decoded, and the bytes
+ * after it must be exactly the ASCII filler that head calls for.
+ */
 export function parsePayload(bytes: Uint8Array): MessageIdentity | WillIdentity | null {
-  // The filler is ASCII letters and UTF-8 never uses the byte of `|` inside another character, so
-  // the last `|` byte ends the head; the head must be well-formed UTF-8 and the rest its filler.
-  const last = bytes.lastIndexOf(0x7c);
+  const last = bytes.lastIndexOf(separator);
   if (last < 0) return null;
   let head: string;
   try {
@@ -96,7 +94,13 @@ export function parsePayload(bytes: Uint8Array): MessageIdentity | WillIdentity 
   } catch {
     return null;
   }
-  if (!fillerMatches(head, bytes, last + 1)) return null;
+  const length = fillerLength(head);
+  if (bytes.length - last - 1 !== length) return null;
+  let state = fillerSeed(head);
+  for (let index = 0, at = last + 1; index < length; index++, at++) {
+    state = Math.imul(state ^ index, 16777619) >>> 0;
+    if (bytes[at] !== 97 + (state % 26)) return null;
+  }
   const fields = head.split('|');
   if (fields[0] === 'm' && (fields.length === 5 || (fields.length === 6 && largePattern.test(head)))) {
     return { kind: 'message', publisher: Number(fields[1]), sequence: Number(fields[2]), qos: Number(fields[3]), topic: fields[4]! };

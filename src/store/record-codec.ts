@@ -21,7 +21,9 @@
  * means unknown; null means anonymous, which is why it is null and not omitted).
  */
 import { assert } from '../assert.js';
+import { allocateBytes } from '../codec/byte-pool.js';
 import { ownCopy } from '../codec/own-copy.js';
+import { utf8Length, writeUtf8 } from '../codec/utf8.js';
 import type { StateRecord, StateRecordKind } from './state-store.js';
 import { decodeStreamAppended, encodeStreamAppended, streamAppendedBinaryType } from './stream-appended-codec.js';
 
@@ -67,7 +69,6 @@ for (const [kind, type] of Object.entries(recordTypes) as [StateRecordKind, numb
 assert(kindsByType[streamAppendedBinaryType] === undefined, 'the binary stream-appended type is a type of its own');
 kindsByType[streamAppendedBinaryType] = 'stream-appended';
 
-const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder('utf-8', { fatal: true });
 
 /**
@@ -118,20 +119,32 @@ export function encodeJsonRecord(record: StateRecord): Uint8Array {
   // the broker's time. A Node Buffer must be caught before JSON.stringify meets it, since its
   // `toJSON` would turn it into `{ type: 'Buffer', data: [...] }`.
   const json = JSON.stringify(liftBinaries(record, binaries));
-  const jsonBytes = textEncoder.encode(json);
-  let size = 4 + jsonBytes.length;
-  for (const binary of binaries) size += 4 + binary.length;
-  const body = new Uint8Array(size);
-  const view = new DataView(body.buffer);
-  view.setUint32(0, jsonBytes.length, true);
-  body.set(jsonBytes, 4);
-  let offset = 4 + jsonBytes.length;
-  for (const binary of binaries) {
-    view.setUint32(offset, binary.length, true);
+  // Measured, then written straight into the body: encoding the JSON to bytes of its own first
+  // cost a second array past V8's on-heap limit per record (byte-pool.ts), and a body is
+  // carved from the encoder's slab unless it is small or large. The log writer copies it into
+  // its frames; nothing writes to it.
+  const jsonBytes = utf8Length(json);
+  let size = 4 + jsonBytes;
+  for (let index = 0; index < binaries.length; index++) size += 4 + binaries[index]!.length;
+  const body = allocateBytes(size);
+  writeUint32(body, 0, jsonBytes);
+  writeUtf8(json, body, 4);
+  let offset = 4 + jsonBytes;
+  for (let index = 0; index < binaries.length; index++) {
+    const binary = binaries[index]!;
+    writeUint32(body, offset, binary.length);
     body.set(binary, offset + 4);
     offset += 4 + binary.length;
   }
   return body;
+}
+
+/** `value` as a little-endian u32 at `offset` (no DataView per record). */
+function writeUint32(bytes: Uint8Array, offset: number, value: number): void {
+  bytes[offset] = value & 0xff;
+  bytes[offset + 1] = (value >>> 8) & 0xff;
+  bytes[offset + 2] = (value >>> 16) & 0xff;
+  bytes[offset + 3] = value >>> 24;
 }
 
 /** Decodes a record; throws a readable Error when the body does not hold a valid record. */

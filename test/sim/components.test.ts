@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { messagePayload, parsePayload, willPayload } from '../../sim/clients/payload.js';
 import { EventQueue, Timer } from '../../sim/event-queue.js';
-import { type ClientSide, type Link, Network } from '../../sim/network.js';
+import { type ClientSide, InFlight, type Link, Network } from '../../sim/network.js';
 import { Random } from '../../sim/random.js';
 import { chooseShape } from '../../sim/shape.js';
 import { topicMatches } from '../../sim/topic-match.js';
@@ -191,17 +191,21 @@ describe('trace hash', () => {
     // The world hashes `${nowMs} ${line}` in pieces (integer, units, text) without joining them;
     // that must be the same hash as the joined line, as a byte array, through the reference.
     fc.assert(
-      fc.property(fc.oneof(fc.nat(), fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }), fc.double({ noNaN: true })), fc.string({ unit: 'binary', maxLength: 40 }), (nowMs, line) => {
-        const joined = `${nowMs} ${line}\n`;
-        const bytes: number[] = [];
-        for (let index = 0; index < joined.length; index++) bytes.push(joined.charCodeAt(index) & 0xff, joined.charCodeAt(index) >>> 8);
-        bytes.pop(); // the separator is one byte, not a UTF-16 unit
-        const hash = new TraceHash();
-        hash.integer(nowMs);
-        hash.units(' ');
-        hash.text(line);
-        expect(hash.hex()).toBe(referenceFnv(bytes));
-      }),
+      fc.property(
+        fc.oneof(fc.nat(), fc.constantFrom(0, -0, 9, 10, 99, 100, 0x7fffffff, 0x80000000, -1, 1.5), fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }), fc.double({ noNaN: true })),
+        fc.string({ unit: 'binary', maxLength: 40 }),
+        (nowMs, line) => {
+          const joined = `${nowMs} ${line}\n`;
+          const bytes: number[] = [];
+          for (let index = 0; index < joined.length; index++) bytes.push(joined.charCodeAt(index) & 0xff, joined.charCodeAt(index) >>> 8);
+          bytes.pop(); // the separator is one byte, not a UTF-16 unit
+          const hash = new TraceHash();
+          hash.integer(nowMs);
+          hash.units(' ');
+          hash.text(line);
+          expect(hash.hex()).toBe(referenceFnv(bytes));
+        },
+      ),
       { numRuns: 100 },
     );
   }, 30_000);
@@ -268,6 +272,50 @@ describe('payloads', () => {
     }
     expect(parsePayload(payload.subarray(0, payload.length - 1))).toBeNull();
   });
+
+  it('are the documented text, byte for byte, for any topic', () => {
+    // The format of the module comment, spelled out here as a string: the payloads are built and
+    // checked on bytes, and must stay what this text says (a run's bytes are part of its trace hash).
+    const filler = (head: string): string => {
+      let sum = 0;
+      for (let index = 0; index < head.length; index++) sum = (sum * 31 + head.charCodeAt(index)) % 9973;
+      const length = sum % 5 === 0 ? 150 + (sum % 60) : sum % 24;
+      let state = 2166136261;
+      for (let index = 0; index < head.length; index++) state = Math.imul(state ^ head.charCodeAt(index), 16777619) >>> 0;
+      let out = '';
+      for (let index = 0; index < length; index++) {
+        state = Math.imul(state ^ index, 16777619) >>> 0;
+        out += String.fromCharCode(97 + (state % 26));
+      }
+      return out;
+    };
+    const text = (bytes: Uint8Array): string => new TextDecoder().decode(bytes);
+    const lengths = new Set<number>();
+    for (const topic of ['a/x', 'ü/€/😀', 'deep/a/b/c/d', '$SYS/x', '']) {
+      for (let sequence = 0; sequence < 40; sequence++) {
+        const head = `m|7|${sequence}|1|${topic}`;
+        const payload = messagePayload(7, sequence, 1, topic);
+        expect(text(payload)).toBe(`${head}|${filler(head)}`);
+        lengths.add(filler(head).length);
+        expect(parsePayload(payload)).toEqual({ kind: 'message', publisher: 7, sequence, qos: 1, topic });
+        // One more filler byte, one byte less, or a separator in the filler: no longer intact.
+        expect(parsePayload(new Uint8Array([...payload, 97]))).toBeNull();
+        if (filler(head).length > 0) {
+          expect(parsePayload(payload.subarray(0, payload.length - 1))).toBeNull();
+          const split = payload.slice();
+          split[split.length - 1] = 0x7c;
+          expect(parsePayload(split)).toBeNull();
+        }
+      }
+      const will = willPayload(4, 9, topic);
+      expect(text(will)).toBe(`w|4|9|${topic}|${filler(`w|4|9|${topic}`)}`);
+      expect(parsePayload(will)).toEqual({ kind: 'will', client: 4, generation: 9, topic });
+    }
+    // Both kinds of filler length occur (short, and 150 or more).
+    expect([...lengths].some((length) => length < 24) && [...lengths].some((length) => length >= 150)).toBe(true);
+    // Not UTF-8 in the head: not a payload.
+    expect(parsePayload(new Uint8Array([0x6d, 0xff, 0x7c]))).toBeNull();
+  });
 });
 
 describe('oracle topic matching', () => {
@@ -286,6 +334,26 @@ describe('oracle topic matching', () => {
 });
 
 describe('simulated network', () => {
+  it('hands out segments in flight oldest first, across bursts and long backlogs', () => {
+    const inFlight = new InFlight();
+    const segment = (value: number) => Uint8Array.of(value & 0xff, value >> 8);
+    let added = 0;
+    let taken = 0;
+    // Bursts that run empty (the list rewinds) and one backlog of 3,000 that never does (it is cut).
+    for (const [adds, takes] of [
+      [3, 3],
+      [5, 2],
+      [1, 4],
+      [3000, 1500],
+      [10, 1510],
+    ] as const) {
+      for (let index = 0; index < adds; index++) inFlight.add(segment(added++));
+      for (let index = 0; index < takes; index++) expect([...inFlight.take()]).toEqual([...segment(taken++)]);
+    }
+    expect(taken).toBe(added);
+    expect(() => inFlight.take()).toThrow('no segment in flight');
+  });
+
   it('delivers every stream in order, whatever the segmentation and jitter', () => {
     const queue = new EventQueue();
     const clock = { nowMs: 0 };

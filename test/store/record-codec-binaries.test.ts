@@ -71,6 +71,24 @@ describe('record codec binaries', () => {
     );
   });
 
+  it('writes any text (non-ASCII, lone surrogates) as the former encoder did, each body its own bytes', () => {
+    // The body is measured and written in place (utf8Length, writeUtf8) into a view of the
+    // encoder's slab, where the former encoder used TextEncoder and an array of its own.
+    fc.assert(
+      fc.property(fc.string({ unit: 'binary', maxLength: 40 }), fc.string({ unit: 'grapheme', maxLength: 20 }), fc.uint8Array({ maxLength: 300 }), (topic, clientId, payload) => {
+        const record = { kind: 'message-stored', messageId: 7, topic, clientId, qos: 1, payload } as unknown as StateRecord;
+        const expected = referenceEncode(record);
+        const first = encodeJsonRecord(record);
+        const second = encodeJsonRecord(record);
+        expect(Buffer.from(first).equals(Buffer.from(expected))).toBe(true);
+        // Two bodies never share bytes: writing one leaves the other as it was.
+        first.fill(0xee);
+        expect(Buffer.from(second).equals(Buffer.from(expected))).toBe(true);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
   it('round-trips a stream append with properties holding binary correlation data', () => {
     const record = {
       kind: 'stream-appended',
