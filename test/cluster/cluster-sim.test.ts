@@ -23,7 +23,7 @@ import { runVopr } from '../../sim/vopr.js';
  * crashing in the middle of a session hand-over); the test holds it to that rule, so a fix (or a
  * different failure) shows, and the entry then loses its `open`.
  */
-const clusterRegressionSeeds: readonly { seed: number; nodes: number; found: string; handoverMovers?: true; open?: string; lostDisk?: true }[] = [
+const clusterRegressionSeeds: readonly { seed: number; nodes: number; found: string; handoverMovers?: true; open?: string; lostDisk?: true; largePayloads?: true }[] = [
   { seed: 1113, nodes: 2, found: 'a node that had applied nothing took sequence 2 as its first while sequence 1, lost in its crash, was still pending: sequence 1 was then skipped' },
   { seed: 2183, nodes: 3, found: 'same as 1113' },
   { seed: 76, nodes: 3, found: 'checker: a publisher that moved to another node may overtake its earlier messages there; order is promised per node' },
@@ -287,6 +287,25 @@ const clusterRegressionSeeds: readonly { seed: number; nodes: number; found: str
     found:
       "qos2-duplicate (vopr --nodes 3 --handover-movers from 4,001,000, 1 of 1,500; no disk lost in this world, and it fails alike on the build before lost disks): under repeated node crashes m200's session split. n1 timed out waiting for it from n2 (session present 0, a fresh session, 13,994 ms), yet n2 adopted a session of m200 from n1 at 14,329 and handed it to n1 again; m200's will 200|1 reached the fresh session at 14,338 and again (packet id 9) after n0 adopted the session from n1 at 17,661 with session present 1. Not traced further; NOT fixed: it passes since the merge with the watch's caught-up signal changed the run, and is kept to show if it fails again",
   },
+  {
+    seed: 6600379,
+    lostDisk: true,
+    nodes: 2,
+    handoverMovers: true,
+    open: 'qos2-duplicate',
+    found:
+      "qos2-duplicate (vopr --nodes 2 --handover-movers from 6,600,000 on the merged build of this session, 1 of 2,000; fails alike without lost disks or large payloads): m201's will 201|2 reached c201 twice. Not traced; it looks like the class of 4002210 (a mover's will delivered again after its session split under faults)",
+  },
+  {
+    seed: 6701296,
+    lostDisk: true,
+    largePayloads: true,
+    nodes: 3,
+    handoverMovers: true,
+    open: 'acknowledged-lost',
+    found:
+      'acknowledged-lost (vopr --nodes 3 --handover-movers from 6,700,000 on the merged build, 1 of 2,000; a large-payload world, passes without them): a hand-over of m200 whose state passed handoverBytesMax (512 KiB) left its 4 and then 6 newest queued messages out (handover-truncated, counted as dropped), among them an acknowledged QoS 2 message for it. The bound is documented; the checker does not excuse it, since the node logs only a count. Open: the fix is a hand-over that does not truncate (state in several puts), or per-message drop records the checker can match',
+  },
   // Worlds where a node loses its disk for good (ClusterShape.lostDisk) and comes back empty under its node id.
   {
     seed: 12,
@@ -322,8 +341,8 @@ const clusterRegressionSeeds: readonly { seed: number; nodes: number; found: str
 ];
 
 /**
- * A regression seed replays the world it was found in: none had large payloads (they came after
- * every seed listed), and only those marked `lostDisk` were found with lost disks.
+ * A regression seed replays the world it was found in: only those marked `largePayloads` were
+ * found with large payloads, and only those marked `lostDisk` with lost disks.
  */
 function quiet(seed: number, nodes: number, handoverMovers = false, worlds: { lostDisk: boolean; largePayloads: boolean } = { lostDisk: true, largePayloads: true }) {
   const lines: string[] = [];
@@ -437,10 +456,10 @@ describe('cluster simulation', () => {
     expect(runSimulation({ seed: 5, nodes: 2, stdout: () => {}, stderr: () => {} }).traceHash).not.toBe(first.result.traceHash);
   }, 60_000);
 
-  for (const { seed, nodes, found, handoverMovers, open, lostDisk } of clusterRegressionSeeds) {
+  for (const { seed, nodes, found, handoverMovers, open, lostDisk, largePayloads } of clusterRegressionSeeds) {
     const title = `regression seed ${seed} (${nodes} nodes${handoverMovers ? ', --handover-movers' : ''}) ${open === undefined ? 'passes' : `still fails with the open ${open}`}: ${found.slice(0, 60)}...`;
     it(title, () => {
-      const { result, report } = quiet(seed, nodes, handoverMovers === true, { lostDisk: lostDisk === true, largePayloads: false });
+      const { result, report } = quiet(seed, nodes, handoverMovers === true, { lostDisk: lostDisk === true, largePayloads: largePayloads === true });
       expect(result.messagesPublished).toBeGreaterThan(0);
       if (open === undefined) expect(result.ok, report).toBe(true);
       else expect(result.violation?.rule, report).toBe(open);
