@@ -41,8 +41,8 @@
  */
 
 import { handoffBatchSubject } from '../../src/cluster/handoff-batch.js';
+import { natsHeaderBytes } from '../../src/cluster/message-size.js';
 import { subjectMatches } from '../../src/cluster/subjects.js';
-import { utf8Length } from '../../src/codec/utf8.js';
 import type { ClusterHeaders, ClusterKeyChange, ClusterMessage, ClusterRequest, ClusterResult } from '../../src/contract.js';
 import type { EventQueue } from '../event-queue.js';
 import type { Random } from '../random.js';
@@ -215,9 +215,7 @@ export class NatsModel {
     // send one (src/cluster/message-size.ts), or what it queued behind it would wait for good.
     if (request.op === 'publish' || request.op === 'publish-durable' || (request.op === 'kv-set' && request.value !== null)) {
       const payload = request.op === 'kv-set' ? request.value! : request.payload;
-      const headers = request.op === 'kv-set' ? {} : request.headers;
-      let bytes = payload.length + 12;
-      for (const [name, value] of Object.entries(headers)) bytes += utf8Length(name) + utf8Length(value) + 4;
+      const bytes = payload.length + natsHeaderBytes(request.op === 'kv-set' ? {} : request.headers);
       if (bytes > natsMaxPayloadBytes) {
         this.tooLarge(`n${node} sent ${request.op} of ${bytes} bytes${request.op === 'kv-set' ? ` (key ${request.key})` : ` on ${request.subject}`}, over NATS's max_payload ${natsMaxPayloadBytes}`);
         if (request.op !== 'publish')

@@ -120,18 +120,17 @@ function checkWillTopic(broker: Broker, packet: ConnectPacket): void {
   // (5.0: 0x9B QoS not supported, 0x9A Retain not supported; 3.1.1 has no code: a close).
   if (packet.will.qos > broker.config.maximumQos) throw violation(ReasonCode.QosNotSupported, 'will-qos-not-supported', `will QoS ${packet.will.qos} above maximum ${broker.config.maximumQos}`);
   if (packet.will.retain && !broker.config.retainAvailable) throw violation(ReasonCode.RetainNotSupported, 'will-retain-not-supported', 'will retain is not available');
-  const problem = checkTopicName(packet.will.topic, broker.config);
-  if (problem === null) {
-    // A cluster node would hand the will to the others when it fires: refused now if NATS could not carry it (cluster/message-size.ts).
-    const will = packet.will;
-    if (broker.cluster !== null && !broker.cluster.carries(will.topic, will.payload, will.qos, will.retain, will.properties)) {
-      broker.stats.limits.clusterMessageBytesMax += 1;
-      throw violation(ReasonCode.PacketTooLarge, 'will-too-large-for-cluster', `will larger than the cluster carries (cluster.messageBytesMax ${broker.cluster.messageBytesMax})`);
-    }
-    return;
+  const will = packet.will;
+  const problem = checkTopicName(will.topic, broker.config);
+  if (problem !== null) {
+    countTopicLimit(broker.stats.limits, broker.config, will.topic);
+    throw violation(ReasonCode.TopicNameInvalid, 'will-topic-invalid', `will ${problem}`);
   }
-  countTopicLimit(broker.stats.limits, broker.config, packet.will.topic);
-  throw violation(ReasonCode.TopicNameInvalid, 'will-topic-invalid', `will ${problem}`);
+  // A cluster node hands the will to the others when it fires: refused now if NATS could not carry it (cluster/message-size.ts).
+  if (broker.cluster !== null && !broker.cluster.carries(will.topic, will.payload, will.qos, will.retain, will.properties)) {
+    broker.stats.limits.clusterMessageBytesMax += 1;
+    throw violation(ReasonCode.PacketTooLarge, 'will-too-large-for-cluster', `will larger than the cluster carries (cluster.messageBytesMax ${broker.cluster.messageBytesMax})`);
+  }
 }
 
 export function handleConnect(broker: Broker, connection: Connection, packet: ConnectPacket, nowMs: number): void {

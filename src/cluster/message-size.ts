@@ -44,12 +44,16 @@ export function natsBytesBound(topic: string, payload: Uint8Array, properties: P
   return bytes;
 }
 
+/** How many bytes `headers` take in a NATS message: the `NATS/1.0` line, `Name: value` lines, the blank line. */
+export function natsHeaderBytes(headers: Readonly<Record<string, string>>): number {
+  let bytes = 12;
+  for (const [name, value] of Object.entries(headers)) bytes += utf8Length(name) + utf8Length(value) + 4;
+  return bytes;
+}
+
 /** The message's NATS size as a hand-off of node `nodeId` would have it (headers as sent), with the reserve (natsReserveBytes). */
 export function natsBytes(nodeId: string, topic: string, payload: Uint8Array, qos: Qos, retain: boolean, properties: Properties | undefined): number {
   const subject = topicToSubject(topic);
-  const headers = encodeHeaders(nodeId, qos, retain, null, properties, properties?.messageExpiryInterval === undefined ? null : properties.messageExpiryInterval);
-  // NATS/1.0 status line and the blank line that ends the headers, then `Name: value` lines.
-  let bytes = 12;
-  for (const [name, value] of Object.entries(headers)) bytes += utf8Length(name) + utf8Length(value) + 4;
-  return payload.length + bytes + (subject === null ? 0 : utf8Length(handoffSubject(subject))) + natsReserveBytes;
+  const headers = encodeHeaders(nodeId, qos, retain, null, properties, properties?.messageExpiryInterval ?? null);
+  return payload.length + natsHeaderBytes(headers) + (subject === null ? 0 : utf8Length(handoffSubject(subject))) + natsReserveBytes;
 }

@@ -172,13 +172,13 @@ export class SessionRegistry {
 
   /** Whether the newest claim of `clientId` this node has seen is its own. */
   ownedHere(clientId: string): boolean {
-    const known = this.lastSeen(clientId);
+    const known = this.known.get(clientId);
     return known?.present === true && known.node === this.nodeId;
   }
 
   /** The newest claim of `clientId` this node has seen (revision, owner, the node it asked), null when none. */
   newestClaim(clientId: string): { revision: number; node: string; handoverFrom: string | null } | null {
-    const known = this.lastSeen(clientId);
+    const known = this.known.get(clientId);
     if (known === undefined || !known.present || known.node === null) return null;
     return { revision: known.revision, node: known.node, handoverFrom: known.handoverFrom };
   }
@@ -186,11 +186,6 @@ export class SessionRegistry {
   /** Whether the watch has replayed the bucket since the link came up (or the node started): markers may be read. */
   get watchCurrent(): boolean {
     return this.current;
-  }
-
-  /** What the watch showed of a key. */
-  private lastSeen(clientId: string): KnownKey | undefined {
-    return this.known.get(clientId);
   }
 
   /** The stream reader reached the marker of `node`'s claim of `clientId` at `revision` (session-handover.ts). */
