@@ -131,7 +131,7 @@ import {
   formatCounter,
   handoverBucket,
   handoverMarkerSubject,
-  heldDeliveriesMax,
+  holdDelivery,
   type LocalCounter,
   SessionHandover,
   skipOfHeaders,
@@ -272,7 +272,7 @@ export class ClusterNode {
   /**
    * Stream deliveries held from a hand-over marker on, in sequence order, while the watch of
    * `keel-sessions` has not replayed the bucket since the link came up (session-registry.ts
-   * `current`); null while none are held. At most heldDeliveriesMax, what NATS delivers
+   * `current`); null while none are held. At most heldDeliveriesMax (holdDelivery), what NATS delivers
    * unacknowledged: the rest comes again once the reader goes on.
    */
   private heldForWatch: ClusterMessage[] | null = null;
@@ -877,16 +877,10 @@ export class ClusterNode {
    */
   private holdForWatch(message: ClusterMessage): void {
     const held = this.heldForWatch ?? [];
-    const last = held.at(-1);
-    if (last !== undefined && last.streamSequence! >= message.streamSequence!) return;
-    if (held.length >= heldDeliveriesMax) return;
-    if (held.length === 0) {
-      assert(message.subject === handoverMarkerSubject, 'the reader is held at a marker');
-      this.counters.markersHeldForWatch += 1;
-      this.heldForWatch = held;
-    }
-    // Its payload copied: the host's is a view of what it read (kept-bytes.ts).
-    held.push({ ...message, payload: ownCopy(message.payload) });
+    if (held.length === 0) assert(message.subject === handoverMarkerSubject, 'the reader is held at a marker');
+    if (!holdDelivery(held, message) || held.length > 1) return;
+    this.counters.markersHeldForWatch += 1;
+    this.heldForWatch = held;
   }
 
   /**

@@ -171,6 +171,21 @@ export const handoverBytesMax = 512 * 1024;
 /** Stream deliveries held behind a marker at most (NATS delivers no more unacknowledged: nats-link.ts). */
 export const heldDeliveriesMax = 4_096;
 
+/**
+ * Keeps a stream delivery the reader stands still in front of (at a marker, here or in
+ * cluster-node.ts), in sequence order, at most heldDeliveriesMax: a redelivery or a later one past
+ * the bound is left to NATS, which delivers it again once the reader goes on. False when not kept.
+ */
+export function holdDelivery(held: ClusterMessage[], message: ClusterMessage): boolean {
+  if (held.length >= heldDeliveriesMax) return false;
+  const last = held.at(-1);
+  if (last !== undefined && last.streamSequence! >= message.streamSequence!) return false;
+  // Its payload copied: the host's is a view of what it read, which would stay pinned behind it
+  // for as long as the node stands still (kept-bytes.ts).
+  held.push({ ...message, payload: ownCopy(message.payload) });
+  return true;
+}
+
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder('utf-8', { fatal: true });
 
@@ -622,12 +637,7 @@ export class SessionHandover {
     assert(hold !== null, 'deliveries are buffered only at a marker');
     const sequence = message.streamSequence!;
     if (sequence <= hold.sequence) return;
-    if (hold.buffered.length >= heldDeliveriesMax) return;
-    const last = hold.buffered.at(-1);
-    if (last !== undefined && last.streamSequence! >= sequence) return;
-    // Its payload copied: the host's is a view of what it read, which would stay pinned behind it
-    // for as long as the node stands at the marker (kept-bytes.ts).
-    hold.buffered.push({ ...message, payload: ownCopy(message.payload) });
+    holdDelivery(hold.buffered, message);
   }
 
   /**
