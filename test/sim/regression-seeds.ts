@@ -223,6 +223,6 @@ export const regressionSeeds: readonly { seed: number; found: string; workload?:
   {
     seed: 4006865,
     found:
-      'not diagnosed: repair-found-nothing on a stream segment (vopr default mix from 4,130,000 on the lost-disk branch; fails the same on the build before it). It passes since the storage lanes changed the disk timing of the run; kept to show if it fails again',
+      "repair-found-nothing (vopr default mix from 4,130,000 on the lost-disk branch): a bit flipped in the first entry of a last-value stream's only segment, whose entries the log no longer held; recovery took the segment, whose scan ended at its base, for one wholly below the stream's start, deleted it, then stopped for the missing entries, so the operator's repair found no segment to cut and every start stopped alike. Fixed in stream-recovery.ts (a last segment whose scan stopped short is never taken for one below the start; test/streams/stream-repair.test.ts replays the case). The seed passed before the fix only because the storage lanes changed its run; on the lost-disk branch's build it fails without the fix and passes with it (2 repairs)",
   },
 ];

@@ -45,8 +45,12 @@ function apply(disk: SimulatedDisk, actions: readonly RepairAction[]): void {
 
 const names = (disk: SimulatedDisk): string[] => disk.listFiles().map((file) => file.name);
 
-/** A store whose stream `all` has a flipped bit in a synced entry of its active segment, the log no longer holding it. */
-function damagedStore(): { disk: SimulatedDisk; active: string; count: number; damagedOffset: number; cutPosition: number; damagedBytes: Uint8Array } {
+/**
+ * A store whose stream `all` has a flipped bit in a synced entry of its active segment (its
+ * frame `frame`), the log no longer holding it; with `trimToActive` retention has trimmed the
+ * stream to the active segment's first offset first, so the damage is in the stream's first entry.
+ */
+function damagedStore({ frame = 2, trimToActive = false }: { frame?: number; trimToActive?: boolean } = {}): { disk: SimulatedDisk; active: string; count: number; damagedOffset: number; cutPosition: number; damagedBytes: Uint8Array } {
   const rig = new StoreRig(newDisk(11), options, true);
   expect(rig.open()).toBe(true);
   rig.commit({ kind: 'stream-created', stream: all });
@@ -68,11 +72,16 @@ function damagedStore(): { disk: SimulatedDisk; active: string; count: number; d
     .sort()
     .at(-1)!;
   const activeBase = Number(/-(\d{16})\.seg$/.exec(active)![1]);
+  if (trimToActive) {
+    rig.commit({ kind: 'stream-trimmed', stream: 'all', firstOffset: activeBase });
+    rig.run();
+    expect(rig.state.streams.get('all')!.firstOffset).toBe(activeBase);
+  }
   const bytes = rig.disk.fileBytes(active)!;
-  // A bit of the third entry's payload rots, an entry the segment holds synced: the frame no longer checks, valid frames follow.
-  const damagedOffset = activeBase + 2;
+  // A bit of an entry's payload rots, an entry the segment holds synced: the frame no longer checks, valid frames follow.
+  const damagedOffset = activeBase + frame;
   expect(rig.store.streams.filesFor('all')!.syncedOffset).toBeGreaterThan(damagedOffset + 1);
-  const cutPosition = framePosition(bytes, activeBase, 2);
+  const cutPosition = framePosition(bytes, activeBase, frame);
   const position = cutPosition + 30;
   rig.disk.corrupt(active, position, bytes[position]! ^ 0x10);
   const damagedBytes = rig.disk.fileBytes(active)!.slice();
@@ -128,6 +137,24 @@ describe('stream repair', () => {
     expect(again.store.streams.takeRecoveryCuts()).toEqual([]);
     expect(again.store.streams.takeNotes().map((note) => note.event)).not.toContain('stream-cut');
     expect(again.readAll('all').map((entry) => decodeText(entry.payload))).toEqual([...payloads(0, damagedOffset), `payload 1000 ${'x'.repeat(40)}`]);
+  });
+
+  it('keeps a damaged active segment that holds the stream\'s first entry, so that the repair can cut it (seed 4006865)', () => {
+    // Recovery took a segment whose scan ended at once for one wholly below the stream's start,
+    // deleted it, and then stopped for the entries it had held: the operator's repair found no
+    // segment to cut, and every later start stopped the same way.
+    const { disk, active, count, damagedOffset, cutPosition, damagedBytes } = damagedStore({ frame: 0, trimToActive: true });
+    const halted = new StoreRig(disk, options);
+    expect(halted.open()).toBe(false);
+    expect(halted.store.failure).toContain(`corrupt stream: ${active}: stream all entry ${damagedOffset} is neither in its files nor in the log`);
+    expect(disk.fileBytes(active)).toEqual(damagedBytes);
+
+    const plan = planStreamRepair(disk.listFiles());
+    expect(plan.notes.join('\n')).toContain(`${active}: copied to ${active}.damaged, truncated at offset ${cutPosition} after 0 entries`);
+    apply(disk, plan.actions);
+    const repaired = new StoreRig(disk, options);
+    expect(repaired.open(), String(repaired.store.failure)).toBe(true);
+    expect(repaired.store.streams.takeRecoveryCuts()).toEqual([{ stream: 'all', nextOffset: damagedOffset, lost: count - damagedOffset }]);
   });
 
   it('is what keel inspect --repair does to a data directory', () => {

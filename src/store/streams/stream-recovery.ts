@@ -426,9 +426,15 @@ export class StreamRecovery {
 
   private reconcile(found: FoundStream, stream: StreamState): void {
     if (found.validEnd > stream.nextOffset) return this.cutAbove(found, stream);
+    // Segments wholly below the stream's start, left by a retention the crash interrupted. The
+    // last one counts only when its scan ended cleanly: one whose scan stopped short (a torn tail,
+    // or a flipped bit in its first entry, which also leaves it "ending" at its base) may hold
+    // synced entries at or past the start, and deleting it would take the damaged bytes the
+    // operator's repair has to cut (seed 4006865: every later start then stopped the same way).
     const below = found.segments.filter((segment, index) => {
       const nextBase = found.segments[index + 1]?.baseOffset;
-      return nextBase === undefined ? found.validEnd <= stream.firstOffset && segment.endOffset <= stream.firstOffset : nextBase <= stream.firstOffset;
+      if (nextBase !== undefined) return nextBase <= stream.firstOffset;
+      return found.tornTail?.segment !== segment && found.validEnd <= stream.firstOffset && segment.endOffset <= stream.firstOffset;
     });
     if (below.length > 0) {
       found.segments.splice(0, below.length);
