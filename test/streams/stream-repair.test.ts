@@ -50,7 +50,14 @@ const names = (disk: SimulatedDisk): string[] => disk.listFiles().map((file) => 
  * frame `frame`), the log no longer holding it; with `trimToActive` retention has trimmed the
  * stream to the active segment's first offset first, so the damage is in the stream's first entry.
  */
-function damagedStore({ frame = 2, trimToActive = false }: { frame?: number; trimToActive?: boolean } = {}): { disk: SimulatedDisk; active: string; count: number; damagedOffset: number; cutPosition: number; damagedBytes: Uint8Array } {
+function damagedStore({ frame = 2, trimToActive = false }: { frame?: number; trimToActive?: boolean } = {}): {
+  disk: SimulatedDisk;
+  active: string;
+  count: number;
+  damagedOffset: number;
+  cutPosition: number;
+  damagedBytes: Uint8Array;
+} {
   const rig = new StoreRig(newDisk(11), options, true);
   expect(rig.open()).toBe(true);
   rig.commit({ kind: 'stream-created', stream: all });
@@ -139,7 +146,7 @@ describe('stream repair', () => {
     expect(again.readAll('all').map((entry) => decodeText(entry.payload))).toEqual([...payloads(0, damagedOffset), `payload 1000 ${'x'.repeat(40)}`]);
   });
 
-  it('keeps a damaged active segment that holds the stream\'s first entry, so that the repair can cut it (seed 4006865)', () => {
+  it("keeps a damaged active segment that holds the stream's first entry, so that the repair can cut it (seed 4006865)", () => {
     // Recovery took a segment whose scan ended at once for one wholly below the stream's start,
     // deleted it, and then stopped for the entries it had held: the operator's repair found no
     // segment to cut, and every later start stopped the same way.
