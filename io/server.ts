@@ -163,7 +163,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   if (clusterLink !== null)
     readiness.watchCluster(
       () => clusterLink.isUp,
-      () => core.view.gauges().cluster?.readerHeldAt ?? null,
+      () => core.view.clusterReaderHeldAt(),
     );
   // Loaded only when there is an admin listener: the metrics library and its dependencies are
   // 1 to 3 MiB of a broker's resident memory here, for nothing when nobody can scrape them.

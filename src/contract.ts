@@ -317,6 +317,12 @@ export interface BrokerView {
   counters(): Record<string, number | Record<string, number>>;
   /** Current sizes: sessions online/offline, subscriptions, retained, queued, inflight, clients per listener. */
   gauges(): BrokerGauges;
+  /**
+   * Where a cluster node's hand-off reader stopped at a message of a newer format (its stream
+   * sequence), or null: gauges().cluster.readerHeldAt without the pass over every session, for
+   * `/readyz`, which probes ask for every few seconds.
+   */
+  clusterReaderHeldAt(): number | null;
   clients(query: PageQuery): ClientSummary[];
   client(clientId: string): (ClientSummary & { subscriptionList: SubscriptionSummary[] }) | null;
   sessions(query: PageQuery): SessionSummary[];

@@ -72,6 +72,10 @@ export class BrokerInspection implements BrokerView {
     };
   }
 
+  clusterReaderHeldAt(): number | null {
+    return this.broker.cluster?.readerHeldAt ?? null;
+  }
+
   clients(query: PageQuery): ClientSummary[] {
     const online = this.broker.online;
     return page([...online.keys()], query).map((clientId) => clientSummary(online.get(clientId)!));

@@ -259,6 +259,7 @@ describe('cluster node', () => {
     expect(take(harness)).toEqual([{ op: 'pace', consumerId: 1, paused: true }]);
     expect(harness.logEvents()).toContain('cluster-handoff-format-newer');
     expect(harness.broker.view.gauges().cluster?.readerHeldAt).toBe(2);
+    expect(harness.broker.view.clusterReaderHeldAt()).toBe(2);
     // Behind it: nothing routed or acknowledged, its own redelivery included, even past the gap wait.
     handoff(harness, 3, 'third');
     harness.nowMs += 60_000;
@@ -290,13 +291,16 @@ describe('cluster node', () => {
     harness.broker.clusterMessage(harness.nowMs, { ...handoffMessage(2, 'newer'), headers: { ...handoffMessage(2, 'newer').headers, 'Keel-Needs': 'compressed' } });
     harness.collect();
     expect(harness.broker.view.gauges().cluster?.readerHeldAt).toBe(2);
+    expect(harness.broker.view.clusterReaderHeldAt()).toBe(2);
     harness.restart();
     connected(harness);
     expect(harness.broker.view.gauges().cluster?.readerHeldAt).toBeNull();
+    expect(harness.broker.view.clusterReaderHeldAt()).toBeNull();
     handoff(harness, 1, 'first');
     harness.broker.clusterMessage(harness.nowMs, { ...handoffMessage(2, 'newer'), headers: { ...handoffMessage(2, 'newer').headers, 'Keel-Needs': 'compressed' } });
     harness.collect();
     expect(harness.broker.view.gauges().cluster?.readerHeldAt).toBe(2);
+    expect(harness.broker.view.clusterReaderHeldAt()).toBe(2);
     expect(take(harness).filter((request) => request.op === 'ack')).toEqual([{ op: 'ack', consumerId: 1, streamSequence: 1 }]);
   });
 

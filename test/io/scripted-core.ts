@@ -164,6 +164,7 @@ export const emptyView: BrokerView = {
     recoveryMs: null,
     cluster: null,
   }),
+  clusterReaderHeldAt: () => null,
   clients: () => [],
   client: () => null,
   sessions: () => [],
