@@ -32,7 +32,15 @@
  *    put nobody was answered for, which rule 2b may then land.
  * 4. Puts of one topic go one at a time, in arrival order; a newer message for a topic whose put
  *    is not out yet replaces it (both publishers wait for the newer). A put that follows one that
- *    landed on its own base takes the revision that one landed at as its base.
+ *    landed on its own base takes the revision that one landed at as its base. The put keeps the
+ *    messages it stands for (its members), and rule 2 decides on them one by one: what goes again
+ *    is the newest member someone here still waits for, not the newest member. The newest may
+ *    come from a publisher that left, resent it through another node and was answered there, and
+ *    sent a newer one since, which the newest member would then replace (seed 7401535: two
+ *    publishers' messages merged while the node was cut off; one publisher left and went on
+ *    through the other node; the other publisher's wait landed the leaver's older message over
+ *    its newer one). Members nobody can wait for (QoS 0, not logged) are not kept behind a newer
+ *    one, and members whose publishers left are pruned once a put holds many (membersPruneAt).
  *
  * What a client sees: an acknowledged retained message is in the bucket until a later write
  * replaces it; a retained message sent after another was acknowledged replaces it. Not covered:
@@ -58,13 +66,30 @@ export const retainedOutboxPrefix = '$KEEL.retained.';
 /** The outbox entry header that keeps a logged put's base revision across a crash. */
 const headerBase = 'Keel-Base';
 
+/** One message a put stands for (rule 4): its value, and who waits for it. */
+interface PutMember {
+  readonly value: Uint8Array | null;
+  readonly putId: string | null;
+  /** Its publisher's acknowledgement waits for it (QoS 1/2), or it is logged: someone may wait. */
+  readonly awaitable: boolean;
+  readonly tickets: readonly number[];
+  readonly outboxIds: readonly number[];
+}
+
+/** A put keeps at most about this many members before those nobody waits for any more are pruned. */
+const membersPruneAt = 64;
+
 /** A retained message (or its deletion) on its way into the bucket. */
 interface RetainedPut {
   readonly topic: string;
-  /** The encoded value, null for a deletion. */
+  /** The encoded value, null for a deletion: the newest member's, or the member rule 2b chose. */
   value: Uint8Array | null;
   /** `<node>|<put id>` of the value, null for a deletion: how the node knows its own value in the bucket. */
   putId: string | null;
+  /** The messages it stands for, oldest first (rule 4). */
+  members: PutMember[];
+  /** Members past which the next merge prunes those nobody waits for. */
+  pruneAt: number;
   /** The revision this put may replace (rule 1). */
   base: number;
   /** Tickets whose acknowledgements wait for this put (the publisher's PUBACK / PUBREC). */
@@ -150,7 +175,9 @@ export class RetainedSync {
       this.broker.commit({ kind: 'cluster-outbox-added', entry });
       outboxIds.push(id);
     }
-    this.queue({ topic, value, putId: value === null ? null : `${this.host.nodeId}|${sequence}`, base, tickets: [ticket], outboxIds, requestId: 0, conflicted: false });
+    const putId = value === null ? null : `${this.host.nodeId}|${sequence}`;
+    const member: PutMember = { value, putId, awaitable: qos > 0 || logged, tickets: [ticket], outboxIds };
+    this.queue({ topic, value, putId, members: [member], pruneAt: membersPruneAt, base, tickets: [ticket], outboxIds: [...outboxIds], requestId: 0, conflicted: false });
   }
 
   /** A retained put found in the outbox at start: nobody was answered for it (rule 3). */
@@ -164,7 +191,8 @@ export class RetainedSync {
     assert(Number.isSafeInteger(base) && base >= 0, 'an outbox base is a revision');
     const entry = value.length === 0 ? null : decodeRetainedValue(value);
     const putId = entry === null || entry.origin === null || entry.sequence === null ? null : `${entry.origin}|${entry.sequence}`;
-    this.queue({ topic, value: value.length === 0 ? null : value, putId, base, tickets: [ticket], outboxIds: [id], requestId: 0, conflicted: false });
+    const member: PutMember = { value: value.length === 0 ? null : value, putId, awaitable: true, tickets: [ticket], outboxIds: [id] };
+    this.queue({ topic, value: member.value, putId, members: [member], pruneAt: membersPruneAt, base, tickets: [ticket], outboxIds: [id], requestId: 0, conflicted: false });
   }
 
   /** The base of a put that arrives now (rule 1): the newest revision the node knows the key at, 0 when none. */
@@ -193,7 +221,29 @@ export class RetainedSync {
     last.conflicted = false;
     last.tickets.push(...put.tickets);
     last.outboxIds.push(...put.outboxIds);
+    this.addMembers(last, put.members);
     if (queued.length === 1) this.issue(last);
+  }
+
+  /**
+   * Rule 4: `put` stands for `members` too, after its own. A member nobody can wait for is not
+   * kept behind a newer one; past `pruneAt` members, those whose publishers no longer wait go too
+   * (their tickets stay with the put until it is done), so a put holds the values of about as
+   * many messages as its publishers have unacknowledged, plus one.
+   */
+  private addMembers(put: RetainedPut, members: readonly PutMember[]): void {
+    const newest = put.members[put.members.length - 1];
+    if (newest !== undefined && !newest.awaitable) put.members.pop();
+    put.members.push(...members);
+    if (put.members.length <= put.pruneAt) return;
+    const last = put.members[put.members.length - 1]!;
+    put.members = put.members.filter((member) => member === last || this.awaited(member));
+    put.pruneAt = Math.max(membersPruneAt, 2 * put.members.length);
+  }
+
+  /** Someone here still waits for the member: it is logged, or its publisher's acknowledgement waits on this node. */
+  private awaited(member: PutMember): boolean {
+    return member.outboxIds.length > 0 || member.tickets.some((ticket) => this.broker.ticketAwaited(ticket));
   }
 
   private issue(put: RetainedPut): void {
@@ -255,9 +305,16 @@ export class RetainedSync {
       this.counters.alreadyIn += 1;
       return this.done(put, known.revision);
     }
-    if (put.outboxIds.length > 0 || put.tickets.some((ticket) => this.broker.ticketAwaited(ticket))) {
+    // The newest member someone still waits for goes again (rule 4: not the newest member).
+    let chosen: PutMember | undefined;
+    for (let index = put.members.length - 1; index >= 0 && chosen === undefined; index--) {
+      if (this.awaited(put.members[index]!)) chosen = put.members[index];
+    }
+    if (chosen !== undefined) {
       this.counters.rebased += 1;
       put.base = known.revision;
+      put.value = chosen.value;
+      put.putId = chosen.putId;
       return this.issue(put);
     }
     this.counters.dropped += 1;

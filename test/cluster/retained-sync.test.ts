@@ -60,6 +60,11 @@ function publishRetained(publisher: ReturnType<typeof publisherOn>, payload: str
   publisher.send({ type: PacketType.Publish, dup: false, qos: 1, retain: true, topic, packetId: 1, payload: text(payload) });
 }
 
+/** The payload a retained put carries. */
+function payloadOf(set: KvSet): string {
+  return decodeText(decodeRetainedValue(set.value!)!.payload);
+}
+
 /** What a fresh subscriber on the node gets as the retained message of `topic`. */
 function retainedHere(harness: Harness): string[] {
   const reader = harness.connect(`r${harness.nowMs}`, 5);
@@ -143,6 +148,52 @@ describe('retained messages across a cut (retained-sync.ts)', () => {
     expect(publisher.take()).toEqual([]);
     answer(harness, again!, { ok: true, sequence: 8 });
     expect(publisher.take()).toMatchObject([{ type: PacketType.Puback, packetId: 1, reasonCode: 0 }]);
+  });
+
+  it('goes again with the newest message still waited for, not the newest merged one, when its publisher left (seed 7401535)', () => {
+    const harness = Harness.clusterNode();
+    harness.clusterConnected();
+    watchShows(harness, 1, 'old');
+    const waiting = publisherOn(harness, 'p');
+    const leaving = publisherOn(harness, 'q');
+    linkDrops(harness);
+    publishRetained(waiting, 'from-p');
+    publishRetained(leaving, 'from-q');
+    // One put stands for both (rule 4): the newer message goes out.
+    leaving.drop();
+    linkReturns(harness);
+    const [put] = retainedSets(harness);
+    expect(payloadOf(put!)).toBe('from-q');
+    answer(harness, put!, { ok: false, code: 'wrong-revision' });
+    // q resent its message through another node, was answered there and sent a newer one: q's
+    // older message must not land over it, while p, still waiting, must still land its own.
+    watchShows(harness, 5, 'newer-from-q');
+    const [again] = retainedSets(harness);
+    expect(again).toMatchObject({ expectedRevision: 5 });
+    expect(payloadOf(again!)).toBe('from-p');
+    expect(waiting.take()).toEqual([]);
+    answer(harness, again!, { ok: true, sequence: 6 });
+    expect(waiting.take()).toMatchObject([{ type: PacketType.Puback, packetId: 1, reasonCode: 0 }]);
+    expect(retainedSets(harness)).toEqual([]);
+  });
+
+  it('does not keep a QoS 0 message behind a newer one for a conflict to choose', () => {
+    const harness = Harness.clusterNode();
+    harness.clusterConnected();
+    watchShows(harness, 1, 'old');
+    const waiting = publisherOn(harness, 'p');
+    const other = publisherOn(harness, 'q');
+    linkDrops(harness);
+    publishRetained(waiting, 'from-p');
+    other.send({ type: PacketType.Publish, dup: false, qos: 0, retain: true, topic, payload: text('zero') });
+    linkReturns(harness);
+    const [put] = retainedSets(harness);
+    expect(payloadOf(put!)).toBe('zero');
+    answer(harness, put!, { ok: false, code: 'wrong-revision' });
+    watchShows(harness, 3, 'foreign');
+    // Nobody waits for a QoS 0 message: p's, which p waits for, goes again.
+    const [again] = retainedSets(harness);
+    expect(payloadOf(again!)).toBe('from-p');
   });
 
   it('takes its own value in the bucket as done when the answer of an earlier attempt was lost', () => {
