@@ -636,6 +636,11 @@ export class ClusterNode {
     if (status === 'disconnected') {
       if (!this.connected) return;
       this.connected = false;
+      // The consumer may have delivered hand-offs this life that never reached the node (they
+      // come again after their ack wait, maybe behind newer ones): they may be owed to sessions
+      // opened here since the start, so the first hand-off of a later link is no fresh start
+      // (see freshStart; seed 7403090).
+      this.freshLog = false;
       // Whatever is out may or may not be stored: all of it goes again, in order, on return.
       this.issued = 0;
       this.unitsInFlight.clear();
@@ -987,6 +992,14 @@ export class ClusterNode {
    * gap out instead stalled the node's reader for handoffGapWaitMs after a lost disk: its new
    * sessions got nothing from the other nodes, and a session moving to it timed out its hand-over
    * (the marker waited behind the gap) and was lost though it lived on another node.
+   *
+   * Only on the node's first link of this life: once a link has dropped, deliveries of that link
+   * that never reached the node are missing below the next link's first one, and they were
+   * stored while the node's sessions were subscribed (seed 7403090: a node cut off from NATS just
+   * after a QoS 2 hand-off was delivered to it, then through a NATS restart, took its first
+   * hand-off after both for a fresh start, and the redelivery of the earlier one was dropped as
+   * already applied: an acknowledged message lost). A node whose first link drops before any
+   * hand-off reached it waits a gap out, as any node does.
    */
   private freshStart(sequence: number): boolean {
     if (!this.freshLog || this.durable.appliedSequence !== 0) return false;
