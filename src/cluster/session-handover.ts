@@ -25,10 +25,10 @@
  *    head naming them: handover-parts.ts); once the bucket holds it all, A records the marker as
  *    applied, then ends the entry, and goes on.
  * 4. B reaches the marker and stops applying the stream there until the state is in its watch of
- *    `keel-handover` (whole: a head counts only with every part it names), then writes the session into its own log (new message ids, times moved into
- *    its own clock) with the rules it brings, records the marker as applied, answers the parked
- *    CONNECT (session present 1, inflight messages resent with DUP), deletes the keys and goes on
- *    with the stream. A node that is neither A nor B (nor the prior, below) and still holds a copy
+ *    `keel-handover` (whole: a head counts only with every part it names), then writes the
+ *    session into its own log (new message ids, times moved into its own clock) with the rules it
+ *    brings, records the marker as applied, answers the parked CONNECT (session present 1,
+ *    inflight messages resent with DUP), deletes the keys and goes on with the stream. A node that is neither A nor B (nor the prior, below) and still holds a copy
  *    of the session ends it there. A marker of B older than the one its CONNECT waits for (an earlier claim of B's, say
  *    before a restart) is applied the same way but does not answer that CONNECT.
  *
@@ -138,8 +138,9 @@
  * marker until the node's own part is done. If the state does not come in time (A down or cut from
  * NATS), B answers session present 0 with a fresh session and stops waiting (see above). The
  * serialized state holds the whole session, bounded by the session's own limits (queued messages
- * and bytes, inflight window), and crosses the bucket in values of at most `cluster.messageBytesMax`
- * less what NATS adds (handover-parts.ts); nothing is left out. Not handed over: `$stream/` subscriptions and their positions (streams are per node).
+ * and bytes, inflight window), and crosses the bucket in values of at most
+ * `cluster.messageBytesMax` less what NATS adds (handover-parts.ts); nothing is left out. Not
+ * handed over: `$stream/` subscriptions and their positions (streams are per node).
  * A client that moves again twice before its earlier moves reached the stream can lose the
  * session (see the prior above); it is then told session present 0.
  */
@@ -844,6 +845,7 @@ export class SessionHandover {
     if (hold.answer.readyLsn > this.broker.store.durableLsn) return;
     hold.requestId = this.host.nextRequestId();
     // One put at a time, the head last: a watch then brings every part before the head that names them.
+    assert(hold.putIndex < answerPutCount(hold.answer.layout), 'a put of the answer is left');
     const { key, value } = answerPut(hold.answer.key, hold.answer.layout, hold.answer.bytes, hold.putIndex);
     this.broker.pushCluster({ op: 'kv-set', requestId: hold.requestId, bucket: handoverBucket, key, value, expectedRevision: null });
   }
