@@ -1,8 +1,8 @@
 /**
  * Proves the bucket form of a large hand-over answer (src/cluster/handover-parts.ts): an answer
  * that fits one value goes whole, as before parts; a larger one is cut into parts within the
- * value bound and a head, and comes back byte for byte only when every part the head names is
- * there and agrees with it: a missing part, a part of another count, a part of another answer
+ * value bound and a head (the same puts for the same answer, as a replay after a restart needs),
+ * and comes back byte for byte only when every part the head names is there and agrees with it: a missing part, a part of another count, a part of another answer
  * (a stale one under the same answer key) and a damaged part all leave it unassembled. A node
  * from before parts decodes neither a head nor a part as a state.
  */
@@ -63,6 +63,15 @@ describe('hand-over answers in parts', () => {
     const decoded = decodeHead(head);
     expect(decoded).toEqual({ recipient: 'n2', checksum: layout.checksum, count: layout.parts, stateBytes: state.length });
     expect(same(assemble(answerKey, decoded!, parts), state)).toBe(true);
+  });
+
+  it('lays the same answer out into the same puts (a replay after a restart puts the same bytes under the same keys)', () => {
+    const state = stateOf(300_000);
+    const first = putsOf(state, 100_000);
+    const again = putsOf(new Uint8Array(state), 100_000);
+    expect([...again.parts.keys()]).toEqual([...first.parts.keys()]);
+    for (const [key, value] of first.parts) expect(Buffer.from(again.parts.get(key)!).equals(Buffer.from(value))).toBe(true);
+    expect(Buffer.from(again.head).equals(Buffer.from(first.head))).toBe(true);
   });
 
   it('leaves an answer unassembled while a part is missing', () => {
