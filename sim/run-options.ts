@@ -44,6 +44,8 @@ export interface RunOptions {
   lostDisk?: boolean;
   /** False: no large payloads (sim/large-payloads.ts; worlds as before they existed). */
   largePayloads?: boolean;
+  /** False: no movers whose sessions grow to several MiB (sim/cluster/cluster-world.ts HeavySessions; worlds as before they existed). */
+  heavySessions?: boolean;
 }
 
 /** An option with a value: `--clients 5`. `parse` throws an Error whose message says what is allowed. */
@@ -100,6 +102,11 @@ export const runOptionFlags: RunOptionFlags = {
     kind: 'switch',
     on: null,
     off: { flag: '--no-large-payloads', description: "worlds as before large payloads existed: older seeds' runs" },
+  },
+  heavySessions: {
+    kind: 'switch',
+    on: null,
+    off: { flag: '--no-heavy-sessions', description: "cluster worlds as before movers' sessions grew to several MiB: older cluster seeds' runs" },
   },
   workload: {
     kind: 'switch',

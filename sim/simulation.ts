@@ -111,6 +111,7 @@ function runClusterAsSimulation(options: SimulationOptions, nodes: number, stdou
     clusterStreams: options.clusterStreams === true,
     ...(options.lostDisk === false ? { lostDisk: false } : {}),
     ...(options.largePayloads === false ? { largePayloads: false } : {}),
+    ...(options.heavySessions === false ? { heavySessions: false } : {}),
     trace: options.trace === true,
     reproduce,
     stdout,
@@ -141,6 +142,8 @@ function runClusterAsSimulation(options: SimulationOptions, nodes: number, stdou
       [`cluster-${nodes}-nodes`]: 1,
       ...(cluster.sharedDelivered > 0 ? { 'shared-deliveries-in-cluster': 1 } : {}),
       ...(cluster.silentPassedOver > 0 ? { 'shared-silent-nodes-passed-over': 1 } : {}),
+      // A session moved whose state did not fit one NATS message: it went in parts (src/cluster/handover-parts.ts).
+      ...(cluster.handoversInParts > 0 ? { 'handover-in-parts': 1 } : {}),
       // A node lost its disk, and whether the checker excused a session, a will or a QoS 2 copy for it.
       ...(cluster.lostDisk === null ? {} : { 'lost-disk-in-cluster': 1 }),
       ...(cluster.lostDisk !== null && cluster.lostDisk.sessions > 0 ? { 'lost-disk-sessions-excused': 1 } : {}),

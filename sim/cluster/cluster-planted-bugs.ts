@@ -31,6 +31,12 @@
  *   (session-handover.ts) without its queued deliveries (inflight ones stay), as a node would
  *   that serialized only what it had sent; the messages a moving client was owed while offline
  *   are lost (`acknowledged-lost`, in worlds run with `--handover-movers`).
+ * - `handover-truncates`: puts every session state it hands over whole, as one value, and past
+ *   512 KiB without its newest queued deliveries (inflight ones stay), as nodes did before states
+ *   went in parts (src/cluster/handover-parts.ts): it collects the parts the node puts and puts the
+ *   truncated state instead of their head. A moving client with a large queue loses messages it
+ *   was owed, acknowledged ones among them (`acknowledged-lost`, in large-payload worlds run with
+ *   `--handover-movers`; seed 6701296 showed it before parts).
  * - `backlog-never-paces`: drops the node's requests to pause its hand-off consumer, as a node would
  *   that admitted hand-offs past its streams' backlog bound without holding NATS back
  *   (`backlog-unbounded`, in worlds run with `--cluster-streams`).
@@ -45,11 +51,13 @@
  *   from other nodes wait (`acknowledged-lost` or `not-idle`, with `--cluster-streams`).
  */
 import { Broker, type BrokerOptions } from '../../src/broker/broker.js';
+import { answerKeyOfPart, assemble, decodeHead } from '../../src/cluster/handover-parts.js';
 import { retainedBucket } from '../../src/cluster/retained-entries.js';
 import { decodeHandoverState, encodeHandoverState, handoverBucket } from '../../src/cluster/session-handover.js';
 import { decodeOwner, encodeOwner, sessionsBucket } from '../../src/cluster/session-registry.js';
 import { decodeShareChoices, encodeShareChoices, headerShare } from '../../src/cluster/shared-groups.js';
 import type { Action, AdminCommand, BrokerCore, BrokerView, ClusterKeyChange, ClusterMessage, ClusterResult, ConnectionId, ConnectionPeer, StorageResult } from '../../src/contract.js';
+import type { StateRecord } from '../../src/store/state-store.js';
 import type { ClusterPlantedBugName } from '../planted-bug-names.js';
 import type { ClusterBrokerFactory } from './cluster-world.js';
 
@@ -250,6 +258,52 @@ class HandoverDropsQueued extends WrappedClusterBroker {
   }
 }
 
+/** The bound states were truncated to before they went in parts. */
+const truncatedBytesMax = 512 * 1024;
+
+class HandoverTruncates extends WrappedClusterBroker {
+  /** The parts the node put, by key, until their head goes. */
+  private readonly parts = new Map<string, Uint8Array>();
+
+  override drainActions(): Action[] {
+    return super.drainActions().map((action) => {
+      if (action.kind !== 'cluster' || action.request.op !== 'kv-set' || action.request.bucket !== handoverBucket || action.request.value === null) return action;
+      const { key, value } = action.request;
+      if (answerKeyOfPart(key) !== null) {
+        this.parts.set(key, value);
+        return action;
+      }
+      const head = decodeHead(value);
+      const whole = head === null ? value : assemble(key, head, this.parts);
+      const state = whole === null ? null : decodeHandoverState(whole);
+      if (state === null) return action;
+      return { ...action, request: { ...action.request, value: encodeHandoverState({ header: state.header, records: truncated(state.records) }) } };
+    });
+  }
+}
+
+/** A state's records without the newest queued deliveries past truncatedBytesMax, as sessionRecords kept them before parts. */
+function truncated(records: StateRecord[]): StateRecord[] {
+  const sizes = new Map<number, number>();
+  for (const record of records) if (record.kind === 'message-stored') sizes.set(record.message.messageId, record.message.payload.length + record.message.topic.length * 2 + 256);
+  const deliveries = records.filter((record) => record.kind === 'delivery-queued').sort((a, b) => a.sequence - b.sequence);
+  const kept = new Set<number>();
+  let bytes = 0;
+  for (const delivery of deliveries) {
+    const size = sizes.get(delivery.messageId) ?? 0;
+    if (bytes + size > truncatedBytesMax && delivery.packetId === 0) break;
+    bytes += size;
+    kept.add(delivery.sequence);
+  }
+  const messages = new Set<number>();
+  for (const delivery of deliveries) if (kept.has(delivery.sequence)) messages.add(delivery.messageId);
+  return records.filter((record) => {
+    if (record.kind === 'delivery-queued') return kept.has(record.sequence);
+    if (record.kind === 'message-stored') return messages.has(record.message.messageId);
+    return true;
+  });
+}
+
 /** How many times each node of a world was started, by its config (one object per node and world). */
 const startsOfNode = new WeakMap<object, number>();
 
@@ -298,6 +352,7 @@ export const clusterPlantedBugs: Record<ClusterPlantedBugName, ClusterBrokerFact
   'retained-conflict-dropped': (options: BrokerOptions) => new RetainedConflictDropped(new Broker(options)),
   'retained-plain-put': (options: BrokerOptions) => new RetainedPlainPut(new Broker(options)),
   'handover-drops-queued': (options: BrokerOptions) => new HandoverDropsQueued(new Broker(options)),
+  'handover-truncates': (options: BrokerOptions) => new HandoverTruncates(new Broker(options)),
   'backlog-never-paces': (options: BrokerOptions) => new DropsPace(new Broker(options), true),
   'backlog-stays-paused': (options: BrokerOptions) => new DropsPace(new Broker(options), false),
   'lost-disk-drops-handoffs': (options: BrokerOptions) => {

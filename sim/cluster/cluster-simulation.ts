@@ -28,6 +28,8 @@ export interface ClusterSimulationOptions {
   lostDisk?: boolean;
   /** False: no large payloads (`--no-large-payloads`). */
   largePayloads?: boolean;
+  /** False: no movers with sessions of several MiB (`--no-heavy-sessions`). */
+  heavySessions?: boolean;
 }
 
 export interface ClusterSimulationResult {
@@ -46,6 +48,8 @@ export interface ClusterSimulationResult {
   silentPassedOver: number;
   /** Connections of movers answered with session present 1 after a move (session-handover.ts). */
   sessionsResumed: number;
+  /** Hand-overs whose state took several puts of the bucket (src/cluster/handover-parts.ts). */
+  handoversInParts: number;
   /**
    * A node lost its disk (ClusterShape.lostDisk), with what the checker excused for it: sessions
    * found lost (session present 0 taken for the lost one), wills only that disk
@@ -72,6 +76,7 @@ export function runClusterSimulation(options: ClusterSimulationOptions): Cluster
   const shape = chooseClusterShape(options.seed, options.nodes, options.handoverMovers === true, options.clusterStreams === true, {
     lostDisk: options.lostDisk !== false,
     largePayloads: options.largePayloads !== false,
+    heavySessions: options.heavySessions !== false,
   });
   const factory = options.brokerFactory ?? (options.plant === undefined ? realClusterBroker : clusterPlantedBugs[options.plant]);
   const world = new ClusterWorld(shape, factory, options.trace === true ? stdout : null);
@@ -93,7 +98,7 @@ export function runClusterSimulation(options: ClusterSimulationOptions): Cluster
     `${violation === null ? 'ok' : 'FAIL'} seed=${options.seed} nodes=${options.nodes} simulated_ms=${world.clock.nowMs} events=${world.events} ` +
     `clients=${world.clients.length} messages_published=${world.checker.published} messages_delivered=${world.checker.delivered} shared_delivered=${world.sharedChecker.delivered} faults=${world.faults} ` +
     `node_restarts=${world.nodeRestarts} nats_restarts=${world.nats.counters.restarts} partitions=${world.nats.counters.partitions} handoffs_stored=${world.nats.counters.stored} handoff_batches=${world.nats.counters.batchesStored} ` +
-    `redeliveries=${world.nats.counters.redeliveries} sessions_handed_over=${sessionsResumed}${lostDisk === null ? '' : ` lost_disk_excused_sessions=${lostDisk.sessions} lost_disk_excused_wills=${lostDisk.wills} lost_disk_excused_duplicates=${lostDisk.duplicates}`} trace_hash=${hash}`;
+    `redeliveries=${world.nats.counters.redeliveries} sessions_handed_over=${sessionsResumed} handovers_in_parts=${world.nats.counters.handoversInParts}${lostDisk === null ? '' : ` lost_disk_excused_sessions=${lostDisk.sessions} lost_disk_excused_wills=${lostDisk.wills} lost_disk_excused_duplicates=${lostDisk.duplicates}`} trace_hash=${hash}`;
   if (violation !== null) {
     stdout(`VIOLATION ${violation.rule} at ${violation.atMs}ms (seed ${options.seed})`);
     stdout(`  ${violation.detail}`);
@@ -117,6 +122,7 @@ export function runClusterSimulation(options: ClusterSimulationOptions): Cluster
     sharedDelivered: world.sharedChecker.delivered,
     silentPassedOver: world.silentPassedOver,
     sessionsResumed,
+    handoversInParts: world.nats.counters.handoversInParts,
     lostDisk,
     faults: world.faults,
     nodeRestarts: world.nodeRestarts,

@@ -108,6 +108,8 @@ export interface ClusterLargePayloads {
   share: number;
   /** The largest filler. */
   ceiling: number;
+  /** Of the large payloads, the share of 513 to 4,096 bytes (the rest from half the ceiling up); 0.7 unless heavy sessions say less. */
+  smallShare?: number;
 }
 
 function chooseClusterLargePayloads(seed: number): ClusterLargePayloads | null {
@@ -152,6 +154,32 @@ export interface ClusterShape {
   lostDisk: { node: number; atMs: number } | null;
   /** Large payloads in this world (chooseClusterLargePayloads), or null. */
   largePayloads: ClusterLargePayloads | null;
+  /** Movers whose sessions grow large before they move (chooseHeavySessions), or null. */
+  heavySessions: HeavySessions | null;
+}
+
+/**
+ * Sessions of several MiB moving between nodes (src/cluster/handover-parts.ts: a state larger
+ * than one NATS message goes in parts): in three worlds in ten with `--handover-movers`, from a
+ * stream of its own (`cluster-heavy-sessions`), half the messages are large (whatever the world's
+ * own choice of large payloads), most of those from half of `ceiling` to `ceiling` bytes, and a
+ * mover about to move stops reading its connection first now and then (`stallChance` of its
+ * moves) for half of `stallMsMax` to all of it: what its session is sent meanwhile stays
+ * unacknowledged, inflight and queued, and goes with the session. Seed 6701296 (a state of more
+ * than 512 KiB, truncated before parts) was 1 of 2,000 seeds without them; with them 11 of 200
+ * seeds from 7,000,000 (`--nodes 3 --handover-movers`) move a state in parts, none before.
+ */
+export interface HeavySessions {
+  ceiling: number;
+  stallChance: number;
+  stallMsMax: number;
+}
+
+function chooseHeavySessions(seed: number): HeavySessions | null {
+  const random = Random.stream(seed, 'cluster-heavy-sessions');
+  if (!random.chance(0.3)) return null;
+  // Below what a node takes in one PUBLISH (cluster.messageBytesMax less 1 KiB, message-size.ts).
+  return { ceiling: random.pick([600_000, 900_000]), stallChance: random.pick([0.5, 0.8]), stallMsMax: random.pick([4_000, 8_000]) };
 }
 
 /**
@@ -162,6 +190,7 @@ export interface ClusterShape {
 export interface ClusterWorldAdditions {
   lostDisk: boolean;
   largePayloads: boolean;
+  heavySessions: boolean;
 }
 
 const topics = ['t/a', 't/b', 'u/a', 't/a/x'];
@@ -171,10 +200,16 @@ const recentKept = 40;
 const clusterStreamBacklogBytes = 1024;
 const auditMs = 5_000;
 
-export function chooseClusterShape(seed: number, nodes: number, handoverMovers = false, streams = false, additions: ClusterWorldAdditions = { lostDisk: true, largePayloads: true }): ClusterShape {
+export function chooseClusterShape(
+  seed: number,
+  nodes: number,
+  handoverMovers = false,
+  streams = false,
+  additions: ClusterWorldAdditions = { lostDisk: true, largePayloads: true, heavySessions: true },
+): ClusterShape {
   const random = Random.stream(seed, 'cluster-shape');
   const faulty = random.chance(0.85);
-  const shape: Omit<ClusterShape, 'lostDisk' | 'largePayloads'> = {
+  const shape: Omit<ClusterShape, 'lostDisk' | 'largePayloads' | 'heavySessions'> = {
     seed,
     nodes,
     subscribers: random.int(2, 5),
@@ -195,7 +230,9 @@ export function chooseClusterShape(seed: number, nodes: number, handoverMovers =
   };
   const lost = Random.stream(seed, 'cluster-lost-disk');
   const lostDisk = additions.lostDisk && lost.chance(0.2) ? { node: lost.int(0, nodes - 1), atMs: lost.int(1_000, shape.activeMs - 1_000) } : null;
-  return { ...shape, lostDisk, largePayloads: additions.largePayloads ? chooseClusterLargePayloads(seed) : null };
+  const large = additions.largePayloads ? chooseClusterLargePayloads(seed) : null;
+  const heavy = additions.heavySessions && handoverMovers ? chooseHeavySessions(seed) : null;
+  return { ...shape, lostDisk, largePayloads: heavy === null ? large : { share: 0.5, ceiling: heavy.ceiling, smallShare: 0.2 }, heavySessions: heavy };
 }
 
 /** vopr's mix: a third of its cluster seeds keep streams (a stream of its own, so the other draws are unchanged). */
@@ -212,7 +249,7 @@ export function voprNodesForSeed(seed: number): number {
 
 export function describeClusterShape(shape: ClusterShape): string {
   const fault = (name: string, mean: number | null) => (mean === null ? '' : ` ${name}~${mean}ms`);
-  return `cluster nodes=${shape.nodes} subscribers=${shape.subscribers} publishers=${shape.publishers}x${shape.messagesPerPublisher} active=${shape.activeMs}ms${fault('crash', shape.nodeCrashMeanMs)}${fault('nats-restart', shape.natsRestartMeanMs)}${fault('partition', shape.partitionMeanMs)}${fault('client-drop', shape.clientDropMeanMs)}${shape.crashAfterDiskProbability > 0 ? ` crash-after-disk=${shape.crashAfterDiskProbability}` : ''}${shape.movers > 0 ? ` movers=${shape.movers}~${shape.moveMeanMs}ms${shape.handoverMovers ? '+sessions' : ''}` : ''}${shape.streams ? ' streams' : ''}${shape.lostDisk === null ? '' : ` lost-disk=n${shape.lostDisk.node}@${shape.lostDisk.atMs}ms`}${describeLarge(shape.largePayloads)}`;
+  return `cluster nodes=${shape.nodes} subscribers=${shape.subscribers} publishers=${shape.publishers}x${shape.messagesPerPublisher} active=${shape.activeMs}ms${fault('crash', shape.nodeCrashMeanMs)}${fault('nats-restart', shape.natsRestartMeanMs)}${fault('partition', shape.partitionMeanMs)}${fault('client-drop', shape.clientDropMeanMs)}${shape.crashAfterDiskProbability > 0 ? ` crash-after-disk=${shape.crashAfterDiskProbability}` : ''}${shape.movers > 0 ? ` movers=${shape.movers}~${shape.moveMeanMs}ms${shape.handoverMovers ? '+sessions' : ''}` : ''}${shape.streams ? ' streams' : ''}${shape.lostDisk === null ? '' : ` lost-disk=n${shape.lostDisk.node}@${shape.lostDisk.atMs}ms`}${describeLarge(shape.largePayloads)}${shape.heavySessions === null ? '' : ` heavy-sessions=${shape.heavySessions.stallChance}x${shape.heavySessions.stallMsMax}ms`}`;
 }
 
 function describeLarge(large: ClusterLargePayloads | null): string {
@@ -323,7 +360,17 @@ export class ClusterWorld implements MemberWorld {
         new ClusterClient(this, clientIndex, 'publisher', clientRandom.int(0, shape.nodes - 1), qos, '', shape.messagesPerPublisher, Random.stream(shape.seed, `client-${clientIndex}`)),
       );
     }
-    for (let index = 0; index < shape.movers; index++) this.movers.push(new MoverClient(this, 200 + index, Random.stream(shape.seed, `mover-${index}`), shape.moveMeanMs, shape.handoverMovers));
+    for (let index = 0; index < shape.movers; index++)
+      this.movers.push(
+        new MoverClient(
+          this,
+          200 + index,
+          Random.stream(shape.seed, `mover-${index}`),
+          shape.moveMeanMs,
+          shape.handoverMovers,
+          shape.heavySessions === null ? null : { ...shape.heavySessions, random: Random.stream(shape.seed, `mover-${index}-stall`) },
+        ),
+      );
     this.sharedMembers = startSharedMembers(this, shape);
   }
 
@@ -745,7 +792,7 @@ export class ClusterClient {
   private fillerFor(): number | undefined {
     const large = this.world.largePayloads;
     if (large === null || !this.largeRandom.chance(large.share)) return undefined;
-    return this.largeRandom.chance(0.7) ? this.largeRandom.int(513, Math.min(4_096, large.ceiling)) : this.largeRandom.int(Math.floor(large.ceiling / 2), large.ceiling);
+    return this.largeRandom.chance(large.smallShare ?? 0.7) ? this.largeRandom.int(513, Math.min(4_096, large.ceiling)) : this.largeRandom.int(Math.floor(large.ceiling / 2), large.ceiling);
   }
 
   private get clientId(): string {

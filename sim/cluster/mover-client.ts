@@ -27,6 +27,11 @@
  *   than its newest accepted one (two nodes serve one client id, or the old one won);
  * - `session-present-unknown`: session present 1 on a mover's first connection (clean start, so
  *   no node can hold a session for it);
+ * - In worlds with heavy sessions (cluster-world.ts HeavySessions) a mover about to move stops
+ *   reading its connection first now and then, for a while, as a client does whose link went
+ *   half-open before it gave up on it: what its session is sent meanwhile stays unacknowledged, so
+ *   the session it then takes along holds it (a state of several MiB, in parts: handover-parts.ts).
+ *
  * - `session-lost`: session present 0 on a later connection, although the mover had a session,
  *   unless the node it connected to logged that the hand-over timed out for it (the old node was
  *   down or cut off from NATS); the checker then excuses what the lost session was owed.
@@ -49,6 +54,15 @@ interface MoverConnection {
   readonly generation: number;
   connacked: boolean;
   takenOver: boolean;
+  /** Not read any more (a stall before a move): half-open from the mover's side. */
+  stalled: boolean;
+}
+
+/** Stalls before moves (cluster-world.ts HeavySessions), with the stream that draws them. */
+export interface MoverStalls {
+  readonly stallChance: number;
+  readonly stallMsMax: number;
+  readonly random: Random;
 }
 
 export class MoverClient implements PipeClient {
@@ -97,6 +111,8 @@ export class MoverClient implements PipeClient {
     private readonly moveMeanMs: number,
     /** False: clean start every time, no subscription (the movers of worlds without `--handover-movers`). */
     private readonly persistent: boolean,
+    /** Null: a mover never stalls (worlds without heavy sessions). */
+    private readonly stalls: MoverStalls | null = null,
   ) {
     this.filter = persistent ? random.pick(moverFilters) : '';
     this.qos = persistent ? random.pick([1, 2] as const) : 1;
@@ -117,7 +133,7 @@ export class MoverClient implements PipeClient {
     if (pipe === null) return this.scheduleReconnect();
     this.generation += 1;
     const generation = this.generation;
-    const connection: MoverConnection = { pipe, decoder: new PacketDecoder({ packetBytesMax: 1 << 20, protocolVersion: 5 }), generation, connacked: false, takenOver: false };
+    const connection: MoverConnection = { pipe, decoder: new PacketDecoder({ packetBytesMax: 1 << 20, protocolVersion: 5 }), generation, connacked: false, takenOver: false, stalled: false };
     this.connections.set(pipe.id, connection);
     this.current = connection;
     this.openedSinceAccepted.push({ generation, node });
@@ -149,8 +165,29 @@ export class MoverClient implements PipeClient {
     if (this.world.quiet) return;
     this.world.queue.push(this.world.clock.nowMs + this.random.int(1, this.moveMeanMs * 2), () => {
       if (this.world.quiet || this.current === null || !this.current.connacked) return;
+      const stallMs = this.stallBeforeMove();
+      if (stallMs !== null) return this.stall(this.current, stallMs);
       this.moves += 1;
       this.world.trace(`m${this.index} moves, leaving L${this.current.pipe.id} open`);
+      this.connect();
+    });
+  }
+
+  /** How long the mover stops reading before this move, null when it moves at once. */
+  private stallBeforeMove(): number | null {
+    const stalls = this.stalls;
+    if (stalls === null || !stalls.random.chance(stalls.stallChance)) return null;
+    return stalls.random.int(Math.floor(stalls.stallMsMax / 2), stalls.stallMsMax);
+  }
+
+  /** Stops reading `connection` for `stallMs`, then moves (unless the connection ended meanwhile: it connects again then anyway). */
+  private stall(connection: MoverConnection, stallMs: number): void {
+    connection.stalled = true;
+    this.world.trace(`m${this.index} stalls L${connection.pipe.id} for ${stallMs}ms`);
+    this.world.queue.push(this.world.clock.nowMs + stallMs, () => {
+      if (this.current !== connection) return;
+      this.moves += 1;
+      this.world.trace(`m${this.index} moves, leaving L${connection.pipe.id} open`);
       this.connect();
     });
   }
@@ -177,8 +214,8 @@ export class MoverClient implements PipeClient {
       if (connection.connacked) this.world.checker.publishAcked(this.index, connection.generation, connection.pipe.node);
       return;
     }
-    // An abandoned connection is half-open: nothing else on it is read.
-    if (connection !== this.current) return;
+    // An abandoned or stalled connection is half-open: nothing else on it is read.
+    if (connection !== this.current || connection.stalled) return;
     if (packet.type === PacketType.Suback) {
       const granted = packet.reasonCodes[0]! < 0x80;
       this.world.checker.subackReceived(this.index, this.filter, granted);

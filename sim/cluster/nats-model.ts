@@ -26,6 +26,11 @@
  *   revision). A watch sends the last entry of every key, tombstones included (JetStream's last
  *   message per subject), then that it is current, then every change, in revision order, until
  *   the link drops.
+ * - Size: a message or a key-value put over NATS's max_payload (1 MiB, headers counted) is refused,
+ *   and the world fails the run (`nats-message-too-large`): a node must never send one. A session's
+ *   state larger than that goes into the hand-over bucket in parts (src/cluster/handover-parts.ts),
+ *   each a put of its own under a key of its own; the model counts the hand-overs that did
+ *   (`handoversInParts`, the coverage situation `handover-in-parts`).
  * - Restarts: NATS goes down for a while (every link drops) and comes back with its stream and
  *   consumers (JetStream's store survives a process restart).
  * - Slow watches (chosen per world): a watch replays its keys one by one, each a random while
@@ -41,6 +46,7 @@
  */
 
 import { handoffBatchSubject } from '../../src/cluster/handoff-batch.js';
+import { decodeHead } from '../../src/cluster/handover-parts.js';
 import { natsHeaderBytes } from '../../src/cluster/message-size.js';
 import { subjectMatches } from '../../src/cluster/subjects.js';
 import type { ClusterHeaders, ClusterKeyChange, ClusterMessage, ClusterRequest, ClusterResult } from '../../src/contract.js';
@@ -114,6 +120,9 @@ export const ackWaitMs = 2_000;
 const ackPendingMax = 64;
 const pumpIntervalMs = 250;
 
+/** The hand-over bucket (src/cluster/session-handover.ts; named here so the model does not load the broker's modules). */
+const handoverBucketName = 'keel-handover';
+
 /** NATS's default max_payload, which the nodes' default cluster.messageBytesMax matches. */
 const natsMaxPayloadBytes = 1024 * 1024;
 
@@ -133,7 +142,20 @@ export class NatsModel {
   /** Slow watches (slowWatches): each replayed entry comes up to this long after the one before. */
   private watchStepMsMax = 0;
   private watchRandom: Random | null = null;
-  readonly counters = { corePublishes: 0, coreDeliveries: 0, stored: 0, batchesStored: 0, deduplicated: 0, deliveries: 0, redeliveries: 0, acks: 0, restarts: 0, partitions: 0, pacedReleased: 0 };
+  readonly counters = {
+    corePublishes: 0,
+    coreDeliveries: 0,
+    stored: 0,
+    batchesStored: 0,
+    deduplicated: 0,
+    deliveries: 0,
+    redeliveries: 0,
+    acks: 0,
+    restarts: 0,
+    partitions: 0,
+    pacedReleased: 0,
+    handoversInParts: 0,
+  };
 
   constructor(
     private readonly queue: EventQueue,
@@ -320,6 +342,8 @@ export class NatsModel {
       this.toNode(node, link.epoch, (sink) => sink.completed({ requestId: request.requestId, ok: false, code: 'wrong-revision', message }));
       return;
     }
+    // A hand-over whose state took several puts (src/cluster/handover-parts.ts): its head (coverage, sim/simulation.ts).
+    if (request.value !== null && request.bucket === handoverBucketName && decodeHead(request.value) !== null) this.counters.handoversInParts += 1;
     bucket.revision += 1;
     const revision = bucket.revision;
     bucket.entries.set(request.key, { value: request.value, revision });

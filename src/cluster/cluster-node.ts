@@ -314,6 +314,7 @@ export class ClusterNode {
       get connected() {
         return node.connected;
       },
+      messageBytesMax: this.messageBytesMax,
       nextRequestId: () => this.nextRequestId++,
       counter: () => ({ epoch: this.epoch, ticket: this.nextTicket - 1 }),
       queueMarker: (headers) => this.queueMarker(headers),

@@ -20,13 +20,15 @@
  *    claims, so that a replay decides alike), serializes the session (its records as a snapshot
  *    writes them, message bodies included, and the rules below that go with it) and, in one
  *    commit, logs that answer in its outbox and deletes its copy. Once the entry is durable it
- *    puts the answer into the `keel-handover` bucket under `<client key>.<marker sequence>`; once
- *    the bucket holds it, A records the marker as applied, then ends the entry, and goes on.
+ *    puts the answer into the `keel-handover` bucket under `<client key>.<marker sequence>` (one
+ *    put, or, for a state larger than one NATS message, its parts one after the other and then a
+ *    head naming them: handover-parts.ts); once the bucket holds it all, A records the marker as
+ *    applied, then ends the entry, and goes on.
  * 4. B reaches the marker and stops applying the stream there until the state is in its watch of
- *    `keel-handover`, then writes the session into its own log (new message ids, times moved into
- *    its own clock) with the rules it brings, records the marker as applied, answers the parked
- *    CONNECT (session present 1, inflight messages resent with DUP), deletes the key and goes on
- *    with the stream. A node that is neither A nor B (nor the prior, below) and still holds a copy
+ *    `keel-handover` (whole: a head counts only with every part it names), then writes the
+ *    session into its own log (new message ids, times moved into its own clock) with the rules it
+ *    brings, records the marker as applied, answers the parked CONNECT (session present 1,
+ *    inflight messages resent with DUP), deletes the keys and goes on with the stream. A node that is neither A nor B (nor the prior, below) and still holds a copy
  *    of the session ends it there. A marker of B older than the one its CONNECT waits for (an earlier claim of B's, say
  *    before a restart) is applied the same way but does not answer that CONNECT.
  *
@@ -132,11 +134,13 @@
  * Bounds and costs: B holds the CONNACK and its stream reader for at most `handoverWaitMs` from
  * the claim (the stream behind the marker waits in memory meanwhile: at most what NATS delivers
  * unacknowledged); a hand-over costs one durable publish (the marker), one key-value put and
- * delete, and every node's reader pausing at the marker until the node's own part is done. If the
- * state does not come in time (A down or cut from NATS), B answers session present 0 with a fresh
- * session and stops waiting (see above). The serialized state is bounded by `handoverBytesMax` (NATS's
- * default payload limit is 1 MiB): past it the newest queued messages are left out, counted and
- * logged. Not handed over: `$stream/` subscriptions and their positions (streams are per node).
+ * delete (one more of each per part of a large state), and every node's reader pausing at the
+ * marker until the node's own part is done. If the state does not come in time (A down or cut from
+ * NATS), B answers session present 0 with a fresh session and stops waiting (see above). The
+ * serialized state holds the whole session, bounded by the session's own limits (queued messages
+ * and bytes, inflight window), and crosses the bucket in values of at most
+ * `cluster.messageBytesMax` less what NATS adds (handover-parts.ts); nothing is left out. Not
+ * handed over: `$stream/` subscriptions and their positions (streams are per node).
  * A client that moves again twice before its earlier moves reached the stream can lose the
  * session (see the prior above); it is then told session present 0.
  */
@@ -151,6 +155,7 @@ import { ReasonCode } from '../codec/reason-codes.js';
 import type { ClusterHeaders, ClusterKeyChange, ClusterMessage, ClusterResult } from '../contract.js';
 import { decodeStateRecord, encodeStateRecord } from '../store/record-codec.js';
 import { DeliveryQueue, type StateRecord, type StoredMessage } from '../store/state-store.js';
+import { type AnswerLayout, answerKeyOfPart, answerLayout, answerPut, answerPutCount, assemble, decodeHead, decodePart, valueBytesMaxOf } from './handover-parts.js';
 import { headerOrigin, headerSequence } from './headers.js';
 import { clientIdOfSessionKey, sessionKey } from './session-registry.js';
 import { handoffPrefix } from './subjects.js';
@@ -166,8 +171,6 @@ const headerRevision = 'Keel-Handover-Revision';
 const headerPrior = 'Keel-Handover-Prior';
 /** How long B waits for the state from its claim on: the CONNACK and B's stream reader wait so long at most. */
 export const handoverWaitMs = 5_000;
-/** The largest serialized state put into the bucket; the newest queued messages beyond it are left out. */
-export const handoverBytesMax = 512 * 1024;
 /** Stream deliveries held behind a marker at most (NATS delivers no more unacknowledged: nats-link.ts). */
 export const heldDeliveriesMax = 4_096;
 
@@ -338,25 +341,17 @@ function parseHandoverKey(key: string): { clientId: string; sequence: number } |
 
 /**
  * The session's records as a snapshot writes them, its messages first (with their ids on this
- * node), `$stream/` subscriptions left out, and the newest queued deliveries left out past
- * `handoverBytesMax`. Returns the records and how many deliveries were left out.
+ * node), `$stream/` subscriptions left out. All of its deliveries go: the state is bounded by the
+ * session's own limits (queued messages and bytes, inflight window), and goes into the bucket in
+ * as many parts as it takes (handover-parts.ts).
  */
-export function sessionRecords(broker: Broker, clientId: string): { records: StateRecord[]; leftOut: number } {
+export function sessionRecords(broker: Broker, clientId: string): StateRecord[] {
   const session = broker.state.sessions.get(clientId);
   assert(session !== undefined, 'only a session this node holds is serialized');
   const deliveries = [...session.inflight.values(), ...DeliveryQueue.items(session.queue)].sort((a, b) => a.sequence - b.sequence);
-  let bytes = 0;
-  let kept = 0;
-  for (const delivery of deliveries) {
-    const message = broker.state.messages.get(delivery.messageId)!;
-    const size = message.payload.length + message.topic.length * 2 + 256;
-    if (bytes + size > handoverBytesMax && delivery.packetId === 0) break;
-    bytes += size;
-    kept += 1;
-  }
   const records: StateRecord[] = [];
   const messages = new Set<number>();
-  for (const delivery of deliveries.slice(0, kept)) {
+  for (const delivery of deliveries) {
     if (messages.has(delivery.messageId)) continue;
     messages.add(delivery.messageId);
     const { references: _references, ...fields } = broker.state.messages.get(delivery.messageId)!;
@@ -367,7 +362,7 @@ export function sessionRecords(broker: Broker, clientId: string): { records: Sta
   for (const subscription of session.subscriptions.values()) {
     if (!subscription.filter.startsWith('$stream/')) records.push({ kind: 'subscription-added', clientId, subscription });
   }
-  for (const { sequence, messageId, qos, retain, subscriptionIds, packetId, phase } of deliveries.slice(0, kept)) {
+  for (const { sequence, messageId, qos, retain, subscriptionIds, packetId, phase } of deliveries) {
     records.push({ kind: 'delivery-queued', clientId, sequence, messageId, qos, retain, subscriptionIds, packetId, phase });
   }
   for (const packetId of session.incomingQos2) records.push({ kind: 'incoming-qos2-recorded', clientId, packetId });
@@ -377,7 +372,7 @@ export function sessionRecords(broker: Broker, clientId: string): { records: Sta
     const username = broker.state.willUsernames?.get(clientId);
     records.push(username === undefined ? { kind: 'will-set', clientId, will } : { kind: 'will-set', clientId, will, username });
   }
-  return { records, leftOut: deliveries.length - kept };
+  return records;
 }
 
 /** What the cluster node lends the hand-over. */
@@ -385,6 +380,8 @@ export interface HandoverHost {
   readonly broker: Broker;
   readonly nodeId: string;
   readonly connected: boolean;
+  /** The largest NATS message this node sends (`cluster.messageBytesMax`): an answer goes in parts of it. */
+  readonly messageBytesMax: number;
   nextRequestId(): number;
   /** This node's counter now: every hand-off it queued so far is at or below it. */
   counter(): LocalCounter;
@@ -449,6 +446,8 @@ interface Hold {
   readonly prior: string | null;
   /** The source's put: request id, 0 while not out. */
   requestId: number;
+  /** The source's next put of its answer (answerPut): its parts in order, then the head. */
+  putIndex: number;
   /** The source's state, its bytes, its outbox entry and the LSN that entry is durable at (the put waits for it). */
   readonly state: HandoverState | null;
   readonly answer: LoggedAnswer | null;
@@ -485,6 +484,8 @@ interface LoggedAnswer {
   /** Its key in the bucket (answerKey). */
   readonly key: string;
   readonly bytes: Uint8Array;
+  /** How the bytes go into the bucket: whole, or in parts under keys of their own (handover-parts.ts). */
+  readonly layout: AnswerLayout;
   readonly outboxId: number;
   readonly readyLsn: number;
 }
@@ -531,6 +532,14 @@ export interface OwnHandoff {
 }
 
 const noClients: readonly string[] = Object.freeze([]);
+const noParts: ReadonlyMap<string, Uint8Array> = new Map();
+
+/** The node an answer in the bucket is addressed to, null for bytes no node makes. */
+function recipientOf(value: Uint8Array): string | null {
+  const head = decodeHead(value);
+  if (head !== null) return head.recipient;
+  return decodeHandoverState(value)?.header.to ?? null;
+}
 
 /** The keys the answers at a marker come under: the asked node's, and the prior's when the marker names one. */
 function answerKeys(clientId: string, sequence: number, prior: string | null): string[] {
@@ -555,7 +564,9 @@ export class SessionHandover {
   private readonly answers = new Map<number, LoggedAnswer>();
   /** Keys of answers at markers this node passed without them (it gave up, or took another answer): a state that comes under one is late. */
   private readonly gaveUpKeys = new Set<string>();
-  readonly counters = { markers: 0, sent: 0, received: 0, empty: 0, timedOut: 0, late: 0, leftOut: 0, endedElsewhere: 0 };
+  /** Parts of answers addressed to this node, by answer key, then by part key (handover-parts.ts). */
+  private readonly parts = new Map<string, Map<string, Uint8Array>>();
+  readonly counters = { markers: 0, sent: 0, sentInParts: 0, received: 0, empty: 0, timedOut: 0, late: 0, endedElsewhere: 0 };
 
   constructor(private readonly host: HandoverHost) {}
 
@@ -585,6 +596,7 @@ export class SessionHandover {
    */
   forEachKeptBytes(visit: (key: string | number, field: string, bytes: Uint8Array) => void): void {
     for (const [key, value] of this.arrived) visit(key, 'state', value);
+    for (const parts of this.parts.values()) for (const [key, value] of parts) visit(key, 'state-part', value);
     for (const message of this.hold?.buffered ?? []) visit(message.streamSequence ?? 0, 'held-payload', message.payload);
     for (const answer of this.answers.values()) visit(answer.key, 'answer', answer.bytes);
     for (const incoming of this.incoming.values()) for (const own of incoming.own) visit(incoming.clientId, 'own-payload', own.payload);
@@ -732,12 +744,7 @@ export class SessionHandover {
       broker.closeConnection(connection, nowMs, `session taken over by node ${to}`, 'publish', true);
     }
     const present = serves && broker.state.sessions.has(clientId);
-    const { records, leftOut } = present ? sessionRecords(broker, clientId) : { records: [], leftOut: 0 };
-    if (leftOut > 0) {
-      this.counters.leftOut += leftOut;
-      broker.stats.drops.sessionEnded += leftOut;
-      broker.log('warn', 'handover-truncated', { clientId, leftOut, bytesMax: handoverBytesMax });
-    }
+    const records = present ? sessionRecords(broker, clientId) : [];
     const pending = broker.pendingWills.get(clientId);
     const willInMs = pending === undefined ? null : Math.max(0, pending.deadlineMs - nowMs);
     const counter = this.host.counter();
@@ -760,7 +767,8 @@ export class SessionHandover {
     const bytes = encodeHandoverState(state);
     const outboxId = this.host.logEntry(answerOutboxSubject, { sequence: String(state.header.sequence), client: sessionKey(clientId) }, bytes);
     if (!state.header.none) this.endHandedOver(clientId);
-    const answer: LoggedAnswer = { sequence: state.header.sequence, key: answerKey(state.header), bytes, outboxId, readyLsn: broker.store.appendedLsn };
+    const layout = answerLayout(bytes, state.header.to, valueBytesMaxOf(this.host.messageBytesMax));
+    const answer: LoggedAnswer = { sequence: state.header.sequence, key: answerKey(state.header), bytes, layout, outboxId, readyLsn: broker.store.appendedLsn };
     this.answers.set(answer.sequence, answer);
     return answer;
   }
@@ -788,6 +796,7 @@ export class SessionHandover {
       matched: false,
       prior: null,
       requestId: 0,
+      putIndex: 0,
       state,
       answer,
       buffered: [],
@@ -823,7 +832,10 @@ export class SessionHandover {
     const state = decodeHandoverState(payload);
     // The marker's applied record made it before the entry's end did: nothing is left to do.
     if (state === null || state.header.sequence <= appliedSequence) return this.host.entryDone(outboxId);
-    this.answers.set(state.header.sequence, { sequence: state.header.sequence, key: answerKey(state.header), bytes: payload, outboxId, readyLsn: 0 });
+    // Laid out again from the logged bytes: the parts' keys name the state's checksum, so a layout
+    // that differs from the first life's (messageBytesMax changed) never mixes with its parts.
+    const layout = answerLayout(payload, state.header.to, valueBytesMaxOf(this.host.messageBytesMax));
+    this.answers.set(state.header.sequence, { sequence: state.header.sequence, key: answerKey(state.header), bytes: payload, layout, outboxId, readyLsn: 0 });
     if (!state.header.none) this.endHandedOver(state.header.client);
   }
 
@@ -832,8 +844,10 @@ export class SessionHandover {
     if (hold === null || hold.role !== 'source' || hold.requestId !== 0 || hold.answer === null || !this.host.connected) return;
     if (hold.answer.readyLsn > this.broker.store.durableLsn) return;
     hold.requestId = this.host.nextRequestId();
-    const value = hold.answer.bytes;
-    this.broker.pushCluster({ op: 'kv-set', requestId: hold.requestId, bucket: handoverBucket, key: hold.answer.key, value, expectedRevision: null });
+    // One put at a time, the head last: a watch then brings every part before the head that names them.
+    assert(hold.putIndex < answerPutCount(hold.answer.layout), 'a put of the answer is left');
+    const { key, value } = answerPut(hold.answer.key, hold.answer.layout, hold.answer.bytes, hold.putIndex);
+    this.broker.pushCluster({ op: 'kv-set', requestId: hold.requestId, bucket: handoverBucket, key, value, expectedRevision: null });
   }
 
   /** Handles a completion if it answers a put of this module; false when it is someone else's. */
@@ -845,8 +859,14 @@ export class SessionHandover {
       this.broker.deadlines.push(nowMs + 250, 'cluster-retry', 0, '');
       return true;
     }
+    hold.putIndex += 1;
+    if (hold.putIndex < answerPutCount(hold.answer!.layout)) {
+      this.issuePut();
+      return true;
+    }
     this.counters.sent += 1;
-    this.broker.log('info', 'session-handed-over', { clientId: hold.clientId, sequence: hold.sequence });
+    if (hold.answer!.layout.parts > 0) this.counters.sentInParts += 1;
+    this.broker.log('info', 'session-handed-over', { clientId: hold.clientId, sequence: hold.sequence, bytes: hold.answer!.bytes.length, parts: hold.answer!.layout.parts });
     this.release(nowMs);
     // After the marker's applied record: a replay before that is durable finds the answer logged.
     this.answers.delete(hold.sequence);
@@ -878,7 +898,7 @@ export class SessionHandover {
     // since the claim) the reader waits a full bound from here.
     const deadlineMs = incoming?.parked === true ? incoming.deadlineMs : nowMs + handoverWaitMs;
     this.broker.deadlines.push(deadlineMs, 'cluster-retry', 0, '');
-    this.hold = { sequence, clientId, role: 'destination', deadlineMs, markerCounter, matched: incoming !== undefined, prior, requestId: 0, state: null, answer: null, buffered: [] };
+    this.hold = { sequence, clientId, role: 'destination', deadlineMs, markerCounter, matched: incoming !== undefined, prior, requestId: 0, putIndex: 0, state: null, answer: null, buffered: [] };
     this.tryApply(nowMs);
   }
 
@@ -925,8 +945,8 @@ export class SessionHandover {
     this.release(nowMs);
     // The key goes once the marker's applied record is durable: a crash before replays the marker and needs the state again.
     const lsn = this.broker.store.appendedLsn;
-    if (applied) this.keysToDelete.push({ key, lsn });
-    if (answer.passedKey !== null) this.keysToDelete.push({ key: answer.passedKey, lsn });
+    if (applied) for (const each of this.answerKeysOf(key)) this.keysToDelete.push({ key: each, lsn });
+    if (answer.passedKey !== null) for (const each of this.answerKeysOf(answer.passedKey)) this.keysToDelete.push({ key: each, lsn });
   }
 
   /**
@@ -942,7 +962,9 @@ export class SessionHandover {
     const key = handoverKey(hold.clientId, hold.sequence);
     const value = this.arrived.get(key);
     if (value === undefined) return null;
-    const state = decodeHandoverState(value);
+    const state = this.resolve(key, value);
+    // A head whose parts are not all here: B waits for them (all or nothing), up to its deadline.
+    if (state === undefined) return null;
     const asked = state !== null && !state.header.none;
     if (hold.prior === null || asked) {
       this.arrived.delete(key);
@@ -952,20 +974,17 @@ export class SessionHandover {
     const otherKey = priorKey(hold.clientId, hold.sequence);
     const priorValue = this.arrived.get(otherKey);
     if (priorValue === undefined) return null;
+    const priorState = this.resolve(otherKey, priorValue);
+    if (priorState === undefined) return null;
     this.arrived.delete(key);
     this.arrived.delete(otherKey);
-    const priorState = decodeHandoverState(priorValue);
     assert(priorState === null || priorState.header.prior === true, "the prior's key holds the prior's answer");
     return { state: priorState, key: otherKey, passedKey: key };
   }
 
   /** The prior's answer is not needed: late if it is here (its will fires), and late when it comes. */
   private dropPrior(key: string, nowMs: number): void {
-    const value = this.arrived.get(key);
-    this.arrived.delete(key);
-    const state = value === undefined ? null : decodeHandoverState(value);
-    if (state !== null) this.late(state, key, nowMs);
-    else this.gaveUp(key);
+    this.dropAnswer(key, nowMs);
   }
 
   /** The rule for the source's own messages behind the marker, logged with the session. */
@@ -1155,9 +1174,14 @@ export class SessionHandover {
   }
 
   linkChanged(up: boolean): void {
-    if (this.hold !== null) this.hold.requestId = 0;
+    if (this.hold !== null) {
+      // A source puts its answer again from its first part: what a put lost with the link did is unknown.
+      this.hold.requestId = 0;
+      this.hold.putIndex = 0;
+    }
     if (!up) return;
     this.arrived.clear();
+    this.parts.clear();
     this.broker.pushCluster({ op: 'kv-watch', requestId: this.host.nextRequestId(), bucket: handoverBucket });
     this.issuePut();
   }
@@ -1165,14 +1189,15 @@ export class SessionHandover {
   /** A change of `keel-handover`: keep the states addressed to this node. */
   keyChanged(nowMs: number, change: ClusterKeyChange, appliedSequence: number): void {
     assert(change.bucket === handoverBucket, 'the hand-over watches its own bucket');
+    const partOf = answerKeyOfPart(change.key);
+    if (partOf !== null) return this.partChanged(nowMs, change, partOf, appliedSequence);
     if (change.value === null) {
       this.arrived.delete(change.key);
       return;
     }
     const parsed = parseHandoverKey(change.key);
     if (parsed === null) return;
-    const state = decodeHandoverState(change.value);
-    if (state === null || state.header.to !== this.host.nodeId) return;
+    if (recipientOf(change.value) !== this.host.nodeId) return;
     const waiting = this.hold?.role === 'destination' && this.hold.sequence === parsed.sequence;
     if (waiting || parsed.sequence > appliedSequence) {
       // A copy: the host's value is a view of what it read, and the state may wait here a while.
@@ -1182,39 +1207,104 @@ export class SessionHandover {
     }
     // A marker this node has passed: a state it gave up on is late; any other is stale (its
     // deletion was lost with the link).
-    if (this.gaveUpKeys.delete(change.key)) return this.late(state, change.key, nowMs);
-    this.deleteKey(change.key);
+    if (this.gaveUpKeys.delete(change.key)) return this.lateValue(change.key, change.value, nowMs);
+    this.deleteAnswer(change.key);
+  }
+
+  /**
+   * A change of a part of the answer under `answerKey`: kept, addressed to this node, while its
+   * marker is ahead or waited at, or its answer would be late (the head that follows needs it);
+   * deleted when its marker is passed (stale: an answer this node applied, or never will).
+   */
+  private partChanged(nowMs: number, change: ClusterKeyChange, answerKey: string, appliedSequence: number): void {
+    const parsed = parseHandoverKey(answerKey);
+    if (parsed === null) return;
+    if (change.value === null) {
+      this.parts.get(answerKey)?.delete(change.key);
+      return;
+    }
+    const part = decodePart(change.value);
+    if (part === null || part.recipient !== this.host.nodeId) return;
+    const waiting = this.hold?.role === 'destination' && this.hold.sequence === parsed.sequence;
+    if (!waiting && parsed.sequence <= appliedSequence && !this.gaveUpKeys.has(answerKey)) return this.deleteKey(change.key);
+    let parts = this.parts.get(answerKey);
+    if (parts === undefined) {
+      parts = new Map();
+      this.parts.set(answerKey, parts);
+    }
+    parts.set(change.key, ownCopy(change.value));
+    if (waiting) this.tryApply(nowMs);
+  }
+
+  /**
+   * The state of the answer `value` under `key`: a whole state, or the one its parts make
+   * (handover-parts.ts); undefined while a part it names is not here (or does not agree with it),
+   * null for bytes no node makes.
+   */
+  private resolve(key: string, value: Uint8Array): HandoverState | null | undefined {
+    const head = decodeHead(value);
+    if (head === null) return decodeHandoverState(value);
+    const state = assemble(key, head, this.parts.get(key) ?? noParts);
+    return state === null ? undefined : decodeHandoverState(state);
+  }
+
+  /** An answer under `key` that came for a marker passed without it: late (its will fires), or, its parts not all here, dropped. */
+  private lateValue(key: string, value: Uint8Array, nowMs: number): void {
+    const state = this.resolve(key, value);
+    if (state !== undefined && state !== null) return this.late(state, key, nowMs);
+    if (state === undefined) this.broker.log('warn', 'handover-late', { clientId: parseHandoverKey(key)?.clientId ?? '', partsMissing: true });
+    this.deleteAnswer(key);
+  }
+
+  /** Deletes the answer under `key` and the parts of it this node holds. */
+  private deleteAnswer(key: string): void {
+    for (const each of this.answerKeysOf(key)) this.deleteKey(each);
+  }
+
+  /** The keys of the answer under `key`: its own and its parts' this node holds, which it forgets. */
+  private answerKeysOf(key: string): string[] {
+    const parts = this.parts.get(key);
+    this.parts.delete(key);
+    return parts === undefined ? [key] : [key, ...parts.keys()];
   }
 
   /** Answers at a marker passed without them: those here are late now, those to come when they come. */
   private dropAnswers(clientId: string, sequence: number, prior: string | null, nowMs: number): void {
-    for (const key of answerKeys(clientId, sequence, prior)) {
-      const value = this.arrived.get(key);
-      this.arrived.delete(key);
-      const state = value === undefined ? null : decodeHandoverState(value);
-      if (state !== null) this.late(state, key, nowMs);
-      else this.gaveUp(key);
-    }
+    for (const key of answerKeys(clientId, sequence, prior)) this.dropAnswer(key, nowMs);
+  }
+
+  /** The answer under `key` is not taken: late if it is here (its will fires), and late when it comes. */
+  private dropAnswer(key: string, nowMs: number): void {
+    const value = this.arrived.get(key);
+    this.arrived.delete(key);
+    if (value === undefined) return this.gaveUp(key);
+    const state = this.resolve(key, value);
+    if (state === null) return this.gaveUp(key);
+    this.lateValue(key, value, nowMs);
   }
 
   /** A state under `key` that comes from now on is late (see late). */
   private gaveUp(key: string): void {
     // Bounded: the oldest are forgotten (a state that comes that late is only deleted, its will lost).
-    if (this.gaveUpKeys.size >= 1_024) this.gaveUpKeys.delete(this.gaveUpKeys.values().next().value!);
+    if (this.gaveUpKeys.size >= 1_024) {
+      const oldest = this.gaveUpKeys.values().next().value!;
+      this.gaveUpKeys.delete(oldest);
+      this.parts.delete(oldest);
+    }
     this.gaveUpKeys.add(key);
   }
 
   /** A state for a marker this node has passed (it gave up waiting, or took another answer): its will fires here, the rest is dropped. */
   private late(state: HandoverState, key: string, nowMs: number): void {
     // An empty answer brings nothing: its key goes.
-    if (state.header.none) return this.deleteKey(key);
+    if (state.header.none) return this.deleteAnswer(key);
     this.counters.late += 1;
     const will = state.records.find((record) => record.kind === 'will-set');
     if (will !== undefined && will.kind === 'will-set') publishWill(this.broker, state.header.client, will.will, nowMs);
     const dropped = state.records.filter((record) => record.kind === 'delivery-queued').length;
     this.broker.stats.drops.sessionEnded += dropped;
     this.broker.log('warn', 'handover-late', { clientId: state.header.client, fromNode: state.header.from, dropped });
-    this.broker.pushCluster({ op: 'kv-set', requestId: this.host.nextRequestId(), bucket: handoverBucket, key, value: null, expectedRevision: null });
+    this.deleteAnswer(key);
   }
 
   // ---- routing rules for the seam -----------------------------------------------------------

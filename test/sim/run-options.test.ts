@@ -32,6 +32,7 @@ const samples: { [K in keyof Required<RunOptions>]: Required<RunOptions>[K][] } 
   clusterStreams: [true],
   lostDisk: [false],
   largePayloads: [false],
+  heavySessions: [false],
 };
 
 /** Parses flags the way `keel <name>` does, without running anything; returns the run options. */
