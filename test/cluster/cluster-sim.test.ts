@@ -281,6 +281,14 @@ const clusterRegressionSeeds: readonly { seed: number; nodes: number; found: str
       "order (vopr --nodes 2 --handover-movers from 5,010,000 on the final build of the watch's caught-up signal; 1 of 1,000): c200 got 4|5 after 4|9 on u/a, both through n1. Not investigated. Since the lost-disk merge changed the run it fails with session-lost at 17,246 ms (m200 told session present 0 on n0), not investigated either",
   },
   {
+    seed: 7400512,
+    lostDisk: true,
+    nodes: 2,
+    handoverMovers: true,
+    found:
+      "session-lost (vopr --nodes 2 --handover-movers from 7,400,000, 1 of the first 524, on a first version of the fix of 5010652; passes on the build before it): n0 claimed m201 from n1 (marker 51), and again for the client's next CONNECT with no marker of its own (awaitsEarlier: it waits for marker 51). That version had n1, the source, keep the session at any marker older than a newest claim asking n1; marker 51 was that claim's own, so the session never left n1 and n0 answered session present 0",
+  },
+  {
     seed: 4002210,
     nodes: 3,
     handoverMovers: true,
