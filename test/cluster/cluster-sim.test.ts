@@ -296,6 +296,14 @@ const clusterRegressionSeeds: readonly { seed: number; nodes: number; found: str
       "retained-stale (vopr --nodes 2 --handover-movers from 7,400,000, 1 of 2,000, on the fix of 5010652 and on the build before it alike; the world has no lost disk and no large payloads): NATS restarted (down 2,977 ms); n0 acknowledged c3's retained 3|6 on u/a at 3,968 while cut off, c3 then published 3|8 retained through n1 (acknowledged at 4,025), and n0, back on NATS at 4,060, put 3|6 into keel-retained at 4,084 over 3|8. Not traced further (retained-sync.ts, not the hand-over)",
   },
   {
+    seed: 7403090,
+    nodes: 2,
+    handoverMovers: true,
+    open: 'acknowledged-lost',
+    found:
+      "acknowledged-lost (vopr --nodes 2 --handover-movers from 7,403,000, 1 of 1,000, on the fix of 5010652 and on the build before it alike; no lost disk and no large payloads in this world): c7's QoS 2 7|1 on t/a/x, published through n1 at 297 ms, never reached c2 (subscribed on n0 since 190 ms); n0 was cut from NATS at 393 ms for 3,568 ms, and the world has NATS restarts and client drops. Not traced",
+  },
+  {
     seed: 4002210,
     nodes: 3,
     handoverMovers: true,
