@@ -37,6 +37,13 @@
  *   truncated state instead of their head. A moving client with a large queue loses messages it
  *   was owed, acknowledged ones among them (`acknowledged-lost`, in large-payload worlds run with
  *   `--handover-movers`; seed 6701296 showed it before parts).
+ * - `handover-serves-older-marker`: rewrites every claim of `keel-sessions` by another node that
+ *   asks this node for the session so that its hand-over seems carried by a marker older than any
+ *   in the stream (`markerRevision` 1). The node then hands the session over at an older claim's
+ *   marker by the newest claim's owner alone, as before session-handover.ts sourceServes kept it
+ *   for the newer claim's marker: when the older marker's node had given that hand-over up, it
+ *   drops the state as late and the newer marker finds nothing (`session-lost`, in worlds run with
+ *   `--handover-movers`).
  * - `backlog-never-paces`: drops the node's requests to pause its hand-off consumer, as a node would
  *   that admitted hand-offs past its streams' backlog bound without holding NATS back
  *   (`backlog-unbounded`, in worlds run with `--cluster-streams`).
@@ -304,6 +311,22 @@ function truncated(records: StateRecord[]): StateRecord[] {
   });
 }
 
+class HandoverServesOlderMarker extends WrappedClusterBroker {
+  constructor(
+    inner: BrokerCore,
+    private readonly nodeId: string,
+  ) {
+    super(inner);
+  }
+
+  override clusterKeyChanged(nowMs: number, change: ClusterKeyChange): void {
+    const owner = change.bucket === sessionsBucket && change.value !== null ? decodeOwner(change.value) : null;
+    if (owner === null || owner.node === this.nodeId || owner.handoverFrom !== this.nodeId) return super.clusterKeyChanged(nowMs, change);
+    // The claim's hand-over as if it came at a marker older than any in the stream.
+    super.clusterKeyChanged(nowMs, { ...change, value: encodeOwner({ ...owner, markerRevision: 1 }) });
+  }
+}
+
 /** How many times each node of a world was started, by its config (one object per node and world). */
 const startsOfNode = new WeakMap<object, number>();
 
@@ -353,6 +376,7 @@ export const clusterPlantedBugs: Record<ClusterPlantedBugName, ClusterBrokerFact
   'retained-plain-put': (options: BrokerOptions) => new RetainedPlainPut(new Broker(options)),
   'handover-drops-queued': (options: BrokerOptions) => new HandoverDropsQueued(new Broker(options)),
   'handover-truncates': (options: BrokerOptions) => new HandoverTruncates(new Broker(options)),
+  'handover-serves-older-marker': (options: BrokerOptions) => new HandoverServesOlderMarker(new Broker(options), options.config.cluster!.nodeId),
   'backlog-never-paces': (options: BrokerOptions) => new DropsPace(new Broker(options), true),
   'backlog-stays-paused': (options: BrokerOptions) => new DropsPace(new Broker(options), false),
   'lost-disk-drops-handoffs': (options: BrokerOptions) => {

@@ -53,7 +53,12 @@
  *   in the bucket: B deletes the key only after). Once durable, the move is done.
  * - A down, or cut from NATS, for longer than `handoverWaitMs`: B gives up (session present 0,
  *   logged `handover-timed-out`); A finishes its part when it returns, and the state it puts then
- *   is dropped at B, its pending will published (it fires once, on B).
+ *   is dropped at B, its pending will published (it fires once, on B). A cannot tell that B gave
+ *   up, so at a marker whose claim is no longer the newest A hands nothing over that a newer claim
+ *   counts on getting from A: when the newest claim asks A itself for the session (the client
+ *   went from B on to a node that asks A, B again included), A keeps it for that claim's marker
+ *   (sourceServes; seed 5010652: n1, back after a cut, handed the session at n0's older, given-up
+ *   marker to n0, which dropped it, and had nothing for n0's newer claim, that asked n1).
  * - A's disk gone: the session is lost with it (as on one node); B gives up as above.
  *
  * A client that moves again before its previous move reached the stream (seeds 2100503, 2100903,
@@ -157,7 +162,7 @@ import { decodeStateRecord, encodeStateRecord } from '../store/record-codec.js';
 import { DeliveryQueue, type StateRecord, type StoredMessage } from '../store/state-store.js';
 import { type AnswerLayout, answerKeyOfPart, answerLayout, answerPut, answerPutCount, assemble, decodeHead, decodePart, valueBytesMaxOf } from './handover-parts.js';
 import { headerOrigin, headerSequence } from './headers.js';
-import { clientIdOfSessionKey, sessionKey } from './session-registry.js';
+import { clientIdOfSessionKey, type NewestClaim, sessionKey } from './session-registry.js';
 import { handoffPrefix } from './subjects.js';
 
 export const handoverBucket = 'keel-handover';
@@ -401,7 +406,7 @@ export interface HandoverHost {
   /** The reader reached the marker of `node`'s claim of `clientId` at `revision`. */
   markerPassed(clientId: string, node: string, revision: number): void;
   /** The newest claim of `clientId` this node has seen in `keel-sessions`, null when none. */
-  newestClaim(clientId: string): { revision: number; node: string; handoverFrom: string | null } | null;
+  newestClaim(clientId: string): NewestClaim | null;
   /** Logs an outbox entry that is no hand-off (a rule, a source's answer); returns its id. */
   logEntry(subject: string, headers: Record<string, string>, payload?: Uint8Array): number;
   /** The entry is done. */
@@ -711,12 +716,19 @@ export class SessionHandover {
    * seed 1200029), so it rests on the order of claims in `keel-sessions` (the marker carries its
    * claim's revision), not on who owns the key now:
    * - the marker's claim is the newest A has seen (or newer): hand over;
-   * - a newer claim by B itself, or by a node that asked B for the session: hand over (it goes on
-   *   from B at that claim's marker);
+   * - a newer claim by another node that asks A itself for the session at a newer marker: keep it
+   *   for that marker, whoever made the claim (B too). Handed to B here it would count on B
+   *   adopting it at this older marker, but B may have given this hand-over up (its CONNECT
+   *   answered with a fresh session) and drop the state as late, leaving A nothing for the newer
+   *   marker (seed 5010652; 5010381 in the run it was found in). A claim that queued no marker of
+   *   its own (awaitsEarlier) is carried by its node's earlier claim's marker, named in its value
+   *   (`markerRevision`): at that marker A hands over (seed 7400512). A copy held for a claim that
+   *   asks this node is kept alike (markerArrived);
+   * - any other newer claim by B itself, or by a node that asked B for the session: hand over (it
+   *   goes on from B at that claim's marker);
    * - a newer claim by A that asked for the session back (a hand-over to A is still on its way):
    *   hand over (it comes back at A's own marker);
-   * - any other newer claim (A's own, its client back here; or a node that asked A): keep it for
-   *   that claim.
+   * - any other newer claim (A's own, its client back here): keep it for that claim.
    */
   private sourceServes(clientId: string, to: string, revisionText: string | undefined): boolean {
     const revision = revisionText === undefined ? Number.NaN : Number(revisionText);
@@ -728,6 +740,9 @@ export class SessionHandover {
       const incoming = this.incoming.get(clientId);
       return incoming !== undefined && !incoming.gaveUp;
     }
+    // The newest claim asks this node, at a marker after this one: the session waits here for it
+    // (seed 5010652). A claim without a marker of its own may wait for this one (seed 7400512).
+    if (newest.handoverFrom === this.host.nodeId && newest.markerRevision > revision) return false;
     return newest.node === to || newest.handoverFrom === to;
   }
 

@@ -26,6 +26,9 @@
  * the session arrived or the hand-over gave up (or a newer claim elsewhere replaced its claim: it
  * is closed then, unanswered), and the old owner keeps its session (offline) for
  * the hand-over instead of ending it. A claim without a hand-over (clean start 1) ends it there.
+ * A node's CONNECT that comes while its own earlier claim's hand-over is still on its way queues
+ * no marker (`awaitsEarlier`): its value names the earlier claim whose marker carries the
+ * hand-over (`markerRevision`), so the source knows at which marker the newest claim expects it.
  *
  * Without NATS a node cannot claim: a CONNECT waits up to `claimWaitMs` for the link and the
  * bucket, then is refused with CONNACK 0x88 Server unavailable (3.1.1: 3), so that the client
@@ -65,6 +68,13 @@ export interface SessionOwner {
   readonly generation: string;
   /** The node asked to hand the session over (session-handover.ts); absent: none (a clean start, or no other owner). */
   readonly handoverFrom?: string;
+  /**
+   * The revision of the earlier claim of the same node whose marker carries this claim's
+   * hand-over, for a claim that queued no marker of its own (awaitsEarlier); absent: its own
+   * marker carries it. A source reads it to tell whether a newer claim that asks it for the
+   * session still has a marker to come after the one it stands at (session-handover.ts sourceServes).
+   */
+  readonly markerRevision?: number;
 }
 
 const textEncoder = new TextEncoder();
@@ -81,7 +91,9 @@ export function clientIdOfSessionKey(key: string): string | null {
 }
 
 export function encodeOwner(owner: SessionOwner): Uint8Array {
-  const value = owner.handoverFrom === undefined ? { node: owner.node, generation: owner.generation } : { node: owner.node, generation: owner.generation, handoverFrom: owner.handoverFrom };
+  const value: Record<string, string | number> = { node: owner.node, generation: owner.generation };
+  if (owner.handoverFrom !== undefined) value.handoverFrom = owner.handoverFrom;
+  if (owner.markerRevision !== undefined) value.markerRevision = owner.markerRevision;
   return textEncoder.encode(JSON.stringify(value));
 }
 
@@ -94,10 +106,28 @@ export function decodeOwner(value: Uint8Array): SessionOwner | null {
     return null;
   }
   if (typeof parsed !== 'object' || parsed === null) return null;
-  const { node, generation, handoverFrom } = parsed as Record<string, unknown>;
+  const { node, generation, handoverFrom, markerRevision } = parsed as Record<string, unknown>;
   if (typeof node !== 'string' || node.length === 0 || typeof generation !== 'string') return null;
-  if (typeof handoverFrom === 'string' && handoverFrom.length > 0) return { node, generation, handoverFrom };
-  return { node, generation };
+  if (typeof handoverFrom !== 'string' || handoverFrom.length === 0) return { node, generation };
+  // Only a claim that asks for a hand-over waits for an earlier one's marker.
+  if (typeof markerRevision === 'number' && Number.isSafeInteger(markerRevision) && markerRevision > 0) return { node, generation, handoverFrom, markerRevision };
+  return { node, generation, handoverFrom };
+}
+
+/** The newest claim of a client id a node has seen (SessionRegistry.newestClaim). */
+export interface NewestClaim {
+  readonly revision: number;
+  readonly node: string;
+  readonly handoverFrom: string | null;
+  /** The revision of the claim whose marker carries its hand-over: `revision`, or an earlier claim's (SessionOwner.markerRevision). */
+  readonly markerRevision: number;
+}
+
+/** The value a claim puts into `keel-sessions`. */
+function ownerOfClaim(nodeId: string, generation: string, claim: { handoverFrom: string | null; markerRevision: number | null }): SessionOwner {
+  if (claim.handoverFrom === null) return { node: nodeId, generation };
+  if (claim.markerRevision === null) return { node: nodeId, generation, handoverFrom: claim.handoverFrom };
+  return { node: nodeId, generation, handoverFrom: claim.handoverFrom, markerRevision: claim.markerRevision };
 }
 
 /** A CONNECT waiting for its client id to be claimed. */
@@ -115,6 +145,8 @@ interface Claim {
   handoverFrom: string | null;
   /** Its hand-over is the one an earlier claim of this node asked for (no marker of its own). */
   awaitsEarlier: boolean;
+  /** With awaitsEarlier: the revision of the claim whose marker carries the hand-over (SessionOwner.markerRevision). */
+  markerRevision: number | null;
   /**
    * The node the asked one was itself waiting for the session from, when the key showed such a
    * claim (session-handover.ts, "prior"): it still holds the session if that earlier move has not
@@ -129,6 +161,8 @@ interface KnownKey {
   present: boolean;
   node: string | null;
   handoverFrom: string | null;
+  /** The revision of the claim whose marker carries its hand-over: its own, or an earlier one's (SessionOwner.markerRevision). */
+  markerRevision: number;
   /** This node's reader has passed the marker of this claim (its hand-over is behind anything this node queues now). */
   markerPassed: boolean;
 }
@@ -177,10 +211,10 @@ export class SessionRegistry {
   }
 
   /** The newest claim of `clientId` this node has seen (revision, owner, the node it asked), null when none. */
-  newestClaim(clientId: string): { revision: number; node: string; handoverFrom: string | null } | null {
+  newestClaim(clientId: string): NewestClaim | null {
     const known = this.known.get(clientId);
     if (known === undefined || !known.present || known.node === null) return null;
-    return { revision: known.revision, node: known.node, handoverFrom: known.handoverFrom };
+    return { revision: known.revision, node: known.node, handoverFrom: known.handoverFrom, markerRevision: known.markerRevision };
   }
 
   /** Whether the watch has replayed the bucket since the link came up (or the node started): markers may be read. */
@@ -208,7 +242,19 @@ export class SessionRegistry {
   claim(connection: Connection, packet: ConnectPacket, authentication: ConnackAuthentication | null, clientId: string, nowMs: number): void {
     assert(connection.phase === 'awaiting-connect', 'only a connection not yet accepted claims its client id');
     assert(!this.claims.has(connection.id), 'a connection claims once');
-    const claim: Claim = { connection, packet, authentication, clientId, deadlineMs: nowMs + claimWaitMs, requestId: 0, triedRevision: null, handoverFrom: null, awaitsEarlier: false, prior: null };
+    const claim: Claim = {
+      connection,
+      packet,
+      authentication,
+      clientId,
+      deadlineMs: nowMs + claimWaitMs,
+      requestId: 0,
+      triedRevision: null,
+      handoverFrom: null,
+      awaitsEarlier: false,
+      markerRevision: null,
+      prior: null,
+    };
     this.claims.set(connection.id, claim);
     connection.claimPending = true;
     // Packets the client sends behind its CONNECT stay in the decoder until the claim is settled.
@@ -234,15 +280,18 @@ export class SessionRegistry {
     // This node's own earlier claim asked for a hand-over that may not have come yet (this node
     // restarted since, say): the CONNECT waits for that one too, without a new marker.
     claim.awaitsEarlier = false;
+    claim.markerRevision = null;
     if (!claim.packet.cleanStart && owner === this.nodeId && known?.handoverFrom != null && !this.broker.state.sessions.has(claim.clientId)) {
       claim.handoverFrom = known.handoverFrom;
       claim.awaitsEarlier = true;
+      // The key names this node's earlier claim: its marker (or the one it waits for in turn) carries the hand-over.
+      claim.markerRevision = known.markerRevision;
       claim.prior = null;
     }
     claim.requestId = this.newRequestId();
     this.requests.set(claim.requestId, claim);
     const generation = `${this.epoch()}.${this.nextGeneration++}`;
-    const value = encodeOwner(claim.handoverFrom === null ? { node: this.nodeId, generation } : { node: this.nodeId, generation, handoverFrom: claim.handoverFrom });
+    const value = encodeOwner(ownerOfClaim(this.nodeId, generation, claim));
     this.broker.pushCluster({ op: 'kv-set', requestId: claim.requestId, bucket: sessionsBucket, key: sessionKey(claim.clientId), value, expectedRevision });
   }
 
@@ -314,7 +363,10 @@ export class SessionRegistry {
     const connection = claim.connection;
     this.finish(claim);
     const known = this.known.get(claim.clientId);
-    if (known === undefined || known.revision < revision) this.known.set(claim.clientId, { revision, present: true, node: this.nodeId, handoverFrom: claim.handoverFrom, markerPassed: false });
+    const markerRevision = claim.markerRevision ?? revision;
+    assert(markerRevision <= revision, "a claim's hand-over comes at its own marker or an earlier claim's");
+    if (known === undefined || known.revision < revision)
+      this.known.set(claim.clientId, { revision, present: true, node: this.nodeId, handoverFrom: claim.handoverFrom, markerRevision, markerPassed: false });
     const waiting = connection.phase === 'awaiting-connect';
     // Asked for a hand-over (or one is still on its way here): the CONNECT waits for the session.
     if (claim.handoverFrom !== null) this.handover.begin(claim.clientId, claim.handoverFrom, nowMs, waiting, !claim.awaitsEarlier, revision, claim.prior);
@@ -413,7 +465,8 @@ export class SessionRegistry {
     const known = this.known.get(clientId);
     if (known !== undefined && change.revision <= known.revision) return;
     const owner = change.value === null ? null : decodeOwner(change.value);
-    this.known.set(clientId, { revision: change.revision, present: change.value !== null, node: owner?.node ?? null, handoverFrom: owner?.handoverFrom ?? null, markerPassed: false });
+    const markerRevision = owner?.markerRevision ?? change.revision;
+    this.known.set(clientId, { revision: change.revision, present: change.value !== null, node: owner?.node ?? null, handoverFrom: owner?.handoverFrom ?? null, markerRevision, markerPassed: false });
     // Claims that failed on the revision this change replaces go again at this one.
     for (const claim of this.claims.values()) {
       if (claim.clientId === clientId && claim.requestId === 0 && claim.triedRevision !== null) this.issue(claim);

@@ -334,6 +334,35 @@ describe('cluster-wide client ids', () => {
     expect(harness.broker.state.sessions.get('mover')?.queue.length).toBe(1);
   });
 
+  it("keeps the session at an older marker of b while b's newer claim asks this node again at a marker of its own, and hands it over at the marker a claim without one waits for (seeds 5010652, 7400512)", () => {
+    const harness = node();
+    connectClaimed(harness, 'mover', 2, { cleanStart: true, expiry: 3600 }).subscribe(['x/#']);
+    // b claimed the client from this node (revision 3), the client moved on, and b claimed it back
+    // from this node (revision 5): b may have given up its first hand-over and would drop the
+    // session at the older marker as late, so it stays here for b's newer marker.
+    harness.broker.clusterKeyChanged(harness.nowMs, { bucket: sessionsBucket, key: sessionKey('mover'), value: encodeOwner({ node: 'b', generation: '1.2', handoverFrom: 'a' }), revision: 5 });
+    harness.collect();
+    deliverMarker(harness, olderMarker, 1);
+    const first = handoverPuts(harness);
+    expect(first).toHaveLength(1);
+    expect(decodeHandoverState(first[0]!.value!)?.header).toMatchObject({ client: 'mover', to: 'b', sequence: 1, none: true });
+    expect(harness.broker.state.sessions.has('mover')).toBe(true);
+    harness.broker.clusterCompleted(harness.nowMs, { requestId: first[0]!.requestId, ok: true, sequence: 1 });
+    harness.collect();
+    // b's client connected there once more before b read its marker: that claim (revision 6) has
+    // no marker of its own and names the one it waits for (revision 5). At that marker the session goes.
+    const waiting = { node: 'b', generation: '1.3', handoverFrom: 'a', markerRevision: 5 };
+    harness.broker.clusterKeyChanged(harness.nowMs, { bucket: sessionsBucket, key: sessionKey('mover'), value: encodeOwner(waiting), revision: 6 });
+    harness.collect();
+    deliverMarker(harness, { ...olderMarker, 'Keel-Handover-Revision': '5', 'Keel-Seq': '1-2' }, 2);
+    const second = handoverPuts(harness);
+    expect(second).toHaveLength(1);
+    const state = decodeHandoverState(second[0]!.value!);
+    expect(state?.header).toMatchObject({ client: 'mover', to: 'b', sequence: 2, none: false });
+    expect(state?.records.some((record) => record.kind === 'subscription-added')).toBe(true);
+    expect(harness.broker.state.sessions.has('mover')).toBe(false);
+  });
+
   it('reads at once, before the replay, a marker whose outcome here does not rest on the claims (it holds no copy and is not asked)', () => {
     const harness = node();
     harness.clusterConnected(false);
@@ -354,7 +383,8 @@ describe('cluster-wide client ids', () => {
     const client = harness.open(5);
     sendConnect(client, 'mover', { cleanStart: false, expiry: 3600 });
     const [claim] = claims(harness);
-    expect(decodeOwner(claim!.value!)).toMatchObject({ node: 'a', handoverFrom: 'b' });
+    // Its value names the claim whose marker carries the hand-over, for the source to read (sourceServes).
+    expect(decodeOwner(claim!.value!)).toMatchObject({ node: 'a', handoverFrom: 'b', markerRevision: 7 });
     answer(harness, claim!, 8);
     expect(harness.takeClusterRequests().filter((request) => request.op === 'publish-durable')).toEqual([]);
     // A marker of this node's claim older still (revision 3), which b answered empty.
