@@ -12,9 +12,12 @@
  * Decoding copies every binary field out of the read buffer, so a recovered message does not pin
  * the multi-megabyte buffer its segment was read into.
  *
- * One kind has a binary body of its own instead: `stream-appended`, written for every message a
- * stream appends, as record type `streamAppendedBinaryType` (stream-appended-codec.ts). Its JSON
- * form, type 24, is what earlier versions wrote, and is still decoded.
+ * The kinds that fill a log have binary bodies of their own instead, each under a record type of
+ * its own: `stream-appended`, written for every message a stream appends, as record type
+ * `streamAppendedBinaryType` (stream-appended-codec.ts), and the sessions, subscriptions, stored
+ * messages and deliveries as `binaryRecordTypes` (state-record-binary.ts). Their JSON forms,
+ * under the types of `recordTypes`, are what earlier versions wrote, and are still decoded; a
+ * record whose values the binary form cannot hold exactly is still written in its JSON form.
  *
  * Fields are added to a kind as optional JSON keys, so that older records still decode: the
  * owner's `username` of session-created / session-resumed / will-set is such a field (absent
@@ -24,6 +27,7 @@ import { assert } from '../assert.js';
 import { allocateBytes } from '../codec/byte-pool.js';
 import { ownCopy } from '../codec/own-copy.js';
 import { utf8Length, writeUtf8 } from '../codec/utf8.js';
+import { binaryRecordKind, binaryRecordTypes, decodeBinaryRecord, encodeBinaryRecord } from './state-record-binary.js';
 import type { StateRecord, StateRecordKind } from './state-store.js';
 import { decodeStreamAppended, encodeStreamAppended, streamAppendedBinaryType } from './stream-appended-codec.js';
 
@@ -68,6 +72,10 @@ for (const [kind, type] of Object.entries(recordTypes) as [StateRecordKind, numb
 }
 assert(kindsByType[streamAppendedBinaryType] === undefined, 'the binary stream-appended type is a type of its own');
 kindsByType[streamAppendedBinaryType] = 'stream-appended';
+for (const [kind, type] of Object.entries(binaryRecordTypes) as [StateRecordKind, number][]) {
+  assert(kindsByType[type] === undefined, `binary record type ${type} is a type of its own`);
+  kindsByType[type] = kind;
+}
 
 const textDecoder = new TextDecoder('utf-8', { fatal: true });
 
@@ -104,13 +112,15 @@ function liftBinaries(value: unknown, binaries: Uint8Array[]): unknown {
 
 export function encodeStateRecord(record: StateRecord): { type: number; body: Uint8Array } {
   if (record.kind === 'stream-appended') return { type: streamAppendedBinaryType, body: encodeStreamAppended(record) };
+  const binary = encodeBinaryRecord(record);
+  if (binary !== null) return { type: binaryRecordTypes[record.kind]!, body: binary };
   return { type: recordTypes[record.kind], body: encodeJsonRecord(record) };
 }
 
 /**
  * The generic body of a record: its JSON with the binaries lifted out (see the module comment).
- * Every kind but `stream-appended` is written so; that one only by versions before its binary
- * form (exported for the tests that make such records).
+ * The kinds without a binary form are written so, and a record the binary form cannot hold; the
+ * others only by versions before their binary form (exported for the tests that make such records).
  */
 export function encodeJsonRecord(record: StateRecord): Uint8Array {
   const binaries: Uint8Array[] = [];
@@ -152,6 +162,7 @@ export function decodeStateRecord(type: number, body: Uint8Array): StateRecord {
   const kind = kindsByType[type];
   if (kind === undefined) throw new Error(`unknown record type ${type}`);
   if (type === streamAppendedBinaryType) return decodeStreamAppended(body);
+  if (binaryRecordKind(type) !== undefined) return decodeBinaryRecord(type, body);
   const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
   if (body.length < 4) throw new Error('record body too short');
   const jsonLength = view.getUint32(0, true);
