@@ -27,7 +27,7 @@ import { assert } from '../assert.js';
 import { allocateBytes } from '../codec/byte-pool.js';
 import { ownCopy } from '../codec/own-copy.js';
 import { utf8Length, writeUtf8 } from '../codec/utf8.js';
-import { binaryRecordKind, binaryRecordTypes, decodeBinaryRecord, encodeBinaryRecord } from './state-record-binary.js';
+import { binaryRecordKind, binaryRecordTypes, decodeBinaryRecord, decodeBinaryRecordAt, encodeBinaryRecord } from './state-record-binary.js';
 import type { StateRecord, StateRecordKind } from './state-store.js';
 import { decodeStreamAppended, encodeStreamAppended, streamAppendedBinaryType } from './stream-appended-codec.js';
 
@@ -183,6 +183,15 @@ export function decodeStateRecord(type: number, body: Uint8Array): StateRecord {
   if (record.kind !== kind) throw new Error(`record of type ${type} says it is "${String(record.kind)}"`);
   if (!hasValidUsername(record)) throw new Error(`record ${kind} has a user name that is neither a string nor null`);
   return record;
+}
+
+/**
+ * `decodeStateRecord` of the body `bytes[start, end)`: a binary record is read in place, without
+ * a view of its body (recovery reads every record of a log so).
+ */
+export function decodeStateRecordAt(type: number, bytes: Uint8Array, start: number, end: number): StateRecord {
+  if (binaryRecordKind(type) !== undefined) return decodeBinaryRecordAt(type, bytes, start, end);
+  return decodeStateRecord(type, bytes.subarray(start, end));
 }
 
 /**

@@ -396,15 +396,18 @@ function writeDeliveryQueued(body: Uint8Array, record: Kind<'delivery-queued'>):
 // ---------------------------------------------------------------------------------------------
 // Decoding, with a cursor over the body being decoded (decoding runs to completion, never nested).
 
-let source: Uint8Array = new Uint8Array(0);
+const emptyBytes = new Uint8Array(0);
+let source: Uint8Array = emptyBytes;
 let cursor = 0;
+/** Where the body being decoded ends in `source`. */
+let limit = 0;
 const propertyReader = new ByteReader();
 
 function readUint(): number {
   let value = 0;
   let scale = 1;
   for (let shift = 0; shift < 8; shift++) {
-    if (cursor >= source.length) throw new Error('binary record field beyond the body');
+    if (cursor >= limit) throw new Error('binary record field beyond the body');
     const byte = source[cursor++]!;
     value += (byte & 0x7f) * scale;
     if ((byte & 0x80) === 0) {
@@ -416,11 +419,29 @@ function readUint(): number {
   throw new Error('binary record number longer than 8 bytes');
 }
 
+/**
+ * Strings of up to this many ASCII bytes are built char by char; V8 keeps a concatenation this
+ * short flat, and longer ones as a chain of cons strings. A recovered client id or filter lives
+ * as long as its session, so a longer one is made flat at once (String.fromCharCode over the
+ * bytes), as JSON.parse made it.
+ */
+const asciiConcatenatedBytesMax = 12;
+/** Longer ASCII strings than this, and any other, go through the shared UTF-8 reader. */
+const asciiCharCodesBytesMax = 1024;
+
 function readString(): string {
   const length = readUint();
-  if (cursor + length > source.length) throw new Error('binary record string beyond the body');
+  if (cursor + length > limit) throw new Error('binary record string beyond the body');
   const start = cursor;
   cursor += length;
+  if (length <= asciiCharCodesBytesMax && isPlainAscii(start, cursor)) {
+    if (length <= asciiConcatenatedBytesMax) {
+      let text = '';
+      for (let index = start; index < cursor; index++) text += String.fromCharCode(source[index]!);
+      return text;
+    }
+    return String.fromCharCode.apply(null, source.subarray(start, cursor) as unknown as number[]);
+  }
   try {
     return decodeUtf8(source, start, cursor);
   } catch {
@@ -428,8 +449,17 @@ function readString(): string {
   }
 }
 
+/** Whether `source[start, end)` is ASCII without NUL (which the UTF-8 reader refuses). */
+function isPlainAscii(start: number, end: number): boolean {
+  for (let index = start; index < end; index++) {
+    const byte = source[index]!;
+    if (byte === 0 || byte >= 0x80) return false;
+  }
+  return true;
+}
+
 function readByte(): number {
-  if (cursor >= source.length) throw new Error('binary record field beyond the body');
+  if (cursor >= limit) throw new Error('binary record field beyond the body');
   return source[cursor++]!;
 }
 
@@ -444,16 +474,23 @@ function readFlags(known: number): number {
  * readable Error when it does not hold a valid record of that kind.
  */
 export function decodeBinaryRecord(type: number, body: Uint8Array): StateRecord {
+  return decodeBinaryRecordAt(type, body, 0, body.length);
+}
+
+/** `decodeBinaryRecord` of the body `bytes[start, end)`, without a view of it. */
+export function decodeBinaryRecordAt(type: number, bytes: Uint8Array, start: number, end: number): StateRecord {
   const kind = kindsByBinaryType[type];
   if (kind === undefined) throw new Error(`unknown binary record type ${type}`);
-  source = body;
-  cursor = 0;
+  assert(start >= 0 && start <= end && end <= bytes.length, 'a record body lies within its bytes');
+  source = bytes;
+  cursor = start;
+  limit = end;
   try {
     const record = decodeBody(kind);
-    if (cursor !== body.length) throw new Error(`${kind} record with ${body.length - cursor} bytes past its fields`);
+    if (cursor !== end) throw new Error(`${kind} record with ${end - cursor} bytes past its fields`);
     return record;
   } finally {
-    source = new Uint8Array(0);
+    source = emptyBytes;
   }
 }
 
@@ -534,8 +571,8 @@ function readMessage(): StoredMessageFields {
   const createdAtMs = readUint();
   const expiryAtMs = (flags & hasExpiryFlag) !== 0 ? readUint() : null;
   const properties = (flags & hasPropertiesFlag) !== 0 ? readStoredProperties() : undefined;
-  const payload = ownCopy(source, cursor, source.length);
-  cursor = source.length;
+  const payload = ownCopy(source, cursor, limit);
+  cursor = limit;
   const message = { messageId, topic, payload, qos, retain: (flags & retainFlag) !== 0, createdAtMs, expiryAtMs } as StoredMessageFields & { properties?: Properties };
   // The JSON form has no key for absent properties; neither has this one.
   if (properties !== undefined) message.properties = properties;
@@ -543,7 +580,7 @@ function readMessage(): StoredMessageFields {
 }
 
 function readStoredProperties(): Properties {
-  propertyReader.reset(source, cursor, source.length);
+  propertyReader.reset(source, cursor, limit);
   let properties: Properties | undefined;
   try {
     properties = readProperties(propertyReader, PacketType.Publish);
@@ -551,7 +588,7 @@ function readStoredProperties(): Properties {
     throw new Error(`binary message properties: ${(error as Error).message}`);
   }
   cursor = propertyReader.offset;
-  propertyReader.reset(new Uint8Array(0), 0, 0);
+  propertyReader.reset(emptyBytes, 0, 0);
   // Written only when present; an empty set (no property written) reads back empty.
   return properties ?? {};
 }
@@ -566,7 +603,7 @@ function readDeliveryQueued(): StateRecord {
   const phase = phases[readByte()];
   if (phase === undefined) throw new Error('binary delivery with an unknown phase');
   const count = readUint();
-  if (count > source.length - cursor) throw new Error('binary delivery subscription ids beyond the body');
+  if (count > limit - cursor) throw new Error('binary delivery subscription ids beyond the body');
   const subscriptionIds: number[] = [];
   for (let index = 0; index < count; index++) subscriptionIds.push(readUint());
   return { kind: 'delivery-queued', clientId, sequence, messageId, qos, retain, subscriptionIds, packetId, phase };
