@@ -13,7 +13,7 @@
  * Run: npm run build && node dist/bench/state-record-bench.js
  */
 import { performance } from 'node:perf_hooks';
-import { decodeStateRecord, encodeJsonRecord, encodeStateRecord, recordTypes } from '../src/store/record-codec.js';
+import { decodeStateRecord, encodeJsonRecord, encodeLogRecord, recordTypes } from '../src/store/record-codec.js';
 import type { StateRecord } from '../src/store/state-store.js';
 
 const recordsPerRun = 100_000;
@@ -52,11 +52,11 @@ function nsPerRecord(work: () => number): number {
 
 function measure(record: StateRecord): string {
   const json = encodeJsonRecord(record);
-  const binary = encodeStateRecord(record);
+  const binary = encodeLogRecord(record);
   if (binary.type === recordTypes[record.kind]) throw new Error(`${record.kind} has no binary form`);
   const forms = {
     jsonEncode: () => encodeJsonRecord(record).length,
-    binaryEncode: () => encodeStateRecord(record).body.length,
+    binaryEncode: () => encodeLogRecord(record).body.length,
     jsonDecode: () => (decodeStateRecord(recordTypes[record.kind], json).kind === record.kind ? 1 : 0),
     binaryDecode: () => (decodeStateRecord(binary.type, binary.body).kind === record.kind ? 1 : 0),
   };

@@ -34,7 +34,7 @@ import type { BrokerConfig, SyncPolicy } from '../config.js';
 import type { StorageRequest, StorageResult } from '../contract.js';
 import { LogRecovery, type RecoveredFrame, type RecoveryOutcome, snapshotFileName } from './log-recovery.js';
 import { groupEndFlag, LogWriter } from './log-writer.js';
-import { decodeStateRecordAt, encodeStateRecord } from './record-codec.js';
+import { decodeStateRecordAt, encodeLogRecord } from './record-codec.js';
 import { RecordOrigins } from './record-origins.js';
 import { SnapshotWriter } from './snapshot-writer.js';
 import { createStoreStats, type DurableState, type RecordOrigin, type StateRecord, type StateStore, type StoreStats, snapshotRecords } from './state-store.js';
@@ -183,7 +183,7 @@ export class DurableStateStore implements StateStore {
 
   append(record: StateRecord): number {
     assert(this.writer !== null, 'append before recovery finished');
-    const { type, body } = encodeStateRecord(record);
+    const { type, body } = encodeLogRecord(record);
     this.logBytesWritten += body.length;
     this.stats.recordsAppended += 1;
     this.stats.bytesAppended += body.length;
@@ -266,7 +266,7 @@ export class DurableStateStore implements StateStore {
     if (coveredLsn === this.snapshotLsn) return;
     // A snapshot covers whole groups only (recovery treats its LSN as a group boundary).
     if (writer.hasOpenGroup) return;
-    const records = snapshotRecords(state, this.streams).map(encodeStateRecord);
+    const records = snapshotRecords(state, this.streams).map(encodeLogRecord);
     const segments = writer.segments;
     const obsolete = this.pendingObsolete.splice(0);
     // A segment is covered when the next one starts at or before coveredLsn + 1.

@@ -15,9 +15,11 @@
  * The kinds that fill a log have binary bodies of their own instead, each under a record type of
  * its own: `stream-appended`, written for every message a stream appends, as record type
  * `streamAppendedBinaryType` (stream-appended-codec.ts), and the sessions, subscriptions, stored
- * messages and deliveries as `binaryRecordTypes` (state-record-binary.ts). Their JSON forms,
- * under the types of `recordTypes`, are what earlier versions wrote, and are still decoded; a
- * record whose values the binary form cannot hold exactly is still written in its JSON form.
+ * messages and deliveries as `binaryRecordTypes` (state-record-binary.ts), in the log and
+ * snapshots (`encodeLogRecord`). Their JSON forms, under the types of `recordTypes`, are what
+ * earlier versions wrote, and are still decoded; a record whose values the binary form cannot hold
+ * exactly is still written in its JSON form, and so is every record sent to another node
+ * (`encodeStateRecord`), which may run an earlier version.
  *
  * Fields are added to a kind as optional JSON keys, so that older records still decode: the
  * owner's `username` of session-created / session-resumed / will-set is such a field (absent
@@ -110,10 +112,25 @@ function liftBinaries(value: unknown, binaries: Uint8Array[]): unknown {
   return copy ?? value;
 }
 
-export function encodeStateRecord(record: StateRecord): { type: number; body: Uint8Array } {
-  if (record.kind === 'stream-appended') return { type: streamAppendedBinaryType, body: encodeStreamAppended(record) };
+/**
+ * A record as this node's log and snapshots hold it: the binary body where its kind has one and
+ * its values fit (state-record-binary.ts), else the JSON body.
+ */
+export function encodeLogRecord(record: StateRecord): { type: number; body: Uint8Array } {
   const binary = encodeBinaryRecord(record);
   if (binary !== null) return { type: binaryRecordTypes[record.kind]!, body: binary };
+  return encodeStateRecord(record);
+}
+
+/**
+ * A record in the forms every version since the binary `stream-appended` reads: that kind binary,
+ * every other JSON. What leaves this node for another (the cluster's session hand-over,
+ * src/cluster/session-handover.ts) is encoded so, so that a node of an earlier version still
+ * reads it during a rolling upgrade; only the node's own files, which are never read by an older
+ * build (downgrade is not supported), take the newer binary forms (`encodeLogRecord`).
+ */
+export function encodeStateRecord(record: StateRecord): { type: number; body: Uint8Array } {
+  if (record.kind === 'stream-appended') return { type: streamAppendedBinaryType, body: encodeStreamAppended(record) };
   return { type: recordTypes[record.kind], body: encodeJsonRecord(record) };
 }
 

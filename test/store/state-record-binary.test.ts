@@ -1,6 +1,7 @@
 /**
- * Proves the binary record bodies (state-record-binary.ts) read back field for field what the JSON
- * form gives: for records of every kind with a binary form (fast-check), decoding the body the
+ * Proves the binary record bodies (state-record-binary.ts), which the log and snapshots take
+ * (`encodeLogRecord`; records sent to another node keep the JSON forms), read back field for
+ * field what the JSON form gives: for records of every kind with a binary form (fast-check), decoding the body the
  * encoder wrote equals decoding the record's JSON body under its old type, optional fields
  * included (a user name absent, null or a string; properties absent, empty or set; Node Buffers
  * as payloads). Values the binary form cannot hold (negative, fractional or huge numbers, lone
@@ -12,7 +13,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { Properties } from '../../src/codec/packets.js';
-import { decodeStateRecord, encodeJsonRecord, encodeStateRecord, recordTypes } from '../../src/store/record-codec.js';
+import { decodeStateRecord, encodeJsonRecord, encodeLogRecord, encodeStateRecord, recordTypes } from '../../src/store/record-codec.js';
 import { binaryRecordTypes, decodeBinaryRecord } from '../../src/store/state-record-binary.js';
 import type { StateRecord, StateRecordKind } from '../../src/store/state-store.js';
 
@@ -111,12 +112,17 @@ describe('binary state records', () => {
     }
     expect(binaryRecordTypes['session-created']).toBe(33);
     expect(binaryRecordTypes['will-cleared']).toBe(52);
+    // What is sent to another node (the cluster's session hand-over) keeps the JSON forms, which a
+    // node of an earlier version reads.
+    const created: StateRecord = { kind: 'session-created', clientId: 'c', protocolVersion: 5, expiryIntervalSeconds: 60, username: null };
+    expect(encodeLogRecord(created).type).toBe(33);
+    expect(encodeStateRecord(created).type).toBe(recordTypes['session-created']);
   });
 
   it('read back valid records in the binary form, field for field what the JSON form gives', () => {
     fc.assert(
       fc.property(recordOf(false), (record) => {
-        const { type, body } = encodeStateRecord(record);
+        const { type, body } = encodeLogRecord(record);
         expect(type).toBe(binaryRecordTypes[record.kind]);
         expect(body.length).toBeLessThan(encodeJsonRecord(record).length);
         expect(decodeStateRecord(type, body)).toStrictEqual(viaJson(record));
@@ -130,7 +136,7 @@ describe('binary state records', () => {
     let fellBack = 0;
     fc.assert(
       fc.property(recordOf(true), (record) => {
-        const { type, body } = encodeStateRecord(record);
+        const { type, body } = encodeLogRecord(record);
         if (type === recordTypes[record.kind]) fellBack += 1;
         else expect(type).toBe(binaryRecordTypes[record.kind]);
         expect(decodeStateRecord(type, body)).toStrictEqual(viaJson(record));
@@ -148,7 +154,7 @@ describe('binary state records', () => {
       clientId: 'client-1',
       subscription: { filter: 'a/+/c', qos: 1, noLocal: true, retainAsPublished: false, retainHandling: 1, subscriptionId: 300 },
     };
-    const { type, body } = encodeStateRecord(record);
+    const { type, body } = encodeLogRecord(record);
     expect(type).toBe(binaryRecordTypes['subscription-added']);
     for (let length = 0; length < body.length; length++) {
       expect(() => decodeBinaryRecord(type, body.subarray(0, length)), `cut at ${length}`).toThrow(/binary record/);
@@ -159,7 +165,7 @@ describe('binary state records', () => {
     expect(flags[16]).toBe(1);
     flags[16] = 0x04;
     expect(() => decodeBinaryRecord(type, flags)).toThrow(/flags 0x4 unknown/);
-    const session = encodeStateRecord({ kind: 'session-created', clientId: 'c', protocolVersion: 5, expiryIntervalSeconds: 0, username: null }).body.slice();
+    const session = encodeLogRecord({ kind: 'session-created', clientId: 'c', protocolVersion: 5, expiryIntervalSeconds: 0, username: null }).body.slice();
     session[0] = 3;
     expect(() => decodeStateRecord(binaryRecordTypes['session-created']!, session)).toThrow(/user name state/);
   });
@@ -174,7 +180,7 @@ describe('binary state records', () => {
       { kind: 'delivery-sent', clientId: 'bench-subscriber-0001', sequence: 98_765, packetId: 4321 },
       { kind: 'delivery-completed', clientId: 'bench-subscriber-0001', packetId: 4321 },
     ];
-    const sizes = records.map((record) => ({ kind: record.kind as StateRecordKind, json: encodeJsonRecord(record).length, binary: encodeStateRecord(record).body.length }));
+    const sizes = records.map((record) => ({ kind: record.kind as StateRecordKind, json: encodeJsonRecord(record).length, binary: encodeLogRecord(record).body.length }));
     expect(sizes.map((size) => size.binary)).toEqual([64 + 3 + 15 + 1 + 1 + 3, 22 + 3 + 3 + 1 + 1 + 1 + 1 + 1, 22 + 3 + 2, 22 + 2]);
     for (const size of sizes) expect(size.binary * 2, size.kind).toBeLessThan(size.json);
   });

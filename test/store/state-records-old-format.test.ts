@@ -12,7 +12,7 @@ import { describe, expect, it } from 'vitest';
 import { SimulatedDisk } from '../../sim/simulated-disk.js';
 import { DurableStateStore } from '../../src/store/durable-store.js';
 import { groupEndFlag, segmentFileName } from '../../src/store/log-writer.js';
-import { encodeJsonRecord, encodeStateRecord, recordTypes } from '../../src/store/record-codec.js';
+import { encodeJsonRecord, encodeLogRecord, recordTypes } from '../../src/store/record-codec.js';
 import { encodeFrame } from '../../src/store/record-frame.js';
 import { binaryRecordTypes } from '../../src/store/state-record-binary.js';
 import { applyRecord, createDurableState, type DurableState, finishReplay, type StateRecord, snapshotRecords } from '../../src/store/state-store.js';
@@ -121,7 +121,7 @@ describe('state records of earlier versions', () => {
 
     const current = history('new', 12, 5, 1 + 12 * 5);
     for (const record of current) {
-      expect(encodeStateRecord(record).type).toBe(binaryRecordTypes[record.kind]);
+      expect(encodeLogRecord(record).type).toBe(binaryRecordTypes[record.kind]);
       first.store.append(record);
       applyRecord(first.state, record);
       first.store.flush(0);
