@@ -32,9 +32,10 @@
 import { assert } from '../assert.js';
 import type { BrokerConfig, SyncPolicy } from '../config.js';
 import type { StorageRequest, StorageResult } from '../contract.js';
-import { LogRecovery, type RecoveryOutcome, snapshotFileName } from './log-recovery.js';
+import { LogRecovery, type RecoveredFrame, type RecoveryOutcome, snapshotFileName } from './log-recovery.js';
 import { groupEndFlag, LogWriter } from './log-writer.js';
-import { decodeStateRecord, encodeStateRecord } from './record-codec.js';
+import { decodeStateRecordAt, encodeLogRecord } from './record-codec.js';
+import { RecordOrigins } from './record-origins.js';
 import { SnapshotWriter } from './snapshot-writer.js';
 import { createStoreStats, type DurableState, type RecordOrigin, type StateRecord, type StateStore, type StoreStats, snapshotRecords } from './state-store.js';
 import { streamAppendedBinaryType } from './stream-appended-codec.js';
@@ -99,17 +100,19 @@ export class DurableStateStore implements StateStore {
   private recoveryPhase: 'streams' | 'log' | 'done' = 'streams';
   /** Every stream's segment files (streams/stream-log.ts). */
   readonly streams: StreamLog;
-  private recovered: StateRecord[] = [];
-  /** Records of the group being read back, applied only when its end arrives. */
-  private recoveredGroup: StateRecord[] = [];
   /**
-   * Where each record of `recovered` / `recoveredGroup` was read (same index), and of the batch
-   * last handed to the broker (`handedOrigins`), so that a record the broker cannot apply is
-   * reported with its file and offset (`recoveredOrigin`).
+   * Records read back and not yet handed over: the first `releasedCount` are whole groups; those
+   * after them, the group being read, are handed over only when its end arrives.
    */
-  private recoveredOrigins: RecordOrigin[] = [];
-  private recoveredGroupOrigins: RecordOrigin[] = [];
-  private handedOrigins: RecordOrigin[] = [];
+  private recovered: StateRecord[] = [];
+  private releasedCount = 0;
+  /**
+   * Where each record of `recovered` was read (same index), and of the batch last handed to the
+   * broker (`handedOrigins`), so that a record the broker cannot apply is reported with its file
+   * and offset (`recoveredOrigin`).
+   */
+  private recoveredOrigins = new RecordOrigins();
+  private handedOrigins = new RecordOrigins();
   /** Ends of groups not yet durable, oldest first, and the last durable one. */
   private readonly groupEnds: number[] = [];
   private durableGroupEndLsn = 0;
@@ -137,13 +140,7 @@ export class DurableStateStore implements StateStore {
   private startLogRecovery(): void {
     if (this.recoveryPhase !== 'streams' || !this.streams.scanned) return;
     this.recoveryPhase = 'log';
-    this.recovery = new LogRecovery(
-      this.nextRequestId,
-      (record, fromSnapshot, file, offset) => this.decode(record.type, record.body, { file, offset, lsn: record.lsn, snapshot: fromSnapshot }),
-      undefined,
-      undefined,
-      groupEndFlag,
-    );
+    this.recovery = new LogRecovery(this.nextRequestId, (frame, fromSnapshot, file, offset) => this.decode(frame, fromSnapshot, file, offset), undefined, undefined, groupEndFlag);
   }
 
   get failure(): string | null {
@@ -165,26 +162,28 @@ export class DurableStateStore implements StateStore {
     this.recoveryPhase = 'done';
     this.durableGroupEndLsn = outcome.nextLsn - 1;
     // An incomplete last group was cut off the log by recovery; its records are dropped here.
-    this.recoveredGroup = [];
-    this.recoveredGroupOrigins = [];
+    this.recovered.length = this.releasedCount;
+    this.recoveredOrigins.splitOff(this.releasedCount);
     return this.takeRecovered();
   }
 
   takeRecovered(): readonly StateRecord[] {
     const records = this.recovered;
-    this.recovered = [];
+    // The group being read, if any, stays (usually there is none: a segment ends with a group).
+    this.recovered = records.splice(this.releasedCount);
     this.handedOrigins = this.recoveredOrigins;
-    this.recoveredOrigins = [];
+    this.recoveredOrigins = this.handedOrigins.splitOff(this.releasedCount);
+    this.releasedCount = 0;
     return records;
   }
 
   recoveredOrigin(index: number): RecordOrigin | null {
-    return this.handedOrigins[index] ?? null;
+    return this.handedOrigins.at(index);
   }
 
   append(record: StateRecord): number {
     assert(this.writer !== null, 'append before recovery finished');
-    const { type, body } = encodeStateRecord(record);
+    const { type, body } = encodeLogRecord(record);
     this.logBytesWritten += body.length;
     this.stats.recordsAppended += 1;
     this.stats.bytesAppended += body.length;
@@ -267,7 +266,7 @@ export class DurableStateStore implements StateStore {
     if (coveredLsn === this.snapshotLsn) return;
     // A snapshot covers whole groups only (recovery treats its LSN as a group boundary).
     if (writer.hasOpenGroup) return;
-    const records = snapshotRecords(state, this.streams).map(encodeStateRecord);
+    const records = snapshotRecords(state, this.streams).map(encodeLogRecord);
     const segments = writer.segments;
     const obsolete = this.pendingObsolete.splice(0);
     // A segment is covered when the next one starts at or before coveredLsn + 1.
@@ -280,31 +279,21 @@ export class DurableStateStore implements StateStore {
     this.logBytesAtSnapshot = this.logBytesWritten;
   }
 
-  private decode(type: number, body: Uint8Array, origin: RecordOrigin): void {
+  private decode(frame: Readonly<RecoveredFrame>, fromSnapshot: boolean, file: string, offset: number): void {
     if (this.failureMessage !== null) return;
     try {
-      if (origin.snapshot) {
-        const record = decodeStateRecord(type, body);
-        this.streams.observeRecovered(record);
-        this.recovered.push(record);
-        this.recoveredOrigins.push(origin);
-        return;
-      }
-      this.recoveredGroup.push(decodeStateRecord(type & ~groupEndFlag, body));
-      this.recoveredGroupOrigins.push(origin);
-      if ((type & groupEndFlag) === 0) return;
-      for (let index = 0; index < this.recoveredGroup.length; index++) {
-        this.streams.observeRecovered(this.recoveredGroup[index]!);
-        this.recovered.push(this.recoveredGroup[index]!);
-        this.recoveredOrigins.push(this.recoveredGroupOrigins[index]!);
-      }
-      this.recoveredGroup = [];
-      this.recoveredGroupOrigins = [];
+      const record = decodeStateRecordAt(fromSnapshot ? frame.type : frame.type & ~groupEndFlag, frame.bytes, frame.bodyStart, frame.bodyEnd);
+      this.recovered.push(record);
+      this.recoveredOrigins.push(file, offset, frame.lsn, fromSnapshot);
+      // A snapshot's records are whole; a log's count once their group's last record is read.
+      if (!fromSnapshot && (frame.type & groupEndFlag) === 0) return;
+      for (let index = this.releasedCount; index < this.recovered.length; index++) this.streams.observeRecovered(this.recovered[index]!);
+      this.releasedCount = this.recovered.length;
     } catch (error) {
       // The checksum matched, so this is a record this version cannot read, not disk damage; it
       // is reported like damage all the same (file and offset), so that repair can cut it away.
-      const where = `corrupt ${origin.snapshot ? 'snapshot' : 'log'}: ${origin.file} at offset ${origin.offset}`;
-      this.failureMessage = `${where}: record ${origin.lsn} cannot be decoded: ${(error as Error).message}`;
+      const where = `corrupt ${fromSnapshot ? 'snapshot' : 'log'}: ${file} at offset ${offset}`;
+      this.failureMessage = `${where}: record ${frame.lsn} cannot be decoded: ${(error as Error).message}`;
     }
   }
 }

@@ -12,9 +12,14 @@
  * Decoding copies every binary field out of the read buffer, so a recovered message does not pin
  * the multi-megabyte buffer its segment was read into.
  *
- * One kind has a binary body of its own instead: `stream-appended`, written for every message a
- * stream appends, as record type `streamAppendedBinaryType` (stream-appended-codec.ts). Its JSON
- * form, type 24, is what earlier versions wrote, and is still decoded.
+ * The kinds that fill a log have binary bodies of their own instead, each under a record type of
+ * its own: `stream-appended`, written for every message a stream appends, as record type
+ * `streamAppendedBinaryType` (stream-appended-codec.ts), and the sessions, subscriptions, stored
+ * messages and deliveries as `binaryRecordTypes` (state-record-binary.ts), in the log and
+ * snapshots (`encodeLogRecord`). Their JSON forms, under the types of `recordTypes`, are what
+ * earlier versions wrote, and are still decoded; a record whose values the binary form cannot hold
+ * exactly is still written in its JSON form, and so is every record sent to another node
+ * (`encodeStateRecord`), which may run an earlier version.
  *
  * Fields are added to a kind as optional JSON keys, so that older records still decode: the
  * owner's `username` of session-created / session-resumed / will-set is such a field (absent
@@ -24,6 +29,7 @@ import { assert } from '../assert.js';
 import { allocateBytes } from '../codec/byte-pool.js';
 import { ownCopy } from '../codec/own-copy.js';
 import { utf8Length, writeUtf8 } from '../codec/utf8.js';
+import { binaryRecordKind, binaryRecordTypes, decodeBinaryRecord, decodeBinaryRecordAt, encodeBinaryRecord } from './state-record-binary.js';
 import type { StateRecord, StateRecordKind } from './state-store.js';
 import { decodeStreamAppended, encodeStreamAppended, streamAppendedBinaryType } from './stream-appended-codec.js';
 
@@ -68,6 +74,10 @@ for (const [kind, type] of Object.entries(recordTypes) as [StateRecordKind, numb
 }
 assert(kindsByType[streamAppendedBinaryType] === undefined, 'the binary stream-appended type is a type of its own');
 kindsByType[streamAppendedBinaryType] = 'stream-appended';
+for (const [kind, type] of Object.entries(binaryRecordTypes) as [StateRecordKind, number][]) {
+  assert(kindsByType[type] === undefined, `binary record type ${type} is a type of its own`);
+  kindsByType[type] = kind;
+}
 
 const textDecoder = new TextDecoder('utf-8', { fatal: true });
 
@@ -102,6 +112,23 @@ function liftBinaries(value: unknown, binaries: Uint8Array[]): unknown {
   return copy ?? value;
 }
 
+/**
+ * A record as this node's log and snapshots hold it: the binary body where its kind has one and
+ * its values fit (state-record-binary.ts), else the JSON body.
+ */
+export function encodeLogRecord(record: StateRecord): { type: number; body: Uint8Array } {
+  const binary = encodeBinaryRecord(record);
+  if (binary !== null) return { type: binaryRecordTypes[record.kind]!, body: binary };
+  return encodeStateRecord(record);
+}
+
+/**
+ * A record in the forms every version since the binary `stream-appended` reads: that kind binary,
+ * every other JSON. What leaves this node for another (the cluster's session hand-over,
+ * src/cluster/session-handover.ts) is encoded so, so that a node of an earlier version still
+ * reads it during a rolling upgrade; only the node's own files, which are never read by an older
+ * build (downgrade is not supported), take the newer binary forms (`encodeLogRecord`).
+ */
 export function encodeStateRecord(record: StateRecord): { type: number; body: Uint8Array } {
   if (record.kind === 'stream-appended') return { type: streamAppendedBinaryType, body: encodeStreamAppended(record) };
   return { type: recordTypes[record.kind], body: encodeJsonRecord(record) };
@@ -109,8 +136,8 @@ export function encodeStateRecord(record: StateRecord): { type: number; body: Ui
 
 /**
  * The generic body of a record: its JSON with the binaries lifted out (see the module comment).
- * Every kind but `stream-appended` is written so; that one only by versions before its binary
- * form (exported for the tests that make such records).
+ * The kinds without a binary form are written so, and a record the binary form cannot hold; the
+ * others only by versions before their binary form (exported for the tests that make such records).
  */
 export function encodeJsonRecord(record: StateRecord): Uint8Array {
   const binaries: Uint8Array[] = [];
@@ -152,6 +179,7 @@ export function decodeStateRecord(type: number, body: Uint8Array): StateRecord {
   const kind = kindsByType[type];
   if (kind === undefined) throw new Error(`unknown record type ${type}`);
   if (type === streamAppendedBinaryType) return decodeStreamAppended(body);
+  if (binaryRecordKind(type) !== undefined) return decodeBinaryRecord(type, body);
   const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
   if (body.length < 4) throw new Error('record body too short');
   const jsonLength = view.getUint32(0, true);
@@ -172,6 +200,15 @@ export function decodeStateRecord(type: number, body: Uint8Array): StateRecord {
   if (record.kind !== kind) throw new Error(`record of type ${type} says it is "${String(record.kind)}"`);
   if (!hasValidUsername(record)) throw new Error(`record ${kind} has a user name that is neither a string nor null`);
   return record;
+}
+
+/**
+ * `decodeStateRecord` of the body `bytes[start, end)`: a binary record is read in place, without
+ * a view of its body (recovery reads every record of a log so).
+ */
+export function decodeStateRecordAt(type: number, bytes: Uint8Array, start: number, end: number): StateRecord {
+  if (binaryRecordKind(type) !== undefined) return decodeBinaryRecordAt(type, bytes, start, end);
+  return decodeStateRecord(type, bytes.subarray(start, end));
 }
 
 /**

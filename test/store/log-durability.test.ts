@@ -13,7 +13,7 @@ import seedrandom from 'seedrandom';
 import { describe, expect, it } from 'vitest';
 import { SimulatedDisk } from '../../sim/simulated-disk.js';
 import type { StorageRequest } from '../../src/contract.js';
-import { LogRecovery, type RecoveryOutcome } from '../../src/store/log-recovery.js';
+import { LogRecovery, type RecoveredFrame, type RecoveryOutcome } from '../../src/store/log-recovery.js';
 import { groupEndFlag, isSeal, LogWriter, segmentFileName } from '../../src/store/log-writer.js';
 import { frameHeaderBytes } from '../../src/store/record-frame.js';
 import { SnapshotWriter } from '../../src/store/snapshot-writer.js';
@@ -41,7 +41,9 @@ function recover(disk: SimulatedDisk): { records: string[]; lsns: number[]; outc
   // Records count only in whole groups; recovery cuts a trailing incomplete one off the log and
   // leaves dropping its records to the caller, as the state store does.
   let group: { lsn: number; body: Uint8Array }[] = [];
-  const onRecord = (record: { lsn: number; type: number; body: Uint8Array }, fromSnapshot: boolean): void => {
+  const onRecord = (frame: Readonly<RecoveredFrame>, fromSnapshot: boolean): void => {
+    // The frame and its bytes are recovery's, reused for the next record: keep a copy.
+    const record = { lsn: frame.lsn, type: frame.type, body: frame.bytes.slice(frame.bodyStart, frame.bodyEnd) };
     group.push(record);
     if (!fromSnapshot && (record.type & groupEndFlag) === 0) return;
     for (const member of group) {

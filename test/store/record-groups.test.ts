@@ -11,7 +11,7 @@ import { SimulatedDisk } from '../../sim/simulated-disk.js';
 import { DurableStateStore } from '../../src/store/durable-store.js';
 import type { StateRecord } from '../../src/store/state-store.js';
 
-const options = { syncPolicy: 'always' as const, syncIntervalMs: 10, segmentBytesMax: 1 << 20, snapshotLogBytes: 1 << 30, writeBytesMax: 64 };
+const options = { syncPolicy: 'always' as const, syncIntervalMs: 10, segmentBytesMax: 1 << 20, snapshotLogBytes: 1 << 30, writeBytesMax: 32 };
 
 function open(disk: SimulatedDisk): { store: DurableStateStore; records: readonly StateRecord[] } {
   const store = new DurableStateStore(options);
@@ -42,7 +42,7 @@ describe('record groups', () => {
     store.flush(0);
     pump(disk, store, Infinity);
     expect(store.durableLsn).toBeGreaterThanOrEqual(alone);
-    // One input appends three records; 64-byte writes split them into separate write+sync pairs.
+    // One input appends three records (27 bytes framed each); 32-byte writes split them into separate write+sync pairs.
     const [first] = ['first', 'second', 'third'].map((clientId) => store.append(created(clientId)));
     store.flush(0);
     pump(disk, store, 2);
