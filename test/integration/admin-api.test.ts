@@ -224,19 +224,20 @@ describe('reads of the tables', () => {
       // Each burst goes at once, so that it lands within the limit's second even on a loaded
       // machine (one request after the other, 80 of them took longer than a second there); a
       // burst is tried again, at most three times, if the machine still spread it past the second.
-      const burst = async (path: string): Promise<{ status: number; body: Json; headers: Headers }[]> => {
-        let answers: { status: number; body: Json; headers: Headers }[] = [];
-        for (let attempt = 0; attempt < 3 && !answers.some((answer) => answer.status === 503); attempt++) {
-          answers = await Promise.all(Array.from({ length: 80 }, () => call(path, {}, limited)));
+      const bursts = async (path: string): Promise<{ status: number; body: Json; headers: Headers }[][]> => {
+        const all: { status: number; body: Json; headers: Headers }[][] = [];
+        while (all.length < 3 && !all.flat().some((answer) => answer.status === 503)) {
+          all.push(await Promise.all(Array.from({ length: 80 }, () => call(path, {}, limited))));
         }
-        return answers;
+        return all;
       };
-      const statuses = (await burst('/api/v1/clients')).map((answer) => answer.status);
-      expect(statuses.filter((status) => status === 200).length).toBeGreaterThanOrEqual(1);
-      expect(statuses.filter((status) => status === 503).length).toBeGreaterThan(0);
-      expect(statuses.filter((status) => status !== 200 && status !== 503)).toEqual([]);
+      const api = (await bursts('/api/v1/clients')).map((burst) => burst.map((answer) => answer.status));
+      // The first 50 of a fresh server's budget are served, wherever the burst's second falls.
+      expect(api[0]!.filter((status) => status === 200).length).toBeGreaterThanOrEqual(50);
+      expect(api.flat().filter((status) => status === 503).length).toBeGreaterThan(0);
+      expect(api.flat().filter((status) => status !== 200 && status !== 503)).toEqual([]);
       // /metrics draws on the same budget: some scrape in a quick burst is refused too.
-      const busy = (await burst('/metrics')).find((answer) => answer.status !== 200)!;
+      const busy = (await bursts('/metrics')).flat().find((answer) => answer.status !== 200)!;
       expect([busy.status, busy.body.error.code, busy.headers.get('retry-after')]).toEqual([503, 'busy', '1']);
       // Health stays open to supervisors whatever the readers do.
       expect((await call('/readyz', {}, limited)).status).toBe(200);
