@@ -292,9 +292,8 @@ const clusterRegressionSeeds: readonly { seed: number; nodes: number; found: str
     lostDisk: true,
     nodes: 2,
     handoverMovers: true,
-    open: 'qos2-duplicate',
     found:
-      "qos2-duplicate (vopr --nodes 2 --handover-movers from 6,600,000 on the merged build of this session, 1 of 2,000; fails alike without lost disks or large payloads): m201's will 201|2 reached c201 twice. Not traced; it looks like the class of 4002210 (a mover's will delivered again after its session split under faults)",
+      "qos2-duplicate (vopr --nodes 2 --handover-movers from 6,600,000 on the merged build of this session, 1 of 2,000; fails alike without lost disks or large payloads): m201's will 201|2 reached c201 twice. The will fired once (n1, at its restart at 6,508 ms, for the connection its crash ended), routed into the copy of m201's session n1 still held for n0's claim (marker 19, not read yet) and, through the stream, into the fresh session n0 gave m201 when that hand-over timed out (9,686 ms). m201 moved to n1 again; n1's claim asking n0 for the session won (revision 17) while n1 was cut from NATS, its answer lost. n0 kept its session for that hand-over, but n1, back on NATS, claimed again over its own win, took the stale copy it held for the session, asked no one (revision 20) and resumed the copy with session present 1, while n0 ended the real session at that claim: the will, delivered from n0's session, came again from n1's copy. Fixed: an attempt whose answer was lost is the claim's win when the watch shows its generation (session-registry.ts)",
   },
   {
     seed: 6701296,
