@@ -68,6 +68,7 @@ export const clusterPlantedBugDescriptions = {
   'retained-conflict-dropped': 'takes a retained put that met a newer revision as replaced by it and acknowledges its publisher, though its message came after the newer one',
   'retained-plain-put': 'issues the retained puts that waited through a cut from NATS unconditionally when the link returns, not as a compare-and-set at their base revision',
   'handover-drops-queued': 'leaves the queued messages out of a session it hands over to another node (run with --handover-movers)',
+  'claim-answer-forgotten': 'takes each won claim that asked for a hand-over for timed out and does not know it in the watch, so it claims again over its own win (run with --handover-movers)',
   'backlog-never-paces': "never pauses its hand-off consumer when hand-offs overrun the streams' backlog bound (run with --cluster-streams)",
   'backlog-stays-paused': "never resumes its hand-off consumer once paused for the streams' backlog (run with --cluster-streams)",
   'lost-disk-drops-handoffs': 'started again on an empty data directory (its disk lost), acknowledges every hand-off from the stream without routing it',
