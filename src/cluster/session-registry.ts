@@ -270,7 +270,10 @@ export class SessionRegistry {
     const ownerFrom = known?.markerPassed === true ? null : (known?.handoverFrom ?? null);
     claim.prior = claim.handoverFrom !== null && ownerFrom !== null && ownerFrom !== this.nodeId && ownerFrom !== claim.handoverFrom ? ownerFrom : null;
     // This node's own earlier claim asked for a hand-over that may not have come yet (this node
-    // restarted since, say): the CONNECT waits for that one too, without a new marker.
+    // restarted since, say): the CONNECT waits for that one too, without a new marker. A session
+    // here is taken for the one that hand-over brought. Not so for a copy this node still owed to
+    // an older claim elsewhere when it won its own: after a restart before its marker, that copy
+    // is resumed as the session (README, "What is not guaranteed"; a lost answer: wonUnanswered).
     claim.awaitsEarlier = false;
     if (!claim.packet.cleanStart && owner === this.nodeId && known?.handoverFrom != null && !this.broker.state.sessions.has(claim.clientId)) {
       claim.handoverFrom = known.handoverFrom;
