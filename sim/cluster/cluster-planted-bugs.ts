@@ -53,6 +53,14 @@
  *   disk's business: the sessions its clients open after the loss miss what other nodes publish.
  *   The lost disk excuses only the sessions that lived on it, so the checker catches it
  *   (`acknowledged-lost`, or `shared-lost` for a group member at home there).
+ * - `claim-answer-forgotten`: every won claim that asked another node for the session is answered
+ *   as timed out (as if the answer were lost with the link), and the node does not know the claim
+ *   when its watch shows it (the generation rewritten), as the registry was before seed 6600379:
+ *   it claims again over its own win with what it sees then. Holding a copy of the session (one it
+ *   has not handed over yet), it takes that copy for the session and asks no one, and the other
+ *   node ends the client's real session; a message routed into both, a will among them, reaches
+ *   the client twice (`qos2-duplicate`); holding none, it waits for a marker never sent and gives
+ *   the client a fresh session while the real one stays elsewhere.
  * - `backlog-stays-paused`: drops the node's requests to resume its hand-off consumer, so a node
  *   once paused for its streams' backlog takes no hand-off again until its link drops: messages
  *   from other nodes wait (`acknowledged-lost` or `not-idle`, with `--cluster-streams`).
@@ -327,6 +335,41 @@ class HandoverServesOlderMarker extends WrappedClusterBroker {
   }
 }
 
+class ClaimAnswerForgotten extends WrappedClusterBroker {
+  /** Claims out that asked for a hand-over: request id → the key, the revision they expected and the generation they wrote. */
+  private readonly handoverClaims = new Map<number, { key: string; expectedRevision: number; generation: string }>();
+  /** Generations of won claims answered as timed out, which the node must not know again. */
+  private readonly forgotten = new Set<string>();
+  /** The keys and revisions those claims won at (`<key>@<revision>`): a claim over one is answered (the node tries once more). */
+  private readonly forgottenRevisions = new Set<string>();
+
+  override clusterCompleted(nowMs: number, result: ClusterResult): void {
+    const claim = this.handoverClaims.get(result.requestId);
+    this.handoverClaims.delete(result.requestId);
+    if (claim === undefined || !result.ok || this.forgottenRevisions.has(`${claim.key}@${claim.expectedRevision}`)) return super.clusterCompleted(nowMs, result);
+    this.forgotten.add(claim.generation);
+    this.forgottenRevisions.add(`${claim.key}@${result.sequence}`);
+    super.clusterCompleted(nowMs, { requestId: result.requestId, ok: false, code: 'timeout', message: 'planted: the answer is forgotten' });
+  }
+
+  override clusterKeyChanged(nowMs: number, change: ClusterKeyChange): void {
+    const owner = change.bucket === sessionsBucket && change.value !== null ? decodeOwner(change.value) : null;
+    if (owner === null || !this.forgotten.has(owner.generation)) return super.clusterKeyChanged(nowMs, change);
+    super.clusterKeyChanged(nowMs, { ...change, value: encodeOwner({ ...owner, generation: `${owner.generation}.forgotten` }) });
+  }
+
+  override drainActions(): Action[] {
+    const actions = super.drainActions();
+    for (const action of actions) {
+      const request = action.kind === 'cluster' ? action.request : null;
+      if (request?.op !== 'kv-set' || request.bucket !== sessionsBucket || request.value === null) continue;
+      const owner = decodeOwner(request.value);
+      if (owner?.handoverFrom !== undefined) this.handoverClaims.set(request.requestId, { key: request.key, expectedRevision: request.expectedRevision ?? 0, generation: owner.generation });
+    }
+    return actions;
+  }
+}
+
 /** How many times each node of a world was started, by its config (one object per node and world). */
 const startsOfNode = new WeakMap<object, number>();
 
@@ -377,6 +420,7 @@ export const clusterPlantedBugs: Record<ClusterPlantedBugName, ClusterBrokerFact
   'handover-drops-queued': (options: BrokerOptions) => new HandoverDropsQueued(new Broker(options)),
   'handover-truncates': (options: BrokerOptions) => new HandoverTruncates(new Broker(options)),
   'handover-serves-older-marker': (options: BrokerOptions) => new HandoverServesOlderMarker(new Broker(options), options.config.cluster!.nodeId),
+  'claim-answer-forgotten': (options: BrokerOptions) => new ClaimAnswerForgotten(new Broker(options)),
   'backlog-never-paces': (options: BrokerOptions) => new DropsPace(new Broker(options), true),
   'backlog-stays-paused': (options: BrokerOptions) => new DropsPace(new Broker(options), false),
   'lost-disk-drops-handoffs': (options: BrokerOptions) => {

@@ -12,7 +12,12 @@
  * bucket. Then the CONNECT goes on as on one node (a connection of the same id on this node is
  * taken over locally). A claim that fails on `wrong-revision` is tried again at the revision the
  * watch shows next (a node never reads a key otherwise: the watch is its read), so the last
- * CONNECT of a client id to reach the bucket wins.
+ * CONNECT of a client id to reach the bucket wins. An attempt whose answer says nothing of its
+ * outcome (the link dropped while it was out, or it failed with `unavailable` or `timeout`) may
+ * have won all the same: the watch showing its generation is the claim's win, with the hand-over
+ * that attempt asked for (the other nodes acted on that value already: the old owner keeps its
+ * session for that hand-over). Taking it for lost and claiming again over it would ask again with
+ * what the node sees then, which may be its own claim and a stale copy of the session (seed 6600379).
  *
  * Every node watches the bucket. A node that sees a client id owned by another node closes its
  * own connection of that id (MQTT 5: DISCONNECT 0x8E Session taken over; 3.1.1: a close), as an
@@ -153,7 +158,28 @@ interface Claim {
    * reached the stream before this one's marker. Null for none.
    */
   prior: string | null;
+  /** The generation its last attempt wrote, '' before the first. */
+  generation: string;
+  /**
+   * Attempts whose answer never came or said nothing of the outcome (the link dropped while they
+   * were out, or they failed with `unavailable` or `timeout`): any of them may have won in the
+   * bucket. The watch showing one's generation is this claim's win (`wonUnanswered`), with the
+   * hand-over that attempt asked for. At most `unansweredMax`, the oldest forgotten first.
+   */
+  readonly unanswered: Attempt[];
 }
+
+/** What a claim's attempt wrote: its generation, and the hand-over it asked for. */
+interface Attempt {
+  readonly generation: string;
+  readonly handoverFrom: string | null;
+  readonly awaitsEarlier: boolean;
+  readonly markerRevision: number | null;
+  readonly prior: string | null;
+}
+
+/** Unanswered attempts a claim remembers at most: one per link drop or failed attempt within claimWaitMs. */
+const unansweredMax = 16;
 
 /** What this node last saw of a key: its revision (order), whether it exists, and its owner. */
 interface KnownKey {
@@ -254,6 +280,8 @@ export class SessionRegistry {
       awaitsEarlier: false,
       markerRevision: null,
       prior: null,
+      generation: '',
+      unanswered: [],
     };
     this.claims.set(connection.id, claim);
     connection.claimPending = true;
@@ -278,7 +306,10 @@ export class SessionRegistry {
     const ownerFrom = known?.markerPassed === true ? null : (known?.handoverFrom ?? null);
     claim.prior = claim.handoverFrom !== null && ownerFrom !== null && ownerFrom !== this.nodeId && ownerFrom !== claim.handoverFrom ? ownerFrom : null;
     // This node's own earlier claim asked for a hand-over that may not have come yet (this node
-    // restarted since, say): the CONNECT waits for that one too, without a new marker.
+    // restarted since, say): the CONNECT waits for that one too, without a new marker. A session
+    // here is taken for the one that hand-over brought. Not so for a copy this node still owed to
+    // an older claim elsewhere when it won its own: after a restart before its marker, that copy
+    // is resumed as the session (README, "What is not guaranteed"; a lost answer: wonUnanswered).
     claim.awaitsEarlier = false;
     claim.markerRevision = null;
     if (!claim.packet.cleanStart && owner === this.nodeId && known?.handoverFrom != null && !this.broker.state.sessions.has(claim.clientId)) {
@@ -291,6 +322,7 @@ export class SessionRegistry {
     claim.requestId = this.newRequestId();
     this.requests.set(claim.requestId, claim);
     const generation = `${this.epoch()}.${this.nextGeneration++}`;
+    claim.generation = generation;
     const value = encodeOwner(ownerOfClaim(this.nodeId, generation, claim));
     this.broker.pushCluster({ op: 'kv-set', requestId: claim.requestId, bucket: sessionsBucket, key: sessionKey(claim.clientId), value, expectedRevision });
   }
@@ -299,7 +331,11 @@ export class SessionRegistry {
   linkChanged(up: boolean): void {
     this.connected = up;
     this.current = false;
-    for (const claim of this.claims.values()) claim.requestId = 0;
+    // An attempt out when the link changed may have reached the bucket: its answer is lost.
+    for (const claim of this.claims.values()) {
+      if (claim.requestId !== 0) this.unanswered(claim);
+      claim.requestId = 0;
+    }
     if (!up) return;
     // The watch replays every key: what it does not replay is gone (a NATS that lost its store
     // starts its revisions again from 1, which the old ones would hide). Markers wait meanwhile
@@ -348,6 +384,8 @@ export class SessionRegistry {
       return true;
     }
     this.counters.claimRetries += 1;
+    // Only a wrong revision says the attempt did not win; after any other failure it may have.
+    if (result.code !== 'wrong-revision') this.unanswered(claim);
     const known = this.known.get(claim.clientId);
     const knownRevision = known === undefined || !known.present ? 0 : known.revision;
     // Someone else wrote the key: try again at the revision the watch shows, now if it already did.
@@ -357,6 +395,41 @@ export class SessionRegistry {
     }
     this.broker.deadlines.push(nowMs + claimRetryMs, 'cluster-claim', claim.connection.id, '');
     return true;
+  }
+
+  /** The claim's last attempt may have won without this node learning it: remember what it wrote. */
+  private unanswered(claim: Claim): void {
+    assert(claim.generation !== '', 'only an attempt that went out is unanswered');
+    if (claim.unanswered.length === unansweredMax) claim.unanswered.shift();
+    claim.unanswered.push({ generation: claim.generation, handoverFrom: claim.handoverFrom, awaitsEarlier: claim.awaitsEarlier, markerRevision: claim.markerRevision, prior: claim.prior });
+  }
+
+  /**
+   * The watch shows `owner` at `revision`: if it is an unanswered attempt of a claim still
+   * waiting here, that claim won there, with the hand-over that attempt asked for. Taken for a
+   * claim lost instead, the claim went out again over its own win with what the node saw then
+   * (seed 6600379: n1's claim asking n0 for the session won while n1 was cut from NATS; its next
+   * attempt, holding a stale copy n1 had not yet handed over, took that copy for the session,
+   * asked no one and resumed it with session present 1, while n0 ended the client's real session
+   * at the claim without a hand-over; a will routed into both reached the client twice).
+   */
+  private wonUnanswered(clientId: string, owner: SessionOwner, revision: number, nowMs: number): void {
+    for (const claim of this.claims.values()) {
+      if (claim.clientId !== clientId) continue;
+      const attempt = claim.unanswered.find((candidate) => candidate.generation === owner.generation);
+      if (attempt === undefined) continue;
+      assert(owner.node === this.nodeId, 'a generation of this node is claimed by this node');
+      assert((owner.handoverFrom ?? null) === attempt.handoverFrom, 'the key holds what the attempt wrote');
+      assert((owner.markerRevision ?? null) === attempt.markerRevision, 'the key names the marker the attempt wrote');
+      // Whatever attempt is out now is stale: its answer is ignored (completed), the claim finished.
+      claim.requestId = 0;
+      claim.handoverFrom = attempt.handoverFrom;
+      claim.awaitsEarlier = attempt.awaitsEarlier;
+      claim.markerRevision = attempt.markerRevision;
+      claim.prior = attempt.prior;
+      this.won(claim, revision, nowMs);
+      return;
+    }
   }
 
   private won(claim: Claim, revision: number, nowMs: number): void {
@@ -467,6 +540,7 @@ export class SessionRegistry {
     const owner = change.value === null ? null : decodeOwner(change.value);
     const markerRevision = owner?.markerRevision ?? change.revision;
     this.known.set(clientId, { revision: change.revision, present: change.value !== null, node: owner?.node ?? null, handoverFrom: owner?.handoverFrom ?? null, markerRevision, markerPassed: false });
+    if (owner !== null && owner.node === this.nodeId) this.wonUnanswered(clientId, owner, change.revision, nowMs);
     // Claims that failed on the revision this change replaces go again at this one.
     for (const claim of this.claims.values()) {
       if (claim.clientId === clientId && claim.requestId === 0 && claim.triedRevision !== null) this.issue(claim);

@@ -3,7 +3,8 @@
  * playing NATS by hand: a CONNECT is answered only once its compare-and-set of the `keel-sessions`
  * key succeeded, and what the client sent behind it is handled after; a claim beaten by another
  * node goes again at the revision the watch shows, and one lost with the link goes again when it
- * returns; a claim answered after the watch showed a newer one by another node is given up at
+ * returns, unless the watch shows the lost attempt's generation: then it won, with the hand-over it
+ * asked for (seed 6600379; likewise an attempt that failed with a timeout); a claim answered after the watch showed a newer one by another node is given up at
  * once; without NATS a CONNECT is refused with 0x88 after claimWaitMs; when the bucket names another node, the local connection gets DISCONNECT
  * 0x8E (3.1.1: a close), its will is published once, and the session it held here is gone; a
  * change naming this node changes nothing; a claim over a key whose owner asked another node for
@@ -145,6 +146,67 @@ describe('cluster-wide client ids', () => {
     expect(again!.requestId).not.toBe(lost!.requestId);
     answer(harness, again!, 1);
     expect(client.take()).toMatchObject([{ type: PacketType.Connack, reasonCode: 0 }]);
+  });
+
+  it("takes an attempt lost with the link for the claim's win when the watch shows its generation, with the hand-over it asked for (seed 6600379)", () => {
+    const harness = node();
+    // This node holds a copy of the session, offline, for b's claim, which asked it (its marker
+    // is not read yet): the client's session is on b now.
+    const first = connectClaimed(harness, 'mover', 5, { cleanStart: false, expiry: 3600 });
+    first.subscribe(['x/#']);
+    first.drop();
+    harness.collect();
+    harness.broker.clusterKeyChanged(harness.nowMs, { bucket: sessionsBucket, key: sessionKey('mover'), value: encodeOwner({ node: 'b', generation: '7.1', handoverFrom: 'a' }), revision: 6 });
+    harness.collect();
+    expect(harness.broker.state.sessions.has('mover')).toBe(true);
+    // The client comes back here: the claim asks b, and its answer is lost with the link.
+    const client = harness.open(5);
+    sendConnect(client, 'mover', { cleanStart: false, expiry: 3600 });
+    const [lost] = claims(harness);
+    expect(decodeOwner(lost!.value!)).toMatchObject({ node: 'a', handoverFrom: 'b' });
+    harness.broker.clusterStatus(harness.nowMs, 'disconnected');
+    harness.collect();
+    harness.broker.clusterStatus(harness.nowMs, 'connected');
+    harness.collect();
+    const [again] = claims(harness).filter((request) => request.key === sessionKey('mover'));
+    expect(again).toMatchObject({ expectedRevision: 0 });
+    // The watch replays the key: the lost attempt won at revision 7. That is this claim's win,
+    // asking b: a marker goes out and the CONNECT waits for the session, no claim goes out over it.
+    harness.broker.clusterKeyChanged(harness.nowMs, { bucket: sessionsBucket, key: sessionKey('mover'), value: lost!.value, revision: 7 });
+    harness.collect();
+    const taken = harness.takeClusterRequests();
+    const markers = taken.filter((request): request is PublishDurable => request.op === 'publish-durable' && request.subject === handoverMarkerSubject);
+    expect(markers).toHaveLength(1);
+    expect(markers[0]!.headers).toMatchObject({ 'Keel-Handover-From': 'b', 'Keel-Handover-Revision': '7' });
+    expect(taken.filter((request) => request.op === 'kv-set' && request.bucket === sessionsBucket)).toEqual([]);
+    // The attempt out meanwhile is refused, as its revision is old: that changes nothing.
+    harness.broker.clusterCompleted(harness.nowMs, { requestId: again!.requestId, ok: false, code: 'wrong-revision', message: 'at 7' });
+    harness.collect();
+    expect(claims(harness)).toEqual([]);
+    expect(client.take()).toEqual([]);
+    expect(client.readingPaused).toBe(true);
+  });
+
+  it('takes an attempt that failed with a timeout for won when the watch shows its generation', () => {
+    const harness = node();
+    const client = harness.open(5);
+    sendConnect(client, 'c1');
+    const [timedOut] = claims(harness);
+    harness.broker.clusterCompleted(harness.nowMs, { requestId: timedOut!.requestId, ok: false, code: 'timeout', message: 'no answer' });
+    harness.collect();
+    expect(client.take()).toEqual([]);
+    harness.broker.clusterKeyChanged(harness.nowMs, { bucket: sessionsBucket, key: sessionKey('c1'), value: timedOut!.value, revision: 1 });
+    harness.collect();
+    expect(client.take()).toMatchObject([{ type: PacketType.Connack, reasonCode: 0 }]);
+    // A key of another generation of this node's is no attempt of this claim: a later CONNECT claims it anew.
+    const other = harness.open(5);
+    sendConnect(other, 'c2');
+    const [claim] = claims(harness);
+    harness.broker.clusterKeyChanged(harness.nowMs, { bucket: sessionsBucket, key: sessionKey('c2'), value: encodeOwner({ node: 'a', generation: '99.99' }), revision: 2 });
+    harness.collect();
+    expect(other.take()).toEqual([]);
+    answer(harness, claim!, 3);
+    expect(other.take()).toMatchObject([{ type: PacketType.Connack, reasonCode: 0 }]);
   });
 
   it('forgets what it saw of the bucket when the link returns (a NATS that lost its store counts revisions from 1 again)', () => {
