@@ -53,12 +53,20 @@ export interface ClusterConfig {
    * `max_payload` (1 MiB unless configured). Absent: clusterMessageBytesMaxDefault.
    */
   readonly messageBytesMax?: number;
+  /**
+   * How long a node waits for a moving client's session from the node that held it (the CONNACK
+   * and the node's hand-off reader wait so long at most; then session present 0 and a fresh
+   * session). Absent: handoverWaitMsDefault.
+   */
+  readonly handoverWaitMs?: number;
 }
 
 export const clusterNodeIdPattern = /^[A-Za-z0-9_-]{1,32}$/;
 /** NATS's own default `max_payload`. */
 export const clusterMessageBytesMaxDefault = 1024 * 1024;
 const clusterMessageBytesRange = { min: 64 * 1024, max: 64 * 1024 * 1024 };
+export const handoverWaitMsDefault = 5_000;
+const handoverWaitRange = { min: 1_000, max: 600_000 };
 
 export interface BrokerConfig {
   /** Largest packet accepted from a client; bigger ones cost the connection 0x95. */
@@ -441,7 +449,7 @@ function checkCluster(value: unknown, problems: string[]): ClusterConfig | null 
   }
   const fields = value as Record<string, unknown>;
   const before = problems.length;
-  for (const key of Object.keys(fields)) if (key !== 'nats' && key !== 'nodeId' && key !== 'messageBytesMax') problems.push(`unknown cluster setting "${key}"`);
+  for (const key of Object.keys(fields)) if (key !== 'nats' && key !== 'nodeId' && key !== 'messageBytesMax' && key !== 'handoverWaitMs') problems.push(`unknown cluster setting "${key}"`);
   const nats = typeof fields.nats === 'string' ? [fields.nats] : fields.nats;
   if (!Array.isArray(nats) || nats.length === 0 || !nats.every(isNatsUrl)) {
     problems.push(`"cluster.nats" must be a NATS URL (nats://host:port) or a non-empty list of them, got ${JSON.stringify(fields.nats)}`);
@@ -454,8 +462,12 @@ function checkCluster(value: unknown, problems: string[]): ClusterConfig | null 
       `"cluster.messageBytesMax" must be an integer from ${clusterMessageBytesRange.min} to ${clusterMessageBytesRange.max} (at most the NATS servers' max_payload), got ${JSON.stringify(fields.messageBytesMax)}`,
     );
   }
+  const handoverWaitMs = fields.handoverWaitMs === undefined ? handoverWaitMsDefault : fields.handoverWaitMs;
+  if (typeof handoverWaitMs !== 'number' || !Number.isInteger(handoverWaitMs) || handoverWaitMs < handoverWaitRange.min || handoverWaitMs > handoverWaitRange.max) {
+    problems.push(`"cluster.handoverWaitMs" must be an integer from ${handoverWaitRange.min} to ${handoverWaitRange.max} (milliseconds), got ${JSON.stringify(fields.handoverWaitMs)}`);
+  }
   if (problems.length > before) return null;
-  return Object.freeze({ nats: Object.freeze([...(nats as string[])]), nodeId: nodeId as string, messageBytesMax: messageBytesMax as number });
+  return Object.freeze({ nats: Object.freeze([...(nats as string[])]), nodeId: nodeId as string, messageBytesMax: messageBytesMax as number, handoverWaitMs: handoverWaitMs as number });
 }
 
 function isNatsUrl(value: unknown): boolean {

@@ -117,7 +117,7 @@ import type { Broker } from '../broker/broker.js';
 import { transientMessage } from '../broker/message.js';
 import { ownCopy } from '../codec/own-copy.js';
 import type { Properties, Qos } from '../codec/packets.js';
-import { type ClusterConfig, clusterMessageBytesMaxDefault, clusterNodeIdPattern } from '../config.js';
+import { type ClusterConfig, clusterMessageBytesMaxDefault, clusterNodeIdPattern, handoverWaitMsDefault } from '../config.js';
 import type { ClusterKeyChange, ClusterMessage, ClusterRequest, ClusterResult } from '../contract.js';
 import type { ClusterDurableState, StoredMessage } from '../store/state-store.js';
 import { parseSharedFilter } from '../topics/validate.js';
@@ -315,6 +315,7 @@ export class ClusterNode {
         return node.connected;
       },
       messageBytesMax: this.messageBytesMax,
+      handoverWaitMs: config.handoverWaitMs ?? handoverWaitMsDefault,
       nextRequestId: () => this.nextRequestId++,
       counter: () => ({ epoch: this.epoch, ticket: this.nextTicket - 1 }),
       queueMarker: (headers) => this.queueMarker(headers),

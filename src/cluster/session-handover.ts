@@ -174,8 +174,6 @@ const headerFrom = 'Keel-Handover-From';
 const headerRevision = 'Keel-Handover-Revision';
 /** The node the asked one was waiting for the session from when the claim was made (a prior; absent: none). */
 const headerPrior = 'Keel-Handover-Prior';
-/** How long B waits for the state from its claim on: the CONNACK and B's stream reader wait so long at most. */
-export const handoverWaitMs = 5_000;
 /** Stream deliveries held behind a marker at most (NATS delivers no more unacknowledged: nats-link.ts). */
 export const heldDeliveriesMax = 4_096;
 
@@ -387,6 +385,8 @@ export interface HandoverHost {
   readonly connected: boolean;
   /** The largest NATS message this node sends (`cluster.messageBytesMax`): an answer goes in parts of it. */
   readonly messageBytesMax: number;
+  /** How long B waits for the state from its claim on (`cluster.handoverWaitMs`). */
+  readonly handoverWaitMs: number;
   nextRequestId(): number;
   /** This node's counter now: every hand-off it queued so far is at or below it. */
   counter(): LocalCounter;
@@ -625,7 +625,7 @@ export class SessionHandover {
     const headers: Record<string, string> = { [headerOrigin]: this.host.nodeId, [headerClient]: sessionKey(clientId), [headerFrom]: from, [headerRevision]: String(revision) };
     if (prior !== null) headers[headerPrior] = prior;
     const markerCounter = marker ? this.host.queueMarker(headers) : null;
-    const deadlineMs = nowMs + handoverWaitMs;
+    const deadlineMs = nowMs + this.host.handoverWaitMs;
     // The reader already stands at the marker of the hand-over this one replaces: that marker is
     // an older claim's now. Its state comes with a window from that marker, which holds the copies
     // the replaced hand-over kept (they are lost with it), and it does not answer this CONNECT
@@ -911,7 +911,7 @@ export class SessionHandover {
     }
     // A CONNECT waits until its claim's deadline; without one (it left, or this node restarted
     // since the claim) the reader waits a full bound from here.
-    const deadlineMs = incoming?.parked === true ? incoming.deadlineMs : nowMs + handoverWaitMs;
+    const deadlineMs = incoming?.parked === true ? incoming.deadlineMs : nowMs + this.host.handoverWaitMs;
     this.broker.deadlines.push(deadlineMs, 'cluster-retry', 0, '');
     this.hold = { sequence, clientId, role: 'destination', deadlineMs, markerCounter, matched: incoming !== undefined, prior, requestId: 0, putIndex: 0, state: null, answer: null, buffered: [] };
     this.tryApply(nowMs);
@@ -1173,7 +1173,7 @@ export class SessionHandover {
       if (!incoming.parked || nowMs < incoming.deadlineMs) continue;
       incoming.parked = false;
       this.counters.timedOut += 1;
-      this.broker.log('warn', 'handover-timed-out', { clientId: incoming.clientId, fromNode: incoming.from, waitedMs: handoverWaitMs });
+      this.broker.log('warn', 'handover-timed-out', { clientId: incoming.clientId, fromNode: incoming.from, waitedMs: this.host.handoverWaitMs });
       // Session present 0 and a fresh session; a state that comes later is dropped.
       incoming.gaveUp = this.host.answer(incoming.clientId, nowMs, true);
     }

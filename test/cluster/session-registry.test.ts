@@ -15,9 +15,10 @@
  * that asks nothing of it is read at once; the answer of a watch replaced since counts for nothing.
  */
 import { describe, expect, it } from 'vitest';
-import { decodeHandoverState, encodeHandoverState, handoverBucket, handoverKey, handoverMarkerSubject, handoverWaitMs } from '../../src/cluster/session-handover.js';
+import { decodeHandoverState, encodeHandoverState, handoverBucket, handoverKey, handoverMarkerSubject } from '../../src/cluster/session-handover.js';
 import { claimWaitMs, decodeOwner, encodeOwner, sessionKey, sessionsBucket } from '../../src/cluster/session-registry.js';
 import { PacketType } from '../../src/codec/packets.js';
+import { handoverWaitMsDefault as handoverWaitMs } from '../../src/config.js';
 import type { ClusterRequest } from '../../src/contract.js';
 import { decodeText, Harness, type TestClient, will } from '../broker/harness.js';
 
@@ -292,6 +293,23 @@ describe('cluster-wide client ids', () => {
     expect(back.take()).toEqual([]);
     harness.advance(handoverWaitMs);
     expect(back.take()).toMatchObject([{ type: PacketType.Connack, reasonCode: 0, sessionPresent: false }]);
+  });
+
+  it('waits cluster.handoverWaitMs for a moving session, not the default, when configured', () => {
+    // connectTimeoutMs above it: a CONNECT that waits past connectTimeoutMs is closed meanwhile.
+    const harness = new Harness({ connectTimeoutMs: 60_000, cluster: { nats: ['nats://test:4222'], nodeId: 'a', handoverWaitMs: 20_000 } });
+    harness.answerClaims = false;
+    harness.clusterConnected();
+    ownedBy(harness, 'mover', 'b', 3);
+    const back = harness.open(5);
+    sendConnect(back, 'mover', { cleanStart: false, expiry: 3600 });
+    const [claim] = claims(harness);
+    answer(harness, claim!, 4);
+    harness.advance(handoverWaitMs);
+    expect(back.take()).toEqual([]);
+    harness.advance(20_000 - handoverWaitMs);
+    expect(back.take()).toMatchObject([{ type: PacketType.Connack, reasonCode: 0, sessionPresent: false }]);
+    expect(harness.logEvents()).toContain('handover-timed-out');
   });
   it("names the node the owner's claim asked as the prior of its marker, until it has read the owner's own marker", () => {
     const harness = node();
