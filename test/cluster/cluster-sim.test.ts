@@ -364,6 +364,28 @@ const clusterRegressionSeeds: readonly { seed: number; nodes: number; found: str
       'acknowledged-lost (vopr --nodes 2 --handover-movers from 7,212,500, 1 of 2,500; fails alike on the build before the lost-answer fix of 6600379, and without lost disks or large payloads): c2 (a subscriber that does not move) never got the acknowledged QoS 2 5|1 on t/a sent at 303 ms, under node crashes, NATS restarts and partitions. Not diagnosed. Diagnosed since: the class of 7403090 (n0, a node on a fresh log whose link had dropped, took hand-off 11 for a fresh start past the redelivery owed to c2); passes with that fix on the build it was found on, and on the merged build',
   },
   {
+    seed: 8100075,
+    lostDisk: true,
+    largePayloads: true,
+    heavySessions: true,
+    nodes: 2,
+    handoverMovers: true,
+    open: 'qos2-duplicate',
+    found:
+      'qos2-duplicate (vopr --nodes 2 --handover-movers from 8,100,000 on the merged build of this session, 1 of the first 877; no lost disk, large payloads or heavy sessions in its world, and it fails alike with --no-heavy-sessions): c200 got QoS 2 3|5 twice. Not yet diagnosed',
+  },
+  {
+    seed: 8200047,
+    lostDisk: true,
+    largePayloads: true,
+    heavySessions: true,
+    nodes: 3,
+    handoverMovers: true,
+    open: 'acknowledged-lost',
+    found:
+      'acknowledged-lost (vopr --nodes 3 --handover-movers from 8,200,000 on the merged build of this session, 1 of the first 371; a heavy-sessions world with large payloads, passes with --no-heavy-sessions): c1 never got the acknowledged QoS 1 4|6 on t/a/x, sent at 692 ms. Not yet diagnosed',
+  },
+  {
     seed: 7213608,
     lostDisk: true,
     largePayloads: true,
