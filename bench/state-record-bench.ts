@@ -12,9 +12,9 @@
  *
  * Run: npm run build && node dist/bench/state-record-bench.js
  */
-import { performance } from 'node:perf_hooks';
 import { decodeStateRecord, encodeJsonRecord, encodeLogRecord, recordTypes } from '../src/store/record-codec.js';
 import type { StateRecord } from '../src/store/state-store.js';
+import { medianOf, nsPerCall } from './micro-timing.js';
 
 const recordsPerRun = 100_000;
 const runs = 9;
@@ -35,21 +35,6 @@ const cases: StateRecord[] = [
   { kind: 'delivery-completed', clientId, packetId: 4321 },
 ];
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-}
-
-/** ns per call of `work` over `recordsPerRun` calls; the sum keeps the results from being optimised away. */
-function nsPerRecord(work: () => number): number {
-  let sink = 0;
-  const start = performance.now();
-  for (let index = 0; index < recordsPerRun; index++) sink += work();
-  const elapsedMs = performance.now() - start;
-  if (sink < 0) throw new Error('unreachable');
-  return (elapsedMs * 1e6) / recordsPerRun;
-}
-
 function measure(record: StateRecord): string {
   const json = encodeJsonRecord(record);
   const binary = encodeLogRecord(record);
@@ -63,14 +48,14 @@ function measure(record: StateRecord): string {
   const samples: Record<keyof typeof forms, number[]> = { jsonEncode: [], binaryEncode: [], jsonDecode: [], binaryDecode: [] };
   for (let run = 0; run < warmupRuns + runs; run++) {
     for (const name of Object.keys(forms) as (keyof typeof forms)[]) {
-      const ns = nsPerRecord(forms[name]);
+      const ns = nsPerCall(forms[name], recordsPerRun);
       if (run >= warmupRuns) samples[name].push(ns);
     }
   }
   return [
     `${record.kind.padEnd(22)}${String(json.length).padStart(6)} ${String(binary.body.length).padStart(7)}`,
-    `${median(samples.jsonEncode).toFixed(0).padStart(10)} ${median(samples.binaryEncode).toFixed(0).padStart(10)}`,
-    `${median(samples.jsonDecode).toFixed(0).padStart(10)} ${median(samples.binaryDecode).toFixed(0).padStart(10)}`,
+    `${medianOf(samples.jsonEncode).toFixed(0).padStart(10)} ${medianOf(samples.binaryEncode).toFixed(0).padStart(10)}`,
+    `${medianOf(samples.jsonDecode).toFixed(0).padStart(10)} ${medianOf(samples.binaryDecode).toFixed(0).padStart(10)}`,
   ].join('  ');
 }
 

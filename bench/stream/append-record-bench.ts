@@ -10,10 +10,10 @@
  *
  * Run: npm run build && node dist/bench/stream/append-record-bench.js
  */
-import { performance } from 'node:perf_hooks';
 import { decodeStateRecord, encodeJsonRecord, encodeStateRecord, recordTypes } from '../../src/store/record-codec.js';
 import type { StateRecord } from '../../src/store/state-store.js';
 import { streamAppendedBinaryType } from '../../src/store/stream-appended-codec.js';
+import { medianOf, nsPerCall } from '../micro-timing.js';
 
 const recordsPerRun = 100_000;
 const runs = 9;
@@ -39,21 +39,6 @@ function makeCase(name: string, streams: number, withProperties: boolean): Case 
 
 const cases: Case[] = [makeCase('1 stream', 1, false), makeCase('3 streams', 3, false), makeCase('1 stream, MQTT 5.0 properties', 1, true)];
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-}
-
-/** ns per call of `work` over `recordsPerRun` calls; `sink` keeps the results alive enough not to be optimised away. */
-function nsPerRecord(work: () => number): number {
-  let sink = 0;
-  const start = performance.now();
-  for (let index = 0; index < recordsPerRun; index++) sink += work();
-  const elapsedMs = performance.now() - start;
-  if (sink < 0) throw new Error('unreachable');
-  return (elapsedMs * 1e6) / recordsPerRun;
-}
-
 function measure(entry: Case): string {
   const json = encodeJsonRecord(entry.record);
   const binary = encodeStateRecord(entry.record).body;
@@ -66,15 +51,15 @@ function measure(entry: Case): string {
   const samples: Record<keyof typeof forms, number[]> = { jsonEncode: [], binaryEncode: [], jsonDecode: [], binaryDecode: [] };
   for (let run = 0; run < warmupRuns + runs; run++) {
     for (const name of Object.keys(forms) as (keyof typeof forms)[]) {
-      const ns = nsPerRecord(forms[name]);
+      const ns = nsPerCall(forms[name], recordsPerRun);
       if (run >= warmupRuns) samples[name].push(ns);
     }
   }
-  const encodeRatio = median(samples.jsonEncode) / median(samples.binaryEncode);
+  const encodeRatio = medianOf(samples.jsonEncode) / medianOf(samples.binaryEncode);
   return [
     `${entry.name.padEnd(32)}${String(json.length).padStart(6)} ${String(binary.length).padStart(7)}`,
-    `${median(samples.jsonEncode).toFixed(0).padStart(10)} ${median(samples.binaryEncode).toFixed(0).padStart(10)} ${`${encodeRatio.toFixed(1)}x`.padStart(7)}`,
-    `${median(samples.jsonDecode).toFixed(0).padStart(10)} ${median(samples.binaryDecode).toFixed(0).padStart(10)}`,
+    `${medianOf(samples.jsonEncode).toFixed(0).padStart(10)} ${medianOf(samples.binaryEncode).toFixed(0).padStart(10)} ${`${encodeRatio.toFixed(1)}x`.padStart(7)}`,
+    `${medianOf(samples.jsonDecode).toFixed(0).padStart(10)} ${medianOf(samples.binaryDecode).toFixed(0).padStart(10)}`,
   ].join('  ');
 }
 
