@@ -69,7 +69,7 @@ import { Broker, type BrokerOptions } from '../../src/broker/broker.js';
 import { answerKeyOfPart, assemble, decodeHead } from '../../src/cluster/handover-parts.js';
 import { retainedBucket } from '../../src/cluster/retained-entries.js';
 import { decodeHandoverState, encodeHandoverState, handoverBucket } from '../../src/cluster/session-handover.js';
-import { decodeOwner, encodeOwner, sessionsBucket } from '../../src/cluster/session-registry.js';
+import { decodeOwner, encodeOwner, type SessionOwner, sessionsBucket } from '../../src/cluster/session-registry.js';
 import { decodeShareChoices, encodeShareChoices, headerShare } from '../../src/cluster/shared-groups.js';
 import type { Action, AdminCommand, BrokerCore, BrokerView, ClusterKeyChange, ClusterMessage, ClusterResult, ConnectionId, ConnectionPeer, StorageResult } from '../../src/contract.js';
 import type { StateRecord } from '../../src/store/state-store.js';
@@ -177,18 +177,28 @@ class RetainedOutOfOrder extends WrappedClusterBroker {
   }
 }
 
-class TakeoverKeepsBoth extends WrappedClusterBroker {
+/** A node that sees each claim of `keel-sessions` by another node as `rewrite` makes it (null: as it is). */
+abstract class RewritesOthersClaims extends WrappedClusterBroker {
   constructor(
     inner: BrokerCore,
-    private readonly nodeId: string,
+    protected readonly nodeId: string,
   ) {
     super(inner);
   }
 
+  protected abstract rewrite(owner: SessionOwner): SessionOwner | null;
+
   override clusterKeyChanged(nowMs: number, change: ClusterKeyChange): void {
     const owner = change.bucket === sessionsBucket && change.value !== null ? decodeOwner(change.value) : null;
-    if (owner === null || owner.node === this.nodeId) return super.clusterKeyChanged(nowMs, change);
-    super.clusterKeyChanged(nowMs, { ...change, value: encodeOwner({ node: this.nodeId, generation: owner.generation }) });
+    const rewritten = owner === null || owner.node === this.nodeId ? null : this.rewrite(owner);
+    if (rewritten === null) return super.clusterKeyChanged(nowMs, change);
+    super.clusterKeyChanged(nowMs, { ...change, value: encodeOwner(rewritten) });
+  }
+}
+
+class TakeoverKeepsBoth extends RewritesOthersClaims {
+  protected rewrite(owner: SessionOwner): SessionOwner {
+    return { node: this.nodeId, generation: owner.generation };
   }
 }
 
@@ -319,19 +329,10 @@ function truncated(records: StateRecord[]): StateRecord[] {
   });
 }
 
-class HandoverServesOlderMarker extends WrappedClusterBroker {
-  constructor(
-    inner: BrokerCore,
-    private readonly nodeId: string,
-  ) {
-    super(inner);
-  }
-
-  override clusterKeyChanged(nowMs: number, change: ClusterKeyChange): void {
-    const owner = change.bucket === sessionsBucket && change.value !== null ? decodeOwner(change.value) : null;
-    if (owner === null || owner.node === this.nodeId || owner.handoverFrom !== this.nodeId) return super.clusterKeyChanged(nowMs, change);
+class HandoverServesOlderMarker extends RewritesOthersClaims {
+  protected rewrite(owner: SessionOwner): SessionOwner | null {
     // The claim's hand-over as if it came at a marker older than any in the stream.
-    super.clusterKeyChanged(nowMs, { ...change, value: encodeOwner({ ...owner, markerRevision: 1 }) });
+    return owner.handoverFrom === this.nodeId ? { ...owner, markerRevision: 1 } : null;
   }
 }
 
