@@ -50,6 +50,8 @@ export interface ClusterSimulationResult {
   sessionsResumed: number;
   /** Hand-overs whose state took several puts of the bucket (src/cluster/handover-parts.ts). */
   handoversInParts: number;
+  /** Messages a node reported dropping for a session (`message-dropped`) that the checker excused (cluster-checker.ts). */
+  dropsExcused: number;
   /**
    * A node lost its disk (ClusterShape.lostDisk), with what the checker excused for it: sessions
    * found lost (session present 0 taken for the lost one), wills only that disk
@@ -123,6 +125,7 @@ export function runClusterSimulation(options: ClusterSimulationOptions): Cluster
     silentPassedOver: world.silentPassedOver,
     sessionsResumed,
     handoversInParts: world.nats.counters.handoversInParts,
+    dropsExcused: world.checker.dropsExcused,
     lostDisk,
     faults: world.faults,
     nodeRestarts: world.nodeRestarts,
