@@ -144,6 +144,8 @@ function runClusterAsSimulation(options: SimulationOptions, nodes: number, stdou
       ...(cluster.silentPassedOver > 0 ? { 'shared-silent-nodes-passed-over': 1 } : {}),
       // A session moved whose state did not fit one NATS message: it went in parts (src/cluster/handover-parts.ts).
       ...(cluster.handoversInParts > 0 ? { 'handover-in-parts': 1 } : {}),
+      // A node dropped a message for a session at a limit (a full queue) and said so: the checker excused it.
+      ...(cluster.dropsExcused > 0 ? { 'drops-excused-in-cluster': 1 } : {}),
       // A node lost its disk, and whether the checker excused a session, a will or a QoS 2 copy for it.
       ...(cluster.lostDisk === null ? {} : { 'lost-disk-in-cluster': 1 }),
       ...(cluster.lostDisk !== null && cluster.lostDisk.sessions > 0 ? { 'lost-disk-sessions-excused': 1 } : {}),

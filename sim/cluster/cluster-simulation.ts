@@ -50,6 +50,8 @@ export interface ClusterSimulationResult {
   sessionsResumed: number;
   /** Hand-overs whose state took several puts of the bucket (src/cluster/handover-parts.ts). */
   handoversInParts: number;
+  /** Messages a node reported dropping for a session (`message-dropped`) that the checker excused (cluster-checker.ts). */
+  dropsExcused: number;
   /**
    * A node lost its disk (ClusterShape.lostDisk), with what the checker excused for it: sessions
    * found lost (session present 0 taken for the lost one), wills only that disk
@@ -98,7 +100,7 @@ export function runClusterSimulation(options: ClusterSimulationOptions): Cluster
     `${violation === null ? 'ok' : 'FAIL'} seed=${options.seed} nodes=${options.nodes} simulated_ms=${world.clock.nowMs} events=${world.events} ` +
     `clients=${world.clients.length} messages_published=${world.checker.published} messages_delivered=${world.checker.delivered} shared_delivered=${world.sharedChecker.delivered} faults=${world.faults} ` +
     `node_restarts=${world.nodeRestarts} nats_restarts=${world.nats.counters.restarts} partitions=${world.nats.counters.partitions} handoffs_stored=${world.nats.counters.stored} handoff_batches=${world.nats.counters.batchesStored} ` +
-    `redeliveries=${world.nats.counters.redeliveries} sessions_handed_over=${sessionsResumed} handovers_in_parts=${world.nats.counters.handoversInParts}${lostDisk === null ? '' : ` lost_disk_excused_sessions=${lostDisk.sessions} lost_disk_excused_wills=${lostDisk.wills} lost_disk_excused_duplicates=${lostDisk.duplicates}`} trace_hash=${hash}`;
+    `redeliveries=${world.nats.counters.redeliveries} sessions_handed_over=${sessionsResumed} handovers_in_parts=${world.nats.counters.handoversInParts} drops_excused=${world.checker.dropsExcused} drops_unattributed=${world.checker.dropsUnattributed}${lostDisk === null ? '' : ` lost_disk_excused_sessions=${lostDisk.sessions} lost_disk_excused_wills=${lostDisk.wills} lost_disk_excused_duplicates=${lostDisk.duplicates}`} trace_hash=${hash}`;
   if (violation !== null) {
     stdout(`VIOLATION ${violation.rule} at ${violation.atMs}ms (seed ${options.seed})`);
     stdout(`  ${violation.detail}`);
@@ -123,6 +125,7 @@ export function runClusterSimulation(options: ClusterSimulationOptions): Cluster
     silentPassedOver: world.silentPassedOver,
     sessionsResumed,
     handoversInParts: world.nats.counters.handoversInParts,
+    dropsExcused: world.checker.dropsExcused,
     lostDisk,
     faults: world.faults,
     nodeRestarts: world.nodeRestarts,

@@ -667,6 +667,8 @@ export class ClusterWorld implements MemberWorld {
   }
 
   private log(node: NodeState, level: string, event: string, fields: LogFields): void {
+    // The broker's report of the exact message it dropped for a session (a debug line): that loss is allowed there.
+    if (event === 'message-dropped') return this.brokerDropped(node, fields);
     if (level === 'debug') return;
     const parts: string[] = [];
     for (const key of Object.keys(fields)) parts.push(`${key}=${String(fields[key])}`);
@@ -680,6 +682,15 @@ export class ClusterWorld implements MemberWorld {
     if (event === 'client-connected' && fields.cleanStart === false && fields.sessionPresent === false) {
       for (const mover of this.movers) if (fields.clientId === `m${mover.index}`) mover.sessionResetByNode();
     }
+  }
+
+  /** A `message-dropped` report: traced, and handed to the checker for the client it names (`c<n>` or `m<n>`). */
+  private brokerDropped(node: NodeState, fields: LogFields): void {
+    const { clientId, topic, reason, payloadCrc32c } = fields;
+    if (typeof clientId !== 'string' || typeof topic !== 'string' || typeof payloadCrc32c !== 'number') return;
+    this.trace(`n${node.index} dropped ${topic} for ${clientId} (${String(reason)})`);
+    const match = /^[cm]([0-9]+)$/.exec(clientId);
+    if (match !== null) this.checker.brokerDropped(Number(match[1]), topic, payloadCrc32c);
   }
 
   // ---- client connections -------------------------------------------------------------------
@@ -1002,9 +1013,11 @@ export class ClusterClient {
     this.world.trace(`c${this.index} PUBLISH ${this.index}|${sequence} q${this.qos}${retain ? ' retain' : ''} ${topic}${packetId === undefined ? '' : ` id=${packetId}`}`);
     this.world.checker.publishSent(this.index, sequence, topic, this.qos, false, this.pipe!.node, retain);
     const fillerBytes = this.fillerFor();
+    const payload = messagePayload(this.index, sequence, this.qos, topic, fillerBytes);
+    this.world.checker.payloadSent(this.index, sequence, topic, payload);
     if (packetId !== undefined) this.inflight.set(packetId, { sequence, topic, qos: this.qos, retain, fillerBytes, phase: 'publish' });
     if (packetId !== undefined) this.awaitAcknowledgement(packetId, sequence);
-    this.send({ type: PacketType.Publish, dup: false, qos: this.qos, retain, topic, packetId, payload: messagePayload(this.index, sequence, this.qos, topic, fillerBytes) });
+    this.send({ type: PacketType.Publish, dup: false, qos: this.qos, retain, topic, packetId, payload });
     this.schedulePublish();
   }
 

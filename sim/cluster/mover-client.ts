@@ -142,6 +142,7 @@ export class MoverClient implements PipeClient {
     this.world.checker.publishSent(this.index, generation, willTopic, 2, false, node, false, true);
     this.world.checker.publishSent(this.index, generation, willTopic, 2, true, node, false, true);
     const payload = messagePayload(this.index, generation, 2, willTopic);
+    this.world.checker.payloadSent(this.index, generation, willTopic, payload);
     const connect: Packet = {
       type: PacketType.Connect,
       protocolName: 'MQTT',

@@ -4,13 +4,16 @@
  * it had and in a fresh one alike; once in a session the client was told it lost and once more in
  * the fresh session that subscribed again is no duplicate (seed 2500413: a node behind on the
  * hand-off stream routes an older message to a new subscriber); and what the fresh session is
- * owed is still judged (`acknowledged-lost`). Driven directly, with payloads as the model clients
- * send them and a clock set by hand.
+ * owed is still judged (`acknowledged-lost`). A message the broker reported dropping for a
+ * subscriber's session (`message-dropped`, by payload checksum and topic: a full session queue,
+ * seed 8200047) is excused for that subscriber alone, and a report naming no publication excuses
+ * nothing. Driven directly, with payloads as the model clients send them and a clock set by hand.
  */
 import { describe, expect, it } from 'vitest';
 import { messagePayload } from '../../sim/clients/payload.js';
 import { ClusterChecker } from '../../sim/cluster/cluster-checker.js';
 import { PacketType, type PublishPacket } from '../../src/codec/packets.js';
+import { crc32c } from '../../src/store/crc32c.js';
 
 const subscriber = 200;
 const publisher = 3;
@@ -34,7 +37,7 @@ function world() {
     const packet: PublishPacket = { type: PacketType.Publish, topic, qos: 2, retain: false, dup: false, packetId, payload: messagePayload(publisher, sequence, 2, topic) };
     checker.publishReceived(subscriber, packet);
   };
-  return { checker, failures, subscribe, publish, deliver };
+  return { checker, clock, failures, subscribe, publish, deliver };
 }
 
 describe('cluster checker: QoS 2 once per session', () => {
@@ -75,5 +78,46 @@ describe('cluster checker: QoS 2 once per session', () => {
     deliver(2, 2);
     checker.checkLiveness();
     expect(failures).toEqual([]);
+  });
+});
+
+describe('cluster checker: drops the broker reported', () => {
+  const other = 201;
+  const dropWorld = () => {
+    const bed = world();
+    bed.subscribe(10);
+    bed.checker.subscribeSent(other, topic);
+    bed.checker.subackReceived(other, topic, true);
+    for (const sequence of [1, 2]) {
+      bed.publish(sequence, 20 + sequence);
+      bed.checker.payloadSent(publisher, sequence, topic, messagePayload(publisher, sequence, 2, topic));
+    }
+    return bed;
+  };
+
+  it('excuses exactly the message reported dropped for that subscriber (seed 8200047: a full session queue)', () => {
+    const { checker, failures } = dropWorld();
+    checker.checkLiveness();
+    expect(failures).toEqual([`acknowledged-lost: c${subscriber}: acknowledged QoS 2 ${publisher}|1 on ${topic} (sent at 21) never arrived`]);
+    failures.length = 0;
+    checker.brokerDropped(subscriber, topic, crc32c(messagePayload(publisher, 1, 2, topic)));
+    expect(checker.dropsExcused).toBe(1);
+    // Excused for the subscriber it was dropped for, still owed to the other one.
+    checker.checkLiveness();
+    expect(failures).toEqual([`acknowledged-lost: c${other}: acknowledged QoS 2 ${publisher}|1 on ${topic} (sent at 21) never arrived`]);
+    failures.length = 0;
+    // The other one's report excuses its copy of 3|1, not the first subscriber's 3|2.
+    checker.brokerDropped(other, topic, crc32c(messagePayload(publisher, 1, 2, topic)));
+    checker.checkLiveness();
+    expect(failures).toEqual([`acknowledged-lost: c${subscriber}: acknowledged QoS 2 ${publisher}|2 on ${topic} (sent at 22) never arrived`]);
+  });
+
+  it('owes the message all the same when the report names no publication of the run', () => {
+    const { checker, failures } = dropWorld();
+    checker.brokerDropped(subscriber, 't/b', crc32c(messagePayload(publisher, 1, 2, topic)));
+    checker.brokerDropped(subscriber, topic, crc32c(messagePayload(publisher, 9, 2, topic)));
+    expect(checker.dropsUnattributed).toBe(2);
+    checker.checkLiveness();
+    expect(failures).toEqual([`acknowledged-lost: c${subscriber}: acknowledged QoS 2 ${publisher}|1 on ${topic} (sent at 21) never arrived`]);
   });
 });
