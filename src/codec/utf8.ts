@@ -14,8 +14,14 @@ import { malformed } from './errors.js';
 const fatalDecoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 const textEncoder = new TextEncoder();
 
-/** Strings up to this many bytes are built char by char; longer ones go through TextDecoder. */
-const asciiInlineBytesMax = 24;
+/**
+ * ASCII strings up to this many bytes are built char by char; longer ones go through TextDecoder.
+ * V8 keeps a concatenation this short flat; from 13 characters on each step makes a cons string,
+ * so a 13-to-24-byte client id or topic built that way was a chain of them, slower to build than
+ * TextDecoder's (measured for a 22-byte topic with a map lookup: 323 to 373 ns char by char, 131
+ * to 142 through TextDecoder; for 5 bytes, 62 against 123) and kept as a tree by whatever held it.
+ */
+const asciiInlineBytesMax = 12;
 
 /** Decodes `bytes[start, end)` as an MQTT UTF-8 string, or throws ProtocolViolation 0x81. */
 export function decodeUtf8(bytes: Uint8Array, start: number, end: number): string {
