@@ -11,11 +11,10 @@ import seedrandom from 'seedrandom';
 import { describe, expect, it } from 'vitest';
 import { SimulatedDisk } from '../../sim/simulated-disk.js';
 import { DurableStateStore } from '../../src/store/durable-store.js';
-import { groupEndFlag, segmentFileName } from '../../src/store/log-writer.js';
-import { encodeJsonRecord, encodeLogRecord, recordTypes } from '../../src/store/record-codec.js';
-import { encodeFrame } from '../../src/store/record-frame.js';
+import { encodeLogRecord } from '../../src/store/record-codec.js';
 import { binaryRecordTypes } from '../../src/store/state-record-binary.js';
 import { applyRecord, createDurableState, type DurableState, finishReplay, type StateRecord, snapshotRecords } from '../../src/store/state-store.js';
+import { writeOldLog } from './old-format-log.js';
 
 const options = { syncPolicy: 'always' as const, syncIntervalMs: 10, segmentBytesMax: 1 << 20, snapshotLogBytes: 1 << 30, writeBytesMax: 1 << 16 };
 
@@ -76,21 +75,6 @@ function history(prefix: string, sessions: number, messages: number, firstMessag
     records.push({ kind: 'session-disconnected', clientId, atMs: 5000 + index, expiryIntervalSeconds: 0xffffffff });
   }
   return records;
-}
-
-/** The log an earlier version wrote for `records`: one group per record, JSON bodies, from LSN 1. */
-function writeOldLog(disk: SimulatedDisk, records: readonly StateRecord[]): void {
-  const frames = records.map((record, index) => encodeFrame(index + 1, recordTypes[record.kind] | groupEndFlag, encodeJsonRecord(record)));
-  const bytes = new Uint8Array(frames.reduce((sum, frame) => sum + frame.length, 0));
-  let at = 0;
-  for (const frame of frames) {
-    bytes.set(frame, at);
-    at += frame.length;
-  }
-  const file = segmentFileName(1);
-  expect(disk.execute({ op: 'write', requestId: 1, file, offset: 0, bytes }).ok).toBe(true);
-  expect(disk.execute({ op: 'sync', requestId: 2, file }).ok).toBe(true);
-  expect(disk.execute({ op: 'sync-directory', requestId: 3 }).ok).toBe(true);
 }
 
 /** The state as text, keys sorted (properties read back from a binary record are in the codec's order). */

@@ -7,10 +7,8 @@
  * reads every entry of both, in offset order, byte for byte.
  */
 import { describe, expect, it } from 'vitest';
-import { groupEndFlag, segmentFileName } from '../../src/store/log-writer.js';
-import { encodeJsonRecord, recordTypes } from '../../src/store/record-codec.js';
-import { encodeFrame } from '../../src/store/record-frame.js';
 import type { StateRecord } from '../../src/store/state-store.js';
+import { writeOldLog } from '../store/old-format-log.js';
 import { decodeText, newDisk, StoreRig, text } from './store-rig.js';
 
 const sensors = { name: 'sensors', filter: 'sensors/#', retentionMs: 0, retentionBytes: 0, lastValue: false };
@@ -27,21 +25,6 @@ function appended(index: number, offsets: { sensors: number; alerts: number }, b
   // Some with MQTT 5.0 properties, which the JSON form kept as JSON (the correlation data lifted out).
   if (index % 3 === 0) record.properties = { contentType: 'text/plain', correlationData: new Uint8Array([index & 0xff, 7]), userProperties: [['unit', 'C']] };
   return record;
-}
-
-/** The log an earlier version wrote for `records`: one group per record, JSON bodies, from LSN 1. */
-function writeOldLog(rig: StoreRig, records: readonly StateRecord[]): void {
-  const frames = records.map((record, index) => encodeFrame(index + 1, recordTypes[record.kind] | groupEndFlag, encodeJsonRecord(record)));
-  const bytes = new Uint8Array(frames.reduce((sum, frame) => sum + frame.length, 0));
-  let at = 0;
-  for (const frame of frames) {
-    bytes.set(frame, at);
-    at += frame.length;
-  }
-  const file = segmentFileName(1);
-  expect(rig.disk.execute({ op: 'write', requestId: 1, file, offset: 0, bytes }).ok).toBe(true);
-  expect(rig.disk.execute({ op: 'sync', requestId: 2, file }).ok).toBe(true);
-  expect(rig.disk.execute({ op: 'sync-directory', requestId: 3 }).ok).toBe(true);
 }
 
 function readings(rig: StoreRig, stream: string): { offset: number; payload: string; contentType: string | undefined }[] {
@@ -67,7 +50,7 @@ describe('stream-appended records of earlier versions', () => {
       }
     }
     const first = new StoreRig(newDisk(5));
-    writeOldLog(first, old);
+    writeOldLog(first.disk, old);
     expect(first.open()).toBe(true);
     expect(first.state.streams.get('sensors')!.nextOffset).toBe(40);
     expect(readings(first, 'sensors').map((reading) => reading.payload)).toEqual(expected.sensors);
