@@ -25,11 +25,26 @@ import { natsBytes } from '../../src/cluster/message-size.js';
 import { newerFormat } from '../../src/cluster/stream-format.js';
 import { PacketType, type PublishPacket } from '../../src/codec/packets.js';
 import type { ClusterMessage, ClusterRequest } from '../../src/contract.js';
-import { decodeText, Harness, text } from '../broker/harness.js';
+import { decodeText, Harness, type TestClient, text } from '../broker/harness.js';
 
 const node = (): Harness => Harness.clusterNode();
 const take = (harness: Harness): ClusterRequest[] => harness.takeClusterRequests();
 const connected = (harness: Harness): void => harness.clusterConnected();
+
+/** A connected node with a client subscribed to `a/b` at QoS 1; the requests that made it taken. */
+function subscribedNode(): { harness: Harness; subscriber: TestClient } {
+  const harness = node();
+  connected(harness);
+  const subscriber = harness.connect('s', 5);
+  subscriber.subscribe([{ topicFilter: 'a/b', qos: 1 }]);
+  take(harness);
+  return { harness, subscriber };
+}
+
+/** The payloads of what `client` was sent since the last take. */
+function received(client: TestClient): string[] {
+  return (client.take() as PublishPacket[]).map((packet) => decodeText(packet.payload));
+}
 
 function handoffMessage(sequence: number, payload: string, origin = 'b'): ClusterMessage {
   return {
@@ -77,7 +92,7 @@ function outcome(messages: ClusterMessage[], batched: boolean): { delivered: str
       harness.collect();
     }
   }
-  const delivered = (subscriber.take() as PublishPacket[]).map((packet) => decodeText(packet.payload));
+  const delivered = received(subscriber);
   return { delivered, requests: take(harness) };
 }
 
@@ -130,11 +145,7 @@ describe('cluster node', () => {
   });
 
   it('routes a hand-off once, acknowledges it, and waits at a gap', () => {
-    const harness = node();
-    connected(harness);
-    const subscriber = harness.connect('s', 5);
-    subscriber.subscribe([{ topicFilter: 'a/b', qos: 1 }]);
-    take(harness);
+    const { harness, subscriber } = subscribedNode();
     handoff(harness, 1, 'first');
     const first = subscriber.take() as PublishPacket[];
     expect(first.map((packet) => decodeText(packet.payload))).toEqual(['first']);
@@ -149,15 +160,11 @@ describe('cluster node', () => {
     expect(subscriber.take()).toEqual([]);
     expect(take(harness)).toEqual([{ op: 'ack', consumerId: 1, streamSequence: 2 }]);
     handoff(harness, 3, 'third');
-    expect((subscriber.take() as PublishPacket[]).map((packet) => decodeText(packet.payload))).toEqual(['third']);
+    expect(received(subscriber)).toEqual(['third']);
   });
 
   it('takes no fresh start past a hand-off that a dropped link delivered earlier in its life (seed 7403090)', () => {
-    const harness = node();
-    connected(harness);
-    const subscriber = harness.connect('s', 5);
-    subscriber.subscribe([{ topicFilter: 'a/b', qos: 1 }]);
-    take(harness);
+    const { harness, subscriber } = subscribedNode();
     // Hand-off 1 went out to this node on a link that dropped before it arrived; on the next link
     // the consumer delivers 2 first and 1 again only after its ack wait.
     harness.broker.clusterStatus(harness.nowMs, 'disconnected');
@@ -169,19 +176,15 @@ describe('cluster node', () => {
     expect(take(harness)).toEqual([]);
     harness.broker.clusterMessage(harness.nowMs, { ...handoffMessage(1, 'first'), redelivered: true });
     harness.collect();
-    expect((subscriber.take() as PublishPacket[]).map((packet) => decodeText(packet.payload))).toEqual(['first']);
+    expect(received(subscriber)).toEqual(['first']);
     handoff(harness, 2, 'second');
-    expect((subscriber.take() as PublishPacket[]).map((packet) => decodeText(packet.payload))).toEqual(['second']);
+    expect(received(subscriber)).toEqual(['second']);
   });
 
   it('takes its first hand-off on its first link as a fresh start (a new node, or one whose disk was lost)', () => {
-    const harness = node();
-    connected(harness);
-    const subscriber = harness.connect('s', 5);
-    subscriber.subscribe([{ topicFilter: 'a/b', qos: 1 }]);
-    take(harness);
+    const { harness, subscriber } = subscribedNode();
     handoff(harness, 7, 'seventh');
-    expect((subscriber.take() as PublishPacket[]).map((packet) => decodeText(packet.payload))).toEqual(['seventh']);
+    expect(received(subscriber)).toEqual(['seventh']);
     expect(harness.logEvents()).toContain('cluster-handoff-fresh-start');
   });
 
@@ -279,11 +282,7 @@ describe('cluster node', () => {
   });
 
   it('stops its reader at a message written by a newer version, and loses nothing behind it', () => {
-    const harness = node();
-    connected(harness);
-    const subscriber = harness.connect('s', 5);
-    subscriber.subscribe([{ topicFilter: 'a/b', qos: 1 }]);
-    take(harness);
+    const { harness, subscriber } = subscribedNode();
     handoff(harness, 1, 'first');
     expect(take(harness)).toEqual([{ op: 'ack', consumerId: 1, streamSequence: 1 }]);
     const future: ClusterMessage = { ...handoffMessage(2, 'from the future'), subject: '$KEEL.handoff.$rules' };
@@ -302,7 +301,7 @@ describe('cluster node', () => {
     // A redelivery of what was applied before is still acknowledged.
     handoff(harness, 1, 'first');
     expect(take(harness)).toEqual([{ op: 'ack', consumerId: 1, streamSequence: 1 }]);
-    expect((subscriber.take() as PublishPacket[]).map((packet) => decodeText(packet.payload))).toEqual(['first']);
+    expect(received(subscriber)).toEqual(['first']);
     // After a reconnection the new consume is paused again at once; the reader stays stopped.
     harness.broker.clusterStatus(harness.nowMs, 'disconnected');
     harness.broker.clusterStatus(harness.nowMs, 'connected');
