@@ -71,9 +71,14 @@ export class InputQueue {
     setImmediate(this.feed);
   }
 
+  /** Whether fewer than half of `inputsQueuedMax` inputs wait (a source may take its next items). */
+  get belowHighWater(): boolean {
+    return this.stopped || this.length < this.inputsQueuedMax / 2;
+  }
+
   /** Resolves once fewer than half of `inputsQueuedMax` inputs wait (at once if so already). */
   whenBelowHighWater(): Promise<void> {
-    if (this.stopped || this.length < this.inputsQueuedMax / 2) return Promise.resolve();
+    if (this.belowHighWater) return Promise.resolve();
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 

@@ -60,7 +60,7 @@ import {
   RetentionPolicy,
   StorageType,
 } from '@nats-io/jetstream';
-import { type KV, Kvm, KvWatchInclude } from '@nats-io/kv';
+import { type KV, Kvm } from '@nats-io/kv';
 import { connect, type Msg, type MsgHdrs, type NatsConnection, nanos, headers as natsHeaders, type Subscription } from '@nats-io/transport-node';
 import type { ClusterHeaders, ClusterRequest, ClusterResult } from '../../src/contract.js';
 import type { Logger } from '../logger.js';
@@ -74,6 +74,11 @@ export const handoffSubjects = '$KEEL.handoff.>';
 export const clusterBuckets: readonly string[] = ['keel-retained', 'keel-sessions', 'keel-shared'];
 /** How many ack waits a new consumer session holds later deliveries for pending ones (RedeliveryGate). */
 const redeliveryHoldAckWaits = 3;
+/**
+ * Entries a key-value watch asks NATS for at a time (runWatch): at most so many wait in this
+ * process beyond the input queue's high water; each batch is one pull request (a round trip).
+ */
+const watchBatchMax = 1_024;
 /** JetStream's error code for a compare-and-set that found another revision. */
 const wrongLastSequenceCode = 10071;
 
@@ -571,34 +576,54 @@ export class NatsLink {
 
   /**
    * Watches a bucket: its keys, then `watch-current` once the initial replay is in, then every
-   * change. nats.js marks the replay's end on its entries: a watch counts the entries pending
-   * when it starts, and the last of them is the first one flagged `isUpdate` (`delta`, the
-   * entries still pending behind one, is 0 there too, unless changes came meanwhile). A watch of
-   * an empty bucket delivers nothing to flag, so the bucket's message count, read just before
-   * the watch starts, says that: current at once (as of a moment after the request).
+   * change. The watch is an ordered pull consumer on the bucket's stream (`KV_<bucket>`, last value
+   * per key, then every new one: what nats.js's `watch` delivers, in the same order), read in
+   * batches of `watchBatchMax` that the link asks for only while the input queue is below its high
+   * water: NATS keeps what the core is not ready for, and an entry lives in this process only from
+   * its batch to the core, so it dies young (nats.js's push watch buffered the whole replay ahead of
+   * a slower core, and each entry outlived a few collections: most of the replay's CPU was the
+   * garbage collector's). The replay is the consumer's pending count when it is made: its end is
+   * the entry that count reaches, or an earlier one with nothing pending behind it (the count is
+   * as of a moment after the request; the consumer of an empty bucket is current at once).
    */
   private async runWatch(epoch: number, bucketName: string, requestId: number): Promise<void> {
-    const bucket = await this.bucket(bucketName);
-    const empty = (await bucket.status()).values === 0;
-    const entries = await bucket.watch({ include: KvWatchInclude.LastValue });
-    if (epoch !== this.epoch) return void entries.stop();
+    await this.bucket(bucketName);
+    const subjects = `$KV.${bucketName}.>`;
+    const consumer = await this.js!.consumers.get(`KV_${bucketName}`, { deliver_policy: DeliverPolicy.LastPerSubject, filter_subjects: subjects });
+    const replayLength = (await consumer.info(true)).num_pending;
+    let stopped = false;
+    let batch: ConsumerMessages | null = null;
+    const watcher = {
+      stop(): void {
+        stopped = true;
+        batch?.stop();
+        consumer.delete().catch(() => undefined);
+      },
+    };
+    if (epoch !== this.epoch) return watcher.stop();
     // A second watch of the bucket would deliver every change twice from now on: the new one,
     // which replays every key, takes over.
     this.watchers.get(bucketName)?.stop();
-    this.watchers.set(bucketName, entries);
-    const current = (): boolean => epoch === this.epoch && this.watchers.get(bucketName) === entries;
-    let replayed = empty;
+    this.watchers.set(bucketName, watcher);
+    const current = (): boolean => !stopped && epoch === this.epoch;
+    let replayed = replayLength === 0;
     if (replayed) this.queue.push({ kind: 'watch-current', bucket: bucketName, requestId });
-    for await (const entry of entries) {
-      await this.queue.whenBelowHighWater();
+    const keyOffset = subjects.length - 1;
+    let received = 0;
+    while (current()) {
+      if (!this.queue.belowHighWater) await this.queue.whenBelowHighWater();
       if (!current()) return;
-      const value = entry.operation === 'PUT' ? entry.value : null;
-      this.queue.push({ kind: 'key-changed', change: { bucket: bucketName, key: entry.key, value, revision: entry.revision } });
-      if (replayed || !(entry.isUpdate || entry.delta === 0)) continue;
-      replayed = true;
-      this.queue.push({ kind: 'watch-current', bucket: bucketName, requestId });
+      batch = await consumer.fetch({ max_messages: watchBatchMax });
+      for await (const message of batch) {
+        if (!current()) return;
+        received += 1;
+        const key = message.subject.substring(keyOffset);
+        this.queue.push({ kind: 'key-changed', change: { bucket: bucketName, key, value: watchedValue(message), revision: message.seq } });
+        if (replayed || !(received >= replayLength || message.info.pending === 0)) continue;
+        replayed = true;
+        this.queue.push({ kind: 'watch-current', bucket: bucketName, requestId });
+      }
     }
-    if (current()) throw new Error(`the watch of ${bucketName} stopped`);
   }
 
   /**
@@ -634,6 +659,18 @@ export class NatsLink {
     }
     return bucket;
   }
+}
+
+/**
+ * The value of a key-value entry, null for a deletion: nats.js's rule for a watch entry's operation
+ * (a `KV-Operation` header of DEL or PURGE, or a server's marker for a value that aged out).
+ */
+function watchedValue(message: JsMsg): Uint8Array | null {
+  const headers = message.headers;
+  if (headers === undefined) return message.data;
+  if (headers.get('Nats-Marker-Reason') === 'MaxAge') return null;
+  const operation = headers.get('KV-Operation');
+  return operation === '' || operation === 'PUT' ? message.data : null;
 }
 
 function toNatsHeaders(headers: ClusterHeaders): MsgHdrs | undefined {
