@@ -9,6 +9,7 @@
  * put) plus the put id in `Keel-Seq`, so a node knows its own value in the bucket. A
  * deleted key (or an empty payload) clears the topic's retained message.
  */
+import { assert } from '../assert.js';
 import type { Properties, Qos } from '../codec/packets.js';
 import { decodeHeaders, encodeHeaders } from './headers.js';
 
@@ -32,23 +33,38 @@ function base64url(bytes: Uint8Array): string {
   return text;
 }
 
+/** Each base64url character's value by char code (below 128), -1 for any other character. */
+const alphabetValues = new Int8Array(128).fill(-1);
+for (let index = 0; index < alphabet.length; index++) alphabetValues[alphabet.charCodeAt(index)] = index;
+
+/**
+ * The bytes of a base64url text, or null for a text `base64url` never makes: a character outside
+ * the alphabet, a length of 4n+1, or bits set past the last byte (which it leaves 0).
+ */
 function unbase64url(text: string): Uint8Array | null {
   if (text.length % 4 === 1) return null;
-  const bytes: number[] = [];
+  const bytes = new Uint8Array((text.length * 3) >> 2);
+  let length = 0;
   let buffer = 0;
   let bits = 0;
   for (let index = 0; index < text.length; index++) {
-    const value = alphabet.indexOf(text[index]!);
+    const code = text.charCodeAt(index);
+    const value = code < 128 ? alphabetValues[code]! : -1;
     if (value < 0) return null;
-    buffer = (buffer << 6) | value;
+    // Only the bits not yet read out matter: at most 12.
+    buffer = ((buffer << 6) | value) & 0xfff;
     bits += 6;
     if (bits >= 8) {
       bits -= 8;
-      bytes.push((buffer >> bits) & 0xff);
+      bytes[length++] = (buffer >> bits) & 0xff;
     }
   }
-  return new Uint8Array(bytes);
+  assert(length === bytes.length, 'a base64url text of n characters holds floor(6n / 8) bytes');
+  return (buffer & ((1 << bits) - 1)) === 0 ? bytes : null;
 }
+
+/** ASCII text of these many bytes or fewer is built char by char (V8 keeps it flat; codec/utf8.ts). */
+const asciiInlineBytesMax = 12;
 
 export function retainedKey(topic: string): string {
   return base64url(textEncoder.encode(topic));
@@ -58,9 +74,19 @@ export function retainedKey(topic: string): string {
 export function topicOfRetainedKey(key: string): string | null {
   const bytes = unbase64url(key);
   if (bytes === null || bytes.length === 0) return null;
+  let ascii = true;
+  for (let index = 0; index < bytes.length && ascii; index++) ascii = bytes[index]! < 0x80;
+  // ASCII (nearly every topic and client id): the key is these bytes' base64url (unbase64url
+  // refused any other spelling), and they are the topic's UTF-8, char for char.
+  if (ascii && bytes.length <= asciiInlineBytesMax) {
+    let topic = '';
+    for (let index = 0; index < bytes.length; index++) topic += String.fromCharCode(bytes[index]!);
+    return topic;
+  }
   try {
     const topic = textDecoder.decode(bytes);
-    return retainedKey(topic) === key ? topic : null;
+    // Not ASCII: a byte-order mark the decoder strips, for one, would not make this key again.
+    return ascii || retainedKey(topic) === key ? topic : null;
   } catch {
     return null;
   }

@@ -104,6 +104,8 @@ export function encodeOwner(owner: SessionOwner): Uint8Array {
 
 /** The owner in a value, or null for a value this encoding never makes. */
 export function decodeOwner(value: Uint8Array): SessionOwner | null {
+  const plain = decodePlainOwner(value);
+  if (plain !== undefined) return plain;
   let parsed: unknown;
   try {
     parsed = JSON.parse(textDecoder.decode(value));
@@ -117,6 +119,73 @@ export function decodeOwner(value: Uint8Array): SessionOwner | null {
   // Only a claim that asks for a hand-over waits for an earlier one's marker.
   if (typeof markerRevision === 'number' && Number.isSafeInteger(markerRevision) && markerRevision > 0) return { node, generation, handoverFrom, markerRevision };
   return { node, generation, handoverFrom };
+}
+
+const plainOwnerStart = textEncoder.encode('{"node":"');
+const plainOwnerMiddle = textEncoder.encode('","generation":"');
+const plainOwnerEnd = textEncoder.encode('"}');
+
+/**
+ * The owner of a value in the form encodeOwner gives a claim without a hand-over,
+ * `{"node":"<node>","generation":"<generation>"}` with both strings printable ASCII other than
+ * `"` and `\` (so each reads as it is written), decoded without JSON.parse: nearly every key a
+ * watch replays. Undefined for any other value (decodeOwner parses it); null where decodeOwner's
+ * rule gives null (an empty node).
+ */
+function decodePlainOwner(value: Uint8Array): SessionOwner | null | undefined {
+  if (!bytesAt(value, 0, plainOwnerStart)) return undefined;
+  const nodeStart = plainOwnerStart.length;
+  const nodeEnd = plainStringEnd(value, nodeStart);
+  if (!bytesAt(value, nodeEnd, plainOwnerMiddle)) return undefined;
+  const generationStart = nodeEnd + plainOwnerMiddle.length;
+  const generationEnd = plainStringEnd(value, generationStart);
+  if (generationEnd + plainOwnerEnd.length !== value.length || !bytesAt(value, generationEnd, plainOwnerEnd)) return undefined;
+  if (nodeEnd === nodeStart) return null;
+  return { node: nodeText(value, nodeStart, nodeEnd), generation: asciiText(value, generationStart, generationEnd) };
+}
+
+function bytesAt(value: Uint8Array, offset: number, expected: Uint8Array): boolean {
+  if (offset + expected.length > value.length) return false;
+  for (let index = 0; index < expected.length; index++) if (value[offset + index] !== expected[index]) return false;
+  return true;
+}
+
+/** Where a run of bytes that a JSON string holds as they are (0x20 to 0x7e, not `"` or `\`) from `start` ends. */
+function plainStringEnd(value: Uint8Array, start: number): number {
+  let index = start;
+  for (; index < value.length; index++) {
+    const byte = value[index]!;
+    if (byte < 0x20 || byte > 0x7e || byte === 0x22 || byte === 0x5c) break;
+  }
+  return index;
+}
+
+/** Node names decoded lately, with their bytes, newest last: a cluster has a handful of nodes. */
+const recentNodes: { readonly bytes: Uint8Array; readonly text: string }[] = [];
+const recentNodesMax = 16;
+
+/**
+ * A node name as text, the same string as the last time these bytes were decoded: every known
+ * key of a node's clients then shares its owner's name (as JSON.parse shares short strings it
+ * makes) instead of holding a copy (24 bytes a key).
+ */
+function nodeText(value: Uint8Array, start: number, end: number): string {
+  for (let index = recentNodes.length - 1; index >= 0; index--) {
+    const recent = recentNodes[index]!;
+    if (recent.bytes.length === end - start && bytesAt(value, start, recent.bytes)) return recent.text;
+  }
+  const text = asciiText(value, start, end);
+  if (recentNodes.length === recentNodesMax) recentNodes.shift();
+  recentNodes.push({ bytes: value.slice(start, end), text });
+  return text;
+}
+
+/** ASCII bytes as text: char by char up to 12 (V8 keeps that flat; codec/utf8.ts), else through TextDecoder. */
+function asciiText(value: Uint8Array, start: number, end: number): string {
+  if (end - start > 12) return textDecoder.decode(value.subarray(start, end));
+  let text = '';
+  for (let index = start; index < end; index++) text += String.fromCharCode(value[index]!);
+  return text;
 }
 
 /** The newest claim of a client id a node has seen (SessionRegistry.newestClaim). */
