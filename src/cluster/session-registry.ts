@@ -57,6 +57,7 @@ import { endSession } from '../broker/session-lifecycle.js';
 import { type ConnectPacket, PacketType } from '../codec/packets.js';
 import { ReasonCode } from '../codec/reason-codes.js';
 import type { ClusterKeyChange, ClusterResult, ConnectionId } from '../contract.js';
+import { KnownKeys } from './known-keys.js';
 import { retainedKey, topicOfRetainedKey } from './retained-entries.js';
 import type { SessionHandover } from './session-handover.js';
 
@@ -250,18 +251,6 @@ interface Attempt {
 /** Unanswered attempts a claim remembers at most: one per link drop or failed attempt within claimWaitMs. */
 const unansweredMax = 16;
 
-/** What this node last saw of a key: its revision (order), whether it exists, and its owner. */
-interface KnownKey {
-  revision: number;
-  present: boolean;
-  node: string | null;
-  handoverFrom: string | null;
-  /** The revision of the claim whose marker carries its hand-over: its own, or an earlier one's (SessionOwner.markerRevision). */
-  markerRevision: number;
-  /** This node's reader has passed the marker of this claim (its hand-over is behind anything this node queues now). */
-  markerPassed: boolean;
-}
-
 export class SessionRegistry {
   private connected = false;
   /** The request id of the newest watch of the bucket, 0 before the first. */
@@ -280,7 +269,7 @@ export class SessionRegistry {
    */
   private current = false;
   private nextGeneration = 1;
-  private readonly known = new Map<string, KnownKey>();
+  private readonly known = new KnownKeys();
   private readonly claims = new Map<ConnectionId, Claim>();
   private readonly requests = new Map<number, Claim>();
   /** CONNECTs whose claim is won, waiting for their hand-over, by client id. */
@@ -320,7 +309,7 @@ export class SessionRegistry {
   /** The stream reader reached the marker of `node`'s claim of `clientId` at `revision` (session-handover.ts). */
   markerPassed(clientId: string, node: string, revision: number): void {
     const known = this.known.get(clientId);
-    if (known !== undefined && known.revision === revision && known.node === node) known.markerPassed = true;
+    if (known !== undefined && known.revision === revision && known.node === node && !known.markerPassed) this.known.set(clientId, { ...known, markerPassed: true });
   }
 
   /** How many CONNECTs wait for their claim (tests and metrics). */
@@ -604,8 +593,8 @@ export class SessionRegistry {
     assert(change.bucket === sessionsBucket, 'the registry watches the sessions bucket');
     const clientId = clientIdOfSessionKey(change.key);
     if (clientId === null) return;
-    const known = this.known.get(clientId);
-    if (known !== undefined && change.revision <= known.revision) return;
+    const knownRevision = this.known.revisionOf(clientId);
+    if (knownRevision !== undefined && change.revision <= knownRevision) return;
     const owner = change.value === null ? null : decodeOwner(change.value);
     const markerRevision = owner?.markerRevision ?? change.revision;
     this.known.set(clientId, { revision: change.revision, present: change.value !== null, node: owner?.node ?? null, handoverFrom: owner?.handoverFrom ?? null, markerRevision, markerPassed: false });
