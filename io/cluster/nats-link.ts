@@ -79,6 +79,8 @@ const redeliveryHoldAckWaits = 3;
  * process beyond the input queue's high water; each batch is one pull request (a round trip).
  */
 const watchBatchMax = 1_024;
+/** How long a watch's pull request waits for entries before it is made again (nats.js's default). */
+const watchFetchExpiresMs = 30_000;
 /** JetStream's error code for a compare-and-set that found another revision. */
 const wrongLastSequenceCode = 10071;
 
@@ -613,9 +615,12 @@ export class NatsLink {
     while (current()) {
       if (!this.queue.belowHighWater) await this.queue.whenBelowHighWater();
       if (!current()) return;
-      batch = await consumer.fetch({ max_messages: watchBatchMax });
+      batch = await consumer.fetch({ max_messages: watchBatchMax, expires: watchFetchExpiresMs });
+      const fetchedAtMs = Date.now();
+      let fetched = 0;
       for await (const message of batch) {
         if (!current()) return;
+        fetched += 1;
         received += 1;
         const key = message.subject.substring(keyOffset);
         this.queue.push({ kind: 'key-changed', change: { bucket: bucketName, key, value: watchedValue(message), revision: message.seq } });
@@ -623,6 +628,9 @@ export class NatsLink {
         replayed = true;
         this.queue.push({ kind: 'watch-current', bucket: bucketName, requestId });
       }
+      // A batch that ended empty well before its expiry (nats.js ends one early on some server
+      // statuses) is asked for again only after a pause: never a loop of pull requests.
+      if (fetched === 0 && Date.now() - fetchedAtMs < watchFetchExpiresMs / 2) await delay(this.limits.setupRetryMs);
     }
   }
 
