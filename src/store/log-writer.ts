@@ -163,6 +163,11 @@ export class LogWriter {
   }
 
   /** Storage requests to issue, in order; the queue is emptied. */
+  /** How many requests `takeRequests` would return now. */
+  get requestsWaiting(): number {
+    return this.outbox.length;
+  }
+
   takeRequests(): StorageRequest[] {
     return this.outbox.splice(0, this.outbox.length);
   }

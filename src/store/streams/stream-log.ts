@@ -114,6 +114,11 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
     this.outbox.push(withId);
   }
 
+  /** How many requests `takeRequests` would return now. */
+  get requestsWaiting(): number {
+    return this.outbox.length;
+  }
+
   takeRequests(): StorageRequest[] {
     const requests = this.outbox;
     this.outbox = [];
