@@ -92,7 +92,9 @@ export class EventQueue {
 
   private findTimerNext(): void {
     let next: Timer | null = null;
-    for (const timer of this.timers) {
+    // After every broker input (its wakeup is re-armed): indexed, so that no iterator is made.
+    for (let index = 0; index < this.timers.length; index++) {
+      const timer = this.timers[index]!;
       if (!timer.armed) continue;
       if (next === null || timer.timeMs < next.timeMs || (timer.timeMs === next.timeMs && timer.sequence < next.sequence)) next = timer;
     }
