@@ -29,6 +29,8 @@ export interface SimEvent {
 const timeCapacityInitial = 256;
 /** Emptied buckets kept for reuse; beyond this many they are left to the collector. */
 const bucketsSpareMax = 64;
+/** A bucket whose lists grew past this many slots (a rare crowded time) is left to the collector. */
+const bucketSpareSlotsMax = 1024;
 
 /** A callback that runs at most once per arming; each `EventQueue.arm` replaces its time and place. */
 export class Timer {
@@ -40,12 +42,20 @@ export class Timer {
   constructor(readonly run: () => void) {}
 }
 
-/** The events of one time, in sequence order; those before `head` have run. */
+/**
+ * The events of one time, in sequence order: the first `count` slots of the lists are in use, and
+ * those before `head` have run. A reused bucket keeps its lists' storage (they are overwritten,
+ * not emptied), so that a busy time does not grow two new lists from nothing.
+ */
 interface Bucket {
   runs: (() => void)[];
   sequences: number[];
   head: number;
+  count: number;
 }
+
+/** Stands in for a callback that has run, so that the bucket does not keep it alive. */
+const spentRun = (): void => {};
 
 export class EventQueue {
   /** A min-heap of the distinct times that have a bucket. */
@@ -92,7 +102,9 @@ export class EventQueue {
 
   private findTimerNext(): void {
     let next: Timer | null = null;
-    for (const timer of this.timers) {
+    // After every broker input (its wakeup is re-armed): indexed, so that no iterator is made.
+    for (let index = 0; index < this.timers.length; index++) {
+      const timer = this.timers[index]!;
       if (!timer.armed) continue;
       if (next === null || timer.timeMs < next.timeMs || (timer.timeMs === next.timeMs && timer.sequence < next.sequence)) next = timer;
     }
@@ -103,13 +115,19 @@ export class EventQueue {
     if (!Number.isFinite(timeMs)) throw new Error(`event time must be finite, got ${timeMs}`);
     let bucket = this.buckets.get(timeMs);
     if (bucket === undefined) {
-      bucket = this.spareBuckets.pop() ?? { runs: [], sequences: [], head: 0 };
+      bucket = this.spareBuckets.pop() ?? { runs: [], sequences: [], head: 0, count: 0 };
       this.buckets.set(timeMs, bucket);
       if (this.timeCount > 0 && timeMs < this.times[0]!) this.front = null;
       this.pushTime(timeMs);
     }
-    bucket.runs.push(run);
-    bucket.sequences.push(this.sequenceNext++);
+    if (bucket.count === bucket.runs.length) {
+      bucket.runs.push(run);
+      bucket.sequences.push(this.sequenceNext++);
+    } else {
+      bucket.runs[bucket.count] = run;
+      bucket.sequences[bucket.count] = this.sequenceNext++;
+    }
+    bucket.count += 1;
     this.length += 1;
   }
 
@@ -168,9 +186,10 @@ export class EventQueue {
     if (this.length === 0) throw new Error('popRun on an empty event queue');
     const front = this.frontBucket();
     const run = front.runs[front.head]!;
+    front.runs[front.head] = spentRun;
     front.head += 1;
     this.length -= 1;
-    if (front.head === front.runs.length) this.retireFront(front);
+    if (front.head === front.count) this.retireFront(front);
     return run;
   }
 
@@ -179,10 +198,9 @@ export class EventQueue {
     this.buckets.delete(this.times[0]!);
     this.popTime();
     this.front = null;
-    if (this.spareBuckets.length >= bucketsSpareMax) return;
-    // Cleared, so that the callbacks it held can be collected.
-    front.runs.length = 0;
-    front.sequences.length = 0;
+    if (this.spareBuckets.length >= bucketsSpareMax || front.runs.length > bucketSpareSlotsMax) return;
+    // Its callbacks were replaced as they ran (popRun), so it holds none.
+    front.count = 0;
     front.head = 0;
     this.spareBuckets.push(front);
   }

@@ -243,7 +243,7 @@ export abstract class InterceptingBroker implements BrokerCore {
     return this.inner.nextDeadlineMs();
   }
 
-  drainActions(): Action[] {
+  drainActions(): readonly Action[] {
     const out: Action[] = [];
     const injected = this.pending;
     this.pending = [];
@@ -1153,7 +1153,7 @@ abstract class StoreWrapper implements StateStore {
   flush(nowMs: number): void {
     this.inner.flush(nowMs);
   }
-  drainRequests(): StorageRequest[] {
+  drainRequests(): readonly StorageRequest[] {
     return this.inner.drainRequests();
   }
   storageCompleted(nowMs: number, result: StorageResult): void {

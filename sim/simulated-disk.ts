@@ -116,8 +116,11 @@ export class SimulatedDisk {
 
   private write(id: number, name: string, offset: number, bytes: Uint8Array): StorageResult {
     let file = this.files.get(name);
-    const growth = Math.max(0, offset + bytes.length - (file?.visible.length ?? 0));
-    if (this.usedBytes() + growth > this.faults.capacityBytes) return { requestId: id, ok: false, code: 'ENOSPC', message: 'simulated full disk' };
+    // The sum over every file is taken only while a full disk is simulated (most writes come without one).
+    if (this.faults.capacityBytes !== noDiskFaults.capacityBytes) {
+      const growth = Math.max(0, offset + bytes.length - (file?.visible.length ?? 0));
+      if (this.usedBytes() + growth > this.faults.capacityBytes) return { requestId: id, ok: false, code: 'ENOSPC', message: 'simulated full disk' };
+    }
     if (file === undefined) {
       file = { visible: new Uint8Array(0), durable: new Uint8Array(0), unsynced: [] };
       this.files.set(name, file);
@@ -217,6 +220,9 @@ function enoent(requestId: number, name: string): StorageResult {
   return { requestId, ok: false, code: 'ENOENT', message: `no such file: ${name}` };
 }
 
+/** The smallest buffer an image grows into: a log or a snapshot starts with many small writes. */
+const imageBytesMin = 4096;
+
 /**
  * A file image of `length` bytes. Images are views over buffers that may be larger, doubled when
  * outgrown, so that a log's appends do not copy the whole file each time. Bytes of the buffer
@@ -230,7 +236,7 @@ function resize(bytes: Uint8Array, length: number): Uint8Array {
     return bytes.subarray(0, length);
   }
   if (bytes.byteOffset === 0 && bytes.buffer.byteLength >= length) return new Uint8Array(bytes.buffer, 0, length);
-  const grown = new Uint8Array(new ArrayBuffer(Math.max(length, bytes.length * 2)), 0, length);
+  const grown = new Uint8Array(new ArrayBuffer(Math.max(length, bytes.length * 2, imageBytesMin)), 0, length);
   grown.set(bytes);
   return grown;
 }

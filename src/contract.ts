@@ -393,7 +393,7 @@ export interface BrokerCore extends Partial<ClusterInputs> {
   /** Why the core halted, or null while it runs. */
   readonly haltReason: string | null;
   /** Everything queued since the last drain, in order; the queue is emptied. */
-  drainActions(): Action[];
+  drainActions(): readonly Action[];
   /** The earliest time at which `tick` has work to do, or null when nothing is scheduled. */
   nextDeadlineMs(): number | null;
 }

@@ -8,6 +8,7 @@
  * (sim/large-payloads.ts) names its filler length in its head instead:
  * `m|{publisher}|{sequence}|{qos}|{topic}|L{length}|{filler}`.
  */
+import { Buffer } from 'node:buffer';
 import { allocateBytes } from '../../src/codec/byte-pool.js';
 
 export interface MessageIdentity {
@@ -50,13 +51,46 @@ function fillerLength(seedText: string): number {
 }
 
 /**
+ * Large payloads as sealed, by head, oldest first (sim/large-payloads.ts: up to a few hundred KiB).
+ * Generating a filler costs a few nanoseconds a byte, and a large one used to be generated once
+ * when its publisher sealed it, again for each resend, again by the checker for its checksum, and
+ * once more for every copy delivered (`parsePayload` compared byte by byte against a filler it
+ * generated). A kept one is copied, or compared, in one native operation instead. What is kept is
+ * exactly what `seal` makes from the head, so no result depends on what is kept; bounded by count
+ * and bytes, the oldest going first.
+ */
+const sealedLarge = new Map<string, Uint8Array>();
+let sealedLargeBytes = 0;
+/** Below this, a filler costs less to generate than to look up and copy. */
+const largeFillerBytesMin = 512;
+const sealedLargeKeptMax = 256;
+const sealedLargeBytesMax = 8 * 1024 * 1024;
+
+function keepSealedLarge(head: string, sealed: Uint8Array): void {
+  sealedLarge.set(head, sealed);
+  sealedLargeBytes += sealed.length;
+  // Bounded by the entries: each pass drops one.
+  while (sealedLarge.size > sealedLargeKeptMax || (sealedLargeBytes > sealedLargeBytesMax && sealedLarge.size > 1)) {
+    const [oldestHead, oldest] = sealedLarge.entries().next().value as [string, Uint8Array];
+    sealedLarge.delete(oldestHead);
+    sealedLargeBytes -= oldest.length;
+  }
+}
+
+/**
  * `${head}|${filler}` as UTF-8. The filler is ASCII (a to z), so it is written byte by byte
  * after the encoded head and the separator instead of being built as a string first: every
- * publish of a run makes one of these, and the checker another.
+ * publish of a run makes one of these, and the checker another. The caller owns what it gets.
  */
 function seal(head: string): Uint8Array {
-  const headBytes = encoder.encode(head);
   const length = fillerLength(head);
+  const kept = length >= largeFillerBytesMin ? sealedLarge.get(head) : undefined;
+  if (kept !== undefined) {
+    const copy = allocateBytes(kept.length);
+    copy.set(kept);
+    return copy;
+  }
+  const headBytes = encoder.encode(head);
   const sealed = allocateBytes(headBytes.length + 1 + length);
   sealed.set(headBytes);
   sealed[headBytes.length] = separator;
@@ -65,7 +99,14 @@ function seal(head: string): Uint8Array {
     state = Math.imul(state ^ index, 16777619) >>> 0;
     sealed[at] = 97 + (state % 26);
   }
+  if (length >= largeFillerBytesMin) keepSealedLarge(head, sealed.slice());
   return sealed;
+}
+
+/** Whether `bytes` from `at` on equals the last `length` bytes of `sealed` (one native comparison). */
+function fillerEquals(bytes: Uint8Array, at: number, sealed: Uint8Array, length: number): boolean {
+  const actual = Buffer.from(bytes.buffer, bytes.byteOffset + at, length);
+  return actual.equals(Buffer.from(sealed.buffer, sealed.byteOffset + sealed.length - length, length));
 }
 
 /** `fillerBytes`: a large payload's filler length (large-payloads.ts); undefined for the usual one. */
@@ -96,10 +137,15 @@ export function parsePayload(bytes: Uint8Array): MessageIdentity | WillIdentity 
   }
   const length = fillerLength(head);
   if (bytes.length - last - 1 !== length) return null;
-  let state = fillerSeed(head);
-  for (let index = 0, at = last + 1; index < length; index++, at++) {
-    state = Math.imul(state ^ index, 16777619) >>> 0;
-    if (bytes[at] !== 97 + (state % 26)) return null;
+  const kept = length >= largeFillerBytesMin ? sealedLarge.get(head) : undefined;
+  if (kept !== undefined) {
+    if (!fillerEquals(bytes, last + 1, kept, length)) return null;
+  } else {
+    let state = fillerSeed(head);
+    for (let index = 0, at = last + 1; index < length; index++, at++) {
+      state = Math.imul(state ^ index, 16777619) >>> 0;
+      if (bytes[at] !== 97 + (state % 26)) return null;
+    }
   }
   const fields = head.split('|');
   if (fields[0] === 'm' && (fields.length === 5 || (fields.length === 6 && largePattern.test(head)))) {

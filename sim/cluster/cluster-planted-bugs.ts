@@ -134,7 +134,7 @@ class WrappedClusterBroker implements BrokerCore {
   clusterWatchCurrent(nowMs: number, bucket: string, requestId: number): void {
     this.inner.clusterWatchCurrent!(nowMs, bucket, requestId);
   }
-  drainActions(): Action[] {
+  drainActions(): readonly Action[] {
     const actions = this.inner.drainActions();
     if (this.extra.length === 0) return actions;
     const all = [...this.extra, ...actions];
@@ -248,7 +248,7 @@ class RetainedConflictDropped extends WrappedClusterBroker {
     super.clusterKeyChanged(nowMs, change);
   }
 
-  override drainActions(): Action[] {
+  override drainActions(): readonly Action[] {
     const actions = super.drainActions();
     for (const action of actions) {
       const request = action.kind === 'cluster' ? action.request : null;
@@ -272,7 +272,7 @@ class RetainedPlainPut extends WrappedClusterBroker {
 }
 
 class HandoverDropsQueued extends WrappedClusterBroker {
-  override drainActions(): Action[] {
+  override drainActions(): readonly Action[] {
     return super.drainActions().map((action) => {
       if (action.kind !== 'cluster' || action.request.op !== 'kv-set' || action.request.bucket !== handoverBucket || action.request.value === null) return action;
       const state = decodeHandoverState(action.request.value);
@@ -290,7 +290,7 @@ class HandoverTruncates extends WrappedClusterBroker {
   /** The parts the node put, by key, until their head goes. */
   private readonly parts = new Map<string, Uint8Array>();
 
-  override drainActions(): Action[] {
+  override drainActions(): readonly Action[] {
     return super.drainActions().map((action) => {
       if (action.kind !== 'cluster' || action.request.op !== 'kv-set' || action.request.bucket !== handoverBucket || action.request.value === null) return action;
       const { key, value } = action.request;
@@ -359,7 +359,7 @@ class ClaimAnswerForgotten extends WrappedClusterBroker {
     super.clusterKeyChanged(nowMs, { ...change, value: encodeOwner({ ...owner, generation: `${owner.generation}.forgotten` }) });
   }
 
-  override drainActions(): Action[] {
+  override drainActions(): readonly Action[] {
     const actions = super.drainActions();
     for (const action of actions) {
       const request = action.kind === 'cluster' ? action.request : null;
@@ -405,7 +405,7 @@ class DropsPace extends WrappedClusterBroker {
     super(inner);
   }
 
-  override drainActions(): Action[] {
+  override drainActions(): readonly Action[] {
     return super.drainActions().filter((action) => action.kind !== 'cluster' || action.request.op !== 'pace' || action.request.paused !== this.paused);
   }
 }

@@ -115,6 +115,9 @@ export interface BrokerOptions {
   wallClockOffsetMs?: number;
 }
 
+/** What `drainActions` returns when nothing was queued; frozen, so that no caller can fill it. */
+const noActions: readonly Action[] = Object.freeze([]);
+
 /** How a connection ends, as far as its will is concerned. */
 export type WillOutcome = 'publish' | 'discard';
 
@@ -366,8 +369,11 @@ export class Broker implements BrokerCore {
     this.afterInput(nowMs);
   }
 
-  drainActions(): Action[] {
+  drainActions(): readonly Action[] {
     const actions = this.actions;
+    // The driver drains after every input, and most inputs queue nothing (in the simulator, a
+    // segment of a packet): the empty queue is kept instead of a new one made.
+    if (actions.length === 0) return noActions;
     this.actions = [];
     return actions;
   }

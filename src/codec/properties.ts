@@ -167,7 +167,10 @@ export function propertiesContentLength(properties: Properties | undefined, cont
   if (properties === undefined) return 0;
   const record = properties as PropertyRecord;
   let length = 0;
-  for (const descriptor of propertyDescriptors) {
+  // Indexed (here and in writeProperties): a for-of makes an iterator, and in code not yet
+  // optimized a result object per descriptor, for every packet with properties.
+  for (let index = 0; index < propertyDescriptors.length; index++) {
+    const descriptor = propertyDescriptors[index]!;
     const value = record[descriptor.name];
     if (value === undefined) continue;
     assert((descriptor.contexts & (1 << context)) !== 0, `property ${descriptor.name} not allowed in context ${context}`);
@@ -205,7 +208,8 @@ function propertyLength(descriptor: PropertyDescriptor, value: unknown): number 
 export function writeProperties(bytes: Uint8Array, offset: number, properties: Properties | undefined): number {
   if (properties === undefined) return offset;
   const record = properties as PropertyRecord;
-  for (const descriptor of propertyDescriptors) {
+  for (let index = 0; index < propertyDescriptors.length; index++) {
+    const descriptor = propertyDescriptors[index]!;
     const value = record[descriptor.name];
     if (value === undefined) continue;
     offset = writeProperty(bytes, offset, descriptor, value);

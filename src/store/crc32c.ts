@@ -7,6 +7,17 @@
  */
 
 const tables: Uint32Array[] = buildTables();
+// One constant per table rather than a destructuring in every call: destructuring an array makes
+// an iterator, and code that V8 has not optimized yet (the simulator's tiering keeps code longer
+// in the baseline tiers, sim/jit-tuning.ts) really allocates it.
+const t0 = tables[0]!;
+const t1 = tables[1]!;
+const t2 = tables[2]!;
+const t3 = tables[3]!;
+const t4 = tables[4]!;
+const t5 = tables[5]!;
+const t6 = tables[6]!;
+const t7 = tables[7]!;
 
 function buildTables(): Uint32Array[] {
   const result: Uint32Array[] = [];
@@ -30,7 +41,6 @@ function buildTables(): Uint32Array[] {
 
 /** Continues a CRC-32C over `bytes[start, end)`; start a fresh checksum with `crc = 0`. */
 export function crc32c(bytes: Uint8Array, crc = 0, start = 0, end = bytes.length): number {
-  const [t0, t1, t2, t3, t4, t5, t6, t7] = tables as [Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array];
   let value = ~crc >>> 0;
   let index = start;
   while (end - index >= 8) {

@@ -84,6 +84,9 @@ export function streamLogOptionsFor(config: BrokerConfig): Partial<StreamLogOpti
 }
 
 /** The stream log's sizes when the options name none (BrokerConfig's defaults). */
+/** What `drainRequests` returns when nothing waits; frozen, so that no caller can fill it. */
+const noRequests: readonly StorageRequest[] = Object.freeze([]);
+
 const defaultStreamLogOptions: Omit<StreamLogOptions, 'writeBytesMax'> = {
   segmentBytesMax: 16 * 1024 * 1024,
   indexIntervalBytes: 16 * 1024,
@@ -221,7 +224,10 @@ export class DurableStateStore implements StateStore {
     writer.flush(nowMs);
   }
 
-  drainRequests(): StorageRequest[] {
+  drainRequests(): readonly StorageRequest[] {
+    // Called after every broker input, and most inputs issue nothing (a segment of a packet, a
+    // completion that only moves a position): then no array is made.
+    if ((this.recovery?.requestsWaiting ?? 0) + (this.writer?.requestsWaiting ?? 0) + (this.snapshot?.requestsWaiting ?? 0) + this.streams.requestsWaiting === 0) return noRequests;
     const requests: StorageRequest[] = [];
     if (this.recovery !== null) requests.push(...this.recovery.takeRequests());
     if (this.writer !== null) requests.push(...this.writer.takeRequests());

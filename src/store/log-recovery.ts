@@ -101,6 +101,11 @@ export class LogRecovery {
     return this.outcome !== null || this.failure !== null;
   }
 
+  /** How many requests `takeRequests` would return now. */
+  get requestsWaiting(): number {
+    return this.outbox.length;
+  }
+
   takeRequests(): StorageRequest[] {
     return this.outbox.splice(0, this.outbox.length);
   }

@@ -31,6 +31,7 @@
  * unknown state after a failed write or fsync, so the only safe course is to stop and recover.
  */
 import { assert } from '../assert.js';
+import { allocateBytes } from '../codec/byte-pool.js';
 import type { SyncPolicy } from '../config.js';
 import type { StorageRequest, StorageResult } from '../contract.js';
 import { frameHeaderBytes, writeFrame } from './record-frame.js';
@@ -163,6 +164,11 @@ export class LogWriter {
   }
 
   /** Storage requests to issue, in order; the queue is emptied. */
+  /** How many requests `takeRequests` would return now. */
+  get requestsWaiting(): number {
+    return this.outbox.length;
+  }
+
   takeRequests(): StorageRequest[] {
     return this.outbox.splice(0, this.outbox.length);
   }
@@ -268,9 +274,11 @@ export class LogWriter {
       this.segments.push({ name: this.segment.name, firstLsn: batch[0]!.lsn });
       this.directoryDirty = true;
     }
-    const buffer = new Uint8Array(writeBytes);
+    // From the encoder's byte pool: a batch is usually one small group, and an array of its own
+    // past 64 bytes costs an external allocation per write (byte-pool.ts).
+    const buffer = allocateBytes(writeBytes);
     let offset = 0;
-    for (const record of batch) offset = writeFrame(buffer, offset, record.lsn, record.type, record.body);
+    for (let index = 0; index < batch.length; index++) offset = writeFrame(buffer, offset, batch[index]!.lsn, batch[index]!.type, batch[index]!.body);
     assert(offset === writeBytes, 'batch size computed exactly');
     this.inflightLastLsn = batch[batch.length - 1]!.lsn;
     this.inflightEndsWithSeal = batch[batch.length - 1]!.type === (sealRecordType | groupEndFlag);

@@ -65,7 +65,7 @@ export class MemoryStateStore implements StateStore {
 
   flush(_nowMs: number): void {}
 
-  drainRequests(): StorageRequest[] {
+  drainRequests(): readonly StorageRequest[] {
     return [];
   }
 

@@ -49,6 +49,11 @@ export class SnapshotWriter {
     this.issueNext();
   }
 
+  /** How many requests `takeRequests` would return now. */
+  get requestsWaiting(): number {
+    return this.outbox.length;
+  }
+
   takeRequests(): StorageRequest[] {
     return this.outbox.splice(0, this.outbox.length);
   }

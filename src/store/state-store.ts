@@ -335,7 +335,7 @@ export interface StateStore {
   /** End of an input: start writing / syncing what was appended. */
   flush(nowMs: number): void;
   /** Storage requests the store wants performed, in order; emptied by the call. */
-  drainRequests(): StorageRequest[];
+  drainRequests(): readonly StorageRequest[];
   /** Result of a request from `drainRequests`. */
   storageCompleted(nowMs: number, result: StorageResult): void;
   /** When the store wants `flush` called again even without input (interval sync), or null. */

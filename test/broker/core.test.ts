@@ -113,7 +113,7 @@ function scriptedRun(): Uint8Array[] {
   const harness = new Harness();
   const sent: Uint8Array[] = [];
   const original = harness.broker.drainActions.bind(harness.broker);
-  harness.broker.drainActions = (): Action[] => {
+  harness.broker.drainActions = (): readonly Action[] => {
     const actions = original();
     for (const action of actions) if (action.kind === 'send') sent.push(action.bytes);
     return actions;
@@ -144,7 +144,7 @@ describe('determinism and the hot path', () => {
     two.subscribe([{ topicFilter: 't', qos: 0 }]);
     const captured: Uint8Array[] = [];
     const original = harness.broker.drainActions.bind(harness.broker);
-    harness.broker.drainActions = (): Action[] => {
+    harness.broker.drainActions = (): readonly Action[] => {
       const actions = original();
       for (const action of actions) if (action.kind === 'send') captured.push(action.bytes);
       return actions;

@@ -102,7 +102,7 @@ export class ScriptedClusterCore implements BrokerCore {
   adminRequest(_nowMs: number, _requestId: number, _command: AdminCommand): void {}
   shutdown(_nowMs: number): void {}
 
-  drainActions(): Action[] {
+  drainActions(): readonly Action[] {
     const actions = this.actions;
     this.actions = [];
     return actions;

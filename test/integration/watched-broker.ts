@@ -84,7 +84,7 @@ export class CrashRecordingCore implements BrokerCore {
     return this.broker.view;
   }
 
-  drainActions(): Action[] {
+  drainActions(): readonly Action[] {
     return this.crash === null ? this.broker.drainActions() : [];
   }
 

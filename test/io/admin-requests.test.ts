@@ -36,7 +36,7 @@ class HoldingCore extends ScriptedCore {
     this.queued.push({ kind: 'halt', reason });
   }
 
-  override drainActions(): Action[] {
+  override drainActions(): readonly Action[] {
     const actions = [...super.drainActions(), ...this.queued];
     this.queued = [];
     return actions;

@@ -105,7 +105,7 @@ export class ScriptedCore implements BrokerCore {
     this.open.clear();
   }
 
-  drainActions(): Action[] {
+  drainActions(): readonly Action[] {
     const actions = this.actions;
     this.actions = [];
     return actions;

@@ -4,6 +4,7 @@
  * filler length its head names, and a payload cut short, extended, or with any one byte changed,
  * no longer parses, so the checker cannot mistake a damaged copy for the message.
  */
+import { Buffer } from 'node:buffer';
 import { describe, expect, it } from 'vitest';
 import { messagePayload, parsePayload, willPayload } from '../../sim/clients/payload.js';
 
@@ -22,6 +23,20 @@ describe('simulator payloads', () => {
       expect(payload.length).toBe(new TextEncoder().encode('m|1|7|1|big/one|L').length + String(fillerBytes).length + 1 + fillerBytes);
       expect(parsePayload(payload)).toEqual({ kind: 'message', publisher: 1, sequence: 7, qos: 1, topic: 'big/one' });
     }
+  });
+
+  it('judge a large payload the same whether or not its sealed bytes are still kept for comparison', () => {
+    // payload.ts keeps recently sealed large payloads (at most 256) and compares against them.
+    const first = messagePayload(5, 0, 1, 'big/kept', 1_000);
+    const changed = first.slice();
+    changed[first.length - 10] = changed[first.length - 10]! ^ 0x01;
+    expect(parsePayload(first)).toEqual({ kind: 'message', publisher: 5, sequence: 0, qos: 1, topic: 'big/kept' });
+    expect(parsePayload(changed)).toBeNull();
+    for (let sequence = 1; sequence <= 300; sequence++) messagePayload(5, sequence, 1, 'big/kept', 600);
+    expect(parsePayload(first)).toEqual({ kind: 'message', publisher: 5, sequence: 0, qos: 1, topic: 'big/kept' });
+    expect(parsePayload(changed)).toBeNull();
+    // Sealed again once forgotten: the same bytes.
+    expect(Buffer.from(messagePayload(5, 0, 1, 'big/kept', 1_000)).equals(Buffer.from(first))).toBe(true);
   });
 
   it('refuse a payload cut short, extended or with one byte changed', () => {

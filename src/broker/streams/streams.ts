@@ -481,17 +481,24 @@ export class Streams implements MatchSink<string> {
     const store = this.broker.store.streams;
     if (store === undefined) return;
     store.release(this.broker.store.durableLsn);
-    for (const result of store.takeReadResults()) {
+    // This runs after every input and usually finds every list empty: indexed loops, so that no
+    // iterator is made for nothing.
+    const results = store.takeReadResults();
+    for (let index = 0; index < results.length; index++) {
+      const result = results[index]!;
       const owner = this.readOwners.get(result.token);
       this.readOwners.delete(result.token);
       if (owner === undefined) continue;
       if (owner.cursor.readCompleted(result.token, result.entries, result.nextOffset, result.stale, result.damaged)) this.pumpOwner(owner);
     }
-    for (const name of store.takeReleased()) {
+    const released = store.takeReleased();
+    for (let index = 0; index < released.length; index++) {
+      const name = released[index]!;
       for (const reader of this.readersByStream.get(name) ?? []) this.pumpOwner(reader);
       for (const group of this.groups.get(name)?.values() ?? []) this.pumpOwner(group);
     }
-    for (const note of store.takeNotes()) this.broker.log(note.level, note.event, note.fields);
+    const notes = store.takeNotes();
+    for (let index = 0; index < notes.length; index++) this.broker.log(notes[index]!.level, notes[index]!.event, notes[index]!.fields);
     this.commitPositions();
     this.copyStoreStats(store);
   }

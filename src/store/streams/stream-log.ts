@@ -26,6 +26,7 @@
  * error is retried twice before it is.
  */
 import { assert } from '../../assert.js';
+import { allocateBytes } from '../../codec/byte-pool.js';
 import type { StorageRequest, StorageResult } from '../../contract.js';
 import { frameHeaderBytes } from '../record-frame.js';
 import type { DurableState, StateRecord, StreamSnapshotSource, StreamState } from '../state-store.js';
@@ -112,6 +113,11 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
     const withId = { ...request, requestId: this.nextRequestId() } as StorageRequest;
     this.handlers.set(withId.requestId, handler);
     this.outbox.push(withId);
+  }
+
+  /** How many requests `takeRequests` would return now. */
+  get requestsWaiting(): number {
+    return this.outbox.length;
   }
 
   takeRequests(): StorageRequest[] {
@@ -372,7 +378,8 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
       files.sealRequested = true;
       return this.pump(files);
     }
-    const buffer = new Uint8Array(bytes);
+    // From the encoder's byte pool, like the log's batches (log-writer.ts).
+    const buffer = allocateBytes(bytes);
     const positions: number[] = [];
     let at = 0;
     for (let index = 0; index < count; index++) {
