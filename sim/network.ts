@@ -34,7 +34,6 @@
  * output (`brokerSendTimeMs`: the time the broker decided to send the bytes at a given offset) and
  * can tell when the bytes a client sent up to an offset reached the broker (`watchArrival`).
  */
-import { allocateBytes } from '../src/codec/byte-pool.js';
 import type { EventQueue } from './event-queue.js';
 import type { InputChunks } from './input-chunks.js';
 import type { Random } from './random.js';
@@ -86,8 +85,6 @@ export class Link {
    */
   connectArrivedMs: number | null = null;
   connackSentMs: number | null = null;
-  /** The broker's last send on the link (an administrative close must end with DISCONNECT 0x98). */
-  lastBrokerSend: Uint8Array | null = null;
   /** The client believes the link is up. */
   clientOpen = false;
   /** The broker incarnation that accepted it (its connections die with it). */
@@ -348,21 +345,20 @@ export class Network {
 
   brokerSend(link: Link, bytes: Uint8Array): void {
     if (!link.brokerOpen) return;
-    // A copy as a socket's write would take; from the encoder's slab (byte-pool.ts), not an
-    // array of its own per send.
-    const copy = allocateBytes(bytes.length);
-    copy.set(bytes);
-    link.noteBrokerSend(this.clock.nowMs, copy.length);
-    link.lastBrokerSend = copy;
+    // No copy: the segments in flight are views of the broker's own bytes, as Node's socket.write
+    // keeps a reference to a buffer it could not write at once. A sent buffer belongs to the host
+    // (contract.ts, the send action), so a broker that writes into one again changes what its
+    // client reads here, and the client or the checker fails the run (planted send-buffer-reused).
+    link.noteBrokerSend(this.clock.nowMs, bytes.length);
     if (!link.outputDirty) {
       link.outputDirty = true;
       this.outputDirty.push(link);
     }
-    const count = this.cutSegments(copy.length);
-    if (count === 1) return this.scheduleToClient(link, copy);
+    const count = this.cutSegments(bytes.length);
+    if (count === 1) return this.scheduleToClient(link, bytes);
     for (let index = 0, offset = 0; index < count; index++) {
       const size = this.segmentSizes[index]!;
-      this.scheduleToClient(link, copy.subarray(offset, offset + size));
+      this.scheduleToClient(link, bytes.subarray(offset, offset + size));
       offset += size;
     }
   }

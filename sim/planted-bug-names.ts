@@ -42,6 +42,7 @@ export const plantedBugDescriptions = {
   'delete-session-ignored': "answers an operator's delete-session with success and leaves the session as it was",
   'retained-payload-view': 'keeps a retained payload as a .slice() of the received bytes, which on a Node Buffer is a view of the whole input chunk',
   'large-payload-cut': 'sends a payload over 64 KiB cut to its first 64 KiB, as a fixed-size output buffer would',
+  'send-buffer-reused': "writes each input's sends into one output buffer that the next input's sends overwrite, though the host may still hold them",
 } as const satisfies Record<string, string>;
 
 export type PlantedBugName = keyof typeof plantedBugDescriptions;

@@ -338,6 +338,36 @@ class LargePayloadCut extends InterceptingBroker {
 }
 const largePayloadCutBytes = 65_536;
 
+/**
+ * Writes each input's sends one after the other into one output buffer, and the next input's into
+ * the same buffer from its start again: a broker that reuses its output buffer once the host has
+ * taken what it sent. A host that still holds an earlier send (Node's socket.write keeps a buffer
+ * it could not write at once; the simulator's network keeps it until its segments arrive) then
+ * writes what a later packet left there.
+ */
+class SendBufferReused extends InterceptingBroker {
+  private buffer = new Uint8Array(4096);
+
+  protected onBrokerPacket(): Rewrite {
+    return { keep: true };
+  }
+
+  override drainActions(): readonly Action[] {
+    const actions = super.drainActions();
+    let total = 0;
+    for (const action of actions) if (action.kind === 'send') total += action.bytes.length;
+    if (total > this.buffer.length) this.buffer = new Uint8Array(total);
+    let offset = 0;
+    return actions.map((action) => {
+      if (action.kind !== 'send') return action;
+      const bytes = this.buffer.subarray(offset, offset + action.bytes.length);
+      bytes.set(action.bytes);
+      offset += bytes.length;
+      return { ...action, bytes };
+    });
+  }
+}
+
 /** Never hands out retained messages on subscribe. */
 class ForgetRetained extends InterceptingBroker {
   protected onBrokerPacket(_connectionId: ConnectionId, packet: Packet): Rewrite {
@@ -1121,6 +1151,7 @@ export const plantedBugs = {
   'delete-session-ignored': (options: BrokerOptions) => new AdminCommandIgnored(new Broker(options), 'delete-session'),
   'retained-payload-view': (options: BrokerOptions) => retainedPayloadView(new Broker(options)),
   'large-payload-cut': wrap(LargePayloadCut),
+  'send-buffer-reused': wrap(SendBufferReused),
 } satisfies Record<PlantedBugName, BrokerFactory>;
 
 export type { PlantedBugName };

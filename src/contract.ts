@@ -81,7 +81,11 @@ export type StorageResult =
   | { requestId: number; ok: false; code: StorageErrorCode; message: string };
 
 export type Action =
-  /** Write these bytes to the connection, after everything sent before on it. */
+  /**
+   * Write these bytes to the connection, after everything sent before on it. From here on they
+   * belong to the host, which may hold them until the socket takes them: the core never writes
+   * into them again (the simulator's network keeps them, not a copy, to see that it does not).
+   */
   | { kind: 'send'; connectionId: ConnectionId; bytes: Uint8Array }
   /** Flush what was sent before, then close the connection. No input arrives for it afterwards. */
   | { kind: 'close'; connectionId: ConnectionId; reason: string }

@@ -78,6 +78,10 @@ const expectations: { bug: PlantedBugName; rules: string[]; seedStart?: number; 
   // Payloads over 64 KiB come only in large-payload worlds (sim/large-payloads.ts); 4 of seeds
   // 1..200 catch a broker that cuts them, 61 first (`keel vopr --plant large-payload-cut --count 200 --keep-going`).
   { bug: 'large-payload-cut', rules: ['payload-corrupt'], seedStart: 61, seeds: 1 },
+  // The simulated network holds a broker's sends, not copies, until their segments arrive, as a
+  // socket holds what it could not write at once: a broker that writes into a sent buffer again
+  // is caught on every one of seeds 1..20 (on none of them with a copy taken at the send).
+  { bug: 'send-buffer-reused', rules: ['broker-sent-malformed'], seeds: 1 },
   { bug: 'packet-id-reused-on-wrap', rules: ['lost', 'qos2-duplicated'], seedStart: 794, seeds: 1, timeoutMs: 300_000, confirmClean: false },
 ];
 
