@@ -370,7 +370,6 @@ const clusterRegressionSeeds: readonly { seed: number; nodes: number; found: str
     heavySessions: true,
     nodes: 2,
     handoverMovers: true,
-    open: 'qos2-duplicate',
     found:
       'qos2-duplicate (vopr --nodes 2 --handover-movers from 8,100,000 on the merged build of this session, 1 of the first 877; no lost disk, large payloads or heavy sessions in its world, and it fails alike with --no-heavy-sessions): c200 got QoS 2 3|5 twice, both times from n1. ' +
       "Diagnosed, not fixed: a stale copy kept by the source rule of seed 5010652 (sourceServes) is adopted over the client's live session. m200's claims in keel-sessions: 7 n0 (session S0 on n0); 11 n1 asking n0 (marker 18): n0 down, n1 gave up (handover-timed-out, 6,606 ms) and gave the client a fresh S1; 19 n1 resuming S1 (takeover of its own connection, asks no one); 20 n0 asking n1 (the client moved, 16,811 ms), won at NATS but n0 crashed 2 ms later, its answer and marker lost; 22 n1 asking n0 (marker 35). " +
@@ -378,7 +377,9 @@ const clusterRegressionSeeds: readonly { seed: number; nodes: number; found: str
       'At marker 18 (claim 11) n0, back, sees only claim 22, which asks n0 at a newer marker: it keeps S0 (sourceServes, seed 5010652) and answers none; at marker 35 it hands S0 over (5 deliveries, 3|5 queued) and n1 adopts it over S1 (apply ends the session it held: S1, nothing pending), resending 3|5 as id 3. ' +
       'On a9e13b9 (before the merges) the run is the same up to 19.5 s and passes: n0 hands S0 over at marker 18, n1 drops it as late (handover-late dropped=3) and resumes S1 at marker 35 (48,378 ms, ok). ' +
       "What n0 sees at marker 18 (an older marker of n1 asking n0, and n1's newest claim asking n0 again) is the shape of 5010652, where keeping was right: there the source's copy was, as that entry tells it, the one the client used after the source's own intervening claim; here it is a leftover from before claim 11, and its own intervening claim 20 was never served. " +
-      "A fix needs the source to tell those apart, for instance a session carrying the revision of the claim it was made or adopted under (kept at an older marker only when made after that marker's claim); the registry's newest claim alone cannot",
+      "A fix needs the source to tell those apart, for instance a session carrying the revision of the claim it was made or adopted under (kept at an older marker only when made after that marker's claim); the registry's newest claim alone cannot. " +
+      "Fixed: each session records the revision of the claim it was made or adopted under (SessionState.claimRevision, in its log record), and each claim that asks for a hand-over carries its session's line (lineageRevision: the newest claim of its chain that asked no one, here 19, n1's resume). At marker 18 n0's copy of claim 7 is older than claim 22's line: stale, n0 ends it (session-moved stale=true, 19,523 ms) and answers none; at marker 35 n1 keeps S1. " +
+      "A first version of the fix (keep only a copy made under the claim the newer one asks from, 20) failed 7203919 (session-lost): there n0's copy adopted under claim 14 was the session along a chain of moves 15, 25, 32, 39, 44 whose markers were all still to come",
   },
   {
     seed: 8200047,
