@@ -961,8 +961,9 @@ export class SessionHandover {
     // The CONNECT gave up waiting and has a fresh session: the state is dropped as late. So it is
     // after a restart, when the give-up is no longer in memory: the fresh session was made under
     // the claim this marker carries (seed 4002210: applied over the fresh session, the old one
-    // went on with a will the fresh one had too).
-    if (incoming?.gaveUp === true || this.madeFreshUnder(clientId, revision)) {
+    // went on with a will the fresh one had too). A hand-over still waited for here decides by
+    // what it knows instead (a session adopted at an older marker of this node for it is no give-up).
+    if (incoming?.gaveUp === true || (incoming === undefined && this.madeFreshUnder(clientId, revision))) {
       this.incoming.delete(clientId);
       this.dropAnswers(clientId, sequence, prior, nowMs);
       this.host.markerDone(sequence, nowMs, []);
@@ -991,14 +992,28 @@ export class SessionHandover {
   }
 
   /**
-   * The claim a session adopted at this node's marker of `revision` is made under: the newest claim
-   * of this node when that marker carries its hand-over (a claim with no marker of its own,
-   * awaitsEarlier), else the marker's own. Null for a marker without a revision (unknown).
+   * The claim whose hand-over this node's marker of `revision` carries: the newest claim of this
+   * node when that marker carries it (a claim with no marker of its own, awaitsEarlier), else the
+   * marker's own. Null for a marker without a revision (unknown).
    */
   private claimOfMarker(clientId: string, revision: number | null): number | null {
     if (revision === null) return null;
     const newest = this.host.newestClaim(clientId);
     if (newest !== null && newest.node === this.host.nodeId && newest.markerRevision === revision) return newest.revision;
+    return revision;
+  }
+
+  /**
+   * The claim a session adopted at this node's marker of `revision` is recorded under: this node's
+   * newest claim when that claim waits for a hand-over at this marker or a later one (what it
+   * adopts at an older marker of its own is what the newer claim gets: the source handed it over
+   * here, and answers none at the newer marker; a CONNECT after a restart resumes it, registry
+   * claimSession), else the marker's claim. Null for a marker without a revision (unknown).
+   */
+  private adoptedUnder(clientId: string, revision: number | null): number | null {
+    if (revision === null) return null;
+    const newest = this.host.newestClaim(clientId);
+    if (newest !== null && newest.node === this.host.nodeId && newest.handoverFrom !== null && newest.markerRevision >= revision) return newest.revision;
     return revision;
   }
 
@@ -1050,7 +1065,7 @@ export class SessionHandover {
       // An older marker's session, while a newer hand-over waits: its window from the older marker
       // holds the copies the newer one keeps; they stay kept, for when the session leaves with the
       // window before the newer marker (seed 2501259), and apply skips those a window still holds.
-      const claimRevision = this.claimOfMarker(hold.clientId, hold.revision ?? state.header.revision ?? null);
+      const claimRevision = this.adoptedUnder(hold.clientId, hold.revision ?? state.header.revision ?? null);
       this.apply(state, own, own === null ? hold.markerCounter : null, claimRevision, nowMs);
     }
     if (incoming?.parked === true && !waitsOn) this.host.answer(hold.clientId, nowMs, false);

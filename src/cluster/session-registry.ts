@@ -34,6 +34,12 @@
  * A node's CONNECT that comes while its own earlier claim's hand-over is still on its way queues
  * no marker (`awaitsEarlier`): its value names the earlier claim whose marker carries the
  * hand-over (`markerRevision`), so the source knows at which marker the newest claim expects it.
+ * A claim that asks for a hand-over also names its session's line (`lineageRevision`: the newest
+ * claim of its chain that asked no one), and every session a node makes or adopts records the
+ * revision of its claim (SessionState.claimRevision, passed to acceptConnect): a source keeps a copy
+ * for a newer claim only when it is of that claim's line (session-handover.ts sourceServes), and a
+ * CONNECT over this node's own claim takes a session here for that claim's only when it was made
+ * or adopted under it (claimSession). Both hold after a restart, which keeps only the newest claim.
  *
  * Without NATS a node cannot claim: a CONNECT waits up to `claimWaitMs` for the link and the
  * bucket, then is refused with CONNACK 0x88 Server unavailable (3.1.1: 3), so that the client

@@ -614,4 +614,52 @@ describe('cluster-wide client ids', () => {
     expect(third.take()).toEqual([]);
     expect(third.readingPaused).toBe(true);
   });
+
+  it("resumes after a restart a session adopted at an older marker of its own while its newer claim waited: it is that claim's session", () => {
+    const harness = node();
+    ownedBy(harness, 'mover', 'b', 5);
+    // This node's claim 6 asks b (a marker of its own); its client leaves; b claims 7; the client comes
+    // back here: claim 8 asks b again, with a marker of its own.
+    const first = harness.open(5);
+    sendConnect(first, 'mover', { cleanStart: false, expiry: 3600 });
+    const [claim6] = claims(harness);
+    answer(harness, claim6!, 6);
+    const [marker6] = harness.takeClusterRequests().filter((request): request is PublishDurable => request.op === 'publish-durable' && request.subject === handoverMarkerSubject);
+    first.drop();
+    harness.collect();
+    harness.broker.clusterKeyChanged(harness.nowMs, {
+      bucket: sessionsBucket,
+      key: sessionKey('mover'),
+      value: encodeOwner({ node: 'b', generation: '1.2', handoverFrom: 'a', lineageRevision: 5 }),
+      revision: 7,
+    });
+    harness.collect();
+    const second = harness.open(5);
+    sendConnect(second, 'mover', { cleanStart: false, expiry: 3600 });
+    const [claim8] = claims(harness);
+    answer(harness, claim8!, 8);
+    // b hands the session over at the older marker (6): adopted for claim 8, which b answers none.
+    deliverMarker(harness, marker6!.headers, 1);
+    const records = [
+      { kind: 'session-created', clientId: 'mover', protocolVersion: 5, expiryIntervalSeconds: 3600 },
+      { kind: 'session-counters', clientId: 'mover', nextPacketId: 1, nextDeliverySequence: 1 },
+    ] as const;
+    const state = { header: { client: 'mover', from: 'b', to: 'a', sequence: 1, nowMs: harness.nowMs, cut: '1-0', willInMs: null, none: false }, records: [...records] };
+    harness.broker.clusterKeyChanged(harness.nowMs, { bucket: handoverBucket, key: handoverKey('mover', 1), value: encodeHandoverState(state), revision: 1 });
+    harness.collect();
+    expect(harness.logs.some((log) => log.event === 'session-adopted')).toBe(true);
+    expect(harness.broker.state.sessions.get('mover')?.claimRevision).toBe(8);
+    // A crash before marker 8; the client connects here again and resumes the adopted session.
+    harness.restart();
+    harness.clusterConnected(false);
+    harness.broker.clusterKeyChanged(harness.nowMs, { bucket: sessionsBucket, key: sessionKey('mover'), value: claim8!.value, revision: 8 });
+    harness.broker.clusterWatchCurrent(harness.nowMs, sessionsBucket, harness.sessionsWatchId);
+    harness.collect();
+    const third = harness.open(5);
+    sendConnect(third, 'mover', { cleanStart: false, expiry: 3600 });
+    const [again] = claims(harness);
+    expect(decodeOwner(again!.value!)).toEqual({ node: 'a', generation: expect.any(String) });
+    answer(harness, again!, 9);
+    expect(third.take()).toMatchObject([{ type: PacketType.Connack, reasonCode: 0, sessionPresent: true }]);
+  });
 });
