@@ -44,6 +44,12 @@
  *   for the newer claim's marker: when the older marker's node had given that hand-over up, it
  *   drops the state as late and the newer marker finds nothing (`session-lost`, in worlds run with
  *   `--handover-movers`).
+ * - `session-revision-ignored`: rewrites every claim of `keel-sessions` by another node without its
+ *   session's line (`lineageRevision`), so the node cannot tell a stale copy from the session a
+ *   newer claim asks it for and keeps it for that claim's marker, as before sessions carried the
+ *   revision of their claim (session-handover.ts sourceServes): a copy whose ending a crash undid
+ *   is handed over at the newer marker over the client's live session (`qos2-duplicate` on seed
+ *   8100075 with 2 nodes, in the world it was found in).
  * - `backlog-never-paces`: drops the node's requests to pause its hand-off consumer, as a node would
  *   that admitted hand-offs past its streams' backlog bound without holding NATS back
  *   (`backlog-unbounded`, in worlds run with `--cluster-streams`).
@@ -336,6 +342,14 @@ class HandoverServesOlderMarker extends RewritesOthersClaims {
   }
 }
 
+class SessionRevisionIgnored extends RewritesOthersClaims {
+  protected rewrite(owner: SessionOwner): SessionOwner | null {
+    if (owner.lineageRevision === undefined) return null;
+    const { lineageRevision: _line, ...rest } = owner;
+    return rest;
+  }
+}
+
 class ClaimAnswerForgotten extends WrappedClusterBroker {
   /** Claims out that asked for a hand-over: request id → the key, the revision they expected and the generation they wrote. */
   private readonly handoverClaims = new Map<number, { key: string; expectedRevision: number; generation: string }>();
@@ -421,6 +435,7 @@ export const clusterPlantedBugs: Record<ClusterPlantedBugName, ClusterBrokerFact
   'handover-drops-queued': (options: BrokerOptions) => new HandoverDropsQueued(new Broker(options)),
   'handover-truncates': (options: BrokerOptions) => new HandoverTruncates(new Broker(options)),
   'handover-serves-older-marker': (options: BrokerOptions) => new HandoverServesOlderMarker(new Broker(options), options.config.cluster!.nodeId),
+  'session-revision-ignored': (options: BrokerOptions) => new SessionRevisionIgnored(new Broker(options), options.config.cluster!.nodeId),
   'claim-answer-forgotten': (options: BrokerOptions) => new ClaimAnswerForgotten(new Broker(options)),
   'backlog-never-paces': (options: BrokerOptions) => new DropsPace(new Broker(options), true),
   'backlog-stays-paused': (options: BrokerOptions) => new DropsPace(new Broker(options), false),
