@@ -237,9 +237,9 @@ interface StateHeader {
   /** The answer of the marker's prior (put under priorKey), not of the node it asked. */
   readonly prior?: boolean;
   /**
-   * The `keel-sessions` revision of the marker's claim: the claim the recipient adopts the session
-   * under (SessionState.claimRevision, claimOfMarker). Absent from a source of before it, or a
-   * marker without one: the recipient goes by its marker's.
+   * The `keel-sessions` revision of the marker's claim, which the recipient records the adopted
+   * session under (SessionState.claimRevision, adoptedUnder) when its marker names none. Absent
+   * from a source of before it, or for a marker without one (unknown).
    */
   readonly revision?: number;
 }
@@ -710,8 +710,8 @@ export class SessionHandover {
     // A newer claim asks this node for the session: it goes at that claim's marker. This marker's
     // claim is older (the client moved on since, through this node): ending the copy here would
     // lose the session this node got after it (seed 2600276: a marker held in a crashed node's
-    // outbox reached the stream after the move it was overtaken by). Unless the copy is not the
-    // session of the claim that newer one asks from (copyStale): then it is ended below.
+    // outbox reached the stream after the move it was overtaken by). Unless the copy is older than
+    // that newer claim's line (copyStale, seed 8100075): then it is ended below.
     const newest = this.host.newestClaim(clientId);
     if (newest?.handoverFrom === this.host.nodeId && !this.copyStale(clientId, newest)) return this.host.markerDone(sequence, nowMs, []);
     // Neither end nor the prior: a copy this node still holds is ended. It is stale when the

@@ -696,8 +696,9 @@ describe('cluster simulation', () => {
   }, 60_000);
 
   it('catches session-revision-ignored (a stale copy kept for a newer claim and adopted over the live session) on seed 8100075 with 2 nodes', () => {
-    // The world 8100075 was found in. The copy must be stale at an older marker while a newer claim
-    // asks its node: the same rare shape as handover-serves-older-marker (SEEDS_NOTE).
+    // The world 8100075 was found in; no other seed is known to catch it (none of seeds 1 to 89 with
+    // 2 nodes and --handover-movers): the copy must be stale, back from a crash, at an older marker
+    // while a newer claim asks its node, a shape as rare as handover-serves-older-marker's.
     const worlds = { seed: 8100075, nodes: 2, handoverMovers: true, lostDisk: true, largePayloads: true, heavySessions: true, stdout: () => {}, stderr: () => {} };
     const result = runClusterSimulation({ ...worlds, plant: 'session-revision-ignored' });
     expect(result.ok).toBe(false);
