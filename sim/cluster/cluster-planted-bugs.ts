@@ -66,7 +66,9 @@
  *   has not handed over yet), it takes that copy for the session and asks no one, and the other
  *   node ends the client's real session; a message routed into both, a will among them, reaches
  *   the client twice (`qos2-duplicate`); holding none, it waits for a marker never sent and gives
- *   the client a fresh session while the real one stays elsewhere.
+ *   the client a fresh session while the real one stays elsewhere. Since sessions know their claim
+ *   the registry would not take that copy either (it was made under an older claim: claimSession),
+ *   so while the node holds one the claim shows to it as asking no one, as the registry took it then.
  * - `backlog-stays-paused`: drops the node's requests to resume its hand-off consumer, so a node
  *   once paused for its streams' backlog takes no hand-off again until its link drops: messages
  *   from other nodes wait (`acknowledged-lost` or `not-idle`, with `--cluster-streams`).
@@ -75,7 +77,7 @@ import { Broker, type BrokerOptions } from '../../src/broker/broker.js';
 import { answerKeyOfPart, assemble, decodeHead } from '../../src/cluster/handover-parts.js';
 import { retainedBucket } from '../../src/cluster/retained-entries.js';
 import { decodeHandoverState, encodeHandoverState, handoverBucket } from '../../src/cluster/session-handover.js';
-import { decodeOwner, encodeOwner, type SessionOwner, sessionsBucket } from '../../src/cluster/session-registry.js';
+import { clientIdOfSessionKey, decodeOwner, encodeOwner, type SessionOwner, sessionsBucket } from '../../src/cluster/session-registry.js';
 import { decodeShareChoices, encodeShareChoices, headerShare } from '../../src/cluster/shared-groups.js';
 import type { Action, AdminCommand, BrokerCore, BrokerView, ClusterKeyChange, ClusterMessage, ClusterResult, ConnectionId, ConnectionPeer, StorageResult } from '../../src/contract.js';
 import type { StateRecord } from '../../src/store/state-store.js';
@@ -367,10 +369,17 @@ class ClaimAnswerForgotten extends WrappedClusterBroker {
     super.clusterCompleted(nowMs, { requestId: result.requestId, ok: false, code: 'timeout', message: 'planted: the answer is forgotten' });
   }
 
+  constructor(private readonly broker: Broker) {
+    super(broker);
+  }
+
   override clusterKeyChanged(nowMs: number, change: ClusterKeyChange): void {
     const owner = change.bucket === sessionsBucket && change.value !== null ? decodeOwner(change.value) : null;
     if (owner === null || !this.forgotten.has(owner.generation)) return super.clusterKeyChanged(nowMs, change);
-    super.clusterKeyChanged(nowMs, { ...change, value: encodeOwner({ ...owner, generation: `${owner.generation}.forgotten` }) });
+    const clientId = clientIdOfSessionKey(change.key);
+    const copy = clientId !== null && this.broker.state.sessions.has(clientId);
+    const forgotten = copy ? { node: owner.node, generation: owner.generation } : owner;
+    super.clusterKeyChanged(nowMs, { ...change, value: encodeOwner({ ...forgotten, generation: `${owner.generation}.forgotten` }) });
   }
 
   override drainActions(): Action[] {
