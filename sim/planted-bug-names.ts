@@ -71,6 +71,8 @@ export const clusterPlantedBugDescriptions = {
   'handover-drops-queued': 'leaves the queued messages out of a session it hands over to another node (run with --handover-movers)',
   'handover-truncates': 'puts a session it hands over as one value, past 512 KiB without its newest queued messages, as before states went in parts (run with --handover-movers)',
   'handover-serves-older-marker': "hands a session over at an older claim's marker though the newest claim asks it for the session at a marker still to come (run with --handover-movers)",
+  'session-revision-ignored':
+    "keeps a copy of a session for a newer claim that asks it, whatever claim the copy was made under, as before sessions carried their claim's revision (run with --handover-movers)",
   'claim-answer-forgotten': 'takes each won claim that asked for a hand-over for timed out and does not know it in the watch, so it claims again over its own win (run with --handover-movers)',
   'backlog-never-paces': "never pauses its hand-off consumer when hand-offs overrun the streams' backlog bound (run with --cluster-streams)",
   'backlog-stays-paused': "never resumes its hand-off consumer once paused for the streams' backlog (run with --cluster-streams)",

@@ -44,6 +44,12 @@
  *   for the newer claim's marker: when the older marker's node had given that hand-over up, it
  *   drops the state as late and the newer marker finds nothing (`session-lost`, in worlds run with
  *   `--handover-movers`).
+ * - `session-revision-ignored`: rewrites every claim of `keel-sessions` by another node without its
+ *   session's line (`lineageRevision`), so the node cannot tell a stale copy from the session a
+ *   newer claim asks it for and keeps it for that claim's marker, as before sessions carried the
+ *   revision of their claim (session-handover.ts sourceServes): a copy whose ending a crash undid
+ *   is handed over at the newer marker over the client's live session (`qos2-duplicate` on seed
+ *   8100075 with 2 nodes, in the world it was found in).
  * - `backlog-never-paces`: drops the node's requests to pause its hand-off consumer, as a node would
  *   that admitted hand-offs past its streams' backlog bound without holding NATS back
  *   (`backlog-unbounded`, in worlds run with `--cluster-streams`).
@@ -60,7 +66,9 @@
  *   has not handed over yet), it takes that copy for the session and asks no one, and the other
  *   node ends the client's real session; a message routed into both, a will among them, reaches
  *   the client twice (`qos2-duplicate`); holding none, it waits for a marker never sent and gives
- *   the client a fresh session while the real one stays elsewhere.
+ *   the client a fresh session while the real one stays elsewhere. Since sessions know their claim
+ *   the registry would not take that copy either (it was made under an older claim: claimSession),
+ *   so while the node holds one the claim shows to it as asking no one, as the registry took it then.
  * - `backlog-stays-paused`: drops the node's requests to resume its hand-off consumer, so a node
  *   once paused for its streams' backlog takes no hand-off again until its link drops: messages
  *   from other nodes wait (`acknowledged-lost` or `not-idle`, with `--cluster-streams`).
@@ -69,7 +77,7 @@ import { Broker, type BrokerOptions } from '../../src/broker/broker.js';
 import { answerKeyOfPart, assemble, decodeHead } from '../../src/cluster/handover-parts.js';
 import { retainedBucket } from '../../src/cluster/retained-entries.js';
 import { decodeHandoverState, encodeHandoverState, handoverBucket } from '../../src/cluster/session-handover.js';
-import { decodeOwner, encodeOwner, type SessionOwner, sessionsBucket } from '../../src/cluster/session-registry.js';
+import { clientIdOfSessionKey, decodeOwner, encodeOwner, type SessionOwner, sessionsBucket } from '../../src/cluster/session-registry.js';
 import { decodeShareChoices, encodeShareChoices, headerShare } from '../../src/cluster/shared-groups.js';
 import type { Action, AdminCommand, BrokerCore, BrokerView, ClusterKeyChange, ClusterMessage, ClusterResult, ConnectionId, ConnectionPeer, StorageResult } from '../../src/contract.js';
 import type { StateRecord } from '../../src/store/state-store.js';
@@ -336,6 +344,14 @@ class HandoverServesOlderMarker extends RewritesOthersClaims {
   }
 }
 
+class SessionRevisionIgnored extends RewritesOthersClaims {
+  protected rewrite(owner: SessionOwner): SessionOwner | null {
+    if (owner.lineageRevision === undefined) return null;
+    const { lineageRevision: _line, ...rest } = owner;
+    return rest;
+  }
+}
+
 class ClaimAnswerForgotten extends WrappedClusterBroker {
   /** Claims out that asked for a hand-over: request id → the key, the revision they expected and the generation they wrote. */
   private readonly handoverClaims = new Map<number, { key: string; expectedRevision: number; generation: string }>();
@@ -353,10 +369,17 @@ class ClaimAnswerForgotten extends WrappedClusterBroker {
     super.clusterCompleted(nowMs, { requestId: result.requestId, ok: false, code: 'timeout', message: 'planted: the answer is forgotten' });
   }
 
+  constructor(private readonly broker: Broker) {
+    super(broker);
+  }
+
   override clusterKeyChanged(nowMs: number, change: ClusterKeyChange): void {
     const owner = change.bucket === sessionsBucket && change.value !== null ? decodeOwner(change.value) : null;
     if (owner === null || !this.forgotten.has(owner.generation)) return super.clusterKeyChanged(nowMs, change);
-    super.clusterKeyChanged(nowMs, { ...change, value: encodeOwner({ ...owner, generation: `${owner.generation}.forgotten` }) });
+    const clientId = clientIdOfSessionKey(change.key);
+    const copy = clientId !== null && this.broker.state.sessions.has(clientId);
+    const forgotten = copy ? { node: owner.node, generation: owner.generation } : owner;
+    super.clusterKeyChanged(nowMs, { ...change, value: encodeOwner({ ...forgotten, generation: `${owner.generation}.forgotten` }) });
   }
 
   override drainActions(): readonly Action[] {
@@ -421,6 +444,7 @@ export const clusterPlantedBugs: Record<ClusterPlantedBugName, ClusterBrokerFact
   'handover-drops-queued': (options: BrokerOptions) => new HandoverDropsQueued(new Broker(options)),
   'handover-truncates': (options: BrokerOptions) => new HandoverTruncates(new Broker(options)),
   'handover-serves-older-marker': (options: BrokerOptions) => new HandoverServesOlderMarker(new Broker(options), options.config.cluster!.nodeId),
+  'session-revision-ignored': (options: BrokerOptions) => new SessionRevisionIgnored(new Broker(options), options.config.cluster!.nodeId),
   'claim-answer-forgotten': (options: BrokerOptions) => new ClaimAnswerForgotten(new Broker(options)),
   'backlog-never-paces': (options: BrokerOptions) => new DropsPace(new Broker(options), true),
   'backlog-stays-paused': (options: BrokerOptions) => new DropsPace(new Broker(options), false),

@@ -153,9 +153,19 @@ export function handleConnect(broker: Broker, connection: Connection, packet: Co
 /**
  * Binds an authenticated CONNECT to a new or resumed session and answers CONNACK; after an
  * enhanced authentication the CONNACK carries its method and final data [MQTT-4.12.0-5].
- * connectionsMax is checked here, at the moment the client would start to count.
+ * connectionsMax is checked here, at the moment the client would start to count. A cluster node
+ * passes the client id it claimed and the claim's `keel-sessions` revision, which the session's
+ * record keeps (SessionState.claimRevision); a single node passes neither.
  */
-export function acceptConnect(broker: Broker, connection: Connection, packet: ConnectPacket, nowMs: number, authentication: ConnackAuthentication | null, claimedClientId: string | null = null): void {
+export function acceptConnect(
+  broker: Broker,
+  connection: Connection,
+  packet: ConnectPacket,
+  nowMs: number,
+  authentication: ConnackAuthentication | null,
+  claimedClientId: string | null = null,
+  claimRevision: number | null = null,
+): void {
   const takesOver = broker.online.get(packet.clientId);
   if (broker.stats.clientsConnected >= broker.config.connectionsMax && takesOver === undefined) {
     return refuse(broker, connection, ReasonCode.QuotaExceeded, nowMs, 'connectionsMax reached', 'connectionsMax');
@@ -206,10 +216,12 @@ export function acceptConnect(broker: Broker, connection: Connection, packet: Co
     // A resumed session cancels the will still waiting from its previous connection [MQTT-3.1.3-9].
     discardWill(broker, clientId);
     broker.sessionExpiryDeadlines.delete(clientId);
-    broker.commit({ kind: 'session-resumed', clientId, protocolVersion: packet.protocolVersion, expiryIntervalSeconds: expirySeconds, username });
+    const resumed = { kind: 'session-resumed', clientId, protocolVersion: packet.protocolVersion, expiryIntervalSeconds: expirySeconds, username } as const;
+    broker.commit(claimRevision === null ? resumed : { ...resumed, claimRevision });
   } else {
     if (existing !== undefined) endSession(broker, clientId, nowMs);
-    broker.commit({ kind: 'session-created', clientId, protocolVersion: packet.protocolVersion, expiryIntervalSeconds: expirySeconds, username });
+    const created = { kind: 'session-created', clientId, protocolVersion: packet.protocolVersion, expiryIntervalSeconds: expirySeconds, username } as const;
+    broker.commit(claimRevision === null ? created : { ...created, claimRevision });
   }
   if (packet.will !== undefined) broker.commit({ kind: 'will-set', clientId, will: packet.will, username });
   const keepAliveSeconds = grantedKeepAliveSeconds(broker, packet);

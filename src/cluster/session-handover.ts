@@ -236,6 +236,12 @@ interface StateHeader {
   readonly carried?: readonly CarriedRule[];
   /** The answer of the marker's prior (put under priorKey), not of the node it asked. */
   readonly prior?: boolean;
+  /**
+   * The `keel-sessions` revision of the marker's claim, which the recipient records the adopted
+   * session under (SessionState.claimRevision, adoptedUnder) when its marker names none. Absent
+   * from a source of before it, or for a marker without one (unknown).
+   */
+  readonly revision?: number;
 }
 
 /** A skip rule as a state carries it: counters as text. */
@@ -442,6 +448,8 @@ interface Hold {
   readonly deadlineMs: number;
   /** The marker's counter (`Keel-Seq`): the start of a window when no copies were kept. */
   readonly markerCounter: LocalCounter | null;
+  /** The revision of the marker's claim (destination only), null for a marker without one (a node of before it). */
+  readonly revision: number | null;
   /**
    * Whether the marker is the one the client's `Incoming` waits for (destination only); false from
    * the moment a newer claim of this node replaces that `Incoming` (begin).
@@ -551,6 +559,9 @@ function answerKeys(clientId: string, sequence: number, prior: string | null): s
   return prior === null ? [handoverKey(clientId, sequence)] : [handoverKey(clientId, sequence), priorKey(clientId, sequence)];
 }
 
+/** What a source does at a marker (sourceServes): hand its session over, keep it (answering none), or end a stale copy (answering none). */
+type SourceAnswer = 'hand-over' | 'keep' | 'end';
+
 /** Own hand-offs kept per waiting hand-over at most; past it they are not routed to the session (counted, logged). */
 const ownHandoffsMax = 10_000;
 
@@ -571,7 +582,7 @@ export class SessionHandover {
   private readonly gaveUpKeys = new Set<string>();
   /** Parts of answers addressed to this node, by answer key, then by part key (handover-parts.ts). */
   private readonly parts = new Map<string, Map<string, Uint8Array>>();
-  readonly counters = { markers: 0, sent: 0, sentInParts: 0, received: 0, empty: 0, timedOut: 0, late: 0, endedElsewhere: 0 };
+  readonly counters = { markers: 0, sent: 0, sentInParts: 0, received: 0, empty: 0, timedOut: 0, late: 0, endedElsewhere: 0, endedStale: 0 };
 
   constructor(private readonly host: HandoverHost) {}
 
@@ -681,22 +692,28 @@ export class SessionHandover {
     if (clientId === null || to === undefined || from === undefined) return this.host.markerDone(sequence, nowMs, []);
     const prior = message.headers[headerPrior] ?? null;
     const revision = message.headers[headerRevision];
-    if (revision !== undefined) this.host.markerPassed(clientId, to, Number(revision));
-    if (to === this.host.nodeId) return this.awaitState(clientId, sequence, parseCounter(message.headers[headerSequence]), prior, nowMs);
+    const claimRevision = revision === undefined ? Number.NaN : Number(revision);
+    if (revision !== undefined) this.host.markerPassed(clientId, to, claimRevision);
+    if (to === this.host.nodeId) {
+      const counter = parseCounter(message.headers[headerSequence]);
+      return this.awaitState(clientId, sequence, counter, Number.isSafeInteger(claimRevision) ? claimRevision : null, prior, nowMs);
+    }
     // A marker of a claim older than this node's own (markers of two claims can reach the stream
     // in the other order): this node keeps the session, and a source answers that it has none.
-    if (from === this.host.nodeId) return this.serialize(clientId, to, sequence, nowMs, this.sourceServes(clientId, to, revision), false);
+    if (from === this.host.nodeId) return this.serialize(clientId, to, sequence, claimRevision, nowMs, this.sourceServes(clientId, to, claimRevision), false);
     // The asked node's own move of the session (from this node) has not reached the stream before
     // this marker: this node still holds the session here and answers for it, under a key of its
     // own (the asked node answers that it has none). Seeds 2100503, 2100903, 2400367, 2400569.
-    if (prior === this.host.nodeId) return this.serialize(clientId, to, sequence, nowMs, this.sourceServes(clientId, to, revision), true);
+    if (prior === this.host.nodeId) return this.serialize(clientId, to, sequence, claimRevision, nowMs, this.sourceServes(clientId, to, claimRevision), true);
     const stale = this.host.ownedHere(clientId);
     if (stale) return this.host.markerDone(sequence, nowMs, []);
     // A newer claim asks this node for the session: it goes at that claim's marker. This marker's
     // claim is older (the client moved on since, through this node): ending the copy here would
     // lose the session this node got after it (seed 2600276: a marker held in a crashed node's
-    // outbox reached the stream after the move it was overtaken by).
-    if (this.host.newestClaim(clientId)?.handoverFrom === this.host.nodeId) return this.host.markerDone(sequence, nowMs, []);
+    // outbox reached the stream after the move it was overtaken by). Unless the copy is older than
+    // that newer claim's line (copyStale, seed 8100075): then it is ended below.
+    const newest = this.host.newestClaim(clientId);
+    if (newest?.handoverFrom === this.host.nodeId && !this.copyStale(clientId, newest)) return this.host.markerDone(sequence, nowMs, []);
     // Neither end nor the prior: a copy this node still holds is ended. It is stale when the
     // session moved on without it; it is the session itself when the client moved three times and
     // its third marker reached the stream before the first two (neither the node asked nor the
@@ -723,35 +740,61 @@ export class SessionHandover {
    *   marker (seed 5010652; 5010381 in the run it was found in). A claim that queued no marker of
    *   its own (awaitsEarlier) is carried by its node's earlier claim's marker, named in its value
    *   (`markerRevision`): at that marker A hands over (seed 7400512). A copy held for a claim that
-   *   asks this node is kept alike (markerArrived);
+   *   asks this node is kept alike (markerArrived). But only when the copy is of that claim's
+   *   line (`lineageRevision`: the newest claim of its chain of hand-overs that asked no one, where
+   *   the session it asks for was made; the copy was made or adopted under it or later), or either
+   *   revision is unknown (a log or a claim of before them): a copy older than the line is stale, a
+   *   leftover whose ending (at the claim that started the line) a crash undid, and is ended here
+   *   instead (seed 8100075: n0's copy of claim 7, back after a crash lost its ending at claim 19,
+   *   n1's resume of the session it had made, was kept for claim 22 of the line of 19 and adopted
+   *   at 22's marker over the client's live session: a QoS 2 message twice). Not "made under the
+   *   claim the newer one asks from": along a chain of moves whose markers are all still to come
+   *   the copy of the line's first claims is the session (seed 7203919);
    * - any other newer claim by B itself, or by a node that asked B for the session: hand over (it
    *   goes on from B at that claim's marker);
    * - a newer claim by A that asked for the session back (a hand-over to A is still on its way):
    *   hand over (it comes back at A's own marker);
    * - any other newer claim (A's own, its client back here): keep it for that claim.
    */
-  private sourceServes(clientId: string, to: string, revisionText: string | undefined): boolean {
-    const revision = revisionText === undefined ? Number.NaN : Number(revisionText);
+  private sourceServes(clientId: string, to: string, revision: number): SourceAnswer {
     // A marker without its claim's revision (a node of before the rule): the newest claim decides.
-    if (!Number.isSafeInteger(revision)) return !this.host.ownedHere(clientId);
+    if (!Number.isSafeInteger(revision)) return this.host.ownedHere(clientId) ? 'keep' : 'hand-over';
     const newest = this.host.newestClaim(clientId);
-    if (newest === null || newest.revision <= revision) return true;
+    if (newest === null || newest.revision <= revision) return 'hand-over';
     if (newest.node === this.host.nodeId) {
       const incoming = this.incoming.get(clientId);
-      return incoming !== undefined && !incoming.gaveUp;
+      return incoming !== undefined && !incoming.gaveUp ? 'hand-over' : 'keep';
     }
     // The newest claim asks this node, at a marker after this one: the session waits here for it
-    // (seed 5010652). A claim without a marker of its own may wait for this one (seed 7400512).
-    if (newest.handoverFrom === this.host.nodeId && newest.markerRevision > revision) return false;
-    return newest.node === to || newest.handoverFrom === to;
+    // (seed 5010652), when it is the session that claim asks for (seed 8100075). A claim without a
+    // marker of its own may wait for this one (seed 7400512).
+    if (newest.handoverFrom === this.host.nodeId && newest.markerRevision > revision) return this.copyStale(clientId, newest) ? 'end' : 'keep';
+    return newest.node === to || newest.handoverFrom === to ? 'hand-over' : 'keep';
   }
 
-  /** A (or, `prior`, the marker's prior): put the session (or an empty answer) into the bucket; the reader waits for the put. */
-  private serialize(clientId: string, to: string, sequence: number, nowMs: number, serves: boolean, prior: boolean): void {
+  /**
+   * Whether the session this node holds of `clientId` is not the one `newest` (a claim that asks
+   * this node) asks for: it was made or adopted under a claim older than `newest`'s line (the
+   * claim that made the session `newest` asks for). Unknown on either side (a log or a claim of
+   * before revisions): not stale, as before.
+   */
+  private copyStale(clientId: string, newest: NewestClaim): boolean {
+    const copyRevision = this.broker.state.sessions.get(clientId)?.claimRevision;
+    if (copyRevision === undefined || newest.lineageRevision === null) return false;
+    return copyRevision < newest.lineageRevision;
+  }
+
+  /**
+   * A (or, `prior`, the marker's prior): put the session (or an empty answer) into the bucket; the
+   * reader waits for the put. A stale copy (`end`) is ended in the same input as the empty answer is
+   * logged, so that a replay of the marker finds both or neither.
+   */
+  private serialize(clientId: string, to: string, sequence: number, revision: number, nowMs: number, answer: SourceAnswer, prior: boolean): void {
     const broker = this.broker;
     // An answer given before the last start is given again, byte for byte (see handOff).
     const logged = this.answers.get(sequence);
     if (logged !== undefined) return this.holdAnswer(clientId, logged);
+    const serves = answer === 'hand-over';
     const connection = broker.online.get(clientId);
     // The claim's watch may not have closed the connection yet: the marker does it.
     if (connection !== undefined && serves) {
@@ -765,8 +808,20 @@ export class SessionHandover {
     const counter = this.host.counter();
     const rules = present ? this.rulesOf(clientId) : { holes: [], carried: [] };
     const base: StateHeader = { client: clientId, from: this.host.nodeId, to, sequence, nowMs, cut: formatCounter(counter), willInMs, none: !present, ...rules };
-    const header: StateHeader = prior ? { ...base, prior: true } : base;
-    this.holdAnswer(clientId, this.handOff({ header, records }));
+    const withPrior: StateHeader = prior ? { ...base, prior: true } : base;
+    const header: StateHeader = Number.isSafeInteger(revision) ? { ...withPrior, revision } : withPrior;
+    const given = this.handOff({ header, records });
+    if (answer === 'end') this.endStale(clientId, to, nowMs);
+    this.holdAnswer(clientId, given);
+  }
+
+  /** A copy that is not the session a newer claim asks this node for (copyStale): ended, as a node ends one whose client moved (session-moved). */
+  private endStale(clientId: string, to: string, nowMs: number): void {
+    if (!this.broker.state.sessions.has(clientId) && !this.broker.pendingWills.has(clientId)) return;
+    this.counters.endedStale += 1;
+    const copyRevision = this.broker.state.sessions.get(clientId)?.claimRevision ?? null;
+    this.broker.log('info', 'session-moved', { clientId, toNode: to, stale: true, copyRevision, lineRevision: this.host.newestClaim(clientId)?.lineageRevision ?? null });
+    endSession(this.broker, clientId, nowMs);
   }
 
   /**
@@ -808,6 +863,7 @@ export class SessionHandover {
       role: 'source',
       deadlineMs: Number.POSITIVE_INFINITY,
       markerCounter: null,
+      revision: null,
       matched: false,
       prior: null,
       requestId: 0,
@@ -900,10 +956,14 @@ export class SessionHandover {
   }
 
   /** B at its marker: apply the state if it is here, else wait for it (up to the claim's deadline). */
-  private awaitState(clientId: string, sequence: number, markerCounter: LocalCounter | null, prior: string | null, nowMs: number): void {
+  private awaitState(clientId: string, sequence: number, markerCounter: LocalCounter | null, revision: number | null, prior: string | null, nowMs: number): void {
     const incoming = this.incomingOf(clientId, markerCounter);
-    // The CONNECT gave up waiting and has a fresh session: the state is dropped as late.
-    if (incoming?.gaveUp === true) {
+    // The CONNECT gave up waiting and has a fresh session: the state is dropped as late. So it is
+    // after a restart, when the give-up is no longer in memory: the fresh session was made under
+    // the claim this marker carries (seed 4002210: applied over the fresh session, the old one
+    // went on with a will the fresh one had too). A hand-over still waited for here decides by
+    // what it knows instead (a session adopted at an older marker of this node for it is no give-up).
+    if (incoming?.gaveUp === true || (incoming === undefined && this.madeFreshUnder(clientId, revision))) {
       this.incoming.delete(clientId);
       this.dropAnswers(clientId, sequence, prior, nowMs);
       this.host.markerDone(sequence, nowMs, []);
@@ -913,8 +973,59 @@ export class SessionHandover {
     // since the claim) the reader waits a full bound from here.
     const deadlineMs = incoming?.parked === true ? incoming.deadlineMs : nowMs + this.host.handoverWaitMs;
     this.broker.deadlines.push(deadlineMs, 'cluster-retry', 0, '');
-    this.hold = { sequence, clientId, role: 'destination', deadlineMs, markerCounter, matched: incoming !== undefined, prior, requestId: 0, putIndex: 0, state: null, answer: null, buffered: [] };
+    this.hold = {
+      sequence,
+      clientId,
+      role: 'destination',
+      deadlineMs,
+      markerCounter,
+      revision,
+      matched: incoming !== undefined,
+      prior,
+      requestId: 0,
+      putIndex: 0,
+      state: null,
+      answer: null,
+      buffered: [],
+    };
     this.tryApply(nowMs);
+  }
+
+  /**
+   * The claim whose hand-over this node's marker of `revision` carries: the newest claim of this
+   * node when that marker carries it (a claim with no marker of its own, awaitsEarlier), else the
+   * marker's own. Null for a marker without a revision (unknown).
+   */
+  private claimOfMarker(clientId: string, revision: number | null): number | null {
+    if (revision === null) return null;
+    const newest = this.host.newestClaim(clientId);
+    if (newest !== null && newest.node === this.host.nodeId && newest.markerRevision === revision) return newest.revision;
+    return revision;
+  }
+
+  /**
+   * The claim a session adopted at this node's marker of `revision` is recorded under: this node's
+   * newest claim when that claim waits for a hand-over at this marker or a later one (what it
+   * adopts at an older marker of its own is what the newer claim gets: the source handed it over
+   * here, and answers none at the newer marker; a CONNECT after a restart resumes it, registry
+   * claimSession), else the marker's claim. Null for a marker without a revision (unknown).
+   */
+  private adoptedUnder(clientId: string, revision: number | null): number | null {
+    if (revision === null) return null;
+    const newest = this.host.newestClaim(clientId);
+    if (newest !== null && newest.node === this.host.nodeId && newest.handoverFrom !== null && newest.markerRevision >= revision) return newest.revision;
+    return revision;
+  }
+
+  /**
+   * Whether this node holds a session of `clientId` made under the claim its marker of `revision`
+   * carries, before that marker was applied: only a hand-over given up makes one (the CONNECT got a
+   * fresh session; adopting at the marker records the marker applied in the same input).
+   */
+  private madeFreshUnder(clientId: string, revision: number | null): boolean {
+    const claim = this.claimOfMarker(clientId, revision);
+    if (claim === null) return false;
+    return this.broker.state.sessions.get(clientId)?.claimRevision === claim;
   }
 
   /** The hand-over a marker of this node for `clientId` stands for, undefined when it is an older claim's. */
@@ -954,7 +1065,8 @@ export class SessionHandover {
       // An older marker's session, while a newer hand-over waits: its window from the older marker
       // holds the copies the newer one keeps; they stay kept, for when the session leaves with the
       // window before the newer marker (seed 2501259), and apply skips those a window still holds.
-      this.apply(state, own, own === null ? hold.markerCounter : null, nowMs);
+      const claimRevision = this.adoptedUnder(hold.clientId, hold.revision ?? state.header.revision ?? null);
+      this.apply(state, own, own === null ? hold.markerCounter : null, claimRevision, nowMs);
     }
     if (incoming?.parked === true && !waitsOn) this.host.answer(hold.clientId, nowMs, false);
     this.release(nowMs);
@@ -1115,14 +1227,14 @@ export class SessionHandover {
    * this node's own hand-offs since the marker: the copies kept of them (`own`), or, when they
    * were lost in a restart (`own` null), a window from `markerCounter` on.
    */
-  private apply(state: HandoverState, own: readonly OwnHandoff[] | null, markerCounter: LocalCounter | null, nowMs: number): void {
+  private apply(state: HandoverState, own: readonly OwnHandoff[] | null, markerCounter: LocalCounter | null, claimRevision: number | null, nowMs: number): void {
     const broker = this.broker;
     const clientId = state.header.client;
     this.counters.received += 1;
     if (broker.state.sessions.has(clientId) || broker.pendingWills.has(clientId)) endSession(broker, clientId, nowMs);
     const shiftMs = nowMs - state.header.nowMs;
     const ids = new Map<number, number>();
-    for (const record of state.records) applyRecord(broker, record, ids, shiftMs, nowMs, state.header.willInMs);
+    for (const record of state.records) applyRecord(broker, record, ids, shiftMs, nowMs, state.header.willInMs, claimRevision);
     const session = broker.state.sessions.get(clientId);
     assert(session !== undefined, 'a handed-over state creates its session');
     if (session.expiryIntervalSeconds !== 0) scheduleSessionExpiry(broker, session, nowMs);
@@ -1365,8 +1477,11 @@ export class SessionHandover {
   }
 }
 
-/** Applies one handed-over record to this node's log: message ids renumbered, times moved to this clock. */
-function applyRecord(broker: Broker, record: StateRecord, ids: Map<number, number>, shiftMs: number, nowMs: number, willInMs: number | null): void {
+/**
+ * Applies one handed-over record to this node's log: message ids renumbered, times moved to this
+ * clock, the session made under `claimRevision` (this node's claim it is adopted for; null: unknown).
+ */
+function applyRecord(broker: Broker, record: StateRecord, ids: Map<number, number>, shiftMs: number, nowMs: number, willInMs: number | null, claimRevision: number | null): void {
   switch (record.kind) {
     case 'message-stored': {
       const fields = record.message;
@@ -1380,10 +1495,13 @@ function applyRecord(broker: Broker, record: StateRecord, ids: Map<number, numbe
       ids.set(fields.messageId, storeMessage(broker, message, false).messageId);
       return;
     }
-    case 'session-created':
-      broker.commit(record);
+    case 'session-created': {
+      // The source's own revision means nothing here (a state of before them has none).
+      const { claimRevision: _source, ...created } = record;
+      broker.commit(claimRevision === null ? created : { ...created, claimRevision });
       broker.commit({ kind: 'session-disconnected', clientId: record.clientId, atMs: nowMs, expiryIntervalSeconds: record.expiryIntervalSeconds });
       return;
+    }
     case 'delivery-queued': {
       const messageId = ids.get(record.messageId);
       assert(messageId !== undefined, 'a handed-over delivery names a handed-over message');

@@ -34,6 +34,12 @@
  * A node's CONNECT that comes while its own earlier claim's hand-over is still on its way queues
  * no marker (`awaitsEarlier`): its value names the earlier claim whose marker carries the
  * hand-over (`markerRevision`), so the source knows at which marker the newest claim expects it.
+ * A claim that asks for a hand-over also names its session's line (`lineageRevision`: the newest
+ * claim of its chain that asked no one), and every session a node makes or adopts records the
+ * revision of its claim (SessionState.claimRevision, passed to acceptConnect): a source keeps a copy
+ * for a newer claim only when it is of that claim's line (session-handover.ts sourceServes), and a
+ * CONNECT over this node's own claim takes a session here for that claim's only when it was made
+ * or adopted under it (claimSession). Both hold after a restart, which keeps only the newest claim.
  *
  * Without NATS a node cannot claim: a CONNECT waits up to `claimWaitMs` for the link and the
  * bucket, then is refused with CONNACK 0x88 Server unavailable (3.1.1: 3), so that the client
@@ -81,6 +87,16 @@ export interface SessionOwner {
    * session still has a marker to come after the one it stands at (session-handover.ts sourceServes).
    */
   readonly markerRevision?: number;
+  /**
+   * The session's line: the revision of the newest claim, in the chain of hand-overs this claim
+   * continues, that asked no node for the session (a fresh start, or a resume where the session
+   * was). Every session of the client handed along the chain since descends from the one made
+   * under that claim, so a copy made before it (SessionState.claimRevision) is not the session this
+   * claim asks for: its source ends it instead of keeping it for this claim (session-handover.ts
+   * sourceServes, seed 8100075). Absent: unknown (a node of before it, or a chain through one),
+   * and the source keeps any copy, as it did then.
+   */
+  readonly lineageRevision?: number;
 }
 
 const textEncoder = new TextEncoder();
@@ -100,6 +116,7 @@ export function encodeOwner(owner: SessionOwner): Uint8Array {
   const value: Record<string, string | number> = { node: owner.node, generation: owner.generation };
   if (owner.handoverFrom !== undefined) value.handoverFrom = owner.handoverFrom;
   if (owner.markerRevision !== undefined) value.markerRevision = owner.markerRevision;
+  if (owner.lineageRevision !== undefined) value.lineageRevision = owner.lineageRevision;
   return textEncoder.encode(JSON.stringify(value));
 }
 
@@ -114,12 +131,23 @@ export function decodeOwner(value: Uint8Array): SessionOwner | null {
     return null;
   }
   if (typeof parsed !== 'object' || parsed === null) return null;
-  const { node, generation, handoverFrom, markerRevision } = parsed as Record<string, unknown>;
+  const { node, generation, handoverFrom, markerRevision, lineageRevision } = parsed as Record<string, unknown>;
   if (typeof node !== 'string' || node.length === 0 || typeof generation !== 'string') return null;
   if (typeof handoverFrom !== 'string' || handoverFrom.length === 0) return { node, generation };
-  // Only a claim that asks for a hand-over waits for an earlier one's marker.
-  if (typeof markerRevision === 'number' && Number.isSafeInteger(markerRevision) && markerRevision > 0) return { node, generation, handoverFrom, markerRevision };
-  return { node, generation, handoverFrom };
+  // Only a claim that asks for a hand-over waits for an earlier one's marker, and asks from a claim.
+  const owner: { -readonly [K in keyof SessionOwner]: SessionOwner[K] } = { node, generation, handoverFrom };
+  if (isRevision(markerRevision)) owner.markerRevision = markerRevision;
+  if (isRevision(lineageRevision)) owner.lineageRevision = lineageRevision;
+  return owner;
+}
+
+/** A claim's line: its own revision when it asked no one (a new line starts there), else the one it carries. */
+function lineageOf(handoverFrom: string | null, lineageRevision: number | null, revision: number): number | null {
+  return handoverFrom === null ? revision : lineageRevision;
+}
+
+function isRevision(value: unknown): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value > 0;
 }
 
 const plainOwnerStart = textEncoder.encode('{"node":"');
@@ -196,13 +224,17 @@ export interface NewestClaim {
   readonly handoverFrom: string | null;
   /** The revision of the claim whose marker carries its hand-over: `revision`, or an earlier claim's (SessionOwner.markerRevision). */
   readonly markerRevision: number;
+  /** Its session's line (SessionOwner.lineageRevision; `revision` for a claim that asked no one), null when unknown. */
+  readonly lineageRevision: number | null;
 }
 
 /** The value a claim puts into `keel-sessions`. */
-function ownerOfClaim(nodeId: string, generation: string, claim: { handoverFrom: string | null; markerRevision: number | null }): SessionOwner {
+function ownerOfClaim(nodeId: string, generation: string, claim: { handoverFrom: string | null; markerRevision: number | null; lineageRevision: number | null }): SessionOwner {
   if (claim.handoverFrom === null) return { node: nodeId, generation };
-  if (claim.markerRevision === null) return { node: nodeId, generation, handoverFrom: claim.handoverFrom };
-  return { node: nodeId, generation, handoverFrom: claim.handoverFrom, markerRevision: claim.markerRevision };
+  const owner: { -readonly [K in keyof SessionOwner]: SessionOwner[K] } = { node: nodeId, generation, handoverFrom: claim.handoverFrom };
+  if (claim.markerRevision !== null) owner.markerRevision = claim.markerRevision;
+  if (claim.lineageRevision !== null) owner.lineageRevision = claim.lineageRevision;
+  return owner;
 }
 
 /** A CONNECT waiting for its client id to be claimed. */
@@ -222,6 +254,8 @@ interface Claim {
   awaitsEarlier: boolean;
   /** With awaitsEarlier: the revision of the claim whose marker carries the hand-over (SessionOwner.markerRevision). */
   markerRevision: number | null;
+  /** With handoverFrom: its session's line (SessionOwner.lineageRevision), the one of the claim it replaces; null when unknown. */
+  lineageRevision: number | null;
   /**
    * The node the asked one was itself waiting for the session from, when the key showed such a
    * claim (session-handover.ts, "prior"): it still holds the session if that earlier move has not
@@ -245,6 +279,7 @@ interface Attempt {
   readonly handoverFrom: string | null;
   readonly awaitsEarlier: boolean;
   readonly markerRevision: number | null;
+  readonly lineageRevision: number | null;
   readonly prior: string | null;
 }
 
@@ -298,7 +333,7 @@ export class SessionRegistry {
   newestClaim(clientId: string): NewestClaim | null {
     const known = this.known.get(clientId);
     if (known === undefined || !known.present || known.node === null) return null;
-    return { revision: known.revision, node: known.node, handoverFrom: known.handoverFrom, markerRevision: known.markerRevision };
+    return { revision: known.revision, node: known.node, handoverFrom: known.handoverFrom, markerRevision: known.markerRevision, lineageRevision: known.lineageRevision };
   }
 
   /** Whether the watch has replayed the bucket since the link came up (or the node started): markers may be read. */
@@ -337,6 +372,7 @@ export class SessionRegistry {
       handoverFrom: null,
       awaitsEarlier: false,
       markerRevision: null,
+      lineageRevision: null,
       prior: null,
       generation: '',
       unanswered: [],
@@ -358,6 +394,8 @@ export class SessionRegistry {
     // Clean start 0 over another node's key: that node is asked for the session (session-handover.ts).
     const owner = known?.present === true ? known.node : null;
     claim.handoverFrom = !claim.packet.cleanStart && owner !== null && owner !== this.nodeId ? owner : null;
+    // A claim that asks for the session continues the line of the claim it replaces.
+    claim.lineageRevision = claim.handoverFrom === null || known?.present !== true ? null : known.lineageRevision;
     // The owner's own claim asked a node for the session: unless this node has read that claim's
     // marker already (so the owner's move is ahead of this one in the stream), the marker names
     // that node too, which may still hold the session there (session-handover.ts, the prior).
@@ -365,16 +403,15 @@ export class SessionRegistry {
     claim.prior = claim.handoverFrom !== null && ownerFrom !== null && ownerFrom !== this.nodeId && ownerFrom !== claim.handoverFrom ? ownerFrom : null;
     // This node's own earlier claim asked for a hand-over that may not have come yet (this node
     // restarted since, say): the CONNECT waits for that one too, without a new marker. A session
-    // here is taken for the one that hand-over brought. Not so for a copy this node still owed to
-    // an older claim elsewhere when it won its own: after a restart before its marker, that copy
-    // is resumed as the session (README, "What is not guaranteed"; a lost answer: wonUnanswered).
+    // here is that hand-over's only when it was made or adopted under that claim (claimSession).
     claim.awaitsEarlier = false;
     claim.markerRevision = null;
-    if (!claim.packet.cleanStart && owner === this.nodeId && known?.handoverFrom != null && !this.broker.state.sessions.has(claim.clientId)) {
+    if (!claim.packet.cleanStart && owner === this.nodeId && known?.handoverFrom != null && !this.claimSession(claim.clientId, known.markerRevision)) {
       claim.handoverFrom = known.handoverFrom;
       claim.awaitsEarlier = true;
       // The key names this node's earlier claim: its marker (or the one it waits for in turn) carries the hand-over.
       claim.markerRevision = known.markerRevision;
+      claim.lineageRevision = known.lineageRevision;
       claim.prior = null;
     }
     claim.requestId = this.newRequestId();
@@ -383,6 +420,21 @@ export class SessionRegistry {
     claim.generation = generation;
     const value = encodeOwner(ownerOfClaim(this.nodeId, generation, claim));
     this.broker.pushCluster({ op: 'kv-set', requestId: claim.requestId, bucket: sessionsBucket, key: sessionKey(claim.clientId), value, expectedRevision });
+  }
+
+  /**
+   * Whether this node holds the session of its own claim whose hand-over comes at the marker of
+   * `markerRevision`: a session made or adopted under that claim or a later one (its give-up's fresh
+   * session, or the state adopted at that marker), or one whose claim is unknown (a log of before
+   * revisions: today's rule, any session). A copy made under an older claim is not it: one this node
+   * still owed to an older claim elsewhere when it won its own (the restart variant of seed 6600379:
+   * taken for the session after a restart before the marker, it was resumed with session present 1
+   * while the node asked ended the client's real one).
+   */
+  private claimSession(clientId: string, markerRevision: number): boolean {
+    const session = this.broker.state.sessions.get(clientId);
+    if (session === undefined) return false;
+    return session.claimRevision === undefined || session.claimRevision >= markerRevision;
   }
 
   /** The link came up (watch the bucket, claim again) or went down (what is out may be lost). */
@@ -459,7 +511,14 @@ export class SessionRegistry {
   private unanswered(claim: Claim): void {
     assert(claim.generation !== '', 'only an attempt that went out is unanswered');
     if (claim.unanswered.length === unansweredMax) claim.unanswered.shift();
-    claim.unanswered.push({ generation: claim.generation, handoverFrom: claim.handoverFrom, awaitsEarlier: claim.awaitsEarlier, markerRevision: claim.markerRevision, prior: claim.prior });
+    claim.unanswered.push({
+      generation: claim.generation,
+      handoverFrom: claim.handoverFrom,
+      awaitsEarlier: claim.awaitsEarlier,
+      markerRevision: claim.markerRevision,
+      lineageRevision: claim.lineageRevision,
+      prior: claim.prior,
+    });
   }
 
   /**
@@ -484,6 +543,7 @@ export class SessionRegistry {
       claim.handoverFrom = attempt.handoverFrom;
       claim.awaitsEarlier = attempt.awaitsEarlier;
       claim.markerRevision = attempt.markerRevision;
+      claim.lineageRevision = attempt.lineageRevision;
       claim.prior = attempt.prior;
       this.won(claim, revision, nowMs);
       return;
@@ -497,7 +557,15 @@ export class SessionRegistry {
     const markerRevision = claim.markerRevision ?? revision;
     assert(markerRevision <= revision, "a claim's hand-over comes at its own marker or an earlier claim's");
     if (known === undefined || known.revision < revision)
-      this.known.set(claim.clientId, { revision, present: true, node: this.nodeId, handoverFrom: claim.handoverFrom, markerRevision, markerPassed: false });
+      this.known.set(claim.clientId, {
+        revision,
+        present: true,
+        node: this.nodeId,
+        handoverFrom: claim.handoverFrom,
+        markerRevision,
+        lineageRevision: lineageOf(claim.handoverFrom, claim.lineageRevision, revision),
+        markerPassed: false,
+      });
     const waiting = connection.phase === 'awaiting-connect';
     // Asked for a hand-over (or one is still on its way here): the CONNECT waits for the session.
     if (claim.handoverFrom !== null) this.handover.begin(claim.clientId, claim.handoverFrom, nowMs, waiting, !claim.awaitsEarlier, revision, claim.prior);
@@ -554,7 +622,7 @@ export class SessionRegistry {
   private accept(claim: Claim, revision: number, nowMs: number): void {
     const connection = claim.connection;
     this.counters.claimsWon += 1;
-    acceptConnect(this.broker, connection, claim.packet, nowMs, claim.authentication, claim.clientId);
+    acceptConnect(this.broker, connection, claim.packet, nowMs, claim.authentication, claim.clientId, revision);
     if ((connection.phase as string) !== 'connected') return;
     // The CONNECT's handler schedules the keepalive only for a CONNECT accepted at once.
     scheduleKeepAlive(this.broker, connection, nowMs);
@@ -597,7 +665,15 @@ export class SessionRegistry {
     if (knownRevision !== undefined && change.revision <= knownRevision) return;
     const owner = change.value === null ? null : decodeOwner(change.value);
     const markerRevision = owner?.markerRevision ?? change.revision;
-    this.known.set(clientId, { revision: change.revision, present: change.value !== null, node: owner?.node ?? null, handoverFrom: owner?.handoverFrom ?? null, markerRevision, markerPassed: false });
+    this.known.set(clientId, {
+      revision: change.revision,
+      present: change.value !== null,
+      node: owner?.node ?? null,
+      handoverFrom: owner?.handoverFrom ?? null,
+      markerRevision,
+      lineageRevision: owner === null ? null : lineageOf(owner.handoverFrom ?? null, owner.lineageRevision ?? null, change.revision),
+      markerPassed: false,
+    });
     if (owner !== null && owner.node === this.nodeId) this.wonUnanswered(clientId, owner, change.revision, nowMs);
     // Claims that failed on the revision this change replaces go again at this one.
     for (const claim of this.claims.values()) {

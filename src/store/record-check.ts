@@ -44,6 +44,8 @@ function sessionProblem(record: Extract<StateRecord, { kind: 'session-created' |
   if (record.protocolVersion !== 3 && record.protocolVersion !== 4 && record.protocolVersion !== 5) return `protocol version ${String(record.protocolVersion)}`;
   const expiry = record.expiryIntervalSeconds;
   if (!Number.isInteger(expiry) || expiry < 0 || expiry > expiryNever) return `session expiry ${expiry} out of range`;
+  const revision = record.claimRevision;
+  if (revision !== undefined && (!Number.isSafeInteger(revision) || revision <= 0)) return `claim revision ${revision} out of range`;
   return clientIdProblem(record.clientId);
 }
 

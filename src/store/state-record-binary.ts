@@ -15,8 +15,10 @@
  *   flags   one byte of booleans; bits a version does not know make the record undecodable
  *
  * Field by field (see `encodeBody`): session-created / session-resumed: flags (bits 0-1: the
- * owner's user name 0 absent, 1 null, 2 present), protocol version, expiry seconds, client id,
- * then the user name when present. session-disconnected: client id, atMs, expiry seconds.
+ * owner's user name 0 absent, 1 null, 2 present; bit 2: a claim revision follows), protocol
+ * version, expiry seconds, client id, then the user name when present, then the claim revision
+ * when flagged (a cluster node's, SessionState.claimRevision; records without the bit, as every
+ * earlier version wrote them, decode with it absent). session-disconnected: client id, atMs, expiry seconds.
  * session-counters: client id, next packet id, next delivery sequence. subscription-added: client
  * id, filter, QoS, flags (bit 0 no local, bit 1 retain as published), retain handling,
  * subscription id. message-stored: message id, topic, QoS, flags (bit 0 retain, bit 1 has
@@ -97,6 +99,7 @@ const usernameAbsent = 0;
 const usernameNull = 1;
 const usernamePresent = 2;
 const usernameMask = 0x03;
+const claimRevisionFlag = 0x04;
 const noLocalFlag = 0x01;
 const retainAsPublishedFlag = 0x02;
 const retainFlag = 0x01;
@@ -240,7 +243,9 @@ function bodyBytes(record: StateRecord): number {
     case 'session-resumed': {
       const username = record.username;
       const usernameBytes = typeof username === 'string' ? stringBytes(username) : username === null || username === undefined ? 0 : notEncodable;
-      return flagsBytes() + uintBytes(record.protocolVersion) + uintBytes(record.expiryIntervalSeconds) + stringBytes(record.clientId) + usernameBytes;
+      const revision = record.claimRevision;
+      const revisionBytes = revision === undefined ? 0 : uintBytes(revision);
+      return flagsBytes() + uintBytes(record.protocolVersion) + uintBytes(record.expiryIntervalSeconds) + stringBytes(record.clientId) + usernameBytes + revisionBytes;
     }
     case 'session-disconnected':
       return stringBytes(record.clientId) + uintBytes(record.atMs) + uintBytes(record.expiryIntervalSeconds);
@@ -348,11 +353,13 @@ function encodeBody(record: StateRecord, body: Uint8Array): number {
 
 function writeSession(record: Kind<'session-created' | 'session-resumed'>, body: Uint8Array): number {
   const username = record.username;
-  body[0] = typeof username === 'string' ? usernamePresent : username === null ? usernameNull : usernameAbsent;
+  const revision = record.claimRevision;
+  body[0] = (typeof username === 'string' ? usernamePresent : username === null ? usernameNull : usernameAbsent) | (revision === undefined ? 0 : claimRevisionFlag);
   let at = writeUint(body, 1, record.protocolVersion);
   at = writeUint(body, at, record.expiryIntervalSeconds);
   at = writeString(body, at, record.clientId);
-  return typeof username === 'string' ? writeString(body, at, username) : at;
+  if (typeof username === 'string') at = writeString(body, at, username);
+  return revision === undefined ? at : writeUint(body, at, revision);
 }
 
 function writeSubscription(body: Uint8Array, start: number, subscription: SubscriptionState): number {
@@ -537,7 +544,8 @@ function decodeBody(kind: StateRecordKind): StateRecord {
 }
 
 function readSession(kind: 'session-created' | 'session-resumed'): StateRecord {
-  const usernameState = readFlags(usernameMask);
+  const flags = readFlags(usernameMask | claimRevisionFlag);
+  const usernameState = flags & usernameMask;
   if (usernameState > usernamePresent) throw new Error('binary session record with an unknown user name state');
   // Values are read as they were written, as the JSON form reads them: which values a record
   // may hold is record-check.ts's rule, applied to both forms alike.
@@ -547,6 +555,7 @@ function readSession(kind: 'session-created' | 'session-resumed'): StateRecord {
   const record: Kind<'session-created' | 'session-resumed'> = { kind, clientId, protocolVersion: protocolVersion as ProtocolVersion, expiryIntervalSeconds };
   if (usernameState === usernameNull) record.username = null;
   else if (usernameState === usernamePresent) record.username = readString();
+  if ((flags & claimRevisionFlag) !== 0) record.claimRevision = readUint();
   return record;
 }
 

@@ -114,6 +114,13 @@ export interface SessionState {
    * that a restarted broker decides deliveries to an offline session as it did before.
    */
   username?: string | null;
+  /**
+   * A cluster node's own fact: the `keel-sessions` revision of the claim under which this session
+   * was made (fresh, or resumed without a hand-over) or adopted (a hand-over applied); undefined
+   * when unknown (a single node, or records written before it existed). The cluster layer passes it
+   * in (session-registry.ts, session-handover.ts); the core only keeps it.
+   */
+  claimRevision?: number;
 }
 
 /**
@@ -202,10 +209,12 @@ export type StoredMessageFields = Omit<StoredMessage, 'references'>;
 /*
  * `username` in session-created, session-resumed and will-set: the owner's user name (null:
  * anonymous). Absent in records written before it existed, which then mean "unknown".
+ * `claimRevision` in session-created and session-resumed: SessionState.claimRevision, written by
+ * cluster nodes only; absent means "unknown" (a single node, or a log of before it).
  */
 export type StateRecord =
-  | { kind: 'session-created'; clientId: string; protocolVersion: ProtocolVersion; expiryIntervalSeconds: number; username?: string | null }
-  | { kind: 'session-resumed'; clientId: string; protocolVersion: ProtocolVersion; expiryIntervalSeconds: number; username?: string | null }
+  | { kind: 'session-created'; clientId: string; protocolVersion: ProtocolVersion; expiryIntervalSeconds: number; username?: string | null; claimRevision?: number }
+  | { kind: 'session-resumed'; clientId: string; protocolVersion: ProtocolVersion; expiryIntervalSeconds: number; username?: string | null; claimRevision?: number }
   | { kind: 'session-disconnected'; clientId: string; atMs: number; expiryIntervalSeconds: number }
   | { kind: 'session-deleted'; clientId: string }
   | { kind: 'session-counters'; clientId: string; nextPacketId: number; nextDeliverySequence: number }
@@ -580,7 +589,7 @@ export function ownInflight(session: SessionState): Map<number, Delivery> {
   return session.inflight;
 }
 
-function createSession(clientId: string, protocolVersion: ProtocolVersion, expiryIntervalSeconds: number, username: StoredUsername): SessionState {
+function createSession(clientId: string, protocolVersion: ProtocolVersion, expiryIntervalSeconds: number, username: StoredUsername, claimRevision: number | undefined): SessionState {
   return {
     clientId,
     protocolVersion,
@@ -595,6 +604,7 @@ function createSession(clientId: string, protocolVersion: ProtocolVersion, expir
     nextPacketId: 1,
     nextDeliverySequence: 1,
     username,
+    claimRevision,
   };
 }
 
@@ -630,7 +640,7 @@ export function applyRecord(state: DurableState, record: StateRecord): void {
     case 'session-created': {
       const existing = state.sessions.get(record.clientId);
       if (existing !== undefined) dropSession(state, existing);
-      state.sessions.set(record.clientId, createSession(record.clientId, record.protocolVersion, record.expiryIntervalSeconds, record.username));
+      state.sessions.set(record.clientId, createSession(record.clientId, record.protocolVersion, record.expiryIntervalSeconds, record.username, record.claimRevision));
       return;
     }
     case 'session-resumed': {
@@ -640,6 +650,8 @@ export function applyRecord(state: DurableState, record: StateRecord): void {
       session.offlineSinceMs = null;
       // Whoever connected now owns it; a record without a user name leaves the owner unknown.
       session.username = record.username;
+      // Resumed under a claim: the session is that claim's now (absent: unknown, as on one node).
+      session.claimRevision = record.claimRevision;
       return;
     }
     case 'session-disconnected': {
@@ -1014,7 +1026,14 @@ function isVolatileRetained(state: DurableState, message: StoredMessage): boolea
 
 function snapshotSession(session: SessionState, records: StateRecord[]): void {
   const clientId = session.clientId;
-  records.push(withUsername({ kind: 'session-created', clientId, protocolVersion: session.protocolVersion, expiryIntervalSeconds: session.expiryIntervalSeconds }, session.username));
+  const created: Extract<StateRecord, { kind: 'session-created' }> = {
+    kind: 'session-created',
+    clientId,
+    protocolVersion: session.protocolVersion,
+    expiryIntervalSeconds: session.expiryIntervalSeconds,
+  };
+  if (session.claimRevision !== undefined) created.claimRevision = session.claimRevision;
+  records.push(withUsername(created, session.username));
   if (session.offlineSinceMs !== null) {
     records.push({ kind: 'session-disconnected', clientId, atMs: session.offlineSinceMs, expiryIntervalSeconds: session.expiryIntervalSeconds });
   }

@@ -480,4 +480,186 @@ describe('cluster-wide client ids', () => {
     expect(client.take()).toMatchObject([{ type: PacketType.Connack, reasonCode: 0, sessionPresent: false }]);
     expect(harness.logs.some((log) => log.event === 'handover-timed-out')).toBe(true);
   });
+
+  // Each session records the revision of the claim it was made or adopted under
+  // (SessionState.claimRevision), through restarts; the three rules that read it.
+
+  it("ends a copy older than the line of the newer claim that asks for it, instead of keeping it for that claim's marker (seed 8100075)", () => {
+    const harness = node();
+    // The session is made here under claim 7. b's claim 11 asked this node for it (its marker not
+    // read yet); b's claim 19 resumed the client's session on b without asking anyone, and this
+    // node's ending of its copy was lost in a crash; claim 22 of b asks this node again, in the line
+    // of 19.
+    connectClaimed(harness, 'mover', 7, { cleanStart: false, expiry: 3600 }).subscribe(['x/#']);
+    expect(harness.broker.state.sessions.get('mover')?.claimRevision).toBe(7);
+    harness.restart();
+    expect(harness.broker.state.sessions.get('mover')?.claimRevision).toBe(7);
+    harness.clusterConnected(false);
+    const newest = { node: 'b', generation: '1.4', handoverFrom: 'a', lineageRevision: 19 };
+    harness.broker.clusterKeyChanged(harness.nowMs, { bucket: sessionsBucket, key: sessionKey('mover'), value: encodeOwner(newest), revision: 22 });
+    harness.broker.clusterWatchCurrent(harness.nowMs, sessionsBucket, harness.sessionsWatchId);
+    harness.collect();
+    deliverMarker(harness, { ...olderMarker, 'Keel-Handover-Revision': '11' }, 1);
+    // The copy is no session of claim 22: it is ended (not handed to b at 22's marker over the
+    // client's live session), and b is told none at its older marker.
+    const puts = handoverPuts(harness);
+    expect(puts).toHaveLength(1);
+    expect(decodeHandoverState(puts[0]!.value!)?.header).toMatchObject({ client: 'mover', to: 'b', sequence: 1, none: true, revision: 11 });
+    expect(harness.broker.state.sessions.has('mover')).toBe(false);
+    expect(harness.logs.some((log) => log.event === 'session-moved' && log.fields.stale === true)).toBe(true);
+  });
+
+  it('keeps a copy of the line of the newer claim that asks for it, made or adopted after the claim that started that line (seeds 5010652, 7203919)', () => {
+    const harness = node();
+    connectClaimed(harness, 'mover', 7, { cleanStart: false, expiry: 3600 }).subscribe(['x/#']);
+    // Claims 11 (b asking this node), 15 (this node asking b) and 22 (b asking this node) all
+    // continue the line of claim 7, where the copy was made: it is the session 22 asks for.
+    const newest = { node: 'b', generation: '1.4', handoverFrom: 'a', lineageRevision: 7 };
+    harness.broker.clusterKeyChanged(harness.nowMs, { bucket: sessionsBucket, key: sessionKey('mover'), value: encodeOwner(newest), revision: 22 });
+    harness.collect();
+    deliverMarker(harness, { ...olderMarker, 'Keel-Handover-Revision': '11' }, 1);
+    expect(decodeHandoverState(handoverPuts(harness)[0]!.value!)?.header).toMatchObject({ to: 'b', none: true });
+    expect(harness.broker.state.sessions.has('mover')).toBe(true);
+  });
+
+  it("names its session's line in a claim that asks for a hand-over: the claim that asked no one before it", () => {
+    const harness = node();
+    harness.broker.clusterKeyChanged(harness.nowMs, { bucket: sessionsBucket, key: sessionKey('mover'), value: encodeOwner({ node: 'b', generation: '1.1' }), revision: 4 });
+    harness.collect();
+    const client = harness.open(5);
+    sendConnect(client, 'mover', { cleanStart: false, expiry: 3600 });
+    const [first] = claims(harness);
+    expect(decodeOwner(first!.value!)).toMatchObject({ node: 'a', handoverFrom: 'b', lineageRevision: 4 });
+    // b's claim came first, asking this node and carrying the line on: the claim goes again over it.
+    harness.broker.clusterKeyChanged(harness.nowMs, {
+      bucket: sessionsBucket,
+      key: sessionKey('mover'),
+      value: encodeOwner({ node: 'b', generation: '1.2', handoverFrom: 'a', lineageRevision: 4 }),
+      revision: 9,
+    });
+    harness.broker.clusterCompleted(harness.nowMs, { requestId: first!.requestId, ok: false, code: 'wrong-revision', message: 'at 9' });
+    harness.collect();
+    const [second] = claims(harness);
+    expect(second).toMatchObject({ expectedRevision: 9 });
+    expect(decodeOwner(second!.value!)).toMatchObject({ node: 'a', handoverFrom: 'b', lineageRevision: 4 });
+  });
+
+  it('drops as late, after a restart, a state that comes at the marker of a claim whose hand-over this node gave up with a fresh session (seed 4002210)', () => {
+    const harness = node();
+    ownedBy(harness, 'mover', 'b', 5);
+    const client = harness.open(5);
+    sendConnect(client, 'mover', { cleanStart: false, expiry: 3600 });
+    const [claim] = claims(harness);
+    answer(harness, claim!, 8);
+    const [marker] = harness.takeClusterRequests().filter((request): request is PublishDurable => request.op === 'publish-durable' && request.subject === handoverMarkerSubject);
+    // b does not answer in time: a fresh session, made under claim 8.
+    harness.advance(handoverWaitMs);
+    expect(client.take()).toMatchObject([{ type: PacketType.Connack, reasonCode: 0, sessionPresent: false }]);
+    expect(harness.broker.state.sessions.get('mover')?.claimRevision).toBe(8);
+    // A crash forgets the give-up; the marker, then b's late state with a subscription and a will.
+    harness.restart();
+    harness.clusterConnected(false);
+    harness.broker.clusterKeyChanged(harness.nowMs, { bucket: sessionsBucket, key: sessionKey('mover'), value: claim!.value, revision: 8 });
+    harness.broker.clusterWatchCurrent(harness.nowMs, sessionsBucket, harness.sessionsWatchId);
+    harness.collect();
+    deliverMarker(harness, marker!.headers, 1);
+    const subscription = { filter: 'x/#', qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0, subscriptionId: 0 } as const;
+    const records = [
+      { kind: 'session-created', clientId: 'mover', protocolVersion: 5, expiryIntervalSeconds: 3600 },
+      { kind: 'subscription-added', clientId: 'mover', subscription },
+      { kind: 'session-counters', clientId: 'mover', nextPacketId: 1, nextDeliverySequence: 1 },
+      { kind: 'will-set', clientId: 'mover', will: will('w/mover', 'gone', { qos: 1 }) },
+    ] as const;
+    const state = { header: { client: 'mover', from: 'b', to: 'a', sequence: 1, nowMs: harness.nowMs, cut: '1-0', willInMs: 0, none: false }, records: [...records] };
+    harness.broker.clusterKeyChanged(harness.nowMs, { bucket: handoverBucket, key: handoverKey('mover', 1), value: encodeHandoverState(state), revision: 1 });
+    harness.collect();
+    // The fresh session stays the client's: the state is late (its will fires), not adopted over it.
+    expect(harness.broker.state.cluster!.appliedSequence).toBe(1);
+    expect(harness.broker.state.sessions.get('mover')?.subscriptions.size).toBe(0);
+    expect(harness.logs.some((log) => log.event === 'handover-late')).toBe(true);
+    expect(harness.logs.some((log) => log.event === 'session-adopted')).toBe(false);
+  });
+
+  it('does not resume, after a restart, a copy older than its own claim that asked another node: it waits for that hand-over (restart variant of seed 6600379)', () => {
+    const harness = node();
+    // The session is made here under claim 5; b's claim 6 asks this node for it (marker not read).
+    const first = connectClaimed(harness, 'mover', 5, { cleanStart: false, expiry: 3600 });
+    first.subscribe(['x/#']);
+    harness.broker.clusterKeyChanged(harness.nowMs, {
+      bucket: sessionsBucket,
+      key: sessionKey('mover'),
+      value: encodeOwner({ node: 'b', generation: '1.1', handoverFrom: 'a', lineageRevision: 5 }),
+      revision: 6,
+    });
+    harness.collect();
+    expect(harness.broker.state.sessions.has('mover')).toBe(true);
+    // The client comes back here: this node's claim 7 asks b; it restarts before its marker.
+    const second = harness.open(5);
+    sendConnect(second, 'mover', { cleanStart: false, expiry: 3600 });
+    const [claim] = claims(harness);
+    expect(decodeOwner(claim!.value!)).toMatchObject({ node: 'a', handoverFrom: 'b' });
+    answer(harness, claim!, 7);
+    harness.restart();
+    harness.clusterConnected(false);
+    harness.broker.clusterKeyChanged(harness.nowMs, { bucket: sessionsBucket, key: sessionKey('mover'), value: claim!.value, revision: 7 });
+    harness.broker.clusterWatchCurrent(harness.nowMs, sessionsBucket, harness.sessionsWatchId);
+    harness.collect();
+    // The client connects here again. The copy (claim 5) is not what claim 7 asked b for: the new
+    // claim waits for that hand-over (no marker of its own), it does not resume the copy.
+    const third = harness.open(5);
+    sendConnect(third, 'mover', { cleanStart: false, expiry: 3600 });
+    const [again] = claims(harness);
+    expect(decodeOwner(again!.value!)).toMatchObject({ node: 'a', handoverFrom: 'b', markerRevision: 7 });
+    answer(harness, again!, 9);
+    expect(third.take()).toEqual([]);
+    expect(third.readingPaused).toBe(true);
+  });
+
+  it("resumes after a restart a session adopted at an older marker of its own while its newer claim waited: it is that claim's session", () => {
+    const harness = node();
+    ownedBy(harness, 'mover', 'b', 5);
+    // This node's claim 6 asks b (a marker of its own); its client leaves; b claims 7; the client comes
+    // back here: claim 8 asks b again, with a marker of its own.
+    const first = harness.open(5);
+    sendConnect(first, 'mover', { cleanStart: false, expiry: 3600 });
+    const [claim6] = claims(harness);
+    answer(harness, claim6!, 6);
+    const [marker6] = harness.takeClusterRequests().filter((request): request is PublishDurable => request.op === 'publish-durable' && request.subject === handoverMarkerSubject);
+    first.drop();
+    harness.collect();
+    harness.broker.clusterKeyChanged(harness.nowMs, {
+      bucket: sessionsBucket,
+      key: sessionKey('mover'),
+      value: encodeOwner({ node: 'b', generation: '1.2', handoverFrom: 'a', lineageRevision: 5 }),
+      revision: 7,
+    });
+    harness.collect();
+    const second = harness.open(5);
+    sendConnect(second, 'mover', { cleanStart: false, expiry: 3600 });
+    const [claim8] = claims(harness);
+    answer(harness, claim8!, 8);
+    // b hands the session over at the older marker (6): adopted for claim 8, which b answers none.
+    deliverMarker(harness, marker6!.headers, 1);
+    const records = [
+      { kind: 'session-created', clientId: 'mover', protocolVersion: 5, expiryIntervalSeconds: 3600 },
+      { kind: 'session-counters', clientId: 'mover', nextPacketId: 1, nextDeliverySequence: 1 },
+    ] as const;
+    const state = { header: { client: 'mover', from: 'b', to: 'a', sequence: 1, nowMs: harness.nowMs, cut: '1-0', willInMs: null, none: false }, records: [...records] };
+    harness.broker.clusterKeyChanged(harness.nowMs, { bucket: handoverBucket, key: handoverKey('mover', 1), value: encodeHandoverState(state), revision: 1 });
+    harness.collect();
+    expect(harness.logs.some((log) => log.event === 'session-adopted')).toBe(true);
+    expect(harness.broker.state.sessions.get('mover')?.claimRevision).toBe(8);
+    // A crash before marker 8; the client connects here again and resumes the adopted session.
+    harness.restart();
+    harness.clusterConnected(false);
+    harness.broker.clusterKeyChanged(harness.nowMs, { bucket: sessionsBucket, key: sessionKey('mover'), value: claim8!.value, revision: 8 });
+    harness.broker.clusterWatchCurrent(harness.nowMs, sessionsBucket, harness.sessionsWatchId);
+    harness.collect();
+    const third = harness.open(5);
+    sendConnect(third, 'mover', { cleanStart: false, expiry: 3600 });
+    const [again] = claims(harness);
+    expect(decodeOwner(again!.value!)).toEqual({ node: 'a', generation: expect.any(String) });
+    answer(harness, again!, 9);
+    expect(third.take()).toMatchObject([{ type: PacketType.Connack, reasonCode: 0, sessionPresent: true }]);
+  });
 });

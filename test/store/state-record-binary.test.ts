@@ -15,7 +15,7 @@ import { describe, expect, it } from 'vitest';
 import type { Properties } from '../../src/codec/packets.js';
 import { decodeStateRecord, encodeJsonRecord, encodeLogRecord, encodeStateRecord, recordTypes } from '../../src/store/record-codec.js';
 import { binaryRecordTypes, decodeBinaryRecord } from '../../src/store/state-record-binary.js';
-import type { StateRecord, StateRecordKind } from '../../src/store/state-store.js';
+import { applyRecord, createDurableState, type StateRecord, type StateRecordKind, snapshotRecords } from '../../src/store/state-store.js';
 
 /** Arbitraries of valid values (what the broker writes), or of any value when `wild`. */
 function fields(wild: boolean) {
@@ -58,10 +58,12 @@ function fields(wild: boolean) {
 
 function recordOf(wild: boolean): fc.Arbitrary<StateRecord> {
   const { text, count, qos, username, payload, properties } = fields(wild);
+  const claimRevision = fc.oneof(fc.constant(undefined), count);
   const session = (kind: 'session-created' | 'session-resumed') =>
-    fc.record({ clientId: text, protocolVersion: fc.constantFrom(3, 4, 5), expiryIntervalSeconds: count, username }).map(({ username: name, ...rest }) => {
+    fc.record({ clientId: text, protocolVersion: fc.constantFrom(3, 4, 5), expiryIntervalSeconds: count, username, claimRevision }).map(({ username: name, claimRevision: revision, ...rest }) => {
       const record: StateRecord = { kind, ...rest } as StateRecord & { username?: string | null };
       if (name !== undefined) (record as { username?: string | null }).username = name;
+      if (revision !== undefined) (record as { claimRevision?: number }).claimRevision = revision;
       return record;
     });
   const subscription = fc.record({ filter: text, qos, noLocal: fc.boolean(), retainAsPublished: fc.boolean(), retainHandling: fc.constantFrom(0, 1, 2), subscriptionId: count });
@@ -168,6 +170,31 @@ describe('binary state records', () => {
     const session = encodeLogRecord({ kind: 'session-created', clientId: 'c', protocolVersion: 5, expiryIntervalSeconds: 0, username: null }).body.slice();
     session[0] = 3;
     expect(() => decodeStateRecord(binaryRecordTypes['session-created']!, session)).toThrow(/user name state/);
+  });
+
+  it("keep a session's claim revision (a cluster node's), in its record and its snapshot; a record without it, as earlier versions wrote, reads as unknown", () => {
+    const created: StateRecord = { kind: 'session-created', clientId: 'c', protocolVersion: 5, expiryIntervalSeconds: 60, username: null, claimRevision: 300 };
+    const { type, body } = encodeLogRecord(created);
+    expect(type).toBe(33);
+    expect(body[0]).toBe(0x04 | 1);
+    expect(decodeStateRecord(type, body)).toStrictEqual(created);
+    const resumed: StateRecord = { kind: 'session-resumed', clientId: 'c', protocolVersion: 5, expiryIntervalSeconds: 60, claimRevision: 301 };
+    expect(decodeStateRecord(34, encodeLogRecord(resumed).body)).toStrictEqual(resumed);
+    // An earlier version's record: no flag, nothing after the user name.
+    const { claimRevision: _revision, ...old } = created;
+    const oldBody = encodeLogRecord(old).body;
+    expect(oldBody[0]).toBe(1);
+    expect(decodeStateRecord(33, oldBody)).toStrictEqual(old);
+    // Replayed and written again by a snapshot, the revision stays; a resume without one makes it unknown.
+    const state = createDurableState();
+    applyRecord(state, created);
+    expect(state.sessions.get('c')?.claimRevision).toBe(300);
+    expect(snapshotRecords(state).find((record) => record.kind === 'session-created')).toMatchObject({ claimRevision: 300 });
+    applyRecord(state, resumed);
+    expect(state.sessions.get('c')?.claimRevision).toBe(301);
+    applyRecord(state, { kind: 'session-resumed', clientId: 'c', protocolVersion: 5, expiryIntervalSeconds: 60 });
+    expect(state.sessions.get('c')?.claimRevision).toBeUndefined();
+    expect(snapshotRecords(state).find((record) => record.kind === 'session-created')).not.toHaveProperty('claimRevision');
   });
 
   it('write the records of a persistent QoS 1 publish in a fraction of the JSON bytes', () => {
