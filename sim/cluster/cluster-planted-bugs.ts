@@ -61,11 +61,20 @@
  *   node ends the client's real session; a message routed into both, a will among them, reaches
  *   the client twice (`qos2-duplicate`); holding none, it waits for a marker never sent and gives
  *   the client a fresh session while the real one stays elsewhere.
+ * - `qos2-batch-regrouped`: a node started again on its data directory sends every batch with a
+ *   QoS 2 member under a dedupe id of its own making (the batch's id with `-r` and the start's
+ *   number), as a node would that grouped the logged hand-offs it recovered into new batches
+ *   rather than the ones its log named (src/cluster/handoff-batch.ts): a batch the stream stored
+ *   before the crash, whose acknowledgement the node never heard, is stored again, and every other
+ *   node routes its QoS 2 messages twice (`qos2-duplicate`). A resend within one start keeps its
+ *   new id, so only what crosses a crash is stored twice.
  * - `backlog-stays-paused`: drops the node's requests to resume its hand-off consumer, so a node
  *   once paused for its streams' backlog takes no hand-off again until its link drops: messages
  *   from other nodes wait (`acknowledged-lost` or `not-idle`, with `--cluster-streams`).
  */
 import { Broker, type BrokerOptions } from '../../src/broker/broker.js';
+import { decodeBatch, handoffBatchSubject } from '../../src/cluster/handoff-batch.js';
+import { headerQos } from '../../src/cluster/headers.js';
 import { answerKeyOfPart, assemble, decodeHead } from '../../src/cluster/handover-parts.js';
 import { retainedBucket } from '../../src/cluster/retained-entries.js';
 import { decodeHandoverState, encodeHandoverState, handoverBucket } from '../../src/cluster/session-handover.js';
@@ -396,6 +405,26 @@ class LostDiskDropsHandoffs extends WrappedClusterBroker {
   }
 }
 
+class Qos2BatchRegrouped extends WrappedClusterBroker {
+  constructor(
+    inner: BrokerCore,
+    private readonly start: number,
+  ) {
+    super(inner);
+  }
+
+  override drainActions(): Action[] {
+    const actions = super.drainActions();
+    if (this.start === 1) return actions;
+    return actions.map((action) => {
+      if (action.kind !== 'cluster' || action.request.op !== 'publish-durable' || action.request.subject !== handoffBatchSubject) return action;
+      const members = decodeBatch(action.request.payload);
+      if (members === null || !members.some((member) => member.headers[headerQos] === '2')) return action;
+      return { ...action, request: { ...action.request, dedupeId: `${action.request.dedupeId}-r${this.start}` } };
+    });
+  }
+}
+
 /** Drops the node's `pace` requests that ask for `paused`. */
 class DropsPace extends WrappedClusterBroker {
   constructor(
@@ -428,5 +457,10 @@ export const clusterPlantedBugs: Record<ClusterPlantedBugName, ClusterBrokerFact
     const starts = (startsOfNode.get(options.config) ?? 0) + 1;
     startsOfNode.set(options.config, starts);
     return new LostDiskDropsHandoffs(new Broker(options), starts > 1);
+  },
+  'qos2-batch-regrouped': (options: BrokerOptions) => {
+    const starts = (startsOfNode.get(options.config) ?? 0) + 1;
+    startsOfNode.set(options.config, starts);
+    return new Qos2BatchRegrouped(new Broker(options), starts);
   },
 };
