@@ -453,6 +453,15 @@ const clusterRegressionSeeds: readonly { seed: number; nodes: number; found: str
     found:
       "checker: session-lost (lost-disk worlds of --nodes 2 --handover-movers from 5,300,000, same build): m200's session was adopted by n1 for a connection whose CONNACK never came (n1 crashed), then n1 lost its disk while m200 waited on n0; the lost-disk excuse looked only at the node of the newest accepted connection and of the current one, not at the nodes of the connections opened since the newest accepted, where the session may have gone",
   },
+  {
+    seed: 19,
+    nodes: 3,
+    lostDisk: true,
+    largePayloads: true,
+    open: 'qos2-duplicate',
+    found:
+      "qos2-duplicate (vopr --nodes 3 from 1, the first commit of QoS 2 batches): n2 published c7's QoS 2 message 7|9 alone under its outbox dedupe id and crashed before the answer; recovered, it put 7|9 and a will into a new batch of logged hand-offs, under the batch record's id, and the stream stored 7|9 a second time",
+  },
 ];
 
 /**
