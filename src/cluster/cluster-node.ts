@@ -169,6 +169,11 @@ interface Handoff {
   readonly readyLsn: number;
   /** The stream message it goes in, fixed when it is first issued (null: not issued yet). */
   unit: HandoffUnit | null;
+  /**
+   * Queued again from the outbox at start: it may have been published alone before (under its own
+   * dedupe id), so it goes alone again unless the log names the batch it went in (restoreUnit).
+   */
+  readonly recovered: boolean;
   done: boolean;
 }
 
@@ -194,11 +199,13 @@ interface HandoffUnit {
 /**
  * Which hand-offs may share a batch: unlogged ones (QoS 1) with each other, logged ones (QoS 2,
  * wills) with each other; a hand-over marker goes alone (session-handover.ts reads it as its own
- * stream message). A batch never mixes the two kinds: after a crash only the logged ones can be
- * sent again, so a batch of both could not be rebuilt byte for byte.
+ * stream message), and so does a logged one queued again at start that no batch record names (it
+ * may be in the stream alone already, under its own dedupe id: seed 19 with 3 nodes stored a QoS 2
+ * message twice when such a one joined a new batch). A batch never mixes the two kinds: after a
+ * crash only the logged ones can be sent again, so a batch of both could not be rebuilt.
  */
 function batchKind(handoff: Handoff): 'unlogged' | 'logged' | 'alone' {
-  if (handoff.subject === handoverMarkerSubject) return 'alone';
+  if (handoff.subject === handoverMarkerSubject || handoff.recovered) return 'alone';
   return handoff.outboxId === 0 ? 'unlogged' : 'logged';
 }
 
@@ -456,6 +463,7 @@ export class ClusterNode {
         outboxId: entry.id,
         readyLsn: 0,
         unit: null,
+        recovered: true,
         done: false,
       });
     }
@@ -577,12 +585,12 @@ export class ClusterNode {
     this.handover.forwarded({ subject: target, headers, payload });
     this.handover.extendWindows({ epoch: this.epoch, ticket });
     if (message.qos === 1 && !logged) {
-      this.enqueue({ ticket, subject: target, headers, payload, dedupeId: `${this.nodeId}-e${this.epoch}-${ticket}`, outboxId: 0, readyLsn: this.epochLsn, unit: null, done: false });
+      this.enqueue({ ticket, subject: target, headers, payload, dedupeId: `${this.nodeId}-e${this.epoch}-${ticket}`, outboxId: 0, readyLsn: this.epochLsn, unit: null, recovered: false, done: false });
       return ticket;
     }
     const outboxId = this.durable.nextOutboxId;
     const lsn = this.broker.commit({ kind: 'cluster-outbox-added', entry: { id: outboxId, subject: target, headers, payload } });
-    this.enqueue({ ticket, subject: target, headers, payload, dedupeId: `${this.nodeId}-o${outboxId}`, outboxId, readyLsn: lsn, unit: null, done: false });
+    this.enqueue({ ticket, subject: target, headers, payload, dedupeId: `${this.nodeId}-o${outboxId}`, outboxId, readyLsn: lsn, unit: null, recovered: false, done: false });
     return ticket;
   }
 
@@ -1074,7 +1082,7 @@ export class ClusterNode {
     const outboxId = this.durable.nextOutboxId;
     const payload = new Uint8Array(0);
     const lsn = this.broker.commit({ kind: 'cluster-outbox-added', entry: { id: outboxId, subject: handoverMarkerSubject, headers: withCounter, payload } });
-    this.enqueue({ ticket, subject: handoverMarkerSubject, headers: withCounter, payload, dedupeId: `${this.nodeId}-o${outboxId}`, outboxId, readyLsn: lsn, unit: null, done: false });
+    this.enqueue({ ticket, subject: handoverMarkerSubject, headers: withCounter, payload, dedupeId: `${this.nodeId}-o${outboxId}`, outboxId, readyLsn: lsn, unit: null, recovered: false, done: false });
     return counter;
   }
 

@@ -36,7 +36,9 @@
  * `Keel-Members` header lists the members' outbox ids in order) written when the batch is formed,
  * and the batch goes out only once that record is durable. Its dedupe id is made of the node id
  * and the record's outbox id, which never repeats (outbox ids are claimed durably). After a crash:
- * - no durable record: the batch was never published; its members are free and are grouped anew;
+ * - no durable record: the batch was never published; but a member may have been published alone
+ *   before (a lone hand-off needs no record: its dedupe id is its own outbox id), so each goes
+ *   alone again, under its own id, as do all logged hand-offs queued at start that no record names;
  * - a record whose members are all still in the outbox: the batch goes again, rebuilt from the
  *   same members in the same order, with the same headers and payloads as the log holds them, so
  *   it is byte for byte the same message under the same id (cluster-node.ts restoreUnit);

@@ -458,9 +458,8 @@ const clusterRegressionSeeds: readonly { seed: number; nodes: number; found: str
     nodes: 3,
     lostDisk: true,
     largePayloads: true,
-    open: 'qos2-duplicate',
     found:
-      "qos2-duplicate (vopr --nodes 3 from 1, the first commit of QoS 2 batches): n2 published c7's QoS 2 message 7|9 alone under its outbox dedupe id and crashed before the answer; recovered, it put 7|9 and a will into a new batch of logged hand-offs, under the batch record's id, and the stream stored 7|9 a second time",
+      "qos2-duplicate (vopr --nodes 3 from 1, the first commit of QoS 2 batches): n2 published c7's QoS 2 message 7|9 alone under its outbox dedupe id and crashed before the answer; recovered, it put 7|9 and a will into a new batch of logged hand-offs, under the batch record's id, and the stream stored 7|9 a second time. A logged hand-off queued again at start that no batch record names now goes alone",
   },
 ];
 
