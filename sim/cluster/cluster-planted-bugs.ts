@@ -74,8 +74,8 @@
  */
 import { Broker, type BrokerOptions } from '../../src/broker/broker.js';
 import { decodeBatch, handoffBatchSubject } from '../../src/cluster/handoff-batch.js';
-import { headerQos } from '../../src/cluster/headers.js';
 import { answerKeyOfPart, assemble, decodeHead } from '../../src/cluster/handover-parts.js';
+import { headerQos } from '../../src/cluster/headers.js';
 import { retainedBucket } from '../../src/cluster/retained-entries.js';
 import { decodeHandoverState, encodeHandoverState, handoverBucket } from '../../src/cluster/session-handover.js';
 import { decodeOwner, encodeOwner, type SessionOwner, sessionsBucket } from '../../src/cluster/session-registry.js';

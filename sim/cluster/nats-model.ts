@@ -49,8 +49,8 @@
  */
 
 import { decodeBatch, handoffBatchSubject } from '../../src/cluster/handoff-batch.js';
-import { headerQos } from '../../src/cluster/headers.js';
 import { decodeHead } from '../../src/cluster/handover-parts.js';
+import { headerQos } from '../../src/cluster/headers.js';
 import { natsHeaderBytes } from '../../src/cluster/message-size.js';
 import { subjectMatches } from '../../src/cluster/subjects.js';
 import type { ClusterHeaders, ClusterKeyChange, ClusterMessage, ClusterRequest, ClusterResult } from '../../src/contract.js';
@@ -302,7 +302,9 @@ export class NatsModel {
           this.counters.deduplicated += 1;
           const stored = this.stream[sequence - 1]!;
           if (!sameMessage(stored, request))
-            this.dedupeMismatch(`n${node} resent dedupe id ${request.dedupeId} as a different message (${request.subject}, ${request.payload.length} bytes) from the one stored at ${sequence} (${stored.subject}, ${stored.payload.length} bytes)`);
+            this.dedupeMismatch(
+              `n${node} resent dedupe id ${request.dedupeId} as a different message (${request.subject}, ${request.payload.length} bytes) from the one stored at ${sequence} (${stored.subject}, ${stored.payload.length} bytes)`,
+            );
         }
         const stored = sequence;
         if (this.storeRandom !== null) link.toNodeMs = Math.max(link.toNodeMs, this.clock.nowMs + this.storeRandom.int(0, this.storeDelayMsMax));

@@ -35,8 +35,10 @@
  *   consumer takes and acknowledges, one message per batch rather than per MQTT message (that
  *   per-message cost bounded QoS 1 across nodes at about 2,400/s on the 2-core machine). A batch is
  *   one stream sequence: the rules above (applied record, redelivery, gaps) hold per batch, and a
- *   receiving node routes its messages in order in one input. QoS 2 hand-offs, wills and markers
- *   go alone (their outbox resends must meet the same dedupe ids), and so does a lone hand-off.
+ *   receiving node routes its messages in order in one input. Logged hand-offs (QoS 2, wills)
+ *   queued so go as batches of their own, each named in the log before it is published (a
+ *   membership record whose outbox id makes its dedupe id), so that an outbox resend after a crash
+ *   meets the same dedupe id with the same message; markers go alone, and so does a lone hand-off.
  * - Backpressure: a hand-off that a stream took while the streams' entries in memory were at
  *   streamBacklogBytesMax (throttle.ts) pauses this node's consumer (`pace`) until they are under
  *   half; the host holds at most the consumer's unacknowledged deliveries meanwhile, so the
@@ -49,8 +51,9 @@
  *   meanwhile, and the hand-offs go out, in order, when NATS returns.
  * - QoS 2 is exactly once across nodes: its hand-off is first written to this node's log (the
  *   outbox) and published only once that record is durable, under a dedupe id made of the node id
- *   and the outbox id, so a resend after a crash (recovery re-issues the outbox) is stored once by
- *   the stream; the record is dropped once the stream holds it. QoS 1 hand-offs are not logged
+ *   and the outbox id (in a batch: the batch record's outbox id, handoff-batch.ts), so a resend
+ *   after a crash (recovery re-issues the outbox) is stored once by the stream; the record is
+ *   dropped once the stream holds it. QoS 1 hand-offs are not logged
  *   (a crash before the PUBACK leaves the resend to the client, and a duplicate is allowed); their
  *   dedupe ids carry an epoch claimed durably at start, so ids never repeat across restarts.
  * - Order: hand-offs are issued in publish order and a failure re-issues the failed one and every
@@ -1082,7 +1085,18 @@ export class ClusterNode {
     const outboxId = this.durable.nextOutboxId;
     const payload = new Uint8Array(0);
     const lsn = this.broker.commit({ kind: 'cluster-outbox-added', entry: { id: outboxId, subject: handoverMarkerSubject, headers: withCounter, payload } });
-    this.enqueue({ ticket, subject: handoverMarkerSubject, headers: withCounter, payload, dedupeId: `${this.nodeId}-o${outboxId}`, outboxId, readyLsn: lsn, unit: null, recovered: false, done: false });
+    this.enqueue({
+      ticket,
+      subject: handoverMarkerSubject,
+      headers: withCounter,
+      payload,
+      dedupeId: `${this.nodeId}-o${outboxId}`,
+      outboxId,
+      readyLsn: lsn,
+      unit: null,
+      recovered: false,
+      done: false,
+    });
     return counter;
   }
 
