@@ -4,7 +4,9 @@
  * b once each and in publish order, while the hand-off stream stored fewer messages than were
  * published (its last sequence counts every message it ever took, markers and batches alike), so
  * the burst crossed as batches. A NATS-native reader of `$KEEL.handoff.>` sees those batches
- * under `$KEEL.handoff.$batch`, with `Keel-Batch` saying how many messages each carries.
+ * under `$KEEL.handoff.$batch`, with `Keel-Batch` saying how many messages each carries. The same
+ * with QoS 2 (publisher and subscription): the batches are of QoS 2 messages, each named in a's log
+ * first (`sent_logged`), and every message reaches b exactly once.
  */
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
@@ -20,11 +22,11 @@ const bed = useClusterTestBed('keel-batch-e2e-');
 const burst = 400;
 
 describe('batched hand-offs on nats-server -js', () => {
-  test('a burst of QoS 1 from a reaches b once each, in order, in fewer stream messages than it has', async () => {
+  test.each([1, 2] as const)('a burst of QoS %i from a reaches b once each, in order, in fewer stream messages than it has', async (qos) => {
     const nats = await startNats();
     const [a, b] = [await bed.startNode(nats, 'a'), await bed.startNode(nats, 'b')];
     const subscriber: MqttClient = (await bed.connect(b, 'sub-b')).client;
-    await subscriber.subscribeAsync('burst/x', { qos: 1 });
+    await subscriber.subscribeAsync('burst/x', { qos });
     const received: string[] = [];
     subscriber.on('message', (_topic, payload) => received.push(payload.toString('utf8')));
     // Watch the stream as a NATS-native reader would: every message on the hand-off subjects.
@@ -41,7 +43,7 @@ describe('batched hand-offs on nats-server -js', () => {
     const publisher: MqttClient = (await bed.connect(a, 'pub-a')).client;
     const before = (await (await jetstreamManager(observer)).streams.info(handoffStreamName)).state.last_seq;
     // All at once: MQTT.js keeps them unacknowledged together, so a's hand-offs queue behind the one in JetStream.
-    await Promise.all(Array.from({ length: burst }, (_, index) => publisher.publishAsync('burst/x', `m${index}`, { qos: 1 })));
+    await Promise.all(Array.from({ length: burst }, (_, index) => publisher.publishAsync('burst/x', `m${index}`, { qos })));
     await waitUntil(() => received.length >= burst, 20_000, `${burst} messages on b`);
     const stored = (await (await jetstreamManager(observer)).streams.info(handoffStreamName)).state.last_seq - before;
     watch.unsubscribe();
@@ -60,6 +62,7 @@ describe('batched hand-offs on nats-server -js', () => {
       return Number(new RegExp(`keel_cluster_handoff_batches_total\\{direction="${direction}"\\} (\\d+)`).exec(text)?.[1] ?? -1);
     };
     expect(await batches(a, 'sent')).toBe(batchSizes.length);
+    expect(await batches(a, 'sent_logged')).toBe(qos === 2 ? batchSizes.length : 0);
     expect(await batches(b, 'applied')).toBe(batchSizes.length);
   }, 60_000);
 });
