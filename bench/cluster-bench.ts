@@ -2,7 +2,7 @@
  * The cluster's figures (README "Cluster"): what the NATS hop costs and what two nodes buy.
  *
  *   node dist/bench/cluster-bench.js [--seconds 5] [--payload 64] [--subscribers 50] [--wide 200] [--runs 1]
- *                                    [--only fan-in|fan-out|qos1|wide|aggregate]
+ *                                    [--only fan-in|fan-out|qos1|qos2|wide|aggregate]
  *                                    [--aggregate-subscribers 200] [--aggregate-window 1024] [--rounds 3]
  *
  * `--only` runs one scenario (to profile it: KEEL_BENCH_NODE_ARGS='--cpu-prof --cpu-prof-dir=DIR'
@@ -17,6 +17,9 @@
  * - fan-out QoS 0: 1 publisher → `--subscribers` subscribers; single vs cluster (subscribers on B);
  * - QoS 1 across nodes: one publisher with a window of 100 unacknowledged → 1 subscriber that
  *   acknowledges; single vs cluster (PUBACK waits for A's log and the JetStream acknowledgement);
+ * - QoS 2 across nodes: the same with QoS 2 publications and a QoS 2 subscription (each exchange
+ *   PUBLISH, PUBREC, PUBREL, PUBCOMP on both sides; the PUBREC waits as the PUBACK does, and the
+ *   hand-off is logged in A's outbox first);
  * - CPU per message of the NATS hop: the CPU time (user + system, /proc/<pid>/stat) of every
  *   broker-side process (Keel nodes and nats-server) per delivered message, cluster minus single;
  * - wide fan-out: 2 publishers → `--wide` subscribers, a load bounded by one node's CPU; single
@@ -58,7 +61,7 @@ interface Options {
   rounds: number;
 }
 
-const scenarios = ['fan-in', 'fan-out', 'qos1', 'wide', 'aggregate'] as const;
+const scenarios = ['fan-in', 'fan-out', 'qos1', 'qos2', 'wide', 'aggregate'] as const;
 type Scenario = (typeof scenarios)[number];
 
 interface Process {
@@ -190,11 +193,11 @@ function minus(after: number[], before: number[]): number[] {
   return after.map((value, index) => value - before[index]!);
 }
 
-/** Subscribers on `port` to `filter`, at `qos`, acknowledging QoS 1. */
-async function subscribers(port: number, count: number, prefix: string, filter: string, qos: 0 | 1): Promise<BenchClient[]> {
+/** Subscribers on `port` to `filter`, at `qos`, acknowledging QoS 1 and 2. */
+async function subscribers(port: number, count: number, prefix: string, filter: string, qos: 0 | 1 | 2): Promise<BenchClient[]> {
   const clients: BenchClient[] = [];
   for (let index = 0; index < count; index++) {
-    const client = await BenchClient.open({ port, clientId: `${prefix}-${index}`, level: 4, acknowledge: qos === 1 }, 10_000);
+    const client = await BenchClient.open({ port, clientId: `${prefix}-${index}`, level: 4, acknowledge: qos !== 0 }, 10_000);
     await client.subscribe(filter, qos, 10_000);
     clients.push(client);
   }
@@ -253,17 +256,17 @@ async function floodQos0(publisherPorts: number[], subscriberPorts: number[], op
   return { delivered, lost, seconds, cpuMicros: sum(cpuMicrosPerProcess), cpuMicrosPerProcess, generatorCpuMicros };
 }
 
-/** One QoS 1 publisher with `window` unacknowledged, to one acknowledging subscriber. */
-async function windowQos1(publisherPort: number, subscriberPort: number, options: Options, brokers: Process[]): Promise<Measure> {
-  const [subscriber] = await subscribers(subscriberPort, 1, 'q1s', 'bench/qos1', 1);
+/** One QoS 1 (or 2) publisher with `window` unacknowledged, to one acknowledging subscriber at that QoS. */
+async function windowQos1(publisherPort: number, subscriberPort: number, options: Options, brokers: Process[], qos: 1 | 2 = 1): Promise<Measure> {
+  const [subscriber] = await subscribers(subscriberPort, 1, `q${qos}s`, 'bench/qos1', qos);
   await new Promise((resolve) => setTimeout(resolve, 300));
-  const client = await BenchClient.open({ port: publisherPort, clientId: 'q1p', level: 4 }, 10_000);
+  const client = await BenchClient.open({ port: publisherPort, clientId: `q${qos}p`, level: 4 }, 10_000);
   const cpuBefore = cpuOf(brokers);
   const generatorBefore = ownCpuMicros();
   const startMs = Date.now();
   const publisher = new WindowPublisher(
     client,
-    { level: 4, topic: 'bench/qos1', payload: makePayload(options.payloadBytes), window: 100 },
+    { level: 4, topic: 'bench/qos1', payload: makePayload(options.payloadBytes), window: 100, qos },
     { messagesMax: Number.MAX_SAFE_INTEGER, deadlineMs: startMs + options.seconds * 1_000 },
   );
   publisher.pump();
@@ -462,6 +465,11 @@ async function main(): Promise<void> {
       const qos1Single = await withBrokers(false, 'interval', ([a], all) => windowQos1(a!.port, a!.port, options, all));
       const qos1Cluster = await withBrokers(true, 'interval', ([a, b], all) => windowQos1(a!.port, b!.port, options, all));
       console.log(line('QoS 1 across nodes (window 100)', qos1Single, qos1Cluster));
+    }
+    if (runs('qos2')) {
+      const qos2Single = await withBrokers(false, 'interval', ([a], all) => windowQos1(a!.port, a!.port, options, all, 2));
+      const qos2Cluster = await withBrokers(true, 'interval', ([a, b], all) => windowQos1(a!.port, b!.port, options, all, 2));
+      console.log(line('QoS 2 across nodes (window 100)', qos2Single, qos2Cluster));
     }
     if (runs('wide')) {
       const wideSingle = await withBrokers(false, 'none', ([a], all) => floodQos0([a!.port, a!.port], Array(options.wide).fill(a!.port), options, all, 256));

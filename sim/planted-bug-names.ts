@@ -77,6 +77,7 @@ export const clusterPlantedBugDescriptions = {
   'backlog-never-paces': "never pauses its hand-off consumer when hand-offs overrun the streams' backlog bound (run with --cluster-streams)",
   'backlog-stays-paused': "never resumes its hand-off consumer once paused for the streams' backlog (run with --cluster-streams)",
   'lost-disk-drops-handoffs': 'started again on an empty data directory (its disk lost), acknowledges every hand-off from the stream without routing it',
+  'qos2-batch-regrouped': 'after a restart, sends the batches of QoS 2 hand-offs it recovers under new dedupe ids, as if it had grouped their members afresh',
 };
 
 export type ClusterPlantedBugName = keyof typeof clusterPlantedBugDescriptions;

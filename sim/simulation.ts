@@ -144,6 +144,11 @@ function runClusterAsSimulation(options: SimulationOptions, nodes: number, stdou
       ...(cluster.silentPassedOver > 0 ? { 'shared-silent-nodes-passed-over': 1 } : {}),
       // A session moved whose state did not fit one NATS message: it went in parts (src/cluster/handover-parts.ts).
       ...(cluster.handoversInParts > 0 ? { 'handover-in-parts': 1 } : {}),
+      // QoS 2 hand-offs went as batches (src/cluster/handoff-batch.ts), and a node crashed at one
+      // just before it went to NATS, or after NATS stored it and before the node heard so.
+      ...(cluster.qos2Batches > 0 ? { 'qos2-batches-in-cluster': 1 } : {}),
+      ...(cluster.crashesBeforeQos2BatchSent > 0 ? { 'crash-before-qos2-batch-sent': 1 } : {}),
+      ...(cluster.crashesBeforeQos2BatchAcknowledged > 0 ? { 'crash-before-qos2-batch-acknowledged': 1 } : {}),
       // A node dropped a message for a session at a limit (a full queue) and said so: the checker excused it.
       ...(cluster.dropsExcused > 0 ? { 'drops-excused-in-cluster': 1 } : {}),
       // A node lost its disk, and whether the checker excused a session, a will or a QoS 2 copy for it.

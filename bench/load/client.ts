@@ -1,6 +1,6 @@
 /**
  * A benchmark client on a bare socket (TCP, TLS or a WebSocket stream, transport.ts): connects, subscribes, counts what arrives, and
- * optionally acknowledges QoS 1 deliveries and reads a send timestamp out of each payload.
+ * optionally acknowledges QoS 1 and 2 deliveries and reads a send timestamp out of each payload.
  *
  * Per received chunk it scans packets in place (see packets.ts), bumps counters, gathers the
  * PUBACKs it owes into one buffer written once per chunk, and then calls the owner's per-chunk
@@ -35,7 +35,7 @@ export interface BenchClientOptions {
   clientId: string;
   level: ProtocolLevel;
   keepAliveSeconds?: number;
-  /** Answer every QoS 1 PUBLISH with a PUBACK. */
+  /** Answer every QoS 1 PUBLISH with a PUBACK, every QoS 2 one with a PUBREC (and its PUBREL with a PUBCOMP). */
   acknowledge?: boolean;
   /** Read a process.hrtime.bigint() stamp from the first 8 payload bytes of each PUBLISH. */
   latency?: LatencyRecorder;
@@ -58,7 +58,7 @@ export class BenchClient {
   wrongSizePublishes = 0;
   error: Error | null = null;
   closed = false;
-  /** Called after each received chunk that held at least one PUBLISH / PUBACK. */
+  /** Called after each received chunk that held at least one PUBLISH / PUBACK (or PUBCOMP: a QoS 2 publication done). */
   onPublishes: ((count: number) => void) | null = null;
   onPubacks: ((count: number) => void) | null = null;
 
@@ -99,7 +99,7 @@ export class BenchClient {
   }
 
   /** Subscribes to one filter and resolves once the SUBACK granted it. */
-  subscribe(filter: string, qos: 0 | 1, timeoutMs: number): Promise<void> {
+  subscribe(filter: string, qos: 0 | 1 | 2, timeoutMs: number): Promise<void> {
     const granted = this.wait('subackWaiter', timeoutMs, `SUBACK for ${filter}`);
     this.socket.write(encodeSubscribe(this.options.level, 1, [{ filter, qos }]));
     return granted;
@@ -132,10 +132,16 @@ export class BenchClient {
       if (this.options.latency !== undefined) this.recordLatency(flags, bytes, start, end);
       const expected = this.options.expectedPayloadBytes;
       if (expected !== undefined && end - publishPayloadStart(this.options.level, flags, bytes, start) !== expected) this.wrongSizePublishes += 1;
-      if (this.options.acknowledge === true && (flags & 0x06) !== 0) this.pubacks.add(publishPacketId(flags, bytes, start));
-    } else if (type === PacketType.puback) {
+      const qos = (flags >> 1) & 0x03;
+      if (this.options.acknowledge === true && qos !== 0) this.pubacks.add(publishPacketId(flags, bytes, start), qos === 1 ? PacketType.puback << 4 : PacketType.pubrec << 4);
+    } else if (type === PacketType.puback || type === PacketType.pubcomp) {
       this.pubacksReceived += 1;
       this.chunkPubacks += 1;
+    } else if (type === PacketType.pubrec) {
+      // Our QoS 2 publication was received: release it (its PUBCOMP then counts as its acknowledgement).
+      this.pubacks.add(bytes.readUInt16BE(start), (PacketType.pubrel << 4) | 0x02);
+    } else if (type === PacketType.pubrel) {
+      this.pubacks.add(bytes.readUInt16BE(start), PacketType.pubcomp << 4);
     } else if (type === PacketType.connack) {
       const returnCode = bytes[start + 1]!;
       if (returnCode === 0) this.settleWaiter('connackWaiter');

@@ -19,6 +19,9 @@ export const PacketType = {
   connack: 2,
   publish: 3,
   puback: 4,
+  pubrec: 5,
+  pubrel: 6,
+  pubcomp: 7,
   subscribe: 8,
   suback: 9,
   pingreq: 12,
@@ -105,7 +108,7 @@ export function encodeConnect(options: ConnectOptions): Buffer {
   return framePacket(PacketType.connect << 4, body);
 }
 
-export function encodeSubscribe(level: ProtocolLevel, packetId: number, filters: { filter: string; qos: 0 | 1 }[]): Buffer {
+export function encodeSubscribe(level: ProtocolLevel, packetId: number, filters: { filter: string; qos: 0 | 1 | 2 }[]): Buffer {
   assert(packetId > 0, 'SUBSCRIBE needs a non-zero packet identifier');
   assert(filters.length > 0, 'SUBSCRIBE needs at least one filter');
   const entries = filters.map((entry) => Buffer.concat([utf8String(entry.filter), Buffer.from([entry.qos])]));
@@ -117,15 +120,15 @@ export interface PublishOptions {
   level: ProtocolLevel;
   topic: string;
   payload: Uint8Array;
-  qos: 0 | 1;
-  /** Required (non-zero) for QoS 1, absent for QoS 0. */
+  qos: 0 | 1 | 2;
+  /** Required (non-zero) for QoS 1 and 2, absent for QoS 0. */
   packetId?: number;
 }
 
 export function encodePublish(options: PublishOptions): Buffer {
   const parts = [utf8String(options.topic)];
-  if (options.qos === 1) {
-    assert(options.packetId !== undefined && options.packetId > 0, 'QoS 1 PUBLISH needs a packet identifier');
+  if (options.qos > 0) {
+    assert(options.packetId !== undefined && options.packetId > 0, 'QoS 1/2 PUBLISH needs a packet identifier');
     parts.push(uint16(options.packetId));
   } else {
     assert(options.packetId === undefined, 'QoS 0 PUBLISH has no packet identifier');
@@ -147,13 +150,14 @@ export class PubackBatch {
   private bytes = Buffer.allocUnsafe(4 * 256);
   private used = 0;
 
-  add(packetId: number): void {
+  /** `firstByte`: a PUBACK by default; a PUBREC, PUBREL (flags 0x02) or PUBCOMP for the QoS 2 exchange. */
+  add(packetId: number, firstByte: number = PacketType.puback << 4): void {
     if (this.used + 4 > this.bytes.length) {
       const grown = Buffer.allocUnsafe(this.bytes.length * 2);
       this.bytes.copy(grown, 0, 0, this.used);
       this.bytes = grown;
     }
-    this.bytes[this.used] = PacketType.puback << 4;
+    this.bytes[this.used] = firstByte;
     this.bytes[this.used + 1] = 2;
     this.bytes.writeUInt16BE(packetId, this.used + 2);
     this.used += 4;

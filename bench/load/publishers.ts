@@ -89,12 +89,13 @@ export class WindowPublisher {
 
   constructor(
     private readonly client: BenchClient,
-    options: { level: ProtocolLevel; topic: string; payload: Buffer; window: number },
+    options: { level: ProtocolLevel; topic: string; payload: Buffer; window: number; qos?: 1 | 2 },
     private readonly limits: { messagesMax: number; deadlineMs: number },
   ) {
     this.ringSize = Math.max(1_024, options.window * 4);
     if (this.ringSize > 65_535) throw new Error('assertion failed: QoS 1 window too large for 16-bit packet identifiers');
-    const packets = Array.from({ length: this.ringSize }, (_, index) => encodePublish({ level: options.level, topic: options.topic, payload: options.payload, qos: 1, packetId: index + 1 }));
+    const qos = options.qos ?? 1;
+    const packets = Array.from({ length: this.ringSize }, (_, index) => encodePublish({ level: options.level, topic: options.topic, payload: options.payload, qos, packetId: index + 1 }));
     this.packetBytes = packets[0]!.length;
     this.ring = Buffer.concat(packets);
     this.window = options.window;

@@ -234,9 +234,9 @@ export class BrokerMetrics {
     );
     this.labelledCounter(
       'keel_cluster_handoff_batches_total',
-      'Stream messages that carried several QoS 1 hand-offs (handoff-batch.ts): sent by this node, applied here from other nodes',
+      'Stream messages that carried several hand-offs (handoff-batch.ts): sent by this node, of which sent_logged carried QoS 2 messages or wills (named in the log first), applied here from other nodes',
       'direction',
-      (s) => node(s, { handoffBatchesSent: 'sent', handoffBatchesApplied: 'applied' }),
+      (s) => node(s, { handoffBatchesSent: 'sent', loggedBatchesSent: 'sent_logged', handoffBatchesApplied: 'applied' }),
     );
     this.counter(
       'keel_cluster_consumer_pauses_total',
@@ -252,6 +252,11 @@ export class BrokerMetrics {
       'keel_cluster_handoff_gaps_total',
       'Hand-offs that arrived ahead of an earlier one this node had not applied (held back for the redelivery)',
       (s) => group(s, 'clusterNode').handoffGaps ?? 0,
+    );
+    this.counter(
+      'keel_cluster_handovers_sent_in_parts_total',
+      'Sessions this node handed over to another node whose state took several puts of keel-handover (larger than one NATS message: handover-parts.ts)',
+      (s) => group(s, 'clusterHandover').sentInParts ?? 0,
     );
     this.labelledCounter('keel_cluster_core_messages_total', 'QoS 0 messages over core NATS: sent, received, and received twice (dropped)', 'kind', (s) =>
       node(s, { coreSent: 'sent', coreReceived: 'received', coreDuplicates: 'duplicate' }),

@@ -69,12 +69,21 @@
  *   the client a fresh session while the real one stays elsewhere. Since sessions know their claim
  *   the registry would not take that copy either (it was made under an older claim: claimSession),
  *   so while the node holds one the claim shows to it as asking no one, as the registry took it then.
+ * - `qos2-batch-regrouped`: a node started again on its data directory sends every batch with a
+ *   QoS 2 member under a dedupe id of its own making (the batch's id with `-r` and the start's
+ *   number), as a node would that grouped the logged hand-offs it recovered into new batches
+ *   rather than the ones its log named (src/cluster/handoff-batch.ts): a batch the stream stored
+ *   before the crash, whose acknowledgement the node never heard, is stored again, and every other
+ *   node routes its QoS 2 messages twice (`qos2-duplicate`). A resend within one start keeps its
+ *   new id, so only what crosses a crash is stored twice.
  * - `backlog-stays-paused`: drops the node's requests to resume its hand-off consumer, so a node
  *   once paused for its streams' backlog takes no hand-off again until its link drops: messages
  *   from other nodes wait (`acknowledged-lost` or `not-idle`, with `--cluster-streams`).
  */
 import { Broker, type BrokerOptions } from '../../src/broker/broker.js';
+import { decodeBatch, handoffBatchSubject } from '../../src/cluster/handoff-batch.js';
 import { answerKeyOfPart, assemble, decodeHead } from '../../src/cluster/handover-parts.js';
+import { headerQos } from '../../src/cluster/headers.js';
 import { retainedBucket } from '../../src/cluster/retained-entries.js';
 import { decodeHandoverState, encodeHandoverState, handoverBucket } from '../../src/cluster/session-handover.js';
 import { clientIdOfSessionKey, decodeOwner, encodeOwner, type SessionOwner, sessionsBucket } from '../../src/cluster/session-registry.js';
@@ -419,6 +428,26 @@ class LostDiskDropsHandoffs extends WrappedClusterBroker {
   }
 }
 
+class Qos2BatchRegrouped extends WrappedClusterBroker {
+  constructor(
+    inner: BrokerCore,
+    private readonly start: number,
+  ) {
+    super(inner);
+  }
+
+  override drainActions(): readonly Action[] {
+    const actions = super.drainActions();
+    if (this.start === 1) return actions;
+    return actions.map((action) => {
+      if (action.kind !== 'cluster' || action.request.op !== 'publish-durable' || action.request.subject !== handoffBatchSubject) return action;
+      const members = decodeBatch(action.request.payload);
+      if (members === null || !members.some((member) => member.headers[headerQos] === '2')) return action;
+      return { ...action, request: { ...action.request, dedupeId: `${action.request.dedupeId}-r${this.start}` } };
+    });
+  }
+}
+
 /** Drops the node's `pace` requests that ask for `paused`. */
 class DropsPace extends WrappedClusterBroker {
   constructor(
@@ -452,5 +481,10 @@ export const clusterPlantedBugs: Record<ClusterPlantedBugName, ClusterBrokerFact
     const starts = (startsOfNode.get(options.config) ?? 0) + 1;
     startsOfNode.set(options.config, starts);
     return new LostDiskDropsHandoffs(new Broker(options), starts > 1);
+  },
+  'qos2-batch-regrouped': (options: BrokerOptions) => {
+    const starts = (startsOfNode.get(options.config) ?? 0) + 1;
+    startsOfNode.set(options.config, starts);
+    return new Qos2BatchRegrouped(new Broker(options), starts);
   },
 };

@@ -50,6 +50,10 @@ export interface ClusterSimulationResult {
   sessionsResumed: number;
   /** Hand-overs whose state took several puts of the bucket (src/cluster/handover-parts.ts). */
   handoversInParts: number;
+  /** Batches stored with a QoS 2 member (src/cluster/handoff-batch.ts), and the crashes aimed at them (cluster-world.ts). */
+  qos2Batches: number;
+  crashesBeforeQos2BatchSent: number;
+  crashesBeforeQos2BatchAcknowledged: number;
   /** Messages a node reported dropping for a session (`message-dropped`) that the checker excused (cluster-checker.ts). */
   dropsExcused: number;
   /**
@@ -99,7 +103,8 @@ export function runClusterSimulation(options: ClusterSimulationOptions): Cluster
   const summary =
     `${violation === null ? 'ok' : 'FAIL'} seed=${options.seed} nodes=${options.nodes} simulated_ms=${world.clock.nowMs} events=${world.events} ` +
     `clients=${world.clients.length} messages_published=${world.checker.published} messages_delivered=${world.checker.delivered} shared_delivered=${world.sharedChecker.delivered} faults=${world.faults} ` +
-    `node_restarts=${world.nodeRestarts} nats_restarts=${world.nats.counters.restarts} partitions=${world.nats.counters.partitions} handoffs_stored=${world.nats.counters.stored} handoff_batches=${world.nats.counters.batchesStored} ` +
+    `node_restarts=${world.nodeRestarts} nats_restarts=${world.nats.counters.restarts} partitions=${world.nats.counters.partitions} handoffs_stored=${world.nats.counters.stored} handoff_batches=${world.nats.counters.batchesStored} qos2_batches=${world.nats.counters.qos2BatchesStored} ` +
+    `crashes_at_qos2_batches=${world.batchCrashes.beforeSent}+${world.batchCrashes.beforeAcknowledged} ` +
     `redeliveries=${world.nats.counters.redeliveries} sessions_handed_over=${sessionsResumed} handovers_in_parts=${world.nats.counters.handoversInParts} drops_excused=${world.checker.dropsExcused} drops_unattributed=${world.checker.dropsUnattributed}${lostDisk === null ? '' : ` lost_disk_excused_sessions=${lostDisk.sessions} lost_disk_excused_wills=${lostDisk.wills} lost_disk_excused_duplicates=${lostDisk.duplicates}`} trace_hash=${hash}`;
   if (violation !== null) {
     stdout(`VIOLATION ${violation.rule} at ${violation.atMs}ms (seed ${options.seed})`);
@@ -125,6 +130,9 @@ export function runClusterSimulation(options: ClusterSimulationOptions): Cluster
     silentPassedOver: world.silentPassedOver,
     sessionsResumed,
     handoversInParts: world.nats.counters.handoversInParts,
+    qos2Batches: world.nats.counters.qos2BatchesStored,
+    crashesBeforeQos2BatchSent: world.batchCrashes.beforeSent,
+    crashesBeforeQos2BatchAcknowledged: world.batchCrashes.beforeAcknowledged,
     dropsExcused: world.checker.dropsExcused,
     lostDisk,
     faults: world.faults,

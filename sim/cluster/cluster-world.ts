@@ -21,13 +21,14 @@
  */
 import { Broker, type BrokerOptions } from '../../src/broker/broker.js';
 import { decodeBatch, handoffBatchSubject } from '../../src/cluster/handoff-batch.js';
+import { headerQos } from '../../src/cluster/headers.js';
 import { decodeRetainedValue, retainedBucket, retainedKey, topicOfRetainedKey } from '../../src/cluster/retained-entries.js';
 import { sharedBucket } from '../../src/cluster/shared-groups.js';
 import { PacketDecoder } from '../../src/codec/decoder.js';
 import { encodePacket } from '../../src/codec/encoder.js';
 import { type Packet, PacketType, type PublishPacket, type Qos } from '../../src/codec/packets.js';
 import { type BrokerConfig, resolveConfig } from '../../src/config.js';
-import { type BrokerCore, type ClusterMessage, type ConnectionId, defaultListener, type LogFields, type StorageRequest } from '../../src/contract.js';
+import { type BrokerCore, type ClusterMessage, type ClusterRequest, type ConnectionId, defaultListener, type LogFields, type StorageRequest } from '../../src/contract.js';
 import { Driver, type Host } from '../../src/driver.js';
 import { DurableStateStore, defaultDurableStoreOptions, streamLogOptionsFor } from '../../src/store/durable-store.js';
 import { messagePayload, parsePayload } from '../clients/payload.js';
@@ -285,6 +286,13 @@ export class ClusterWorld implements MemberWorld {
   private silentPassedOverEnded = 0;
   readonly sharedChecker: SharedChecker;
   private readonly sharedMembers: SharedMember[];
+  /** Crashes aimed at batches of QoS 2 hand-offs: the chance per batch sent (0: none in this world), and their draws. */
+  private readonly batchCrashChance: number;
+  private readonly batchCrashRandom: Random;
+  /** Batches whose acknowledgement crashes their node instead of reaching it: `<node>:<incarnation>:<request id>`. */
+  private readonly crashAtAck = new Set<string>();
+  /** Crashes aimed at batches of QoS 2 hand-offs so far: before one went to NATS, before its acknowledgement reached the node. */
+  readonly batchCrashes = { beforeSent: 0, beforeAcknowledged: 0 };
   /** Large payloads in this world, or null (chooseClusterLargePayloads). */
   readonly largePayloads: ClusterLargePayloads | null;
 
@@ -307,7 +315,13 @@ export class ClusterWorld implements MemberWorld {
       shape.nodes,
       (line) => this.trace(line),
       (line) => this.fail('nats-message-too-large', line),
+      (line) => this.fail('dedupe-mismatch', line),
     );
+    // Half the worlds with node crashes also crash a node at its batches of QoS 2 hand-offs
+    // (src/cluster/handoff-batch.ts): just before one goes to NATS, or once NATS stored it and
+    // before the node hears so. From a stream of its own, so the other draws are unchanged.
+    this.batchCrashRandom = Random.stream(shape.seed, 'cluster-qos2-batch-crashes');
+    this.batchCrashChance = shape.nodeCrashMeanMs !== null && this.batchCrashRandom.chance(0.5) ? this.batchCrashRandom.pick([0.05, 0.2, 0.5]) : 0;
     // Half the worlds store slowly, so hand-offs queue behind the one waiting and go as batches.
     const storeRandom = Random.stream(shape.seed, 'nats-store');
     if (storeRandom.chance(0.5)) this.nats.slowStore(storeRandom, storeRandom.int(50, 400));
@@ -515,8 +529,13 @@ export class ClusterWorld implements MemberWorld {
         this.nodeInput(node, incarnation, (driver) => driver.clusterMessage(this.clock.nowMs, delivered), `cluster message ${message.subject} seq=${message.streamSequence ?? '-'}`);
         if (overrunBefore !== null) this.checkPaced(node, message, overrunBefore);
       },
-      completed: (result) =>
-        this.nodeInput(node, incarnation, (driver) => driver.clusterCompleted(this.clock.nowMs, result), `cluster completed #${result.requestId} ${result.ok ? `ok ${result.sequence}` : result.code}`),
+      completed: (result) => {
+        if (this.crashAtAck.delete(`${node.index}:${incarnation}:${result.requestId}`) && result.ok && !this.quiet && node.running?.incarnation === incarnation) {
+          this.batchCrashes.beforeAcknowledged += 1;
+          return this.crashNode(node, `QoS 2 batch #${result.requestId} stored at ${result.sequence}, before its acknowledgement`);
+        }
+        this.nodeInput(node, incarnation, (driver) => driver.clusterCompleted(this.clock.nowMs, result), `cluster completed #${result.requestId} ${result.ok ? `ok ${result.sequence}` : result.code}`);
+      },
       keyChanged: (change) =>
         this.nodeInput(
           node,
@@ -651,9 +670,28 @@ export class ClusterWorld implements MemberWorld {
         this.trace(`n${node.index} link ${request.op}${'subject' in request ? ` ${request.subject}` : ''}${'streamSequence' in request ? ` ${request.streamSequence}` : ''}`);
         // Pacing is the host's own (it holds deliveries), not a request that travels to NATS.
         if (request.op === 'pace') return this.nats.pace(node.index, request.paused);
+        if (request.op === 'publish-durable' && this.aimAtBatch(request)) {
+          if (this.batchCrashRandom.chance(0.5)) {
+            // The node named the batch in its log and sends it: it dies first.
+            this.batchCrashes.beforeSent += 1;
+            this.queue.push(this.clock.nowMs, () => {
+              if (node.running?.incarnation === incarnation) this.crashNode(node, `QoS 2 batch #${request.requestId} never sent`);
+            });
+            return;
+          }
+          this.crashAtAck.add(`${node.index}:${incarnation}:${request.requestId}`);
+        }
         this.nats.request(node.index, request);
       },
     };
+  }
+
+  /** Whether to crash the node at this durable publish: a batch with a QoS 2 member, in the active phase, at this world's chance. */
+  private aimAtBatch(request: Extract<ClusterRequest, { op: 'publish-durable' }>): boolean {
+    if (this.batchCrashChance === 0 || this.quiet || request.subject !== handoffBatchSubject) return false;
+    const members = decodeBatch(request.payload);
+    if (members === null || !members.some((member) => member.headers[headerQos] === '2')) return false;
+    return this.batchCrashRandom.chance(this.batchCrashChance);
   }
 
   private storage(node: NodeState, incarnation: number, request: StorageRequest): void {

@@ -13,7 +13,10 @@
  *   NATS does); subscriptions are forgotten with the link.
  * - The hand-off stream: sequence numbers from 1, kept across NATS restarts; a `publish-durable`
  *   whose dedupe id the stream already holds is answered with the first one's sequence and not
- *   stored again (the dedupe window outlives every run).
+ *   stored again (the dedupe window outlives every run). Such a resend must be the same message
+ *   (subject, headers, payload) as the one stored: JetStream would drop a different one silently,
+ *   so the world fails the run (`dedupe-mismatch`). Batches whose members are QoS 2 are counted
+ *   (`qos2BatchesStored`, the coverage situation `qos2-batches-in-cluster`).
  * - Per node, a durable consumer (kept across restarts of the node and of NATS): delivers the
  *   stream in order, at most `ackPendingMax` unacknowledged at once, and redelivers a delivery not
  *   acknowledged within `ackWaitMs` (first the oldest); an `ack` removes it for good. Acks travel
@@ -45,8 +48,9 @@
  *   host does (io/cluster/nats-link.ts).
  */
 
-import { handoffBatchSubject } from '../../src/cluster/handoff-batch.js';
+import { decodeBatch, handoffBatchSubject } from '../../src/cluster/handoff-batch.js';
 import { decodeHead } from '../../src/cluster/handover-parts.js';
+import { headerQos } from '../../src/cluster/headers.js';
 import { natsHeaderBytes } from '../../src/cluster/message-size.js';
 import { subjectMatches } from '../../src/cluster/subjects.js';
 import type { ClusterHeaders, ClusterKeyChange, ClusterMessage, ClusterRequest, ClusterResult } from '../../src/contract.js';
@@ -147,6 +151,8 @@ export class NatsModel {
     coreDeliveries: 0,
     stored: 0,
     batchesStored: 0,
+    /** Batches stored with a QoS 2 member (src/cluster/handoff-batch.ts: logged hand-offs). */
+    qos2BatchesStored: 0,
     deduplicated: 0,
     deliveries: 0,
     redeliveries: 0,
@@ -165,6 +171,8 @@ export class NatsModel {
     private readonly trace: (line: string) => void,
     /** A node sent a message larger than NATS's max_payload (the world fails it: `nats-message-too-large`). */
     private readonly tooLarge: (line: string) => void = () => {},
+    /** A resend under a stored dedupe id was not the same message (the world fails it: `dedupe-mismatch`). */
+    private readonly dedupeMismatch: (line: string) => void = () => {},
   ) {
     for (let node = 0; node < nodes; node++) {
       this.links.push({ epoch: 0, up: false, partitioned: false, nodeRunning: false, sink: null, subscriptions: new Map(), held: null, toNatsMs: 0, toNodeMs: 0 });
@@ -213,6 +221,12 @@ export class NatsModel {
   }
 
   // ---- the node side ------------------------------------------------------------------------
+
+  private countBatch(payload: Uint8Array): void {
+    this.counters.batchesStored += 1;
+    const members = decodeBatch(payload);
+    if (members?.some((member) => member.headers[headerQos] === '2') === true) this.counters.qos2BatchesStored += 1;
+  }
 
   /** A node (re)started: it links up when NATS is reachable. */
   nodeStarted(node: number, sink: NatsNodeSink): void {
@@ -282,10 +296,15 @@ export class NatsModel {
           this.stream.push({ sequence, subject: request.subject, headers: request.headers, payload: request.payload });
           this.dedupe.set(request.dedupeId, sequence);
           this.counters.stored += 1;
-          if (request.subject === handoffBatchSubject) this.counters.batchesStored += 1;
+          if (request.subject === handoffBatchSubject) this.countBatch(request.payload);
           this.schedulePump();
         } else {
           this.counters.deduplicated += 1;
+          const stored = this.stream[sequence - 1]!;
+          if (!sameMessage(stored, request))
+            this.dedupeMismatch(
+              `n${node} resent dedupe id ${request.dedupeId} as a different message (${request.subject}, ${request.payload.length} bytes) from the one stored at ${sequence} (${stored.subject}, ${stored.payload.length} bytes)`,
+            );
         }
         const stored = sequence;
         if (this.storeRandom !== null) link.toNodeMs = Math.max(link.toNodeMs, this.clock.nowMs + this.storeRandom.int(0, this.storeDelayMsMax));
@@ -540,4 +559,13 @@ export class NatsModel {
       sink.status('connected');
     });
   }
+}
+
+/** Whether a resend is the message stored under its dedupe id: same subject, same headers (in any order), same payload bytes. */
+function sameMessage(stored: StreamEntry, resent: { subject: string; headers: ClusterHeaders; payload: Uint8Array }): boolean {
+  if (stored.subject !== resent.subject || stored.payload.length !== resent.payload.length) return false;
+  const names = Object.keys(stored.headers);
+  if (names.length !== Object.keys(resent.headers).length || names.some((name) => stored.headers[name] !== resent.headers[name])) return false;
+  for (let index = 0; index < stored.payload.length; index++) if (stored.payload[index] !== resent.payload[index]) return false;
+  return true;
 }

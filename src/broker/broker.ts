@@ -800,6 +800,8 @@ export class Broker implements BrokerCore {
     // Streams first: entries that became durable go to readers, and positions that moved this
     // input are committed in its group, before the group is closed by the flush.
     if (this.isReady && this.haltReasonValue === null) this.streams.afterInput();
+    // A cluster node may name a batch of hand-offs in the log before it sends it: in this group.
+    if (this.cluster !== null && this.isReady && this.haltReasonValue === null) this.cluster.beforeFlush();
     this.store.flush(nowMs);
     if (this.isReady) this.store.maybeCompact(this.state);
     const requests = this.store.drainRequests();

@@ -36,8 +36,9 @@ export class BrokerInspection implements BrokerView {
     for (const [key, value] of Object.entries(stats)) copy[key] = typeof value === 'number' ? value : { ...(value as Record<string, number>) };
     const cluster = this.broker.cluster;
     if (cluster !== null) {
-      // A cluster node's own counters (cluster-node.ts, retained-sync.ts, session-registry.ts, shared-groups.ts), one group each.
+      // A cluster node's own counters (cluster-node.ts, retained-sync.ts, session-registry.ts, shared-groups.ts, session-handover.ts), one group each.
       copy.clusterNode = { ...cluster.counters };
+      copy.clusterHandover = { ...cluster.handover.counters };
       copy.clusterRetained = { ...cluster.retained.counters };
       copy.clusterSessions = { ...cluster.sessions.counters };
       copy.clusterShared = { ...cluster.shares.counters };

@@ -35,8 +35,10 @@
  *   consumer takes and acknowledges, one message per batch rather than per MQTT message (that
  *   per-message cost bounded QoS 1 across nodes at about 2,400/s on the 2-core machine). A batch is
  *   one stream sequence: the rules above (applied record, redelivery, gaps) hold per batch, and a
- *   receiving node routes its messages in order in one input. QoS 2 hand-offs, wills and markers
- *   go alone (their outbox resends must meet the same dedupe ids), and so does a lone hand-off.
+ *   receiving node routes its messages in order in one input. Logged hand-offs (QoS 2, wills)
+ *   queued so go as batches of their own, each named in the log before it is published (a
+ *   membership record whose outbox id makes its dedupe id), so that an outbox resend after a crash
+ *   meets the same dedupe id with the same message; markers go alone, and so does a lone hand-off.
  * - Backpressure: a hand-off that a stream took while the streams' entries in memory were at
  *   streamBacklogBytesMax (throttle.ts) pauses this node's consumer (`pace`) until they are under
  *   half; the host holds at most the consumer's unacknowledged deliveries meanwhile, so the
@@ -49,8 +51,9 @@
  *   meanwhile, and the hand-offs go out, in order, when NATS returns.
  * - QoS 2 is exactly once across nodes: its hand-off is first written to this node's log (the
  *   outbox) and published only once that record is durable, under a dedupe id made of the node id
- *   and the outbox id, so a resend after a crash (recovery re-issues the outbox) is stored once by
- *   the stream; the record is dropped once the stream holds it. QoS 1 hand-offs are not logged
+ *   and the outbox id (in a batch: the batch record's outbox id, handoff-batch.ts), so a resend
+ *   after a crash (recovery re-issues the outbox) is stored once by the stream; the record is
+ *   dropped once the stream holds it. QoS 1 hand-offs are not logged
  *   (a crash before the PUBACK leaves the resend to the client, and a duplicate is allowed); their
  *   dedupe ids carry an epoch claimed durably at start, so ids never repeat across restarts.
  * - Order: hand-offs are issued in publish order and a failure re-issues the failed one and every
@@ -121,7 +124,19 @@ import { type ClusterConfig, clusterMessageBytesMaxDefault, clusterNodeIdPattern
 import type { ClusterKeyChange, ClusterMessage, ClusterRequest, ClusterResult } from '../contract.js';
 import type { ClusterDurableState, StoredMessage } from '../store/state-store.js';
 import { parseSharedFilter } from '../topics/validate.js';
-import { type BatchEntry, batchEntryBytes, decodeBatch, encodeBatch, handoffBatchBytesMax, handoffBatchMessagesMax, handoffBatchSubject, headerBatch } from './handoff-batch.js';
+import {
+  type BatchEntry,
+  batchEntryBytes,
+  decodeBatch,
+  encodeBatch,
+  handoffBatchBytesMax,
+  handoffBatchMessagesMax,
+  handoffBatchSubject,
+  headerBatch,
+  unitHeaders,
+  unitMembersOfHeaders,
+  unitOutboxSubject,
+} from './handoff-batch.js';
 import { decodeHeaders, encodeHeaders, headerOrigin, headerQos, headerSequence } from './headers.js';
 import { natsBytes, natsBytesBound } from './message-size.js';
 import { retainedBucket } from './retained-entries.js';
@@ -157,12 +172,18 @@ interface Handoff {
   readonly readyLsn: number;
   /** The stream message it goes in, fixed when it is first issued (null: not issued yet). */
   unit: HandoffUnit | null;
+  /**
+   * Queued again from the outbox at start: it may have been published alone before (under its own
+   * dedupe id), so it goes alone again unless the log names the batch it went in (restoreUnit).
+   */
+  readonly recovered: boolean;
   done: boolean;
 }
 
 /**
- * One stream message of hand-offs: a lone hand-off, or a batch of consecutive QoS 1 ones
- * (handoff-batch.ts). Fixed once issued, so a resend is the same message under the same dedupe id.
+ * One stream message of hand-offs: a lone hand-off, or a batch of consecutive ones that are all
+ * unlogged (QoS 1) or all logged (QoS 2, wills: handoff-batch.ts). Fixed once formed, so a resend
+ * is the same message under the same dedupe id; a batch of logged ones is fixed in the log too.
  */
 interface HandoffUnit {
   readonly members: readonly Handoff[];
@@ -170,8 +191,25 @@ interface HandoffUnit {
   readonly headers: Record<string, string>;
   readonly payload: Uint8Array;
   readonly dedupeId: string;
+  /** The LSN of its membership record (a batch of logged hand-offs), which must be durable before it is published; 0 when none. */
+  readonly readyLsn: number;
+  /** The outbox id of its membership record, 0 when none. */
+  readonly outboxId: number;
   /** The request id of its latest publish, 0 while not issued. */
   requestId: number;
+}
+
+/**
+ * Which hand-offs may share a batch: unlogged ones (QoS 1) with each other, logged ones (QoS 2,
+ * wills) with each other; a hand-over marker goes alone (session-handover.ts reads it as its own
+ * stream message), and so does a logged one queued again at start that no batch record names (it
+ * may be in the stream alone already, under its own dedupe id: seed 19 with 3 nodes stored a QoS 2
+ * message twice when such a one joined a new batch). A batch never mixes the two kinds: after a
+ * crash only the logged ones can be sent again, so a batch of both could not be rebuilt.
+ */
+function batchKind(handoff: Handoff): 'unlogged' | 'logged' | 'alone' {
+  if (handoff.subject === handoverMarkerSubject || handoff.recovered) return 'alone';
+  return handoff.outboxId === 0 ? 'unlogged' : 'logged';
 }
 
 interface Interest {
@@ -257,6 +295,8 @@ export class ClusterNode {
     handoffBatchesSent: 0,
     /** Batches applied from other nodes. */
     handoffBatchesApplied: 0,
+    /** Of the batches sent, those of logged hand-offs (QoS 2, wills), named in the log before they went (handoff-batch.ts). */
+    loggedBatchesSent: 0,
     handoffsStored: 0,
     handoffFailures: 0,
     handoffsApplied: 0,
@@ -396,7 +436,9 @@ export class ClusterNode {
     this.epochLsn = this.broker.commit({ kind: 'cluster-outbox-done', id: this.epoch });
     assert(durable.nextOutboxId > this.epoch, 'the epoch is claimed');
     if (durable.outbox.size > 0) this.recoveryTicket = this.nextTicket++;
+    const units = this.recoveredUnits(durable);
     for (const entry of durable.outbox.values()) {
+      if (entry.subject === unitOutboxSubject || units.stored.has(entry.id)) continue;
       if (entry.subject === skipOutboxSubject) {
         const skip = skipOfHeaders(entry.headers, entry.id);
         if (skip !== null) this.handover.restoreSkip(skip);
@@ -424,9 +466,11 @@ export class ClusterNode {
         outboxId: entry.id,
         readyLsn: 0,
         unit: null,
+        recovered: true,
         done: false,
       });
     }
+    for (const unit of units.pending) this.restoreUnit(unit.id, unit.memberIds);
     // Changes the watches delivered during recovery were dropped (broker.ts): read every watched
     // bucket again (a watch issued again replaces the old one and replays every key).
     if (this.connected) {
@@ -436,6 +480,47 @@ export class ClusterNode {
       this.shares.rewatch();
     }
     this.broker.log('info', 'cluster-node-started', { nodeId: this.nodeId, outbox: durable.outbox.size, appliedSequence: durable.appliedSequence });
+  }
+
+  /**
+   * The batches of logged hand-offs the log names (their membership records, handoff-batch.ts):
+   * those whose members are all still in the outbox go again as they were (`pending`); a record
+   * with a member gone was stored (its members are dropped together, after the stream took it,
+   * and the record after them), so what is left of it is dropped now (`stored`).
+   */
+  private recoveredUnits(durable: ClusterDurableState): { pending: { id: number; memberIds: number[] }[]; stored: Set<number> } {
+    const pending: { id: number; memberIds: number[] }[] = [];
+    const stored = new Set<number>();
+    for (const entry of durable.outbox.values()) {
+      if (entry.subject !== unitOutboxSubject) continue;
+      const memberIds = unitMembersOfHeaders(entry.headers);
+      assert(memberIds !== null && memberIds.length > 1, 'a membership record names the members of a batch');
+      if (memberIds.every((id) => durable.outbox.has(id))) {
+        pending.push({ id: entry.id, memberIds });
+        continue;
+      }
+      for (const id of memberIds) {
+        if (!durable.outbox.has(id)) continue;
+        stored.add(id);
+        this.broker.commit({ kind: 'cluster-outbox-done', id });
+      }
+      this.broker.commit({ kind: 'cluster-outbox-done', id: entry.id });
+    }
+    return { pending, stored };
+  }
+
+  /** Forms again, byte for byte, the batch the membership record `id` names, of hand-offs just queued from the outbox. */
+  private restoreUnit(id: number, memberIds: readonly number[]): void {
+    const start = this.handoffs.findIndex((handoff) => handoff.outboxId === memberIds[0]);
+    assert(start >= 0, 'the first member of a recovered batch is queued');
+    const members = this.handoffs.slice(start, start + memberIds.length);
+    assert(
+      members.every((member, index) => member.outboxId === memberIds[index] && member.unit === null),
+      'the members of a recovered batch are queued together, in their order',
+    );
+    const bytes = members.reduce((sum, member) => sum + batchEntryBytes(member), 0);
+    const unit = this.batchUnit(members, bytes, `${this.nodeId}-o${id}`, 0, id);
+    for (const member of members) member.unit = unit;
   }
 
   // ---- interest: the core NATS subjects of this node's filters ------------------------------
@@ -503,12 +588,12 @@ export class ClusterNode {
     this.handover.forwarded({ subject: target, headers, payload });
     this.handover.extendWindows({ epoch: this.epoch, ticket });
     if (message.qos === 1 && !logged) {
-      this.enqueue({ ticket, subject: target, headers, payload, dedupeId: `${this.nodeId}-e${this.epoch}-${ticket}`, outboxId: 0, readyLsn: this.epochLsn, unit: null, done: false });
+      this.enqueue({ ticket, subject: target, headers, payload, dedupeId: `${this.nodeId}-e${this.epoch}-${ticket}`, outboxId: 0, readyLsn: this.epochLsn, unit: null, recovered: false, done: false });
       return ticket;
     }
     const outboxId = this.durable.nextOutboxId;
     const lsn = this.broker.commit({ kind: 'cluster-outbox-added', entry: { id: outboxId, subject: target, headers, payload } });
-    this.enqueue({ ticket, subject: target, headers, payload, dedupeId: `${this.nodeId}-o${outboxId}`, outboxId, readyLsn: lsn, unit: null, done: false });
+    this.enqueue({ ticket, subject: target, headers, payload, dedupeId: `${this.nodeId}-o${outboxId}`, outboxId, readyLsn: lsn, unit: null, recovered: false, done: false });
     return ticket;
   }
 
@@ -574,9 +659,12 @@ export class ClusterNode {
 
   /**
    * Publishes, in order, every hand-off whose records are durable, while NATS is there; consecutive
-   * QoS 1 ones go as one batch (handoff-batch.ts). A unit issued before goes again as it was.
+   * QoS 1 ones go as one batch, and so do consecutive logged ones (handoff-batch.ts). A unit issued
+   * before goes again as it was. `formLogged`: a batch of logged hand-offs may be formed now; only
+   * before the input's records are flushed (beforeFlush), so that its membership record goes with
+   * them and nothing waits for a later input to write it.
    */
-  private issueReady(): void {
+  private issueReady(formLogged = false): void {
     if (!this.connected) return;
     const durableLsn = this.broker.store.durableLsn;
     while (this.issued < this.handoffs.length && this.unitsInFlight.size < handoffUnitsInFlightMax) {
@@ -586,8 +674,11 @@ export class ClusterNode {
         this.issued += 1;
         continue;
       }
-      const unit = handoff.unit ?? this.formUnit(this.issued, durableLsn);
+      const unit = handoff.unit ?? this.formUnit(this.issued, durableLsn, formLogged);
+      if (unit === null) return;
       assert(unit.members[0] === handoff, 'a hand-off unit is issued from its first member');
+      // A batch of logged hand-offs goes out only once the log names its members (restoreUnit).
+      if (unit.readyLsn > durableLsn) return;
       this.issued += unit.members.length;
       assert(this.issued <= this.handoffs.length, 'a unit holds only queued hand-offs');
       const requestId = this.nextRequestId++;
@@ -596,40 +687,57 @@ export class ClusterNode {
       this.unitsInFlight.add(unit);
       this.counters.handoffsSent += unit.members.length;
       if (unit.members.length > 1) this.counters.handoffBatchesSent += 1;
+      if (unit.outboxId !== 0) this.counters.loggedBatchesSent += 1;
       this.request({ op: 'publish-durable', requestId, subject: unit.subject, headers: unit.headers, payload: unit.payload, dedupeId: unit.dedupeId });
     }
   }
 
   /**
-   * The stream message for the hand-off at `start` and the ready QoS 1 hand-offs right behind it,
-   * within the batch bounds; a hand-off that is logged (QoS 2, a will, a marker) goes alone.
+   * The stream message for the hand-off at `start` and the ready ones of its kind right behind it
+   * (batchKind), within the batch bounds. A batch of logged hand-offs is first named in the log
+   * (its membership record, whose outbox id makes its dedupe id): null when it may not be formed
+   * now (`formLogged`).
    */
-  private formUnit(start: number, durableLsn: number): HandoffUnit {
+  private formUnit(start: number, durableLsn: number, formLogged: boolean): HandoffUnit | null {
     const first = this.handoffs[start]!;
     assert(first.unit === null && !first.done, 'a unit is formed once, of hand-offs still to store');
+    const kind = batchKind(first);
     const members: Handoff[] = [first];
     let bytes = batchEntryBytes(first);
-    for (let index = start + 1; first.outboxId === 0 && index < this.handoffs.length && members.length < handoffBatchMessagesMax; index++) {
+    for (let index = start + 1; kind !== 'alone' && index < this.handoffs.length && members.length < handoffBatchMessagesMax; index++) {
       const next = this.handoffs[index]!;
-      if (next.outboxId !== 0 || next.unit !== null || next.done || next.readyLsn > durableLsn) break;
+      if (batchKind(next) !== kind || next.unit !== null || next.done || next.readyLsn > durableLsn) break;
       const nextBytes = batchEntryBytes(next);
       if (bytes + nextBytes > handoffBatchBytesMax) break;
       bytes += nextBytes;
       members.push(next);
     }
-    const unit: HandoffUnit =
-      members.length === 1
-        ? { members, subject: first.subject, headers: first.headers, payload: first.payload, dedupeId: first.dedupeId, requestId: 0 }
-        : {
-            members,
-            subject: handoffBatchSubject,
-            headers: { [headerOrigin]: this.nodeId, [headerBatch]: String(members.length) },
-            payload: encodeBatch(members, bytes),
-            dedupeId: `${first.dedupeId}-b${members.length}`,
-            requestId: 0,
-          };
+    let unit: HandoffUnit;
+    if (members.length === 1) {
+      unit = { members, subject: first.subject, headers: first.headers, payload: first.payload, dedupeId: first.dedupeId, readyLsn: 0, outboxId: 0, requestId: 0 };
+    } else if (kind === 'unlogged') {
+      unit = this.batchUnit(members, bytes, `${first.dedupeId}-b${members.length}`, 0, 0);
+    } else {
+      if (!formLogged) return null;
+      const id = this.durable.nextOutboxId;
+      const headers = unitHeaders(members.map((member) => member.outboxId));
+      const lsn = this.broker.commit({ kind: 'cluster-outbox-added', entry: { id, subject: unitOutboxSubject, headers, payload: new Uint8Array(0) } });
+      unit = this.batchUnit(members, bytes, `${this.nodeId}-o${id}`, lsn, id);
+    }
     for (const member of members) member.unit = unit;
     return unit;
+  }
+
+  /** A batch of `members` (`bytes`: their batchEntryBytes), as it goes into the stream. */
+  private batchUnit(members: readonly Handoff[], bytes: number, dedupeId: string, readyLsn: number, outboxId: number): HandoffUnit {
+    assert(members.length > 1, 'a batch has several members');
+    const headers = { [headerOrigin]: this.nodeId, [headerBatch]: String(members.length) };
+    return { members, subject: handoffBatchSubject, headers, payload: encodeBatch(members, bytes), dedupeId, readyLsn, outboxId, requestId: 0 };
+  }
+
+  /** Before the input's records are flushed: issue what is ready, forming batches of logged hand-offs (issueReady). */
+  beforeFlush(): void {
+    if (this.issued < this.handoffs.length) this.issueReady(true);
   }
 
   // ---- inputs -------------------------------------------------------------------------------
@@ -759,6 +867,9 @@ export class ClusterNode {
       this.releaseTicket(handoff.ticket);
       if (handoff.outboxId !== 0) this.broker.commit({ kind: 'cluster-outbox-done', id: handoff.outboxId });
     }
+    // After its members: a log that still names the batch either holds all of them (it goes
+    // again) or has lost one, which says it was stored (recoveredUnits).
+    if (unit.outboxId !== 0) this.broker.commit({ kind: 'cluster-outbox-done', id: unit.outboxId });
     let finished = 0;
     while (finished < this.handoffs.length && this.handoffs[finished]!.done) finished += 1;
     if (finished === 0) return;
@@ -974,7 +1085,18 @@ export class ClusterNode {
     const outboxId = this.durable.nextOutboxId;
     const payload = new Uint8Array(0);
     const lsn = this.broker.commit({ kind: 'cluster-outbox-added', entry: { id: outboxId, subject: handoverMarkerSubject, headers: withCounter, payload } });
-    this.enqueue({ ticket, subject: handoverMarkerSubject, headers: withCounter, payload, dedupeId: `${this.nodeId}-o${outboxId}`, outboxId, readyLsn: lsn, unit: null, done: false });
+    this.enqueue({
+      ticket,
+      subject: handoverMarkerSubject,
+      headers: withCounter,
+      payload,
+      dedupeId: `${this.nodeId}-o${outboxId}`,
+      outboxId,
+      readyLsn: lsn,
+      unit: null,
+      recovered: false,
+      done: false,
+    });
     return counter;
   }
 

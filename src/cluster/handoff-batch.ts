@@ -1,11 +1,11 @@
 /**
- * Batches of durable hand-offs: several QoS 1 messages of one node in one JetStream message.
+ * Batches of durable hand-offs: several QoS 1 or 2 messages of one node in one JetStream message.
  *
  * Why. A durable hand-off costs JetStream one stored message and one publish acknowledgement,
  * and every node's consumer one delivery and one acknowledgement; that per-message cost, not
- * Keel's own code, bounded QoS 1 across nodes (README "Cluster"). What one core input hands off
- * (consecutive QoS 1 hand-offs of one node, in issue order) goes as one stream message instead,
- * so those costs are paid once per batch.
+ * Keel's own code, bounded QoS 1 and 2 across nodes (README "Cluster"). Consecutive hand-offs of
+ * one node queued while its previous stream message waits for JetStream go as one stream message
+ * instead, in issue order, so those costs are paid once per batch.
  *
  * Format. The stream message's subject is `$KEEL.handoff.$batch` (a `$` level, which no MQTT topic
  * maps to, so no hand-off of a topic can collide with it); its headers are `Keel-Origin` (the
@@ -21,13 +21,35 @@
  * What the batch changes and what it does not. A batch is stored once or not at all, under one
  * dedupe id; it holds one stream sequence, so a receiving node applies it, records it applied and
  * acknowledges it as one (its routings are those of its messages, one after the other, in one
- * input). Its membership is fixed when it is first issued and never changes (a resend goes out
- * byte for byte the same, under the same id), so JetStream's dedupe keeps it once. Only QoS 1
- * hand-offs that are not logged join batches: their dedupe ids live for one start of the node
- * only, as the batch's membership does (it is in memory). QoS 2 hand-offs, wills and hand-over
- * markers stay one per stream message: they are resent after a crash from the outbox, one by
- * one, and a resend grouped differently from what the stream already holds would store them
- * twice. A lone QoS 1 hand-off goes as before, on its own subject.
+ * input; the outbound QoS 2 copies of all of them wait for that one applied record, so a crash
+ * before it replays the batch and routes none of them twice). Its membership is fixed when it is
+ * formed and never changes: a resend goes out byte for byte the same, under the same id, so
+ * JetStream's dedupe keeps it once. A batch holds hand-offs of one kind: unlogged QoS 1 ones, or
+ * logged ones (QoS 2, wills); a hand-over marker always goes alone, as does a lone hand-off, on its
+ * own subject.
+ *
+ * Logged hand-offs in batches. A logged hand-off is in the node's outbox and is sent again after a
+ * crash; the stream may already hold it, inside a batch, under that batch's dedupe id. Were the
+ * recovered members grouped afresh, the new batch would have a new id and be stored a second time,
+ * and every node would route its QoS 2 messages twice. So a batch of logged hand-offs is named in
+ * the log before it is first published: a membership record (an outbox entry on `$KEEL.unit`, whose
+ * `Keel-Members` header lists the members' outbox ids in order) written when the batch is formed,
+ * and the batch goes out only once that record is durable. Its dedupe id is made of the node id
+ * and the record's outbox id, which never repeats (outbox ids are claimed durably). After a crash:
+ * - no durable record: the batch was never published; but a member may have been published alone
+ *   before (a lone hand-off needs no record: its dedupe id is its own outbox id), so each goes
+ *   alone again, under its own id, as do all logged hand-offs queued at start that no record names;
+ * - a record whose members are all still in the outbox: the batch goes again, rebuilt from the
+ *   same members in the same order, with the same headers and payloads as the log holds them, so
+ *   it is byte for byte the same message under the same id (cluster-node.ts restoreUnit);
+ * - a record with a member gone: a member's outbox entry is dropped only after the stream took its
+ *   batch, and all members are dropped before the record, so the batch was stored; what is left of
+ *   it is dropped (a log replays a prefix of what was written, never a hole).
+ * The publisher's PUBREC still waits for the JetStream acknowledgement of its batch. The cost is
+ * one more record, and one more sync before the batch goes, per batch of logged hand-offs; a lone
+ * one goes as before, under its own outbox dedupe id. The format is the one QoS 1 batches have:
+ * a node that reads batches applies logged members as it applies QoS 1 ones (above), so no
+ * `Keel-Needs` is asked of a reader (stream-format.ts).
  *
  * Bounds: at most handoffBatchMessagesMax messages and handoffBatchBytesMax encoded bytes, well
  * under NATS's default max payload (1 MiB) with room for the headers; a message larger than the
@@ -49,6 +71,10 @@ export const headerBatch = 'Keel-Batch';
 export const handoffBatchMessagesMax = 128;
 /** At most this many encoded bytes per batch (NATS's default max payload is 1 MiB). */
 export const handoffBatchBytesMax = 256 * 1024;
+/** The outbox subject of a batch's membership record (cluster-node.ts recovers it instead of publishing it). */
+export const unitOutboxSubject = '$KEEL.unit';
+/** The header of a membership record listing its members' outbox ids, in order, comma-separated. */
+const headerMembers = 'Keel-Members';
 /** The version byte of the batches this node writes (a later format also says so in `Keel-Needs`: stream-format.ts). */
 const batchFormatVersion = 1;
 const headerBytes = 5;
@@ -140,4 +166,23 @@ export function decodeBatch(payload: Uint8Array): BatchEntry[] | null {
     // A truncated length or ill-formed UTF-8: not a batch.
     return null;
   }
+}
+
+/** The headers of a membership record naming the batch of `memberIds` (outbox ids, in order). */
+export function unitHeaders(memberIds: readonly number[]): Record<string, string> {
+  assert(memberIds.length > 1 && memberIds.length <= handoffBatchMessagesMax, 'a membership record names a batch');
+  assert(
+    memberIds.every((id, index) => Number.isSafeInteger(id) && id > 0 && (index === 0 || id > memberIds[index - 1]!)),
+    'the members of a batch are outbox ids in issue order',
+  );
+  return { [headerMembers]: memberIds.join(',') };
+}
+
+/** The members a membership record names, in order, or null when its headers do not name a batch. */
+export function unitMembersOfHeaders(headers: Readonly<Record<string, string>>): number[] | null {
+  const list = headers[headerMembers];
+  if (list === undefined) return null;
+  const ids = list.split(',').map(Number);
+  if (ids.length < 2 || ids.length > handoffBatchMessagesMax) return null;
+  return ids.every((id, index) => Number.isSafeInteger(id) && id > 0 && (index === 0 || id > ids[index - 1]!)) ? ids : null;
 }

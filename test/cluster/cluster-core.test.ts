@@ -9,7 +9,12 @@
  * messages fed one input each: same deliveries in the same order, same acknowledgements. QoS 1
  * hand-offs queued while one waits for JetStream go as one batch (handoff-batch.ts), each PUBACK
  * once the batch is stored, a failed batch again byte for byte under its dedupe id, a QoS 2
- * hand-off alone; a batch from another node is routed in order and acknowledged as one sequence.
+ * hand-off alone. QoS 2 hand-offs queued so go as a batch of their own, named in the log first (a
+ * membership record whose outbox id is the batch's dedupe id); each PUBREC waits for the batch,
+ * and after a crash before its acknowledgement the same batch goes again byte for byte under the
+ * same id; a record that outlived a member (the batch was stored) is dropped with what is left of
+ * it, and hand-offs recovered that no record names go alone (one may be in the stream alone). A batch from another node is routed in order
+ * and acknowledged as one sequence, its QoS 2 members once across a redelivery and a crash.
  * A stream message written by a newer Keel (an unknown `$` kind, a newer batch version, a
  * `Keel-Needs` it lacks: stream-format.ts) stops the reader there for good: nothing from it on is
  * routed or acknowledged, not even after the gap wait or a reconnection, the consumer is paused
@@ -19,7 +24,7 @@
  * whether its size is in its payload or in properties that grow in headers; what fits goes.
  */
 import { describe, expect, it } from 'vitest';
-import { type BatchEntry, batchEntryBytes, decodeBatch, encodeBatch, handoffBatchSubject } from '../../src/cluster/handoff-batch.js';
+import { type BatchEntry, batchEntryBytes, decodeBatch, encodeBatch, handoffBatchSubject, unitHeaders, unitMembersOfHeaders, unitOutboxSubject } from '../../src/cluster/handoff-batch.js';
 import { encodeHeaders } from '../../src/cluster/headers.js';
 import { natsBytes } from '../../src/cluster/message-size.js';
 import { newerFormat } from '../../src/cluster/stream-format.js';
@@ -245,6 +250,134 @@ describe('cluster node', () => {
     const [qos2] = take(harness) as Extract<ClusterRequest, { op: 'publish-durable' }>[];
     expect(qos2).toMatchObject({ subject: '$KEEL.handoff.a.b', headers: { 'Keel-Qos': '2' } });
     expect(qos2!.dedupeId).toMatch(/^a-o\d+$/);
+  });
+
+  it('batches QoS 2 hand-offs under a membership record, PUBRECs once stored, and resends the same batch after a crash', () => {
+    const harness = node();
+    connected(harness);
+    const persistent = { cleanStart: false, properties: { sessionExpiryInterval: 600 } };
+    const publisher = harness.connect('p', 5, persistent);
+    const publish = (packetId: number, qos: 1 | 2, payload: string): void =>
+      publisher.send({ type: PacketType.Publish, dup: false, qos, retain: false, topic: 'a/b', packetId, payload: text(payload) });
+    const outbox = () => harness.broker.state.cluster!.outbox;
+    publish(1, 2, 'one');
+    const [lone] = take(harness) as Extract<ClusterRequest, { op: 'publish-durable' }>[];
+    expect(lone!.dedupeId).toMatch(/^a-o\d+$/);
+    publish(2, 2, 'two');
+    publish(3, 2, 'three');
+    publish(4, 1, 'four');
+    expect(take(harness)).toEqual([]);
+    harness.broker.clusterCompleted(harness.nowMs, { requestId: lone!.requestId, ok: true, sequence: 1 });
+    harness.collect();
+    expect((publisher.take() as PublishPacket[]).map((packet) => [packet.type, packet.packetId])).toEqual([[PacketType.Pubrec, 1]]);
+    // The two QoS 2 hand-offs go as one batch (the QoS 1 one behind them is of the other kind),
+    // under the outbox id of the record that names them, which the log held before it went.
+    const [batch] = take(harness) as Extract<ClusterRequest, { op: 'publish-durable' }>[];
+    expect(batch).toMatchObject({ subject: handoffBatchSubject, headers: { 'Keel-Origin': 'a', 'Keel-Batch': '2' } });
+    expect(decodeBatch(batch!.payload)!.map((member) => [decodeText(member.payload), member.headers['Keel-Qos']])).toEqual([
+      ['two', '2'],
+      ['three', '2'],
+    ]);
+    const record = [...outbox().values()].find((entry) => entry.subject === unitOutboxSubject)!;
+    const members = [...outbox().values()].filter((entry) => entry.subject === '$KEEL.handoff.a.b').map((entry) => entry.id);
+    expect(batch!.dedupeId).toBe(`a-o${record.id}`);
+    expect(unitMembersOfHeaders(record.headers)).toEqual(members);
+    expect(record.id).toBeGreaterThan(Math.max(...members));
+    expect(publisher.take()).toEqual([]);
+    // A crash before the acknowledgement: the batch goes again byte for byte under the same id.
+    harness.restart();
+    harness.broker.clusterStatus(harness.nowMs, 'connected');
+    harness.collect();
+    const [again] = take(harness).filter((request) => request.op === 'publish-durable') as Extract<ClusterRequest, { op: 'publish-durable' }>[];
+    expect(again).toMatchObject({ subject: handoffBatchSubject, dedupeId: batch!.dedupeId, headers: batch!.headers });
+    expect(again!.payload).toEqual(batch!.payload);
+    // The publisher's resend is answered from its recorded packet id, once the batch is stored.
+    const resumed = harness.connect('p', 5, persistent);
+    resumed.send({ type: PacketType.Publish, dup: true, qos: 2, retain: false, topic: 'a/b', packetId: 2, payload: text('two') });
+    expect(resumed.take()).toEqual([]);
+    harness.broker.clusterCompleted(harness.nowMs, { requestId: again!.requestId, ok: true, sequence: 2 });
+    harness.collect();
+    expect((resumed.take() as PublishPacket[]).map((packet) => [packet.type, packet.packetId])).toEqual([[PacketType.Pubrec, 2]]);
+    // The record and its members are done; nothing else went (no second batch of them).
+    expect([...outbox().values()]).toEqual([]);
+    expect(take(harness).filter((request) => request.op === 'publish-durable')).toEqual([]);
+    expect(harness.broker.view.counters().clusterNode).toMatchObject({ handoffBatchesSent: 1, loggedBatchesSent: 1 });
+  });
+
+  it('drops what is left of a batch of logged hand-offs whose record outlived a member, and sends alone the ones no record names', () => {
+    const harness = node();
+    // The log of a node that crashed: batch 3 (members 1, 2) was stored and member 1 dropped;
+    // members 4 and 5 were named by no durable record (4 may have gone alone before the crash).
+    const entry = (id: number, payload: string) => ({
+      id,
+      subject: '$KEEL.handoff.a.b',
+      headers: encodeHeaders('a', 2, false, `1-${id}`, undefined, null),
+      payload: text(payload),
+    });
+    for (const added of [entry(1, 'one'), entry(2, 'two'), { id: 3, subject: unitOutboxSubject, headers: unitHeaders([1, 2]), payload: new Uint8Array(0) }, entry(4, 'four'), entry(5, 'five')]) {
+      harness.broker.commit({ kind: 'cluster-outbox-added', entry: added });
+    }
+    harness.broker.commit({ kind: 'cluster-outbox-done', id: 1 });
+    harness.restart();
+    expect([...harness.broker.state.cluster!.outbox.keys()]).toEqual([4, 5]);
+    harness.broker.clusterStatus(harness.nowMs, 'connected');
+    harness.collect();
+    const sent: string[] = [];
+    for (let round = 0; round < 2; round++) {
+      const durable = take(harness).filter((request) => request.op === 'publish-durable') as Extract<ClusterRequest, { op: 'publish-durable' }>[];
+      expect(durable).toHaveLength(1);
+      expect(durable[0]!.subject).toBe('$KEEL.handoff.a.b');
+      sent.push(`${decodeText(durable[0]!.payload)} ${durable[0]!.dedupeId}`);
+      harness.broker.clusterCompleted(harness.nowMs, { requestId: durable[0]!.requestId, ok: true, sequence: 7 + round });
+      harness.collect();
+    }
+    expect(sent).toEqual(['four a-o4', 'five a-o5']);
+    expect([...harness.broker.state.cluster!.outbox.values()]).toEqual([]);
+  });
+
+  it('routes the QoS 2 members of a batch from another node once, across a redelivery and a crash before its applied record', () => {
+    const entry = (payload: string, ticket: number): BatchEntry => ({
+      subject: '$KEEL.handoff.a.b',
+      headers: encodeHeaders('b', 2, false, `1-${ticket}`, undefined, null),
+      payload: text(payload),
+    });
+    const entries = [entry('first', 1), entry('second', 2)];
+    const batch: ClusterMessage = {
+      subject: handoffBatchSubject,
+      headers: { 'Keel-Origin': 'b', 'Keel-Batch': '2' },
+      payload: encodeBatch(
+        entries,
+        entries.reduce((sum, item) => sum + batchEntryBytes(item), 0),
+      ),
+      subscriptionId: null,
+      consumerId: 1,
+      streamSequence: 1,
+      redelivered: false,
+    };
+    const harness = node();
+    connected(harness);
+    const subscriber = harness.connect('s', 5, { cleanStart: false, properties: { sessionExpiryInterval: 600 } });
+    subscriber.subscribe([{ topicFilter: 'a/b', qos: 2 }]);
+    take(harness);
+    harness.broker.clusterMessage(harness.nowMs, batch);
+    harness.collect();
+    const first = subscriber.take() as PublishPacket[];
+    expect(first.map((packet) => [decodeText(packet.payload), packet.qos])).toEqual([
+      ['first', 2],
+      ['second', 2],
+    ]);
+    expect(take(harness)).toEqual([{ op: 'ack', consumerId: 1, streamSequence: 1 }]);
+    harness.broker.clusterMessage(harness.nowMs, { ...batch, redelivered: true });
+    harness.collect();
+    expect(subscriber.take()).toEqual([]);
+    // After a crash the session's copies are resent as such (dup), the batch not routed again.
+    harness.restart();
+    connected(harness);
+    harness.broker.clusterMessage(harness.nowMs, { ...batch, redelivered: true });
+    harness.collect();
+    const resumed = harness.connect('s', 5, { cleanStart: false, properties: { sessionExpiryInterval: 600 } });
+    const again = resumed.take() as PublishPacket[];
+    expect(again.map((packet) => [decodeText(packet.payload), packet.packetId, packet.dup])).toEqual(first.map((packet) => [decodeText(packet.payload), packet.packetId, true]));
   });
 
   it('routes a batch from another node in order and acknowledges it as one stream sequence', () => {

@@ -7,7 +7,8 @@
  * parts, A kept the state to 512 KiB and left the newest queued messages out. Now B answers
  * session present 1 and every message arrives there, in order and intact; A put the state in
  * parts (each within max_payload, or NATS would have refused it), and once B adopted it the
- * `keel-handover` bucket holds no key any more, neither the head nor a part.
+ * `keel-handover` bucket holds no key any more, neither the head nor a part; A counts the hand-over
+ * in `keel_cluster_handovers_sent_in_parts_total`.
  */
 import { Kvm } from '@nats-io/kv';
 import { connect as connectNats } from '@nats-io/transport-node';
@@ -27,6 +28,15 @@ function payloadOf(index: number, bytes: number): Buffer {
   for (let offset = 0; offset < bytes; offset++) payload[offset] = (offset * 7 + index * 13) & 0xff;
   payload.writeUInt32BE(index, 0);
   return payload;
+}
+
+/** `keel_cluster_handovers_sent_in_parts_total` in the /metrics of the node whose output is `stdout`. */
+async function sentInParts(stdout: string): Promise<number | null> {
+  const port = /"event":"admin-listening".*"port":(\d+)/.exec(stdout)?.[1];
+  expect(port).toBeDefined();
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const line = text.split('\n').find((item) => item.startsWith('keel_cluster_handovers_sent_in_parts_total '));
+  return line === undefined ? null : Number(line.split(' ')[1]);
 }
 
 describe('a session larger than one NATS message', () => {
@@ -64,6 +74,8 @@ describe('a session larger than one NATS message', () => {
     expect(handedOver).toBeDefined();
     expect(Number(/"parts":([0-9]+)/.exec(handedOver!)?.[1])).toBeGreaterThanOrEqual(6);
     expect(a.stdout()).not.toContain('handover-truncated');
+    // A counts it in /metrics.
+    expect(await sentInParts(a.stdout())).toBe(1);
     // B deletes the head and its parts once its log holds the session.
     const link = await connectNats({ servers: nats.url });
     try {
