@@ -63,6 +63,27 @@ function handoffMessage(sequence: number, payload: string, origin = 'b'): Cluste
   };
 }
 
+/** A batch from node b on the hand-off stream (stream sequence 1): one QoS `qos` hand-off per payload, tickets from 1. */
+function batchFromB(qos: 1 | 2, payloads: readonly string[]): ClusterMessage {
+  const entries: BatchEntry[] = payloads.map((payload, index) => ({
+    subject: '$KEEL.handoff.a.b',
+    headers: encodeHeaders('b', qos, false, `1-${index + 1}`, undefined, null),
+    payload: text(payload),
+  }));
+  return {
+    subject: handoffBatchSubject,
+    headers: { 'Keel-Origin': 'b', 'Keel-Batch': String(entries.length) },
+    payload: encodeBatch(
+      entries,
+      entries.reduce((sum, item) => sum + batchEntryBytes(item), 0),
+    ),
+    subscriptionId: null,
+    consumerId: 1,
+    streamSequence: 1,
+    redelivered: false,
+  };
+}
+
 function handoff(harness: Harness, sequence: number, payload: string, origin = 'b'): void {
   harness.broker.clusterMessage(harness.nowMs, handoffMessage(sequence, payload, origin));
   harness.collect();
@@ -336,24 +357,7 @@ describe('cluster node', () => {
   });
 
   it('routes the QoS 2 members of a batch from another node once, across a redelivery and a crash before its applied record', () => {
-    const entry = (payload: string, ticket: number): BatchEntry => ({
-      subject: '$KEEL.handoff.a.b',
-      headers: encodeHeaders('b', 2, false, `1-${ticket}`, undefined, null),
-      payload: text(payload),
-    });
-    const entries = [entry('first', 1), entry('second', 2)];
-    const batch: ClusterMessage = {
-      subject: handoffBatchSubject,
-      headers: { 'Keel-Origin': 'b', 'Keel-Batch': '2' },
-      payload: encodeBatch(
-        entries,
-        entries.reduce((sum, item) => sum + batchEntryBytes(item), 0),
-      ),
-      subscriptionId: null,
-      consumerId: 1,
-      streamSequence: 1,
-      redelivered: false,
-    };
+    const batch = batchFromB(2, ['first', 'second']);
     const harness = node();
     connected(harness);
     const subscriber = harness.connect('s', 5, { cleanStart: false, properties: { sessionExpiryInterval: 600 } });
@@ -381,24 +385,7 @@ describe('cluster node', () => {
   });
 
   it('routes a batch from another node in order and acknowledges it as one stream sequence', () => {
-    const entry = (payload: string, ticket: number): BatchEntry => ({
-      subject: '$KEEL.handoff.a.b',
-      headers: encodeHeaders('b', 1, false, `1-${ticket}`, undefined, null),
-      payload: text(payload),
-    });
-    const entries = [entry('first', 1), entry('second', 2), entry('third', 3)];
-    const batch: ClusterMessage = {
-      subject: handoffBatchSubject,
-      headers: { 'Keel-Origin': 'b', 'Keel-Batch': '3' },
-      payload: encodeBatch(
-        entries,
-        entries.reduce((sum, item) => sum + batchEntryBytes(item), 0),
-      ),
-      subscriptionId: null,
-      consumerId: 1,
-      streamSequence: 1,
-      redelivered: false,
-    };
+    const batch = batchFromB(1, ['first', 'second', 'third']);
     const { delivered, requests } = outcome([batch, { ...batch, redelivered: true }, handoffMessage(2, 'after')], false);
     expect(delivered).toEqual(['first', 'second', 'third', 'after']);
     expect(requests.map((request) => (request.op === 'ack' ? request.streamSequence : request.op))).toEqual([1, 1, 2]);

@@ -73,6 +73,15 @@ function connectClaimed(harness: Harness, clientId: string, revision: number, op
 /** Node b's claim at revision 3, which asked this node (a) for the session: older than a's at 5. */
 const olderMarker = { 'Keel-Origin': 'b', 'Keel-Handover-Client': sessionKey('mover'), 'Keel-Handover-From': 'a', 'Keel-Handover-Revision': '3', 'Keel-Seq': '1-1' };
 
+/** A crash and restart, then the sessions watch replays `value` as the key's newest revision and is current. */
+function restartSeeing(harness: Harness, value: Uint8Array | null, revision: number): void {
+  harness.restart();
+  harness.clusterConnected(false);
+  harness.broker.clusterKeyChanged(harness.nowMs, { bucket: sessionsBucket, key: sessionKey('mover'), value, revision });
+  harness.broker.clusterWatchCurrent(harness.nowMs, sessionsBucket, harness.sessionsWatchId);
+  harness.collect();
+}
+
 function deliverMarker(harness: Harness, headers: Record<string, string>, streamSequence: number): void {
   harness.broker.clusterMessage(harness.nowMs, { subject: handoverMarkerSubject, headers, payload: new Uint8Array(0), subscriptionId: null, consumerId: 1, streamSequence, redelivered: false });
   harness.collect();
@@ -557,11 +566,7 @@ describe('cluster-wide client ids', () => {
     expect(client.take()).toMatchObject([{ type: PacketType.Connack, reasonCode: 0, sessionPresent: false }]);
     expect(harness.broker.state.sessions.get('mover')?.claimRevision).toBe(8);
     // A crash forgets the give-up; the marker, then b's late state with a subscription and a will.
-    harness.restart();
-    harness.clusterConnected(false);
-    harness.broker.clusterKeyChanged(harness.nowMs, { bucket: sessionsBucket, key: sessionKey('mover'), value: claim!.value, revision: 8 });
-    harness.broker.clusterWatchCurrent(harness.nowMs, sessionsBucket, harness.sessionsWatchId);
-    harness.collect();
+    restartSeeing(harness, claim!.value, 8);
     deliverMarker(harness, marker!.headers, 1);
     const subscription = { filter: 'x/#', qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0, subscriptionId: 0 } as const;
     const records = [
@@ -599,11 +604,7 @@ describe('cluster-wide client ids', () => {
     const [claim] = claims(harness);
     expect(decodeOwner(claim!.value!)).toMatchObject({ node: 'a', handoverFrom: 'b' });
     answer(harness, claim!, 7);
-    harness.restart();
-    harness.clusterConnected(false);
-    harness.broker.clusterKeyChanged(harness.nowMs, { bucket: sessionsBucket, key: sessionKey('mover'), value: claim!.value, revision: 7 });
-    harness.broker.clusterWatchCurrent(harness.nowMs, sessionsBucket, harness.sessionsWatchId);
-    harness.collect();
+    restartSeeing(harness, claim!.value, 7);
     // The client connects here again. The copy (claim 5) is not what claim 7 asked b for: the new
     // claim waits for that hand-over (no marker of its own), it does not resume the copy.
     const third = harness.open(5);
@@ -650,11 +651,7 @@ describe('cluster-wide client ids', () => {
     expect(harness.logs.some((log) => log.event === 'session-adopted')).toBe(true);
     expect(harness.broker.state.sessions.get('mover')?.claimRevision).toBe(8);
     // A crash before marker 8; the client connects here again and resumes the adopted session.
-    harness.restart();
-    harness.clusterConnected(false);
-    harness.broker.clusterKeyChanged(harness.nowMs, { bucket: sessionsBucket, key: sessionKey('mover'), value: claim8!.value, revision: 8 });
-    harness.broker.clusterWatchCurrent(harness.nowMs, sessionsBucket, harness.sessionsWatchId);
-    harness.collect();
+    restartSeeing(harness, claim8!.value, 8);
     const third = harness.open(5);
     sendConnect(third, 'mover', { cleanStart: false, expiry: 3600 });
     const [again] = claims(harness);
