@@ -286,6 +286,8 @@ interface Attempt {
 /** Unanswered attempts a claim remembers at most: one per link drop or failed attempt within claimWaitMs. */
 const unansweredMax = 16;
 
+const noClaims: readonly Claim[] = [];
+
 export class SessionRegistry {
   private connected = false;
   /** The request id of the newest watch of the bucket, 0 before the first. */
@@ -306,6 +308,12 @@ export class SessionRegistry {
   private nextGeneration = 1;
   private readonly known = new KnownKeys();
   private readonly claims = new Map<ConnectionId, Claim>();
+  /**
+   * The same claims by client id, each list in the order of `claims`: a key change and an ended
+   * session look up their client's claims here instead of walking every claim (a reconnect storm
+   * during a watch's replay makes thousands of claims meet a hundred thousand key changes).
+   */
+  private readonly claimsByClient = new Map<string, Claim[]>();
   private readonly requests = new Map<number, Claim>();
   /** CONNECTs whose claim is won, waiting for their hand-over, by client id. */
   private readonly parked = new Map<string, { claim: Claim; revision: number }>();
@@ -378,6 +386,9 @@ export class SessionRegistry {
       unanswered: [],
     };
     this.claims.set(connection.id, claim);
+    const ofClient = this.claimsByClient.get(claim.clientId);
+    if (ofClient === undefined) this.claimsByClient.set(claim.clientId, [claim]);
+    else ofClient.push(claim);
     connection.claimPending = true;
     // Packets the client sends behind its CONNECT stay in the decoder until the claim is settled.
     this.broker.pushReading(connection, true);
@@ -531,8 +542,8 @@ export class SessionRegistry {
    * at the claim without a hand-over; a will routed into both reached the client twice).
    */
   private wonUnanswered(clientId: string, owner: SessionOwner, revision: number, nowMs: number): void {
-    for (const claim of this.claims.values()) {
-      if (claim.clientId !== clientId) continue;
+    // won() finishes the claim, and the loop returns right after it.
+    for (const claim of this.claimsByClient.get(clientId) ?? noClaims) {
       const attempt = claim.unanswered.find((candidate) => candidate.generation === owner.generation);
       if (attempt === undefined) continue;
       assert(owner.node === this.nodeId, 'a generation of this node is claimed by this node');
@@ -636,6 +647,9 @@ export class SessionRegistry {
 
   private finish(claim: Claim): void {
     this.claims.delete(claim.connection.id);
+    const ofClient = this.claimsByClient.get(claim.clientId)!;
+    if (ofClient.length === 1) this.claimsByClient.delete(claim.clientId);
+    else ofClient.splice(ofClient.indexOf(claim), 1);
     claim.connection.claimPending = false;
   }
 
@@ -676,8 +690,8 @@ export class SessionRegistry {
     });
     if (owner !== null && owner.node === this.nodeId) this.wonUnanswered(clientId, owner, change.revision, nowMs);
     // Claims that failed on the revision this change replaces go again at this one.
-    for (const claim of this.claims.values()) {
-      if (claim.clientId === clientId && claim.requestId === 0 && claim.triedRevision !== null) this.issue(claim);
+    for (const claim of this.claimsByClient.get(clientId) ?? noClaims) {
+      if (claim.requestId === 0 && claim.triedRevision !== null) this.issue(claim);
     }
     if (owner !== null && owner.node !== this.nodeId) this.evict(clientId, owner.node, owner.handoverFrom ?? null, nowMs);
   }
@@ -730,7 +744,7 @@ export class SessionRegistry {
     for (const clientId of this.endedKeys) {
       this.endedKeys.delete(clientId);
       if (this.broker.state.sessions.has(clientId) || this.broker.online.has(clientId) || this.parked.has(clientId) || this.handover.waitingFor(clientId)) continue;
-      if ([...this.claims.values()].some((claim) => claim.clientId === clientId)) continue;
+      if (this.claimsByClient.has(clientId)) continue;
       const known = this.known.get(clientId);
       if (known === undefined || !known.present || known.node !== this.nodeId) continue;
       const requestId = this.newRequestId();
