@@ -691,20 +691,18 @@ export class SessionHandover {
     const from = message.headers[headerFrom];
     if (clientId === null || to === undefined || from === undefined) return this.host.markerDone(sequence, nowMs, []);
     const prior = message.headers[headerPrior] ?? null;
-    const revision = message.headers[headerRevision];
-    const claimRevision = revision === undefined ? Number.NaN : Number(revision);
-    if (revision !== undefined) this.host.markerPassed(clientId, to, claimRevision);
-    if (to === this.host.nodeId) {
-      const counter = parseCounter(message.headers[headerSequence]);
-      return this.awaitState(clientId, sequence, counter, Number.isSafeInteger(claimRevision) ? claimRevision : null, prior, nowMs);
-    }
+    // The revision of the marker's claim; null from a node of before markers named it.
+    const revisionText = message.headers[headerRevision];
+    const revision = revisionText === undefined || !Number.isSafeInteger(Number(revisionText)) ? null : Number(revisionText);
+    if (revision !== null) this.host.markerPassed(clientId, to, revision);
+    if (to === this.host.nodeId) return this.awaitState(clientId, sequence, parseCounter(message.headers[headerSequence]), revision, prior, nowMs);
     // A marker of a claim older than this node's own (markers of two claims can reach the stream
     // in the other order): this node keeps the session, and a source answers that it has none.
-    if (from === this.host.nodeId) return this.serialize(clientId, to, sequence, claimRevision, nowMs, this.sourceServes(clientId, to, claimRevision), false);
+    if (from === this.host.nodeId) return this.serialize(clientId, to, sequence, revision, nowMs, this.sourceServes(clientId, to, revision), false);
     // The asked node's own move of the session (from this node) has not reached the stream before
     // this marker: this node still holds the session here and answers for it, under a key of its
     // own (the asked node answers that it has none). Seeds 2100503, 2100903, 2400367, 2400569.
-    if (prior === this.host.nodeId) return this.serialize(clientId, to, sequence, claimRevision, nowMs, this.sourceServes(clientId, to, claimRevision), true);
+    if (prior === this.host.nodeId) return this.serialize(clientId, to, sequence, revision, nowMs, this.sourceServes(clientId, to, revision), true);
     const stale = this.host.ownedHere(clientId);
     if (stale) return this.host.markerDone(sequence, nowMs, []);
     // A newer claim asks this node for the session: it goes at that claim's marker. This marker's
@@ -756,9 +754,9 @@ export class SessionHandover {
    *   hand over (it comes back at A's own marker);
    * - any other newer claim (A's own, its client back here): keep it for that claim.
    */
-  private sourceServes(clientId: string, to: string, revision: number): SourceAnswer {
+  private sourceServes(clientId: string, to: string, revision: number | null): SourceAnswer {
     // A marker without its claim's revision (a node of before the rule): the newest claim decides.
-    if (!Number.isSafeInteger(revision)) return this.host.ownedHere(clientId) ? 'keep' : 'hand-over';
+    if (revision === null) return this.host.ownedHere(clientId) ? 'keep' : 'hand-over';
     const newest = this.host.newestClaim(clientId);
     if (newest === null || newest.revision <= revision) return 'hand-over';
     if (newest.node === this.host.nodeId) {
@@ -789,7 +787,7 @@ export class SessionHandover {
    * reader waits for the put. A stale copy (`end`) is ended in the same input as the empty answer is
    * logged, so that a replay of the marker finds both or neither.
    */
-  private serialize(clientId: string, to: string, sequence: number, revision: number, nowMs: number, answer: SourceAnswer, prior: boolean): void {
+  private serialize(clientId: string, to: string, sequence: number, revision: number | null, nowMs: number, answer: SourceAnswer, prior: boolean): void {
     const broker = this.broker;
     // An answer given before the last start is given again, byte for byte (see handOff).
     const logged = this.answers.get(sequence);
@@ -809,7 +807,7 @@ export class SessionHandover {
     const rules = present ? this.rulesOf(clientId) : { holes: [], carried: [] };
     const base: StateHeader = { client: clientId, from: this.host.nodeId, to, sequence, nowMs, cut: formatCounter(counter), willInMs, none: !present, ...rules };
     const withPrior: StateHeader = prior ? { ...base, prior: true } : base;
-    const header: StateHeader = Number.isSafeInteger(revision) ? { ...withPrior, revision } : withPrior;
+    const header: StateHeader = revision === null ? withPrior : { ...withPrior, revision };
     const given = this.handOff({ header, records });
     if (answer === 'end') this.endStale(clientId, to, nowMs);
     this.holdAnswer(clientId, given);
