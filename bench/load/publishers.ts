@@ -135,18 +135,29 @@ export class PacedPublisher {
   private startNs = 0n;
   private readonly template: Buffer;
   private readonly stampOffset: number;
-  /** After a stall, send at most this many late messages at once instead of a huge burst. */
-  private readonly catchUpMax = 50;
+  /** Where a QoS 1 PUBLISH's packet identifier sits in the template; -1 at QoS 0. */
+  private readonly packetIdOffset: number;
+  private packetId = 0;
+  /**
+   * After a stall, send at most this many late messages at once instead of a huge burst: 2 ms
+   * worth at the rate, and never under 50 (a timer of 1 ms fires every 1.1 ms or so, so a cap
+   * of one tick's worth would itself hold the rate under what was asked).
+   */
+  private readonly catchUpMax: number;
 
   constructor(
     private readonly client: BenchClient,
-    options: { level: ProtocolLevel; topic: string; payload: Buffer },
+    options: { level: ProtocolLevel; topic: string; payload: Buffer; qos?: 0 | 1 },
     private readonly ratePerSecond: number,
     private readonly limits: { messagesMax: number; deadlineMs: number },
   ) {
     if (options.payload.length < 8) throw new Error('assertion failed: latency payload needs 8 bytes for the timestamp');
-    this.template = encodePublish({ level: options.level, topic: options.topic, payload: options.payload, qos: 0 });
+    this.catchUpMax = Math.max(50, Math.ceil(ratePerSecond / 500));
+    const qos = options.qos ?? 0;
+    this.template = encodePublish({ level: options.level, topic: options.topic, payload: options.payload, qos, packetId: qos === 0 ? undefined : 1 });
     this.stampOffset = this.template.length - options.payload.length;
+    // Before the payload: the properties' length byte (5.0, none here), before it the identifier.
+    this.packetIdOffset = qos === 0 ? -1 : this.stampOffset - (options.level === 5 ? 1 : 0) - 2;
   }
 
   start(): void {
@@ -167,6 +178,10 @@ export class PacedPublisher {
     const sendNow = Math.min(behind, this.catchUpMax);
     for (let index = 0; index < sendNow; index++) {
       const packet = Buffer.from(this.template);
+      if (this.packetIdOffset >= 0) {
+        this.packetId = (this.packetId % 0xffff) + 1;
+        packet.writeUInt16BE(this.packetId, this.packetIdOffset);
+      }
       packet.writeBigUInt64BE(process.hrtime.bigint(), this.stampOffset);
       this.client.socket.write(packet);
     }

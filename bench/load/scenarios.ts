@@ -206,45 +206,57 @@ const qos1: Scenario = {
   },
 };
 
-const latency: Scenario = {
-  name: 'latency',
-  description: '1 publisher paced QoS 0 -> 1 subscriber; publish->receive latency',
-  allowanceMs: (context) => 30_000 + context.latencyWarmupSeconds * 1_000,
-  async run(context) {
-    const recorder = new LatencyRecorder(Math.ceil(context.rateMessagesPerSecond * (context.seconds + 1)) + 1_000);
-    const subscriber = await openClient(context, 'latency-sub', { latency: recorder });
-    let publisherClient: BenchClient | null = null;
-    try {
-      await subscriber.subscribe('bench/latency', 0, setupTimeoutMs);
-      publisherClient = await openClient(context, 'latency-pub');
-      const warmup = context.latencyWarmupSeconds * 1_000;
-      const limits = {
-        messagesMax: Math.ceil(context.rateMessagesPerSecond * (context.seconds + warmup / 1_000 + 1)),
-        deadlineMs: Date.now() + warmup + context.seconds * 1_000 + 1_000,
-      };
-      const payload = makePayload(Math.max(8, context.payloadBytes));
-      const publisher = new PacedPublisher(publisherClient, { level: context.level, topic: 'bench/latency', payload }, context.rateMessagesPerSecond, limits);
-      publisher.start();
-      await sleep(warmup);
-      recorder.recording = true;
-      await sleep(context.seconds * 1_000);
-      recorder.recording = false;
-      publisher.stop();
-      assertConnected([subscriber, publisherClient], 'client');
-      const samples = recorder.samplesNs.slice(0, recorder.count).sort();
-      if (samples.length === 0) throw new Error('no message arrived during the measurement window');
-      return [
-        { name: 'p50', unit: 'µs', better: 'lower', value: percentile(samples, 0.5) / 1_000 },
-        { name: 'p99', unit: 'µs', better: 'lower', value: percentile(samples, 0.99) / 1_000 },
-        { name: 'p99.9', unit: 'µs', better: 'lower', value: percentile(samples, 0.999) / 1_000 },
-        { name: 'samples', unit: 'count', better: 'info', value: samples.length },
-      ];
-    } finally {
-      subscriber.destroy();
-      publisherClient?.destroy();
-    }
-  },
-};
+/**
+ * One publisher paced at `--rate`, one subscriber, publish-to-receive latency. At QoS 1 both ends
+ * acknowledge (the publisher reads the broker's PUBACKs, the subscriber answers each delivery), so
+ * the broker's QoS 1 bookkeeping on both sides is in every sample.
+ */
+function pacedLatency(name: string, qos: 0 | 1): Scenario {
+  return {
+    name,
+    description: `1 publisher paced QoS ${qos} -> 1 subscriber (QoS ${qos}); publish->receive latency`,
+    allowanceMs: (context) => 30_000 + context.latencyWarmupSeconds * 1_000,
+    async run(context) {
+      const recorder = new LatencyRecorder(Math.ceil(context.rateMessagesPerSecond * (context.seconds + 1)) + 1_000);
+      const subscriber = await openClient(context, `${name}-sub`, { latency: recorder, acknowledge: qos > 0 });
+      let publisherClient: BenchClient | null = null;
+      try {
+        await subscriber.subscribe('bench/latency', qos, setupTimeoutMs);
+        publisherClient = await openClient(context, `${name}-pub`);
+        const warmup = context.latencyWarmupSeconds * 1_000;
+        const limits = {
+          messagesMax: Math.ceil(context.rateMessagesPerSecond * (context.seconds + warmup / 1_000 + 1)),
+          deadlineMs: Date.now() + warmup + context.seconds * 1_000 + 1_000,
+        };
+        const payload = makePayload(Math.max(8, context.payloadBytes));
+        const publisher = new PacedPublisher(publisherClient, { level: context.level, topic: 'bench/latency', payload, qos }, context.rateMessagesPerSecond, limits);
+        publisher.start();
+        await sleep(warmup);
+        recorder.recording = true;
+        await sleep(context.seconds * 1_000);
+        recorder.recording = false;
+        publisher.stop();
+        assertConnected([subscriber, publisherClient], 'client');
+        const samples = recorder.samplesNs.slice(0, recorder.count).sort();
+        if (samples.length === 0) throw new Error('no message arrived during the measurement window');
+        const metrics: Metric[] = [
+          { name: 'p50', unit: 'µs', better: 'lower', value: percentile(samples, 0.5) / 1_000 },
+          { name: 'p99', unit: 'µs', better: 'lower', value: percentile(samples, 0.99) / 1_000 },
+          { name: 'p99.9', unit: 'µs', better: 'lower', value: percentile(samples, 0.999) / 1_000 },
+          { name: 'samples', unit: 'count', better: 'info', value: samples.length },
+        ];
+        if (qos > 0) metrics.push({ name: 'PUBACKs received by the publisher', unit: 'count', better: 'info', value: publisherClient.pubacksReceived });
+        return metrics;
+      } finally {
+        subscriber.destroy();
+        publisherClient?.destroy();
+      }
+    },
+  };
+}
+
+const latency = pacedLatency('latency', 0);
+const latencyQos1 = pacedLatency('latency-qos1', 1);
 
 /** When the idle scenario takes its first reading, after the broker accepts connections. */
 const idleFirstReadingMs = 3_000;
@@ -543,4 +555,4 @@ const stalledQos1: Scenario = {
   run: (context) => stalledSubscriber(context, 1),
 };
 
-export const scenarios: readonly Scenario[] = [fanIn, fanOut, qos1, latency, idle, idleConnections, resumeStorm, stalledQos0, stalledQos1, tlsFanIn, tlsHandshakes, webSocketFanIn];
+export const scenarios: readonly Scenario[] = [fanIn, fanOut, qos1, latency, latencyQos1, idle, idleConnections, resumeStorm, stalledQos0, stalledQos1, tlsFanIn, tlsHandshakes, webSocketFanIn];
