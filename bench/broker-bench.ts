@@ -44,6 +44,7 @@ interface Flags {
   mqtt: number;
   keelSync: string;
   queueMax: number;
+  mosquittoNodelay?: boolean;
   operations?: boolean;
 }
 
@@ -72,6 +73,7 @@ function parseFlags(argv: string[]): Flags {
     .option('--mqtt <level>', 'protocol level: 4 (3.1.1) or 5 (5.0; Aedes speaks only 3.1.1)', integerOption(4, 5), 4)
     .option('--keel-sync <policy>', "Keel's syncPolicy: none (like the in-memory peers), interval or always", 'none')
     .option('--operations', 'compare keel with keel-ops (admin listener, $SYS every second, /metrics scraped every second) instead of with the peers')
+    .option('--mosquitto-nodelay', 'run Mosquitto with set_tcp_nodelay true (its default keeps Nagle on, as Keel does not)')
     .option('--queue-max <n>', "per-session queued-message limit given to Keel and Mosquitto (1000: both brokers' default)", integerOption(1, 10_000_000), 1_000)
     .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : 2));
   program.parse(argv);
@@ -103,6 +105,7 @@ function toOptions(flags: Flags): BenchOptions {
       // With --operations the plain keel runs have no $SYS either, so the comparison is all or nothing.
       keelConfig: { syncPolicy: flags.keelSync, queuedMessagesPerSessionMax: flags.queueMax, ...(flags.operations === true ? { sysIntervalSeconds: 0 } : {}) },
       mosquittoQueuedMessagesMax: flags.queueMax,
+      mosquittoNoDelay: flags.mosquittoNodelay === true,
     },
   };
 }
@@ -113,7 +116,7 @@ function describeSetup(options: BenchOptions): string[] {
     `settings: runs ${options.runs}, window ${options.seconds} s, payload ${options.payloadBytes} B, MQTT level ${options.level}, latency rate ${options.rateMessagesPerSecond} msg/s after ${options.latencyWarmupSeconds} s of warm-up`,
     `idle connections: ${idleConnectionCount(options.connections)} used of ${options.connections} asked (open-files limit ${limit ?? 'unknown'}; raise with ulimit -n), ${options.connectConcurrency} in flight, after ${options.connectWarmupConnections} opened (100 in flight) and reset for warm-up`,
     `keel launch: node ${keelNodeArguments().join(' ') || '(no flags)'} (its launcher line, as \`keel\` and \`npm start\` run it), plus ${heapProbeArguments().slice(0, 2).join(' ')} heap-probe.js (Keel and Aedes: their heap read on SIGUSR2, after a full collection)`,
-    `keel config: ${JSON.stringify(options.peers.keelConfig)}; mosquitto: persistence false (resume-storm: true, saved at its clean exit), max_queued_messages ${options.peers.mosquittoQueuedMessagesMax}, other settings default (max_inflight_messages 20); aedes: defaults (in-memory)`,
+    `keel config: ${JSON.stringify(options.peers.keelConfig)}; mosquitto: persistence false (resume-storm: true, saved at its clean exit), max_queued_messages ${options.peers.mosquittoQueuedMessagesMax}, ${options.peers.mosquittoNoDelay === true ? 'set_tcp_nodelay true, ' : ''}other settings default (max_inflight_messages 20${options.peers.mosquittoNoDelay === true ? '' : ', set_tcp_nodelay false'}); aedes: defaults (in-memory)`,
     `listener scenarios: keel and mosquitto only, each listening on that protocol alone; TLS: an EC P-256 certificate and key made with openssl, the same files for both, TLS 1.2 and 1.3 allowed (both negotiate TLS 1.3, TLS_AES_256_GCM_SHA384, X25519 and two session tickets with the generator), no session reuse; tls-handshakes: ${options.tlsConnections} connections after ${options.tlsWarmupConnections} of warm-up, 100 in flight; WebSocket: Keel's ws listener, Mosquitto's protocol websockets`,
   ];
 }

@@ -79,6 +79,12 @@ export interface PeerOptions {
   keelConfig: Record<string, unknown>;
   /** Queue limit written into mosquitto.conf (max_queued_messages). */
   mosquittoQueuedMessagesMax: number;
+  /**
+   * `set_tcp_nodelay true` in mosquitto.conf. Mosquitto's default leaves Nagle's algorithm on for
+   * its clients' sockets (Keel's listener turns it off), which holds back small writes behind an
+   * unacknowledged segment and shows in its latency tails.
+   */
+  mosquittoNoDelay?: boolean;
 }
 
 /**
@@ -404,7 +410,7 @@ function commandFor(
     return [process.execPath, [...keelNodeArguments(), ...heapProbeArguments(), keelCli(), 'serve', ...where, '--data-dir', dataDirectory, '--config', configFile, '--log-level', 'error']];
   }
   const configFile = join(workDirectory, 'mosquitto.conf');
-  writeFileSync(configFile, mosquittoConfig(port, options.mosquittoQueuedMessagesMax, listener, spareListenerPort, persistence ? workDirectory : null));
+  writeFileSync(configFile, mosquittoConfig(port, options.mosquittoQueuedMessagesMax, listener, spareListenerPort, persistence ? workDirectory : null, options.mosquittoNoDelay === true));
   return ['mosquitto', ['-c', configFile]];
 }
 
@@ -453,6 +459,7 @@ export function mosquittoConfig(
   listener: BenchListener | null = null,
   spareListenerPort: number | null = null,
   persistenceDirectory: string | null = null,
+  noDelay = false,
 ): string {
   const lines = [`listener ${port} 127.0.0.1`];
   if (listener?.protocol === 'mqtts') lines.push(`certfile ${requireCertificates(listener).certFile}`, `keyfile ${requireCertificates(listener).keyFile}`);
@@ -468,7 +475,7 @@ export function mosquittoConfig(
   // nothing measured.
   if ((listener !== null || persistenceDirectory !== null) && process.getuid?.() === 0) lines.push('user root');
   const persistence = persistenceDirectory === null ? ['persistence false'] : ['persistence true', `persistence_location ${persistenceDirectory}/`];
-  return [...lines, 'allow_anonymous true', ...persistence, 'log_dest none', `max_queued_messages ${queuedMessagesMax}`, 'max_connections -1', ''].join('\n');
+  return [...lines, 'allow_anonymous true', ...persistence, 'log_dest none', `max_queued_messages ${queuedMessagesMax}`, 'max_connections -1', ...(noDelay ? ['set_tcp_nodelay true'] : []), ''].join('\n');
 }
 
 async function waitForPort(port: number, exited: () => boolean, stderrTail: () => string): Promise<void> {

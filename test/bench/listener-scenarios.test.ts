@@ -75,6 +75,9 @@ describe('the listener scenarios against Keel', () => {
     const kept = mosquittoConfig(1883, 1_000, null, null, '/tmp/keel-bench-x');
     expect(kept).toContain('persistence true\npersistence_location /tmp/keel-bench-x/\n');
     expect(kept).not.toContain('persistence false');
+    // Nagle's algorithm stays Mosquitto's default unless asked to be off.
+    expect(mosquittoConfig(1883, 1_000)).not.toContain('set_tcp_nodelay');
+    expect(mosquittoConfig(1883, 1_000, null, null, null, true)).toContain('set_tcp_nodelay true\n');
     await expect(startBroker('aedes', peers, null, { persistence: true })).rejects.toThrow(/keeps no session/);
     expect(scenario('resume-storm').brokers).toEqual(['keel', 'mosquitto']);
   });
