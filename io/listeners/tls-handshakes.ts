@@ -26,14 +26,19 @@
  * stat per file per second), and a changed one becomes the server's context, so new connections
  * get it and established ones keep theirs.
  *
- * Behind a PROXY-protocol balancer the client's address comes from the header, before the
- * handshake; Node creates the TLS socket itself, so the address is kept under the connection's
- * TCP endpoints (the balancer's address and port, and ours), which the TLS socket reports as well
- * while it is open. A TLS socket that failed because its peer went away no longer knows its
- * endpoints, and its failure is logged with the address `unknown` rather than a guess.
+ * The client's address is known before the handshake (behind a PROXY-protocol balancer it comes
+ * from the header), and Node creates the TLS socket itself, out of our sight; so the address is
+ * kept under the accepted TCP socket, and found again from the finished (or failed) TLS socket
+ * through the TCP socket it was made over (`tcpSocketOf`). Node ends every handshake it was handed
+ * with exactly one `secureConnection` or `tlsClientError` (a peer that goes away mid-handshake is
+ * a `tlsClientError` too), so that is where the entry is dropped; a deadline a second after Node's
+ * own drops any entry left behind all the same. The lookup used to be by the connection's TCP
+ * endpoints, read from both sockets: four system calls, four cached address objects and two
+ * strings per connection, about 5 % of the broker's CPU in a storm of TLS connections (README,
+ * "TLS handshakes, fourth look"), and a failed handshake whose peer had gone logged `unknown`.
  */
 import assert from 'node:assert/strict';
-import type net from 'node:net';
+import net from 'node:net';
 import tls from 'node:tls';
 import { peerAddress } from '../transport.js';
 import { DeadlineQueue } from './deadline-queue.js';
@@ -54,19 +59,11 @@ export interface TlsHandshakeOptions {
 /** OpenSSL's answers when the first bytes on a TLS port are not TLS at all. */
 const notTlsCodes = new Set(['ERR_SSL_WRONG_VERSION_NUMBER', 'ERR_SSL_HTTP_REQUEST', 'ERR_SSL_HTTPS_PROXY_REQUEST', 'ERR_SSL_PACKET_LENGTH_TOO_LONG', 'ERR_SSL_UNKNOWN_PROTOCOL']);
 
-interface Handshake {
-  readonly socket: net.Socket;
-  readonly remoteAddress: string;
-  readonly endpoints: string;
-  /** On the TCP socket's `close` while the handshake is under way; removed at the handshake's end. */
-  readonly onClose: () => void;
-}
-
 export class TlsHandshakes {
   private readonly server: tls.Server;
-  /** Handshakes under way, by TCP endpoints; forgotten at their end or soon after their deadline. */
-  private readonly underway = new Map<string, Handshake>();
-  private readonly forget: DeadlineQueue<Handshake>;
+  /** Handshakes under way: each accepted TCP socket with its client's address, until the handshake ends. */
+  private readonly underway = new Map<net.Socket, string>();
+  private readonly forget: DeadlineQueue<net.Socket>;
 
   constructor(private readonly options: TlsHandshakeOptions) {
     this.server = tls.createServer({
@@ -79,54 +76,49 @@ export class TlsHandshakes {
     this.server.on('secureConnection', (socket: tls.TLSSocket) => this.onSecure(socket));
     this.server.on('tlsClientError', (error: Error & { code?: string }, socket: tls.TLSSocket) => this.onFailure(error, socket));
     options.credentials.onChange = (credentials) => this.server.setSecureContext(this.contextOptions(credentials));
-    // Node ends every handshake by its own deadline; the record is dropped a second after that,
-    // in case the end could not be matched to it (a socket already gone reports no endpoints).
-    this.forget = new DeadlineQueue(options.connectTimeoutMs + 1_000, (handshake) => this.forgetHandshake(handshake));
+    // Node ends every handshake by its own deadline; an entry whose end was not seen is dropped a
+    // second after that.
+    this.forget = new DeadlineQueue(options.connectTimeoutMs + 1_000, (socket) => this.underway.delete(socket));
   }
 
   /** Starts the handshake on an accepted socket; `remoteAddress` is its client's. */
   begin(socket: net.Socket, remoteAddress: string): void {
     assert.ok(remoteAddress.length > 0, 'a handshake without a client address');
+    assert.ok(!this.underway.has(socket), 'a socket handed to the TLS stage twice');
     this.options.credentials.refresh();
-    const handshake: Handshake = { socket, remoteAddress, endpoints: endpointsOf(socket), onClose: () => this.forgetHandshake(handshake) };
-    this.underway.set(handshake.endpoints, handshake);
-    this.forget.add(handshake);
-    socket.once('close', handshake.onClose);
+    this.underway.set(socket, remoteAddress);
+    this.forget.add(socket);
     this.server.emit('connection', socket);
   }
 
   /** Drops every handshake under way (the listener is closing). */
   close(): void {
-    for (const handshake of this.forget.drain()) handshake.socket.destroy();
+    for (const socket of this.forget.drain()) socket.destroy();
     this.underway.clear();
+  }
+
+  /** Handshakes under way, for tests: each is forgotten when it ends. */
+  get underwayCount(): number {
+    return this.underway.size;
   }
 
   private contextOptions(credentials: TlsCredentials): tls.SecureContextOptions & { ALPNProtocols: string[] } {
     return { ...secureContextOptions(credentials), ALPNProtocols: [...this.options.alpnProtocols] };
   }
 
-  /** The handshake under way for this TLS socket, forgotten now that it ended. */
-  private take(socket: tls.TLSSocket): Handshake | undefined {
-    if (socket.remoteAddress === undefined) return undefined;
-    const handshake = this.underway.get(endpointsOf(socket));
-    if (handshake === undefined) return undefined;
-    this.forgetHandshake(handshake);
-    return handshake;
-  }
-
-  /**
-   * Forgets a handshake that ended. Its `close` listener goes too: left on a connection that lives
-   * on, it would keep the record (with its endpoints string) for the connection's whole life,
-   * about 0.3 KiB of heap per idle TLS connection (heap snapshots, README "TLS connection heap").
-   */
-  private forgetHandshake(handshake: Handshake): void {
-    if (this.underway.get(handshake.endpoints) === handshake) this.underway.delete(handshake.endpoints);
-    this.forget.delete(handshake);
-    handshake.socket.off('close', handshake.onClose);
+  /** The client's address of the handshake this TLS socket ended, forgotten now; undefined if unknown. */
+  private take(socket: tls.TLSSocket): string | undefined {
+    const tcpSocket = tcpSocketOf(socket);
+    if (tcpSocket === undefined) return undefined;
+    const remoteAddress = this.underway.get(tcpSocket);
+    if (remoteAddress === undefined) return undefined;
+    this.underway.delete(tcpSocket);
+    this.forget.delete(tcpSocket);
+    return remoteAddress;
   }
 
   private onSecure(socket: tls.TLSSocket): void {
-    const remoteAddress = this.take(socket)?.remoteAddress ?? peerAddress(socket);
+    const remoteAddress = this.take(socket) ?? peerAddress(socket);
     if (this.options.requireClientCertificate && !socket.authorized) {
       const reason = socket.authorizationError === null || socket.authorizationError === undefined ? 'not verified' : String(socket.authorizationError);
       this.options.failures.record('clientCertificateRejected', remoteAddress, `client certificate refused: ${reason}`);
@@ -148,7 +140,7 @@ export class TlsHandshakes {
   }
 
   private onFailure(error: Error & { code?: string }, socket: tls.TLSSocket): void {
-    const remoteAddress = this.take(socket)?.remoteAddress ?? 'unknown';
+    const remoteAddress = this.take(socket) ?? 'unknown';
     const failures = this.options.failures;
     const code = error.code ?? 'unknown';
     if (code === 'ERR_TLS_HANDSHAKE_TIMEOUT') failures.record('tlsHandshakeTimeout', remoteAddress, `TLS handshake not finished within ${this.options.connectTimeoutMs} ms`);
@@ -160,7 +152,13 @@ export class TlsHandshakes {
   }
 }
 
-/** A live TCP connection's identity: the peer's address and port and our own address. */
-function endpointsOf(socket: net.Socket): string {
-  return `${socket.remoteAddress}|${socket.remotePort}|${socket.localAddress}`;
+/**
+ * The TCP socket a TLS socket was made over. Node keeps it as `_parent`, a field every `net.Socket`
+ * has (null unless it wraps another socket; Node's own timers and destroy walk it), set when a
+ * `TLSSocket` is built over a `net.Socket`; it is not public API, so anything else yields undefined
+ * and the caller falls back to the TLS socket's own peer (tests check the link on each Node).
+ */
+function tcpSocketOf(socket: tls.TLSSocket): net.Socket | undefined {
+  const parent = (socket as tls.TLSSocket & { _parent?: unknown })._parent;
+  return parent instanceof net.Socket && parent !== socket ? parent : undefined;
 }
