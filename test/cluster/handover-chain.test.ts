@@ -19,12 +19,15 @@
  *   client comes back to b (restarted): b asks c, whose prior is b itself, so b's marker names a.
  */
 import { describe, expect, it } from 'vitest';
-import { handoverMarkerSubject } from '../../src/cluster/session-handover.js';
-import { decodeOwner, sessionKey, sessionsBucket } from '../../src/cluster/session-registry.js';
+import { decodeHandoverState, encodeHandoverState, type HandoverState, handoverBucket, handoverKey, handoverMarkerSubject, priorKey } from '../../src/cluster/session-handover.js';
+import { decodeOwner, encodeOwner, handoverPriorsMax, type SessionOwner, sessionKey, sessionsBucket } from '../../src/cluster/session-registry.js';
 import { PacketType } from '../../src/codec/packets.js';
 import type { ClusterKeyChange, ClusterMessage, ClusterRequest, ClusterResult } from '../../src/contract.js';
+import type { StateRecord } from '../../src/store/state-store.js';
 import { Harness, type TestClient } from '../broker/harness.js';
 
+type KvSet = Extract<ClusterRequest, { op: 'kv-set' }>;
+type PublishDurable = Extract<ClusterRequest, { op: 'publish-durable' }>;
 type Delivery = { readonly kind: 'key'; readonly change: ClusterKeyChange } | { readonly kind: 'message'; readonly message: ClusterMessage };
 
 interface ModelNode {
@@ -177,9 +180,7 @@ function connack(client: TestClient): { sessionPresent: boolean } | undefined {
 }
 
 describe('a session moved along a chain of hand-overs still short of the stream', () => {
-  // Fails today, the hole README "What is not guaranteed" names: the marker names one prior, so the
-  // node holding the session ends it as a copy and the client gets session present 0.
-  it.fails('reaches the node that asks last from the node holding it, two moves back (four nodes, two cut off)', () => {
+  it('reaches the node that asks last from the node holding it, two moves back (four nodes, two cut off)', () => {
     const nats = new ModelNats();
     const [a, b, c, d] = ['a', 'b', 'c', 'd'].map((id) => nats.add(id)) as [Harness, Harness, Harness, Harness];
     const first = connectMover(a);
@@ -210,8 +211,7 @@ describe('a session moved along a chain of hand-overs still short of the stream'
     for (const other of [a, b, c]) expect(other.broker.state.sessions.has('mover')).toBe(false);
   });
 
-  // Fails today alike: b's marker names no prior (b's claim asks c, whose prior is b itself).
-  it.fails('reaches the node that asks last from the node holding it when the asked node waited for that node itself (three nodes, a marker lost in a crash)', () => {
+  it('reaches the node that asks last from the node holding it when the asked node waited for that node itself (three nodes, a marker lost in a crash)', () => {
     const nats = new ModelNats();
     const [a, b] = ['a', 'b', 'c'].map((id) => nats.add(id)) as [Harness, Harness, Harness];
     const first = connectMover(a);
@@ -241,5 +241,115 @@ describe('a session moved along a chain of hand-overs still short of the stream'
     expect(a.logEvents()).not.toContain('handover-copy-ended');
     expect([...restarted.broker.state.sessions.get('mover')!.subscriptions.keys()]).toEqual(['x/#']);
     expect(a.broker.state.sessions.has('mover')).toBe(false);
+  });
+});
+
+/** A node whose watch shows `owner`'s claim of the mover at `revision`; the node's requests so far taken. */
+function nodeSeeing(nodeId: string, owner: SessionOwner, revision: number): Harness {
+  const harness = Harness.clusterNode(nodeId);
+  harness.answerClaims = false;
+  harness.clusterConnected();
+  harness.broker.clusterKeyChanged(harness.nowMs, { bucket: sessionsBucket, key: sessionKey('mover'), value: encodeOwner(owner), revision });
+  harness.collect();
+  harness.takeClusterRequests();
+  return harness;
+}
+
+/** The mover connects to `harness` (clean start 0); its claim wins at `revision`. Returns the claim's value and its marker. */
+function claimAndMarker(harness: Harness, revision: number): { owner: SessionOwner; marker: PublishDurable; client: TestClient } {
+  const client = connectMover(harness);
+  const [claim] = harness.takeClusterRequests().filter((request): request is KvSet => request.op === 'kv-set' && request.bucket === sessionsBucket);
+  harness.broker.clusterCompleted(harness.nowMs, { requestId: claim!.requestId, ok: true, sequence: revision });
+  harness.collect();
+  const [marker] = harness.takeClusterRequests().filter((request): request is PublishDurable => request.op === 'publish-durable' && request.subject === handoverMarkerSubject);
+  return { owner: decodeOwner(claim!.value!)!, marker: marker!, client };
+}
+
+function deliverMarker(harness: Harness, headers: Record<string, string>, streamSequence: number): void {
+  harness.broker.clusterMessage(harness.nowMs, { subject: handoverMarkerSubject, headers, payload: new Uint8Array(0), subscriptionId: null, consumerId: 1, streamSequence, redelivered: false });
+  harness.collect();
+}
+
+/** An answer at the marker of stream sequence 1 to node d, from `from`: a session of the mover, or none. */
+function answerTo(harness: Harness, key: string, from: string, session: boolean, prior: Partial<{ prior: true; priorIndex: number }>): void {
+  const header = { client: 'mover', from, to: 'd', sequence: 1, nowMs: harness.nowMs, cut: '1-0', willInMs: null, none: !session, ...prior };
+  const records: StateRecord[] = session ? [{ kind: 'session-created', clientId: 'mover', protocolVersion: 5, expiryIntervalSeconds: 3600 }] : [];
+  harness.broker.clusterKeyChanged(harness.nowMs, { bucket: handoverBucket, key, value: encodeHandoverState({ header, records }), revision: 1 });
+  harness.collect();
+}
+
+/** Node a, holding the mover's session (claim 2), reads the marker with `headers` of d's claim 6: its answer's key and header. */
+function holderAt(headers: Record<string, string>): { key: string; header: HandoverState['header'] } {
+  const a = nodeSeeing('a', { node: 'a', generation: '1.1' }, 1);
+  const client = connectMover(a);
+  const [claim] = a.takeClusterRequests().filter((request): request is KvSet => request.op === 'kv-set' && request.bucket === sessionsBucket);
+  a.broker.clusterCompleted(a.nowMs, { requestId: claim!.requestId, ok: true, sequence: 2 });
+  a.collect();
+  expect(connack(client)).toMatchObject({ sessionPresent: false });
+  a.broker.clusterKeyChanged(a.nowMs, { bucket: sessionsBucket, key: sessionKey('mover'), value: encodeOwner({ node: 'd', generation: '1.2', handoverFrom: 'c', priors: ['b', 'a'] }), revision: 6 });
+  a.collect();
+  deliverMarker(a, headers, 1);
+  const [put] = a.takeClusterRequests().filter((request): request is KvSet => request.op === 'kv-set' && request.bucket === handoverBucket);
+  expect(a.broker.state.sessions.has('mover')).toBe(false);
+  return { key: put!.key, header: decodeHandoverState(put!.value!)!.header };
+}
+
+describe('the chain of priors', () => {
+  it("names the node the owner's claim asked and the priors that claim named, nearest first, in the claim's value and its marker", () => {
+    const d = nodeSeeing('d', { node: 'c', generation: '1.1', handoverFrom: 'b', priors: ['a'] }, 5);
+    const { owner, marker } = claimAndMarker(d, 6);
+    expect(owner).toMatchObject({ node: 'd', handoverFrom: 'c', priors: ['b', 'a'] });
+    expect(marker.headers).toMatchObject({ 'Keel-Handover-From': 'c', 'Keel-Handover-Prior': 'b', 'Keel-Handover-Priors': 'b,a' });
+  });
+
+  it('leaves out of the chain this node and the node it asks, and names each node once', () => {
+    const b = nodeSeeing('b', { node: 'c', generation: '1.1', handoverFrom: 'b', priors: ['a', 'e'] }, 5);
+    expect(claimAndMarker(b, 6).owner.priors).toEqual(['a', 'e']);
+    const e = nodeSeeing('e', { node: 'c', generation: '1.1', handoverFrom: 'a', priors: ['c', 'a', 'e', 'b'] }, 5);
+    // A value naming the claim's own node, or a node twice, is none of this encoding's: no priors.
+    expect(claimAndMarker(e, 6).owner.priors).toEqual(['a']);
+  });
+
+  it('reads a claim of a node of before chains (no priors) as naming only the node it asked, as before', () => {
+    expect(decodeOwner(new TextEncoder().encode('{"node":"c","generation":"1.1","handoverFrom":"b"}'))).toEqual({ node: 'c', generation: '1.1', handoverFrom: 'b' });
+    const d = nodeSeeing('d', { node: 'c', generation: '1.1', handoverFrom: 'b' }, 5);
+    const { owner, marker } = claimAndMarker(d, 6);
+    expect(owner.priors).toEqual(['b']);
+    expect(marker.headers).toMatchObject({ 'Keel-Handover-Prior': 'b', 'Keel-Handover-Priors': 'b' });
+  });
+
+  it(`names at most ${handoverPriorsMax} priors, the nearest, and logs the ones left out`, () => {
+    const far = Array.from({ length: handoverPriorsMax }, (_, index) => `p${index + 1}`);
+    const d = nodeSeeing('d', { node: 'c', generation: '1.1', handoverFrom: 'p0', priors: far }, 5);
+    const { owner } = claimAndMarker(d, 6);
+    expect(owner.priors).toEqual(['p0', ...far.slice(0, handoverPriorsMax - 1)]);
+    const log = d.logs.find((entry) => entry.event === 'handover-priors-truncated');
+    expect(log?.fields).toMatchObject({ clientId: 'mover', leftOut: `p${handoverPriorsMax}` });
+  });
+
+  it("answers as the marker's prior of the number it has in the chain, under that prior's key; as the nearest, as before chains", () => {
+    const headers = { 'Keel-Origin': 'd', 'Keel-Handover-Client': sessionKey('mover'), 'Keel-Handover-From': 'c', 'Keel-Handover-Revision': '6', 'Keel-Seq': '1-1' };
+    const second = holderAt({ ...headers, 'Keel-Handover-Prior': 'b', 'Keel-Handover-Priors': 'b,a' });
+    expect(second.key).toBe(`${sessionKey('mover')}.p1-1`);
+    expect(second.header).toMatchObject({ to: 'd', none: false, prior: true, priorIndex: 1 });
+    // A marker of a node of before chains names one prior: the answer goes under the key of before, without a number.
+    const only = holderAt({ ...headers, 'Keel-Handover-Prior': 'a' });
+    expect(only.key).toBe(`${sessionKey('mover')}.p1`);
+    expect(only.header).toMatchObject({ to: 'd', none: false, prior: true });
+    expect(only.header).not.toHaveProperty('priorIndex');
+  });
+
+  it('takes the session of the nearest answer that has one, and drops a farther one as late', () => {
+    const d = nodeSeeing('d', { node: 'c', generation: '1.1', handoverFrom: 'b', priors: ['a'] }, 5);
+    const { marker, client } = claimAndMarker(d, 6);
+    deliverMarker(d, marker.headers, 1);
+    answerTo(d, priorKey('mover', 1, 1), 'a', true, { prior: true, priorIndex: 1 });
+    answerTo(d, handoverKey('mover', 1), 'c', false, {});
+    // The asked node has none; b's answer is still to come: d waits for it.
+    expect(client.take()).toEqual([]);
+    answerTo(d, priorKey('mover', 1), 'b', true, { prior: true });
+    expect(connack(client)).toMatchObject({ sessionPresent: true });
+    expect(d.logs.find((entry) => entry.event === 'session-adopted')?.fields).toMatchObject({ fromNode: 'b' });
+    expect(d.logs.find((entry) => entry.event === 'handover-late')?.fields).toMatchObject({ fromNode: 'a' });
   });
 });
