@@ -40,6 +40,9 @@
  * for a newer claim only when it is of that claim's line (session-handover.ts sourceServes), and a
  * CONNECT over this node's own claim takes a session here for that claim's only when it was made
  * or adopted under it (claimSession). Both hold after a restart, which keeps only the newest claim.
+ * A claim that asks for a hand-over names its priors too (`priors`): the node the key's claim asked
+ * and the priors that claim named, unless this node has read that claim's marker; the marker names
+ * them all, and one of them may still hold the session (session-handover.ts, the chain of priors).
  *
  * Without NATS a node cannot claim: a CONNECT waits up to `claimWaitMs` for the link and the
  * bucket, then is refused with CONNACK 0x88 Server unavailable (3.1.1: 3), so that the client
