@@ -17,6 +17,12 @@
  * - Three nodes, the shape the simulator reaches: the client moves a → b, b crashes with its marker
  *   not yet durable (lost), the client moves to c, c is cut off with its marker unsent, and the
  *   client comes back to b (restarted): b asks c, whose prior is b itself, so b's marker names a.
+ *
+ * And, one core at a time: a claim names the key's claim's source and that claim's priors, nearest
+ * first, without itself, the node it asks or a name twice, at most handoverPriorsMax (the rest left
+ * out and logged); a value or a marker of before chains reads as one prior; a prior answers under
+ * the key of its number in the chain (the nearest under the key of before, without a number); and
+ * the destination takes the nearest session, dropping a farther one as late.
  */
 import { describe, expect, it } from 'vitest';
 import { decodeHandoverState, encodeHandoverState, type HandoverState, handoverBucket, handoverKey, handoverMarkerSubject, priorKey } from '../../src/cluster/session-handover.js';
