@@ -46,6 +46,8 @@ export interface RunOptions {
   largePayloads?: boolean;
   /** False: no movers whose sessions grow to several MiB (sim/cluster/cluster-world.ts HeavySessions; worlds as before they existed). */
   heavySessions?: boolean;
+  /** Cluster nodes crash at hand-over claims they win, before they learn it (sim/cluster/cluster-world.ts aimAtClaim); off by default. */
+  claimCrashes?: boolean;
 }
 
 /** An option with a value: `--clients 5`. `parse` throws an Error whose message says what is allowed. */
@@ -152,6 +154,14 @@ export const runOptionFlags: RunOptionFlags = {
     description: 'run deliberately broken cluster nodes (a cluster run; bugs listed below)',
     parse: (text) => oneOf(text, clusterPlantedBugNames),
     format: String,
+  },
+  claimCrashes: {
+    kind: 'switch',
+    on: {
+      flag: '--claim-crashes',
+      description: 'cluster nodes crash at some hand-over claims they win, before their marker is queued, so a chain of moves goes short of the stream (with --handover-movers)',
+    },
+    off: null,
   },
   handoverMovers: {
     kind: 'switch',

@@ -112,6 +112,7 @@ function runClusterAsSimulation(options: SimulationOptions, nodes: number, stdou
     ...(options.lostDisk === false ? { lostDisk: false } : {}),
     ...(options.largePayloads === false ? { largePayloads: false } : {}),
     ...(options.heavySessions === false ? { heavySessions: false } : {}),
+    ...(options.claimCrashes === true ? { claimCrashes: true } : {}),
     trace: options.trace === true,
     reproduce,
     stdout,
@@ -149,6 +150,8 @@ function runClusterAsSimulation(options: SimulationOptions, nodes: number, stdou
       ...(cluster.qos2Batches > 0 ? { 'qos2-batches-in-cluster': 1 } : {}),
       ...(cluster.crashesBeforeQos2BatchSent > 0 ? { 'crash-before-qos2-batch-sent': 1 } : {}),
       ...(cluster.crashesBeforeQos2BatchAcknowledged > 0 ? { 'crash-before-qos2-batch-acknowledged': 1 } : {}),
+      // A node crashed at a hand-over claim it won, before it learned so (--claim-crashes).
+      ...(cluster.crashesAtClaims > 0 ? { 'crash-at-claim': 1 } : {}),
       // A node dropped a message for a session at a limit (a full queue) and said so: the checker excused it.
       ...(cluster.dropsExcused > 0 ? { 'drops-excused-in-cluster': 1 } : {}),
       // A node lost its disk, and whether the checker excused a session, a will or a QoS 2 copy for it.

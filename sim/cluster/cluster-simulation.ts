@@ -30,6 +30,8 @@ export interface ClusterSimulationOptions {
   largePayloads?: boolean;
   /** False: no movers with sessions of several MiB (`--no-heavy-sessions`). */
   heavySessions?: boolean;
+  /** Nodes crash at some hand-over claims they win, before they learn it (`--claim-crashes`). */
+  claimCrashes?: boolean;
 }
 
 export interface ClusterSimulationResult {
@@ -54,6 +56,8 @@ export interface ClusterSimulationResult {
   qos2Batches: number;
   crashesBeforeQos2BatchSent: number;
   crashesBeforeQos2BatchAcknowledged: number;
+  /** Crashes aimed at hand-over claims won (`--claim-crashes`, cluster-world.ts aimAtClaim). */
+  crashesAtClaims: number;
   /** Messages a node reported dropping for a session (`message-dropped`) that the checker excused (cluster-checker.ts). */
   dropsExcused: number;
   /**
@@ -85,7 +89,7 @@ export function runClusterSimulation(options: ClusterSimulationOptions): Cluster
     heavySessions: options.heavySessions !== false,
   });
   const factory = options.brokerFactory ?? (options.plant === undefined ? realClusterBroker : clusterPlantedBugs[options.plant]);
-  const world = new ClusterWorld(shape, factory, options.trace === true ? stdout : null);
+  const world = new ClusterWorld(shape, factory, options.trace === true ? stdout : null, options.claimCrashes === true);
   try {
     world.run(options.eventsMax ?? clusterEventsMaxDefault);
   } catch (error) {
@@ -96,7 +100,7 @@ export function runClusterSimulation(options: ClusterSimulationOptions): Cluster
   const hash = world.hash.hex();
   const reproduce =
     options.reproduce ??
-    `keel sim --seed ${options.seed} --nodes ${options.nodes}${options.handoverMovers === true ? ' --handover-movers' : ''}${options.clusterStreams === true ? ' --cluster-streams' : ''}${options.plant === undefined ? '' : ` --plant-cluster ${options.plant}`}${options.eventsMax === undefined ? '' : ` --events-max ${options.eventsMax}`}`;
+    `keel sim --seed ${options.seed} --nodes ${options.nodes}${options.handoverMovers === true ? ' --handover-movers' : ''}${options.clusterStreams === true ? ' --cluster-streams' : ''}${options.claimCrashes === true ? ' --claim-crashes' : ''}${options.plant === undefined ? '' : ` --plant-cluster ${options.plant}`}${options.eventsMax === undefined ? '' : ` --events-max ${options.eventsMax}`}`;
   const sessionsResumed = world.movers.reduce((sum, mover) => sum + mover.resumed, 0);
   const excused = world.checker.lostDiskExcused;
   const lostDisk = shape.lostDisk === null ? null : { sessions: excused.sessions, wills: excused.wills, duplicates: excused.duplicates };
@@ -105,11 +109,12 @@ export function runClusterSimulation(options: ClusterSimulationOptions): Cluster
     `clients=${world.clients.length} messages_published=${world.checker.published} messages_delivered=${world.checker.delivered} shared_delivered=${world.sharedChecker.delivered} faults=${world.faults} ` +
     `node_restarts=${world.nodeRestarts} nats_restarts=${world.nats.counters.restarts} partitions=${world.nats.counters.partitions} handoffs_stored=${world.nats.counters.stored} handoff_batches=${world.nats.counters.batchesStored} qos2_batches=${world.nats.counters.qos2BatchesStored} ` +
     `crashes_at_qos2_batches=${world.batchCrashes.beforeSent}+${world.batchCrashes.beforeAcknowledged} ` +
+    `${world.claimCrashChance > 0 ? `crashes_at_claims=${world.claimCrashes} ` : ''}` +
     `redeliveries=${world.nats.counters.redeliveries} sessions_handed_over=${sessionsResumed} handovers_in_parts=${world.nats.counters.handoversInParts} drops_excused=${world.checker.dropsExcused} drops_unattributed=${world.checker.dropsUnattributed}${lostDisk === null ? '' : ` lost_disk_excused_sessions=${lostDisk.sessions} lost_disk_excused_wills=${lostDisk.wills} lost_disk_excused_duplicates=${lostDisk.duplicates}`} trace_hash=${hash}`;
   if (violation !== null) {
     stdout(`VIOLATION ${violation.rule} at ${violation.atMs}ms (seed ${options.seed})`);
     stdout(`  ${violation.detail}`);
-    stdout(`  world: ${describeClusterShape(shape)}`);
+    stdout(`  world: ${describeClusterShape(shape)}${world.claimCrashChance > 0 ? ` claim-crashes=${world.claimCrashChance}` : ''}`);
     stdout(`last ${violation.recentEvents.length} events:`);
     for (const line of violation.recentEvents) stdout(`  ${line}`);
     stdout(`reproduce: ${reproduce}`);
@@ -133,6 +138,7 @@ export function runClusterSimulation(options: ClusterSimulationOptions): Cluster
     qos2Batches: world.nats.counters.qos2BatchesStored,
     crashesBeforeQos2BatchSent: world.batchCrashes.beforeSent,
     crashesBeforeQos2BatchAcknowledged: world.batchCrashes.beforeAcknowledged,
+    crashesAtClaims: world.claimCrashes,
     dropsExcused: world.checker.dropsExcused,
     lostDisk,
     faults: world.faults,

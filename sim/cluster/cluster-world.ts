@@ -23,6 +23,7 @@ import { Broker, type BrokerOptions } from '../../src/broker/broker.js';
 import { decodeBatch, handoffBatchSubject } from '../../src/cluster/handoff-batch.js';
 import { headerQos } from '../../src/cluster/headers.js';
 import { decodeRetainedValue, retainedBucket, retainedKey, topicOfRetainedKey } from '../../src/cluster/retained-entries.js';
+import { decodeOwner, sessionsBucket } from '../../src/cluster/session-registry.js';
 import { sharedBucket } from '../../src/cluster/shared-groups.js';
 import { PacketDecoder } from '../../src/codec/decoder.js';
 import { encodePacket } from '../../src/codec/encoder.js';
@@ -293,6 +294,11 @@ export class ClusterWorld implements MemberWorld {
   private readonly crashAtAck = new Set<string>();
   /** Crashes aimed at batches of QoS 2 hand-offs so far: before one went to NATS, before its acknowledgement reached the node. */
   readonly batchCrashes = { beforeSent: 0, beforeAcknowledged: 0 };
+  /** Crashes aimed at hand-over claims a node wins (`--claim-crashes`): the chance per claim (0: none), their draws, the claims aimed at, how many. */
+  readonly claimCrashChance: number;
+  private readonly claimCrashRandom: Random;
+  private readonly crashAtClaim = new Set<string>();
+  claimCrashes = 0;
   /** Large payloads in this world, or null (chooseClusterLargePayloads). */
   readonly largePayloads: ClusterLargePayloads | null;
 
@@ -300,6 +306,7 @@ export class ClusterWorld implements MemberWorld {
     readonly shape: ClusterShape,
     private readonly brokerFactory: ClusterBrokerFactory,
     private readonly traceSink: ((line: string) => void) | null,
+    claimCrashes = false,
   ) {
     this.checker = new ClusterChecker(this.clock, (rule, detail) => this.fail(rule, detail));
     this.largePayloads = shape.largePayloads;
@@ -308,6 +315,10 @@ export class ClusterWorld implements MemberWorld {
     this.faultRandom = Random.stream(shape.seed, 'cluster-faults');
     this.outageRandom = Random.stream(shape.seed, 'cluster-outages');
     this.netRandom = Random.stream(shape.seed, 'cluster-network');
+    // With --claim-crashes a node may crash at a hand-over claim it wins (aimAtClaim). From a
+    // stream of its own, and off without the flag, so every other run is as it was.
+    this.claimCrashRandom = Random.stream(shape.seed, 'cluster-claim-crashes');
+    this.claimCrashChance = claimCrashes && shape.handoverMovers ? this.claimCrashRandom.pick([0.1, 0.25, 0.5]) : 0;
     this.nats = new NatsModel(
       this.queue,
       this.clock,
@@ -530,6 +541,10 @@ export class ClusterWorld implements MemberWorld {
         if (overrunBefore !== null) this.checkPaced(node, message, overrunBefore);
       },
       completed: (result) => {
+        if (this.crashAtClaim.delete(`${node.index}:${incarnation}:${result.requestId}`) && result.ok && !this.quiet && node.running?.incarnation === incarnation) {
+          this.claimCrashes += 1;
+          return this.crashNode(node, `hand-over claim #${result.requestId} won at ${result.sequence}, before the node learned it (no marker queued)`);
+        }
         if (this.crashAtAck.delete(`${node.index}:${incarnation}:${result.requestId}`) && result.ok && !this.quiet && node.running?.incarnation === incarnation) {
           this.batchCrashes.beforeAcknowledged += 1;
           return this.crashNode(node, `QoS 2 batch #${result.requestId} stored at ${result.sequence}, before its acknowledgement`);
@@ -681,6 +696,7 @@ export class ClusterWorld implements MemberWorld {
           }
           this.crashAtAck.add(`${node.index}:${incarnation}:${request.requestId}`);
         }
+        if (this.aimAtClaim(request)) this.crashAtClaim.add(`${node.index}:${incarnation}:${request.requestId}`);
         this.nats.request(node.index, request);
       },
     };
@@ -692,6 +708,19 @@ export class ClusterWorld implements MemberWorld {
     const members = decodeBatch(request.payload);
     if (members === null || !members.some((member) => member.headers[headerQos] === '2')) return false;
     return this.batchCrashRandom.chance(this.batchCrashChance);
+  }
+
+  /**
+   * Whether to crash the node when this claim's win reaches it (`--claim-crashes`): a claim of
+   * `keel-sessions` that asks another node for the session, in the active phase, at this world's
+   * chance. The node never learns it won, so it queues no marker: as a crash before its marker was
+   * durable. Two such in a row, and the client back on the first node, make a chain of moves short
+   * of the stream (session-handover.ts, the chain of priors).
+   */
+  private aimAtClaim(request: ClusterRequest): request is Extract<ClusterRequest, { op: 'kv-set' }> {
+    if (this.claimCrashChance === 0 || this.quiet || request.op !== 'kv-set' || request.bucket !== sessionsBucket || request.value === null) return false;
+    if (decodeOwner(request.value)?.handoverFrom === undefined) return false;
+    return this.claimCrashRandom.chance(this.claimCrashChance);
   }
 
   private storage(node: NodeState, incarnation: number, request: StorageRequest): void {

@@ -82,12 +82,28 @@
  * Each node decides from the marker's place in the stream and its own log, so a replay after a
  * crash decides alike. Later, at A's marker, A' has no session any more and answers none; A
  * applies that and, its CONNECT long taken over by B, has nothing. Who cannot be helped: A' down
- * or cut off for longer than `handoverWaitMs` (B gives up, as above); and a client that moved
- * three times with two markers still unsent (the key names only one level of source): then the
- * node holding the session ends it at B's marker as a copy (`handover-copy-ended`) and B answers
- * session present 0. The markers of such a chain also reach the stream late: a node keeps its
- * copy at the marker of an older claim that does not name it when the newest claim it knows asks
- * it for the session (seed 2600276: it got the session after that older claim, as a prior).
+ * or cut off for longer than `handoverWaitMs` (B gives up, as above).
+ *
+ * The chain of priors: the client may move on again while two or more of its moves are short of
+ * the stream (A' to A, A to B, both markers unsent, then B to C; or, on three nodes, A's marker
+ * lost in a crash before it was durable and the client back on A after B). So a claim's value
+ * names its priors (`priors`), and the next claim asks the key's node and names, nearest first,
+ * the node that claim asked and the priors it named, leaving out itself and the node it asks and
+ * naming each node once (session-registry.ts), unless its reader has passed that claim's marker.
+ * The marker carries them all (`Keel-Handover-Priors`; `Keel-Handover-Prior` still names the
+ * nearest, for a node of before chains). Each prior answers as A' does above, under a key of its
+ * own (the nearest under the key of before, prior number i under `<client key>.p<sequence>-<i>`),
+ * and B takes the first session in the chain's order (the asked node's, then each prior's, nearest
+ * first), waiting for each answer before it; those behind it are late. A nearer session than the
+ * one first held is the client's newer one (a node gave its client a fresh session since), so a
+ * farther one is a stale copy. At most handoverPriorsMax priors (8; a cluster of K nodes names at
+ * most K - 2): past it the farthest are left out, logged (`handover-priors-truncated`), and a node
+ * left out that holds the session ends it as a copy (`handover-copy-ended`): session present 0.
+ * A prior of before chains, named past the nearest, does not answer: B waits up to its deadline
+ * when every nearer answer is none, and gives up (session present 0), as it would have at once.
+ * The markers of such a chain also reach the stream late: a node keeps its copy at the marker of
+ * an older claim that does not name it when the newest claim it knows asks it for the session
+ * (seed 2600276: it got the session after that older claim, as a prior).
  *
  * Local publications do not wait for the stream: a node routes what its own clients publish at
  * once and the stream gives the copy to the others. The holes this leaves at the seam are closed
@@ -146,8 +162,8 @@
  * and bytes, inflight window), and crosses the bucket in values of at most
  * `cluster.messageBytesMax` less what NATS adds (handover-parts.ts); nothing is left out. Not
  * handed over: `$stream/` subscriptions and their positions (streams are per node).
- * A client that moves again twice before its earlier moves reached the stream can lose the
- * session (see the prior above); it is then told session present 0.
+ * A chain of moves still short of the stream longer than handoverPriorsMax priors can lose the
+ * session (see the chain of priors above); the client is then told session present 0.
  */
 import { assert } from '../assert.js';
 import type { Broker } from '../broker/broker.js';
@@ -162,7 +178,7 @@ import { decodeStateRecord, encodeStateRecord } from '../store/record-codec.js';
 import { DeliveryQueue, type StateRecord, type StoredMessage } from '../store/state-store.js';
 import { type AnswerLayout, answerKeyOfPart, answerLayout, answerPut, answerPutCount, assemble, decodeHead, decodePart, valueBytesMaxOf } from './handover-parts.js';
 import { headerOrigin, headerSequence } from './headers.js';
-import { clientIdOfSessionKey, type NewestClaim, sessionKey } from './session-registry.js';
+import { clientIdOfSessionKey, handoverPriorsMax, type NewestClaim, priorsOfValue, sessionKey } from './session-registry.js';
 import { handoffPrefix } from './subjects.js';
 
 export const handoverBucket = 'keel-handover';
@@ -172,8 +188,14 @@ const headerClient = 'Keel-Handover-Client';
 const headerFrom = 'Keel-Handover-From';
 /** The revision at which the marker's claim won the client's key in `keel-sessions`. */
 const headerRevision = 'Keel-Handover-Revision';
-/** The node the asked one was waiting for the session from when the claim was made (a prior; absent: none). */
+/** The node the asked one was waiting for the session from when the claim was made (the nearest prior; absent: none). */
 const headerPrior = 'Keel-Handover-Prior';
+/**
+ * Every prior of the marker, nearest first, comma-separated (node ids hold no comma): the chain of
+ * earlier sources still short of the stream. Absent: the one of `Keel-Handover-Prior`, if any (a
+ * node of before chains). That header names the first of them still, for such a node.
+ */
+const headerPriors = 'Keel-Handover-Priors';
 /** Stream deliveries held behind a marker at most (NATS delivers no more unacknowledged: nats-link.ts). */
 export const heldDeliveriesMax = 4_096;
 
@@ -234,8 +256,10 @@ interface StateHeader {
   readonly holes?: readonly (readonly [string, string])[];
   /** The rules the source kept for the session from earlier hand-overs (see Skip), passed on with it. */
   readonly carried?: readonly CarriedRule[];
-  /** The answer of the marker's prior (put under priorKey), not of the node it asked. */
+  /** The answer of one of the marker's priors (put under priorKey), not of the node it asked. */
   readonly prior?: boolean;
+  /** With `prior`: which of the marker's priors answers (0, the nearest, when absent: a node of before chains). */
+  readonly priorIndex?: number;
   /**
    * The `keel-sessions` revision of the marker's claim, which the recipient records the adopted
    * session under (SessionState.claimRevision, adoptedUnder) when its marker names none. Absent
@@ -329,23 +353,44 @@ export function handoverKey(clientId: string, sequence: number): string {
   return `${sessionKey(clientId)}.${sequence}`;
 }
 
-/** The bucket key of the prior's answer at a marker (a key of its own: the asked node answers too). */
-export function priorKey(clientId: string, sequence: number): string {
-  return `${sessionKey(clientId)}.p${sequence}`;
+/**
+ * The bucket key of the answer of the marker's prior number `index` (a key of its own: the asked
+ * node and the other priors answer too): `<client key>.p<sequence>` for the nearest, as before
+ * chains, `<client key>.p<sequence>-<index>` for the others.
+ */
+export function priorKey(clientId: string, sequence: number, index = 0): string {
+  assert(Number.isSafeInteger(index) && index >= 0 && index < handoverPriorsMax, 'a prior of the marker');
+  return index === 0 ? `${sessionKey(clientId)}.p${sequence}` : `${sessionKey(clientId)}.p${sequence}-${index}`;
 }
 
 function answerKey(header: StateHeader): string {
-  return header.prior === true ? priorKey(header.client, header.sequence) : handoverKey(header.client, header.sequence);
+  return header.prior === true ? priorKey(header.client, header.sequence, header.priorIndex ?? 0) : handoverKey(header.client, header.sequence);
 }
 
 function parseHandoverKey(key: string): { clientId: string; sequence: number } | null {
   const dot = key.lastIndexOf('.');
   if (dot <= 0) return null;
   const clientId = clientIdOfSessionKey(key.slice(0, dot));
-  const tail = key.slice(dot + 1);
-  const sequence = Number(tail.startsWith('p') ? tail.slice(1) : tail);
-  if (clientId === null || !Number.isSafeInteger(sequence) || sequence <= 0) return null;
+  const match = /^(?:p([0-9]+)(?:-[1-9][0-9]*)?|([0-9]+))$/.exec(key.slice(dot + 1));
+  if (clientId === null || match === null) return null;
+  const sequence = Number(match[1] ?? match[2]);
+  if (!Number.isSafeInteger(sequence) || sequence <= 0) return null;
   return { clientId, sequence };
+}
+
+/**
+ * The priors a marker names, nearest first: `Keel-Handover-Priors`, or, from a node of before
+ * chains, `Keel-Handover-Prior` alone. A list this encoding never makes (a name twice, an empty
+ * one, the marker's own ends, more than handoverPriorsMax) counts as the first prior alone.
+ */
+function priorsOfMarker(headers: ClusterHeaders, to: string, from: string): readonly string[] {
+  const first = headers[headerPrior];
+  const fallback = first === undefined || first === to || first === from ? noPriors : [first];
+  const list = headers[headerPriors];
+  if (list === undefined) return fallback;
+  const priors = list.split(',');
+  if (priors.length > handoverPriorsMax || priors[0] !== first || priorsOfValue(priors, to, from).length !== priors.length) return fallback;
+  return priors;
 }
 
 /**
@@ -455,8 +500,8 @@ interface Hold {
    * the moment a newer claim of this node replaces that `Incoming` (begin).
    */
   matched: boolean;
-  /** The marker's prior (destination only): its answer counts when the asked node has no session. */
-  readonly prior: string | null;
+  /** The marker's priors, nearest first (destination only): one's answer counts when the asked node and every nearer prior have no session. */
+  readonly priors: readonly string[];
   /** The source's put: request id, 0 while not out. */
   requestId: number;
   /** The source's next put of its answer (answerPut): its parts in order, then the head. */
@@ -545,6 +590,7 @@ export interface OwnHandoff {
 }
 
 const noClients: readonly string[] = Object.freeze([]);
+const noPriors: readonly string[] = Object.freeze([]);
 const noParts: ReadonlyMap<string, Uint8Array> = new Map();
 
 /** The node an answer in the bucket is addressed to, null for bytes no node makes. */
@@ -554,9 +600,11 @@ function recipientOf(value: Uint8Array): string | null {
   return decodeHandoverState(value)?.header.to ?? null;
 }
 
-/** The keys the answers at a marker come under: the asked node's, and the prior's when the marker names one. */
-function answerKeys(clientId: string, sequence: number, prior: string | null): string[] {
-  return prior === null ? [handoverKey(clientId, sequence)] : [handoverKey(clientId, sequence), priorKey(clientId, sequence)];
+/** The keys the answers at a marker come under: the asked node's, then each prior's, nearest first. */
+function answerKeys(clientId: string, sequence: number, priors: readonly string[]): string[] {
+  const keys = [handoverKey(clientId, sequence)];
+  for (let index = 0; index < priors.length; index++) keys.push(priorKey(clientId, sequence, index));
+  return keys;
 }
 
 /** What a source does at a marker (sourceServes): hand its session over, keep it (answering none), or end a stale copy (answering none). */
@@ -622,19 +670,22 @@ export class SessionHandover {
 
   /**
    * B won the claim of `clientId` from `from`: queue the marker (`marker`; false when an earlier
-   * claim's marker stands for it) and wait for the state (`parked`: a CONNECT waits). `prior`: the
-   * node `from` was itself waiting for the session from, when its claim asked one (null: none).
+   * claim's marker stands for it) and wait for the state (`parked`: a CONNECT waits). `priors`: the
+   * node `from` was itself waiting for the session from, when its claim asked one, and the ones
+   * that claim named in turn, nearest first (empty: none).
    */
-  begin(clientId: string, from: string, nowMs: number, parked: boolean, marker: boolean, revision: number, prior: string | null = null): void {
+  begin(clientId: string, from: string, nowMs: number, parked: boolean, marker: boolean, revision: number, priors: readonly string[] = noPriors): void {
     assert(from !== this.host.nodeId, 'a node does not hand a session over to itself');
-    assert(prior !== from && prior !== this.host.nodeId, 'a prior is neither end of the hand-over');
+    assert(!priors.includes(from) && !priors.includes(this.host.nodeId), 'a prior is neither end of the hand-over');
+    assert(priors.length <= handoverPriorsMax, 'a marker names at most handoverPriorsMax priors');
     const earlier = this.incoming.get(clientId);
     if (!marker && earlier !== undefined && !earlier.gaveUp) {
       earlier.parked = earlier.parked || parked;
       return;
     }
     const headers: Record<string, string> = { [headerOrigin]: this.host.nodeId, [headerClient]: sessionKey(clientId), [headerFrom]: from, [headerRevision]: String(revision) };
-    if (prior !== null) headers[headerPrior] = prior;
+    if (priors.length > 0) headers[headerPrior] = priors[0]!;
+    if (priors.length > 0) headers[headerPriors] = priors.join(',');
     const markerCounter = marker ? this.host.queueMarker(headers) : null;
     const deadlineMs = nowMs + this.host.handoverWaitMs;
     // The reader already stands at the marker of the hand-over this one replaces: that marker is
@@ -680,7 +731,7 @@ export class SessionHandover {
     const to = marker.headers[headerOrigin];
     const from = marker.headers[headerFrom];
     if (clientId === null || to === undefined || from === undefined || to === this.host.nodeId) return false;
-    if (from === this.host.nodeId || marker.headers[headerPrior] === this.host.nodeId) return true;
+    if (from === this.host.nodeId || priorsOfMarker(marker.headers, to, from).includes(this.host.nodeId)) return true;
     return this.broker.state.sessions.has(clientId) || this.broker.pendingWills.has(clientId);
   }
 
@@ -690,19 +741,21 @@ export class SessionHandover {
     const to = message.headers[headerOrigin];
     const from = message.headers[headerFrom];
     if (clientId === null || to === undefined || from === undefined) return this.host.markerDone(sequence, nowMs, []);
-    const prior = message.headers[headerPrior] ?? null;
+    const priors = priorsOfMarker(message.headers, to, from);
     // The revision of the marker's claim; null from a node of before markers named it.
     const revisionText = message.headers[headerRevision];
     const revision = revisionText === undefined || !Number.isSafeInteger(Number(revisionText)) ? null : Number(revisionText);
     if (revision !== null) this.host.markerPassed(clientId, to, revision);
-    if (to === this.host.nodeId) return this.awaitState(clientId, sequence, parseCounter(message.headers[headerSequence]), revision, prior, nowMs);
+    if (to === this.host.nodeId) return this.awaitState(clientId, sequence, parseCounter(message.headers[headerSequence]), revision, priors, nowMs);
     // A marker of a claim older than this node's own (markers of two claims can reach the stream
     // in the other order): this node keeps the session, and a source answers that it has none.
-    if (from === this.host.nodeId) return this.serialize(clientId, to, sequence, revision, nowMs, this.sourceServes(clientId, to, revision), false);
-    // The asked node's own move of the session (from this node) has not reached the stream before
-    // this marker: this node still holds the session here and answers for it, under a key of its
-    // own (the asked node answers that it has none). Seeds 2100503, 2100903, 2400367, 2400569.
-    if (prior === this.host.nodeId) return this.serialize(clientId, to, sequence, revision, nowMs, this.sourceServes(clientId, to, revision), true);
+    if (from === this.host.nodeId) return this.serialize(clientId, to, sequence, revision, nowMs, this.sourceServes(clientId, to, revision), null);
+    // The asked node's own move of the session (from this node, or through nodes that are priors
+    // too) has not reached the stream before this marker: this node may still hold the session here
+    // and answers for it, under a key of its own (the asked node answers that it has none). Seeds
+    // 2100503, 2100903, 2400367, 2400569; a chain of two such moves, handover-chain.test.ts.
+    const priorIndex = priors.indexOf(this.host.nodeId);
+    if (priorIndex >= 0) return this.serialize(clientId, to, sequence, revision, nowMs, this.sourceServes(clientId, to, revision), priorIndex);
     const stale = this.host.ownedHere(clientId);
     if (stale) return this.host.markerDone(sequence, nowMs, []);
     // A newer claim asks this node for the session: it goes at that claim's marker. This marker's
@@ -712,10 +765,10 @@ export class SessionHandover {
     // that newer claim's line (copyStale, seed 8100075): then it is ended below.
     const newest = this.host.newestClaim(clientId);
     if (newest?.handoverFrom === this.host.nodeId && !this.copyStale(clientId, newest)) return this.host.markerDone(sequence, nowMs, []);
-    // Neither end nor the prior: a copy this node still holds is ended. It is stale when the
-    // session moved on without it; it is the session itself when the client moved three times and
-    // its third marker reached the stream before the first two (neither the node asked nor the
-    // prior had received it yet): lost then, and the client is told so (session present 0).
+    // Neither end nor a prior: a copy this node still holds is ended. It is stale when the session
+    // moved on without it; it is the session itself only when the chain of moves still short of
+    // the stream went past handoverPriorsMax priors (session-registry.ts): lost then, and the
+    // client is told so (session present 0).
     if (this.broker.state.sessions.has(clientId) || this.broker.pendingWills.has(clientId)) {
       this.counters.endedElsewhere += 1;
       this.broker.log('info', 'handover-copy-ended', { clientId, toNode: to, askedNode: from });
@@ -783,11 +836,11 @@ export class SessionHandover {
   }
 
   /**
-   * A (or, `prior`, the marker's prior): put the session (or an empty answer) into the bucket; the
-   * reader waits for the put. A stale copy (`end`) is ended in the same input as the empty answer is
-   * logged, so that a replay of the marker finds both or neither.
+   * A (or, `priorIndex` not null, the marker's prior of that number): put the session (or an empty
+   * answer) into the bucket; the reader waits for the put. A stale copy (`end`) is ended in the same
+   * input as the empty answer is logged, so that a replay of the marker finds both or neither.
    */
-  private serialize(clientId: string, to: string, sequence: number, revision: number | null, nowMs: number, answer: SourceAnswer, prior: boolean): void {
+  private serialize(clientId: string, to: string, sequence: number, revision: number | null, nowMs: number, answer: SourceAnswer, priorIndex: number | null): void {
     const broker = this.broker;
     // An answer given before the last start is given again, byte for byte (see handOff).
     const logged = this.answers.get(sequence);
@@ -806,7 +859,8 @@ export class SessionHandover {
     const counter = this.host.counter();
     const rules = present ? this.rulesOf(clientId) : { holes: [], carried: [] };
     const base: StateHeader = { client: clientId, from: this.host.nodeId, to, sequence, nowMs, cut: formatCounter(counter), willInMs, none: !present, ...rules };
-    const withPrior: StateHeader = prior ? { ...base, prior: true } : base;
+    // The nearest prior's answer reads as before chains (no index), for a recipient of before them.
+    const withPrior: StateHeader = priorIndex === null ? base : priorIndex === 0 ? { ...base, prior: true } : { ...base, prior: true, priorIndex };
     const header: StateHeader = revision === null ? withPrior : { ...withPrior, revision };
     const given = this.handOff({ header, records });
     if (answer === 'end') this.endStale(clientId, to, nowMs);
@@ -863,7 +917,7 @@ export class SessionHandover {
       markerCounter: null,
       revision: null,
       matched: false,
-      prior: null,
+      priors: noPriors,
       requestId: 0,
       putIndex: 0,
       state,
@@ -954,7 +1008,7 @@ export class SessionHandover {
   }
 
   /** B at its marker: apply the state if it is here, else wait for it (up to the claim's deadline). */
-  private awaitState(clientId: string, sequence: number, markerCounter: LocalCounter | null, revision: number | null, prior: string | null, nowMs: number): void {
+  private awaitState(clientId: string, sequence: number, markerCounter: LocalCounter | null, revision: number | null, priors: readonly string[], nowMs: number): void {
     const incoming = this.incomingOf(clientId, markerCounter);
     // The CONNECT gave up waiting and has a fresh session: the state is dropped as late. So it is
     // after a restart, when the give-up is no longer in memory: the fresh session was made under
@@ -963,7 +1017,7 @@ export class SessionHandover {
     // what it knows instead (a session adopted at an older marker of this node for it is no give-up).
     if (incoming?.gaveUp === true || (incoming === undefined && this.madeFreshUnder(clientId, revision))) {
       this.incoming.delete(clientId);
-      this.dropAnswers(clientId, sequence, prior, nowMs);
+      this.dropAnswers(clientId, sequence, priors, nowMs);
       this.host.markerDone(sequence, nowMs, []);
       return;
     }
@@ -979,7 +1033,7 @@ export class SessionHandover {
       markerCounter,
       revision,
       matched: incoming !== undefined,
-      prior,
+      priors,
       requestId: 0,
       putIndex: 0,
       state: null,
@@ -1071,45 +1125,36 @@ export class SessionHandover {
     // The key goes once the marker's applied record is durable: a crash before replays the marker and needs the state again.
     const lsn = this.broker.store.appendedLsn;
     if (applied) for (const each of this.answerKeysOf(key)) this.keysToDelete.push({ key: each, lsn });
-    if (answer.passedKey !== null) for (const each of this.answerKeysOf(answer.passedKey)) this.keysToDelete.push({ key: each, lsn });
+    for (const passed of answer.passedKeys) for (const each of this.answerKeysOf(passed)) this.keysToDelete.push({ key: each, lsn });
   }
 
   /**
    * The answer B goes by at its marker, taken out of `arrived`; null while B waits. It is the
-   * asked node's; but when the marker names a prior and the asked node has no session, the
-   * prior's (`passedKey`: the asked node's empty answer, deleted with it). The prior answers
-   * under a key of its own, with the session when it still held it at the marker: the asked
-   * node's own move of it from the prior had not reached the stream before this marker (it was
-   * in the asked node's outbox, the node down). When the asked node does have a session, a session
-   * from the prior is a stale copy (the asked node gave its client a fresh one since): it is late.
+   * asked node's; but when the marker names priors and the asked node has no session, the first
+   * prior's, nearest first, that has one (or the farthest's, when none has): `passedKeys` are the
+   * empty answers before it, deleted with it. A prior answers under a key of its own, with the
+   * session when it still held it at the marker: the moves of it from there on had not reached the
+   * stream before this marker (each in its node's outbox, the node down or cut off). A session from
+   * a prior farther than one that has a session is a stale copy (the nearer node gave its client a
+   * fresh one since): it is late, and so is every answer after the one taken.
    */
-  private answerOf(hold: Hold, nowMs: number): { state: HandoverState | null; key: string; passedKey: string | null } | null {
-    const key = handoverKey(hold.clientId, hold.sequence);
-    const value = this.arrived.get(key);
-    if (value === undefined) return null;
-    const state = this.resolve(key, value);
-    // A head whose parts are not all here: B waits for them (all or nothing), up to its deadline.
-    if (state === undefined) return null;
-    const asked = state !== null && !state.header.none;
-    if (hold.prior === null || asked) {
-      this.arrived.delete(key);
-      if (hold.prior !== null) this.dropPrior(priorKey(hold.clientId, hold.sequence), nowMs);
-      return { state, key, passedKey: null };
+  private answerOf(hold: Hold, nowMs: number): { state: HandoverState | null; key: string; passedKeys: readonly string[] } | null {
+    const keys = answerKeys(hold.clientId, hold.sequence, hold.priors);
+    for (let index = 0; index < keys.length; index++) {
+      const key = keys[index]!;
+      const value = this.arrived.get(key);
+      if (value === undefined) return null;
+      const state = this.resolve(key, value);
+      // A head whose parts are not all here: B waits for them (all or nothing), up to its deadline.
+      if (state === undefined) return null;
+      if ((state === null || state.header.none) && index < keys.length - 1) continue;
+      assert(index === 0 || state === null || (state.header.prior === true && (state.header.priorIndex ?? 0) === index - 1), "a prior's key holds that prior's answer");
+      for (let taken = 0; taken <= index; taken++) this.arrived.delete(keys[taken]!);
+      // The answers after it are not needed: late if here (a will fires), and late when they come.
+      for (const later of keys.slice(index + 1)) this.dropAnswer(later, nowMs);
+      return { state, key, passedKeys: keys.slice(0, index) };
     }
-    const otherKey = priorKey(hold.clientId, hold.sequence);
-    const priorValue = this.arrived.get(otherKey);
-    if (priorValue === undefined) return null;
-    const priorState = this.resolve(otherKey, priorValue);
-    if (priorState === undefined) return null;
-    this.arrived.delete(key);
-    this.arrived.delete(otherKey);
-    assert(priorState === null || priorState.header.prior === true, "the prior's key holds the prior's answer");
-    return { state: priorState, key: otherKey, passedKey: key };
-  }
-
-  /** The prior's answer is not needed: late if it is here (its will fires), and late when it comes. */
-  private dropPrior(key: string, nowMs: number): void {
-    this.dropAnswer(key, nowMs);
+    assert(false, 'the last answer at a marker is taken');
   }
 
   /** The rule for the source's own messages behind the marker, logged with the session. */
@@ -1292,8 +1337,8 @@ export class SessionHandover {
       if (hold.matched) this.incoming.delete(hold.clientId);
       this.counters.timedOut += 1;
       this.broker.log('warn', 'handover-gave-up', { clientId: hold.clientId, sequence: hold.sequence });
-      // The asked node's empty answer may be here, the prior's not: it goes now.
-      this.dropAnswers(hold.clientId, hold.sequence, hold.prior, nowMs);
+      // The asked node's empty answer may be here, a prior's not: they go now.
+      this.dropAnswers(hold.clientId, hold.sequence, hold.priors, nowMs);
       this.release(nowMs);
     }
   }
@@ -1394,8 +1439,8 @@ export class SessionHandover {
   }
 
   /** Answers at a marker passed without them: those here are late now, those to come when they come. */
-  private dropAnswers(clientId: string, sequence: number, prior: string | null, nowMs: number): void {
-    for (const key of answerKeys(clientId, sequence, prior)) this.dropAnswer(key, nowMs);
+  private dropAnswers(clientId: string, sequence: number, priors: readonly string[], nowMs: number): void {
+    for (const key of answerKeys(clientId, sequence, priors)) this.dropAnswer(key, nowMs);
   }
 
   /** The answer under `key` is not taken: late if it is here (its will fires), and late when it comes. */

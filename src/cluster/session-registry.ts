@@ -40,6 +40,9 @@
  * for a newer claim only when it is of that claim's line (session-handover.ts sourceServes), and a
  * CONNECT over this node's own claim takes a session here for that claim's only when it was made
  * or adopted under it (claimSession). Both hold after a restart, which keeps only the newest claim.
+ * A claim that asks for a hand-over names its priors too (`priors`): the node the key's claim asked
+ * and the priors that claim named, unless this node has read that claim's marker; the marker names
+ * them all, and one of them may still hold the session (session-handover.ts, the chain of priors).
  *
  * Without NATS a node cannot claim: a CONNECT waits up to `claimWaitMs` for the link and the
  * bucket, then is refused with CONNACK 0x88 Server unavailable (3.1.1: 3), so that the client
@@ -63,7 +66,7 @@ import { endSession } from '../broker/session-lifecycle.js';
 import { type ConnectPacket, PacketType } from '../codec/packets.js';
 import { ReasonCode } from '../codec/reason-codes.js';
 import type { ClusterKeyChange, ClusterResult, ConnectionId } from '../contract.js';
-import { KnownKeys } from './known-keys.js';
+import { type KnownKey, KnownKeys } from './known-keys.js';
 import { retainedKey, topicOfRetainedKey } from './retained-entries.js';
 import type { SessionHandover } from './session-handover.js';
 
@@ -97,7 +100,27 @@ export interface SessionOwner {
    * and the source keeps any copy, as it did then.
    */
   readonly lineageRevision?: number;
+  /**
+   * The nodes this claim's marker names besides the one it asks (its priors): the earlier sources
+   * of the chain of moves still short of the stream when the claim was made, nearest first, at
+   * most handoverPriorsMax (session-handover.ts, the chain of priors). The next claim that asks
+   * this claim's node extends it. Absent: none (a claim that asked no one, one whose node had read
+   * the marker before it, or a node of before chains, whose marker names at most one: the next
+   * claim then names only the node this one asked, as before).
+   */
+  readonly priors?: readonly string[];
 }
+
+/**
+ * Priors one marker names at most. A cluster of K nodes names at most K - 2 (a node never names
+ * itself or the node it asks, nor one node twice), so the bound matters only past ten nodes; past
+ * it the farthest are left out, logged (`handover-priors-truncated`): a node left out that still
+ * holds the session ends it at the marker as a copy (`handover-copy-ended`), and the client is
+ * told session present 0, as before chains.
+ */
+export const handoverPriorsMax = 8;
+
+const noPriors: readonly string[] = Object.freeze([]);
 
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder('utf-8', { fatal: true });
@@ -113,10 +136,11 @@ export function clientIdOfSessionKey(key: string): string | null {
 }
 
 export function encodeOwner(owner: SessionOwner): Uint8Array {
-  const value: Record<string, string | number> = { node: owner.node, generation: owner.generation };
+  const value: Record<string, string | number | readonly string[]> = { node: owner.node, generation: owner.generation };
   if (owner.handoverFrom !== undefined) value.handoverFrom = owner.handoverFrom;
   if (owner.markerRevision !== undefined) value.markerRevision = owner.markerRevision;
   if (owner.lineageRevision !== undefined) value.lineageRevision = owner.lineageRevision;
+  if (owner.priors !== undefined && owner.priors.length > 0) value.priors = owner.priors;
   return textEncoder.encode(JSON.stringify(value));
 }
 
@@ -131,14 +155,30 @@ export function decodeOwner(value: Uint8Array): SessionOwner | null {
     return null;
   }
   if (typeof parsed !== 'object' || parsed === null) return null;
-  const { node, generation, handoverFrom, markerRevision, lineageRevision } = parsed as Record<string, unknown>;
+  const { node, generation, handoverFrom, markerRevision, lineageRevision, priors } = parsed as Record<string, unknown>;
   if (typeof node !== 'string' || node.length === 0 || typeof generation !== 'string') return null;
   if (typeof handoverFrom !== 'string' || handoverFrom.length === 0) return { node, generation };
   // Only a claim that asks for a hand-over waits for an earlier one's marker, and asks from a claim.
   const owner: { -readonly [K in keyof SessionOwner]: SessionOwner[K] } = { node, generation, handoverFrom };
   if (isRevision(markerRevision)) owner.markerRevision = markerRevision;
   if (isRevision(lineageRevision)) owner.lineageRevision = lineageRevision;
+  const chain = priorsOfValue(priors, node, handoverFrom);
+  if (chain.length > 0) owner.priors = chain;
   return owner;
+}
+
+/**
+ * The priors a claim's value names (SessionOwner.priors): node names, neither the claim's node nor
+ * the one it asks, each once, at most handoverPriorsMax. Anything else in the field names none.
+ */
+export function priorsOfValue(value: unknown, node: string, handoverFrom: string): readonly string[] {
+  if (!Array.isArray(value) || value.length === 0) return noPriors;
+  const priors: string[] = [];
+  for (const each of value.slice(0, handoverPriorsMax)) {
+    if (typeof each !== 'string' || each.length === 0 || each === node || each === handoverFrom || priors.includes(each)) return noPriors;
+    priors.push(each);
+  }
+  return priors;
 }
 
 /** A claim's line: its own revision when it asked no one (a new line starts there), else the one it carries. */
@@ -229,11 +269,16 @@ export interface NewestClaim {
 }
 
 /** The value a claim puts into `keel-sessions`. */
-function ownerOfClaim(nodeId: string, generation: string, claim: { handoverFrom: string | null; markerRevision: number | null; lineageRevision: number | null }): SessionOwner {
+function ownerOfClaim(
+  nodeId: string,
+  generation: string,
+  claim: { handoverFrom: string | null; markerRevision: number | null; lineageRevision: number | null; priors: readonly string[] },
+): SessionOwner {
   if (claim.handoverFrom === null) return { node: nodeId, generation };
   const owner: { -readonly [K in keyof SessionOwner]: SessionOwner[K] } = { node: nodeId, generation, handoverFrom: claim.handoverFrom };
   if (claim.markerRevision !== null) owner.markerRevision = claim.markerRevision;
   if (claim.lineageRevision !== null) owner.lineageRevision = claim.lineageRevision;
+  if (claim.priors.length > 0) owner.priors = claim.priors;
   return owner;
 }
 
@@ -257,11 +302,12 @@ interface Claim {
   /** With handoverFrom: its session's line (SessionOwner.lineageRevision), the one of the claim it replaces; null when unknown. */
   lineageRevision: number | null;
   /**
-   * The node the asked one was itself waiting for the session from, when the key showed such a
-   * claim (session-handover.ts, "prior"): it still holds the session if that earlier move has not
-   * reached the stream before this one's marker. Null for none.
+   * The nodes the asked one was itself waiting for the session from, when the key showed such a
+   * claim, and the ones that node's claim named in turn, nearest first (session-handover.ts, the
+   * chain of priors): one of them still holds the session if the earlier moves have not reached
+   * the stream before this one's marker. Empty for none.
    */
-  prior: string | null;
+  priors: readonly string[];
   /** The generation its last attempt wrote, '' before the first. */
   generation: string;
   /**
@@ -280,7 +326,7 @@ interface Attempt {
   readonly awaitsEarlier: boolean;
   readonly markerRevision: number | null;
   readonly lineageRevision: number | null;
-  readonly prior: string | null;
+  readonly priors: readonly string[];
 }
 
 /** Unanswered attempts a claim remembers at most: one per link drop or failed attempt within claimWaitMs. */
@@ -381,7 +427,7 @@ export class SessionRegistry {
       awaitsEarlier: false,
       markerRevision: null,
       lineageRevision: null,
-      prior: null,
+      priors: noPriors,
       generation: '',
       unanswered: [],
     };
@@ -409,9 +455,9 @@ export class SessionRegistry {
     claim.lineageRevision = claim.handoverFrom === null || known?.present !== true ? null : known.lineageRevision;
     // The owner's own claim asked a node for the session: unless this node has read that claim's
     // marker already (so the owner's move is ahead of this one in the stream), the marker names
-    // that node too, which may still hold the session there (session-handover.ts, the prior).
-    const ownerFrom = known?.markerPassed === true ? null : (known?.handoverFrom ?? null);
-    claim.prior = claim.handoverFrom !== null && ownerFrom !== null && ownerFrom !== this.nodeId && ownerFrom !== claim.handoverFrom ? ownerFrom : null;
+    // that node too, which may still hold the session there, and the nodes that claim named in
+    // turn (session-handover.ts, the chain of priors).
+    claim.priors = claim.handoverFrom === null || known?.present !== true || known.markerPassed ? noPriors : this.priorsOf(claim.clientId, claim.handoverFrom, known);
     // This node's own earlier claim asked for a hand-over that may not have come yet (this node
     // restarted since, say): the CONNECT waits for that one too, without a new marker. A session
     // here is that hand-over's only when it was made or adopted under that claim (claimSession).
@@ -423,7 +469,8 @@ export class SessionRegistry {
       // The key names this node's earlier claim: its marker (or the one it waits for in turn) carries the hand-over.
       claim.markerRevision = known.markerRevision;
       claim.lineageRevision = known.lineageRevision;
-      claim.prior = null;
+      // The earlier claim's marker names its priors; the value passes them on to the next claim.
+      claim.priors = known.priors;
     }
     claim.requestId = this.newRequestId();
     this.requests.set(claim.requestId, claim);
@@ -431,6 +478,26 @@ export class SessionRegistry {
     claim.generation = generation;
     const value = encodeOwner(ownerOfClaim(this.nodeId, generation, claim));
     this.broker.pushCluster({ op: 'kv-set', requestId: claim.requestId, bucket: sessionsBucket, key: sessionKey(claim.clientId), value, expectedRevision });
+  }
+
+  /**
+   * The priors of a claim that asks `asked`, over the key `owner` (asked's claim): the node asked's
+   * claim asked and the priors it named, nearest first, but for this node (it holds what it holds)
+   * and the node asked (it answers as such), each once, at most handoverPriorsMax, the farthest
+   * left out past it (logged).
+   */
+  private priorsOf(clientId: string, asked: string, owner: KnownKey): readonly string[] {
+    if (owner.handoverFrom === null) return noPriors;
+    const priors: string[] = [];
+    const left: string[] = [];
+    for (const node of [owner.handoverFrom, ...owner.priors]) {
+      if (node === this.nodeId || node === asked || priors.includes(node) || left.includes(node)) continue;
+      if (priors.length < handoverPriorsMax) priors.push(node);
+      else left.push(node);
+    }
+    if (left.length > 0) this.broker.log('warn', 'handover-priors-truncated', { clientId, priors: priors.join(','), leftOut: left.join(',') });
+    assert(priors.length <= handoverPriorsMax, 'a marker names at most handoverPriorsMax priors');
+    return priors.length === 0 ? noPriors : priors;
   }
 
   /**
@@ -528,7 +595,7 @@ export class SessionRegistry {
       awaitsEarlier: claim.awaitsEarlier,
       markerRevision: claim.markerRevision,
       lineageRevision: claim.lineageRevision,
-      prior: claim.prior,
+      priors: claim.priors,
     });
   }
 
@@ -555,7 +622,7 @@ export class SessionRegistry {
       claim.awaitsEarlier = attempt.awaitsEarlier;
       claim.markerRevision = attempt.markerRevision;
       claim.lineageRevision = attempt.lineageRevision;
-      claim.prior = attempt.prior;
+      claim.priors = attempt.priors;
       this.won(claim, revision, nowMs);
       return;
     }
@@ -575,11 +642,12 @@ export class SessionRegistry {
         handoverFrom: claim.handoverFrom,
         markerRevision,
         lineageRevision: lineageOf(claim.handoverFrom, claim.lineageRevision, revision),
+        priors: claim.priors,
         markerPassed: false,
       });
     const waiting = connection.phase === 'awaiting-connect';
     // Asked for a hand-over (or one is still on its way here): the CONNECT waits for the session.
-    if (claim.handoverFrom !== null) this.handover.begin(claim.clientId, claim.handoverFrom, nowMs, waiting, !claim.awaitsEarlier, revision, claim.prior);
+    if (claim.handoverFrom !== null) this.handover.begin(claim.clientId, claim.handoverFrom, nowMs, waiting, !claim.awaitsEarlier, revision, claim.priors);
     if (waiting && (claim.handoverFrom !== null || this.handover.park(claim.clientId))) return this.park(claim, revision, nowMs);
     // The client left (or timed out) meanwhile: the bucket says this node owns it, nothing else to do.
     if (!waiting) return;
@@ -686,6 +754,7 @@ export class SessionRegistry {
       handoverFrom: owner?.handoverFrom ?? null,
       markerRevision,
       lineageRevision: owner === null ? null : lineageOf(owner.handoverFrom ?? null, owner.lineageRevision ?? null, change.revision),
+      priors: owner?.priors ?? noPriors,
       markerPassed: false,
     });
     if (owner !== null && owner.node === this.nodeId) this.wonUnanswered(clientId, owner, change.revision, nowMs);

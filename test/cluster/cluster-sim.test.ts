@@ -10,7 +10,8 @@
  * node's disk (ClusterShape.lostDisk): such worlds pass, and what the checker excused for the
  * lost disk is counted. About three worlds in ten with `--handover-movers` have heavy sessions
  * (ClusterShape.heavySessions): movers whose sessions grow to several MiB move them in parts,
- * whole (seed 21), and the truncating hand-over of before fails there.
+ * whole (seed 21), and the truncating hand-over of before fails there. With `--claim-crashes`
+ * nodes crash at hand-over claims they win (seed 10400009), and at none without it.
  */
 import { describe, expect, it } from 'vitest';
 import { runClusterSimulation } from '../../sim/cluster/cluster-simulation.js';
@@ -25,7 +26,17 @@ import { runVopr } from '../../sim/vopr.js';
  * crashing in the middle of a session hand-over); the test holds it to that rule, so a fix (or a
  * different failure) shows, and the entry then loses its `open`.
  */
-const clusterRegressionSeeds: readonly { seed: number; nodes: number; found: string; handoverMovers?: true; open?: string; lostDisk?: true; largePayloads?: true; heavySessions?: true }[] = [
+const clusterRegressionSeeds: readonly {
+  seed: number;
+  nodes: number;
+  found: string;
+  handoverMovers?: true;
+  open?: string;
+  lostDisk?: true;
+  largePayloads?: true;
+  heavySessions?: true;
+  claimCrashes?: true;
+}[] = [
   { seed: 1113, nodes: 2, found: 'a node that had applied nothing took sequence 2 as its first while sequence 1, lost in its crash, was still pending: sequence 1 was then skipped' },
   { seed: 2183, nodes: 3, found: 'same as 1113' },
   { seed: 76, nodes: 3, found: 'checker: a publisher that moved to another node may overtake its earlier messages there; order is promised per node' },
@@ -464,18 +475,40 @@ const clusterRegressionSeeds: readonly { seed: number; nodes: number; found: str
     found:
       "qos2-duplicate (vopr --nodes 3 from 1, the first commit of QoS 2 batches): n2 published c7's QoS 2 message 7|9 alone under its outbox dedupe id and crashed before the answer; recovered, it put 7|9 and a will into a new batch of logged hand-offs, under the batch record's id, and the stream stored 7|9 a second time. A logged hand-off queued again at start that no batch record names now goes alone",
   },
+  {
+    seed: 10400009,
+    nodes: 3,
+    handoverMovers: true,
+    lostDisk: true,
+    largePayloads: true,
+    heavySessions: true,
+    claimCrashes: true,
+    found:
+      'session-lost (vopr --nodes 3 --handover-movers --claim-crashes from 10,400,000, on the build before the chain of priors, 1 of 69): m200 moved n0 to n1, n1 crashed as its claim won (its marker never queued), to n2, which crashed alike, and back to n1, which asked n2 and named no prior (n2 had asked n1 itself); n0, still holding the session, was named by no marker and ended it (handover-copy-ended). Passes since the marker names the chain: n2 had named n0',
+  },
+  {
+    seed: 10400022,
+    nodes: 3,
+    handoverMovers: true,
+    lostDisk: true,
+    largePayloads: true,
+    heavySessions: true,
+    claimCrashes: true,
+    found: 'session-lost (same run as 10400009, 2 of 69): m200 moved on from n1 through n0 and n2 (both crashed as their claims won) back to n2; n1 ended its copy. Passes with the chain of priors',
+  },
 ];
 
 /**
  * A regression seed replays the world it was found in: only those marked `largePayloads` were
  * found with large payloads, only those marked `lostDisk` with lost disks, and only those marked
- * `heavySessions` with movers whose sessions grow to several MiB.
+ * `heavySessions` with movers whose sessions grow to several MiB; `claimCrashes` (off unless
+ * asked, as in `keel sim`) crashes nodes at hand-over claims they win.
  */
 function quiet(
   seed: number,
   nodes: number,
   handoverMovers = false,
-  worlds: { lostDisk: boolean; largePayloads: boolean; heavySessions: boolean } = { lostDisk: true, largePayloads: true, heavySessions: true },
+  worlds: { lostDisk: boolean; largePayloads: boolean; heavySessions: boolean; claimCrashes?: boolean } = { lostDisk: true, largePayloads: true, heavySessions: true },
 ) {
   const lines: string[] = [];
   const result = runClusterSimulation({ seed, nodes, handoverMovers, ...worlds, stdout: (line) => lines.push(line), stderr: () => {} });
@@ -615,15 +648,31 @@ describe('cluster simulation', () => {
     expect(runSimulation({ seed: 5, nodes: 2, stdout: () => {}, stderr: () => {} }).traceHash).not.toBe(first.result.traceHash);
   }, 60_000);
 
-  for (const { seed, nodes, found, handoverMovers, open, lostDisk, largePayloads, heavySessions } of clusterRegressionSeeds) {
+  for (const { seed, nodes, found, handoverMovers, open, lostDisk, largePayloads, heavySessions, claimCrashes } of clusterRegressionSeeds) {
     const title = `regression seed ${seed} (${nodes} nodes${handoverMovers ? ', --handover-movers' : ''}) ${open === undefined ? 'passes' : `still fails with the open ${open}`}: ${found.slice(0, 60)}...`;
     it(title, () => {
-      const { result, report } = quiet(seed, nodes, handoverMovers === true, { lostDisk: lostDisk === true, largePayloads: largePayloads === true, heavySessions: heavySessions === true });
+      const { result, report } = quiet(seed, nodes, handoverMovers === true, {
+        lostDisk: lostDisk === true,
+        largePayloads: largePayloads === true,
+        heavySessions: heavySessions === true,
+        claimCrashes: claimCrashes === true,
+      });
       expect(result.messagesPublished).toBeGreaterThan(0);
       if (open === undefined) expect(result.ok, report).toBe(true);
       else expect(result.violation?.rule, report).toBe(open);
     }, 30_000);
   }
+
+  it('crashes nodes at hand-over claims they win with --claim-crashes, and at none without it (seed 10400009, whose chain of two such crashes lost a session before the chain of priors)', () => {
+    const worlds = { lostDisk: true, largePayloads: true, heavySessions: true };
+    const aimed = quiet(10400009, 3, true, { ...worlds, claimCrashes: true });
+    expect(aimed.result.ok, aimed.report).toBe(true);
+    expect(aimed.result.crashesAtClaims).toBeGreaterThanOrEqual(2);
+    expect(aimed.result.summary).toMatch(/ crashes_at_claims=\d+ /);
+    const plain = quiet(10400009, 3, true, worlds);
+    expect(plain.result.crashesAtClaims).toBe(0);
+    expect(plain.result.summary).not.toMatch(/crashes_at_claims/);
+  }, 60_000);
 
   it('vopr mixes cluster worlds into its seeds and leaves single-node seeds as they were', () => {
     const lines: string[] = [];

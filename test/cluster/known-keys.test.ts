@@ -2,7 +2,7 @@
  * Proves that the registry's store of known keys (src/cluster/known-keys.ts) gives back exactly
  * what was put, whichever form it kept: plain claims as numbers (any node among the first 64
  * named, revisions small and past the small-integer range), and as objects everything that says
- * more (a deletion, an undecodable owner, a hand-over, an earlier marker, another or an unknown line, a marker passed), a 65th
+ * more (a deletion, an undecodable owner, a hand-over, an earlier marker, another or an unknown line, priors, a marker passed), a 65th
  * node, a revision too large to share a number with a node index; that a newer entry replaces an
  * older one in either form; and that clearing forgets them all while node names stay indexed.
  */
@@ -11,7 +11,7 @@ import { describe, expect, test } from 'vitest';
 import { type KnownKey, KnownKeys } from '../../src/cluster/known-keys.js';
 
 function plain(revision: number, node: string): KnownKey {
-  return { revision, present: true, node, handoverFrom: null, markerRevision: revision, lineageRevision: revision, markerPassed: false };
+  return { revision, present: true, node, handoverFrom: null, markerRevision: revision, lineageRevision: revision, priors: [], markerPassed: false };
 }
 
 const knownKey: fc.Arbitrary<KnownKey> = fc.oneof(
@@ -20,11 +20,16 @@ const knownKey: fc.Arbitrary<KnownKey> = fc.oneof(
     .map(([revision, node]) => plain(revision, node)),
   // A plain claim but for one thing that must keep it whole.
   fc
-    .tuple(fc.integer({ min: 2, max: 1_000 }), fc.constantFrom('n0', 'n1'), fc.constantFrom('markerPassed', 'handoverFrom', 'deleted', 'undecodable', 'earlierMarker', 'otherLine', 'unknownLine'))
+    .tuple(
+      fc.integer({ min: 2, max: 1_000 }),
+      fc.constantFrom('n0', 'n1'),
+      fc.constantFrom('markerPassed', 'handoverFrom', 'deleted', 'undecodable', 'earlierMarker', 'otherLine', 'unknownLine', 'priors'),
+    )
     .map(([revision, node, extra]): KnownKey => {
       const key = plain(revision, node);
       if (extra === 'markerPassed') return { ...key, markerPassed: true };
       if (extra === 'handoverFrom') return { ...key, handoverFrom: 'n2' };
+      if (extra === 'priors') return { ...key, priors: ['n2'] };
       if (extra === 'deleted') return { ...key, present: false, node: null };
       if (extra === 'undecodable') return { ...key, node: null };
       if (extra === 'otherLine') return { ...key, lineageRevision: revision - 1 };
@@ -38,6 +43,7 @@ const knownKey: fc.Arbitrary<KnownKey> = fc.oneof(
     handoverFrom: fc.option(fc.constantFrom('n0', 'n1'), { nil: null }),
     markerRevision: fc.integer({ min: 1, max: 1_000 }),
     lineageRevision: fc.option(fc.integer({ min: 1, max: 1_000 }), { nil: null }),
+    priors: fc.constantFrom([], ['n2'], ['n2', 'n3']),
     markerPassed: fc.boolean(),
   }),
 );
