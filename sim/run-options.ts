@@ -46,6 +46,8 @@ export interface RunOptions {
   largePayloads?: boolean;
   /** False: no movers whose sessions grow to several MiB (sim/cluster/cluster-world.ts HeavySessions; worlds as before they existed). */
   heavySessions?: boolean;
+  /** False: no crashes or cuts aimed at session hand-over steps (sim/cluster/handover-faults.ts; worlds as before they existed). */
+  handoverFaults?: boolean;
 }
 
 /** An option with a value: `--clients 5`. `parse` throws an Error whose message says what is allowed. */
@@ -107,6 +109,11 @@ export const runOptionFlags: RunOptionFlags = {
     kind: 'switch',
     on: null,
     off: { flag: '--no-heavy-sessions', description: "cluster worlds as before movers' sessions grew to several MiB: older cluster seeds' runs" },
+  },
+  handoverFaults: {
+    kind: 'switch',
+    on: null,
+    off: { flag: '--no-handover-faults', description: "cluster worlds as before crashes and cuts were aimed at session hand-over steps: older cluster seeds' runs" },
   },
   workload: {
     kind: 'switch',

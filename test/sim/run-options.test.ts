@@ -33,6 +33,7 @@ const samples: { [K in keyof Required<RunOptions>]: Required<RunOptions>[K][] } 
   lostDisk: [false],
   largePayloads: [false],
   heavySessions: [false],
+  handoverFaults: [false],
 };
 
 /** Parses flags the way `keel <name>` does, without running anything; returns the run options. */
