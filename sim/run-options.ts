@@ -48,6 +48,8 @@ export interface RunOptions {
   heavySessions?: boolean;
   /** Cluster nodes crash at hand-over claims they win, before they learn it (sim/cluster/cluster-world.ts aimAtClaim); off by default. */
   claimCrashes?: boolean;
+  /** False: no crashes or cuts aimed at session hand-over steps (sim/cluster/handover-faults.ts; worlds as before they existed). */
+  handoverFaults?: boolean;
 }
 
 /** An option with a value: `--clients 5`. `parse` throws an Error whose message says what is allowed. */
@@ -109,6 +111,11 @@ export const runOptionFlags: RunOptionFlags = {
     kind: 'switch',
     on: null,
     off: { flag: '--no-heavy-sessions', description: "cluster worlds as before movers' sessions grew to several MiB: older cluster seeds' runs" },
+  },
+  handoverFaults: {
+    kind: 'switch',
+    on: null,
+    off: { flag: '--no-handover-faults', description: "cluster worlds as before crashes and cuts were aimed at session hand-over steps: older cluster seeds' runs" },
   },
   workload: {
     kind: 'switch',

@@ -9,6 +9,7 @@
  * prints the seed; a throw from the simulator itself is reported the same way rather than lost.
  */
 import { runClusterSimulation } from './cluster/cluster-simulation.js';
+import { type HandoverFaultStep, handoverFaultSteps } from './cluster/handover-faults.js';
 import { describeDiskShape } from './disk.js';
 import { plantedBugs, plantedStoreBugs } from './planted-bugs.js';
 import { eventsMaxDefault, pickRunOptions, type RunOptions, reproduceCommand } from './run-options.js';
@@ -93,6 +94,14 @@ export function runSimulation(options: SimulationOptions): SimulationResult {
   return result;
 }
 
+/** `handover-fault-<step>` for each hand-over step a fault was aimed at in a cluster run (sim/cluster/handover-faults.ts). */
+function handoverFaultCoverage(struck: Record<HandoverFaultStep, number> | null): Record<string, number> {
+  const coverage: Record<string, number> = {};
+  if (struck === null) return coverage;
+  for (const step of handoverFaultSteps) if (struck[step] > 0) coverage[`handover-fault-${step}`] = 1;
+  return coverage;
+}
+
 /**
  * A cluster world (sim/cluster/) for `--nodes 2..9`, its result in the single-node result's shape
  * (vopr adds both up); the figures only a single-node world has are 0.
@@ -113,6 +122,7 @@ function runClusterAsSimulation(options: SimulationOptions, nodes: number, stdou
     ...(options.largePayloads === false ? { largePayloads: false } : {}),
     ...(options.heavySessions === false ? { heavySessions: false } : {}),
     ...(options.claimCrashes === true ? { claimCrashes: true } : {}),
+    ...(options.handoverFaults === false ? { handoverFaults: false } : {}),
     trace: options.trace === true,
     reproduce,
     stdout,
@@ -152,6 +162,8 @@ function runClusterAsSimulation(options: SimulationOptions, nodes: number, stdou
       ...(cluster.crashesBeforeQos2BatchAcknowledged > 0 ? { 'crash-before-qos2-batch-acknowledged': 1 } : {}),
       // A node crashed at a hand-over claim it won, before it learned so (--claim-crashes).
       ...(cluster.crashesAtClaims > 0 ? { 'crash-at-claim': 1 } : {}),
+      // A crash or a cut aimed at a step of a session hand-over (sim/cluster/handover-faults.ts), by step.
+      ...handoverFaultCoverage(cluster.handoverFaultsStruck),
       // A node dropped a message for a session at a limit (a full queue) and said so: the checker excused it.
       ...(cluster.dropsExcused > 0 ? { 'drops-excused-in-cluster': 1 } : {}),
       // A node lost its disk, and whether the checker excused a session, a will or a QoS 2 copy for it.

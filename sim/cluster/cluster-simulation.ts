@@ -8,6 +8,7 @@
 import type { ClusterPlantedBugName } from '../planted-bug-names.js';
 import { clusterPlantedBugs } from './cluster-planted-bugs.js';
 import { type ClusterBrokerFactory, type ClusterViolation, ClusterWorld, chooseClusterShape, describeClusterShape, realClusterBroker } from './cluster-world.js';
+import type { HandoverFaultStep } from './handover-faults.js';
 
 export interface ClusterSimulationOptions {
   seed: number;
@@ -32,6 +33,8 @@ export interface ClusterSimulationOptions {
   heavySessions?: boolean;
   /** Nodes crash at some hand-over claims they win, before they learn it (`--claim-crashes`). */
   claimCrashes?: boolean;
+  /** False: no faults aimed at hand-over steps (`--no-handover-faults`, handover-faults.ts). */
+  handoverFaults?: boolean;
 }
 
 export interface ClusterSimulationResult {
@@ -58,6 +61,8 @@ export interface ClusterSimulationResult {
   crashesBeforeQos2BatchAcknowledged: number;
   /** Crashes aimed at hand-over claims won (`--claim-crashes`, cluster-world.ts aimAtClaim). */
   crashesAtClaims: number;
+  /** Faults aimed at hand-over steps (handover-faults.ts), by step; null in worlds without them. */
+  handoverFaultsStruck: Record<HandoverFaultStep, number> | null;
   /** Messages a node reported dropping for a session (`message-dropped`) that the checker excused (cluster-checker.ts). */
   dropsExcused: number;
   /**
@@ -87,6 +92,7 @@ export function runClusterSimulation(options: ClusterSimulationOptions): Cluster
     lostDisk: options.lostDisk !== false,
     largePayloads: options.largePayloads !== false,
     heavySessions: options.heavySessions !== false,
+    handoverFaults: options.handoverFaults !== false,
   });
   const factory = options.brokerFactory ?? (options.plant === undefined ? realClusterBroker : clusterPlantedBugs[options.plant]);
   const world = new ClusterWorld(shape, factory, options.trace === true ? stdout : null, options.claimCrashes === true);
@@ -110,6 +116,7 @@ export function runClusterSimulation(options: ClusterSimulationOptions): Cluster
     `node_restarts=${world.nodeRestarts} nats_restarts=${world.nats.counters.restarts} partitions=${world.nats.counters.partitions} handoffs_stored=${world.nats.counters.stored} handoff_batches=${world.nats.counters.batchesStored} qos2_batches=${world.nats.counters.qos2BatchesStored} ` +
     `crashes_at_qos2_batches=${world.batchCrashes.beforeSent}+${world.batchCrashes.beforeAcknowledged} ` +
     `${world.claimCrashChance > 0 ? `crashes_at_claims=${world.claimCrashes} ` : ''}` +
+    `${world.handoverFaults === null ? '' : `handover_faults=${world.handoverFaults.describe()} `}` +
     `redeliveries=${world.nats.counters.redeliveries} sessions_handed_over=${sessionsResumed} handovers_in_parts=${world.nats.counters.handoversInParts} drops_excused=${world.checker.dropsExcused} drops_unattributed=${world.checker.dropsUnattributed}${lostDisk === null ? '' : ` lost_disk_excused_sessions=${lostDisk.sessions} lost_disk_excused_wills=${lostDisk.wills} lost_disk_excused_duplicates=${lostDisk.duplicates}`} trace_hash=${hash}`;
   if (violation !== null) {
     stdout(`VIOLATION ${violation.rule} at ${violation.atMs}ms (seed ${options.seed})`);
@@ -139,6 +146,7 @@ export function runClusterSimulation(options: ClusterSimulationOptions): Cluster
     crashesBeforeQos2BatchSent: world.batchCrashes.beforeSent,
     crashesBeforeQos2BatchAcknowledged: world.batchCrashes.beforeAcknowledged,
     crashesAtClaims: world.claimCrashes,
+    handoverFaultsStruck: world.handoverFaults === null ? null : { ...world.handoverFaults.struck },
     dropsExcused: world.checker.dropsExcused,
     lostDisk,
     faults: world.faults,

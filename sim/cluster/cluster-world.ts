@@ -28,8 +28,8 @@ import { sharedBucket } from '../../src/cluster/shared-groups.js';
 import { PacketDecoder } from '../../src/codec/decoder.js';
 import { encodePacket } from '../../src/codec/encoder.js';
 import { type Packet, PacketType, type PublishPacket, type Qos } from '../../src/codec/packets.js';
-import { type BrokerConfig, resolveConfig } from '../../src/config.js';
-import { type BrokerCore, type ClusterMessage, type ClusterRequest, type ConnectionId, defaultListener, type LogFields, type StorageRequest } from '../../src/contract.js';
+import { type BrokerConfig, handoverWaitMsDefault, resolveConfig } from '../../src/config.js';
+import { type BrokerCore, type ClusterKeyChange, type ClusterMessage, type ClusterRequest, type ConnectionId, defaultListener, type LogFields, type StorageRequest } from '../../src/contract.js';
 import { Driver, type Host } from '../../src/driver.js';
 import { DurableStateStore, defaultDurableStoreOptions, streamLogOptionsFor } from '../../src/store/durable-store.js';
 import { messagePayload, parsePayload } from '../clients/payload.js';
@@ -40,6 +40,7 @@ import { Random } from '../random.js';
 import { SimulatedDisk } from '../simulated-disk.js';
 import { TraceHash } from '../trace-hash.js';
 import { ClusterChecker } from './cluster-checker.js';
+import { chooseHandoverFaults, describeHandoverFaults, type HandoverFaultRates, type HandoverFaultStep, HandoverFaults } from './handover-faults.js';
 import { MoverClient } from './mover-client.js';
 import { NatsModel } from './nats-model.js';
 import { receivePublish } from './publish-receipt.js';
@@ -158,6 +159,8 @@ export interface ClusterShape {
   largePayloads: ClusterLargePayloads | null;
   /** Movers whose sessions grow large before they move (chooseHeavySessions), or null. */
   heavySessions: HeavySessions | null;
+  /** Crashes and cuts aimed at the steps of session hand-overs (handover-faults.ts), or null. */
+  handoverFaults: HandoverFaultRates | null;
 }
 
 /**
@@ -193,6 +196,8 @@ export interface ClusterWorldAdditions {
   lostDisk: boolean;
   largePayloads: boolean;
   heavySessions: boolean;
+  /** Faults aimed at hand-over steps (handover-faults.ts; `--no-handover-faults`). */
+  handoverFaults: boolean;
 }
 
 const topics = ['t/a', 't/b', 'u/a', 't/a/x'];
@@ -207,11 +212,11 @@ export function chooseClusterShape(
   nodes: number,
   handoverMovers = false,
   streams = false,
-  additions: ClusterWorldAdditions = { lostDisk: true, largePayloads: true, heavySessions: true },
+  additions: ClusterWorldAdditions = { lostDisk: true, largePayloads: true, heavySessions: true, handoverFaults: true },
 ): ClusterShape {
   const random = Random.stream(seed, 'cluster-shape');
   const faulty = random.chance(0.85);
-  const shape: Omit<ClusterShape, 'lostDisk' | 'largePayloads' | 'heavySessions'> = {
+  const shape: Omit<ClusterShape, 'lostDisk' | 'largePayloads' | 'heavySessions' | 'handoverFaults'> = {
     seed,
     nodes,
     subscribers: random.int(2, 5),
@@ -234,7 +239,8 @@ export function chooseClusterShape(
   const lostDisk = additions.lostDisk && lost.chance(0.2) ? { node: lost.int(0, nodes - 1), atMs: lost.int(1_000, shape.activeMs - 1_000) } : null;
   const large = additions.largePayloads ? chooseClusterLargePayloads(seed) : null;
   const heavy = additions.heavySessions && handoverMovers ? chooseHeavySessions(seed) : null;
-  return { ...shape, lostDisk, largePayloads: heavy === null ? large : { share: 0.5, ceiling: heavy.ceiling, smallShare: 0.2 }, heavySessions: heavy };
+  const handoverFaults = additions.handoverFaults ? chooseHandoverFaults(seed, handoverMovers, shape.nodeCrashMeanMs !== null, shape.partitionMeanMs !== null) : null;
+  return { ...shape, lostDisk, largePayloads: heavy === null ? large : { share: 0.5, ceiling: heavy.ceiling, smallShare: 0.2 }, heavySessions: heavy, handoverFaults };
 }
 
 /** vopr's mix: a third of its cluster seeds keep streams (a stream of its own, so the other draws are unchanged). */
@@ -251,7 +257,7 @@ export function voprNodesForSeed(seed: number): number {
 
 export function describeClusterShape(shape: ClusterShape): string {
   const fault = (name: string, mean: number | null) => (mean === null ? '' : ` ${name}~${mean}ms`);
-  return `cluster nodes=${shape.nodes} subscribers=${shape.subscribers} publishers=${shape.publishers}x${shape.messagesPerPublisher} active=${shape.activeMs}ms${fault('crash', shape.nodeCrashMeanMs)}${fault('nats-restart', shape.natsRestartMeanMs)}${fault('partition', shape.partitionMeanMs)}${fault('client-drop', shape.clientDropMeanMs)}${shape.crashAfterDiskProbability > 0 ? ` crash-after-disk=${shape.crashAfterDiskProbability}` : ''}${shape.movers > 0 ? ` movers=${shape.movers}~${shape.moveMeanMs}ms${shape.handoverMovers ? '+sessions' : ''}` : ''}${shape.streams ? ' streams' : ''}${shape.lostDisk === null ? '' : ` lost-disk=n${shape.lostDisk.node}@${shape.lostDisk.atMs}ms`}${describeLarge(shape.largePayloads)}${shape.heavySessions === null ? '' : ` heavy-sessions=${shape.heavySessions.stallChance}x${shape.heavySessions.stallMsMax}ms`}`;
+  return `cluster nodes=${shape.nodes} subscribers=${shape.subscribers} publishers=${shape.publishers}x${shape.messagesPerPublisher} active=${shape.activeMs}ms${fault('crash', shape.nodeCrashMeanMs)}${fault('nats-restart', shape.natsRestartMeanMs)}${fault('partition', shape.partitionMeanMs)}${fault('client-drop', shape.clientDropMeanMs)}${shape.crashAfterDiskProbability > 0 ? ` crash-after-disk=${shape.crashAfterDiskProbability}` : ''}${shape.movers > 0 ? ` movers=${shape.movers}~${shape.moveMeanMs}ms${shape.handoverMovers ? '+sessions' : ''}` : ''}${shape.streams ? ' streams' : ''}${shape.lostDisk === null ? '' : ` lost-disk=n${shape.lostDisk.node}@${shape.lostDisk.atMs}ms`}${describeLarge(shape.largePayloads)}${shape.heavySessions === null ? '' : ` heavy-sessions=${shape.heavySessions.stallChance}x${shape.heavySessions.stallMsMax}ms`}${describeHandoverFaults(shape.handoverFaults)}`;
 }
 
 function describeLarge(large: ClusterLargePayloads | null): string {
@@ -290,8 +296,11 @@ export class ClusterWorld implements MemberWorld {
   /** Crashes aimed at batches of QoS 2 hand-offs: the chance per batch sent (0: none in this world), and their draws. */
   private readonly batchCrashChance: number;
   private readonly batchCrashRandom: Random;
-  /** Batches whose acknowledgement crashes their node instead of reaching it: `<node>:<incarnation>:<request id>`. */
-  private readonly crashAtAck = new Set<string>();
+  /**
+   * Requests whose completion crashes their node instead of reaching it, `<node>:<incarnation>:<request
+   * id>` → what they are: a batch of QoS 2 hand-offs, or a hand-over step (handover-faults.ts).
+   */
+  private readonly crashAtAck = new Map<string, 'qos2-batch' | HandoverFaultStep>();
   /** Crashes aimed at batches of QoS 2 hand-offs so far: before one went to NATS, before its acknowledgement reached the node. */
   readonly batchCrashes = { beforeSent: 0, beforeAcknowledged: 0 };
   /** Crashes aimed at hand-over claims a node wins (`--claim-crashes`): the chance per claim (0: none), their draws, the claims aimed at, how many. */
@@ -301,6 +310,8 @@ export class ClusterWorld implements MemberWorld {
   claimCrashes = 0;
   /** Large payloads in this world, or null (chooseClusterLargePayloads). */
   readonly largePayloads: ClusterLargePayloads | null;
+  /** Faults aimed at hand-over steps (handover-faults.ts), or null in worlds without them. */
+  readonly handoverFaults: HandoverFaults | null;
 
   constructor(
     readonly shape: ClusterShape,
@@ -333,6 +344,7 @@ export class ClusterWorld implements MemberWorld {
     // before the node hears so. From a stream of its own, so the other draws are unchanged.
     this.batchCrashRandom = Random.stream(shape.seed, 'cluster-qos2-batch-crashes');
     this.batchCrashChance = shape.nodeCrashMeanMs !== null && this.batchCrashRandom.chance(0.5) ? this.batchCrashRandom.pick([0.05, 0.2, 0.5]) : 0;
+    this.handoverFaults = shape.handoverFaults === null ? null : new HandoverFaults(shape.seed, shape.handoverFaults, handoverWaitMsDefault);
     // Half the worlds store slowly, so hand-offs queue behind the one waiting and go as batches.
     const storeRandom = Random.stream(shape.seed, 'nats-store');
     if (storeRandom.chance(0.5)) this.nats.slowStore(storeRandom, storeRandom.int(50, 400));
@@ -394,6 +406,7 @@ export class ClusterWorld implements MemberWorld {
           shape.moveMeanMs,
           shape.handoverMovers,
           shape.heavySessions === null ? null : { ...shape.heavySessions, random: Random.stream(shape.seed, `mover-${index}-stall`) },
+          shape.handoverFaults?.connackPatienceMs ?? null,
         ),
       );
     this.sharedMembers = startSharedMembers(this, shape);
@@ -545,7 +558,10 @@ export class ClusterWorld implements MemberWorld {
           this.claimCrashes += 1;
           return this.crashNode(node, `hand-over claim #${result.requestId} won at ${result.sequence}, before the node learned it (no marker queued)`);
         }
-        if (this.crashAtAck.delete(`${node.index}:${incarnation}:${result.requestId}`) && result.ok && !this.quiet && node.running?.incarnation === incarnation) {
+        const aimed = this.crashAtAck.get(`${node.index}:${incarnation}:${result.requestId}`);
+        this.crashAtAck.delete(`${node.index}:${incarnation}:${result.requestId}`);
+        if (aimed !== undefined && result.ok && !this.quiet && node.running?.incarnation === incarnation) {
+          if (aimed !== 'qos2-batch') return this.crashNode(node, `hand-over ${aimed} #${result.requestId} done at ${result.sequence}, before the node heard so`);
           this.batchCrashes.beforeAcknowledged += 1;
           return this.crashNode(node, `QoS 2 batch #${result.requestId} stored at ${result.sequence}, before its acknowledgement`);
         }
@@ -559,11 +575,27 @@ export class ClusterWorld implements MemberWorld {
             // The shared checker follows each node's view of the groups as the node took it in.
             if (change.bucket === sharedBucket && node.running?.core.ready === true) this.sharedChecker.viewChanged(node.index, change);
             driver.clusterKeyChanged(this.clock.nowMs, change.value === null ? change : { ...change, value: this.inputChunks.copy(change.value) });
+            this.cutSourceAtClaim(node, change);
           },
           `cluster key ${change.bucket}/${change.key}${change.value === null ? ' deleted' : ''}`,
         ),
       watchCurrent: (bucket, requestId) =>
         this.nodeInput(node, incarnation, (driver) => driver.clusterWatchCurrent(this.clock.nowMs, bucket, requestId), `cluster watch ${bucket} #${requestId} current`),
+    });
+  }
+
+  /**
+   * A claim that asks this node for a session may cut it off from NATS past the hand-over wait
+   * (handover-faults.ts `source-cut`): the claiming node gives up and the client moves on while
+   * this node is still behind the claim's marker.
+   */
+  private cutSourceAtClaim(node: NodeState, change: ClusterKeyChange): void {
+    if (this.handoverFaults === null || this.quiet) return;
+    const cutMs = this.handoverFaults.cutAtClaim(`n${node.index}`, change);
+    if (cutMs === null) return;
+    this.faults += 1;
+    this.queue.push(this.clock.nowMs, () => {
+      if (!this.quiet) this.nats.partition(node.index, cutMs);
     });
   }
 
@@ -669,7 +701,14 @@ export class ClusterWorld implements MemberWorld {
         if (pipe !== undefined) this.queue.push(Math.max(pipe.toClientMs, this.clock.nowMs), () => this.closePipe(pipe, `node closed: ${reason}`, false));
       },
       storage: (request) => this.storage(node, incarnation, request),
-      log: (level, event, fields) => this.log(node, level, event, fields),
+      log: (level, event, fields) => {
+        this.log(node, level, event, fields);
+        // A hand-over step just logged (handover-faults.ts): the node dies before it is durable.
+        if (this.handoverFaults === null || this.quiet || !this.handoverFaults.atLog(event)) return;
+        this.queue.push(this.clock.nowMs, () => {
+          if (node.running?.incarnation === incarnation) this.crashNode(node, `hand-over step ${event} logged, not yet durable`);
+        });
+      },
       halt: (reason) => {
         this.trace(`n${node.index} halt ${reason}`);
         this.queue.push(this.clock.nowMs, () => {
@@ -694,12 +733,31 @@ export class ClusterWorld implements MemberWorld {
             });
             return;
           }
-          this.crashAtAck.add(`${node.index}:${incarnation}:${request.requestId}`);
-        }
+          this.crashAtAck.set(`${node.index}:${incarnation}:${request.requestId}`, 'qos2-batch');
+        } else if (this.aimAtHandover(node, incarnation, request)) return;
         if (this.aimAtClaim(request)) this.crashAtClaim.add(`${node.index}:${incarnation}:${request.requestId}`);
         this.nats.request(node.index, request);
       },
     };
+  }
+
+  /**
+   * Whether to crash the node at this request of a hand-over step (handover-faults.ts), in the
+   * active phase: true when it crashes before the request goes (the caller drops it); a crash
+   * after NATS did it is noted for its completion.
+   */
+  private aimAtHandover(node: NodeState, incarnation: number, request: ClusterRequest): boolean {
+    if (this.handoverFaults === null || this.quiet || !('requestId' in request)) return false;
+    const aimed = this.handoverFaults.atRequest(request);
+    if (aimed === null) return false;
+    if (aimed.crash === 'before-acknowledged') {
+      this.crashAtAck.set(`${node.index}:${incarnation}:${request.requestId}`, aimed.step);
+      return false;
+    }
+    this.queue.push(this.clock.nowMs, () => {
+      if (node.running?.incarnation === incarnation) this.crashNode(node, `hand-over ${aimed.step} #${request.requestId} never sent`);
+    });
+    return true;
   }
 
   /** Whether to crash the node at this durable publish: a batch with a QoS 2 member, in the active phase, at this world's chance. */

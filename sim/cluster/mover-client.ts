@@ -113,6 +113,11 @@ export class MoverClient implements PipeClient {
     private readonly persistent: boolean,
     /** Null: a mover never stalls (worlds without heavy sessions). */
     private readonly stalls: MoverStalls | null = null,
+    /**
+     * How long the mover waits for a CONNACK before it connects through another node, leaving that
+     * connection open too (worlds with hand-over faults, handover-faults.ts); null: it waits for good.
+     */
+    private readonly connackPatienceMs: number | null = null,
   ) {
     this.filter = persistent ? random.pick(moverFilters) : '';
     this.qos = persistent ? random.pick([1, 2] as const) : 1;
@@ -154,6 +159,19 @@ export class MoverClient implements PipeClient {
       will: { topic: willTopic, payload, qos: 2, retain: false },
     };
     this.world.clientSend(pipe, encodePacket(connect, 5));
+    if (this.connackPatienceMs !== null) this.world.queue.push(this.world.clock.nowMs + this.connackPatienceMs, () => this.impatient(connection));
+  }
+
+  /**
+   * No CONNACK yet on the connection it uses: the mover moves on through another node, as a client
+   * does whose CONNACK timed out, while the node it left may still be waiting for a hand-over (a
+   * source cut off or down: the client moves on past the hand-over, the shape seed 5010652 needs).
+   */
+  private impatient(connection: MoverConnection): void {
+    if (this.world.quiet || this.current !== connection || connection.connacked) return;
+    this.moves += 1;
+    this.world.trace(`m${this.index} waited ${this.connackPatienceMs}ms for a CONNACK, moves, leaving L${connection.pipe.id} open`);
+    this.connect();
   }
 
   private scheduleReconnect(): void {

@@ -36,6 +36,7 @@ const clusterRegressionSeeds: readonly {
   largePayloads?: true;
   heavySessions?: true;
   claimCrashes?: true;
+  handoverFaults?: true;
 }[] = [
   { seed: 1113, nodes: 2, found: 'a node that had applied nothing took sequence 2 as its first while sequence 1, lost in its crash, was still pending: sequence 1 was then skipped' },
   { seed: 2183, nodes: 3, found: 'same as 1113' },
@@ -484,7 +485,7 @@ const clusterRegressionSeeds: readonly {
     heavySessions: true,
     claimCrashes: true,
     found:
-      'session-lost (vopr --nodes 3 --handover-movers --claim-crashes from 10,400,000, on the build before the chain of priors, 1 of 69): m200 moved n0 to n1, n1 crashed as its claim won (its marker never queued), to n2, which crashed alike, and back to n1, which asked n2 and named no prior (n2 had asked n1 itself); n0, still holding the session, was named by no marker and ended it (handover-copy-ended). Passes since the marker names the chain: n2 had named n0',
+      'session-lost (vopr --nodes 3 --handover-movers --claim-crashes from 10,400,000, on the build before the chain of priors, 1 of 69): m200 moved n0 to n1, n1 crashed as its claim won (its marker never queued), to n2, which crashed alike, and back to n1, which asked n2 and named no prior (n2 had asked n1 itself); n0, still holding the session, was named by no marker and ended it (handover-copy-ended). Passes since the marker names the chain: n2 had named n0. Replays without the later faults aimed at hand-over steps (keel sim --seed 10400009 --nodes 3 --handover-movers --claim-crashes --no-handover-faults)',
   },
   {
     seed: 10400022,
@@ -496,19 +497,82 @@ const clusterRegressionSeeds: readonly {
     claimCrashes: true,
     found: 'session-lost (same run as 10400009, 2 of 69): m200 moved on from n1 through n0 and n2 (both crashed as their claims won) back to n2; n1 ended its copy. Passes with the chain of priors',
   },
+  {
+    seed: 10100156,
+    nodes: 2,
+    handoverMovers: true,
+    lostDisk: true,
+    largePayloads: true,
+    heavySessions: true,
+    handoverFaults: true,
+    open: 'session-lost',
+    found:
+      'session-lost (vopr --nodes 2 --handover-movers from 10,100,000, the first build of faults aimed at hand-over steps): m200, moving on every 300 ms (connack-patience=300ms) while n0 was cut off, had its session adopted by n1 (marker 20) and claimed by n1 again (generation 18); at marker 21 n1 logged an answer with the session and crashed before its put went (an aimed crash); restarted, n1 won the claim of generation 20 and answered session present 0 at once. Not traced further: whether n1 should have kept the session at marker 21, or waited for its own answer, is open',
+  },
+  {
+    seed: 10200051,
+    nodes: 3,
+    handoverMovers: true,
+    lostDisk: true,
+    largePayloads: true,
+    heavySessions: true,
+    handoverFaults: true,
+    found:
+      "session-lost (vopr --nodes 3 --handover-movers from 10,200,000, the first build of faults aimed at hand-over steps): the known limit of a client that moves on twice while two earlier moves are short of the stream (README, What is not guaranteed): m200's session on n0; n2's claim (generation 2) and n1's (generation 3) were each won by a node that crashed before it heard so, their markers never sent; n2's claim of generation 5 asked n1, n0 (neither asked nor prior) ended its copy at that marker (handover-copy-ended) and n2 answered session present 0. Passes since the marker names the chain of priors (merged after it was found): n0, the holder, is named",
+  },
+  {
+    seed: 10200120,
+    nodes: 3,
+    handoverMovers: true,
+    lostDisk: true,
+    largePayloads: true,
+    heavySessions: true,
+    handoverFaults: true,
+    found:
+      'session-lost (vopr --nodes 3 --handover-movers from 10,200,000, the first build of faults aimed at hand-over steps): m200 got session present 0 on n2 (generation 11), with connack-patience=300ms, crashes at 0.6 of hand-over steps and cut sources; not traced further (possibly the known limit of a client that moves on twice while earlier markers are short of the stream). Passes on the build with the chain of priors (merged after it was found); not traced whether the chain is what mended it',
+  },
+  {
+    seed: 10200642,
+    nodes: 3,
+    handoverMovers: true,
+    lostDisk: true,
+    largePayloads: true,
+    heavySessions: true,
+    handoverFaults: true,
+    found:
+      'session-lost (vopr --plant-cluster handover-serves-older-marker --nodes 3 --handover-movers from 10,200,400, the first build of faults aimed at hand-over steps; the real build fails alike): m200 got session present 0 on n1 (generation 9) in a world with connack-patience=1000ms; not traced further. Passes on the build with the chain of priors (merged after it was found); not traced whether the chain is what mended it',
+  },
+  {
+    seed: 10200144,
+    nodes: 3,
+    handoverMovers: true,
+    lostDisk: true,
+    largePayloads: true,
+    heavySessions: true,
+    handoverFaults: true,
+    open: 'session-lost',
+    found:
+      'session-lost (vopr --nodes 3 --handover-movers from 10,200,000, the first build of faults aimed at hand-over steps): m200 got session present 0 on n0 (generation 18), with connack-patience=300ms; not traced further (possibly the known limit of a client that moves on twice while earlier markers are short of the stream)',
+  },
 ];
 
 /**
  * A regression seed replays the world it was found in: only those marked `largePayloads` were
- * found with large payloads, only those marked `lostDisk` with lost disks, and only those marked
- * `heavySessions` with movers whose sessions grow to several MiB; `claimCrashes` (off unless
- * asked, as in `keel sim`) crashes nodes at hand-over claims they win.
+ * found with large payloads, only those marked `lostDisk` with lost disks, only those marked
+ * `heavySessions` with movers whose sessions grow to several MiB, and only those marked
+ * `handoverFaults` with faults aimed at hand-over steps (sim/cluster/handover-faults.ts);
+ * `claimCrashes` (off unless asked, as in `keel sim`) crashes nodes at hand-over claims they win.
  */
 function quiet(
   seed: number,
   nodes: number,
   handoverMovers = false,
-  worlds: { lostDisk: boolean; largePayloads: boolean; heavySessions: boolean; claimCrashes?: boolean } = { lostDisk: true, largePayloads: true, heavySessions: true },
+  worlds: { lostDisk: boolean; largePayloads: boolean; heavySessions: boolean; handoverFaults: boolean; claimCrashes?: boolean } = {
+    lostDisk: true,
+    largePayloads: true,
+    heavySessions: true,
+    handoverFaults: true,
+  },
 ) {
   const lines: string[] = [];
   const result = runClusterSimulation({ seed, nodes, handoverMovers, ...worlds, stdout: (line) => lines.push(line), stderr: () => {} });
@@ -542,9 +606,12 @@ describe('cluster simulation', () => {
     // Open failures of a node crashing in the middle of a move (README Known limitations), held
     // to their rule so that a fix, or another failure, shows here.
     const open = new Map<number, string>();
+    // Without the faults aimed at hand-over steps (their own test below), which end many moves
+    // half-way: here every move is counted on to complete.
     for (let seed = 1; seed <= 20; seed++) {
       const lines: string[] = [];
-      const result = runClusterSimulation({ seed, nodes: seed % 2 === 0 ? 2 : 3, handoverMovers: true, stdout: (line) => lines.push(line), stderr: () => {} });
+      const nodes = seed % 2 === 0 ? 2 : 3;
+      const result = runClusterSimulation({ seed, nodes, handoverMovers: true, handoverFaults: false, stdout: (line) => lines.push(line), stderr: () => {} });
       if (open.has(seed)) expect(result.violation?.rule, lines.join('\n')).toBe(open.get(seed));
       else expect(result.ok, lines.join('\n')).toBe(true);
       resumed += result.sessionsResumed;
@@ -555,6 +622,34 @@ describe('cluster simulation', () => {
     const replay = () => runSimulation({ seed: 3, nodes: 3, handoverMovers: true, stdout: () => {}, stderr: () => {} }).traceHash;
     expect(replay()).toBe(replay());
   }, 180_000);
+
+  it('aims crashes and cuts at the steps of hand-overs in about two worlds in five with --handover-movers, drawn from streams of their own', () => {
+    let aimed = 0;
+    for (let seed = 0; seed < 1_000; seed++) {
+      if (chooseClusterShape(seed, 2, true).handoverFaults !== null) aimed += 1;
+      expect(chooseClusterShape(seed, 2, false).handoverFaults).toBeNull();
+    }
+    expect(aimed).toBeGreaterThan(300);
+    expect(aimed).toBeLessThan(480);
+    // The rest of the shape is what the seed chose without them.
+    const additions = { lostDisk: true, largePayloads: true, heavySessions: true };
+    const { handoverFaults, ...rest } = chooseClusterShape(3, 3, true, false, { ...additions, handoverFaults: true });
+    expect(handoverFaults).not.toBeNull();
+    const { handoverFaults: none, ...restWithout } = chooseClusterShape(3, 3, true, false, { ...additions, handoverFaults: false });
+    expect(none).toBeNull();
+    expect(rest).toEqual(restWithout);
+    // Seeds 1 to 20 (12 worlds with them) pass, every fault counted by the step it struck.
+    const struck: Record<string, number> = {};
+    for (let seed = 1; seed <= 20; seed++) {
+      const lines: string[] = [];
+      const result = runClusterSimulation({ seed, nodes: seed % 2 === 0 ? 2 : 3, handoverMovers: true, stdout: (line) => lines.push(line), stderr: () => {} });
+      expect(result.ok, lines.join('\n')).toBe(true);
+      expect(result.handoverFaultsStruck === null).toBe(chooseClusterShape(seed, seed % 2 === 0 ? 2 : 3, true).handoverFaults === null);
+      for (const [step, count] of Object.entries(result.handoverFaultsStruck ?? {})) struck[step] = (struck[step] ?? 0) + count;
+    }
+    // Claims, markers, states and cut sources in these seeds; ended copies and adoptions are rarer (vopr counts them).
+    for (const step of ['claim', 'marker', 'state', 'source-cut']) expect(struck[step], step).toBeGreaterThan(0);
+  }, 300_000);
 
   it('paces hand-off consumers in worlds whose nodes keep streams under a tiny backlog bound (--cluster-streams), losing nothing', () => {
     let paces = 0;
@@ -591,7 +686,7 @@ describe('cluster simulation', () => {
     expect(heavy).toBeGreaterThan(220);
     expect(heavy).toBeLessThan(380);
     // Drawn from a stream of its own: the rest of the shape is what the seed chose without it.
-    const additions = { lostDisk: true, largePayloads: true };
+    const additions = { lostDisk: true, largePayloads: true, handoverFaults: true };
     const { heavySessions, largePayloads: _large, ...rest } = chooseClusterShape(21, 3, true, false, { ...additions, heavySessions: true });
     expect(heavySessions).not.toBeNull();
     const { heavySessions: none, largePayloads: _without, ...restWithout } = chooseClusterShape(21, 3, true, false, { ...additions, heavySessions: false });
@@ -626,7 +721,7 @@ describe('cluster simulation', () => {
       const lines: string[] = [];
       const result = runClusterSimulation({ seed, nodes, handoverMovers: true, stdout: (line) => lines.push(line), stderr: () => {} });
       expect(result.ok, lines.join('\n')).toBe(true);
-      expect(result.shape).toMatch(/ lost-disk=n\d@\d+ms( large-payloads=\S+)?( heavy-sessions=\S+)?$/);
+      expect(result.shape).toMatch(/ lost-disk=n\d@\d+ms( large-payloads=\S+)?( heavy-sessions=\S+)?( handover-faults=\S+ connack-patience=\S+)?$/);
       for (const key of ['sessions', 'wills', 'duplicates'] as const) excused[key] += result.lostDisk![key];
     }
     // Clients whose sessions lived on the node got session present 0, excused and counted.
@@ -648,15 +743,17 @@ describe('cluster simulation', () => {
     expect(runSimulation({ seed: 5, nodes: 2, stdout: () => {}, stderr: () => {} }).traceHash).not.toBe(first.result.traceHash);
   }, 60_000);
 
-  for (const { seed, nodes, found, handoverMovers, open, lostDisk, largePayloads, heavySessions, claimCrashes } of clusterRegressionSeeds) {
+  for (const { seed, nodes, found, handoverMovers, open, lostDisk, largePayloads, heavySessions, handoverFaults, claimCrashes } of clusterRegressionSeeds) {
     const title = `regression seed ${seed} (${nodes} nodes${handoverMovers ? ', --handover-movers' : ''}) ${open === undefined ? 'passes' : `still fails with the open ${open}`}: ${found.slice(0, 60)}...`;
     it(title, () => {
-      const { result, report } = quiet(seed, nodes, handoverMovers === true, {
+      const worlds = {
         lostDisk: lostDisk === true,
         largePayloads: largePayloads === true,
         heavySessions: heavySessions === true,
+        handoverFaults: handoverFaults === true,
         claimCrashes: claimCrashes === true,
-      });
+      };
+      const { result, report } = quiet(seed, nodes, handoverMovers === true, worlds);
       expect(result.messagesPublished).toBeGreaterThan(0);
       if (open === undefined) expect(result.ok, report).toBe(true);
       else expect(result.violation?.rule, report).toBe(open);
@@ -664,7 +761,7 @@ describe('cluster simulation', () => {
   }
 
   it('crashes nodes at hand-over claims they win with --claim-crashes, and at none without it (seed 10400009, whose chain of two such crashes lost a session before the chain of priors)', () => {
-    const worlds = { lostDisk: true, largePayloads: true, heavySessions: true };
+    const worlds = { lostDisk: true, largePayloads: true, heavySessions: true, handoverFaults: false };
     const aimed = quiet(10400009, 3, true, { ...worlds, claimCrashes: true });
     expect(aimed.result.ok, aimed.report).toBe(true);
     expect(aimed.result.crashesAtClaims).toBeGreaterThanOrEqual(2);
@@ -755,7 +852,12 @@ describe('cluster simulation', () => {
   // large payloads (`keel vopr --plant-cluster handover-serves-older-marker --nodes 2
   // --handover-movers --no-lost-disk --no-large-payloads`). Until a seed is found, nothing here
   // shows the rule still catches it; the search goes on (since the merge of claim revisions: none
-  // of seeds 1 to 1,500 with 2 nodes and 1 to 800 with 3, with --handover-movers).
+  // of seeds 1 to 1,500 with 2 nodes and 1 to 800 with 3, with --handover-movers). With faults
+  // aimed at hand-over steps (sim/cluster/handover-faults.ts: cut sources, impatient movers, crashes
+  // at claims, markers, states) the planted bug changes the run (its trace hash) in 5 of 400 seeds
+  // from 10,100,000 with 2 nodes and 8 of 350 from 10,200,000 with 3, but fails only where the real
+  // build fails too (open session-lost seeds 10100156, 10200051, 10200120, and 10200642 of 400 more
+  // from 10,200,400 with 3): no seed yet where it alone fails.
   it.skip('catches handover-serves-older-marker (a session handed over at a given-up older marker) on seed 5010652 with 2 nodes', () => {
     const worlds = { seed: 5010652, nodes: 2, handoverMovers: true, lostDisk: false, largePayloads: false, stdout: () => {}, stderr: () => {} };
     const result = runClusterSimulation({ ...worlds, plant: 'handover-serves-older-marker' });
@@ -771,7 +873,11 @@ describe('cluster simulation', () => {
   // session-revision-ignored --nodes 2 --handover-movers --count 1500 --keep-going`). The rule
   // itself is held by the registry's unit tests of claim revisions (session-registry.test.ts, rule
   // (a): a copy older than the newer claim's line is ended, not kept), each failing without it.
-  // Until a seed is found, nothing here shows the simulator still reaches that shape.
+  // Until a seed is found, nothing here shows the simulator still reaches that shape. Faults aimed
+  // at hand-over steps (sim/cluster/handover-faults.ts: crashes right after a node ended its copy,
+  // cut sources, impatient movers) did not change that: in 400 seeds from 10,100,000 with 2 nodes
+  // and 350 from 10,200,000 with 3 the planted bug changed no passing run (it fails only on
+  // the open session-lost seeds 10100156, 10200051, 10200120, 10200144, where the real build fails).
   it.skip('catches session-revision-ignored (a stale copy kept for a newer claim and adopted over the live session) on seed 8100075 with 2 nodes', () => {
     // The world 8100075 was found in; no other seed was known to catch it (none of seeds 1 to 89 with
     // 2 nodes and --handover-movers): the copy must be stale, back from a crash, at an older marker
@@ -802,7 +908,7 @@ describe('cluster simulation', () => {
     expect('qos2-duplicate').toMatch(expectedRules['claim-answer-forgotten']);
     expect(caught!.seed).toBe(86);
     // The same seed without the planted bug passes.
-    expect(quiet(caught!.seed, 2, true, { lostDisk: true, largePayloads: true, heavySessions: true }).result.ok).toBe(true);
+    expect(quiet(caught!.seed, 2, true, { lostDisk: true, largePayloads: true, heavySessions: true, handoverFaults: true }).result.ok).toBe(true);
   }, 300_000);
 
   // A batch of QoS 2 hand-offs sent again after a crash under a new dedupe id is stored twice only

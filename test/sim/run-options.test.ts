@@ -34,6 +34,7 @@ const samples: { [K in keyof Required<RunOptions>]: Required<RunOptions>[K][] } 
   largePayloads: [false],
   heavySessions: [false],
   claimCrashes: [true],
+  handoverFaults: [false],
 };
 
 /** Parses flags the way `keel <name>` does, without running anything; returns the run options. */
