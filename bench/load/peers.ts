@@ -475,7 +475,8 @@ export function mosquittoConfig(
   // nothing measured.
   if ((listener !== null || persistenceDirectory !== null) && process.getuid?.() === 0) lines.push('user root');
   const persistence = persistenceDirectory === null ? ['persistence false'] : ['persistence true', `persistence_location ${persistenceDirectory}/`];
-  return [...lines, 'allow_anonymous true', ...persistence, 'log_dest none', `max_queued_messages ${queuedMessagesMax}`, 'max_connections -1', ...(noDelay ? ['set_tcp_nodelay true'] : []), ''].join('\n');
+  const nagle = noDelay ? ['set_tcp_nodelay true'] : [];
+  return [...lines, 'allow_anonymous true', ...persistence, 'log_dest none', `max_queued_messages ${queuedMessagesMax}`, 'max_connections -1', ...nagle, ''].join('\n');
 }
 
 async function waitForPort(port: number, exited: () => boolean, stderrTail: () => string): Promise<void> {
