@@ -64,7 +64,11 @@ export class Connection {
   outgoingAliases: Map<string, number> | null = null;
   /** QoS 1 PUBLISHes received whose PUBACK is still held for durability. */
   pendingPubacks = 0;
-  readonly held: HeldSend[] = [];
+  /**
+   * Sends held until the records they depend on are durable, oldest first; null until the first
+   * one, so that a connection that never publishes with QoS 1 or 2 holds no list. Kept once made.
+   */
+  held: HeldSend[] | null = null;
   /** Session expiry set by the client's DISCONNECT (MQTT 5.0), applied when the session detaches. */
   expiryOnDisconnectSeconds: number | null = null;
   /** Retained messages its session still owes new subscriptions (retained-replay.ts); null when none. */

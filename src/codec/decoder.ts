@@ -49,6 +49,12 @@ export interface DecoderOptions {
 const consumedChunksCompactAt = 32;
 /** Stands in for a fully consumed chunk until the list is compacted. */
 const spentChunk = new Uint8Array(0);
+/**
+ * The chunk list of every decoder holding no bytes: an idle connection keeps no list of its own
+ * (32 bytes each), at the cost of a one-element list made per read that starts a new packet.
+ * Frozen, so that a push to it fails loudly.
+ */
+const noChunks: Uint8Array[] = Object.freeze([]) as unknown as Uint8Array[];
 /** Below this many bytes, copying a piece of a packet byte by byte is cheaper than a subarray view. */
 const smallCopyBytesMax = 64;
 
@@ -60,7 +66,7 @@ const smallCopyBytesMax = 64;
 export class PacketDecoder {
   protocolVersion: ProtocolVersion | undefined;
   private readonly packetBytesMax: number;
-  private chunks: Uint8Array[] = [];
+  private chunks: Uint8Array[] = noChunks;
   /** Index of the first chunk still holding unread bytes, and the read offset inside it. */
   private chunkHead = 0;
   private chunkOffset = 0;
@@ -83,7 +89,8 @@ export class PacketDecoder {
   push(chunk: Uint8Array): void {
     assert(chunk instanceof Uint8Array, 'push takes a Uint8Array');
     if (this.failure !== null || chunk.length === 0) return;
-    this.chunks.push(chunk);
+    if (this.chunks === noChunks) this.chunks = [chunk];
+    else this.chunks.push(chunk);
     this.buffered += chunk.length;
   }
 
@@ -111,7 +118,7 @@ export class PacketDecoder {
 
   private fail(violation: ProtocolViolation): void {
     this.failure = violation;
-    this.chunks = [];
+    this.chunks = noChunks;
     this.chunkHead = 0;
     this.chunkOffset = 0;
     this.buffered = 0;
@@ -226,7 +233,7 @@ export class PacketDecoder {
     this.chunkHead++;
     this.chunkOffset = 0;
     if (this.chunkHead === this.chunks.length) {
-      this.chunks.length = 0;
+      this.chunks = noChunks;
       this.chunkHead = 0;
     } else if (this.chunkHead >= consumedChunksCompactAt) {
       this.chunks.splice(0, this.chunkHead);
