@@ -55,6 +55,14 @@ const spentChunk = new Uint8Array(0);
  * Frozen, so that a push to it fails loudly.
  */
 const noChunks: Uint8Array[] = Object.freeze([]) as unknown as Uint8Array[];
+/**
+ * The reader every decoder uses for packets other than PUBLISH: decoding runs to completion
+ * inside `next` and the reader is let go of at its end, so one can serve every connection. A
+ * PUBLISH is read by the decoder's own reader, made at its first PUBLISH, because that one
+ * remembers the connection's last topic (byte-reader.ts). So a connection that never publishes
+ * (an idle one, a subscriber) keeps no reader of its own (72 bytes).
+ */
+const sharedReader = new ByteReader();
 /** Below this many bytes, copying a piece of a packet byte by byte is cheaper than a subarray view. */
 const smallCopyBytesMax = 64;
 
@@ -77,7 +85,8 @@ export class PacketDecoder {
   private pendingType = 0;
   private pendingFlags = 0;
   private failure: ProtocolViolation | null = null;
-  private readonly reader = new ByteReader();
+  /** For PUBLISH packets only, made at the first one (see `sharedReader`). */
+  private publishReader: ByteReader | null = null;
 
   constructor(options: DecoderOptions) {
     assert(Number.isInteger(options.packetBytesMax), 'packetBytesMax must be an integer');
@@ -99,6 +108,8 @@ export class PacketDecoder {
     try {
       return this.nextPacket();
     } catch (error) {
+      // The shared reader may still point into this decoder's bytes; they are dropped with it.
+      sharedReader.reset(spentChunk, 0, 0);
       if (error instanceof ProtocolViolation) this.fail(error);
       throw error;
     }
@@ -128,7 +139,7 @@ export class PacketDecoder {
     if (this.pendingBytes < 0 && !this.readFixedHeader()) return null;
     const total = this.pendingBytes;
     if (this.buffered < total) return null;
-    const reader = this.reader;
+    const reader = this.pendingType === PacketType.Publish ? (this.publishReader ??= new ByteReader()) : sharedReader;
     this.takeContiguous(total, reader);
     const start = reader.offset;
     reader.offset += this.pendingHeaderBytes;
