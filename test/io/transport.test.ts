@@ -35,6 +35,8 @@ describe('transport peer helpers', () => {
     expect(peerAddress({ remoteAddress: '10.1.2.3', remotePort: 1883 })).toBe('10.1.2.3:1883');
     expect(peerAddress({ remoteAddress: '::1', remotePort: 8883 })).toBe('[::1]:8883');
     expect(peerAddress({})).toBe('unknown:0');
+    // Flattening the string must not change its text (an interface name in upper case).
+    expect(peerAddress({ remoteAddress: 'fe80::1%ETH0', remotePort: 1883 })).toBe('[fe80::1%ETH0]:1883');
   });
 
   it('drops the peer name Node cached on a socket, and a later read still answers', async () => {
