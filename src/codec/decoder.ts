@@ -139,7 +139,7 @@ export class PacketDecoder {
     if (this.pendingBytes < 0 && !this.readFixedHeader()) return null;
     const total = this.pendingBytes;
     if (this.buffered < total) return null;
-    const reader = this.pendingType === PacketType.Publish ? (this.publishReader ??= new ByteReader()) : sharedReader;
+    const reader = this.readerFor(this.pendingType);
     this.takeContiguous(total, reader);
     const start = reader.offset;
     reader.offset += this.pendingHeaderBytes;
@@ -154,6 +154,13 @@ export class PacketDecoder {
     reader.reset(spentChunk, 0, 0);
     if (packet.type === PacketType.Connect && this.protocolVersion === undefined) this.protocolVersion = packet.protocolVersion;
     return packet;
+  }
+
+  /** The shared reader, or for a PUBLISH the decoder's own (see `sharedReader`). */
+  private readerFor(type: number): ByteReader {
+    if (type !== PacketType.Publish) return sharedReader;
+    this.publishReader ??= new ByteReader();
+    return this.publishReader;
   }
 
   /** Reads the fixed header if it is complete; false when more bytes are needed. */
