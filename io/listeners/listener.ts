@@ -23,7 +23,7 @@ import net from 'node:net';
 import type { ListenerInfo, LogFields, LogLevel } from '../../src/contract.js';
 import type { NodeHost } from '../node-host.js';
 import type { Reloadable } from '../reload.js';
-import { peerAddress, type Transport } from '../transport.js';
+import { forgetPeerName, peerAddress, type Transport } from '../transport.js';
 import { DeadlineQueue } from './deadline-queue.js';
 import { HandshakeFailures } from './handshake-failures.js';
 import { isTlsProtocol, isWebSocketProtocol, type ListenerConfig, listenerName } from './listener-config.js';
@@ -157,6 +157,8 @@ export class Listener {
     if (this.tls !== null) return this.tls.begin(socket, remoteAddress);
     if (this.upgrades !== null) return this.upgrades.begin(socket, remoteAddress, undefined);
     this.handOver(socket, remoteAddress, undefined, this.screenPlain);
+    // Read for remoteAddress above and not needed again: the host keeps the string.
+    forgetPeerName(socket);
     // A PROXY header was read with the socket paused (see readProxyHeader); the host reads it now.
     if (this.proxyWaiting !== null) socket.resume();
   }

@@ -428,8 +428,8 @@ export class Broker implements BrokerCore {
   send(connection: Connection, bytes: Uint8Array, lsn = 0, isPuback = false, handoff = 0, packets = 1): void {
     assert(connection.phase !== 'closing', 'send on a closing connection');
     assert(packets >= 1 && (packets === 1 || !isPuback), 'a chunk holds one packet or more, and a PUBACK alone');
-    if (connection.held.length > 0 || lsn > this.store.durableLsn || handoff !== 0) {
-      connection.held.push({ lsn, bytes, isPuback, handoff, packets });
+    if ((connection.held !== null && connection.held.length > 0) || lsn > this.store.durableLsn || handoff !== 0) {
+      heldOf(connection).push({ lsn, bytes, isPuback, handoff, packets });
       this.connectionsWithHeld.add(connection);
       return;
     }
@@ -444,7 +444,7 @@ export class Broker implements BrokerCore {
    */
   ticketAwaited(ticket: number): boolean {
     assert(ticket > 0, 'a cluster ticket is positive');
-    for (const connection of this.connectionsWithHeld) for (const item of connection.held) if (item.handoff === ticket) return true;
+    for (const connection of this.connectionsWithHeld) for (const item of heldOf(connection)) if (item.handoff === ticket) return true;
     return false;
   }
 
@@ -454,7 +454,7 @@ export class Broker implements BrokerCore {
     assert(connection.phase !== 'closing', 'send on a closing connection');
     // Held unconditionally: its final LSN is known only once routing is over.
     const item: HeldSend = { lsn: Number.MAX_SAFE_INTEGER, bytes, isPuback: false, handoff: 0, packets: 1 };
-    connection.held.push(item);
+    heldOf(connection).push(item);
     this.connectionsWithHeld.add(connection);
     this.inboundQos2Holds.push({ item, ownLsn: lsn });
   }
@@ -556,7 +556,7 @@ export class Broker implements BrokerCore {
     const wasConnected = connection.phase === 'connected';
     connection.phase = 'closing';
     // Held acknowledgements die with the connection: the client resends what it needs.
-    connection.held.length = 0;
+    if (connection.held !== null) connection.held.length = 0;
     this.connectionsWithHeld.delete(connection);
     this.connections.delete(connection.id);
     this.throttle.connectionClosed(connection);
@@ -837,7 +837,7 @@ export class Broker implements BrokerCore {
   private releaseHeld(): void {
     const durable = this.store.durableLsn;
     for (const connection of this.connectionsWithHeld) {
-      const held = connection.held;
+      const held = heldOf(connection);
       let released = 0;
       while (released < held.length && held[released]!.lsn <= durable) {
         const item = held[released]!;
@@ -850,6 +850,12 @@ export class Broker implements BrokerCore {
       if (held.length === 0) this.connectionsWithHeld.delete(connection);
     }
   }
+}
+
+/** The connection's held sends, the list made on its first use (see Connection.held). */
+function heldOf(connection: Connection): HeldSend[] {
+  connection.held ??= [];
+  return connection.held;
 }
 
 /** The halt reason for a recovered record that cannot be applied, worded like other damage. */

@@ -53,31 +53,21 @@ export class Connection {
   receiveMaximum = 65_535;
   /** The client's Maximum Packet Size. */
   maximumPacketSize = packetBytesLimit;
-  /**
-   * Incoming topic aliases (MQTT 5.0), alias to topic name; null until the client sets one, so
-   * the many connections that never use aliases do not each hold an empty Map.
-   */
-  topicAliases: Map<number, string> | null = null;
   /** The client's Topic Alias Maximum (MQTT 5.0): aliases Keel may use towards it; 0 for none. */
   outgoingAliasMaximum = 0;
-  /** Outgoing aliases, topic name to alias; null until the first one is handed out. */
-  outgoingAliases: Map<string, number> | null = null;
   /** QoS 1 PUBLISHes received whose PUBACK is still held for durability. */
   pendingPubacks = 0;
-  readonly held: HeldSend[] = [];
-  /** Session expiry set by the client's DISCONNECT (MQTT 5.0), applied when the session detaches. */
-  expiryOnDisconnectSeconds: number | null = null;
+  /**
+   * Sends held until the records they depend on are durable, oldest first; null until the first
+   * one, so that a connection that never publishes with QoS 1 or 2 holds no list. Kept once made.
+   */
+  held: HeldSend[] | null = null;
   /** Retained messages its session still owes new subscriptions (retained-replay.ts); null when none. */
   retainedReplay: RetainedReplay | null = null;
   /** The will of this connection, until it ends normally. */
   will: Will | null = null;
   /** publishRatePerSecondMax for this connection; null when unlimited. Set when CONNECT is accepted. */
   publishBucket: TokenBucket | null = null;
-  /**
-   * MQTT 5.0 enhanced authentication (handle-auth.ts): set when the CONNECT named a method and
-   * kept for the connection's life, for re-authentication; null for every other connection.
-   */
-  authentication: AuthenticationExchange | null = null;
   /**
    * Output accounting for connectionOutputBytesMax (see outputBytes in outbound-queue.ts): what
    * the host last reported as still buffered, and that plus what the current input sent so far.
@@ -87,15 +77,8 @@ export class Connection {
   outputReportedBytes = 0;
   outputBufferedBytes = 0;
   outputInput = 0;
-
-  /**
-   * A cluster node waits for the client id to be its own (session-registry.ts): the CONNECT is
-   * parked there and packets behind it stay in the decoder until then.
-   */
-  claimPending = false;
-
-  /** ConnectionPeer.verifiedUsername: the transport's verified user name, if any. */
-  verifiedUsername: string | undefined = undefined;
+  /** The fields below that most connections never set (see ConnectionRare); null until one is. */
+  private rare: ConnectionRare | null = null;
 
   constructor(
     readonly id: ConnectionId,
@@ -106,6 +89,90 @@ export class Connection {
   ) {
     this.lastPacketMs = nowMs;
   }
+
+  /**
+   * Incoming topic aliases (MQTT 5.0), alias to topic name; null until the client sets one, so
+   * the many connections that never use aliases do not each hold an empty Map.
+   */
+  get topicAliases(): Map<number, string> | null {
+    return this.rare === null ? null : this.rare.topicAliases;
+  }
+
+  set topicAliases(aliases: Map<number, string> | null) {
+    if (aliases !== null || this.rare !== null) this.ownRare().topicAliases = aliases;
+  }
+
+  /** Outgoing aliases, topic name to alias; null until the first one is handed out. */
+  get outgoingAliases(): Map<string, number> | null {
+    return this.rare === null ? null : this.rare.outgoingAliases;
+  }
+
+  set outgoingAliases(aliases: Map<string, number> | null) {
+    if (aliases !== null || this.rare !== null) this.ownRare().outgoingAliases = aliases;
+  }
+
+  /** Session expiry set by the client's DISCONNECT (MQTT 5.0), applied when the session detaches. */
+  get expiryOnDisconnectSeconds(): number | null {
+    return this.rare === null ? null : this.rare.expiryOnDisconnectSeconds;
+  }
+
+  set expiryOnDisconnectSeconds(seconds: number | null) {
+    if (seconds !== null || this.rare !== null) this.ownRare().expiryOnDisconnectSeconds = seconds;
+  }
+
+  /**
+   * MQTT 5.0 enhanced authentication (handle-auth.ts): set when the CONNECT named a method and
+   * kept for the connection's life, for re-authentication; null for every other connection.
+   */
+  get authentication(): AuthenticationExchange | null {
+    return this.rare === null ? null : this.rare.authentication;
+  }
+
+  set authentication(exchange: AuthenticationExchange | null) {
+    if (exchange !== null || this.rare !== null) this.ownRare().authentication = exchange;
+  }
+
+  /**
+   * A cluster node waits for the client id to be its own (session-registry.ts): the CONNECT is
+   * parked there and packets behind it stay in the decoder until then.
+   */
+  get claimPending(): boolean {
+    return this.rare?.claimPending === true;
+  }
+
+  set claimPending(pending: boolean) {
+    if (pending || this.rare !== null) this.ownRare().claimPending = pending;
+  }
+
+  /** ConnectionPeer.verifiedUsername: the transport's verified user name, if any. */
+  get verifiedUsername(): string | undefined {
+    return this.rare === null ? undefined : this.rare.verifiedUsername;
+  }
+
+  set verifiedUsername(username: string | undefined) {
+    if (username !== undefined || this.rare !== null) this.ownRare().verifiedUsername = username;
+  }
+
+  private ownRare(): ConnectionRare {
+    this.rare ??= new ConnectionRare();
+    return this.rare;
+  }
+}
+
+/**
+ * What only some connections ever set: MQTT 5.0 topic aliases, a session expiry given by
+ * DISCONNECT, enhanced authentication, a cluster claim under way, a user name the transport
+ * verified. Kept apart, made at the first write of a value other than the default, so that an
+ * ordinary connection holds one null instead of six fields (40 bytes of each idle connection);
+ * the accessors on Connection read and write them as if they were its own.
+ */
+class ConnectionRare {
+  topicAliases: Map<number, string> | null = null;
+  outgoingAliases: Map<string, number> | null = null;
+  expiryOnDisconnectSeconds: number | null = null;
+  authentication: AuthenticationExchange | null = null;
+  claimPending = false;
+  verifiedUsername: string | undefined = undefined;
 }
 
 /** The fields every log line about a connection carries, so that an operator can follow one client. */

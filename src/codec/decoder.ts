@@ -49,6 +49,20 @@ export interface DecoderOptions {
 const consumedChunksCompactAt = 32;
 /** Stands in for a fully consumed chunk until the list is compacted. */
 const spentChunk = new Uint8Array(0);
+/**
+ * The chunk list of every decoder holding no bytes: an idle connection keeps no list of its own
+ * (32 bytes each), at the cost of a one-element list made per read that starts a new packet.
+ * Frozen, so that a push to it fails loudly.
+ */
+const noChunks: Uint8Array[] = Object.freeze([]) as unknown as Uint8Array[];
+/**
+ * The reader every decoder uses for packets other than PUBLISH: decoding runs to completion
+ * inside `next` and the reader is let go of at its end, so one can serve every connection. A
+ * PUBLISH is read by the decoder's own reader, made at its first PUBLISH, because that one
+ * remembers the connection's last topic (byte-reader.ts). So a connection that never publishes
+ * (an idle one, a subscriber) keeps no reader of its own (72 bytes).
+ */
+const sharedReader = new ByteReader();
 /** Below this many bytes, copying a piece of a packet byte by byte is cheaper than a subarray view. */
 const smallCopyBytesMax = 64;
 
@@ -60,7 +74,7 @@ const smallCopyBytesMax = 64;
 export class PacketDecoder {
   protocolVersion: ProtocolVersion | undefined;
   private readonly packetBytesMax: number;
-  private chunks: Uint8Array[] = [];
+  private chunks: Uint8Array[] = noChunks;
   /** Index of the first chunk still holding unread bytes, and the read offset inside it. */
   private chunkHead = 0;
   private chunkOffset = 0;
@@ -71,7 +85,8 @@ export class PacketDecoder {
   private pendingType = 0;
   private pendingFlags = 0;
   private failure: ProtocolViolation | null = null;
-  private readonly reader = new ByteReader();
+  /** For PUBLISH packets only, made at the first one (see `sharedReader`). */
+  private publishReader: ByteReader | null = null;
 
   constructor(options: DecoderOptions) {
     assert(Number.isInteger(options.packetBytesMax), 'packetBytesMax must be an integer');
@@ -83,7 +98,8 @@ export class PacketDecoder {
   push(chunk: Uint8Array): void {
     assert(chunk instanceof Uint8Array, 'push takes a Uint8Array');
     if (this.failure !== null || chunk.length === 0) return;
-    this.chunks.push(chunk);
+    if (this.chunks === noChunks) this.chunks = [chunk];
+    else this.chunks.push(chunk);
     this.buffered += chunk.length;
   }
 
@@ -92,6 +108,8 @@ export class PacketDecoder {
     try {
       return this.nextPacket();
     } catch (error) {
+      // The shared reader may still point into this decoder's bytes; they are dropped with it.
+      sharedReader.reset(spentChunk, 0, 0);
       if (error instanceof ProtocolViolation) this.fail(error);
       throw error;
     }
@@ -111,7 +129,7 @@ export class PacketDecoder {
 
   private fail(violation: ProtocolViolation): void {
     this.failure = violation;
-    this.chunks = [];
+    this.chunks = noChunks;
     this.chunkHead = 0;
     this.chunkOffset = 0;
     this.buffered = 0;
@@ -121,7 +139,7 @@ export class PacketDecoder {
     if (this.pendingBytes < 0 && !this.readFixedHeader()) return null;
     const total = this.pendingBytes;
     if (this.buffered < total) return null;
-    const reader = this.reader;
+    const reader = this.readerFor(this.pendingType);
     this.takeContiguous(total, reader);
     const start = reader.offset;
     reader.offset += this.pendingHeaderBytes;
@@ -136,6 +154,13 @@ export class PacketDecoder {
     reader.reset(spentChunk, 0, 0);
     if (packet.type === PacketType.Connect && this.protocolVersion === undefined) this.protocolVersion = packet.protocolVersion;
     return packet;
+  }
+
+  /** The shared reader, or for a PUBLISH the decoder's own (see `sharedReader`). */
+  private readerFor(type: number): ByteReader {
+    if (type !== PacketType.Publish) return sharedReader;
+    this.publishReader ??= new ByteReader();
+    return this.publishReader;
   }
 
   /** Reads the fixed header if it is complete; false when more bytes are needed. */
@@ -226,7 +251,7 @@ export class PacketDecoder {
     this.chunkHead++;
     this.chunkOffset = 0;
     if (this.chunkHead === this.chunks.length) {
-      this.chunks.length = 0;
+      this.chunks = noChunks;
       this.chunkHead = 0;
     } else if (this.chunkHead >= consumedChunksCompactAt) {
       this.chunks.splice(0, this.chunkHead);

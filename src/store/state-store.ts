@@ -94,8 +94,12 @@ export interface SessionState {
   subscriptions: Map<string, SubscriptionState>;
   /** Deliveries with a packet identifier, in the order they were first sent. */
   inflight: Map<number, Delivery>;
-  /** Deliveries waiting for room in the inflight window, oldest first (increasing sequence). */
-  readonly queue: DeliveryQueue;
+  /**
+   * Deliveries waiting for room in the inflight window, oldest first (increasing sequence). Starts
+   * as the shared empty queue like the collections below, and gets its own on the first push
+   * (`ownQueue`); a drained queue is kept.
+   */
+  queue: DeliveryQueue;
   /** Payload bytes of `queue`. */
   queuedBytes: number;
   /** QoS 2 packet identifiers received and not yet released by PUBREL. */
@@ -557,7 +561,7 @@ export function createDurableState(): DurableState {
  * Empty collections shared by every session until it writes its own: a session's four maps and
  * sets were about 900 bytes of each idle connection (an empty Map or Set already holds its hash
  * table), and most connections never subscribe to a stream, receive QoS 2 or hold an inflight
- * message. They can be read like any other; a write to one is a bug (the writer must go through
+ * message; the delivery queue (72 bytes even empty) likewise, since most never queue one. They can be read like any other; a write to one is a bug (the writer must go through
  * an `own*` function), so it fails loudly instead of leaking state into every session.
  */
 class SharedEmptyMap<K, V> extends Map<K, V> {
@@ -572,10 +576,18 @@ class SharedEmptySet<T> extends Set<T> {
   }
 }
 
+class SharedEmptyQueue extends DeliveryQueue {
+  override push(): void {
+    assert(false, 'the shared empty queue is never written: take the session its own first');
+  }
+}
+
 const noSubscriptions: Map<string, SubscriptionState> = new SharedEmptyMap();
 const noInflight: Map<number, Delivery> = new SharedEmptyMap();
 const noIncomingQos2: Set<number> = new SharedEmptySet();
 const noStreamPositions: Map<string, StreamPosition> = new SharedEmptyMap();
+/** Only `push` adds to a queue, so the shared one stays empty and its other methods are safe. */
+const noQueue: DeliveryQueue = new SharedEmptyQueue();
 
 /** The session's own subscription map, made on its first write. */
 export function ownSubscriptions(session: SessionState): Map<string, SubscriptionState> {
@@ -589,6 +601,12 @@ export function ownInflight(session: SessionState): Map<number, Delivery> {
   return session.inflight;
 }
 
+/** The session's own delivery queue, made on its first push. */
+function ownQueue(session: SessionState): DeliveryQueue {
+  if (session.queue === noQueue) session.queue = new DeliveryQueue();
+  return session.queue;
+}
+
 function createSession(clientId: string, protocolVersion: ProtocolVersion, expiryIntervalSeconds: number, username: StoredUsername, claimRevision: number | undefined): SessionState {
   return {
     clientId,
@@ -597,7 +615,7 @@ function createSession(clientId: string, protocolVersion: ProtocolVersion, expir
     offlineSinceMs: null,
     subscriptions: noSubscriptions,
     inflight: noInflight,
-    queue: new DeliveryQueue(),
+    queue: noQueue,
     queuedBytes: 0,
     incomingQos2: noIncomingQos2,
     streamPositions: noStreamPositions,
@@ -941,7 +959,7 @@ function applyDeliveryQueued(state: DurableState, session: SessionState, record:
   };
   session.nextDeliverySequence = record.sequence + 1;
   if (record.packetId === 0) {
-    session.queue.push(delivery);
+    ownQueue(session).push(delivery);
     session.queuedBytes += message.payload.length;
     return;
   }

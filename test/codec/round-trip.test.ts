@@ -3,7 +3,8 @@
  * of every type, in MQTT 3.1 (CONNECT), 3.1.1 and 5.0, decode(encode(p)) deep-equals p, the encoded
  * length is exactly what the fixed header declares, and the decoder consumes every byte. It also
  * proves the result does not depend on how the stream is cut: several packets concatenated and
- * split at random points (down to one byte per push) decode to the same list.
+ * split at random points (down to one byte per push) decode to the same list, also when two
+ * decoders are fed in turns.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -103,6 +104,26 @@ describe('decoding is independent of chunking', () => {
           expect(decodeAll(split(joined, points), version)).toEqual(packets);
         }),
         { numRuns: 300 },
+      );
+    });
+
+    it(`version ${version}: two decoders fed in turns (one reader shared for all but PUBLISH) each give their own packets`, () => {
+      const streams = fc.array(packetArbitrary(version, false), { minLength: 1, maxLength: 6 });
+      fc.assert(
+        fc.property(streams, streams, fc.array(fc.nat(), { maxLength: 12 }), (first, second, points) => {
+          const chunks = [first, second].map((packets) => split(concatenate(packets.map((packet) => encodePacket(packet, version))), points));
+          const decoders = [0, 1].map(() => new PacketDecoder({ packetBytesMax, protocolVersion: version }));
+          const decoded: Packet[][] = [[], []];
+          for (let turn = 0; turn < Math.max(chunks[0]!.length, chunks[1]!.length); turn++) {
+            for (const side of [0, 1]) {
+              const chunk = chunks[side]![turn];
+              if (chunk !== undefined) decoders[side]!.push(chunk);
+              for (let packet = decoders[side]!.next(); packet !== null; packet = decoders[side]!.next()) decoded[side]!.push(packet);
+            }
+          }
+          expect(decoded).toEqual([first, second]);
+        }),
+        { numRuns: 200 },
       );
     });
 
