@@ -9,26 +9,22 @@
  * connections that are reset once answered (so that code and caches exist before the first
  * snapshot), takes a snapshot (the child collects garbage first), opens `--connections` more that
  * stay open, takes a second one, and prints the difference divided by the held connections:
- * bytes (V8's self size) and objects per connection, by node type and constructor. Keel gets a
+ * bytes (V8's self size) and objects per connection, by node type and constructor (the harness is
+ * load/heap-per-connection.ts, shared with connection-heap-bench.ts). Keel gets a
  * CONNECT with a new client id on each connection and answers with its CONNACK.
  *
  * Run: npm run build && node dist/bench/tls-heap-bench.js [--connections 1000] [--warmup 300] [--rows 25]
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
-import { tmpdir } from 'node:os';
+import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { benchCertificates } from './load/certificates.js';
 import { integerOption } from './load/cli-options.js';
-import { freePort, keelNodeArguments, repositoryRoot } from './load/peers.js';
-
-type Server = 'keel' | 'bare';
-const inFlight = 50;
-const batchDeadlineMs = 120_000;
+import { compareHeapPerConnection, type HeapBenchKind } from './load/heap-per-connection.js';
+import { repositoryRoot } from './load/peers.js';
 
 /** The bare server's child: a listening tls.Server that answers each finished handshake. */
 function serveBare(certFile: string, keyFile: string, port: number): void {
@@ -42,153 +38,22 @@ function serveBare(certFile: string, keyFile: string, port: number): void {
   server.listen(port, '127.0.0.1');
 }
 
-function startServer(server: Server, directory: string, port: number): ChildProcess {
+function overTls(): HeapBenchKind<tls.TLSSocket> {
   const certificates = benchCertificates();
-  const flags = [...keelNodeArguments(), '--heapsnapshot-signal=SIGUSR2'];
-  if (server === 'bare')
-    return spawn(process.execPath, [...flags, fileURLToPath(import.meta.url), 'serve', certificates.certFile, certificates.keyFile, String(port)], { cwd: directory, stdio: 'inherit' });
-  const configFile = join(directory, 'keel.json');
-  writeFileSync(configFile, JSON.stringify({ admin: null, listeners: [{ protocol: 'mqtts', host: '127.0.0.1', port, certFile: certificates.certFile, keyFile: certificates.keyFile }] }));
-  const cli = join(repositoryRoot(), 'dist', 'io', 'cli.js');
-  return spawn(process.execPath, [...flags, cli, 'serve', '--data-dir', join(directory, 'data'), '--config', configFile, '--log-level', 'error'], { cwd: directory, stdio: 'inherit' });
-}
-
-async function waitForPort(port: number): Promise<void> {
-  for (let attempt = 0; attempt < 300; attempt++) {
-    const open = await new Promise<boolean>((resolve) => {
-      const probe = net.connect(port, '127.0.0.1');
-      probe.once('connect', () => {
-        probe.destroy();
-        resolve(true);
-      });
-      probe.once('error', () => resolve(false));
-    });
-    if (open) return;
-    await sleep(100);
-  }
-  throw new Error(`nothing listening on port ${port} after 30 s`);
-}
-
-/** An MQTT 3.1.1 CONNECT: clean session, keepalive 60, this client id. */
-function connectPacket(clientId: string): Buffer {
-  const id = Buffer.from(clientId);
-  const body = Buffer.concat([Buffer.from([0, 4, 0x4d, 0x51, 0x54, 0x54, 4, 0x02, 0, 60, id.length >> 8, id.length & 0xff]), id]);
-  return Buffer.concat([Buffer.from([0x10, body.length]), body]);
-}
-
-let clientCount = 0;
-
-/** Opens `count` TLS connections, `inFlight` at a time; each is reset or held once answered. */
-async function openBatch(port: number, context: tls.SecureContext, count: number, held: tls.TLSSocket[] | null): Promise<void> {
-  let opened = 0;
-  const openOne = (): Promise<void> =>
-    new Promise((resolve, reject) => {
-      const socket = tls.connect({ host: '127.0.0.1', port, secureContext: context, servername: 'localhost', ALPNProtocols: ['mqtt'] });
-      socket.on('error', (error) => reject(new Error(`connection failed: ${error.message}`)));
-      socket.once('secureConnect', () => socket.write(connectPacket(`tls-heap-${clientCount++}`)));
-      socket.once('data', () => {
-        if (held === null) socket.destroy();
-        else held.push(socket);
-        resolve();
-      });
-    });
-  const worker = async (): Promise<void> => {
-    while (opened < count) {
-      opened += 1;
-      await openOne();
-    }
+  const context = tls.createSecureContext({ ca: certificates.ca });
+  return {
+    label: 'TLS',
+    bareServer: 'tls.Server',
+    start(server, directory, port, flags) {
+      if (server === 'bare')
+        return spawn(process.execPath, [...flags, fileURLToPath(import.meta.url), 'serve', certificates.certFile, certificates.keyFile, String(port)], { cwd: directory, stdio: 'inherit' });
+      const configFile = join(directory, 'keel.json');
+      writeFileSync(configFile, JSON.stringify({ admin: null, listeners: [{ protocol: 'mqtts', host: '127.0.0.1', port, certFile: certificates.certFile, keyFile: certificates.keyFile }] }));
+      const cli = join(repositoryRoot(), 'dist', 'io', 'cli.js');
+      return spawn(process.execPath, [...flags, cli, 'serve', '--data-dir', join(directory, 'data'), '--config', configFile, '--log-level', 'error'], { cwd: directory, stdio: 'inherit' });
+    },
+    connect: (port) => ({ socket: tls.connect({ host: '127.0.0.1', port, secureContext: context, servername: 'localhost', ALPNProtocols: ['mqtt'] }), ready: 'secureConnect' }),
   };
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`batch of ${count} not answered within ${batchDeadlineMs} ms`)), batchDeadlineMs);
-  });
-  try {
-    await Promise.race([Promise.all(Array.from({ length: Math.min(inFlight, count) }, worker)), deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** Signals the child and waits for its snapshot file to be complete. */
-async function takeSnapshot(child: ChildProcess, directory: string): Promise<string> {
-  const existing = new Set(readdirSync(directory));
-  child.kill('SIGUSR2');
-  for (let attempt = 0; attempt < 600; attempt++) {
-    await sleep(200);
-    const written = readdirSync(directory).find((name) => name.endsWith('.heapsnapshot') && !existing.has(name));
-    if (written === undefined) continue;
-    const file = join(directory, written);
-    // The file is created first, then written in pieces after a collection: it is complete once
-    // it is not empty, its size stopped changing and it ends the snapshot's JSON object.
-    let size = -1;
-    while (size === 0 || size !== statSync(file).size || !endsJson(file)) {
-      size = statSync(file).size;
-      await sleep(500);
-    }
-    return file;
-  }
-  throw new Error('no heap snapshot within 120 s');
-}
-
-function endsJson(file: string): boolean {
-  const text = readFileSync(file, 'utf8');
-  return text.trimEnd().endsWith('}');
-}
-
-interface Tally {
-  count: number;
-  bytes: number;
-}
-
-/** Self size and count of a snapshot's nodes, by type and name (strings and numbers by type only). */
-function tallySnapshot(file: string): Map<string, Tally> {
-  const snapshot = JSON.parse(readFileSync(file, 'utf8')) as { snapshot: { meta: { node_fields: string[]; node_types: [string[]] } }; nodes: number[]; strings: string[] };
-  const fields = snapshot.snapshot.meta.node_fields;
-  const types = snapshot.snapshot.meta.node_types[0];
-  const [typeAt, nameAt, sizeAt] = [fields.indexOf('type'), fields.indexOf('name'), fields.indexOf('self_size')];
-  const tallies = new Map<string, Tally>();
-  for (let index = 0; index < snapshot.nodes.length; index += fields.length) {
-    const type = types[snapshot.nodes[index + typeAt]!]!;
-    const named = !/string|number|code/.test(type);
-    const key = named ? `${type} ${snapshot.strings[snapshot.nodes[index + nameAt]!]!.slice(0, 50)}` : type;
-    const tally = tallies.get(key) ?? { count: 0, bytes: 0 };
-    tally.count += 1;
-    tally.bytes += snapshot.nodes[index + sizeAt]!;
-    tallies.set(key, tally);
-  }
-  return tallies;
-}
-
-async function measure(server: Server, warmup: number, connections: number): Promise<Map<string, Tally>> {
-  const directory = mkdtempSync(join(tmpdir(), `keel-tls-heap-${server}-`));
-  const port = await freePort();
-  const child = startServer(server, directory, port);
-  const held: tls.TLSSocket[] = [];
-  try {
-    await waitForPort(port);
-    const context = tls.createSecureContext({ ca: benchCertificates().ca });
-    await openBatch(port, context, warmup, null);
-    await sleep(1_000);
-    const before = tallySnapshot(await takeSnapshot(child, directory));
-    await openBatch(port, context, connections, held);
-    await sleep(1_000);
-    const after = tallySnapshot(await takeSnapshot(child, directory));
-    const difference = new Map<string, Tally>();
-    for (const key of new Set([...before.keys(), ...after.keys()])) {
-      const from = before.get(key) ?? { count: 0, bytes: 0 };
-      const to = after.get(key) ?? { count: 0, bytes: 0 };
-      difference.set(key, { count: (to.count - from.count) / connections, bytes: (to.bytes - from.bytes) / connections });
-    }
-    return difference;
-  } finally {
-    for (const socket of held) socket.destroy();
-    child.kill();
-    rmSync(directory, { recursive: true, force: true });
-  }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 async function main(): Promise<void> {
@@ -197,24 +62,7 @@ async function main(): Promise<void> {
     .option('--warmup <n>', 'connections opened and reset before the first snapshot', integerOption(0, 100_000), 300)
     .option('--rows <n>', 'rows of the table, largest differences first', integerOption(1, 1_000), 25)
     .parse();
-  const options = program.opts<{ connections: number; warmup: number; rows: number }>();
-  const results = new Map<Server, Map<string, Tally>>();
-  for (const server of ['bare', 'keel'] as const) results.set(server, await measure(server, options.warmup, options.connections));
-  const bare = results.get('bare')!;
-  const keel = results.get('keel')!;
-  const total = (tallies: Map<string, Tally>): number => [...tallies.values()].reduce((sum, tally) => sum + tally.bytes, 0);
-  console.log(`Node ${process.version}, ${options.connections} idle TLS connections after ${options.warmup} reset ones; V8 heap (self size) per connection`);
-  console.log(`total: bare tls.Server ${total(bare).toFixed(0)} B, Keel ${total(keel).toFixed(0)} B, Keel beyond bare ${(total(keel) - total(bare)).toFixed(0)} B\n`);
-  console.log('   bare B  bare n   keel B  keel n  Keel-bare B  node type and constructor');
-  const keys = [...new Set([...bare.keys(), ...keel.keys()])];
-  const zero = { count: 0, bytes: 0 };
-  keys.sort((a, b) => Math.max(Math.abs((keel.get(b) ?? zero).bytes), Math.abs((bare.get(b) ?? zero).bytes)) - Math.max(Math.abs((keel.get(a) ?? zero).bytes), Math.abs((bare.get(a) ?? zero).bytes)));
-  for (const key of keys.slice(0, options.rows)) {
-    const [b, k] = [bare.get(key) ?? zero, keel.get(key) ?? zero];
-    console.log(
-      `${b.bytes.toFixed(0).padStart(9)} ${b.count.toFixed(2).padStart(7)} ${k.bytes.toFixed(0).padStart(8)} ${k.count.toFixed(2).padStart(7)} ${(k.bytes - b.bytes).toFixed(0).padStart(12)}  ${key}`,
-    );
-  }
+  await compareHeapPerConnection(overTls(), program.opts<{ connections: number; warmup: number; rows: number }>());
 }
 
 if (process.argv[2] === 'serve') serveBare(process.argv[3]!, process.argv[4]!, Number(process.argv[5]));
