@@ -804,7 +804,10 @@ export class SessionHandover {
    * - any other newer claim by B itself, or by a node that asked B for the session: hand over (it
    *   goes on from B at that claim's marker);
    * - a newer claim by A that asked for the session back (a hand-over to A is still on its way):
-   *   hand over (it comes back at A's own marker);
+   *   hand over (it comes back at A's own marker); but not when A's newest claim asked no one (A
+   *   holds the session as that claim's: it was adopted under an earlier claim of A whose own
+   *   hand-over is still open), then keep it (seed 10100156: handed over there, it went to a claim
+   *   the client had left, and no claim asked for it back);
    * - any other newer claim (A's own, its client back here): keep it for that claim.
    */
   private sourceServes(clientId: string, to: string, revision: number | null): SourceAnswer {
@@ -813,6 +816,9 @@ export class SessionHandover {
     const newest = this.host.newestClaim(clientId);
     if (newest === null || newest.revision <= revision) return 'hand-over';
     if (newest.node === this.host.nodeId) {
+      // This node's newest claim asked no one: it holds the session as that claim's own (its
+      // client back here after it came), whatever an earlier claim of this node still waits for.
+      if (newest.handoverFrom === null) return 'keep';
       const incoming = this.incoming.get(clientId);
       return incoming !== undefined && !incoming.gaveUp ? 'hand-over' : 'keep';
     }

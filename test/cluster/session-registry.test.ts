@@ -107,6 +107,45 @@ function handoverPuts(harness: Harness): KvSet[] {
   return harness.takeClusterRequests().filter((request): request is KvSet => request.op === 'kv-set' && request.bucket === handoverBucket);
 }
 
+/**
+ * This node's claim 6 asks b (a marker of its own); its client leaves; b claims 7 (asking this
+ * node); the client comes back here: claim 8 asks b again, with a marker of its own. b hands the
+ * session over at the older marker (6), and it is adopted for claim 8, whose own hand-over (at
+ * marker 8) is still to come. Returns claim 8 and its connection (its CONNECT waits for marker 8).
+ */
+function adoptAtOlderMarker(harness: Harness): { claim8: KvSet; second: TestClient } {
+  ownedBy(harness, 'mover', 'b', 5);
+  const first = harness.open(5);
+  sendConnect(first, 'mover', { cleanStart: false, expiry: 3600 });
+  const [claim6] = claims(harness);
+  answer(harness, claim6!, 6);
+  const [marker6] = harness.takeClusterRequests().filter((request): request is PublishDurable => request.op === 'publish-durable' && request.subject === handoverMarkerSubject);
+  first.drop();
+  harness.collect();
+  harness.broker.clusterKeyChanged(harness.nowMs, {
+    bucket: sessionsBucket,
+    key: sessionKey('mover'),
+    value: encodeOwner({ node: 'b', generation: '1.2', handoverFrom: 'a', lineageRevision: 5 }),
+    revision: 7,
+  });
+  harness.collect();
+  const second = harness.open(5);
+  sendConnect(second, 'mover', { cleanStart: false, expiry: 3600 });
+  const [claim8] = claims(harness);
+  answer(harness, claim8!, 8);
+  deliverMarker(harness, marker6!.headers, 1);
+  const records = [
+    { kind: 'session-created', clientId: 'mover', protocolVersion: 5, expiryIntervalSeconds: 3600 },
+    { kind: 'session-counters', clientId: 'mover', nextPacketId: 1, nextDeliverySequence: 1 },
+  ] as const;
+  const state = { header: { client: 'mover', from: 'b', to: 'a', sequence: 1, nowMs: harness.nowMs, cut: '1-0', willInMs: null, none: false }, records: [...records] };
+  harness.broker.clusterKeyChanged(harness.nowMs, { bucket: handoverBucket, key: handoverKey('mover', 1), value: encodeHandoverState(state), revision: 1 });
+  harness.collect();
+  expect(harness.logs.some((log) => log.event === 'session-adopted')).toBe(true);
+  expect(harness.broker.state.sessions.get('mover')?.claimRevision).toBe(8);
+  return { claim8: claim8!, second };
+}
+
 describe('cluster-wide client ids', () => {
   it('answers a CONNECT only once its claim is in the bucket, and handles what followed it after', () => {
     const harness = node();
@@ -618,45 +657,37 @@ describe('cluster-wide client ids', () => {
 
   it("resumes after a restart a session adopted at an older marker of its own while its newer claim waited: it is that claim's session", () => {
     const harness = node();
-    ownedBy(harness, 'mover', 'b', 5);
-    // This node's claim 6 asks b (a marker of its own); its client leaves; b claims 7; the client comes
-    // back here: claim 8 asks b again, with a marker of its own.
-    const first = harness.open(5);
-    sendConnect(first, 'mover', { cleanStart: false, expiry: 3600 });
-    const [claim6] = claims(harness);
-    answer(harness, claim6!, 6);
-    const [marker6] = harness.takeClusterRequests().filter((request): request is PublishDurable => request.op === 'publish-durable' && request.subject === handoverMarkerSubject);
-    first.drop();
-    harness.collect();
-    harness.broker.clusterKeyChanged(harness.nowMs, {
-      bucket: sessionsBucket,
-      key: sessionKey('mover'),
-      value: encodeOwner({ node: 'b', generation: '1.2', handoverFrom: 'a', lineageRevision: 5 }),
-      revision: 7,
-    });
-    harness.collect();
-    const second = harness.open(5);
-    sendConnect(second, 'mover', { cleanStart: false, expiry: 3600 });
-    const [claim8] = claims(harness);
-    answer(harness, claim8!, 8);
-    // b hands the session over at the older marker (6): adopted for claim 8, which b answers none.
-    deliverMarker(harness, marker6!.headers, 1);
-    const records = [
-      { kind: 'session-created', clientId: 'mover', protocolVersion: 5, expiryIntervalSeconds: 3600 },
-      { kind: 'session-counters', clientId: 'mover', nextPacketId: 1, nextDeliverySequence: 1 },
-    ] as const;
-    const state = { header: { client: 'mover', from: 'b', to: 'a', sequence: 1, nowMs: harness.nowMs, cut: '1-0', willInMs: null, none: false }, records: [...records] };
-    harness.broker.clusterKeyChanged(harness.nowMs, { bucket: handoverBucket, key: handoverKey('mover', 1), value: encodeHandoverState(state), revision: 1 });
-    harness.collect();
-    expect(harness.logs.some((log) => log.event === 'session-adopted')).toBe(true);
-    expect(harness.broker.state.sessions.get('mover')?.claimRevision).toBe(8);
+    const { claim8 } = adoptAtOlderMarker(harness);
     // A crash before marker 8; the client connects here again and resumes the adopted session.
-    restartSeeing(harness, claim8!.value, 8);
+    restartSeeing(harness, claim8.value, 8);
     const third = harness.open(5);
     sendConnect(third, 'mover', { cleanStart: false, expiry: 3600 });
     const [again] = claims(harness);
     expect(decodeOwner(again!.value!)).toEqual({ node: 'a', generation: expect.any(String) });
     answer(harness, again!, 9);
     expect(third.take()).toMatchObject([{ type: PacketType.Connack, reasonCode: 0, sessionPresent: true }]);
+  });
+  it("keeps at an older claim's marker the session its newest claim holds, asking no one, though an earlier claim's hand-over is still open (seed 10100156)", () => {
+    const harness = node();
+    const { second } = adoptAtOlderMarker(harness);
+    // The client leaves and comes back here before marker 8: claim 9 asks no one, the session is claim 8's.
+    second.drop();
+    harness.collect();
+    const third = harness.open(5);
+    sendConnect(third, 'mover', { cleanStart: false, expiry: 3600 });
+    const [claim9] = claims(harness);
+    expect(decodeOwner(claim9!.value!)).toEqual({ node: 'a', generation: expect.any(String) });
+    answer(harness, claim9!, 9);
+    // Its CONNECT waits, as the earlier one did, for claim 8's hand-over still under way.
+    expect(third.take()).toEqual([]);
+    // Then the marker of b's claim 7 (older than claim 9, asking this node) reaches the stream: the
+    // session stays here for claim 9 and b is answered none. Handed over, it would be on its way to
+    // a claim the client left, and no claim would ask for it back (claim 9 asks no one).
+    deliverMarker(harness, { 'Keel-Origin': 'b', 'Keel-Handover-Client': sessionKey('mover'), 'Keel-Handover-From': 'a', 'Keel-Handover-Revision': '7', 'Keel-Seq': '1-3' }, 2);
+    const puts = handoverPuts(harness);
+    expect(puts).toHaveLength(1);
+    expect(decodeHandoverState(puts[0]!.value!)?.header).toMatchObject({ client: 'mover', to: 'b', none: true });
+    expect(harness.broker.state.sessions.has('mover')).toBe(true);
+    expect(third.closed).toBe(false);
   });
 });
