@@ -764,7 +764,7 @@ export class SessionHandover {
     // outbox reached the stream after the move it was overtaken by). Unless the copy is older than
     // that newer claim's line (copyStale, seed 8100075): then it is ended below.
     const newest = this.host.newestClaim(clientId);
-    if (newest?.handoverFrom === this.host.nodeId && !this.copyStale(clientId, newest)) return this.host.markerDone(sequence, nowMs, []);
+    if (newest !== null && this.askedBy(newest) && !this.copyStale(clientId, newest)) return this.host.markerDone(sequence, nowMs, []);
     // Neither end nor a prior: a copy this node still holds is ended. It is stale when the session
     // moved on without it; it is the session itself only when the chain of moves still short of
     // the stream went past handoverPriorsMax priors (session-registry.ts): lost then, and the
@@ -784,8 +784,9 @@ export class SessionHandover {
    * seed 1200029), so it rests on the order of claims in `keel-sessions` (the marker carries its
    * claim's revision), not on who owns the key now:
    * - the marker's claim is the newest A has seen (or newer): hand over;
-   * - a newer claim by another node that asks A itself for the session at a newer marker: keep it
-   *   for that marker, whoever made the claim (B too). Handed to B here it would count on B
+   * - a newer claim by another node that asks A itself for the session at a newer marker (as the
+   *   node it asks or as a prior it names, askedBy): keep it for that marker, whoever made the
+   *   claim (B too). Handed to B here it would count on B
    *   adopting it at this older marker, but B may have given this hand-over up (its CONNECT
    *   answered with a fresh session) and drop the state as late, leaving A nothing for the newer
    *   marker (seed 5010652; 5010381 in the run it was found in). A claim that queued no marker of
@@ -825,8 +826,17 @@ export class SessionHandover {
     // The newest claim asks this node, at a marker after this one: the session waits here for it
     // (seed 5010652), when it is the session that claim asks for (seed 8100075). A claim without a
     // marker of its own may wait for this one (seed 7400512).
-    if (newest.handoverFrom === this.host.nodeId && newest.markerRevision > revision) return this.copyStale(clientId, newest) ? 'end' : 'keep';
+    if (this.askedBy(newest) && newest.markerRevision > revision) return this.copyStale(clientId, newest) ? 'end' : 'keep';
     return newest.node === to || newest.handoverFrom === to ? 'hand-over' : 'keep';
+  }
+
+  /**
+   * Whether `claim`'s marker asks this node for the session: as the node it asked, or as one of the
+   * priors it names (the chain of priors; seed 10200144: n2, named as a prior by the newest claim,
+   * ended its copy, the session, at an older claim's marker that did not name it).
+   */
+  private askedBy(claim: NewestClaim): boolean {
+    return claim.handoverFrom === this.host.nodeId || claim.priors.includes(this.host.nodeId);
   }
 
   /**

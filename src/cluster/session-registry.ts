@@ -266,6 +266,8 @@ export interface NewestClaim {
   readonly markerRevision: number;
   /** Its session's line (SessionOwner.lineageRevision; `revision` for a claim that asked no one), null when unknown. */
   readonly lineageRevision: number | null;
+  /** The earlier sources its marker names after `handoverFrom` (SessionOwner.priors; the chain of priors). */
+  readonly priors: readonly string[];
 }
 
 /** The value a claim puts into `keel-sessions`. */
@@ -387,7 +389,14 @@ export class SessionRegistry {
   newestClaim(clientId: string): NewestClaim | null {
     const known = this.known.get(clientId);
     if (known === undefined || !known.present || known.node === null) return null;
-    return { revision: known.revision, node: known.node, handoverFrom: known.handoverFrom, markerRevision: known.markerRevision, lineageRevision: known.lineageRevision };
+    return {
+      revision: known.revision,
+      node: known.node,
+      handoverFrom: known.handoverFrom,
+      markerRevision: known.markerRevision,
+      lineageRevision: known.lineageRevision,
+      priors: known.priors,
+    };
   }
 
   /** Whether the watch has replayed the bucket since the link came up (or the node started): markers may be read. */

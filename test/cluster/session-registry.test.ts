@@ -690,4 +690,19 @@ describe('cluster-wide client ids', () => {
     expect(harness.broker.state.sessions.has('mover')).toBe(true);
     expect(third.closed).toBe(false);
   });
+  it("keeps its copy at an older claim's marker that does not name it, while the newest claim names it as a prior (seed 10200144)", () => {
+    const harness = node();
+    connectClaimed(harness, 'mover', 2, { cleanStart: true, expiry: 3600 }).subscribe(['x/#']);
+    // c's claim 9 asks b, and names this node as a prior: b's move of the session from here has not
+    // reached the stream, so the session may still be here, and it is (made under claim 2, the line).
+    const newest = encodeOwner({ node: 'c', generation: '1.5', handoverFrom: 'b', lineageRevision: 2, priors: ['a'] });
+    harness.broker.clusterKeyChanged(harness.nowMs, { bucket: sessionsBucket, key: sessionKey('mover'), value: newest, revision: 9 });
+    harness.collect();
+    // The marker of b's older claim 5 (asking c) names neither this node nor a prior: the copy here
+    // waits for claim 9's marker, where this node answers as its prior.
+    deliverMarker(harness, { 'Keel-Origin': 'b', 'Keel-Handover-Client': sessionKey('mover'), 'Keel-Handover-From': 'c', 'Keel-Handover-Revision': '5', 'Keel-Seq': '1-1' }, 1);
+    expect(harness.logs.some((log) => log.event === 'handover-copy-ended')).toBe(false);
+    expect(harness.broker.state.sessions.has('mover')).toBe(true);
+    expect(harness.broker.state.cluster!.appliedSequence).toBe(1);
+  });
 });
