@@ -542,6 +542,18 @@ const clusterRegressionSeeds: readonly {
       'session-lost (vopr --plant-cluster handover-serves-older-marker --nodes 3 --handover-movers from 10,200,400, the first build of faults aimed at hand-over steps; the real build fails alike): m200 got session present 0 on n1 (generation 9) in a world with connack-patience=1000ms; not traced further. Passes on the build with the chain of priors (merged after it was found); not traced whether the chain is what mended it',
   },
   {
+    seed: 10200550,
+    nodes: 3,
+    handoverMovers: true,
+    lostDisk: true,
+    largePayloads: true,
+    heavySessions: true,
+    handoverFaults: true,
+    open: 'session-lost',
+    found:
+      'session-lost (vopr --nodes 3 --handover-movers from 10,200,000 on the build whose prior rule reached sourceServes too; passes on the builds before it): at the marker of claim 11 (n0 the source, asking n1), n0 kept the session for the newest claim 12 (n2, asking n1, naming n0 as a prior) instead of handing it to n1; the session then went a different way and was lost three moves later (m200, session present 0 on n0, generation 16)',
+  },
+  {
     seed: 10200144,
     nodes: 3,
     handoverMovers: true,
