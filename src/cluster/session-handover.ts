@@ -784,9 +784,10 @@ export class SessionHandover {
    * seed 1200029), so it rests on the order of claims in `keel-sessions` (the marker carries its
    * claim's revision), not on who owns the key now:
    * - the marker's claim is the newest A has seen (or newer): hand over;
-   * - a newer claim by another node that asks A itself for the session at a newer marker (as the
-   *   node it asks or as a prior it names, askedBy): keep it for that marker, whoever made the
-   *   claim (B too). Handed to B here it would count on B
+   * - a newer claim by another node that asks A itself for the session at a newer marker: keep it
+   *   for that marker, whoever made the claim (B too). Not when it names A as a prior only: as the
+   *   source of an older claim's marker, A hands over there, and the session goes on along the
+   *   chain (seed 10200550: kept for the newer marker instead, it was lost three moves later). Handed to B here it would count on B
    *   adopting it at this older marker, but B may have given this hand-over up (its CONNECT
    *   answered with a fresh session) and drop the state as late, leaving A nothing for the newer
    *   marker (seed 5010652; 5010381 in the run it was found in). A claim that queued no marker of
@@ -826,14 +827,15 @@ export class SessionHandover {
     // The newest claim asks this node, at a marker after this one: the session waits here for it
     // (seed 5010652), when it is the session that claim asks for (seed 8100075). A claim without a
     // marker of its own may wait for this one (seed 7400512).
-    if (this.askedBy(newest) && newest.markerRevision > revision) return this.copyStale(clientId, newest) ? 'end' : 'keep';
+    if (newest.handoverFrom === this.host.nodeId && newest.markerRevision > revision) return this.copyStale(clientId, newest) ? 'end' : 'keep';
     return newest.node === to || newest.handoverFrom === to ? 'hand-over' : 'keep';
   }
 
   /**
    * Whether `claim`'s marker asks this node for the session: as the node it asked, or as one of the
    * priors it names (the chain of priors; seed 10200144: n2, named as a prior by the newest claim,
-   * ended its copy, the session, at an older claim's marker that did not name it).
+   * ended its copy, the session, at an older claim's marker that did not name it). Used where a
+   * node neither end nor prior of a marker decides whether to keep its copy (markerArrived).
    */
   private askedBy(claim: NewestClaim): boolean {
     return claim.handoverFrom === this.host.nodeId || claim.priors.includes(this.host.nodeId);
