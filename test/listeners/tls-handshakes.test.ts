@@ -49,7 +49,8 @@ interface Stage {
   readonly secured: { socket: tls.TLSSocket; remoteAddress: string }[];
 }
 
-function openStage(): Stage {
+/** A TLS stage over the test certificate; `onSecure` sees each finished handshake too. */
+function openStage(onSecure: (socket: tls.TLSSocket, remoteAddress: string) => void = () => undefined): Stage {
   const credentials = WatchedCredentials.open({ certFile: certificates.serverCert, keyFile: certificates.serverKey, caFile: null }, 'mqtts:test', () => undefined);
   if ('problems' in credentials) throw new Error(credentials.problems.join('; '));
   const failureLines: Record<string, unknown>[] = [];
@@ -62,7 +63,10 @@ function openStage(): Stage {
     connectTimeoutMs: 5_000,
     credentials,
     failures,
-    onSecure: (socket, remoteAddress) => secured.push({ socket, remoteAddress }),
+    onSecure: (socket, remoteAddress) => {
+      secured.push({ socket, remoteAddress });
+      onSecure(socket, remoteAddress);
+    },
   });
   return { handshakes, failures, failureLines, secured };
 }
@@ -130,22 +134,11 @@ describe('TlsHandshakes', () => {
       bare.emit('connection', socket);
     });
 
-    const credentials = WatchedCredentials.open({ certFile: certificates.serverCert, keyFile: certificates.serverKey, caFile: null }, 'mqtts:test', () => undefined);
-    if ('problems' in credentials) throw new Error(credentials.problems.join('; '));
-    const failures = new HandshakeFailures('mqtts:test', () => undefined);
     let tcp: net.Socket | null = null;
     let secured: ((socket: net.Socket) => void) | null = null;
-    const handshakes = new TlsHandshakes({
-      alpnProtocols: ['mqtt'],
-      requireClientCertificate: false,
-      identityAsUsername: false,
-      connectTimeoutMs: 5_000,
-      credentials,
-      failures,
-      onSecure: (_socket, remoteAddress) => {
-        expect(remoteAddress).toMatch(/^127\.0\.0\.1:\d+$/);
-        secured!(tcp!);
-      },
+    const { handshakes, failures } = openStage((_socket, remoteAddress) => {
+      expect(remoteAddress).toMatch(/^127\.0\.0\.1:\d+$/);
+      secured!(tcp!);
     });
     try {
       const keelCount = await closeListenersAfterHandshake((socket, done) => {
