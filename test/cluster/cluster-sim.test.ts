@@ -565,6 +565,16 @@ const clusterRegressionSeeds: readonly {
   },
 ];
 
+/** Of seeds 0 to 999 with `nodes` nodes, how many `--handover-movers` worlds have `addition`; none without movers has it. */
+function moverWorldsWith(addition: 'handoverFaults' | 'heavySessions', nodes: number): number {
+  let count = 0;
+  for (let seed = 0; seed < 1_000; seed++) {
+    if (chooseClusterShape(seed, nodes, true)[addition] !== null) count += 1;
+    expect(chooseClusterShape(seed, nodes, false)[addition]).toBeNull();
+  }
+  return count;
+}
+
 /**
  * A regression seed replays the world it was found in: only those marked `largePayloads` were
  * found with large payloads, only those marked `lostDisk` with lost disks, only those marked
@@ -633,11 +643,7 @@ describe('cluster simulation', () => {
   }, 180_000);
 
   it('aims crashes and cuts at the steps of hand-overs in about two worlds in five with --handover-movers, drawn from streams of their own', () => {
-    let aimed = 0;
-    for (let seed = 0; seed < 1_000; seed++) {
-      if (chooseClusterShape(seed, 2, true).handoverFaults !== null) aimed += 1;
-      expect(chooseClusterShape(seed, 2, false).handoverFaults).toBeNull();
-    }
+    const aimed = moverWorldsWith('handoverFaults', 2);
     expect(aimed).toBeGreaterThan(300);
     expect(aimed).toBeLessThan(480);
     // The rest of the shape is what the seed chose without them.
@@ -687,11 +693,7 @@ describe('cluster simulation', () => {
   }, 180_000);
 
   it('moves sessions of several MiB in parts in about three worlds in ten with --handover-movers, where the truncating hand-over of before fails', () => {
-    let heavy = 0;
-    for (let seed = 0; seed < 1_000; seed++) {
-      if (chooseClusterShape(seed, 3, true).heavySessions !== null) heavy += 1;
-      expect(chooseClusterShape(seed, 3, false).heavySessions).toBeNull();
-    }
+    const heavy = moverWorldsWith('heavySessions', 3);
     expect(heavy).toBeGreaterThan(220);
     expect(heavy).toBeLessThan(380);
     // Drawn from a stream of its own: the rest of the shape is what the seed chose without it.
