@@ -563,6 +563,18 @@ const clusterRegressionSeeds: readonly {
     found:
       'session-lost (vopr --nodes 3 --handover-movers from 10,200,000, the first build of faults aimed at hand-over steps): m200 got session present 0 on n0 (generation 18), with connack-patience=300ms; not traced further (possibly the known limit of a client that moves on twice while earlier markers are short of the stream). Traced since: n2 held the session (made under claim 2, the line of the newest claim 48, by n0, which asked n1 and named n2 as a prior); at the marker of the older claim 20 (by n1, asking n0), which named neither, n2 ended its copy (handover-copy-ended), the rule keeping a copy for a newer claim that asks the node knowing no priors. Passes since a claim naming the node as a prior counts as asking it',
   },
+  {
+    seed: 13200130,
+    nodes: 2,
+    handoverMovers: true,
+    lostDisk: true,
+    largePayloads: true,
+    heavySessions: true,
+    handoverFaults: true,
+    open: 'acknowledged-lost',
+    found:
+      'acknowledged-lost (vopr --nodes 2 --handover-movers from 13,200,000 on main at 6b998f5, 1 of 300): c200 never got the acknowledged QoS 2 message 8|2 on u/a (sent at 336 ms); a world of 4 node restarts, 1 NATS restart, 3 partitions and aimed faults at 3 claims and 2 cut sources; not traced yet',
+  },
 ];
 
 /** Of seeds 0 to 999 with `nodes` nodes, how many `--handover-movers` worlds have `addition`; none without movers has it. */
