@@ -364,6 +364,7 @@ export class ClusterNode {
       routeOnly: (clientId, handoff, nowMs) => this.routeOwn(clientId, handoff, nowMs),
       ownedHere: (clientId) => this.sessions.ownedHere(clientId),
       newestClaim: (clientId) => this.sessions.newestClaim(clientId),
+      pendingWin: (clientId, revision) => this.sessions.pendingWin(clientId, revision),
       markerPassed: (clientId, node, revision) => this.sessions.markerPassed(clientId, node, revision),
       logEntry: (subject, headers, payload) => {
         const id = this.durable.nextOutboxId;

@@ -458,6 +458,8 @@ export interface HandoverHost {
   markerPassed(clientId: string, node: string, revision: number): void;
   /** The newest claim of `clientId` this node has seen in `keel-sessions`, null when none. */
   newestClaim(clientId: string): NewestClaim | null;
+  /** Whether this node's claim of `clientId` at `revision` won (the watch shows it) and its answer has not come yet (session-registry.ts). */
+  pendingWin(clientId: string, revision: number): boolean;
   /** Logs an outbox entry that is no hand-off (a rule, a source's answer); returns its id. */
   logEntry(subject: string, headers: Record<string, string>, payload?: Uint8Array): number;
   /** The entry is done. */
@@ -822,7 +824,12 @@ export class SessionHandover {
       // client back here after it came), whatever an earlier claim of this node still waits for.
       if (newest.handoverFrom === null) return 'keep';
       const incoming = this.incoming.get(clientId);
-      return incoming !== undefined && !incoming.gaveUp ? 'hand-over' : 'keep';
+      // Its hand-over has not begun yet when the watch showed the claim before the claim's own
+      // answer came: it is on its way all the same (seed 13200130: kept here, the session stayed
+      // behind as a copy, and the fresh session the older claim's node made for want of it came
+      // back at this claim's marker over it, with an acknowledged QoS 2 message it lacked).
+      if (incoming === undefined) return this.host.pendingWin(clientId, newest.revision) ? 'hand-over' : 'keep';
+      return incoming.gaveUp ? 'keep' : 'hand-over';
     }
     // The newest claim asks this node, at a marker after this one: the session waits here for it
     // (seed 5010652), when it is the session that claim asks for (seed 8100075). A claim without a

@@ -313,6 +313,12 @@ interface Claim {
   /** The generation its last attempt wrote, '' before the first. */
   generation: string;
   /**
+   * The revision at which the watch showed the attempt out now (its generation) in the bucket,
+   * before the attempt's own answer came; null otherwise. The claim won there, and its hand-over
+   * begins when that answer comes (`pendingWin`).
+   */
+  shownAt: number | null;
+  /**
    * Attempts whose answer never came or said nothing of the outcome (the link dropped while they
    * were out, or they failed with `unavailable` or `timeout`): any of them may have won in the
    * bucket. The watch showing one's generation is this claim's win (`wonUnanswered`), with the
@@ -386,6 +392,16 @@ export class SessionRegistry {
   }
 
   /** The newest claim of `clientId` this node has seen (revision, owner, the node it asked), null when none. */
+  /**
+   * Whether the claim of `clientId` at `revision` is one of this node's whose attempt the watch
+   * showed winning before the attempt's answer came: its hand-over (if it asked for one) has not
+   * begun here yet, and begins when that answer comes.
+   */
+  pendingWin(clientId: string, revision: number): boolean {
+    for (const claim of this.claimsByClient.get(clientId) ?? noClaims) if (claim.requestId !== 0 && claim.shownAt === revision) return true;
+    return false;
+  }
+
   newestClaim(clientId: string): NewestClaim | null {
     const known = this.known.get(clientId);
     if (known === undefined || !known.present || known.node === null) return null;
@@ -438,6 +454,7 @@ export class SessionRegistry {
       lineageRevision: null,
       priors: noPriors,
       generation: '',
+      shownAt: null,
       unanswered: [],
     };
     this.claims.set(connection.id, claim);
@@ -766,7 +783,10 @@ export class SessionRegistry {
       priors: owner?.priors ?? noPriors,
       markerPassed: false,
     });
-    if (owner !== null && owner.node === this.nodeId) this.wonUnanswered(clientId, owner, change.revision, nowMs);
+    if (owner !== null && owner.node === this.nodeId) {
+      this.wonUnanswered(clientId, owner, change.revision, nowMs);
+      for (const claim of this.claimsByClient.get(clientId) ?? noClaims) if (claim.requestId !== 0 && claim.generation === owner.generation) claim.shownAt = change.revision;
+    }
     // Claims that failed on the revision this change replaces go again at this one.
     for (const claim of this.claimsByClient.get(clientId) ?? noClaims) {
       if (claim.requestId === 0 && claim.triedRevision !== null) this.issue(claim);
