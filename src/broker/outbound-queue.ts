@@ -124,16 +124,27 @@ export function publishPacketFor(message: StoredMessage, version: ProtocolVersio
 const plainPacket: PublishPacket = { type: PacketType.Publish, dup: false, qos: 0, retain: false, topic: '', payload: new Uint8Array(0) };
 const noPayload = plainPacket.payload;
 
-/** `encodePublish(publishPacketFor(...))`, without building a packet when it has no properties. */
-export function encodePublishFor(message: StoredMessage, version: ProtocolVersion, qos: Qos, retain: boolean, subscriptionIds: readonly number[], nowMs: number): EncodedPublish {
+/**
+ * `encodePublish(publishPacketFor(...))`, without building a packet when it has no properties;
+ * into `into` when given (encoder.ts).
+ */
+export function encodePublishFor(
+  message: StoredMessage,
+  version: ProtocolVersion,
+  qos: Qos,
+  retain: boolean,
+  subscriptionIds: readonly number[],
+  nowMs: number,
+  into?: EncodedPublish,
+): EncodedPublish {
   const hasProperties = version === 5 && (message.properties !== undefined || message.expiryAtMs !== null || subscriptionIds.length > 0);
-  if (hasProperties) return encodePublish(publishPacketFor(message, version, qos, retain, subscriptionIds, nowMs), version);
+  if (hasProperties) return encodePublish(publishPacketFor(message, version, qos, retain, subscriptionIds, nowMs), version, into);
   assert(plainPacket.packetId === undefined && plainPacket.properties === undefined, 'the plain packet stays plain');
   plainPacket.qos = qos;
   plainPacket.retain = retain;
   plainPacket.topic = message.topic;
   plainPacket.payload = message.payload;
-  const encoded = encodePublish(plainPacket, version);
+  const encoded = encodePublish(plainPacket, version, into);
   // Let go of the payload: it may be a view of a whole receive buffer.
   plainPacket.payload = noPayload;
   plainPacket.topic = '';

@@ -11,7 +11,8 @@
  *
  * The message is stored once (only if some delivery is QoS 1/2) and each PUBLISH variant
  * (protocol version, QoS, RETAIN flag, subscription identifiers) is encoded once per route; QoS
- * 1/2 receivers get `withPacketId` copies of the shared encoding.
+ * 1/2 receivers get the shared encoding through `withPacketId` (the first one the encoding
+ * itself, each later one a copy).
  *
  * Allocation per routed message is kept to what leaves the router (the encoding, the stored
  * message, delivery records): targets and variants are reused slots; a target without
@@ -295,9 +296,9 @@ export class Router implements MatchSink<SubscriptionState> {
         return variant.encoded;
       }
     }
-    const encoded = encodePublishFor(message, version, target.qos, target.retain, target.subscriptionIds, nowMs);
     let variant = variants[this.variantCount];
     if (variant === undefined) {
+      const encoded = encodePublishFor(message, version, target.qos, target.retain, target.subscriptionIds, nowMs);
       variant = { version, qos: target.qos, retain: target.retain, subscriptionIds: target.subscriptionIds, encoded };
       variants.push(variant);
     } else {
@@ -305,10 +306,11 @@ export class Router implements MatchSink<SubscriptionState> {
       variant.qos = target.qos;
       variant.retain = target.retain;
       variant.subscriptionIds = target.subscriptionIds;
-      variant.encoded = encoded;
+      // The slot's own EncodedPublish is refilled: nothing holds it past the route that made it.
+      encodePublishFor(message, version, target.qos, target.retain, target.subscriptionIds, nowMs, variant.encoded);
     }
     this.variantCount += 1;
-    return encoded;
+    return variant.encoded;
   }
 }
 

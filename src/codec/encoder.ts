@@ -13,14 +13,16 @@
  * DISCONNECT and AUTH with reason 0 and no properties have remaining length 0.
  *
  * A PUBLISH going to many receivers is encoded once with `encodePublish`; `withPacketId` then
- * makes each receiver's copy with one memcpy and three byte writes (packet identifier and DUP).
+ * gives the first QoS 1/2 receiver the encoding itself with its packet identifier and DUP flag
+ * written in, and each later one a copy (one memcpy and three byte writes): with one subscriber,
+ * the common case, the PUBLISH is written once and never copied.
  * Output buffers come from byte-pool.ts: a medium-sized packet may be a view into a shared slab,
  * so users of the bytes must honour `byteOffset` and `byteLength`.
  * Malformed input to the encoder (a string over 65535 bytes, a property in a packet that cannot
  * carry it, AUTH on 3.1.1) is a programmer error and fails an assertion.
  */
 import { assert } from '../assert.js';
-import { allocateBytes } from './byte-pool.js';
+import { allocateBytes, allocatePooledBytes } from './byte-pool.js';
 import { binaryLength, stringLength, variableIntegerLength, writeBinary, writeString, writeUint16, writeVariableInteger } from './byte-writer.js';
 import {
   type AckPacket,
@@ -79,10 +81,18 @@ export interface EncodedPublish {
   bytes: Uint8Array;
   /** Offset of the two packet identifier bytes, or -1 for QoS 0. */
   packetIdOffset: number;
+  /**
+   * Whether `withPacketId` gave `bytes` itself to a receiver: from then on they are that
+   * receiver's (read-only, maybe still waiting to be written), and later receivers get copies.
+   */
+  handedOut: boolean;
 }
 
-/** Encodes a PUBLISH once; `packet.packetId` may be absent, and is filled per receiver. */
-export function encodePublish(packet: PublishPacket, version: ProtocolVersion): EncodedPublish {
+/**
+ * Encodes a PUBLISH once; `packet.packetId` may be absent, and is filled per receiver. `into`, when
+ * given, is filled and returned instead of a new object (a router's reusable variant slot).
+ */
+export function encodePublish(packet: PublishPacket, version: ProtocolVersion, into?: EncodedPublish): EncodedPublish {
   assert(packet.qos >= 0 && packet.qos <= 2, 'PUBLISH QoS is 0, 1 or 2');
   assert(packet.qos > 0 || !packet.dup, 'DUP must be 0 on QoS 0 [MQTT-3.3.1-2]');
   const topicLength = stringLength(packet.topic);
@@ -101,15 +111,29 @@ export function encodePublish(packet: PublishPacket, version: ProtocolVersion): 
   if (version === 5) offset = writePropertiesBlock(bytes, offset, packet.properties, propertiesLength);
   bytes.set(packet.payload, offset);
   assert(offset + packet.payload.length === bytes.length, 'PUBLISH size pass and write pass agree');
-  return { bytes, packetIdOffset };
+  if (into === undefined) return { bytes, packetIdOffset, handedOut: false };
+  into.bytes = bytes;
+  into.packetIdOffset = packetIdOffset;
+  into.handedOut = false;
+  return into;
 }
 
-/** A copy of `encoded` with the packet identifier (and the DUP flag) set for one receiver. */
+/**
+ * The PUBLISH for one receiver, with its packet identifier and DUP flag: the first time, the
+ * encoding itself, written in place (a copy made for it alone was the larger part of a QoS 1
+ * message's young-generation garbage); after that a copy of it, which leaves the bytes already
+ * given out untouched.
+ */
 export function withPacketId(encoded: EncodedPublish, packetId: number, dup: boolean): Uint8Array {
   assert(encoded.packetIdOffset > 0, 'withPacketId needs a QoS 1 or 2 PUBLISH');
   assert(Number.isInteger(packetId) && packetId >= 1 && packetId <= 0xffff, 'packet identifier is 1..65535');
-  const bytes = allocateBytes(encoded.bytes.length);
-  bytes.set(encoded.bytes);
+  let bytes = encoded.bytes;
+  if (encoded.handedOut) {
+    bytes = allocateBytes(encoded.bytes.length);
+    bytes.set(encoded.bytes);
+  } else {
+    encoded.handedOut = true;
+  }
   bytes[0] = dup ? bytes[0]! | 0x08 : bytes[0]! & 0xf7;
   bytes[encoded.packetIdOffset] = packetId >>> 8;
   bytes[encoded.packetIdOffset + 1] = packetId & 0xff;
@@ -236,7 +260,8 @@ function encodeAck(packet: AckPacket<4 | 5 | 6 | 7>, version: ProtocolVersion): 
   // Sections 3.4.2.1 and following: reason code and property length may be left out.
   if (version === 5 && (packet.reasonCode !== 0 || propertiesLength > 0)) remainingLength = 3;
   if (version === 5 && propertiesLength > 0) remainingLength += variableIntegerLength(propertiesLength) + propertiesLength;
-  const bytes = allocatePacket(remainingLength);
+  // From the slab even when tiny: one is made per QoS 1/2 message (byte-pool.ts).
+  const bytes = allocatePooledBytes(1 + variableIntegerLength(remainingLength) + remainingLength);
   let offset = writeFixedHeader(bytes, firstByte, remainingLength);
   offset = writeUint16(bytes, offset, checkPacketId(packet.packetId));
   if (remainingLength >= 3) bytes[offset++] = packet.reasonCode;

@@ -29,6 +29,7 @@ import type { Properties, ProtocolVersion, Qos, Will } from '../codec/packets.js
 import type { StreamDefinition } from '../config.js';
 import type { StorageRequest, StorageResult } from '../contract.js';
 import { isBrokerTopic } from '../topics/validate.js';
+import { IntegerKeyTable } from './integer-key-table.js';
 import type { StreamStore } from './streams/stream-store.js';
 
 /** A subscription as a session holds it. `filter` is the full filter (with any `$share/` prefix). */
@@ -92,8 +93,8 @@ export interface SessionState {
    * (see `noSubscriptions`) and get their own on the first write, through the `own*` functions.
    */
   subscriptions: Map<string, SubscriptionState>;
-  /** Deliveries with a packet identifier, in the order they were first sent. */
-  inflight: Map<number, Delivery>;
+  /** Deliveries with a packet identifier, in the order they were first sent (integer-key-table.ts: no Map, whose deletes make garbage). */
+  inflight: IntegerKeyTable<Delivery>;
   /**
    * Deliveries waiting for room in the inflight window, oldest first (increasing sequence). Starts
    * as the shared empty queue like the collections below, and gets its own on the first push
@@ -570,6 +571,12 @@ class SharedEmptyMap<K, V> extends Map<K, V> {
   }
 }
 
+class SharedEmptyTable<V> extends IntegerKeyTable<V> {
+  override set(): this {
+    assert(false, 'a shared empty table is never written: take the session its own first');
+  }
+}
+
 class SharedEmptySet<T> extends Set<T> {
   override add(): this {
     assert(false, 'a shared empty set is never written: take the session its own first');
@@ -583,7 +590,7 @@ class SharedEmptyQueue extends DeliveryQueue {
 }
 
 const noSubscriptions: Map<string, SubscriptionState> = new SharedEmptyMap();
-const noInflight: Map<number, Delivery> = new SharedEmptyMap();
+const noInflight: IntegerKeyTable<Delivery> = new SharedEmptyTable();
 const noIncomingQos2: Set<number> = new SharedEmptySet();
 const noStreamPositions: Map<string, StreamPosition> = new SharedEmptyMap();
 /** Only `push` adds to a queue, so the shared one stays empty and its other methods are safe. */
@@ -596,8 +603,8 @@ export function ownSubscriptions(session: SessionState): Map<string, Subscriptio
 }
 
 /** The session's own inflight map, made on its first write. */
-export function ownInflight(session: SessionState): Map<number, Delivery> {
-  if (session.inflight === noInflight) session.inflight = new Map();
+export function ownInflight(session: SessionState): IntegerKeyTable<Delivery> {
+  if (session.inflight === noInflight) session.inflight = new IntegerKeyTable();
   return session.inflight;
 }
 

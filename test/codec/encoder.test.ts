@@ -54,6 +54,17 @@ describe('encodePublish', () => {
     expect(withPacketId(encoded, 0x0a0b, true)).toEqual(bytes(0x3b, 8, 0, 2, 0x61, 0x62, 0x0a, 0x0b, 0, 9));
     expect(withPacketId(encoded, 7, false)[0]).toBe(0x33);
   });
+  it('refills a given EncodedPublish, which hands out its new bytes again', () => {
+    const encoded = encodePublish({ type: 3, dup: false, qos: 1, retain: false, topic: 'a', payload: bytes(1) }, 4);
+    const first = withPacketId(encoded, 1, false);
+    expect(encoded.handedOut).toBe(true);
+    const refilled = encodePublish({ type: 3, dup: false, qos: 1, retain: false, topic: 'b', payload: bytes(2) }, 4, encoded);
+    expect(refilled).toBe(encoded);
+    expect(refilled.handedOut).toBe(false);
+    expect(withPacketId(refilled, 2, false)).toBe(refilled.bytes);
+    expect(refilled.bytes).toEqual(bytes(0x32, 6, 0, 1, 0x62, 0, 2, 2));
+    expect(first).toEqual(bytes(0x32, 6, 0, 1, 0x61, 0, 1, 1));
+  });
   it('writes non-ASCII topics as UTF-8 with the byte length as prefix', () => {
     const encoded = encodePublish({ type: 3, dup: false, qos: 0, retain: false, topic: 'é😀', payload: bytes() }, 4);
     expect(encoded.bytes).toEqual(bytes(0x30, 8, 0, 6, 0xc3, 0xa9, 0xf0, 0x9f, 0x98, 0x80));

@@ -186,9 +186,11 @@ describe('zero-copy payloads', () => {
 
 describe('encodePublish and withPacketId', () => {
   for (const version of [4, 5] as const) {
-    it(`version ${version}: patched copies equal a direct encoding with that id and DUP`, () => {
+    // The first receiver gets the encoding itself, patched in place; every later one a copy, made
+    // without touching the bytes already given out (they may still wait to be written).
+    it(`version ${version}: the first receiver's bytes and later copies equal a direct encoding with that id and DUP`, () => {
       fc.assert(
-        fc.property(publishArbitrary(version), fc.integer({ min: 1, max: 0xffff }), fc.boolean(), (packet, packetId, dup) => {
+        fc.property(publishArbitrary(version), fc.integer({ min: 1, max: 0xffff }), fc.boolean(), fc.integer({ min: 1, max: 0xffff }), fc.boolean(), (packet, packetId, dup, laterId, laterDup) => {
           const { packetId: _ignored, ...withoutId } = packet;
           const encoded = encodePublish(withoutId, version);
           if (packet.qos === 0) {
@@ -196,10 +198,14 @@ describe('encodePublish and withPacketId', () => {
             expect(encoded.bytes).toEqual(encodePacket(packet, version));
             return;
           }
-          const original = encoded.bytes.slice();
-          const copy = withPacketId(encoded, packetId, dup);
-          expect(copy).toEqual(encodePacket({ ...packet, packetId, dup }, version));
-          expect(encoded.bytes).toEqual(original); // the shared encoding is untouched
+          const first = withPacketId(encoded, packetId, dup);
+          expect(first).toBe(encoded.bytes);
+          const expectedFirst = encodePacket({ ...packet, packetId, dup }, version);
+          expect(first).toEqual(expectedFirst);
+          const later = withPacketId(encoded, laterId, laterDup);
+          expect(later).not.toBe(first);
+          expect(later).toEqual(encodePacket({ ...packet, packetId: laterId, dup: laterDup }, version));
+          expect(first).toEqual(expectedFirst); // the bytes given out are untouched
         }),
         { numRuns: 300 },
       );

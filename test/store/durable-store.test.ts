@@ -74,6 +74,13 @@ function history(seed: string, length: number): StateRecord[] {
   return records;
 }
 
+/** The state after `records`, made afresh: canonical() finishes a replay, which changes the state. */
+function stateAfter(records: readonly StateRecord[]): DurableState {
+  const state = createDurableState();
+  for (const record of records) applyRecord(state, record);
+  return state;
+}
+
 /**
  * The state as text, keys sorted: a binary record's MQTT 5.0 properties read back in the codec's
  * order (by identifier), not in the order the live record's object had them.
@@ -133,12 +140,7 @@ describe('durable state store', () => {
       fc.property(fc.string({ minLength: 1, maxLength: 6 }), fc.integer({ min: 0, max: 300 }), fc.constantFrom(1500, 1 << 30), (seed, crashAfter, snapshotLogBytes) => {
         const records = history(seed, 160);
         const prefixStates: string[] = [];
-        const shadow = createDurableState();
-        prefixStates.push(canonical(structuredClone(shadow)));
-        for (const record of records) {
-          applyRecord(shadow, record);
-          prefixStates.push(canonical(structuredClone(shadow)));
-        }
+        for (let length = 0; length <= records.length; length++) prefixStates.push(canonical(stateAfter(records.slice(0, length))));
         const disk = new SimulatedDisk(seedrandom(`${seed}-disk`), { ioErrorRate: 0, readErrorRate: 0, tornWriteRate: 0.5, capacityBytes: 1 << 30 });
         const { store, state } = open(disk, snapshotLogBytes);
         let budget = crashAfter;

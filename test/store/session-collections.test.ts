@@ -64,7 +64,7 @@ describe('session collections', () => {
     applyRecord(state, created('a'));
     const session: SessionState = state.sessions.get('a')!;
     expect(() => session.incomingQos2.add(1)).toThrow(/shared empty set/);
-    expect(() => session.inflight.set(1, undefined as never)).toThrow(/shared empty map/);
+    expect(() => session.inflight.set(1, undefined as never)).toThrow(/shared empty table/);
     expect(() => session.queue.push({ sequence: 1, messageId: 1, qos: 1, retain: false, subscriptionIds: [], packetId: 0, phase: 'queued' })).toThrow(/shared empty queue/);
     applyRecord(state, created('b'));
     expect(state.sessions.get('b')!.incomingQos2.size).toBe(0);
