@@ -99,6 +99,10 @@ export interface StreamFiles {
   releasedOffset: number;
   writtenOffset: number;
   syncedOffset: number;
+  /** Frame bytes of the released entries not yet written (from `writtenOffset` to `releasedOffset`). */
+  unwrittenBytes: number;
+  /** Entries below it are written without gathering streamWriteBytesMin first (recovery's, written back). */
+  writeThroughOffset: number;
   /** The request the writer waits for, one at a time per stream. */
   step: WriterStep;
   /** A new segment's name is not yet durable in the directory. */
@@ -121,6 +125,8 @@ export function createStreamFiles(name: string, startOffset: number): StreamFile
     releasedOffset: startOffset,
     writtenOffset: startOffset,
     syncedOffset: startOffset,
+    unwrittenBytes: 0,
+    writeThroughOffset: startOffset,
     step: 'idle',
     directoryDirty: false,
     sealRequested: false,
