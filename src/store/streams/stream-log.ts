@@ -33,8 +33,8 @@ import type { DurableState, StateRecord, StreamSnapshotSource, StreamState } fro
 import { streamAppendedEntryBodyStart } from '../stream-appended-codec.js';
 import { type ScanResult, scanSegmentFrames } from './segment-scan.js';
 import { createLastValueState, noteLatest, SegmentCompaction, TopicScan } from './stream-compaction.js';
-import { decodeEntryAt, entryFrameBytes, payloadLength, ReadEntry, type StreamEntry, writeEntryFrame } from './stream-entry.js';
-import { createStreamFiles, dropTailBelow, indexFileName, pushTail, type Segment, type StreamFiles, segmentFileName, segmentIndexFor, tailEnd, tailEntryAt } from './stream-files.js';
+import { decodeEntryAt, entryFrameBytes, payloadLength, type StreamEntry, writeEntryFrame } from './stream-entry.js';
+import { AppendedEntry, createStreamFiles, dropTailBelow, indexFileName, pushTail, type Segment, type StreamFiles, segmentFileName, segmentIndexFor, tailEnd, tailEntryAt } from './stream-files.js';
 import { encodeIndexFile, SparseIndex } from './stream-index.js';
 import { type StreamCut, StreamRecovery, type StreamTrim } from './stream-recovery.js';
 import { createStreamStoreStats, type SegmentSummary, type StreamNote, type StreamReadResult, type StreamStore } from './stream-store.js';
@@ -283,8 +283,7 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
         const entry: StreamEntry = { offset: reference.offset, timeMs: record.timeMs, topic: record.topic, qos: record.qos, properties: record.properties, payload: record.payload };
         this.stats.memoryBytes += pushTail(files, { entry, lsn, frameBytes: entryFrameBytes(entry), body: null });
       } else {
-        const entry = new ReadEntry(reference.offset, record.timeMs, record.topic, record.qos, record.properties, body, payloadStart, body.length);
-        this.stats.memoryBytes += pushTail(files, { entry, lsn, frameBytes, body });
+        this.stats.memoryBytes += pushTail(files, new AppendedEntry(reference.offset, record.timeMs, record.topic, record.qos, record.properties, body, payloadStart, lsn, frameBytes));
       }
       this.unreleased.add(files);
     }
