@@ -92,8 +92,20 @@ export function chooseStreamWorld(shape: WorldShape): boolean {
     });
   }
   chooseStreamPressure(shape, streams);
+  chooseStreamWrites(shape);
   shape.streams = streams;
   return true;
+}
+
+/**
+ * From `${seed}:stream-writes` (the choices above stay as older seeds made them): how many released
+ * bytes a stream gathers before it writes them to its segment. Worlds are small, so the default
+ * (64 KiB) would leave most entries unwritten until recovery; most worlds gather less, some write
+ * every release as earlier builds did.
+ */
+function chooseStreamWrites(shape: WorldShape): void {
+  const random = Random.stream(shape.seed, 'stream-writes');
+  shape.configOverrides.streamWriteBytesMin = random.pick([1, 512, 4096, 65_536]);
 }
 
 /**

@@ -78,6 +78,7 @@ export function streamLogOptionsFor(config: BrokerConfig): Partial<StreamLogOpti
     segmentBytesMax: config.streamSegmentBytesMax,
     indexIntervalBytes: config.streamIndexIntervalBytes,
     unsyncedBytesMax: config.streamUnsyncedBytesMax,
+    writeBytesMin: config.streamWriteBytesMin,
     backlogBytesMax: config.streamBacklogBytesMax,
     lastValueTopicsMax: config.streamLastValueTopicsMax,
   };
@@ -91,6 +92,7 @@ const defaultStreamLogOptions: Omit<StreamLogOptions, 'writeBytesMax'> = {
   segmentBytesMax: 16 * 1024 * 1024,
   indexIntervalBytes: 16 * 1024,
   unsyncedBytesMax: 4 * 1024 * 1024,
+  writeBytesMin: 64 * 1024,
   backlogBytesMax: 64 * 1024 * 1024,
   lastValueTopicsMax: 1_000_000,
 };

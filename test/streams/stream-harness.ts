@@ -63,7 +63,8 @@ export class StreamHarness extends Harness<DurableStateStore> {
     readonly disk: SimulatedDisk = newDisk(),
     options: { wallClockOffsetMs?: number; store?: Partial<DurableStoreOptions>; authorizer?: Authorizer } = {},
   ) {
-    const config = { streams: [sensors], streamSegmentBytesMax: 4096, streamIndexIntervalBytes: 512, streamUnsyncedBytesMax: 2048, ...overrides };
+    // Every release written at once unless a test says otherwise: the tests count writes and crash between them.
+    const config = { streams: [sensors], streamSegmentBytesMax: 4096, streamIndexIntervalBytes: 512, streamUnsyncedBytesMax: 2048, streamWriteBytesMin: 1, ...overrides };
     const storeOptions = { ...streamStoreOptions, ...options.store, streams: streamLogOptionsFor({ ...defaultConfig, ...config }) };
     const gate = new StorageGate(disk);
     super(config, new DurableStateStore(storeOptions), {

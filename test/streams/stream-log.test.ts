@@ -33,13 +33,29 @@ function expected(count: number): { all: string[]; sensors: string[] } {
   return result;
 }
 
-function started(seed = 1): StoreRig {
-  const rig = new StoreRig(newDisk(seed));
+function started(seed = 1, options = rigOptions): StoreRig {
+  const rig = new StoreRig(newDisk(seed), options);
   expect(rig.open()).toBe(true);
   rig.commit({ kind: 'stream-created', stream: sensors });
   rig.commit({ kind: 'stream-created', stream: all });
   rig.run();
   return rig;
+}
+
+/** A rig whose streams gather `writeBytesMin` released bytes per write (the others write every release). */
+function gathering(writeBytesMin: number, backlogBytesMax = 64 * 1024 * 1024): StoreRig {
+  return started(1, { ...rigOptions, streams: { ...rigOptions.streams, unsyncedBytesMax: 4096, writeBytesMin, backlogBytesMax } });
+}
+
+/** Counts the segment writes the rig's disk executes. */
+function countSegmentWrites(rig: StoreRig): { count: number } {
+  const counter = { count: 0 };
+  const execute = rig.disk.execute.bind(rig.disk);
+  rig.disk.execute = (request) => {
+    if (request.op === 'write' && request.file.endsWith('.seg')) counter.count += 1;
+    return execute(request);
+  };
+  return counter;
 }
 
 function streamFiles(rig: StoreRig): string[] {
@@ -236,5 +252,56 @@ describe('stream log', () => {
     expect(again.store.streams.takeNotes().map((note) => note.event)).toContain('stream-files-removed');
     expect(again.state.streams.size).toBe(0);
     expect(streamFiles(again)).toEqual([]);
+  });
+
+  it('gathers released entries until streamWriteBytesMin before writing them, and reads them from memory meanwhile', () => {
+    const writeBytesMin = 1_000;
+    const rig = gathering(writeBytesMin);
+    const writes = countSegmentWrites(rig);
+    const files = rig.store.streams.filesFor('all')!;
+    let gathered = false;
+    for (let index = 0; index < 200; index++) {
+      rig.commit(message(rig, index));
+      rig.run();
+      // Every release is seen by the writer, which writes only once enough waits.
+      expect(files.releasedOffset).toBe(index + 1);
+      expect(files.unwrittenBytes).toBeLessThan(writeBytesMin);
+      if (files.writtenOffset < files.releasedOffset) gathered = true;
+      expect(rig.readAll('all', Math.max(0, index - 5)).map((entry) => decodeText(entry.payload))).toEqual(expected(index + 1).all.slice(Math.max(0, index - 5)));
+    }
+    expect(gathered).toBe(true);
+    // 300 releases (200 of all, 100 of sensors), about 12 KiB of frames: a write per KiB or so, not per release.
+    expect(writes.count).toBeGreaterThan(5);
+    expect(writes.count).toBeLessThan(30);
+    expect(rig.readAll('all').map((entry) => decodeText(entry.payload))).toEqual(expected(200).all);
+    expect(rig.readAll('sensors').map((entry) => decodeText(entry.payload))).toEqual(expected(200).sensors);
+  });
+
+  it('recovers the entries a stream had gathered and not written, and writes them back at once', () => {
+    const rig = gathering(100_000);
+    for (let index = 0; index < 40; index++) {
+      rig.commit(message(rig, index));
+      rig.run();
+    }
+    expect(rig.store.streams.stats.entriesWritten).toBe(0);
+    const again = new StoreRig(rig.disk, { ...rigOptions, streams: { ...rigOptions.streams, unsyncedBytesMax: 4096, writeBytesMin: 100_000 } });
+    expect(again.open()).toBe(true);
+    expect(again.store.streams.stats.recoveryHeldBytesPeak).toBeGreaterThan(0);
+    // Written back although far below streamWriteBytesMin: recovery does not leave them waiting.
+    expect(again.store.streams.stats.entriesWritten).toBe(60);
+    expect(again.readAll('all').map((entry) => decodeText(entry.payload))).toEqual(expected(40).all);
+    expect(again.readAll('sensors').map((entry) => decodeText(entry.payload))).toEqual(expected(40).sensors);
+  });
+
+  it('writes every release at once under the backlog bound’s pressure', () => {
+    // A backlog bound so small that any entry in memory is pressure.
+    const rig = gathering(100_000, 256);
+    for (let index = 0; index < 20; index++) {
+      rig.commit(message(rig, index));
+      rig.run();
+      const files = rig.store.streams.filesFor('all')!;
+      expect(files.writtenOffset).toBe(files.releasedOffset);
+    }
+    expect(rig.store.streams.stats.entriesWritten).toBe(30);
   });
 });

@@ -15,7 +15,7 @@
  */
 import { assert } from '../../assert.js';
 import type { LastValueState } from './stream-compaction.js';
-import type { StreamEntry } from './stream-entry.js';
+import { ReadEntry, type StreamEntry } from './stream-entry.js';
 import type { SparseIndex } from './stream-index.js';
 
 export const segmentFilePattern = /^stream-([A-Za-z0-9_-]{1,64})-(\d{16})\.seg$/;
@@ -85,6 +85,37 @@ export interface TailEntry {
   readonly body: Uint8Array | null;
 }
 
+/**
+ * An entry appended live: its own tail slot, so that each stream an append goes to holds one
+ * object for it instead of two (an entry and a slot pointing at it). Its body is its source, the
+ * end of its `stream-appended` record's bytes (stream-log.ts `append`). These live until their
+ * segment is synced (megabytes of them per stream), so the collector copies each one as it is
+ * promoted; the object saved is one copy less per entry and stream.
+ */
+export class AppendedEntry extends ReadEntry implements TailEntry {
+  constructor(
+    offset: number,
+    timeMs: number,
+    topic: string,
+    qos: ReadEntry['qos'],
+    properties: ReadEntry['properties'],
+    body: Uint8Array,
+    payloadStart: number,
+    readonly lsn: number,
+    readonly frameBytes: number,
+  ) {
+    super(offset, timeMs, topic, qos, properties, body, payloadStart, body.length);
+  }
+
+  get entry(): StreamEntry {
+    return this;
+  }
+
+  get body(): Uint8Array {
+    return this.source;
+  }
+}
+
 export type WriterStep = 'idle' | 'write' | 'sync' | 'sync-directory' | 'index';
 
 export interface StreamFiles {
@@ -99,6 +130,10 @@ export interface StreamFiles {
   releasedOffset: number;
   writtenOffset: number;
   syncedOffset: number;
+  /** Frame bytes of the released entries not yet written (from `writtenOffset` to `releasedOffset`). */
+  unwrittenBytes: number;
+  /** Entries below it are written without gathering streamWriteBytesMin first (recovery's, written back). */
+  writeThroughOffset: number;
   /** The request the writer waits for, one at a time per stream. */
   step: WriterStep;
   /** A new segment's name is not yet durable in the directory. */
@@ -121,6 +156,8 @@ export function createStreamFiles(name: string, startOffset: number): StreamFile
     releasedOffset: startOffset,
     writtenOffset: startOffset,
     syncedOffset: startOffset,
+    unwrittenBytes: 0,
+    writeThroughOffset: startOffset,
     step: 'idle',
     directoryDirty: false,
     sealRequested: false,

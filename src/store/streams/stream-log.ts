@@ -33,8 +33,8 @@ import type { DurableState, StateRecord, StreamSnapshotSource, StreamState } fro
 import { streamAppendedEntryBodyStart } from '../stream-appended-codec.js';
 import { type ScanResult, scanSegmentFrames } from './segment-scan.js';
 import { createLastValueState, noteLatest, SegmentCompaction, TopicScan } from './stream-compaction.js';
-import { decodeEntryAt, entryFrameBytes, payloadLength, ReadEntry, type StreamEntry, writeEntryFrame } from './stream-entry.js';
-import { createStreamFiles, dropTailBelow, indexFileName, pushTail, type Segment, type StreamFiles, segmentFileName, segmentIndexFor, tailEnd, tailEntryAt } from './stream-files.js';
+import { decodeEntryAt, entryFrameBytes, payloadLength, type StreamEntry, writeEntryFrame } from './stream-entry.js';
+import { AppendedEntry, createStreamFiles, dropTailBelow, indexFileName, pushTail, type Segment, type StreamFiles, segmentFileName, segmentIndexFor, tailEnd, tailEntryAt } from './stream-files.js';
 import { encodeIndexFile, SparseIndex } from './stream-index.js';
 import { type StreamCut, StreamRecovery, type StreamTrim } from './stream-recovery.js';
 import { createStreamStoreStats, type SegmentSummary, type StreamNote, type StreamReadResult, type StreamStore } from './stream-store.js';
@@ -52,6 +52,14 @@ export interface StreamLogOptions {
   backlogBytesMax: number;
   /** The largest single write; bigger batches are split. */
   writeBytesMax: number;
+  /**
+   * Released frame bytes a stream's writer gathers before it writes them (at most
+   * `unsyncedBytesMax` is used; BrokerConfig.streamWriteBytesMin). The entries are in memory until
+   * synced whatever this is, and durable in the log, so a later write keeps them no longer and
+   * risks nothing; it only saves requests: written after every group commit, a stream fed by busy
+   * publishers made one small write per commit, each a storage request with its completion input.
+   */
+  writeBytesMin: number;
   /** Topics a last-value stream tracks for compaction (BrokerConfig.streamLastValueTopicsMax). */
   lastValueTopicsMax: number;
 }
@@ -176,6 +184,8 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
     for (const files of streams) {
       this.stats.memoryBytes += files.tailMemoryBytes;
       this.streams.set(files.name, files);
+      // The entries the files lost are written back at once, however few.
+      files.writeThroughOffset = files.releasedOffset;
       this.pump(files);
       const lastValue = files.lastValue;
       if (lastValue === null) continue;
@@ -273,8 +283,7 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
         const entry: StreamEntry = { offset: reference.offset, timeMs: record.timeMs, topic: record.topic, qos: record.qos, properties: record.properties, payload: record.payload };
         this.stats.memoryBytes += pushTail(files, { entry, lsn, frameBytes: entryFrameBytes(entry), body: null });
       } else {
-        const entry = new ReadEntry(reference.offset, record.timeMs, record.topic, record.qos, record.properties, body, payloadStart, body.length);
-        this.stats.memoryBytes += pushTail(files, { entry, lsn, frameBytes, body });
+        this.stats.memoryBytes += pushTail(files, new AppendedEntry(reference.offset, record.timeMs, record.topic, record.qos, record.properties, body, payloadStart, lsn, frameBytes));
       }
       this.unreleased.add(files);
     }
@@ -287,8 +296,11 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
     for (const files of this.unreleased) {
       const end = tailEnd(files);
       const before = files.releasedOffset;
-      while (files.releasedOffset < end && tailEntryAt(files, files.releasedOffset).lsn <= durableLsn) {
-        if (files.lastValue !== null) this.noteReleased(files, tailEntryAt(files, files.releasedOffset).entry.topic, files.releasedOffset);
+      while (files.releasedOffset < end) {
+        const tailEntry = tailEntryAt(files, files.releasedOffset);
+        if (tailEntry.lsn > durableLsn) break;
+        if (files.lastValue !== null) this.noteReleased(files, tailEntry.entry.topic, files.releasedOffset);
+        files.unwrittenBytes += tailEntry.frameBytes;
         files.releasedOffset += 1;
       }
       if (files.releasedOffset === end) this.unreleased.delete(files);
@@ -333,15 +345,25 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
 
   // ---- the writer -----------------------------------------------------------------------------
 
-  /** Starts the stream's next write, sync or seal when it has none in flight. */
+  /**
+   * Starts the stream's next write, sync or seal when it has none in flight. Released entries are
+   * written once `writeBytesMin` of them gathered (see there), or at once below
+   * `writeThroughOffset` (those recovery writes back) and under pressure (where a sync follows).
+   */
   private pump(files: StreamFiles): void {
     if (!this.writing || files.step !== 'idle' || files.deleted || this.failure !== null) return;
     const active = files.segments[files.segments.length - 1];
     if (active !== undefined && !active.sealed && files.sealRequested) return this.seal(files, active);
-    if (files.writtenOffset < files.releasedOffset) return this.write(files, active);
+    const pressure = this.underPressure();
+    if (files.writtenOffset < files.releasedOffset && (pressure || files.writtenOffset < files.writeThroughOffset || files.unwrittenBytes >= this.writeBytesMin)) return this.write(files, active);
     if (active === undefined) return;
     const unsynced = active.size - active.syncedSize;
-    if (unsynced >= this.options.unsyncedBytesMax || (unsynced > 0 && this.underPressure())) this.sync(files, active);
+    if (unsynced >= this.options.unsyncedBytesMax || (unsynced > 0 && pressure)) this.sync(files, active);
+  }
+
+  /** `writeBytesMin`, never above what may wait unsynced (a sync follows a write that reached that). */
+  private get writeBytesMin(): number {
+    return Math.min(this.options.writeBytesMin, this.options.unsyncedBytesMax);
   }
 
   /** Whether the entries in memory are at half the backlog bound or more (see `backlogBytesMax`). */
@@ -413,6 +435,8 @@ export class StreamLog implements StreamStore, StreamSnapshotSource {
     segment.size += bytes;
     segment.endOffset = firstOffset + positions.length;
     files.writtenOffset = segment.endOffset;
+    files.unwrittenBytes -= bytes;
+    assert(files.unwrittenBytes >= 0 && (files.unwrittenBytes === 0) === (files.writtenOffset === files.releasedOffset), 'unwritten bytes are those of the released entries not written');
     this.stats.entriesWritten += positions.length;
     this.stats.bytesWritten += bytes;
   }

@@ -486,7 +486,11 @@ export class StreamRecovery {
     const active = files.segments[files.segments.length - 1];
     // Appending goes on in the last segment when it ends where the kept entries start.
     if (active !== undefined && active.endOffset === start) active.sealed = false;
-    for (const entry of kept) pushTail(files, { entry, lsn: 0, frameBytes: entryFrameBytes(entry), body: null });
+    for (const entry of kept) {
+      const frameBytes = entryFrameBytes(entry);
+      pushTail(files, { entry, lsn: 0, frameBytes, body: null });
+      files.unwrittenBytes += frameBytes;
+    }
     files.releasedOffset = end;
     if (stream.lastValue) files.lastValue = createLastValueState();
     this.finished.push(files);
