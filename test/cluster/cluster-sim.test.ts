@@ -37,6 +37,7 @@ const clusterRegressionSeeds: readonly {
   heavySessions?: true;
   claimCrashes?: true;
   handoverFaults?: true;
+  handoverShapes?: true;
 }[] = [
   { seed: 1113, nodes: 2, found: 'a node that had applied nothing took sequence 2 as its first while sequence 1, lost in its crash, was still pending: sequence 1 was then skipped' },
   { seed: 2183, nodes: 3, found: 'same as 1113' },
@@ -566,7 +567,7 @@ const clusterRegressionSeeds: readonly {
 ];
 
 /** Of seeds 0 to 999 with `nodes` nodes, how many `--handover-movers` worlds have `addition`; none without movers has it. */
-function moverWorldsWith(addition: 'handoverFaults' | 'heavySessions', nodes: number): number {
+function moverWorldsWith(addition: 'handoverFaults' | 'heavySessions' | 'handoverShape', nodes: number): number {
   let count = 0;
   for (let seed = 0; seed < 1_000; seed++) {
     if (chooseClusterShape(seed, nodes, true)[addition] !== null) count += 1;
@@ -579,14 +580,16 @@ function moverWorldsWith(addition: 'handoverFaults' | 'heavySessions', nodes: nu
  * A regression seed replays the world it was found in: only those marked `largePayloads` were
  * found with large payloads, only those marked `lostDisk` with lost disks, only those marked
  * `heavySessions` with movers whose sessions grow to several MiB, and only those marked
- * `handoverFaults` with faults aimed at hand-over steps (sim/cluster/handover-faults.ts);
+ * `handoverFaults` with faults aimed at hand-over steps (sim/cluster/handover-faults.ts), and only
+ * those marked `handoverShapes` with a mover driven through a hand-over shape in every world
+ * (`--handover-shapes`, sim/cluster/handover-shapes.ts; none otherwise);
  * `claimCrashes` (off unless asked, as in `keel sim`) crashes nodes at hand-over claims they win.
  */
 function quiet(
   seed: number,
   nodes: number,
   handoverMovers = false,
-  worlds: { lostDisk: boolean; largePayloads: boolean; heavySessions: boolean; handoverFaults: boolean; claimCrashes?: boolean } = {
+  worlds: { lostDisk: boolean; largePayloads: boolean; heavySessions: boolean; handoverFaults: boolean; claimCrashes?: boolean; handoverShapes?: boolean } = {
     lostDisk: true,
     largePayloads: true,
     heavySessions: true,
@@ -594,7 +597,7 @@ function quiet(
   },
 ) {
   const lines: string[] = [];
-  const result = runClusterSimulation({ seed, nodes, handoverMovers, ...worlds, stdout: (line) => lines.push(line), stderr: () => {} });
+  const result = runClusterSimulation({ seed, nodes, handoverMovers, handoverShapes: false, ...worlds, stdout: (line) => lines.push(line), stderr: () => {} });
   return { result, report: lines.join('\n') };
 }
 
@@ -630,7 +633,7 @@ describe('cluster simulation', () => {
     for (let seed = 1; seed <= 20; seed++) {
       const lines: string[] = [];
       const nodes = seed % 2 === 0 ? 2 : 3;
-      const result = runClusterSimulation({ seed, nodes, handoverMovers: true, handoverFaults: false, stdout: (line) => lines.push(line), stderr: () => {} });
+      const result = runClusterSimulation({ seed, nodes, handoverMovers: true, handoverFaults: false, handoverShapes: false, stdout: (line) => lines.push(line), stderr: () => {} });
       if (open.has(seed)) expect(result.violation?.rule, lines.join('\n')).toBe(open.get(seed));
       else expect(result.ok, lines.join('\n')).toBe(true);
       resumed += result.sessionsResumed;
@@ -657,7 +660,7 @@ describe('cluster simulation', () => {
     const struck: Record<string, number> = {};
     for (let seed = 1; seed <= 20; seed++) {
       const lines: string[] = [];
-      const result = runClusterSimulation({ seed, nodes: seed % 2 === 0 ? 2 : 3, handoverMovers: true, stdout: (line) => lines.push(line), stderr: () => {} });
+      const result = runClusterSimulation({ seed, nodes: seed % 2 === 0 ? 2 : 3, handoverMovers: true, handoverShapes: false, stdout: (line) => lines.push(line), stderr: () => {} });
       expect(result.ok, lines.join('\n')).toBe(true);
       expect(result.handoverFaultsStruck === null).toBe(chooseClusterShape(seed, seed % 2 === 0 ? 2 : 3, true).handoverFaults === null);
       for (const [step, count] of Object.entries(result.handoverFaultsStruck ?? {})) struck[step] = (struck[step] ?? 0) + count;
@@ -665,6 +668,42 @@ describe('cluster simulation', () => {
     // Claims, markers, states and cut sources in these seeds; ended copies and adoptions are rarer (vopr counts them).
     for (const step of ['claim', 'marker', 'state', 'source-cut']) expect(struck[step], step).toBeGreaterThan(0);
   }, 300_000);
+
+  it('drives a mover through a hand-over shape in half the worlds with --handover-movers, in every one with --handover-shapes and in none with --no-handover-shapes', () => {
+    const shaped = moverWorldsWith('handoverShape', 3);
+    expect(shaped).toBeGreaterThan(420);
+    expect(shaped).toBeLessThan(580);
+    // The rest of the shape is what the seed chose without a plan, but for a mover to drive and time for the chain.
+    const additions = { lostDisk: true, largePayloads: true, heavySessions: true, handoverFaults: true };
+    for (let seed = 0; seed < 50; seed++) {
+      const { handoverShape, movers, activeMs, ...rest } = chooseClusterShape(seed, 3, true, false, { ...additions, handoverShapes: true });
+      expect(handoverShape).not.toBeNull();
+      const { handoverShape: none, movers: moversWithout, activeMs: activeMsWithout, ...restWithout } = chooseClusterShape(seed, 3, true, false, { ...additions, handoverShapes: false });
+      expect(none).toBeNull();
+      expect(rest).toEqual(restWithout);
+      expect(movers).toBe(Math.max(moversWithout, 1));
+      expect(activeMs).toBe(Math.max(activeMsWithout, 25_000));
+      expect(chooseClusterShape(seed, 3, false, false, { ...additions, handoverShapes: true }).handoverShape).toBeNull();
+    }
+    // Plans run to their end in some worlds and are counted by shape (vopr's seeds_with_handover_shape_<name>):
+    // seeds 5 and 10 with 2 nodes (older-marker, stale-copy), 10 with 3 (giveup-no-claim); each passes.
+    const completed: Record<string, number> = {};
+    for (const [seed, nodes] of [
+      [5, 2],
+      [10, 2],
+      [10, 3],
+    ] as const) {
+      const lines: string[] = [];
+      const result = runSimulation({ seed, nodes, handoverMovers: true, handoverShapes: true, stdout: (line) => lines.push(line), stderr: () => {} });
+      expect(result.ok, lines.join('\n')).toBe(true);
+      expect(result.summary).toMatch(/ handover_shape=[a-z-]+:\d+\/\d+:completed /);
+      for (const name of Object.keys(result.coverage)) if (name.startsWith('handover-shape-')) completed[name] = (completed[name] ?? 0) + 1;
+    }
+    expect(completed).toEqual({ 'handover-shape-older-marker': 1, 'handover-shape-stale-copy': 1, 'handover-shape-giveup-no-claim': 1 });
+    // Off, the world is the one the seed chose before plans existed.
+    const off = runSimulation({ seed: 5, nodes: 2, handoverMovers: true, handoverShapes: false, stdout: () => {}, stderr: () => {} });
+    expect(off.summary).not.toMatch(/handover_shape/);
+  }, 180_000);
 
   it('paces hand-off consumers in worlds whose nodes keep streams under a tiny backlog bound (--cluster-streams), losing nothing', () => {
     let paces = 0;
@@ -710,7 +749,7 @@ describe('cluster simulation', () => {
     expect(result.ok).toBe(true);
     expect(result.handoversInParts).toBeGreaterThan(0);
     expect(quiet(21, 3, true, { ...additions, heavySessions: false }).result.handoversInParts).toBe(0);
-    const truncating = runClusterSimulation({ seed: 21, nodes: 3, handoverMovers: true, plant: 'handover-truncates', stdout: () => {}, stderr: () => {} });
+    const truncating = runClusterSimulation({ seed: 21, nodes: 3, handoverMovers: true, handoverShapes: false, plant: 'handover-truncates', stdout: () => {}, stderr: () => {} });
     expect(truncating.ok).toBe(false);
     expect(truncating.violation!.rule).toMatch(expectedRules['handover-truncates']);
   }, 120_000);
@@ -730,7 +769,7 @@ describe('cluster simulation', () => {
       if (chooseClusterShape(seed, nodes).lostDisk === null) continue;
       worlds += 1;
       const lines: string[] = [];
-      const result = runClusterSimulation({ seed, nodes, handoverMovers: true, stdout: (line) => lines.push(line), stderr: () => {} });
+      const result = runClusterSimulation({ seed, nodes, handoverMovers: true, handoverShapes: false, stdout: (line) => lines.push(line), stderr: () => {} });
       expect(result.ok, lines.join('\n')).toBe(true);
       expect(result.shape).toMatch(/ lost-disk=n\d@\d+ms( large-payloads=\S+)?( heavy-sessions=\S+)?( handover-faults=\S+ connack-patience=\S+)?$/);
       for (const key of ['sessions', 'wills', 'duplicates'] as const) excused[key] += result.lostDisk![key];
@@ -754,7 +793,7 @@ describe('cluster simulation', () => {
     expect(runSimulation({ seed: 5, nodes: 2, stdout: () => {}, stderr: () => {} }).traceHash).not.toBe(first.result.traceHash);
   }, 60_000);
 
-  for (const { seed, nodes, found, handoverMovers, open, lostDisk, largePayloads, heavySessions, handoverFaults, claimCrashes } of clusterRegressionSeeds) {
+  for (const { seed, nodes, found, handoverMovers, open, lostDisk, largePayloads, heavySessions, handoverFaults, claimCrashes, handoverShapes } of clusterRegressionSeeds) {
     const title = `regression seed ${seed} (${nodes} nodes${handoverMovers ? ', --handover-movers' : ''}) ${open === undefined ? 'passes' : `still fails with the open ${open}`}: ${found.slice(0, 60)}...`;
     it(title, () => {
       const worlds = {
@@ -763,6 +802,7 @@ describe('cluster simulation', () => {
         heavySessions: heavySessions === true,
         handoverFaults: handoverFaults === true,
         claimCrashes: claimCrashes === true,
+        handoverShapes: handoverShapes === true,
       };
       const { result, report } = quiet(seed, nodes, handoverMovers === true, worlds);
       expect(result.messagesPublished).toBeGreaterThan(0);
@@ -853,50 +893,42 @@ describe('cluster simulation', () => {
 
   // A source hands a session over at an older marker that a newer claim asks it for at a later
   // marker only after the older marker's node gave that hand-over up and the client moved on twice
-  // while the source was still behind: too rare for the first 1,000 seeds (none of 1,000 from seed
-  // 1 with 2 nodes or with 3, none of 2,000 from 7,400,000 with 2, all with --handover-movers).
-  // Seed 5010652 is where the bug was found, in its world (no lost disk, no large payloads).
-  // Skipped since QoS 2 hand-offs went in batches (issue 16): that changed the seed's run (two
-  // batches of QoS 2 messages, no crash aimed at them) and the planted bug passes there now. No
-  // seed found since catches it: none of 1,053 from 5,010,000, 1,869 from 5,011,053, 1,355 from
-  // 5,020,000 and 1,188 from 5,030,000 in this world, nor 1,696 from 5,040,000 with lost disks and
-  // large payloads (`keel vopr --plant-cluster handover-serves-older-marker --nodes 2
-  // --handover-movers --no-lost-disk --no-large-payloads`). Until a seed is found, nothing here
-  // shows the rule still catches it; the search goes on (since the merge of claim revisions: none
-  // of seeds 1 to 1,500 with 2 nodes and 1 to 800 with 3, with --handover-movers). With faults
-  // aimed at hand-over steps (sim/cluster/handover-faults.ts: cut sources, impatient movers, crashes
-  // at claims, markers, states) the planted bug changes the run (its trace hash) in 5 of 400 seeds
-  // from 10,100,000 with 2 nodes and 8 of 350 from 10,200,000 with 3, but fails only where the real
-  // build fails too (open session-lost seeds 10100156, 10200051, 10200120, and 10200642 of 400 more
-  // from 10,200,400 with 3): no seed yet where it alone fails.
-  it.skip('catches handover-serves-older-marker (a session handed over at a given-up older marker) on seed 5010652 with 2 nodes', () => {
-    const worlds = { seed: 5010652, nodes: 2, handoverMovers: true, lostDisk: false, largePayloads: false, stdout: () => {}, stderr: () => {} };
+  // while the source was still behind. Random draws per step did not chain that: the test was
+  // skipped from the merge of QoS 2 batches (which changed 5010652's run) until the shaped plans,
+  // with no seed found in about 10,000 searched (from 1, 5,010,000, 7,400,000, 10,100,000 and
+  // 10,200,000, with and without faults aimed at hand-over steps). The plan `stale-copy`
+  // (sim/cluster/handover-shapes.ts) reaches it: seed 12000052, the 53rd of a search from
+  // 12,000,000 with 2 nodes and --handover-shapes (`keel vopr --plant-cluster
+  // handover-serves-older-marker --nodes 2 --handover-movers --handover-shapes --seed-start
+  // 12000000`), and the only one of those 300 that fails by the bug alone (`session-lost`; two
+  // more fail `qos2-duplicate` on the real build too). Rare still: the bug's harm shows only when
+  // the node of the newer claim holds no fresh session of its own to resume.
+  it('catches handover-serves-older-marker (a session handed over at a given-up older marker) on seed 12000052 with 2 nodes and a shaped hand-over plan', () => {
+    const worlds = { seed: 12000052, nodes: 2, handoverMovers: true, handoverShapes: true, stdout: () => {}, stderr: () => {} };
     const result = runClusterSimulation({ ...worlds, plant: 'handover-serves-older-marker' });
     expect(result.ok).toBe(false);
     expect(result.violation!.rule).toMatch(expectedRules['handover-serves-older-marker']);
+    expect(result.shape).toMatch(/ handover-shape=stale-copy:/);
     // The same seed without the planted bug passes.
     expect(runClusterSimulation(worlds).ok).toBe(true);
   }, 60_000);
 
-  // Skipped since the merge of QoS 2 batches (issue 16), which changed 8100075's run: the planted
-  // bug passes there now, and no seed found since catches it (none of seeds 1 to 1,500 with 2 nodes
-  // and of 1 to 800 with 3, all with --handover-movers: `keel vopr --plant-cluster
-  // session-revision-ignored --nodes 2 --handover-movers --count 1500 --keep-going`). The rule
-  // itself is held by the registry's unit tests of claim revisions (session-registry.test.ts, rule
-  // (a): a copy older than the newer claim's line is ended, not kept), each failing without it.
-  // Until a seed is found, nothing here shows the simulator still reaches that shape. Faults aimed
-  // at hand-over steps (sim/cluster/handover-faults.ts: crashes right after a node ended its copy,
-  // cut sources, impatient movers) did not change that: in 400 seeds from 10,100,000 with 2 nodes
-  // and 350 from 10,200,000 with 3 the planted bug changed no passing run (it fails only on
-  // the open session-lost seeds 10100156, 10200051, 10200120, 10200144, where the real build fails).
-  it.skip('catches session-revision-ignored (a stale copy kept for a newer claim and adopted over the live session) on seed 8100075 with 2 nodes', () => {
-    // The world 8100075 was found in; no other seed was known to catch it (none of seeds 1 to 89 with
-    // 2 nodes and --handover-movers): the copy must be stale, back from a crash, at an older marker
-    // while a newer claim asks its node, a shape as rare as handover-serves-older-marker's.
-    const worlds = { seed: 8100075, nodes: 2, handoverMovers: true, lostDisk: true, largePayloads: true, heavySessions: true, stdout: () => {}, stderr: () => {} };
+  // A stale copy back from a crash at an older marker while a newer claim asks its node: seed
+  // 8100075 until QoS 2 batches changed its run, then no seed in about 3,000 searched (1 to 1,500
+  // with 2 nodes, 1 to 800 with 3, 400 from 10,100,000 and 350 from 10,200,000 with faults aimed at
+  // hand-over steps). The plan `stale-copy` (sim/cluster/handover-shapes.ts) scripts 8100075's
+  // chain: the copy's node down past the give-up, a resume on the other node that asks no one, the
+  // copy's node back and crashed at its own claim while its disk is slow (the copy's ending not yet
+  // durable), the client back on the other node. Seed 3 with 2 nodes and --handover-shapes is the
+  // first that catches it (`keel vopr --plant-cluster session-revision-ignored --nodes 2
+  // --handover-movers --handover-shapes`): 6 of 150 seeds from 1 (3, 71, 80, 82, 122, 137), each
+  // `qos2-duplicate`; the real build passes them.
+  it('catches session-revision-ignored (a stale copy kept for a newer claim and adopted over the live session) on seed 3 with 2 nodes and a shaped hand-over plan', () => {
+    const worlds = { seed: 3, nodes: 2, handoverMovers: true, handoverShapes: true, stdout: () => {}, stderr: () => {} };
     const result = runClusterSimulation({ ...worlds, plant: 'session-revision-ignored' });
     expect(result.ok).toBe(false);
     expect(result.violation!.rule).toMatch(expectedRules['session-revision-ignored']);
+    expect(result.shape).toMatch(/ handover-shape=stale-copy:/);
     // The same seed without the planted bug passes.
     expect(runClusterSimulation(worlds).ok).toBe(true);
   }, 60_000);
@@ -909,7 +941,7 @@ describe('cluster simulation', () => {
     let caught: { seed: number; detail: string } | null = null;
     const rules = new Set<string>();
     for (let seed = 1; seed <= 1_000 && caught === null; seed++) {
-      const result = runClusterSimulation({ seed, nodes: 2, plant: 'claim-answer-forgotten', handoverMovers: true, stdout: () => {}, stderr: () => {} });
+      const result = runClusterSimulation({ seed, nodes: 2, plant: 'claim-answer-forgotten', handoverMovers: true, handoverShapes: false, stdout: () => {}, stderr: () => {} });
       if (result.ok) continue;
       rules.add(result.violation!.rule);
       // A mover's will: its payload is `<mover>|<generation>`, the movers 200 and up.
@@ -952,7 +984,7 @@ describe('cluster simulation', () => {
         const handoverMovers = plant === 'handover-drops-queued' || plant === 'handover-truncates';
         // A consumer is paced only when its node keeps streams.
         const clusterStreams = plant.startsWith('backlog-');
-        const result = runClusterSimulation({ seed, nodes: 3, plant, handoverMovers, clusterStreams, stdout: () => {}, stderr: () => {} });
+        const result = runClusterSimulation({ seed, nodes: 3, plant, handoverMovers, handoverShapes: false, clusterStreams, stdout: () => {}, stderr: () => {} });
         if (!result.ok) caught = { seed, rule: result.violation!.rule };
       }
       expect(caught).not.toBeNull();
