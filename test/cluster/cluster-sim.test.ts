@@ -564,6 +564,71 @@ const clusterRegressionSeeds: readonly {
     found:
       'session-lost (vopr --nodes 3 --handover-movers from 10,200,000, the first build of faults aimed at hand-over steps): m200 got session present 0 on n0 (generation 18), with connack-patience=300ms; not traced further (possibly the known limit of a client that moves on twice while earlier markers are short of the stream). Traced since: n2 held the session (made under claim 2, the line of the newest claim 48, by n0, which asked n1 and named n2 as a prior); at the marker of the older claim 20 (by n1, asking n0), which named neither, n2 ended its copy (handover-copy-ended), the rule keeping a copy for a newer claim that asks the node knowing no priors. Passes since a claim naming the node as a prior counts as asking it',
   },
+  {
+    seed: 54,
+    nodes: 2,
+    handoverMovers: true,
+    lostDisk: true,
+    largePayloads: true,
+    heavySessions: true,
+    handoverFaults: true,
+    handoverShapes: true,
+    open: 'order',
+    found:
+      "order (vopr --nodes 2 --handover-movers --handover-shapes from 1, the first build of shaped hand-over plans; plan older-marker, a=n1, b=n0): n1, down past n0's give-up (marker 6, n0's fresh session), came back, won a claim asking n0 and crashed before it learned so; the client went back to n0 (claim asking n1, marker 73). At marker 6 n1 kept its copy for that newer claim and answered none; at marker 73 it handed the copy over (71 deliveries) and n0 adopted it over the fresh session its client had used since: an older message of c7 arrived after a newer one. The known hole of a give-up that writes no claim (readme known limitations): n1 cannot tell its copy from the session",
+  },
+  {
+    seed: 117,
+    nodes: 2,
+    handoverMovers: true,
+    lostDisk: true,
+    largePayloads: true,
+    heavySessions: true,
+    handoverFaults: true,
+    handoverShapes: true,
+    open: 'order',
+    found:
+      "order (same search as 54; plan older-marker abandoned at its last step, a node crash in between): n1 handed m200's session to n0 at marker 37 (5 deliveries) and an older message of c4 arrived after a newer one on t/a. Not traced further; likely the known hole of a give-up that writes no claim (README Known limitations)",
+  },
+  {
+    seed: 83,
+    nodes: 3,
+    handoverMovers: true,
+    lostDisk: true,
+    largePayloads: true,
+    heavySessions: true,
+    handoverFaults: true,
+    handoverShapes: true,
+    open: 'order',
+    found:
+      "order (vopr --nodes 3 --handover-movers --handover-shapes from 1, plan giveup-no-claim, a=n2, b=n0, c=n1): n0 gave up on n2 (down) with a fresh session, the client moved on to n1 and back to n2, which crashed at its claim; at n0's marker 4 n2 kept its copy for n0's newer claim (asking n2, naming n1 as a prior) and at marker 92 handed it over (102 deliveries), and n0 took it, the asked node's answer first, over the session n1 answered with: an older message of c6 arrived after a newer one. The known hole of a give-up that writes no claim (readme known limitations)",
+  },
+  {
+    seed: 12000131,
+    nodes: 2,
+    handoverMovers: true,
+    lostDisk: true,
+    largePayloads: true,
+    heavySessions: true,
+    handoverFaults: true,
+    handoverShapes: true,
+    open: 'qos2-duplicate',
+    found:
+      "qos2-duplicate (vopr --nodes 2 --handover-movers --handover-shapes --plant-cluster handover-serves-older-marker from 12,000,000; the real build fails alike; plan stale-copy abandoned at its step 7, n1 crashed by the world's own faults): at 25,266 ms n1 adopted a session from n0 (16 deliveries) and a QoS 2 will of m200 reached it twice. Not traced further; likely the known hole of a give-up that writes no claim (README Known limitations)",
+  },
+  {
+    seed: 12000228,
+    nodes: 2,
+    handoverMovers: true,
+    lostDisk: true,
+    largePayloads: true,
+    heavySessions: true,
+    handoverFaults: true,
+    handoverShapes: true,
+    open: 'qos2-duplicate',
+    found:
+      "qos2-duplicate (same search as 12000131; plan stale-copy abandoned at its step 7): at 28,624 ms n1 adopted m200's session from n0 (6 deliveries) and a QoS 2 will of m200 reached it twice. Not traced further; likely the known hole of a give-up that writes no claim (README Known limitations)",
+  },
 ];
 
 /** Of seeds 0 to 999 with `nodes` nodes, how many `--handover-movers` worlds have `addition`; none without movers has it. */
@@ -794,7 +859,7 @@ describe('cluster simulation', () => {
   }, 60_000);
 
   for (const { seed, nodes, found, handoverMovers, open, lostDisk, largePayloads, heavySessions, handoverFaults, claimCrashes, handoverShapes } of clusterRegressionSeeds) {
-    const title = `regression seed ${seed} (${nodes} nodes${handoverMovers ? ', --handover-movers' : ''}) ${open === undefined ? 'passes' : `still fails with the open ${open}`}: ${found.slice(0, 60)}...`;
+    const title = `regression seed ${seed} (${nodes} nodes${handoverMovers ? ', --handover-movers' : ''}${handoverShapes ? ', --handover-shapes' : ''}) ${open === undefined ? 'passes' : `still fails with the open ${open}`}: ${found.slice(0, 60)}...`;
     it(title, () => {
       const worlds = {
         lostDisk: lostDisk === true,
