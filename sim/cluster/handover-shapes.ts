@@ -41,6 +41,7 @@
  * got in the way) abandons the plan: the held node restarts and the mover moves on its own again.
  * The world keeps its other clients and faults. The world's line says `handover-shape=<name>`.
  */
+import { assert } from '../../src/assert.js';
 import { decodeOwner, sessionKey, sessionsBucket } from '../../src/cluster/session-registry.js';
 import { handoverWaitMsDefault } from '../../src/config.js';
 import type { ClusterRequest } from '../../src/contract.js';
@@ -92,8 +93,14 @@ export function chooseHandoverShape(seed: number, nodes: number, handoverMovers:
   const name = random.pick(names);
   const a = random.int(0, nodes - 1);
   const b = (a + random.int(1, nodes - 1)) % nodes;
+  assert(a !== b, 'the client moves to another node than the one that holds its session');
   let c = -1;
-  if (name === 'giveup-no-claim') while (c === -1 || c === a || c === b) c = random.int(0, nodes - 1);
+  // Nodes other than a and b exist here (3 or more), so the draw ends; a bound keeps it honest.
+  for (let draws = 0; name === 'giveup-no-claim' && (c === -1 || c === a || c === b); draws++) {
+    assert(draws < 10_000, 'a third node is drawn');
+    c = random.int(0, nodes - 1);
+  }
+  assert(name !== 'giveup-no-claim' || (c !== a && c !== b), 'giveup-no-claim moves on to a third node');
   return {
     name,
     a,
@@ -263,6 +270,7 @@ export class HandoverShapePlan {
   }
 
   private next(): void {
+    assert(!this.completed && this.abandoned === null, 'a plan that ended takes no further step');
     if (this.world.quiet()) return this.abandon('the world went quiet');
     this.reached = this.index + 1;
     this.index += 1;
