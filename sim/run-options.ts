@@ -50,6 +50,8 @@ export interface RunOptions {
   claimCrashes?: boolean;
   /** False: no crashes or cuts aimed at session hand-over steps (sim/cluster/handover-faults.ts; worlds as before they existed). */
   handoverFaults?: boolean;
+  /** Shaped hand-over plans (sim/cluster/handover-shapes.ts): true in every `--handover-movers` world, false in none; absent, in half. */
+  handoverShapes?: boolean;
 }
 
 /** An option with a value: `--clients 5`. `parse` throws an Error whose message says what is allowed. */
@@ -116,6 +118,14 @@ export const runOptionFlags: RunOptionFlags = {
     kind: 'switch',
     on: null,
     off: { flag: '--no-handover-faults', description: "cluster worlds as before crashes and cuts were aimed at session hand-over steps: older cluster seeds' runs" },
+  },
+  handoverShapes: {
+    kind: 'switch',
+    on: {
+      flag: '--handover-shapes',
+      description: 'with --handover-movers: every world has a mover follow a scripted itinerary through a hand-over shape (crash, give-up, claim crashed), not half of them',
+    },
+    off: { flag: '--no-handover-shapes', description: "cluster worlds as before shaped hand-over plans existed: older --handover-movers seeds' runs" },
   },
   workload: {
     kind: 'switch',

@@ -123,6 +123,7 @@ function runClusterAsSimulation(options: SimulationOptions, nodes: number, stdou
     ...(options.heavySessions === false ? { heavySessions: false } : {}),
     ...(options.claimCrashes === true ? { claimCrashes: true } : {}),
     ...(options.handoverFaults === false ? { handoverFaults: false } : {}),
+    ...(options.handoverShapes === undefined ? {} : { handoverShapes: options.handoverShapes }),
     trace: options.trace === true,
     reproduce,
     stdout,
@@ -164,6 +165,8 @@ function runClusterAsSimulation(options: SimulationOptions, nodes: number, stdou
       ...(cluster.crashesAtClaims > 0 ? { 'crash-at-claim': 1 } : {}),
       // A crash or a cut aimed at a step of a session hand-over (sim/cluster/handover-faults.ts), by step.
       ...handoverFaultCoverage(cluster.handoverFaultsStruck),
+      // A mover ran a shaped hand-over plan to its end (sim/cluster/handover-shapes.ts), by shape.
+      ...(cluster.handoverShape?.completed === true ? { [`handover-shape-${cluster.handoverShape.name}`]: 1 } : {}),
       // A node dropped a message for a session at a limit (a full queue) and said so: the checker excused it.
       ...(cluster.dropsExcused > 0 ? { 'drops-excused-in-cluster': 1 } : {}),
       // A node lost its disk, and whether the checker excused a session, a will or a QoS 2 copy for it.

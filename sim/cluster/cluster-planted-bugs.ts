@@ -44,15 +44,16 @@
  *   for the newer claim's marker: when the older marker's node had given that hand-over up, it
  *   drops the state as late and the newer marker finds nothing (`session-lost`, in worlds run with
  *   `--handover-movers`; seed 5010652 until QoS 2 batches changed its run; the faults aimed at
- *   hand-over steps, handover-faults.ts, reach the shape in about 1 seed in 60, and no seed yet
- *   fails by this bug alone).
+ *   hand-over steps, handover-faults.ts, reach the shape in about 1 seed in 60 without failing by
+ *   it; the shaped plans, handover-shapes.ts, fail by it on seed 12000052 with 2 nodes).
  * - `session-revision-ignored`: rewrites every claim of `keel-sessions` by another node without its
  *   session's line (`lineageRevision`), so the node cannot tell a stale copy from the session a
  *   newer claim asks it for and keeps it for that claim's marker, as before sessions carried the
  *   revision of their claim (session-handover.ts sourceServes): a copy whose ending a crash undid
  *   is handed over at the newer marker over the client's live session (`qos2-duplicate` on seed
- *   8100075 with 2 nodes, in the world it was found in, until QoS 2 batches changed its run; no
- *   seed since, with the faults aimed at hand-over steps too, handover-faults.ts).
+ *   8100075 with 2 nodes, in the world it was found in, until QoS 2 batches changed its run; since
+ *   the shaped plans, handover-shapes.ts `stale-copy`, seed 3 with 2 nodes and
+ *   `--handover-shapes`, 6 of the first 150 seeds).
  * - `backlog-never-paces`: drops the node's requests to pause its hand-off consumer, as a node would
  *   that admitted hand-offs past its streams' backlog bound without holding NATS back
  *   (`backlog-unbounded`, in worlds run with `--cluster-streams`).

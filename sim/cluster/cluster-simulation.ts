@@ -9,6 +9,7 @@ import type { ClusterPlantedBugName } from '../planted-bug-names.js';
 import { clusterPlantedBugs } from './cluster-planted-bugs.js';
 import { type ClusterBrokerFactory, type ClusterViolation, ClusterWorld, chooseClusterShape, describeClusterShape, realClusterBroker } from './cluster-world.js';
 import type { HandoverFaultStep } from './handover-faults.js';
+import type { HandoverShapeName } from './handover-shapes.js';
 
 export interface ClusterSimulationOptions {
   seed: number;
@@ -35,6 +36,8 @@ export interface ClusterSimulationOptions {
   claimCrashes?: boolean;
   /** False: no faults aimed at hand-over steps (`--no-handover-faults`, handover-faults.ts). */
   handoverFaults?: boolean;
+  /** Shaped hand-over plans (handover-shapes.ts): true in every world with `--handover-movers` (`--handover-shapes`), false in none; absent, half. */
+  handoverShapes?: boolean;
 }
 
 export interface ClusterSimulationResult {
@@ -61,6 +64,8 @@ export interface ClusterSimulationResult {
   crashesBeforeQos2BatchAcknowledged: number;
   /** Crashes aimed at hand-over claims won (`--claim-crashes`, cluster-world.ts aimAtClaim). */
   crashesAtClaims: number;
+  /** The shaped hand-over plan of the world (handover-shapes.ts): its shape, the steps it got through of how many, whether it ran to its end; null without one. */
+  handoverShape: { name: HandoverShapeName; reached: number; steps: number; completed: boolean } | null;
   /** Faults aimed at hand-over steps (handover-faults.ts), by step; null in worlds without them. */
   handoverFaultsStruck: Record<HandoverFaultStep, number> | null;
   /** Messages a node reported dropping for a session (`message-dropped`) that the checker excused (cluster-checker.ts). */
@@ -93,6 +98,7 @@ export function runClusterSimulation(options: ClusterSimulationOptions): Cluster
     largePayloads: options.largePayloads !== false,
     heavySessions: options.heavySessions !== false,
     handoverFaults: options.handoverFaults !== false,
+    ...(options.handoverShapes === undefined ? {} : { handoverShapes: options.handoverShapes }),
   });
   const factory = options.brokerFactory ?? (options.plant === undefined ? realClusterBroker : clusterPlantedBugs[options.plant]);
   const world = new ClusterWorld(shape, factory, options.trace === true ? stdout : null, options.claimCrashes === true);
@@ -106,10 +112,11 @@ export function runClusterSimulation(options: ClusterSimulationOptions): Cluster
   const hash = world.hash.hex();
   const reproduce =
     options.reproduce ??
-    `keel sim --seed ${options.seed} --nodes ${options.nodes}${options.handoverMovers === true ? ' --handover-movers' : ''}${options.clusterStreams === true ? ' --cluster-streams' : ''}${options.claimCrashes === true ? ' --claim-crashes' : ''}${options.plant === undefined ? '' : ` --plant-cluster ${options.plant}`}${options.eventsMax === undefined ? '' : ` --events-max ${options.eventsMax}`}`;
+    `keel sim --seed ${options.seed} --nodes ${options.nodes}${options.handoverMovers === true ? ' --handover-movers' : ''}${options.clusterStreams === true ? ' --cluster-streams' : ''}${options.claimCrashes === true ? ' --claim-crashes' : ''}${options.handoverShapes === true ? ' --handover-shapes' : ''}${options.handoverShapes === false ? ' --no-handover-shapes' : ''}${options.plant === undefined ? '' : ` --plant-cluster ${options.plant}`}${options.eventsMax === undefined ? '' : ` --events-max ${options.eventsMax}`}`;
   const sessionsResumed = world.movers.reduce((sum, mover) => sum + mover.resumed, 0);
   const excused = world.checker.lostDiskExcused;
   const lostDisk = shape.lostDisk === null ? null : { sessions: excused.sessions, wills: excused.wills, duplicates: excused.duplicates };
+  const plan = world.shapePlan;
   const summary =
     `${violation === null ? 'ok' : 'FAIL'} seed=${options.seed} nodes=${options.nodes} simulated_ms=${world.clock.nowMs} events=${world.events} ` +
     `clients=${world.clients.length} messages_published=${world.checker.published} messages_delivered=${world.checker.delivered} shared_delivered=${world.sharedChecker.delivered} faults=${world.faults} ` +
@@ -117,6 +124,7 @@ export function runClusterSimulation(options: ClusterSimulationOptions): Cluster
     `crashes_at_qos2_batches=${world.batchCrashes.beforeSent}+${world.batchCrashes.beforeAcknowledged} ` +
     `${world.claimCrashChance > 0 ? `crashes_at_claims=${world.claimCrashes} ` : ''}` +
     `${world.handoverFaults === null ? '' : `handover_faults=${world.handoverFaults.describe()} `}` +
+    `${plan === null ? '' : `handover_shape=${plan.choice.name}:${plan.reached}/${plan.steps}${plan.completed ? ':completed' : ''} `}` +
     `redeliveries=${world.nats.counters.redeliveries} sessions_handed_over=${sessionsResumed} handovers_in_parts=${world.nats.counters.handoversInParts} drops_excused=${world.checker.dropsExcused} drops_unattributed=${world.checker.dropsUnattributed}${lostDisk === null ? '' : ` lost_disk_excused_sessions=${lostDisk.sessions} lost_disk_excused_wills=${lostDisk.wills} lost_disk_excused_duplicates=${lostDisk.duplicates}`} trace_hash=${hash}`;
   if (violation !== null) {
     stdout(`VIOLATION ${violation.rule} at ${violation.atMs}ms (seed ${options.seed})`);
@@ -147,6 +155,7 @@ export function runClusterSimulation(options: ClusterSimulationOptions): Cluster
     crashesBeforeQos2BatchAcknowledged: world.batchCrashes.beforeAcknowledged,
     crashesAtClaims: world.claimCrashes,
     handoverFaultsStruck: world.handoverFaults === null ? null : { ...world.handoverFaults.struck },
+    handoverShape: plan === null ? null : { name: plan.choice.name, reached: plan.reached, steps: plan.steps, completed: plan.completed },
     dropsExcused: world.checker.dropsExcused,
     lostDisk,
     faults: world.faults,

@@ -19,6 +19,7 @@
  * deliveries and key values) is a Node Buffer viewing a shared chunk (input-chunks.ts), and the
  * rule `kept-bytes-alias` (kept-bytes-check.ts) fails a run whose node keeps such a view.
  */
+import { assert } from '../../src/assert.js';
 import { Broker, type BrokerOptions } from '../../src/broker/broker.js';
 import { decodeBatch, handoffBatchSubject } from '../../src/cluster/handoff-batch.js';
 import { headerQos } from '../../src/cluster/headers.js';
@@ -41,6 +42,7 @@ import { SimulatedDisk } from '../simulated-disk.js';
 import { TraceHash } from '../trace-hash.js';
 import { ClusterChecker } from './cluster-checker.js';
 import { chooseHandoverFaults, describeHandoverFaults, type HandoverFaultRates, type HandoverFaultStep, HandoverFaults } from './handover-faults.js';
+import { chooseHandoverShape, describeHandoverShape, type HandoverShapeChoice, HandoverShapePlan, handoverShapeActiveMsMin, type ShapeWorld } from './handover-shapes.js';
 import { MoverClient } from './mover-client.js';
 import { NatsModel } from './nats-model.js';
 import { receivePublish } from './publish-receipt.js';
@@ -161,6 +163,8 @@ export interface ClusterShape {
   heavySessions: HeavySessions | null;
   /** Crashes and cuts aimed at the steps of session hand-overs (handover-faults.ts), or null. */
   handoverFaults: HandoverFaultRates | null;
+  /** A mover's scripted itinerary through a hand-over shape (handover-shapes.ts), or null. */
+  handoverShape: HandoverShapeChoice | null;
 }
 
 /**
@@ -198,6 +202,11 @@ export interface ClusterWorldAdditions {
   heavySessions: boolean;
   /** Faults aimed at hand-over steps (handover-faults.ts; `--no-handover-faults`). */
   handoverFaults: boolean;
+  /**
+   * Shaped hand-over plans (handover-shapes.ts): true in every world with movers that keep their
+   * sessions (`--handover-shapes`), false in none (`--no-handover-shapes`), absent in half of them.
+   */
+  handoverShapes?: boolean;
 }
 
 const topics = ['t/a', 't/b', 'u/a', 't/a/x'];
@@ -216,7 +225,7 @@ export function chooseClusterShape(
 ): ClusterShape {
   const random = Random.stream(seed, 'cluster-shape');
   const faulty = random.chance(0.85);
-  const shape: Omit<ClusterShape, 'lostDisk' | 'largePayloads' | 'heavySessions' | 'handoverFaults'> = {
+  const shape: Omit<ClusterShape, 'lostDisk' | 'largePayloads' | 'heavySessions' | 'handoverFaults' | 'handoverShape'> = {
     seed,
     nodes,
     subscribers: random.int(2, 5),
@@ -240,7 +249,11 @@ export function chooseClusterShape(
   const large = additions.largePayloads ? chooseClusterLargePayloads(seed) : null;
   const heavy = additions.heavySessions && handoverMovers ? chooseHeavySessions(seed) : null;
   const handoverFaults = additions.handoverFaults ? chooseHandoverFaults(seed, handoverMovers, shape.nodeCrashMeanMs !== null, shape.partitionMeanMs !== null) : null;
-  return { ...shape, lostDisk, largePayloads: heavy === null ? large : { share: 0.5, ceiling: heavy.ceiling, smallShare: 0.2 }, heavySessions: heavy, handoverFaults };
+  const handoverShape = chooseHandoverShape(seed, nodes, handoverMovers, additions.handoverShapes);
+  // A world with a plan has a mover to drive, and time for the chain (a give-up takes 5 s).
+  const planned = handoverShape === null ? {} : { movers: Math.max(shape.movers, 1), activeMs: Math.max(shape.activeMs, handoverShapeActiveMsMin) };
+  const largePayloads = heavy === null ? large : { share: 0.5, ceiling: heavy.ceiling, smallShare: 0.2 };
+  return { ...shape, ...planned, lostDisk, largePayloads, heavySessions: heavy, handoverFaults, handoverShape };
 }
 
 /** vopr's mix: a third of its cluster seeds keep streams (a stream of its own, so the other draws are unchanged). */
@@ -257,7 +270,7 @@ export function voprNodesForSeed(seed: number): number {
 
 export function describeClusterShape(shape: ClusterShape): string {
   const fault = (name: string, mean: number | null) => (mean === null ? '' : ` ${name}~${mean}ms`);
-  return `cluster nodes=${shape.nodes} subscribers=${shape.subscribers} publishers=${shape.publishers}x${shape.messagesPerPublisher} active=${shape.activeMs}ms${fault('crash', shape.nodeCrashMeanMs)}${fault('nats-restart', shape.natsRestartMeanMs)}${fault('partition', shape.partitionMeanMs)}${fault('client-drop', shape.clientDropMeanMs)}${shape.crashAfterDiskProbability > 0 ? ` crash-after-disk=${shape.crashAfterDiskProbability}` : ''}${shape.movers > 0 ? ` movers=${shape.movers}~${shape.moveMeanMs}ms${shape.handoverMovers ? '+sessions' : ''}` : ''}${shape.streams ? ' streams' : ''}${shape.lostDisk === null ? '' : ` lost-disk=n${shape.lostDisk.node}@${shape.lostDisk.atMs}ms`}${describeLarge(shape.largePayloads)}${shape.heavySessions === null ? '' : ` heavy-sessions=${shape.heavySessions.stallChance}x${shape.heavySessions.stallMsMax}ms`}${describeHandoverFaults(shape.handoverFaults)}`;
+  return `cluster nodes=${shape.nodes} subscribers=${shape.subscribers} publishers=${shape.publishers}x${shape.messagesPerPublisher} active=${shape.activeMs}ms${fault('crash', shape.nodeCrashMeanMs)}${fault('nats-restart', shape.natsRestartMeanMs)}${fault('partition', shape.partitionMeanMs)}${fault('client-drop', shape.clientDropMeanMs)}${shape.crashAfterDiskProbability > 0 ? ` crash-after-disk=${shape.crashAfterDiskProbability}` : ''}${shape.movers > 0 ? ` movers=${shape.movers}~${shape.moveMeanMs}ms${shape.handoverMovers ? '+sessions' : ''}` : ''}${shape.streams ? ' streams' : ''}${shape.lostDisk === null ? '' : ` lost-disk=n${shape.lostDisk.node}@${shape.lostDisk.atMs}ms`}${describeLarge(shape.largePayloads)}${shape.heavySessions === null ? '' : ` heavy-sessions=${shape.heavySessions.stallChance}x${shape.heavySessions.stallMsMax}ms`}${describeHandoverFaults(shape.handoverFaults)}${describeHandoverShape(shape.handoverShape)}`;
 }
 
 function describeLarge(large: ClusterLargePayloads | null): string {
@@ -312,6 +325,12 @@ export class ClusterWorld implements MemberWorld {
   readonly largePayloads: ClusterLargePayloads | null;
   /** Faults aimed at hand-over steps (handover-faults.ts), or null in worlds without them. */
   readonly handoverFaults: HandoverFaults | null;
+  /** The shaped hand-over plan that drives the first mover (handover-shapes.ts), or null. */
+  readonly shapePlan: HandoverShapePlan | null = null;
+  /** Claims whose win crashes their node for the plan, `<node>:<incarnation>:<request id>`. */
+  private readonly shapeCrashAtAck = new Set<string>();
+  /** What a shaped plan adds to each node's disk operations, by node (0 unless it slowed one down). */
+  private readonly slowDiskMs: number[] = [];
 
   constructor(
     readonly shape: ClusterShape,
@@ -410,6 +429,33 @@ export class ClusterWorld implements MemberWorld {
         ),
       );
     this.sharedMembers = startSharedMembers(this, shape);
+    if (shape.handoverShape !== null) this.shapePlan = this.planFor(shape.handoverShape);
+  }
+
+  /** The plan that drives the first mover through a hand-over shape, over this world. */
+  private planFor(choice: HandoverShapeChoice): HandoverShapePlan {
+    const mover = this.movers[0];
+    assert(mover !== undefined, 'a world with a shaped plan has a mover');
+    assert(this.shape.handoverMovers, 'a shaped plan drives a mover that keeps its session');
+    const world: ShapeWorld = {
+      quiet: () => this.quiet,
+      nowMs: () => this.clock.nowMs,
+      trace: (line) => this.trace(line),
+      schedule: (atMs, run) => this.queue.push(atMs, run),
+      crashHeld: (node, why) => this.crashNode(this.nodes[node]!, why, true),
+      restartHeld: (node) => {
+        const state = this.nodes[node]!;
+        if (state.running === null) this.startNode(state);
+      },
+      accepting: (node) => this.nodes[node]!.running?.core.ready === true,
+      slowDisk: (node, delayMs) => {
+        this.trace(`shape: n${node}'s disk operations take ${delayMs}ms more`);
+        this.slowDiskMs[node] = delayMs;
+      },
+    };
+    const plan = new HandoverShapePlan(choice, world, mover);
+    mover.drivenBy(plan);
+    return plan;
   }
 
   get nodeCount(): number {
@@ -441,7 +487,11 @@ export class ClusterWorld implements MemberWorld {
   run(eventsMax: number): void {
     for (const node of this.nodes) this.startNode(node);
     for (const client of this.clients) this.queue.push(this.netRandom.int(50, 300), () => client.connect());
-    for (const mover of this.movers) this.queue.push(this.netRandom.int(50, 300), () => mover.connect());
+    // A mover a plan drives makes its first connection by the plan (handover-shapes.ts).
+    for (const mover of this.movers) {
+      const plan = this.shapePlan !== null && mover === this.movers[0] ? this.shapePlan : null;
+      this.queue.push(this.netRandom.int(50, 300), () => (plan === null ? mover.connect() : plan.start()));
+    }
     for (const member of this.sharedMembers) member.start();
     this.scheduleFaults();
     const endMs = this.shape.activeMs + this.shape.quietMs;
@@ -477,6 +527,7 @@ export class ClusterWorld implements MemberWorld {
   private goQuiet(): void {
     this.quiet = true;
     this.trace('quiet');
+    this.shapePlan?.stop();
     for (const node of this.nodes) if (node.running === null) this.startNode(node);
   }
 
@@ -554,6 +605,10 @@ export class ClusterWorld implements MemberWorld {
         if (overrunBefore !== null) this.checkPaced(node, message, overrunBefore);
       },
       completed: (result) => {
+        if (this.shapeCrashAtAck.delete(`${node.index}:${incarnation}:${result.requestId}`) && result.ok && !this.quiet && node.running?.incarnation === incarnation) {
+          this.crashNode(node, `shape: claim #${result.requestId} won at ${result.sequence}, before the node learned it`, true);
+          return this.shapePlan?.claimCrashed(node.index);
+        }
         if (this.crashAtClaim.delete(`${node.index}:${incarnation}:${result.requestId}`) && result.ok && !this.quiet && node.running?.incarnation === incarnation) {
           this.claimCrashes += 1;
           return this.crashNode(node, `hand-over claim #${result.requestId} won at ${result.sequence}, before the node learned it (no marker queued)`);
@@ -607,7 +662,7 @@ export class ClusterWorld implements MemberWorld {
   }
 
   /** The node's process dies: its connections and NATS link are gone, its disk keeps what was synced. */
-  crashNode(node: NodeState, why: string): void {
+  crashNode(node: NodeState, why: string, held = false): void {
     const running = node.running;
     if (running === null) return;
     this.trace(`fault node-crash n${node.index} #${running.incarnation} ${why}`);
@@ -620,11 +675,13 @@ export class ClusterWorld implements MemberWorld {
     this.sharedChecker.nodeCrashed(node.index);
     node.disk.crash();
     for (const pipe of this.pipes.values()) if (pipe.node === node.index && pipe.incarnation === running.incarnation) this.closePipe(pipe, 'node crashed', true);
+    // A node a shaped plan holds down starts again when the plan says (handover-shapes.ts), and draws nothing for it.
+    if (held) return;
     // One restart in five is slow, long enough for the other nodes to take the node for gone
     // (aliveSilenceMs): drawn from a stream of its own, so the other draws are unchanged.
     const slowMs = this.outageRandom.chance(0.2) ? this.outageRandom.int(4_000, 8_000) : 0;
     this.queue.push(this.clock.nowMs + this.faultRandom.int(100, 2_000) + slowMs, () => {
-      if (node.running === null) this.startNode(node);
+      if (node.running === null && this.shapePlan?.holds(node.index) !== true) this.startNode(node);
     });
   }
 
@@ -736,6 +793,7 @@ export class ClusterWorld implements MemberWorld {
           this.crashAtAck.set(`${node.index}:${incarnation}:${request.requestId}`, 'qos2-batch');
         } else if (this.aimAtHandover(node, incarnation, request)) return;
         if (this.aimAtClaim(request)) this.crashAtClaim.add(`${node.index}:${incarnation}:${request.requestId}`);
+        if (request.op === 'kv-set' && this.shapePlan?.crashAtAcknowledgement(node.index, request) === true) this.shapeCrashAtAck.add(`${node.index}:${incarnation}:${request.requestId}`);
         this.nats.request(node.index, request);
       },
     };
@@ -782,7 +840,7 @@ export class ClusterWorld implements MemberWorld {
   }
 
   private storage(node: NodeState, incarnation: number, request: StorageRequest): void {
-    this.queue.push(this.clock.nowMs + this.faultRandom.int(0, 2), () => {
+    this.queue.push(this.clock.nowMs + this.faultRandom.int(0, 2) + (this.slowDiskMs[node.index] ?? 0), () => {
       if (node.running?.incarnation !== incarnation) return;
       const executed = node.disk.execute(request);
       const result = executed.ok && executed.bytes !== undefined ? { ...executed, bytes: this.inputChunks.copy(executed.bytes) } : executed;
@@ -798,6 +856,7 @@ export class ClusterWorld implements MemberWorld {
     const parts: string[] = [];
     for (const key of Object.keys(fields)) parts.push(`${key}=${String(fields[key])}`);
     this.trace(`n${node.index} log ${level} ${event} ${parts.join(' ')}`);
+    this.shapePlan?.logged(node.index, event, fields.clientId);
     // A hand-over given up excuses the session present 0 its mover gets next (mover-client.ts).
     if (event === 'handover-timed-out' || event === 'handover-gave-up') {
       for (const mover of this.movers) if (fields.clientId === `m${mover.index}`) mover.handoverGaveUp();

@@ -65,7 +65,15 @@ export interface MoverStalls {
   readonly random: Random;
 }
 
+/** A shaped hand-over plan that drives a mover (handover-shapes.ts): what it hears from it. */
+export interface MoverPlanListener {
+  connack(node: number, present: boolean): void;
+  subscribed(): void;
+}
+
 export class MoverClient implements PipeClient {
+  /** The plan that drives this mover (handover-shapes.ts), while it does: no moves of its own then. */
+  private plan: MoverPlanListener | null = null;
   private readonly connections = new Map<number, MoverConnection>();
   /** The connection it uses now (the newest it opened), null while it has none. */
   private current: MoverConnection | null = null;
@@ -123,8 +131,20 @@ export class MoverClient implements PipeClient {
     this.qos = persistent ? random.pick([1, 2] as const) : 1;
   }
 
-  private get clientId(): string {
+  get clientId(): string {
     return `m${this.index}`;
+  }
+
+  /** A shaped hand-over plan drives this mover from now on (its own moves stop until release). */
+  drivenBy(plan: MoverPlanListener): void {
+    this.plan = plan;
+  }
+
+  /** The plan is done with this mover: it moves on its own again. */
+  release(): void {
+    this.plan = null;
+    if (this.current === null) return this.scheduleReconnect();
+    if (this.current.connacked) this.scheduleMove();
   }
 
   /** Connects through a random node (another one than now when it moves). */
@@ -134,8 +154,16 @@ export class MoverClient implements PipeClient {
     const avoid = this.current?.pipe.node ?? -1;
     let node = this.random.int(0, nodes - 1);
     if (node === avoid) node = (node + 1) % nodes;
+    if (!this.connectTo(node)) this.scheduleReconnect();
+  }
+
+  /**
+   * Opens a new connection to `node`, leaving the one it uses open (a move); false when the node
+   * does not accept connections now. A plan may name the node the mover is on already.
+   */
+  connectTo(node: number): boolean {
     const pipe = this.world.openPipe(this, node);
-    if (pipe === null) return this.scheduleReconnect();
+    if (pipe === null) return false;
     this.generation += 1;
     const generation = this.generation;
     const connection: MoverConnection = { pipe, decoder: new PacketDecoder({ packetBytesMax: 1 << 20, protocolVersion: 5 }), generation, connacked: false, takenOver: false, stalled: false };
@@ -160,6 +188,7 @@ export class MoverClient implements PipeClient {
     };
     this.world.clientSend(pipe, encodePacket(connect, 5));
     if (this.connackPatienceMs !== null) this.world.queue.push(this.world.clock.nowMs + this.connackPatienceMs, () => this.impatient(connection));
+    return true;
   }
 
   /**
@@ -168,22 +197,22 @@ export class MoverClient implements PipeClient {
    * source cut off or down: the client moves on past the hand-over, the shape seed 5010652 needs).
    */
   private impatient(connection: MoverConnection): void {
-    if (this.world.quiet || this.current !== connection || connection.connacked) return;
+    if (this.world.quiet || this.plan !== null || this.current !== connection || connection.connacked) return;
     this.moves += 1;
     this.world.trace(`m${this.index} waited ${this.connackPatienceMs}ms for a CONNACK, moves, leaving L${connection.pipe.id} open`);
     this.connect();
   }
 
   private scheduleReconnect(): void {
-    if (this.reconnectScheduled) return;
+    if (this.reconnectScheduled || this.plan !== null) return;
     this.reconnectScheduled = true;
     this.world.queue.push(this.world.clock.nowMs + this.random.int(100, 500), () => this.connect());
   }
 
   private scheduleMove(): void {
-    if (this.world.quiet) return;
+    if (this.world.quiet || this.plan !== null) return;
     this.world.queue.push(this.world.clock.nowMs + this.random.int(1, this.moveMeanMs * 2), () => {
-      if (this.world.quiet || this.current === null || !this.current.connacked) return;
+      if (this.world.quiet || this.plan !== null || this.current === null || !this.current.connacked) return;
       const stallMs = this.stallBeforeMove();
       if (stallMs !== null) return this.stall(this.current, stallMs);
       this.moves += 1;
@@ -204,7 +233,7 @@ export class MoverClient implements PipeClient {
     connection.stalled = true;
     this.world.trace(`m${this.index} stalls L${connection.pipe.id} for ${stallMs}ms`);
     this.world.queue.push(this.world.clock.nowMs + stallMs, () => {
-      if (this.current !== connection) return;
+      if (this.current !== connection || this.plan !== null) return;
       this.moves += 1;
       this.world.trace(`m${this.index} moves, leaving L${connection.pipe.id} open`);
       this.connect();
@@ -239,6 +268,7 @@ export class MoverClient implements PipeClient {
       const granted = packet.reasonCodes[0]! < 0x80;
       this.world.checker.subackReceived(this.index, this.filter, granted);
       this.subscribed = this.subscribed || granted;
+      if (granted) this.plan?.subscribed();
       return;
     }
     if (packet.type === PacketType.Publish) {
@@ -265,6 +295,7 @@ export class MoverClient implements PipeClient {
     this.newestAccepted = Math.max(this.newestAccepted, connection.generation);
     while (this.openedSinceAccepted.length > 0 && this.openedSinceAccepted[0]!.generation <= this.newestAccepted) this.openedSinceAccepted.shift();
     if (connection !== this.current) return;
+    this.plan?.connack(connection.pipe.node, sessionPresent);
     if (!this.persistent) return this.scheduleMove();
     if (sessionPresent && connection.generation === 1) {
       return this.world.fail('session-present-unknown', `m${this.index}: session present 1 on its first connection (clean start) on n${connection.pipe.node}`);

@@ -35,6 +35,7 @@ const samples: { [K in keyof Required<RunOptions>]: Required<RunOptions>[K][] } 
   heavySessions: [false],
   claimCrashes: [true],
   handoverFaults: [false],
+  handoverShapes: [true, false],
 };
 
 /** Parses flags the way `keel <name>` does, without running anything; returns the run options. */
