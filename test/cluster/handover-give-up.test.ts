@@ -44,7 +44,7 @@ function givenUp(nats: ModelNats): { a: Harness; b: Harness } {
 // Both fail on this build (b takes a's older session: subscription old/#, not new/#); it.fails
 // until the give-up is written into keel-sessions.
 describe('a hand-over given up', () => {
-  it.fails('leaves no older copy that a later move takes over the fresh session (three nodes, the copy on the node asked, the fresh session moved on)', () => {
+  it('leaves no older copy that a later move takes over the fresh session (three nodes, the copy on the node asked, the fresh session moved on)', () => {
     const nats = new ModelNats();
     for (const id of ['a', 'b', 'c']) nats.add(id);
     const { a, b } = givenUp(nats);
@@ -69,9 +69,12 @@ describe('a hand-over given up', () => {
     expect(connack(back)).toMatchObject({ sessionPresent: true });
     expect([...b.broker.state.sessions.get('mover')!.subscriptions.keys()]).toEqual(['new/#']);
     expect(a.broker.state.sessions.has('mover')).toBe(false);
+    // a never saw the give-up's claim (its watch replayed c's), whose line c's claim carries: a
+    // ended its copy at b's old marker as older than that line.
+    expect(a.logs.find((entry) => entry.event === 'session-moved')?.fields).toMatchObject({ clientId: 'mover', stale: true, copyRevision: 1, lineRevision: 2 });
   });
 
-  it.fails('leaves no older copy that a later move takes over the fresh session (two nodes, the copy on the node asked)', () => {
+  it('leaves no older copy that a later move takes over the fresh session (two nodes, the copy on the node asked)', () => {
     const nats = new ModelNats();
     for (const id of ['a', 'b']) nats.add(id);
     const { a, b } = givenUp(nats);
@@ -89,5 +92,7 @@ describe('a hand-over given up', () => {
     expect(connack(back)).toMatchObject({ sessionPresent: true });
     expect([...b.broker.state.sessions.get('mover')!.subscriptions.keys()]).toEqual(['new/#']);
     expect(a.broker.state.sessions.has('mover')).toBe(false);
+    // a's watch showed the give-up's claim, which asks no one: a ended its copy there.
+    expect(a.logs.find((entry) => entry.event === 'session-moved')?.fields).toEqual({ clientId: 'mover', toNode: 'b' });
   });
 });
