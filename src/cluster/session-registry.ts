@@ -749,7 +749,8 @@ export class SessionRegistry {
       this.broker.log('warn', 'handover-give-up-unclaimed', { clientId, claimRevision: revision, linkUp: true });
       return;
     }
-    assert(known.handoverFrom !== null, 'only a claim that asked for a hand-over gives it up');
+    // A claim that asked no one and waited for an earlier claim's hand-over (park) started a line already.
+    if (known.handoverFrom === null) return;
     const requestId = this.newRequestId();
     this.givenUp.set(requestId, { clientId, revision });
     const value = encodeOwner({ node: this.nodeId, generation: `${this.epoch()}.${this.nextGeneration++}`, lineageRevision: revision });
