@@ -660,6 +660,23 @@ describe('cluster-wide client ids', () => {
     expect(harness.broker.state.sessions.get('mover')?.claimRevision).toBe(8);
   });
 
+  it("writes no give-up claim for a CONNECT whose own claim asked no one and waited for an earlier claim's hand-over: that claim started a line", () => {
+    const harness = node();
+    const { second } = adoptAtOlderMarker(harness);
+    second.drop();
+    harness.collect();
+    // The client back here: claim 9 takes the session adopted for claim 8 and asks no one, but
+    // waits for claim 8's hand-over still on its way; that gives up at its deadline.
+    const third = harness.open(5);
+    sendConnect(third, 'mover', { cleanStart: false, expiry: 3600 });
+    const [claim9] = claims(harness);
+    expect(decodeOwner(claim9!.value!)).not.toHaveProperty('handoverFrom');
+    answer(harness, claim9!, 9);
+    harness.advance(handoverWaitMs);
+    expect(third.take()).toMatchObject([{ type: PacketType.Connack, reasonCode: 0 }]);
+    expect(claims(harness)).toEqual([]);
+  });
+
   it('writes a hand-over it gave up while cut from NATS once its watch has replayed the key, still at the given-up claim', () => {
     const harness = node();
     ownedBy(harness, 'mover', 'b', 5);
