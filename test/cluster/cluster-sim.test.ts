@@ -563,6 +563,19 @@ const clusterRegressionSeeds: readonly {
     found:
       'session-lost (vopr --nodes 3 --handover-movers from 10,200,000, the first build of faults aimed at hand-over steps): m200 got session present 0 on n0 (generation 18), with connack-patience=300ms; not traced further (possibly the known limit of a client that moves on twice while earlier markers are short of the stream). Traced since: n2 held the session (made under claim 2, the line of the newest claim 48, by n0, which asked n1 and named n2 as a prior); at the marker of the older claim 20 (by n1, asking n0), which named neither, n2 ended its copy (handover-copy-ended), the rule keeping a copy for a newer claim that asks the node knowing no priors. Passes since a claim naming the node as a prior counts as asking it',
   },
+  {
+    seed: 12530098,
+    nodes: 2,
+    handoverMovers: true,
+    lostDisk: true,
+    largePayloads: true,
+    heavySessions: true,
+    handoverFaults: true,
+    claimCrashes: true,
+    open: 'acknowledged-lost',
+    found:
+      'acknowledged-lost (vopr --nodes 2 --handover-movers --claim-crashes from 12,530,000 on the build of the give-up claim, 1 of 165; fails alike on 6b998f5, the build before it, with another trace): c200 never got the acknowledged QoS 2 message 4|1 on t/b, sent at 920 ms; not traced yet',
+  },
 ];
 
 /** Of seeds 0 to 999 with `nodes` nodes, how many `--handover-movers` worlds have `addition`; none without movers has it. */
