@@ -921,9 +921,11 @@ describe('cluster simulation', () => {
   // Skipped since the give-up claim (c2fe254, session-registry.ts claimGivenUp): on that build no
   // seed of 1 to 1,000 catches it (`keel vopr --plant-cluster claim-answer-forgotten --nodes 2
   // --handover-movers --keep-going --jobs 1`, 0 failing in 1,000; seed 86 caught it on 6b998f5, the
-  // build before, and runs clean now). Not traced: the give-up's claim changes every world with a
-  // give-up and ends a copy its node holds at once, which may close the shape this bug needs (a
-  // copy taken for the session beside the client's real one). To pin again on a seed that reaches it.
+  // build before, and runs clean now). Traced on 86: n1's claim asking n0 (its answer forgotten)
+  // waited for a marker never sent and gave up (a fresh session on n1), while n0 kept its copy for
+  // that claim; the client back on n0 took the copy for its session and n1 ended the fresh one, a
+  // will routed into both. Now n1's give-up writes a claim that asks no one, and n0 ends its copy
+  // there, so the shape needs a copy that outlives no give-up. To pin again on a seed that reaches it.
   it.skip('catches claim-answer-forgotten (a will delivered twice) within 1,000 seeds with 2 nodes and --handover-movers', () => {
     let caught: { seed: number; detail: string } | null = null;
     const rules = new Set<string>();
