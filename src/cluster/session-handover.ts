@@ -53,7 +53,13 @@
  *   in the bucket: B deletes the key only after). Once durable, the move is done.
  * - A down, or cut from NATS, for longer than `handoverWaitMs`: B gives up (session present 0,
  *   logged `handover-timed-out`); A finishes its part when it returns, and the state it puts then
- *   is dropped at B, its pending will published (it fires once, on B). A cannot tell that B gave
+ *   is dropped at B, its pending will published (it fires once, on B). B writes the give-up into
+ *   `keel-sessions` (session-registry.ts claimGivenUp): a claim of B that asks no one, whose line
+ *   is the given-up claim, where the fresh session was made. A node that sees it ends its copy (as
+ *   at any claim that asks no one); one that sees only a later claim of that line (a watch that
+ *   replays the bucket shows each key's newest) finds its copy older than the line and ends it at
+ *   a marker (copyStale), instead of keeping it for a claim that asks it and handing it over there,
+ *   over the fresh session (handover-give-up.test.ts). A cannot tell that B gave
  *   up, so at a marker whose claim is no longer the newest A hands nothing over that a newer claim
  *   counts on getting from A: when the newest claim asks A itself for the session (the client
  *   went from B on to a node that asks A, B again included), A keeps it for that claim's marker

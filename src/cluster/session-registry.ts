@@ -40,6 +40,9 @@
  * for a newer claim only when it is of that claim's line (session-handover.ts sourceServes), and a
  * CONNECT over this node's own claim takes a session here for that claim's only when it was made
  * or adopted under it (claimSession). Both hold after a restart, which keeps only the newest claim.
+ * A hand-over given up (its CONNECT answered with a fresh session) is written as a claim of this
+ * node that asks no one and names the given-up claim as its line (claimGivenUp): the key then says
+ * where the client's session is, and an older copy elsewhere is ended, not handed over later.
  * A claim that asks for a hand-over names its priors too (`priors`): the node the key's claim asked
  * and the priors that claim named, unless this node has read that claim's marker; the marker names
  * them all, and one of them may still hold the session (session-handover.ts, the chain of priors).
@@ -75,6 +78,8 @@ export const sessionsBucket = 'keel-sessions';
 export const claimWaitMs = 5_000;
 /** A claim that failed for another reason than the revision is tried again after this long. */
 export const claimRetryMs = 250;
+/** Hand-overs given up while the link was down that wait to be written at most (more are logged, not written: SessionRegistry.claimGivenUp). */
+const givenUpUnwrittenMax = 4_096;
 /** Ended sessions whose keys wait for deletion at most (more are left in the bucket, harmless: a later claim overwrites them). */
 const endedKeysMax = 65_536;
 
@@ -97,7 +102,10 @@ export interface SessionOwner {
    * under that claim, so a copy made before it (SessionState.claimRevision) is not the session this
    * claim asks for: its source ends it instead of keeping it for this claim (session-handover.ts
    * sourceServes, seed 8100075). Absent: unknown (a node of before it, or a chain through one),
-   * and the source keeps any copy, as it did then.
+   * and the source keeps any copy, as it did then. On a claim that asks no one it marks the claim
+   * written for a hand-over given up (SessionRegistry.claimGivenUp): the line starts at the claim
+   * whose hand-over was given up, under which the fresh session was made, not at this one. A node
+   * of before it reads such a value as a claim that asks no one (its line this claim itself).
    */
   readonly lineageRevision?: number;
   /**
@@ -157,7 +165,10 @@ export function decodeOwner(value: Uint8Array): SessionOwner | null {
   if (typeof parsed !== 'object' || parsed === null) return null;
   const { node, generation, handoverFrom, markerRevision, lineageRevision, priors } = parsed as Record<string, unknown>;
   if (typeof node !== 'string' || node.length === 0 || typeof generation !== 'string') return null;
-  if (typeof handoverFrom !== 'string' || handoverFrom.length === 0) return { node, generation };
+  if (typeof handoverFrom !== 'string' || handoverFrom.length === 0) {
+    // A claim that asks no one names a line only when it writes a hand-over given up (claimGivenUp).
+    return isRevision(lineageRevision) ? { node, generation, lineageRevision } : { node, generation };
+  }
   // Only a claim that asks for a hand-over waits for an earlier one's marker, and asks from a claim.
   const owner: { -readonly [K in keyof SessionOwner]: SessionOwner[K] } = { node, generation, handoverFrom };
   if (isRevision(markerRevision)) owner.markerRevision = markerRevision;
@@ -181,9 +192,14 @@ export function priorsOfValue(value: unknown, node: string, handoverFrom: string
   return priors;
 }
 
-/** A claim's line: its own revision when it asked no one (a new line starts there), else the one it carries. */
+/**
+ * A claim's line: the one it carries when it asked a node for the session; when it asked no one, a
+ * new line starts there, at its own revision, or, for the claim that writes a hand-over given up
+ * (claimGivenUp), at the given-up claim's revision it names (the fresh session was made under it).
+ */
 function lineageOf(handoverFrom: string | null, lineageRevision: number | null, revision: number): number | null {
-  return handoverFrom === null ? revision : lineageRevision;
+  if (handoverFrom !== null) return lineageRevision;
+  return lineageRevision === null || lineageRevision > revision ? revision : lineageRevision;
 }
 
 function isRevision(value: unknown): value is number {
@@ -375,6 +391,10 @@ export class SessionRegistry {
   private readonly endedKeys = new Set<string>();
   /** Key deletions out: request id → client id. */
   private readonly deletions = new Map<number, string>();
+  /** Claims out that write a hand-over given up (claimGivenUp): request id → client id and the given-up claim's revision. */
+  private readonly givenUp = new Map<number, { readonly clientId: string; readonly revision: number }>();
+  /** Hand-overs given up while the link was down, to write once the watch has replayed the bucket: client id → the given-up claim's revision. */
+  private readonly givenUpUnwritten = new Map<string, number>();
   readonly counters = { claims: 0, claimsWon: 0, claimRetries: 0, claimsRefused: 0, takenOver: 0, sessionsDropped: 0, keysDeleted: 0 };
 
   constructor(
@@ -550,6 +570,8 @@ export class SessionRegistry {
       if (claim.requestId !== 0) this.unanswered(claim);
       claim.requestId = 0;
     }
+    // A give-up's claim out now may have won or not: the watch shows which (claimGivenUp).
+    this.givenUp.clear();
     if (!up) return;
     // The watch replays every key: what it does not replay is gone (a NATS that lost its store
     // starts its revisions again from 1, which the old ones would hide). Markers wait meanwhile
@@ -575,11 +597,19 @@ export class SessionRegistry {
   watchReplayed(requestId: number): boolean {
     if (requestId !== this.watchRequestId || !this.connected || this.current) return false;
     this.current = true;
+    for (const [clientId, revision] of this.givenUpUnwritten) this.claimGivenUp(clientId, revision);
+    this.givenUpUnwritten.clear();
     return true;
   }
 
   /** Handles a completion if it answers a claim; false when it is someone else's. */
   completed(nowMs: number, result: ClusterResult): boolean {
+    const givenUp = this.givenUp.get(result.requestId);
+    if (givenUp !== undefined) {
+      this.givenUp.delete(result.requestId);
+      this.givenUpCompleted(givenUp, result);
+      return true;
+    }
     const deleted = this.deletions.get(result.requestId);
     if (deleted !== undefined) {
       this.deletions.delete(result.requestId);
@@ -703,7 +733,66 @@ export class SessionRegistry {
     // A fresh session: whatever this node still held of the id is not the client's any more.
     if (fresh && (this.broker.state.sessions.has(clientId) || this.broker.pendingWills.has(clientId))) endSession(this.broker, clientId, nowMs);
     this.accept(parked.claim, parked.revision, nowMs);
+    if (fresh && this.broker.state.sessions.get(clientId)?.claimRevision === parked.revision) this.claimGivenUp(clientId, parked.revision);
     return true;
+  }
+
+  /**
+   * The hand-over this node's claim at `revision` asked for was given up, and its CONNECT got a
+   * fresh session made under that claim: the key says so, in a claim of this node that asks no one
+   * and names `revision` as its line (SessionOwner.lineageRevision), at the key's revision (the
+   * claim's: a newer one of another node would have dropped the CONNECT). Without it the key went
+   * on naming the given-up claim, which asked a node for the session and so started no line: the
+   * claims after it carried the line of the client's older session, and a node still holding a
+   * copy of that session (the node asked, cut off, or a prior) could not tell it from the client's
+   * session and kept it for a claim that asks it, to hand it over later over the fresh one
+   * (handover-give-up.test.ts). With it, such a copy is older than the newest claim's line and is
+   * ended (session-handover.ts copyStale); a node that sees the claim ends its copy at once, as at
+   * any claim that asks no one (evict); and a claim after it names no priors behind this node.
+   * Given up while the link is down (or the watch is replaying it), it is written once the watch
+   * has replayed the bucket, if the key and the fresh session are still that claim's (in memory,
+   * at most givenUpUnwrittenMax: a restart meanwhile forgets it). Not written when the key moved
+   * on (a claim elsewhere): logged. Its answer needs nothing more: the watch shows it when it won
+   * (an answer lost with the link included).
+   */
+  private claimGivenUp(clientId: string, revision: number): void {
+    if (!this.connected || !this.current) {
+      if (this.givenUpUnwritten.size < givenUpUnwrittenMax) this.givenUpUnwritten.set(clientId, revision);
+      else this.broker.log('warn', 'handover-give-up-unclaimed', { clientId, claimRevision: revision, linkUp: this.connected });
+      return;
+    }
+    const known = this.known.get(clientId);
+    if (known === undefined || !known.present || known.revision !== revision || known.node !== this.nodeId || this.broker.state.sessions.get(clientId)?.claimRevision !== revision) {
+      this.broker.log('warn', 'handover-give-up-unclaimed', { clientId, claimRevision: revision, linkUp: true });
+      return;
+    }
+    // A claim that asked no one and waited for an earlier claim's hand-over (park) started a line already.
+    if (known.handoverFrom === null) return;
+    const requestId = this.newRequestId();
+    this.givenUp.set(requestId, { clientId, revision });
+    const value = encodeOwner({ node: this.nodeId, generation: `${this.epoch()}.${this.nextGeneration++}`, lineageRevision: revision });
+    this.broker.pushCluster({ op: 'kv-set', requestId, bucket: sessionsBucket, key: sessionKey(clientId), value, expectedRevision: revision });
+  }
+
+  /** The answer to a claim written for a hand-over given up (claimGivenUp): known at once when it won. */
+  private givenUpCompleted(request: { readonly clientId: string; readonly revision: number }, result: ClusterResult): void {
+    if (!result.ok) {
+      this.broker.log('warn', 'handover-give-up-unclaimed', { clientId: request.clientId, claimRevision: request.revision, code: result.code });
+      return;
+    }
+    assert(result.sequence > request.revision, 'a claim wins at a newer revision than the one it replaces');
+    const known = this.known.get(request.clientId);
+    if (known !== undefined && known.revision >= result.sequence) return;
+    this.known.set(request.clientId, {
+      revision: result.sequence,
+      present: true,
+      node: this.nodeId,
+      handoverFrom: null,
+      markerRevision: result.sequence,
+      lineageRevision: request.revision,
+      priors: noPriors,
+      markerPassed: false,
+    });
   }
 
   /**

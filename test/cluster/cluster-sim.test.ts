@@ -588,9 +588,8 @@ const clusterRegressionSeeds: readonly {
     heavySessions: true,
     handoverFaults: true,
     handoverShapes: 'all',
-    open: 'order',
     found:
-      "order (vopr --nodes 2 --handover-movers --handover-shapes from 1, the first build of shaped hand-over plans; plan older-marker, a=n1, b=n0): n1, down past n0's give-up (marker 6, n0's fresh session), came back, won a claim asking n0 and crashed before it learned so; the client went back to n0 (claim asking n1, marker 73). At marker 6 n1 kept its copy for that newer claim and answered none; at marker 73 it handed the copy over (71 deliveries) and n0 adopted it over the fresh session its client had used since: an older message of c7 arrived after a newer one. The known hole of a give-up that writes no claim (readme known limitations): n1 cannot tell its copy from the session",
+      "order (vopr --nodes 2 --handover-movers --handover-shapes from 1, the first build of shaped hand-over plans; plan older-marker, a=n1, b=n0): n1, down past n0's give-up (marker 6, n0's fresh session), came back, won a claim asking n0 and crashed before it learned so; the client went back to n0 (claim asking n1, marker 73). At marker 6 n1 kept its copy for that newer claim and answered none; at marker 73 it handed the copy over (71 deliveries) and n0 adopted it over the fresh session its client had used since: an older message of c7 arrived after a newer one. The known hole of a give-up that writes no claim (readme known limitations): n1 cannot tell its copy from the session. Passes since a give-up writes a claim that starts the line of its fresh session (the give-up claim, merged after the seed was found)",
   },
   {
     seed: 117,
@@ -601,9 +600,8 @@ const clusterRegressionSeeds: readonly {
     heavySessions: true,
     handoverFaults: true,
     handoverShapes: 'all',
-    open: 'order',
     found:
-      "order (same search as 54; plan older-marker abandoned at its last step, a node crash in between): n1 handed m200's session to n0 at marker 37 (5 deliveries) and an older message of c4 arrived after a newer one on t/a. Not traced further; likely the known hole of a give-up that writes no claim (README Known limitations)",
+      "order (same search as 54; plan older-marker abandoned at its last step, a node crash in between): n1 handed m200's session to n0 at marker 37 (5 deliveries) and an older message of c4 arrived after a newer one on t/a. Not traced further; likely the known hole of a give-up that writes no claim (README Known limitations). Passes since a give-up writes a claim that starts the line of its fresh session (the give-up claim, merged after the seed was found)",
   },
   {
     seed: 83,
@@ -614,9 +612,8 @@ const clusterRegressionSeeds: readonly {
     heavySessions: true,
     handoverFaults: true,
     handoverShapes: 'all',
-    open: 'order',
     found:
-      "order (vopr --nodes 3 --handover-movers --handover-shapes from 1, plan giveup-no-claim, a=n2, b=n0, c=n1): n0 gave up on n2 (down) with a fresh session, the client moved on to n1 and back to n2, which crashed at its claim; at n0's marker 4 n2 kept its copy for n0's newer claim (asking n2, naming n1 as a prior) and at marker 92 handed it over (102 deliveries), and n0 took it, the asked node's answer first, over the session n1 answered with: an older message of c6 arrived after a newer one. The known hole of a give-up that writes no claim (readme known limitations)",
+      "order (vopr --nodes 3 --handover-movers --handover-shapes from 1, plan giveup-no-claim, a=n2, b=n0, c=n1): n0 gave up on n2 (down) with a fresh session, the client moved on to n1 and back to n2, which crashed at its claim; at n0's marker 4 n2 kept its copy for n0's newer claim (asking n2, naming n1 as a prior) and at marker 92 handed it over (102 deliveries), and n0 took it, the asked node's answer first, over the session n1 answered with: an older message of c6 arrived after a newer one. The known hole of a give-up that writes no claim (readme known limitations). Passes since a give-up writes a claim that starts the line of its fresh session (the give-up claim, merged after the seed was found)",
   },
   {
     seed: 12000131,
@@ -627,9 +624,8 @@ const clusterRegressionSeeds: readonly {
     heavySessions: true,
     handoverFaults: true,
     handoverShapes: 'all',
-    open: 'qos2-duplicate',
     found:
-      "qos2-duplicate (vopr --nodes 2 --handover-movers --handover-shapes --plant-cluster handover-serves-older-marker from 12,000,000; the real build fails alike; plan stale-copy abandoned at its step 7, n1 crashed by the world's own faults): at 25,266 ms n1 adopted a session from n0 (16 deliveries) and a QoS 2 will of m200 reached it twice. Not traced further; likely the known hole of a give-up that writes no claim (README Known limitations)",
+      "qos2-duplicate (vopr --nodes 2 --handover-movers --handover-shapes --plant-cluster handover-serves-older-marker from 12,000,000; the real build fails alike; plan stale-copy abandoned at its step 7, n1 crashed by the world's own faults): at 25,266 ms n1 adopted a session from n0 (16 deliveries) and a QoS 2 will of m200 reached it twice. Not traced further; likely the known hole of a give-up that writes no claim (README Known limitations). Passes since a give-up writes a claim that starts the line of its fresh session (the give-up claim, merged after the seed was found)",
   },
   {
     seed: 12000228,
@@ -653,9 +649,8 @@ const clusterRegressionSeeds: readonly {
     heavySessions: true,
     handoverFaults: true,
     handoverShapes: 'half',
-    open: 'qos2-duplicate',
     found:
-      "qos2-duplicate (vopr --nodes 3 --handover-movers from 12,200,000 (290 of 300 pass; every failure in a world with a shaped plan, each passing with --no-handover-shapes); plan older-marker, a=n0, b=n2): n0 answered none at n2's given-up marker 2 and handed its copy (36 deliveries) over at marker 40, where n2 adopted it over the fresh session: m201's QoS 2 will reached m200 twice. The give-up that writes no claim (README Known limitations)",
+      "qos2-duplicate (vopr --nodes 3 --handover-movers from 12,200,000 (290 of 300 pass; every failure in a world with a shaped plan, each passing with --no-handover-shapes); plan older-marker, a=n0, b=n2): n0 answered none at n2's given-up marker 2 and handed its copy (36 deliveries) over at marker 40, where n2 adopted it over the fresh session: m201's QoS 2 will reached m200 twice. The give-up that writes no claim (README Known limitations). Passes since a give-up writes a claim that starts the line of its fresh session (the give-up claim, merged after the seed was found)",
   },
   {
     seed: 12200014,
@@ -666,9 +661,8 @@ const clusterRegressionSeeds: readonly {
     heavySessions: true,
     handoverFaults: true,
     handoverShapes: 'half',
-    open: 'order',
     found:
-      'order (vopr --nodes 3 --handover-movers from 12,200,000 (290 of 300 pass; every failure in a world with a shaped plan, each passing with --no-handover-shapes); plan giveup-no-claim, a=n2, b=n0, c=n1): n2 answered none at marker 1 and handed its copy (17 deliveries) over at marker 35, where n0 took it over the session n1 answered with. The give-up that writes no claim',
+      'order (vopr --nodes 3 --handover-movers from 12,200,000 (290 of 300 pass; every failure in a world with a shaped plan, each passing with --no-handover-shapes); plan giveup-no-claim, a=n2, b=n0, c=n1): n2 answered none at marker 1 and handed its copy (17 deliveries) over at marker 35, where n0 took it over the session n1 answered with. The give-up that writes no claim. Passes since a give-up writes a claim that starts the line of its fresh session (the give-up claim, merged after the seed was found)',
   },
   {
     seed: 12200023,
@@ -679,9 +673,8 @@ const clusterRegressionSeeds: readonly {
     heavySessions: true,
     handoverFaults: true,
     handoverShapes: 'half',
-    open: 'order',
     found:
-      'order (vopr --nodes 3 --handover-movers from 12,200,000 (290 of 300 pass; every failure in a world with a shaped plan, each passing with --no-handover-shapes); plan older-marker). Not traced; likely the give-up that writes no claim',
+      'order (vopr --nodes 3 --handover-movers from 12,200,000 (290 of 300 pass; every failure in a world with a shaped plan, each passing with --no-handover-shapes); plan older-marker). Not traced; likely the give-up that writes no claim. Passes since a give-up writes a claim that starts the line of its fresh session (the give-up claim, merged after the seed was found)',
   },
   {
     seed: 12200045,
@@ -705,9 +698,8 @@ const clusterRegressionSeeds: readonly {
     heavySessions: true,
     handoverFaults: true,
     handoverShapes: 'half',
-    open: 'qos2-duplicate',
     found:
-      'qos2-duplicate (vopr --nodes 3 --handover-movers from 12,200,000 (290 of 300 pass; every failure in a world with a shaped plan, each passing with --no-handover-shapes); plan giveup-no-claim). Not traced; likely the give-up that writes no claim',
+      'qos2-duplicate (vopr --nodes 3 --handover-movers from 12,200,000 (290 of 300 pass; every failure in a world with a shaped plan, each passing with --no-handover-shapes); plan giveup-no-claim). Not traced; likely the give-up that writes no claim. Passes since a give-up writes a claim that starts the line of its fresh session (the give-up claim, merged after the seed was found)',
   },
   {
     seed: 12200158,
@@ -718,9 +710,8 @@ const clusterRegressionSeeds: readonly {
     heavySessions: true,
     handoverFaults: true,
     handoverShapes: 'half',
-    open: 'order',
     found:
-      'order (vopr --nodes 3 --handover-movers from 12,200,000 (290 of 300 pass; every failure in a world with a shaped plan, each passing with --no-handover-shapes); plan giveup-no-claim). Not traced; likely the give-up that writes no claim',
+      'order (vopr --nodes 3 --handover-movers from 12,200,000 (290 of 300 pass; every failure in a world with a shaped plan, each passing with --no-handover-shapes); plan giveup-no-claim). Not traced; likely the give-up that writes no claim. Passes since a give-up writes a claim that starts the line of its fresh session (the give-up claim, merged after the seed was found)',
   },
   {
     seed: 12200212,
@@ -731,9 +722,8 @@ const clusterRegressionSeeds: readonly {
     heavySessions: true,
     handoverFaults: true,
     handoverShapes: 'half',
-    open: 'order',
     found:
-      'order (vopr --nodes 3 --handover-movers from 12,200,000 (290 of 300 pass; every failure in a world with a shaped plan, each passing with --no-handover-shapes); plan giveup-no-claim). Not traced; likely the give-up that writes no claim',
+      'order (vopr --nodes 3 --handover-movers from 12,200,000 (290 of 300 pass; every failure in a world with a shaped plan, each passing with --no-handover-shapes); plan giveup-no-claim). Not traced; likely the give-up that writes no claim. Passes since a give-up writes a claim that starts the line of its fresh session (the give-up claim, merged after the seed was found)',
   },
   {
     seed: 12200216,
@@ -744,9 +734,8 @@ const clusterRegressionSeeds: readonly {
     heavySessions: true,
     handoverFaults: true,
     handoverShapes: 'half',
-    open: 'qos2-duplicate',
     found:
-      'qos2-duplicate (vopr --nodes 3 --handover-movers from 12,200,000 (290 of 300 pass; every failure in a world with a shaped plan, each passing with --no-handover-shapes); plan giveup-no-claim). Not traced; likely the give-up that writes no claim',
+      'qos2-duplicate (vopr --nodes 3 --handover-movers from 12,200,000 (290 of 300 pass; every failure in a world with a shaped plan, each passing with --no-handover-shapes); plan giveup-no-claim). Not traced; likely the give-up that writes no claim. Passes since a give-up writes a claim that starts the line of its fresh session (the give-up claim, merged after the seed was found)',
   },
   {
     seed: 12200231,
@@ -757,9 +746,8 @@ const clusterRegressionSeeds: readonly {
     heavySessions: true,
     handoverFaults: true,
     handoverShapes: 'half',
-    open: 'qos2-duplicate',
     found:
-      'qos2-duplicate (vopr --nodes 3 --handover-movers from 12,200,000 (290 of 300 pass; every failure in a world with a shaped plan, each passing with --no-handover-shapes); plan giveup-no-claim). Not traced; likely the give-up that writes no claim',
+      'qos2-duplicate (vopr --nodes 3 --handover-movers from 12,200,000 (290 of 300 pass; every failure in a world with a shaped plan, each passing with --no-handover-shapes); plan giveup-no-claim). Not traced; likely the give-up that writes no claim. Passes since a give-up writes a claim that starts the line of its fresh session (the give-up claim, merged after the seed was found)',
   },
   {
     seed: 12200270,
@@ -770,9 +758,8 @@ const clusterRegressionSeeds: readonly {
     heavySessions: true,
     handoverFaults: true,
     handoverShapes: 'half',
-    open: 'order',
     found:
-      'order (vopr --nodes 3 --handover-movers from 12,200,000 (290 of 300 pass; every failure in a world with a shaped plan, each passing with --no-handover-shapes); plan giveup-no-claim). Not traced; likely the give-up that writes no claim',
+      'order (vopr --nodes 3 --handover-movers from 12,200,000 (290 of 300 pass; every failure in a world with a shaped plan, each passing with --no-handover-shapes); plan giveup-no-claim). Not traced; likely the give-up that writes no claim. Passes since a give-up writes a claim that starts the line of its fresh session (the give-up claim, merged after the seed was found)',
   },
   {
     seed: 12300102,
@@ -783,9 +770,8 @@ const clusterRegressionSeeds: readonly {
     heavySessions: true,
     handoverFaults: true,
     handoverShapes: 'half',
-    open: 'order',
     found:
-      'order (vopr --nodes 2 --handover-movers from 12,300,000 (298 of 300 pass; both failures in worlds with a shaped plan, each passing with --no-handover-shapes); plan older-marker). Not traced; likely the give-up that writes no claim',
+      'order (vopr --nodes 2 --handover-movers from 12,300,000 (298 of 300 pass; both failures in worlds with a shaped plan, each passing with --no-handover-shapes); plan older-marker). Not traced; likely the give-up that writes no claim. Passes since a give-up writes a claim that starts the line of its fresh session (the give-up claim, merged after the seed was found)',
   },
   {
     seed: 12300279,
@@ -796,9 +782,21 @@ const clusterRegressionSeeds: readonly {
     heavySessions: true,
     handoverFaults: true,
     handoverShapes: 'half',
-    open: 'qos2-duplicate',
     found:
-      "qos2-duplicate (vopr --nodes 2 --handover-movers from 12,300,000 (298 of 300 pass; both failures in worlds with a shaped plan, each passing with --no-handover-shapes); plan stale-copy, abandoned when the world went quiet after n0 crashed at its claim, its copy's ending not yet durable): n0 crashed when its claim (20, asking n1, of the line of n1's resume) won, before it learned so, with the ending of its copy (made under the first claim) not yet durable; n1's CONNECT of the next step was refused (the cluster did not confirm it) and n0 stayed down until the world went quiet. Back, n0 read n1's given-up marker 17 with its own claim 20 the newest: it knows no hand-over of its own on its way, so it kept the copy (answered none); then n1 claimed asking n0 (marker 25), and at that claim's own marker n0 handed the copy over (10 deliveries) and n1 adopted it over the session it had resumed: m200's QoS 2 will twice. The copy is older than the line of the claim that asks for it, but sourceServes checks the line only when it keeps a session for a newer claim, not at the newest claim's own marker: possibly a hole of its own, beside the give-up that writes no claim",
+      "qos2-duplicate (vopr --nodes 2 --handover-movers from 12,300,000 (298 of 300 pass; both failures in worlds with a shaped plan, each passing with --no-handover-shapes); plan stale-copy, abandoned when the world went quiet after n0 crashed at its claim, its copy's ending not yet durable): n0 crashed when its claim (20, asking n1, of the line of n1's resume) won, before it learned so, with the ending of its copy (made under the first claim) not yet durable; n1's CONNECT of the next step was refused (the cluster did not confirm it) and n0 stayed down until the world went quiet. Back, n0 read n1's given-up marker 17 with its own claim 20 the newest: it knows no hand-over of its own on its way, so it kept the copy (answered none); then n1 claimed asking n0 (marker 25), and at that claim's own marker n0 handed the copy over (10 deliveries) and n1 adopted it over the session it had resumed: m200's QoS 2 will twice. The copy is older than the line of the claim that asks for it, but sourceServes checks the line only when it keeps a session for a newer claim, not at the newest claim's own marker: possibly a hole of its own, beside the give-up that writes no claim. Passes since a give-up writes a claim that starts the line of its fresh session (the give-up claim, merged after the seed was found)",
+  },
+  {
+    seed: 12530098,
+    nodes: 2,
+    handoverMovers: true,
+    lostDisk: true,
+    largePayloads: true,
+    heavySessions: true,
+    handoverFaults: true,
+    claimCrashes: true,
+    open: 'acknowledged-lost',
+    found:
+      'acknowledged-lost (vopr --nodes 2 --handover-movers --claim-crashes from 12,530,000 on the build of the give-up claim, 1 of 165; fails alike on 6b998f5, the build before it, with another trace): c200 never got the acknowledged QoS 2 message 4|1 on t/b, sent at 920 ms; not traced yet',
   },
 ];
 
@@ -1173,7 +1171,15 @@ describe('cluster simulation', () => {
   // it claims again over its own win, resumes the copy of the session it still held and makes the
   // other node end the real one, and a will routed into both reaches the client twice. Movers keep
   // their sessions in these worlds; with 2 nodes a client comes back to a node it left more often.
-  it('catches claim-answer-forgotten (a will delivered twice) within 1,000 seeds with 2 nodes and --handover-movers', () => {
+  // Skipped since the give-up claim (c2fe254, session-registry.ts claimGivenUp): on that build no
+  // seed of 1 to 1,000 catches it (`keel vopr --plant-cluster claim-answer-forgotten --nodes 2
+  // --handover-movers --keep-going --jobs 1`, 0 failing in 1,000; seed 86 caught it on 6b998f5, the
+  // build before, and runs clean now). Traced on 86: n1's claim asking n0 (its answer forgotten)
+  // waited for a marker never sent and gave up (a fresh session on n1), while n0 kept its copy for
+  // that claim; the client back on n0 took the copy for its session and n1 ended the fresh one, a
+  // will routed into both. Now n1's give-up writes a claim that asks no one, and n0 ends its copy
+  // there, so the shape needs a copy that outlives no give-up. To pin again on a seed that reaches it.
+  it.skip('catches claim-answer-forgotten (a will delivered twice) within 1,000 seeds with 2 nodes and --handover-movers', () => {
     let caught: { seed: number; detail: string } | null = null;
     const rules = new Set<string>();
     for (let seed = 1; seed <= 1_000 && caught === null; seed++) {

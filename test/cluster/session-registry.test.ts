@@ -624,6 +624,110 @@ describe('cluster-wide client ids', () => {
     expect(harness.logs.some((log) => log.event === 'session-adopted')).toBe(false);
   });
 
+  it('writes a hand-over it gave up into the key: a claim of this node that asks no one, whose line is the given-up claim; its state still comes late after a restart', () => {
+    const harness = node();
+    ownedBy(harness, 'mover', 'b', 5);
+    const client = harness.open(5);
+    sendConnect(client, 'mover', { cleanStart: false, expiry: 3600 });
+    const [claim] = claims(harness);
+    answer(harness, claim!, 8);
+    const [marker] = harness.takeClusterRequests().filter((request): request is PublishDurable => request.op === 'publish-durable' && request.subject === handoverMarkerSubject);
+    harness.advance(handoverWaitMs);
+    expect(client.take()).toMatchObject([{ type: PacketType.Connack, reasonCode: 0, sessionPresent: false }]);
+    // The fresh session was made under claim 8; the key says so, over claim 8 and no other.
+    const [givenUp] = claims(harness);
+    expect(givenUp).toMatchObject({ key: sessionKey('mover'), expectedRevision: 8 });
+    const owner = decodeOwner(givenUp!.value!);
+    expect(owner).toMatchObject({ node: 'a', lineageRevision: 8 });
+    expect(owner).not.toHaveProperty('handoverFrom');
+    answer(harness, givenUp!, 9);
+    // After a crash the watch shows that claim (9), not the given-up one: b's state at marker 8 is still late.
+    restartSeeing(harness, givenUp!.value, 9);
+    deliverMarker(harness, marker!.headers, 1);
+    const state = {
+      header: { client: 'mover', from: 'b', to: 'a', sequence: 1, nowMs: harness.nowMs, cut: '1-0', willInMs: null, none: false },
+      records: [{ kind: 'session-created', clientId: 'mover', protocolVersion: 5, expiryIntervalSeconds: 3600 }] as const,
+    };
+    harness.broker.clusterKeyChanged(harness.nowMs, {
+      bucket: handoverBucket,
+      key: handoverKey('mover', 1),
+      value: encodeHandoverState({ header: state.header, records: [...state.records] }),
+      revision: 1,
+    });
+    harness.collect();
+    expect(harness.logs.some((log) => log.event === 'handover-late')).toBe(true);
+    expect(harness.logs.some((log) => log.event === 'session-adopted')).toBe(false);
+    expect(harness.broker.state.sessions.get('mover')?.claimRevision).toBe(8);
+  });
+
+  it("writes no give-up claim for a CONNECT whose own claim asked no one and waited for an earlier claim's hand-over: that claim started a line", () => {
+    const harness = node();
+    const { second } = adoptAtOlderMarker(harness);
+    second.drop();
+    harness.collect();
+    // The client back here: claim 9 takes the session adopted for claim 8 and asks no one, but
+    // waits for claim 8's hand-over still on its way; that gives up at its deadline.
+    const third = harness.open(5);
+    sendConnect(third, 'mover', { cleanStart: false, expiry: 3600 });
+    const [claim9] = claims(harness);
+    expect(decodeOwner(claim9!.value!)).not.toHaveProperty('handoverFrom');
+    answer(harness, claim9!, 9);
+    harness.advance(handoverWaitMs);
+    expect(third.take()).toMatchObject([{ type: PacketType.Connack, reasonCode: 0 }]);
+    expect(claims(harness)).toEqual([]);
+  });
+
+  it('writes a hand-over it gave up while cut from NATS once its watch has replayed the key, still at the given-up claim', () => {
+    const harness = node();
+    ownedBy(harness, 'mover', 'b', 5);
+    const client = harness.open(5);
+    sendConnect(client, 'mover', { cleanStart: false, expiry: 3600 });
+    const [claim] = claims(harness);
+    answer(harness, claim!, 8);
+    harness.broker.clusterStatus(harness.nowMs, 'disconnected');
+    harness.collect();
+    harness.advance(handoverWaitMs);
+    expect(client.take()).toMatchObject([{ type: PacketType.Connack, reasonCode: 0, sessionPresent: false }]);
+    expect(claims(harness)).toEqual([]);
+    harness.clusterConnected(false);
+    harness.broker.clusterKeyChanged(harness.nowMs, { bucket: sessionsBucket, key: sessionKey('mover'), value: claim!.value, revision: 8 });
+    harness.collect();
+    expect(claims(harness)).toEqual([]);
+    harness.broker.clusterWatchCurrent(harness.nowMs, sessionsBucket, harness.sessionsWatchId);
+    harness.collect();
+    const [givenUp] = claims(harness);
+    expect(givenUp).toMatchObject({ expectedRevision: 8 });
+    expect(decodeOwner(givenUp!.value!)).toMatchObject({ node: 'a', lineageRevision: 8 });
+  });
+
+  it('does not write a hand-over it gave up over a newer claim: the key moved on (logged)', () => {
+    const harness = node();
+    ownedBy(harness, 'mover', 'b', 5);
+    const client = harness.open(5);
+    sendConnect(client, 'mover', { cleanStart: false, expiry: 3600 });
+    answer(harness, claims(harness)[0]!, 8);
+    harness.takeClusterRequests();
+    harness.advance(handoverWaitMs);
+    const [givenUp] = claims(harness);
+    harness.broker.clusterCompleted(harness.nowMs, { requestId: givenUp!.requestId, ok: false, code: 'wrong-revision', message: 'at 10' });
+    harness.collect();
+    expect(harness.logs.find((log) => log.event === 'handover-give-up-unclaimed')?.fields).toMatchObject({ clientId: 'mover', claimRevision: 8, code: 'wrong-revision' });
+    expect(claims(harness)).toEqual([]);
+  });
+
+  it("carries the line of a give-up's claim (the given-up claim's revision, not its own) into a claim that asks for the session, naming no prior", () => {
+    const harness = node();
+    const value = encodeOwner({ node: 'b', generation: '1.2', lineageRevision: 8 });
+    harness.broker.clusterKeyChanged(harness.nowMs, { bucket: sessionsBucket, key: sessionKey('mover'), value, revision: 9 });
+    harness.collect();
+    const client = harness.open(5);
+    sendConnect(client, 'mover', { cleanStart: false, expiry: 3600 });
+    const [claim] = claims(harness);
+    const owner = decodeOwner(claim!.value!);
+    expect(owner).toMatchObject({ node: 'a', handoverFrom: 'b', lineageRevision: 8 });
+    expect(owner).not.toHaveProperty('priors');
+  });
+
   it('does not resume, after a restart, a copy older than its own claim that asked another node: it waits for that hand-over (restart variant of seed 6600379)', () => {
     const harness = node();
     // The session is made here under claim 5; b's claim 6 asks this node for it (marker not read).
