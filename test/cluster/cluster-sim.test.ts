@@ -798,6 +798,19 @@ const clusterRegressionSeeds: readonly {
     found:
       'acknowledged-lost (vopr --nodes 2 --handover-movers --claim-crashes from 12,530,000 on the build of the give-up claim, 1 of 165; fails alike on 6b998f5, the build before it, with another trace): c200 never got the acknowledged QoS 2 message 4|1 on t/b, sent at 920 ms; not traced yet',
   },
+  {
+    seed: 137,
+    nodes: 2,
+    handoverMovers: true,
+    lostDisk: true,
+    largePayloads: true,
+    heavySessions: true,
+    handoverFaults: true,
+    handoverShapes: 'all',
+    open: 'qos2-duplicate',
+    found:
+      'qos2-duplicate (vopr --plant-cluster claim-answer-forgotten --nodes 2 --handover-movers --handover-shapes from 1, on main after the merges of the shaped plans and the give-up claim; the real build fails alike, and so does the shaped branch alone): c200 got the QoS 2 will 200|2 twice, the symptom of 12000228; not traced',
+  },
 ];
 
 /** Of seeds 0 to 999 with `nodes` nodes, how many `--handover-movers` worlds have `addition`; none without movers has it. */
