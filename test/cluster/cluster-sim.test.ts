@@ -811,6 +811,19 @@ const clusterRegressionSeeds: readonly {
     found:
       'qos2-duplicate (vopr --plant-cluster claim-answer-forgotten --nodes 2 --handover-movers --handover-shapes from 1, on main after the merges of the shaped plans and the give-up claim; the real build fails alike, and so does the shaped branch alone): c200 got the QoS 2 will 200|2 twice, the symptom of 12000228; not traced',
   },
+  {
+    seed: 13500280,
+    nodes: 3,
+    handoverMovers: true,
+    lostDisk: true,
+    largePayloads: true,
+    heavySessions: true,
+    handoverFaults: true,
+    handoverShapes: 'half',
+    open: 'qos2-duplicate',
+    found:
+      'qos2-duplicate (vopr --nodes 3 --handover-movers from 13,500,000 on main after the merges of the shaped plans and the give-up claim, 1 of 300; a giveup-no-claim plan run to its end): c200 got the QoS 2 will 201|1 of mover m201 twice, the symptom of 12200045 (a give-up that could not be written); not traced',
+  },
 ];
 
 /** Of seeds 0 to 999 with `nodes` nodes, how many `--handover-movers` worlds have `addition`; none without movers has it. */
