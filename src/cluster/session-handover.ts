@@ -202,12 +202,6 @@ const headerPrior = 'Keel-Handover-Prior';
  * node of before chains). That header names the first of them still, for such a node.
  */
 const headerPriors = 'Keel-Handover-Priors';
-/**
- * With priors: the marker revision of the asked node's claim that the marker's claim replaces
- * (Claim.askedMarkerRevision in session-registry.ts). The asked node hands over only a session made
- * or adopted under that claim or later; an older copy is stale there (seed 12200045).
- */
-const headerAskedMarker = 'Keel-Handover-Asked-Marker';
 /** Stream deliveries held behind a marker at most (NATS delivers no more unacknowledged: nats-link.ts). */
 export const heldDeliveriesMax = 4_096;
 
@@ -688,7 +682,7 @@ export class SessionHandover {
    * node `from` was itself waiting for the session from, when its claim asked one, and the ones
    * that claim named in turn, nearest first (empty: none).
    */
-  begin(clientId: string, from: string, nowMs: number, parked: boolean, marker: boolean, revision: number, priors: readonly string[] = noPriors, askedMarkerRevision: number | null = null): void {
+  begin(clientId: string, from: string, nowMs: number, parked: boolean, marker: boolean, revision: number, priors: readonly string[] = noPriors): void {
     assert(from !== this.host.nodeId, 'a node does not hand a session over to itself');
     assert(!priors.includes(from) && !priors.includes(this.host.nodeId), 'a prior is neither end of the hand-over');
     assert(priors.length <= handoverPriorsMax, 'a marker names at most handoverPriorsMax priors');
@@ -700,7 +694,6 @@ export class SessionHandover {
     const headers: Record<string, string> = { [headerOrigin]: this.host.nodeId, [headerClient]: sessionKey(clientId), [headerFrom]: from, [headerRevision]: String(revision) };
     if (priors.length > 0) headers[headerPrior] = priors[0]!;
     if (priors.length > 0) headers[headerPriors] = priors.join(',');
-    if (priors.length > 0 && askedMarkerRevision !== null) headers[headerAskedMarker] = String(askedMarkerRevision);
     const markerCounter = marker ? this.host.queueMarker(headers) : null;
     const deadlineMs = nowMs + this.host.handoverWaitMs;
     // The reader already stands at the marker of the hand-over this one replaces: that marker is
@@ -764,7 +757,7 @@ export class SessionHandover {
     if (to === this.host.nodeId) return this.awaitState(clientId, sequence, parseCounter(message.headers[headerSequence]), revision, priors, nowMs);
     // A marker of a claim older than this node's own (markers of two claims can reach the stream
     // in the other order): this node keeps the session, and a source answers that it has none.
-    if (from === this.host.nodeId) return this.serialize(clientId, to, sequence, revision, nowMs, this.askedCopy(clientId, this.sourceServes(clientId, to, revision), message.headers), null);
+    if (from === this.host.nodeId) return this.serialize(clientId, to, sequence, revision, nowMs, this.sourceServes(clientId, to, revision), null);
     // The asked node's own move of the session (from this node, or through nodes that are priors
     // too) has not reached the stream before this marker: this node may still hold the session here
     // and answers for it, under a key of its own (the asked node answers that it has none). Seeds
@@ -849,24 +842,6 @@ export class SessionHandover {
     // marker of its own may wait for this one (seed 7400512).
     if (newest.handoverFrom === this.host.nodeId && newest.markerRevision > revision) return this.copyStale(clientId, newest) ? 'end' : 'keep';
     return newest.node === to || newest.handoverFrom === to ? 'hand-over' : 'keep';
-  }
-
-  /**
-   * The asked node's answer, given the claim the marker's claim replaced (this node's, which asked
-   * the marker's first prior in turn): a copy made or adopted under an older claim than that one's
-   * marker is not the session it asked for, but a leftover (a copy restored by a crash, or one
-   * kept past a give-up that could not be written); it is ended here and the answer is none, so the
-   * destination takes the prior's session (seed 12200045: n1, restarted with its copy of claim 8,
-   * won claim 17 asking n2 and crashed before its marker; at the marker of n0's claim 18, asking n1
-   * and naming n2, n1 handed over that copy, and n0 took it over n2's live session of claim 11: a
-   * will the copy had queued reached the client twice). Unknown revisions: as before.
-   */
-  private askedCopy(clientId: string, answer: SourceAnswer, headers: ClusterHeaders): SourceAnswer {
-    if (answer !== 'hand-over') return answer;
-    const text = headers[headerAskedMarker];
-    if (text === undefined || !Number.isSafeInteger(Number(text))) return answer;
-    const copyRevision = this.broker.state.sessions.get(clientId)?.claimRevision;
-    return copyRevision !== undefined && copyRevision < Number(text) ? 'end' : answer;
   }
 
   /**

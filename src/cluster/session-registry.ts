@@ -326,12 +326,6 @@ interface Claim {
    * the stream before this one's marker. Empty for none.
    */
   priors: readonly string[];
-  /**
-   * With priors: the marker revision of the claim this one replaces (the asked node's, which asked
-   * the first prior in turn). The asked node's session is that claim's only when it was made or
-   * adopted under that marker's claim or later (claimSession); an older copy is not it.
-   */
-  askedMarkerRevision: number | null;
   /** The generation its last attempt wrote, '' before the first. */
   generation: string;
   /**
@@ -357,7 +351,6 @@ interface Attempt {
   readonly markerRevision: number | null;
   readonly lineageRevision: number | null;
   readonly priors: readonly string[];
-  readonly askedMarkerRevision: number | null;
 }
 
 /** Unanswered attempts a claim remembers at most: one per link drop or failed attempt within claimWaitMs. */
@@ -480,7 +473,6 @@ export class SessionRegistry {
       markerRevision: null,
       lineageRevision: null,
       priors: noPriors,
-      askedMarkerRevision: null,
       generation: '',
       shownAt: null,
       unanswered: [],
@@ -512,7 +504,6 @@ export class SessionRegistry {
     // that node too, which may still hold the session there, and the nodes that claim named in
     // turn (session-handover.ts, the chain of priors).
     claim.priors = claim.handoverFrom === null || known?.present !== true || known.markerPassed ? noPriors : this.priorsOf(claim.clientId, claim.handoverFrom, known);
-    claim.askedMarkerRevision = claim.priors.length > 0 && known !== undefined ? known.markerRevision : null;
     // This node's own earlier claim asked for a hand-over that may not have come yet (this node
     // restarted since, say): the CONNECT waits for that one too, without a new marker. A session
     // here is that hand-over's only when it was made or adopted under that claim (claimSession).
@@ -526,7 +517,6 @@ export class SessionRegistry {
       claim.lineageRevision = known.lineageRevision;
       // The earlier claim's marker names its priors; the value passes them on to the next claim.
       claim.priors = known.priors;
-      claim.askedMarkerRevision = null;
     }
     claim.requestId = this.newRequestId();
     this.requests.set(claim.requestId, claim);
@@ -662,7 +652,6 @@ export class SessionRegistry {
       markerRevision: claim.markerRevision,
       lineageRevision: claim.lineageRevision,
       priors: claim.priors,
-      askedMarkerRevision: claim.askedMarkerRevision,
     });
   }
 
@@ -690,7 +679,6 @@ export class SessionRegistry {
       claim.markerRevision = attempt.markerRevision;
       claim.lineageRevision = attempt.lineageRevision;
       claim.priors = attempt.priors;
-      claim.askedMarkerRevision = attempt.askedMarkerRevision;
       this.won(claim, revision, nowMs);
       return;
     }
@@ -715,7 +703,7 @@ export class SessionRegistry {
       });
     const waiting = connection.phase === 'awaiting-connect';
     // Asked for a hand-over (or one is still on its way here): the CONNECT waits for the session.
-    if (claim.handoverFrom !== null) this.handover.begin(claim.clientId, claim.handoverFrom, nowMs, waiting, !claim.awaitsEarlier, revision, claim.priors, claim.askedMarkerRevision);
+    if (claim.handoverFrom !== null) this.handover.begin(claim.clientId, claim.handoverFrom, nowMs, waiting, !claim.awaitsEarlier, revision, claim.priors);
     if (waiting && (claim.handoverFrom !== null || this.handover.park(claim.clientId))) return this.park(claim, revision, nowMs);
     // The client left (or timed out) meanwhile: the bucket says this node owns it, nothing else to do.
     if (!waiting) return;
