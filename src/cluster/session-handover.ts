@@ -817,7 +817,8 @@ export class SessionHandover {
    *   hand over (it comes back at A's own marker); but not when A's newest claim asked no one (A
    *   holds the session as that claim's: it was adopted under an earlier claim of A whose own
    *   hand-over is still open), then keep it (seed 10100156: handed over there, it went to a claim
-   *   the client had left, and no claim asked for it back);
+   *   the client had left, and no claim asked for it back); and not a copy older than that claim's
+   *   line, which is ended instead (seed 12000228);
    * - any other newer claim (A's own, its client back here): keep it for that claim.
    */
   private sourceServes(clientId: string, to: string, revision: number | null): SourceAnswer {
@@ -834,8 +835,15 @@ export class SessionHandover {
       // answer came: it is on its way all the same (seed 13200130: kept here, the session stayed
       // behind as a copy, and the fresh session the older claim's node made for want of it came
       // back at this claim's marker over it, with an acknowledged QoS 2 message it lacked).
-      if (incoming === undefined) return this.host.pendingWin(clientId, newest.revision) ? 'hand-over' : 'keep';
-      return incoming.gaveUp ? 'keep' : 'hand-over';
+      const comesBack = incoming === undefined ? this.host.pendingWin(clientId, newest.revision) : !incoming.gaveUp;
+      if (!comesBack) return 'keep';
+      // The session that claim asks for is its line's: a copy here older than the line is a
+      // leftover (its ending undone by a crash), not that session. Handed over, it would replace
+      // the session the older claim's node holds, and come back here as the client's (seed
+      // 12000228: n0's copy of claim 4, restored by a crash, went to n1 at the marker of n1's
+      // claim 25 over n1's live session of line 15, and back to n0 at n0's claim 28: a will the
+      // copy had queued reached the client twice). It is ended, and the answer is none.
+      return this.copyStale(clientId, newest) ? 'end' : 'hand-over';
     }
     // The newest claim asks this node, at a marker after this one: the session waits here for it
     // (seed 5010652), when it is the session that claim asks for (seed 8100075). A claim without a

@@ -636,9 +636,8 @@ const clusterRegressionSeeds: readonly {
     heavySessions: true,
     handoverFaults: true,
     handoverShapes: 'all',
-    open: 'qos2-duplicate',
     found:
-      "qos2-duplicate (same search as 12000131; plan stale-copy abandoned at its step 7): at 28,624 ms n1 adopted m200's session from n0 (6 deliveries) and a QoS 2 will of m200 reached it twice. Not traced further; likely the known hole of a give-up that writes no claim (README Known limitations)",
+      "qos2-duplicate (same search as 12000131; plan stale-copy abandoned at its step 7): at 28,624 ms n1 adopted m200's session from n0 (6 deliveries) and a QoS 2 will of m200 reached it twice. Not traced further; likely the known hole of a give-up that writes no claim (README Known limitations). Traced since: n0, restarted with its copy of claim 4 (its ending at the give-up claim 15 undone by the crash), won claim 28 asking n1; at the marker of the older claim 25 (n1, asking n0) it handed that copy to n1 over the live session of line 15, which came back to n0 at 28 with the will 200|2 queued. Passes since a source whose own newer claim asks for the session back ends a copy older than that claim's line and answers none (sourceServes)",
   },
   {
     seed: 12200006,
