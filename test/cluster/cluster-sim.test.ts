@@ -823,6 +823,31 @@ const clusterRegressionSeeds: readonly {
     found:
       'qos2-duplicate (vopr --nodes 3 --handover-movers from 13,500,000 on main after the merges of the shaped plans and the give-up claim, 1 of 300; a giveup-no-claim plan run to its end): c200 got the QoS 2 will 201|1 of mover m201 twice, the symptom of 12200045 (a give-up that could not be written); not traced',
   },
+  {
+    seed: 13800036,
+    nodes: 3,
+    handoverMovers: true,
+    lostDisk: true,
+    largePayloads: true,
+    heavySessions: true,
+    handoverFaults: true,
+    handoverShapes: 'half',
+    open: 'qos2-duplicate',
+    found:
+      'qos2-duplicate (vopr --nodes 3 --handover-movers from 13,800,000 on main at 9a3b1db, 2 of 300; a stale-copy plan reached step 7 of 10): c200 got the QoS 2 will 200|2 twice; fails alike on 9e51d23; not traced',
+  },
+  {
+    seed: 13800053,
+    nodes: 3,
+    handoverMovers: true,
+    lostDisk: true,
+    largePayloads: true,
+    heavySessions: true,
+    handoverFaults: true,
+    handoverShapes: 'half',
+    open: 'order',
+    found: 'order (same search as 13800036; a stale-copy plan reached step 7 of 10): c200 got 4|10 after 4|22 on t/a, both through n2; fails alike on 9e51d23; not traced',
+  },
 ];
 
 /** Of seeds 0 to 999 with `nodes` nodes, how many `--handover-movers` worlds have `addition`; none without movers has it. */
