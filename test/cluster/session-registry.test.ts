@@ -70,6 +70,22 @@ function connectClaimed(harness: Harness, clientId: string, revision: number, op
   return client;
 }
 
+/**
+ * b holds `mover` (claim 5); a CONNECT here wins claim 8, asking b, and b does not answer: at the
+ * deadline the client gets session present 0 and a fresh session made under claim 8.
+ */
+function giveUpHandover(harness: Harness): { claim: KvSet; marker: PublishDurable } {
+  ownedBy(harness, 'mover', 'b', 5);
+  const client = harness.open(5);
+  sendConnect(client, 'mover', { cleanStart: false, expiry: 3600 });
+  const [claim] = claims(harness);
+  answer(harness, claim!, 8);
+  const [marker] = harness.takeClusterRequests().filter((request): request is PublishDurable => request.op === 'publish-durable' && request.subject === handoverMarkerSubject);
+  harness.advance(handoverWaitMs);
+  expect(client.take()).toMatchObject([{ type: PacketType.Connack, reasonCode: 0, sessionPresent: false }]);
+  return { claim: claim!, marker: marker! };
+}
+
 /** Node b's claim at revision 3, which asked this node (a) for the session: older than a's at 5. */
 const olderMarker = { 'Keel-Origin': 'b', 'Keel-Handover-Client': sessionKey('mover'), 'Keel-Handover-From': 'a', 'Keel-Handover-Revision': '3', 'Keel-Seq': '1-1' };
 
@@ -594,19 +610,12 @@ describe('cluster-wide client ids', () => {
 
   it('drops as late, after a restart, a state that comes at the marker of a claim whose hand-over this node gave up with a fresh session (seed 4002210)', () => {
     const harness = node();
-    ownedBy(harness, 'mover', 'b', 5);
-    const client = harness.open(5);
-    sendConnect(client, 'mover', { cleanStart: false, expiry: 3600 });
-    const [claim] = claims(harness);
-    answer(harness, claim!, 8);
-    const [marker] = harness.takeClusterRequests().filter((request): request is PublishDurable => request.op === 'publish-durable' && request.subject === handoverMarkerSubject);
     // b does not answer in time: a fresh session, made under claim 8.
-    harness.advance(handoverWaitMs);
-    expect(client.take()).toMatchObject([{ type: PacketType.Connack, reasonCode: 0, sessionPresent: false }]);
+    const { claim, marker } = giveUpHandover(harness);
     expect(harness.broker.state.sessions.get('mover')?.claimRevision).toBe(8);
     // A crash forgets the give-up; the marker, then b's late state with a subscription and a will.
-    restartSeeing(harness, claim!.value, 8);
-    deliverMarker(harness, marker!.headers, 1);
+    restartSeeing(harness, claim.value, 8);
+    deliverMarker(harness, marker.headers, 1);
     const subscription = { filter: 'x/#', qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0, subscriptionId: 0 } as const;
     const records = [
       { kind: 'session-created', clientId: 'mover', protocolVersion: 5, expiryIntervalSeconds: 3600 },
@@ -626,14 +635,7 @@ describe('cluster-wide client ids', () => {
 
   it('writes a hand-over it gave up into the key: a claim of this node that asks no one, whose line is the given-up claim; its state still comes late after a restart', () => {
     const harness = node();
-    ownedBy(harness, 'mover', 'b', 5);
-    const client = harness.open(5);
-    sendConnect(client, 'mover', { cleanStart: false, expiry: 3600 });
-    const [claim] = claims(harness);
-    answer(harness, claim!, 8);
-    const [marker] = harness.takeClusterRequests().filter((request): request is PublishDurable => request.op === 'publish-durable' && request.subject === handoverMarkerSubject);
-    harness.advance(handoverWaitMs);
-    expect(client.take()).toMatchObject([{ type: PacketType.Connack, reasonCode: 0, sessionPresent: false }]);
+    const { marker } = giveUpHandover(harness);
     // The fresh session was made under claim 8; the key says so, over claim 8 and no other.
     const [givenUp] = claims(harness);
     expect(givenUp).toMatchObject({ key: sessionKey('mover'), expectedRevision: 8 });
@@ -643,7 +645,7 @@ describe('cluster-wide client ids', () => {
     answer(harness, givenUp!, 9);
     // After a crash the watch shows that claim (9), not the given-up one: b's state at marker 8 is still late.
     restartSeeing(harness, givenUp!.value, 9);
-    deliverMarker(harness, marker!.headers, 1);
+    deliverMarker(harness, marker.headers, 1);
     const state = {
       header: { client: 'mover', from: 'b', to: 'a', sequence: 1, nowMs: harness.nowMs, cut: '1-0', willInMs: null, none: false },
       records: [{ kind: 'session-created', clientId: 'mover', protocolVersion: 5, expiryIntervalSeconds: 3600 }] as const,
@@ -702,12 +704,7 @@ describe('cluster-wide client ids', () => {
 
   it('does not write a hand-over it gave up over a newer claim: the key moved on (logged)', () => {
     const harness = node();
-    ownedBy(harness, 'mover', 'b', 5);
-    const client = harness.open(5);
-    sendConnect(client, 'mover', { cleanStart: false, expiry: 3600 });
-    answer(harness, claims(harness)[0]!, 8);
-    harness.takeClusterRequests();
-    harness.advance(handoverWaitMs);
+    giveUpHandover(harness);
     const [givenUp] = claims(harness);
     harness.broker.clusterCompleted(harness.nowMs, { requestId: givenUp!.requestId, ok: false, code: 'wrong-revision', message: 'at 10' });
     harness.collect();
