@@ -334,7 +334,8 @@ export function pump(broker: Broker, session: SessionState, connection: Connecti
  * deliveries, then whatever fits from the queue and the stream readers.
  */
 export function redeliver(broker: Broker, session: SessionState, connection: Connection, nowMs: number): void {
-  for (const delivery of [...session.inflight.values()]) {
+  // values() is a new array: the loop may complete deliveries (and so change the table) as it goes.
+  for (const delivery of session.inflight.values()) {
     if (delivery.phase === 'pubrel') {
       broker.sendPacket(connection, { type: PacketType.Pubrel, packetId: delivery.packetId, reasonCode: 0 });
       continue;
