@@ -311,15 +311,14 @@ export class ClusterWorld implements MemberWorld {
   private readonly batchCrashRandom: Random;
   /**
    * Requests whose completion crashes their node instead of reaching it, `<node>:<incarnation>:<request
-   * id>` → what they are: a batch of QoS 2 hand-offs, or a hand-over step (handover-faults.ts).
+   * id>` → why (CrashAim). A request several aims chose crashes for the first by `crashAimRank`.
    */
-  private readonly crashAtAck = new Map<string, 'qos2-batch' | HandoverFaultStep>();
+  private readonly crashAtAck = new Map<string, CrashAim>();
   /** Crashes aimed at batches of QoS 2 hand-offs so far: before one went to NATS, before its acknowledgement reached the node. */
   readonly batchCrashes = { beforeSent: 0, beforeAcknowledged: 0 };
   /** Crashes aimed at hand-over claims a node wins (`--claim-crashes`): the chance per claim (0: none), their draws, the claims aimed at, how many. */
   readonly claimCrashChance: number;
   private readonly claimCrashRandom: Random;
-  private readonly crashAtClaim = new Set<string>();
   claimCrashes = 0;
   /** Large payloads in this world, or null (chooseClusterLargePayloads). */
   readonly largePayloads: ClusterLargePayloads | null;
@@ -327,8 +326,6 @@ export class ClusterWorld implements MemberWorld {
   readonly handoverFaults: HandoverFaults | null;
   /** The shaped hand-over plan that drives the first mover (handover-shapes.ts), or null. */
   readonly shapePlan: HandoverShapePlan | null = null;
-  /** Claims whose win crashes their node for the plan, `<node>:<incarnation>:<request id>`. */
-  private readonly shapeCrashAtAck = new Set<string>();
   /** What a shaped plan adds to each node's disk operations, by node (0 unless it slowed one down). */
   private readonly slowDiskMs: number[] = [];
 
@@ -605,20 +602,23 @@ export class ClusterWorld implements MemberWorld {
         if (overrunBefore !== null) this.checkPaced(node, message, overrunBefore);
       },
       completed: (result) => {
-        if (this.shapeCrashAtAck.delete(`${node.index}:${incarnation}:${result.requestId}`) && result.ok && !this.quiet && node.running?.incarnation === incarnation) {
-          this.crashNode(node, `shape: claim #${result.requestId} won at ${result.sequence}, before the node learned it`, true);
-          return this.shapePlan?.claimCrashed(node.index);
-        }
-        if (this.crashAtClaim.delete(`${node.index}:${incarnation}:${result.requestId}`) && result.ok && !this.quiet && node.running?.incarnation === incarnation) {
-          this.claimCrashes += 1;
-          return this.crashNode(node, `hand-over claim #${result.requestId} won at ${result.sequence}, before the node learned it (no marker queued)`);
-        }
-        const aimed = this.crashAtAck.get(`${node.index}:${incarnation}:${result.requestId}`);
-        this.crashAtAck.delete(`${node.index}:${incarnation}:${result.requestId}`);
+        const key = `${node.index}:${incarnation}:${result.requestId}`;
+        const aimed = this.crashAtAck.get(key);
+        this.crashAtAck.delete(key);
         if (aimed !== undefined && result.ok && !this.quiet && node.running?.incarnation === incarnation) {
-          if (aimed !== 'qos2-batch') return this.crashNode(node, `hand-over ${aimed} #${result.requestId} done at ${result.sequence}, before the node heard so`);
-          this.batchCrashes.beforeAcknowledged += 1;
-          return this.crashNode(node, `QoS 2 batch #${result.requestId} stored at ${result.sequence}, before its acknowledgement`);
+          switch (aimed) {
+            case 'shape-claim':
+              this.crashNode(node, `shape: claim #${result.requestId} won at ${result.sequence}, before the node learned it`, true);
+              return this.shapePlan?.claimCrashed(node.index);
+            case 'claim-crash':
+              this.claimCrashes += 1;
+              return this.crashNode(node, `hand-over claim #${result.requestId} won at ${result.sequence}, before the node learned it (no marker queued)`);
+            case 'qos2-batch':
+              this.batchCrashes.beforeAcknowledged += 1;
+              return this.crashNode(node, `QoS 2 batch #${result.requestId} stored at ${result.sequence}, before its acknowledgement`);
+            default:
+              return this.crashNode(node, `hand-over ${aimed} #${result.requestId} done at ${result.sequence}, before the node heard so`);
+          }
         }
         this.nodeInput(node, incarnation, (driver) => driver.clusterCompleted(this.clock.nowMs, result), `cluster completed #${result.requestId} ${result.ok ? `ok ${result.sequence}` : result.code}`);
       },
@@ -790,10 +790,10 @@ export class ClusterWorld implements MemberWorld {
             });
             return;
           }
-          this.crashAtAck.set(`${node.index}:${incarnation}:${request.requestId}`, 'qos2-batch');
+          this.aimCrashAtAck(node, incarnation, request.requestId, 'qos2-batch');
         } else if (this.aimAtHandover(node, incarnation, request)) return;
-        if (this.aimAtClaim(request)) this.crashAtClaim.add(`${node.index}:${incarnation}:${request.requestId}`);
-        if (request.op === 'kv-set' && this.shapePlan?.crashAtAcknowledgement(node.index, request) === true) this.shapeCrashAtAck.add(`${node.index}:${incarnation}:${request.requestId}`);
+        if (this.aimAtClaim(request)) this.aimCrashAtAck(node, incarnation, request.requestId, 'claim-crash');
+        if (request.op === 'kv-set' && this.shapePlan?.crashAtAcknowledgement(node.index, request) === true) this.aimCrashAtAck(node, incarnation, request.requestId, 'shape-claim');
         this.nats.request(node.index, request);
       },
     };
@@ -809,7 +809,7 @@ export class ClusterWorld implements MemberWorld {
     const aimed = this.handoverFaults.atRequest(request);
     if (aimed === null) return false;
     if (aimed.crash === 'before-acknowledged') {
-      this.crashAtAck.set(`${node.index}:${incarnation}:${request.requestId}`, aimed.step);
+      this.aimCrashAtAck(node, incarnation, request.requestId, aimed.step);
       return false;
     }
     this.queue.push(this.clock.nowMs, () => {
@@ -833,6 +833,13 @@ export class ClusterWorld implements MemberWorld {
    * durable. Two such in a row, and the client back on the first node, make a chain of moves short
    * of the stream (session-handover.ts, the chain of priors).
    */
+  /** Notes that the completion of `requestId` crashes its node, unless an aim ranked before it (`crashAimRank`) already holds it. */
+  private aimCrashAtAck(node: NodeState, incarnation: number, requestId: number, aim: CrashAim): void {
+    const key = `${node.index}:${incarnation}:${requestId}`;
+    const held = this.crashAtAck.get(key);
+    if (held === undefined || crashAimRank(aim) < crashAimRank(held)) this.crashAtAck.set(key, aim);
+  }
+
   private aimAtClaim(request: ClusterRequest): request is Extract<ClusterRequest, { op: 'kv-set' }> {
     if (this.claimCrashChance === 0 || this.quiet || request.op !== 'kv-set' || request.bucket !== sessionsBucket || request.value === null) return false;
     if (decodeOwner(request.value)?.handoverFrom === undefined) return false;
@@ -1231,4 +1238,15 @@ function errorText(error: unknown): string {
 function silentPassedOverOf(core: BrokerCore): number {
   const shared = core.view.counters().clusterShared;
   return typeof shared === 'object' ? (shared.silentPassedOver ?? 0) : 0;
+}
+
+/**
+ * Why a request's completion crashes its node: a shaped plan's claim (handover-shapes.ts), a claim
+ * of `--claim-crashes`, a batch of QoS 2 hand-offs, or a hand-over step (handover-faults.ts).
+ */
+type CrashAim = 'shape-claim' | 'claim-crash' | 'qos2-batch' | HandoverFaultStep;
+
+/** A request several aims chose crashes for the first of these (the plan's, then --claim-crashes', then the rest). */
+function crashAimRank(aim: CrashAim): number {
+  return aim === 'shape-claim' ? 0 : aim === 'claim-crash' ? 1 : 2;
 }
