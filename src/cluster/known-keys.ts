@@ -5,7 +5,7 @@
  * clients, so those are kept as one number each instead of an object: `revision * nodesIndexedMax
  * + node index`, the node's name in a table of the first `nodesIndexedMax` names seen (a cluster
  * has a handful). An entry that says more (a deletion, an undecodable value, a hand-over, an
- * earlier claim's marker, a line other than its own revision, priors, a marker passed) or whose node or revision does not fit stays an object.
+ * earlier claim's marker, a line other than its own revision and node, priors, a marker passed) or whose node or revision does not fit stays an object.
  * Reading a compact entry gives the object it stands for: the registry cannot tell the two apart.
  *
  * Cost (Node 20, 64-bit; heap after 100,000 plain claims of other nodes less the heap before): 141
@@ -25,6 +25,8 @@ export interface KnownKey {
   readonly markerRevision: number;
   /** Its session's line (SessionOwner.lineageRevision; `revision` for a claim that asked no one), null when unknown. */
   readonly lineageRevision: number | null;
+  /** The node of the claim that started that line (SessionOwner.lineageNode; `node` for a claim that asked no one), null when unknown. */
+  readonly lineageNode: string | null;
   /** The priors its marker names (SessionOwner.priors), nearest first; empty for none. */
   readonly priors: readonly string[];
   /** This node's reader has passed the marker of this claim (its hand-over is behind anything this node queues now). */
@@ -53,7 +55,7 @@ export class KnownKeys {
     const revision = (entry - index) / nodesIndexedMax;
     const node = this.nodes[index];
     assert(node !== undefined, 'a compact entry names an indexed node');
-    return { revision, present: true, node, handoverFrom: null, markerRevision: revision, lineageRevision: revision, priors: noPriors, markerPassed: false };
+    return { revision, present: true, node, handoverFrom: null, markerRevision: revision, lineageRevision: revision, lineageNode: node, priors: noPriors, markerPassed: false };
   }
 
   /** The revision of the key, undefined when unknown (without building the entry). */
@@ -74,7 +76,16 @@ export class KnownKeys {
 
   /** The number standing for `key`, or null when it says more than a plain claim or does not fit. */
   private compact(key: KnownKey): number | null {
-    if (!key.present || key.node === null || key.handoverFrom !== null || key.priors.length > 0 || key.markerPassed || key.markerRevision !== key.revision || key.lineageRevision !== key.revision)
+    if (
+      !key.present ||
+      key.node === null ||
+      key.handoverFrom !== null ||
+      key.priors.length > 0 ||
+      key.markerPassed ||
+      key.markerRevision !== key.revision ||
+      key.lineageRevision !== key.revision ||
+      key.lineageNode !== key.node
+    )
       return null;
     if (key.revision > Math.floor((Number.MAX_SAFE_INTEGER - nodesIndexedMax) / nodesIndexedMax)) return null;
     let index = this.nodeIndexes.get(key.node);

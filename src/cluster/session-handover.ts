@@ -417,8 +417,17 @@ export function sessionRecords(broker: Broker, clientId: string): StateRecord[] 
     const { references: _references, ...fields } = broker.state.messages.get(delivery.messageId)!;
     records.push({ kind: 'message-stored', message: fields });
   }
-  const base = { kind: 'session-created', clientId, protocolVersion: session.protocolVersion, expiryIntervalSeconds: session.expiryIntervalSeconds } as const;
-  records.push(session.username === undefined ? base : { ...base, username: session.username });
+  // The claim the session was made or adopted under goes with it: the destination records the
+  // newer of it and its own claim (applyRecord).
+  const created: Extract<StateRecord, { kind: 'session-created' }> = {
+    kind: 'session-created',
+    clientId,
+    protocolVersion: session.protocolVersion,
+    expiryIntervalSeconds: session.expiryIntervalSeconds,
+  };
+  if (session.username !== undefined) created.username = session.username;
+  if (session.claimRevision !== undefined) created.claimRevision = session.claimRevision;
+  records.push(created);
   for (const subscription of session.subscriptions.values()) {
     if (!subscription.filter.startsWith('$stream/')) records.push({ kind: 'subscription-added', clientId, subscription });
   }
@@ -791,7 +800,11 @@ export class SessionHandover {
    * (B may have passed the marker on the first answer: a session put after it is dropped there,
    * seed 1200029), so it rests on the order of claims in `keel-sessions` (the marker carries its
    * claim's revision), not on who owns the key now:
-   * - the marker's claim is the newest A has seen (or newer): hand over;
+   * - the marker's claim is the newest A has seen (or newer): hand over; but when it is the newest
+   *   and asks A, not a copy older than its line (copyStale), which is ended instead (seed
+   *   13800036: back from a crash that undid the ending of its copy of an older line, n0 was asked
+   *   by the newest claim at that claim's own marker and handed the copy over, to be adopted over
+   *   the session the client had moved on with: a QoS 2 will twice);
    * - a newer claim by another node that asks A itself for the session at a newer marker: keep it
    *   for that marker, whoever made the claim (B too). Not when it names A as a prior only: as the
    *   source of an older claim's marker, A hands over there, and the session goes on along the
@@ -825,7 +838,8 @@ export class SessionHandover {
     // A marker without its claim's revision (a node of before the rule): the newest claim decides.
     if (revision === null) return this.host.ownedHere(clientId) ? 'keep' : 'hand-over';
     const newest = this.host.newestClaim(clientId);
-    if (newest === null || newest.revision <= revision) return 'hand-over';
+    if (newest === null || newest.revision < revision) return 'hand-over';
+    if (newest.revision === revision) return newest.handoverFrom === this.host.nodeId && this.copyStale(clientId, newest) ? 'end' : 'hand-over';
     if (newest.node === this.host.nodeId) {
       // This node's newest claim asked no one: it holds the session as that claim's own (its
       // client back here after it came), whatever an earlier claim of this node still waits for.
@@ -865,12 +879,15 @@ export class SessionHandover {
   /**
    * Whether the session this node holds of `clientId` is not the one `newest` (a claim that asks
    * this node) asks for: it was made or adopted under a claim older than `newest`'s line (the
-   * claim that made the session `newest` asks for). Unknown on either side (a log or a claim of
-   * before revisions): not stale, as before.
+   * claim that made the session `newest` asks for), and that claim was another node's. Unknown on
+   * either side (a log or a claim of before revisions): not stale, as before. A line this node
+   * started itself (its own resume or fresh start, or a hand-over it gave up) proves nothing of a
+   * copy older than it: the claim's session record may have been lost in a crash before it was
+   * durable (the client was never answered), and the copy is then the client's session.
    */
   private copyStale(clientId: string, newest: NewestClaim): boolean {
     const copyRevision = this.broker.state.sessions.get(clientId)?.claimRevision;
-    if (copyRevision === undefined || newest.lineageRevision === null) return false;
+    if (copyRevision === undefined || newest.lineageRevision === null || newest.lineageNode === this.host.nodeId) return false;
     return copyRevision < newest.lineageRevision;
   }
 
@@ -1578,9 +1595,15 @@ function applyRecord(broker: Broker, record: StateRecord, ids: Map<number, numbe
       return;
     }
     case 'session-created': {
-      // The source's own revision means nothing here (a state of before them has none).
-      const { claimRevision: _source, ...created } = record;
-      broker.commit(claimRevision === null ? created : { ...created, claimRevision });
+      // Adopted at an older marker of this node (adoptedUnder gives that marker's claim), the
+      // session may have been made or adopted at its source under a newer claim than that: it is
+      // recorded under the newer of the two, so that it never reads older than the line it is of
+      // (seed 7203919: n1's fresh session of a give-up at claim 43, adopted by n0 at the marker of
+      // its claim 40, read as a copy older than line 43 and was ended as stale). Unknown here
+      // (null): unknown, as before; a state of before revisions has none of its own.
+      const { claimRevision: sourceRevision, ...created } = record;
+      const revision = claimRevision === null ? null : Math.max(claimRevision, sourceRevision ?? 0);
+      broker.commit(revision === null ? created : { ...created, claimRevision: revision });
       broker.commit({ kind: 'session-disconnected', clientId: record.clientId, atMs: nowMs, expiryIntervalSeconds: record.expiryIntervalSeconds });
       return;
     }

@@ -109,6 +109,16 @@ export interface SessionOwner {
    */
   readonly lineageRevision?: number;
   /**
+   * The node whose claim started the line (`lineageRevision`), on a claim that asks for a hand-over;
+   * a claim that asks no one starts its line itself (or, written for a hand-over given up, at its
+   * own node's given-up claim). A copy older than the line is stale only on another node than this
+   * one: on the line's own node it may be the session itself, when the record of the claim's
+   * resume (or fresh start) was lost in a crash before it was durable, and the client was never
+   * answered (session-handover.ts copyStale). Absent: unknown (a node of before it), and a copy
+   * older than the line is taken for stale, as before.
+   */
+  readonly lineageNode?: string;
+  /**
    * The nodes this claim's marker names besides the one it asks (its priors): the earlier sources
    * of the chain of moves still short of the stream when the claim was made, nearest first, at
    * most handoverPriorsMax (session-handover.ts, the chain of priors). The next claim that asks
@@ -148,6 +158,7 @@ export function encodeOwner(owner: SessionOwner): Uint8Array {
   if (owner.handoverFrom !== undefined) value.handoverFrom = owner.handoverFrom;
   if (owner.markerRevision !== undefined) value.markerRevision = owner.markerRevision;
   if (owner.lineageRevision !== undefined) value.lineageRevision = owner.lineageRevision;
+  if (owner.lineageNode !== undefined) value.lineageNode = owner.lineageNode;
   if (owner.priors !== undefined && owner.priors.length > 0) value.priors = owner.priors;
   return textEncoder.encode(JSON.stringify(value));
 }
@@ -163,7 +174,7 @@ export function decodeOwner(value: Uint8Array): SessionOwner | null {
     return null;
   }
   if (typeof parsed !== 'object' || parsed === null) return null;
-  const { node, generation, handoverFrom, markerRevision, lineageRevision, priors } = parsed as Record<string, unknown>;
+  const { node, generation, handoverFrom, markerRevision, lineageRevision, lineageNode, priors } = parsed as Record<string, unknown>;
   if (typeof node !== 'string' || node.length === 0 || typeof generation !== 'string') return null;
   if (typeof handoverFrom !== 'string' || handoverFrom.length === 0) {
     // A claim that asks no one names a line only when it writes a hand-over given up (claimGivenUp).
@@ -173,6 +184,7 @@ export function decodeOwner(value: Uint8Array): SessionOwner | null {
   const owner: { -readonly [K in keyof SessionOwner]: SessionOwner[K] } = { node, generation, handoverFrom };
   if (isRevision(markerRevision)) owner.markerRevision = markerRevision;
   if (isRevision(lineageRevision)) owner.lineageRevision = lineageRevision;
+  if (typeof lineageNode === 'string' && lineageNode.length > 0) owner.lineageNode = lineageNode;
   const chain = priorsOfValue(priors, node, handoverFrom);
   if (chain.length > 0) owner.priors = chain;
   return owner;
@@ -200,6 +212,11 @@ export function priorsOfValue(value: unknown, node: string, handoverFrom: string
 function lineageOf(handoverFrom: string | null, lineageRevision: number | null, revision: number): number | null {
   if (handoverFrom !== null) return lineageRevision;
   return lineageRevision === null || lineageRevision > revision ? revision : lineageRevision;
+}
+
+/** The node of a claim's line (lineageOf): the one its value names when it asked a node for the session, else its own. */
+function lineageNodeOf(handoverFrom: string | null, lineageNode: string | null, node: string | null): string | null {
+  return handoverFrom !== null ? lineageNode : node;
 }
 
 function isRevision(value: unknown): value is number {
@@ -282,6 +299,8 @@ export interface NewestClaim {
   readonly markerRevision: number;
   /** Its session's line (SessionOwner.lineageRevision; `revision` for a claim that asked no one), null when unknown. */
   readonly lineageRevision: number | null;
+  /** The node of the claim that started that line (SessionOwner.lineageNode), null when unknown. */
+  readonly lineageNode: string | null;
   /** The earlier sources its marker names after `handoverFrom` (SessionOwner.priors; the chain of priors). */
   readonly priors: readonly string[];
 }
@@ -290,12 +309,13 @@ export interface NewestClaim {
 function ownerOfClaim(
   nodeId: string,
   generation: string,
-  claim: { handoverFrom: string | null; markerRevision: number | null; lineageRevision: number | null; priors: readonly string[] },
+  claim: { handoverFrom: string | null; markerRevision: number | null; lineageRevision: number | null; lineageNode: string | null; priors: readonly string[] },
 ): SessionOwner {
   if (claim.handoverFrom === null) return { node: nodeId, generation };
   const owner: { -readonly [K in keyof SessionOwner]: SessionOwner[K] } = { node: nodeId, generation, handoverFrom: claim.handoverFrom };
   if (claim.markerRevision !== null) owner.markerRevision = claim.markerRevision;
   if (claim.lineageRevision !== null) owner.lineageRevision = claim.lineageRevision;
+  if (claim.lineageNode !== null) owner.lineageNode = claim.lineageNode;
   if (claim.priors.length > 0) owner.priors = claim.priors;
   return owner;
 }
@@ -319,6 +339,8 @@ interface Claim {
   markerRevision: number | null;
   /** With handoverFrom: its session's line (SessionOwner.lineageRevision), the one of the claim it replaces; null when unknown. */
   lineageRevision: number | null;
+  /** With handoverFrom: the node of its line's first claim (SessionOwner.lineageNode); null when unknown. */
+  lineageNode: string | null;
   /**
    * The nodes the asked one was itself waiting for the session from, when the key showed such a
    * claim, and the ones that node's claim named in turn, nearest first (session-handover.ts, the
@@ -350,6 +372,7 @@ interface Attempt {
   readonly awaitsEarlier: boolean;
   readonly markerRevision: number | null;
   readonly lineageRevision: number | null;
+  readonly lineageNode: string | null;
   readonly priors: readonly string[];
 }
 
@@ -431,6 +454,7 @@ export class SessionRegistry {
       handoverFrom: known.handoverFrom,
       markerRevision: known.markerRevision,
       lineageRevision: known.lineageRevision,
+      lineageNode: known.lineageNode,
       priors: known.priors,
     };
   }
@@ -472,6 +496,7 @@ export class SessionRegistry {
       awaitsEarlier: false,
       markerRevision: null,
       lineageRevision: null,
+      lineageNode: null,
       priors: noPriors,
       generation: '',
       shownAt: null,
@@ -499,6 +524,7 @@ export class SessionRegistry {
     claim.handoverFrom = !claim.packet.cleanStart && owner !== null && owner !== this.nodeId ? owner : null;
     // A claim that asks for the session continues the line of the claim it replaces.
     claim.lineageRevision = claim.handoverFrom === null || known?.present !== true ? null : known.lineageRevision;
+    claim.lineageNode = claim.handoverFrom === null || known?.present !== true ? null : known.lineageNode;
     // The owner's own claim asked a node for the session: unless this node has read that claim's
     // marker already (so the owner's move is ahead of this one in the stream), the marker names
     // that node too, which may still hold the session there, and the nodes that claim named in
@@ -515,6 +541,7 @@ export class SessionRegistry {
       // The key names this node's earlier claim: its marker (or the one it waits for in turn) carries the hand-over.
       claim.markerRevision = known.markerRevision;
       claim.lineageRevision = known.lineageRevision;
+      claim.lineageNode = known.lineageNode;
       // The earlier claim's marker names its priors; the value passes them on to the next claim.
       claim.priors = known.priors;
     }
@@ -651,6 +678,7 @@ export class SessionRegistry {
       awaitsEarlier: claim.awaitsEarlier,
       markerRevision: claim.markerRevision,
       lineageRevision: claim.lineageRevision,
+      lineageNode: claim.lineageNode,
       priors: claim.priors,
     });
   }
@@ -678,6 +706,7 @@ export class SessionRegistry {
       claim.awaitsEarlier = attempt.awaitsEarlier;
       claim.markerRevision = attempt.markerRevision;
       claim.lineageRevision = attempt.lineageRevision;
+      claim.lineageNode = attempt.lineageNode;
       claim.priors = attempt.priors;
       this.won(claim, revision, nowMs);
       return;
@@ -698,6 +727,7 @@ export class SessionRegistry {
         handoverFrom: claim.handoverFrom,
         markerRevision,
         lineageRevision: lineageOf(claim.handoverFrom, claim.lineageRevision, revision),
+        lineageNode: lineageNodeOf(claim.handoverFrom, claim.lineageNode, this.nodeId),
         priors: claim.priors,
         markerPassed: false,
       });
@@ -790,6 +820,7 @@ export class SessionRegistry {
       handoverFrom: null,
       markerRevision: result.sequence,
       lineageRevision: request.revision,
+      lineageNode: this.nodeId,
       priors: noPriors,
       markerPassed: false,
     });
@@ -869,6 +900,7 @@ export class SessionRegistry {
       handoverFrom: owner?.handoverFrom ?? null,
       markerRevision,
       lineageRevision: owner === null ? null : lineageOf(owner.handoverFrom ?? null, owner.lineageRevision ?? null, change.revision),
+      lineageNode: owner === null ? null : lineageNodeOf(owner.handoverFrom ?? null, owner.lineageNode ?? null, owner.node),
       priors: owner?.priors ?? noPriors,
       markerPassed: false,
     });

@@ -806,9 +806,8 @@ const clusterRegressionSeeds: readonly {
     heavySessions: true,
     handoverFaults: true,
     handoverShapes: 'all',
-    open: 'qos2-duplicate',
     found:
-      'qos2-duplicate (vopr --plant-cluster claim-answer-forgotten --nodes 2 --handover-movers --handover-shapes from 1, on main after the merges of the shaped plans and the give-up claim; the real build fails alike, and so does the shaped branch alone): c200 got the QoS 2 will 200|2 twice, the symptom of 12000228; not traced',
+      'qos2-duplicate (vopr --plant-cluster claim-answer-forgotten --nodes 2 --handover-movers --handover-shapes from 1, on main after the merges of the shaped plans and the give-up claim; the real build fails alike, and so does the shaped branch alone): c200 got the QoS 2 will 200|2 twice, the symptom of 12000228; not traced. Passes since a source asked by the newest claim at that claims own marker ends a copy older than its line instead of handing it over (13800036)',
   },
   {
     seed: 13500280,
@@ -832,9 +831,8 @@ const clusterRegressionSeeds: readonly {
     heavySessions: true,
     handoverFaults: true,
     handoverShapes: 'half',
-    open: 'qos2-duplicate',
     found:
-      'qos2-duplicate (vopr --nodes 3 --handover-movers from 13,800,000 on main at 9a3b1db, 2 of 300; a stale-copy plan reached step 7 of 10): c200 got the QoS 2 will 200|2 twice; fails alike on 9e51d23; not traced',
+      'qos2-duplicate (vopr --nodes 3 --handover-movers from 13,800,000 on main at 9a3b1db, 2 of 300; a stale-copy plan reached step 7 of 10): c200 got the QoS 2 will 200|2 twice; fails alike on 9e51d23. Traced: n0, back from a crash that undid the ending of its copy of an older line, was asked by the newest claim at that claims own marker; sourceServes checked the line only for markers older than the newest claim, handed the copy over, and it was adopted over the session the client had moved on with. Passes since the source ends a copy older than the line there too (a line started on another node)',
   },
   {
     seed: 13800053,
@@ -845,8 +843,8 @@ const clusterRegressionSeeds: readonly {
     heavySessions: true,
     handoverFaults: true,
     handoverShapes: 'half',
-    open: 'order',
-    found: 'order (same search as 13800036; a stale-copy plan reached step 7 of 10): c200 got 4|10 after 4|22 on t/a, both through n2; fails alike on 9e51d23; not traced',
+    found:
+      'order (same search as 13800036; a stale-copy plan reached step 7 of 10): c200 got 4|10 after 4|22 on t/a, both through n2; fails alike on 9e51d23; not traced. Passes since a source asked by the newest claim at that claims own marker ends a copy older than its line (13800036)',
   },
 ];
 

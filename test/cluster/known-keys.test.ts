@@ -2,7 +2,7 @@
  * Proves that the registry's store of known keys (src/cluster/known-keys.ts) gives back exactly
  * what was put, whichever form it kept: plain claims as numbers (any node among the first 64
  * named, revisions small and past the small-integer range), and as objects everything that says
- * more (a deletion, an undecodable owner, a hand-over, an earlier marker, another or an unknown line, priors, a marker passed), a 65th
+ * more (a deletion, an undecodable owner, a hand-over, an earlier marker, another or an unknown line or line node, priors, a marker passed), a 65th
  * node, a revision too large to share a number with a node index; that a newer entry replaces an
  * older one in either form; and that clearing forgets them all while node names stay indexed.
  */
@@ -11,7 +11,7 @@ import { describe, expect, test } from 'vitest';
 import { type KnownKey, KnownKeys } from '../../src/cluster/known-keys.js';
 
 function plain(revision: number, node: string): KnownKey {
-  return { revision, present: true, node, handoverFrom: null, markerRevision: revision, lineageRevision: revision, priors: [], markerPassed: false };
+  return { revision, present: true, node, handoverFrom: null, markerRevision: revision, lineageRevision: revision, lineageNode: node, priors: [], markerPassed: false };
 }
 
 const knownKey: fc.Arbitrary<KnownKey> = fc.oneof(
@@ -23,7 +23,7 @@ const knownKey: fc.Arbitrary<KnownKey> = fc.oneof(
     .tuple(
       fc.integer({ min: 2, max: 1_000 }),
       fc.constantFrom('n0', 'n1'),
-      fc.constantFrom('markerPassed', 'handoverFrom', 'deleted', 'undecodable', 'earlierMarker', 'otherLine', 'unknownLine', 'priors'),
+      fc.constantFrom('markerPassed', 'handoverFrom', 'deleted', 'undecodable', 'earlierMarker', 'otherLine', 'unknownLine', 'otherLineNode', 'unknownLineNode', 'priors'),
     )
     .map(([revision, node, extra]): KnownKey => {
       const key = plain(revision, node);
@@ -34,6 +34,8 @@ const knownKey: fc.Arbitrary<KnownKey> = fc.oneof(
       if (extra === 'undecodable') return { ...key, node: null };
       if (extra === 'otherLine') return { ...key, lineageRevision: revision - 1 };
       if (extra === 'unknownLine') return { ...key, lineageRevision: null };
+      if (extra === 'otherLineNode') return { ...key, lineageNode: 'n2' };
+      if (extra === 'unknownLineNode') return { ...key, lineageNode: null };
       return { ...key, markerRevision: revision - 1 };
     }),
   fc.record({
@@ -43,6 +45,7 @@ const knownKey: fc.Arbitrary<KnownKey> = fc.oneof(
     handoverFrom: fc.option(fc.constantFrom('n0', 'n1'), { nil: null }),
     markerRevision: fc.integer({ min: 1, max: 1_000 }),
     lineageRevision: fc.option(fc.integer({ min: 1, max: 1_000 }), { nil: null }),
+    lineageNode: fc.option(fc.constantFrom('n0', 'n1', 'n2'), { nil: null }),
     priors: fc.constantFrom([], ['n2'], ['n2', 'n3']),
     markerPassed: fc.boolean(),
   }),

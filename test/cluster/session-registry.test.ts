@@ -573,6 +573,91 @@ describe('cluster-wide client ids', () => {
     expect(harness.logs.some((log) => log.event === 'session-moved' && log.fields.stale === true)).toBe(true);
   });
 
+  it("ends a copy older than the line of the newest claim at that claim's own marker too, instead of handing it over (seed 13800036)", () => {
+    const harness = node();
+    // As in seed 8100075, but the marker that comes is claim 22's own: the copy of claim 7 is a
+    // leftover of an older line, handed over it would replace the client's live session on b.
+    connectClaimed(harness, 'mover', 7, { cleanStart: false, expiry: 3600 }).subscribe(['x/#']);
+    const newest = { node: 'b', generation: '1.4', handoverFrom: 'a', lineageRevision: 19 };
+    restartSeeing(harness, encodeOwner(newest), 22);
+    deliverMarker(harness, { ...olderMarker, 'Keel-Handover-Revision': '22' }, 1);
+    const puts = handoverPuts(harness);
+    expect(puts).toHaveLength(1);
+    expect(decodeHandoverState(puts[0]!.value!)?.header).toMatchObject({ client: 'mover', to: 'b', none: true, revision: 22 });
+    expect(harness.broker.state.sessions.has('mover')).toBe(false);
+    expect(harness.logs.some((log) => log.event === 'session-moved' && log.fields.stale === true)).toBe(true);
+  });
+
+  it("hands over at the newest claim's own marker a copy of that claim's line", () => {
+    const harness = node();
+    connectClaimed(harness, 'mover', 7, { cleanStart: false, expiry: 3600 }).subscribe(['x/#']);
+    const newest = { node: 'b', generation: '1.4', handoverFrom: 'a', lineageRevision: 7 };
+    restartSeeing(harness, encodeOwner(newest), 22);
+    deliverMarker(harness, { ...olderMarker, 'Keel-Handover-Revision': '22' }, 1);
+    const state = decodeHandoverState(handoverPuts(harness)[0]!.value!);
+    expect(state?.header).toMatchObject({ to: 'b', none: false, revision: 22 });
+    // The claim it was made under goes with it.
+    expect(state?.records.find((record) => record.kind === 'session-created')).toMatchObject({ claimRevision: 7 });
+  });
+
+  it('hands over a copy older than a line this node started itself: its own claim of that line may have been lost before it was durable', () => {
+    const harness = node();
+    // This node resumed the session under claim 12 (asking no one), and its record of that was
+    // lost in a crash before the CONNACK: the copy of claim 7 is the client's session. b's claim
+    // 15 asks for it, in the line of 12, which this node started.
+    connectClaimed(harness, 'mover', 7, { cleanStart: false, expiry: 3600 }).subscribe(['x/#']);
+    const newest = { node: 'b', generation: '1.4', handoverFrom: 'a', lineageRevision: 12, lineageNode: 'a' };
+    restartSeeing(harness, encodeOwner(newest), 15);
+    deliverMarker(harness, { ...olderMarker, 'Keel-Handover-Revision': '15' }, 1);
+    expect(decodeHandoverState(handoverPuts(harness)[0]!.value!)?.header).toMatchObject({ to: 'b', none: false, revision: 15 });
+    expect(harness.logs.some((log) => log.event === 'session-moved' && log.fields.stale === true)).toBe(false);
+  });
+
+  it('names the node of its line in a claim that asks for a hand-over', () => {
+    const harness = node();
+    harness.broker.clusterKeyChanged(harness.nowMs, { bucket: sessionsBucket, key: sessionKey('mover'), value: encodeOwner({ node: 'b', generation: '1.1' }), revision: 4 });
+    harness.collect();
+    const client = harness.open(5);
+    sendConnect(client, 'mover', { cleanStart: false, expiry: 3600 });
+    const [first] = claims(harness);
+    expect(decodeOwner(first!.value!)).toMatchObject({ node: 'a', handoverFrom: 'b', lineageRevision: 4, lineageNode: 'b' });
+  });
+
+  it("records a session adopted at an older marker of its own under its source's claim when that is newer, and hands it over as of that line (seed 7203919)", () => {
+    const harness = node();
+    ownedBy(harness, 'mover', 'b', 5);
+    const client = harness.open(5);
+    sendConnect(client, 'mover', { cleanStart: false, expiry: 3600 });
+    const [claim6] = claims(harness);
+    answer(harness, claim6!, 6);
+    const [marker6] = harness.takeClusterRequests().filter((request): request is PublishDurable => request.op === 'publish-durable' && request.subject === handoverMarkerSubject);
+    client.drop();
+    harness.collect();
+    // b gave claim 6 up with a fresh session of its own made under claim 8 (its give-up), and its
+    // claim 9, in the line of 8, asks this node for it at a marker still to come.
+    harness.broker.clusterKeyChanged(harness.nowMs, {
+      bucket: sessionsBucket,
+      key: sessionKey('mover'),
+      value: encodeOwner({ node: 'b', generation: '1.3', handoverFrom: 'a', lineageRevision: 8 }),
+      revision: 9,
+    });
+    harness.collect();
+    deliverMarker(harness, marker6!.headers, 1);
+    const records = [
+      { kind: 'session-created', clientId: 'mover', protocolVersion: 5, expiryIntervalSeconds: 3600, claimRevision: 8 },
+      { kind: 'session-counters', clientId: 'mover', nextPacketId: 1, nextDeliverySequence: 1 },
+    ] as const;
+    const state = { header: { client: 'mover', from: 'b', to: 'a', sequence: 1, nowMs: harness.nowMs, cut: '1-0', willInMs: null, none: false }, records: [...records] };
+    harness.broker.clusterKeyChanged(harness.nowMs, { bucket: handoverBucket, key: handoverKey('mover', 1), value: encodeHandoverState(state), revision: 1 });
+    harness.collect();
+    expect(harness.logs.some((log) => log.event === 'session-adopted')).toBe(true);
+    // Adopted at the marker of claim 6, it is the session of claim 8's line, not older than it.
+    expect(harness.broker.state.sessions.get('mover')?.claimRevision).toBe(8);
+    handoverPuts(harness);
+    deliverMarker(harness, { ...olderMarker, 'Keel-Handover-Revision': '9', 'Keel-Seq': '1-2' }, 2);
+    expect(decodeHandoverState(handoverPuts(harness)[0]!.value!)?.header).toMatchObject({ to: 'b', none: false, revision: 9 });
+  });
+
   it('keeps a copy of the line of the newer claim that asks for it, made or adopted after the claim that started that line (seeds 5010652, 7203919)', () => {
     const harness = node();
     connectClaimed(harness, 'mover', 7, { cleanStart: false, expiry: 3600 }).subscribe(['x/#']);
