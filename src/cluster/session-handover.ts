@@ -610,6 +610,39 @@ const noClients: readonly string[] = Object.freeze([]);
 const noPriors: readonly string[] = Object.freeze([]);
 const noParts: ReadonlyMap<string, Uint8Array> = new Map();
 
+/**
+ * Which of the answers at a marker (the asked node's, then each prior's) B goes by, by index, or
+ * null while it waits (answerOf): the session made or adopted under the newest claim, the nearest
+ * on a tie (a session without a revision counts as the oldest); with no session, the last answer.
+ * It waits for every answer, unless `final` (its deadline): then it goes by those here, and with
+ * no session among them takes none.
+ */
+function chooseAnswer(states: readonly (HandoverState | null | undefined)[], final: boolean): number | null {
+  let best: number | null = null;
+  let bestRevision = -1;
+  for (let index = 0; index < states.length; index++) {
+    const state = states[index];
+    if (state === undefined) {
+      if (!final) return null;
+      continue;
+    }
+    if (state === null || state.header.none) continue;
+    const revision = sessionRevisionOf(state);
+    if (revision > bestRevision) {
+      best = index;
+      bestRevision = revision;
+    }
+  }
+  if (best !== null || final) return best;
+  return states.length - 1;
+}
+
+/** The claim a state's session was made or adopted under at its source (sessionRecords), 0 when it names none. */
+function sessionRevisionOf(state: HandoverState): number {
+  for (const record of state.records) if (record.kind === 'session-created') return record.claimRevision ?? 0;
+  return 0;
+}
+
 /** The node an answer in the bucket is addressed to, null for bytes no node makes. */
 function recipientOf(value: Uint8Array): string | null {
   const head = decodeHead(value);
@@ -1145,11 +1178,12 @@ export class SessionHandover {
     return incoming;
   }
 
-  private tryApply(nowMs: number): void {
+  /** B at its marker tries to go by the answers here (answerOf); `final` at its deadline, with what has come. Whether it went. */
+  private tryApply(nowMs: number, final = false): boolean {
     const hold = this.hold;
-    if (hold === null || hold.role !== 'destination') return;
-    const answer = this.answerOf(hold, nowMs);
-    if (answer === null) return;
+    if (hold === null || hold.role !== 'destination') return false;
+    const answer = this.answerOf(hold, nowMs, final);
+    if (answer === null) return false;
     const { state, key } = answer;
     const incoming = hold.matched ? this.incoming.get(hold.clientId) : undefined;
     const empty = state === null || state.header.none;
@@ -1182,35 +1216,49 @@ export class SessionHandover {
     const lsn = this.broker.store.appendedLsn;
     if (applied) for (const each of this.answerKeysOf(key)) this.keysToDelete.push({ key: each, lsn });
     for (const passed of answer.passedKeys) for (const each of this.answerKeysOf(passed)) this.keysToDelete.push({ key: each, lsn });
+    return true;
   }
 
   /**
-   * The answer B goes by at its marker, taken out of `arrived`; null while B waits. It is the
-   * asked node's; but when the marker names priors and the asked node has no session, the first
-   * prior's, nearest first, that has one (or the farthest's, when none has): `passedKeys` are the
-   * empty answers before it, deleted with it. A prior answers under a key of its own, with the
-   * session when it still held it at the marker: the moves of it from there on had not reached the
-   * stream before this marker (each in its node's outbox, the node down or cut off). A session from
-   * a prior farther than one that has a session is a stale copy (the nearer node gave its client a
-   * fresh one since): it is late, and so is every answer after the one taken.
+   * The answer B goes by at its marker, taken out of `arrived`; null while B waits. Without priors
+   * it is the asked node's. When the marker names priors, each of them may answer with a copy of
+   * the session too, and B waits for every answer (up to its deadline: `final`, then it goes by
+   * those here) and takes the session made or adopted under the newest claim (the revision a
+   * state's session carries, sessionRecords), the nearest on a tie. Along the chain of moves a
+   * session is only ever made or adopted under a newer claim than the one it leaves behind, so
+   * the newest is the client's and any other is a leftover: a copy whose ending a crash undid, or
+   * the session a node kept when the hand-over it was asked for was given up elsewhere and the
+   * give-up could not be written as a claim (seed 12200045: the asked node's copy of the client's
+   * first session, taken at once, won over the prior's copy of the fresh session the client had
+   * been given since). A session without a revision (a node of before them) is taken as before:
+   * the first session in the chain's order, nearest first. With no session among the answers, the
+   * farthest prior's empty answer is taken. `passedKeys` are the empty answers before the one
+   * taken, deleted with it; a session not taken is late, like every answer after the one taken
+   * (late if here, its will fires, and late when it comes).
    */
-  private answerOf(hold: Hold, nowMs: number): { state: HandoverState | null; key: string; passedKeys: readonly string[] } | null {
+  private answerOf(hold: Hold, nowMs: number, final: boolean): { state: HandoverState | null; key: string; passedKeys: readonly string[] } | null {
     const keys = answerKeys(hold.clientId, hold.sequence, hold.priors);
-    for (let index = 0; index < keys.length; index++) {
-      const key = keys[index]!;
+    // Each answer as far as it is here: undefined while it (or a part of it) is still to come.
+    const states: (HandoverState | null | undefined)[] = [];
+    for (const key of keys) {
       const value = this.arrived.get(key);
-      if (value === undefined) return null;
-      const state = this.resolve(key, value);
-      // A head whose parts are not all here: B waits for them (all or nothing), up to its deadline.
-      if (state === undefined) return null;
-      if ((state === null || state.header.none) && index < keys.length - 1) continue;
-      assert(index === 0 || state === null || (state.header.prior === true && (state.header.priorIndex ?? 0) === index - 1), "a prior's key holds that prior's answer");
-      for (let taken = 0; taken <= index; taken++) this.arrived.delete(keys[taken]!);
-      // The answers after it are not needed: late if here (a will fires), and late when they come.
-      for (const later of keys.slice(index + 1)) this.dropAnswer(later, nowMs);
-      return { state, key, passedKeys: keys.slice(0, index) };
+      states.push(value === undefined ? undefined : this.resolve(key, value));
     }
-    assert(false, 'the last answer at a marker is taken');
+    const index = chooseAnswer(states, final);
+    if (index === null) return null;
+    const state = states[index]!;
+    assert(index === 0 || state === null || (state.header.prior === true && (state.header.priorIndex ?? 0) === index - 1), "a prior's key holds that prior's answer");
+    const passedKeys: string[] = [];
+    for (let each = 0; each < keys.length; each++) {
+      const key = keys[each]!;
+      const other = states[each];
+      if (each === index) this.arrived.delete(key);
+      else if (each < index && (other === null || other?.header.none === true)) {
+        this.arrived.delete(key);
+        passedKeys.push(key);
+      } else this.dropAnswer(key, nowMs);
+    }
+    return { state, key: keys[index]!, passedKeys };
   }
 
   /** The rule for the source's own messages behind the marker, logged with the session. */
@@ -1380,6 +1428,10 @@ export class SessionHandover {
   /** A hand-over deadline (or a retry) may be due. */
   due(nowMs: number): void {
     this.issuePut();
+    // At its deadline B goes by the answers that came (a session among them is taken, answerOf)
+    // before its CONNECT is given up for want of one.
+    const held = this.hold;
+    if (held !== null && held.role === 'destination' && nowMs >= held.deadlineMs) this.tryApply(nowMs, true);
     for (const incoming of this.incoming.values()) {
       if (!incoming.parked || nowMs < incoming.deadlineMs) continue;
       incoming.parked = false;

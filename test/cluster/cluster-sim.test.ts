@@ -684,9 +684,8 @@ const clusterRegressionSeeds: readonly {
     heavySessions: true,
     handoverFaults: true,
     handoverShapes: 'half',
-    open: 'qos2-duplicate',
     found:
-      'qos2-duplicate (vopr --nodes 3 --handover-movers from 12,200,000 (290 of 300 pass; every failure in a world with a shaped plan, each passing with --no-handover-shapes); plan giveup-no-claim). Not traced; likely the give-up that writes no claim',
+      'qos2-duplicate (vopr --nodes 3 --handover-movers from 12,200,000 (290 of 300 pass; every failure in a world with a shaped plan, each passing with --no-handover-shapes); plan giveup-no-claim). Traced: n0 gave up its claim asking n1 (down) with a fresh session, and could not write the give-up (n2 had claimed first, asking n0, carrying the older line); n1, back with its copy of the first session, won a claim asking n2 and crashed before its marker; at the marker of the next claim of n0, which asked n1 and named n2 as a prior, n0 took the asked node copy at once over the prior n2 copy of the fresh session the client had moved on with. Passes since the destination waits for every prior and takes the session made or adopted under the newest claim',
   },
   {
     seed: 12200073,
@@ -818,9 +817,8 @@ const clusterRegressionSeeds: readonly {
     heavySessions: true,
     handoverFaults: true,
     handoverShapes: 'half',
-    open: 'qos2-duplicate',
     found:
-      'qos2-duplicate (vopr --nodes 3 --handover-movers from 13,500,000 on main after the merges of the shaped plans and the give-up claim, 1 of 300; a giveup-no-claim plan run to its end): c200 got the QoS 2 will 201|1 of mover m201 twice, the symptom of 12200045 (a give-up that could not be written); not traced',
+      'qos2-duplicate (vopr --nodes 3 --handover-movers from 13,500,000 on main after the merges of the shaped plans and the give-up claim, 1 of 300; a giveup-no-claim plan run to its end): c200 got the QoS 2 will 201|1 of mover m201 twice, the symptom of 12200045 (a give-up that could not be written); not traced. Traced: the same shape as 12200045 (n1 logged handover-give-up-unclaimed, wrong-revision; the asked node stale copy was adopted over the prior copy). Passes since the destination takes the session of the newest claim among the answers (12200045)',
   },
   {
     seed: 13800036,

@@ -27,6 +27,7 @@
 import { describe, expect, it } from 'vitest';
 import { decodeHandoverState, encodeHandoverState, type HandoverState, handoverBucket, handoverKey, handoverMarkerSubject, priorKey } from '../../src/cluster/session-handover.js';
 import { decodeOwner, encodeOwner, handoverPriorsMax, type SessionOwner, sessionKey, sessionsBucket } from '../../src/cluster/session-registry.js';
+import { handoverWaitMsDefault as handoverWaitMs } from '../../src/config.js';
 import type { StateRecord } from '../../src/store/state-store.js';
 import { Harness, type TestClient } from '../broker/harness.js';
 import { connack, connectMover, type KvSet, ModelNats, type PublishDurable } from './model-nats.js';
@@ -123,9 +124,11 @@ function deliverMarker(harness: Harness, headers: Record<string, string>, stream
 }
 
 /** An answer at the marker of stream sequence 1 to node d, from `from`: a session of the mover, or none. */
-function answerTo(harness: Harness, key: string, from: string, session: boolean, prior: Partial<{ prior: true; priorIndex: number }>): void {
+function answerTo(harness: Harness, key: string, from: string, session: boolean, prior: Partial<{ prior: true; priorIndex: number }>, claimRevision?: number): void {
   const header = { client: 'mover', from, to: 'd', sequence: 1, nowMs: harness.nowMs, cut: '1-0', willInMs: null, none: !session, ...prior };
-  const records: StateRecord[] = session ? [{ kind: 'session-created', clientId: 'mover', protocolVersion: 5, expiryIntervalSeconds: 3600 }] : [];
+  const created: StateRecord = { kind: 'session-created', clientId: 'mover', protocolVersion: 5, expiryIntervalSeconds: 3600 };
+  if (claimRevision !== undefined) created.claimRevision = claimRevision;
+  const records: StateRecord[] = session ? [created] : [];
   harness.broker.clusterKeyChanged(harness.nowMs, { bucket: handoverBucket, key, value: encodeHandoverState({ header, records }), revision: 1 });
   harness.collect();
 }
@@ -203,5 +206,48 @@ describe('the chain of priors', () => {
     expect(connack(client)).toMatchObject({ sessionPresent: true });
     expect(d.logs.find((entry) => entry.event === 'session-adopted')?.fields).toMatchObject({ fromNode: 'b' });
     expect(d.logs.find((entry) => entry.event === 'handover-late')?.fields).toMatchObject({ fromNode: 'a' });
+  });
+
+  it('waits for every prior when the asked node has a session, and takes the one made or adopted under the newest claim: a nearer copy of an older one is late (seed 12200045)', () => {
+    const d = nodeSeeing('d', { node: 'c', generation: '1.1', handoverFrom: 'b' }, 5);
+    const { marker, client } = claimAndMarker(d, 6);
+    deliverMarker(d, marker.headers, 1);
+    // c, asked, still holds a copy of the session made under claim 2; b, the prior, adopted the
+    // client's session under claim 4 (c had given the client a fresh one since, that moved to b).
+    answerTo(d, handoverKey('mover', 1), 'c', true, {}, 2);
+    expect(client.take()).toEqual([]);
+    answerTo(d, priorKey('mover', 1), 'b', true, { prior: true }, 4);
+    expect(connack(client)).toMatchObject({ sessionPresent: true });
+    expect(d.logs.find((entry) => entry.event === 'session-adopted')?.fields).toMatchObject({ fromNode: 'b' });
+    expect(d.logs.find((entry) => entry.event === 'handover-late')?.fields).toMatchObject({ fromNode: 'c' });
+  });
+
+  it("takes the asked node's session when it is the newest, and on a tie the nearest", () => {
+    for (const priorRevision of [3, 4]) {
+      const d = nodeSeeing('d', { node: 'c', generation: '1.1', handoverFrom: 'b' }, 5);
+      const { marker, client } = claimAndMarker(d, 6);
+      deliverMarker(d, marker.headers, 1);
+      answerTo(d, priorKey('mover', 1), 'b', true, { prior: true }, priorRevision);
+      answerTo(d, handoverKey('mover', 1), 'c', true, {}, 4);
+      expect(connack(client)).toMatchObject({ sessionPresent: true });
+      expect(d.logs.find((entry) => entry.event === 'session-adopted')?.fields).toMatchObject({ fromNode: 'c' });
+      expect(d.logs.find((entry) => entry.event === 'handover-late')?.fields).toMatchObject({ fromNode: 'b' });
+    }
+  });
+
+  it('at its deadline goes by the answers that came: a session among them is adopted, not given up for a silent prior', () => {
+    const d = nodeSeeing('d', { node: 'c', generation: '1.1', handoverFrom: 'b' }, 5);
+    const { marker, client } = claimAndMarker(d, 6);
+    deliverMarker(d, marker.headers, 1);
+    answerTo(d, handoverKey('mover', 1), 'c', true, {}, 4);
+    d.advance(handoverWaitMs - 1);
+    expect(client.take()).toEqual([]);
+    d.advance(1);
+    expect(connack(client)).toMatchObject({ sessionPresent: true });
+    expect(d.logs.find((entry) => entry.event === 'session-adopted')?.fields).toMatchObject({ fromNode: 'c' });
+    expect(d.logs.some((entry) => entry.event === 'handover-timed-out')).toBe(false);
+    // b's answer, when it comes, is late.
+    answerTo(d, priorKey('mover', 1), 'b', true, { prior: true }, 3);
+    expect(d.logs.find((entry) => entry.event === 'handover-late')?.fields).toMatchObject({ fromNode: 'b' });
   });
 });
