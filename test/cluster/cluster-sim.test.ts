@@ -821,7 +821,7 @@ const clusterRegressionSeeds: readonly {
     handoverShapes: 'half',
     open: 'qos2-duplicate',
     found:
-      'qos2-duplicate (vopr --nodes 3 --handover-movers from 13,500,000 on main after the merges of the shaped plans and the give-up claim, 1 of 300; a giveup-no-claim plan run to its end): c200 got the QoS 2 will 201|1 of mover m201 twice, the symptom of 12200045 (a give-up that could not be written); not traced',
+      'qos2-duplicate (vopr --nodes 3 --handover-movers from 13,500,000 on main after the merges of the shaped plans and the give-up claim, 1 of 300; a giveup-no-claim plan run to its end): c200 got the QoS 2 will 201|1 of mover m201 twice, the symptom of 12200045 (a give-up that could not be written). Traced: that class. n2 held m200 and crashed (plan step 2); n1 claimed it (revision 11) asking n2 and gave up at 7060 (a fresh session), but n0 had claimed m200 first (13, asking n1), so the give-up was not written (handover-give-up-unclaimed, wrong-revision) and n1 handed its fresh session to n0 at marker 9. n2 came back (9244) with its copy of the older line, routed the will 201|1 of m201 into it from the stream, won a claim asking n0 (16) and crashed before its marker; n1 claimed again (17) asking n2 with n0 as prior; at marker 14 n2 answered with the stale copy and n0 with the live session, and n1 took the asked node answer and dropped the prior answer as late (handover-late): 201|1, delivered at 8090 by the live session, came again from the copy at 14586',
   },
   {
     seed: 13800036,
