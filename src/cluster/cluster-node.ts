@@ -365,6 +365,7 @@ export class ClusterNode {
       ownedHere: (clientId) => this.sessions.ownedHere(clientId),
       newestClaim: (clientId) => this.sessions.newestClaim(clientId),
       pendingWin: (clientId, revision) => this.sessions.pendingWin(clientId, revision),
+      copyEnded: (clientId) => this.sessions.copyEnded(clientId),
       markerPassed: (clientId, node, revision) => this.sessions.markerPassed(clientId, node, revision),
       logEntry: (subject, headers, payload) => {
         const id = this.durable.nextOutboxId;

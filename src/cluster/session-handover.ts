@@ -475,6 +475,8 @@ export interface HandoverHost {
   newestClaim(clientId: string): NewestClaim | null;
   /** Whether this node's claim of `clientId` at `revision` won (the watch shows it) and its answer has not come yet (session-registry.ts). */
   pendingWin(clientId: string, revision: number): boolean;
+  /** A stale copy of `clientId` ended here: its key in `keel-sessions` stays (session-registry.ts copyEnded). */
+  copyEnded(clientId: string): void;
   /** Logs an outbox entry that is no hand-off (a rule, a source's answer); returns its id. */
   logEntry(subject: string, headers: Record<string, string>, payload?: Uint8Array): number;
   /** The entry is done. */
@@ -864,7 +866,8 @@ export class SessionHandover {
    *   holds the session as that claim's: it was adopted under an earlier claim of A whose own
    *   hand-over is still open), then keep it (seed 10100156: handed over there, it went to a claim
    *   the client had left, and no claim asked for it back); and not a copy older than that claim's
-   *   line, which is ended instead (seed 12000228);
+   *   line, which is ended instead (seed 12000228), also when that hand-over is not on its way (A
+   *   forgot it in a restart, or gave it up), where A would otherwise keep the copy (seed 13800053);
    * - any other newer claim (A's own, its client back here): keep it for that claim.
    */
   private sourceServes(clientId: string, to: string, revision: number | null): SourceAnswer {
@@ -883,14 +886,19 @@ export class SessionHandover {
       // behind as a copy, and the fresh session the older claim's node made for want of it came
       // back at this claim's marker over it, with an acknowledged QoS 2 message it lacked).
       const comesBack = incoming === undefined ? this.host.pendingWin(clientId, newest.revision) : !incoming.gaveUp;
-      if (!comesBack) return 'keep';
       // The session that claim asks for is its line's: a copy here older than the line is a
-      // leftover (its ending undone by a crash), not that session. Handed over, it would replace
-      // the session the older claim's node holds, and come back here as the client's (seed
-      // 12000228: n0's copy of claim 4, restored by a crash, went to n1 at the marker of n1's
-      // claim 25 over n1's live session of line 15, and back to n0 at n0's claim 28: a will the
-      // copy had queued reached the client twice). It is ended, and the answer is none.
-      return this.copyStale(clientId, newest) ? 'end' : 'hand-over';
+      // leftover (its ending undone by a crash), not that session, whether that claim's hand-over
+      // is on its way or not. Handed over, it would replace the session the older claim's node
+      // holds, and come back here as the client's (seed 12000228: n0's copy of claim 4, restored by
+      // a crash, went to n1 at the marker of n1's claim 25 over n1's live session of line 15, and
+      // back to n0 at n0's claim 28: a will the copy had queued reached the client twice). Kept, it
+      // waits for the next claim that asks this node, and goes there over the session of the line
+      // (seed 13800053: n0 won claim 18 of line 16 and crashed before it learned so, its copy of
+      // claim 4 back; kept at n2's older marker, it went at n1's claim 39 over n2's live session,
+      // the prior's answer, with a message older than those the client had). It is ended, and the
+      // answer is none.
+      if (this.copyStale(clientId, newest)) return 'end';
+      return comesBack ? 'hand-over' : 'keep';
     }
     // The newest claim asks this node, at a marker after this one: the session waits here for it
     // (seed 5010652), when it is the session that claim asks for (seed 8100075). A claim without a
@@ -963,6 +971,7 @@ export class SessionHandover {
     const copyRevision = this.broker.state.sessions.get(clientId)?.claimRevision ?? null;
     this.broker.log('info', 'session-moved', { clientId, toNode: to, stale: true, copyRevision, lineRevision: this.host.newestClaim(clientId)?.lineageRevision ?? null });
     endSession(this.broker, clientId, nowMs);
+    this.host.copyEnded(clientId);
   }
 
   /**

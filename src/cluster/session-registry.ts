@@ -947,6 +947,16 @@ export class SessionRegistry {
 
   // ---- keys of ended sessions ---------------------------------------------------------------
 
+  /**
+   * A stale copy ended here (session-handover.ts endStale): its key stays. The key names a claim
+   * that asks a node for the session of its line (this node's own, whose hand-over may never come
+   * now, or another node's), and that session lives on there: deleted, the key would let the
+   * client's next claim ask no one, and the node holding the session would end it (seed 13800053).
+   */
+  copyEnded(clientId: string): void {
+    this.endedKeys.delete(clientId);
+  }
+
   /** A session ended on this node (expiry, a clean start at disconnect): its key goes, at the end of the input. */
   sessionEnded(clientId: string): void {
     if (this.endedKeys.size < endedKeysMax) this.endedKeys.add(clientId);

@@ -806,7 +806,7 @@ const clusterRegressionSeeds: readonly {
     handoverFaults: true,
     handoverShapes: 'all',
     found:
-      'qos2-duplicate (vopr --plant-cluster claim-answer-forgotten --nodes 2 --handover-movers --handover-shapes from 1, on main after the merges of the shaped plans and the give-up claim; the real build fails alike, and so does the shaped branch alone): c200 got the QoS 2 will 200|2 twice, the symptom of 12000228; not traced. Passes since a source asked by the newest claim at that claims own marker ends a copy older than its line instead of handing it over (13800036)',
+      'qos2-duplicate (vopr --plant-cluster claim-answer-forgotten --nodes 2 --handover-movers --handover-shapes from 1, on main after the merges of the shaped plans and the give-up claim; the real build fails alike, and so does the shaped branch alone): c200 got the QoS 2 will 200|2 twice, the symptom of 12000228; not traced. Passes since the fix of 13800053, through its branch: n1, whose own newest claim (14, then 20, waiting on the marker of 14) asked n0 with that hand-over not on its way, ends its copy of claim 7, older than the line 13, at the marker of claim 10 (session-moved, stale=true), twice (a crash undid the first ending), where it kept it before. Passes also with the lead fix of 13800036 alone (a leftover ended at the newest claim own marker)',
   },
   {
     seed: 13500280,
@@ -818,7 +818,7 @@ const clusterRegressionSeeds: readonly {
     handoverFaults: true,
     handoverShapes: 'half',
     found:
-      'qos2-duplicate (vopr --nodes 3 --handover-movers from 13,500,000 on main after the merges of the shaped plans and the give-up claim, 1 of 300; a giveup-no-claim plan run to its end): c200 got the QoS 2 will 201|1 of mover m201 twice, the symptom of 12200045 (a give-up that could not be written); not traced. Traced: the same shape as 12200045 (n1 logged handover-give-up-unclaimed, wrong-revision; the asked node stale copy was adopted over the prior copy). Passes since the destination takes the session of the newest claim among the answers (12200045)',
+      'qos2-duplicate (vopr --nodes 3 --handover-movers from 13,500,000 on main after the merges of the shaped plans and the give-up claim, 1 of 300; a giveup-no-claim plan run to its end): c200 got the QoS 2 will 201|1 of mover m201 twice, the symptom of 12200045 (a give-up that could not be written). Traced: that class. n2 held m200 and crashed (plan step 2); n1 claimed it (revision 11) asking n2 and gave up at 7060 (a fresh session), but n0 had claimed m200 first (13, asking n1), so the give-up was not written (handover-give-up-unclaimed, wrong-revision) and n1 handed its fresh session to n0 at marker 9. n2 came back (9244) with its copy of the older line, routed the will 201|1 of m201 into it from the stream, won a claim asking n0 (16) and crashed before its marker; n1 claimed again (17) asking n2 with n0 as prior; at marker 14 n2 answered with the stale copy and n0 with the live session, and n1 took the asked node answer and dropped the prior answer as late (handover-late): 201|1, delivered at 8090 by the live session, came again from the copy at 14586. Passes since the destination of a marker with priors takes the session of the newest claim among the answers (12200045)',
   },
   {
     seed: 13800036,
@@ -830,7 +830,7 @@ const clusterRegressionSeeds: readonly {
     handoverFaults: true,
     handoverShapes: 'half',
     found:
-      'qos2-duplicate (vopr --nodes 3 --handover-movers from 13,800,000 on main at 9a3b1db, 2 of 300; a stale-copy plan reached step 7 of 10): c200 got the QoS 2 will 200|2 twice; fails alike on 9e51d23. Traced: n0, back from a crash that undid the ending of its copy of an older line, was asked by the newest claim at that claims own marker; sourceServes checked the line only for markers older than the newest claim, handed the copy over, and it was adopted over the session the client had moved on with. Passes since the source ends a copy older than the line there too (a line started on another node)',
+      'qos2-duplicate (vopr --nodes 3 --handover-movers from 13,800,000 on main at 9a3b1db, 2 of 300; a stale-copy plan reached step 7 of 10): c200 got the QoS 2 will 200|2 twice; fails alike on 9e51d23. Traced: n0, back from a crash that undid the ending of its copy of an older line, was asked by the newest claim at that claims own marker; sourceServes checked the line only for markers older than the newest claim, handed the copy over, and it was adopted over the session the client had moved on with. Passes since the source ends a copy older than the line there too (a line started on another node). Passes also with the fix of 13800053 alone, through its branch: n1, whose own newest claim 32 asked n2 with that hand-over not on its way, ends its copy of claim 6, older than the line 23, at the marker of claim 15',
   },
   {
     seed: 13800053,
@@ -842,7 +842,7 @@ const clusterRegressionSeeds: readonly {
     handoverFaults: true,
     handoverShapes: 'half',
     found:
-      'order (same search as 13800036; a stale-copy plan reached step 7 of 10): c200 got 4|10 after 4|22 on t/a, both through n2; fails alike on 9e51d23; not traced. Passes since a source asked by the newest claim at that claims own marker ends a copy older than its line (13800036)',
+      'order (same search as 13800036; a stale-copy plan reached step 7 of 10): c200 got 4|10 after 4|22 on t/a, both through n2; fails alike on 9e51d23. Traced: n0 held m200 (claim 4) and crashed (plan step 2); n2 claimed it (13) asking n0, gave up at 6575 (a fresh session, its give-up claim written) and the client resumed that session there (16, the line). n0 came back (7832) with its copy of claim 4, ended it at claim 16 (session-moved) on a slow disk, won its own claim 18 asking n2 (line 16) and crashed before that ending was durable and before its marker was queued; n2 closed the client for claim 18 and kept its live session for that marker, which never came. n0 came back again (23092) with the copy and, at the marker of claim 13 (seq 7), kept it and answered none: its own newest claim 18 asked n2 and that hand-over was not on its way after the restart, and that branch kept the copy without asking whether it was of the line of 18 (the branch where the hand-over is on its way ends a copy older than the line, seed 12000228). n1 then claimed (39, asking n0, prior n2, line 16); at its marker (seq 56) n0 handed over the copy of claim 4 and n2 the live session; n1 took the asked node answer and dropped the prior one as late (handover-late): the copy held 4|10, routed into it from the stream at 23296, which the live session never had, after the client had got 4|22 at 7495. Passes since a source ends a copy older than the line of its own newest claim that asked another node whether or not that hand-over is on its way (answering none), and the ending leaves that claim in the key. Passes also with the lead fix of 13800036 alone',
   },
 ];
 

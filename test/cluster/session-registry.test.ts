@@ -658,6 +658,32 @@ describe('cluster-wide client ids', () => {
     expect(decodeHandoverState(handoverPuts(harness)[0]!.value!)?.header).toMatchObject({ to: 'b', none: false, revision: 9 });
   });
 
+  it("ends a copy older than the line of its own newest claim, whose hand-over a restart forgot, at an older claim's marker, and leaves that claim in the key (seed 13800053)", () => {
+    const harness = node();
+    // The session is made here under claim 4. b's claim 13 asked this node for it (its marker not
+    // read yet), b gave the client a fresh session, which it resumed under claim 16 (the line);
+    // the client came back here: claim 18 asks b for that session, and this node restarts before
+    // it learned that claim won (no marker queued), its copy back from the crash.
+    connectClaimed(harness, 'mover', 4, { cleanStart: false, expiry: 3600 }).subscribe(['x/#']);
+    restartSeeing(harness, encodeOwner({ node: 'a', generation: '2.1', handoverFrom: 'b', lineageRevision: 16 }), 18);
+    expect(harness.broker.state.sessions.get('mover')?.claimRevision).toBe(4);
+    harness.takeClusterRequests();
+    // At the marker of claim 13 the copy is no session of claim 18's line: ended, and b is told
+    // none. Kept, it went at the next claim asking this node (c's 39, prior b) over b's live session.
+    deliverMarker(harness, { ...olderMarker, 'Keel-Handover-Revision': '13' }, 1);
+    const requests = harness.takeClusterRequests();
+    const puts = requests.filter((request): request is KvSet => request.op === 'kv-set' && request.bucket === handoverBucket);
+    expect(puts).toHaveLength(1);
+    expect(decodeHandoverState(puts[0]!.value!)?.header).toMatchObject({ client: 'mover', to: 'b', sequence: 1, none: true, revision: 13 });
+    expect(harness.broker.state.sessions.has('mover')).toBe(false);
+    expect(harness.logs.some((log) => log.event === 'session-moved' && log.fields.stale === true && log.fields.copyRevision === 4)).toBe(true);
+    // Claim 18 stays in the key: it says the session is b's. Deleted, the client's next claim would
+    // ask no one, and b would end the live session.
+    expect(requests.filter((request) => request.op === 'kv-set' && request.bucket === sessionsBucket)).toEqual([]);
+    harness.advance(1_000);
+    expect(claims(harness)).toEqual([]);
+  });
+
   it('keeps a copy of the line of the newer claim that asks for it, made or adopted after the claim that started that line (seeds 5010652, 7203919)', () => {
     const harness = node();
     connectClaimed(harness, 'mover', 7, { cleanStart: false, expiry: 3600 }).subscribe(['x/#']);
