@@ -9,7 +9,7 @@
  * the only nondeterminism here, and it happens outside every simulated run.
  */
 import { randomInt } from 'node:crypto';
-import { voprClusterStreamsForSeed, voprNodesForSeed } from './cluster/cluster-world.js';
+import { voprClusterStreamsForSeed, voprMoversForSeed, voprNodesForSeed } from './cluster/cluster-world.js';
 import { pickRunOptions, type RunOptions } from './run-options.js';
 import { runSimulation, type SimulationOptions } from './simulation.js';
 import type { BrokerFactory, StoreFactory } from './world.js';
@@ -87,9 +87,12 @@ export interface SeedOutcome {
 /** Runs one seed as vopr runs it: its run options, and as a cluster when the mix picks one for it. */
 export function runVoprSeed(options: VoprOptions, seed: number): SeedOutcome {
   const nodes = mixesClusterWorlds(options) ? voprNodesForSeed(seed) : 1;
+  const movers = nodes > 1 ? voprMoversForSeed(seed) : null;
   const simulation: SimulationOptions = {
     ...pickRunOptions(options),
     ...(nodes > 1 ? { nodes, ...(voprClusterStreamsForSeed(seed) ? { clusterStreams: true } : {}) } : {}),
+    ...(movers?.handoverMovers === true ? { handoverMovers: true } : {}),
+    ...(movers?.claimCrashes === true ? { claimCrashes: true } : {}),
     seed,
     stdout: () => {},
     stderr: () => {},
@@ -213,8 +216,9 @@ export function runVopr(options: VoprOptions, reporter: VoprReporter): VoprResul
 
 /**
  * Without options that shape one broker's world or name the node count, vopr mixes worlds: a
- * share of seeds (voprNodesForSeed) run as a cluster of 2 or 3 nodes, the others exactly as they
- * ran before clusters existed; a failing cluster seed's reproduce line carries its `--nodes`.
+ * share of seeds (voprNodesForSeed) run as a cluster of 2 or 3 nodes, half of those with session
+ * movers and some with crashes at claims (voprMoversForSeed), the others exactly as they ran
+ * before clusters existed; a failing cluster seed's reproduce line carries its flags.
  */
 function mixesClusterWorlds(options: VoprOptions): boolean {
   const singleNodeOnly = options.plant !== undefined || options.plantStore !== undefined || options.clientCount !== undefined || options.faults !== undefined || options.workload !== undefined;

@@ -261,6 +261,18 @@ export function voprClusterStreamsForSeed(seed: number): boolean {
   return Random.stream(seed, 'vopr-cluster-streams').chance(1 / 3);
 }
 
+/**
+ * vopr's mix, of its cluster seeds: half run with movers whose sessions are handed over between
+ * nodes (`--handover-movers`, where most of the cluster's rules live), and of those a quarter
+ * crash nodes at hand-over claims they win (`--claim-crashes`). Streams of their own, so the rest
+ * of a seed's world is what it was without them; the reproduce line names the flags.
+ */
+export function voprMoversForSeed(seed: number): { readonly handoverMovers: boolean; readonly claimCrashes: boolean } {
+  const random = Random.stream(seed, 'vopr-movers');
+  if (!random.chance(0.5)) return { handoverMovers: false, claimCrashes: false };
+  return { handoverMovers: true, claimCrashes: random.chance(0.25) };
+}
+
 /** vopr's mix: about one seed in five runs a cluster of 2 or 3 nodes (a stream of its own, so single-node seeds are unchanged). */
 export function voprNodesForSeed(seed: number): number {
   const random = Random.stream(seed, 'vopr-nodes');

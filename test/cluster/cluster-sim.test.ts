@@ -18,10 +18,10 @@
  */
 import { describe, expect, it } from 'vitest';
 import { runClusterSimulation } from '../../sim/cluster/cluster-simulation.js';
-import { chooseClusterShape, voprClusterStreamsForSeed, voprNodesForSeed } from '../../sim/cluster/cluster-world.js';
+import { chooseClusterShape, voprClusterStreamsForSeed, voprMoversForSeed, voprNodesForSeed } from '../../sim/cluster/cluster-world.js';
 import { type ClusterPlantedBugName, clusterPlantedBugNames } from '../../sim/planted-bug-names.js';
 import { runSimulation } from '../../sim/simulation.js';
-import { runVopr } from '../../sim/vopr.js';
+import { runVopr, runVoprSeed } from '../../sim/vopr.js';
 
 /** Seeds the cluster simulator failed on, with what they found; each must pass from now on. */
 /**
@@ -1122,6 +1122,30 @@ describe('cluster simulation', () => {
     for (let seed = 0; seed < 1_000; seed++) if (voprNodesForSeed(seed) > 1) share += 1;
     expect(share).toBeGreaterThan(120);
     expect(share).toBeLessThan(280);
+  }, 120_000);
+
+  it('vopr runs half its cluster seeds with session movers, a quarter of those with crashes at claims, as keel sim does with those flags', () => {
+    let movers = 0;
+    let crashes = 0;
+    for (let seed = 0; seed < 1_000; seed++) {
+      const picked = voprMoversForSeed(seed);
+      if (picked.handoverMovers) movers += 1;
+      if (picked.claimCrashes) crashes += 1;
+      expect(picked.claimCrashes && !picked.handoverMovers).toBe(false);
+    }
+    expect(movers).toBeGreaterThan(420);
+    expect(movers).toBeLessThan(580);
+    expect(crashes).toBeGreaterThan(80);
+    expect(crashes).toBeLessThan(180);
+    // A cluster seed vopr picks movers and claim crashes for runs the world keel sim runs with the flags.
+    const seed = Array.from({ length: 2_000 }, (_, index) => index + 1).find((each) => voprNodesForSeed(each) > 1 && voprMoversForSeed(each).claimCrashes)!;
+    const nodes = voprNodesForSeed(seed);
+    const streams = voprClusterStreamsForSeed(seed) ? { clusterStreams: true } : {};
+    const flagged = runSimulation({ seed, nodes, handoverMovers: true, claimCrashes: true, ...streams, stdout: () => {}, stderr: () => {} });
+    expect(flagged.coverage[`cluster-${nodes}-nodes`]).toBe(1);
+    expect(runVoprSeed({}, seed).events).toBe(flagged.events);
+    const plain = runSimulation({ seed, nodes, ...streams, stdout: () => {}, stderr: () => {} });
+    expect(plain.events).not.toBe(flagged.events);
   }, 120_000);
 
   const expectedRules: Record<ClusterPlantedBugName, RegExp> = {
