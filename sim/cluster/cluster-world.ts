@@ -885,6 +885,11 @@ export class ClusterWorld implements MemberWorld {
     if (event === 'client-connected' && fields.cleanStart === false && fields.sessionPresent === false) {
       for (const mover of this.movers) if (fields.clientId === `m${mover.index}`) mover.sessionResetByNode();
     }
+    // A CONNECT with clean start 1: a mover's first, which may be accepted after the mover moved on
+    // and made a session elsewhere (seed 12530098); that session ends for it (mover-client.ts).
+    if (event === 'client-connected' && fields.cleanStart === true) {
+      for (const mover of this.movers) if (fields.clientId === `m${mover.index}`) mover.cleanStartAccepted();
+    }
   }
 
   /** A `message-dropped` report: traced, and handed to the checker for the client it names (`c<n>` or `m<n>`). */

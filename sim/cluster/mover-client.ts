@@ -97,6 +97,8 @@ export class MoverClient implements PipeClient {
    * that fresh session, without the subscription (seed 2100908). The next CONNACK subscribes again.
    */
   private sessionReset = false;
+  /** Set when its first CONNECT's clean start was accepted after it had moved on: the next CONNACK starts over (cleanStartAccepted). */
+  private cleanStartLate = false;
   /** The node of the newest connection whose CONNACK arrived (where its session lives, unless a move is under way). */
   private newestAcceptedNode = -1;
   /**
@@ -303,7 +305,7 @@ export class MoverClient implements PipeClient {
     if (sessionPresent && !this.sessionReset) {
       if (connection.generation > 1) this.resumed += 1;
     } else {
-      if (this.subscribed && !this.handoverTimedOut && !this.sessionWiped) {
+      if (this.subscribed && !this.handoverTimedOut && !this.sessionWiped && !this.cleanStartLate) {
         return this.world.fail(
           'session-lost',
           `m${this.index}: session present 0 on n${connection.pipe.node} (generation ${connection.generation}) though its session lived and no hand-over timed out`,
@@ -323,6 +325,7 @@ export class MoverClient implements PipeClient {
     this.handoverTimedOut = false;
     this.sessionWiped = false;
     this.sessionReset = false;
+    this.cleanStartLate = false;
     this.scheduleMove();
   }
 
@@ -348,6 +351,23 @@ export class MoverClient implements PipeClient {
     if (!this.persistent || !(this.handoverTimedOut || this.sessionWiped) || !this.subscribed) return;
     this.world.checker.sessionLost(this.index);
     this.subscribed = false;
+    this.sessionReset = true;
+  }
+
+  /**
+   * A node accepted a CONNECT of this mover with clean start 1. Only its first CONNECT asks for
+   * one, so once it has opened a later connection that CONNECT was accepted late: its claim waited
+   * (its node cut from NATS) while the mover, out of patience, moved on, got a session elsewhere
+   * and subscribed there; the clean start ended that session, and the connection it was made for
+   * is one the mover has left (seed 12530098: the mover then resumed the fresh session, session
+   * present 1, and never subscribed again). The client asked for it, so nothing is broken: the next
+   * CONNACK starts over, session present or not (what the old session was owed is excused, as after
+   * sessionResetByNode). The old session's connection keeps its subscription until then (it may
+   * still deliver, until its node sees the claim), and so does a SUBACK in flight meanwhile.
+   */
+  cleanStartAccepted(): void {
+    if (!this.persistent || this.generation === 1) return;
+    this.cleanStartLate = true;
     this.sessionReset = true;
   }
 
