@@ -181,7 +181,7 @@ import { PacketType } from '../codec/packets.js';
 import { ReasonCode } from '../codec/reason-codes.js';
 import type { ClusterHeaders, ClusterKeyChange, ClusterMessage, ClusterResult } from '../contract.js';
 import { decodeStateRecord, encodeStateRecord } from '../store/record-codec.js';
-import { DeliveryQueue, type StateRecord, type StoredMessage } from '../store/state-store.js';
+import { DeliveryQueue, type StateRecord, type StoredMessage, sessionCreatedRecord } from '../store/state-store.js';
 import { type AnswerLayout, answerKeyOfPart, answerLayout, answerPut, answerPutCount, assemble, decodeHead, decodePart, valueBytesMaxOf } from './handover-parts.js';
 import { headerOrigin, headerSequence } from './headers.js';
 import { clientIdOfSessionKey, handoverPriorsMax, type NewestClaim, priorsOfValue, sessionKey } from './session-registry.js';
@@ -419,15 +419,7 @@ export function sessionRecords(broker: Broker, clientId: string): StateRecord[] 
   }
   // The claim the session was made or adopted under goes with it: the destination records the
   // newer of it and its own claim (applyRecord).
-  const created: Extract<StateRecord, { kind: 'session-created' }> = {
-    kind: 'session-created',
-    clientId,
-    protocolVersion: session.protocolVersion,
-    expiryIntervalSeconds: session.expiryIntervalSeconds,
-  };
-  if (session.username !== undefined) created.username = session.username;
-  if (session.claimRevision !== undefined) created.claimRevision = session.claimRevision;
-  records.push(created);
+  records.push(sessionCreatedRecord(session));
   for (const subscription of session.subscriptions.values()) {
     if (!subscription.filter.startsWith('$stream/')) records.push({ kind: 'subscription-added', clientId, subscription });
   }

@@ -1049,16 +1049,22 @@ function isVolatileRetained(state: DurableState, message: StoredMessage): boolea
   return isBrokerTopic(message.topic) && message.references === 1 && state.retained.get(message.topic) === message.messageId;
 }
 
-function snapshotSession(session: SessionState, records: StateRecord[]): void {
-  const clientId = session.clientId;
+/** The record that makes `session` again: its protocol, expiry, owner and the claim it was made or adopted under (a snapshot's, or a hand-over state's). */
+export function sessionCreatedRecord(session: SessionState): Extract<StateRecord, { kind: 'session-created' }> {
   const created: Extract<StateRecord, { kind: 'session-created' }> = {
     kind: 'session-created',
-    clientId,
+    clientId: session.clientId,
     protocolVersion: session.protocolVersion,
     expiryIntervalSeconds: session.expiryIntervalSeconds,
   };
   if (session.claimRevision !== undefined) created.claimRevision = session.claimRevision;
-  records.push(withUsername(created, session.username));
+  if (session.username !== undefined) created.username = session.username;
+  return created;
+}
+
+function snapshotSession(session: SessionState, records: StateRecord[]): void {
+  const clientId = session.clientId;
+  records.push(sessionCreatedRecord(session));
   if (session.offlineSinceMs !== null) {
     records.push({ kind: 'session-disconnected', clientId, atMs: session.offlineSinceMs, expiryIntervalSeconds: session.expiryIntervalSeconds });
   }

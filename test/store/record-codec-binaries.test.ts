@@ -87,7 +87,8 @@ describe('record codec binaries', () => {
       }),
       { numRuns: 300 },
     );
-  });
+    // Generating grapheme strings is slow: about 1 s alone, past vitest's 5 s default at a load average of 8.
+  }, 30_000);
 
   it('round-trips a stream append with properties holding binary correlation data', () => {
     const record = {
