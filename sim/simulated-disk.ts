@@ -10,6 +10,13 @@
  * operations, then the visible state becomes the durable one. The two images never share a
  * buffer, and each may be changed in place (see `resize`).
  *
+ * An unsynced write keeps no copy of its bytes while the visible image still holds them where it
+ * wrote them: most writes append (a log, a snapshot of a MiB or more), and a copy of each was a
+ * tenth of a world's time where sessions grow large. Before anything changes bytes an unsynced
+ * write covers (a write before the end of the furthest one, a truncation into them, planted
+ * damage), the unsynced writes take copies of their own (`keepPendingBytes`), so what a sync or
+ * a crash applies is always what was written.
+ *
  * Faults are drawn from the disk's own random stream: EIO on any operation, ENOSPC past a
  * capacity, latent read errors, and bit flips in synced data. Every injected corruption of synced
  * data is recorded in `corruptions`, so the checker knows which losses the broker was allowed to
@@ -33,12 +40,15 @@ export interface DiskFaults {
 export const noDiskFaults: DiskFaults = { ioErrorRate: 0, readErrorRate: 0, tornWriteRate: 0, capacityBytes: Number.MAX_SAFE_INTEGER };
 
 type DirectoryOperation = { kind: 'create'; file: string } | { kind: 'rename'; from: string; to: string } | { kind: 'delete'; file: string };
-type PendingWrite = { kind: 'write'; offset: number; bytes: Uint8Array } | { kind: 'truncate'; length: number };
+/** An unsynced change; a write's `bytes` is null while they are `visible[offset, offset + length)`. */
+type PendingWrite = { kind: 'write'; offset: number; length: number; bytes: Uint8Array | null } | { kind: 'truncate'; length: number };
 
 interface SimulatedFile {
   visible: Uint8Array;
   durable: Uint8Array;
   unsynced: PendingWrite[];
+  /** The end of the furthest unsynced write whose bytes are read from `visible`; 0 when none is. */
+  visibleHeldEnd: number;
 }
 
 export class SimulatedDisk {
@@ -76,14 +86,16 @@ export class SimulatedDisk {
         if (file === undefined) return enoent(id, request.file);
         // The durable image plus the unsynced changes is the visible image; applying them in
         // place costs what was written since the last sync, not a copy of the whole file.
-        for (const pending of file.unsynced) file.durable = pending.kind === 'truncate' ? resize(file.durable, pending.length) : applyWrite(file.durable, pending.offset, pending.bytes);
+        for (const pending of file.unsynced) file.durable = pending.kind === 'truncate' ? resize(file.durable, pending.length) : applyWrite(file.durable, pending.offset, pendingBytes(file, pending));
         file.unsynced = [];
+        file.visibleHeldEnd = 0;
         assert.equal(file.durable.length, file.visible.length, 'a synced file is as long as its visible image');
         return { requestId: id, ok: true };
       }
       case 'truncate': {
         const file = this.files.get(request.file);
         if (file === undefined) return enoent(id, request.file);
+        if (request.length < file.visibleHeldEnd) keepPendingBytes(file);
         file.visible = resize(file.visible, request.length);
         file.unsynced.push({ kind: 'truncate', length: request.length });
         return { requestId: id, ok: true };
@@ -122,13 +134,15 @@ export class SimulatedDisk {
       if (this.usedBytes() + growth > this.faults.capacityBytes) return { requestId: id, ok: false, code: 'ENOSPC', message: 'simulated full disk' };
     }
     if (file === undefined) {
-      file = { visible: new Uint8Array(0), durable: new Uint8Array(0), unsynced: [] };
+      file = { visible: new Uint8Array(0), durable: new Uint8Array(0), unsynced: [], visibleHeldEnd: 0 };
       this.files.set(name, file);
       this.unsyncedDirectory.push({ kind: 'create', file: name });
     }
+    if (offset < file.visibleHeldEnd) keepPendingBytes(file);
     if (file.visible.length < offset + bytes.length) file.visible = resize(file.visible, offset + bytes.length);
     file.visible.set(bytes, offset);
-    file.unsynced.push({ kind: 'write', offset, bytes: ownedCopy(bytes) });
+    file.unsynced.push({ kind: 'write', offset, length: bytes.length, bytes: null });
+    file.visibleHeldEnd = Math.max(file.visibleHeldEnd, offset + bytes.length);
     return { requestId: id, ok: true };
   }
 
@@ -146,11 +160,15 @@ export class SimulatedDisk {
         const roll = this.random();
         if (roll < 0.5) continue;
         if (pending.kind === 'truncate') image = resize(image, pending.length);
-        else image = applyWrite(image, pending.offset, roll < 0.5 + this.faults.tornWriteRate * 0.5 ? pending.bytes.subarray(0, Math.floor(this.random() * pending.bytes.length)) : pending.bytes);
+        else {
+          const kept = roll < 0.5 + this.faults.tornWriteRate * 0.5 ? Math.floor(this.random() * pending.length) : pending.length;
+          image = applyWrite(image, pending.offset, pendingBytes(file, pending).subarray(0, kept));
+        }
       }
       file.durable = image;
       file.visible = image.slice();
       file.unsynced = [];
+      file.visibleHeldEnd = 0;
     }
     const keep = Math.floor(this.random() * (this.unsyncedDirectory.length + 1));
     for (const operation of this.unsyncedDirectory.slice(0, keep)) applyDirectoryOperation(this.durableDirectory, operation, this.files);
@@ -203,17 +221,33 @@ export class SimulatedDisk {
   corrupt(name: string, offset: number, value: number): void {
     const file = this.files.get(name);
     assert.ok(file !== undefined && offset < file.visible.length, `cannot corrupt ${name} at ${offset}`);
+    keepPendingBytes(file);
     file.visible[offset] = value;
     file.durable[offset] = value;
     this.corruptions.push({ file: name, offset });
   }
 }
 
-/** A copy of `bytes` the disk keeps (a view of the encoder's slab, byte-pool.ts, unless large). */
-function ownedCopy(bytes: Uint8Array): Uint8Array {
-  const copy = allocateBytes(bytes.length);
-  copy.set(bytes);
-  return copy;
+/** The bytes an unsynced write wrote (a view of the visible image while it holds them). */
+function pendingBytes(file: SimulatedFile, pending: PendingWrite & { kind: 'write' }): Uint8Array {
+  if (pending.bytes !== null) return pending.bytes;
+  assert.ok(pending.offset + pending.length <= file.visibleHeldEnd, 'a write read from the visible image lies before its held end');
+  return file.visible.subarray(pending.offset, pending.offset + pending.length);
+}
+
+/**
+ * Gives every unsynced write that reads its bytes from the visible image a copy of its own (a
+ * view of the encoder's slab, byte-pool.ts, unless large), before the visible image changes
+ * under it.
+ */
+function keepPendingBytes(file: SimulatedFile): void {
+  for (const pending of file.unsynced) {
+    if (pending.kind !== 'write' || pending.bytes !== null) continue;
+    const copy = allocateBytes(pending.length);
+    copy.set(file.visible.subarray(pending.offset, pending.offset + pending.length));
+    pending.bytes = copy;
+  }
+  file.visibleHeldEnd = 0;
 }
 
 function enoent(requestId: number, name: string): StorageResult {
