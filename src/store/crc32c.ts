@@ -64,16 +64,11 @@ export function crc32c(bytes: Uint8Array, crc = 0, start = 0, end = bytes.length
       wordsBuffer = bytes.buffer;
       words = new Int32Array(bytes.buffer, 0, bytes.buffer.byteLength >>> 2);
     }
-    let word = (bytes.byteOffset + index) >>> 2;
-    const wordEnd = word + ((end - index) >>> 3) * 2;
-    assert(wordEnd <= words.length, 'the words lie inside the buffer');
-    index += (wordEnd - word) * 4;
-    while (word < wordEnd) {
-      const low = value ^ words[word]!;
-      const high = words[word + 1]!;
-      value = t7[low & 0xff]! ^ t6[(low >>> 8) & 0xff]! ^ t5[(low >>> 16) & 0xff]! ^ t4[low >>> 24]! ^ t3[high & 0xff]! ^ t2[(high >>> 8) & 0xff]! ^ t1[(high >>> 16) & 0xff]! ^ t0[high >>> 24]!;
-      word += 2;
-    }
+    const word = (bytes.byteOffset + index) >>> 2;
+    const wordCount = ((end - index) >>> 3) * 2;
+    assert(word + wordCount <= words.length, 'the words lie inside the buffer');
+    value = crc32cWords(words, value, word, word + wordCount);
+    index += wordCount * 4;
   }
   while (end - index >= 8) {
     const low = value ^ (bytes[index]! | (bytes[index + 1]! << 8) | (bytes[index + 2]! << 16) | (bytes[index + 3]! << 24));
@@ -85,4 +80,15 @@ export function crc32c(bytes: Uint8Array, crc = 0, start = 0, end = bytes.length
     index++;
   }
   return ~value >>> 0;
+}
+
+/** The slicing-by-8 step over `words[word, wordEnd)`, two words (eight bytes, little-endian) at a time. */
+function crc32cWords(words: Int32Array<ArrayBufferLike>, value: number, word: number, wordEnd: number): number {
+  let result = value;
+  for (let at = word; at < wordEnd; at += 2) {
+    const low = result ^ words[at]!;
+    const high = words[at + 1]!;
+    result = t7[low & 0xff]! ^ t6[(low >>> 8) & 0xff]! ^ t5[(low >>> 16) & 0xff]! ^ t4[low >>> 24]! ^ t3[high & 0xff]! ^ t2[(high >>> 8) & 0xff]! ^ t1[(high >>> 16) & 0xff]! ^ t0[high >>> 24]!;
+  }
+  return result;
 }

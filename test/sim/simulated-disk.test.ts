@@ -16,8 +16,8 @@ type Step = { kind: 'write'; offset: number; length: number; fill: number } | { 
 
 /** The disk's model of one file with a copy of every unsynced write, and no directory. */
 class ReferenceFile {
-  visible = new Uint8Array(0);
-  durable = new Uint8Array(0);
+  visible: Uint8Array = new Uint8Array(0);
+  durable: Uint8Array = new Uint8Array(0);
   unsynced: ({ kind: 'write'; offset: number; bytes: Uint8Array } | { kind: 'truncate'; length: number })[] = [];
 
   write(offset: number, bytes: Uint8Array): void {
