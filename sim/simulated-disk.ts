@@ -7,8 +7,12 @@
  * the file is synced. Creating, renaming and deleting files change the visible directory at once
  * and reach the durable directory only at `sync-directory`. A crash keeps a random subset of the
  * unsynced writes (each possibly torn to a prefix) and a random prefix of the unsynced directory
- * operations, then the visible state becomes the durable one. The two images never share a
- * buffer, and each may be changed in place (see `resize`).
+ * operations, then the visible state becomes the durable one. Each image may be changed in place
+ * (see `resize`), so the two share a buffer only while neither changes: a sync of a file written
+ * whole since it was empty (a snapshot, written once, renamed, read back at recovery, deleted)
+ * and a crash make them one image, and a write or truncation first gives the visible image a copy
+ * of its own (`unshare`). A snapshot of a MiB was copied twice more before, at its sync and at
+ * every crash.
  *
  * An unsynced write keeps no copy of its bytes while the visible image still holds them where it
  * wrote them: most writes append (a log, a snapshot of a MiB or more), and a copy of each was a
@@ -49,6 +53,8 @@ interface SimulatedFile {
   unsynced: PendingWrite[];
   /** The end of the furthest unsynced write whose bytes are read from `visible`; 0 when none is. */
   visibleHeldEnd: number;
+  /** `visible` and `durable` are the same view (nothing unsynced): neither is changed in place. */
+  imagesShared: boolean;
 }
 
 export class SimulatedDisk {
@@ -84,6 +90,15 @@ export class SimulatedDisk {
       case 'sync': {
         const file = this.files.get(request.file);
         if (file === undefined) return enoent(id, request.file);
+        if (file.imagesShared) return { requestId: id, ok: true };
+        if (file.durable.length === 0) {
+          // All of it was written since it was empty: the visible image is what is durable now.
+          file.durable = file.visible;
+          file.imagesShared = true;
+          file.unsynced = [];
+          file.visibleHeldEnd = 0;
+          return { requestId: id, ok: true };
+        }
         // The durable image plus the unsynced changes is the visible image; applying them in
         // place costs what was written since the last sync, not a copy of the whole file.
         for (const pending of file.unsynced) file.durable = pending.kind === 'truncate' ? resize(file.durable, pending.length) : applyWrite(file.durable, pending.offset, pendingBytes(file, pending));
@@ -95,6 +110,7 @@ export class SimulatedDisk {
       case 'truncate': {
         const file = this.files.get(request.file);
         if (file === undefined) return enoent(id, request.file);
+        if (file.imagesShared) unshare(file);
         if (request.length < file.visibleHeldEnd) keepPendingBytes(file);
         file.visible = resize(file.visible, request.length);
         file.unsynced.push({ kind: 'truncate', length: request.length });
@@ -134,10 +150,11 @@ export class SimulatedDisk {
       if (this.usedBytes() + growth > this.faults.capacityBytes) return { requestId: id, ok: false, code: 'ENOSPC', message: 'simulated full disk' };
     }
     if (file === undefined) {
-      file = { visible: new Uint8Array(0), durable: new Uint8Array(0), unsynced: [], visibleHeldEnd: 0 };
+      file = { visible: new Uint8Array(0), durable: new Uint8Array(0), unsynced: [], visibleHeldEnd: 0, imagesShared: false };
       this.files.set(name, file);
       this.unsyncedDirectory.push({ kind: 'create', file: name });
     }
+    if (file.imagesShared) unshare(file);
     if (offset < file.visibleHeldEnd) keepPendingBytes(file);
     if (file.visible.length < offset + bytes.length) file.visible = resize(file.visible, offset + bytes.length);
     file.visible.set(bytes, offset);
@@ -155,6 +172,7 @@ export class SimulatedDisk {
   /** Power loss: keep a random subset of unsynced writes (some torn) and a random prefix of directory operations. */
   crash(): void {
     for (const file of new Set([...this.files.values(), ...this.durableDirectory.values()])) {
+      assert.ok(!file.imagesShared || file.unsynced.length === 0, 'a file whose images are shared has nothing unsynced');
       let image = file.durable;
       for (const pending of file.unsynced) {
         const roll = this.random();
@@ -166,7 +184,8 @@ export class SimulatedDisk {
         }
       }
       file.durable = image;
-      file.visible = image.slice();
+      file.visible = image;
+      file.imagesShared = true;
       file.unsynced = [];
       file.visibleHeldEnd = 0;
     }
@@ -195,7 +214,7 @@ export class SimulatedDisk {
     const offset = Math.floor(this.random() * file.durable.length);
     const bit = 1 << Math.floor(this.random() * 8);
     file.durable[offset]! ^= bit;
-    file.visible[offset]! ^= bit;
+    if (!file.imagesShared) file.visible[offset]! ^= bit;
     this.corruptions.push({ file: name, offset });
     return { file: name, offset };
   }
@@ -226,6 +245,15 @@ export class SimulatedDisk {
     file.durable[offset] = value;
     this.corruptions.push({ file: name, offset });
   }
+}
+
+/** Gives the visible image a buffer of its own, before it is changed in place. */
+function unshare(file: SimulatedFile): void {
+  assert.ok(file.unsynced.length === 0, 'a file whose images are shared has nothing unsynced');
+  const copy = resize(new Uint8Array(0), file.visible.length);
+  copy.set(file.visible);
+  file.visible = copy;
+  file.imagesShared = false;
 }
 
 /** The bytes an unsynced write wrote (a view of the visible image while it holds them). */

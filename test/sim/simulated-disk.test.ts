@@ -1,6 +1,7 @@
 /**
  * Proves that the simulated disk's unsynced writes apply what was written, though a write keeps no
- * copy of its bytes while the visible image holds them: random writes (appends, overwrites of
+ * copy of its bytes while the visible image holds them, and the two images share a buffer after a
+ * sync of a file written whole and after a crash: random writes (appends, overwrites of
  * unsynced bytes, writes past the end), truncations, syncs and crashes on one file, against a
  * reference that copies every write's bytes at once (as the disk did before), fed the random
  * numbers the disk drew in each crash, and with the caller's buffer overwritten after each write (it belongs to the
