@@ -135,6 +135,7 @@ export class SimulatedDisk {
     }
   }
 
+  /** The bytes read are a copy the caller owns, in an ArrayBuffer of their own (the worlds hand them on without another copy, input-chunks.ts `adopt`). */
   private read(id: number, name: string, offset: number, length: number): StorageResult {
     const file = this.files.get(name);
     if (file === undefined) return enoent(id, name);
