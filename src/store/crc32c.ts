@@ -45,8 +45,11 @@ function buildTables(): Uint32Array[] {
 }
 
 const littleEndian = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
-/** Below this many bytes the word loop is not worth finding the words. */
-const wordBytesMin = 64;
+/**
+ * Below this many bytes the word loop is not worth finding the words: best of nine alternated
+ * runs, 64 bytes went at 0.6x the byte loop's speed, 100 and 160 at 1x, 256 at 1.2x.
+ */
+const wordBytesMin = 192;
 let wordsBuffer: ArrayBufferLike | null = null;
 let words: Int32Array<ArrayBufferLike> = new Int32Array(0);
 
