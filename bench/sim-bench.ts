@@ -5,7 +5,8 @@
  * Usage: node dist/bench/sim-bench.js [seedCount] [seedStart] [nodes]
  * where nodes is 1 (default: single-node worlds, the figure issue 17 names), 2 to 9 (cluster worlds
  * of that many nodes), or `vopr` (the mix `keel vopr` runs: about one seed in five a cluster of 2
- * or 3 nodes).
+ * or 3 nodes), or `movers` (cluster worlds with `--handover-movers`, the kind vopr runs most: 2 nodes
+ * for even seeds, 3 for odd ones; `movers2` and `movers3` fix the count).
  *
  * Both wall time and the process's CPU time (user + system, from `process.cpuUsage`) are
  * reported: on a machine shared with other work the wall figures move with the load while the CPU
@@ -28,9 +29,15 @@ function main(): void {
   const seedCount = Number(process.argv[2] ?? 50);
   const seedStart = Number(process.argv[3] ?? 1_000);
   const nodesArgument = process.argv[4] ?? '1';
-  const nodesOf = (seed: number): number => (nodesArgument === 'vopr' ? voprNodesForSeed(seed) : Number(nodesArgument));
-  if (nodesArgument !== 'vopr' && !(Number.isInteger(Number(nodesArgument)) && Number(nodesArgument) >= 1 && Number(nodesArgument) <= 9)) {
-    throw new Error(`nodes must be 1 to 9 or vopr, got ${nodesArgument}`);
+  const movers = nodesArgument === 'movers' || nodesArgument === 'movers2' || nodesArgument === 'movers3';
+  const nodesOf = (seed: number): number => {
+    if (nodesArgument === 'vopr') return voprNodesForSeed(seed);
+    if (nodesArgument === 'movers') return seed % 2 === 0 ? 2 : 3;
+    if (movers) return Number(nodesArgument.slice('movers'.length));
+    return Number(nodesArgument);
+  };
+  if (!movers && nodesArgument !== 'vopr' && !(Number.isInteger(Number(nodesArgument)) && Number(nodesArgument) >= 1 && Number(nodesArgument) <= 9)) {
+    throw new Error(`nodes must be 1 to 9, vopr, movers, movers2 or movers3, got ${nodesArgument}`);
   }
   let events = 0;
   let simulatedMs = 0;
@@ -42,7 +49,7 @@ function main(): void {
   for (let seed = seedStart; seed < seedStart + seedCount; seed++) {
     const seedStartedMs = performance.now();
     const nodes = nodesOf(seed);
-    const result = runSimulation({ seed, ...(nodes > 1 ? { nodes } : {}), stdout: () => {}, stderr: () => {} });
+    const result = runSimulation({ seed, ...(nodes > 1 ? { nodes } : {}), ...(movers ? { handoverMovers: true } : {}), stdout: () => {}, stderr: () => {} });
     slowestMs = Math.max(slowestMs, performance.now() - seedStartedMs);
     events += result.events;
     simulatedMs += result.simulatedMs;

@@ -19,6 +19,7 @@
  * broker's own storage (its payload slabs, its arenas, its copies) never is.
  */
 import { Buffer } from 'node:buffer';
+import { assert } from '../src/assert.js';
 
 /** The size of a shared chunk: a Node socket reads into buffers of this size. */
 export const inputChunkBytes = 64 * 1024;
@@ -49,6 +50,20 @@ export class InputChunks {
     view.set(bytes);
     this.chunkUsedBytes += length;
     return view;
+  }
+
+  /**
+   * A Buffer holding `bytes`, which the caller hands over (a disk read's fresh copy, that nothing
+   * else holds): one too large to share a chunk becomes a chunk of its own without another copy,
+   * as a large read lands in a buffer of its own; any other is copied as `copy` does.
+   */
+  adopt(bytes: Uint8Array): Buffer {
+    const length = bytes.length;
+    if (length <= sharedInputBytesMax || bytes.byteOffset !== 0 || bytes.buffer.byteLength !== length || !(bytes.buffer instanceof ArrayBuffer)) return this.copy(bytes);
+    assert(!this.chunks.has(bytes.buffer), 'an adopted input is not a chunk already');
+    this.chunks.add(bytes.buffer);
+    this.chunksMade += 1;
+    return Buffer.from(bytes.buffer, 0, length);
   }
 
   /** Whether `bytes` is a view of one of the pool's chunks (whatever its length). */

@@ -7,8 +7,19 @@
  * the file is synced. Creating, renaming and deleting files change the visible directory at once
  * and reach the durable directory only at `sync-directory`. A crash keeps a random subset of the
  * unsynced writes (each possibly torn to a prefix) and a random prefix of the unsynced directory
- * operations, then the visible state becomes the durable one. The two images never share a
- * buffer, and each may be changed in place (see `resize`).
+ * operations, then the visible state becomes the durable one. Each image may be changed in place
+ * (see `resize`), so the two share a buffer only while neither changes: a sync of a file written
+ * whole since it was empty (a snapshot, written once, renamed, read back at recovery, deleted)
+ * and a crash make them one image, and a write or truncation first gives the visible image a copy
+ * of its own (`unshare`). A snapshot of a MiB was copied twice more before, at its sync and at
+ * every crash.
+ *
+ * An unsynced write keeps no copy of its bytes while the visible image still holds them where it
+ * wrote them: most writes append (a log, a snapshot of a MiB or more), and a copy of each was a
+ * tenth of a world's time where sessions grow large. Before anything changes bytes an unsynced
+ * write covers (a write before the end of the furthest one, a truncation into them, planted
+ * damage), the unsynced writes take copies of their own (`keepPendingBytes`), so what a sync or
+ * a crash applies is always what was written.
  *
  * Faults are drawn from the disk's own random stream: EIO on any operation, ENOSPC past a
  * capacity, latent read errors, and bit flips in synced data. Every injected corruption of synced
@@ -33,12 +44,17 @@ export interface DiskFaults {
 export const noDiskFaults: DiskFaults = { ioErrorRate: 0, readErrorRate: 0, tornWriteRate: 0, capacityBytes: Number.MAX_SAFE_INTEGER };
 
 type DirectoryOperation = { kind: 'create'; file: string } | { kind: 'rename'; from: string; to: string } | { kind: 'delete'; file: string };
-type PendingWrite = { kind: 'write'; offset: number; bytes: Uint8Array } | { kind: 'truncate'; length: number };
+/** An unsynced change; a write's `bytes` is null while they are `visible[offset, offset + length)`. */
+type PendingWrite = { kind: 'write'; offset: number; length: number; bytes: Uint8Array | null } | { kind: 'truncate'; length: number };
 
 interface SimulatedFile {
   visible: Uint8Array;
   durable: Uint8Array;
   unsynced: PendingWrite[];
+  /** The end of the furthest unsynced write whose bytes are read from `visible`; 0 when none is. */
+  visibleHeldEnd: number;
+  /** `visible` and `durable` are the same view (nothing unsynced): neither is changed in place. */
+  imagesShared: boolean;
 }
 
 export class SimulatedDisk {
@@ -74,16 +90,28 @@ export class SimulatedDisk {
       case 'sync': {
         const file = this.files.get(request.file);
         if (file === undefined) return enoent(id, request.file);
+        if (file.imagesShared) return { requestId: id, ok: true };
+        if (file.durable.length === 0) {
+          // All of it was written since it was empty: the visible image is what is durable now.
+          file.durable = file.visible;
+          file.imagesShared = true;
+          file.unsynced = [];
+          file.visibleHeldEnd = 0;
+          return { requestId: id, ok: true };
+        }
         // The durable image plus the unsynced changes is the visible image; applying them in
         // place costs what was written since the last sync, not a copy of the whole file.
-        for (const pending of file.unsynced) file.durable = pending.kind === 'truncate' ? resize(file.durable, pending.length) : applyWrite(file.durable, pending.offset, pending.bytes);
+        for (const pending of file.unsynced) file.durable = pending.kind === 'truncate' ? resize(file.durable, pending.length) : applyWrite(file.durable, pending.offset, pendingBytes(file, pending));
         file.unsynced = [];
+        file.visibleHeldEnd = 0;
         assert.equal(file.durable.length, file.visible.length, 'a synced file is as long as its visible image');
         return { requestId: id, ok: true };
       }
       case 'truncate': {
         const file = this.files.get(request.file);
         if (file === undefined) return enoent(id, request.file);
+        if (file.imagesShared) unshare(file);
+        if (request.length < file.visibleHeldEnd) keepPendingBytes(file);
         file.visible = resize(file.visible, request.length);
         file.unsynced.push({ kind: 'truncate', length: request.length });
         return { requestId: id, ok: true };
@@ -107,6 +135,7 @@ export class SimulatedDisk {
     }
   }
 
+  /** The bytes read are a copy the caller owns, in an ArrayBuffer of their own (the worlds hand them on without another copy, input-chunks.ts `adopt`). */
   private read(id: number, name: string, offset: number, length: number): StorageResult {
     const file = this.files.get(name);
     if (file === undefined) return enoent(id, name);
@@ -122,13 +151,16 @@ export class SimulatedDisk {
       if (this.usedBytes() + growth > this.faults.capacityBytes) return { requestId: id, ok: false, code: 'ENOSPC', message: 'simulated full disk' };
     }
     if (file === undefined) {
-      file = { visible: new Uint8Array(0), durable: new Uint8Array(0), unsynced: [] };
+      file = { visible: new Uint8Array(0), durable: new Uint8Array(0), unsynced: [], visibleHeldEnd: 0, imagesShared: false };
       this.files.set(name, file);
       this.unsyncedDirectory.push({ kind: 'create', file: name });
     }
+    if (file.imagesShared) unshare(file);
+    if (offset < file.visibleHeldEnd) keepPendingBytes(file);
     if (file.visible.length < offset + bytes.length) file.visible = resize(file.visible, offset + bytes.length);
     file.visible.set(bytes, offset);
-    file.unsynced.push({ kind: 'write', offset, bytes: ownedCopy(bytes) });
+    file.unsynced.push({ kind: 'write', offset, length: bytes.length, bytes: null });
+    file.visibleHeldEnd = Math.max(file.visibleHeldEnd, offset + bytes.length);
     return { requestId: id, ok: true };
   }
 
@@ -141,16 +173,22 @@ export class SimulatedDisk {
   /** Power loss: keep a random subset of unsynced writes (some torn) and a random prefix of directory operations. */
   crash(): void {
     for (const file of new Set([...this.files.values(), ...this.durableDirectory.values()])) {
+      assert.ok(!file.imagesShared || file.unsynced.length === 0, 'a file whose images are shared has nothing unsynced');
       let image = file.durable;
       for (const pending of file.unsynced) {
         const roll = this.random();
         if (roll < 0.5) continue;
         if (pending.kind === 'truncate') image = resize(image, pending.length);
-        else image = applyWrite(image, pending.offset, roll < 0.5 + this.faults.tornWriteRate * 0.5 ? pending.bytes.subarray(0, Math.floor(this.random() * pending.bytes.length)) : pending.bytes);
+        else {
+          const kept = roll < 0.5 + this.faults.tornWriteRate * 0.5 ? Math.floor(this.random() * pending.length) : pending.length;
+          image = applyWrite(image, pending.offset, pendingBytes(file, pending).subarray(0, kept));
+        }
       }
       file.durable = image;
-      file.visible = image.slice();
+      file.visible = image;
+      file.imagesShared = true;
       file.unsynced = [];
+      file.visibleHeldEnd = 0;
     }
     const keep = Math.floor(this.random() * (this.unsyncedDirectory.length + 1));
     for (const operation of this.unsyncedDirectory.slice(0, keep)) applyDirectoryOperation(this.durableDirectory, operation, this.files);
@@ -177,7 +215,7 @@ export class SimulatedDisk {
     const offset = Math.floor(this.random() * file.durable.length);
     const bit = 1 << Math.floor(this.random() * 8);
     file.durable[offset]! ^= bit;
-    file.visible[offset]! ^= bit;
+    if (!file.imagesShared) file.visible[offset]! ^= bit;
     this.corruptions.push({ file: name, offset });
     return { file: name, offset };
   }
@@ -203,17 +241,42 @@ export class SimulatedDisk {
   corrupt(name: string, offset: number, value: number): void {
     const file = this.files.get(name);
     assert.ok(file !== undefined && offset < file.visible.length, `cannot corrupt ${name} at ${offset}`);
+    keepPendingBytes(file);
     file.visible[offset] = value;
     file.durable[offset] = value;
     this.corruptions.push({ file: name, offset });
   }
 }
 
-/** A copy of `bytes` the disk keeps (a view of the encoder's slab, byte-pool.ts, unless large). */
-function ownedCopy(bytes: Uint8Array): Uint8Array {
-  const copy = allocateBytes(bytes.length);
-  copy.set(bytes);
-  return copy;
+/** Gives the visible image a buffer of its own, before it is changed in place. */
+function unshare(file: SimulatedFile): void {
+  assert.ok(file.unsynced.length === 0, 'a file whose images are shared has nothing unsynced');
+  const copy = resize(new Uint8Array(0), file.visible.length);
+  copy.set(file.visible);
+  file.visible = copy;
+  file.imagesShared = false;
+}
+
+/** The bytes an unsynced write wrote (a view of the visible image while it holds them). */
+function pendingBytes(file: SimulatedFile, pending: PendingWrite & { kind: 'write' }): Uint8Array {
+  if (pending.bytes !== null) return pending.bytes;
+  assert.ok(pending.offset + pending.length <= file.visibleHeldEnd, 'a write read from the visible image lies before its held end');
+  return file.visible.subarray(pending.offset, pending.offset + pending.length);
+}
+
+/**
+ * Gives every unsynced write that reads its bytes from the visible image a copy of its own (a
+ * view of the encoder's slab, byte-pool.ts, unless large), before the visible image changes
+ * under it.
+ */
+function keepPendingBytes(file: SimulatedFile): void {
+  for (const pending of file.unsynced) {
+    if (pending.kind !== 'write' || pending.bytes !== null) continue;
+    const copy = allocateBytes(pending.length);
+    copy.set(file.visible.subarray(pending.offset, pending.offset + pending.length));
+    pending.bytes = copy;
+  }
+  file.visibleHeldEnd = 0;
 }
 
 function enoent(requestId: number, name: string): StorageResult {

@@ -466,7 +466,7 @@ export class World implements ClientContext {
   /** A read's bytes as the Node host would hand them: a Buffer viewing a shared chunk (input-chunks.ts). */
   private inChunk(result: StorageResult): StorageResult {
     if (!result.ok || result.bytes === undefined) return result;
-    return { ...result, bytes: this.inputChunks.copy(result.bytes) };
+    return { ...result, bytes: this.inputChunks.adopt(result.bytes) };
   }
 
   /** Disk full for a while: capacity just above what is in use, then an operator frees space. */

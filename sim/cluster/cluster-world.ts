@@ -862,7 +862,7 @@ export class ClusterWorld implements MemberWorld {
     this.queue.push(this.clock.nowMs + this.faultRandom.int(0, 2) + (this.slowDiskMs[node.index] ?? 0), () => {
       if (node.running?.incarnation !== incarnation) return;
       const executed = node.disk.execute(request);
-      const result = executed.ok && executed.bytes !== undefined ? { ...executed, bytes: this.inputChunks.copy(executed.bytes) } : executed;
+      const result = executed.ok && executed.bytes !== undefined ? { ...executed, bytes: this.inputChunks.adopt(executed.bytes) } : executed;
       if (!this.quiet && this.faultRandom.chance(this.shape.crashAfterDiskProbability)) return this.crashNode(node, `after ${request.op}`);
       this.nodeInput(node, incarnation, (driver) => driver.storageCompleted(this.clock.nowMs, result), `disk ${request.op} ${result.ok ? 'ok' : result.code}`);
     });

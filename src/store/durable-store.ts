@@ -34,7 +34,7 @@ import type { BrokerConfig, SyncPolicy } from '../config.js';
 import type { StorageRequest, StorageResult } from '../contract.js';
 import { LogRecovery, type RecoveredFrame, type RecoveryOutcome, snapshotFileName } from './log-recovery.js';
 import { groupEndFlag, LogWriter } from './log-writer.js';
-import { decodeStateRecordAt, encodeLogRecord } from './record-codec.js';
+import { decodeStateRecordAt, encodeLogRecord, planLogRecord } from './record-codec.js';
 import { RecordOrigins } from './record-origins.js';
 import { SnapshotWriter } from './snapshot-writer.js';
 import { createStoreStats, type DurableState, type RecordOrigin, type StateRecord, type StateStore, type StoreStats, snapshotRecords } from './state-store.js';
@@ -274,7 +274,7 @@ export class DurableStateStore implements StateStore {
     if (coveredLsn === this.snapshotLsn) return;
     // A snapshot covers whole groups only (recovery treats its LSN as a group boundary).
     if (writer.hasOpenGroup) return;
-    const records = snapshotRecords(state, this.streams).map(encodeLogRecord);
+    const records = snapshotRecords(state, this.streams).map(planLogRecord);
     const segments = writer.segments;
     const obsolete = this.pendingObsolete.splice(0);
     // A segment is covered when the next one starts at or before coveredLsn + 1.

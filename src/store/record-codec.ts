@@ -29,7 +29,7 @@ import { assert } from '../assert.js';
 import { allocateBytes } from '../codec/byte-pool.js';
 import { ownCopy } from '../codec/own-copy.js';
 import { utf8Length, writeUtf8 } from '../codec/utf8.js';
-import { binaryRecordKind, binaryRecordTypes, decodeBinaryRecord, decodeBinaryRecordAt, encodeBinaryRecord } from './state-record-binary.js';
+import { binaryRecordBytes, binaryRecordKind, binaryRecordTypes, decodeBinaryRecord, decodeBinaryRecordAt, encodeBinaryRecord, writeBinaryRecord } from './state-record-binary.js';
 import type { StateRecord, StateRecordKind } from './state-store.js';
 import { decodeStreamAppended, encodeStreamAppended, streamAppendedBinaryType } from './stream-appended-codec.js';
 
@@ -120,6 +120,32 @@ export function encodeLogRecord(record: StateRecord): { type: number; body: Uint
   const binary = encodeBinaryRecord(record);
   if (binary !== null) return { type: binaryRecordTypes[record.kind]!, body: binary };
   return encodeStateRecord(record);
+}
+
+/**
+ * A record as `encodeLogRecord` gives it, its binary body not written yet: a snapshot sizes every
+ * record first and writes each body straight into its image (snapshot-writer.ts), where a body of
+ * its own, copied into the image, doubled what a snapshot of a large state allocates.
+ */
+export type PlannedLogRecord =
+  /** A body encoded already (the JSON form). */
+  | { type: number; bodyBytes: number; body: Uint8Array; record: null }
+  /** `record`'s binary body, still to write. */
+  | { type: number; bodyBytes: number; body: null; record: StateRecord };
+
+/** `record` planned as `encodeLogRecord` would encode it (same type, same body bytes). */
+export function planLogRecord(record: StateRecord): PlannedLogRecord {
+  const bytes = binaryRecordBytes(record);
+  if (!Number.isNaN(bytes)) return { type: binaryRecordTypes[record.kind]!, bodyBytes: bytes, body: null, record };
+  const { type, body } = encodeStateRecord(record);
+  return { type, bodyBytes: body.length, body, record: null };
+}
+
+/** Writes a planned record's body into `target`, a view of exactly `bodyBytes` bytes. */
+export function writePlannedBody(planned: PlannedLogRecord, target: Uint8Array): void {
+  assert(target.length === planned.bodyBytes, 'a planned body is written into a view of its size');
+  if (planned.record === null) target.set(planned.body);
+  else writeBinaryRecord(planned.record, target);
 }
 
 /**

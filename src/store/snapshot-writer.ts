@@ -12,11 +12,13 @@
 import { assert } from '../assert.js';
 import type { StorageRequest, StorageResult } from '../contract.js';
 import { snapshotEndRecordType, snapshotFileName } from './log-recovery.js';
-import { frameHeaderBytes, writeFrame } from './record-frame.js';
+import { type PlannedLogRecord, writePlannedBody } from './record-codec.js';
+import { frameHeaderBytes, sealFrame, writeFrame } from './record-frame.js';
 
 export interface SnapshotPlan {
   coveredLsn: number;
-  records: { type: number; body: Uint8Array }[];
+  /** Sized, their bodies written into the image as it is encoded (record-codec.ts `planLogRecord`). */
+  records: PlannedLogRecord[];
   /** Files to delete once the snapshot is durable (covered segments, older snapshots). */
   obsoleteFiles: string[];
 }
@@ -81,13 +83,17 @@ export class SnapshotWriter {
   }
 }
 
-function encodeSnapshot(records: { type: number; body: Uint8Array }[]): Uint8Array {
+function encodeSnapshot(records: PlannedLogRecord[]): Uint8Array {
   let size = frameHeaderBytes + 4;
-  for (const record of records) size += frameHeaderBytes + record.body.length;
+  for (const record of records) size += frameHeaderBytes + record.bodyBytes;
   const image = new Uint8Array(size);
   let offset = 0;
   let lsn = 1;
-  for (const record of records) offset = writeFrame(image, offset, lsn++, record.type, record.body);
+  for (const record of records) {
+    const bodyStart = offset + frameHeaderBytes;
+    writePlannedBody(record, image.subarray(bodyStart, bodyStart + record.bodyBytes));
+    offset = sealFrame(image, offset, lsn++, record.type, record.bodyBytes);
+  }
   const count = new Uint8Array(4);
   new DataView(count.buffer).setUint32(0, records.length, true);
   offset = writeFrame(image, offset, lsn, snapshotEndRecordType, count);

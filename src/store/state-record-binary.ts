@@ -227,13 +227,27 @@ function writeString(body: Uint8Array, at: number, text: string): number {
  * value does not fit the form (the caller then writes the generic body under the old type).
  */
 export function encodeBinaryRecord(record: StateRecord): Uint8Array | null {
-  if (binaryRecordTypes[record.kind] === undefined) return null;
-  const size = bodyBytes(record);
+  const size = binaryRecordBytes(record);
   if (Number.isNaN(size)) return null;
   const body = allocateBytes(size);
-  const end = encodeBody(record, body);
-  assert(end === size, 'a binary record fills the size computed for it');
+  writeBinaryRecord(record, body);
   return body;
+}
+
+/** The size of `record`'s binary body, or NaN when its kind has none or a value does not fit the form. */
+export function binaryRecordBytes(record: StateRecord): number {
+  if (binaryRecordTypes[record.kind] === undefined) return notEncodable;
+  return bodyBytes(record);
+}
+
+/**
+ * Writes `record`'s binary body into `body`, a view of exactly `binaryRecordBytes(record)` bytes
+ * (for a writer that places bodies in a buffer of its own, snapshot-writer.ts).
+ */
+export function writeBinaryRecord(record: StateRecord, body: Uint8Array): void {
+  assert(body.length === binaryRecordBytes(record), 'a binary record is written into a view of its size');
+  const end = encodeBody(record, body);
+  assert(end === body.length, 'a binary record fills the size computed for it');
 }
 
 /** The body's exact size, or notEncodable. */

@@ -1,7 +1,8 @@
 /**
  * Proves that the simulated world hands the broker its input as the Node host does: Node Buffers
  * that are views of larger shared chunks, whose `slice` is a view too. The pool is checked on its
- * own (shared chunks, a chunk of its own for a large input, `holds` telling views from copies),
+ * own (shared chunks, a chunk of its own for a large input, a large input handed over adopted
+ * without a copy, `holds` telling views from copies),
  * then a whole run is watched from inside the broker: every received segment and every disk read
  * arrives as such a Buffer.
  */
@@ -46,6 +47,23 @@ describe('the world input chunks', () => {
     expect(large.buffer.byteLength).toBe(inputChunkBytes / 4 + 1);
     expect(large[0]).toBe(7);
     expect(chunks.holds(large)).toBe(true);
+    expect(chunks.chunksMade).toBe(3);
+  });
+
+  it('adopts a large input handed over in a buffer of its own without copying it, and copies any other', () => {
+    const chunks = new InputChunks();
+    const large = new Uint8Array(inputChunkBytes / 4 + 1).fill(5);
+    const adopted = chunks.adopt(large);
+    expect(adopted).toBeInstanceOf(Buffer);
+    expect(adopted.buffer).toBe(large.buffer);
+    expect(chunks.holds(adopted)).toBe(true);
+    // A view of a larger buffer, or a small input, is copied into the pool as `copy` does.
+    const within = new Uint8Array(inputChunkBytes).fill(6).subarray(1, inputChunkBytes / 4 + 2);
+    const copied = chunks.adopt(within);
+    expect(copied.buffer).not.toBe(within.buffer);
+    expect(copied[0]).toBe(6);
+    const small = chunks.adopt(new Uint8Array([1, 2]));
+    expect(small.buffer.byteLength).toBe(inputChunkBytes);
     expect(chunks.chunksMade).toBe(3);
   });
 });

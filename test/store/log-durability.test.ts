@@ -15,6 +15,7 @@ import { SimulatedDisk } from '../../sim/simulated-disk.js';
 import type { StorageRequest } from '../../src/contract.js';
 import { LogRecovery, type RecoveredFrame, type RecoveryOutcome } from '../../src/store/log-recovery.js';
 import { groupEndFlag, isSeal, LogWriter, segmentFileName } from '../../src/store/log-writer.js';
+import type { PlannedLogRecord } from '../../src/store/record-codec.js';
 import { frameHeaderBytes } from '../../src/store/record-frame.js';
 import { SnapshotWriter } from '../../src/store/snapshot-writer.js';
 
@@ -66,6 +67,12 @@ function appendGroup(writer: LogWriter, bodies: Uint8Array[]): number[] {
 
 function body(index: number): Uint8Array {
   return new TextEncoder().encode(`record-${index}-${'x'.repeat(index % 23)}`);
+}
+
+/** A snapshot record of type 1 whose body is `text`, encoded already. */
+function compactedRecord(text: string): PlannedLogRecord {
+  const bytes = new TextEncoder().encode(text);
+  return { type: 1, bodyBytes: bytes.length, body: bytes, record: null };
 }
 
 describe('log durability on a faulty disk', () => {
@@ -275,11 +282,7 @@ describe('log durability on a faulty disk', () => {
       const first = recover(disk).outcome!;
       const obsolete = first.segments.map((s) => s.name);
       writer.rotate();
-      const snapshot = new SnapshotWriter(
-        { coveredLsn: writer.appendedLsn, records: [1, 2, 3, 4].map((n) => ({ type: 1, body: new TextEncoder().encode(`compacted-${n}`) })), obsoleteFiles: obsolete },
-        () => requestId++,
-        64,
-      );
+      const snapshot = new SnapshotWriter({ coveredLsn: writer.appendedLsn, records: [1, 2, 3, 4].map((n) => compactedRecord(`compacted-${n}`)), obsoleteFiles: obsolete }, () => requestId++, 64);
       const used = pump(disk, snapshot, crashAfter);
       disk.crash();
       const { records, failure } = recover(disk);

@@ -8,14 +8,27 @@
  * surrogates, U+0000, properties a stored message never forwards) must make the encoder fall back
  * to the JSON form under the old type, so the equality holds for them too. Records of valid
  * values must take the binary form, and be smaller for it. A body cut short or with unknown flag
- * bits fails with a readable error.
+ * bits fails with a readable error. A record planned for a snapshot (`planLogRecord`, its body
+ * written into a view of a larger image) has the type and the body bytes `encodeLogRecord` gives.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { Properties } from '../../src/codec/packets.js';
-import { decodeStateRecord, encodeJsonRecord, encodeLogRecord, encodeStateRecord, recordTypes } from '../../src/store/record-codec.js';
+import { decodeStateRecord, encodeJsonRecord, encodeLogRecord, encodeStateRecord, planLogRecord, recordTypes, writePlannedBody } from '../../src/store/record-codec.js';
 import { binaryRecordTypes, decodeBinaryRecord } from '../../src/store/state-record-binary.js';
 import { applyRecord, createDurableState, type StateRecord, type StateRecordKind, snapshotRecords } from '../../src/store/state-store.js';
+
+/** `record` planned and written at an odd offset of a larger image gives `type` and `body`. */
+function expectPlannedAsEncoded(record: StateRecord, type: number, body: Uint8Array): void {
+  const planned = planLogRecord(record);
+  expect(planned.type).toBe(type);
+  expect(planned.bodyBytes).toBe(body.length);
+  const image = new Uint8Array(body.length + 10).fill(0xee);
+  writePlannedBody(planned, image.subarray(3, 3 + body.length));
+  expect(Buffer.from(image.subarray(3, 3 + body.length)).equals(Buffer.from(body))).toBe(true);
+  expect(image[2]).toBe(0xee);
+  expect(image[3 + body.length]).toBe(0xee);
+}
 
 /** Arbitraries of valid values (what the broker writes), or of any value when `wild`. */
 function fields(wild: boolean) {
@@ -128,6 +141,7 @@ describe('binary state records', () => {
         expect(type).toBe(binaryRecordTypes[record.kind]);
         expect(body.length).toBeLessThan(encodeJsonRecord(record).length);
         expect(decodeStateRecord(type, body)).toStrictEqual(viaJson(record));
+        expectPlannedAsEncoded(record, type, body);
       }),
       { numRuns: 1500 },
     );
@@ -142,6 +156,7 @@ describe('binary state records', () => {
         if (type === recordTypes[record.kind]) fellBack += 1;
         else expect(type).toBe(binaryRecordTypes[record.kind]);
         expect(decodeStateRecord(type, body)).toStrictEqual(viaJson(record));
+        expectPlannedAsEncoded(record, type, body);
       }),
       { numRuns: 1500 },
     );
