@@ -843,6 +843,34 @@ const clusterRegressionSeeds: readonly {
     found:
       'order (same search as 13800036; a stale-copy plan reached step 7 of 10): c200 got 4|10 after 4|22 on t/a, both through n2; fails alike on 9e51d23. Traced: n0 held m200 (claim 4) and crashed (plan step 2); n2 claimed it (13) asking n0, gave up at 6575 (a fresh session, its give-up claim written) and the client resumed that session there (16, the line). n0 came back (7832) with its copy of claim 4, ended it at claim 16 (session-moved) on a slow disk, won its own claim 18 asking n2 (line 16) and crashed before that ending was durable and before its marker was queued; n2 closed the client for claim 18 and kept its live session for that marker, which never came. n0 came back again (23092) with the copy and, at the marker of claim 13 (seq 7), kept it and answered none: its own newest claim 18 asked n2 and that hand-over was not on its way after the restart, and that branch kept the copy without asking whether it was of the line of 18 (the branch where the hand-over is on its way ends a copy older than the line, seed 12000228). n1 then claimed (39, asking n0, prior n2, line 16); at its marker (seq 56) n0 handed over the copy of claim 4 and n2 the live session; n1 took the asked node answer and dropped the prior one as late (handover-late): the copy held 4|10, routed into it from the stream at 23296, which the live session never had, after the client had got 4|22 at 7495. Passes since a source ends a copy older than the line of its own newest claim that asked another node whether or not that hand-over is on its way (answering none), and the ending leaves that claim in the key. Passes also with the lead fix of 13800036 alone',
   },
+  {
+    seed: 16900023,
+    nodes: 4,
+    handoverMovers: true,
+    open: 'session-lost',
+    lostDisk: true,
+    largePayloads: true,
+    heavySessions: true,
+    handoverFaults: true,
+    claimCrashes: true,
+    handoverShapes: 'half',
+    found:
+      'session-lost (vopr --nodes 4 --handover-movers --claim-crashes from 16,900,000 on the build that closed every open cluster seed (lead at e3a25ea), 2 of 150; fails alike, with another trace, on 3ec919c, the build before its four hand-over rules): m200 got session present 0 on n1 at 7415 ms though its session lived and no hand-over timed out; not traced yet',
+  },
+  {
+    seed: 16900084,
+    nodes: 4,
+    handoverMovers: true,
+    open: 'session-lost',
+    lostDisk: true,
+    largePayloads: true,
+    heavySessions: true,
+    handoverFaults: true,
+    claimCrashes: true,
+    handoverShapes: 'half',
+    found:
+      'session-lost (same search as 16900023; a giveup-no-claim plan, abandoned at step 2 of 10; fails alike on 3ec919c): m200 got session present 0 on n1 at 25340 ms though its session lived and no hand-over timed out; not traced yet',
+  },
 ];
 
 /** Of seeds 0 to 999 with `nodes` nodes, how many `--handover-movers` worlds have `addition`; none without movers has it. */
