@@ -851,8 +851,13 @@ export class SessionHandover {
    *   at 22's marker over the client's live session: a QoS 2 message twice). Not "made under the
    *   claim the newer one asks from": along a chain of moves whose markers are all still to come
    *   the copy of the line's first claims is the session (seed 7203919);
-   * - any other newer claim by B itself, or by a node that asked B for the session: hand over (it
-   *   goes on from B at that claim's marker);
+   * - any other newer claim by B itself, by a node that asked B for the session, or naming B as a
+   *   prior: hand over (it goes on from B at that claim's marker); and any newer claim of another
+   *   node that names neither A nor B (asks neither, nor names either as a prior): the claims between it and B's are past this node's sight (its
+   *   watch shows each key's newest), so the session goes on along the chain from B. Kept, it would
+   *   be ended at that claim's marker, which does not name A (seeds 16900023 and 16900084, 4 nodes:
+   *   a prior, back from a crash, kept the session at the older marker and ended it at the newest;
+   *   the client got session present 0);
    * - a newer claim by A that asked for the session back (a hand-over to A is still on its way):
    *   hand over (it comes back at A's own marker); but not when A's newest claim asked no one (A
    *   holds the session as that claim's: it was adopted under an earlier claim of A whose own
@@ -860,7 +865,8 @@ export class SessionHandover {
    *   the client had left, and no claim asked for it back); and not a copy older than that claim's
    *   line, which is ended instead (seed 12000228), also when that hand-over is not on its way (A
    *   forgot it in a restart, or gave it up), where A would otherwise keep the copy (seed 13800053);
-   * - any other newer claim (A's own, its client back here): keep it for that claim.
+   * - any other newer claim (A's own, its client back here, or one asking A or naming A as a
+   *   prior): keep it for that claim.
    */
   private sourceServes(clientId: string, to: string, revision: number | null): SourceAnswer {
     // A marker without its claim's revision (a node of before the rule): the newest claim decides.
@@ -896,7 +902,8 @@ export class SessionHandover {
     // (seed 5010652), when it is the session that claim asks for (seed 8100075). A claim without a
     // marker of its own may wait for this one (seed 7400512).
     if (newest.handoverFrom === this.host.nodeId && newest.markerRevision > revision) return this.copyStale(clientId, newest) ? 'end' : 'keep';
-    return newest.node === to || newest.handoverFrom === to ? 'hand-over' : 'keep';
+    if (newest.node === to || newest.handoverFrom === to || newest.priors.includes(to)) return 'hand-over';
+    return newest.priors.includes(this.host.nodeId) || newest.handoverFrom === this.host.nodeId ? 'keep' : 'hand-over';
   }
 
   /**

@@ -843,6 +843,32 @@ const clusterRegressionSeeds: readonly {
     found:
       'order (same search as 13800036; a stale-copy plan reached step 7 of 10): c200 got 4|10 after 4|22 on t/a, both through n2; fails alike on 9e51d23. Traced: n0 held m200 (claim 4) and crashed (plan step 2); n2 claimed it (13) asking n0, gave up at 6575 (a fresh session, its give-up claim written) and the client resumed that session there (16, the line). n0 came back (7832) with its copy of claim 4, ended it at claim 16 (session-moved) on a slow disk, won its own claim 18 asking n2 (line 16) and crashed before that ending was durable and before its marker was queued; n2 closed the client for claim 18 and kept its live session for that marker, which never came. n0 came back again (23092) with the copy and, at the marker of claim 13 (seq 7), kept it and answered none: its own newest claim 18 asked n2 and that hand-over was not on its way after the restart, and that branch kept the copy without asking whether it was of the line of 18 (the branch where the hand-over is on its way ends a copy older than the line, seed 12000228). n1 then claimed (39, asking n0, prior n2, line 16); at its marker (seq 56) n0 handed over the copy of claim 4 and n2 the live session; n1 took the asked node answer and dropped the prior one as late (handover-late): the copy held 4|10, routed into it from the stream at 23296, which the live session never had, after the client had got 4|22 at 7495. Passes since a source ends a copy older than the line of its own newest claim that asked another node whether or not that hand-over is on its way (answering none), and the ending leaves that claim in the key. Passes also with the lead fix of 13800036 alone',
   },
+  {
+    seed: 16900023,
+    nodes: 4,
+    handoverMovers: true,
+    lostDisk: true,
+    largePayloads: true,
+    heavySessions: true,
+    handoverFaults: true,
+    claimCrashes: true,
+    handoverShapes: 'half',
+    found:
+      'session-lost (vopr --nodes 4 --handover-movers --claim-crashes from 16,900,000 on the build that closed every open cluster seed (lead at e3a25ea), 2 of 150; fails alike, with another trace, on 3ec919c, the build before its four hand-over rules): m200 got session present 0 on n1 at 7415 ms though its session lived and no hand-over timed out. Traced: n0 held the session (claim 3); n2 won claim 11 asking n0 and crashed before its marker; n0 claimed 12 asking n2 (marker 20); n3 won 14 asking n0 (prior n2) and crashed before its marker; n2 claimed 15 asking n3, prior n0 (marker 28), and crashed; n3, back, answered none at 28 and, past that marker, claimed 21 naming no prior; n1 claimed 24 asking n3, prior n2 (marker 29). At 28 n0 (prior, holding the session) saw only claim 24, which asks n3 and names n2 (the node of marker 28) as a prior, and kept the session: sourceServes handed over at an older marker only to the newest claim node or the node it asks; at 29, not named, it ended it (handover-copy-ended), and n2, prior at 29, had nothing. Passes since a source or prior hands over at an older marker whose node the newest claim names as a prior, or when that claim names neither node',
+  },
+  {
+    seed: 16900084,
+    nodes: 4,
+    handoverMovers: true,
+    lostDisk: true,
+    largePayloads: true,
+    heavySessions: true,
+    handoverFaults: true,
+    claimCrashes: true,
+    handoverShapes: 'half',
+    found:
+      'session-lost (same search as 16900023; a giveup-no-claim plan, abandoned at step 2 of 10; fails alike on 3ec919c): m200 got session present 0 on n1 at 25340 ms though its session lived and no hand-over timed out. Traced: n2 held the session (adopted under claim 36); n1 won 39 asking n2 and crashed before its marker; n3 claimed 44 asking n1, prior n2 (marker 46); n0, past marker 46, claimed 47 asking n3 with no prior (marker 48), and n1, past 48, claimed 54 asking n0 (marker 49). n2, down meanwhile, came back and at 46 saw only claim 54, which names neither it nor n3, kept the session, and ended it at 48 (handover-copy-ended): none reached n3, n0 or n1. Passes since a source or prior whose newest claim names neither it nor the older marker node hands over there (the session goes on along the chain it cannot see)',
+  },
 ];
 
 /** Of seeds 0 to 999 with `nodes` nodes, how many `--handover-movers` worlds have `addition`; none without movers has it. */

@@ -697,6 +697,27 @@ describe('cluster-wide client ids', () => {
     expect(harness.broker.state.sessions.has('mover')).toBe(true);
   });
 
+  it("hands its session over at an older claim's marker when the newest claim names that marker's node as a prior, or names neither node: kept, it would be ended at the newest marker (seeds 16900023, 16900084)", () => {
+    // b's claim 11 asks this node for the session (its marker comes now). The newest claim, 22, is
+    // d's and asks c; this node cannot see the claims between (its watch shows the key's newest).
+    const newestClaims = [
+      { newest: { node: 'd', generation: '1.4', handoverFrom: 'c', priors: ['b'], lineageRevision: 7 }, handsOver: true },
+      { newest: { node: 'd', generation: '1.4', handoverFrom: 'c', lineageRevision: 7 }, handsOver: true },
+      // Named as a prior itself, this node keeps the session for the newest claim's marker.
+      { newest: { node: 'd', generation: '1.4', handoverFrom: 'c', priors: ['a'], lineageRevision: 7 }, handsOver: false },
+    ];
+    for (const { newest, handsOver } of newestClaims) {
+      const harness = node();
+      connectClaimed(harness, 'mover', 7, { cleanStart: false, expiry: 3600 }).subscribe(['x/#']);
+      harness.broker.clusterKeyChanged(harness.nowMs, { bucket: sessionsBucket, key: sessionKey('mover'), value: encodeOwner(newest), revision: 22 });
+      harness.collect();
+      handoverPuts(harness);
+      deliverMarker(harness, { ...olderMarker, 'Keel-Handover-Revision': '11' }, 1);
+      expect(decodeHandoverState(handoverPuts(harness)[0]!.value!)?.header).toMatchObject({ to: 'b', none: !handsOver });
+      expect(harness.broker.state.sessions.has('mover')).toBe(!handsOver);
+    }
+  });
+
   it("names its session's line in a claim that asks for a hand-over: the claim that asked no one before it", () => {
     const harness = node();
     harness.broker.clusterKeyChanged(harness.nowMs, { bucket: sessionsBucket, key: sessionKey('mover'), value: encodeOwner({ node: 'b', generation: '1.1' }), revision: 4 });
