@@ -869,6 +869,19 @@ const clusterRegressionSeeds: readonly {
     found:
       'session-lost (same search as 16900023; a giveup-no-claim plan, abandoned at step 2 of 10; fails alike on 3ec919c): m200 got session present 0 on n1 at 25340 ms though its session lived and no hand-over timed out. Traced: n2 held the session (adopted under claim 36); n1 won 39 asking n2 and crashed before its marker; n3 claimed 44 asking n1, prior n2 (marker 46); n0, past marker 46, claimed 47 asking n3 with no prior (marker 48), and n1, past 48, claimed 54 asking n0 (marker 49). n2, down meanwhile, came back and at 46 saw only claim 54, which names neither it nor n3, kept the session, and ended it at 48 (handover-copy-ended): none reached n3, n0 or n1. Passes since a source or prior whose newest claim names neither it nor the older marker node hands over there (the session goes on along the chain it cannot see)',
   },
+  {
+    seed: 17200102,
+    nodes: 2,
+    handoverMovers: true,
+    lostDisk: true,
+    largePayloads: true,
+    heavySessions: true,
+    handoverFaults: true,
+    handoverShapes: 'half',
+    open: 'qos2-duplicate',
+    found:
+      'qos2-duplicate (vopr --nodes 2 --handover-movers from 17,200,000 on main at 9d9c8ed, 1 of 200; no shaped plan in this world; fails alike on 3ec919c, the build before the hand-over rules of this round): c200 got the QoS 2 message 200|4 twice; not traced',
+  },
 ];
 
 /** Of seeds 0 to 999 with `nodes` nodes, how many `--handover-movers` worlds have `addition`; none without movers has it. */
