@@ -1167,6 +1167,20 @@ export class SessionHandover {
   }
 
   /**
+   * Whether the session `state` brings at this node's marker of `revision` is older than the line
+   * of the newest claim of `clientId` (the claim it would be adopted under, and the claim its source
+   * made or adopted it under, both before the claim that started that line), when that line was
+   * started on another node: the client's session is then that line's, made after this one. A line
+   * of this node's own, or a revision unknown on either side, proves nothing (as copyStale).
+   */
+  private olderThanLine(clientId: string, revision: number | null, state: HandoverState): boolean {
+    const newest = this.host.newestClaim(clientId);
+    const adopted = this.adoptedUnder(clientId, revision);
+    if (newest === null || adopted === null || newest.lineageRevision === null || newest.lineageNode === null || newest.lineageNode === this.host.nodeId) return false;
+    return Math.max(adopted, sessionRevisionOf(state)) < newest.lineageRevision;
+  }
+
+  /**
    * Whether this node holds a session of `clientId` made under the claim its marker of `revision`
    * carries, before that marker was applied: only a hand-over given up makes one (the CONNECT got a
    * fresh session; adopting at the marker records the marker applied in the same input).
@@ -1207,6 +1221,11 @@ export class SessionHandover {
       this.counters.empty += 1;
     } else if (this.broker.online.has(hold.clientId) && incoming?.parked !== true) {
       // The client connected here again meanwhile and was answered: this state comes too late for it.
+      this.late(state, key, nowMs);
+      applied = false;
+    } else if (this.olderThanLine(hold.clientId, hold.revision ?? state.header.revision ?? null, state)) {
+      // The client's line started after this state's session, on another node (a give-up's fresh
+      // session, or a resume there): adopted, it would be a stale copy here (seed 17200102).
       this.late(state, key, nowMs);
       applied = false;
     } else {

@@ -623,6 +623,34 @@ describe('cluster-wide client ids', () => {
     expect(decodeOwner(first!.value!)).toMatchObject({ node: 'a', handoverFrom: 'b', lineageRevision: 4, lineageNode: 'b' });
   });
 
+  it("drops as late a state at an older marker of its own when the newest claim started a line on another node after that state's session (seed 17200102)", () => {
+    const harness = node();
+    ownedBy(harness, 'mover', 'b', 5);
+    const client = harness.open(5);
+    sendConnect(client, 'mover', { cleanStart: false, expiry: 3600 });
+    const [claim6] = claims(harness);
+    answer(harness, claim6!, 6);
+    const [marker6] = harness.takeClusterRequests().filter((request): request is PublishDurable => request.op === 'publish-durable' && request.subject === handoverMarkerSubject);
+    client.drop();
+    harness.collect();
+    // b gave the client a session of its own under claim 9, asking no one (a give-up's fresh session, or a resume there).
+    harness.broker.clusterKeyChanged(harness.nowMs, { bucket: sessionsBucket, key: sessionKey('mover'), value: encodeOwner({ node: 'b', generation: '1.3' }), revision: 9 });
+    harness.collect();
+    deliverMarker(harness, marker6!.headers, 1);
+    const records = [
+      { kind: 'session-created', clientId: 'mover', protocolVersion: 5, expiryIntervalSeconds: 3600, claimRevision: 5 },
+      { kind: 'session-counters', clientId: 'mover', nextPacketId: 1, nextDeliverySequence: 1 },
+    ] as const;
+    const state = { header: { client: 'mover', from: 'b', to: 'a', sequence: 1, nowMs: harness.nowMs, cut: '1-0', willInMs: null, none: false }, records: [...records] };
+    harness.broker.clusterKeyChanged(harness.nowMs, { bucket: handoverBucket, key: handoverKey('mover', 1), value: encodeHandoverState(state), revision: 1 });
+    harness.collect();
+    // The session of claim 5 is older than line 9: adopted, it would be a stale copy here.
+    expect(harness.logs.some((log) => log.event === 'session-adopted')).toBe(false);
+    expect(harness.logs.find((log) => log.event === 'handover-late')?.fields).toMatchObject({ clientId: 'mover', fromNode: 'b' });
+    expect(harness.broker.state.sessions.has('mover')).toBe(false);
+    expect(harness.broker.state.cluster!.appliedSequence).toBe(1);
+  });
+
   it("records a session adopted at an older marker of its own under its source's claim when that is newer, and hands it over as of that line (seed 7203919)", () => {
     const harness = node();
     ownedBy(harness, 'mover', 'b', 5);
