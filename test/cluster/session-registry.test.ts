@@ -123,13 +123,8 @@ function handoverPuts(harness: Harness): KvSet[] {
   return harness.takeClusterRequests().filter((request): request is KvSet => request.op === 'kv-set' && request.bucket === handoverBucket);
 }
 
-/**
- * This node's claim 6 asks b (a marker of its own); its client leaves; b claims 7 (asking this
- * node); the client comes back here: claim 8 asks b again, with a marker of its own. b hands the
- * session over at the older marker (6), and it is adopted for claim 8, whose own hand-over (at
- * marker 8) is still to come. Returns claim 8 and its connection (its CONNECT waits for marker 8).
- */
-function adoptAtOlderMarker(harness: Harness): { claim8: KvSet; second: TestClient } {
+/** This node's claim 6 asks b (which holds the session under claim 5) with a marker of its own, and its client leaves before the marker: that marker's headers. */
+function claimAndLeave(harness: Harness): Record<string, string> {
   ownedBy(harness, 'mover', 'b', 5);
   const first = harness.open(5);
   sendConnect(first, 'mover', { cleanStart: false, expiry: 3600 });
@@ -138,6 +133,17 @@ function adoptAtOlderMarker(harness: Harness): { claim8: KvSet; second: TestClie
   const [marker6] = harness.takeClusterRequests().filter((request): request is PublishDurable => request.op === 'publish-durable' && request.subject === handoverMarkerSubject);
   first.drop();
   harness.collect();
+  return { ...marker6!.headers };
+}
+
+/**
+ * This node's claim 6 asks b (a marker of its own); its client leaves; b claims 7 (asking this
+ * node); the client comes back here: claim 8 asks b again, with a marker of its own. b hands the
+ * session over at the older marker (6), and it is adopted for claim 8, whose own hand-over (at
+ * marker 8) is still to come. Returns claim 8 and its connection (its CONNECT waits for marker 8).
+ */
+function adoptAtOlderMarker(harness: Harness): { claim8: KvSet; second: TestClient } {
+  const marker6 = claimAndLeave(harness);
   harness.broker.clusterKeyChanged(harness.nowMs, {
     bucket: sessionsBucket,
     key: sessionKey('mover'),
@@ -149,7 +155,7 @@ function adoptAtOlderMarker(harness: Harness): { claim8: KvSet; second: TestClie
   sendConnect(second, 'mover', { cleanStart: false, expiry: 3600 });
   const [claim8] = claims(harness);
   answer(harness, claim8!, 8);
-  deliverMarker(harness, marker6!.headers, 1);
+  deliverMarker(harness, marker6, 1);
   const records = [
     { kind: 'session-created', clientId: 'mover', protocolVersion: 5, expiryIntervalSeconds: 3600 },
     { kind: 'session-counters', clientId: 'mover', nextPacketId: 1, nextDeliverySequence: 1 },
@@ -625,18 +631,11 @@ describe('cluster-wide client ids', () => {
 
   it("drops as late a state at an older marker of its own when the newest claim started a line on another node after that state's session (seed 17200102)", () => {
     const harness = node();
-    ownedBy(harness, 'mover', 'b', 5);
-    const client = harness.open(5);
-    sendConnect(client, 'mover', { cleanStart: false, expiry: 3600 });
-    const [claim6] = claims(harness);
-    answer(harness, claim6!, 6);
-    const [marker6] = harness.takeClusterRequests().filter((request): request is PublishDurable => request.op === 'publish-durable' && request.subject === handoverMarkerSubject);
-    client.drop();
-    harness.collect();
+    const marker6 = claimAndLeave(harness);
     // b gave the client a session of its own under claim 9, asking no one (a give-up's fresh session, or a resume there).
     harness.broker.clusterKeyChanged(harness.nowMs, { bucket: sessionsBucket, key: sessionKey('mover'), value: encodeOwner({ node: 'b', generation: '1.3' }), revision: 9 });
     harness.collect();
-    deliverMarker(harness, marker6!.headers, 1);
+    deliverMarker(harness, marker6, 1);
     const records = [
       { kind: 'session-created', clientId: 'mover', protocolVersion: 5, expiryIntervalSeconds: 3600, claimRevision: 5 },
       { kind: 'session-counters', clientId: 'mover', nextPacketId: 1, nextDeliverySequence: 1 },
@@ -653,14 +652,7 @@ describe('cluster-wide client ids', () => {
 
   it("records a session adopted at an older marker of its own under its source's claim when that is newer, and hands it over as of that line (seed 7203919)", () => {
     const harness = node();
-    ownedBy(harness, 'mover', 'b', 5);
-    const client = harness.open(5);
-    sendConnect(client, 'mover', { cleanStart: false, expiry: 3600 });
-    const [claim6] = claims(harness);
-    answer(harness, claim6!, 6);
-    const [marker6] = harness.takeClusterRequests().filter((request): request is PublishDurable => request.op === 'publish-durable' && request.subject === handoverMarkerSubject);
-    client.drop();
-    harness.collect();
+    const marker6 = claimAndLeave(harness);
     // b gave claim 6 up with a fresh session of its own made under claim 8 (its give-up), and its
     // claim 9, in the line of 8, asks this node for it at a marker still to come.
     harness.broker.clusterKeyChanged(harness.nowMs, {
@@ -670,7 +662,7 @@ describe('cluster-wide client ids', () => {
       revision: 9,
     });
     harness.collect();
-    deliverMarker(harness, marker6!.headers, 1);
+    deliverMarker(harness, marker6, 1);
     const records = [
       { kind: 'session-created', clientId: 'mover', protocolVersion: 5, expiryIntervalSeconds: 3600, claimRevision: 8 },
       { kind: 'session-counters', clientId: 'mover', nextPacketId: 1, nextDeliverySequence: 1 },
