@@ -20,6 +20,7 @@ import { claimWaitMs, decodeOwner, encodeOwner, sessionKey, sessionsBucket } fro
 import { PacketType } from '../../src/codec/packets.js';
 import { handoverWaitMsDefault as handoverWaitMs } from '../../src/config.js';
 import type { ClusterRequest } from '../../src/contract.js';
+import type { StateRecord } from '../../src/store/state-store.js';
 import { decodeText, Harness, type TestClient, will } from '../broker/harness.js';
 
 type KvSet = Extract<ClusterRequest, { op: 'kv-set' }>;
@@ -134,6 +135,17 @@ function claimAndLeave(harness: Harness): Record<string, string> {
   first.drop();
   harness.collect();
   return { ...marker6!.headers };
+}
+
+/** b's answer at this node's marker of stream sequence 1: a session b made or adopted under claim `claimRevision`. */
+function answerFromB(harness: Harness, claimRevision: number): void {
+  const records: StateRecord[] = [
+    { kind: 'session-created', clientId: 'mover', protocolVersion: 5, expiryIntervalSeconds: 3600, claimRevision },
+    { kind: 'session-counters', clientId: 'mover', nextPacketId: 1, nextDeliverySequence: 1 },
+  ];
+  const state = { header: { client: 'mover', from: 'b', to: 'a', sequence: 1, nowMs: harness.nowMs, cut: '1-0', willInMs: null, none: false }, records };
+  harness.broker.clusterKeyChanged(harness.nowMs, { bucket: handoverBucket, key: handoverKey('mover', 1), value: encodeHandoverState(state), revision: 1 });
+  harness.collect();
 }
 
 /**
@@ -636,13 +648,7 @@ describe('cluster-wide client ids', () => {
     harness.broker.clusterKeyChanged(harness.nowMs, { bucket: sessionsBucket, key: sessionKey('mover'), value: encodeOwner({ node: 'b', generation: '1.3' }), revision: 9 });
     harness.collect();
     deliverMarker(harness, marker6, 1);
-    const records = [
-      { kind: 'session-created', clientId: 'mover', protocolVersion: 5, expiryIntervalSeconds: 3600, claimRevision: 5 },
-      { kind: 'session-counters', clientId: 'mover', nextPacketId: 1, nextDeliverySequence: 1 },
-    ] as const;
-    const state = { header: { client: 'mover', from: 'b', to: 'a', sequence: 1, nowMs: harness.nowMs, cut: '1-0', willInMs: null, none: false }, records: [...records] };
-    harness.broker.clusterKeyChanged(harness.nowMs, { bucket: handoverBucket, key: handoverKey('mover', 1), value: encodeHandoverState(state), revision: 1 });
-    harness.collect();
+    answerFromB(harness, 5);
     // The session of claim 5 is older than line 9: adopted, it would be a stale copy here.
     expect(harness.logs.some((log) => log.event === 'session-adopted')).toBe(false);
     expect(harness.logs.find((log) => log.event === 'handover-late')?.fields).toMatchObject({ clientId: 'mover', fromNode: 'b' });
@@ -663,13 +669,7 @@ describe('cluster-wide client ids', () => {
     });
     harness.collect();
     deliverMarker(harness, marker6, 1);
-    const records = [
-      { kind: 'session-created', clientId: 'mover', protocolVersion: 5, expiryIntervalSeconds: 3600, claimRevision: 8 },
-      { kind: 'session-counters', clientId: 'mover', nextPacketId: 1, nextDeliverySequence: 1 },
-    ] as const;
-    const state = { header: { client: 'mover', from: 'b', to: 'a', sequence: 1, nowMs: harness.nowMs, cut: '1-0', willInMs: null, none: false }, records: [...records] };
-    harness.broker.clusterKeyChanged(harness.nowMs, { bucket: handoverBucket, key: handoverKey('mover', 1), value: encodeHandoverState(state), revision: 1 });
-    harness.collect();
+    answerFromB(harness, 8);
     expect(harness.logs.some((log) => log.event === 'session-adopted')).toBe(true);
     // Adopted at the marker of claim 6, it is the session of claim 8's line, not older than it.
     expect(harness.broker.state.sessions.get('mover')?.claimRevision).toBe(8);
