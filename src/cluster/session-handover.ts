@@ -1167,17 +1167,27 @@ export class SessionHandover {
   }
 
   /**
-   * Whether the session `state` brings at this node's marker of `revision` is older than the line
-   * of the newest claim of `clientId` (the claim it would be adopted under, and the claim its source
-   * made or adopted it under, both before the claim that started that line), when that line was
-   * started on another node: the client's session is then that line's, made after this one. A line
-   * of this node's own, or a revision unknown on either side, proves nothing (as copyStale).
+   * The claim the session `state` brings at this node's marker of `revision` is recorded under
+   * when adopted: the newer of the claim it is adopted for (adoptedUnder) and the one its source
+   * made or adopted it under, so that it never reads older than the line it is of (seed 7203919:
+   * n1's fresh session of a give-up at claim 43, adopted by n0 at the marker of its claim 40, read
+   * as a copy older than line 43 and was ended as stale). Null when unknown here.
    */
-  private olderThanLine(clientId: string, revision: number | null, state: HandoverState): boolean {
-    const newest = this.host.newestClaim(clientId);
+  private adoptedRevision(clientId: string, revision: number | null, state: HandoverState): number | null {
     const adopted = this.adoptedUnder(clientId, revision);
+    return adopted === null ? null : Math.max(adopted, sessionRevisionOf(state));
+  }
+
+  /**
+   * Whether a session adopted under `adopted` (adoptedRevision) is older than the line of the newest
+   * claim of `clientId`, when that line was started on another node: the client's session is then
+   * that line's, made after this one. A line of this node's own, or a revision unknown on either
+   * side, proves nothing (as copyStale).
+   */
+  private olderThanLine(clientId: string, adopted: number | null): boolean {
+    const newest = this.host.newestClaim(clientId);
     if (newest === null || adopted === null || newest.lineageRevision === null || newest.lineageNode === null || newest.lineageNode === this.host.nodeId) return false;
-    return Math.max(adopted, sessionRevisionOf(state)) < newest.lineageRevision;
+    return adopted < newest.lineageRevision;
   }
 
   /**
@@ -1217,13 +1227,14 @@ export class SessionHandover {
     const waitsOn = empty && incoming?.parked === true && incoming.markerCounter === null;
     if (hold.matched && !waitsOn) this.incoming.delete(hold.clientId);
     let applied = true;
+    const claimRevision = empty ? null : this.adoptedRevision(hold.clientId, hold.revision ?? state.header.revision ?? null, state);
     if (empty) {
       this.counters.empty += 1;
     } else if (this.broker.online.has(hold.clientId) && incoming?.parked !== true) {
       // The client connected here again meanwhile and was answered: this state comes too late for it.
       this.late(state, key, nowMs);
       applied = false;
-    } else if (this.olderThanLine(hold.clientId, hold.revision ?? state.header.revision ?? null, state)) {
+    } else if (this.olderThanLine(hold.clientId, claimRevision)) {
       // The client's line started after this state's session, on another node (a give-up's fresh
       // session, or a resume there): adopted, it would be a stale copy here (seed 17200102).
       this.late(state, key, nowMs);
@@ -1234,7 +1245,6 @@ export class SessionHandover {
       // An older marker's session, while a newer hand-over waits: its window from the older marker
       // holds the copies the newer one keeps; they stay kept, for when the session leaves with the
       // window before the newer marker (seed 2501259), and apply skips those a window still holds.
-      const claimRevision = this.adoptedUnder(hold.clientId, hold.revision ?? state.header.revision ?? null);
       this.apply(state, own, own === null ? hold.markerCounter : null, claimRevision, nowMs);
     }
     if (incoming?.parked === true && !waitsOn) this.host.answer(hold.clientId, nowMs, false);
@@ -1674,15 +1684,9 @@ function applyRecord(broker: Broker, record: StateRecord, ids: Map<number, numbe
       return;
     }
     case 'session-created': {
-      // Adopted at an older marker of this node (adoptedUnder gives that marker's claim), the
-      // session may have been made or adopted at its source under a newer claim than that: it is
-      // recorded under the newer of the two, so that it never reads older than the line it is of
-      // (seed 7203919: n1's fresh session of a give-up at claim 43, adopted by n0 at the marker of
-      // its claim 40, read as a copy older than line 43 and was ended as stale). Unknown here
-      // (null): unknown, as before; a state of before revisions has none of its own.
-      const { claimRevision: sourceRevision, ...created } = record;
-      const revision = claimRevision === null ? null : Math.max(claimRevision, sourceRevision ?? 0);
-      broker.commit(revision === null ? created : { ...created, claimRevision: revision });
+      // Recorded under the claim adoptedRevision chose (null: unknown, as before), not the source's.
+      const { claimRevision: _source, ...created } = record;
+      broker.commit(claimRevision === null ? created : { ...created, claimRevision });
       broker.commit({ kind: 'session-disconnected', clientId: record.clientId, atMs: nowMs, expiryIntervalSeconds: record.expiryIntervalSeconds });
       return;
     }
