@@ -888,7 +888,7 @@ export class ClusterWorld implements MemberWorld {
     // A CONNECT with clean start 1: a mover's first, which may be accepted after the mover moved on
     // and made a session elsewhere (seed 12530098); that session ends for it (mover-client.ts).
     if (event === 'client-connected' && fields.cleanStart === true) {
-      for (const mover of this.movers) if (fields.clientId === `m${mover.index}`) mover.cleanStartAccepted();
+      for (const mover of this.movers) if (fields.clientId === mover.clientId) mover.cleanStartAccepted();
     }
   }
 

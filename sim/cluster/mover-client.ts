@@ -94,11 +94,11 @@ export class MoverClient implements PipeClient {
   /**
    * Set when a connection the mover had already left was told session present 0 after a hand-over
    * timed out: the session was reset there, so whatever the mover's current connection resumes is
-   * that fresh session, without the subscription (seed 2100908). The next CONNACK subscribes again.
+   * that fresh session, without the subscription (seed 2100908); or when its own first CONNECT's
+   * clean start was accepted after it moved on (cleanStartAccepted), its subscription kept until
+   * then. The next CONNACK subscribes again, and a session present 0 then is no lost session.
    */
   private sessionReset = false;
-  /** Set when its first CONNECT's clean start was accepted after it had moved on: the next CONNACK starts over (cleanStartAccepted). */
-  private cleanStartLate = false;
   /** The node of the newest connection whose CONNACK arrived (where its session lives, unless a move is under way). */
   private newestAcceptedNode = -1;
   /**
@@ -305,7 +305,7 @@ export class MoverClient implements PipeClient {
     if (sessionPresent && !this.sessionReset) {
       if (connection.generation > 1) this.resumed += 1;
     } else {
-      if (this.subscribed && !this.handoverTimedOut && !this.sessionWiped && !this.cleanStartLate) {
+      if (this.subscribed && !this.handoverTimedOut && !this.sessionWiped && !this.sessionReset) {
         return this.world.fail(
           'session-lost',
           `m${this.index}: session present 0 on n${connection.pipe.node} (generation ${connection.generation}) though its session lived and no hand-over timed out`,
@@ -325,7 +325,6 @@ export class MoverClient implements PipeClient {
     this.handoverTimedOut = false;
     this.sessionWiped = false;
     this.sessionReset = false;
-    this.cleanStartLate = false;
     this.scheduleMove();
   }
 
@@ -367,7 +366,6 @@ export class MoverClient implements PipeClient {
    */
   cleanStartAccepted(): void {
     if (!this.persistent || this.generation === 1) return;
-    this.cleanStartLate = true;
     this.sessionReset = true;
   }
 
