@@ -13,7 +13,8 @@
  * 1. the client connects to `a` (clean start) and subscribes; a while later `a` crashes and stays
  *    down past the hand-over wait; the client moves to `b`, whose claim asks `a` (marker m1);
  *    `b` gives up (`handover-timed-out`: session present 0, a fresh session, which subscribes).
- *    `a` still holds its copy of the session, and the give-up wrote no claim;
+ *    `a` still holds its copy of the session; the give-up writes a claim that starts the fresh
+ *    session's line (session-registry.ts claimGivenUp), unless a newer claim came first;
  * 2. (`stale-copy`) the client connects to `b` once more: `b` resumes its fresh session under a
  *    claim that asks no one, the line of every later claim; (`giveup-no-claim`, 3 nodes or more)
  *    the client moves on to a third node `c`, which takes the fresh session from `b`;
@@ -31,9 +32,10 @@
  * which hands it over at m1, where `b` drops it as late) and the rule that ends a copy older than
  * the newer claim's line (seed 8100075; planted bug `session-revision-ignored`, which keeps the
  * stale copy and hands it over at m3, over the client's live session) decide there. Without
- * step 2's resume, `a` cannot tell its copy from the session (README, Known limitations: a give-up
- * writes no claim) and hands it over at m3, over the fresh session `b` gave its client: the
- * shapes `older-marker` (2 nodes or more) and `giveup-no-claim` reach that known hole.
+ * step 2's resume, only the give-up's claim tells `a` its copy from the session: the shapes
+ * `older-marker` (2 nodes or more) and `giveup-no-claim` reached the hole of a give-up that wrote
+ * no claim (17 seeds), and of one whose claim could not be written (12200045, closed by the
+ * destination that takes the newest of several answers).
  *
  * The seed (a stream of its own, `cluster-handover-shapes`, so worlds without a plan draw nothing
  * new) chooses whether a world has a plan, which shape, the nodes and the delays between steps.

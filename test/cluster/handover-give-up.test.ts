@@ -41,8 +41,28 @@ function givenUp(nats: ModelNats): { a: Harness; b: Harness } {
   return { a, b };
 }
 
-// Both fail on this build (b takes a's older session: subscription old/#, not new/#); it.fails
-// until the give-up is written into keel-sessions.
+/**
+ * a comes back (its watch replays the bucket, its stream consumer behind it), the client moves to a,
+ * which is cut off with its marker unsent, and back to b, which asks a: b must hand the client the
+ * fresh session (`new/#`), and a must hold no copy.
+ */
+function backThroughA(nats: ModelNats, a: Harness, b: Harness): void {
+  nats.holdStream('a');
+  nats.restore('a', { replay: true });
+  nats.cutAfterClaim('a');
+  connectMover(a);
+  nats.settle();
+  const back = connectMover(b);
+  nats.settle();
+  nats.restore('a');
+  nats.releaseStream('a');
+  expect(connack(back)).toMatchObject({ sessionPresent: true });
+  expect([...b.broker.state.sessions.get('mover')!.subscriptions.keys()]).toEqual(['new/#']);
+  expect(a.broker.state.sessions.has('mover')).toBe(false);
+}
+
+// Both failed before the give-up was written into keel-sessions (b took a's older session:
+// subscription old/#, not new/#).
 describe('a hand-over given up', () => {
   it('leaves no older copy that a later move takes over the fresh session (three nodes, the copy on the node asked, the fresh session moved on)', () => {
     const nats = new ModelNats();
@@ -54,21 +74,8 @@ describe('a hand-over given up', () => {
     nats.settle();
     expect(connack(onC)).toMatchObject({ sessionPresent: true });
     expect([...c.broker.state.sessions.get('mover')!.subscriptions.keys()]).toEqual(['new/#']);
-    // a comes back: its watch replays the bucket (the newest claim only), its stream consumer is behind.
-    nats.holdStream('a');
-    nats.restore('a', { replay: true });
-    // The client moves to a, and a is cut off with its marker unsent.
-    nats.cutAfterClaim('a');
-    connectMover(a);
-    nats.settle();
-    // And to b, which asks a.
-    const back = connectMover(b);
-    nats.settle();
-    nats.restore('a');
-    nats.releaseStream('a');
-    expect(connack(back)).toMatchObject({ sessionPresent: true });
-    expect([...b.broker.state.sessions.get('mover')!.subscriptions.keys()]).toEqual(['new/#']);
-    expect(a.broker.state.sessions.has('mover')).toBe(false);
+    // a's watch replays only the newest claim (c's).
+    backThroughA(nats, a, b);
     // a never saw the give-up's claim (its watch replayed c's), whose line c's claim carries: a
     // ended its copy at b's old marker as older than that line.
     expect(a.logs.find((entry) => entry.event === 'session-moved')?.fields).toMatchObject({ clientId: 'mover', stale: true, copyRevision: 1, lineRevision: 2 });
@@ -78,20 +85,7 @@ describe('a hand-over given up', () => {
     const nats = new ModelNats();
     for (const id of ['a', 'b']) nats.add(id);
     const { a, b } = givenUp(nats);
-    // a comes back, its stream consumer behind its watch; the client moves to a, which is cut off
-    // with its marker unsent, and back to b, which asks a.
-    nats.holdStream('a');
-    nats.restore('a', { replay: true });
-    nats.cutAfterClaim('a');
-    connectMover(a);
-    nats.settle();
-    const back = connectMover(b);
-    nats.settle();
-    nats.restore('a');
-    nats.releaseStream('a');
-    expect(connack(back)).toMatchObject({ sessionPresent: true });
-    expect([...b.broker.state.sessions.get('mover')!.subscriptions.keys()]).toEqual(['new/#']);
-    expect(a.broker.state.sessions.has('mover')).toBe(false);
+    backThroughA(nats, a, b);
     // a's watch showed the give-up's claim, which asks no one: a ended its copy there.
     expect(a.logs.find((entry) => entry.event === 'session-moved')?.fields).toEqual({ clientId: 'mover', toNode: 'b' });
   });
