@@ -17,6 +17,7 @@
  * This module loads without the simulator (the CLI validates flags before loading it).
  */
 import { assert } from '../src/assert.js';
+import { type HandoverShapeName, handoverShapeNames } from './cluster/handover-shapes.js';
 import { type ClusterPlantedBugName, clusterPlantedBugNames, type PlantedBugName, type PlantedStoreBugName, plantedBugNames, plantedStoreBugNames } from './planted-bug-names.js';
 
 export interface RunOptions {
@@ -52,6 +53,8 @@ export interface RunOptions {
   handoverFaults?: boolean;
   /** Shaped hand-over plans (sim/cluster/handover-shapes.ts): true in every `--handover-movers` world, false in none; absent, in half. */
   handoverShapes?: boolean;
+  /** One hand-over shape for every `--handover-movers` world's plan (sim/cluster/handover-shapes.ts), instead of one drawn. */
+  handoverShape?: HandoverShapeName;
 }
 
 /** An option with a value: `--clients 5`. `parse` throws an Error whose message says what is allowed. */
@@ -126,6 +129,14 @@ export const runOptionFlags: RunOptionFlags = {
       description: 'with --handover-movers: every world has a mover follow a scripted itinerary through a hand-over shape (crash, give-up, claim crashed), not half of them',
     },
     off: { flag: '--no-handover-shapes', description: "cluster worlds as before shaped hand-over plans existed: older --handover-movers seeds' runs" },
+  },
+  handoverShape: {
+    kind: 'value',
+    flag: '--handover-shape',
+    placeholder: '<shape>',
+    description: `with --handover-movers: every world's plan follows this shape (${handoverShapeNames.join(', ')}; lost-marker is run only so)`,
+    parse: (text) => oneOf(text, handoverShapeNames),
+    format: String,
   },
   workload: {
     kind: 'switch',

@@ -124,6 +124,7 @@ function runClusterAsSimulation(options: SimulationOptions, nodes: number, stdou
     ...(options.claimCrashes === true ? { claimCrashes: true } : {}),
     ...(options.handoverFaults === false ? { handoverFaults: false } : {}),
     ...(options.handoverShapes === undefined ? {} : { handoverShapes: options.handoverShapes }),
+    ...(options.handoverShape === undefined ? {} : { handoverShape: options.handoverShape }),
     trace: options.trace === true,
     reproduce,
     stdout,

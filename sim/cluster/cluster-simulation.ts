@@ -38,6 +38,8 @@ export interface ClusterSimulationOptions {
   handoverFaults?: boolean;
   /** Shaped hand-over plans (handover-shapes.ts): true in every world with `--handover-movers` (`--handover-shapes`), false in none; absent, half. */
   handoverShapes?: boolean;
+  /** One shape for every plan (`--handover-shape`), instead of one drawn. */
+  handoverShape?: HandoverShapeName;
 }
 
 export interface ClusterSimulationResult {
@@ -99,6 +101,7 @@ export function runClusterSimulation(options: ClusterSimulationOptions): Cluster
     heavySessions: options.heavySessions !== false,
     handoverFaults: options.handoverFaults !== false,
     ...(options.handoverShapes === undefined ? {} : { handoverShapes: options.handoverShapes }),
+    ...(options.handoverShape === undefined ? {} : { handoverShape: options.handoverShape }),
   });
   const factory = options.brokerFactory ?? (options.plant === undefined ? realClusterBroker : clusterPlantedBugs[options.plant]);
   const world = new ClusterWorld(shape, factory, options.trace === true ? stdout : null, options.claimCrashes === true);
@@ -112,7 +115,7 @@ export function runClusterSimulation(options: ClusterSimulationOptions): Cluster
   const hash = world.hash.hex();
   const reproduce =
     options.reproduce ??
-    `keel sim --seed ${options.seed} --nodes ${options.nodes}${options.handoverMovers === true ? ' --handover-movers' : ''}${options.clusterStreams === true ? ' --cluster-streams' : ''}${options.claimCrashes === true ? ' --claim-crashes' : ''}${options.handoverShapes === true ? ' --handover-shapes' : ''}${options.handoverShapes === false ? ' --no-handover-shapes' : ''}${options.plant === undefined ? '' : ` --plant-cluster ${options.plant}`}${options.eventsMax === undefined ? '' : ` --events-max ${options.eventsMax}`}`;
+    `keel sim --seed ${options.seed} --nodes ${options.nodes}${options.handoverMovers === true ? ' --handover-movers' : ''}${options.clusterStreams === true ? ' --cluster-streams' : ''}${options.claimCrashes === true ? ' --claim-crashes' : ''}${options.handoverShapes === true ? ' --handover-shapes' : ''}${options.handoverShapes === false ? ' --no-handover-shapes' : ''}${options.handoverShape === undefined ? '' : ` --handover-shape ${options.handoverShape}`}${options.plant === undefined ? '' : ` --plant-cluster ${options.plant}`}${options.eventsMax === undefined ? '' : ` --events-max ${options.eventsMax}`}`;
   const sessionsResumed = world.movers.reduce((sum, mover) => sum + mover.resumed, 0);
   const excused = world.checker.lostDiskExcused;
   const lostDisk = shape.lostDisk === null ? null : { sessions: excused.sessions, wills: excused.wills, duplicates: excused.duplicates };

@@ -42,7 +42,7 @@ import { SimulatedDisk } from '../simulated-disk.js';
 import { TraceHash } from '../trace-hash.js';
 import { ClusterChecker } from './cluster-checker.js';
 import { chooseHandoverFaults, describeHandoverFaults, type HandoverFaultRates, type HandoverFaultStep, HandoverFaults } from './handover-faults.js';
-import { chooseHandoverShape, describeHandoverShape, type HandoverShapeChoice, HandoverShapePlan, handoverShapeActiveMsMin, type ShapeWorld } from './handover-shapes.js';
+import { chooseHandoverShape, describeHandoverShape, type HandoverShapeChoice, type HandoverShapeName, HandoverShapePlan, handoverShapeActiveMsMin, type ShapeWorld } from './handover-shapes.js';
 import { MoverClient } from './mover-client.js';
 import { NatsModel } from './nats-model.js';
 import { receivePublish } from './publish-receipt.js';
@@ -207,6 +207,8 @@ export interface ClusterWorldAdditions {
    * sessions (`--handover-shapes`), false in none (`--no-handover-shapes`), absent in half of them.
    */
   handoverShapes?: boolean;
+  /** One shape for every plan (`--handover-shape`; `lost-marker` is run only so), instead of one drawn. */
+  handoverShape?: HandoverShapeName;
 }
 
 const topics = ['t/a', 't/b', 'u/a', 't/a/x'];
@@ -215,6 +217,12 @@ const recentKept = 40;
 /** The streams' backlog bound of a `streams` world: the smallest allowed, so hand-offs overrun it. */
 const clusterStreamBacklogBytes = 1024;
 const auditMs = 5_000;
+/**
+ * How long after a link came up a node may still be catching up (its log recovered, the buckets
+ * replayed, the stream read from where it stood), on top of the hand-over wait, before a hand-over
+ * that times out is no longer excused by it (handoverStalledBy).
+ */
+const handoverCatchUpMs = 3_000;
 
 export function chooseClusterShape(
   seed: number,
@@ -249,7 +257,7 @@ export function chooseClusterShape(
   const large = additions.largePayloads ? chooseClusterLargePayloads(seed) : null;
   const heavy = additions.heavySessions && handoverMovers ? chooseHeavySessions(seed) : null;
   const handoverFaults = additions.handoverFaults ? chooseHandoverFaults(seed, handoverMovers, shape.nodeCrashMeanMs !== null, shape.partitionMeanMs !== null) : null;
-  const handoverShape = chooseHandoverShape(seed, nodes, handoverMovers, additions.handoverShapes);
+  const handoverShape = chooseHandoverShape(seed, nodes, handoverMovers, additions.handoverShapes, additions.handoverShape);
   // A world with a plan has a mover to drive, and time for the chain (a give-up takes 5 s).
   const planned = handoverShape === null ? {} : { movers: Math.max(shape.movers, 1), activeMs: Math.max(shape.activeMs, handoverShapeActiveMsMin) };
   const largePayloads = heavy === null ? large : { share: 0.5, ceiling: heavy.ceiling, smallShare: 0.2 };
@@ -876,9 +884,12 @@ export class ClusterWorld implements MemberWorld {
     for (const key of Object.keys(fields)) parts.push(`${key}=${String(fields[key])}`);
     this.trace(`n${node.index} log ${level} ${event} ${parts.join(' ')}`);
     this.shapePlan?.logged(node.index, event, fields.clientId);
-    // A hand-over given up excuses the session present 0 its mover gets next (mover-client.ts).
+    // A hand-over given up excuses the session present 0 its mover gets next (mover-client.ts),
+    // when a fault could have held it up; otherwise the mover's next session present 0 is lost.
     if (event === 'handover-timed-out' || event === 'handover-gave-up') {
-      for (const mover of this.movers) if (fields.clientId === `m${mover.index}`) mover.handoverGaveUp();
+      const stalledBy = this.handoverStalledBy();
+      if (stalledBy === null) this.trace(`n${node.index} ${event} for ${String(fields.clientId)} with every node up and linked for ${this.clock.nowMs - this.nats.lastLinkUpMs}ms: not excused`);
+      else for (const mover of this.movers) if (fields.clientId === mover.clientId) mover.handoverGaveUp();
     }
     // A CONNECT with clean start 0 given a fresh session: the mover's session is reset there, even
     // when that CONNACK never reaches it (its connection taken over at once, mover-client.ts).
@@ -890,6 +901,29 @@ export class ClusterWorld implements MemberWorld {
     if (event === 'client-connected' && fields.cleanStart === true) {
       for (const mover of this.movers) if (fields.clientId === mover.clientId) mover.cleanStartAccepted();
     }
+  }
+
+  /**
+   * What could have held up a hand-over that timed out now, null for nothing: a node down or cut
+   * off from NATS, a disk a shaped plan slowed, a reader behind the stream, or a link that came up (a node's start, NATS back,
+   * a partition healed) less than the hand-over wait and its catch-up ago. With every node up and
+   * linked for longer, the source's answer and the marker had all the time they needed: a
+   * hand-over that times out then is the broker's doing, not the world's (the claim whose marker
+   * never reached the stream: a node that crashed after winning it waited in vain for it).
+   */
+  private handoverStalledBy(): string | null {
+    for (const node of this.nodes) {
+      if (node.running === null) return `n${node.index} down`;
+      if (!this.nats.linkUp(node.index)) return `n${node.index} cut off`;
+      if ((this.slowDiskMs[node.index] ?? 0) > 0) return `n${node.index}'s slow disk`;
+      // A reader behind the stream (large payloads, a chain of hand-overs each waiting for its
+      // state, a node back on a log that never applied a hand-off waiting past a sequence its lost
+      // disk had): the markers of this hand-over may not have been read yet.
+      const behindMs = this.nats.readerBehindMs(node.index);
+      if (behindMs !== null && behindMs >= handoverCatchUpMs) return `n${node.index}'s reader ${behindMs}ms behind the stream`;
+    }
+    const sinceLinkUpMs = this.clock.nowMs - this.nats.lastLinkUpMs;
+    return sinceLinkUpMs < handoverWaitMsDefault + handoverCatchUpMs ? `a link up ${sinceLinkUpMs}ms ago` : null;
   }
 
   /** A `message-dropped` report: traced, and handed to the checker for the client it names (`c<n>` or `m<n>`). */

@@ -49,8 +49,10 @@ import { handoverWaitMsDefault } from '../../src/config.js';
 import type { ClusterRequest } from '../../src/contract.js';
 import { Random } from '../random.js';
 
-export const handoverShapeNames = ['older-marker', 'stale-copy', 'giveup-no-claim'] as const;
+export const handoverShapeNames = ['older-marker', 'stale-copy', 'giveup-no-claim', 'lost-marker'] as const;
 export type HandoverShapeName = (typeof handoverShapeNames)[number];
+/** The shapes a world draws; `lost-marker` is run by name only (`--handover-shape`). */
+const drawnShapeNames: readonly HandoverShapeName[] = ['older-marker', 'stale-copy', 'giveup-no-claim'];
 
 /** What a seed chose for its shaped plan. */
 export interface HandoverShapeChoice {
@@ -77,6 +79,11 @@ export interface HandoverShapeChoice {
   readonly slowDiskMs: number;
 }
 
+/**
+ * How long `lost-marker` lets `b` be back before the client returns to it (on top of a drawn
+ * settle): past the catch-up a world allows a hand-over (cluster-world.ts handoverStalledBy).
+ */
+const lostMarkerSettleMs = 3_500;
 /** How long a step waits for its event before the plan is abandoned. */
 const stepWaitMsMax = 15_000;
 /** The shortest active phase of a world with a plan: the chain takes a give-up (5 s) and a few restarts. */
@@ -87,12 +94,15 @@ export const handoverShapeActiveMsMin = 25_000;
  * false in none (`--no-handover-shapes`); undefined in half of them. 2 nodes: `older-marker` or
  * `stale-copy`; 3 or more: `giveup-no-claim` too.
  */
-export function chooseHandoverShape(seed: number, nodes: number, handoverMovers: boolean, force: boolean | undefined): HandoverShapeChoice | null {
-  if (!handoverMovers || force === false) return null;
+export function chooseHandoverShape(seed: number, nodes: number, handoverMovers: boolean, force: boolean | undefined, only?: HandoverShapeName): HandoverShapeChoice | null {
+  if (!handoverMovers || (force === false && only === undefined)) return null;
   const random = Random.stream(seed, 'cluster-handover-shapes');
-  if (force !== true && !random.chance(0.5)) return null;
-  const names = nodes >= 3 ? handoverShapeNames : handoverShapeNames.filter((name) => name !== 'giveup-no-claim');
-  const name = random.pick(names);
+  if (force !== true && only === undefined && !random.chance(0.5)) return null;
+  // The shapes drawn are those of before `lost-marker`, so that a seed draws what it drew then.
+  const names = drawnShapeNames.filter((name) => nodes >= 3 || name !== 'giveup-no-claim');
+  const drawn = random.pick(names);
+  assert(only !== 'giveup-no-claim' || nodes >= 3, 'giveup-no-claim moves on to a third node');
+  const name = only ?? drawn;
   const a = random.int(0, nodes - 1);
   const b = (a + random.int(1, nodes - 1)) % nodes;
   assert(a !== b, 'the client moves to another node than the one that holds its session');
@@ -180,6 +190,20 @@ export class HandoverShapePlan {
   private stepsOf(choice: HandoverShapeChoice): Step[] {
     const { a, b, c } = choice;
     const subscribed = (event: ShapeEvent) => event.kind === 'suback';
+    if (choice.name === 'lost-marker') {
+      return [
+        { label: `connect n${a}`, act: () => this.connectWhenReady(a), until: subscribed },
+        { label: 'settle', act: () => this.after(choice.settleMs), until: 'timer' },
+        // `b` wins a claim that asks `a` and crashes before it learns so: its marker is never queued.
+        { label: `move to n${b}, crash at its claim`, act: () => this.claimAndCrash(b), until: (event) => event.kind === 'claim-crash' && event.node === b },
+        { label: `n${b} down`, act: () => this.after(choice.afterGiveUpMs), until: 'timer' },
+        { label: `restart n${b}`, act: () => this.restart(b), until: null },
+        // Long enough for `b` to be back and caught up, so that a hand-over that times out is not the world's doing.
+        { label: `n${b} catches up`, act: () => this.after(lostMarkerSettleMs + choice.settleMs), until: 'timer' },
+        // `a` is up throughout and still holds the session: the client must get it on `b`.
+        { label: `connect n${b} again`, act: () => this.connectWhenReady(b), until: (event) => event.kind === 'connack' && event.node === b },
+      ];
+    }
     const steps: Step[] = [
       { label: `connect n${a}`, act: () => this.connectWhenReady(a), until: subscribed },
       { label: 'settle', act: () => this.after(choice.settleMs), until: 'timer' },
@@ -314,6 +338,12 @@ export class HandoverShapePlan {
     this.held.add(down);
     this.world.crashHeld(down, `shape ${this.choice.name}: the session's node goes down past the hand-over wait`);
     this.connectWhenReady(to);
+  }
+
+  /** The mover connects to `node`, whose next won claim of its key crashes it (held down). */
+  private claimAndCrash(node: number): void {
+    this.crashAtClaimOf = node;
+    this.connectWhenReady(node);
   }
 
   private restartAndClaim(node: number): void {

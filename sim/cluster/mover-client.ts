@@ -33,8 +33,9 @@
  *   the session it then takes along holds it (a state of several MiB, in parts: handover-parts.ts).
  *
  * - `session-lost`: session present 0 on a later connection, although the mover had a session,
- *   unless the node it connected to logged that the hand-over timed out for it (the old node was
- *   down or cut off from NATS); the checker then excuses what the lost session was owed.
+ *   unless the node it connected to logged that the hand-over timed out for it while a fault could
+ *   have held it up (a node down or cut off, a reader behind, a link just back: cluster-world.ts
+ *   handoverStalledBy); the checker then excuses what the lost session was owed.
  */
 import { PacketDecoder } from '../../src/codec/decoder.js';
 import { encodePacket } from '../../src/codec/encoder.js';
@@ -308,7 +309,7 @@ export class MoverClient implements PipeClient {
       if (this.subscribed && !this.handoverTimedOut && !this.sessionWiped && !this.sessionReset) {
         return this.world.fail(
           'session-lost',
-          `m${this.index}: session present 0 on n${connection.pipe.node} (generation ${connection.generation}) though its session lived and no hand-over timed out`,
+          `m${this.index}: session present 0 on n${connection.pipe.node} (generation ${connection.generation}) though its session lived and no hand-over timed out with a fault to excuse it`,
         );
       }
       // A fresh session: what the lost one was owed is excused, and the subscription starts over.
@@ -369,7 +370,7 @@ export class MoverClient implements PipeClient {
     this.sessionReset = true;
   }
 
-  /** A node logged that the hand-over of this mover's session timed out (its session present 0 is excused). */
+  /** A node logged that the hand-over of this mover's session timed out, and a fault could have held it up (its session present 0 is excused). */
   handoverGaveUp(): void {
     this.handoverTimedOut = true;
   }

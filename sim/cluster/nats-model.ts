@@ -68,6 +68,8 @@ export interface NatsNodeSink {
 
 interface StreamEntry {
   readonly sequence: number;
+  /** When NATS stored it. */
+  readonly storedMs: number;
   readonly subject: string;
   readonly headers: ClusterHeaders;
   readonly payload: Uint8Array;
@@ -146,6 +148,8 @@ export class NatsModel {
   /** Slow watches (slowWatches): each replayed entry comes up to this long after the one before. */
   private watchStepMsMax = 0;
   private watchRandom: Random | null = null;
+  /** When a node's link last came up (a node started, NATS came back, a partition healed): what follows it is catch-up. */
+  lastLinkUpMs = 0;
   readonly counters = {
     corePublishes: 0,
     coreDeliveries: 0,
@@ -293,7 +297,7 @@ export class NatsModel {
         let sequence = this.dedupe.get(request.dedupeId);
         if (sequence === undefined) {
           sequence = this.stream.length + 1;
-          this.stream.push({ sequence, subject: request.subject, headers: request.headers, payload: request.payload });
+          this.stream.push({ sequence, storedMs: this.clock.nowMs, subject: request.subject, headers: request.headers, payload: request.payload });
           this.dedupe.set(request.dedupeId, sequence);
           this.counters.stored += 1;
           if (request.subject === handoffBatchSubject) this.countBatch(request.payload);
@@ -462,6 +466,19 @@ export class NatsModel {
     });
   }
 
+  /**
+   * How long ago NATS stored the oldest entry the node's consumer has not had acknowledged
+   * (delivered or not), null when it has every entry: how far its reader is behind the stream.
+   */
+  readerBehindMs(node: number): number | null {
+    const consumer = this.consumers.find((each) => each.node === node);
+    if (consumer === undefined) return null;
+    let oldest = consumer.nextSequence <= this.stream.length ? consumer.nextSequence : Number.POSITIVE_INFINITY;
+    for (const sequence of consumer.pending.keys()) oldest = Math.min(oldest, sequence);
+    const entry = this.stream[oldest - 1];
+    return entry === undefined ? null : this.clock.nowMs - entry.storedMs;
+  }
+
   /** Whether the node's link to NATS is up. */
   linkUp(node: number): boolean {
     return this.links[node]!.up;
@@ -553,6 +570,7 @@ export class NatsModel {
       if (link.up || link.sink !== sink || sink === null || !link.nodeRunning || link.partitioned || !this.serverUp) return;
       link.up = true;
       link.epoch += 1;
+      this.lastLinkUpMs = this.clock.nowMs;
       link.toNatsMs = this.clock.nowMs;
       link.toNodeMs = this.clock.nowMs;
       this.trace(`nats link n${node} up`);

@@ -19,6 +19,7 @@
 import { describe, expect, it } from 'vitest';
 import { runClusterSimulation } from '../../sim/cluster/cluster-simulation.js';
 import { chooseClusterShape, voprClusterStreamsForSeed, voprMoversForSeed, voprNodesForSeed } from '../../sim/cluster/cluster-world.js';
+import type { HandoverShapeName } from '../../sim/cluster/handover-shapes.js';
 import { type ClusterPlantedBugName, clusterPlantedBugNames } from '../../sim/planted-bug-names.js';
 import { runSimulation } from '../../sim/simulation.js';
 import { runVopr, runVoprSeed } from '../../sim/vopr.js';
@@ -42,6 +43,8 @@ const clusterRegressionSeeds: readonly {
   handoverFaults?: true;
   /** `all`: found with `--handover-shapes` (a plan in every world); `half`: with the default share of plans; absent: without plans. */
   handoverShapes?: 'all' | 'half';
+  /** Found with `--handover-shape <shape>` (a plan of that shape in every world). */
+  handoverShape?: HandoverShapeName;
 }[] = [
   { seed: 1113, nodes: 2, found: 'a node that had applied nothing took sequence 2 as its first while sequence 1, lost in its crash, was still pending: sequence 1 was then skipped' },
   { seed: 2183, nodes: 3, found: 'same as 1113' },
@@ -906,7 +909,7 @@ function quiet(
   seed: number,
   nodes: number,
   handoverMovers = false,
-  worlds: { lostDisk: boolean; largePayloads: boolean; heavySessions: boolean; handoverFaults: boolean; claimCrashes?: boolean; handoverShapes?: boolean } = {
+  worlds: { lostDisk: boolean; largePayloads: boolean; heavySessions: boolean; handoverFaults: boolean; claimCrashes?: boolean; handoverShapes?: boolean; handoverShape?: HandoverShapeName } = {
     lostDisk: true,
     largePayloads: true,
     heavySessions: true,
@@ -1111,8 +1114,8 @@ describe('cluster simulation', () => {
     expect(runSimulation({ seed: 5, nodes: 2, stdout: () => {}, stderr: () => {} }).traceHash).not.toBe(first.result.traceHash);
   }, 60_000);
 
-  for (const { seed, nodes, found, handoverMovers, open, lostDisk, largePayloads, heavySessions, handoverFaults, claimCrashes, handoverShapes } of clusterRegressionSeeds) {
-    const title = `regression seed ${seed} (${nodes} nodes${handoverMovers ? ', --handover-movers' : ''}${handoverShapes === 'all' ? ', --handover-shapes' : ''}) ${open === undefined ? 'passes' : `still fails with the open ${open}`}: ${found.slice(0, 60)}...`;
+  for (const { seed, nodes, found, handoverMovers, open, lostDisk, largePayloads, heavySessions, handoverFaults, claimCrashes, handoverShapes, handoverShape } of clusterRegressionSeeds) {
+    const title = `regression seed ${seed} (${nodes} nodes${handoverMovers ? ', --handover-movers' : ''}${handoverShapes === 'all' ? ', --handover-shapes' : ''}${handoverShape === undefined ? '' : `, --handover-shape ${handoverShape}`}) ${open === undefined ? 'passes' : `still fails with the open ${open}`}: ${found.slice(0, 60)}...`;
     it(title, () => {
       const worlds = {
         lostDisk: lostDisk === true,
@@ -1121,6 +1124,7 @@ describe('cluster simulation', () => {
         handoverFaults: handoverFaults === true,
         claimCrashes: claimCrashes === true,
         handoverShapes: handoverShapes === 'all' ? true : handoverShapes === 'half' ? undefined : false,
+        ...(handoverShape === undefined ? {} : { handoverShape }),
       };
       const { result, report } = quiet(seed, nodes, handoverMovers === true, worlds);
       expect(result.messagesPublished).toBeGreaterThan(0);

@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
 import { runOptionsFromFlags, simCommand, voprCommand } from '../../io/sim-commands.js';
+import { handoverShapeNames } from '../../sim/cluster/handover-shapes.js';
 import { clusterPlantedBugNames, plantedBugNames, plantedStoreBugNames } from '../../sim/planted-bug-names.js';
 import { plantedStoreBugs } from '../../sim/planted-bugs.js';
 import { parseRunFlags, type RunOptions, runOptionFlags, runOptionKeys, runOptionsToFlags, type SwitchFlag, type ValueFlag } from '../../sim/run-options.js';
@@ -36,6 +37,7 @@ const samples: { [K in keyof Required<RunOptions>]: Required<RunOptions>[K][] } 
   claimCrashes: [true],
   handoverFaults: [false],
   handoverShapes: [true, false],
+  handoverShape: [...handoverShapeNames],
 };
 
 /** Parses flags the way `keel <name>` does, without running anything; returns the run options. */
