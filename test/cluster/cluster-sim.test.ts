@@ -884,6 +884,19 @@ const clusterRegressionSeeds: readonly {
     found:
       'qos2-duplicate (vopr --nodes 2 --handover-movers from 17,200,000 on main at 9d9c8ed, 1 of 200; no shaped plan in this world; fails alike on 3ec919c, the build before the hand-over rules of this round): c200 got the QoS 2 message 200|4 twice; traced: n1 crashed before adopting the session n0 handed it at the marker of its claim (15); n0 then won a claim asking n1 (down), gave it up with a fresh session and wrote the give-up claim (20, a line started on n0). Back, n1 replayed its old marker and adopted the state of 15 anyway, twice (a crash before the first adoption was durable), and the client, moving to n1, resumed that stale copy over the session it had on n0: 200|4 again. Passes since a destination drops as late a state whose session is older than the line of the newest claim, when another node started that line',
   },
+  {
+    seed: 19100002,
+    nodes: 2,
+    handoverMovers: true,
+    lostDisk: true,
+    largePayloads: true,
+    heavySessions: true,
+    handoverFaults: true,
+    handoverShape: 'lost-marker',
+    open: 'session-lost',
+    found:
+      'session-lost (keel sim --nodes 2 --handover-movers --handover-shape lost-marker, the shape and the checker rule that excuses a timed-out hand-over only when a fault could have held it up, both new; 3 of the first 6 seeds from 19,100,000): m200 held its session on n1; n0 won claim 9 asking n1 and crashed before it learned so, its marker never queued. Back and reading for 5 s, n0 took the client again: its claim waited for the earlier claim marker (awaitsEarlier), which never came, and at the hand-over wait gave the client session present 0 while n1, up all along, held the session',
+  },
 ];
 
 /** Of seeds 0 to 999 with `nodes` nodes, how many `--handover-movers` worlds have `addition`; none without movers has it. */
