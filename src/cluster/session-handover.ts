@@ -34,8 +34,10 @@
  *
  * What is durable where, step by step, and who finishes the move after a crash:
  * - Before B's marker is durable in B's outbox: nothing moved. A crash of B loses the claim's
- *   CONNECT (the client connects again); the key names B, and B's next CONNECT of the id waits
- *   for the same hand-over (session-registry.ts, `awaitsEarlier`).
+ *   CONNECT (the client connects again); the key names B, and B's next CONNECT of the id asks A
+ *   again, with a marker of its own, since B cannot tell whether the earlier one was ever queued
+ *   (seed 19100002); within one life it waits for the same hand-over instead (session-registry.ts,
+ *   `awaitsEarlier`).
  * - The marker in B's outbox, then in the stream: B's recovery publishes it again (dedupe id), so
  *   it reaches the stream once. The session is in A's log.
  * - B's CONNECT parked for the hand-over loses its claim to a newer one elsewhere (the client moved
@@ -742,6 +744,12 @@ export class SessionHandover {
     this.broker.deadlines.push(deadlineMs, 'cluster-retry', 0, '');
     this.counters.markers += 1;
     this.broker.log('info', 'handover-requested', { clientId, fromNode: from });
+  }
+
+  /** Whether this node waits for a hand-over of `clientId` in this life (its marker queued), not given up. */
+  awaiting(clientId: string): boolean {
+    const incoming = this.incoming.get(clientId);
+    return incoming !== undefined && !incoming.gaveUp;
   }
 
   /** A CONNECT of `clientId` won a claim while a hand-over to this node is still on its way: it waits for it too. */

@@ -530,16 +530,23 @@ export class SessionRegistry {
     // that node too, which may still hold the session there, and the nodes that claim named in
     // turn (session-handover.ts, the chain of priors).
     claim.priors = claim.handoverFrom === null || known?.present !== true || known.markerPassed ? noPriors : this.priorsOf(claim.clientId, claim.handoverFrom, known);
-    // This node's own earlier claim asked for a hand-over that may not have come yet (this node
-    // restarted since, say): the CONNECT waits for that one too, without a new marker. A session
-    // here is that hand-over's only when it was made or adopted under that claim (claimSession).
+    // This node's own earlier claim asked for a hand-over that has not come (a session here is that
+    // hand-over's only when it was made or adopted under that claim: claimSession): the CONNECT
+    // asks the same node again. While this life waits for that hand-over, its marker is queued and
+    // the CONNECT waits for it too, without a new one (awaitsEarlier). Otherwise (the node restarted
+    // since) the earlier marker may never have been queued: the node crashed after its claim won
+    // and before the marker was durable in its outbox, and a CONNECT waiting for it waited in vain
+    // while the asked node held the session (seed 19100002). So it queues a marker of its own. If
+    // the earlier one is in the stream after all, the asked node keeps the session there for this
+    // newer claim, which asks it too (sourceServes), or hands it over there, where this node adopts
+    // it as an older claim's marker and answers the CONNECT with it at its own.
     claim.awaitsEarlier = false;
     claim.markerRevision = null;
     if (!claim.packet.cleanStart && owner === this.nodeId && known?.handoverFrom != null && !this.claimSession(claim.clientId, known.markerRevision)) {
       claim.handoverFrom = known.handoverFrom;
-      claim.awaitsEarlier = true;
-      // The key names this node's earlier claim: its marker (or the one it waits for in turn) carries the hand-over.
-      claim.markerRevision = known.markerRevision;
+      claim.awaitsEarlier = this.handover.awaiting(claim.clientId);
+      // Waiting: the key names this node's earlier claim, whose marker (or the one it waits for in turn) carries the hand-over.
+      if (claim.awaitsEarlier) claim.markerRevision = known.markerRevision;
       claim.lineageRevision = known.lineageRevision;
       claim.lineageNode = known.lineageNode;
       // The earlier claim's marker names its priors; the value passes them on to the next claim.

@@ -536,31 +536,61 @@ describe('cluster-wide client ids', () => {
     expect(harness.broker.cluster!.counters.markersHeldForWatch).toBe(0);
   });
 
-  it("waits on past an empty answer at an older claim's marker for a hand-over its earlier claim asked for before a restart (seed 4010380)", () => {
+  it("asks again with a marker of its own, after a restart, for the hand-over its earlier claim asked for: that claim's marker may never have been queued (seed 19100002)", () => {
     const harness = node();
-    // This node's earlier claim (revision 7) asked b for the session, which has not come: the node
-    // restarted since and holds none. Its new CONNECT waits for that hand-over, without a marker.
+    // This node's earlier claim (revision 7) asked b for the session, and the node crashed when the
+    // claim had won, before it learned so: no marker was queued, and the node holds no session.
     harness.broker.clusterKeyChanged(harness.nowMs, { bucket: sessionsBucket, key: sessionKey('mover'), value: encodeOwner({ node: 'a', generation: '1.1', handoverFrom: 'b' }), revision: 7 });
     harness.collect();
     const client = harness.open(5);
     sendConnect(client, 'mover', { cleanStart: false, expiry: 3600 });
     const [claim] = claims(harness);
-    // Its value names the claim whose marker carries the hand-over, for the source to read (sourceServes).
-    expect(decodeOwner(claim!.value!)).toMatchObject({ node: 'a', handoverFrom: 'b', markerRevision: 7 });
+    // The new claim asks b again, in the same line, and its own marker carries the hand-over.
+    const owner = decodeOwner(claim!.value!);
+    expect(owner).toMatchObject({ node: 'a', handoverFrom: 'b' });
+    expect(owner?.markerRevision).toBeUndefined();
     answer(harness, claim!, 8);
-    expect(harness.takeClusterRequests().filter((request) => request.op === 'publish-durable')).toEqual([]);
-    // A marker of this node's claim older still (revision 3), which b answered empty.
+    const [marker] = harness.takeClusterRequests().filter((request): request is PublishDurable => request.op === 'publish-durable' && request.subject === handoverMarkerSubject);
+    expect(marker?.headers).toMatchObject({ 'Keel-Origin': 'a', 'Keel-Handover-From': 'b', 'Keel-Handover-Revision': '8' });
+    // A marker of this node's claim older still (revision 3), which b answered empty: not this CONNECT's.
     deliverMarker(harness, { 'Keel-Origin': 'a', 'Keel-Handover-Client': sessionKey('mover'), 'Keel-Handover-From': 'b', 'Keel-Handover-Revision': '3', 'Keel-Seq': '1-1' }, 1);
     const none = { header: { client: 'mover', from: 'b', to: 'a', sequence: 1, nowMs: harness.nowMs, cut: '1-0', willInMs: null, none: true }, records: [] };
     harness.broker.clusterKeyChanged(harness.nowMs, { bucket: handoverBucket, key: handoverKey('mover', 1), value: encodeHandoverState(none), revision: 1 });
     harness.collect();
-    // The reader reads on, and the CONNECT still waits: the session may come at the earlier claim's marker.
     expect(harness.broker.state.cluster!.appliedSequence).toBe(1);
     expect(client.take()).toEqual([]);
-    // It does not come: the CONNECT is answered at its deadline, with a fresh session, and says so.
-    harness.advance(handoverWaitMs);
-    expect(client.take()).toMatchObject([{ type: PacketType.Connack, reasonCode: 0, sessionPresent: false }]);
-    expect(harness.logs.some((log) => log.event === 'handover-timed-out')).toBe(true);
+    // At the new claim's marker b hands the session over: the client resumes it.
+    deliverMarker(harness, { ...marker!.headers }, 2);
+    const records: StateRecord[] = [
+      { kind: 'session-created', clientId: 'mover', protocolVersion: 5, expiryIntervalSeconds: 3600, claimRevision: 5 },
+      { kind: 'session-counters', clientId: 'mover', nextPacketId: 1, nextDeliverySequence: 1 },
+    ];
+    const state = { header: { client: 'mover', from: 'b', to: 'a', sequence: 2, nowMs: harness.nowMs, cut: '1-0', willInMs: null, none: false, revision: 8 }, records };
+    harness.broker.clusterKeyChanged(harness.nowMs, { bucket: handoverBucket, key: handoverKey('mover', 2), value: encodeHandoverState(state), revision: 2 });
+    harness.collect();
+    expect(client.take()).toMatchObject([{ type: PacketType.Connack, reasonCode: 0, sessionPresent: true }]);
+    expect(harness.broker.state.sessions.get('mover')?.claimRevision).toBe(8);
+  });
+
+  it('waits, within one life, for the hand-over its earlier claim asked for, without a marker of its own', () => {
+    const harness = node();
+    ownedBy(harness, 'mover', 'b', 5);
+    const first = harness.open(5);
+    sendConnect(first, 'mover', { cleanStart: false, expiry: 3600 });
+    const [claim6] = claims(harness);
+    answer(harness, claim6!, 6);
+    expect(harness.takeClusterRequests().filter((request) => request.op === 'publish-durable')).toHaveLength(1);
+    // The client gives up on the waiting CONNECT and comes back here: claim 7 waits for marker 6.
+    first.drop();
+    harness.collect();
+    const second = harness.open(5);
+    sendConnect(second, 'mover', { cleanStart: false, expiry: 3600 });
+    const [claim7] = claims(harness);
+    expect(decodeOwner(claim7!.value!)).toMatchObject({ node: 'a', handoverFrom: 'b', markerRevision: 6 });
+    answer(harness, claim7!, 7);
+    expect(harness.takeClusterRequests().filter((request) => request.op === 'publish-durable')).toEqual([]);
+    expect(second.take()).toEqual([]);
+    expect(second.readingPaused).toBe(true);
   });
 
   // Each session records the revision of the claim it was made or adopted under
@@ -877,7 +907,7 @@ describe('cluster-wide client ids', () => {
     expect(owner).not.toHaveProperty('priors');
   });
 
-  it('does not resume, after a restart, a copy older than its own claim that asked another node: it waits for that hand-over (restart variant of seed 6600379)', () => {
+  it('does not resume, after a restart, a copy older than its own claim that asked another node: it asks b for that hand-over again (restart variant of seed 6600379)', () => {
     const harness = node();
     // The session is made here under claim 5; b's claim 6 asks this node for it (marker not read).
     const first = connectClaimed(harness, 'mover', 5, { cleanStart: false, expiry: 3600 });
@@ -898,12 +928,17 @@ describe('cluster-wide client ids', () => {
     answer(harness, claim!, 7);
     restartSeeing(harness, claim!.value, 7);
     // The client connects here again. The copy (claim 5) is not what claim 7 asked b for: the new
-    // claim waits for that hand-over (no marker of its own), it does not resume the copy.
+    // claim asks b again, with a marker of its own (claim 7's may never have been queued), and does
+    // not resume the copy.
     const third = harness.open(5);
     sendConnect(third, 'mover', { cleanStart: false, expiry: 3600 });
     const [again] = claims(harness);
-    expect(decodeOwner(again!.value!)).toMatchObject({ node: 'a', handoverFrom: 'b', markerRevision: 7 });
+    expect(decodeOwner(again!.value!)).toMatchObject({ node: 'a', handoverFrom: 'b' });
+    expect(decodeOwner(again!.value!)?.markerRevision).toBeUndefined();
     answer(harness, again!, 9);
+    // Its marker is in the outbox, behind claim 7's, which recovery publishes again.
+    const markers = [...harness.broker.state.cluster!.outbox.values()].filter((entry) => entry.subject === handoverMarkerSubject);
+    expect(markers.map((entry) => entry.headers['Keel-Handover-Revision'])).toEqual(['7', '9']);
     expect(third.take()).toEqual([]);
     expect(third.readingPaused).toBe(true);
   });
