@@ -16,11 +16,16 @@
  * keel/keel-ops then reads as the cost of operations: 1.00x is none.
  *
  * The TLS and WebSocket scenarios: `--only tls-fan-in,tls-handshakes,ws-fan-in --brokers keel,mosquitto`.
+ *
+ * Node's floor: `--only idle,idle-connections --brokers keel,node-floor,mosquitto`. `node-floor` is
+ * not a broker: a Node program (bench/load/node-floor-server.ts, `node:net` only) that answers each
+ * CONNECT with a fixed CONNACK and holds the socket, under Keel's node flags; what it costs is
+ * what any Node broker pays before doing anything. Only `idle` and `idle-connections` run it.
  */
 import { writeFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { integerOption, listOption } from './load/cli-options.js';
-import { type BrokerName, brokerNames, heapProbeArguments, keelNodeArguments, operationsBrokerName, warmBrokerName } from './load/peers.js';
+import { type BrokerName, brokerNames, heapProbeArguments, keelLauncherNodeFlags, keelNodeArguments, nodeFloorName, operationsBrokerName, warmBrokerName } from './load/peers.js';
 import { describeMachine, ratioLegend, renderNotes, renderTable } from './load/report.js';
 import { type BenchOptions, runBench, selectScenarios } from './load/runner.js';
 import { openFilesLimit } from './load/scenario-kit.js';
@@ -55,7 +60,12 @@ function parseFlags(argv: string[]): Flags {
     .option('--seconds <s>', 'measurement window of each run', integerOption(1, 600), 5)
     .option('--payload <bytes>', 'payload size', integerOption(0, 1_000_000), 64)
     .option('--only <scenarios>', `comma-separated subset of: ${scenarios.map((scenario) => scenario.name).join(', ')}`, listOption)
-    .option('--brokers <names>', `comma-separated subset of keel,aedes,mosquitto, and ${warmBrokerName} (Keel with its warm start, --warm-up-connections 2000)`, listOption, [...brokerNames])
+    .option(
+      '--brokers <names>',
+      `comma-separated subset of keel,aedes,mosquitto, and ${warmBrokerName} (Keel with its warm start, --warm-up-connections 2000), ${nodeFloorName} (not a broker: Node's floor, in idle and idle-connections only)`,
+      listOption,
+      [...brokerNames],
+    )
     .option('--json <file>', 'also write the results as JSON to this file')
     .option(
       '--connections <n>',
@@ -81,11 +91,12 @@ function parseFlags(argv: string[]): Flags {
 }
 
 function toOptions(flags: Flags): BenchOptions {
-  const known: readonly string[] = [...brokerNames, warmBrokerName];
+  const known: readonly string[] = [...brokerNames, warmBrokerName, nodeFloorName];
   const unknown = flags.brokers.filter((name) => !known.includes(name));
   if (unknown.length > 0) throw new Error(`unknown broker ${unknown.join(', ')}; known: ${known.join(', ')}`);
   if (!['none', 'interval', 'always'].includes(flags.keelSync)) throw new Error('--keel-sync must be none, interval or always');
-  const brokers: BrokerName[] = flags.operations === true ? ['keel', operationsBrokerName] : ([...brokerNames, warmBrokerName] as BrokerName[]).filter((name) => flags.brokers.includes(name));
+  const brokers: BrokerName[] =
+    flags.operations === true ? ['keel', operationsBrokerName] : ([...brokerNames, warmBrokerName, nodeFloorName] as BrokerName[]).filter((name) => flags.brokers.includes(name));
   return {
     runs: flags.runs,
     seconds: flags.seconds,
@@ -112,11 +123,17 @@ function toOptions(flags: Flags): BenchOptions {
 
 function describeSetup(options: BenchOptions): string[] {
   const limit = openFilesLimit();
+  const floor = options.brokers.includes(nodeFloorName)
+    ? [
+        `${nodeFloorName}: NOT A BROKER. Node's floor: node ${[...keelLauncherNodeFlags(), ...heapProbeArguments().slice(0, 2)].join(' ')} heap-probe.js node-floor-server.js (node:net only, noDelay as Keel's listener; answers each CONNECT with a fixed CONNACK, session present 0, and holds the socket: no session, no timer, no broker); idle and idle-connections only`,
+      ]
+    : [];
   return [
     `settings: runs ${options.runs}, window ${options.seconds} s, payload ${options.payloadBytes} B, MQTT level ${options.level}, latency rate ${options.rateMessagesPerSecond} msg/s after ${options.latencyWarmupSeconds} s of warm-up`,
     `idle connections: ${idleConnectionCount(options.connections)} used of ${options.connections} asked (open-files limit ${limit ?? 'unknown'}; raise with ulimit -n), ${options.connectConcurrency} in flight, after ${options.connectWarmupConnections} opened (100 in flight) and reset for warm-up`,
     `keel launch: node ${keelNodeArguments().join(' ') || '(no flags)'} (its launcher line, as \`keel\` and \`npm start\` run it), plus ${heapProbeArguments().slice(0, 2).join(' ')} heap-probe.js (Keel and Aedes: their heap read on SIGUSR2, after a full collection)`,
     `keel config: ${JSON.stringify(options.peers.keelConfig)}; mosquitto: persistence false (resume-storm: true, saved at its clean exit), max_queued_messages ${options.peers.mosquittoQueuedMessagesMax}, ${options.peers.mosquittoNoDelay === true ? 'set_tcp_nodelay true, ' : ''}other settings default (max_inflight_messages 20${options.peers.mosquittoNoDelay === true ? '' : ', set_tcp_nodelay false'}); aedes: defaults (in-memory)`,
+    ...floor,
     `listener scenarios: keel and mosquitto only, each listening on that protocol alone; TLS: an EC P-256 certificate and key made with openssl, the same files for both, TLS 1.2 and 1.3 allowed (both negotiate TLS 1.3, TLS_AES_256_GCM_SHA384, X25519 and two session tickets with the generator), no session reuse; tls-handshakes: ${options.tlsConnections} connections after ${options.tlsWarmupConnections} of warm-up, 100 in flight; WebSocket: Keel's ws listener, Mosquitto's protocol websockets`,
   ];
 }

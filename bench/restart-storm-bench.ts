@@ -7,7 +7,9 @@
  *   node dist/bench/restart-storm-bench.js [count 2000] [in flight 100] [rounds 2]
  *
  * Per round, one after the other on fresh processes and fresh directories: Keel with
- * `--warm-up-connections 2000`, Keel as it starts by default, and Mosquitto (`persistence false`).
+ * `--warm-up-connections 2000`, Keel as it starts by default, Mosquitto (`persistence false`), and
+ * node-floor, which is not a broker: a Node program that answers each CONNECT with a fixed
+ * CONNACK (bench/load/node-floor-server.ts) under Keel's node flags, the floor for any Node broker.
  * Each broker is spawned and polled with TCP connects every 20 ms until it listens; then `count`
  * bare clean-start CONNECTs (`in flight` at once, bench/load/idle-connections.ts) must all get
  * their CONNACK. Printed per run: spawn to listening, the storm, spawn to all connected, and the
@@ -20,10 +22,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { IdleConnections } from './load/idle-connections.js';
-import { canConnect, freePort, keelNodeArguments, readCpuMicros } from './load/peers.js';
+import { canConnect, freePort, keelLauncherNodeFlags, keelNodeArguments, nodeFloorScript, readCpuMicros } from './load/peers.js';
 import { idleConnectionCount } from './load/scenarios.js';
 
-const kinds = ['keel-warm', 'keel', 'mosquitto'] as const;
+const kinds = ['keel-warm', 'keel', 'mosquitto', 'node-floor'] as const;
 type Kind = (typeof kinds)[number];
 /** A broker that does not listen within this is a failed run. */
 const listenTimeoutMs = 60_000;
@@ -40,6 +42,7 @@ function launch(kind: Kind, port: number, directory: string): ChildProcess {
     writeFileSync(join(directory, 'mosquitto.conf'), `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n`);
     return spawn('mosquitto', ['-c', join(directory, 'mosquitto.conf')], { stdio: 'ignore' });
   }
+  if (kind === 'node-floor') return spawn(process.execPath, [...keelLauncherNodeFlags(), nodeFloorScript(), String(port)], { stdio: ['ignore', 'ignore', 'inherit'] });
   writeFileSync(join(directory, 'keel.json'), JSON.stringify({ syncPolicy: 'none', ...(kind === 'keel-warm' ? { warmUpConnections: 2_000 } : {}) }));
   const serve = ['serve', '--host', '127.0.0.1', '--port', String(port), '--data-dir', join(directory, 'data'), '--config', join(directory, 'keel.json'), '--no-admin', '--log-level', 'error'];
   return spawn(process.execPath, [...keelNodeArguments(), join(import.meta.dirname, '..', 'io', 'cli.js'), ...serve], { stdio: ['ignore', 'ignore', 'inherit'] });
@@ -62,7 +65,7 @@ async function runOnce(kind: Kind, round: number, count: number, concurrency: nu
     const cpuStormMicros = readCpuMicros(child.pid!) - cpuBeforeMicros;
     batch.resetAll();
     const ms = (value: number): string => `${Math.round(value).toLocaleString('en-US')} ms`;
-    return `${kind.padEnd(9)}  spawn to listening ${ms(listeningMs)}, storm ${ms(allMs - listeningMs)}, spawn to all connected ${ms(allMs)}; broker CPU before listening ${ms(cpuBeforeMicros / 1000)}, during the storm ${ms(cpuStormMicros / 1000)}`;
+    return `${kind.padEnd(10)}  spawn to listening ${ms(listeningMs)}, storm ${ms(allMs - listeningMs)}, spawn to all connected ${ms(allMs)}; broker CPU before listening ${ms(cpuBeforeMicros / 1000)}, during the storm ${ms(cpuStormMicros / 1000)}`;
   } finally {
     child.kill('SIGTERM');
     if (child.exitCode === null) await new Promise((resolve) => child.once('exit', resolve));

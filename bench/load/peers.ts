@@ -1,7 +1,9 @@
 /**
  * The brokers under test, each started as its own child process on a fresh loopback port:
  * Keel (`node dist/io/cli.js serve`), Aedes (`node dist/bench/load/aedes-server.js`) and
- * Mosquitto (the system binary with a generated config file).
+ * Mosquitto (the system binary with a generated config file); and beside them `node-floor`
+ * (`node dist/bench/load/node-floor-server.js`), not a broker but the least a Node program does
+ * to answer a CONNECT, under Keel's node flags: the runtime's floor under Keel's figures.
  *
  * A separate process per broker keeps the load generator off the broker's event loop and lets the
  * harness read each broker's memory from /proc/<pid>/status alone. Every start is fresh (new
@@ -30,7 +32,14 @@ export const operationsBrokerName = 'keel-ops';
  * 2000`): named in --brokers beside `keel` to measure what the warm-up buys in the same run.
  */
 export const warmBrokerName = 'keel-warm';
-export type BrokerName = (typeof brokerNames)[number] | typeof operationsBrokerName | typeof warmBrokerName;
+/**
+ * Not a broker: a Node program that accepts, answers each CONNECT with a fixed CONNACK and holds
+ * the socket (node-floor-server.ts), started with Keel's launcher flags. Named in --brokers beside
+ * `keel` to measure Node's own cost per connection and at rest in the same run; only scenarios
+ * that mark `floor` run it.
+ */
+export const nodeFloorName = 'node-floor';
+export type BrokerName = (typeof brokerNames)[number] | typeof operationsBrokerName | typeof warmBrokerName | typeof nodeFloorName;
 
 /** How often the harness scrapes a keel-ops broker's /metrics. */
 export const scrapeIntervalMs = 1_000;
@@ -115,6 +124,10 @@ export function aedesServerScript(): string {
   return join(repositoryRoot(), 'dist', 'bench', 'load', 'aedes-server.js');
 }
 
+export function nodeFloorScript(): string {
+  return join(repositoryRoot(), 'dist', 'bench', 'load', 'node-floor-server.js');
+}
+
 function keelCli(): string {
   return join(repositoryRoot(), 'dist', 'io', 'cli.js');
 }
@@ -137,6 +150,11 @@ export function spawnKeelServe(serveArguments: string[]): { child: ChildProcess;
 export function probeBroker(name: BrokerName): Availability {
   if (name === 'mosquitto') return probeMosquitto();
   if (name === operationsBrokerName || name === warmBrokerName) return probeBroker('keel');
+  if (name === nodeFloorName) {
+    if (!existsSync(nodeFloorScript())) return { available: false, reason: `${nodeFloorScript()} missing (npm run build)` };
+    if (!existsSync(keelCli())) return { available: false, reason: 'dist/io/cli.js missing (npm run build): node-floor takes its node flags from it' };
+    return { available: true, version: `not a broker, Node ${process.version}` };
+  }
   if (name === 'aedes') {
     if (!existsSync(aedesServerScript())) return { available: false, reason: `${aedesServerScript()} missing (npm run build)` };
     const manifest = join(repositoryRoot(), 'node_modules', 'aedes', 'package.json');
@@ -262,6 +280,7 @@ export interface BrokerStartOptions {
 export async function startBroker(name: BrokerName, options: PeerOptions, listener: BenchListener | null = null, start: BrokerStartOptions = {}): Promise<RunningBroker> {
   if (listener !== null && name === 'aedes') throw new Error(`the benchmark runs Aedes on plain TCP only, not ${listener.protocol}`);
   if (start.persistence === true && name === 'aedes') throw new Error('the benchmark runs Aedes with its in-memory store: it keeps no session across a restart');
+  if (name === nodeFloorName && (listener !== null || start.persistence === true)) throw new Error('node-floor answers plain-TCP CONNECTs only and keeps no session');
   const port = await freePort();
   const spareListenerPort = name === 'mosquitto' && listener?.protocol === 'ws' ? await freePort() : null;
   const workDirectory = mkdtempSync(join(tmpdir(), `keel-bench-${name}-`));
@@ -398,6 +417,7 @@ function commandFor(
   persistence: boolean,
 ): [string, string[]] {
   if (name === 'aedes') return [process.execPath, [...heapProbeArguments(), aedesServerScript(), String(port)]];
+  if (name === nodeFloorName) return [process.execPath, [...keelLauncherNodeFlags(), ...heapProbeArguments(), nodeFloorScript(), String(port)]];
   if (name === 'keel' || name === operationsBrokerName || name === warmBrokerName) {
     const configFile = join(workDirectory, 'keel.json');
     const listeners = listener === null ? {} : { listeners: [keelListener(port, listener)] };
@@ -433,7 +453,12 @@ function requireCertificates(listener: BenchListener): BenchCertificates {
  */
 export function keelNodeArguments(): string[] {
   const flags = process.env.KEEL_BENCH_NODE_ARGS?.trim();
-  return [...launcherNodeFlags(readFileSync(keelCli(), 'utf8')), ...(flags === undefined || flags === '' ? [] : flags.split(/\s+/))];
+  return [...keelLauncherNodeFlags(), ...(flags === undefined || flags === '' ? [] : flags.split(/\s+/))];
+}
+
+/** The node flags of Keel's launcher line alone (node-floor runs under them, without KEEL_BENCH_NODE_ARGS). */
+export function keelLauncherNodeFlags(): string[] {
+  return launcherNodeFlags(readFileSync(keelCli(), 'utf8'));
 }
 
 /**

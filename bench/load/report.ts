@@ -1,15 +1,17 @@
 /**
  * Turns a benchmark result into the one table the harness prints (and the JSON it can save):
- * scenario, metric, one column per broker (median of runs), and Keel's ratio to each peer.
+ * scenario, metric, one column per broker (median of runs), and Keel's ratio to each peer; with
+ * node-floor and Mosquitto both in the run, also node-floor / mosquitto (Node's own floor against
+ * a C broker).
  *
- * A ratio is always keel / peer. Whether that is good depends on the metric, so every row names
+ * A ratio is keel / peer (or node-floor / mosquitto, as its column says). Whether that is good depends on the metric, so every row names
  * its direction in the `better` column: for throughput higher is better (ratio > 1 means Keel is
  * ahead); for latency and memory lower is better (ratio < 1 means Keel is ahead). Brokers that
  * could not run show "unavailable", runs that failed show "failed", and the reasons are listed
  * under the table rather than lost.
  */
 import { cpus, totalmem } from 'node:os';
-import type { Availability, BrokerName } from './peers.js';
+import { type Availability, type BrokerName, nodeFloorName } from './peers.js';
 import { type BenchResult, type Cell, formatNumber, type Row } from './runner.js';
 
 export interface Machine {
@@ -37,26 +39,34 @@ function cellText(cell: Cell | undefined, availability: Availability | undefined
   return cell.errors.length > 0 ? `${text} (${cell.runs.length} ok)` : text;
 }
 
-function ratioText(row: Row, peer: BrokerName): string {
-  const keel = row.cells.keel?.median ?? null;
-  const other = row.cells[peer]?.median ?? null;
-  if (row.better === 'info' || keel === null || other === null || other === 0) return '-';
-  return `${(keel / other).toFixed(2)}x`;
+function ratioText(row: Row, [numerator, denominator]: RatioColumn): string {
+  const top = row.cells[numerator]?.median ?? null;
+  const bottom = row.cells[denominator]?.median ?? null;
+  if (row.better === 'info' || top === null || bottom === null || bottom === 0) return '-';
+  return `${(top / bottom).toFixed(2)}x`;
+}
+
+type RatioColumn = readonly [BrokerName, BrokerName];
+
+/** keel/peer for every peer when Keel ran; node-floor/mosquitto when both ran. */
+function ratioColumns(brokers: BrokerName[]): RatioColumn[] {
+  const columns: RatioColumn[] = brokers.includes('keel') ? brokers.filter((broker) => broker !== 'keel').map((peer) => ['keel', peer] as const) : [];
+  if (brokers.includes(nodeFloorName) && brokers.includes('mosquitto')) columns.push([nodeFloorName, 'mosquitto']);
+  return columns;
 }
 
 const betterText = { higher: 'higher', lower: 'lower', info: '-' } as const;
 
 export function renderTable(result: BenchResult, brokers: BrokerName[]): string {
-  const peers = brokers.filter((broker) => broker !== 'keel');
-  const showRatios = brokers.includes('keel');
-  const header = ['scenario', 'metric', 'unit', 'better', ...brokers, ...(showRatios ? peers.map((peer) => `keel/${peer}`) : [])];
+  const ratios = ratioColumns(brokers);
+  const header = ['scenario', 'metric', 'unit', 'better', ...brokers, ...ratios.map(([numerator, denominator]) => `${numerator}/${denominator}`)];
   const lines = result.rows.map((row) => [
     row.scenario,
     row.metric,
     row.unit,
     betterText[row.better],
     ...brokers.map((broker) => cellText(row.cells[broker], result.availability[broker])),
-    ...(showRatios ? peers.map((peer) => ratioText(row, peer)) : []),
+    ...ratios.map((column) => ratioText(row, column)),
   ]);
   const widths = header.map((title, column) => Math.max(title.length, ...lines.map((line) => line[column]!.length)));
   const numericFrom = 4;
@@ -84,4 +94,5 @@ export function renderNotes(result: BenchResult): string[] {
 }
 
 export const ratioLegend =
-  'Ratios are keel/peer. "better" says which way is good: higher (throughput: a ratio above 1 means Keel is ahead) ' + 'or lower (latency, memory, loss: a ratio below 1 means Keel is ahead).';
+  'Ratios are keel/peer (and node-floor/mosquitto where both ran: Node\'s floor against Mosquitto). "better" says which way is good: higher (throughput: a ratio above 1 means Keel is ahead) ' +
+  'or lower (latency, memory, loss: a ratio below 1 means Keel is ahead).';

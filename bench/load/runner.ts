@@ -9,7 +9,7 @@
 
 import { benchCertificates } from './certificates.js';
 import type { ProtocolLevel } from './packets.js';
-import { type Availability, type BenchListener, type BrokerName, type PeerOptions, probeBroker, startBroker } from './peers.js';
+import { type Availability, type BenchListener, type BrokerName, nodeFloorName, type PeerOptions, probeBroker, startBroker } from './peers.js';
 import type { Direction, Metric, Scenario, ScenarioContext } from './scenario-kit.js';
 import { scenarios } from './scenarios.js';
 import { type BenchTransport, plainTcp } from './transport.js';
@@ -134,7 +134,7 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
   }
   const rows: Row[] = [];
   for (const scenario of selectScenarios(options.only)) {
-    const brokers = usable.filter((broker) => scenario.brokers === undefined || scenario.brokers.includes(broker));
+    const brokers = usable.filter((broker) => runsScenario(scenario, broker));
     const outcomes = new Map<BrokerName, { metrics: Metric[][]; errors: string[] }>(brokers.map((broker) => [broker, { metrics: [], errors: [] }]));
     for (let run = 1; run <= options.runs; run++) {
       for (const broker of brokers) {
@@ -152,6 +152,12 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
     rows.push(...scenarioRows(scenario.name, options.brokers, outcomes));
   }
   return { availability, rows };
+}
+
+/** Whether `broker` takes part in `scenario`: the scenario's list, and node-floor only where it is marked. */
+export function runsScenario(scenario: Scenario, broker: BrokerName): boolean {
+  if (broker === nodeFloorName && scenario.floor !== true) return false;
+  return scenario.brokers === undefined || scenario.brokers.includes(broker);
 }
 
 function scenarioRows(scenario: string, brokers: BrokerName[], outcomes: Map<BrokerName, { metrics: Metric[][]; errors: string[] }>): Row[] {

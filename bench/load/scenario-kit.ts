@@ -82,8 +82,13 @@ export interface Scenario {
   description: string;
   /** The listener the broker runs for this scenario instead of plain MQTT over TCP. */
   listener?: 'mqtts' | 'ws';
-  /** The brokers it is run against; all of them when absent. */
+  /** The brokers it is run against; all of them when absent (node-floor only where `floor` says so). */
   brokers?: readonly BrokerName[];
+  /**
+   * node-floor (not a broker: it answers a CONNECT and holds the socket) can run it: the scenario
+   * asks for nothing but connections and reads only memory and CPU.
+   */
+  floor?: true;
   /** The broker keeps sessions on disk across `restartBroker` (Mosquitto: `persistence true`). */
   persistence?: true;
   /** Keel settings of this scenario, over the run's (`--keel-sync`, `--queue-max`, no admin listener). */

@@ -274,6 +274,7 @@ const idle: Scenario = {
   // As `keel serve` runs by default: with its admin listener (/metrics, the API), here on a port
   // the system chooses so that parallel runs do not collide.
   keelConfig: { admin: { host: '127.0.0.1', port: 0 } },
+  floor: true,
   allowanceMs: (context) => 30_000 + context.idleSeconds * 1_000,
   async run(context) {
     const bare = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1e9)'], { stdio: 'ignore' });
@@ -330,6 +331,7 @@ const idleConcurrency = 100;
 const idleConnections: Scenario = {
   name: 'idle-connections',
   description: 'open N idle connections (keepalive 0); CONNACK rate (cold and warm) and broker RSS per connection',
+  floor: true,
   // Tens of thousands of handshakes (the warm-up batch too) on a slow or busy machine.
   allowanceMs: () => 120_000,
   run: (context) => connectionStorm(context, idleConnectionCount(context.connections), context.connectWarmupConnections, 'connect rate'),
@@ -404,7 +406,12 @@ async function connectionStorm(context: ScenarioContext, count: number, warmupAs
   // broker's cost of serving connections too, so it counts in the figure per connection.
   const memoryBefore = context.memory();
   const rssBeforeBytes = memoryBefore.rssBytes;
-  const metrics: Metric[] = [{ name: 'connections', unit: 'count', better: 'info', value: count }];
+  const metrics: Metric[] = [
+    { name: 'connections', unit: 'count', better: 'info', value: count },
+    // The same moment for every broker: 300 ms after its port first accepted a connection.
+    { name: 'RSS at start', unit: 'MiB', better: 'lower', value: rssBeforeBytes / mebibyte },
+    { name: 'anonymous RSS at start', unit: 'MiB', better: 'lower', value: memoryBefore.anonymousBytes / mebibyte },
+  ];
   const warmupCount = Math.min(warmupAsked, count);
   if (warmupCount > 0) {
     const warmup = await openIdleTimed(context, 'warmup', warmupCount, idleConcurrency);
