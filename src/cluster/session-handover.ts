@@ -35,9 +35,9 @@
  * What is durable where, step by step, and who finishes the move after a crash:
  * - Before B's marker is durable in B's outbox: nothing moved. A crash of B loses the claim's
  *   CONNECT (the client connects again); the key names B, and B's next CONNECT of the id asks A
- *   again, with a marker of its own, since B cannot tell whether the earlier one was ever queued
- *   (seed 19100002); within one life it waits for the same hand-over instead (session-registry.ts,
- *   `awaitsEarlier`).
+ *   again, with a marker of its own, when the earlier one is not in its outbox (it may never have
+ *   been queued: seed 19100002); within one life, or with that marker still in the outbox, it
+ *   waits for the same hand-over instead (session-registry.ts, `awaitsEarlier`).
  * - The marker in B's outbox, then in the stream: B's recovery publishes it again (dedupe id), so
  *   it reaches the stream once. The session is in A's log.
  * - B's CONNECT parked for the hand-over loses its claim to a newer one elsewhere (the client moved
@@ -746,10 +746,21 @@ export class SessionHandover {
     this.broker.log('info', 'handover-requested', { clientId, fromNode: from });
   }
 
-  /** Whether this node waits for a hand-over of `clientId` in this life (its marker queued), not given up. */
-  awaiting(clientId: string): boolean {
+  /**
+   * Whether the hand-over of `clientId` that this node's claim at `markerRevision` asked for is
+   * still on its way here by that claim's marker: this life waits for it (not given up), or the
+   * marker is in the outbox, queued in an earlier life and not yet in the stream. False also when
+   * it may be in the stream already (published, not read): a newer marker then serves as well.
+   */
+  awaiting(clientId: string, markerRevision: number): boolean {
     const incoming = this.incoming.get(clientId);
-    return incoming !== undefined && !incoming.gaveUp;
+    if (incoming !== undefined && !incoming.gaveUp) return true;
+    const key = sessionKey(clientId);
+    const revision = String(markerRevision);
+    for (const entry of this.broker.state.cluster?.outbox.values() ?? []) {
+      if (entry.subject === handoverMarkerSubject && entry.headers[headerClient] === key && entry.headers[headerRevision] === revision) return true;
+    }
+    return false;
   }
 
   /** A CONNECT of `clientId` won a claim while a hand-over to this node is still on its way: it waits for it too. */

@@ -532,11 +532,12 @@ export class SessionRegistry {
     claim.priors = claim.handoverFrom === null || known?.present !== true || known.markerPassed ? noPriors : this.priorsOf(claim.clientId, claim.handoverFrom, known);
     // This node's own earlier claim asked for a hand-over that has not come (a session here is that
     // hand-over's only when it was made or adopted under that claim: claimSession): the CONNECT
-    // asks the same node again. While this life waits for that hand-over, its marker is queued and
-    // the CONNECT waits for it too, without a new one (awaitsEarlier). Otherwise (the node restarted
-    // since) the earlier marker may never have been queued: the node crashed after its claim won
-    // and before the marker was durable in its outbox, and a CONNECT waiting for it waited in vain
-    // while the asked node held the session (seed 19100002). So it queues a marker of its own. If
+    // asks the same node again. While this life waits for that hand-over, or the earlier claim's
+    // marker is still in the outbox (queued before a restart), the CONNECT waits for that marker
+    // too, without a new one (awaitsEarlier). Otherwise the earlier marker may never have been
+    // queued: the node crashed after its claim won and before the marker was durable in its outbox,
+    // and a CONNECT waiting for it waited in vain while the asked node held the session (seed
+    // 19100002). So it queues a marker of its own. If
     // the earlier one is in the stream after all, the asked node keeps the session there for this
     // newer claim, which asks it too (sourceServes), or hands it over there, where this node adopts
     // it as an older claim's marker and answers the CONNECT with it at its own.
@@ -544,7 +545,7 @@ export class SessionRegistry {
     claim.markerRevision = null;
     if (!claim.packet.cleanStart && owner === this.nodeId && known?.handoverFrom != null && !this.claimSession(claim.clientId, known.markerRevision)) {
       claim.handoverFrom = known.handoverFrom;
-      claim.awaitsEarlier = this.handover.awaiting(claim.clientId);
+      claim.awaitsEarlier = this.handover.awaiting(claim.clientId, known.markerRevision);
       // Waiting: the key names this node's earlier claim, whose marker (or the one it waits for in turn) carries the hand-over.
       if (claim.awaitsEarlier) claim.markerRevision = known.markerRevision;
       claim.lineageRevision = known.lineageRevision;
