@@ -896,6 +896,19 @@ const clusterRegressionSeeds: readonly {
     found:
       'session-lost (keel sim --nodes 2 --handover-movers --handover-shape lost-marker, the shape and the checker rule that excuses a timed-out hand-over only when a fault could have held it up, both new; 3 of the first 6 seeds from 19,100,000): m200 held its session on n1; n0 won claim 9 asking n1 and crashed before it learned so, its marker never queued. Back and reading for 5 s, n0 took the client again: its claim waited for the earlier claim marker (awaitsEarlier), which never came, and at the hand-over wait gave the client session present 0 while n1, up all along, held the session. Passes since a claim over the node own earlier claim waits for that marker only while the same life waits for the hand-over, and otherwise asks again with a marker of its own',
   },
+  {
+    seed: 175,
+    nodes: 3,
+    handoverMovers: true,
+    lostDisk: true,
+    largePayloads: true,
+    heavySessions: true,
+    handoverFaults: true,
+    handoverShapes: 'all',
+    open: 'session-lost',
+    found:
+      'session-lost (vopr --plant-cluster handover-serves-older-marker --nodes 3 --handover-movers --handover-shapes from 1, on the build where a restarted node asks again with a marker of its own when its earlier claim marker is not in its outbox; the real build fails it too, and passed it before that change, the run being another): m201 got session present 0 on n2 at 25563 ms. Traced: n1 made the session (claim 8); n2 claimed 9 asking n1, n0 claimed 10 asking n2 with prior n1 (marker 1) and, restarted, claimed 15 asking n2 with prior n1 and a marker of its own (6), its marker of 10 being in the stream already; n2 claimed 21 asking n0 (marker 5), n1 claimed 22 asking n2 (marker 7, no prior: n1 had passed 5), n2 claimed 24 asking n1 (marker 9, no prior). n0, down and cut off meanwhile, adopted at marker 1 what n1 handed it there and ended it as a copy at marker 2 (claim 9, naming neither); kept there, it went on to n2 at 5, but n2, at the older marker 6, handed it to n0 (its own newest claim 24 asks for it back, and that rule hands over at an older marker), and n0 ended it at 7, which does not name it. A node sees only each key newest claim, so n2 cannot tell that 22, not 15, is the way back to it',
+  },
 ];
 
 /** Of seeds 0 to 999 with `nodes` nodes, how many `--handover-movers` worlds have `addition`; none without movers has it. */
