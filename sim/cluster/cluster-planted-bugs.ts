@@ -45,7 +45,8 @@
  *   drops the state as late and the newer marker finds nothing (`session-lost`, in worlds run with
  *   `--handover-movers`; seed 5010652 until QoS 2 batches changed its run; the faults aimed at
  *   hand-over steps, handover-faults.ts, reach the shape in about 1 seed in 60 without failing by
- *   it; the shaped plans, handover-shapes.ts, fail by it on seed 12000052 with 2 nodes).
+ *   it; the shaped plans, handover-shapes.ts, failed by it on seed 12000052 with 2 nodes until a
+ *   fresh start was kept through crashes, and on seed 99 with 3 nodes since).
  * - `session-revision-ignored`: rewrites every claim of `keel-sessions` by another node without its
  *   session's line (`lineageRevision`), so the node cannot tell a stale copy from the session a
  *   newer claim asks it for and keeps it for that claim's marker, as before sessions carried the

@@ -1131,6 +1131,12 @@ export class ClusterNode {
     if (!this.freshLog || this.durable.appliedSequence !== 0) return false;
     this.freshLog = false;
     this.broker.log('info', 'cluster-handoff-fresh-start', { nodeId: this.nodeId, taken: sequence });
+    // The decision is logged as the sequences below applied, so that a later life goes by it: its
+    // log is no longer fresh (the epoch is claimed at every start), and without this it waited
+    // handoffGapWaitMs for sequences the stream no longer had, its reader standing still and its
+    // hand-overs timing out meanwhile (seed 12000052: a node back from a lost disk crashed before
+    // the marker it stood at was applied).
+    if (sequence > 1) this.broker.commit({ kind: 'cluster-applied', sequence: sequence - 1 });
     return true;
   }
 

@@ -1273,13 +1273,17 @@ describe('cluster simulation', () => {
   // handover-serves-older-marker --nodes 2 --handover-movers --handover-shapes --seed-start
   // 12000000`), and the only one of those 300 that fails by the bug alone (`session-lost`; two
   // more fail `qos2-duplicate` on the real build too). Rare still: the bug's harm shows only when
-  // the node of the newer claim holds no fresh session of its own to resume.
-  it('catches handover-serves-older-marker (a session handed over at a given-up older marker) on seed 12000052 with 2 nodes and a shaped hand-over plan', () => {
-    const worlds = { seed: 12000052, nodes: 2, handoverMovers: true, handoverShapes: true, stdout: () => {}, stderr: () => {} };
+  // the node of the newer claim holds no fresh session of its own to resume. Since a node that
+  // took a fresh start keeps it through a crash (seed 12000052 itself: its reader no longer waits
+  // 15 s at the marker), none of 1,000 such seeds from 12,000,000 fails by it; with 3 nodes, 2 of
+  // 300 from 1 do (`--nodes 3`), 99 by the bug alone (`session-lost`, in a world whose
+  // `older-marker` plan was abandoned at its third step) and 175 on the real build too (an open
+  // regression seed).
+  it('catches handover-serves-older-marker (a session handed over at a given-up older marker) on seed 99 with 3 nodes and shaped hand-over plans', () => {
+    const worlds = { seed: 99, nodes: 3, handoverMovers: true, handoverShapes: true, stdout: () => {}, stderr: () => {} };
     const result = runClusterSimulation({ ...worlds, plant: 'handover-serves-older-marker' });
     expect(result.ok).toBe(false);
     expect(result.violation!.rule).toMatch(expectedRules['handover-serves-older-marker']);
-    expect(result.shape).toMatch(/ handover-shape=stale-copy:/);
     // The same seed without the planted bug passes.
     expect(runClusterSimulation(worlds).ok).toBe(true);
   }, 60_000);

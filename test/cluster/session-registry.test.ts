@@ -593,6 +593,27 @@ describe('cluster-wide client ids', () => {
     expect(second.readingPaused).toBe(true);
   });
 
+  it('keeps the fresh start of its log through a crash before the marker it stood at was applied (seed 12000052)', () => {
+    const harness = node();
+    // On a fresh log (a new data directory, or its disk lost), the first delivery is b's marker at
+    // 5, asking this node for a session it does not hold: the reader takes it as a fresh start and
+    // stands there while its empty answer goes into the bucket.
+    const claimOfB = encodeOwner({ node: 'b', generation: '1.1', handoverFrom: 'a' });
+    harness.broker.clusterKeyChanged(harness.nowMs, { bucket: sessionsBucket, key: sessionKey('mover'), value: claimOfB, revision: 3 });
+    harness.collect();
+    deliverMarker(harness, olderMarker, 5);
+    expect(harness.logEvents()).toContain('cluster-handoff-fresh-start');
+    expect(handoverPuts(harness)).toHaveLength(1);
+    // The node crashes before the put is done and the marker applied. Its next life is no fresh
+    // start (the log holds its answer and its epoch), but it took 5 as its first: the marker,
+    // delivered again, is read at once and the answer put again, instead of waiting for sequences
+    // 1 to 4, which the stream no longer has for it.
+    restartSeeing(harness, claimOfB, 3);
+    deliverMarker(harness, olderMarker, 5);
+    expect(handoverPuts(harness)).toHaveLength(1);
+    expect(harness.broker.cluster!.counters.handoffGaps).toBe(0);
+  });
+
   // Each session records the revision of the claim it was made or adopted under
   // (SessionState.claimRevision), through restarts; the three rules that read it.
 
