@@ -905,8 +905,9 @@ export class ClusterWorld implements MemberWorld {
 
   /**
    * What could have held up a hand-over that timed out now, null for nothing: a node down or cut
-   * off from NATS, a disk a shaped plan slowed, a reader behind the stream, or a link that came up (a node's start, NATS back,
-   * a partition healed) less than the hand-over wait and its catch-up ago. With every node up and
+   * off from NATS, a disk a shaped plan slowed, a reader behind the stream, or a link that came up
+   * (a node's start, NATS back, a partition healed) less than the hand-over wait and its catch-up
+   * ago. With every node up and
    * linked for longer, the source's answer and the marker had all the time they needed: a
    * hand-over that times out then is the broker's doing, not the world's (the claim whose marker
    * never reached the stream: a node that crashed after winning it waited in vain for it).

@@ -537,10 +537,10 @@ export class SessionRegistry {
     // too, without a new one (awaitsEarlier). Otherwise the earlier marker may never have been
     // queued: the node crashed after its claim won and before the marker was durable in its outbox,
     // and a CONNECT waiting for it waited in vain while the asked node held the session (seed
-    // 19100002). So it queues a marker of its own. If
-    // the earlier one is in the stream after all, the asked node keeps the session there for this
-    // newer claim, which asks it too (sourceServes), or hands it over there, where this node adopts
-    // it as an older claim's marker and answers the CONNECT with it at its own.
+    // 19100002). So it queues a marker of its own. If the earlier one is in the stream after all,
+    // the asked node keeps the session there for this newer claim, which asks it too
+    // (sourceServes), or hands it over there, where this node adopts it as an older claim's marker
+    // and answers the CONNECT with it at its own.
     claim.awaitsEarlier = false;
     claim.markerRevision = null;
     if (!claim.packet.cleanStart && owner === this.nodeId && known?.handoverFrom != null && !this.claimSession(claim.clientId, known.markerRevision)) {
