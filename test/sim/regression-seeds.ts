@@ -225,4 +225,10 @@ export const regressionSeeds: readonly { seed: number; found: string; workload?:
     found:
       "repair-found-nothing (vopr default mix from 4,130,000 on the lost-disk branch): a bit flipped in the first entry of a last-value stream's only segment, whose entries the log no longer held; recovery took the segment, whose scan ended at its base, for one wholly below the stream's start, deleted it, then stopped for the missing entries, so the operator's repair found no segment to cut and every start stopped alike. Fixed in stream-recovery.ts (a last segment whose scan stopped short is never taken for one below the start; test/streams/stream-repair.test.ts replays the case). The seed passed before the fix only because the storage lanes changed its run; on the lost-disk branch's build it fails without the fix and passes with it (2 repairs)",
   },
+  {
+    seed: 19701986,
+    open: 'retained-lost',
+    found:
+      'store (vopr default mix from 19,700,000 on main after 0765d61, 1 of 2,000; fails alike on 0765d61): a bit flip at byte 65 of the only write in the log (a QoS 2 retained message on a/y, synced and acknowledged), with nothing written after it before a crash, makes the last frame look exactly like a torn write: recovery truncates it as a torn tail, reports no corruption, and the retained message is gone. A frame alone cannot tell rot in the last synced write from a write torn by the crash',
+  },
 ];
