@@ -148,6 +148,7 @@ import {
   handoverMarkerSubject,
   holdDelivery,
   type LocalCounter,
+  markerSentOutboxSubject,
   SessionHandover,
   skipOfHeaders,
   skipOutboxSubject,
@@ -444,6 +445,10 @@ export class ClusterNode {
       if (entry.subject === skipOutboxSubject) {
         const skip = skipOfHeaders(entry.headers, entry.id);
         if (skip !== null) this.handover.restoreSkip(skip);
+        continue;
+      }
+      if (entry.subject === markerSentOutboxSubject) {
+        this.handover.restoreSentMarker(entry.id, entry.headers);
         continue;
       }
       if (entry.subject === answerOutboxSubject) {
@@ -832,7 +837,7 @@ export class ClusterNode {
     if (unit === undefined) return;
     this.requests.delete(result.requestId);
     if (unit.requestId === result.requestId) this.unitsInFlight.delete(unit);
-    if (result.ok) return this.stored(unit);
+    if (result.ok) return this.stored(unit, result.sequence);
     const first = unit.members[0]!;
     // A stale request (the unit went out again since) changes nothing.
     if (first.done || unit.requestId !== result.requestId) return;
@@ -859,14 +864,16 @@ export class ClusterNode {
     this.shares.retry();
   }
 
-  /** The stream holds `unit`: every hand-off in it is done (a batch is stored whole or not at all). */
-  private stored(unit: HandoffUnit): void {
+  /** The stream holds `unit` at `sequence`: every hand-off in it is done (a batch is stored whole or not at all). */
+  private stored(unit: HandoffUnit, sequence: number): void {
     if (unit.members[0]!.done) return;
     for (const handoff of unit.members) {
       assert(!handoff.done, 'the hand-offs of a unit are stored together');
       handoff.done = true;
       this.counters.handoffsStored += 1;
       this.releaseTicket(handoff.ticket);
+      // Noted before the entry ends, so that a log never lacks both (session-handover.ts awaiting).
+      if (handoff.subject === handoverMarkerSubject) this.handover.markerStored(handoff.headers, sequence);
       if (handoff.outboxId !== 0) this.broker.commit({ kind: 'cluster-outbox-done', id: handoff.outboxId });
     }
     // After its members: a log that still names the batch either holds all of them (it goes

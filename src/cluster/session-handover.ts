@@ -35,9 +35,10 @@
  * What is durable where, step by step, and who finishes the move after a crash:
  * - Before B's marker is durable in B's outbox: nothing moved. A crash of B loses the claim's
  *   CONNECT (the client connects again); the key names B, and B's next CONNECT of the id asks A
- *   again, with a marker of its own, when the earlier one is not in its outbox (it may never have
- *   been queued: seed 19100002); within one life, or with that marker still in the outbox, it
- *   waits for the same hand-over instead (session-registry.ts, `awaitsEarlier`).
+ *   again, with a marker of its own, when the earlier one is neither in its outbox nor noted as
+ *   stored in the stream and not yet read (`markerSentOutboxSubject`): it was never queued (seed
+ *   19100002). Within one life, or with that marker in the outbox or noted, it waits for the same
+ *   hand-over instead (session-registry.ts, `awaitsEarlier`; seed 175).
  * - The marker in B's outbox, then in the stream: B's recovery publishes it again (dedupe id), so
  *   it reaches the stream once. The session is in A's log.
  * - B's CONNECT parked for the hand-over loses its claim to a newer one elsewhere (the client moved
@@ -548,6 +549,17 @@ export const skipOutboxSubject = '$KEEL.skip';
 export const windowOutboxSubject = '$KEEL.window';
 /** The outbox subject of a source's answer at a marker (the serialized state, or "none"). */
 export const answerOutboxSubject = '$KEEL.answer';
+/**
+ * The outbox subject of a note that the stream holds this node's marker of a claim (headers
+ * `client`, `revision`) and its reader has not reached it yet (SessionHandover.markerStored): never
+ * published, recovered as such.
+ */
+export const markerSentOutboxSubject = '$KEEL.marker-sent';
+
+/** The key of a marker-sent note: the client's key and the claim's revision. */
+function sentKey(client: string, revision: string): string {
+  return `${client}\n${revision}`;
+}
 
 /** A source's answer at a marker, logged before it is put: a replay of the marker puts the same bytes. */
 interface LoggedAnswer {
@@ -662,6 +674,8 @@ const ownHandoffsMax = 10_000;
 export class SessionHandover {
   private readonly incoming = new Map<string, Incoming>();
   private hold: Hold | null = null;
+  /** This node's markers in the stream that its reader has not reached yet, by sentKey: the outbox id of their note. */
+  private readonly sentMarkers = new Map<string, number>();
   /** States addressed to this node, by key, as the watch delivered them. */
   private readonly arrived = new Map<string, Uint8Array>();
   private readonly skips: Skip[] = [];
@@ -749,18 +763,43 @@ export class SessionHandover {
   /**
    * Whether the hand-over of `clientId` that this node's claim at `markerRevision` asked for is
    * still on its way here by that claim's marker: this life waits for it (not given up), or the
-   * marker is in the outbox, queued in an earlier life and not yet in the stream. False also when
-   * it may be in the stream already (published, not read): a newer marker then serves as well.
+   * marker is in the outbox, queued in an earlier life and not yet in the stream, or the stream
+   * holds it and the reader has not reached it (its marker-sent note: seed 175, where a marker of
+   * its own, queued instead, started a chain that lost the session).
    */
   awaiting(clientId: string, markerRevision: number): boolean {
     const incoming = this.incoming.get(clientId);
     if (incoming !== undefined && !incoming.gaveUp) return true;
     const key = sessionKey(clientId);
     const revision = String(markerRevision);
+    if (this.sentMarkers.has(sentKey(key, revision))) return true;
     for (const entry of this.broker.state.cluster?.outbox.values() ?? []) {
       if (entry.subject === handoverMarkerSubject && entry.headers[headerClient] === key && entry.headers[headerRevision] === revision) return true;
     }
     return false;
+  }
+
+  /**
+   * The stream stored this node's marker with `headers` at `sequence`. Until the reader reaches it,
+   * a note in the outbox says so, so that after a restart a claim over this node's own claim can
+   * tell that claim's marker in the stream from one never queued (awaiting). None when the reader
+   * is at or past it already (the marker can reach it before the stream's acknowledgement does).
+   */
+  markerStored(headers: ClusterHeaders, sequence: number): void {
+    const client = headers[headerClient];
+    const revision = headers[headerRevision];
+    if (client === undefined || revision === undefined) return;
+    const applied = this.broker.state.cluster?.appliedSequence ?? 0;
+    if (sequence <= applied || (this.hold !== null && sequence <= this.hold.sequence)) return;
+    const key = sentKey(client, revision);
+    if (!this.sentMarkers.has(key)) this.sentMarkers.set(key, this.host.logEntry(markerSentOutboxSubject, { client, revision }));
+  }
+
+  /** A marker-sent note found in the log at recovery. */
+  restoreSentMarker(outboxId: number, headers: Readonly<Record<string, string>>): void {
+    const { client, revision } = headers;
+    if (client === undefined || revision === undefined || this.sentMarkers.has(sentKey(client, revision))) return this.host.entryDone(outboxId);
+    this.sentMarkers.set(sentKey(client, revision), outboxId);
   }
 
   /** A CONNECT of `clientId` won a claim while a hand-over to this node is still on its way: it waits for it too. */
@@ -798,6 +837,17 @@ export class SessionHandover {
     return this.broker.state.sessions.has(clientId) || this.broker.pendingWills.has(clientId);
   }
 
+  /** The reader reached this node's own marker with `headers`: its marker-sent note ends. */
+  private sentMarkerReached(headers: ClusterHeaders): void {
+    const client = headers[headerClient];
+    const revision = headers[headerRevision];
+    if (client === undefined || revision === undefined) return;
+    const outboxId = this.sentMarkers.get(sentKey(client, revision));
+    if (outboxId === undefined) return;
+    this.sentMarkers.delete(sentKey(client, revision));
+    this.host.entryDone(outboxId);
+  }
+
   /** The marker at `sequence` (the next one to apply) arrived. */
   markerArrived(message: ClusterMessage, sequence: number, nowMs: number): void {
     const clientId = clientIdOfSessionKey(message.headers[headerClient] ?? '');
@@ -809,6 +859,7 @@ export class SessionHandover {
     const revisionText = message.headers[headerRevision];
     const revision = revisionText === undefined || !Number.isSafeInteger(Number(revisionText)) ? null : Number(revisionText);
     if (revision !== null) this.host.markerPassed(clientId, to, revision);
+    if (to === this.host.nodeId) this.sentMarkerReached(message.headers);
     if (to === this.host.nodeId) return this.awaitState(clientId, sequence, parseCounter(message.headers[headerSequence]), revision, priors, nowMs);
     // A marker of a claim older than this node's own (markers of two claims can reach the stream
     // in the other order): this node keeps the session, and a source answers that it has none.

@@ -905,9 +905,8 @@ const clusterRegressionSeeds: readonly {
     heavySessions: true,
     handoverFaults: true,
     handoverShapes: 'all',
-    open: 'session-lost',
     found:
-      'session-lost (vopr --plant-cluster handover-serves-older-marker --nodes 3 --handover-movers --handover-shapes from 1, on the build where a restarted node asks again with a marker of its own when its earlier claim marker is not in its outbox; the real build fails it too, and passed it before that change, the run being another): m201 got session present 0 on n2 at 25563 ms. Traced: n1 made the session (claim 8); n2 claimed 9 asking n1, n0 claimed 10 asking n2 with prior n1 (marker 1) and, restarted, claimed 15 asking n2 with prior n1 and a marker of its own (6), its marker of 10 being in the stream already; n2 claimed 21 asking n0 (marker 5), n1 claimed 22 asking n2 (marker 7, no prior: n1 had passed 5), n2 claimed 24 asking n1 (marker 9, no prior). n0, down and cut off meanwhile, adopted at marker 1 what n1 handed it there and ended it as a copy at marker 2 (claim 9, naming neither); kept there, it went on to n2 at 5, but n2, at the older marker 6, handed it to n0 (its own newest claim 24 asks for it back, and that rule hands over at an older marker), and n0 ended it at 7, which does not name it. A node sees only each key newest claim, so n2 cannot tell that 22, not 15, is the way back to it',
+      'session-lost (vopr --plant-cluster handover-serves-older-marker --nodes 3 --handover-movers --handover-shapes from 1, on the build where a restarted node asks again with a marker of its own when its earlier claim marker is not in its outbox; the real build fails it too, and passed it before that change, the run being another): m201 got session present 0 on n2 at 25563 ms. Traced: n1 made the session (claim 8); n2 claimed 9 asking n1, n0 claimed 10 asking n2 with prior n1 (marker 1) and, restarted, claimed 15 asking n2 with prior n1 and a marker of its own (6), its marker of 10 being in the stream already; n2 claimed 21 asking n0 (marker 5), n1 claimed 22 asking n2 (marker 7, no prior: n1 had passed 5), n2 claimed 24 asking n1 (marker 9, no prior). n0, down and cut off meanwhile, adopted at marker 1 what n1 handed it there and ended it as a copy at marker 2 (claim 9, naming neither); kept there, it went on to n2 at 5, but n2, at the older marker 6, handed it to n0 (its own newest claim 24 asks for it back, and that rule hands over at an older marker), and n0 ended it at 7, which does not name it. A node sees only each key newest claim, so n2 cannot tell that 22, not 15, is the way back to it. Passes since the node notes in its log that the stream holds its marker until its reader reaches it: after its restart n0 claimed 15 waiting for the marker of 10, as before that change, with no marker of its own',
   },
 ];
 
@@ -1277,9 +1276,17 @@ describe('cluster simulation', () => {
   // took a fresh start keeps it through a crash (seed 12000052 itself: its reader no longer waits
   // 15 s at the marker), none of 1,000 such seeds from 12,000,000 fails by it; with 3 nodes, 2 of
   // 300 from 1 do (`--nodes 3`), 99 by the bug alone (`session-lost`, in a world whose
-  // `older-marker` plan was abandoned at its third step) and 175 on the real build too (an open
-  // regression seed).
-  it('catches handover-serves-older-marker (a session handed over at a given-up older marker) on seed 99 with 3 nodes and shaped hand-over plans', () => {
+  // `older-marker` plan was abandoned at its third step) and 175 on the real build too. Since a
+  // node notes which of its markers the stream holds and its reader has not reached (seed 175),
+  // neither fails by it, nor does any of these searched on that build (`--keep-going --jobs 1`):
+  // 300 from 1 with 3 nodes and --handover-shapes, 400 from 12,000,000 with 2 and
+  // --handover-shapes, 400 from 1 with 2 and --claim-crashes, and with every plan of one shape
+  // (--handover-shape) 300 `stale-copy` and 300 `older-marker` from 12,000,000 with 2 nodes. The
+  // bug's harm needs the node of the older marker to drop the state as late and to hold no fresh
+  // session of its own; on this build that node adopts it at the older marker or resumes its own.
+  // Skipped until a seed is found again. The rule it would show, session-lost, caught the lost
+  // marker of seed 19100002 on the build before that fix (the entry was held open there).
+  it.skip('catches handover-serves-older-marker (a session handed over at a given-up older marker) on seed 99 with 3 nodes and shaped hand-over plans', () => {
     const worlds = { seed: 99, nodes: 3, handoverMovers: true, handoverShapes: true, stdout: () => {}, stderr: () => {} };
     const result = runClusterSimulation({ ...worlds, plant: 'handover-serves-older-marker' });
     expect(result.ok).toBe(false);

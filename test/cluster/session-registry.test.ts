@@ -15,7 +15,7 @@
  * that asks nothing of it is read at once; the answer of a watch replaced since counts for nothing.
  */
 import { describe, expect, it } from 'vitest';
-import { decodeHandoverState, encodeHandoverState, handoverBucket, handoverKey, handoverMarkerSubject } from '../../src/cluster/session-handover.js';
+import { decodeHandoverState, encodeHandoverState, handoverBucket, handoverKey, handoverMarkerSubject, markerSentOutboxSubject } from '../../src/cluster/session-handover.js';
 import { claimWaitMs, decodeOwner, encodeOwner, sessionKey, sessionsBucket } from '../../src/cluster/session-registry.js';
 import { PacketType } from '../../src/codec/packets.js';
 import { handoverWaitMsDefault as handoverWaitMs } from '../../src/config.js';
@@ -570,6 +570,47 @@ describe('cluster-wide client ids', () => {
     harness.collect();
     expect(client.take()).toMatchObject([{ type: PacketType.Connack, reasonCode: 0, sessionPresent: true }]);
     expect(harness.broker.state.sessions.get('mover')?.claimRevision).toBe(8);
+  });
+
+  it("waits, after a restart, for its earlier claim's marker that the stream holds and its reader has not reached (seed 175)", () => {
+    const harness = node();
+    ownedBy(harness, 'mover', 'b', 5);
+    const first = harness.open(5);
+    sendConnect(first, 'mover', { cleanStart: false, expiry: 3600 });
+    const [claim6] = claims(harness);
+    answer(harness, claim6!, 6);
+    const [marker6] = harness.takeClusterRequests().filter((request): request is PublishDurable => request.op === 'publish-durable' && request.subject === handoverMarkerSubject);
+    // The stream stores the marker at 4; the reader has not reached it: a note says so, in the log.
+    harness.broker.clusterCompleted(harness.nowMs, { requestId: marker6!.requestId, ok: true, sequence: 4 });
+    harness.collect();
+    const notes = () => [...harness.broker.state.cluster!.outbox.values()].filter((entry) => entry.subject === markerSentOutboxSubject);
+    expect(notes().map((entry) => entry.headers)).toEqual([{ client: sessionKey('mover'), revision: '6' }]);
+    expect([...harness.broker.state.cluster!.outbox.values()].some((entry) => entry.subject === handoverMarkerSubject)).toBe(false);
+    // After a restart the client comes back: its claim waits for marker 6, without a marker of its own.
+    restartSeeing(harness, claim6!.value, 6);
+    const second = harness.open(5);
+    sendConnect(second, 'mover', { cleanStart: false, expiry: 3600 });
+    const [claim7] = claims(harness);
+    expect(decodeOwner(claim7!.value!)).toMatchObject({ node: 'a', handoverFrom: 'b', markerRevision: 6 });
+    answer(harness, claim7!, 7);
+    expect(harness.takeClusterRequests().filter((request) => request.op === 'publish-durable' && request.subject === handoverMarkerSubject)).toEqual([]);
+    // The reader reaches marker 6, behind three hand-offs: the note ends.
+    for (const sequence of [1, 2, 3]) deliverHandoff(harness, sequence);
+    deliverMarker(harness, { ...marker6!.headers }, 4);
+    expect(notes()).toEqual([]);
+  });
+
+  it('notes no marker the reader reached before the stream acknowledged it', () => {
+    const harness = node();
+    ownedBy(harness, 'mover', 'b', 5);
+    sendConnect(harness.open(5), 'mover', { cleanStart: false, expiry: 3600 });
+    const [claim6] = claims(harness);
+    answer(harness, claim6!, 6);
+    const [marker6] = harness.takeClusterRequests().filter((request): request is PublishDurable => request.op === 'publish-durable' && request.subject === handoverMarkerSubject);
+    deliverMarker(harness, { ...marker6!.headers }, 1);
+    harness.broker.clusterCompleted(harness.nowMs, { requestId: marker6!.requestId, ok: true, sequence: 1 });
+    harness.collect();
+    expect([...harness.broker.state.cluster!.outbox.values()].filter((entry) => entry.subject === markerSentOutboxSubject)).toEqual([]);
   });
 
   it('waits, within one life, for the hand-over its earlier claim asked for, without a marker of its own', () => {
