@@ -3,7 +3,7 @@
  * worlds of 2 and 3 nodes pass every rule of the cluster checker, some with hand-offs in batches; a run replays exactly (same
  * trace hash twice, through `runSimulation` with `nodes` as `keel sim --seed N --nodes 3` runs
  * it); every seed the cluster simulator ever failed on passes; vopr mixes cluster worlds into its
- * seeds without changing single-node seeds; and each planted cluster bug is caught within 1,000
+ * seeds (2, 3 or 4 nodes) without changing single-node seeds; and each planted cluster bug is caught within 1,000
  * seeds by the rule it breaks (`share-per-node`, the per-node `$share` delivery of before issue 16,
  * on seed 2), but `retained-plain-put` (the retained put of before retained-sync.ts), whose harm
  * needs a rare world, on the seed that found it (986157). About one cluster world in five loses a
@@ -20,6 +20,7 @@ import { describe, expect, it } from 'vitest';
 import { runClusterSimulation } from '../../sim/cluster/cluster-simulation.js';
 import { chooseClusterShape, voprClusterStreamsForSeed, voprMoversForSeed, voprNodesForSeed } from '../../sim/cluster/cluster-world.js';
 import { type ClusterPlantedBugName, clusterPlantedBugNames } from '../../sim/planted-bug-names.js';
+import { Random } from '../../sim/random.js';
 import { runSimulation } from '../../sim/simulation.js';
 import { runVopr, runVoprSeed } from '../../sim/vopr.js';
 
@@ -1160,6 +1161,30 @@ describe('cluster simulation', () => {
     expect(share).toBeGreaterThan(120);
     expect(share).toBeLessThan(280);
   }, 120_000);
+
+  it('vopr runs a quarter of the cluster seeds that would run 3 nodes with 4, and every other seed as before 4 joined the mix', () => {
+    // The mix before 4 nodes joined it, drawn as it was: the seeds pinned in tests and in the
+    // regression lists keep their worlds unless the second draw moves them from 3 to 4.
+    const before = (seed: number) => {
+      const random = Random.stream(seed, 'vopr-nodes');
+      return random.chance(0.2) ? random.int(2, 3) : 1;
+    };
+    const counts = [0, 0, 0, 0, 0];
+    for (let seed = 0; seed < 4_000; seed++) {
+      const nodes = voprNodesForSeed(seed);
+      counts[nodes]! += 1;
+      if (nodes === 4) expect(before(seed)).toBe(3);
+      else expect(nodes).toBe(before(seed));
+    }
+    const [, single, two, three, four] = counts as [number, number, number, number, number];
+    expect(single).toBeGreaterThan(3_000);
+    expect(two).toBeGreaterThan(300);
+    expect(four).toBeGreaterThan(0.15 * (three + four));
+    expect(four).toBeLessThan(0.35 * (three + four));
+    // Seed 14, which test/sim/vopr-jobs.test.ts runs on one thread and on two, moved from 3 nodes to 4 on purpose.
+    expect(voprNodesForSeed(14)).toBe(4);
+    expect(before(14)).toBe(3);
+  });
 
   it('vopr runs half its cluster seeds with session movers, a quarter of those with crashes at claims, as keel sim does with those flags', () => {
     let movers = 0;
