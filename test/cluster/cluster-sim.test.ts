@@ -1165,7 +1165,7 @@ describe('cluster simulation', () => {
   it('vopr runs a quarter of the cluster seeds that would run 3 nodes with 4, and every other seed as before 4 joined the mix', () => {
     // The mix before 4 nodes joined it, drawn as it was: the seeds pinned in tests and in the
     // regression lists keep their worlds unless the second draw moves them from 3 to 4.
-    const before = (seed: number) => {
+    const drawnBefore = (seed: number) => {
       const random = Random.stream(seed, 'vopr-nodes');
       return random.chance(0.2) ? random.int(2, 3) : 1;
     };
@@ -1173,8 +1173,8 @@ describe('cluster simulation', () => {
     for (let seed = 0; seed < 4_000; seed++) {
       const nodes = voprNodesForSeed(seed);
       counts[nodes]! += 1;
-      if (nodes === 4) expect(before(seed)).toBe(3);
-      else expect(nodes).toBe(before(seed));
+      if (nodes === 4) expect(drawnBefore(seed)).toBe(3);
+      else expect(nodes).toBe(drawnBefore(seed));
     }
     const [, single, two, three, four] = counts as [number, number, number, number, number];
     expect(single).toBeGreaterThan(3_000);
@@ -1183,7 +1183,7 @@ describe('cluster simulation', () => {
     expect(four).toBeLessThan(0.35 * (three + four));
     // Seed 14, which test/sim/vopr-jobs.test.ts runs on one thread and on two, moved from 3 nodes to 4 on purpose.
     expect(voprNodesForSeed(14)).toBe(4);
-    expect(before(14)).toBe(3);
+    expect(drawnBefore(14)).toBe(3);
   });
 
   it('vopr runs half its cluster seeds with session movers, a quarter of those with crashes at claims, as keel sim does with those flags', () => {
