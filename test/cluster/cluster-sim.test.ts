@@ -882,6 +882,20 @@ const clusterRegressionSeeds: readonly {
     found:
       'qos2-duplicate (vopr --nodes 2 --handover-movers from 17,200,000 on main at 9d9c8ed, 1 of 200; no shaped plan in this world; fails alike on 3ec919c, the build before the hand-over rules of this round): c200 got the QoS 2 message 200|4 twice; traced: n1 crashed before adopting the session n0 handed it at the marker of its claim (15); n0 then won a claim asking n1 (down), gave it up with a fresh session and wrote the give-up claim (20, a line started on n0). Back, n1 replayed its old marker and adopted the state of 15 anyway, twice (a crash before the first adoption was durable), and the client, moving to n1, resumed that stale copy over the session it had on n0: 200|4 again. Passes since a destination drops as late a state whose session is older than the line of the newest claim, when another node started that line',
   },
+  {
+    seed: 18301230,
+    nodes: 4,
+    handoverMovers: true,
+    lostDisk: true,
+    largePayloads: true,
+    heavySessions: true,
+    handoverFaults: true,
+    claimCrashes: true,
+    handoverShapes: 'half',
+    open: 'retained-stale',
+    found:
+      'retained-stale (vopr --nodes 4 --handover-movers --claim-crashes from 18,300,750 on the vopr4n branch at cd0251f, its cluster code as main at 0765d61; 1 of 1,000, and 0 of the 2,450 other 4-node seeds of that campaign): the bucket held 4|9 on t/b (acknowledged at 4,400 ms) at 8,540 ms, after 4|10 (sent at 6,596, acknowledged at 8,540). A world with NATS restarts, node crashes and client drops; no crash at a claim, no lost disk',
+  },
 ];
 
 /** Of seeds 0 to 999 with `nodes` nodes, how many `--handover-movers` worlds have `addition`; none without movers has it. */
