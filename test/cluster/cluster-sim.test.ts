@@ -892,9 +892,8 @@ const clusterRegressionSeeds: readonly {
     handoverFaults: true,
     claimCrashes: true,
     handoverShapes: 'half',
-    open: 'retained-stale',
     found:
-      'retained-stale (vopr --nodes 4 --handover-movers --claim-crashes from 18,300,750 on the vopr4n branch at cd0251f, its cluster code as main at 0765d61; 1 of 1,000, and 0 of the 2,450 other 4-node seeds of that campaign): the bucket held 4|9 on t/b (acknowledged at 4,400 ms) at 8,540 ms, after 4|10 (sent at 6,596, acknowledged at 8,540). A world with NATS restarts, node crashes and client drops; no crash at a claim, no lost disk',
+      "retained-stale (vopr --nodes 4 --handover-movers --claim-crashes from 18,300,750 on the vopr4n branch at cd0251f, its cluster code as main at 0765d61; 1 of 1,000, and 0 of the 2,450 other 4-node seeds of that campaign): the bucket held 4|9 on t/b (acknowledged at 4,400 ms) at 8,540 ms, after 4|10 (sent at 6,596, acknowledged at 8,540). Traced: n3, restarted at 6,261 before its watch showed t/b, put 4|10 (QoS 2) at base 0 and met wrong-revision; NATS restarted, c4 dropped (8,056) and came back to n3 (8,535, session present) and resent 4|10, whose packet id the session held: the resend's PUBREC waited only for the start's ticket and went at once, while the put still waited for the watch. Fixed: a resend's PUBREC waits for the first one's ticket while it is pending (cluster-node.ts incomingQos2Ticket)",
   },
 ];
 
