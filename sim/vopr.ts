@@ -216,7 +216,7 @@ export function runVopr(options: VoprOptions, reporter: VoprReporter): VoprResul
 
 /**
  * Without options that shape one broker's world or name the node count, vopr mixes worlds: a
- * share of seeds (voprNodesForSeed) run as a cluster of 2 or 3 nodes, half of those with session
+ * share of seeds (voprNodesForSeed) run as a cluster of 2, 3 or 4 nodes, half of those with session
  * movers and some with crashes at claims (voprMoversForSeed), the others exactly as they ran
  * before clusters existed; a failing cluster seed's reproduce line carries its flags.
  */

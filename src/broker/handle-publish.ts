@@ -94,8 +94,9 @@ export function handlePublish(broker: Broker, connection: Connection, packet: Pu
   const packetId = packet.packetId ?? 0;
   if (packet.qos === 2 && session.incomingQos2.has(packetId)) {
     // [MQTT-4.3.3-9] Already received and not released: acknowledge again, do not route again. A
-    // cluster node first finishes handing over what its outbox held at start (cluster-node.ts).
-    broker.sendPacket(connection, { type: PacketType.Pubrec, packetId, reasonCode: 0 }, 0, false, broker.cluster === null ? 0 : broker.cluster.startupTicket);
+    // cluster node first finishes handing it over (and its retained put), or what its outbox held
+    // at start if it was received before (cluster-node.ts incomingQos2Ticket).
+    broker.sendPacket(connection, { type: PacketType.Pubrec, packetId, reasonCode: 0 }, 0, false, broker.cluster === null ? 0 : broker.cluster.incomingQos2Ticket(session.clientId, packetId));
     return;
   }
   // Not routed, not retained; answered per version (access-control.ts).
@@ -133,6 +134,7 @@ export function handlePublish(broker: Broker, connection: Connection, packet: Pu
   broker.throttle.afterPublish(connection, nowMs);
   if (packet.qos === 0) return;
   if (packet.qos === 2) broker.endInboundQos2Routing(broker.commit({ kind: 'incoming-qos2-recorded', clientId: session.clientId, packetId }));
+  if (packet.qos === 2 && broker.cluster !== null) broker.cluster.incomingQos2Handled(session.clientId, packetId, handoff);
   const lsn = broker.lsnSince(appendedBefore);
   let reasonCode: number = ReasonCode.Success;
   // A cluster node cannot know whether another node had subscribers: it never says 0x10.

@@ -265,6 +265,16 @@ export class ClusterNode {
   private issued = 0;
   /** Tickets not yet released, with how many things (a hand-off, a retained put) each still waits for. */
   private readonly pendingTickets = new Map<number, number>();
+  /**
+   * The pending ticket of each inbound QoS 2 PUBLISH handled since this start, by client and packet
+   * identifier, and back: a resend of it (its client came back before the PUBREC) is acknowledged
+   * once that ticket is released, as the first would have been (seed 18301230: the resend's PUBREC
+   * went at once while the retained put waited on a conflict, and a newer retained message lost
+   * its place to an older one). An entry goes with its ticket, so there are no more than tickets
+   * pending.
+   */
+  private readonly incomingQos2Tickets = new Map<string, number>();
+  private readonly incomingQos2KeyOfTicket = new Map<number, string>();
   private readonly requests = new Map<number, HandoffUnit>();
   /** Units issued on this link whose latest publish is not answered yet (at most handoffUnitsInFlightMax). */
   private readonly unitsInFlight = new Set<HandoffUnit>();
@@ -618,6 +628,25 @@ export class ClusterNode {
     return this.recoveryTicket !== 0 && this.pendingTickets.has(this.recoveryTicket) ? this.recoveryTicket : 0;
   }
 
+  /** An inbound QoS 2 PUBLISH was handled here, its PUBREC held by `ticket` (0: none). */
+  incomingQos2Handled(clientId: string, packetId: number, ticket: number): void {
+    if (ticket === 0 || !this.pendingTickets.has(ticket)) return;
+    assert(!this.incomingQos2KeyOfTicket.has(ticket), 'a ticket stands for one inbound QoS 2 PUBLISH');
+    const key = incomingQos2Key(clientId, packetId);
+    const earlier = this.incomingQos2Tickets.get(key);
+    if (earlier !== undefined) this.incomingQos2KeyOfTicket.delete(earlier);
+    this.incomingQos2Tickets.set(key, ticket);
+    this.incomingQos2KeyOfTicket.set(ticket, key);
+  }
+
+  /** The ticket the PUBREC of a resent inbound QoS 2 PUBLISH waits for: its first handling's while pending, else the start's (0: none). */
+  incomingQos2Ticket(clientId: string, packetId: number): number {
+    const ticket = this.incomingQos2Tickets.get(incomingQos2Key(clientId, packetId));
+    if (ticket === undefined) return this.startupTicket;
+    assert(this.pendingTickets.has(ticket), 'an entry goes with its ticket');
+    return ticket;
+  }
+
   /** True while the hand-off (or retained put) behind `ticket` is not yet held by NATS. */
   handoffPending(ticket: number): boolean {
     return this.pendingTickets.has(ticket);
@@ -635,8 +664,15 @@ export class ClusterNode {
   private releaseTicket(ticket: number): void {
     const count = this.pendingTickets.get(ticket);
     assert(count !== undefined && count > 0, 'a ticket is released once per hold');
-    if (count === 1) this.pendingTickets.delete(ticket);
-    else this.pendingTickets.set(ticket, count - 1);
+    if (count > 1) {
+      this.pendingTickets.set(ticket, count - 1);
+      return;
+    }
+    this.pendingTickets.delete(ticket);
+    const key = this.incomingQos2KeyOfTicket.get(ticket);
+    if (key === undefined) return;
+    this.incomingQos2KeyOfTicket.delete(ticket);
+    this.incomingQos2Tickets.delete(key);
   }
 
   // ---- retained messages, cluster-wide through the keel-retained bucket ---------------------
@@ -1186,4 +1222,8 @@ export class ClusterNode {
   private request(request: ClusterRequest): void {
     this.broker.pushCluster(request);
   }
+}
+
+function incomingQos2Key(clientId: string, packetId: number): string {
+  return `${packetId} ${clientId}`;
 }

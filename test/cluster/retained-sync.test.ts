@@ -212,6 +212,32 @@ describe('retained messages across a cut (retained-sync.ts)', () => {
     expect(publisher.take()).toMatchObject([{ type: PacketType.Puback, packetId: 1, reasonCode: 0 }]);
   });
 
+  it("acknowledges a resent QoS 2 retained PUBLISH only once the first one's put is in, when its publisher came back to the same node (seed 18301230)", () => {
+    const harness = Harness.clusterNode();
+    harness.clusterConnected();
+    watchShows(harness, 3, 'old');
+    const session = { cleanStart: false, properties: { sessionExpiryInterval: 600 } };
+    const publisher = harness.connect('p', 5, session);
+    harness.takeClusterRequests();
+    publisher.send({ type: PacketType.Publish, dup: false, qos: 2, retain: true, topic, packetId: 1, payload: text('newer') });
+    const [put] = retainedSets(harness);
+    answer(harness, put!, { ok: false, code: 'wrong-revision' });
+    expect(publisher.take()).toEqual([]);
+    // The publisher drops before its PUBREC and comes back here: its session still holds packet id 1.
+    publisher.drop();
+    const back = harness.connect('p', 5, session);
+    harness.takeClusterRequests();
+    back.send({ type: PacketType.Publish, dup: true, qos: 2, retain: true, topic, packetId: 1, payload: text('newer') });
+    // Before the fix the resend was answered at once, its put still waiting on the conflict.
+    expect(back.take()).toEqual([]);
+    watchShows(harness, 4, 'foreign');
+    const [again] = retainedSets(harness);
+    expect(again).toMatchObject({ expectedRevision: 4, value: put!.value });
+    expect(back.take()).toEqual([]);
+    answer(harness, again!, { ok: true, sequence: 5 });
+    expect(back.take()).toMatchObject([{ type: PacketType.Pubrec, packetId: 1, reasonCode: 0 }]);
+  });
+
   it('keeps the base of a QoS 2 put in the outbox across a crash, and goes again on a conflict (it is logged)', () => {
     const harness = Harness.clusterNode();
     harness.clusterConnected();
