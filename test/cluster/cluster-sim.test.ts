@@ -1321,14 +1321,15 @@ describe('cluster simulation', () => {
   // --handover-shapes, 400 from 1 with 2 and --claim-crashes, and with every plan of one shape
   // (--handover-shape) 300 `stale-copy` and 300 `older-marker` from 12,000,000 with 2 nodes. The
   // bug's harm needs the node of the older marker to drop the state as late and to hold no fresh
-  // session of its own; on this build that node adopts it at the older marker or resumes its own.
-  // Skipped until a seed is found again. The rule it would show, session-lost, caught the lost
-  // marker of seed 19100002 on the build before that fix (the entry was held open there).
-  it.skip('catches handover-serves-older-marker (a session handed over at a given-up older marker) on seed 99 with 3 nodes and shaped hand-over plans', () => {
-    const worlds = { seed: 99, nodes: 3, handoverMovers: true, handoverShapes: true, stdout: () => {}, stderr: () => {} };
+  // session of its own. With every plan `older-marker` and 3 nodes (`--handover-shape
+  // older-marker --nodes 3`), 1 of 300 from 1 fails by it: seed 62, its plan run to its end
+  // (`session-lost`); `giveup-no-claim` and `stale-copy` with 3 nodes, 300 each from 1, none.
+  it('catches handover-serves-older-marker (a session handed over at a given-up older marker) on seed 62 with 3 nodes and every plan older-marker', () => {
+    const worlds = { seed: 62, nodes: 3, handoverMovers: true, handoverShape: 'older-marker' as const, stdout: () => {}, stderr: () => {} };
     const result = runClusterSimulation({ ...worlds, plant: 'handover-serves-older-marker' });
     expect(result.ok).toBe(false);
     expect(result.violation!.rule).toMatch(expectedRules['handover-serves-older-marker']);
+    expect(result.summary).toMatch(/ handover_shape=older-marker:9\/9:completed /);
     // The same seed without the planted bug passes.
     expect(runClusterSimulation(worlds).ok).toBe(true);
   }, 60_000);
