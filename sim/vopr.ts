@@ -93,6 +93,7 @@ export function runVoprSeed(options: VoprOptions, seed: number): SeedOutcome {
     ...(nodes > 1 ? { nodes, ...(voprClusterStreamsForSeed(seed) ? { clusterStreams: true } : {}) } : {}),
     ...(movers?.handoverMovers === true ? { handoverMovers: true } : {}),
     ...(movers?.claimCrashes === true ? { claimCrashes: true } : {}),
+    ...(movers?.lostMarker === true ? { handoverShape: 'lost-marker' as const } : {}),
     seed,
     stdout: () => {},
     stderr: () => {},
@@ -217,7 +218,7 @@ export function runVopr(options: VoprOptions, reporter: VoprReporter): VoprResul
 /**
  * Without options that shape one broker's world or name the node count, vopr mixes worlds: a
  * share of seeds (voprNodesForSeed) run as a cluster of 2, 3 or 4 nodes, half of those with session
- * movers and some with crashes at claims (voprMoversForSeed), the others exactly as they ran
+ * movers, some with crashes at claims and some through the lost-marker plan (voprMoversForSeed), the others exactly as they ran
  * before clusters existed; a failing cluster seed's reproduce line carries its flags.
  */
 function mixesClusterWorlds(options: VoprOptions): boolean {

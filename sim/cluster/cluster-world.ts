@@ -272,13 +272,17 @@ export function voprClusterStreamsForSeed(seed: number): boolean {
 /**
  * vopr's mix, of its cluster seeds: half run with movers whose sessions are handed over between
  * nodes (`--handover-movers`, where most of the cluster's rules live), and of those a quarter
- * crash nodes at hand-over claims they win (`--claim-crashes`). Streams of their own, so the rest
- * of a seed's world is what it was without them; the reproduce line names the flags.
+ * crash nodes at hand-over claims they win (`--claim-crashes`), and an eighth drive a mover through
+ * the `lost-marker` plan (`--handover-shape lost-marker`: a node crashed when its claim won, the
+ * client back there once it is up; handover-shapes.ts), which only runs by name. Streams of their
+ * own, so the rest of a seed's world is what it was without them; the reproduce line names the
+ * flags.
  */
-export function voprMoversForSeed(seed: number): { readonly handoverMovers: boolean; readonly claimCrashes: boolean } {
+export function voprMoversForSeed(seed: number): { readonly handoverMovers: boolean; readonly claimCrashes: boolean; readonly lostMarker: boolean } {
   const random = Random.stream(seed, 'vopr-movers');
-  if (!random.chance(0.5)) return { handoverMovers: false, claimCrashes: false };
-  return { handoverMovers: true, claimCrashes: random.chance(0.25) };
+  if (!random.chance(0.5)) return { handoverMovers: false, claimCrashes: false, lostMarker: false };
+  const claimCrashes = random.chance(0.25);
+  return { handoverMovers: true, claimCrashes, lostMarker: Random.stream(seed, 'vopr-lost-marker').chance(0.125) };
 }
 
 /**

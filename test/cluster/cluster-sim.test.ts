@@ -1227,21 +1227,26 @@ describe('cluster simulation', () => {
     expect(drawnBefore(14)).toBe(3);
   });
 
-  it('vopr runs half its cluster seeds with session movers, a quarter of those with crashes at claims, as keel sim does with those flags', () => {
+  it('vopr runs half its cluster seeds with session movers, a quarter of those with crashes at claims and an eighth through the lost-marker plan, as keel sim does with those flags', () => {
     let movers = 0;
     let crashes = 0;
+    let lostMarkers = 0;
     for (let seed = 0; seed < 1_000; seed++) {
       const picked = voprMoversForSeed(seed);
       if (picked.handoverMovers) movers += 1;
       if (picked.claimCrashes) crashes += 1;
+      if (picked.lostMarker) lostMarkers += 1;
       expect(picked.claimCrashes && !picked.handoverMovers).toBe(false);
+      expect(picked.lostMarker && !picked.handoverMovers).toBe(false);
     }
     expect(movers).toBeGreaterThan(420);
     expect(movers).toBeLessThan(580);
     expect(crashes).toBeGreaterThan(80);
     expect(crashes).toBeLessThan(180);
+    expect(lostMarkers).toBeGreaterThan(30);
+    expect(lostMarkers).toBeLessThan(110);
     // A cluster seed vopr picks movers and claim crashes for runs the world keel sim runs with the flags.
-    const seed = Array.from({ length: 2_000 }, (_, index) => index + 1).find((each) => voprNodesForSeed(each) > 1 && voprMoversForSeed(each).claimCrashes)!;
+    const seed = Array.from({ length: 2_000 }, (_, index) => index + 1).find((each) => voprNodesForSeed(each) > 1 && voprMoversForSeed(each).claimCrashes && !voprMoversForSeed(each).lostMarker)!;
     const nodes = voprNodesForSeed(seed);
     const streams = voprClusterStreamsForSeed(seed) ? { clusterStreams: true } : {};
     const flagged = runSimulation({ seed, nodes, handoverMovers: true, claimCrashes: true, ...streams, stdout: () => {}, stderr: () => {} });
@@ -1249,6 +1254,14 @@ describe('cluster simulation', () => {
     expect(runVoprSeed({}, seed).events).toBe(flagged.events);
     const plain = runSimulation({ seed, nodes, ...streams, stdout: () => {}, stderr: () => {} });
     expect(plain.events).not.toBe(flagged.events);
+    // One it picks the lost-marker plan for runs it as keel sim does with --handover-shape lost-marker.
+    const shaped = Array.from({ length: 2_000 }, (_, index) => index + 1).find((each) => voprNodesForSeed(each) > 1 && voprMoversForSeed(each).lostMarker)!;
+    const shapedNodes = voprNodesForSeed(shaped);
+    const shapedStreams = voprClusterStreamsForSeed(shaped) ? { clusterStreams: true } : {};
+    const shapedCrashes = voprMoversForSeed(shaped).claimCrashes ? { claimCrashes: true } : {};
+    const planned = runSimulation({ seed: shaped, nodes: shapedNodes, handoverMovers: true, handoverShape: 'lost-marker', ...shapedCrashes, ...shapedStreams, stdout: () => {}, stderr: () => {} });
+    expect(planned.coverage[`cluster-${shapedNodes}-nodes`]).toBe(1);
+    expect(runVoprSeed({}, shaped).events).toBe(planned.events);
   }, 120_000);
 
   const expectedRules: Record<ClusterPlantedBugName, RegExp> = {
