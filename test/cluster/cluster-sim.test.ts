@@ -922,6 +922,32 @@ const clusterRegressionSeeds: readonly {
     found:
       "retained-stale (vopr --nodes 4 --handover-movers --claim-crashes from 18,300,750 on the vopr4n branch at cd0251f, its cluster code as main at 0765d61; 1 of 1,000, and 0 of the 2,450 other 4-node seeds of that campaign): the bucket held 4|9 on t/b (acknowledged at 4,400 ms) at 8,540 ms, after 4|10 (sent at 6,596, acknowledged at 8,540). Traced: n3, restarted at 6,261 before its watch showed t/b, put 4|10 (QoS 2) at base 0 and met wrong-revision; NATS restarted, c4 dropped (8,056) and came back to n3 (8,535, session present) and resent 4|10, whose packet id the session held: the resend's PUBREC waited only for the start's ticket and went at once, while the put still waited for the watch. Fixed: a resend's PUBREC waits for the first one's ticket while it is pending (cluster-node.ts incomingQos2Ticket)",
   },
+  {
+    seed: 20700027,
+    nodes: 3,
+    handoverMovers: true,
+    lostDisk: true,
+    largePayloads: true,
+    heavySessions: true,
+    handoverFaults: true,
+    handoverShape: 'lost-marker',
+    open: 'qos2-duplicate',
+    found:
+      'qos2-duplicate (vopr --nodes 3 --handover-movers --handover-shape lost-marker from 20,700,000 on the build with the marker-sent note, 1 of 200; passes on 0765d61, the build before the lost-marker fix): the mover c200 got its QoS 2 message 200|3 twice, its plan run to its end. Not traced',
+  },
+  {
+    seed: 20700075,
+    nodes: 3,
+    handoverMovers: true,
+    lostDisk: true,
+    largePayloads: true,
+    heavySessions: true,
+    handoverFaults: true,
+    handoverShape: 'lost-marker',
+    open: 'acknowledged-lost',
+    found:
+      'acknowledged-lost (same search as 20700027; fails alike on 0765d61, so an older hole): c2, a subscriber that does not move, never got the acknowledged QoS 2 6|20 on u/a sent at 18,923 ms, in a world where n0 lost its disk at 3,073 ms, with large payloads and heavy sessions. Not traced',
+  },
 ];
 
 /** Of seeds 0 to 999 with `nodes` nodes, how many `--handover-movers` worlds have `addition`; none without movers has it. */
