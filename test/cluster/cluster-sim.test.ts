@@ -933,7 +933,7 @@ const clusterRegressionSeeds: readonly {
     handoverShape: 'lost-marker',
     open: 'qos2-duplicate',
     found:
-      'qos2-duplicate (vopr --nodes 3 --handover-movers --handover-shape lost-marker from 20,700,000 on the build with the marker-sent note, 1 of 200; passes on 0765d61, the build before the lost-marker fix): the mover c200 got its QoS 2 message 200|3 twice, its plan run to its end. Not traced',
+      'qos2-duplicate (vopr --nodes 3 --handover-movers --handover-shape lost-marker from 20,700,000 on the build with the marker-sent note, 1 of 200; passes on 0765d61 and on 34d13c8, fails from 914c9ea, the note, which changes the run by its writes): the mover c200 got its QoS 2 message 200|3 twice, after its plan ran to its end, through a long chain of crashes of n0 at hand-over steps; its will was published by takeovers on n1 at 18,010 and 22,640 ms and it got a will again with DUP at 22,642 ms. Not traced further',
   },
   {
     seed: 20700075,
