@@ -1304,9 +1304,13 @@ export class SessionHandover {
       // The client connected here again meanwhile and was answered: this state comes too late for it.
       this.late(state, key, nowMs);
       applied = false;
-    } else if (this.olderThanLine(hold.clientId, claimRevision)) {
+    } else if (this.olderThanLine(hold.clientId, claimRevision) || this.olderThanLine(hold.clientId, sessionRevisionOf(state) || null)) {
       // The client's line started after this state's session, on another node (a give-up's fresh
-      // session, or a resume there): adopted, it would be a stale copy here (seed 17200102).
+      // session, or a resume there): adopted, it would be a stale copy here (seed 17200102). The
+      // state's own revision counts too: adopted at an older marker while a newer claim of this
+      // node waits, it would be recorded under that claim and pass for the line's (seed 20700027:
+      // n2 handed over a copy of claim 16 at the marker of n0's claim 21, n0 recorded it under its
+      // claim 29, in the line of 26, and the client resumed it over the session it had on n1).
       this.late(state, key, nowMs);
       applied = false;
     } else {

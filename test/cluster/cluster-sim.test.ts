@@ -931,9 +931,8 @@ const clusterRegressionSeeds: readonly {
     heavySessions: true,
     handoverFaults: true,
     handoverShape: 'lost-marker',
-    open: 'qos2-duplicate',
     found:
-      'qos2-duplicate (vopr --nodes 3 --handover-movers --handover-shape lost-marker from 20,700,000 on the build with the marker-sent note, 1 of 200; passes on 0765d61 and on 34d13c8, fails from 914c9ea, the note, which changes the run by its writes): the mover c200 got its QoS 2 message 200|3 twice, after its plan ran to its end, through a long chain of crashes of n0 at hand-over steps; its will was published by takeovers on n1 at 18,010 and 22,640 ms and it got a will again with DUP at 22,642 ms. Not traced further',
+      'qos2-duplicate (vopr --nodes 3 --handover-movers --handover-shape lost-marker from 20,700,000 on the build with the marker-sent note, 1 of 200; passes on 0765d61 and on 34d13c8, fails from 914c9ea, the note, which changes the run by its writes): the mover c200 got its QoS 2 message 200|3 twice, after its plan ran to its end, through a long chain of crashes of n0 at hand-over steps; its will was published by takeovers on n1 at 18,010 and 22,640 ms and it got a will again with DUP at 22,642 ms. Traced: n2 handed over a copy of the session of claim 16 at the older marker of n0 claim 21, while n0 claim 29 waited in the line of 26 (started on n1); n0 recorded it under 29, so it passed for the line session, and the client resumed it. Passes since a destination also drops as late a state whose own session revision is older than a line started on another node',
   },
   {
     seed: 20700075,

@@ -655,6 +655,28 @@ describe('cluster-wide client ids', () => {
     expect(harness.broker.cluster!.counters.handoffGaps).toBe(0);
   });
 
+  it("drops as late a state whose own session is older than the newest claim's line, at an older marker while a newer claim of this node waits (seed 20700027)", () => {
+    const harness = node();
+    const marker6 = claimAndLeave(harness);
+    // b resumed the client with a claim that asks no one (7): the line of 7, started on b.
+    harness.broker.clusterKeyChanged(harness.nowMs, { bucket: sessionsBucket, key: sessionKey('mover'), value: encodeOwner({ node: 'b', generation: '1.2' }), revision: 7 });
+    harness.collect();
+    // The client comes back here: claim 8 asks b, in the line of 7.
+    const second = harness.open(5);
+    sendConnect(second, 'mover', { cleanStart: false, expiry: 3600 });
+    const [claim8] = claims(harness);
+    expect(decodeOwner(claim8!.value!)).toMatchObject({ node: 'a', handoverFrom: 'b', lineageRevision: 7 });
+    answer(harness, claim8!, 8);
+    harness.takeClusterRequests();
+    // At the older marker 6, b hands over a copy of the session of claim 5, older than the line.
+    // Adopted for claim 8 it would be recorded under 8 and pass for the line's session.
+    deliverMarker(harness, marker6, 1);
+    answerFromB(harness, 5);
+    expect(harness.logEvents()).toContain('handover-late');
+    expect(harness.broker.state.sessions.has('mover')).toBe(false);
+    expect(second.take()).toEqual([]);
+  });
+
   // Each session records the revision of the claim it was made or adopted under
   // (SessionState.claimRevision), through restarts; the three rules that read it.
 
