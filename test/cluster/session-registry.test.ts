@@ -124,17 +124,23 @@ function handoverPuts(harness: Harness): KvSet[] {
   return harness.takeClusterRequests().filter((request): request is KvSet => request.op === 'kv-set' && request.bucket === handoverBucket);
 }
 
-/** This node's claim 6 asks b (which holds the session under claim 5) with a marker of its own, and its client leaves before the marker: that marker's headers. */
-function claimAndLeave(harness: Harness): Record<string, string> {
+/** This node's claim 6 asks b (which holds the session under claim 5) with a marker of its own: the connection, the claim and the marker. */
+function claimAskingB(harness: Harness): { client: TestClient; claim6: KvSet; marker6: PublishDurable } {
   ownedBy(harness, 'mover', 'b', 5);
-  const first = harness.open(5);
-  sendConnect(first, 'mover', { cleanStart: false, expiry: 3600 });
+  const client = harness.open(5);
+  sendConnect(client, 'mover', { cleanStart: false, expiry: 3600 });
   const [claim6] = claims(harness);
   answer(harness, claim6!, 6);
   const [marker6] = harness.takeClusterRequests().filter((request): request is PublishDurable => request.op === 'publish-durable' && request.subject === handoverMarkerSubject);
-  first.drop();
+  return { client, claim6: claim6!, marker6: marker6! };
+}
+
+/** As claimAskingB, and its client leaves before the marker: that marker's headers. */
+function claimAndLeave(harness: Harness): Record<string, string> {
+  const { client, marker6 } = claimAskingB(harness);
+  client.drop();
   harness.collect();
-  return { ...marker6!.headers };
+  return { ...marker6.headers };
 }
 
 /** b's answer at this node's marker of stream sequence 1: a session b made or adopted under claim `claimRevision`. */
@@ -574,20 +580,15 @@ describe('cluster-wide client ids', () => {
 
   it("waits, after a restart, for its earlier claim's marker that the stream holds and its reader has not reached (seed 175)", () => {
     const harness = node();
-    ownedBy(harness, 'mover', 'b', 5);
-    const first = harness.open(5);
-    sendConnect(first, 'mover', { cleanStart: false, expiry: 3600 });
-    const [claim6] = claims(harness);
-    answer(harness, claim6!, 6);
-    const [marker6] = harness.takeClusterRequests().filter((request): request is PublishDurable => request.op === 'publish-durable' && request.subject === handoverMarkerSubject);
+    const { claim6, marker6 } = claimAskingB(harness);
     // The stream stores the marker at 4; the reader has not reached it: a note says so, in the log.
-    harness.broker.clusterCompleted(harness.nowMs, { requestId: marker6!.requestId, ok: true, sequence: 4 });
+    harness.broker.clusterCompleted(harness.nowMs, { requestId: marker6.requestId, ok: true, sequence: 4 });
     harness.collect();
     const notes = () => [...harness.broker.state.cluster!.outbox.values()].filter((entry) => entry.subject === markerSentOutboxSubject);
     expect(notes().map((entry) => entry.headers)).toEqual([{ client: sessionKey('mover'), revision: '6' }]);
     expect([...harness.broker.state.cluster!.outbox.values()].some((entry) => entry.subject === handoverMarkerSubject)).toBe(false);
     // After a restart the client comes back: its claim waits for marker 6, without a marker of its own.
-    restartSeeing(harness, claim6!.value, 6);
+    restartSeeing(harness, claim6.value, 6);
     const second = harness.open(5);
     sendConnect(second, 'mover', { cleanStart: false, expiry: 3600 });
     const [claim7] = claims(harness);
@@ -596,31 +597,23 @@ describe('cluster-wide client ids', () => {
     expect(harness.takeClusterRequests().filter((request) => request.op === 'publish-durable' && request.subject === handoverMarkerSubject)).toEqual([]);
     // The reader reaches marker 6, behind three hand-offs: the note ends.
     for (const sequence of [1, 2, 3]) deliverHandoff(harness, sequence);
-    deliverMarker(harness, { ...marker6!.headers }, 4);
+    deliverMarker(harness, { ...marker6.headers }, 4);
     expect(notes()).toEqual([]);
   });
 
   it('notes no marker the reader reached before the stream acknowledged it', () => {
     const harness = node();
-    ownedBy(harness, 'mover', 'b', 5);
-    sendConnect(harness.open(5), 'mover', { cleanStart: false, expiry: 3600 });
-    const [claim6] = claims(harness);
-    answer(harness, claim6!, 6);
-    const [marker6] = harness.takeClusterRequests().filter((request): request is PublishDurable => request.op === 'publish-durable' && request.subject === handoverMarkerSubject);
-    deliverMarker(harness, { ...marker6!.headers }, 1);
-    harness.broker.clusterCompleted(harness.nowMs, { requestId: marker6!.requestId, ok: true, sequence: 1 });
+    const { marker6 } = claimAskingB(harness);
+    deliverMarker(harness, { ...marker6.headers }, 1);
+    harness.broker.clusterCompleted(harness.nowMs, { requestId: marker6.requestId, ok: true, sequence: 1 });
     harness.collect();
     expect([...harness.broker.state.cluster!.outbox.values()].filter((entry) => entry.subject === markerSentOutboxSubject)).toEqual([]);
   });
 
   it('waits, within one life, for the hand-over its earlier claim asked for, without a marker of its own', () => {
     const harness = node();
-    ownedBy(harness, 'mover', 'b', 5);
-    const first = harness.open(5);
-    sendConnect(first, 'mover', { cleanStart: false, expiry: 3600 });
-    const [claim6] = claims(harness);
-    answer(harness, claim6!, 6);
-    expect(harness.takeClusterRequests().filter((request) => request.op === 'publish-durable')).toHaveLength(1);
+    const { client: first, marker6 } = claimAskingB(harness);
+    expect(marker6.headers).toMatchObject({ 'Keel-Handover-Revision': '6' });
     // The client gives up on the waiting CONNECT and comes back here: claim 7 waits for marker 6.
     first.drop();
     harness.collect();
