@@ -10,7 +10,7 @@
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { clusterPlantedBugDescriptions, plantedBugDescriptions, plantedStoreBugDescriptions } from '../sim/planted-bug-names.js';
-import { type RunOptions, runOptionFlags, runOptionKeys, type SwitchFlag, type ValueFlag } from '../sim/run-options.js';
+import { checkRunOptions, type RunOptions, RunOptionsError, runOptionFlags, runOptionKeys, type SwitchFlag, type ValueFlag } from '../sim/run-options.js';
 import { exitQuietlyOnBrokenPipe, writeStdoutLine } from './broken-pipe.js';
 import { parseNonNegativeInteger } from './client-options.js';
 
@@ -20,6 +20,12 @@ async function loadSimulator() {
   tuneJitForSimulation();
   const [{ runSimulation }, { runVoprParallel, defaultJobs }] = await Promise.all([import('../sim/simulation.js'), import('../sim/vopr-parallel.js')]);
   return { runSimulation, runVoprParallel, defaultJobs };
+}
+
+/** Run options that contradict each other: said on stderr, exit 2 (usage). */
+function usageError(command: string, error: RunOptionsError): void {
+  process.stderr.write(`keel ${command}: ${error.message}\n`);
+  process.exitCode = 2;
 }
 
 function parsePositiveInteger(value: string): number {
@@ -89,8 +95,14 @@ export function simCommand(): Command {
   return addRunOptions(command).action(async (flags: { seed: number; trace?: boolean } & Record<string, unknown>) => {
     exitQuietlyOnBrokenPipe();
     const { runSimulation } = await loadSimulator();
-    const result = runSimulation({ ...runOptionsFromFlags(flags), seed: flags.seed, trace: flags.trace === true, stdout: writeStdoutLine });
-    process.exitCode = result.exitCode;
+    try {
+      checkRunOptions(runOptionsFromFlags(flags));
+      const result = runSimulation({ ...runOptionsFromFlags(flags), seed: flags.seed, trace: flags.trace === true, stdout: writeStdoutLine });
+      process.exitCode = result.exitCode;
+    } catch (error) {
+      if (!(error instanceof RunOptionsError)) throw error;
+      usageError('sim', error);
+    }
   });
 }
 
@@ -105,6 +117,12 @@ export function voprCommand(): Command {
   type VoprFlags = { seedStart?: number; count?: number; minutes?: number; keepGoing?: boolean; jobs?: number } & Record<string, unknown>;
   return addRunOptions(command).action(async (flags: VoprFlags) => {
     exitQuietlyOnBrokenPipe();
+    try {
+      checkRunOptions(runOptionsFromFlags(flags));
+    } catch (error) {
+      if (!(error instanceof RunOptionsError)) throw error;
+      return usageError('vopr', error);
+    }
     const { runVoprParallel, defaultJobs } = await loadSimulator();
     const interactive = process.stderr.isTTY === true;
     const result = await runVoprParallel(

@@ -57,6 +57,19 @@ export interface RunOptions {
   handoverShape?: HandoverShapeName;
 }
 
+/** Run options that contradict each other: a usage error (`keel sim` and `keel vopr` say it and exit 2), not a failed run. */
+export class RunOptionsError extends Error {}
+
+/**
+ * Throws RunOptionsError for a combination that names no run: a hand-over shape without movers
+ * that keep their sessions (it would be silently ignored), or one that needs more nodes than asked.
+ */
+export function checkRunOptions(options: RunOptions): void {
+  if (options.handoverShape !== undefined && options.handoverMovers !== true) throw new RunOptionsError('--handover-shape needs --handover-movers: its plan drives a mover that keeps its session');
+  if (options.handoverShape === 'giveup-no-claim' && options.nodes !== undefined && options.nodes < 3)
+    throw new RunOptionsError('--handover-shape giveup-no-claim needs --nodes 3 or more: the client moves on to a third node');
+}
+
 /** An option with a value: `--clients 5`. `parse` throws an Error whose message says what is allowed. */
 export interface ValueFlag<V> {
   kind: 'value';

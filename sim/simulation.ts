@@ -12,7 +12,7 @@ import { runClusterSimulation } from './cluster/cluster-simulation.js';
 import { type HandoverFaultStep, handoverFaultSteps } from './cluster/handover-faults.js';
 import { describeDiskShape } from './disk.js';
 import { plantedBugs, plantedStoreBugs } from './planted-bugs.js';
-import { eventsMaxDefault, pickRunOptions, type RunOptions, reproduceCommand } from './run-options.js';
+import { eventsMaxDefault, pickRunOptions, type RunOptions, RunOptionsError, reproduceCommand } from './run-options.js';
 import { chooseShape, type WorldShape } from './shape.js';
 import { type BrokerFactory, realBroker, type StoreFactory, type Violation, World } from './world.js';
 
@@ -76,7 +76,7 @@ export function runSimulation(options: SimulationOptions): SimulationResult {
   const stderr = options.stderr ?? ((line: string) => process.stderr.write(`${line}\n`));
   const nodes = options.nodes ?? (options.plantCluster === undefined ? 1 : 3);
   if (nodes >= 2) return runClusterAsSimulation(options, nodes, stdout, stderr);
-  if (options.plantCluster !== undefined) throw new Error('--plant-cluster needs a cluster: --nodes 2 or more');
+  if (options.plantCluster !== undefined) throw new RunOptionsError('--plant-cluster needs a cluster: --nodes 2 or more');
   const startedMs = Date.now();
   const shape = chooseShape(options.seed, { clientCount: options.clientCount, faults: options.faults, workload: options.workload, largePayloads: options.largePayloads });
   const world = new World(shape, chooseBroker(options), options.trace === true ? stdout : null, chooseStore(options));
@@ -108,7 +108,7 @@ function handoverFaultCoverage(struck: Record<HandoverFaultStep, number> | null)
  */
 function runClusterAsSimulation(options: SimulationOptions, nodes: number, stdout: (line: string) => void, stderr: (line: string) => void): SimulationResult {
   if (options.plant !== undefined || options.plantStore !== undefined || options.brokerFactory !== undefined || options.storeFactory !== undefined) {
-    throw new Error('--plant, --plant-store and custom brokers or stores are for one broker; a cluster run takes --plant-cluster');
+    throw new RunOptionsError('--plant, --plant-store and custom brokers or stores are for one broker; a cluster run takes --plant-cluster');
   }
   const reproduce = reproduceLine(options);
   const cluster = runClusterSimulation({

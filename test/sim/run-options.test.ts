@@ -14,7 +14,7 @@ import { runOptionsFromFlags, simCommand, voprCommand } from '../../io/sim-comma
 import { handoverShapeNames } from '../../sim/cluster/handover-shapes.js';
 import { clusterPlantedBugNames, plantedBugNames, plantedStoreBugNames } from '../../sim/planted-bug-names.js';
 import { plantedStoreBugs } from '../../sim/planted-bugs.js';
-import { parseRunFlags, type RunOptions, runOptionFlags, runOptionKeys, runOptionsToFlags, type SwitchFlag, type ValueFlag } from '../../sim/run-options.js';
+import { checkRunOptions, parseRunFlags, type RunOptions, RunOptionsError, runOptionFlags, runOptionKeys, runOptionsToFlags, type SwitchFlag, type ValueFlag } from '../../sim/run-options.js';
 import { runSimulation } from '../../sim/simulation.js';
 import { runVopr } from '../../sim/vopr.js';
 
@@ -127,4 +127,15 @@ describe('the reproduce line', () => {
     }
     // Two runs per README example, each up to several seconds on a loaded machine.
   }, 120_000);
+
+  it('refuses, as a usage error, a hand-over shape without movers that keep their sessions or with too few nodes for it, and a planted cluster bug on one node', () => {
+    const quiet = { seed: 1, stdout: () => {}, stderr: () => {} };
+    expect(() => checkRunOptions({ nodes: 2, handoverShape: 'lost-marker' })).toThrow(RunOptionsError);
+    expect(() => checkRunOptions({ nodes: 2, handoverMovers: true, handoverShape: 'giveup-no-claim' })).toThrow(/--nodes 3 or more/);
+    expect(() => runSimulation({ ...quiet, nodes: 1, plantCluster: 'takeover-keeps-both' })).toThrow(RunOptionsError);
+    // Without --nodes (vopr's mix) giveup-no-claim is for the worlds of 3 nodes or more; those of 2 run no plan.
+    expect(() => checkRunOptions({ handoverMovers: true, handoverShape: 'giveup-no-claim' })).not.toThrow();
+    expect(runSimulation({ ...quiet, nodes: 2, handoverMovers: true, handoverShape: 'giveup-no-claim' }).summary).not.toMatch(/handover_shape=/);
+    expect(runSimulation({ ...quiet, nodes: 2, handoverMovers: true, handoverShape: 'lost-marker' }).summary).toMatch(/ handover_shape=lost-marker:/);
+  }, 30_000);
 });
