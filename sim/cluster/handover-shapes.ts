@@ -81,7 +81,7 @@ export interface HandoverShapeChoice {
 
 /**
  * How long `lost-marker` lets `b` be back before the client returns to it (on top of a drawn
- * settle): past the catch-up a world allows a hand-over (cluster-world.ts handoverStalledBy).
+ * settle): past the catch-up a world allows a hand-over (cluster-world.ts handoverMayHaveStalled).
  */
 const lostMarkerSettleMs = 3_500;
 /** How long a step waits for its event before the plan is abandoned. */

@@ -148,8 +148,7 @@ export class NatsModel {
   /** Slow watches (slowWatches): each replayed entry comes up to this long after the one before. */
   private watchStepMsMax = 0;
   private watchRandom: Random | null = null;
-  /** When a node's link last came up (a node started, NATS came back, a partition healed): what follows it is catch-up. */
-  lastLinkUpMs = 0;
+  private linkUpAtMs = 0;
   readonly counters = {
     corePublishes: 0,
     coreDeliveries: 0,
@@ -479,6 +478,11 @@ export class NatsModel {
     return entry === undefined ? null : this.clock.nowMs - entry.storedMs;
   }
 
+  /** When a node's link last came up (a node started, NATS came back, a partition healed): what follows it is catch-up. */
+  get lastLinkUpMs(): number {
+    return this.linkUpAtMs;
+  }
+
   /** Whether the node's link to NATS is up. */
   linkUp(node: number): boolean {
     return this.links[node]!.up;
@@ -570,7 +574,7 @@ export class NatsModel {
       if (link.up || link.sink !== sink || sink === null || !link.nodeRunning || link.partitioned || !this.serverUp) return;
       link.up = true;
       link.epoch += 1;
-      this.lastLinkUpMs = this.clock.nowMs;
+      this.linkUpAtMs = this.clock.nowMs;
       link.toNatsMs = this.clock.nowMs;
       link.toNodeMs = this.clock.nowMs;
       this.trace(`nats link n${node} up`);
