@@ -95,7 +95,9 @@ export function handlePublish(broker: Broker, connection: Connection, packet: Pu
   if (packet.qos === 2 && session.incomingQos2.has(packetId)) {
     // [MQTT-4.3.3-9] Already received and not released: acknowledge again, do not route again. A
     // cluster node first finishes handing it over (and its retained put), or what its outbox held
-    // at start if it was received before (cluster-node.ts incomingQos2Ticket).
+    // at start if it was received before (cluster-node.ts incomingQos2Ticket). No LSN is needed:
+    // on the first copy's connection this PUBREC queues behind the first one, and on a later
+    // connection behind a CONNACK that waits for the resume's own, later record.
     broker.sendPacket(connection, { type: PacketType.Pubrec, packetId, reasonCode: 0 }, 0, false, broker.cluster === null ? 0 : broker.cluster.incomingQos2Ticket(session.clientId, packetId));
     return;
   }

@@ -14,6 +14,8 @@
  * an earlier input appended and that is not yet durable (seed 966668: a clean start taken over
  * by another clean start, which writes nothing, answered at once; a crash brought the old session
  * back).
+ * A resent QoS 2 PUBLISH gets its PUBREC only once the first copy is durable, also when it comes on
+ * a new connection (its CONNACK waits for the resume record, which is later in the log).
  * A memory store whose durable LSN the test advances by hand plays the log waiting for fsync.
  */
 import { describe, expect, it } from 'vitest';
@@ -130,6 +132,26 @@ describe('QoS 2 across a crash: what waits for durability', () => {
     expect(subscriber.publishes()).toEqual([]);
     flushDisk();
     expect(subscriber.publishes().map((p) => p.payload[0])).toEqual([2]);
+  });
+  it("holds the PUBREC of a resent QoS 2 PUBLISH until the first copy's records are durable, also on a new connection", () => {
+    const { harness, flushDisk } = setup();
+    const subscriber = connectPersistent(harness, flushDisk, 'sub');
+    subscriber.send({ type: PacketType.Subscribe, packetId: 1, subscriptions: [{ topicFilter: 't', qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0 }] });
+    flushDisk();
+    subscriber.take();
+    const publisher = connectPersistent(harness, flushDisk, 'pub');
+    publisher.send({ type: PacketType.Publish, dup: false, qos: 2, retain: false, topic: 't', packetId: 5, payload: Uint8Array.of(5) });
+    expect(publisher.take()).toEqual([]);
+    // The connection drops before the disk syncs; the client resumes and resends.
+    publisher.drop();
+    const again = harness.open(5);
+    again.send({ type: PacketType.Connect, protocolName: 'MQTT', protocolVersion: 5, cleanStart: false, keepAliveSeconds: 0, clientId: 'pub', properties: { sessionExpiryInterval: 3600 } });
+    again.send({ type: PacketType.Publish, dup: true, qos: 2, retain: false, topic: 't', packetId: 5, payload: Uint8Array.of(5) });
+    harness.advance(1);
+    // A PUBREC now would promise what a crash could still take back.
+    expect(again.take().map((packet) => packet.type)).not.toContain(PacketType.Pubrec);
+    flushDisk();
+    expect(again.take().map((packet) => packet.type)).toEqual([PacketType.Connack, PacketType.Pubrec]);
   });
 });
 
