@@ -167,7 +167,26 @@ function classifyDamage(bytes: Uint8Array, offset: number, reason: string, lastL
       return { validEnd: offset, ending: 'corrupt', problem: { offset, reason } };
     }
   }
+  if (!cutShort(bytes, offset)) return { validEnd: offset, ending: 'corrupt', problem: { offset, reason: `${reason}, and bytes follow the frame` } };
   return { validEnd: offset, ending: 'torn', problem: { offset, reason } };
+}
+
+/**
+ * Whether the damaged frame at `offset` can be the last write cut short by a crash. A torn write
+ * keeps a prefix of what was written, and the file then ends there or in zeros (a file system may
+ * extend the file before the data lands), so wherever the cut fell the frame's declared end (its
+ * length field is either written whole or low bytes first with zeros above) is at or past the
+ * cut, and nothing but zeros lies beyond it. A whole damaged frame followed by other bytes was
+ * followed by a later write, and a record is acknowledged only once a later frame is synced
+ * (log-writer.ts): so it is rot in what may have been acknowledged, never a torn tail (seed
+ * 19701986: a bit flipped in the last record and another in the length of the seal after it, so
+ * that no valid frame followed the damage). A flip in the last frame alone still reads as a tear;
+ * that frame was never acknowledged, so cutting it loses nothing.
+ */
+function cutShort(bytes: Uint8Array, offset: number): boolean {
+  if (bytes.length - offset < frameHeaderBytes) return true;
+  const end = offset + frameHeaderBytes + new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(offset + 4, true);
+  return end >= bytes.length || isAllZero(bytes, end);
 }
 
 function isAllZero(bytes: Uint8Array, from: number): boolean {

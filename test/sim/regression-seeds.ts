@@ -227,8 +227,7 @@ export const regressionSeeds: readonly { seed: number; found: string; workload?:
   },
   {
     seed: 19701986,
-    open: 'retained-lost',
     found:
-      'store (vopr default mix from 19,700,000 on main after 0765d61, 1 of 2,000; fails alike on 0765d61): a bit flip at byte 65 of the only write in the log (a QoS 2 retained message on a/y, synced and acknowledged), with nothing written after it before a crash, makes the last frame look exactly like a torn write: recovery truncates it as a torn tail, reports no corruption, and the retained message is gone. A frame alone cannot tell rot in the last synced write from a write torn by the crash',
+      'store (vopr default mix from 19,700,000 on main after 0765d61, 1 of 2,000; failed alike on 0765d61): the only write in the log is a retained message (two records, a QoS 2 publish on a/y) and its seal, synced and acknowledged. A bit flips in the second record (byte 65) and another in the seal length (byte 72), so no valid frame follows the damage and recovery took it for a torn tail: truncated, no corruption reported, the retained message gone. Fixed: a whole damaged frame followed by bytes other than zeros cannot be a tear (record-frame.ts cutShort), so it is reported as corruption',
   },
 ];

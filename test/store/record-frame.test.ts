@@ -1,7 +1,8 @@
 /**
  * Proves the record frame format: frames round-trip; a log cut anywhere inside its last frame
  * scans as a torn tail whose valid part is every earlier frame; a flipped bit anywhere before the
- * last frame scans as corruption at the damaged frame's offset, never as a clean or torn log.
+ * last frame scans as corruption at the damaged frame's offset, never as a clean or torn log, also
+ * when the last frame is damaged too, so that no valid frame follows the first damage.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -68,6 +69,50 @@ describe('record frames', () => {
           expect(scan.ending).toBe('corrupt');
           expect(scan.problem?.offset).toBe(damaged);
           expect(scan.records.length).toBe(offsets.indexOf(damaged));
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('treat a cut inside the last frame followed by zeros (a file extended before its data landed) as a torn tail', () => {
+    fc.assert(
+      fc.property(bodiesArbitrary, fc.nat(), fc.nat({ max: 600 }), (bodies, cutSeed, extra) => {
+        const { bytes, offsets } = buildLog(bodies);
+        const lastStart = offsets[offsets.length - 1]!;
+        const cut = lastStart + 1 + (cutSeed % (bytes.length - lastStart - 1 || 1));
+        const zeroFilled = new Uint8Array(bytes.length + extra);
+        zeroFilled.set(bytes.subarray(0, Math.min(cut, bytes.length - 1)));
+        const scan = scanFrames(zeroFilled, 1, 1 << 20);
+        expect(scan.ending).not.toBe('corrupt');
+        expect(scan.validEnd).toBe(lastStart);
+        expect(scan.records.length).toBe(bodies.length - 1);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('report rot in the last two frames as corruption, though no valid frame follows it (seed 19701986)', () => {
+    fc.assert(
+      fc.property(
+        bodiesArbitrary.filter((b) => b.length >= 2),
+        fc.nat(),
+        fc.nat(),
+        fc.integer({ min: 0, max: 7 }),
+        fc.integer({ min: 0, max: 7 }),
+        (bodies, where, whereLast, bit, bitLast) => {
+          const { bytes, offsets } = buildLog(bodies);
+          const lastStart = offsets[offsets.length - 1]!;
+          const damaged = offsets[offsets.length - 2]!;
+          // Anywhere in the second-to-last frame but its length field (a wrong length there can
+          // make the frame seem to run past the end: a tear, the one case this cannot tell).
+          const inFrame = [...Array(lastStart - damaged).keys()].filter((index) => index < 4 || index >= 8);
+          bytes[damaged + inFrame[where % inFrame.length]!]! ^= 1 << bit;
+          bytes[lastStart + (whereLast % (bytes.length - lastStart))]! ^= 1 << bitLast;
+          const scan = scanFrames(bytes, 1, 1 << 20);
+          expect(scan.ending).toBe('corrupt');
+          expect(scan.problem?.offset).toBe(damaged);
+          expect(scan.records.length).toBe(bodies.length - 2);
         },
       ),
       { numRuns: 300 },
