@@ -162,7 +162,11 @@ export type ClusterRequest =
    * node id): at least once, in stream order, each delivery redelivered until acknowledged.
    */
   | { op: 'consume'; consumerId: number; filterSubject: string }
-  /** The delivery with this stream sequence is safe in this node's own log: do not redeliver it. */
+  /**
+   * Every delivery up to this stream sequence is done with (safe in this node's own log, or given
+   * up): do not redeliver them. Cumulative: the core acknowledges in stream order, never past a
+   * sequence it still waits for.
+   */
   | { op: 'ack'; consumerId: number; streamSequence: number }
   /**
    * Stop handing this consumer's deliveries to the core (`paused`), or start again. Backpressure:

@@ -7,8 +7,12 @@
  * - the JetStream stream `KEEL_HANDOFF` on `$KEEL.handoff.>` (file storage, interest retention:
  *   a message is kept until every node's consumer acknowledged it; discard-new at its byte bound,
  *   so a full stream refuses hand-offs rather than dropping acknowledged ones);
- * - this node's durable pull consumer `keel-node-<nodeId>` (explicit ack, deliver all, ack wait
- *   `ackWaitMs`, redelivery unbounded, at most `deliveriesUnackedMax` unacknowledged);
+ * - this node's durable pull consumer `keel-reader-<nodeId>` (ack policy "all": an ack covers
+ *   every delivery up to it, so the consumer's state is one number, its ack floor, and nothing
+ *   above the floor is done with; deliver all, ack wait `ackWaitMs`, redelivery unbounded, at most
+ *   `deliveriesUnackedMax` unacknowledged). The core acknowledges only in stream order (a sequence
+ *   once its log holds every one up to it as applied). An earlier version's `keel-node-<nodeId>`
+ *   (one explicit ack per delivery) is replaced by it at start;
  * - the key-value buckets `keel-retained`, `keel-sessions`, `keel-shared` (history 1), and any
  *   other bucket a request names, created on first use.
  *
@@ -84,7 +88,16 @@ const watchFetchExpiresMs = 30_000;
 /** JetStream's error code for a compare-and-set that found another revision. */
 const wrongLastSequenceCode = 10071;
 
+/** This node's durable consumer of the hand-off stream (cumulative acknowledgement). */
 export function consumerName(nodeId: string): string {
+  return `keel-reader-${nodeId}`;
+}
+
+/**
+ * The consumer an earlier version read through, with an explicit acknowledgement per delivery:
+ * replaced at start (ensureObjects), since JetStream does not change a consumer's ack policy.
+ */
+export function explicitAckConsumerName(nodeId: string): string {
   return `keel-node-${nodeId}`;
 }
 
@@ -322,16 +335,28 @@ export class NatsLink {
     }
     const name = consumerName(this.options.nodeId);
     const consumer = await manager.consumers.info(handoffStreamName, name).catch(notFoundAsNull);
+    const explicitName = explicitAckConsumerName(this.options.nodeId);
+    const explicit = await manager.consumers.info(handoffStreamName, explicitName).catch(notFoundAsNull);
     if (consumer === null) {
+      // An earlier version's consumer acknowledged everything up to its ack floor; above it, some
+      // deliveries one by one. The new one starts after the floor: what it delivers again that the
+      // node applied before is acknowledged again and not routed again (its log says so).
+      const start = explicit === null || explicit.ack_floor.stream_seq === 0 ? null : explicit.ack_floor.stream_seq + 1;
       await manager.consumers.add(handoffStreamName, {
         durable_name: name,
-        ack_policy: AckPolicy.Explicit,
-        deliver_policy: DeliverPolicy.All,
+        ack_policy: AckPolicy.All,
+        ...(start === null ? { deliver_policy: DeliverPolicy.All } : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: start }),
         ack_wait: nanos(limits.ackWaitMs),
         max_deliver: -1,
         max_ack_pending: limits.deliveriesUnackedMax,
         filter_subject: handoffSubjects,
       });
+    }
+    // Only once the new consumer exists: under interest retention the stream would drop what no
+    // consumer is left to want.
+    if (explicit !== null) {
+      await manager.consumers.delete(handoffStreamName, explicitName);
+      this.options.logger.info('cluster-consumer-replaced', { removed: explicitName, consumer: name, startSequence: explicit.ack_floor.stream_seq + 1 });
     }
     // A server restarted without its store lost the buckets too: open (or create) them anew.
     this.buckets.clear();

@@ -19,8 +19,9 @@
  *   (`qos2BatchesStored`, the coverage situation `qos2-batches-in-cluster`).
  * - Per node, a durable consumer (kept across restarts of the node and of NATS): delivers the
  *   stream in order, at most `ackPendingMax` unacknowledged at once, and redelivers a delivery not
- *   acknowledged within `ackWaitMs` (first the oldest); an `ack` removes it for good. Acks travel
- *   on the link like anything else and are lost with it.
+ *   acknowledged within `ackWaitMs` (first the oldest); an `ack` of a sequence removes it and
+ *   every one below it for good (cumulative, as the host's consumer: JetStream's ack policy
+ *   "all"). Acks travel on the link like anything else and are lost with it.
  * - Key-value buckets: one revision counter per bucket (a bucket is a stream, kept across NATS
  *   restarts); a set with an expected revision succeeds only at that revision, else fails with
  *   `wrong-revision`; a null value deletes (a tombstone with its own revision, which a later set
@@ -329,8 +330,16 @@ export class NatsModel {
         return;
       }
       case 'ack': {
+        // Cumulative, as the host's consumer (JetStream's ack policy "all"): every delivery up to
+        // the acknowledged one is done with.
         const consumer = this.consumers[node]!;
-        if (consumer.pending.delete(request.streamSequence)) this.counters.acks += 1;
+        let acked = false;
+        for (const sequence of consumer.pending.keys()) {
+          if (sequence > request.streamSequence) continue;
+          consumer.pending.delete(sequence);
+          acked = true;
+        }
+        if (acked) this.counters.acks += 1;
         return;
       }
       case 'kv-set':

@@ -13,7 +13,8 @@
  * - QoS 1/2: a durable publish into the hand-off stream (`$KEEL.handoff.<subject>`). Every node
  *   reads the whole stream through its own durable consumer, ignores what it published itself,
  *   routes the rest to its sessions and acknowledges a delivery only once its own log holds what
- *   routing it wrote plus a `cluster-applied` record of the stream sequence. A redelivery at or
+ *   routing it wrote plus a `cluster-applied` record of the stream sequence, in stream order (an
+ *   ack covers every sequence up to it: contract.ts `ack`). A redelivery at or
  *   below the applied sequence is acknowledged again and not routed again (exactly once per
  *   node); a delivery beyond the next expected sequence is left unacknowledged, so the stream
  *   redelivers in order what a crash made this node forget (the stream holds only hand-offs and

@@ -943,9 +943,8 @@ const clusterRegressionSeeds: readonly {
     heavySessions: true,
     handoverFaults: true,
     handoverShape: 'lost-marker',
-    open: 'acknowledged-lost',
     found:
-      'acknowledged-lost (same search as 20700027; fails alike on 0765d61, so an older hole): c2, a subscriber that does not move, never got the acknowledged QoS 2 6|20 on u/a sent at 18,923 ms, in a world where n0 lost its disk at 3,073 ms, with large payloads and heavy sessions. Not traced',
+      'acknowledged-lost (same search as 20700027; failed alike on 0765d61, so an older hole): c2, a subscriber on n0 that does not move, never got the acknowledged QoS 2 6|20 on u/a (stream sequence 50) sent at 18,923 ms. n0 lost its disk at 3,073 ms, took sequence 3 for its fresh start at 11,597 ms and crashed before that was durable, so its next lives waited for sequence 1. Its consumer had 1 and 2 acknowledged, 3 and 4 not, 5 to 11 acknowledged one by one: n0 waited 15 s of connected time for 1, took 3 and 4, then waited 15 s more for 5, and the run ended first. Fixed: the consumer acknowledges cumulatively (JetStream ack policy all, in the model too), as the core acknowledges in order, so what a node misses is one run below its consumer floor, waited out once',
   },
 ];
 

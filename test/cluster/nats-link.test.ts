@@ -12,10 +12,10 @@
  * server the link is on. The Driver asserts that no input reaches it while it executes actions, so
  * every test also checks that rule.
  */
-import { jetstreamManager } from '@nats-io/jetstream';
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { afterAll, afterEach, describe, expect, test } from 'vitest';
-import { consumerName, handoffStreamName } from '../../io/cluster/nats-link.js';
+import { consumerName, explicitAckConsumerName, handoffStreamName } from '../../io/cluster/nats-link.js';
 import type { ClusterRequest } from '../../src/contract.js';
 import { type NatsServer, startNats, startNatsCluster, stopAllNats } from './nats-fixture.js';
 import { ClusterRig } from './scripted-cluster-core.js';
@@ -83,8 +83,9 @@ describe('cluster link on nats-server -js', () => {
     const server = await startNats();
     const node = rig([server], 'b');
     await connected(node);
-    // Sequences 2 and 4 are never acknowledged: NATS must redeliver them, and nothing else.
-    node.core.acknowledges = (message) => message.streamSequence !== 2 && message.streamSequence !== 4;
+    // Sequences 4 and 5 are never acknowledged (the core acknowledges in stream order, and an ack
+    // covers every delivery up to it): NATS must redeliver them, and nothing else.
+    node.core.acknowledges = (message) => message.streamSequence! <= 3;
     node.issue([{ op: 'consume', consumerId: 7, filterSubject: '$KEEL.handoff.>' }], { hold: true });
     node.issue([1, 2, 3, 4, 5].map((id) => durable(id, 'line', `m${id}`)));
     await until(() => node.core.messages().length >= 5, 'five deliveries');
@@ -99,7 +100,7 @@ describe('cluster link on nats-server -js', () => {
     expect(first[0]!.headers['Keel-Origin']).toBe('a');
     await until(() => node.core.messages().filter((message) => message.redelivered).length >= 2, 'two redeliveries');
     const redelivered = node.core.messages().filter((message) => message.redelivered);
-    expect(new Set(redelivered.map((message) => message.streamSequence))).toEqual(new Set([2, 4]));
+    expect(new Set(redelivered.map((message) => message.streamSequence))).toEqual(new Set([4, 5]));
     // Let NATS write the acknowledgements before it is killed (a SIGKILL loses what it has not).
     const observer = await connect({ servers: [server.url] });
     const manager = await jetstreamManager(observer);
@@ -120,7 +121,7 @@ describe('cluster link on nats-server -js', () => {
       15_000,
     );
     const after = node.core.messages().slice(before);
-    expect(after.every((message) => message.streamSequence === 2 || message.streamSequence === 4)).toBe(true);
+    expect(after.every((message) => message.streamSequence === 4 || message.streamSequence === 5)).toBe(true);
     expect(node.core.statuses()).toEqual(['connected', 'disconnected', 'connected']);
     await server.stop();
   }, 60_000);
@@ -157,6 +158,49 @@ describe('cluster link on nats-server -js', () => {
     const deadline = Date.now() + 5_000;
     while ((await manager.consumers.info(handoffStreamName, consumerName('p'))).num_ack_pending > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
     expect((await manager.consumers.info(handoffStreamName, consumerName('p'))).num_ack_pending).toBe(0);
+    await observer.close();
+    await server.stop();
+  }, 30_000);
+
+  test("an earlier version's explicit-ack consumer is replaced by a cumulative one that starts after its ack floor", async () => {
+    const server = await startNats();
+    const publisher = rig([server], 'publisher');
+    await connected(publisher);
+    publisher.issue([1, 2, 3, 4, 5].map((id) => durable(id, 'old', `m${id}`)));
+    await until(() => publisher.core.completions().length === 5, 'five stored');
+    // What an earlier version left behind: its consumer acknowledged 1, 2 and 4, one by one.
+    const observer = await connect({ servers: [server.url] });
+    const manager = await jetstreamManager(observer);
+    await manager.consumers.add(handoffStreamName, {
+      durable_name: explicitAckConsumerName('m'),
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      filter_subject: '$KEEL.handoff.>',
+    });
+    const old = await jetstream(observer).consumers.get(handoffStreamName, explicitAckConsumerName('m'));
+    for await (const message of await old.fetch({ max_messages: 5, expires: 2_000 })) if (message.seq !== 3 && message.seq !== 5) await message.ackAck();
+    expect((await manager.consumers.info(handoffStreamName, explicitAckConsumerName('m'))).ack_floor.stream_seq).toBe(2);
+    const node = rig([server], 'm');
+    await connected(node);
+    const replaced = await manager.consumers.info(handoffStreamName, consumerName('m'));
+    expect(replaced.config.ack_policy).toBe(AckPolicy.All);
+    await expect(manager.consumers.info(handoffStreamName, explicitAckConsumerName('m'))).rejects.toThrow();
+    expect(node.logLines.join('')).toContain('cluster-consumer-replaced');
+    node.issue([{ op: 'consume', consumerId: 1, filterSubject: '$KEEL.handoff.>' }]);
+    await until(() => node.core.messages().length >= 3, 'the deliveries after the old floor');
+    // 4 comes again: above the floor the old consumer's acks were its own; the node's log tells.
+    expect(node.core.messages().map((message) => [message.streamSequence, message.text])).toEqual([
+      [3, 'm3'],
+      [4, 'm4'],
+      [5, 'm5'],
+    ]);
+    // A restart finds the new consumer and keeps it.
+    await node.link.close();
+    rigs.splice(rigs.indexOf(node), 1);
+    const again = rig([server], 'm');
+    await connected(again);
+    expect((await manager.consumers.info(handoffStreamName, consumerName('m'))).config.ack_policy).toBe(AckPolicy.All);
+    expect(again.logLines.join('')).not.toContain('cluster-consumer-replaced');
     await observer.close();
     await server.stop();
   }, 30_000);
