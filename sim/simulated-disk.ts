@@ -6,7 +6,8 @@
  * crash). Writes and truncations change `visible` at once and are remembered as unsynced until
  * the file is synced. Creating, renaming and deleting files change the visible directory at once
  * and reach the durable directory only at `sync-directory`. A crash keeps a random subset of the
- * unsynced writes (each possibly torn to a prefix) and a random prefix of the unsynced directory
+ * unsynced writes (each possibly torn to a prefix, which may be followed by zeros up to the write's
+ * end when it grew the file) and a random prefix of the unsynced directory
  * operations, then the visible state becomes the durable one. Each image may be changed in place
  * (see `resize`), so the two share a buffer only while neither changes: a sync of a file written
  * whole since it was empty (a snapshot, written once, renamed, read back at recovery, deleted)
@@ -182,6 +183,10 @@ export class SimulatedDisk {
         else {
           const kept = roll < 0.5 + this.faults.tornWriteRate * 0.5 ? Math.floor(this.random() * pending.length) : pending.length;
           image = applyWrite(image, pending.offset, pendingBytes(file, pending).subarray(0, kept));
+          // Half the tears of a write that grew the file leave it grown, the rest zeros: a file
+          // system that extends the file before its data lands (no draw of its own, so that no
+          // other fault of a world moves).
+          if (kept < pending.length && kept % 2 === 1 && image.length < pending.offset + pending.length) image = resize(image, pending.offset + pending.length);
         }
       }
       file.durable = image;

@@ -230,4 +230,10 @@ export const regressionSeeds: readonly { seed: number; found: string; workload?:
     found:
       'store (vopr default mix from 19,700,000 on main after 0765d61, 1 of 2,000; failed alike on 0765d61): the only write in the log is a retained message (two records, a QoS 2 publish on a/y) and its seal, synced and acknowledged. A bit flips in the second record (byte 65) and another in the seal length (byte 72), so no valid frame follows the damage and recovery took it for a torn tail: truncated, no corruption reported, the retained message gone. Fixed: a whole damaged frame followed by bytes other than zeros cannot be a tear (record-frame.ts cutShort), so it is reported as corruption',
   },
+  {
+    seed: 1028,
+    found:
+      'corruption-without-damage (vopr default mix from 1,000, 3 of 300, on a build of the 19701986 rule that took any whole damaged frame followed by other bytes for rot): once the simulated disk leaves half the tears of a write that grew its file followed by zeros up to the write end, as a file system that extends the file before the data lands, a torn last write read as corruption and stopped the start. Zeros after the damaged frame mean a tear (record-frame.ts cutShort)',
+  },
+  { seed: 1116, found: 'corruption-without-damage: the same as 1028 (a tear followed by zeros in a later segment)' },
 ];

@@ -6,7 +6,8 @@
  * reference that copies every write's bytes at once (as the disk did before), fed the random
  * numbers the disk drew in each crash, and with the caller's buffer overwritten after each write (it belongs to the
  * caller again). After every step both hold the same visible bytes, and after a crash the same
- * durable ones.
+ * durable ones (a tear that keeps an odd count of a write that grew the file leaves it grown to
+ * the write's end, in zeros).
  */
 import fc from 'fast-check';
 import seedrandom from 'seedrandom';
@@ -44,7 +45,13 @@ class ReferenceFile {
       const roll = random();
       if (roll < 0.5) continue;
       if (pending.kind === 'truncate') this.durable = resized(this.durable, pending.length);
-      else this.durable = applied(this.durable, pending.offset, roll < 0.5 + tornWriteRate * 0.5 ? pending.bytes.subarray(0, Math.floor(random() * pending.bytes.length)) : pending.bytes);
+      else {
+        const kept = roll < 0.5 + tornWriteRate * 0.5 ? Math.floor(random() * pending.bytes.length) : pending.bytes.length;
+        this.durable = applied(this.durable, pending.offset, pending.bytes.subarray(0, kept));
+        // A tear with an odd count kept leaves a file the write grew at the write's end, in zeros.
+        const end = pending.offset + pending.bytes.length;
+        if (kept < pending.bytes.length && kept % 2 === 1 && this.durable.length < end) this.durable = resized(this.durable, end);
+      }
     }
     this.visible = this.durable.slice();
     this.unsynced = [];
