@@ -1252,11 +1252,13 @@ export class SessionHandover {
    * Whether a session adopted under `adopted` (adoptedRevision) is older than the line of the newest
    * claim of `clientId`, when that line was started on another node: the client's session is then
    * that line's, made after this one. A line of this node's own, or a revision unknown on either
-   * side, proves nothing (as copyStale).
+   * side, proves nothing (as copyStale); nor, for a state's own revision, a state `from` the node
+   * that started the line (its session is the line's: see tryApply).
    */
-  private olderThanLine(clientId: string, adopted: number | null): boolean {
+  private olderThanLine(clientId: string, adopted: number | null, from: string | null = null): boolean {
     const newest = this.host.newestClaim(clientId);
     if (newest === null || adopted === null || newest.lineageRevision === null || newest.lineageNode === null || newest.lineageNode === this.host.nodeId) return false;
+    if (newest.lineageNode === from) return false;
     return adopted < newest.lineageRevision;
   }
 
@@ -1304,13 +1306,17 @@ export class SessionHandover {
       // The client connected here again meanwhile and was answered: this state comes too late for it.
       this.late(state, key, nowMs);
       applied = false;
-    } else if (this.olderThanLine(hold.clientId, claimRevision) || this.olderThanLine(hold.clientId, sessionRevisionOf(state) || null)) {
+    } else if (this.olderThanLine(hold.clientId, claimRevision) || this.olderThanLine(hold.clientId, sessionRevisionOf(state) || null, state.header.from)) {
       // The client's line started after this state's session, on another node (a give-up's fresh
       // session, or a resume there): adopted, it would be a stale copy here (seed 17200102). The
       // state's own revision counts too: adopted at an older marker while a newer claim of this
       // node waits, it would be recorded under that claim and pass for the line's (seed 20700027:
       // n2 handed over a copy of claim 16 at the marker of n0's claim 21, n0 recorded it under its
       // claim 29, in the line of 26, and the client resumed it over the session it had on n1).
+      // Not when the state comes from the node that started the line: that node's one session is
+      // the line's, though a crash may have taken the record of its resume under the line's claim
+      // (seed 22800063: n2 resumed its session under claim 37, which asked no one, and crashed
+      // before the record was durable; handed over at n0's older marker, it still said 15).
       this.late(state, key, nowMs);
       applied = false;
     } else {

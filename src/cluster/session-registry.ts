@@ -740,9 +740,16 @@ export class SessionRegistry {
         markerPassed: false,
       });
     const waiting = connection.phase === 'awaiting-connect';
+    // A claim that waits for this node's earlier hand-over, without a marker of its own, finds it
+    // done when the session was adopted here between the claim's issue and its win: nothing is left
+    // to wait for (seed 22800176: n0's claim 40 went out while the session was still on its way for
+    // claim 39, which adopted it 2 ms before 40 won; 40's CONNECT waited for the passed marker,
+    // timed out and took the session over with a fresh one).
+    const arrived = claim.awaitsEarlier && this.claimSession(claim.clientId, markerRevision);
     // Asked for a hand-over (or one is still on its way here): the CONNECT waits for the session.
-    if (claim.handoverFrom !== null) this.handover.begin(claim.clientId, claim.handoverFrom, nowMs, waiting, !claim.awaitsEarlier, revision, claim.priors);
-    if (waiting && (claim.handoverFrom !== null || this.handover.park(claim.clientId))) return this.park(claim, revision, nowMs);
+    const asks = claim.handoverFrom !== null && !arrived;
+    if (asks) this.handover.begin(claim.clientId, claim.handoverFrom!, nowMs, waiting, !claim.awaitsEarlier, revision, claim.priors);
+    if (waiting && (asks || this.handover.park(claim.clientId))) return this.park(claim, revision, nowMs);
     // The client left (or timed out) meanwhile: the bucket says this node owns it, nothing else to do.
     if (!waiting) return;
     this.accept(claim, revision, nowMs);

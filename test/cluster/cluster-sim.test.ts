@@ -944,9 +944,8 @@ const clusterRegressionSeeds: readonly {
     handoverFaults: true,
     claimCrashes: true,
     handoverShapes: 'half',
-    open: 'session-lost',
     found:
-      'session-lost (vopr --nodes 3 --handover-movers --claim-crashes from 22,800,000 on fde002e, 2 of 200; fails alike on 1c52ed6, before the cumulative acknowledgements): m200 got session present 0 on n2 (generation 10) though its session lived and no hand-over timed out with a fault to excuse it, in a world with a stale-copy plan (a=n1, b=n2), NATS restarts and partitions. Not traced yet',
+      'session-lost (vopr --nodes 3 --handover-movers --claim-crashes from 22,800,000 on fde002e, 2 of 200; failed alike on 1c52ed6, before the cumulative acknowledgements): m200 got session present 0 on n2 (generation 10) though its session lived. Traced: n2 resumed its own session under claim 37, which asked no one (the line of 37, started on n2), and crashed 2 ms later, before that record was durable, so its session still said claim 15. Later n2, a prior at the older marker of n0 claim 58, handed it over, and n0 dropped it as late by the 20700027 rule (its own revision 15 was older than the line), so at n2 own claim marker no one had it. Passes since the state own revision is not held against it when it comes from the node that started the line',
   },
   {
     seed: 22800176,
@@ -958,9 +957,8 @@ const clusterRegressionSeeds: readonly {
     handoverFaults: true,
     claimCrashes: true,
     handoverShapes: 'half',
-    open: 'session-lost',
     found:
-      'session-lost (same run as 22800063; fails alike on 1c52ed6): m200 got session present 0 on n0 (generation 29), in a world with a giveup-no-claim plan (a=n2, b=n0, c=n1) and claim crashes at half the claims. Not traced yet',
+      'session-lost (same run as 22800063; failed alike on 1c52ed6): m200 got session present 0 on n0 (generation 29), in a world with a giveup-no-claim plan (a=n2, b=n0, c=n1) and claim crashes at half the claims. Traced: the client came back to n0 while n0 waited for the hand-over of its claim 39 (marker of 37); claim 40 went out waiting for that marker too, without a marker of its own; the session came and was adopted for 39 2 ms before 40 won, and 40 then waited for the passed marker, timed out and took the session over with a fresh one. Passes since a claim that waits for its node earlier hand-over is answered at once when the session came before it won',
   },
   {
     seed: 20700075,

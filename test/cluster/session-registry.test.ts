@@ -627,6 +627,26 @@ describe('cluster-wide client ids', () => {
     expect(second.readingPaused).toBe(true);
   });
 
+  it('answers at once a claim that was to wait for its earlier hand-over when the session came before the claim won (seed 22800176)', () => {
+    const harness = node();
+    const { client: first, marker6 } = claimAskingB(harness);
+    first.drop();
+    harness.collect();
+    // The client comes back: claim 7 goes out waiting for marker 6, without a marker of its own.
+    const second = harness.open(5);
+    sendConnect(second, 'mover', { cleanStart: false, expiry: 3600 });
+    const [claim7] = claims(harness);
+    expect(decodeOwner(claim7!.value!)).toMatchObject({ node: 'a', handoverFrom: 'b', markerRevision: 6 });
+    // Before it wins, marker 6 brings b's session, adopted here for claim 6.
+    deliverMarker(harness, { ...marker6.headers }, 1);
+    answerFromB(harness, 5);
+    expect(harness.broker.state.sessions.get('mover')?.claimRevision).toBe(6);
+    // Claim 7 wins: its hand-over has come already, so the CONNECT is answered with the session.
+    answer(harness, claim7!, 7);
+    expect(second.take()).toMatchObject([{ type: PacketType.Connack, reasonCode: 0, sessionPresent: true }]);
+    expect(harness.broker.state.sessions.get('mover')?.claimRevision).toBe(7);
+  });
+
   it('keeps the fresh start of its log through a crash before the marker it stood at was applied (seed 12000052)', () => {
     const harness = node();
     // On a fresh log (a new data directory, or its disk lost), the first delivery is b's marker at
@@ -651,14 +671,14 @@ describe('cluster-wide client ids', () => {
   it("drops as late a state whose own session is older than the newest claim's line, at an older marker while a newer claim of this node waits (seed 20700027)", () => {
     const harness = node();
     const marker6 = claimAndLeave(harness);
-    // b resumed the client with a claim that asks no one (7): the line of 7, started on b.
-    harness.broker.clusterKeyChanged(harness.nowMs, { bucket: sessionsBucket, key: sessionKey('mover'), value: encodeOwner({ node: 'b', generation: '1.2' }), revision: 7 });
+    // c resumed the client with a claim that asks no one (7): the line of 7, started on c.
+    harness.broker.clusterKeyChanged(harness.nowMs, { bucket: sessionsBucket, key: sessionKey('mover'), value: encodeOwner({ node: 'c', generation: '1.2' }), revision: 7 });
     harness.collect();
-    // The client comes back here: claim 8 asks b, in the line of 7.
+    // The client comes back here: claim 8 asks c, in the line of 7.
     const second = harness.open(5);
     sendConnect(second, 'mover', { cleanStart: false, expiry: 3600 });
     const [claim8] = claims(harness);
-    expect(decodeOwner(claim8!.value!)).toMatchObject({ node: 'a', handoverFrom: 'b', lineageRevision: 7 });
+    expect(decodeOwner(claim8!.value!)).toMatchObject({ node: 'a', handoverFrom: 'c', lineageRevision: 7, lineageNode: 'c' });
     answer(harness, claim8!, 8);
     harness.takeClusterRequests();
     // At the older marker 6, b hands over a copy of the session of claim 5, older than the line.
@@ -668,6 +688,27 @@ describe('cluster-wide client ids', () => {
     expect(harness.logEvents()).toContain('handover-late');
     expect(harness.broker.state.sessions.has('mover')).toBe(false);
     expect(second.take()).toEqual([]);
+  });
+
+  it("adopts at an older marker the session of the node that started the newest claim's line, though its own revision is older (seed 22800063)", () => {
+    const harness = node();
+    const marker6 = claimAndLeave(harness);
+    // b resumed its session with a claim that asks no one (7), the line of 7, and crashed before
+    // the record of that resume was durable: its session still says claim 5.
+    harness.broker.clusterKeyChanged(harness.nowMs, { bucket: sessionsBucket, key: sessionKey('mover'), value: encodeOwner({ node: 'b', generation: '1.2' }), revision: 7 });
+    harness.collect();
+    const second = harness.open(5);
+    sendConnect(second, 'mover', { cleanStart: false, expiry: 3600 });
+    const [claim8] = claims(harness);
+    expect(decodeOwner(claim8!.value!)).toMatchObject({ node: 'a', handoverFrom: 'b', lineageRevision: 7, lineageNode: 'b' });
+    answer(harness, claim8!, 8);
+    harness.takeClusterRequests();
+    // At the older marker 6, b hands that session over: it is the line's (b holds one session of
+    // the client), so it is adopted for claim 8, not dropped as a stale copy.
+    deliverMarker(harness, marker6, 1);
+    answerFromB(harness, 5);
+    expect(harness.logEvents()).not.toContain('handover-late');
+    expect(harness.broker.state.sessions.get('mover')?.claimRevision).toBe(8);
   });
 
   // Each session records the revision of the claim it was made or adopted under
