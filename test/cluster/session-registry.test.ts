@@ -668,23 +668,32 @@ describe('cluster-wide client ids', () => {
     expect(harness.broker.cluster!.counters.handoffGaps).toBe(0);
   });
 
-  it("drops as late a state whose own session is older than the newest claim's line, at an older marker while a newer claim of this node waits (seed 20700027)", () => {
-    const harness = node();
+  /**
+   * This node's claim 6 asks b and its client leaves; `lineNode` resumes the client with a claim
+   * that asks no one (7: the line of 7); the client comes back here: claim 8 asks `lineNode`, in
+   * that line. Then, at the older marker 6, b hands over its session of claim 5 (its own revision
+   * older than the line). Returns claim 8's connection.
+   */
+  function olderStateAtMarker6(harness: Harness, lineNode: string): TestClient {
     const marker6 = claimAndLeave(harness);
-    // c resumed the client with a claim that asks no one (7): the line of 7, started on c.
-    harness.broker.clusterKeyChanged(harness.nowMs, { bucket: sessionsBucket, key: sessionKey('mover'), value: encodeOwner({ node: 'c', generation: '1.2' }), revision: 7 });
+    harness.broker.clusterKeyChanged(harness.nowMs, { bucket: sessionsBucket, key: sessionKey('mover'), value: encodeOwner({ node: lineNode, generation: '1.2' }), revision: 7 });
     harness.collect();
-    // The client comes back here: claim 8 asks c, in the line of 7.
     const second = harness.open(5);
     sendConnect(second, 'mover', { cleanStart: false, expiry: 3600 });
     const [claim8] = claims(harness);
-    expect(decodeOwner(claim8!.value!)).toMatchObject({ node: 'a', handoverFrom: 'c', lineageRevision: 7, lineageNode: 'c' });
+    expect(decodeOwner(claim8!.value!)).toMatchObject({ node: 'a', handoverFrom: lineNode, lineageRevision: 7, lineageNode: lineNode });
     answer(harness, claim8!, 8);
     harness.takeClusterRequests();
-    // At the older marker 6, b hands over a copy of the session of claim 5, older than the line.
-    // Adopted for claim 8 it would be recorded under 8 and pass for the line's session.
     deliverMarker(harness, marker6, 1);
     answerFromB(harness, 5);
+    return second;
+  }
+
+  it("drops as late a state whose own session is older than the newest claim's line, at an older marker while a newer claim of this node waits (seed 20700027)", () => {
+    const harness = node();
+    // The line started on c: b's copy of claim 5, adopted for claim 8, would be recorded under 8
+    // and pass for the line's session.
+    const second = olderStateAtMarker6(harness, 'c');
     expect(harness.logEvents()).toContain('handover-late');
     expect(harness.broker.state.sessions.has('mover')).toBe(false);
     expect(second.take()).toEqual([]);
@@ -692,21 +701,10 @@ describe('cluster-wide client ids', () => {
 
   it("adopts at an older marker the session of the node that started the newest claim's line, though its own revision is older (seed 22800063)", () => {
     const harness = node();
-    const marker6 = claimAndLeave(harness);
-    // b resumed its session with a claim that asks no one (7), the line of 7, and crashed before
-    // the record of that resume was durable: its session still says claim 5.
-    harness.broker.clusterKeyChanged(harness.nowMs, { bucket: sessionsBucket, key: sessionKey('mover'), value: encodeOwner({ node: 'b', generation: '1.2' }), revision: 7 });
-    harness.collect();
-    const second = harness.open(5);
-    sendConnect(second, 'mover', { cleanStart: false, expiry: 3600 });
-    const [claim8] = claims(harness);
-    expect(decodeOwner(claim8!.value!)).toMatchObject({ node: 'a', handoverFrom: 'b', lineageRevision: 7, lineageNode: 'b' });
-    answer(harness, claim8!, 8);
-    harness.takeClusterRequests();
-    // At the older marker 6, b hands that session over: it is the line's (b holds one session of
-    // the client), so it is adopted for claim 8, not dropped as a stale copy.
-    deliverMarker(harness, marker6, 1);
-    answerFromB(harness, 5);
+    // The line started on b, which crashed before the record of its resume under 7 was durable:
+    // its session still says claim 5, yet it is the line's (b holds one session of the client), so
+    // it is adopted for claim 8, not dropped as a stale copy.
+    olderStateAtMarker6(harness, 'b');
     expect(harness.logEvents()).not.toContain('handover-late');
     expect(harness.broker.state.sessions.get('mover')?.claimRevision).toBe(8);
   });
