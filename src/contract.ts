@@ -215,10 +215,12 @@ export interface ClusterKeyChange {
 /**
  * The inputs of the cluster link. `clusterStatus('connected')` comes first and again after every
  * reconnection (the core then re-issues its subscriptions, consumers and watches); while
- * `disconnected`, requests the core issues fail with `unavailable`.
+ * `disconnected`, requests the core issues fail with `unavailable`. With `connected` comes the
+ * hand-off stream's identity (`stream`: the host's, its creation time on NATS), which changes only
+ * when the stream is made anew (a NATS that lost its store): its sequences then start again at 1.
  */
 export interface ClusterInputs {
-  clusterStatus(nowMs: number, status: 'connected' | 'disconnected'): void;
+  clusterStatus(nowMs: number, status: 'connected' | 'disconnected', stream?: string): void;
   clusterMessage(nowMs: number, message: ClusterMessage): void;
   /**
    * Several messages that arrived together, in arrival order: the same as one `clusterMessage`

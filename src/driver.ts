@@ -101,10 +101,10 @@ export class Driver {
     this.flush();
   }
 
-  clusterStatus(nowMs: number, status: 'connected' | 'disconnected'): void {
+  clusterStatus(nowMs: number, status: 'connected' | 'disconnected', stream?: string): void {
     this.enter(nowMs);
     assert(this.core.clusterStatus !== undefined, 'cluster input to a core without a cluster');
-    this.core.clusterStatus(nowMs, status);
+    this.core.clusterStatus(nowMs, status, stream);
     this.flush();
   }
 

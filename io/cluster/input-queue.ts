@@ -19,7 +19,7 @@ import type { ClusterKeyChange, ClusterMessage, ClusterResult } from '../../src/
 import type { Driver } from '../../src/driver.js';
 
 export type ClusterInput =
-  | { kind: 'status'; status: 'connected' | 'disconnected' }
+  | { kind: 'status'; status: 'connected' | 'disconnected'; stream?: string }
   | { kind: 'message'; message: ClusterMessage }
   | { kind: 'completed'; result: ClusterResult }
   | { kind: 'key-changed'; change: ClusterKeyChange }
@@ -27,7 +27,7 @@ export type ClusterInput =
 
 /** Hands one cluster input to the driver as the matching ClusterInputs call. */
 export function feedDriver(driver: Driver, nowMs: number, input: ClusterInput): void {
-  if (input.kind === 'status') driver.clusterStatus(nowMs, input.status);
+  if (input.kind === 'status') driver.clusterStatus(nowMs, input.status, input.stream);
   else if (input.kind === 'message') driver.clusterMessage(nowMs, input.message);
   else if (input.kind === 'completed') driver.clusterCompleted(nowMs, input.result);
   else if (input.kind === 'key-changed') driver.clusterKeyChanged(nowMs, input.change);

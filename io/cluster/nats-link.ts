@@ -172,6 +172,8 @@ export class NatsLink {
   private connection: NatsConnection | null = null;
   private js: JetStreamClient | null = null;
   private manager: JetStreamManager | null = null;
+  /** The hand-off stream's creation time as NATS last told it (contract.ts clusterStatus `stream`). */
+  private streamCreated: string | null = null;
   /** Reported `connected` to the core and not lost since. */
   private up = false;
   /** Bumped on every loss: asynchronous work of an earlier epoch finds it changed and stops. */
@@ -313,7 +315,7 @@ export class NatsLink {
         action: "set cluster.messageBytesMax to at most the servers' max_payload, or raise max_payload: larger messages would be refused by NATS and hold up the hand-offs queued behind them",
       });
     }
-    this.queue.push({ kind: 'status', status: 'connected' });
+    this.queue.push(this.streamCreated === null ? { kind: 'status', status: 'connected' } : { kind: 'status', status: 'connected', stream: this.streamCreated });
   }
 
   private async ensureObjects(): Promise<void> {
@@ -322,8 +324,10 @@ export class NatsLink {
     const manager = await jetstreamManager(connection, { timeout: limits.requestTimeoutMs });
     this.manager = manager;
     const stream = await manager.streams.info(handoffStreamName).catch(notFoundAsNull);
+    // Its creation time names it to the core: a stream made anew numbers from 1 again.
+    this.streamCreated = stream?.created ?? null;
     if (stream === null) {
-      await manager.streams.add({
+      const made = await manager.streams.add({
         name: handoffStreamName,
         subjects: [handoffSubjects],
         storage: StorageType.File,
@@ -332,6 +336,7 @@ export class NatsLink {
         max_bytes: limits.handoffStreamBytesMax,
         num_replicas: this.replicas(),
       });
+      this.streamCreated = made.created;
     }
     const name = consumerName(this.options.nodeId);
     const consumer = await manager.consumers.info(handoffStreamName, name).catch(notFoundAsNull);

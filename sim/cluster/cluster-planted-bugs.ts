@@ -142,8 +142,8 @@ class WrappedClusterBroker implements BrokerCore {
   shutdown(nowMs: number): void {
     this.inner.shutdown(nowMs);
   }
-  clusterStatus(nowMs: number, status: 'connected' | 'disconnected'): void {
-    this.inner.clusterStatus!(nowMs, status);
+  clusterStatus(nowMs: number, status: 'connected' | 'disconnected', stream?: string): void {
+    this.inner.clusterStatus!(nowMs, status, stream);
   }
   clusterMessage(nowMs: number, message: ClusterMessage): void {
     this.inner.clusterMessage!(nowMs, message);
@@ -193,10 +193,10 @@ class RetainedOutOfOrder extends WrappedClusterBroker {
     super.clusterKeyChanged(nowMs, { ...held, revision: change.revision });
   }
 
-  override clusterStatus(nowMs: number, status: 'connected' | 'disconnected'): void {
+  override clusterStatus(nowMs: number, status: 'connected' | 'disconnected', stream?: string): void {
     // A watch starts over after a reconnection; what was held back is dropped with it.
     this.held = null;
-    super.clusterStatus(nowMs, status);
+    super.clusterStatus(nowMs, status, stream);
   }
 }
 
@@ -282,8 +282,8 @@ class RetainedConflictDropped extends WrappedClusterBroker {
 }
 
 class RetainedPlainPut extends WrappedClusterBroker {
-  override clusterStatus(nowMs: number, status: 'connected' | 'disconnected'): void {
-    super.clusterStatus(nowMs, status);
+  override clusterStatus(nowMs: number, status: 'connected' | 'disconnected', stream?: string): void {
+    super.clusterStatus(nowMs, status, stream);
     if (status !== 'connected') return;
     // What the node asks for as the link comes back, with the retained puts made unconditional.
     for (const action of this.inner.drainActions()) {

@@ -626,7 +626,7 @@ export class ClusterWorld implements MemberWorld {
       return;
     }
     this.nats.nodeStarted(node.index, {
-      status: (status) => this.nodeInput(node, incarnation, (driver) => driver.clusterStatus(this.clock.nowMs, status), `cluster ${status}`),
+      status: (status, stream) => this.nodeInput(node, incarnation, (driver) => driver.clusterStatus(this.clock.nowMs, status, stream), `cluster ${status}`),
       message: (message) => {
         const overrunBefore = this.shape.streams && message.consumerId !== null ? this.unpausedOverrun(node) : null;
         // The payload as a NATS client hands it: a view of what it read (input-chunks.ts).

@@ -58,8 +58,12 @@ import type { ClusterHeaders, ClusterKeyChange, ClusterMessage, ClusterRequest, 
 import type { EventQueue } from '../event-queue.js';
 import type { Random } from '../random.js';
 
+/** The model's hand-off stream keeps its store through every restart: one identity per world. */
+const handoffStreamIdentity = 'model-stream-1';
+
 export interface NatsNodeSink {
-  status(status: 'connected' | 'disconnected'): void;
+  /** With `connected`, the hand-off stream's identity (contract.ts clusterStatus). */
+  status(status: 'connected' | 'disconnected', stream?: string): void;
   message(message: ClusterMessage): void;
   completed(result: ClusterResult): void;
   keyChanged(change: ClusterKeyChange): void;
@@ -587,7 +591,7 @@ export class NatsModel {
       link.toNatsMs = this.clock.nowMs;
       link.toNodeMs = this.clock.nowMs;
       this.trace(`nats link n${node} up`);
-      sink.status('connected');
+      sink.status('connected', handoffStreamIdentity);
     });
   }
 }

@@ -306,9 +306,9 @@ export class Broker implements BrokerCore {
 
   // ---- the cluster link (contract.ts ClusterInputs; only for a node built with `cluster`) -----
 
-  clusterStatus(nowMs: number, status: 'connected' | 'disconnected'): void {
+  clusterStatus(nowMs: number, status: 'connected' | 'disconnected', stream?: string): void {
     if (!this.enter(nowMs)) return;
-    this.clusterNode().status(nowMs, status);
+    this.clusterNode().status(nowMs, status, stream);
     this.afterInput(nowMs);
   }
 

@@ -123,7 +123,7 @@ import { ownCopy } from '../codec/own-copy.js';
 import type { Properties, Qos } from '../codec/packets.js';
 import { type ClusterConfig, clusterMessageBytesMaxDefault, clusterNodeIdPattern, handoverWaitMsDefault } from '../config.js';
 import type { ClusterKeyChange, ClusterMessage, ClusterRequest, ClusterResult } from '../contract.js';
-import type { ClusterDurableState, StoredMessage } from '../store/state-store.js';
+import type { ClusterDurableState, StateRecord, StoredMessage } from '../store/state-store.js';
 import { parseSharedFilter } from '../topics/validate.js';
 import {
   type BatchEntry,
@@ -297,6 +297,8 @@ export class ClusterNode {
    * (handoffArrived).
    */
   private freshLog = false;
+  /** The hand-off stream the link reads (contract.ts clusterStatus), null until it said. */
+  private stream: string | null = null;
   private gapLowest = 0;
   readonly counters = {
     coreSent: 0,
@@ -786,7 +788,28 @@ export class ClusterNode {
 
   // ---- inputs -------------------------------------------------------------------------------
 
-  status(nowMs: number, status: 'connected' | 'disconnected'): void {
+  /** The record that `sequence` of the stream the link reads is applied (named, once known). */
+  private appliedRecord(sequence: number): Extract<StateRecord, { kind: 'cluster-applied' }> {
+    return this.stream === null ? { kind: 'cluster-applied', sequence } : { kind: 'cluster-applied', sequence, stream: this.stream };
+  }
+
+  /**
+   * The link reads `stream`. Another stream than the one this node's log counts in was made anew
+   * (a NATS that lost its store): its sequences start again at 1, and the node would take them
+   * for redeliveries of the old stream's up to the sequence it had applied there, acknowledged and
+   * never routed. So the count starts again, and acknowledgements still waiting go (they name
+   * sequences of the old stream, and an acknowledgement covers every sequence up to it).
+   */
+  private streamIs(stream: string): void {
+    const known = this.durable.appliedStream;
+    this.stream = stream;
+    if (known === undefined || known === stream) return;
+    this.broker.log('warn', 'cluster-stream-replaced', { nodeId: this.nodeId, was: known, now: stream, appliedSequence: this.durable.appliedSequence });
+    this.broker.commit({ kind: 'cluster-applied', sequence: 0, stream });
+    this.pendingAcks.length = 0;
+  }
+
+  status(nowMs: number, status: 'connected' | 'disconnected', stream?: string): void {
     if (status === 'disconnected') {
       if (!this.connected) return;
       this.connected = false;
@@ -807,6 +830,7 @@ export class ClusterNode {
       return;
     }
     this.connected = true;
+    if (stream !== undefined) this.streamIs(stream);
     this.issued = 0;
     this.unitsInFlight.clear();
     // Time cut off from NATS does not count towards giving up on a missing sequence.
@@ -1082,7 +1106,7 @@ export class ClusterNode {
     const qos2 = entries.some((entry) => entry.headers[headerQos] === '2' && entry.headers[headerOrigin] !== this.nodeId);
     if (qos2) this.broker.beginInboundQos2Routing();
     for (const entry of entries) this.applyHandoff(nowMs, entry);
-    const lsn = this.broker.commit({ kind: 'cluster-applied', sequence });
+    const lsn = this.broker.commit(this.appliedRecord(sequence));
     if (qos2) this.broker.endInboundQos2Routing(lsn);
     this.pendingAcks.push({ lsn, sequence });
     // The windows that ended are done once the hand-off that ended them is recorded applied.
@@ -1148,7 +1172,7 @@ export class ClusterNode {
 
   /** A marker is done on this node: recorded as applied, acknowledged once durable; then what waited behind it. */
   private markerDone(sequence: number, nowMs: number, buffered: readonly ClusterMessage[]): void {
-    this.pendingAcks.push({ lsn: this.broker.commit({ kind: 'cluster-applied', sequence }), sequence });
+    this.pendingAcks.push({ lsn: this.broker.commit(this.appliedRecord(sequence)), sequence });
     for (const message of buffered) this.handoffArrived(nowMs, message);
   }
 
@@ -1180,7 +1204,7 @@ export class ClusterNode {
     // handoffGapWaitMs for sequences the stream no longer had, its reader standing still and its
     // hand-overs timing out meanwhile (seed 12000052: a node back from a lost disk crashed before
     // the marker it stood at was applied).
-    if (sequence > 1) this.broker.commit({ kind: 'cluster-applied', sequence: sequence - 1 });
+    if (sequence > 1) this.broker.commit(this.appliedRecord(sequence - 1));
     return true;
   }
 

@@ -85,6 +85,7 @@ export function recordProblem(record: StateRecord): string | null {
     case 'incoming-qos2-released':
       return packetIdProblem(record.packetId, false);
     case 'cluster-applied':
+      if (record.stream !== undefined && (typeof record.stream !== 'string' || record.stream.length === 0)) return `hand-off stream ${JSON.stringify(record.stream)} is not a name`;
       return offsetProblem(record.sequence, 'hand-off sequence');
     case 'cluster-outbox-added':
       return offsetProblem(record.entry.id, 'outbox id') ?? (typeof record.entry.subject === 'string' && record.entry.subject.length > 0 ? null : 'outbox entry without subject');

@@ -205,6 +205,11 @@ export interface ClusterOutboxEntry {
 
 export interface ClusterDurableState {
   appliedSequence: number;
+  /**
+   * The hand-off stream `appliedSequence` counts in (the host's name for it, contract.ts
+   * clusterStatus), undefined until a record names one: a stream made anew numbers from 1 again.
+   */
+  appliedStream?: string;
   nextOutboxId: number;
   readonly outbox: Map<number, ClusterOutboxEntry>;
 }
@@ -278,8 +283,12 @@ export type StateRecord =
    * written before `skipped` existed have none (0).
    */
   | { kind: 'stream-group-position'; stream: string; group: string; offset: number; skipped?: number }
-  /** A cluster node applied the hand-off stream up to this sequence (src/cluster/). */
-  | { kind: 'cluster-applied'; sequence: number }
+  /**
+   * A cluster node applied the hand-off stream up to this sequence (src/cluster/); `stream` names
+   * the stream (absent in records of before), and a record of another stream than the one known
+   * starts the count again at its sequence.
+   */
+  | { kind: 'cluster-applied'; sequence: number; stream?: string }
   /** A durable message this node must hand to the cluster, kept until the stream holds it. */
   | { kind: 'cluster-outbox-added'; entry: ClusterOutboxEntry }
   /** The hand-off stream holds the outbox entry (or, from a snapshot, only the id counter moves). */
@@ -741,7 +750,9 @@ function applyClusterRecord(state: DurableState, record: Extract<StateRecord, { 
   assert(cluster !== undefined, 'a cluster record needs a state made by createDurableState');
   switch (record.kind) {
     case 'cluster-applied':
-      cluster.appliedSequence = Math.max(cluster.appliedSequence, record.sequence);
+      if (record.stream !== undefined && cluster.appliedStream !== undefined && record.stream !== cluster.appliedStream) cluster.appliedSequence = record.sequence;
+      else cluster.appliedSequence = Math.max(cluster.appliedSequence, record.sequence);
+      if (record.stream !== undefined) cluster.appliedStream = record.stream;
       return;
     case 'cluster-outbox-added':
       assert(!cluster.outbox.has(record.entry.id), 'an outbox id is used once');
@@ -1034,7 +1045,8 @@ export function snapshotRecords(state: DurableState, streams?: StreamSnapshotSou
 function snapshotCluster(state: DurableState, records: StateRecord[]): void {
   const cluster = state.cluster;
   if (cluster === undefined) return;
-  if (cluster.appliedSequence > 0) records.push({ kind: 'cluster-applied', sequence: cluster.appliedSequence });
+  if (cluster.appliedStream !== undefined) records.push({ kind: 'cluster-applied', sequence: cluster.appliedSequence, stream: cluster.appliedStream });
+  else if (cluster.appliedSequence > 0) records.push({ kind: 'cluster-applied', sequence: cluster.appliedSequence });
   // The id counter survives even when the outbox is empty: ids are the stream's dedupe keys.
   if (cluster.nextOutboxId > 1) records.push({ kind: 'cluster-outbox-done', id: cluster.nextOutboxId - 1 });
   for (const entry of cluster.outbox.values()) records.push({ kind: 'cluster-outbox-added', entry });

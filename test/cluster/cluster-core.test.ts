@@ -207,6 +207,45 @@ describe('cluster node', () => {
     expect(received(subscriber)).toEqual(['second']);
   });
 
+  it('starts its count again on a hand-off stream made anew (a NATS that lost its store), and its log keeps the stream it counts in', () => {
+    const { harness, subscriber } = subscribedNode();
+    harness.broker.clusterStatus(harness.nowMs, 'disconnected');
+    harness.collect();
+    harness.broker.clusterStatus(harness.nowMs, 'connected', 'stream-a');
+    harness.collect();
+    take(harness);
+    handoff(harness, 1, 'first');
+    handoff(harness, 2, 'second');
+    expect(received(subscriber)).toEqual(['first', 'second']);
+    take(harness);
+    expect(harness.broker.state.cluster).toMatchObject({ appliedSequence: 2, appliedStream: 'stream-a' });
+    // The same stream on the next link: sequence 2 is a redelivery, acknowledged, not routed.
+    harness.broker.clusterStatus(harness.nowMs, 'disconnected');
+    harness.collect();
+    harness.broker.clusterStatus(harness.nowMs, 'connected', 'stream-a');
+    harness.collect();
+    take(harness);
+    expect(harness.broker.state.cluster).toMatchObject({ appliedSequence: 2, appliedStream: 'stream-a' });
+    handoff(harness, 2, 'second');
+    expect(subscriber.take()).toEqual([]);
+    expect(take(harness)).toEqual([{ op: 'ack', consumerId: 1, streamSequence: 2 }]);
+    expect(harness.logEvents()).not.toContain('cluster-stream-replaced');
+    // NATS lost its store: the stream is made anew and numbers from 1, which is no redelivery.
+    harness.broker.clusterStatus(harness.nowMs, 'disconnected');
+    harness.collect();
+    harness.broker.clusterStatus(harness.nowMs, 'connected', 'stream-b');
+    harness.collect();
+    take(harness);
+    expect(harness.logEvents()).toContain('cluster-stream-replaced');
+    handoff(harness, 1, 'new first');
+    expect(received(subscriber)).toEqual(['new first']);
+    expect(take(harness)).toEqual([{ op: 'ack', consumerId: 1, streamSequence: 1 }]);
+    expect(harness.broker.state.cluster).toMatchObject({ appliedSequence: 1, appliedStream: 'stream-b' });
+    // The log keeps which stream it counts in.
+    harness.restart();
+    expect(harness.broker.state.cluster).toMatchObject({ appliedSequence: 1, appliedStream: 'stream-b' });
+  });
+
   it('takes its first hand-off on its first link as a fresh start (a new node, or one whose disk was lost)', () => {
     const { harness, subscriber } = subscribedNode();
     handoff(harness, 7, 'seventh');

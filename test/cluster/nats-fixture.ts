@@ -10,7 +10,7 @@
  * in `afterAll`, whatever the test did.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -112,6 +112,14 @@ export class NatsServer {
   /** SIGKILL, then start again on the same port and store. */
   async restart(): Promise<void> {
     await this.kill();
+    await this.start();
+  }
+
+  /** SIGKILL, then start again on the same port with its store gone (a NATS that lost its disk). */
+  async restartWithoutStore(): Promise<void> {
+    await this.kill();
+    rmSync(this.shape.storeDirectory, { recursive: true, force: true });
+    mkdirSync(this.shape.storeDirectory, { recursive: true });
     await this.start();
   }
 

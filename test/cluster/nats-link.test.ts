@@ -205,6 +205,28 @@ describe('cluster link on nats-server -js', () => {
     await server.stop();
   }, 30_000);
 
+  test('connected names the hand-off stream: the same across a NATS restart on its store, another when NATS lost its store', async () => {
+    const server = await startNats();
+    const node = rig([server], 'i');
+    await connected(node);
+    node.issue([durable(1, 'named', 'm1')]);
+    await until(() => node.core.completions().length === 1, 'one stored');
+    await server.restart();
+    await connected(node, 2, 15_000);
+    await server.restartWithoutStore();
+    await connected(node, 3, 15_000);
+    const [first, afterRestart, afterLoss] = node.core.streams();
+    expect(typeof first).toBe('string');
+    expect(first!.length).toBeGreaterThan(0);
+    expect(afterRestart).toBe(first);
+    expect(afterLoss).not.toBe(first);
+    // The stream made anew numbers from 1 again.
+    node.issue([durable(2, 'named', 'm1 again', 'd-anew')]);
+    await until(() => node.core.completions().length === 2, 'stored in the new stream');
+    expect(node.core.completions()[1]).toEqual({ requestId: 2, ok: true, sequence: 1 });
+    await server.stop();
+  }, 60_000);
+
   test('a new session gets the deliveries its node never acknowledged before anything newer, in stream order', async () => {
     const server = await startNats();
     const crashed = rig([server], 'k');

@@ -18,7 +18,7 @@ import { Driver, type Host } from '../../src/driver.js';
 import { emptyView } from '../io/scripted-core.js';
 
 export type RecordedClusterInput =
-  | { kind: 'status'; status: 'connected' | 'disconnected' }
+  | { kind: 'status'; status: 'connected' | 'disconnected'; stream: string | null }
   | { kind: 'message'; message: ClusterMessage; text: string }
   | { kind: 'completed'; result: ClusterResult }
   | { kind: 'key-changed'; change: ClusterKeyChange; text: string | null }
@@ -34,8 +34,8 @@ export class ScriptedClusterCore implements BrokerCore {
   /** Requests re-issued after every `connected`: subscribe, consume and kv-watch. */
   private readonly held: ClusterRequest[] = [];
 
-  clusterStatus(_nowMs: number, status: 'connected' | 'disconnected'): void {
-    this.inputs.push({ kind: 'status', status });
+  clusterStatus(_nowMs: number, status: 'connected' | 'disconnected', stream?: string): void {
+    this.inputs.push({ kind: 'status', status, stream: stream ?? null });
     if (status === 'connected') for (const request of this.held) this.actions.push({ kind: 'cluster', request });
   }
 
@@ -76,6 +76,11 @@ export class ScriptedClusterCore implements BrokerCore {
 
   statuses(): string[] {
     return this.inputs.flatMap((input) => (input.kind === 'status' ? [input.status] : []));
+  }
+
+  /** The hand-off stream each `connected` named, in order. */
+  streams(): (string | null)[] {
+    return this.inputs.flatMap((input) => (input.kind === 'status' && input.status === 'connected' ? [input.stream] : []));
   }
 
   /** Every `clusterWatchCurrent`, with how many key changes (of any bucket) came before it. */
