@@ -960,6 +960,19 @@ const clusterRegressionSeeds: readonly {
     found:
       'session-lost (vopr --plant-cluster handover-serves-older-marker --nodes 3 --handover-movers --handover-shape older-marker from 1, searching a seed for the planted bug on the build whose consume answers the ack floor; the real build fails alike, with the same trace, and so does the build before the floor, 6349edd): m200 got session present 0 on n0 (generation 9) at 27,999 ms though its session lived and no hand-over timed out with a fault to excuse it; the plan older-marker abandoned at its step 2 of 9. Not traced',
   },
+  {
+    seed: 330,
+    nodes: 3,
+    handoverMovers: true,
+    lostDisk: true,
+    largePayloads: true,
+    heavySessions: true,
+    handoverFaults: true,
+    handoverShape: 'older-marker',
+    open: 'session-lost',
+    found:
+      'session-lost (vopr --plant-cluster handover-serves-older-marker --nodes 3 --handover-movers --handover-shape older-marker from 301, searching a seed for the planted bug; the real build fails alike, and so does 6349edd, the build before the ack floor): m200 got session present 0 on n1 (generation 6) at 27,667 ms though its session lived and no hand-over timed out with a fault to excuse it; the plan older-marker abandoned at its step 2 of 9. Not traced',
+  },
 ];
 
 /** Of seeds 0 to 999 with `nodes` nodes, how many `--handover-movers` worlds have `addition`; none without movers has it. */
