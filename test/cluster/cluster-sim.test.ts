@@ -973,6 +973,19 @@ const clusterRegressionSeeds: readonly {
     found:
       'session-lost (vopr --plant-cluster handover-serves-older-marker --nodes 3 --handover-movers --handover-shape older-marker from 301, searching a seed for the planted bug; the real build fails alike, and so does 6349edd, the build before the ack floor): m200 got session present 0 on n1 (generation 6) at 27,667 ms though its session lived and no hand-over timed out with a fault to excuse it; the plan older-marker abandoned at its step 2 of 9. Not traced',
   },
+  {
+    seed: 12000180,
+    nodes: 2,
+    handoverMovers: true,
+    lostDisk: true,
+    largePayloads: true,
+    heavySessions: true,
+    handoverFaults: true,
+    handoverShape: 'older-marker',
+    open: 'acknowledged-lost',
+    found:
+      'acknowledged-lost (vopr --plant-cluster handover-serves-older-marker --nodes 2 --handover-movers --handover-shape older-marker from 12,000,000, searching a seed for the planted bug; the real build fails alike, and so does 6349edd, the build before the ack floor): c200 never got the acknowledged QoS 2 4|2 on t/b sent at 438 ms; the plan older-marker abandoned at its step 2 of 9. Not traced',
+  },
 ];
 
 /** Of seeds 0 to 999 with `nodes` nodes, how many `--handover-movers` worlds have `addition`; none without movers has it. */
