@@ -21,7 +21,10 @@
  *   first; past a gap that lasts handoffGapWaitMs of connected time (the stream no longer holds
  *   the missing sequences: its first message is later, or it discarded some) it takes the lowest
  *   it was given, and logs it. A node on a fresh log (a new data directory, or its disk lost)
- *   takes its first delivery at once: nothing below it is owed to a session it holds.
+ *   takes its first delivery at once: nothing below it is owed to a session it holds. A gap whose
+ *   missing sequences are all at or below the consumer's ack floor (the answer to this link's
+ *   `consume`) is given up at once: this node id acknowledged them, so its log lost them and the
+ *   consumer never delivers them again (belowAckFloor).
  * - Markers of session hand-overs (session-handover.ts) are read only once the node's watch of
  *   `keel-sessions` has replayed the bucket since the link came up (contract.ts
  *   clusterWatchCurrent), when what this node does at them rests on the claims (it is asked for
@@ -230,7 +233,8 @@ export const handoffRetryMs = 500;
  * How long, connected, a node waits for a missing stream sequence before it takes the lowest it
  * has seen instead: well past the consumer's ack wait (a few seconds), after which NATS has
  * redelivered everything still pending. Only a sequence the stream no longer holds (a node
- * whose first delivery is past sequence 1, a stream that dropped messages) is skipped so.
+ * whose first delivery is past sequence 1, a stream that dropped messages) is skipped so; one at
+ * or below the consumer's ack floor is skipped at once (belowAckFloor).
  */
 export const handoffGapWaitMs = 15_000;
 /** The consumer id of the hand-off stream (one per node). */
