@@ -325,7 +325,7 @@ export class ClusterNode {
     handoffsApplied: 0,
     handoffRedeliveries: 0,
     handoffGaps: 0,
-    /** Gaps given up at once because every missing sequence was at or below the consumer's ack floor (floorSkips). */
+    /** Gaps given up at once because every missing sequence was at or below the consumer's ack floor (belowAckFloor). */
     handoffGapsBelowFloor: 0,
     unmappable: 0,
     consumerPauses: 0,
@@ -1256,8 +1256,11 @@ export class ClusterNode {
    * Why it is safe. A node acknowledges a delivery only once its log holds `cluster-applied` for it
    * durably, so a sequence at or below the floor that this log does not hold was applied by an
    * earlier life of this node whose log is gone (a lost disk): it was stored before any session of
-   * this log subscribed, so it is owed to none of them, as for a fresh start. That holds for any
-   * floor ever reported for this node id's consumer, so the cases below cost at most a wait:
+   * this log subscribed, so it is owed to none of them, as for a fresh start. (A data directory
+   * put back from an older copy is the exception: its sessions may be owed such sequences, but the
+   * consumer will not deliver them again either way, and waiting only put off the same loss.) That
+   * holds for any floor ever reported for this node id's consumer, so the cases below cost at
+   * most a wait:
    * - the answer comes after deliveries (a host need not order it first): those waited as a gap
    *   does, unacknowledged; the stream redelivers them after its ack wait and they are taken then;
    * - a reconnection: each `connected` issues a new consume under a new request id, and the floor
