@@ -160,12 +160,27 @@ export type ClusterRequest =
   /**
    * Receive the hand-off stream through this node's durable consumer (named by the host from the
    * node id): at least once, in stream order, each delivery redelivered until acknowledged.
+   *
+   * Answered by `clusterCompleted` with the same requestId, before any delivery of this consume:
+   * ok with `sequence` = the consumer's ack floor as the host found it when it bound the consumer
+   * for this consume (JetStream's `ack_floor.stream_seq`; 0 for a consumer that never had an
+   * acknowledgement, a new one or one deleted and made again), or failed (`unavailable` when the
+   * link dropped first, or the floor could not be read). The floor means: every stream sequence at
+   * or below it was acknowledged by this consumer (or is no longer in the stream), so this
+   * consumer will never deliver it again; only a new consumer under the same name (deleted and
+   * made again: floor 0 then) could. It is a lower bound of the floor at any later moment of the
+   * same consumer, since a floor only grows. What a core may conclude: a sequence at or below the
+   * floor that its log does not hold as applied will not come on this link (the log lost it, as
+   * a node only acknowledges what its log holds); no conclusion about sequences above it. An
+   * answer belongs to the consume with its requestId only: a later consume (after the next
+   * `connected`) may find another consumer.
    */
-  | { op: 'consume'; consumerId: number; filterSubject: string }
+  | { op: 'consume'; requestId: number; consumerId: number; filterSubject: string }
   /**
    * Every delivery up to this stream sequence is done with (safe in this node's own log, or given
    * up): do not redeliver them. Cumulative: the core acknowledges in stream order, never past a
-   * sequence it still waits for.
+   * sequence it still waits for; so nothing above a consumer's ack floor was acknowledged, and the
+   * consumer delivers every sequence above it that the stream holds.
    */
   | { op: 'ack'; consumerId: number; streamSequence: number }
   /**
@@ -201,7 +216,7 @@ export interface ClusterMessage {
 }
 
 export type ClusterResult =
-  | { requestId: number; ok: true /** publish-durable: the stream sequence; kv-set: the key's new revision. */; sequence: number }
+  | { requestId: number; ok: true /** publish-durable: the stream sequence; kv-set: the key's new revision; consume: the consumer's ack floor. */; sequence: number }
   | { requestId: number; ok: false; code: 'wrong-revision' | 'unavailable' | 'timeout'; message: string };
 
 export interface ClusterKeyChange {

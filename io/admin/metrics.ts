@@ -254,6 +254,11 @@ export class BrokerMetrics {
       (s) => group(s, 'clusterNode').handoffGaps ?? 0,
     );
     this.counter(
+      'keel_cluster_handoff_gaps_below_floor_total',
+      "Gaps this node gave up at once because every missing sequence was at or below its consumer's ack floor (its log lost them: cluster-handoff-gap-skipped why=ack-floor)",
+      (s) => group(s, 'clusterNode').handoffGapsBelowFloor ?? 0,
+    );
+    this.counter(
       'keel_cluster_handovers_sent_in_parts_total',
       'Sessions this node handed over to another node whose state took several puts of keel-handover (larger than one NATS message: handover-parts.ts)',
       (s) => group(s, 'clusterHandover').sentInParts ?? 0,

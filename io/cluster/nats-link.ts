@@ -243,7 +243,7 @@ export class NatsLink {
       case 'unsubscribe':
         return this.unsubscribe(request.subscriptionId);
       case 'consume':
-        return this.consume(request.consumerId, request.filterSubject);
+        return this.consume(request.requestId, request.consumerId, request.filterSubject);
       case 'ack':
         return this.ack(request.streamSequence);
       case 'pace':
@@ -482,17 +482,30 @@ export class NatsLink {
     if (this.droppedSinceLog++ % 1_000 === 0) this.options.logger.warn('cluster-messages-dropped', { subject, dropped: this.counters.messagesDropped, inputsQueuedMax: this.limits.inputsQueuedMax });
   }
 
-  private consume(consumerId: number, filterSubject: string): void {
-    if (!this.up) return;
+  /**
+   * Starts handing the core this node's consumer's deliveries. The consume is answered (contract.ts)
+   * with the consumer's ack floor as its info shows it when it is bound here, before any delivery:
+   * the answer is queued for the core before the pull that brings the first one begins. While
+   * the link is down it fails at once; a loss before the answer fails it (`lose`), so an answer
+   * always belongs to the link the consume was made on.
+   */
+  private consume(requestId: number, consumerId: number, filterSubject: string): void {
+    if (!this.up) return this.failNow(requestId, 'the cluster link is down');
     if (this.consumers.has(consumerId)) throw new Error(`cluster consumer ${consumerId} started twice`);
+    if (this.pending.has(requestId)) throw new Error(`cluster request ${requestId} issued twice`);
+    // Not bounded by requestsPendingMax: one per link, and refusing it would leave the core unfed.
+    this.pending.add(requestId);
     const epoch = this.epoch;
-    this.runConsumer(epoch, consumerId, filterSubject).catch((error: unknown) => this.sourceFailed(epoch, 'consume', error));
+    this.runConsumer(epoch, requestId, consumerId, filterSubject).catch((error: unknown) => this.sourceFailed(epoch, 'consume', error));
   }
 
-  private async runConsumer(epoch: number, consumerId: number, filterSubject: string): Promise<void> {
+  private async runConsumer(epoch: number, requestId: number, consumerId: number, filterSubject: string): Promise<void> {
     const name = consumerName(this.options.nodeId);
     let info = await this.manager!.consumers.info(handoffStreamName, name);
     if (info.config.filter_subject !== filterSubject) info = await this.manager!.consumers.update(handoffStreamName, name, { filter_subject: filterSubject });
+    if (epoch !== this.epoch) return;
+    // Every sequence up to it was acknowledged by this consumer: it never delivers them again.
+    this.complete(requestId, { requestId, ok: true, sequence: info.ack_floor.stream_seq });
     const consumer = await this.js!.consumers.get(handoffStreamName, name);
     // Heartbeats every second: a pull stalled by a NATS server or consumer leader going away is
     // noticed and re-issued in seconds, not after nats.js's default of 30.

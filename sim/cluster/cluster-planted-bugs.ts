@@ -47,7 +47,9 @@
  *   hand-over steps, handover-faults.ts, reach the shape in about 1 seed in 60 without failing by
  *   it; the shaped plans, handover-shapes.ts, failed by it on seed 12000052 with 2 nodes until a
  *   fresh start was kept through crashes, and on seed 99 with 3 nodes until a node noted its
- *   markers in the stream, and on seed 62 with 3 nodes and every plan `older-marker` since).
+ *   markers in the stream, and on seed 62 with 3 nodes and every plan `older-marker` until a node
+ *   gave up at once the sequences at or below its consumer's ack floor; no seed found since: the
+ *   test is skipped, test/cluster/cluster-sim.test.ts says what was searched).
  * - `session-revision-ignored`: rewrites every claim of `keel-sessions` by another node without its
  *   session's line (`lineageRevision`), so the node cannot tell a stale copy from the session a
  *   newer claim asks it for and keeps it for that claim's marker, as before sessions carried the

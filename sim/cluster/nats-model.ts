@@ -21,7 +21,13 @@
  *   stream in order, at most `ackPendingMax` unacknowledged at once, and redelivers a delivery not
  *   acknowledged within `ackWaitMs` (first the oldest); an `ack` of a sequence removes it and
  *   every one below it for good (cumulative, as the host's consumer: JetStream's ack policy
- *   "all"). Acks travel on the link like anything else and are lost with it.
+ *   "all"). Acks travel on the link like anything else and are lost with it. A `consume` is
+ *   answered with the consumer's ack floor as JetStream keeps it (the highest sequence with every
+ *   one up to it acknowledged: below the oldest delivery still pending, else below the next never
+ *   delivered), on the link ahead of any delivery of that consume, as the Node host reads the
+ *   consumer's info before it starts pulling; the answer draws no latency, so the world's random
+ *   choices stay as they were. A consume sent on a link that is down is not answered (the node has
+ *   heard `disconnected` first, and the next `connected` brings a new consume).
  * - Key-value buckets: one revision counter per bucket (a bucket is a stream, kept across NATS
  *   restarts); a set with an expected revision succeeds only at that revision, else fails with
  *   `wrong-revision`; a null value deletes (a tombstone with its own revision, which a later set
@@ -292,6 +298,21 @@ export class NatsModel {
     });
   }
 
+  /** As toNode, without a latency of its own: next on the node's side of the link, after what is already on its way (draws nothing). */
+  private toNodeNow(node: number, epoch: number, run: (sink: NatsNodeSink) => void): void {
+    const link = this.links[node]!;
+    link.toNodeMs = Math.max(link.toNodeMs, this.clock.nowMs);
+    this.queue.push(link.toNodeMs, () => {
+      if (link.sink === null || link.epoch !== epoch || !link.up) return;
+      run(link.sink);
+    });
+  }
+
+  /** The ack floor of `node`'s consumer now (tests): see ackFloor. */
+  consumerAckFloor(node: number): number {
+    return ackFloor(this.consumers[node]!);
+  }
+
   private handle(node: number, request: ClusterRequest): void {
     const link = this.links[node]!;
     switch (request.op) {
@@ -329,6 +350,8 @@ export class NatsModel {
         const consumer = this.consumers[node]!;
         consumer.activeEpoch = link.epoch;
         consumer.consumerId = request.consumerId;
+        const floor = ackFloor(consumer);
+        this.toNodeNow(node, link.epoch, (sink) => sink.completed({ requestId: request.requestId, ok: true, sequence: floor }));
         // Deliveries a previous link never had acknowledged come again after their ack wait.
         this.schedulePump();
         return;
@@ -478,19 +501,6 @@ export class NatsModel {
     });
   }
 
-  /**
-   * How long ago NATS stored the oldest entry the node's consumer has not had acknowledged
-   * (delivered or not), null when it has every entry: how far its reader is behind the stream.
-   */
-  readerBehindMs(node: number): number | null {
-    const consumer = this.consumers.find((each) => each.node === node);
-    if (consumer === undefined) return null;
-    let oldest = consumer.nextSequence <= this.stream.length ? consumer.nextSequence : Number.POSITIVE_INFINITY;
-    for (const sequence of consumer.pending.keys()) oldest = Math.min(oldest, sequence);
-    const entry = this.stream[oldest - 1];
-    return entry === undefined ? null : this.clock.nowMs - entry.storedMs;
-  }
-
   /** When a node's link last came up (a node started, NATS came back, a partition healed): what follows it is catch-up. */
   get lastLinkUpMs(): number {
     return this.linkUpAtMs;
@@ -603,4 +613,16 @@ function sameMessage(stored: StreamEntry, resent: { subject: string; headers: Cl
   if (names.length !== Object.keys(resent.headers).length || names.some((name) => stored.headers[name] !== resent.headers[name])) return false;
   for (let index = 0; index < stored.payload.length; index++) if (stored.payload[index] !== resent.payload[index]) return false;
   return true;
+}
+
+/**
+ * A consumer's ack floor as JetStream reports it (`ack_floor.stream_seq`): every sequence up to it
+ * was delivered and acknowledged. The stream's sequences are consecutive and the consumer takes
+ * them all, so it is just below the oldest delivery still pending, or below the next one never
+ * delivered when none is pending.
+ */
+function ackFloor(consumer: Consumer): number {
+  let floor = consumer.nextSequence - 1;
+  for (const sequence of consumer.pending.keys()) floor = Math.min(floor, sequence - 1);
+  return floor;
 }

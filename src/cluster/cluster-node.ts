@@ -22,7 +22,10 @@
  *   first; past a gap that lasts handoffGapWaitMs of connected time (the stream no longer holds
  *   the missing sequences: its first message is later, or it discarded some) it takes the lowest
  *   it was given, and logs it. A node on a fresh log (a new data directory, or its disk lost)
- *   takes its first delivery at once: nothing below it is owed to a session it holds.
+ *   takes its first delivery at once: nothing below it is owed to a session it holds. A gap whose
+ *   missing sequences are all at or below the consumer's ack floor (the answer to this link's
+ *   `consume`) is given up at once: this node id acknowledged them, so its log lost them and the
+ *   consumer never delivers them again (belowAckFloor).
  * - Markers of session hand-overs (session-handover.ts) are read only once the node's watch of
  *   `keel-sessions` has replayed the bucket since the link came up (contract.ts
  *   clusterWatchCurrent), when what this node does at them rests on the claims (it is asked for
@@ -231,7 +234,8 @@ export const handoffRetryMs = 500;
  * How long, connected, a node waits for a missing stream sequence before it takes the lowest it
  * has seen instead: well past the consumer's ack wait (a few seconds), after which NATS has
  * redelivered everything still pending. Only a sequence the stream no longer holds (a node
- * whose first delivery is past sequence 1, a stream that dropped messages) is skipped so.
+ * whose first delivery is past sequence 1, a stream that dropped messages) is skipped so; one at
+ * or below the consumer's ack floor is skipped at once (belowAckFloor).
  */
 export const handoffGapWaitMs = 15_000;
 /** The consumer id of the hand-off stream (one per node). */
@@ -300,6 +304,14 @@ export class ClusterNode {
   /** The hand-off stream the link reads (contract.ts clusterStatus), null until it said. */
   private stream: string | null = null;
   private gapLowest = 0;
+  /** The request id of the `consume` issued on the current link, 0 while cut off (an answer to any other is an older consume's). */
+  private consumeRequestId = 0;
+  /**
+   * The ack floor of this node's consumer as the current link's `consume` was answered (contract.ts
+   * ClusterRequest `consume`): every stream sequence at or below it was acknowledged by this node
+   * id's consumer; 0 until that answer, and from every change of link status on.
+   */
+  private ackFloor = 0;
   readonly counters = {
     coreSent: 0,
     coreReceived: 0,
@@ -316,6 +328,8 @@ export class ClusterNode {
     handoffsApplied: 0,
     handoffRedeliveries: 0,
     handoffGaps: 0,
+    /** Gaps given up at once because every missing sequence was at or below the consumer's ack floor (belowAckFloor). */
+    handoffGapsBelowFloor: 0,
     unmappable: 0,
     consumerPauses: 0,
     /** Times the reader stopped at a message of a newer format (stream-format.ts): at most once per start. */
@@ -826,6 +840,9 @@ export class ClusterNode {
       this.handover.linkChanged(false);
       this.shares.disconnected();
       this.connectedSinceMs = null;
+      // The floor belonged to this link's consume; the next link's consume answers its own.
+      this.consumeRequestId = 0;
+      this.ackFloor = 0;
       this.broker.log('warn', 'cluster-disconnected', { nodeId: this.nodeId, handoffsWaiting: this.handoffs.length });
       return;
     }
@@ -837,7 +854,10 @@ export class ClusterNode {
     this.gapSinceMs = null;
     this.broker.log('info', 'cluster-connected', { nodeId: this.nodeId, subjects: this.interests.size, handoffsWaiting: this.handoffs.length });
     for (const [subject, interest] of this.interests) this.request({ op: 'subscribe', subscriptionId: interest.subscriptionId, subject, queueGroup: null });
-    this.request({ op: 'consume', consumerId, filterSubject: `${handoffPrefix}>` });
+    // Its answer carries the consumer's ack floor (ackFloorAnswered); an older consume's is ignored.
+    this.consumeRequestId = this.nextRequestId++;
+    this.ackFloor = 0;
+    this.request({ op: 'consume', requestId: this.consumeRequestId, consumerId, filterSubject: `${handoffPrefix}>` });
     // A new consume starts unpaused; the next overrun pauses it again, as a stopped reader does at once.
     this.consumerPaused = false;
     if (this.readerHeld !== null) this.pace(true);
@@ -890,6 +910,7 @@ export class ClusterNode {
   }
 
   completed(nowMs: number, result: ClusterResult): void {
+    if (this.consumeRequestId !== 0 && result.requestId === this.consumeRequestId) return this.ackFloorAnswered(result);
     if (this.sessions.completed(nowMs, result)) return;
     if (this.handover.completed(nowMs, result)) return;
     if (this.shares.completed(nowMs, result)) return;
@@ -1015,7 +1036,7 @@ export class ClusterNode {
     // The reader stands still at a marker (session-handover.ts): what comes behind it waits.
     if (this.handover.holding) return this.handover.buffer(message);
     if (this.heldForWatch !== null) return this.holdForWatch(message);
-    if (sequence !== durable.appliedSequence + 1 && !this.freshStart(sequence) && !this.gapGivenUp(nowMs, sequence)) {
+    if (sequence !== durable.appliedSequence + 1 && !this.freshStart(sequence) && !this.belowAckFloor(sequence) && !this.gapGivenUp(nowMs, sequence)) {
       // An earlier one is missing (this node forgot it in a crash): the stream redelivers it.
       this.counters.handoffGaps += 1;
       return;
@@ -1221,7 +1242,69 @@ export class ClusterNode {
     }
     this.gapLowest = Math.min(this.gapLowest, sequence);
     if (nowMs - this.gapSinceMs < handoffGapWaitMs || sequence !== this.gapLowest) return false;
-    this.broker.log('warn', 'cluster-handoff-gap-skipped', { nodeId: this.nodeId, expected: this.durable.appliedSequence + 1, taken: sequence });
+    this.broker.log('warn', 'cluster-handoff-gap-skipped', {
+      nodeId: this.nodeId,
+      expected: this.durable.appliedSequence + 1,
+      taken: sequence,
+      why: 'gap-wait',
+      waitedMs: nowMs - this.gapSinceMs,
+      ackFloor: this.ackFloor,
+    });
+    return true;
+  }
+
+  /**
+   * The current link's `consume` was answered (contract.ts): ok, its `sequence` is the consumer's
+   * ack floor; failed, the floor stays unknown (0) and gaps wait as they did without it. Only the
+   * answer to this link's consume gets here (completed): one of an earlier link's is not this
+   * consume's, and is dropped with its request id.
+   */
+  private ackFloorAnswered(result: ClusterResult): void {
+    assert(this.connected, 'a consume is answered on its own link');
+    this.consumeRequestId = 0;
+    if (!result.ok) return;
+    assert(result.sequence >= 0, 'an ack floor is a stream sequence or 0');
+    this.ackFloor = result.sequence;
+  }
+
+  /**
+   * Whether to take `sequence` past missing ones at once because every one of them is at or below
+   * the consumer's ack floor (contract.ts `consume`): they were acknowledged by this node id's
+   * consumer, so it will never deliver them again, and waiting handoffGapWaitMs for them only
+   * stalls the reader (seed 19010026 before the fresh start was kept: a node back from a lost disk
+   * crashed before its first delivery; in its next life, no longer on a fresh log, it waited 15 s
+   * for sequences 1..floor, and a session moving to it timed out its hand-over meanwhile). Missing
+   * sequences above the floor still wait (gapGivenUp): they may be delivered, unacknowledged, on
+   * a link that dropped (seed 7403090's rule holds, since the floor never passes a sequence this
+   * consumer has not had acknowledged).
+   *
+   * Why it is safe. A node acknowledges a delivery only once its log holds `cluster-applied` for it
+   * durably, so a sequence at or below the floor that this log does not hold was applied by an
+   * earlier life of this node whose log is gone (a lost disk): it was stored before any session of
+   * this log subscribed, so it is owed to none of them, as for a fresh start. (A data directory
+   * put back from an older copy is the exception: its sessions may be owed such sequences, but the
+   * consumer will not deliver them again either way, and waiting only put off the same loss.) That
+   * holds for any floor ever reported for this node id's consumer, so the cases below cost at
+   * most a wait:
+   * - the answer comes after deliveries (a host need not order it first): those waited as a gap
+   *   does, unacknowledged; the stream redelivers them after its ack wait and they are taken then;
+   * - a reconnection: each `connected` issues a new consume under a new request id, and the floor
+   *   goes back to 0 at every change of link status, so an earlier consume's answer (the host may
+   *   have found another consumer then) is never read for the current one;
+   * - the consumer was deleted and made again: its floor is 0 and nothing is taken early. Were a
+   *   floor of the old one read for the new one, the new one might deliver sequences at or below
+   *   it again: they would be acknowledged as applied and not routed, which by the argument above
+   *   loses nothing a session of this log is owed.
+   * The sequences below the one taken are logged as applied (as a fresh start does), so that a
+   * crash before it is applied does not leave the next life waiting for them again.
+   */
+  private belowAckFloor(sequence: number): boolean {
+    const expected = this.durable.appliedSequence + 1;
+    assert(sequence > expected, 'only a delivery past a missing sequence asks');
+    if (sequence - 1 > this.ackFloor) return false;
+    this.counters.handoffGapsBelowFloor += 1;
+    this.broker.log('warn', 'cluster-handoff-gap-skipped', { nodeId: this.nodeId, expected, taken: sequence, why: 'ack-floor', waitedMs: 0, ackFloor: this.ackFloor });
+    this.broker.commit(this.appliedRecord(sequence - 1));
     return true;
   }
 

@@ -4,7 +4,9 @@
  * and drops them with the last filter; QoS 0 goes out as a core publish; a QoS 1 PUBACK waits for
  * the hand-off to be stored, also across a NATS outage; a hand-off from another node reaches the
  * local subscriber once and is acknowledged, a redelivery is acknowledged again and not routed
- * again, and a delivery past a missing sequence is neither routed nor acknowledged. Messages fed
+ * again, and a delivery past a missing sequence is neither routed nor acknowledged, unless every
+ * missing one is at or below the ack floor that answered this link's consume (then at once, and
+ * logged as applied); an earlier link's answer, a failed one or a floor of 0 takes nothing early. Messages fed
  * as one `clusterMessages` input (how the Node host feeds a burst) are handled exactly as the same
  * messages fed one input each: same deliveries in the same order, same acknowledgements. QoS 1
  * hand-offs queued while one waits for JetStream go as one batch (handoff-batch.ts), each PUBACK
@@ -23,7 +25,7 @@
  * message-size.ts) is refused as too large (0x95) before anything of it is routed or handed off,
  * whether its size is in its payload or in properties that grow in headers; what fits goes.
  */
-import { describe, expect, it } from 'vitest';
+import { assert, describe, expect, it } from 'vitest';
 import { type BatchEntry, batchEntryBytes, decodeBatch, encodeBatch, handoffBatchSubject, unitHeaders, unitMembersOfHeaders, unitOutboxSubject } from '../../src/cluster/handoff-batch.js';
 import { encodeHeaders } from '../../src/cluster/headers.js';
 import { natsBytes } from '../../src/cluster/message-size.js';
@@ -44,6 +46,40 @@ function subscribedNode(): { harness: Harness; subscriber: TestClient } {
   subscriber.subscribe([{ topicFilter: 'a/b', qos: 1 }]);
   take(harness);
   return { harness, subscriber };
+}
+
+/**
+ * A node whose log is behind its consumer's ack floor: a fresh log (its disk lost) whose first life
+ * crashed before its first delivery, so that this life's log is not fresh and has applied nothing.
+ * Its link is up (`consume`: the request id of its consume, not answered yet) and a client is
+ * subscribed to `a/b` at QoS 1 (its session kept for 600 s).
+ */
+function nodeBehindItsConsumer(): { harness: Harness; subscriber: TestClient; consume: number } {
+  const harness = node();
+  harness.restart();
+  const consume = linkUp(harness);
+  const subscriber = harness.connect('s', 5, { properties: { sessionExpiryInterval: 600 } });
+  subscriber.subscribe([{ topicFilter: 'a/b', qos: 1 }]);
+  take(harness);
+  return { harness, subscriber, consume };
+}
+
+/** The link comes up (its sessions watch current at once); returns the request id of its `consume`, the requests taken. */
+function linkUp(harness: Harness): number {
+  harness.broker.clusterStatus(harness.nowMs, 'connected');
+  harness.collect();
+  const consume = take(harness).find((request) => request.op === 'consume');
+  assert(consume !== undefined && consume.op === 'consume', 'every link issues a consume');
+  harness.broker.clusterWatchCurrent(harness.nowMs, 'keel-sessions', harness.sessionsWatchId);
+  harness.collect();
+  take(harness);
+  return consume.requestId;
+}
+
+/** The host answers the consume `requestId` with the consumer's ack floor. */
+function answerFloor(harness: Harness, requestId: number, floor: number): void {
+  harness.broker.clusterCompleted(harness.nowMs, { requestId, ok: true, sequence: floor });
+  harness.collect();
 }
 
 /** The payloads of what `client` was sent since the last take. */
@@ -244,6 +280,96 @@ describe('cluster node', () => {
     // The log keeps which stream it counts in.
     harness.restart();
     expect(harness.broker.state.cluster).toMatchObject({ appliedSequence: 1, appliedStream: 'stream-b' });
+  });
+
+  it('gives a gap up at once when every missing sequence is at or below the ack floor, not after the gap wait (seed 19010026)', () => {
+    const { harness, subscriber, consume } = nodeBehindItsConsumer();
+    answerFloor(harness, consume, 5);
+    handoff(harness, 6, 'sixth');
+    expect(received(subscriber)).toEqual(['sixth']);
+    expect(take(harness)).toEqual([{ op: 'ack', consumerId: 1, streamSequence: 6 }]);
+    expect(harness.logs.find((log) => log.event === 'cluster-handoff-gap-skipped')?.fields).toMatchObject({ expected: 1, taken: 6, why: 'ack-floor', waitedMs: 0, ackFloor: 5 });
+    expect(harness.broker.cluster!.counters.handoffGapsBelowFloor).toBe(1);
+    handoff(harness, 7, 'seventh');
+    expect(received(subscriber)).toEqual(['seventh']);
+  });
+
+  it('waits at a gap with a missing sequence above the ack floor (seed 7403090: delivered on a dropped link, never acknowledged)', () => {
+    const { harness, subscriber, consume } = nodeBehindItsConsumer();
+    answerFloor(harness, consume, 5);
+    handoff(harness, 7, 'seventh');
+    expect(subscriber.take()).toEqual([]);
+    expect(take(harness)).toEqual([]);
+    expect(harness.logEvents()).not.toContain('cluster-handoff-gap-skipped');
+    // 6 is at the floor's edge: nothing missing below it is above the floor.
+    handoff(harness, 6, 'sixth');
+    handoff(harness, 7, 'seventh');
+    expect(received(subscriber)).toEqual(['sixth', 'seventh']);
+    // Without a floor's answer the gap wait is the only way past a gap, as before.
+    harness.broker.clusterStatus(harness.nowMs, 'disconnected');
+    harness.collect();
+    linkUp(harness);
+    handoff(harness, 9, 'ninth');
+    harness.nowMs += 15_000;
+    handoff(harness, 9, 'ninth');
+    expect(received(subscriber)).toEqual(['ninth']);
+    const skips = harness.logs.filter((log) => log.event === 'cluster-handoff-gap-skipped').map((log) => log.fields);
+    expect(skips).toMatchObject([
+      { expected: 1, taken: 6, why: 'ack-floor' },
+      { expected: 8, taken: 9, why: 'gap-wait', waitedMs: 15_000, ackFloor: 0 },
+    ]);
+  });
+
+  it("reads no floor from an earlier link's consume, nor one answered after the link dropped", () => {
+    const { harness, subscriber, consume: first } = nodeBehindItsConsumer();
+    harness.broker.clusterStatus(harness.nowMs, 'disconnected');
+    harness.collect();
+    // The answer to the dropped link's consume comes while cut off, and again after the next link.
+    answerFloor(harness, first, 5);
+    const second = linkUp(harness);
+    expect(second).not.toBe(first);
+    answerFloor(harness, first, 5);
+    handoff(harness, 6, 'sixth');
+    expect(subscriber.take()).toEqual([]);
+    expect(take(harness)).toEqual([]);
+    // The answer to this link's consume counts, also after deliveries: the redelivery is taken.
+    answerFloor(harness, second, 5);
+    harness.broker.clusterMessage(harness.nowMs, { ...handoffMessage(6, 'sixth'), redelivered: true });
+    harness.collect();
+    expect(received(subscriber)).toEqual(['sixth']);
+  });
+
+  it("takes nothing early on a floor of 0 (a consumer made again), nor on an earlier link's floor when this link's answer failed", () => {
+    const { harness, subscriber, consume: first } = nodeBehindItsConsumer();
+    answerFloor(harness, first, 5);
+    harness.broker.clusterStatus(harness.nowMs, 'disconnected');
+    harness.collect();
+    const second = linkUp(harness);
+    harness.broker.clusterCompleted(harness.nowMs, { requestId: second, ok: false, code: 'unavailable', message: 'no consumer info' });
+    harness.collect();
+    handoff(harness, 6, 'sixth');
+    expect(subscriber.take()).toEqual([]);
+    harness.broker.clusterStatus(harness.nowMs, 'disconnected');
+    harness.collect();
+    answerFloor(harness, linkUp(harness), 0);
+    handoff(harness, 2, 'second');
+    expect(subscriber.take()).toEqual([]);
+    expect(take(harness)).toEqual([]);
+    expect(harness.logEvents()).not.toContain('cluster-handoff-gap-skipped');
+  });
+
+  it('logs the sequences a floor gave up as applied, so a crash before the one taken is applied does not wait for them again', () => {
+    const { harness, consume } = nodeBehindItsConsumer();
+    answerFloor(harness, consume, 5);
+    // Taken past the gap, but not applied: it stops the reader (a newer format).
+    harness.broker.clusterMessage(harness.nowMs, { ...handoffMessage(6, 'newer'), headers: { ...handoffMessage(6, 'newer').headers, 'Keel-Needs': 'compressed' } });
+    harness.collect();
+    expect(harness.broker.view.clusterReaderHeldAt()).toBe(6);
+    harness.restart();
+    linkUp(harness);
+    const subscriber = harness.connect('s', 5, { cleanStart: false, properties: { sessionExpiryInterval: 600 } });
+    handoff(harness, 6, 'sixth');
+    expect(received(subscriber)).toEqual(['sixth']);
   });
 
   it('takes its first hand-off on its first link as a fresh start (a new node, or one whose disk was lost)', () => {

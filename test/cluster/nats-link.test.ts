@@ -4,7 +4,8 @@
  * `keel serve --cluster` drives it. Each test proves one promise of io/cluster/nats-link.ts by
  * what the core hears: durable publishes complete in request order with increasing stream
  * sequences and dedupe on their id; the node's consumer delivers in order and redelivers only what
- * was not acknowledged, also across a SIGKILL and restart of NATS on its store; compare-and-set
+ * was not acknowledged, also across a SIGKILL and restart of NATS on its store; a consume is
+ * answered with the consumer's ack floor before its deliveries; compare-and-set
  * fails with `wrong-revision`; a watch gives every current value and then every change in revision
  * order; the status goes `disconnected` and `connected` across a NATS restart, with requests failing
  * `unavailable` in between; core NATS subscriptions honour queue groups and carry headers; the
@@ -86,7 +87,7 @@ describe('cluster link on nats-server -js', () => {
     // Sequences 4 and 5 are never acknowledged (the core acknowledges in stream order, and an ack
     // covers every delivery up to it): NATS must redeliver them, and nothing else.
     node.core.acknowledges = (message) => message.streamSequence! <= 3;
-    node.issue([{ op: 'consume', consumerId: 7, filterSubject: '$KEEL.handoff.>' }], { hold: true });
+    node.issue([{ op: 'consume', requestId: 901, consumerId: 7, filterSubject: '$KEEL.handoff.>' }], { hold: true });
     node.issue([1, 2, 3, 4, 5].map((id) => durable(id, 'line', `m${id}`)));
     await until(() => node.core.messages().length >= 5, 'five deliveries');
     const first = node.core.messages().slice(0, 5);
@@ -130,7 +131,7 @@ describe('cluster link on nats-server -js', () => {
     const server = await startNats();
     const node = rig([server], 'p');
     await connected(node);
-    node.issue([{ op: 'consume', consumerId: 1, filterSubject: '$KEEL.handoff.>' }]);
+    node.issue([{ op: 'consume', requestId: 902, consumerId: 1, filterSubject: '$KEEL.handoff.>' }]);
     node.issue([1, 2].map((id) => durable(id, 'paced', `m${id}`)));
     await until(() => node.core.messages().length === 2, 'two deliveries before the pause');
     node.issue([{ op: 'pace', consumerId: 1, paused: true }]);
@@ -186,7 +187,7 @@ describe('cluster link on nats-server -js', () => {
     expect(replaced.config.ack_policy).toBe(AckPolicy.All);
     await expect(manager.consumers.info(handoffStreamName, explicitAckConsumerName('m'))).rejects.toThrow();
     expect(node.logLines.join('')).toContain('cluster-consumer-replaced');
-    node.issue([{ op: 'consume', consumerId: 1, filterSubject: '$KEEL.handoff.>' }]);
+    node.issue([{ op: 'consume', requestId: 906, consumerId: 1, filterSubject: '$KEEL.handoff.>' }]);
     await until(() => node.core.messages().length >= 3, 'the deliveries after the old floor');
     // 4 comes again: above the floor the old consumer's acks were its own; the node's log tells.
     expect(node.core.messages().map((message) => [message.streamSequence, message.text])).toEqual([
@@ -227,12 +228,62 @@ describe('cluster link on nats-server -js', () => {
     await server.stop();
   }, 60_000);
 
+  test("a consume is answered with the consumer's ack floor before its deliveries, after acknowledgements, across a NATS restart and a new process", async () => {
+    const server = await startNats();
+    const node = rig([server], 'f');
+    await connected(node);
+    // Sequences 4 and 5 are not acknowledged (the core acknowledges in stream order, and an ack
+    // covers every delivery up to it): the floor stops below them.
+    node.core.acknowledges = (message) => message.streamSequence! <= 3;
+    node.issue([{ op: 'consume', requestId: 100, consumerId: 1, filterSubject: '$KEEL.handoff.>' }], { hold: true });
+    await until(() => node.core.consumeAnswers().length === 1, 'the first answer');
+    expect(node.core.consumeAnswers()).toEqual([{ requestId: 100, ok: true, sequence: 0 }]);
+    node.issue([1, 2, 3, 4, 5].map((id) => durable(id, 'floor', `m${id}`)));
+    await until(() => node.link.counters.requests.ack >= 3, 'three acknowledgements');
+    const observer = await connect({ servers: [server.url] });
+    const manager = await jetstreamManager(observer);
+    const floorOf = async (): Promise<number> => (await manager.consumers.info(handoffStreamName, consumerName('f'))).ack_floor.stream_seq;
+    const deadline = Date.now() + 5_000;
+    while ((await floorOf()) < 3 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(await floorOf()).toBe(3);
+    await observer.close();
+    // Let NATS write the consumer's state to its store before it is killed (a SIGKILL loses what it has not).
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    // NATS killed and restarted on its store: the consume issued again after `connected` finds 3.
+    await server.restart();
+    await connected(node, 2, 20_000);
+    await until(() => node.core.consumeAnswers().length === 2, 'the answer after the restart', 15_000);
+    expect(node.core.consumeAnswers()[1]).toEqual({ requestId: 100, ok: true, sequence: 3 });
+    // The answer comes before any delivery of its consume.
+    const secondLinkAt = node.core.inputs.map((input) => input.kind).lastIndexOf('status');
+    const secondLink = node.core.inputs.slice(secondLinkAt);
+    const answerAt = secondLink.findIndex((input) => input.kind === 'completed' && input.result.requestId === 100);
+    const firstDeliveryAt = secondLink.findIndex((input) => input.kind === 'message');
+    expect(answerAt).toBeGreaterThan(0);
+    if (firstDeliveryAt >= 0) expect(answerAt).toBeLessThan(firstDeliveryAt);
+    // 4 and 5 are acknowledged on their redelivery; a new process of the node finds the floor at 5.
+    node.core.acknowledges = () => true;
+    const redeliveredOnSecondLink = (): boolean => node.core.inputs.slice(secondLinkAt).some((input) => input.kind === 'message' && input.message.streamSequence === 4);
+    await until(redeliveredOnSecondLink, 'the redelivery of 4', 15_000);
+    await until(() => node.link.counters.requests.ack >= 5, 'its acknowledgement');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await node.link.close();
+    const restarted = rig([server], 'f');
+    await connected(restarted);
+    restarted.issue([{ op: 'consume', requestId: 200, consumerId: 1, filterSubject: '$KEEL.handoff.>' }]);
+    await until(() => restarted.core.consumeAnswers().length === 1, 'the answer of the new process');
+    expect(restarted.core.consumeAnswers()).toEqual([{ requestId: 200, ok: true, sequence: 5 }]);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(restarted.core.messages()).toEqual([]);
+    await server.stop();
+  }, 60_000);
+
   test('a new session gets the deliveries its node never acknowledged before anything newer, in stream order', async () => {
     const server = await startNats();
     const crashed = rig([server], 'k');
     await connected(crashed);
     crashed.core.acknowledges = () => false;
-    crashed.issue([{ op: 'consume', consumerId: 1, filterSubject: '$KEEL.handoff.>' }]);
+    crashed.issue([{ op: 'consume', requestId: 903, consumerId: 1, filterSubject: '$KEEL.handoff.>' }]);
     crashed.issue([1, 2, 3].map((id) => durable(id, 'ordered', `m${id}`)));
     await until(() => crashed.core.messages().length === 3, 'three deliveries before the crash');
     // The node dies without acknowledging; more is published while it is away.
@@ -243,7 +294,7 @@ describe('cluster link on nats-server -js', () => {
     await until(() => publisher.core.completions().length === 2, 'two more stored');
     const restarted = rig([server], 'k');
     await connected(restarted);
-    restarted.issue([{ op: 'consume', consumerId: 1, filterSubject: '$KEEL.handoff.>' }]);
+    restarted.issue([{ op: 'consume', requestId: 904, consumerId: 1, filterSubject: '$KEEL.handoff.>' }]);
     await until(() => restarted.core.messages().length >= 5, 'five deliveries after the restart');
     const firsts = restarted.core.messages().slice(0, 5);
     expect(firsts.map((message) => [message.streamSequence, message.redelivered])).toEqual([
@@ -262,7 +313,7 @@ describe('cluster link on nats-server -js', () => {
     await connected(node);
     node.issue([
       { op: 'subscribe', subscriptionId: 1, subject: 'burst', queueGroup: null },
-      { op: 'consume', consumerId: 2, filterSubject: '$KEEL.handoff.>' },
+      { op: 'consume', requestId: 905, consumerId: 2, filterSubject: '$KEEL.handoff.>' },
     ]);
     await new Promise((resolve) => setTimeout(resolve, 200));
     const native = await connect({ servers: [server.url] });

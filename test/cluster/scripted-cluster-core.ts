@@ -33,6 +33,8 @@ export class ScriptedClusterCore implements BrokerCore {
   private actions: Action[] = [];
   /** Requests re-issued after every `connected`: subscribe, consume and kv-watch. */
   private readonly held: ClusterRequest[] = [];
+  /** The request ids of the `consume` requests queued. */
+  private readonly consumeIds = new Set<number>();
 
   clusterStatus(_nowMs: number, status: 'connected' | 'disconnected', stream?: string): void {
     this.inputs.push({ kind: 'status', status, stream: stream ?? null });
@@ -61,13 +63,20 @@ export class ScriptedClusterCore implements BrokerCore {
   /** Queues requests; a `hold`ing one is issued again after every later `connected`. */
   queue(requests: ClusterRequest[], hold: boolean): void {
     for (const request of requests) {
+      if (request.op === 'consume') this.consumeIds.add(request.requestId);
       this.actions.push({ kind: 'cluster', request });
       if (hold) this.held.push(request);
     }
   }
 
+  /** The answers to every request but `consume` (those are consumeAnswers). */
   completions(): ClusterResult[] {
-    return this.inputs.flatMap((input) => (input.kind === 'completed' ? [input.result] : []));
+    return this.inputs.flatMap((input) => (input.kind === 'completed' && !this.consumeIds.has(input.result.requestId) ? [input.result] : []));
+  }
+
+  /** The answers to `consume` requests (each its consumer's ack floor), in order. */
+  consumeAnswers(): ClusterResult[] {
+    return this.inputs.flatMap((input) => (input.kind === 'completed' && this.consumeIds.has(input.result.requestId) ? [input.result] : []));
   }
 
   messages(): (ClusterMessage & { text: string })[] {
