@@ -918,23 +918,21 @@ export class ClusterWorld implements MemberWorld {
 
   /**
    * Whether anything could have held up a hand-over that timed out now: a node down or cut
-   * off from NATS, a disk a shaped plan slowed, or a link that came up (a node's start, NATS back,
-   * a partition healed) less than the hand-over wait and its catch-up ago. With every node up and
+   * off from NATS, a disk a shaped plan slowed, a reader behind the stream, or a link that came up
+   * (a node's start, NATS back, a partition healed) less than the hand-over wait and its catch-up
+   * ago. With every node up and
    * linked for longer, the source's answer and the marker had all the time they needed: a
    * hand-over that times out then is the broker's doing, not the world's (the claim whose marker
    * never reached the stream: a node that crashed after winning it waited in vain for it).
-   *
-   * A reader behind the stream no longer excuses it. That excuse was there for a node back on a
-   * log behind its consumer's ack floor, which waited 15 s for sequences it would never get (seed
-   * 19010064 fails without it on the build before the floor); since such gaps are given up at once
-   * (src/cluster/cluster-node.ts belowAckFloor), 1,300 seeds passed without it (vopr, --keep-going
-   * --jobs 1: the default mix 600 from 22,000,000; --nodes 3 --handover-movers --handover-shapes
-   * 300 from 22,100,000 and 200 from 19,010,000; --nodes 2 --handover-movers --claim-crashes 200
-   * from 22,200,000), large payloads and heavy sessions among them.
    */
   private handoverMayHaveStalled(): boolean {
     for (const node of this.nodes) {
       if (node.running === null || !this.nats.linkUp(node.index) || (this.slowDiskMs[node.index] ?? 0) > 0) return true;
+      // A reader behind the stream (large payloads, a chain of hand-overs each waiting for its
+      // state, a node back on a log that never applied a hand-off waiting past a sequence its lost
+      // disk had): the markers of this hand-over may not have been read yet.
+      const behindMs = this.nats.readerBehindMs(node.index);
+      if (behindMs !== null && behindMs >= handoverCatchUpMs) return true;
     }
     return this.clock.nowMs - this.nats.lastLinkUpMs < handoverWaitMsDefault + handoverCatchUpMs;
   }

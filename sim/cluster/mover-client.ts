@@ -34,7 +34,7 @@
  *
  * - `session-lost`: session present 0 on a later connection, although the mover had a session,
  *   unless the node it connected to logged that the hand-over timed out for it while a fault could
- *   have held it up (a node down or cut off, a slowed disk, a link just back: cluster-world.ts
+ *   have held it up (a node down or cut off, a reader behind, a link just back: cluster-world.ts
  *   handoverMayHaveStalled); the checker then excuses what the lost session was owed.
  */
 import { PacketDecoder } from '../../src/codec/decoder.js';

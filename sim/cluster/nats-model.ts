@@ -501,6 +501,19 @@ export class NatsModel {
     });
   }
 
+  /**
+   * How long ago NATS stored the oldest entry the node's consumer has not had acknowledged
+   * (delivered or not), null when it has every entry: how far its reader is behind the stream.
+   */
+  readerBehindMs(node: number): number | null {
+    const consumer = this.consumers.find((each) => each.node === node);
+    if (consumer === undefined) return null;
+    let oldest = consumer.nextSequence <= this.stream.length ? consumer.nextSequence : Number.POSITIVE_INFINITY;
+    for (const sequence of consumer.pending.keys()) oldest = Math.min(oldest, sequence);
+    const entry = this.stream[oldest - 1];
+    return entry === undefined ? null : this.clock.nowMs - entry.storedMs;
+  }
+
   /** When a node's link last came up (a node started, NATS came back, a partition healed): what follows it is catch-up. */
   get lastLinkUpMs(): number {
     return this.linkUpAtMs;
