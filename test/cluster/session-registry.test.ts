@@ -610,18 +610,26 @@ describe('cluster-wide client ids', () => {
     expect([...harness.broker.state.cluster!.outbox.values()].filter((entry) => entry.subject === markerSentOutboxSubject)).toEqual([]);
   });
 
-  it('waits, within one life, for the hand-over its earlier claim asked for, without a marker of its own', () => {
-    const harness = node();
+  /**
+   * As claimAskingB; the client gives up on the waiting CONNECT and comes back here: claim 7 goes
+   * out waiting for marker 6, without a marker of its own (not answered yet).
+   */
+  function comeBackAwaitingMarker6(harness: Harness): { marker6: PublishDurable; second: TestClient; claim7: KvSet } {
     const { client: first, marker6 } = claimAskingB(harness);
     expect(marker6.headers).toMatchObject({ 'Keel-Handover-Revision': '6' });
-    // The client gives up on the waiting CONNECT and comes back here: claim 7 waits for marker 6.
     first.drop();
     harness.collect();
     const second = harness.open(5);
     sendConnect(second, 'mover', { cleanStart: false, expiry: 3600 });
     const [claim7] = claims(harness);
     expect(decodeOwner(claim7!.value!)).toMatchObject({ node: 'a', handoverFrom: 'b', markerRevision: 6 });
-    answer(harness, claim7!, 7);
+    return { marker6, second, claim7: claim7! };
+  }
+
+  it('waits, within one life, for the hand-over its earlier claim asked for, without a marker of its own', () => {
+    const harness = node();
+    const { second, claim7 } = comeBackAwaitingMarker6(harness);
+    answer(harness, claim7, 7);
     expect(harness.takeClusterRequests().filter((request) => request.op === 'publish-durable')).toEqual([]);
     expect(second.take()).toEqual([]);
     expect(second.readingPaused).toBe(true);
@@ -629,20 +637,13 @@ describe('cluster-wide client ids', () => {
 
   it('answers at once a claim that was to wait for its earlier hand-over when the session came before the claim won (seed 22800176)', () => {
     const harness = node();
-    const { client: first, marker6 } = claimAskingB(harness);
-    first.drop();
-    harness.collect();
-    // The client comes back: claim 7 goes out waiting for marker 6, without a marker of its own.
-    const second = harness.open(5);
-    sendConnect(second, 'mover', { cleanStart: false, expiry: 3600 });
-    const [claim7] = claims(harness);
-    expect(decodeOwner(claim7!.value!)).toMatchObject({ node: 'a', handoverFrom: 'b', markerRevision: 6 });
+    const { marker6, second, claim7 } = comeBackAwaitingMarker6(harness);
     // Before it wins, marker 6 brings b's session, adopted here for claim 6.
     deliverMarker(harness, { ...marker6.headers }, 1);
     answerFromB(harness, 5);
     expect(harness.broker.state.sessions.get('mover')?.claimRevision).toBe(6);
     // Claim 7 wins: its hand-over has come already, so the CONNECT is answered with the session.
-    answer(harness, claim7!, 7);
+    answer(harness, claim7, 7);
     expect(second.take()).toMatchObject([{ type: PacketType.Connack, reasonCode: 0, sessionPresent: true }]);
     expect(harness.broker.state.sessions.get('mover')?.claimRevision).toBe(7);
   });
