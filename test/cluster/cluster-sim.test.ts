@@ -961,6 +961,19 @@ const clusterRegressionSeeds: readonly {
       'session-lost (same run as 22800063; failed alike on 1c52ed6): m200 got session present 0 on n0 (generation 29), in a world with a giveup-no-claim plan (a=n2, b=n0, c=n1) and claim crashes at half the claims. Traced: the client came back to n0 while n0 waited for the hand-over of its claim 39 (marker of 37); claim 40 went out waiting for that marker too, without a marker of its own; the session came and was adopted for 39 2 ms before 40 won, and 40 then waited for the passed marker, timed out and took the session over with a fresh one. Passes since a claim that waits for its node earlier hand-over is answered at once when the session came before it won',
   },
   {
+    seed: 24200246,
+    nodes: 3,
+    handoverMovers: true,
+    lostDisk: true,
+    largePayloads: true,
+    heavySessions: true,
+    handoverFaults: true,
+    handoverShapes: 'all',
+    open: 'session-lost',
+    found:
+      'session-lost (vopr --nodes 3 --handover-movers --handover-shapes from 24,200,000 on the final build of this session, 1 of 300; fails alike on 1c52ed6, before the cumulative acknowledgements, and on 263e0a0, before the ack floor): m201 got session present 0 on n2 (generation 5) though its session lived and no hand-over timed out with a fault to excuse it. Not traced',
+  },
+  {
     seed: 69,
     nodes: 2,
     handoverMovers: true,
