@@ -1291,32 +1291,34 @@ export class SessionHandover {
     const { state, key } = answer;
     const incoming = hold.matched ? this.incoming.get(hold.clientId) : undefined;
     const empty = state === null || state.header.none;
+    const claimRevision = empty ? null : this.adoptedRevision(hold.clientId, hold.revision ?? state.header.revision ?? null, state);
+    // The client connected here again meanwhile and was answered: this state comes too late for it.
+    const answered = !empty && this.broker.online.has(hold.clientId) && incoming?.parked !== true;
+    // The client's line started after this state's session, on another node (a give-up's fresh
+    // session, or a resume there): adopted, it would be a stale copy here (seed 17200102). The
+    // state's own revision counts too: adopted at an older marker while a newer claim of this
+    // node waits, it would be recorded under that claim and pass for the line's (seed 20700027:
+    // n2 handed over a copy of claim 16 at the marker of n0's claim 21, n0 recorded it under its
+    // claim 29, in the line of 26, and the client resumed it over the session it had on n1).
+    // Not when the state comes from the node that started the line: that node's one session is
+    // the line's, though a crash may have taken the record of its resume under the line's claim
+    // (seed 22800063: n2 resumed its session under claim 37, which asked no one, and crashed
+    // before the record was durable; handed over at n0's older marker, it still said 15).
+    const stale = !empty && !answered && (this.olderThanLine(hold.clientId, claimRevision) || this.olderThanLine(hold.clientId, sessionRevisionOf(state) || null, state.header.from));
     // A hand-over this node waits for without a marker of its own (an earlier claim's, from before
     // a restart: awaitsEarlier) stands for any of its markers of the client, older claims' too: an
     // empty answer at one of them may be an older claim's, with the session still to come at the
-    // earlier claim's marker (seed 4010380). A CONNECT waiting for it waits on, up to its
-    // deadline, for a session (without one, a marker that comes finds no hand-over and applies it).
-    const waitsOn = empty && incoming?.parked === true && incoming.markerCounter === null;
+    // earlier claim's marker (seed 4010380), and so may a stale copy dropped there (seed 24200246:
+    // n2, back from a crash, dropped at its claim's older marker a copy of n1 older than the line
+    // and gave its CONNECT a fresh session, while n0 had handed the session over at the marker of
+    // n2's earlier claim, still ahead). A CONNECT waiting for it waits on, up to its deadline, for a
+    // session (without one, a marker that comes finds no hand-over and applies it).
+    const waitsOn = (empty || stale) && incoming?.parked === true && incoming.markerCounter === null;
     if (hold.matched && !waitsOn) this.incoming.delete(hold.clientId);
     let applied = true;
-    const claimRevision = empty ? null : this.adoptedRevision(hold.clientId, hold.revision ?? state.header.revision ?? null, state);
     if (empty) {
       this.counters.empty += 1;
-    } else if (this.broker.online.has(hold.clientId) && incoming?.parked !== true) {
-      // The client connected here again meanwhile and was answered: this state comes too late for it.
-      this.late(state, key, nowMs);
-      applied = false;
-    } else if (this.olderThanLine(hold.clientId, claimRevision) || this.olderThanLine(hold.clientId, sessionRevisionOf(state) || null, state.header.from)) {
-      // The client's line started after this state's session, on another node (a give-up's fresh
-      // session, or a resume there): adopted, it would be a stale copy here (seed 17200102). The
-      // state's own revision counts too: adopted at an older marker while a newer claim of this
-      // node waits, it would be recorded under that claim and pass for the line's (seed 20700027:
-      // n2 handed over a copy of claim 16 at the marker of n0's claim 21, n0 recorded it under its
-      // claim 29, in the line of 26, and the client resumed it over the session it had on n1).
-      // Not when the state comes from the node that started the line: that node's one session is
-      // the line's, though a crash may have taken the record of its resume under the line's claim
-      // (seed 22800063: n2 resumed its session under claim 37, which asked no one, and crashed
-      // before the record was durable; handed over at n0's older marker, it still said 15).
+    } else if (answered || stale) {
       this.late(state, key, nowMs);
       applied = false;
     } else {
