@@ -601,6 +601,44 @@ describe('cluster-wide client ids', () => {
     expect(notes()).toEqual([]);
   });
 
+  it("keeps a CONNECT that waits for its earlier claim's marker waiting when an older marker brings a copy dropped as stale (seed 24200246)", () => {
+    const harness = node();
+    const { claim6, marker6 } = claimAskingB(harness);
+    harness.broker.clusterCompleted(harness.nowMs, { requestId: marker6.requestId, ok: true, sequence: 4 });
+    harness.collect();
+    restartSeeing(harness, claim6.value, 6);
+    const second = harness.open(5);
+    sendConnect(second, 'mover', { cleanStart: false, expiry: 3600 });
+    const [claim7] = claims(harness);
+    expect(decodeOwner(claim7!.value!)).toMatchObject({ node: 'a', handoverFrom: 'b', markerRevision: 6, lineageRevision: 5, lineageNode: 'b' });
+    answer(harness, claim7!, 7);
+    harness.takeClusterRequests();
+    // The reader first meets the marker of an older claim of this node (3, which asked c): c
+    // hands over its copy of claim 1, older than the line of 5 that b started: dropped as late.
+    deliverHandoff(harness, 1);
+    deliverMarker(harness, { ...marker6.headers, 'Keel-Handover-From': 'c', 'Keel-Handover-Revision': '3' }, 2);
+    const stale: StateRecord[] = [
+      { kind: 'session-created', clientId: 'mover', protocolVersion: 5, expiryIntervalSeconds: 3600, claimRevision: 1 },
+      { kind: 'session-counters', clientId: 'mover', nextPacketId: 1, nextDeliverySequence: 1 },
+    ];
+    const staleState = { header: { client: 'mover', from: 'c', to: 'a', sequence: 2, nowMs: harness.nowMs, cut: '1-0', willInMs: null, none: false }, records: stale };
+    harness.broker.clusterKeyChanged(harness.nowMs, { bucket: handoverBucket, key: handoverKey('mover', 2), value: encodeHandoverState(staleState), revision: 1 });
+    harness.collect();
+    expect(harness.logEvents()).toContain('handover-late');
+    // The CONNECT still waits: the session is to come at marker 6.
+    expect(second.take()).toEqual([]);
+    deliverHandoff(harness, 3);
+    deliverMarker(harness, { ...marker6.headers }, 4);
+    const records: StateRecord[] = [
+      { kind: 'session-created', clientId: 'mover', protocolVersion: 5, expiryIntervalSeconds: 3600, claimRevision: 5 },
+      { kind: 'session-counters', clientId: 'mover', nextPacketId: 1, nextDeliverySequence: 1 },
+    ];
+    const state = { header: { client: 'mover', from: 'b', to: 'a', sequence: 4, nowMs: harness.nowMs, cut: '1-0', willInMs: null, none: false }, records };
+    harness.broker.clusterKeyChanged(harness.nowMs, { bucket: handoverBucket, key: handoverKey('mover', 4), value: encodeHandoverState(state), revision: 2 });
+    harness.collect();
+    expect(second.take()).toMatchObject([{ type: PacketType.Connack, reasonCode: 0, sessionPresent: true }]);
+  });
+
   it('notes no marker the reader reached before the stream acknowledged it', () => {
     const harness = node();
     const { marker6 } = claimAskingB(harness);
