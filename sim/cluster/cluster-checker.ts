@@ -212,6 +212,7 @@ export class ClusterChecker {
       return;
     }
     this.subscriber(client).dropped.add(key);
+    this.shared?.memberDropped(client, key);
     this.dropsExcused += 1;
   }
 
