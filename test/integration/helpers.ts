@@ -6,12 +6,13 @@
  * withhold acknowledgements, send a second CONNECT or garbage.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { chmodSync, existsSync, readdirSync, statSync } from 'node:fs';
+import { chmodSync } from 'node:fs';
 import net from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import mqtt, { type IClientOptions, type IConnackPacket, type IPublishPacket, type MqttClient } from 'mqtt';
 import mqttPacket, { type Packet } from 'mqtt-packet';
+import { distIsCurrent } from '../../io/dist-current.mjs';
 import { type RunningServer, startServer } from '../../io/server.js';
 import type { BrokerConfig } from '../../src/config.js';
 
@@ -233,13 +234,9 @@ export class RawClient {
   }
 }
 
-/** Builds dist/ when it is missing or older than the sources, so the child process runs this code. */
+/** Builds dist/ when it is missing or older than the sources (io/dist-current.mjs), so the child process runs this code. */
 export function ensureBuilt(): void {
-  const cli = join(repositoryRoot, 'dist', 'io', 'cli.js');
-  const builtMs = existsSync(cli) ? statSync(cli).mtimeMs : 0;
-  // sim/ too: `keel sim` and `keel vopr` load it from dist/.
-  const newestSourceMs = Math.max(...['io', 'src', 'sim'].map((folder) => newestMs(join(repositoryRoot, folder))));
-  if (builtMs >= newestSourceMs) return;
+  if (distIsCurrent(repositoryRoot)) return;
   try {
     execFileSync(join(repositoryRoot, 'node_modules', '.bin', 'tsc'), ['-p', 'tsconfig.json'], { cwd: repositoryRoot, stdio: 'pipe' });
   } catch {
@@ -247,16 +244,6 @@ export function ensureBuilt(): void {
   }
   // The package's command, as `npm run build` leaves it: `npx keel` runs it directly.
   chmodSync(join(repositoryRoot, 'dist', 'io', 'cli.js'), 0o755);
-}
-
-function newestMs(directory: string): number {
-  let newest = 0;
-  for (const entry of readdirSync(directory, { withFileTypes: true })) {
-    const path = join(directory, entry.name);
-    if (entry.isDirectory()) newest = Math.max(newest, newestMs(path));
-    else if (entry.name.endsWith('.ts')) newest = Math.max(newest, statSync(path).mtimeMs);
-  }
-  return newest;
 }
 
 export interface KeelProcess {
