@@ -96,8 +96,9 @@ export function simCommand(): Command {
     exitQuietlyOnBrokenPipe();
     const { runSimulation } = await loadSimulator();
     try {
-      checkRunOptions(runOptionsFromFlags(flags));
-      const result = runSimulation({ ...runOptionsFromFlags(flags), seed: flags.seed, trace: flags.trace === true, stdout: writeStdoutLine });
+      const options = runOptionsFromFlags(flags);
+      checkRunOptions(options);
+      const result = runSimulation({ ...options, seed: flags.seed, trace: flags.trace === true, stdout: writeStdoutLine });
       process.exitCode = result.exitCode;
     } catch (error) {
       if (!(error instanceof RunOptionsError)) throw error;
@@ -117,8 +118,9 @@ export function voprCommand(): Command {
   type VoprFlags = { seedStart?: number; count?: number; minutes?: number; keepGoing?: boolean; jobs?: number } & Record<string, unknown>;
   return addRunOptions(command).action(async (flags: VoprFlags) => {
     exitQuietlyOnBrokenPipe();
+    const options = runOptionsFromFlags(flags);
     try {
-      checkRunOptions(runOptionsFromFlags(flags));
+      checkRunOptions(options);
     } catch (error) {
       if (!(error instanceof RunOptionsError)) throw error;
       return usageError('vopr', error);
@@ -127,7 +129,7 @@ export function voprCommand(): Command {
     const interactive = process.stderr.isTTY === true;
     const result = await runVoprParallel(
       {
-        ...runOptionsFromFlags(flags),
+        ...options,
         ...(flags.seedStart === undefined ? {} : { seedStart: flags.seedStart }),
         ...(flags.count === undefined ? {} : { count: flags.count }),
         ...(flags.minutes === undefined ? {} : { minutes: flags.minutes }),

@@ -342,15 +342,15 @@ export class NatsLink {
     const consumer = await manager.consumers.info(handoffStreamName, name).catch(notFoundAsNull);
     const explicitName = explicitAckConsumerName(this.options.nodeId);
     const explicit = await manager.consumers.info(handoffStreamName, explicitName).catch(notFoundAsNull);
+    // An earlier version's consumer acknowledged everything up to its ack floor; above it, some
+    // deliveries one by one. The new one starts after the floor: what it delivers again that the
+    // node applied before is acknowledged again and not routed again (its log says so).
+    const start = explicit === null ? 1 : explicit.ack_floor.stream_seq + 1;
     if (consumer === null) {
-      // An earlier version's consumer acknowledged everything up to its ack floor; above it, some
-      // deliveries one by one. The new one starts after the floor: what it delivers again that the
-      // node applied before is acknowledged again and not routed again (its log says so).
-      const start = explicit === null || explicit.ack_floor.stream_seq === 0 ? null : explicit.ack_floor.stream_seq + 1;
       await manager.consumers.add(handoffStreamName, {
         durable_name: name,
         ack_policy: AckPolicy.All,
-        ...(start === null ? { deliver_policy: DeliverPolicy.All } : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: start }),
+        ...(start === 1 ? { deliver_policy: DeliverPolicy.All } : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: start }),
         ack_wait: nanos(limits.ackWaitMs),
         max_deliver: -1,
         max_ack_pending: limits.deliveriesUnackedMax,
@@ -361,7 +361,7 @@ export class NatsLink {
     // consumer is left to want.
     if (explicit !== null) {
       await manager.consumers.delete(handoffStreamName, explicitName);
-      this.options.logger.info('cluster-consumer-replaced', { removed: explicitName, consumer: name, startSequence: explicit.ack_floor.stream_seq + 1 });
+      this.options.logger.info('cluster-consumer-replaced', { removed: explicitName, consumer: name, startSequence: consumer === null ? start : null });
     }
     // A server restarted without its store lost the buckets too: open (or create) them anew.
     this.buckets.clear();

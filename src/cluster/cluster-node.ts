@@ -819,7 +819,7 @@ export class ClusterNode {
     this.stream = stream;
     if (known === undefined || known === stream) return;
     this.broker.log('warn', 'cluster-stream-replaced', { nodeId: this.nodeId, was: known, now: stream, appliedSequence: this.durable.appliedSequence });
-    this.broker.commit({ kind: 'cluster-applied', sequence: 0, stream });
+    this.broker.commit(this.appliedRecord(0));
     this.pendingAcks.length = 0;
   }
 

@@ -76,6 +76,15 @@ function linkUp(harness: Harness): number {
   return consume.requestId;
 }
 
+/** The link drops and comes back reading the hand-off stream `stream`; the requests it made are taken. */
+function relinkTo(harness: Harness, stream: string): void {
+  harness.broker.clusterStatus(harness.nowMs, 'disconnected');
+  harness.collect();
+  harness.broker.clusterStatus(harness.nowMs, 'connected', stream);
+  harness.collect();
+  take(harness);
+}
+
 /** The host answers the consume `requestId` with the consumer's ack floor. */
 function answerFloor(harness: Harness, requestId: number, floor: number): void {
   harness.broker.clusterCompleted(harness.nowMs, { requestId, ok: true, sequence: floor });
@@ -245,33 +254,21 @@ describe('cluster node', () => {
 
   it('starts its count again on a hand-off stream made anew (a NATS that lost its store), and its log keeps the stream it counts in', () => {
     const { harness, subscriber } = subscribedNode();
-    harness.broker.clusterStatus(harness.nowMs, 'disconnected');
-    harness.collect();
-    harness.broker.clusterStatus(harness.nowMs, 'connected', 'stream-a');
-    harness.collect();
-    take(harness);
+    relinkTo(harness, 'stream-a');
     handoff(harness, 1, 'first');
     handoff(harness, 2, 'second');
     expect(received(subscriber)).toEqual(['first', 'second']);
     take(harness);
     expect(harness.broker.state.cluster).toMatchObject({ appliedSequence: 2, appliedStream: 'stream-a' });
     // The same stream on the next link: sequence 2 is a redelivery, acknowledged, not routed.
-    harness.broker.clusterStatus(harness.nowMs, 'disconnected');
-    harness.collect();
-    harness.broker.clusterStatus(harness.nowMs, 'connected', 'stream-a');
-    harness.collect();
-    take(harness);
+    relinkTo(harness, 'stream-a');
     expect(harness.broker.state.cluster).toMatchObject({ appliedSequence: 2, appliedStream: 'stream-a' });
     handoff(harness, 2, 'second');
     expect(subscriber.take()).toEqual([]);
     expect(take(harness)).toEqual([{ op: 'ack', consumerId: 1, streamSequence: 2 }]);
     expect(harness.logEvents()).not.toContain('cluster-stream-replaced');
     // NATS lost its store: the stream is made anew and numbers from 1, which is no redelivery.
-    harness.broker.clusterStatus(harness.nowMs, 'disconnected');
-    harness.collect();
-    harness.broker.clusterStatus(harness.nowMs, 'connected', 'stream-b');
-    harness.collect();
-    take(harness);
+    relinkTo(harness, 'stream-b');
     expect(harness.logEvents()).toContain('cluster-stream-replaced');
     handoff(harness, 1, 'new first');
     expect(received(subscriber)).toEqual(['new first']);
