@@ -143,15 +143,20 @@ function claimAndLeave(harness: Harness): Record<string, string> {
   return { ...marker6.headers };
 }
 
-/** b's answer at this node's marker of stream sequence 1: a session b made or adopted under claim `claimRevision`. */
-function answerFromB(harness: Harness, claimRevision: number): void {
+/** `from`'s answer at this node's marker of stream sequence `sequence`: a session `from` made or adopted under claim `claimRevision`. */
+function answerFrom(harness: Harness, from: string, sequence: number, claimRevision: number): void {
   const records: StateRecord[] = [
     { kind: 'session-created', clientId: 'mover', protocolVersion: 5, expiryIntervalSeconds: 3600, claimRevision },
     { kind: 'session-counters', clientId: 'mover', nextPacketId: 1, nextDeliverySequence: 1 },
   ];
-  const state = { header: { client: 'mover', from: 'b', to: 'a', sequence: 1, nowMs: harness.nowMs, cut: '1-0', willInMs: null, none: false }, records };
-  harness.broker.clusterKeyChanged(harness.nowMs, { bucket: handoverBucket, key: handoverKey('mover', 1), value: encodeHandoverState(state), revision: 1 });
+  const state = { header: { client: 'mover', from, to: 'a', sequence, nowMs: harness.nowMs, cut: '1-0', willInMs: null, none: false }, records };
+  harness.broker.clusterKeyChanged(harness.nowMs, { bucket: handoverBucket, key: handoverKey('mover', sequence), value: encodeHandoverState(state), revision: sequence });
   harness.collect();
+}
+
+/** b's answer at this node's marker of stream sequence 1 (answerFrom). */
+function answerFromB(harness: Harness, claimRevision: number): void {
+  answerFrom(harness, 'b', 1, claimRevision);
 }
 
 /**
@@ -617,25 +622,13 @@ describe('cluster-wide client ids', () => {
     // hands over its copy of claim 1, older than the line of 5 that b started: dropped as late.
     deliverHandoff(harness, 1);
     deliverMarker(harness, { ...marker6.headers, 'Keel-Handover-From': 'c', 'Keel-Handover-Revision': '3' }, 2);
-    const stale: StateRecord[] = [
-      { kind: 'session-created', clientId: 'mover', protocolVersion: 5, expiryIntervalSeconds: 3600, claimRevision: 1 },
-      { kind: 'session-counters', clientId: 'mover', nextPacketId: 1, nextDeliverySequence: 1 },
-    ];
-    const staleState = { header: { client: 'mover', from: 'c', to: 'a', sequence: 2, nowMs: harness.nowMs, cut: '1-0', willInMs: null, none: false }, records: stale };
-    harness.broker.clusterKeyChanged(harness.nowMs, { bucket: handoverBucket, key: handoverKey('mover', 2), value: encodeHandoverState(staleState), revision: 1 });
-    harness.collect();
+    answerFrom(harness, 'c', 2, 1);
     expect(harness.logEvents()).toContain('handover-late');
     // The CONNECT still waits: the session is to come at marker 6.
     expect(second.take()).toEqual([]);
     deliverHandoff(harness, 3);
     deliverMarker(harness, { ...marker6.headers }, 4);
-    const records: StateRecord[] = [
-      { kind: 'session-created', clientId: 'mover', protocolVersion: 5, expiryIntervalSeconds: 3600, claimRevision: 5 },
-      { kind: 'session-counters', clientId: 'mover', nextPacketId: 1, nextDeliverySequence: 1 },
-    ];
-    const state = { header: { client: 'mover', from: 'b', to: 'a', sequence: 4, nowMs: harness.nowMs, cut: '1-0', willInMs: null, none: false }, records };
-    harness.broker.clusterKeyChanged(harness.nowMs, { bucket: handoverBucket, key: handoverKey('mover', 4), value: encodeHandoverState(state), revision: 2 });
-    harness.collect();
+    answerFrom(harness, 'b', 4, 5);
     expect(second.take()).toMatchObject([{ type: PacketType.Connack, reasonCode: 0, sessionPresent: true }]);
   });
 
